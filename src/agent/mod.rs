@@ -1,0 +1,2 @@
+//! The per-worker agent: takes heartbeats over a Unix socket, samples system metrics, reports to
+//! the collector.

@@ -1,0 +1,2 @@
+//! Command-line clients and local tools: submit, status, results, cancel, jobs, workers, alerts,
+//! search, generate, up, demo, bench.

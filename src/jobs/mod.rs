@@ -1,0 +1,1 @@
+//! Job kinds and how each is cut into tasks and its results assembled.

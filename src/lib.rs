@@ -1,0 +1,16 @@
+//! gridwatch: a distributed compute grid that watches its own health.
+//!
+//! One binary plays every role (master, worker, agent, collector, clients); each role is a module
+//! here, and the shared pieces are `protocol` (frames and messages), `backend` (queue and store),
+//! `search` (the pure DNA search kernel) and `jobs` (job kinds and how they are cut into tasks).
+
+pub mod agent;
+pub mod backend;
+pub mod client;
+pub mod collector;
+pub mod jobs;
+pub mod master;
+pub mod protocol;
+pub mod search;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,241 @@
+//! Patterns: validated IUPAC nucleotide strings, compiled once into a `PatternSet`.
+
+use thiserror::Error;
+
+/// Which strands a search covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StrandMode {
+    /// Only the pattern as written.
+    #[default]
+    Forward,
+    /// The pattern and its reverse complement.
+    Both,
+}
+
+/// The strand of one hit: `+` for the pattern as written, `-` for its reverse complement.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum Strand {
+    /// `+`
+    #[serde(rename = "+")]
+    Forward,
+    /// `-`
+    #[serde(rename = "-")]
+    Reverse,
+}
+
+impl Strand {
+    /// The strand as seqkit and BED print it.
+    pub fn symbol(self) -> char {
+        match self {
+            Strand::Forward => '+',
+            Strand::Reverse => '-',
+        }
+    }
+}
+
+/// Options that change what matches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SearchOptions {
+    /// Forward only, or both strands.
+    pub strand: StrandMode,
+    /// When false (the default), soft-masked lowercase bases match too.
+    pub case_sensitive: bool,
+}
+
+/// A named pattern as the user gave it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pattern {
+    /// Name shown in output (seqkit's patternName); defaults to the sequence itself.
+    pub name: String,
+    /// The pattern's letters, upper-cased, A/C/G/T or IUPAC codes.
+    pub sequence: String,
+}
+
+/// Why a pattern was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PatternError {
+    /// No pattern at all.
+    #[error("no pattern given: pass --pattern SEQ (or --patterns FILE)")]
+    NoPatterns,
+    /// An empty pattern string.
+    #[error("pattern {name:?} is empty")]
+    Empty {
+        /// The pattern's name.
+        name: String,
+    },
+    /// A letter outside A, C, G, T and the IUPAC codes.
+    #[error("pattern {pattern:?}: {letter} is not a nucleotide or IUPAC code (A C G T U R Y S W K M B D H V N)")]
+    BadLetter {
+        /// The pattern as given.
+        pattern: String,
+        /// The offending character.
+        letter: char,
+    },
+}
+
+/// Bit set of the bases (A=1, C=2, G=4, T=8) an IUPAC code stands for; 0 if not a code.
+pub fn iupac_bases(code: u8) -> u8 {
+    match code.to_ascii_uppercase() {
+        b'A' => 1,
+        b'C' => 2,
+        b'G' => 4,
+        b'T' | b'U' => 8,
+        b'R' => 1 | 4,
+        b'Y' => 2 | 8,
+        b'S' => 2 | 4,
+        b'W' => 1 | 8,
+        b'K' => 4 | 8,
+        b'M' => 1 | 2,
+        b'B' => 2 | 4 | 8,
+        b'D' => 1 | 4 | 8,
+        b'H' => 1 | 2 | 8,
+        b'V' => 1 | 2 | 4,
+        b'N' => 1 | 2 | 4 | 8,
+        _ => 0,
+    }
+}
+
+/// Bit set of a *sequence* letter: only A, C, G, T and U stand for bases; anything else is 0.
+fn iupac_bases_strict(base: u8) -> u8 {
+    match base.to_ascii_uppercase() {
+        b'A' => 1,
+        b'C' => 2,
+        b'G' => 4,
+        b'T' | b'U' => 8,
+        _ => 0,
+    }
+}
+
+/// The IUPAC complement of a pattern letter (upper case in, upper case out).
+pub fn complement(code: u8) -> u8 {
+    match code {
+        b'A' => b'T',
+        b'C' => b'G',
+        b'G' => b'C',
+        b'T' | b'U' => b'A',
+        b'R' => b'Y',
+        b'Y' => b'R',
+        b'K' => b'M',
+        b'M' => b'K',
+        b'B' => b'V',
+        b'V' => b'B',
+        b'D' => b'H',
+        b'H' => b'D',
+        other => other, // S, W, N are their own complements
+    }
+}
+
+/// Patterns compiled for searching, with the options that apply to all of them.
+#[derive(Clone, Debug)]
+pub struct PatternSet {
+    patterns: Vec<Pattern>,
+    /// Per pattern, per strand (index 0 forward, 1 reverse), the pattern letters to compare.
+    compiled: Vec<[Vec<u8>; 2]>,
+    options: SearchOptions,
+    strands: Vec<Strand>,
+}
+
+impl PatternSet {
+    /// Validates and compiles `patterns`.
+    pub fn new(patterns: Vec<Pattern>, options: SearchOptions) -> Result<Self, PatternError> {
+        if patterns.is_empty() {
+            return Err(PatternError::NoPatterns);
+        }
+        let mut normalized = Vec::with_capacity(patterns.len());
+        let mut compiled = Vec::with_capacity(patterns.len());
+        for pattern in patterns {
+            if pattern.sequence.is_empty() {
+                return Err(PatternError::Empty { name: pattern.name });
+            }
+            if let Some(letter) = pattern
+                .sequence
+                .chars()
+                .find(|c| !c.is_ascii() || iupac_bases(*c as u8) == 0)
+            {
+                return Err(PatternError::BadLetter {
+                    pattern: pattern.sequence,
+                    letter,
+                });
+            }
+            let forward: Vec<u8> = if options.case_sensitive {
+                pattern.sequence.bytes().collect()
+            } else {
+                pattern.sequence.bytes().map(|b| b.to_ascii_uppercase()).collect()
+            };
+            let reverse: Vec<u8> = forward
+                .iter()
+                .rev()
+                .map(|b| {
+                    let c = complement(b.to_ascii_uppercase());
+                    if b.is_ascii_lowercase() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            compiled.push([forward, reverse]);
+            normalized.push(pattern);
+        }
+        let strands = match options.strand {
+            StrandMode::Forward => vec![Strand::Forward],
+            StrandMode::Both => vec![Strand::Forward, Strand::Reverse],
+        };
+        Ok(Self {
+            patterns: normalized,
+            compiled,
+            options,
+            strands,
+        })
+    }
+
+    /// The patterns, in the order given.
+    pub fn patterns(&self) -> &[Pattern] {
+        &self.patterns
+    }
+
+    /// The options the set was built with.
+    pub fn options(&self) -> SearchOptions {
+        self.options
+    }
+
+    /// The strands searched.
+    pub fn strands(&self) -> &[Strand] {
+        &self.strands
+    }
+
+    /// Length of the longest pattern.
+    pub fn max_len(&self) -> usize {
+        self.patterns
+            .iter()
+            .map(|p| p.sequence.len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Bases a chunk must carry after its owned range: `max_len() - 1`.
+    pub fn overlap(&self) -> usize {
+        self.max_len().saturating_sub(1)
+    }
+
+    /// Whether pattern `index` on `strand` matches `bases` at `start`.
+    pub fn matches_at(&self, index: usize, strand: Strand, bases: &[u8], start: usize) -> bool {
+        let letters = &self.compiled[index][strand as usize];
+        let Some(window) = bases.get(start..start + letters.len()) else {
+            return false;
+        };
+        window.iter().zip(letters).all(|(&base, &code)| {
+            if self.options.case_sensitive && base.is_ascii_lowercase() != code.is_ascii_lowercase()
+            {
+                return false;
+            }
+            let allowed = iupac_bases(code);
+            // N matches any sequence letter; other codes match only the bases they stand for,
+            // so an N run (or any non-ACGT letter) in the sequence is matched by N alone.
+            allowed == 15 || allowed & iupac_bases_strict(base) != 0
+        })
+    }
+}
