@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "gridwatch", version, about = "A distributed compute grid that watches its own health")]
+#[command(
+    name = "gridwatch",
+    version,
+    about = "A distributed compute grid that watches its own health"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

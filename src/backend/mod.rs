@@ -19,7 +19,9 @@ pub type JobId = String;
 pub type WorkerId = String;
 
 /// Task priority; streams are read high before medium before low.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Served first.
@@ -107,7 +109,10 @@ pub enum JobStatus {
 impl JobStatus {
     /// Whether the job can still change.
     pub fn is_finished(self) -> bool {
-        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 }
 
@@ -219,7 +224,12 @@ pub trait Store: Send + Sync {
     /// Sets total chunks and status once the input is fully received and queued.
     async fn accept_job(&self, id: &str, total_chunks: u32) -> BackendResult<()>;
     /// Sets a job's status (and error, for `Failed`). Finished jobs do not change again.
-    async fn set_status(&self, id: &str, status: JobStatus, error: Option<&str>) -> BackendResult<()>;
+    async fn set_status(
+        &self,
+        id: &str,
+        status: JobStatus,
+        error: Option<&str>,
+    ) -> BackendResult<()>;
     /// Stores a chunk result if none is stored for (job, chunk) and the job is not cancelled.
     /// Returns true if this write was the first.
     async fn put_chunk_result(&self, job: &str, result: &ChunkResult) -> BackendResult<bool>;
