@@ -16,6 +16,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {}
 
+// Until the first subcommand lands, `Command` is uninhabited.
+#[allow(unreachable_code, unused_variables)]
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {}
