@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub mod config;
+pub mod embedded;
 pub mod redis;
 
 /// A job's id, chosen by the client so that a retried submit is idempotent.
@@ -226,6 +227,9 @@ pub trait Store: Send + Sync {
     async fn jobs(&self) -> BackendResult<Vec<JobRecord>>;
     /// Sets total chunks and status once the input is fully received and queued.
     async fn accept_job(&self, id: &str, total_chunks: u32) -> BackendResult<()>;
+    /// Replaces a job's kind-specific spec. The master calls it before `accept_job` to record
+    /// what only the end of the upload tells (for a search: the input's record names and lengths).
+    async fn update_job_spec(&self, id: &str, spec: &serde_json::Value) -> BackendResult<()>;
     /// Sets a job's status (and error, for `Failed`). Finished jobs do not change again.
     async fn set_status(
         &self,
