@@ -12,6 +12,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::{Queue, Store};
 
@@ -48,12 +49,25 @@ macro_rules! conformance_cases {
             progress_is_derived_from_stored_results: LONG,
             cancel_removes_queued_tasks_and_refuses_late_results: LONG,
             create_job_is_idempotent: LONG,
+            update_job_spec_replaces_the_spec: LONG,
             finished_job_keeps_its_status: LONG,
             jobs_are_listed_newest_first: LONG,
             alerts_are_returned_newest_first: LONG,
             worker_metrics_expire_after_their_ttl: LONG,
             concurrent_workers_get_each_task_exactly_once: LONG,
         }
+    };
+}
+
+macro_rules! instantiate_for_embedded {
+    ($($case:ident: $visibility:expr),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let subject = embedded_subject($visibility);
+                suite::$case(&subject).await;
+            }
+        )*
     };
 }
 
@@ -67,6 +81,22 @@ macro_rules! instantiate_for_redis {
             }
         )*
     };
+}
+
+/// A fresh embedded backend in its own temporary data directory.
+fn embedded_subject(visibility_timeout: Duration) -> Subject {
+    let dir = tempfile::tempdir().expect("temp data dir");
+    let config = EmbeddedConfig {
+        visibility_timeout,
+        ..EmbeddedConfig::default()
+    };
+    let backend =
+        Arc::new(EmbeddedBackend::open(dir.path(), config).expect("opening the embedded backend"));
+    Subject {
+        queue: backend.clone(),
+        store: backend,
+        _keep_alive: Box::new(dir),
+    }
 }
 
 /// A fresh `redis-server` and a backend connected to it.
@@ -88,6 +118,11 @@ async fn redis_subject(visibility_timeout: Duration) -> Subject {
         store: backend,
         _keep_alive: Box::new(server),
     }
+}
+
+mod embedded_backend {
+    use super::*;
+    conformance_cases!(instantiate_for_embedded);
 }
 
 mod redis_backend {

@@ -409,6 +409,19 @@ pub async fn create_job_is_idempotent(s: &Subject) {
     );
 }
 
+pub async fn update_job_spec_replaces_the_spec(s: &Subject) {
+    submit(s, "j", 1).await;
+    let spec = json!({ "patterns": ["ACGT"], "records": [["chr1", 1000]] });
+    s.store.update_job_spec("j", &spec).await.unwrap();
+    let job = s.store.job("j").await.unwrap().unwrap();
+    assert_eq!((job.spec, job.status), (spec.clone(), JobStatus::Pending));
+    let err = s.store.update_job_spec("nope", &spec).await.unwrap_err();
+    assert!(
+        matches!(err, BackendError::NoSuchJob(ref id) if id == "nope"),
+        "{err}"
+    );
+}
+
 pub async fn finished_job_keeps_its_status(s: &Subject) {
     submit(s, "j", 1).await;
     assert_eq!(

@@ -22,6 +22,7 @@ pub(super) struct Scripts {
     pub cancel: Script,
     pub create_job: Script,
     pub accept_job: Script,
+    pub update_spec: Script,
     pub set_status: Script,
     pub put_result: Script,
 }
@@ -39,6 +40,7 @@ impl Scripts {
             cancel: Script::new(queue_script!("lua/cancel.lua")),
             create_job: Script::new(include_str!("lua/create_job.lua")),
             accept_job: Script::new(include_str!("lua/accept_job.lua")),
+            update_spec: Script::new(include_str!("lua/update_spec.lua")),
             set_status: Script::new(include_str!("lua/set_status.lua")),
             put_result: Script::new(include_str!("lua/put_result.lua")),
         }

@@ -95,6 +95,19 @@ impl Store for RedisBackend {
         known_job(id, outcome).map(drop)
     }
 
+    async fn update_job_spec(&self, id: &str, spec: &serde_json::Value) -> BackendResult<()> {
+        let outcome: i64 = self
+            .invoke(
+                self.scripts
+                    .update_spec
+                    .key(keys::job_status(id))
+                    .key(keys::job_info(id))
+                    .arg(spec.to_string()),
+            )
+            .await?;
+        known_job(id, outcome).map(drop)
+    }
+
     async fn set_status(
         &self,
         id: &str,
