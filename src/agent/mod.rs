@@ -1,2 +1,6 @@
 //! The per-worker agent: takes heartbeats over a Unix socket, samples system metrics, reports to
 //! the collector.
+
+mod report;
+
+pub use report::{WorkerReport, WorkerStatus};
