@@ -2,5 +2,7 @@
 //! the collector.
 
 mod report;
+pub mod sampler;
+pub mod watch;
 
 pub use report::{WorkerReport, WorkerStatus};
