@@ -13,13 +13,17 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub mod embedded;
+
 /// A job's id, chosen by the client so that a retried submit is idempotent.
 pub type JobId = String;
 /// A worker's id (`--id w1`).
 pub type WorkerId = String;
 
 /// Task priority; streams are read high before medium before low.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Served first.
@@ -107,7 +111,10 @@ pub enum JobStatus {
 impl JobStatus {
     /// Whether the job can still change.
     pub fn is_finished(self) -> bool {
-        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 }
 
@@ -218,8 +225,16 @@ pub trait Store: Send + Sync {
     async fn jobs(&self) -> BackendResult<Vec<JobRecord>>;
     /// Sets total chunks and status once the input is fully received and queued.
     async fn accept_job(&self, id: &str, total_chunks: u32) -> BackendResult<()>;
+    /// Replaces a job's kind-specific spec. The master calls it before `accept_job` to record
+    /// what only the end of the upload tells (for a search: the input's record names and lengths).
+    async fn update_job_spec(&self, id: &str, spec: &serde_json::Value) -> BackendResult<()>;
     /// Sets a job's status (and error, for `Failed`). Finished jobs do not change again.
-    async fn set_status(&self, id: &str, status: JobStatus, error: Option<&str>) -> BackendResult<()>;
+    async fn set_status(
+        &self,
+        id: &str,
+        status: JobStatus,
+        error: Option<&str>,
+    ) -> BackendResult<()>;
     /// Stores a chunk result if none is stored for (job, chunk) and the job is not cancelled.
     /// Returns true if this write was the first.
     async fn put_chunk_result(&self, job: &str, result: &ChunkResult) -> BackendResult<bool>;

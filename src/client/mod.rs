@@ -1,2 +1,4 @@
 //! Command-line clients and local tools: submit, status, results, cancel, jobs, workers, alerts,
 //! search, generate, up, demo, bench.
+
+pub mod format;

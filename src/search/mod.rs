@@ -5,8 +5,10 @@
 //! `PatternSet::overlap()` more bases after it; only matches that *start* in the owned range are
 //! reported, so a union over chunks equals a whole-sequence search with no duplicates.
 
+mod input;
 mod pattern;
 
+pub use input::{Chunker, InputError, RecordInfo, SequenceChunk, DEFAULT_PLAIN_NAME};
 pub use pattern::{Pattern, PatternError, PatternSet, SearchOptions, Strand, StrandMode};
 
 /// One match, in the coordinates of its record's sequence (line breaks removed).

@@ -163,7 +163,11 @@ impl PatternSet {
             let forward: Vec<u8> = if options.case_sensitive {
                 pattern.sequence.bytes().collect()
             } else {
-                pattern.sequence.bytes().map(|b| b.to_ascii_uppercase()).collect()
+                pattern
+                    .sequence
+                    .bytes()
+                    .map(|b| b.to_ascii_uppercase())
+                    .collect()
             };
             let reverse: Vec<u8> = forward
                 .iter()

@@ -1,0 +1,266 @@
+//! The embedded backend: SQLite (WAL) and spool files under `--data-dir`, owned by the master.
+//! Workers reach it through the master's protocol (`backend::remote`). Everything persists, so a
+//! master restarted on the same directory resumes every unfinished job.
+//!
+//! Layout: `gridwatch.db` (jobs, tasks, results, alerts, worker metrics; see `schema.sql`) and
+//! `spool/<hex job id>.chunks` (each task's input bytes, referred to by offset and length).
+
+mod db;
+mod queue;
+mod store;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use super::{
+    BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, Lease, NackOutcome, NewTask,
+    Progress, Queue, Store, WorkerId,
+};
+use db::Db;
+
+/// Current time in Unix seconds; injected so lease expiry is testable without waiting.
+pub type Clock = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    })
+}
+
+/// Delivery settings.
+#[derive(Clone, Debug)]
+pub struct EmbeddedConfig {
+    /// How long a lease stays invisible to other workers unless extended.
+    pub visibility_timeout: Duration,
+    /// Deliveries before a failing task is dead-lettered.
+    pub max_attempts: u32,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self {
+            visibility_timeout: Duration::from_secs(300),
+            max_attempts: 3,
+        }
+    }
+}
+
+/// SQLite-backed `Queue` + `Store`.
+pub struct EmbeddedBackend {
+    db: Db,
+    config: EmbeddedConfig,
+    /// Woken whenever a task may have become leasable, so waiting leases return at once.
+    task_ready: Notify,
+}
+
+impl EmbeddedBackend {
+    /// Opens (or creates) the backend in `data_dir` with the system clock.
+    pub fn open(data_dir: &Path, config: EmbeddedConfig) -> BackendResult<Self> {
+        Self::open_with_clock(data_dir, config, system_clock())
+    }
+
+    /// Opens the backend with an injected clock (tests of lease expiry).
+    pub fn open_with_clock(
+        data_dir: &Path,
+        config: EmbeddedConfig,
+        clock: Clock,
+    ) -> BackendResult<Self> {
+        Ok(Self {
+            db: Db::open(data_dir, clock)?,
+            config,
+            task_ready: Notify::new(),
+        })
+    }
+
+    /// The delivery settings.
+    pub fn config(&self) -> &EmbeddedConfig {
+        &self.config
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedBackend {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
+        self.db
+            .call(move |state| queue::enqueue(state, tasks))
+            .await?;
+        self.task_ready.notify_waiters();
+        Ok(())
+    }
+
+    async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register interest before looking, so an enqueue between the look and the wait
+            // still wakes us.
+            let notified = self.task_ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let config = self.config.clone();
+            let owner = worker.to_string();
+            let leased = self
+                .db
+                .call(move |state| queue::lease(state, &config, &owner))
+                .await?;
+            if leased.is_some() {
+                return Ok(leased);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
+        let (config, lease) = (self.config.clone(), lease.clone());
+        self.db
+            .call(move |state| queue::extend(state, &config, &lease))
+            .await
+    }
+
+    async fn ack(&self, lease: &Lease) -> BackendResult<()> {
+        let lease = lease.clone();
+        self.db.call(move |state| queue::ack(state, &lease)).await
+    }
+
+    async fn nack(&self, lease: &Lease, error: &str) -> BackendResult<NackOutcome> {
+        let (config, lease, error) = (self.config.clone(), lease.clone(), error.to_string());
+        let outcome = self
+            .db
+            .call(move |state| queue::nack(state, &config, &lease, &error))
+            .await?;
+        self.task_ready.notify_waiters();
+        Ok(outcome)
+    }
+
+    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
+        let (config, worker) = (self.config.clone(), worker.to_string());
+        let moved = self
+            .db
+            .call(move |state| queue::reclaim_worker(state, &config, &worker))
+            .await?;
+        self.task_ready.notify_waiters();
+        Ok(moved)
+    }
+
+    async fn reclaim_expired(&self) -> BackendResult<usize> {
+        let config = self.config.clone();
+        let moved = self
+            .db
+            .call(move |state| queue::reclaim_expired(state, &config))
+            .await?;
+        self.task_ready.notify_waiters();
+        Ok(moved)
+    }
+
+    async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
+        let job = job.to_string();
+        self.db
+            .call(move |state| queue::cancel_job(state, &job))
+            .await
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedBackend {
+    async fn create_job(&self, job: &JobRecord) -> BackendResult<CreateOutcome> {
+        let job = job.clone();
+        self.db
+            .call(move |state| store::create_job(state, &job))
+            .await
+    }
+
+    async fn job(&self, id: &str) -> BackendResult<Option<JobRecord>> {
+        let id = id.to_string();
+        self.db.call(move |state| store::job(state, &id)).await
+    }
+
+    async fn jobs(&self) -> BackendResult<Vec<JobRecord>> {
+        self.db.call(store::jobs).await
+    }
+
+    async fn accept_job(&self, id: &str, total_chunks: u32) -> BackendResult<()> {
+        let id = id.to_string();
+        self.db
+            .call(move |state| store::accept_job(state, &id, total_chunks))
+            .await
+    }
+
+    async fn update_job_spec(&self, id: &str, spec: &serde_json::Value) -> BackendResult<()> {
+        let (id, spec) = (id.to_string(), spec.clone());
+        self.db
+            .call(move |state| store::update_job_spec(state, &id, &spec))
+            .await
+    }
+
+    async fn set_status(
+        &self,
+        id: &str,
+        status: JobStatus,
+        error: Option<&str>,
+    ) -> BackendResult<()> {
+        let (id, error) = (id.to_string(), error.map(str::to_string));
+        self.db
+            .call(move |state| store::set_status(state, &id, status, error.as_deref()))
+            .await
+    }
+
+    async fn put_chunk_result(&self, job: &str, result: &ChunkResult) -> BackendResult<bool> {
+        let (job, result) = (job.to_string(), result.clone());
+        self.db
+            .call(move |state| store::put_chunk_result(state, &job, &result))
+            .await
+    }
+
+    async fn progress(&self, job: &str) -> BackendResult<Progress> {
+        let job = job.to_string();
+        self.db
+            .call(move |state| store::progress(state, &job))
+            .await
+    }
+
+    async fn chunk_results(&self, job: &str) -> BackendResult<Vec<ChunkResult>> {
+        let job = job.to_string();
+        self.db
+            .call(move |state| store::chunk_results(state, &job))
+            .await
+    }
+
+    async fn push_alert(&self, alert: &serde_json::Value) -> BackendResult<()> {
+        let alert = alert.clone();
+        self.db
+            .call(move |state| store::push_alert(state, &alert))
+            .await
+    }
+
+    async fn alerts(&self, limit: usize) -> BackendResult<Vec<serde_json::Value>> {
+        self.db.call(move |state| store::alerts(state, limit)).await
+    }
+
+    async fn put_worker_metrics(
+        &self,
+        worker: &str,
+        metrics: &serde_json::Value,
+        ttl: Duration,
+    ) -> BackendResult<()> {
+        let (worker, metrics) = (worker.to_string(), metrics.clone());
+        self.db
+            .call(move |state| store::put_worker_metrics(state, &worker, &metrics, ttl))
+            .await
+    }
+
+    async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>> {
+        self.db.call(store::worker_metrics).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

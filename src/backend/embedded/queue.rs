@@ -1,0 +1,295 @@
+//! The queue half of the embedded backend: SQL run on the database thread. A task row moves
+//! queued → leased → (deleted on ack | queued again | dead); `token` counts deliveries so an ack
+//! or nack from an older delivery is recognised as stale.
+
+use bytes::Bytes;
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use crate::backend::{BackendResult, Lease, NackOutcome, NewTask, Priority, TaskId};
+
+use super::db::{sql_error, DbState};
+use super::EmbeddedConfig;
+
+fn priority_rank(priority: Priority) -> i64 {
+    match priority {
+        Priority::High => 0,
+        Priority::Medium => 1,
+        Priority::Low => 2,
+    }
+}
+
+/// Spools each task's bytes, then records the tasks in one transaction.
+pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult<()> {
+    let mut placed = Vec::with_capacity(tasks.len());
+    for task in &tasks {
+        let offset = state.spool_append(&task.id.job, &task.data)?;
+        placed.push(offset);
+    }
+    let tx = state.conn.transaction().map_err(sql_error)?;
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO tasks (job, chunk, priority, spec, state, spool_offset, spool_len)
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
+            )
+            .map_err(sql_error)?;
+        for (task, offset) in tasks.iter().zip(placed) {
+            insert
+                .execute(params![
+                    task.id.job,
+                    task.id.chunk,
+                    priority_rank(task.priority),
+                    task.spec.to_string(),
+                    offset as i64,
+                    task.data.len() as i64,
+                ])
+                .map_err(sql_error)?;
+        }
+    }
+    tx.commit().map_err(sql_error)
+}
+
+/// Leases the oldest queued task of the highest priority, if any.
+pub(super) fn lease(
+    state: &mut DbState,
+    config: &EmbeddedConfig,
+    worker: &str,
+) -> BackendResult<Option<Lease>> {
+    let deadline = state.now() + config.visibility_timeout.as_secs_f64();
+    let tx = state.conn.transaction().map_err(sql_error)?;
+    let row = tx
+        .query_row(
+            "SELECT rowid, job, chunk, spec, attempts, token, spool_offset, spool_len FROM tasks
+             WHERE state = 'queued' ORDER BY priority, rowid LIMIT 1",
+            [],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, u32>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, u32>(4)?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, i64>(6)?,
+                    row.get::<_, i64>(7)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(sql_error)?;
+    let Some((rowid, job, chunk, spec, attempts, token, offset, len)) = row else {
+        return Ok(None);
+    };
+    tx.execute(
+        "UPDATE tasks SET state = 'leased', worker = ?2, deadline = ?3, attempts = ?4, token = ?5
+         WHERE rowid = ?1",
+        params![rowid, worker, deadline, attempts + 1, token + 1],
+    )
+    .map_err(sql_error)?;
+    tx.commit().map_err(sql_error)?;
+    let spec = serde_json::from_str(&spec)
+        .map_err(|err| crate::backend::BackendError::Corrupt(format!("task spec: {err}")))?;
+    let data: Bytes = state.spool_read(&job, offset as u64, len as u64)?;
+    Ok(Some(Lease {
+        id: TaskId { job, chunk },
+        spec,
+        data,
+        worker: worker.to_string(),
+        attempt: attempts + 1,
+        token: (token + 1).to_string(),
+    }))
+}
+
+/// The token as stored, or `None` for a token this backend never issued.
+fn token_of(lease: &Lease) -> Option<i64> {
+    lease.token.parse().ok()
+}
+
+/// Pushes a held lease's deadline forward.
+pub(super) fn extend(
+    state: &mut DbState,
+    config: &EmbeddedConfig,
+    lease: &Lease,
+) -> BackendResult<bool> {
+    let Some(token) = token_of(lease) else {
+        return Ok(false);
+    };
+    let deadline = state.now() + config.visibility_timeout.as_secs_f64();
+    let changed = state
+        .conn
+        .execute(
+            "UPDATE tasks SET deadline = ?4
+             WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND state = 'leased'",
+            params![lease.id.job, lease.id.chunk, token, deadline],
+        )
+        .map_err(sql_error)?;
+    Ok(changed == 1)
+}
+
+/// Deletes an acked task; frees the job's spool once no task of the job remains.
+pub(super) fn ack(state: &mut DbState, lease: &Lease) -> BackendResult<()> {
+    let Some(token) = token_of(lease) else {
+        return Ok(());
+    };
+    let changed = state
+        .conn
+        .execute(
+            "DELETE FROM tasks WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND state = 'leased'",
+            params![lease.id.job, lease.id.chunk, token],
+        )
+        .map_err(sql_error)?;
+    if changed == 1 {
+        release_spool_if_drained(state, &lease.id.job)?;
+    }
+    Ok(())
+}
+
+/// Returns a failed task: queued again, or dead-lettered (failing its job) at `max_attempts`.
+pub(super) fn nack(
+    state: &mut DbState,
+    config: &EmbeddedConfig,
+    lease: &Lease,
+    error: &str,
+) -> BackendResult<NackOutcome> {
+    let Some(token) = token_of(lease) else {
+        return Ok(NackOutcome::Stale);
+    };
+    let now = state.now();
+    let tx = state.conn.transaction().map_err(sql_error)?;
+    let attempts: Option<u32> = tx
+        .query_row(
+            "SELECT attempts FROM tasks
+             WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND state = 'leased'",
+            params![lease.id.job, lease.id.chunk, token],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sql_error)?;
+    let Some(attempts) = attempts else {
+        return Ok(NackOutcome::Stale);
+    };
+    let outcome = if attempts >= config.max_attempts {
+        dead_letter(&tx, &lease.id, error, now)?;
+        NackOutcome::DeadLettered
+    } else {
+        tx.execute(
+            "UPDATE tasks SET state = 'queued', worker = NULL, deadline = NULL, last_error = ?3
+             WHERE job = ?1 AND chunk = ?2",
+            params![lease.id.job, lease.id.chunk, error],
+        )
+        .map_err(sql_error)?;
+        NackOutcome::Retrying {
+            next_attempt: attempts + 1,
+        }
+    };
+    tx.commit().map_err(sql_error)?;
+    Ok(outcome)
+}
+
+/// Marks a task dead and fails its job with `error` (unless the job already finished).
+fn dead_letter(tx: &Transaction<'_>, id: &TaskId, error: &str, now: f64) -> BackendResult<()> {
+    tx.execute(
+        "UPDATE tasks SET state = 'dead', worker = NULL, deadline = NULL, last_error = ?3
+         WHERE job = ?1 AND chunk = ?2",
+        params![id.job, id.chunk, error],
+    )
+    .map_err(sql_error)?;
+    let message = format!("chunk {} failed: {error}", id.chunk);
+    tx.execute(
+        "UPDATE jobs SET status = 'failed', error = ?2, finished_at = ?3
+         WHERE id = ?1 AND status NOT IN ('completed', 'failed', 'cancelled')",
+        params![id.job, message, now],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Returns leases matching `condition` to the queue; a task already delivered `max_attempts`
+/// times is dead-lettered instead, so a chunk that kills every worker cannot loop forever.
+fn reclaim_where(
+    state: &mut DbState,
+    config: &EmbeddedConfig,
+    condition: &str,
+    param: rusqlite::types::Value,
+) -> BackendResult<usize> {
+    let now = state.now();
+    let tx = state.conn.transaction().map_err(sql_error)?;
+    let leases: Vec<(String, u32, u32, Option<String>)> = {
+        let sql = format!(
+            "SELECT job, chunk, attempts, worker FROM tasks WHERE state = 'leased' AND {condition}"
+        );
+        let mut select = tx.prepare(&sql).map_err(sql_error)?;
+        let rows = select
+            .query_map([param], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .map_err(sql_error)?;
+        rows.collect::<Result<_, _>>().map_err(sql_error)?
+    };
+    for (job, chunk, attempts, worker) in &leases {
+        let id = TaskId {
+            job: job.clone(),
+            chunk: *chunk,
+        };
+        if *attempts >= config.max_attempts {
+            let worker = worker.as_deref().unwrap_or("?");
+            let error = format!("lost {attempts} times (last by worker {worker})");
+            dead_letter(&tx, &id, &error, now)?;
+        } else {
+            tx.execute(
+                "UPDATE tasks SET state = 'queued', worker = NULL, deadline = NULL
+                 WHERE job = ?1 AND chunk = ?2",
+                params![id.job, id.chunk],
+            )
+            .map_err(sql_error)?;
+        }
+    }
+    tx.commit().map_err(sql_error)?;
+    Ok(leases.len())
+}
+
+/// Returns every lease of `worker` to the queue.
+pub(super) fn reclaim_worker(
+    state: &mut DbState,
+    config: &EmbeddedConfig,
+    worker: &str,
+) -> BackendResult<usize> {
+    reclaim_where(state, config, "worker = ?1", worker.to_string().into())
+}
+
+/// Returns every lease past its deadline to the queue.
+pub(super) fn reclaim_expired(
+    state: &mut DbState,
+    config: &EmbeddedConfig,
+) -> BackendResult<usize> {
+    let now = state.now();
+    reclaim_where(state, config, "deadline < ?1", now.into())
+}
+
+/// Removes a job's queued tasks (leased ones finish or go stale on their own).
+pub(super) fn cancel_job(state: &mut DbState, job: &str) -> BackendResult<usize> {
+    let removed = state
+        .conn
+        .execute(
+            "DELETE FROM tasks WHERE job = ?1 AND state = 'queued'",
+            params![job],
+        )
+        .map_err(sql_error)?;
+    release_spool_if_drained(state, job)?;
+    Ok(removed)
+}
+
+fn release_spool_if_drained(state: &mut DbState, job: &str) -> BackendResult<()> {
+    let remaining: bool = state
+        .conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE job = ?1 AND state != 'dead')",
+            params![job],
+            |row| row.get(0),
+        )
+        .map_err(sql_error)?;
+    if !remaining {
+        state.spool_remove(job);
+    }
+    Ok(())
+}

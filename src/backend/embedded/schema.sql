@@ -1,0 +1,54 @@
+-- The embedded backend's tables. Inspect with `sqlite3 DATA_DIR/gridwatch.db`.
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA busy_timeout = 5000;
+
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    total_chunks INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    created_at REAL NOT NULL,
+    finished_at REAL
+);
+
+-- state: queued | leased | dead. Acked tasks are deleted; their results live in `results`.
+CREATE TABLE IF NOT EXISTS tasks (
+    job TEXT NOT NULL,
+    chunk INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    worker TEXT,
+    deadline REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    token INTEGER NOT NULL DEFAULT 0,
+    spool_offset INTEGER NOT NULL,
+    spool_len INTEGER NOT NULL,
+    last_error TEXT,
+    PRIMARY KEY (job, chunk)
+);
+CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (state, priority);
+CREATE INDEX IF NOT EXISTS tasks_by_worker ON tasks (worker) WHERE state = 'leased';
+
+CREATE TABLE IF NOT EXISTS results (
+    job TEXT NOT NULL,
+    chunk INTEGER NOT NULL,
+    matches INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    PRIMARY KEY (job, chunk)
+);
+
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS worker_metrics (
+    worker TEXT PRIMARY KEY,
+    metrics TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);

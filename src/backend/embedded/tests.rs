@@ -1,0 +1,132 @@
+//! Embedded-specific behaviour beyond the shared conformance suite: persistence across reopen,
+//! lease expiry under an injected clock, and status settling from stored results.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::backend::{Priority, TaskId};
+
+fn job(id: &str) -> JobRecord {
+    JobRecord {
+        id: id.into(),
+        kind: "search".into(),
+        spec: serde_json::json!({}),
+        status: JobStatus::Uploading,
+        total_chunks: 0,
+        error: None,
+        created_at: 1.0,
+        finished_at: None,
+    }
+}
+
+fn task(job: &str, chunk: u32, data: &str) -> NewTask {
+    NewTask {
+        id: TaskId {
+            job: job.into(),
+            chunk,
+        },
+        priority: Priority::Medium,
+        spec: serde_json::json!({ "chunk": chunk }),
+        data: Bytes::from(data.to_string()),
+    }
+}
+
+fn result(chunk: u32, matches: u64) -> ChunkResult {
+    ChunkResult {
+        chunk,
+        matches,
+        payload: serde_json::json!({}),
+        worker: "w1".into(),
+    }
+}
+
+/// A clock the test moves by hand (seconds).
+fn manual_clock() -> (Clock, Arc<AtomicU64>) {
+    let now = Arc::new(AtomicU64::new(1_000));
+    let reader = now.clone();
+    (Arc::new(move || reader.load(Ordering::SeqCst) as f64), now)
+}
+
+#[tokio::test]
+async fn spooled_tasks_and_leases_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+        backend.create_job(&job("j")).await.unwrap();
+        backend
+            .enqueue(vec![task("j", 0, "ACGT"), task("j", 1, "TTTT")])
+            .await
+            .unwrap();
+        let first = backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(&first.data[..], b"ACGT");
+    }
+    let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+    let second = backend.lease("w2", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!((second.id.chunk, &second.data[..]), (1, &b"TTTT"[..]));
+    assert!(backend.lease("w2", Duration::ZERO).await.unwrap().is_none());
+    assert_eq!(
+        backend.job("j").await.unwrap().unwrap().status,
+        JobStatus::Uploading
+    );
+}
+
+#[tokio::test]
+async fn lease_expires_only_after_the_visibility_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, now) = manual_clock();
+    let config = EmbeddedConfig {
+        visibility_timeout: Duration::from_secs(30),
+        max_attempts: 3,
+    };
+    let backend = EmbeddedBackend::open_with_clock(dir.path(), config, clock).unwrap();
+    backend.enqueue(vec![task("j", 0, "A")]).await.unwrap();
+    let lease = backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+    now.fetch_add(29, Ordering::SeqCst);
+    assert_eq!(backend.reclaim_expired().await.unwrap(), 0);
+    assert!(backend.extend(&lease).await.unwrap());
+    now.fetch_add(29, Ordering::SeqCst);
+    assert_eq!(backend.reclaim_expired().await.unwrap(), 0);
+    now.fetch_add(2, Ordering::SeqCst);
+    assert_eq!(backend.reclaim_expired().await.unwrap(), 1);
+    let again = backend.lease("w2", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(again.attempt, 2);
+    assert!(
+        !backend.extend(&lease).await.unwrap(),
+        "old delivery is stale"
+    );
+}
+
+#[tokio::test]
+async fn job_completes_when_results_arrive_before_acceptance() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+    backend.create_job(&job("j")).await.unwrap();
+    assert!(backend.put_chunk_result("j", &result(0, 2)).await.unwrap());
+    assert!(backend.put_chunk_result("j", &result(1, 3)).await.unwrap());
+    assert!(!backend.put_chunk_result("j", &result(1, 9)).await.unwrap());
+    assert_eq!(
+        backend.job("j").await.unwrap().unwrap().status,
+        JobStatus::Uploading
+    );
+    backend.accept_job("j", 2).await.unwrap();
+    let stored = backend.job("j").await.unwrap().unwrap();
+    assert_eq!(stored.status, JobStatus::Completed);
+    let progress = backend.progress("j").await.unwrap();
+    assert_eq!((progress.done_chunks, progress.matches), (2, 5));
+}
+
+#[tokio::test]
+async fn acking_the_last_task_frees_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+    backend.enqueue(vec![task("j", 0, "ACGT")]).await.unwrap();
+    let spool = dir.path().join("spool");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 1);
+    let lease = backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+    backend.ack(&lease).await.unwrap();
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+}

@@ -1,0 +1,333 @@
+//! Printers for search results: counts, TSV (seqkit locate's columns), BED and JSON.
+//!
+//! Both `gridwatch search` (local) and `gridwatch results` (the grid) build a [`SearchReport`] and
+//! hand it to [`write_report`], so the two print identical bytes for the same input.
+
+use std::io::{self, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::search::{Pattern, RecordInfo, Strand};
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Matches per pattern and the total.
+    #[default]
+    Count,
+    /// One line per match, seqkit locate's columns (1-based inclusive coordinates).
+    Tsv,
+    /// One line per match, BED6 (0-based half-open coordinates).
+    Bed,
+    /// The whole report as one JSON object.
+    Json,
+}
+
+impl OutputFormat {
+    /// Whether this format lists individual matches (so the search must collect positions).
+    pub fn needs_hits(self) -> bool {
+        !matches!(self, OutputFormat::Count)
+    }
+}
+
+/// Matches of one pattern, split by strand.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrandCounts {
+    /// Matches of the pattern as written (`+`).
+    pub forward: u64,
+    /// Matches of its reverse complement (`-`).
+    pub reverse: u64,
+}
+
+impl StrandCounts {
+    /// Matches on both strands.
+    pub fn total(&self) -> u64 {
+        self.forward + self.reverse
+    }
+
+    /// Counts one match on `strand`.
+    pub fn add(&mut self, strand: Strand) {
+        match strand {
+            Strand::Forward => self.forward += 1,
+            Strand::Reverse => self.reverse += 1,
+        }
+    }
+}
+
+/// One match, located in a record.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ReportHit {
+    /// Index into [`SearchReport::records`].
+    pub record: u32,
+    /// 0-based position of the match's leftmost base in the record.
+    pub start: u64,
+    /// Index into [`SearchReport::patterns`].
+    pub pattern: u32,
+    /// `+` or `-`.
+    pub strand: Strand,
+    /// The matched bases; on `-` the reverse complement of the record's bases, as seqkit prints.
+    pub matched: String,
+}
+
+/// Everything a printer needs: what was searched, for what, and what was found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchReport {
+    /// The input's records, in input order.
+    pub records: Vec<RecordInfo>,
+    /// The patterns, in the order given.
+    pub patterns: Vec<Pattern>,
+    /// Per pattern (same order), the number of matches.
+    pub counts: Vec<StrandCounts>,
+    /// Individual matches ordered by record, start, pattern, strand; empty for a count-only search.
+    pub hits: Vec<ReportHit>,
+}
+
+impl SearchReport {
+    /// Matches of all patterns on all strands.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(StrandCounts::total).sum()
+    }
+}
+
+/// Prints `report` in `format`.
+pub fn write_report(
+    format: OutputFormat,
+    report: &SearchReport,
+    out: impl Write,
+) -> io::Result<()> {
+    match format {
+        OutputFormat::Count => write_count(report, out),
+        OutputFormat::Tsv => write_tsv(report, out),
+        OutputFormat::Bed => write_bed(report, out),
+        OutputFormat::Json => write_json(report, out),
+    }
+}
+
+/// Counts as TSV: `patternName pattern count` per pattern, then a `total` line.
+pub fn write_count(report: &SearchReport, mut out: impl Write) -> io::Result<()> {
+    writeln!(out, "patternName\tpattern\tcount")?;
+    for (pattern, counts) in report.patterns.iter().zip(&report.counts) {
+        writeln!(
+            out,
+            "{}\t{}\t{}",
+            pattern.name,
+            pattern.sequence,
+            counts.total()
+        )?;
+    }
+    writeln!(out, "total\t\t{}", report.total())?;
+    out.flush()
+}
+
+/// Matches with seqkit locate's columns: seqID, patternName, pattern, strand, start, end, matched
+/// (1-based, inclusive).
+pub fn write_tsv(report: &SearchReport, out: impl Write) -> io::Result<()> {
+    let mut out = io::BufWriter::with_capacity(1 << 16, out);
+    writeln!(
+        out,
+        "seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched"
+    )?;
+    for hit in &report.hits {
+        let (record, pattern) = report.resolve(hit)?;
+        let end = hit.start + pattern.sequence.len() as u64;
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            record.name,
+            pattern.name,
+            pattern.sequence,
+            hit.strand.symbol(),
+            hit.start + 1,
+            end,
+            hit.matched
+        )?;
+    }
+    out.flush()
+}
+
+/// Matches as BED6: chrom, chromStart, chromEnd (0-based, half-open), name, score 0, strand.
+pub fn write_bed(report: &SearchReport, out: impl Write) -> io::Result<()> {
+    let mut out = io::BufWriter::with_capacity(1 << 16, out);
+    for hit in &report.hits {
+        let (record, pattern) = report.resolve(hit)?;
+        let end = hit.start + pattern.sequence.len() as u64;
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t0\t{}",
+            record.name,
+            hit.start,
+            end,
+            pattern.name,
+            hit.strand.symbol()
+        )?;
+    }
+    out.flush()
+}
+
+/// One pattern's line in the JSON output.
+#[derive(Serialize)]
+struct JsonPattern<'a> {
+    name: &'a str,
+    pattern: &'a str,
+    forward: u64,
+    reverse: u64,
+    count: u64,
+}
+
+/// One match in the JSON output, with the TSV's names and coordinates (1-based inclusive).
+#[derive(Serialize)]
+struct JsonHit<'a> {
+    #[serde(rename = "seqID")]
+    seq_id: &'a str,
+    #[serde(rename = "patternName")]
+    pattern_name: &'a str,
+    pattern: &'a str,
+    strand: Strand,
+    start: u64,
+    end: u64,
+    matched: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    total: u64,
+    patterns: Vec<JsonPattern<'a>>,
+    records: &'a [RecordInfo],
+    hits: Vec<JsonHit<'a>>,
+}
+
+/// The report as one JSON object: `total`, `patterns` (with per-strand counts), `records` and
+/// `hits` (seqkit's column names, 1-based inclusive coordinates).
+pub fn write_json(report: &SearchReport, mut out: impl Write) -> io::Result<()> {
+    let patterns = report
+        .patterns
+        .iter()
+        .zip(&report.counts)
+        .map(|(pattern, counts)| JsonPattern {
+            name: &pattern.name,
+            pattern: &pattern.sequence,
+            forward: counts.forward,
+            reverse: counts.reverse,
+            count: counts.total(),
+        })
+        .collect();
+    let mut hits = Vec::with_capacity(report.hits.len());
+    for hit in &report.hits {
+        let (record, pattern) = report.resolve(hit)?;
+        hits.push(JsonHit {
+            seq_id: &record.name,
+            pattern_name: &pattern.name,
+            pattern: &pattern.sequence,
+            strand: hit.strand,
+            start: hit.start + 1,
+            end: hit.start + pattern.sequence.len() as u64,
+            matched: &hit.matched,
+        });
+    }
+    let json = JsonReport {
+        total: report.total(),
+        patterns,
+        records: &report.records,
+        hits,
+    };
+    serde_json::to_writer_pretty(&mut out, &json)?;
+    writeln!(out)?;
+    out.flush()
+}
+
+impl SearchReport {
+    /// The record and pattern a hit refers to; an error (not a panic) if the report is inconsistent,
+    /// as it may be when it was assembled from stored results.
+    fn resolve(&self, hit: &ReportHit) -> io::Result<(&RecordInfo, &Pattern)> {
+        let record = self.records.get(hit.record as usize);
+        let pattern = self.patterns.get(hit.pattern as usize);
+        record.zip(pattern).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "result refers to record {} / pattern {} that the report does not list",
+                    hit.record, hit.pattern
+                ),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> SearchReport {
+        SearchReport {
+            records: vec![RecordInfo {
+                name: "chr1".into(),
+                length: 10,
+            }],
+            patterns: vec![Pattern {
+                name: "p".into(),
+                sequence: "ACG".into(),
+            }],
+            counts: vec![StrandCounts {
+                forward: 1,
+                reverse: 1,
+            }],
+            hits: vec![
+                ReportHit {
+                    record: 0,
+                    start: 0,
+                    pattern: 0,
+                    strand: Strand::Forward,
+                    matched: "ACG".into(),
+                },
+                ReportHit {
+                    record: 0,
+                    start: 6,
+                    pattern: 0,
+                    strand: Strand::Reverse,
+                    matched: "ACG".into(),
+                },
+            ],
+        }
+    }
+
+    fn print(format: OutputFormat) -> String {
+        let mut out = Vec::new();
+        write_report(format, &report(), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn tsv_is_one_based_inclusive() {
+        assert_eq!(
+            print(OutputFormat::Tsv),
+            "seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched\n\
+             chr1\tp\tACG\t+\t1\t3\tACG\nchr1\tp\tACG\t-\t7\t9\tACG\n"
+        );
+    }
+
+    #[test]
+    fn bed_is_zero_based_half_open() {
+        assert_eq!(
+            print(OutputFormat::Bed),
+            "chr1\t0\t3\tp\t0\t+\nchr1\t6\t9\tp\t0\t-\n"
+        );
+    }
+
+    #[test]
+    fn count_lists_patterns_and_total() {
+        assert_eq!(
+            print(OutputFormat::Count),
+            "patternName\tpattern\tcount\np\tACG\t2\ntotal\t\t2\n"
+        );
+    }
+
+    #[test]
+    fn json_carries_totals_and_hits() {
+        let value: serde_json::Value = serde_json::from_str(&print(OutputFormat::Json)).unwrap();
+        assert_eq!(value["total"], 2);
+        assert_eq!(value["patterns"][0]["reverse"], 1);
+        assert_eq!(value["hits"][1]["start"], 7);
+        assert_eq!(value["hits"][1]["strand"], "-");
+    }
+}

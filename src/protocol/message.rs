@@ -1,0 +1,393 @@
+//! Every message of the protocol, defined once as a serde enum tagged by `"type"` and shared by
+//! both ends. Shapes follow seed 000 §4 (`submit_job`, `query_status`) plus what the design adds
+//! (`hello`, `lease`, `ack`, `nack`, `cancel`, `error`). Raw data frames are announced by the
+//! message before them (`submit_job.file_size`, `task.data_len`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{ChunkResult, JobStatus, Priority};
+use crate::search::{Pattern, SearchOptions};
+
+/// Version carried in `hello` and in every frame's `v`; bumped on incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Who is on the other end of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A command-line client (submit, status, ...).
+    Client,
+    /// A worker leasing tasks (embedded backend).
+    Worker,
+    /// A per-host agent.
+    Agent,
+    /// The collector.
+    Collector,
+}
+
+/// Machine-readable reason carried by an `error` frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The payload is not valid JSON.
+    BadJson,
+    /// The JSON has a `type` this server does not know.
+    UnknownType,
+    /// A known message with missing or ill-typed fields.
+    BadMessage,
+    /// A frame over the size limit.
+    FrameTooLarge,
+    /// A frame that could not be read (closed mid-frame, wrong place for data).
+    BadFrame,
+    /// A message that is valid but not expected at this point (e.g. no `hello` first).
+    UnexpectedMessage,
+    /// Protocol versions differ.
+    VersionMismatch,
+    /// Missing or wrong cluster token.
+    Unauthorized,
+    /// A pattern with a letter outside the nucleotide and IUPAC alphabet, or none at all.
+    BadPattern,
+    /// The input is not a sequence file the chunker accepts.
+    BadInput,
+    /// The announced upload exceeds the maximum upload size.
+    UploadTooLarge,
+    /// The upload ended before `file_size` bytes arrived.
+    UploadIncomplete,
+    /// Too many jobs from this client in the last minute.
+    RateLimited,
+    /// No job with that id.
+    NoSuchJob,
+    /// The job exists but is not in a state that allows the request.
+    JobNotReady,
+    /// The server is at its connection limit.
+    Busy,
+    /// No frame arrived within the read timeout.
+    Timeout,
+    /// Any server-side failure (backend unavailable, ...).
+    Internal,
+}
+
+/// Progress as seed 000 §4.2 shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgressView {
+    /// Chunks in the job.
+    pub total_chunks: u32,
+    /// Chunks with a stored result.
+    pub processed_chunks: u32,
+    /// processed / total × 100.
+    pub percentage: f64,
+}
+
+/// Matches found so far (seed 000 §4.2 `partial_results`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialResults {
+    /// Sum of the stored chunk results' match counts.
+    pub matches_found: u64,
+}
+
+/// A job's state as clients see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// The job's id.
+    pub job_id: String,
+    /// Job kind (`search`).
+    pub kind: String,
+    /// Current status.
+    pub status: JobStatus,
+    /// Chunks done out of total.
+    pub progress: ProgressView,
+    /// Matches so far.
+    pub partial_results: PartialResults,
+    /// Why the job failed, if it did.
+    pub error: Option<String>,
+    /// Unix time the job was created.
+    pub created_at: f64,
+    /// Unix time the job finished, if it did.
+    pub finished_at: Option<f64>,
+}
+
+/// What a nack led to, on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum NackReply {
+    /// Queued again; the next delivery is attempt `next_attempt`.
+    Retrying {
+        /// Attempt number of the next delivery.
+        next_attempt: u32,
+    },
+    /// Attempts exhausted: dead-lettered, the job failed.
+    DeadLettered,
+    /// The lease was no longer held; nothing changed.
+    Stale,
+}
+
+/// One protocol message. Serialized as a JSON object whose `type` is the snake_case variant name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// First frame of every connection.
+    Hello {
+        /// The sender's role.
+        role: Role,
+        /// The sender's protocol version.
+        version: u32,
+        /// The cluster token, when the cluster has one.
+        #[serde(default)]
+        token: Option<String>,
+        /// Worker or agent id (`--id`).
+        #[serde(default)]
+        id: Option<String>,
+    },
+    /// The server's answer to `hello`.
+    Welcome {
+        /// The server's protocol version.
+        version: u32,
+        /// The server's software version.
+        server: String,
+    },
+    /// Starts a search job; followed by `file_size` bytes of raw data frames after `ready`.
+    SubmitJob {
+        /// Client-chosen id: a retried submit with the same id is idempotent.
+        job_id: String,
+        /// The input's file name, for display.
+        filename: String,
+        /// Patterns to find.
+        patterns: Vec<Pattern>,
+        /// Strand and case options.
+        #[serde(default)]
+        options: SearchOptions,
+        /// Exact number of bytes the upload will carry.
+        file_size: u64,
+        /// Chunk size in bases; the server's default when absent.
+        #[serde(default)]
+        chunk_size: Option<u64>,
+        /// Queue priority.
+        #[serde(default)]
+        priority: Priority,
+    },
+    /// The server takes the upload: send the data frames now.
+    Ready {
+        /// The job being uploaded.
+        job_id: String,
+    },
+    /// The job is accepted (after its last data frame, or at once for a retried id).
+    Accepted {
+        /// The job's id.
+        job_id: String,
+        /// Chunk tasks created.
+        total_chunks: u32,
+        /// Workers seen recently; 0 means the job waits for one.
+        active_workers: u32,
+        /// True when this id had already been accepted (idempotent retry).
+        existing: bool,
+    },
+    /// Asks for a job's state (seed 000 §4.2).
+    QueryStatus {
+        /// The job.
+        job_id: String,
+    },
+    /// A job's state.
+    JobStatus {
+        /// The job.
+        job: JobView,
+        /// Workers seen recently.
+        active_workers: u32,
+    },
+    /// Asks for a finished job's results; answered by `results_header` then one `result_chunk`
+    /// per stored chunk result.
+    GetResults {
+        /// The job.
+        job_id: String,
+    },
+    /// Precedes `chunks` `result_chunk` messages.
+    ResultsHeader {
+        /// The job's state.
+        job: JobView,
+        /// The job's kind-specific spec (patterns, records, ...).
+        spec: serde_json::Value,
+        /// How many `result_chunk` messages follow.
+        chunks: u32,
+    },
+    /// One stored chunk result.
+    ResultChunk {
+        /// The result.
+        result: ChunkResult,
+    },
+    /// Cancels a job: queued tasks are removed, late results ignored.
+    Cancel {
+        /// The job.
+        job_id: String,
+    },
+    /// The job is cancelled.
+    Cancelled {
+        /// The job.
+        job_id: String,
+        /// Queued tasks removed.
+        removed_tasks: u32,
+    },
+    /// Lists jobs, newest first.
+    ListJobs,
+    /// The jobs.
+    Jobs {
+        /// Newest first.
+        jobs: Vec<JobView>,
+        /// Workers seen recently.
+        active_workers: u32,
+    },
+    /// A worker asks for a task, waiting up to `wait_ms` for one.
+    Lease {
+        /// Longest wait in milliseconds.
+        wait_ms: u64,
+    },
+    /// A leased task; one data frame of `data_len` bytes follows.
+    Task {
+        /// The job.
+        job_id: String,
+        /// The chunk.
+        chunk: u32,
+        /// Kind-specific task spec.
+        spec: serde_json::Value,
+        /// 1 on first delivery.
+        attempt: u32,
+        /// Proof of this delivery, for extend/ack/nack.
+        token: String,
+        /// Size of the data frame that follows.
+        data_len: u64,
+    },
+    /// No task arrived within the wait.
+    NoTask,
+    /// Extends a held lease's visibility deadline.
+    Extend {
+        /// The job.
+        job_id: String,
+        /// The chunk.
+        chunk: u32,
+        /// The delivery's token.
+        token: String,
+    },
+    /// Answer to `extend`.
+    Extended {
+        /// False if the lease is no longer held.
+        held: bool,
+    },
+    /// Stores a chunk result (first write wins).
+    PutResult {
+        /// The job.
+        job_id: String,
+        /// The result.
+        result: ChunkResult,
+    },
+    /// Answer to `put_result`.
+    ResultStored {
+        /// True if this write was the first for (job, chunk).
+        first: bool,
+    },
+    /// Completes a leased task (after its result is stored).
+    Ack {
+        /// The job.
+        job_id: String,
+        /// The chunk.
+        chunk: u32,
+        /// The delivery's token.
+        token: String,
+    },
+    /// Answer to `ack`.
+    Acked,
+    /// Returns a leased task after a failure.
+    Nack {
+        /// The job.
+        job_id: String,
+        /// The chunk.
+        chunk: u32,
+        /// The delivery's token.
+        token: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// Answer to `nack`.
+    Nacked {
+        /// What happened to the task.
+        #[serde(flatten)]
+        outcome: NackReply,
+    },
+    /// A request failed; for frame-level errors the connection closes after this.
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// What went wrong and what to do, for a human.
+        message: String,
+    },
+}
+
+/// Tells malformed JSON, an unknown `type` and a known type with bad fields apart.
+pub fn classify_decode_error(frame: &[u8], err: &serde_json::Error) -> (ErrorCode, String) {
+    let value: serde_json::Value = match serde_json::from_slice(frame) {
+        Ok(value) => value,
+        Err(parse) => return (ErrorCode::BadJson, format!("malformed JSON: {parse}")),
+    };
+    let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
+        return (
+            ErrorCode::BadMessage,
+            "message has no \"type\" field; every frame is a JSON object with a type".into(),
+        );
+    };
+    if err
+        .to_string()
+        .contains(&format!("unknown variant `{kind}`"))
+    {
+        return (
+            ErrorCode::UnknownType,
+            format!("unknown message type {kind:?}"),
+        );
+    }
+    (ErrorCode::BadMessage, format!("bad {kind} message: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_snake_case_types() {
+        let json = serde_json::to_value(Message::QueryStatus {
+            job_id: "j1".into(),
+        })
+        .unwrap();
+        assert_eq!(json["type"], "query_status");
+        assert_eq!(json["job_id"], "j1");
+    }
+
+    #[test]
+    fn decode_errors_are_classified() {
+        let err = |frame: &[u8]| {
+            let e = serde_json::from_slice::<Message>(frame).unwrap_err();
+            classify_decode_error(frame, &e).0
+        };
+        assert_eq!(err(b"{not json"), ErrorCode::BadJson);
+        assert_eq!(err(br#"{"type":"teleport"}"#), ErrorCode::UnknownType);
+        assert_eq!(err(br#"{"type":"query_status"}"#), ErrorCode::BadMessage);
+        assert_eq!(err(br#"{"job_id":"x"}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            err(br#"{"type":"hello","role":"pirate","version":1}"#),
+            ErrorCode::BadMessage
+        );
+    }
+
+    #[test]
+    fn nacked_outcome_is_flattened() {
+        let json = serde_json::to_value(Message::Nacked {
+            outcome: NackReply::Retrying { next_attempt: 2 },
+        })
+        .unwrap();
+        assert_eq!(json["type"], "nacked");
+        assert_eq!(json["outcome"], "retrying");
+        assert_eq!(json["next_attempt"], 2);
+        let back: Message = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            back,
+            Message::Nacked {
+                outcome: NackReply::Retrying { next_attempt: 2 }
+            }
+        );
+    }
+}

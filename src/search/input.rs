@@ -1,0 +1,504 @@
+//! Streaming input: FASTA (one or many records) or plain sequence, optionally gzip-compressed, cut
+//! into chunks while the bytes arrive. Push-style so an async reader (the master receiving an
+//! upload) never holds the whole file.
+//!
+//! Invariants: a chunk never crosses a record boundary (a match spanning two records must not
+//! count); chunk `i` owns `owned_len` bases and carries up to `overlap` following bases of the same
+//! record; line breaks (`\n`, `\r\n`) are removed; chunks are emitted in order with indices 0, 1, ….
+
+use std::io::Write;
+
+use flate2::write::MultiGzDecoder;
+use thiserror::Error;
+
+/// How many leading sequence bytes are checked to tell DNA from other text.
+const SNIFF_BYTES: usize = 64 * 1024;
+/// Longest record name kept; FASTA names are short, this only bounds memory on hostile input.
+const MAX_NAME_BYTES: usize = 4096;
+/// Name given to sequence that appears before any `>` header (a plain sequence file).
+pub const DEFAULT_PLAIN_NAME: &str = "sequence";
+
+/// One piece of one record's sequence, ready for [`crate::search::search_chunk`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequenceChunk {
+    /// Position of the chunk in the input, from 0, without gaps.
+    pub index: u32,
+    /// Index of the record (in [`Chunker::finish`]'s list) the chunk belongs to.
+    pub record: u32,
+    /// Position of `bases[0]` in its record's sequence.
+    pub record_offset: u64,
+    /// How many leading bases the chunk owns (matches must start there).
+    pub owned_len: usize,
+    /// The owned bases, then up to `overlap` following bases of the same record; no line breaks.
+    pub bases: Vec<u8>,
+}
+
+impl SequenceChunk {
+    /// The kernel's view of this chunk.
+    pub fn as_chunk(&self) -> super::Chunk<'_> {
+        super::Chunk {
+            bases: &self.bases,
+            owned_len: self.owned_len,
+            record_offset: self.record_offset,
+        }
+    }
+}
+
+/// A record of the input: its name and sequence length.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordInfo {
+    /// The header up to its first whitespace (seqkit's seqID), or the plain-sequence name.
+    pub name: String,
+    /// Bases in the record's sequence (line breaks excluded).
+    pub length: u64,
+}
+
+/// Why input was refused. Messages say what was wrong and what was expected; callers prefix the
+/// input's name (the file path).
+#[derive(Debug, Error)]
+pub enum InputError {
+    /// No sequence bases at all.
+    #[error("empty input: no sequence found (expected FASTA or plain DNA sequence)")]
+    Empty,
+    /// Binary data or text that is not a sequence.
+    #[error("not a sequence file: {reason} (expected FASTA or plain DNA sequence, optionally gzip-compressed)")]
+    NotSequence {
+        /// What gave it away.
+        reason: String,
+    },
+    /// The gzip stream is corrupt or truncated.
+    #[error("corrupt gzip data: {0}")]
+    Gzip(#[source] std::io::Error),
+}
+
+/// Cuts streamed input into [`SequenceChunk`]s. See the module docs for the invariants.
+pub struct Chunker {
+    decoder: Decoder,
+    parser: Parser,
+}
+
+/// Gzip is recognised from the magic bytes, never from a file name.
+enum Decoder {
+    /// Fewer than two bytes seen so far.
+    Sniffing(Vec<u8>),
+    Plain,
+    Gzip(Box<MultiGzDecoder<Vec<u8>>>),
+}
+
+impl Chunker {
+    /// A chunker emitting chunks that own `chunk_len` bases (at least 1) and carry `overlap`
+    /// look-ahead bases (use [`crate::search::PatternSet::overlap`]).
+    pub fn new(chunk_len: usize, overlap: usize) -> Self {
+        Self {
+            decoder: Decoder::Sniffing(Vec::new()),
+            parser: Parser::new(chunk_len.max(1), overlap),
+        }
+    }
+
+    /// Names the record of a plain sequence file (sequence before any `>` header);
+    /// [`DEFAULT_PLAIN_NAME`] otherwise.
+    pub fn plain_name(mut self, name: impl Into<String>) -> Self {
+        self.parser.plain_name = name.into();
+        self
+    }
+
+    /// Feeds raw input bytes as they arrive and calls `emit` for each completed chunk, in order.
+    pub fn push(
+        &mut self,
+        input: &[u8],
+        emit: &mut dyn FnMut(SequenceChunk),
+    ) -> Result<(), InputError> {
+        match &mut self.decoder {
+            Decoder::Plain => self.parser.feed(input, emit),
+            Decoder::Gzip(decoder) => {
+                decoder.write_all(input).map_err(InputError::Gzip)?;
+                let decoded = std::mem::take(decoder.get_mut());
+                let result = self.parser.feed(&decoded, emit);
+                *decoder.get_mut() = recycle(decoded);
+                result
+            }
+            Decoder::Sniffing(head) => {
+                head.extend_from_slice(input);
+                if head.len() < 2 {
+                    return Ok(());
+                }
+                let head = std::mem::take(head);
+                self.decoder = if head.starts_with(&[0x1f, 0x8b]) {
+                    Decoder::Gzip(Box::new(MultiGzDecoder::new(Vec::new())))
+                } else {
+                    Decoder::Plain
+                };
+                self.push(&head, emit)
+            }
+        }
+    }
+
+    /// Signals the end of input: emits the last chunks and returns the records in input order.
+    pub fn finish(
+        mut self,
+        emit: &mut dyn FnMut(SequenceChunk),
+    ) -> Result<Vec<RecordInfo>, InputError> {
+        match std::mem::replace(&mut self.decoder, Decoder::Plain) {
+            Decoder::Sniffing(head) => self.parser.feed(&head, emit)?,
+            Decoder::Plain => {}
+            Decoder::Gzip(decoder) => {
+                let rest = decoder.finish().map_err(InputError::Gzip)?;
+                self.parser.feed(&rest, emit)?;
+            }
+        }
+        self.parser.finish(emit)
+    }
+}
+
+/// Empties a buffer but keeps its allocation.
+fn recycle(mut buffer: Vec<u8>) -> Vec<u8> {
+    buffer.clear();
+    buffer
+}
+
+/// Where the parser is within a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LineState {
+    /// At the first byte of a line.
+    LineStart,
+    /// Inside a header's name (before its first whitespace).
+    HeaderName,
+    /// Inside the rest of a header line (the description), which is ignored.
+    HeaderRest,
+    /// Inside a sequence line.
+    Sequence,
+}
+
+/// The FASTA state machine and the chunk cutter over decoded bytes.
+struct Parser {
+    chunk_len: usize,
+    overlap: usize,
+    plain_name: String,
+    state: LineState,
+    header_name: Vec<u8>,
+    records: Vec<RecordInfo>,
+    /// Whether `records.last()` is still receiving bases.
+    in_record: bool,
+    /// Bases of the open record not yet emitted as owned bases.
+    pending: Vec<u8>,
+    /// Record position of `pending[0]`.
+    pending_offset: u64,
+    next_index: u32,
+    /// Decoded bytes seen, for error messages.
+    consumed: u64,
+    sniffed: usize,
+    sniffed_letters: usize,
+    total_bases: u64,
+}
+
+impl Parser {
+    fn new(chunk_len: usize, overlap: usize) -> Self {
+        Self {
+            chunk_len,
+            overlap,
+            plain_name: DEFAULT_PLAIN_NAME.to_string(),
+            state: LineState::LineStart,
+            header_name: Vec::new(),
+            records: Vec::new(),
+            in_record: false,
+            pending: Vec::new(),
+            pending_offset: 0,
+            next_index: 0,
+            consumed: 0,
+            sniffed: 0,
+            sniffed_letters: 0,
+            total_bases: 0,
+        }
+    }
+
+    fn feed(&mut self, data: &[u8], emit: &mut dyn FnMut(SequenceChunk)) -> Result<(), InputError> {
+        if let Some(at) = memchr::memchr(0, data) {
+            return Err(InputError::NotSequence {
+                reason: format!(
+                    "binary data (NUL byte at offset {})",
+                    self.consumed + at as u64
+                ),
+            });
+        }
+        let mut rest = data;
+        while !rest.is_empty() {
+            let used = match self.state {
+                LineState::LineStart => self.line_start(rest, emit)?,
+                LineState::HeaderName => self.header_name_bytes(rest),
+                LineState::HeaderRest => skip_line(rest, &mut self.state),
+                LineState::Sequence => self.sequence_bytes(rest, emit)?,
+            };
+            rest = &rest[used..];
+        }
+        self.consumed += data.len() as u64;
+        Ok(())
+    }
+
+    /// Decides what a line is from its first byte; returns the bytes consumed.
+    fn line_start(
+        &mut self,
+        data: &[u8],
+        emit: &mut dyn FnMut(SequenceChunk),
+    ) -> Result<usize, InputError> {
+        match data[0] {
+            b'>' => {
+                self.close_record(emit);
+                self.header_name.clear();
+                self.state = LineState::HeaderName;
+                Ok(1)
+            }
+            b'\n' | b'\r' => Ok(1),
+            _ => {
+                if !self.in_record {
+                    let name = self.plain_name.clone();
+                    self.open_record(name);
+                }
+                self.state = LineState::Sequence;
+                Ok(0)
+            }
+        }
+    }
+
+    fn header_name_bytes(&mut self, data: &[u8]) -> usize {
+        let end = data
+            .iter()
+            .position(|b| b.is_ascii_whitespace())
+            .unwrap_or(data.len());
+        let room = MAX_NAME_BYTES.saturating_sub(self.header_name.len());
+        self.header_name.extend_from_slice(&data[..end.min(room)]);
+        if end == data.len() {
+            return end;
+        }
+        let name = String::from_utf8_lossy(&self.header_name).into_owned();
+        self.open_record(name);
+        self.state = LineState::HeaderRest;
+        end
+    }
+
+    /// Appends one line's bases (up to its line break); returns the bytes consumed.
+    fn sequence_bytes(
+        &mut self,
+        data: &[u8],
+        emit: &mut dyn FnMut(SequenceChunk),
+    ) -> Result<usize, InputError> {
+        match memchr::memchr2(b'\n', b'\r', data) {
+            Some(end) => {
+                self.append_bases(&data[..end], emit)?;
+                self.state = LineState::LineStart;
+                Ok(end + 1)
+            }
+            None => {
+                self.append_bases(data, emit)?;
+                Ok(data.len())
+            }
+        }
+    }
+
+    fn open_record(&mut self, name: String) {
+        self.records.push(RecordInfo { name, length: 0 });
+        self.in_record = true;
+        self.pending.clear();
+        self.pending_offset = 0;
+    }
+
+    fn append_bases(
+        &mut self,
+        mut bases: &[u8],
+        emit: &mut dyn FnMut(SequenceChunk),
+    ) -> Result<(), InputError> {
+        self.sniff(bases)?;
+        self.total_bases += bases.len() as u64;
+        let full = self.chunk_len + self.overlap;
+        while !bases.is_empty() {
+            if self.pending.capacity() < full {
+                self.pending.reserve_exact(full - self.pending.len());
+            }
+            let take = (full - self.pending.len()).min(bases.len());
+            self.pending.extend_from_slice(&bases[..take]);
+            bases = &bases[take..];
+            if self.pending.len() == full {
+                self.emit_front(emit);
+            }
+        }
+        Ok(())
+    }
+
+    /// Emits a chunk owning the first `chunk_len` pending bases (or all of them, if fewer), with
+    /// every pending base after them as overlap, and keeps the bases after the owned ones.
+    fn emit_front(&mut self, emit: &mut dyn FnMut(SequenceChunk)) {
+        let owned_len = self.chunk_len.min(self.pending.len());
+        let keep = self.pending[owned_len..].to_vec();
+        let mut bases = std::mem::replace(&mut self.pending, keep);
+        bases.truncate(owned_len + self.overlap);
+        emit(SequenceChunk {
+            index: self.next_index,
+            record: (self.records.len() - 1) as u32,
+            record_offset: self.pending_offset,
+            owned_len,
+            bases,
+        });
+        self.next_index += 1;
+        self.pending_offset += owned_len as u64;
+    }
+
+    /// Ends the open record: emits its remaining bases (the overlap is cut at the record's end).
+    fn close_record(&mut self, emit: &mut dyn FnMut(SequenceChunk)) {
+        if !self.in_record {
+            return;
+        }
+        while !self.pending.is_empty() {
+            self.emit_front(emit);
+        }
+        if let Some(record) = self.records.last_mut() {
+            record.length = self.pending_offset;
+        }
+        self.in_record = false;
+    }
+
+    /// Refuses text that is mostly not sequence letters, judged on the first [`SNIFF_BYTES`].
+    fn sniff(&mut self, bases: &[u8]) -> Result<(), InputError> {
+        if self.sniffed >= SNIFF_BYTES {
+            return Ok(());
+        }
+        let window = &bases[..bases.len().min(SNIFF_BYTES - self.sniffed)];
+        self.sniffed += window.len();
+        self.sniffed_letters += window.iter().filter(|&&b| is_sequence_letter(b)).count();
+        if self.sniffed >= SNIFF_BYTES {
+            self.check_sniffed()?;
+        }
+        Ok(())
+    }
+
+    fn check_sniffed(&self) -> Result<(), InputError> {
+        if self.sniffed_letters * 2 < self.sniffed {
+            return Err(InputError::NotSequence {
+                reason: format!(
+                    "only {} of the first {} sequence bytes are letters",
+                    self.sniffed_letters, self.sniffed
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(
+        mut self,
+        emit: &mut dyn FnMut(SequenceChunk),
+    ) -> Result<Vec<RecordInfo>, InputError> {
+        if self.state == LineState::HeaderName {
+            let name = String::from_utf8_lossy(&self.header_name).into_owned();
+            self.open_record(name);
+        }
+        self.close_record(emit);
+        if self.total_bases == 0 {
+            return Err(InputError::Empty);
+        }
+        self.check_sniffed()?;
+        Ok(self.records)
+    }
+}
+
+/// Skips to the end of the current line; returns the bytes consumed.
+fn skip_line(data: &[u8], state: &mut LineState) -> usize {
+    match memchr::memchr(b'\n', data) {
+        Some(end) => {
+            *state = LineState::LineStart;
+            end + 1
+        }
+        None => data.len(),
+    }
+}
+
+/// Letters and the gap/stop symbols that sequence files legitimately contain.
+fn is_sequence_letter(byte: u8) -> bool {
+    byte.is_ascii_alphabetic() || matches!(byte, b'-' | b'*' | b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk_all(
+        input: &[u8],
+        chunk_len: usize,
+        overlap: usize,
+        piece: usize,
+    ) -> (Vec<SequenceChunk>, Vec<RecordInfo>) {
+        let mut chunker = Chunker::new(chunk_len, overlap);
+        let mut chunks = Vec::new();
+        for part in input.chunks(piece.max(1)) {
+            chunker.push(part, &mut |c| chunks.push(c)).unwrap();
+        }
+        let records = chunker.finish(&mut |c| chunks.push(c)).unwrap();
+        (chunks, records)
+    }
+
+    #[test]
+    fn records_and_chunks_of_a_two_record_fasta() {
+        let input = b">one desc\nACGTA\nCG\r\n>two\nTTTT\n";
+        for piece in [1, 2, 3, 7, 100] {
+            let (chunks, records) = chunk_all(input, 3, 2, piece);
+            assert_eq!(
+                records,
+                vec![
+                    RecordInfo {
+                        name: "one".into(),
+                        length: 7
+                    },
+                    RecordInfo {
+                        name: "two".into(),
+                        length: 4
+                    }
+                ]
+            );
+            let view: Vec<(u32, u64, usize, &[u8])> = chunks
+                .iter()
+                .map(|c| (c.record, c.record_offset, c.owned_len, c.bases.as_slice()))
+                .collect();
+            assert_eq!(
+                view,
+                vec![
+                    (0, 0, 3, &b"ACGTA"[..]),
+                    (0, 3, 3, &b"TACG"[..]),
+                    (0, 6, 1, &b"G"[..]),
+                    (1, 0, 3, &b"TTTT"[..]),
+                    (1, 3, 1, &b"T"[..]),
+                ],
+                "piece size {piece}"
+            );
+            let indices: Vec<u32> = chunks.iter().map(|c| c.index).collect();
+            assert_eq!(indices, (0..5).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn plain_sequence_gets_the_plain_name() {
+        let mut chunker = Chunker::new(10, 0).plain_name("reads.txt");
+        let mut chunks = Vec::new();
+        chunker
+            .push(b"acgt\nacgt", &mut |c| chunks.push(c))
+            .unwrap();
+        let records = chunker.finish(&mut |c| chunks.push(c)).unwrap();
+        assert_eq!(records[0].name, "reads.txt");
+        assert_eq!(chunks[0].bases, b"acgtacgt");
+    }
+
+    #[test]
+    fn empty_and_binary_inputs_are_refused() {
+        let finish = |input: &[u8]| {
+            let mut chunker = Chunker::new(10, 0);
+            chunker.push(input, &mut |_| {})?;
+            chunker.finish(&mut |_| {})
+        };
+        assert!(matches!(finish(b""), Err(InputError::Empty)));
+        assert!(matches!(finish(b">only\n\n"), Err(InputError::Empty)));
+        assert!(matches!(
+            finish(b"AC\0GT"),
+            Err(InputError::NotSequence { .. })
+        ));
+        assert!(matches!(
+            finish(b"12345 678, 90;"),
+            Err(InputError::NotSequence { .. })
+        ));
+    }
+}
