@@ -11,8 +11,9 @@ use tokio::net::UnixStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::MissedTickBehavior;
 
+use super::handshake::hello;
 use crate::collector::clock::unix_now;
-use crate::protocol::{Connection, Message, ProtocolError, Role, PROTOCOL_VERSION};
+use crate::protocol::{Connection, Message, ProtocolError, Role};
 
 /// How often the worker heartbeats (DESIGN: every second).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
@@ -60,7 +61,9 @@ impl HeartbeatClient {
 
     /// The worker finished its current task.
     pub fn task_finished(&self) {
-        self.progress.tasks_completed.fetch_add(1, Ordering::Relaxed);
+        self.progress
+            .tasks_completed
+            .fetch_add(1, Ordering::Relaxed);
         if let Ok(mut current) = self.progress.current_task.lock() {
             *current = None;
         }
@@ -138,13 +141,7 @@ async fn session(
     mut conn: Connection<UnixStream>,
     interval: Duration,
 ) -> Result<(), ProtocolError> {
-    conn.write_message(&Message::Hello {
-        role: Role::Worker,
-        version: PROTOCOL_VERSION,
-        token: None,
-        id: Some(progress.worker_id.clone()),
-    })
-    .await?;
+    hello(&mut conn, Role::Worker, Some(progress.worker_id.clone())).await?;
     let mut ticks = tokio::time::interval(interval);
     // After a SIGSTOP, one heartbeat on resume, not a burst of the missed ones.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -158,8 +155,11 @@ async fn session(
             Event::Tick => conn.write_message(&heartbeat(progress)).await?,
             Event::Received(Ok(Some(Message::LeaseAdvice { pause, reason }))) => {
                 if progress.paused.send_replace(pause) != pause {
-                    tracing::info!(pause, reason = reason.as_deref().unwrap_or(""),
-                        "lease advice from agent");
+                    tracing::info!(
+                        pause,
+                        reason = reason.as_deref().unwrap_or(""),
+                        "lease advice from agent"
+                    );
                 }
             }
             Event::Received(Ok(Some(_))) => {}
@@ -179,6 +179,10 @@ fn heartbeat(progress: &Progress) -> Message {
         timestamp: unix_now(),
         pid: std::process::id(),
         tasks_completed: progress.tasks_completed.load(Ordering::Relaxed),
-        current_task: progress.current_task.lock().ok().and_then(|task| task.clone()),
+        current_task: progress
+            .current_task
+            .lock()
+            .ok()
+            .and_then(|task| task.clone()),
     }
 }

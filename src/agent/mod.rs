@@ -2,6 +2,7 @@
 //! the collector (seed 000 §3.4). Crash → DEAD at once; hang → DEAD after the heartbeat timeout;
 //! every status change is reported immediately, the rest every report interval.
 
+mod handshake;
 mod heartbeat;
 mod report;
 mod reporter;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::net::UnixListener;
 
+pub use handshake::{hello, welcome};
 pub use heartbeat::{HeartbeatClient, HEARTBEAT_INTERVAL};
 pub use report::{WorkerReport, WorkerStatus};
 pub use reporter::ReportBuffer;
@@ -54,7 +56,9 @@ pub struct AgentConfig {
 impl AgentConfig {
     /// The socket path: `--socket`, or the default for the worker id.
     pub fn socket_path(&self) -> PathBuf {
-        self.socket.clone().unwrap_or_else(|| default_socket_path(&self.worker_id))
+        self.socket
+            .clone()
+            .unwrap_or_else(|| default_socket_path(&self.worker_id))
     }
 
     /// The collector's address as `host:port`.
@@ -90,7 +94,10 @@ pub enum AgentError {
 
 /// Binds the worker socket, replacing a stale socket file left by a crashed agent.
 async fn bind(path: &Path) -> Result<UnixListener, AgentError> {
-    let bind_error = |source| AgentError::Bind { path: path.to_path_buf(), source };
+    let bind_error = |source| AgentError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(bind_error)?;
     }
@@ -126,7 +133,12 @@ pub async fn run(config: AgentConfig, shutdown: impl Future) -> Result<(), Agent
     let tasks = [
         tokio::spawn(server::serve(listener, Arc::clone(&shared), stopped())),
         tokio::spawn(server::check_hangs(Arc::clone(&shared), stopped())),
-        tokio::spawn(reporter::produce(settings, Arc::clone(&shared), Arc::clone(&buffer), stopped())),
+        tokio::spawn(reporter::produce(
+            settings,
+            Arc::clone(&shared),
+            Arc::clone(&buffer),
+            stopped(),
+        )),
         tokio::spawn(reporter::deliver(
             config.collector_addr(),
             config.worker_id.clone(),

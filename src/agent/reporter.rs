@@ -13,11 +13,12 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 
+use super::handshake::hello;
 use super::report::WorkerReport;
 use super::sampler::Sampler;
 use super::server::{AgentShared, LeaseAdvice};
 use crate::collector::clock::unix_now;
-use crate::protocol::{Connection, Message, ProtocolError, Role, PROTOCOL_VERSION};
+use crate::protocol::{Connection, Message, ProtocolError, Role};
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -35,17 +36,27 @@ pub struct ReportBuffer {
 impl ReportBuffer {
     /// A buffer holding at most `capacity` reports.
     pub fn new(capacity: usize) -> ReportBuffer {
-        ReportBuffer { reports: Mutex::new(VecDeque::new()), capacity: capacity.max(1), added: Notify::new() }
+        ReportBuffer {
+            reports: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            added: Notify::new(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<WorkerReport>> {
-        self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.reports
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds a report; returns the report dropped to make room, if any.
     pub fn push(&self, report: WorkerReport) -> Option<WorkerReport> {
         let mut reports = self.lock();
-        let dropped = if reports.len() >= self.capacity { reports.pop_front() } else { None };
+        let dropped = if reports.len() >= self.capacity {
+            reports.pop_front()
+        } else {
+            None
+        };
         reports.push_back(report);
         drop(reports);
         self.added.notify_one();
@@ -108,7 +119,10 @@ pub async fn produce(
         seq += 1;
         let report = make_report(&settings, &shared, &mut sampler, seq);
         if let Some(dropped) = buffer.push(report) {
-            tracing::warn!(seq = dropped.seq, "report buffer full; dropped the oldest report");
+            tracing::warn!(
+                seq = dropped.seq,
+                "report buffer full; dropped the oldest report"
+            );
         }
     }
 }
@@ -178,7 +192,9 @@ pub async fn deliver(
         match outcome {
             Ok(delivered) if delivered > 0 => retry = RETRY_MIN,
             Ok(_) => {}
-            Err(err) => tracing::debug!(collector = %collector, error = %err, "collector link down"),
+            Err(err) => {
+                tracing::debug!(collector = %collector, error = %err, "collector link down")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(retry) => {}
@@ -201,13 +217,7 @@ async fn session(
         .map_err(|_| ProtocolError::Timeout(ACK_TIMEOUT))??;
     stream.set_nodelay(true)?;
     let mut conn = Connection::new(stream);
-    conn.write_message(&Message::Hello {
-        role: Role::Agent,
-        version: PROTOCOL_VERSION,
-        token: None,
-        id: Some(worker_id.to_string()),
-    })
-    .await?;
+    hello(&mut conn, Role::Agent, Some(worker_id.to_string())).await?;
     tracing::info!(collector, pending = buffer.len(), "connected to collector");
     let mut delivered = 0;
     loop {
@@ -218,16 +228,24 @@ async fn session(
         report.last_rtt_ms = *last_rtt_ms;
         let seq = report.seq;
         let sent_at = Instant::now();
-        conn.write_message(&Message::Metrics { data: report }).await?;
+        conn.write_message(&Message::Metrics { data: report })
+            .await?;
         let reply = tokio::time::timeout(ACK_TIMEOUT, conn.expect_message())
             .await
             .map_err(|_| ProtocolError::Timeout(ACK_TIMEOUT))??;
         match reply {
-            Message::MetricsAck { seq: acked, pause_leasing, reason } if acked == seq => {
+            Message::MetricsAck {
+                seq: acked,
+                pause_leasing,
+                reason,
+            } if acked == seq => {
                 *last_rtt_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
                 buffer.acknowledge(seq);
                 delivered += 1;
-                let advice = LeaseAdvice { pause: pause_leasing, reason };
+                let advice = LeaseAdvice {
+                    pause: pause_leasing,
+                    reason,
+                };
                 shared.advice.send_if_modified(|current| {
                     let changed = *current != advice;
                     *current = advice;

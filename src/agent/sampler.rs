@@ -54,7 +54,11 @@ impl Sampler {
         Sample {
             cpu_percent: f64::from(self.system.global_cpu_usage()),
             memory_mb: used / MIB,
-            memory_percent: if total > 0.0 { 100.0 * used / total } else { 0.0 },
+            memory_percent: if total > 0.0 {
+                100.0 * used / total
+            } else {
+                0.0
+            },
             disk_percent: self.disk_percent(),
             process_cpu_percent: process.map(|(cpu, _)| cpu),
             process_rss_mb: process.map(|(_, rss)| rss),
@@ -64,15 +68,20 @@ impl Sampler {
     fn process(&mut self, pid: u32) -> Option<(f64, f64)> {
         let pid = Pid::from_u32(pid);
         let kind = ProcessRefreshKind::new().with_cpu().with_memory();
-        self.system.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, kind);
+        self.system
+            .refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, kind);
         let process = self.system.process(pid)?;
-        Some((f64::from(process.cpu_usage()), process.memory() as f64 / MIB))
+        Some((
+            f64::from(process.cpu_usage()),
+            process.memory() as f64 / MIB,
+        ))
     }
 
     /// Percent used of the disk whose mount point is the longest prefix of the disk path.
     fn disk_percent(&mut self) -> f64 {
         self.disks.refresh();
-        let path = std::fs::canonicalize(&self.disk_path).unwrap_or_else(|_| self.disk_path.clone());
+        let path =
+            std::fs::canonicalize(&self.disk_path).unwrap_or_else(|_| self.disk_path.clone());
         self.disks
             .list()
             .iter()
@@ -94,8 +103,16 @@ mod tests {
     /// Resident memory of this process from /proc, MiB: the reference the sampler must agree with.
     fn proc_rss_mb() -> f64 {
         let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
-        let kib: f64 = line.split_whitespace().nth(1).expect("value").parse().expect("number");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .expect("VmRSS line");
+        let kib: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .expect("value")
+            .parse()
+            .expect("number");
         kib / 1024.0
     }
 
@@ -103,20 +120,34 @@ mod tests {
     fn sample_agrees_with_procfs_for_this_process() {
         let mut sampler = Sampler::new(Path::new("."));
         let sample = sampler.sample(Some(std::process::id()));
-        assert!(sample.memory_percent > 0.0 && sample.memory_percent <= 100.0, "{sample:?}");
+        assert!(
+            sample.memory_percent > 0.0 && sample.memory_percent <= 100.0,
+            "{sample:?}"
+        );
         assert!(sample.memory_mb > 0.0);
-        assert!(sample.disk_percent > 0.0 && sample.disk_percent <= 100.0, "{sample:?}");
+        assert!(
+            sample.disk_percent > 0.0 && sample.disk_percent <= 100.0,
+            "{sample:?}"
+        );
         let rss = sample.process_rss_mb.expect("this process exists");
         let reference = proc_rss_mb();
-        assert!(rss > reference * 0.5 && rss < reference * 2.0, "rss {rss} vs procfs {reference}");
+        assert!(
+            rss > reference * 0.5 && rss < reference * 2.0,
+            "rss {rss} vs procfs {reference}"
+        );
     }
 
     #[test]
     fn a_missing_process_has_no_process_metrics() {
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let pid = child.id();
         child.wait().expect("reap");
         let sample = Sampler::new(Path::new(".")).sample(Some(pid));
-        assert_eq!((sample.process_cpu_percent, sample.process_rss_mb), (None, None));
+        assert_eq!(
+            (sample.process_cpu_percent, sample.process_rss_mb),
+            (None, None)
+        );
     }
 }

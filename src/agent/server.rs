@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 
+use super::handshake::welcome;
 use super::watch::{process_alive, ConnectionId, WorkerWatch};
-use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role, PROTOCOL_VERSION};
+use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role};
 
 /// How long after a dropped connection the agent looks for the process to disappear: a killed
 /// process closes its sockets a moment before it becomes a zombie.
@@ -54,14 +55,19 @@ impl AgentShared {
 
     /// Locks the worker watch (a poisoned lock still holds valid bookkeeping).
     pub fn watch(&self) -> MutexGuard<'_, WorkerWatch> {
-        self.watch.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.watch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn changed(&self, changed: bool) {
         if changed {
             let watch = self.watch();
-            tracing::info!(status = watch.status().as_str(), reason = watch.reason().unwrap_or(""),
-                "worker status changed");
+            tracing::info!(
+                status = watch.status().as_str(),
+                reason = watch.reason().unwrap_or(""),
+                "worker status changed"
+            );
             drop(watch);
             self.status_changed.notify_one();
         }
@@ -107,10 +113,20 @@ async fn handle_worker(stream: UnixStream, shared: Arc<AgentShared>) {
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
     let mut conn = Connection::new(stream);
     match tokio::time::timeout(HELLO_TIMEOUT, conn.read_message()).await {
-        Ok(Ok(Some(Message::Hello { role: Role::Worker, .. }))) => {}
+        Ok(Ok(Some(Message::Hello {
+            role: Role::Worker, ..
+        }))) => {
+            if welcome(&mut conn).await.is_err() {
+                return;
+            }
+        }
         Ok(Ok(None)) => return,
         Ok(Ok(Some(_))) => {
-            conn.send_error(ErrorCode::UnexpectedMessage, "expected a worker hello first").await;
+            conn.send_error(
+                ErrorCode::UnexpectedMessage,
+                "expected a worker hello first",
+            )
+            .await;
             return;
         }
         Ok(Err(err)) => {
@@ -151,11 +167,17 @@ async fn heartbeats(
         match event {
             Event::Advice => {
                 let LeaseAdvice { pause, reason } = advice.borrow_and_update().clone();
-                conn.write_message(&Message::LeaseAdvice { pause, reason }).await?;
+                conn.write_message(&Message::LeaseAdvice { pause, reason })
+                    .await?;
             }
             Event::Received(received) => match received? {
                 None => return Ok(()),
-                Some(Message::Heartbeat { pid, tasks_completed, current_task, .. }) => {
+                Some(Message::Heartbeat {
+                    pid,
+                    tasks_completed,
+                    current_task,
+                    ..
+                }) => {
                     let now = Instant::now();
                     let mut watch = shared.watch();
                     let before = watch.status();
@@ -196,6 +218,11 @@ async fn wait_for_exit(pid: u32) -> bool {
 fn type_name(message: &Message) -> String {
     serde_json::to_value(message)
         .ok()
-        .and_then(|value| value.get("type").and_then(|t| t.as_str()).map(str::to_string))
+        .and_then(|value| {
+            value
+                .get("type")
+                .and_then(|t| t.as_str())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "message".into())
 }

@@ -111,7 +111,10 @@ impl WorkerWatch {
             return false;
         }
         self.current_task = None;
-        self.set(WorkerStatus::Stopped, Some("worker shut down cleanly".into()))
+        self.set(
+            WorkerStatus::Stopped,
+            Some("worker shut down cleanly".into()),
+        )
     }
 
     /// `connection` closed; `process_alive` says whether the worker's pid still runs.
@@ -125,7 +128,10 @@ impl WorkerWatch {
             // A live process without its connection is judged by the heartbeat timeout.
             return false;
         }
-        let pid = self.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+        let pid = self
+            .pid
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "?".into());
         self.set(WorkerStatus::Dead, Some(format!("process {pid} exited")))
     }
 
@@ -134,19 +140,26 @@ impl WorkerWatch {
         if self.status != WorkerStatus::Alive {
             return false;
         }
-        let Some(last) = self.last_heartbeat else { return false };
+        let Some(last) = self.last_heartbeat else {
+            return false;
+        };
         let silence = now.saturating_duration_since(last);
         if silence < self.heartbeat_timeout {
             return false;
         }
-        let reason = format!("no heartbeat for {:.1} s (process alive but hung)", silence.as_secs_f64());
+        let reason = format!(
+            "no heartbeat for {:.1} s (process alive but hung)",
+            silence.as_secs_f64()
+        );
         self.set(WorkerStatus::Dead, Some(reason))
     }
 
     /// When `check` should next run to catch a timeout on time.
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.status {
-            WorkerStatus::Alive => self.last_heartbeat.map(|last| last + self.heartbeat_timeout),
+            WorkerStatus::Alive => self
+                .last_heartbeat
+                .map(|last| last + self.heartbeat_timeout),
             _ => None,
         }
     }
@@ -163,7 +176,9 @@ impl WorkerWatch {
 
 /// Whether process `pid` runs (a zombie awaiting its parent's wait counts as gone).
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else { return false };
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
         Ok(()) => !is_zombie(pid),
         Err(nix::errno::Errno::EPERM) => true,
@@ -173,9 +188,13 @@ pub fn process_alive(pid: u32) -> bool {
 
 /// Reads the state letter of /proc/PID/stat (Linux); `Z` and `X` mean the process has exited.
 fn is_zombie(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
     // The command name may hold spaces and parentheses; the state follows the last ')'.
-    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
     matches!(state, Some("Z") | Some("X"))
 }
 
@@ -208,10 +227,16 @@ mod tests {
         assert!(!watch.check(t0 + Duration::from_millis(15_999)));
         assert!(watch.check(t0 + Duration::from_secs(16)));
         assert_eq!(watch.status(), WorkerStatus::Dead);
-        assert!(!watch.check(t0 + Duration::from_secs(17)), "dead once, not on every check");
+        assert!(
+            !watch.check(t0 + Duration::from_secs(17)),
+            "dead once, not on every check"
+        );
         // SIGCONT: the heartbeat resumes on the same connection.
         assert!(watch.on_heartbeat(1, 4, None, t0 + Duration::from_secs(20)));
-        assert_eq!((watch.status(), watch.tasks_completed()), (WorkerStatus::Alive, 4));
+        assert_eq!(
+            (watch.status(), watch.tasks_completed()),
+            (WorkerStatus::Alive, 4)
+        );
     }
 
     #[test]
@@ -230,8 +255,14 @@ mod tests {
         let mut watch = WorkerWatch::new(TIMEOUT);
         watch.on_hello(1, 10, t0);
         watch.on_hello(2, 11, t0);
-        assert!(!watch.on_disconnect(1, false), "the old connection's close is ignored");
-        assert!(!watch.on_heartbeat(1, 9, None, t0), "and so are its heartbeats");
+        assert!(
+            !watch.on_disconnect(1, false),
+            "the old connection's close is ignored"
+        );
+        assert!(
+            !watch.on_heartbeat(1, 9, None, t0),
+            "and so are its heartbeats"
+        );
         assert!(watch.on_goodbye(2));
         assert!(!watch.on_disconnect(2, false));
         assert_eq!(watch.status(), WorkerStatus::Stopped);
@@ -241,12 +272,17 @@ mod tests {
     #[test]
     fn process_probe_tells_running_from_exited_and_unreaped() {
         assert!(process_alive(std::process::id()));
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let pid = child.id();
         // Not yet reaped: a zombie until wait(); poll until it has exited.
         let deadline = Instant::now() + Duration::from_secs(10);
         while process_alive(pid) {
-            assert!(Instant::now() < deadline, "child {pid} never became a zombie");
+            assert!(
+                Instant::now() < deadline,
+                "child {pid} never became a zombie"
+            );
             std::thread::yield_now();
         }
         child.wait().expect("reap");

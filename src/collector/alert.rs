@@ -87,7 +87,10 @@ impl AlertLog {
             std::fs::create_dir_all(parent)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(AlertLog { path: path.to_path_buf(), file })
+        Ok(AlertLog {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     /// The log's path.

@@ -15,12 +15,18 @@ pub struct Moment {
 impl Moment {
     /// The present.
     pub fn now() -> Moment {
-        Moment { instant: Instant::now(), unix_secs: unix_now() }
+        Moment {
+            instant: Instant::now(),
+            unix_secs: unix_now(),
+        }
     }
 
     /// This moment moved `by` into the future.
     pub fn plus(self, by: Duration) -> Moment {
-        Moment { instant: self.instant + by, unix_secs: self.unix_secs + by.as_secs_f64() }
+        Moment {
+            instant: self.instant + by,
+            unix_secs: self.unix_secs + by.as_secs_f64(),
+        }
     }
 
     /// Time elapsed from `earlier` to this moment (zero if `earlier` is later).
@@ -31,7 +37,10 @@ impl Moment {
 
 /// Current Unix time in seconds.
 pub fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Parses a duration given as seconds (`15`, `0.5`) or with a unit (`500ms`, `10s`, `5m`), as

@@ -14,8 +14,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::alert::Alert;
 use super::liveness::WorkerView;
 use super::watchtower::{Outgoing, WORKER_VIEW_TTL};
+use crate::agent::hello;
 use crate::backend::Store;
-use crate::protocol::{Connection, Message, ProtocolError, Role, PROTOCOL_VERSION};
+use crate::protocol::{Connection, Message, ProtocolError, Role};
 
 /// Alert events kept while their destination is away; older ones are dropped (the alert log
 /// still has them).
@@ -71,6 +72,7 @@ pub async fn forward(
     let mut pending = Pending::default();
     let mut master: Option<Connection<TcpStream>> = None;
     let mut retry = RETRY_MIN;
+    let mut failing = false;
     loop {
         while let Ok(item) = items.try_recv() {
             pending.add(item);
@@ -86,9 +88,19 @@ pub async fn forward(
             continue;
         }
         match flush(&downstream, &mut master, &mut pending).await {
-            Ok(()) => retry = RETRY_MIN,
+            Ok(()) => {
+                if failing {
+                    tracing::info!("forwarding to the master and store again");
+                }
+                failing = false;
+                retry = RETRY_MIN;
+            }
             Err(err) => {
-                tracing::warn!(error = %err, "cannot forward alerts; will retry");
+                // Warn once per outage, not on every retry.
+                if !failing {
+                    tracing::warn!(error = %err, "cannot forward alerts; will retry");
+                }
+                failing = true;
                 master = None;
                 tokio::select! {
                     _ = tokio::time::sleep(retry) => {}
@@ -118,12 +130,23 @@ async fn flush(
     pending: &mut Pending,
 ) -> Result<(), ForwardError> {
     while let Some(down) = pending.downs.front() {
-        let Outgoing::WorkerDown { worker_id, timestamp, last_task_id, reason } = down.clone() else {
+        let Outgoing::WorkerDown {
+            worker_id,
+            timestamp,
+            last_task_id,
+            reason,
+        } = down.clone()
+        else {
             pending.downs.pop_front();
             continue;
         };
         if downstream.master.is_some() {
-            let message = Message::WorkerDown { worker_id: worker_id.clone(), timestamp, last_task_id, reason };
+            let message = Message::WorkerDown {
+                worker_id: worker_id.clone(),
+                timestamp,
+                last_task_id,
+                reason,
+            };
             match request(downstream, master, &message).await? {
                 Message::WorkerDownAck { reclaimed, .. } => {
                     tracing::info!(worker = %worker_id, reclaimed, "master reclaimed the dead worker's tasks");
@@ -136,9 +159,16 @@ async fn flush(
     while let Some(alert) = pending.alerts.front() {
         match &downstream.store {
             Some(store) => store.push_alert(&to_json(alert)).await?,
-            None if downstream.master.is_some() => {
-                expect_recorded(request(downstream, master, &Message::RecordAlert { alert: alert.clone() }).await?)?
-            }
+            None if downstream.master.is_some() => expect_recorded(
+                request(
+                    downstream,
+                    master,
+                    &Message::RecordAlert {
+                        alert: alert.clone(),
+                    },
+                )
+                .await?,
+            )?,
             None => {}
         }
         pending.alerts.pop_front();
@@ -159,9 +189,14 @@ async fn store_view(
     view: &WorkerView,
 ) -> Result<(), ForwardError> {
     match &downstream.store {
-        Some(store) => Ok(store.put_worker_metrics(&view.worker_id, &to_json(view), WORKER_VIEW_TTL).await?),
+        Some(store) => Ok(store
+            .put_worker_metrics(&view.worker_id, &to_json(view), WORKER_VIEW_TTL)
+            .await?),
         None if downstream.master.is_some() => {
-            let message = Message::RecordWorker { worker: Box::new(view.clone()), ttl_secs: WORKER_VIEW_TTL.as_secs_f64() };
+            let message = Message::RecordWorker {
+                worker: Box::new(view.clone()),
+                ttl_secs: WORKER_VIEW_TTL.as_secs_f64(),
+            };
             expect_recorded(request(downstream, master, &message).await?)
         }
         None => Ok(()),
@@ -191,7 +226,9 @@ async fn request(
     if master.is_none() {
         *master = Some(connect(address).await?);
     }
-    let Some(conn) = master.as_mut() else { return Err(ProtocolError::Closed.into()) };
+    let Some(conn) = master.as_mut() else {
+        return Err(ProtocolError::Closed.into());
+    };
     conn.write_message(message).await?;
     let reply = tokio::time::timeout(REPLY_TIMEOUT, conn.expect_message())
         .await
@@ -208,13 +245,7 @@ async fn connect(address: &str) -> Result<Connection<TcpStream>, ProtocolError> 
         .map_err(|_| ProtocolError::Timeout(REPLY_TIMEOUT))??;
     stream.set_nodelay(true)?;
     let mut conn = Connection::new(stream);
-    conn.write_message(&Message::Hello {
-        role: Role::Collector,
-        version: PROTOCOL_VERSION,
-        token: None,
-        id: None,
-    })
-    .await?;
+    hello(&mut conn, Role::Collector, None).await?;
     tracing::info!(master = address, "connected to master");
     Ok(conn)
 }

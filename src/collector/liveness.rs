@@ -141,7 +141,9 @@ impl Liveness {
 
     /// The latest report of a worker and when it arrived.
     pub fn latest(&self, worker: &str) -> Option<(&WorkerReport, Moment)> {
-        self.workers.get(worker).map(|r| (&r.latest, r.last_report_at))
+        self.workers
+            .get(worker)
+            .map(|r| (&r.latest, r.last_report_at))
     }
 
     /// Ids of every known worker.
@@ -221,18 +223,36 @@ mod tests {
         let mut liveness = Liveness::default();
         let t0 = Moment::now();
         for (i, second) in [0, 10, 20].into_iter().enumerate() {
-            liveness.record(report(WorkerStatus::Alive, Some(i as f64 + 1.0)), at(t0, second));
+            liveness.record(
+                report(WorkerStatus::Alive, Some(i as f64 + 1.0)),
+                at(t0, second),
+            );
         }
-        let view = liveness.view("w1", at(t0, 24), false).expect("known worker");
-        assert_eq!((view.state, view.consecutive_missed), (LivenessState::Active, 0));
+        let view = liveness
+            .view("w1", at(t0, 24), false)
+            .expect("known worker");
+        assert_eq!(
+            (view.state, view.consecutive_missed),
+            (LivenessState::Active, 0)
+        );
         assert_eq!(view.mean_rtt_ms, Some(2.0), "mean of 1, 2, 3");
         assert_eq!(view.tasks_done, 7);
         assert_eq!(view.uptime_secs, Some(104.0));
         assert_eq!(view.success_rate, 1.0);
-        let view = liveness.view("w1", at(t0, 36), false).expect("known worker");
-        assert_eq!((view.state, view.consecutive_missed), (LivenessState::Unstable, 1));
-        let view = liveness.view("w1", at(t0, 56), false).expect("known worker");
-        assert_eq!((view.state, view.consecutive_missed), (LivenessState::Inactive, 3));
+        let view = liveness
+            .view("w1", at(t0, 36), false)
+            .expect("known worker");
+        assert_eq!(
+            (view.state, view.consecutive_missed),
+            (LivenessState::Unstable, 1)
+        );
+        let view = liveness
+            .view("w1", at(t0, 56), false)
+            .expect("known worker");
+        assert_eq!(
+            (view.state, view.consecutive_missed),
+            (LivenessState::Inactive, 3)
+        );
         assert_eq!(view.success_rate, 3.0 / 6.0, "3 received of 6 expected");
     }
 
@@ -242,14 +262,29 @@ mod tests {
         let t0 = Moment::now();
         liveness.record(report(WorkerStatus::Alive, None), at(t0, 0));
         liveness.record(report(WorkerStatus::Alive, None), at(t0, 40));
-        let view = liveness.view("w1", at(t0, 41), false).expect("known worker");
-        assert_eq!((view.state, view.consecutive_missed), (LivenessState::Unstable, 0));
-        assert_eq!(view.success_rate, 2.0 / 5.0, "reports at 0 and 40, missed 10, 20, 30");
+        let view = liveness
+            .view("w1", at(t0, 41), false)
+            .expect("known worker");
+        assert_eq!(
+            (view.state, view.consecutive_missed),
+            (LivenessState::Unstable, 0)
+        );
+        assert_eq!(
+            view.success_rate,
+            2.0 / 5.0,
+            "reports at 0 and 40, missed 10, 20, 30"
+        );
         for second in (50..=140).step_by(10) {
             liveness.record(report(WorkerStatus::Alive, None), at(t0, second));
         }
-        let view = liveness.view("w1", at(t0, 141), false).expect("known worker");
-        assert_eq!(view.state, LivenessState::Active, "the gap left the 10-report window");
+        let view = liveness
+            .view("w1", at(t0, 141), false)
+            .expect("known worker");
+        assert_eq!(
+            view.state,
+            LivenessState::Active,
+            "the gap left the 10-report window"
+        );
     }
 
     #[test]

@@ -76,8 +76,12 @@ pub enum RuleKind {
 
 impl RuleKind {
     /// Every rule, in evaluation order.
-    pub const ALL: [RuleKind; 4] =
-        [RuleKind::WorkerDead, RuleKind::NoReport, RuleKind::CpuHigh, RuleKind::MemoryHigh];
+    pub const ALL: [RuleKind; 4] = [
+        RuleKind::WorkerDead,
+        RuleKind::NoReport,
+        RuleKind::CpuHigh,
+        RuleKind::MemoryHigh,
+    ];
 
     /// The rule's name in alerts.
     pub fn name(self) -> &'static str {
@@ -117,8 +121,15 @@ struct Verdict {
 /// Where one (worker, rule) pair is.
 #[derive(Clone, Debug)]
 enum RuleState {
-    Pending { since: Moment },
-    Firing { since: Moment, id: String, message: String, value: Option<f64> },
+    Pending {
+        since: Moment,
+    },
+    Firing {
+        since: Moment,
+        id: String,
+        message: String,
+        value: Option<f64>,
+    },
 }
 
 /// A pending or firing alert, for display.
@@ -146,7 +157,10 @@ pub struct RuleEngine {
 impl RuleEngine {
     /// An engine with the given thresholds and no history.
     pub fn new(thresholds: Thresholds) -> RuleEngine {
-        RuleEngine { thresholds, states: HashMap::new() }
+        RuleEngine {
+            thresholds,
+            states: HashMap::new(),
+        }
     }
 
     /// The thresholds in force.
@@ -196,7 +210,9 @@ impl RuleEngine {
             })
             .collect();
         active.sort_by(|a, b| {
-            b.severity.cmp(&a.severity).then_with(|| a.worker_id.cmp(&b.worker_id))
+            b.severity
+                .cmp(&a.severity)
+                .then_with(|| a.worker_id.cmp(&b.worker_id))
         });
         active
     }
@@ -266,10 +282,25 @@ impl RuleEngine {
         let (next, event) = match (current, verdict.holds) {
             (None, false) => (None, None),
             (Some(RuleState::Pending { .. }), false) => (None, None),
-            (Some(RuleState::Firing { since, id, message, value }), false) => {
+            (
+                Some(RuleState::Firing {
+                    since,
+                    id,
+                    message,
+                    value,
+                }),
+                false,
+            ) => {
                 let alert = self.alert(&key, kind, AlertState::Resolved, id, since, now);
                 let message = format!("resolved: {message}");
-                (None, Some(Alert { message, value, ..alert }))
+                (
+                    None,
+                    Some(Alert {
+                        message,
+                        value,
+                        ..alert
+                    }),
+                )
             }
             (Some(firing @ RuleState::Firing { .. }), true) => (Some(firing), None),
             (None, true) => self.maybe_fire(&key, kind, now, now, verdict),
@@ -294,11 +325,24 @@ impl RuleEngine {
         if now.since(since) < self.hold_for(kind) {
             return (Some(RuleState::Pending { since }), None);
         }
-        let id = format!("{}-{}-{}", kind.name(), key.0, (now.unix_secs * 1000.0) as u64);
+        let id = format!(
+            "{}-{}-{}",
+            kind.name(),
+            key.0,
+            (now.unix_secs * 1000.0) as u64
+        );
         let alert = self.alert(key, kind, AlertState::Firing, id.clone(), since, now);
-        let alert = Alert { message: verdict.message.clone(), value: verdict.value, ..alert };
-        let state =
-            RuleState::Firing { since, id, message: verdict.message, value: verdict.value };
+        let alert = Alert {
+            message: verdict.message.clone(),
+            value: verdict.value,
+            ..alert
+        };
+        let state = RuleState::Firing {
+            since,
+            id,
+            message: verdict.message,
+            value: verdict.value,
+        };
         (Some(state), Some(alert))
     }
 

@@ -37,7 +37,10 @@ fn feed(
     for second in seconds.step_by(10) {
         let now = t0.plus(Duration::from_secs(second));
         let report = make(second);
-        let observation = Observation { report: &report, received_at: now };
+        let observation = Observation {
+            report: &report,
+            received_at: now,
+        };
         for alert in engine.evaluate(observation, now) {
             events.push((second, alert));
         }
@@ -46,7 +49,10 @@ fn feed(
 }
 
 fn summary(events: &[(u64, Alert)]) -> Vec<(u64, &str, AlertState)> {
-    events.iter().map(|(t, a)| (*t, a.rule.as_str(), a.state)).collect()
+    events
+        .iter()
+        .map(|(t, a)| (*t, a.rule.as_str(), a.state))
+        .collect()
 }
 
 #[test]
@@ -60,10 +66,16 @@ fn cpu_high_fires_once_after_five_minutes_and_resolves_once() {
     });
     assert_eq!(
         summary(&events),
-        [(300, "cpu_high", AlertState::Firing), (600, "cpu_high", AlertState::Resolved)]
+        [
+            (300, "cpu_high", AlertState::Firing),
+            (600, "cpu_high", AlertState::Resolved)
+        ]
     );
     let (fired, resolved) = (&events[0].1, &events[1].1);
-    assert_eq!(fired.id, resolved.id, "a resolution names the alert it ends");
+    assert_eq!(
+        fired.id, resolved.id,
+        "a resolution names the alert it ends"
+    );
     assert_eq!(fired.severity, Severity::Warning);
     assert_eq!(fired.active_since, t0.unix_secs);
     assert_eq!(fired.value, Some(99.0));
@@ -89,12 +101,19 @@ fn dead_status_fires_at_once_and_resolves_when_alive_again() {
     let mut engine = RuleEngine::new(Thresholds::default());
     let t0 = Moment::now();
     let events = feed(&mut engine, t0, 0..100, |t| {
-        let status = if (30..60).contains(&t) { WorkerStatus::Dead } else { WorkerStatus::Alive };
+        let status = if (30..60).contains(&t) {
+            WorkerStatus::Dead
+        } else {
+            WorkerStatus::Alive
+        };
         report("w2", status, 10.0, 40.0)
     });
     assert_eq!(
         summary(&events),
-        [(30, "worker_dead", AlertState::Firing), (60, "worker_dead", AlertState::Resolved)]
+        [
+            (30, "worker_dead", AlertState::Firing),
+            (60, "worker_dead", AlertState::Resolved)
+        ]
     );
     assert!(events[0].1.means_worker_down());
     assert!(!events[1].1.means_worker_down());
@@ -109,15 +128,34 @@ fn silence_fires_no_report_once_and_a_report_resolves_it() {
     // One report at t=0, then only the collector's ticks, once a second for a minute.
     for second in 0..60 {
         let now = t0.plus(Duration::from_secs(second));
-        let observation = Observation { report: &last, received_at: t0 };
-        events.extend(engine.evaluate(observation, now).into_iter().map(|a| (second, a)));
+        let observation = Observation {
+            report: &last,
+            received_at: t0,
+        };
+        events.extend(
+            engine
+                .evaluate(observation, now)
+                .into_iter()
+                .map(|a| (second, a)),
+        );
     }
     let fresh = t0.plus(Duration::from_secs(60));
-    let observation = Observation { report: &last, received_at: fresh };
-    events.extend(engine.evaluate(observation, fresh).into_iter().map(|a| (60, a)));
+    let observation = Observation {
+        report: &last,
+        received_at: fresh,
+    };
+    events.extend(
+        engine
+            .evaluate(observation, fresh)
+            .into_iter()
+            .map(|a| (60, a)),
+    );
     assert_eq!(
         summary(&events),
-        [(30, "no_report", AlertState::Firing), (60, "no_report", AlertState::Resolved)]
+        [
+            (30, "no_report", AlertState::Firing),
+            (60, "no_report", AlertState::Resolved)
+        ]
     );
     assert_eq!(events[0].1.severity, Severity::Critical);
 }
@@ -128,7 +166,10 @@ fn a_worker_that_said_goodbye_may_go_quiet() {
     let t0 = Moment::now();
     let last = report("w4", WorkerStatus::Stopped, 10.0, 40.0);
     let later = t0.plus(Duration::from_secs(120));
-    let observation = Observation { report: &last, received_at: t0 };
+    let observation = Observation {
+        report: &last,
+        received_at: t0,
+    };
     assert_eq!(engine.evaluate(observation, later), []);
 }
 
@@ -142,16 +183,34 @@ fn memory_high_fires_at_once_and_pauses_leasing_until_resolved() {
     });
     assert_eq!(
         summary(&events),
-        [(10, "memory_high", AlertState::Firing), (20, "memory_high", AlertState::Resolved)]
+        [
+            (10, "memory_high", AlertState::Firing),
+            (20, "memory_high", AlertState::Resolved)
+        ]
     );
     let hot = report("w5", WorkerStatus::Alive, 10.0, 95.0);
     let now = t0.plus(Duration::from_secs(40));
-    engine.evaluate(Observation { report: &hot, received_at: now }, now);
+    engine.evaluate(
+        Observation {
+            report: &hot,
+            received_at: now,
+        },
+        now,
+    );
     assert!(engine.should_pause_leasing("w5"));
-    assert!(!engine.should_pause_leasing("w6"), "verdicts are per worker");
+    assert!(
+        !engine.should_pause_leasing("w6"),
+        "verdicts are per worker"
+    );
     let cool = report("w5", WorkerStatus::Alive, 10.0, 50.0);
     let now = t0.plus(Duration::from_secs(50));
-    engine.evaluate(Observation { report: &cool, received_at: now }, now);
+    engine.evaluate(
+        Observation {
+            report: &cool,
+            received_at: now,
+        },
+        now,
+    );
     assert!(!engine.should_pause_leasing("w5"));
 }
 
@@ -160,9 +219,18 @@ fn a_dead_worker_is_not_paused_but_reclaimed() {
     let mut engine = RuleEngine::new(Thresholds::default());
     let now = Moment::now();
     let dead = report("w7", WorkerStatus::Dead, 10.0, 40.0);
-    let events = engine.evaluate(Observation { report: &dead, received_at: now }, now);
+    let events = engine.evaluate(
+        Observation {
+            report: &dead,
+            received_at: now,
+        },
+        now,
+    );
     assert_eq!(events.len(), 1);
-    assert!(!engine.should_pause_leasing("w7"), "critical alerts do not pause leasing");
+    assert!(
+        !engine.should_pause_leasing("w7"),
+        "critical alerts do not pause leasing"
+    );
 }
 
 #[test]
@@ -175,7 +243,9 @@ fn thresholds_are_configurable() {
     };
     let mut engine = RuleEngine::new(thresholds);
     let t0 = Moment::now();
-    let events = feed(&mut engine, t0, 0..40, |_| report("w8", WorkerStatus::Alive, 60.0, 95.0));
+    let events = feed(&mut engine, t0, 0..40, |_| {
+        report("w8", WorkerStatus::Alive, 60.0, 95.0)
+    });
     assert_eq!(summary(&events), [(20, "cpu_high", AlertState::Firing)]);
 }
 
@@ -185,9 +255,27 @@ fn workers_have_independent_lifecycles() {
     let now = Moment::now();
     let dead_a = report("a", WorkerStatus::Dead, 10.0, 40.0);
     let dead_b = report("b", WorkerStatus::Dead, 10.0, 40.0);
-    let first = engine.evaluate(Observation { report: &dead_a, received_at: now }, now);
-    let second = engine.evaluate(Observation { report: &dead_b, received_at: now }, now);
-    let again = engine.evaluate(Observation { report: &dead_a, received_at: now }, now);
+    let first = engine.evaluate(
+        Observation {
+            report: &dead_a,
+            received_at: now,
+        },
+        now,
+    );
+    let second = engine.evaluate(
+        Observation {
+            report: &dead_b,
+            received_at: now,
+        },
+        now,
+    );
+    let again = engine.evaluate(
+        Observation {
+            report: &dead_a,
+            received_at: now,
+        },
+        now,
+    );
     assert_eq!((first.len(), second.len(), again.len()), (1, 1, 0));
     assert_eq!(second[0].worker_id, "b");
 }

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::clock::Moment;
 use super::watchtower::Watchtower;
+use crate::agent::welcome;
 use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, PROTOCOL_VERSION};
 
 /// Most connections served at once; more wait in the accept queue.
@@ -31,7 +32,9 @@ impl SharedWatchtower {
 
     /// Locks it (a poisoned lock still holds valid bookkeeping).
     pub fn lock(&self) -> MutexGuard<'_, Watchtower> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -41,7 +44,9 @@ pub async fn serve(listener: TcpListener, tower: SharedWatchtower, shutdown: imp
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::from_millis(10);
     loop {
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else { return };
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
@@ -66,7 +71,12 @@ pub async fn serve(listener: TcpListener, tower: SharedWatchtower, shutdown: imp
 
 /// Runs the rules every `period` (for silent workers) and refreshes stored views every
 /// `refresh_every` ticks, until `shutdown` completes.
-pub async fn tick(tower: SharedWatchtower, period: Duration, refresh_every: u32, shutdown: impl Future) {
+pub async fn tick(
+    tower: SharedWatchtower,
+    period: Duration,
+    refresh_every: u32,
+    shutdown: impl Future,
+) {
     tokio::pin!(shutdown);
     let mut ticks = tokio::time::interval(period);
     let mut count = 0u32;
@@ -76,23 +86,33 @@ pub async fn tick(tower: SharedWatchtower, period: Duration, refresh_every: u32,
             _ = &mut shutdown => return,
         }
         count = count.wrapping_add(1);
-        tower.lock().tick(Moment::now(), count % refresh_every.max(1) == 0);
+        tower
+            .lock()
+            .tick(Moment::now(), count % refresh_every.max(1) == 0);
     }
 }
 
 async fn handle(stream: TcpStream, tower: SharedWatchtower) {
     let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let mut conn = Connection::new(stream).with_read_timeout(Some(IDLE_TIMEOUT));
     match conn.read_message().await {
-        Ok(Some(Message::Hello { version, .. })) if version == PROTOCOL_VERSION => {}
+        Ok(Some(Message::Hello { version, .. })) if version == PROTOCOL_VERSION => {
+            if welcome(&mut conn).await.is_err() {
+                return;
+            }
+        }
         Ok(Some(Message::Hello { version, .. })) => {
             let message = format!("protocol version {version} is not {PROTOCOL_VERSION}; upgrade");
             conn.send_error(ErrorCode::VersionMismatch, message).await;
             return;
         }
         Ok(Some(_)) => {
-            conn.send_error(ErrorCode::UnexpectedMessage, "send hello first").await;
+            conn.send_error(ErrorCode::UnexpectedMessage, "send hello first")
+                .await;
             return;
         }
         Ok(None) => return,
@@ -126,12 +146,18 @@ fn answer(message: Message, tower: &SharedWatchtower) -> Message {
         Message::Metrics { data } => {
             let seq = data.seq;
             let verdict = tower.lock().on_report(data, Moment::now());
-            Message::MetricsAck { seq, pause_leasing: verdict.pause, reason: verdict.reason }
+            Message::MetricsAck {
+                seq,
+                pause_leasing: verdict.pause,
+                reason: verdict.reason,
+            }
         }
-        Message::ListWorkers => Message::Workers { workers: tower.lock().views(Moment::now()) },
-        Message::ListAlerts { limit } => {
-            Message::Alerts { alerts: tower.lock().recent_alerts(limit as usize) }
-        }
+        Message::ListWorkers => Message::Workers {
+            workers: tower.lock().views(Moment::now()),
+        },
+        Message::ListAlerts { limit } => Message::Alerts {
+            alerts: tower.lock().recent_alerts(limit as usize),
+        },
         _ => Message::Error {
             code: ErrorCode::UnexpectedMessage,
             message: "the collector takes metrics, list_workers and list_alerts".into(),

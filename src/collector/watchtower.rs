@@ -57,7 +57,11 @@ const RECENT_ALERTS: usize = 200;
 
 impl Watchtower {
     /// A watchtower with the given thresholds, writing alerts to `log` and sending downstream.
-    pub fn new(thresholds: Thresholds, log: AlertLog, downstream: UnboundedSender<Outgoing>) -> Watchtower {
+    pub fn new(
+        thresholds: Thresholds,
+        log: AlertLog,
+        downstream: UnboundedSender<Outgoing>,
+    ) -> Watchtower {
         Watchtower {
             rules: RuleEngine::new(thresholds),
             liveness: Liveness::default(),
@@ -108,7 +112,10 @@ impl Watchtower {
         self.liveness
             .worker_ids()
             .iter()
-            .filter_map(|w| self.liveness.view(w, now, self.rules.should_pause_leasing(w)))
+            .filter_map(|w| {
+                self.liveness
+                    .view(w, now, self.rules.should_pause_leasing(w))
+            })
             .collect()
     }
 
@@ -119,12 +126,19 @@ impl Watchtower {
 
     fn evaluate(&mut self, worker: &str, now: Moment) {
         let events = match self.liveness.latest(worker) {
-            Some((report, received_at)) => {
-                self.rules.evaluate(Observation { report, received_at }, now)
-            }
+            Some((report, received_at)) => self.rules.evaluate(
+                Observation {
+                    report,
+                    received_at,
+                },
+                now,
+            ),
             None => return,
         };
-        let last_task = self.liveness.latest(worker).and_then(|(r, _)| r.current_task.clone());
+        let last_task = self
+            .liveness
+            .latest(worker)
+            .and_then(|(r, _)| r.current_task.clone());
         for alert in events {
             self.emit(alert, last_task.clone());
         }
