@@ -228,8 +228,10 @@ async fn session(
         report.last_rtt_ms = *last_rtt_ms;
         let seq = report.seq;
         let sent_at = Instant::now();
-        conn.write_message(&Message::Metrics { data: report })
-            .await?;
+        conn.write_message(&Message::Metrics {
+            data: Box::new(report),
+        })
+        .await?;
         let reply = tokio::time::timeout(ACK_TIMEOUT, conn.expect_message())
             .await
             .map_err(|_| ProtocolError::Timeout(ACK_TIMEOUT))??;

@@ -145,7 +145,7 @@ fn answer(message: Message, tower: &SharedWatchtower) -> Message {
     match message {
         Message::Metrics { data } => {
             let seq = data.seq;
-            let verdict = tower.lock().on_report(data, Moment::now());
+            let verdict = tower.lock().on_report(*data, Moment::now());
             Message::MetricsAck {
                 seq,
                 pause_leasing: verdict.pause,

@@ -343,7 +343,7 @@ pub enum Message {
     /// Agent → collector: one report (seed 000 §4.3).
     Metrics {
         /// The report.
-        data: crate::agent::WorkerReport,
+        data: Box<crate::agent::WorkerReport>,
     },
     /// Collector → agent: the report was taken; carries the lease verdict for the worker.
     MetricsAck {
