@@ -14,11 +14,38 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Watch one worker: take its heartbeats over a Unix socket, report to the collector.
+    Agent(gridwatch::agent::AgentConfig),
+    /// Collect agents' reports, raise alerts, tell the master of dead workers.
+    Collector(gridwatch::collector::CollectorConfig),
+    /// Show every worker's liveness: active / unstable / inactive, round trip, tasks done.
+    Workers(gridwatch::client::watch::WatchQueryArgs),
+    /// Show the most recent alerts.
+    Alerts(gridwatch::client::watch::AlertsArgs),
+}
 
-// Until the first subcommand lands, `Command` is uninhabited.
-#[allow(unreachable_code, unused_variables)]
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    let runtime = tokio::runtime::Runtime::new()?;
+    use gridwatch::client::watch;
+    use gridwatch::telemetry::{init, LogFormat};
+    match cli.command {
+        Command::Agent(config) => {
+            init(LogFormat::Json, "agent");
+            runtime.block_on(watch::run_agent(config))
+        }
+        Command::Collector(config) => {
+            init(LogFormat::Json, "collector");
+            runtime.block_on(watch::run_collector(config))
+        }
+        Command::Workers(args) => {
+            init(LogFormat::Text, "workers");
+            runtime.block_on(watch::workers(args))
+        }
+        Command::Alerts(args) => {
+            init(LogFormat::Text, "alerts");
+            runtime.block_on(watch::alerts(args))
+        }
+    }
 }

@@ -2,3 +2,4 @@
 //! search, generate, up, demo, bench.
 
 pub mod format;
+pub mod watch;
