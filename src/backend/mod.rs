@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub mod embedded;
+pub mod remote;
 
 /// A job's id, chosen by the client so that a retried submit is idempotent.
 pub type JobId = String;

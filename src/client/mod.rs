@@ -2,3 +2,8 @@
 //! search, generate, up, demo, bench.
 
 pub mod format;
+
+pub mod connect;
+pub mod progress;
+pub mod query;
+pub mod submit;
