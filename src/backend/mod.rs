@@ -13,7 +13,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub mod config;
 pub mod embedded;
+pub mod redis;
 pub mod remote;
 
 /// A job's id, chosen by the client so that a retried submit is idempotent.

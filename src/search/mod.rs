@@ -6,6 +6,7 @@
 //! reported, so a union over chunks equals a whole-sequence search with no duplicates.
 
 mod input;
+mod matcher;
 mod pattern;
 
 pub use input::{Chunker, InputError, RecordInfo, SequenceChunk, DEFAULT_PLAIN_NAME};
@@ -37,20 +38,34 @@ pub struct Chunk<'a> {
 /// ordered by start position, then pattern, then strand.
 pub fn search_chunk(set: &PatternSet, chunk: &Chunk<'_>, hits: &mut Vec<Hit>) {
     let before = hits.len();
-    let owned = chunk.owned_len.min(chunk.bases.len());
-    for start in 0..owned {
-        for (index, pattern) in set.patterns().iter().enumerate() {
-            for strand in set.strands() {
-                if set.matches_at(index, *strand, chunk.bases, start) {
-                    hits.push(Hit {
-                        start: chunk.record_offset + start as u64,
-                        pattern: index as u32,
-                        strand: *strand,
-                    });
-                }
-            }
-            let _ = pattern;
-        }
-    }
+    search_chunk_with(set, chunk, &mut |hit| hits.push(hit));
     hits[before..].sort_unstable();
+}
+
+/// Searches one chunk and calls `on_hit` for each hit starting in the owned range, in no
+/// particular order. Use this to count without collecting.
+pub fn search_chunk_with(set: &PatternSet, chunk: &Chunk<'_>, on_hit: &mut dyn FnMut(Hit)) {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let owned = chunk.owned_len.min(chunk.bases.len());
+    if owned == 0 {
+        return;
+    }
+    let verify = |needle: &matcher::Needle, start: usize| {
+        set.matches_at(needle.pattern as usize, needle.strand, chunk.bases, start)
+    };
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        matcher::run(
+            set.engine(),
+            chunk.bases,
+            owned,
+            &verify,
+            &mut scratch,
+            &mut |start, pattern, strand| {
+                on_hit(matcher::hit(chunk.record_offset, start, pattern, strand))
+            },
+        );
+    });
 }

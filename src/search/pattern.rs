@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use super::matcher::{Engine, Needle};
+
 /// Which strands a search covers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -136,6 +138,7 @@ pub struct PatternSet {
     compiled: Vec<[Vec<u8>; 2]>,
     options: SearchOptions,
     strands: Vec<Strand>,
+    engine: Engine,
 }
 
 impl PatternSet {
@@ -188,11 +191,26 @@ impl PatternSet {
             StrandMode::Forward => vec![Strand::Forward],
             StrandMode::Both => vec![Strand::Forward, Strand::Reverse],
         };
+        let mut needles = Vec::new();
+        for (index, letters) in compiled.iter().enumerate() {
+            for &strand in &strands {
+                needles.push(Needle {
+                    pattern: index as u32,
+                    strand,
+                    letters: letters[strand as usize].clone(),
+                });
+            }
+        }
+        let case_sensitive = options.case_sensitive;
+        let engine = Engine::new(needles, case_sensitive, &|code, base| {
+            letter_matches(code, base, case_sensitive)
+        });
         Ok(Self {
             patterns: normalized,
             compiled,
             options,
             strands,
+            engine,
         })
     }
 
@@ -231,15 +249,25 @@ impl PatternSet {
         let Some(window) = bases.get(start..start + letters.len()) else {
             return false;
         };
-        window.iter().zip(letters).all(|(&base, &code)| {
-            if self.options.case_sensitive && base.is_ascii_lowercase() != code.is_ascii_lowercase()
-            {
-                return false;
-            }
-            let allowed = iupac_bases(code);
-            // N matches any sequence letter; other codes match only the bases they stand for,
-            // so an N run (or any non-ACGT letter) in the sequence is matched by N alone.
-            allowed == 15 || allowed & iupac_bases_strict(base) != 0
-        })
+        window
+            .iter()
+            .zip(letters)
+            .all(|(&base, &code)| letter_matches(code, base, self.options.case_sensitive))
     }
+
+    /// The compiled matcher.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// Whether pattern letter `code` (as compiled) accepts sequence byte `base`.
+pub(crate) fn letter_matches(code: u8, base: u8, case_sensitive: bool) -> bool {
+    if case_sensitive && base.is_ascii_lowercase() != code.is_ascii_lowercase() {
+        return false;
+    }
+    let allowed = iupac_bases(code);
+    // N matches any sequence letter; other codes match only the bases they stand for,
+    // so an N run (or any non-ACGT letter) in the sequence is matched by N alone.
+    allowed == 15 || allowed & iupac_bases_strict(base) != 0
 }

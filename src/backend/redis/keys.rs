@@ -1,0 +1,103 @@
+//! Every Redis key and name the backend uses, in one place. Job and worker keys follow seed 000
+//! (§3.2, §10.3) so that `redis-cli` shows the system as the seed's use case 3 does.
+//!
+//! The Lua scripts in `lua/` build the `job:{id}:*` keys of jobs they discover while running
+//! (`lua/common.lua`, `job_key`); keep the two in step.
+
+use crate::backend::Priority;
+
+/// Consumer group shared by every worker; each worker is a consumer named after its id.
+pub const GROUP: &str = "workers";
+
+/// Consumer that reclaim steps claim entries to, just long enough to re-add them.
+pub const RECLAIMER: &str = "gridwatch:reclaimer";
+
+/// One stream per priority, read high before medium before low.
+pub const TASK_STREAMS: [&str; 3] = ["tasks:high", "tasks:medium", "tasks:low"];
+
+/// Tasks that used up their attempts, with the job, chunk, attempt and last error.
+pub const DEAD_LETTER_STREAM: &str = "tasks:dead";
+
+/// Sorted set of job ids scored by creation time, for listing jobs newest first.
+pub const JOBS_INDEX: &str = "jobs";
+
+/// Set of worker ids that stored metrics; members whose metrics expired are pruned on read.
+pub const WORKERS_INDEX: &str = "workers";
+
+/// Capped list of alerts, newest first (`LRANGE alerts:history 0 -1`).
+pub const ALERT_HISTORY: &str = "alerts:history";
+
+/// Dead-letter entries kept (approximately) before the oldest are trimmed.
+pub const DEAD_LETTER_CAP: usize = 10_000;
+
+/// Stream holding tasks of `priority`.
+pub fn task_stream(priority: Priority) -> &'static str {
+    TASK_STREAMS[priority_index(priority) - 1]
+}
+
+/// 1-based position of `priority` among [`TASK_STREAMS`] (Lua arrays start at 1).
+pub fn priority_index(priority: Priority) -> usize {
+    match priority {
+        Priority::High => 1,
+        Priority::Medium => 2,
+        Priority::Low => 3,
+    }
+}
+
+/// `job:{id}:status`: the status as a lowercase word (`pending`, `processing`, ...).
+pub fn job_status(job: &str) -> String {
+    format!("job:{job}:status")
+}
+
+/// `job:{id}:info`: hash of the job's immutable description (kind, spec, created_at) plus its
+/// error and finish time once known.
+pub fn job_info(job: &str) -> String {
+    format!("job:{job}:info")
+}
+
+/// `job:{id}:stats`: hash with `total_chunks`, `chunks_processed` and `total_matches`, the last two
+/// moved only by the script that stores a chunk's first result.
+pub fn job_stats(job: &str) -> String {
+    format!("job:{job}:stats")
+}
+
+/// `job:{id}:results`: hash chunk index → chunk result JSON, first write wins.
+pub fn job_results(job: &str) -> String {
+    format!("job:{job}:results")
+}
+
+/// `job:{id}:tasks`: hash chunk index → the live stream entry of that chunk
+/// (`{priority index}/{entry id}`); a field disappears when the chunk is acked.
+pub fn job_tasks(job: &str) -> String {
+    format!("job:{job}:tasks")
+}
+
+/// `job:{id}:chunks`: hash chunk index → the chunk's input bytes, freed on ack or cancel.
+pub fn job_chunks(job: &str) -> String {
+    format!("job:{job}:chunks")
+}
+
+/// `worker:{id}:metrics`: the worker's latest metrics JSON, with a TTL.
+pub fn worker_metrics(worker: &str) -> String {
+    format!("worker:{worker}:metrics")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_follow_priority_order() {
+        assert_eq!(task_stream(Priority::High), "tasks:high");
+        assert_eq!(task_stream(Priority::Medium), "tasks:medium");
+        assert_eq!(task_stream(Priority::Low), "tasks:low");
+    }
+
+    #[test]
+    fn job_keys_match_the_seed() {
+        assert_eq!(job_status("42"), "job:42:status");
+        assert_eq!(job_stats("42"), "job:42:stats");
+        assert_eq!(job_results("42"), "job:42:results");
+        assert_eq!(worker_metrics("w1"), "worker:w1:metrics");
+    }
+}

@@ -1,0 +1,22 @@
+-- Completes a chunk after its result is stored: removes the acked entry from the pending list
+-- and the stream, frees the chunk's input, and removes a queued retry of the same chunk (left by
+-- a reclaim while this delivery was still running), which has nothing left to do. A retry that is
+-- already leased keeps its input; its own ack will free it.
+-- KEYS: the three task streams. ARGV: group, stream index, entry id, job, chunk.
+-- Returns 1 if this delivery was still leased, 0 if it was stale.
+local group, stream_index, id, job, chunk = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local streams = { KEYS[1], KEYS[2], KEYS[3] }
+local held = redis.call('XACK', streams[stream_index], group, id)
+redis.call('XDEL', streams[stream_index], id)
+local tasks = job_key(job, 'tasks')
+local live = redis.call('HGET', tasks, chunk)
+if live then
+  local live_index, live_id = string.match(live, '^(%d)/(.+)$')
+  local live_stream = streams[tonumber(live_index)]
+  if live_id == id or not is_leased(live_stream, group, live_id) then
+    drop_entry(live_stream, group, live_id)
+    redis.call('HDEL', tasks, chunk)
+    redis.call('HDEL', job_key(job, 'chunks'), chunk)
+  end
+end
+return held

@@ -1,0 +1,99 @@
+-- Helpers shared by the queue scripts (prepended to each one, see scripts.rs).
+-- Key names mirror keys.rs. A task is one stream entry with fields job, chunk, attempt, spec;
+-- job:{id}:tasks maps the chunk to its live entry as "{stream index}/{entry id}".
+
+local function job_key(job, suffix)
+  return 'job:' .. job .. ':' .. suffix
+end
+
+local FINISHED = { completed = true, failed = true, cancelled = true }
+
+local function now_seconds()
+  local t = redis.call('TIME')
+  return string.format('%d.%06d', t[1], t[2])
+end
+
+-- Turns a flat {field, value, ...} list (XRANGE, XCLAIM, XREADGROUP) into a table.
+local function fields_of(flat)
+  local fields = {}
+  for i = 1, #flat, 2 do
+    fields[flat[i]] = flat[i + 1]
+  end
+  return fields
+end
+
+local function entry_ref(stream_index, id)
+  return stream_index .. '/' .. id
+end
+
+-- Whether entry `id` is leased (in the group's pending list), optionally by `consumer` only.
+local function is_leased(stream, group, id, consumer)
+  local found
+  if consumer then
+    found = redis.call('XPENDING', stream, group, id, id, 1, consumer)
+  else
+    found = redis.call('XPENDING', stream, group, id, id, 1)
+  end
+  return #found > 0
+end
+
+-- Removes one entry for good: out of the pending list and out of the stream, so acked entries
+-- never pile up.
+local function drop_entry(stream, group, id)
+  redis.call('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+end
+
+-- Forgets the chunk's task and frees its input, if `ref` is still its live entry.
+local function forget_task(job, chunk, ref)
+  local tasks = job_key(job, 'tasks')
+  if redis.call('HGET', tasks, chunk) == ref then
+    redis.call('HDEL', tasks, chunk)
+    redis.call('HDEL', job_key(job, 'chunks'), chunk)
+  end
+end
+
+local function fail_job(job, err)
+  local status_key = job_key(job, 'status')
+  local status = redis.call('GET', status_key)
+  if status and not FINISHED[status] then
+    redis.call('SET', status_key, 'failed')
+    redis.call('HSET', job_key(job, 'info'), 'error', err, 'finished_at', now_seconds())
+  end
+end
+
+-- Moves a task that used up its attempts to the dead-letter stream and fails its job.
+local function bury(streams, stream_index, group, id, f, err, dead_stream, dead_cap)
+  redis.call('XADD', dead_stream, 'MAXLEN', '~', dead_cap, '*',
+    'job', f.job, 'chunk', f.chunk, 'attempt', f.attempt, 'error', err)
+  drop_entry(streams[stream_index], group, id)
+  forget_task(f.job, f.chunk, entry_ref(stream_index, id))
+  fail_job(f.job, err)
+end
+
+-- Ends one delivery that did not complete. The task comes back as a new entry at the tail of its
+-- stream carrying attempt + 1, so any worker's next XREADGROUP gets it as a retry; after
+-- max_attempts deliveries it is buried instead. Tasks of finished jobs, and chunks whose result
+-- is stored already, need no retry and are dropped.
+-- Returns the next attempt number, 0 if buried, -1 if dropped.
+local function requeue(streams, stream_index, group, id, f, err, max_attempts, dead_stream, dead_cap)
+  local stream = streams[stream_index]
+  local status = redis.call('GET', job_key(f.job, 'status'))
+  local done = redis.call('HEXISTS', job_key(f.job, 'results'), f.chunk) == 1
+  if done or (status and FINISHED[status]) then
+    drop_entry(stream, group, id)
+    forget_task(f.job, f.chunk, entry_ref(stream_index, id))
+    return -1
+  end
+  local attempt = tonumber(f.attempt)
+  if attempt >= max_attempts then
+    bury(streams, stream_index, group, id, f, err, dead_stream, dead_cap)
+    return 0
+  end
+  local new_id = redis.call('XADD', stream, '*',
+    'job', f.job, 'chunk', f.chunk, 'attempt', attempt + 1, 'spec', f.spec)
+  drop_entry(stream, group, id)
+  redis.call('HSET', job_key(f.job, 'tasks'), f.chunk, entry_ref(stream_index, new_id))
+  return attempt + 1
+end
+

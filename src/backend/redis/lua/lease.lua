@@ -1,0 +1,45 @@
+-- Leases the next task for a worker: the oldest undelivered entry of the highest-priority stream
+-- that has one. Entries that need no work (their job finished, or their chunk's result is stored
+-- by an earlier delivery) are dropped on the way; an entry whose input bytes are missing is
+-- buried as poison.
+-- KEYS: the three task streams, the dead-letter stream.
+-- ARGV: group, consumer (worker id), dead-letter cap.
+-- Returns {stream index, entry id, job, chunk, attempt, spec, data}, or when every stream is
+-- drained {0, last entry id of each stream} so the caller can block for anything newer.
+local group, consumer, dead_cap = ARGV[1], ARGV[2], ARGV[3]
+local streams = { KEYS[1], KEYS[2], KEYS[3] }
+for stream_index = 1, 3 do
+  local stream = streams[stream_index]
+  while true do
+    local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', stream, '>')
+    if not reply then
+      break
+    end
+    local entry = reply[1][2][1]
+    local id, f = entry[1], fields_of(entry[2])
+    local ref = entry_ref(stream_index, id)
+    local status = redis.call('GET', job_key(f.job, 'status'))
+    local done = redis.call('HEXISTS', job_key(f.job, 'results'), f.chunk) == 1
+    if done or (status and FINISHED[status]) then
+      drop_entry(stream, group, id)
+      forget_task(f.job, f.chunk, ref)
+    else
+      local data = redis.call('HGET', job_key(f.job, 'chunks'), f.chunk)
+      if data then
+        return { stream_index, id, f.job, f.chunk, f.attempt, f.spec, data }
+      end
+      bury(streams, stream_index, group, id, f,
+        'input bytes of chunk ' .. f.chunk .. ' are missing from Redis', KEYS[4], dead_cap)
+    end
+  end
+end
+local last = { 0 }
+for stream_index = 1, 3 do
+  local newest = redis.call('XREVRANGE', streams[stream_index], '+', '-', 'COUNT', 1)
+  if #newest > 0 then
+    last[stream_index + 1] = newest[1][1]
+  else
+    last[stream_index + 1] = '0-0'
+  end
+end
+return last

@@ -1,0 +1,186 @@
+//! The Redis backend: tasks are entries of Redis Streams read through one consumer group, job
+//! state and results are plain keys (named as in seed 000), so master and workers on many hosts
+//! share one queue and one store, and the master may restart while workers keep going.
+//!
+//! Every multi-key step is one Lua script (`lua/`), so a crash or a lost connection never leaves
+//! half a step behind. Commands share one auto-reconnecting multiplexed connection; a lease that
+//! has to block waits on a connection of its own, so it never stalls the others.
+
+pub mod keys;
+mod queue;
+mod scripts;
+mod store;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use ::redis::{ErrorKind, RedisError, ScriptInvocation};
+
+use crate::backend::{BackendError, BackendResult};
+use scripts::Scripts;
+
+use keys::{GROUP, TASK_STREAMS};
+
+/// Tuning of the Redis backend; [`Default`] gives the production values.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// A lease idle for longer than this is taken back by [`crate::backend::Queue::reclaim_expired`].
+    /// Long by default: a live worker on a long task extends its lease, and a dead one is
+    /// reclaimed at once when the collector reports it.
+    pub visibility_timeout: Duration,
+    /// Deliveries a task gets before it is dead-lettered and its job fails.
+    pub max_attempts: u32,
+    /// Alerts kept in `alerts:history`.
+    pub alert_history_cap: usize,
+    /// Input bytes sent to Redis in one enqueue step (tasks are batched up to this size).
+    pub enqueue_batch_bytes: usize,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            visibility_timeout: Duration::from_secs(300),
+            max_attempts: 3,
+            alert_history_cap: 1000,
+            enqueue_batch_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Queue and store on one Redis server. Cheap to share behind an `Arc`; every method may be
+/// called concurrently.
+pub struct RedisBackend {
+    client: ::redis::Client,
+    commands: ConnectionManager,
+    /// Idle connections for blocking reads, reused so a waiting lease does not reconnect.
+    blocking_pool: Mutex<Vec<MultiplexedConnection>>,
+    scripts: Scripts,
+    options: RedisOptions,
+}
+
+impl RedisBackend {
+    /// Connects to the Redis server at `url` (`redis://HOST:PORT/DB`) and creates the consumer
+    /// groups if they are missing. Fails with [`BackendError::Unavailable`] if the server cannot
+    /// be reached after a few tries.
+    pub async fn connect(url: &str, options: RedisOptions) -> BackendResult<Self> {
+        let client = ::redis::Client::open(url).map_err(|e| {
+            BackendError::Other(format!(
+                "redis URL {url:?}: {e}; expected redis://HOST:PORT/DB"
+            ))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(4)
+            .set_max_delay(1000)
+            .set_connection_timeout(Duration::from_secs(5))
+            .set_response_timeout(Duration::from_secs(30));
+        let commands = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|e| unavailable(url, e))?;
+        let backend = RedisBackend {
+            client,
+            commands,
+            blocking_pool: Mutex::new(Vec::new()),
+            scripts: Scripts::new(),
+            options,
+        };
+        backend.ensure_groups().await?;
+        Ok(backend)
+    }
+
+    /// The options this backend runs with.
+    pub fn options(&self) -> &RedisOptions {
+        &self.options
+    }
+
+    /// Creates the consumer group on every task stream (and the streams) if missing. Needed at
+    /// start and again if Redis lost its data (restarted without persistence).
+    async fn ensure_groups(&self) -> BackendResult<()> {
+        let mut conn = self.commands.clone();
+        for stream in TASK_STREAMS {
+            let created: Result<(), RedisError> = ::redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(stream)
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut conn)
+                .await;
+            match created {
+                Err(e) if e.code() != Some("BUSYGROUP") => return Err(backend_error(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a script on the shared connection. A script that finds a consumer group missing
+    /// (Redis lost its data) gets the groups recreated and runs once more.
+    async fn invoke<T: ::redis::FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> BackendResult<T> {
+        let mut conn = self.commands.clone();
+        match invocation.invoke_async(&mut conn).await {
+            Err(e) if is_missing_group(&e) => {
+                self.ensure_groups().await?;
+                invocation
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(backend_error)
+            }
+            result => result.map_err(backend_error),
+        }
+    }
+
+    /// A connection for one blocking read: an idle pooled one, or a new one.
+    async fn blocking_connection(&self) -> BackendResult<MultiplexedConnection> {
+        let pooled = self.lock_pool().pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => self
+                .client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(backend_error),
+        }
+    }
+
+    /// Returns a connection that finished its blocking read cleanly.
+    fn return_blocking_connection(&self, conn: MultiplexedConnection) {
+        self.lock_pool().push(conn);
+    }
+
+    fn lock_pool(&self) -> std::sync::MutexGuard<'_, Vec<MultiplexedConnection>> {
+        // A panic while holding this lock cannot leave the Vec inconsistent.
+        self.blocking_pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn is_missing_group(e: &RedisError) -> bool {
+    e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+}
+
+fn unavailable(url: &str, e: RedisError) -> BackendError {
+    BackendError::Unavailable(format!("redis at {url}: {e}"))
+}
+
+/// Maps a Redis error to the backend's: anything that a retry after a pause may cure (connection
+/// lost or refused, timeout, server still loading its data) is `Unavailable`.
+fn backend_error(e: RedisError) -> BackendError {
+    let transient = e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            ErrorKind::BusyLoadingError | ErrorKind::TryAgain | ErrorKind::MasterDown
+        );
+    if transient {
+        BackendError::Unavailable(format!("redis: {e}"))
+    } else {
+        BackendError::Other(format!("redis: {e}"))
+    }
+}

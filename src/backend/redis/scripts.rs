@@ -1,0 +1,48 @@
+//! The Lua scripts behind every multi-key step, so each step is atomic in Redis. Queue scripts
+//! share helpers (`lua/common.lua`) that are prepended at compile time.
+
+use ::redis::Script;
+
+/// Prepends the shared helpers to a queue script.
+macro_rules! queue_script {
+    ($file:literal) => {
+        concat!(include_str!("lua/common.lua"), include_str!($file))
+    };
+}
+
+/// Every script, hashed once per backend.
+pub(super) struct Scripts {
+    pub enqueue: Script,
+    pub lease: Script,
+    pub extend: Script,
+    pub ack: Script,
+    pub nack: Script,
+    pub reclaim_worker: Script,
+    pub reclaim_expired: Script,
+    pub cancel: Script,
+    pub create_job: Script,
+    pub accept_job: Script,
+    pub update_spec: Script,
+    pub set_status: Script,
+    pub put_result: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Scripts {
+            enqueue: Script::new(queue_script!("lua/enqueue.lua")),
+            lease: Script::new(queue_script!("lua/lease.lua")),
+            extend: Script::new(queue_script!("lua/extend.lua")),
+            ack: Script::new(queue_script!("lua/ack.lua")),
+            nack: Script::new(queue_script!("lua/nack.lua")),
+            reclaim_worker: Script::new(queue_script!("lua/reclaim_worker.lua")),
+            reclaim_expired: Script::new(queue_script!("lua/reclaim_expired.lua")),
+            cancel: Script::new(queue_script!("lua/cancel.lua")),
+            create_job: Script::new(include_str!("lua/create_job.lua")),
+            accept_job: Script::new(include_str!("lua/accept_job.lua")),
+            update_spec: Script::new(include_str!("lua/update_spec.lua")),
+            set_status: Script::new(include_str!("lua/set_status.lua")),
+            put_result: Script::new(include_str!("lua/put_result.lua")),
+        }
+    }
+}

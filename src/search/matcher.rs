@@ -1,0 +1,272 @@
+//! The fast matchers behind `search_chunk`, chosen once per `PatternSet`.
+//!
+//! - Patterns of plain A/C/G/T use Teddy (`aho_corasick::packed`, SIMD), restarted one past each
+//!   match start so overlapping matches count; at each start every needle is verified, so equal
+//!   needles (a palindrome and its reverse complement) are all reported.
+//! - IUPAC patterns (or machines without Teddy) use a bit-parallel shift-and over 64-bit words,
+//!   several needles per word; needles longer than 64 are filtered on their first 64 letters and
+//!   verified with the reference `PatternSet::matches_at`.
+
+use aho_corasick::packed;
+
+use super::{Hit, Strand};
+
+/// Longest needle prefix one shift-and word holds.
+const WORD_BITS: usize = 64;
+
+/// One pattern on one strand, as the matcher compares it.
+#[derive(Clone, Debug)]
+pub(crate) struct Needle {
+    pub pattern: u32,
+    pub strand: Strand,
+    /// Compiled letters (upper case unless case-sensitive).
+    pub letters: Vec<u8>,
+}
+
+/// The matcher for a whole pattern set.
+#[derive(Clone, Debug)]
+pub(crate) enum Engine {
+    Exact(ExactEngine),
+    Bits(ShiftAnd),
+}
+
+impl Engine {
+    /// Builds the fastest engine that is exact for `needles`.
+    pub fn new(
+        needles: Vec<Needle>,
+        case_sensitive: bool,
+        matches: &dyn Fn(u8, u8) -> bool,
+    ) -> Self {
+        match ExactEngine::new(&needles, case_sensitive) {
+            Some(exact) => Engine::Exact(exact),
+            None => Engine::Bits(ShiftAnd::new(needles, matches)),
+        }
+    }
+}
+
+/// Distinct needle strings, each with the (pattern, strand) pairs that share it.
+#[derive(Clone, Debug)]
+struct Distinct {
+    bytes: Vec<u8>,
+    owners: Vec<(u32, Strand)>,
+}
+
+/// Teddy over exact A/C/G/T needles, on bases normalised so case and U/T do not matter.
+#[derive(Clone, Debug)]
+pub(crate) struct ExactEngine {
+    searcher: packed::Searcher,
+    distinct: Vec<Distinct>,
+    case_sensitive: bool,
+}
+
+impl ExactEngine {
+    fn new(needles: &[Needle], case_sensitive: bool) -> Option<Self> {
+        let plain = |b: &u8| match case_sensitive {
+            true => matches!(
+                b,
+                b'A' | b'C' | b'G' | b'T' | b'a' | b'c' | b'g' | b't' | b'U' | b'u'
+            ),
+            false => matches!(b, b'A' | b'C' | b'G' | b'T' | b'U'),
+        };
+        if !needles.iter().all(|n| n.letters.iter().all(plain)) {
+            return None;
+        }
+        let mut distinct: Vec<Distinct> = Vec::new();
+        for needle in needles {
+            let bytes: Vec<u8> = needle.letters.iter().map(|&b| u_to_t(b)).collect();
+            let owner = (needle.pattern, needle.strand);
+            match distinct.iter_mut().find(|d| d.bytes == bytes) {
+                Some(existing) => existing.owners.push(owner),
+                None => distinct.push(Distinct {
+                    bytes,
+                    owners: vec![owner],
+                }),
+            }
+        }
+        let searcher = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(distinct.iter().map(|d| &d.bytes))
+            .build()?;
+        // Teddy may still fall back to Rabin-Karp on short haystacks; that is exact too.
+        Some(Self {
+            searcher,
+            distinct,
+            case_sensitive,
+        })
+    }
+
+    /// Reports matches starting before `owned` in `bases`, which must already be normalised.
+    fn search(&self, bases: &[u8], owned: usize, sink: &mut dyn FnMut(usize, u32, Strand)) {
+        let mut at = 0;
+        while at < owned {
+            let span = aho_corasick::Span {
+                start: at,
+                end: bases.len(),
+            };
+            let Some(found) = self.searcher.find_in(bases, span) else {
+                break;
+            };
+            let start = found.start();
+            if start >= owned {
+                break;
+            }
+            for distinct in &self.distinct {
+                if bases[start..].starts_with(&distinct.bytes) {
+                    for &(pattern, strand) in &distinct.owners {
+                        sink(start, pattern, strand);
+                    }
+                }
+            }
+            at = start + 1;
+        }
+    }
+
+    /// Whether `bases` contain anything normalisation would change.
+    fn needs_normalizing(&self, bases: &[u8]) -> bool {
+        if memchr::memchr2(b'U', b'u', bases).is_some() {
+            return true;
+        }
+        // Lower-case letters have bit 0x20 set; upper-case A..Z and N do not.
+        !self.case_sensitive
+            && bases
+                .chunks(4096)
+                .any(|piece| piece.iter().fold(0, |acc, b| acc | b) & 0x20 != 0)
+    }
+
+    /// Copies `bases` into `out` with U read as T and, unless case-sensitive, letters upper-cased.
+    fn normalize(&self, bases: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        if self.case_sensitive {
+            out.extend(bases.iter().map(|&b| u_to_t(b)));
+        } else {
+            // `& 0xDF` upper-cases letters; a non-letter never becomes A, C, G or T this way.
+            out.extend(bases.iter().map(|&b| u_to_t(b & 0xDF)));
+        }
+    }
+}
+
+fn u_to_t(byte: u8) -> u8 {
+    match byte {
+        b'U' => b'T',
+        b'u' => b't',
+        other => other,
+    }
+}
+
+/// One shift-and word: up to 64 needle prefixes side by side.
+#[derive(Clone, Debug)]
+struct Word {
+    /// Per byte value, the positions (bits) whose letter accepts it.
+    table: Box<[u64; 256]>,
+    /// The first bit of each needle: always re-armed, so carries between needles are harmless.
+    starts: u64,
+    /// The last bit of each needle prefix.
+    ends: u64,
+    /// For each needle in this word: (its end bit, prefix length, index into `ShiftAnd::needles`).
+    members: Vec<(u32, usize, usize)>,
+}
+
+/// Bit-parallel matcher for any IUPAC needles.
+#[derive(Clone, Debug)]
+pub(crate) struct ShiftAnd {
+    needles: Vec<Needle>,
+    words: Vec<Word>,
+}
+
+impl ShiftAnd {
+    fn new(needles: Vec<Needle>, matches: &dyn Fn(u8, u8) -> bool) -> Self {
+        let mut words: Vec<Word> = Vec::new();
+        let mut used = WORD_BITS;
+        for (index, needle) in needles.iter().enumerate() {
+            let prefix = &needle.letters[..needle.letters.len().min(WORD_BITS)];
+            if used + prefix.len() > WORD_BITS {
+                words.push(Word {
+                    table: Box::new([0; 256]),
+                    starts: 0,
+                    ends: 0,
+                    members: Vec::new(),
+                });
+                used = 0;
+            }
+            let Some(word) = words.last_mut() else {
+                continue;
+            };
+            for (offset, &code) in prefix.iter().enumerate() {
+                let bit = 1u64 << (used + offset);
+                for byte in 0..=255u8 {
+                    if matches(code, byte) {
+                        word.table[byte as usize] |= bit;
+                    }
+                }
+            }
+            let end_bit = (used + prefix.len() - 1) as u32;
+            word.starts |= 1 << used;
+            word.ends |= 1 << end_bit;
+            word.members.push((end_bit, prefix.len(), index));
+            used += prefix.len();
+        }
+        Self { needles, words }
+    }
+
+    fn search(
+        &self,
+        bases: &[u8],
+        owned: usize,
+        verify: &dyn Fn(&Needle, usize) -> bool,
+        sink: &mut dyn FnMut(usize, u32, Strand),
+    ) {
+        for word in &self.words {
+            let mut state = 0u64;
+            for (at, &byte) in bases.iter().enumerate() {
+                state = ((state << 1) | word.starts) & word.table[byte as usize];
+                if state & word.ends == 0 {
+                    continue;
+                }
+                for &(end_bit, prefix_len, index) in &word.members {
+                    if state & (1 << end_bit) == 0 {
+                        continue;
+                    }
+                    let start = at + 1 - prefix_len;
+                    let needle = &self.needles[index];
+                    if start < owned
+                        && (needle.letters.len() == prefix_len || verify(needle, start))
+                    {
+                        sink(start, needle.pattern, needle.strand);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs `engine` over one chunk's bases; `scratch` holds normalised bases when needed.
+pub(crate) fn run(
+    engine: &Engine,
+    bases: &[u8],
+    owned: usize,
+    verify: &dyn Fn(&Needle, usize) -> bool,
+    scratch: &mut Vec<u8>,
+    sink: &mut dyn FnMut(usize, u32, Strand),
+) {
+    match engine {
+        Engine::Exact(exact) => {
+            if exact.needs_normalizing(bases) {
+                exact.normalize(bases, scratch);
+                exact.search(scratch, owned, sink);
+            } else {
+                exact.search(bases, owned, sink);
+            }
+        }
+        Engine::Bits(bits) => bits.search(bases, owned, verify, sink),
+    }
+}
+
+/// Converts a chunk-relative match into a `Hit`.
+pub(crate) fn hit(record_offset: u64, start: usize, pattern: u32, strand: Strand) -> Hit {
+    Hit {
+        start: record_offset + start as u64,
+        pattern,
+        strand,
+    }
+}

@@ -1,0 +1,134 @@
+//! One conformance suite for every backend: the same test functions run against the embedded
+//! backend and against Redis (a real `redis-server` per test, on a free port). A backend that
+//! passes them delivers tasks at least once, stores results exactly once, and can stand in for
+//! the other.
+//!
+//! Each case takes a [`Subject`]; `conformance_cases!` lists the cases once, with the visibility
+//! timeout each one needs, and each backend module instantiates them all.
+
+mod common;
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
+use gridwatch::backend::redis::{RedisBackend, RedisOptions};
+use gridwatch::backend::{Queue, Store};
+
+/// A backend under test, and whatever keeps it alive (a server process, a temp dir).
+pub struct Subject {
+    queue: Arc<dyn Queue>,
+    store: Arc<dyn Store>,
+    _keep_alive: Box<dyn Any + Send + Sync>,
+}
+
+/// Visibility timeout for cases that never let a lease expire.
+const LONG: Duration = Duration::from_secs(120);
+/// Visibility timeout for cases that wait for a lease to expire.
+const SHORT: Duration = Duration::from_millis(300);
+/// Visibility timeout for the lease-extension case: long enough that a loaded machine still
+/// extends in time, short enough to expire within the test.
+const EXTENDABLE: Duration = Duration::from_millis(1500);
+
+macro_rules! conformance_cases {
+    ($instantiate:ident) => {
+        $instantiate! {
+            leased_task_is_hidden_until_acked: LONG,
+            lease_waits_for_a_task_enqueued_later: LONG,
+            lease_on_an_empty_queue_times_out: LONG,
+            higher_priority_is_leased_first: LONG,
+            nack_retries_then_dead_letters_and_fails_the_job: LONG,
+            reclaim_worker_returns_only_that_workers_leases: LONG,
+            stale_lease_is_ignored_after_reclaim: LONG,
+            fresh_lease_is_not_reclaimed_as_expired: LONG,
+            expired_lease_is_reclaimed_for_another_worker: SHORT,
+            extended_lease_outlives_the_visibility_timeout: EXTENDABLE,
+            crashing_deliveries_past_max_attempts_dead_letter: LONG,
+            first_chunk_result_wins: LONG,
+            progress_is_derived_from_stored_results: LONG,
+            cancel_removes_queued_tasks_and_refuses_late_results: LONG,
+            create_job_is_idempotent: LONG,
+            update_job_spec_replaces_the_spec: LONG,
+            finished_job_keeps_its_status: LONG,
+            jobs_are_listed_newest_first: LONG,
+            alerts_are_returned_newest_first: LONG,
+            worker_metrics_expire_after_their_ttl: LONG,
+            concurrent_workers_get_each_task_exactly_once: LONG,
+        }
+    };
+}
+
+macro_rules! instantiate_for_embedded {
+    ($($case:ident: $visibility:expr),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let subject = embedded_subject($visibility);
+                suite::$case(&subject).await;
+            }
+        )*
+    };
+}
+
+macro_rules! instantiate_for_redis {
+    ($($case:ident: $visibility:expr),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let subject = redis_subject($visibility).await;
+                suite::$case(&subject).await;
+            }
+        )*
+    };
+}
+
+/// A fresh embedded backend in its own temporary data directory.
+fn embedded_subject(visibility_timeout: Duration) -> Subject {
+    let dir = tempfile::tempdir().expect("temp data dir");
+    let config = EmbeddedConfig {
+        visibility_timeout,
+        ..EmbeddedConfig::default()
+    };
+    let backend =
+        Arc::new(EmbeddedBackend::open(dir.path(), config).expect("opening the embedded backend"));
+    Subject {
+        queue: backend.clone(),
+        store: backend,
+        _keep_alive: Box::new(dir),
+    }
+}
+
+/// A fresh `redis-server` and a backend connected to it.
+async fn redis_subject(visibility_timeout: Duration) -> Subject {
+    let server = tokio::task::spawn_blocking(common::redis::RedisServer::start)
+        .await
+        .expect("starting redis-server");
+    let options = RedisOptions {
+        visibility_timeout,
+        ..RedisOptions::default()
+    };
+    let backend = Arc::new(
+        RedisBackend::connect(&server.url(), options)
+            .await
+            .expect("connecting to the test redis-server"),
+    );
+    Subject {
+        queue: backend.clone(),
+        store: backend,
+        _keep_alive: Box::new(server),
+    }
+}
+
+mod embedded_backend {
+    use super::*;
+    conformance_cases!(instantiate_for_embedded);
+}
+
+mod redis_backend {
+    use super::*;
+    conformance_cases!(instantiate_for_redis);
+}
+
+#[path = "backend_conformance/suite.rs"]
+mod suite;

@@ -1,0 +1,4 @@
+//! Helpers shared by the integration tests: real servers on free ports, torn down on drop.
+#![allow(dead_code)]
+
+pub mod redis;

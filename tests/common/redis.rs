@@ -1,0 +1,170 @@
+//! A real `redis-server` for tests: started on a free port in its own temporary directory,
+//! ready once it answers PING, killed when dropped. Optionally persists with an append-only file
+//! so a test can restart it and find its data again.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+/// How long a server may take to start answering.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One `redis-server` child process owned by a test.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+    append_only: bool,
+}
+
+impl RedisServer {
+    /// A server without persistence.
+    pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A server writing an append-only file (fsync on every write), so it survives a restart.
+    pub fn start_with_aof() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(append_only: bool) -> Self {
+        let mut last_error = String::new();
+        // A port picked free can be taken by someone else before redis binds it: try a few.
+        for _ in 0..5 {
+            let mut server = RedisServer {
+                child: None,
+                port: free_port(),
+                dir: tempfile::tempdir().expect("temp dir for redis-server"),
+                append_only,
+            };
+            match server.spawn_and_wait() {
+                Ok(()) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start redis-server: {last_error}");
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The TCP port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server gracefully (SIGTERM: it flushes its append-only file), waits for it to
+    /// exit, then starts it again on the same port and directory.
+    pub fn restart(&mut self) {
+        self.stop_gracefully();
+        self.spawn_and_wait()
+            .unwrap_or_else(|e| panic!("redis-server did not come back: {e}"));
+    }
+
+    /// Stops the server gracefully and leaves it down until [`RedisServer::start_again`].
+    pub fn stop_gracefully(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a stopped server again on the same port and directory.
+    pub fn start_again(&mut self) {
+        self.spawn_and_wait()
+            .unwrap_or_else(|e| panic!("redis-server did not come back: {e}"));
+    }
+
+    /// Kills the server at once (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The server's working directory (its log and append-only file).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let log = std::fs::File::create(self.dir.path().join("redis.log"))
+            .map_err(|e| format!("log file: {e}"))?;
+        let mut command = Command::new("redis-server");
+        command
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--appendonly", if self.append_only { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
+        let child = command
+            .spawn()
+            .map_err(|e| format!("spawning redis-server (is it installed?): {e}"))?;
+        self.child = Some(child);
+        self.wait_for_pong()
+    }
+
+    fn wait_for_pong(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("exited with {status}: {}", self.log_tail()));
+                }
+            }
+            if ping(self.port) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "no PONG within {START_TIMEOUT:?}: {}",
+            self.log_tail()
+        ))
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join(" | ")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// True once the server answers PING with PONG (and has finished loading its data).
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    matches!(stream.read(&mut reply), Ok(n) if reply[..n].starts_with(b"+PONG"))
+}

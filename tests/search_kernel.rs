@@ -1,0 +1,232 @@
+//! The chunked kernel against a naive whole-sequence matcher written independently here: random
+//! FASTA (line breaks, N runs, lower case, several records), random IUPAC patterns, random chunk
+//! sizes and both strands. The union of per-chunk hits must equal the reference, without duplicates.
+
+use gridwatch::search::{
+    search_chunk, Chunker, Hit, Pattern, PatternSet, SearchOptions, Strand, StrandMode,
+};
+use proptest::prelude::*;
+
+/// Bases an IUPAC letter stands for, spelled out (independent of the crate's bit table).
+fn reference_bases(code: u8) -> &'static [u8] {
+    match code.to_ascii_uppercase() {
+        b'A' => b"A",
+        b'C' => b"C",
+        b'G' => b"G",
+        b'T' | b'U' => b"T",
+        b'R' => b"AG",
+        b'Y' => b"CT",
+        b'S' => b"CG",
+        b'W' => b"AT",
+        b'K' => b"GT",
+        b'M' => b"AC",
+        b'B' => b"CGT",
+        b'D' => b"AGT",
+        b'H' => b"ACT",
+        b'V' => b"ACG",
+        _ => b"",
+    }
+}
+
+fn reference_complement(code: u8) -> u8 {
+    let upper = match code.to_ascii_uppercase() {
+        b'A' => b'T',
+        b'T' | b'U' => b'A',
+        b'C' => b'G',
+        b'G' => b'C',
+        b'R' => b'Y',
+        b'Y' => b'R',
+        b'K' => b'M',
+        b'M' => b'K',
+        b'B' => b'V',
+        b'V' => b'B',
+        b'D' => b'H',
+        b'H' => b'D',
+        other => other,
+    };
+    if code.is_ascii_lowercase() {
+        upper.to_ascii_lowercase()
+    } else {
+        upper
+    }
+}
+
+fn letter_ok(code: u8, base: u8, case_sensitive: bool) -> bool {
+    if case_sensitive && code.is_ascii_lowercase() != base.is_ascii_lowercase() {
+        return false;
+    }
+    if code.eq_ignore_ascii_case(&b'N') {
+        return true;
+    }
+    let base = match base.to_ascii_uppercase() {
+        b'U' => b'T',
+        other => other,
+    };
+    reference_bases(code).contains(&base)
+}
+
+/// Every (record, hit) of a naive scan of each whole record.
+fn reference_hits(
+    records: &[Vec<u8>],
+    patterns: &[Vec<u8>],
+    options: SearchOptions,
+) -> Vec<(u32, Hit)> {
+    let mut out = Vec::new();
+    for (record_index, sequence) in records.iter().enumerate() {
+        for (pattern_index, pattern) in patterns.iter().enumerate() {
+            let pattern: Vec<u8> = if options.case_sensitive {
+                pattern.clone()
+            } else {
+                pattern.to_ascii_uppercase()
+            };
+            let mut strands = vec![(Strand::Forward, pattern.clone())];
+            if options.strand == StrandMode::Both {
+                let reverse = pattern
+                    .iter()
+                    .rev()
+                    .map(|&c| reference_complement(c))
+                    .collect();
+                strands.push((Strand::Reverse, reverse));
+            }
+            for (strand, needle) in strands {
+                for start in 0..(sequence.len() + 1).saturating_sub(needle.len()) {
+                    let window = &sequence[start..start + needle.len()];
+                    let hit = window
+                        .iter()
+                        .zip(&needle)
+                        .all(|(&b, &c)| letter_ok(c, b, options.case_sensitive));
+                    if hit {
+                        let hit = Hit {
+                            start: start as u64,
+                            pattern: pattern_index as u32,
+                            strand,
+                        };
+                        out.push((record_index as u32, hit));
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Lays records out as FASTA with the given line width and line ending.
+fn to_fasta(records: &[Vec<u8>], width: usize, crlf: bool) -> Vec<u8> {
+    let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+    let mut text = Vec::new();
+    for (index, sequence) in records.iter().enumerate() {
+        text.extend_from_slice(format!(">r{index} some description").as_bytes());
+        text.extend_from_slice(eol);
+        for line in sequence.chunks(width) {
+            text.extend_from_slice(line);
+            text.extend_from_slice(eol);
+        }
+    }
+    text
+}
+
+fn chunked_hits(text: &[u8], set: &PatternSet, chunk_len: usize, piece: usize) -> Vec<(u32, Hit)> {
+    let mut chunker = Chunker::new(chunk_len, set.overlap());
+    let mut out = Vec::new();
+    let mut search = |chunk: gridwatch::search::SequenceChunk| {
+        let mut hits = Vec::new();
+        search_chunk(set, &chunk.as_chunk(), &mut hits);
+        out.extend(hits.into_iter().map(|h| (chunk.record, h)));
+    };
+    for part in text.chunks(piece) {
+        chunker.push(part, &mut search).expect("valid input");
+    }
+    chunker.finish(&mut search).expect("valid input");
+    out.sort();
+    out
+}
+
+fn sequence_strategy() -> impl Strategy<Value = Vec<u8>> {
+    // Mostly bases, some lower case, some N runs (as single letters and runs of four).
+    let piece = prop_oneof![
+        8 => prop::sample::select(b"ACGTacgt".to_vec()).prop_map(|b| vec![b]),
+        1 => Just(b"NNNN".to_vec()),
+        1 => prop::sample::select(b"Nn".to_vec()).prop_map(|b| vec![b]),
+    ];
+    prop::collection::vec(piece, 1..120).prop_map(|pieces| pieces.concat())
+}
+
+fn pattern_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let plain = prop::collection::vec(prop::sample::select(b"ACGTacgt".to_vec()), 1..7);
+    let iupac = prop::collection::vec(
+        prop::sample::select(b"ACGTURYSWKMBDHVNacgtn".to_vec()),
+        1..7,
+    );
+    prop_oneof![plain, iupac]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn chunked_search_equals_naive_whole_sequence_search(
+        records in prop::collection::vec(sequence_strategy(), 1..4),
+        patterns in prop::collection::vec(pattern_strategy(), 1..4),
+        both in any::<bool>(),
+        case_sensitive in any::<bool>(),
+        chunk_len in 1usize..40,
+        width in 1usize..30,
+        crlf in any::<bool>(),
+        piece in 1usize..50,
+    ) {
+        let options = SearchOptions {
+            strand: if both { StrandMode::Both } else { StrandMode::Forward },
+            case_sensitive,
+        };
+        let set = PatternSet::new(
+            patterns
+                .iter()
+                .map(|p| Pattern {
+                    name: String::from_utf8_lossy(p).into_owned(),
+                    sequence: String::from_utf8_lossy(p).into_owned(),
+                })
+                .collect(),
+            options,
+        )
+        .expect("valid patterns");
+        let text = to_fasta(&records, width, crlf);
+        let found = chunked_hits(&text, &set, chunk_len, piece);
+        let expected = reference_hits(&records, &patterns, options);
+        let mut unique = found.clone();
+        unique.dedup();
+        prop_assert_eq!(unique.len(), found.len(), "duplicate hits");
+        prop_assert_eq!(found, expected);
+    }
+}
+
+#[test]
+fn long_iupac_patterns_beyond_one_machine_word_are_exact() {
+    // 70-letter patterns exceed the 64-bit shift-and word; they are filtered then verified.
+    let unit = b"ACGTTGCAAGGCTTAACCGGTTAAGCTAGCTAGGATCCATGCATGCAAGCTTGGCCAATTGGCCAATTGGACT";
+    let record: Vec<u8> = unit
+        .iter()
+        .chain(unit.iter())
+        .chain(unit.iter())
+        .copied()
+        .collect();
+    let mut pattern = unit[..70].to_vec();
+    pattern[3] = b'N';
+    pattern[69] = b'N';
+    let options = SearchOptions {
+        strand: StrandMode::Both,
+        case_sensitive: false,
+    };
+    let set = PatternSet::new(
+        vec![Pattern {
+            name: "long".into(),
+            sequence: String::from_utf8(pattern.clone()).expect("ascii"),
+        }],
+        options,
+    )
+    .expect("valid pattern");
+    let text = to_fasta(std::slice::from_ref(&record), 60, false);
+    let expected = reference_hits(std::slice::from_ref(&record), &[pattern], options);
+    assert!(expected.len() >= 3, "fixture must contain matches");
+    assert_eq!(chunked_hits(&text, &set, 50, 17), expected);
+}
