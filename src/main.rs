@@ -1,6 +1,10 @@
 //! `gridwatch`: one binary for every role. Parses arguments and dispatches; nothing else.
 
 use clap::{Parser, Subcommand};
+use gridwatch::client::connect::ClientError;
+use gridwatch::client::{query, submit, up};
+use gridwatch::telemetry::{self, LogFormat};
+use gridwatch::{master, worker};
 
 #[derive(Parser)]
 #[command(
@@ -14,11 +18,59 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Run the master: takes jobs, hands out chunk tasks, aggregates results.
+    Master(master::MasterArgs),
+    /// Run a worker: leases chunk tasks from the master and searches them.
+    Worker(worker::WorkerArgs),
+    /// Submit a genome search job (streams the file to the master).
+    Submit(submit::SubmitArgs),
+    /// Show a job's status and progress.
+    Status(query::StatusArgs),
+    /// Print a completed job's results (count, TSV, BED or JSON).
+    Results(query::ResultsArgs),
+    /// Cancel a job.
+    Cancel(query::CancelArgs),
+    /// List jobs, newest first.
+    Jobs(query::JobsArgs),
+    /// Start a master and workers on this machine; Ctrl-C stops them all.
+    Up(up::UpArgs),
+}
 
-// Until the first subcommand lands, `Command` is uninhabited.
-#[allow(unreachable_code, unused_variables)]
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Master(args) => server("master", async move {
+            master::serve(args).await.map_err(anyhow::Error::from)
+        }),
+        Command::Worker(args) => server("worker", async move {
+            worker::serve(args).await.map_err(anyhow::Error::from)
+        }),
+        Command::Submit(args) => client(submit::submit(args)),
+        Command::Status(args) => client(query::status(args)),
+        Command::Results(args) => client(query::results(args)),
+        Command::Cancel(args) => client(query::cancel(args)),
+        Command::Jobs(args) => client(query::jobs(args)),
+        Command::Up(args) => client(up::up(args)),
+    }
+}
+
+/// Runs a server role with JSON-lines logs.
+fn server(
+    component: &'static str,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Json, component);
+    tokio::runtime::Runtime::new()?.block_on(run)
+}
+
+/// Runs a client command; its errors are printed as one line with exit code 2 for user errors.
+fn client(run: impl std::future::Future<Output = Result<(), ClientError>>) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text, "client");
+    let result = tokio::runtime::Runtime::new()?.block_on(run);
+    if let Err(err) = result {
+        eprintln!("error: {err}");
+        std::process::exit(err.exit_code());
+    }
+    Ok(())
 }

@@ -72,19 +72,20 @@ impl ClientError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Usage(_) => 2,
-            ClientError::Refused { code, .. } => match code {
-                ErrorCode::BadPattern
-                | ErrorCode::BadInput
-                | ErrorCode::BadMessage
-                | ErrorCode::UploadTooLarge
-                | ErrorCode::UploadIncomplete
-                | ErrorCode::RateLimited
-                | ErrorCode::NoSuchJob
-                | ErrorCode::JobNotReady
-                | ErrorCode::Unauthorized
-                | ErrorCode::VersionMismatch => 2,
-                _ => 1,
-            },
+            ClientError::Refused {
+                code:
+                    ErrorCode::BadPattern
+                    | ErrorCode::BadInput
+                    | ErrorCode::BadMessage
+                    | ErrorCode::UploadTooLarge
+                    | ErrorCode::UploadIncomplete
+                    | ErrorCode::RateLimited
+                    | ErrorCode::NoSuchJob
+                    | ErrorCode::JobNotReady
+                    | ErrorCode::Unauthorized
+                    | ErrorCode::VersionMismatch,
+                ..
+            } => 2,
             _ => 1,
         }
     }

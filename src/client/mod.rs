@@ -7,3 +7,4 @@ pub mod connect;
 pub mod progress;
 pub mod query;
 pub mod submit;
+pub mod up;

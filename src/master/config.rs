@@ -44,6 +44,10 @@ pub struct MasterArgs {
     /// Shared secret every connection must present in its hello (none by default).
     #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Once listening, write the bound HOST:PORT to this file (scripts that pass --listen
+    /// 127.0.0.1:0 learn the port this way).
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
 }
 
 /// The master's settings, resolved.

@@ -92,6 +92,16 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         addr: config.listen.clone(),
         source,
     })?;
+    if let Some(path) = &args.addr_file {
+        // Write then rename, so a reader never sees a half-written address.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, local.to_string())
+            .and_then(|()| std::fs::rename(&partial, path))
+            .map_err(|source| MasterError::Bind {
+                addr: format!("{} (address file)", path.display()),
+                source,
+            })?;
+    }
     tracing::info!(component = "master", listen = %local, data_dir = %config.data_dir.display(), "master listening");
     let state = Arc::new(MasterState::new(backend.clone(), backend, config));
     resume_unfinished(&state).await?;
