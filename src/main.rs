@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use gridwatch::client::connect::ClientError;
-use gridwatch::client::{query, submit, up};
+use gridwatch::client::{query, submit, up, watch};
 use gridwatch::telemetry::{self, LogFormat};
 use gridwatch::{master, worker};
 
@@ -35,6 +35,14 @@ enum Command {
     Jobs(query::JobsArgs),
     /// Start a master and workers on this machine; Ctrl-C stops them all.
     Up(up::UpArgs),
+    /// Watch one worker: take its heartbeats over a Unix socket, report to the collector.
+    Agent(gridwatch::agent::AgentConfig),
+    /// Collect agents' reports, raise alerts, tell the master of dead workers.
+    Collector(gridwatch::collector::CollectorConfig),
+    /// Show every worker's liveness: active / unstable / inactive, round trip, tasks done.
+    Workers(gridwatch::client::watch::WatchQueryArgs),
+    /// Show the most recent alerts.
+    Alerts(gridwatch::client::watch::AlertsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +60,22 @@ fn main() -> anyhow::Result<()> {
         Command::Cancel(args) => client(query::cancel(args)),
         Command::Jobs(args) => client(query::jobs(args)),
         Command::Up(args) => client(up::up(args)),
+        Command::Agent(config) => {
+            telemetry::init(LogFormat::Json, "agent");
+            tokio::runtime::Runtime::new()?.block_on(watch::run_agent(config))
+        }
+        Command::Collector(config) => {
+            telemetry::init(LogFormat::Json, "collector");
+            tokio::runtime::Runtime::new()?.block_on(watch::run_collector(config))
+        }
+        Command::Workers(args) => {
+            telemetry::init(LogFormat::Text, "workers");
+            tokio::runtime::Runtime::new()?.block_on(watch::workers(args))
+        }
+        Command::Alerts(args) => {
+            telemetry::init(LogFormat::Text, "alerts");
+            tokio::runtime::Runtime::new()?.block_on(watch::alerts(args))
+        }
     }
 }
 

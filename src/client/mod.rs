@@ -8,3 +8,4 @@ pub mod progress;
 pub mod query;
 pub mod submit;
 pub mod up;
+pub mod watch;
