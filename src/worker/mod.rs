@@ -13,6 +13,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::backend::config::{open_redis, BackendArgs, BackendConfig, DeliverySettings};
 use crate::backend::remote::RemoteBackend;
 use crate::backend::{Queue, Store};
 
@@ -36,6 +37,11 @@ pub struct WorkerArgs {
     /// Shared secret for the master's hello (when the cluster has one).
     #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Where tasks come from: `embedded` leases through the master (--master); with
+    /// redis://HOST:PORT/DB the worker reads tasks from Redis directly and keeps working while
+    /// the master is away.
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// Why a worker stopped with an error.
@@ -107,17 +113,40 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
         extend_interval: Duration::from_secs_f64(args.extend_interval.max(0.05)),
         max_result_bytes: crate::protocol::DEFAULT_MAX_FRAME - 4096,
     };
-    let slots = (0..threads)
-        .map(|_| {
-            let remote = Arc::new(RemoteBackend::new(
-                &args.master,
-                &args.id,
-                args.token.clone(),
-            ));
-            (remote.clone() as Arc<dyn Queue>, remote as Arc<dyn Store>)
-        })
-        .collect();
-    tracing::info!(component = "worker", worker = %args.id, master = %args.master, threads, "worker started");
+    let backend = args
+        .backend
+        .resolve()
+        .map_err(|e| WorkerError::Config(e.to_string()))?;
+    let slots = match &backend {
+        BackendConfig::Embedded => (0..threads)
+            .map(|_| {
+                let remote = Arc::new(RemoteBackend::new(
+                    &args.master,
+                    &args.id,
+                    args.token.clone(),
+                ));
+                (remote.clone() as Arc<dyn Queue>, remote as Arc<dyn Store>)
+            })
+            .collect(),
+        BackendConfig::Redis(url) => {
+            // One multiplexed connection serves every slot. Only the master reclaims expired
+            // leases, and each task carries the master's max attempts, so these defaults are
+            // never consulted.
+            let delivery = DeliverySettings {
+                visibility_timeout: Duration::from_secs(300),
+                max_attempts: 3,
+            };
+            let shared = open_redis(url, delivery)
+                .await
+                .map_err(|e| WorkerError::Config(format!("redis at {url}: {e}")))?;
+            vec![shared; threads]
+        }
+    };
+    let source = match &backend {
+        BackendConfig::Embedded => args.master.clone(),
+        BackendConfig::Redis(url) => url.to_string(),
+    };
+    tracing::info!(component = "worker", worker = %args.id, tasks_from = %source, threads, "worker started");
     run(
         config,
         slots,
