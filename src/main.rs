@@ -14,11 +14,28 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Search a FASTA or plain sequence file on all local cores (no servers needed).
+    Search(gridwatch::client::search::SearchArgs),
+    /// Write a deterministic random genome as FASTA.
+    Generate(gridwatch::client::generate::GenerateArgs),
+}
 
-// Until the first subcommand lands, `Command` is uninhabited.
-#[allow(unreachable_code, unused_variables)]
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Search(args) => exit_on_tool_error(gridwatch::client::search::run(&args)),
+        Command::Generate(args) => exit_on_tool_error(gridwatch::client::generate::run(&args)),
+    }
+}
+
+/// Prints a local tool's error as one line and exits with its code (2 for user errors).
+fn exit_on_tool_error(
+    result: Result<(), gridwatch::client::tool_error::ToolError>,
+) -> anyhow::Result<()> {
+    if let Err(error) = result {
+        eprintln!("gridwatch: {error}");
+        std::process::exit(error.exit_code());
+    }
+    Ok(())
 }

@@ -2,3 +2,6 @@
 //! search, generate, up, demo, bench.
 
 pub mod format;
+pub mod generate;
+pub mod search;
+pub mod tool_error;
