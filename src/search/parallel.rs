@@ -76,6 +76,9 @@ pub enum ParallelError {
     Io(#[from] std::io::Error),
 }
 
+/// Longest header line kept whole in one block.
+const MAX_HEADER_LINE: usize = 1 << 16;
+
 /// A block of raw input on its way to a worker.
 struct RawBlock {
     index: u64,
@@ -181,7 +184,16 @@ fn read_blocks(
     let mut next_start = LineState::LineStart;
     let mut index = 0u64;
     loop {
-        let at_end = fill(reader, &mut buffer, block_bytes)?;
+        let mut at_end = fill(reader, &mut buffer, block_bytes)?;
+        // Never cut inside a header line (its name would be split): read on to its end, up to
+        // MAX_HEADER_LINE bytes, past which the name is truncated.
+        while !at_end
+            && buffer.len() < block_bytes + MAX_HEADER_LINE
+            && ends_inside_header(&buffer, next_start)
+        {
+            let want = buffer.len() + block_bytes.max(256);
+            at_end = fill(reader, &mut buffer, want)?;
+        }
         if index == 0 {
             check_first_block(&buffer, at_end)?;
         }
@@ -196,7 +208,8 @@ fn read_blocks(
             _ => buffer.len(),
         };
         let rest = buffer[cut..].to_vec();
-        let bytes = std::mem::replace(&mut buffer, rest);
+        let mut bytes = std::mem::replace(&mut buffer, rest);
+        bytes.truncate(cut);
         buffer.reserve(block_bytes * 2);
         total += bytes.len() as u64;
         let start = next_start;
@@ -227,11 +240,16 @@ fn read_blocks(
     Ok(total)
 }
 
+/// Whether `buffer`, which starts in `start`, ends inside a header line.
+fn ends_inside_header(buffer: &[u8], start: LineState) -> bool {
+    LineState::after(buffer, start) == LineState::InHeader
+}
+
 /// Reads until `buffer` holds at least `want` bytes or the input ends; returns whether it ended.
 fn fill(reader: &mut impl Read, buffer: &mut Vec<u8>, want: usize) -> std::io::Result<bool> {
     while buffer.len() < want {
         let old = buffer.len();
-        buffer.resize(want.max(old + 4096), 0);
+        buffer.resize(want, 0);
         let read = match reader.read(&mut buffer[old..]) {
             Ok(read) => read,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => 0,
