@@ -1,2 +1,158 @@
 //! The per-worker agent: takes heartbeats over a Unix socket, samples system metrics, reports to
-//! the collector.
+//! the collector (seed 000 §3.4). Crash → DEAD at once; hang → DEAD after the heartbeat timeout;
+//! every status change is reported immediately, the rest every report interval.
+
+mod handshake;
+mod heartbeat;
+mod report;
+mod reporter;
+pub mod sampler;
+mod server;
+pub mod watch;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::UnixListener;
+
+pub use handshake::{hello, welcome};
+pub use heartbeat::{HeartbeatClient, HEARTBEAT_INTERVAL};
+pub use report::{WorkerReport, WorkerStatus};
+pub use reporter::ReportBuffer;
+pub use server::{AgentShared, LeaseAdvice};
+
+use crate::collector::clock::parse_duration;
+
+/// Agent settings: flags, with the seed's environment variables as fallbacks.
+#[derive(Clone, Debug, clap::Args)]
+pub struct AgentConfig {
+    /// The worker this agent watches.
+    #[arg(long, env = "WORKER_ID")]
+    pub worker_id: String,
+    /// Unix socket the worker connects to [default: $XDG_RUNTIME_DIR/gridwatch/ID.sock, or
+    /// /tmp/gridwatch/ID.sock].
+    #[arg(long, env = "IPC_SOCKET_PATH")]
+    pub socket: Option<PathBuf>,
+    /// Collector host.
+    #[arg(long, env = "COLLECTOR_HOST", default_value = "127.0.0.1")]
+    pub collector_host: String,
+    /// Collector port.
+    #[arg(long, env = "COLLECTOR_PORT", default_value_t = 6000)]
+    pub collector_port: u16,
+    /// How often to report when nothing changes (seconds, or with a unit: 500ms, 10s).
+    #[arg(long, env = "AGENT_REPORT_INTERVAL", default_value = "10", value_parser = parse_duration)]
+    pub report_interval: Duration,
+    /// Heartbeat silence after which a live worker process counts as hung, hence DEAD.
+    #[arg(long, env = "HEARTBEAT_TIMEOUT", default_value = "15", value_parser = parse_duration)]
+    pub heartbeat_timeout: Duration,
+    /// Reports kept while the collector is unreachable; the oldest are dropped beyond this.
+    #[arg(long, default_value_t = 1000)]
+    pub buffer_reports: usize,
+}
+
+impl AgentConfig {
+    /// The socket path: `--socket`, or the default for the worker id.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| default_socket_path(&self.worker_id))
+    }
+
+    /// The collector's address as `host:port`.
+    pub fn collector_addr(&self) -> String {
+        format!("{}:{}", self.collector_host, self.collector_port)
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/gridwatch/{id}.sock`, or `/tmp/gridwatch/{id}.sock` without it.
+pub fn default_socket_path(worker_id: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("gridwatch").join(format!("{worker_id}.sock"))
+}
+
+/// Why the agent could not start.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    /// Another agent already serves this socket.
+    #[error("another agent is already listening on {0}; stop it or pass a different --socket")]
+    AlreadyRunning(PathBuf),
+    /// The socket could not be created.
+    #[error("cannot listen on {path}: {source}; check the directory exists and is writable, or pass --socket")]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Binds the worker socket, replacing a stale socket file left by a crashed agent.
+async fn bind(path: &Path) -> Result<UnixListener, AgentError> {
+    let bind_error = |source| AgentError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(bind_error)?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(AgentError::AlreadyRunning(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(bind_error)?;
+    }
+    UnixListener::bind(path).map_err(bind_error)
+}
+
+/// Runs the agent until `shutdown` completes, then removes its socket.
+pub async fn run(config: AgentConfig, shutdown: impl Future) -> Result<(), AgentError> {
+    let path = config.socket_path();
+    let listener = bind(&path).await?;
+    tracing::info!(worker = %config.worker_id, socket = %path.display(),
+        collector = %config.collector_addr(), "agent listening");
+    let shared = Arc::new(AgentShared::new(config.heartbeat_timeout));
+    let buffer = Arc::new(ReportBuffer::new(config.buffer_reports));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let settings = reporter::ReportSettings {
+        worker_id: config.worker_id.clone(),
+        interval: config.report_interval,
+        disk_path: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+    };
+    let tasks = [
+        tokio::spawn(server::serve(listener, Arc::clone(&shared), stopped())),
+        tokio::spawn(server::check_hangs(Arc::clone(&shared), stopped())),
+        tokio::spawn(reporter::produce(
+            settings,
+            Arc::clone(&shared),
+            Arc::clone(&buffer),
+            stopped(),
+        )),
+        tokio::spawn(reporter::deliver(
+            config.collector_addr(),
+            config.worker_id.clone(),
+            Arc::clone(&shared),
+            buffer,
+            stopped(),
+        )),
+    ];
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = std::fs::remove_file(&path);
+    tracing::info!("agent stopped");
+    Ok(())
+}

@@ -2,6 +2,14 @@
 //! search, generate, up, demo, bench.
 
 pub mod format;
+
+pub mod connect;
+pub mod progress;
+pub mod query;
+pub mod submit;
+pub mod up;
+pub mod watch;
+
 pub mod generate;
 pub mod search;
 pub mod tool_error;

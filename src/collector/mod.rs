@@ -1,2 +1,195 @@
 //! The collector: keeps every worker's metrics, evaluates alert rules with durations, and tells
 //! the master when a worker is dead.
+
+pub mod alert;
+pub mod at_master;
+pub mod clock;
+mod downstream;
+pub mod liveness;
+pub mod rules;
+mod server;
+mod watchtower;
+
+pub use alert::{Alert, AlertLog, AlertState, Severity};
+pub use clock::Moment;
+pub use downstream::Downstream;
+pub use liveness::{Liveness, LivenessState, WorkerView};
+pub use rules::{RuleEngine, Thresholds};
+pub use server::SharedWatchtower;
+pub use watchtower::{Outgoing, Watchtower};
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+use clock::parse_duration;
+
+/// Collector settings: flags, the seed's environment variables, and an optional TOML rules file.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CollectorConfig {
+    /// Address to listen on [default: 127.0.0.1:$COLLECTOR_PORT, or 127.0.0.1:6000].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// The master's `host:port`, told of dead workers (and storing alerts for the embedded
+    /// backend) [default: $MASTER_HOST:$MASTER_PORT, or 127.0.0.1:5000].
+    #[arg(long)]
+    pub master: Option<String>,
+    /// JSON-lines alert log.
+    #[arg(long, default_value = "data/alerts.log")]
+    pub alert_log: PathBuf,
+    /// TOML file with alert thresholds (`cpu_percent`, `cpu_for`, `memory_percent`,
+    /// `memory_for`, `no_report_after`; durations in seconds). Flags and environment win.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Host CPU percent above which a worker is warned about (after --cpu-for).
+    #[arg(long, env = "ALERT_THRESHOLD_CPU")]
+    pub cpu_threshold: Option<f64>,
+    /// How long CPU must stay above the threshold (seconds, or 500ms, 5m).
+    #[arg(long, value_parser = parse_duration)]
+    pub cpu_for: Option<Duration>,
+    /// Host memory percent above which a worker is warned about.
+    #[arg(long, env = "ALERT_THRESHOLD_MEMORY")]
+    pub memory_threshold: Option<f64>,
+    /// Silence after which a worker's agent counts as lost (critical).
+    #[arg(long, value_parser = parse_duration)]
+    pub no_report_after: Option<Duration>,
+}
+
+/// Why the collector could not start.
+#[derive(Debug, Error)]
+pub enum CollectorError {
+    /// The listen address is taken or invalid.
+    #[error("cannot listen on {address}: {source}; pick another --listen address")]
+    Listen {
+        /// The address.
+        address: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The rules file could not be read or parsed.
+    #[error("rules file {path}: {message}; see `gridwatch collector --help` for the keys")]
+    Rules {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// The alert log could not be opened.
+    #[error("cannot open the alert log {path}: {source}; pass a writable --alert-log")]
+    AlertLog {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+impl CollectorConfig {
+    /// The address to listen on.
+    pub fn listen_addr(&self) -> String {
+        self.listen
+            .clone()
+            .unwrap_or_else(|| format!("127.0.0.1:{}", env_or("COLLECTOR_PORT", "6000")))
+    }
+
+    /// The master's address.
+    pub fn master_addr(&self) -> String {
+        self.master.clone().unwrap_or_else(|| {
+            format!(
+                "{}:{}",
+                env_or("MASTER_HOST", "127.0.0.1"),
+                env_or("MASTER_PORT", "5000")
+            )
+        })
+    }
+
+    /// Thresholds: defaults, then the rules file, then flags and environment.
+    pub fn thresholds(&self) -> Result<Thresholds, CollectorError> {
+        let mut thresholds = match &self.rules {
+            Some(path) => read_rules(path)?,
+            None => Thresholds::default(),
+        };
+        if let Some(cpu) = self.cpu_threshold {
+            thresholds.cpu_percent = cpu;
+        }
+        if let Some(cpu_for) = self.cpu_for {
+            thresholds.cpu_for = cpu_for;
+        }
+        if let Some(memory) = self.memory_threshold {
+            thresholds.memory_percent = memory;
+        }
+        if let Some(after) = self.no_report_after {
+            thresholds.no_report_after = after;
+        }
+        Ok(thresholds)
+    }
+}
+
+fn read_rules(path: &Path) -> Result<Thresholds, CollectorError> {
+    let error = |message: String| CollectorError::Rules {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| error(e.to_string()))
+}
+
+/// Binds the collector's listener (so callers learn the port before serving).
+pub async fn bind(config: &CollectorConfig) -> Result<TcpListener, CollectorError> {
+    let address = config.listen_addr();
+    TcpListener::bind(&address)
+        .await
+        .map_err(|source| CollectorError::Listen { address, source })
+}
+
+/// Serves agents on `listener` until `shutdown` completes, sending findings to `downstream`.
+pub async fn run(
+    config: CollectorConfig,
+    listener: TcpListener,
+    downstream: Downstream,
+    shutdown: impl Future,
+) -> Result<(), CollectorError> {
+    let thresholds = config.thresholds()?;
+    let log = AlertLog::open(&config.alert_log).map_err(|source| CollectorError::AlertLog {
+        path: config.alert_log.clone(),
+        source,
+    })?;
+    let (items_tx, items_rx) = tokio::sync::mpsc::unbounded_channel();
+    let tower = SharedWatchtower::new(Watchtower::new(thresholds.clone(), log, items_tx));
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(listen = %local, master = ?downstream.master, alert_log = %config.alert_log.display(),
+        ?thresholds, "collector listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let tasks = [
+        tokio::spawn(server::serve(listener, tower.clone(), stopped())),
+        // Rules for silent workers once a second; stored views refreshed every 10 s (TTL 60 s).
+        tokio::spawn(server::tick(tower, Duration::from_secs(1), 10, stopped())),
+        tokio::spawn(downstream::forward(downstream, items_rx, stopped())),
+    ];
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    tracing::info!("collector stopped");
+    Ok(())
+}

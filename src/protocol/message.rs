@@ -317,6 +317,95 @@ pub enum Message {
         /// What went wrong and what to do, for a human.
         message: String,
     },
+    // --- The watchman (DESIGN "The watchman"; seed 000 §4.3–4.5). ---
+    /// Worker → agent over the Unix socket, every second (seed 000 §4.5).
+    Heartbeat {
+        /// Unix time the heartbeat was sent.
+        timestamp: f64,
+        /// The worker's pid, which the agent probes when the connection drops.
+        pid: u32,
+        /// Tasks completed since the worker started.
+        tasks_completed: u64,
+        /// The task in progress (`job/chunk`), if any.
+        #[serde(default)]
+        current_task: Option<String>,
+    },
+    /// Worker → agent: a clean exit follows, not a crash.
+    Goodbye,
+    /// Agent → worker: stop or resume leasing (a resource warning fired or resolved; seed 001).
+    LeaseAdvice {
+        /// True: finish the current task, then lease nothing until advised otherwise.
+        pause: bool,
+        /// The firing warning(s), when paused.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Agent → collector: one report (seed 000 §4.3).
+    Metrics {
+        /// The report.
+        data: Box<crate::agent::WorkerReport>,
+    },
+    /// Collector → agent: the report was taken; carries the lease verdict for the worker.
+    MetricsAck {
+        /// The acknowledged report's sequence number.
+        seq: u64,
+        /// Whether the worker should stop leasing (a firing resource warning).
+        pause_leasing: bool,
+        /// The firing warning(s), when paused.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Collector → master: the worker is dead; reclaim its leases now (seed 000 §4.4).
+    WorkerDown {
+        /// The dead worker.
+        worker_id: String,
+        /// Unix time of the alert.
+        timestamp: f64,
+        /// The task it was last seen running.
+        #[serde(default)]
+        last_task_id: Option<String>,
+        /// The alert's message.
+        #[serde(default)]
+        reason: String,
+    },
+    /// Master → collector: leases reclaimed.
+    WorkerDownAck {
+        /// The worker.
+        worker_id: String,
+        /// How many leases went back to the queue.
+        reclaimed: u64,
+    },
+    /// Collector → master (embedded backend): append an alert event to the store's history.
+    RecordAlert {
+        /// The event.
+        alert: crate::collector::Alert,
+    },
+    /// Collector → master (embedded backend): store a worker's latest view with a TTL.
+    RecordWorker {
+        /// The view.
+        worker: Box<crate::collector::WorkerView>,
+        /// Seconds until the stored view expires unless refreshed.
+        ttl_secs: f64,
+    },
+    /// Answer to `record_alert` and `record_worker`.
+    Recorded,
+    /// Client → master or collector: every known worker's liveness view.
+    ListWorkers,
+    /// The workers, by id.
+    Workers {
+        /// One view per worker.
+        workers: Vec<crate::collector::WorkerView>,
+    },
+    /// Client → master or collector: the most recent alert events.
+    ListAlerts {
+        /// At most this many.
+        limit: u32,
+    },
+    /// Alert events, newest first.
+    Alerts {
+        /// The events.
+        alerts: Vec<crate::collector::Alert>,
+    },
 }
 
 /// Tells malformed JSON, an unknown `type` and a known type with bad fields apart.

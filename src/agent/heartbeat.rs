@@ -1,0 +1,188 @@
+//! The worker's side of the agent link: one Unix-socket connection kept open, a heartbeat every
+//! second (tasks completed, current task), and the agent's lease advice passed back to the worker.
+//! With no agent listening the worker keeps working; the client retries with backoff.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UnixStream;
+use tokio::sync::{watch, Notify};
+use tokio::time::MissedTickBehavior;
+
+use super::handshake::hello;
+use crate::collector::clock::unix_now;
+use crate::protocol::{Connection, Message, ProtocolError, Role};
+
+/// How often the worker heartbeats (DESIGN: every second).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// What the worker shares with its heartbeat task.
+#[derive(Debug)]
+struct Progress {
+    worker_id: String,
+    tasks_completed: AtomicU64,
+    current_task: Mutex<Option<String>>,
+    paused: watch::Sender<bool>,
+    stop: Notify,
+    finished: watch::Sender<bool>,
+}
+
+/// Handle the worker keeps: report progress, read the lease advice, say goodbye.
+#[derive(Clone, Debug)]
+pub struct HeartbeatClient {
+    progress: Arc<Progress>,
+}
+
+impl HeartbeatClient {
+    /// Starts heartbeating to the agent at `socket` (on the current tokio runtime).
+    pub fn spawn(worker_id: &str, socket: PathBuf, interval: Duration) -> HeartbeatClient {
+        let progress = Arc::new(Progress {
+            worker_id: worker_id.to_string(),
+            tasks_completed: AtomicU64::new(0),
+            current_task: Mutex::new(None),
+            paused: watch::channel(false).0,
+            stop: Notify::new(),
+            finished: watch::channel(false).0,
+        });
+        tokio::spawn(run(Arc::clone(&progress), socket, interval));
+        HeartbeatClient { progress }
+    }
+
+    /// The worker started `task` (shown as its current task).
+    pub fn task_started(&self, task: impl Into<String>) {
+        if let Ok(mut current) = self.progress.current_task.lock() {
+            *current = Some(task.into());
+        }
+    }
+
+    /// The worker finished its current task.
+    pub fn task_finished(&self) {
+        self.progress
+            .tasks_completed
+            .fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut current) = self.progress.current_task.lock() {
+            *current = None;
+        }
+    }
+
+    /// Tasks completed so far.
+    pub fn tasks_completed(&self) -> u64 {
+        self.progress.tasks_completed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the collector asked this worker to stop leasing (a firing resource warning).
+    pub fn leasing_paused(&self) -> bool {
+        *self.progress.paused.borrow()
+    }
+
+    /// Waits until leasing is allowed (returns at once when it is).
+    pub async fn wait_until_leasing_allowed(&self) {
+        let mut paused = self.progress.paused.subscribe();
+        let _ = paused.wait_for(|paused| !paused).await;
+    }
+
+    /// Tells the agent this is a clean exit (not a crash) and stops heartbeating; waits up to a
+    /// second for the goodbye to be written.
+    pub async fn goodbye(&self) {
+        self.progress.stop.notify_one();
+        let mut finished = self.progress.finished.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(1), finished.wait_for(|done| *done)).await;
+    }
+}
+
+async fn run(progress: Arc<Progress>, socket: PathBuf, interval: Duration) {
+    link(&progress, socket, interval).await;
+    progress.finished.send_replace(true);
+}
+
+async fn link(progress: &Progress, socket: PathBuf, interval: Duration) {
+    let mut retry = RETRY_MIN;
+    let mut warned = false;
+    loop {
+        let outcome = match UnixStream::connect(&socket).await {
+            Ok(stream) => {
+                retry = RETRY_MIN;
+                warned = false;
+                session(progress, Connection::new(stream), interval).await
+            }
+            Err(err) => Err(ProtocolError::Io(err)),
+        };
+        progress.paused.send_replace(false);
+        match outcome {
+            Ok(()) => return,
+            Err(err) if !warned => {
+                tracing::warn!(socket = %socket.display(), error = %err,
+                    "no agent link; working on and retrying");
+                warned = true;
+            }
+            Err(err) => tracing::debug!(error = %err, "agent link retry failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = progress.stop.notified() => return,
+        }
+        retry = (retry * 2).min(RETRY_MAX);
+    }
+}
+
+enum Event {
+    Tick,
+    Received(Result<Option<Message>, ProtocolError>),
+    Stop,
+}
+
+/// One connection's life; `Ok(())` means the worker said goodbye.
+async fn session(
+    progress: &Progress,
+    mut conn: Connection<UnixStream>,
+    interval: Duration,
+) -> Result<(), ProtocolError> {
+    hello(&mut conn, Role::Worker, Some(progress.worker_id.clone())).await?;
+    let mut ticks = tokio::time::interval(interval);
+    // After a SIGSTOP, one heartbeat on resume, not a burst of the missed ones.
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            _ = ticks.tick() => Event::Tick,
+            received = conn.read_message() => Event::Received(received),
+            _ = progress.stop.notified() => Event::Stop,
+        };
+        match event {
+            Event::Tick => conn.write_message(&heartbeat(progress)).await?,
+            Event::Received(Ok(Some(Message::LeaseAdvice { pause, reason }))) => {
+                if progress.paused.send_replace(pause) != pause {
+                    tracing::info!(
+                        pause,
+                        reason = reason.as_deref().unwrap_or(""),
+                        "lease advice from agent"
+                    );
+                }
+            }
+            Event::Received(Ok(Some(_))) => {}
+            Event::Received(Ok(None)) => return Err(ProtocolError::Closed),
+            Event::Received(Err(err)) => return Err(err),
+            Event::Stop => {
+                conn.write_message(&Message::Goodbye).await?;
+                conn.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn heartbeat(progress: &Progress) -> Message {
+    Message::Heartbeat {
+        timestamp: unix_now(),
+        pid: std::process::id(),
+        tasks_completed: progress.tasks_completed.load(Ordering::Relaxed),
+        current_task: progress
+            .current_task
+            .lock()
+            .ok()
+            .and_then(|task| task.clone()),
+    }
+}

@@ -1,0 +1,267 @@
+//! The agent's link to the collector: a report every interval and at once on a status change,
+//! kept in a bounded buffer until the collector acknowledges it (so reports made while the
+//! collector is away are delivered when it returns), reconnecting with backoff. Each ack carries
+//! the collector's lease verdict, which is passed on to the worker.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::MissedTickBehavior;
+
+use super::handshake::hello;
+use super::report::WorkerReport;
+use super::sampler::Sampler;
+use super::server::{AgentShared, LeaseAdvice};
+use crate::collector::clock::unix_now;
+use crate::protocol::{Connection, Message, ProtocolError, Role};
+
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// A report not acknowledged within this time counts as lost; the connection is redone.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reports made but not yet acknowledged, oldest first, dropping the oldest when full.
+#[derive(Debug)]
+pub struct ReportBuffer {
+    reports: Mutex<VecDeque<WorkerReport>>,
+    capacity: usize,
+    added: Notify,
+}
+
+impl ReportBuffer {
+    /// A buffer holding at most `capacity` reports.
+    pub fn new(capacity: usize) -> ReportBuffer {
+        ReportBuffer {
+            reports: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            added: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<WorkerReport>> {
+        self.reports
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a report; returns the report dropped to make room, if any.
+    pub fn push(&self, report: WorkerReport) -> Option<WorkerReport> {
+        let mut reports = self.lock();
+        let dropped = if reports.len() >= self.capacity {
+            reports.pop_front()
+        } else {
+            None
+        };
+        reports.push_back(report);
+        drop(reports);
+        self.added.notify_one();
+        dropped
+    }
+
+    /// The oldest unacknowledged report.
+    pub fn front(&self) -> Option<WorkerReport> {
+        self.lock().front().cloned()
+    }
+
+    /// Removes the oldest report once acknowledged (only if it is still `seq`).
+    pub fn acknowledge(&self, seq: u64) {
+        let mut reports = self.lock();
+        if reports.front().is_some_and(|r| r.seq == seq) {
+            reports.pop_front();
+        }
+    }
+
+    /// Reports waiting.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+/// What a report needs besides the worker's state.
+#[derive(Clone, Debug)]
+pub struct ReportSettings {
+    /// The worker's id.
+    pub worker_id: String,
+    /// How often to report when nothing changes.
+    pub interval: Duration,
+    /// Disk whose use is reported.
+    pub disk_path: PathBuf,
+}
+
+/// Makes a report every interval and on every status change, until `shutdown` completes.
+pub async fn produce(
+    settings: ReportSettings,
+    shared: Arc<AgentShared>,
+    buffer: Arc<ReportBuffer>,
+    shutdown: impl Future,
+) {
+    tokio::pin!(shutdown);
+    let mut sampler = Sampler::new(&settings.disk_path);
+    let mut ticks = tokio::time::interval(settings.interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut seq = 0;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shared.status_changed.notified() => {}
+            _ = &mut shutdown => return,
+        }
+        seq += 1;
+        let report = make_report(&settings, &shared, &mut sampler, seq);
+        if let Some(dropped) = buffer.push(report) {
+            tracing::warn!(
+                seq = dropped.seq,
+                "report buffer full; dropped the oldest report"
+            );
+        }
+    }
+}
+
+fn make_report(
+    settings: &ReportSettings,
+    shared: &AgentShared,
+    sampler: &mut Sampler,
+    seq: u64,
+) -> WorkerReport {
+    let (status, reason, pid, tasks, task, uptime) = {
+        let watch = shared.watch();
+        (
+            watch.status(),
+            watch.reason().map(str::to_string),
+            watch.pid(),
+            watch.tasks_completed(),
+            watch.current_task().map(str::to_string),
+            watch.uptime(Instant::now()),
+        )
+    };
+    let sample = sampler.sample(pid);
+    WorkerReport {
+        worker_id: settings.worker_id.clone(),
+        seq,
+        timestamp: unix_now(),
+        status,
+        status_reason: reason,
+        cpu_percent: sample.cpu_percent,
+        memory_mb: sample.memory_mb,
+        memory_percent: sample.memory_percent,
+        disk_percent: sample.disk_percent,
+        process_cpu_percent: sample.process_cpu_percent,
+        process_rss_mb: sample.process_rss_mb,
+        pid,
+        tasks_processed: tasks,
+        current_task: task,
+        worker_uptime_secs: uptime.map(|d| d.as_secs_f64()),
+        report_interval_secs: settings.interval.as_secs_f64(),
+        last_rtt_ms: None,
+    }
+}
+
+/// Delivers buffered reports to the collector at `collector` (host:port), oldest first, until
+/// `shutdown` completes.
+pub async fn deliver(
+    collector: String,
+    worker_id: String,
+    shared: Arc<AgentShared>,
+    buffer: Arc<ReportBuffer>,
+    shutdown: impl Future,
+) {
+    tokio::pin!(shutdown);
+    let mut retry = RETRY_MIN;
+    let mut last_rtt_ms = None;
+    loop {
+        let outcome = tokio::select! {
+            outcome = session(&collector, &worker_id, &shared, &buffer, &mut last_rtt_ms) => outcome,
+            _ = &mut shutdown => return,
+        };
+        // Without the collector there is no verdict: never leave a worker paused on stale advice.
+        shared.advice.send_if_modified(|advice| {
+            let was_paused = advice.pause;
+            *advice = LeaseAdvice::default();
+            was_paused
+        });
+        match outcome {
+            Ok(delivered) if delivered > 0 => retry = RETRY_MIN,
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(collector = %collector, error = %err, "collector link down")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = &mut shutdown => return,
+        }
+        retry = (retry * 2).min(RETRY_MAX);
+    }
+}
+
+/// One connection to the collector; returns how many reports it delivered before it ended.
+async fn session(
+    collector: &str,
+    worker_id: &str,
+    shared: &AgentShared,
+    buffer: &ReportBuffer,
+    last_rtt_ms: &mut Option<f64>,
+) -> Result<u64, ProtocolError> {
+    let stream = tokio::time::timeout(ACK_TIMEOUT, TcpStream::connect(collector))
+        .await
+        .map_err(|_| ProtocolError::Timeout(ACK_TIMEOUT))??;
+    stream.set_nodelay(true)?;
+    let mut conn = Connection::new(stream);
+    hello(&mut conn, Role::Agent, Some(worker_id.to_string())).await?;
+    tracing::info!(collector, pending = buffer.len(), "connected to collector");
+    let mut delivered = 0;
+    loop {
+        let Some(mut report) = buffer.front() else {
+            buffer.added.notified().await;
+            continue;
+        };
+        report.last_rtt_ms = *last_rtt_ms;
+        let seq = report.seq;
+        let sent_at = Instant::now();
+        conn.write_message(&Message::Metrics {
+            data: Box::new(report),
+        })
+        .await?;
+        let reply = tokio::time::timeout(ACK_TIMEOUT, conn.expect_message())
+            .await
+            .map_err(|_| ProtocolError::Timeout(ACK_TIMEOUT))??;
+        match reply {
+            Message::MetricsAck {
+                seq: acked,
+                pause_leasing,
+                reason,
+            } if acked == seq => {
+                *last_rtt_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
+                buffer.acknowledge(seq);
+                delivered += 1;
+                let advice = LeaseAdvice {
+                    pause: pause_leasing,
+                    reason,
+                };
+                shared.advice.send_if_modified(|current| {
+                    let changed = *current != advice;
+                    *current = advice;
+                    changed
+                });
+            }
+            Message::Error { code, message } => {
+                tracing::warn!(?code, message, "collector refused a report");
+                return Ok(delivered);
+            }
+            other => {
+                tracing::warn!(?other, "unexpected reply from collector");
+                return Ok(delivered);
+            }
+        }
+    }
+}

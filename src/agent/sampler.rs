@@ -1,0 +1,153 @@
+//! System metrics for reports: host CPU, memory and disk use, and the worker process's own CPU and
+//! resident memory, sampled with `sysinfo`. CPU percentages are averages since the previous sample.
+
+use std::path::{Path, PathBuf};
+
+use sysinfo::{Disks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// One sample of host and worker-process metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Host CPU use, percent of all cores.
+    pub cpu_percent: f64,
+    /// Host memory in use (total minus available), MiB.
+    pub memory_mb: f64,
+    /// Host memory in use, percent of total.
+    pub memory_percent: f64,
+    /// Use of the disk holding `disk_path`, percent.
+    pub disk_percent: f64,
+    /// The process's CPU use, percent of one core (None without a pid, or once it is gone).
+    pub process_cpu_percent: Option<f64>,
+    /// The process's resident memory, MiB.
+    pub process_rss_mb: Option<f64>,
+}
+
+/// Keeps the `sysinfo` state between samples (CPU use is a difference of two readings).
+pub struct Sampler {
+    system: System,
+    disks: Disks,
+    disk_path: PathBuf,
+}
+
+impl Sampler {
+    /// A sampler reporting the disk that holds `disk_path`.
+    pub fn new(disk_path: &Path) -> Sampler {
+        let mut system = System::new();
+        system.refresh_cpu_usage();
+        system.refresh_memory();
+        Sampler {
+            system,
+            disks: Disks::new_with_refreshed_list(),
+            disk_path: disk_path.to_path_buf(),
+        }
+    }
+
+    /// Samples now; `pid` is the worker process, if known.
+    pub fn sample(&mut self, pid: Option<u32>) -> Sample {
+        self.system.refresh_cpu_usage();
+        self.system.refresh_memory();
+        let total = self.system.total_memory() as f64;
+        let used = total - self.system.available_memory() as f64;
+        let process = pid.and_then(|pid| self.process(pid));
+        Sample {
+            cpu_percent: f64::from(self.system.global_cpu_usage()),
+            memory_mb: used / MIB,
+            memory_percent: if total > 0.0 {
+                100.0 * used / total
+            } else {
+                0.0
+            },
+            disk_percent: self.disk_percent(),
+            process_cpu_percent: process.map(|(cpu, _)| cpu),
+            process_rss_mb: process.map(|(_, rss)| rss),
+        }
+    }
+
+    fn process(&mut self, pid: u32) -> Option<(f64, f64)> {
+        let pid = Pid::from_u32(pid);
+        let kind = ProcessRefreshKind::new().with_cpu().with_memory();
+        self.system
+            .refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, kind);
+        let process = self.system.process(pid)?;
+        Some((
+            f64::from(process.cpu_usage()),
+            process.memory() as f64 / MIB,
+        ))
+    }
+
+    /// Percent used of the disk whose mount point is the longest prefix of the disk path.
+    fn disk_percent(&mut self) -> f64 {
+        self.disks.refresh();
+        let path =
+            std::fs::canonicalize(&self.disk_path).unwrap_or_else(|_| self.disk_path.clone());
+        self.disks
+            .list()
+            .iter()
+            .filter(|disk| path.starts_with(disk.mount_point()))
+            .max_by_key(|disk| disk.mount_point().as_os_str().len())
+            .filter(|disk| disk.total_space() > 0)
+            .map(|disk| {
+                let total = disk.total_space() as f64;
+                100.0 * (total - disk.available_space() as f64) / total
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Resident memory of this process from /proc, MiB: the reference the sampler must agree with.
+    fn proc_rss_mb() -> f64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .expect("VmRSS line");
+        let kib: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .expect("value")
+            .parse()
+            .expect("number");
+        kib / 1024.0
+    }
+
+    #[test]
+    fn sample_agrees_with_procfs_for_this_process() {
+        let mut sampler = Sampler::new(Path::new("."));
+        let sample = sampler.sample(Some(std::process::id()));
+        assert!(
+            sample.memory_percent > 0.0 && sample.memory_percent <= 100.0,
+            "{sample:?}"
+        );
+        assert!(sample.memory_mb > 0.0);
+        assert!(
+            sample.disk_percent > 0.0 && sample.disk_percent <= 100.0,
+            "{sample:?}"
+        );
+        let rss = sample.process_rss_mb.expect("this process exists");
+        let reference = proc_rss_mb();
+        assert!(
+            rss > reference * 0.5 && rss < reference * 2.0,
+            "rss {rss} vs procfs {reference}"
+        );
+    }
+
+    #[test]
+    fn a_missing_process_has_no_process_metrics() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("reap");
+        let sample = Sampler::new(Path::new(".")).sample(Some(pid));
+        assert_eq!(
+            (sample.process_cpu_percent, sample.process_rss_mb),
+            (None, None)
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! The agent's judgement of its worker: ALIVE while heartbeats arrive; DEAD at once when the
+//! connection drops and the process is gone; DEAD after the heartbeat timeout when the process
+//! lives but is silent (a hang); STOPPED after a goodbye. Time comes from the caller.
+
+use std::time::{Duration, Instant};
+
+use super::report::WorkerStatus;
+
+/// Identifies one worker connection, so a late disconnect of an old connection is ignored after
+/// the worker reconnected.
+pub type ConnectionId = u64;
+
+/// Everything the agent knows about its worker.
+#[derive(Debug)]
+pub struct WorkerWatch {
+    heartbeat_timeout: Duration,
+    status: WorkerStatus,
+    reason: Option<String>,
+    pid: Option<u32>,
+    connection: Option<ConnectionId>,
+    hello_at: Option<Instant>,
+    last_heartbeat: Option<Instant>,
+    tasks_completed: u64,
+    current_task: Option<String>,
+}
+
+impl WorkerWatch {
+    /// A watch with no worker yet.
+    pub fn new(heartbeat_timeout: Duration) -> WorkerWatch {
+        WorkerWatch {
+            heartbeat_timeout,
+            status: WorkerStatus::Waiting,
+            reason: None,
+            pid: None,
+            connection: None,
+            hello_at: None,
+            last_heartbeat: None,
+            tasks_completed: 0,
+            current_task: None,
+        }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> WorkerStatus {
+        self.status
+    }
+
+    /// Why the status is what it is, if there is more to say.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    /// The worker's pid, from its hello.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Tasks completed, from the latest heartbeat.
+    pub fn tasks_completed(&self) -> u64 {
+        self.tasks_completed
+    }
+
+    /// The task in progress, from the latest heartbeat.
+    pub fn current_task(&self) -> Option<&str> {
+        self.current_task.as_deref()
+    }
+
+    /// Time since the worker's hello.
+    pub fn uptime(&self, now: Instant) -> Option<Duration> {
+        self.hello_at.map(|at| now.saturating_duration_since(at))
+    }
+
+    /// The current connection, if a worker is connected.
+    pub fn connection(&self) -> Option<ConnectionId> {
+        self.connection
+    }
+
+    /// A worker said hello on `connection`. Returns true if the status changed.
+    pub fn on_hello(&mut self, connection: ConnectionId, pid: u32, now: Instant) -> bool {
+        if self.pid != Some(pid) {
+            self.hello_at = Some(now);
+            self.tasks_completed = 0;
+        }
+        self.pid = Some(pid);
+        self.connection = Some(connection);
+        self.last_heartbeat = Some(now);
+        self.set(WorkerStatus::Alive, None)
+    }
+
+    /// A heartbeat arrived on `connection`. Returns true if the status changed (a hung worker
+    /// that resumed is alive again).
+    pub fn on_heartbeat(
+        &mut self,
+        connection: ConnectionId,
+        tasks_completed: u64,
+        current_task: Option<String>,
+        now: Instant,
+    ) -> bool {
+        if self.connection != Some(connection) {
+            return false;
+        }
+        self.last_heartbeat = Some(now);
+        self.tasks_completed = tasks_completed;
+        self.current_task = current_task;
+        self.set(WorkerStatus::Alive, None)
+    }
+
+    /// The worker announced a clean exit. Returns true if the status changed.
+    pub fn on_goodbye(&mut self, connection: ConnectionId) -> bool {
+        if self.connection != Some(connection) {
+            return false;
+        }
+        self.current_task = None;
+        self.set(
+            WorkerStatus::Stopped,
+            Some("worker shut down cleanly".into()),
+        )
+    }
+
+    /// `connection` closed; `process_alive` says whether the worker's pid still runs.
+    /// Returns true if the status changed.
+    pub fn on_disconnect(&mut self, connection: ConnectionId, process_alive: bool) -> bool {
+        if self.connection != Some(connection) {
+            return false;
+        }
+        self.connection = None;
+        if process_alive || self.status == WorkerStatus::Stopped {
+            // A live process without its connection is judged by the heartbeat timeout.
+            return false;
+        }
+        let pid = self
+            .pid
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "?".into());
+        self.set(WorkerStatus::Dead, Some(format!("process {pid} exited")))
+    }
+
+    /// Checks the heartbeat timeout at `now`. Returns true if the worker just became DEAD.
+    pub fn check(&mut self, now: Instant) -> bool {
+        if self.status != WorkerStatus::Alive {
+            return false;
+        }
+        let Some(last) = self.last_heartbeat else {
+            return false;
+        };
+        let silence = now.saturating_duration_since(last);
+        if silence < self.heartbeat_timeout {
+            return false;
+        }
+        let reason = format!(
+            "no heartbeat for {:.1} s (process alive but hung)",
+            silence.as_secs_f64()
+        );
+        self.set(WorkerStatus::Dead, Some(reason))
+    }
+
+    /// When `check` should next run to catch a timeout on time.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.status {
+            WorkerStatus::Alive => self
+                .last_heartbeat
+                .map(|last| last + self.heartbeat_timeout),
+            _ => None,
+        }
+    }
+
+    fn set(&mut self, status: WorkerStatus, reason: Option<String>) -> bool {
+        let changed = self.status != status;
+        self.status = status;
+        if changed {
+            self.reason = reason;
+        }
+        changed
+    }
+}
+
+/// Whether process `pid` runs (a zombie awaiting its parent's wait counts as gone).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
+        Ok(()) => !is_zombie(pid),
+        Err(nix::errno::Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}
+
+/// Reads the state letter of /proc/PID/stat (Linux); `Z` and `X` mean the process has exited.
+fn is_zombie(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The command name may hold spaces and parentheses; the state follows the last ')'.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    matches!(state, Some("Z") | Some("X"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(15);
+
+    #[test]
+    fn a_crash_is_dead_at_once_and_a_reconnect_revives() {
+        let t0 = Instant::now();
+        let mut watch = WorkerWatch::new(TIMEOUT);
+        assert_eq!(watch.status(), WorkerStatus::Waiting);
+        assert!(watch.on_hello(1, 4242, t0));
+        assert!(watch.on_disconnect(1, false));
+        assert_eq!(watch.status(), WorkerStatus::Dead);
+        assert_eq!(watch.reason(), Some("process 4242 exited"));
+        assert!(watch.on_hello(2, 4243, t0 + Duration::from_secs(1)));
+        assert_eq!(watch.status(), WorkerStatus::Alive);
+    }
+
+    #[test]
+    fn a_hang_is_dead_only_after_the_heartbeat_timeout() {
+        let t0 = Instant::now();
+        let mut watch = WorkerWatch::new(TIMEOUT);
+        watch.on_hello(1, 10, t0);
+        watch.on_heartbeat(1, 3, Some("job/7".into()), t0 + Duration::from_secs(1));
+        assert_eq!(watch.next_deadline(), Some(t0 + Duration::from_secs(16)));
+        assert!(!watch.check(t0 + Duration::from_millis(15_999)));
+        assert!(watch.check(t0 + Duration::from_secs(16)));
+        assert_eq!(watch.status(), WorkerStatus::Dead);
+        assert!(
+            !watch.check(t0 + Duration::from_secs(17)),
+            "dead once, not on every check"
+        );
+        // SIGCONT: the heartbeat resumes on the same connection.
+        assert!(watch.on_heartbeat(1, 4, None, t0 + Duration::from_secs(20)));
+        assert_eq!(
+            (watch.status(), watch.tasks_completed()),
+            (WorkerStatus::Alive, 4)
+        );
+    }
+
+    #[test]
+    fn a_disconnect_of_a_live_process_waits_for_the_timeout() {
+        let t0 = Instant::now();
+        let mut watch = WorkerWatch::new(TIMEOUT);
+        watch.on_hello(1, 10, t0);
+        assert!(!watch.on_disconnect(1, true));
+        assert_eq!(watch.status(), WorkerStatus::Alive);
+        assert!(watch.check(t0 + TIMEOUT));
+    }
+
+    #[test]
+    fn stale_connections_and_goodbyes_are_not_deaths() {
+        let t0 = Instant::now();
+        let mut watch = WorkerWatch::new(TIMEOUT);
+        watch.on_hello(1, 10, t0);
+        watch.on_hello(2, 11, t0);
+        assert!(
+            !watch.on_disconnect(1, false),
+            "the old connection's close is ignored"
+        );
+        assert!(
+            !watch.on_heartbeat(1, 9, None, t0),
+            "and so are its heartbeats"
+        );
+        assert!(watch.on_goodbye(2));
+        assert!(!watch.on_disconnect(2, false));
+        assert_eq!(watch.status(), WorkerStatus::Stopped);
+        assert!(!watch.check(t0 + TIMEOUT * 2));
+    }
+
+    #[test]
+    fn process_probe_tells_running_from_exited_and_unreaped() {
+        assert!(process_alive(std::process::id()));
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        // Not yet reaped: a zombie until wait(); poll until it has exited.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process_alive(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "child {pid} never became a zombie"
+            );
+            std::thread::yield_now();
+        }
+        child.wait().expect("reap");
+        assert!(!process_alive(pid));
+    }
+}

@@ -1,0 +1,293 @@
+//! The watchman's command-line entry points: `gridwatch agent`, `gridwatch collector`, and the
+//! `workers` / `alerts` clients, which ask the master (or, with `--collector`, the collector).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpStream;
+
+use crate::agent::{self, hello, AgentConfig};
+use crate::collector::{
+    self, Alert, AlertState, CollectorConfig, Downstream, LivenessState, WorkerView,
+};
+use crate::protocol::{Connection, Message, Role};
+
+/// Exit code for errors the user can fix (bad flags, busy socket or port).
+pub const USER_ERROR: i32 = 2;
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// `gridwatch agent`: runs until Ctrl-C or SIGTERM.
+pub async fn run_agent(config: AgentConfig) -> anyhow::Result<()> {
+    match agent::run(config, shutdown_signal()).await {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::exit(USER_ERROR);
+        }
+    }
+}
+
+/// `gridwatch collector`: runs until Ctrl-C or SIGTERM.
+pub async fn run_collector(config: CollectorConfig) -> anyhow::Result<()> {
+    let result = async {
+        let listener = collector::bind(&config).await?;
+        let downstream = Downstream {
+            master: Some(config.master_addr()),
+            store: None,
+        };
+        collector::run(config, listener, downstream, shutdown_signal()).await
+    };
+    match result.await {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::exit(USER_ERROR);
+        }
+    }
+}
+
+/// Where `workers` and `alerts` ask.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WatchQueryArgs {
+    /// The master's `host:port` [default: $MASTER_HOST:$MASTER_PORT, or 127.0.0.1:5000].
+    #[arg(long)]
+    pub master: Option<String>,
+    /// Ask this collector (`host:port`) instead of the master.
+    #[arg(long, conflicts_with = "master")]
+    pub collector: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl WatchQueryArgs {
+    fn address(&self) -> (String, &'static str) {
+        if let Some(collector) = &self.collector {
+            return (collector.clone(), "collector");
+        }
+        let master = self.master.clone().unwrap_or_else(|| {
+            let host = std::env::var("MASTER_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+            let port = std::env::var("MASTER_PORT").unwrap_or_else(|_| "5000".into());
+            format!("{host}:{port}")
+        });
+        (master, "master")
+    }
+}
+
+async fn ask(args: &WatchQueryArgs, request: Message) -> anyhow::Result<Message> {
+    let (address, role) = args.address();
+    let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&address));
+    let stream = match connect.await {
+        Ok(Ok(stream)) => stream,
+        _ => {
+            eprintln!("error: cannot reach the {role} at {address}; is it running? (pass --{role} HOST:PORT)");
+            std::process::exit(USER_ERROR);
+        }
+    };
+    let mut conn = Connection::new(stream);
+    hello(&mut conn, Role::Client, None)
+        .await
+        .with_context(|| format!("greeting the {role} at {address}"))?;
+    conn.write_message(&request).await?;
+    match conn.expect_message().await? {
+        Message::Error { code, message } => {
+            anyhow::bail!("the {role} refused ({code:?}): {message}")
+        }
+        reply => Ok(reply),
+    }
+}
+
+/// `gridwatch workers`: the liveness view of every worker.
+pub async fn workers(args: WatchQueryArgs) -> anyhow::Result<()> {
+    let Message::Workers { mut workers } = ask(&args, Message::ListWorkers).await? else {
+        anyhow::bail!("unexpected reply to list_workers");
+    };
+    workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&workers)?);
+        return Ok(());
+    }
+    print!("{}", workers_table(&workers));
+    Ok(())
+}
+
+/// Renders the `workers` table, ending with a plain sentence when no worker is alive.
+pub fn workers_table(workers: &[WorkerView]) -> String {
+    let mut out = String::new();
+    if !workers.is_empty() {
+        out.push_str(&format!(
+            "{:<12} {:<9} {:<8} {:>6} {:>8} {:>9} {:>8} {:>7} {:>6} {:>6}  {}\n",
+            "WORKER",
+            "STATE",
+            "STATUS",
+            "MISSED",
+            "RTT_MS",
+            "UPTIME",
+            "SUCCESS",
+            "TASKS",
+            "CPU%",
+            "MEM%",
+            "LEASING"
+        ));
+    }
+    for w in workers {
+        out.push_str(&format!(
+            "{:<12} {:<9} {:<8} {:>6} {:>8} {:>9} {:>7.1}% {:>7} {:>6.1} {:>6.1}  {}\n",
+            w.worker_id,
+            state_name(w.state),
+            w.status.as_str(),
+            w.consecutive_missed,
+            w.mean_rtt_ms
+                .map(|r| format!("{r:.1}"))
+                .unwrap_or_else(|| "-".into()),
+            w.uptime_secs
+                .map(format_uptime)
+                .unwrap_or_else(|| "-".into()),
+            w.success_rate * 100.0,
+            w.tasks_done,
+            w.latest.cpu_percent,
+            w.latest.memory_percent,
+            if w.leasing_paused { "paused" } else { "ok" },
+        ));
+    }
+    let active = workers
+        .iter()
+        .filter(|w| w.state != LivenessState::Inactive)
+        .count();
+    if active == 0 {
+        out.push_str(&match workers.len() {
+            0 => "no active machines: no worker has reported (are the collector and an agent per worker running?)\n".to_string(),
+            n => format!("no active machines: all {n} known workers are inactive\n"),
+        });
+    }
+    out
+}
+
+fn state_name(state: LivenessState) -> &'static str {
+    match state {
+        LivenessState::Active => "active",
+        LivenessState::Unstable => "unstable",
+        LivenessState::Inactive => "inactive",
+    }
+}
+
+fn format_uptime(secs: f64) -> String {
+    let secs = secs as u64;
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+/// How many alerts `gridwatch alerts` shows.
+#[derive(Clone, Debug, clap::Args)]
+pub struct AlertsArgs {
+    /// Where to ask, and the output format.
+    #[command(flatten)]
+    pub query: WatchQueryArgs,
+    /// Show at most this many, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+/// `gridwatch alerts`: the most recent alert events.
+pub async fn alerts(args: AlertsArgs) -> anyhow::Result<()> {
+    let request = Message::ListAlerts { limit: args.limit };
+    let Message::Alerts { alerts } = ask(&args.query, request).await? else {
+        anyhow::bail!("unexpected reply to list_alerts");
+    };
+    if args.query.json {
+        println!("{}", serde_json::to_string_pretty(&alerts)?);
+        return Ok(());
+    }
+    print!("{}", alerts_table(&alerts));
+    Ok(())
+}
+
+/// Renders the `alerts` table.
+pub fn alerts_table(alerts: &[Alert]) -> String {
+    if alerts.is_empty() {
+        return "no alerts\n".into();
+    }
+    let mut out = format!(
+        "{:<19}  {:<8} {:<8} {:<12} {:<12} {}\n",
+        "TIME (UTC)", "SEVERITY", "STATE", "WORKER", "RULE", "MESSAGE"
+    );
+    for a in alerts {
+        let state = match a.state {
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        };
+        out.push_str(&format!(
+            "{:<19}  {:<8} {:<8} {:<12} {:<12} {}\n",
+            format_utc(a.timestamp),
+            a.severity.as_str(),
+            state,
+            a.worker_id,
+            a.rule,
+            a.message
+        ));
+    }
+    out
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC for a Unix time (civil-from-days, H. Hinnant).
+pub fn format_utc(unix_secs: f64) -> String {
+    let secs = unix_secs.max(0.0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting_matches_known_dates() {
+        assert_eq!(format_utc(0.0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(951_782_400.0), "2000-02-29 00:00:00");
+        assert_eq!(format_utc(1_795_608_000.0), "2026-11-25 12:00:00");
+    }
+
+    #[test]
+    fn no_workers_is_said_plainly() {
+        assert!(workers_table(&[]).starts_with("no active machines"));
+    }
+}

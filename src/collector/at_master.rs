@@ -1,0 +1,84 @@
+//! What the master does with the collector's messages and the watch queries: reclaim a dead
+//! worker's leases at once, store alert events and worker views (the master owns the store with
+//! the embedded backend), and answer `list_workers` / `list_alerts` from the store.
+
+use crate::backend::{Queue, Store};
+use crate::protocol::{ErrorCode, Message};
+
+use super::alert::Alert;
+use super::liveness::WorkerView;
+
+/// Answers a watchman message; `None` if `message` is not one (the caller handles it).
+pub async fn answer(message: &Message, queue: &dyn Queue, store: &dyn Store) -> Option<Message> {
+    let reply = match message {
+        Message::WorkerDown {
+            worker_id,
+            reason,
+            last_task_id,
+            ..
+        } => {
+            tracing::warn!(worker = %worker_id, reason, last_task = ?last_task_id,
+                "worker_down from the collector");
+            match queue.reclaim_worker(worker_id).await {
+                Ok(reclaimed) => {
+                    tracing::info!(worker = %worker_id, reclaimed, "re-queued the dead worker's tasks");
+                    Message::WorkerDownAck {
+                        worker_id: worker_id.clone(),
+                        reclaimed: reclaimed as u64,
+                    }
+                }
+                Err(err) => internal(format!("reclaiming {worker_id}'s tasks failed: {err}")),
+            }
+        }
+        Message::RecordAlert { alert } => match store.push_alert(&to_json(alert)).await {
+            Ok(()) => Message::Recorded,
+            Err(err) => internal(format!("storing alert {} failed: {err}", alert.id)),
+        },
+        Message::RecordWorker { worker, ttl_secs } => {
+            let ttl = std::time::Duration::try_from_secs_f64(*ttl_secs).unwrap_or_default();
+            match store
+                .put_worker_metrics(&worker.worker_id, &to_json(worker), ttl)
+                .await
+            {
+                Ok(()) => Message::Recorded,
+                Err(err) => internal(format!("storing worker {} failed: {err}", worker.worker_id)),
+            }
+        }
+        Message::ListWorkers => match store.worker_metrics().await {
+            Ok(entries) => Message::Workers {
+                workers: decode_all::<WorkerView>(entries.into_iter().map(|(_, v)| v)),
+            },
+            Err(err) => internal(format!("reading worker metrics failed: {err}")),
+        },
+        Message::ListAlerts { limit } => match store.alerts(*limit as usize).await {
+            Ok(alerts) => Message::Alerts {
+                alerts: decode_all::<Alert>(alerts),
+            },
+            Err(err) => internal(format!("reading the alert history failed: {err}")),
+        },
+        _ => return None,
+    };
+    Some(reply)
+}
+
+fn internal(message: String) -> Message {
+    tracing::error!("{message}");
+    Message::Error {
+        code: ErrorCode::Internal,
+        message,
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// Decodes stored JSON, skipping entries written by another version rather than failing all.
+fn decode_all<T: serde::de::DeserializeOwned>(
+    values: impl IntoIterator<Item = serde_json::Value>,
+) -> Vec<T> {
+    values
+        .into_iter()
+        .filter_map(|value| serde_json::from_value(value).ok())
+        .collect()
+}

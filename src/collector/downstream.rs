@@ -1,0 +1,251 @@
+//! Where the collector's findings go. `worker_down` always goes to the master (which reclaims the
+//! worker's leases at once); alerts and worker views go to the store: directly with a shared
+//! backend (Redis), or through the master when the master owns the store (embedded). Items wait
+//! in memory while their destination is away; views are coalesced to the latest per worker.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::alert::Alert;
+use super::liveness::WorkerView;
+use super::watchtower::{Outgoing, WORKER_VIEW_TTL};
+use crate::agent::hello;
+use crate::backend::Store;
+use crate::protocol::{Connection, Message, ProtocolError, Role};
+
+/// Alert events kept while their destination is away; older ones are dropped (the alert log
+/// still has them).
+const MAX_PENDING_ALERTS: usize = 1000;
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Destinations of the collector's findings.
+#[derive(Clone)]
+pub struct Downstream {
+    /// The master's `host:port`, for `worker_down` (and for storage without a store).
+    pub master: Option<String>,
+    /// A store the collector writes itself (a shared backend).
+    pub store: Option<Arc<dyn Store>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    downs: VecDeque<Outgoing>,
+    alerts: VecDeque<Alert>,
+    views: BTreeMap<String, WorkerView>,
+}
+
+impl Pending {
+    fn add(&mut self, item: Outgoing) {
+        match item {
+            down @ Outgoing::WorkerDown { .. } => self.downs.push_back(down),
+            Outgoing::Alert(alert) => {
+                if self.alerts.len() == MAX_PENDING_ALERTS {
+                    self.alerts.pop_front();
+                }
+                self.alerts.push_back(alert);
+            }
+            Outgoing::Worker(view) => {
+                self.views.insert(view.worker_id.clone(), *view);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.downs.is_empty() && self.alerts.is_empty() && self.views.is_empty()
+    }
+}
+
+/// Forwards items from `items` until `shutdown` completes.
+pub async fn forward(
+    downstream: Downstream,
+    mut items: UnboundedReceiver<Outgoing>,
+    shutdown: impl Future,
+) {
+    tokio::pin!(shutdown);
+    let mut pending = Pending::default();
+    let mut master: Option<Connection<TcpStream>> = None;
+    let mut retry = RETRY_MIN;
+    let mut failing = false;
+    loop {
+        while let Ok(item) = items.try_recv() {
+            pending.add(item);
+        }
+        if pending.is_empty() {
+            tokio::select! {
+                item = items.recv() => match item {
+                    Some(item) => pending.add(item),
+                    None => return,
+                },
+                _ = &mut shutdown => return,
+            }
+            continue;
+        }
+        match flush(&downstream, &mut master, &mut pending).await {
+            Ok(()) => {
+                if failing {
+                    tracing::info!("forwarding to the master and store again");
+                }
+                failing = false;
+                retry = RETRY_MIN;
+            }
+            Err(err) => {
+                // Warn once per outage, not on every retry.
+                if !failing {
+                    tracing::warn!(error = %err, "cannot forward alerts; will retry");
+                }
+                failing = true;
+                master = None;
+                tokio::select! {
+                    _ = tokio::time::sleep(retry) => {}
+                    _ = &mut shutdown => return,
+                }
+                retry = (retry * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Why forwarding stopped for now.
+#[derive(Debug, thiserror::Error)]
+enum ForwardError {
+    #[error("master: {0}")]
+    Master(#[from] ProtocolError),
+    #[error("master refused: {0}")]
+    Refused(String),
+    #[error("store: {0}")]
+    Store(#[from] crate::backend::BackendError),
+}
+
+/// Sends everything pending, most urgent first: `worker_down`, then alerts, then views.
+async fn flush(
+    downstream: &Downstream,
+    master: &mut Option<Connection<TcpStream>>,
+    pending: &mut Pending,
+) -> Result<(), ForwardError> {
+    while let Some(down) = pending.downs.front() {
+        let Outgoing::WorkerDown {
+            worker_id,
+            timestamp,
+            last_task_id,
+            reason,
+        } = down.clone()
+        else {
+            pending.downs.pop_front();
+            continue;
+        };
+        if downstream.master.is_some() {
+            let message = Message::WorkerDown {
+                worker_id: worker_id.clone(),
+                timestamp,
+                last_task_id,
+                reason,
+            };
+            match request(downstream, master, &message).await? {
+                Message::WorkerDownAck { reclaimed, .. } => {
+                    tracing::info!(worker = %worker_id, reclaimed, "master reclaimed the dead worker's tasks");
+                }
+                other => return Err(ForwardError::Refused(format!("{other:?}"))),
+            }
+        }
+        pending.downs.pop_front();
+    }
+    while let Some(alert) = pending.alerts.front() {
+        match &downstream.store {
+            Some(store) => store.push_alert(&to_json(alert)).await?,
+            None if downstream.master.is_some() => expect_recorded(
+                request(
+                    downstream,
+                    master,
+                    &Message::RecordAlert {
+                        alert: alert.clone(),
+                    },
+                )
+                .await?,
+            )?,
+            None => {}
+        }
+        pending.alerts.pop_front();
+    }
+    while let Some((worker, view)) = pending.views.pop_first() {
+        let result = store_view(downstream, master, &view).await;
+        if let Err(err) = result {
+            pending.views.entry(worker).or_insert(view);
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+async fn store_view(
+    downstream: &Downstream,
+    master: &mut Option<Connection<TcpStream>>,
+    view: &WorkerView,
+) -> Result<(), ForwardError> {
+    match &downstream.store {
+        Some(store) => Ok(store
+            .put_worker_metrics(&view.worker_id, &to_json(view), WORKER_VIEW_TTL)
+            .await?),
+        None if downstream.master.is_some() => {
+            let message = Message::RecordWorker {
+                worker: Box::new(view.clone()),
+                ttl_secs: WORKER_VIEW_TTL.as_secs_f64(),
+            };
+            expect_recorded(request(downstream, master, &message).await?)
+        }
+        None => Ok(()),
+    }
+}
+
+fn expect_recorded(reply: Message) -> Result<(), ForwardError> {
+    match reply {
+        Message::Recorded => Ok(()),
+        other => Err(ForwardError::Refused(format!("{other:?}"))),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// Sends one request to the master (connecting first if needed) and returns its reply.
+async fn request(
+    downstream: &Downstream,
+    master: &mut Option<Connection<TcpStream>>,
+    message: &Message,
+) -> Result<Message, ForwardError> {
+    let Some(address) = &downstream.master else {
+        return Err(ForwardError::Refused("no master configured".into()));
+    };
+    if master.is_none() {
+        *master = Some(connect(address).await?);
+    }
+    let Some(conn) = master.as_mut() else {
+        return Err(ProtocolError::Closed.into());
+    };
+    conn.write_message(message).await?;
+    let reply = tokio::time::timeout(REPLY_TIMEOUT, conn.expect_message())
+        .await
+        .map_err(|_| ProtocolError::Timeout(REPLY_TIMEOUT))??;
+    if let Message::Error { code, message } = reply {
+        return Err(ForwardError::Refused(format!("{code:?}: {message}")));
+    }
+    Ok(reply)
+}
+
+async fn connect(address: &str) -> Result<Connection<TcpStream>, ProtocolError> {
+    let stream = tokio::time::timeout(REPLY_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| ProtocolError::Timeout(REPLY_TIMEOUT))??;
+    stream.set_nodelay(true)?;
+    let mut conn = Connection::new(stream);
+    hello(&mut conn, Role::Collector, None).await?;
+    tracing::info!(master = address, "connected to master");
+    Ok(conn)
+}

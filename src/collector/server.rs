@@ -1,0 +1,166 @@
+//! The collector's TCP server: agents open one connection each, say hello and send `metrics`;
+//! each report is answered by `metrics_ack` carrying the lease verdict. Clients may also ask for
+//! `list_workers` / `list_alerts` here. A bad frame gets an `error` frame and closes only that
+//! connection.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::clock::Moment;
+use super::watchtower::Watchtower;
+use crate::agent::welcome;
+use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, PROTOCOL_VERSION};
+
+/// Most connections served at once; more wait in the accept queue.
+const MAX_CONNECTIONS: usize = 1024;
+/// An agent reports at least every report interval; a connection silent this long is dropped.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The watchtower behind a lock shared by connections and the ticker.
+#[derive(Clone, Debug)]
+pub struct SharedWatchtower(Arc<Mutex<Watchtower>>);
+
+impl SharedWatchtower {
+    /// Shares `tower`.
+    pub fn new(tower: Watchtower) -> SharedWatchtower {
+        SharedWatchtower(Arc::new(Mutex::new(tower)))
+    }
+
+    /// Locks it (a poisoned lock still holds valid bookkeeping).
+    pub fn lock(&self) -> MutexGuard<'_, Watchtower> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Accepts connections until `shutdown` completes.
+pub async fn serve(listener: TcpListener, tower: SharedWatchtower, shutdown: impl Future) {
+    tokio::pin!(shutdown);
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    backoff = Duration::from_millis(10);
+                    let tower = tower.clone();
+                    tokio::spawn(async move {
+                        handle(stream, tower).await;
+                        drop(permit);
+                    });
+                }
+                Err(err) => {
+                    // Out of descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            },
+            _ = &mut shutdown => return,
+        }
+    }
+}
+
+/// Runs the rules every `period` (for silent workers) and refreshes stored views every
+/// `refresh_every` ticks, until `shutdown` completes.
+pub async fn tick(
+    tower: SharedWatchtower,
+    period: Duration,
+    refresh_every: u32,
+    shutdown: impl Future,
+) {
+    tokio::pin!(shutdown);
+    let mut ticks = tokio::time::interval(period);
+    let mut count = 0u32;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = &mut shutdown => return,
+        }
+        count = count.wrapping_add(1);
+        tower
+            .lock()
+            .tick(Moment::now(), count % refresh_every.max(1) == 0);
+    }
+}
+
+async fn handle(stream: TcpStream, tower: SharedWatchtower) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut conn = Connection::new(stream).with_read_timeout(Some(IDLE_TIMEOUT));
+    match conn.read_message().await {
+        Ok(Some(Message::Hello { version, .. })) if version == PROTOCOL_VERSION => {
+            if welcome(&mut conn).await.is_err() {
+                return;
+            }
+        }
+        Ok(Some(Message::Hello { version, .. })) => {
+            let message = format!("protocol version {version} is not {PROTOCOL_VERSION}; upgrade");
+            conn.send_error(ErrorCode::VersionMismatch, message).await;
+            return;
+        }
+        Ok(Some(_)) => {
+            conn.send_error(ErrorCode::UnexpectedMessage, "send hello first")
+                .await;
+            return;
+        }
+        Ok(None) => return,
+        Err(err) => {
+            conn.send_error(err.code(), err.to_string()).await;
+            return;
+        }
+    }
+    if let Err(err) = serve_requests(&mut conn, &tower).await {
+        tracing::debug!(peer, error = %err, "collector connection ended");
+        if !matches!(err, ProtocolError::Io(_) | ProtocolError::Closed) {
+            conn.send_error(err.code(), err.to_string()).await;
+        }
+    }
+    conn.shutdown().await;
+}
+
+async fn serve_requests(
+    conn: &mut Connection<TcpStream>,
+    tower: &SharedWatchtower,
+) -> Result<(), ProtocolError> {
+    while let Some(message) = conn.read_message().await? {
+        let reply = answer(message, tower);
+        conn.write_message(&reply).await?;
+    }
+    Ok(())
+}
+
+fn answer(message: Message, tower: &SharedWatchtower) -> Message {
+    match message {
+        Message::Metrics { data } => {
+            let seq = data.seq;
+            let verdict = tower.lock().on_report(*data, Moment::now());
+            Message::MetricsAck {
+                seq,
+                pause_leasing: verdict.pause,
+                reason: verdict.reason,
+            }
+        }
+        Message::ListWorkers => Message::Workers {
+            workers: tower.lock().views(Moment::now()),
+        },
+        Message::ListAlerts { limit } => Message::Alerts {
+            alerts: tower.lock().recent_alerts(limit as usize),
+        },
+        _ => Message::Error {
+            code: ErrorCode::UnexpectedMessage,
+            message: "the collector takes metrics, list_workers and list_alerts".into(),
+        },
+    }
+}

@@ -1,0 +1,182 @@
+//! The collector's state and decisions, without sockets: each report updates the worker's
+//! liveness and runs the rules; each alert event goes to the alert log and downstream (the store's
+//! alert history, and `worker_down` to the master for a dead worker). A periodic tick runs the
+//! rules for silent workers too and refreshes every worker's view downstream.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::alert::{Alert, AlertLog, AlertState, Severity};
+use super::clock::Moment;
+use super::liveness::{Liveness, WorkerView};
+use super::rules::{Observation, RuleEngine, Thresholds};
+use crate::agent::WorkerReport;
+
+/// Something for the master or the store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outgoing {
+    /// A worker is dead or presumed dead: reclaim its tasks now.
+    WorkerDown {
+        /// The worker.
+        worker_id: String,
+        /// Unix time of the alert.
+        timestamp: f64,
+        /// The task it was running, as last reported.
+        last_task_id: Option<String>,
+        /// The alert's message.
+        reason: String,
+    },
+    /// An alert event for the store's alert history.
+    Alert(Alert),
+    /// A worker's current view for the store (`worker:{id}:metrics`).
+    Worker(Box<WorkerView>),
+}
+
+/// The verdict sent back to an agent with its report's ack.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaseVerdict {
+    /// Stop leasing new tasks.
+    pub pause: bool,
+    /// Which warning is firing.
+    pub reason: Option<String>,
+}
+
+/// Everything the collector knows and decides.
+#[derive(Debug)]
+pub struct Watchtower {
+    rules: RuleEngine,
+    liveness: Liveness,
+    log: AlertLog,
+    downstream: UnboundedSender<Outgoing>,
+    recent: std::collections::VecDeque<Alert>,
+}
+
+/// Alert events kept in memory for `alerts` queries answered by the collector itself.
+const RECENT_ALERTS: usize = 200;
+
+impl Watchtower {
+    /// A watchtower with the given thresholds, writing alerts to `log` and sending downstream.
+    pub fn new(
+        thresholds: Thresholds,
+        log: AlertLog,
+        downstream: UnboundedSender<Outgoing>,
+    ) -> Watchtower {
+        Watchtower {
+            rules: RuleEngine::new(thresholds),
+            liveness: Liveness::default(),
+            log,
+            downstream,
+            recent: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Takes a report received at `now`; returns the lease verdict for its agent.
+    pub fn on_report(&mut self, report: WorkerReport, now: Moment) -> LeaseVerdict {
+        let worker = report.worker_id.clone();
+        self.liveness.record(report, now);
+        self.evaluate(&worker, now);
+        self.publish(&worker, now);
+        self.verdict(&worker)
+    }
+
+    /// Runs the rules for every worker (catches silence) and, with `refresh`, republishes every
+    /// worker's view so its store entry does not expire while the collector watches it.
+    pub fn tick(&mut self, now: Moment, refresh: bool) {
+        for worker in self.liveness.worker_ids() {
+            self.evaluate(&worker, now);
+            if refresh {
+                self.publish(&worker, now);
+            }
+        }
+    }
+
+    /// The lease verdict for a worker.
+    pub fn verdict(&self, worker: &str) -> LeaseVerdict {
+        let pause = self.rules.should_pause_leasing(worker);
+        let reason = pause.then(|| {
+            self.rules
+                .active()
+                .into_iter()
+                .filter(|a| a.worker_id == worker && a.severity == Severity::Warning)
+                .filter(|a| a.state == AlertState::Firing)
+                .map(|a| a.rule)
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        LeaseVerdict { pause, reason }
+    }
+
+    /// Every worker's view at `now`.
+    pub fn views(&self, now: Moment) -> Vec<WorkerView> {
+        self.liveness
+            .worker_ids()
+            .iter()
+            .filter_map(|w| {
+                self.liveness
+                    .view(w, now, self.rules.should_pause_leasing(w))
+            })
+            .collect()
+    }
+
+    /// The most recent alert events, newest first.
+    pub fn recent_alerts(&self, limit: usize) -> Vec<Alert> {
+        self.recent.iter().rev().take(limit).cloned().collect()
+    }
+
+    fn evaluate(&mut self, worker: &str, now: Moment) {
+        let events = match self.liveness.latest(worker) {
+            Some((report, received_at)) => self.rules.evaluate(
+                Observation {
+                    report,
+                    received_at,
+                },
+                now,
+            ),
+            None => return,
+        };
+        let last_task = self
+            .liveness
+            .latest(worker)
+            .and_then(|(r, _)| r.current_task.clone());
+        for alert in events {
+            self.emit(alert, last_task.clone());
+        }
+    }
+
+    fn emit(&mut self, alert: Alert, last_task_id: Option<String>) {
+        match (alert.severity, alert.state) {
+            (Severity::Critical, AlertState::Firing) => tracing::error!(
+                alert = %alert.id, worker = %alert.worker_id, "CRITICAL: {}", alert.message),
+            (Severity::Warning, AlertState::Firing) => tracing::warn!(
+                alert = %alert.id, worker = %alert.worker_id, "WARNING: {}", alert.message),
+            _ => tracing::info!(alert = %alert.id, worker = %alert.worker_id, "{}", alert.message),
+        }
+        if let Err(err) = self.log.append(&alert) {
+            tracing::error!(path = %self.log.path().display(), error = %err, "cannot write the alert log");
+        }
+        if alert.means_worker_down() {
+            let _ = self.downstream.send(Outgoing::WorkerDown {
+                worker_id: alert.worker_id.clone(),
+                timestamp: alert.timestamp,
+                last_task_id,
+                reason: alert.message.clone(),
+            });
+        }
+        if self.recent.len() == RECENT_ALERTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(alert.clone());
+        let _ = self.downstream.send(Outgoing::Alert(alert));
+    }
+
+    fn publish(&self, worker: &str, now: Moment) {
+        let paused = self.rules.should_pause_leasing(worker);
+        if let Some(view) = self.liveness.view(worker, now, paused) {
+            let _ = self.downstream.send(Outgoing::Worker(Box::new(view)));
+        }
+    }
+}
+
+/// How long a worker's stored view lives without a refresh (seed 000 §3.5: 60 s TTL).
+pub const WORKER_VIEW_TTL: Duration = Duration::from_secs(60);
