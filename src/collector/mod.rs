@@ -37,6 +37,9 @@ pub struct CollectorConfig {
     /// backend) [default: $MASTER_HOST:$MASTER_PORT, or 127.0.0.1:5000].
     #[arg(long)]
     pub master: Option<String>,
+    /// Where alerts and worker metrics are stored (with `embedded`, through the master).
+    #[command(flatten)]
+    pub backend: crate::backend::config::BackendArgs,
     /// JSON-lines alert log.
     #[arg(long, default_value = "data/alerts.log")]
     pub alert_log: PathBuf,
