@@ -12,5 +12,6 @@ pub mod jobs;
 pub mod master;
 pub mod protocol;
 pub mod search;
+pub mod shutdown;
 pub mod telemetry;
 pub mod worker;

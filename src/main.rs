@@ -1,6 +1,10 @@
 //! `gridwatch`: one binary for every role. Parses arguments and dispatches; nothing else.
 
 use clap::{Parser, Subcommand};
+use gridwatch::client::connect::ClientError;
+use gridwatch::client::{query, submit, up, watch};
+use gridwatch::telemetry::{self, LogFormat};
+use gridwatch::{master, worker};
 
 #[derive(Parser)]
 #[command(
@@ -15,6 +19,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the master: takes jobs, hands out chunk tasks, aggregates results.
+    Master(master::MasterArgs),
+    /// Run a worker: leases chunk tasks from the master and searches them.
+    Worker(worker::WorkerArgs),
+    /// Submit a genome search job (streams the file to the master).
+    Submit(submit::SubmitArgs),
+    /// Show a job's status and progress.
+    Status(query::StatusArgs),
+    /// Print a completed job's results (count, TSV, BED or JSON).
+    Results(query::ResultsArgs),
+    /// Cancel a job.
+    Cancel(query::CancelArgs),
+    /// List jobs, newest first.
+    Jobs(query::JobsArgs),
+    /// Start a master and workers on this machine; Ctrl-C stops them all.
+    Up(up::UpArgs),
     /// Watch one worker: take its heartbeats over a Unix socket, report to the collector.
     Agent(gridwatch::agent::AgentConfig),
     /// Collect agents' reports, raise alerts, tell the master of dead workers.
@@ -27,25 +47,54 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new()?;
-    use gridwatch::client::watch;
-    use gridwatch::telemetry::{init, LogFormat};
     match cli.command {
+        Command::Master(args) => server("master", async move {
+            master::serve(args).await.map_err(anyhow::Error::from)
+        }),
+        Command::Worker(args) => server("worker", async move {
+            worker::serve(args).await.map_err(anyhow::Error::from)
+        }),
+        Command::Submit(args) => client(submit::submit(args)),
+        Command::Status(args) => client(query::status(args)),
+        Command::Results(args) => client(query::results(args)),
+        Command::Cancel(args) => client(query::cancel(args)),
+        Command::Jobs(args) => client(query::jobs(args)),
+        Command::Up(args) => client(up::up(args)),
         Command::Agent(config) => {
-            init(LogFormat::Json, "agent");
-            runtime.block_on(watch::run_agent(config))
+            telemetry::init(LogFormat::Json, "agent");
+            tokio::runtime::Runtime::new()?.block_on(watch::run_agent(config))
         }
         Command::Collector(config) => {
-            init(LogFormat::Json, "collector");
-            runtime.block_on(watch::run_collector(config))
+            telemetry::init(LogFormat::Json, "collector");
+            tokio::runtime::Runtime::new()?.block_on(watch::run_collector(config))
         }
         Command::Workers(args) => {
-            init(LogFormat::Text, "workers");
-            runtime.block_on(watch::workers(args))
+            telemetry::init(LogFormat::Text, "workers");
+            tokio::runtime::Runtime::new()?.block_on(watch::workers(args))
         }
         Command::Alerts(args) => {
-            init(LogFormat::Text, "alerts");
-            runtime.block_on(watch::alerts(args))
+            telemetry::init(LogFormat::Text, "alerts");
+            tokio::runtime::Runtime::new()?.block_on(watch::alerts(args))
         }
     }
+}
+
+/// Runs a server role with JSON-lines logs.
+fn server(
+    component: &'static str,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Json, component);
+    tokio::runtime::Runtime::new()?.block_on(run)
+}
+
+/// Runs a client command; its errors are printed as one line with exit code 2 for user errors.
+fn client(run: impl std::future::Future<Output = Result<(), ClientError>>) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text, "client");
+    let result = tokio::runtime::Runtime::new()?.block_on(run);
+    if let Err(err) = result {
+        eprintln!("error: {err}");
+        std::process::exit(err.exit_code());
+    }
+    Ok(())
 }

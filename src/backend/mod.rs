@@ -16,6 +16,7 @@ use thiserror::Error;
 pub mod config;
 pub mod embedded;
 pub mod redis;
+pub mod remote;
 
 /// A job's id, chosen by the client so that a retried submit is idempotent.
 pub type JobId = String;

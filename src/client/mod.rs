@@ -2,4 +2,10 @@
 //! search, generate, up, demo, bench.
 
 pub mod format;
+
+pub mod connect;
+pub mod progress;
+pub mod query;
+pub mod submit;
+pub mod up;
 pub mod watch;

@@ -1,1 +1,3 @@
 //! Job kinds and how each is cut into tasks and its results assembled.
+
+pub mod search;

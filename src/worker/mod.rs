@@ -1,1 +1,130 @@
-//! The worker: leases chunk tasks, runs the search kernel, stores the result, then acks.
+//! The worker: leases chunk tasks, runs the search kernel, stores the result, then acks ("ack
+//! late": a crash before the ack means the task is delivered again, and the first stored result
+//! wins). `--threads N` runs N task slots, each with its own backend handle. While the master is
+//! away every call backs off and retries; on SIGTERM a slot finishes its task, then stops.
+
+mod slot;
+
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::backend::remote::RemoteBackend;
+use crate::backend::{Queue, Store};
+
+pub use slot::run_slot;
+
+/// `gridwatch worker` flags.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// This worker's id, unique in the cluster.
+    #[arg(long, env = "WORKER_ID")]
+    pub id: String,
+    /// The master's protocol address (HOST:PORT).
+    #[arg(long, env = "GRIDWATCH_MASTER", default_value = "127.0.0.1:5000")]
+    pub master: String,
+    /// Tasks processed at once (one kernel thread each).
+    #[arg(long, env = "GRIDWATCH_THREADS", default_value_t = 1)]
+    pub threads: usize,
+    /// Seconds between lease extensions while a task runs.
+    #[arg(long, env = "GRIDWATCH_EXTEND_INTERVAL", default_value_t = 20.0)]
+    pub extend_interval: f64,
+    /// Shared secret for the master's hello (when the cluster has one).
+    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Why a worker stopped with an error.
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    /// Bad flags.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Settings shared by a worker's slots.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The worker's id.
+    pub id: String,
+    /// How long one lease request waits for a task.
+    pub lease_wait: Duration,
+    /// How often a running task's lease is extended.
+    pub extend_interval: Duration,
+    /// Largest result payload the backend accepts, in bytes.
+    pub max_result_bytes: usize,
+}
+
+/// Live counters, for the heartbeat to the agent and for logs.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Tasks whose result was stored and acked.
+    pub tasks_completed: AtomicU64,
+    /// Tasks that failed and were nacked.
+    pub tasks_failed: AtomicU64,
+}
+
+/// One slot's view of the backend.
+pub type SlotBackend = (Arc<dyn Queue>, Arc<dyn Store>);
+
+/// Runs one slot per backend handle until `shutdown` completes and every slot has finished its
+/// current task.
+pub async fn run(
+    config: WorkerConfig,
+    slots: Vec<SlotBackend>,
+    stats: Arc<WorkerStats>,
+    shutdown: impl Future,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, (queue, store)) in slots.into_iter().enumerate() {
+        let (config, stats, stop) = (config.clone(), stats.clone(), stop_rx.clone());
+        tasks.spawn(run_slot(index, config, queue, store, stats, stop));
+    }
+    tokio::select! {
+        _ = shutdown => {
+            tracing::info!(component = "worker", "stopping: finishing current tasks");
+            let _ = stop_tx.send(true);
+        }
+        _ = async { while tasks.join_next().await.is_some() {} } => {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Runs a worker from the command line until Ctrl-C or SIGTERM.
+pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
+    if args.id.trim().is_empty() {
+        return Err(WorkerError::Config("--id must not be empty".into()));
+    }
+    let threads = args.threads.max(1);
+    let config = WorkerConfig {
+        id: args.id.clone(),
+        lease_wait: Duration::from_secs(2),
+        extend_interval: Duration::from_secs_f64(args.extend_interval.max(0.05)),
+        max_result_bytes: crate::protocol::DEFAULT_MAX_FRAME - 4096,
+    };
+    let slots = (0..threads)
+        .map(|_| {
+            let remote = Arc::new(RemoteBackend::new(
+                &args.master,
+                &args.id,
+                args.token.clone(),
+            ));
+            (remote.clone() as Arc<dyn Queue>, remote as Arc<dyn Store>)
+        })
+        .collect();
+    tracing::info!(component = "worker", worker = %args.id, master = %args.master, threads, "worker started");
+    run(
+        config,
+        slots,
+        Arc::new(WorkerStats::default()),
+        crate::shutdown::signal(),
+    )
+    .await;
+    tracing::info!(component = "worker", worker = %args.id, "worker stopped");
+    Ok(())
+}

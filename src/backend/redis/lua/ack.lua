@@ -4,19 +4,23 @@
 -- already leased keeps its input; its own ack will free it.
 -- KEYS: the three task streams. ARGV: group, stream index, entry id, job, chunk.
 -- Returns 1 if this delivery was still leased, 0 if it was stale.
-local group, stream_index, id, job, chunk = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local group, stream_index, id, job, chunk = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local streams = { KEYS[1], KEYS[2], KEYS[3] }
-local held = redis.call('XACK', streams[stream_index], group, id)
-redis.call('XDEL', streams[stream_index], id)
+local held = redis.call('XACK', streams[tonumber(stream_index)], group, id)
+redis.call('XDEL', streams[tonumber(stream_index)], id)
 local tasks = job_key(job, 'tasks')
 local live = redis.call('HGET', tasks, chunk)
-if live then
+if not live then
+  return held
+end
+if live ~= entry_ref(stream_index, id) then
   local live_index, live_id = string.match(live, '^(%d)/(.+)$')
   local live_stream = streams[tonumber(live_index)]
-  if live_id == id or not is_leased(live_stream, group, live_id) then
-    drop_entry(live_stream, group, live_id)
-    redis.call('HDEL', tasks, chunk)
-    redis.call('HDEL', job_key(job, 'chunks'), chunk)
+  if is_leased(live_stream, group, live_id) then
+    return held
   end
+  drop_entry(live_stream, group, live_id)
 end
+redis.call('HDEL', tasks, chunk)
+redis.call('HDEL', job_key(job, 'chunks'), chunk)
 return held

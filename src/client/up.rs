@@ -1,0 +1,206 @@
+//! `gridwatch up`: the whole grid on one machine as child processes (a master and N workers),
+//! stopped together on Ctrl-C or SIGTERM. `Cluster` is also what `demo` and `bench grid` start.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use super::connect::ClientError;
+
+/// How long the master may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long children get to exit after SIGTERM before they are killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `gridwatch up` flags.
+#[derive(Clone, Debug, clap::Args)]
+pub struct UpArgs {
+    /// Worker processes to start.
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
+    /// Task slots (kernel threads) per worker.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Master listen address (port 0 picks a free port).
+    #[arg(long, env = "GRIDWATCH_LISTEN", default_value = "127.0.0.1:5000")]
+    pub listen: String,
+    /// Data directory of the master (database, spooled uploads, logs).
+    #[arg(long, env = "GRIDWATCH_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Extra flags passed to the master (e.g. --chunk-size 65536), space-separated.
+    #[arg(long, default_value = "")]
+    pub master_flags: String,
+}
+
+/// A running local grid.
+pub struct Cluster {
+    /// The master's bound address.
+    pub master_addr: String,
+    /// Where each process logs.
+    pub log_dir: PathBuf,
+    master: Child,
+    workers: Vec<(String, Child)>,
+}
+
+impl Cluster {
+    /// Starts the master, waits until it listens, then starts the workers.
+    pub async fn start(args: &UpArgs) -> Result<Self, ClientError> {
+        let exe = std::env::current_exe()
+            .map_err(|e| ClientError::Usage(format!("cannot find the gridwatch binary: {e}")))?;
+        let log_dir = args.data_dir.join("logs");
+        std::fs::create_dir_all(&log_dir)
+            .map_err(|e| ClientError::Usage(format!("{}: {e}", log_dir.display())))?;
+        let addr_file = args.data_dir.join("master.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let mut master_cmd = Command::new(&exe);
+        master_cmd
+            .arg("master")
+            .arg("--listen")
+            .arg(&args.listen)
+            .arg("--data-dir")
+            .arg(&args.data_dir)
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .args(args.master_flags.split_whitespace());
+        let mut master = spawn(master_cmd, &log_dir.join("master.log"))?;
+        let master_addr = match wait_for_addr(&addr_file, &mut master).await {
+            Ok(addr) => addr,
+            Err(err) => {
+                let _ = master.kill().await;
+                return Err(err);
+            }
+        };
+        let mut workers = Vec::new();
+        for n in 1..=args.workers {
+            let id = format!("w{n}");
+            let mut cmd = Command::new(&exe);
+            cmd.arg("worker")
+                .arg("--id")
+                .arg(&id)
+                .arg("--master")
+                .arg(&master_addr)
+                .arg("--threads")
+                .arg(args.threads.to_string());
+            let child = spawn(cmd, &log_dir.join(format!("{id}.log")))?;
+            workers.push((id, child));
+        }
+        Ok(Self {
+            master_addr,
+            log_dir,
+            master,
+            workers,
+        })
+    }
+
+    /// Worker ids and process ids.
+    pub fn worker_pids(&self) -> Vec<(String, Option<u32>)> {
+        self.workers
+            .iter()
+            .map(|(id, child)| (id.clone(), child.id()))
+            .collect()
+    }
+
+    /// Prints where everything runs.
+    pub fn describe(&self) {
+        eprintln!("master   listening on {}", self.master_addr);
+        for (id, pid) in self.worker_pids() {
+            eprintln!("worker   {id} (pid {})", pid.unwrap_or(0));
+        }
+        eprintln!("logs     {}", self.log_dir.display());
+    }
+
+    /// Waits until any child exits on its own; returns its description.
+    pub async fn wait_any_exit(&mut self) -> String {
+        loop {
+            if let Ok(Some(status)) = self.master.try_wait() {
+                return format!("master exited ({status})");
+            }
+            for (id, child) in &mut self.workers {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return format!("worker {id} exited ({status})");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SIGTERM to workers, then the master; SIGKILL to any still running after the timeout.
+    pub async fn stop(mut self) {
+        for (_, child) in &mut self.workers {
+            terminate(child);
+        }
+        for (_, child) in &mut self.workers {
+            reap(child).await;
+        }
+        terminate(&mut self.master);
+        reap(&mut self.master).await;
+    }
+}
+
+fn spawn(mut cmd: Command, log: &Path) -> Result<Child, ClientError> {
+    let file = std::fs::File::create(log)
+        .map_err(|e| ClientError::Usage(format!("{}: {e}", log.display())))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file))
+        .kill_on_drop(true);
+    cmd.spawn()
+        .map_err(|e| ClientError::Usage(format!("cannot start a gridwatch process: {e}")))
+}
+
+async fn wait_for_addr(path: &Path, master: &mut Child) -> Result<String, ClientError> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(addr) = std::fs::read_to_string(path) {
+            return Ok(addr.trim().to_string());
+        }
+        if let Ok(Some(status)) = master.try_wait() {
+            return Err(ClientError::Usage(format!(
+                "the master exited at start ({status}); see its log in the data directory's logs/"
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(ClientError::Usage(
+                "the master did not start listening in time".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn terminate(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    }
+}
+
+async fn reap(child: &mut Child) {
+    if tokio::time::timeout(STOP_TIMEOUT, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// Runs `gridwatch up` until Ctrl-C / SIGTERM (or a child dies), then stops everything.
+pub async fn up(args: UpArgs) -> Result<(), ClientError> {
+    let mut cluster = Cluster::start(&args).await?;
+    cluster.describe();
+    eprintln!(
+        "submit with: gridwatch submit FILE --pattern ACGT --wait --master {}",
+        cluster.master_addr
+    );
+    eprintln!("press Ctrl-C to stop");
+    tokio::select! {
+        _ = crate::shutdown::signal() => eprintln!("stopping..."),
+        reason = cluster.wait_any_exit() => eprintln!("{reason}; stopping the rest..."),
+    }
+    cluster.stop().await;
+    eprintln!("stopped");
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! The worker-facing requests of the embedded backend: `lease`, `extend`, `put_result`, `ack`,
+//! `nack`. Each maps to one `Queue`/`Store` call for the worker named in the connection's hello,
+//! which is what `backend::remote` calls on the other side.
+
+use std::time::Duration;
+
+use super::{Conn, HandlerError, Session};
+use crate::backend::{Lease, NackOutcome, TaskId};
+use crate::master::MasterState;
+use crate::protocol::{ErrorCode, Message, NackReply, Role};
+
+/// Longest a lease request may wait for a task, whatever the worker asks (keeps the worker's
+/// liveness fresh in the registry).
+const MAX_LEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// Answers one worker request.
+pub async fn apply(
+    conn: &mut Conn,
+    state: &MasterState,
+    session: &Session,
+    message: Message,
+) -> Result<(), HandlerError> {
+    let worker = match (&session.role, &session.id) {
+        (Role::Worker, Some(id)) => id.clone(),
+        _ => {
+            return Err(HandlerError::fatal(
+                ErrorCode::UnexpectedMessage,
+                "only workers (hello with role worker and an id) lease tasks",
+            ))
+        }
+    };
+    state.workers.touch(&worker);
+    let reply = match message {
+        Message::Lease { wait_ms } => return lease(conn, state, &worker, wait_ms).await,
+        Message::Extend {
+            job_id,
+            chunk,
+            token,
+        } => {
+            let lease = handle(job_id, chunk, token, &worker);
+            Message::Extended {
+                held: state.queue.extend(&lease).await?,
+            }
+        }
+        Message::PutResult { job_id, result } => Message::ResultStored {
+            first: state.store.put_chunk_result(&job_id, &result).await?,
+        },
+        Message::Ack {
+            job_id,
+            chunk,
+            token,
+        } => {
+            state
+                .queue
+                .ack(&handle(job_id, chunk, token, &worker))
+                .await?;
+            Message::Acked
+        }
+        Message::Nack {
+            job_id,
+            chunk,
+            token,
+            error,
+        } => {
+            let lease = handle(job_id, chunk, token, &worker);
+            let outcome = state.queue.nack(&lease, &error).await?;
+            tracing::warn!(component = "master", job = %lease.id.job, chunk, %worker, %error, ?outcome, "task failed");
+            Message::Nacked {
+                outcome: match outcome {
+                    NackOutcome::Retrying { next_attempt } => NackReply::Retrying { next_attempt },
+                    NackOutcome::DeadLettered => NackReply::DeadLettered,
+                    NackOutcome::Stale => NackReply::Stale,
+                },
+            }
+        }
+        other => {
+            return Err(HandlerError::fatal(
+                ErrorCode::UnexpectedMessage,
+                format!("{} is not a worker request", super::type_name(&other)),
+            ))
+        }
+    };
+    conn.write_message(&reply).await?;
+    Ok(())
+}
+
+/// A lease handle rebuilt from the fields a worker sends back (data is not needed to settle it).
+fn handle(job: String, chunk: u32, token: String, worker: &str) -> Lease {
+    Lease {
+        id: TaskId { job, chunk },
+        spec: serde_json::Value::Null,
+        data: bytes::Bytes::new(),
+        worker: worker.to_string(),
+        attempt: 0,
+        token,
+    }
+}
+
+/// Waits for a task and sends it with its data frame. If the worker is gone before it receives
+/// the task, the task goes back to the queue at once instead of waiting for lease expiry.
+async fn lease(
+    conn: &mut Conn,
+    state: &MasterState,
+    worker: &str,
+    wait_ms: u64,
+) -> Result<(), HandlerError> {
+    let wait = Duration::from_millis(wait_ms).min(MAX_LEASE_WAIT);
+    let Some(lease) = state.queue.lease(worker, wait).await? else {
+        conn.write_message(&Message::NoTask).await?;
+        return Ok(());
+    };
+    let header = Message::Task {
+        job_id: lease.id.job.clone(),
+        chunk: lease.id.chunk,
+        spec: lease.spec.clone(),
+        attempt: lease.attempt,
+        token: lease.token.clone(),
+        data_len: lease.data.len() as u64,
+    };
+    let sent = async {
+        conn.send_message(&header).await?;
+        conn.send_frame(&lease.data).await?;
+        conn.flush().await
+    }
+    .await;
+    if let Err(err) = sent {
+        let _ = state
+            .queue
+            .nack(&lease, "worker disconnected before receiving the task")
+            .await;
+        return Err(err.into());
+    }
+    Ok(())
+}

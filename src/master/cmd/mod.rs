@@ -1,0 +1,132 @@
+//! One file per request (mini-redis `cmd/`): each parses its message, applies it to the backend
+//! and writes the reply. `dispatch` routes a message to its handler; adding a message means one
+//! match arm here and one file.
+
+mod cancel;
+mod jobs;
+mod lease;
+mod results;
+mod status;
+mod submit;
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpStream;
+
+use super::MasterState;
+use crate::backend::BackendError;
+use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role};
+
+/// Who is on a connection, from its `hello`.
+pub struct Session {
+    /// The peer's role.
+    pub role: Role,
+    /// Worker or agent id.
+    pub id: Option<String>,
+    /// The peer's address (the rate limiter's client key).
+    pub peer: SocketAddr,
+}
+
+/// Why a request failed, and whether the connection survives it.
+#[derive(Debug)]
+pub enum HandlerError {
+    /// The request was refused; the connection stays usable.
+    Refused {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// For the human.
+        message: String,
+    },
+    /// The connection is out of step (mid-upload failure, bad hello) and closes after the reply.
+    Fatal {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// For the human.
+        message: String,
+    },
+    /// A frame-level failure; the connection closes after the reply.
+    Protocol(ProtocolError),
+    /// The backend failed; the client may retry.
+    Backend(BackendError),
+}
+
+impl HandlerError {
+    /// A refusal that keeps the connection open.
+    pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
+        HandlerError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that closes the connection.
+    pub fn fatal(code: ErrorCode, message: impl Into<String>) -> Self {
+        HandlerError::Fatal {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The `error` frame to send and whether the connection stays open.
+    pub fn into_reply(self) -> (ErrorCode, String, bool) {
+        match self {
+            HandlerError::Refused { code, message } => (code, message, true),
+            HandlerError::Fatal { code, message } => (code, message, false),
+            HandlerError::Protocol(err) => (err.code(), err.to_string(), false),
+            HandlerError::Backend(BackendError::NoSuchJob(id)) => (
+                ErrorCode::NoSuchJob,
+                format!("no job with id {id:?} (list jobs with `gridwatch jobs`)"),
+                true,
+            ),
+            HandlerError::Backend(err) => (ErrorCode::Internal, err.to_string(), true),
+        }
+    }
+}
+
+impl From<BackendError> for HandlerError {
+    fn from(err: BackendError) -> Self {
+        HandlerError::Backend(err)
+    }
+}
+
+impl From<ProtocolError> for HandlerError {
+    fn from(err: ProtocolError) -> Self {
+        HandlerError::Protocol(err)
+    }
+}
+
+/// The connection type handlers write to.
+pub type Conn = Connection<TcpStream>;
+
+/// Routes one request to its handler.
+pub async fn dispatch(
+    conn: &mut Conn,
+    state: &MasterState,
+    session: &mut Session,
+    message: Message,
+) -> Result<(), HandlerError> {
+    match message {
+        Message::SubmitJob { .. } => submit::apply(conn, state, session, message).await,
+        Message::QueryStatus { job_id } => status::apply(conn, state, &job_id).await,
+        Message::GetResults { job_id } => results::apply(conn, state, &job_id).await,
+        Message::Cancel { job_id } => cancel::apply(conn, state, &job_id).await,
+        Message::ListJobs => jobs::apply(conn, state).await,
+        Message::Lease { .. }
+        | Message::Extend { .. }
+        | Message::PutResult { .. }
+        | Message::Ack { .. }
+        | Message::Nack { .. } => lease::apply(conn, state, session, message).await,
+        other => Err(HandlerError::fatal(
+            ErrorCode::UnexpectedMessage,
+            format!("{} is not a request the master serves", type_name(&other)),
+        )),
+    }
+}
+
+/// The wire `type` of a message, for error text.
+pub fn type_name(message: &Message) -> String {
+    serde_json::to_value(message)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "message".into())
+}

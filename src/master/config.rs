@@ -1,0 +1,97 @@
+//! The master's configuration: one struct built from flags with environment fallbacks, defaults
+//! written once here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default bases owned by one chunk task; chosen from the chunk-size sweep of `gridwatch bench
+/// grid` (large enough that per-task overhead vanishes, small enough to spread over workers).
+pub const DEFAULT_CHUNK_SIZE: u64 = 1024 * 1024;
+
+/// `gridwatch master` flags.
+#[derive(Clone, Debug, clap::Args)]
+pub struct MasterArgs {
+    /// Address to listen on for clients and workers.
+    #[arg(long, env = "GRIDWATCH_LISTEN", default_value = "127.0.0.1:5000")]
+    pub listen: String,
+    /// Directory for the database and spooled uploads (created if missing).
+    #[arg(long, env = "GRIDWATCH_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Bases owned by each chunk task when the client does not choose.
+    #[arg(long, env = "GRIDWATCH_CHUNK_SIZE", default_value_t = DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: u64,
+    /// Largest accepted upload, in bytes (seed 000 §11.7: 500 MiB).
+    #[arg(long, env = "GRIDWATCH_MAX_UPLOAD", default_value_t = 500 * 1024 * 1024)]
+    pub max_upload: u64,
+    /// Jobs one client address may submit per minute (seed 000 §11.7).
+    #[arg(long, env = "GRIDWATCH_JOBS_PER_MINUTE", default_value_t = 10)]
+    pub jobs_per_minute: u32,
+    /// Most connections served at once; more wait for a free slot.
+    #[arg(long, env = "GRIDWATCH_MAX_CONNECTIONS", default_value_t = 256)]
+    pub max_connections: usize,
+    /// Largest frame accepted, in bytes.
+    #[arg(long, env = "GRIDWATCH_MAX_FRAME", default_value_t = crate::protocol::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+    /// Seconds a connection may stay silent before it is closed.
+    #[arg(long, env = "GRIDWATCH_IDLE_TIMEOUT", default_value_t = 120.0)]
+    pub idle_timeout: f64,
+    /// Seconds a leased task stays invisible unless its worker extends the lease.
+    #[arg(long, env = "GRIDWATCH_VISIBILITY_TIMEOUT", default_value_t = 120.0)]
+    pub visibility_timeout: f64,
+    /// Deliveries of a task before it is dead-lettered and its job fails.
+    #[arg(long, env = "GRIDWATCH_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Shared secret every connection must present in its hello (none by default).
+    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Once listening, write the bound HOST:PORT to this file (scripts that pass --listen
+    /// 127.0.0.1:0 learn the port this way).
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+}
+
+/// The master's settings, resolved.
+#[derive(Clone, Debug)]
+pub struct MasterConfig {
+    /// Listen address.
+    pub listen: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Default chunk size in bases.
+    pub chunk_size: u64,
+    /// Largest upload in bytes.
+    pub max_upload: u64,
+    /// Jobs per client per minute.
+    pub jobs_per_minute: u32,
+    /// Connection limit.
+    pub max_connections: usize,
+    /// Frame limit in bytes.
+    pub max_frame: usize,
+    /// Idle connection timeout.
+    pub idle_timeout: Duration,
+    /// Lease visibility timeout.
+    pub visibility_timeout: Duration,
+    /// Deliveries before dead-lettering.
+    pub max_attempts: u32,
+    /// Cluster token.
+    pub token: Option<String>,
+}
+
+impl MasterArgs {
+    /// Resolves the flags.
+    pub fn config(&self) -> MasterConfig {
+        MasterConfig {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            chunk_size: self.chunk_size.max(1),
+            max_upload: self.max_upload,
+            jobs_per_minute: self.jobs_per_minute,
+            max_connections: self.max_connections.max(1),
+            max_frame: self.max_frame,
+            idle_timeout: Duration::from_secs_f64(self.idle_timeout.max(0.1)),
+            visibility_timeout: Duration::from_secs_f64(self.visibility_timeout.max(0.1)),
+            max_attempts: self.max_attempts.max(1),
+            token: self.token.clone().filter(|t| !t.is_empty()),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The master's accept loop and per-connection handler (mini-redis `server.rs`): a semaphore
+//! bounds connections, accept errors back off, and one shutdown signal reaches every handler.
+//! A frame-level error (bad JSON, oversized frame, unknown type) gets an `error` frame and closes
+//! that connection only; request-level errors get an `error` frame and the connection goes on.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use super::cmd::{self, HandlerError, Session};
+use super::MasterState;
+use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role, PROTOCOL_VERSION};
+
+/// How long handlers get to finish their current request after shutdown is signalled.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves connections on `listener` until `shutdown` completes, then drains the handlers.
+/// Also runs the lease-expiry sweep.
+pub async fn run(listener: TcpListener, state: Arc<MasterState>, shutdown: impl Future) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    let mut handlers = JoinSet::new();
+    handlers.spawn(reclaim_expired_leases(state.clone(), stop_rx.clone()));
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(10);
+                pair
+            }
+            Err(err) => {
+                // Out of file descriptors and the like: wait, then try again.
+                tracing::warn!(component = "master", error = %err, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let (state, stop, limit) = (state.clone(), stop_rx.clone(), limit.clone());
+        handlers.spawn(async move {
+            let Ok(_permit) = limit.try_acquire_owned() else {
+                let mut conn = Connection::new(socket);
+                let message = "server at its connection limit; retry shortly";
+                conn.send_error(ErrorCode::Busy, message).await;
+                return;
+            };
+            handle_connection(socket, peer, state, stop).await;
+        });
+        // Reap finished handlers so the set does not grow without bound.
+        while handlers.try_join_next().is_some() {}
+    }
+    tracing::info!(component = "master", "shutting down: draining connections");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while handlers.join_next().await.is_some() {}
+    })
+    .await;
+    handlers.abort_all();
+}
+
+/// Periodically returns leases whose visibility timeout passed (the safety net behind the
+/// collector's immediate `worker_down`).
+async fn reclaim_expired_leases(state: Arc<MasterState>, mut stop: watch::Receiver<bool>) {
+    let period = (state.config.visibility_timeout / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = ticker.tick() => {}
+        }
+        match state.queue.reclaim_expired().await {
+            Ok(0) => {}
+            Ok(moved) => tracing::warn!(
+                component = "master",
+                tasks = moved,
+                "expired leases returned to the queue"
+            ),
+            Err(err) => tracing::warn!(component = "master", error = %err, "lease sweep failed"),
+        }
+    }
+}
+
+/// Serves one connection: `hello` first, then requests until close, error or shutdown.
+async fn handle_connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    state: Arc<MasterState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conn = Connection::new(socket)
+        .with_max_frame(state.config.max_frame)
+        .with_read_timeout(Some(state.config.idle_timeout));
+    let mut session = match greet(&mut conn, &state, peer).await {
+        Ok(session) => session,
+        Err(err) => {
+            report(&mut conn, err, peer).await;
+            return;
+        }
+    };
+    loop {
+        let message = tokio::select! {
+            _ = stop.changed() => break,
+            message = conn.read_message() => message,
+        };
+        let message = match message {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(err) => {
+                report(&mut conn, HandlerError::Protocol(err), peer).await;
+                return;
+            }
+        };
+        if let Err(err) = cmd::dispatch(&mut conn, &state, &mut session, message).await {
+            if !report(&mut conn, err, peer).await {
+                return;
+            }
+        }
+    }
+    conn.shutdown().await;
+}
+
+/// Reads and checks `hello`, answers `welcome`.
+async fn greet(
+    conn: &mut Connection<TcpStream>,
+    state: &MasterState,
+    peer: SocketAddr,
+) -> Result<Session, HandlerError> {
+    let first = conn
+        .read_message()
+        .await
+        .map_err(HandlerError::Protocol)?
+        .ok_or(HandlerError::Protocol(ProtocolError::Closed))?;
+    let Message::Hello {
+        role,
+        version,
+        token,
+        id,
+    } = first
+    else {
+        return Err(HandlerError::fatal(
+            ErrorCode::UnexpectedMessage,
+            "the first frame must be a hello (role, version, token)",
+        ));
+    };
+    if version != PROTOCOL_VERSION {
+        return Err(HandlerError::fatal(
+            ErrorCode::VersionMismatch,
+            format!("protocol version {version} is not supported; this master speaks {PROTOCOL_VERSION}: upgrade the older side"),
+        ));
+    }
+    if state.config.token.is_some() && token != state.config.token {
+        return Err(HandlerError::fatal(
+            ErrorCode::Unauthorized,
+            "missing or wrong cluster token (set GRIDWATCH_TOKEN to the master's token)",
+        ));
+    }
+    if role == Role::Worker {
+        let Some(worker) = id.as_deref().filter(|w| !w.is_empty()) else {
+            return Err(HandlerError::fatal(
+                ErrorCode::BadMessage,
+                "a worker's hello needs its id",
+            ));
+        };
+        state.workers.touch(worker);
+    }
+    conn.write_message(&Message::Welcome {
+        version: PROTOCOL_VERSION,
+        server: format!("gridwatch {}", env!("CARGO_PKG_VERSION")),
+    })
+    .await
+    .map_err(HandlerError::Protocol)?;
+    Ok(Session { role, id, peer })
+}
+
+/// Sends the error frame for `err`; returns whether the connection may go on.
+async fn report(conn: &mut Connection<TcpStream>, err: HandlerError, peer: SocketAddr) -> bool {
+    let (code, message, keep_open) = err.into_reply();
+    if matches!(code, ErrorCode::Internal) {
+        tracing::error!(component = "master", %peer, error = %message, "request failed");
+    } else {
+        tracing::info!(component = "master", %peer, code = ?code, error = %message, "request refused");
+    }
+    conn.send_error(code, message).await;
+    if !keep_open {
+        conn.shutdown().await;
+    }
+    keep_open
+}

@@ -1,0 +1,170 @@
+//! One task slot: lease → search (on a blocking thread, extending the lease meanwhile) → store
+//! the result → ack. Transport failures back off and retry the same step, so a master restart
+//! costs time, not work.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{WorkerConfig, WorkerStats};
+use crate::backend::{BackendError, BackendResult, ChunkResult, Lease, Queue, Store};
+use crate::jobs::search::{pattern_set, run_chunk, ChunkPayload, SearchTaskSpec};
+use crate::search::PatternSet;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The last job's compiled patterns, reused while consecutive tasks belong to it.
+type PatternCache = Option<(String, Arc<PatternSet>)>;
+
+/// Runs until `stop` turns true (finishing the task in hand).
+pub async fn run_slot(
+    index: usize,
+    config: WorkerConfig,
+    queue: Arc<dyn Queue>,
+    store: Arc<dyn Store>,
+    stats: Arc<WorkerStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut cache: PatternCache = None;
+    while !*stop.borrow() {
+        let leased = tokio::select! {
+            _ = stop.changed() => break,
+            leased = queue.lease(&config.id, config.lease_wait) => leased,
+        };
+        match leased {
+            Ok(Some(lease)) => {
+                backoff = MIN_BACKOFF;
+                let outcome = process(
+                    &config,
+                    queue.as_ref(),
+                    store.as_ref(),
+                    &lease,
+                    &mut cache,
+                    &stop,
+                )
+                .await;
+                match outcome {
+                    Ok(()) => stats.tasks_completed.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => stats.tasks_failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+            Ok(None) => backoff = MIN_BACKOFF,
+            Err(err) => {
+                tracing::warn!(component = "worker", worker = %config.id, slot = index, error = %err, retry_in_ms = backoff.as_millis() as u64, "lease failed");
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Runs one leased task to its ack (or nack on a task error).
+async fn process(
+    config: &WorkerConfig,
+    queue: &dyn Queue,
+    store: &dyn Store,
+    lease: &Lease,
+    cache: &mut PatternCache,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), String> {
+    let result = match search(config, queue, lease, cache).await {
+        Ok(result) => result,
+        Err(error) => {
+            tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, %error, "task failed");
+            let _ = retry(stop, || queue.nack(lease, &error)).await;
+            return Err(error);
+        }
+    };
+    let first = retry(stop, || store.put_chunk_result(&lease.id.job, &result))
+        .await
+        .map_err(|e| e.to_string())?;
+    retry(stop, || queue.ack(lease))
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::debug!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, matches = result.matches, first, "task done");
+    Ok(())
+}
+
+/// Decodes the task, runs the kernel on a blocking thread and extends the lease while it runs.
+async fn search(
+    config: &WorkerConfig,
+    queue: &dyn Queue,
+    lease: &Lease,
+    cache: &mut PatternCache,
+) -> Result<ChunkResult, String> {
+    let spec: SearchTaskSpec =
+        serde_json::from_value(lease.spec.clone()).map_err(|e| format!("bad task spec: {e}"))?;
+    let set = match cache {
+        Some((job, set)) if *job == lease.id.job => set.clone(),
+        _ => {
+            let set = Arc::new(pattern_set(&spec).map_err(|e| e.to_string())?);
+            *cache = Some((lease.id.job.clone(), set.clone()));
+            set
+        }
+    };
+    let data = lease.data.clone();
+    let spec_for_kernel = spec.clone();
+    let kernel = tokio::task::spawn_blocking(move || run_chunk(&set, &spec_for_kernel, &data));
+    tokio::pin!(kernel);
+    let mut ticker = tokio::time::interval(config.extend_interval);
+    ticker.tick().await;
+    let payload: ChunkPayload = loop {
+        tokio::select! {
+            done = &mut kernel => break done.map_err(|e| format!("search panicked: {e}"))?,
+            _ = ticker.tick() => {
+                if let Ok(false) = queue.extend(lease).await {
+                    tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, "lease lost while searching");
+                }
+            }
+        }
+    };
+    let matches = payload.counts.iter().map(|c| c.total()).sum();
+    let payload = serde_json::to_value(&payload).map_err(|e| format!("result encoding: {e}"))?;
+    let size = payload.to_string().len();
+    if size > config.max_result_bytes {
+        return Err(format!(
+            "chunk {} has {matches} matches ({size} bytes of positions), more than one result frame carries; use a longer pattern or a smaller --chunk-size",
+            lease.id.chunk
+        ));
+    }
+    Ok(ChunkResult {
+        chunk: lease.id.chunk,
+        matches,
+        payload,
+        worker: config.id.clone(),
+    })
+}
+
+/// Repeats `op` while the backend is unavailable, backing off; gives up on other errors, or
+/// when stopping and the backend stays away (the lease then expires and is redelivered).
+async fn retry<T, F, Fut>(stop: &watch::Receiver<bool>, mut op: F) -> BackendResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = BackendResult<T>>,
+{
+    let mut backoff = MIN_BACKOFF;
+    let mut attempts_while_stopping = 0;
+    loop {
+        match op().await {
+            Err(BackendError::Unavailable(reason)) => {
+                if *stop.borrow() {
+                    attempts_while_stopping += 1;
+                    if attempts_while_stopping > 5 {
+                        return Err(BackendError::Unavailable(reason));
+                    }
+                }
+                tracing::warn!(component = "worker", error = %reason, retry_in_ms = backoff.as_millis() as u64, "backend unavailable");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            other => return other,
+        }
+    }
+}
