@@ -43,6 +43,10 @@ enum Command {
     Workers(gridwatch::client::watch::WatchQueryArgs),
     /// Show the most recent alerts.
     Alerts(gridwatch::client::watch::AlertsArgs),
+    /// Search a FASTA or plain sequence file on all local cores (no servers needed).
+    Search(gridwatch::client::search::SearchArgs),
+    /// Write a deterministic random genome as FASTA.
+    Generate(gridwatch::client::generate::GenerateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,6 +80,8 @@ fn main() -> anyhow::Result<()> {
             telemetry::init(LogFormat::Text, "alerts");
             tokio::runtime::Runtime::new()?.block_on(watch::alerts(args))
         }
+        Command::Search(args) => exit_on_tool_error(gridwatch::client::search::run(&args)),
+        Command::Generate(args) => exit_on_tool_error(gridwatch::client::generate::run(&args)),
     }
 }
 
@@ -95,6 +101,17 @@ fn client(run: impl std::future::Future<Output = Result<(), ClientError>>) -> an
     if let Err(err) = result {
         eprintln!("error: {err}");
         std::process::exit(err.exit_code());
+    }
+    Ok(())
+}
+
+/// Prints a local tool's error as one line and exits with its code (2 for user errors).
+fn exit_on_tool_error(
+    result: Result<(), gridwatch::client::tool_error::ToolError>,
+) -> anyhow::Result<()> {
+    if let Err(error) = result {
+        eprintln!("error: {error}");
+        std::process::exit(error.exit_code());
     }
     Ok(())
 }

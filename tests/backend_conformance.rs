@@ -47,6 +47,8 @@ macro_rules! conformance_cases {
             crashing_deliveries_past_max_attempts_dead_letter: LONG,
             first_chunk_result_wins: LONG,
             progress_is_derived_from_stored_results: LONG,
+            status_follows_stored_results: LONG,
+            results_before_accept_complete_the_job_on_accept: LONG,
             cancel_removes_queued_tasks_and_refuses_late_results: LONG,
             create_job_is_idempotent: LONG,
             update_job_spec_replaces_the_spec: LONG,

@@ -208,7 +208,7 @@ async fn keys_follow_the_seed() {
     complete(&backend, &lease).await.unwrap();
 
     let status: String = conn.get("job:550e8400:status").await.unwrap();
-    assert_eq!(status, "pending");
+    assert_eq!(status, "processing");
     let stats: Vec<(String, u64)> = conn.hgetall("job:550e8400:stats").await.unwrap();
     let mut stats = stats;
     stats.sort();
@@ -220,10 +220,12 @@ async fn keys_follow_the_seed() {
     assert_eq!(stats, expected.map(|(k, v)| (k.to_string(), v)));
     let results: usize = conn.hlen("job:550e8400:results").await.unwrap();
     assert_eq!(results, 1);
-    backend
-        .set_status("550e8400", JobStatus::Completed, None)
+    let lease = backend
+        .lease("worker1", Duration::ZERO)
         .await
+        .unwrap()
         .unwrap();
+    complete(&backend, &lease).await.unwrap();
     let status: String = conn.get("job:550e8400:status").await.unwrap();
     assert_eq!(status, "completed");
 

@@ -3,7 +3,8 @@
 //! sizes and both strands. The union of per-chunk hits must equal the reference, without duplicates.
 
 use gridwatch::search::{
-    search_chunk, Chunker, Hit, Pattern, PatternSet, SearchOptions, Strand, StrandMode,
+    search_chunk, search_reader, Chunker, Hit, ParallelOptions, Pattern, PatternSet, SearchOptions,
+    Strand, StrandMode,
 };
 use proptest::prelude::*;
 
@@ -229,4 +230,92 @@ fn long_iupac_patterns_beyond_one_machine_word_are_exact() {
     let expected = reference_hits(std::slice::from_ref(&record), &[pattern], options);
     assert!(expected.len() >= 3, "fixture must contain matches");
     assert_eq!(chunked_hits(&text, &set, 50, 17), expected);
+}
+
+/// The multi-threaded whole-input search (raw blocks cut at line starts, look-ahead carried to
+/// the next block) with tiny blocks, so records, lines and matches straddle many block edges.
+fn parallel_hits(
+    text: &[u8],
+    set: &PatternSet,
+    block_bytes: usize,
+    threads: usize,
+) -> Vec<(u32, Hit)> {
+    let options = ParallelOptions {
+        threads,
+        collect_hits: true,
+        block_bytes,
+        ..ParallelOptions::default()
+    };
+    let outcome = search_reader(text, set, &options, &mut |_| {}).expect("valid input");
+    let hits: Vec<(u32, Hit)> = outcome.hits.iter().map(|h| (h.record, h.hit)).collect();
+    let mut sorted = hits.clone();
+    sorted.sort();
+    assert_eq!(hits, sorted, "hits come out in record and position order");
+    let counted: u64 = outcome.counts.iter().map(|c| c.total()).sum();
+    assert_eq!(counted as usize, hits.len(), "counts agree with hits");
+    hits
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn parallel_search_equals_naive_whole_sequence_search(
+        records in prop::collection::vec(sequence_strategy(), 1..4),
+        patterns in prop::collection::vec(pattern_strategy(), 1..3),
+        both in any::<bool>(),
+        width in 1usize..30,
+        crlf in any::<bool>(),
+        block_bytes in 2usize..80,
+        threads in 1usize..4,
+    ) {
+        let options = SearchOptions {
+            strand: if both { StrandMode::Both } else { StrandMode::Forward },
+            case_sensitive: false,
+        };
+        let set = PatternSet::new(
+            patterns
+                .iter()
+                .map(|p| Pattern {
+                    name: String::from_utf8_lossy(p).into_owned(),
+                    sequence: String::from_utf8_lossy(p).into_owned(),
+                })
+                .collect(),
+            options,
+        )
+        .expect("valid patterns");
+        let text = to_fasta(&records, width, crlf);
+        let found = parallel_hits(&text, &set, block_bytes, threads);
+        let expected = reference_hits(&records, &patterns, options);
+        prop_assert_eq!(found, expected);
+    }
+}
+
+#[test]
+fn parallel_search_reports_record_names_and_lengths() {
+    let text = b">first one\nACGT\nAC\n>second\r\nGGGGG\r\n\n>empty\n>last\nT\n";
+    let set = PatternSet::new(
+        vec![Pattern {
+            name: "G".into(),
+            sequence: "G".into(),
+        }],
+        SearchOptions::default(),
+    )
+    .expect("valid pattern");
+    let options = ParallelOptions {
+        threads: 2,
+        block_bytes: 8,
+        ..ParallelOptions::default()
+    };
+    let outcome = search_reader(&text[..], &set, &options, &mut |_| {}).expect("valid input");
+    let records: Vec<(&str, u64)> = outcome
+        .records
+        .iter()
+        .map(|r| (r.name.as_str(), r.length))
+        .collect();
+    assert_eq!(
+        records,
+        vec![("first", 6), ("second", 5), ("empty", 0), ("last", 1)]
+    );
+    assert_eq!(outcome.counts[0].forward, 6);
 }

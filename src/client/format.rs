@@ -7,6 +7,7 @@ use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::search::StrandCounts;
 use crate::search::{Pattern, RecordInfo, Strand};
 
 /// How results are printed.
@@ -28,30 +29,6 @@ impl OutputFormat {
     /// Whether this format lists individual matches (so the search must collect positions).
     pub fn needs_hits(self) -> bool {
         !matches!(self, OutputFormat::Count)
-    }
-}
-
-/// Matches of one pattern, split by strand.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StrandCounts {
-    /// Matches of the pattern as written (`+`).
-    pub forward: u64,
-    /// Matches of its reverse complement (`-`).
-    pub reverse: u64,
-}
-
-impl StrandCounts {
-    /// Matches on both strands.
-    pub fn total(&self) -> u64 {
-        self.forward + self.reverse
-    }
-
-    /// Counts one match on `strand`.
-    pub fn add(&mut self, strand: Strand) {
-        match strand {
-            Strand::Forward => self.forward += 1,
-            Strand::Reverse => self.reverse += 1,
-        }
     }
 }
 

@@ -9,3 +9,7 @@ pub mod query;
 pub mod submit;
 pub mod up;
 pub mod watch;
+
+pub mod generate;
+pub mod search;
+pub mod tool_error;

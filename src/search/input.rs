@@ -284,7 +284,10 @@ impl Parser {
         match memchr::memchr2(b'\n', b'\r', data) {
             Some(end) => {
                 self.append_bases(&data[..end], emit)?;
-                self.state = LineState::LineStart;
+                // `\r` is dropped wherever it appears; only `\n` ends a line.
+                if data[end] == b'\n' {
+                    self.state = LineState::LineStart;
+                }
                 Ok(end + 1)
             }
             None => {

@@ -5,12 +5,39 @@
 //! `PatternSet::overlap()` more bases after it; only matches that *start* in the owned range are
 //! reported, so a union over chunks equals a whole-sequence search with no duplicates.
 
+mod block;
 mod input;
 mod matcher;
+mod parallel;
 mod pattern;
 
 pub use input::{Chunker, InputError, RecordInfo, SequenceChunk, DEFAULT_PLAIN_NAME};
+pub use parallel::{search_reader, LocatedHit, ParallelError, ParallelOptions, SearchOutcome};
 pub use pattern::{Pattern, PatternError, PatternSet, SearchOptions, Strand, StrandMode};
+
+/// Matches of one pattern, split by strand.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StrandCounts {
+    /// Matches of the pattern as written (`+`).
+    pub forward: u64,
+    /// Matches of its reverse complement (`-`).
+    pub reverse: u64,
+}
+
+impl StrandCounts {
+    /// Matches on both strands.
+    pub fn total(&self) -> u64 {
+        self.forward + self.reverse
+    }
+
+    /// Counts one match on `strand`.
+    pub fn add(&mut self, strand: Strand) {
+        match strand {
+            Strand::Forward => self.forward += 1,
+            Strand::Reverse => self.reverse += 1,
+        }
+    }
+}
 
 /// One match, in the coordinates of its record's sequence (line breaks removed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

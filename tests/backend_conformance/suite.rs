@@ -62,6 +62,11 @@ async fn submit(s: &Subject, id: &str, chunks: u32) {
     s.store.accept_job(id, chunks).await.unwrap();
 }
 
+async fn job_now(s: &Subject, id: &str) -> JobRecord {
+    let job = s.store.job(id).await.unwrap();
+    job.unwrap_or_else(|| panic!("job {id} vanished"))
+}
+
 async fn lease_now(s: &Subject, worker: &str) -> Option<Lease> {
     s.queue.lease(worker, Duration::ZERO).await.unwrap()
 }
@@ -357,6 +362,57 @@ pub async fn progress_is_derived_from_stored_results(s: &Subject) {
             matches: 7
         }
     );
+}
+
+pub async fn status_follows_stored_results(s: &Subject) {
+    submit(s, "j", 2).await;
+    assert_eq!(job_now(s, "j").await.status, JobStatus::Pending);
+    s.store
+        .put_chunk_result("j", &result(1, 1, "w1"))
+        .await
+        .unwrap();
+    assert_eq!(job_now(s, "j").await.status, JobStatus::Processing);
+    s.store
+        .put_chunk_result("j", &result(1, 1, "w2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        job_now(s, "j").await.status,
+        JobStatus::Processing,
+        "a duplicate completed the job"
+    );
+    s.store
+        .put_chunk_result("j", &result(0, 1, "w1"))
+        .await
+        .unwrap();
+    let job = job_now(s, "j").await;
+    assert_eq!(job.status, JobStatus::Completed);
+    assert!(
+        job.finished_at.is_some(),
+        "a completed job has no finish time"
+    );
+}
+
+pub async fn results_before_accept_complete_the_job_on_accept(s: &Subject) {
+    // Workers may finish chunks while the upload is still streaming.
+    s.store.create_job(&job_record("j", 1.0)).await.unwrap();
+    let tasks = (0..2).map(|c| task("j", c, Priority::High)).collect();
+    s.queue.enqueue(tasks).await.unwrap();
+    for chunk in 0..2 {
+        s.store
+            .put_chunk_result("j", &result(chunk, 2, "w1"))
+            .await
+            .unwrap();
+    }
+    let job = s.store.job("j").await.unwrap().unwrap();
+    assert_eq!(
+        job.status,
+        JobStatus::Uploading,
+        "completed before the input was all in"
+    );
+    s.store.accept_job("j", 2).await.unwrap();
+    let job = s.store.job("j").await.unwrap().unwrap();
+    assert_eq!((job.status, job.total_chunks), (JobStatus::Completed, 2));
 }
 
 pub async fn cancel_removes_queued_tasks_and_refuses_late_results(s: &Subject) {

@@ -1,5 +1,6 @@
 //! The Lua scripts behind every multi-key step, so each step is atomic in Redis. Queue scripts
-//! share helpers (`lua/common.lua`) that are prepended at compile time.
+//! share helpers (`lua/common.lua`), and the store scripts that record progress share
+//! `lua/settle.lua`; both are prepended at compile time.
 
 use ::redis::Script;
 
@@ -7,6 +8,13 @@ use ::redis::Script;
 macro_rules! queue_script {
     ($file:literal) => {
         concat!(include_str!("lua/common.lua"), include_str!($file))
+    };
+}
+
+/// Prepends the status-settling helper to a store script.
+macro_rules! settling_script {
+    ($file:literal) => {
+        concat!(include_str!("lua/settle.lua"), include_str!($file))
     };
 }
 
@@ -39,10 +47,10 @@ impl Scripts {
             reclaim_expired: Script::new(queue_script!("lua/reclaim_expired.lua")),
             cancel: Script::new(queue_script!("lua/cancel.lua")),
             create_job: Script::new(include_str!("lua/create_job.lua")),
-            accept_job: Script::new(include_str!("lua/accept_job.lua")),
+            accept_job: Script::new(settling_script!("lua/accept_job.lua")),
             update_spec: Script::new(include_str!("lua/update_spec.lua")),
             set_status: Script::new(include_str!("lua/set_status.lua")),
-            put_result: Script::new(include_str!("lua/put_result.lua")),
+            put_result: Script::new(settling_script!("lua/put_result.lua")),
         }
     }
 }

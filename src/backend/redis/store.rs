@@ -89,6 +89,7 @@ impl Store for RedisBackend {
                     .accept_job
                     .key(keys::job_status(id))
                     .key(keys::job_stats(id))
+                    .key(keys::job_info(id))
                     .arg(total_chunks),
             )
             .await?;
@@ -135,8 +136,9 @@ impl Store for RedisBackend {
                 self.scripts
                     .put_result
                     .key(keys::job_status(job))
-                    .key(keys::job_results(job))
                     .key(keys::job_stats(job))
+                    .key(keys::job_info(job))
+                    .key(keys::job_results(job))
                     .arg(result.chunk)
                     .arg(json)
                     .arg(result.matches),

@@ -1,0 +1,336 @@
+//! `gridwatch search` as a user runs it: the real binary on small files made in a temp dir, with
+//! hand-counted answers, and every user error as one line with exit code 2.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn gridwatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gridwatch"))
+        .args(args)
+        .output()
+        .expect("gridwatch runs")
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write fixture");
+    path
+}
+
+/// Runs a search and returns stdout, asserting success.
+fn search(file: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["search", file.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    let output = gridwatch(&args);
+    assert!(
+        output.status.success(),
+        "search failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// The total from `--format count` output.
+fn total(file: &Path, extra: &[&str]) -> u64 {
+    let out = search(file, extra);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("total\t"))
+        .expect("total line");
+    line.rsplit('\t')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a number")
+}
+
+#[test]
+fn a_match_across_a_line_break_is_found() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // AGGTCCAT starts at base 5 (1-based) and is split "AG" | "GTCCAT" by the line break.
+    let file = write_file(dir.path(), "g.fa", b">chr1 test\nACGTAG\nGTCCATTT\n");
+    assert_eq!(total(&file, &["--pattern", "AGGTCCAT"]), 1);
+    let tsv = search(&file, &["--pattern", "AGGTCCAT", "--format", "tsv"]);
+    assert_eq!(
+        tsv,
+        "seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched\n\
+         chr1\tAGGTCCAT\tAGGTCCAT\t+\t5\t12\tAGGTCCAT\n"
+    );
+    let bed = search(&file, &["--pattern", "AGGTCCAT", "--format", "bed"]);
+    assert_eq!(bed, "chr1\t4\t12\tAGGTCCAT\t0\t+\n");
+}
+
+#[test]
+fn a_match_across_a_record_boundary_does_not_count() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // "ACGTAGG" + "TCCATT" would contain AGGTCCAT if the records were joined.
+    let file = write_file(dir.path(), "g.fa", b">a\nACGTAGG\n>b\nTCCATT\n");
+    assert_eq!(total(&file, &["--pattern", "AGGTCCAT"]), 0);
+    assert_eq!(total(&file, &["--pattern", "AGG"]), 1);
+}
+
+#[test]
+fn crlf_input_gives_the_same_hits_as_lf() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), "g.fa", b">chr1 test\r\nACGTAG\r\nGTCCATTT\r\n");
+    let tsv = search(&file, &["--pattern", "AGGTCCAT", "--format", "tsv"]);
+    assert!(
+        tsv.ends_with("chr1\tAGGTCCAT\tAGGTCCAT\t+\t5\t12\tAGGTCCAT\n"),
+        "{tsv}"
+    );
+}
+
+#[test]
+fn gzip_input_is_read_transparently() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(b">chr1\nACGTAG\nGTCCATTT\n>chr2\nAGGTCCAT\n")
+        .expect("compress");
+    let gz = encoder.finish().expect("compress");
+    // The name does not end in .gz: gzip is recognised from its magic bytes.
+    let file = write_file(dir.path(), "genome.dat", &gz);
+    assert_eq!(total(&file, &["--pattern", "AGGTCCAT"]), 2);
+}
+
+#[test]
+fn a_palindrome_on_both_strands_is_reported_on_each_strand_as_seqkit_does() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // GAATTC is its own reverse complement: seqkit locate reports it once on + and once on -.
+    let file = write_file(dir.path(), "p.fa", b">p\nTTGAATTCAA\n");
+    let tsv = search(
+        &file,
+        &["-p", "GAATTC", "--strand", "both", "--format", "tsv"],
+    );
+    assert_eq!(
+        tsv,
+        "seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched\n\
+         p\tGAATTC\tGAATTC\t+\t3\t8\tGAATTC\n\
+         p\tGAATTC\tGAATTC\t-\t3\t8\tGAATTC\n"
+    );
+    assert_eq!(total(&file, &["-p", "GAATTC"]), 1);
+}
+
+#[test]
+fn reverse_strand_hits_print_the_reverse_complement_as_matched() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Bases 16..19 read GTTt; on the minus strand that is aAAC, which RAAC matches.
+    let file = write_file(dir.path(), "s.fa", b">s1\nAAGAATTCtgAACCGGTTt\n");
+    let tsv = search(
+        &file,
+        &["-p", "RAAC", "--strand", "both", "--format", "tsv"],
+    );
+    assert_eq!(
+        tsv,
+        "seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched\n\
+         s1\tRAAC\tRAAC\t+\t10\t13\tgAAC\n\
+         s1\tRAAC\tRAAC\t-\t16\t19\taAAC\n"
+    );
+}
+
+#[test]
+fn overlapping_matches_all_count() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), "a.txt", b"AAAA\n");
+    assert_eq!(total(&file, &["-p", "AA"]), 3);
+}
+
+#[test]
+fn iupac_codes_and_n_runs_follow_the_design() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), "n.fa", b">n\nACGTNNNNacgt\n");
+    assert_eq!(
+        total(&file, &["-p", "N"]),
+        12,
+        "pattern N matches every letter"
+    );
+    assert_eq!(
+        total(&file, &["-p", "R"]),
+        4,
+        "R is A or G; sequence N is not a base"
+    );
+    assert_eq!(total(&file, &["-p", "NN"]), 11);
+    assert_eq!(
+        total(&file, &["-p", "TN"]),
+        1,
+        "the final t has no base after it"
+    );
+    assert_eq!(total(&file, &["-p", "AC", "-p", "WN"]), 2 + 3);
+}
+
+#[test]
+fn lower_case_matches_unless_case_sensitive() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), "c.fa", b">c\nacgtACGT\n");
+    assert_eq!(total(&file, &["-p", "ACGT"]), 2);
+    assert_eq!(total(&file, &["-p", "ACGT", "--case-sensitive"]), 1);
+    assert_eq!(total(&file, &["-p", "acgt", "--case-sensitive"]), 1);
+}
+
+#[test]
+fn patterns_file_and_json_output() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), "g.fa", b">chr1\nAAGGTTAAGG\n");
+    let patterns = write_file(dir.path(), "p.fa", b">site1\nAAGG\n# comment\n\nGGTT\n");
+    let out = search(
+        &file,
+        &["--patterns", patterns.to_str().expect("utf-8"), "--json"],
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    assert_eq!(json["total"], 3);
+    assert_eq!(json["patterns"][0]["name"], "site1");
+    assert_eq!(json["patterns"][0]["count"], 2);
+    assert_eq!(json["patterns"][1]["name"], "GGTT");
+    assert_eq!(json["records"][0]["length"], 10);
+}
+
+/// Runs a failing command and returns its single stderr line.
+fn user_error(args: &[&str]) -> String {
+    let output = gridwatch(args);
+    assert_eq!(output.status.code(), Some(2), "exit code for {args:?}");
+    let stderr = String::from_utf8(output.stderr).expect("utf-8");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn user_errors_are_one_line_naming_the_input_with_exit_code_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.fa");
+    let missing = missing.to_str().expect("utf-8");
+    assert!(user_error(&["search", missing, "-p", "ACGT"]).contains("missing.fa"));
+
+    let empty = write_file(dir.path(), "empty.fa", b"");
+    let message = user_error(&["search", empty.to_str().expect("utf-8"), "-p", "ACGT"]);
+    assert!(
+        message.contains("empty.fa") && message.contains("empty"),
+        "{message}"
+    );
+
+    let headers_only = write_file(dir.path(), "headers.fa", b">a\n>b\n");
+    let message = user_error(&[
+        "search",
+        headers_only.to_str().expect("utf-8"),
+        "-p",
+        "ACGT",
+    ]);
+    assert!(message.contains("headers.fa"), "{message}");
+
+    let binary = write_file(
+        dir.path(),
+        "blob.bin",
+        &[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0],
+    );
+    let message = user_error(&["search", binary.to_str().expect("utf-8"), "-p", "ACGT"]);
+    assert!(
+        message.contains("blob.bin") && message.contains("binary"),
+        "{message}"
+    );
+
+    let text = write_file(
+        dir.path(),
+        "notes.txt",
+        "1234 5678, 90; 12.34 = 56 (78) / 90 ".repeat(50).as_bytes(),
+    );
+    let message = user_error(&["search", text.to_str().expect("utf-8"), "-p", "ACGT"]);
+    assert!(
+        message.contains("notes.txt") && message.contains("not a sequence"),
+        "{message}"
+    );
+
+    let good = write_file(dir.path(), "good.fa", b">a\nACGT\n");
+    let good = good.to_str().expect("utf-8");
+    let message = user_error(&["search", good, "-p", "AGGX"]);
+    assert!(
+        message.contains("AGGX") && message.contains('X'),
+        "{message}"
+    );
+    assert!(user_error(&["search", good, "-p", ""]).contains("empty"));
+    assert!(user_error(&["search", good]).contains("--pattern"));
+
+    let corrupt = write_file(
+        dir.path(),
+        "bad.gz",
+        &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff],
+    );
+    let message = user_error(&["search", corrupt.to_str().expect("utf-8"), "-p", "ACGT"]);
+    assert!(message.contains("bad.gz"), "{message}");
+
+    assert!(
+        user_error(&["search", dir.path().to_str().expect("utf-8"), "-p", "A"]).contains("cannot")
+    );
+}
+
+#[test]
+fn generate_is_deterministic_and_plants_exactly_the_requested_copies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = |name: &str, seed: &str| {
+        let path = dir.path().join(name);
+        let status = gridwatch(&[
+            "generate",
+            "--size",
+            "300KiB",
+            "--records",
+            "3",
+            "--line-width",
+            "70",
+            "--seed",
+            seed,
+            "--plant",
+            "GATTACAGATTACAGATTACAGAT:40",
+            "--out",
+            path.to_str().expect("utf-8"),
+        ]);
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        std::fs::read(path).expect("generated file")
+    };
+    let first = out("a.fa", "7");
+    assert_eq!(first, out("b.fa", "7"), "same seed, same bytes");
+    assert_ne!(first, out("c.fa", "8"), "another seed, another genome");
+
+    // Independent count: strip each record's line breaks and slide a window.
+    let text = String::from_utf8(first).expect("ascii");
+    let mut naive = 0;
+    let mut bases = 0;
+    for record in text.split('>').skip(1) {
+        let sequence: String = record.lines().skip(1).collect();
+        bases += sequence.len();
+        naive += (0..sequence.len().saturating_sub(23))
+            .filter(|&i| &sequence[i..i + 24] == "GATTACAGATTACAGATTACAGAT")
+            .count();
+    }
+    assert_eq!(bases, 300 * 1024);
+    assert_eq!(naive, 40);
+    assert!(text
+        .lines()
+        .all(|line| line.len() <= 70 || line.starts_with('>')));
+    let file = dir.path().join("a.fa");
+    assert_eq!(total(&file, &["-p", "GATTACAGATTACAGATTACAGAT"]), 40);
+}
+
+#[test]
+fn generate_refuses_impossible_requests() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("x.fa");
+    let path = path.to_str().expect("utf-8");
+    user_error(&[
+        "generate",
+        "--size",
+        "1KiB",
+        "--plant",
+        "ACGTACGT:1000",
+        "--out",
+        path,
+    ]);
+    let output = gridwatch(&["generate", "--size", "12XB", "--out", path]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "clap reports bad values with exit code 2"
+    );
+}
