@@ -63,8 +63,33 @@ fn chunk_edges_line_breaks_and_record_ends_give_exact_positions() {
             );
             let count = grid.cli_ok(&["results", &job]);
             assert_eq!(parse_total(&count), expected.len() as u64);
+            // Byte for byte what local `gridwatch search` prints, for counts and positions.
+            for format in ["count", "tsv", "bed", "json"] {
+                let local = local_search(&file, pattern, format);
+                let remote = grid.cli_ok(&["results", &job, "--format", format]);
+                assert_eq!(
+                    remote, local,
+                    "{format} output of {pattern} (width {width})"
+                );
+            }
         }
     }
+}
+
+/// Output of local `gridwatch search` (no servers) on both strands.
+fn local_search(file: &str, pattern: &str, format: &str) -> String {
+    let output = std::process::Command::new(common::gridwatch_bin())
+        .args([
+            "search", file, "-p", pattern, "--strand", "both", "--format", format,
+        ])
+        .output()
+        .expect("running gridwatch search");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A genome big enough that a job takes many tasks.
