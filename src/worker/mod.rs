@@ -13,6 +13,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::agent::{default_socket_path, HeartbeatClient, HEARTBEAT_INTERVAL};
 use crate::backend::remote::RemoteBackend;
 use crate::backend::{Queue, Store};
 
@@ -33,6 +34,10 @@ pub struct WorkerArgs {
     /// Seconds between lease extensions while a task runs.
     #[arg(long, env = "GRIDWATCH_EXTEND_INTERVAL", default_value_t = 20.0)]
     pub extend_interval: f64,
+    /// Unix socket of this worker's agent [default: $XDG_RUNTIME_DIR/gridwatch/ID.sock, or
+    /// /tmp/gridwatch/ID.sock]. Without an agent the worker keeps working and retries.
+    #[arg(long, env = "IPC_SOCKET_PATH")]
+    pub agent_socket: Option<std::path::PathBuf>,
     /// Shared secret for the master's hello (when the cluster has one).
     #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -57,6 +62,8 @@ pub struct WorkerConfig {
     pub extend_interval: Duration,
     /// Largest result payload the backend accepts, in bytes.
     pub max_result_bytes: usize,
+    /// Heartbeats to the agent, and its advice to pause leasing (a firing resource warning).
+    pub heartbeat: Option<HeartbeatClient>,
 }
 
 /// Live counters, for the heartbeat to the agent and for logs.
@@ -106,7 +113,15 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
         lease_wait: Duration::from_secs(2),
         extend_interval: Duration::from_secs_f64(args.extend_interval.max(0.05)),
         max_result_bytes: crate::protocol::DEFAULT_MAX_FRAME - 4096,
+        heartbeat: Some(HeartbeatClient::spawn(
+            &args.id,
+            args.agent_socket
+                .clone()
+                .unwrap_or_else(|| default_socket_path(&args.id)),
+            HEARTBEAT_INTERVAL,
+        )),
     };
+    let heartbeat = config.heartbeat.clone();
     let slots = (0..threads)
         .map(|_| {
             let remote = Arc::new(RemoteBackend::new(
@@ -125,6 +140,10 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
         crate::shutdown::signal(),
     )
     .await;
+    if let Some(heartbeat) = heartbeat {
+        // A clean exit, so the agent reports STOPPED rather than DEAD.
+        heartbeat.goodbye().await;
+    }
     tracing::info!(component = "worker", worker = %args.id, "worker stopped");
     Ok(())
 }

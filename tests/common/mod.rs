@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod grid;
+pub mod procs;
 pub mod redis;
 
 use std::net::TcpListener;
