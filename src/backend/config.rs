@@ -112,8 +112,10 @@ pub struct DeliverySettings {
 }
 
 impl BackendConfig {
-    /// Opens the backend as the master does: the embedded one in `data_dir`, or the shared Redis
-    /// server (waiting, with backoff, until it answers).
+    /// Opens the backend as the master does at start: the embedded one in `data_dir`, with the
+    /// leases of the previous run returned to the queue (their workers talked to the master that
+    /// stopped); or the shared Redis server, waiting with backoff until it answers, leases left
+    /// alone (their workers read Redis directly and may still be working).
     pub async fn open(
         &self,
         data_dir: &Path,
@@ -126,6 +128,14 @@ impl BackendConfig {
                     max_attempts: delivery.max_attempts,
                 };
                 let backend = Arc::new(EmbeddedBackend::open(data_dir, config)?);
+                let released = backend.release_all_leases().await?;
+                if released > 0 {
+                    tracing::info!(
+                        component = "master",
+                        tasks = released,
+                        "leases of the previous run returned to the queue"
+                    );
+                }
                 Ok((backend.clone(), backend))
             }
             BackendConfig::Redis(url) => open_redis(url, delivery).await,
