@@ -103,6 +103,14 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
             })?;
     }
     tracing::info!(component = "master", listen = %local, data_dir = %config.data_dir.display(), "master listening");
+    let released = backend.release_all_leases().await?;
+    if released > 0 {
+        tracing::info!(
+            component = "master",
+            tasks = released,
+            "leases of the previous run returned to the queue"
+        );
+    }
     let state = Arc::new(MasterState::new(backend.clone(), backend, config));
     resume_unfinished(&state).await?;
     run(listener, state, crate::shutdown::signal()).await;
