@@ -59,11 +59,13 @@ impl HeartbeatClient {
         }
     }
 
-    /// The worker finished its current task.
-    pub fn task_finished(&self) {
-        self.progress
-            .tasks_completed
-            .fetch_add(1, Ordering::Relaxed);
+    /// The worker is done with its current task (`completed`: its result was stored and acked).
+    pub fn task_finished(&self, completed: bool) {
+        if completed {
+            self.progress
+                .tasks_completed
+                .fetch_add(1, Ordering::Relaxed);
+        }
         if let Ok(mut current) = self.progress.current_task.lock() {
             *current = None;
         }

@@ -3,10 +3,14 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use tokio::net::TcpStream;
 
 use crate::agent::{self, hello, AgentConfig};
+use crate::backend::config::BackendConfig;
+use crate::backend::redis::{RedisBackend, RedisOptions};
 use crate::collector::{
     self, Alert, AlertState, CollectorConfig, Downstream, LivenessState, WorkerView,
 };
@@ -51,18 +55,41 @@ pub async fn run_agent(config: AgentConfig) -> anyhow::Result<()> {
 /// `gridwatch collector`: runs until Ctrl-C or SIGTERM.
 pub async fn run_collector(config: CollectorConfig) -> anyhow::Result<()> {
     let result = async {
+        let downstream = collector_downstream(&config).await?;
         let listener = collector::bind(&config).await?;
-        let downstream = Downstream {
-            master: Some(config.master_addr()),
-            store: None,
-        };
-        collector::run(config, listener, downstream, shutdown_signal()).await
+        collector::run(config, listener, downstream, shutdown_signal())
+            .await
+            .map_err(anyhow::Error::from)
     };
     match result.await {
         Ok(()) => Ok(()),
         Err(err) => {
             eprintln!("error: {err}");
             std::process::exit(USER_ERROR);
+        }
+    }
+}
+
+/// The collector's destinations: with a shared backend (Redis) it writes the store and reclaims
+/// itself; with the embedded backend everything goes through the master.
+async fn collector_downstream(config: &CollectorConfig) -> anyhow::Result<Downstream> {
+    let master = Some(config.master_addr());
+    match config.backend.resolve()? {
+        BackendConfig::Embedded => Ok(Downstream {
+            master,
+            store: None,
+            queue: None,
+        }),
+        BackendConfig::Redis(url) => {
+            let backend = RedisBackend::connect(&url.connection_url(), RedisOptions::default())
+                .await
+                .with_context(|| format!("connecting to {url}"))?;
+            let backend = Arc::new(backend);
+            Ok(Downstream {
+                master,
+                store: Some(backend.clone()),
+                queue: Some(backend),
+            })
         }
     }
 }

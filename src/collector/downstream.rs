@@ -15,7 +15,7 @@ use super::alert::Alert;
 use super::liveness::WorkerView;
 use super::watchtower::{Outgoing, WORKER_VIEW_TTL};
 use crate::agent::hello;
-use crate::backend::Store;
+use crate::backend::{Queue, Store};
 use crate::protocol::{Connection, Message, ProtocolError, Role};
 
 /// Alert events kept while their destination is away; older ones are dropped (the alert log
@@ -32,6 +32,9 @@ pub struct Downstream {
     pub master: Option<String>,
     /// A store the collector writes itself (a shared backend).
     pub store: Option<Arc<dyn Store>>,
+    /// A shared queue the collector reclaims from itself, so recovery does not wait for a master
+    /// that may be restarting; the master is still told, best effort.
+    pub queue: Option<Arc<dyn Queue>>,
 }
 
 #[derive(Default)]
@@ -140,16 +143,23 @@ async fn flush(
             pending.downs.pop_front();
             continue;
         };
-        if downstream.master.is_some() {
-            let message = Message::WorkerDown {
-                worker_id: worker_id.clone(),
-                timestamp,
-                last_task_id,
-                reason,
-            };
+        let message = Message::WorkerDown {
+            worker_id: worker_id.clone(),
+            timestamp,
+            last_task_id,
+            reason,
+        };
+        if let Some(queue) = &downstream.queue {
+            let reclaimed = queue.reclaim_worker(&worker_id).await?;
+            tracing::info!(worker = %worker_id, reclaimed, "re-queued the dead worker's tasks");
+            if let Err(err) = request(downstream, master, &message).await {
+                tracing::debug!(error = %err, "master not told of the dead worker");
+                *master = None;
+            }
+        } else if downstream.master.is_some() {
             match request(downstream, master, &message).await? {
                 Message::WorkerDownAck { reclaimed, .. } => {
-                    tracing::info!(worker = %worker_id, reclaimed, "master reclaimed the dead worker's tasks");
+                    tracing::info!(worker = %worker_id, reclaimed, "master re-queued the dead worker's tasks");
                 }
                 other => return Err(ForwardError::Refused(format!("{other:?}"))),
             }

@@ -37,6 +37,9 @@ pub struct CollectorConfig {
     /// backend) [default: $MASTER_HOST:$MASTER_PORT, or 127.0.0.1:5000].
     #[arg(long)]
     pub master: Option<String>,
+    /// Where alerts and worker metrics are stored (with `embedded`, through the master).
+    #[command(flatten)]
+    pub backend: crate::backend::config::BackendArgs,
     /// JSON-lines alert log.
     #[arg(long, default_value = "data/alerts.log")]
     pub alert_log: PathBuf,
@@ -56,6 +59,9 @@ pub struct CollectorConfig {
     /// Silence after which a worker's agent counts as lost (critical).
     #[arg(long, value_parser = parse_duration)]
     pub no_report_after: Option<Duration>,
+    /// Once listening, write the bound HOST:PORT to this file (for --listen 127.0.0.1:0).
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
 }
 
 /// Why the collector could not start.
@@ -144,6 +150,13 @@ fn read_rules(path: &Path) -> Result<Thresholds, CollectorError> {
     toml::from_str(&text).map_err(|e| error(e.to_string()))
 }
 
+/// Writes the address atomically (temp file, then rename), so a reader never sees half of it.
+fn write_addr_file(path: &Path, address: &str) -> std::io::Result<()> {
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, address)?;
+    std::fs::rename(&temp, path)
+}
+
 /// Binds the collector's listener (so callers learn the port before serving).
 pub async fn bind(config: &CollectorConfig) -> Result<TcpListener, CollectorError> {
     let address = config.listen_addr();
@@ -170,6 +183,12 @@ pub async fn run(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    if let Some(path) = &config.addr_file {
+        write_addr_file(path, &local).map_err(|source| CollectorError::Listen {
+            address: format!("{local} (writing {})", path.display()),
+            source,
+        })?;
+    }
     tracing::info!(listen = %local, master = ?downstream.master, alert_log = %config.alert_log.display(),
         ?thresholds, "collector listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -13,6 +13,8 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::agent::{default_socket_path, HeartbeatClient, HEARTBEAT_INTERVAL};
+use crate::backend::config::{open_redis, BackendArgs, BackendConfig, DeliverySettings};
 use crate::backend::remote::RemoteBackend;
 use crate::backend::{Queue, Store};
 
@@ -33,9 +35,18 @@ pub struct WorkerArgs {
     /// Seconds between lease extensions while a task runs.
     #[arg(long, env = "GRIDWATCH_EXTEND_INTERVAL", default_value_t = 20.0)]
     pub extend_interval: f64,
+    /// Unix socket of this worker's agent [default: $XDG_RUNTIME_DIR/gridwatch/ID.sock, or
+    /// /tmp/gridwatch/ID.sock]. Without an agent the worker keeps working and retries.
+    #[arg(long, env = "IPC_SOCKET_PATH")]
+    pub agent_socket: Option<std::path::PathBuf>,
     /// Shared secret for the master's hello (when the cluster has one).
     #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Where tasks come from: `embedded` leases through the master (--master); with
+    /// redis://HOST:PORT/DB the worker reads tasks from Redis directly and keeps working while
+    /// the master is away.
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// Why a worker stopped with an error.
@@ -57,6 +68,8 @@ pub struct WorkerConfig {
     pub extend_interval: Duration,
     /// Largest result payload the backend accepts, in bytes.
     pub max_result_bytes: usize,
+    /// Heartbeats to the agent, and its advice to pause leasing (a firing resource warning).
+    pub heartbeat: Option<HeartbeatClient>,
 }
 
 /// Live counters, for the heartbeat to the agent and for logs.
@@ -106,18 +119,17 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
         lease_wait: Duration::from_secs(2),
         extend_interval: Duration::from_secs_f64(args.extend_interval.max(0.05)),
         max_result_bytes: crate::protocol::DEFAULT_MAX_FRAME - 4096,
+        heartbeat: Some(HeartbeatClient::spawn(
+            &args.id,
+            args.agent_socket
+                .clone()
+                .unwrap_or_else(|| default_socket_path(&args.id)),
+            HEARTBEAT_INTERVAL,
+        )),
     };
-    let slots = (0..threads)
-        .map(|_| {
-            let remote = Arc::new(RemoteBackend::new(
-                &args.master,
-                &args.id,
-                args.token.clone(),
-            ));
-            (remote.clone() as Arc<dyn Queue>, remote as Arc<dyn Store>)
-        })
-        .collect();
-    tracing::info!(component = "worker", worker = %args.id, master = %args.master, threads, "worker started");
+    let heartbeat = config.heartbeat.clone();
+    let (slots, source) = open_slots(&args, threads).await?;
+    tracing::info!(component = "worker", worker = %args.id, tasks_from = %source, threads, "worker started");
     run(
         config,
         slots,
@@ -125,6 +137,49 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
         crate::shutdown::signal(),
     )
     .await;
+    if let Some(heartbeat) = heartbeat {
+        // A clean exit, so the agent reports STOPPED rather than DEAD.
+        heartbeat.goodbye().await;
+    }
     tracing::info!(component = "worker", worker = %args.id, "worker stopped");
     Ok(())
+}
+
+/// One backend handle per slot, and where tasks come from (for the log): the master over the
+/// protocol (embedded), or Redis directly, one multiplexed connection shared by every slot.
+async fn open_slots(
+    args: &WorkerArgs,
+    threads: usize,
+) -> Result<(Vec<SlotBackend>, String), WorkerError> {
+    let backend = args
+        .backend
+        .resolve()
+        .map_err(|e| WorkerError::Config(e.to_string()))?;
+    match backend {
+        BackendConfig::Embedded => {
+            let slots = (0..threads)
+                .map(|_| {
+                    let remote = Arc::new(RemoteBackend::new(
+                        &args.master,
+                        &args.id,
+                        args.token.clone(),
+                    ));
+                    (remote.clone() as Arc<dyn Queue>, remote as Arc<dyn Store>)
+                })
+                .collect();
+            Ok((slots, args.master.clone()))
+        }
+        BackendConfig::Redis(url) => {
+            // Only the master reclaims expired leases, and each task carries the master's max
+            // attempts, so these defaults are never consulted.
+            let delivery = DeliverySettings {
+                visibility_timeout: Duration::from_secs(300),
+                max_attempts: 3,
+            };
+            let shared = open_redis(&url, delivery)
+                .await
+                .map_err(|e| WorkerError::Config(format!("redis at {url}: {e}")))?;
+            Ok((vec![shared; threads], url.to_string()))
+        }
+    }
 }

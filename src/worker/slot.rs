@@ -31,6 +31,14 @@ pub async fn run_slot(
     let mut backoff = MIN_BACKOFF;
     let mut cache: PatternCache = None;
     while !*stop.borrow() {
+        if let Some(heartbeat) = config.heartbeat.as_ref().filter(|h| h.leasing_paused()) {
+            // Load-aware scheduling (seed 001): no new lease while a resource warning fires.
+            tracing::info!(component = "worker", worker = %config.id, slot = index, "leasing paused by the collector");
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = heartbeat.wait_until_leasing_allowed() => continue,
+            }
+        }
         let leased = tokio::select! {
             _ = stop.changed() => break,
             leased = queue.lease(&config.id, config.lease_wait) => leased,
@@ -38,6 +46,9 @@ pub async fn run_slot(
         match leased {
             Ok(Some(lease)) => {
                 backoff = MIN_BACKOFF;
+                if let Some(heartbeat) = &config.heartbeat {
+                    heartbeat.task_started(format!("{}/{}", lease.id.job, lease.id.chunk));
+                }
                 let outcome = process(
                     &config,
                     queue.as_ref(),
@@ -47,6 +58,9 @@ pub async fn run_slot(
                     &stop,
                 )
                 .await;
+                if let Some(heartbeat) = &config.heartbeat {
+                    heartbeat.task_finished(outcome.is_ok());
+                }
                 match outcome {
                     Ok(()) => stats.tasks_completed.fetch_add(1, Ordering::Relaxed),
                     Err(_) => stats.tasks_failed.fetch_add(1, Ordering::Relaxed),

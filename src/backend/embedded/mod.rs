@@ -80,6 +80,16 @@ impl EmbeddedBackend {
         })
     }
 
+    /// Returns every lease to the queue, not counting it as a failed attempt. The master calls
+    /// this at start: a lease handed out just before the previous master stopped may never have
+    /// reached its worker. A worker that did get one finds its ack stale, and first-write-wins
+    /// keeps its result from counting twice.
+    pub async fn release_all_leases(&self) -> BackendResult<usize> {
+        let moved = self.db.call(queue::release_all_leases).await?;
+        self.task_ready.notify_waiters();
+        Ok(moved)
+    }
+
     /// The delivery settings.
     pub fn config(&self) -> &EmbeddedConfig {
         &self.config

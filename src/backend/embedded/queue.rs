@@ -266,6 +266,20 @@ pub(super) fn reclaim_expired(
     reclaim_where(state, config, "deadline < ?1", now.into())
 }
 
+/// Returns every lease to the queue without counting it as a failed delivery (see
+/// `EmbeddedBackend::release_all_leases`).
+pub(super) fn release_all_leases(state: &mut DbState) -> BackendResult<usize> {
+    state
+        .conn
+        .execute(
+            "UPDATE tasks SET state = 'queued', worker = NULL, deadline = NULL,
+                attempts = MAX(attempts - 1, 0)
+             WHERE state = 'leased'",
+            [],
+        )
+        .map_err(sql_error)
+}
+
 /// Removes a job's queued tasks (leased ones finish or go stale on their own).
 pub(super) fn cancel_job(state: &mut DbState, job: &str) -> BackendResult<usize> {
     let removed = state

@@ -8,6 +8,7 @@ mod lease;
 mod results;
 mod status;
 mod submit;
+mod watch;
 
 use std::net::SocketAddr;
 
@@ -116,6 +117,11 @@ pub async fn dispatch(
         | Message::PutResult { .. }
         | Message::Ack { .. }
         | Message::Nack { .. } => lease::apply(conn, state, session, message).await,
+        Message::WorkerDown { .. }
+        | Message::RecordAlert { .. }
+        | Message::RecordWorker { .. }
+        | Message::ListWorkers
+        | Message::ListAlerts { .. } => watch::apply(conn, state, message).await,
         other => Err(HandlerError::fatal(
             ErrorCode::UnexpectedMessage,
             format!("{} is not a request the master serves", type_name(&other)),

@@ -1,0 +1,259 @@
+//! A real grid for tests: a `gridwatch master` on a free port in a temporary data directory and
+//! `gridwatch worker` processes, all killed on drop; plus FASTA fixtures and a naive matcher that
+//! the grid's answers are checked against.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::{gridwatch_bin, poll_until, Proc};
+
+/// How long a master may take to start listening.
+const START: Duration = Duration::from_secs(30);
+
+/// A master, its workers and their data directory.
+pub struct Grid {
+    /// Temporary directory holding the data dir, logs and fixtures.
+    pub dir: TempDir,
+    /// The master's HOST:PORT.
+    pub addr: String,
+    /// The master process (None while stopped).
+    pub master: Option<Proc>,
+    /// Worker processes by id.
+    pub workers: Vec<(String, Proc)>,
+    master_flags: Vec<String>,
+    restarts: u32,
+}
+
+impl Grid {
+    /// Starts a master with extra flags (e.g. `--visibility-timeout 1`).
+    pub fn start(master_flags: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut grid = Self {
+            dir,
+            addr: "127.0.0.1:0".into(),
+            master: None,
+            workers: Vec::new(),
+            master_flags: master_flags.iter().map(|s| s.to_string()).collect(),
+            restarts: 0,
+        };
+        grid.start_master();
+        grid
+    }
+
+    /// The master's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A path inside the test's temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// (Re)starts the master on the same data directory and address.
+    pub fn start_master(&mut self) {
+        let addr_file = self.path("master.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let mut args: Vec<String> = vec![
+            "master".into(),
+            "--listen".into(),
+            self.addr.clone(),
+            "--data-dir".into(),
+            self.data_dir().display().to_string(),
+            "--addr-file".into(),
+            addr_file.display().to_string(),
+        ];
+        args.extend(self.master_flags.iter().cloned());
+        let log = self.path(&format!("master-{}.log", self.restarts));
+        self.restarts += 1;
+        let master = Proc::spawn("master", &args, &log);
+        self.addr = poll_until(START, "the master to listen", || {
+            std::fs::read_to_string(&addr_file).ok()
+        })
+        .trim()
+        .to_string();
+        self.master = Some(master);
+    }
+
+    /// Starts a worker with `--threads threads`.
+    pub fn start_worker(&mut self, id: &str, threads: usize) {
+        let args: Vec<String> = vec![
+            "worker".into(),
+            "--id".into(),
+            id.into(),
+            "--master".into(),
+            self.addr.clone(),
+            "--threads".into(),
+            threads.to_string(),
+        ];
+        let log = self.path(&format!("{id}.log"));
+        self.workers
+            .push((id.to_string(), Proc::spawn(id, &args, &log)));
+    }
+
+    /// The worker with this id.
+    pub fn worker(&mut self, id: &str) -> &mut Proc {
+        &mut self
+            .workers
+            .iter_mut()
+            .find(|(w, _)| w == id)
+            .expect("no such worker")
+            .1
+    }
+
+    /// Runs a client command against this grid's master.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(gridwatch_bin())
+            .args(args)
+            .arg("--master")
+            .arg(&self.addr)
+            .output()
+            .expect("running the gridwatch client")
+    }
+
+    /// Runs a client command that must succeed; returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "gridwatch {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// A job's status as JSON.
+    pub fn status(&self, job: &str) -> serde_json::Value {
+        let out = self.cli_ok(&["status", job, "--json"]);
+        serde_json::from_str(&out).expect("status --json prints JSON")
+    }
+
+    /// Polls until the job is finished; returns its final status JSON.
+    pub fn wait_finished(&self, job: &str, timeout: Duration) -> serde_json::Value {
+        poll_until(timeout, "the job to finish", || {
+            let status = self.status(job);
+            let state = status["job"]["status"].as_str().unwrap_or("").to_string();
+            matches!(state.as_str(), "completed" | "failed" | "cancelled").then_some(status)
+        })
+    }
+
+    /// Text of all master logs so far.
+    pub fn master_logs(&self) -> String {
+        (0..self.restarts)
+            .map(|n| {
+                std::fs::read_to_string(self.path(&format!("master-{n}.log"))).unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+/// A FASTA fixture's records: (name, bases).
+pub type Records = Vec<(String, Vec<u8>)>;
+
+/// A tiny deterministic generator (xorshift), so fixtures need no extra crates.
+pub struct Bases(u64);
+
+impl Bases {
+    /// Seeded generator.
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    /// `len` random bases.
+    pub fn take(&mut self, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                b"ACGT"[(self.0 >> 32) as usize % 4]
+            })
+            .collect()
+    }
+}
+
+/// Writes records as FASTA with `width`-column lines and the given line ending.
+pub fn write_fasta(path: &Path, records: &[(String, Vec<u8>)], width: usize, eol: &str) {
+    let mut text = Vec::new();
+    for (name, seq) in records {
+        text.extend_from_slice(format!(">{name} test record{eol}").as_bytes());
+        for line in seq.chunks(width) {
+            text.extend_from_slice(line);
+            text.extend_from_slice(eol.as_bytes());
+        }
+    }
+    std::fs::write(path, text).expect("writing a FASTA fixture");
+}
+
+/// Reverse complement of an A/C/G/T pattern.
+pub fn reverse_complement(pattern: &str) -> String {
+    pattern
+        .bytes()
+        .rev()
+        .map(|b| match b {
+            b'A' => 'T',
+            b'C' => 'G',
+            b'G' => 'C',
+            _ => 'A',
+        })
+        .collect()
+}
+
+/// Every (record, 0-based start, strand) where `pattern` (A/C/G/T only) occurs, overlaps included,
+/// by brute force; `both` adds the reverse complement on strand `-`.
+pub fn naive_hits(
+    records: &[(String, Vec<u8>)],
+    pattern: &str,
+    both: bool,
+) -> Vec<(String, u64, char)> {
+    let mut hits = Vec::new();
+    let forward = pattern.as_bytes().to_vec();
+    let reverse = reverse_complement(pattern).into_bytes();
+    for (name, seq) in records {
+        let upper: Vec<u8> = seq.iter().map(|b| b.to_ascii_uppercase()).collect();
+        for start in 0..upper.len().saturating_sub(forward.len() - 1) {
+            let window = &upper[start..start + forward.len()];
+            if window == forward.as_slice() {
+                hits.push((name.clone(), start as u64, '+'));
+            }
+            if both && window == reverse.as_slice() {
+                hits.push((name.clone(), start as u64, '-'));
+            }
+        }
+    }
+    hits.sort();
+    hits
+}
+
+/// Parses `results --format tsv` into (seqID, 0-based start, strand), sorted.
+pub fn parse_tsv(tsv: &str) -> Vec<(String, u64, char)> {
+    let mut hits: Vec<(String, u64, char)> = tsv
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            let start: u64 = cols[4].parse().expect("1-based start column");
+            (
+                cols[0].to_string(),
+                start - 1,
+                cols[3].chars().next().unwrap_or('?'),
+            )
+        })
+        .collect();
+    hits.sort();
+    hits
+}
+
+/// The `total` line of `results --format count`.
+pub fn parse_total(count_output: &str) -> u64 {
+    count_output
+        .lines()
+        .find(|l| l.starts_with("total"))
+        .and_then(|l| l.split('\t').next_back())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no total line in {count_output:?}"))
+}

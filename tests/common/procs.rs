@@ -1,0 +1,128 @@
+//! Real `gridwatch` child processes for tests: stderr captured to a file in the test's temp dir,
+//! signals by pid, killed and reaped on drop; and polling with a deadline instead of sleeps.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The `gridwatch` binary under test.
+pub fn gridwatch() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gridwatch"))
+}
+
+/// One child process owned by a test.
+pub struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Runs `gridwatch ARGS` with `envs`, stderr to `DIR/NAME.log`.
+    pub fn spawn(name: &str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let mut command = gridwatch();
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        command.env("LOG_LEVEL", "info");
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal`.
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal)
+            .unwrap_or_else(|e| panic!("signal {signal} to {}: {e}", self.name));
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit (bounded).
+    pub fn stop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill9();
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its log lines as JSON objects (non-JSON lines skipped).
+    pub fn log_json(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A stopped process must be continued to die promptly on some kernels' accounting.
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGCONT);
+        self.kill9();
+    }
+}
+
+/// Polls `probe` every 20 ms until it yields a value; panics naming `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads an `--addr-file` once the server has written it.
+pub fn read_addr_file(path: &Path) -> String {
+    wait_for(
+        &format!("address in {}", path.display()),
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(path)
+                .ok()
+                .filter(|text| !text.trim().is_empty())
+        },
+    )
+    .trim()
+    .to_string()
+}

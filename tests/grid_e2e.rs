@@ -1,0 +1,221 @@
+//! The grid end to end with real processes on free ports: a master, worker processes and the
+//! command-line client, checked against a brute-force matcher. Covers chunk edges, a worker killed
+//! mid-job, a master restarted mid-job, and many clients at once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Records of awkward lengths (shorter than a chunk, exactly a chunk, a chunk plus one...).
+fn awkward_records(seed: u64, lengths: &[usize]) -> Records {
+    let mut bases = Bases::new(seed);
+    lengths
+        .iter()
+        .enumerate()
+        .map(|(i, len)| {
+            let mut seq = bases.take(*len);
+            // Plant matches right at chunk edges (50-base chunks) and across line breaks.
+            for at in [48usize, 49, 99, 148] {
+                if at + 4 <= seq.len() {
+                    seq[at..at + 4].copy_from_slice(b"ACGT");
+                }
+            }
+            (format!("chr{i}"), seq)
+        })
+        .collect()
+}
+
+#[test]
+fn chunk_edges_line_breaks_and_record_ends_give_exact_positions() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 2);
+    let records = awkward_records(7, &[3, 50, 51, 100, 149, 1000, 2503]);
+    for (width, eol) in [(10, "\n"), (50, "\r\n"), (7, "\n")] {
+        let path = grid.path(&format!("edges-{width}.fa"));
+        write_fasta(&path, &records, width, eol);
+        let file = path.display().to_string();
+        for pattern in ["ACGT", "ACGTAC", "GG"] {
+            let job = format!("edges-{width}-{pattern}");
+            grid.cli_ok(&[
+                "submit",
+                &file,
+                "-p",
+                pattern,
+                "--strand",
+                "both",
+                "--chunk-size",
+                "50",
+                "--job-id",
+                &job,
+                "--wait",
+                "--json",
+            ]);
+            let tsv = grid.cli_ok(&["results", &job, "--format", "tsv"]);
+            let expected = naive_hits(&records, pattern, true);
+            assert_eq!(
+                parse_tsv(&tsv),
+                expected,
+                "positions of {pattern} (width {width})"
+            );
+            let count = grid.cli_ok(&["results", &job]);
+            assert_eq!(parse_total(&count), expected.len() as u64);
+            // Byte for byte what local `gridwatch search` prints, for counts and positions.
+            for format in ["count", "tsv", "bed", "json"] {
+                let local = local_search(&file, pattern, format);
+                let remote = grid.cli_ok(&["results", &job, "--format", format]);
+                assert_eq!(
+                    remote, local,
+                    "{format} output of {pattern} (width {width})"
+                );
+            }
+        }
+    }
+}
+
+/// Output of local `gridwatch search` (no servers) on both strands.
+fn local_search(file: &str, pattern: &str, format: &str) -> String {
+    let output = std::process::Command::new(common::gridwatch_bin())
+        .args([
+            "search", file, "-p", pattern, "--strand", "both", "--format", format,
+        ])
+        .output()
+        .expect("running gridwatch search");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A genome big enough that a job takes many tasks.
+fn big_genome(grid: &Grid, name: &str, records: usize, len: usize) -> (String, Records) {
+    let mut bases = Bases::new(99);
+    let records: Records = (0..records)
+        .map(|i| (format!("r{i}"), bases.take(len)))
+        .collect();
+    let path = grid.path(name);
+    write_fasta(&path, &records, 60, "\n");
+    (path.display().to_string(), records)
+}
+
+fn done_chunks(grid: &Grid, job: &str) -> u64 {
+    grid.status(job)["job"]["progress"]["processed_chunks"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn worker_killed_mid_job_still_gives_the_exact_result() {
+    let mut grid = Grid::start(&["--visibility-timeout", "1"]);
+    let (file, records) = big_genome(&grid, "big.fa", 4, 1_000_000);
+    grid.start_worker("w1", 4);
+    grid.cli_ok(&[
+        "submit",
+        &file,
+        "-p",
+        "ACGTAC",
+        "--chunk-size",
+        "5000",
+        "--job-id",
+        "k9",
+    ]);
+    common::poll_until(JOB_TIMEOUT, "w1 to finish a chunk", || {
+        (done_chunks(&grid, "k9") > 0).then_some(())
+    });
+    grid.worker("w1").kill9();
+    let status = grid.status("k9");
+    assert_ne!(
+        status["job"]["status"], "completed",
+        "the kill came too late to prove anything"
+    );
+    grid.start_worker("w2", 2);
+    let status = grid.wait_finished("k9", JOB_TIMEOUT);
+    assert_eq!(status["job"]["status"], "completed");
+    let expected = naive_hits(&records, "ACGTAC", false).len() as u64;
+    assert_eq!(parse_total(&grid.cli_ok(&["results", "k9"])), expected);
+    assert!(
+        grid.master_logs()
+            .contains("expired leases returned to the queue"),
+        "w1's leases should have been reclaimed after the visibility timeout"
+    );
+}
+
+#[test]
+fn master_restarted_mid_job_completes_exactly() {
+    let mut grid = Grid::start(&[]);
+    let (file, records) = big_genome(&grid, "big.fa", 3, 1_000_000);
+    grid.start_worker("w1", 1);
+    grid.cli_ok(&[
+        "submit",
+        &file,
+        "-p",
+        "TTAGGC",
+        "--chunk-size",
+        "5000",
+        "--job-id",
+        "restart",
+    ]);
+    common::poll_until(JOB_TIMEOUT, "a first chunk", || {
+        (done_chunks(&grid, "restart") > 0).then_some(())
+    });
+    if let Some(master) = grid.master.as_mut() {
+        master.kill9();
+    }
+    grid.master = None;
+    grid.start_master();
+    let status = grid.wait_finished("restart", JOB_TIMEOUT);
+    assert_eq!(status["job"]["status"], "completed");
+    let expected = naive_hits(&records, "TTAGGC", false).len() as u64;
+    assert_eq!(parse_total(&grid.cli_ok(&["results", "restart"])), expected);
+    assert!(grid.master_logs().contains("resuming unfinished jobs"));
+}
+
+#[test]
+fn twenty_clients_at_once_all_get_exact_results() {
+    let mut grid = Grid::start(&["--jobs-per-minute", "100"]);
+    grid.start_worker("w1", 2);
+    grid.start_worker("w2", 2);
+    let mut bases = Bases::new(3);
+    let fixtures: Vec<(String, Records)> = (0..20)
+        .map(|i| {
+            let records = vec![(format!("s{i}"), bases.take(20_000 + i * 997))];
+            let path = grid.path(&format!("c{i}.fa"));
+            write_fasta(&path, &records, 61, "\n");
+            (path.display().to_string(), records)
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = fixtures
+            .iter()
+            .map(|(file, records)| {
+                let grid = &grid;
+                scope.spawn(move || {
+                    let out = grid.cli_ok(&[
+                        "submit",
+                        file,
+                        "-p",
+                        "GATC",
+                        "--strand",
+                        "both",
+                        "--wait",
+                        "--chunk-size",
+                        "4096",
+                    ]);
+                    (
+                        parse_total(&out),
+                        naive_hits(records, "GATC", true).len() as u64,
+                    )
+                })
+            })
+            .collect();
+        for handle in handles {
+            let (got, expected) = handle.join().expect("client thread");
+            assert_eq!(got, expected);
+        }
+    });
+}

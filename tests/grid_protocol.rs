@@ -1,0 +1,239 @@
+//! The master's protocol against a real `gridwatch master` process: bad frames and refused
+//! requests get `error` frames with codes while the master keeps serving others; a chunk result
+//! delivered twice counts once; a cancelled job's late results are ignored.
+
+mod common;
+
+use common::grid::{write_fasta, Bases, Grid};
+use gridwatch::backend::ChunkResult;
+use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+type Conn = Connection<TcpStream>;
+
+async fn connect(grid: &Grid, role: Role, id: Option<&str>) -> Conn {
+    let stream = TcpStream::connect(&grid.addr)
+        .await
+        .expect("connecting to the master");
+    let mut conn = Connection::new(stream);
+    let hello = Message::Hello {
+        role,
+        version: PROTOCOL_VERSION,
+        token: None,
+        id: id.map(str::to_string),
+    };
+    conn.write_message(&hello).await.expect("hello");
+    match conn.expect_message().await.expect("welcome") {
+        Message::Welcome { .. } => conn,
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+/// Reads one reply that must be an `error` frame; returns its code.
+async fn error_code(conn: &mut Conn) -> ErrorCode {
+    match conn.expect_message().await.expect("a reply") {
+        Message::Error { code, .. } => code,
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+}
+
+/// After a frame-level error the master closes the connection.
+async fn assert_closed(conn: &mut Conn) {
+    assert!(conn.read_frame().await.map(|f| f.is_none()).unwrap_or(true));
+}
+
+fn master_still_serves(grid: &Grid) {
+    grid.cli_ok(&["jobs", "--json"]);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("tokio runtime")
+}
+
+#[test]
+fn bad_frames_get_error_codes_and_the_master_keeps_serving() {
+    let grid = Grid::start(&["--max-frame", "4096"]);
+    runtime().block_on(async {
+        let mut conn = connect(&grid, Role::Client, None).await;
+        conn.send_frame(b"{\"type\": \"query_status\", ")
+            .await
+            .unwrap();
+        conn.flush().await.unwrap();
+        assert_eq!(error_code(&mut conn).await, ErrorCode::BadJson);
+        assert_closed(&mut conn).await;
+        master_still_serves(&grid);
+
+        let mut conn = connect(&grid, Role::Client, None).await;
+        conn.send_frame(br#"{"type":"teleport","v":1}"#)
+            .await
+            .unwrap();
+        conn.flush().await.unwrap();
+        assert_eq!(error_code(&mut conn).await, ErrorCode::UnknownType);
+        assert_closed(&mut conn).await;
+        master_still_serves(&grid);
+
+        let mut raw = TcpStream::connect(&grid.addr).await.unwrap();
+        raw.write_all(&100_000u32.to_be_bytes()).await.unwrap();
+        let mut conn = Connection::new(raw);
+        assert_eq!(error_code(&mut conn).await, ErrorCode::FrameTooLarge);
+        master_still_serves(&grid);
+
+        let mut conn = connect(&grid, Role::Client, None).await;
+        let lease_as_a_client = Message::Lease { wait_ms: 0 };
+        conn.write_message(&lease_as_a_client).await.unwrap();
+        assert_eq!(error_code(&mut conn).await, ErrorCode::UnexpectedMessage);
+        master_still_serves(&grid);
+    });
+}
+
+#[test]
+fn refused_submissions_say_why_with_a_code_and_exit_code_2() {
+    let grid = Grid::start(&["--max-upload", "2000", "--jobs-per-minute", "2"]);
+    let records = vec![("chr1".to_string(), Bases::new(5).take(500))];
+    let small = grid.path("small.fa");
+    write_fasta(&small, &records, 60, "\n");
+    let big = grid.path("big.fa");
+    write_fasta(
+        &big,
+        &[("chr1".to_string(), Bases::new(5).take(5000))],
+        60,
+        "\n",
+    );
+    let (small, big) = (small.display().to_string(), big.display().to_string());
+
+    runtime().block_on(async {
+        let mut conn = connect(&grid, Role::Client, None).await;
+        let submit = Message::SubmitJob {
+            job_id: "bad-pattern".into(),
+            filename: "x.fa".into(),
+            patterns: vec![gridwatch::search::Pattern {
+                name: "p".into(),
+                sequence: "ACGX".into(),
+            }],
+            options: Default::default(),
+            file_size: 10,
+            chunk_size: None,
+            priority: Default::default(),
+        };
+        conn.write_message(&submit).await.unwrap();
+        assert_eq!(error_code(&mut conn).await, ErrorCode::BadPattern);
+        // A refused request leaves the connection usable.
+        conn.write_message(&Message::ListJobs).await.unwrap();
+        assert!(matches!(
+            conn.expect_message().await.unwrap(),
+            Message::Jobs { .. }
+        ));
+    });
+
+    let too_big = grid.cli(&["submit", &big, "-p", "ACGT"]);
+    assert_eq!(too_big.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&too_big.stderr).contains("upload limit"));
+
+    grid.cli_ok(&["submit", &small, "-p", "ACGT"]);
+    grid.cli_ok(&["submit", &small, "-p", "ACGT"]);
+    let limited = grid.cli(&["submit", &small, "-p", "ACGT"]);
+    assert_eq!(limited.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&limited.stderr).contains("jobs in the last minute"));
+    master_still_serves(&grid);
+}
+
+fn chunk_result(chunk: u32, matches: u64) -> ChunkResult {
+    ChunkResult {
+        chunk,
+        matches,
+        payload: serde_json::json!({ "record": 0, "counts": [{ "forward": matches, "reverse": 0 }], "hits": [] }),
+        worker: "fake".into(),
+    }
+}
+
+/// Leases one task as worker `fake`; returns (job, chunk, token).
+async fn lease(conn: &mut Conn) -> (String, u32, String) {
+    conn.write_message(&Message::Lease { wait_ms: 2000 })
+        .await
+        .unwrap();
+    match conn.expect_message().await.unwrap() {
+        Message::Task {
+            job_id,
+            chunk,
+            token,
+            ..
+        } => {
+            conn.read_data().await.expect("task data frame");
+            (job_id, chunk, token)
+        }
+        other => panic!("expected a task, got {other:?}"),
+    }
+}
+
+async fn put(conn: &mut Conn, job: &str, result: ChunkResult) -> bool {
+    let message = Message::PutResult {
+        job_id: job.into(),
+        result,
+    };
+    conn.write_message(&message).await.unwrap();
+    match conn.expect_message().await.unwrap() {
+        Message::ResultStored { first } => first,
+        other => panic!("expected result_stored, got {other:?}"),
+    }
+}
+
+#[test]
+fn duplicate_results_count_once_and_cancelled_jobs_ignore_late_results() {
+    let grid = Grid::start(&[]);
+    let path = grid.path("g.fa");
+    write_fasta(
+        &path,
+        &[("chr1".to_string(), Bases::new(9).take(300))],
+        60,
+        "\n",
+    );
+    let file = path.display().to_string();
+    let submitted = grid.cli(&[
+        "submit",
+        &file,
+        "-p",
+        "ACGT",
+        "--chunk-size",
+        "100",
+        "--job-id",
+        "dup",
+    ]);
+    assert!(submitted.status.success());
+    assert!(
+        String::from_utf8_lossy(&submitted.stderr).contains("no active workers"),
+        "submitting with no worker alive says so"
+    );
+
+    runtime().block_on(async {
+        let mut worker = connect(&grid, Role::Worker, Some("fake")).await;
+        let (job, chunk, _token) = lease(&mut worker).await;
+        assert_eq!(job, "dup");
+        assert!(put(&mut worker, &job, chunk_result(chunk, 5)).await);
+        assert!(
+            !put(&mut worker, &job, chunk_result(chunk, 5)).await,
+            "second delivery"
+        );
+        let status = grid.status("dup");
+        assert_eq!(status["job"]["progress"]["processed_chunks"], 1);
+        assert_eq!(status["job"]["partial_results"]["matches_found"], 5);
+
+        let (job, late_chunk, _token) = lease(&mut worker).await;
+        grid.cli_ok(&["cancel", "dup"]);
+        assert!(
+            !put(&mut worker, &job, chunk_result(late_chunk, 7)).await,
+            "late result"
+        );
+        let status = grid.status("dup");
+        assert_eq!(status["job"]["status"], "cancelled");
+        assert_eq!(status["job"]["progress"]["processed_chunks"], 1);
+        assert_eq!(status["job"]["partial_results"]["matches_found"], 5);
+
+        // The cancelled job's queued task is gone: nothing left to lease.
+        worker
+            .write_message(&Message::Lease { wait_ms: 200 })
+            .await
+            .unwrap();
+        assert_eq!(worker.expect_message().await.unwrap(), Message::NoTask);
+    });
+}
