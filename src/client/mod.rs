@@ -11,6 +11,7 @@ pub mod submit;
 pub mod up;
 pub mod watch;
 
+pub mod bench;
 pub mod generate;
 pub mod search;
 pub mod tool_error;
