@@ -47,6 +47,9 @@ enum Command {
     Search(gridwatch::client::search::SearchArgs),
     /// Write a deterministic random genome as FASTA.
     Generate(gridwatch::client::generate::GenerateArgs),
+    /// Benchmarks that compare gridwatch with other tools.
+    #[command(subcommand)]
+    Bench(gridwatch::client::bench::BenchCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Search(args) => exit_on_tool_error(gridwatch::client::search::run(&args)),
         Command::Generate(args) => exit_on_tool_error(gridwatch::client::generate::run(&args)),
+        Command::Bench(what) => exit_on_tool_error(gridwatch::client::bench::run(&what)),
     }
 }
 

@@ -12,8 +12,8 @@ use common::redis::RedisServer;
 use gridwatch::backend::redis::keys::{self, DEAD_LETTER_STREAM, GROUP, TASK_STREAMS};
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::{
-    BackendError, BackendResult, ChunkResult, JobRecord, JobStatus, Lease, NewTask, Priority,
-    Queue, Store, TaskId,
+    BackendError, BackendResult, ChunkResult, JobRecord, JobStatus, Lease, NackOutcome, NewTask,
+    Priority, Queue, Store, TaskId,
 };
 use redis::AsyncCommands;
 use serde_json::json;
@@ -188,6 +188,26 @@ async fn dead_letter_stream_records_the_last_failure() {
         ("j".into(), "0".into(), "3".into(), "bad input 3".into())
     );
     assert_queue_is_clean(&mut conn, "j").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_attempts_of_the_enqueuer_bind_every_worker() {
+    let server = RedisServer::start();
+    let master_options = RedisOptions {
+        max_attempts: 2,
+        ..RedisOptions::default()
+    };
+    let master = connect(&server, master_options).await;
+    let worker = connect(&server, RedisOptions::default()).await;
+    submit(&master, "j", 1, 10).await;
+    let first = worker.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+    let outcome = worker.nack(&first, "one").await.unwrap();
+    assert_eq!(outcome, NackOutcome::Retrying { next_attempt: 2 });
+    let second = worker.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(
+        worker.nack(&second, "two").await.unwrap(),
+        NackOutcome::DeadLettered
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,15 @@
 //! seed's `REDIS_HOST` / `REDIS_PORT` as environment fallbacks (seed 000 §12).
 
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
+
+use super::embedded::{EmbeddedBackend, EmbeddedConfig};
+use super::redis::{RedisBackend, RedisOptions};
+use super::{BackendResult, Queue, Store};
 
 /// Port of a Redis server when neither the URL nor `REDIS_PORT` names one.
 pub const DEFAULT_REDIS_PORT: u16 = 6379;
@@ -83,8 +90,73 @@ pub enum BackendConfigError {
 pub struct BackendArgs {
     /// Where tasks and job state live: `embedded` (one machine), `redis` (uses REDIS_HOST and
     /// REDIS_PORT) or redis://HOST:PORT/DB. Default: redis when REDIS_HOST is set, else embedded.
-    #[arg(long, env = "GRIDWATCH_BACKEND", value_name = "BACKEND")]
+    #[arg(long, env = "GRIDWATCH_BACKEND", value_name = "BACKEND", value_parser = check_backend_flag)]
     pub backend: Option<String>,
+}
+
+/// Rejects a malformed `--backend` while parsing arguments, so it is a usage error (exit 2).
+fn check_backend_flag(value: &str) -> Result<String, BackendConfigError> {
+    BackendConfig::resolve(Some(value), |_| None).map(|_| value.to_string())
+}
+
+/// A backend's queue and store, shared by every task of a process.
+pub type SharedBackend = (Arc<dyn Queue>, Arc<dyn Store>);
+
+/// Delivery settings both backends honour.
+#[derive(Clone, Copy, Debug)]
+pub struct DeliverySettings {
+    /// How long a lease stays invisible unless its worker extends it.
+    pub visibility_timeout: Duration,
+    /// Deliveries of a task before it is dead-lettered and its job fails.
+    pub max_attempts: u32,
+}
+
+impl BackendConfig {
+    /// Opens the backend as the master does at start: the embedded one in `data_dir`, with the
+    /// leases of the previous run returned to the queue (their workers talked to the master that
+    /// stopped); or the shared Redis server, waiting with backoff until it answers, leases left
+    /// alone (their workers read Redis directly and may still be working).
+    pub async fn open(
+        &self,
+        data_dir: &Path,
+        delivery: DeliverySettings,
+    ) -> BackendResult<SharedBackend> {
+        match self {
+            BackendConfig::Embedded => {
+                let config = EmbeddedConfig {
+                    visibility_timeout: delivery.visibility_timeout,
+                    max_attempts: delivery.max_attempts,
+                };
+                let backend = Arc::new(EmbeddedBackend::open(data_dir, config)?);
+                let released = backend.release_all_leases().await?;
+                if released > 0 {
+                    tracing::info!(
+                        component = "master",
+                        tasks = released,
+                        "leases of the previous run returned to the queue"
+                    );
+                }
+                Ok((backend.clone(), backend))
+            }
+            BackendConfig::Redis(url) => open_redis(url, delivery).await,
+        }
+    }
+}
+
+/// Connects to the Redis backend, retrying with backoff while Redis is unreachable (it may start
+/// after the roles that use it).
+pub async fn open_redis(
+    url: &RedisUrl,
+    delivery: DeliverySettings,
+) -> BackendResult<SharedBackend> {
+    let options = RedisOptions {
+        visibility_timeout: delivery.visibility_timeout,
+        max_attempts: delivery.max_attempts,
+        ..RedisOptions::default()
+    };
+    let backend = Arc::new(RedisBackend::connect_patiently(url, options).await?);
+    tracing::info!(component = "backend", redis = %url, "connected to redis");
+    Ok((backend.clone(), backend))
 }
 
 impl BackendArgs {

@@ -10,6 +10,7 @@ pub mod submit;
 pub mod up;
 pub mod watch;
 
+pub mod bench;
 pub mod generate;
 pub mod search;
 pub mod tool_error;

@@ -34,6 +34,10 @@ pub struct UpArgs {
     /// Extra flags passed to the master (e.g. --chunk-size 65536), space-separated.
     #[arg(long, default_value = "")]
     pub master_flags: String,
+    /// Where tasks and job state live, for the master and every worker (embedded or
+    /// redis://HOST:PORT/DB).
+    #[command(flatten)]
+    pub backend: crate::backend::config::BackendArgs,
 }
 
 /// A running local grid.
@@ -71,6 +75,7 @@ impl Cluster {
             .arg(&args.data_dir)
             .arg("--addr-file")
             .arg(&addr_file)
+            .args(backend_flag(args))
             .args(args.master_flags.split_whitespace());
         let mut master = spawn(master_cmd, &log_dir.join("master.log"))?;
         let master_addr = match wait_for_addr(&addr_file, &mut master).await {
@@ -115,7 +120,8 @@ impl Cluster {
                 .arg("--agent-socket")
                 .arg(&socket)
                 .arg("--threads")
-                .arg(args.threads.to_string());
+                .arg(args.threads.to_string())
+                .args(backend_flag(args));
             let child = spawn(cmd, &log_dir.join(format!("{id}.log")))?;
             workers.push((id, child));
         }
@@ -218,7 +224,8 @@ async fn start_collector(
     ])
     .arg(alert_log)
     .arg("--addr-file")
-    .arg(&addr_file);
+    .arg(&addr_file)
+    .args(backend_flag(args));
     let log_dir = args.data_dir.join("logs");
     let mut collector = spawn(cmd, &log_dir.join("collector.log"))?;
     match wait_for_addr(&addr_file, &mut collector).await {
@@ -227,6 +234,14 @@ async fn start_collector(
             let _ = collector.kill().await;
             Err(err)
         }
+    }
+}
+
+/// `--backend X` for the children, when `up` was given one.
+fn backend_flag(args: &UpArgs) -> Vec<String> {
+    match &args.backend.backend {
+        Some(backend) => vec!["--backend".into(), backend.clone()],
+        None => Vec::new(),
     }
 }
 

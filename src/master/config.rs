@@ -48,6 +48,9 @@ pub struct MasterArgs {
     /// 127.0.0.1:0 learn the port this way).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Where tasks and job state live (embedded or redis://HOST:PORT/DB).
+    #[command(flatten)]
+    pub backend: crate::backend::config::BackendArgs,
 }
 
 /// The master's settings, resolved.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
-use crate::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
+use crate::backend::config::{BackendConfigError, DeliverySettings};
 use crate::backend::{BackendError, JobStatus, Queue, Store};
 
 pub use config::{MasterArgs, MasterConfig};
@@ -40,6 +40,9 @@ pub enum MasterError {
     /// The backend could not be opened.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// `--backend` (or REDIS_HOST / REDIS_PORT) names no usable backend.
+    #[error(transparent)]
+    BackendConfig(#[from] BackendConfigError),
 }
 
 /// Everything the connection handlers share.
@@ -75,13 +78,15 @@ impl MasterState {
 /// Runs a master from the command line until Ctrl-C or SIGTERM.
 pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     let config = args.config();
-    let backend = Arc::new(EmbeddedBackend::open(
-        &config.data_dir,
-        EmbeddedConfig {
-            visibility_timeout: config.visibility_timeout,
-            max_attempts: config.max_attempts,
-        },
-    )?);
+    let delivery = DeliverySettings {
+        visibility_timeout: config.visibility_timeout,
+        max_attempts: config.max_attempts,
+    };
+    let (queue, store) = args
+        .backend
+        .resolve()?
+        .open(&config.data_dir, delivery)
+        .await?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| MasterError::Bind {
@@ -103,15 +108,7 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
             })?;
     }
     tracing::info!(component = "master", listen = %local, data_dir = %config.data_dir.display(), "master listening");
-    let released = backend.release_all_leases().await?;
-    if released > 0 {
-        tracing::info!(
-            component = "master",
-            tasks = released,
-            "leases of the previous run returned to the queue"
-        );
-    }
-    let state = Arc::new(MasterState::new(backend.clone(), backend, config));
+    let state = Arc::new(MasterState::new(queue, store, config));
     resume_unfinished(&state).await?;
     run(listener, state, crate::shutdown::signal()).await;
     Ok(())

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use flate2::read::MultiGzDecoder;
@@ -35,7 +34,7 @@ impl Default for ParallelOptions {
         Self {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             collect_hits: false,
-            block_bytes: 1 << 20,
+            block_bytes: 1 << 19,
             plain_name: super::DEFAULT_PLAIN_NAME.to_string(),
         }
     }
@@ -113,23 +112,22 @@ fn search_plain(
 ) -> Result<SearchOutcome, ParallelError> {
     let threads = options.threads.max(1);
     let block_bytes = options.block_bytes.max(8 * set.overlap()).max(2);
-    let failed = AtomicBool::new(false);
     let (block_tx, block_rx) = mpsc::sync_channel::<RawBlock>(threads * 2);
     let block_rx = std::sync::Mutex::new(block_rx);
-    let (result_tx, result_rx) = mpsc::channel::<(u64, Result<BlockOutput, InputError>)>();
+    let (result_tx, result_rx) = mpsc::channel::<(u64, BlockOutput)>();
+    // Block buffers go back to the reader: reusing them avoids a page fault per fresh 4 KiB.
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
 
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let result_tx = result_tx.clone();
-            let (block_rx, failed) = (&block_rx, &failed);
+            let recycle_tx = recycle_tx.clone();
+            let block_rx = &block_rx;
             scope.spawn(move || {
                 let mut stripped = Vec::new();
                 loop {
                     let next = block_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok(block)) = next else { break };
-                    if failed.load(Ordering::Relaxed) {
-                        continue;
-                    }
                     let output = scan_block(
                         set,
                         &block.bytes,
@@ -138,9 +136,7 @@ fn search_plain(
                         options.collect_hits,
                         &mut stripped,
                     );
-                    if output.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
+                    let _ = recycle_tx.send(block.bytes);
                     if result_tx.send((block.index, output)).is_err() {
                         break;
                     }
@@ -148,13 +144,12 @@ fn search_plain(
             });
         }
         drop(result_tx);
-        let collector = scope.spawn(|| collect(result_rx, set, &options.plain_name, &failed));
+        let collector = scope.spawn(|| collect(result_rx, set, &options.plain_name));
         let read = read_blocks(
             &mut reader,
             block_bytes,
             set.overlap(),
-            &failed,
-            block_tx,
+            (block_tx, recycle_rx),
             progress,
         );
         let collected = collector
@@ -174,8 +169,7 @@ fn read_blocks(
     reader: &mut impl Read,
     block_bytes: usize,
     overlap: usize,
-    failed: &AtomicBool,
-    sender: mpsc::SyncSender<RawBlock>,
+    (sender, recycled): (mpsc::SyncSender<RawBlock>, mpsc::Receiver<Vec<u8>>),
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, ParallelError> {
     let mut buffer: Vec<u8> = Vec::with_capacity(block_bytes * 2);
@@ -207,10 +201,12 @@ fn read_blocks(
             Some(newline) if !at_end && newline + 1 >= block_bytes / 2 => newline + 1,
             _ => buffer.len(),
         };
-        let rest = buffer[cut..].to_vec();
-        let mut bytes = std::mem::replace(&mut buffer, rest);
-        bytes.truncate(cut);
-        buffer.reserve(block_bytes * 2);
+        let mut next = recycled.try_recv().unwrap_or_default();
+        next.clear();
+        next.reserve(block_bytes * 2);
+        next.extend_from_slice(&buffer[cut..]);
+        buffer.truncate(cut);
+        let bytes = std::mem::replace(&mut buffer, next);
         total += bytes.len() as u64;
         let start = next_start;
         next_start = LineState::after(&bytes, start);
@@ -225,7 +221,7 @@ fn read_blocks(
             if let Some(current) = &held {
                 previous.lookahead = lookahead_bases(&current.bytes, current.start, overlap);
             }
-            if sender.send(previous).is_err() || failed.load(Ordering::Relaxed) {
+            if sender.send(previous).is_err() {
                 return Ok(total);
             }
         }
@@ -247,23 +243,13 @@ fn ends_inside_header(buffer: &[u8], start: LineState) -> bool {
 
 /// Reads until `buffer` holds at least `want` bytes or the input ends; returns whether it ended.
 fn fill(reader: &mut impl Read, buffer: &mut Vec<u8>, want: usize) -> std::io::Result<bool> {
-    while buffer.len() < want {
-        let old = buffer.len();
-        buffer.resize(want, 0);
-        let read = match reader.read(&mut buffer[old..]) {
-            Ok(read) => read,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => 0,
-            Err(error) => {
-                buffer.truncate(old);
-                return Err(error);
-            }
-        };
-        buffer.truncate(old + read);
-        if read == 0 {
-            return Ok(true);
-        }
+    let missing = want.saturating_sub(buffer.len());
+    if missing == 0 {
+        return Ok(false);
     }
-    Ok(false)
+    // `read_to_end` reads into spare capacity without zeroing it first.
+    let read = reader.take(missing as u64).read_to_end(buffer)?;
+    Ok(read < missing)
 }
 
 /// Runs the streaming parser's checks (binary, non-sequence, empty) on the input's first bytes.
@@ -278,10 +264,9 @@ fn check_first_block(buffer: &[u8], at_end: bool) -> Result<(), InputError> {
 
 /// Puts block outputs back in input order and turns them into record coordinates.
 fn collect(
-    results: mpsc::Receiver<(u64, Result<BlockOutput, InputError>)>,
+    results: mpsc::Receiver<(u64, BlockOutput)>,
     set: &PatternSet,
     plain_name: &str,
-    failed: &AtomicBool,
 ) -> Result<SearchOutcome, ParallelError> {
     let mut outcome = SearchOutcome {
         counts: vec![StrandCounts::default(); set.patterns().len()],
@@ -289,26 +274,12 @@ fn collect(
     };
     let mut waiting = BTreeMap::new();
     let mut next = 0u64;
-    let mut first_error: Option<(u64, InputError)> = None;
     for (index, output) in results {
-        match output {
-            Err(error) => {
-                failed.store(true, Ordering::Relaxed);
-                if first_error.as_ref().map_or(true, |(at, _)| index < *at) {
-                    first_error = Some((index, error));
-                }
-            }
-            Ok(output) => {
-                waiting.insert(index, output);
-            }
-        }
+        waiting.insert(index, output);
         while let Some(output) = waiting.remove(&next) {
             merge_block(&mut outcome, output, plain_name);
             next += 1;
         }
-    }
-    if let Some((_, error)) = first_error {
-        return Err(error.into());
     }
     if outcome.records.iter().all(|record| record.length == 0) {
         return Err(InputError::Empty.into());

@@ -14,6 +14,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::agent::{default_socket_path, HeartbeatClient, HEARTBEAT_INTERVAL};
+use crate::backend::config::{open_redis, BackendArgs, BackendConfig, DeliverySettings};
 use crate::backend::remote::RemoteBackend;
 use crate::backend::{Queue, Store};
 
@@ -41,6 +42,11 @@ pub struct WorkerArgs {
     /// Shared secret for the master's hello (when the cluster has one).
     #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Where tasks come from: `embedded` leases through the master (--master); with
+    /// redis://HOST:PORT/DB the worker reads tasks from Redis directly and keeps working while
+    /// the master is away.
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// Why a worker stopped with an error.
@@ -122,17 +128,8 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
         )),
     };
     let heartbeat = config.heartbeat.clone();
-    let slots = (0..threads)
-        .map(|_| {
-            let remote = Arc::new(RemoteBackend::new(
-                &args.master,
-                &args.id,
-                args.token.clone(),
-            ));
-            (remote.clone() as Arc<dyn Queue>, remote as Arc<dyn Store>)
-        })
-        .collect();
-    tracing::info!(component = "worker", worker = %args.id, master = %args.master, threads, "worker started");
+    let (slots, source) = open_slots(&args, threads).await?;
+    tracing::info!(component = "worker", worker = %args.id, tasks_from = %source, threads, "worker started");
     run(
         config,
         slots,
@@ -146,4 +143,43 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
     }
     tracing::info!(component = "worker", worker = %args.id, "worker stopped");
     Ok(())
+}
+
+/// One backend handle per slot, and where tasks come from (for the log): the master over the
+/// protocol (embedded), or Redis directly, one multiplexed connection shared by every slot.
+async fn open_slots(
+    args: &WorkerArgs,
+    threads: usize,
+) -> Result<(Vec<SlotBackend>, String), WorkerError> {
+    let backend = args
+        .backend
+        .resolve()
+        .map_err(|e| WorkerError::Config(e.to_string()))?;
+    match backend {
+        BackendConfig::Embedded => {
+            let slots = (0..threads)
+                .map(|_| {
+                    let remote = Arc::new(RemoteBackend::new(
+                        &args.master,
+                        &args.id,
+                        args.token.clone(),
+                    ));
+                    (remote.clone() as Arc<dyn Queue>, remote as Arc<dyn Store>)
+                })
+                .collect();
+            Ok((slots, args.master.clone()))
+        }
+        BackendConfig::Redis(url) => {
+            // Only the master reclaims expired leases, and each task carries the master's max
+            // attempts, so these defaults are never consulted.
+            let delivery = DeliverySettings {
+                visibility_timeout: Duration::from_secs(300),
+                max_attempts: 3,
+            };
+            let shared = open_redis(&url, delivery)
+                .await
+                .map_err(|e| WorkerError::Config(format!("redis at {url}: {e}")))?;
+            Ok((vec![shared; threads], url.to_string()))
+        }
+    }
 }

@@ -17,10 +17,14 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use ::redis::{ErrorKind, RedisError, ScriptInvocation};
 
+use crate::backend::config::RedisUrl;
 use crate::backend::{BackendError, BackendResult};
 use scripts::Scripts;
 
 use keys::{GROUP, TASK_STREAMS};
+
+/// Longest pause between two attempts to reach Redis at start.
+pub const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Tuning of the Redis backend; [`Default`] gives the production values.
 #[derive(Clone, Debug)]
@@ -86,6 +90,22 @@ impl RedisBackend {
         };
         backend.ensure_groups().await?;
         Ok(backend)
+    }
+
+    /// Like [`RedisBackend::connect`], but while Redis is unreachable keeps trying, with
+    /// exponential backoff up to [`MAX_CONNECT_BACKOFF`], logging each failure.
+    pub async fn connect_patiently(url: &RedisUrl, options: RedisOptions) -> BackendResult<Self> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match Self::connect(&url.connection_url(), options.clone()).await {
+                Err(BackendError::Unavailable(reason)) => {
+                    tracing::warn!(component = "backend", redis = %url, error = %reason, retry_in_ms = backoff.as_millis() as u64, "redis unreachable");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The options this backend runs with.

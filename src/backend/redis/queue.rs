@@ -27,8 +27,12 @@ const BLOCK_GRACE: Duration = Duration::from_secs(5);
 #[async_trait]
 impl Queue for RedisBackend {
     async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
-        let mut batch = self.scripts.enqueue.prepare_invoke();
-        batch.key(&TASK_STREAMS[..]);
+        let new_batch = || {
+            let mut batch = self.scripts.enqueue.prepare_invoke();
+            batch.key(&TASK_STREAMS[..]).arg(self.options.max_attempts);
+            batch
+        };
+        let mut batch = new_batch();
         let (mut batch_tasks, mut batch_bytes) = (0usize, 0usize);
         for task in &tasks {
             batch
@@ -41,8 +45,7 @@ impl Queue for RedisBackend {
             batch_bytes += task.data.len();
             if batch_bytes >= self.options.enqueue_batch_bytes || batch_tasks >= 1024 {
                 self.invoke::<i64>(&batch).await?;
-                batch = self.scripts.enqueue.prepare_invoke();
-                batch.key(&TASK_STREAMS[..]);
+                batch = new_batch();
                 (batch_tasks, batch_bytes) = (0, 0);
             }
         }

@@ -1,5 +1,6 @@
 -- Helpers shared by the queue scripts (prepended to each one, see scripts.rs).
--- Key names mirror keys.rs. A task is one stream entry with fields job, chunk, attempt, spec;
+-- Key names mirror keys.rs. A task is one stream entry with fields job, chunk, attempt, max
+-- (attempts allowed), spec;
 -- job:{id}:tasks maps the chunk to its live entry as "{stream index}/{entry id}".
 
 local function job_key(job, suffix)
@@ -72,9 +73,9 @@ local function bury(streams, stream_index, group, id, f, err, dead_stream, dead_
 end
 
 -- Ends one delivery that did not complete. The task comes back as a new entry at the tail of its
--- stream carrying attempt + 1, so any worker's next XREADGROUP gets it as a retry; after
--- max_attempts deliveries it is buried instead. Tasks of finished jobs, and chunks whose result
--- is stored already, need no retry and are dropped.
+-- stream carrying attempt + 1, so any worker's next XREADGROUP gets it as a retry; after its max
+-- attempts (the entry's own, else `max_attempts`) it is buried instead. Tasks of finished jobs,
+-- and chunks whose result is stored already, need no retry and are dropped.
 -- Returns the next attempt number, 0 if buried, -1 if dropped.
 local function requeue(streams, stream_index, group, id, f, err, max_attempts, dead_stream, dead_cap)
   local stream = streams[stream_index]
@@ -86,12 +87,13 @@ local function requeue(streams, stream_index, group, id, f, err, max_attempts, d
     return -1
   end
   local attempt = tonumber(f.attempt)
-  if attempt >= max_attempts then
+  local allowed = tonumber(f.max) or max_attempts
+  if attempt >= allowed then
     bury(streams, stream_index, group, id, f, err, dead_stream, dead_cap)
     return 0
   end
   local new_id = redis.call('XADD', stream, '*',
-    'job', f.job, 'chunk', f.chunk, 'attempt', attempt + 1, 'spec', f.spec)
+    'job', f.job, 'chunk', f.chunk, 'attempt', attempt + 1, 'max', allowed, 'spec', f.spec)
   drop_entry(stream, group, id)
   redis.call('HSET', job_key(f.job, 'tasks'), f.chunk, entry_ref(stream_index, new_id))
   return attempt + 1

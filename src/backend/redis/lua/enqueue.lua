@@ -2,10 +2,14 @@
 -- entry's ref into job:{id}:tasks. A chunk that is already queued or has a result is skipped, so
 -- a repeated enqueue (a master retrying after a lost reply) does not duplicate work; tasks of a
 -- finished job are skipped too.
--- KEYS: the three task streams. ARGV: groups of (stream index, job, chunk, spec, data).
+-- Each entry carries the enqueuer's max_attempts, so whoever nacks or reclaims it (a worker, the
+-- master) applies the same limit.
+-- KEYS: the three task streams.
+-- ARGV: max attempts, then groups of (stream index, job, chunk, spec, data).
 -- Returns how many tasks were added.
+local max_attempts = ARGV[1]
 local added = 0
-for i = 1, #ARGV, 5 do
+for i = 2, #ARGV, 5 do
   local stream_index, job, chunk, spec, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local tasks = job_key(job, 'tasks')
   local status = redis.call('GET', job_key(job, 'status'))
@@ -15,7 +19,7 @@ for i = 1, #ARGV, 5 do
   if fresh then
     redis.call('HSET', job_key(job, 'chunks'), chunk, data)
     local id = redis.call('XADD', KEYS[tonumber(stream_index)], '*',
-      'job', job, 'chunk', chunk, 'attempt', 1, 'spec', spec)
+      'job', job, 'chunk', chunk, 'attempt', 1, 'max', max_attempts, 'spec', spec)
     redis.call('HSET', tasks, chunk, entry_ref(stream_index, id))
     added = added + 1
   end
