@@ -45,13 +45,41 @@ struct Grid {
     dir: tempfile::TempDir,
     master: Proc,
     master_addr: String,
-    _collector: Proc,
+    collector: Proc,
+    collector_addr: String,
     agents: Vec<Proc>,
     workers: Vec<(String, Proc)>,
 }
 
+/// Starts a collector on `listen` telling `master`; returns it and its bound address.
+fn spawn_collector(dir: &Path, listen: &str, master: &str, flags: &[&str]) -> (Proc, String) {
+    let path = |name: &str| dir.join(name).to_str().expect("utf-8").to_string();
+    let _ = std::fs::remove_file(dir.join("collector.addr"));
+    let mut args = vec![
+        "collector".to_string(),
+        "--listen".into(),
+        listen.into(),
+        "--addr-file".into(),
+        path("collector.addr"),
+        "--master".into(),
+        master.into(),
+        "--alert-log".into(),
+        path("alerts.log"),
+    ];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let collector = Proc::spawn("collector", dir, &args, &[]);
+    let addr = read_addr_file(&dir.join("collector.addr"));
+    (collector, addr)
+}
+
 impl Grid {
     fn start(worker_ids: &[&str], heartbeat_timeout: &str) -> Grid {
+        Grid::start_with(worker_ids, heartbeat_timeout, &[])
+    }
+
+    /// Starts the grid with extra collector flags.
+    fn start_with(worker_ids: &[&str], heartbeat_timeout: &str, collector_flags: &[&str]) -> Grid {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().to_path_buf();
         let path = |name: &str| root.join(name).to_str().expect("utf-8").to_string();
@@ -72,29 +100,15 @@ impl Grid {
             &[],
         );
         let master_addr = read_addr_file(&dir.path().join("master.addr"));
-        let collector = Proc::spawn(
-            "collector",
-            dir.path(),
-            &[
-                "collector",
-                "--listen",
-                "127.0.0.1:0",
-                "--addr-file",
-                &path("collector.addr"),
-                "--master",
-                &master_addr,
-                "--alert-log",
-                &path("alerts.log"),
-            ],
-            &[],
-        );
-        let collector_addr = read_addr_file(&dir.path().join("collector.addr"));
+        let (collector, collector_addr) =
+            spawn_collector(dir.path(), "127.0.0.1:0", &master_addr, collector_flags);
         let (host, port) = collector_addr.rsplit_once(':').expect("host:port");
         let mut grid = Grid {
             dir,
             master,
             master_addr,
-            _collector: collector,
+            collector,
+            collector_addr: collector_addr.clone(),
             agents: vec![],
             workers: vec![],
         };
@@ -350,4 +364,108 @@ fn a_hung_worker_is_dead_after_the_timeout_and_its_late_results_count_once() {
         .into_iter()
         .filter(|a| a["worker_id"] == "w1" && a["state"] == "firing");
     assert_eq!(firings.count(), 1, "one DEAD alert, not one per report");
+}
+
+#[test]
+fn a_firing_resource_warning_pauses_leasing_until_it_clears() {
+    // Memory above 0 % is always true: the warning fires on the first report of every worker.
+    let mut grid = Grid::start_with(&["w1", "w2"], "15s", &["--memory-threshold", "0"]);
+    let (genome, expected) = genome(grid.dir.path(), 2_000_000);
+    wait_for(
+        "both workers told to pause",
+        Duration::from_secs(30),
+        || {
+            let workers = ["w1", "w2"].map(|id| grid.worker(id).log());
+            workers
+                .iter()
+                .all(|log| log.contains("leasing paused by the collector"))
+                .then_some(())
+        },
+    );
+    let job = grid.submit(&genome, "4000");
+    // Paused workers lease nothing: the job stays untouched for several report intervals.
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        let (status, done, _) = grid.progress(&job).expect("status");
+        assert_eq!(
+            (status.as_str(), done),
+            ("pending", 0),
+            "a paused worker leased a task"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let warnings = grid
+        .alerts()
+        .into_iter()
+        .filter(|a| a["rule"] == "memory_high")
+        .count();
+    assert_eq!(
+        warnings, 2,
+        "one memory warning per worker, not one per report"
+    );
+
+    // A collector with the default thresholds: the warning clears and leasing resumes.
+    grid.collector.kill9();
+    let (collector, _) = spawn_collector(
+        grid.dir.path(),
+        &grid.collector_addr,
+        &grid.master_addr,
+        &[],
+    );
+    grid.collector = collector;
+    grid.wait_completed(&job, Duration::from_secs(120));
+    assert_eq!(grid.total_matches(&job), expected);
+}
+
+#[test]
+fn the_job_completes_without_the_collector_and_reports_wait_for_its_return() {
+    let mut grid = Grid::start(&["w1", "w2"], "15s");
+    let (genome, expected) = genome(grid.dir.path(), 12_000_000);
+    grid.wait_alive(2);
+    let job = grid.submit(&genome, "4000");
+    wait_for("the job under way", Duration::from_secs(60), || {
+        grid.progress(&job)
+            .filter(|(_, done, total)| *done * 20 >= *total && *total > 0)
+    });
+    grid.collector.kill9();
+    let down_at = unix_now();
+    grid.wait_completed(&job, Duration::from_secs(120));
+    assert_eq!(grid.total_matches(&job), expected);
+    // Reports made meanwhile (every second, and on each worker's status) wait in the agents.
+    wait_for(
+        "a report made while the collector was down",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(grid.dir.path().join("agent-w1.log")).ok()?;
+            text.contains("lost the collector").then_some(())
+        },
+    );
+    let up_at = unix_now();
+    let (collector, addr) = spawn_collector(
+        grid.dir.path(),
+        &grid.collector_addr,
+        &grid.master_addr,
+        &[],
+    );
+    grid.collector = collector;
+    assert_eq!(addr, grid.collector_addr);
+    wait_for(
+        "buffered reports delivered",
+        Duration::from_secs(30),
+        || {
+            let output = gridwatch()
+                .args(["workers", "--collector", &addr, "--json"])
+                .output()
+                .ok()?;
+            let workers: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).ok()?;
+            let delivered = workers.iter().all(|worker| {
+                let history = worker["history"].as_array().cloned().unwrap_or_default();
+                history
+                    .iter()
+                    .filter_map(|p| p["timestamp"].as_f64())
+                    .any(|t| t > down_at && t < up_at)
+            });
+            (workers.len() == 2 && delivered).then_some(())
+        },
+    );
 }

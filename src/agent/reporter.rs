@@ -179,8 +179,9 @@ pub async fn deliver(
     let mut retry = RETRY_MIN;
     let mut last_rtt_ms = None;
     loop {
+        let mut connected = false;
         let outcome = tokio::select! {
-            outcome = session(&collector, &worker_id, &shared, &buffer, &mut last_rtt_ms) => outcome,
+            outcome = session(&collector, &worker_id, &shared, &buffer, &mut last_rtt_ms, &mut connected) => outcome,
             _ = &mut shutdown => return,
         };
         // Without the collector there is no verdict: never leave a worker paused on stale advice.
@@ -189,12 +190,14 @@ pub async fn deliver(
             *advice = LeaseAdvice::default();
             was_paused
         });
-        match outcome {
-            Ok(delivered) if delivered > 0 => retry = RETRY_MIN,
-            Ok(_) => {}
-            Err(err) => {
-                tracing::debug!(collector = %collector, error = %err, "collector link down")
-            }
+        if connected {
+            // A link that worked: retry quickly, and say once that reports are now buffered.
+            retry = RETRY_MIN;
+            let reason = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(collector = %collector, error = %reason,
+                "lost the collector; buffering reports until it returns");
+        } else if let Err(err) = outcome {
+            tracing::debug!(collector = %collector, error = %err, "collector unreachable");
         }
         tokio::select! {
             _ = tokio::time::sleep(retry) => {}
@@ -211,6 +214,7 @@ async fn session(
     shared: &AgentShared,
     buffer: &ReportBuffer,
     last_rtt_ms: &mut Option<f64>,
+    connected: &mut bool,
 ) -> Result<u64, ProtocolError> {
     let stream = tokio::time::timeout(ACK_TIMEOUT, TcpStream::connect(collector))
         .await
@@ -218,6 +222,7 @@ async fn session(
     stream.set_nodelay(true)?;
     let mut conn = Connection::new(stream);
     hello(&mut conn, Role::Agent, Some(worker_id.to_string())).await?;
+    *connected = true;
     tracing::info!(collector, pending = buffer.len(), "connected to collector");
     let mut delivered = 0;
     loop {

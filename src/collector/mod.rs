@@ -200,8 +200,8 @@ pub async fn run(
     };
     let tasks = [
         tokio::spawn(server::serve(listener, tower.clone(), stopped())),
-        // Rules for silent workers once a second; stored views refreshed every 10 s (TTL 60 s).
-        tokio::spawn(server::tick(tower, Duration::from_secs(1), 10, stopped())),
+        // Rules for silent workers once a second; stored views refreshed every 2 s (TTL 60 s).
+        tokio::spawn(server::tick(tower, Duration::from_secs(1), 2, stopped())),
         tokio::spawn(downstream::forward(downstream, items_rx, stopped())),
     ];
     shutdown.await;
