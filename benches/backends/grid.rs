@@ -24,8 +24,9 @@ fn gridwatch() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gridwatch"))
 }
 
-/// Generates a `size_bytes` genome in `scratch`, runs the job on both backends and prints a table.
-pub fn run(size_bytes: u64, scratch: &Path) {
+/// Generates a `size_bytes` genome in `scratch`, runs the job `runs` times on each backend
+/// (interleaved, so a busy machine slows each alike; best time kept) and prints a table.
+pub fn run(size_bytes: u64, runs: usize, scratch: &Path) {
     let genome = scratch.join("genome.fa");
     let generated = gridwatch()
         .args([
@@ -42,31 +43,49 @@ pub fn run(size_bytes: u64, scratch: &Path) {
     assert!(generated.success(), "gridwatch generate failed");
     let file_mib = std::fs::metadata(&genome).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
 
-    let embedded = time_job(&genome, &scratch.join("embedded"), None);
-    let server = RedisServer::start_with_aof();
-    let redis = time_job(&genome, &scratch.join("redis"), Some(&server.url()));
-    assert_eq!(
-        embedded.matches, redis.matches,
-        "the backends disagree on the match count"
-    );
+    let memory_only = RedisServer::start();
+    let like_the_seed = RedisServer::start_like_the_seed();
+    let contenders: [(&str, Option<String>); 3] = [
+        ("embedded", None),
+        ("redis", Some(memory_only.url())),
+        ("redis+aof", Some(like_the_seed.url())),
+    ];
+    let mut best: Vec<Option<Run>> = vec![None, None, None];
+    for round in 0..runs {
+        for (slot, (name, url)) in contenders.iter().enumerate() {
+            let data_dir = scratch.join(format!("{name}-{round}"));
+            let run = time_job(&genome, &data_dir, url.as_deref());
+            if best[slot]
+                .as_ref()
+                .map_or(true, |b| run.seconds < b.seconds)
+            {
+                best[slot] = Some(run);
+            }
+        }
+    }
+    let best: Vec<Run> = best.into_iter().flatten().collect();
+    for run in &best[1..] {
+        assert_eq!(
+            run.matches, best[0].matches,
+            "the backends disagree on the match count"
+        );
+    }
 
+    println!("end to end, {file_mib:.0} MiB FASTA, pattern {PATTERN}, {WORKERS} workers (gridwatch up), best of {runs}");
     println!(
-        "end to end, {file_mib:.0} MiB FASTA, pattern {PATTERN}, {WORKERS} workers (gridwatch up)"
+        "{:<10} {:>9} {:>9} {:>10} {:>12}",
+        "backend", "seconds", "MiB/s", "matches", "vs embedded"
     );
-    println!(
-        "{:<10} {:>9} {:>9} {:>10}",
-        "backend", "seconds", "MiB/s", "matches"
-    );
-    for (name, run) in [("embedded", &embedded), ("redis", &redis)] {
+    for ((name, _), run) in contenders.iter().zip(&best) {
         let rate = file_mib / run.seconds;
+        let ratio = run.seconds / best[0].seconds;
         println!(
-            "{name:<10} {:>9.2} {rate:>9.1} {:>10}",
+            "{name:<10} {:>9.2} {rate:>9.1} {:>10} {ratio:>11.2}x",
             run.seconds, run.matches
         );
     }
     println!(
-        "redis/embedded time ratio: {:.2} (target: at most 1.5)",
-        redis.seconds / embedded.seconds
+        "redis: memory only; redis+aof: appendonly yes, fsync every second (the seed's setup)"
     );
 }
 
