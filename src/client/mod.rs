@@ -4,6 +4,7 @@
 pub mod format;
 
 pub mod connect;
+pub mod demo;
 pub mod progress;
 pub mod query;
 pub mod submit;

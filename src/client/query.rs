@@ -12,7 +12,7 @@ use crate::jobs::search::{assemble_report, SearchJobSpec};
 use crate::protocol::{JobView, Message};
 
 /// How often `--wait` asks for progress.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// `gridwatch status JOB`.
 #[derive(Clone, Debug, clap::Args)]

@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 
 use crate::backend::{BackendResult, Lease, NackOutcome, NewTask, Priority, TaskId};
 
-use super::db::{sql_error, DbState};
+use super::db::{sql_error, DbState, SpoolRange};
 use super::EmbeddedConfig;
 
 fn priority_rank(priority: Priority) -> i64 {
@@ -49,12 +49,13 @@ pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult
     tx.commit().map_err(sql_error)
 }
 
-/// Leases the oldest queued task of the highest priority, if any.
+/// Leases the oldest queued task of the highest priority, if any. The lease's `data` is empty:
+/// the caller reads the returned spool range off the database thread.
 pub(super) fn lease(
     state: &mut DbState,
     config: &EmbeddedConfig,
     worker: &str,
-) -> BackendResult<Option<Lease>> {
+) -> BackendResult<Option<(Lease, SpoolRange)>> {
     let deadline = state.now() + config.visibility_timeout.as_secs_f64();
     let tx = state.conn.transaction().map_err(sql_error)?;
     let row = tx
@@ -89,15 +90,20 @@ pub(super) fn lease(
     tx.commit().map_err(sql_error)?;
     let spec = serde_json::from_str(&spec)
         .map_err(|err| crate::backend::BackendError::Corrupt(format!("task spec: {err}")))?;
-    let data: Bytes = state.spool_read(&job, offset as u64, len as u64)?;
-    Ok(Some(Lease {
+    let range = SpoolRange {
+        path: state.spool_file(&job),
+        offset: offset as u64,
+        len: len as u64,
+    };
+    let lease = Lease {
         id: TaskId { job, chunk },
         spec,
-        data,
+        data: Bytes::new(),
         worker: worker.to_string(),
         attempt: attempts + 1,
         token: (token + 1).to_string(),
-    }))
+    };
+    Ok(Some((lease, range)))
 }
 
 /// The token as stored, or `None` for a token this backend never issued.
