@@ -5,6 +5,7 @@ pub mod format;
 
 pub mod connect;
 pub mod demo;
+mod demo_kill;
 pub mod progress;
 pub mod query;
 pub mod submit;
