@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::connect::{ClientError, MasterAddr, MasterClient};
 use super::format::{write_report, OutputFormat, SearchReport};
 use super::progress::JobProgress;
-use super::query::{fetch_report, wait_for};
+use super::query::{fetch_report, wait_for_every, POLL_INTERVAL};
 use super::submit::{parse_patterns, upload, UploadRequest};
 use super::up::{Cluster, UpArgs};
 use crate::backend::{JobStatus, Priority};
@@ -66,7 +66,13 @@ pub async fn run_grid_job(
     let mut progress = JobProgress::new(show_progress, size);
     progress.message("uploading");
     upload(&mut client, &request).await?;
-    let view = wait_for(&mut client, &request.job_id, &mut progress).await?;
+    // Without a bar to draw, poll often: the poll interval would otherwise blur the timing.
+    let interval = if show_progress {
+        POLL_INTERVAL
+    } else {
+        Duration::from_millis(20)
+    };
+    let view = wait_for_every(&mut client, &request.job_id, &mut progress, interval).await?;
     if view.status != JobStatus::Completed {
         return Err(ClientError::JobFailed(format!(
             "job {} ended {:?}: {}",

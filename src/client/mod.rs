@@ -3,6 +3,7 @@
 
 pub mod format;
 
+pub mod bench_grid;
 pub mod connect;
 pub mod demo;
 mod demo_kill;
