@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::connect::{ClientError, MasterAddr, MasterClient};
 use super::format::{write_report, OutputFormat, SearchReport};
 use super::progress::JobProgress;
-use super::query::{fetch_report, wait_for};
+use super::query::{fetch_report, wait_for_every, POLL_INTERVAL};
 use super::submit::{parse_patterns, upload, UploadRequest};
 use super::up::{Cluster, UpArgs};
 use crate::backend::{JobStatus, Priority};
@@ -33,6 +33,10 @@ pub struct DemoArgs {
     /// Working directory (default: a new directory under the system temp dir).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Kill one worker (kill -9) mid-job and show the DEAD alert, the re-queue of its tasks and
+    /// the still exact result (seed 000 §10.2).
+    #[arg(long)]
+    pub kill_worker: bool,
 }
 
 /// Runs one search job on a grid and fetches its report; returns it with the wall time from
@@ -62,7 +66,13 @@ pub async fn run_grid_job(
     let mut progress = JobProgress::new(show_progress, size);
     progress.message("uploading");
     upload(&mut client, &request).await?;
-    let view = wait_for(&mut client, &request.job_id, &mut progress).await?;
+    // Without a bar to draw, poll often: the poll interval would otherwise blur the timing.
+    let interval = if show_progress {
+        POLL_INTERVAL
+    } else {
+        Duration::from_millis(20)
+    };
+    let view = wait_for_every(&mut client, &request.job_id, &mut progress, interval).await?;
     if view.status != JobStatus::Completed {
         return Err(ClientError::JobFailed(format!(
             "job {} ended {:?}: {}",
@@ -147,7 +157,21 @@ async fn run_demo(args: &DemoArgs, dir: &Path) -> Result<(), ClientError> {
 
     eprintln!("[3/4] submitting {genome_arg} for pattern {}", args.pattern);
     let patterns = [args.pattern.clone()];
-    let job = run_grid_job(&cluster.master_addr, &genome, &patterns, None, true).await;
+    let job = run_grid_job(
+        &cluster.master_addr,
+        &genome,
+        &patterns,
+        None,
+        !args.kill_worker,
+    );
+    let job = if args.kill_worker {
+        // Progress bars and the watchman's story would interleave; the story wins.
+        let (job, killed) = tokio::join!(job, super::demo_kill::kill_one_worker(&cluster, 0.2));
+        killed?;
+        job
+    } else {
+        job.await
+    };
     cluster.stop().await;
     let (report, grid_time) = job?;
     let grid_count = render(&report, OutputFormat::Count)?;
