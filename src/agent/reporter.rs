@@ -270,3 +270,59 @@ async fn session(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::WorkerStatus;
+
+    fn report(seq: u64) -> WorkerReport {
+        WorkerReport {
+            worker_id: "w1".into(),
+            seq,
+            timestamp: seq as f64,
+            status: WorkerStatus::Alive,
+            status_reason: None,
+            cpu_percent: 0.0,
+            memory_mb: 0.0,
+            memory_percent: 0.0,
+            disk_percent: 0.0,
+            process_cpu_percent: None,
+            process_rss_mb: None,
+            pid: None,
+            tasks_processed: 0,
+            current_task: None,
+            worker_uptime_secs: None,
+            report_interval_secs: 10.0,
+            last_rtt_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_drops_the_oldest_and_keeps_order() {
+        let buffer = ReportBuffer::new(3);
+        let dropped: Vec<u64> = (1..=5)
+            .filter_map(|seq| buffer.push(report(seq)))
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(dropped, [1, 2]);
+        assert_eq!(buffer.len(), 3);
+        assert_eq!(buffer.front().map(|r| r.seq), Some(3));
+    }
+
+    #[test]
+    fn only_the_report_sent_is_acknowledged() {
+        let buffer = ReportBuffer::new(10);
+        buffer.push(report(1));
+        buffer.push(report(2));
+        buffer.acknowledge(2);
+        assert_eq!(
+            buffer.front().map(|r| r.seq),
+            Some(1),
+            "a stale ack removes nothing"
+        );
+        buffer.acknowledge(1);
+        buffer.acknowledge(2);
+        assert!(buffer.is_empty());
+    }
+}

@@ -33,6 +33,10 @@ pub struct DemoArgs {
     /// Working directory (default: a new directory under the system temp dir).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Kill one worker (kill -9) mid-job and show the DEAD alert, the re-queue of its tasks and
+    /// the still exact result (seed 000 §10.2).
+    #[arg(long)]
+    pub kill_worker: bool,
 }
 
 /// Runs one search job on a grid and fetches its report; returns it with the wall time from
@@ -153,7 +157,21 @@ async fn run_demo(args: &DemoArgs, dir: &Path) -> Result<(), ClientError> {
 
     eprintln!("[3/4] submitting {genome_arg} for pattern {}", args.pattern);
     let patterns = [args.pattern.clone()];
-    let job = run_grid_job(&cluster.master_addr, &genome, &patterns, None, true).await;
+    let job = run_grid_job(
+        &cluster.master_addr,
+        &genome,
+        &patterns,
+        None,
+        !args.kill_worker,
+    );
+    let job = if args.kill_worker {
+        // Progress bars and the watchman's story would interleave; the story wins.
+        let (job, killed) = tokio::join!(job, super::demo_kill::kill_one_worker(&cluster, 0.2));
+        killed?;
+        job
+    } else {
+        job.await
+    };
     cluster.stop().await;
     let (report, grid_time) = job?;
     let grid_count = render(&report, OutputFormat::Count)?;
