@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use gridwatch::client::connect::ClientError;
-use gridwatch::client::{query, submit, up, watch};
+use gridwatch::client::{demo, query, submit, up, watch};
 use gridwatch::telemetry::{self, LogFormat};
 use gridwatch::{master, worker};
 
@@ -35,6 +35,8 @@ enum Command {
     Jobs(query::JobsArgs),
     /// Start a master and workers on this machine; Ctrl-C stops them all.
     Up(up::UpArgs),
+    /// Start a local grid, search a generated genome on it and check against local search.
+    Demo(demo::DemoArgs),
     /// Watch one worker: take its heartbeats over a Unix socket, report to the collector.
     Agent(gridwatch::agent::AgentConfig),
     /// Collect agents' reports, raise alerts, tell the master of dead workers.
@@ -67,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Command::Cancel(args) => client(query::cancel(args)),
         Command::Jobs(args) => client(query::jobs(args)),
         Command::Up(args) => client(up::up(args)),
+        Command::Demo(args) => client(demo::demo(args)),
         Command::Agent(config) => {
             telemetry::init(LogFormat::Json, "agent");
             tokio::runtime::Runtime::new()?.block_on(watch::run_agent(config))

@@ -137,6 +137,52 @@ async fn completed_job_leaves_no_acked_entries_or_chunk_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_inputs_come_back_byte_for_byte() {
+    let server = RedisServer::start();
+    let backend = connect(&server, RedisOptions::default()).await;
+    // Sizes around the inline limit of the lease reply, and a 1 MiB chunk.
+    let sizes = [0usize, 1, 65_535, 65_536, 65_537, 1 << 20];
+    let record = JobRecord {
+        id: "big".into(),
+        kind: "search".into(),
+        spec: json!({}),
+        status: JobStatus::Uploading,
+        total_chunks: 0,
+        error: None,
+        created_at: 1.0,
+        finished_at: None,
+    };
+    backend.create_job(&record).await.unwrap();
+    let input = |chunk: usize| -> Vec<u8> {
+        (0..sizes[chunk])
+            .map(|i| b"ACGTNacgt"[(i * 7 + chunk) % 9])
+            .collect()
+    };
+    let tasks = (0..sizes.len())
+        .map(|chunk| NewTask {
+            id: TaskId {
+                job: "big".into(),
+                chunk: chunk as u32,
+            },
+            priority: Priority::Medium,
+            spec: json!({}),
+            data: Bytes::from(input(chunk)),
+        })
+        .collect();
+    backend.enqueue(tasks).await.unwrap();
+    while let Some(lease) = backend.lease("w1", Duration::ZERO).await.unwrap() {
+        let chunk = lease.id.chunk as usize;
+        assert!(lease.data == input(chunk), "chunk {chunk} input differs");
+        complete(&backend, &lease).await.unwrap();
+    }
+    assert_eq!(
+        backend.progress("big").await.unwrap().done_chunks,
+        sizes.len() as u32
+    );
+    assert_queue_is_clean(&mut inspector(&server).await, "big").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_ack_of_an_expired_lease_removes_its_queued_retry() {
     let server = RedisServer::start();
     let options = RedisOptions {

@@ -5,260 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::procs::{gridwatch, read_addr_file, wait_for, Proc};
+use common::procs::{gridwatch, wait_for};
+use common::watch_grid::{genome, spawn_collector, tasks_done, unix_now, Grid};
 use nix::sys::signal::Signal;
-
-const PATTERN: &str = "AGGTCC";
-/// Far longer than any test: recovery must come from `worker_down`, not from lease expiry.
-const VISIBILITY_TIMEOUT: &str = "600";
-
-/// A one-record FASTA of `len` pseudo-random bases in 60-column lines, and how many times
-/// `PATTERN` occurs in it (overlaps included), counted naively.
-fn genome(dir: &Path, len: usize) -> (PathBuf, u64) {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let bases: Vec<u8> = (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            b"ACGT"[(state >> 33) as usize % 4]
-        })
-        .collect();
-    let expected = bases
-        .windows(PATTERN.len())
-        .filter(|w| *w == PATTERN.as_bytes())
-        .count();
-    let mut text = b">chr1 test genome\n".to_vec();
-    for line in bases.chunks(60) {
-        text.extend_from_slice(line);
-        text.push(b'\n');
-    }
-    let path = dir.join("genome.fa");
-    std::fs::write(&path, text).expect("write genome");
-    (path, expected as u64)
-}
-
-struct Grid {
-    dir: tempfile::TempDir,
-    master: Proc,
-    master_addr: String,
-    _collector: Proc,
-    agents: Vec<Proc>,
-    workers: Vec<(String, Proc)>,
-}
-
-impl Grid {
-    fn start(worker_ids: &[&str], heartbeat_timeout: &str) -> Grid {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = dir.path().to_path_buf();
-        let path = |name: &str| root.join(name).to_str().expect("utf-8").to_string();
-        let master = Proc::spawn(
-            "master",
-            dir.path(),
-            &[
-                "master",
-                "--listen",
-                "127.0.0.1:0",
-                "--addr-file",
-                &path("master.addr"),
-                "--data-dir",
-                &path("data"),
-                "--visibility-timeout",
-                VISIBILITY_TIMEOUT,
-            ],
-            &[],
-        );
-        let master_addr = read_addr_file(&dir.path().join("master.addr"));
-        let collector = Proc::spawn(
-            "collector",
-            dir.path(),
-            &[
-                "collector",
-                "--listen",
-                "127.0.0.1:0",
-                "--addr-file",
-                &path("collector.addr"),
-                "--master",
-                &master_addr,
-                "--alert-log",
-                &path("alerts.log"),
-            ],
-            &[],
-        );
-        let collector_addr = read_addr_file(&dir.path().join("collector.addr"));
-        let (host, port) = collector_addr.rsplit_once(':').expect("host:port");
-        let mut grid = Grid {
-            dir,
-            master,
-            master_addr,
-            _collector: collector,
-            agents: vec![],
-            workers: vec![],
-        };
-        for id in worker_ids {
-            let socket = path(&format!("{id}.sock"));
-            grid.agents.push(Proc::spawn(
-                &format!("agent-{id}"),
-                grid.dir.path(),
-                &[
-                    "agent",
-                    "--worker-id",
-                    id,
-                    "--socket",
-                    &socket,
-                    "--collector-host",
-                    host,
-                    "--collector-port",
-                    port,
-                    "--report-interval",
-                    "1s",
-                    "--heartbeat-timeout",
-                    heartbeat_timeout,
-                ],
-                &[],
-            ));
-            let worker = Proc::spawn(
-                &format!("worker-{id}"),
-                grid.dir.path(),
-                &[
-                    "worker",
-                    "--id",
-                    id,
-                    "--master",
-                    &grid.master_addr,
-                    "--agent-socket",
-                    &socket,
-                    "--threads",
-                    "2",
-                ],
-                &[("LOG_LEVEL", "debug")],
-            );
-            grid.workers.push((id.to_string(), worker));
-        }
-        grid
-    }
-
-    fn worker(&mut self, id: &str) -> &mut Proc {
-        &mut self
-            .workers
-            .iter_mut()
-            .find(|(w, _)| w == id)
-            .expect("known worker")
-            .1
-    }
-
-    fn alerts(&self) -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("alerts.log")).unwrap_or_default();
-        text.lines()
-            .map(|l| serde_json::from_str(l).expect("alert log line is JSON"))
-            .collect()
-    }
-
-    fn alert(&self, worker: &str, state: &str) -> Option<serde_json::Value> {
-        self.alerts()
-            .into_iter()
-            .find(|a| a["rule"] == "worker_dead" && a["worker_id"] == worker && a["state"] == state)
-    }
-
-    fn client(&self, args: &[&str]) -> Option<String> {
-        let output = gridwatch()
-            .args(args)
-            .args(["--master", &self.master_addr])
-            .output()
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    /// Waits until every worker is ALIVE in the liveness view.
-    fn wait_alive(&self, count: usize) {
-        wait_for("every worker alive", Duration::from_secs(30), || {
-            let text = self.client(&["workers", "--json"])?;
-            let workers: Vec<serde_json::Value> = serde_json::from_str(&text).ok()?;
-            (workers.iter().filter(|w| w["status"] == "ALIVE").count() == count).then_some(())
-        });
-    }
-
-    fn submit(&self, genome: &Path, chunk_size: &str) -> String {
-        let text = self
-            .client(&[
-                "submit",
-                genome.to_str().expect("utf-8"),
-                "--pattern",
-                PATTERN,
-                "--chunk-size",
-                chunk_size,
-                "--json",
-            ])
-            .expect("submit succeeds");
-        let value: serde_json::Value = serde_json::from_str(text.trim()).expect("submit --json");
-        value["job_id"].as_str().expect("job id").to_string()
-    }
-
-    fn progress(&self, job: &str) -> Option<(String, u64, u64)> {
-        let text = self.client(&["status", job, "--json"])?;
-        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let job = &value["job"];
-        Some((
-            job["status"].as_str()?.to_string(),
-            job["progress"]["processed_chunks"].as_u64()?,
-            job["progress"]["total_chunks"].as_u64()?,
-        ))
-    }
-
-    fn wait_completed(&self, job: &str, limit: Duration) {
-        wait_for("job completed", limit, || {
-            self.progress(job)
-                .filter(|(status, _, _)| status == "completed")
-                .map(|_| ())
-        });
-    }
-
-    fn total_matches(&self, job: &str) -> u64 {
-        let text = self.client(&["results", job]).expect("results");
-        let total = text
-            .lines()
-            .find(|l| l.starts_with("total"))
-            .expect("a total line");
-        total
-            .split_whitespace()
-            .last()
-            .expect("count")
-            .parse()
-            .expect("a number")
-    }
-
-    /// How many leases the master re-queued for `worker` on `worker_down`.
-    fn reclaimed(&self, worker: &str) -> Option<u64> {
-        self.master.log_json().iter().find_map(|line| {
-            let fields = &line["fields"];
-            (fields["message"] == "re-queued the dead worker's tasks" && fields["worker"] == worker)
-                .then(|| fields["reclaimed"].as_u64())
-                .flatten()
-        })
-    }
-}
-
-/// Tasks a worker logged as done (stored and acked), late duplicates included.
-fn tasks_done(worker: &Proc) -> usize {
-    let lines = worker.log_json();
-    lines
-        .iter()
-        .filter(|line| line["fields"]["message"] == "task done")
-        .count()
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
-}
 
 #[test]
 fn a_killed_worker_is_dead_within_a_second_and_its_chunks_run_elsewhere() {
@@ -350,4 +101,172 @@ fn a_hung_worker_is_dead_after_the_timeout_and_its_late_results_count_once() {
         .into_iter()
         .filter(|a| a["worker_id"] == "w1" && a["state"] == "firing");
     assert_eq!(firings.count(), 1, "one DEAD alert, not one per report");
+}
+
+#[test]
+fn a_firing_resource_warning_pauses_leasing_until_it_clears() {
+    // Memory above 0 % is always true: the warning fires on the first report of every worker.
+    let mut grid = Grid::start_with(&["w1", "w2"], "15s", &["--memory-threshold", "0"]);
+    let (genome, expected) = genome(grid.dir.path(), 2_000_000);
+    wait_for(
+        "both workers told to pause",
+        Duration::from_secs(30),
+        || {
+            let workers = ["w1", "w2"].map(|id| grid.worker(id).log());
+            workers
+                .iter()
+                .all(|log| log.contains("leasing paused by the collector"))
+                .then_some(())
+        },
+    );
+    let job = grid.submit(&genome, "4000");
+    // Paused workers lease nothing: the job stays untouched for several report intervals.
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        let (status, done, _) = grid.progress(&job).expect("status");
+        assert_eq!(
+            (status.as_str(), done),
+            ("pending", 0),
+            "a paused worker leased a task"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let warnings = grid
+        .alerts()
+        .into_iter()
+        .filter(|a| a["rule"] == "memory_high")
+        .count();
+    assert_eq!(
+        warnings, 2,
+        "one memory warning per worker, not one per report"
+    );
+
+    // A collector with the default thresholds: the warning clears and leasing resumes.
+    grid.collector.kill9();
+    let (collector, _) = spawn_collector(
+        grid.dir.path(),
+        &grid.collector_addr,
+        &grid.master_addr,
+        &[],
+        "embedded",
+    );
+    grid.collector = collector;
+    grid.wait_completed(&job, Duration::from_secs(120));
+    assert_eq!(grid.total_matches(&job), expected);
+}
+
+#[test]
+fn the_job_completes_without_the_collector_and_reports_wait_for_its_return() {
+    let mut grid = Grid::start(&["w1", "w2"], "15s");
+    let (genome, expected) = genome(grid.dir.path(), 12_000_000);
+    grid.wait_alive(2);
+    let job = grid.submit(&genome, "4000");
+    wait_for("the job under way", Duration::from_secs(60), || {
+        grid.progress(&job)
+            .filter(|(_, done, total)| *done * 20 >= *total && *total > 0)
+    });
+    grid.collector.kill9();
+    let down_at = unix_now();
+    grid.wait_completed(&job, Duration::from_secs(120));
+    assert_eq!(grid.total_matches(&job), expected);
+    // Reports made meanwhile (every second, and on each worker's status) wait in the agents.
+    wait_for(
+        "a report made while the collector was down",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(grid.dir.path().join("agent-w1.log")).ok()?;
+            text.contains("lost the collector").then_some(())
+        },
+    );
+    let up_at = unix_now();
+    let (collector, addr) = spawn_collector(
+        grid.dir.path(),
+        &grid.collector_addr,
+        &grid.master_addr,
+        &[],
+        "embedded",
+    );
+    grid.collector = collector;
+    assert_eq!(addr, grid.collector_addr);
+    wait_for(
+        "buffered reports delivered",
+        Duration::from_secs(30),
+        || {
+            let output = gridwatch()
+                .args(["workers", "--collector", &addr, "--json"])
+                .output()
+                .ok()?;
+            let workers: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).ok()?;
+            let delivered = workers.iter().all(|worker| {
+                let history = worker["history"].as_array().cloned().unwrap_or_default();
+                history
+                    .iter()
+                    .filter_map(|p| p["timestamp"].as_f64())
+                    .any(|t| t > down_at && t < up_at)
+            });
+            (workers.len() == 2 && delivered).then_some(())
+        },
+    );
+}
+
+#[test]
+fn with_redis_a_killed_worker_is_reclaimed_and_the_watch_data_is_in_redis() {
+    let redis = common::redis::RedisServer::start();
+    let mut grid = Grid::start_on(&redis.url(), &["w1", "w2"], "15s", &[]);
+    let (genome, expected) = genome(grid.dir.path(), 12_000_000);
+    grid.wait_alive(2);
+    let job = grid.submit(&genome, "4000");
+    wait_for("the job under way", Duration::from_secs(60), || {
+        grid.progress(&job)
+            .filter(|(_, done, total)| *done * 20 >= *total && *total > 0)
+    });
+    let killed_at = unix_now();
+    grid.worker("w1").kill9();
+    let dead = wait_for("DEAD alert for w1", Duration::from_secs(10), || {
+        grid.alert("w1", "firing")
+    });
+    let latency = dead["timestamp"].as_f64().expect("timestamp") - killed_at;
+    assert!(latency < 1.0, "DEAD alert {latency:.3} s after kill -9");
+    let reclaimed = wait_for("w1's leases re-queued", Duration::from_secs(10), || {
+        grid.reclaimed("w1")
+    });
+    assert!(
+        reclaimed >= 1,
+        "w1 held leases when killed; {reclaimed} re-queued"
+    );
+    grid.wait_completed(&job, Duration::from_secs(120));
+    assert_eq!(grid.total_matches(&job), expected);
+
+    // The seed's keys (use case 3): alert history and per-worker metrics with a TTL.
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut redis_conn = client.get_connection().expect("redis connection");
+    let history: Vec<String> = redis::cmd("LRANGE")
+        .arg("alerts:history")
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis_conn)
+        .expect("LRANGE");
+    assert!(
+        history
+            .iter()
+            .any(|a| a.contains("\"worker_dead\"") && a.contains("\"w1\"")),
+        "alerts:history holds w1's DEAD alert: {history:?}"
+    );
+    let metrics = wait_for(
+        "w1's stored metrics say DEAD",
+        Duration::from_secs(10),
+        || {
+            let text: Option<String> = redis::cmd("GET")
+                .arg("worker:w1:metrics")
+                .query(&mut redis_conn)
+                .ok()?;
+            text.filter(|t| t.contains("\"status\":\"DEAD\""))
+        },
+    );
+    assert!(metrics.contains("\"worker_id\":\"w1\""));
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("worker:w1:metrics")
+        .query(&mut redis_conn)
+        .expect("TTL");
+    assert!(ttl > 0 && ttl <= 60, "worker metrics expire (TTL {ttl})");
 }

@@ -179,8 +179,9 @@ pub async fn deliver(
     let mut retry = RETRY_MIN;
     let mut last_rtt_ms = None;
     loop {
+        let mut connected = false;
         let outcome = tokio::select! {
-            outcome = session(&collector, &worker_id, &shared, &buffer, &mut last_rtt_ms) => outcome,
+            outcome = session(&collector, &worker_id, &shared, &buffer, &mut last_rtt_ms, &mut connected) => outcome,
             _ = &mut shutdown => return,
         };
         // Without the collector there is no verdict: never leave a worker paused on stale advice.
@@ -189,12 +190,14 @@ pub async fn deliver(
             *advice = LeaseAdvice::default();
             was_paused
         });
-        match outcome {
-            Ok(delivered) if delivered > 0 => retry = RETRY_MIN,
-            Ok(_) => {}
-            Err(err) => {
-                tracing::debug!(collector = %collector, error = %err, "collector link down")
-            }
+        if connected {
+            // A link that worked: retry quickly, and say once that reports are now buffered.
+            retry = RETRY_MIN;
+            let reason = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(collector = %collector, error = %reason,
+                "lost the collector; buffering reports until it returns");
+        } else if let Err(err) = outcome {
+            tracing::debug!(collector = %collector, error = %err, "collector unreachable");
         }
         tokio::select! {
             _ = tokio::time::sleep(retry) => {}
@@ -211,6 +214,7 @@ async fn session(
     shared: &AgentShared,
     buffer: &ReportBuffer,
     last_rtt_ms: &mut Option<f64>,
+    connected: &mut bool,
 ) -> Result<u64, ProtocolError> {
     let stream = tokio::time::timeout(ACK_TIMEOUT, TcpStream::connect(collector))
         .await
@@ -218,6 +222,7 @@ async fn session(
     stream.set_nodelay(true)?;
     let mut conn = Connection::new(stream);
     hello(&mut conn, Role::Agent, Some(worker_id.to_string())).await?;
+    *connected = true;
     tracing::info!(collector, pending = buffer.len(), "connected to collector");
     let mut delivered = 0;
     loop {
@@ -263,5 +268,61 @@ async fn session(
                 return Ok(delivered);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::WorkerStatus;
+
+    fn report(seq: u64) -> WorkerReport {
+        WorkerReport {
+            worker_id: "w1".into(),
+            seq,
+            timestamp: seq as f64,
+            status: WorkerStatus::Alive,
+            status_reason: None,
+            cpu_percent: 0.0,
+            memory_mb: 0.0,
+            memory_percent: 0.0,
+            disk_percent: 0.0,
+            process_cpu_percent: None,
+            process_rss_mb: None,
+            pid: None,
+            tasks_processed: 0,
+            current_task: None,
+            worker_uptime_secs: None,
+            report_interval_secs: 10.0,
+            last_rtt_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_drops_the_oldest_and_keeps_order() {
+        let buffer = ReportBuffer::new(3);
+        let dropped: Vec<u64> = (1..=5)
+            .filter_map(|seq| buffer.push(report(seq)))
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(dropped, [1, 2]);
+        assert_eq!(buffer.len(), 3);
+        assert_eq!(buffer.front().map(|r| r.seq), Some(3));
+    }
+
+    #[test]
+    fn only_the_report_sent_is_acknowledged() {
+        let buffer = ReportBuffer::new(10);
+        buffer.push(report(1));
+        buffer.push(report(2));
+        buffer.acknowledge(2);
+        assert_eq!(
+            buffer.front().map(|r| r.seq),
+            Some(1),
+            "a stale ack removes nothing"
+        );
+        buffer.acknowledge(1);
+        buffer.acknowledge(2);
+        assert!(buffer.is_empty());
     }
 }

@@ -16,6 +16,8 @@ use crate::client::tool_error::ToolError;
 pub enum BenchCommand {
     /// Time `gridwatch search` against grep, ripgrep and seqkit on a generated genome.
     Search(BenchSearchArgs),
+    /// Time a job end to end on a local grid against grep and ripgrep, sweeping chunk sizes.
+    Grid(super::bench_grid::BenchGridArgs),
 }
 
 /// Arguments of `gridwatch bench search`.
@@ -51,6 +53,7 @@ struct Contender {
 pub fn run(command: &BenchCommand) -> Result<(), ToolError> {
     match command {
         BenchCommand::Search(args) => bench_search(args),
+        BenchCommand::Grid(args) => super::bench_grid::run(args),
     }
 }
 

@@ -3,7 +3,10 @@
 
 pub mod format;
 
+pub mod bench_grid;
 pub mod connect;
+pub mod demo;
+mod demo_kill;
 pub mod progress;
 pub mod query;
 pub mod submit;

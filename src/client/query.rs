@@ -12,7 +12,7 @@ use crate::jobs::search::{assemble_report, SearchJobSpec};
 use crate::protocol::{JobView, Message};
 
 /// How often `--wait` asks for progress.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// `gridwatch status JOB`.
 #[derive(Clone, Debug, clap::Args)]
@@ -93,6 +93,16 @@ pub async fn wait_for(
     job: &str,
     progress: &mut JobProgress,
 ) -> Result<JobView, ClientError> {
+    wait_for_every(client, job, progress, POLL_INTERVAL).await
+}
+
+/// `wait_for` with a chosen polling interval (benchmarks poll faster).
+pub async fn wait_for_every(
+    client: &mut MasterClient,
+    job: &str,
+    progress: &mut JobProgress,
+    interval: Duration,
+) -> Result<JobView, ClientError> {
     loop {
         let (view, active) = query_status(client, job).await?;
         progress.update(&view, active);
@@ -100,7 +110,7 @@ pub async fn wait_for(
             progress.finish();
             return Ok(view);
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

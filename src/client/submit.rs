@@ -118,7 +118,15 @@ pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let mut progress = JobProgress::new(!args.json, file_len(&args.file).await.ok());
     progress.message("uploading");
-    let submitted = upload(&mut client, &args, &job_id, patterns, options).await?;
+    let request = UploadRequest {
+        path: args.file.clone(),
+        job_id: job_id.clone(),
+        patterns,
+        options,
+        chunk_size: args.chunk_size,
+        priority: args.priority.into(),
+    };
+    let submitted = upload(&mut client, &request).await?;
     if submitted.active_workers == 0 {
         eprintln!(
             "warning: no active workers: job {} is queued and starts when a worker connects (`gridwatch worker --id w1`)",
@@ -203,15 +211,29 @@ async fn file_len(path: &std::path::Path) -> std::io::Result<u64> {
     Ok(tokio::fs::metadata(path).await?.len())
 }
 
+/// What to upload and how to search it.
+#[derive(Clone, Debug)]
+pub struct UploadRequest {
+    /// The input file.
+    pub path: PathBuf,
+    /// Client-chosen job id.
+    pub job_id: String,
+    /// Patterns to find.
+    pub patterns: Vec<Pattern>,
+    /// Strand and case options.
+    pub options: SearchOptions,
+    /// Bases per chunk (the master's default when `None`).
+    pub chunk_size: Option<u64>,
+    /// Queue priority.
+    pub priority: Priority,
+}
+
 /// Sends the header, then (if the master is ready for it) the file; returns the acceptance.
 pub async fn upload(
     client: &mut MasterClient,
-    args: &SubmitArgs,
-    job_id: &str,
-    patterns: Vec<Pattern>,
-    options: SearchOptions,
+    request: &UploadRequest,
 ) -> Result<Submitted, ClientError> {
-    let path = &args.file;
+    let path = &request.path;
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
@@ -225,13 +247,13 @@ pub async fn upload(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
     let header = Message::SubmitJob {
-        job_id: job_id.to_string(),
+        job_id: request.job_id.clone(),
         filename,
-        patterns,
-        options,
+        patterns: request.patterns.clone(),
+        options: request.options,
         file_size,
-        chunk_size: args.chunk_size,
-        priority: args.priority.into(),
+        chunk_size: request.chunk_size,
+        priority: request.priority,
     };
     match client.request(&header).await? {
         Message::Ready { .. } => {}

@@ -1,5 +1,5 @@
-//! `gridwatch up`: the whole grid on one machine as child processes (a master and N workers),
-//! stopped together on Ctrl-C or SIGTERM. `Cluster` is also what `demo` and `bench grid` start.
+//! `gridwatch up`: the whole grid on one machine as child processes (a master, a collector, and
+//! N workers each with its agent), stopped together on Ctrl-C or SIGTERM. `Cluster` is also what `demo` and `bench grid` start.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -32,7 +32,7 @@ pub struct UpArgs {
     #[arg(long, env = "GRIDWATCH_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
     /// Extra flags passed to the master (e.g. --chunk-size 65536), space-separated.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub master_flags: String,
     /// Where tasks and job state live, for the master and every worker (embedded or
     /// redis://HOST:PORT/DB).
@@ -46,7 +46,13 @@ pub struct Cluster {
     pub master_addr: String,
     /// Where each process logs.
     pub log_dir: PathBuf,
+    /// The collector's bound address.
+    pub collector_addr: String,
+    /// The collector's JSON-lines alert log.
+    pub alert_log: PathBuf,
     master: Child,
+    collector: Child,
+    agents: Vec<(String, Child)>,
     workers: Vec<(String, Child)>,
 }
 
@@ -79,15 +85,40 @@ impl Cluster {
                 return Err(err);
             }
         };
-        let mut workers = Vec::new();
+        let alert_log = args.data_dir.join("alerts.log");
+        let (collector, collector_addr) =
+            match start_collector(&exe, args, &master_addr, &alert_log).await {
+                Ok(started) => started,
+                Err(err) => {
+                    let _ = master.kill().await;
+                    return Err(err);
+                }
+            };
+        let socket_dir = args.data_dir.join("sockets");
+        std::fs::create_dir_all(&socket_dir)
+            .map_err(|e| ClientError::Usage(format!("{}: {e}", socket_dir.display())))?;
+        let (mut agents, mut workers) = (Vec::new(), Vec::new());
         for n in 1..=args.workers {
             let id = format!("w{n}");
+            let socket = socket_dir.join(format!("{id}.sock"));
+            let mut agent = Command::new(&exe);
+            agent
+                .args(["agent", "--worker-id", &id, "--socket"])
+                .arg(&socket)
+                .args(["--collector-host", "127.0.0.1", "--collector-port"])
+                .arg(collector_addr.rsplit(':').next().unwrap_or("6000"));
+            agents.push((
+                id.clone(),
+                spawn(agent, &log_dir.join(format!("agent-{id}.log")))?,
+            ));
             let mut cmd = Command::new(&exe);
             cmd.arg("worker")
                 .arg("--id")
                 .arg(&id)
                 .arg("--master")
                 .arg(&master_addr)
+                .arg("--agent-socket")
+                .arg(&socket)
                 .arg("--threads")
                 .arg(args.threads.to_string())
                 .args(backend_flag(args));
@@ -97,7 +128,11 @@ impl Cluster {
         Ok(Self {
             master_addr,
             log_dir,
+            collector_addr,
+            alert_log,
             master,
+            collector,
+            agents,
             workers,
         })
     }
@@ -113,6 +148,11 @@ impl Cluster {
     /// Prints where everything runs.
     pub fn describe(&self) {
         eprintln!("master   listening on {}", self.master_addr);
+        eprintln!(
+            "collector listening on {} (alerts in {})",
+            self.collector_addr,
+            self.alert_log.display()
+        );
         for (id, pid) in self.worker_pids() {
             eprintln!("worker   {id} (pid {})", pid.unwrap_or(0));
         }
@@ -125,16 +165,25 @@ impl Cluster {
             if let Ok(Some(status)) = self.master.try_wait() {
                 return format!("master exited ({status})");
             }
+            if let Ok(Some(status)) = self.collector.try_wait() {
+                return format!("collector exited ({status})");
+            }
             for (id, child) in &mut self.workers {
                 if let Ok(Some(status)) = child.try_wait() {
                     return format!("worker {id} exited ({status})");
+                }
+            }
+            for (id, child) in &mut self.agents {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return format!("agent of {id} exited ({status})");
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
-    /// SIGTERM to workers, then the master; SIGKILL to any still running after the timeout.
+    /// SIGTERM to workers, then their agents and the collector, then the master; SIGKILL to any
+    /// still running after the timeout. Workers go first so their agents see a clean goodbye.
     pub async fn stop(mut self) {
         for (_, child) in &mut self.workers {
             terminate(child);
@@ -142,8 +191,49 @@ impl Cluster {
         for (_, child) in &mut self.workers {
             reap(child).await;
         }
+        for (_, child) in &mut self.agents {
+            terminate(child);
+        }
+        terminate(&mut self.collector);
+        for (_, child) in &mut self.agents {
+            reap(child).await;
+        }
+        reap(&mut self.collector).await;
         terminate(&mut self.master);
         reap(&mut self.master).await;
+    }
+}
+
+/// Starts the collector (telling the master of dead workers) and waits until it listens.
+async fn start_collector(
+    exe: &Path,
+    args: &UpArgs,
+    master_addr: &str,
+    alert_log: &Path,
+) -> Result<(Child, String), ClientError> {
+    let addr_file = args.data_dir.join("collector.addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "collector",
+        "--listen",
+        "127.0.0.1:0",
+        "--master",
+        master_addr,
+        "--alert-log",
+    ])
+    .arg(alert_log)
+    .arg("--addr-file")
+    .arg(&addr_file)
+    .args(backend_flag(args));
+    let log_dir = args.data_dir.join("logs");
+    let mut collector = spawn(cmd, &log_dir.join("collector.log"))?;
+    match wait_for_addr(&addr_file, &mut collector).await {
+        Ok(addr) => Ok((collector, addr)),
+        Err(err) => {
+            let _ = collector.kill().await;
+            Err(err)
+        }
     }
 }
 

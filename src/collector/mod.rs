@@ -200,8 +200,8 @@ pub async fn run(
     };
     let tasks = [
         tokio::spawn(server::serve(listener, tower.clone(), stopped())),
-        // Rules for silent workers once a second; stored views refreshed every 10 s (TTL 60 s).
-        tokio::spawn(server::tick(tower, Duration::from_secs(1), 10, stopped())),
+        // Rules for silent workers once a second; stored views refreshed every 2 s (TTL 60 s).
+        tokio::spawn(server::tick(tower, Duration::from_secs(1), 2, stopped())),
         tokio::spawn(downstream::forward(downstream, items_rx, stopped())),
     ];
     shutdown.await;
@@ -211,4 +211,55 @@ pub async fn run(
     }
     tracing::info!("collector stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        collector: CollectorConfig,
+    }
+
+    #[test]
+    fn thresholds_come_from_defaults_then_the_file_then_flags() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rules = dir.path().join("rules.toml");
+        std::fs::write(
+            &rules,
+            "cpu_percent = 80.0\nmemory_percent = 70.0\ncpu_for = 60\n",
+        )
+        .expect("write rules");
+        let rules = rules.to_str().expect("utf-8");
+        let args = Args::parse_from(["collector", "--rules", rules, "--memory-threshold", "75"]);
+        let thresholds = args.collector.thresholds().expect("valid rules");
+        assert_eq!(thresholds.cpu_percent, 80.0, "from the file");
+        assert_eq!(thresholds.cpu_for, Duration::from_secs(60), "from the file");
+        assert_eq!(
+            thresholds.memory_percent, 75.0,
+            "the flag wins over the file"
+        );
+        assert_eq!(
+            thresholds.no_report_after,
+            Duration::from_secs(30),
+            "the seed's default"
+        );
+    }
+
+    #[test]
+    fn a_bad_rules_file_names_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rules = dir.path().join("rules.toml");
+        std::fs::write(&rules, "cpu_percent = \"high\"\n").expect("write rules");
+        let args = Args::parse_from(["collector", "--rules", rules.to_str().expect("utf-8")]);
+        let error = args
+            .collector
+            .thresholds()
+            .expect_err("a string is not a percentage");
+        assert!(error.to_string().contains("rules.toml"), "{error}");
+    }
 }

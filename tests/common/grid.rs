@@ -23,6 +23,8 @@ pub struct Grid {
     pub master: Option<Proc>,
     /// Worker processes by id.
     pub workers: Vec<(String, Proc)>,
+    /// Extra flags for every worker started from now on (e.g. `--backend redis://...`).
+    pub worker_flags: Vec<String>,
     master_flags: Vec<String>,
     restarts: u32,
 }
@@ -36,6 +38,7 @@ impl Grid {
             addr: "127.0.0.1:0".into(),
             master: None,
             workers: Vec::new(),
+            worker_flags: Vec::new(),
             master_flags: master_flags.iter().map(|s| s.to_string()).collect(),
             restarts: 0,
         };
@@ -80,7 +83,7 @@ impl Grid {
 
     /// Starts a worker with `--threads threads`.
     pub fn start_worker(&mut self, id: &str, threads: usize) {
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "worker".into(),
             "--id".into(),
             id.into(),
@@ -89,6 +92,7 @@ impl Grid {
             "--threads".into(),
             threads.to_string(),
         ];
+        args.extend(self.worker_flags.iter().cloned());
         let log = self.path(&format!("{id}.log"));
         self.workers
             .push((id.to_string(), Proc::spawn(id, &args, &log)));

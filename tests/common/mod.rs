@@ -4,6 +4,7 @@
 pub mod grid;
 pub mod procs;
 pub mod redis;
+pub mod watch_grid;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -15,26 +15,42 @@ use tempfile::TempDir;
 /// How long a server may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How the server persists its data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Persistence {
+    /// Memory only.
+    None,
+    /// Append-only file, fsync on every write: nothing acknowledged is lost in a restart.
+    AofAlways,
+    /// Append-only file, fsync once a second: the seed's deployment (`--appendonly yes`).
+    AofEverySec,
+}
+
 /// One `redis-server` child process owned by a test.
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: TempDir,
-    append_only: bool,
+    persistence: Persistence,
 }
 
 impl RedisServer {
     /// A server without persistence.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(Persistence::None)
     }
 
     /// A server writing an append-only file (fsync on every write), so it survives a restart.
     pub fn start_with_aof() -> Self {
-        Self::start_with(true)
+        Self::start_with(Persistence::AofAlways)
     }
 
-    fn start_with(append_only: bool) -> Self {
+    /// A server configured as the seed deploys it: append-only file, fsync every second.
+    pub fn start_like_the_seed() -> Self {
+        Self::start_with(Persistence::AofEverySec)
+    }
+
+    fn start_with(persistence: Persistence) -> Self {
         let mut last_error = String::new();
         // A port picked free can be taken by someone else before redis binds it: try a few.
         for _ in 0..5 {
@@ -42,7 +58,7 @@ impl RedisServer {
                 child: None,
                 port: free_port(),
                 dir: tempfile::tempdir().expect("temp dir for redis-server"),
-                append_only,
+                persistence,
             };
             match server.spawn_and_wait() {
                 Ok(()) => return server,
@@ -107,8 +123,11 @@ impl RedisServer {
             .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
-            .args(["--appendonly", if self.append_only { "yes" } else { "no" }])
-            .args(["--appendfsync", "always"])
+            .args(match self.persistence {
+                Persistence::None => ["--appendonly", "no", "--appendfsync", "everysec"],
+                Persistence::AofAlways => ["--appendonly", "yes", "--appendfsync", "always"],
+                Persistence::AofEverySec => ["--appendonly", "yes", "--appendfsync", "everysec"],
+            })
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);

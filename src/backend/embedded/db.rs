@@ -5,12 +5,10 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
@@ -134,14 +132,9 @@ impl DbState {
         Ok(offset)
     }
 
-    /// Reads `len` bytes at `offset` of a job's spool file.
-    pub fn spool_read(&mut self, job: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
-        let path = self.spool_path(job);
-        let (file, _) = self.spool(job)?;
-        let mut buffer = vec![0u8; len as usize];
-        file.read_exact_at(&mut buffer, offset)
-            .map_err(|err| BackendError::Corrupt(format!("{}: {err}", path.display())))?;
-        Ok(Bytes::from(buffer))
+    /// Where a job's chunk bytes are spooled.
+    pub fn spool_file(&self, job: &str) -> PathBuf {
+        self.spool_path(job)
     }
 
     /// Deletes a job's spool file (its tasks are all gone).
@@ -158,4 +151,28 @@ pub(super) fn sql_error(err: rusqlite::Error) -> BackendError {
 
 fn io_error(path: &Path, err: std::io::Error) -> BackendError {
     BackendError::Other(format!("{}: {err}", path.display()))
+}
+
+/// A task's bytes in a spool file.
+#[derive(Debug)]
+pub(super) struct SpoolRange {
+    /// The job's spool file.
+    pub path: PathBuf,
+    /// Where the bytes start.
+    pub offset: u64,
+    /// How many.
+    pub len: u64,
+}
+
+impl SpoolRange {
+    /// Reads the bytes (a blocking call: run it off the async threads).
+    pub fn read(&self) -> BackendResult<bytes::Bytes> {
+        use std::os::unix::fs::FileExt;
+        let file = File::open(&self.path)
+            .map_err(|err| BackendError::Corrupt(format!("{}: {err}", self.path.display())))?;
+        let mut buffer = vec![0u8; self.len as usize];
+        file.read_exact_at(&mut buffer, self.offset)
+            .map_err(|err| BackendError::Corrupt(format!("{}: {err}", self.path.display())))?;
+        Ok(bytes::Bytes::from(buffer))
+    }
 }

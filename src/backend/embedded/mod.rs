@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use super::{
-    BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, Lease, NackOutcome, NewTask,
-    Progress, Queue, Store, WorkerId,
+    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, Lease,
+    NackOutcome, NewTask, Progress, Queue, Store, WorkerId,
 };
 use db::Db;
 
@@ -120,8 +120,11 @@ impl Queue for EmbeddedBackend {
                 .db
                 .call(move |state| queue::lease(state, &config, &owner))
                 .await?;
-            if leased.is_some() {
-                return Ok(leased);
+            if let Some((mut lease, range)) = leased {
+                lease.data = tokio::task::spawn_blocking(move || range.read())
+                    .await
+                    .map_err(|err| BackendError::Other(format!("spool read: {err}")))??;
+                return Ok(Some(lease));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Ok(None);

@@ -11,11 +11,12 @@ mod queue;
 mod scripts;
 mod store;
 
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use ::redis::{ErrorKind, RedisError, ScriptInvocation};
+use ::redis::{ErrorKind, RedisError, RedisResult, ScriptInvocation};
 
 use crate::backend::config::RedisUrl;
 use crate::backend::{BackendError, BackendResult};
@@ -116,15 +117,19 @@ impl RedisBackend {
     /// Creates the consumer group on every task stream (and the streams) if missing. Needed at
     /// start and again if Redis lost its data (restarted without persistence).
     async fn ensure_groups(&self) -> BackendResult<()> {
-        let mut conn = self.commands.clone();
         for stream in TASK_STREAMS {
-            let created: Result<(), RedisError> = ::redis::cmd("XGROUP")
+            let mut create = ::redis::cmd("XGROUP");
+            create
                 .arg("CREATE")
                 .arg(stream)
                 .arg(GROUP)
                 .arg("0")
-                .arg("MKSTREAM")
-                .query_async(&mut conn)
+                .arg("MKSTREAM");
+            let created: RedisResult<()> = self
+                .send(|mut conn| {
+                    let create = &create;
+                    async move { create.query_async(&mut conn).await }
+                })
                 .await;
             match created {
                 Err(e) if e.code() != Some("BUSYGROUP") => return Err(backend_error(e)),
@@ -140,16 +145,45 @@ impl RedisBackend {
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> BackendResult<T> {
-        let mut conn = self.commands.clone();
-        match invocation.invoke_async(&mut conn).await {
+        let run = |mut conn: ConnectionManager| async move {
+            invocation.invoke_async::<T>(&mut conn).await
+        };
+        match self.send(run).await {
             Err(e) if is_missing_group(&e) => {
                 self.ensure_groups().await?;
-                invocation
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(backend_error)
+                self.send(run).await.map_err(backend_error)
             }
             result => result.map_err(backend_error),
+        }
+    }
+
+    /// Runs one request (command, pipeline or script) on the shared connection, as [`send`]
+    /// does, mapping errors to the backend's.
+    ///
+    /// [`send`]: RedisBackend::send
+    async fn request<T, F, Fut>(&self, request: F) -> BackendResult<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.send(request).await.map_err(backend_error)
+    }
+
+    /// Runs one request on the shared connection. If the connection turns out to be dead (Redis
+    /// restarted since the last request), the manager reconnects and the request runs once more.
+    /// Every request here is safe to repeat: reads are reads, and each script is idempotent or
+    /// first-write-wins (a lease whose reply was lost is reclaimed when its visibility ends).
+    async fn send<T, F, Fut>(&self, request: F) -> RedisResult<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        match request(self.commands.clone()).await {
+            Err(e) if is_connection_lost(&e) => {
+                tracing::debug!(component = "backend", error = %e, "redis connection lost; reconnecting");
+                request(self.commands.clone()).await
+            }
+            result => result,
         }
     }
 
@@ -177,6 +211,10 @@ impl RedisBackend {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+fn is_connection_lost(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 fn is_missing_group(e: &RedisError) -> bool {

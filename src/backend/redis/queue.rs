@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ::redis::Value;
+use ::redis::{AsyncCommands, Value};
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -16,10 +16,21 @@ use crate::backend::{BackendError, BackendResult, Lease, NackOutcome, NewTask, Q
 
 /// What one run of the lease script found.
 enum LeaseAttempt {
-    Leased(Lease),
+    /// A task, with its input unless that was too large to return inline.
+    Leased(Lease, InputBytes),
     /// Every stream is drained; the newest entry id of each, to block for anything newer.
     Drained([String; 3]),
 }
+
+/// Whether a lease reply carried the task's input.
+enum InputBytes {
+    Inline,
+    Fetch,
+}
+
+/// Inputs up to this size come back inside the lease script's reply; larger ones are read with a
+/// plain HGET, which copies them fewer times.
+const INLINE_INPUT_LIMIT: usize = 64 << 10;
 
 /// Extra time a blocking read may take beyond its own timeout before the server is presumed hung.
 const BLOCK_GRACE: Duration = Duration::from_secs(5);
@@ -27,30 +38,18 @@ const BLOCK_GRACE: Duration = Duration::from_secs(5);
 #[async_trait]
 impl Queue for RedisBackend {
     async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
-        let new_batch = || {
-            let mut batch = self.scripts.enqueue.prepare_invoke();
-            batch.key(&TASK_STREAMS[..]).arg(self.options.max_attempts);
-            batch
-        };
-        let mut batch = new_batch();
-        let (mut batch_tasks, mut batch_bytes) = (0usize, 0usize);
-        for task in &tasks {
-            batch
-                .arg(keys::priority_index(task.priority))
-                .arg(&task.id.job)
-                .arg(task.id.chunk)
-                .arg(task.spec.to_string())
-                .arg(task.data.as_ref());
-            batch_tasks += 1;
+        let mut batch_start = 0;
+        let mut batch_bytes = 0;
+        for (index, task) in tasks.iter().enumerate() {
             batch_bytes += task.data.len();
-            if batch_bytes >= self.options.enqueue_batch_bytes || batch_tasks >= 1024 {
-                self.invoke::<i64>(&batch).await?;
-                batch = new_batch();
-                (batch_tasks, batch_bytes) = (0, 0);
+            let batch_len = index + 1 - batch_start;
+            if batch_bytes >= self.options.enqueue_batch_bytes || batch_len >= 1024 {
+                self.enqueue_batch(&tasks[batch_start..=index]).await?;
+                (batch_start, batch_bytes) = (index + 1, 0);
             }
         }
-        if batch_tasks > 0 {
-            self.invoke::<i64>(&batch).await?;
+        if batch_start < tasks.len() {
+            self.enqueue_batch(&tasks[batch_start..]).await?;
         }
         Ok(())
     }
@@ -59,7 +58,12 @@ impl Queue for RedisBackend {
         let deadline = Instant::now() + wait;
         loop {
             match self.try_lease(worker).await? {
-                LeaseAttempt::Leased(lease) => return Ok(Some(lease)),
+                LeaseAttempt::Leased(lease, InputBytes::Inline) => return Ok(Some(lease)),
+                LeaseAttempt::Leased(lease, InputBytes::Fetch) => {
+                    if let Some(lease) = self.with_input(lease).await? {
+                        return Ok(Some(lease));
+                    }
+                }
                 LeaseAttempt::Drained(newest) => {
                     let now = Instant::now();
                     if now >= deadline {
@@ -180,6 +184,75 @@ impl Queue for RedisBackend {
 }
 
 impl RedisBackend {
+    /// Reads a leased task's input. If it vanished meanwhile (its job was cancelled), the lease
+    /// is returned and `None` tells the caller to lease again.
+    async fn with_input(&self, mut lease: Lease) -> BackendResult<Option<Lease>> {
+        let chunks = keys::job_chunks(&lease.id.job);
+        let chunk = lease.id.chunk;
+        let data: Option<Vec<u8>> = self
+            .request(|mut conn| {
+                let chunks = &chunks;
+                async move { conn.hget(chunks, chunk).await }
+            })
+            .await?;
+        match data {
+            Some(data) => {
+                lease.data = Bytes::from(data);
+                Ok(Some(lease))
+            }
+            None => {
+                self.nack(&lease, "input bytes vanished before they were read")
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes a batch's input bytes with plain HSETs and runs the enqueue script, in one
+    /// MULTI/EXEC so no worker ever sees a task without its input.
+    async fn enqueue_batch(&self, tasks: &[NewTask]) -> BackendResult<()> {
+        let mut invocation = self.scripts.enqueue.prepare_invoke();
+        invocation
+            .key(&TASK_STREAMS[..])
+            .arg(self.options.max_attempts);
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        for task in tasks {
+            pipe.hset(
+                keys::job_chunks(&task.id.job),
+                task.id.chunk,
+                task.data.as_ref(),
+            )
+            .ignore();
+            invocation
+                .arg(keys::priority_index(task.priority))
+                .arg(&task.id.job)
+                .arg(task.id.chunk)
+                .arg(task.spec.to_string());
+        }
+        pipe.invoke_script(&invocation).ignore();
+        let run = |mut conn: ::redis::aio::ConnectionManager| {
+            let pipe = &pipe;
+            async move { pipe.query_async::<()>(&mut conn).await }
+        };
+        match self.send(run).await {
+            // After a Redis restart the script cache is empty: load it and run the batch again
+            // (the HSETs and the script are safe to repeat).
+            Err(e) if e.kind() == ::redis::ErrorKind::NoScriptError => {
+                let load = |mut conn: ::redis::aio::ConnectionManager| async move {
+                    self.scripts
+                        .enqueue
+                        .prepare_invoke()
+                        .load_async(&mut conn)
+                        .await
+                };
+                self.send(load).await.map_err(backend_error)?;
+                self.send(run).await.map_err(backend_error)
+            }
+            result => result.map_err(backend_error),
+        }
+    }
+
     /// One non-blocking pass over the streams, highest priority first.
     async fn try_lease(&self, worker: &str) -> BackendResult<LeaseAttempt> {
         let reply: Vec<Value> = self
@@ -190,7 +263,8 @@ impl RedisBackend {
                     .key(DEAD_LETTER_STREAM)
                     .arg(GROUP)
                     .arg(worker)
-                    .arg(DEAD_LETTER_CAP),
+                    .arg(DEAD_LETTER_CAP)
+                    .arg(INLINE_INPUT_LIMIT),
             )
             .await?;
         parse_lease_reply(reply, worker)
@@ -258,16 +332,21 @@ fn parse_lease_reply(reply: Vec<Value>, worker: &str) -> BackendResult<LeaseAtte
     let chunk: u32 = field(items.next(), "chunk")?;
     let attempt: u32 = field(items.next(), "attempt")?;
     let spec_text: String = field(items.next(), "spec")?;
-    let data: Vec<u8> = field(items.next(), "data")?;
+    let data: Option<Vec<u8>> = field(items.next(), "data")?;
     let spec = serde_json::from_str(&spec_text).map_err(|e| corrupt(&format!("spec: {e}")))?;
-    Ok(LeaseAttempt::Leased(Lease {
+    let input = match data {
+        Some(_) => InputBytes::Inline,
+        None => InputBytes::Fetch,
+    };
+    let lease = Lease {
         id: TaskId { job, chunk },
         spec,
-        data: Bytes::from(data),
+        data: data.map(Bytes::from).unwrap_or_default(),
         worker: worker.to_string(),
         attempt,
         token: format!("{stream_index}/{entry_id}"),
-    }))
+    };
+    Ok(LeaseAttempt::Leased(lease, input))
 }
 
 fn field<T: ::redis::FromRedisValue>(value: Option<Value>, name: &str) -> BackendResult<T> {

@@ -9,7 +9,7 @@ use ::redis::AsyncCommands;
 use async_trait::async_trait;
 
 use super::keys::{self, ALERT_HISTORY, JOBS_INDEX, WORKERS_INDEX};
-use super::{backend_error, RedisBackend};
+use super::RedisBackend;
 use crate::backend::{
     BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, Progress, Store,
     WorkerId,
@@ -54,27 +54,36 @@ impl Store for RedisBackend {
     }
 
     async fn job(&self, id: &str) -> BackendResult<Option<JobRecord>> {
-        let mut conn = self.commands.clone();
-        let raw: RawJob = job_query(id)
-            .query_async(&mut conn)
-            .await
-            .map_err(backend_error)?;
+        let query = job_query(id);
+        let raw: RawJob = self
+            .request(|mut conn| {
+                let query = &query;
+                async move { query.query_async(&mut conn).await }
+            })
+            .await?;
         decode_job(id, raw)
     }
 
     async fn jobs(&self) -> BackendResult<Vec<JobRecord>> {
-        let mut conn = self.commands.clone();
-        let ids: Vec<String> = conn
-            .zrevrange(JOBS_INDEX, 0, -1)
-            .await
-            .map_err(backend_error)?;
+        let ids: Vec<String> = self
+            .request(|mut conn| async move { conn.zrevrange(JOBS_INDEX, 0, -1).await })
+            .await?;
         let mut pipe = ::redis::pipe();
         for id in &ids {
             pipe.get(keys::job_status(id))
                 .hgetall(keys::job_info(id))
                 .hget(keys::job_stats(id), "total_chunks");
         }
-        let raws: Vec<RawJob> = query_triples(&pipe, &mut conn, ids.len()).await?;
+        let flat: Vec<::redis::Value> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.request(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?
+        };
+        let raws = decode_triples(flat)?;
         let mut jobs = Vec::with_capacity(ids.len());
         for (id, raw) in ids.iter().zip(raws) {
             jobs.extend(decode_job(id, raw)?);
@@ -148,14 +157,14 @@ impl Store for RedisBackend {
     }
 
     async fn progress(&self, job: &str) -> BackendResult<Progress> {
-        let mut conn = self.commands.clone();
-        let (total, done, matches): (Option<u32>, Option<u32>, Option<u64>) = conn
-            .hget(
-                keys::job_stats(job),
-                &["total_chunks", "chunks_processed", "total_matches"],
-            )
-            .await
-            .map_err(backend_error)?;
+        let stats = keys::job_stats(job);
+        let fields = ["total_chunks", "chunks_processed", "total_matches"];
+        let (total, done, matches): (Option<u32>, Option<u32>, Option<u64>) = self
+            .request(|mut conn| {
+                let stats = &stats;
+                async move { conn.hget(stats, &fields).await }
+            })
+            .await?;
         let Some(total_chunks) = total else {
             return Err(BackendError::NoSuchJob(job.to_string()));
         };
@@ -167,11 +176,13 @@ impl Store for RedisBackend {
     }
 
     async fn chunk_results(&self, job: &str) -> BackendResult<Vec<ChunkResult>> {
-        let mut conn = self.commands.clone();
-        let stored: HashMap<u32, String> = conn
-            .hgetall(keys::job_results(job))
-            .await
-            .map_err(backend_error)?;
+        let results = keys::job_results(job);
+        let stored: HashMap<u32, String> = self
+            .request(|mut conn| {
+                let results = &results;
+                async move { conn.hgetall(results).await }
+            })
+            .await?;
         let mut results = stored
             .into_values()
             .map(|json| {
@@ -185,28 +196,28 @@ impl Store for RedisBackend {
     }
 
     async fn push_alert(&self, alert: &serde_json::Value) -> BackendResult<()> {
-        let mut conn = self.commands.clone();
         let cap = self.options.alert_history_cap.max(1) as isize;
-        ::redis::pipe()
-            .atomic()
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
             .lpush(ALERT_HISTORY, alert.to_string())
             .ignore()
             .ltrim(ALERT_HISTORY, 0, cap - 1)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(backend_error)
+            .ignore();
+        self.request(|mut conn| {
+            let pipe = &pipe;
+            async move { pipe.query_async::<()>(&mut conn).await }
+        })
+        .await
     }
 
     async fn alerts(&self, limit: usize) -> BackendResult<Vec<serde_json::Value>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.commands.clone();
-        let stored: Vec<String> = conn
-            .lrange(ALERT_HISTORY, 0, limit as isize - 1)
-            .await
-            .map_err(backend_error)?;
+        let last = limit as isize - 1;
+        let stored: Vec<String> = self
+            .request(|mut conn| async move { conn.lrange(ALERT_HISTORY, 0, last).await })
+            .await?;
         stored
             .iter()
             .map(|json| {
@@ -222,32 +233,35 @@ impl Store for RedisBackend {
         metrics: &serde_json::Value,
         ttl: Duration,
     ) -> BackendResult<()> {
-        let mut conn = self.commands.clone();
         let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-        ::redis::pipe()
-            .atomic()
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
             .pset_ex(keys::worker_metrics(worker), metrics.to_string(), ttl_ms)
             .ignore()
             .sadd(WORKERS_INDEX, worker)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(backend_error)
+            .ignore();
+        self.request(|mut conn| {
+            let pipe = &pipe;
+            async move { pipe.query_async::<()>(&mut conn).await }
+        })
+        .await
     }
 
     async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>> {
-        let mut conn = self.commands.clone();
-        let mut workers: Vec<String> = conn.smembers(WORKERS_INDEX).await.map_err(backend_error)?;
+        let mut workers: Vec<String> = self
+            .request(|mut conn| async move { conn.smembers(WORKERS_INDEX).await })
+            .await?;
         if workers.is_empty() {
             return Ok(Vec::new());
         }
         workers.sort();
         let metric_keys: Vec<String> = workers.iter().map(|w| keys::worker_metrics(w)).collect();
-        let stored: Vec<Option<String>> = ::redis::cmd("MGET")
-            .arg(&metric_keys)
-            .query_async(&mut conn)
-            .await
-            .map_err(backend_error)?;
+        let stored: Vec<Option<String>> = self
+            .request(|mut conn| {
+                let metric_keys = &metric_keys;
+                async move { conn.mget(metric_keys).await }
+            })
+            .await?;
         let mut live = Vec::new();
         let mut expired = Vec::new();
         for (worker, json) in workers.into_iter().zip(stored) {
@@ -263,10 +277,12 @@ impl Store for RedisBackend {
         }
         if !expired.is_empty() {
             // Keeps the index from growing with every worker id ever seen.
-            let _: i64 = conn
-                .srem(WORKERS_INDEX, &expired)
-                .await
-                .map_err(backend_error)?;
+            let _: i64 = self
+                .request(|mut conn| {
+                    let expired = &expired;
+                    async move { conn.srem(WORKERS_INDEX, expired).await }
+                })
+                .await?;
         }
         Ok(live)
     }
@@ -280,16 +296,8 @@ fn job_query(id: &str) -> ::redis::Pipeline {
     pipe
 }
 
-/// Runs a pipeline of `count` (GET status, HGETALL info, HGET total_chunks) triples.
-async fn query_triples(
-    pipe: &::redis::Pipeline,
-    conn: &mut ::redis::aio::ConnectionManager,
-    count: usize,
-) -> BackendResult<Vec<RawJob>> {
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    let flat: Vec<::redis::Value> = pipe.query_async(conn).await.map_err(backend_error)?;
+/// Splits a pipeline reply of (GET status, HGETALL info, HGET total_chunks) triples.
+fn decode_triples(flat: Vec<::redis::Value>) -> BackendResult<Vec<RawJob>> {
     flat.chunks(3)
         .map(|triple| {
             ::redis::from_redis_value(&::redis::Value::Array(triple.to_vec()))

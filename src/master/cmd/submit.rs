@@ -197,6 +197,7 @@ async fn receive(
     let mut received = 0u64;
     let mut chunks = 0u32;
     let mut ready: Vec<SequenceChunk> = Vec::new();
+    let mut enqueuer = Enqueuer::start(state);
     while received < spec.file_size {
         let frame = conn.read_data().await.map_err(|err| {
             HandlerError::fatal(
@@ -220,12 +221,13 @@ async fn receive(
         chunker
             .push(&frame, &mut |chunk| ready.push(chunk))
             .map_err(|err| bad_input(&spec.filename, err))?;
-        chunks += enqueue(state, submission, &mut ready).await?;
+        chunks += enqueuer.send(to_tasks(submission, &mut ready)).await?;
     }
     let records = chunker
         .finish(&mut |chunk| ready.push(chunk))
         .map_err(|err| bad_input(&spec.filename, err))?;
-    chunks += enqueue(state, submission, &mut ready).await?;
+    chunks += enqueuer.send(to_tasks(submission, &mut ready)).await?;
+    enqueuer.finish().await?;
     let mut final_spec = spec.clone();
     final_spec.records = records;
     let value = serde_json::to_value(&final_spec)
@@ -243,18 +245,11 @@ fn bad_input(filename: &str, err: crate::search::InputError) -> HandlerError {
     HandlerError::fatal(ErrorCode::BadInput, format!("{filename}: {err}"))
 }
 
-/// Enqueues the chunks cut so far; returns how many.
-async fn enqueue(
-    state: &MasterState,
-    submission: &Submission,
-    ready: &mut Vec<SequenceChunk>,
-) -> Result<u32, HandlerError> {
-    if ready.is_empty() {
-        return Ok(0);
-    }
+/// Turns the chunks cut so far into tasks.
+fn to_tasks(submission: &Submission, ready: &mut Vec<SequenceChunk>) -> Vec<NewTask> {
     let patterns: &[Pattern] = &submission.spec.patterns;
     let options: SearchOptions = submission.spec.options;
-    let tasks: Vec<NewTask> = ready
+    ready
         .drain(..)
         .map(|chunk| NewTask {
             id: TaskId {
@@ -266,10 +261,75 @@ async fn enqueue(
                 .unwrap_or(serde_json::Value::Null),
             data: bytes::Bytes::from(chunk.bases),
         })
-        .collect();
-    let count = tasks.len() as u32;
-    state.queue.enqueue(tasks).await?;
-    Ok(count)
+        .collect()
+}
+
+/// Batches of tasks in flight to the queue, so reading and chunking the next frames overlaps
+/// with storing the previous ones. The channel is small: memory stays bounded, and a slow
+/// backend slows the upload (TCP backpressure) instead of piling up chunks.
+struct Enqueuer {
+    batches: Option<tokio::sync::mpsc::Sender<Vec<NewTask>>>,
+    task: tokio::task::JoinHandle<Result<(), crate::backend::BackendError>>,
+}
+
+impl Enqueuer {
+    fn start(state: &MasterState) -> Self {
+        let (batches, mut receiver) = tokio::sync::mpsc::channel::<Vec<NewTask>>(2);
+        let queue = state.queue.clone();
+        let task = tokio::spawn(async move {
+            while let Some(batch) = receiver.recv().await {
+                queue.enqueue(batch).await?;
+            }
+            Ok(())
+        });
+        Self {
+            batches: Some(batches),
+            task,
+        }
+    }
+
+    /// Queues a batch for storing; returns its size. Fails if storing an earlier batch failed.
+    async fn send(&mut self, tasks: Vec<NewTask>) -> Result<u32, HandlerError> {
+        if tasks.is_empty() {
+            return Ok(0);
+        }
+        let count = tasks.len() as u32;
+        let sent = match &self.batches {
+            Some(batches) => batches.send(tasks).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            // The storing task stopped early: its error says why.
+            self.batches = None;
+            return Err(self.wait().await.err().unwrap_or_else(|| {
+                HandlerError::fatal(ErrorCode::Internal, "task storing stopped")
+            }));
+        }
+        Ok(count)
+    }
+
+    /// Waits until every batch is stored.
+    async fn finish(mut self) -> Result<(), HandlerError> {
+        self.batches = None;
+        self.wait().await
+    }
+
+    async fn wait(&mut self) -> Result<(), HandlerError> {
+        match (&mut self.task).await {
+            Ok(result) => result.map_err(HandlerError::from),
+            Err(join) => Err(HandlerError::fatal(
+                ErrorCode::Internal,
+                format!("task storing failed: {join}"),
+            )),
+        }
+    }
+}
+
+impl Drop for Enqueuer {
+    fn drop(&mut self) {
+        // An abandoned upload stops storing its remaining batches.
+        self.task.abort();
+    }
 }
 
 /// Fails a job whose upload broke off and removes its queued tasks.

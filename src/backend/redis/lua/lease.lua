@@ -3,10 +3,12 @@
 -- by an earlier delivery) are dropped on the way; an entry whose input bytes are missing is
 -- buried as poison.
 -- KEYS: the three task streams, the dead-letter stream.
--- ARGV: group, consumer (worker id), dead-letter cap.
--- Returns {stream index, entry id, job, chunk, attempt, spec, data}, or when every stream is
--- drained {0, last entry id of each stream} so the caller can block for anything newer.
-local group, consumer, dead_cap = ARGV[1], ARGV[2], ARGV[3]
+-- ARGV: group, consumer (worker id), dead-letter cap, largest input returned inline (bytes).
+-- Returns {stream index, entry id, job, chunk, attempt, spec, data}, data false when larger than
+-- the inline limit (the caller reads it with a plain HGET: Lua would copy it twice more); or,
+-- when every stream is drained, {0, last entry id of each stream} so the caller can block for
+-- anything newer.
+local group, consumer, dead_cap, inline_limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local streams = { KEYS[1], KEYS[2], KEYS[3] }
 for stream_index = 1, 3 do
   local stream = streams[stream_index]
@@ -24,8 +26,12 @@ for stream_index = 1, 3 do
       drop_entry(stream, group, id)
       forget_task(f.job, f.chunk, ref)
     else
-      local data = redis.call('HGET', job_key(f.job, 'chunks'), f.chunk)
-      if data then
+      local chunks = job_key(f.job, 'chunks')
+      if redis.call('HEXISTS', chunks, f.chunk) == 1 then
+        local data = false
+        if redis.call('HSTRLEN', chunks, f.chunk) <= inline_limit then
+          data = redis.call('HGET', chunks, f.chunk)
+        end
         return { stream_index, id, f.job, f.chunk, f.attempt, f.spec, data }
       end
       bury(streams, stream_index, group, id, f,

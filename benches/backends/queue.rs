@@ -1,13 +1,6 @@
 //! Queue overhead with tiny tasks: how many tasks per second go through enqueue → lease →
-//! store result → ack, on Redis (a `redis-server` started for the run) and on the embedded
-//! backend, in one run so the ratio is meaningful.
-//!
-//! `cargo bench --bench queue_overhead` runs the full measurement; under `cargo test` (no
-//! `--bench` flag) it runs a small smoke pass so the code stays working.
-
-#[path = "../tests/common/redis.rs"]
-#[allow(dead_code)]
-mod redis_server;
+//! store result → ack, on Redis and on the embedded backend, each driven in-process by
+//! concurrent consumers (as worker slots).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +13,8 @@ use gridwatch::backend::{
 };
 use serde_json::json;
 
+use crate::redis_server::RedisServer;
+
 /// Concurrent consumers, as worker slots leasing in parallel.
 const CONSUMERS: usize = 8;
 
@@ -29,12 +24,10 @@ struct Measurement {
     drain_per_s: f64,
 }
 
+/// Measures both backends with `tasks` tiny tasks and prints a table.
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let full_run = std::env::args().any(|arg| arg == "--bench");
-    let tasks = if full_run { 20_000 } else { 300 };
-
-    let server = redis_server::RedisServer::start();
+pub async fn run(tasks: u32) {
+    let server = RedisServer::start();
     let redis = Arc::new(
         RedisBackend::connect(&server.url(), RedisOptions::default())
             .await

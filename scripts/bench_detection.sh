@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Measures how fast the watchman declares a worker dead, with real processes: a crash (kill -9)
+# and a hang (SIGSTOP, with a short heartbeat timeout), RUNS times each, and prints the medians.
+# Latency = the DEAD alert's timestamp in the collector's alert log minus the moment the signal
+# was sent. Targets (DESIGN "The watchman"): crash < 1 s, hang < timeout + 1 s.
+#
+# usage: scripts/bench_detection.sh [RUNS] [HEARTBEAT_TIMEOUT_SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+timeout=${2:-3}
+
+cargo build --release --quiet
+bin=$PWD/target/release/gridwatch
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill -9 "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+
+wait_file() {
+  for _ in $(seq 1 500); do [ -s "$1" ] && return 0; sleep 0.02; done
+  echo "timed out waiting for $1" >&2; exit 1
+}
+
+# Prints the DEAD alert's timestamp for worker $1 once it is in the alert log.
+wait_dead_alert() {
+  for _ in $(seq 1 1500); do
+    line=$(grep '"rule":"worker_dead"' "$dir/alerts.log" 2>/dev/null \
+      | grep "\"worker_id\":\"$1\"" | grep '"state":"firing"' | head -n 1 || true)
+    if [ -n "$line" ]; then
+      echo "$line" | sed -n 's/.*"timestamp":\([0-9.]*\)}.*/\1/p'
+      return 0
+    fi
+    sleep 0.02
+  done
+  echo "no DEAD alert for $1" >&2; exit 1
+}
+
+wait_alive() {
+  for _ in $(seq 1 500); do
+    if "$bin" workers --collector "$collector" --json 2>/dev/null \
+      | tr -d ' \n' | grep -q "\"worker_id\":\"$1\",\"state\":\"[a-z]*\",\"status\":\"ALIVE\""; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "worker $1 never became ALIVE" >&2; exit 1
+}
+
+"$bin" master --listen 127.0.0.1:0 --addr-file "$dir/master.addr" --data-dir "$dir/data" \
+  2>"$dir/master.log" & pids+=($!)
+wait_file "$dir/master.addr"; master=$(cat "$dir/master.addr")
+"$bin" collector --listen 127.0.0.1:0 --addr-file "$dir/collector.addr" --master "$master" \
+  --alert-log "$dir/alerts.log" 2>"$dir/collector.log" & pids+=($!)
+wait_file "$dir/collector.addr"; collector=$(cat "$dir/collector.addr")
+
+# Starts an agent and a worker with id $1; sets $worker_pid and $agent_pid.
+start_pair() {
+  "$bin" agent --worker-id "$1" --socket "$dir/$1.sock" --collector-host 127.0.0.1 \
+    --collector-port "${collector##*:}" --heartbeat-timeout "$timeout" 2>"$dir/agent-$1.log" &
+  agent_pid=$!; pids+=($agent_pid)
+  # Started from a subshell, so the shell does not announce the kills we are about to make.
+  worker_pid=$("$bin" worker --id "$1" --master "$master" --agent-socket "$dir/$1.sock" \
+    >/dev/null 2>"$dir/worker-$1.log" & echo $!)
+  pids+=($worker_pid)
+  wait_alive "$1"
+}
+
+crash=(); hang=()
+for run in $(seq 1 "$runs"); do
+  start_pair "crash$run"
+  sent=$(now); kill -9 "$worker_pid"
+  alert=$(wait_dead_alert "crash$run")
+  crash+=("$(echo "$alert - $sent" | bc -l)")
+  kill "$agent_pid"
+
+  start_pair "hang$run"
+  sent=$(now); kill -STOP "$worker_pid"
+  alert=$(wait_dead_alert "hang$run")
+  hang+=("$(echo "$alert - $sent" | bc -l)")
+  kill -CONT "$worker_pid"; kill "$worker_pid" "$agent_pid"
+  wait "$agent_pid" 2>/dev/null || true
+  printf 'run %d: crash %.3f s, hang %.3f s\n' "$run" "${crash[-1]}" "${hang[-1]}"
+done
+
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+printf 'median crash detection: %.3f s over %d runs (target < 1 s)\n' "$(median "${crash[@]}")" "$runs"
+printf 'median hang detection:  %.3f s over %d runs (heartbeat timeout %s s; target < %s s)\n' \
+  "$(median "${hang[@]}")" "$runs" "$timeout" "$((timeout + 1))"

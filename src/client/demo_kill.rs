@@ -1,0 +1,108 @@
+//! `gridwatch demo --kill-worker` (seed 000 §10.2): once the job is under way, kill -9 one worker
+//! and show what the watchman does: the collector's DEAD alert, the master re-queueing the dead
+//! worker's tasks, and (in the demo) the exact result with the remaining workers.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::net::TcpStream;
+
+use super::connect::ClientError;
+use super::up::Cluster;
+use crate::agent::hello;
+use crate::collector::Alert;
+use crate::protocol::{Connection, Message, Role};
+
+/// How long to wait for each step before saying it did not happen.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until the running job is at least `fraction` done, kills the first worker, then
+/// prints the alert and the re-queue as they happen.
+pub async fn kill_one_worker(cluster: &Cluster, fraction: f64) -> Result<(), ClientError> {
+    let Some((worker, Some(pid))) = cluster.worker_pids().into_iter().next() else {
+        return Err(ClientError::Usage(
+            "--kill-worker needs at least one worker".into(),
+        ));
+    };
+    wait_for_progress(&cluster.master_addr, fraction).await?;
+    let killed = Instant::now();
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    eprintln!("demo     kill -9 worker {worker} (pid {pid}) mid-job");
+
+    let alert = poll(|| dead_alert(&cluster.alert_log, &worker)).await?;
+    eprintln!(
+        "collector {}: {} (alert after {} ms)",
+        alert.severity.as_str(),
+        alert.message,
+        killed.elapsed().as_millis()
+    );
+    let log = cluster.log_dir.join("master.log");
+    let reclaimed = poll(|| requeued(&log, &worker)).await?;
+    eprintln!(
+        "master   worker_down {worker}: re-queued {reclaimed} task(s) at once ({} ms after the kill)",
+        killed.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// Polls the master's job list until some job is `fraction` done.
+async fn wait_for_progress(master: &str, fraction: f64) -> Result<(), ClientError> {
+    let deadline = Instant::now() + STEP_TIMEOUT * 4;
+    while Instant::now() < deadline {
+        if let Some(done) = job_fraction(master).await {
+            if done >= fraction {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(ClientError::Usage(
+        "the demo job never got under way; see the logs".into(),
+    ))
+}
+
+async fn job_fraction(master: &str) -> Option<f64> {
+    let mut conn = Connection::new(TcpStream::connect(master).await.ok()?);
+    hello(&mut conn, Role::Client, None).await.ok()?;
+    conn.write_message(&Message::ListJobs).await.ok()?;
+    let Message::Jobs { jobs, .. } = conn.expect_message().await.ok()? else {
+        return None;
+    };
+    jobs.first().map(|job| job.progress.percentage / 100.0)
+}
+
+async fn poll<T>(mut probe: impl FnMut() -> Option<T>) -> Result<T, ClientError> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        if let Some(value) = probe() {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            return Err(ClientError::Usage(
+                "the watchman did not react in time; see the logs".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn dead_alert(alert_log: &Path, worker: &str) -> Option<Alert> {
+    let text = std::fs::read_to_string(alert_log).ok()?;
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Alert>(line).ok())
+        .find(|alert| alert.worker_id == worker && alert.means_worker_down())
+}
+
+fn requeued(master_log: &Path, worker: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(master_log).ok()?;
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|line| {
+            let fields = &line["fields"];
+            let ours = fields["message"] == "re-queued the dead worker's tasks"
+                && fields["worker"] == worker;
+            ours.then(|| fields["reclaimed"].as_u64()).flatten()
+        })
+}

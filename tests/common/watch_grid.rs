@@ -1,0 +1,303 @@
+//! A whole grid of real processes for the watchman's tests: master, collector, and an agent +
+//! worker per id, on the embedded backend or Redis; plus a genome with a naively counted answer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::procs::{gridwatch, read_addr_file, wait_for, Proc};
+
+pub const PATTERN: &str = "AGGTCC";
+/// Far longer than any test: recovery must come from `worker_down`, not from lease expiry.
+const VISIBILITY_TIMEOUT: &str = "600";
+
+/// A one-record FASTA of `len` pseudo-random bases in 60-column lines, and how many times
+/// `PATTERN` occurs in it (overlaps included), counted naively.
+pub fn genome(dir: &Path, len: usize) -> (PathBuf, u64) {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bases: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            b"ACGT"[(state >> 33) as usize % 4]
+        })
+        .collect();
+    let expected = bases
+        .windows(PATTERN.len())
+        .filter(|w| *w == PATTERN.as_bytes())
+        .count();
+    let mut text = b">chr1 test genome\n".to_vec();
+    for line in bases.chunks(60) {
+        text.extend_from_slice(line);
+        text.push(b'\n');
+    }
+    let path = dir.join("genome.fa");
+    std::fs::write(&path, text).expect("write genome");
+    (path, expected as u64)
+}
+
+pub struct Grid {
+    pub dir: tempfile::TempDir,
+    pub master: Proc,
+    pub master_addr: String,
+    pub collector: Proc,
+    pub collector_addr: String,
+    pub agents: Vec<Proc>,
+    pub workers: Vec<(String, Proc)>,
+}
+
+/// Starts a collector on `listen` telling `master`; returns it and its bound address.
+pub fn spawn_collector(
+    dir: &Path,
+    listen: &str,
+    master: &str,
+    flags: &[&str],
+    backend: &str,
+) -> (Proc, String) {
+    let path = |name: &str| dir.join(name).to_str().expect("utf-8").to_string();
+    let _ = std::fs::remove_file(dir.join("collector.addr"));
+    let mut args = vec![
+        "collector".to_string(),
+        "--listen".into(),
+        listen.into(),
+        "--addr-file".into(),
+        path("collector.addr"),
+        "--master".into(),
+        master.into(),
+        "--alert-log".into(),
+        path("alerts.log"),
+    ];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let collector = Proc::spawn("collector", dir, &args, &[("GRIDWATCH_BACKEND", backend)]);
+    let addr = read_addr_file(&dir.join("collector.addr"));
+    (collector, addr)
+}
+
+impl Grid {
+    pub fn start(worker_ids: &[&str], heartbeat_timeout: &str) -> Grid {
+        Grid::start_with(worker_ids, heartbeat_timeout, &[])
+    }
+
+    /// Starts the grid with extra collector flags.
+    pub fn start_with(
+        worker_ids: &[&str],
+        heartbeat_timeout: &str,
+        collector_flags: &[&str],
+    ) -> Grid {
+        Grid::start_on("embedded", worker_ids, heartbeat_timeout, collector_flags)
+    }
+
+    /// Starts the grid on `backend` (`embedded` or a redis:// URL) for every role.
+    pub fn start_on(
+        backend: &str,
+        worker_ids: &[&str],
+        heartbeat_timeout: &str,
+        collector_flags: &[&str],
+    ) -> Grid {
+        let backend_env = [("GRIDWATCH_BACKEND", backend)];
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().to_path_buf();
+        let path = |name: &str| root.join(name).to_str().expect("utf-8").to_string();
+        let master = Proc::spawn(
+            "master",
+            dir.path(),
+            &[
+                "master",
+                "--listen",
+                "127.0.0.1:0",
+                "--addr-file",
+                &path("master.addr"),
+                "--data-dir",
+                &path("data"),
+                "--visibility-timeout",
+                VISIBILITY_TIMEOUT,
+            ],
+            &backend_env,
+        );
+        let master_addr = read_addr_file(&dir.path().join("master.addr"));
+        let (collector, collector_addr) = spawn_collector(
+            dir.path(),
+            "127.0.0.1:0",
+            &master_addr,
+            collector_flags,
+            backend,
+        );
+        let (host, port) = collector_addr.rsplit_once(':').expect("host:port");
+        let mut grid = Grid {
+            dir,
+            master,
+            master_addr,
+            collector,
+            collector_addr: collector_addr.clone(),
+            agents: vec![],
+            workers: vec![],
+        };
+        for id in worker_ids {
+            let socket = path(&format!("{id}.sock"));
+            grid.agents.push(Proc::spawn(
+                &format!("agent-{id}"),
+                grid.dir.path(),
+                &[
+                    "agent",
+                    "--worker-id",
+                    id,
+                    "--socket",
+                    &socket,
+                    "--collector-host",
+                    host,
+                    "--collector-port",
+                    port,
+                    "--report-interval",
+                    "1s",
+                    "--heartbeat-timeout",
+                    heartbeat_timeout,
+                ],
+                &[],
+            ));
+            let worker = Proc::spawn(
+                &format!("worker-{id}"),
+                grid.dir.path(),
+                &[
+                    "worker",
+                    "--id",
+                    id,
+                    "--master",
+                    &grid.master_addr,
+                    "--agent-socket",
+                    &socket,
+                    "--threads",
+                    "2",
+                ],
+                &[("LOG_LEVEL", "debug"), ("GRIDWATCH_BACKEND", backend)],
+            );
+            grid.workers.push((id.to_string(), worker));
+        }
+        grid
+    }
+
+    pub fn worker(&mut self, id: &str) -> &mut Proc {
+        &mut self
+            .workers
+            .iter_mut()
+            .find(|(w, _)| w == id)
+            .expect("known worker")
+            .1
+    }
+
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("alerts.log")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("alert log line is JSON"))
+            .collect()
+    }
+
+    pub fn alert(&self, worker: &str, state: &str) -> Option<serde_json::Value> {
+        self.alerts()
+            .into_iter()
+            .find(|a| a["rule"] == "worker_dead" && a["worker_id"] == worker && a["state"] == state)
+    }
+
+    pub fn client(&self, args: &[&str]) -> Option<String> {
+        let output = gridwatch()
+            .args(args)
+            .args(["--master", &self.master_addr])
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Waits until every worker is ALIVE in the liveness view.
+    pub fn wait_alive(&self, count: usize) {
+        wait_for("every worker alive", Duration::from_secs(30), || {
+            let text = self.client(&["workers", "--json"])?;
+            let workers: Vec<serde_json::Value> = serde_json::from_str(&text).ok()?;
+            (workers.iter().filter(|w| w["status"] == "ALIVE").count() == count).then_some(())
+        });
+    }
+
+    pub fn submit(&self, genome: &Path, chunk_size: &str) -> String {
+        let text = self
+            .client(&[
+                "submit",
+                genome.to_str().expect("utf-8"),
+                "--pattern",
+                PATTERN,
+                "--chunk-size",
+                chunk_size,
+                "--json",
+            ])
+            .expect("submit succeeds");
+        let value: serde_json::Value = serde_json::from_str(text.trim()).expect("submit --json");
+        value["job_id"].as_str().expect("job id").to_string()
+    }
+
+    pub fn progress(&self, job: &str) -> Option<(String, u64, u64)> {
+        let text = self.client(&["status", job, "--json"])?;
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let job = &value["job"];
+        Some((
+            job["status"].as_str()?.to_string(),
+            job["progress"]["processed_chunks"].as_u64()?,
+            job["progress"]["total_chunks"].as_u64()?,
+        ))
+    }
+
+    pub fn wait_completed(&self, job: &str, limit: Duration) {
+        wait_for("job completed", limit, || {
+            self.progress(job)
+                .filter(|(status, _, _)| status == "completed")
+                .map(|_| ())
+        });
+    }
+
+    pub fn total_matches(&self, job: &str) -> u64 {
+        let text = self.client(&["results", job]).expect("results");
+        let total = text
+            .lines()
+            .find(|l| l.starts_with("total"))
+            .expect("a total line");
+        total
+            .split_whitespace()
+            .last()
+            .expect("count")
+            .parse()
+            .expect("a number")
+    }
+
+    /// How many leases were re-queued for `worker` on its DEAD alert (by the master, or by the
+    /// collector itself with a shared backend).
+    pub fn reclaimed(&self, worker: &str) -> Option<u64> {
+        let mut lines = self.master.log_json();
+        lines.extend(self.collector.log_json());
+        // With Redis the collector re-queues first and the master, told after, finds nothing.
+        lines
+            .iter()
+            .filter(|line| {
+                let fields = &line["fields"];
+                fields["message"] == "re-queued the dead worker's tasks"
+                    && fields["worker"] == worker
+            })
+            .filter_map(|line| line["fields"]["reclaimed"].as_u64())
+            .max()
+    }
+}
+
+/// Tasks a worker logged as done (stored and acked), late duplicates included.
+pub fn tasks_done(worker: &Proc) -> usize {
+    let lines = worker.log_json();
+    lines
+        .iter()
+        .filter(|line| line["fields"]["message"] == "task done")
+        .count()
+}
+
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
