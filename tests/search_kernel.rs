@@ -266,7 +266,7 @@ proptest! {
         both in any::<bool>(),
         width in 1usize..30,
         crlf in any::<bool>(),
-        block_bytes in 2usize..80,
+        block_bytes in 2usize..600,
         threads in 1usize..4,
     ) {
         let options = SearchOptions {
@@ -318,4 +318,84 @@ fn parallel_search_reports_record_names_and_lengths() {
         vec![("first", 6), ("second", 5), ("empty", 0), ("last", 1)]
     );
     assert_eq!(outcome.counts[0].forward, 6);
+}
+
+#[test]
+fn uniform_line_runs_and_their_irregularities_are_searched_exactly() {
+    // Long records of 60-column lines (the fast path copies runs of such lines), broken by a short
+    // line, a blank line, a CRLF line, a line with a stray \r inside and a header line exactly 60
+    // bytes wide, each of which must fall back correctly.
+    let mut state = 12345u64;
+    let mut random_line = |width: usize| -> Vec<u8> {
+        (0..width)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                b"ACGT"[(state >> 62) as usize]
+            })
+            .collect()
+    };
+    let mut text = Vec::new();
+    let mut records: Vec<Vec<u8>> = Vec::new();
+    for index in 0..3 {
+        // A header of exactly 60 bytes, so it lines up with the sequence lines around it.
+        let header = format!(">r{index} {}", "d".repeat(60 - 4));
+        text.extend_from_slice(header.as_bytes());
+        text.push(b'\n');
+        let mut sequence = Vec::new();
+        for line_no in 0..340 {
+            let line = random_line(60);
+            sequence.extend_from_slice(&line);
+            match line_no {
+                40 => {
+                    text.extend_from_slice(&line[..25]);
+                    text.push(b'\n');
+                    text.extend_from_slice(&line[25..]);
+                }
+                90 => {
+                    text.extend_from_slice(&line);
+                    text.push(b'\r');
+                }
+                130 => {
+                    text.push(b'\n');
+                    text.extend_from_slice(&line);
+                }
+                170 => {
+                    // 59 bases and a \r: as wide as its neighbours, one base shorter.
+                    sequence.pop();
+                    text.extend_from_slice(&line[..30]);
+                    text.push(b'\r');
+                    text.extend_from_slice(&line[30..59]);
+                }
+                _ => text.extend_from_slice(&line),
+            }
+            text.push(b'\n');
+        }
+        records.push(sequence);
+    }
+    let patterns = vec![b"ACGTA".to_vec(), b"GGNNCC".to_vec()];
+    let options = SearchOptions {
+        strand: StrandMode::Both,
+        case_sensitive: false,
+    };
+    let set = PatternSet::new(
+        patterns
+            .iter()
+            .map(|p| Pattern {
+                name: String::from_utf8_lossy(p).into(),
+                sequence: String::from_utf8_lossy(p).into(),
+            })
+            .collect(),
+        options,
+    )
+    .expect("valid patterns");
+    let expected = reference_hits(&records, &patterns, options);
+    for block_bytes in [1000, 4096, 1 << 20] {
+        assert_eq!(
+            parallel_hits(&text, &set, block_bytes, 2),
+            expected,
+            "block size {block_bytes}"
+        );
+    }
 }

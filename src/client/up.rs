@@ -32,7 +32,7 @@ pub struct UpArgs {
     #[arg(long, env = "GRIDWATCH_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
     /// Extra flags passed to the master (e.g. --chunk-size 65536), space-separated.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub master_flags: String,
     /// Where tasks and job state live, for the master and every worker (embedded or
     /// redis://HOST:PORT/DB).

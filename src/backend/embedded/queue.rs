@@ -59,33 +59,34 @@ pub(super) fn lease(
     let deadline = state.now() + config.visibility_timeout.as_secs_f64();
     let tx = state.conn.transaction().map_err(sql_error)?;
     let row = tx
-        .query_row(
+        .prepare_cached(
             "SELECT rowid, job, chunk, spec, attempts, token, spool_offset, spool_len FROM tasks
              WHERE state = 'queued' ORDER BY priority, rowid LIMIT 1",
-            [],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, u32>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, u32>(4)?,
-                    row.get::<_, i64>(5)?,
-                    row.get::<_, i64>(6)?,
-                    row.get::<_, i64>(7)?,
-                ))
-            },
         )
+        .map_err(sql_error)?
+        .query_row([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, u32>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, u32>(4)?,
+                row.get::<_, i64>(5)?,
+                row.get::<_, i64>(6)?,
+                row.get::<_, i64>(7)?,
+            ))
+        })
         .optional()
         .map_err(sql_error)?;
     let Some((rowid, job, chunk, spec, attempts, token, offset, len)) = row else {
         return Ok(None);
     };
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE tasks SET state = 'leased', worker = ?2, deadline = ?3, attempts = ?4, token = ?5
          WHERE rowid = ?1",
-        params![rowid, worker, deadline, attempts + 1, token + 1],
     )
+    .map_err(sql_error)?
+    .execute(params![rowid, worker, deadline, attempts + 1, token + 1])
     .map_err(sql_error)?;
     tx.commit().map_err(sql_error)?;
     let spec = serde_json::from_str(&spec)
@@ -123,11 +124,12 @@ pub(super) fn extend(
     let deadline = state.now() + config.visibility_timeout.as_secs_f64();
     let changed = state
         .conn
-        .execute(
+        .prepare_cached(
             "UPDATE tasks SET deadline = ?4
              WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND state = 'leased'",
-            params![lease.id.job, lease.id.chunk, token, deadline],
         )
+        .map_err(sql_error)?
+        .execute(params![lease.id.job, lease.id.chunk, token, deadline])
         .map_err(sql_error)?;
     Ok(changed == 1)
 }
@@ -139,10 +141,11 @@ pub(super) fn ack(state: &mut DbState, lease: &Lease) -> BackendResult<()> {
     };
     let changed = state
         .conn
-        .execute(
+        .prepare_cached(
             "DELETE FROM tasks WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND state = 'leased'",
-            params![lease.id.job, lease.id.chunk, token],
         )
+        .map_err(sql_error)?
+        .execute(params![lease.id.job, lease.id.chunk, token])
         .map_err(sql_error)?;
     if changed == 1 {
         release_spool_if_drained(state, &lease.id.job)?;
@@ -163,12 +166,14 @@ pub(super) fn nack(
     let now = state.now();
     let tx = state.conn.transaction().map_err(sql_error)?;
     let attempts: Option<u32> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT attempts FROM tasks
              WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND state = 'leased'",
-            params![lease.id.job, lease.id.chunk, token],
-            |row| row.get(0),
         )
+        .map_err(sql_error)?
+        .query_row(params![lease.id.job, lease.id.chunk, token], |row| {
+            row.get(0)
+        })
         .optional()
         .map_err(sql_error)?;
     let Some(attempts) = attempts else {
@@ -178,11 +183,12 @@ pub(super) fn nack(
         dead_letter(&tx, &lease.id, error, now)?;
         NackOutcome::DeadLettered
     } else {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE tasks SET state = 'queued', worker = NULL, deadline = NULL, last_error = ?3
              WHERE job = ?1 AND chunk = ?2",
-            params![lease.id.job, lease.id.chunk, error],
         )
+        .map_err(sql_error)?
+        .execute(params![lease.id.job, lease.id.chunk, error])
         .map_err(sql_error)?;
         NackOutcome::Retrying {
             next_attempt: attempts + 1,
@@ -194,18 +200,20 @@ pub(super) fn nack(
 
 /// Marks a task dead and fails its job with `error` (unless the job already finished).
 fn dead_letter(tx: &Transaction<'_>, id: &TaskId, error: &str, now: f64) -> BackendResult<()> {
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE tasks SET state = 'dead', worker = NULL, deadline = NULL, last_error = ?3
          WHERE job = ?1 AND chunk = ?2",
-        params![id.job, id.chunk, error],
     )
+    .map_err(sql_error)?
+    .execute(params![id.job, id.chunk, error])
     .map_err(sql_error)?;
     let message = format!("chunk {} failed: {error}", id.chunk);
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE jobs SET status = 'failed', error = ?2, finished_at = ?3
          WHERE id = ?1 AND status NOT IN ('completed', 'failed', 'cancelled')",
-        params![id.job, message, now],
     )
+    .map_err(sql_error)?
+    .execute(params![id.job, message, now])
     .map_err(sql_error)?;
     Ok(())
 }
@@ -242,11 +250,12 @@ fn reclaim_where(
             let error = format!("lost {attempts} times (last by worker {worker})");
             dead_letter(&tx, &id, &error, now)?;
         } else {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE tasks SET state = 'queued', worker = NULL, deadline = NULL
                  WHERE job = ?1 AND chunk = ?2",
-                params![id.job, id.chunk],
             )
+            .map_err(sql_error)?
+            .execute(params![id.job, id.chunk])
             .map_err(sql_error)?;
         }
     }
@@ -277,12 +286,13 @@ pub(super) fn reclaim_expired(
 pub(super) fn release_all_leases(state: &mut DbState) -> BackendResult<usize> {
     state
         .conn
-        .execute(
+        .prepare_cached(
             "UPDATE tasks SET state = 'queued', worker = NULL, deadline = NULL,
                 attempts = MAX(attempts - 1, 0)
              WHERE state = 'leased'",
-            [],
         )
+        .map_err(sql_error)?
+        .execute([])
         .map_err(sql_error)
 }
 
@@ -290,10 +300,9 @@ pub(super) fn release_all_leases(state: &mut DbState) -> BackendResult<usize> {
 pub(super) fn cancel_job(state: &mut DbState, job: &str) -> BackendResult<usize> {
     let removed = state
         .conn
-        .execute(
-            "DELETE FROM tasks WHERE job = ?1 AND state = 'queued'",
-            params![job],
-        )
+        .prepare_cached("DELETE FROM tasks WHERE job = ?1 AND state = 'queued'")
+        .map_err(sql_error)?
+        .execute(params![job])
         .map_err(sql_error)?;
     release_spool_if_drained(state, job)?;
     Ok(removed)
@@ -302,11 +311,9 @@ pub(super) fn cancel_job(state: &mut DbState, job: &str) -> BackendResult<usize>
 fn release_spool_if_drained(state: &mut DbState, job: &str) -> BackendResult<()> {
     let remaining: bool = state
         .conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM tasks WHERE job = ?1 AND state != 'dead')",
-            params![job],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM tasks WHERE job = ?1 AND state != 'dead')")
+        .map_err(sql_error)?
+        .query_row(params![job], |row| row.get(0))
         .map_err(sql_error)?;
     if !remaining {
         state.spool_remove(job);

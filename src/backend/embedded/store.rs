@@ -118,11 +118,12 @@ pub(super) fn jobs(state: &mut DbState) -> BackendResult<Vec<JobRecord>> {
 pub(super) fn accept_job(state: &mut DbState, id: &str, total_chunks: u32) -> BackendResult<()> {
     let changed = state
         .conn
-        .execute(
+        .prepare_cached(
             "UPDATE jobs SET total_chunks = ?2, status = 'pending'
              WHERE id = ?1 AND status = 'uploading'",
-            params![id, total_chunks],
         )
+        .map_err(sql_error)?
+        .execute(params![id, total_chunks])
         .map_err(sql_error)?;
     if changed == 0 && self::job(state, id)?.is_none() {
         return Err(BackendError::NoSuchJob(id.to_string()));
@@ -135,14 +136,15 @@ fn settle_status(state: &mut DbState, id: &str) -> BackendResult<()> {
     let now = state.now();
     state
         .conn
-        .execute(
+        .prepare_cached(
             "UPDATE jobs SET
                 status = CASE WHEN done >= total_chunks THEN 'completed' ELSE 'processing' END,
                 finished_at = CASE WHEN done >= total_chunks THEN ?2 ELSE NULL END
              FROM (SELECT COUNT(*) AS done FROM results WHERE job = ?1)
              WHERE id = ?1 AND status IN ('pending', 'processing') AND done > 0",
-            params![id, now],
         )
+        .map_err(sql_error)?
+        .execute(params![id, now])
         .map_err(sql_error)?;
     Ok(())
 }
@@ -155,10 +157,9 @@ pub(super) fn update_job_spec(
 ) -> BackendResult<()> {
     let changed = state
         .conn
-        .execute(
-            "UPDATE jobs SET spec = ?2 WHERE id = ?1",
-            params![id, spec.to_string()],
-        )
+        .prepare_cached("UPDATE jobs SET spec = ?2 WHERE id = ?1")
+        .map_err(sql_error)?
+        .execute(params![id, spec.to_string()])
         .map_err(sql_error)?;
     if changed == 0 {
         return Err(BackendError::NoSuchJob(id.to_string()));
@@ -176,11 +177,12 @@ pub(super) fn set_status(
     let finished_at = status.is_finished().then(|| state.now());
     let changed = state
         .conn
-        .execute(
+        .prepare_cached(
             "UPDATE jobs SET status = ?2, error = COALESCE(?3, error), finished_at = ?4
              WHERE id = ?1 AND status NOT IN ('completed', 'failed', 'cancelled')",
-            params![id, status_name(status), error, finished_at],
         )
+        .map_err(sql_error)?
+        .execute(params![id, status_name(status), error, finished_at])
         .map_err(sql_error)?;
     if changed == 0 && self::job(state, id)?.is_none() {
         return Err(BackendError::NoSuchJob(id.to_string()));
@@ -188,36 +190,50 @@ pub(super) fn set_status(
     Ok(())
 }
 
-/// Stores a result unless one exists for (job, chunk) or the job was cancelled.
+/// Stores a result unless one exists for (job, chunk) or the job was cancelled, and settles the
+/// job's status, in one transaction (one WAL commit per result).
 pub(super) fn put_chunk_result(
     state: &mut DbState,
     job: &str,
     result: &ChunkResult,
 ) -> BackendResult<bool> {
+    state.conn.execute_batch("BEGIN").map_err(sql_error)?;
+    match store_result(state, job, result) {
+        Ok(first) => {
+            state.conn.execute_batch("COMMIT").map_err(sql_error)?;
+            Ok(first)
+        }
+        Err(err) => {
+            let _ = state.conn.execute_batch("ROLLBACK");
+            Err(err)
+        }
+    }
+}
+
+fn store_result(state: &mut DbState, job: &str, result: &ChunkResult) -> BackendResult<bool> {
     let cancelled: bool = state
         .conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND status = 'cancelled')",
-            params![job],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND status = 'cancelled')")
+        .map_err(sql_error)?
+        .query_row(params![job], |row| row.get(0))
         .map_err(sql_error)?;
     if cancelled {
         return Ok(false);
     }
     let inserted = state
         .conn
-        .execute(
+        .prepare_cached(
             "INSERT OR IGNORE INTO results (job, chunk, matches, payload, worker)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                job,
-                result.chunk,
-                result.matches as i64,
-                result.payload.to_string(),
-                result.worker
-            ],
         )
+        .map_err(sql_error)?
+        .execute(params![
+            job,
+            result.chunk,
+            result.matches as i64,
+            result.payload.to_string(),
+            result.worker
+        ])
         .map_err(sql_error)?;
     if inserted == 1 {
         settle_status(state, job)?;
@@ -229,20 +245,16 @@ pub(super) fn put_chunk_result(
 pub(super) fn progress(state: &mut DbState, job: &str) -> BackendResult<Progress> {
     let total: Option<u32> = state
         .conn
-        .query_row(
-            "SELECT total_chunks FROM jobs WHERE id = ?1",
-            params![job],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT total_chunks FROM jobs WHERE id = ?1")
+        .map_err(sql_error)?
+        .query_row(params![job], |row| row.get(0))
         .optional()
         .map_err(sql_error)?;
     let (done, matches): (u32, i64) = state
         .conn
-        .query_row(
-            "SELECT COUNT(*), COALESCE(SUM(matches), 0) FROM results WHERE job = ?1",
-            params![job],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached("SELECT COUNT(*), COALESCE(SUM(matches), 0) FROM results WHERE job = ?1")
+        .map_err(sql_error)?
+        .query_row(params![job], |row| Ok((row.get(0)?, row.get(1)?)))
         .map_err(sql_error)?;
     let Some(total_chunks) = total else {
         return Err(BackendError::NoSuchJob(job.to_string()));
@@ -286,17 +298,15 @@ pub(super) fn chunk_results(state: &mut DbState, job: &str) -> BackendResult<Vec
 pub(super) fn push_alert(state: &mut DbState, alert: &serde_json::Value) -> BackendResult<()> {
     state
         .conn
-        .execute(
-            "INSERT INTO alerts (alert) VALUES (?1)",
-            params![alert.to_string()],
-        )
+        .prepare_cached("INSERT INTO alerts (alert) VALUES (?1)")
+        .map_err(sql_error)?
+        .execute(params![alert.to_string()])
         .map_err(sql_error)?;
     state
         .conn
-        .execute(
-            "DELETE FROM alerts WHERE id <= (SELECT MAX(id) FROM alerts) - ?1",
-            params![ALERT_HISTORY],
-        )
+        .prepare_cached("DELETE FROM alerts WHERE id <= (SELECT MAX(id) FROM alerts) - ?1")
+        .map_err(sql_error)?
+        .execute(params![ALERT_HISTORY])
         .map_err(sql_error)?;
     Ok(())
 }
@@ -331,11 +341,12 @@ pub(super) fn put_worker_metrics(
     let expires_at = state.now() + ttl.as_secs_f64();
     state
         .conn
-        .execute(
+        .prepare_cached(
             "INSERT INTO worker_metrics (worker, metrics, expires_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (worker) DO UPDATE SET metrics = ?2, expires_at = ?3",
-            params![worker, metrics.to_string(), expires_at],
         )
+        .map_err(sql_error)?
+        .execute(params![worker, metrics.to_string(), expires_at])
         .map_err(sql_error)?;
     Ok(())
 }
