@@ -475,6 +475,38 @@ mod tests {
     }
 
     #[test]
+    fn gzip_is_sniffed_and_decoded_in_small_pushes() {
+        use flate2::{write::GzEncoder, Compression};
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder
+            .write_all(b">one desc\r\nACGTA\r\nCG\r\n>two\nTTTT\n")
+            .unwrap();
+        let gz = encoder.finish().unwrap();
+        let (chunks, records) = chunk_all(&gz, 3, 2, 1);
+        assert_eq!(
+            records[0],
+            RecordInfo {
+                name: "one".into(),
+                length: 7
+            }
+        );
+        assert_eq!(
+            records[1],
+            RecordInfo {
+                name: "two".into(),
+                length: 4
+            }
+        );
+        assert_eq!(chunks[0].bases, b"ACGTA");
+        let truncated = &gz[..gz.len() / 2];
+        let mut chunker = Chunker::new(3, 2);
+        let result = chunker
+            .push(truncated, &mut |_| {})
+            .and_then(|()| chunker.finish(&mut |_| {}));
+        assert!(result.is_err(), "a truncated gzip stream is an error");
+    }
+
+    #[test]
     fn plain_sequence_gets_the_plain_name() {
         let mut chunker = Chunker::new(10, 0).plain_name("reads.txt");
         let mut chunks = Vec::new();
