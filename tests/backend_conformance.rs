@@ -132,5 +132,15 @@ mod redis_backend {
     conformance_cases!(instantiate_for_redis);
 }
 
-#[path = "backend_conformance/suite.rs"]
-mod suite;
+#[path = "backend_conformance/delivery.rs"]
+mod delivery;
+#[path = "backend_conformance/fixtures.rs"]
+mod fixtures;
+#[path = "backend_conformance/storage.rs"]
+mod storage;
+
+/// Every case, by name, for the instantiating macros.
+mod suite {
+    pub use super::delivery::*;
+    pub use super::storage::*;
+}

@@ -1,0 +1,91 @@
+//! What the conformance cases share: fixtures (jobs, tasks, results) and small steps (submit a
+//! job, lease now, wait for expiry) written once.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gridwatch::backend::{
+    ChunkResult, CreateOutcome, JobRecord, JobStatus, Lease, NewTask, Priority, TaskId,
+};
+use serde_json::json;
+use tokio::time::Instant;
+
+pub use super::Subject;
+
+/// Upper bound for anything the cases wait on; reached only when a backend is broken.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub fn job_record(id: &str, created_at: f64) -> JobRecord {
+    JobRecord {
+        id: id.to_string(),
+        kind: "search".to_string(),
+        spec: json!({ "patterns": ["ACGT"] }),
+        status: JobStatus::Uploading,
+        total_chunks: 0,
+        error: None,
+        created_at,
+        finished_at: None,
+    }
+}
+
+pub fn task(job: &str, chunk: u32, priority: Priority) -> NewTask {
+    NewTask {
+        id: TaskId {
+            job: job.to_string(),
+            chunk,
+        },
+        priority,
+        spec: json!({ "offset": chunk * 100 }),
+        data: Bytes::from(format!("ACGT-{job}-{chunk}")),
+    }
+}
+
+pub fn result(chunk: u32, matches: u64, worker: &str) -> ChunkResult {
+    ChunkResult {
+        chunk,
+        matches,
+        payload: json!({ "hits": matches, "by": worker }),
+        worker: worker.to_string(),
+    }
+}
+
+/// Creates job `id`, enqueues `chunks` medium-priority tasks for it and accepts it.
+pub async fn submit(s: &Subject, id: &str, chunks: u32) {
+    assert_eq!(
+        s.store.create_job(&job_record(id, 1.0)).await.unwrap(),
+        CreateOutcome::Created
+    );
+    let tasks = (0..chunks).map(|c| task(id, c, Priority::Medium)).collect();
+    s.queue.enqueue(tasks).await.unwrap();
+    s.store.accept_job(id, chunks).await.unwrap();
+}
+
+pub async fn job_now(s: &Subject, id: &str) -> JobRecord {
+    let job = s.store.job(id).await.unwrap();
+    job.unwrap_or_else(|| panic!("job {id} vanished"))
+}
+
+pub async fn lease_now(s: &Subject, worker: &str) -> Option<Lease> {
+    s.queue.lease(worker, Duration::ZERO).await.unwrap()
+}
+
+pub async fn must_lease(s: &Subject, worker: &str) -> Lease {
+    lease_now(s, worker)
+        .await
+        .unwrap_or_else(|| panic!("{worker} found no task to lease"))
+}
+
+/// Calls `reclaim_expired` until it has reclaimed `want` leases in total.
+pub async fn reclaim_expired_until(s: &Subject, want: usize) {
+    let deadline = Instant::now() + DEADLINE;
+    let mut reclaimed = 0;
+    while reclaimed < want {
+        assert!(
+            Instant::now() < deadline,
+            "only {reclaimed} of {want} leases expired"
+        );
+        reclaimed += s.queue.reclaim_expired().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reclaimed, want);
+}

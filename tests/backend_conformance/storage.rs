@@ -1,0 +1,271 @@
+//! Storage cases: first-write-wins results, progress and status derived from them, cancel, job
+//! records, alerts and worker metrics, each checked against hand-computed expectations.
+
+use std::time::Duration;
+
+use gridwatch::backend::{BackendError, CreateOutcome, JobRecord, JobStatus, Priority, Progress};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::fixtures::*;
+
+pub async fn first_chunk_result_wins(s: &Subject) {
+    submit(s, "j", 1).await;
+    assert!(s
+        .store
+        .put_chunk_result("j", &result(0, 3, "w1"))
+        .await
+        .unwrap());
+    assert!(!s
+        .store
+        .put_chunk_result("j", &result(0, 9, "w2"))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.store.chunk_results("j").await.unwrap(),
+        vec![result(0, 3, "w1")]
+    );
+    let progress = s.store.progress("j").await.unwrap();
+    assert_eq!(
+        progress,
+        Progress {
+            total_chunks: 1,
+            done_chunks: 1,
+            matches: 3
+        }
+    );
+}
+
+pub async fn progress_is_derived_from_stored_results(s: &Subject) {
+    submit(s, "j", 3).await;
+    assert_eq!(
+        s.store.progress("j").await.unwrap(),
+        Progress {
+            total_chunks: 3,
+            ..Default::default()
+        }
+    );
+    for (chunk, matches) in [(2, 5), (0, 2), (2, 100), (0, 7)] {
+        s.store
+            .put_chunk_result("j", &result(chunk, matches, "w1"))
+            .await
+            .unwrap();
+    }
+    let stored = s.store.chunk_results("j").await.unwrap();
+    assert_eq!(stored, vec![result(0, 2, "w1"), result(2, 5, "w1")]);
+    let progress = s.store.progress("j").await.unwrap();
+    assert_eq!(
+        progress,
+        Progress {
+            total_chunks: 3,
+            done_chunks: 2,
+            matches: 7
+        }
+    );
+}
+
+pub async fn status_follows_stored_results(s: &Subject) {
+    submit(s, "j", 2).await;
+    assert_eq!(job_now(s, "j").await.status, JobStatus::Pending);
+    s.store
+        .put_chunk_result("j", &result(1, 1, "w1"))
+        .await
+        .unwrap();
+    assert_eq!(job_now(s, "j").await.status, JobStatus::Processing);
+    s.store
+        .put_chunk_result("j", &result(1, 1, "w2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        job_now(s, "j").await.status,
+        JobStatus::Processing,
+        "a duplicate completed the job"
+    );
+    s.store
+        .put_chunk_result("j", &result(0, 1, "w1"))
+        .await
+        .unwrap();
+    let job = job_now(s, "j").await;
+    assert_eq!(job.status, JobStatus::Completed);
+    assert!(
+        job.finished_at.is_some(),
+        "a completed job has no finish time"
+    );
+}
+
+pub async fn results_before_accept_complete_the_job_on_accept(s: &Subject) {
+    // Workers may finish chunks while the upload is still streaming.
+    s.store.create_job(&job_record("j", 1.0)).await.unwrap();
+    let tasks = (0..2).map(|c| task("j", c, Priority::High)).collect();
+    s.queue.enqueue(tasks).await.unwrap();
+    for chunk in 0..2 {
+        s.store
+            .put_chunk_result("j", &result(chunk, 2, "w1"))
+            .await
+            .unwrap();
+    }
+    let job = s.store.job("j").await.unwrap().unwrap();
+    assert_eq!(
+        job.status,
+        JobStatus::Uploading,
+        "completed before the input was all in"
+    );
+    s.store.accept_job("j", 2).await.unwrap();
+    let job = s.store.job("j").await.unwrap().unwrap();
+    assert_eq!((job.status, job.total_chunks), (JobStatus::Completed, 2));
+}
+
+pub async fn cancel_removes_queued_tasks_and_refuses_late_results(s: &Subject) {
+    submit(s, "j", 3).await;
+    submit(s, "other", 1).await;
+    let leased = must_lease(s, "w1").await;
+    assert_eq!(leased.id.job, "j");
+    s.store
+        .set_status("j", JobStatus::Cancelled, None)
+        .await
+        .unwrap();
+    assert_eq!(s.queue.cancel_job("j").await.unwrap(), 2);
+
+    let next = must_lease(s, "w2").await;
+    assert_eq!(next.id.job, "other", "a cancelled job's task was delivered");
+    assert!(lease_now(s, "w2").await.is_none());
+    let late = result(leased.id.chunk, 4, "w1");
+    assert!(
+        !s.store.put_chunk_result("j", &late).await.unwrap(),
+        "late result stored"
+    );
+    s.queue.ack(&leased).await.unwrap();
+    assert_eq!(s.store.progress("j").await.unwrap().done_chunks, 0);
+    assert_eq!(
+        s.store.job("j").await.unwrap().unwrap().status,
+        JobStatus::Cancelled
+    );
+}
+
+pub async fn create_job_is_idempotent(s: &Subject) {
+    let first = job_record("j", 10.5);
+    assert_eq!(
+        s.store.create_job(&first).await.unwrap(),
+        CreateOutcome::Created
+    );
+    let retry = JobRecord {
+        kind: "julia".into(),
+        ..job_record("j", 99.0)
+    };
+    assert_eq!(
+        s.store.create_job(&retry).await.unwrap(),
+        CreateOutcome::Exists(first.clone())
+    );
+    assert_eq!(s.store.job("j").await.unwrap(), Some(first));
+    assert_eq!(s.store.job("nope").await.unwrap(), None);
+    let err = s.store.accept_job("nope", 3).await.unwrap_err();
+    assert!(
+        matches!(err, BackendError::NoSuchJob(ref id) if id == "nope"),
+        "{err}"
+    );
+}
+
+pub async fn update_job_spec_replaces_the_spec(s: &Subject) {
+    submit(s, "j", 1).await;
+    let spec = json!({ "patterns": ["ACGT"], "records": [["chr1", 1000]] });
+    s.store.update_job_spec("j", &spec).await.unwrap();
+    let job = s.store.job("j").await.unwrap().unwrap();
+    assert_eq!((job.spec, job.status), (spec.clone(), JobStatus::Pending));
+    let err = s.store.update_job_spec("nope", &spec).await.unwrap_err();
+    assert!(
+        matches!(err, BackendError::NoSuchJob(ref id) if id == "nope"),
+        "{err}"
+    );
+}
+
+pub async fn finished_job_keeps_its_status(s: &Subject) {
+    submit(s, "j", 1).await;
+    assert_eq!(
+        s.store.job("j").await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+    s.store
+        .set_status("j", JobStatus::Processing, None)
+        .await
+        .unwrap();
+    s.store
+        .set_status("j", JobStatus::Completed, None)
+        .await
+        .unwrap();
+    s.store
+        .set_status("j", JobStatus::Failed, Some("too late"))
+        .await
+        .unwrap();
+    let job = s.store.job("j").await.unwrap().unwrap();
+    assert_eq!((job.status, job.error), (JobStatus::Completed, None));
+    assert_eq!(job.total_chunks, 1);
+    assert!(job.finished_at.is_some());
+}
+
+pub async fn jobs_are_listed_newest_first(s: &Subject) {
+    for (id, created_at) in [("a", 1.0), ("b", 3.0), ("c", 2.0)] {
+        s.store
+            .create_job(&job_record(id, created_at))
+            .await
+            .unwrap();
+    }
+    let ids: Vec<String> = s
+        .store
+        .jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(ids, ["b", "c", "a"]);
+}
+
+pub async fn alerts_are_returned_newest_first(s: &Subject) {
+    for n in 1..=3 {
+        s.store
+            .push_alert(&json!({ "n": n, "severity": "WARNING" }))
+            .await
+            .unwrap();
+    }
+    let newest: Vec<_> = s
+        .store
+        .alerts(2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a["n"].clone())
+        .collect();
+    assert_eq!(newest, [json!(3), json!(2)]);
+    assert_eq!(s.store.alerts(10).await.unwrap().len(), 3);
+}
+
+pub async fn worker_metrics_expire_after_their_ttl(s: &Subject) {
+    let long = Duration::from_secs(600);
+    s.store
+        .put_worker_metrics("w1", &json!({ "cpu": 10.0 }), long)
+        .await
+        .unwrap();
+    s.store
+        .put_worker_metrics("w2", &json!({ "cpu": 20.0 }), Duration::from_millis(200))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let mut metrics = s.store.worker_metrics().await.unwrap();
+        metrics.sort_by(|a, b| a.0.cmp(&b.0));
+        if metrics.len() == 1 {
+            assert_eq!(metrics, vec![("w1".to_string(), json!({ "cpu": 10.0 }))]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "w2's metrics never expired: {metrics:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.store
+        .put_worker_metrics("w2", &json!({ "cpu": 30.0 }), long)
+        .await
+        .unwrap();
+    assert_eq!(s.store.worker_metrics().await.unwrap().len(), 2);
+}
