@@ -257,6 +257,27 @@ async fn max_attempts_of_the_enqueuer_bind_every_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_workers_are_those_that_leased_within_the_window() {
+    let server = RedisServer::start();
+    let backend = connect(&server, RedisOptions::default()).await;
+    submit(&backend, "j", 2, 10).await;
+    backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+    backend.lease("w2", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(backend.reclaim_worker("w2").await.unwrap(), 1);
+    let recent = backend
+        .recent_workers(Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        recent,
+        Some(vec!["w1".to_string()]),
+        "w2 was reclaimed as dead"
+    );
+    let none = backend.recent_workers(Duration::ZERO).await.unwrap();
+    assert_eq!(none, Some(vec![]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_follow_the_seed() {
     let server = RedisServer::start();
     let options = RedisOptions {

@@ -117,6 +117,10 @@ fn redis_grid_gives_exact_positions_and_leaves_nothing_behind() {
     let tsv = grid.cli_ok(&["results", "exact", "--format", "tsv"]);
     assert_eq!(parse_tsv(&tsv), naive_hits(&records, "GATTACA", true));
     assert_redis_is_clean(&redis, "exact");
+    // The workers never talked to the master, yet it counts them as active.
+    poll_until(JOB_TIMEOUT, "the master to see both workers", || {
+        (grid.status("exact")["active_workers"].as_u64() == Some(2)).then_some(())
+    });
 }
 
 #[test]

@@ -215,6 +215,12 @@ pub trait Queue: Send + Sync {
     async fn reclaim_expired(&self) -> BackendResult<usize>;
     /// Removes a job's queued tasks and their input. Returns how many were removed.
     async fn cancel_job(&self, job: &str) -> BackendResult<usize>;
+    /// Workers that leased or extended within `window`, when the backend itself sees them (with
+    /// Redis, workers never talk to the master). `None` when it does not: the embedded master
+    /// sees its workers on its own connections.
+    async fn recent_workers(&self, _window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
+        Ok(None)
+    }
 }
 
 /// Job state and results.

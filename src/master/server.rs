@@ -26,6 +26,7 @@ pub async fn run(listener: TcpListener, state: Arc<MasterState>, shutdown: impl 
     let limit = Arc::new(Semaphore::new(state.config.max_connections));
     let mut handlers = JoinSet::new();
     handlers.spawn(reclaim_expired_leases(state.clone(), stop_rx.clone()));
+    handlers.spawn(track_backend_workers(state.clone(), stop_rx.clone()));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -88,6 +89,28 @@ async fn reclaim_expired_leases(state: Arc<MasterState>, mut stop: watch::Receiv
                 "expired leases returned to the queue"
             ),
             Err(err) => tracing::warn!(component = "master", error = %err, "lease sweep failed"),
+        }
+    }
+}
+
+/// Counts workers the backend sees (Redis: they lease there, never from the master) as active,
+/// for `query_status` and the "no active workers" warning. Ends at once on a backend that does
+/// not see workers (embedded: workers are seen on their connections).
+async fn track_backend_workers(state: Arc<MasterState>, mut stop: watch::Receiver<bool>) {
+    const PERIOD: Duration = Duration::from_secs(2);
+    const WINDOW: Duration = Duration::from_secs(10);
+    let mut ticker = tokio::time::interval(PERIOD);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = ticker.tick() => {}
+        }
+        match state.queue.recent_workers(WINDOW).await {
+            Ok(None) => return,
+            Ok(Some(workers)) => workers.iter().for_each(|w| state.workers.touch(w)),
+            Err(err) => {
+                tracing::debug!(component = "master", error = %err, "listing backend workers failed")
+            }
         }
     }
 }

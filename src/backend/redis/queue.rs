@@ -3,8 +3,10 @@
 //! one delivery to a consumer, and its token names the entry (`{stream index}/{entry id}`), so a
 //! retry, which is always a new entry, makes every older token stale.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use ::redis::streams::StreamInfoConsumersReply;
 use ::redis::{AsyncCommands, Value};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -12,7 +14,9 @@ use tokio::time::Instant;
 
 use super::keys::{self, DEAD_LETTER_CAP, DEAD_LETTER_STREAM, GROUP, RECLAIMER, TASK_STREAMS};
 use super::{backend_error, RedisBackend};
-use crate::backend::{BackendError, BackendResult, Lease, NackOutcome, NewTask, Queue, TaskId};
+use crate::backend::{
+    BackendError, BackendResult, Lease, NackOutcome, NewTask, Queue, TaskId, WorkerId,
+};
 
 /// What one run of the lease script found.
 enum LeaseAttempt {
@@ -180,6 +184,24 @@ impl Queue for RedisBackend {
             )
             .await?;
         Ok(removed as usize)
+    }
+
+    async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
+        let window_ms = window.as_millis() as usize;
+        let mut recent = BTreeSet::new();
+        for stream in TASK_STREAMS {
+            let reply: StreamInfoConsumersReply = self
+                .request(|mut conn| async move { conn.xinfo_consumers(stream, GROUP).await })
+                .await?;
+            recent.extend(
+                reply
+                    .consumers
+                    .into_iter()
+                    .filter(|c| c.idle < window_ms && c.name != RECLAIMER)
+                    .map(|c| c.name),
+            );
+        }
+        Ok(Some(recent.into_iter().collect()))
     }
 }
 
