@@ -8,6 +8,15 @@ use std::time::Duration;
 /// grid` (large enough that per-task overhead vanishes, small enough to spread over workers).
 pub const DEFAULT_CHUNK_SIZE: u64 = 1024 * 1024;
 
+/// Where the master serves its HTTP API and dashboard unless told otherwise.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+
+/// Reads an `--http` value: `off` (or empty) disables the HTTP server.
+pub fn http_address(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty() && !value.eq_ignore_ascii_case("off")).then(|| value.to_string())
+}
+
 /// `gridwatch master` flags.
 #[derive(Clone, Debug, clap::Args)]
 pub struct MasterArgs {
@@ -48,6 +57,12 @@ pub struct MasterArgs {
     /// 127.0.0.1:0 learn the port this way).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Address of the HTTP API, dashboard and /metrics (port 0 picks a free port), or `off`.
+    #[arg(long, env = "GRIDWATCH_HTTP", default_value = DEFAULT_HTTP)]
+    pub http: String,
+    /// Once the HTTP server listens, write its bound HOST:PORT to this file.
+    #[arg(long)]
+    pub http_addr_file: Option<PathBuf>,
     /// Where tasks and job state live (embedded or redis://HOST:PORT/DB).
     #[command(flatten)]
     pub backend: crate::backend::config::BackendArgs,
@@ -78,6 +93,8 @@ pub struct MasterConfig {
     pub max_attempts: u32,
     /// Cluster token.
     pub token: Option<String>,
+    /// HTTP API address; `None` when the HTTP server is off.
+    pub http: Option<String>,
 }
 
 impl MasterArgs {
@@ -95,6 +112,7 @@ impl MasterArgs {
             visibility_timeout: Duration::from_secs_f64(self.visibility_timeout.max(0.1)),
             max_attempts: self.max_attempts.max(1),
             token: self.token.clone().filter(|t| !t.is_empty()),
+            http: http_address(&self.http),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod cmd;
 mod config;
+pub mod http;
 mod rate_limit;
 mod server;
 mod workers;
@@ -15,11 +16,12 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use crate::backend::config::{BackendConfigError, DeliverySettings};
+use crate::backend::config::{BackendConfig, BackendConfigError, DeliverySettings};
 use crate::backend::{BackendError, JobStatus, Queue, Store};
 
-pub use config::{MasterArgs, MasterConfig};
+pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
 pub use rate_limit::RateLimiter;
 pub use server::run;
 pub use workers::WorkerRegistry;
@@ -82,11 +84,12 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         visibility_timeout: config.visibility_timeout,
         max_attempts: config.max_attempts,
     };
-    let (queue, store) = args
-        .backend
-        .resolve()?
-        .open(&config.data_dir, delivery)
-        .await?;
+    let backend = args.backend.resolve()?;
+    let backend_name = match backend {
+        BackendConfig::Embedded => "embedded",
+        BackendConfig::Redis(_) => "redis",
+    };
+    let (queue, store) = backend.open(&config.data_dir, delivery).await?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| MasterError::Bind {
@@ -97,21 +100,73 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         addr: config.listen.clone(),
         source,
     })?;
+    // HTTP binds before the protocol address is published: whoever waits for that file finds
+    // the HTTP address file (if asked for) already written.
+    let http_listener = match &config.http {
+        Some(addr) => Some(bind_http(addr, args.http_addr_file.as_deref()).await?),
+        None => None,
+    };
     if let Some(path) = &args.addr_file {
-        // Write then rename, so a reader never sees a half-written address.
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, local.to_string())
-            .and_then(|()| std::fs::rename(&partial, path))
-            .map_err(|source| MasterError::Bind {
-                addr: format!("{} (address file)", path.display()),
-                source,
-            })?;
+        write_addr_file(path, local)?;
     }
     tracing::info!(component = "master", listen = %local, data_dir = %config.data_dir.display(), "master listening");
     let state = Arc::new(MasterState::new(queue, store, config));
     resume_unfinished(&state).await?;
-    run(listener, state, crate::shutdown::signal()).await;
+    let stop = shared_shutdown();
+    let http_task = http_listener.map(|listener| {
+        let http_state = http::HttpState {
+            master: state.clone(),
+            backend: backend_name,
+            started: std::time::Instant::now(),
+        };
+        tokio::spawn(http::run(listener, http_state, stopped(stop.clone())))
+    });
+    run(listener, state, stopped(stop)).await;
+    if let Some(task) = http_task {
+        // A client that never finishes its request must not hold the master up.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     Ok(())
+}
+
+/// Binds the HTTP API, logs where, and writes its address file if asked.
+async fn bind_http(addr: &str, addr_file: Option<&std::path::Path>) -> Result<TcpListener, MasterError> {
+    let listener = http::bind(addr).await?;
+    let local = listener.local_addr().map_err(|source| MasterError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    if let Some(path) = addr_file {
+        write_addr_file(path, local)?;
+    }
+    tracing::info!(component = "master", http = %local, dashboard = %format!("http://{local}/"), "HTTP API listening");
+    Ok(listener)
+}
+
+/// Writes `addr` to `path`: write then rename, so a reader never sees a half-written address.
+fn write_addr_file(path: &std::path::Path, addr: std::net::SocketAddr) -> Result<(), MasterError> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, addr.to_string())
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|source| MasterError::Bind {
+            addr: format!("{} (address file)", path.display()),
+            source,
+        })
+}
+
+/// One Ctrl-C / SIGTERM shared by the protocol and HTTP servers.
+fn shared_shutdown() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        crate::shutdown::signal().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Completes once the shared shutdown is signalled.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 /// After a restart: uploads cut off by the stop can never complete, so they fail (the client

@@ -6,7 +6,7 @@ mod cancel;
 mod jobs;
 mod lease;
 mod results;
-mod status;
+pub(super) mod status;
 mod submit;
 mod watch;
 

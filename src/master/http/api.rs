@@ -1,0 +1,103 @@
+//! The JSON read API: `/health`, `/jobs`, `/jobs/{id}`, `/workers`, `/alerts`, `/stats`.
+//! Shapes follow the CLI's `--json` output, so a script can use either.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::snapshot::{self, GridStats};
+use super::{ApiError, HttpState};
+use crate::master::cmd::status::job_view;
+
+/// Alerts `/alerts` returns when no `limit` is given.
+const DEFAULT_ALERTS: usize = 50;
+/// Jobs `/jobs` returns when no `limit` is given.
+const DEFAULT_JOBS: usize = 100;
+/// Largest `limit` honoured (the alert history holds 1000 events).
+const MAX_LIMIT: usize = 1000;
+
+/// `?limit=N`.
+#[derive(Debug, Deserialize)]
+pub struct Limit {
+    /// At most this many items, newest first.
+    pub limit: Option<usize>,
+}
+
+impl Limit {
+    fn or(&self, default: usize) -> usize {
+        self.limit.unwrap_or(default).min(MAX_LIMIT)
+    }
+}
+
+/// `GET /health`: ok when the backend answers; 503 with the error when it does not.
+pub async fn health(State(state): State<HttpState>) -> Response {
+    let uptime_secs = state.started.elapsed().as_secs_f64();
+    let probe = state.master.store.alerts(1).await;
+    let (status, health, error) = match probe {
+        Ok(_) => (StatusCode::OK, "ok", None),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(err.to_string())),
+    };
+    let body = json!({
+        "status": health,
+        "version": env!("CARGO_PKG_VERSION"),
+        "backend": state.backend,
+        "uptime_secs": uptime_secs,
+        "error": error,
+    });
+    (status, Json(body)).into_response()
+}
+
+/// `GET /jobs?limit=N`: jobs newest first with progress, as `gridwatch jobs --json`.
+pub async fn jobs(
+    State(state): State<HttpState>,
+    Query(limit): Query<Limit>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.master.store.as_ref();
+    let jobs = snapshot::job_views(store, Some(limit.or(DEFAULT_JOBS))).await?;
+    Ok(Json(json!({
+        "jobs": jobs,
+        "active_workers": state.master.workers.active(),
+    })))
+}
+
+/// `GET /jobs/{id}`: one job with its progress and spec (patterns, records); 404 if unknown.
+pub async fn job(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.master.store.as_ref();
+    let record = store.job(&id).await?.ok_or(ApiError::NoSuchJob(id))?;
+    let spec = record.spec.clone();
+    let view = job_view(store, record).await?;
+    Ok(Json(json!({
+        "job": view,
+        "spec": spec,
+        "active_workers": state.master.workers.active(),
+    })))
+}
+
+/// `GET /workers`: the collector's liveness view of every worker, by id.
+pub async fn workers(
+    State(state): State<HttpState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let workers = snapshot::worker_views(state.master.store.as_ref()).await?;
+    Ok(Json(json!({ "workers": workers })))
+}
+
+/// `GET /alerts?limit=N`: the newest alert events, newest first.
+pub async fn alerts(
+    State(state): State<HttpState>,
+    Query(limit): Query<Limit>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.master.store.as_ref();
+    let alerts = snapshot::alert_events(store, limit.or(DEFAULT_ALERTS)).await?;
+    Ok(Json(json!({ "alerts": alerts })))
+}
+
+/// `GET /stats`: jobs by status, chunks done / total, matches, workers, firing alerts.
+pub async fn stats(State(state): State<HttpState>) -> Result<Json<GridStats>, ApiError> {
+    Ok(Json(snapshot::gather(&state.master).await?.stats))
+}

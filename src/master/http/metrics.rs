@@ -1,0 +1,144 @@
+//! `GET /metrics`: the grid in the Prometheus text exposition format (0.0.4): one `# HELP` and
+//! one `# TYPE` line per family, then its samples, label values escaped.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::response::Response;
+
+use super::snapshot::{self, Snapshot};
+use super::{prometheus_text, ApiError, HttpState};
+
+/// `GET /metrics`.
+pub async fn handler(State(state): State<HttpState>) -> Result<Response, ApiError> {
+    let snapshot = snapshot::gather(&state.master).await?;
+    Ok(prometheus_text(render(&snapshot, state.backend)))
+}
+
+/// Builds the exposition text; a family is announced once, before its samples.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            let pairs: Vec<String> = labels
+                .iter()
+                .map(|(key, value)| format!("{key}=\"{}\"", escape_label(value)))
+                .collect();
+            let _ = write!(self.text, "{{{}}}", pairs.join(","));
+        }
+        let _ = writeln!(self.text, " {}", format_value(value));
+    }
+
+    /// A family with one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// Escapes a label value: backslash, double quote and line feed.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus spells infinities `+Inf` / `-Inf` and not-a-number `NaN`.
+fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        value.to_string()
+    }
+}
+
+/// The whole exposition for one snapshot.
+fn render(snapshot: &Snapshot, backend: &str) -> String {
+    let stats = &snapshot.stats;
+    let mut out = Exposition::default();
+    out.family("gridwatch_info", "gauge", "Build and backend of this master (always 1).");
+    let version = env!("CARGO_PKG_VERSION");
+    out.sample("gridwatch_info", &[("version", version), ("backend", backend)], 1.0);
+    out.family("gridwatch_jobs", "gauge", "Jobs by status.");
+    for (status, count) in &stats.jobs {
+        out.sample("gridwatch_jobs", &[("status", status)], *count as f64);
+    }
+    let help = "Chunks with a stored result, over all jobs.";
+    out.single("gridwatch_chunks_done", "gauge", help, stats.chunks_done as f64);
+    let help = "Chunks in all jobs.";
+    out.single("gridwatch_chunks", "gauge", help, stats.chunks_total as f64);
+    let help = "Matches in stored chunk results, over all jobs.";
+    out.single("gridwatch_matches", "gauge", help, stats.matches as f64);
+    out.family("gridwatch_workers", "gauge", "Workers by liveness state (collector's view).");
+    for (state, count) in &stats.workers {
+        out.sample("gridwatch_workers", &[("state", state)], *count as f64);
+    }
+    let help = "Workers heard from by the master or the queue in the last 10 s.";
+    out.single("gridwatch_workers_connected", "gauge", help, f64::from(stats.active_workers));
+    out.family("gridwatch_alerts_firing", "gauge", "Alerts firing now, by severity.");
+    for (severity, count) in &stats.alerts_firing {
+        out.sample("gridwatch_alerts_firing", &[("severity", severity)], *count as f64);
+    }
+    render_workers(&mut out, snapshot);
+    out.text
+}
+
+/// Per-worker families, labelled by worker id.
+fn render_workers(out: &mut Exposition, snapshot: &Snapshot) {
+    type Field = fn(&crate::collector::WorkerView) -> Option<f64>;
+    let families: [(&str, &str, &str, Field); 6] = [
+        ("gridwatch_worker_up", "gauge", "1 if the worker is active or unstable, 0 if inactive.",
+            |w| Some(f64::from(u8::from(w.state != crate::collector::LivenessState::Inactive)))),
+        ("gridwatch_worker_cpu_percent", "gauge", "Host CPU use of the worker's machine, percent.",
+            |w| Some(w.latest.cpu_percent)),
+        ("gridwatch_worker_memory_percent", "gauge", "Host memory use of the worker's machine, percent.",
+            |w| Some(w.latest.memory_percent)),
+        ("gridwatch_worker_tasks_total", "counter", "Tasks the worker completed since it started.",
+            |w| Some(w.tasks_done as f64)),
+        ("gridwatch_worker_report_rtt_seconds", "gauge", "Mean round trip of the agent's last 10 reports.",
+            |w| w.mean_rtt_ms.map(|ms| ms / 1000.0)),
+        ("gridwatch_worker_leasing_paused", "gauge", "1 while a firing resource warning stops the worker leasing.",
+            |w| Some(f64::from(u8::from(w.leasing_paused)))),
+    ];
+    for (name, kind, help, field) in families {
+        out.family(name, kind, help);
+        for worker in &snapshot.workers {
+            if let Some(value) = field(worker) {
+                out.sample(name, &[("worker", &worker.worker_id)], value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_and_values_spelled_as_prometheus_does() {
+        let mut out = Exposition::default();
+        out.family("m", "gauge", "a \\ help\nline");
+        out.sample("m", &[("worker", "w\"1\\\n")], 2.5);
+        out.sample("m", &[], f64::INFINITY);
+        out.sample("m", &[("a", "x"), ("b", "y")], f64::NAN);
+        let expected = "# HELP m a \\\\ help\\nline\n# TYPE m gauge\n\
+                        m{worker=\"w\\\"1\\\\\\n\"} 2.5\nm +Inf\nm{a=\"x\",b=\"y\"} NaN\n";
+        assert_eq!(out.text, expected);
+        assert_eq!(format_value(3.0), "3");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+    }
+}

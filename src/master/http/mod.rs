@@ -1,0 +1,127 @@
+//! The master's HTTP side (DESIGN "Observability"): a read-only JSON API, Prometheus text at
+//! `/metrics` and a self-contained live dashboard at `/`. It shares the protocol server's
+//! `MasterState` and shutdown signal; the grid's own traffic never goes through HTTP.
+
+mod api;
+mod metrics;
+mod snapshot;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+use super::{MasterError, MasterState};
+use crate::backend::BackendError;
+
+/// The dashboard: one page, inline CSS and JS, polling the JSON API.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// What every HTTP handler sees.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The master's shared state (queue, store, worker registry).
+    pub master: Arc<MasterState>,
+    /// `embedded` or `redis`, for `/health` (never the URL: it may hold a password).
+    pub backend: &'static str,
+    /// When the master started, for `/health`'s uptime.
+    pub started: Instant,
+}
+
+/// Why an API request failed; rendered as `{"error": "..."}` with a fitting status code.
+#[derive(Debug, Error)]
+pub enum ApiError {
+    /// The job id is unknown.
+    #[error("no job with id {0:?}")]
+    NoSuchJob(String),
+    /// The backend failed or is unreachable.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::NoSuchJob(_) | ApiError::Backend(BackendError::NoSuchJob(_)) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Backend(BackendError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::warn!(component = "http", error = %self, "request failed");
+        }
+        json_error(status, self.to_string())
+    }
+}
+
+/// `{"error": message}` with `status`.
+fn json_error(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// Every route of the HTTP API.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/health", get(api::health))
+        .route("/jobs", get(api::jobs))
+        .route("/jobs/{id}", get(api::job))
+        .route("/workers", get(api::workers))
+        .route("/alerts", get(api::alerts))
+        .route("/stats", get(api::stats))
+        .route("/metrics", get(metrics::handler))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD)
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let message = format!(
+        "no such endpoint: {}; try /, /health, /jobs, /jobs/ID, /workers, /alerts, /stats or /metrics",
+        uri.path()
+    );
+    json_error(StatusCode::NOT_FOUND, message)
+}
+
+/// Binds the HTTP listener, with the same error as the protocol port when the address is taken.
+pub async fn bind(addr: &str) -> Result<TcpListener, MasterError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| MasterError::Bind {
+            addr: format!("{addr} (HTTP; pick another --http, or --http off)"),
+            source,
+        })
+}
+
+/// Serves the API on `listener` until `shutdown` completes; open connections are then asked to
+/// close (the caller bounds how long it waits for them).
+pub async fn run(
+    listener: TcpListener,
+    state: HttpState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Err(err) = served {
+        tracing::error!(component = "http", error = %err, "HTTP server failed");
+    }
+}
+
+/// Content type of the Prometheus text exposition format, version 0.0.4.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A Prometheus text response.
+fn prometheus_text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], body).into_response()
+}

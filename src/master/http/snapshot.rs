@@ -1,0 +1,203 @@
+//! One consistent read of the grid for `/stats` and `/metrics`: jobs by status, chunks and
+//! matches summed from stored results, workers by liveness state, and currently firing alerts.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+use crate::backend::{BackendError, JobStatus, Store};
+use crate::collector::{Alert, AlertState, LivenessState, Severity, WorkerView};
+use crate::master::cmd::status::job_view;
+use crate::master::MasterState;
+use crate::protocol::JobView;
+
+/// The alert history's cap (both backends keep the newest 1000 events).
+const ALERT_HISTORY: usize = 1000;
+
+/// Every job status, in lifecycle order, so counts include the zeros.
+const ALL_STATUSES: [JobStatus; 6] = [
+    JobStatus::Uploading,
+    JobStatus::Pending,
+    JobStatus::Processing,
+    JobStatus::Completed,
+    JobStatus::Failed,
+    JobStatus::Cancelled,
+];
+
+/// What `/stats` answers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GridStats {
+    /// Jobs per status (every status present, zeros included).
+    pub jobs: BTreeMap<&'static str, u64>,
+    /// Jobs in all.
+    pub jobs_total: u64,
+    /// Chunks with a stored result, over all jobs.
+    pub chunks_done: u64,
+    /// Chunks in all jobs.
+    pub chunks_total: u64,
+    /// Matches in stored chunk results, over all jobs.
+    pub matches: u64,
+    /// Workers per liveness state, from the collector's view.
+    pub workers: BTreeMap<&'static str, u64>,
+    /// Workers that talked to the master (or, with Redis, to the queue) in the last 10 s.
+    pub active_workers: u32,
+    /// Alerts firing now, per severity.
+    pub alerts_firing: BTreeMap<&'static str, u64>,
+}
+
+/// Stats plus the per-worker views `/metrics` labels by worker.
+pub struct Snapshot {
+    /// The totals.
+    pub stats: GridStats,
+    /// Every worker's liveness view, by id.
+    pub workers: Vec<WorkerView>,
+}
+
+/// Lower-case name of a job status, as in the JSON API.
+pub fn status_name(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Uploading => "uploading",
+        JobStatus::Pending => "pending",
+        JobStatus::Processing => "processing",
+        JobStatus::Completed => "completed",
+        JobStatus::Failed => "failed",
+        JobStatus::Cancelled => "cancelled",
+    }
+}
+
+/// Lower-case name of a liveness state.
+pub fn state_name(state: LivenessState) -> &'static str {
+    match state {
+        LivenessState::Active => "active",
+        LivenessState::Unstable => "unstable",
+        LivenessState::Inactive => "inactive",
+    }
+}
+
+/// Lower-case name of a severity.
+pub fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    }
+}
+
+/// Every job as clients see it (progress from stored results), newest first; at most `limit`.
+pub async fn job_views(
+    store: &dyn Store,
+    limit: Option<usize>,
+) -> Result<Vec<JobView>, BackendError> {
+    let jobs = store.jobs().await?;
+    let mut views = Vec::new();
+    for job in jobs.into_iter().take(limit.unwrap_or(usize::MAX)) {
+        views.push(job_view(store, job).await?);
+    }
+    Ok(views)
+}
+
+/// Every worker's stored liveness view, by id; entries another version wrote are skipped.
+pub async fn worker_views(store: &dyn Store) -> Result<Vec<WorkerView>, BackendError> {
+    let mut views: Vec<WorkerView> = store
+        .worker_metrics()
+        .await?
+        .into_iter()
+        .filter_map(|(_, value)| serde_json::from_value(value).ok())
+        .collect();
+    views.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+    Ok(views)
+}
+
+/// The newest `limit` alert events, newest first.
+pub async fn alert_events(store: &dyn Store, limit: usize) -> Result<Vec<Alert>, BackendError> {
+    let values = store.alerts(limit).await?;
+    Ok(values
+        .into_iter()
+        .filter_map(|value| serde_json::from_value(value).ok())
+        .collect())
+}
+
+/// Alerts whose newest event is `firing`. `events` is newest first; an alert's resolved event
+/// carries its firing event's id.
+pub fn firing(events: &[Alert]) -> Vec<&Alert> {
+    let mut seen = HashSet::new();
+    events
+        .iter()
+        .filter(|alert| seen.insert(alert.id.as_str()))
+        .filter(|alert| alert.state == AlertState::Firing)
+        .collect()
+}
+
+/// Reads everything `/stats` and `/metrics` report.
+pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
+    let store = state.store.as_ref();
+    let jobs = job_views(store, None).await?;
+    let workers = worker_views(store).await?;
+    let alerts = alert_events(store, ALERT_HISTORY).await?;
+    let mut stats = GridStats {
+        jobs: ALL_STATUSES.iter().map(|s| (status_name(*s), 0)).collect(),
+        jobs_total: jobs.len() as u64,
+        active_workers: state.workers.active(),
+        ..GridStats::default()
+    };
+    for job in &jobs {
+        *stats.jobs.entry(status_name(job.status)).or_default() += 1;
+        stats.chunks_done += u64::from(job.progress.processed_chunks);
+        stats.chunks_total += u64::from(job.progress.total_chunks);
+        stats.matches += job.partial_results.matches_found;
+    }
+    let states = [
+        LivenessState::Active,
+        LivenessState::Unstable,
+        LivenessState::Inactive,
+    ];
+    stats.workers = states.iter().map(|s| (state_name(*s), 0)).collect();
+    for worker in &workers {
+        *stats.workers.entry(state_name(worker.state)).or_default() += 1;
+    }
+    stats.alerts_firing = [Severity::Warning, Severity::Critical]
+        .iter()
+        .map(|s| (severity_name(*s), 0))
+        .collect();
+    for alert in firing(&alerts) {
+        *stats
+            .alerts_firing
+            .entry(severity_name(alert.severity))
+            .or_default() += 1;
+    }
+    Ok(Snapshot { stats, workers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, state: AlertState) -> Alert {
+        Alert {
+            id: id.into(),
+            rule: "worker_dead".into(),
+            severity: Severity::Critical,
+            worker_id: "w1".into(),
+            state,
+            message: "worker w1 is DEAD".into(),
+            value: None,
+            active_since: 0.0,
+            timestamp: 0.0,
+        }
+    }
+
+    #[test]
+    fn an_alert_fires_until_its_newest_event_resolves_it() {
+        // Newest first: a fired then resolved, b fired, c fired then resolved then fired again.
+        let events = [
+            event("c", AlertState::Firing),
+            event("a", AlertState::Resolved),
+            event("c", AlertState::Resolved),
+            event("b", AlertState::Firing),
+            event("c", AlertState::Firing),
+            event("a", AlertState::Firing),
+        ];
+        let ids: Vec<&str> = firing(&events).iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["c", "b"]);
+        assert!(firing(&[]).is_empty());
+    }
+}
