@@ -95,6 +95,7 @@ async fn bench(args: &BenchGridArgs, scratch: &Path) -> Result<(), ClientError> 
         data_dir: scratch.join("data"),
         // Every run is a job: lift the per-client rate limit for the benchmark's own master.
         master_flags: "--jobs-per-minute 100000".into(),
+        http: "off".into(),
         backend: Default::default(),
     };
     let cluster = Cluster::start(&up).await?;

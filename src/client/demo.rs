@@ -150,6 +150,7 @@ async fn run_demo(args: &DemoArgs, dir: &Path) -> Result<(), ClientError> {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.join("data"),
         master_flags: String::new(),
+        http: "127.0.0.1:0".into(),
         backend: Default::default(),
     };
     let cluster = Cluster::start(&up).await?;

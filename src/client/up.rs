@@ -34,6 +34,9 @@ pub struct UpArgs {
     /// Extra flags passed to the master (e.g. --chunk-size 65536), space-separated.
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub master_flags: String,
+    /// The master's HTTP API and dashboard address (port 0 picks a free port), or `off`.
+    #[arg(long, env = "GRIDWATCH_HTTP", default_value = crate::master::DEFAULT_HTTP)]
+    pub http: String,
     /// Where tasks and job state live, for the master and every worker (embedded or
     /// redis://HOST:PORT/DB).
     #[command(flatten)]
@@ -44,6 +47,8 @@ pub struct UpArgs {
 pub struct Cluster {
     /// The master's bound address.
     pub master_addr: String,
+    /// The dashboard's URL, unless the master's HTTP server is off.
+    pub dashboard: Option<String>,
     /// Where each process logs.
     pub log_dir: PathBuf,
     /// The collector's bound address.
@@ -66,6 +71,8 @@ impl Cluster {
             .map_err(|e| ClientError::Usage(format!("{}: {e}", log_dir.display())))?;
         let addr_file = args.data_dir.join("master.addr");
         let _ = std::fs::remove_file(&addr_file);
+        let http_addr_file = args.data_dir.join("http.addr");
+        let _ = std::fs::remove_file(&http_addr_file);
         let mut master_cmd = Command::new(&exe);
         master_cmd
             .arg("master")
@@ -75,6 +82,10 @@ impl Cluster {
             .arg(&args.data_dir)
             .arg("--addr-file")
             .arg(&addr_file)
+            .arg("--http")
+            .arg(&args.http)
+            .arg("--http-addr-file")
+            .arg(&http_addr_file)
             .args(backend_flag(args))
             .args(args.master_flags.split_whitespace());
         let mut master = spawn(master_cmd, &log_dir.join("master.log"))?;
@@ -85,6 +96,10 @@ impl Cluster {
                 return Err(err);
             }
         };
+        // The master writes the HTTP address before the protocol one, so it is there by now.
+        let dashboard = std::fs::read_to_string(&http_addr_file)
+            .ok()
+            .map(|addr| format!("http://{}/", addr.trim()));
         let alert_log = args.data_dir.join("alerts.log");
         let (collector, collector_addr) =
             match start_collector(&exe, args, &master_addr, &alert_log).await {
@@ -127,6 +142,7 @@ impl Cluster {
         }
         Ok(Self {
             master_addr,
+            dashboard,
             log_dir,
             collector_addr,
             alert_log,
@@ -148,6 +164,9 @@ impl Cluster {
     /// Prints where everything runs.
     pub fn describe(&self) {
         eprintln!("master   listening on {}", self.master_addr);
+        if let Some(url) = &self.dashboard {
+            eprintln!("dashboard {url} (JSON API and /metrics there too)");
+        }
         eprintln!(
             "collector listening on {} (alerts in {})",
             self.collector_addr,

@@ -130,7 +130,10 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
 }
 
 /// Binds the HTTP API, logs where, and writes its address file if asked.
-async fn bind_http(addr: &str, addr_file: Option<&std::path::Path>) -> Result<TcpListener, MasterError> {
+async fn bind_http(
+    addr: &str,
+    addr_file: Option<&std::path::Path>,
+) -> Result<TcpListener, MasterError> {
     let listener = http::bind(addr).await?;
     let local = listener.local_addr().map_err(|source| MasterError::Bind {
         addr: addr.to_string(),

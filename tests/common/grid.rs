@@ -60,6 +60,7 @@ impl Grid {
     pub fn start_master(&mut self) {
         let addr_file = self.path("master.addr");
         let _ = std::fs::remove_file(&addr_file);
+        let _ = std::fs::remove_file(self.path("http.addr"));
         let mut args: Vec<String> = vec![
             "master".into(),
             "--listen".into(),
@@ -68,6 +69,8 @@ impl Grid {
             self.data_dir().display().to_string(),
             "--addr-file".into(),
             addr_file.display().to_string(),
+            "--http-addr-file".into(),
+            self.path("http.addr").display().to_string(),
         ];
         args.extend(self.master_flags.iter().cloned());
         let log = self.path(&format!("master-{}.log", self.restarts));
@@ -79,6 +82,14 @@ impl Grid {
         .trim()
         .to_string();
         self.master = Some(master);
+    }
+
+    /// The master's HTTP API address (written before its protocol address).
+    pub fn http_addr(&self) -> String {
+        std::fs::read_to_string(self.path("http.addr"))
+            .expect("the master writes its HTTP address file")
+            .trim()
+            .to_string()
     }
 
     /// Starts a worker with `--threads threads`.

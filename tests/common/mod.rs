@@ -52,6 +52,8 @@ impl Proc {
         let file = std::fs::File::create(log).expect("creating a log file");
         let child = Command::new(gridwatch_bin())
             .args(args)
+            // Masters and `up` serve HTTP on a free port, never on the shared default 8080.
+            .env("GRIDWATCH_HTTP", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(file))

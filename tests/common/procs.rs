@@ -10,7 +10,10 @@ use nix::unistd::Pid;
 
 /// The `gridwatch` binary under test.
 pub fn gridwatch() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gridwatch"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gridwatch"));
+    // Masters and `up` serve HTTP on a free port, never on the shared default 8080.
+    command.env("GRIDWATCH_HTTP", "127.0.0.1:0");
+    command
 }
 
 /// One child process owned by a test.

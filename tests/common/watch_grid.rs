@@ -108,6 +108,8 @@ impl Grid {
                 "127.0.0.1:0",
                 "--addr-file",
                 &path("master.addr"),
+                "--http-addr-file",
+                &path("http.addr"),
                 "--data-dir",
                 &path("data"),
                 "--visibility-timeout",
@@ -174,6 +176,11 @@ impl Grid {
             grid.workers.push((id.to_string(), worker));
         }
         grid
+    }
+
+    /// The master's HTTP API address (written before its protocol address).
+    pub fn http_addr(&self) -> String {
+        read_addr_file(&self.dir.path().join("http.addr"))
     }
 
     pub fn worker(&mut self, id: &str) -> &mut Proc {

@@ -38,7 +38,11 @@ pub async fn health(State(state): State<HttpState>) -> Response {
     let probe = state.master.store.alerts(1).await;
     let (status, health, error) = match probe {
         Ok(_) => (StatusCode::OK, "ok", None),
-        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(err.to_string())),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            Some(err.to_string()),
+        ),
     };
     let body = json!({
         "status": health,
@@ -80,9 +84,7 @@ pub async fn job(
 }
 
 /// `GET /workers`: the collector's liveness view of every worker, by id.
-pub async fn workers(
-    State(state): State<HttpState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn workers(State(state): State<HttpState>) -> Result<Json<serde_json::Value>, ApiError> {
     let workers = snapshot::worker_views(state.master.store.as_ref()).await?;
     Ok(Json(json!({ "workers": workers })))
 }

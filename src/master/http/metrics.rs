@@ -70,28 +70,58 @@ fn format_value(value: f64) -> String {
 fn render(snapshot: &Snapshot, backend: &str) -> String {
     let stats = &snapshot.stats;
     let mut out = Exposition::default();
-    out.family("gridwatch_info", "gauge", "Build and backend of this master (always 1).");
+    out.family(
+        "gridwatch_info",
+        "gauge",
+        "Build and backend of this master (always 1).",
+    );
     let version = env!("CARGO_PKG_VERSION");
-    out.sample("gridwatch_info", &[("version", version), ("backend", backend)], 1.0);
+    out.sample(
+        "gridwatch_info",
+        &[("version", version), ("backend", backend)],
+        1.0,
+    );
     out.family("gridwatch_jobs", "gauge", "Jobs by status.");
     for (status, count) in &stats.jobs {
         out.sample("gridwatch_jobs", &[("status", status)], *count as f64);
     }
     let help = "Chunks with a stored result, over all jobs.";
-    out.single("gridwatch_chunks_done", "gauge", help, stats.chunks_done as f64);
+    out.single(
+        "gridwatch_chunks_done",
+        "gauge",
+        help,
+        stats.chunks_done as f64,
+    );
     let help = "Chunks in all jobs.";
     out.single("gridwatch_chunks", "gauge", help, stats.chunks_total as f64);
     let help = "Matches in stored chunk results, over all jobs.";
     out.single("gridwatch_matches", "gauge", help, stats.matches as f64);
-    out.family("gridwatch_workers", "gauge", "Workers by liveness state (collector's view).");
+    out.family(
+        "gridwatch_workers",
+        "gauge",
+        "Workers by liveness state (collector's view).",
+    );
     for (state, count) in &stats.workers {
         out.sample("gridwatch_workers", &[("state", state)], *count as f64);
     }
     let help = "Workers heard from by the master or the queue in the last 10 s.";
-    out.single("gridwatch_workers_connected", "gauge", help, f64::from(stats.active_workers));
-    out.family("gridwatch_alerts_firing", "gauge", "Alerts firing now, by severity.");
+    out.single(
+        "gridwatch_workers_connected",
+        "gauge",
+        help,
+        f64::from(stats.active_workers),
+    );
+    out.family(
+        "gridwatch_alerts_firing",
+        "gauge",
+        "Alerts firing now, by severity.",
+    );
     for (severity, count) in &stats.alerts_firing {
-        out.sample("gridwatch_alerts_firing", &[("severity", severity)], *count as f64);
+        out.sample(
+            "gridwatch_alerts_firing",
+            &[("severity", severity)],
+            *count as f64,
+        );
     }
     render_workers(&mut out, snapshot);
     out.text
@@ -101,18 +131,46 @@ fn render(snapshot: &Snapshot, backend: &str) -> String {
 fn render_workers(out: &mut Exposition, snapshot: &Snapshot) {
     type Field = fn(&crate::collector::WorkerView) -> Option<f64>;
     let families: [(&str, &str, &str, Field); 6] = [
-        ("gridwatch_worker_up", "gauge", "1 if the worker is active or unstable, 0 if inactive.",
-            |w| Some(f64::from(u8::from(w.state != crate::collector::LivenessState::Inactive)))),
-        ("gridwatch_worker_cpu_percent", "gauge", "Host CPU use of the worker's machine, percent.",
-            |w| Some(w.latest.cpu_percent)),
-        ("gridwatch_worker_memory_percent", "gauge", "Host memory use of the worker's machine, percent.",
-            |w| Some(w.latest.memory_percent)),
-        ("gridwatch_worker_tasks_total", "counter", "Tasks the worker completed since it started.",
-            |w| Some(w.tasks_done as f64)),
-        ("gridwatch_worker_report_rtt_seconds", "gauge", "Mean round trip of the agent's last 10 reports.",
-            |w| w.mean_rtt_ms.map(|ms| ms / 1000.0)),
-        ("gridwatch_worker_leasing_paused", "gauge", "1 while a firing resource warning stops the worker leasing.",
-            |w| Some(f64::from(u8::from(w.leasing_paused)))),
+        (
+            "gridwatch_worker_up",
+            "gauge",
+            "1 if the worker is active or unstable, 0 if inactive.",
+            |w| {
+                Some(f64::from(u8::from(
+                    w.state != crate::collector::LivenessState::Inactive,
+                )))
+            },
+        ),
+        (
+            "gridwatch_worker_cpu_percent",
+            "gauge",
+            "Host CPU use of the worker's machine, percent.",
+            |w| Some(w.latest.cpu_percent),
+        ),
+        (
+            "gridwatch_worker_memory_percent",
+            "gauge",
+            "Host memory use of the worker's machine, percent.",
+            |w| Some(w.latest.memory_percent),
+        ),
+        (
+            "gridwatch_worker_tasks_total",
+            "counter",
+            "Tasks the worker completed since it started.",
+            |w| Some(w.tasks_done as f64),
+        ),
+        (
+            "gridwatch_worker_report_rtt_seconds",
+            "gauge",
+            "Mean round trip of the agent's last 10 reports.",
+            |w| w.mean_rtt_ms.map(|ms| ms / 1000.0),
+        ),
+        (
+            "gridwatch_worker_leasing_paused",
+            "gauge",
+            "1 while a firing resource warning stops the worker leasing.",
+            |w| Some(f64::from(u8::from(w.leasing_paused))),
+        ),
     ];
     for (name, kind, help, field) in families {
         out.family(name, kind, help);

@@ -1,0 +1,395 @@
+//! The master's HTTP API against real processes: after a real job completes, every endpoint
+//! answers with the shape and the values the job's hand-counted result implies; `/metrics` is
+//! valid Prometheus text that agrees with `/jobs`; a killed worker shows as a firing alert.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::procs::wait_for;
+use common::watch_grid::{genome, Grid, PATTERN};
+use serde_json::Value;
+
+/// One HTTP response.
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+/// `GET path` over a fresh connection (HTTP/1.1, `Connection: close`), read to the end.
+fn get(addr: &str, path: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP API");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status code");
+    let content_type = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| value.trim().to_string())
+        .unwrap_or_default();
+    Reply {
+        status,
+        content_type,
+        body: body.to_string(),
+    }
+}
+
+/// `GET path`, expecting `status` and a JSON body.
+fn get_json(addr: &str, path: &str, status: u16) -> Value {
+    let reply = get(addr, path);
+    assert_eq!(reply.status, status, "GET {path}: {}", reply.body);
+    assert!(
+        reply.content_type.starts_with("application/json"),
+        "GET {path}: content type {}",
+        reply.content_type
+    );
+    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("GET {path}: {e}: {}", reply.body))
+}
+
+/// One sample of a Prometheus exposition: name, labels, value.
+type Sample = (String, BTreeMap<String, String>, f64);
+
+fn is_name(text: &str, colons: bool) -> bool {
+    let mut chars = text.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (colons && c == ':'));
+    first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colons && c == ':'))
+}
+
+fn parse_value(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => text.parse().ok(),
+    }
+}
+
+/// Parses `{a="x",b="y\"z"}` (escapes `\\`, `\"`, `\n`); returns the labels and the rest.
+fn parse_labels(text: &str) -> (BTreeMap<String, String>, &str) {
+    let mut labels = BTreeMap::new();
+    let mut rest = text.strip_prefix('{').expect("labels open with {");
+    loop {
+        if let Some(after) = rest.strip_prefix('}') {
+            return (labels, after);
+        }
+        let (name, after) = rest.split_once("=\"").expect("label name=\"");
+        assert!(is_name(name, false), "bad label name {name:?}");
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next().expect("unterminated label value") {
+                (_, '\\') => match chars.next().expect("escape").1 {
+                    '\\' => value.push('\\'),
+                    '"' => value.push('"'),
+                    'n' => value.push('\n'),
+                    other => panic!("bad escape \\{other}"),
+                },
+                (i, '"') => break i,
+                (_, c) => value.push(c),
+            }
+        };
+        labels.insert(name.to_string(), value);
+        rest = &after[end + 1..];
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+    }
+}
+
+/// Checks the text format's line grammar (HELP / TYPE / sample lines; every family typed once,
+/// before its samples, its samples together) and returns the samples.
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut typed: BTreeMap<String, String> = BTreeMap::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, _) = rest.split_once(' ').expect("HELP name text");
+            assert!(is_name(name, true), "bad HELP name in {line:?}");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(is_name(name, true), "bad TYPE name in {line:?}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "bad type in {line:?}"
+            );
+            assert!(
+                typed.insert(name.into(), kind.into()).is_none(),
+                "{name} typed twice"
+            );
+        } else if line.starts_with('#') {
+            continue;
+        } else {
+            let name_end = line.find(['{', ' ']).expect("sample name then value");
+            let name = &line[..name_end];
+            assert!(is_name(name, true), "bad metric name in {line:?}");
+            assert!(typed.contains_key(name), "{name} sampled before its TYPE");
+            let (labels, rest) = match line[name_end..].starts_with('{') {
+                true => parse_labels(&line[name_end..]),
+                false => (BTreeMap::new(), &line[name_end..]),
+            };
+            let mut fields = rest
+                .strip_prefix(' ')
+                .expect("space before value")
+                .split(' ');
+            let value = fields.next().and_then(parse_value);
+            let value = value.unwrap_or_else(|| panic!("bad value in {line:?}"));
+            if let Some(timestamp) = fields.next() {
+                timestamp.parse::<i64>().expect("integer timestamp");
+            }
+            assert!(fields.next().is_none(), "trailing fields in {line:?}");
+            if let Some(last) = samples.last() {
+                let earlier = samples.iter().any(|(n, _, _)| n == name);
+                assert!(
+                    last.0 == name || !earlier,
+                    "{name}'s samples are not together"
+                );
+            }
+            samples.push((name.to_string(), labels, value));
+        }
+    }
+    samples
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, value)| *value)
+}
+
+fn metrics(addr: &str) -> Vec<Sample> {
+    let reply = get(addr, "/metrics");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.content_type.starts_with("text/plain; version=0.0.4"));
+    parse_prometheus(&reply.body)
+}
+
+/// 200 000 bases in 40 000-base chunks: 5 chunks.
+const GENOME_BASES: usize = 200_000;
+const CHUNK_BASES: &str = "40000";
+const CHUNKS: u64 = 5;
+
+#[test]
+fn every_endpoint_reports_a_completed_job_its_workers_and_a_dead_workers_alert() {
+    let mut grid = Grid::start(&["w1", "w2"], "15s");
+    let http = grid.http_addr();
+    let (genome_file, expected) = genome(grid.dir.path(), GENOME_BASES);
+    assert!(expected > 0, "the fixture has matches to count");
+    grid.wait_alive(2);
+    let job = grid.submit(&genome_file, CHUNK_BASES);
+    grid.wait_completed(&job, Duration::from_secs(60));
+
+    let health = get_json(&http, "/health", 200);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(health["backend"], "embedded");
+
+    let jobs = get_json(&http, "/jobs", 200);
+    let listed = jobs["jobs"].as_array().expect("jobs array");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["job_id"], job.as_str());
+    assert_eq!(listed[0]["status"], "completed");
+    assert_eq!(listed[0]["progress"]["total_chunks"], CHUNKS);
+    assert_eq!(listed[0]["progress"]["processed_chunks"], CHUNKS);
+    assert_eq!(listed[0]["partial_results"]["matches_found"], expected);
+
+    let one = get_json(&http, &format!("/jobs/{job}"), 200);
+    assert_eq!(one["job"], listed[0]);
+    let spec = one["spec"].to_string();
+    assert!(spec.contains(PATTERN), "spec names the pattern: {spec}");
+    let missing = get_json(&http, "/jobs/no-such-job", 404);
+    assert!(missing["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("no-such-job"));
+
+    let workers = wait_for(
+        "both workers active over HTTP",
+        Duration::from_secs(30),
+        || {
+            let workers = get_json(&http, "/workers", 200)["workers"].clone();
+            let list = workers.as_array()?.clone();
+            let active = list.iter().filter(|w| w["state"] == "active").count();
+            (active == 2).then_some(list)
+        },
+    );
+    let ids: Vec<&str> = workers
+        .iter()
+        .filter_map(|w| w["worker_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["w1", "w2"]);
+    for worker in &workers {
+        let cpu = worker["latest"]["cpu_percent"]
+            .as_f64()
+            .expect("cpu percent");
+        assert!((0.0..=100.0).contains(&cpu), "cpu {cpu}");
+        assert!(!worker["history"].as_array().expect("history").is_empty());
+    }
+    let tasks: u64 = workers
+        .iter()
+        .filter_map(|w| w["tasks_done"].as_u64())
+        .sum();
+    assert!(
+        tasks <= CHUNKS,
+        "at most one task per chunk done, no crash happened"
+    );
+
+    let stats = get_json(&http, "/stats", 200);
+    assert_eq!(stats["jobs"]["completed"], 1);
+    assert_eq!(stats["jobs_total"], 1);
+    assert_eq!(stats["chunks_done"], CHUNKS);
+    assert_eq!(stats["chunks_total"], CHUNKS);
+    assert_eq!(stats["matches"], expected);
+
+    let samples = metrics(&http);
+    for status in [
+        "uploading",
+        "pending",
+        "processing",
+        "completed",
+        "failed",
+        "cancelled",
+    ] {
+        let listed_with = listed.iter().filter(|j| j["status"] == status).count() as f64;
+        let exposed = metric(&samples, "gridwatch_jobs", &[("status", status)]);
+        assert_eq!(
+            exposed,
+            Some(listed_with),
+            "gridwatch_jobs{{status={status:?}}}"
+        );
+    }
+    assert_eq!(
+        metric(&samples, "gridwatch_chunks_done", &[]),
+        Some(CHUNKS as f64)
+    );
+    assert_eq!(
+        metric(&samples, "gridwatch_chunks", &[]),
+        Some(CHUNKS as f64)
+    );
+    assert_eq!(
+        metric(&samples, "gridwatch_matches", &[]),
+        Some(expected as f64)
+    );
+    for id in ["w1", "w2"] {
+        assert!(metric(&samples, "gridwatch_worker_cpu_percent", &[("worker", id)]).is_some());
+        assert!(metric(
+            &samples,
+            "gridwatch_worker_memory_percent",
+            &[("worker", id)]
+        )
+        .is_some());
+    }
+
+    // A worker killed outright: its agent reports it DEAD, the collector fires a critical alert.
+    grid.worker("w2").kill9();
+    let alert = wait_for("w2's DEAD alert over HTTP", Duration::from_secs(30), || {
+        let alerts = get_json(&http, "/alerts?limit=10", 200)["alerts"].clone();
+        alerts.as_array()?.iter().cloned().find(|a| {
+            a["rule"] == "worker_dead" && a["worker_id"] == "w2" && a["state"] == "firing"
+        })
+    });
+    assert_eq!(alert["severity"], "critical");
+    let firing = get_json(&http, "/stats", 200)["alerts_firing"]["critical"].as_u64();
+    assert!(firing >= Some(1), "critical alerts firing: {firing:?}");
+    let exposed = metric(
+        &metrics(&http),
+        "gridwatch_alerts_firing",
+        &[("severity", "critical")],
+    );
+    assert!(
+        exposed >= Some(1.0),
+        "gridwatch_alerts_firing critical: {exposed:?}"
+    );
+    let limited = get_json(&http, "/alerts?limit=1", 200)["alerts"].clone();
+    assert_eq!(limited.as_array().map(Vec::len), Some(1));
+    wait_for("w2 inactive over HTTP", Duration::from_secs(30), || {
+        let workers = get_json(&http, "/workers", 200)["workers"].clone();
+        let w2 = workers
+            .as_array()?
+            .iter()
+            .find(|w| w["worker_id"] == "w2")?
+            .clone();
+        (w2["state"] == "inactive" && w2["status"] == "DEAD").then_some(())
+    });
+}
+
+#[test]
+fn a_fresh_master_serves_empty_views_json_404s_and_a_self_contained_dashboard() {
+    let grid = common::grid::Grid::start(&[]);
+    let http = grid.http_addr();
+    assert_eq!(get_json(&http, "/jobs", 200)["jobs"], serde_json::json!([]));
+    assert_eq!(
+        get_json(&http, "/workers", 200)["workers"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        get_json(&http, "/alerts", 200)["alerts"],
+        serde_json::json!([])
+    );
+    let stats = get_json(&http, "/stats", 200);
+    assert_eq!(
+        (stats["jobs_total"].as_u64(), stats["chunks_total"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let missing = get_json(&http, "/jobs/nope", 404);
+    assert_eq!(missing["error"], "no job with id \"nope\"");
+    let unknown = get_json(&http, "/nowhere", 404);
+    assert!(unknown["error"].as_str().unwrap_or("").contains("/nowhere"));
+    let samples = metrics(&http);
+    assert_eq!(
+        metric(&samples, "gridwatch_jobs", &[("status", "completed")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&samples, "gridwatch_workers", &[("state", "active")]),
+        Some(0.0)
+    );
+
+    let page = get(&http, "/");
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html"));
+    let uses = [
+        "\"stats\"",
+        "\"workers\"",
+        "\"jobs?limit=20\"",
+        "\"alerts?limit=20\"",
+        "createElement(\"canvas\")",
+    ];
+    for endpoint in uses {
+        assert!(
+            page.body.contains(endpoint),
+            "the dashboard uses {endpoint}"
+        );
+    }
+    for external in ["http://", "https://", "src=", "@import", "<link"] {
+        assert!(
+            !page.body.contains(external),
+            "the dashboard loads nothing external: {external}"
+        );
+    }
+}
