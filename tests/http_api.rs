@@ -309,9 +309,13 @@ fn every_endpoint_reports_a_completed_job_its_workers_and_a_dead_workers_alert()
     grid.worker("w2").kill9();
     let alert = wait_for("w2's DEAD alert over HTTP", Duration::from_secs(30), || {
         let alerts = get_json(&http, "/alerts?limit=10", 200)["alerts"].clone();
-        alerts.as_array()?.iter().cloned().find(|a| {
-            a["rule"] == "worker_dead" && a["worker_id"] == "w2" && a["state"] == "firing"
-        })
+        alerts
+            .as_array()?
+            .iter()
+            .find(|a| {
+                a["rule"] == "worker_dead" && a["worker_id"] == "w2" && a["state"] == "firing"
+            })
+            .cloned()
     });
     assert_eq!(alert["severity"], "critical");
     let firing = get_json(&http, "/stats", 200)["alerts_firing"]["critical"].as_u64();
