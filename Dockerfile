@@ -1,9 +1,7 @@
 # One image for every role: the role is the command (master, worker, agent, collector, ...).
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-COPY benches ./benches
+COPY . .
 RUN cargo build --release --locked && strip target/release/gridwatch
 
 FROM debian:bookworm-slim
