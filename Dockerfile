@@ -5,7 +5,8 @@ COPY . .
 RUN cargo build --release --locked && strip target/release/gridwatch
 
 FROM debian:bookworm-slim
-RUN useradd --system --create-home gridwatch
+RUN useradd --system --create-home gridwatch \
+    && mkdir -p /data /run/gridwatch && chown gridwatch /data /run/gridwatch
 COPY --from=build /src/target/release/gridwatch /usr/local/bin/gridwatch
 USER gridwatch
 WORKDIR /home/gridwatch
