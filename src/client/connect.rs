@@ -25,12 +25,9 @@ pub struct MasterAddr {
 impl MasterAddr {
     /// `--master`, else `MASTER_HOST:MASTER_PORT` (seed 000 names), else 127.0.0.1:5000.
     pub fn address(&self) -> String {
-        if let Some(master) = &self.master {
-            return master.clone();
-        }
-        let host = std::env::var("MASTER_HOST").unwrap_or_else(|_| "127.0.0.1".into());
-        let port = std::env::var("MASTER_PORT").unwrap_or_else(|_| "5000".into());
-        format!("{host}:{port}")
+        self.master
+            .clone()
+            .unwrap_or_else(crate::protocol::default_master_address)
     }
 }
 

@@ -113,11 +113,10 @@ impl WatchQueryArgs {
         if let Some(collector) = &self.collector {
             return (collector.clone(), "collector");
         }
-        let master = self.master.clone().unwrap_or_else(|| {
-            let host = std::env::var("MASTER_HOST").unwrap_or_else(|_| "127.0.0.1".into());
-            let port = std::env::var("MASTER_PORT").unwrap_or_else(|_| "5000".into());
-            format!("{host}:{port}")
-        });
+        let master = self
+            .master
+            .clone()
+            .unwrap_or_else(crate::protocol::default_master_address);
         (master, "master")
     }
 }

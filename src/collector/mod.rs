@@ -110,13 +110,9 @@ impl CollectorConfig {
 
     /// The master's address.
     pub fn master_addr(&self) -> String {
-        self.master.clone().unwrap_or_else(|| {
-            format!(
-                "{}:{}",
-                env_or("MASTER_HOST", "127.0.0.1"),
-                env_or("MASTER_PORT", "5000")
-            )
-        })
+        self.master
+            .clone()
+            .unwrap_or_else(crate::protocol::default_master_address)
     }
 
     /// Thresholds: defaults, then the rules file, then flags and environment.

@@ -26,9 +26,10 @@ pub struct WorkerArgs {
     /// This worker's id, unique in the cluster.
     #[arg(long, env = "WORKER_ID")]
     pub id: String,
-    /// The master's protocol address (HOST:PORT).
-    #[arg(long, env = "GRIDWATCH_MASTER", default_value = "127.0.0.1:5000")]
-    pub master: String,
+    /// The master's protocol address (HOST:PORT) [default: $MASTER_HOST:$MASTER_PORT, or
+    /// 127.0.0.1:5000].
+    #[arg(long, env = "GRIDWATCH_MASTER")]
+    pub master: Option<String>,
     /// Tasks processed at once (one kernel thread each).
     #[arg(long, env = "GRIDWATCH_THREADS", default_value_t = 1)]
     pub threads: usize,
@@ -157,17 +158,18 @@ async fn open_slots(
         .map_err(|e| WorkerError::Config(e.to_string()))?;
     match backend {
         BackendConfig::Embedded => {
+            let master = args
+                .master
+                .clone()
+                .unwrap_or_else(crate::protocol::default_master_address);
             let slots = (0..threads)
                 .map(|_| {
-                    let remote = Arc::new(RemoteBackend::new(
-                        &args.master,
-                        &args.id,
-                        args.token.clone(),
-                    ));
+                    let remote =
+                        Arc::new(RemoteBackend::new(&master, &args.id, args.token.clone()));
                     (remote.clone() as Arc<dyn Queue>, remote as Arc<dyn Store>)
                 })
                 .collect();
-            Ok((slots, args.master.clone()))
+            Ok((slots, master))
         }
         BackendConfig::Redis(url) => {
             // Only the master reclaims expired leases, and each task carries the master's max

@@ -1,0 +1,14 @@
+# One image for every role: the role is the command (master, worker, agent, collector, ...).
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked && strip target/release/gridwatch
+
+FROM debian:bookworm-slim
+RUN useradd --system --create-home gridwatch \
+    && mkdir -p /data /run/gridwatch && chown gridwatch /data /run/gridwatch
+COPY --from=build /src/target/release/gridwatch /usr/local/bin/gridwatch
+USER gridwatch
+WORKDIR /home/gridwatch
+ENTRYPOINT ["gridwatch"]
+CMD ["--help"]
