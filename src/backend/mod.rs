@@ -112,6 +112,34 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Uploading,
+        JobStatus::Pending,
+        JobStatus::Processing,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    /// The lower-case word stored by both backends and shown by the JSON API, as in the seed
+    /// (`job:{id}:status` = "pending", "processing", ...); the same as its serde name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Uploading => "uploading",
+            JobStatus::Pending => "pending",
+            JobStatus::Processing => "processing",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status a stored word names, if any.
+    pub fn from_word(word: &str) -> Option<JobStatus> {
+        JobStatus::ALL.into_iter().find(|s| s.as_str() == word)
+    }
+
     /// Whether the job can still change.
     pub fn is_finished(self) -> bool {
         matches!(
@@ -264,4 +292,19 @@ pub trait Store: Send + Sync {
     ) -> BackendResult<()>;
     /// Latest metrics of every worker whose entry has not expired.
     async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobStatus;
+
+    #[test]
+    fn status_words_round_trip_and_match_serde() {
+        for status in JobStatus::ALL {
+            let word = status.as_str();
+            assert_eq!(JobStatus::from_word(word), Some(status));
+            assert_eq!(serde_json::to_value(status).ok(), Some(word.into()));
+        }
+        assert_eq!(JobStatus::from_word("done"), None);
+    }
 }

@@ -16,32 +16,13 @@ use super::db::{sql_error, DbState};
 /// Alerts kept in the history (oldest dropped first).
 const ALERT_HISTORY: i64 = 1000;
 
-fn status_name(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Uploading => "uploading",
-        JobStatus::Pending => "pending",
-        JobStatus::Processing => "processing",
-        JobStatus::Completed => "completed",
-        JobStatus::Failed => "failed",
-        JobStatus::Cancelled => "cancelled",
-    }
-}
-
 fn parse_status(name: &str) -> rusqlite::Result<JobStatus> {
-    Ok(match name {
-        "uploading" => JobStatus::Uploading,
-        "pending" => JobStatus::Pending,
-        "processing" => JobStatus::Processing,
-        "completed" => JobStatus::Completed,
-        "failed" => JobStatus::Failed,
-        "cancelled" => JobStatus::Cancelled,
-        other => {
-            return Err(rusqlite::Error::InvalidColumnType(
-                3,
-                format!("status {other:?}"),
-                rusqlite::types::Type::Text,
-            ))
-        }
+    JobStatus::from_word(name).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(
+            3,
+            format!("status {name:?}"),
+            rusqlite::types::Type::Text,
+        )
     })
 }
 
@@ -90,7 +71,7 @@ pub(super) fn create_job(state: &mut DbState, job: &JobRecord) -> BackendResult<
                 job.id,
                 job.kind,
                 job.spec.to_string(),
-                status_name(job.status),
+                JobStatus::as_str(job.status),
                 job.total_chunks,
                 job.error,
                 job.created_at,
@@ -182,7 +163,7 @@ pub(super) fn set_status(
              WHERE id = ?1 AND status NOT IN ('completed', 'failed', 'cancelled')",
         )
         .map_err(sql_error)?
-        .execute(params![id, status_name(status), error, finished_at])
+        .execute(params![id, JobStatus::as_str(status), error, finished_at])
         .map_err(sql_error)?;
     if changed == 0 && self::job(state, id)?.is_none() {
         return Err(BackendError::NoSuchJob(id.to_string()));

@@ -35,7 +35,7 @@ impl Store for RedisBackend {
                     .arg(&job.kind)
                     .arg(spec)
                     .arg(job.created_at.to_string())
-                    .arg(status_word(job.status))
+                    .arg(job.status.as_str())
                     .arg(job.total_chunks)
                     .arg(job.error.as_deref().unwrap_or(""))
                     .arg(job.finished_at.map(|t| t.to_string()).unwrap_or_default()),
@@ -130,7 +130,7 @@ impl Store for RedisBackend {
                     .set_status
                     .key(keys::job_status(id))
                     .key(keys::job_info(id))
-                    .arg(status_word(status))
+                    .arg(status.as_str())
                     .arg(error.unwrap_or("")),
             )
             .await?;
@@ -311,7 +311,8 @@ fn decode_job(id: &str, (status, info, total_chunks): RawJob) -> BackendResult<O
         return Ok(None);
     };
     let corrupt = |what: String| BackendError::Corrupt(format!("job {id:?}: {what}"));
-    let status = parse_status(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?;
+    let status =
+        JobStatus::from_word(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?;
     let text = |field: &str| info.get(field).cloned();
     let seconds = |field: &str| -> BackendResult<Option<f64>> {
         text(field)
@@ -340,51 +341,5 @@ fn known_job(id: &str, outcome: i64) -> BackendResult<i64> {
         Err(BackendError::NoSuchJob(id.to_string()))
     } else {
         Ok(outcome)
-    }
-}
-
-/// The word stored in `job:{id}:status`, as in the seed ("pending", "processing", ...).
-fn status_word(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Uploading => "uploading",
-        JobStatus::Pending => "pending",
-        JobStatus::Processing => "processing",
-        JobStatus::Completed => "completed",
-        JobStatus::Failed => "failed",
-        JobStatus::Cancelled => "cancelled",
-    }
-}
-
-fn parse_status(word: &str) -> Option<JobStatus> {
-    [
-        JobStatus::Uploading,
-        JobStatus::Pending,
-        JobStatus::Processing,
-        JobStatus::Completed,
-        JobStatus::Failed,
-        JobStatus::Cancelled,
-    ]
-    .into_iter()
-    .find(|status| status_word(*status) == word)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_words_round_trip_and_match_serde() {
-        for status in [
-            JobStatus::Uploading,
-            JobStatus::Pending,
-            JobStatus::Processing,
-            JobStatus::Completed,
-            JobStatus::Failed,
-            JobStatus::Cancelled,
-        ] {
-            let word = status_word(status);
-            assert_eq!(parse_status(word), Some(status));
-            assert_eq!(serde_json::to_value(status).unwrap(), word);
-        }
     }
 }
