@@ -193,12 +193,18 @@ pub async fn status(args: StatusArgs) -> Result<(), ClientError> {
 /// Runs `gridwatch results`.
 pub async fn results(args: ResultsArgs) -> Result<(), ClientError> {
     let mut client = MasterClient::connect(&args.master).await?;
-    let report = fetch_report(&mut client, &args.job).await?;
-    let format = if args.json {
-        OutputFormat::Json
-    } else {
-        args.format
-    };
+    print_results(&mut client, &args.job, args.format, args.json).await
+}
+
+/// Fetches a finished job's results and prints them to stdout (`json` overrides `format`).
+pub async fn print_results(
+    client: &mut MasterClient,
+    job_id: &str,
+    format: OutputFormat,
+    json: bool,
+) -> Result<(), ClientError> {
+    let report = fetch_report(client, job_id).await?;
+    let format = if json { OutputFormat::Json } else { format };
     write_report(
         format,
         &report,

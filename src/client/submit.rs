@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use tokio::io::AsyncReadExt;
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
-use super::format::{write_report, OutputFormat};
+use super::format::OutputFormat;
 use super::progress::JobProgress;
-use super::query::{fetch_report, print_status, query_status, wait_for};
+use super::query::{print_results, print_status, query_status, wait_for};
 use crate::backend::{JobStatus, Priority};
 use crate::protocol::Message;
 use crate::search::{Pattern, PatternSet, SearchOptions, StrandMode};
@@ -150,22 +150,11 @@ pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
         print_status(&view, active, args.json)?;
         return Err(ClientError::JobFailed(format!(
             "job {job_id} ended {}: {}",
-            format!("{:?}", view.status).to_lowercase(),
+            view.status.as_str(),
             view.error.unwrap_or_default()
         )));
     }
-    let report = fetch_report(&mut client, &job_id).await?;
-    let format = if args.json {
-        OutputFormat::Json
-    } else {
-        args.format
-    };
-    write_report(
-        format,
-        &report,
-        std::io::BufWriter::new(std::io::stdout().lock()),
-    )?;
-    Ok(())
+    print_results(&mut client, &job_id, args.format, args.json).await
 }
 
 fn print_submitted(submitted: &Submitted, json: bool) {
