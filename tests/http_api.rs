@@ -197,6 +197,19 @@ const CHUNKS: u64 = 5;
 #[test]
 fn every_endpoint_reports_a_completed_job_its_workers_and_a_dead_workers_alert() {
     let mut grid = Grid::start(&["w1", "w2"], "15s");
+    endpoints_follow_a_job_and_a_worker_death(&mut grid, "embedded");
+}
+
+#[test]
+fn with_redis_the_endpoints_read_what_workers_and_collector_wrote_there() {
+    let redis = common::redis::RedisServer::start();
+    let mut grid = Grid::start_on(&redis.url(), &["w1", "w2"], "15s", &[]);
+    endpoints_follow_a_job_and_a_worker_death(&mut grid, "redis");
+}
+
+/// Runs a job on `grid`, checks every endpoint against its hand-counted result, then kills w2
+/// and checks that its DEAD alert shows everywhere.
+fn endpoints_follow_a_job_and_a_worker_death(grid: &mut Grid, backend: &str) {
     let http = grid.http_addr();
     let (genome_file, expected) = genome(grid.dir.path(), GENOME_BASES);
     assert!(expected > 0, "the fixture has matches to count");
@@ -207,7 +220,7 @@ fn every_endpoint_reports_a_completed_job_its_workers_and_a_dead_workers_alert()
     let health = get_json(&http, "/health", 200);
     assert_eq!(health["status"], "ok");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(health["backend"], "embedded");
+    assert_eq!(health["backend"], backend);
 
     let jobs = get_json(&http, "/jobs", 200);
     let listed = jobs["jobs"].as_array().expect("jobs array");
