@@ -197,6 +197,19 @@ const CHUNKS: u64 = 5;
 #[test]
 fn every_endpoint_reports_a_completed_job_its_workers_and_a_dead_workers_alert() {
     let mut grid = Grid::start(&["w1", "w2"], "15s");
+    endpoints_follow_a_job_and_a_worker_death(&mut grid, "embedded");
+}
+
+#[test]
+fn with_redis_the_endpoints_read_what_workers_and_collector_wrote_there() {
+    let redis = common::redis::RedisServer::start();
+    let mut grid = Grid::start_on(&redis.url(), &["w1", "w2"], "15s", &[]);
+    endpoints_follow_a_job_and_a_worker_death(&mut grid, "redis");
+}
+
+/// Runs a job on `grid`, checks every endpoint against its hand-counted result, then kills w2
+/// and checks that its DEAD alert shows everywhere.
+fn endpoints_follow_a_job_and_a_worker_death(grid: &mut Grid, backend: &str) {
     let http = grid.http_addr();
     let (genome_file, expected) = genome(grid.dir.path(), GENOME_BASES);
     assert!(expected > 0, "the fixture has matches to count");
@@ -207,7 +220,7 @@ fn every_endpoint_reports_a_completed_job_its_workers_and_a_dead_workers_alert()
     let health = get_json(&http, "/health", 200);
     assert_eq!(health["status"], "ok");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(health["backend"], "embedded");
+    assert_eq!(health["backend"], backend);
 
     let jobs = get_json(&http, "/jobs", 200);
     let listed = jobs["jobs"].as_array().expect("jobs array");
@@ -362,6 +375,11 @@ fn a_fresh_master_serves_empty_views_json_404s_and_a_self_contained_dashboard() 
     );
     let missing = get_json(&http, "/jobs/nope", 404);
     assert_eq!(missing["error"], "no job with id \"nope\"");
+    let bad = get_json(&http, "/alerts?limit=many", 400);
+    assert!(
+        bad["error"].as_str().unwrap_or("").contains("limit"),
+        "{bad}"
+    );
     let unknown = get_json(&http, "/nowhere", 404);
     assert!(unknown["error"].as_str().unwrap_or("").contains("/nowhere"));
     let samples = metrics(&http);
@@ -396,4 +414,42 @@ fn a_fresh_master_serves_empty_views_json_404s_and_a_self_contained_dashboard() 
             "the dashboard loads nothing external: {external}"
         );
     }
+}
+
+#[test]
+fn up_prints_the_dashboard_url_and_serves_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let log = dir.path().join("up.log");
+    let args: Vec<String> = [
+        "up",
+        "--workers",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut up = common::Proc::spawn("up", &args, &log);
+    let text = wait_for("up to describe the grid", Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("press Ctrl-C").then_some(text)
+    });
+    let http_addr = std::fs::read_to_string(data.join("http.addr")).expect("http.addr");
+    let url = format!("http://{}/", http_addr.trim());
+    assert!(text.contains(&format!("dashboard {url}")), "{text}");
+    assert_eq!(get_json(http_addr.trim(), "/health", 200)["status"], "ok");
+    assert_eq!(get(http_addr.trim(), "/").status, 200);
+    up.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = up.wait_exit(Duration::from_secs(30)).expect("up exits");
+    assert!(status.success(), "up exit status {status}");
+    assert!(
+        TcpStream::connect(http_addr.trim()).is_err(),
+        "the HTTP API stopped with the master"
+    );
 }

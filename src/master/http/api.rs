@@ -1,6 +1,7 @@
 //! The JSON read API: `/health`, `/jobs`, `/jobs/{id}`, `/workers`, `/alerts`, `/stats`.
 //! Shapes follow the CLI's `--json` output, so a script can use either.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -27,8 +28,10 @@ pub struct Limit {
 }
 
 impl Limit {
-    fn or(&self, default: usize) -> usize {
-        self.limit.unwrap_or(default).min(MAX_LIMIT)
+    /// The limit asked for (capped), or `default`; a malformed query is a JSON 400.
+    fn or(query: Result<Query<Limit>, QueryRejection>, default: usize) -> Result<usize, ApiError> {
+        let Query(limit) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+        Ok(limit.limit.unwrap_or(default).min(MAX_LIMIT))
     }
 }
 
@@ -57,10 +60,11 @@ pub async fn health(State(state): State<HttpState>) -> Response {
 /// `GET /jobs?limit=N`: jobs newest first with progress, as `gridwatch jobs --json`.
 pub async fn jobs(
     State(state): State<HttpState>,
-    Query(limit): Query<Limit>,
+    query: Result<Query<Limit>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = Limit::or(query, DEFAULT_JOBS)?;
     let store = state.master.store.as_ref();
-    let jobs = snapshot::job_views(store, Some(limit.or(DEFAULT_JOBS))).await?;
+    let jobs = snapshot::job_views(store, Some(limit)).await?;
     Ok(Json(json!({
         "jobs": jobs,
         "active_workers": state.master.workers.active(),
@@ -92,10 +96,11 @@ pub async fn workers(State(state): State<HttpState>) -> Result<Json<serde_json::
 /// `GET /alerts?limit=N`: the newest alert events, newest first.
 pub async fn alerts(
     State(state): State<HttpState>,
-    Query(limit): Query<Limit>,
+    query: Result<Query<Limit>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = Limit::or(query, DEFAULT_ALERTS)?;
     let store = state.master.store.as_ref();
-    let alerts = snapshot::alert_events(store, limit.or(DEFAULT_ALERTS)).await?;
+    let alerts = snapshot::alert_events(store, limit).await?;
     Ok(Json(json!({ "alerts": alerts })))
 }
 

@@ -1,6 +1,7 @@
 //! `GET /metrics`: the grid in the Prometheus text exposition format (0.0.4): one `# HELP` and
 //! one `# TYPE` line per family, then its samples, label values escaped.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use axum::extract::State;
@@ -8,6 +9,7 @@ use axum::response::Response;
 
 use super::snapshot::{self, Snapshot};
 use super::{prometheus_text, ApiError, HttpState};
+use crate::collector::{LivenessState, WorkerView};
 
 /// `GET /metrics`.
 pub async fn handler(State(state): State<HttpState>) -> Result<Response, ApiError> {
@@ -40,10 +42,18 @@ impl Exposition {
         let _ = writeln!(self.text, " {}", format_value(value));
     }
 
-    /// A family with one unlabelled sample.
-    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
-        self.family(name, kind, help);
+    /// A gauge with one unlabelled sample.
+    fn single(&mut self, name: &str, help: &str, value: f64) {
+        self.family(name, "gauge", help);
         self.sample(name, &[], value);
+    }
+
+    /// A gauge with one sample per entry of `counts`, labelled `label`.
+    fn by_label(&mut self, name: &str, help: &str, label: &str, counts: &BTreeMap<&str, u64>) {
+        self.family(name, "gauge", help);
+        for (value, count) in counts {
+            self.sample(name, &[(label, value)], *count as f64);
+        }
     }
 }
 
@@ -70,75 +80,47 @@ fn format_value(value: f64) -> String {
 fn render(snapshot: &Snapshot, backend: &str) -> String {
     let stats = &snapshot.stats;
     let mut out = Exposition::default();
-    out.family(
-        "gridwatch_info",
-        "gauge",
-        "Build and backend of this master (always 1).",
-    );
-    let version = env!("CARGO_PKG_VERSION");
-    out.sample(
-        "gridwatch_info",
-        &[("version", version), ("backend", backend)],
-        1.0,
-    );
-    out.family("gridwatch_jobs", "gauge", "Jobs by status.");
-    for (status, count) in &stats.jobs {
-        out.sample("gridwatch_jobs", &[("status", status)], *count as f64);
-    }
+    let help = "Build and backend of this master (always 1).";
+    out.family("gridwatch_info", "gauge", help);
+    let labels = [("version", env!("CARGO_PKG_VERSION")), ("backend", backend)];
+    out.sample("gridwatch_info", &labels, 1.0);
+    out.by_label("gridwatch_jobs", "Jobs by status.", "status", &stats.jobs);
     let help = "Chunks with a stored result, over all jobs.";
-    out.single(
-        "gridwatch_chunks_done",
-        "gauge",
-        help,
-        stats.chunks_done as f64,
-    );
+    out.single("gridwatch_chunks_done", help, stats.chunks_done as f64);
     let help = "Chunks in all jobs.";
-    out.single("gridwatch_chunks", "gauge", help, stats.chunks_total as f64);
+    out.single("gridwatch_chunks", help, stats.chunks_total as f64);
     let help = "Matches in stored chunk results, over all jobs.";
-    out.single("gridwatch_matches", "gauge", help, stats.matches as f64);
-    out.family(
-        "gridwatch_workers",
-        "gauge",
-        "Workers by liveness state (collector's view).",
-    );
-    for (state, count) in &stats.workers {
-        out.sample("gridwatch_workers", &[("state", state)], *count as f64);
-    }
+    out.single("gridwatch_matches", help, stats.matches as f64);
+    let help = "Workers by liveness state (the collector's view).";
+    out.by_label("gridwatch_workers", help, "state", &stats.workers);
     let help = "Workers heard from by the master or the queue in the last 10 s.";
-    out.single(
-        "gridwatch_workers_connected",
-        "gauge",
-        help,
-        f64::from(stats.active_workers),
-    );
-    out.family(
+    let connected = f64::from(stats.active_workers);
+    out.single("gridwatch_workers_connected", help, connected);
+    let help = "Alerts firing now, by severity.";
+    out.by_label(
         "gridwatch_alerts_firing",
-        "gauge",
-        "Alerts firing now, by severity.",
+        help,
+        "severity",
+        &stats.alerts_firing,
     );
-    for (severity, count) in &stats.alerts_firing {
-        out.sample(
-            "gridwatch_alerts_firing",
-            &[("severity", severity)],
-            *count as f64,
-        );
-    }
     render_workers(&mut out, snapshot);
     out.text
 }
 
 /// Per-worker families, labelled by worker id.
 fn render_workers(out: &mut Exposition, snapshot: &Snapshot) {
-    type Field = fn(&crate::collector::WorkerView) -> Option<f64>;
+    type Field = fn(&WorkerView) -> Option<f64>;
     let families: [(&str, &str, &str, Field); 6] = [
         (
             "gridwatch_worker_up",
             "gauge",
             "1 if the worker is active or unstable, 0 if inactive.",
             |w| {
-                Some(f64::from(u8::from(
-                    w.state != crate::collector::LivenessState::Inactive,
-                )))
+                Some(if w.state == LivenessState::Inactive {
+                    0.0
+                } else {
+                    1.0
+                })
             },
         ),
         (

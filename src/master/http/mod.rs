@@ -40,6 +40,9 @@ pub enum ApiError {
     /// The job id is unknown.
     #[error("no job with id {0:?}")]
     NoSuchJob(String),
+    /// A malformed query string (`?limit=abc`).
+    #[error("bad query: {0}")]
+    BadQuery(String),
     /// The backend failed or is unreachable.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -51,6 +54,7 @@ impl IntoResponse for ApiError {
             ApiError::NoSuchJob(_) | ApiError::Backend(BackendError::NoSuchJob(_)) => {
                 StatusCode::NOT_FOUND
             }
+            ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::Backend(BackendError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
