@@ -14,16 +14,6 @@ use crate::protocol::JobView;
 /// The alert history's cap (both backends keep the newest 1000 events).
 const ALERT_HISTORY: usize = 1000;
 
-/// Every job status, in lifecycle order, so counts include the zeros.
-const ALL_STATUSES: [JobStatus; 6] = [
-    JobStatus::Uploading,
-    JobStatus::Pending,
-    JobStatus::Processing,
-    JobStatus::Completed,
-    JobStatus::Failed,
-    JobStatus::Cancelled,
-];
-
 /// What `/stats` answers.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GridStats {
@@ -51,18 +41,6 @@ pub struct Snapshot {
     pub stats: GridStats,
     /// Every worker's liveness view, by id.
     pub workers: Vec<WorkerView>,
-}
-
-/// Lower-case name of a job status, as in the JSON API.
-pub fn status_name(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Uploading => "uploading",
-        JobStatus::Pending => "pending",
-        JobStatus::Processing => "processing",
-        JobStatus::Completed => "completed",
-        JobStatus::Failed => "failed",
-        JobStatus::Cancelled => "cancelled",
-    }
 }
 
 /// Lower-case name of a liveness state.
@@ -134,13 +112,13 @@ pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
     let workers = worker_views(store).await?;
     let alerts = alert_events(store, ALERT_HISTORY).await?;
     let mut stats = GridStats {
-        jobs: ALL_STATUSES.iter().map(|s| (status_name(*s), 0)).collect(),
+        jobs: JobStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
         jobs_total: jobs.len() as u64,
         active_workers: state.workers.active(),
         ..GridStats::default()
     };
     for job in &jobs {
-        *stats.jobs.entry(status_name(job.status)).or_default() += 1;
+        *stats.jobs.entry(job.status.as_str()).or_default() += 1;
         stats.chunks_done += u64::from(job.progress.processed_chunks);
         stats.chunks_total += u64::from(job.progress.total_chunks);
         stats.matches += job.partial_results.matches_found;
