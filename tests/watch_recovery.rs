@@ -31,6 +31,7 @@ fn kill_w1_mid_job_and_recover(grid: &mut Grid) -> serde_json::Value {
             .filter(|(_, done, total)| *done * 20 >= *total && *total > 0)
     });
 
+    grid.stop_while_leasing("w1");
     let killed_at = unix_now();
     grid.worker("w1").kill9();
 
@@ -62,16 +63,16 @@ fn a_hung_worker_is_dead_after_the_timeout_and_its_late_results_count_once() {
             .filter(|(_, done, total)| *done * 20 >= *total && *total > 0)
     });
 
+    grid.stop_while_leasing("w1");
     let stopped_at = Instant::now();
     let stopped_unix = unix_now();
-    grid.worker("w1").signal(Signal::SIGSTOP);
     let dead = wait_for("DEAD alert for w1", Duration::from_secs(20), || {
         grid.alert("w1", "firing")
     });
     let latency = dead["timestamp"].as_f64().expect("timestamp") - stopped_unix;
     // The timeout runs from the last heartbeat, which came up to one interval (1 s) before.
     assert!(
-        (0.95..3.0).contains(&latency),
+        (0.9..3.0).contains(&latency),
         "hang detected {latency:.3} s after SIGSTOP (timeout 2 s)"
     );
     let reclaimed = wait_for("worker_down handled", Duration::from_secs(10), || {

@@ -44,6 +44,8 @@ pub struct Grid {
     pub collector_addr: String,
     pub agents: Vec<Proc>,
     pub workers: Vec<(String, Proc)>,
+    /// `embedded` or a `redis://` URL.
+    pub backend: String,
 }
 
 /// Starts a collector on `listen` telling `master`; returns it and its bound address.
@@ -134,6 +136,7 @@ impl Grid {
             collector_addr: collector_addr.clone(),
             agents: vec![],
             workers: vec![],
+            backend: backend.to_string(),
         };
         for id in worker_ids {
             let socket = path(&format!("{id}.sock"));
@@ -277,6 +280,60 @@ impl Grid {
 
     /// How many leases were re-queued for `worker` on its DEAD alert (by the master, or by the
     /// collector itself with a shared backend).
+    /// Tasks leased to `worker` right now: rows of the master's database (embedded), or entries
+    /// pending for its consumer in the task streams' consumer group (Redis).
+    pub fn leases_held(&self, worker: &str) -> u64 {
+        if self.backend == "embedded" {
+            let db = rusqlite::Connection::open_with_flags(
+                self.dir.path().join("data").join("gridwatch.db"),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .expect("open the master's database");
+            return db
+                .query_row(
+                    "SELECT COUNT(*) FROM tasks WHERE state = 'leased' AND worker = ?1",
+                    [worker],
+                    |row| row.get(0),
+                )
+                .expect("count leases");
+        }
+        let client = redis::Client::open(self.backend.as_str()).expect("redis url");
+        let mut conn = client.get_connection().expect("redis connection");
+        ["tasks:high", "tasks:medium", "tasks:low"]
+            .iter()
+            .filter_map(|stream| {
+                redis::cmd("XINFO")
+                    .arg("CONSUMERS")
+                    .arg(stream)
+                    .arg("workers")
+                    .query::<redis::streams::StreamInfoConsumersReply>(&mut conn)
+                    .ok()
+            })
+            .flat_map(|reply| reply.consumers)
+            .filter(|consumer| consumer.name == worker)
+            .map(|consumer| consumer.pending as u64)
+            .sum()
+    }
+
+    /// SIGSTOPs `worker` at a moment it holds a lease, so that its recovery has tasks to
+    /// re-queue: tiny tasks leave a worker between an ack and its next lease now and then, and a
+    /// stop there would prove nothing. Retries with SIGCONT until the stop catches a lease.
+    pub fn stop_while_leasing(&mut self, worker: &str) {
+        for _ in 0..200 {
+            self.worker(worker)
+                .signal(nix::sys::signal::Signal::SIGSTOP);
+            // A lease granted just before the stop lands in the database a moment later.
+            std::thread::sleep(Duration::from_millis(30));
+            if self.leases_held(worker) > 0 {
+                return;
+            }
+            self.worker(worker)
+                .signal(nix::sys::signal::Signal::SIGCONT);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("{worker} never held a lease when stopped");
+    }
+
     pub fn reclaimed(&self, worker: &str) -> Option<u64> {
         let mut lines = self.master.log_json();
         lines.extend(self.collector.log_json());
