@@ -23,13 +23,7 @@ fn a_killed_worker_is_dead_within_a_second_and_its_chunks_run_elsewhere() {
 /// 600 s, so completing within two minutes proves the re-queue), and the exact total.
 /// Returns the DEAD alert.
 fn kill_w1_mid_job_and_recover(grid: &mut Grid) -> serde_json::Value {
-    let (genome, expected) = genome(grid.dir.path(), 12_000_000);
-    grid.wait_alive(2);
-    let job = grid.submit(&genome, "4000");
-    wait_for("the job under way", Duration::from_secs(60), || {
-        grid.progress(&job)
-            .filter(|(_, done, total)| *done * 20 >= *total && *total > 0)
-    });
+    let (job, expected) = grid.start_job_under_way(12_000_000);
 
     grid.stop_while_leasing("w1");
     let killed_at = unix_now();
@@ -55,13 +49,7 @@ fn kill_w1_mid_job_and_recover(grid: &mut Grid) -> serde_json::Value {
 #[test]
 fn a_hung_worker_is_dead_after_the_timeout_and_its_late_results_count_once() {
     let mut grid = Grid::start(&["w1", "w2"], "2s");
-    let (genome, expected) = genome(grid.dir.path(), 6_000_000);
-    grid.wait_alive(2);
-    let job = grid.submit(&genome, "4000");
-    wait_for("the job under way", Duration::from_secs(60), || {
-        grid.progress(&job)
-            .filter(|(_, done, total)| *done * 20 >= *total && *total > 0)
-    });
+    let (job, expected) = grid.start_job_under_way(6_000_000);
 
     grid.stop_while_leasing("w1");
     let stopped_at = Instant::now();
@@ -164,13 +152,7 @@ fn a_firing_resource_warning_pauses_leasing_until_it_clears() {
 #[test]
 fn the_job_completes_without_the_collector_and_reports_wait_for_its_return() {
     let mut grid = Grid::start(&["w1", "w2"], "15s");
-    let (genome, expected) = genome(grid.dir.path(), 12_000_000);
-    grid.wait_alive(2);
-    let job = grid.submit(&genome, "4000");
-    wait_for("the job under way", Duration::from_secs(60), || {
-        grid.progress(&job)
-            .filter(|(_, done, total)| *done * 20 >= *total && *total > 0)
-    });
+    let (job, expected) = grid.start_job_under_way(12_000_000);
     grid.collector.kill9();
     let down_at = unix_now();
     grid.wait_completed(&job, Duration::from_secs(120));

@@ -280,6 +280,19 @@ impl Grid {
 
     /// How many leases were re-queued for `worker` on its DEAD alert (by the master, or by the
     /// collector itself with a shared backend).
+    /// Submits a search of a generated genome of `bases` bases in 4000-base chunks once two
+    /// workers are alive, and waits until 5 % of it is done. Returns the job and its naive count.
+    pub fn start_job_under_way(&mut self, bases: usize) -> (String, u64) {
+        let (genome, expected) = genome(self.dir.path(), bases);
+        self.wait_alive(2);
+        let job = self.submit(&genome, "4000");
+        wait_for("the job under way", Duration::from_secs(60), || {
+            self.progress(&job)
+                .filter(|(_, done, total)| *done * 20 >= *total && *total > 0)
+        });
+        (job, expected)
+    }
+
     /// Tasks leased to `worker` right now: rows of the master's database (embedded), or entries
     /// pending for its consumer in the task streams' consumer group (Redis).
     pub fn leases_held(&self, worker: &str) -> u64 {
