@@ -14,4 +14,5 @@ pub mod protocol;
 pub mod search;
 pub mod shutdown;
 pub mod telemetry;
+pub mod time;
 pub mod worker;

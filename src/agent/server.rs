@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 
-use super::handshake::welcome;
 use super::watch::{process_alive, ConnectionId, WorkerWatch};
+use crate::protocol::handshake::{read_hello, welcome};
 use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role};
 
 /// How long after a dropped connection the agent looks for the process to disappear: a killed
@@ -112,28 +112,28 @@ pub async fn check_hangs(shared: Arc<AgentShared>, shutdown: impl Future) {
 async fn handle_worker(stream: UnixStream, shared: Arc<AgentShared>) {
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
     let mut conn = Connection::new(stream);
-    match tokio::time::timeout(HELLO_TIMEOUT, conn.read_message()).await {
-        Ok(Ok(Some(Message::Hello {
-            role: Role::Worker, ..
-        }))) => {
+    // The socket's directory is private to its owner: the peer is trusted without a token.
+    let accepted = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut conn, None)).await {
+        Ok(Ok(peer)) if peer.role == Role::Worker => Ok(()),
+        Ok(Ok(_)) => Err(Some((
+            ErrorCode::UnexpectedMessage,
+            "expected a worker hello first".to_string(),
+        ))),
+        Ok(Err(err)) => Err(err.reply()),
+        Err(_) => Err(None),
+    };
+    match accepted {
+        Ok(()) => {
             if welcome(&mut conn).await.is_err() {
                 return;
             }
         }
-        Ok(Ok(None)) => return,
-        Ok(Ok(Some(_))) => {
-            conn.send_error(
-                ErrorCode::UnexpectedMessage,
-                "expected a worker hello first",
-            )
-            .await;
+        Err(reply) => {
+            if let Some((code, message)) = reply {
+                conn.send_error(code, message).await;
+            }
             return;
         }
-        Ok(Err(err)) => {
-            conn.send_error(err.code(), err.to_string()).await;
-            return;
-        }
-        Err(_) => return,
     }
     if let Err(err) = heartbeats(&mut conn, id, &shared).await {
         tracing::debug!(error = %err, "worker connection ended with an error");

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::report::WorkerStatus;
+use crate::protocol::WorkerStatus;
 
 /// Identifies one worker connection, so a late disconnect of an old connection is ignored after
 /// the worker reconnected.

@@ -7,14 +7,15 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use super::{
     BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, Lease,
     NackOutcome, NewTask, Progress, Queue, Store, TaskId, WorkerId,
 };
-use crate::protocol::{Connection, ErrorCode, Message, NackReply, Role, PROTOCOL_VERSION};
+use crate::protocol::{
+    Dial, ErrorCode, Greeting, Message, NackReply, RequestError, Requester, Role,
+};
 
 /// How long to wait for the master to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,9 +25,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A master reached over TCP, acting for one worker.
 pub struct RemoteBackend {
     master: String,
-    worker: String,
-    token: Option<String>,
-    conn: Mutex<Option<Connection<TcpStream>>>,
+    greeting: Greeting,
+    conn: Mutex<Option<Requester>>,
 }
 
 impl RemoteBackend {
@@ -38,37 +38,34 @@ impl RemoteBackend {
     ) -> Self {
         Self {
             master: master.into(),
-            worker: worker.into(),
-            token,
+            greeting: Greeting::new(Role::Worker)
+                .with_id(worker)
+                .with_token(token),
             conn: Mutex::new(None),
         }
     }
 
-    async fn connect(&self) -> BackendResult<Connection<TcpStream>> {
-        let unavailable =
-            |err: String| BackendError::Unavailable(format!("master {}: {err}", self.master));
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.master))
-            .await
-            .map_err(|_| unavailable("connect timed out".into()))?
-            .map_err(|err| unavailable(err.to_string()))?;
-        let _ = stream.set_nodelay(true);
-        let mut conn = Connection::new(stream).with_read_timeout(Some(REPLY_TIMEOUT));
-        let hello = Message::Hello {
-            role: Role::Worker,
-            version: PROTOCOL_VERSION,
-            token: self.token.clone(),
-            id: Some(self.worker.clone()),
+    async fn connect(&self) -> BackendResult<Requester> {
+        let dial = Dial {
+            connect_timeout: CONNECT_TIMEOUT,
+            attempts: 1,
+            read_timeout: Some(REPLY_TIMEOUT),
         };
-        conn.write_message(&hello)
+        Requester::connect(&self.master, &self.greeting, &dial)
             .await
-            .map_err(|err| unavailable(err.to_string()))?;
-        match conn.expect_message().await {
-            Ok(Message::Welcome { .. }) => Ok(conn),
-            Ok(Message::Error { code, message }) => Err(refused(code, message)),
-            Ok(other) => Err(BackendError::Other(format!(
-                "unexpected reply to hello: {other:?}"
-            ))),
-            Err(err) => Err(unavailable(err.to_string())),
+            .map_err(|err| self.failed(err))
+    }
+
+    /// A refusal stays a refusal; anything else means the master is away for now.
+    fn failed(&self, err: RequestError) -> BackendError {
+        match err {
+            RequestError::Refused { code, message } => refused(code, message),
+            RequestError::Unreachable { reason, .. } => {
+                BackendError::Unavailable(format!("master {}: {reason}", self.master))
+            }
+            RequestError::Protocol(err) => {
+                BackendError::Unavailable(format!("master {}: {err}", self.master))
+            }
         }
     }
 
@@ -79,28 +76,24 @@ impl RemoteBackend {
         if guard.is_none() {
             *guard = Some(self.connect().await?);
         }
-        let Some(conn) = guard.as_mut() else {
+        let Some(requester) = guard.as_mut() else {
             return Err(BackendError::Unavailable("no connection".into()));
         };
         let exchange = async {
-            conn.write_message(&message).await?;
-            let reply = conn.expect_message().await?;
+            let reply = requester.request(&message).await?;
             let data = match &reply {
-                Message::Task { .. } => Some(conn.read_data().await?),
+                Message::Task { .. } => Some(requester.connection().read_data().await?),
                 _ => None,
             };
-            Ok::<_, crate::protocol::ProtocolError>((reply, data))
+            Ok::<_, RequestError>((reply, data))
         }
         .await;
         match exchange {
-            Ok((Message::Error { code, message }, _)) => Err(refused(code, message)),
             Ok(reply) => Ok(reply),
+            Err(err @ RequestError::Refused { .. }) => Err(self.failed(err)),
             Err(err) => {
                 *guard = None;
-                Err(BackendError::Unavailable(format!(
-                    "master {}: {err}",
-                    self.master
-                )))
+                Err(self.failed(err))
             }
         }
     }

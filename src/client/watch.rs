@@ -1,20 +1,18 @@
 //! The watchman's command-line entry points: `gridwatch agent`, `gridwatch collector`, and the
 //! `workers` / `alerts` clients, which ask the master (or, with `--collector`, the collector).
 
-use std::time::Duration;
-
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::TcpStream;
 
-use crate::agent::{self, hello, AgentConfig};
+use crate::agent::{self, AgentConfig};
 use crate::backend::config::BackendConfig;
 use crate::backend::redis::{RedisBackend, RedisOptions};
-use crate::collector::{
-    self, Alert, AlertState, CollectorConfig, Downstream, LivenessState, WorkerView,
+use crate::collector::{self, CollectorConfig, Downstream};
+use crate::protocol::{
+    Alert, AlertState, Dial, Greeting, LivenessState, Message, RequestError, Requester, Role,
+    WorkerView,
 };
-use crate::protocol::{Connection, Message, Role};
 
 /// Exit code for errors the user can fix (bad flags, busy socket or port).
 pub const USER_ERROR: i32 = 2;
@@ -77,6 +75,7 @@ async fn collector_downstream(config: &CollectorConfig) -> anyhow::Result<Downst
     match config.backend.resolve()? {
         BackendConfig::Embedded => Ok(Downstream {
             master,
+            token: config.token.clone(),
             store: None,
             queue: None,
         }),
@@ -87,6 +86,7 @@ async fn collector_downstream(config: &CollectorConfig) -> anyhow::Result<Downst
             let backend = Arc::new(backend);
             Ok(Downstream {
                 master,
+                token: config.token.clone(),
                 store: Some(backend.clone()),
                 queue: Some(backend),
             })
@@ -123,24 +123,23 @@ impl WatchQueryArgs {
 
 async fn ask(args: &WatchQueryArgs, request: Message) -> anyhow::Result<Message> {
     let (address, role) = args.address();
-    let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&address));
-    let stream = match connect.await {
-        Ok(Ok(stream)) => stream,
-        _ => {
+    let greeting = Greeting::new(Role::Client);
+    let mut requester = match Requester::connect(&address, &greeting, &Dial::default()).await {
+        Ok(requester) => requester,
+        Err(RequestError::Unreachable { .. }) => {
             eprintln!("error: cannot reach the {role} at {address}; is it running? (pass --{role} HOST:PORT)");
             std::process::exit(USER_ERROR);
         }
+        Err(err) => {
+            return Err(anyhow::Error::from(err))
+                .with_context(|| format!("greeting the {role} at {address}"))
+        }
     };
-    let mut conn = Connection::new(stream);
-    hello(&mut conn, Role::Client, None)
-        .await
-        .with_context(|| format!("greeting the {role} at {address}"))?;
-    conn.write_message(&request).await?;
-    match conn.expect_message().await? {
-        Message::Error { code, message } => {
+    match requester.request(&request).await {
+        Err(RequestError::Refused { code, message }) => {
             anyhow::bail!("the {role} refused ({code:?}): {message}")
         }
-        reply => Ok(reply),
+        reply => Ok(reply?),
     }
 }
 

@@ -3,10 +3,7 @@
 //! the embedded backend), and answer `list_workers` / `list_alerts` from the store.
 
 use crate::backend::{Queue, Store};
-use crate::protocol::{ErrorCode, Message};
-
-use super::alert::Alert;
-use super::liveness::WorkerView;
+use crate::protocol::{Alert, ErrorCode, Message, WorkerView};
 
 /// Answers a watchman message; `None` if `message` is not one (the caller handles it).
 pub async fn answer(message: &Message, queue: &dyn Queue, store: &dyn Store) -> Option<Message> {

@@ -10,10 +10,10 @@ pub mod rules;
 mod server;
 mod watchtower;
 
-pub use alert::{Alert, AlertLog, AlertState, Severity};
+pub use alert::AlertLog;
 pub use clock::Moment;
 pub use downstream::Downstream;
-pub use liveness::{Liveness, LivenessState, WorkerView};
+pub use liveness::Liveness;
 pub use rules::{RuleEngine, Thresholds};
 pub use server::SharedWatchtower;
 pub use watchtower::{Outgoing, Watchtower};
@@ -25,7 +25,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
-use clock::parse_duration;
+use crate::time::parse_duration;
 
 /// Collector settings: flags, the seed's environment variables, and an optional TOML rules file.
 #[derive(Clone, Debug, clap::Args)]
@@ -37,6 +37,9 @@ pub struct CollectorConfig {
     /// backend) [default: $MASTER_HOST:$MASTER_PORT, or 127.0.0.1:5000].
     #[arg(long)]
     pub master: Option<String>,
+    /// Shared secret for the hello to the master, when the cluster has one.
+    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Where alerts and worker metrics are stored (with `embedded`, through the master).
     #[command(flatten)]
     pub backend: crate::backend::config::BackendArgs,

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::alert::{Alert, AlertState, Severity};
 use super::clock::Moment;
-use crate::agent::{WorkerReport, WorkerStatus};
+use crate::protocol::{Alert, AlertState, Severity, WorkerReport, WorkerStatus};
 
 /// Alert thresholds; defaults are the seed's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

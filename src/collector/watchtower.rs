@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::alert::{Alert, AlertLog, AlertState, Severity};
+use super::alert::AlertLog;
 use super::clock::Moment;
-use super::liveness::{Liveness, WorkerView};
+use super::liveness::Liveness;
 use super::rules::{Observation, RuleEngine, Thresholds};
-use crate::agent::WorkerReport;
+use crate::protocol::{Alert, AlertState, Severity, WorkerReport, WorkerView};
 
 /// Something for the master or the store.
 #[derive(Clone, Debug, PartialEq)]

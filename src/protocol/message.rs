@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::watchman::{Alert, WorkerReport, WorkerView};
 use crate::backend::{ChunkResult, JobStatus, Priority};
 use crate::search::{Pattern, SearchOptions};
 
@@ -343,7 +344,7 @@ pub enum Message {
     /// Agent → collector: one report (seed 000 §4.3).
     Metrics {
         /// The report.
-        data: Box<crate::agent::WorkerReport>,
+        data: Box<WorkerReport>,
     },
     /// Collector → agent: the report was taken; carries the lease verdict for the worker.
     MetricsAck {
@@ -378,12 +379,12 @@ pub enum Message {
     /// Collector → master (embedded backend): append an alert event to the store's history.
     RecordAlert {
         /// The event.
-        alert: crate::collector::Alert,
+        alert: Alert,
     },
     /// Collector → master (embedded backend): store a worker's latest view with a TTL.
     RecordWorker {
         /// The view.
-        worker: Box<crate::collector::WorkerView>,
+        worker: Box<WorkerView>,
         /// Seconds until the stored view expires unless refreshed.
         ttl_secs: f64,
     },
@@ -394,7 +395,7 @@ pub enum Message {
     /// The workers, by id.
     Workers {
         /// One view per worker.
-        workers: Vec<crate::collector::WorkerView>,
+        workers: Vec<WorkerView>,
     },
     /// Client → master or collector: the most recent alert events.
     ListAlerts {
@@ -404,7 +405,7 @@ pub enum Message {
     /// Alert events, newest first.
     Alerts {
         /// The events.
-        alerts: Vec<crate::collector::Alert>,
+        alerts: Vec<Alert>,
     },
 }
 

@@ -3,6 +3,7 @@
 //! wins). `--threads N` runs N task slots, each with its own backend handle. While the master is
 //! away every call backs off and retries; on SIGTERM a slot finishes its task, then stops.
 
+mod heartbeat;
 mod slot;
 
 use std::future::Future;
@@ -13,11 +14,11 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::agent::{default_socket_path, HeartbeatClient, HEARTBEAT_INTERVAL};
 use crate::backend::config::{open_redis, BackendArgs, BackendConfig, DeliverySettings};
 use crate::backend::remote::RemoteBackend;
 use crate::backend::{Queue, Store};
 
+pub use heartbeat::{HeartbeatClient, HEARTBEAT_INTERVAL};
 pub use slot::run_slot;
 
 /// `gridwatch worker` flags.
@@ -124,7 +125,7 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
             &args.id,
             args.agent_socket
                 .clone()
-                .unwrap_or_else(|| default_socket_path(&args.id)),
+                .unwrap_or_else(|| crate::protocol::default_agent_socket(&args.id)),
             HEARTBEAT_INTERVAL,
         )),
     };
