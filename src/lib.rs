@@ -9,6 +9,7 @@ pub mod backend;
 pub mod client;
 pub mod collector;
 pub mod jobs;
+pub mod local;
 pub mod master;
 pub mod protocol;
 pub mod search;

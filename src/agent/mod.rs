@@ -5,7 +5,7 @@
 mod reporter;
 pub mod sampler;
 mod server;
-pub mod watch;
+pub mod tracker;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -82,6 +82,13 @@ pub enum AgentError {
     },
 }
 
+impl AgentError {
+    /// Process exit code: both errors are the user's to fix (another agent, a bad path).
+    pub fn exit_code(&self) -> i32 {
+        2
+    }
+}
+
 /// Binds the worker socket, replacing a stale socket file left by a crashed agent.
 async fn bind(path: &Path) -> Result<UnixListener, AgentError> {
     let bind_error = |source| AgentError::Bind {
@@ -98,6 +105,11 @@ async fn bind(path: &Path) -> Result<UnixListener, AgentError> {
         std::fs::remove_file(path).map_err(bind_error)?;
     }
     UnixListener::bind(path).map_err(bind_error)
+}
+
+/// Runs an agent from the command line until Ctrl-C or SIGTERM.
+pub async fn serve(config: AgentConfig) -> Result<(), AgentError> {
+    run(config, crate::shutdown::signal()).await
 }
 
 /// Runs the agent until `shutdown` completes, then removes its socket.

@@ -133,14 +133,14 @@ fn make_report(
     seq: u64,
 ) -> WorkerReport {
     let (status, reason, pid, tasks, task, uptime) = {
-        let watch = shared.watch();
+        let tracker = shared.tracker();
         (
-            watch.status(),
-            watch.reason().map(str::to_string),
-            watch.pid(),
-            watch.tasks_completed(),
-            watch.current_task().map(str::to_string),
-            watch.uptime(Instant::now()),
+            tracker.status(),
+            tracker.reason().map(str::to_string),
+            tracker.pid(),
+            tracker.tasks_completed(),
+            tracker.current_task().map(str::to_string),
+            tracker.uptime(Instant::now()),
         )
     };
     let sample = sampler.sample(pid);

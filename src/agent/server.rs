@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 
-use super::watch::{process_alive, ConnectionId, WorkerWatch};
+use super::tracker::{process_alive, ConnectionId, WorkerTracker};
 use crate::protocol::handshake::{read_hello, welcome};
 use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role};
 
@@ -34,7 +34,7 @@ pub struct LeaseAdvice {
 /// State shared by the socket server, the hang checker and the reporter.
 #[derive(Debug)]
 pub struct AgentShared {
-    watch: Mutex<WorkerWatch>,
+    tracker: Mutex<WorkerTracker>,
     /// Notified on every status change: the reporter sends a report at once.
     pub status_changed: Notify,
     /// The collector's latest verdict for this worker.
@@ -46,29 +46,29 @@ impl AgentShared {
     /// Shared state for a worker with the given heartbeat timeout.
     pub fn new(heartbeat_timeout: Duration) -> AgentShared {
         AgentShared {
-            watch: Mutex::new(WorkerWatch::new(heartbeat_timeout)),
+            tracker: Mutex::new(WorkerTracker::new(heartbeat_timeout)),
             status_changed: Notify::new(),
             advice: watch::channel(LeaseAdvice::default()).0,
             next_connection: AtomicU64::new(1),
         }
     }
 
-    /// Locks the worker watch (a poisoned lock still holds valid bookkeeping).
-    pub fn watch(&self) -> MutexGuard<'_, WorkerWatch> {
-        self.watch
+    /// Locks the worker tracker (a poisoned lock still holds valid bookkeeping).
+    pub fn tracker(&self) -> MutexGuard<'_, WorkerTracker> {
+        self.tracker
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn changed(&self, changed: bool) {
         if changed {
-            let watch = self.watch();
+            let tracker = self.tracker();
             tracing::info!(
-                status = watch.status().as_str(),
-                reason = watch.reason().unwrap_or(""),
+                status = tracker.status().as_str(),
+                reason = tracker.reason().unwrap_or(""),
                 "worker status changed"
             );
-            drop(watch);
+            drop(tracker);
             self.status_changed.notify_one();
         }
     }
@@ -97,14 +97,14 @@ pub async fn serve(listener: UnixListener, shared: Arc<AgentShared>, shutdown: i
 pub async fn check_hangs(shared: Arc<AgentShared>, shutdown: impl Future) {
     tokio::pin!(shutdown);
     loop {
-        let deadline = shared.watch().next_deadline();
+        let deadline = shared.tracker().next_deadline();
         // Without a deadline, look again soon: a heartbeat may have set one meanwhile.
         let wake = deadline.unwrap_or_else(|| Instant::now() + Duration::from_millis(200));
         tokio::select! {
             _ = tokio::time::sleep_until(wake.into()) => {}
             _ = &mut shutdown => return,
         }
-        let changed = shared.watch().check(Instant::now());
+        let changed = shared.tracker().check(Instant::now());
         shared.changed(changed);
     }
 }
@@ -138,12 +138,12 @@ async fn handle_worker(stream: UnixStream, shared: Arc<AgentShared>) {
     if let Err(err) = heartbeats(&mut conn, id, &shared).await {
         tracing::debug!(error = %err, "worker connection ended with an error");
     }
-    let pid = shared.watch().pid();
+    let pid = shared.tracker().pid();
     let alive = match pid {
         Some(pid) => wait_for_exit(pid).await,
         None => false,
     };
-    let changed = shared.watch().on_disconnect(id, alive);
+    let changed = shared.tracker().on_disconnect(id, alive);
     shared.changed(changed);
 }
 
@@ -179,18 +179,18 @@ async fn heartbeats(
                     ..
                 }) => {
                     let now = Instant::now();
-                    let mut watch = shared.watch();
-                    let before = watch.status();
-                    if watch.connection() != Some(id) || watch.pid() != Some(pid) {
-                        watch.on_hello(id, pid, now);
+                    let mut tracker = shared.tracker();
+                    let before = tracker.status();
+                    if tracker.connection() != Some(id) || tracker.pid() != Some(pid) {
+                        tracker.on_hello(id, pid, now);
                     }
-                    watch.on_heartbeat(id, tasks_completed, current_task, now);
-                    let changed = watch.status() != before;
-                    drop(watch);
+                    tracker.on_heartbeat(id, tasks_completed, current_task, now);
+                    let changed = tracker.status() != before;
+                    drop(tracker);
                     shared.changed(changed);
                 }
                 Some(Message::Goodbye) => {
-                    let changed = shared.watch().on_goodbye(id);
+                    let changed = shared.tracker().on_goodbye(id);
                     shared.changed(changed);
                 }
                 Some(other) => {

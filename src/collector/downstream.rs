@@ -5,13 +5,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::watchtower::{Outgoing, WORKER_VIEW_TTL};
-use crate::backend::{Queue, Store};
+use crate::backend::config::Backend;
 use crate::protocol::{
     Alert, Dial, Greeting, Message, ProtocolError, RequestError, Requester, Role, WorkerView,
 };
@@ -26,15 +25,16 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Destinations of the collector's findings.
 #[derive(Clone)]
 pub struct Downstream {
-    /// The master's `host:port`, for `worker_down` (and for storage without a store).
+    /// The master's `host:port`, for `worker_down`.
     pub master: Option<String>,
-    /// A store the collector writes itself (a shared backend).
-    pub store: Option<Arc<dyn Store>>,
     /// The cluster token for the hello to the master, when the cluster has one.
     pub token: Option<String>,
-    /// A shared queue the collector reclaims from itself, so recovery does not wait for a master
-    /// that may be restarting; the master is still told, best effort.
-    pub queue: Option<Arc<dyn Queue>>,
+    /// Where alerts and worker views are stored (the master itself, for the embedded backend).
+    pub backend: Backend,
+    /// Whether the backend is shared (Redis): then the collector reclaims a dead worker's
+    /// tasks itself, so recovery does not wait for a master that may be restarting, and tells
+    /// the master best effort. Otherwise the master reclaims them when told.
+    pub shared: bool,
 }
 
 #[derive(Default)]
@@ -151,8 +151,8 @@ async fn flush(
             last_task_id,
             reason,
         };
-        if let Some(queue) = &downstream.queue {
-            let reclaimed = queue.reclaim_worker(&worker_id).await?;
+        if downstream.shared {
+            let reclaimed = downstream.backend.queue.reclaim_worker(&worker_id).await?;
             tracing::info!(worker = %worker_id, reclaimed, "re-queued the dead worker's tasks");
             if let Err(err) = request(downstream, master, &message).await {
                 tracing::debug!(error = %err, "master not told of the dead worker");
@@ -169,57 +169,21 @@ async fn flush(
         pending.downs.pop_front();
     }
     while let Some(alert) = pending.alerts.front() {
-        match &downstream.store {
-            Some(store) => store.push_alert(&to_json(alert)).await?,
-            None if downstream.master.is_some() => expect_recorded(
-                request(
-                    downstream,
-                    master,
-                    &Message::RecordAlert {
-                        alert: alert.clone(),
-                    },
-                )
-                .await?,
-            )?,
-            None => {}
-        }
+        downstream.backend.store.push_alert(&to_json(alert)).await?;
         pending.alerts.pop_front();
     }
     while let Some((worker, view)) = pending.views.pop_first() {
-        let result = store_view(downstream, master, &view).await;
+        let result = downstream
+            .backend
+            .store
+            .put_worker_metrics(&view.worker_id, &to_json(&view), WORKER_VIEW_TTL)
+            .await;
         if let Err(err) = result {
             pending.views.entry(worker).or_insert(view);
-            return Err(err);
+            return Err(err.into());
         }
     }
     Ok(())
-}
-
-async fn store_view(
-    downstream: &Downstream,
-    master: &mut Option<Requester>,
-    view: &WorkerView,
-) -> Result<(), ForwardError> {
-    match &downstream.store {
-        Some(store) => Ok(store
-            .put_worker_metrics(&view.worker_id, &to_json(view), WORKER_VIEW_TTL)
-            .await?),
-        None if downstream.master.is_some() => {
-            let message = Message::RecordWorker {
-                worker: Box::new(view.clone()),
-                ttl_secs: WORKER_VIEW_TTL.as_secs_f64(),
-            };
-            expect_recorded(request(downstream, master, &message).await?)
-        }
-        None => Ok(()),
-    }
-}
-
-fn expect_recorded(reply: Message) -> Result<(), ForwardError> {
-    match reply {
-        Message::Recorded => Ok(()),
-        other => Err(ForwardError::Refused(format!("{other:?}"))),
-    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 use crate::backend::{BackendError, JobStatus, Store};
-use crate::master::cmd::status::job_view;
+use crate::master::job_view;
 use crate::master::MasterState;
 use crate::protocol::JobView;
 use crate::protocol::{Alert, AlertState, LivenessState, Severity, WorkerView};

@@ -9,7 +9,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use super::connect::ClientError;
+use crate::client::connect::ClientError;
 
 /// How long the master may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -6,20 +6,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::connect::{ClientError, MasterAddr, MasterClient};
-use super::format::{write_report, OutputFormat, SearchReport};
-use super::progress::JobProgress;
-use super::query::{fetch_report, wait_for_every, POLL_INTERVAL};
-use super::submit::{parse_patterns, upload, UploadRequest};
 use super::up::{Cluster, UpArgs};
 use crate::backend::{JobStatus, Priority};
+use crate::client::connect::{ClientError, MasterAddr, MasterClient};
+use crate::client::format::{write_report, OutputFormat, SearchReport};
+use crate::client::progress::JobProgress;
+use crate::client::query::{fetch_report, wait_for_every, POLL_INTERVAL};
+use crate::client::submit::{parse_patterns, upload, UploadRequest};
 use crate::search::{SearchOptions, StrandMode};
 
 /// `gridwatch demo` flags.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DemoArgs {
     /// Genome size (e.g. 200MiB, 50MB, 1GiB).
-    #[arg(long, default_value = "200MiB", value_parser = super::generate::parse_size)]
+    #[arg(long, default_value = "200MiB", value_parser = crate::client::generate::parse_size)]
     pub size: u64,
     /// Pattern to search for (seed 000's use case by default).
     #[arg(long, default_value = "AGGTCCAT")]

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::connect::ClientError;
 use super::up::Cluster;
+use crate::client::connect::ClientError;
 use crate::protocol::{Alert, Dial, Greeting, Message, Requester, Role};
 
 /// How long to wait for each step before saying it did not happen.
