@@ -1,5 +1,5 @@
 //! The per-worker agent: takes heartbeats over a Unix socket, samples system metrics, reports to
-//! the collector (seed 000 §3.4). Crash → DEAD at once; hang → DEAD after the heartbeat timeout;
+//! the collector. Crash → DEAD at once; hang → DEAD after the heartbeat timeout;
 //! every status change is reported immediately, the rest every report interval.
 
 mod reporter;
@@ -22,7 +22,7 @@ pub use server::{AgentShared, LeaseAdvice};
 
 use crate::time::parse_duration;
 
-/// Agent settings: flags, with the seed's environment variables as fallbacks.
+/// Agent settings: flags, with environment variables as fallbacks.
 #[derive(Clone, Debug, clap::Args)]
 pub struct AgentConfig {
     /// The worker this agent watches.

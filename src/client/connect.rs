@@ -23,7 +23,7 @@ pub struct MasterAddr {
 }
 
 impl MasterAddr {
-    /// `--master`, else `MASTER_HOST:MASTER_PORT` (seed 000 names), else 127.0.0.1:5000.
+    /// `--master`, else `MASTER_HOST:MASTER_PORT`, else 127.0.0.1:5000.
     pub fn address(&self) -> String {
         self.master
             .clone()

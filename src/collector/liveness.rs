@@ -1,4 +1,4 @@
-//! The liveness view of every worker (seed 003): active / unstable / inactive, consecutive missed
+//! The liveness view of every worker: active / unstable / inactive, consecutive missed
 //! reports, mean report round trip over the last 10, uptime, success rate and tasks done, plus the
 //! latest metrics and a short history for charts.
 
@@ -9,9 +9,11 @@ use crate::protocol::{HistoryPoint, LivenessState, WorkerReport, WorkerStatus, W
 
 /// Reports kept per worker for charts.
 const HISTORY_LEN: usize = 60;
-/// Round trips averaged for `mean_rtt_ms` (seed 003: the last 10 pings).
+/// Round trips averaged for `mean_rtt_ms`: the last 10 reports, enough to smooth one slow report
+/// without hiding a trend.
 const RTT_WINDOW: usize = 10;
-/// Consecutive missed reports at which a worker counts as inactive (3 × 10 s = the seed's 30 s).
+/// Consecutive missed reports at which a worker counts as inactive: 3 × the 10 s report interval
+/// matches the 30 s no-report alert.
 const INACTIVE_AFTER_MISSED: u64 = 3;
 
 /// Bookkeeping for one worker.

@@ -30,7 +30,7 @@ use crate::protocol::{Greeting, Role};
 
 use crate::time::parse_duration;
 
-/// Collector settings: flags, the seed's environment variables, and an optional TOML rules file.
+/// Collector settings: flags, their environment variables, and an optional TOML rules file.
 #[derive(Clone, Debug, clap::Args)]
 pub struct CollectorConfig {
     /// Address to listen on [default: 127.0.0.1:$COLLECTOR_PORT, or 127.0.0.1:6000].
@@ -287,7 +287,7 @@ mod tests {
         assert_eq!(
             thresholds.no_report_after,
             Duration::from_secs(30),
-            "the seed's default"
+            "the default"
         );
     }
 

@@ -178,5 +178,6 @@ impl Watchtower {
     }
 }
 
-/// How long a worker's stored view lives without a refresh (seed 000 §3.5: 60 s TTL).
+/// How long a worker's stored view lives without a refresh: the 60 s TTL keeps a dead worker's
+/// view visible for a minute, then it disappears from `gridwatch workers`.
 pub const WORKER_VIEW_TTL: Duration = Duration::from_secs(60);

@@ -21,7 +21,7 @@ pub struct DemoArgs {
     /// Genome size (e.g. 200MiB, 50MB, 1GiB).
     #[arg(long, default_value = "200MiB", value_parser = crate::client::generate::parse_size)]
     pub size: u64,
-    /// Pattern to search for (seed 000's use case by default).
+    /// Pattern to search for.
     #[arg(long, default_value = "AGGTCCAT")]
     pub pattern: String,
     /// Worker processes.
@@ -34,7 +34,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Kill one worker (kill -9) mid-job and show the DEAD alert, the re-queue of its tasks and
-    /// the still exact result (seed 000 §10.2).
+    /// the still exact result.
     #[arg(long)]
     pub kill_worker: bool,
 }

@@ -1,4 +1,4 @@
-//! `gridwatch demo --kill-worker` (seed 000 §10.2): once the job is under way, kill -9 one worker
+//! `gridwatch demo --kill-worker`: once the job is under way, kill -9 one worker
 //! and show what the watchman does: the collector's DEAD alert, the master re-queueing the dead
 //! worker's tasks, and (in the demo) the exact result with the remaining workers.
 

@@ -1,7 +1,7 @@
 //! Every message of the protocol, defined once as a serde enum tagged by `"type"` and shared by
-//! both ends. Shapes follow seed 000 §4 (`submit_job`, `query_status`) plus what the design adds
-//! (`hello`, `lease`, `ack`, `nack`, `cancel`, `error`). Raw data frames are announced by the
-//! message before them (`submit_job.file_size`, `task.data_len`).
+//! both ends: job messages (`submit_job`, `query_status`, ...), the worker's lease cycle
+//! (`lease`, `ack`, `nack`, ...), the watchman's messages, and `hello` / `error`. Raw data frames
+//! are announced by the message before them (`submit_job.file_size`, `task.data_len`).
 
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +68,7 @@ pub enum ErrorCode {
     Internal,
 }
 
-/// Progress as seed 000 §4.2 shows it.
+/// How far a job is, in chunks.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProgressView {
     /// Chunks in the job.
@@ -79,7 +79,7 @@ pub struct ProgressView {
     pub percentage: f64,
 }
 
-/// Matches found so far (seed 000 §4.2 `partial_results`).
+/// Matches found so far (`partial_results`), while the job runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartialResults {
     /// Sum of the stored chunk results' match counts.
@@ -182,7 +182,7 @@ pub enum Message {
         /// True when this id had already been accepted (idempotent retry).
         existing: bool,
     },
-    /// Asks for a job's state (seed 000 §4.2).
+    /// Asks for a job's state.
     QueryStatus {
         /// The job.
         job_id: String,
@@ -318,8 +318,8 @@ pub enum Message {
         /// What went wrong and what to do, for a human.
         message: String,
     },
-    // --- The watchman (DESIGN "The watchman"; seed 000 §4.3–4.5). ---
-    /// Worker → agent over the Unix socket, every second (seed 000 §4.5).
+    // --- The watchman: worker ↔ agent, agent → collector, collector → master, queries. ---
+    /// Worker → agent over the Unix socket, every second.
     Heartbeat {
         /// Unix time the heartbeat was sent.
         timestamp: f64,
@@ -333,7 +333,8 @@ pub enum Message {
     },
     /// Worker → agent: a clean exit follows, not a crash.
     Goodbye,
-    /// Agent → worker: stop or resume leasing (a resource warning fired or resolved; seed 001).
+    /// Agent → worker: stop or resume leasing (a resource warning fired or resolved), so a hot
+    /// machine takes no new work until it cools down.
     LeaseAdvice {
         /// True: finish the current task, then lease nothing until advised otherwise.
         pause: bool,
@@ -341,7 +342,7 @@ pub enum Message {
         #[serde(default)]
         reason: Option<String>,
     },
-    /// Agent → collector: one report (seed 000 §4.3).
+    /// Agent → collector: one report.
     Metrics {
         /// The report.
         data: Box<WorkerReport>,
@@ -356,7 +357,7 @@ pub enum Message {
         #[serde(default)]
         reason: Option<String>,
     },
-    /// Collector → master: the worker is dead; reclaim its leases now (seed 000 §4.4).
+    /// Collector → master: the worker is dead; reclaim its leases now.
     WorkerDown {
         /// The dead worker.
         worker_id: String,

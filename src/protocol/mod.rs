@@ -7,8 +7,8 @@ mod message;
 mod request;
 mod watchman;
 
-/// The master's address when none is given: `MASTER_HOST:MASTER_PORT` (seed 000's names), each
-/// defaulting to 127.0.0.1 and 5000. Every role that talks to the master resolves it here.
+/// The master's address when none is given: `MASTER_HOST:MASTER_PORT` (the names container setups
+/// pass), each defaulting to 127.0.0.1 and 5000. Every role that talks to the master resolves it here.
 pub fn default_master_address() -> String {
     let host = std::env::var("MASTER_HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port = std::env::var("MASTER_PORT").unwrap_or_else(|_| "5000".into());

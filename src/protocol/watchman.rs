@@ -87,7 +87,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    /// Upper-case name as in the seed's collector log (`CRITICAL`, `WARNING`).
+    /// Upper-case name as shown in logs and tables (`CRITICAL`, `WARNING`).
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Warning => "WARNING",

@@ -15,7 +15,8 @@ use crate::protocol::handshake::{hello, Greeting};
 use crate::protocol::{Connection, Message, ProtocolError, Role};
 use crate::time::unix_now;
 
-/// How often the worker heartbeats (DESIGN: every second).
+/// How often the worker heartbeats: every second, so a hang is noticed within the heartbeat
+/// timeout give or take a second.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);

@@ -1,5 +1,5 @@
 //! The Redis backend: tasks are entries of Redis Streams read through one consumer group, job
-//! state and results are plain keys (named as in seed 000), so master and workers on many hosts
+//! state and results are plain keys with readable names, so master and workers on many hosts
 //! share one queue and one store, and the master may restart while workers keep going.
 //!
 //! Every multi-key step is one Lua script (`lua/`), so a crash or a lost connection never leaves
