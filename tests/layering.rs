@@ -348,7 +348,7 @@ fn comments_and_strings_are_not_imports() {
     let source = r#"
         //! Talks to crate::master over the wire.
         /* crate::client is above us */
-        const HELP: &str = "see crate::client::watch";
+        const HELP: &str = "see crate::client::monitor";
         const RAW: &str = r"crate::agent";
         fn f<'a>(x: &'a str) -> char { 'c' }
     "#;

@@ -194,7 +194,7 @@ async fn heartbeats(
                     shared.changed(changed);
                 }
                 Some(other) => {
-                    let message = format!("unexpected {} on the agent socket", type_name(&other));
+                    let message = format!("unexpected {} on the agent socket", other.type_name());
                     conn.send_error(ErrorCode::UnexpectedMessage, message).await;
                     return Ok(());
                 }
@@ -213,16 +213,4 @@ async fn wait_for_exit(pid: u32) -> bool {
         tokio::time::sleep(EXIT_PROBE_STEP).await;
     }
     false
-}
-
-fn type_name(message: &Message) -> String {
-    serde_json::to_value(message)
-        .ok()
-        .and_then(|value| {
-            value
-                .get("type")
-                .and_then(|t| t.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "message".into())
 }

@@ -410,6 +410,21 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// The wire `type` of this message (`"query_status"`, ...), for error text and logs.
+    pub fn type_name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|value| {
+                value
+                    .get("type")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "message".into())
+    }
+}
+
 /// Tells malformed JSON, an unknown `type` and a known type with bad fields apart.
 pub fn classify_decode_error(frame: &[u8], err: &serde_json::Error) -> (ErrorCode, String) {
     let value: serde_json::Value = match serde_json::from_slice(frame) {
@@ -437,6 +452,15 @@ pub fn classify_decode_error(frame: &[u8], err: &serde_json::Error) -> (ErrorCod
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_names_are_the_wire_tags() {
+        assert_eq!(Message::ListJobs.type_name(), "list_jobs");
+        let nacked = Message::Nacked {
+            outcome: NackReply::DeadLettered,
+        };
+        assert_eq!(nacked.type_name(), "nacked");
+    }
 
     #[test]
     fn tags_are_snake_case_types() {

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::procs::{gridwatch, wait_for};
-use common::watch_grid::{genome, spawn_collector, tasks_done, unix_now, Grid};
+use common::watchman_grid::{genome, spawn_collector, tasks_done, unix_now, Grid};
 use nix::sys::signal::Signal;
 
 #[test]
@@ -115,8 +115,8 @@ fn a_firing_resource_warning_pauses_leasing_until_it_clears() {
     );
     let job = grid.submit(&genome, "4000");
     // Paused workers lease nothing: the job stays untouched for several report intervals.
-    let watch_until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < watch_until {
+    let observe_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < observe_until {
         let (status, done, _) = grid.progress(&job).expect("status");
         assert_eq!(
             (status.as_str(), done),
