@@ -318,3 +318,30 @@ fn an_explicit_state_must_fit_the_parameters() {
     );
     assert!(matches!(nan, Err(ParticleError::BadState(_))));
 }
+
+#[test]
+fn figures_match_the_independent_python_implementation() {
+    // Printed by benches/python/particles.py, a separate implementation of the same model and
+    // generator in another language: floats must agree to the last bit.
+    let cases = [
+        (
+            (100, 500, 123),
+            (934, 240, 33.19322985293332, 33.193229852933335),
+        ),
+        (
+            (200, 800, 456),
+            (2999, 572, 63.648549823474966, 63.64854982347496),
+        ),
+        (
+            (1000, 300, 42),
+            (5614, 480, 329.6073562171159, 329.60735621711683),
+        ),
+    ];
+    for ((particles, steps, seed), (collisions, wall_bounces, start, end)) in cases {
+        let outcome = simulate(&ParticleParams::new(particles, steps, seed)).unwrap();
+        assert_eq!(outcome.collisions, collisions, "seed {seed}");
+        assert_eq!(outcome.wall_bounces, wall_bounces, "seed {seed}");
+        assert_eq!(outcome.kinetic_energy_start, start, "seed {seed}");
+        assert_eq!(outcome.kinetic_energy_end, end, "seed {seed}");
+    }
+}
