@@ -3,7 +3,8 @@
 operations as the Rust kernel, so both print the same numbers bit for bit.
 
 Prints one JSON object on stdout: particles, steps, seed, radius, dt, max_speed, collisions,
-wall_bounces, kinetic_energy_start, kinetic_energy_end (floats as exact round-trip decimals)
+wall_bounces, kinetic_energy_start, kinetic_energy_end, the same two energies as the integer bit
+patterns of their IEEE doubles (*_bits: a reader's decimal parser cannot round them differently),
 and seconds (of the stepping alone).
 
 Model: N equal discs in the unit box. Initial state from Xoshiro256++ whose four state words
@@ -18,6 +19,7 @@ line of centres (one collision each).
 import argparse
 import json
 import math
+import struct
 import sys
 import time
 
@@ -75,6 +77,11 @@ def initial_state(n, seed, radius, max_speed):
         vxs.append(max_speed * (2.0 * rng.unit() - 1.0))
         vys.append(max_speed * (2.0 * rng.unit() - 1.0))
     return xs, ys, vxs, vys
+
+
+def double_bits(value):
+    """The IEEE 754 bit pattern of a float, as an unsigned integer."""
+    return struct.unpack("<Q", struct.pack("<d", value))[0]
 
 
 def kinetic_energy(vxs, vys):
@@ -147,11 +154,14 @@ def simulate(n, steps, seed, radius, dt, max_speed):
                 vxs[j], vys[j] = vxs[j] - k * dx, vys[j] - k * dy
                 collisions += 1
     seconds = time.perf_counter() - started
+    energy_end = kinetic_energy(vxs, vys)
     return {
         "collisions": collisions,
         "wall_bounces": bounces,
         "kinetic_energy_start": energy_start,
-        "kinetic_energy_end": kinetic_energy(vxs, vys),
+        "kinetic_energy_end": energy_end,
+        "kinetic_energy_start_bits": double_bits(energy_start),
+        "kinetic_energy_end_bits": double_bits(energy_end),
         "seconds": seconds,
     }
 
