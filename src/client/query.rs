@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 use super::progress::JobProgress;
 use crate::backend::{ChunkResult, JobStatus};
-use crate::jobs::search::{assemble_report, SearchJobSpec, SearchReport};
+use crate::jobs::search::{report_from_stored, SearchReport};
 use crate::jobs::{self, Kind, ResultError};
 use crate::protocol::{JobView, Message};
 
@@ -166,8 +166,7 @@ pub async fn fetch_report(
     let unreadable = |e: serde_json::Error| {
         ClientError::JobFailed(format!("job {job}: unreadable search result: {e}"))
     };
-    let spec: SearchJobSpec = serde_json::from_value(fetched.spec).map_err(unreadable)?;
-    assemble_report(&spec, &fetched.results).map_err(unreadable)
+    report_from_stored(&fetched.spec, &fetched.results).map_err(unreadable)
 }
 
 /// The kind a job view names.

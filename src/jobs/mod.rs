@@ -351,3 +351,31 @@ impl<K: JobKind> Kind for K {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_found_by_their_unique_tags() {
+        for (i, kind) in KINDS.iter().enumerate() {
+            assert_eq!(
+                super::kind(kind.name()).map(|k| k.name()),
+                Some(kind.name())
+            );
+            assert!(
+                !kind.formats().is_empty(),
+                "{} has no output format",
+                kind.name()
+            );
+            assert!(KINDS[i + 1..]
+                .iter()
+                .all(|other| other.name() != kind.name()));
+        }
+        let unknown = require("alchemy").err().map(|e| e.to_string());
+        assert_eq!(
+            unknown.as_deref(),
+            Some("unknown job kind \"alchemy\" (known: search)")
+        );
+    }
+}

@@ -170,6 +170,14 @@ pub fn assemble_report(
     Ok(combine_payloads(spec, payloads))
 }
 
+/// Assembles a report from a job's stored spec (as JSON) and its stored chunk results.
+pub fn report_from_stored(
+    spec: &serde_json::Value,
+    results: &[ChunkResult],
+) -> Result<SearchReport, serde_json::Error> {
+    assemble_report(&SearchJobSpec::deserialize(spec)?, results)
+}
+
 /// Sums the chunks' counts and gathers their hits in report order.
 fn combine_payloads(
     spec: &SearchJobSpec,
@@ -370,5 +378,125 @@ impl InputCutter for SearchCutter {
         let spec = this.spec;
         serde_json::to_value(&spec)
             .map_err(|e| Refusal::new(ErrorCode::Internal, format!("job spec: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{self, Kind};
+
+    const LIMITS: SubmitLimits = SubmitLimits {
+        max_upload: 1 << 20,
+        max_frame: 1 << 20,
+        default_chunk_size: 7,
+    };
+
+    /// Overlapping occurrences of `pattern` in `text`, counted the slow way.
+    fn naive_count(text: &[u8], pattern: &[u8]) -> usize {
+        text.windows(pattern.len())
+            .filter(|window| window == &pattern)
+            .count()
+    }
+
+    /// Runs a job the way the grid does, but in one process: the registered kind accepts the
+    /// submission, cuts the upload (fed in uneven pieces), runs every task and prints the count.
+    fn run_through_the_registry(input: &[u8], pattern: &str) -> String {
+        let kind = jobs::require("search").unwrap();
+        let submission = serde_json::json!({
+            "filename": "g.fa",
+            "patterns": [{ "name": "p", "sequence": pattern }],
+        });
+        let spec = kind
+            .accept(submission, Some(input.len() as u64), &LIMITS)
+            .unwrap();
+        let TaskSource::Upload(mut cutter) = kind.tasks(&spec).unwrap() else {
+            panic!("a search uploads its input");
+        };
+        let mut tasks = Vec::new();
+        for piece in input.chunks(5) {
+            cutter.push(piece, &mut |task| tasks.push(task)).unwrap();
+        }
+        let spec = cutter.finish(&mut |task| tasks.push(task)).unwrap();
+        assert!(tasks.len() > 1, "the input should span several chunks");
+        let prepared = kind.prepare(&tasks[0].spec).unwrap();
+        let results: Vec<ChunkResult> = tasks
+            .iter()
+            .rev()
+            .map(|task| {
+                let outcome = prepared.run(&task.spec, &task.data).unwrap();
+                ChunkResult {
+                    chunk: task.chunk,
+                    matches: outcome.matches,
+                    payload: outcome.payload,
+                    worker: "w".into(),
+                }
+            })
+            .collect();
+        let mut out = Vec::new();
+        kind.render(&spec, &results, "count", &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_job_cut_into_chunks_counts_what_a_naive_scan_counts() {
+        let bases = b"ACGACGTTACGACGACGNNACGACGTACGACG";
+        let fasta = [
+            b">chr1\n".as_slice(),
+            &bases[..16],
+            b"\n",
+            &bases[16..],
+            b"\n",
+        ]
+        .concat();
+        let expected = naive_count(bases, b"ACGACG");
+        assert_eq!(expected, 5);
+        let printed = run_through_the_registry(&fasta, "ACGACG");
+        assert_eq!(
+            printed,
+            format!("patternName\tpattern\tcount\np\tACGACG\t{expected}\ntotal\t\t{expected}\n")
+        );
+    }
+
+    #[test]
+    fn every_format_the_kind_lists_has_a_printer() {
+        for name in <SearchKind as JobKind>::FORMATS {
+            assert!(OutputFormat::from_name(name).is_some(), "{name}");
+        }
+        let err = SearchKind.check_format("png").unwrap_err().to_string();
+        assert!(err.contains("count, tsv, bed, json"), "{err}");
+    }
+
+    #[test]
+    fn a_search_without_an_upload_or_with_a_bad_pattern_is_refused() {
+        let kind = jobs::require("search").unwrap();
+        let submission = serde_json::json!({
+            "filename": "g.fa",
+            "patterns": [{ "name": "p", "sequence": "ACGX" }],
+        });
+        let refused = kind
+            .accept(submission.clone(), Some(10), &LIMITS)
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BadPattern);
+        let mut good = submission;
+        good["patterns"][0]["sequence"] = "ACG".into();
+        let refused = kind.accept(good, None, &LIMITS).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BadMessage);
+    }
+
+    #[test]
+    fn the_summary_names_the_patterns_and_the_file() {
+        let spec = serde_json::json!({
+            "filename": "g.fa",
+            "patterns": [{ "name": "a", "sequence": "ACG" }, { "name": "b", "sequence": "TTT" }],
+            "options": { "strand": "both", "case_sensitive": false },
+            "chunk_size": 10,
+            "file_size": 10,
+        });
+        assert_eq!(
+            Kind::summary(&SearchKind, &spec),
+            "2 patterns in g.fa (both strands)"
+        );
+        assert_eq!(Kind::summary(&SearchKind, &serde_json::json!({})), "");
     }
 }
