@@ -7,12 +7,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::connect::{ClientError, MasterAddr, MasterClient};
-use super::format::{write_report, OutputFormat, SearchReport};
 use super::progress::JobProgress;
 use super::query::{fetch_report, wait_for_every, POLL_INTERVAL};
 use super::submit::{parse_patterns, upload, UploadRequest};
 use super::up::{Cluster, UpArgs};
 use crate::backend::{JobStatus, Priority};
+use crate::jobs::search::printer::{write_report, OutputFormat, SearchReport};
 use crate::search::{SearchOptions, StrandMode};
 
 /// `gridwatch demo` flags.

@@ -1,8 +1,6 @@
 //! Command-line clients and local tools: submit, status, results, cancel, jobs, workers, alerts,
 //! search, generate, up, demo, bench.
 
-pub mod format;
-
 pub mod bench_grid;
 pub mod connect;
 pub mod demo;

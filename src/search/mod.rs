@@ -6,6 +6,7 @@
 //! reported, so a union over chunks equals a whole-sequence search with no duplicates.
 
 mod block;
+pub mod generate;
 mod input;
 mod matcher;
 mod parallel;
