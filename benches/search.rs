@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use gridwatch::client::generate::{generate, parse_plant, GenerateArgs};
+use gridwatch::search::generate::{generate, parse_plant, GenomeSpec};
 use gridwatch::search::{
     search_reader, ParallelOptions, Pattern, PatternSet, SearchOptions, StrandMode,
 };
@@ -59,16 +59,15 @@ fn main() {
 }
 
 fn make_genome(size: u64) -> Vec<u8> {
-    let args = GenerateArgs {
+    let spec = GenomeSpec {
         size,
-        out: "-".into(),
         seed: 42,
         line_width: 60,
         records: 4,
-        plant: vec![parse_plant("AGGTCCAT:500").expect("valid plant")],
+        plants: vec![parse_plant("AGGTCCAT:500").expect("valid plant")],
     };
     let mut genome = Vec::with_capacity(size as usize + size as usize / 60 + 1024);
-    generate(&args, &mut genome, &indicatif::ProgressBar::hidden()).expect("generate in memory");
+    generate(&spec, &mut genome, &mut |_| {}).expect("generate in memory");
     genome
 }
 

@@ -31,11 +31,11 @@ enum Command {
     Master(master::MasterArgs),
     /// Run a worker: leases chunk tasks from the master and searches them.
     Worker(worker::WorkerArgs),
-    /// Submit a genome search job (streams the file to the master).
+    /// Submit a job: `submit search FILE -p PATTERN` (or just `submit FILE -p PATTERN`).
     Submit(submit::SubmitArgs),
     /// Show a job's status and progress.
     Status(query::StatusArgs),
-    /// Print a completed job's results (count, TSV, BED or JSON).
+    /// Print a completed job's results in one of its kind's formats (search: count, TSV, BED, JSON).
     Results(query::ResultsArgs),
     /// Cancel a job.
     Cancel(query::CancelArgs),

@@ -43,6 +43,7 @@ macro_rules! conformance_cases {
             lease_on_an_empty_queue_times_out: LONG,
             higher_priority_is_leased_first: LONG,
             nack_retries_then_dead_letters_and_fails_the_job: LONG,
+            tasks_keep_their_kind_through_retries_and_reclaims: LONG,
             reclaim_worker_returns_only_that_workers_leases: LONG,
             stale_lease_is_ignored_after_reclaim: LONG,
             fresh_lease_is_not_reclaimed_as_expired: LONG,

@@ -76,6 +76,56 @@ fn chunk_edges_line_breaks_and_record_ends_give_exact_positions() {
     }
 }
 
+/// `submit search FILE` is the bare `submit FILE`, with `--wait` printing the kind's formats and
+/// `status`/`jobs` naming the kind.
+#[test]
+fn submit_search_names_the_kind_and_results_print_in_its_formats() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 1);
+    let records = awkward_records(11, &[120, 333]);
+    let path = grid.path("named.fa");
+    write_fasta(&path, &records, 60, "\n");
+    let file = path.display().to_string();
+    let expected = naive_hits(&records, "ACGT", true);
+    let tsv = grid.cli_ok(&[
+        "submit",
+        "search",
+        &file,
+        "-p",
+        "ACGT",
+        "--strand",
+        "both",
+        "--chunk-size",
+        "40",
+        "--job-id",
+        "named",
+        "--wait",
+        "--format",
+        "tsv",
+    ]);
+    assert_eq!(parse_tsv(&tsv), expected);
+    let out = grid.path("named.bed");
+    grid.cli_ok(&[
+        "results",
+        "named",
+        "--format",
+        "bed",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    let bed = std::fs::read_to_string(&out).expect("results --out wrote the file");
+    assert_eq!(bed.lines().count(), expected.len());
+    let status = grid.cli_ok(&["status", "named"]);
+    assert!(status.contains("Job Kind: search"), "{status}");
+    assert!(
+        status.contains("Job: ACGT in named.fa (both strands)"),
+        "{status}"
+    );
+    let refused = grid.cli(&["results", "named", "--format", "png"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("formats: count, tsv, bed, json"));
+}
+
 /// Output of local `gridwatch search` (no servers) on both strands.
 fn local_search(file: &str, pattern: &str, format: &str) -> String {
     let output = std::process::Command::new(common::gridwatch_bin())

@@ -106,15 +106,14 @@ fn refused_submissions_say_why_with_a_code_and_exit_code_2() {
         let mut conn = connect(&grid, Role::Client, None).await;
         let submit = Message::SubmitJob {
             job_id: "bad-pattern".into(),
-            filename: "x.fa".into(),
-            patterns: vec![gridwatch::search::Pattern {
-                name: "p".into(),
-                sequence: "ACGX".into(),
-            }],
-            options: Default::default(),
-            file_size: 10,
-            chunk_size: None,
+            kind: "search".into(),
+            spec: Some(serde_json::json!({
+                "filename": "x.fa",
+                "patterns": [{ "name": "p", "sequence": "ACGX" }],
+            })),
+            file_size: Some(10),
             priority: Default::default(),
+            top_level: Default::default(),
         };
         conn.write_message(&submit).await.unwrap();
         assert_eq!(error_code(&mut conn).await, ErrorCode::BadPattern);
@@ -135,6 +134,60 @@ fn refused_submissions_say_why_with_a_code_and_exit_code_2() {
     let limited = grid.cli(&["submit", &small, "-p", "ACGT"]);
     assert_eq!(limited.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&limited.stderr).contains("jobs in the last minute"));
+    master_still_serves(&grid);
+}
+
+/// What clients sent before jobs had kinds: a search's fields at the top level, no `kind`.
+#[test]
+fn a_submit_without_a_kind_is_a_search_and_an_unknown_kind_is_refused() {
+    let grid = Grid::start(&[]);
+    runtime().block_on(async {
+        let mut conn = connect(&grid, Role::Client, None).await;
+        let sequence = b"ACGTTACGTA";
+        let header = format!(
+            r#"{{"type":"submit_job","v":1,"job_id":"pre-kinds","filename":"s.txt",
+               "patterns":[{{"name":"p","sequence":"ACG"}}],"options":{{"strand":"forward",
+               "case_sensitive":false}},"file_size":{},"chunk_size":4,"priority":"high"}}"#,
+            sequence.len()
+        );
+        conn.send_frame(header.as_bytes()).await.unwrap();
+        conn.flush().await.unwrap();
+        match conn.expect_message().await.unwrap() {
+            Message::Ready { job_id } => assert_eq!(job_id, "pre-kinds"),
+            other => panic!("expected ready, got {other:?}"),
+        }
+        conn.send_frame(sequence).await.unwrap();
+        conn.flush().await.unwrap();
+        match conn.expect_message().await.unwrap() {
+            // 10 bases cut 4 by 4.
+            Message::Accepted { total_chunks, .. } => assert_eq!(total_chunks, 3),
+            other => panic!("expected accepted, got {other:?}"),
+        }
+        conn.write_message(&Message::QueryStatus {
+            job_id: "pre-kinds".into(),
+        })
+        .await
+        .unwrap();
+        match conn.expect_message().await.unwrap() {
+            Message::JobStatus { job, .. } => {
+                assert_eq!(job.kind, "search");
+                assert_eq!(job.summary, "ACG in s.txt");
+            }
+            other => panic!("expected job_status, got {other:?}"),
+        }
+
+        conn.write_message(&Message::SubmitJob {
+            job_id: "strange".into(),
+            kind: "alchemy".into(),
+            spec: Some(serde_json::json!({})),
+            file_size: None,
+            priority: Default::default(),
+            top_level: Default::default(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(error_code(&mut conn).await, ErrorCode::BadMessage);
+    });
     master_still_serves(&grid);
 }
 

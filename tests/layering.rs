@@ -38,12 +38,6 @@ const FLOORS: &[(&str, u32)] = &[
     ("main", 6),
 ];
 
-/// Imports that point up today and are on their way out, as (file under `src/`, module it may
-/// still import). The search job kind still builds its report from the client's printer types
-/// until the printers move into `jobs/`. An entry that is no longer needed fails the test, so
-/// the list only shrinks.
-const NOT_YET_FIXED: &[(&str, &str)] = &[("jobs/search.rs", "client")];
-
 /// The roles: each is its own process, and reaches another only through the protocol.
 const ROLES: &[&str] = &["master", "worker", "agent", "collector"];
 
@@ -261,29 +255,11 @@ fn no_module_imports_a_higher_floor_or_another_role() {
     rust_files(&src, &mut files);
     assert!(files.len() > 20, "found only {} source files", files.len());
     let mut problems = Vec::new();
-    let mut excused = BTreeSet::new();
     for file in &files {
         let relative = file.strip_prefix(&src).expect("under src/");
-        let name = relative.to_string_lossy().replace('\\', "/");
         let source = std::fs::read_to_string(file).expect("readable source");
         for problem in violations(&module_path(relative), &source) {
-            let exception = NOT_YET_FIXED.iter().find(|(file, target)| {
-                *file == name && problem.contains(&format!("imports `{target}`"))
-            });
-            match exception {
-                Some(exception) => {
-                    excused.insert(*exception);
-                }
-                None => problems.push(format!("{name}: {problem}")),
-            }
-        }
-    }
-    for exception in NOT_YET_FIXED {
-        if !excused.contains(exception) {
-            problems.push(format!(
-                "{} no longer imports `{}`: remove it from NOT_YET_FIXED",
-                exception.0, exception.1
-            ));
+            problems.push(format!("{}: {problem}", relative.display()));
         }
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));

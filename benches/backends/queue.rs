@@ -77,6 +77,7 @@ async fn measure(queue: Arc<dyn Queue>, store: Arc<dyn Store>, tasks: u32) -> Me
                 job: "bench".into(),
                 chunk,
             },
+            kind: "search".into(),
             priority: Priority::Medium,
             spec: json!({ "offset": chunk }),
             data: Bytes::from_static(b"ACGTACGTACGTACGT"),

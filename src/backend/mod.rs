@@ -18,6 +18,9 @@ pub mod embedded;
 pub mod redis;
 pub mod remote;
 
+/// The kind of tasks stored before tasks carried a kind, when search was the only one.
+pub const DEFAULT_TASK_KIND: &str = "search";
+
 /// A job's id, chosen by the client so that a retried submit is idempotent.
 pub type JobId = String;
 /// A worker's id (`--id w1`).
@@ -47,11 +50,13 @@ pub struct TaskId {
     pub chunk: u32,
 }
 
-/// A task to enqueue: its id, priority, a kind-specific description and its input bytes.
+/// A task to enqueue: its id, kind, priority, a kind-specific description and its input bytes.
 #[derive(Clone, Debug)]
 pub struct NewTask {
     /// Which chunk of which job.
     pub id: TaskId,
+    /// The job kind's tag (`search`, ...): a worker runs the task with that kind.
+    pub kind: String,
     /// Queue priority.
     pub priority: Priority,
     /// Kind-specific description (for a search chunk: record, offset, owned length), as JSON.
@@ -66,6 +71,8 @@ pub struct NewTask {
 pub struct Lease {
     /// Which chunk of which job.
     pub id: TaskId,
+    /// The job kind's tag, as enqueued.
+    pub kind: String,
     /// Kind-specific description, as enqueued.
     pub spec: serde_json::Value,
     /// The chunk's input bytes.

@@ -145,6 +145,7 @@ impl Queue for RemoteBackend {
                 Message::Task {
                     job_id,
                     chunk,
+                    kind,
                     spec,
                     attempt,
                     token,
@@ -153,6 +154,7 @@ impl Queue for RemoteBackend {
                 Some(data),
             ) => Ok(Some(Lease {
                 id: TaskId { job: job_id, chunk },
+                kind,
                 spec,
                 data,
                 worker: worker.to_string(),

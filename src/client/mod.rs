@@ -2,8 +2,6 @@
 //! and print. `submit`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`, `search`,
 //! `generate`.
 
-pub mod format;
-
 pub mod connect;
 pub mod monitor;
 pub mod progress;

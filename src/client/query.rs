@@ -2,13 +2,14 @@
 //! for people or, with `--json`, for scripts.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
-use super::format::{write_report, OutputFormat, SearchReport};
 use super::progress::JobProgress;
-use crate::backend::JobStatus;
-use crate::jobs::search::{assemble_report, SearchJobSpec};
+use crate::backend::{ChunkResult, JobStatus};
+use crate::jobs::search::{report_from_stored, SearchReport};
+use crate::jobs::{self, Kind, ResultError};
 use crate::protocol::{JobView, Message};
 
 /// How often `--wait` asks for progress.
@@ -35,12 +36,16 @@ pub struct StatusArgs {
 pub struct ResultsArgs {
     /// The job id.
     pub job: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Count)]
-    pub format: OutputFormat,
+    /// Output format, chosen among the job kind's formats (search: count, tsv, bed, json;
+    /// default: the kind's first).
+    #[arg(long)]
+    pub format: Option<String>,
     /// Same as --format json.
     #[arg(long)]
     pub json: bool,
+    /// Write the results to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Where the master is.
     #[command(flatten)]
     pub master: MasterAddr,
@@ -114,20 +119,29 @@ pub async fn wait_for_every(
     }
 }
 
-/// Fetches a completed job's results as a report.
-pub async fn fetch_report(
+/// A completed job's results as stored: its state, its kind's spec and one result per task.
+#[derive(Clone, Debug)]
+pub struct JobResults {
+    /// The job's state (its kind among it).
+    pub job: JobView,
+    /// The kind-specific job spec.
+    pub spec: serde_json::Value,
+    /// One stored result per task.
+    pub results: Vec<ChunkResult>,
+}
+
+/// Fetches a completed job's stored results.
+pub async fn fetch_results(
     client: &mut MasterClient,
     job: &str,
-) -> Result<SearchReport, ClientError> {
+) -> Result<JobResults, ClientError> {
     let message = Message::GetResults {
         job_id: job.to_string(),
     };
-    let (spec, chunks) = match client.request(&message).await? {
-        Message::ResultsHeader { spec, chunks, .. } => (spec, chunks),
+    let (view, spec, chunks) = match client.request(&message).await? {
+        Message::ResultsHeader { job, spec, chunks } => (job, spec, chunks),
         other => return Err(unexpected(&other)),
     };
-    let spec: SearchJobSpec = serde_json::from_value(spec)
-        .map_err(|e| ClientError::JobFailed(format!("job {job} is not a search job: {e}")))?;
     let mut results = Vec::with_capacity(chunks as usize);
     for _ in 0..chunks {
         match client.reply().await? {
@@ -135,8 +149,39 @@ pub async fn fetch_report(
             other => return Err(unexpected(&other)),
         }
     }
-    assemble_report(&spec, &results)
-        .map_err(|e| ClientError::JobFailed(format!("job {job}: unreadable chunk result: {e}")))
+    Ok(JobResults {
+        job: view,
+        spec,
+        results,
+    })
+}
+
+/// Fetches a completed search job's results as a report, for callers that submitted the search
+/// themselves and compare it with a local one (the demo and the grid benchmark).
+pub async fn fetch_report(
+    client: &mut MasterClient,
+    job: &str,
+) -> Result<SearchReport, ClientError> {
+    let fetched = fetch_results(client, job).await?;
+    let unreadable = |e: serde_json::Error| {
+        ClientError::JobFailed(format!("job {job}: unreadable search result: {e}"))
+    };
+    report_from_stored(&fetched.spec, &fetched.results).map_err(unreadable)
+}
+
+/// The kind a job view names.
+fn kind_of(view: &JobView) -> Result<&'static dyn Kind, ClientError> {
+    jobs::require(&view.kind)
+        .map_err(|e| ClientError::JobFailed(format!("job {}: {e}", view.job_id)))
+}
+
+/// The output format asked for: `--json`, else `--format`, else the kind's default.
+pub fn chosen_format<'a>(kind: &'a dyn Kind, format: Option<&'a str>, json: bool) -> &'a str {
+    if json {
+        "json"
+    } else {
+        format.unwrap_or(kind.formats()[0])
+    }
 }
 
 /// Prints a job's state the way seed 000 §10.1 shows it.
@@ -148,6 +193,10 @@ pub fn print_status(view: &JobView, active_workers: u32, json: bool) -> Result<(
         return Ok(());
     }
     writeln!(out, "Job ID: {}", view.job_id)?;
+    writeln!(out, "Job Kind: {}", view.kind)?;
+    if !view.summary.is_empty() {
+        writeln!(out, "Job: {}", view.summary)?;
+    }
     writeln!(out, "Job Status: {}", status_word(view.status))?;
     writeln!(
         out,
@@ -193,24 +242,56 @@ pub async fn status(args: StatusArgs) -> Result<(), ClientError> {
 /// Runs `gridwatch results`.
 pub async fn results(args: ResultsArgs) -> Result<(), ClientError> {
     let mut client = MasterClient::connect(&args.master).await?;
-    print_results(&mut client, &args.job, args.format, args.json).await
+    let request = ResultsRequest {
+        format: args.format.as_deref(),
+        json: args.json,
+        out: args.out.as_deref(),
+    };
+    print_results(&mut client, &args.job, &request).await
 }
 
-/// Fetches a finished job's results and prints them to stdout (`json` overrides `format`).
+/// How a job's results are to be printed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResultsRequest<'a> {
+    /// One of the kind's formats; its default when `None`.
+    pub format: Option<&'a str>,
+    /// JSON, whatever `format` says.
+    pub json: bool,
+    /// A file to write instead of stdout.
+    pub out: Option<&'a Path>,
+}
+
+/// Fetches a finished job's results and prints them with the job's kind.
 pub async fn print_results(
     client: &mut MasterClient,
     job_id: &str,
-    format: OutputFormat,
-    json: bool,
+    request: &ResultsRequest<'_>,
 ) -> Result<(), ClientError> {
-    let report = fetch_report(client, job_id).await?;
-    let format = if json { OutputFormat::Json } else { format };
-    write_report(
-        format,
-        &report,
-        std::io::BufWriter::new(std::io::stdout().lock()),
-    )?;
-    Ok(())
+    let fetched = fetch_results(client, job_id).await?;
+    let kind = kind_of(&fetched.job)?;
+    let format = chosen_format(kind, request.format, request.json);
+    kind.check_format(format)
+        .map_err(|e| ClientError::Usage(e.to_string()))?;
+    let rendered = match request.out {
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|e| {
+                ClientError::Usage(format!("{}: cannot create: {e}", path.display()))
+            })?;
+            let mut out = std::io::BufWriter::new(file);
+            kind.render(&fetched.spec, &fetched.results, format, &mut out)
+                .and_then(|()| out.flush().map_err(ResultError::from))
+        }
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            kind.render(&fetched.spec, &fetched.results, format, &mut out)
+                .and_then(|()| out.flush().map_err(ResultError::from))
+        }
+    };
+    rendered.map_err(|err| match err {
+        ResultError::UnknownFormat { .. } => ClientError::Usage(err.to_string()),
+        ResultError::Corrupt(reason) => ClientError::JobFailed(format!("job {job_id}: {reason}")),
+        ResultError::Io(io) => ClientError::Output(io),
+    })
 }
 
 /// Runs `gridwatch cancel`.
@@ -255,8 +336,8 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
     }
     writeln!(
         out,
-        "{:<38} {:<11} {:>17} {:>10}",
-        "JOB", "STATUS", "CHUNKS", "MATCHES"
+        "{:<38} {:<8} {:<11} {:>17} {:>10}  SUMMARY",
+        "JOB", "KIND", "STATUS", "CHUNKS", "MATCHES"
     )?;
     for job in &jobs {
         let chunks = format!(
@@ -265,11 +346,13 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
         );
         writeln!(
             out,
-            "{:<38} {:<11} {:>17} {:>10}",
+            "{:<38} {:<8} {:<11} {:>17} {:>10}  {}",
             job.job_id,
+            job.kind,
             status_word(job.status),
             chunks,
-            job.partial_results.matches_found
+            job.partial_results.matches_found,
+            job.summary
         )?;
     }
     writeln!(out, "{} jobs, {active} active workers", jobs.len())?;

@@ -7,8 +7,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use crate::client::format::{write_report, OutputFormat, ReportHit, SearchReport};
 use crate::client::tool_error::{ignore_broken_pipe, ToolError};
+use crate::jobs::search::printer::{write_report, OutputFormat, ReportHit, SearchReport};
 use crate::search::{
     search_reader, ParallelError, ParallelOptions, Pattern, PatternSet, SearchOptions,
     SearchOutcome, StrandMode,

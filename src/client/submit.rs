@@ -1,25 +1,91 @@
-//! `gridwatch submit FILE --pattern P…`: streams the file to the master as binary frames after a
-//! `submit_job` header (a client-chosen job id makes a retried submit idempotent), then with
-//! `--wait` shows progress and prints the results.
+//! `gridwatch submit KIND …`: one subcommand per job kind builds the kind's submission; the
+//! rest is the same for every kind. A `submit_job` header (a client-chosen job id makes a retried
+//! submit idempotent), then for kinds that upload (search) the file as binary frames; with
+//! `--wait`, progress, then the results printed by the job's kind. `gridwatch submit FILE
+//! --pattern P…` (no kind named) is a search.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncReadExt;
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
-use super::format::OutputFormat;
 use super::progress::JobProgress;
-use super::query::{print_results, print_status, query_status, wait_for};
+use super::query::{
+    chosen_format, print_results, print_status, query_status, wait_for, ResultsRequest,
+};
 use crate::backend::{JobStatus, Priority};
+use crate::jobs;
+use crate::jobs::search::{SearchSubmission, SEARCH_KIND};
 use crate::protocol::Message;
 use crate::search::{Pattern, PatternSet, SearchOptions, StrandMode};
 
 /// Bytes per upload frame: large enough for few syscalls, far below the frame limit.
 const UPLOAD_FRAME: usize = 1024 * 1024;
 
-/// `gridwatch submit` flags.
+/// `gridwatch submit`: one subcommand per job kind. With no kind named, the arguments are a
+/// search's (`gridwatch submit FILE --pattern P` is `gridwatch submit search FILE --pattern P`).
 #[derive(Clone, Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SubmitArgs {
+    /// The job's kind.
+    #[command(subcommand)]
+    pub kind: Option<SubmitKind>,
+    /// A search, when no kind is named.
+    #[command(flatten)]
+    pub search: Option<SearchSpecArgs>,
+    /// Flags of every submit, when no kind is named.
+    #[command(flatten)]
+    pub common: SubmitCommon,
+}
+
+/// The kinds of job `gridwatch submit` sends; each builds its kind's submission.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum SubmitKind {
+    /// Search a FASTA or plain sequence file for DNA patterns (streams the file to the master).
+    Search(SearchSubmitArgs),
+}
+
+/// Flags every kind's submit takes.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SubmitCommon {
+    /// Job id (default: a new UUID); resubmitting the same id does not run the job twice.
+    #[arg(long)]
+    pub job_id: Option<String>,
+    /// Queue priority.
+    #[arg(long, value_enum, default_value_t = PriorityArg::Medium)]
+    pub priority: PriorityArg,
+    /// Wait for the job to finish and print its results.
+    #[arg(long)]
+    pub wait: bool,
+    /// Output format of the results printed with --wait (the kind's formats; default: its first).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Write the results printed with --wait to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Where the master is.
+    #[command(flatten)]
+    pub master: MasterAddr,
+}
+
+/// `gridwatch submit search FILE --pattern P…`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SearchSubmitArgs {
+    /// What to search.
+    #[command(flatten)]
+    pub spec: SearchSpecArgs,
+    /// Flags of every submit.
+    #[command(flatten)]
+    pub common: SubmitCommon,
+}
+
+/// A search's own flags. (No nested flattening here: clap recognises an optional flattened
+/// group only by its direct arguments.)
+#[derive(Clone, Debug, clap::Args)]
+pub struct SearchSpecArgs {
     /// FASTA or plain sequence file (optionally gzip-compressed).
     pub file: PathBuf,
     /// Pattern to find (repeat for several); A C G T and IUPAC codes.
@@ -34,24 +100,40 @@ pub struct SubmitArgs {
     /// Bases per chunk task (the master's default when absent).
     #[arg(long)]
     pub chunk_size: Option<u64>,
-    /// Job id (default: a new UUID); resubmitting the same id does not run the job twice.
-    #[arg(long)]
-    pub job_id: Option<String>,
-    /// Queue priority.
-    #[arg(long, value_enum, default_value_t = PriorityArg::Medium)]
-    pub priority: PriorityArg,
-    /// Wait for the job to finish and print its results.
-    #[arg(long)]
-    pub wait: bool,
-    /// Output format of the results printed with --wait.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Count)]
-    pub format: OutputFormat,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Where the master is.
-    #[command(flatten)]
-    pub master: MasterAddr,
+}
+
+/// A job as a kind's subcommand describes it, ready to send.
+#[derive(Clone, Debug)]
+pub struct JobRequest {
+    /// The kind's tag.
+    pub kind: &'static str,
+    /// The kind's submission (its spec fields).
+    pub spec: serde_json::Value,
+    /// The file to upload, for kinds that upload their input.
+    pub upload: Option<PathBuf>,
+}
+
+impl SearchSpecArgs {
+    /// The search submission these flags describe; patterns are checked here, so a typo fails
+    /// before any upload.
+    fn request(&self) -> Result<JobRequest, ClientError> {
+        let patterns = parse_patterns(&self.patterns, self.strand.into(), self.case_sensitive)?;
+        let submission = SearchSubmission {
+            filename: display_name(&self.file),
+            patterns,
+            options: SearchOptions {
+                strand: self.strand.into(),
+                case_sensitive: self.case_sensitive,
+            },
+            chunk_size: self.chunk_size,
+        };
+        Ok(JobRequest {
+            kind: SEARCH_KIND,
+            spec: serde_json::to_value(&submission)
+                .map_err(|e| ClientError::Usage(format!("search spec: {e}")))?,
+            upload: Some(self.file.clone()),
+        })
+    }
 }
 
 /// `--strand` values.
@@ -106,39 +188,48 @@ pub struct Submitted {
 
 /// Runs `gridwatch submit`.
 pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
-    let patterns = parse_patterns(&args.patterns, args.strand.into(), args.case_sensitive)?;
-    let options = SearchOptions {
-        strand: args.strand.into(),
-        case_sensitive: args.case_sensitive,
+    let (request, common) = match (&args.kind, &args.search) {
+        (Some(SubmitKind::Search(search)), _) => (search.spec.request()?, &search.common),
+        (None, Some(search)) => (search.request()?, &args.common),
+        (None, None) => {
+            return Err(ClientError::Usage(
+                "name a job kind or a file to search (see `gridwatch submit --help`)".into(),
+            ))
+        }
     };
-    let mut client = MasterClient::connect(&args.master).await?;
-    let job_id = args
+    submit_request(request, common).await
+}
+
+/// Sends one job, then with `--wait` follows it and prints its results with its kind.
+pub async fn submit_request(request: JobRequest, common: &SubmitCommon) -> Result<(), ClientError> {
+    let kind = jobs::require(request.kind).map_err(|e| ClientError::Usage(e.to_string()))?;
+    let format = chosen_format(kind, common.format.as_deref(), common.json);
+    kind.check_format(format)
+        .map_err(|e| ClientError::Usage(e.to_string()))?;
+    let mut client = MasterClient::connect(&common.master).await?;
+    let job_id = common
         .job_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let mut progress = JobProgress::new(!args.json, file_len(&args.file).await.ok());
-    progress.message("uploading");
-    let request = UploadRequest {
-        path: args.file.clone(),
-        job_id: job_id.clone(),
-        patterns,
-        options,
-        chunk_size: args.chunk_size,
-        priority: args.priority.into(),
+    let upload_size = match &request.upload {
+        Some(path) => file_len(path).await.ok(),
+        None => None,
     };
-    let submitted = upload(&mut client, &request).await?;
+    let mut progress = JobProgress::new(!common.json, upload_size);
+    progress.message("uploading");
+    let submitted = send_job(&mut client, &job_id, &request, common.priority.into()).await?;
     if submitted.active_workers == 0 {
         eprintln!(
             "warning: no active workers: job {} is queued and starts when a worker connects (`gridwatch worker --id w1`)",
             submitted.job_id
         );
     }
-    if !args.wait {
+    if !common.wait {
         progress.finish();
-        print_submitted(&submitted, args.json);
+        print_submitted(&submitted, common.json);
         return Ok(());
     }
-    if !args.json {
+    if !common.json {
         eprintln!(
             "Job ID: {} ({} chunks)",
             submitted.job_id, submitted.total_chunks
@@ -147,14 +238,19 @@ pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
     let view = wait_for(&mut client, &job_id, &mut progress).await?;
     if view.status != JobStatus::Completed {
         let active = query_status(&mut client, &job_id).await?.1;
-        print_status(&view, active, args.json)?;
+        print_status(&view, active, common.json)?;
         return Err(ClientError::JobFailed(format!(
             "job {job_id} ended {}: {}",
             view.status.as_str(),
             view.error.unwrap_or_default()
         )));
     }
-    print_results(&mut client, &job_id, args.format, args.json).await
+    let results = ResultsRequest {
+        format: common.format.as_deref(),
+        json: common.json,
+        out: common.out.as_deref(),
+    };
+    print_results(&mut client, &job_id, &results).await
 }
 
 fn print_submitted(submitted: &Submitted, json: bool) {
@@ -200,7 +296,7 @@ async fn file_len(path: &std::path::Path) -> std::io::Result<u64> {
     Ok(tokio::fs::metadata(path).await?.len())
 }
 
-/// What to upload and how to search it.
+/// What to upload and how to search it (the demo and the grid benchmark submit searches this way).
 #[derive(Clone, Debug)]
 pub struct UploadRequest {
     /// The input file.
@@ -217,51 +313,64 @@ pub struct UploadRequest {
     pub priority: Priority,
 }
 
-/// Sends the header, then (if the master is ready for it) the file; returns the acceptance.
+/// Submits a search of `request.path`; returns the acceptance.
 pub async fn upload(
     client: &mut MasterClient,
     request: &UploadRequest,
 ) -> Result<Submitted, ClientError> {
-    let path = &request.path;
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
-    let file_size = file
-        .metadata()
-        .await
-        .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?
-        .len();
-    let filename = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
-    let header = Message::SubmitJob {
-        job_id: request.job_id.clone(),
-        filename,
+    let submission = SearchSubmission {
+        filename: display_name(&request.path),
         patterns: request.patterns.clone(),
         options: request.options,
-        file_size,
         chunk_size: request.chunk_size,
-        priority: request.priority,
     };
-    match client.request(&header).await? {
-        Message::Ready { .. } => {}
-        Message::Accepted {
-            job_id,
-            total_chunks,
-            active_workers,
-            ..
-        } => {
-            return Ok(Submitted {
-                job_id,
-                total_chunks,
-                active_workers,
-            })
+    let job = JobRequest {
+        kind: SEARCH_KIND,
+        spec: serde_json::to_value(&submission)
+            .map_err(|e| ClientError::Usage(format!("search spec: {e}")))?,
+        upload: Some(request.path.clone()),
+    };
+    send_job(client, &request.job_id, &job, request.priority).await
+}
+
+/// The file name shown for an upload.
+fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Sends the `submit_job` header, then (if the master is ready for it) the upload; returns the
+/// acceptance. A retried job id is answered at once with the existing job.
+pub async fn send_job(
+    client: &mut MasterClient,
+    job_id: &str,
+    request: &JobRequest,
+    priority: Priority,
+) -> Result<Submitted, ClientError> {
+    let mut upload = match &request.upload {
+        Some(path) => {
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
+            let size = file
+                .metadata()
+                .await
+                .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?
+                .len();
+            Some((path, file, size))
         }
-        other => return Err(unexpected(&other)),
-    }
-    stream_file(client, &mut file, file_size, path).await?;
-    match client.reply().await? {
+        None => None,
+    };
+    let header = Message::SubmitJob {
+        job_id: job_id.to_string(),
+        kind: request.kind.to_string(),
+        spec: Some(request.spec.clone()),
+        file_size: upload.as_ref().map(|(_, _, size)| *size),
+        priority,
+        top_level: Default::default(),
+    };
+    let accepted = |message: Message| match message {
         Message::Accepted {
             job_id,
             total_chunks,
@@ -273,7 +382,19 @@ pub async fn upload(
             active_workers,
         }),
         other => Err(unexpected(&other)),
+    };
+    match client.request(&header).await? {
+        Message::Ready { .. } => {}
+        other => return accepted(other),
     }
+    let Some((path, file, size)) = upload.as_mut() else {
+        return Err(ClientError::Usage(format!(
+            "the master expects an upload for this {} job, and there is none",
+            request.kind
+        )));
+    };
+    stream_file(client, file, *size, path).await?;
+    accepted(client.reply().await?)
 }
 
 /// Sends exactly `file_size` bytes as data frames.

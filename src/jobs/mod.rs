@@ -1,3 +1,381 @@
-//! Job kinds and how each is cut into tasks and its results assembled.
+//! Job kinds. Each kind owns, in its own module: its spec and validation, how a job is cut into
+//! tasks, how one task runs on a worker (pure: it calls a kernel such as `search`), how task
+//! results combine into the job's result, and how that result is printed. The master, the workers
+//! and the clients look a kind up by its tag ([`kind`]) and call it through [`Kind`]; none of them
+//! names a kind's own types.
+//!
+//! Adding a kind touches:
+//! - `src/jobs/NAME.rs` (or `NAME/`): a type implementing [`JobKind`];
+//! - `src/jobs/mod.rs`: one line in [`KINDS`];
+//! - `src/client/submit.rs`: its `gridwatch submit NAME` subcommand (the flags that build its
+//!   submission);
+//! - `src/main.rs`: only if the kind also has a local command (as `gridwatch search` does).
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::backend::ChunkResult;
+use crate::protocol::ErrorCode;
 
 pub mod search;
+
+/// Every kind the grid runs, looked up by tag. A new kind is one more line here.
+pub static KINDS: &[&dyn Kind] = &[&search::SearchKind];
+
+/// The kind registered under `name`.
+pub fn kind(name: &str) -> Option<&'static dyn Kind> {
+    KINDS.iter().copied().find(|kind| kind.name() == name)
+}
+
+/// The kind registered under `name`, or an error listing the kinds there are.
+pub fn require(name: &str) -> Result<&'static dyn Kind, UnknownKind> {
+    kind(name).ok_or_else(|| UnknownKind(name.to_string()))
+}
+
+/// A tag no registered kind carries.
+#[derive(Clone, Debug, Error)]
+#[error("unknown job kind {0:?} (known: {known})", known = known_kinds())]
+pub struct UnknownKind(pub String);
+
+fn known_kinds() -> String {
+    KINDS
+        .iter()
+        .map(|kind| kind.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The master's limits a submission is checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct SubmitLimits {
+    /// Largest upload accepted, in bytes.
+    pub max_upload: u64,
+    /// Largest frame, in bytes: one task's input must fit in it.
+    pub max_frame: usize,
+    /// Bases per search chunk when the client does not say.
+    pub default_chunk_size: u64,
+}
+
+/// Why the master refuses a submission: a protocol error code and a message for the user.
+#[derive(Clone, Debug, Error)]
+#[error("{message}")]
+pub struct Refusal {
+    /// Machine-readable reason.
+    pub code: ErrorCode,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with `code`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A submission whose fields are missing or ill-typed.
+    pub fn bad_spec(kind: &str, err: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::BadMessage, format!("bad {kind} job spec: {err}"))
+    }
+}
+
+/// Why one task could not run (the worker nacks with this message).
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct TaskError(pub String);
+
+/// Why stored results could not be turned into the job's result.
+#[derive(Debug, Error)]
+pub enum ResultError {
+    /// The stored spec or a stored task result does not decode.
+    #[error("unreadable stored result: {0}")]
+    Corrupt(String),
+    /// The kind has no such output format.
+    #[error("{kind} results have no format {format:?} (formats: {known})")]
+    UnknownFormat {
+        /// The kind.
+        kind: &'static str,
+        /// What was asked.
+        format: String,
+        /// The kind's formats, comma-separated.
+        known: String,
+    },
+    /// Writing the output failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// One task as planned by the master: its index, its kind-specific spec and its input bytes.
+#[derive(Clone, Debug)]
+pub struct PlannedTask {
+    /// Index within the job, from 0.
+    pub chunk: u32,
+    /// The kind's task spec, as JSON.
+    pub spec: serde_json::Value,
+    /// Input bytes (empty for kinds whose tasks are parameter ranges).
+    pub data: Bytes,
+}
+
+impl PlannedTask {
+    /// A task with a typed spec.
+    pub fn new(chunk: u32, spec: &impl Serialize, data: Bytes) -> Result<Self, Refusal> {
+        let spec = serde_json::to_value(spec)
+            .map_err(|e| Refusal::new(ErrorCode::Internal, format!("task spec: {e}")))?;
+        Ok(Self { chunk, spec, data })
+    }
+}
+
+/// Cuts an upload into tasks as it streams in, so nobody holds the whole input.
+pub trait InputCutter: Send {
+    /// Takes the next upload bytes; hands every task cut so far to `emit`.
+    fn push(&mut self, bytes: &[u8], emit: &mut dyn FnMut(PlannedTask)) -> Result<(), Refusal>;
+    /// The upload ended: emits the last tasks and returns the job spec to store, completed with
+    /// what only the end of the input tells.
+    fn finish(
+        self: Box<Self>,
+        emit: &mut dyn FnMut(PlannedTask),
+    ) -> Result<serde_json::Value, Refusal>;
+}
+
+/// Where a job's tasks come from.
+pub enum TaskSource {
+    /// Streamed input, cut as it arrives (search).
+    Upload(Box<dyn InputCutter>),
+    /// Known from the spec alone, no upload (parameter ranges: row bands, replicas, ...).
+    Planned(Vec<PlannedTask>),
+}
+
+/// What one task produced: the payload to store and the count shown as progress ("matches").
+#[derive(Clone, Debug)]
+pub struct TaskOutcome {
+    /// Kind-specific result, as JSON.
+    pub payload: serde_json::Value,
+    /// Added to the job's progress count.
+    pub matches: u64,
+}
+
+/// A job kind, with its own types. Implement this; the grid uses it through [`Kind`].
+pub trait JobKind: Send + Sync + 'static {
+    /// The tag stored with jobs and tasks and typed on the command line.
+    const NAME: &'static str;
+    /// Output formats of `gridwatch results`; the first is the default.
+    const FORMATS: &'static [&'static str];
+    /// Advice when one task's result is larger than a frame carries.
+    const RESULT_TOO_LARGE: &'static str = "cut the job into more tasks";
+    /// What a client submits.
+    type Submission: DeserializeOwned;
+    /// What the store keeps for the job.
+    type Spec: Serialize + DeserializeOwned;
+    /// What one task carries (besides its input bytes).
+    type TaskSpec: DeserializeOwned;
+    /// Per-job state a worker prepares once and reuses for the job's consecutive tasks.
+    type Prepared: Send + Sync + 'static;
+    /// What one task stores.
+    type TaskResult: Serialize + DeserializeOwned;
+    /// The job's combined result.
+    type Output;
+
+    /// Checks a submission against the master's limits; `upload` is the announced upload size.
+    fn accept(
+        &self,
+        submission: Self::Submission,
+        upload: Option<u64>,
+        limits: &SubmitLimits,
+    ) -> Result<Self::Spec, Refusal>;
+    /// How the job is cut into tasks.
+    fn tasks(&self, spec: &Self::Spec) -> Result<TaskSource, Refusal>;
+    /// Builds the per-job state from the first task of a job a worker sees.
+    fn prepare(&self, task: &Self::TaskSpec) -> Result<Self::Prepared, TaskError>;
+    /// Runs one task. Pure: no I/O, no clock.
+    fn run(
+        &self,
+        prepared: &Self::Prepared,
+        task: &Self::TaskSpec,
+        input: &[u8],
+    ) -> Self::TaskResult;
+    /// The task's contribution to the job's progress count.
+    fn matches(&self, result: &Self::TaskResult) -> u64;
+    /// Combines the stored task results (ordered by task index) into the job's result.
+    fn combine(&self, spec: &Self::Spec, results: Vec<(u32, Self::TaskResult)>) -> Self::Output;
+    /// Prints the result in one of [`Self::FORMATS`].
+    fn render(&self, output: &Self::Output, format: &str, out: &mut dyn Write) -> io::Result<()>;
+    /// One line on what the job asks, for `status`, `jobs` and the HTTP API.
+    fn summary(&self, spec: &Self::Spec) -> String;
+}
+
+/// Per-job state prepared on a worker, ready to run the job's tasks.
+pub trait PreparedTask: Send + Sync {
+    /// Runs one task of the job on its input.
+    fn run(&self, task: &serde_json::Value, input: &[u8]) -> Result<TaskOutcome, TaskError>;
+}
+
+/// A job kind as the master, the workers and the clients see it: JSON in, JSON out.
+pub trait Kind: Send + Sync {
+    /// The kind's tag.
+    fn name(&self) -> &'static str;
+    /// Output formats; the first is the default.
+    fn formats(&self) -> &'static [&'static str];
+    /// Advice when a task's result is too large for one frame.
+    fn result_too_large(&self) -> &'static str;
+    /// Checks a submission and returns the spec to store.
+    fn accept(
+        &self,
+        submission: serde_json::Value,
+        upload: Option<u64>,
+        limits: &SubmitLimits,
+    ) -> Result<serde_json::Value, Refusal>;
+    /// How a stored job spec is cut into tasks.
+    fn tasks(&self, spec: &serde_json::Value) -> Result<TaskSource, Refusal>;
+    /// Prepares a worker to run the tasks of the job `task` belongs to (kinds are `'static`: they
+    /// live in [`KINDS`]).
+    fn prepare(&'static self, task: &serde_json::Value)
+        -> Result<Arc<dyn PreparedTask>, TaskError>;
+    /// Combines stored results and prints them in `format`.
+    fn render(
+        &self,
+        spec: &serde_json::Value,
+        results: &[ChunkResult],
+        format: &str,
+        out: &mut dyn Write,
+    ) -> Result<(), ResultError>;
+    /// Checks that `format` is one of the kind's output formats.
+    fn check_format(&self, format: &str) -> Result<(), ResultError> {
+        if self.formats().contains(&format) {
+            return Ok(());
+        }
+        Err(ResultError::UnknownFormat {
+            kind: self.name(),
+            format: format.to_string(),
+            known: self.formats().join(", "),
+        })
+    }
+    /// One line on what the job asks; empty if the spec does not decode.
+    fn summary(&self, spec: &serde_json::Value) -> String;
+}
+
+/// A kind's prepared state with the kind that runs it.
+struct Prepared<K: JobKind> {
+    kind: &'static K,
+    state: K::Prepared,
+}
+
+impl<K: JobKind> PreparedTask for Prepared<K> {
+    fn run(&self, task: &serde_json::Value, input: &[u8]) -> Result<TaskOutcome, TaskError> {
+        let task: K::TaskSpec = decode_task::<K>(task)?;
+        let result = self.kind.run(&self.state, &task, input);
+        let matches = self.kind.matches(&result);
+        let payload = serde_json::to_value(&result)
+            .map_err(|e| TaskError(format!("{} result encoding: {e}", K::NAME)))?;
+        Ok(TaskOutcome { payload, matches })
+    }
+}
+
+fn decode_task<K: JobKind>(task: &serde_json::Value) -> Result<K::TaskSpec, TaskError> {
+    K::TaskSpec::deserialize(task).map_err(|e| TaskError(format!("bad {} task spec: {e}", K::NAME)))
+}
+
+/// Every [`JobKind`] is a [`Kind`].
+impl<K: JobKind> Kind for K {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn formats(&self) -> &'static [&'static str] {
+        K::FORMATS
+    }
+
+    fn result_too_large(&self) -> &'static str {
+        K::RESULT_TOO_LARGE
+    }
+
+    fn accept(
+        &self,
+        submission: serde_json::Value,
+        upload: Option<u64>,
+        limits: &SubmitLimits,
+    ) -> Result<serde_json::Value, Refusal> {
+        let submission: K::Submission =
+            serde_json::from_value(submission).map_err(|e| Refusal::bad_spec(K::NAME, e))?;
+        let spec = JobKind::accept(self, submission, upload, limits)?;
+        serde_json::to_value(&spec)
+            .map_err(|e| Refusal::new(ErrorCode::Internal, format!("job spec: {e}")))
+    }
+
+    fn tasks(&self, spec: &serde_json::Value) -> Result<TaskSource, Refusal> {
+        let spec = K::Spec::deserialize(spec).map_err(|e| Refusal::bad_spec(K::NAME, e))?;
+        JobKind::tasks(self, &spec)
+    }
+
+    fn prepare(
+        &'static self,
+        task: &serde_json::Value,
+    ) -> Result<Arc<dyn PreparedTask>, TaskError> {
+        let spec = decode_task::<K>(task)?;
+        let state = JobKind::prepare(self, &spec)?;
+        Ok(Arc::new(Prepared { kind: self, state }))
+    }
+
+    fn render(
+        &self,
+        spec: &serde_json::Value,
+        results: &[ChunkResult],
+        format: &str,
+        out: &mut dyn Write,
+    ) -> Result<(), ResultError> {
+        self.check_format(format)?;
+        let spec = K::Spec::deserialize(spec)
+            .map_err(|e| ResultError::Corrupt(format!("{} job spec: {e}", K::NAME)))?;
+        let mut decoded = Vec::with_capacity(results.len());
+        for result in results {
+            let value = K::TaskResult::deserialize(&result.payload).map_err(|e| {
+                ResultError::Corrupt(format!("{} result of task {}: {e}", K::NAME, result.chunk))
+            })?;
+            decoded.push((result.chunk, value));
+        }
+        decoded.sort_by_key(|(chunk, _)| *chunk);
+        let output = self.combine(&spec, decoded);
+        JobKind::render(self, &output, format, out)?;
+        Ok(())
+    }
+
+    fn summary(&self, spec: &serde_json::Value) -> String {
+        K::Spec::deserialize(spec)
+            .map(|spec| JobKind::summary(self, &spec))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_found_by_their_unique_tags() {
+        for (i, kind) in KINDS.iter().enumerate() {
+            assert_eq!(
+                super::kind(kind.name()).map(|k| k.name()),
+                Some(kind.name())
+            );
+            assert!(
+                !kind.formats().is_empty(),
+                "{} has no output format",
+                kind.name()
+            );
+            assert!(KINDS[i + 1..]
+                .iter()
+                .all(|other| other.name() != kind.name()));
+        }
+        let unknown = require("alchemy").err().map(|e| e.to_string());
+        assert_eq!(
+            unknown.as_deref(),
+            Some("unknown job kind \"alchemy\" (known: search)")
+        );
+    }
+}

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use super::up::{Cluster, UpArgs};
 use crate::backend::{JobStatus, Priority};
 use crate::client::connect::{ClientError, MasterAddr, MasterClient};
-use crate::client::format::{write_report, OutputFormat, SearchReport};
 use crate::client::progress::JobProgress;
 use crate::client::query::{fetch_report, wait_for_every, POLL_INTERVAL};
 use crate::client::submit::{parse_patterns, upload, UploadRequest};
+use crate::jobs::search::printer::{write_report, OutputFormat, SearchReport};
 use crate::search::{SearchOptions, StrandMode};
 
 /// `gridwatch demo` flags.

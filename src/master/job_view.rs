@@ -14,9 +14,13 @@ pub async fn job_view(store: &dyn Store, job: JobRecord) -> Result<JobView, Back
     } else {
         (progress.done_chunks as f64 * 100.0 / total as f64).min(100.0)
     };
+    let summary = crate::jobs::kind(&job.kind)
+        .map(|kind| kind.summary(&job.spec))
+        .unwrap_or_default();
     Ok(JobView {
         job_id: job.id,
         kind: job.kind,
+        summary,
         status: job.status,
         progress: ProgressView {
             total_chunks: total,

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use super::watchman::{Alert, WorkerReport, WorkerView};
 use crate::backend::{ChunkResult, JobStatus, Priority};
-use crate::search::{Pattern, SearchOptions};
 
 /// Version carried in `hello` and in every frame's `v`; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -91,8 +90,11 @@ pub struct PartialResults {
 pub struct JobView {
     /// The job's id.
     pub job_id: String,
-    /// Job kind (`search`).
+    /// Job kind (`search`, ...).
     pub kind: String,
+    /// One line on what the job asks, from its kind (empty from masters that predate kinds).
+    #[serde(default)]
+    pub summary: String,
     /// Current status.
     pub status: JobStatus,
     /// Chunks done out of total.
@@ -146,25 +148,28 @@ pub enum Message {
         /// The server's software version.
         server: String,
     },
-    /// Starts a search job; followed by `file_size` bytes of raw data frames after `ready`.
+    /// Starts a job of any kind. A kind that uploads its input (search) announces `file_size`
+    /// and sends that many bytes of raw data frames after `ready`; other kinds are accepted at once.
     SubmitJob {
         /// Client-chosen id: a retried submit with the same id is idempotent.
         job_id: String,
-        /// The input's file name, for display.
-        filename: String,
-        /// Patterns to find.
-        patterns: Vec<Pattern>,
-        /// Strand and case options.
-        #[serde(default)]
-        options: SearchOptions,
-        /// Exact number of bytes the upload will carry.
-        file_size: u64,
-        /// Chunk size in bases; the server's default when absent.
-        #[serde(default)]
-        chunk_size: Option<u64>,
+        /// The job kind's tag; absent in submits that predate kinds, which were all searches.
+        #[serde(default = "search_kind")]
+        kind: String,
+        /// The kind's own fields (for a search: filename, patterns, options, chunk_size). Submits
+        /// that predate kinds wrote a search's fields at the top level instead: see
+        /// [`Message::submitted_spec`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spec: Option<serde_json::Value>,
+        /// Exact number of bytes the upload will carry, for kinds that upload.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file_size: Option<u64>,
         /// Queue priority.
         #[serde(default)]
         priority: Priority,
+        /// Any other top-level fields: a pre-kinds search's spec (and the frame's `v`).
+        #[serde(flatten)]
+        top_level: serde_json::Map<String, serde_json::Value>,
     },
     /// The server takes the upload: send the data frames now.
     Ready {
@@ -246,6 +251,10 @@ pub enum Message {
         job_id: String,
         /// The chunk.
         chunk: u32,
+        /// The job kind's tag, which tells the worker how to run the task (absent from masters
+        /// that predate kinds: search).
+        #[serde(default = "search_kind")]
+        kind: String,
         /// Kind-specific task spec.
         spec: serde_json::Value,
         /// 1 on first delivery.
@@ -410,7 +419,33 @@ pub enum Message {
     },
 }
 
+fn search_kind() -> String {
+    crate::backend::DEFAULT_TASK_KIND.to_string()
+}
+
+/// Fields a frame carries besides its message's own.
+const ENVELOPE_FIELDS: &[&str] = &["v"];
+
 impl Message {
+    /// A `submit_job`'s kind spec: its `spec` field, or else the fields a pre-kinds search
+    /// submit wrote at the top level. `None` for any other message.
+    pub fn submitted_spec(&self) -> Option<serde_json::Value> {
+        let Message::SubmitJob {
+            spec, top_level, ..
+        } = self
+        else {
+            return None;
+        };
+        if let Some(spec) = spec {
+            return Some(spec.clone());
+        }
+        let mut fields = top_level.clone();
+        for envelope in ENVELOPE_FIELDS {
+            fields.remove(*envelope);
+        }
+        Some(serde_json::Value::Object(fields))
+    }
+
     /// The wire `type` of this message (`"query_status"`, ...), for error text and logs.
     pub fn type_name(&self) -> String {
         serde_json::to_value(self)
@@ -486,6 +521,63 @@ mod tests {
             err(br#"{"type":"hello","role":"pirate","version":1}"#),
             ErrorCode::BadMessage
         );
+    }
+
+    #[test]
+    fn a_submit_without_kind_is_a_search_with_top_level_fields() {
+        let frame = br#"{"v":1,"type":"submit_job","job_id":"old","filename":"g.fa",
+            "patterns":[{"name":"p","sequence":"ACGT"}],"file_size":10,"chunk_size":null}"#;
+        let message: Message = serde_json::from_slice(frame).unwrap();
+        let Message::SubmitJob {
+            ref kind,
+            file_size,
+            ..
+        } = message
+        else {
+            panic!("not a submit_job: {message:?}");
+        };
+        assert_eq!(kind, "search");
+        assert_eq!(file_size, Some(10));
+        assert_eq!(
+            message.submitted_spec(),
+            Some(serde_json::json!({
+                "filename": "g.fa",
+                "patterns": [{"name": "p", "sequence": "ACGT"}],
+                "chunk_size": null
+            }))
+        );
+    }
+
+    #[test]
+    fn a_submit_with_kind_carries_its_spec_nested() {
+        let message = Message::SubmitJob {
+            job_id: "new".into(),
+            kind: "julia".into(),
+            spec: Some(serde_json::json!({ "width": 4 })),
+            file_size: None,
+            priority: Priority::High,
+            top_level: Default::default(),
+        };
+        let json = serde_json::to_value(&message).unwrap();
+        assert_eq!(json["kind"], "julia");
+        assert_eq!(json["spec"]["width"], 4);
+        assert!(json.get("file_size").is_none());
+        let back: Message = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            back.submitted_spec(),
+            Some(serde_json::json!({ "width": 4 }))
+        );
+        assert_eq!(back, message);
+    }
+
+    #[test]
+    fn a_task_without_kind_is_a_search_task() {
+        let frame = br#"{"type":"task","job_id":"j","chunk":0,"spec":{},"attempt":1,
+            "token":"1","data_len":0}"#;
+        match serde_json::from_slice::<Message>(frame).unwrap() {
+            Message::Task { kind, .. } => assert_eq!(kind, "search"),
+            other => panic!("not a task: {other:?}"),
+        }
     }
 
     #[test]

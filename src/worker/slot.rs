@@ -1,6 +1,6 @@
-//! One task slot: lease → search (on a blocking thread, extending the lease meanwhile) → store
-//! the result → ack. Transport failures back off and retry the same step, so a master restart
-//! costs time, not work.
+//! One task slot: lease → run the task with its job's kind (on a blocking thread, extending the
+//! lease meanwhile) → store the result → ack. Transport failures back off and retry the same
+//! step, so a master restart costs time, not work.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,14 +10,14 @@ use tokio::sync::watch;
 
 use super::{WorkerConfig, WorkerStats};
 use crate::backend::{BackendError, BackendResult, ChunkResult, Lease, Queue, Store};
-use crate::jobs::search::{pattern_set, run_chunk, ChunkPayload, SearchTaskSpec};
-use crate::search::PatternSet;
+use crate::jobs::{self, PreparedTask};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// The last job's compiled patterns, reused while consecutive tasks belong to it.
-type PatternCache = Option<(String, Arc<PatternSet>)>;
+/// The last job's prepared state (for a search: its compiled patterns), reused while consecutive
+/// tasks belong to it.
+type PreparedCache = Option<(String, Arc<dyn PreparedTask>)>;
 
 /// Runs until `stop` turns true (finishing the task in hand).
 pub async fn run_slot(
@@ -29,7 +29,7 @@ pub async fn run_slot(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = MIN_BACKOFF;
-    let mut cache: PatternCache = None;
+    let mut cache: PreparedCache = None;
     while !*stop.borrow() {
         if let Some(heartbeat) = config.heartbeat.as_ref().filter(|h| h.leasing_paused()) {
             // Load-aware scheduling (seed 001): no new lease while a resource warning fires.
@@ -85,10 +85,10 @@ async fn process(
     queue: &dyn Queue,
     store: &dyn Store,
     lease: &Lease,
-    cache: &mut PatternCache,
+    cache: &mut PreparedCache,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let result = match search(config, queue, lease, cache).await {
+    let result = match run_task(config, queue, lease, cache).await {
         Ok(result) => result,
         Err(error) => {
             tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, %error, "task failed");
@@ -106,52 +106,51 @@ async fn process(
     Ok(())
 }
 
-/// Decodes the task, runs the kernel on a blocking thread and extends the lease while it runs.
-async fn search(
+/// Runs the task with its job's kind on a blocking thread, extending the lease while it runs.
+async fn run_task(
     config: &WorkerConfig,
     queue: &dyn Queue,
     lease: &Lease,
-    cache: &mut PatternCache,
+    cache: &mut PreparedCache,
 ) -> Result<ChunkResult, String> {
-    let spec: SearchTaskSpec =
-        serde_json::from_value(lease.spec.clone()).map_err(|e| format!("bad task spec: {e}"))?;
-    let set = match cache {
-        Some((job, set)) if *job == lease.id.job => set.clone(),
+    let kind = jobs::require(&lease.kind).map_err(|e| e.to_string())?;
+    let prepared = match cache {
+        Some((job, prepared)) if *job == lease.id.job => prepared.clone(),
         _ => {
-            let set = Arc::new(pattern_set(&spec).map_err(|e| e.to_string())?);
-            *cache = Some((lease.id.job.clone(), set.clone()));
-            set
+            let prepared = kind.prepare(&lease.spec).map_err(|e| e.to_string())?;
+            *cache = Some((lease.id.job.clone(), prepared.clone()));
+            prepared
         }
     };
-    let data = lease.data.clone();
-    let spec_for_kernel = spec.clone();
-    let kernel = tokio::task::spawn_blocking(move || run_chunk(&set, &spec_for_kernel, &data));
+    let (data, spec) = (lease.data.clone(), lease.spec.clone());
+    let kernel = tokio::task::spawn_blocking(move || prepared.run(&spec, &data));
     tokio::pin!(kernel);
     let mut ticker = tokio::time::interval(config.extend_interval);
     ticker.tick().await;
-    let payload: ChunkPayload = loop {
+    let outcome = loop {
         tokio::select! {
-            done = &mut kernel => break done.map_err(|e| format!("search panicked: {e}"))?,
+            done = &mut kernel => break done.map_err(|e| format!("{} task panicked: {e}", lease.kind))?,
             _ = ticker.tick() => {
                 if let Ok(false) = queue.extend(lease).await {
-                    tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, "lease lost while searching");
+                    tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, "lease lost while running the task");
                 }
             }
         }
     };
-    let matches = payload.counts.iter().map(|c| c.total()).sum();
-    let payload = serde_json::to_value(&payload).map_err(|e| format!("result encoding: {e}"))?;
-    let size = payload.to_string().len();
+    let outcome = outcome.map_err(|e| e.to_string())?;
+    let matches = outcome.matches;
+    let size = outcome.payload.to_string().len();
     if size > config.max_result_bytes {
         return Err(format!(
-            "chunk {} has {matches} matches ({size} bytes of positions), more than one result frame carries; use a longer pattern or a smaller --chunk-size",
-            lease.id.chunk
+            "chunk {} has {matches} matches ({size} bytes of results), more than one result frame carries; {}",
+            lease.id.chunk,
+            kind.result_too_large()
         ));
     }
     Ok(ChunkResult {
         chunk: lease.id.chunk,
         matches,
-        payload,
+        payload: outcome.payload,
         worker: config.id.clone(),
     })
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gridwatch::backend::{JobStatus, NackOutcome, Priority, Progress, TaskId};
+use gridwatch::backend::{
+    CreateOutcome, JobStatus, Lease, NackOutcome, Priority, Progress, TaskId,
+};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -126,6 +128,34 @@ pub async fn nack_retries_then_dead_letters_and_fails_the_job(s: &Subject) {
         error.contains("boom 3"),
         "the job's error is not the last one: {error:?}"
     );
+}
+
+pub async fn tasks_keep_their_kind_through_retries_and_reclaims(s: &Subject) {
+    assert_eq!(
+        s.store.create_job(&job_record("k", 1.0)).await.unwrap(),
+        CreateOutcome::Created
+    );
+    let mut julia = task("k", 0, Priority::Medium);
+    julia.kind = "julia".into();
+    let search = task("k", 1, Priority::Medium);
+    s.queue.enqueue(vec![julia, search]).await.unwrap();
+    s.store.accept_job("k", 2).await.unwrap();
+    let kinds = |a: &Lease, b: &Lease| {
+        let mut kinds = [(a.id.chunk, a.kind.clone()), (b.id.chunk, b.kind.clone())];
+        kinds.sort();
+        kinds
+    };
+    let expected = [(0, "julia".to_string()), (1, "search".to_string())];
+    let (first, second) = (must_lease(s, "w1").await, must_lease(s, "w1").await);
+    assert_eq!(kinds(&first, &second), expected, "as enqueued");
+    for lease in [&first, &second] {
+        s.queue.nack(lease, "retry me").await.unwrap();
+    }
+    let (first, second) = (must_lease(s, "w2").await, must_lease(s, "w2").await);
+    assert_eq!(kinds(&first, &second), expected, "after a nack");
+    assert_eq!(s.queue.reclaim_worker("w2").await.unwrap(), 2);
+    let (first, second) = (must_lease(s, "w3").await, must_lease(s, "w3").await);
+    assert_eq!(kinds(&first, &second), expected, "after a reclaim");
 }
 
 pub async fn reclaim_worker_returns_only_that_workers_leases(s: &Subject) {

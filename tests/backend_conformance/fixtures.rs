@@ -34,6 +34,7 @@ pub fn task(job: &str, chunk: u32, priority: Priority) -> NewTask {
             job: job.to_string(),
             chunk,
         },
+        kind: "search".into(),
         priority,
         spec: json!({ "offset": chunk * 100 }),
         data: Bytes::from(format!("ACGT-{job}-{chunk}")),

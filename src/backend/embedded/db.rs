@@ -53,6 +53,7 @@ impl Db {
         let conn = Connection::open(&path)
             .map_err(|err| BackendError::Other(format!("cannot open {}: {err}", path.display())))?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
+        add_task_kind_column(&conn)?;
         let mut state = DbState {
             conn,
             spool_dir,
@@ -142,6 +143,19 @@ impl DbState {
         self.spools.remove(job);
         let _ = std::fs::remove_file(self.spool_path(job));
     }
+}
+
+/// Databases made before tasks carried a kind lack the column; their tasks are all searches.
+fn add_task_kind_column(conn: &Connection) -> BackendResult<()> {
+    let has_kind = conn
+        .prepare("SELECT 1 FROM pragma_table_info('tasks') WHERE name = 'kind'")
+        .and_then(|mut query| query.exists([]))
+        .map_err(sql_error)?;
+    if !has_kind {
+        conn.execute_batch("ALTER TABLE tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'search'")
+            .map_err(sql_error)?;
+    }
+    Ok(())
 }
 
 /// Maps a SQLite error.

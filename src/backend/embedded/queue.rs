@@ -29,8 +29,8 @@ pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult
     {
         let mut insert = tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO tasks (job, chunk, priority, spec, state, spool_offset, spool_len)
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
+                "INSERT OR IGNORE INTO tasks (job, chunk, priority, kind, spec, state, spool_offset, spool_len)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
             )
             .map_err(sql_error)?;
         for (task, offset) in tasks.iter().zip(placed) {
@@ -39,6 +39,7 @@ pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult
                     task.id.job,
                     task.id.chunk,
                     priority_rank(task.priority),
+                    task.kind,
                     task.spec.to_string(),
                     offset as i64,
                     task.data.len() as i64,
@@ -60,7 +61,7 @@ pub(super) fn lease(
     let tx = state.conn.transaction().map_err(sql_error)?;
     let row = tx
         .prepare_cached(
-            "SELECT rowid, job, chunk, spec, attempts, token, spool_offset, spool_len FROM tasks
+            "SELECT rowid, job, chunk, spec, attempts, token, spool_offset, spool_len, kind FROM tasks
              WHERE state = 'queued' ORDER BY priority, rowid LIMIT 1",
         )
         .map_err(sql_error)?
@@ -74,11 +75,12 @@ pub(super) fn lease(
                 row.get::<_, i64>(5)?,
                 row.get::<_, i64>(6)?,
                 row.get::<_, i64>(7)?,
+                row.get::<_, String>(8)?,
             ))
         })
         .optional()
         .map_err(sql_error)?;
-    let Some((rowid, job, chunk, spec, attempts, token, offset, len)) = row else {
+    let Some((rowid, job, chunk, spec, attempts, token, offset, len, kind)) = row else {
         return Ok(None);
     };
     tx.prepare_cached(
@@ -98,6 +100,7 @@ pub(super) fn lease(
     };
     let lease = Lease {
         id: TaskId { job, chunk },
+        kind,
         spec,
         data: Bytes::new(),
         worker: worker.to_string(),

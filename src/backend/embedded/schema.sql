@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     job TEXT NOT NULL,
     chunk INTEGER NOT NULL,
     priority INTEGER NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'search',
     spec TEXT NOT NULL,
     state TEXT NOT NULL,
     worker TEXT,

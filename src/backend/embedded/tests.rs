@@ -29,6 +29,7 @@ fn task(job: &str, chunk: u32, data: &str) -> NewTask {
             job: job.into(),
             chunk,
         },
+        kind: "search".into(),
         priority: Priority::Medium,
         spec: serde_json::json!({ "chunk": chunk }),
         data: Bytes::from(data.to_string()),
@@ -129,4 +130,39 @@ async fn acking_the_last_task_frees_the_spool() {
     let lease = backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
     backend.ack(&lease).await.unwrap();
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+}
+
+/// A database written before tasks carried a kind: its queued tasks are searches.
+#[tokio::test]
+async fn a_database_without_task_kinds_opens_and_its_tasks_are_searches() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("spool")).unwrap();
+    // The spool file of job "old" (its id in hex).
+    std::fs::write(dir.path().join("spool").join("6f6c64.chunks"), "ACGT").unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("gridwatch.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE tasks (
+                job TEXT NOT NULL, chunk INTEGER NOT NULL, priority INTEGER NOT NULL,
+                spec TEXT NOT NULL, state TEXT NOT NULL, worker TEXT, deadline REAL,
+                attempts INTEGER NOT NULL DEFAULT 0, token INTEGER NOT NULL DEFAULT 0,
+                spool_offset INTEGER NOT NULL, spool_len INTEGER NOT NULL, last_error TEXT,
+                PRIMARY KEY (job, chunk));
+             INSERT INTO tasks (job, chunk, priority, spec, state, spool_offset, spool_len)
+                VALUES ('old', 0, 1, '{}', 'queued', 0, 4);",
+        )
+        .unwrap();
+    }
+    let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+    let old = backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!((old.id.job.as_str(), old.kind.as_str()), ("old", "search"));
+    assert_eq!(&old.data[..], b"ACGT");
+    let mut julia = task("new", 0, "");
+    julia.kind = "julia".into();
+    backend.enqueue(vec![julia]).await.unwrap();
+    let new = backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(new.kind, "julia");
+    drop(backend);
+    // Reopening does not add the column twice.
+    EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
 }

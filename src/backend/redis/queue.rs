@@ -1,4 +1,4 @@
-//! `Queue` on Redis Streams. A task is one stream entry (job, chunk, attempt, spec) in its
+//! `Queue` on Redis Streams. A task is one stream entry (job, chunk, attempt, kind, spec) in its
 //! priority's stream; its input bytes sit in `job:{id}:chunks` until the chunk is acked. A lease is
 //! one delivery to a consumer, and its token names the entry (`{stream index}/{entry id}`), so a
 //! retry, which is always a new entry, makes every older token stale.
@@ -250,6 +250,7 @@ impl RedisBackend {
                 .arg(keys::priority_index(task.priority))
                 .arg(&task.id.job)
                 .arg(task.id.chunk)
+                .arg(&task.kind)
                 .arg(task.spec.to_string());
         }
         pipe.invoke_script(&invocation).ignore();
@@ -355,6 +356,7 @@ fn parse_lease_reply(reply: Vec<Value>, worker: &str) -> BackendResult<LeaseAtte
     let attempt: u32 = field(items.next(), "attempt")?;
     let spec_text: String = field(items.next(), "spec")?;
     let data: Option<Vec<u8>> = field(items.next(), "data")?;
+    let kind: String = field(items.next(), "kind")?;
     let spec = serde_json::from_str(&spec_text).map_err(|e| corrupt(&format!("spec: {e}")))?;
     let input = match data {
         Some(_) => InputBytes::Inline,
@@ -362,6 +364,7 @@ fn parse_lease_reply(reply: Vec<Value>, worker: &str) -> BackendResult<LeaseAtte
     };
     let lease = Lease {
         id: TaskId { job, chunk },
+        kind,
         spec,
         data: data.map(Bytes::from).unwrap_or_default(),
         worker: worker.to_string(),

@@ -88,6 +88,7 @@ pub async fn apply(
 fn handle(job: String, chunk: u32, token: String, worker: &str) -> Lease {
     Lease {
         id: TaskId { job, chunk },
+        kind: String::new(),
         spec: serde_json::Value::Null,
         data: bytes::Bytes::new(),
         worker: worker.to_string(),
@@ -112,6 +113,7 @@ async fn lease(
     let header = Message::Task {
         job_id: lease.id.job.clone(),
         chunk: lease.id.chunk,
+        kind: lease.kind.clone(),
         spec: lease.spec.clone(),
         attempt: lease.attempt,
         token: lease.token.clone(),

@@ -1,22 +1,31 @@
-//! `submit_job`: validate, create the job, answer `ready`, then stream the upload through the
-//! chunker, enqueueing each chunk (with its bases) as soon as it is cut; `accepted` after the last
-//! byte. Neither side holds the whole file. A job whose upload does not complete is failed and
-//! its queued tasks removed: it is never half-accepted.
+//! `submit_job`: the job's kind checks its spec, the job is created, then its tasks are cut. A
+//! kind that uploads its input (search) gets `ready`, and the upload is streamed through the
+//! kind's cutter, each task enqueued (with its input bytes) as soon as it is cut; `accepted` after
+//! the last byte, and neither side holds the whole file. A kind whose tasks follow from its spec
+//! alone is enqueued and accepted at once. A job whose tasks are not all queued is failed and its
+//! queued tasks removed: it is never half-accepted.
 
 use std::time::Instant;
 
 use super::{Conn, HandlerError, Session};
 use crate::backend::{CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId};
-use crate::jobs::search::{SearchJobSpec, SearchTaskSpec, SEARCH_KIND};
+use crate::jobs::{self, InputCutter, Kind, PlannedTask, Refusal, SubmitLimits, TaskSource};
 use crate::master::MasterState;
 use crate::protocol::{ErrorCode, Message};
-use crate::search::{Chunker, Pattern, PatternSet, SearchOptions, SequenceChunk};
 
-/// The fields of a `submit_job` message.
+/// A checked `submit_job`.
 struct Submission {
     job_id: String,
-    spec: SearchJobSpec,
+    kind: &'static dyn Kind,
+    spec: serde_json::Value,
+    file_size: Option<u64>,
     priority: Priority,
+}
+
+impl From<Refusal> for HandlerError {
+    fn from(refusal: Refusal) -> Self {
+        HandlerError::refused(refusal.code, refusal.message)
+    }
 }
 
 /// Answers `submit_job`.
@@ -45,9 +54,8 @@ pub async fn apply(
     }
     let record = JobRecord {
         id: job_id.clone(),
-        kind: SEARCH_KIND.into(),
-        spec: serde_json::to_value(&submission.spec)
-            .map_err(|e| HandlerError::refused(ErrorCode::Internal, format!("job spec: {e}")))?,
+        kind: submission.kind.name().into(),
+        spec: submission.spec.clone(),
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
@@ -59,11 +67,7 @@ pub async fn apply(
         return Err(in_progress(&job_id));
     }
     let _guard = UploadGuard::register(state, &job_id);
-    conn.write_message(&Message::Ready {
-        job_id: job_id.clone(),
-    })
-    .await?;
-    match receive(conn, state, &submission).await {
+    match enqueue_tasks(conn, state, &submission).await {
         Ok(total_chunks) => {
             conn.write_message(&Message::Accepted {
                 job_id,
@@ -81,17 +85,19 @@ pub async fn apply(
     }
 }
 
-/// Checks patterns, sizes and the job id before anything is stored.
+/// Checks the job id, then lets the job's kind check its spec, before anything is stored.
 fn validate(state: &MasterState, message: Message) -> Result<Submission, HandlerError> {
-    let Message::SubmitJob {
-        job_id,
-        filename,
-        patterns,
-        options,
-        file_size,
-        chunk_size,
-        priority,
-    } = message
+    let submitted = message.submitted_spec();
+    let (
+        Message::SubmitJob {
+            job_id,
+            kind,
+            file_size,
+            priority,
+            ..
+        },
+        Some(submitted),
+    ) = (message, submitted)
     else {
         return Err(HandlerError::refused(
             ErrorCode::BadMessage,
@@ -109,35 +115,19 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
             format!("job id {job_id:?}: use 1-128 letters, digits, '-', '_', '.' or ':'"),
         ));
     }
-    let set = PatternSet::new(patterns.clone(), options)
-        .map_err(|err| HandlerError::refused(ErrorCode::BadPattern, err.to_string()))?;
-    if file_size > state.config.max_upload {
-        return Err(HandlerError::refused(
-            ErrorCode::UploadTooLarge,
-            format!(
-                "{filename}: {file_size} bytes exceeds the master's upload limit of {} bytes (--max-upload)",
-                state.config.max_upload
-            ),
-        ));
-    }
-    let chunk_size = chunk_size.unwrap_or(state.config.chunk_size);
-    let largest = state.config.max_frame.saturating_sub(set.overlap()) as u64;
-    if chunk_size == 0 || chunk_size > largest {
-        return Err(HandlerError::refused(
-            ErrorCode::BadMessage,
-            format!("chunk size {chunk_size}: must be between 1 and {largest} bases"),
-        ));
-    }
+    let kind = jobs::require(&kind)
+        .map_err(|err| HandlerError::refused(ErrorCode::BadMessage, err.to_string()))?;
+    let limits = SubmitLimits {
+        max_upload: state.config.max_upload,
+        max_frame: state.config.max_frame,
+        default_chunk_size: state.config.chunk_size,
+    };
+    let spec = kind.accept(submitted, file_size, &limits)?;
     Ok(Submission {
         job_id,
-        spec: SearchJobSpec {
-            filename,
-            patterns: set.patterns().to_vec(),
-            options,
-            chunk_size,
-            file_size,
-            records: Vec::new(),
-        },
+        kind,
+        spec,
+        file_size,
         priority,
     })
 }
@@ -179,87 +169,96 @@ fn in_progress(job_id: &str) -> HandlerError {
     )
 }
 
-/// Reads the announced bytes, chunking and enqueueing as they come; returns the chunk count.
-async fn receive(
+/// Cuts the job into tasks and queues them all, then accepts the job; returns the task count.
+async fn enqueue_tasks(
     conn: &mut Conn,
     state: &MasterState,
     submission: &Submission,
 ) -> Result<u32, HandlerError> {
-    let spec = &submission.spec;
-    let overlap = spec
-        .patterns
-        .iter()
-        .map(|p| p.sequence.len())
-        .max()
-        .unwrap_or(1)
-        .saturating_sub(1);
-    let mut chunker = Chunker::new(spec.chunk_size as usize, overlap).plain_name(&spec.filename);
-    let mut received = 0u64;
-    let mut chunks = 0u32;
-    let mut ready: Vec<SequenceChunk> = Vec::new();
     let mut enqueuer = Enqueuer::start(state);
-    while received < spec.file_size {
-        let frame = conn.read_data().await.map_err(|err| {
-            HandlerError::fatal(
-                ErrorCode::UploadIncomplete,
-                format!(
-                    "upload ended after {received} of {} bytes: {err}",
-                    spec.file_size
-                ),
-            )
-        })?;
-        received += frame.len() as u64;
-        if received > spec.file_size {
-            return Err(HandlerError::fatal(
-                ErrorCode::BadFrame,
-                format!(
-                    "upload carries more than the announced {} bytes",
-                    spec.file_size
-                ),
-            ));
+    let (chunks, spec) = match submission.kind.tasks(&submission.spec)? {
+        TaskSource::Upload(cutter) => {
+            conn.write_message(&Message::Ready {
+                job_id: submission.job_id.clone(),
+            })
+            .await?;
+            receive(conn, submission, cutter, &mut enqueuer).await?
         }
-        chunker
-            .push(&frame, &mut |chunk| ready.push(chunk))
-            .map_err(|err| bad_input(&spec.filename, err))?;
-        chunks += enqueuer.send(to_tasks(submission, &mut ready)).await?;
-    }
-    let records = chunker
-        .finish(&mut |chunk| ready.push(chunk))
-        .map_err(|err| bad_input(&spec.filename, err))?;
-    chunks += enqueuer.send(to_tasks(submission, &mut ready)).await?;
+        TaskSource::Planned(tasks) => {
+            let chunks = enqueuer.send(to_tasks(submission, tasks)).await?;
+            (chunks, submission.spec.clone())
+        }
+    };
     enqueuer.finish().await?;
-    let mut final_spec = spec.clone();
-    final_spec.records = records;
-    let value = serde_json::to_value(&final_spec)
-        .map_err(|e| HandlerError::fatal(ErrorCode::Internal, format!("job spec: {e}")))?;
-    state
-        .store
-        .update_job_spec(&submission.job_id, &value)
-        .await?;
+    if spec != submission.spec {
+        state
+            .store
+            .update_job_spec(&submission.job_id, &spec)
+            .await?;
+    }
     state.store.accept_job(&submission.job_id, chunks).await?;
-    tracing::info!(component = "master", job = %submission.job_id, chunks, bytes = received, "job accepted");
+    tracing::info!(component = "master", job = %submission.job_id, kind = submission.kind.name(), chunks, "job accepted");
     Ok(chunks)
 }
 
-fn bad_input(filename: &str, err: crate::search::InputError) -> HandlerError {
-    HandlerError::fatal(ErrorCode::BadInput, format!("{filename}: {err}"))
+/// Reads the announced bytes, cutting and enqueueing tasks as they come; returns the task count
+/// and the job spec completed by the cutter.
+async fn receive(
+    conn: &mut Conn,
+    submission: &Submission,
+    mut cutter: Box<dyn InputCutter>,
+    enqueuer: &mut Enqueuer,
+) -> Result<(u32, serde_json::Value), HandlerError> {
+    let file_size = submission.file_size.unwrap_or(0);
+    let mut received = 0u64;
+    let mut chunks = 0u32;
+    let mut ready: Vec<PlannedTask> = Vec::new();
+    while received < file_size {
+        let frame = conn.read_data().await.map_err(|err| {
+            HandlerError::fatal(
+                ErrorCode::UploadIncomplete,
+                format!("upload ended after {received} of {file_size} bytes: {err}"),
+            )
+        })?;
+        received += frame.len() as u64;
+        if received > file_size {
+            return Err(HandlerError::fatal(
+                ErrorCode::BadFrame,
+                format!("upload carries more than the announced {file_size} bytes"),
+            ));
+        }
+        cutter
+            .push(&frame, &mut |task| ready.push(task))
+            .map_err(fatal)?;
+        chunks += enqueuer.send(to_tasks(submission, ready.drain(..))).await?;
+    }
+    let spec = cutter.finish(&mut |task| ready.push(task)).map_err(fatal)?;
+    chunks += enqueuer.send(to_tasks(submission, ready.drain(..))).await?;
+    tracing::debug!(component = "master", job = %submission.job_id, bytes = received, "upload received");
+    Ok((chunks, spec))
 }
 
-/// Turns the chunks cut so far into tasks.
-fn to_tasks(submission: &Submission, ready: &mut Vec<SequenceChunk>) -> Vec<NewTask> {
-    let patterns: &[Pattern] = &submission.spec.patterns;
-    let options: SearchOptions = submission.spec.options;
-    ready
-        .drain(..)
-        .map(|chunk| NewTask {
+/// A refusal in mid-upload: the connection is out of step and closes.
+fn fatal(refusal: Refusal) -> HandlerError {
+    HandlerError::fatal(refusal.code, refusal.message)
+}
+
+/// Turns planned tasks into queue entries of this job.
+fn to_tasks(
+    submission: &Submission,
+    planned: impl IntoIterator<Item = PlannedTask>,
+) -> Vec<NewTask> {
+    planned
+        .into_iter()
+        .map(|task| NewTask {
             id: TaskId {
                 job: submission.job_id.clone(),
-                chunk: chunk.index,
+                chunk: task.chunk,
             },
+            kind: submission.kind.name().to_string(),
             priority: submission.priority,
-            spec: serde_json::to_value(SearchTaskSpec::for_chunk(&chunk, patterns, options))
-                .unwrap_or(serde_json::Value::Null),
-            data: bytes::Bytes::from(chunk.bases),
+            spec: task.spec,
+            data: task.data,
         })
         .collect()
 }

@@ -1,6 +1,6 @@
 -- Helpers shared by the queue scripts (prepended to each one, see scripts.rs).
 -- Key names mirror keys.rs. A task is one stream entry with fields job, chunk, attempt, max
--- (attempts allowed), spec;
+-- (attempts allowed), kind (absent in entries written before tasks carried one: search), spec;
 -- job:{id}:tasks maps the chunk to its live entry as "{stream index}/{entry id}".
 
 local function job_key(job, suffix)
@@ -93,7 +93,8 @@ local function requeue(streams, stream_index, group, id, f, err, max_attempts, d
     return 0
   end
   local new_id = redis.call('XADD', stream, '*',
-    'job', f.job, 'chunk', f.chunk, 'attempt', attempt + 1, 'max', allowed, 'spec', f.spec)
+    'job', f.job, 'chunk', f.chunk, 'attempt', attempt + 1, 'max', allowed,
+    'kind', f.kind or 'search', 'spec', f.spec)
   drop_entry(stream, group, id)
   redis.call('HSET', job_key(f.job, 'tasks'), f.chunk, entry_ref(stream_index, new_id))
   return attempt + 1

@@ -6,12 +6,12 @@
 -- Each entry carries the enqueuer's max_attempts, so whoever nacks or reclaims it (a worker, the
 -- master) applies the same limit.
 -- KEYS: the three task streams.
--- ARGV: max attempts, then groups of (stream index, job, chunk, spec).
+-- ARGV: max attempts, then groups of (stream index, job, chunk, kind, spec).
 -- Returns how many tasks were added.
 local max_attempts = ARGV[1]
 local added = 0
-for i = 2, #ARGV, 4 do
-  local stream_index, job, chunk, spec = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for i = 2, #ARGV, 5 do
+  local stream_index, job, chunk, kind, spec = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local tasks = job_key(job, 'tasks')
   local status = redis.call('GET', job_key(job, 'status'))
   local queued = redis.call('HEXISTS', tasks, chunk) == 1
@@ -20,7 +20,7 @@ for i = 2, #ARGV, 4 do
     and not (status and FINISHED[status])
   if fresh then
     local id = redis.call('XADD', KEYS[tonumber(stream_index)], '*',
-      'job', job, 'chunk', chunk, 'attempt', 1, 'max', max_attempts, 'spec', spec)
+      'job', job, 'chunk', chunk, 'attempt', 1, 'max', max_attempts, 'kind', kind, 'spec', spec)
     redis.call('HSET', tasks, chunk, entry_ref(stream_index, id))
     added = added + 1
   elseif not queued then

@@ -4,7 +4,7 @@
 -- buried as poison.
 -- KEYS: the three task streams, the dead-letter stream.
 -- ARGV: group, consumer (worker id), dead-letter cap, largest input returned inline (bytes).
--- Returns {stream index, entry id, job, chunk, attempt, spec, data}, data false when larger than
+-- Returns {stream index, entry id, job, chunk, attempt, spec, data, kind}, data false when larger than
 -- the inline limit (the caller reads it with a plain HGET: Lua would copy it twice more); or,
 -- when every stream is drained, {0, last entry id of each stream} so the caller can block for
 -- anything newer.
@@ -32,7 +32,7 @@ for stream_index = 1, 3 do
         if redis.call('HSTRLEN', chunks, f.chunk) <= inline_limit then
           data = redis.call('HGET', chunks, f.chunk)
         end
-        return { stream_index, id, f.job, f.chunk, f.attempt, f.spec, data }
+        return { stream_index, id, f.job, f.chunk, f.attempt, f.spec, data, f.kind or 'search' }
       end
       bury(streams, stream_index, group, id, f,
         'input bytes of chunk ' .. f.chunk .. ' are missing from Redis', KEYS[4], dead_cap)

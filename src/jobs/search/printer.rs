@@ -1,4 +1,5 @@
-//! Printers for search results: counts, TSV (seqkit locate's columns), BED and JSON.
+//! Printers for search results: counts, TSV (seqkit locate's columns), BED and JSON. They know
+//! nothing of the command line (as ripgrep keeps its printer out of its CLI).
 //!
 //! Both `gridwatch search` (local) and `gridwatch results` (the grid) build a [`SearchReport`] and
 //! hand it to [`write_report`], so the two print identical bytes for the same input.
@@ -26,6 +27,17 @@ pub enum OutputFormat {
 }
 
 impl OutputFormat {
+    /// The format a name on the command line or the wire stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "count" => Some(OutputFormat::Count),
+            "tsv" => Some(OutputFormat::Tsv),
+            "bed" => Some(OutputFormat::Bed),
+            "json" => Some(OutputFormat::Json),
+            _ => None,
+        }
+    }
+
     /// Whether this format lists individual matches (so the search must collect positions).
     pub fn needs_hits(self) -> bool {
         !matches!(self, OutputFormat::Count)

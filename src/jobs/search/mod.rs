@@ -1,0 +1,502 @@
+//! The `search` job kind: the uploaded genome is cut into chunks as it streams in (each chunk
+//! owns a range of one record and carries the overlap a match needs), a worker runs the search
+//! kernel on one chunk, and the stored chunk results become the same [`SearchReport`] that local
+//! `gridwatch search` prints.
+
+use std::io::{self, Write};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{InputCutter, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError, TaskSource};
+use crate::backend::ChunkResult;
+use crate::protocol::ErrorCode;
+use crate::search::{
+    search_chunk, Chunk, Chunker, Hit, InputError, Pattern, PatternSet, RecordInfo, SearchOptions,
+    SequenceChunk, Strand, StrandMode,
+};
+
+pub mod printer;
+
+pub use printer::{write_report, OutputFormat, ReportHit, SearchReport, StrandCounts};
+
+/// The job kind name stored with each search job.
+pub const SEARCH_KIND: &str = "search";
+
+/// What a client submits: the patterns and options, and the name of the file it uploads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchSubmission {
+    /// The input's file name, for display.
+    pub filename: String,
+    /// Patterns to find.
+    pub patterns: Vec<Pattern>,
+    /// Strand and case options.
+    #[serde(default)]
+    pub options: SearchOptions,
+    /// Bases per chunk; the master's default when absent.
+    #[serde(default)]
+    pub chunk_size: Option<u64>,
+}
+
+/// A search job's spec, stored with the job. `records` is filled in when the upload ends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchJobSpec {
+    /// The input's file name, for display.
+    pub filename: String,
+    /// Patterns to find.
+    pub patterns: Vec<Pattern>,
+    /// Strand and case options.
+    pub options: SearchOptions,
+    /// Bases owned by each chunk.
+    pub chunk_size: u64,
+    /// Bytes uploaded.
+    pub file_size: u64,
+    /// The input's records, known once the upload is complete.
+    #[serde(default)]
+    pub records: Vec<RecordInfo>,
+}
+
+/// One chunk task's spec: everything a worker needs besides the bases themselves, so that a
+/// worker never has to look the job up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchTaskSpec {
+    /// Patterns to find.
+    pub patterns: Vec<Pattern>,
+    /// Strand and case options.
+    pub options: SearchOptions,
+    /// Index of the chunk's record.
+    pub record: u32,
+    /// Position of the chunk's first base in its record.
+    pub record_offset: u64,
+    /// Bases the chunk owns; the rest of its data is overlap.
+    pub owned_len: u64,
+}
+
+impl SearchTaskSpec {
+    /// The spec of `chunk` of a job searching for `patterns`.
+    pub fn for_chunk(chunk: &SequenceChunk, patterns: &[Pattern], options: SearchOptions) -> Self {
+        Self {
+            patterns: patterns.to_vec(),
+            options,
+            record: chunk.record,
+            record_offset: chunk.record_offset,
+            owned_len: chunk.owned_len as u64,
+        }
+    }
+}
+
+/// One match as stored in a chunk result: start, pattern index, strand, matched bases.
+pub type StoredHit = (u64, u32, Strand, String);
+
+/// What a worker stores for one search chunk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChunkPayload {
+    /// The chunk's record.
+    pub record: u32,
+    /// Per pattern, matches by strand.
+    pub counts: Vec<StrandCounts>,
+    /// Every match starting in the owned range, ordered by start, pattern, strand.
+    pub hits: Vec<StoredHit>,
+}
+
+/// Runs the kernel on one chunk's bases: the same `search_chunk` call `gridwatch search` makes.
+pub fn run_chunk(set: &PatternSet, spec: &SearchTaskSpec, bases: &[u8]) -> ChunkPayload {
+    let chunk = Chunk {
+        bases,
+        owned_len: (spec.owned_len as usize).min(bases.len()),
+        record_offset: spec.record_offset,
+    };
+    let mut hits: Vec<Hit> = Vec::new();
+    search_chunk(set, &chunk, &mut hits);
+    let mut counts = vec![StrandCounts::default(); set.patterns().len()];
+    let stored = hits
+        .iter()
+        .map(|hit| {
+            if let Some(count) = counts.get_mut(hit.pattern as usize) {
+                count.add(hit.strand);
+            }
+            let local = (hit.start - spec.record_offset) as usize;
+            let len = set.patterns()[hit.pattern as usize].sequence.len();
+            let matched = matched_bases(&bases[local..(local + len).min(bases.len())], hit.strand);
+            (hit.start, hit.pattern, hit.strand, matched)
+        })
+        .collect();
+    ChunkPayload {
+        record: spec.record,
+        counts,
+        hits: stored,
+    }
+}
+
+/// The matched bases as seqkit prints them: as in the sequence on `+`, reverse-complemented on `-`.
+fn matched_bases(window: &[u8], strand: Strand) -> String {
+    match strand {
+        Strand::Forward => String::from_utf8_lossy(window).into_owned(),
+        Strand::Reverse => window
+            .iter()
+            .rev()
+            .map(|&b| {
+                let c = complement_base(b.to_ascii_uppercase());
+                if b.is_ascii_lowercase() {
+                    c.to_ascii_lowercase() as char
+                } else {
+                    c as char
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Complement of a sequence letter; letters that are not bases (N, ...) stay as they are.
+fn complement_base(base: u8) -> u8 {
+    match base {
+        b'A' => b'T',
+        b'C' => b'G',
+        b'G' => b'C',
+        b'T' | b'U' => b'A',
+        other => other,
+    }
+}
+
+/// Assembles a report from a job's spec and its stored chunk results (any order, one per chunk).
+pub fn assemble_report(
+    spec: &SearchJobSpec,
+    results: &[ChunkResult],
+) -> Result<SearchReport, serde_json::Error> {
+    let payloads = results
+        .iter()
+        .map(|result| ChunkPayload::deserialize(&result.payload))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(combine_payloads(spec, payloads))
+}
+
+/// Assembles a report from a job's stored spec (as JSON) and its stored chunk results.
+pub fn report_from_stored(
+    spec: &serde_json::Value,
+    results: &[ChunkResult],
+) -> Result<SearchReport, serde_json::Error> {
+    assemble_report(&SearchJobSpec::deserialize(spec)?, results)
+}
+
+/// Sums the chunks' counts and gathers their hits in report order.
+fn combine_payloads(
+    spec: &SearchJobSpec,
+    payloads: impl IntoIterator<Item = ChunkPayload>,
+) -> SearchReport {
+    let mut counts = vec![StrandCounts::default(); spec.patterns.len()];
+    let mut hits = Vec::new();
+    for payload in payloads {
+        for (total, part) in counts.iter_mut().zip(&payload.counts) {
+            total.forward += part.forward;
+            total.reverse += part.reverse;
+        }
+        hits.extend(
+            payload
+                .hits
+                .into_iter()
+                .map(|(start, pattern, strand, matched)| ReportHit {
+                    record: payload.record,
+                    start,
+                    pattern,
+                    strand,
+                    matched,
+                }),
+        );
+    }
+    hits.sort_unstable();
+    SearchReport {
+        records: spec.records.clone(),
+        patterns: spec.patterns.clone(),
+        counts,
+        hits,
+    }
+}
+
+/// The search kind.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SearchKind;
+
+impl JobKind for SearchKind {
+    const NAME: &'static str = SEARCH_KIND;
+    const FORMATS: &'static [&'static str] = &["count", "tsv", "bed", "json"];
+    const RESULT_TOO_LARGE: &'static str = "use a longer pattern or a smaller --chunk-size";
+    type Submission = SearchSubmission;
+    type Spec = SearchJobSpec;
+    type TaskSpec = SearchTaskSpec;
+    type Prepared = PatternSet;
+    type TaskResult = ChunkPayload;
+    type Output = SearchReport;
+
+    fn accept(
+        &self,
+        submission: SearchSubmission,
+        upload: Option<u64>,
+        limits: &SubmitLimits,
+    ) -> Result<SearchJobSpec, Refusal> {
+        let SearchSubmission {
+            filename,
+            patterns,
+            options,
+            chunk_size,
+        } = submission;
+        let set = PatternSet::new(patterns, options)
+            .map_err(|err| Refusal::new(ErrorCode::BadPattern, err.to_string()))?;
+        let Some(file_size) = upload else {
+            return Err(Refusal::new(
+                ErrorCode::BadMessage,
+                format!("{filename}: a search job uploads its input; give file_size"),
+            ));
+        };
+        if file_size > limits.max_upload {
+            return Err(Refusal::new(
+                ErrorCode::UploadTooLarge,
+                format!(
+                    "{filename}: {file_size} bytes exceeds the master's upload limit of {} bytes (--max-upload)",
+                    limits.max_upload
+                ),
+            ));
+        }
+        let chunk_size = chunk_size.unwrap_or(limits.default_chunk_size);
+        let largest = limits.max_frame.saturating_sub(set.overlap()) as u64;
+        if chunk_size == 0 || chunk_size > largest {
+            return Err(Refusal::new(
+                ErrorCode::BadMessage,
+                format!("chunk size {chunk_size}: must be between 1 and {largest} bases"),
+            ));
+        }
+        Ok(SearchJobSpec {
+            filename,
+            patterns: set.patterns().to_vec(),
+            options,
+            chunk_size,
+            file_size,
+            records: Vec::new(),
+        })
+    }
+
+    fn tasks(&self, spec: &SearchJobSpec) -> Result<TaskSource, Refusal> {
+        let overlap = spec
+            .patterns
+            .iter()
+            .map(|p| p.sequence.len())
+            .max()
+            .unwrap_or(1)
+            .saturating_sub(1);
+        let chunker = Chunker::new(spec.chunk_size as usize, overlap).plain_name(&spec.filename);
+        Ok(TaskSource::Upload(Box::new(SearchCutter {
+            spec: spec.clone(),
+            chunker,
+        })))
+    }
+
+    fn prepare(&self, task: &SearchTaskSpec) -> Result<PatternSet, TaskError> {
+        PatternSet::new(task.patterns.clone(), task.options).map_err(|e| TaskError(e.to_string()))
+    }
+
+    fn run(&self, set: &PatternSet, task: &SearchTaskSpec, input: &[u8]) -> ChunkPayload {
+        run_chunk(set, task, input)
+    }
+
+    fn matches(&self, result: &ChunkPayload) -> u64 {
+        result.counts.iter().map(StrandCounts::total).sum()
+    }
+
+    fn combine(&self, spec: &SearchJobSpec, results: Vec<(u32, ChunkPayload)>) -> SearchReport {
+        combine_payloads(spec, results.into_iter().map(|(_, payload)| payload))
+    }
+
+    fn render(&self, report: &SearchReport, format: &str, out: &mut dyn Write) -> io::Result<()> {
+        let format = OutputFormat::from_name(format).unwrap_or_default();
+        write_report(format, report, out)
+    }
+
+    fn summary(&self, spec: &SearchJobSpec) -> String {
+        let patterns = match spec.patterns.as_slice() {
+            [one] => one.sequence.clone(),
+            many => format!("{} patterns", many.len()),
+        };
+        let strands = match spec.options.strand {
+            StrandMode::Forward => "",
+            StrandMode::Both => " (both strands)",
+        };
+        format!("{patterns} in {}{strands}", spec.filename)
+    }
+}
+
+/// Cuts an uploaded genome into chunk tasks as it streams in.
+struct SearchCutter {
+    spec: SearchJobSpec,
+    chunker: Chunker,
+}
+
+impl SearchCutter {
+    fn bad_input(&self, err: InputError) -> Refusal {
+        Refusal::new(
+            ErrorCode::BadInput,
+            format!("{}: {err}", self.spec.filename),
+        )
+    }
+
+    fn task(&self, chunk: SequenceChunk) -> Result<PlannedTask, Refusal> {
+        let spec = SearchTaskSpec::for_chunk(&chunk, &self.spec.patterns, self.spec.options);
+        PlannedTask::new(chunk.index, &spec, Bytes::from(chunk.bases))
+    }
+
+    fn emit_all(
+        &self,
+        ready: Vec<SequenceChunk>,
+        emit: &mut dyn FnMut(PlannedTask),
+    ) -> Result<(), Refusal> {
+        for chunk in ready {
+            emit(self.task(chunk)?);
+        }
+        Ok(())
+    }
+}
+
+impl InputCutter for SearchCutter {
+    fn push(&mut self, bytes: &[u8], emit: &mut dyn FnMut(PlannedTask)) -> Result<(), Refusal> {
+        let mut ready = Vec::new();
+        let pushed = self.chunker.push(bytes, &mut |chunk| ready.push(chunk));
+        pushed.map_err(|err| self.bad_input(err))?;
+        self.emit_all(ready, emit)
+    }
+
+    fn finish(
+        self: Box<Self>,
+        emit: &mut dyn FnMut(PlannedTask),
+    ) -> Result<serde_json::Value, Refusal> {
+        let SearchCutter { spec, chunker } = *self;
+        let mut ready = Vec::new();
+        let finished = chunker.finish(&mut |chunk| ready.push(chunk));
+        let mut this = SearchCutter {
+            spec,
+            chunker: Chunker::new(1, 0),
+        };
+        this.spec.records = finished.map_err(|err| this.bad_input(err))?;
+        this.emit_all(ready, emit)?;
+        let spec = this.spec;
+        serde_json::to_value(&spec)
+            .map_err(|e| Refusal::new(ErrorCode::Internal, format!("job spec: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::{self, Kind};
+
+    const LIMITS: SubmitLimits = SubmitLimits {
+        max_upload: 1 << 20,
+        max_frame: 1 << 20,
+        default_chunk_size: 7,
+    };
+
+    /// Overlapping occurrences of `pattern` in `text`, counted the slow way.
+    fn naive_count(text: &[u8], pattern: &[u8]) -> usize {
+        text.windows(pattern.len())
+            .filter(|window| window == &pattern)
+            .count()
+    }
+
+    /// Runs a job the way the grid does, but in one process: the registered kind accepts the
+    /// submission, cuts the upload (fed in uneven pieces), runs every task and prints the count.
+    fn run_through_the_registry(input: &[u8], pattern: &str) -> String {
+        let kind = jobs::require("search").unwrap();
+        let submission = serde_json::json!({
+            "filename": "g.fa",
+            "patterns": [{ "name": "p", "sequence": pattern }],
+        });
+        let spec = kind
+            .accept(submission, Some(input.len() as u64), &LIMITS)
+            .unwrap();
+        let TaskSource::Upload(mut cutter) = kind.tasks(&spec).unwrap() else {
+            panic!("a search uploads its input");
+        };
+        let mut tasks = Vec::new();
+        for piece in input.chunks(5) {
+            cutter.push(piece, &mut |task| tasks.push(task)).unwrap();
+        }
+        let spec = cutter.finish(&mut |task| tasks.push(task)).unwrap();
+        assert!(tasks.len() > 1, "the input should span several chunks");
+        let prepared = kind.prepare(&tasks[0].spec).unwrap();
+        let results: Vec<ChunkResult> = tasks
+            .iter()
+            .rev()
+            .map(|task| {
+                let outcome = prepared.run(&task.spec, &task.data).unwrap();
+                ChunkResult {
+                    chunk: task.chunk,
+                    matches: outcome.matches,
+                    payload: outcome.payload,
+                    worker: "w".into(),
+                }
+            })
+            .collect();
+        let mut out = Vec::new();
+        kind.render(&spec, &results, "count", &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_job_cut_into_chunks_counts_what_a_naive_scan_counts() {
+        let bases = b"ACGACGTTACGACGACGNNACGACGTACGACG";
+        let fasta = [
+            b">chr1\n".as_slice(),
+            &bases[..16],
+            b"\n",
+            &bases[16..],
+            b"\n",
+        ]
+        .concat();
+        let expected = naive_count(bases, b"ACGACG");
+        assert_eq!(expected, 5);
+        let printed = run_through_the_registry(&fasta, "ACGACG");
+        assert_eq!(
+            printed,
+            format!("patternName\tpattern\tcount\np\tACGACG\t{expected}\ntotal\t\t{expected}\n")
+        );
+    }
+
+    #[test]
+    fn every_format_the_kind_lists_has_a_printer() {
+        for name in <SearchKind as JobKind>::FORMATS {
+            assert!(OutputFormat::from_name(name).is_some(), "{name}");
+        }
+        let err = SearchKind.check_format("png").unwrap_err().to_string();
+        assert!(err.contains("count, tsv, bed, json"), "{err}");
+    }
+
+    #[test]
+    fn a_search_without_an_upload_or_with_a_bad_pattern_is_refused() {
+        let kind = jobs::require("search").unwrap();
+        let submission = serde_json::json!({
+            "filename": "g.fa",
+            "patterns": [{ "name": "p", "sequence": "ACGX" }],
+        });
+        let refused = kind
+            .accept(submission.clone(), Some(10), &LIMITS)
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BadPattern);
+        let mut good = submission;
+        good["patterns"][0]["sequence"] = "ACG".into();
+        let refused = kind.accept(good, None, &LIMITS).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BadMessage);
+    }
+
+    #[test]
+    fn the_summary_names_the_patterns_and_the_file() {
+        let spec = serde_json::json!({
+            "filename": "g.fa",
+            "patterns": [{ "name": "a", "sequence": "ACG" }, { "name": "b", "sequence": "TTT" }],
+            "options": { "strand": "both", "case_sensitive": false },
+            "chunk_size": 10,
+            "file_size": 10,
+        });
+        assert_eq!(
+            Kind::summary(&SearchKind, &spec),
+            "2 patterns in g.fa (both strands)"
+        );
+        assert_eq!(Kind::summary(&SearchKind, &serde_json::json!({})), "");
+    }
+}
