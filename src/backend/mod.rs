@@ -129,7 +129,7 @@ impl JobStatus {
         JobStatus::Cancelled,
     ];
 
-    /// The lower-case word stored by both backends and shown by the JSON API, as in the seed
+    /// The lower-case word stored by both backends and shown by the JSON API
     /// (`job:{id}:status` = "pending", "processing", ...); the same as its serde name.
     pub fn as_str(self) -> &'static str {
         match self {

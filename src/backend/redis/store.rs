@@ -1,4 +1,4 @@
-//! `Store` on plain Redis keys named as in seed 000: `job:{id}:status` (a word),
+//! `Store` on plain Redis keys with readable names: `job:{id}:status` (a word),
 //! `job:{id}:info` and `job:{id}:stats` (hashes), `job:{id}:results` (chunk → result JSON, first
 //! write wins), `worker:{id}:metrics` (JSON with a TTL) and the capped `alerts:history` list.
 

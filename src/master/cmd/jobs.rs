@@ -1,8 +1,7 @@
 //! `list_jobs`: every job, newest first, with progress.
 
-use super::status::job_view;
 use super::{Conn, HandlerError};
-use crate::master::MasterState;
+use crate::master::{job_view, MasterState};
 use crate::protocol::Message;
 
 /// Answers `list_jobs`.

@@ -8,7 +8,7 @@ mod lease;
 mod results;
 pub(super) mod status;
 mod submit;
-mod watch;
+mod watchman;
 
 use std::net::SocketAddr;
 
@@ -121,7 +121,7 @@ pub async fn dispatch(
         | Message::RecordAlert { .. }
         | Message::RecordWorker { .. }
         | Message::ListWorkers
-        | Message::ListAlerts { .. } => watch::apply(conn, state, message).await,
+        | Message::ListAlerts { .. } => watchman::apply(conn, state, message).await,
         other => Err(HandlerError::fatal(
             ErrorCode::UnexpectedMessage,
             format!("{} is not a request the master serves", type_name(&other)),

@@ -1,10 +1,10 @@
 //! `get_results`: a completed job's spec and stored chunk results, streamed one chunk result per
 //! frame so a large result never has to fit one frame or one buffer.
 
-use super::status::{find_job, job_view};
+use super::status::find_job;
 use super::{Conn, HandlerError};
 use crate::backend::JobStatus;
-use crate::master::MasterState;
+use crate::master::{job_view, MasterState};
 use crate::protocol::{ErrorCode, Message};
 
 /// Answers `get_results`.

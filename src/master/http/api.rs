@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::snapshot::{self, GridStats};
 use super::{ApiError, HttpState};
-use crate::master::cmd::status::job_view;
+use crate::master::job_view;
 
 /// Alerts `/alerts` returns when no `limit` is given.
 const DEFAULT_ALERTS: usize = 50;

@@ -9,7 +9,7 @@ use axum::response::Response;
 
 use super::snapshot::{self, Snapshot};
 use super::{prometheus_text, ApiError, HttpState};
-use crate::collector::{LivenessState, WorkerView};
+use crate::protocol::{LivenessState, WorkerView};
 
 /// `GET /metrics`.
 pub async fn handler(State(state): State<HttpState>) -> Result<Response, ApiError> {

@@ -1,4 +1,4 @@
-//! The master's HTTP side (DESIGN "Observability"): a read-only JSON API, Prometheus text at
+//! The master's HTTP side: a read-only JSON API, Prometheus text at
 //! `/metrics` and a self-contained live dashboard at `/`. It shares the protocol server's
 //! `MasterState` and shutdown signal; the grid's own traffic never goes through HTTP.
 

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 use crate::backend::{BackendError, JobStatus, Store};
-use crate::collector::{Alert, AlertState, LivenessState, Severity, WorkerView};
-use crate::master::cmd::status::job_view;
+use crate::master::job_view;
 use crate::master::MasterState;
 use crate::protocol::JobView;
+use crate::protocol::{Alert, AlertState, LivenessState, Severity, WorkerView};
 
 /// The alert history's cap (both backends keep the newest 1000 events).
 const ALERT_HISTORY: usize = 1000;
