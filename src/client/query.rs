@@ -184,7 +184,7 @@ pub fn chosen_format<'a>(kind: &'a dyn Kind, format: Option<&'a str>, json: bool
     }
 }
 
-/// Prints a job's state the way seed 000 §10.1 shows it.
+/// Prints a job's state as labelled lines, one fact per line.
 pub fn print_status(view: &JobView, active_workers: u32, json: bool) -> Result<(), ClientError> {
     let mut out = std::io::stdout().lock();
     if json {
@@ -222,7 +222,7 @@ pub fn print_status(view: &JobView, active_workers: u32, json: bool) -> Result<(
     Ok(())
 }
 
-/// Upper-case status, as the seed prints it.
+/// Upper-case status, so it stands out in the labelled lines.
 pub fn status_word(status: JobStatus) -> String {
     format!("{status:?}").to_uppercase()
 }

@@ -76,7 +76,7 @@ pub async fn apply(
         other => {
             return Err(HandlerError::fatal(
                 ErrorCode::UnexpectedMessage,
-                format!("{} is not a worker request", super::type_name(&other)),
+                format!("{} is not a worker request", other.type_name()),
             ))
         }
     };

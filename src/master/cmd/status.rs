@@ -1,4 +1,4 @@
-//! `query_status`: a job's state and progress, derived from stored results (seed 000 §4.2).
+//! `query_status`: a job's state and progress, derived from stored results.
 
 use super::{Conn, HandlerError};
 use crate::backend::{BackendError, JobRecord};
