@@ -23,7 +23,8 @@ enum Command {
     Master(master::MasterArgs),
     /// Run a worker: leases chunk tasks from the master and searches them.
     Worker(worker::WorkerArgs),
-    /// Submit a job: `submit search FILE -p PATTERN` (or just `submit FILE -p PATTERN`).
+    /// Submit a job: `submit search FILE -p PATTERN` (or just `submit FILE -p PATTERN`),
+    /// `submit julia --width W`, `submit particles --particles N --steps S --seed K`.
     Submit(submit::SubmitArgs),
     /// Show a job's status and progress.
     Status(query::StatusArgs),
@@ -47,6 +48,10 @@ enum Command {
     Alerts(gridwatch::client::watch::AlertsArgs),
     /// Search a FASTA or plain sequence file on all local cores (no servers needed).
     Search(gridwatch::client::search::SearchArgs),
+    /// Render the Julia set on all local cores (the classic benchmark by default).
+    Julia(gridwatch::client::julia::JuliaArgs),
+    /// Run particle simulations on all local cores, one replica per seed.
+    Particles(gridwatch::client::particles::ParticlesArgs),
     /// Write a deterministic random genome as FASTA.
     Generate(gridwatch::client::generate::GenerateArgs),
     /// Benchmarks that compare gridwatch with other tools.
@@ -87,6 +92,8 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(watch::alerts(args))
         }
         Command::Search(args) => exit_on_tool_error(gridwatch::client::search::run(&args)),
+        Command::Julia(args) => exit_on_tool_error(gridwatch::client::julia::run(&args)),
+        Command::Particles(args) => exit_on_tool_error(gridwatch::client::particles::run(&args)),
         Command::Generate(args) => exit_on_tool_error(gridwatch::client::generate::run(&args)),
         Command::Bench(what) => exit_on_tool_error(gridwatch::client::bench::run(&what)),
     }
