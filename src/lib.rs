@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod bench_kinds;
 pub mod client;
 pub mod collector;
 pub mod jobs;
