@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gridwatch::client::connect::ClientError;
 use gridwatch::client::tool_error::ToolError;
-use gridwatch::client::{generate, monitor, query, search, submit};
+use gridwatch::client::{generate, julia, monitor, particles, query, search, submit};
 use gridwatch::local::{bench, demo, up};
 use gridwatch::telemetry::{self, LogFormat};
 use gridwatch::{agent, collector, master, worker};
@@ -31,7 +31,8 @@ enum Command {
     Master(master::MasterArgs),
     /// Run a worker: leases chunk tasks from the master and searches them.
     Worker(worker::WorkerArgs),
-    /// Submit a job: `submit search FILE -p PATTERN` (or just `submit FILE -p PATTERN`).
+    /// Submit a job: `submit search FILE -p PATTERN` (or just `submit FILE -p PATTERN`),
+    /// `submit julia --width W`, `submit particles --particles N --steps S --seed K`.
     Submit(submit::SubmitArgs),
     /// Show a job's status and progress.
     Status(query::StatusArgs),
@@ -55,6 +56,10 @@ enum Command {
     Alerts(monitor::AlertsArgs),
     /// Search a FASTA or plain sequence file on all local cores (no servers needed).
     Search(search::SearchArgs),
+    /// Render the Julia set on all local cores (the classic benchmark by default).
+    Julia(julia::JuliaArgs),
+    /// Run particle simulations on all local cores, one replica per seed.
+    Particles(particles::ParticlesArgs),
     /// Write a deterministic random genome as FASTA.
     Generate(generate::GenerateArgs),
     /// Benchmarks that compare gridwatch with other tools.
@@ -79,6 +84,8 @@ fn main() -> ExitCode {
         Command::Up(args) => client(up::up(args)),
         Command::Demo(args) => client(demo::demo(args)),
         Command::Search(args) => search::run(&args).map_err(fail),
+        Command::Julia(args) => julia::run(&args).map_err(fail),
+        Command::Particles(args) => particles::run(&args).map_err(fail),
         Command::Generate(args) => generate::run(&args).map_err(fail),
         Command::Bench(what) => bench::run(&what).map_err(fail),
     };

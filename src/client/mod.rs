@@ -1,9 +1,11 @@
 //! Command-line commands: thin wrappers that parse flags, ask the master (or run a local tool)
 //! and print. `submit`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`, `search`,
-//! `generate`.
+//! `julia`, `particles`, `generate`.
 
 pub mod connect;
+pub mod julia;
 pub mod monitor;
+pub mod particles;
 pub mod progress;
 pub mod query;
 pub mod submit;

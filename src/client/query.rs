@@ -37,7 +37,7 @@ pub struct ResultsArgs {
     /// The job id.
     pub job: String,
     /// Output format, chosen among the job kind's formats (search: count, tsv, bed, json;
-    /// default: the kind's first).
+    /// julia: text, json, counts, png; particles: text, json; default: the kind's first).
     #[arg(long)]
     pub format: Option<String>,
     /// Same as --format json.
@@ -269,6 +269,7 @@ pub async fn print_results(
 ) -> Result<(), ClientError> {
     let fetched = fetch_results(client, job_id).await?;
     let kind = kind_of(&fetched.job)?;
+    let job = jobs::JobContext::of_view(&fetched.job);
     let format = chosen_format(kind, request.format, request.json);
     kind.check_format(format)
         .map_err(|e| ClientError::Usage(e.to_string()))?;
@@ -278,12 +279,12 @@ pub async fn print_results(
                 ClientError::Usage(format!("{}: cannot create: {e}", path.display()))
             })?;
             let mut out = std::io::BufWriter::new(file);
-            kind.render(&fetched.spec, &fetched.results, format, &mut out)
+            kind.render(&job, &fetched.spec, &fetched.results, format, &mut out)
                 .and_then(|()| out.flush().map_err(ResultError::from))
         }
         None => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            kind.render(&fetched.spec, &fetched.results, format, &mut out)
+            kind.render(&job, &fetched.spec, &fetched.results, format, &mut out)
                 .and_then(|()| out.flush().map_err(ResultError::from))
         }
     };
@@ -336,7 +337,7 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
     }
     writeln!(
         out,
-        "{:<38} {:<8} {:<11} {:>17} {:>10}  SUMMARY",
+        "{:<38} {:<9} {:<11} {:>17} {:>10}  SUMMARY",
         "JOB", "KIND", "STATUS", "CHUNKS", "MATCHES"
     )?;
     for job in &jobs {
@@ -346,7 +347,7 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
         );
         writeln!(
             out,
-            "{:<38} {:<8} {:<11} {:>17} {:>10}  {}",
+            "{:<38} {:<9} {:<11} {:>17} {:>10}  {}",
             job.job_id,
             job.kind,
             status_word(job.status),

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod bench_grid;
+pub mod bench_kinds;
 pub mod demo;
 mod demo_kill;
 pub mod up;

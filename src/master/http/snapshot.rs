@@ -27,6 +27,11 @@ pub struct GridStats {
     pub chunks_total: u64,
     /// Matches in stored chunk results, over all jobs.
     pub matches: u64,
+    /// Jobs per kind (every registered kind present, zeros included).
+    pub jobs_by_kind: BTreeMap<&'static str, u64>,
+    /// Stored tasks' progress counts per kind: matches (search), iterations (julia),
+    /// collisions (particles).
+    pub matches_by_kind: BTreeMap<&'static str, u64>,
     /// Workers per liveness state, from the collector's view.
     pub workers: BTreeMap<&'static str, u64>,
     /// Workers that talked to the master (or, with Redis, to the queue) in the last 10 s.
@@ -115,6 +120,8 @@ pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
         jobs: JobStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
         jobs_total: jobs.len() as u64,
         active_workers: state.workers.active(),
+        jobs_by_kind: crate::jobs::KINDS.iter().map(|k| (k.name(), 0)).collect(),
+        matches_by_kind: crate::jobs::KINDS.iter().map(|k| (k.name(), 0)).collect(),
         ..GridStats::default()
     };
     for job in &jobs {
@@ -122,6 +129,11 @@ pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
         stats.chunks_done += u64::from(job.progress.processed_chunks);
         stats.chunks_total += u64::from(job.progress.total_chunks);
         stats.matches += job.partial_results.matches_found;
+        if let Some(kind) = crate::jobs::kind(&job.kind) {
+            *stats.jobs_by_kind.entry(kind.name()).or_default() += 1;
+            *stats.matches_by_kind.entry(kind.name()).or_default() +=
+                job.partial_results.matches_found;
+        }
     }
     let states = [
         LivenessState::Active,
