@@ -142,9 +142,12 @@ async fn handle_connection(
     let hello_timeout = state.config.hello_timeout;
     let greeted = tokio::time::timeout(hello_timeout, greet(&mut conn, &state, peer))
         .await
-        .unwrap_or(Err(HandlerError::Protocol(ProtocolError::Timeout(
-            hello_timeout,
-        ))));
+        .unwrap_or_else(|_| {
+            Err(HandlerError::fatal(
+                ErrorCode::Timeout,
+                format!("no hello within {hello_timeout:?} of connecting; closing"),
+            ))
+        });
     let mut session = match greeted {
         Ok(session) => session,
         Err(err) => {

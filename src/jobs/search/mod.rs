@@ -535,6 +535,63 @@ mod tests {
     }
 
     #[test]
+    fn too_many_patterns_a_tiny_chunk_size_or_a_huge_spec_are_refused() {
+        let kind = jobs::require("search").unwrap();
+        let patterns: Vec<_> = (0..=MAX_PATTERNS)
+            .map(|i| serde_json::json!({ "name": format!("p{i}"), "sequence": "ACGT" }))
+            .collect();
+        let many = serde_json::json!({ "filename": "g.fa", "patterns": patterns });
+        let refused = kind.accept(many, Some(10), &LIMITS).unwrap_err();
+        assert!(refused.message.contains("at most 1000"), "{refused}");
+
+        let tiny = serde_json::json!({
+            "filename": "g.fa",
+            "patterns": [{ "name": "p", "sequence": "ACGT" }],
+            "chunk_size": 4,
+        });
+        let limits = SubmitLimits {
+            max_upload: 1 << 30,
+            ..LIMITS
+        };
+        let refused = kind
+            .accept(tiny.clone(), Some(1 << 20), &limits)
+            .unwrap_err();
+        assert!(refused.message.contains("between 11 and"), "{refused}");
+        assert!(kind.accept(tiny, Some(400_000), &limits).is_ok());
+
+        let huge = serde_json::json!({
+            "filename": "g".repeat(jobs::MAX_SPEC_BYTES),
+            "patterns": [{ "name": "p", "sequence": "ACGT" }],
+        });
+        let refused = kind.accept(huge, Some(10), &LIMITS).unwrap_err();
+        assert!(refused.message.contains("exceeds the limit"), "{refused}");
+    }
+
+    #[test]
+    fn compressed_input_past_the_upload_limit_is_refused_as_too_large() {
+        use std::io::Write;
+        let kind = jobs::require("search").unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gzip.write_all(b">r\n").unwrap();
+        gzip.write_all(&vec![b'A'; 4 << 20]).unwrap();
+        let gzip = gzip.finish().unwrap();
+        let submission = serde_json::json!({
+            "filename": "g.fa.gz",
+            "patterns": [{ "name": "p", "sequence": "ACGT" }],
+            "chunk_size": 4096,
+        });
+        let spec = kind
+            .accept(submission, Some(gzip.len() as u64), &LIMITS)
+            .unwrap();
+        let TaskSource::Upload(mut cutter) = kind.tasks(&spec).unwrap() else {
+            panic!("a search uploads its input");
+        };
+        let refused = cutter.push(&gzip, &mut |_| {}).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::UploadTooLarge, "{refused}");
+        assert!(refused.message.contains("--max-upload"), "{refused}");
+    }
+
+    #[test]
     fn the_summary_names_the_patterns_and_the_file() {
         let spec = serde_json::json!({
             "filename": "g.fa",
