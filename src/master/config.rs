@@ -53,8 +53,8 @@ pub struct MasterArgs {
     )]
     pub max_connections_per_address: usize,
     /// Connections that may wait for a free slot, first come first served, for up to
-    /// --queue-timeout seconds. When the queue is full, or the wait runs out, a connection gets
-    /// a `busy` error at once and is closed.
+    /// --queue-timeout seconds. A connection that finds the queue full gets a `busy` error at
+    /// once; one still waiting at the timeout gets it then; either is then closed.
     #[arg(long, env = "GRIDWATCH_CONNECTION_QUEUE", default_value_t = 1024)]
     pub connection_queue: usize,
     /// Seconds a queued connection waits for a slot before it is refused as `busy`.
