@@ -59,6 +59,14 @@ fn known_kinds() -> String {
         .join(", ")
 }
 
+/// Longest job id, in bytes. Ids name files on the master (hex-encoded, so twice as long), and
+/// this keeps every such name well below the usual 255-byte file-name limit.
+pub const MAX_JOB_ID_LEN: usize = 100;
+
+/// Largest submitted job spec, as JSON bytes. Search tasks carry the job's patterns, so the spec
+/// is stored once per task: it must stay small.
+pub const MAX_SPEC_BYTES: usize = 64 * 1024;
+
 /// The master's limits a submission is checked against.
 #[derive(Clone, Copy, Debug)]
 pub struct SubmitLimits {
@@ -358,6 +366,17 @@ impl<K: JobKind> Kind for K {
         upload: Option<u64>,
         limits: &SubmitLimits,
     ) -> Result<serde_json::Value, Refusal> {
+        let size = serde_json::to_vec(&submission).map_or(usize::MAX, |json| json.len());
+        if size > MAX_SPEC_BYTES {
+            return Err(Refusal::new(
+                ErrorCode::BadMessage,
+                format!(
+                    "{} job spec of {size} bytes exceeds the limit of {MAX_SPEC_BYTES} bytes: \
+                     submit fewer or shorter patterns or parameters",
+                    K::NAME
+                ),
+            ));
+        }
         let submission: K::Submission =
             serde_json::from_value(submission).map_err(|e| Refusal::bad_spec(K::NAME, e))?;
         let spec = JobKind::accept(self, submission, upload, limits)?;

@@ -4,8 +4,10 @@
 //! `run(listener, state, shutdown)` is the server; `serve(args)` builds it from the command line.
 //! The queue and store are trait objects, so the same master runs on either backend.
 
+mod admission;
 mod cmd;
 mod config;
+mod disk;
 pub mod http;
 mod job_view;
 mod rate_limit;
@@ -96,7 +98,14 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         write_addr_file(path, local)?;
     }
     tracing::info!(component = "master", listen = %local, data_dir = %config.data_dir.display(), "master listening");
-    let state = Arc::new(MasterState::new(backend.queue, backend.store, config));
+    let mut state = MasterState::new(backend.queue, backend.store, config);
+    if matches!(
+        backend_config,
+        crate::backend::config::BackendConfig::Embedded
+    ) {
+        state.spool_dir = Some(state.config.data_dir.clone());
+    }
+    let state = Arc::new(state);
     resume_unfinished(&state).await?;
     let stop = shared_shutdown();
     let http_task = http_listener.map(|listener| {
@@ -165,13 +174,23 @@ pub async fn resume_unfinished(state: &MasterState) -> Result<(), BackendError> 
     for job in state.store.jobs().await? {
         match job.status {
             JobStatus::Uploading => {
-                state.queue.cancel_job(&job.id).await?;
+                // A job that cannot be cleaned up now (a full disk) must not stop the start.
+                if let Err(err) = state.queue.cancel_job(&job.id).await {
+                    tracing::warn!(component = "master", job = %job.id, error = %err, "removing an interrupted upload's tasks failed");
+                }
                 let error = "upload interrupted by a master restart; submit the file again";
-                state
+                match state
                     .store
                     .set_status(&job.id, JobStatus::Failed, Some(error))
-                    .await?;
-                tracing::warn!(component = "master", job = %job.id, "failed interrupted upload");
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::warn!(component = "master", job = %job.id, "failed interrupted upload")
+                    }
+                    Err(err) => {
+                        tracing::warn!(component = "master", job = %job.id, error = %err, "failing an interrupted upload failed; retried at the next start")
+                    }
+                }
             }
             status if !status.is_finished() => resumed += 1,
             _ => {}

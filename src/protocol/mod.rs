@@ -28,7 +28,9 @@ pub fn default_agent_socket(worker_id: &str) -> std::path::PathBuf {
 pub use handshake::Greeting;
 pub use request::{Dial, RequestError, Requester};
 
-pub use connection::{decode_message, Connection, ProtocolError, DEFAULT_MAX_FRAME};
+pub use connection::{
+    decode_message, Connection, ProtocolError, DEFAULT_MAX_FRAME, PRE_AUTH_MAX_FRAME,
+};
 pub use message::{
     classify_decode_error, ErrorCode, JobView, Message, NackReply, PartialResults, ProgressView,
     Role, PROTOCOL_VERSION,

@@ -60,6 +60,7 @@ impl Db {
             spools: HashMap::new(),
             clock,
         };
+        state.remove_orphan_spools();
         let (sender, receiver) = mpsc::channel::<Call>();
         std::thread::Builder::new()
             .name("gridwatch-db".into())
@@ -138,11 +139,53 @@ impl DbState {
         self.spool_path(job)
     }
 
+    /// Deletes spool files whose job has no task left (a master stopped between its last task
+    /// and the file's removal, or an upload that failed on a full disk), so their space returns.
+    fn remove_orphan_spools(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.spool_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(job) = name
+                .to_str()
+                .and_then(|name| name.strip_suffix(".chunks"))
+                .and_then(unhex)
+            else {
+                continue;
+            };
+            let has_tasks = self
+                .conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tasks WHERE job = ?1 AND state != 'dead')",
+                    [&job],
+                    |row| row.get::<_, bool>(0),
+                )
+                .unwrap_or(true);
+            if !has_tasks {
+                tracing::info!(component = "embedded", job = %job, "removing an orphan spool file");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Deletes a job's spool file (its tasks are all gone).
     pub fn spool_remove(&mut self, job: &str) {
         self.spools.remove(job);
         let _ = std::fs::remove_file(self.spool_path(job));
     }
+}
+
+/// The job id a spool file is named after (its hex encoding), if the name is one.
+fn unhex(name: &str) -> Option<String> {
+    if name.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..name.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(name.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// Databases made before tasks carried a kind lack the column; their tasks are all searches.

@@ -301,14 +301,32 @@ pub(super) fn release_all_leases(state: &mut DbState) -> BackendResult<usize> {
 
 /// Removes a job's queued tasks (leased ones finish or go stale on their own).
 pub(super) fn cancel_job(state: &mut DbState, job: &str) -> BackendResult<usize> {
-    let removed = state
-        .conn
-        .prepare_cached("DELETE FROM tasks WHERE job = ?1 AND state = 'queued'")
-        .map_err(sql_error)?
-        .execute(params![job])
-        .map_err(sql_error)?;
+    let delete = |state: &mut DbState| {
+        state
+            .conn
+            .prepare_cached("DELETE FROM tasks WHERE job = ?1 AND state = 'queued'")?
+            .execute(params![job])
+    };
+    let removed = match delete(state) {
+        Ok(removed) => removed,
+        Err(err) if is_disk_full(&err) => {
+            // Even a DELETE needs room in the write-ahead log. The job is being given up, so its
+            // spool (most likely what filled the disk) goes first, then the DELETE runs again.
+            state.spool_remove(job);
+            delete(state).map_err(sql_error)?
+        }
+        Err(err) => return Err(sql_error(err)),
+    };
     release_spool_if_drained(state, job)?;
     Ok(removed)
+}
+
+fn is_disk_full(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.code == rusqlite::ErrorCode::DiskFull
+    )
 }
 
 fn release_spool_if_drained(state: &mut DbState, job: &str) -> BackendResult<()> {

@@ -132,6 +132,30 @@ async fn acking_the_last_task_frees_the_spool() {
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
 }
 
+#[tokio::test]
+async fn an_orphan_spool_is_removed_when_the_backend_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+    backend
+        .enqueue(vec![task("kept", 0, "ACGT")])
+        .await
+        .unwrap();
+    drop(backend);
+    let spool = dir.path().join("spool");
+    // Job "gone" (hex 676f6e65) has no task: its file is what a failed upload leaves behind.
+    std::fs::write(spool.join("676f6e65.chunks"), "ACGT").unwrap();
+    std::fs::write(spool.join("not-a-spool.txt"), "x").unwrap();
+    let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["6b657074.chunks", "not-a-spool.txt"]);
+    let lease = backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(&lease.data[..], b"ACGT");
+}
+
 /// A database written before tasks carried a kind: its queued tasks are searches.
 #[tokio::test]
 async fn a_database_without_task_kinds_opens_and_its_tasks_are_searches() {

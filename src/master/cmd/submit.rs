@@ -105,14 +105,26 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
         ));
     };
     if job_id.is_empty()
-        || job_id.len() > 128
+        || job_id.len() > jobs::MAX_JOB_ID_LEN
         || !job_id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
     {
         return Err(HandlerError::refused(
             ErrorCode::BadMessage,
-            format!("job id {job_id:?}: use 1-128 letters, digits, '-', '_', '.' or ':'"),
+            format!(
+                "job id {:?}{}: use 1-{} letters, digits, '-', '_', '.' or ':'",
+                job_id
+                    .chars()
+                    .take(jobs::MAX_JOB_ID_LEN)
+                    .collect::<String>(),
+                if job_id.len() > jobs::MAX_JOB_ID_LEN {
+                    "..."
+                } else {
+                    ""
+                },
+                jobs::MAX_JOB_ID_LEN
+            ),
         ));
     }
     let kind = jobs::require(&kind)
@@ -123,6 +135,9 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
         default_chunk_size: state.config.chunk_size,
     };
     let spec = kind.accept(submitted, file_size, &limits)?;
+    if let Some(bytes) = file_size {
+        check_free_space(state, bytes)?;
+    }
     Ok(Submission {
         job_id,
         kind,
@@ -130,6 +145,29 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
         file_size,
         priority,
     })
+}
+
+/// Refuses an upload the data directory has no room for (with a little left over for the
+/// database), before a byte of it is stored. A backend that keeps no files here skips the check.
+fn check_free_space(state: &MasterState, upload_bytes: u64) -> Result<(), HandlerError> {
+    const DATABASE_HEADROOM: u64 = 1024 * 1024;
+    let Some(dir) = state.spool_dir.as_deref() else {
+        return Ok(());
+    };
+    let Some(free) = crate::master::disk::free_bytes(dir) else {
+        return Ok(());
+    };
+    let need = upload_bytes.saturating_add(DATABASE_HEADROOM);
+    if need > free {
+        return Err(HandlerError::refused(
+            ErrorCode::UploadTooLarge,
+            format!(
+                "the upload needs about {need} bytes of disk but the master's data directory has \
+                 {free} bytes free; free some space on the master or submit a smaller input"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// For a retried id: the reply to send instead of taking a new upload, or `None` if new.
@@ -230,7 +268,10 @@ async fn receive(
         cutter
             .push(&frame, &mut |task| ready.push(task))
             .map_err(fatal)?;
-        chunks += enqueuer.send(to_tasks(submission, ready.drain(..))).await?;
+        chunks += enqueuer
+            .send(to_tasks(submission, ready.drain(..)))
+            .await
+            .map_err(mid_upload)?;
     }
     let spec = cutter.finish(&mut |task| ready.push(task)).map_err(fatal)?;
     chunks += enqueuer.send(to_tasks(submission, ready.drain(..))).await?;
@@ -241,6 +282,23 @@ async fn receive(
 /// A refusal in mid-upload: the connection is out of step and closes.
 fn fatal(refusal: Refusal) -> HandlerError {
     HandlerError::fatal(refusal.code, refusal.message)
+}
+
+/// A failure to store tasks in mid-upload: the rest of the upload is still on its way, so the
+/// connection closes after the reply. A full disk is named as such.
+fn mid_upload(err: HandlerError) -> HandlerError {
+    match err {
+        HandlerError::Backend(err) => {
+            let message = err.to_string();
+            let message = if message.contains("No space left on device") {
+                format!("the master's disk filled up during the upload ({message}); the job failed: free some space on the master and submit again")
+            } else {
+                message
+            };
+            HandlerError::fatal(ErrorCode::Internal, message)
+        }
+        other => other,
+    }
 }
 
 /// Turns planned tasks into queue entries of this job.
