@@ -11,11 +11,12 @@ use thiserror::Error;
 
 use super::embedded::{EmbeddedBackend, EmbeddedConfig};
 use super::redis::{
-    parse_port, RedisBackend, RedisOptions, RedisUrl, RedisUrlError, DEFAULT_REDIS_PORT,
+    claim_worker_id, parse_port, RedisBackend, RedisOptions, RedisUrl, RedisUrlError,
+    DEFAULT_REDIS_PORT,
 };
 use super::remote::RemoteBackend;
 use super::{BackendResult, Queue, Store};
-use crate::protocol::Greeting;
+use crate::protocol::{Greeting, Role};
 
 /// Where tasks and job state live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,14 +137,18 @@ impl BackendConfig {
                 })
             }
             (BackendConfig::Embedded, Access::Peer { master, greeting }) => {
+                let worker = greeting.role == Role::Worker;
                 let remote = Arc::new(RemoteBackend::with_greeting(master, greeting));
+                if worker {
+                    remote.greet_now().await?;
+                }
                 Ok(Backend {
                     queue: remote.clone(),
                     store: remote,
                 })
             }
             (BackendConfig::Redis(url), access) => {
-                let options = match access {
+                let options = match &access {
                     Access::Master { delivery, .. } => RedisOptions {
                         visibility_timeout: delivery.visibility_timeout,
                         max_attempts: delivery.max_attempts,
@@ -153,6 +158,14 @@ impl BackendConfig {
                 };
                 let backend = Arc::new(RedisBackend::connect_patiently(url, options).await?);
                 tracing::info!(component = "backend", redis = %url, "connected to redis");
+                if let Access::Peer { greeting, .. } = &access {
+                    // A worker reads tasks from Redis directly: its id is claimed there.
+                    if let (Role::Worker, Some(id), Some(instance)) =
+                        (greeting.role, &greeting.id, &greeting.instance)
+                    {
+                        claim_worker_id(&backend, id, instance).await?;
+                    }
+                }
                 Ok(Backend {
                     queue: backend.clone(),
                     store: backend,

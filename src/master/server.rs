@@ -13,6 +13,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::cmd::{self, HandlerError, Session};
+use super::workers::IdClaim;
 use super::MasterState;
 use crate::protocol::handshake::{read_hello, welcome, AcceptError};
 use crate::protocol::{Connection, ErrorCode, ProtocolError, Role};
@@ -126,8 +127,9 @@ async fn handle_connection(
     let mut conn = Connection::new(socket)
         .with_max_frame(state.config.max_frame)
         .with_read_timeout(Some(state.config.idle_timeout));
-    let mut session = match greet(&mut conn, &state, peer).await {
-        Ok(session) => session,
+    // The worker id's claim lives as long as this connection.
+    let (mut session, _id_claim) = match greet(&mut conn, &state, peer).await {
+        Ok(greeted) => greeted,
         Err(err) => {
             report(&mut conn, err, peer).await;
             return;
@@ -155,12 +157,13 @@ async fn handle_connection(
     conn.shutdown().await;
 }
 
-/// Reads and checks `hello` (version, cluster token, a worker's id), answers `welcome`.
+/// Reads and checks `hello` (version, cluster token, a worker's id not held by another live
+/// worker), answers `welcome`.
 async fn greet(
     conn: &mut Connection<TcpStream>,
     state: &MasterState,
     peer: SocketAddr,
-) -> Result<Session, HandlerError> {
+) -> Result<(Session, Option<IdClaim>), HandlerError> {
     let hello = read_hello(conn, state.config.token.as_deref())
         .await
         .map_err(|err| match err {
@@ -168,6 +171,7 @@ async fn greet(
             AcceptError::Protocol(err) => HandlerError::Protocol(err),
             AcceptError::Refused { code, message } => HandlerError::fatal(code, message),
         })?;
+    let mut claim = None;
     if hello.role == Role::Worker {
         let Some(worker) = hello.id.as_deref().filter(|w| !w.is_empty()) else {
             return Err(HandlerError::fatal(
@@ -175,14 +179,20 @@ async fn greet(
                 "a worker's hello needs its id",
             ));
         };
+        let held = state
+            .workers
+            .claim(worker, hello.instance.as_deref(), &peer.to_string())
+            .map_err(|message| HandlerError::fatal(ErrorCode::IdInUse, message))?;
+        claim = Some(held);
         state.workers.touch(worker);
     }
     welcome(conn).await.map_err(HandlerError::Protocol)?;
-    Ok(Session {
+    let session = Session {
         role: hello.role,
         id: hello.id,
         peer,
-    })
+    };
+    Ok((session, claim))
 }
 
 /// Sends the error frame for `err`; returns whether the connection may go on.

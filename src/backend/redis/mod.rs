@@ -6,6 +6,7 @@
 //! half a step behind. Commands share one auto-reconnecting multiplexed connection; a lease that
 //! has to block waits on a connection of its own, so it never stalls the others.
 
+mod identity;
 pub mod keys;
 mod queue;
 mod scripts;
@@ -22,6 +23,7 @@ use ::redis::{ErrorKind, RedisError, RedisResult, ScriptInvocation};
 use crate::backend::{BackendError, BackendResult};
 use scripts::Scripts;
 
+pub use identity::{claim_worker_id, WORKER_ID_TTL};
 use keys::{GROUP, TASK_STREAMS};
 pub use url::{parse_port, RedisUrl, RedisUrlError, DEFAULT_REDIS_PORT};
 
