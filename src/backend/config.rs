@@ -49,6 +49,14 @@ pub enum BackendConfigError {
     /// `REDIS_PORT` is not a port number.
     #[error("REDIS_PORT={0:?} is not a port number (1-65535)")]
     BadRedisPort(String),
+    /// The Redis password file could not be read.
+    #[error("cannot read the Redis password file {path}: {reason}; check --redis-password-file")]
+    PasswordFile {
+        /// The file.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
 }
 
 /// The backend flag shared by every role that needs one; flatten it into a role's arguments.
@@ -58,6 +66,10 @@ pub struct BackendArgs {
     /// REDIS_PORT) or redis://HOST:PORT/DB. Default: redis when REDIS_HOST is set, else embedded.
     #[arg(long, env = "GRIDWATCH_BACKEND", value_name = "BACKEND", value_parser = check_backend_flag)]
     pub backend: Option<String>,
+    /// A file holding the Redis password (or set REDIS_PASSWORD): unlike a password in the URL,
+    /// neither shows in `ps`.
+    #[arg(long, env = "REDIS_PASSWORD_FILE", value_name = "PATH")]
+    pub redis_password_file: Option<std::path::PathBuf>,
 }
 
 /// Rejects a malformed `--backend` while parsing arguments, so it is a usage error (exit 2).
@@ -190,9 +202,29 @@ impl BackendConfig {
 }
 
 impl BackendArgs {
-    /// Resolves the flag against the process environment.
+    /// Resolves the flag against the process environment, adding the Redis password from
+    /// `--redis-password-file` or `REDIS_PASSWORD`.
     pub fn resolve(&self) -> Result<BackendConfig, BackendConfigError> {
-        BackendConfig::resolve(self.backend.as_deref(), |name| std::env::var(name).ok())
+        let config =
+            BackendConfig::resolve(self.backend.as_deref(), |name| std::env::var(name).ok())?;
+        let BackendConfig::Redis(url) = config else {
+            return Ok(config);
+        };
+        let password = match &self.redis_password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map(|text| text.trim().to_string())
+                    .map_err(|err| BackendConfigError::PasswordFile {
+                        path: path.display().to_string(),
+                        reason: err.to_string(),
+                    })?,
+            ),
+            None => std::env::var("REDIS_PASSWORD").ok(),
+        };
+        Ok(BackendConfig::Redis(match password {
+            Some(password) => url.with_password(&password),
+            None => url,
+        }))
     }
 }
 
@@ -292,6 +324,17 @@ mod tests {
         };
         assert_eq!(url.to_string(), "redis://***@h:1/0");
         assert!(!format!("{url:?}").contains("secret"));
+    }
+
+    #[test]
+    fn a_password_from_outside_the_url_is_encoded_and_hidden() {
+        let Ok(BackendConfig::Redis(url)) = BackendConfig::resolve(Some("redis://h:1/0"), |_| None)
+        else {
+            panic!("expected a redis backend");
+        };
+        let url = url.with_password("p@ss word");
+        assert_eq!(url.connection_url(), "redis://:p%40ss%20word@h:1/0");
+        assert_eq!(url.to_string(), "redis://***@h:1/0");
     }
 
     #[test]

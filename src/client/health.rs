@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::connect::ClientError;
-use crate::protocol::handshake::hello;
-use crate::protocol::{Connection, Dial, Greeting, Requester, Role, TokenArgs};
+use crate::protocol::handshake::{hello, HelloError};
+use crate::protocol::{Connection, Dial, Greeting, Message, Requester, Role, TokenArgs};
 
 /// How long the whole check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,7 +74,15 @@ async fn check(args: &HealthArgs, greeting: &Greeting) -> (String, Result<(), St
         (_, _, Some(socket)) => match tokio::net::UnixStream::connect(socket).await {
             Ok(stream) => {
                 let mut conn = Connection::new(stream);
-                hello(&mut conn, greeting).await.map_err(|e| e.to_string())
+                match hello(&mut conn, greeting).await {
+                    Ok(()) => Ok(()),
+                    // The agent refuses a stranger before reading its hello: read why.
+                    Err(HelloError::Transport(err)) => match conn.read_message().await {
+                        Ok(Some(Message::Error { message, .. })) => Err(message),
+                        _ => Err(err.to_string()),
+                    },
+                    Err(err) => Err(err.to_string()),
+                }
             }
             Err(err) => Err(err.to_string()),
         },
