@@ -22,6 +22,7 @@ async fn connect(grid: &Grid, role: Role, id: Option<&str>) -> Conn {
         version: PROTOCOL_VERSION,
         token: None,
         id: id.map(str::to_string),
+        instance: None,
     };
     conn.write_message(&hello).await.expect("hello");
     match conn.expect_message().await.expect("welcome") {

@@ -64,6 +64,20 @@ impl RemoteBackend {
             .map_err(|err| self.failed(err))
     }
 
+    /// Greets the master at once, keeping the connection for later calls: a hello the master
+    /// refuses (a wrong token, a worker id in use) fails now rather than at the first lease.
+    /// An unreachable master is not an error: calls retry until it is back.
+    pub async fn greet_now(&self) -> BackendResult<()> {
+        match self.connect().await {
+            Ok(requester) => {
+                self.idle.lock().await.push(requester);
+                Ok(())
+            }
+            Err(BackendError::Unavailable(_)) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
     /// A refusal stays a refusal; anything else means the master is away for now.
     fn failed(&self, err: RequestError) -> BackendError {
         match err {

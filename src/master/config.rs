@@ -80,9 +80,14 @@ pub struct MasterArgs {
     /// Deliveries of a task before it is dead-lettered and its job fails.
     #[arg(long, env = "GRIDWATCH_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
-    /// Shared secret every connection must present in its hello (none by default).
-    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The cluster token every connection must present in its hello. Required when --listen
+    /// or --http is not a loopback address, unless --insecure.
+    #[command(flatten)]
+    pub auth: crate::protocol::TokenArgs,
+    /// Serve a non-loopback address without a token (a warning is logged on every start). Only
+    /// for a network where every host is trusted.
+    #[arg(long, env = "GRIDWATCH_INSECURE")]
+    pub insecure: bool,
     /// Once listening, write the bound HOST:PORT to this file (scripts that pass --listen
     /// 127.0.0.1:0 learn the port this way).
     #[arg(long)]
@@ -133,14 +138,16 @@ pub struct MasterConfig {
     pub max_attempts: u32,
     /// Cluster token.
     pub token: Option<String>,
+    /// Serve non-loopback addresses without a token.
+    pub insecure: bool,
     /// HTTP API address; `None` when the HTTP server is off.
     pub http: Option<String>,
 }
 
 impl MasterArgs {
-    /// Resolves the flags.
-    pub fn config(&self) -> MasterConfig {
-        MasterConfig {
+    /// Resolves the flags (reading the token file, if any).
+    pub fn config(&self) -> Result<MasterConfig, crate::protocol::TokenError> {
+        Ok(MasterConfig {
             listen: self.listen.clone(),
             data_dir: self.data_dir.clone(),
             chunk_size: self.chunk_size.max(1),
@@ -156,9 +163,10 @@ impl MasterArgs {
             frame_timeout: seconds(self.frame_timeout),
             visibility_timeout: Duration::from_secs_f64(self.visibility_timeout.max(0.1)),
             max_attempts: self.max_attempts.max(1),
-            token: self.token.clone().filter(|t| !t.is_empty()),
+            token: self.auth.resolve()?,
+            insecure: self.insecure,
             http: http_address(&self.http),
-        }
+        })
     }
 }
 

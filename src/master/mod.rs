@@ -24,6 +24,12 @@ use tokio::sync::watch;
 
 use crate::backend::config::{Access, BackendConfigError, DeliverySettings};
 use crate::backend::{BackendError, JobStatus};
+use crate::protocol::{check_listen, TokenError, Unprotected};
+
+/// What anyone reaching an unprotected master could do, for the refusal to start.
+const MASTER_RISK: &str = "submit and cancel jobs and send results for any worker";
+/// What anyone reaching an unprotected HTTP API could do.
+const HTTP_RISK: &str = "read every job, worker and alert of the grid";
 
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
 pub use job_view::job_view;
@@ -51,6 +57,12 @@ pub enum MasterError {
     /// `--backend` (or REDIS_HOST / REDIS_PORT) names no usable backend.
     #[error(transparent)]
     BackendConfig(#[from] BackendConfigError),
+    /// The token file could not be read.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A non-loopback address without a token (and without `--insecure`).
+    #[error(transparent)]
+    Unprotected(#[from] Unprotected),
 }
 
 impl MasterError {
@@ -59,14 +71,17 @@ impl MasterError {
     pub fn exit_code(&self) -> i32 {
         match self {
             MasterError::Backend(_) => 1,
-            MasterError::Bind { .. } | MasterError::BackendConfig(_) => 2,
+            MasterError::Bind { .. }
+            | MasterError::BackendConfig(_)
+            | MasterError::Token(_)
+            | MasterError::Unprotected(_) => 2,
         }
     }
 }
 
 /// Runs a master from the command line until Ctrl-C or SIGTERM.
 pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
-    let config = args.config();
+    let config = args.config()?;
     let delivery = DeliverySettings {
         visibility_timeout: config.visibility_timeout,
         max_attempts: config.max_attempts,
@@ -88,10 +103,18 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         addr: config.listen.clone(),
         source,
     })?;
+    let has_token = config.token.is_some();
+    check_listen(
+        "master protocol",
+        local,
+        has_token,
+        config.insecure,
+        MASTER_RISK,
+    )?;
     // HTTP binds before the protocol address is published: whoever waits for that file finds
     // the HTTP address file (if asked for) already written.
     let http_listener = match &config.http {
-        Some(addr) => Some(bind_http(addr, args.http_addr_file.as_deref()).await?),
+        Some(addr) => Some(bind_http(addr, args.http_addr_file.as_deref(), &config).await?),
         None => None,
     };
     if let Some(path) = &args.addr_file {
@@ -128,12 +151,21 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
 async fn bind_http(
     addr: &str,
     addr_file: Option<&std::path::Path>,
+    config: &MasterConfig,
 ) -> Result<TcpListener, MasterError> {
     let listener = http::bind(addr).await?;
     let local = listener.local_addr().map_err(|source| MasterError::Bind {
         addr: addr.to_string(),
         source,
     })?;
+    let has_token = config.token.is_some();
+    check_listen(
+        "master HTTP API",
+        local,
+        has_token,
+        config.insecure,
+        HTTP_RISK,
+    )?;
     if let Some(path) = addr_file {
         write_addr_file(path, local)?;
     }

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use super::admission::{Admission, AdmissionLimits};
 use super::cmd::{self, HandlerError, Session};
+use super::workers::IdClaim;
 use super::MasterState;
 use crate::protocol::handshake::{read_hello, welcome, AcceptError};
 use crate::protocol::{Connection, ErrorCode, ProtocolError, Role, PRE_AUTH_MAX_FRAME};
@@ -148,8 +149,9 @@ async fn handle_connection(
                 format!("no hello within {hello_timeout:?} of connecting; closing"),
             ))
         });
-    let mut session = match greeted {
-        Ok(session) => session,
+    // The worker id's claim lives as long as this connection.
+    let (mut session, _id_claim) = match greeted {
+        Ok(greeted) => greeted,
         Err(err) => {
             report(&mut conn, err, peer).await;
             return;
@@ -178,12 +180,13 @@ async fn handle_connection(
     conn.shutdown().await;
 }
 
-/// Reads and checks `hello` (version, cluster token, a worker's id), answers `welcome`.
+/// Reads and checks `hello` (version, cluster token, a worker's id not held by another live
+/// worker), answers `welcome`.
 async fn greet(
     conn: &mut Connection<TcpStream>,
     state: &MasterState,
     peer: SocketAddr,
-) -> Result<Session, HandlerError> {
+) -> Result<(Session, Option<IdClaim>), HandlerError> {
     let hello = read_hello(conn, state.config.token.as_deref())
         .await
         .map_err(|err| match err {
@@ -191,6 +194,7 @@ async fn greet(
             AcceptError::Protocol(err) => HandlerError::Protocol(err),
             AcceptError::Refused { code, message } => HandlerError::fatal(code, message),
         })?;
+    let mut claim = None;
     if hello.role == Role::Worker {
         let Some(worker) = hello.id.as_deref().filter(|w| !w.is_empty()) else {
             return Err(HandlerError::fatal(
@@ -198,14 +202,20 @@ async fn greet(
                 "a worker's hello needs its id",
             ));
         };
+        let held = state
+            .workers
+            .claim(worker, hello.instance.as_deref(), &peer.to_string())
+            .map_err(|message| HandlerError::fatal(ErrorCode::IdInUse, message))?;
+        claim = Some(held);
         state.workers.touch(worker);
     }
     welcome(conn).await.map_err(HandlerError::Protocol)?;
-    Ok(Session {
+    let session = Session {
         role: hello.role,
         id: hello.id,
         peer,
-    })
+    };
+    Ok((session, claim))
 }
 
 /// Sends the error frame for `err`; returns whether the connection may go on.

@@ -45,6 +45,8 @@ pub enum ErrorCode {
     VersionMismatch,
     /// Missing or wrong cluster token.
     Unauthorized,
+    /// A worker id already held by another live worker (or a worker's live agent).
+    IdInUse,
     /// A pattern with a letter outside the nucleotide and IUPAC alphabet, or none at all.
     BadPattern,
     /// The input is not a sequence file the chunker accepts.
@@ -140,6 +142,10 @@ pub enum Message {
         /// Worker or agent id (`--id`).
         #[serde(default)]
         id: Option<String>,
+        /// A worker process's random nonce: connections of one process share it, so a second
+        /// live process with the same id is told apart and refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
     },
     /// The server's answer to `hello`.
     Welcome {

@@ -53,6 +53,7 @@ pub async fn subject(visibility_timeout: Duration) -> Subject {
         visibility_timeout,
         max_attempts: 3,
         token: None,
+        insecure: false,
         http: None,
     };
     let queue = Arc::new(WithoutSweep(owner.clone()));

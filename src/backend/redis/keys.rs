@@ -78,6 +78,11 @@ pub fn job_chunks(job: &str) -> String {
     format!("job:{job}:chunks")
 }
 
+/// `worker:{id}:owner`: the nonce of the live process holding this worker id, with a TTL.
+pub fn worker_owner(worker: &str) -> String {
+    format!("worker:{worker}:owner")
+}
+
 /// `worker:{id}:metrics`: the worker's latest metrics JSON, with a TTL.
 pub fn worker_metrics(worker: &str) -> String {
     format!("worker:{worker}:metrics")
