@@ -41,6 +41,7 @@ async fn submit(backend: &RedisBackend, id: &str, chunks: u32, chunk_bytes: usiz
         id: id.into(),
         kind: "search".into(),
         spec: json!({}),
+        summary: String::new(),
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
@@ -58,6 +59,7 @@ async fn submit(backend: &RedisBackend, id: &str, chunks: u32, chunk_bytes: usiz
             priority: [Priority::High, Priority::Medium, Priority::Low][chunk as usize % 3],
             spec: json!({ "chunk": chunk }),
             data: Bytes::from(vec![b"ACGT"[chunk as usize % 4]; chunk_bytes]),
+            max_matches: 1000,
         })
         .collect();
     backend.enqueue(tasks).await.unwrap();
@@ -72,7 +74,7 @@ async fn complete(backend: &RedisBackend, lease: &Lease) -> BackendResult<()> {
         payload: json!({}),
         worker: lease.worker.clone(),
     };
-    backend.put_chunk_result(&lease.id.job, &result).await?;
+    backend.put_chunk_result(lease, &result).await?;
     backend.ack(lease).await
 }
 
@@ -147,6 +149,7 @@ async fn large_inputs_come_back_byte_for_byte() {
         id: "big".into(),
         kind: "search".into(),
         spec: json!({}),
+        summary: String::new(),
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
@@ -169,6 +172,7 @@ async fn large_inputs_come_back_byte_for_byte() {
             priority: Priority::Medium,
             spec: json!({}),
             data: Bytes::from(input(chunk)),
+            max_matches: 1000,
         })
         .collect();
     backend.enqueue(tasks).await.unwrap();
@@ -393,6 +397,7 @@ async fn submit_after_restart(backend: &RedisBackend) -> BackendResult<()> {
         id: "j".into(),
         kind: "search".into(),
         spec: json!({}),
+        summary: String::new(),
         status: JobStatus::Pending,
         total_chunks: 1,
         error: None,
@@ -409,6 +414,7 @@ async fn submit_after_restart(backend: &RedisBackend) -> BackendResult<()> {
         priority: Priority::Medium,
         spec: json!({}),
         data: Bytes::from_static(b"ACGT"),
+        max_matches: 1000,
     };
     backend.enqueue(vec![task]).await
 }

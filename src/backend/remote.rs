@@ -10,9 +10,12 @@ use async_trait::async_trait;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+use bytes::Bytes;
+
 use super::{
-    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, Lease,
-    NackOutcome, NewTask, Progress, Queue, Store, TaskId, WorkerId,
+    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary,
+    Lease, NackOutcome, NewTask, Progress, Queue, RefusalReason, Store, StoredResult, TaskId,
+    WorkerId, RESULT_PART_BYTES,
 };
 use crate::protocol::{Connection, ErrorCode, Message, NackReply, Role, PROTOCOL_VERSION};
 
@@ -74,7 +77,20 @@ impl RemoteBackend {
 
     /// Sends one request and reads its reply; on a transport failure the connection is dropped
     /// so the next call reconnects. `Task` replies also read their data frame.
-    async fn request(&self, message: Message) -> BackendResult<(Message, Option<bytes::Bytes>)> {
+    async fn request(&self, message: Message) -> BackendResult<(Message, Option<Bytes>)> {
+        match self.exchange(message, &[]).await? {
+            (Message::Error { code, message }, _) => Err(refused(code, message)),
+            reply => Ok(reply),
+        }
+    }
+
+    /// Sends one request followed by `data` frames, and reads its reply, `error` replies
+    /// included (see `request`).
+    async fn exchange(
+        &self,
+        message: Message,
+        data: &[&[u8]],
+    ) -> BackendResult<(Message, Option<Bytes>)> {
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
             *guard = Some(self.connect().await?);
@@ -83,7 +99,11 @@ impl RemoteBackend {
             return Err(BackendError::Unavailable("no connection".into()));
         };
         let exchange = async {
-            conn.write_message(&message).await?;
+            conn.send_message(&message).await?;
+            for frame in data {
+                conn.send_frame(frame).await?;
+            }
+            conn.flush().await?;
             let reply = conn.expect_message().await?;
             let data = match &reply {
                 Message::Task { .. } => Some(conn.read_data().await?),
@@ -93,7 +113,6 @@ impl RemoteBackend {
         }
         .await;
         match exchange {
-            Ok((Message::Error { code, message }, _)) => Err(refused(code, message)),
             Ok(reply) => Ok(reply),
             Err(err) => {
                 *guard = None;
@@ -237,13 +256,62 @@ impl Store for RemoteBackend {
         Err(not_for_workers("set_status"))
     }
 
-    async fn put_chunk_result(&self, job: &str, result: &ChunkResult) -> BackendResult<bool> {
-        let message = Message::PutResult {
-            job_id: job.to_string(),
-            result: result.clone(),
+    async fn put_result_part(
+        &self,
+        _lease: &Lease,
+        _part: u32,
+        _bytes: Bytes,
+    ) -> BackendResult<()> {
+        Err(not_for_workers(
+            "put_result_part (put_chunk_result sends the parts)",
+        ))
+    }
+
+    async fn commit_chunk_result(
+        &self,
+        _lease: &Lease,
+        _result: &ChunkResult,
+        _parts: u32,
+    ) -> BackendResult<bool> {
+        Err(not_for_workers(
+            "commit_chunk_result (put_chunk_result sends it)",
+        ))
+    }
+
+    /// Sends the result with the lease's token; a payload too large for one part follows in
+    /// data frames of at most [`RESULT_PART_BYTES`], which the master stores part by part.
+    async fn put_chunk_result(&self, lease: &Lease, result: &ChunkResult) -> BackendResult<bool> {
+        let text = serde_json::to_vec(&result.payload)
+            .map_err(|e| BackendError::Other(format!("chunk result payload: {e}")))?;
+        let (result, frames): (ChunkResult, Vec<&[u8]>) = if text.len() <= RESULT_PART_BYTES {
+            (result.clone(), Vec::new())
+        } else {
+            let header = ChunkResult {
+                payload: serde_json::Value::Null,
+                ..result.clone()
+            };
+            (header, text.chunks(RESULT_PART_BYTES).collect())
         };
-        match self.request(message).await? {
+        let message = Message::PutResult {
+            job_id: lease.id.job.clone(),
+            token: lease.token.clone(),
+            parts: frames.len() as u32,
+            result,
+        };
+        match self.exchange(message, &frames).await? {
             (Message::ResultStored { first }, _) => Ok(first),
+            (
+                Message::Error {
+                    code: ErrorCode::ResultRefused,
+                    message,
+                },
+                _,
+            ) => Err(BackendError::refused(
+                lease,
+                RefusalReason::NotHolder,
+                message,
+            )),
+            (Message::Error { code, message }, _) => Err(refused(code, message)),
             (reply, _) => Err(unexpected(&reply)),
         }
     }
@@ -252,8 +320,20 @@ impl Store for RemoteBackend {
         Err(not_for_workers("progress"))
     }
 
-    async fn chunk_results(&self, _job: &str) -> BackendResult<Vec<ChunkResult>> {
-        Err(not_for_workers("chunk_results"))
+    async fn result_headers(&self, _job: &str) -> BackendResult<Vec<StoredResult>> {
+        Err(not_for_workers("result_headers"))
+    }
+
+    async fn result_part(&self, _job: &str, _chunk: u32, _part: u32) -> BackendResult<Bytes> {
+        Err(not_for_workers("result_part"))
+    }
+
+    async fn job_summaries(&self, _limit: usize) -> BackendResult<Vec<JobSummary>> {
+        Err(not_for_workers("job_summaries"))
+    }
+
+    async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>> {
+        Err(not_for_workers("refused_results"))
     }
 
     async fn push_alert(&self, _alert: &serde_json::Value) -> BackendResult<()> {

@@ -176,7 +176,7 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 /// resubmits); accepted jobs simply continue from their persisted tasks.
 pub async fn resume_unfinished(state: &MasterState) -> Result<(), BackendError> {
     let mut resumed = 0;
-    for job in state.store.jobs().await? {
+    for job in state.store.job_summaries(usize::MAX).await? {
         match job.status {
             JobStatus::Uploading => {
                 state.queue.cancel_job(&job.id).await?;

@@ -53,7 +53,7 @@ impl Db {
         let conn = Connection::open(&path)
             .map_err(|err| BackendError::Other(format!("cannot open {}: {err}", path.display())))?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
-        add_task_kind_column(&conn)?;
+        add_missing_columns(&conn)?;
         let mut state = DbState {
             conn,
             spool_dir,
@@ -145,15 +145,29 @@ impl DbState {
     }
 }
 
-/// Databases made before tasks carried a kind lack the column; their tasks are all searches.
-fn add_task_kind_column(conn: &Connection) -> BackendResult<()> {
-    let has_kind = conn
-        .prepare("SELECT 1 FROM pragma_table_info('tasks') WHERE name = 'kind'")
-        .and_then(|mut query| query.exists([]))
-        .map_err(sql_error)?;
-    if !has_kind {
-        conn.execute_batch("ALTER TABLE tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'search'")
+/// Columns added since the first release, with their declarations. Databases made earlier lack
+/// them: their tasks are all searches, their jobs have no stored summary, their tasks no match
+/// bound, and their results are all inline.
+const ADDED_COLUMNS: [(&str, &str, &str); 5] = [
+    ("tasks", "kind", "TEXT NOT NULL DEFAULT 'search'"),
+    ("tasks", "max_matches", "INTEGER"),
+    ("jobs", "summary", "TEXT NOT NULL DEFAULT ''"),
+    ("results", "parts", "INTEGER NOT NULL DEFAULT 0"),
+    ("results", "token", "TEXT NOT NULL DEFAULT ''"),
+];
+
+fn add_missing_columns(conn: &Connection) -> BackendResult<()> {
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let present = conn
+            .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
+            .and_then(|mut query| query.exists([table, column]))
             .map_err(sql_error)?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))
+            .map_err(sql_error)?;
+        }
     }
     Ok(())
 }
