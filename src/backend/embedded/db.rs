@@ -54,6 +54,7 @@ impl Db {
             .map_err(|err| BackendError::Other(format!("cannot open {}: {err}", path.display())))?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
         add_missing_columns(&conn)?;
+        move_specs_out_of_jobs(&conn)?;
         let mut state = DbState {
             conn,
             spool_dir,
@@ -170,6 +171,18 @@ fn add_missing_columns(conn: &Connection) -> BackendResult<()> {
         }
     }
     Ok(())
+}
+
+/// Databases made before `job_specs` keep specs in `jobs.spec`: move them (once; afterwards
+/// `jobs.spec` is always empty and this finds nothing to move).
+fn move_specs_out_of_jobs(conn: &Connection) -> BackendResult<()> {
+    conn.execute_batch(
+        "BEGIN;
+         INSERT OR IGNORE INTO job_specs (id, spec) SELECT id, spec FROM jobs WHERE spec != '';
+         UPDATE jobs SET spec = '' WHERE spec != '';
+         COMMIT;",
+    )
+    .map_err(sql_error)
 }
 
 /// Maps a SQLite error.

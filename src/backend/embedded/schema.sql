@@ -3,6 +3,8 @@ PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA busy_timeout = 5000;
 
+-- jobs.spec is empty: specs live in job_specs (databases made earlier have them moved there at
+-- open), so the small, often read and updated job rows never carry a spec of many megabytes.
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -13,6 +15,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     created_at REAL NOT NULL,
     finished_at REAL
+);
+
+CREATE TABLE IF NOT EXISTS job_specs (
+    id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL
 );
 
 -- state: queued | leased | dead. Acked tasks are deleted; their results live in `results`.

@@ -28,11 +28,15 @@ fn parse_status(name: &str) -> rusqlite::Result<JobStatus> {
     })
 }
 
-const JOB_COLUMNS: &str =
-    "id, kind, spec, status, total_chunks, error, created_at, finished_at, summary";
+/// A job's columns as read; the spec lives in `job_specs`, so reading or updating a job's status
+/// never walks a spec that may be many megabytes long.
+const JOB_COLUMNS: &str = "id, kind, (SELECT spec FROM job_specs WHERE job_specs.id = jobs.id),
+    status, total_chunks, error, created_at, finished_at, summary";
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
-    let spec: String = row.get(2)?;
+    let spec: String = row
+        .get::<_, Option<String>>(2)?
+        .unwrap_or_else(|| "null".into());
     let status: String = row.get(3)?;
     Ok(JobRecord {
         id: row.get(0)?,
@@ -70,13 +74,12 @@ pub(super) fn create_job(state: &mut DbState, job: &JobRecord) -> BackendResult<
     state
         .conn
         .execute(
-            &format!(
-                "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-            ),
+            "INSERT INTO jobs
+                (id, kind, spec, status, total_chunks, error, created_at, finished_at, summary)
+             VALUES (?1, ?2, '', ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 job.id,
                 job.kind,
-                job.spec.to_string(),
                 JobStatus::as_str(job.status),
                 job.total_chunks,
                 job.error,
@@ -86,6 +89,7 @@ pub(super) fn create_job(state: &mut DbState, job: &JobRecord) -> BackendResult<
             ],
         )
         .map_err(sql_error)?;
+    write_spec(state, &job.id, &job.spec)?;
     Ok(CreateOutcome::Created)
 }
 
@@ -143,15 +147,25 @@ pub(super) fn update_job_spec(
     id: &str,
     spec: &serde_json::Value,
 ) -> BackendResult<()> {
-    let changed = state
+    let known: bool = state
         .conn
-        .prepare_cached("UPDATE jobs SET spec = ?2 WHERE id = ?1")
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1)")
+        .map_err(sql_error)?
+        .query_row(params![id], |row| row.get(0))
+        .map_err(sql_error)?;
+    if !known {
+        return Err(BackendError::NoSuchJob(id.to_string()));
+    }
+    write_spec(state, id, spec)
+}
+
+fn write_spec(state: &mut DbState, id: &str, spec: &serde_json::Value) -> BackendResult<()> {
+    state
+        .conn
+        .prepare_cached("INSERT OR REPLACE INTO job_specs (id, spec) VALUES (?1, ?2)")
         .map_err(sql_error)?
         .execute(params![id, spec.to_string()])
         .map_err(sql_error)?;
-    if changed == 0 {
-        return Err(BackendError::NoSuchJob(id.to_string()));
-    }
     Ok(())
 }
 

@@ -151,7 +151,7 @@ impl Store for RedisBackend {
                 bytes.len()
             )));
         }
-        let token = parse_token(&lease.token)?;
+        let token = parse_token(&lease.token);
         let (job, chunk) = (&lease.id.job, lease.id.chunk);
         let (code, detail): (i64, String) = self
             .invoke(
@@ -188,7 +188,7 @@ impl Store for RedisBackend {
                 result.chunk
             )));
         }
-        let token = parse_token(&lease.token)?;
+        let token = parse_token(&lease.token);
         let header = StoredResult {
             chunk,
             matches: result.matches,
