@@ -2,7 +2,7 @@
 # Measures how fast the watchman declares a worker dead, with real processes: a crash (kill -9)
 # and a hang (SIGSTOP, with a short heartbeat timeout), RUNS times each, and prints the medians.
 # Latency = the DEAD alert's timestamp in the collector's alert log minus the moment the signal
-# was sent. Targets (DESIGN "The watchman"): crash < 1 s, hang < timeout + 1 s.
+# was sent. Targets: crash < 1 s, hang < timeout + 1 s.
 #
 # usage: scripts/bench_detection.sh [RUNS] [HEARTBEAT_TIMEOUT_SECONDS]
 set -euo pipefail

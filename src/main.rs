@@ -1,10 +1,18 @@
-//! `gridwatch`: one binary for every role. Parses arguments and dispatches; nothing else.
+//! `gridwatch`: one binary for every role. Parses arguments and dispatches; nothing else. Every
+//! command fails the same way: one line `error: …` on stderr, exit code 2 for an error the user
+//! can fix and 1 for anything else.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gridwatch::client::connect::ClientError;
-use gridwatch::client::{demo, query, submit, up, watch};
+use gridwatch::client::tool_error::ToolError;
+use gridwatch::client::{generate, julia, monitor, particles, query, search, submit};
+use gridwatch::local::{bench, demo, up};
 use gridwatch::telemetry::{self, LogFormat};
-use gridwatch::{master, worker};
+use gridwatch::{agent, collector, master, worker};
 
 #[derive(Parser)]
 #[command(
@@ -23,7 +31,8 @@ enum Command {
     Master(master::MasterArgs),
     /// Run a worker: leases chunk tasks from the master and searches them.
     Worker(worker::WorkerArgs),
-    /// Submit a job: `submit search FILE -p PATTERN` (or just `submit FILE -p PATTERN`).
+    /// Submit a job: `submit search FILE -p PATTERN` (or just `submit FILE -p PATTERN`),
+    /// `submit julia --width W`, `submit particles --particles N --steps S --seed K`.
     Submit(submit::SubmitArgs),
     /// Show a job's status and progress.
     Status(query::StatusArgs),
@@ -37,88 +46,116 @@ enum Command {
     Up(up::UpArgs),
     /// Start a local grid, search a generated genome on it and check against local search.
     Demo(demo::DemoArgs),
-    /// Watch one worker: take its heartbeats over a Unix socket, report to the collector.
-    Agent(gridwatch::agent::AgentConfig),
+    /// Run an agent: takes one worker's heartbeats over a Unix socket, reports to the collector.
+    Agent(agent::AgentConfig),
     /// Collect agents' reports, raise alerts, tell the master of dead workers.
-    Collector(gridwatch::collector::CollectorConfig),
+    Collector(collector::CollectorConfig),
     /// Show every worker's liveness: active / unstable / inactive, round trip, tasks done.
-    Workers(gridwatch::client::watch::WatchQueryArgs),
+    Workers(monitor::MonitorArgs),
     /// Show the most recent alerts.
-    Alerts(gridwatch::client::watch::AlertsArgs),
+    Alerts(monitor::AlertsArgs),
     /// Search a FASTA or plain sequence file on all local cores (no servers needed).
-    Search(gridwatch::client::search::SearchArgs),
+    Search(search::SearchArgs),
+    /// Render the Julia set on all local cores (the classic benchmark by default).
+    Julia(julia::JuliaArgs),
+    /// Run particle simulations on all local cores, one replica per seed.
+    Particles(particles::ParticlesArgs),
     /// Write a deterministic random genome as FASTA.
-    Generate(gridwatch::client::generate::GenerateArgs),
+    Generate(generate::GenerateArgs),
     /// Benchmarks that compare gridwatch with other tools.
     #[command(subcommand)]
-    Bench(gridwatch::client::bench::BenchCommand),
+    Bench(bench::BenchCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Master(args) => server("master", async move {
-            master::serve(args).await.map_err(anyhow::Error::from)
-        }),
-        Command::Worker(args) => server("worker", async move {
-            worker::serve(args).await.map_err(anyhow::Error::from)
-        }),
+    let outcome = match cli.command {
+        Command::Master(args) => server("master", master::serve(args)),
+        Command::Worker(args) => server("worker", worker::serve(args)),
+        Command::Agent(args) => server("agent", agent::serve(args)),
+        Command::Collector(args) => server("collector", collector::serve(args)),
         Command::Submit(args) => client(submit::submit(args)),
         Command::Status(args) => client(query::status(args)),
         Command::Results(args) => client(query::results(args)),
         Command::Cancel(args) => client(query::cancel(args)),
         Command::Jobs(args) => client(query::jobs(args)),
+        Command::Workers(args) => client(monitor::workers(args)),
+        Command::Alerts(args) => client(monitor::alerts(args)),
         Command::Up(args) => client(up::up(args)),
         Command::Demo(args) => client(demo::demo(args)),
-        Command::Agent(config) => {
-            telemetry::init(LogFormat::Json, "agent");
-            tokio::runtime::Runtime::new()?.block_on(watch::run_agent(config))
+        Command::Search(args) => search::run(&args).map_err(fail),
+        Command::Julia(args) => julia::run(&args).map_err(fail),
+        Command::Particles(args) => particles::run(&args).map_err(fail),
+        Command::Generate(args) => generate::run(&args).map_err(fail),
+        Command::Bench(what) => bench::run(&what).map_err(fail),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
         }
-        Command::Collector(config) => {
-            telemetry::init(LogFormat::Json, "collector");
-            tokio::runtime::Runtime::new()?.block_on(watch::run_collector(config))
-        }
-        Command::Workers(args) => {
-            telemetry::init(LogFormat::Text, "workers");
-            tokio::runtime::Runtime::new()?.block_on(watch::workers(args))
-        }
-        Command::Alerts(args) => {
-            telemetry::init(LogFormat::Text, "alerts");
-            tokio::runtime::Runtime::new()?.block_on(watch::alerts(args))
-        }
-        Command::Search(args) => exit_on_tool_error(gridwatch::client::search::run(&args)),
-        Command::Generate(args) => exit_on_tool_error(gridwatch::client::generate::run(&args)),
-        Command::Bench(what) => exit_on_tool_error(gridwatch::client::bench::run(&what)),
     }
 }
+
+/// Why a command failed: the one line to print and the exit code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+/// An error type that knows whether the user can fix it (exit 2) or not (exit 1).
+trait ExitCoded: Display {
+    fn exit_code(&self) -> i32;
+}
+
+macro_rules! exit_coded {
+    ($($error:ty),* $(,)?) => {
+        $(
+            impl ExitCoded for $error {
+                fn exit_code(&self) -> i32 {
+                    <$error>::exit_code(self)
+                }
+            }
+        )*
+    };
+}
+
+fn fail<E: ExitCoded>(error: E) -> Failure {
+    Failure {
+        message: error.to_string(),
+        code: u8::try_from(error.exit_code()).unwrap_or(1),
+    }
+}
+
+exit_coded!(
+    ClientError,
+    ToolError,
+    master::MasterError,
+    worker::WorkerError,
+    agent::AgentError,
+    collector::CollectorError,
+);
 
 /// Runs a server role with JSON-lines logs.
-fn server(
+fn server<E: ExitCoded>(
     component: &'static str,
-    run: impl std::future::Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<()> {
+    run: impl Future<Output = Result<(), E>>,
+) -> Result<(), Failure> {
     telemetry::init(LogFormat::Json, component);
-    tokio::runtime::Runtime::new()?.block_on(run)
+    block_on(run)
 }
 
-/// Runs a client command; its errors are printed as one line with exit code 2 for user errors.
-fn client(run: impl std::future::Future<Output = Result<(), ClientError>>) -> anyhow::Result<()> {
+/// Runs a client command with human-readable logs.
+fn client<E: ExitCoded>(run: impl Future<Output = Result<(), E>>) -> Result<(), Failure> {
     telemetry::init(LogFormat::Text, "client");
-    let result = tokio::runtime::Runtime::new()?.block_on(run);
-    if let Err(err) = result {
-        eprintln!("error: {err}");
-        std::process::exit(err.exit_code());
-    }
-    Ok(())
+    block_on(run)
 }
 
-/// Prints a local tool's error as one line and exits with its code (2 for user errors).
-fn exit_on_tool_error(
-    result: Result<(), gridwatch::client::tool_error::ToolError>,
-) -> anyhow::Result<()> {
-    if let Err(error) = result {
-        eprintln!("error: {error}");
-        std::process::exit(error.exit_code());
-    }
-    Ok(())
+fn block_on<E: ExitCoded>(run: impl Future<Output = Result<(), E>>) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|err| Failure {
+        message: format!("cannot start the async runtime: {err}"),
+        code: 1,
+    })?;
+    runtime.block_on(run).map_err(fail)
 }

@@ -1,7 +1,8 @@
 //! One conformance suite for every backend: the same test functions run against the embedded
-//! backend and against Redis (a real `redis-server` per test, on a free port). A backend that
-//! passes them delivers tasks at least once, stores results exactly once, and can stand in for
-//! the other.
+//! backend, against Redis (a real `redis-server` per test, on a free port), and against the
+//! embedded backend as a worker reaches it: through a real master on a free port, with
+//! `RemoteBackend` making the worker's calls over the protocol. A backend that passes them
+//! delivers tasks at least once, stores results exactly once, and can stand in for the other.
 //!
 //! Each case takes a [`Subject`]; `conformance_cases!` lists the cases once, with the visibility
 //! timeout each one needs, and each backend module instantiates them all.
@@ -15,6 +16,9 @@ use std::time::Duration;
 use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::{Queue, Store};
+
+#[path = "backend_conformance/through_master.rs"]
+mod through_master;
 
 /// A backend under test, and whatever keeps it alive (a server process, a temp dir).
 pub struct Subject {
@@ -135,6 +139,23 @@ mod embedded_backend {
 mod redis_backend {
     use super::*;
     conformance_cases!(instantiate_for_redis);
+}
+
+macro_rules! instantiate_through_master {
+    ($($case:ident: $visibility:expr),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let subject = through_master::subject($visibility).await;
+                suite::$case(&subject).await;
+            }
+        )*
+    };
+}
+
+mod remote_backend {
+    use super::*;
+    conformance_cases!(instantiate_through_master);
 }
 
 #[path = "backend_conformance/delivery.rs"]

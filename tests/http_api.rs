@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::procs::wait_for;
-use common::watch_grid::{genome, Grid, PATTERN};
+use common::watchman_grid::{genome, Grid, PATTERN};
 use serde_json::Value;
 
 /// One HTTP response.

@@ -1,5 +1,5 @@
 //! Redis-only promises, checked with `redis-cli`-style reads against a real `redis-server`:
-//! memory hygiene (no acked entries, no chunk bytes left), the seed's key names, the dead-letter
+//! memory hygiene (no acked entries, no chunk bytes left), the readable key names, the dead-letter
 //! stream, and surviving a Redis restart or a lost connection.
 
 mod common;
@@ -294,7 +294,7 @@ async fn recent_workers_are_those_that_leased_within_the_window() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_follow_the_seed() {
+async fn keys_are_readable_words_as_redis_cli_shows_them() {
     let server = RedisServer::start();
     let options = RedisOptions {
         alert_history_cap: 5,

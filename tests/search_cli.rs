@@ -136,7 +136,7 @@ fn overlapping_matches_all_count() {
 }
 
 #[test]
-fn iupac_codes_and_n_runs_follow_the_design() {
+fn iupac_codes_and_n_runs_match_their_base_sets() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = write_file(dir.path(), "n.fa", b">n\nACGTNNNNacgt\n");
     assert_eq!(

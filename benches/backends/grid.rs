@@ -44,11 +44,11 @@ pub fn run(size_bytes: u64, runs: usize, scratch: &Path) {
     let file_mib = std::fs::metadata(&genome).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
 
     let memory_only = RedisServer::start();
-    let like_the_seed = RedisServer::start_like_the_seed();
+    let like_the_deployment = RedisServer::start_like_the_deployment();
     let contenders: [(&str, Option<String>); 3] = [
         ("embedded", None),
         ("redis", Some(memory_only.url())),
-        ("redis+aof", Some(like_the_seed.url())),
+        ("redis+aof", Some(like_the_deployment.url())),
     ];
     let mut best: Vec<Option<Run>> = vec![None, None, None];
     for round in 0..runs {
@@ -85,7 +85,7 @@ pub fn run(size_bytes: u64, runs: usize, scratch: &Path) {
         );
     }
     println!(
-        "redis: memory only; redis+aof: appendonly yes, fsync every second (the seed's setup)"
+        "redis: memory only; redis+aof: appendonly yes, fsync every second (the shipped deployment)"
     );
 }
 
@@ -93,9 +93,17 @@ pub fn run(size_bytes: u64, runs: usize, scratch: &Path) {
 fn time_job(genome: &Path, data_dir: &Path, redis_url: Option<&str>) -> Run {
     std::fs::create_dir_all(data_dir).expect("data dir");
     let mut up = gridwatch();
-    up.args(["up", "--workers", WORKERS, "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data_dir);
+    up.args([
+        "up",
+        "--workers",
+        WORKERS,
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "off",
+    ])
+    .arg("--data-dir")
+    .arg(data_dir);
     if let Some(url) = redis_url {
         up.args(["--backend", url]);
     }

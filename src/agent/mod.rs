@@ -1,14 +1,11 @@
 //! The per-worker agent: takes heartbeats over a Unix socket, samples system metrics, reports to
-//! the collector (seed 000 §3.4). Crash → DEAD at once; hang → DEAD after the heartbeat timeout;
+//! the collector. Crash → DEAD at once; hang → DEAD after the heartbeat timeout;
 //! every status change is reported immediately, the rest every report interval.
 
-mod handshake;
-mod heartbeat;
-mod report;
 mod reporter;
 pub mod sampler;
 mod server;
-pub mod watch;
+pub mod tracker;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -18,15 +15,14 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::net::UnixListener;
 
-pub use handshake::{hello, welcome};
-pub use heartbeat::{HeartbeatClient, HEARTBEAT_INTERVAL};
-pub use report::{WorkerReport, WorkerStatus};
+use crate::protocol::{Greeting, Role};
+
 pub use reporter::ReportBuffer;
 pub use server::{AgentShared, LeaseAdvice};
 
-use crate::collector::clock::parse_duration;
+use crate::time::parse_duration;
 
-/// Agent settings: flags, with the seed's environment variables as fallbacks.
+/// Agent settings: flags, with environment variables as fallbacks.
 #[derive(Clone, Debug, clap::Args)]
 pub struct AgentConfig {
     /// The worker this agent watches.
@@ -48,6 +44,9 @@ pub struct AgentConfig {
     /// Heartbeat silence after which a live worker process counts as hung, hence DEAD.
     #[arg(long, env = "HEARTBEAT_TIMEOUT", default_value = "15", value_parser = parse_duration)]
     pub heartbeat_timeout: Duration,
+    /// Shared secret sent in the hello to the collector, when the cluster has one.
+    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Reports kept while the collector is unreachable; the oldest are dropped beyond this.
     #[arg(long, default_value_t = 1000)]
     pub buffer_reports: usize,
@@ -58,22 +57,13 @@ impl AgentConfig {
     pub fn socket_path(&self) -> PathBuf {
         self.socket
             .clone()
-            .unwrap_or_else(|| default_socket_path(&self.worker_id))
+            .unwrap_or_else(|| crate::protocol::default_agent_socket(&self.worker_id))
     }
 
     /// The collector's address as `host:port`.
     pub fn collector_addr(&self) -> String {
         format!("{}:{}", self.collector_host, self.collector_port)
     }
-}
-
-/// `$XDG_RUNTIME_DIR/gridwatch/{id}.sock`, or `/tmp/gridwatch/{id}.sock` without it.
-pub fn default_socket_path(worker_id: &str) -> PathBuf {
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("gridwatch").join(format!("{worker_id}.sock"))
 }
 
 /// Why the agent could not start.
@@ -92,6 +82,13 @@ pub enum AgentError {
     },
 }
 
+impl AgentError {
+    /// Process exit code: both errors are the user's to fix (another agent, a bad path).
+    pub fn exit_code(&self) -> i32 {
+        2
+    }
+}
+
 /// Binds the worker socket, replacing a stale socket file left by a crashed agent.
 async fn bind(path: &Path) -> Result<UnixListener, AgentError> {
     let bind_error = |source| AgentError::Bind {
@@ -108,6 +105,11 @@ async fn bind(path: &Path) -> Result<UnixListener, AgentError> {
         std::fs::remove_file(path).map_err(bind_error)?;
     }
     UnixListener::bind(path).map_err(bind_error)
+}
+
+/// Runs an agent from the command line until Ctrl-C or SIGTERM.
+pub async fn serve(config: AgentConfig) -> Result<(), AgentError> {
+    run(config, crate::shutdown::signal()).await
 }
 
 /// Runs the agent until `shutdown` completes, then removes its socket.
@@ -141,7 +143,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future) -> Result<(), Agent
         )),
         tokio::spawn(reporter::deliver(
             config.collector_addr(),
-            config.worker_id.clone(),
+            Greeting::new(Role::Agent)
+                .with_id(config.worker_id.clone())
+                .with_token(config.token.clone()),
             Arc::clone(&shared),
             buffer,
             stopped(),

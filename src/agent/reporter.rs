@@ -13,12 +13,11 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 
-use super::handshake::hello;
-use super::report::WorkerReport;
 use super::sampler::Sampler;
 use super::server::{AgentShared, LeaseAdvice};
-use crate::collector::clock::unix_now;
-use crate::protocol::{Connection, Message, ProtocolError, Role};
+use crate::protocol::handshake::{hello, Greeting};
+use crate::protocol::{Connection, Message, ProtocolError, WorkerReport};
+use crate::time::unix_now;
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -134,14 +133,14 @@ fn make_report(
     seq: u64,
 ) -> WorkerReport {
     let (status, reason, pid, tasks, task, uptime) = {
-        let watch = shared.watch();
+        let tracker = shared.tracker();
         (
-            watch.status(),
-            watch.reason().map(str::to_string),
-            watch.pid(),
-            watch.tasks_completed(),
-            watch.current_task().map(str::to_string),
-            watch.uptime(Instant::now()),
+            tracker.status(),
+            tracker.reason().map(str::to_string),
+            tracker.pid(),
+            tracker.tasks_completed(),
+            tracker.current_task().map(str::to_string),
+            tracker.uptime(Instant::now()),
         )
     };
     let sample = sampler.sample(pid);
@@ -170,7 +169,7 @@ fn make_report(
 /// `shutdown` completes.
 pub async fn deliver(
     collector: String,
-    worker_id: String,
+    greeting: Greeting,
     shared: Arc<AgentShared>,
     buffer: Arc<ReportBuffer>,
     shutdown: impl Future,
@@ -181,7 +180,7 @@ pub async fn deliver(
     loop {
         let mut connected = false;
         let outcome = tokio::select! {
-            outcome = session(&collector, &worker_id, &shared, &buffer, &mut last_rtt_ms, &mut connected) => outcome,
+            outcome = session(&collector, &greeting, &shared, &buffer, &mut last_rtt_ms, &mut connected) => outcome,
             _ = &mut shutdown => return,
         };
         // Without the collector there is no verdict: never leave a worker paused on stale advice.
@@ -210,7 +209,7 @@ pub async fn deliver(
 /// One connection to the collector; returns how many reports it delivered before it ended.
 async fn session(
     collector: &str,
-    worker_id: &str,
+    greeting: &Greeting,
     shared: &AgentShared,
     buffer: &ReportBuffer,
     last_rtt_ms: &mut Option<f64>,
@@ -221,7 +220,7 @@ async fn session(
         .map_err(|_| ProtocolError::Timeout(ACK_TIMEOUT))??;
     stream.set_nodelay(true)?;
     let mut conn = Connection::new(stream);
-    hello(&mut conn, Role::Agent, Some(worker_id.to_string())).await?;
+    hello(&mut conn, greeting).await?;
     *connected = true;
     tracing::info!(collector, pending = buffer.len(), "connected to collector");
     let mut delivered = 0;
@@ -274,7 +273,7 @@ async fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::WorkerStatus;
+    use crate::protocol::WorkerStatus;
 
     fn report(seq: u64) -> WorkerReport {
         WorkerReport {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 
-use super::handshake::welcome;
-use super::watch::{process_alive, ConnectionId, WorkerWatch};
+use super::tracker::{process_alive, ConnectionId, WorkerTracker};
+use crate::protocol::handshake::{read_hello, welcome};
 use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role};
 
 /// How long after a dropped connection the agent looks for the process to disappear: a killed
@@ -34,7 +34,7 @@ pub struct LeaseAdvice {
 /// State shared by the socket server, the hang checker and the reporter.
 #[derive(Debug)]
 pub struct AgentShared {
-    watch: Mutex<WorkerWatch>,
+    tracker: Mutex<WorkerTracker>,
     /// Notified on every status change: the reporter sends a report at once.
     pub status_changed: Notify,
     /// The collector's latest verdict for this worker.
@@ -46,29 +46,29 @@ impl AgentShared {
     /// Shared state for a worker with the given heartbeat timeout.
     pub fn new(heartbeat_timeout: Duration) -> AgentShared {
         AgentShared {
-            watch: Mutex::new(WorkerWatch::new(heartbeat_timeout)),
+            tracker: Mutex::new(WorkerTracker::new(heartbeat_timeout)),
             status_changed: Notify::new(),
             advice: watch::channel(LeaseAdvice::default()).0,
             next_connection: AtomicU64::new(1),
         }
     }
 
-    /// Locks the worker watch (a poisoned lock still holds valid bookkeeping).
-    pub fn watch(&self) -> MutexGuard<'_, WorkerWatch> {
-        self.watch
+    /// Locks the worker tracker (a poisoned lock still holds valid bookkeeping).
+    pub fn tracker(&self) -> MutexGuard<'_, WorkerTracker> {
+        self.tracker
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn changed(&self, changed: bool) {
         if changed {
-            let watch = self.watch();
+            let tracker = self.tracker();
             tracing::info!(
-                status = watch.status().as_str(),
-                reason = watch.reason().unwrap_or(""),
+                status = tracker.status().as_str(),
+                reason = tracker.reason().unwrap_or(""),
                 "worker status changed"
             );
-            drop(watch);
+            drop(tracker);
             self.status_changed.notify_one();
         }
     }
@@ -97,14 +97,14 @@ pub async fn serve(listener: UnixListener, shared: Arc<AgentShared>, shutdown: i
 pub async fn check_hangs(shared: Arc<AgentShared>, shutdown: impl Future) {
     tokio::pin!(shutdown);
     loop {
-        let deadline = shared.watch().next_deadline();
+        let deadline = shared.tracker().next_deadline();
         // Without a deadline, look again soon: a heartbeat may have set one meanwhile.
         let wake = deadline.unwrap_or_else(|| Instant::now() + Duration::from_millis(200));
         tokio::select! {
             _ = tokio::time::sleep_until(wake.into()) => {}
             _ = &mut shutdown => return,
         }
-        let changed = shared.watch().check(Instant::now());
+        let changed = shared.tracker().check(Instant::now());
         shared.changed(changed);
     }
 }
@@ -112,38 +112,38 @@ pub async fn check_hangs(shared: Arc<AgentShared>, shutdown: impl Future) {
 async fn handle_worker(stream: UnixStream, shared: Arc<AgentShared>) {
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
     let mut conn = Connection::new(stream);
-    match tokio::time::timeout(HELLO_TIMEOUT, conn.read_message()).await {
-        Ok(Ok(Some(Message::Hello {
-            role: Role::Worker, ..
-        }))) => {
+    // The socket's directory is private to its owner: the peer is trusted without a token.
+    let accepted = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut conn, None)).await {
+        Ok(Ok(peer)) if peer.role == Role::Worker => Ok(()),
+        Ok(Ok(_)) => Err(Some((
+            ErrorCode::UnexpectedMessage,
+            "expected a worker hello first".to_string(),
+        ))),
+        Ok(Err(err)) => Err(err.reply()),
+        Err(_) => Err(None),
+    };
+    match accepted {
+        Ok(()) => {
             if welcome(&mut conn).await.is_err() {
                 return;
             }
         }
-        Ok(Ok(None)) => return,
-        Ok(Ok(Some(_))) => {
-            conn.send_error(
-                ErrorCode::UnexpectedMessage,
-                "expected a worker hello first",
-            )
-            .await;
+        Err(reply) => {
+            if let Some((code, message)) = reply {
+                conn.send_error(code, message).await;
+            }
             return;
         }
-        Ok(Err(err)) => {
-            conn.send_error(err.code(), err.to_string()).await;
-            return;
-        }
-        Err(_) => return,
     }
     if let Err(err) = heartbeats(&mut conn, id, &shared).await {
         tracing::debug!(error = %err, "worker connection ended with an error");
     }
-    let pid = shared.watch().pid();
+    let pid = shared.tracker().pid();
     let alive = match pid {
         Some(pid) => wait_for_exit(pid).await,
         None => false,
     };
-    let changed = shared.watch().on_disconnect(id, alive);
+    let changed = shared.tracker().on_disconnect(id, alive);
     shared.changed(changed);
 }
 
@@ -179,22 +179,22 @@ async fn heartbeats(
                     ..
                 }) => {
                     let now = Instant::now();
-                    let mut watch = shared.watch();
-                    let before = watch.status();
-                    if watch.connection() != Some(id) || watch.pid() != Some(pid) {
-                        watch.on_hello(id, pid, now);
+                    let mut tracker = shared.tracker();
+                    let before = tracker.status();
+                    if tracker.connection() != Some(id) || tracker.pid() != Some(pid) {
+                        tracker.on_hello(id, pid, now);
                     }
-                    watch.on_heartbeat(id, tasks_completed, current_task, now);
-                    let changed = watch.status() != before;
-                    drop(watch);
+                    tracker.on_heartbeat(id, tasks_completed, current_task, now);
+                    let changed = tracker.status() != before;
+                    drop(tracker);
                     shared.changed(changed);
                 }
                 Some(Message::Goodbye) => {
-                    let changed = shared.watch().on_goodbye(id);
+                    let changed = shared.tracker().on_goodbye(id);
                     shared.changed(changed);
                 }
                 Some(other) => {
-                    let message = format!("unexpected {} on the agent socket", type_name(&other));
+                    let message = format!("unexpected {} on the agent socket", other.type_name());
                     conn.send_error(ErrorCode::UnexpectedMessage, message).await;
                     return Ok(());
                 }
@@ -213,16 +213,4 @@ async fn wait_for_exit(pid: u32) -> bool {
         tokio::time::sleep(EXIT_PROBE_STEP).await;
     }
     false
-}
-
-fn type_name(message: &Message) -> String {
-    serde_json::to_value(message)
-        .ok()
-        .and_then(|value| {
-            value
-                .get("type")
-                .and_then(|t| t.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "message".into())
 }

@@ -1,7 +1,8 @@
-//! Which backend a process uses: `--backend embedded | redis | redis://HOST:PORT/DB`, with the
-//! seed's `REDIS_HOST` / `REDIS_PORT` as environment fallbacks (seed 000 §12).
+//! Which backend a process uses, and the one way to open it: `--backend embedded | redis |
+//! redis://HOST:PORT/DB`, with `REDIS_HOST` / `REDIS_PORT` as environment fallbacks (the names
+//! container setups already pass), then [`BackendConfig::connect`] for the master, a worker or
+//! the collector alike.
 
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,11 +10,12 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::embedded::{EmbeddedBackend, EmbeddedConfig};
-use super::redis::{RedisBackend, RedisOptions};
+use super::redis::{
+    parse_port, RedisBackend, RedisOptions, RedisUrl, RedisUrlError, DEFAULT_REDIS_PORT,
+};
+use super::remote::RemoteBackend;
 use super::{BackendResult, Queue, Store};
-
-/// Port of a Redis server when neither the URL nor `REDIS_PORT` names one.
-pub const DEFAULT_REDIS_PORT: u16 = 6379;
+use crate::protocol::Greeting;
 
 /// Where tasks and job state live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,45 +26,13 @@ pub enum BackendConfig {
     Redis(RedisUrl),
 }
 
-/// A validated `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` address.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl {
-    /// `USER:PASSWORD@` or `:PASSWORD@`, when given.
-    credentials: Option<String>,
-    /// Host name or IP address (IPv6 in brackets).
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// Database number.
-    pub db: u32,
-}
-
-impl RedisUrl {
-    /// The URL to connect with, credentials included.
-    pub fn connection_url(&self) -> String {
-        let credentials = self.credentials.as_deref().unwrap_or("");
-        format!(
-            "redis://{credentials}{}:{}/{}",
-            self.host, self.port, self.db
-        )
-    }
-}
-
-impl fmt::Display for RedisUrl {
-    /// Shows the address without its password, for logs.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hidden = if self.credentials.is_some() {
-            "***@"
-        } else {
-            ""
-        };
-        write!(f, "redis://{hidden}{}:{}/{}", self.host, self.port, self.db)
-    }
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
+impl std::fmt::Display for BackendConfig {
+    /// `embedded`, or the Redis URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendConfig::Embedded => f.write_str("embedded"),
+            BackendConfig::Redis(url) => write!(f, "{url}"),
+        }
     }
 }
 
@@ -73,13 +43,8 @@ pub enum BackendConfigError {
     #[error("backend {0:?}: expected `embedded`, `redis` or a URL like redis://HOST:PORT/DB")]
     Unknown(String),
     /// A redis:// URL that does not parse.
-    #[error("backend {url:?}: {reason}; expected redis://HOST:PORT/DB")]
-    BadRedisUrl {
-        /// The value given.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    BadRedisUrl(#[from] RedisUrlError),
     /// `REDIS_PORT` is not a port number.
     #[error("REDIS_PORT={0:?} is not a port number (1-65535)")]
     BadRedisPort(String),
@@ -99,8 +64,15 @@ fn check_backend_flag(value: &str) -> Result<String, BackendConfigError> {
     BackendConfig::resolve(Some(value), |_| None).map(|_| value.to_string())
 }
 
-/// A backend's queue and store, shared by every task of a process.
-pub type SharedBackend = (Arc<dyn Queue>, Arc<dyn Store>);
+/// A process's handle on the backend: where tasks go and where job state lives. Cheap to clone;
+/// every method may be called concurrently.
+#[derive(Clone)]
+pub struct Backend {
+    /// Where tasks go.
+    pub queue: Arc<dyn Queue>,
+    /// Where job state, results, alerts and worker views live.
+    pub store: Arc<dyn Store>,
+}
 
 /// Delivery settings both backends honour.
 #[derive(Clone, Copy, Debug)]
@@ -111,18 +83,40 @@ pub struct DeliverySettings {
     pub max_attempts: u32,
 }
 
-impl BackendConfig {
-    /// Opens the backend as the master does at start: the embedded one in `data_dir`, with the
-    /// leases of the previous run returned to the queue (their workers talked to the master that
-    /// stopped); or the shared Redis server, waiting with backoff until it answers, leases left
-    /// alone (their workers read Redis directly and may still be working).
-    pub async fn open(
-        &self,
-        data_dir: &Path,
+/// Who opens the backend, which decides how the embedded one is reached.
+#[derive(Clone, Debug)]
+pub enum Access<'a> {
+    /// The master: it owns the embedded backend in `data_dir`, and its delivery settings are the
+    /// ones every task is delivered under.
+    Master {
+        /// Where the embedded backend keeps its database and spool.
+        data_dir: &'a Path,
+        /// Visibility timeout and attempts.
         delivery: DeliverySettings,
-    ) -> BackendResult<SharedBackend> {
-        match self {
-            BackendConfig::Embedded => {
+    },
+    /// A worker or the collector: the embedded backend is the master's, reached over the
+    /// protocol at `master`; a shared backend (Redis) is reached directly.
+    Peer {
+        /// The master's `host:port`.
+        master: String,
+        /// Who this process says it is in its hello (role, id, token).
+        greeting: Greeting,
+    },
+}
+
+impl BackendConfig {
+    /// Opens the backend for `access`:
+    /// - embedded, as the master: the database in `data_dir`, with the leases of the previous
+    ///   run returned to the queue (their workers talked to the master that stopped);
+    /// - embedded, as a peer: the master over the protocol, one connection per concurrent call;
+    /// - Redis: the shared server, waiting with backoff until it answers (it may start after the
+    ///   roles that use it). Leases are left alone: their workers read Redis directly and may
+    ///   still be working. A peer runs with the default options because only the master's
+    ///   settings matter: only the master reclaims expired leases, and every task carries the
+    ///   master's attempt limit.
+    pub async fn connect(&self, access: Access<'_>) -> BackendResult<Backend> {
+        match (self, access) {
+            (BackendConfig::Embedded, Access::Master { data_dir, delivery }) => {
                 let config = EmbeddedConfig {
                     visibility_timeout: delivery.visibility_timeout,
                     max_attempts: delivery.max_attempts,
@@ -136,27 +130,50 @@ impl BackendConfig {
                         "leases of the previous run returned to the queue"
                     );
                 }
-                Ok((backend.clone(), backend))
+                Ok(Backend {
+                    queue: backend.clone(),
+                    store: backend,
+                })
             }
-            BackendConfig::Redis(url) => open_redis(url, delivery).await,
+            (BackendConfig::Embedded, Access::Peer { master, greeting }) => {
+                let remote = Arc::new(RemoteBackend::with_greeting(master, greeting));
+                Ok(Backend {
+                    queue: remote.clone(),
+                    store: remote,
+                })
+            }
+            (BackendConfig::Redis(url), access) => {
+                let options = match access {
+                    Access::Master { delivery, .. } => RedisOptions {
+                        visibility_timeout: delivery.visibility_timeout,
+                        max_attempts: delivery.max_attempts,
+                        ..RedisOptions::default()
+                    },
+                    Access::Peer { .. } => RedisOptions::default(),
+                };
+                let backend = Arc::new(RedisBackend::connect_patiently(url, options).await?);
+                tracing::info!(component = "backend", redis = %url, "connected to redis");
+                Ok(Backend {
+                    queue: backend.clone(),
+                    store: backend,
+                })
+            }
         }
     }
-}
 
-/// Connects to the Redis backend, retrying with backoff while Redis is unreachable (it may start
-/// after the roles that use it).
-pub async fn open_redis(
-    url: &RedisUrl,
-    delivery: DeliverySettings,
-) -> BackendResult<SharedBackend> {
-    let options = RedisOptions {
-        visibility_timeout: delivery.visibility_timeout,
-        max_attempts: delivery.max_attempts,
-        ..RedisOptions::default()
-    };
-    let backend = Arc::new(RedisBackend::connect_patiently(url, options).await?);
-    tracing::info!(component = "backend", redis = %url, "connected to redis");
-    Ok((backend.clone(), backend))
+    /// The backend's name, for logs and the HTTP API.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendConfig::Embedded => "embedded",
+            BackendConfig::Redis(_) => "redis",
+        }
+    }
+
+    /// Whether workers and the collector reach the backend directly (Redis) rather than through
+    /// the master (embedded): then they keep working while the master is away.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, BackendConfig::Redis(_))
+    }
 }
 
 impl BackendArgs {
@@ -184,65 +201,16 @@ impl BackendConfig {
         match flag {
             None if env_host.is_none() => Ok(BackendConfig::Embedded),
             Some("embedded") => Ok(BackendConfig::Embedded),
-            None | Some("redis") => Ok(BackendConfig::Redis(RedisUrl {
-                credentials: None,
-                host: env_host.unwrap_or_else(|| "127.0.0.1".into()),
-                port: env_port.unwrap_or(DEFAULT_REDIS_PORT),
-                db: 0,
-            })),
+            None | Some("redis") => Ok(BackendConfig::Redis(RedisUrl::new(
+                env_host.unwrap_or_else(|| "127.0.0.1".into()),
+                env_port.unwrap_or(DEFAULT_REDIS_PORT),
+                0,
+            ))),
             Some(url) if url.starts_with("redis://") => {
-                parse_redis_url(url, env_port).map(BackendConfig::Redis)
+                Ok(BackendConfig::Redis(RedisUrl::parse(url, env_port)?))
             }
             Some(other) => Err(BackendConfigError::Unknown(other.to_string())),
         }
-    }
-}
-
-fn parse_port(text: &str) -> Option<u16> {
-    text.parse().ok().filter(|port| *port != 0)
-}
-
-fn parse_redis_url(url: &str, env_port: Option<u16>) -> Result<RedisUrl, BackendConfigError> {
-    let bad = |reason: &str| BackendConfigError::BadRedisUrl {
-        url: url.to_string(),
-        reason: reason.to_string(),
-    };
-    let rest = &url["redis://".len()..];
-    let (authority, db) = match rest.split_once('/') {
-        Some((authority, "")) => (authority, 0),
-        Some((authority, db)) => (
-            authority,
-            db.parse()
-                .map_err(|_| bad("the database after / must be a number"))?,
-        ),
-        None => (rest, 0),
-    };
-    let (credentials, host_port) = match authority.rsplit_once('@') {
-        Some((credentials, host_port)) => (Some(format!("{credentials}@")), host_port),
-        None => (None, authority),
-    };
-    let (host, port) = split_host_port(host_port).ok_or_else(|| bad("the port is not a number"))?;
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    Ok(RedisUrl {
-        credentials,
-        host: host.to_string(),
-        port: port.or(env_port).unwrap_or(DEFAULT_REDIS_PORT),
-        db,
-    })
-}
-
-/// Splits `host[:port]` (host possibly a bracketed IPv6 address). `None` if the port is bad.
-fn split_host_port(host_port: &str) -> Option<(&str, Option<u16>)> {
-    let port_sep = if host_port.starts_with('[') {
-        host_port.rfind("]:").map(|i| i + 1)
-    } else {
-        host_port.rfind(':')
-    };
-    match port_sep {
-        Some(i) => Some((&host_port[..i], Some(parse_port(&host_port[i + 1..])?))),
-        None => Some((host_port, None)),
     }
 }
 

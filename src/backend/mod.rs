@@ -137,7 +137,7 @@ impl JobStatus {
         JobStatus::Cancelled,
     ];
 
-    /// The lower-case word stored by both backends and shown by the JSON API, as in the seed
+    /// The lower-case word stored by both backends and shown by the JSON API
     /// (`job:{id}:status` = "pending", "processing", ...); the same as its serde name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -307,6 +307,14 @@ impl RefusalReason {
     /// The reason a stored word names, if any.
     pub fn from_word(word: &str) -> Option<RefusalReason> {
         RefusalReason::ALL.into_iter().find(|r| r.as_str() == word)
+    }
+
+    /// The reason named in a refusal's message (`... refused (REASON): ...`, as
+    /// [`BackendError::Refused`] prints it), so a refusal keeps its reason across the wire.
+    pub fn in_message(message: &str) -> Option<RefusalReason> {
+        RefusalReason::ALL
+            .into_iter()
+            .find(|r| message.contains(&format!(" refused ({}):", r.as_str())))
     }
 }
 

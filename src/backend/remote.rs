@@ -1,35 +1,36 @@
-//! The worker's view of an embedded-backend master: `Queue` and `Store` calls sent over the
-//! protocol (`lease`, `extend`, `put_result`, `ack`, `nack`). One connection, opened on first use
-//! and reopened after any failure; a call that cannot reach the master fails `Unavailable`, which
-//! the worker retries with backoff. Calls a worker never makes (enqueue, cancel, job listing)
-//! are refused: the master keeps those for itself.
+//! The embedded backend as a worker or the collector sees it: `Queue` and `Store` calls sent to
+//! the master over the protocol (`lease`, `extend`, `put_result`, `ack`, `nack` for a worker;
+//! `record_alert`, `record_worker` for the collector). Each concurrent call has a connection of
+//! its own, taken from a pool of idle ones or opened on demand, so one slot's waiting lease never
+//! holds up another's ack; a connection that fails is dropped. A call that cannot reach the master
+//! fails `Unavailable`, which the caller retries with backoff. Calls the master keeps for itself
+//! (enqueue, cancel, job listing) are refused.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::net::TcpStream;
-use tokio::sync::Mutex;
-
 use bytes::Bytes;
+use tokio::sync::Mutex;
 
 use super::{
     BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary,
     Lease, NackOutcome, NewTask, Progress, Queue, RefusalReason, Store, StoredResult, TaskId,
     WorkerId, RESULT_PART_BYTES,
 };
-use crate::protocol::{Connection, ErrorCode, Message, NackReply, Role, PROTOCOL_VERSION};
+use crate::protocol::{
+    Dial, ErrorCode, Greeting, Message, NackReply, RequestError, Requester, Role,
+};
 
 /// How long to wait for the master to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Extra time allowed for a reply beyond the lease wait.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A master reached over TCP, acting for one worker.
+/// A master reached over TCP, acting for one worker (or the collector).
 pub struct RemoteBackend {
     master: String,
-    worker: String,
-    token: Option<String>,
-    conn: Mutex<Option<Connection<TcpStream>>>,
+    greeting: Greeting,
+    idle: Mutex<Vec<Requester>>,
 }
 
 impl RemoteBackend {
@@ -39,88 +40,100 @@ impl RemoteBackend {
         worker: impl Into<String>,
         token: Option<String>,
     ) -> Self {
+        let greeting = Greeting::new(Role::Worker)
+            .with_id(worker)
+            .with_token(token);
+        Self::with_greeting(master, greeting)
+    }
+
+    /// A backend that says `greeting` to the master at `master` (HOST:PORT). Connects lazily.
+    pub fn with_greeting(master: impl Into<String>, greeting: Greeting) -> Self {
         Self {
             master: master.into(),
-            worker: worker.into(),
-            token,
-            conn: Mutex::new(None),
+            greeting,
+            idle: Mutex::new(Vec::new()),
         }
     }
 
-    async fn connect(&self) -> BackendResult<Connection<TcpStream>> {
-        let unavailable =
-            |err: String| BackendError::Unavailable(format!("master {}: {err}", self.master));
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.master))
-            .await
-            .map_err(|_| unavailable("connect timed out".into()))?
-            .map_err(|err| unavailable(err.to_string()))?;
-        let _ = stream.set_nodelay(true);
-        let mut conn = Connection::new(stream).with_read_timeout(Some(REPLY_TIMEOUT));
-        let hello = Message::Hello {
-            role: Role::Worker,
-            version: PROTOCOL_VERSION,
-            token: self.token.clone(),
-            id: Some(self.worker.clone()),
+    async fn connect(&self) -> BackendResult<Requester> {
+        let dial = Dial {
+            connect_timeout: CONNECT_TIMEOUT,
+            attempts: 1,
+            read_timeout: Some(REPLY_TIMEOUT),
         };
-        conn.write_message(&hello)
+        Requester::connect(&self.master, &self.greeting, &dial)
             .await
-            .map_err(|err| unavailable(err.to_string()))?;
-        match conn.expect_message().await {
-            Ok(Message::Welcome { .. }) => Ok(conn),
-            Ok(Message::Error { code, message }) => Err(refused(code, message)),
-            Ok(other) => Err(BackendError::Other(format!(
-                "unexpected reply to hello: {other:?}"
-            ))),
-            Err(err) => Err(unavailable(err.to_string())),
+            .map_err(|err| self.failed(err))
+    }
+
+    /// A refusal stays a refusal; anything else means the master is away for now.
+    fn failed(&self, err: RequestError) -> BackendError {
+        match err {
+            RequestError::Refused { code, message } => refused(code, message),
+            RequestError::Unreachable { reason, .. } => {
+                BackendError::Unavailable(format!("master {}: {reason}", self.master))
+            }
+            RequestError::Protocol(err) => {
+                BackendError::Unavailable(format!("master {}: {err}", self.master))
+            }
         }
     }
 
-    /// Sends one request and reads its reply; on a transport failure the connection is dropped
-    /// so the next call reconnects. `Task` replies also read their data frame.
+    /// Sends one request and reads its reply on an idle connection (or a new one); a connection
+    /// that fails is dropped, one that answered goes back to the pool. `Task` replies also read
+    /// their data frame.
     async fn request(&self, message: Message) -> BackendResult<(Message, Option<Bytes>)> {
-        match self.exchange(message, &[]).await? {
-            (Message::Error { code, message }, _) => Err(refused(code, message)),
-            reply => Ok(reply),
-        }
+        self.request_with_data(message, &[]).await
     }
 
-    /// Sends one request followed by `data` frames, and reads its reply, `error` replies
-    /// included (see `request`).
-    async fn exchange(
+    /// Like `request`, with `data` frames sent right after the message.
+    async fn request_with_data(
         &self,
         message: Message,
         data: &[&[u8]],
     ) -> BackendResult<(Message, Option<Bytes>)> {
-        let mut guard = self.conn.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.connect().await?);
-        }
-        let Some(conn) = guard.as_mut() else {
-            return Err(BackendError::Unavailable("no connection".into()));
+        let pooled = self.idle.lock().await.pop();
+        let mut requester = match pooled {
+            Some(requester) => requester,
+            None => self.connect().await?,
         };
         let exchange = async {
+            let conn = requester.connection();
             conn.send_message(&message).await?;
             for frame in data {
                 conn.send_frame(frame).await?;
             }
             conn.flush().await?;
-            let reply = conn.expect_message().await?;
+            let reply = requester.reply().await?;
             let data = match &reply {
-                Message::Task { .. } => Some(conn.read_data().await?),
+                Message::Task { .. } => Some(requester.connection().read_data().await?),
                 _ => None,
             };
-            Ok::<_, crate::protocol::ProtocolError>((reply, data))
+            Ok::<_, RequestError>((reply, data))
         }
         .await;
         match exchange {
-            Ok(reply) => Ok(reply),
-            Err(err) => {
-                *guard = None;
-                Err(BackendError::Unavailable(format!(
-                    "master {}: {err}",
-                    self.master
-                )))
+            Ok(reply) => {
+                self.idle.lock().await.push(requester);
+                Ok(reply)
             }
+            Err(RequestError::Refused {
+                code: ErrorCode::ResultRefused,
+                message,
+            }) => {
+                self.idle.lock().await.push(requester);
+                Err(BackendError::Refused {
+                    job: String::new(),
+                    chunk: 0,
+                    reason: RefusalReason::in_message(&message).unwrap_or(RefusalReason::NotHolder),
+                    detail: message,
+                })
+            }
+            Err(err @ RequestError::Refused { .. }) => {
+                self.idle.lock().await.push(requester);
+                Err(self.failed(err))
+            }
+            Err(err) => Err(self.failed(err)),
         }
     }
 }
@@ -133,14 +146,24 @@ fn unexpected(reply: &Message) -> BackendError {
     BackendError::Other(format!("unexpected reply from master: {reply:?}"))
 }
 
-fn not_for_workers(call: &str) -> BackendError {
-    BackendError::Other(format!("{call} is not served to workers by the master"))
+fn kept_by_master(call: &str) -> BackendError {
+    BackendError::Other(format!(
+        "{call} is not served by the master over the protocol"
+    ))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    value: &serde_json::Value,
+) -> BackendResult<T> {
+    serde_json::from_value(value.clone())
+        .map_err(|err| BackendError::Other(format!("{what} is not in the wire shape: {err}")))
 }
 
 #[async_trait]
 impl Queue for RemoteBackend {
     async fn enqueue(&self, _tasks: Vec<NewTask>) -> BackendResult<()> {
-        Err(not_for_workers("enqueue"))
+        Err(kept_by_master("enqueue"))
     }
 
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
@@ -213,38 +236,38 @@ impl Queue for RemoteBackend {
     }
 
     async fn reclaim_worker(&self, _worker: &str) -> BackendResult<usize> {
-        Err(not_for_workers("reclaim_worker"))
+        Err(kept_by_master("reclaim_worker"))
     }
 
     async fn reclaim_expired(&self) -> BackendResult<usize> {
-        Err(not_for_workers("reclaim_expired"))
+        Err(kept_by_master("reclaim_expired"))
     }
 
     async fn cancel_job(&self, _job: &str) -> BackendResult<usize> {
-        Err(not_for_workers("cancel_job"))
+        Err(kept_by_master("cancel_job"))
     }
 }
 
 #[async_trait]
 impl Store for RemoteBackend {
     async fn create_job(&self, _job: &JobRecord) -> BackendResult<CreateOutcome> {
-        Err(not_for_workers("create_job"))
+        Err(kept_by_master("create_job"))
     }
 
     async fn job(&self, _id: &str) -> BackendResult<Option<JobRecord>> {
-        Err(not_for_workers("job"))
+        Err(kept_by_master("job"))
     }
 
     async fn jobs(&self) -> BackendResult<Vec<JobRecord>> {
-        Err(not_for_workers("jobs"))
+        Err(kept_by_master("jobs"))
     }
 
     async fn accept_job(&self, _id: &str, _total_chunks: u32) -> BackendResult<()> {
-        Err(not_for_workers("accept_job"))
+        Err(kept_by_master("accept_job"))
     }
 
     async fn update_job_spec(&self, _id: &str, _spec: &serde_json::Value) -> BackendResult<()> {
-        Err(not_for_workers("update_job_spec"))
+        Err(kept_by_master("update_job_spec"))
     }
 
     async fn set_status(
@@ -253,7 +276,7 @@ impl Store for RemoteBackend {
         _status: JobStatus,
         _error: Option<&str>,
     ) -> BackendResult<()> {
-        Err(not_for_workers("set_status"))
+        Err(kept_by_master("set_status"))
     }
 
     async fn put_result_part(
@@ -262,7 +285,7 @@ impl Store for RemoteBackend {
         _part: u32,
         _bytes: Bytes,
     ) -> BackendResult<()> {
-        Err(not_for_workers(
+        Err(kept_by_master(
             "put_result_part (put_chunk_result sends the parts)",
         ))
     }
@@ -273,7 +296,7 @@ impl Store for RemoteBackend {
         _result: &ChunkResult,
         _parts: u32,
     ) -> BackendResult<bool> {
-        Err(not_for_workers(
+        Err(kept_by_master(
             "commit_chunk_result (put_chunk_result sends it)",
         ))
     }
@@ -298,62 +321,67 @@ impl Store for RemoteBackend {
             parts: frames.len() as u32,
             result,
         };
-        match self.exchange(message, &frames).await? {
-            (Message::ResultStored { first }, _) => Ok(first),
-            (
-                Message::Error {
-                    code: ErrorCode::ResultRefused,
-                    message,
-                },
-                _,
-            ) => Err(BackendError::refused(
-                lease,
-                RefusalReason::NotHolder,
-                message,
-            )),
-            (Message::Error { code, message }, _) => Err(refused(code, message)),
-            (reply, _) => Err(unexpected(&reply)),
+        match self.request_with_data(message, &frames).await {
+            Ok((Message::ResultStored { first }, _)) => Ok(first),
+            Ok((reply, _)) => Err(unexpected(&reply)),
+            Err(BackendError::Refused { reason, detail, .. }) => {
+                Err(BackendError::refused(lease, reason, detail))
+            }
+            Err(err) => Err(err),
         }
     }
 
     async fn progress(&self, _job: &str) -> BackendResult<Progress> {
-        Err(not_for_workers("progress"))
+        Err(kept_by_master("progress"))
     }
 
     async fn result_headers(&self, _job: &str) -> BackendResult<Vec<StoredResult>> {
-        Err(not_for_workers("result_headers"))
+        Err(kept_by_master("result_headers"))
     }
 
     async fn result_part(&self, _job: &str, _chunk: u32, _part: u32) -> BackendResult<Bytes> {
-        Err(not_for_workers("result_part"))
+        Err(kept_by_master("result_part"))
     }
 
     async fn job_summaries(&self, _limit: usize) -> BackendResult<Vec<JobSummary>> {
-        Err(not_for_workers("job_summaries"))
+        Err(kept_by_master("job_summaries"))
     }
 
     async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>> {
-        Err(not_for_workers("refused_results"))
+        Err(kept_by_master("refused_results"))
     }
 
-    async fn push_alert(&self, _alert: &serde_json::Value) -> BackendResult<()> {
-        Err(not_for_workers("push_alert"))
+    async fn push_alert(&self, alert: &serde_json::Value) -> BackendResult<()> {
+        let message = Message::RecordAlert {
+            alert: decode("the alert", alert)?,
+        };
+        match self.request(message).await? {
+            (Message::Recorded, _) => Ok(()),
+            (reply, _) => Err(unexpected(&reply)),
+        }
     }
 
     async fn alerts(&self, _limit: usize) -> BackendResult<Vec<serde_json::Value>> {
-        Err(not_for_workers("alerts"))
+        Err(kept_by_master("alerts"))
     }
 
     async fn put_worker_metrics(
         &self,
         _worker: &str,
-        _metrics: &serde_json::Value,
-        _ttl: Duration,
+        metrics: &serde_json::Value,
+        ttl: Duration,
     ) -> BackendResult<()> {
-        Err(not_for_workers("put_worker_metrics"))
+        let message = Message::RecordWorker {
+            worker: Box::new(decode("the worker view", metrics)?),
+            ttl_secs: ttl.as_secs_f64(),
+        };
+        match self.request(message).await? {
+            (Message::Recorded, _) => Ok(()),
+            (reply, _) => Err(unexpected(&reply)),
+        }
     }
 
     async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>> {
-        Err(not_for_workers("worker_metrics"))
+        Err(kept_by_master("worker_metrics"))
     }
 }

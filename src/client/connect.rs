@@ -1,12 +1,12 @@
 //! A client's connection to the master: connect, `hello`, then request/reply. Also the error
 //! type of every grid client command, with its exit code (2 for errors the user can fix).
 
-use std::time::Duration;
-
 use thiserror::Error;
 use tokio::net::TcpStream;
 
-use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role, PROTOCOL_VERSION};
+use crate::protocol::{
+    Connection, Dial, ErrorCode, Greeting, Message, ProtocolError, RequestError, Requester, Role,
+};
 
 /// How often a client retries reaching a master that is not listening yet.
 const CONNECT_ATTEMPTS: u32 = 5;
@@ -23,7 +23,7 @@ pub struct MasterAddr {
 }
 
 impl MasterAddr {
-    /// `--master`, else `MASTER_HOST:MASTER_PORT` (seed 000 names), else 127.0.0.1:5000.
+    /// `--master`, else `MASTER_HOST:MASTER_PORT`, else 127.0.0.1:5000.
     pub fn address(&self) -> String {
         self.master
             .clone()
@@ -90,64 +90,47 @@ impl ClientError {
 
 /// An open, greeted connection to the master.
 pub struct MasterClient {
-    conn: Connection<TcpStream>,
+    requester: Requester,
+}
+
+impl From<RequestError> for ClientError {
+    fn from(err: RequestError) -> Self {
+        match err {
+            RequestError::Unreachable { address, reason } => ClientError::Unreachable {
+                addr: address,
+                reason,
+            },
+            RequestError::Refused { code, message } => ClientError::Refused { code, message },
+            RequestError::Protocol(err) => ClientError::Protocol(err),
+        }
+    }
 }
 
 impl MasterClient {
     /// Connects (retrying briefly while the master starts) and says hello.
     pub async fn connect(addr: &MasterAddr) -> Result<Self, ClientError> {
-        let address = addr.address();
-        let mut delay = Duration::from_millis(100);
-        let mut attempt = 1;
-        let stream = loop {
-            match TcpStream::connect(&address).await {
-                Ok(stream) => break stream,
-                Err(err) if attempt >= CONNECT_ATTEMPTS => {
-                    return Err(ClientError::Unreachable {
-                        addr: address,
-                        reason: err.to_string(),
-                    })
-                }
-                Err(_) => {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    attempt += 1;
-                }
-            }
+        let dial = Dial {
+            attempts: CONNECT_ATTEMPTS,
+            ..Dial::default()
         };
-        let _ = stream.set_nodelay(true);
-        let mut client = Self {
-            conn: Connection::new(stream),
-        };
-        let hello = Message::Hello {
-            role: Role::Client,
-            version: PROTOCOL_VERSION,
-            token: addr.token.clone(),
-            id: None,
-        };
-        match client.request(&hello).await? {
-            Message::Welcome { .. } => Ok(client),
-            other => Err(unexpected(&other)),
-        }
+        let greeting = Greeting::new(Role::Client).with_token(addr.token.clone());
+        let requester = Requester::connect(&addr.address(), &greeting, &dial).await?;
+        Ok(Self { requester })
     }
 
     /// Sends a request and returns the reply; an `error` reply becomes `ClientError::Refused`.
     pub async fn request(&mut self, message: &Message) -> Result<Message, ClientError> {
-        self.conn.write_message(message).await?;
-        self.reply().await
+        Ok(self.requester.request(message).await?)
     }
 
     /// Reads the next reply; an `error` reply becomes `ClientError::Refused`.
     pub async fn reply(&mut self) -> Result<Message, ClientError> {
-        match self.conn.expect_message().await? {
-            Message::Error { code, message } => Err(ClientError::Refused { code, message }),
-            other => Ok(other),
-        }
+        Ok(self.requester.reply().await?)
     }
 
     /// The underlying connection (for streaming uploads).
     pub fn connection(&mut self) -> &mut Connection<TcpStream> {
-        &mut self.conn
+        self.requester.connection()
     }
 }
 

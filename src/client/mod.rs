@@ -1,17 +1,15 @@
-//! Command-line clients and local tools: submit, status, results, cancel, jobs, workers, alerts,
-//! search, generate, up, demo, bench.
+//! Command-line commands: thin wrappers that parse flags, ask the master (or run a local tool)
+//! and print. `submit`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`, `search`,
+//! `julia`, `particles`, `generate`.
 
-pub mod bench_grid;
 pub mod connect;
-pub mod demo;
-mod demo_kill;
+pub mod julia;
+pub mod monitor;
+pub mod particles;
 pub mod progress;
 pub mod query;
 pub mod submit;
-pub mod up;
-pub mod watch;
 
-pub mod bench;
 pub mod generate;
 pub mod search;
 pub mod tool_error;

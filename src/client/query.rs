@@ -37,7 +37,7 @@ pub struct ResultsArgs {
     /// The job id.
     pub job: String,
     /// Output format, chosen among the job kind's formats (search: count, tsv, bed, json;
-    /// default: the kind's first).
+    /// julia: text, json, counts, png; particles: text, json; default: the kind's first).
     #[arg(long)]
     pub format: Option<String>,
     /// Same as --format json.
@@ -212,7 +212,7 @@ pub fn chosen_format<'a>(kind: &'a dyn Kind, format: Option<&'a str>, json: bool
     }
 }
 
-/// Prints a job's state the way seed 000 §10.1 shows it.
+/// Prints a job's state as labelled lines, one fact per line.
 pub fn print_status(view: &JobView, active_workers: u32, json: bool) -> Result<(), ClientError> {
     let mut out = std::io::stdout().lock();
     if json {
@@ -250,7 +250,7 @@ pub fn print_status(view: &JobView, active_workers: u32, json: bool) -> Result<(
     Ok(())
 }
 
-/// Upper-case status, as the seed prints it.
+/// Upper-case status, so it stands out in the labelled lines.
 pub fn status_word(status: JobStatus) -> String {
     format!("{status:?}").to_uppercase()
 }
@@ -297,6 +297,7 @@ pub async fn print_results(
 ) -> Result<(), ClientError> {
     let fetched = fetch_results(client, job_id).await?;
     let kind = kind_of(&fetched.job)?;
+    let job = jobs::JobContext::of_view(&fetched.job);
     let format = chosen_format(kind, request.format, request.json);
     kind.check_format(format)
         .map_err(|e| ClientError::Usage(e.to_string()))?;
@@ -306,12 +307,12 @@ pub async fn print_results(
                 ClientError::Usage(format!("{}: cannot create: {e}", path.display()))
             })?;
             let mut out = std::io::BufWriter::new(file);
-            kind.render(&fetched.spec, &fetched.results, format, &mut out)
+            kind.render(&job, &fetched.spec, &fetched.results, format, &mut out)
                 .and_then(|()| out.flush().map_err(ResultError::from))
         }
         None => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            kind.render(&fetched.spec, &fetched.results, format, &mut out)
+            kind.render(&job, &fetched.spec, &fetched.results, format, &mut out)
                 .and_then(|()| out.flush().map_err(ResultError::from))
         }
     };
@@ -364,7 +365,7 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
     }
     writeln!(
         out,
-        "{:<38} {:<8} {:<11} {:>17} {:>10}  SUMMARY",
+        "{:<38} {:<9} {:<11} {:>17} {:>10}  SUMMARY",
         "JOB", "KIND", "STATUS", "CHUNKS", "MATCHES"
     )?;
     for job in &jobs {
@@ -374,7 +375,7 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
         );
         writeln!(
             out,
-            "{:<38} {:<8} {:<11} {:>17} {:>10}  {}",
+            "{:<38} {:<9} {:<11} {:>17} {:>10}  {}",
             job.job_id,
             job.kind,
             status_word(job.status),

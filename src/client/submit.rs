@@ -43,6 +43,10 @@ pub struct SubmitArgs {
 pub enum SubmitKind {
     /// Search a FASTA or plain sequence file for DNA patterns (streams the file to the master).
     Search(SearchSubmitArgs),
+    /// Render the Julia set, cut into bands of rows (nothing uploaded).
+    Julia(super::julia::JuliaSubmitArgs),
+    /// Run an ensemble of particle simulations, one task per replica (nothing uploaded).
+    Particles(super::particles::ParticlesSubmitArgs),
 }
 
 /// Flags every kind's submit takes.
@@ -190,6 +194,8 @@ pub struct Submitted {
 pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
     let (request, common) = match (&args.kind, &args.search) {
         (Some(SubmitKind::Search(search)), _) => (search.spec.request()?, &search.common),
+        (Some(SubmitKind::Julia(julia)), _) => (julia.spec.request()?, &julia.common),
+        (Some(SubmitKind::Particles(run)), _) => (run.spec.request()?, &run.common),
         (None, Some(search)) => (search.request()?, &args.common),
         (None, None) => {
             return Err(ClientError::Usage(

@@ -1,76 +1,15 @@
-//! Alerts and the JSON-lines alert log. An alert is born `pending` when its rule's condition
-//! first holds, becomes `firing` once it has held for the rule's `for:` duration, and ends
-//! `resolved` when the condition clears; only the firing and resolved transitions are emitted.
+//! The JSON-lines alert log: every alert event the collector emits, one object per line. An
+//! alert is born `pending` when its rule's condition first holds, becomes `firing` once it has
+//! held for the rule's `for:` duration, and ends `resolved` when the condition clears; only the
+//! firing and resolved transitions are emitted.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-/// How urgent an alert is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Needs attention soon (a resource running hot); the worker stops leasing meanwhile.
-    Warning,
-    /// The worker is dead or silent; its tasks are reclaimed.
-    Critical,
-}
-
-impl Severity {
-    /// Upper-case name as in the seed's collector log (`CRITICAL`, `WARNING`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warning => "WARNING",
-            Severity::Critical => "CRITICAL",
-        }
-    }
-}
-
-/// Where an alert is in its lifecycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertState {
-    /// The condition holds but not yet for the rule's duration; nothing is sent.
-    Pending,
-    /// The condition has held long enough; sent once.
-    Firing,
-    /// The condition cleared after firing; sent once.
-    Resolved,
-}
-
-/// One alert event, as written to the alert log and the store's alert history.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Alert {
-    /// Identifies one firing of one rule for one worker; its resolved event carries the same id.
-    pub id: String,
-    /// The rule's name (`worker_dead`, `no_report`, `cpu_high`, `memory_high`).
-    pub rule: String,
-    /// How urgent.
-    pub severity: Severity,
-    /// The worker concerned.
-    pub worker_id: String,
-    /// `firing` or `resolved`.
-    pub state: AlertState,
-    /// A sentence for humans.
-    pub message: String,
-    /// The observed value that tripped the rule (percent, seconds), when it has one.
-    #[serde(default)]
-    pub value: Option<f64>,
-    /// Unix time (seconds) the condition started to hold.
-    pub active_since: f64,
-    /// Unix time (seconds) of this event.
-    pub timestamp: f64,
-}
-
-impl Alert {
-    /// Whether this alert reports the worker dead (or presumed dead), so its tasks must be
-    /// reclaimed.
-    pub fn means_worker_down(&self) -> bool {
-        self.severity == Severity::Critical && self.state == AlertState::Firing
-    }
-}
+use crate::protocol::Alert;
+#[cfg(test)]
+use crate::protocol::{AlertState, Severity};
 
 /// Appends alert events to a file, one JSON object per line, flushed per event so that a
 /// `tail -f` (or a test) sees each one at once.

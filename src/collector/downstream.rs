@@ -5,18 +5,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::alert::Alert;
-use super::liveness::WorkerView;
 use super::watchtower::{Outgoing, WORKER_VIEW_TTL};
-use crate::agent::hello;
-use crate::backend::{Queue, Store};
-use crate::protocol::{Connection, Message, ProtocolError, Role};
+use crate::backend::config::Backend;
+use crate::protocol::{
+    Alert, Dial, Greeting, Message, ProtocolError, RequestError, Requester, Role, WorkerView,
+};
 
 /// Alert events kept while their destination is away; older ones are dropped (the alert log
 /// still has them).
@@ -28,13 +25,16 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Destinations of the collector's findings.
 #[derive(Clone)]
 pub struct Downstream {
-    /// The master's `host:port`, for `worker_down` (and for storage without a store).
+    /// The master's `host:port`, for `worker_down`.
     pub master: Option<String>,
-    /// A store the collector writes itself (a shared backend).
-    pub store: Option<Arc<dyn Store>>,
-    /// A shared queue the collector reclaims from itself, so recovery does not wait for a master
-    /// that may be restarting; the master is still told, best effort.
-    pub queue: Option<Arc<dyn Queue>>,
+    /// The cluster token for the hello to the master, when the cluster has one.
+    pub token: Option<String>,
+    /// Where alerts and worker views are stored (the master itself, for the embedded backend).
+    pub backend: Backend,
+    /// Whether the backend is shared (Redis): then the collector reclaims a dead worker's
+    /// tasks itself, so recovery does not wait for a master that may be restarting, and tells
+    /// the master best effort. Otherwise the master reclaims them when told.
+    pub shared: bool,
 }
 
 #[derive(Default)]
@@ -73,7 +73,7 @@ pub async fn forward(
 ) {
     tokio::pin!(shutdown);
     let mut pending = Pending::default();
-    let mut master: Option<Connection<TcpStream>> = None;
+    let mut master: Option<Requester> = None;
     let mut retry = RETRY_MIN;
     let mut failing = false;
     loop {
@@ -120,6 +120,8 @@ pub async fn forward(
 enum ForwardError {
     #[error("master: {0}")]
     Master(#[from] ProtocolError),
+    #[error("master: {0}")]
+    Unreachable(String),
     #[error("master refused: {0}")]
     Refused(String),
     #[error("store: {0}")]
@@ -129,7 +131,7 @@ enum ForwardError {
 /// Sends everything pending, most urgent first: `worker_down`, then alerts, then views.
 async fn flush(
     downstream: &Downstream,
-    master: &mut Option<Connection<TcpStream>>,
+    master: &mut Option<Requester>,
     pending: &mut Pending,
 ) -> Result<(), ForwardError> {
     while let Some(down) = pending.downs.front() {
@@ -149,8 +151,8 @@ async fn flush(
             last_task_id,
             reason,
         };
-        if let Some(queue) = &downstream.queue {
-            let reclaimed = queue.reclaim_worker(&worker_id).await?;
+        if downstream.shared {
+            let reclaimed = downstream.backend.queue.reclaim_worker(&worker_id).await?;
             tracing::info!(worker = %worker_id, reclaimed, "re-queued the dead worker's tasks");
             if let Err(err) = request(downstream, master, &message).await {
                 tracing::debug!(error = %err, "master not told of the dead worker");
@@ -167,57 +169,21 @@ async fn flush(
         pending.downs.pop_front();
     }
     while let Some(alert) = pending.alerts.front() {
-        match &downstream.store {
-            Some(store) => store.push_alert(&to_json(alert)).await?,
-            None if downstream.master.is_some() => expect_recorded(
-                request(
-                    downstream,
-                    master,
-                    &Message::RecordAlert {
-                        alert: alert.clone(),
-                    },
-                )
-                .await?,
-            )?,
-            None => {}
-        }
+        downstream.backend.store.push_alert(&to_json(alert)).await?;
         pending.alerts.pop_front();
     }
     while let Some((worker, view)) = pending.views.pop_first() {
-        let result = store_view(downstream, master, &view).await;
+        let result = downstream
+            .backend
+            .store
+            .put_worker_metrics(&view.worker_id, &to_json(&view), WORKER_VIEW_TTL)
+            .await;
         if let Err(err) = result {
             pending.views.entry(worker).or_insert(view);
-            return Err(err);
+            return Err(err.into());
         }
     }
     Ok(())
-}
-
-async fn store_view(
-    downstream: &Downstream,
-    master: &mut Option<Connection<TcpStream>>,
-    view: &WorkerView,
-) -> Result<(), ForwardError> {
-    match &downstream.store {
-        Some(store) => Ok(store
-            .put_worker_metrics(&view.worker_id, &to_json(view), WORKER_VIEW_TTL)
-            .await?),
-        None if downstream.master.is_some() => {
-            let message = Message::RecordWorker {
-                worker: Box::new(view.clone()),
-                ttl_secs: WORKER_VIEW_TTL.as_secs_f64(),
-            };
-            expect_recorded(request(downstream, master, &message).await?)
-        }
-        None => Ok(()),
-    }
-}
-
-fn expect_recorded(reply: Message) -> Result<(), ForwardError> {
-    match reply {
-        Message::Recorded => Ok(()),
-        other => Err(ForwardError::Refused(format!("{other:?}"))),
-    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
@@ -227,35 +193,38 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 /// Sends one request to the master (connecting first if needed) and returns its reply.
 async fn request(
     downstream: &Downstream,
-    master: &mut Option<Connection<TcpStream>>,
+    master: &mut Option<Requester>,
     message: &Message,
 ) -> Result<Message, ForwardError> {
     let Some(address) = &downstream.master else {
         return Err(ForwardError::Refused("no master configured".into()));
     };
     if master.is_none() {
-        *master = Some(connect(address).await?);
+        let greeting = Greeting::new(Role::Collector).with_token(downstream.token.clone());
+        let dial = Dial {
+            connect_timeout: REPLY_TIMEOUT,
+            attempts: 1,
+            read_timeout: Some(REPLY_TIMEOUT),
+        };
+        *master = Some(Requester::connect(address, &greeting, &dial).await?);
+        tracing::info!(master = %address, "connected to master");
     }
-    let Some(conn) = master.as_mut() else {
+    let Some(requester) = master.as_mut() else {
         return Err(ProtocolError::Closed.into());
     };
-    conn.write_message(message).await?;
-    let reply = tokio::time::timeout(REPLY_TIMEOUT, conn.expect_message())
-        .await
-        .map_err(|_| ProtocolError::Timeout(REPLY_TIMEOUT))??;
-    if let Message::Error { code, message } = reply {
-        return Err(ForwardError::Refused(format!("{code:?}: {message}")));
-    }
-    Ok(reply)
+    Ok(requester.request(message).await?)
 }
 
-async fn connect(address: &str) -> Result<Connection<TcpStream>, ProtocolError> {
-    let stream = tokio::time::timeout(REPLY_TIMEOUT, TcpStream::connect(address))
-        .await
-        .map_err(|_| ProtocolError::Timeout(REPLY_TIMEOUT))??;
-    stream.set_nodelay(true)?;
-    let mut conn = Connection::new(stream);
-    hello(&mut conn, Role::Collector, None).await?;
-    tracing::info!(master = address, "connected to master");
-    Ok(conn)
+impl From<RequestError> for ForwardError {
+    fn from(err: RequestError) -> Self {
+        match err {
+            RequestError::Unreachable { address, reason } => {
+                ForwardError::Unreachable(format!("{address}: {reason}"))
+            }
+            RequestError::Refused { code, message } => {
+                ForwardError::Refused(format!("{code:?}: {message}"))
+            }
+            RequestError::Protocol(err) => ForwardError::Master(err),
+        }
+    }
 }

@@ -1,74 +1,20 @@
-//! The liveness view of every worker (seed 003): active / unstable / inactive, consecutive missed
+//! The liveness view of every worker: active / unstable / inactive, consecutive missed
 //! reports, mean report round trip over the last 10, uptime, success rate and tasks done, plus the
 //! latest metrics and a short history for charts.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::{Deserialize, Serialize};
-
 use super::clock::Moment;
-use crate::agent::{WorkerReport, WorkerStatus};
+use crate::protocol::{HistoryPoint, LivenessState, WorkerReport, WorkerStatus, WorkerView};
 
 /// Reports kept per worker for charts.
 const HISTORY_LEN: usize = 60;
-/// Round trips averaged for `mean_rtt_ms` (seed 003: the last 10 pings).
+/// Round trips averaged for `mean_rtt_ms`: the last 10 reports, enough to smooth one slow report
+/// without hiding a trend.
 const RTT_WINDOW: usize = 10;
-/// Consecutive missed reports at which a worker counts as inactive (3 × 10 s = the seed's 30 s).
+/// Consecutive missed reports at which a worker counts as inactive: 3 × the 10 s report interval
+/// matches the 30 s no-report alert.
 const INACTIVE_AFTER_MISSED: u64 = 3;
-
-/// A worker's liveness class.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LivenessState {
-    /// Reports arrive on time and the worker is alive.
-    Active,
-    /// Alive but reports were missed lately.
-    Unstable,
-    /// Dead, stopped, without a worker, or silent for several report intervals.
-    Inactive,
-}
-
-/// One point of a worker's metrics history.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HistoryPoint {
-    /// Unix time of the report.
-    pub timestamp: f64,
-    /// Host CPU percent.
-    pub cpu_percent: f64,
-    /// Host memory percent.
-    pub memory_percent: f64,
-}
-
-/// What `gridwatch workers` shows for one worker.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WorkerView {
-    /// The worker.
-    pub worker_id: String,
-    /// Liveness class.
-    pub state: LivenessState,
-    /// Status as its agent last reported it.
-    pub status: WorkerStatus,
-    /// Report intervals passed since the last report, minus the one in progress.
-    pub consecutive_missed: u64,
-    /// Mean round trip of the last 10 reports, milliseconds.
-    pub mean_rtt_ms: Option<f64>,
-    /// Seconds the worker has been up (as its agent saw it).
-    pub uptime_secs: Option<f64>,
-    /// Reports received / reports expected since the collector first heard of the worker.
-    pub success_rate: f64,
-    /// Tasks the worker has completed.
-    pub tasks_done: u64,
-    /// The worker's current task, if any.
-    pub current_task: Option<String>,
-    /// Seconds since the last report.
-    pub last_report_secs_ago: f64,
-    /// Whether the worker is told to stop leasing (a firing resource warning).
-    pub leasing_paused: bool,
-    /// The latest report.
-    pub latest: WorkerReport,
-    /// Recent CPU and memory, oldest first.
-    pub history: Vec<HistoryPoint>,
-}
 
 /// Bookkeeping for one worker.
 #[derive(Debug)]

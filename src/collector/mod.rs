@@ -2,7 +2,6 @@
 //! the master when a worker is dead.
 
 pub mod alert;
-pub mod at_master;
 pub mod clock;
 mod downstream;
 pub mod liveness;
@@ -10,10 +9,10 @@ pub mod rules;
 mod server;
 mod watchtower;
 
-pub use alert::{Alert, AlertLog, AlertState, Severity};
+pub use alert::AlertLog;
 pub use clock::Moment;
 pub use downstream::Downstream;
-pub use liveness::{Liveness, LivenessState, WorkerView};
+pub use liveness::Liveness;
 pub use rules::{RuleEngine, Thresholds};
 pub use server::SharedWatchtower;
 pub use watchtower::{Outgoing, Watchtower};
@@ -25,9 +24,13 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
-use clock::parse_duration;
+use crate::backend::config::{Access, BackendConfigError};
+use crate::backend::BackendError;
+use crate::protocol::{Greeting, Role};
 
-/// Collector settings: flags, the seed's environment variables, and an optional TOML rules file.
+use crate::time::parse_duration;
+
+/// Collector settings: flags, their environment variables, and an optional TOML rules file.
 #[derive(Clone, Debug, clap::Args)]
 pub struct CollectorConfig {
     /// Address to listen on [default: 127.0.0.1:$COLLECTOR_PORT, or 127.0.0.1:6000].
@@ -37,6 +40,9 @@ pub struct CollectorConfig {
     /// backend) [default: $MASTER_HOST:$MASTER_PORT, or 127.0.0.1:5000].
     #[arg(long)]
     pub master: Option<String>,
+    /// Shared secret for the hello to the master, when the cluster has one.
+    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Where alerts and worker metrics are stored (with `embedded`, through the master).
     #[command(flatten)]
     pub backend: crate::backend::config::BackendArgs,
@@ -91,6 +97,23 @@ pub enum CollectorError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `--backend` (or REDIS_HOST / REDIS_PORT) names no usable backend.
+    #[error(transparent)]
+    BackendConfig(#[from] BackendConfigError),
+    /// The backend could not be opened.
+    #[error("opening the backend: {0}")]
+    Backend(#[from] BackendError),
+}
+
+impl CollectorError {
+    /// Process exit code: 2 for errors the user can fix (every one but a failing backend), 1
+    /// otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CollectorError::Backend(_) => 1,
+            _ => 2,
+        }
+    }
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -159,6 +182,28 @@ pub async fn bind(config: &CollectorConfig) -> Result<TcpListener, CollectorErro
     TcpListener::bind(&address)
         .await
         .map_err(|source| CollectorError::Listen { address, source })
+}
+
+/// Runs a collector from the command line until Ctrl-C or SIGTERM. With a shared backend (Redis)
+/// it writes the store and reclaims a dead worker's tasks itself; with the embedded backend both
+/// go through the master.
+pub async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
+    let backend_config = config.backend.resolve()?;
+    let master = config.master_addr();
+    let greeting = Greeting::new(Role::Collector).with_token(config.token.clone());
+    let access = Access::Peer {
+        master: master.clone(),
+        greeting,
+    };
+    let backend = backend_config.connect(access).await?;
+    let downstream = Downstream {
+        master: Some(master),
+        token: config.token.clone(),
+        backend,
+        shared: backend_config.is_shared(),
+    };
+    let listener = bind(&config).await?;
+    run(config, listener, downstream, crate::shutdown::signal()).await
 }
 
 /// Serves agents on `listener` until `shutdown` completes, sending findings to `downstream`.
@@ -242,7 +287,7 @@ mod tests {
         assert_eq!(
             thresholds.no_report_after,
             Duration::from_secs(30),
-            "the seed's default"
+            "the default"
         );
     }
 

@@ -1,4 +1,4 @@
-//! Alert rules with `for:` durations, evaluated per worker (seed 000 §3.5): DEAD → critical,
+//! Alert rules with `for:` durations, evaluated per worker: DEAD → critical,
 //! silent for 30 s → critical, CPU > 95 % for 5 min → warning, memory > 90 % → warning.
 //!
 //! Each (worker, rule) pair is a small state machine: inactive → pending → firing → inactive.
@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::alert::{Alert, AlertState, Severity};
 use super::clock::Moment;
-use crate::agent::{WorkerReport, WorkerStatus};
+use crate::protocol::{Alert, AlertState, Severity, WorkerReport, WorkerStatus};
 
-/// Alert thresholds; defaults are the seed's.
+/// Alert thresholds; the defaults are the documented ones (`gridwatch collector --help`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Thresholds {

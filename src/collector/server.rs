@@ -12,8 +12,8 @@ use tokio::sync::Semaphore;
 
 use super::clock::Moment;
 use super::watchtower::Watchtower;
-use crate::agent::welcome;
-use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, PROTOCOL_VERSION};
+use crate::protocol::handshake::{read_hello, welcome};
+use crate::protocol::{Connection, ErrorCode, Message, ProtocolError};
 
 /// Most connections served at once; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 1024;
@@ -99,25 +99,18 @@ async fn handle(stream: TcpStream, tower: SharedWatchtower) {
         .map(|a| a.to_string())
         .unwrap_or_default();
     let mut conn = Connection::new(stream).with_read_timeout(Some(IDLE_TIMEOUT));
-    match conn.read_message().await {
-        Ok(Some(Message::Hello { version, .. })) if version == PROTOCOL_VERSION => {
+    // Agents and clients are welcomed without a token: the collector only reads reports and
+    // answers queries, and loopback is its default.
+    match read_hello(&mut conn, None).await {
+        Ok(_) => {
             if welcome(&mut conn).await.is_err() {
                 return;
             }
         }
-        Ok(Some(Message::Hello { version, .. })) => {
-            let message = format!("protocol version {version} is not {PROTOCOL_VERSION}; upgrade");
-            conn.send_error(ErrorCode::VersionMismatch, message).await;
-            return;
-        }
-        Ok(Some(_)) => {
-            conn.send_error(ErrorCode::UnexpectedMessage, "send hello first")
-                .await;
-            return;
-        }
-        Ok(None) => return,
         Err(err) => {
-            conn.send_error(err.code(), err.to_string()).await;
+            if let Some((code, message)) = err.reply() {
+                conn.send_error(code, message).await;
+            }
             return;
         }
     }

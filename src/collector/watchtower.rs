@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::alert::{Alert, AlertLog, AlertState, Severity};
+use super::alert::AlertLog;
 use super::clock::Moment;
-use super::liveness::{Liveness, WorkerView};
+use super::liveness::Liveness;
 use super::rules::{Observation, RuleEngine, Thresholds};
-use crate::agent::WorkerReport;
+use crate::protocol::{Alert, AlertState, Severity, WorkerReport, WorkerView};
 
 /// Something for the master or the store.
 #[derive(Clone, Debug, PartialEq)]
@@ -178,5 +178,6 @@ impl Watchtower {
     }
 }
 
-/// How long a worker's stored view lives without a refresh (seed 000 §3.5: 60 s TTL).
+/// How long a worker's stored view lives without a refresh: the 60 s TTL keeps a dead worker's
+/// view visible for a minute, then it disappears from `gridwatch workers`.
 pub const WORKER_VIEW_TTL: Duration = Duration::from_secs(60);

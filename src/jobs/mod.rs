@@ -10,6 +10,9 @@
 //! - `src/client/submit.rs`: its `gridwatch submit NAME` subcommand (the flags that build its
 //!   submission);
 //! - `src/main.rs`: only if the kind also has a local command (as `gridwatch search` does).
+//!
+//! Results are rendered with a [`JobContext`] (the job's id, wall time and task count), which the
+//! kinds whose output is a summary print beside their own figures.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -22,10 +25,16 @@ use thiserror::Error;
 use crate::backend::ChunkResult;
 use crate::protocol::ErrorCode;
 
+pub mod julia;
+pub mod particles;
 pub mod search;
 
 /// Every kind the grid runs, looked up by tag. A new kind is one more line here.
-pub static KINDS: &[&dyn Kind] = &[&search::SearchKind];
+pub static KINDS: &[&dyn Kind] = &[
+    &search::SearchKind,
+    &julia::JuliaKind,
+    &particles::ParticlesKind,
+];
 
 /// The kind registered under `name`.
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {
@@ -112,6 +121,30 @@ pub enum ResultError {
     Io(#[from] io::Error),
 }
 
+/// What a rendering knows of the job beyond its results.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobContext {
+    /// The job's id; `None` for a local run.
+    pub job_id: Option<String>,
+    /// Wall time from submission to the last result (or of the local run), in seconds.
+    pub seconds: f64,
+    /// Tasks the job was cut into.
+    pub tasks: u32,
+}
+
+impl JobContext {
+    /// The context of a grid job, from its view.
+    pub fn of_view(view: &crate::protocol::JobView) -> Self {
+        Self {
+            job_id: Some(view.job_id.clone()),
+            seconds: view
+                .finished_at
+                .map_or(0.0, |finished| (finished - view.created_at).max(0.0)),
+            tasks: view.progress.total_chunks,
+        }
+    }
+}
+
 /// One task as planned by the master: its index, its kind-specific spec and its input bytes.
 #[derive(Clone, Debug)]
 pub struct PlannedTask {
@@ -167,6 +200,11 @@ pub trait JobKind: Send + Sync + 'static {
     const NAME: &'static str;
     /// Output formats of `gridwatch results`; the first is the default.
     const FORMATS: &'static [&'static str];
+    /// A format that prints a small summary of the result, shown beside the job by the HTTP API
+    /// and the dashboard; `None` when the result has no such summary.
+    const SUMMARY_FORMAT: Option<&'static str> = None;
+    /// The format that draws the result as a PNG image, if the kind has one.
+    const IMAGE_FORMAT: Option<&'static str> = None;
     /// What a client submits.
     type Submission: DeserializeOwned;
     /// What the store keeps for the job.
@@ -208,7 +246,13 @@ pub trait JobKind: Send + Sync + 'static {
     /// Combines the stored task results (ordered by task index) into the job's result.
     fn combine(&self, spec: &Self::Spec, results: Vec<(u32, Self::TaskResult)>) -> Self::Output;
     /// Prints the result in one of [`Self::FORMATS`].
-    fn render(&self, output: &Self::Output, format: &str, out: &mut dyn Write) -> io::Result<()>;
+    fn render(
+        &self,
+        output: &Self::Output,
+        job: &JobContext,
+        format: &str,
+        out: &mut dyn Write,
+    ) -> io::Result<()>;
     /// One line on what the job asks, for `status`, `jobs` and the HTTP API.
     fn summary(&self, spec: &Self::Spec) -> String;
 }
@@ -225,6 +269,10 @@ pub trait Kind: Send + Sync {
     fn name(&self) -> &'static str;
     /// Output formats; the first is the default.
     fn formats(&self) -> &'static [&'static str];
+    /// The format printing a small JSON summary of the result, if the kind has one.
+    fn summary_format(&self) -> Option<&'static str>;
+    /// The format drawing the result as a PNG image, if the kind has one.
+    fn image_format(&self) -> Option<&'static str>;
     /// Checks a submission and returns the spec to store.
     fn accept(
         &self,
@@ -244,6 +292,7 @@ pub trait Kind: Send + Sync {
     /// Combines stored results and prints them in `format`.
     fn render(
         &self,
+        job: &JobContext,
         spec: &serde_json::Value,
         results: &[ChunkResult],
         format: &str,
@@ -295,6 +344,14 @@ impl<K: JobKind> Kind for K {
         K::FORMATS
     }
 
+    fn summary_format(&self) -> Option<&'static str> {
+        K::SUMMARY_FORMAT
+    }
+
+    fn image_format(&self) -> Option<&'static str> {
+        K::IMAGE_FORMAT
+    }
+
     fn accept(
         &self,
         submission: serde_json::Value,
@@ -330,6 +387,7 @@ impl<K: JobKind> Kind for K {
 
     fn render(
         &self,
+        job: &JobContext,
         spec: &serde_json::Value,
         results: &[ChunkResult],
         format: &str,
@@ -347,7 +405,7 @@ impl<K: JobKind> Kind for K {
         }
         decoded.sort_by_key(|(chunk, _)| *chunk);
         let output = self.combine(&spec, decoded);
-        JobKind::render(self, &output, format, out)?;
+        JobKind::render(self, &output, job, format, out)?;
         Ok(())
     }
 
@@ -381,7 +439,7 @@ mod tests {
         let unknown = require("alchemy").err().map(|e| e.to_string());
         assert_eq!(
             unknown.as_deref(),
-            Some("unknown job kind \"alchemy\" (known: search)")
+            Some("unknown job kind \"alchemy\" (known: search, julia, particles)")
         );
     }
 }

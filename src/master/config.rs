@@ -29,10 +29,10 @@ pub struct MasterArgs {
     /// Bases owned by each chunk task when the client does not choose.
     #[arg(long, env = "GRIDWATCH_CHUNK_SIZE", default_value_t = DEFAULT_CHUNK_SIZE)]
     pub chunk_size: u64,
-    /// Largest accepted upload, in bytes (seed 000 §11.7: 500 MiB).
+    /// Largest accepted upload, in bytes.
     #[arg(long, env = "GRIDWATCH_MAX_UPLOAD", default_value_t = 500 * 1024 * 1024)]
     pub max_upload: u64,
-    /// Jobs one client address may submit per minute (seed 000 §11.7).
+    /// Jobs one client address may submit per minute; more are refused until the minute passes.
     #[arg(long, env = "GRIDWATCH_JOBS_PER_MINUTE", default_value_t = 10)]
     pub jobs_per_minute: u32,
     /// Most connections served at once; more wait for a free slot.

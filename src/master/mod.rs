@@ -7,8 +7,10 @@
 mod cmd;
 mod config;
 pub mod http;
+mod job_view;
 mod rate_limit;
 mod server;
+mod state;
 mod workers;
 
 use std::sync::Arc;
@@ -18,12 +20,14 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::backend::config::{BackendConfig, BackendConfigError, DeliverySettings};
-use crate::backend::{BackendError, JobStatus, Queue, Store};
+use crate::backend::config::{Access, BackendConfigError, DeliverySettings};
+use crate::backend::{BackendError, JobStatus};
 
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
+pub use job_view::{job_view, summary_view};
 pub use rate_limit::RateLimiter;
 pub use server::run;
+pub use state::MasterState;
 pub use workers::WorkerRegistry;
 
 /// Why the master could not start or stopped with an error.
@@ -47,32 +51,13 @@ pub enum MasterError {
     BackendConfig(#[from] BackendConfigError),
 }
 
-/// Everything the connection handlers share.
-pub struct MasterState {
-    /// Where tasks go.
-    pub queue: Arc<dyn Queue>,
-    /// Where job state and results live.
-    pub store: Arc<dyn Store>,
-    /// Limits and defaults.
-    pub config: MasterConfig,
-    /// Workers seen recently (for "active workers").
-    pub workers: WorkerRegistry,
-    /// Jobs per client per minute.
-    pub rate_limiter: RateLimiter,
-    /// Ids of jobs whose upload is streaming right now.
-    pub uploads: std::sync::Mutex<std::collections::HashSet<String>>,
-}
-
-impl MasterState {
-    /// State over the given backend.
-    pub fn new(queue: Arc<dyn Queue>, store: Arc<dyn Store>, config: MasterConfig) -> Self {
-        Self {
-            rate_limiter: RateLimiter::new(config.jobs_per_minute, Duration::from_secs(60)),
-            queue,
-            store,
-            config,
-            workers: WorkerRegistry::new(Duration::from_secs(10)),
-            uploads: Default::default(),
+impl MasterError {
+    /// Process exit code: 2 for errors the user can fix (a taken address, a bad `--backend`),
+    /// 1 for a failing backend.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            MasterError::Backend(_) => 1,
+            MasterError::Bind { .. } | MasterError::BackendConfig(_) => 2,
         }
     }
 }
@@ -84,12 +69,13 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         visibility_timeout: config.visibility_timeout,
         max_attempts: config.max_attempts,
     };
-    let backend = args.backend.resolve()?;
-    let backend_name = match backend {
-        BackendConfig::Embedded => "embedded",
-        BackendConfig::Redis(_) => "redis",
-    };
-    let (queue, store) = backend.open(&config.data_dir, delivery).await?;
+    let backend_config = args.backend.resolve()?;
+    let backend = backend_config
+        .connect(Access::Master {
+            data_dir: &config.data_dir,
+            delivery,
+        })
+        .await?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| MasterError::Bind {
@@ -110,13 +96,13 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         write_addr_file(path, local)?;
     }
     tracing::info!(component = "master", listen = %local, data_dir = %config.data_dir.display(), "master listening");
-    let state = Arc::new(MasterState::new(queue, store, config));
+    let state = Arc::new(MasterState::new(backend.queue, backend.store, config));
     resume_unfinished(&state).await?;
     let stop = shared_shutdown();
     let http_task = http_listener.map(|listener| {
         let http_state = http::HttpState {
             master: state.clone(),
-            backend: backend_name,
+            backend: backend_config.name(),
             started: std::time::Instant::now(),
         };
         tokio::spawn(http::run(listener, http_state, stopped(stop.clone())))

@@ -1,4 +1,4 @@
-//! Jobs per client per minute (seed 000 §11.7), as a sliding window per client address. Time is
+//! Jobs per client per minute, as a sliding window per client address. Time is
 //! passed in, so the rule is tested without waiting a minute.
 
 use std::collections::{HashMap, VecDeque};

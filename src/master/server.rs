@@ -14,7 +14,8 @@ use tokio::task::JoinSet;
 
 use super::cmd::{self, HandlerError, Session};
 use super::MasterState;
-use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role, PROTOCOL_VERSION};
+use crate::protocol::handshake::{read_hello, welcome, AcceptError};
+use crate::protocol::{Connection, ErrorCode, ProtocolError, Role};
 
 /// How long handlers get to finish their current request after shutdown is signalled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -154,43 +155,21 @@ async fn handle_connection(
     conn.shutdown().await;
 }
 
-/// Reads and checks `hello`, answers `welcome`.
+/// Reads and checks `hello` (version, cluster token, a worker's id), answers `welcome`.
 async fn greet(
     conn: &mut Connection<TcpStream>,
     state: &MasterState,
     peer: SocketAddr,
 ) -> Result<Session, HandlerError> {
-    let first = conn
-        .read_message()
+    let hello = read_hello(conn, state.config.token.as_deref())
         .await
-        .map_err(HandlerError::Protocol)?
-        .ok_or(HandlerError::Protocol(ProtocolError::Closed))?;
-    let Message::Hello {
-        role,
-        version,
-        token,
-        id,
-    } = first
-    else {
-        return Err(HandlerError::fatal(
-            ErrorCode::UnexpectedMessage,
-            "the first frame must be a hello (role, version, token)",
-        ));
-    };
-    if version != PROTOCOL_VERSION {
-        return Err(HandlerError::fatal(
-            ErrorCode::VersionMismatch,
-            format!("protocol version {version} is not supported; this master speaks {PROTOCOL_VERSION}: upgrade the older side"),
-        ));
-    }
-    if state.config.token.is_some() && token != state.config.token {
-        return Err(HandlerError::fatal(
-            ErrorCode::Unauthorized,
-            "missing or wrong cluster token (set GRIDWATCH_TOKEN to the master's token)",
-        ));
-    }
-    if role == Role::Worker {
-        let Some(worker) = id.as_deref().filter(|w| !w.is_empty()) else {
+        .map_err(|err| match err {
+            AcceptError::Closed => HandlerError::Protocol(ProtocolError::Closed),
+            AcceptError::Protocol(err) => HandlerError::Protocol(err),
+            AcceptError::Refused { code, message } => HandlerError::fatal(code, message),
+        })?;
+    if hello.role == Role::Worker {
+        let Some(worker) = hello.id.as_deref().filter(|w| !w.is_empty()) else {
             return Err(HandlerError::fatal(
                 ErrorCode::BadMessage,
                 "a worker's hello needs its id",
@@ -198,13 +177,12 @@ async fn greet(
         };
         state.workers.touch(worker);
     }
-    conn.write_message(&Message::Welcome {
-        version: PROTOCOL_VERSION,
-        server: format!("gridwatch {}", env!("CARGO_PKG_VERSION")),
+    welcome(conn).await.map_err(HandlerError::Protocol)?;
+    Ok(Session {
+        role: hello.role,
+        id: hello.id,
+        peer,
     })
-    .await
-    .map_err(HandlerError::Protocol)?;
-    Ok(Session { role, id, peer })
 }
 
 /// Sends the error frame for `err`; returns whether the connection may go on.

@@ -14,7 +14,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 
 use super::message::{classify_decode_error, ErrorCode, Message, PROTOCOL_VERSION};
 
-/// Largest frame accepted unless configured otherwise (16 MiB, DESIGN "Protocol").
+/// Largest frame accepted unless configured otherwise: 16 MiB, room for a chunk task's data with
+/// its header, small enough that a bad length cannot make a server allocate without bound.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 const LENGTH_PREFIX: usize = 4;
 

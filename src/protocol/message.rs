@@ -1,10 +1,11 @@
 //! Every message of the protocol, defined once as a serde enum tagged by `"type"` and shared by
-//! both ends. Shapes follow seed 000 §4 (`submit_job`, `query_status`) plus what the design adds
-//! (`hello`, `lease`, `ack`, `nack`, `cancel`, `error`). Raw data frames are announced by the
-//! message before them (`submit_job.file_size`, `task.data_len`).
+//! both ends: job messages (`submit_job`, `query_status`, ...), the worker's lease cycle
+//! (`lease`, `ack`, `nack`, ...), the watchman's messages, and `hello` / `error`. Raw data frames
+//! are announced by the message before them (`submit_job.file_size`, `task.data_len`).
 
 use serde::{Deserialize, Serialize};
 
+use super::watchman::{Alert, WorkerReport, WorkerView};
 use crate::backend::{ChunkResult, JobStatus, Priority};
 
 /// Version carried in `hello` and in every frame's `v`; bumped on incompatible changes.
@@ -69,7 +70,7 @@ pub enum ErrorCode {
     Internal,
 }
 
-/// Progress as seed 000 §4.2 shows it.
+/// How far a job is, in chunks.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProgressView {
     /// Chunks in the job.
@@ -80,7 +81,7 @@ pub struct ProgressView {
     pub percentage: f64,
 }
 
-/// Matches found so far (seed 000 §4.2 `partial_results`).
+/// Matches found so far (`partial_results`), while the job runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartialResults {
     /// Sum of the stored chunk results' match counts.
@@ -189,7 +190,7 @@ pub enum Message {
         /// True when this id had already been accepted (idempotent retry).
         existing: bool,
     },
-    /// Asks for a job's state (seed 000 §4.2).
+    /// Asks for a job's state.
     QueryStatus {
         /// The job.
         job_id: String,
@@ -344,8 +345,8 @@ pub enum Message {
         /// What went wrong and what to do, for a human.
         message: String,
     },
-    // --- The watchman (DESIGN "The watchman"; seed 000 §4.3–4.5). ---
-    /// Worker → agent over the Unix socket, every second (seed 000 §4.5).
+    // --- The watchman: worker ↔ agent, agent → collector, collector → master, queries. ---
+    /// Worker → agent over the Unix socket, every second.
     Heartbeat {
         /// Unix time the heartbeat was sent.
         timestamp: f64,
@@ -359,7 +360,8 @@ pub enum Message {
     },
     /// Worker → agent: a clean exit follows, not a crash.
     Goodbye,
-    /// Agent → worker: stop or resume leasing (a resource warning fired or resolved; seed 001).
+    /// Agent → worker: stop or resume leasing (a resource warning fired or resolved), so a hot
+    /// machine takes no new work until it cools down.
     LeaseAdvice {
         /// True: finish the current task, then lease nothing until advised otherwise.
         pause: bool,
@@ -367,10 +369,10 @@ pub enum Message {
         #[serde(default)]
         reason: Option<String>,
     },
-    /// Agent → collector: one report (seed 000 §4.3).
+    /// Agent → collector: one report.
     Metrics {
         /// The report.
-        data: Box<crate::agent::WorkerReport>,
+        data: Box<WorkerReport>,
     },
     /// Collector → agent: the report was taken; carries the lease verdict for the worker.
     MetricsAck {
@@ -382,7 +384,7 @@ pub enum Message {
         #[serde(default)]
         reason: Option<String>,
     },
-    /// Collector → master: the worker is dead; reclaim its leases now (seed 000 §4.4).
+    /// Collector → master: the worker is dead; reclaim its leases now.
     WorkerDown {
         /// The dead worker.
         worker_id: String,
@@ -405,12 +407,12 @@ pub enum Message {
     /// Collector → master (embedded backend): append an alert event to the store's history.
     RecordAlert {
         /// The event.
-        alert: crate::collector::Alert,
+        alert: Alert,
     },
     /// Collector → master (embedded backend): store a worker's latest view with a TTL.
     RecordWorker {
         /// The view.
-        worker: Box<crate::collector::WorkerView>,
+        worker: Box<WorkerView>,
         /// Seconds until the stored view expires unless refreshed.
         ttl_secs: f64,
     },
@@ -421,7 +423,7 @@ pub enum Message {
     /// The workers, by id.
     Workers {
         /// One view per worker.
-        workers: Vec<crate::collector::WorkerView>,
+        workers: Vec<WorkerView>,
     },
     /// Client → master or collector: the most recent alert events.
     ListAlerts {
@@ -431,7 +433,7 @@ pub enum Message {
     /// Alert events, newest first.
     Alerts {
         /// The events.
-        alerts: Vec<crate::collector::Alert>,
+        alerts: Vec<Alert>,
     },
 }
 
@@ -460,6 +462,19 @@ impl Message {
             fields.remove(*envelope);
         }
         Some(serde_json::Value::Object(fields))
+    }
+
+    /// The wire `type` of this message (`"query_status"`, ...), for error text and logs.
+    pub fn type_name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|value| {
+                value
+                    .get("type")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "message".into())
     }
 }
 
@@ -490,6 +505,15 @@ pub fn classify_decode_error(frame: &[u8], err: &serde_json::Error) -> (ErrorCod
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_names_are_the_wire_tags() {
+        assert_eq!(Message::ListJobs.type_name(), "list_jobs");
+        let nacked = Message::Nacked {
+            outcome: NackReply::DeadLettered,
+        };
+        assert_eq!(nacked.type_name(), "nacked");
+    }
 
     #[test]
     fn tags_are_snake_case_types() {

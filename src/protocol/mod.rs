@@ -2,18 +2,38 @@
 //! `"type"` field, or raw bytes that the previous JSON frame announced), shared by every role.
 
 mod connection;
+pub mod handshake;
 mod message;
+mod request;
+mod watchman;
 
-/// The master's address when none is given: `MASTER_HOST:MASTER_PORT` (seed 000's names), each
-/// defaulting to 127.0.0.1 and 5000. Every role that talks to the master resolves it here.
+/// The master's address when none is given: `MASTER_HOST:MASTER_PORT` (the names container setups
+/// pass), each defaulting to 127.0.0.1 and 5000. Every role that talks to the master resolves it here.
 pub fn default_master_address() -> String {
     let host = std::env::var("MASTER_HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port = std::env::var("MASTER_PORT").unwrap_or_else(|_| "5000".into());
     format!("{host}:{port}")
 }
 
+/// Where a worker's agent listens unless told otherwise: `$XDG_RUNTIME_DIR/gridwatch/{id}.sock`,
+/// or `/tmp/gridwatch/{id}.sock` without it. The agent and its worker both resolve it here.
+pub fn default_agent_socket(worker_id: &str) -> std::path::PathBuf {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("gridwatch").join(format!("{worker_id}.sock"))
+}
+
+pub use handshake::Greeting;
+pub use request::{Dial, RequestError, Requester};
+
 pub use connection::{decode_message, Connection, ProtocolError, DEFAULT_MAX_FRAME};
 pub use message::{
     classify_decode_error, ErrorCode, JobView, Message, NackReply, PartialResults, ProgressView,
     Role, PROTOCOL_VERSION,
+};
+pub use watchman::{
+    Alert, AlertState, HistoryPoint, LivenessState, Severity, WorkerReport, WorkerStatus,
+    WorkerView,
 };

@@ -6,10 +6,9 @@
 //! count); chunk `i` owns `owned_len` bases and carries up to `overlap` following bases of the same
 //! record; line breaks (`\n`, `\r\n`) are removed; chunks are emitted in order with indices 0, 1, ….
 
-use std::io::Write;
-
-use flate2::write::MultiGzDecoder;
 use thiserror::Error;
+
+use super::decode::Decoder;
 
 /// How many leading sequence bytes are checked to tell DNA from other text.
 const SNIFF_BYTES: usize = 64 * 1024;
@@ -69,20 +68,46 @@ pub enum InputError {
     /// The gzip stream is corrupt or truncated.
     #[error("corrupt gzip data: {0}")]
     Gzip(#[source] std::io::Error),
+    /// Compressed input decodes to more bytes than the limit (a gzip bomb, or just a big file).
+    #[error(
+        "input expands past {limit} bytes after decompression (from {compressed} compressed bytes \
+         read so far); the limit is {limit} bytes of decompressed input: split the input or raise \
+         the limit"
+    )]
+    ExpandsPastLimit {
+        /// The configured limit, in decompressed bytes.
+        limit: u64,
+        /// Compressed bytes consumed when the limit was crossed.
+        compressed: u64,
+    },
+    /// Uncompressed input larger than the limit.
+    #[error(
+        "input is larger than {limit} bytes; the limit is {limit} bytes: split the input or raise \
+         the limit"
+    )]
+    TooLarge {
+        /// The configured limit, in bytes.
+        limit: u64,
+    },
+    /// More sequence bases than the limit.
+    #[error(
+        "input holds more than {limit} bases; the limit is {limit} bases: split the input or raise \
+         the limit"
+    )]
+    TooManyBases {
+        /// The configured limit, in bases.
+        limit: u64,
+    },
 }
 
 /// Cuts streamed input into [`SequenceChunk`]s. See the module docs for the invariants.
+///
+/// Memory stays bounded whatever the input: about one chunk plus its overlap, a record name, the
+/// record list, and a fixed gzip window. Limits on decompressed bytes and on bases are off unless
+/// set, so that a caller with an upload limit can make compressed input count at its real size.
 pub struct Chunker {
     decoder: Decoder,
     parser: Parser,
-}
-
-/// Gzip is recognised from the magic bytes, never from a file name.
-enum Decoder {
-    /// Fewer than two bytes seen so far.
-    Sniffing(Vec<u8>),
-    Plain,
-    Gzip(Box<MultiGzDecoder<Vec<u8>>>),
 }
 
 impl Chunker {
@@ -90,7 +115,7 @@ impl Chunker {
     /// look-ahead bases (use [`crate::search::PatternSet::overlap`]).
     pub fn new(chunk_len: usize, overlap: usize) -> Self {
         Self {
-            decoder: Decoder::Sniffing(Vec::new()),
+            decoder: Decoder::new(),
             parser: Parser::new(chunk_len.max(1), overlap),
         }
     }
@@ -102,35 +127,40 @@ impl Chunker {
         self
     }
 
+    /// Refuses input whose decompressed size exceeds `bytes` ([`InputError::ExpandsPastLimit`] for
+    /// gzip, [`InputError::TooLarge`] for plain input), as soon as it is crossed: a compressed
+    /// upload counts at its real size, and a gzip bomb is stopped before it expands in memory.
+    pub fn with_max_decompressed(mut self, bytes: u64) -> Self {
+        self.decoder.set_max_decoded(bytes);
+        self
+    }
+
+    /// Refuses input with more than `bases` sequence bases ([`InputError::TooManyBases`]).
+    pub fn with_max_bases(mut self, bases: u64) -> Self {
+        self.parser.max_bases = Some(bases);
+        self
+    }
+
+    /// Decompressed input bytes seen so far (equal to the bytes pushed for plain input).
+    pub fn decompressed_len(&self) -> u64 {
+        self.decoder.decoded_len()
+    }
+
+    /// Input bytes held between pushes: pending bases (at most chunk length plus overlap), the
+    /// header name being read, and decoded bytes not yet parsed. Cheap; for memory checks.
+    pub fn buffered_len(&self) -> usize {
+        self.parser.pending.len() + self.parser.header_name.len() + self.decoder.buffered_len()
+    }
+
     /// Feeds raw input bytes as they arrive and calls `emit` for each completed chunk, in order.
     pub fn push(
         &mut self,
         input: &[u8],
         emit: &mut dyn FnMut(SequenceChunk),
     ) -> Result<(), InputError> {
-        match &mut self.decoder {
-            Decoder::Plain => self.parser.feed(input, emit),
-            Decoder::Gzip(decoder) => {
-                decoder.write_all(input).map_err(InputError::Gzip)?;
-                let decoded = std::mem::take(decoder.get_mut());
-                let result = self.parser.feed(&decoded, emit);
-                *decoder.get_mut() = recycle(decoded);
-                result
-            }
-            Decoder::Sniffing(head) => {
-                head.extend_from_slice(input);
-                if head.len() < 2 {
-                    return Ok(());
-                }
-                let head = std::mem::take(head);
-                self.decoder = if head.starts_with(&[0x1f, 0x8b]) {
-                    Decoder::Gzip(Box::new(MultiGzDecoder::new(Vec::new())))
-                } else {
-                    Decoder::Plain
-                };
-                self.push(&head, emit)
-            }
-        }
+        let parser = &mut self.parser;
+        self.decoder
+            .push(input, &mut |decoded| parser.feed(decoded, emit))
     }
 
     /// Signals the end of input: emits the last chunks and returns the records in input order.
@@ -138,22 +168,11 @@ impl Chunker {
         mut self,
         emit: &mut dyn FnMut(SequenceChunk),
     ) -> Result<Vec<RecordInfo>, InputError> {
-        match std::mem::replace(&mut self.decoder, Decoder::Plain) {
-            Decoder::Sniffing(head) => self.parser.feed(&head, emit)?,
-            Decoder::Plain => {}
-            Decoder::Gzip(decoder) => {
-                let rest = decoder.finish().map_err(InputError::Gzip)?;
-                self.parser.feed(&rest, emit)?;
-            }
-        }
+        let parser = &mut self.parser;
+        self.decoder
+            .finish(&mut |decoded| parser.feed(decoded, emit))?;
         self.parser.finish(emit)
     }
-}
-
-/// Empties a buffer but keeps its allocation.
-fn recycle(mut buffer: Vec<u8>) -> Vec<u8> {
-    buffer.clear();
-    buffer
 }
 
 /// Where the parser is within a line.
@@ -189,6 +208,8 @@ struct Parser {
     sniffed: usize,
     sniffed_letters: usize,
     total_bases: u64,
+    /// Most bases accepted; `None` = no limit.
+    max_bases: Option<u64>,
 }
 
 impl Parser {
@@ -208,6 +229,7 @@ impl Parser {
             sniffed: 0,
             sniffed_letters: 0,
             total_bases: 0,
+            max_bases: None,
         }
     }
 
@@ -311,6 +333,9 @@ impl Parser {
     ) -> Result<(), InputError> {
         self.sniff(bases)?;
         self.total_bases += bases.len() as u64;
+        if let Some(limit) = self.max_bases.filter(|&limit| self.total_bases > limit) {
+            return Err(InputError::TooManyBases { limit });
+        }
         let full = self.chunk_len + self.overlap;
         while !bases.is_empty() {
             if self.pending.capacity() < full {

@@ -6,6 +6,7 @@
 //! reported, so a union over chunks equals a whole-sequence search with no duplicates.
 
 mod block;
+mod decode;
 pub mod generate;
 mod input;
 mod matcher;

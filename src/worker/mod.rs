@@ -3,6 +3,7 @@
 //! wins). `--threads N` runs N task slots, each with its own backend handle. While the master is
 //! away every call backs off and retries; on SIGTERM a slot finishes its task, then stops.
 
+mod heartbeat;
 mod slot;
 
 use std::future::Future;
@@ -13,11 +14,10 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::agent::{default_socket_path, HeartbeatClient, HEARTBEAT_INTERVAL};
-use crate::backend::config::{open_redis, BackendArgs, BackendConfig, DeliverySettings};
-use crate::backend::remote::RemoteBackend;
-use crate::backend::{Queue, Store};
+use crate::backend::config::{Access, Backend, BackendArgs};
+use crate::protocol::{Greeting, Role};
 
+pub use heartbeat::{HeartbeatClient, HEARTBEAT_INTERVAL};
 pub use slot::run_slot;
 
 /// `gridwatch worker` flags.
@@ -58,6 +58,13 @@ pub enum WorkerError {
     Config(String),
 }
 
+impl WorkerError {
+    /// Process exit code: bad flags are the user's to fix.
+    pub fn exit_code(&self) -> i32 {
+        2
+    }
+}
+
 /// Settings shared by a worker's slots.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -80,21 +87,21 @@ pub struct WorkerStats {
     pub tasks_failed: AtomicU64,
 }
 
-/// One slot's view of the backend.
-pub type SlotBackend = (Arc<dyn Queue>, Arc<dyn Store>);
-
-/// Runs one slot per backend handle until `shutdown` completes and every slot has finished its
-/// current task.
+/// Runs `threads` slots on `backend` until `shutdown` completes and every slot has finished its
+/// current task. The slots share the backend handle: each of its calls runs on a connection of
+/// its own, so one slot's waiting lease never holds up another's ack.
 pub async fn run(
     config: WorkerConfig,
-    slots: Vec<SlotBackend>,
+    backend: Backend,
+    threads: usize,
     stats: Arc<WorkerStats>,
     shutdown: impl Future,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    for (index, (queue, store)) in slots.into_iter().enumerate() {
+    for index in 0..threads.max(1) {
         let (config, stats, stop) = (config.clone(), stats.clone(), stop_rx.clone());
+        let (queue, store) = (backend.queue.clone(), backend.store.clone());
         tasks.spawn(run_slot(index, config, queue, store, stats, stop));
     }
     tokio::select! {
@@ -121,16 +128,40 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
             &args.id,
             args.agent_socket
                 .clone()
-                .unwrap_or_else(|| default_socket_path(&args.id)),
+                .unwrap_or_else(|| crate::protocol::default_agent_socket(&args.id)),
             HEARTBEAT_INTERVAL,
         )),
     };
     let heartbeat = config.heartbeat.clone();
-    let (slots, source) = open_slots(&args, threads).await?;
+    let backend_config = args
+        .backend
+        .resolve()
+        .map_err(|e| WorkerError::Config(e.to_string()))?;
+    let master = args
+        .master
+        .clone()
+        .unwrap_or_else(crate::protocol::default_master_address);
+    let greeting = Greeting::new(Role::Worker)
+        .with_id(args.id.clone())
+        .with_token(args.token.clone());
+    let access = Access::Peer {
+        master: master.clone(),
+        greeting,
+    };
+    let backend = backend_config
+        .connect(access)
+        .await
+        .map_err(|e| WorkerError::Config(format!("{backend_config}: {e}")))?;
+    let source = if backend_config.is_shared() {
+        backend_config.to_string()
+    } else {
+        master
+    };
     tracing::info!(component = "worker", worker = %args.id, tasks_from = %source, threads, "worker started");
     run(
         config,
-        slots,
+        backend,
+        threads,
         Arc::new(WorkerStats::default()),
         crate::shutdown::signal(),
     )
@@ -141,44 +172,4 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
     }
     tracing::info!(component = "worker", worker = %args.id, "worker stopped");
     Ok(())
-}
-
-/// One backend handle per slot, and where tasks come from (for the log): the master over the
-/// protocol (embedded), or Redis directly, one multiplexed connection shared by every slot.
-async fn open_slots(
-    args: &WorkerArgs,
-    threads: usize,
-) -> Result<(Vec<SlotBackend>, String), WorkerError> {
-    let backend = args
-        .backend
-        .resolve()
-        .map_err(|e| WorkerError::Config(e.to_string()))?;
-    match backend {
-        BackendConfig::Embedded => {
-            let master = args
-                .master
-                .clone()
-                .unwrap_or_else(crate::protocol::default_master_address);
-            let slots = (0..threads)
-                .map(|_| {
-                    let remote =
-                        Arc::new(RemoteBackend::new(&master, &args.id, args.token.clone()));
-                    (remote.clone() as Arc<dyn Queue>, remote as Arc<dyn Store>)
-                })
-                .collect();
-            Ok((slots, master))
-        }
-        BackendConfig::Redis(url) => {
-            // Only the master reclaims expired leases, and each task carries the master's max
-            // attempts, so these defaults are never consulted.
-            let delivery = DeliverySettings {
-                visibility_timeout: Duration::from_secs(300),
-                max_attempts: 3,
-            };
-            let shared = open_redis(&url, delivery)
-                .await
-                .map_err(|e| WorkerError::Config(format!("redis at {url}: {e}")))?;
-            Ok((vec![shared; threads], url.to_string()))
-        }
-    }
 }

@@ -32,7 +32,7 @@ pub async fn run_slot(
     let mut cache: PreparedCache = None;
     while !*stop.borrow() {
         if let Some(heartbeat) = config.heartbeat.as_ref().filter(|h| h.leasing_paused()) {
-            // Load-aware scheduling (seed 001): no new lease while a resource warning fires.
+            // Load-aware scheduling: a host whose resources already alarm takes no new work until they recover.
             tracing::info!(component = "worker", worker = %config.id, slot = index, "leasing paused by the collector");
             tokio::select! {
                 _ = stop.changed() => break,

@@ -4,7 +4,7 @@
 pub mod grid;
 pub mod procs;
 pub mod redis;
-pub mod watch_grid;
+pub mod watchman_grid;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -22,7 +22,8 @@ enum Persistence {
     None,
     /// Append-only file, fsync on every write: nothing acknowledged is lost in a restart.
     AofAlways,
-    /// Append-only file, fsync once a second: the seed's deployment (`--appendonly yes`).
+    /// Append-only file, fsync once a second, as the shipped deployment runs Redis
+    /// (`--appendonly yes`).
     AofEverySec,
 }
 
@@ -45,8 +46,8 @@ impl RedisServer {
         Self::start_with(Persistence::AofAlways)
     }
 
-    /// A server configured as the seed deploys it: append-only file, fsync every second.
-    pub fn start_like_the_seed() -> Self {
+    /// A server configured as the shipped deployment runs it: append-only file, fsync every second.
+    pub fn start_like_the_deployment() -> Self {
         Self::start_with(Persistence::AofEverySec)
     }
 

@@ -1,5 +1,6 @@
-//! Every Redis key and name the backend uses, in one place. Job and worker keys follow seed 000
-//! (§3.2, §10.3) so that `redis-cli` shows the system as the seed's use case 3 does.
+//! Every Redis key and name the backend uses, in one place. Job and worker keys are readable
+//! words (`job:{id}:status`, `worker:{id}:metrics`, `alerts:history`), so that `redis-cli` shows
+//! the state of the grid without any tool.
 //!
 //! The Lua scripts in `lua/` build the `job:{id}:*` keys of jobs they discover while running
 //! (`lua/common.lua`, `job_key`); keep the two in step.
@@ -120,7 +121,7 @@ mod tests {
     }
 
     #[test]
-    fn job_keys_match_the_seed() {
+    fn job_keys_are_readable_words() {
         assert_eq!(job_status("42"), "job:42:status");
         assert_eq!(job_stats("42"), "job:42:stats");
         assert_eq!(job_results("42"), "job:42:results");

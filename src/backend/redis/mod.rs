@@ -1,5 +1,5 @@
 //! The Redis backend: tasks are entries of Redis Streams read through one consumer group, job
-//! state and results are plain keys (named as in seed 000), so master and workers on many hosts
+//! state and results are plain keys with readable names, so master and workers on many hosts
 //! share one queue and one store, and the master may restart while workers keep going.
 //!
 //! Every multi-key step is one Lua script (`lua/`), so a crash or a lost connection never leaves
@@ -10,6 +10,7 @@ pub mod keys;
 mod queue;
 mod scripts;
 mod store;
+mod url;
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -18,11 +19,11 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use ::redis::{ErrorKind, RedisError, RedisResult, ScriptInvocation};
 
-use crate::backend::config::RedisUrl;
 use crate::backend::{BackendError, BackendResult};
 use scripts::Scripts;
 
 use keys::{GROUP, TASK_STREAMS};
+pub use url::{parse_port, RedisUrl, RedisUrlError, DEFAULT_REDIS_PORT};
 
 /// Longest pause between two attempts to reach Redis at start.
 pub const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(5);

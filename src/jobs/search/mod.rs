@@ -8,7 +8,9 @@ use std::io::{self, Write};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{InputCutter, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError, TaskSource};
+use super::{
+    InputCutter, JobContext, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError, TaskSource,
+};
 use crate::backend::ChunkResult;
 use crate::protocol::ErrorCode;
 use crate::search::{
@@ -320,7 +322,13 @@ impl JobKind for SearchKind {
         combine_payloads(spec, results.into_iter().map(|(_, payload)| payload))
     }
 
-    fn render(&self, report: &SearchReport, format: &str, out: &mut dyn Write) -> io::Result<()> {
+    fn render(
+        &self,
+        report: &SearchReport,
+        _job: &JobContext,
+        format: &str,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
         let format = OutputFormat::from_name(format).unwrap_or_default();
         write_report(format, report, out)
     }
@@ -449,7 +457,8 @@ mod tests {
             })
             .collect();
         let mut out = Vec::new();
-        kind.render(&spec, &results, "count", &mut out).unwrap();
+        kind.render(&JobContext::default(), &spec, &results, "count", &mut out)
+            .unwrap();
         String::from_utf8(out).unwrap()
     }
 

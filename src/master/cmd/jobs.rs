@@ -1,9 +1,8 @@
 //! `list_jobs`: every job, newest first, with progress; never their specs, so the reply's size
 //! does not grow with the jobs' inputs.
 
-use super::status::summary_view;
 use super::{Conn, HandlerError};
-use crate::master::MasterState;
+use crate::master::{summary_view, MasterState};
 use crate::protocol::Message;
 
 /// Answers `list_jobs`.

@@ -84,7 +84,7 @@ pub async fn apply(
         other => {
             return Err(HandlerError::fatal(
                 ErrorCode::UnexpectedMessage,
-                format!("{} is not a worker request", super::type_name(&other)),
+                format!("{} is not a worker request", other.type_name()),
             ))
         }
     };
@@ -127,18 +127,15 @@ async fn put_result(
         Err(err) => Err(err),
     };
     match stored {
-        Err(BackendError::Refused {
-            job,
-            chunk,
-            reason,
-            detail,
-        }) => {
+        Err(err @ BackendError::Refused { .. }) => {
             // Where an alert on refused results would be raised: the counter behind it is
             // `gridwatch_results_refused_total` in /metrics.
-            tracing::warn!(component = "master", %job, chunk, worker = %lease.worker, peer = %session.peer, reason = reason.as_str(), %detail, "result refused");
+            tracing::warn!(component = "master", worker = %lease.worker, peer = %session.peer, error = %err, "result refused");
+            // The message names the reason as the backend error prints it, so the worker's
+            // side reads the same reason back.
             Err(HandlerError::refused(
                 ErrorCode::ResultRefused,
-                format!("result for chunk {chunk} of job {job:?} refused ({reason}): {detail}"),
+                err.to_string(),
             ))
         }
         other => Ok(other?),

@@ -8,7 +8,7 @@ mod lease;
 mod results;
 pub(super) mod status;
 mod submit;
-mod watch;
+mod watchman;
 
 use std::net::SocketAddr;
 
@@ -121,18 +121,10 @@ pub async fn dispatch(
         | Message::RecordAlert { .. }
         | Message::RecordWorker { .. }
         | Message::ListWorkers
-        | Message::ListAlerts { .. } => watch::apply(conn, state, message).await,
+        | Message::ListAlerts { .. } => watchman::apply(conn, state, message).await,
         other => Err(HandlerError::fatal(
             ErrorCode::UnexpectedMessage,
-            format!("{} is not a request the master serves", type_name(&other)),
+            format!("{} is not a request the master serves", other.type_name()),
         )),
     }
-}
-
-/// The wire `type` of a message, for error text.
-pub fn type_name(message: &Message) -> String {
-    serde_json::to_value(message)
-        .ok()
-        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
-        .unwrap_or_else(|| "message".into())
 }

@@ -2,10 +2,10 @@
 //! no buffer on the master grows with the job: the spec's JSON text and each result's payload go
 //! out in data frames of at most one stored part each.
 
-use super::status::{find_job, job_view};
+use super::status::find_job;
 use super::{Conn, HandlerError};
 use crate::backend::{ChunkResult, JobStatus, RESULT_PART_BYTES};
-use crate::master::MasterState;
+use crate::master::{job_view, MasterState};
 use crate::protocol::{ErrorCode, Message};
 
 /// Answers `get_results`.

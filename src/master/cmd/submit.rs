@@ -62,7 +62,7 @@ pub async fn apply(
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
-        created_at: unix_now(),
+        created_at: crate::time::unix_now(),
         finished_at: None,
     };
     if let CreateOutcome::Exists(_) = state.store.create_job(&record).await? {
@@ -378,11 +378,4 @@ impl Drop for UploadGuard<'_> {
         let mut uploads = self.state.uploads.lock().unwrap_or_else(|e| e.into_inner());
         uploads.remove(&self.job_id);
     }
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::snapshot::{self, GridStats};
 use super::{ApiError, HttpState};
-use crate::master::cmd::status::job_view;
+use crate::master::job_view;
 
 /// Alerts `/alerts` returns when no `limit` is given.
 const DEFAULT_ALERTS: usize = 50;
@@ -71,7 +71,8 @@ pub async fn jobs(
     })))
 }
 
-/// `GET /jobs/{id}`: one job with its progress and spec (patterns, records); 404 if unknown.
+/// `GET /jobs/{id}`: one job with its progress and spec (patterns, records) and, once completed,
+/// its kind's summary of the result (`result`; null for kinds without one); 404 if unknown.
 pub async fn job(
     State(state): State<HttpState>,
     Path(id): Path<String>,
@@ -79,10 +80,12 @@ pub async fn job(
     let store = state.master.store.as_ref();
     let record = store.job(&id).await?.ok_or(ApiError::NoSuchJob(id))?;
     let spec = record.spec.clone();
+    let result = super::results::summary(store, &record).await?;
     let view = job_view(store, record).await?;
     Ok(Json(json!({
         "job": view,
         "spec": spec,
+        "result": result,
         "active_workers": state.master.workers.active(),
     })))
 }

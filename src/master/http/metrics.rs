@@ -9,7 +9,7 @@ use axum::response::Response;
 
 use super::snapshot::{self, Snapshot};
 use super::{prometheus_text, ApiError, HttpState};
-use crate::collector::{LivenessState, WorkerView};
+use crate::protocol::{LivenessState, WorkerView};
 
 /// `GET /metrics`.
 pub async fn handler(State(state): State<HttpState>) -> Result<Response, ApiError> {
@@ -91,6 +91,12 @@ fn render(snapshot: &Snapshot, backend: &str) -> String {
     out.single("gridwatch_chunks", help, stats.chunks_total as f64);
     let help = "Matches in stored chunk results, over all jobs.";
     out.single("gridwatch_matches", help, stats.matches as f64);
+    let help = "Jobs by kind.";
+    out.by_label("gridwatch_kind_jobs", help, "kind", &stats.jobs_by_kind);
+    let help = "Progress counts of stored task results by job kind: matches (search), \
+                iterations (julia), collisions (particles).";
+    let by_kind = &stats.matches_by_kind;
+    out.by_label("gridwatch_kind_matches", help, "kind", by_kind);
     let help = "Workers by liveness state (the collector's view).";
     out.by_label("gridwatch_workers", help, "state", &stats.workers);
     let help = "Workers heard from by the master or the queue in the last 10 s.";

@@ -1,9 +1,10 @@
-//! The master's HTTP side (DESIGN "Observability"): a read-only JSON API, Prometheus text at
+//! The master's HTTP side: a read-only JSON API, Prometheus text at
 //! `/metrics` and a self-contained live dashboard at `/`. It shares the protocol server's
 //! `MasterState` and shutdown signal; the grid's own traffic never goes through HTTP.
 
 mod api;
 mod metrics;
+mod results;
 mod snapshot;
 
 use std::future::Future;
@@ -43,6 +44,15 @@ pub enum ApiError {
     /// A malformed query string (`?limit=abc`).
     #[error("bad query: {0}")]
     BadQuery(String),
+    /// The job exists but has nothing at this address (an image of a job that draws none).
+    #[error("{0}")]
+    NotFound(String),
+    /// The job has not completed yet.
+    #[error("{0}")]
+    NotReady(String),
+    /// Stored results that do not render.
+    #[error("unreadable stored result: {0}")]
+    Corrupt(String),
     /// The backend failed or is unreachable.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -51,9 +61,11 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::NoSuchJob(_) | ApiError::Backend(BackendError::NoSuchJob(_)) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NoSuchJob(_)
+            | ApiError::NotFound(_)
+            | ApiError::Backend(BackendError::NoSuchJob(_)) => StatusCode::NOT_FOUND,
+            ApiError::NotReady(_) => StatusCode::CONFLICT,
+            ApiError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::Backend(BackendError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,6 +89,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(api::health))
         .route("/jobs", get(api::jobs))
         .route("/jobs/{id}", get(api::job))
+        .route("/jobs/{id}/image.png", get(results::image))
         .route("/workers", get(api::workers))
         .route("/alerts", get(api::alerts))
         .route("/stats", get(api::stats))
@@ -91,7 +104,7 @@ async fn dashboard() -> Html<&'static str> {
 
 async fn not_found(uri: Uri) -> Response {
     let message = format!(
-        "no such endpoint: {}; try /, /health, /jobs, /jobs/ID, /workers, /alerts, /stats or /metrics",
+        "no such endpoint: {}; try /, /health, /jobs, /jobs/ID, /jobs/ID/image.png, /workers, /alerts, /stats or /metrics",
         uri.path()
     );
     json_error(StatusCode::NOT_FOUND, message)

@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 use crate::backend::{BackendError, JobStatus, RefusalReason, Store};
-use crate::collector::{Alert, AlertState, LivenessState, Severity, WorkerView};
-use crate::master::cmd::status::summary_view;
+use crate::master::summary_view;
 use crate::master::MasterState;
 use crate::protocol::JobView;
+use crate::protocol::{Alert, AlertState, LivenessState, Severity, WorkerView};
 
 /// The alert history's cap (both backends keep the newest 1000 events).
 const ALERT_HISTORY: usize = 1000;
@@ -28,6 +28,11 @@ pub struct GridStats {
     pub chunks_total: u64,
     /// Matches in stored chunk results, over all jobs.
     pub matches: u64,
+    /// Jobs per kind (every registered kind present, zeros included).
+    pub jobs_by_kind: BTreeMap<&'static str, u64>,
+    /// Stored tasks' progress counts per kind: matches (search), iterations (julia),
+    /// collisions (particles).
+    pub matches_by_kind: BTreeMap<&'static str, u64>,
     /// Workers per liveness state, from the collector's view.
     pub workers: BTreeMap<&'static str, u64>,
     /// Workers that talked to the master (or, with Redis, to the queue) in the last 10 s.
@@ -114,6 +119,8 @@ pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
         jobs: JobStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
         jobs_total: jobs.len() as u64,
         active_workers: state.workers.active(),
+        jobs_by_kind: crate::jobs::KINDS.iter().map(|k| (k.name(), 0)).collect(),
+        matches_by_kind: crate::jobs::KINDS.iter().map(|k| (k.name(), 0)).collect(),
         ..GridStats::default()
     };
     for job in &jobs {
@@ -123,6 +130,11 @@ pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
         stats.matches = stats
             .matches
             .saturating_add(job.partial_results.matches_found);
+        if let Some(kind) = crate::jobs::kind(&job.kind) {
+            *stats.jobs_by_kind.entry(kind.name()).or_default() += 1;
+            let by_kind = stats.matches_by_kind.entry(kind.name()).or_default();
+            *by_kind = by_kind.saturating_add(job.partial_results.matches_found);
+        }
     }
     stats.results_refused = RefusalReason::ALL.iter().map(|r| (r.as_str(), 0)).collect();
     for (reason, count) in store.refused_results().await? {

@@ -9,7 +9,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use super::connect::ClientError;
+use crate::client::connect::ClientError;
 
 /// How long the master may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -113,9 +113,10 @@ impl Cluster {
         std::fs::create_dir_all(&socket_dir)
             .map_err(|e| ClientError::Usage(format!("{}: {e}", socket_dir.display())))?;
         let (mut agents, mut workers) = (Vec::new(), Vec::new());
+        let worker_socket = |id: &str| socket_dir.join(format!("{id}.sock"));
         for n in 1..=args.workers {
             let id = format!("w{n}");
-            let socket = socket_dir.join(format!("{id}.sock"));
+            let socket = worker_socket(&id);
             let mut agent = Command::new(&exe);
             agent
                 .args(["agent", "--worker-id", &id, "--socket"])
@@ -126,6 +127,15 @@ impl Cluster {
                 id.clone(),
                 spawn(agent, &log_dir.join(format!("agent-{id}.log")))?,
             ));
+        }
+        // A worker that starts before its agent listens works unwatched until its next retry:
+        // killed meanwhile, it would never be reported dead. So every agent listens first.
+        for (id, agent) in &mut agents {
+            wait_for_agent(&worker_socket(id), id, agent).await?;
+        }
+        for n in 1..=args.workers {
+            let id = format!("w{n}");
+            let socket = worker_socket(&id);
             let mut cmd = Command::new(&exe);
             cmd.arg("worker")
                 .arg("--id")
@@ -273,6 +283,28 @@ fn spawn(mut cmd: Command, log: &Path) -> Result<Child, ClientError> {
         .kill_on_drop(true);
     cmd.spawn()
         .map_err(|e| ClientError::Usage(format!("cannot start a gridwatch process: {e}")))
+}
+
+/// Waits until the agent of `worker` accepts connections on `socket` (a socket file left by an
+/// earlier run does not count: only a connection does).
+async fn wait_for_agent(socket: &Path, worker: &str, agent: &mut Child) -> Result<(), ClientError> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if tokio::net::UnixStream::connect(socket).await.is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = agent.try_wait() {
+            return Err(ClientError::Usage(format!(
+                "the agent of {worker} exited at start ({status}); see its log in the data directory's logs/"
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(ClientError::Usage(format!(
+                "the agent of {worker} did not start listening in time"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn wait_for_addr(path: &Path, master: &mut Child) -> Result<String, ClientError> {

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::connect::{ClientError, MasterAddr, MasterClient};
-use super::progress::JobProgress;
-use super::query::{fetch_report, wait_for_every, POLL_INTERVAL};
-use super::submit::{parse_patterns, upload, UploadRequest};
 use super::up::{Cluster, UpArgs};
 use crate::backend::{JobStatus, Priority};
+use crate::client::connect::{ClientError, MasterAddr, MasterClient};
+use crate::client::progress::JobProgress;
+use crate::client::query::{fetch_report, wait_for_every, POLL_INTERVAL};
+use crate::client::submit::{parse_patterns, upload, UploadRequest};
 use crate::jobs::search::printer::{write_report, OutputFormat, SearchReport};
 use crate::search::{SearchOptions, StrandMode};
 
@@ -19,9 +19,9 @@ use crate::search::{SearchOptions, StrandMode};
 #[derive(Clone, Debug, clap::Args)]
 pub struct DemoArgs {
     /// Genome size (e.g. 200MiB, 50MB, 1GiB).
-    #[arg(long, default_value = "200MiB", value_parser = super::generate::parse_size)]
+    #[arg(long, default_value = "200MiB", value_parser = crate::client::generate::parse_size)]
     pub size: u64,
-    /// Pattern to search for (seed 000's use case by default).
+    /// Pattern to search for.
     #[arg(long, default_value = "AGGTCCAT")]
     pub pattern: String,
     /// Worker processes.
@@ -34,7 +34,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Kill one worker (kill -9) mid-job and show the DEAD alert, the re-queue of its tasks and
-    /// the still exact result (seed 000 §10.2).
+    /// the still exact result.
     #[arg(long)]
     pub kill_worker: bool,
 }

@@ -1,114 +1,30 @@
-//! The watchman's command-line entry points: `gridwatch agent`, `gridwatch collector`, and the
-//! `workers` / `alerts` clients, which ask the master (or, with `--collector`, the collector).
+//! `gridwatch workers` and `gridwatch alerts`: the watchman's view of the grid, asked of the
+//! master (or, with `--collector`, of the collector directly).
 
-use std::time::Duration;
-
-use std::sync::Arc;
-
-use anyhow::Context;
-use tokio::net::TcpStream;
-
-use crate::agent::{self, hello, AgentConfig};
-use crate::backend::config::BackendConfig;
-use crate::backend::redis::{RedisBackend, RedisOptions};
-use crate::collector::{
-    self, Alert, AlertState, CollectorConfig, Downstream, LivenessState, WorkerView,
+use super::connect::{unexpected, ClientError};
+use crate::protocol::{
+    Alert, AlertState, Dial, Greeting, LivenessState, Message, RequestError, Requester, Role,
+    WorkerView,
 };
-use crate::protocol::{Connection, Message, Role};
-
-/// Exit code for errors the user can fix (bad flags, busy socket or port).
-pub const USER_ERROR: i32 = 2;
-
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
-/// `gridwatch agent`: runs until Ctrl-C or SIGTERM.
-pub async fn run_agent(config: AgentConfig) -> anyhow::Result<()> {
-    match agent::run(config, shutdown_signal()).await {
-        Ok(()) => Ok(()),
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::exit(USER_ERROR);
-        }
-    }
-}
-
-/// `gridwatch collector`: runs until Ctrl-C or SIGTERM.
-pub async fn run_collector(config: CollectorConfig) -> anyhow::Result<()> {
-    let result = async {
-        let downstream = collector_downstream(&config).await?;
-        let listener = collector::bind(&config).await?;
-        collector::run(config, listener, downstream, shutdown_signal())
-            .await
-            .map_err(anyhow::Error::from)
-    };
-    match result.await {
-        Ok(()) => Ok(()),
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::exit(USER_ERROR);
-        }
-    }
-}
-
-/// The collector's destinations: with a shared backend (Redis) it writes the store and reclaims
-/// itself; with the embedded backend everything goes through the master.
-async fn collector_downstream(config: &CollectorConfig) -> anyhow::Result<Downstream> {
-    let master = Some(config.master_addr());
-    match config.backend.resolve()? {
-        BackendConfig::Embedded => Ok(Downstream {
-            master,
-            store: None,
-            queue: None,
-        }),
-        BackendConfig::Redis(url) => {
-            let backend = RedisBackend::connect(&url.connection_url(), RedisOptions::default())
-                .await
-                .with_context(|| format!("connecting to {url}"))?;
-            let backend = Arc::new(backend);
-            Ok(Downstream {
-                master,
-                store: Some(backend.clone()),
-                queue: Some(backend),
-            })
-        }
-    }
-}
 
 /// Where `workers` and `alerts` ask.
 #[derive(Clone, Debug, clap::Args)]
-pub struct WatchQueryArgs {
+pub struct MonitorArgs {
     /// The master's `host:port` [default: $MASTER_HOST:$MASTER_PORT, or 127.0.0.1:5000].
     #[arg(long)]
     pub master: Option<String>,
     /// Ask this collector (`host:port`) instead of the master.
     #[arg(long, conflicts_with = "master")]
     pub collector: Option<String>,
+    /// Shared secret, when the cluster has one.
+    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
-impl WatchQueryArgs {
+impl MonitorArgs {
     fn address(&self) -> (String, &'static str) {
         if let Some(collector) = &self.collector {
             return (collector.clone(), "collector");
@@ -121,38 +37,44 @@ impl WatchQueryArgs {
     }
 }
 
-async fn ask(args: &WatchQueryArgs, request: Message) -> anyhow::Result<Message> {
+async fn ask(args: &MonitorArgs, request: Message) -> Result<Message, ClientError> {
     let (address, role) = args.address();
-    let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&address));
-    let stream = match connect.await {
-        Ok(Ok(stream)) => stream,
-        _ => {
-            eprintln!("error: cannot reach the {role} at {address}; is it running? (pass --{role} HOST:PORT)");
-            std::process::exit(USER_ERROR);
-        }
+    let greeting = Greeting::new(Role::Client).with_token(args.token.clone());
+    let refused = |code, message| ClientError::Refused {
+        code,
+        message: format!("the {role} refused ({code:?}): {message}"),
     };
-    let mut conn = Connection::new(stream);
-    hello(&mut conn, Role::Client, None)
-        .await
-        .with_context(|| format!("greeting the {role} at {address}"))?;
-    conn.write_message(&request).await?;
-    match conn.expect_message().await? {
-        Message::Error { code, message } => {
-            anyhow::bail!("the {role} refused ({code:?}): {message}")
+    let mut requester = match Requester::connect(&address, &greeting, &Dial::default()).await {
+        Ok(requester) => requester,
+        Err(RequestError::Unreachable { .. }) => {
+            return Err(ClientError::Usage(format!(
+                "cannot reach the {role} at {address}; is it running? (pass --{role} HOST:PORT)"
+            )))
         }
-        reply => Ok(reply),
+        Err(RequestError::Refused { code, message }) => return Err(refused(code, message)),
+        Err(err) => return Err(err.into()),
+    };
+    match requester.request(&request).await {
+        Err(RequestError::Refused { code, message }) => Err(refused(code, message)),
+        reply => Ok(reply?),
     }
 }
 
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), ClientError> {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    println!("{text}");
+    Ok(())
+}
+
 /// `gridwatch workers`: the liveness view of every worker.
-pub async fn workers(args: WatchQueryArgs) -> anyhow::Result<()> {
-    let Message::Workers { mut workers } = ask(&args, Message::ListWorkers).await? else {
-        anyhow::bail!("unexpected reply to list_workers");
+pub async fn workers(args: MonitorArgs) -> Result<(), ClientError> {
+    let mut workers = match ask(&args, Message::ListWorkers).await? {
+        Message::Workers { workers } => workers,
+        other => return Err(unexpected(&other)),
     };
     workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&workers)?);
-        return Ok(());
+        return print_json(&workers);
     }
     print!("{}", workers_table(&workers));
     Ok(())
@@ -232,21 +154,21 @@ fn format_uptime(secs: f64) -> String {
 pub struct AlertsArgs {
     /// Where to ask, and the output format.
     #[command(flatten)]
-    pub query: WatchQueryArgs,
+    pub query: MonitorArgs,
     /// Show at most this many, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
 }
 
 /// `gridwatch alerts`: the most recent alert events.
-pub async fn alerts(args: AlertsArgs) -> anyhow::Result<()> {
+pub async fn alerts(args: AlertsArgs) -> Result<(), ClientError> {
     let request = Message::ListAlerts { limit: args.limit };
-    let Message::Alerts { alerts } = ask(&args.query, request).await? else {
-        anyhow::bail!("unexpected reply to list_alerts");
+    let alerts = match ask(&args.query, request).await? {
+        Message::Alerts { alerts } => alerts,
+        other => return Err(unexpected(&other)),
     };
     if args.query.json {
-        println!("{}", serde_json::to_string_pretty(&alerts)?);
-        return Ok(());
+        return print_json(&alerts);
     }
     print!("{}", alerts_table(&alerts));
     Ok(())

@@ -18,6 +18,10 @@ pub enum BenchCommand {
     Search(BenchSearchArgs),
     /// Time a job end to end on a local grid against grep and ripgrep, sweeping chunk sizes.
     Grid(super::bench_grid::BenchGridArgs),
+    /// The Julia kind: grid against local against Python, sweeping bands.
+    Julia(super::bench_kinds::BenchJuliaArgs),
+    /// The particles kind: grid against local against Python, sweeping replicas.
+    Particles(super::bench_kinds::BenchParticlesArgs),
 }
 
 /// Arguments of `gridwatch bench search`.
@@ -54,6 +58,8 @@ pub fn run(command: &BenchCommand) -> Result<(), ToolError> {
     match command {
         BenchCommand::Search(args) => bench_search(args),
         BenchCommand::Grid(args) => super::bench_grid::run(args),
+        BenchCommand::Julia(args) => super::bench_kinds::run_julia(args),
+        BenchCommand::Particles(args) => super::bench_kinds::run_particles(args),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `gridwatch demo --kill-worker` end to end: the story of seed 000 §10.2 on one machine.
+//! `gridwatch demo --kill-worker` end to end: a worker killed mid-job, the alert, the re-queue and
+//! the exact result, on one machine.
 
 mod common;
 

@@ -1,12 +1,26 @@
-//! What the master does with the collector's messages and the watch queries: reclaim a dead
-//! worker's leases at once, store alert events and worker views (the master owns the store with
-//! the embedded backend), and answer `list_workers` / `list_alerts` from the store.
+//! The watchman's requests: `worker_down` from the collector (reclaim that worker's leases at
+//! once), `record_alert` / `record_worker` (the master owns the embedded store), and the
+//! `list_workers` / `list_alerts` queries of `gridwatch workers` and `gridwatch alerts`.
 
+use super::{Conn, HandlerError};
 use crate::backend::{Queue, Store};
-use crate::protocol::{ErrorCode, Message};
+use crate::master::MasterState;
+use crate::protocol::{Alert, ErrorCode, Message, WorkerView};
 
-use super::alert::Alert;
-use super::liveness::WorkerView;
+/// Answers one watchman request.
+pub async fn apply(
+    conn: &mut Conn,
+    state: &MasterState,
+    message: Message,
+) -> Result<(), HandlerError> {
+    let reply = answer(&message, state.queue.as_ref(), state.store.as_ref())
+        .await
+        .ok_or_else(|| {
+            HandlerError::refused(ErrorCode::UnexpectedMessage, "not a watchman request")
+        })?;
+    conn.write_message(&reply).await?;
+    Ok(())
+}
 
 /// Answers a watchman message; `None` if `message` is not one (the caller handles it).
 pub async fn answer(message: &Message, queue: &dyn Queue, store: &dyn Store) -> Option<Message> {

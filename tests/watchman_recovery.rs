@@ -1,4 +1,4 @@
-//! Dead-worker recovery with real processes (DESIGN "The watchman"): a master with a long
+//! Dead-worker recovery with real processes: a master with a long
 //! visibility timeout, a collector, and an agent + worker per id. A worker killed with -9 is in
 //! the alert log as DEAD within a second and its chunks are re-run at once; a SIGSTOPped worker is
 //! DEAD after the heartbeat timeout, and after SIGCONT its late results are refused: the leases
@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::procs::{gridwatch, wait_for};
-use common::watch_grid::{genome, spawn_collector, tasks_done, unix_now, Grid};
+use common::watchman_grid::{genome, spawn_collector, tasks_done, unix_now, Grid};
 use nix::sys::signal::Signal;
 
 #[test]
@@ -129,8 +129,8 @@ fn a_firing_resource_warning_pauses_leasing_until_it_clears() {
     );
     let job = grid.submit(&genome, "4000");
     // Paused workers lease nothing: the job stays untouched for several report intervals.
-    let watch_until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < watch_until {
+    let observe_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < observe_until {
         let (status, done, _) = grid.progress(&job).expect("status");
         assert_eq!(
             (status.as_str(), done),
@@ -217,7 +217,7 @@ fn with_redis_a_killed_worker_is_reclaimed_and_the_watch_data_is_in_redis() {
     let mut grid = Grid::start_on(&redis.url(), &["w1", "w2"], "15s", &[]);
     kill_w1_mid_job_and_recover(&mut grid);
 
-    // The seed's keys (use case 3): alert history and per-worker metrics with a TTL.
+    // The readable keys `redis-cli` shows: alert history and per-worker metrics with a TTL.
     let client = redis::Client::open(redis.url()).expect("redis url");
     let mut redis_conn = client.get_connection().expect("redis connection");
     let history: Vec<String> = redis::cmd("LRANGE")

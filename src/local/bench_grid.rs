@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::connect::ClientError;
 use super::demo::{run_grid_job, run_self};
-use super::tool_error::ToolError;
 use super::up::{Cluster, UpArgs};
+use crate::client::connect::ClientError;
+use crate::client::tool_error::ToolError;
 
 /// `gridwatch bench grid` flags.
 #[derive(Clone, Debug, clap::Args)]
@@ -18,7 +18,7 @@ pub struct BenchGridArgs {
     #[arg(long)]
     pub file: Option<PathBuf>,
     /// Size of the generated genome.
-    #[arg(long, default_value = "200MiB", value_parser = super::generate::parse_size)]
+    #[arg(long, default_value = "200MiB", value_parser = crate::client::generate::parse_size)]
     pub size: u64,
     /// The pattern searched.
     #[arg(long, default_value = "AGGTCCAT")]

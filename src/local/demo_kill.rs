@@ -1,4 +1,4 @@
-//! `gridwatch demo --kill-worker` (seed 000 §10.2): once the job is under way, kill -9 one worker
+//! `gridwatch demo --kill-worker`: once the job is under way, kill -9 one worker
 //! and show what the watchman does: the collector's DEAD alert, the master re-queueing the dead
 //! worker's tasks, and (in the demo) the exact result with the remaining workers.
 
@@ -7,13 +7,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tokio::net::TcpStream;
 
-use super::connect::ClientError;
 use super::up::Cluster;
-use crate::agent::hello;
-use crate::collector::Alert;
-use crate::protocol::{Connection, Message, Role};
+use crate::client::connect::ClientError;
+use crate::protocol::{Alert, Dial, Greeting, Message, Requester, Role};
 
 /// How long to wait for each step before saying it did not happen.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,10 +61,11 @@ async fn wait_for_progress(master: &str, fraction: f64) -> Result<(), ClientErro
 }
 
 async fn job_fraction(master: &str) -> Option<f64> {
-    let mut conn = Connection::new(TcpStream::connect(master).await.ok()?);
-    hello(&mut conn, Role::Client, None).await.ok()?;
-    conn.write_message(&Message::ListJobs).await.ok()?;
-    let Message::Jobs { jobs, .. } = conn.expect_message().await.ok()? else {
+    let greeting = Greeting::new(Role::Client);
+    let mut requester = Requester::connect(master, &greeting, &Dial::default())
+        .await
+        .ok()?;
+    let Message::Jobs { jobs, .. } = requester.request(&Message::ListJobs).await.ok()? else {
         return None;
     };
     jobs.first().map(|job| job.progress.percentage / 100.0)

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::report::WorkerStatus;
+use crate::protocol::WorkerStatus;
 
 /// Identifies one worker connection, so a late disconnect of an old connection is ignored after
 /// the worker reconnected.
@@ -12,7 +12,7 @@ pub type ConnectionId = u64;
 
 /// Everything the agent knows about its worker.
 #[derive(Debug)]
-pub struct WorkerWatch {
+pub struct WorkerTracker {
     heartbeat_timeout: Duration,
     status: WorkerStatus,
     reason: Option<String>,
@@ -24,10 +24,10 @@ pub struct WorkerWatch {
     current_task: Option<String>,
 }
 
-impl WorkerWatch {
-    /// A watch with no worker yet.
-    pub fn new(heartbeat_timeout: Duration) -> WorkerWatch {
-        WorkerWatch {
+impl WorkerTracker {
+    /// A tracker with no worker yet.
+    pub fn new(heartbeat_timeout: Duration) -> WorkerTracker {
+        WorkerTracker {
             heartbeat_timeout,
             status: WorkerStatus::Waiting,
             reason: None,
@@ -207,34 +207,34 @@ mod tests {
     #[test]
     fn a_crash_is_dead_at_once_and_a_reconnect_revives() {
         let t0 = Instant::now();
-        let mut watch = WorkerWatch::new(TIMEOUT);
-        assert_eq!(watch.status(), WorkerStatus::Waiting);
-        assert!(watch.on_hello(1, 4242, t0));
-        assert!(watch.on_disconnect(1, false));
-        assert_eq!(watch.status(), WorkerStatus::Dead);
-        assert_eq!(watch.reason(), Some("process 4242 exited"));
-        assert!(watch.on_hello(2, 4243, t0 + Duration::from_secs(1)));
-        assert_eq!(watch.status(), WorkerStatus::Alive);
+        let mut tracker = WorkerTracker::new(TIMEOUT);
+        assert_eq!(tracker.status(), WorkerStatus::Waiting);
+        assert!(tracker.on_hello(1, 4242, t0));
+        assert!(tracker.on_disconnect(1, false));
+        assert_eq!(tracker.status(), WorkerStatus::Dead);
+        assert_eq!(tracker.reason(), Some("process 4242 exited"));
+        assert!(tracker.on_hello(2, 4243, t0 + Duration::from_secs(1)));
+        assert_eq!(tracker.status(), WorkerStatus::Alive);
     }
 
     #[test]
     fn a_hang_is_dead_only_after_the_heartbeat_timeout() {
         let t0 = Instant::now();
-        let mut watch = WorkerWatch::new(TIMEOUT);
-        watch.on_hello(1, 10, t0);
-        watch.on_heartbeat(1, 3, Some("job/7".into()), t0 + Duration::from_secs(1));
-        assert_eq!(watch.next_deadline(), Some(t0 + Duration::from_secs(16)));
-        assert!(!watch.check(t0 + Duration::from_millis(15_999)));
-        assert!(watch.check(t0 + Duration::from_secs(16)));
-        assert_eq!(watch.status(), WorkerStatus::Dead);
+        let mut tracker = WorkerTracker::new(TIMEOUT);
+        tracker.on_hello(1, 10, t0);
+        tracker.on_heartbeat(1, 3, Some("job/7".into()), t0 + Duration::from_secs(1));
+        assert_eq!(tracker.next_deadline(), Some(t0 + Duration::from_secs(16)));
+        assert!(!tracker.check(t0 + Duration::from_millis(15_999)));
+        assert!(tracker.check(t0 + Duration::from_secs(16)));
+        assert_eq!(tracker.status(), WorkerStatus::Dead);
         assert!(
-            !watch.check(t0 + Duration::from_secs(17)),
+            !tracker.check(t0 + Duration::from_secs(17)),
             "dead once, not on every check"
         );
         // SIGCONT: the heartbeat resumes on the same connection.
-        assert!(watch.on_heartbeat(1, 4, None, t0 + Duration::from_secs(20)));
+        assert!(tracker.on_heartbeat(1, 4, None, t0 + Duration::from_secs(20)));
         assert_eq!(
-            (watch.status(), watch.tasks_completed()),
+            (tracker.status(), tracker.tasks_completed()),
             (WorkerStatus::Alive, 4)
         );
     }
@@ -242,31 +242,31 @@ mod tests {
     #[test]
     fn a_disconnect_of_a_live_process_waits_for_the_timeout() {
         let t0 = Instant::now();
-        let mut watch = WorkerWatch::new(TIMEOUT);
-        watch.on_hello(1, 10, t0);
-        assert!(!watch.on_disconnect(1, true));
-        assert_eq!(watch.status(), WorkerStatus::Alive);
-        assert!(watch.check(t0 + TIMEOUT));
+        let mut tracker = WorkerTracker::new(TIMEOUT);
+        tracker.on_hello(1, 10, t0);
+        assert!(!tracker.on_disconnect(1, true));
+        assert_eq!(tracker.status(), WorkerStatus::Alive);
+        assert!(tracker.check(t0 + TIMEOUT));
     }
 
     #[test]
     fn stale_connections_and_goodbyes_are_not_deaths() {
         let t0 = Instant::now();
-        let mut watch = WorkerWatch::new(TIMEOUT);
-        watch.on_hello(1, 10, t0);
-        watch.on_hello(2, 11, t0);
+        let mut tracker = WorkerTracker::new(TIMEOUT);
+        tracker.on_hello(1, 10, t0);
+        tracker.on_hello(2, 11, t0);
         assert!(
-            !watch.on_disconnect(1, false),
+            !tracker.on_disconnect(1, false),
             "the old connection's close is ignored"
         );
         assert!(
-            !watch.on_heartbeat(1, 9, None, t0),
+            !tracker.on_heartbeat(1, 9, None, t0),
             "and so are its heartbeats"
         );
-        assert!(watch.on_goodbye(2));
-        assert!(!watch.on_disconnect(2, false));
-        assert_eq!(watch.status(), WorkerStatus::Stopped);
-        assert!(!watch.check(t0 + TIMEOUT * 2));
+        assert!(tracker.on_goodbye(2));
+        assert!(!tracker.on_disconnect(2, false));
+        assert_eq!(tracker.status(), WorkerStatus::Stopped);
+        assert!(!tracker.check(t0 + TIMEOUT * 2));
     }
 
     #[test]

@@ -11,11 +11,12 @@ use tokio::net::UnixStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::MissedTickBehavior;
 
-use super::handshake::hello;
-use crate::collector::clock::unix_now;
+use crate::protocol::handshake::{hello, Greeting};
 use crate::protocol::{Connection, Message, ProtocolError, Role};
+use crate::time::unix_now;
 
-/// How often the worker heartbeats (DESIGN: every second).
+/// How often the worker heartbeats: every second, so a hang is noticed within the heartbeat
+/// timeout give or take a second.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -143,7 +144,9 @@ async fn session(
     mut conn: Connection<UnixStream>,
     interval: Duration,
 ) -> Result<(), ProtocolError> {
-    hello(&mut conn, Role::Worker, Some(progress.worker_id.clone())).await?;
+    // The agent trusts its peer by the socket's owner, not by a token: none is sent.
+    let greeting = Greeting::new(Role::Worker).with_id(progress.worker_id.clone());
+    hello(&mut conn, &greeting).await?;
     let mut ticks = tokio::time::interval(interval);
     // After a SIGSTOP, one heartbeat on resume, not a burst of the missed ones.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);

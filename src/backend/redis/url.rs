@@ -1,0 +1,128 @@
+//! The address of a Redis server: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, validated once,
+//! shown without its password.
+
+use std::fmt;
+
+use thiserror::Error;
+
+/// Port of a Redis server when neither the URL nor `REDIS_PORT` names one.
+pub const DEFAULT_REDIS_PORT: u16 = 6379;
+
+/// A validated `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` address.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// `USER:PASSWORD@` or `:PASSWORD@`, when given.
+    credentials: Option<String>,
+    /// Host name or IP address (IPv6 in brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Database number.
+    pub db: u32,
+}
+
+impl RedisUrl {
+    /// The URL to connect with, credentials included.
+    pub fn connection_url(&self) -> String {
+        let credentials = self.credentials.as_deref().unwrap_or("");
+        format!(
+            "redis://{credentials}{}:{}/{}",
+            self.host, self.port, self.db
+        )
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    /// Shows the address without its password, for logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = if self.credentials.is_some() {
+            "***@"
+        } else {
+            ""
+        };
+        write!(f, "redis://{hidden}{}:{}/{}", self.host, self.port, self.db)
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A redis:// URL that does not parse.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("backend {url:?}: {reason}; expected redis://HOST:PORT/DB")]
+pub struct RedisUrlError {
+    /// The value given.
+    pub url: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A port number, 1 to 65535.
+pub fn parse_port(text: &str) -> Option<u16> {
+    text.parse().ok().filter(|port| *port != 0)
+}
+
+impl RedisUrl {
+    /// The server at `host:port`, database `db`, without credentials.
+    pub fn new(host: impl Into<String>, port: u16, db: u32) -> Self {
+        Self {
+            credentials: None,
+            host: host.into(),
+            port,
+            db,
+        }
+    }
+
+    /// Parses a `redis://` URL; a URL without a port takes `default_port` (the environment's
+    /// `REDIS_PORT`), then 6379.
+    pub fn parse(url: &str, default_port: Option<u16>) -> Result<Self, RedisUrlError> {
+        parse_redis_url(url, default_port)
+    }
+}
+
+fn parse_redis_url(url: &str, env_port: Option<u16>) -> Result<RedisUrl, RedisUrlError> {
+    let bad = |reason: &str| RedisUrlError {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let rest = &url["redis://".len()..];
+    let (authority, db) = match rest.split_once('/') {
+        Some((authority, "")) => (authority, 0),
+        Some((authority, db)) => (
+            authority,
+            db.parse()
+                .map_err(|_| bad("the database after / must be a number"))?,
+        ),
+        None => (rest, 0),
+    };
+    let (credentials, host_port) = match authority.rsplit_once('@') {
+        Some((credentials, host_port)) => (Some(format!("{credentials}@")), host_port),
+        None => (None, authority),
+    };
+    let (host, port) = split_host_port(host_port).ok_or_else(|| bad("the port is not a number"))?;
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    Ok(RedisUrl {
+        credentials,
+        host: host.to_string(),
+        port: port.or(env_port).unwrap_or(DEFAULT_REDIS_PORT),
+        db,
+    })
+}
+
+/// Splits `host[:port]` (host possibly a bracketed IPv6 address). `None` if the port is bad.
+fn split_host_port(host_port: &str) -> Option<(&str, Option<u16>)> {
+    let port_sep = if host_port.starts_with('[') {
+        host_port.rfind("]:").map(|i| i + 1)
+    } else {
+        host_port.rfind(':')
+    };
+    match port_sep {
+        Some(i) => Some((&host_port[..i], Some(parse_port(&host_port[i + 1..])?))),
+        None => Some((host_port, None)),
+    }
+}

@@ -1,0 +1,11 @@
+//! Local orchestration: a whole grid on this machine. `up` starts and supervises the roles as
+//! child processes; `demo` runs a job on such a grid and checks it against local search (and, if
+//! asked, kills a worker mid-job); `bench` compares gridwatch with other tools and times the grid.
+//! These drive the grid through the same client commands a user types.
+
+pub mod bench;
+pub mod bench_grid;
+pub mod bench_kinds;
+pub mod demo;
+mod demo_kill;
+pub mod up;

@@ -1,0 +1,38 @@
+//! What every connection handler of the master shares: the backend, the settings, the workers
+//! seen recently, the rate limiter and the uploads in flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{MasterConfig, RateLimiter, WorkerRegistry};
+use crate::backend::{Queue, Store};
+
+/// Everything the connection handlers share.
+pub struct MasterState {
+    /// Where tasks go.
+    pub queue: Arc<dyn Queue>,
+    /// Where job state and results live.
+    pub store: Arc<dyn Store>,
+    /// Limits and defaults.
+    pub config: MasterConfig,
+    /// Workers seen recently (for "active workers").
+    pub workers: WorkerRegistry,
+    /// Jobs per client per minute.
+    pub rate_limiter: RateLimiter,
+    /// Ids of jobs whose upload is streaming right now.
+    pub uploads: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl MasterState {
+    /// State over the given backend.
+    pub fn new(queue: Arc<dyn Queue>, store: Arc<dyn Store>, config: MasterConfig) -> Self {
+        Self {
+            rate_limiter: RateLimiter::new(config.jobs_per_minute, Duration::from_secs(60)),
+            queue,
+            store,
+            config,
+            workers: WorkerRegistry::new(Duration::from_secs(10)),
+            uploads: Default::default(),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! What the watchman puts on the wire: an agent's report on its worker, alert events, and the
+//! liveness view of a worker. Defined here, below every role, because agents, the collector, the
+//! master and the clients all send or read them.
+
+use serde::{Deserialize, Serialize};
+
+/// The worker's status as its agent sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WorkerStatus {
+    /// The agent is up but no worker has said hello yet.
+    Waiting,
+    /// Heartbeats arrive on time.
+    Alive,
+    /// The worker process is gone, or its heartbeats stopped for longer than the timeout.
+    Dead,
+    /// The worker said goodbye before exiting (a clean shutdown, not a failure).
+    Stopped,
+}
+
+impl WorkerStatus {
+    /// Upper-case name as shown in logs and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerStatus::Waiting => "WAITING",
+            WorkerStatus::Alive => "ALIVE",
+            WorkerStatus::Dead => "DEAD",
+            WorkerStatus::Stopped => "STOPPED",
+        }
+    }
+}
+
+/// One metrics report from an agent (the `data` of a `metrics` message).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerReport {
+    /// The worker this agent watches.
+    pub worker_id: String,
+    /// Per-agent sequence number, from 1; the collector's ack names it.
+    pub seq: u64,
+    /// Unix time (seconds) the report was made.
+    pub timestamp: f64,
+    /// The worker's status.
+    pub status: WorkerStatus,
+    /// Why the status is what it is (e.g. "process 4242 exited"), for the alert message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// Host CPU use, percent of all cores.
+    pub cpu_percent: f64,
+    /// Host memory in use, MiB.
+    pub memory_mb: f64,
+    /// Host memory in use, percent of total.
+    pub memory_percent: f64,
+    /// Use of the disk holding the agent's working directory, percent.
+    pub disk_percent: f64,
+    /// The worker process's CPU use (percent of one core), if its pid is known.
+    #[serde(default)]
+    pub process_cpu_percent: Option<f64>,
+    /// The worker process's resident memory, MiB, if its pid is known.
+    #[serde(default)]
+    pub process_rss_mb: Option<f64>,
+    /// The worker's pid, from its hello.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// Tasks the worker has completed since it started (from its heartbeats).
+    pub tasks_processed: u64,
+    /// The task the worker is running now, if any.
+    #[serde(default)]
+    pub current_task: Option<String>,
+    /// Seconds since the worker said hello to this agent.
+    #[serde(default)]
+    pub worker_uptime_secs: Option<f64>,
+    /// How often the agent reports when nothing changes, seconds.
+    pub report_interval_secs: f64,
+    /// Round trip of the previous report (send to ack), milliseconds.
+    #[serde(default)]
+    pub last_rtt_ms: Option<f64>,
+}
+
+/// How urgent an alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Needs attention soon (a resource running hot); the worker stops leasing meanwhile.
+    Warning,
+    /// The worker is dead or silent; its tasks are reclaimed.
+    Critical,
+}
+
+impl Severity {
+    /// Upper-case name as shown in logs and tables (`CRITICAL`, `WARNING`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "WARNING",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// Where an alert is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// The condition holds but not yet for the rule's duration; nothing is sent.
+    Pending,
+    /// The condition has held long enough; sent once.
+    Firing,
+    /// The condition cleared after firing; sent once.
+    Resolved,
+}
+
+/// One alert event, as written to the alert log and the store's alert history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Identifies one firing of one rule for one worker; its resolved event carries the same id.
+    pub id: String,
+    /// The rule's name (`worker_dead`, `no_report`, `cpu_high`, `memory_high`).
+    pub rule: String,
+    /// How urgent.
+    pub severity: Severity,
+    /// The worker concerned.
+    pub worker_id: String,
+    /// `firing` or `resolved`.
+    pub state: AlertState,
+    /// A sentence for humans.
+    pub message: String,
+    /// The observed value that tripped the rule (percent, seconds), when it has one.
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// Unix time (seconds) the condition started to hold.
+    pub active_since: f64,
+    /// Unix time (seconds) of this event.
+    pub timestamp: f64,
+}
+
+impl Alert {
+    /// Whether this alert reports the worker dead (or presumed dead), so its tasks must be
+    /// reclaimed.
+    pub fn means_worker_down(&self) -> bool {
+        self.severity == Severity::Critical && self.state == AlertState::Firing
+    }
+}
+
+/// A worker's liveness class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LivenessState {
+    /// Reports arrive on time and the worker is alive.
+    Active,
+    /// Alive but reports were missed lately.
+    Unstable,
+    /// Dead, stopped, without a worker, or silent for several report intervals.
+    Inactive,
+}
+
+/// One point of a worker's metrics history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    /// Unix time of the report.
+    pub timestamp: f64,
+    /// Host CPU percent.
+    pub cpu_percent: f64,
+    /// Host memory percent.
+    pub memory_percent: f64,
+}
+
+/// What `gridwatch workers` shows for one worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerView {
+    /// The worker.
+    pub worker_id: String,
+    /// Liveness class.
+    pub state: LivenessState,
+    /// Status as its agent last reported it.
+    pub status: WorkerStatus,
+    /// Report intervals passed since the last report, minus the one in progress.
+    pub consecutive_missed: u64,
+    /// Mean round trip of the last 10 reports, milliseconds.
+    pub mean_rtt_ms: Option<f64>,
+    /// Seconds the worker has been up (as its agent saw it).
+    pub uptime_secs: Option<f64>,
+    /// Reports received / reports expected since the collector first heard of the worker.
+    pub success_rate: f64,
+    /// Tasks the worker has completed.
+    pub tasks_done: u64,
+    /// The worker's current task, if any.
+    pub current_task: Option<String>,
+    /// Seconds since the last report.
+    pub last_report_secs_ago: f64,
+    /// Whether the worker is told to stop leasing (a firing resource warning).
+    pub leasing_paused: bool,
+    /// The latest report.
+    pub latest: WorkerReport,
+    /// Recent CPU and memory, oldest first.
+    pub history: Vec<HistoryPoint>,
+}

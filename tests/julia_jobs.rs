@@ -1,0 +1,509 @@
+//! Julia jobs end to end with real processes: every pixel of a grid job equals a reference loop
+//! written here, apart from the kernel (sizes square and not, the one-more-point dimensions of
+//! repeated addition, 1 band or many, a worker killed mid-job, the embedded backend and Redis);
+//! the local command, the PNG and the HTTP API agree with it; bad parameters are one line and
+//! exit code 2, and the master refuses a bad raw spec with an error frame.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::grid::Grid;
+use common::poll_until;
+use common::redis::RedisServer;
+use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A rendering request, as the test spells it on the command line.
+#[derive(Clone, Copy)]
+struct Spec {
+    width: u32,
+    height: u32,
+    iterations: u32,
+    c: (f64, f64),
+}
+
+impl Spec {
+    fn classic(width: u32, height: u32, iterations: u32) -> Self {
+        Self {
+            width,
+            height,
+            iterations,
+            c: (-0.62772, -0.42193),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--width".into(),
+            self.width.to_string(),
+            "--height".into(),
+            self.height.to_string(),
+            "--iterations".into(),
+            self.iterations.to_string(),
+            format!("--c={},{}", self.c.0, self.c.1),
+        ]
+    }
+}
+
+/// The image as the classic benchmark's Python computes it, written out plainly: axes by
+/// repeated addition over [-1.8, 1.8]², then `while abs(z) < 2 and n < maxiter: z = z * z + c`.
+/// Returns (columns, rows, counts top row first).
+fn reference(spec: Spec) -> (usize, usize, Vec<u32>) {
+    let (x1, x2, y1, y2) = (-1.8f64, 1.8f64, -1.8f64, 1.8f64);
+    let x_step = (x2 - x1) / f64::from(spec.width);
+    let y_step = (y1 - y2) / f64::from(spec.height);
+    let mut xs = Vec::new();
+    let mut x = x1;
+    while x < x2 {
+        xs.push(x);
+        x += x_step;
+    }
+    let mut ys = Vec::new();
+    let mut y = y2;
+    while y > y1 {
+        ys.push(y);
+        y += y_step;
+    }
+    let mut counts = Vec::with_capacity(xs.len() * ys.len());
+    for &y in &ys {
+        for &x in &xs {
+            let (mut re, mut im) = (x, y);
+            let mut n = 0;
+            while re.hypot(im) < 2.0 && n < spec.iterations {
+                // CPython's complex product, then the sum with c.
+                let (square_re, square_im) = (re * re - im * im, re * im + im * re);
+                re = square_re + spec.c.0;
+                im = square_im + spec.c.1;
+                n += 1;
+            }
+            counts.push(n);
+        }
+    }
+    (xs.len(), ys.len(), counts)
+}
+
+/// Parses `--format counts`: rows of tab-separated counts.
+fn parse_counts(text: &str) -> (usize, usize, Vec<u32>) {
+    let rows: Vec<Vec<u32>> = text
+        .lines()
+        .map(|line| {
+            line.split('\t')
+                .map(|n| n.parse().expect("a count"))
+                .collect()
+        })
+        .collect();
+    let width = rows.first().map_or(0, Vec::len);
+    assert!(rows.iter().all(|r| r.len() == width), "ragged rows");
+    (width, rows.len(), rows.concat())
+}
+
+/// Submits `spec` cut into `bands` and waits; returns the `--json` summary and the counts.
+fn run_on_grid(
+    grid: &Grid,
+    job: &str,
+    spec: Spec,
+    bands: Option<u32>,
+) -> (serde_json::Value, String) {
+    let mut args: Vec<String> = vec!["submit".into(), "julia".into()];
+    args.extend(spec.args());
+    if let Some(bands) = bands {
+        args.extend(["--bands".into(), bands.to_string()]);
+    }
+    args.extend([
+        "--job-id".into(),
+        job.into(),
+        "--wait".into(),
+        "--json".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let summary: serde_json::Value =
+        serde_json::from_str(&grid.cli_ok(&args)).expect("submit --wait --json prints JSON");
+    let counts = grid.cli_ok(&["results", job, "--format", "counts"]);
+    (summary, counts)
+}
+
+/// Checks a job's summary and counts against the reference loop.
+fn assert_matches_reference(summary: &serde_json::Value, counts: &str, spec: Spec, job: &str) {
+    let (width, height, expected) = reference(spec);
+    let (got_width, got_height, got) = parse_counts(counts);
+    assert_eq!(
+        (got_width, got_height),
+        (width, height),
+        "{job}: dimensions"
+    );
+    let differing = got.iter().zip(&expected).filter(|(a, b)| a != b).count();
+    assert_eq!(differing, 0, "{job}: {differing} pixels differ");
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(summary["job_id"], job);
+    assert_eq!(summary["kind"], "julia");
+    assert_eq!(summary["width"], width as u64);
+    assert_eq!(summary["height"], height as u64);
+    assert_eq!(summary["iterations"], spec.iterations);
+    let sum: u64 = expected.iter().map(|&n| u64::from(n)).sum();
+    assert_eq!(summary["iterations_sum"], sum);
+    assert!(summary["seconds"].as_f64().is_some_and(|s| s >= 0.0));
+    assert!(summary["tasks"].as_u64().is_some_and(|t| t >= 1));
+}
+
+#[test]
+fn every_pixel_matches_a_reference_loop_on_small_sizes() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 2);
+    let sizes = [
+        (1, 1, 50),
+        (2, 3, 50),
+        (16, 16, 300),
+        (37, 11, 120),
+        (11, 45, 80),
+    ];
+    for (i, (width, height, iterations)) in sizes.into_iter().enumerate() {
+        let spec = Spec::classic(width, height, iterations);
+        let job = format!("small-{i}");
+        let (summary, counts) = run_on_grid(&grid, &job, spec, None);
+        assert_matches_reference(&summary, &counts, spec, &job);
+    }
+}
+
+#[test]
+fn the_extra_point_of_repeated_addition_is_in_the_reported_dimensions() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 1);
+    // Find sizes whose axes get one point more than asked, as the reference builds them.
+    let extra = |n: u32| reference(Spec::classic(n, 1, 1)).0 == n as usize + 1;
+    let width = (2..500)
+        .find(|&n| extra(n))
+        .expect("a width with one more column");
+    let height = (2..500)
+        .find(|&n| reference(Spec::classic(1, n, 1)).1 == n as usize + 1)
+        .expect("a height with one more row");
+    let spec = Spec::classic(width, height, 100);
+    let (summary, counts) = run_on_grid(&grid, "extra", spec, Some(3));
+    assert_eq!(summary["width"], width + 1, "one more column than asked");
+    assert_eq!(summary["height"], height + 1, "one more row than asked");
+    assert_matches_reference(&summary, &counts, spec, "extra");
+}
+
+#[test]
+fn one_band_or_many_give_the_same_pixels() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 2);
+    grid.start_worker("w2", 1);
+    let spec = Spec::classic(48, 30, 200);
+    let rows = reference(spec).1 as u32;
+    let mut outputs = Vec::new();
+    for bands in [1, 4, 7, rows] {
+        let job = format!("bands-{bands}");
+        let (summary, counts) = run_on_grid(&grid, &job, spec, Some(bands));
+        assert_eq!(summary["tasks"], bands);
+        assert_matches_reference(&summary, &counts, spec, &job);
+        outputs.push(counts);
+    }
+    assert!(outputs.windows(2).all(|w| w[0] == w[1]));
+}
+
+/// Heavy enough that a worker holds leases for a second or more: with c = 0 the unit disc is
+/// the set itself, and each of its pixels runs every iteration.
+fn heavy_spec() -> Spec {
+    Spec {
+        width: 160,
+        height: 160,
+        iterations: 40_000,
+        c: (0.0, 0.0),
+    }
+}
+
+fn done_bands(grid: &Grid, job: &str) -> u64 {
+    grid.status(job)["job"]["progress"]["processed_chunks"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Submits the heavy job on w1 alone, kill -9s w1 once a first band is stored, then lets w2
+/// finish; every pixel must still equal the reference.
+fn kill_a_worker_mid_job(grid: &mut Grid) {
+    let spec = heavy_spec();
+    grid.start_worker("w1", 2);
+    let mut args = vec!["submit".to_string(), "julia".into()];
+    args.extend(spec.args());
+    args.extend([
+        "--bands".into(),
+        "40".into(),
+        "--job-id".into(),
+        "k9".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    grid.cli_ok(&args);
+    poll_until(JOB_TIMEOUT, "w1 to store a first band", || {
+        (done_bands(grid, "k9") > 0).then_some(())
+    });
+    grid.worker("w1").kill9();
+    let status = grid.status("k9");
+    assert_ne!(
+        status["job"]["status"], "completed",
+        "the kill came too late to prove anything"
+    );
+    grid.start_worker("w2", 2);
+    let status = grid.wait_finished("k9", JOB_TIMEOUT);
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&grid.cli_ok(&["results", "k9", "--json"])).expect("JSON summary");
+    let counts = grid.cli_ok(&["results", "k9", "--format", "counts"]);
+    assert_matches_reference(&summary, &counts, spec, "k9");
+    assert!(
+        grid.master_logs()
+            .contains("expired leases returned to the queue"),
+        "w1's leases should have been reclaimed after the visibility timeout"
+    );
+}
+
+#[test]
+fn a_worker_killed_mid_job_loses_no_pixel() {
+    let mut grid = Grid::start(&["--visibility-timeout", "1"]);
+    kill_a_worker_mid_job(&mut grid);
+}
+
+#[test]
+fn on_redis_a_worker_killed_mid_job_loses_no_pixel() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut grid = Grid::start(&["--backend", &url, "--visibility-timeout", "1"]);
+    grid.worker_flags = vec!["--backend".into(), url];
+    kill_a_worker_mid_job(&mut grid);
+    // A second job on the same Redis, with two workers: the same pixels as the reference.
+    grid.start_worker("w3", 1);
+    let spec = Spec::classic(29, 21, 150);
+    let (summary, counts) = run_on_grid(&grid, "redis-small", spec, Some(5));
+    assert_matches_reference(&summary, &counts, spec, "redis-small");
+}
+
+/// `GET path` over HTTP/1.1; returns the status, the content type and the raw body.
+fn http_get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP API");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head and body");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status code");
+    let content_type = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| value.trim().to_string())
+        .unwrap_or_default();
+    (status, content_type, raw[split + 4..].to_vec())
+}
+
+fn png_dimensions(bytes: &[u8]) -> (u32, u32) {
+    let reader = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()))
+        .read_info()
+        .expect("a valid PNG");
+    (reader.info().width, reader.info().height)
+}
+
+#[test]
+fn local_command_png_and_http_agree_with_the_grid() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 2);
+    let spec = Spec::classic(53, 29, 300);
+    let (summary, grid_counts) = run_on_grid(&grid, "agree", spec, None);
+    assert_matches_reference(&summary, &grid_counts, spec, "agree");
+    let (width, height, _) = reference(spec);
+
+    let mut local = vec!["julia".to_string()];
+    local.extend(spec.args());
+    let run_local = |extra: &[&str]| {
+        let output = std::process::Command::new(common::gridwatch_bin())
+            .args(&local)
+            .args(extra)
+            .output()
+            .expect("running gridwatch julia");
+        assert!(output.status.success(), "{output:?}");
+        output.stdout
+    };
+    let local_counts = run_local(&["--format", "counts"]);
+    assert_eq!(String::from_utf8_lossy(&local_counts), grid_counts);
+    let local_json: serde_json::Value =
+        serde_json::from_slice(&run_local(&["--json"])).expect("JSON");
+    assert_eq!(local_json["iterations_sum"], summary["iterations_sum"]);
+    assert_eq!(local_json["width"], summary["width"]);
+
+    let png_path = grid.path("agree.png");
+    let png_arg = png_path.display().to_string();
+    grid.cli_ok(&["results", "agree", "--format", "png", "--out", &png_arg]);
+    let grid_png = std::fs::read(&png_path).expect("the PNG file");
+    assert_eq!(png_dimensions(&grid_png), (width as u32, height as u32));
+    let local_png_path = grid.path("local.png");
+    run_local(&[
+        "--format",
+        "png",
+        "--out",
+        &local_png_path.display().to_string(),
+    ]);
+    assert_eq!(std::fs::read(&local_png_path).expect("local PNG"), grid_png);
+
+    let http = grid.http_addr();
+    let (status, content_type, body) = http_get(&http, "/jobs/agree/image.png");
+    assert_eq!((status, content_type.as_str()), (200, "image/png"));
+    assert_eq!(body, grid_png, "the dashboard's image is the results' PNG");
+    let (status, _, body) = http_get(&http, "/jobs/agree");
+    assert_eq!(status, 200);
+    let job: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(job["job"]["kind"], "julia");
+    assert!(job["job"]["summary"]
+        .as_str()
+        .is_some_and(|s| s.starts_with(&format!("{width}×{height}"))));
+    assert_eq!(job["result"]["iterations_sum"], summary["iterations_sum"]);
+    let (_, _, metrics) = http_get(&http, "/metrics");
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("gridwatch_kind_jobs{kind=\"julia\"} 1"),
+        "{metrics}"
+    );
+    let jobs = grid.cli_ok(&["jobs"]);
+    assert!(
+        jobs.contains("julia") && jobs.contains(&format!("{width}×{height}")),
+        "{jobs}"
+    );
+}
+
+/// Runs `gridwatch ARGS` (no master needed: the client checks first) and expects exit code 2
+/// with exactly one line on stderr.
+fn assert_one_line_usage_error(args: &[&str], grid: Option<&Grid>) -> String {
+    let output = match grid {
+        Some(grid) => grid.cli(args),
+        None => {
+            let mut command = std::process::Command::new(common::gridwatch_bin());
+            command.args(args);
+            if args.first() == Some(&"submit") {
+                // Nobody listens there: the client must refuse before it connects.
+                command.args(["--master", "127.0.0.1:1"]);
+            }
+            command.output().expect("running gridwatch")
+        }
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    stderr
+}
+
+#[test]
+fn bad_parameters_are_one_line_with_exit_code_2() {
+    let cases: [(&[&str], &str); 8] = [
+        (&["--width", "0"], "width must be between 1 and 8192, got 0"),
+        (
+            &["--width", "-3"],
+            "width must be between 1 and 8192, got -3",
+        ),
+        (
+            &["--width", "9000"],
+            "width must be between 1 and 8192, got 9000",
+        ),
+        (
+            &["--width", "10", "--height", "0"],
+            "height must be between",
+        ),
+        (
+            &["--width", "10", "--iterations", "0"],
+            "iterations must be between",
+        ),
+        (
+            &["--width", "10", "--c=nan,0"],
+            "c_re must be a finite number, got NaN",
+        ),
+        (
+            &["--width", "10", "--region=1,-1,-1,1"],
+            "x1 (1) must be less than x2",
+        ),
+        (
+            &["--width", "10", "--bands", "500"],
+            "bands must be between 1 and",
+        ),
+    ];
+    for (flags, expected) in cases {
+        for command in [&["submit", "julia"][..], &["julia"][..]] {
+            let args: Vec<&str> = command.iter().chain(flags).copied().collect();
+            let stderr = assert_one_line_usage_error(&args, None);
+            assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn the_master_refuses_a_bad_raw_spec_with_an_error_frame() {
+    // A small frame limit: the master, not the client, finds 2 bands too few for 1000 × 1000.
+    let grid = Grid::start(&["--max-frame", "65536"]);
+    let stderr = assert_one_line_usage_error(
+        &["submit", "julia", "--width", "1000", "--bands", "2"],
+        Some(&grid),
+    );
+    assert!(stderr.contains("bands must be between"), "{stderr}");
+
+    let bad_specs = [
+        serde_json::json!({ "width": 0 }),
+        serde_json::json!({ "width": -4 }),
+        serde_json::json!({ "width": 9000 }),
+        serde_json::json!({ "width": 10, "c": [null, 0.0] }),
+        serde_json::json!({ "width": 10, "iterations": 0 }),
+        serde_json::json!({ "height": 10 }),
+    ];
+    tokio::runtime::Runtime::new()
+        .expect("tokio runtime")
+        .block_on(async {
+            let stream = tokio::net::TcpStream::connect(&grid.addr)
+                .await
+                .expect("connecting to the master");
+            let mut conn = Connection::new(stream);
+            let hello = Message::Hello {
+                role: Role::Client,
+                version: PROTOCOL_VERSION,
+                token: None,
+                id: None,
+            };
+            conn.write_message(&hello).await.expect("hello");
+            conn.expect_message().await.expect("welcome");
+            for (i, spec) in bad_specs.into_iter().enumerate() {
+                let submit = Message::SubmitJob {
+                    job_id: format!("bad-{i}"),
+                    kind: "julia".into(),
+                    spec: Some(spec.clone()),
+                    file_size: None,
+                    priority: Default::default(),
+                    top_level: Default::default(),
+                };
+                conn.write_message(&submit).await.expect("submit_job");
+                match conn.expect_message().await.expect("a reply") {
+                    Message::Error { code, message } => {
+                        assert_eq!(code, ErrorCode::BadMessage, "{spec}: {message}");
+                        assert!(message.contains("julia"), "{message}");
+                        assert_eq!(message.lines().count(), 1, "{message}");
+                    }
+                    other => panic!("{spec}: expected an error frame, got {other:?}"),
+                }
+            }
+        });
+    // Nothing was stored, and the master still serves.
+    let jobs: serde_json::Value =
+        serde_json::from_str(&grid.cli_ok(&["jobs", "--json"])).expect("JSON");
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+}
