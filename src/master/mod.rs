@@ -32,7 +32,7 @@ const MASTER_RISK: &str = "submit and cancel jobs and send results for any worke
 const HTTP_RISK: &str = "read every job, worker and alert of the grid";
 
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
-pub use job_view::job_view;
+pub use job_view::{job_view, summary_view};
 pub use rate_limit::RateLimiter;
 pub use server::run;
 pub use state::MasterState;
@@ -203,7 +203,7 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 /// resubmits); accepted jobs simply continue from their persisted tasks.
 pub async fn resume_unfinished(state: &MasterState) -> Result<(), BackendError> {
     let mut resumed = 0;
-    for job in state.store.jobs().await? {
+    for job in state.store.job_summaries(usize::MAX).await? {
         match job.status {
             JobStatus::Uploading => {
                 // A job that cannot be cleaned up now (a full disk) must not stop the start.

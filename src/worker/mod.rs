@@ -76,8 +76,6 @@ pub struct WorkerConfig {
     pub lease_wait: Duration,
     /// How often a running task's lease is extended.
     pub extend_interval: Duration,
-    /// Largest result payload the backend accepts, in bytes.
-    pub max_result_bytes: usize,
     /// Heartbeats to the agent, and its advice to pause leasing (a firing resource warning).
     pub heartbeat: Option<HeartbeatClient>,
 }
@@ -144,7 +142,6 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         id: id.clone(),
         lease_wait: Duration::from_secs(2),
         extend_interval: Duration::from_secs_f64(args.extend_interval.max(0.05)),
-        max_result_bytes: crate::protocol::DEFAULT_MAX_FRAME - 4096,
         heartbeat: Some(HeartbeatClient::spawn(
             &id,
             args.agent_socket

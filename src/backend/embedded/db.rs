@@ -53,7 +53,8 @@ impl Db {
         let conn = Connection::open(&path)
             .map_err(|err| BackendError::Other(format!("cannot open {}: {err}", path.display())))?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
-        add_task_kind_column(&conn)?;
+        add_missing_columns(&conn)?;
+        move_specs_out_of_jobs(&conn)?;
         let mut state = DbState {
             conn,
             spool_dir,
@@ -188,17 +189,43 @@ fn unhex(name: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// Databases made before tasks carried a kind lack the column; their tasks are all searches.
-fn add_task_kind_column(conn: &Connection) -> BackendResult<()> {
-    let has_kind = conn
-        .prepare("SELECT 1 FROM pragma_table_info('tasks') WHERE name = 'kind'")
-        .and_then(|mut query| query.exists([]))
-        .map_err(sql_error)?;
-    if !has_kind {
-        conn.execute_batch("ALTER TABLE tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'search'")
+/// Columns added since the first release, with their declarations. Databases made earlier lack
+/// them: their tasks are all searches, their jobs have no stored summary, their tasks no match
+/// bound, and their results are all inline.
+const ADDED_COLUMNS: [(&str, &str, &str); 5] = [
+    ("tasks", "kind", "TEXT NOT NULL DEFAULT 'search'"),
+    ("tasks", "max_matches", "INTEGER"),
+    ("jobs", "summary", "TEXT NOT NULL DEFAULT ''"),
+    ("results", "parts", "INTEGER NOT NULL DEFAULT 0"),
+    ("results", "token", "TEXT NOT NULL DEFAULT ''"),
+];
+
+fn add_missing_columns(conn: &Connection) -> BackendResult<()> {
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let present = conn
+            .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
+            .and_then(|mut query| query.exists([table, column]))
             .map_err(sql_error)?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))
+            .map_err(sql_error)?;
+        }
     }
     Ok(())
+}
+
+/// Databases made before `job_specs` keep specs in `jobs.spec`: move them (once; afterwards
+/// `jobs.spec` is always empty and this finds nothing to move).
+fn move_specs_out_of_jobs(conn: &Connection) -> BackendResult<()> {
+    conn.execute_batch(
+        "BEGIN;
+         INSERT OR IGNORE INTO job_specs (id, spec) SELECT id, spec FROM jobs WHERE spec != '';
+         UPDATE jobs SET spec = '' WHERE spec != '';
+         COMMIT;",
+    )
+    .map_err(sql_error)
 }
 
 /// Maps a SQLite error.

@@ -200,8 +200,8 @@ fn combine_payloads(
     let mut hits = Vec::new();
     for payload in payloads {
         for (total, part) in counts.iter_mut().zip(&payload.counts) {
-            total.forward += part.forward;
-            total.reverse += part.reverse;
+            total.forward = total.forward.saturating_add(part.forward);
+            total.reverse = total.reverse.saturating_add(part.reverse);
         }
         hits.extend(
             payload
@@ -232,7 +232,6 @@ pub struct SearchKind;
 impl JobKind for SearchKind {
     const NAME: &'static str = SEARCH_KIND;
     const FORMATS: &'static [&'static str] = &["count", "tsv", "bed", "json"];
-    const RESULT_TOO_LARGE: &'static str = "use a longer pattern or a smaller --chunk-size";
     type Submission = SearchSubmission;
     type Spec = SearchJobSpec;
     type TaskSpec = SearchTaskSpec;
@@ -331,7 +330,23 @@ impl JobKind for SearchKind {
     }
 
     fn matches(&self, result: &ChunkPayload) -> u64 {
-        result.counts.iter().map(StrandCounts::total).sum()
+        result
+            .counts
+            .iter()
+            .map(StrandCounts::total)
+            .fold(0, u64::saturating_add)
+    }
+
+    /// A match starts at an owned base, once per pattern and strand at most.
+    fn max_matches(&self, task: &SearchTaskSpec, input_len: usize) -> u64 {
+        let strands = match task.options.strand {
+            StrandMode::Forward => 1,
+            StrandMode::Both => 2,
+        };
+        task.owned_len
+            .min(input_len as u64)
+            .saturating_mul(task.patterns.len() as u64)
+            .saturating_mul(strands)
     }
 
     fn combine(&self, spec: &SearchJobSpec, results: Vec<(u32, ChunkPayload)>) -> SearchReport {

@@ -8,7 +8,9 @@
 use std::time::Instant;
 
 use super::{Conn, HandlerError, Session};
-use crate::backend::{CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId};
+use crate::backend::{
+    short_summary, CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId,
+};
 use crate::jobs::{self, InputCutter, Kind, PlannedTask, Refusal, SubmitLimits, TaskSource};
 use crate::master::MasterState;
 use crate::protocol::{ErrorCode, Message};
@@ -56,6 +58,7 @@ pub async fn apply(
         id: job_id.clone(),
         kind: submission.kind.name().into(),
         spec: submission.spec.clone(),
+        summary: short_summary(&submission.kind.summary(&submission.spec)),
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
@@ -315,6 +318,7 @@ fn to_tasks(
             },
             kind: submission.kind.name().to_string(),
             priority: submission.priority,
+            max_matches: submission.kind.max_matches(&task.spec, task.data.len()),
             spec: task.spec,
             data: task.data,
         })
