@@ -11,6 +11,7 @@ mod disk;
 pub mod http;
 mod job_view;
 mod rate_limit;
+mod refusal_alert;
 mod server;
 mod state;
 mod workers;
