@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{Conn, HandlerError, Session};
 use crate::backend::{BackendError, ChunkResult, Lease, NackOutcome, TaskId};
 use crate::master::MasterState;
-use crate::protocol::{ErrorCode, Message, NackReply, Role};
+use crate::protocol::{ErrorCode, Message, NackReply, ProtocolError, Role};
 
 /// Longest a lease request may wait for a task, whatever the worker asks (keeps the worker's
 /// liveness fresh in the registry).
@@ -172,7 +172,30 @@ async fn lease(
     wait_ms: u64,
 ) -> Result<(), HandlerError> {
     let wait = Duration::from_millis(wait_ms).min(MAX_LEASE_WAIT);
-    let Some(lease) = state.queue.lease(worker, wait).await? else {
+    // The wait runs as its own task, watched beside the socket: a worker killed while it waits
+    // closes the socket, and a task leased to it then would sit invisible until the visibility
+    // timeout (the write into a dead socket can still succeed). Whatever the abandoned wait
+    // brings goes straight back to the queue.
+    let queue = state.queue.clone();
+    let owner = worker.to_string();
+    let mut waiting = tokio::spawn(async move { queue.lease(&owner, wait).await });
+    let leased = tokio::select! {
+        biased;
+        joined = &mut waiting => joined
+            .map_err(|err| BackendError::Other(format!("lease wait failed: {err}")))??,
+        () = peer_closed(conn) => {
+            let queue = state.queue.clone();
+            tokio::spawn(async move {
+                if let Ok(Ok(Some(lease))) = waiting.await {
+                    let _ = queue
+                        .nack(&lease, "worker disconnected while waiting for a task")
+                        .await;
+                }
+            });
+            return Err(ProtocolError::Closed.into());
+        }
+    };
+    let Some(lease) = leased else {
         conn.write_message(&Message::NoTask).await?;
         return Ok(());
     };
@@ -199,4 +222,14 @@ async fn lease(
         return Err(err.into());
     }
     Ok(())
+}
+
+/// Completes when the peer has closed its side (or the socket failed); stays pending while it is
+/// open, also when it has sent bytes (those are read after the reply, as usual).
+async fn peer_closed(conn: &Conn) {
+    let mut probe = [0u8; 1];
+    match conn.get_ref().peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
 }
