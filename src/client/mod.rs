@@ -1,12 +1,14 @@
 //! Command-line commands: thin wrappers that parse flags, ask the master (or run a local tool)
-//! and print. `submit`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`, `search`,
+//! and print. `submit`, `load`, `purge`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`, `search`,
 //! `julia`, `particles`, `generate`.
 
 pub mod connect;
 pub mod julia;
+pub mod load;
 pub mod monitor;
 pub mod particles;
 pub mod progress;
+pub mod purge;
 pub mod query;
 pub mod submit;
 

@@ -14,6 +14,7 @@ pub async fn job_view(store: &dyn Store, job: JobRecord) -> Result<JobView, Back
     } else {
         (progress.done_chunks as f64 * 100.0 / total as f64).min(100.0)
     };
+    let meta = crate::jobs::batch::JobMeta::of(&job.spec);
     let summary = crate::jobs::kind(&job.kind)
         .map(|kind| kind.summary(&job.spec))
         .unwrap_or_default();
@@ -33,5 +34,6 @@ pub async fn job_view(store: &dyn Store, job: JobRecord) -> Result<JobView, Back
         error: job.error,
         created_at: job.created_at,
         finished_at: job.finished_at,
+        priority: meta.map(|meta| meta.priority),
     })
 }

@@ -182,6 +182,7 @@ async fn greet(
         role: hello.role,
         id: hello.id,
         peer,
+        rate_counted: false,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The wire protocol: length-prefixed frames (4-byte big-endian length, then a JSON object with a
 //! `"type"` field, or raw bytes that the previous JSON frame announced), shared by every role.
 
+mod batch;
 mod connection;
 pub mod handshake;
 mod message;
@@ -28,6 +29,7 @@ pub fn default_agent_socket(worker_id: &str) -> std::path::PathBuf {
 pub use handshake::Greeting;
 pub use request::{Dial, RequestError, Requester};
 
+pub use batch::{BatchJob, BatchJobAccepted, PurgeFilter};
 pub use connection::{decode_message, Connection, ProtocolError, DEFAULT_MAX_FRAME};
 pub use message::{
     classify_decode_error, ErrorCode, JobView, Message, NackReply, PartialResults, ProgressView,

@@ -182,6 +182,9 @@ impl SpoolRange {
     /// Reads the bytes (a blocking call: run it off the async threads).
     pub fn read(&self) -> BackendResult<bytes::Bytes> {
         use std::os::unix::fs::FileExt;
+        if self.len == 0 {
+            return Ok(bytes::Bytes::new());
+        }
         let file = File::open(&self.path)
             .map_err(|err| BackendError::Corrupt(format!("{}: {err}", self.path.display())))?;
         let mut buffer = vec![0u8; self.len as usize];

@@ -122,7 +122,8 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
         max_frame: state.config.max_frame,
         default_chunk_size: state.config.chunk_size,
     };
-    let spec = kind.accept(submitted, file_size, &limits)?;
+    let mut spec = kind.accept(submitted, file_size, &limits)?;
+    job_meta(priority).attach(&mut spec);
     Ok(Submission {
         job_id,
         kind,
@@ -130,6 +131,14 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
         file_size,
         priority,
     })
+}
+
+/// What is stored beside the kind's spec: the queue priority (which `purge --priority` reads).
+fn job_meta(priority: Priority) -> crate::jobs::batch::JobMeta {
+    crate::jobs::batch::JobMeta {
+        priority,
+        ..Default::default()
+    }
 }
 
 /// For a retried id: the reply to send instead of taking a new upload, or `None` if new.
@@ -190,6 +199,8 @@ async fn enqueue_tasks(
         }
     };
     enqueuer.finish().await?;
+    let mut spec = spec;
+    job_meta(submission.priority).attach(&mut spec);
     if spec != submission.spec {
         state
             .store
