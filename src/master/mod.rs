@@ -6,6 +6,7 @@
 
 mod cmd;
 mod config;
+mod drop_dir;
 pub mod http;
 mod job_view;
 mod rate_limit;
@@ -99,6 +100,14 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     let state = Arc::new(MasterState::new(backend.queue, backend.store, config));
     resume_unfinished(&state).await?;
     let stop = shared_shutdown();
+    if let Some(dir) = args.drop_dir.clone() {
+        tokio::spawn(drop_dir::run(
+            dir,
+            state.clone(),
+            args.drop_poll,
+            stopped(stop.clone()),
+        ));
+    }
     let http_task = http_listener.map(|listener| {
         let http_state = http::HttpState {
             master: state.clone(),
@@ -158,12 +167,31 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
+/// A job whose tasks follow from its spec alone (a batch job, a Julia render), cut off by a stop
+/// between its creation and its acceptance, is planned and accepted now: nothing of it was lost.
+async fn resume_planned(state: &MasterState, job: &crate::backend::JobRecord) -> bool {
+    let planned = crate::jobs::kind(&job.kind)
+        .and_then(|kind| kind.tasks(&job.spec).ok())
+        .is_some_and(|tasks| matches!(tasks, crate::jobs::TaskSource::Planned(_)));
+    if !planned {
+        return false;
+    }
+    let priority = crate::jobs::batch::JobMeta::of(&job.spec)
+        .map(|meta| meta.priority)
+        .unwrap_or_default();
+    cmd::batch::plan_and_accept(state, job, priority)
+        .await
+        .is_ok()
+}
+
 /// After a restart: uploads cut off by the stop can never complete, so they fail (the client
-/// resubmits); accepted jobs simply continue from their persisted tasks.
+/// resubmits), while jobs that upload nothing are planned again; accepted jobs simply continue
+/// from their persisted tasks.
 pub async fn resume_unfinished(state: &MasterState) -> Result<(), BackendError> {
     let mut resumed = 0;
     for job in state.store.jobs().await? {
         match job.status {
+            JobStatus::Uploading if resume_planned(state, &job).await => resumed += 1,
             JobStatus::Uploading => {
                 state.queue.cancel_job(&job.id).await?;
                 let error = "upload interrupted by a master restart; submit the file again";
