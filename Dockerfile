@@ -1,4 +1,5 @@
 # One image for every role: the role is the command (master, worker, agent, collector, ...).
+# /run/gridwatch holds the agent's socket: private to the gridwatch user, as the agent requires.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -6,7 +7,8 @@ RUN cargo build --release --locked && strip target/release/gridwatch
 
 FROM debian:bookworm-slim
 RUN useradd --system --create-home gridwatch \
-    && mkdir -p /data /run/gridwatch && chown gridwatch /data /run/gridwatch
+    && mkdir -p /data /run/gridwatch && chown gridwatch /data /run/gridwatch \
+    && chmod 700 /run/gridwatch
 COPY --from=build /src/target/release/gridwatch /usr/local/bin/gridwatch
 USER gridwatch
 WORKDIR /home/gridwatch

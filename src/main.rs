@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gridwatch::client::connect::ClientError;
 use gridwatch::client::tool_error::ToolError;
-use gridwatch::client::{generate, julia, load, monitor, particles, purge, query, search, submit};
+use gridwatch::client::{
+    generate, health, julia, load, monitor, particles, purge, query, search, submit,
+};
 use gridwatch::local::{bench, demo, up};
 use gridwatch::telemetry::{self, LogFormat};
 use gridwatch::{agent, collector, master, worker};
@@ -26,6 +28,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the master: takes jobs, hands out chunk tasks, aggregates results.
     Master(master::MasterArgs),
@@ -58,6 +62,8 @@ enum Command {
     Workers(monitor::MonitorArgs),
     /// Show the most recent alerts.
     Alerts(monitor::AlertsArgs),
+    /// Check that a master, collector or agent answers the hello: exit 0 if so, 1 if not.
+    Health(health::HealthArgs),
     /// Search a FASTA or plain sequence file on all local cores (no servers needed).
     Search(search::SearchArgs),
     /// Render the Julia set on all local cores (the classic benchmark by default).
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
         Command::Jobs(args) => client(query::jobs(args)),
         Command::Workers(args) => client(monitor::workers(args)),
         Command::Alerts(args) => client(monitor::alerts(args)),
+        Command::Health(args) => client(health::health(args)),
         Command::Up(args) => client(up::up(args)),
         Command::Demo(args) => client(demo::demo(args)),
         Command::Search(args) => search::run(&args).map_err(fail),

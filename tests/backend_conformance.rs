@@ -62,6 +62,10 @@ macro_rules! conformance_cases {
             alerts_are_returned_newest_first: LONG,
             worker_metrics_expire_after_their_ttl: LONG,
             concurrent_workers_get_each_task_exactly_once: LONG,
+            results_are_taken_only_from_the_lease_holder: LONG,
+            a_lease_lost_to_a_reclaim_cannot_store_its_result: LONG,
+            large_results_are_stored_in_parts_that_appear_together: LONG,
+            job_summaries_list_progress_without_specs: LONG,
         }
     };
 }
@@ -156,6 +160,8 @@ mod remote_backend {
 
 #[path = "backend_conformance/delivery.rs"]
 mod delivery;
+#[path = "backend_conformance/fencing.rs"]
+mod fencing;
 #[path = "backend_conformance/fixtures.rs"]
 mod fixtures;
 #[path = "backend_conformance/storage.rs"]
@@ -164,5 +170,6 @@ mod storage;
 /// Every case, by name, for the instantiating macros.
 mod suite {
     pub use super::delivery::*;
+    pub use super::fencing::*;
     pub use super::storage::*;
 }

@@ -22,6 +22,7 @@ async fn connect(grid: &Grid, role: Role, id: Option<&str>) -> Conn {
         version: PROTOCOL_VERSION,
         token: None,
         id: id.map(str::to_string),
+        instance: None,
     };
     conn.write_message(&hello).await.expect("hello");
     match conn.expect_message().await.expect("welcome") {
@@ -219,10 +220,12 @@ async fn lease(conn: &mut Conn) -> (String, u32, String) {
     }
 }
 
-async fn put(conn: &mut Conn, job: &str, result: ChunkResult) -> bool {
+async fn put(conn: &mut Conn, job: &str, token: &str, result: ChunkResult) -> bool {
     let message = Message::PutResult {
         job_id: job.into(),
+        token: token.into(),
         result,
+        parts: 0,
     };
     conn.write_message(&message).await.unwrap();
     match conn.expect_message().await.unwrap() {
@@ -260,21 +263,21 @@ fn duplicate_results_count_once_and_cancelled_jobs_ignore_late_results() {
 
     runtime().block_on(async {
         let mut worker = connect(&grid, Role::Worker, Some("fake")).await;
-        let (job, chunk, _token) = lease(&mut worker).await;
+        let (job, chunk, token) = lease(&mut worker).await;
         assert_eq!(job, "dup");
-        assert!(put(&mut worker, &job, chunk_result(chunk, 5)).await);
+        assert!(put(&mut worker, &job, &token, chunk_result(chunk, 5)).await);
         assert!(
-            !put(&mut worker, &job, chunk_result(chunk, 5)).await,
+            !put(&mut worker, &job, &token, chunk_result(chunk, 5)).await,
             "second delivery"
         );
         let status = grid.status("dup");
         assert_eq!(status["job"]["progress"]["processed_chunks"], 1);
         assert_eq!(status["job"]["partial_results"]["matches_found"], 5);
 
-        let (job, late_chunk, _token) = lease(&mut worker).await;
+        let (job, late_chunk, token) = lease(&mut worker).await;
         grid.cli_ok(&["cancel", "dup"]);
         assert!(
-            !put(&mut worker, &job, chunk_result(late_chunk, 7)).await,
+            !put(&mut worker, &job, &token, chunk_result(late_chunk, 7)).await,
             "late result"
         );
         let status = grid.status("dup");

@@ -479,6 +479,7 @@ fn the_master_refuses_a_bad_raw_spec_with_an_error_frame() {
                 version: PROTOCOL_VERSION,
                 token: None,
                 id: None,
+                instance: None,
             };
             conn.write_message(&hello).await.expect("hello");
             conn.expect_message().await.expect("welcome");

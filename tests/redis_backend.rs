@@ -13,7 +13,7 @@ use gridwatch::backend::redis::keys::{self, DEAD_LETTER_STREAM, GROUP, TASK_STRE
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::{
     BackendError, BackendResult, ChunkResult, JobRecord, JobStatus, Lease, NackOutcome, NewTask,
-    Priority, Queue, Store, TaskId,
+    Priority, Queue, RefusalReason, Store, TaskId,
 };
 use redis::AsyncCommands;
 use serde_json::json;
@@ -41,6 +41,8 @@ async fn submit(backend: &RedisBackend, id: &str, chunks: u32, chunk_bytes: usiz
         id: id.into(),
         kind: "search".into(),
         spec: json!({}),
+        summary: String::new(),
+        priority: Default::default(),
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
@@ -58,6 +60,7 @@ async fn submit(backend: &RedisBackend, id: &str, chunks: u32, chunk_bytes: usiz
             priority: [Priority::High, Priority::Medium, Priority::Low][chunk as usize % 3],
             spec: json!({ "chunk": chunk }),
             data: Bytes::from(vec![b"ACGT"[chunk as usize % 4]; chunk_bytes]),
+            max_matches: 1000,
         })
         .collect();
     backend.enqueue(tasks).await.unwrap();
@@ -72,7 +75,7 @@ async fn complete(backend: &RedisBackend, lease: &Lease) -> BackendResult<()> {
         payload: json!({}),
         worker: lease.worker.clone(),
     };
-    backend.put_chunk_result(&lease.id.job, &result).await?;
+    backend.put_chunk_result(lease, &result).await?;
     backend.ack(lease).await
 }
 
@@ -147,6 +150,8 @@ async fn large_inputs_come_back_byte_for_byte() {
         id: "big".into(),
         kind: "search".into(),
         spec: json!({}),
+        summary: String::new(),
+        priority: Default::default(),
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
@@ -169,6 +174,7 @@ async fn large_inputs_come_back_byte_for_byte() {
             priority: Priority::Medium,
             spec: json!({}),
             data: Bytes::from(input(chunk)),
+            max_matches: 1000,
         })
         .collect();
     backend.enqueue(tasks).await.unwrap();
@@ -185,7 +191,7 @@ async fn large_inputs_come_back_byte_for_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn late_ack_of_an_expired_lease_removes_its_queued_retry() {
+async fn late_result_of_an_expired_lease_is_refused_and_its_retry_runs() {
     let server = RedisServer::start();
     let options = RedisOptions {
         visibility_timeout: Duration::from_millis(200),
@@ -203,9 +209,19 @@ async fn late_ack_of_an_expired_lease_removes_its_queued_retry() {
         assert!(Instant::now() < deadline, "the lease never expired");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The slow worker finishes after all: its result stands and the retry has nothing to do.
-    complete(&backend, &slow).await.unwrap();
+    // The slow worker finishes after all, but its lease is gone: its result is refused and its
+    // ack changes nothing. The retry does the work.
+    match complete(&backend, &slow).await {
+        Err(BackendError::Refused { reason, .. }) => assert_eq!(reason, RefusalReason::NotHolder),
+        other => panic!("a late result of an expired lease was taken: {other:?}"),
+    }
+    backend.ack(&slow).await.unwrap();
+    let retry = backend.lease("w2", Duration::ZERO).await.unwrap();
+    let retry = retry.expect("the retry is still queued");
+    assert_eq!(retry.attempt, 2);
+    complete(&backend, &retry).await.unwrap();
     assert!(backend.lease("w2", Duration::ZERO).await.unwrap().is_none());
+    assert_eq!(backend.progress("j").await.unwrap().done_chunks, 1);
     assert_queue_is_clean(&mut inspector(&server).await, "j").await;
 }
 
@@ -393,6 +409,8 @@ async fn submit_after_restart(backend: &RedisBackend) -> BackendResult<()> {
         id: "j".into(),
         kind: "search".into(),
         spec: json!({}),
+        summary: String::new(),
+        priority: Default::default(),
         status: JobStatus::Pending,
         total_chunks: 1,
         error: None,
@@ -409,6 +427,7 @@ async fn submit_after_restart(backend: &RedisBackend) -> BackendResult<()> {
         priority: Priority::Medium,
         spec: json!({}),
         data: Bytes::from_static(b"ACGT"),
+        max_matches: 1000,
     };
     backend.enqueue(vec![task]).await
 }

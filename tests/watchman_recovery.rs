@@ -1,7 +1,8 @@
 //! Dead-worker recovery with real processes: a master with a long
 //! visibility timeout, a collector, and an agent + worker per id. A worker killed with -9 is in
 //! the alert log as DEAD within a second and its chunks are re-run at once; a SIGSTOPped worker is
-//! DEAD after the heartbeat timeout, and after SIGCONT its late results are counted once.
+//! DEAD after the heartbeat timeout, and after SIGCONT its late results are refused: the leases
+//! they answer were reclaimed, and the chunks' new holders stored theirs.
 
 mod common;
 
@@ -81,10 +82,23 @@ fn a_hung_worker_is_dead_after_the_timeout_and_its_late_results_count_once() {
     wait_for("DEAD alert resolved", Duration::from_secs(20), || {
         grid.alert("w1", "resolved")
     });
-    // It finishes the tasks it held when stopped; the store keeps the first result of each chunk.
-    wait_for("w1's late results", Duration::from_secs(20), || {
-        (tasks_done(grid.worker("w1")) > done_before).then_some(())
+    // It finishes the tasks it held when stopped, but those leases were reclaimed: the master
+    // refuses the results, and the store keeps the new holders' ones.
+    let refused = |grid: &mut Grid| {
+        let lines = grid.worker("w1").log_json();
+        lines
+            .iter()
+            .filter(|line| line["fields"]["message"] == "result refused")
+            .count()
+    };
+    wait_for("w1's late results refused", Duration::from_secs(20), || {
+        (refused(&mut grid) >= 1).then_some(())
     });
+    assert_eq!(
+        tasks_done(grid.worker("w1")),
+        done_before,
+        "a late result was taken"
+    );
     assert_eq!(
         grid.total_matches(&job),
         expected,

@@ -93,9 +93,17 @@ pub fn run(size_bytes: u64, runs: usize, scratch: &Path) {
 fn time_job(genome: &Path, data_dir: &Path, redis_url: Option<&str>) -> Run {
     std::fs::create_dir_all(data_dir).expect("data dir");
     let mut up = gridwatch();
-    up.args(["up", "--workers", WORKERS, "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data_dir);
+    up.args([
+        "up",
+        "--workers",
+        WORKERS,
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "off",
+    ])
+    .arg("--data-dir")
+    .arg(data_dir);
     if let Some(url) = redis_url {
         up.args(["--backend", url]);
     }

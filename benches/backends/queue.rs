@@ -64,6 +64,8 @@ async fn measure(queue: Arc<dyn Queue>, store: Arc<dyn Store>, tasks: u32) -> Me
         id: "bench".into(),
         kind: "search".into(),
         spec: json!({}),
+        summary: String::new(),
+        priority: Default::default(),
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
@@ -81,6 +83,7 @@ async fn measure(queue: Arc<dyn Queue>, store: Arc<dyn Store>, tasks: u32) -> Me
             priority: Priority::Medium,
             spec: json!({ "offset": chunk }),
             data: Bytes::from_static(b"ACGTACGTACGTACGT"),
+            max_matches: u64::MAX,
         })
         .collect();
     let started = Instant::now();
@@ -119,7 +122,7 @@ async fn drain(queue: &dyn Queue, store: &dyn Store, worker: &str) -> usize {
             worker: worker.to_string(),
         };
         store
-            .put_chunk_result(&lease.id.job, &result)
+            .put_chunk_result(&lease, &result)
             .await
             .expect("store result");
         queue.ack(&lease).await.expect("ack");

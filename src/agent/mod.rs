@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+
 use thiserror::Error;
 use tokio::net::UnixListener;
 
@@ -29,7 +31,8 @@ pub struct AgentConfig {
     #[arg(long, env = "WORKER_ID")]
     pub worker_id: String,
     /// Unix socket the worker connects to [default: $XDG_RUNTIME_DIR/gridwatch/ID.sock, or
-    /// /tmp/gridwatch/ID.sock].
+    /// /tmp/gridwatch-UID/ID.sock]. Its directory must be owned by this user and writable by no
+    /// one else (created with mode 0700 when missing); only this user (or root) may connect.
     #[arg(long, env = "IPC_SOCKET_PATH")]
     pub socket: Option<PathBuf>,
     /// Collector host.
@@ -44,9 +47,10 @@ pub struct AgentConfig {
     /// Heartbeat silence after which a live worker process counts as hung, hence DEAD.
     #[arg(long, env = "HEARTBEAT_TIMEOUT", default_value = "15", value_parser = parse_duration)]
     pub heartbeat_timeout: Duration,
-    /// Shared secret sent in the hello to the collector, when the cluster has one.
-    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The cluster token sent in the hello to the collector, when the cluster has one (never
+    /// asked of the worker: the socket's directory and peer credentials vouch for it).
+    #[command(flatten)]
+    pub auth: crate::protocol::TokenArgs,
     /// Reports kept while the collector is unreachable; the oldest are dropped beyond this.
     #[arg(long, default_value_t = 1000)]
     pub buffer_reports: usize,
@@ -72,6 +76,17 @@ pub enum AgentError {
     /// Another agent already serves this socket.
     #[error("another agent is already listening on {0}; stop it or pass a different --socket")]
     AlreadyRunning(PathBuf),
+    /// The socket's directory could be entered or changed by another user.
+    #[error("refusing the socket directory {path}: {reason}; use a directory only you own and may write (mode 0700), or pass another --socket")]
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The token file could not be read.
+    #[error(transparent)]
+    Token(#[from] crate::protocol::TokenError),
     /// The socket could not be created.
     #[error("cannot listen on {path}: {source}; check the directory exists and is writable, or pass --socket")]
     Bind {
@@ -83,7 +98,7 @@ pub enum AgentError {
 }
 
 impl AgentError {
-    /// Process exit code: both errors are the user's to fix (another agent, a bad path).
+    /// Process exit code: every error is the user's to fix (another agent, a bad path or token).
     pub fn exit_code(&self) -> i32 {
         2
     }
@@ -95,8 +110,8 @@ async fn bind(path: &Path) -> Result<UnixListener, AgentError> {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(bind_error)?;
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        private_directory(dir)?;
     }
     if path.exists() {
         if tokio::net::UnixStream::connect(path).await.is_ok() {
@@ -104,7 +119,47 @@ async fn bind(path: &Path) -> Result<UnixListener, AgentError> {
         }
         std::fs::remove_file(path).map_err(bind_error)?;
     }
-    UnixListener::bind(path).map_err(bind_error)
+    let listener = UnixListener::bind(path).map_err(bind_error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
+    Ok(listener)
+}
+
+/// Creates `dir` (mode 0700) if missing, then checks nobody else can change it: a directory
+/// another user owns or may write could hold a socket of theirs in our socket's place. (The
+/// socket itself is mode 0600, and peers are checked by their credentials.)
+fn private_directory(dir: &Path) -> Result<(), AgentError> {
+    let unsafe_dir = |reason: String| AgentError::UnsafeDirectory {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(err) => return Err(unsafe_dir(format!("cannot create it: {err}"))),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| unsafe_dir(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(unsafe_dir(
+            "it is not a directory (a symbolic link?)".into(),
+        ));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(unsafe_dir(format!(
+            "it is owned by uid {}, not by this user (uid {me})",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(unsafe_dir(format!(
+            "its mode is {mode:o}: other users may create or replace files in it (chmod 700 it)"
+        )));
+    }
+    Ok(())
 }
 
 /// Runs an agent from the command line until Ctrl-C or SIGTERM.
@@ -114,6 +169,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), AgentError> {
 
 /// Runs the agent until `shutdown` completes, then removes its socket.
 pub async fn run(config: AgentConfig, shutdown: impl Future) -> Result<(), AgentError> {
+    let token = config.auth.resolve()?;
     let path = config.socket_path();
     let listener = bind(&path).await?;
     tracing::info!(worker = %config.worker_id, socket = %path.display(),
@@ -145,7 +201,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future) -> Result<(), Agent
             config.collector_addr(),
             Greeting::new(Role::Agent)
                 .with_id(config.worker_id.clone())
-                .with_token(config.token.clone()),
+                .with_token(token),
             Arc::clone(&shared),
             buffer,
             stopped(),

@@ -109,12 +109,34 @@ pub async fn check_hangs(shared: Arc<AgentShared>, shutdown: impl Future) {
     }
 }
 
+/// Whether a process of `uid` may use this agent: the agent's own user, or root. The socket's
+/// directory already keeps others out; this holds even if its permissions are loosened.
+fn trusted_peer(stream: &UnixStream) -> Result<(), String> {
+    let me = nix::unistd::geteuid().as_raw();
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == me || cred.uid() == 0 => Ok(()),
+        Ok(cred) => Err(format!(
+            "uid {} may not use the agent of uid {me}: only the worker's own user may connect",
+            cred.uid()
+        )),
+        Err(err) => Err(format!("cannot read the peer's credentials: {err}")),
+    }
+}
+
 async fn handle_worker(stream: UnixStream, shared: Arc<AgentShared>) {
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+    let trusted = trusted_peer(&stream);
     let mut conn = Connection::new(stream);
-    // The socket's directory is private to its owner: the peer is trusted without a token.
+    if let Err(reason) = trusted {
+        tracing::warn!(error = %reason, "connection refused");
+        conn.send_error(ErrorCode::Unauthorized, reason).await;
+        return;
+    }
+    // The peer is this user's (checked above): it is trusted without a token. A client hello is a
+    // health check: welcomed, then closed.
     let accepted = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut conn, None)).await {
-        Ok(Ok(peer)) if peer.role == Role::Worker => Ok(()),
+        Ok(Ok(peer)) if peer.role == Role::Worker => Ok(true),
+        Ok(Ok(peer)) if peer.role == Role::Client => Ok(false),
         Ok(Ok(_)) => Err(Some((
             ErrorCode::UnexpectedMessage,
             "expected a worker hello first".to_string(),
@@ -123,8 +145,9 @@ async fn handle_worker(stream: UnixStream, shared: Arc<AgentShared>) {
         Err(_) => Err(None),
     };
     match accepted {
-        Ok(()) => {
-            if welcome(&mut conn).await.is_err() {
+        Ok(worker) => {
+            if welcome(&mut conn).await.is_err() || !worker {
+                conn.shutdown().await;
                 return;
             }
         }

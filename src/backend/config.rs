@@ -11,11 +11,12 @@ use thiserror::Error;
 
 use super::embedded::{EmbeddedBackend, EmbeddedConfig};
 use super::redis::{
-    parse_port, RedisBackend, RedisOptions, RedisUrl, RedisUrlError, DEFAULT_REDIS_PORT,
+    claim_worker_id, parse_port, RedisBackend, RedisOptions, RedisUrl, RedisUrlError,
+    DEFAULT_REDIS_PORT,
 };
 use super::remote::RemoteBackend;
 use super::{BackendResult, Queue, Store};
-use crate::protocol::Greeting;
+use crate::protocol::{Greeting, Role};
 
 /// Where tasks and job state live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +49,14 @@ pub enum BackendConfigError {
     /// `REDIS_PORT` is not a port number.
     #[error("REDIS_PORT={0:?} is not a port number (1-65535)")]
     BadRedisPort(String),
+    /// The Redis password file could not be read.
+    #[error("cannot read the Redis password file {path}: {reason}; check --redis-password-file")]
+    PasswordFile {
+        /// The file.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
 }
 
 /// The backend flag shared by every role that needs one; flatten it into a role's arguments.
@@ -57,6 +66,10 @@ pub struct BackendArgs {
     /// REDIS_PORT) or redis://HOST:PORT/DB. Default: redis when REDIS_HOST is set, else embedded.
     #[arg(long, env = "GRIDWATCH_BACKEND", value_name = "BACKEND", value_parser = check_backend_flag)]
     pub backend: Option<String>,
+    /// A file holding the Redis password (or set REDIS_PASSWORD): unlike a password in the URL,
+    /// neither shows in `ps`.
+    #[arg(long, env = "REDIS_PASSWORD_FILE", value_name = "PATH")]
+    pub redis_password_file: Option<std::path::PathBuf>,
 }
 
 /// Rejects a malformed `--backend` while parsing arguments, so it is a usage error (exit 2).
@@ -136,14 +149,18 @@ impl BackendConfig {
                 })
             }
             (BackendConfig::Embedded, Access::Peer { master, greeting }) => {
+                let worker = greeting.role == Role::Worker;
                 let remote = Arc::new(RemoteBackend::with_greeting(master, greeting));
+                if worker {
+                    remote.greet_now().await?;
+                }
                 Ok(Backend {
                     queue: remote.clone(),
                     store: remote,
                 })
             }
             (BackendConfig::Redis(url), access) => {
-                let options = match access {
+                let options = match &access {
                     Access::Master { delivery, .. } => RedisOptions {
                         visibility_timeout: delivery.visibility_timeout,
                         max_attempts: delivery.max_attempts,
@@ -153,6 +170,14 @@ impl BackendConfig {
                 };
                 let backend = Arc::new(RedisBackend::connect_patiently(url, options).await?);
                 tracing::info!(component = "backend", redis = %url, "connected to redis");
+                if let Access::Peer { greeting, .. } = &access {
+                    // A worker reads tasks from Redis directly: its id is claimed there.
+                    if let (Role::Worker, Some(id), Some(instance)) =
+                        (greeting.role, &greeting.id, &greeting.instance)
+                    {
+                        claim_worker_id(&backend, id, instance).await?;
+                    }
+                }
                 Ok(Backend {
                     queue: backend.clone(),
                     store: backend,
@@ -177,9 +202,29 @@ impl BackendConfig {
 }
 
 impl BackendArgs {
-    /// Resolves the flag against the process environment.
+    /// Resolves the flag against the process environment, adding the Redis password from
+    /// `--redis-password-file` or `REDIS_PASSWORD`.
     pub fn resolve(&self) -> Result<BackendConfig, BackendConfigError> {
-        BackendConfig::resolve(self.backend.as_deref(), |name| std::env::var(name).ok())
+        let config =
+            BackendConfig::resolve(self.backend.as_deref(), |name| std::env::var(name).ok())?;
+        let BackendConfig::Redis(url) = config else {
+            return Ok(config);
+        };
+        let password = match &self.redis_password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map(|text| text.trim().to_string())
+                    .map_err(|err| BackendConfigError::PasswordFile {
+                        path: path.display().to_string(),
+                        reason: err.to_string(),
+                    })?,
+            ),
+            None => std::env::var("REDIS_PASSWORD").ok(),
+        };
+        Ok(BackendConfig::Redis(match password {
+            Some(password) => url.with_password(&password),
+            None => url,
+        }))
     }
 }
 
@@ -279,6 +324,17 @@ mod tests {
         };
         assert_eq!(url.to_string(), "redis://***@h:1/0");
         assert!(!format!("{url:?}").contains("secret"));
+    }
+
+    #[test]
+    fn a_password_from_outside_the_url_is_encoded_and_hidden() {
+        let Ok(BackendConfig::Redis(url)) = BackendConfig::resolve(Some("redis://h:1/0"), |_| None)
+        else {
+            panic!("expected a redis backend");
+        };
+        let url = url.with_password("p@ss word");
+        assert_eq!(url.connection_url(), "redis://:p%40ss%20word@h:1/0");
+        assert_eq!(url.to_string(), "redis://***@h:1/0");
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! Delivery invariants: a leased task is invisible to other workers until it is acked, nacked,
 //! reclaimed (named worker dead) or its visibility timeout passes; chunk results are
 //! first-write-wins per (job, chunk), so a redelivered chunk is counted once.
+//!
+//! Results are fenced by the lease: a result, an ack or an extension counts only from the worker
+//! holding the task's current delivery (its unguessable token), for a task that exists, with a
+//! match count the task can hold. A large result is stored in parts that become visible together.
 
 use std::time::Duration;
 
@@ -41,6 +45,24 @@ pub enum Priority {
     Low,
 }
 
+impl Priority {
+    /// The lowercase word (`high`, `medium`, `low`), as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        }
+    }
+
+    /// Reads [`Priority::as_str`]'s word.
+    pub fn from_word(word: &str) -> Option<Priority> {
+        [Priority::High, Priority::Medium, Priority::Low]
+            .into_iter()
+            .find(|priority| priority.as_str() == word)
+    }
+}
+
 /// Identifies one task: chunk `chunk` of job `job`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TaskId {
@@ -64,6 +86,9 @@ pub struct NewTask {
     /// The chunk's input (for a search chunk: owned bases then overlap). Stored by the backend
     /// until the task is acked.
     pub data: Bytes,
+    /// The most matches a result of this task can honestly report (for a search chunk: owned
+    /// bases × patterns × strands); a result claiming more is refused.
+    pub max_matches: u64,
 }
 
 /// A task leased by a worker.
@@ -81,8 +106,9 @@ pub struct Lease {
     pub worker: WorkerId,
     /// 1 on first delivery, incremented on every redelivery.
     pub attempt: u32,
-    /// Backend-specific handle proving this delivery (a stream entry id, a lease serial); an ack
-    /// or nack with a stale token is ignored.
+    /// Backend-specific, unguessable proof of this delivery (a stream entry and a random nonce, a
+    /// random lease id). Results, acks, extensions and nacks carrying another token are refused
+    /// or ignored.
     pub token: String,
 }
 
@@ -165,6 +191,13 @@ pub struct JobRecord {
     pub kind: String,
     /// Kind-specific description (patterns, options, record names and lengths, ...).
     pub spec: serde_json::Value,
+    /// One short line on what the job asks (from its kind), stored so that listings never read
+    /// the spec, whose size grows with the input. At most [`MAX_SUMMARY_CHARS`] characters.
+    #[serde(default)]
+    pub summary: String,
+    /// The queue priority of the job's tasks, stored so that listings show it without the spec.
+    #[serde(default)]
+    pub priority: Priority,
     /// Current status.
     pub status: JobStatus,
     /// Number of chunks; 0 until the input is fully received.
@@ -175,6 +208,43 @@ pub struct JobRecord {
     pub created_at: f64,
     /// Unix time (seconds) the job finished, if it did.
     pub finished_at: Option<f64>,
+}
+
+/// Longest stored job summary, in characters.
+pub const MAX_SUMMARY_CHARS: usize = 200;
+
+/// `text` cut to at most [`MAX_SUMMARY_CHARS`] characters (with an ellipsis when cut).
+pub fn short_summary(text: &str) -> String {
+    if text.chars().count() <= MAX_SUMMARY_CHARS {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(MAX_SUMMARY_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// A job as listed: everything but its spec, with its progress. Its size does not depend on the
+/// job's input, so listing jobs costs the same however large their specs are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// Client-chosen id.
+    pub id: JobId,
+    /// Job kind (`search`, ...).
+    pub kind: String,
+    /// The stored one-line summary.
+    pub summary: String,
+    /// The queue priority of the job's tasks.
+    pub priority: Priority,
+    /// Current status.
+    pub status: JobStatus,
+    /// Why the job failed, if it did.
+    pub error: Option<String>,
+    /// Unix time (seconds) the job was created.
+    pub created_at: f64,
+    /// Unix time (seconds) the job finished, if it did.
+    pub finished_at: Option<f64>,
+    /// Progress derived from stored results.
+    pub progress: Progress,
 }
 
 /// Result of creating a job whose id may already exist.
@@ -193,7 +263,7 @@ pub struct Progress {
     pub total_chunks: u32,
     /// Chunks with a stored result.
     pub done_chunks: u32,
-    /// Sum of the match counts of the stored chunk results.
+    /// Sum of the match counts of the stored chunk results (saturating).
     pub matches: u64,
 }
 
@@ -210,6 +280,72 @@ pub struct ChunkResult {
     pub worker: WorkerId,
 }
 
+/// A stored chunk result without its payload: what `get_results` announces before streaming the
+/// payload's parts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResult {
+    /// The chunk index.
+    pub chunk: u32,
+    /// How many matches the chunk contributed.
+    pub matches: u64,
+    /// Worker that produced it.
+    pub worker: WorkerId,
+    /// How many parts the payload's JSON text is stored in (1 for a small payload).
+    pub parts: u32,
+}
+
+/// Largest part of a stored result payload, in bytes: well under any frame limit, so a part
+/// always travels in one frame and the master never holds more than a part of a result.
+pub const RESULT_PART_BYTES: usize = 4 << 20;
+
+/// Why a result (or a part of one) was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RefusalReason {
+    /// The task exists, but the sender does not hold its current lease (another worker holds it,
+    /// the token is stale or forged, or the task was already completed).
+    NotHolder,
+    /// No such task in that job (a chunk that does not exist, an unknown job).
+    NoSuchTask,
+    /// The match count is more than the task can hold.
+    OutOfRange,
+}
+
+impl RefusalReason {
+    /// Every reason, for metrics that list zeros too.
+    pub const ALL: [RefusalReason; 3] = [
+        RefusalReason::NotHolder,
+        RefusalReason::NoSuchTask,
+        RefusalReason::OutOfRange,
+    ];
+
+    /// The word used in metrics labels and stored counters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::NotHolder => "not_holder",
+            RefusalReason::NoSuchTask => "no_such_task",
+            RefusalReason::OutOfRange => "out_of_range",
+        }
+    }
+
+    /// The reason a stored word names, if any.
+    pub fn from_word(word: &str) -> Option<RefusalReason> {
+        RefusalReason::ALL.into_iter().find(|r| r.as_str() == word)
+    }
+
+    /// The reason named in a refusal's message (`... refused (REASON): ...`, as
+    /// [`BackendError::Refused`] prints it), so a refusal keeps its reason across the wire.
+    pub fn in_message(message: &str) -> Option<RefusalReason> {
+        RefusalReason::ALL
+            .into_iter()
+            .find(|r| message.contains(&format!(" refused ({}):", r.as_str())))
+    }
+}
+
+impl std::fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 /// Backend failures. Callers retry `Unavailable` with backoff; the others are bugs or bad input.
 #[derive(Debug, Error)]
 pub enum BackendError {
@@ -222,9 +358,34 @@ pub enum BackendError {
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// A result, or a part of one, was refused: the sender does not hold the task's lease, the
+    /// task does not exist, or a value is out of range. Nothing was stored.
+    #[error("result for chunk {chunk} of job {job:?} refused ({reason}): {detail}")]
+    Refused {
+        /// The job named.
+        job: JobId,
+        /// The chunk named.
+        chunk: u32,
+        /// Why.
+        reason: RefusalReason,
+        /// What was wrong, for the log.
+        detail: String,
+    },
     /// Any other failure, with context.
     #[error("{0}")]
     Other(String),
+}
+
+impl BackendError {
+    /// A refusal of a result for `lease`'s task.
+    pub fn refused(lease: &Lease, reason: RefusalReason, detail: impl Into<String>) -> Self {
+        BackendError::Refused {
+            job: lease.id.job.clone(),
+            chunk: lease.id.chunk,
+            reason,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// Shorthand for backend results.
@@ -279,13 +440,76 @@ pub trait Store: Send + Sync {
         status: JobStatus,
         error: Option<&str>,
     ) -> BackendResult<()>;
-    /// Stores a chunk result if none is stored for (job, chunk) and the job is not cancelled.
-    /// Returns true if this write was the first.
-    async fn put_chunk_result(&self, job: &str, result: &ChunkResult) -> BackendResult<bool>;
+    /// Stages part `part` of the payload of `lease`'s result (the payload's JSON text, cut into
+    /// parts of at most [`RESULT_PART_BYTES`]). Refused unless `lease` is the task's current
+    /// lease. Staging the same part again replaces it, so a retried upload is harmless.
+    async fn put_result_part(&self, lease: &Lease, part: u32, bytes: Bytes) -> BackendResult<()>;
+    /// Stores `lease`'s chunk result if none is stored for the chunk and the job is not
+    /// cancelled; returns true if this write was the first. With `parts` = 0 the payload is
+    /// `result.payload`; otherwise it is parts `0..parts` staged under this lease, which become
+    /// visible together with the result. Refused ([`BackendError::Refused`], nothing stored)
+    /// unless `lease` is the task's current lease and `result.matches` is within the task's
+    /// bound. The stored worker is the lease's.
+    async fn commit_chunk_result(
+        &self,
+        lease: &Lease,
+        result: &ChunkResult,
+        parts: u32,
+    ) -> BackendResult<bool>;
+    /// Stores `lease`'s chunk result, in parts if its payload is large (see
+    /// [`Store::commit_chunk_result`]).
+    async fn put_chunk_result(&self, lease: &Lease, result: &ChunkResult) -> BackendResult<bool> {
+        let text = serde_json::to_vec(&result.payload)
+            .map_err(|e| BackendError::Other(format!("chunk result payload: {e}")))?;
+        if text.len() <= RESULT_PART_BYTES {
+            return self.commit_chunk_result(lease, result, 0).await;
+        }
+        let text = Bytes::from(text);
+        let mut parts = 0u32;
+        for start in (0..text.len()).step_by(RESULT_PART_BYTES) {
+            let end = (start + RESULT_PART_BYTES).min(text.len());
+            self.put_result_part(lease, parts, text.slice(start..end))
+                .await?;
+            parts += 1;
+        }
+        let header = ChunkResult {
+            payload: serde_json::Value::Null,
+            ..result.clone()
+        };
+        self.commit_chunk_result(lease, &header, parts).await
+    }
     /// Progress derived from stored results.
     async fn progress(&self, job: &str) -> BackendResult<Progress>;
-    /// Every stored chunk result of a job, by chunk index.
-    async fn chunk_results(&self, job: &str) -> BackendResult<Vec<ChunkResult>>;
+    /// Every stored chunk result of a job without its payload, by chunk index.
+    async fn result_headers(&self, job: &str) -> BackendResult<Vec<StoredResult>>;
+    /// Part `part` of the payload's JSON text of a stored chunk result.
+    async fn result_part(&self, job: &str, chunk: u32, part: u32) -> BackendResult<Bytes>;
+    /// Every stored chunk result of a job, by chunk index, payloads assembled. Holds the whole
+    /// job's results in memory: for tests and tools; the master streams parts instead.
+    async fn chunk_results(&self, job: &str) -> BackendResult<Vec<ChunkResult>> {
+        let mut results = Vec::new();
+        for header in self.result_headers(job).await? {
+            let mut text = Vec::new();
+            for part in 0..header.parts {
+                text.extend_from_slice(&self.result_part(job, header.chunk, part).await?);
+            }
+            let payload = serde_json::from_slice(&text).map_err(|e| {
+                BackendError::Corrupt(format!("job {job:?} chunk {}: {e}", header.chunk))
+            })?;
+            results.push(ChunkResult {
+                chunk: header.chunk,
+                matches: header.matches,
+                payload,
+                worker: header.worker,
+            });
+        }
+        Ok(results)
+    }
+    /// The newest `limit` jobs without their specs, with progress: what listings and metrics
+    /// show, at a cost that does not grow with spec size.
+    async fn job_summaries(&self, limit: usize) -> BackendResult<Vec<JobSummary>>;
+    /// How many results were refused, by reason, since the backend started counting.
+    async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>>;
     /// Appends an alert (JSON) to the capped alert history.
     async fn push_alert(&self, alert: &serde_json::Value) -> BackendResult<()>;
     /// The most recent alerts, newest first.

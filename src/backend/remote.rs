@@ -9,11 +9,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use tokio::sync::Mutex;
 
 use super::{
-    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, Lease,
-    NackOutcome, NewTask, Progress, Queue, Store, TaskId, WorkerId,
+    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary,
+    Lease, NackOutcome, NewTask, Progress, Queue, RefusalReason, Store, StoredResult, TaskId,
+    WorkerId, RESULT_PART_BYTES,
 };
 use crate::protocol::{
     Dial, ErrorCode, Greeting, Message, NackReply, RequestError, Requester, Role,
@@ -64,6 +66,20 @@ impl RemoteBackend {
             .map_err(|err| self.failed(err))
     }
 
+    /// Greets the master at once, keeping the connection for later calls: a hello the master
+    /// refuses (a wrong token, a worker id in use) fails now rather than at the first lease.
+    /// An unreachable master is not an error: calls retry until it is back.
+    pub async fn greet_now(&self) -> BackendResult<()> {
+        match self.connect().await {
+            Ok(requester) => {
+                self.idle.lock().await.push(requester);
+                Ok(())
+            }
+            Err(BackendError::Unavailable(_)) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
     /// A refusal stays a refusal; anything else means the master is away for now.
     fn failed(&self, err: RequestError) -> BackendError {
         match err {
@@ -80,14 +96,29 @@ impl RemoteBackend {
     /// Sends one request and reads its reply on an idle connection (or a new one); a connection
     /// that fails is dropped, one that answered goes back to the pool. `Task` replies also read
     /// their data frame.
-    async fn request(&self, message: Message) -> BackendResult<(Message, Option<bytes::Bytes>)> {
+    async fn request(&self, message: Message) -> BackendResult<(Message, Option<Bytes>)> {
+        self.request_with_data(message, &[]).await
+    }
+
+    /// Like `request`, with `data` frames sent right after the message.
+    async fn request_with_data(
+        &self,
+        message: Message,
+        data: &[&[u8]],
+    ) -> BackendResult<(Message, Option<Bytes>)> {
         let pooled = self.idle.lock().await.pop();
         let mut requester = match pooled {
             Some(requester) => requester,
             None => self.connect().await?,
         };
         let exchange = async {
-            let reply = requester.request(&message).await?;
+            let conn = requester.connection();
+            conn.send_message(&message).await?;
+            for frame in data {
+                conn.send_frame(frame).await?;
+            }
+            conn.flush().await?;
+            let reply = requester.reply().await?;
             let data = match &reply {
                 Message::Task { .. } => Some(requester.connection().read_data().await?),
                 _ => None,
@@ -99,6 +130,18 @@ impl RemoteBackend {
             Ok(reply) => {
                 self.idle.lock().await.push(requester);
                 Ok(reply)
+            }
+            Err(RequestError::Refused {
+                code: ErrorCode::ResultRefused,
+                message,
+            }) => {
+                self.idle.lock().await.push(requester);
+                Err(BackendError::Refused {
+                    job: String::new(),
+                    chunk: 0,
+                    reason: RefusalReason::in_message(&message).unwrap_or(RefusalReason::NotHolder),
+                    detail: message,
+                })
             }
             Err(err @ RequestError::Refused { .. }) => {
                 self.idle.lock().await.push(requester);
@@ -250,14 +293,55 @@ impl Store for RemoteBackend {
         Err(kept_by_master("set_status"))
     }
 
-    async fn put_chunk_result(&self, job: &str, result: &ChunkResult) -> BackendResult<bool> {
-        let message = Message::PutResult {
-            job_id: job.to_string(),
-            result: result.clone(),
+    async fn put_result_part(
+        &self,
+        _lease: &Lease,
+        _part: u32,
+        _bytes: Bytes,
+    ) -> BackendResult<()> {
+        Err(kept_by_master(
+            "put_result_part (put_chunk_result sends the parts)",
+        ))
+    }
+
+    async fn commit_chunk_result(
+        &self,
+        _lease: &Lease,
+        _result: &ChunkResult,
+        _parts: u32,
+    ) -> BackendResult<bool> {
+        Err(kept_by_master(
+            "commit_chunk_result (put_chunk_result sends it)",
+        ))
+    }
+
+    /// Sends the result with the lease's token; a payload too large for one part follows in
+    /// data frames of at most [`RESULT_PART_BYTES`], which the master stores part by part.
+    async fn put_chunk_result(&self, lease: &Lease, result: &ChunkResult) -> BackendResult<bool> {
+        let text = serde_json::to_vec(&result.payload)
+            .map_err(|e| BackendError::Other(format!("chunk result payload: {e}")))?;
+        let (result, frames): (ChunkResult, Vec<&[u8]>) = if text.len() <= RESULT_PART_BYTES {
+            (result.clone(), Vec::new())
+        } else {
+            let header = ChunkResult {
+                payload: serde_json::Value::Null,
+                ..result.clone()
+            };
+            (header, text.chunks(RESULT_PART_BYTES).collect())
         };
-        match self.request(message).await? {
-            (Message::ResultStored { first }, _) => Ok(first),
-            (reply, _) => Err(unexpected(&reply)),
+        let message = Message::PutResult {
+            job_id: lease.id.job.clone(),
+            token: lease.token.clone(),
+            parts: frames.len() as u32,
+            result,
+        };
+        match self.request_with_data(message, &frames).await {
+            Ok((Message::ResultStored { first }, _)) => Ok(first),
+            Ok((reply, _)) => Err(unexpected(&reply)),
+            Err(BackendError::Refused { reason, detail, .. }) => {
+                Err(BackendError::refused(lease, reason, detail))
+            }
+            Err(err) => Err(err),
         }
     }
 
@@ -265,8 +349,20 @@ impl Store for RemoteBackend {
         Err(kept_by_master("progress"))
     }
 
-    async fn chunk_results(&self, _job: &str) -> BackendResult<Vec<ChunkResult>> {
-        Err(kept_by_master("chunk_results"))
+    async fn result_headers(&self, _job: &str) -> BackendResult<Vec<StoredResult>> {
+        Err(kept_by_master("result_headers"))
+    }
+
+    async fn result_part(&self, _job: &str, _chunk: u32, _part: u32) -> BackendResult<Bytes> {
+        Err(kept_by_master("result_part"))
+    }
+
+    async fn job_summaries(&self, _limit: usize) -> BackendResult<Vec<JobSummary>> {
+        Err(kept_by_master("job_summaries"))
+    }
+
+    async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>> {
+        Err(kept_by_master("refused_results"))
     }
 
     async fn push_alert(&self, alert: &serde_json::Value) -> BackendResult<()> {

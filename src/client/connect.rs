@@ -6,6 +6,7 @@ use tokio::net::TcpStream;
 
 use crate::protocol::{
     Connection, Dial, ErrorCode, Greeting, Message, ProtocolError, RequestError, Requester, Role,
+    TokenArgs, TokenError,
 };
 
 /// How often a client retries reaching a master that is not listening yet.
@@ -17,9 +18,9 @@ pub struct MasterAddr {
     /// The master's protocol address (HOST:PORT). MASTER_HOST / MASTER_PORT are honoured too.
     #[arg(long, env = "GRIDWATCH_MASTER")]
     pub master: Option<String>,
-    /// Shared secret, when the cluster has one.
-    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The cluster token, when the cluster has one.
+    #[command(flatten)]
+    pub auth: TokenArgs,
 }
 
 impl MasterAddr {
@@ -80,6 +81,7 @@ impl ClientError {
                     | ErrorCode::NoSuchJob
                     | ErrorCode::JobNotReady
                     | ErrorCode::Unauthorized
+                    | ErrorCode::IdInUse
                     | ErrorCode::VersionMismatch,
                 ..
             } => 2,
@@ -106,6 +108,12 @@ impl From<RequestError> for ClientError {
     }
 }
 
+impl From<TokenError> for ClientError {
+    fn from(err: TokenError) -> Self {
+        ClientError::Usage(err.to_string())
+    }
+}
+
 impl MasterClient {
     /// Connects (retrying briefly while the master starts) and says hello.
     pub async fn connect(addr: &MasterAddr) -> Result<Self, ClientError> {
@@ -113,7 +121,7 @@ impl MasterClient {
             attempts: CONNECT_ATTEMPTS,
             ..Dial::default()
         };
-        let greeting = Greeting::new(Role::Client).with_token(addr.token.clone());
+        let greeting = Greeting::new(Role::Client).with_token(addr.auth.resolve()?);
         let requester = Requester::connect(&addr.address(), &greeting, &dial).await?;
         Ok(Self { requester })
     }

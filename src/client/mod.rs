@@ -1,8 +1,9 @@
 //! Command-line commands: thin wrappers that parse flags, ask the master (or run a local tool)
-//! and print. `submit`, `load`, `purge`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`, `search`,
-//! `julia`, `particles`, `generate`.
+//! and print. `submit`, `load`, `purge`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`,
+//! `health`, `search`, `julia`, `particles`, `generate`.
 
 pub mod connect;
+pub mod health;
 pub mod julia;
 pub mod load;
 pub mod monitor;

@@ -4,7 +4,7 @@
 use super::connect::{unexpected, ClientError};
 use crate::protocol::{
     Alert, AlertState, Dial, Greeting, LivenessState, Message, RequestError, Requester, Role,
-    WorkerView,
+    TokenArgs, WorkerView,
 };
 
 /// Where `workers` and `alerts` ask.
@@ -16,9 +16,9 @@ pub struct MonitorArgs {
     /// Ask this collector (`host:port`) instead of the master.
     #[arg(long, conflicts_with = "master")]
     pub collector: Option<String>,
-    /// Shared secret, when the cluster has one.
-    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The cluster token, when the cluster has one.
+    #[command(flatten)]
+    pub auth: TokenArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -39,7 +39,7 @@ impl MonitorArgs {
 
 async fn ask(args: &MonitorArgs, request: Message) -> Result<Message, ClientError> {
     let (address, role) = args.address();
-    let greeting = Greeting::new(Role::Client).with_token(args.token.clone());
+    let greeting = Greeting::new(Role::Client).with_token(args.auth.resolve()?);
     let refused = |code, message| ClientError::Refused {
         code,
         message: format!("the {role} refused ({code:?}): {message}"),

@@ -147,14 +147,28 @@ pub async fn fetch_results(
     let message = Message::GetResults {
         job_id: job.to_string(),
     };
-    let (view, spec, chunks) = match client.request(&message).await? {
-        Message::ResultsHeader { job, spec, chunks } => (job, spec, chunks),
+    let (view, mut spec, chunks, spec_parts) = match client.request(&message).await? {
+        Message::ResultsHeader {
+            job,
+            spec,
+            chunks,
+            spec_parts,
+        } => (job, spec, chunks, spec_parts),
         other => return Err(unexpected(&other)),
     };
-    let mut results = Vec::with_capacity(chunks as usize);
+    if spec_parts > 0 {
+        spec = read_parts(client, spec_parts, &format!("job {job} spec")).await?;
+    }
+    let mut results = Vec::with_capacity(chunks.min(1 << 16) as usize);
     for _ in 0..chunks {
         match client.reply().await? {
-            Message::ResultChunk { result } => results.push(result),
+            Message::ResultChunk { mut result, parts } => {
+                if parts > 0 {
+                    let what = format!("job {job} chunk {} result", result.chunk);
+                    result.payload = read_parts(client, parts, &what).await?;
+                }
+                results.push(result);
+            }
             other => return Err(unexpected(&other)),
         }
     }
@@ -163,6 +177,20 @@ pub async fn fetch_results(
         spec,
         results,
     })
+}
+
+/// Reads `parts` data frames and parses their concatenation as JSON.
+async fn read_parts(
+    client: &mut MasterClient,
+    parts: u32,
+    what: &str,
+) -> Result<serde_json::Value, ClientError> {
+    let mut text = Vec::new();
+    for _ in 0..parts {
+        text.extend_from_slice(&client.connection().read_data().await?);
+    }
+    serde_json::from_slice(&text)
+        .map_err(|e| ClientError::JobFailed(format!("{what}: unreadable JSON: {e}")))
 }
 
 /// Fetches a completed search job's results as a report, for callers that submitted the search

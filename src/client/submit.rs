@@ -52,7 +52,8 @@ pub enum SubmitKind {
 /// Flags every kind's submit takes.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SubmitCommon {
-    /// Job id (default: a new UUID); resubmitting the same id does not run the job twice.
+    /// Job id (default: a new UUID): 1-100 letters, digits, '-', '_', '.' or ':'; resubmitting
+    /// the same id does not run the job twice.
     #[arg(long)]
     pub job_id: Option<String>,
     /// Queue priority.

@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod clock;
 mod downstream;
+mod gate;
 pub mod liveness;
 pub mod rules;
 mod server;
@@ -26,7 +27,10 @@ use tokio::net::TcpListener;
 
 use crate::backend::config::{Access, BackendConfigError};
 use crate::backend::BackendError;
-use crate::protocol::{Greeting, Role};
+use crate::protocol::{check_listen, Greeting, Role, TokenArgs, TokenError, Unprotected};
+
+/// What anyone reaching an unprotected collector could do, for the refusal to start.
+const COLLECTOR_RISK: &str = "report workers dead and have their tasks taken from them";
 
 use crate::time::parse_duration;
 
@@ -40,9 +44,14 @@ pub struct CollectorConfig {
     /// backend) [default: $MASTER_HOST:$MASTER_PORT, or 127.0.0.1:5000].
     #[arg(long)]
     pub master: Option<String>,
-    /// Shared secret for the hello to the master, when the cluster has one.
-    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The cluster token: every agent and client must present it, and the collector presents it
+    /// to the master. Required when --listen is not a loopback address, unless --insecure.
+    #[command(flatten)]
+    pub auth: TokenArgs,
+    /// Listen on a non-loopback address without a token (a warning is logged on every start).
+    /// Only for a network where every host is trusted.
+    #[arg(long, env = "GRIDWATCH_INSECURE")]
+    pub insecure: bool,
     /// Where alerts and worker metrics are stored (with `embedded`, through the master).
     #[command(flatten)]
     pub backend: crate::backend::config::BackendArgs,
@@ -103,6 +112,12 @@ pub enum CollectorError {
     /// The backend could not be opened.
     #[error("opening the backend: {0}")]
     Backend(#[from] BackendError),
+    /// The token file could not be read.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A non-loopback address without a token (and without `--insecure`).
+    #[error(transparent)]
+    Unprotected(#[from] Unprotected),
 }
 
 impl CollectorError {
@@ -188,9 +203,21 @@ pub async fn bind(config: &CollectorConfig) -> Result<TcpListener, CollectorErro
 /// it writes the store and reclaims a dead worker's tasks itself; with the embedded backend both
 /// go through the master.
 pub async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
+    let token = config.auth.resolve()?;
+    let listener = bind(&config).await?;
+    if let Ok(local) = listener.local_addr() {
+        let has_token = token.is_some();
+        check_listen(
+            "collector",
+            local,
+            has_token,
+            config.insecure,
+            COLLECTOR_RISK,
+        )?;
+    }
     let backend_config = config.backend.resolve()?;
     let master = config.master_addr();
-    let greeting = Greeting::new(Role::Collector).with_token(config.token.clone());
+    let greeting = Greeting::new(Role::Collector).with_token(token.clone());
     let access = Access::Peer {
         master: master.clone(),
         greeting,
@@ -198,11 +225,10 @@ pub async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
     let backend = backend_config.connect(access).await?;
     let downstream = Downstream {
         master: Some(master),
-        token: config.token.clone(),
+        token,
         backend,
         shared: backend_config.is_shared(),
     };
-    let listener = bind(&config).await?;
     run(config, listener, downstream, crate::shutdown::signal()).await
 }
 
@@ -220,6 +246,9 @@ pub async fn run(
     })?;
     let (items_tx, items_rx) = tokio::sync::mpsc::unbounded_channel();
     let tower = SharedWatchtower::new(Watchtower::new(thresholds.clone(), log, items_tx));
+    // A live agent reports well within the silence alert; half that marks a link as dead.
+    let stale_after = thresholds.no_report_after / 2;
+    let gate = std::sync::Arc::new(gate::Gate::new(downstream.token.clone(), stale_after));
     let local = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -240,7 +269,7 @@ pub async fn run(
         }
     };
     let tasks = [
-        tokio::spawn(server::serve(listener, tower.clone(), stopped())),
+        tokio::spawn(server::serve(listener, tower.clone(), gate, stopped())),
         // Rules for silent workers once a second; stored views refreshed every 2 s (TTL 60 s).
         tokio::spawn(server::tick(tower, Duration::from_secs(1), 2, stopped())),
         tokio::spawn(downstream::forward(downstream, items_rx, stopped())),

@@ -5,15 +5,16 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::clock::Moment;
+use super::gate::{Claim, Gate};
 use super::watchtower::Watchtower;
-use crate::protocol::handshake::{read_hello, welcome};
-use crate::protocol::{Connection, ErrorCode, Message, ProtocolError};
+use crate::protocol::handshake::{read_hello, welcome, Peer};
+use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role};
 
 /// Most connections served at once; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 1024;
@@ -39,7 +40,12 @@ impl SharedWatchtower {
 }
 
 /// Accepts connections until `shutdown` completes.
-pub async fn serve(listener: TcpListener, tower: SharedWatchtower, shutdown: impl Future) {
+pub async fn serve(
+    listener: TcpListener,
+    tower: SharedWatchtower,
+    gate: Arc<Gate>,
+    shutdown: impl Future,
+) {
     tokio::pin!(shutdown);
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::from_millis(10);
@@ -51,9 +57,9 @@ pub async fn serve(listener: TcpListener, tower: SharedWatchtower, shutdown: imp
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     backoff = Duration::from_millis(10);
-                    let tower = tower.clone();
+                    let (tower, gate) = (tower.clone(), gate.clone());
                     tokio::spawn(async move {
-                        handle(stream, tower).await;
+                        handle(stream, tower, gate).await;
                         drop(permit);
                     });
                 }
@@ -92,48 +98,115 @@ pub async fn tick(
     }
 }
 
-async fn handle(stream: TcpStream, tower: SharedWatchtower) {
+/// The agent a connection speaks for: the worker its hello named, and its claim on that id.
+struct Reporter {
+    worker: String,
+    claim: Claim,
+}
+
+async fn handle(stream: TcpStream, tower: SharedWatchtower, gate: Arc<Gate>) {
     let _ = stream.set_nodelay(true);
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     let mut conn = Connection::new(stream).with_read_timeout(Some(IDLE_TIMEOUT));
-    // Agents and clients are welcomed without a token: the collector only reads reports and
-    // answers queries, and loopback is its default.
-    match read_hello(&mut conn, None).await {
-        Ok(_) => {
-            if welcome(&mut conn).await.is_err() {
-                return;
-            }
-        }
-        Err(err) => {
-            if let Some((code, message)) = err.reply() {
-                conn.send_error(code, message).await;
-            }
+    let reporter = match admit(&mut conn, &gate, &peer).await {
+        Ok(reporter) => reporter,
+        Err(Some((code, message))) => {
+            tracing::warn!(peer, code = ?code, error = %message, "connection refused");
+            conn.send_error(code, message).await;
             return;
         }
-    }
-    if let Err(err) = serve_requests(&mut conn, &tower).await {
-        tracing::debug!(peer, error = %err, "collector connection ended");
-        if !matches!(err, ProtocolError::Io(_) | ProtocolError::Closed) {
-            conn.send_error(err.code(), err.to_string()).await;
+        Err(None) => return,
+    };
+    if welcome(&mut conn).await.is_ok() {
+        if let Err(err) = serve_requests(&mut conn, &tower, &gate, reporter.as_ref()).await {
+            tracing::debug!(peer, error = %err, "collector connection ended");
+            if !matches!(err, ProtocolError::Io(_) | ProtocolError::Closed) {
+                if matches!(err.code(), ErrorCode::Unauthorized | ErrorCode::IdInUse) {
+                    tracing::warn!(peer, error = %err, "report refused");
+                }
+                conn.send_error(err.code(), err.to_string()).await;
+            }
         }
     }
+    if let Some(reporter) = reporter {
+        gate.release(&reporter.worker, reporter.claim);
+    }
     conn.shutdown().await;
+}
+
+/// Checks the hello: the cluster token for everyone; an agent must name its worker, and no
+/// other live agent may hold that worker. Clients (queries) report nothing.
+async fn admit(
+    conn: &mut Connection<TcpStream>,
+    gate: &Gate,
+    peer: &str,
+) -> Result<Option<Reporter>, Option<(ErrorCode, String)>> {
+    let Peer { role, id, .. } = read_hello(conn, gate.token())
+        .await
+        .map_err(|err| err.reply())?;
+    if role != Role::Agent {
+        return Ok(None);
+    }
+    let Some(worker) = id.filter(|id| !id.is_empty()) else {
+        let message = "an agent's hello must name the worker it watches (its id)";
+        return Err(Some((ErrorCode::BadMessage, message.to_string())));
+    };
+    let claim = gate
+        .claim(&worker, peer, Instant::now())
+        .map_err(|message| Some((ErrorCode::IdInUse, message)))?;
+    Ok(Some(Reporter { worker, claim }))
 }
 
 async fn serve_requests(
     conn: &mut Connection<TcpStream>,
     tower: &SharedWatchtower,
+    gate: &Gate,
+    reporter: Option<&Reporter>,
 ) -> Result<(), ProtocolError> {
     while let Some(message) = conn.read_message().await? {
+        if let Message::Metrics { data } = &message {
+            check_report(&data.worker_id, gate, reporter)?;
+        }
         let reply = answer(message, tower);
         conn.write_message(&reply).await?;
     }
     Ok(())
 }
 
+/// A report is taken only from the agent of the worker it names, while that agent still holds
+/// the worker's id.
+fn check_report(
+    worker: &str,
+    gate: &Gate,
+    reporter: Option<&Reporter>,
+) -> Result<(), ProtocolError> {
+    let refuse = |code, message: String| Err(ProtocolError::Decode { code, message });
+    let Some(reporter) = reporter else {
+        return refuse(
+            ErrorCode::Unauthorized,
+            "only an agent reports metrics; its hello names the worker it watches".into(),
+        );
+    };
+    if reporter.worker != worker {
+        return refuse(
+            ErrorCode::Unauthorized,
+            format!(
+                "this agent watches worker {:?}, not {worker:?}: report only for your own worker",
+                reporter.worker
+            ),
+        );
+    }
+    if !gate.refresh(worker, reporter.claim, Instant::now()) {
+        return refuse(
+            ErrorCode::IdInUse,
+            format!("another agent now reports for worker {worker:?}"),
+        );
+    }
+    Ok(())
+}
 fn answer(message: Message, tower: &SharedWatchtower) -> Message {
     match message {
         Message::Metrics { data } => {

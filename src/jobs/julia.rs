@@ -333,7 +333,6 @@ pub struct JuliaKind;
 impl JobKind for JuliaKind {
     const NAME: &'static str = JULIA_KIND;
     const FORMATS: &'static [&'static str] = &["text", "json", "counts", "png"];
-    const RESULT_TOO_LARGE: &'static str = "submit with more --bands";
     const SUMMARY_FORMAT: Option<&'static str> = Some("json");
     const IMAGE_FORMAT: Option<&'static str> = Some("png");
     type Submission = JuliaSubmission;
@@ -391,7 +390,18 @@ impl JobKind for JuliaKind {
     }
 
     fn matches(&self, band: &JuliaBand) -> u64 {
-        band.counts.iter().map(|&c| u64::from(c)).sum()
+        band.counts
+            .iter()
+            .map(|&c| u64::from(c))
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Each pixel of the band counts at most its iteration limit (one more, to be safe at the
+    /// boundary).
+    fn max_matches(&self, task: &JuliaTaskSpec, _input_len: usize) -> u64 {
+        let rows = u64::from(task.end_row.saturating_sub(task.first_row));
+        rows.saturating_mul(u64::from(task.params.width))
+            .saturating_mul(u64::from(task.params.max_iterations) + 1)
     }
 
     fn combine(&self, spec: &JuliaJobSpec, results: Vec<(u32, JuliaBand)>) -> JuliaImage {

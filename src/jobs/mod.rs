@@ -60,6 +60,14 @@ fn known_kinds() -> String {
         .join(", ")
 }
 
+/// Longest job id, in bytes. Ids name files on the master (hex-encoded, so twice as long), and
+/// this keeps every such name well below the usual 255-byte file-name limit.
+pub const MAX_JOB_ID_LEN: usize = 100;
+
+/// Largest submitted job spec, as JSON bytes. Search tasks carry the job's patterns, so the spec
+/// is stored once per task: it must stay small.
+pub const MAX_SPEC_BYTES: usize = 64 * 1024;
+
 /// The master's limits a submission is checked against.
 #[derive(Clone, Copy, Debug)]
 pub struct SubmitLimits {
@@ -201,8 +209,6 @@ pub trait JobKind: Send + Sync + 'static {
     const NAME: &'static str;
     /// Output formats of `gridwatch results`; the first is the default.
     const FORMATS: &'static [&'static str];
-    /// Advice when one task's result is larger than a frame carries.
-    const RESULT_TOO_LARGE: &'static str = "cut the job into more tasks";
     /// A format that prints a small summary of the result, shown beside the job by the HTTP API
     /// and the dashboard; `None` when the result has no such summary.
     const SUMMARY_FORMAT: Option<&'static str> = None;
@@ -241,6 +247,11 @@ pub trait JobKind: Send + Sync + 'static {
     ) -> Self::TaskResult;
     /// The task's contribution to the job's progress count.
     fn matches(&self, result: &Self::TaskResult) -> u64;
+    /// The largest contribution an honest result of this task can make, from its spec and input
+    /// size: a stored result claiming more is refused. Kinds without matches keep the default.
+    fn max_matches(&self, _task: &Self::TaskSpec, _input_len: usize) -> u64 {
+        0
+    }
     /// Combines the stored task results (ordered by task index) into the job's result.
     fn combine(&self, spec: &Self::Spec, results: Vec<(u32, Self::TaskResult)>) -> Self::Output;
     /// Prints the result in one of [`Self::FORMATS`].
@@ -267,8 +278,6 @@ pub trait Kind: Send + Sync {
     fn name(&self) -> &'static str;
     /// Output formats; the first is the default.
     fn formats(&self) -> &'static [&'static str];
-    /// Advice when a task's result is too large for one frame.
-    fn result_too_large(&self) -> &'static str;
     /// The format printing a small JSON summary of the result, if the kind has one.
     fn summary_format(&self) -> Option<&'static str>;
     /// The format drawing the result as a PNG image, if the kind has one.
@@ -282,6 +291,9 @@ pub trait Kind: Send + Sync {
     ) -> Result<serde_json::Value, Refusal>;
     /// How a stored job spec is cut into tasks.
     fn tasks(&self, spec: &serde_json::Value) -> Result<TaskSource, Refusal>;
+    /// The most matches a result of a task with this spec and input size may claim (0 if the
+    /// spec does not decode).
+    fn max_matches(&self, task: &serde_json::Value, input_len: usize) -> u64;
     /// Prepares a worker to run the tasks of the job `task` belongs to (kinds are `'static`: they
     /// live in [`KINDS`]).
     fn prepare(&'static self, task: &serde_json::Value)
@@ -341,10 +353,6 @@ impl<K: JobKind> Kind for K {
         K::FORMATS
     }
 
-    fn result_too_large(&self) -> &'static str {
-        K::RESULT_TOO_LARGE
-    }
-
     fn summary_format(&self) -> Option<&'static str> {
         K::SUMMARY_FORMAT
     }
@@ -359,6 +367,17 @@ impl<K: JobKind> Kind for K {
         upload: Option<u64>,
         limits: &SubmitLimits,
     ) -> Result<serde_json::Value, Refusal> {
+        let size = serde_json::to_vec(&submission).map_or(usize::MAX, |json| json.len());
+        if size > MAX_SPEC_BYTES {
+            return Err(Refusal::new(
+                ErrorCode::BadMessage,
+                format!(
+                    "{} job spec of {size} bytes exceeds the limit of {MAX_SPEC_BYTES} bytes: \
+                     submit fewer or shorter patterns or parameters",
+                    K::NAME
+                ),
+            ));
+        }
         let submission: K::Submission =
             serde_json::from_value(submission).map_err(|e| Refusal::bad_spec(K::NAME, e))?;
         let spec = JobKind::accept(self, submission, upload, limits)?;
@@ -369,6 +388,12 @@ impl<K: JobKind> Kind for K {
     fn tasks(&self, spec: &serde_json::Value) -> Result<TaskSource, Refusal> {
         let spec = K::Spec::deserialize(spec).map_err(|e| Refusal::bad_spec(K::NAME, e))?;
         JobKind::tasks(self, &spec)
+    }
+
+    fn max_matches(&self, task: &serde_json::Value, input_len: usize) -> u64 {
+        decode_task::<K>(task)
+            .map(|task| JobKind::max_matches(self, &task, input_len))
+            .unwrap_or(0)
     }
 
     fn prepare(

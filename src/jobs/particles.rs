@@ -424,6 +424,13 @@ impl JobKind for ParticlesKind {
         replica.collisions
     }
 
+    /// Each step, every pair of discs collides at most once.
+    fn max_matches(&self, task: &ParticlesTaskSpec, _input_len: usize) -> u64 {
+        let discs = u64::from(task.params.particles);
+        let pairs = discs.saturating_mul(discs.saturating_sub(1)) / 2;
+        pairs.saturating_mul(task.params.steps)
+    }
+
     fn combine(&self, spec: &ParticlesJobSpec, results: Vec<(u32, Replica)>) -> Ensemble {
         Ensemble {
             spec: *spec,

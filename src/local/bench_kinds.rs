@@ -430,7 +430,7 @@ async fn grid_job(
 ) -> Result<(Duration, Vec<crate::backend::ChunkResult>), ClientError> {
     let addr = MasterAddr {
         master: Some(master.to_string()),
-        token: None,
+        auth: crate::protocol::TokenArgs::default(),
     };
     let job_id = uuid::Uuid::new_v4().to_string();
     let request = JobRequest {

@@ -50,7 +50,7 @@ pub async fn run_grid_job(
 ) -> Result<(SearchReport, Duration), ClientError> {
     let addr = MasterAddr {
         master: Some(master.to_string()),
-        token: None,
+        auth: crate::protocol::TokenArgs::default(),
     };
     let request = UploadRequest {
         path: path.to_path_buf(),

@@ -114,7 +114,12 @@ impl Cluster {
                 }
             };
         let socket_dir = args.data_dir.join("sockets");
+        // The agents' sockets need a private directory: only this user may reach them.
         std::fs::create_dir_all(&socket_dir)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o700))
+            })
             .map_err(|e| ClientError::Usage(format!("{}: {e}", socket_dir.display())))?;
         let (mut agents, mut workers) = (Vec::new(), Vec::new());
         let worker_socket = |id: &str| socket_dir.join(format!("{id}.sock"));

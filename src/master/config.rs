@@ -8,6 +8,9 @@ use std::time::Duration;
 /// grid` (large enough that per-task overhead vanishes, small enough to spread over workers).
 pub const DEFAULT_CHUNK_SIZE: u64 = 1024 * 1024;
 
+/// Default upload limit: 4 GiB, room for a human genome (about 3.1 G bases) as plain FASTA.
+pub const DEFAULT_MAX_UPLOAD: u64 = 4 * 1024 * 1024 * 1024;
+
 /// Where the master serves its HTTP API and dashboard unless told otherwise.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 
@@ -29,30 +32,62 @@ pub struct MasterArgs {
     /// Bases owned by each chunk task when the client does not choose.
     #[arg(long, env = "GRIDWATCH_CHUNK_SIZE", default_value_t = DEFAULT_CHUNK_SIZE)]
     pub chunk_size: u64,
-    /// Largest accepted upload, in bytes.
-    #[arg(long, env = "GRIDWATCH_MAX_UPLOAD", default_value_t = 500 * 1024 * 1024)]
+    /// Largest accepted upload, in bytes; decompressed gzip input and sequence bases count
+    /// against it too, and an upload is refused up front when the data dir's free space is
+    /// smaller than the announced size.
+    #[arg(long, env = "GRIDWATCH_MAX_UPLOAD", default_value_t = DEFAULT_MAX_UPLOAD)]
     pub max_upload: u64,
     /// Jobs one client address may submit per minute; more are refused until the minute passes.
     #[arg(long, env = "GRIDWATCH_JOBS_PER_MINUTE", default_value_t = 10)]
     pub jobs_per_minute: u32,
-    /// Most connections served at once; more wait for a free slot.
+    /// Most connections served at once. Extra connections wait in the queue (see
+    /// --connection-queue).
     #[arg(long, env = "GRIDWATCH_MAX_CONNECTIONS", default_value_t = 256)]
     pub max_connections: usize,
-    /// Largest frame accepted, in bytes.
+    /// Most connections served at once from one client address; its extra connections wait in
+    /// the queue, so one address cannot take every slot.
+    #[arg(
+        long,
+        env = "GRIDWATCH_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 64
+    )]
+    pub max_connections_per_address: usize,
+    /// Connections that may wait for a free slot, first come first served, for up to
+    /// --queue-timeout seconds. A connection that finds the queue full gets a `busy` error at
+    /// once; one still waiting at the timeout gets it then; either is then closed.
+    #[arg(long, env = "GRIDWATCH_CONNECTION_QUEUE", default_value_t = 1024)]
+    pub connection_queue: usize,
+    /// Seconds a queued connection waits for a slot before it is refused as `busy`.
+    #[arg(long, env = "GRIDWATCH_QUEUE_TIMEOUT", default_value_t = 30.0)]
+    pub queue_timeout: f64,
+    /// Largest frame accepted after a successful hello, in bytes. Before it, frames are limited
+    /// to 64 KiB.
     #[arg(long, env = "GRIDWATCH_MAX_FRAME", default_value_t = crate::protocol::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,
-    /// Seconds a connection may stay silent before it is closed.
+    /// Seconds a connection that has a slot gets to send its hello before it is closed.
+    #[arg(long, env = "GRIDWATCH_HELLO_TIMEOUT", default_value_t = 5.0)]
+    pub hello_timeout: f64,
+    /// Seconds a connection may stay silent between frames before it is closed.
     #[arg(long, env = "GRIDWATCH_IDLE_TIMEOUT", default_value_t = 120.0)]
     pub idle_timeout: f64,
+    /// Seconds one frame may take from its first byte to its last, however steadily the bytes
+    /// trickle in.
+    #[arg(long, env = "GRIDWATCH_FRAME_TIMEOUT", default_value_t = 60.0)]
+    pub frame_timeout: f64,
     /// Seconds a leased task stays invisible unless its worker extends the lease.
     #[arg(long, env = "GRIDWATCH_VISIBILITY_TIMEOUT", default_value_t = 120.0)]
     pub visibility_timeout: f64,
     /// Deliveries of a task before it is dead-lettered and its job fails.
     #[arg(long, env = "GRIDWATCH_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
-    /// Shared secret every connection must present in its hello (none by default).
-    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The cluster token every connection must present in its hello. Required when --listen
+    /// or --http is not a loopback address, unless --insecure.
+    #[command(flatten)]
+    pub auth: crate::protocol::TokenArgs,
+    /// Serve a non-loopback address without a token (a warning is logged on every start). Only
+    /// for a network where every host is trusted.
+    #[arg(long, env = "GRIDWATCH_INSECURE")]
+    pub insecure: bool,
     /// Once listening, write the bound HOST:PORT to this file (scripts that pass --listen
     /// 127.0.0.1:0 learn the port this way).
     #[arg(long)]
@@ -90,36 +125,59 @@ pub struct MasterConfig {
     pub jobs_per_minute: u32,
     /// Connection limit.
     pub max_connections: usize,
-    /// Frame limit in bytes.
+    /// Connection limit per client address.
+    pub max_connections_per_address: usize,
+    /// Connections that may wait for a slot.
+    pub connection_queue: usize,
+    /// Longest wait for a slot.
+    pub queue_timeout: Duration,
+    /// Frame limit in bytes, after the hello.
     pub max_frame: usize,
+    /// Time allowed for the hello.
+    pub hello_timeout: Duration,
     /// Idle connection timeout.
     pub idle_timeout: Duration,
+    /// Time allowed for one frame.
+    pub frame_timeout: Duration,
     /// Lease visibility timeout.
     pub visibility_timeout: Duration,
     /// Deliveries before dead-lettering.
     pub max_attempts: u32,
     /// Cluster token.
     pub token: Option<String>,
+    /// Serve non-loopback addresses without a token.
+    pub insecure: bool,
     /// HTTP API address; `None` when the HTTP server is off.
     pub http: Option<String>,
 }
 
 impl MasterArgs {
-    /// Resolves the flags.
-    pub fn config(&self) -> MasterConfig {
-        MasterConfig {
+    /// Resolves the flags (reading the token file, if any).
+    pub fn config(&self) -> Result<MasterConfig, crate::protocol::TokenError> {
+        Ok(MasterConfig {
             listen: self.listen.clone(),
             data_dir: self.data_dir.clone(),
             chunk_size: self.chunk_size.max(1),
             max_upload: self.max_upload,
             jobs_per_minute: self.jobs_per_minute,
             max_connections: self.max_connections.max(1),
+            max_connections_per_address: self.max_connections_per_address.max(1),
+            connection_queue: self.connection_queue,
+            queue_timeout: seconds(self.queue_timeout),
             max_frame: self.max_frame,
-            idle_timeout: Duration::from_secs_f64(self.idle_timeout.max(0.1)),
+            hello_timeout: seconds(self.hello_timeout),
+            idle_timeout: seconds(self.idle_timeout),
+            frame_timeout: seconds(self.frame_timeout),
             visibility_timeout: Duration::from_secs_f64(self.visibility_timeout.max(0.1)),
             max_attempts: self.max_attempts.max(1),
-            token: self.token.clone().filter(|t| !t.is_empty()),
+            token: self.auth.resolve()?,
+            insecure: self.insecure,
             http: http_address(&self.http),
-        }
+        })
     }
+}
+
+/// A positive duration from a flag in seconds (at least 0.1 s; a bad value cannot panic).
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value.max(0.1)).unwrap_or(Duration::from_secs(u32::MAX as u64))
 }

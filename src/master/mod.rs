@@ -4,8 +4,10 @@
 //! `run(listener, state, shutdown)` is the server; `serve(args)` builds it from the command line.
 //! The queue and store are trait objects, so the same master runs on either backend.
 
+mod admission;
 mod cmd;
 mod config;
+mod disk;
 mod drop_dir;
 pub mod http;
 mod job_view;
@@ -23,9 +25,15 @@ use tokio::sync::watch;
 
 use crate::backend::config::{Access, BackendConfigError, DeliverySettings};
 use crate::backend::{BackendError, JobStatus};
+use crate::protocol::{check_listen, TokenError, Unprotected};
+
+/// What anyone reaching an unprotected master could do, for the refusal to start.
+const MASTER_RISK: &str = "submit and cancel jobs and send results for any worker";
+/// What anyone reaching an unprotected HTTP API could do.
+const HTTP_RISK: &str = "read every job, worker and alert of the grid";
 
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
-pub use job_view::job_view;
+pub use job_view::{job_view, summary_view};
 pub use rate_limit::RateLimiter;
 pub use server::run;
 pub use state::MasterState;
@@ -50,6 +58,12 @@ pub enum MasterError {
     /// `--backend` (or REDIS_HOST / REDIS_PORT) names no usable backend.
     #[error(transparent)]
     BackendConfig(#[from] BackendConfigError),
+    /// The token file could not be read.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A non-loopback address without a token (and without `--insecure`).
+    #[error(transparent)]
+    Unprotected(#[from] Unprotected),
 }
 
 impl MasterError {
@@ -58,14 +72,17 @@ impl MasterError {
     pub fn exit_code(&self) -> i32 {
         match self {
             MasterError::Backend(_) => 1,
-            MasterError::Bind { .. } | MasterError::BackendConfig(_) => 2,
+            MasterError::Bind { .. }
+            | MasterError::BackendConfig(_)
+            | MasterError::Token(_)
+            | MasterError::Unprotected(_) => 2,
         }
     }
 }
 
 /// Runs a master from the command line until Ctrl-C or SIGTERM.
 pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
-    let config = args.config();
+    let config = args.config()?;
     let delivery = DeliverySettings {
         visibility_timeout: config.visibility_timeout,
         max_attempts: config.max_attempts,
@@ -87,17 +104,32 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         addr: config.listen.clone(),
         source,
     })?;
+    let has_token = config.token.is_some();
+    check_listen(
+        "master protocol",
+        local,
+        has_token,
+        config.insecure,
+        MASTER_RISK,
+    )?;
     // HTTP binds before the protocol address is published: whoever waits for that file finds
     // the HTTP address file (if asked for) already written.
     let http_listener = match &config.http {
-        Some(addr) => Some(bind_http(addr, args.http_addr_file.as_deref()).await?),
+        Some(addr) => Some(bind_http(addr, args.http_addr_file.as_deref(), &config).await?),
         None => None,
     };
     if let Some(path) = &args.addr_file {
         write_addr_file(path, local)?;
     }
     tracing::info!(component = "master", listen = %local, data_dir = %config.data_dir.display(), "master listening");
-    let state = Arc::new(MasterState::new(backend.queue, backend.store, config));
+    let mut state = MasterState::new(backend.queue, backend.store, config);
+    if matches!(
+        backend_config,
+        crate::backend::config::BackendConfig::Embedded
+    ) {
+        state.spool_dir = Some(state.config.data_dir.clone());
+    }
+    let state = Arc::new(state);
     resume_unfinished(&state).await?;
     let stop = shared_shutdown();
     if let Some(dir) = args.drop_dir.clone() {
@@ -128,12 +160,21 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
 async fn bind_http(
     addr: &str,
     addr_file: Option<&std::path::Path>,
+    config: &MasterConfig,
 ) -> Result<TcpListener, MasterError> {
     let listener = http::bind(addr).await?;
     let local = listener.local_addr().map_err(|source| MasterError::Bind {
         addr: addr.to_string(),
         source,
     })?;
+    let has_token = config.token.is_some();
+    check_listen(
+        "master HTTP API",
+        local,
+        has_token,
+        config.insecure,
+        HTTP_RISK,
+    )?;
     if let Some(path) = addr_file {
         write_addr_file(path, local)?;
     }
@@ -169,17 +210,17 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 
 /// A job whose tasks follow from its spec alone (a batch job, a Julia render), cut off by a stop
 /// between its creation and its acceptance, is planned and accepted now: nothing of it was lost.
-async fn resume_planned(state: &MasterState, job: &crate::backend::JobRecord) -> bool {
+async fn resume_planned(state: &MasterState, id: &str) -> bool {
+    let Ok(Some(job)) = state.store.job(id).await else {
+        return false;
+    };
     let planned = crate::jobs::kind(&job.kind)
         .and_then(|kind| kind.tasks(&job.spec).ok())
         .is_some_and(|tasks| matches!(tasks, crate::jobs::TaskSource::Planned(_)));
     if !planned {
         return false;
     }
-    let priority = crate::jobs::batch::JobMeta::of(&job.spec)
-        .map(|meta| meta.priority)
-        .unwrap_or_default();
-    cmd::batch::plan_and_accept(state, job, priority)
+    cmd::batch::plan_and_accept(state, &job, job.priority)
         .await
         .is_ok()
 }
@@ -189,17 +230,27 @@ async fn resume_planned(state: &MasterState, job: &crate::backend::JobRecord) ->
 /// from their persisted tasks.
 pub async fn resume_unfinished(state: &MasterState) -> Result<(), BackendError> {
     let mut resumed = 0;
-    for job in state.store.jobs().await? {
+    for job in state.store.job_summaries(usize::MAX).await? {
         match job.status {
-            JobStatus::Uploading if resume_planned(state, &job).await => resumed += 1,
+            JobStatus::Uploading if resume_planned(state, &job.id).await => resumed += 1,
             JobStatus::Uploading => {
-                state.queue.cancel_job(&job.id).await?;
+                // A job that cannot be cleaned up now (a full disk) must not stop the start.
+                if let Err(err) = state.queue.cancel_job(&job.id).await {
+                    tracing::warn!(component = "master", job = %job.id, error = %err, "removing an interrupted upload's tasks failed");
+                }
                 let error = "upload interrupted by a master restart; submit the file again";
-                state
+                match state
                     .store
                     .set_status(&job.id, JobStatus::Failed, Some(error))
-                    .await?;
-                tracing::warn!(component = "master", job = %job.id, "failed interrupted upload");
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::warn!(component = "master", job = %job.id, "failed interrupted upload")
+                    }
+                    Err(err) => {
+                        tracing::warn!(component = "master", job = %job.id, error = %err, "failing an interrupted upload failed; retried at the next start")
+                    }
+                }
             }
             status if !status.is_finished() => resumed += 1,
             _ => {}

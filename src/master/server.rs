@@ -1,5 +1,7 @@
-//! The master's accept loop and per-connection handler (mini-redis `server.rs`): a semaphore
-//! bounds connections, accept errors back off, and one shutdown signal reaches every handler.
+//! The master's accept loop and per-connection handler (mini-redis `server.rs`): admission bounds
+//! connections (overall and per address, extra ones queue), accept errors back off, and one
+//! shutdown signal reaches every handler. Until its hello is welcomed, a connection may send
+//! frames of 64 KiB at most and must greet within the hello timeout.
 //! A frame-level error (bad JSON, oversized frame, unknown type) gets an `error` frame and closes
 //! that connection only; request-level errors get an `error` frame and the connection goes on.
 
@@ -9,13 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::admission::{Admission, AdmissionLimits};
 use super::cmd::{self, HandlerError, Session};
+use super::workers::IdClaim;
 use super::MasterState;
 use crate::protocol::handshake::{read_hello, welcome, AcceptError};
-use crate::protocol::{Connection, ErrorCode, ProtocolError, Role};
+use crate::protocol::{Connection, ErrorCode, ProtocolError, Role, PRE_AUTH_MAX_FRAME};
 
 /// How long handlers get to finish their current request after shutdown is signalled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,7 +28,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Also runs the lease-expiry sweep.
 pub async fn run(listener: TcpListener, state: Arc<MasterState>, shutdown: impl Future) {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    let admission = Arc::new(Admission::new(AdmissionLimits {
+        max_connections: state.config.max_connections,
+        per_address: state.config.max_connections_per_address,
+        queue: state.config.connection_queue,
+        queue_timeout: state.config.queue_timeout,
+    }));
     let mut handlers = JoinSet::new();
     handlers.spawn(reclaim_expired_leases(state.clone(), stop_rx.clone()));
     handlers.spawn(track_backend_workers(state.clone(), stop_rx.clone()));
@@ -49,13 +58,17 @@ pub async fn run(listener: TcpListener, state: Arc<MasterState>, shutdown: impl 
             }
         };
         let _ = socket.set_nodelay(true);
-        let (state, stop, limit) = (state.clone(), stop_rx.clone(), limit.clone());
+        let (state, stop, admission) = (state.clone(), stop_rx.clone(), admission.clone());
         handlers.spawn(async move {
-            let Ok(_permit) = limit.try_acquire_owned() else {
-                let mut conn = Connection::new(socket);
-                let message = "server at its connection limit; retry shortly";
-                conn.send_error(ErrorCode::Busy, message).await;
-                return;
+            let _slot = match admission.admit(peer.ip()).await {
+                Ok(slot) => slot,
+                Err(refused) => {
+                    tracing::debug!(component = "master", %peer, "connection refused: busy");
+                    let mut conn = Connection::new(socket);
+                    conn.send_error(ErrorCode::Busy, refused.0).await;
+                    conn.shutdown().await;
+                    return;
+                }
             };
             handle_connection(socket, peer, state, stop).await;
         });
@@ -124,15 +137,27 @@ async fn handle_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut conn = Connection::new(socket)
-        .with_max_frame(state.config.max_frame)
-        .with_read_timeout(Some(state.config.idle_timeout));
-    let mut session = match greet(&mut conn, &state, peer).await {
-        Ok(session) => session,
+        .with_max_frame(PRE_AUTH_MAX_FRAME.min(state.config.max_frame))
+        .with_read_timeout(Some(state.config.idle_timeout))
+        .with_frame_timeout(Some(state.config.frame_timeout));
+    let hello_timeout = state.config.hello_timeout;
+    let greeted = tokio::time::timeout(hello_timeout, greet(&mut conn, &state, peer))
+        .await
+        .unwrap_or_else(|_| {
+            Err(HandlerError::fatal(
+                ErrorCode::Timeout,
+                format!("no hello within {hello_timeout:?} of connecting; closing"),
+            ))
+        });
+    // The worker id's claim lives as long as this connection.
+    let (mut session, _id_claim) = match greeted {
+        Ok(greeted) => greeted,
         Err(err) => {
             report(&mut conn, err, peer).await;
             return;
         }
     };
+    conn.set_max_frame(state.config.max_frame);
     loop {
         let message = tokio::select! {
             _ = stop.changed() => break,
@@ -155,12 +180,13 @@ async fn handle_connection(
     conn.shutdown().await;
 }
 
-/// Reads and checks `hello` (version, cluster token, a worker's id), answers `welcome`.
+/// Reads and checks `hello` (version, cluster token, a worker's id not held by another live
+/// worker), answers `welcome`.
 async fn greet(
     conn: &mut Connection<TcpStream>,
     state: &MasterState,
     peer: SocketAddr,
-) -> Result<Session, HandlerError> {
+) -> Result<(Session, Option<IdClaim>), HandlerError> {
     let hello = read_hello(conn, state.config.token.as_deref())
         .await
         .map_err(|err| match err {
@@ -168,6 +194,7 @@ async fn greet(
             AcceptError::Protocol(err) => HandlerError::Protocol(err),
             AcceptError::Refused { code, message } => HandlerError::fatal(code, message),
         })?;
+    let mut claim = None;
     if hello.role == Role::Worker {
         let Some(worker) = hello.id.as_deref().filter(|w| !w.is_empty()) else {
             return Err(HandlerError::fatal(
@@ -175,15 +202,21 @@ async fn greet(
                 "a worker's hello needs its id",
             ));
         };
+        let held = state
+            .workers
+            .claim(worker, hello.instance.as_deref(), &peer.to_string())
+            .map_err(|message| HandlerError::fatal(ErrorCode::IdInUse, message))?;
+        claim = Some(held);
         state.workers.touch(worker);
     }
     welcome(conn).await.map_err(HandlerError::Protocol)?;
-    Ok(Session {
+    let session = Session {
         role: hello.role,
         id: hello.id,
         peer,
         rate_counted: false,
-    })
+    };
+    Ok((session, claim))
 }
 
 /// Sends the error frame for `err`; returns whether the connection may go on.

@@ -21,6 +21,9 @@ pub struct MasterState {
     pub rate_limiter: RateLimiter,
     /// Ids of jobs whose upload is streaming right now.
     pub uploads: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Where uploads are stored on this machine (the embedded backend's data directory), so an
+    /// upload can be checked against its free space; `None` when uploads go elsewhere.
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl MasterState {
@@ -33,6 +36,7 @@ impl MasterState {
             config,
             workers: WorkerRegistry::new(Duration::from_secs(10)),
             uploads: Default::default(),
+            spool_dir: None,
         }
     }
 }

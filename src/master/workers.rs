@@ -1,14 +1,45 @@
-//! Which workers have talked to the master recently: the "active workers" of `query_status`
-//! and the plain "no active workers" warning on submit.
+//! Which workers have talked to the master recently (the "active workers" of `query_status`
+//! and the plain "no active workers" warning on submit), and which process holds each worker id:
+//! while one process has a connection open under an id, another process is refused it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Last time each worker was heard from.
+/// The process holding a worker id: its nonce, address, and open connections.
+#[derive(Debug)]
+struct Holder {
+    instance: Option<String>,
+    peer: String,
+    connections: usize,
+}
+
+type Holders = Arc<Mutex<HashMap<String, Holder>>>;
+
+/// Last time each worker was heard from, and who holds each id.
 pub struct WorkerRegistry {
     window: Duration,
     seen: Mutex<HashMap<String, Instant>>,
+    holders: Holders,
+}
+
+/// One connection's hold on a worker id; released when dropped (the connection ended).
+#[derive(Debug)]
+pub struct IdClaim {
+    worker: String,
+    holders: Holders,
+}
+
+impl Drop for IdClaim {
+    fn drop(&mut self) {
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(holder) = holders.get_mut(&self.worker) {
+            holder.connections = holder.connections.saturating_sub(1);
+            if holder.connections == 0 {
+                holders.remove(&self.worker);
+            }
+        }
+    }
 }
 
 impl WorkerRegistry {
@@ -17,7 +48,36 @@ impl WorkerRegistry {
         Self {
             window,
             seen: Mutex::new(HashMap::new()),
+            holders: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Holds `worker` for a connection of the process `instance` from `peer`; refused while
+    /// another process has a connection open under that id.
+    pub fn claim(
+        &self,
+        worker: &str,
+        instance: Option<&str>,
+        peer: &str,
+    ) -> Result<IdClaim, String> {
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        let holder = holders.entry(worker.to_string()).or_insert_with(|| Holder {
+            instance: instance.map(str::to_string),
+            peer: peer.to_string(),
+            connections: 0,
+        });
+        if holder.instance.as_deref() != instance {
+            return Err(format!(
+                "worker id {worker:?} is in use by a live worker (connected from {}); give each \
+                 worker its own --id, or leave it out for the default HOST-PID",
+                holder.peer
+            ));
+        }
+        holder.connections += 1;
+        Ok(IdClaim {
+            worker: worker.to_string(),
+            holders: Arc::clone(&self.holders),
+        })
     }
 
     /// Notes that `worker` is alive now.
@@ -36,5 +96,30 @@ impl WorkerRegistry {
     pub fn active(&self) -> u32 {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.values().filter(|t| t.elapsed() < self.window).count() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_id_is_held_by_one_process_until_its_connections_end() {
+        let registry = WorkerRegistry::new(Duration::from_secs(10));
+        let first = registry.claim("w1", Some("a"), "h1:1").expect("free");
+        let second = registry
+            .claim("w1", Some("a"), "h1:2")
+            .expect("same process");
+        let err = registry
+            .claim("w1", Some("b"), "h2:1")
+            .expect_err("another process");
+        assert!(err.contains("h1:1") && err.contains("--id"), "{err}");
+        drop(first);
+        assert!(
+            registry.claim("w1", Some("b"), "h2:1").is_err(),
+            "one still open"
+        );
+        drop(second);
+        assert!(registry.claim("w1", Some("b"), "h2:1").is_ok(), "released");
     }
 }

@@ -17,7 +17,13 @@ use super::message::{classify_decode_error, ErrorCode, Message, PROTOCOL_VERSION
 /// Largest frame accepted unless configured otherwise: 16 MiB, room for a chunk task's data with
 /// its header, small enough that a bad length cannot make a server allocate without bound.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Largest frame a server accepts before the peer's `hello` is welcomed: a hello is a few hundred
+/// bytes, so an unauthenticated peer can make the server hold no more than this per connection.
+pub const PRE_AUTH_MAX_FRAME: usize = 64 * 1024;
 const LENGTH_PREFIX: usize = 4;
+/// The buffer grows by at most this much beyond the bytes already received, so an announced
+/// length holds no memory that was not sent.
+const READ_STEP: usize = 64 * 1024;
 
 /// Why reading or writing a frame failed.
 #[derive(Debug, Error)]
@@ -39,6 +45,9 @@ pub enum ProtocolError {
     /// No frame arrived within the read timeout.
     #[error("no data for {0:?}; closing idle connection")]
     Timeout(Duration),
+    /// A frame's bytes did not all arrive within the frame deadline (a slow or stalling peer).
+    #[error("a frame took longer than {0:?} to arrive; closing slow connection")]
+    FrameTimeout(Duration),
     /// The frame was not a message this protocol knows.
     #[error("{message}")]
     Decode {
@@ -58,7 +67,7 @@ impl ProtocolError {
         match self {
             ProtocolError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
             ProtocolError::Decode { code, .. } => *code,
-            ProtocolError::Timeout(_) => ErrorCode::Timeout,
+            ProtocolError::Timeout(_) | ProtocolError::FrameTimeout(_) => ErrorCode::Timeout,
             _ => ErrorCode::BadFrame,
         }
     }
@@ -71,6 +80,9 @@ pub struct Connection<S> {
     buffer: BytesMut,
     max_frame: usize,
     read_timeout: Option<Duration>,
+    frame_timeout: Option<Duration>,
+    /// When the first byte of the frame being read arrived.
+    frame_started: Option<tokio::time::Instant>,
 }
 
 /// The JSON object actually written: the message plus the protocol version `v`.
@@ -89,6 +101,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             buffer: BytesMut::with_capacity(64 * 1024),
             max_frame: DEFAULT_MAX_FRAME,
             read_timeout: None,
+            frame_timeout: None,
+            frame_started: None,
         }
     }
 
@@ -98,9 +112,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self
     }
 
+    /// Changes the frame limit on a live connection (raised once a peer is authenticated).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
     /// Fails a read that waits longer than `timeout` for data (idle and slow peers).
     pub fn with_read_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.read_timeout = timeout;
+        self
+    }
+
+    /// Fails a frame whose bytes take longer than `timeout` from first to last, so a peer
+    /// trickling one byte at a time cannot hold the connection (and its slot) forever.
+    pub fn with_frame_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.frame_timeout = timeout;
         self
     }
 
@@ -118,14 +144,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub async fn read_frame(&mut self) -> Result<Option<Bytes>, ProtocolError> {
         loop {
             if let Some(frame) = self.parse_frame()? {
+                self.frame_started = (!self.buffer.is_empty()).then(tokio::time::Instant::now);
                 return Ok(Some(frame));
             }
-            let read = match self.read_timeout {
-                Some(limit) => tokio::time::timeout(limit, self.stream.read_buf(&mut self.buffer))
-                    .await
-                    .map_err(|_| ProtocolError::Timeout(limit))??,
-                None => self.stream.read_buf(&mut self.buffer).await?,
-            };
+            let read = self.read_more().await?;
             if read == 0 {
                 return if self.buffer.is_empty() {
                     Ok(None)
@@ -134,6 +156,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 };
             }
         }
+    }
+
+    /// Reads what the stream has, within the idle timeout and what is left of the frame deadline.
+    async fn read_more(&mut self) -> Result<usize, ProtocolError> {
+        let now = tokio::time::Instant::now();
+        let frame_deadline = match (self.frame_timeout, self.frame_started) {
+            (Some(limit), Some(started)) => Some((started + limit, limit)),
+            _ => None,
+        };
+        let idle_deadline = self.read_timeout.map(|limit| (now + limit, limit));
+        let deadline = match (idle_deadline, frame_deadline) {
+            (Some(idle), Some(frame)) if frame.0 < idle.0 => Some((frame.0, Err(frame.1))),
+            (Some(idle), _) => Some((idle.0, Ok(idle.1))),
+            (None, Some(frame)) => Some((frame.0, Err(frame.1))),
+            (None, None) => None,
+        };
+        let read = match deadline {
+            Some((at, which)) => {
+                tokio::time::timeout_at(at, self.stream.read_buf(&mut self.buffer))
+                    .await
+                    .map_err(|_| match which {
+                        Ok(idle) => ProtocolError::Timeout(idle),
+                        Err(frame) => ProtocolError::FrameTimeout(frame),
+                    })??
+            }
+            None => self.stream.read_buf(&mut self.buffer).await?,
+        };
+        if read > 0 && self.frame_started.is_none() {
+            self.frame_started = Some(tokio::time::Instant::now());
+        }
+        Ok(read)
     }
 
     /// Cuts a complete frame off the buffer, reserving room for a partial one.
@@ -152,9 +205,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         let total = LENGTH_PREFIX + size;
         if self.buffer.len() < total {
-            // Reserve the whole frame at once so a large data frame is read with few syscalls
-            // and without repeated reallocation.
-            self.buffer.reserve(total - self.buffer.len());
+            // Grow with the bytes that actually arrived (doubling, at least one read step), never
+            // to the announced size at once: a peer that announces 16 MiB and sends 10 bytes
+            // holds 64 KiB, while a real large frame still needs only a few reallocations.
+            let missing = total - self.buffer.len();
+            let spare = self.buffer.capacity() - self.buffer.len();
+            if spare == 0 {
+                self.buffer
+                    .reserve(missing.min(self.buffer.len().max(READ_STEP)));
+            }
             return Ok(None);
         }
         self.buffer.advance(LENGTH_PREFIX);
@@ -286,5 +345,58 @@ mod tests {
         let mut reader = Connection::new(b).with_read_timeout(Some(Duration::from_secs(5)));
         let err = reader.read_frame().await.unwrap_err();
         assert!(matches!(err, ProtocolError::Timeout(_)));
+    }
+
+    #[tokio::test]
+    async fn an_announced_frame_holds_only_the_memory_that_was_sent() {
+        let (mut a, b) = duplex(1 << 20);
+        let mut reader = Connection::new(b);
+        a.write_all(&(8u32 << 20).to_be_bytes()).await.unwrap();
+        a.write_all(&[b'A'; 1000]).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_millis(50), reader.read_frame()).await;
+        assert!(read.is_err(), "the frame is not complete yet");
+        assert!(
+            reader.buffer.capacity() <= 2 * READ_STEP,
+            "{} bytes reserved for 1004 received",
+            reader.buffer.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_still_arrives_whole() {
+        let (a, b) = duplex(1 << 16);
+        let (mut left, mut right) = (Connection::new(a), Connection::new(b));
+        let payload = vec![7u8; 5 << 20];
+        let send = async {
+            left.send_frame(&payload).await.unwrap();
+            left.flush().await.unwrap();
+        };
+        let (_, got) = tokio::join!(send, right.read_data());
+        assert_eq!(got.unwrap().len(), payload.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_frame_fails_at_the_frame_deadline() {
+        let (mut a, b) = duplex(1024);
+        let mut reader = Connection::new(b)
+            .with_read_timeout(Some(Duration::from_secs(5)))
+            .with_frame_timeout(Some(Duration::from_secs(10)));
+        let trickle = tokio::spawn(async move {
+            a.write_all(&100u32.to_be_bytes()).await.unwrap();
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                if a.write_all(b"x").await.is_err() {
+                    return;
+                }
+            }
+        });
+        let started = tokio::time::Instant::now();
+        let read = reader.read_frame().await;
+        trickle.abort();
+        assert!(
+            matches!(read, Err(ProtocolError::FrameTimeout(_))),
+            "{read:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(12));
     }
 }

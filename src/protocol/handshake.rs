@@ -18,6 +18,8 @@ pub struct Greeting {
     pub id: Option<String>,
     /// The cluster token, when the cluster has one.
     pub token: Option<String>,
+    /// A worker process's nonce, shared by all its connections.
+    pub instance: Option<String>,
 }
 
 impl Greeting {
@@ -27,7 +29,14 @@ impl Greeting {
             role,
             id: None,
             token: None,
+            instance: None,
         }
+    }
+
+    /// The same greeting carrying a fresh random instance nonce (a worker, once per process).
+    pub fn with_new_instance(mut self) -> Self {
+        self.instance = Some(uuid::Uuid::new_v4().simple().to_string());
+        self
     }
 
     /// The same greeting carrying `id`.
@@ -86,6 +95,7 @@ pub async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
         version: PROTOCOL_VERSION,
         token: greeting.token.clone(),
         id: greeting.id.clone(),
+        instance: greeting.instance.clone(),
     })
     .await?;
     match conn.expect_message().await? {
@@ -102,6 +112,8 @@ pub struct Peer {
     pub role: Role,
     /// Its worker or agent id, if it gave one.
     pub id: Option<String>,
+    /// Its process nonce, if it gave one.
+    pub instance: Option<String>,
 }
 
 /// Why a server turned a connection away before welcoming it.
@@ -157,6 +169,7 @@ pub async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
         version,
         token: offered,
         id,
+        instance,
     } = first
     else {
         return Err(AcceptError::refused(
@@ -181,7 +194,7 @@ pub async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
             ));
         }
     }
-    Ok(Peer { role, id })
+    Ok(Peer { role, id, instance })
 }
 
 /// Answers an accepted `hello` with `welcome`.
@@ -291,6 +304,7 @@ mod tests {
                 version: PROTOCOL_VERSION + 1,
                 token: None,
                 id: None,
+                instance: None,
             })
             .await
             .expect("write");

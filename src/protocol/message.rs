@@ -46,6 +46,8 @@ pub enum ErrorCode {
     VersionMismatch,
     /// Missing or wrong cluster token.
     Unauthorized,
+    /// A worker id already held by another live worker (or a worker's live agent).
+    IdInUse,
     /// A pattern with a letter outside the nucleotide and IUPAC alphabet, or none at all.
     BadPattern,
     /// The input is not a sequence file the chunker accepts.
@@ -56,6 +58,9 @@ pub enum ErrorCode {
     UploadIncomplete,
     /// Too many jobs from this client in the last minute.
     RateLimited,
+    /// A result refused: the sender does not hold the task's current lease, the task does not
+    /// exist, or a value is out of range.
+    ResultRefused,
     /// No job with that id.
     NoSuchJob,
     /// The job exists but is not in a state that allows the request.
@@ -144,6 +149,10 @@ pub enum Message {
         /// Worker or agent id (`--id`).
         #[serde(default)]
         id: Option<String>,
+        /// A worker process's random nonce: connections of one process share it, so a second
+        /// live process with the same id is told apart and refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
     },
     /// The server's answer to `hello`.
     Welcome {
@@ -203,25 +212,34 @@ pub enum Message {
         /// Workers seen recently.
         active_workers: u32,
     },
-    /// Asks for a finished job's results; answered by `results_header` then one `result_chunk`
-    /// per stored chunk result.
+    /// Asks for a finished job's results; answered by `results_header` (its spec in data frames
+    /// after it) then one `result_chunk` per stored chunk result (its payload in data frames after
+    /// it), so no frame grows with the job.
     GetResults {
         /// The job.
         job_id: String,
     },
-    /// Precedes `chunks` `result_chunk` messages.
+    /// Precedes `spec_parts` data frames, then `chunks` `result_chunk` messages.
     ResultsHeader {
         /// The job's state.
         job: JobView,
-        /// The job's kind-specific spec (patterns, records, ...).
+        /// The job's kind-specific spec inline, or null when it follows in `spec_parts` frames.
+        #[serde(default)]
         spec: serde_json::Value,
         /// How many `result_chunk` messages follow.
         chunks: u32,
+        /// Data frames that follow this message, carrying the spec's JSON text in order.
+        #[serde(default)]
+        spec_parts: u32,
     },
-    /// One stored chunk result.
+    /// One stored chunk result; its payload follows in `parts` data frames (JSON text, in order),
+    /// or is inline when `parts` is 0.
     ResultChunk {
         /// The result.
         result: ChunkResult,
+        /// Data frames that follow with the payload.
+        #[serde(default)]
+        parts: u32,
     },
     /// Cancels a job: queued tasks are removed, late results ignored.
     Cancel {
@@ -284,12 +302,18 @@ pub enum Message {
         /// False if the lease is no longer held.
         held: bool,
     },
-    /// Stores a chunk result (first write wins).
+    /// Stores a chunk result (first write wins), from the holder of the chunk's lease only.
     PutResult {
         /// The job.
         job_id: String,
-        /// The result.
+        /// The lease's token: the proof that the sender holds the chunk's current delivery.
+        #[serde(default)]
+        token: String,
+        /// The result; its payload is null when it follows in `parts` data frames.
         result: ChunkResult,
+        /// Data frames that follow, carrying the payload's JSON text in order (0: inline).
+        #[serde(default)]
+        parts: u32,
     },
     /// Answer to `put_result`.
     ResultStored {

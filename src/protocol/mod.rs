@@ -1,6 +1,7 @@
 //! The wire protocol: length-prefixed frames (4-byte big-endian length, then a JSON object with a
 //! `"type"` field, or raw bytes that the previous JSON frame announced), shared by every role.
 
+pub mod auth;
 mod batch;
 mod connection;
 pub mod handshake;
@@ -17,20 +18,24 @@ pub fn default_master_address() -> String {
 }
 
 /// Where a worker's agent listens unless told otherwise: `$XDG_RUNTIME_DIR/gridwatch/{id}.sock`,
-/// or `/tmp/gridwatch/{id}.sock` without it. The agent and its worker both resolve it here.
+/// or `/tmp/gridwatch-{uid}/{id}.sock` without it (one directory per user, so no user can
+/// pre-create another's). The agent and its worker both resolve it here.
 pub fn default_agent_socket(worker_id: &str) -> std::path::PathBuf {
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("gridwatch").join(format!("{worker_id}.sock"))
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty()) {
+        Some(runtime) => std::path::PathBuf::from(runtime).join("gridwatch"),
+        None => std::env::temp_dir().join(format!("gridwatch-{}", nix::unistd::geteuid())),
+    };
+    dir.join(format!("{worker_id}.sock"))
 }
 
+pub use auth::{check_listen, TokenArgs, TokenError, Unprotected};
 pub use handshake::Greeting;
 pub use request::{Dial, RequestError, Requester};
 
 pub use batch::{BatchJob, BatchJobAccepted, PurgeFilter};
-pub use connection::{decode_message, Connection, ProtocolError, DEFAULT_MAX_FRAME};
+pub use connection::{
+    decode_message, Connection, ProtocolError, DEFAULT_MAX_FRAME, PRE_AUTH_MAX_FRAME,
+};
 pub use message::{
     classify_decode_error, ErrorCode, JobView, Message, NackReply, PartialResults, ProgressView,
     Role, PROTOCOL_VERSION,

@@ -27,9 +27,9 @@ pub struct StrandCounts {
 }
 
 impl StrandCounts {
-    /// Matches on both strands.
+    /// Matches on both strands (saturating: counts read back from a store may be anything).
     pub fn total(&self) -> u64 {
-        self.forward + self.reverse
+        self.forward.saturating_add(self.reverse)
     }
 
     /// Counts one match on `strand`.

@@ -23,9 +23,10 @@ pub use slot::run_slot;
 /// `gridwatch worker` flags.
 #[derive(Clone, Debug, clap::Args)]
 pub struct WorkerArgs {
-    /// This worker's id, unique in the cluster.
+    /// This worker's id, unique among live workers (a second live worker with the same id is
+    /// refused) [default: HOST-PID].
     #[arg(long, env = "WORKER_ID")]
-    pub id: String,
+    pub id: Option<String>,
     /// The master's protocol address (HOST:PORT) [default: $MASTER_HOST:$MASTER_PORT, or
     /// 127.0.0.1:5000].
     #[arg(long, env = "GRIDWATCH_MASTER")]
@@ -37,12 +38,13 @@ pub struct WorkerArgs {
     #[arg(long, env = "GRIDWATCH_EXTEND_INTERVAL", default_value_t = 20.0)]
     pub extend_interval: f64,
     /// Unix socket of this worker's agent [default: $XDG_RUNTIME_DIR/gridwatch/ID.sock, or
-    /// /tmp/gridwatch/ID.sock]. Without an agent the worker keeps working and retries.
+    /// /tmp/gridwatch-UID/ID.sock]. Without an agent the worker keeps working and retries. The
+    /// cluster token is never sent there.
     #[arg(long, env = "IPC_SOCKET_PATH")]
     pub agent_socket: Option<std::path::PathBuf>,
-    /// Shared secret for the master's hello (when the cluster has one).
-    #[arg(long, env = "GRIDWATCH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The cluster token for the master's hello, when the cluster has one.
+    #[command(flatten)]
+    pub auth: crate::protocol::TokenArgs,
     /// Where tasks come from: `embedded` leases through the master (--master); with
     /// redis://HOST:PORT/DB the worker reads tasks from Redis directly and keeps working while
     /// the master is away.
@@ -74,8 +76,6 @@ pub struct WorkerConfig {
     pub lease_wait: Duration,
     /// How often a running task's lease is extended.
     pub extend_interval: Duration,
-    /// Largest result payload the backend accepts, in bytes.
-    pub max_result_bytes: usize,
     /// Heartbeats to the agent, and its advice to pause leasing (a firing resource warning).
     pub heartbeat: Option<HeartbeatClient>,
 }
@@ -116,22 +116,37 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
 }
 
+/// The id a worker takes without `--id`: `HOST-PID`, unique among live processes, so the same
+/// command can be run on many hosts.
+pub fn default_worker_id() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
 /// Runs a worker from the command line until Ctrl-C or SIGTERM.
-pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
-    if args.id.trim().is_empty() {
+pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
+    let id = args.id.take().unwrap_or_else(default_worker_id);
+    if id.trim().is_empty() {
         return Err(WorkerError::Config("--id must not be empty".into()));
     }
+    let token = args
+        .auth
+        .resolve()
+        .map_err(|e| WorkerError::Config(e.to_string()))?;
     let threads = args.threads.max(1);
     let config = WorkerConfig {
-        id: args.id.clone(),
+        id: id.clone(),
         lease_wait: Duration::from_secs(2),
         extend_interval: Duration::from_secs_f64(args.extend_interval.max(0.05)),
-        max_result_bytes: crate::protocol::DEFAULT_MAX_FRAME - 4096,
         heartbeat: Some(HeartbeatClient::spawn(
-            &args.id,
+            &id,
             args.agent_socket
                 .clone()
-                .unwrap_or_else(|| crate::protocol::default_agent_socket(&args.id)),
+                .unwrap_or_else(|| crate::protocol::default_agent_socket(&id)),
             HEARTBEAT_INTERVAL,
         )),
     };
@@ -145,8 +160,9 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
         .clone()
         .unwrap_or_else(crate::protocol::default_master_address);
     let greeting = Greeting::new(Role::Worker)
-        .with_id(args.id.clone())
-        .with_token(args.token.clone());
+        .with_id(id.clone())
+        .with_token(token)
+        .with_new_instance();
     let access = Access::Peer {
         master: master.clone(),
         greeting,
@@ -160,7 +176,7 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
     } else {
         master
     };
-    tracing::info!(component = "worker", worker = %args.id, tasks_from = %source, threads, "worker started");
+    tracing::info!(component = "worker", worker = %id, tasks_from = %source, threads, "worker started");
     run(
         config,
         backend,
@@ -173,6 +189,6 @@ pub async fn serve(args: WorkerArgs) -> Result<(), WorkerError> {
         // A clean exit, so the agent reports STOPPED rather than DEAD.
         heartbeat.goodbye().await;
     }
-    tracing::info!(component = "worker", worker = %args.id, "worker stopped");
+    tracing::info!(component = "worker", worker = %id, "worker stopped");
     Ok(())
 }

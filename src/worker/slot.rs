@@ -96,9 +96,16 @@ async fn process(
             return Err(error);
         }
     };
-    let first = retry(stop, || store.put_chunk_result(&lease.id.job, &result))
-        .await
-        .map_err(|e| e.to_string())?;
+    let first = match retry(stop, || store.put_chunk_result(lease, &result)).await {
+        Ok(first) => first,
+        Err(err @ BackendError::Refused { .. }) => {
+            // The lease was lost (reclaimed, the master restarted): the task's current holder
+            // stores the result; an ack would be refused too.
+            tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, error = %err, "result refused");
+            return Err(err.to_string());
+        }
+        Err(err) => return Err(err.to_string()),
+    };
     retry(stop, || queue.ack(lease))
         .await
         .map_err(|e| e.to_string())?;
@@ -138,18 +145,9 @@ async fn run_task(
         }
     };
     let outcome = outcome.map_err(|e| e.to_string())?;
-    let matches = outcome.matches;
-    let size = outcome.payload.to_string().len();
-    if size > config.max_result_bytes {
-        return Err(format!(
-            "chunk {} has {matches} matches ({size} bytes of results), more than one result frame carries; {}",
-            lease.id.chunk,
-            kind.result_too_large()
-        ));
-    }
     Ok(ChunkResult {
         chunk: lease.id.chunk,
-        matches,
+        matches: outcome.matches,
         payload: outcome.payload,
         worker: config.id.clone(),
     })

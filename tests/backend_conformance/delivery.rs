@@ -31,11 +31,7 @@ pub async fn leased_task_is_hidden_until_acked(s: &Subject) {
         "a leased task was delivered twice"
     );
 
-    assert!(s
-        .store
-        .put_chunk_result("j", &result(0, 1, "w1"))
-        .await
-        .unwrap());
+    assert!(put(s, &lease, 1).await.unwrap());
     s.queue.ack(&lease).await.unwrap();
     assert!(
         lease_now(s, "w2").await.is_none(),
@@ -269,7 +265,7 @@ pub async fn concurrent_workers_get_each_task_exactly_once(s: &Subject) {
             let mut done = Vec::new();
             while let Some(lease) = queue.lease(&worker, Duration::ZERO).await.unwrap() {
                 let chunk_result = result(lease.id.chunk, 1, &worker);
-                let stored = store.put_chunk_result("j", &chunk_result).await.unwrap();
+                let stored = store.put_chunk_result(&lease, &chunk_result).await.unwrap();
                 assert!(stored, "chunk {} stored twice", lease.id.chunk);
                 queue.ack(&lease).await.unwrap();
                 done.push(lease.id.chunk);

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gridwatch::backend::{
-    ChunkResult, CreateOutcome, JobRecord, JobStatus, Lease, NewTask, Priority, TaskId,
+    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, Lease, NewTask,
+    Priority, RefusalReason, TaskId,
 };
 use serde_json::json;
 use tokio::time::Instant;
@@ -20,6 +21,8 @@ pub fn job_record(id: &str, created_at: f64) -> JobRecord {
         id: id.to_string(),
         kind: "search".to_string(),
         spec: json!({ "patterns": ["ACGT"] }),
+        summary: format!("ACGT in {id}.fa"),
+        priority: Priority::Low,
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
@@ -38,8 +41,12 @@ pub fn task(job: &str, chunk: u32, priority: Priority) -> NewTask {
         priority,
         spec: json!({ "offset": chunk * 100 }),
         data: Bytes::from(format!("ACGT-{job}-{chunk}")),
+        max_matches: MAX_MATCHES,
     }
 }
+
+/// The most matches a fixture task's result may claim.
+pub const MAX_MATCHES: u64 = 1000;
 
 pub fn result(chunk: u32, matches: u64, worker: &str) -> ChunkResult {
     ChunkResult {
@@ -59,6 +66,27 @@ pub async fn submit(s: &Subject, id: &str, chunks: u32) {
     let tasks = (0..chunks).map(|c| task(id, c, Priority::Medium)).collect();
     s.queue.enqueue(tasks).await.unwrap();
     s.store.accept_job(id, chunks).await.unwrap();
+}
+
+/// Stores `matches` as the result of `lease`'s chunk, as its holder.
+pub async fn put(s: &Subject, lease: &Lease, matches: u64) -> BackendResult<bool> {
+    let chunk_result = result(lease.id.chunk, matches, &lease.worker);
+    s.store.put_chunk_result(lease, &chunk_result).await
+}
+
+/// The reason a store call was refused; panics if it was not.
+pub fn refusal<T: std::fmt::Debug>(outcome: BackendResult<T>) -> RefusalReason {
+    match outcome {
+        Err(BackendError::Refused { reason, .. }) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// `lease` with its fields changed as a forger would.
+pub fn forged(lease: &Lease, edit: impl FnOnce(&mut Lease)) -> Lease {
+    let mut forged = lease.clone();
+    edit(&mut forged);
+    forged
 }
 
 pub async fn job_now(s: &Subject, id: &str) -> JobRecord {

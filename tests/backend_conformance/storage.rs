@@ -11,16 +11,10 @@ use super::fixtures::*;
 
 pub async fn first_chunk_result_wins(s: &Subject) {
     submit(s, "j", 1).await;
-    assert!(s
-        .store
-        .put_chunk_result("j", &result(0, 3, "w1"))
-        .await
-        .unwrap());
-    assert!(!s
-        .store
-        .put_chunk_result("j", &result(0, 9, "w2"))
-        .await
-        .unwrap());
+    let lease = must_lease(s, "w1").await;
+    assert!(put(s, &lease, 3).await.unwrap());
+    // The same holder sending again (a reply lost on the way) changes nothing.
+    assert!(!put(s, &lease, 9).await.unwrap());
     assert_eq!(
         s.store.chunk_results("j").await.unwrap(),
         vec![result(0, 3, "w1")]
@@ -45,11 +39,14 @@ pub async fn progress_is_derived_from_stored_results(s: &Subject) {
             ..Default::default()
         }
     );
+    let leases = [
+        must_lease(s, "w1").await,
+        must_lease(s, "w1").await,
+        must_lease(s, "w1").await,
+    ];
+    let lease_of = |chunk: u32| leases.iter().find(|l| l.id.chunk == chunk).unwrap();
     for (chunk, matches) in [(2, 5), (0, 2), (2, 100), (0, 7)] {
-        s.store
-            .put_chunk_result("j", &result(chunk, matches, "w1"))
-            .await
-            .unwrap();
+        put(s, lease_of(chunk), matches).await.unwrap();
     }
     let stored = s.store.chunk_results("j").await.unwrap();
     assert_eq!(stored, vec![result(0, 2, "w1"), result(2, 5, "w1")]);
@@ -67,24 +64,17 @@ pub async fn progress_is_derived_from_stored_results(s: &Subject) {
 pub async fn status_follows_stored_results(s: &Subject) {
     submit(s, "j", 2).await;
     assert_eq!(job_now(s, "j").await.status, JobStatus::Pending);
-    s.store
-        .put_chunk_result("j", &result(1, 1, "w1"))
-        .await
-        .unwrap();
+    let first = must_lease(s, "w1").await;
+    let second = must_lease(s, "w2").await;
+    put(s, &second, 1).await.unwrap();
     assert_eq!(job_now(s, "j").await.status, JobStatus::Processing);
-    s.store
-        .put_chunk_result("j", &result(1, 1, "w2"))
-        .await
-        .unwrap();
+    put(s, &second, 1).await.unwrap();
     assert_eq!(
         job_now(s, "j").await.status,
         JobStatus::Processing,
         "a duplicate completed the job"
     );
-    s.store
-        .put_chunk_result("j", &result(0, 1, "w1"))
-        .await
-        .unwrap();
+    put(s, &first, 1).await.unwrap();
     let job = job_now(s, "j").await;
     assert_eq!(job.status, JobStatus::Completed);
     assert!(
@@ -98,11 +88,9 @@ pub async fn results_before_accept_complete_the_job_on_accept(s: &Subject) {
     s.store.create_job(&job_record("j", 1.0)).await.unwrap();
     let tasks = (0..2).map(|c| task("j", c, Priority::High)).collect();
     s.queue.enqueue(tasks).await.unwrap();
-    for chunk in 0..2 {
-        s.store
-            .put_chunk_result("j", &result(chunk, 2, "w1"))
-            .await
-            .unwrap();
+    for _ in 0..2 {
+        let lease = must_lease(s, "w1").await;
+        assert!(put(s, &lease, 2).await.unwrap());
     }
     let job = s.store.job("j").await.unwrap().unwrap();
     assert_eq!(
@@ -129,11 +117,7 @@ pub async fn cancel_removes_queued_tasks_and_refuses_late_results(s: &Subject) {
     let next = must_lease(s, "w2").await;
     assert_eq!(next.id.job, "other", "a cancelled job's task was delivered");
     assert!(lease_now(s, "w2").await.is_none());
-    let late = result(leased.id.chunk, 4, "w1");
-    assert!(
-        !s.store.put_chunk_result("j", &late).await.unwrap(),
-        "late result stored"
-    );
+    assert!(!put(s, &leased, 4).await.unwrap(), "late result stored");
     s.queue.ack(&leased).await.unwrap();
     assert_eq!(s.store.progress("j").await.unwrap().done_chunks, 0);
     assert_eq!(

@@ -2,7 +2,8 @@
 //! backend on a free port, and the worker's calls (`lease`, `extend`, `ack`, `nack`,
 //! `put_chunk_result`) go over the protocol through one `RemoteBackend` per worker id, as in a
 //! running grid. The calls the master keeps for itself (enqueue, reclaim, cancel, job state,
-//! alerts) go to the master's own backend, where a running grid makes them too.
+//! alerts, reading results) go to the master's own backend, where a running grid makes them too;
+//! so do the part-by-part result calls, which the master makes for a worker's `put_result`.
 //!
 //! One adjustment: the master's periodic sweep of expired leases is turned off (its queue
 //! answers `reclaim_expired` with 0), because the cases sweep themselves and count what each
@@ -13,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::remote::RemoteBackend;
 use gridwatch::backend::{
-    BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, Lease, NackOutcome, NewTask,
-    Progress, Queue, Store, WorkerId,
+    BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary, Lease,
+    NackOutcome, NewTask, Progress, Queue, RefusalReason, Store, StoredResult, WorkerId,
 };
 use gridwatch::master::{MasterConfig, MasterState};
 use tokio::net::TcpListener;
@@ -43,11 +45,17 @@ pub async fn subject(visibility_timeout: Duration) -> Subject {
         max_upload: 1 << 20,
         jobs_per_minute: 1000,
         max_connections: 64,
+        max_connections_per_address: 64,
+        connection_queue: 64,
+        queue_timeout: Duration::from_secs(30),
         max_frame: gridwatch::protocol::DEFAULT_MAX_FRAME,
+        hello_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(60),
+        frame_timeout: Duration::from_secs(60),
         visibility_timeout,
         max_attempts: 3,
         token: None,
+        insecure: false,
         http: None,
     };
     let queue = Arc::new(WithoutSweep(owner.clone()));
@@ -170,16 +178,36 @@ impl Store for WorkerSide {
     ) -> BackendResult<()> {
         self.owner.set_status(id, status, error).await
     }
-    async fn put_chunk_result(&self, job: &str, result: &ChunkResult) -> BackendResult<bool> {
-        self.worker(&result.worker)
-            .put_chunk_result(job, result)
+    async fn put_result_part(&self, lease: &Lease, part: u32, bytes: Bytes) -> BackendResult<()> {
+        self.owner.put_result_part(lease, part, bytes).await
+    }
+    async fn commit_chunk_result(
+        &self,
+        lease: &Lease,
+        result: &ChunkResult,
+        parts: u32,
+    ) -> BackendResult<bool> {
+        self.owner.commit_chunk_result(lease, result, parts).await
+    }
+    async fn put_chunk_result(&self, lease: &Lease, result: &ChunkResult) -> BackendResult<bool> {
+        self.worker(&lease.worker)
+            .put_chunk_result(lease, result)
             .await
     }
     async fn progress(&self, job: &str) -> BackendResult<Progress> {
         self.owner.progress(job).await
     }
-    async fn chunk_results(&self, job: &str) -> BackendResult<Vec<ChunkResult>> {
-        self.owner.chunk_results(job).await
+    async fn result_headers(&self, job: &str) -> BackendResult<Vec<StoredResult>> {
+        self.owner.result_headers(job).await
+    }
+    async fn result_part(&self, job: &str, chunk: u32, part: u32) -> BackendResult<Bytes> {
+        self.owner.result_part(job, chunk, part).await
+    }
+    async fn job_summaries(&self, limit: usize) -> BackendResult<Vec<JobSummary>> {
+        self.owner.job_summaries(limit).await
+    }
+    async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>> {
+        self.owner.refused_results().await
     }
     async fn push_alert(&self, alert: &serde_json::Value) -> BackendResult<()> {
         self.owner.push_alert(alert).await

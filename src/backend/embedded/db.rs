@@ -53,13 +53,18 @@ impl Db {
         let conn = Connection::open(&path)
             .map_err(|err| BackendError::Other(format!("cannot open {}: {err}", path.display())))?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
-        add_task_kind_column(&conn)?;
+        let added = add_missing_columns(&conn)?;
+        move_specs_out_of_jobs(&conn)?;
+        if added.contains(&("jobs", "priority")) {
+            copy_priorities_from_specs(&conn)?;
+        }
         let mut state = DbState {
             conn,
             spool_dir,
             spools: HashMap::new(),
             clock,
         };
+        state.remove_orphan_spools();
         let (sender, receiver) = mpsc::channel::<Call>();
         std::thread::Builder::new()
             .name("gridwatch-db".into())
@@ -138,6 +143,36 @@ impl DbState {
         self.spool_path(job)
     }
 
+    /// Deletes spool files whose job has no task left (a master stopped between its last task
+    /// and the file's removal, or an upload that failed on a full disk), so their space returns.
+    fn remove_orphan_spools(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.spool_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(job) = name
+                .to_str()
+                .and_then(|name| name.strip_suffix(".chunks"))
+                .and_then(unhex)
+            else {
+                continue;
+            };
+            let has_tasks = self
+                .conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tasks WHERE job = ?1 AND state != 'dead')",
+                    [&job],
+                    |row| row.get::<_, bool>(0),
+                )
+                .unwrap_or(true);
+            if !has_tasks {
+                tracing::info!(component = "embedded", job = %job, "removing an orphan spool file");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Deletes a job's spool file (its tasks are all gone).
     pub fn spool_remove(&mut self, job: &str) {
         self.spools.remove(job);
@@ -145,17 +180,73 @@ impl DbState {
     }
 }
 
-/// Databases made before tasks carried a kind lack the column; their tasks are all searches.
-fn add_task_kind_column(conn: &Connection) -> BackendResult<()> {
-    let has_kind = conn
-        .prepare("SELECT 1 FROM pragma_table_info('tasks') WHERE name = 'kind'")
-        .and_then(|mut query| query.exists([]))
-        .map_err(sql_error)?;
-    if !has_kind {
-        conn.execute_batch("ALTER TABLE tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'search'")
-            .map_err(sql_error)?;
+/// The job id a spool file is named after (its hex encoding), if the name is one.
+fn unhex(name: &str) -> Option<String> {
+    if name.len() % 2 != 0 {
+        return None;
     }
-    Ok(())
+    let bytes = (0..name.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(name.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Columns added since the first release, with their declarations. Databases made earlier lack
+/// them: their tasks are all searches, their jobs have no stored summary, their tasks no match
+/// bound, and their results are all inline; their jobs' priorities are in their specs, if at all.
+const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+    ("tasks", "kind", "TEXT NOT NULL DEFAULT 'search'"),
+    ("tasks", "max_matches", "INTEGER"),
+    ("jobs", "summary", "TEXT NOT NULL DEFAULT ''"),
+    ("jobs", "priority", "TEXT NOT NULL DEFAULT 'medium'"),
+    ("results", "parts", "INTEGER NOT NULL DEFAULT 0"),
+    ("results", "token", "TEXT NOT NULL DEFAULT ''"),
+];
+
+/// Adds the columns a database lacks; returns them as (table, column).
+fn add_missing_columns(conn: &Connection) -> BackendResult<Vec<(&'static str, &'static str)>> {
+    let mut added = Vec::new();
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let present = conn
+            .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
+            .and_then(|mut query| query.exists([table, column]))
+            .map_err(sql_error)?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))
+            .map_err(sql_error)?;
+            added.push((table, column));
+        }
+    }
+    Ok(added)
+}
+
+/// A database made before `jobs.priority` keeps a job's priority (if any) in its spec's
+/// `job_meta`: copy it to the column once, when the column is added.
+fn copy_priorities_from_specs(conn: &Connection) -> BackendResult<()> {
+    conn.execute_batch(
+        "UPDATE jobs SET priority = (
+             SELECT json_extract(spec, '$.job_meta.priority') FROM job_specs
+             WHERE job_specs.id = jobs.id)
+         WHERE (SELECT json_valid(spec)
+                   AND json_extract(spec, '$.job_meta.priority') IN ('high', 'medium', 'low')
+                FROM job_specs WHERE job_specs.id = jobs.id);",
+    )
+    .map_err(sql_error)
+}
+
+/// Databases made before `job_specs` keep specs in `jobs.spec`: move them (once; afterwards
+/// `jobs.spec` is always empty and this finds nothing to move).
+fn move_specs_out_of_jobs(conn: &Connection) -> BackendResult<()> {
+    conn.execute_batch(
+        "BEGIN;
+         INSERT OR IGNORE INTO job_specs (id, spec) SELECT id, spec FROM jobs WHERE spec != '';
+         UPDATE jobs SET spec = '' WHERE spec != '';
+         COMMIT;",
+    )
+    .map_err(sql_error)
 }
 
 /// Maps a SQLite error.

@@ -10,15 +10,17 @@ mod queue;
 mod store;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::{
-    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, Lease,
-    NackOutcome, NewTask, Progress, Queue, Store, WorkerId,
+    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary,
+    Lease, NackOutcome, NewTask, Progress, Queue, RefusalReason, Store, StoredResult, WorkerId,
 };
 use db::Db;
 
@@ -54,6 +56,8 @@ pub struct EmbeddedBackend {
     config: EmbeddedConfig,
     /// Woken whenever a task may have become leasable, so waiting leases return at once.
     task_ready: Notify,
+    /// Results refused since the backend opened, by reason (in [`RefusalReason::ALL`] order).
+    refused: [AtomicU64; RefusalReason::ALL.len()],
 }
 
 impl EmbeddedBackend {
@@ -72,13 +76,14 @@ impl EmbeddedBackend {
             db: Db::open(data_dir, clock)?,
             config,
             task_ready: Notify::new(),
+            refused: Default::default(),
         })
     }
 
     /// Returns every lease to the queue, not counting it as a failed attempt. The master calls
     /// this at start: a lease handed out just before the previous master stopped may never have
-    /// reached its worker. A worker that did get one finds its ack stale, and first-write-wins
-    /// keeps its result from counting twice.
+    /// reached its worker. A worker that did get one finds its result refused and its ack stale;
+    /// the task's next delivery stores the result.
     pub async fn release_all_leases(&self) -> BackendResult<usize> {
         let moved = self.db.call(queue::release_all_leases).await?;
         self.task_ready.notify_waiters();
@@ -88,6 +93,16 @@ impl EmbeddedBackend {
     /// The delivery settings.
     pub fn config(&self) -> &EmbeddedConfig {
         &self.config
+    }
+
+    /// Counts a refused result before passing the outcome on.
+    fn count_refusal<T>(&self, outcome: BackendResult<T>) -> BackendResult<T> {
+        if let Err(BackendError::Refused { reason, .. }) = &outcome {
+            if let Some(index) = RefusalReason::ALL.iter().position(|r| r == reason) {
+                self.refused[index].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        outcome
     }
 }
 
@@ -221,11 +236,27 @@ impl Store for EmbeddedBackend {
             .await
     }
 
-    async fn put_chunk_result(&self, job: &str, result: &ChunkResult) -> BackendResult<bool> {
-        let (job, result) = (job.to_string(), result.clone());
-        self.db
-            .call(move |state| store::put_chunk_result(state, &job, &result))
-            .await
+    async fn put_result_part(&self, lease: &Lease, part: u32, bytes: Bytes) -> BackendResult<()> {
+        let lease = lease.clone();
+        let outcome = self
+            .db
+            .call(move |state| store::put_result_part(state, &lease, part, &bytes))
+            .await;
+        self.count_refusal(outcome)
+    }
+
+    async fn commit_chunk_result(
+        &self,
+        lease: &Lease,
+        result: &ChunkResult,
+        parts: u32,
+    ) -> BackendResult<bool> {
+        let (lease, result) = (lease.clone(), result.clone());
+        let outcome = self
+            .db
+            .call(move |state| store::commit_chunk_result(state, &lease, &result, parts))
+            .await;
+        self.count_refusal(outcome)
     }
 
     async fn progress(&self, job: &str) -> BackendResult<Progress> {
@@ -235,11 +266,34 @@ impl Store for EmbeddedBackend {
             .await
     }
 
-    async fn chunk_results(&self, job: &str) -> BackendResult<Vec<ChunkResult>> {
+    async fn result_headers(&self, job: &str) -> BackendResult<Vec<StoredResult>> {
         let job = job.to_string();
         self.db
-            .call(move |state| store::chunk_results(state, &job))
+            .call(move |state| store::result_headers(state, &job))
             .await
+    }
+
+    async fn result_part(&self, job: &str, chunk: u32, part: u32) -> BackendResult<Bytes> {
+        let job = job.to_string();
+        let bytes = self
+            .db
+            .call(move |state| store::result_part(state, &job, chunk, part))
+            .await?;
+        Ok(Bytes::from(bytes))
+    }
+
+    async fn job_summaries(&self, limit: usize) -> BackendResult<Vec<JobSummary>> {
+        self.db
+            .call(move |state| store::job_summaries(state, limit))
+            .await
+    }
+
+    async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>> {
+        Ok(RefusalReason::ALL
+            .iter()
+            .zip(&self.refused)
+            .map(|(reason, count)| (*reason, count.load(Ordering::Relaxed)))
+            .collect())
     }
 
     async fn push_alert(&self, alert: &serde_json::Value) -> BackendResult<()> {

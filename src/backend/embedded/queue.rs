@@ -1,6 +1,7 @@
 //! The queue half of the embedded backend: SQL run on the database thread. A task row moves
-//! queued → leased → (deleted on ack | queued again | dead); `token` counts deliveries so an ack
-//! or nack from an older delivery is recognised as stale.
+//! queued → leased → (deleted on ack | queued again | dead). Each delivery gets a fresh random
+//! `token`, so an ack, nack or extension from an older delivery, or from anyone but the worker
+//! holding the lease, is recognised as stale, and no one can guess the current one.
 
 use bytes::Bytes;
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -35,8 +36,9 @@ pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult
     {
         let mut insert = tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO tasks (job, chunk, priority, kind, spec, state, spool_offset, spool_len)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
+                "INSERT OR IGNORE INTO tasks
+                    (job, chunk, priority, kind, spec, state, spool_offset, spool_len, max_matches)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8)",
             )
             .map_err(sql_error)?;
         for (task, offset) in tasks.iter().zip(placed) {
@@ -49,6 +51,7 @@ pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult
                     task.spec.to_string(),
                     offset as i64,
                     task.data.len() as i64,
+                    i64::try_from(task.max_matches).unwrap_or(i64::MAX),
                 ])
                 .map_err(sql_error)?;
         }
@@ -67,7 +70,7 @@ pub(super) fn lease(
     let tx = state.conn.transaction().map_err(sql_error)?;
     let row = tx
         .prepare_cached(
-            "SELECT rowid, job, chunk, spec, attempts, token, spool_offset, spool_len, kind FROM tasks
+            "SELECT rowid, job, chunk, spec, attempts, spool_offset, spool_len, kind FROM tasks
              WHERE state = 'queued' ORDER BY priority, rowid LIMIT 1",
         )
         .map_err(sql_error)?
@@ -80,21 +83,21 @@ pub(super) fn lease(
                 row.get::<_, u32>(4)?,
                 row.get::<_, i64>(5)?,
                 row.get::<_, i64>(6)?,
-                row.get::<_, i64>(7)?,
-                row.get::<_, String>(8)?,
+                row.get::<_, String>(7)?,
             ))
         })
         .optional()
         .map_err(sql_error)?;
-    let Some((rowid, job, chunk, spec, attempts, token, offset, len, kind)) = row else {
+    let Some((rowid, job, chunk, spec, attempts, offset, len, kind)) = row else {
         return Ok(None);
     };
+    let token = new_token();
     tx.prepare_cached(
         "UPDATE tasks SET state = 'leased', worker = ?2, deadline = ?3, attempts = ?4, token = ?5
          WHERE rowid = ?1",
     )
     .map_err(sql_error)?
-    .execute(params![rowid, worker, deadline, attempts + 1, token + 1])
+    .execute(params![rowid, worker, deadline, attempts + 1, token])
     .map_err(sql_error)?;
     tx.commit().map_err(sql_error)?;
     let spec = serde_json::from_str(&spec)
@@ -111,14 +114,15 @@ pub(super) fn lease(
         data: Bytes::new(),
         worker: worker.to_string(),
         attempt: attempts + 1,
-        token: (token + 1).to_string(),
+        token,
     };
     Ok(Some((lease, range)))
 }
 
-/// The token as stored, or `None` for a token this backend never issued.
-fn token_of(lease: &Lease) -> Option<i64> {
-    lease.token.parse().ok()
+/// A delivery's token: 128 random bits from the operating system, in hex behind a letter (so
+/// SQLite never mistakes it for a number), unguessable by other connections.
+fn new_token() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
 }
 
 /// Pushes a held lease's deadline forward.
@@ -127,34 +131,40 @@ pub(super) fn extend(
     config: &EmbeddedConfig,
     lease: &Lease,
 ) -> BackendResult<bool> {
-    let Some(token) = token_of(lease) else {
-        return Ok(false);
-    };
     let deadline = state.now() + config.visibility_timeout.as_secs_f64();
     let changed = state
         .conn
         .prepare_cached(
-            "UPDATE tasks SET deadline = ?4
-             WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND state = 'leased'",
+            "UPDATE tasks SET deadline = ?5
+             WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND worker = ?4 AND state = 'leased'",
         )
         .map_err(sql_error)?
-        .execute(params![lease.id.job, lease.id.chunk, token, deadline])
+        .execute(params![
+            lease.id.job,
+            lease.id.chunk,
+            lease.token,
+            lease.worker,
+            deadline
+        ])
         .map_err(sql_error)?;
     Ok(changed == 1)
 }
 
 /// Deletes an acked task; frees the job's spool once no task of the job remains.
 pub(super) fn ack(state: &mut DbState, lease: &Lease) -> BackendResult<()> {
-    let Some(token) = token_of(lease) else {
-        return Ok(());
-    };
     let changed = state
         .conn
         .prepare_cached(
-            "DELETE FROM tasks WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND state = 'leased'",
+            "DELETE FROM tasks
+             WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND worker = ?4 AND state = 'leased'",
         )
         .map_err(sql_error)?
-        .execute(params![lease.id.job, lease.id.chunk, token])
+        .execute(params![
+            lease.id.job,
+            lease.id.chunk,
+            lease.token,
+            lease.worker
+        ])
         .map_err(sql_error)?;
     if changed == 1 {
         release_spool_if_drained(state, &lease.id.job)?;
@@ -169,20 +179,18 @@ pub(super) fn nack(
     lease: &Lease,
     error: &str,
 ) -> BackendResult<NackOutcome> {
-    let Some(token) = token_of(lease) else {
-        return Ok(NackOutcome::Stale);
-    };
     let now = state.now();
     let tx = state.conn.transaction().map_err(sql_error)?;
     let attempts: Option<u32> = tx
         .prepare_cached(
             "SELECT attempts FROM tasks
-             WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND state = 'leased'",
+             WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND worker = ?4 AND state = 'leased'",
         )
         .map_err(sql_error)?
-        .query_row(params![lease.id.job, lease.id.chunk, token], |row| {
-            row.get(0)
-        })
+        .query_row(
+            params![lease.id.job, lease.id.chunk, lease.token, lease.worker],
+            |row| row.get(0),
+        )
         .optional()
         .map_err(sql_error)?;
     let Some(attempts) = attempts else {
@@ -307,14 +315,32 @@ pub(super) fn release_all_leases(state: &mut DbState) -> BackendResult<usize> {
 
 /// Removes a job's queued tasks (leased ones finish or go stale on their own).
 pub(super) fn cancel_job(state: &mut DbState, job: &str) -> BackendResult<usize> {
-    let removed = state
-        .conn
-        .prepare_cached("DELETE FROM tasks WHERE job = ?1 AND state = 'queued'")
-        .map_err(sql_error)?
-        .execute(params![job])
-        .map_err(sql_error)?;
+    let delete = |state: &mut DbState| {
+        state
+            .conn
+            .prepare_cached("DELETE FROM tasks WHERE job = ?1 AND state = 'queued'")?
+            .execute(params![job])
+    };
+    let removed = match delete(state) {
+        Ok(removed) => removed,
+        Err(err) if is_disk_full(&err) => {
+            // Even a DELETE needs room in the write-ahead log. The job is being given up, so its
+            // spool (most likely what filled the disk) goes first, then the DELETE runs again.
+            state.spool_remove(job);
+            delete(state).map_err(sql_error)?
+        }
+        Err(err) => return Err(sql_error(err)),
+    };
     release_spool_if_drained(state, job)?;
     Ok(removed)
+}
+
+fn is_disk_full(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.code == rusqlite::ErrorCode::DiskFull
+    )
 }
 
 fn release_spool_if_drained(state: &mut DbState, job: &str) -> BackendResult<()> {

@@ -3,10 +3,14 @@ PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA busy_timeout = 5000;
 
+-- jobs.spec is empty: specs live in job_specs (databases made earlier have them moved there at
+-- open), so the small, often read and updated job rows never carry a spec of many megabytes.
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     spec TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '',
+    priority TEXT NOT NULL DEFAULT 'medium',
     status TEXT NOT NULL,
     total_chunks INTEGER NOT NULL DEFAULT 0,
     error TEXT,
@@ -14,7 +18,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL
 );
 
+CREATE TABLE IF NOT EXISTS job_specs (
+    id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL
+);
+
 -- state: queued | leased | dead. Acked tasks are deleted; their results live in `results`.
+-- token: the current delivery's random id, the proof a result, ack or extension must carry.
+-- max_matches: the most matches a result may claim (NULL in tasks queued before it existed).
 CREATE TABLE IF NOT EXISTS tasks (
     job TEXT NOT NULL,
     chunk INTEGER NOT NULL,
@@ -26,6 +37,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     deadline REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
     token INTEGER NOT NULL DEFAULT 0,
+    max_matches INTEGER,
     spool_offset INTEGER NOT NULL,
     spool_len INTEGER NOT NULL,
     last_error TEXT,
@@ -34,13 +46,27 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (state, priority);
 CREATE INDEX IF NOT EXISTS tasks_by_worker ON tasks (worker) WHERE state = 'leased';
 
+-- parts = 0: the payload is inline in `payload`; otherwise it is `parts` rows of
+-- `result_parts` staged under the delivery `token`, made visible by this row's insertion.
 CREATE TABLE IF NOT EXISTS results (
     job TEXT NOT NULL,
     chunk INTEGER NOT NULL,
     matches INTEGER NOT NULL,
     payload TEXT NOT NULL,
     worker TEXT NOT NULL,
+    parts INTEGER NOT NULL DEFAULT 0,
+    token TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (job, chunk)
+);
+
+-- Parts of large result payloads, staged per delivery before their result is committed.
+CREATE TABLE IF NOT EXISTS result_parts (
+    job TEXT NOT NULL,
+    chunk INTEGER NOT NULL,
+    token TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    bytes BLOB NOT NULL,
+    PRIMARY KEY (job, chunk, token, part)
 );
 
 CREATE TABLE IF NOT EXISTS alerts (

@@ -1,14 +1,16 @@
 //! The store half of the embedded backend: jobs, first-write-wins chunk results, alerts and
 //! worker metrics, as SQL run on the database thread. A job's status follows its stored results:
 //! the first result moves it to processing, the last (once its chunk count is known) completes it.
+//! A result counts only from the holder of its task's current lease (`fence`); a large payload is
+//! staged in parts under that lease and made visible by the one transaction that stores the result.
 
 use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension, Row};
 
 use crate::backend::{
-    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, Progress,
-    WorkerId,
+    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary,
+    Lease, Priority, Progress, RefusalReason, StoredResult, WorkerId, RESULT_PART_BYTES,
 };
 
 use super::db::{sql_error, DbState};
@@ -26,10 +28,25 @@ fn parse_status(name: &str) -> rusqlite::Result<JobStatus> {
     })
 }
 
-const JOB_COLUMNS: &str = "id, kind, spec, status, total_chunks, error, created_at, finished_at";
+fn parse_priority(word: &str) -> rusqlite::Result<Priority> {
+    Priority::from_word(word).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(
+            9,
+            format!("priority {word:?}"),
+            rusqlite::types::Type::Text,
+        )
+    })
+}
+
+/// A job's columns as read; the spec lives in `job_specs`, so reading or updating a job's status
+/// never walks a spec that may be many megabytes long.
+const JOB_COLUMNS: &str = "id, kind, (SELECT spec FROM job_specs WHERE job_specs.id = jobs.id),
+    status, total_chunks, error, created_at, finished_at, summary, priority";
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
-    let spec: String = row.get(2)?;
+    let spec: String = row
+        .get::<_, Option<String>>(2)?
+        .unwrap_or_else(|| "null".into());
     let status: String = row.get(3)?;
     Ok(JobRecord {
         id: row.get(0)?,
@@ -37,6 +54,8 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
         spec: serde_json::from_str(&spec).map_err(|err| {
             rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(err))
         })?,
+        summary: row.get(8)?,
+        priority: parse_priority(&row.get::<_, String>(9)?)?,
         status: parse_status(&status)?,
         total_chunks: row.get(4)?,
         error: row.get(5)?,
@@ -66,19 +85,24 @@ pub(super) fn create_job(state: &mut DbState, job: &JobRecord) -> BackendResult<
     state
         .conn
         .execute(
-            &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            "INSERT INTO jobs
+                (id, kind, spec, status, total_chunks, error, created_at, finished_at, summary,
+                 priority)
+             VALUES (?1, ?2, '', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 job.id,
                 job.kind,
-                job.spec.to_string(),
                 JobStatus::as_str(job.status),
                 job.total_chunks,
                 job.error,
                 job.created_at,
                 job.finished_at,
+                crate::backend::short_summary(&job.summary),
+                job.priority.as_str(),
             ],
         )
         .map_err(sql_error)?;
+    write_spec(state, &job.id, &job.spec)?;
     Ok(CreateOutcome::Created)
 }
 
@@ -136,15 +160,25 @@ pub(super) fn update_job_spec(
     id: &str,
     spec: &serde_json::Value,
 ) -> BackendResult<()> {
-    let changed = state
+    let known: bool = state
         .conn
-        .prepare_cached("UPDATE jobs SET spec = ?2 WHERE id = ?1")
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1)")
+        .map_err(sql_error)?
+        .query_row(params![id], |row| row.get(0))
+        .map_err(sql_error)?;
+    if !known {
+        return Err(BackendError::NoSuchJob(id.to_string()));
+    }
+    write_spec(state, id, spec)
+}
+
+fn write_spec(state: &mut DbState, id: &str, spec: &serde_json::Value) -> BackendResult<()> {
+    state
+        .conn
+        .prepare_cached("INSERT OR REPLACE INTO job_specs (id, spec) VALUES (?1, ?2)")
         .map_err(sql_error)?
         .execute(params![id, spec.to_string()])
         .map_err(sql_error)?;
-    if changed == 0 {
-        return Err(BackendError::NoSuchJob(id.to_string()));
-    }
     Ok(())
 }
 
@@ -171,15 +205,116 @@ pub(super) fn set_status(
     Ok(())
 }
 
-/// Stores a result unless one exists for (job, chunk) or the job was cancelled, and settles the
-/// job's status, in one transaction (one WAL commit per result).
-pub(super) fn put_chunk_result(
+/// The bound on `lease`'s matches if `lease` is its task's current lease (`None`: a task queued
+/// before bounds were stored); a refusal naming why not otherwise.
+fn fence(state: &mut DbState, lease: &Lease) -> BackendResult<Option<i64>> {
+    let held: Option<Option<i64>> = state
+        .conn
+        .prepare_cached(
+            "SELECT max_matches FROM tasks
+             WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND worker = ?4 AND state = 'leased'",
+        )
+        .map_err(sql_error)?
+        .query_row(
+            params![lease.id.job, lease.id.chunk, lease.token, lease.worker],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sql_error)?;
+    if let Some(bound) = held {
+        return Ok(bound);
+    }
+    let known: bool = state
+        .conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE job = ?1 AND chunk = ?2)
+                 OR EXISTS (SELECT 1 FROM results WHERE job = ?1 AND chunk = ?2)",
+        )
+        .map_err(sql_error)?
+        .query_row(params![lease.id.job, lease.id.chunk], |row| row.get(0))
+        .map_err(sql_error)?;
+    Err(if known {
+        BackendError::refused(
+            lease,
+            RefusalReason::NotHolder,
+            format!(
+                "worker {:?} does not hold this task's current lease",
+                lease.worker
+            ),
+        )
+    } else {
+        BackendError::refused(lease, RefusalReason::NoSuchTask, "no such task in the job")
+    })
+}
+
+fn is_cancelled(state: &mut DbState, job: &str) -> BackendResult<bool> {
+    state
+        .conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND status = 'cancelled')")
+        .map_err(sql_error)?
+        .query_row(params![job], |row| row.get(0))
+        .map_err(sql_error)
+}
+
+/// Stages one part of a large result payload under its lease.
+pub(super) fn put_result_part(
     state: &mut DbState,
-    job: &str,
+    lease: &Lease,
+    part: u32,
+    bytes: &[u8],
+) -> BackendResult<()> {
+    fence(state, lease)?;
+    if stored_token(state, lease)?.is_some() {
+        // The chunk's result is stored (maybe by this very delivery, retrying): its visible parts
+        // must not change, and the commit that follows will report a duplicate.
+        return Ok(());
+    }
+    if bytes.len() > RESULT_PART_BYTES {
+        return Err(BackendError::Other(format!(
+            "result part of {} bytes is larger than {RESULT_PART_BYTES}",
+            bytes.len()
+        )));
+    }
+    state
+        .conn
+        .prepare_cached(
+            "INSERT OR REPLACE INTO result_parts (job, chunk, token, part, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(sql_error)?
+        .execute(params![
+            lease.id.job,
+            lease.id.chunk,
+            lease.token,
+            part,
+            bytes
+        ])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+/// The delivery token of the chunk's stored result, if one is stored.
+fn stored_token(state: &mut DbState, lease: &Lease) -> BackendResult<Option<String>> {
+    state
+        .conn
+        .prepare_cached("SELECT token FROM results WHERE job = ?1 AND chunk = ?2")
+        .map_err(sql_error)?
+        .query_row(params![lease.id.job, lease.id.chunk], |row| row.get(0))
+        .optional()
+        .map_err(sql_error)
+}
+
+/// Stores a result (fenced by its lease) unless one exists for (job, chunk) or the job was
+/// cancelled, makes its staged parts visible and settles the job's status, in one transaction
+/// (one WAL commit per result).
+pub(super) fn commit_chunk_result(
+    state: &mut DbState,
+    lease: &Lease,
     result: &ChunkResult,
+    parts: u32,
 ) -> BackendResult<bool> {
     state.conn.execute_batch("BEGIN").map_err(sql_error)?;
-    match store_result(state, job, result) {
+    match store_result(state, lease, result, parts) {
         Ok(first) => {
             state.conn.execute_batch("COMMIT").map_err(sql_error)?;
             Ok(first)
@@ -191,38 +326,119 @@ pub(super) fn put_chunk_result(
     }
 }
 
-fn store_result(state: &mut DbState, job: &str, result: &ChunkResult) -> BackendResult<bool> {
-    let cancelled: bool = state
-        .conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND status = 'cancelled')")
-        .map_err(sql_error)?
-        .query_row(params![job], |row| row.get(0))
-        .map_err(sql_error)?;
-    if cancelled {
+fn store_result(
+    state: &mut DbState,
+    lease: &Lease,
+    result: &ChunkResult,
+    parts: u32,
+) -> BackendResult<bool> {
+    let (job, chunk) = (&lease.id.job, lease.id.chunk);
+    if result.chunk != chunk {
+        return Err(BackendError::Other(format!(
+            "result names chunk {} but its lease is for chunk {chunk}",
+            result.chunk
+        )));
+    }
+    if is_cancelled(state, job)? {
+        if stored_token(state, lease)?.as_deref() != Some(lease.token.as_str()) {
+            drop_own_parts(state, lease)?;
+        }
         return Ok(false);
     }
+    let bound = fence(state, lease)?;
+    let matches = i64::try_from(result.matches).unwrap_or(i64::MAX);
+    if let Some(bound) = bound.filter(|bound| matches > *bound) {
+        return Err(BackendError::refused(
+            lease,
+            RefusalReason::OutOfRange,
+            format!("{} matches; the task holds at most {bound}", result.matches),
+        ));
+    }
+    if let Some(winner) = stored_token(state, lease)? {
+        if winner != lease.token {
+            drop_own_parts(state, lease)?;
+        }
+        return Ok(false);
+    }
+    let payload = if parts == 0 {
+        result.payload.to_string()
+    } else {
+        check_staged_parts(state, lease, parts)?;
+        String::new()
+    };
     let inserted = state
         .conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO results (job, chunk, matches, payload, worker)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO results (job, chunk, matches, payload, worker, parts, token)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .map_err(sql_error)?
         .execute(params![
             job,
-            result.chunk,
-            result.matches as i64,
-            result.payload.to_string(),
-            result.worker
+            chunk,
+            matches,
+            payload,
+            lease.worker,
+            parts,
+            lease.token
         ])
         .map_err(sql_error)?;
-    if inserted == 1 {
-        settle_status(state, job)?;
-    }
+    drop_unread_parts(state, lease, parts)?;
+    settle_status(state, job)?;
     Ok(inserted == 1)
 }
 
-/// Totals derived from the stored results.
+/// Fails unless parts `0..parts` are all staged under the lease.
+fn check_staged_parts(state: &mut DbState, lease: &Lease, parts: u32) -> BackendResult<()> {
+    let staged: u32 = state
+        .conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM result_parts
+             WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND part < ?4",
+        )
+        .map_err(sql_error)?
+        .query_row(
+            params![lease.id.job, lease.id.chunk, lease.token, parts],
+            |row| row.get(0),
+        )
+        .map_err(sql_error)?;
+    if staged != parts {
+        return Err(BackendError::Other(format!(
+            "result of chunk {} announces {parts} parts but {staged} were staged",
+            lease.id.chunk
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes the parts staged under this lease (its result was not the first, or never will be).
+fn drop_own_parts(state: &mut DbState, lease: &Lease) -> BackendResult<()> {
+    state
+        .conn
+        .prepare_cached("DELETE FROM result_parts WHERE job = ?1 AND chunk = ?2 AND token = ?3")
+        .map_err(sql_error)?
+        .execute(params![lease.id.job, lease.id.chunk, lease.token])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Deletes parts no reader will ask for once this lease's `parts`-part result is stored: other
+/// deliveries' and any beyond the count.
+fn drop_unread_parts(state: &mut DbState, lease: &Lease, parts: u32) -> BackendResult<()> {
+    state
+        .conn
+        .prepare_cached(
+            "DELETE FROM result_parts
+             WHERE job = ?1 AND chunk = ?2 AND (token != ?3 OR part >= ?4)",
+        )
+        .map_err(sql_error)?
+        .execute(params![lease.id.job, lease.id.chunk, lease.token, parts])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Totals derived from the stored results; matches are summed as floats, which never overflow
+/// (and are exact below 2^53), then saturate into a u64.
 pub(super) fn progress(state: &mut DbState, job: &str) -> BackendResult<Progress> {
     let total: Option<u32> = state
         .conn
@@ -231,9 +447,9 @@ pub(super) fn progress(state: &mut DbState, job: &str) -> BackendResult<Progress
         .query_row(params![job], |row| row.get(0))
         .optional()
         .map_err(sql_error)?;
-    let (done, matches): (u32, i64) = state
+    let (done, matches): (u32, f64) = state
         .conn
-        .prepare_cached("SELECT COUNT(*), COALESCE(SUM(matches), 0) FROM results WHERE job = ?1")
+        .prepare_cached("SELECT COUNT(*), TOTAL(matches) FROM results WHERE job = ?1")
         .map_err(sql_error)?
         .query_row(params![job], |row| Ok((row.get(0)?, row.get(1)?)))
         .map_err(sql_error)?;
@@ -247,32 +463,103 @@ pub(super) fn progress(state: &mut DbState, job: &str) -> BackendResult<Progress
     })
 }
 
-/// Every stored result of a job, by chunk.
-pub(super) fn chunk_results(state: &mut DbState, job: &str) -> BackendResult<Vec<ChunkResult>> {
+/// The newest `limit` jobs without their specs, with progress.
+pub(super) fn job_summaries(state: &mut DbState, limit: usize) -> BackendResult<Vec<JobSummary>> {
     let mut select = state
         .conn
-        .prepare(
-            "SELECT chunk, matches, payload, worker FROM results WHERE job = ?1 ORDER BY chunk",
+        .prepare_cached(
+            "SELECT id, kind, summary, status, total_chunks, error, created_at, finished_at,
+                (SELECT COUNT(*) FROM results WHERE results.job = jobs.id),
+                (SELECT TOTAL(matches) FROM results WHERE results.job = jobs.id),
+                priority
+             FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?1",
+        )
+        .map_err(sql_error)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = select
+        .query_map(params![limit], |row| {
+            let status: String = row.get(3)?;
+            Ok(JobSummary {
+                id: row.get(0)?,
+                kind: row.get(1)?,
+                summary: row.get(2)?,
+                priority: parse_priority(&row.get::<_, String>(10)?)?,
+                status: parse_status(&status)?,
+                error: row.get(5)?,
+                created_at: row.get(6)?,
+                finished_at: row.get(7)?,
+                progress: Progress {
+                    total_chunks: row.get(4)?,
+                    done_chunks: row.get(8)?,
+                    matches: row.get::<_, f64>(9)? as u64,
+                },
+            })
+        })
+        .map_err(sql_error)?;
+    rows.collect::<Result<_, _>>().map_err(sql_error)
+}
+
+/// Every stored result of a job without its payload, by chunk.
+pub(super) fn result_headers(state: &mut DbState, job: &str) -> BackendResult<Vec<StoredResult>> {
+    let mut select = state
+        .conn
+        .prepare_cached(
+            "SELECT chunk, matches, worker, parts FROM results WHERE job = ?1 ORDER BY chunk",
         )
         .map_err(sql_error)?;
     let rows = select
         .query_map(params![job], |row| {
-            let payload: String = row.get(2)?;
-            Ok((row.get(0)?, row.get::<_, i64>(1)?, payload, row.get(3)?))
+            Ok(StoredResult {
+                chunk: row.get(0)?,
+                matches: row.get::<_, i64>(1)?.max(0) as u64,
+                worker: row.get(2)?,
+                parts: row.get::<_, u32>(3)?.max(1),
+            })
         })
         .map_err(sql_error)?;
-    let mut results = Vec::new();
-    for row in rows {
-        let (chunk, matches, payload, worker) = row.map_err(sql_error)?;
-        results.push(ChunkResult {
-            chunk,
-            matches: matches as u64,
-            payload: serde_json::from_str(&payload)
-                .map_err(|err| BackendError::Corrupt(format!("result payload: {err}")))?,
-            worker,
-        });
+    rows.collect::<Result<_, _>>().map_err(sql_error)
+}
+
+/// One part of a stored result's payload text.
+pub(super) fn result_part(
+    state: &mut DbState,
+    job: &str,
+    chunk: u32,
+    part: u32,
+) -> BackendResult<Vec<u8>> {
+    let missing = || {
+        BackendError::Other(format!(
+            "job {job:?} has no result part {part} of chunk {chunk}"
+        ))
+    };
+    let stored: Option<(u32, String, Option<String>)> = state
+        .conn
+        .prepare_cached(
+            "SELECT parts, token, CASE WHEN parts = 0 THEN payload END
+             FROM results WHERE job = ?1 AND chunk = ?2",
+        )
+        .map_err(sql_error)?
+        .query_row(params![job, chunk], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()
+        .map_err(sql_error)?;
+    match stored {
+        None => Err(missing()),
+        Some((0, _, inline)) if part == 0 => Ok(inline.unwrap_or_default().into_bytes()),
+        Some((0, _, _)) => Err(missing()),
+        Some((_, token, _)) => state
+            .conn
+            .prepare_cached(
+                "SELECT bytes FROM result_parts
+                 WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND part = ?4",
+            )
+            .map_err(sql_error)?
+            .query_row(params![job, chunk, token, part], |row| row.get(0))
+            .optional()
+            .map_err(sql_error)?
+            .ok_or_else(missing),
     }
-    Ok(results)
 }
 
 /// Appends an alert and trims the history.

@@ -15,6 +15,8 @@ fn job(id: &str) -> JobRecord {
         id: id.into(),
         kind: "search".into(),
         spec: serde_json::json!({}),
+        summary: String::new(),
+        priority: Default::default(),
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
@@ -33,6 +35,7 @@ fn task(job: &str, chunk: u32, data: &str) -> NewTask {
         priority: Priority::Medium,
         spec: serde_json::json!({ "chunk": chunk }),
         data: Bytes::from(data.to_string()),
+        max_matches: 100,
     }
 }
 
@@ -106,9 +109,24 @@ async fn job_completes_when_results_arrive_before_acceptance() {
     let dir = tempfile::tempdir().unwrap();
     let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
     backend.create_job(&job("j")).await.unwrap();
-    assert!(backend.put_chunk_result("j", &result(0, 2)).await.unwrap());
-    assert!(backend.put_chunk_result("j", &result(1, 3)).await.unwrap());
-    assert!(!backend.put_chunk_result("j", &result(1, 9)).await.unwrap());
+    backend
+        .enqueue(vec![task("j", 0, "A"), task("j", 1, "C")])
+        .await
+        .unwrap();
+    let first = backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+    let second = backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+    assert!(backend
+        .put_chunk_result(&first, &result(0, 2))
+        .await
+        .unwrap());
+    assert!(backend
+        .put_chunk_result(&second, &result(1, 3))
+        .await
+        .unwrap());
+    assert!(!backend
+        .put_chunk_result(&second, &result(1, 9))
+        .await
+        .unwrap());
     assert_eq!(
         backend.job("j").await.unwrap().unwrap().status,
         JobStatus::Uploading
@@ -118,6 +136,61 @@ async fn job_completes_when_results_arrive_before_acceptance() {
     assert_eq!(stored.status, JobStatus::Completed);
     let progress = backend.progress("j").await.unwrap();
     assert_eq!((progress.done_chunks, progress.matches), (2, 5));
+}
+
+/// Another connection that sees one delivery's token learns nothing about the next one's.
+#[tokio::test]
+async fn lease_tokens_are_random_not_serial() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+    backend.enqueue(vec![task("j", 0, "A")]).await.unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let lease = backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+        tokens.push(lease.token.clone());
+        backend.nack(&lease, "again").await.unwrap();
+        backend.release_all_leases().await.unwrap();
+    }
+    for token in &tokens {
+        assert!(token.len() >= 32, "short token {token:?}");
+        assert!(token.parse::<i64>().is_err(), "numeric token {token:?}");
+    }
+    assert!(tokens[0] != tokens[1] && tokens[1] != tokens[2]);
+}
+
+/// A result left over from an older database (inline payload, no parts) reads as one part.
+#[tokio::test]
+async fn results_stored_before_parts_read_as_one_part() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("gridwatch.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, spec TEXT NOT NULL,
+                status TEXT NOT NULL, total_chunks INTEGER NOT NULL DEFAULT 0, error TEXT,
+                created_at REAL NOT NULL, finished_at REAL);
+             INSERT INTO jobs VALUES ('old', 'search', '{}', 'completed', 2, NULL, 1.0, 2.0);
+             INSERT INTO jobs VALUES ('batch', 'julia', '{\"job_meta\":{\"priority\":\"high\"}}',
+                'pending', 1, NULL, 0.5, NULL);
+             CREATE TABLE results (job TEXT NOT NULL, chunk INTEGER NOT NULL,
+                matches INTEGER NOT NULL, payload TEXT NOT NULL, worker TEXT NOT NULL,
+                PRIMARY KEY (job, chunk));
+             INSERT INTO results VALUES ('old', 0, 9223372036854775807, '{\"n\":1}', 'w1'),
+                                        ('old', 1, 9223372036854775807, '{\"n\":2}', 'w1');",
+        )
+        .unwrap();
+    }
+    let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+    let stored = backend.chunk_results("old").await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1].payload, serde_json::json!({ "n": 2 }));
+    // Two huge stored counts saturate instead of overflowing.
+    assert_eq!(backend.progress("old").await.unwrap().matches, u64::MAX);
+    let listed = backend.job_summaries(10).await.unwrap();
+    assert_eq!(listed[0].progress.matches, u64::MAX);
+    assert_eq!(listed[0].summary, "");
+    // A priority kept in the spec only is copied to the job's row.
+    let priorities: Vec<Priority> = listed.iter().map(|job| job.priority).collect();
+    assert_eq!(priorities, [Priority::Medium, Priority::High]);
 }
 
 #[tokio::test]
@@ -130,6 +203,30 @@ async fn acking_the_last_task_frees_the_spool() {
     let lease = backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
     backend.ack(&lease).await.unwrap();
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn an_orphan_spool_is_removed_when_the_backend_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+    backend
+        .enqueue(vec![task("kept", 0, "ACGT")])
+        .await
+        .unwrap();
+    drop(backend);
+    let spool = dir.path().join("spool");
+    // Job "gone" (hex 676f6e65) has no task: its file is what a failed upload leaves behind.
+    std::fs::write(spool.join("676f6e65.chunks"), "ACGT").unwrap();
+    std::fs::write(spool.join("not-a-spool.txt"), "x").unwrap();
+    let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["6b657074.chunks", "not-a-spool.txt"]);
+    let lease = backend.lease("w1", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(&lease.data[..], b"ACGT");
 }
 
 /// A database written before tasks carried a kind: its queued tasks are searches.

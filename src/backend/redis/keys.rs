@@ -28,6 +28,13 @@ pub const WORKERS_INDEX: &str = "workers";
 /// Capped list of alerts, newest first (`LRANGE alerts:history 0 -1`).
 pub const ALERT_HISTORY: &str = "alerts:history";
 
+/// Hash of refused results by reason (`not_holder`, `no_such_task`, `out_of_range`), counted by
+/// the scripts that refuse them, whoever called.
+pub const RESULTS_REFUSED: &str = "results:refused";
+
+/// How long a partly uploaded result's staged parts are kept if its commit never comes.
+pub const STAGING_TTL_MS: u64 = 60 * 60 * 1000;
+
 /// Dead-letter entries kept (approximately) before the oldest are trimmed.
 pub const DEAD_LETTER_CAP: usize = 10_000;
 
@@ -50,8 +57,8 @@ pub fn job_status(job: &str) -> String {
     format!("job:{job}:status")
 }
 
-/// `job:{id}:info`: hash of the job's immutable description (kind, spec, created_at) plus its
-/// error and finish time once known.
+/// `job:{id}:info`: hash of the job's immutable description (kind, spec, created_at, summary,
+/// priority) plus its error and finish time once known.
 pub fn job_info(job: &str) -> String {
     format!("job:{job}:info")
 }
@@ -62,9 +69,28 @@ pub fn job_stats(job: &str) -> String {
     format!("job:{job}:stats")
 }
 
-/// `job:{id}:results`: hash chunk index → chunk result JSON, first write wins.
+/// `job:{id}:results`: hash chunk index → the stored result's header JSON (chunk, matches,
+/// worker, parts), first write wins. Results stored before parts existed carry their payload
+/// inline instead of `parts`.
 pub fn job_results(job: &str) -> String {
     format!("job:{job}:results")
+}
+
+/// `job:{id}:result:{chunk}`: list of the stored result's payload parts (its JSON text, cut).
+pub fn job_result_parts(job: &str, chunk: u32) -> String {
+    format!("job:{job}:result:{chunk}")
+}
+
+/// `job:{id}:staging:{chunk}:{entry id}`: list of parts one delivery uploaded before its commit,
+/// renamed to [`job_result_parts`] by the commit that stores the result.
+pub fn job_result_staging(job: &str, chunk: u32, entry_id: &str) -> String {
+    format!("job:{job}:staging:{chunk}:{entry_id}")
+}
+
+/// `job:{id}:fences`: hash live delivery (`{stream index}/{entry id}`) → the random nonce its
+/// lease carries; a result, ack, extension or nack must present it.
+pub fn job_fences(job: &str) -> String {
+    format!("job:{job}:fences")
 }
 
 /// `job:{id}:tasks`: hash chunk index → the live stream entry of that chunk
@@ -76,6 +102,11 @@ pub fn job_tasks(job: &str) -> String {
 /// `job:{id}:chunks`: hash chunk index → the chunk's input bytes, freed on ack or cancel.
 pub fn job_chunks(job: &str) -> String {
     format!("job:{job}:chunks")
+}
+
+/// `worker:{id}:owner`: the nonce of the live process holding this worker id, with a TTL.
+pub fn worker_owner(worker: &str) -> String {
+    format!("worker:{worker}:owner")
 }
 
 /// `worker:{id}:metrics`: the worker's latest metrics JSON, with a TTL.

@@ -6,6 +6,7 @@
 //! half a step behind. Commands share one auto-reconnecting multiplexed connection; a lease that
 //! has to block waits on a connection of its own, so it never stalls the others.
 
+mod identity;
 pub mod keys;
 mod queue;
 mod scripts;
@@ -22,6 +23,7 @@ use ::redis::{ErrorKind, RedisError, RedisResult, ScriptInvocation};
 use crate::backend::{BackendError, BackendResult};
 use scripts::Scripts;
 
+pub use identity::{claim_worker_id, WORKER_ID_TTL};
 use keys::{GROUP, TASK_STREAMS};
 pub use url::{parse_port, RedisUrl, RedisUrlError, DEFAULT_REDIS_PORT};
 
@@ -70,10 +72,12 @@ impl RedisBackend {
     /// groups if they are missing. Fails with [`BackendError::Unavailable`] if the server cannot
     /// be reached after a few tries.
     pub async fn connect(url: &str, options: RedisOptions) -> BackendResult<Self> {
+        // Only the redacted form of the URL is ever shown: it may carry a password.
+        let shown = RedisUrl::parse(url, None)
+            .map(|parsed| parsed.to_string())
+            .unwrap_or_else(|_| "the redis URL".to_string());
         let client = ::redis::Client::open(url).map_err(|e| {
-            BackendError::Other(format!(
-                "redis URL {url:?}: {e}; expected redis://HOST:PORT/DB"
-            ))
+            BackendError::Other(format!("{shown}: {e}; expected redis://HOST:PORT/DB"))
         })?;
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(4)
@@ -82,7 +86,7 @@ impl RedisBackend {
             .set_response_timeout(Duration::from_secs(30));
         let commands = ConnectionManager::new_with_config(client.clone(), config)
             .await
-            .map_err(|e| unavailable(url, e))?;
+            .map_err(|e| unavailable(&shown, e))?;
         let backend = RedisBackend {
             client,
             commands,

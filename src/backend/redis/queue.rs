@@ -1,7 +1,8 @@
 //! `Queue` on Redis Streams. A task is one stream entry (job, chunk, attempt, kind, spec) in its
 //! priority's stream; its input bytes sit in `job:{id}:chunks` until the chunk is acked. A lease is
-//! one delivery to a consumer, and its token names the entry (`{stream index}/{entry id}`), so a
-//! retry, which is always a new entry, makes every older token stale.
+//! one delivery to a consumer, and its token names the entry and a random nonce recorded with the
+//! delivery (`{stream index}/{entry id}/{nonce}`): a retry, which is always a new entry, makes
+//! every older token stale, and no one can forge the current one from the entry id alone.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -80,39 +81,45 @@ impl Queue for RedisBackend {
     }
 
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
-        let (stream_index, entry_id) = parse_token(&lease.token)?;
+        let token = parse_token(&lease.token);
         let extended: i64 = self
             .invoke(
                 self.scripts
                     .extend
-                    .key(TASK_STREAMS[stream_index - 1])
+                    .key(&TASK_STREAMS[..])
                     .arg(GROUP)
-                    .arg(entry_id)
-                    .arg(&lease.worker),
+                    .arg(token.stream_index)
+                    .arg(token.entry_id)
+                    .arg(&lease.worker)
+                    .arg(&lease.id.job)
+                    .arg(lease.id.chunk)
+                    .arg(token.nonce),
             )
             .await?;
         Ok(extended == 1)
     }
 
     async fn ack(&self, lease: &Lease) -> BackendResult<()> {
-        let (stream_index, entry_id) = parse_token(&lease.token)?;
+        let token = parse_token(&lease.token);
         let _held: i64 = self
             .invoke(
                 self.scripts
                     .ack
                     .key(&TASK_STREAMS[..])
                     .arg(GROUP)
-                    .arg(stream_index)
-                    .arg(entry_id)
+                    .arg(token.stream_index)
+                    .arg(token.entry_id)
                     .arg(&lease.id.job)
-                    .arg(lease.id.chunk),
+                    .arg(lease.id.chunk)
+                    .arg(&lease.worker)
+                    .arg(token.nonce),
             )
             .await?;
         Ok(())
     }
 
     async fn nack(&self, lease: &Lease, error: &str) -> BackendResult<NackOutcome> {
-        let (stream_index, entry_id) = parse_token(&lease.token)?;
+        let token = parse_token(&lease.token);
         let outcome: i64 = self
             .invoke(
                 self.scripts
@@ -120,12 +127,15 @@ impl Queue for RedisBackend {
                     .key(&TASK_STREAMS[..])
                     .key(DEAD_LETTER_STREAM)
                     .arg(GROUP)
-                    .arg(stream_index)
-                    .arg(entry_id)
+                    .arg(token.stream_index)
+                    .arg(token.entry_id)
                     .arg(&lease.worker)
                     .arg(error)
                     .arg(self.options.max_attempts)
-                    .arg(DEAD_LETTER_CAP),
+                    .arg(DEAD_LETTER_CAP)
+                    .arg(&lease.id.job)
+                    .arg(lease.id.chunk)
+                    .arg(token.nonce),
             )
             .await?;
         Ok(match outcome {
@@ -180,6 +190,7 @@ impl Queue for RedisBackend {
                     .key(&TASK_STREAMS[..])
                     .key(keys::job_tasks(job))
                     .key(keys::job_chunks(job))
+                    .key(keys::job_fences(job))
                     .arg(GROUP),
             )
             .await?;
@@ -251,7 +262,8 @@ impl RedisBackend {
                 .arg(&task.id.job)
                 .arg(task.id.chunk)
                 .arg(&task.kind)
-                .arg(task.spec.to_string());
+                .arg(task.spec.to_string())
+                .arg(task.max_matches);
         }
         pipe.invoke_script(&invocation).ignore();
         let run = |mut conn: ::redis::aio::ConnectionManager| {
@@ -278,6 +290,7 @@ impl RedisBackend {
 
     /// One non-blocking pass over the streams, highest priority first.
     async fn try_lease(&self, worker: &str) -> BackendResult<LeaseAttempt> {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
         let reply: Vec<Value> = self
             .invoke(
                 self.scripts
@@ -287,10 +300,11 @@ impl RedisBackend {
                     .arg(GROUP)
                     .arg(worker)
                     .arg(DEAD_LETTER_CAP)
-                    .arg(INLINE_INPUT_LIMIT),
+                    .arg(INLINE_INPUT_LIMIT)
+                    .arg(&nonce),
             )
             .await?;
-        parse_lease_reply(reply, worker)
+        parse_lease_reply(reply, worker, &nonce)
     }
 
     /// Blocks until some stream has an entry newer than `newest` or `timeout` passes. It does not
@@ -325,21 +339,39 @@ impl RedisBackend {
     }
 }
 
-fn parse_token(token: &str) -> BackendResult<(usize, &str)> {
-    let parsed = token.split_once('/').and_then(|(index, id)| {
-        let index: usize = index.parse().ok()?;
+/// A lease token's parts: which stream, which entry, and the delivery's nonce.
+pub(super) struct Token<'a> {
+    pub stream_index: usize,
+    pub entry_id: &'a str,
+    pub nonce: &'a str,
+}
+
+/// Splits `{stream index}/{entry id}/{nonce}`. Tokens of leases handed out before deliveries had
+/// nonces have none; they parse with an empty nonce, which no delivery holds. Anything else (a
+/// forged or mangled token) names a delivery that never exists, so the scripts treat it as any
+/// stale lease: refused and counted, never an internal error.
+pub(super) fn parse_token(token: &str) -> Token<'_> {
+    let mut fields = token.splitn(3, '/');
+    let parsed = (|| {
+        let stream_index: usize = fields.next()?.parse().ok()?;
+        let entry_id = fields.next()?;
+        let nonce = fields.next().unwrap_or("");
         (1..=TASK_STREAMS.len())
-            .contains(&index)
-            .then_some((index, id))
-    });
-    parsed.ok_or_else(|| {
-        BackendError::Other(format!(
-            "lease token {token:?} does not come from the redis backend"
-        ))
+            .contains(&stream_index)
+            .then_some(Token {
+                stream_index,
+                entry_id,
+                nonce,
+            })
+    })();
+    parsed.unwrap_or(Token {
+        stream_index: 1,
+        entry_id: "0-0",
+        nonce: "",
     })
 }
 
-fn parse_lease_reply(reply: Vec<Value>, worker: &str) -> BackendResult<LeaseAttempt> {
+fn parse_lease_reply(reply: Vec<Value>, worker: &str, nonce: &str) -> BackendResult<LeaseAttempt> {
     let corrupt = |what: &str| BackendError::Corrupt(format!("lease reply: {what}"));
     let mut items = reply.into_iter();
     let stream_index: i64 = field(items.next(), "stream index")?;
@@ -369,7 +401,7 @@ fn parse_lease_reply(reply: Vec<Value>, worker: &str) -> BackendResult<LeaseAtte
         data: data.map(Bytes::from).unwrap_or_default(),
         worker: worker.to_string(),
         attempt,
-        token: format!("{stream_index}/{entry_id}"),
+        token: format!("{stream_index}/{entry_id}/{nonce}"),
     };
     Ok(LeaseAttempt::Leased(lease, input))
 }

@@ -11,6 +11,19 @@ macro_rules! queue_script {
     };
 }
 
+/// Prepends the queue helpers, the result fence and the status-settling helper to a script
+/// that writes results.
+macro_rules! fenced_script {
+    ($file:literal) => {
+        concat!(
+            include_str!("lua/common.lua"),
+            include_str!("lua/fence.lua"),
+            include_str!("lua/settle.lua"),
+            include_str!($file)
+        )
+    };
+}
+
 /// Prepends the status-settling helper to a store script.
 macro_rules! settling_script {
     ($file:literal) => {
@@ -33,6 +46,7 @@ pub(super) struct Scripts {
     pub update_spec: Script,
     pub set_status: Script,
     pub put_result: Script,
+    pub stage_part: Script,
 }
 
 impl Scripts {
@@ -50,7 +64,8 @@ impl Scripts {
             accept_job: Script::new(settling_script!("lua/accept_job.lua")),
             update_spec: Script::new(include_str!("lua/update_spec.lua")),
             set_status: Script::new(include_str!("lua/set_status.lua")),
-            put_result: Script::new(settling_script!("lua/put_result.lua")),
+            put_result: Script::new(fenced_script!("lua/put_result.lua")),
+            stage_part: Script::new(fenced_script!("lua/stage_part.lua")),
         }
     }
 }

@@ -1,18 +1,25 @@
-//! `Store` on plain Redis keys with readable names: `job:{id}:status` (a word),
-//! `job:{id}:info` and `job:{id}:stats` (hashes), `job:{id}:results` (chunk → result JSON, first
-//! write wins), `worker:{id}:metrics` (JSON with a TTL) and the capped `alerts:history` list.
+//! `Store` on plain Redis keys: `job:{id}:status` (a word), `job:{id}:info` and `job:{id}:stats`
+//! (hashes), `job:{id}:results` (chunk → result header, first write wins) with each result's
+//! payload in parts (`job:{id}:result:{chunk}`), `worker:{id}:metrics` (JSON with a TTL) and the
+//! capped `alerts:history` list. Result writes pass the lease fence inside their Lua script.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use ::redis::AsyncCommands;
 use async_trait::async_trait;
+use bytes::Bytes;
 
-use super::keys::{self, ALERT_HISTORY, JOBS_INDEX, WORKERS_INDEX};
+use super::keys::{
+    self, ALERT_HISTORY, GROUP, JOBS_INDEX, RESULTS_REFUSED, STAGING_TTL_MS, TASK_STREAMS,
+    WORKERS_INDEX,
+};
+use super::queue::parse_token;
 use super::RedisBackend;
 use crate::backend::{
-    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, Progress, Store,
-    WorkerId,
+    short_summary, BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus,
+    JobSummary, Lease, Priority, Progress, RefusalReason, Store, StoredResult, WorkerId,
+    RESULT_PART_BYTES,
 };
 
 /// The raw keys of one job, as read in one round trip.
@@ -38,7 +45,9 @@ impl Store for RedisBackend {
                     .arg(job.status.as_str())
                     .arg(job.total_chunks)
                     .arg(job.error.as_deref().unwrap_or(""))
-                    .arg(job.finished_at.map(|t| t.to_string()).unwrap_or_default()),
+                    .arg(job.finished_at.map(|t| t.to_string()).unwrap_or_default())
+                    .arg(short_summary(&job.summary))
+                    .arg(job.priority.as_str()),
             )
             .await?;
         if created == 1 {
@@ -137,10 +146,66 @@ impl Store for RedisBackend {
         known_job(id, outcome).map(drop)
     }
 
-    async fn put_chunk_result(&self, job: &str, result: &ChunkResult) -> BackendResult<bool> {
-        let json = serde_json::to_string(result)
+    async fn put_result_part(&self, lease: &Lease, part: u32, bytes: Bytes) -> BackendResult<()> {
+        if bytes.len() > RESULT_PART_BYTES {
+            return Err(BackendError::Other(format!(
+                "result part of {} bytes is larger than {RESULT_PART_BYTES}",
+                bytes.len()
+            )));
+        }
+        let token = parse_token(&lease.token);
+        let (job, chunk) = (&lease.id.job, lease.id.chunk);
+        let (code, detail): (i64, String) = self
+            .invoke(
+                self.scripts
+                    .stage_part
+                    .key(&TASK_STREAMS[..])
+                    .key(keys::job_result_staging(job, chunk, token.entry_id))
+                    .key(RESULTS_REFUSED)
+                    .arg(GROUP)
+                    .arg(token.stream_index)
+                    .arg(token.entry_id)
+                    .arg(&lease.worker)
+                    .arg(job)
+                    .arg(chunk)
+                    .arg(token.nonce)
+                    .arg(part)
+                    .arg(bytes.as_ref())
+                    .arg(STAGING_TTL_MS),
+            )
+            .await?;
+        script_outcome(lease, code, detail).map(drop)
+    }
+
+    async fn commit_chunk_result(
+        &self,
+        lease: &Lease,
+        result: &ChunkResult,
+        parts: u32,
+    ) -> BackendResult<bool> {
+        let (job, chunk) = (&lease.id.job, lease.id.chunk);
+        if result.chunk != chunk {
+            return Err(BackendError::Other(format!(
+                "result names chunk {} but its lease is for chunk {chunk}",
+                result.chunk
+            )));
+        }
+        let token = parse_token(&lease.token);
+        let header = StoredResult {
+            chunk,
+            matches: result.matches,
+            worker: lease.worker.clone(),
+            parts: parts.max(1),
+        };
+        let header = serde_json::to_string(&header)
             .map_err(|e| BackendError::Other(format!("job {job:?} chunk result: {e}")))?;
-        let outcome: i64 = self
+        let inline = if parts == 0 {
+            serde_json::to_vec(&result.payload)
+                .map_err(|e| BackendError::Other(format!("job {job:?} chunk result: {e}")))?
+        } else {
+            Vec::new()
+        };
+        let (code, detail): (i64, String) = self
             .invoke(
                 self.scripts
                     .put_result
@@ -148,12 +213,24 @@ impl Store for RedisBackend {
                     .key(keys::job_stats(job))
                     .key(keys::job_info(job))
                     .key(keys::job_results(job))
-                    .arg(result.chunk)
-                    .arg(json)
-                    .arg(result.matches),
+                    .key(&TASK_STREAMS[..])
+                    .key(keys::job_result_staging(job, chunk, token.entry_id))
+                    .key(keys::job_result_parts(job, chunk))
+                    .key(RESULTS_REFUSED)
+                    .arg(job)
+                    .arg(chunk)
+                    .arg(header)
+                    .arg(result.matches)
+                    .arg(GROUP)
+                    .arg(token.stream_index)
+                    .arg(token.entry_id)
+                    .arg(&lease.worker)
+                    .arg(token.nonce)
+                    .arg(parts)
+                    .arg(inline),
             )
             .await?;
-        known_job(job, outcome).map(|stored| stored == 1)
+        script_outcome(lease, code, detail).map(|stored| stored == 1)
     }
 
     async fn progress(&self, job: &str) -> BackendResult<Progress> {
@@ -175,7 +252,7 @@ impl Store for RedisBackend {
         })
     }
 
-    async fn chunk_results(&self, job: &str) -> BackendResult<Vec<ChunkResult>> {
+    async fn result_headers(&self, job: &str) -> BackendResult<Vec<StoredResult>> {
         let results = keys::job_results(job);
         let stored: HashMap<u32, String> = self
             .request(|mut conn| {
@@ -183,16 +260,98 @@ impl Store for RedisBackend {
                 async move { conn.hgetall(results).await }
             })
             .await?;
-        let mut results = stored
+        let mut headers = stored
             .into_values()
-            .map(|json| {
-                serde_json::from_str::<ChunkResult>(&json).map_err(|e| {
-                    BackendError::Corrupt(format!("job {job:?}: stored chunk result: {e}"))
-                })
-            })
+            .map(|json| decode_header(job, &json))
             .collect::<BackendResult<Vec<_>>>()?;
-        results.sort_by_key(|r| r.chunk);
-        Ok(results)
+        headers.sort_by_key(|r| r.chunk);
+        Ok(headers)
+    }
+
+    async fn result_part(&self, job: &str, chunk: u32, part: u32) -> BackendResult<Bytes> {
+        let parts_key = keys::job_result_parts(job, chunk);
+        let index = part as isize;
+        let stored: Option<Vec<u8>> = self
+            .request(|mut conn| {
+                let parts_key = &parts_key;
+                async move { conn.lindex(parts_key, index).await }
+            })
+            .await?;
+        if let Some(bytes) = stored {
+            return Ok(Bytes::from(bytes));
+        }
+        // Results stored before payloads had parts carry the payload in their header.
+        let results = keys::job_results(job);
+        let header: Option<String> = self
+            .request(|mut conn| {
+                let results = &results;
+                async move { conn.hget(results, chunk).await }
+            })
+            .await?;
+        let legacy = header
+            .filter(|_| part == 0)
+            .and_then(|json| serde_json::from_str::<ChunkResult>(&json).ok());
+        match legacy {
+            Some(result) => serde_json::to_vec(&result.payload)
+                .map(Bytes::from)
+                .map_err(|e| BackendError::Corrupt(format!("job {job:?} chunk {chunk}: {e}"))),
+            None => Err(BackendError::Other(format!(
+                "job {job:?} has no result part {part} of chunk {chunk}"
+            ))),
+        }
+    }
+
+    async fn job_summaries(&self, limit: usize) -> BackendResult<Vec<JobSummary>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let last = isize::try_from(limit).map_or(-1, |limit| limit - 1);
+        let ids: Vec<String> = self
+            .request(|mut conn| async move { conn.zrevrange(JOBS_INDEX, 0, last).await })
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for id in &ids {
+            pipe.get(keys::job_status(id))
+                .hget(
+                    keys::job_info(id),
+                    &[
+                        "kind",
+                        "summary",
+                        "error",
+                        "created_at",
+                        "finished_at",
+                        "priority",
+                    ],
+                )
+                .hget(
+                    keys::job_stats(id),
+                    &["total_chunks", "chunks_processed", "total_matches"],
+                );
+        }
+        let flat: Vec<::redis::Value> = self
+            .request(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        let mut summaries = Vec::with_capacity(ids.len());
+        for (id, triple) in ids.iter().zip(flat.chunks(3)) {
+            summaries.extend(decode_summary(id, triple)?);
+        }
+        Ok(summaries)
+    }
+
+    async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>> {
+        let counts: HashMap<String, u64> = self
+            .request(|mut conn| async move { conn.hgetall(RESULTS_REFUSED).await })
+            .await?;
+        Ok(RefusalReason::ALL
+            .iter()
+            .map(|reason| (*reason, counts.get(reason.as_str()).copied().unwrap_or(0)))
+            .collect())
     }
 
     async fn push_alert(&self, alert: &serde_json::Value) -> BackendResult<()> {
@@ -327,6 +486,8 @@ fn decode_job(id: &str, (status, info, total_chunks): RawJob) -> BackendResult<O
         id: id.to_string(),
         kind: text("kind").ok_or_else(|| corrupt("no kind".into()))?,
         spec: serde_json::from_str(&spec_text).map_err(|e| corrupt(format!("spec: {e}")))?,
+        summary: text("summary").unwrap_or_default(),
+        priority: stored_priority(text("priority").as_deref()),
         status,
         total_chunks: total_chunks.unwrap_or(0),
         error: text("error"),
@@ -335,11 +496,101 @@ fn decode_job(id: &str, (status, info, total_chunks): RawJob) -> BackendResult<O
     }))
 }
 
+/// A job's stored priority; jobs stored before priorities were read as the default.
+fn stored_priority(word: Option<&str>) -> Priority {
+    word.and_then(Priority::from_word).unwrap_or_default()
+}
+
 /// A script's -1 means the job does not exist.
 fn known_job(id: &str, outcome: i64) -> BackendResult<i64> {
     if outcome < 0 {
         Err(BackendError::NoSuchJob(id.to_string()))
     } else {
         Ok(outcome)
+    }
+}
+
+/// A stored result's header; results stored before payloads had parts decode as one part.
+fn decode_header(job: &str, json: &str) -> BackendResult<StoredResult> {
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| BackendError::Corrupt(format!("job {job:?}: stored chunk result: {e}")))?;
+    let mut header: StoredResult = if value.get("parts").is_some() {
+        serde_json::from_value(value)
+    } else {
+        serde_json::from_value::<ChunkResult>(value).map(|r| StoredResult {
+            chunk: r.chunk,
+            matches: r.matches,
+            worker: r.worker,
+            parts: 1,
+        })
+    }
+    .map_err(|e| BackendError::Corrupt(format!("job {job:?}: stored chunk result: {e}")))?;
+    header.parts = header.parts.max(1);
+    Ok(header)
+}
+
+/// One job's (GET status, HMGET info fields, HMGET stats fields) reply as a summary; `None` if
+/// the job vanished between the index read and the pipeline.
+fn decode_summary(id: &str, triple: &[::redis::Value]) -> BackendResult<Option<JobSummary>> {
+    type Info = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<f64>,
+        Option<f64>,
+        Option<String>,
+    );
+    type Stats = (Option<u32>, Option<u32>, Option<u64>);
+    let corrupt = |what: String| BackendError::Corrupt(format!("job {id:?}: {what}"));
+    let [status, info, stats] = triple else {
+        return Err(corrupt("short listing reply".into()));
+    };
+    let status: Option<String> =
+        ::redis::from_redis_value(status).map_err(|e| corrupt(e.to_string()))?;
+    let Some(status) = status else {
+        return Ok(None);
+    };
+    let status =
+        JobStatus::from_word(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?;
+    let (kind, summary, error, created_at, finished_at, priority): Info =
+        ::redis::from_redis_value(info).map_err(|e| corrupt(e.to_string()))?;
+    let (total, done, matches): Stats =
+        ::redis::from_redis_value(stats).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Some(JobSummary {
+        id: id.to_string(),
+        kind: kind.ok_or_else(|| corrupt("no kind".into()))?,
+        summary: summary.unwrap_or_default(),
+        priority: stored_priority(priority.as_deref()),
+        status,
+        error,
+        created_at: created_at.unwrap_or(0.0),
+        finished_at,
+        progress: Progress {
+            total_chunks: total.unwrap_or(0),
+            done_chunks: done.unwrap_or(0),
+            matches: matches.unwrap_or(0),
+        },
+    }))
+}
+
+/// Maps a result script's {code, detail} reply: 1 stored, 0 not the first, -1 no job, -2 refused
+/// (detail: the reason), -3 parts missing.
+fn script_outcome(lease: &Lease, code: i64, detail: String) -> BackendResult<i64> {
+    match code {
+        -1 => Err(BackendError::NoSuchJob(lease.id.job.clone())),
+        -2 => {
+            let reason = RefusalReason::from_word(&detail).unwrap_or(RefusalReason::NotHolder);
+            let why = match reason {
+                RefusalReason::OutOfRange => "more matches than the task can hold",
+                RefusalReason::NoSuchTask => "no such task in the job",
+                RefusalReason::NotHolder => "the worker does not hold this task's current lease",
+            };
+            Err(BackendError::refused(lease, reason, why))
+        }
+        -3 => Err(BackendError::Other(format!(
+            "result of chunk {}: {detail}",
+            lease.id.chunk
+        ))),
+        code => Ok(code),
     }
 }

@@ -66,6 +66,24 @@ pub fn parse_port(text: &str) -> Option<u16> {
 }
 
 impl RedisUrl {
+    /// The same address authenticating with `password` (from `REDIS_PASSWORD` or a file, so it
+    /// never shows in `ps`); a password written in the URL itself wins.
+    pub fn with_password(mut self, password: &str) -> Self {
+        if self.credentials.is_none() && !password.is_empty() {
+            let encoded: String = password
+                .bytes()
+                .map(|byte| match byte {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        char::from(byte).to_string()
+                    }
+                    other => format!("%{other:02X}"),
+                })
+                .collect();
+            self.credentials = Some(format!(":{encoded}@"));
+        }
+        self
+    }
+
     /// The server at `host:port`, database `db`, without credentials.
     pub fn new(host: impl Into<String>, port: u16, db: u32) -> Self {
         Self {

@@ -25,6 +25,13 @@ pub use printer::{write_report, OutputFormat, ReportHit, SearchReport, StrandCou
 /// The job kind name stored with each search job.
 pub const SEARCH_KIND: &str = "search";
 
+/// Most patterns in one search job (each task carries them all).
+pub const MAX_PATTERNS: usize = 1000;
+
+/// Most chunk tasks one search job may be cut into; the chunk size must be large enough for the
+/// input to fit in this many chunks (a tiny chunk size would otherwise make millions of tasks).
+pub const MAX_TASKS_PER_JOB: u64 = 100_000;
+
 /// What a client submits: the patterns and options, and the name of the file it uploads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchSubmission {
@@ -56,6 +63,10 @@ pub struct SearchJobSpec {
     /// The input's records, known once the upload is complete.
     #[serde(default)]
     pub records: Vec<RecordInfo>,
+    /// Most input bytes after decompression, and most bases, the master takes for this job (its
+    /// upload limit at submission); `None` for jobs stored before the limit was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_input: Option<u64>,
 }
 
 /// One chunk task's spec: everything a worker needs besides the bases themselves, so that a
@@ -189,8 +200,8 @@ fn combine_payloads(
     let mut hits = Vec::new();
     for payload in payloads {
         for (total, part) in counts.iter_mut().zip(&payload.counts) {
-            total.forward += part.forward;
-            total.reverse += part.reverse;
+            total.forward = total.forward.saturating_add(part.forward);
+            total.reverse = total.reverse.saturating_add(part.reverse);
         }
         hits.extend(
             payload
@@ -221,7 +232,6 @@ pub struct SearchKind;
 impl JobKind for SearchKind {
     const NAME: &'static str = SEARCH_KIND;
     const FORMATS: &'static [&'static str] = &["count", "tsv", "bed", "json"];
-    const RESULT_TOO_LARGE: &'static str = "use a longer pattern or a smaller --chunk-size";
     type Submission = SearchSubmission;
     type Spec = SearchJobSpec;
     type TaskSpec = SearchTaskSpec;
@@ -241,6 +251,15 @@ impl JobKind for SearchKind {
             options,
             chunk_size,
         } = submission;
+        if patterns.len() > MAX_PATTERNS {
+            return Err(Refusal::new(
+                ErrorCode::BadMessage,
+                format!(
+                    "{} patterns: a search job takes at most {MAX_PATTERNS}; split them over several jobs",
+                    patterns.len()
+                ),
+            ));
+        }
         let set = PatternSet::new(patterns, options)
             .map_err(|err| Refusal::new(ErrorCode::BadPattern, err.to_string()))?;
         let Some(file_size) = upload else {
@@ -260,10 +279,14 @@ impl JobKind for SearchKind {
         }
         let chunk_size = chunk_size.unwrap_or(limits.default_chunk_size);
         let largest = limits.max_frame.saturating_sub(set.overlap()) as u64;
-        if chunk_size == 0 || chunk_size > largest {
+        let smallest = file_size.div_ceil(MAX_TASKS_PER_JOB).max(1);
+        if chunk_size < smallest || chunk_size > largest {
             return Err(Refusal::new(
                 ErrorCode::BadMessage,
-                format!("chunk size {chunk_size}: must be between 1 and {largest} bases"),
+                format!(
+                    "chunk size {chunk_size}: must be between {smallest} and {largest} bases \
+                     (a job is cut into at most {MAX_TASKS_PER_JOB} chunks)"
+                ),
             ));
         }
         Ok(SearchJobSpec {
@@ -273,6 +296,7 @@ impl JobKind for SearchKind {
             chunk_size,
             file_size,
             records: Vec::new(),
+            max_input: Some(limits.max_upload),
         })
     }
 
@@ -284,7 +308,13 @@ impl JobKind for SearchKind {
             .max()
             .unwrap_or(1)
             .saturating_sub(1);
-        let chunker = Chunker::new(spec.chunk_size as usize, overlap).plain_name(&spec.filename);
+        let mut chunker =
+            Chunker::new(spec.chunk_size as usize, overlap).plain_name(&spec.filename);
+        if let Some(limit) = spec.max_input {
+            // Compressed input counts at its real size, and the bases also bound the task count.
+            let bases = limit.min(spec.chunk_size.saturating_mul(MAX_TASKS_PER_JOB));
+            chunker = chunker.with_max_decompressed(limit).with_max_bases(bases);
+        }
         Ok(TaskSource::Upload(Box::new(SearchCutter {
             spec: spec.clone(),
             chunker,
@@ -300,7 +330,23 @@ impl JobKind for SearchKind {
     }
 
     fn matches(&self, result: &ChunkPayload) -> u64 {
-        result.counts.iter().map(StrandCounts::total).sum()
+        result
+            .counts
+            .iter()
+            .map(StrandCounts::total)
+            .fold(0, u64::saturating_add)
+    }
+
+    /// A match starts at an owned base, once per pattern and strand at most.
+    fn max_matches(&self, task: &SearchTaskSpec, input_len: usize) -> u64 {
+        let strands = match task.options.strand {
+            StrandMode::Forward => 1,
+            StrandMode::Both => 2,
+        };
+        task.owned_len
+            .min(input_len as u64)
+            .saturating_mul(task.patterns.len() as u64)
+            .saturating_mul(strands)
     }
 
     fn combine(&self, spec: &SearchJobSpec, results: Vec<(u32, ChunkPayload)>) -> SearchReport {
@@ -339,10 +385,20 @@ struct SearchCutter {
 
 impl SearchCutter {
     fn bad_input(&self, err: InputError) -> Refusal {
-        Refusal::new(
-            ErrorCode::BadInput,
-            format!("{}: {err}", self.spec.filename),
-        )
+        let code = match err {
+            InputError::ExpandsPastLimit { .. }
+            | InputError::TooLarge { .. }
+            | InputError::TooManyBases { .. } => ErrorCode::UploadTooLarge,
+            _ => ErrorCode::BadInput,
+        };
+        let advice = match code {
+            ErrorCode::UploadTooLarge => format!(
+                " (the master's --max-upload, or {MAX_TASKS_PER_JOB} chunks of {} bases)",
+                self.spec.chunk_size
+            ),
+            _ => String::new(),
+        };
+        Refusal::new(code, format!("{}: {err}{advice}", self.spec.filename))
     }
 
     fn task(&self, chunk: SequenceChunk) -> Result<PlannedTask, Refusal> {
@@ -491,6 +547,63 @@ mod tests {
         good["patterns"][0]["sequence"] = "ACG".into();
         let refused = kind.accept(good, None, &LIMITS).unwrap_err();
         assert_eq!(refused.code, ErrorCode::BadMessage);
+    }
+
+    #[test]
+    fn too_many_patterns_a_tiny_chunk_size_or_a_huge_spec_are_refused() {
+        let kind = jobs::require("search").unwrap();
+        let patterns: Vec<_> = (0..=MAX_PATTERNS)
+            .map(|i| serde_json::json!({ "name": format!("p{i}"), "sequence": "ACGT" }))
+            .collect();
+        let many = serde_json::json!({ "filename": "g.fa", "patterns": patterns });
+        let refused = kind.accept(many, Some(10), &LIMITS).unwrap_err();
+        assert!(refused.message.contains("at most 1000"), "{refused}");
+
+        let tiny = serde_json::json!({
+            "filename": "g.fa",
+            "patterns": [{ "name": "p", "sequence": "ACGT" }],
+            "chunk_size": 4,
+        });
+        let limits = SubmitLimits {
+            max_upload: 1 << 30,
+            ..LIMITS
+        };
+        let refused = kind
+            .accept(tiny.clone(), Some(1 << 20), &limits)
+            .unwrap_err();
+        assert!(refused.message.contains("between 11 and"), "{refused}");
+        assert!(kind.accept(tiny, Some(400_000), &limits).is_ok());
+
+        let huge = serde_json::json!({
+            "filename": "g".repeat(jobs::MAX_SPEC_BYTES),
+            "patterns": [{ "name": "p", "sequence": "ACGT" }],
+        });
+        let refused = kind.accept(huge, Some(10), &LIMITS).unwrap_err();
+        assert!(refused.message.contains("exceeds the limit"), "{refused}");
+    }
+
+    #[test]
+    fn compressed_input_past_the_upload_limit_is_refused_as_too_large() {
+        use std::io::Write;
+        let kind = jobs::require("search").unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gzip.write_all(b">r\n").unwrap();
+        gzip.write_all(&vec![b'A'; 4 << 20]).unwrap();
+        let gzip = gzip.finish().unwrap();
+        let submission = serde_json::json!({
+            "filename": "g.fa.gz",
+            "patterns": [{ "name": "p", "sequence": "ACGT" }],
+            "chunk_size": 4096,
+        });
+        let spec = kind
+            .accept(submission, Some(gzip.len() as u64), &LIMITS)
+            .unwrap();
+        let TaskSource::Upload(mut cutter) = kind.tasks(&spec).unwrap() else {
+            panic!("a search uploads its input");
+        };
+        let refused = cutter.push(&gzip, &mut |_| {}).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::UploadTooLarge, "{refused}");
+        assert!(refused.message.contains("--max-upload"), "{refused}");
     }
 
     #[test]

@@ -75,7 +75,10 @@ pub struct SearchReport {
 impl SearchReport {
     /// Matches of all patterns on all strands.
     pub fn total(&self) -> u64 {
-        self.counts.iter().map(StrandCounts::total).sum()
+        self.counts
+            .iter()
+            .map(StrandCounts::total)
+            .fold(0, u64::saturating_add)
     }
 }
 

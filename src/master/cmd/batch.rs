@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use super::{Conn, HandlerError, Session};
-use crate::backend::{CreateOutcome, JobRecord, JobStatus, NewTask, TaskId};
+use crate::backend::{short_summary, CreateOutcome, JobRecord, JobStatus, NewTask, TaskId};
 use crate::jobs::batch::{valid_job_id, JobMeta};
 use crate::jobs::{self, Kind, SubmitLimits, TaskSource};
 use crate::master::MasterState;
@@ -122,6 +122,8 @@ async fn create(state: &MasterState, checked: Checked) -> Result<BatchJobAccepte
     let record = JobRecord {
         id: job.job_id.clone(),
         kind: kind.name().to_string(),
+        summary: short_summary(&kind.summary(&spec)),
+        priority: job.priority,
         spec,
         status: JobStatus::Uploading,
         total_chunks: 0,
@@ -174,6 +176,7 @@ pub async fn plan_and_accept(
             },
             kind: kind.name().to_string(),
             priority,
+            max_matches: kind.max_matches(&task.spec, task.data.len()),
             spec: task.spec,
             data: task.data,
         })

@@ -1,11 +1,12 @@
 //! The worker-facing requests of the embedded backend: `lease`, `extend`, `put_result`, `ack`,
 //! `nack`. Each maps to one `Queue`/`Store` call for the worker named in the connection's hello,
-//! which is what `backend::remote` calls on the other side.
+//! which is what `backend::remote` calls on the other side. The backend fences every result by
+//! the lease it names; a refusal is logged as a warning and counted (see `/metrics`).
 
 use std::time::Duration;
 
 use super::{Conn, HandlerError, Session};
-use crate::backend::{Lease, NackOutcome, TaskId};
+use crate::backend::{BackendError, ChunkResult, Lease, NackOutcome, TaskId};
 use crate::master::MasterState;
 use crate::protocol::{ErrorCode, Message, NackReply, Role};
 
@@ -42,9 +43,16 @@ pub async fn apply(
                 held: state.queue.extend(&lease).await?,
             }
         }
-        Message::PutResult { job_id, result } => Message::ResultStored {
-            first: state.store.put_chunk_result(&job_id, &result).await?,
-        },
+        Message::PutResult {
+            job_id,
+            token,
+            result,
+            parts,
+        } => {
+            let lease = handle(job_id, result.chunk, token, &worker);
+            let first = put_result(conn, state, session, &lease, &result, parts).await?;
+            Message::ResultStored { first }
+        }
         Message::Ack {
             job_id,
             chunk,
@@ -82,6 +90,56 @@ pub async fn apply(
     };
     conn.write_message(&reply).await?;
     Ok(())
+}
+
+/// Most data frames one result may announce: with parts of at most
+/// [`crate::backend::RESULT_PART_BYTES`], 4 GiB of result text.
+const MAX_RESULT_PARTS: u32 = 1024;
+
+/// Stores a result and the `parts` data frames of its payload that follow, part by part, so the
+/// master never holds more than one part. A refused part or result leaves nothing visible; the
+/// frames still to come are read and dropped so the connection stays in step.
+async fn put_result(
+    conn: &mut Conn,
+    state: &MasterState,
+    session: &Session,
+    lease: &Lease,
+    result: &ChunkResult,
+    parts: u32,
+) -> Result<bool, HandlerError> {
+    if parts > MAX_RESULT_PARTS {
+        return Err(HandlerError::fatal(
+            ErrorCode::BadMessage,
+            format!(
+                "a result of {parts} parts is larger than the {MAX_RESULT_PARTS} parts allowed"
+            ),
+        ));
+    }
+    let mut outcome = Ok(());
+    for part in 0..parts {
+        let bytes = conn.read_data().await?;
+        if outcome.is_ok() {
+            outcome = state.store.put_result_part(lease, part, bytes).await;
+        }
+    }
+    let stored = match outcome {
+        Ok(()) => state.store.commit_chunk_result(lease, result, parts).await,
+        Err(err) => Err(err),
+    };
+    match stored {
+        Err(err @ BackendError::Refused { .. }) => {
+            // Where an alert on refused results would be raised: the counter behind it is
+            // `gridwatch_results_refused_total` in /metrics.
+            tracing::warn!(component = "master", worker = %lease.worker, peer = %session.peer, error = %err, "result refused");
+            // The message names the reason as the backend error prints it, so the worker's
+            // side reads the same reason back.
+            Err(HandlerError::refused(
+                ErrorCode::ResultRefused,
+                err.to_string(),
+            ))
+        }
+        other => Ok(other?),
+    }
 }
 
 /// A lease handle rebuilt from the fields a worker sends back (data is not needed to settle it).

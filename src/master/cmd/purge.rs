@@ -4,7 +4,6 @@
 
 use super::{Conn, HandlerError};
 use crate::backend::JobStatus;
-use crate::jobs::batch::JobMeta;
 use crate::master::MasterState;
 use crate::protocol::{Message, PurgeFilter};
 
@@ -22,20 +21,17 @@ pub async fn apply(
 /// Cancels the matching queued jobs; returns their ids.
 pub async fn purge(state: &MasterState, filter: &PurgeFilter) -> Result<Vec<String>, HandlerError> {
     let mut purged = Vec::new();
-    for job in state.store.jobs().await? {
+    for job in state.store.job_summaries(usize::MAX).await? {
         if job.status != JobStatus::Pending {
             continue;
         }
         if filter.kind.as_deref().is_some_and(|kind| kind != job.kind) {
             continue;
         }
-        let priority = JobMeta::of(&job.spec)
-            .map(|meta| meta.priority)
-            .unwrap_or_default();
-        if filter.priority.is_some_and(|wanted| wanted != priority) {
+        if filter.priority.is_some_and(|wanted| wanted != job.priority) {
             continue;
         }
-        if state.store.progress(&job.id).await?.done_chunks > 0 {
+        if job.progress.done_chunks > 0 {
             continue;
         }
         state

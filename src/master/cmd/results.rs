@@ -1,38 +1,66 @@
-//! `get_results`: a completed job's spec and stored chunk results, streamed one chunk result per
-//! frame so a large result never has to fit one frame or one buffer.
+//! `get_results`: a completed job's spec and stored chunk results, streamed so that no frame and
+//! no buffer on the master grows with the job: the spec's JSON text and each result's payload go
+//! out in data frames of at most one stored part each.
 
 use super::status::find_job;
 use super::{Conn, HandlerError};
-use crate::backend::JobStatus;
+use crate::backend::{ChunkResult, JobStatus, RESULT_PART_BYTES};
 use crate::master::{job_view, MasterState};
 use crate::protocol::{ErrorCode, Message};
 
 /// Answers `get_results`.
 pub async fn apply(conn: &mut Conn, state: &MasterState, job_id: &str) -> Result<(), HandlerError> {
-    let job = find_job(state, job_id).await?;
+    let mut job = find_job(state, job_id).await?;
     if job.status != JobStatus::Completed {
         let view = job_view(state.store.as_ref(), job).await?;
         return Err(HandlerError::refused(
             ErrorCode::JobNotReady,
             format!(
                 "job {job_id} is {} ({}/{} chunks); results are ready when it completes (`gridwatch status {job_id} --wait`)",
-                format!("{:?}", view.status).to_lowercase(),
+                view.status.as_str(),
                 view.progress.processed_chunks,
                 view.progress.total_chunks
             ),
         ));
     }
-    let spec = job.spec.clone();
-    let results = state.store.chunk_results(job_id).await?;
+    let spec_text = serde_json::to_vec(&std::mem::take(&mut job.spec))
+        .map_err(|e| HandlerError::refused(ErrorCode::Internal, format!("job spec: {e}")))?;
+    let headers = state.store.result_headers(job_id).await?;
     let view = job_view(state.store.as_ref(), job).await?;
+    let spec_parts = spec_text.chunks(RESULT_PART_BYTES);
     conn.send_message(&Message::ResultsHeader {
         job: view,
-        spec,
-        chunks: results.len() as u32,
+        spec: serde_json::Value::Null,
+        chunks: headers.len() as u32,
+        spec_parts: spec_parts.len() as u32,
     })
     .await?;
-    for result in results {
-        conn.send_message(&Message::ResultChunk { result }).await?;
+    for part in spec_parts {
+        conn.send_frame(part).await?;
+    }
+    drop(spec_text);
+    for header in headers {
+        let result = ChunkResult {
+            chunk: header.chunk,
+            matches: header.matches,
+            payload: serde_json::Value::Null,
+            worker: header.worker,
+        };
+        conn.send_message(&Message::ResultChunk {
+            result,
+            parts: header.parts,
+        })
+        .await?;
+        for part in 0..header.parts {
+            // Frames are under way: a failure now cannot be an error reply the client would read
+            // in step, so it closes the connection.
+            let bytes = state
+                .store
+                .result_part(job_id, header.chunk, part)
+                .await
+                .map_err(|e| HandlerError::fatal(ErrorCode::Internal, e.to_string()))?;
+            conn.send_frame(&bytes).await?;
+        }
     }
     conn.flush().await?;
     Ok(())

@@ -8,7 +8,9 @@
 use std::time::Instant;
 
 use super::{Conn, HandlerError, Session};
-use crate::backend::{CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId};
+use crate::backend::{
+    short_summary, CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId,
+};
 use crate::jobs::{self, InputCutter, Kind, PlannedTask, Refusal, SubmitLimits, TaskSource};
 use crate::master::MasterState;
 use crate::protocol::{ErrorCode, Message};
@@ -56,6 +58,8 @@ pub async fn apply(
         id: job_id.clone(),
         kind: submission.kind.name().into(),
         spec: submission.spec.clone(),
+        summary: short_summary(&submission.kind.summary(&submission.spec)),
+        priority: submission.priority,
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
@@ -105,14 +109,26 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
         ));
     };
     if job_id.is_empty()
-        || job_id.len() > 128
+        || job_id.len() > jobs::MAX_JOB_ID_LEN
         || !job_id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
     {
         return Err(HandlerError::refused(
             ErrorCode::BadMessage,
-            format!("job id {job_id:?}: use 1-128 letters, digits, '-', '_', '.' or ':'"),
+            format!(
+                "job id {:?}{}: use 1-{} letters, digits, '-', '_', '.' or ':'",
+                job_id
+                    .chars()
+                    .take(jobs::MAX_JOB_ID_LEN)
+                    .collect::<String>(),
+                if job_id.len() > jobs::MAX_JOB_ID_LEN {
+                    "..."
+                } else {
+                    ""
+                },
+                jobs::MAX_JOB_ID_LEN
+            ),
         ));
     }
     let kind = jobs::require(&kind)
@@ -124,6 +140,9 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
     };
     let mut spec = kind.accept(submitted, file_size, &limits)?;
     job_meta(priority).attach(&mut spec);
+    if let Some(bytes) = file_size {
+        check_free_space(state, bytes)?;
+    }
     Ok(Submission {
         job_id,
         kind,
@@ -133,12 +152,35 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
     })
 }
 
-/// What is stored beside the kind's spec: the queue priority (which `purge --priority` reads).
+/// What is stored beside the kind's spec: the queue priority.
 fn job_meta(priority: Priority) -> crate::jobs::batch::JobMeta {
     crate::jobs::batch::JobMeta {
         priority,
         ..Default::default()
     }
+}
+
+/// Refuses an upload the data directory has no room for (with a little left over for the
+/// database), before a byte of it is stored. A backend that keeps no files here skips the check.
+fn check_free_space(state: &MasterState, upload_bytes: u64) -> Result<(), HandlerError> {
+    const DATABASE_HEADROOM: u64 = 1024 * 1024;
+    let Some(dir) = state.spool_dir.as_deref() else {
+        return Ok(());
+    };
+    let Some(free) = crate::master::disk::free_bytes(dir) else {
+        return Ok(());
+    };
+    let need = upload_bytes.saturating_add(DATABASE_HEADROOM);
+    if need > free {
+        return Err(HandlerError::refused(
+            ErrorCode::UploadTooLarge,
+            format!(
+                "the upload needs about {need} bytes of disk but the master's data directory has \
+                 {free} bytes free; free some space on the master or submit a smaller input"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// For a retried id: the reply to send instead of taking a new upload, or `None` if new.
@@ -241,7 +283,10 @@ async fn receive(
         cutter
             .push(&frame, &mut |task| ready.push(task))
             .map_err(fatal)?;
-        chunks += enqueuer.send(to_tasks(submission, ready.drain(..))).await?;
+        chunks += enqueuer
+            .send(to_tasks(submission, ready.drain(..)))
+            .await
+            .map_err(mid_upload)?;
     }
     let spec = cutter.finish(&mut |task| ready.push(task)).map_err(fatal)?;
     chunks += enqueuer.send(to_tasks(submission, ready.drain(..))).await?;
@@ -252,6 +297,23 @@ async fn receive(
 /// A refusal in mid-upload: the connection is out of step and closes.
 fn fatal(refusal: Refusal) -> HandlerError {
     HandlerError::fatal(refusal.code, refusal.message)
+}
+
+/// A failure to store tasks in mid-upload: the rest of the upload is still on its way, so the
+/// connection closes after the reply. A full disk is named as such.
+fn mid_upload(err: HandlerError) -> HandlerError {
+    match err {
+        HandlerError::Backend(err) => {
+            let message = err.to_string();
+            let message = if message.contains("No space left on device") {
+                format!("the master's disk filled up during the upload ({message}); the job failed: free some space on the master and submit again")
+            } else {
+                message
+            };
+            HandlerError::fatal(ErrorCode::Internal, message)
+        }
+        other => other,
+    }
 }
 
 /// Turns planned tasks into queue entries of this job.
@@ -268,6 +330,7 @@ fn to_tasks(
             },
             kind: submission.kind.name().to_string(),
             priority: submission.priority,
+            max_matches: submission.kind.max_matches(&task.spec, task.data.len()),
             spec: task.spec,
             data: task.data,
         })

@@ -109,6 +109,13 @@ fn render(snapshot: &Snapshot, backend: &str) -> String {
         "severity",
         &stats.alerts_firing,
     );
+    let name = "gridwatch_results_refused_total";
+    let help =
+        "Chunk results refused: not from the lease holder, for no such task, or out of range.";
+    out.family(name, "counter", help);
+    for (reason, count) in &stats.results_refused {
+        out.sample(name, &[("reason", reason)], *count as f64);
+    }
     render_workers(&mut out, snapshot);
     out.text
 }

@@ -1,12 +1,13 @@
 //! One consistent read of the grid for `/stats` and `/metrics`: jobs by status, chunks and
-//! matches summed from stored results, workers by liveness state, and currently firing alerts.
+//! matches summed from stored results, workers by liveness state, currently firing alerts and
+//! refused results. Jobs are read as summaries: the cost never grows with job specs.
 
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use crate::backend::{BackendError, JobStatus, Store};
-use crate::master::job_view;
+use crate::backend::{BackendError, JobStatus, RefusalReason, Store};
+use crate::master::summary_view;
 use crate::master::MasterState;
 use crate::protocol::JobView;
 use crate::protocol::{Alert, AlertState, LivenessState, Severity, WorkerView};
@@ -38,6 +39,8 @@ pub struct GridStats {
     pub active_workers: u32,
     /// Alerts firing now, per severity.
     pub alerts_firing: BTreeMap<&'static str, u64>,
+    /// Results refused (not the lease holder, no such task, out of range), per reason.
+    pub results_refused: BTreeMap<&'static str, u64>,
 }
 
 /// Stats plus the per-worker views `/metrics` labels by worker.
@@ -70,12 +73,8 @@ pub async fn job_views(
     store: &dyn Store,
     limit: Option<usize>,
 ) -> Result<Vec<JobView>, BackendError> {
-    let jobs = store.jobs().await?;
-    let mut views = Vec::new();
-    for job in jobs.into_iter().take(limit.unwrap_or(usize::MAX)) {
-        views.push(job_view(store, job).await?);
-    }
-    Ok(views)
+    let jobs = store.job_summaries(limit.unwrap_or(usize::MAX)).await?;
+    Ok(jobs.into_iter().map(summary_view).collect())
 }
 
 /// Every worker's stored liveness view, by id; entries another version wrote are skipped.
@@ -128,12 +127,18 @@ pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
         *stats.jobs.entry(job.status.as_str()).or_default() += 1;
         stats.chunks_done += u64::from(job.progress.processed_chunks);
         stats.chunks_total += u64::from(job.progress.total_chunks);
-        stats.matches += job.partial_results.matches_found;
+        stats.matches = stats
+            .matches
+            .saturating_add(job.partial_results.matches_found);
         if let Some(kind) = crate::jobs::kind(&job.kind) {
             *stats.jobs_by_kind.entry(kind.name()).or_default() += 1;
-            *stats.matches_by_kind.entry(kind.name()).or_default() +=
-                job.partial_results.matches_found;
+            let by_kind = stats.matches_by_kind.entry(kind.name()).or_default();
+            *by_kind = by_kind.saturating_add(job.partial_results.matches_found);
         }
+    }
+    stats.results_refused = RefusalReason::ALL.iter().map(|r| (r.as_str(), 0)).collect();
+    for (reason, count) in store.refused_results().await? {
+        *stats.results_refused.entry(reason.as_str()).or_default() += count;
     }
     let states = [
         LivenessState::Active,

@@ -1,26 +1,17 @@
 -- Completes a chunk after its result is stored: removes the acked entry from the pending list
--- and the stream, frees the chunk's input, and removes a queued retry of the same chunk (left by
--- a reclaim while this delivery was still running), which has nothing left to do. A retry that is
--- already leased keeps its input; its own ack will free it.
--- KEYS: the three task streams. ARGV: group, stream index, entry id, job, chunk.
--- Returns 1 if this delivery was still leased, 0 if it was stale.
-local group, stream_index, id, job, chunk = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local streams = { KEYS[1], KEYS[2], KEYS[3] }
-local held = redis.call('XACK', streams[tonumber(stream_index)], group, id)
-redis.call('XDEL', streams[tonumber(stream_index)], id)
-local tasks = job_key(job, 'tasks')
-local live = redis.call('HGET', tasks, chunk)
-if not live then
-  return held
+-- and the stream, and frees the chunk's input and its task ref. Only the worker holding the
+-- chunk's live delivery, with the nonce its lease carries, may ack it; any other ack (a forged
+-- one, or a delivery since reclaimed, whose retry will do the work) changes nothing.
+-- KEYS: the three task streams. ARGV: group, stream index, entry id, job, chunk, worker, nonce.
+-- Returns 1 if this delivery was held and is now acked, 0 if it was stale.
+local group, stream_index, id, job, chunk = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local worker, nonce = ARGV[6], ARGV[7]
+local stream = ({ KEYS[1], KEYS[2], KEYS[3] })[stream_index]
+if not holds(stream, group, stream_index, id, worker, job, chunk, nonce) then
+  return 0
 end
-if live ~= entry_ref(stream_index, id) then
-  local live_index, live_id = string.match(live, '^(%d)/(.+)$')
-  local live_stream = streams[tonumber(live_index)]
-  if is_leased(live_stream, group, live_id) then
-    return held
-  end
-  drop_entry(live_stream, group, live_id)
-end
-redis.call('HDEL', tasks, chunk)
+unfence(job, stream_index, id)
+drop_entry(stream, group, id)
+redis.call('HDEL', job_key(job, 'tasks'), chunk)
 redis.call('HDEL', job_key(job, 'chunks'), chunk)
-return held
+return 1

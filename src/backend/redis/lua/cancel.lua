@@ -1,6 +1,6 @@
 -- Removes a cancelled job's tasks, queued or leased (a late ack of a leased one is then stale),
 -- and frees all its input bytes.
--- KEYS: the three task streams, job:{id}:tasks, job:{id}:chunks. ARGV: group.
+-- KEYS: the three task streams, job:{id}:tasks, job:{id}:chunks, job:{id}:fences. ARGV: group.
 -- Returns how many queued (not leased) tasks were removed.
 local group = ARGV[1]
 local streams = { KEYS[1], KEYS[2], KEYS[3] }
@@ -14,5 +14,5 @@ for i = 2, #refs, 2 do
   end
   drop_entry(stream, group, id)
 end
-redis.call('DEL', KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
 return removed

@@ -1,7 +1,9 @@
 -- Helpers shared by the queue scripts (prepended to each one, see scripts.rs).
 -- Key names mirror keys.rs. A task is one stream entry with fields job, chunk, attempt, max
--- (attempts allowed), kind (absent in entries written before tasks carried one: search), spec;
--- job:{id}:tasks maps the chunk to its live entry as "{stream index}/{entry id}".
+-- (attempts allowed), kind (absent in entries written before tasks carried one: search), spec,
+-- max_matches (the most matches a result may claim; absent in older entries);
+-- job:{id}:tasks maps the chunk to its live entry as "{stream index}/{entry id}", and
+-- job:{id}:fences maps a leased entry to the random nonce its lease carries.
 
 local function job_key(job, suffix)
   return 'job:' .. job .. ':' .. suffix
@@ -36,6 +38,25 @@ local function is_leased(stream, group, id, consumer)
     found = redis.call('XPENDING', stream, group, id, id, 1)
   end
   return #found > 0
+end
+
+-- Whether `consumer` holds delivery `id` of `job`'s `chunk`: the entry is the chunk's live one, it
+-- is in the group's pending list, owned by that consumer, and its fence nonce is the one the lease
+-- carries.
+local function holds(stream, group, stream_index, id, consumer, job, chunk, nonce)
+  local ref = entry_ref(stream_index, id)
+  if not stream or redis.call('HGET', job_key(job, 'tasks'), chunk) ~= ref then
+    return false
+  end
+  if not is_leased(stream, group, id, consumer) then
+    return false
+  end
+  return redis.call('HGET', job_key(job, 'fences'), ref) == nonce
+end
+
+-- Forgets a delivery's fence nonce: the delivery ended.
+local function unfence(job, stream_index, id)
+  redis.call('HDEL', job_key(job, 'fences'), entry_ref(stream_index, id))
 end
 
 -- Removes one entry for good: out of the pending list and out of the stream, so acked entries
@@ -79,6 +100,7 @@ end
 -- Returns the next attempt number, 0 if buried, -1 if dropped.
 local function requeue(streams, stream_index, group, id, f, err, max_attempts, dead_stream, dead_cap)
   local stream = streams[stream_index]
+  unfence(f.job, stream_index, id)
   local status = redis.call('GET', job_key(f.job, 'status'))
   local done = redis.call('HEXISTS', job_key(f.job, 'results'), f.chunk) == 1
   if done or (status and FINISHED[status]) then
@@ -92,9 +114,13 @@ local function requeue(streams, stream_index, group, id, f, err, max_attempts, d
     bury(streams, stream_index, group, id, f, err, dead_stream, dead_cap)
     return 0
   end
-  local new_id = redis.call('XADD', stream, '*',
-    'job', f.job, 'chunk', f.chunk, 'attempt', attempt + 1, 'max', allowed,
-    'kind', f.kind or 'search', 'spec', f.spec)
+  local retry = { 'job', f.job, 'chunk', f.chunk, 'attempt', attempt + 1, 'max', allowed,
+    'kind', f.kind or 'search', 'spec', f.spec }
+  if f.max_matches then
+    retry[#retry + 1] = 'max_matches'
+    retry[#retry + 1] = f.max_matches
+  end
+  local new_id = redis.call('XADD', stream, '*', unpack(retry))
   drop_entry(stream, group, id)
   redis.call('HSET', job_key(f.job, 'tasks'), f.chunk, entry_ref(stream_index, new_id))
   return attempt + 1

@@ -6,12 +6,13 @@
 -- Each entry carries the enqueuer's max_attempts, so whoever nacks or reclaims it (a worker, the
 -- master) applies the same limit.
 -- KEYS: the three task streams.
--- ARGV: max attempts, then groups of (stream index, job, chunk, kind, spec).
+-- ARGV: max attempts, then groups of (stream index, job, chunk, kind, spec, max matches).
 -- Returns how many tasks were added.
 local max_attempts = ARGV[1]
 local added = 0
-for i = 2, #ARGV, 5 do
+for i = 2, #ARGV, 6 do
   local stream_index, job, chunk, kind, spec = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local max_matches = ARGV[i + 5]
   local tasks = job_key(job, 'tasks')
   local status = redis.call('GET', job_key(job, 'status'))
   local queued = redis.call('HEXISTS', tasks, chunk) == 1
@@ -20,7 +21,8 @@ for i = 2, #ARGV, 5 do
     and not (status and FINISHED[status])
   if fresh then
     local id = redis.call('XADD', KEYS[tonumber(stream_index)], '*',
-      'job', job, 'chunk', chunk, 'attempt', 1, 'max', max_attempts, 'kind', kind, 'spec', spec)
+      'job', job, 'chunk', chunk, 'attempt', 1, 'max', max_attempts, 'kind', kind, 'spec', spec,
+      'max_matches', max_matches)
     redis.call('HSET', tasks, chunk, entry_ref(stream_index, id))
     added = added + 1
   elseif not queued then

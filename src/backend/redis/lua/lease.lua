@@ -3,12 +3,14 @@
 -- by an earlier delivery) are dropped on the way; an entry whose input bytes are missing is
 -- buried as poison.
 -- KEYS: the three task streams, the dead-letter stream.
--- ARGV: group, consumer (worker id), dead-letter cap, largest input returned inline (bytes).
+-- ARGV: group, consumer (worker id), dead-letter cap, largest input returned inline (bytes),
+-- the random nonce this delivery's lease carries (recorded in job:{id}:fences).
 -- Returns {stream index, entry id, job, chunk, attempt, spec, data, kind}, data false when larger than
 -- the inline limit (the caller reads it with a plain HGET: Lua would copy it twice more); or,
 -- when every stream is drained, {0, last entry id of each stream} so the caller can block for
 -- anything newer.
 local group, consumer, dead_cap, inline_limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local nonce = ARGV[5]
 local streams = { KEYS[1], KEYS[2], KEYS[3] }
 for stream_index = 1, 3 do
   local stream = streams[stream_index]
@@ -32,6 +34,7 @@ for stream_index = 1, 3 do
         if redis.call('HSTRLEN', chunks, f.chunk) <= inline_limit then
           data = redis.call('HGET', chunks, f.chunk)
         end
+        redis.call('HSET', job_key(f.job, 'fences'), ref, nonce)
         return { stream_index, id, f.job, f.chunk, f.attempt, f.spec, data, f.kind or 'search' }
       end
       bury(streams, stream_index, group, id, f,
