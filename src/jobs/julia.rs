@@ -442,7 +442,6 @@ impl JobKind for JuliaKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::ChunkResult;
     use crate::jobs;
     use crate::julia::render;
 
@@ -463,24 +462,7 @@ mod tests {
         let TaskSource::Planned(tasks) = kind.tasks(&spec).unwrap() else {
             panic!("a julia job uploads nothing");
         };
-        let prepared = kind.prepare(&tasks[0].spec).unwrap();
-        let results: Vec<ChunkResult> = tasks
-            .iter()
-            .rev()
-            .map(|task| {
-                let outcome = prepared.run(&task.spec, &[]).unwrap();
-                ChunkResult {
-                    chunk: task.chunk,
-                    matches: outcome.matches,
-                    payload: outcome.payload,
-                    worker: "w".into(),
-                }
-            })
-            .collect();
-        let mut out = Vec::new();
-        let job = JobContext::default();
-        kind.render(&job, &spec, &results, "counts", &mut out)
-            .unwrap();
+        let out = jobs::run_in_process(kind, &spec, &tasks, "counts");
         let counts = String::from_utf8(out)
             .unwrap()
             .split(['\t', '\n'])

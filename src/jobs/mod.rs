@@ -436,6 +436,38 @@ impl<K: JobKind> Kind for K {
     }
 }
 
+/// Runs every task of a job in this process, last task first (a grid finishes them in any order),
+/// and renders the combined result in `format`: the grid's path for a job, without the grid. For
+/// the kinds' unit tests.
+#[cfg(test)]
+pub(crate) fn run_in_process(
+    kind: &'static dyn Kind,
+    spec: &serde_json::Value,
+    tasks: &[PlannedTask],
+    format: &str,
+) -> Vec<u8> {
+    let prepared = kind
+        .prepare(&tasks[0].spec)
+        .expect("the first task prepares");
+    let results: Vec<ChunkResult> = tasks
+        .iter()
+        .rev()
+        .map(|task| {
+            let outcome = prepared.run(&task.spec, &task.data).expect("the task runs");
+            ChunkResult {
+                chunk: task.chunk,
+                matches: outcome.matches,
+                payload: outcome.payload,
+                worker: "w".into(),
+            }
+        })
+        .collect();
+    let mut out = Vec::new();
+    kind.render(&JobContext::default(), spec, &results, format, &mut out)
+        .expect("the result renders");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

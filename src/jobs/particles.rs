@@ -465,7 +465,6 @@ impl JobKind for ParticlesKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::ChunkResult;
     use crate::jobs;
 
     const LIMITS: SubmitLimits = SubmitLimits {
@@ -483,23 +482,7 @@ mod tests {
         let TaskSource::Planned(tasks) = kind.tasks(&spec).unwrap() else {
             panic!("a particles job uploads nothing");
         };
-        let prepared = kind.prepare(&tasks[0].spec).unwrap();
-        let results: Vec<ChunkResult> = tasks
-            .iter()
-            .rev()
-            .map(|task| {
-                let outcome = prepared.run(&task.spec, &[]).unwrap();
-                ChunkResult {
-                    chunk: task.chunk,
-                    matches: outcome.matches,
-                    payload: outcome.payload,
-                    worker: "w".into(),
-                }
-            })
-            .collect();
-        let mut out = Vec::new();
-        kind.render(&JobContext::default(), &spec, &results, "json", &mut out)
-            .unwrap();
+        let out = jobs::run_in_process(kind, &spec, &tasks, "json");
         let report: ParticlesReport = serde_json::from_slice(&out).unwrap();
         let seeds: Vec<u64> = report.replicas.iter().map(|r| r.seed).collect();
         assert_eq!(seeds, [7, 8, 9, 10]);

@@ -483,23 +483,7 @@ mod tests {
         }
         let spec = cutter.finish(&mut |task| tasks.push(task)).unwrap();
         assert!(tasks.len() > 1, "the input should span several chunks");
-        let prepared = kind.prepare(&tasks[0].spec).unwrap();
-        let results: Vec<ChunkResult> = tasks
-            .iter()
-            .rev()
-            .map(|task| {
-                let outcome = prepared.run(&task.spec, &task.data).unwrap();
-                ChunkResult {
-                    chunk: task.chunk,
-                    matches: outcome.matches,
-                    payload: outcome.payload,
-                    worker: "w".into(),
-                }
-            })
-            .collect();
-        let mut out = Vec::new();
-        kind.render(&JobContext::default(), &spec, &results, "count", &mut out)
-            .unwrap();
+        let out = jobs::run_in_process(kind, &spec, &tasks, "count");
         String::from_utf8(out).unwrap()
     }
 
