@@ -226,6 +226,35 @@ fn finish_and_check(grid: &mut Grid, job: &str, records: &Records, refused: &Ref
         grid.master_logs().contains("result refused"),
         "refusals are logged as warnings"
     );
+    // Each refusal raises an alert (one per worker and reason per minute), naming the worker whose
+    // connection sent it; the alert is an event, so it does not stay in the firing count.
+    let alerts: Value = serde_json::from_str(&http_get(&grid.http_addr(), "/alerts?limit=100"))
+        .expect("/alerts is JSON");
+    let refusal_alerts: Vec<&Value> = alerts
+        .as_array()
+        .or_else(|| alerts["alerts"].as_array())
+        .expect("/alerts lists alerts")
+        .iter()
+        .filter(|a| a["rule"] == "result_refused" && a["state"] == "firing")
+        .collect();
+    let reasons = [
+        ("not_holder", refused.not_holder),
+        ("no_such_task", refused.no_such_task),
+        ("out_of_range", refused.out_of_range),
+    ];
+    for (reason, count) in reasons.into_iter().filter(|(_, count)| *count > 0) {
+        assert!(
+            refusal_alerts.iter().any(|a| a["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("({reason})")))
+                && a["worker_id"] == "mallory"),
+            "no result_refused alert for mallory ({reason}, {count} refused): {alerts}"
+        );
+    }
+    let firing_now = serde_json::from_str::<Value>(&http_get(&grid.http_addr(), "/stats"))
+        .expect("/stats is JSON")["alerts_firing"]["warning"]
+        .as_u64();
+    assert_eq!(firing_now, Some(0), "a refusal alert is resolved at once");
 }
 
 #[test]

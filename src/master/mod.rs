@@ -12,6 +12,7 @@ mod drop_dir;
 pub mod http;
 mod job_view;
 mod rate_limit;
+mod refusal_alert;
 mod server;
 mod state;
 mod workers;

@@ -24,6 +24,8 @@ pub struct MasterState {
     /// Where uploads are stored on this machine (the embedded backend's data directory), so an
     /// upload can be checked against its free space; `None` when uploads go elsewhere.
     pub spool_dir: Option<std::path::PathBuf>,
+    /// Throttles the alerts that refused results raise.
+    pub refusal_alerts: super::refusal_alert::RefusalAlerts,
 }
 
 impl MasterState {
@@ -37,6 +39,7 @@ impl MasterState {
             workers: WorkerRegistry::new(Duration::from_secs(10)),
             uploads: Default::default(),
             spool_dir: None,
+            refusal_alerts: Default::default(),
         }
     }
 }

@@ -127,10 +127,18 @@ async fn put_result(
         Err(err) => Err(err),
     };
     match stored {
-        Err(err @ BackendError::Refused { .. }) => {
-            // Where an alert on refused results would be raised: the counter behind it is
-            // `gridwatch_results_refused_total` in /metrics.
+        Err(err @ BackendError::Refused { reason, .. }) => {
             tracing::warn!(component = "master", worker = %lease.worker, peer = %session.peer, error = %err, "result refused");
+            state
+                .refusal_alerts
+                .raise(
+                    state.store.as_ref(),
+                    &lease.worker,
+                    reason,
+                    &lease.id.job,
+                    lease.id.chunk,
+                )
+                .await;
             // The message names the reason as the backend error prints it, so the worker's
             // side reads the same reason back.
             Err(HandlerError::refused(
