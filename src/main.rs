@@ -104,6 +104,8 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // `gridwatch results … | head`: the reader has all it wanted.
+        Err(failure) if failure.stdout_closed => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {}", failure.message);
             ExitCode::from(failure.code)
@@ -115,11 +117,17 @@ fn main() -> ExitCode {
 struct Failure {
     message: String,
     code: u8,
+    /// Writing to stdout failed because its reader went away.
+    stdout_closed: bool,
 }
 
 /// An error type that knows whether the user can fix it (exit 2) or not (exit 1).
 trait ExitCoded: Display {
     fn exit_code(&self) -> i32;
+    /// Whether this is a write to a closed stdout (a broken pipe), not a failure.
+    fn stdout_closed(&self) -> bool {
+        false
+    }
 }
 
 macro_rules! exit_coded {
@@ -134,16 +142,33 @@ macro_rules! exit_coded {
     };
 }
 
+impl ExitCoded for ClientError {
+    fn exit_code(&self) -> i32 {
+        ClientError::exit_code(self)
+    }
+    fn stdout_closed(&self) -> bool {
+        matches!(self, ClientError::Output(err) if err.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+impl ExitCoded for ToolError {
+    fn exit_code(&self) -> i32 {
+        ToolError::exit_code(self)
+    }
+    fn stdout_closed(&self) -> bool {
+        matches!(self, ToolError::Output(err) if err.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
 fn fail<E: ExitCoded>(error: E) -> Failure {
     Failure {
         message: error.to_string(),
         code: u8::try_from(error.exit_code()).unwrap_or(1),
+        stdout_closed: error.stdout_closed(),
     }
 }
 
 exit_coded!(
-    ClientError,
-    ToolError,
     master::MasterError,
     worker::WorkerError,
     agent::AgentError,
@@ -169,6 +194,7 @@ fn block_on<E: ExitCoded>(run: impl Future<Output = Result<(), E>>) -> Result<()
     let runtime = tokio::runtime::Runtime::new().map_err(|err| Failure {
         message: format!("cannot start the async runtime: {err}"),
         code: 1,
+        stdout_closed: false,
     })?;
     runtime.block_on(run).map_err(fail)
 }

@@ -90,6 +90,24 @@ impl ClientError {
     }
 }
 
+/// The frame length a client reads when an HTTP server answers its hello: `HTTP` as a big-endian
+/// `u32` (1213486160).
+const HTTP_AS_FRAME_LENGTH: usize = u32::from_be_bytes(*b"HTTP") as usize;
+
+/// Names the mistake when `address` answered like an HTTP server rather than a grid port.
+pub fn http_port_mistake(address: &str, err: &RequestError) -> Option<ClientError> {
+    match err {
+        RequestError::Protocol(ProtocolError::FrameTooLarge { size, .. })
+            if *size == HTTP_AS_FRAME_LENGTH =>
+        {
+            Some(ClientError::Usage(format!(
+                "{address} is an HTTP port; --master wants the protocol port (5000 by default)"
+            )))
+        }
+        _ => None,
+    }
+}
+
 /// An open, greeted connection to the master.
 pub struct MasterClient {
     requester: Requester,
@@ -122,7 +140,10 @@ impl MasterClient {
             ..Dial::default()
         };
         let greeting = Greeting::new(Role::Client).with_token(addr.auth.resolve()?);
-        let requester = Requester::connect(&addr.address(), &greeting, &dial).await?;
+        let address = addr.address();
+        let requester = Requester::connect(&address, &greeting, &dial)
+            .await
+            .map_err(|err| http_port_mistake(&address, &err).unwrap_or_else(|| err.into()))?;
         Ok(Self { requester })
     }
 

@@ -16,3 +16,12 @@ pub mod submit;
 pub mod generate;
 pub mod search;
 pub mod tool_error;
+
+/// `1 chunk`, `2 chunks`: a count with its noun in the right number.
+pub fn count_of(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

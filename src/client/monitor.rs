@@ -1,7 +1,7 @@
 //! `gridwatch workers` and `gridwatch alerts`: the watchman's view of the grid, asked of the
 //! master (or, with `--collector`, of the collector directly).
 
-use super::connect::{unexpected, ClientError};
+use super::connect::{http_port_mistake, unexpected, ClientError};
 use crate::protocol::{
     Alert, AlertState, Dial, Greeting, LivenessState, Message, RequestError, Requester, Role,
     TokenArgs, WorkerView,
@@ -52,7 +52,7 @@ async fn ask(args: &MonitorArgs, request: Message) -> Result<Message, ClientErro
             )))
         }
         Err(RequestError::Refused { code, message }) => return Err(refused(code, message)),
-        Err(err) => return Err(err.into()),
+        Err(err) => return Err(http_port_mistake(&address, &err).unwrap_or_else(|| err.into())),
     };
     match requester.request(&request).await {
         Err(RequestError::Refused { code, message }) => Err(refused(code, message)),
@@ -126,6 +126,7 @@ pub fn workers_table(workers: &[WorkerView]) -> String {
     if active == 0 {
         out.push_str(&match workers.len() {
             0 => "no active machines: no worker has reported (are the collector and an agent per worker running?)\n".to_string(),
+            1 => "no active machines: the one known worker is inactive\n".to_string(),
             n => format!("no active machines: all {n} known workers are inactive\n"),
         });
     }

@@ -283,6 +283,7 @@ pub async fn results(args: ResultsArgs) -> Result<(), ClientError> {
         format: args.format.as_deref(),
         json: args.json,
         out: args.out.as_deref(),
+        with_job_id: false,
     };
     print_results(&mut client, &args.job, &request).await
 }
@@ -296,6 +297,8 @@ pub struct ResultsRequest<'a> {
     pub json: bool,
     /// A file to write instead of stdout.
     pub out: Option<&'a Path>,
+    /// Adds the job id to JSON output (`submit --wait --json`, whose caller never saw the id).
+    pub with_job_id: bool,
 }
 
 /// Fetches a finished job's results and prints them with the job's kind.
@@ -310,19 +313,22 @@ pub async fn print_results(
     let format = chosen_format(kind, request.format, request.json);
     kind.check_format(format)
         .map_err(|e| ClientError::Usage(e.to_string()))?;
+    let tag = (request.with_job_id && format == "json").then_some(job_id);
+    let render = |out: &mut dyn Write| match tag {
+        Some(job_id) => render_tagged(kind, &job, &fetched, job_id, out),
+        None => kind.render(&job, &fetched.spec, &fetched.results, format, out),
+    };
     let rendered = match request.out {
         Some(path) => {
             let file = std::fs::File::create(path).map_err(|e| {
                 ClientError::Usage(format!("{}: cannot create: {e}", path.display()))
             })?;
             let mut out = std::io::BufWriter::new(file);
-            kind.render(&job, &fetched.spec, &fetched.results, format, &mut out)
-                .and_then(|()| out.flush().map_err(ResultError::from))
+            render(&mut out).and_then(|()| out.flush().map_err(ResultError::from))
         }
         None => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            kind.render(&job, &fetched.spec, &fetched.results, format, &mut out)
-                .and_then(|()| out.flush().map_err(ResultError::from))
+            render(&mut out).and_then(|()| out.flush().map_err(ResultError::from))
         }
     };
     rendered.map_err(|err| match err {
@@ -330,6 +336,31 @@ pub async fn print_results(
         ResultError::Corrupt(reason) => ClientError::JobFailed(format!("job {job_id}: {reason}")),
         ResultError::Io(io) => ClientError::Output(io),
     })
+}
+
+/// The kind's JSON results with `"job_id"` added (or, for JSON that is not an object, as
+/// `{"job_id", "results"}`).
+fn render_tagged(
+    kind: &dyn Kind,
+    job: &jobs::JobContext,
+    fetched: &JobResults,
+    job_id: &str,
+    out: &mut dyn Write,
+) -> Result<(), ResultError> {
+    let mut rendered = Vec::new();
+    kind.render(job, &fetched.spec, &fetched.results, "json", &mut rendered)?;
+    let results: serde_json::Value = serde_json::from_slice(&rendered)
+        .map_err(|e| ResultError::Corrupt(format!("JSON results: {e}")))?;
+    let tagged = match results {
+        serde_json::Value::Object(mut fields) => {
+            fields.insert("job_id".into(), job_id.into());
+            serde_json::Value::Object(fields)
+        }
+        other => serde_json::json!({ "job_id": job_id, "results": other }),
+    };
+    serde_json::to_writer_pretty(&mut *out, &tagged).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 /// Runs `gridwatch cancel`.
@@ -349,8 +380,9 @@ pub async fn cancel(args: CancelArgs) -> Result<(), ClientError> {
         );
     } else {
         println!(
-            "Cancelled job {} ({removed} queued tasks removed)",
-            args.job
+            "Cancelled job {} ({} removed)",
+            args.job,
+            super::count_of(removed.into(), "queued task")
         );
     }
     Ok(())
@@ -408,6 +440,11 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
             job.summary
         )?;
     }
-    writeln!(out, "{} jobs, {active} active workers", jobs.len())?;
+    writeln!(
+        out,
+        "{}, {}",
+        super::count_of(jobs.len() as u64, "job"),
+        super::count_of(active.into(), "active worker")
+    )?;
     Ok(())
 }

@@ -236,12 +236,12 @@ pub async fn submit_request(request: JobRequest, common: &SubmitCommon) -> Resul
         print_submitted(&submitted, common.json);
         return Ok(());
     }
-    if !common.json {
-        eprintln!(
-            "Job ID: {} ({} chunks)",
-            submitted.job_id, submitted.total_chunks
-        );
-    }
+    // On stderr before the wait, so the job can be followed from another shell, even with --json.
+    eprintln!(
+        "Job ID: {} ({})",
+        submitted.job_id,
+        super::count_of(submitted.total_chunks.into(), "chunk")
+    );
     let view = wait_for(&mut client, &job_id, &mut progress).await?;
     if view.status != JobStatus::Completed {
         let active = query_status(&mut client, &job_id).await?.1;
@@ -256,6 +256,7 @@ pub async fn submit_request(request: JobRequest, common: &SubmitCommon) -> Resul
         format: common.format.as_deref(),
         json: common.json,
         out: common.out.as_deref(),
+        with_job_id: true,
     };
     print_results(&mut client, &job_id, &results).await
 }

@@ -8,4 +8,5 @@ pub mod bench_grid;
 pub mod bench_kinds;
 pub mod demo;
 mod demo_kill;
+mod supervise;
 pub mod up;

@@ -1,20 +1,19 @@
 //! `gridwatch up`: the whole grid on one machine as child processes (a master, a collector, and
-//! N workers each with its agent), stopped together on Ctrl-C or SIGTERM. `Cluster` is also what `demo` and `bench grid` start.
+//! N workers each with its agent). A child that dies is restarted with backoff; all stop together
+//! on Ctrl-C or SIGTERM. `Cluster` is also what `demo` and `bench grid` start.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use tokio::process::{Child, Command};
 
 use crate::client::connect::ClientError;
 
+use super::supervise::{last_words, Supervised};
+
 /// How long the master may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long children get to exit after SIGTERM before they are killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the supervisor looks for children that exited.
+const SUPERVISE_TICK: Duration = Duration::from_millis(100);
 
 /// `gridwatch up` flags.
 #[derive(Clone, Debug, clap::Args)]
@@ -58,14 +57,16 @@ pub struct Cluster {
     pub collector_addr: String,
     /// The collector's JSON-lines alert log.
     pub alert_log: PathBuf,
-    master: Child,
-    collector: Child,
-    agents: Vec<(String, Child)>,
-    workers: Vec<(String, Child)>,
+    master: Supervised,
+    collector: Supervised,
+    /// Agents and workers, in the same order; each worker's agent listens on `sockets[i]`.
+    agents: Vec<Supervised>,
+    workers: Vec<Supervised>,
+    sockets: Vec<PathBuf>,
 }
 
 impl Cluster {
-    /// Starts the master, waits until it listens, then starts the workers.
+    /// Starts the master, waits until it listens, then the collector, the agents and the workers.
     pub async fn start(args: &UpArgs) -> Result<Self, ClientError> {
         let exe = std::env::current_exe()
             .map_err(|e| ClientError::Usage(format!("cannot find the gridwatch binary: {e}")))?;
@@ -76,40 +77,36 @@ impl Cluster {
         let _ = std::fs::remove_file(&addr_file);
         let http_addr_file = args.data_dir.join("http.addr");
         let _ = std::fs::remove_file(&http_addr_file);
-        let mut master_cmd = Command::new(&exe);
-        master_cmd
-            .arg("master")
-            .arg("--listen")
-            .arg(&args.listen)
-            .arg("--data-dir")
-            .arg(&args.data_dir)
-            .arg("--addr-file")
-            .arg(&addr_file)
-            .arg("--http")
-            .arg(&args.http)
-            .arg("--http-addr-file")
-            .arg(&http_addr_file)
-            .args(backend_flag(args))
-            .args(drop_dir_flag(args))
-            .args(args.master_flags.split_whitespace());
-        let mut master = spawn(master_cmd, &log_dir.join("master.log"))?;
+        let mut master = Supervised::start(
+            "master",
+            &exe,
+            master_args(args, &args.listen, &args.http),
+            log_dir.join("master.log"),
+        )?;
         let master_addr = match wait_for_addr(&addr_file, &mut master).await {
             Ok(addr) => addr,
             Err(err) => {
-                let _ = master.kill().await;
+                master.kill().await;
                 return Err(err);
             }
         };
         // The master writes the HTTP address before the protocol one, so it is there by now.
-        let dashboard = std::fs::read_to_string(&http_addr_file)
+        let http_addr = std::fs::read_to_string(&http_addr_file)
             .ok()
-            .map(|addr| format!("http://{}/", addr.trim()));
+            .map(|addr| addr.trim().to_string());
+        let dashboard = http_addr.as_ref().map(|addr| format!("http://{addr}/"));
+        // A restarted master takes the ports the first one bound, so every client keeps its address.
+        master.restart_with(master_args(
+            args,
+            &master_addr,
+            http_addr.as_deref().unwrap_or(&args.http),
+        ));
         let alert_log = args.data_dir.join("alerts.log");
         let (collector, collector_addr) =
             match start_collector(&exe, args, &master_addr, &alert_log).await {
                 Ok(started) => started,
                 Err(err) => {
-                    let _ = master.kill().await;
+                    master.kill().await;
                     return Err(err);
                 }
             };
@@ -121,43 +118,51 @@ impl Cluster {
                 std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o700))
             })
             .map_err(|e| ClientError::Usage(format!("{}: {e}", socket_dir.display())))?;
-        let (mut agents, mut workers) = (Vec::new(), Vec::new());
-        let worker_socket = |id: &str| socket_dir.join(format!("{id}.sock"));
-        for n in 1..=args.workers {
-            let id = format!("w{n}");
-            let socket = worker_socket(&id);
-            let mut agent = Command::new(&exe);
-            agent
-                .args(["agent", "--worker-id", &id, "--socket"])
-                .arg(&socket)
-                .args(["--collector-host", "127.0.0.1", "--collector-port"])
-                .arg(collector_addr.rsplit(':').next().unwrap_or("6000"));
-            agents.push((
-                id.clone(),
-                spawn(agent, &log_dir.join(format!("agent-{id}.log")))?,
-            ));
+        let ids: Vec<String> = (1..=args.workers).map(|n| format!("w{n}")).collect();
+        let sockets: Vec<PathBuf> = ids
+            .iter()
+            .map(|id| socket_dir.join(format!("{id}.sock")))
+            .collect();
+        let collector_port = collector_addr.rsplit(':').next().unwrap_or("6000");
+        let mut agents = Vec::new();
+        for (id, socket) in ids.iter().zip(&sockets) {
+            let agent_args = os_args(["agent", "--worker-id", id, "--socket"])
+                .chain([socket.as_os_str().to_owned()])
+                .chain(os_args([
+                    "--collector-host",
+                    "127.0.0.1",
+                    "--collector-port",
+                    collector_port,
+                ]))
+                .collect();
+            let log = log_dir.join(format!("agent-{id}.log"));
+            agents.push(Supervised::start(
+                format!("agent of {id}"),
+                &exe,
+                agent_args,
+                log,
+            )?);
         }
         // A worker that starts before its agent listens works unwatched until its next retry:
         // killed meanwhile, it would never be reported dead. So every agent listens first.
-        for (id, agent) in &mut agents {
-            wait_for_agent(&worker_socket(id), id, agent).await?;
+        for ((id, agent), socket) in ids.iter().zip(&mut agents).zip(&sockets) {
+            wait_for_agent(socket, id, agent).await?;
         }
-        for n in 1..=args.workers {
-            let id = format!("w{n}");
-            let socket = worker_socket(&id);
-            let mut cmd = Command::new(&exe);
-            cmd.arg("worker")
-                .arg("--id")
-                .arg(&id)
-                .arg("--master")
-                .arg(&master_addr)
-                .arg("--agent-socket")
-                .arg(&socket)
-                .arg("--threads")
-                .arg(args.threads.to_string())
-                .args(backend_flag(args));
-            let child = spawn(cmd, &log_dir.join(format!("{id}.log")))?;
-            workers.push((id, child));
+        let mut workers = Vec::new();
+        for (id, socket) in ids.iter().zip(&sockets) {
+            let worker_args = os_args(["worker", "--id", id, "--master", &master_addr])
+                .chain(os_args(["--agent-socket"]))
+                .chain([socket.as_os_str().to_owned()])
+                .chain(os_args(["--threads", &args.threads.to_string()]))
+                .chain(os_args(backend_flag(args).iter().map(String::as_str)))
+                .collect();
+            let log = log_dir.join(format!("{id}.log"));
+            workers.push(Supervised::start(
+                format!("worker {id}"),
+                &exe,
+                worker_args,
+                log,
+            )?);
         }
         Ok(Self {
             master_addr,
@@ -169,6 +174,7 @@ impl Cluster {
             collector,
             agents,
             workers,
+            sockets,
         })
     }
 
@@ -176,7 +182,10 @@ impl Cluster {
     pub fn worker_pids(&self) -> Vec<(String, Option<u32>)> {
         self.workers
             .iter()
-            .map(|(id, child)| (id.clone(), child.id()))
+            .map(|worker| {
+                let id = worker.name.trim_start_matches("worker ").to_string();
+                (id, worker.pid())
+            })
             .collect()
     }
 
@@ -197,79 +206,123 @@ impl Cluster {
         eprintln!("logs     {}", self.log_dir.display());
     }
 
-    /// Waits until any child exits on its own; returns its description.
-    pub async fn wait_any_exit(&mut self) -> String {
+    /// Restarts every child that exits on its own, with backoff, until `shutdown` completes. A
+    /// worker is restarted only once its agent accepts connections, as at start.
+    pub async fn supervise(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
         loop {
-            if let Ok(Some(status)) = self.master.try_wait() {
-                return format!("master exited ({status})");
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(SUPERVISE_TICK) => {}
             }
-            if let Ok(Some(status)) = self.collector.try_wait() {
-                return format!("collector exited ({status})");
-            }
-            for (id, child) in &mut self.workers {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return format!("worker {id} exited ({status})");
+            let now = Instant::now();
+            let children = std::iter::once(&mut self.master)
+                .chain(std::iter::once(&mut self.collector))
+                .chain(self.agents.iter_mut());
+            for child in children {
+                if let Some(line) = child.check_exit() {
+                    eprintln!("{line}");
+                }
+                if child.restart_due(now) {
+                    eprintln!("{}", child.restart());
                 }
             }
-            for (id, child) in &mut self.agents {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return format!("agent of {id} exited ({status})");
+            for ((worker, agent), socket) in
+                self.workers.iter_mut().zip(&self.agents).zip(&self.sockets)
+            {
+                if let Some(line) = worker.check_exit() {
+                    eprintln!("{line}");
+                }
+                if worker.restart_due(now)
+                    && agent.is_running()
+                    && tokio::net::UnixStream::connect(socket).await.is_ok()
+                {
+                    eprintln!("{}", worker.restart());
                 }
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
     /// SIGTERM to workers, then their agents and the collector, then the master; SIGKILL to any
     /// still running after the timeout. Workers go first so their agents see a clean goodbye.
     pub async fn stop(mut self) {
-        for (_, child) in &mut self.workers {
-            terminate(child);
+        for child in &mut self.workers {
+            child.terminate();
         }
-        for (_, child) in &mut self.workers {
-            reap(child).await;
+        for child in &mut self.workers {
+            child.reap().await;
         }
-        for (_, child) in &mut self.agents {
-            terminate(child);
+        for child in &mut self.agents {
+            child.terminate();
         }
-        terminate(&mut self.collector);
-        for (_, child) in &mut self.agents {
-            reap(child).await;
+        self.collector.terminate();
+        for child in &mut self.agents {
+            child.reap().await;
         }
-        reap(&mut self.collector).await;
-        terminate(&mut self.master);
-        reap(&mut self.master).await;
+        self.collector.reap().await;
+        self.master.terminate();
+        self.master.reap().await;
     }
 }
 
-/// Starts the collector (telling the master of dead workers) and waits until it listens.
+/// The master's command line, listening on `listen` and serving HTTP on `http`.
+fn master_args(args: &UpArgs, listen: &str, http: &str) -> Vec<OsString> {
+    let data_dir = args.data_dir.as_os_str().to_owned();
+    let addr_file = args.data_dir.join("master.addr").into_os_string();
+    let http_addr_file = args.data_dir.join("http.addr").into_os_string();
+    os_args(["master", "--listen", listen, "--data-dir"])
+        .chain([data_dir])
+        .chain(os_args(["--addr-file"]))
+        .chain([addr_file])
+        .chain(os_args(["--http", http, "--http-addr-file"]))
+        .chain([http_addr_file])
+        .chain(os_args(backend_flag(args).iter().map(String::as_str)))
+        .chain(drop_dir_flag(args))
+        .chain(os_args(args.master_flags.split_whitespace()))
+        .collect()
+}
+
+fn os_args<'a>(args: impl IntoIterator<Item = &'a str>) -> impl Iterator<Item = OsString> {
+    args.into_iter()
+        .map(OsString::from)
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+/// Starts the collector (telling the master of dead workers) and waits until it listens; its
+/// restarts listen on the address bound now, which the agents were given.
 async fn start_collector(
     exe: &Path,
     args: &UpArgs,
     master_addr: &str,
     alert_log: &Path,
-) -> Result<(Child, String), ClientError> {
+) -> Result<(Supervised, String), ClientError> {
     let addr_file = args.data_dir.join("collector.addr");
     let _ = std::fs::remove_file(&addr_file);
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        "collector",
-        "--listen",
-        "127.0.0.1:0",
-        "--master",
-        master_addr,
-        "--alert-log",
-    ])
-    .arg(alert_log)
-    .arg("--addr-file")
-    .arg(&addr_file)
-    .args(backend_flag(args));
-    let log_dir = args.data_dir.join("logs");
-    let mut collector = spawn(cmd, &log_dir.join("collector.log"))?;
+    let collector_args = |listen: &str| -> Vec<OsString> {
+        os_args([
+            "collector",
+            "--listen",
+            listen,
+            "--master",
+            master_addr,
+            "--alert-log",
+        ])
+        .chain([alert_log.as_os_str().to_owned()])
+        .chain(os_args(["--addr-file"]))
+        .chain([addr_file.as_os_str().to_owned()])
+        .chain(os_args(backend_flag(args).iter().map(String::as_str)))
+        .collect()
+    };
+    let log = args.data_dir.join("logs").join("collector.log");
+    let mut collector = Supervised::start("collector", exe, collector_args("127.0.0.1:0"), log)?;
     match wait_for_addr(&addr_file, &mut collector).await {
-        Ok(addr) => Ok((collector, addr)),
+        Ok(addr) => {
+            collector.restart_with(collector_args(&addr));
+            Ok((collector, addr))
+        }
         Err(err) => {
-            let _ = collector.kill().await;
+            collector.kill().await;
             Err(err)
         }
     }
@@ -283,29 +336,20 @@ fn backend_flag(args: &UpArgs) -> Vec<String> {
     }
 }
 
-fn spawn(mut cmd: Command, log: &Path) -> Result<Child, ClientError> {
-    let file = std::fs::File::create(log)
-        .map_err(|e| ClientError::Usage(format!("{}: {e}", log.display())))?;
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(file))
-        .kill_on_drop(true);
-    cmd.spawn()
-        .map_err(|e| ClientError::Usage(format!("cannot start a gridwatch process: {e}")))
-}
-
 /// Waits until the agent of `worker` accepts connections on `socket` (a socket file left by an
 /// earlier run does not count: only a connection does).
-async fn wait_for_agent(socket: &Path, worker: &str, agent: &mut Child) -> Result<(), ClientError> {
+async fn wait_for_agent(
+    socket: &Path,
+    worker: &str,
+    agent: &mut Supervised,
+) -> Result<(), ClientError> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if tokio::net::UnixStream::connect(socket).await.is_ok() {
             return Ok(());
         }
-        if let Ok(Some(status)) = agent.try_wait() {
-            return Err(ClientError::Usage(format!(
-                "the agent of {worker} exited at start ({status}); see its log in the data directory's logs/"
-            )));
+        if let Some(status) = agent.try_exit() {
+            return Err(exited_at_start(agent, status));
         }
         if Instant::now() > deadline {
             return Err(ClientError::Usage(format!(
@@ -316,42 +360,41 @@ async fn wait_for_agent(socket: &Path, worker: &str, agent: &mut Child) -> Resul
     }
 }
 
-async fn wait_for_addr(path: &Path, master: &mut Child) -> Result<String, ClientError> {
+/// Waits until `child` writes its bound address to `path`.
+async fn wait_for_addr(path: &Path, child: &mut Supervised) -> Result<String, ClientError> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(addr) = std::fs::read_to_string(path) {
             return Ok(addr.trim().to_string());
         }
-        if let Ok(Some(status)) = master.try_wait() {
-            return Err(ClientError::Usage(format!(
-                "the master exited at start ({status}); see its log in the data directory's logs/"
-            )));
+        if let Some(status) = child.try_exit() {
+            return Err(exited_at_start(child, status));
         }
         if Instant::now() > deadline {
-            return Err(ClientError::Usage(
-                "the master did not start listening in time".into(),
-            ));
+            return Err(ClientError::Usage(format!(
+                "the {} did not start listening in time; see {}",
+                child.name,
+                child.log().display()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-fn terminate(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-    }
+/// A child that died before it listened, with its own last words (`cannot listen on …`).
+fn exited_at_start(child: &Supervised, status: std::process::ExitStatus) -> ClientError {
+    let log = child.log().display();
+    ClientError::Usage(match last_words(child.log()) {
+        Some(reason) => format!(
+            "the {} could not start: {reason} ({status}; log: {log})",
+            child.name
+        ),
+        None => format!("the {} exited at start ({status}); see {log}", child.name),
+    })
 }
 
-async fn reap(child: &mut Child) {
-    if tokio::time::timeout(STOP_TIMEOUT, child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
-}
-
-/// Runs `gridwatch up` until Ctrl-C / SIGTERM (or a child dies), then stops everything.
+/// Runs `gridwatch up` until Ctrl-C / SIGTERM, restarting any child that dies, then stops
+/// everything.
 pub async fn up(args: UpArgs) -> Result<(), ClientError> {
     let mut cluster = Cluster::start(&args).await?;
     cluster.describe();
@@ -360,10 +403,8 @@ pub async fn up(args: UpArgs) -> Result<(), ClientError> {
         cluster.master_addr
     );
     eprintln!("press Ctrl-C to stop");
-    tokio::select! {
-        _ = crate::shutdown::signal() => eprintln!("stopping..."),
-        reason = cluster.wait_any_exit() => eprintln!("{reason}; stopping the rest..."),
-    }
+    cluster.supervise(crate::shutdown::signal()).await;
+    eprintln!("stopping...");
     cluster.stop().await;
     eprintln!("stopped");
     Ok(())

@@ -1,0 +1,135 @@
+//! The command line as a user meets it: `--master` pointed at the HTTP port is named as such,
+//! `results … | head` ends quietly with exit 0, `submit --wait` shows the job id before it waits
+//! and puts it in its JSON, and counts of one are singular.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::grid::{naive_hits, write_fasta, Bases, Grid};
+use common::{gridwatch_bin, poll_until, Proc};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn master_pointed_at_the_http_port_is_told_so() {
+    let grid = Grid::start(&[]);
+    let http = grid.http_addr();
+    for command in [&["status", "some-job"][..], &["jobs"], &["workers"]] {
+        let out = Command::new(gridwatch_bin())
+            .args(command)
+            .args(["--master", &http])
+            .output()
+            .expect("running gridwatch");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{http} is an HTTP port; --master wants the protocol port (5000 by default)"
+            )),
+            "{command:?} names the HTTP port: {stderr}"
+        );
+        assert!(
+            !stderr.contains("1213486160"),
+            "no raw frame size: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn results_into_a_closed_pipe_end_quietly_with_exit_0() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 1);
+    let fasta = grid.path("repeats.fa");
+    // 40 000 hits as TSV: far more than a pipe holds, so the writer meets the closed end.
+    write_fasta(&fasta, &[("r".into(), b"ACGT".repeat(40_000))], 60, "\n");
+    let file = fasta.display().to_string();
+    grid.cli_ok(&["submit", &file, "-p", "ACGT", "--job-id", "many", "--wait"]);
+    let mut results = Command::new(gridwatch_bin())
+        .args(["results", "many", "--format", "tsv", "--master", &grid.addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running gridwatch results");
+    let mut stdout = BufReader::new(results.stdout.take().expect("piped stdout"));
+    let mut header = String::new();
+    stdout
+        .read_line(&mut header)
+        .expect("reading the first line");
+    assert!(header.starts_with("seqID\t"), "TSV header: {header}");
+    drop(stdout); // as `head -1` does
+    let out = results.wait_with_output().expect("results exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
+}
+
+#[test]
+fn submit_wait_shows_the_job_id_before_waiting_and_in_its_json() {
+    let mut grid = Grid::start(&[]);
+    let records = vec![("chr1".to_string(), Bases::new(5).take(3_000))];
+    let fasta = grid.path("small.fa");
+    write_fasta(&fasta, &records, 70, "\n");
+    let log = grid.path("submit.err");
+    let args: Vec<String> = ["submit", &fasta.display().to_string(), "-p", "ACGT"]
+        .into_iter()
+        .chain(["--wait", "--json", "--master", &grid.addr])
+        .map(String::from)
+        .collect();
+    // No worker yet: the job waits, and its id must already be on the screen.
+    let mut submit = Proc::spawn("submit", &args, &log);
+    let job_id = poll_until(LIMIT, "submit to print the job id", || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        let line = text.lines().find(|l| l.starts_with("Job ID: "))?;
+        Some(line.to_string())
+    });
+    assert!(job_id.ends_with(" (1 chunk)"), "singular chunk: {job_id}");
+    let job_id = job_id["Job ID: ".len()..job_id.len() - " (1 chunk)".len()].to_string();
+    assert!(submit.wait_exit(Duration::ZERO).is_none(), "submit waits");
+    let status = grid.status(&job_id);
+    assert_eq!(
+        status["job"]["job_id"],
+        job_id.as_str(),
+        "status from another shell"
+    );
+
+    grid.start_worker("w1", 1);
+    let exit = submit
+        .wait_exit(LIMIT)
+        .expect("submit finishes once a worker runs");
+    assert!(exit.success(), "submit exit {exit}");
+    drop(submit);
+    // Proc sends stdout to /dev/null, so read the same JSON the way a script would.
+    let out = grid.cli(&[
+        "submit",
+        &fasta.display().to_string(),
+        "-p",
+        "ACGT",
+        "--wait",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON results");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let id = json["job_id"].as_str().expect("job_id in the JSON");
+    assert!(
+        stderr.contains(&format!("Job ID: {id} (1 chunk)")),
+        "{stderr}"
+    );
+    assert_eq!(
+        json["total"],
+        naive_hits(&records, "ACGT", false).len() as u64
+    );
+
+    let jobs = grid.cli_ok(&["jobs"]);
+    assert!(
+        jobs.trim_end().ends_with("2 jobs, 1 active worker"),
+        "counts agree in number: {jobs}"
+    );
+}

@@ -1,0 +1,166 @@
+//! `gridwatch up` as a supervisor: a worker killed with SIGKILL is restarted (a new pid) while `up`
+//! keeps running, and jobs before and after are exact; a master that cannot start makes `up` exit
+//! with the master's own reason.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::grid::{naive_hits, parse_total, write_fasta, Bases};
+use common::{gridwatch_bin, poll_until, Proc};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const START: Duration = Duration::from_secs(30);
+
+fn alive(pid: i32) -> bool {
+    // A reaped child is gone; an unreaped one is a zombie, which /proc shows as state Z.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.split_whitespace().nth(2).is_some_and(|s| s == "Z"),
+        Err(_) => false,
+    }
+}
+
+/// The pid in `up`'s line "PREFIX (pid N)", once it has been printed.
+fn pid_after(text: &str, prefix: &str) -> Option<i32> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(prefix))
+        .filter_map(|rest| rest.trim().strip_prefix("(pid "))
+        .filter_map(|rest| rest.trim_end_matches(')').parse().ok())
+        .next_back()
+}
+
+fn active_workers(addr: &str) -> Option<u64> {
+    let out = Command::new(gridwatch_bin())
+        .args(["jobs", "--json", "--master", addr])
+        .output()
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    value["active_workers"].as_u64()
+}
+
+/// `submit FILE -p PATTERN --wait`, then the job's total count.
+fn grid_count(addr: &str, file: &Path, pattern: &str, job: &str) -> u64 {
+    let out = Command::new(gridwatch_bin())
+        .arg("submit")
+        .arg(file)
+        .args(["-p", pattern, "--chunk-size", "1000", "--job-id", job])
+        .args(["--wait", "--format", "count", "--master", addr])
+        .output()
+        .expect("running gridwatch submit");
+    assert!(
+        out.status.success(),
+        "submit {job} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_total(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn up_args(data: &Path, workers: &str, listen: &str) -> Vec<String> {
+    let data = data.display().to_string();
+    [
+        "up",
+        "--workers",
+        workers,
+        "--listen",
+        listen,
+        "--data-dir",
+        &data,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn up_restarts_a_killed_worker_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log: PathBuf = dir.path().join("up.log");
+    let mut args = up_args(&data, "2", "127.0.0.1:0");
+    // The master may hand a task to the killed worker's lease request that was still waiting on
+    // its dead connection; only the visibility timeout returns that task, so keep it short here.
+    args.extend(["--master-flags".into(), "--visibility-timeout 5".into()]);
+    let mut up = Proc::spawn("up", &args, &log);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let text = poll_until(START, "up to list its workers", || {
+        let text = read_log();
+        text.contains("press Ctrl-C").then_some(text)
+    });
+    let addr = std::fs::read_to_string(data.join("master.addr")).unwrap();
+    let addr = addr.trim();
+    let first_pid = pid_after(&text, "worker   w1").expect("w1's pid in up's output");
+    poll_until(START, "both workers to be active", || {
+        (active_workers(addr)? == 2).then_some(())
+    });
+
+    let records = vec![
+        ("chr1".to_string(), Bases::new(11).take(20_000)),
+        ("chr2".to_string(), Bases::new(12).take(7_001)),
+    ];
+    let fasta = dir.path().join("genome.fa");
+    write_fasta(&fasta, &records, 60, "\n");
+    let before = grid_count(addr, &fasta, "ACGTA", "before-kill");
+    assert_eq!(before, naive_hits(&records, "ACGTA", false).len() as u64);
+
+    kill(Pid::from_raw(first_pid), Signal::SIGKILL).expect("kill -9 w1");
+    let restarted = poll_until(START, "up to restart w1", || {
+        pid_after(&read_log(), "worker w1 restarted")
+    });
+    let text = read_log();
+    assert!(
+        text.contains("worker w1 exited (signal: 9") && text.contains("restarting in 0.1 s"),
+        "one line for the crash and the restart delay in:\n{text}"
+    );
+    assert_ne!(restarted, first_pid, "w1 runs under a new pid");
+    assert!(alive(restarted), "the restarted w1 (pid {restarted}) runs");
+    assert!(
+        up.wait_exit(Duration::ZERO).is_none(),
+        "up still runs after a worker died:\n{text}"
+    );
+    poll_until(START, "w1 to be active again", || {
+        (active_workers(addr)? == 2).then_some(())
+    });
+
+    let submitted = std::time::Instant::now();
+    let after = grid_count(addr, &fasta, "GGTC", "after-kill");
+    assert!(
+        submitted.elapsed() < Duration::from_secs(30),
+        "the job after the restart took {:?}",
+        submitted.elapsed()
+    );
+    assert_eq!(after, naive_hits(&records, "GGTC", false).len() as u64);
+    assert!(
+        !read_log().contains("stopping"),
+        "up stopped:\n{}",
+        read_log()
+    );
+
+    up.signal(Signal::SIGTERM);
+    let status = up.wait_exit(START).expect("up exits after SIGTERM");
+    assert!(status.success(), "up exit status {status}");
+    assert!(!alive(restarted), "the restarted w1 stopped with up");
+}
+
+#[test]
+fn up_with_the_master_port_taken_prints_the_masters_own_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(gridwatch_bin())
+        .args(up_args(&dir.path().join("data"), "1", &addr))
+        .env("GRIDWATCH_HTTP", "127.0.0.1:0")
+        .output()
+        .expect("running gridwatch up");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "up succeeded on a taken port");
+    assert!(
+        stderr.contains(&format!(
+            "the master could not start: cannot listen on {addr}"
+        )),
+        "the master's reason in: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one error line: {stderr}");
+}
