@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gridwatch::client::connect::ClientError;
 use gridwatch::client::tool_error::ToolError;
-use gridwatch::client::{generate, health, julia, monitor, particles, query, search, submit};
+use gridwatch::client::{
+    generate, health, julia, load, monitor, particles, purge, query, search, submit,
+};
 use gridwatch::local::{bench, demo, up};
 use gridwatch::telemetry::{self, LogFormat};
 use gridwatch::{agent, collector, master, worker};
@@ -36,6 +38,10 @@ enum Command {
     /// Submit a job: `submit search FILE -p PATTERN` (or just `submit FILE -p PATTERN`),
     /// `submit julia --width W`, `submit particles --particles N --steps S --seed K`.
     Submit(submit::SubmitArgs),
+    /// Load a batch file of tasks (CSV of Julia renders, or JSON of tasks): one job per task.
+    Load(load::LoadArgs),
+    /// Cancel every queued job that has not started (optionally one priority or kind).
+    Purge(purge::PurgeArgs),
     /// Show a job's status and progress.
     Status(query::StatusArgs),
     /// Print a completed job's results in one of its kind's formats (search: count, TSV, BED, JSON).
@@ -79,6 +85,8 @@ fn main() -> ExitCode {
         Command::Agent(args) => server("agent", agent::serve(args)),
         Command::Collector(args) => server("collector", collector::serve(args)),
         Command::Submit(args) => client(submit::submit(args)),
+        Command::Load(args) => client(load::load(args)),
+        Command::Purge(args) => client(purge::purge(args)),
         Command::Status(args) => client(query::status(args)),
         Command::Results(args) => client(query::results(args)),
         Command::Cancel(args) => client(query::cancel(args)),

@@ -65,6 +65,7 @@ async fn measure(queue: Arc<dyn Queue>, store: Arc<dyn Store>, tasks: u32) -> Me
         kind: "search".into(),
         spec: json!({}),
         summary: String::new(),
+        priority: Default::default(),
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,

@@ -45,6 +45,24 @@ pub enum Priority {
     Low,
 }
 
+impl Priority {
+    /// The lowercase word (`high`, `medium`, `low`), as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        }
+    }
+
+    /// Reads [`Priority::as_str`]'s word.
+    pub fn from_word(word: &str) -> Option<Priority> {
+        [Priority::High, Priority::Medium, Priority::Low]
+            .into_iter()
+            .find(|priority| priority.as_str() == word)
+    }
+}
+
 /// Identifies one task: chunk `chunk` of job `job`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TaskId {
@@ -177,6 +195,9 @@ pub struct JobRecord {
     /// the spec, whose size grows with the input. At most [`MAX_SUMMARY_CHARS`] characters.
     #[serde(default)]
     pub summary: String,
+    /// The queue priority of the job's tasks, stored so that listings show it without the spec.
+    #[serde(default)]
+    pub priority: Priority,
     /// Current status.
     pub status: JobStatus,
     /// Number of chunks; 0 until the input is fully received.
@@ -212,6 +233,8 @@ pub struct JobSummary {
     pub kind: String,
     /// The stored one-line summary.
     pub summary: String,
+    /// The queue priority of the job's tasks.
+    pub priority: Priority,
     /// Current status.
     pub status: JobStatus,
     /// Why the job failed, if it did.

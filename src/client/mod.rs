@@ -1,13 +1,15 @@
 //! Command-line commands: thin wrappers that parse flags, ask the master (or run a local tool)
-//! and print. `submit`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`, `health`, `search`,
-//! `julia`, `particles`, `generate`.
+//! and print. `submit`, `load`, `purge`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`,
+//! `health`, `search`, `julia`, `particles`, `generate`.
 
 pub mod connect;
 pub mod health;
 pub mod julia;
+pub mod load;
 pub mod monitor;
 pub mod particles;
 pub mod progress;
+pub mod purge;
 pub mod query;
 pub mod submit;
 

@@ -67,6 +67,15 @@ pub struct CancelArgs {
 /// `gridwatch jobs`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct JobsArgs {
+    /// Only jobs in this status (uploading, pending, processing, completed, failed, cancelled).
+    #[arg(long, value_parser = parse_status)]
+    pub status: Option<JobStatus>,
+    /// Only jobs of this kind (search, julia, particles).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only jobs of this priority.
+    #[arg(long, value_enum)]
+    pub priority: Option<super::submit::PriorityArg>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -379,6 +388,14 @@ pub async fn cancel(args: CancelArgs) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// Reads a `--status` word.
+fn parse_status(word: &str) -> Result<JobStatus, String> {
+    JobStatus::from_word(word).ok_or_else(|| {
+        let known: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown status {word:?} (one of {})", known.join(", "))
+    })
+}
+
 /// Runs `gridwatch jobs`.
 pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
     let mut client = MasterClient::connect(&args.master).await?;
@@ -389,6 +406,13 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
         } => (jobs, active_workers),
         other => return Err(unexpected(&other)),
     };
+    let priority = args.priority.map(crate::backend::Priority::from);
+    let jobs: Vec<JobView> = jobs
+        .into_iter()
+        .filter(|job| args.status.map_or(true, |status| job.status == status))
+        .filter(|job| args.kind.as_deref().map_or(true, |kind| job.kind == kind))
+        .filter(|job| priority.map_or(true, |p| job.priority == Some(p)))
+        .collect();
     let mut out = std::io::stdout().lock();
     if args.json {
         let value = serde_json::json!({ "jobs": jobs, "active_workers": active });

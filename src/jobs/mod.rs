@@ -25,6 +25,7 @@ use thiserror::Error;
 use crate::backend::ChunkResult;
 use crate::protocol::ErrorCode;
 
+pub mod batch;
 pub mod julia;
 pub mod particles;
 pub mod search;

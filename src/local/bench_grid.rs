@@ -89,6 +89,7 @@ async fn bench(args: &BenchGridArgs, scratch: &Path) -> Result<(), ClientError> 
     };
     let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     let up = UpArgs {
+        drop_dir: Some("off".into()),
         workers: args.workers,
         threads: args.threads,
         listen: "127.0.0.1:0".into(),

@@ -402,6 +402,7 @@ where
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| ToolError::Failed(format!("cannot start the async runtime: {e}")))?;
     let up = UpArgs {
+        drop_dir: Some("off".into()),
         workers: flags.workers,
         threads: flags.threads,
         listen: "127.0.0.1:0".into(),

@@ -145,6 +145,7 @@ async fn run_demo(args: &DemoArgs, dir: &Path) -> Result<(), ClientError> {
 
     eprintln!("[2/4] starting a master and {} workers", args.workers);
     let up = UpArgs {
+        drop_dir: Some("off".into()),
         workers: args.workers,
         threads: 1,
         listen: "127.0.0.1:0".into(),

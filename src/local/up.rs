@@ -30,6 +30,9 @@ pub struct UpArgs {
     /// Data directory of the master (database, spooled uploads, logs).
     #[arg(long, env = "GRIDWATCH_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+    /// The master's drop directory for batch files (default: DATA_DIR/task_queues), or `off`.
+    #[arg(long, env = "GRIDWATCH_DROP_DIR")]
+    pub drop_dir: Option<String>,
     /// Extra flags passed to the master (e.g. --chunk-size 65536), space-separated.
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub master_flags: String,
@@ -274,6 +277,7 @@ fn master_args(args: &UpArgs, listen: &str, http: &str) -> Vec<OsString> {
         .chain(os_args(["--http", http, "--http-addr-file"]))
         .chain([http_addr_file])
         .chain(os_args(backend_flag(args).iter().map(String::as_str)))
+        .chain(drop_dir_flag(args))
         .chain(os_args(args.master_flags.split_whitespace()))
         .collect()
 }
@@ -404,4 +408,14 @@ pub async fn up(args: UpArgs) -> Result<(), ClientError> {
     cluster.stop().await;
     eprintln!("stopped");
     Ok(())
+}
+
+/// The master's `--drop-dir`: on by default, at `DATA_DIR/task_queues`.
+fn drop_dir_flag(args: &UpArgs) -> Vec<std::ffi::OsString> {
+    let dir = match args.drop_dir.as_deref().map(str::trim) {
+        Some(value) if value.is_empty() || value.eq_ignore_ascii_case("off") => return Vec::new(),
+        Some(value) => PathBuf::from(value),
+        None => args.data_dir.join("task_queues"),
+    };
+    vec!["--drop-dir".into(), dir.into_os_string()]
 }

@@ -98,6 +98,13 @@ pub struct MasterArgs {
     /// Once the HTTP server listens, write its bound HOST:PORT to this file.
     #[arg(long)]
     pub http_addr_file: Option<PathBuf>,
+    /// Watch this directory for batch files (.csv, .txt, .json) and load each as jobs; loaded
+    /// files move to DIR/processed/, malformed ones to DIR/failed/ with the reason in NAME.error.
+    #[arg(long, env = "GRIDWATCH_DROP_DIR")]
+    pub drop_dir: Option<PathBuf>,
+    /// How often the drop directory is read; a file is loaded once two reads find it unchanged.
+    #[arg(long, env = "GRIDWATCH_DROP_POLL", default_value = "1s", value_parser = crate::time::parse_duration)]
+    pub drop_poll: Duration,
     /// Where tasks and job state live (embedded or redis://HOST:PORT/DB).
     #[command(flatten)]
     pub backend: crate::backend::config::BackendArgs,

@@ -21,6 +21,7 @@ pub async fn job_view(store: &dyn Store, job: JobRecord) -> Result<JobView, Back
         id: job.id,
         kind: job.kind,
         summary,
+        priority: job.priority,
         status: job.status,
         error: job.error,
         created_at: job.created_at,
@@ -57,5 +58,6 @@ pub fn summary_view(job: JobSummary) -> JobView {
         error: job.error,
         created_at: job.created_at,
         finished_at: job.finished_at,
+        priority: Some(job.priority),
     }
 }

@@ -8,6 +8,7 @@ mod admission;
 mod cmd;
 mod config;
 mod disk;
+mod drop_dir;
 pub mod http;
 mod job_view;
 mod rate_limit;
@@ -132,6 +133,14 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     let state = Arc::new(state);
     resume_unfinished(&state).await?;
     let stop = shared_shutdown();
+    if let Some(dir) = args.drop_dir.clone() {
+        tokio::spawn(drop_dir::run(
+            dir,
+            state.clone(),
+            args.drop_poll,
+            stopped(stop.clone()),
+        ));
+    }
     let http_task = http_listener.map(|listener| {
         let http_state = http::HttpState {
             master: state.clone(),
@@ -200,12 +209,31 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
+/// A job whose tasks follow from its spec alone (a batch job, a Julia render), cut off by a stop
+/// between its creation and its acceptance, is planned and accepted now: nothing of it was lost.
+async fn resume_planned(state: &MasterState, id: &str) -> bool {
+    let Ok(Some(job)) = state.store.job(id).await else {
+        return false;
+    };
+    let planned = crate::jobs::kind(&job.kind)
+        .and_then(|kind| kind.tasks(&job.spec).ok())
+        .is_some_and(|tasks| matches!(tasks, crate::jobs::TaskSource::Planned(_)));
+    if !planned {
+        return false;
+    }
+    cmd::batch::plan_and_accept(state, &job, job.priority)
+        .await
+        .is_ok()
+}
+
 /// After a restart: uploads cut off by the stop can never complete, so they fail (the client
-/// resubmits); accepted jobs simply continue from their persisted tasks.
+/// resubmits), while jobs that upload nothing are planned again; accepted jobs simply continue
+/// from their persisted tasks.
 pub async fn resume_unfinished(state: &MasterState) -> Result<(), BackendError> {
     let mut resumed = 0;
     for job in state.store.job_summaries(usize::MAX).await? {
         match job.status {
+            JobStatus::Uploading if resume_planned(state, &job.id).await => resumed += 1,
             JobStatus::Uploading => {
                 // A job that cannot be cleaned up now (a full disk) must not stop the start.
                 if let Err(err) = state.queue.cancel_job(&job.id).await {

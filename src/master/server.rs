@@ -214,6 +214,7 @@ async fn greet(
         role: hello.role,
         id: hello.id,
         peer,
+        rate_counted: false,
     };
     Ok((session, claim))
 }

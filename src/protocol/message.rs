@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::batch::{BatchJob, BatchJobAccepted, PurgeFilter};
 use super::watchman::{Alert, WorkerReport, WorkerView};
 use crate::backend::{ChunkResult, JobStatus, Priority};
 
@@ -112,6 +113,9 @@ pub struct JobView {
     pub created_at: f64,
     /// Unix time the job finished, if it did.
     pub finished_at: Option<f64>,
+    /// Queue priority (absent from masters that did not record it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
 }
 
 /// What a nack led to, on the wire.
@@ -350,6 +354,32 @@ pub enum Message {
         code: ErrorCode,
         /// What went wrong and what to do, for a human.
         message: String,
+    },
+    /// Creates the jobs of one batch file (kinds that need no upload). Every job is checked
+    /// before any is created; an id that exists already is left as it is.
+    SubmitBatch {
+        /// The batch file's name, kept with each job.
+        source: String,
+        /// The jobs, in file order.
+        jobs: Vec<BatchJob>,
+    },
+    /// Answer to `submit_batch`: one entry per job, in order.
+    BatchAccepted {
+        /// What became of each job.
+        jobs: Vec<BatchJobAccepted>,
+        /// Workers seen recently.
+        active_workers: u32,
+    },
+    /// Cancels every queued job none of whose tasks has finished, among those the filter matches.
+    PurgeQueue {
+        /// Which jobs.
+        #[serde(flatten)]
+        filter: PurgeFilter,
+    },
+    /// Answer to `purge_queue`: the jobs cancelled.
+    Purged {
+        /// Their ids.
+        job_ids: Vec<String>,
     },
     // --- The watchman: worker ↔ agent, agent → collector, collector → master, queries. ---
     /// Worker → agent over the Unix socket, every second.

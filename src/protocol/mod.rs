@@ -2,6 +2,7 @@
 //! `"type"` field, or raw bytes that the previous JSON frame announced), shared by every role.
 
 pub mod auth;
+mod batch;
 mod connection;
 pub mod handshake;
 mod message;
@@ -31,6 +32,7 @@ pub use auth::{check_listen, TokenArgs, TokenError, Unprotected};
 pub use handshake::Greeting;
 pub use request::{Dial, RequestError, Requester};
 
+pub use batch::{BatchJob, BatchJobAccepted, PurgeFilter};
 pub use connection::{
     decode_message, Connection, ProtocolError, DEFAULT_MAX_FRAME, PRE_AUTH_MAX_FRAME,
 };

@@ -3,7 +3,9 @@
 //! Large results are stored in parts that become visible together. Listings carry no specs.
 
 use bytes::Bytes;
-use gridwatch::backend::{BackendError, ChunkResult, Progress, RefusalReason, RESULT_PART_BYTES};
+use gridwatch::backend::{
+    BackendError, ChunkResult, Priority, Progress, RefusalReason, RESULT_PART_BYTES,
+};
 use serde_json::json;
 
 use super::fixtures::*;
@@ -181,6 +183,7 @@ pub async fn job_summaries_list_progress_without_specs(s: &Subject) {
     submit(s, "a", 2).await;
     let mut big = job_record("b", 5.0);
     big.spec = json!({ "records": vec!["x".repeat(1000); 1000] });
+    big.priority = Priority::High;
     s.store.create_job(&big).await.unwrap();
     s.store.accept_job("b", 1).await.unwrap();
     let lease = must_lease(s, "w1").await;
@@ -207,6 +210,8 @@ pub async fn job_summaries_list_progress_without_specs(s: &Subject) {
             ("a", "ACGT in a.fa", 2, 1, 3)
         ]
     );
+    let priorities: Vec<Priority> = summaries.iter().map(|j| j.priority).collect();
+    assert_eq!(priorities, [Priority::High, Priority::Low]);
     let newest = s.store.job_summaries(1).await.unwrap();
     assert_eq!(newest.len(), 1);
     assert_eq!(newest[0].id, "b");

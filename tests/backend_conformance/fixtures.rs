@@ -22,6 +22,7 @@ pub fn job_record(id: &str, created_at: f64) -> JobRecord {
         kind: "search".to_string(),
         spec: json!({ "patterns": ["ACGT"] }),
         summary: format!("ACGT in {id}.fa"),
+        priority: Priority::Low,
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,

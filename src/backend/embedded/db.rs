@@ -53,8 +53,11 @@ impl Db {
         let conn = Connection::open(&path)
             .map_err(|err| BackendError::Other(format!("cannot open {}: {err}", path.display())))?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
-        add_missing_columns(&conn)?;
+        let added = add_missing_columns(&conn)?;
         move_specs_out_of_jobs(&conn)?;
+        if added.contains(&("jobs", "priority")) {
+            copy_priorities_from_specs(&conn)?;
+        }
         let mut state = DbState {
             conn,
             spool_dir,
@@ -191,16 +194,19 @@ fn unhex(name: &str) -> Option<String> {
 
 /// Columns added since the first release, with their declarations. Databases made earlier lack
 /// them: their tasks are all searches, their jobs have no stored summary, their tasks no match
-/// bound, and their results are all inline.
-const ADDED_COLUMNS: [(&str, &str, &str); 5] = [
+/// bound, and their results are all inline; their jobs' priorities are in their specs, if at all.
+const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
     ("tasks", "kind", "TEXT NOT NULL DEFAULT 'search'"),
     ("tasks", "max_matches", "INTEGER"),
     ("jobs", "summary", "TEXT NOT NULL DEFAULT ''"),
+    ("jobs", "priority", "TEXT NOT NULL DEFAULT 'medium'"),
     ("results", "parts", "INTEGER NOT NULL DEFAULT 0"),
     ("results", "token", "TEXT NOT NULL DEFAULT ''"),
 ];
 
-fn add_missing_columns(conn: &Connection) -> BackendResult<()> {
+/// Adds the columns a database lacks; returns them as (table, column).
+fn add_missing_columns(conn: &Connection) -> BackendResult<Vec<(&'static str, &'static str)>> {
+    let mut added = Vec::new();
     for (table, column, declaration) in ADDED_COLUMNS {
         let present = conn
             .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
@@ -211,9 +217,24 @@ fn add_missing_columns(conn: &Connection) -> BackendResult<()> {
                 "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
             ))
             .map_err(sql_error)?;
+            added.push((table, column));
         }
     }
-    Ok(())
+    Ok(added)
+}
+
+/// A database made before `jobs.priority` keeps a job's priority (if any) in its spec's
+/// `job_meta`: copy it to the column once, when the column is added.
+fn copy_priorities_from_specs(conn: &Connection) -> BackendResult<()> {
+    conn.execute_batch(
+        "UPDATE jobs SET priority = (
+             SELECT json_extract(spec, '$.job_meta.priority') FROM job_specs
+             WHERE job_specs.id = jobs.id)
+         WHERE (SELECT json_valid(spec)
+                   AND json_extract(spec, '$.job_meta.priority') IN ('high', 'medium', 'low')
+                FROM job_specs WHERE job_specs.id = jobs.id);",
+    )
+    .map_err(sql_error)
 }
 
 /// Databases made before `job_specs` keep specs in `jobs.spec`: move them (once; afterwards
@@ -252,6 +273,9 @@ impl SpoolRange {
     /// Reads the bytes (a blocking call: run it off the async threads).
     pub fn read(&self) -> BackendResult<bytes::Bytes> {
         use std::os::unix::fs::FileExt;
+        if self.len == 0 {
+            return Ok(bytes::Bytes::new());
+        }
         let file = File::open(&self.path)
             .map_err(|err| BackendError::Corrupt(format!("{}: {err}", self.path.display())))?;
         let mut buffer = vec![0u8; self.len as usize];

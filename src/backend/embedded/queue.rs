@@ -23,6 +23,12 @@ fn priority_rank(priority: Priority) -> i64 {
 pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult<()> {
     let mut placed = Vec::with_capacity(tasks.len());
     for task in &tasks {
+        // Tasks without input (parameter ranges) open no spool file: a queue of many such jobs
+        // would otherwise hold one file descriptor per job.
+        if task.data.is_empty() {
+            placed.push(0);
+            continue;
+        }
         let offset = state.spool_append(&task.id.job, &task.data)?;
         placed.push(offset);
     }

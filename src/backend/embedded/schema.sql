@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     kind TEXT NOT NULL,
     spec TEXT NOT NULL,
     summary TEXT NOT NULL DEFAULT '',
+    priority TEXT NOT NULL DEFAULT 'medium',
     status TEXT NOT NULL,
     total_chunks INTEGER NOT NULL DEFAULT 0,
     error TEXT,

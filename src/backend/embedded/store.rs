@@ -10,7 +10,7 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use crate::backend::{
     BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary,
-    Lease, Progress, RefusalReason, StoredResult, WorkerId, RESULT_PART_BYTES,
+    Lease, Priority, Progress, RefusalReason, StoredResult, WorkerId, RESULT_PART_BYTES,
 };
 
 use super::db::{sql_error, DbState};
@@ -28,10 +28,20 @@ fn parse_status(name: &str) -> rusqlite::Result<JobStatus> {
     })
 }
 
+fn parse_priority(word: &str) -> rusqlite::Result<Priority> {
+    Priority::from_word(word).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(
+            9,
+            format!("priority {word:?}"),
+            rusqlite::types::Type::Text,
+        )
+    })
+}
+
 /// A job's columns as read; the spec lives in `job_specs`, so reading or updating a job's status
 /// never walks a spec that may be many megabytes long.
 const JOB_COLUMNS: &str = "id, kind, (SELECT spec FROM job_specs WHERE job_specs.id = jobs.id),
-    status, total_chunks, error, created_at, finished_at, summary";
+    status, total_chunks, error, created_at, finished_at, summary, priority";
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
     let spec: String = row
@@ -45,6 +55,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
             rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(err))
         })?,
         summary: row.get(8)?,
+        priority: parse_priority(&row.get::<_, String>(9)?)?,
         status: parse_status(&status)?,
         total_chunks: row.get(4)?,
         error: row.get(5)?,
@@ -75,8 +86,9 @@ pub(super) fn create_job(state: &mut DbState, job: &JobRecord) -> BackendResult<
         .conn
         .execute(
             "INSERT INTO jobs
-                (id, kind, spec, status, total_chunks, error, created_at, finished_at, summary)
-             VALUES (?1, ?2, '', ?3, ?4, ?5, ?6, ?7, ?8)",
+                (id, kind, spec, status, total_chunks, error, created_at, finished_at, summary,
+                 priority)
+             VALUES (?1, ?2, '', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 job.id,
                 job.kind,
@@ -86,6 +98,7 @@ pub(super) fn create_job(state: &mut DbState, job: &JobRecord) -> BackendResult<
                 job.created_at,
                 job.finished_at,
                 crate::backend::short_summary(&job.summary),
+                job.priority.as_str(),
             ],
         )
         .map_err(sql_error)?;
@@ -457,7 +470,8 @@ pub(super) fn job_summaries(state: &mut DbState, limit: usize) -> BackendResult<
         .prepare_cached(
             "SELECT id, kind, summary, status, total_chunks, error, created_at, finished_at,
                 (SELECT COUNT(*) FROM results WHERE results.job = jobs.id),
-                (SELECT TOTAL(matches) FROM results WHERE results.job = jobs.id)
+                (SELECT TOTAL(matches) FROM results WHERE results.job = jobs.id),
+                priority
              FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?1",
         )
         .map_err(sql_error)?;
@@ -469,6 +483,7 @@ pub(super) fn job_summaries(state: &mut DbState, limit: usize) -> BackendResult<
                 id: row.get(0)?,
                 kind: row.get(1)?,
                 summary: row.get(2)?,
+                priority: parse_priority(&row.get::<_, String>(10)?)?,
                 status: parse_status(&status)?,
                 error: row.get(5)?,
                 created_at: row.get(6)?,

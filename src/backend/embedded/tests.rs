@@ -16,6 +16,7 @@ fn job(id: &str) -> JobRecord {
         kind: "search".into(),
         spec: serde_json::json!({}),
         summary: String::new(),
+        priority: Default::default(),
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
@@ -168,6 +169,8 @@ async fn results_stored_before_parts_read_as_one_part() {
                 status TEXT NOT NULL, total_chunks INTEGER NOT NULL DEFAULT 0, error TEXT,
                 created_at REAL NOT NULL, finished_at REAL);
              INSERT INTO jobs VALUES ('old', 'search', '{}', 'completed', 2, NULL, 1.0, 2.0);
+             INSERT INTO jobs VALUES ('batch', 'julia', '{\"job_meta\":{\"priority\":\"high\"}}',
+                'pending', 1, NULL, 0.5, NULL);
              CREATE TABLE results (job TEXT NOT NULL, chunk INTEGER NOT NULL,
                 matches INTEGER NOT NULL, payload TEXT NOT NULL, worker TEXT NOT NULL,
                 PRIMARY KEY (job, chunk));
@@ -185,6 +188,9 @@ async fn results_stored_before_parts_read_as_one_part() {
     let listed = backend.job_summaries(10).await.unwrap();
     assert_eq!(listed[0].progress.matches, u64::MAX);
     assert_eq!(listed[0].summary, "");
+    // A priority kept in the spec only is copied to the job's row.
+    let priorities: Vec<Priority> = listed.iter().map(|job| job.priority).collect();
+    assert_eq!(priorities, [Priority::Medium, Priority::High]);
 }
 
 #[tokio::test]

@@ -57,8 +57,8 @@ pub fn job_status(job: &str) -> String {
     format!("job:{job}:status")
 }
 
-/// `job:{id}:info`: hash of the job's immutable description (kind, spec, created_at) plus its
-/// error and finish time once known.
+/// `job:{id}:info`: hash of the job's immutable description (kind, spec, created_at, summary,
+/// priority) plus its error and finish time once known.
 pub fn job_info(job: &str) -> String {
     format!("job:{job}:info")
 }

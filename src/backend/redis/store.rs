@@ -18,7 +18,8 @@ use super::queue::parse_token;
 use super::RedisBackend;
 use crate::backend::{
     short_summary, BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus,
-    JobSummary, Lease, Progress, RefusalReason, Store, StoredResult, WorkerId, RESULT_PART_BYTES,
+    JobSummary, Lease, Priority, Progress, RefusalReason, Store, StoredResult, WorkerId,
+    RESULT_PART_BYTES,
 };
 
 /// The raw keys of one job, as read in one round trip.
@@ -45,7 +46,8 @@ impl Store for RedisBackend {
                     .arg(job.total_chunks)
                     .arg(job.error.as_deref().unwrap_or(""))
                     .arg(job.finished_at.map(|t| t.to_string()).unwrap_or_default())
-                    .arg(short_summary(&job.summary)),
+                    .arg(short_summary(&job.summary))
+                    .arg(job.priority.as_str()),
             )
             .await?;
         if created == 1 {
@@ -315,7 +317,14 @@ impl Store for RedisBackend {
             pipe.get(keys::job_status(id))
                 .hget(
                     keys::job_info(id),
-                    &["kind", "summary", "error", "created_at", "finished_at"],
+                    &[
+                        "kind",
+                        "summary",
+                        "error",
+                        "created_at",
+                        "finished_at",
+                        "priority",
+                    ],
                 )
                 .hget(
                     keys::job_stats(id),
@@ -478,12 +487,18 @@ fn decode_job(id: &str, (status, info, total_chunks): RawJob) -> BackendResult<O
         kind: text("kind").ok_or_else(|| corrupt("no kind".into()))?,
         spec: serde_json::from_str(&spec_text).map_err(|e| corrupt(format!("spec: {e}")))?,
         summary: text("summary").unwrap_or_default(),
+        priority: stored_priority(text("priority").as_deref()),
         status,
         total_chunks: total_chunks.unwrap_or(0),
         error: text("error"),
         created_at: seconds("created_at")?.unwrap_or(0.0),
         finished_at: seconds("finished_at")?,
     }))
+}
+
+/// A job's stored priority; jobs stored before priorities were read as the default.
+fn stored_priority(word: Option<&str>) -> Priority {
+    word.and_then(Priority::from_word).unwrap_or_default()
 }
 
 /// A script's -1 means the job does not exist.
@@ -523,6 +538,7 @@ fn decode_summary(id: &str, triple: &[::redis::Value]) -> BackendResult<Option<J
         Option<String>,
         Option<f64>,
         Option<f64>,
+        Option<String>,
     );
     type Stats = (Option<u32>, Option<u32>, Option<u64>);
     let corrupt = |what: String| BackendError::Corrupt(format!("job {id:?}: {what}"));
@@ -536,7 +552,7 @@ fn decode_summary(id: &str, triple: &[::redis::Value]) -> BackendResult<Option<J
     };
     let status =
         JobStatus::from_word(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?;
-    let (kind, summary, error, created_at, finished_at): Info =
+    let (kind, summary, error, created_at, finished_at, priority): Info =
         ::redis::from_redis_value(info).map_err(|e| corrupt(e.to_string()))?;
     let (total, done, matches): Stats =
         ::redis::from_redis_value(stats).map_err(|e| corrupt(e.to_string()))?;
@@ -544,6 +560,7 @@ fn decode_summary(id: &str, triple: &[::redis::Value]) -> BackendResult<Option<J
         id: id.to_string(),
         kind: kind.ok_or_else(|| corrupt("no kind".into()))?,
         summary: summary.unwrap_or_default(),
+        priority: stored_priority(priority.as_deref()),
         status,
         error,
         created_at: created_at.unwrap_or(0.0),

@@ -2,9 +2,11 @@
 //! and writes the reply. `dispatch` routes a message to its handler; adding a message means one
 //! match arm here and one file.
 
+pub(super) mod batch;
 mod cancel;
 mod jobs;
 mod lease;
+mod purge;
 mod results;
 pub(super) mod status;
 mod submit;
@@ -26,6 +28,9 @@ pub struct Session {
     pub id: Option<String>,
     /// The peer's address (the rate limiter's client key).
     pub peer: SocketAddr,
+    /// Whether this connection's batch load already counted against the rate limit (a large
+    /// batch file arrives in several `submit_batch` messages but is one submission).
+    pub rate_counted: bool,
 }
 
 /// Why a request failed, and whether the connection survives it.
@@ -112,6 +117,10 @@ pub async fn dispatch(
         Message::GetResults { job_id } => results::apply(conn, state, &job_id).await,
         Message::Cancel { job_id } => cancel::apply(conn, state, &job_id).await,
         Message::ListJobs => jobs::apply(conn, state).await,
+        Message::SubmitBatch { source, jobs } => {
+            batch::apply(conn, state, session, source, jobs).await
+        }
+        Message::PurgeQueue { filter } => purge::apply(conn, state, &filter).await,
         Message::Lease { .. }
         | Message::Extend { .. }
         | Message::PutResult { .. }

@@ -59,6 +59,7 @@ pub async fn apply(
         kind: submission.kind.name().into(),
         spec: submission.spec.clone(),
         summary: short_summary(&submission.kind.summary(&submission.spec)),
+        priority: submission.priority,
         status: JobStatus::Uploading,
         total_chunks: 0,
         error: None,
@@ -137,7 +138,8 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
         max_frame: state.config.max_frame,
         default_chunk_size: state.config.chunk_size,
     };
-    let spec = kind.accept(submitted, file_size, &limits)?;
+    let mut spec = kind.accept(submitted, file_size, &limits)?;
+    job_meta(priority).attach(&mut spec);
     if let Some(bytes) = file_size {
         check_free_space(state, bytes)?;
     }
@@ -148,6 +150,14 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
         file_size,
         priority,
     })
+}
+
+/// What is stored beside the kind's spec: the queue priority.
+fn job_meta(priority: Priority) -> crate::jobs::batch::JobMeta {
+    crate::jobs::batch::JobMeta {
+        priority,
+        ..Default::default()
+    }
 }
 
 /// Refuses an upload the data directory has no room for (with a little left over for the
@@ -231,6 +241,8 @@ async fn enqueue_tasks(
         }
     };
     enqueuer.finish().await?;
+    let mut spec = spec;
+    job_meta(submission.priority).attach(&mut spec);
     if spec != submission.spec {
         state
             .store
