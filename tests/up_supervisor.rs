@@ -80,9 +80,6 @@ fn up_restarts_a_killed_worker_and_keeps_serving() {
     let data = dir.path().join("data");
     let log: PathBuf = dir.path().join("up.log");
     let mut args = up_args(&data, "2", "127.0.0.1:0");
-    // The master may hand a task to the killed worker's lease request that was still waiting on
-    // its dead connection; only the visibility timeout returns that task, so keep it short here.
-    args.extend(["--master-flags".into(), "--visibility-timeout 5".into()]);
     let mut up = Proc::spawn("up", &args, &log);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let text = poll_until(START, "up to list its workers", || {
