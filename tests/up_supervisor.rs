@@ -79,7 +79,7 @@ fn up_restarts_a_killed_worker_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log: PathBuf = dir.path().join("up.log");
-    let mut args = up_args(&data, "2", "127.0.0.1:0");
+    let args = up_args(&data, "2", "127.0.0.1:0");
     let mut up = Proc::spawn("up", &args, &log);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let text = poll_until(START, "up to list its workers", || {
