@@ -348,12 +348,7 @@ impl JobKind for JuliaKind {
         upload: Option<u64>,
         limits: &SubmitLimits,
     ) -> Result<JuliaJobSpec, Refusal> {
-        if upload.is_some() {
-            return Err(Refusal::new(
-                ErrorCode::BadMessage,
-                "a julia job uploads nothing; send no file_size",
-            ));
-        }
+        super::refuse_upload(JULIA_KIND, upload)?;
         submission
             .check(limits.max_frame)
             .map_err(|e| Refusal::new(ErrorCode::BadMessage, format!("julia: {e}")))

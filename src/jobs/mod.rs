@@ -154,6 +154,17 @@ impl JobContext {
     }
 }
 
+/// Refuses an upload for a kind whose tasks are planned from the spec alone.
+pub fn refuse_upload(kind: &str, upload: Option<u64>) -> Result<(), Refusal> {
+    match upload {
+        Some(_) => Err(Refusal::new(
+            ErrorCode::BadMessage,
+            format!("a {kind} job uploads nothing; send no file_size"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// One task as planned by the master: its index, its kind-specific spec and its input bytes.
 #[derive(Clone, Debug)]
 pub struct PlannedTask {

@@ -389,12 +389,7 @@ impl JobKind for ParticlesKind {
         upload: Option<u64>,
         _limits: &SubmitLimits,
     ) -> Result<ParticlesJobSpec, Refusal> {
-        if upload.is_some() {
-            return Err(Refusal::new(
-                ErrorCode::BadMessage,
-                "a particles job uploads nothing; send no file_size",
-            ));
-        }
+        super::refuse_upload(PARTICLES_KIND, upload)?;
         submission
             .check()
             .map_err(|e| Refusal::new(ErrorCode::BadMessage, format!("particles: {e}")))
