@@ -240,7 +240,10 @@ async fn enqueue_tasks(
             (chunks, submission.spec.clone())
         }
     };
-    enqueuer.finish().await?;
+    enqueuer
+        .finish()
+        .await
+        .map_err(|err| name_full_disk(err, false))?;
     let mut spec = spec;
     job_meta(submission.priority).attach(&mut spec);
     if spec != submission.spec {
@@ -289,7 +292,10 @@ async fn receive(
             .map_err(mid_upload)?;
     }
     let spec = cutter.finish(&mut |task| ready.push(task)).map_err(fatal)?;
-    chunks += enqueuer.send(to_tasks(submission, ready.drain(..))).await?;
+    chunks += enqueuer
+        .send(to_tasks(submission, ready.drain(..)))
+        .await
+        .map_err(mid_upload)?;
     tracing::debug!(component = "master", job = %submission.job_id, bytes = received, "upload received");
     Ok((chunks, spec))
 }
@@ -302,17 +308,25 @@ fn fatal(refusal: Refusal) -> HandlerError {
 /// A failure to store tasks in mid-upload: the rest of the upload is still on its way, so the
 /// connection closes after the reply. A full disk is named as such.
 fn mid_upload(err: HandlerError) -> HandlerError {
-    match err {
-        HandlerError::Backend(err) => {
-            let message = err.to_string();
-            let message = if message.contains("No space left on device") {
-                format!("the master's disk filled up during the upload ({message}); the job failed: free some space on the master and submit again")
-            } else {
-                message
-            };
-            HandlerError::fatal(ErrorCode::Internal, message)
-        }
-        other => other,
+    name_full_disk(err, true)
+}
+
+/// Names a full disk as such, whichever write found it (the database or a spool file); `fatal`
+/// closes the connection after the reply, for when upload frames may still be on their way.
+fn name_full_disk(err: HandlerError, fatal: bool) -> HandlerError {
+    let HandlerError::Backend(err) = err else {
+        return err;
+    };
+    let message = err.to_string();
+    let message = if message.contains("No space left on device") {
+        format!("the master's disk filled up during the upload ({message}); the job failed: free some space on the master and submit again")
+    } else {
+        message
+    };
+    if fatal {
+        HandlerError::fatal(ErrorCode::Internal, message)
+    } else {
+        HandlerError::refused(ErrorCode::Internal, message)
     }
 }
 
