@@ -51,6 +51,9 @@ pub struct AgentConfig {
     /// asked of the worker: the socket's directory and peer credentials vouch for it).
     #[command(flatten)]
     pub auth: crate::protocol::TokenArgs,
+    /// TLS towards the collector, when it serves TLS.
+    #[command(flatten)]
+    pub tls: crate::protocol::TlsArgs,
     /// Reports kept while the collector is unreachable; the oldest are dropped beyond this.
     #[arg(long, default_value_t = 1000)]
     pub buffer_reports: usize,
@@ -87,6 +90,9 @@ pub enum AgentError {
     /// The token file could not be read.
     #[error(transparent)]
     Token(#[from] crate::protocol::TokenError),
+    /// The TLS CA file could not be used.
+    #[error("{0}; check --tls-ca")]
+    Tls(#[from] crate::protocol::TlsError),
     /// The socket could not be created.
     #[error("cannot listen on {path}: {source}; check the directory exists and is writable, or pass --socket")]
     Bind {
@@ -170,6 +176,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), AgentError> {
 /// Runs the agent until `shutdown` completes, then removes its socket.
 pub async fn run(config: AgentConfig, shutdown: impl Future) -> Result<(), AgentError> {
     let token = config.auth.resolve()?;
+    let tls = config.tls.client()?;
     let path = config.socket_path();
     let listener = bind(&path).await?;
     tracing::info!(worker = %config.worker_id, socket = %path.display(),
@@ -199,6 +206,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future) -> Result<(), Agent
         )),
         tokio::spawn(reporter::deliver(
             config.collector_addr(),
+            tls,
             Greeting::new(Role::Agent)
                 .with_id(config.worker_id.clone())
                 .with_token(token),

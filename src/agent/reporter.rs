@@ -9,14 +9,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 
 use super::sampler::Sampler;
 use super::server::{AgentShared, LeaseAdvice};
 use crate::protocol::handshake::{hello, Greeting};
-use crate::protocol::{Connection, Message, ProtocolError, WorkerReport};
+use crate::protocol::transport::{self, ConnectError};
+use crate::protocol::{ClientTls, Connection, Message, ProtocolError, WorkerReport};
 use crate::time::unix_now;
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -169,6 +169,7 @@ fn make_report(
 /// `shutdown` completes.
 pub async fn deliver(
     collector: String,
+    tls: Option<ClientTls>,
     greeting: Greeting,
     shared: Arc<AgentShared>,
     buffer: Arc<ReportBuffer>,
@@ -180,7 +181,7 @@ pub async fn deliver(
     loop {
         let mut connected = false;
         let outcome = tokio::select! {
-            outcome = session(&collector, &greeting, &shared, &buffer, &mut last_rtt_ms, &mut connected) => outcome,
+            outcome = session(&collector, tls.as_ref(), &greeting, &shared, &buffer, &mut last_rtt_ms, &mut connected) => outcome,
             _ = &mut shutdown => return,
         };
         // Without the collector there is no verdict: never leave a worker paused on stale advice.
@@ -209,16 +210,23 @@ pub async fn deliver(
 /// One connection to the collector; returns how many reports it delivered before it ended.
 async fn session(
     collector: &str,
+    tls: Option<&ClientTls>,
     greeting: &Greeting,
     shared: &AgentShared,
     buffer: &ReportBuffer,
     last_rtt_ms: &mut Option<f64>,
     connected: &mut bool,
 ) -> Result<u64, ProtocolError> {
-    let stream = tokio::time::timeout(ACK_TIMEOUT, TcpStream::connect(collector))
-        .await
-        .map_err(|_| ProtocolError::Timeout(ACK_TIMEOUT))??;
-    stream.set_nodelay(true)?;
+    let stream = match transport::connect(collector, tls, ACK_TIMEOUT).await {
+        Ok(stream) => stream,
+        Err(ConnectError::Unreachable(reason)) => return Err(std::io::Error::other(reason).into()),
+        Err(ConnectError::Tls(reason)) => {
+            // A certificate the CA does not vouch for: retrying will not help until someone
+            // fixes --tls-ca, so say so loudly.
+            tracing::warn!(collector, error = %reason, "cannot connect to the collector");
+            return Err(std::io::Error::other(reason).into());
+        }
+    };
     let mut conn = Connection::new(stream);
     hello(&mut conn, greeting).await?;
     *connected = true;

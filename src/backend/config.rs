@@ -16,7 +16,7 @@ use super::redis::{
 };
 use super::remote::RemoteBackend;
 use super::{BackendResult, Queue, Store};
-use crate::protocol::{Greeting, Role};
+use crate::protocol::{ClientTls, Greeting, Role};
 
 /// Where tasks and job state live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +114,8 @@ pub enum Access<'a> {
         master: String,
         /// Who this process says it is in its hello (role, id, token).
         greeting: Greeting,
+        /// TLS towards the master, when it serves TLS.
+        tls: Option<ClientTls>,
     },
 }
 
@@ -148,9 +150,16 @@ impl BackendConfig {
                     store: backend,
                 })
             }
-            (BackendConfig::Embedded, Access::Peer { master, greeting }) => {
+            (
+                BackendConfig::Embedded,
+                Access::Peer {
+                    master,
+                    greeting,
+                    tls,
+                },
+            ) => {
                 let worker = greeting.role == Role::Worker;
-                let remote = Arc::new(RemoteBackend::with_greeting(master, greeting));
+                let remote = Arc::new(RemoteBackend::with_greeting(master, greeting).with_tls(tls));
                 if worker {
                     remote.greet_now().await?;
                 }

@@ -18,7 +18,7 @@ use super::{
     WorkerId, RESULT_PART_BYTES,
 };
 use crate::protocol::{
-    Dial, ErrorCode, Greeting, Message, NackReply, RequestError, Requester, Role,
+    ClientTls, Dial, ErrorCode, Greeting, Message, NackReply, RequestError, Requester, Role,
 };
 
 /// How long to wait for the master to accept a connection.
@@ -30,6 +30,7 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct RemoteBackend {
     master: String,
     greeting: Greeting,
+    tls: Option<ClientTls>,
     idle: Mutex<Vec<Requester>>,
 }
 
@@ -51,8 +52,15 @@ impl RemoteBackend {
         Self {
             master: master.into(),
             greeting,
+            tls: None,
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The same backend, reaching the master over TLS when `tls` is given.
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     async fn connect(&self) -> BackendResult<Requester> {
@@ -60,6 +68,7 @@ impl RemoteBackend {
             connect_timeout: CONNECT_TIMEOUT,
             attempts: 1,
             read_timeout: Some(REPLY_TIMEOUT),
+            tls: self.tls.clone(),
         };
         Requester::connect(&self.master, &self.greeting, &dial)
             .await
@@ -84,6 +93,8 @@ impl RemoteBackend {
     fn failed(&self, err: RequestError) -> BackendError {
         match err {
             RequestError::Refused { code, message } => refused(code, message),
+            // A certificate the CA does not vouch for will not change by retrying.
+            RequestError::Tls { reason, .. } => refused(ErrorCode::Unauthorized, reason),
             RequestError::Unreachable { reason, .. } => {
                 BackendError::Unavailable(format!("master {}: {reason}", self.master))
             }

@@ -1,13 +1,11 @@
 //! A client's connection to the master: connect, `hello`, then request/reply. Also the error
 //! type of every grid client command, with its exit code (2 for errors the user can fix).
 
-use thiserror::Error;
-use tokio::net::TcpStream;
-
 use crate::protocol::{
     Connection, Dial, ErrorCode, Greeting, Message, ProtocolError, RequestError, Requester, Role,
-    TokenArgs, TokenError,
+    Stream, TlsArgs, TlsError, TokenArgs, TokenError,
 };
+use thiserror::Error;
 
 /// How often a client retries reaching a master that is not listening yet.
 const CONNECT_ATTEMPTS: u32 = 5;
@@ -21,6 +19,9 @@ pub struct MasterAddr {
     /// The cluster token, when the cluster has one.
     #[command(flatten)]
     pub auth: TokenArgs,
+    /// TLS towards the master, when it serves TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 impl MasterAddr {
@@ -120,6 +121,9 @@ impl From<RequestError> for ClientError {
                 addr: address,
                 reason,
             },
+            RequestError::Tls { address, reason } => ClientError::Usage(format!(
+                "cannot connect to the master at {address}: {reason}"
+            )),
             RequestError::Refused { code, message } => ClientError::Refused { code, message },
             RequestError::Protocol(err) => ClientError::Protocol(err),
         }
@@ -132,11 +136,18 @@ impl From<TokenError> for ClientError {
     }
 }
 
+impl From<TlsError> for ClientError {
+    fn from(err: TlsError) -> Self {
+        ClientError::Usage(err.to_string())
+    }
+}
+
 impl MasterClient {
     /// Connects (retrying briefly while the master starts) and says hello.
     pub async fn connect(addr: &MasterAddr) -> Result<Self, ClientError> {
         let dial = Dial {
             attempts: CONNECT_ATTEMPTS,
+            tls: addr.tls.client()?,
             ..Dial::default()
         };
         let greeting = Greeting::new(Role::Client).with_token(addr.auth.resolve()?);
@@ -158,7 +169,7 @@ impl MasterClient {
     }
 
     /// The underlying connection (for streaming uploads).
-    pub fn connection(&mut self) -> &mut Connection<TcpStream> {
+    pub fn connection(&mut self) -> &mut Connection<Stream> {
         self.requester.connection()
     }
 }

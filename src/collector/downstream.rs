@@ -12,7 +12,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::watchtower::{Outgoing, WORKER_VIEW_TTL};
 use crate::backend::config::Backend;
 use crate::protocol::{
-    Alert, Dial, Greeting, Message, ProtocolError, RequestError, Requester, Role, WorkerView,
+    Alert, ClientTls, Dial, Greeting, Message, ProtocolError, RequestError, Requester, Role,
+    WorkerView,
 };
 
 /// Alert events kept while their destination is away; older ones are dropped (the alert log
@@ -29,6 +30,8 @@ pub struct Downstream {
     pub master: Option<String>,
     /// The cluster token for the hello to the master, when the cluster has one.
     pub token: Option<String>,
+    /// TLS towards the master, when it serves TLS.
+    pub tls: Option<ClientTls>,
     /// Where alerts and worker views are stored (the master itself, for the embedded backend).
     pub backend: Backend,
     /// Whether the backend is shared (Redis): then the collector reclaims a dead worker's
@@ -205,6 +208,7 @@ async fn request(
             connect_timeout: REPLY_TIMEOUT,
             attempts: 1,
             read_timeout: Some(REPLY_TIMEOUT),
+            tls: downstream.tls.clone(),
         };
         *master = Some(Requester::connect(address, &greeting, &dial).await?);
         tracing::info!(master = %address, "connected to master");
@@ -224,6 +228,7 @@ impl From<RequestError> for ForwardError {
             RequestError::Refused { code, message } => {
                 ForwardError::Refused(format!("{code:?}: {message}"))
             }
+            RequestError::Tls { reason, .. } => ForwardError::Refused(reason),
             RequestError::Protocol(err) => ForwardError::Master(err),
         }
     }

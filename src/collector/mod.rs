@@ -27,7 +27,10 @@ use tokio::net::TcpListener;
 
 use crate::backend::config::{Access, BackendConfigError};
 use crate::backend::BackendError;
-use crate::protocol::{check_listen, Greeting, Role, TokenArgs, TokenError, Unprotected};
+use crate::protocol::{
+    check_listen, Greeting, Role, TlsArgs, TlsError, TlsServerArgs, TokenArgs, TokenError,
+    Unprotected,
+};
 
 /// What anyone reaching an unprotected collector could do, for the refusal to start.
 const COLLECTOR_RISK: &str = "report workers dead and have their tasks taken from them";
@@ -48,6 +51,13 @@ pub struct CollectorConfig {
     /// to the master. Required when --listen is not a loopback address, unless --insecure.
     #[command(flatten)]
     pub auth: TokenArgs,
+    /// Serve agents and clients over TLS (certificate and key files), for networks you do not
+    /// trust: reports and the token are then encrypted and agents check the collector's identity.
+    #[command(flatten)]
+    pub tls_server: TlsServerArgs,
+    /// TLS towards the master, when it serves TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Listen on a non-loopback address without a token (a warning is logged on every start).
     /// Only for a network where every host is trusted.
     #[arg(long, env = "GRIDWATCH_INSECURE")]
@@ -118,6 +128,9 @@ pub enum CollectorError {
     /// A non-loopback address without a token (and without `--insecure`).
     #[error(transparent)]
     Unprotected(#[from] Unprotected),
+    /// The TLS files could not be used.
+    #[error("{0}; check --tls-cert, --tls-key and --tls-ca")]
+    Tls(#[from] TlsError),
 }
 
 impl CollectorError {
@@ -218,14 +231,17 @@ pub async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
     let backend_config = config.backend.resolve()?;
     let master = config.master_addr();
     let greeting = Greeting::new(Role::Collector).with_token(token.clone());
+    let tls = config.tls.client()?;
     let access = Access::Peer {
         master: master.clone(),
         greeting,
+        tls: tls.clone(),
     };
     let backend = backend_config.connect(access).await?;
     let downstream = Downstream {
         master: Some(master),
         token,
+        tls,
         backend,
         shared: backend_config.is_shared(),
     };
@@ -240,6 +256,7 @@ pub async fn run(
     shutdown: impl Future,
 ) -> Result<(), CollectorError> {
     let thresholds = config.thresholds()?;
+    let tls = config.tls_server.server()?;
     let log = AlertLog::open(&config.alert_log).map_err(|source| CollectorError::AlertLog {
         path: config.alert_log.clone(),
         source,
@@ -259,7 +276,7 @@ pub async fn run(
             source,
         })?;
     }
-    tracing::info!(listen = %local, master = ?downstream.master, alert_log = %config.alert_log.display(),
+    tracing::info!(listen = %local, tls = tls.is_some(), master = ?downstream.master, alert_log = %config.alert_log.display(),
         ?thresholds, "collector listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -269,7 +286,7 @@ pub async fn run(
         }
     };
     let tasks = [
-        tokio::spawn(server::serve(listener, tower.clone(), gate, stopped())),
+        tokio::spawn(server::serve(listener, tls, tower.clone(), gate, stopped())),
         // Rules for silent workers once a second; stored views refreshed every 2 s (TTL 60 s).
         tokio::spawn(server::tick(tower, Duration::from_secs(1), 2, stopped())),
         tokio::spawn(downstream::forward(downstream, items_rx, stopped())),

@@ -14,12 +14,14 @@ use super::clock::Moment;
 use super::gate::{Claim, Gate};
 use super::watchtower::Watchtower;
 use crate::protocol::handshake::{read_hello, welcome, Peer};
-use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role};
+use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role, ServerTls, Stream};
 
 /// Most connections served at once; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 1024;
 /// An agent reports at least every report interval; a connection silent this long is dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Time a TLS client gets to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The watchtower behind a lock shared by connections and the ticker.
 #[derive(Clone, Debug)]
@@ -39,9 +41,10 @@ impl SharedWatchtower {
     }
 }
 
-/// Accepts connections until `shutdown` completes.
+/// Accepts connections (over TLS when `tls` is given) until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<ServerTls>,
     tower: SharedWatchtower,
     gate: Arc<Gate>,
     shutdown: impl Future,
@@ -57,9 +60,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     backoff = Duration::from_millis(10);
-                    let (tower, gate) = (tower.clone(), gate.clone());
+                    let (tower, gate, tls) = (tower.clone(), gate.clone(), tls.clone());
                     tokio::spawn(async move {
-                        handle(stream, tower, gate).await;
+                        handle(stream, tls, tower, gate).await;
                         drop(permit);
                     });
                 }
@@ -104,12 +107,31 @@ struct Reporter {
     claim: Claim,
 }
 
-async fn handle(stream: TcpStream, tower: SharedWatchtower, gate: Arc<Gate>) {
+async fn handle(
+    stream: TcpStream,
+    tls: Option<ServerTls>,
+    tower: SharedWatchtower,
+    gate: Arc<Gate>,
+) {
     let _ = stream.set_nodelay(true);
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let stream = match tls {
+        None => Stream::Plain(stream),
+        Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                tracing::warn!(peer, error = %err, "connection refused");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(peer, "connection refused: no TLS handshake in time");
+                return;
+            }
+        },
+    };
     let mut conn = Connection::new(stream).with_read_timeout(Some(IDLE_TIMEOUT));
     let reporter = match admit(&mut conn, &gate, &peer).await {
         Ok(reporter) => reporter,
@@ -140,7 +162,7 @@ async fn handle(stream: TcpStream, tower: SharedWatchtower, gate: Arc<Gate>) {
 /// Checks the hello: the cluster token for everyone; an agent must name its worker, and no
 /// other live agent may hold that worker. Clients (queries) report nothing.
 async fn admit(
-    conn: &mut Connection<TcpStream>,
+    conn: &mut Connection<Stream>,
     gate: &Gate,
     peer: &str,
 ) -> Result<Option<Reporter>, Option<(ErrorCode, String)>> {
@@ -161,7 +183,7 @@ async fn admit(
 }
 
 async fn serve_requests(
-    conn: &mut Connection<TcpStream>,
+    conn: &mut Connection<Stream>,
     tower: &SharedWatchtower,
     gate: &Gate,
     reporter: Option<&Reporter>,

@@ -431,6 +431,7 @@ async fn grid_job(
     let addr = MasterAddr {
         master: Some(master.to_string()),
         auth: crate::protocol::TokenArgs::default(),
+        tls: crate::protocol::TlsArgs::default(),
     };
     let job_id = uuid::Uuid::new_v4().to_string();
     let request = JobRequest {

@@ -51,6 +51,7 @@ pub async fn run_grid_job(
     let addr = MasterAddr {
         master: Some(master.to_string()),
         auth: crate::protocol::TokenArgs::default(),
+        tls: crate::protocol::TlsArgs::default(),
     };
     let request = UploadRequest {
         path: path.to_path_buf(),

@@ -84,6 +84,10 @@ pub struct MasterArgs {
     /// or --http is not a loopback address, unless --insecure.
     #[command(flatten)]
     pub auth: crate::protocol::TokenArgs,
+    /// Serve the protocol over TLS (certificate and key files), for networks you do not trust:
+    /// the token and every upload are then encrypted, and clients check the master's identity.
+    #[command(flatten)]
+    pub tls: crate::protocol::TlsServerArgs,
     /// Serve a non-loopback address without a token (a warning is logged on every start). Only
     /// for a network where every host is trusted.
     #[arg(long, env = "GRIDWATCH_INSECURE")]

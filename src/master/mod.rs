@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::backend::config::{Access, BackendConfigError, DeliverySettings};
 use crate::backend::{BackendError, JobStatus};
-use crate::protocol::{check_listen, TokenError, Unprotected};
+use crate::protocol::{check_listen, TlsError, TokenError, Unprotected};
 
 /// What anyone reaching an unprotected master could do, for the refusal to start.
 const MASTER_RISK: &str = "submit and cancel jobs and send results for any worker";
@@ -36,7 +36,7 @@ const HTTP_RISK: &str = "read every job, worker and alert of the grid";
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
 pub use job_view::{job_view, summary_view};
 pub use rate_limit::RateLimiter;
-pub use server::run;
+pub use server::{run, run_with_tls};
 pub use state::MasterState;
 pub use workers::WorkerRegistry;
 
@@ -65,6 +65,9 @@ pub enum MasterError {
     /// A non-loopback address without a token (and without `--insecure`).
     #[error(transparent)]
     Unprotected(#[from] Unprotected),
+    /// The TLS certificate or key could not be used.
+    #[error("{0}; check --tls-cert and --tls-key")]
+    Tls(#[from] TlsError),
 }
 
 impl MasterError {
@@ -76,7 +79,8 @@ impl MasterError {
             MasterError::Bind { .. }
             | MasterError::BackendConfig(_)
             | MasterError::Token(_)
-            | MasterError::Unprotected(_) => 2,
+            | MasterError::Unprotected(_)
+            | MasterError::Tls(_) => 2,
         }
     }
 }
@@ -84,6 +88,7 @@ impl MasterError {
 /// Runs a master from the command line until Ctrl-C or SIGTERM.
 pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     let config = args.config()?;
+    let tls = args.tls.server()?;
     let delivery = DeliverySettings {
         visibility_timeout: config.visibility_timeout,
         max_attempts: config.max_attempts,
@@ -122,7 +127,7 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     if let Some(path) = &args.addr_file {
         write_addr_file(path, local)?;
     }
-    tracing::info!(component = "master", listen = %local, data_dir = %config.data_dir.display(), "master listening");
+    tracing::info!(component = "master", listen = %local, tls = tls.is_some(), data_dir = %config.data_dir.display(), "master listening");
     let mut state = MasterState::new(backend.queue, backend.store, config);
     if matches!(
         backend_config,
@@ -149,7 +154,7 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         };
         tokio::spawn(http::run(listener, http_state, stopped(stop.clone())))
     });
-    run(listener, state, stopped(stop)).await;
+    run_with_tls(listener, state, tls, stopped(stop)).await;
     if let Some(task) = http_task {
         // A client that never finishes its request must not hold the master up.
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

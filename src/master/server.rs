@@ -1,7 +1,8 @@
 //! The master's accept loop and per-connection handler (mini-redis `server.rs`): admission bounds
 //! connections (overall and per address, extra ones queue), accept errors back off, and one
 //! shutdown signal reaches every handler. Until its hello is welcomed, a connection may send
-//! frames of 64 KiB at most and must greet within the hello timeout.
+//! frames of 64 KiB at most and must greet within the hello timeout; with TLS, the handshake
+//! counts against that timeout too.
 //! A frame-level error (bad JSON, oversized frame, unknown type) gets an `error` frame and closes
 //! that connection only; request-level errors get an `error` frame and the connection goes on.
 
@@ -19,14 +20,26 @@ use super::cmd::{self, HandlerError, Session};
 use super::workers::IdClaim;
 use super::MasterState;
 use crate::protocol::handshake::{read_hello, welcome, AcceptError};
-use crate::protocol::{Connection, ErrorCode, ProtocolError, Role, PRE_AUTH_MAX_FRAME};
+use crate::protocol::{
+    Connection, ErrorCode, ProtocolError, Role, ServerTls, Stream, PRE_AUTH_MAX_FRAME,
+};
 
 /// How long handlers get to finish their current request after shutdown is signalled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves connections on `listener` until `shutdown` completes, then drains the handlers.
-/// Also runs the lease-expiry sweep.
+/// Serves connections on `listener` in plain TCP until `shutdown` completes, then drains the
+/// handlers. Also runs the lease-expiry sweep.
 pub async fn run(listener: TcpListener, state: Arc<MasterState>, shutdown: impl Future) {
+    run_with_tls(listener, state, None, shutdown).await
+}
+
+/// [`run`], serving TLS only when `tls` is given.
+pub async fn run_with_tls(
+    listener: TcpListener,
+    state: Arc<MasterState>,
+    tls: Option<ServerTls>,
+    shutdown: impl Future,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let admission = Arc::new(Admission::new(AdmissionLimits {
         max_connections: state.config.max_connections,
@@ -59,18 +72,22 @@ pub async fn run(listener: TcpListener, state: Arc<MasterState>, shutdown: impl 
         };
         let _ = socket.set_nodelay(true);
         let (state, stop, admission) = (state.clone(), stop_rx.clone(), admission.clone());
+        let tls = tls.clone();
         handlers.spawn(async move {
             let _slot = match admission.admit(peer.ip()).await {
                 Ok(slot) => slot,
                 Err(refused) => {
                     tracing::debug!(component = "master", %peer, "connection refused: busy");
-                    let mut conn = Connection::new(socket);
-                    conn.send_error(ErrorCode::Busy, refused.0).await;
-                    conn.shutdown().await;
+                    let deadline = tokio::time::Instant::now() + state.config.hello_timeout;
+                    if let Some(stream) = open_stream(socket, peer, tls.as_ref(), deadline).await {
+                        let mut conn = Connection::new(stream);
+                        conn.send_error(ErrorCode::Busy, refused.0).await;
+                        conn.shutdown().await;
+                    }
                     return;
                 }
             };
-            handle_connection(socket, peer, state, stop).await;
+            handle_connection(socket, peer, tls, state, stop).await;
         });
         // Reap finished handlers so the set does not grow without bound.
         while handlers.try_join_next().is_some() {}
@@ -129,19 +146,50 @@ async fn track_backend_workers(state: Arc<MasterState>, mut stop: watch::Receive
     }
 }
 
-/// Serves one connection: `hello` first, then requests until close, error or shutdown.
+/// The stream for an accepted socket: the socket itself in plain TCP, else the TLS stream once
+/// the handshake is done (by `deadline`). `None` when the peer is turned away: a plain-text
+/// client at a TLS port (told so in its own protocol), a failed or late handshake.
+async fn open_stream(
+    socket: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&ServerTls>,
+    deadline: tokio::time::Instant,
+) -> Option<Stream> {
+    let Some(tls) = tls else {
+        return Some(Stream::Plain(socket));
+    };
+    match tokio::time::timeout_at(deadline, tls.accept(socket)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(err)) => {
+            tracing::info!(component = "master", %peer, error = %err, "connection refused");
+            None
+        }
+        Err(_) => {
+            tracing::info!(component = "master", %peer, "connection refused: no TLS handshake in time");
+            None
+        }
+    }
+}
+
+/// Serves one connection: the TLS handshake if any and `hello` first, then requests until
+/// close, error or shutdown.
 async fn handle_connection(
     socket: TcpStream,
     peer: SocketAddr,
+    tls: Option<ServerTls>,
     state: Arc<MasterState>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut conn = Connection::new(socket)
+    let hello_timeout = state.config.hello_timeout;
+    let deadline = tokio::time::Instant::now() + hello_timeout;
+    let Some(stream) = open_stream(socket, peer, tls.as_ref(), deadline).await else {
+        return;
+    };
+    let mut conn = Connection::new(stream)
         .with_max_frame(PRE_AUTH_MAX_FRAME.min(state.config.max_frame))
         .with_read_timeout(Some(state.config.idle_timeout))
         .with_frame_timeout(Some(state.config.frame_timeout));
-    let hello_timeout = state.config.hello_timeout;
-    let greeted = tokio::time::timeout(hello_timeout, greet(&mut conn, &state, peer))
+    let greeted = tokio::time::timeout_at(deadline, greet(&mut conn, &state, peer))
         .await
         .unwrap_or_else(|_| {
             Err(HandlerError::fatal(
@@ -183,7 +231,7 @@ async fn handle_connection(
 /// Reads and checks `hello` (version, cluster token, a worker's id not held by another live
 /// worker), answers `welcome`.
 async fn greet(
-    conn: &mut Connection<TcpStream>,
+    conn: &mut Connection<Stream>,
     state: &MasterState,
     peer: SocketAddr,
 ) -> Result<(Session, Option<IdClaim>), HandlerError> {
@@ -220,7 +268,7 @@ async fn greet(
 }
 
 /// Sends the error frame for `err`; returns whether the connection may go on.
-async fn report(conn: &mut Connection<TcpStream>, err: HandlerError, peer: SocketAddr) -> bool {
+async fn report(conn: &mut Connection<Stream>, err: HandlerError, peer: SocketAddr) -> bool {
     let (code, message, keep_open) = err.into_reply();
     if matches!(code, ErrorCode::Internal) {
         tracing::error!(component = "master", %peer, error = %message, "request failed");

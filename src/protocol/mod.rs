@@ -7,6 +7,7 @@ mod connection;
 pub mod handshake;
 mod message;
 mod request;
+pub mod transport;
 mod watchman;
 
 /// The master's address when none is given: `MASTER_HOST:MASTER_PORT` (the names container setups
@@ -31,6 +32,7 @@ pub fn default_agent_socket(worker_id: &str) -> std::path::PathBuf {
 pub use auth::{check_listen, TokenArgs, TokenError, Unprotected};
 pub use handshake::Greeting;
 pub use request::{Dial, RequestError, Requester};
+pub use transport::{ClientTls, ServerTls, Stream, TlsArgs, TlsError, TlsServerArgs};
 
 pub use batch::{BatchJob, BatchJobAccepted, PurgeFilter};
 pub use connection::{

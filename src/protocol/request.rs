@@ -1,15 +1,14 @@
-//! One way to ask a server: connect over TCP (retrying briefly if asked), greet with `hello`, then
+//! One way to ask a server: connect over TCP or TLS (retrying briefly if asked), greet with `hello`, then
 //! send a request and read its reply; an `error` reply becomes [`RequestError::Refused`] and the
 //! connection stays usable. Command-line clients, the worker's remote backend, the collector and
 //! the demo all ask the master (or the collector) through this type.
 
 use std::time::Duration;
 
-use thiserror::Error;
-use tokio::net::TcpStream;
-
 use super::handshake::{hello, Greeting, HelloError};
+use super::transport::{self, ClientTls, ConnectError, Stream};
 use super::{Connection, ErrorCode, Message, ProtocolError};
+use thiserror::Error;
 
 /// How to reach a server.
 #[derive(Clone, Debug)]
@@ -21,6 +20,8 @@ pub struct Dial {
     pub attempts: u32,
     /// How long to wait for any one frame of a reply; `None` waits as long as it takes.
     pub read_timeout: Option<Duration>,
+    /// TLS settings when the server speaks TLS; `None` connects in plain TCP.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for Dial {
@@ -29,6 +30,7 @@ impl Default for Dial {
             connect_timeout: Duration::from_secs(5),
             attempts: 1,
             read_timeout: None,
+            tls: None,
         }
     }
 }
@@ -42,6 +44,15 @@ pub enum RequestError {
         /// The address tried.
         address: String,
         /// The socket error, or the timeout.
+        reason: String,
+    },
+    /// The TLS handshake failed for a reason retrying will not fix: the server's certificate is
+    /// not signed by the configured CA, or the server speaks no TLS.
+    #[error("{reason}")]
+    Tls {
+        /// The address tried.
+        address: String,
+        /// What went wrong and what to change.
         reason: String,
     },
     /// The server answered with an `error` frame (to the hello or to the request).
@@ -68,7 +79,7 @@ impl From<HelloError> for RequestError {
 
 /// An open, greeted connection on which each request gets one reply.
 pub struct Requester {
-    conn: Connection<TcpStream>,
+    conn: Connection<Stream>,
 }
 
 impl Requester {
@@ -82,11 +93,15 @@ impl Requester {
         let mut attempt = 1;
         let stream = loop {
             let reason =
-                match tokio::time::timeout(dial.connect_timeout, TcpStream::connect(address)).await
-                {
-                    Ok(Ok(stream)) => break stream,
-                    Ok(Err(err)) => err.to_string(),
-                    Err(_) => format!("no answer within {:?}", dial.connect_timeout),
+                match transport::connect(address, dial.tls.as_ref(), dial.connect_timeout).await {
+                    Ok(stream) => break stream,
+                    Err(ConnectError::Unreachable(reason)) => reason,
+                    Err(ConnectError::Tls(reason)) => {
+                        return Err(RequestError::Tls {
+                            address: address.to_string(),
+                            reason,
+                        })
+                    }
                 };
             if attempt >= dial.attempts.max(1) {
                 return Err(RequestError::Unreachable {
@@ -98,7 +113,6 @@ impl Requester {
             pause *= 2;
             attempt += 1;
         };
-        let _ = stream.set_nodelay(true);
         let mut conn = Connection::new(stream).with_read_timeout(dial.read_timeout);
         hello(&mut conn, greeting).await?;
         Ok(Self { conn })
@@ -119,7 +133,7 @@ impl Requester {
     }
 
     /// The underlying connection, for data frames (uploads, task data).
-    pub fn connection(&mut self) -> &mut Connection<TcpStream> {
+    pub fn connection(&mut self) -> &mut Connection<Stream> {
         &mut self.conn
     }
 }

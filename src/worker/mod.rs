@@ -45,6 +45,9 @@ pub struct WorkerArgs {
     /// The cluster token for the master's hello, when the cluster has one.
     #[command(flatten)]
     pub auth: crate::protocol::TokenArgs,
+    /// TLS towards the master, when it serves TLS (the embedded backend's leases travel there).
+    #[command(flatten)]
+    pub tls: crate::protocol::TlsArgs,
     /// Where tasks come from: `embedded` leases through the master (--master); with
     /// redis://HOST:PORT/DB the worker reads tasks from Redis directly and keeps working while
     /// the master is away.
@@ -163,9 +166,14 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         .with_id(id.clone())
         .with_token(token)
         .with_new_instance();
+    let tls = args
+        .tls
+        .client()
+        .map_err(|e| WorkerError::Config(e.to_string()))?;
     let access = Access::Peer {
         master: master.clone(),
         greeting,
+        tls,
     };
     let backend = backend_config
         .connect(access)

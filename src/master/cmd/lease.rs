@@ -225,10 +225,12 @@ async fn lease(
 }
 
 /// Completes when the peer has closed its side (or the socket failed); stays pending while it is
-/// open, also when it has sent bytes (those are read after the reply, as usual).
+/// open, also when it has sent bytes (those are read after the reply, as usual). Over TLS the
+/// TCP socket is probed: a peer that drops its connection closes it; one that first sends a TLS
+/// close alert is seen as open until the lease wait ends, as if it had sent a request.
 async fn peer_closed(conn: &Conn) {
     let mut probe = [0u8; 1];
-    match conn.get_ref().peek(&mut probe).await {
+    match conn.get_ref().tcp().peek(&mut probe).await {
         Ok(0) | Err(_) => {}
         Ok(_) => std::future::pending().await,
     }

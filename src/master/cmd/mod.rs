@@ -14,11 +14,9 @@ mod watchman;
 
 use std::net::SocketAddr;
 
-use tokio::net::TcpStream;
-
 use super::MasterState;
 use crate::backend::BackendError;
-use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role};
+use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role, Stream};
 
 /// Who is on a connection, from its `hello`.
 pub struct Session {
@@ -102,7 +100,7 @@ impl From<ProtocolError> for HandlerError {
 }
 
 /// The connection type handlers write to.
-pub type Conn = Connection<TcpStream>;
+pub type Conn = Connection<Stream>;
 
 /// Routes one request to its handler.
 pub async fn dispatch(
