@@ -187,6 +187,11 @@ fn spawn(exe: &Path, args: &[OsString], log: &Path, append: bool) -> Result<Chil
         .map_err(|e| ClientError::Usage(format!("{}: {e}", log.display())))?;
     let mut cmd = Command::new(exe);
     cmd.args(args)
+        // A local grid talks over loopback in plain TCP: TLS settings meant for a remote grid
+        // must not turn its master into a TLS server its own workers cannot reach.
+        .env_remove("GRIDWATCH_TLS_CERT")
+        .env_remove("GRIDWATCH_TLS_KEY")
+        .env_remove("GRIDWATCH_TLS_CA")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(file))
