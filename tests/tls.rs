@@ -92,7 +92,11 @@ impl TlsGrid {
             String::from_utf8_lossy(&out.stderr)
         );
         let out = self.cli(&["results", job, "--format", "count"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let total = parse_total(&String::from_utf8_lossy(&out.stdout));
         let expected = naive_hits(records, PATTERN, false).len() as u64;
         assert!(expected > 0, "the fixture has matches");
@@ -142,10 +146,17 @@ fn a_search_through_a_tls_master_and_worker_is_exact_and_keeps_the_token_out_of_
     let (path, records) = genome(tls.grid.dir.path());
     tls.search_is_exact(&path, &records, "tls-search");
     let logs = tls.grid.master_logs();
-    assert!(logs.contains("\"tls\":true"), "the master says it serves TLS: {logs}");
-    let worker_log =
-        std::fs::read_to_string(tls.grid.path("w1.log")).expect("the worker's log");
-    assert!(!logs.contains(TOKEN) && !worker_log.contains(TOKEN), "the token leaked");
+    assert!(
+        logs.contains("\"tls\":true"),
+        "the master says it serves TLS: {logs}"
+    );
+    let worker_log = std::fs::read_to_string(tls.grid.path("w1.log")).expect("the worker's log");
+    assert!(
+        !logs.contains(TOKEN) && !worker_log.contains(TOKEN),
+        "the token leaked"
+    );
+    // Clients that exit without a TLS close alert end their connection like any other.
+    assert!(!logs.contains("close_notify"), "{logs}");
 }
 
 #[test]
@@ -156,9 +167,8 @@ fn plain_text_sockets_get_no_service_from_a_tls_master() {
     // A plain-text client with the right token: told to use TLS in its own protocol, then
     // closed; never welcomed.
     let mut socket = TcpStream::connect(&tls.grid.addr).expect("connect");
-    let hello = format!(
-        r#"{{"v":1,"type":"hello","role":"client","version":1,"token":"{TOKEN}"}}"#
-    );
+    let hello =
+        format!(r#"{{"v":1,"type":"hello","role":"client","version":1,"token":"{TOKEN}"}}"#);
     socket
         .write_all(&(hello.len() as u32).to_be_bytes())
         .expect("write");
@@ -167,7 +177,10 @@ fn plain_text_sockets_get_no_service_from_a_tls_master() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("read timeout");
     let reply = read_frame(&mut socket).expect("an error frame in plain text");
-    assert!(reply.contains("\"error\"") && reply.contains("TLS"), "{reply}");
+    assert!(
+        reply.contains("\"error\"") && reply.contains("TLS"),
+        "{reply}"
+    );
     assert!(!reply.contains("welcome"), "{reply}");
     assert!(closes_soon(&mut socket), "the plain connection is closed");
 
@@ -205,7 +218,10 @@ fn a_client_or_worker_trusting_another_ca_is_refused() {
         "--token-file",
         &tls.token_file,
     ]);
-    assert!(!out.status.success(), "a client trusting another CA got service");
+    assert!(
+        !out.status.success(),
+        "a client trusting another CA got service"
+    );
     let message = stderr(&out);
     assert!(
         message.contains("certificate") && message.contains("--tls-ca"),
@@ -238,12 +254,18 @@ fn tls_does_not_replace_the_cluster_token() {
     let tls = TlsGrid::start();
     let ca = tls.ca();
     let out = tls.grid.cli(&["jobs", "--tls-ca", &ca]);
-    assert!(!out.status.success(), "a TLS client without the token got service");
+    assert!(
+        !out.status.success(),
+        "a TLS client without the token got service"
+    );
     assert!(stderr(&out).contains("token"), "{}", stderr(&out));
     let out = tls
         .grid
         .cli(&["jobs", "--tls-ca", &ca, "--token", "not-the-token"]);
-    assert!(!out.status.success(), "a TLS client with a wrong token got service");
+    assert!(
+        !out.status.success(),
+        "a TLS client with a wrong token got service"
+    );
     assert!(stderr(&out).contains("token"), "{}", stderr(&out));
     // With both, it works.
     let out = tls.cli(&["jobs"]);
@@ -256,8 +278,15 @@ fn a_tls_client_at_a_plain_master_is_told_it_speaks_no_tls() {
     let certs = tempfile::tempdir().expect("temp dir");
     let ca = Ca::new(certs.path(), "grid");
     let out = grid.cli(&["jobs", "--tls-ca", &ca.cert_file.display().to_string()]);
-    assert!(!out.status.success(), "a TLS handshake with a plain master succeeded?");
-    assert!(stderr(&out).contains("does not speak TLS"), "{}", stderr(&out));
+    assert!(
+        !out.status.success(),
+        "a TLS handshake with a plain master succeeded?"
+    );
+    assert!(
+        stderr(&out).contains("does not speak TLS"),
+        "{}",
+        stderr(&out)
+    );
     // The plain master still serves plain clients.
     grid.cli_ok(&["jobs"]);
 }
@@ -268,7 +297,14 @@ fn half_a_certificate_pair_is_a_usage_error() {
     let ca = Ca::new(certs.path(), "grid");
     let server = ca.server(certs.path(), "master");
     let out = std::process::Command::new(common::gridwatch_bin())
-        .args(["master", "--listen", "127.0.0.1:0", "--http", "off", "--tls-cert"])
+        .args([
+            "master",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--tls-cert",
+        ])
         .arg(&server.cert)
         .output()
         .expect("run gridwatch master");

@@ -63,7 +63,15 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+            // A peer that closes the socket without a TLS close alert (a process exiting, a
+            // dropped connection) reads as an ordinary end of stream: frames carry their own
+            // lengths, so a cut inside a frame is still caught as a truncated frame above.
+            Stream::Tls(tls) => match Pin::new(tls.as_mut()).poll_read(cx, buf) {
+                Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
         }
     }
 }
@@ -370,6 +378,14 @@ fn explain_client_handshake(address: &str, err: &io::Error) -> ConnectError {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match rustls_error {
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName
+            | rustls::CertificateError::NotValidForNameContext { .. },
+        )) => ConnectError::Tls(format!(
+            "the certificate of the server at {address} is not issued for the host {}; connect \
+             by a name or address the certificate lists",
+            host_of(address)
+        )),
         Some(rustls::Error::InvalidCertificate(reason)) => ConnectError::Tls(format!(
             "the server at {address} presented a certificate that --tls-ca does not vouch for \
              ({reason:?}); pass the CA that signed the server's certificate"
