@@ -40,8 +40,11 @@ impl std::fmt::Display for BackendConfig {
 /// A `--backend` value (or environment) that names no usable backend.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BackendConfigError {
-    /// Neither `embedded`, `redis` nor a redis:// URL.
-    #[error("backend {0:?}: expected `embedded`, `redis` or a URL like redis://HOST:PORT/DB")]
+    /// Neither `embedded`, `redis` nor a redis:// or rediss:// URL.
+    #[error(
+        "backend {0:?}: expected `embedded`, `redis` or a URL like redis://HOST:PORT/DB \
+         (rediss:// for Redis over TLS)"
+    )]
     Unknown(String),
     /// A redis:// URL that does not parse.
     #[error(transparent)]
@@ -49,6 +52,17 @@ pub enum BackendConfigError {
     /// `REDIS_PORT` is not a port number.
     #[error("REDIS_PORT={0:?} is not a port number (1-65535)")]
     BadRedisPort(String),
+    /// The Redis CA file could not be read.
+    #[error("cannot read the Redis CA file {path}: {reason}; check --redis-ca")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// A Redis CA for a backend that does not use TLS.
+    #[error("--redis-ca is given but the backend is {0}: use a rediss:// URL for Redis over TLS")]
+    CaWithoutTls(String),
     /// The Redis password file could not be read.
     #[error("cannot read the Redis password file {path}: {reason}; check --redis-password-file")]
     PasswordFile {
@@ -63,9 +77,15 @@ pub enum BackendConfigError {
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct BackendArgs {
     /// Where tasks and job state live: `embedded` (one machine), `redis` (uses REDIS_HOST and
-    /// REDIS_PORT) or redis://HOST:PORT/DB. Default: redis when REDIS_HOST is set, else embedded.
+    /// REDIS_PORT) or redis://HOST:PORT/DB, or rediss://HOST:PORT/DB for Redis over TLS (for a
+    /// Redis server across a network you do not trust). Default: redis when REDIS_HOST is set,
+    /// else embedded.
     #[arg(long, env = "GRIDWATCH_BACKEND", value_name = "BACKEND", value_parser = check_backend_flag)]
     pub backend: Option<String>,
+    /// With a rediss:// backend, trust only the CA certificates in this PEM file for the Redis
+    /// server (a private CA); without it the system's CAs are trusted.
+    #[arg(long, env = "REDIS_CA", value_name = "FILE")]
+    pub redis_ca: Option<std::path::PathBuf>,
     /// A file holding the Redis password (or set REDIS_PASSWORD): unlike a password in the URL,
     /// neither shows in `ps`.
     #[arg(long, env = "REDIS_PASSWORD_FILE", value_name = "PATH")]
@@ -216,9 +236,22 @@ impl BackendArgs {
     pub fn resolve(&self) -> Result<BackendConfig, BackendConfigError> {
         let config =
             BackendConfig::resolve(self.backend.as_deref(), |name| std::env::var(name).ok())?;
-        let BackendConfig::Redis(url) = config else {
+        let BackendConfig::Redis(mut url) = config else {
+            if self.redis_ca.is_some() {
+                return Err(BackendConfigError::CaWithoutTls(config.to_string()));
+            }
             return Ok(config);
         };
+        if let Some(path) = &self.redis_ca {
+            if !url.is_tls() {
+                return Err(BackendConfigError::CaWithoutTls(url.to_string()));
+            }
+            let pem = std::fs::read(path).map_err(|err| BackendConfigError::CaFile {
+                path: path.display().to_string(),
+                reason: err.to_string(),
+            })?;
+            url = url.with_ca(pem);
+        }
         let password = match &self.redis_password_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
@@ -260,7 +293,7 @@ impl BackendConfig {
                 env_port.unwrap_or(DEFAULT_REDIS_PORT),
                 0,
             ))),
-            Some(url) if url.starts_with("redis://") => {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 Ok(BackendConfig::Redis(RedisUrl::parse(url, env_port)?))
             }
             Some(other) => Err(BackendConfigError::Unknown(other.to_string())),
@@ -358,5 +391,45 @@ mod tests {
         assert!(err.to_string().contains("no host"), "{err}");
         let err = resolve(None, &[("REDIS_PORT", "99999")]).unwrap_err();
         assert_eq!(err, BackendConfigError::BadRedisPort("99999".into()));
+    }
+
+    #[test]
+    fn rediss_urls_keep_their_scheme_and_hide_their_password() {
+        let Ok(BackendConfig::Redis(url)) =
+            BackendConfig::resolve(Some("rediss://:secret@h:1/2"), |_| None)
+        else {
+            panic!("expected a redis backend");
+        };
+        assert!(url.is_tls());
+        assert_eq!(url.connection_url(), "rediss://:secret@h:1/2");
+        assert_eq!(url.to_string(), "rediss://***@h:1/2");
+        let url = url.with_ca(b"-----BEGIN CERTIFICATE-----".to_vec());
+        assert!(!format!("{url:?}").contains("secret") && !format!("{url:?}").contains("BEGIN"));
+    }
+
+    #[test]
+    fn a_redis_ca_needs_a_rediss_url() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "pem").expect("write");
+        let args = |backend: &str, ca: &Path| BackendArgs {
+            backend: Some(backend.to_string()),
+            redis_ca: Some(ca.to_path_buf()),
+            redis_password_file: None,
+        };
+        let err = args("redis://h:1/0", &ca)
+            .resolve()
+            .expect_err("plain redis");
+        assert!(err.to_string().contains("rediss://"), "{err}");
+        let err = args("embedded", &ca).resolve().expect_err("embedded");
+        assert!(matches!(err, BackendConfigError::CaWithoutTls(_)), "{err}");
+        let Ok(BackendConfig::Redis(url)) = args("rediss://h:1/0", &ca).resolve() else {
+            panic!("expected a redis backend");
+        };
+        assert_eq!(url.ca_pem(), Some(&b"pem"[..]));
+        let err = args("rediss://h:1/0", &dir.path().join("missing.pem"))
+            .resolve()
+            .expect_err("no CA file");
+        assert!(err.to_string().contains("missing.pem"), "{err}");
     }
 }

@@ -79,6 +79,32 @@ impl RedisBackend {
         let client = ::redis::Client::open(url).map_err(|e| {
             BackendError::Other(format!("{shown}: {e}; expected redis://HOST:PORT/DB"))
         })?;
+        Self::connect_client(client, &shown, options).await
+    }
+
+    /// Connects to `url`; a `rediss://` address runs over TLS, checking the server's
+    /// certificate against the address's CA when it has one, else against the system's.
+    pub async fn connect_to(url: &RedisUrl, options: RedisOptions) -> BackendResult<Self> {
+        let shown = url.to_string();
+        let client = match url.ca_pem() {
+            Some(pem) => ::redis::Client::build_with_tls(
+                url.connection_url(),
+                ::redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            ),
+            None => ::redis::Client::open(url.connection_url()),
+        }
+        .map_err(|e| BackendError::Other(format!("{shown}: {e}")))?;
+        Self::connect_client(client, &shown, options).await
+    }
+
+    async fn connect_client(
+        client: ::redis::Client,
+        shown: &str,
+        options: RedisOptions,
+    ) -> BackendResult<Self> {
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(4)
             .set_max_delay(1000)
@@ -86,7 +112,7 @@ impl RedisBackend {
             .set_response_timeout(Duration::from_secs(30));
         let commands = ConnectionManager::new_with_config(client.clone(), config)
             .await
-            .map_err(|e| unavailable(&shown, e))?;
+            .map_err(|e| unavailable(shown, e))?;
         let backend = RedisBackend {
             client,
             commands,
@@ -103,7 +129,7 @@ impl RedisBackend {
     pub async fn connect_patiently(url: &RedisUrl, options: RedisOptions) -> BackendResult<Self> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match Self::connect(&url.connection_url(), options.clone()).await {
+            match Self::connect_to(url, options.clone()).await {
                 Err(BackendError::Unavailable(reason)) => {
                     tracing::warn!(component = "backend", redis = %url, error = %reason, retry_in_ms = backoff.as_millis() as u64, "redis unreachable");
                     tokio::time::sleep(backoff).await;

@@ -1,5 +1,6 @@
-//! The address of a Redis server: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, validated once,
-//! shown without its password.
+//! The address of a Redis server: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://`
+//! for Redis over TLS (optionally with the CA that signed the server's certificate), validated
+//! once, shown without its password.
 
 use std::fmt;
 
@@ -8,9 +9,13 @@ use thiserror::Error;
 /// Port of a Redis server when neither the URL nor `REDIS_PORT` names one.
 pub const DEFAULT_REDIS_PORT: u16 = 6379;
 
-/// A validated `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` address.
+/// A validated `redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB]` address.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
+    /// `rediss://`: the connection runs over TLS.
+    tls: bool,
+    /// With TLS, the CA certificates (PEM) that vouch for the server instead of the system's.
+    ca_pem: Option<Vec<u8>>,
     /// `USER:PASSWORD@` or `:PASSWORD@`, when given.
     credentials: Option<String>,
     /// Host name or IP address (IPv6 in brackets).
@@ -26,9 +31,37 @@ impl RedisUrl {
     pub fn connection_url(&self) -> String {
         let credentials = self.credentials.as_deref().unwrap_or("");
         format!(
-            "redis://{credentials}{}:{}/{}",
-            self.host, self.port, self.db
+            "{}://{credentials}{}:{}/{}",
+            self.scheme(),
+            self.host,
+            self.port,
+            self.db
         )
+    }
+
+    /// `rediss` over TLS, else `redis`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "rediss"
+        } else {
+            "redis"
+        }
+    }
+
+    /// Whether the connection runs over TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The CA certificates (PEM) trusted for this server, when given.
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref()
+    }
+
+    /// The same address trusting the CA certificates in `pem` (a `rediss://` address only).
+    pub fn with_ca(mut self, pem: Vec<u8>) -> Self {
+        self.ca_pem = Some(pem);
+        self
     }
 }
 
@@ -40,7 +73,14 @@ impl fmt::Display for RedisUrl {
         } else {
             ""
         };
-        write!(f, "redis://{hidden}{}:{}/{}", self.host, self.port, self.db)
+        write!(
+            f,
+            "{}://{hidden}{}:{}/{}",
+            self.scheme(),
+            self.host,
+            self.port,
+            self.db
+        )
     }
 }
 
@@ -52,7 +92,7 @@ impl fmt::Debug for RedisUrl {
 
 /// A redis:// URL that does not parse.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("backend {url:?}: {reason}; expected redis://HOST:PORT/DB")]
+#[error("backend {url:?}: {reason}; expected redis://HOST:PORT/DB (or rediss:// for TLS)")]
 pub struct RedisUrlError {
     /// The value given.
     pub url: String,
@@ -87,6 +127,8 @@ impl RedisUrl {
     /// The server at `host:port`, database `db`, without credentials.
     pub fn new(host: impl Into<String>, port: u16, db: u32) -> Self {
         Self {
+            tls: false,
+            ca_pem: None,
             credentials: None,
             host: host.into(),
             port,
@@ -94,7 +136,7 @@ impl RedisUrl {
         }
     }
 
-    /// Parses a `redis://` URL; a URL without a port takes `default_port` (the environment's
+    /// Parses a `redis://` or `rediss://` URL; a URL without a port takes `default_port` (the environment's
     /// `REDIS_PORT`), then 6379.
     pub fn parse(url: &str, default_port: Option<u16>) -> Result<Self, RedisUrlError> {
         parse_redis_url(url, default_port)
@@ -106,7 +148,11 @@ fn parse_redis_url(url: &str, env_port: Option<u16>) -> Result<RedisUrl, RedisUr
         url: url.to_string(),
         reason: reason.to_string(),
     };
-    let rest = &url["redis://".len()..];
+    let (tls, rest) = match (url.strip_prefix("rediss://"), url.strip_prefix("redis://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Err(bad("the scheme must be redis:// or rediss://")),
+    };
     let (authority, db) = match rest.split_once('/') {
         Some((authority, "")) => (authority, 0),
         Some((authority, db)) => (
@@ -125,6 +171,8 @@ fn parse_redis_url(url: &str, env_port: Option<u16>) -> Result<RedisUrl, RedisUr
         return Err(bad("no host"));
     }
     Ok(RedisUrl {
+        tls,
+        ca_pem: None,
         credentials,
         host: host.to_string(),
         port: port.or(env_port).unwrap_or(DEFAULT_REDIS_PORT),
