@@ -311,3 +311,162 @@ fn half_a_certificate_pair_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--tls-key"), "{}", stderr(&out));
 }
+
+/// `GET path` on a plain HTTP address; returns the body.
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connecting to the HTTP API");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("response");
+    raw.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn agents_report_to_a_tls_collector_which_reaches_a_tls_master() {
+    use common::procs::{read_addr_file, wait_for, Proc as RoleProc};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let ca = Ca::new(dir.path(), "grid");
+    let master_files = ca.server(dir.path(), "master");
+    let collector_files = ca.server(dir.path(), "collector");
+    std::fs::write(dir.path().join("token"), TOKEN).expect("token file");
+    let ca_file = ca.cert_file.display().to_string();
+    let token = at("token");
+    let _master = RoleProc::spawn(
+        "master",
+        dir.path(),
+        &[
+            "master",
+            "--listen",
+            "127.0.0.1:0",
+            "--addr-file",
+            &at("master.addr"),
+            "--http-addr-file",
+            &at("http.addr"),
+            "--data-dir",
+            &at("data"),
+            "--tls-cert",
+            &master_files.cert.display().to_string(),
+            "--tls-key",
+            &master_files.key.display().to_string(),
+            "--token-file",
+            &token,
+        ],
+        &[],
+    );
+    let master_addr = read_addr_file(&dir.path().join("master.addr"));
+    let collector = RoleProc::spawn(
+        "collector",
+        dir.path(),
+        &[
+            "collector",
+            "--listen",
+            "127.0.0.1:0",
+            "--addr-file",
+            &at("collector.addr"),
+            "--master",
+            &master_addr,
+            "--alert-log",
+            &at("alerts.log"),
+            "--tls-cert",
+            &collector_files.cert.display().to_string(),
+            "--tls-key",
+            &collector_files.key.display().to_string(),
+            "--tls-ca",
+            &ca_file,
+            "--token-file",
+            &token,
+        ],
+        &[],
+    );
+    let collector_addr = read_addr_file(&dir.path().join("collector.addr"));
+    let (host, port) = collector_addr.rsplit_once(':').expect("host:port");
+    let socket = at("w1.sock");
+    let _agent = RoleProc::spawn(
+        "agent",
+        dir.path(),
+        &[
+            "agent",
+            "--worker-id",
+            "w1",
+            "--socket",
+            &socket,
+            "--collector-host",
+            host,
+            "--collector-port",
+            port,
+            "--report-interval",
+            "1s",
+            "--tls-ca",
+            &ca_file,
+            "--token-file",
+            &token,
+        ],
+        &[],
+    );
+    let _worker = RoleProc::spawn(
+        "worker",
+        dir.path(),
+        &[
+            "worker",
+            "--id",
+            "w1",
+            "--master",
+            &master_addr,
+            "--agent-socket",
+            &socket,
+            "--tls-ca",
+            &ca_file,
+            "--token-file",
+            &token,
+        ],
+        &[],
+    );
+    // The worker's view reaches the master's store only through agent → collector (TLS) →
+    // master (TLS).
+    let http = read_addr_file(&dir.path().join("http.addr"));
+    wait_for(
+        "w1 alive in the master's view",
+        Duration::from_secs(30),
+        || {
+            let body = http_get(&http, "/workers");
+            (body.contains("\"w1\"") && body.contains("ALIVE")).then_some(())
+        },
+    );
+
+    // A plain-text agent at the TLS collector is turned away.
+    let _plain_agent = RoleProc::spawn(
+        "plain-agent",
+        dir.path(),
+        &[
+            "agent",
+            "--worker-id",
+            "w2",
+            "--socket",
+            &at("w2.sock"),
+            "--collector-host",
+            host,
+            "--collector-port",
+            port,
+            "--report-interval",
+            "1s",
+            "--token-file",
+            &token,
+        ],
+        &[],
+    );
+    wait_for(
+        "the collector to refuse the plain agent",
+        Duration::from_secs(20),
+        || collector.log().contains("plain-text client").then_some(()),
+    );
+    assert!(!http_get(&http, "/workers").contains("\"w2\""));
+    assert!(!collector.log().contains(TOKEN), "the token leaked");
+}
