@@ -470,3 +470,29 @@ fn agents_report_to_a_tls_collector_which_reaches_a_tls_master() {
     assert!(!http_get(&http, "/workers").contains("\"w2\""));
     assert!(!collector.log().contains(TOKEN), "the token leaked");
 }
+
+#[test]
+fn a_busy_tls_master_says_so_over_tls() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new(certs.path(), "grid");
+    let server = ca.server(certs.path(), "master");
+    let grid = Grid::start(&[
+        "--tls-cert",
+        &server.cert.display().to_string(),
+        "--tls-key",
+        &server.key.display().to_string(),
+        "--max-connections",
+        "1",
+        "--connection-queue",
+        "0",
+        "--hello-timeout",
+        "10",
+    ]);
+    // A silent socket holds the only slot while its handshake is awaited.
+    let _holder = TcpStream::connect(&grid.addr).expect("connect");
+    std::thread::sleep(Duration::from_millis(300));
+    let ca_file = ca.cert_file.display().to_string();
+    let out = grid.cli(&["jobs", "--tls-ca", &ca_file]);
+    assert!(!out.status.success(), "a second connection got a slot");
+    assert!(stderr(&out).contains("server busy"), "{}", stderr(&out));
+}
