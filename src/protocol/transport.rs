@@ -20,11 +20,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::{Connection, ErrorCode};
+use super::{Connection, ErrorCode, PRE_AUTH_MAX_FRAME};
 
 /// The first byte of every TLS connection (a handshake record); the grid's own first frame
 /// starts with a length whose top byte is 0.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// How long a plain-text client told to use TLS gets to close its side.
+const PLAIN_DRAIN: Duration = Duration::from_secs(2);
 
 /// A connection's byte stream: plain TCP or TLS over TCP.
 #[derive(Debug)]
@@ -335,7 +337,7 @@ impl ServerTls {
             return Err(AcceptTlsError::Closed);
         }
         if first[0] != TLS_HANDSHAKE_RECORD {
-            let mut conn = Connection::new(tcp);
+            let mut conn = Connection::new(tcp).with_max_frame(PRE_AUTH_MAX_FRAME);
             conn.send_error(
                 ErrorCode::Unauthorized,
                 "this server speaks TLS only: connect with --tls-ca FILE (or GRIDWATCH_TLS_CA) \
@@ -343,6 +345,12 @@ impl ServerTls {
             )
             .await;
             conn.shutdown().await;
+            // Read (and drop) what the client sent until it closes: a socket closed with unread
+            // bytes is reset, and a reset can destroy the error frame before the client reads it.
+            let _ = tokio::time::timeout(PLAIN_DRAIN, async {
+                while let Ok(Some(_)) = conn.read_frame().await {}
+            })
+            .await;
             return Err(AcceptTlsError::PlainText);
         }
         let tls = self
