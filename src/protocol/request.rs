@@ -1,14 +1,15 @@
-//! One way to ask a server: connect over TCP or TLS (retrying briefly if asked), greet with `hello`, then
-//! send a request and read its reply; an `error` reply becomes [`RequestError::Refused`] and the
-//! connection stays usable. Command-line clients, the worker's remote backend, the collector and
+//! One way to ask a server: connect over TCP or TLS (retrying briefly if asked), greet with
+//! `hello`, then send a request and read its reply; an `error` reply becomes
+//! [`RequestError::Refused`] and the connection stays usable. Command-line clients, the worker's remote backend, the collector and
 //! the demo all ask the master (or the collector) through this type.
 
 use std::time::Duration;
 
+use thiserror::Error;
+
 use super::handshake::{hello, Greeting, HelloError};
 use super::transport::{self, ClientTls, ConnectError, Stream};
 use super::{Connection, ErrorCode, Message, ProtocolError};
-use thiserror::Error;
 
 /// How to reach a server.
 #[derive(Clone, Debug)]
