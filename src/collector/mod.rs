@@ -59,7 +59,8 @@ pub struct CollectorConfig {
     #[arg(long, default_value = "data/alerts.log")]
     pub alert_log: PathBuf,
     /// TOML file with alert thresholds (`cpu_percent`, `cpu_for`, `memory_percent`,
-    /// `memory_for`, `no_report_after`; durations in seconds). Flags and environment win.
+    /// `memory_for`, `no_report_after`, `heartbeat_misses`; durations in seconds). Flags and
+    /// environment win.
     #[arg(long)]
     pub rules: Option<PathBuf>,
     /// Host CPU percent above which a worker is warned about (after --cpu-for).
@@ -71,9 +72,15 @@ pub struct CollectorConfig {
     /// Host memory percent above which a worker is warned about.
     #[arg(long, env = "ALERT_THRESHOLD_MEMORY")]
     pub memory_threshold: Option<f64>,
-    /// Silence after which a worker's agent counts as lost (critical).
+    /// Silence after which a worker's agent counts as lost (critical), for agents that send
+    /// no heartbeats.
     #[arg(long, value_parser = parse_duration)]
     pub no_report_after: Option<Duration>,
+    /// Heartbeats an agent may miss in a row before its host counts as lost: a critical
+    /// `worker_unreachable` alert, and its tasks are re-queued. Detection takes this many agent
+    /// heartbeat intervals (1 s by default) plus up to a quarter second [default: 3].
+    #[arg(long, env = "HEARTBEAT_MISSES")]
+    pub heartbeat_misses: Option<u32>,
     /// Once listening, write the bound HOST:PORT to this file (for --listen 127.0.0.1:0).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
@@ -171,6 +178,9 @@ impl CollectorConfig {
         if let Some(after) = self.no_report_after {
             thresholds.no_report_after = after;
         }
+        if let Some(misses) = self.heartbeat_misses {
+            thresholds.heartbeat_misses = misses.max(1);
+        }
         Ok(thresholds)
     }
 }
@@ -248,7 +258,11 @@ pub async fn run(
     let tower = SharedWatchtower::new(Watchtower::new(thresholds.clone(), log, items_tx));
     // A live agent reports well within the silence alert; half that marks a link as dead.
     let stale_after = thresholds.no_report_after / 2;
-    let gate = std::sync::Arc::new(gate::Gate::new(downstream.token.clone(), stale_after));
+    let gate = std::sync::Arc::new(gate::Gate::new(
+        downstream.token.clone(),
+        stale_after,
+        thresholds.heartbeat_misses,
+    ));
     let local = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -270,8 +284,9 @@ pub async fn run(
     };
     let tasks = [
         tokio::spawn(server::serve(listener, tower.clone(), gate, stopped())),
-        // Rules for silent workers once a second; stored views refreshed every 2 s (TTL 60 s).
-        tokio::spawn(server::tick(tower, Duration::from_secs(1), 2, stopped())),
+        // Rules for silent workers four times a second, so a lost host is judged within a
+        // quarter second of its last missed heartbeat; stored views refreshed every 2 s (TTL 60 s).
+        tokio::spawn(server::tick(tower, Duration::from_millis(250), 8, stopped())),
         tokio::spawn(downstream::forward(downstream, items_rx, stopped())),
     ];
     shutdown.await;

@@ -40,6 +40,8 @@ fn feed(
         let observation = Observation {
             report: &report,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         };
         for alert in engine.evaluate(observation, now) {
             events.push((second, alert));
@@ -131,6 +133,8 @@ fn silence_fires_no_report_once_and_a_report_resolves_it() {
         let observation = Observation {
             report: &last,
             received_at: t0,
+            heard_at: t0,
+            beat_interval: None,
         };
         events.extend(
             engine
@@ -143,6 +147,8 @@ fn silence_fires_no_report_once_and_a_report_resolves_it() {
     let observation = Observation {
         report: &last,
         received_at: fresh,
+        heard_at: fresh,
+        beat_interval: None,
     };
     events.extend(
         engine
@@ -169,6 +175,8 @@ fn a_worker_that_said_goodbye_may_go_quiet() {
     let observation = Observation {
         report: &last,
         received_at: t0,
+        heard_at: t0,
+        beat_interval: None,
     };
     assert_eq!(engine.evaluate(observation, later), []);
 }
@@ -194,6 +202,8 @@ fn memory_high_fires_at_once_and_pauses_leasing_until_resolved() {
         Observation {
             report: &hot,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         },
         now,
     );
@@ -208,6 +218,8 @@ fn memory_high_fires_at_once_and_pauses_leasing_until_resolved() {
         Observation {
             report: &cool,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         },
         now,
     );
@@ -223,6 +235,8 @@ fn a_dead_worker_is_not_paused_but_reclaimed() {
         Observation {
             report: &dead,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         },
         now,
     );
@@ -259,6 +273,8 @@ fn workers_have_independent_lifecycles() {
         Observation {
             report: &dead_a,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         },
         now,
     );
@@ -266,6 +282,8 @@ fn workers_have_independent_lifecycles() {
         Observation {
             report: &dead_b,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         },
         now,
     );
@@ -273,6 +291,8 @@ fn workers_have_independent_lifecycles() {
         Observation {
             report: &dead_a,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         },
         now,
     );
