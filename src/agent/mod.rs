@@ -191,6 +191,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future) -> Result<(), Agent
     let settings = reporter::ReportSettings {
         worker_id: config.worker_id.clone(),
         interval: config.report_interval,
+        beat_interval: config.beat_interval,
         disk_path: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
     };
     let tasks = [

@@ -95,6 +95,8 @@ pub struct ReportSettings {
     pub worker_id: String,
     /// How often to report when nothing changes.
     pub interval: Duration,
+    /// How often heartbeats go out between reports (zero: none), announced in each report.
+    pub beat_interval: Duration,
     /// Disk whose use is reported.
     pub disk_path: PathBuf,
 }
@@ -164,6 +166,8 @@ fn make_report(
         worker_uptime_secs: uptime.map(|d| d.as_secs_f64()),
         report_interval_secs: settings.interval.as_secs_f64(),
         last_rtt_ms: None,
+        beat_interval_secs: (!settings.beat_interval.is_zero())
+            .then(|| settings.beat_interval.as_secs_f64()),
     }
 }
 
@@ -360,6 +364,7 @@ mod tests {
             worker_uptime_secs: None,
             report_interval_secs: 10.0,
             last_rtt_ms: None,
+            beat_interval_secs: None,
         }
     }
 

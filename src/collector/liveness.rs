@@ -133,6 +133,7 @@ impl Liveness {
 
     /// Records a report received at `now`.
     pub fn record(&mut self, report: WorkerReport, now: Moment) {
+        let beat_interval = announced_beat(&report);
         let point = HistoryPoint {
             timestamp: report.timestamp,
             cpu_percent: report.cpu_percent,
@@ -149,6 +150,7 @@ impl Liveness {
                 push_bounded(&mut record.history, point, HISTORY_LEN);
                 record.reports_received += 1;
                 record.last_report_at = now;
+                record.beat_interval = beat_interval.or(record.beat_interval);
                 record.heard(now);
                 record.latest = report;
             }
@@ -162,7 +164,7 @@ impl Liveness {
                     recent_gaps: VecDeque::new(),
                     history: VecDeque::from([point]),
                     heard_at: now,
-                    beat_interval: None,
+                    beat_interval,
                     last_gap_at: None,
                 };
                 self.workers.insert(record.latest.worker_id.clone(), record);
@@ -217,6 +219,14 @@ impl Liveness {
             history: record.history.iter().cloned().collect(),
         })
     }
+}
+
+/// The heartbeat interval a report announces, if it is a usable one.
+fn announced_beat(report: &WorkerReport) -> Option<Duration> {
+    report
+        .beat_interval_secs
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|d| *d >= Duration::from_millis(10) && *d <= Duration::from_secs(60))
 }
 
 /// The class of a worker whose agent sends no heartbeats, judged by its reports alone.
@@ -287,6 +297,7 @@ mod tests {
             worker_uptime_secs: Some(100.0),
             report_interval_secs: 10.0,
             last_rtt_ms: rtt,
+            beat_interval_secs: None,
         }
     }
 

@@ -23,6 +23,7 @@ fn report(worker: &str, status: WorkerStatus, cpu: f64, memory: f64) -> WorkerRe
         worker_uptime_secs: None,
         report_interval_secs: 10.0,
         last_rtt_ms: None,
+        beat_interval_secs: None,
     }
 }
 

@@ -168,7 +168,10 @@ async fn serve_requests(
 ) -> Result<(), ProtocolError> {
     while let Some(message) = conn.read_message().await? {
         match &message {
-            Message::Metrics { data } => check_report(&data.worker_id, gate, reporter, None)?,
+            Message::Metrics { data } => {
+                let beat = data.beat_interval_secs.and_then(|secs| beat_interval(secs).ok());
+                check_report(&data.worker_id, gate, reporter, beat)?
+            }
             Message::AgentHeartbeat {
                 worker_id,
                 interval_secs,

@@ -74,6 +74,11 @@ pub struct WorkerReport {
     /// Round trip of the previous report (send to ack), milliseconds.
     #[serde(default)]
     pub last_rtt_ms: Option<f64>,
+    /// How often the agent sends heartbeats between reports, seconds (none from older agents,
+    /// or when turned off). Known from the first report, so a busy worker whose reports flow
+    /// without a pause is still judged by the heartbeat bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beat_interval_secs: Option<f64>,
 }
 
 /// How urgent an alert is.
