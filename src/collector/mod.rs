@@ -250,12 +250,23 @@ pub async fn run(
     shutdown: impl Future,
 ) -> Result<(), CollectorError> {
     let thresholds = config.thresholds()?;
-    let log = AlertLog::open(&config.alert_log).map_err(|source| CollectorError::AlertLog {
+    let alert_log_error = |source| CollectorError::AlertLog {
         path: config.alert_log.clone(),
         source,
-    })?;
+    };
+    let firing = AlertLog::still_firing(&config.alert_log).map_err(alert_log_error)?;
+    let log = AlertLog::open(&config.alert_log).map_err(alert_log_error)?;
     let (items_tx, items_rx) = tokio::sync::mpsc::unbounded_channel();
-    let tower = SharedWatchtower::new(Watchtower::new(thresholds.clone(), log, items_tx));
+    let mut watchtower = Watchtower::new(thresholds.clone(), log, items_tx);
+    let adopted = watchtower.reconcile(&firing, Moment::now());
+    if adopted > 0 {
+        tracing::info!(
+            adopted,
+            "alerts left firing by the previous run are kept until their workers report, \
+             and resolved if their condition no longer holds"
+        );
+    }
+    let tower = SharedWatchtower::new(watchtower);
     // A live agent reports well within the silence alert; half that marks a link as dead.
     let stale_after = thresholds.no_report_after / 2;
     let gate = std::sync::Arc::new(gate::Gate::new(

@@ -200,6 +200,31 @@ impl RuleEngine {
         events
     }
 
+    /// Takes over an alert a previous collector left firing, under its id, so that the
+    /// worker's next report either keeps it firing (no duplicate) or resolves it. False if the
+    /// rule is unknown here (another version's).
+    pub fn adopt(&mut self, alert: &Alert, now: Moment) -> bool {
+        let Some(kind) = RuleKind::ALL.into_iter().find(|k| k.name() == alert.rule) else {
+            return false;
+        };
+        let age = Duration::try_from_secs_f64(now.unix_secs - alert.active_since)
+            .unwrap_or_default();
+        let since = Moment {
+            instant: now.instant.checked_sub(age).unwrap_or(now.instant),
+            unix_secs: alert.active_since,
+        };
+        self.states.insert(
+            (alert.worker_id.clone(), kind),
+            RuleState::Firing {
+                since,
+                id: alert.id.clone(),
+                message: alert.message.clone(),
+                value: alert.value,
+            },
+        );
+        true
+    }
+
     /// Whether the worker has a firing warning (a resource running hot): it should not lease.
     pub fn should_pause_leasing(&self, worker: &str) -> bool {
         self.states.iter().any(|((w, kind), state)| {

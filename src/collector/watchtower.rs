@@ -71,6 +71,17 @@ impl Watchtower {
         }
     }
 
+    /// Takes over alerts a previous collector left firing (from the alert log). Each stays
+    /// firing, without a second `worker_down`, until its worker's next report or heartbeat shows
+    /// whether its condition still holds; if not, it is resolved under its own id. Returns how
+    /// many were taken over.
+    pub fn reconcile(&mut self, firing: &[Alert], now: Moment) -> usize {
+        firing
+            .iter()
+            .filter(|alert| self.rules.adopt(alert, now))
+            .count()
+    }
+
     /// Takes a report received at `now`; returns the lease verdict for its agent.
     pub fn on_report(&mut self, report: WorkerReport, now: Moment) -> LeaseVerdict {
         let worker = report.worker_id.clone();

@@ -232,6 +232,28 @@ impl Grid {
         workers.into_iter().find(|w| w["worker_id"] == worker)
     }
 
+    /// Starts `worker` again (after it was killed), under the same id and agent socket.
+    pub fn restart_worker(&mut self, worker: &str) {
+        let socket = self.dir.path().join(format!("{worker}.sock"));
+        let proc = Proc::spawn(
+            &format!("worker-{worker}-again"),
+            self.dir.path(),
+            &[
+                "worker",
+                "--id",
+                worker,
+                "--master",
+                &self.master_addr,
+                "--agent-socket",
+                socket.to_str().expect("utf-8"),
+                "--threads",
+                "2",
+            ],
+            &[("GRIDWATCH_BACKEND", self.backend.as_str())],
+        );
+        *self.worker(worker) = proc;
+    }
+
     /// The agent of `worker`.
     pub fn agent(&mut self, worker: &str) -> &mut Proc {
         let index = self
