@@ -33,7 +33,7 @@ fn submit_wait_and_status_wait_print_the_exact_result_across_a_master_restart() 
     let mut grid = Grid::start(&[]);
     let mut bases = Bases::new(41);
     let records: Records = (0..3)
-        .map(|i| (format!("r{i}"), bases.take(1_000_000)))
+        .map(|i| (format!("r{i}"), bases.take(3_000_000)))
         .collect();
     let path = grid.path("big.fa");
     write_fasta(&path, &records, 60, "\n");
@@ -79,4 +79,8 @@ fn submit_wait_and_status_wait_print_the_exact_result_across_a_master_restart() 
         serde_json::from_slice(&followed.stdout).expect("status --json prints JSON");
     assert_eq!(view["job"]["status"], "completed", "{view}");
     assert_eq!(view["job"]["partial_results"]["matches_found"], expected);
+    assert!(
+        grid.master_logs().contains("resuming unfinished jobs"),
+        "the master was killed mid-job"
+    );
 }

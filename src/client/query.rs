@@ -118,6 +118,17 @@ pub async fn wait_for_every(
     progress: &mut JobProgress,
     interval: Duration,
 ) -> Result<JobView, ClientError> {
+    Ok(follow(client, job, progress, interval).await?.0)
+}
+
+/// Polls until the job finishes, drawing progress and reconnecting with backoff to a master
+/// that went away; returns its final state and the active workers last reported.
+pub async fn follow(
+    client: &mut MasterClient,
+    job: &str,
+    progress: &mut JobProgress,
+    interval: Duration,
+) -> Result<(JobView, u32), ClientError> {
     let mut lost: Option<(Instant, Duration)> = None;
     loop {
         let outcome = match lost {
@@ -135,7 +146,7 @@ pub async fn wait_for_every(
                 progress.update(&view, active);
                 if view.status.is_finished() {
                     progress.finish();
-                    return Ok(view);
+                    return Ok((view, active));
                 }
                 tokio::time::sleep(interval).await;
             }
@@ -178,6 +189,28 @@ async fn query_status_within(
         .unwrap_or(Err(ClientError::Protocol(ProtocolError::Timeout(
             STATUS_TIMEOUT,
         ))))
+}
+
+/// `print_results`, reconnecting to a master that went away before the results arrived (they
+/// are fetched whole before anything is printed, so a retry prints them once).
+pub async fn print_results_patiently(
+    client: &mut MasterClient,
+    job_id: &str,
+    request: &ResultsRequest<'_>,
+) -> Result<(), ClientError> {
+    let started = Instant::now();
+    let mut pause = RECONNECT_MIN;
+    loop {
+        match print_results(client, job_id, request).await {
+            Err(err) if err.is_transient() && started.elapsed() < RECONNECT_FOR => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RECONNECT_MAX);
+                // A failed reconnection is tried again on the next round.
+                let _ = client.reconnect().await;
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 /// A completed job's results as stored: its state, its kind's spec and one result per task.
@@ -319,12 +352,12 @@ pub fn status_word(status: JobStatus) -> String {
 /// Runs `gridwatch status`.
 pub async fn status(args: StatusArgs) -> Result<(), ClientError> {
     let mut client = MasterClient::connect(&args.master).await?;
-    let (mut view, mut active) = query_status(&mut client, &args.job).await?;
-    if args.wait && !view.status.is_finished() {
+    let (view, active) = if args.wait {
         let mut progress = JobProgress::new(!args.json, None);
-        view = wait_for(&mut client, &args.job, &mut progress).await?;
-        active = query_status(&mut client, &args.job).await?.1;
-    }
+        follow(&mut client, &args.job, &mut progress, POLL_INTERVAL).await?
+    } else {
+        query_status(&mut client, &args.job).await?
+    };
     print_status(&view, active, args.json)
 }
 

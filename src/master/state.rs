@@ -28,6 +28,8 @@ pub struct MasterState {
     pub refusal_alerts: super::refusal_alert::RefusalAlerts,
     /// Whether the backend answers in time (logs an outage once, and its end).
     pub backend_health: super::backend_health::BackendHealth,
+    /// Unix time this master started (an upload begun before cannot be streaming to it).
+    pub started_at: f64,
 }
 
 impl MasterState {
@@ -43,6 +45,7 @@ impl MasterState {
             spool_dir: None,
             refusal_alerts: Default::default(),
             backend_health: Default::default(),
+            started_at: crate::time::unix_now(),
         }
     }
 }
