@@ -22,9 +22,13 @@ fn client(grid: &Grid, args: &[&str]) -> std::process::Child {
         .expect("spawn the client")
 }
 
+/// Chunks done, once the upload is over (chunks run while it streams too).
 fn processed(grid: &Grid, job: &str) -> Option<u64> {
     let output = grid.cli(&["status", job, "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    if status["job"]["status"] == "uploading" {
+        return None;
+    }
     status["job"]["progress"]["processed_chunks"].as_u64()
 }
 
@@ -55,7 +59,7 @@ fn submit_wait_and_status_wait_print_the_exact_result_across_a_master_restart() 
             "--wait",
         ],
     );
-    common::poll_until(JOB_TIMEOUT, "a first chunk done", || {
+    common::poll_until(JOB_TIMEOUT, "the job accepted and under way", || {
         processed(&grid, "ride").filter(|done| *done > 0)
     });
     let status = client(&grid, &["status", "ride", "--wait", "--json"]);
