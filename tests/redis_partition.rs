@@ -33,7 +33,12 @@ fn status_and_workers_fail_fast_and_clearly_while_redis_is_stopped_then_work_aga
     let url = redis.url();
     let grid = Grid::start(&["--backend", &url]);
     let path = grid.path("small.fa");
-    write_fasta(&path, &[("r0".into(), Bases::new(5).take(20_000))], 60, "\n");
+    write_fasta(
+        &path,
+        &[("r0".into(), Bases::new(5).take(20_000))],
+        60,
+        "\n",
+    );
     grid.cli_ok(&[
         "submit",
         &path.display().to_string(),

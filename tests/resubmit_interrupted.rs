@@ -55,13 +55,7 @@ fn an_upload_cut_off_by_a_master_kill_restarts_under_the_same_id() {
 
     grid.start_worker("w1", 2);
     let out = grid.cli_ok(&[
-        "submit",
-        &file,
-        "-p",
-        PATTERN,
-        "--job-id",
-        "again",
-        "--wait",
+        "submit", &file, "-p", PATTERN, "--job-id", "again", "--wait",
     ]);
     assert_eq!(parse_total(&out), expected, "{out}");
     assert!(grid

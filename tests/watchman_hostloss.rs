@@ -103,9 +103,11 @@ fn a_cut_link_requeues_within_seconds_and_the_returning_host_is_active_again() {
         "link restored: w1 active again after {:.3} s",
         back.elapsed().as_secs_f64()
     );
-    wait_for("worker_unreachable resolved", Duration::from_secs(10), || {
-        grid.rule_alert("worker_unreachable", "w1", "resolved")
-    });
+    wait_for(
+        "worker_unreachable resolved",
+        Duration::from_secs(10),
+        || grid.rule_alert("worker_unreachable", "w1", "resolved"),
+    );
     grid.wait_completed(&job, Duration::from_secs(120));
     assert_eq!(
         grid.total_matches(&job),

@@ -32,9 +32,11 @@ fn a_worker_dead_alert_is_resolved_after_a_collector_restart_once_the_worker_is_
     // w2's agent keeps reporting, and its worker stays alive: nothing to reconcile there.
     grid.collector.kill9();
     grid.restart_worker("w1");
-    wait_for("w1 alive again at its agent", Duration::from_secs(20), || {
-        (alive_count(&mut grid, "w1") >= 2).then_some(())
-    });
+    wait_for(
+        "w1 alive again at its agent",
+        Duration::from_secs(20),
+        || (alive_count(&mut grid, "w1") >= 2).then_some(()),
+    );
 
     let (collector, addr) = spawn_collector(
         grid.dir.path(),

@@ -167,7 +167,7 @@ fn make_report(
         report_interval_secs: settings.interval.as_secs_f64(),
         last_rtt_ms: None,
         beat_interval_secs: (!settings.beat_interval.is_zero())
-            .then(|| settings.beat_interval.as_secs_f64()),
+            .then_some(settings.beat_interval.as_secs_f64()),
     }
 }
 
@@ -329,7 +329,11 @@ async fn beat(
             Ok(())
         }
         Message::Error { code, message } => {
-            tracing::info!(?code, message, "the collector takes no heartbeats; sending reports only");
+            tracing::info!(
+                ?code,
+                message,
+                "the collector takes no heartbeats; sending reports only"
+            );
             beats.enabled = false;
             Ok(())
         }

@@ -72,7 +72,10 @@ impl ClientError {
         match self {
             ClientError::Unreachable { .. } | ClientError::Protocol(_) => true,
             ClientError::Refused { code, .. } => {
-                matches!(code, ErrorCode::Internal | ErrorCode::Busy | ErrorCode::Timeout)
+                matches!(
+                    code,
+                    ErrorCode::Internal | ErrorCode::Busy | ErrorCode::Timeout
+                )
             }
             _ => false,
         }

@@ -7,9 +7,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use crate::protocol::{Alert, AlertState};
 #[cfg(test)]
 use crate::protocol::Severity;
+use crate::protocol::{Alert, AlertState};
 
 /// Appends alert events to a file, one JSON object per line, flushed per event so that a
 /// `tail -f` (or a test) sees each one at once.

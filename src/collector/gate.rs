@@ -89,7 +89,13 @@ impl Gate {
 
     /// Whether `claim` still holds `worker` (marking it live); false once another agent took
     /// over after this one went silent. `beat` is the interval of a heartbeat being taken.
-    pub fn refresh(&self, worker: &str, claim: Claim, now: Instant, beat: Option<Duration>) -> bool {
+    pub fn refresh(
+        &self,
+        worker: &str,
+        claim: Claim,
+        now: Instant,
+        beat: Option<Duration>,
+    ) -> bool {
         match self.holders().get_mut(worker) {
             Some(holder) if holder.connection == claim.connection => {
                 holder.last_seen = now;
@@ -131,7 +137,10 @@ mod tests {
         assert!(gate.refresh("w1", first, start + Duration::from_secs(5), None));
         gate.release("w1", first);
         let second = gate.claim("w1", "b:2", start).expect("released");
-        assert!(!gate.refresh("w1", first, start, None), "the old claim is gone");
+        assert!(
+            !gate.refresh("w1", first, start, None),
+            "the old claim is gone"
+        );
         let late = start + Duration::from_secs(30);
         let third = gate
             .claim("w1", "c:3", late)

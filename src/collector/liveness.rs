@@ -126,9 +126,9 @@ impl Liveness {
     }
 
     fn is_unreachable(&self, record: &WorkerRecord, now: Moment) -> bool {
-        record.beat_interval.is_some_and(|interval| {
-            now.since(record.heard_at) >= interval * self.heartbeat_misses
-        })
+        record
+            .beat_interval
+            .is_some_and(|interval| now.since(record.heard_at) >= interval * self.heartbeat_misses)
     }
 
     /// Records a report received at `now`.
@@ -395,7 +395,10 @@ mod tests {
             assert!(liveness.record_beat("w1", beat, at(t0, second)));
         }
         let view = liveness.view("w1", ms(3_400), false).expect("known");
-        assert_eq!((view.state, view.unreachable), (LivenessState::Active, false));
+        assert_eq!(
+            (view.state, view.unreachable),
+            (LivenessState::Active, false)
+        );
         let view = liveness.view("w1", ms(4_600), false).expect("known");
         assert_eq!(view.state, LivenessState::Unstable, "a beat is missed");
         let view = liveness.view("w1", ms(6_000), false).expect("known");
@@ -407,7 +410,10 @@ mod tests {
         assert!(liveness.unreachable("w1", ms(6_000)));
         liveness.record_beat("w1", beat, at(t0, 20));
         let view = liveness.view("w1", ms(20_100), false).expect("known");
-        assert_eq!((view.state, view.unreachable), (LivenessState::Unstable, false));
+        assert_eq!(
+            (view.state, view.unreachable),
+            (LivenessState::Unstable, false)
+        );
         for second in 21..=26 {
             liveness.record_beat("w1", beat, at(t0, second));
         }

@@ -297,7 +297,12 @@ pub async fn run(
         tokio::spawn(server::serve(listener, tower.clone(), gate, stopped())),
         // Rules for silent workers four times a second, so a lost host is judged within a
         // quarter second of its last missed heartbeat; stored views refreshed every 2 s (TTL 60 s).
-        tokio::spawn(server::tick(tower, Duration::from_millis(250), 8, stopped())),
+        tokio::spawn(server::tick(
+            tower,
+            Duration::from_millis(250),
+            8,
+            stopped(),
+        )),
         tokio::spawn(downstream::forward(downstream, items_rx, stopped())),
     ];
     shutdown.await;

@@ -109,9 +109,7 @@ impl RuleKind {
     /// The severity of the rule's alerts.
     pub fn severity(self) -> Severity {
         match self {
-            RuleKind::WorkerDead | RuleKind::Unreachable | RuleKind::NoReport => {
-                Severity::Critical
-            }
+            RuleKind::WorkerDead | RuleKind::Unreachable | RuleKind::NoReport => Severity::Critical,
             RuleKind::CpuHigh | RuleKind::MemoryHigh => Severity::Warning,
         }
     }
@@ -207,8 +205,8 @@ impl RuleEngine {
         let Some(kind) = RuleKind::ALL.into_iter().find(|k| k.name() == alert.rule) else {
             return false;
         };
-        let age = Duration::try_from_secs_f64(now.unix_secs - alert.active_since)
-            .unwrap_or_default();
+        let age =
+            Duration::try_from_secs_f64(now.unix_secs - alert.active_since).unwrap_or_default();
         let since = Moment {
             instant: now.instant.checked_sub(age).unwrap_or(now.instant),
             unix_secs: alert.active_since,

@@ -169,7 +169,9 @@ async fn serve_requests(
     while let Some(message) = conn.read_message().await? {
         match &message {
             Message::Metrics { data } => {
-                let beat = data.beat_interval_secs.and_then(|secs| beat_interval(secs).ok());
+                let beat = data
+                    .beat_interval_secs
+                    .and_then(|secs| beat_interval(secs).ok());
                 check_report(&data.worker_id, gate, reporter, beat)?
             }
             Message::AgentHeartbeat {

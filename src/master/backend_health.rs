@@ -30,8 +30,12 @@ impl BackendHealth {
         let mut outage = self.outage();
         if outage.is_none() {
             *outage = Some(Instant::now());
-            tracing::error!(component = "master", request, error,
-                "the backend is not answering; requests that need it fail until it returns");
+            tracing::error!(
+                component = "master",
+                request,
+                error,
+                "the backend is not answering; requests that need it fail until it returns"
+            );
         }
     }
 

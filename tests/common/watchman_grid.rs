@@ -97,7 +97,13 @@ impl Grid {
         heartbeat_timeout: &str,
         collector_flags: &[&str],
     ) -> Grid {
-        Grid::start_reporting(backend, worker_ids, heartbeat_timeout, collector_flags, "1s")
+        Grid::start_reporting(
+            backend,
+            worker_ids,
+            heartbeat_timeout,
+            collector_flags,
+            "1s",
+        )
     }
 
     /// Starts the grid with agents sending full reports every `report_interval` (and their

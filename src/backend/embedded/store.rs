@@ -117,12 +117,18 @@ pub(super) fn restart_upload(state: &mut DbState, job: &JobRecord) -> BackendRes
     }
     let tx = state.conn.transaction().map_err(sql_error)?;
     for table in ["tasks", "results", "result_parts"] {
-        tx.execute(&format!("DELETE FROM {table} WHERE job = ?1"), params![job.id])
-            .map_err(sql_error)?;
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE job = ?1"),
+            params![job.id],
+        )
+        .map_err(sql_error)?;
     }
     for table in ["job_specs", "jobs"] {
-        tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), params![job.id])
-            .map_err(sql_error)?;
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE id = ?1"),
+            params![job.id],
+        )
+        .map_err(sql_error)?;
     }
     tx.commit().map_err(sql_error)?;
     state.spool_remove(&job.id);
