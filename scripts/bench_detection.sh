@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Measures how fast the watchman declares a worker dead, with real processes: a crash (kill -9)
-# and a hang (SIGSTOP, with a short heartbeat timeout), RUNS times each, and prints the medians.
-# Latency = the DEAD alert's timestamp in the collector's alert log minus the moment the signal
-# was sent. Targets: crash < 1 s, hang < timeout + 1 s.
+# and a hang (SIGSTOP, with a short heartbeat timeout), and a whole host lost (kill -9 of the
+# agent and its worker together, full reports every 10 s so only the agent's 1 s heartbeats can
+# tell), RUNS times each, and prints the medians. Latency = the alert's timestamp in the
+# collector's alert log minus the moment the signal was sent. Targets: crash < 1 s, hang <
+# timeout + 1 s, host loss <= 5 s.
 #
 # usage: scripts/bench_detection.sh [RUNS] [HEARTBEAT_TIMEOUT_SECONDS]
 set -euo pipefail
@@ -28,10 +30,11 @@ wait_file() {
   echo "timed out waiting for $1" >&2; exit 1
 }
 
-# Prints the DEAD alert's timestamp for worker $1 once it is in the alert log.
+# Prints the timestamp of the firing alert of rule $2 (worker_dead by default) for worker $1 once
+# it is in the alert log.
 wait_dead_alert() {
   for _ in $(seq 1 1500); do
-    line=$(grep '"rule":"worker_dead"' "$dir/alerts.log" 2>/dev/null \
+    line=$(grep "\"rule\":\"${2:-worker_dead}\"" "$dir/alerts.log" 2>/dev/null \
       | grep "\"worker_id\":\"$1\"" | grep '"state":"firing"' | head -n 1 || true)
     if [ -n "$line" ]; then
       echo "$line" | sed -n 's/.*"timestamp":\([0-9.]*\)}.*/\1/p'
@@ -39,7 +42,7 @@ wait_dead_alert() {
     fi
     sleep 0.02
   done
-  echo "no DEAD alert for $1" >&2; exit 1
+  echo "no ${2:-worker_dead} alert for $1" >&2; exit 1
 }
 
 wait_alive() {
@@ -63,7 +66,8 @@ wait_file "$dir/collector.addr"; collector=$(cat "$dir/collector.addr")
 # Starts an agent and a worker with id $1; sets $worker_pid and $agent_pid.
 start_pair() {
   "$bin" agent --worker-id "$1" --socket "$dir/$1.sock" --collector-host 127.0.0.1 \
-    --collector-port "${collector##*:}" --heartbeat-timeout "$timeout" 2>"$dir/agent-$1.log" &
+    --collector-port "${collector##*:}" --heartbeat-timeout "$timeout" \
+    --report-interval "${2:-10}" 2>"$dir/agent-$1.log" &
   agent_pid=$!; pids+=($agent_pid)
   # Started from a subshell, so the shell does not announce the kills we are about to make.
   worker_pid=$("$bin" worker --id "$1" --master "$master" --agent-socket "$dir/$1.sock" \
@@ -72,7 +76,7 @@ start_pair() {
   wait_alive "$1"
 }
 
-crash=(); hang=()
+crash=(); hang=(); host=()
 for run in $(seq 1 "$runs"); do
   start_pair "crash$run"
   sent=$(now); kill -9 "$worker_pid"
@@ -86,10 +90,19 @@ for run in $(seq 1 "$runs"); do
   hang+=("$(echo "$alert - $sent" | bc -l)")
   kill -CONT "$worker_pid"; kill "$worker_pid" "$agent_pid"
   wait "$agent_pid" 2>/dev/null || true
-  printf 'run %d: crash %.3f s, hang %.3f s\n' "$run" "${crash[-1]}" "${hang[-1]}"
+
+  start_pair "host$run"
+  sent=$(now); kill -9 "$agent_pid" "$worker_pid"
+  alert=$(wait_dead_alert "host$run" worker_unreachable)
+  host+=("$(echo "$alert - $sent" | bc -l)")
+  wait "$agent_pid" 2>/dev/null || true
+  printf 'run %d: crash %.3f s, hang %.3f s, host loss %.3f s\n' "$run" "${crash[-1]}" \
+    "${hang[-1]}" "${host[-1]}"
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 printf 'median crash detection: %.3f s over %d runs (target < 1 s)\n' "$(median "${crash[@]}")" "$runs"
 printf 'median hang detection:  %.3f s over %d runs (heartbeat timeout %s s; target < %s s)\n' \
   "$(median "${hang[@]}")" "$runs" "$timeout" "$((timeout + 1))"
+printf 'median host-loss detection: %.3f s over %d runs (agent and worker killed; target <= 5 s)\n' \
+  "$(median "${host[@]}")" "$runs"

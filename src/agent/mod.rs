@@ -1,6 +1,7 @@
 //! The per-worker agent: takes heartbeats over a Unix socket, samples system metrics, reports to
 //! the collector. Crash → DEAD at once; hang → DEAD after the heartbeat timeout;
-//! every status change is reported immediately, the rest every report interval.
+//! every status change is reported immediately, the rest every report interval; between
+//! reports a small heartbeat each second tells the collector the host is still there.
 
 mod reporter;
 pub mod sampler;
@@ -44,6 +45,10 @@ pub struct AgentConfig {
     /// How often to report when nothing changes (seconds, or with a unit: 500ms, 10s).
     #[arg(long, env = "AGENT_REPORT_INTERVAL", default_value = "10", value_parser = parse_duration)]
     pub report_interval: Duration,
+    /// How often to send the collector a small heartbeat between full reports, so it can tell
+    /// a lost host within a few seconds (0 sends none).
+    #[arg(long, env = "AGENT_BEAT_INTERVAL", default_value = "1", value_parser = parse_duration)]
+    pub beat_interval: Duration,
     /// Heartbeat silence after which a live worker process counts as hung, hence DEAD.
     #[arg(long, env = "HEARTBEAT_TIMEOUT", default_value = "15", value_parser = parse_duration)]
     pub heartbeat_timeout: Duration,
@@ -193,6 +198,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future) -> Result<(), Agent
     let settings = reporter::ReportSettings {
         worker_id: config.worker_id.clone(),
         interval: config.report_interval,
+        beat_interval: config.beat_interval,
         disk_path: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
     };
     let tasks = [
@@ -207,6 +213,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future) -> Result<(), Agent
         tokio::spawn(reporter::deliver(
             config.collector_addr(),
             tls,
+            config.worker_id.clone(),
+            config.beat_interval,
             Greeting::new(Role::Agent)
                 .with_id(config.worker_id.clone())
                 .with_token(token),

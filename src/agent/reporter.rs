@@ -1,7 +1,9 @@
 //! The agent's link to the collector: a report every interval and at once on a status change,
 //! kept in a bounded buffer until the collector acknowledges it (so reports made while the
 //! collector is away are delivered when it returns), reconnecting with backoff. Each ack carries
-//! the collector's lease verdict, which is passed on to the worker.
+//! the collector's lease verdict, which is passed on to the worker. Between reports a heartbeat
+//! goes out every beat interval, so the collector can judge a lost host in seconds while full
+//! reports stay infrequent.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -93,6 +95,8 @@ pub struct ReportSettings {
     pub worker_id: String,
     /// How often to report when nothing changes.
     pub interval: Duration,
+    /// How often heartbeats go out between reports (zero: none), announced in each report.
+    pub beat_interval: Duration,
     /// Disk whose use is reported.
     pub disk_path: PathBuf,
 }
@@ -162,14 +166,19 @@ fn make_report(
         worker_uptime_secs: uptime.map(|d| d.as_secs_f64()),
         report_interval_secs: settings.interval.as_secs_f64(),
         last_rtt_ms: None,
+        beat_interval_secs: (!settings.beat_interval.is_zero())
+            .then_some(settings.beat_interval.as_secs_f64()),
     }
 }
 
-/// Delivers buffered reports to the collector at `collector` (host:port), oldest first, until
-/// `shutdown` completes.
+/// Delivers buffered reports to the collector at `collector` (host:port), oldest first, with a
+/// heartbeat for `worker` every `beat_interval` in between (none if zero), until `shutdown`
+/// completes.
 pub async fn deliver(
     collector: String,
     tls: Option<ClientTls>,
+    worker: String,
+    beat_interval: Duration,
     greeting: Greeting,
     shared: Arc<AgentShared>,
     buffer: Arc<ReportBuffer>,
@@ -178,10 +187,16 @@ pub async fn deliver(
     tokio::pin!(shutdown);
     let mut retry = RETRY_MIN;
     let mut last_rtt_ms = None;
+    let mut beats = Beats {
+        worker: &worker,
+        interval: beat_interval,
+        enabled: !beat_interval.is_zero(),
+    };
     loop {
         let mut connected = false;
         let outcome = tokio::select! {
-            outcome = session(&collector, tls.as_ref(), &greeting, &shared, &buffer, &mut last_rtt_ms, &mut connected) => outcome,
+            outcome = session(&collector, tls.as_ref(), &greeting, &mut beats,
+                &shared, &buffer, &mut last_rtt_ms, &mut connected) => outcome,
             _ = &mut shutdown => return,
         };
         // Without the collector there is no verdict: never leave a worker paused on stale advice.
@@ -207,11 +222,20 @@ pub async fn deliver(
     }
 }
 
+/// Whose heartbeats to send, and how often.
+struct Beats<'a> {
+    worker: &'a str,
+    interval: Duration,
+    /// False once a collector refused them (one that predates heartbeats), for good.
+    enabled: bool,
+}
+
 /// One connection to the collector; returns how many reports it delivered before it ended.
 async fn session(
     collector: &str,
     tls: Option<&ClientTls>,
     greeting: &Greeting,
+    beats: &mut Beats<'_>,
     shared: &AgentShared,
     buffer: &ReportBuffer,
     last_rtt_ms: &mut Option<f64>,
@@ -232,9 +256,17 @@ async fn session(
     *connected = true;
     tracing::info!(collector, pending = buffer.len(), "connected to collector");
     let mut delivered = 0;
+    let mut next_beat = tokio::time::Instant::now() + beats.interval;
     loop {
         let Some(mut report) = buffer.front() else {
-            buffer.added.notified().await;
+            let beat_due = tokio::time::sleep_until(next_beat);
+            tokio::select! {
+                _ = buffer.added.notified() => {}
+                _ = beat_due, if beats.enabled => {
+                    beat(&mut conn, beats, shared).await?;
+                    next_beat = tokio::time::Instant::now() + beats.interval;
+                }
+            }
             continue;
         };
         report.last_rtt_ms = *last_rtt_ms;
@@ -256,15 +288,8 @@ async fn session(
                 *last_rtt_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
                 buffer.acknowledge(seq);
                 delivered += 1;
-                let advice = LeaseAdvice {
-                    pause: pause_leasing,
-                    reason,
-                };
-                shared.advice.send_if_modified(|current| {
-                    let changed = *current != advice;
-                    *current = advice;
-                    changed
-                });
+                next_beat = tokio::time::Instant::now() + beats.interval;
+                advise(shared, pause_leasing, reason);
             }
             Message::Error { code, message } => {
                 tracing::warn!(?code, message, "collector refused a report");
@@ -274,6 +299,55 @@ async fn session(
                 tracing::warn!(?other, "unexpected reply from collector");
                 return Ok(delivered);
             }
+        }
+    }
+}
+
+/// Passes the collector's lease verdict on to the worker when it changed.
+fn advise(shared: &AgentShared, pause: bool, reason: Option<String>) {
+    let advice = LeaseAdvice { pause, reason };
+    shared.advice.send_if_modified(|current| {
+        let changed = *current != advice;
+        *current = advice;
+        changed
+    });
+}
+
+/// Sends one heartbeat and takes its ack. A collector that predates heartbeats refuses them
+/// (and may close the connection): they are then turned off, and reports alone inform it.
+async fn beat(
+    conn: &mut Connection<transport::Stream>,
+    beats: &mut Beats<'_>,
+    shared: &AgentShared,
+) -> Result<(), ProtocolError> {
+    conn.write_message(&Message::AgentHeartbeat {
+        worker_id: beats.worker.to_string(),
+        interval_secs: beats.interval.as_secs_f64(),
+    })
+    .await?;
+    let reply = tokio::time::timeout(ACK_TIMEOUT, conn.expect_message())
+        .await
+        .map_err(|_| ProtocolError::Timeout(ACK_TIMEOUT))??;
+    match reply {
+        Message::AgentHeartbeatAck {
+            pause_leasing,
+            reason,
+        } => {
+            advise(shared, pause_leasing, reason);
+            Ok(())
+        }
+        Message::Error { code, message } => {
+            tracing::info!(
+                ?code,
+                message,
+                "the collector takes no heartbeats; sending reports only"
+            );
+            beats.enabled = false;
+            Ok(())
+        }
+        other => {
+            tracing::warn!(?other, "unexpected reply to a heartbeat");
+            Err(ProtocolError::Closed)
         }
     }
 }
@@ -302,6 +376,7 @@ mod tests {
             worker_uptime_secs: None,
             report_interval_secs: 10.0,
             last_rtt_ms: None,
+            beat_interval_secs: None,
         }
     }
 

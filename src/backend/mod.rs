@@ -424,6 +424,16 @@ pub trait Queue: Send + Sync {
 pub trait Store: Send + Sync {
     /// Records a new job, or returns the existing one with the same id.
     async fn create_job(&self, job: &JobRecord) -> BackendResult<CreateOutcome>;
+    /// Replaces a job whose upload never completed (it failed, or is marked uploading, before
+    /// it was accepted) with `job`, dropping the old one's tasks, results and stored input, so
+    /// its id can be submitted again; false if the job is not such a one (or is gone). Backends
+    /// that cannot do this refuse, and the id must then change.
+    async fn restart_upload(&self, job: &JobRecord) -> BackendResult<bool> {
+        Err(BackendError::Other(format!(
+            "this backend cannot restart job {}'s interrupted upload",
+            job.id
+        )))
+    }
     /// Fetches a job.
     async fn job(&self, id: &str) -> BackendResult<Option<JobRecord>>;
     /// All jobs, newest first.

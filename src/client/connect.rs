@@ -67,6 +67,21 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// Whether the master may answer if asked again shortly: it is unreachable or restarting,
+    /// the connection broke, or its backend failed for now.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } | ClientError::Protocol(_) => true,
+            ClientError::Refused { code, .. } => {
+                matches!(
+                    code,
+                    ErrorCode::Internal | ErrorCode::Busy | ErrorCode::Timeout
+                )
+            }
+            _ => false,
+        }
+    }
+
     /// Process exit code: 2 for errors the user can fix, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -109,9 +124,10 @@ pub fn http_port_mistake(address: &str, err: &RequestError) -> Option<ClientErro
     }
 }
 
-/// An open, greeted connection to the master.
+/// An open, greeted connection to the master, and where it leads (to reconnect).
 pub struct MasterClient {
     requester: Requester,
+    addr: MasterAddr,
 }
 
 impl From<RequestError> for ClientError {
@@ -155,7 +171,16 @@ impl MasterClient {
         let requester = Requester::connect(&address, &greeting, &dial)
             .await
             .map_err(|err| http_port_mistake(&address, &err).unwrap_or_else(|| err.into()))?;
-        Ok(Self { requester })
+        Ok(Self {
+            requester,
+            addr: addr.clone(),
+        })
+    }
+
+    /// Replaces the connection with a new one to the same master (after it restarted).
+    pub async fn reconnect(&mut self) -> Result<(), ClientError> {
+        *self = MasterClient::connect(&self.addr).await?;
+        Ok(())
     }
 
     /// Sends a request and returns the reply; an `error` reply becomes `ClientError::Refused`.

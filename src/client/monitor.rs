@@ -85,7 +85,7 @@ pub fn workers_table(workers: &[WorkerView]) -> String {
     let mut out = String::new();
     if !workers.is_empty() {
         out.push_str(&format!(
-            "{:<12} {:<9} {:<8} {:>6} {:>8} {:>9} {:>8} {:>7} {:>6} {:>6}  {}\n",
+            "{:<12} {:<9} {:<11} {:>6} {:>8} {:>9} {:>8} {:>7} {:>6} {:>6}  {}\n",
             "WORKER",
             "STATE",
             "STATUS",
@@ -101,10 +101,15 @@ pub fn workers_table(workers: &[WorkerView]) -> String {
     }
     for w in workers {
         out.push_str(&format!(
-            "{:<12} {:<9} {:<8} {:>6} {:>8} {:>9} {:>7.1}% {:>7} {:>6.1} {:>6.1}  {}\n",
+            "{:<12} {:<9} {:<11} {:>6} {:>8} {:>9} {:>7.1}% {:>7} {:>6.1} {:>6.1}  {}\n",
             w.worker_id,
             state_name(w.state),
-            w.status.as_str(),
+            // The last report's status is stale once the host is lost: say what is known.
+            if w.unreachable {
+                "UNREACHABLE"
+            } else {
+                w.status.as_str()
+            },
             w.consecutive_missed,
             w.mean_rtt_ms
                 .map(|r| format!("{r:.1}"))

@@ -3,14 +3,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 use super::progress::JobProgress;
 use crate::backend::{ChunkResult, JobStatus};
 use crate::jobs::search::{report_from_stored, SearchReport};
 use crate::jobs::{self, Kind, ResultError};
-use crate::protocol::{JobView, Message};
+use crate::protocol::{JobView, Message, ProtocolError};
 
 /// How often `--wait` asks for progress.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -101,7 +101,8 @@ pub async fn query_status(
     }
 }
 
-/// Polls until the job finishes, drawing progress; returns its final state.
+/// Polls until the job finishes, drawing progress; returns its final state. A master that goes
+/// away meanwhile (a restart) is reconnected to with backoff.
 pub async fn wait_for(
     client: &mut MasterClient,
     job: &str,
@@ -117,14 +118,98 @@ pub async fn wait_for_every(
     progress: &mut JobProgress,
     interval: Duration,
 ) -> Result<JobView, ClientError> {
+    Ok(follow(client, job, progress, interval).await?.0)
+}
+
+/// Polls until the job finishes, drawing progress and reconnecting with backoff to a master
+/// that went away; returns its final state and the active workers last reported.
+pub async fn follow(
+    client: &mut MasterClient,
+    job: &str,
+    progress: &mut JobProgress,
+    interval: Duration,
+) -> Result<(JobView, u32), ClientError> {
+    let mut lost: Option<(Instant, Duration)> = None;
     loop {
-        let (view, active) = query_status(client, job).await?;
-        progress.update(&view, active);
-        if view.status.is_finished() {
-            progress.finish();
-            return Ok(view);
+        let outcome = match lost {
+            Some(_) => match client.reconnect().await {
+                Ok(()) => query_status_within(client, job).await,
+                Err(err) => Err(err),
+            },
+            None => query_status_within(client, job).await,
+        };
+        match outcome {
+            Ok((view, active)) => {
+                if lost.take().is_some() {
+                    eprintln!("reconnected to the master; still following job {job}");
+                }
+                progress.update(&view, active);
+                if view.status.is_finished() {
+                    progress.finish();
+                    return Ok((view, active));
+                }
+                tokio::time::sleep(interval).await;
+            }
+            Err(err) if err.is_transient() => {
+                let (since, pause) = lost.get_or_insert_with(|| {
+                    eprintln!("lost the master ({err}); reconnecting to follow job {job}");
+                    (Instant::now(), RECONNECT_MIN)
+                });
+                if since.elapsed() >= RECONNECT_FOR {
+                    progress.finish();
+                    return Err(err);
+                }
+                tokio::time::sleep(*pause).await;
+                *pause = (*pause * 2).min(RECONNECT_MAX);
+            }
+            Err(err) => {
+                progress.finish();
+                return Err(err);
+            }
         }
-        tokio::time::sleep(interval).await;
+    }
+}
+
+/// How long `--wait` keeps trying to reach a master that went away (a restart, a failing
+/// backend) before it gives up; the job itself is kept by the master meanwhile.
+const RECONNECT_FOR: Duration = Duration::from_secs(120);
+/// The first pause between reconnection attempts; it doubles up to `RECONNECT_MAX`.
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// A status reply slower than this counts as a lost connection (a master that hangs).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `query_status`, giving up after `STATUS_TIMEOUT`.
+async fn query_status_within(
+    client: &mut MasterClient,
+    job: &str,
+) -> Result<(JobView, u32), ClientError> {
+    tokio::time::timeout(STATUS_TIMEOUT, query_status(client, job))
+        .await
+        .unwrap_or(Err(ClientError::Protocol(ProtocolError::Timeout(
+            STATUS_TIMEOUT,
+        ))))
+}
+
+/// `print_results`, reconnecting to a master that went away before the results arrived (they
+/// are fetched whole before anything is printed, so a retry prints them once).
+pub async fn print_results_patiently(
+    client: &mut MasterClient,
+    job_id: &str,
+    request: &ResultsRequest<'_>,
+) -> Result<(), ClientError> {
+    let started = Instant::now();
+    let mut pause = RECONNECT_MIN;
+    loop {
+        match print_results(client, job_id, request).await {
+            Err(err) if err.is_transient() && started.elapsed() < RECONNECT_FOR => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RECONNECT_MAX);
+                // A failed reconnection is tried again on the next round.
+                let _ = client.reconnect().await;
+            }
+            outcome => return outcome,
+        }
     }
 }
 
@@ -267,12 +352,12 @@ pub fn status_word(status: JobStatus) -> String {
 /// Runs `gridwatch status`.
 pub async fn status(args: StatusArgs) -> Result<(), ClientError> {
     let mut client = MasterClient::connect(&args.master).await?;
-    let (mut view, mut active) = query_status(&mut client, &args.job).await?;
-    if args.wait && !view.status.is_finished() {
+    let (view, active) = if args.wait {
         let mut progress = JobProgress::new(!args.json, None);
-        view = wait_for(&mut client, &args.job, &mut progress).await?;
-        active = query_status(&mut client, &args.job).await?.1;
-    }
+        follow(&mut client, &args.job, &mut progress, POLL_INTERVAL).await?
+    } else {
+        query_status(&mut client, &args.job).await?
+    };
     print_status(&view, active, args.json)
 }
 

@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 use super::progress::JobProgress;
 use super::query::{
-    chosen_format, print_results, print_status, query_status, wait_for, ResultsRequest,
+    chosen_format, follow, print_results_patiently, print_status, ResultsRequest, POLL_INTERVAL,
 };
 use crate::backend::{JobStatus, Priority};
 use crate::jobs;
@@ -242,9 +242,8 @@ pub async fn submit_request(request: JobRequest, common: &SubmitCommon) -> Resul
         submitted.job_id,
         super::count_of(submitted.total_chunks.into(), "chunk")
     );
-    let view = wait_for(&mut client, &job_id, &mut progress).await?;
+    let (view, active) = follow(&mut client, &job_id, &mut progress, POLL_INTERVAL).await?;
     if view.status != JobStatus::Completed {
-        let active = query_status(&mut client, &job_id).await?.1;
         print_status(&view, active, common.json)?;
         return Err(ClientError::JobFailed(format!(
             "job {job_id} ended {}: {}",
@@ -258,7 +257,7 @@ pub async fn submit_request(request: JobRequest, common: &SubmitCommon) -> Resul
         out: common.out.as_deref(),
         with_job_id: true,
     };
-    print_results(&mut client, &job_id, &results).await
+    print_results_patiently(&mut client, &job_id, &results).await
 }
 
 fn print_submitted(submitted: &Submitted, json: bool) {

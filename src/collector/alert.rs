@@ -4,12 +4,12 @@
 //! firing and resolved transitions are emitted.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use crate::protocol::Alert;
 #[cfg(test)]
-use crate::protocol::{AlertState, Severity};
+use crate::protocol::Severity;
+use crate::protocol::{Alert, AlertState};
 
 /// Appends alert events to a file, one JSON object per line, flushed per event so that a
 /// `tail -f` (or a test) sees each one at once.
@@ -30,6 +30,28 @@ impl AlertLog {
             path: path.to_path_buf(),
             file,
         })
+    }
+
+    /// The alerts the log at `path` shows firing and never resolved, oldest first (none if
+    /// there is no log yet). Lines another version wrote, or a line cut short by a crash, are
+    /// skipped.
+    pub fn still_firing(path: &Path) -> io::Result<Vec<Alert>> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let mut firing: Vec<Alert> = Vec::new();
+        for line in BufReader::new(file).lines() {
+            let Ok(alert) = serde_json::from_str::<Alert>(&line?) else {
+                continue;
+            };
+            firing.retain(|open| open.id != alert.id);
+            if alert.state == AlertState::Firing {
+                firing.push(alert);
+            }
+        }
+        Ok(firing)
     }
 
     /// The log's path.
@@ -84,5 +106,28 @@ mod tests {
             .collect();
         assert_eq!(states, ["firing", "resolved", "firing"]);
         assert!(text.contains(r#""severity":"critical""#));
+    }
+
+    #[test]
+    fn still_firing_lists_alerts_without_a_resolution() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("alerts.log");
+        assert!(AlertLog::still_firing(&path).expect("no log").is_empty());
+        let mut log = AlertLog::open(&path).expect("open");
+        log.append(&sample(AlertState::Firing)).expect("append");
+        log.append(&sample(AlertState::Resolved)).expect("append");
+        let open = Alert {
+            id: "worker_dead:w2:2".into(),
+            worker_id: "w2".into(),
+            ..sample(AlertState::Firing)
+        };
+        log.append(&open).expect("append");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"{\"id\":\"cut sh"))
+            .expect("a torn last line");
+        let firing = AlertLog::still_firing(&path).expect("read");
+        assert_eq!(firing, [open]);
     }
 }

@@ -18,6 +18,8 @@ struct Holder {
     connection: u64,
     peer: String,
     last_seen: Instant,
+    /// How long this holder's silence is tolerated: shorter once it sends heartbeats.
+    stale_after: Duration,
 }
 
 /// The cluster token and the live agent of each worker.
@@ -27,16 +29,20 @@ pub struct Gate {
     /// A holder silent this long no longer counts as live (its link may be half-open), so a
     /// reconnecting agent can take over.
     stale_after: Duration,
+    /// Heartbeats a holder may miss before it no longer counts as live.
+    heartbeat_misses: u32,
     holders: Mutex<HashMap<String, Holder>>,
     next_connection: std::sync::atomic::AtomicU64,
 }
 
 impl Gate {
-    /// A gate checking `token`, where an agent silent for `stale_after` yields its worker id.
-    pub fn new(token: Option<String>, stale_after: Duration) -> Gate {
+    /// A gate checking `token`, where an agent silent for `stale_after` (or, once it sends
+    /// heartbeats, for `heartbeat_misses` of them) yields its worker id.
+    pub fn new(token: Option<String>, stale_after: Duration, heartbeat_misses: u32) -> Gate {
         Gate {
             token,
             stale_after,
+            heartbeat_misses: heartbeat_misses.max(1),
             holders: Mutex::new(HashMap::new()),
             next_connection: std::sync::atomic::AtomicU64::new(1),
         }
@@ -58,7 +64,7 @@ impl Gate {
     pub fn claim(&self, worker: &str, peer: &str, now: Instant) -> Result<Claim, String> {
         let mut holders = self.holders();
         if let Some(holder) = holders.get(worker) {
-            if now.saturating_duration_since(holder.last_seen) < self.stale_after {
+            if now.saturating_duration_since(holder.last_seen) < holder.stale_after {
                 return Err(format!(
                     "worker {worker:?} already has a live agent (connected from {}); each worker \
                      has one agent, and worker ids must be unique",
@@ -75,17 +81,27 @@ impl Gate {
                 connection,
                 peer: peer.to_string(),
                 last_seen: now,
+                stale_after: self.stale_after,
             },
         );
         Ok(Claim { connection })
     }
 
     /// Whether `claim` still holds `worker` (marking it live); false once another agent took
-    /// over after this one went silent.
-    pub fn refresh(&self, worker: &str, claim: Claim, now: Instant) -> bool {
+    /// over after this one went silent. `beat` is the interval of a heartbeat being taken.
+    pub fn refresh(
+        &self,
+        worker: &str,
+        claim: Claim,
+        now: Instant,
+        beat: Option<Duration>,
+    ) -> bool {
         match self.holders().get_mut(worker) {
             Some(holder) if holder.connection == claim.connection => {
                 holder.last_seen = now;
+                if let Some(interval) = beat {
+                    holder.stale_after = self.stale_after.min(interval * self.heartbeat_misses);
+                }
                 true
             }
             _ => false,
@@ -110,7 +126,7 @@ mod tests {
 
     #[test]
     fn one_live_agent_per_worker_until_it_leaves_or_goes_silent() {
-        let gate = Gate::new(None, Duration::from_secs(10));
+        let gate = Gate::new(None, Duration::from_secs(10), 3);
         let start = Instant::now();
         let first = gate.claim("w1", "a:1", start).expect("free");
         let err = gate
@@ -118,19 +134,34 @@ mod tests {
             .expect_err("a live agent holds w1");
         assert!(err.contains("a:1"), "{err}");
         assert!(gate.claim("w2", "b:2", start).is_ok(), "another worker");
-        assert!(gate.refresh("w1", first, start + Duration::from_secs(5)));
+        assert!(gate.refresh("w1", first, start + Duration::from_secs(5), None));
         gate.release("w1", first);
         let second = gate.claim("w1", "b:2", start).expect("released");
-        assert!(!gate.refresh("w1", first, start), "the old claim is gone");
+        assert!(
+            !gate.refresh("w1", first, start, None),
+            "the old claim is gone"
+        );
         let late = start + Duration::from_secs(30);
         let third = gate
             .claim("w1", "c:3", late)
             .expect("the holder went silent");
-        assert!(!gate.refresh("w1", second, late));
+        assert!(!gate.refresh("w1", second, late, None));
         gate.release("w1", second);
         assert!(
-            gate.refresh("w1", third, late),
+            gate.refresh("w1", third, late, None),
             "a stale release is ignored"
         );
+    }
+
+    #[test]
+    fn a_heartbeating_agent_that_went_quiet_yields_its_worker_within_a_few_beats() {
+        let gate = Gate::new(None, Duration::from_secs(15), 3);
+        let start = Instant::now();
+        let first = gate.claim("w1", "a:1", start).expect("free");
+        assert!(gate.refresh("w1", first, start, Some(Duration::from_secs(1))));
+        let soon = start + Duration::from_secs(2);
+        assert!(gate.claim("w1", "a:2", soon).is_err(), "still live");
+        let later = start + Duration::from_secs(4);
+        assert!(gate.claim("w1", "a:2", later).is_ok(), "three beats missed");
     }
 }

@@ -1,8 +1,12 @@
 //! The liveness view of every worker: active / unstable / inactive, consecutive missed
 //! reports, mean report round trip over the last 10, uptime, success rate and tasks done, plus the
 //! latest metrics and a short history for charts.
+//!
+//! An agent that sends heartbeats between reports is judged by them: it is unreachable (host or
+//! link lost, whatever its last report said) once `heartbeat_misses` beats in a row are missed.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use super::clock::Moment;
 use crate::protocol::{HistoryPoint, LivenessState, WorkerReport, WorkerStatus, WorkerView};
@@ -15,6 +19,12 @@ const RTT_WINDOW: usize = 10;
 /// Consecutive missed reports at which a worker counts as inactive: 3 × the 10 s report interval
 /// matches the 30 s no-report alert.
 const INACTIVE_AFTER_MISSED: u64 = 3;
+/// Heartbeats missed in a row after which a host counts as lost, unless configured otherwise.
+pub const DEFAULT_HEARTBEAT_MISSES: u32 = 3;
+/// Heartbeat intervals a worker stays unstable after its heartbeats resumed from a gap: long
+/// enough to see a flapping link, short enough that a host that came back is active within
+/// seconds.
+const UNSTABLE_BEATS_AFTER_GAP: u32 = 5;
 
 /// Bookkeeping for one worker.
 #[derive(Debug)]
@@ -27,12 +37,50 @@ struct WorkerRecord {
     recent_gaps: VecDeque<bool>,
     rtts_ms: VecDeque<f64>,
     history: VecDeque<HistoryPoint>,
+    /// When the agent was last heard from: a report or a heartbeat.
+    heard_at: Moment,
+    /// The agent's heartbeat interval, once it has sent one (older agents never do).
+    beat_interval: Option<Duration>,
+    /// When heartbeats last resumed after a gap of two intervals or more.
+    last_gap_at: Option<Moment>,
+}
+
+impl WorkerRecord {
+    /// Notes that the agent was heard at `now`, remembering a gap in its heartbeats.
+    fn heard(&mut self, now: Moment) {
+        if let Some(interval) = self.beat_interval {
+            if now.since(self.heard_at) >= interval * 2 {
+                self.last_gap_at = Some(now);
+            }
+        }
+        self.heard_at = now;
+    }
 }
 
 /// Every worker the collector has heard of.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Liveness {
     workers: BTreeMap<String, WorkerRecord>,
+    heartbeat_misses: u32,
+}
+
+impl Default for Liveness {
+    fn default() -> Liveness {
+        Liveness::new(DEFAULT_HEARTBEAT_MISSES)
+    }
+}
+
+/// What the rules need to know of a worker: its latest report and when its agent was heard.
+#[derive(Clone, Copy, Debug)]
+pub struct Heard<'a> {
+    /// The newest report.
+    pub report: &'a WorkerReport,
+    /// When that report arrived.
+    pub report_at: Moment,
+    /// When the agent was last heard from (report or heartbeat).
+    pub heard_at: Moment,
+    /// The agent's heartbeat interval, if it sends heartbeats.
+    pub beat_interval: Option<Duration>,
 }
 
 /// Report intervals missed after `since`, counting an interval as missed once it is half over.
@@ -50,8 +98,42 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, value: T, cap: usize) {
 }
 
 impl Liveness {
+    /// Liveness judging a heartbeating host lost after `heartbeat_misses` missed beats.
+    pub fn new(heartbeat_misses: u32) -> Liveness {
+        Liveness {
+            workers: BTreeMap::new(),
+            heartbeat_misses: heartbeat_misses.max(1),
+        }
+    }
+
+    /// Records a heartbeat received at `now` from the agent of `worker`, which beats every
+    /// `interval`; false if the worker has not reported yet (the beat says nothing then).
+    pub fn record_beat(&mut self, worker: &str, interval: Duration, now: Moment) -> bool {
+        let Some(record) = self.workers.get_mut(worker) else {
+            return false;
+        };
+        record.beat_interval = Some(interval.max(Duration::from_millis(10)));
+        record.heard(now);
+        true
+    }
+
+    /// Whether the agent of `worker` sends heartbeats and has missed enough of them in a row
+    /// that its host counts as lost.
+    pub fn unreachable(&self, worker: &str, now: Moment) -> bool {
+        self.workers
+            .get(worker)
+            .is_some_and(|record| self.is_unreachable(record, now))
+    }
+
+    fn is_unreachable(&self, record: &WorkerRecord, now: Moment) -> bool {
+        record
+            .beat_interval
+            .is_some_and(|interval| now.since(record.heard_at) >= interval * self.heartbeat_misses)
+    }
+
     /// Records a report received at `now`.
     pub fn record(&mut self, report: WorkerReport, now: Moment) {
+        let beat_interval = announced_beat(&report);
         let point = HistoryPoint {
             timestamp: report.timestamp,
             cpu_percent: report.cpu_percent,
@@ -68,6 +150,8 @@ impl Liveness {
                 push_bounded(&mut record.history, point, HISTORY_LEN);
                 record.reports_received += 1;
                 record.last_report_at = now;
+                record.beat_interval = beat_interval.or(record.beat_interval);
+                record.heard(now);
                 record.latest = report;
             }
             None => {
@@ -79,17 +163,23 @@ impl Liveness {
                     reports_missed: 0,
                     recent_gaps: VecDeque::new(),
                     history: VecDeque::from([point]),
+                    heard_at: now,
+                    beat_interval,
+                    last_gap_at: None,
                 };
                 self.workers.insert(record.latest.worker_id.clone(), record);
             }
         }
     }
 
-    /// The latest report of a worker and when it arrived.
-    pub fn latest(&self, worker: &str) -> Option<(&WorkerReport, Moment)> {
-        self.workers
-            .get(worker)
-            .map(|r| (&r.latest, r.last_report_at))
+    /// The latest report of a worker, when it arrived, and when its agent was last heard.
+    pub fn latest(&self, worker: &str) -> Option<Heard<'_>> {
+        self.workers.get(worker).map(|r| Heard {
+            report: &r.latest,
+            report_at: r.last_report_at,
+            heard_at: r.heard_at,
+            beat_interval: r.beat_interval,
+        })
     }
 
     /// Ids of every known worker.
@@ -100,23 +190,22 @@ impl Liveness {
     /// The view of one worker at `now`; `paused` says whether it is told to stop leasing.
     pub fn view(&self, worker: &str, now: Moment, paused: bool) -> Option<WorkerView> {
         let record = self.workers.get(worker)?;
-        let missed = missed_intervals(&record.latest, record.last_report_at, now);
-        let expected = record.reports_received + record.reports_missed + missed;
-        let state = match record.latest.status {
-            WorkerStatus::Dead | WorkerStatus::Stopped | WorkerStatus::Waiting => {
-                LivenessState::Inactive
-            }
-            WorkerStatus::Alive if missed >= INACTIVE_AFTER_MISSED => LivenessState::Inactive,
-            WorkerStatus::Alive if missed > 0 || record.recent_gaps.contains(&true) => {
-                LivenessState::Unstable
-            }
-            WorkerStatus::Alive => LivenessState::Active,
+        let missed_reports = missed_intervals(&record.latest, record.last_report_at, now);
+        let expected = record.reports_received + record.reports_missed + missed_reports;
+        let unreachable = self.is_unreachable(record, now);
+        let (state, missed) = match record.beat_interval {
+            Some(interval) => (
+                beating_state(record, interval, unreachable, now),
+                missed_beats(interval, record.heard_at, now),
+            ),
+            None => (reporting_state(record, missed_reports), missed_reports),
         };
         let silence = now.since(record.last_report_at).as_secs_f64();
         Some(WorkerView {
             worker_id: worker.to_string(),
             state,
             status: record.latest.status,
+            unreachable,
             consecutive_missed: missed,
             mean_rtt_ms: (!record.rtts_ms.is_empty())
                 .then(|| record.rtts_ms.iter().sum::<f64>() / record.rtts_ms.len() as f64),
@@ -130,6 +219,57 @@ impl Liveness {
             history: record.history.iter().cloned().collect(),
         })
     }
+}
+
+/// The heartbeat interval a report announces, if it is a usable one.
+fn announced_beat(report: &WorkerReport) -> Option<Duration> {
+    report
+        .beat_interval_secs
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|d| *d >= Duration::from_millis(10) && *d <= Duration::from_secs(60))
+}
+
+/// The class of a worker whose agent sends no heartbeats, judged by its reports alone.
+fn reporting_state(record: &WorkerRecord, missed: u64) -> LivenessState {
+    match record.latest.status {
+        WorkerStatus::Dead | WorkerStatus::Stopped | WorkerStatus::Waiting => {
+            LivenessState::Inactive
+        }
+        WorkerStatus::Alive if missed >= INACTIVE_AFTER_MISSED => LivenessState::Inactive,
+        WorkerStatus::Alive if missed > 0 || record.recent_gaps.contains(&true) => {
+            LivenessState::Unstable
+        }
+        WorkerStatus::Alive => LivenessState::Active,
+    }
+}
+
+/// The class of a worker whose agent sends heartbeats: inactive while lost, unstable while beats
+/// are being missed or shortly after they resumed from a gap.
+fn beating_state(
+    record: &WorkerRecord,
+    interval: Duration,
+    unreachable: bool,
+    now: Moment,
+) -> LivenessState {
+    let recent_gap = record
+        .last_gap_at
+        .is_some_and(|at| now.since(at) < interval * UNSTABLE_BEATS_AFTER_GAP);
+    match record.latest.status {
+        WorkerStatus::Dead | WorkerStatus::Stopped | WorkerStatus::Waiting => {
+            LivenessState::Inactive
+        }
+        WorkerStatus::Alive if unreachable => LivenessState::Inactive,
+        WorkerStatus::Alive if missed_beats(interval, record.heard_at, now) > 0 || recent_gap => {
+            LivenessState::Unstable
+        }
+        WorkerStatus::Alive => LivenessState::Active,
+    }
+}
+
+/// Heartbeats missed since `heard_at`, counting one as missed once it is half an interval late.
+fn missed_beats(interval: Duration, heard_at: Moment, now: Moment) -> u64 {
+    let elapsed = now.since(heard_at).as_secs_f64();
+    ((elapsed / interval.as_secs_f64() + 0.5).floor() as u64).saturating_sub(1)
 }
 
 #[cfg(test)]
@@ -157,6 +297,7 @@ mod tests {
             worker_uptime_secs: Some(100.0),
             report_interval_secs: 10.0,
             last_rtt_ms: rtt,
+            beat_interval_secs: None,
         }
     }
 
@@ -241,5 +382,46 @@ mod tests {
         let view = liveness.view("w1", t0, false).expect("known worker");
         assert_eq!(view.state, LivenessState::Inactive);
         assert!(liveness.view("nobody", t0, false).is_none());
+    }
+
+    #[test]
+    fn a_heartbeating_host_is_inactive_once_beats_stop_and_active_again_soon_after() {
+        let mut liveness = Liveness::new(3);
+        let t0 = Moment::now();
+        let ms = |n: u64| t0.plus(Duration::from_millis(n));
+        liveness.record(report(WorkerStatus::Alive, None), t0);
+        let beat = Duration::from_secs(1);
+        for second in 1..=3 {
+            assert!(liveness.record_beat("w1", beat, at(t0, second)));
+        }
+        let view = liveness.view("w1", ms(3_400), false).expect("known");
+        assert_eq!(
+            (view.state, view.unreachable),
+            (LivenessState::Active, false)
+        );
+        let view = liveness.view("w1", ms(4_600), false).expect("known");
+        assert_eq!(view.state, LivenessState::Unstable, "a beat is missed");
+        let view = liveness.view("w1", ms(6_000), false).expect("known");
+        assert_eq!(
+            (view.state, view.status, view.unreachable),
+            (LivenessState::Inactive, WorkerStatus::Alive, true),
+            "three beats missed: lost, even though the last report said ALIVE"
+        );
+        assert!(liveness.unreachable("w1", ms(6_000)));
+        liveness.record_beat("w1", beat, at(t0, 20));
+        let view = liveness.view("w1", ms(20_100), false).expect("known");
+        assert_eq!(
+            (view.state, view.unreachable),
+            (LivenessState::Unstable, false)
+        );
+        for second in 21..=26 {
+            liveness.record_beat("w1", beat, at(t0, second));
+        }
+        let view = liveness.view("w1", ms(26_100), false).expect("known");
+        assert_eq!(view.state, LivenessState::Active, "back within seconds");
+        assert!(
+            !liveness.record_beat("w9", beat, t0),
+            "a beat before any report names no known worker"
+        );
     }
 }

@@ -69,7 +69,8 @@ pub struct CollectorConfig {
     #[arg(long, default_value = "data/alerts.log")]
     pub alert_log: PathBuf,
     /// TOML file with alert thresholds (`cpu_percent`, `cpu_for`, `memory_percent`,
-    /// `memory_for`, `no_report_after`; durations in seconds). Flags and environment win.
+    /// `memory_for`, `no_report_after`, `heartbeat_misses`; durations in seconds). Flags and
+    /// environment win.
     #[arg(long)]
     pub rules: Option<PathBuf>,
     /// Host CPU percent above which a worker is warned about (after --cpu-for).
@@ -81,9 +82,15 @@ pub struct CollectorConfig {
     /// Host memory percent above which a worker is warned about.
     #[arg(long, env = "ALERT_THRESHOLD_MEMORY")]
     pub memory_threshold: Option<f64>,
-    /// Silence after which a worker's agent counts as lost (critical).
+    /// Silence after which a worker's agent counts as lost (critical), for agents that send
+    /// no heartbeats.
     #[arg(long, value_parser = parse_duration)]
     pub no_report_after: Option<Duration>,
+    /// Heartbeats an agent may miss in a row before its host counts as lost: a critical
+    /// `worker_unreachable` alert, and its tasks are re-queued. Detection takes this many agent
+    /// heartbeat intervals (1 s by default) plus up to a quarter second [default: 3].
+    #[arg(long, env = "HEARTBEAT_MISSES")]
+    pub heartbeat_misses: Option<u32>,
     /// Once listening, write the bound HOST:PORT to this file (for --listen 127.0.0.1:0).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
@@ -184,6 +191,9 @@ impl CollectorConfig {
         if let Some(after) = self.no_report_after {
             thresholds.no_report_after = after;
         }
+        if let Some(misses) = self.heartbeat_misses {
+            thresholds.heartbeat_misses = misses.max(1);
+        }
         Ok(thresholds)
     }
 }
@@ -257,15 +267,30 @@ pub async fn run(
 ) -> Result<(), CollectorError> {
     let thresholds = config.thresholds()?;
     let tls = config.tls_server.server()?;
-    let log = AlertLog::open(&config.alert_log).map_err(|source| CollectorError::AlertLog {
+    let alert_log_error = |source| CollectorError::AlertLog {
         path: config.alert_log.clone(),
         source,
-    })?;
+    };
+    let firing = AlertLog::still_firing(&config.alert_log).map_err(alert_log_error)?;
+    let log = AlertLog::open(&config.alert_log).map_err(alert_log_error)?;
     let (items_tx, items_rx) = tokio::sync::mpsc::unbounded_channel();
-    let tower = SharedWatchtower::new(Watchtower::new(thresholds.clone(), log, items_tx));
+    let mut watchtower = Watchtower::new(thresholds.clone(), log, items_tx);
+    let adopted = watchtower.reconcile(&firing, Moment::now());
+    if adopted > 0 {
+        tracing::info!(
+            adopted,
+            "alerts left firing by the previous run are kept until their workers report, \
+             and resolved if their condition no longer holds"
+        );
+    }
+    let tower = SharedWatchtower::new(watchtower);
     // A live agent reports well within the silence alert; half that marks a link as dead.
     let stale_after = thresholds.no_report_after / 2;
-    let gate = std::sync::Arc::new(gate::Gate::new(downstream.token.clone(), stale_after));
+    let gate = std::sync::Arc::new(gate::Gate::new(
+        downstream.token.clone(),
+        stale_after,
+        thresholds.heartbeat_misses,
+    ));
     let local = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -287,8 +312,14 @@ pub async fn run(
     };
     let tasks = [
         tokio::spawn(server::serve(listener, tls, tower.clone(), gate, stopped())),
-        // Rules for silent workers once a second; stored views refreshed every 2 s (TTL 60 s).
-        tokio::spawn(server::tick(tower, Duration::from_secs(1), 2, stopped())),
+        // Rules for silent workers four times a second, so a lost host is judged within a
+        // quarter second of its last missed heartbeat; stored views refreshed every 2 s (TTL 60 s).
+        tokio::spawn(server::tick(
+            tower,
+            Duration::from_millis(250),
+            8,
+            stopped(),
+        )),
         tokio::spawn(downstream::forward(downstream, items_rx, stopped())),
     ];
     shutdown.await;

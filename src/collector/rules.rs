@@ -1,5 +1,12 @@
-//! Alert rules with `for:` durations, evaluated per worker: DEAD → critical,
-//! silent for 30 s → critical, CPU > 95 % for 5 min → warning, memory > 90 % → warning.
+//! Alert rules with `for:` durations, evaluated per worker: DEAD → critical, host lost (its
+//! agent's heartbeats missed 3 times in a row) → critical, silent for 30 s (an agent without
+//! heartbeats) → critical, CPU > 95 % for 5 min → warning, memory > 90 % → warning.
+//!
+//! A host counts as lost after a fixed number of missed heartbeats rather than by phi-accrual:
+//! agents beat at a fixed, known interval, so a miss count gives a detection bound one can state
+//! and configure (misses × interval, 3 s by default, under 5 s with the tick), while phi-accrual
+//! adapts its bound to observed jitter, which on a loaded machine stretches detection exactly
+//! when it matters and needs a warm-up window before it judges at all.
 //!
 //! Each (worker, rule) pair is a small state machine: inactive → pending → firing → inactive.
 //! Only the firing and resolved transitions produce alerts, so a condition that persists is
@@ -30,6 +37,8 @@ pub struct Thresholds {
     /// Silence after which `no_report` fires.
     #[serde(with = "secs")]
     pub no_report_after: Duration,
+    /// Heartbeats missed in a row after which `worker_unreachable` fires.
+    pub heartbeat_misses: u32,
 }
 
 impl Default for Thresholds {
@@ -40,6 +49,7 @@ impl Default for Thresholds {
             memory_percent: 90.0,
             memory_for: Duration::ZERO,
             no_report_after: Duration::from_secs(30),
+            heartbeat_misses: super::liveness::DEFAULT_HEARTBEAT_MISSES,
         }
     }
 }
@@ -65,7 +75,9 @@ mod secs {
 pub enum RuleKind {
     /// The agent reports the worker DEAD.
     WorkerDead,
-    /// No report from the worker's agent for `no_report_after`.
+    /// The agent's heartbeats stopped: the host is down or cut off.
+    Unreachable,
+    /// No report from the worker's agent for `no_report_after` (agents without heartbeats).
     NoReport,
     /// Host CPU above the threshold for `cpu_for`.
     CpuHigh,
@@ -75,8 +87,9 @@ pub enum RuleKind {
 
 impl RuleKind {
     /// Every rule, in evaluation order.
-    pub const ALL: [RuleKind; 4] = [
+    pub const ALL: [RuleKind; 5] = [
         RuleKind::WorkerDead,
+        RuleKind::Unreachable,
         RuleKind::NoReport,
         RuleKind::CpuHigh,
         RuleKind::MemoryHigh,
@@ -86,6 +99,7 @@ impl RuleKind {
     pub fn name(self) -> &'static str {
         match self {
             RuleKind::WorkerDead => "worker_dead",
+            RuleKind::Unreachable => "worker_unreachable",
             RuleKind::NoReport => "no_report",
             RuleKind::CpuHigh => "cpu_high",
             RuleKind::MemoryHigh => "memory_high",
@@ -95,7 +109,7 @@ impl RuleKind {
     /// The severity of the rule's alerts.
     pub fn severity(self) -> Severity {
         match self {
-            RuleKind::WorkerDead | RuleKind::NoReport => Severity::Critical,
+            RuleKind::WorkerDead | RuleKind::Unreachable | RuleKind::NoReport => Severity::Critical,
             RuleKind::CpuHigh | RuleKind::MemoryHigh => Severity::Warning,
         }
     }
@@ -108,6 +122,10 @@ pub struct Observation<'a> {
     pub report: &'a WorkerReport,
     /// When it arrived (collector time).
     pub received_at: Moment,
+    /// When the agent was last heard from, by report or heartbeat.
+    pub heard_at: Moment,
+    /// The agent's heartbeat interval, if it sends heartbeats.
+    pub beat_interval: Option<Duration>,
 }
 
 /// Whether a rule's condition holds, with the value and sentence for the alert.
@@ -180,6 +198,31 @@ impl RuleEngine {
         events
     }
 
+    /// Takes over an alert a previous collector left firing, under its id, so that the
+    /// worker's next report either keeps it firing (no duplicate) or resolves it. False if the
+    /// rule is unknown here (another version's).
+    pub fn adopt(&mut self, alert: &Alert, now: Moment) -> bool {
+        let Some(kind) = RuleKind::ALL.into_iter().find(|k| k.name() == alert.rule) else {
+            return false;
+        };
+        let age =
+            Duration::try_from_secs_f64(now.unix_secs - alert.active_since).unwrap_or_default();
+        let since = Moment {
+            instant: now.instant.checked_sub(age).unwrap_or(now.instant),
+            unix_secs: alert.active_since,
+        };
+        self.states.insert(
+            (alert.worker_id.clone(), kind),
+            RuleState::Firing {
+                since,
+                id: alert.id.clone(),
+                message: alert.message.clone(),
+                value: alert.value,
+            },
+        );
+        true
+    }
+
     /// Whether the worker has a firing warning (a resource running hot): it should not lease.
     pub fn should_pause_leasing(&self, worker: &str) -> bool {
         self.states.iter().any(|((w, kind), state)| {
@@ -230,9 +273,27 @@ impl RuleEngine {
                     None => format!("worker {worker} is DEAD"),
                 },
             },
+            RuleKind::Unreachable => {
+                let quiet = now.since(observation.heard_at);
+                let lost = observation.beat_interval.is_some_and(|interval| {
+                    quiet >= interval * self.thresholds.heartbeat_misses.max(1)
+                });
+                Verdict {
+                    holds: lost && report.status != WorkerStatus::Stopped,
+                    value: Some((quiet.as_secs_f64() * 10.0).floor() / 10.0),
+                    message: format!(
+                        "worker {worker} unreachable: no heartbeat from its agent for {:.1} s \
+                         (host down or cut off)",
+                        quiet.as_secs_f64()
+                    ),
+                }
+            }
             RuleKind::NoReport => Verdict {
-                // A worker that said goodbye is expected to go quiet.
-                holds: stale && report.status != WorkerStatus::Stopped,
+                // A worker that said goodbye is expected to go quiet; an agent that sends
+                // heartbeats is judged by them (`worker_unreachable`), sooner.
+                holds: stale
+                    && report.status != WorkerStatus::Stopped
+                    && observation.beat_interval.is_none(),
                 value: Some(silence.as_secs_f64().floor()),
                 message: format!(
                     "no report from worker {worker} for {} s",
@@ -263,7 +324,7 @@ impl RuleEngine {
 
     fn hold_for(&self, kind: RuleKind) -> Duration {
         match kind {
-            RuleKind::WorkerDead | RuleKind::NoReport => Duration::ZERO,
+            RuleKind::WorkerDead | RuleKind::Unreachable | RuleKind::NoReport => Duration::ZERO,
             RuleKind::CpuHigh => self.thresholds.cpu_for,
             RuleKind::MemoryHigh => self.thresholds.memory_for,
         }

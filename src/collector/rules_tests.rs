@@ -23,6 +23,7 @@ fn report(worker: &str, status: WorkerStatus, cpu: f64, memory: f64) -> WorkerRe
         worker_uptime_secs: None,
         report_interval_secs: 10.0,
         last_rtt_ms: None,
+        beat_interval_secs: None,
     }
 }
 
@@ -40,6 +41,8 @@ fn feed(
         let observation = Observation {
             report: &report,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         };
         for alert in engine.evaluate(observation, now) {
             events.push((second, alert));
@@ -131,6 +134,8 @@ fn silence_fires_no_report_once_and_a_report_resolves_it() {
         let observation = Observation {
             report: &last,
             received_at: t0,
+            heard_at: t0,
+            beat_interval: None,
         };
         events.extend(
             engine
@@ -143,6 +148,8 @@ fn silence_fires_no_report_once_and_a_report_resolves_it() {
     let observation = Observation {
         report: &last,
         received_at: fresh,
+        heard_at: fresh,
+        beat_interval: None,
     };
     events.extend(
         engine
@@ -169,6 +176,8 @@ fn a_worker_that_said_goodbye_may_go_quiet() {
     let observation = Observation {
         report: &last,
         received_at: t0,
+        heard_at: t0,
+        beat_interval: None,
     };
     assert_eq!(engine.evaluate(observation, later), []);
 }
@@ -194,6 +203,8 @@ fn memory_high_fires_at_once_and_pauses_leasing_until_resolved() {
         Observation {
             report: &hot,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         },
         now,
     );
@@ -208,6 +219,8 @@ fn memory_high_fires_at_once_and_pauses_leasing_until_resolved() {
         Observation {
             report: &cool,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         },
         now,
     );
@@ -223,6 +236,8 @@ fn a_dead_worker_is_not_paused_but_reclaimed() {
         Observation {
             report: &dead,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         },
         now,
     );
@@ -259,6 +274,8 @@ fn workers_have_independent_lifecycles() {
         Observation {
             report: &dead_a,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         },
         now,
     );
@@ -266,6 +283,8 @@ fn workers_have_independent_lifecycles() {
         Observation {
             report: &dead_b,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         },
         now,
     );
@@ -273,6 +292,8 @@ fn workers_have_independent_lifecycles() {
         Observation {
             report: &dead_a,
             received_at: now,
+            heard_at: now,
+            beat_interval: None,
         },
         now,
     );

@@ -189,8 +189,21 @@ async fn serve_requests(
     reporter: Option<&Reporter>,
 ) -> Result<(), ProtocolError> {
     while let Some(message) = conn.read_message().await? {
-        if let Message::Metrics { data } = &message {
-            check_report(&data.worker_id, gate, reporter)?;
+        match &message {
+            Message::Metrics { data } => {
+                let beat = data
+                    .beat_interval_secs
+                    .and_then(|secs| beat_interval(secs).ok());
+                check_report(&data.worker_id, gate, reporter, beat)?
+            }
+            Message::AgentHeartbeat {
+                worker_id,
+                interval_secs,
+            } => {
+                let interval = beat_interval(*interval_secs)?;
+                check_report(worker_id, gate, reporter, Some(interval))?
+            }
+            _ => {}
         }
         let reply = answer(message, tower);
         conn.write_message(&reply).await?;
@@ -198,12 +211,27 @@ async fn serve_requests(
     Ok(())
 }
 
-/// A report is taken only from the agent of the worker it names, while that agent still holds
-/// the worker's id.
+/// A heartbeat interval an agent may announce: positive and at most a minute.
+fn beat_interval(secs: f64) -> Result<Duration, ProtocolError> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d >= Duration::from_millis(10) && *d <= Duration::from_secs(60))
+        .ok_or_else(|| ProtocolError::Decode {
+            code: ErrorCode::BadMessage,
+            message: format!(
+                "heartbeat interval {secs} s is out of range: send one between 0.01 and 60 s"
+            ),
+        })
+}
+
+/// A report or heartbeat is taken only from the agent of the worker it names, while that agent
+/// still holds the worker's id. A heartbeat's interval shortens how long the holder's silence is
+/// tolerated before another agent may take over (a host that returns reconnects within seconds).
 fn check_report(
     worker: &str,
     gate: &Gate,
     reporter: Option<&Reporter>,
+    beat: Option<Duration>,
 ) -> Result<(), ProtocolError> {
     let refuse = |code, message: String| Err(ProtocolError::Decode { code, message });
     let Some(reporter) = reporter else {
@@ -221,7 +249,7 @@ fn check_report(
             ),
         );
     }
-    if !gate.refresh(worker, reporter.claim, Instant::now()) {
+    if !gate.refresh(worker, reporter.claim, Instant::now(), beat) {
         return refuse(
             ErrorCode::IdInUse,
             format!("another agent now reports for worker {worker:?}"),
@@ -240,6 +268,17 @@ fn answer(message: Message, tower: &SharedWatchtower) -> Message {
                 reason: verdict.reason,
             }
         }
+        Message::AgentHeartbeat {
+            worker_id,
+            interval_secs,
+        } => {
+            let interval = Duration::try_from_secs_f64(interval_secs).unwrap_or_default();
+            let verdict = tower.lock().on_beat(&worker_id, interval, Moment::now());
+            Message::AgentHeartbeatAck {
+                pause_leasing: verdict.pause,
+                reason: verdict.reason,
+            }
+        }
         Message::ListWorkers => Message::Workers {
             workers: tower.lock().views(Moment::now()),
         },
@@ -248,7 +287,8 @@ fn answer(message: Message, tower: &SharedWatchtower) -> Message {
         },
         _ => Message::Error {
             code: ErrorCode::UnexpectedMessage,
-            message: "the collector takes metrics, list_workers and list_alerts".into(),
+            message: "the collector takes metrics, agent_heartbeat, list_workers and list_alerts"
+                .into(),
         },
     }
 }

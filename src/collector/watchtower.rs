@@ -63,12 +63,23 @@ impl Watchtower {
         downstream: UnboundedSender<Outgoing>,
     ) -> Watchtower {
         Watchtower {
+            liveness: Liveness::new(thresholds.heartbeat_misses),
             rules: RuleEngine::new(thresholds),
-            liveness: Liveness::default(),
             log,
             downstream,
             recent: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Takes over alerts a previous collector left firing (from the alert log). Each stays
+    /// firing, without a second `worker_down`, until its worker's next report or heartbeat shows
+    /// whether its condition still holds; if not, it is resolved under its own id. Returns how
+    /// many were taken over.
+    pub fn reconcile(&mut self, firing: &[Alert], now: Moment) -> usize {
+        firing
+            .iter()
+            .filter(|alert| self.rules.adopt(alert, now))
+            .count()
     }
 
     /// Takes a report received at `now`; returns the lease verdict for its agent.
@@ -80,12 +91,22 @@ impl Watchtower {
         self.verdict(&worker)
     }
 
+    /// Takes a heartbeat from the agent of `worker` (beating every `interval`) received at
+    /// `now`; returns the lease verdict. A beat that ends a loss republishes the view at once.
+    pub fn on_beat(&mut self, worker: &str, interval: Duration, now: Moment) -> LeaseVerdict {
+        if self.liveness.record_beat(worker, interval, now) && self.evaluate(worker, now) {
+            self.publish(worker, now);
+        }
+        self.verdict(worker)
+    }
+
     /// Runs the rules for every worker (catches silence) and, with `refresh`, republishes every
-    /// worker's view so its store entry does not expire while the collector watches it.
+    /// worker's view so its store entry does not expire while the collector watches it. A worker
+    /// whose alerts changed is republished at once, so `workers` shows a lost host as such.
     pub fn tick(&mut self, now: Moment, refresh: bool) {
         for worker in self.liveness.worker_ids() {
-            self.evaluate(&worker, now);
-            if refresh {
+            let changed = self.evaluate(&worker, now);
+            if refresh || changed {
                 self.publish(&worker, now);
             }
         }
@@ -124,24 +145,29 @@ impl Watchtower {
         self.recent.iter().rev().take(limit).cloned().collect()
     }
 
-    fn evaluate(&mut self, worker: &str, now: Moment) {
+    /// Runs the rules for one worker; whether any alert fired or resolved.
+    fn evaluate(&mut self, worker: &str, now: Moment) -> bool {
         let events = match self.liveness.latest(worker) {
-            Some((report, received_at)) => self.rules.evaluate(
+            Some(heard) => self.rules.evaluate(
                 Observation {
-                    report,
-                    received_at,
+                    report: heard.report,
+                    received_at: heard.report_at,
+                    heard_at: heard.heard_at,
+                    beat_interval: heard.beat_interval,
                 },
                 now,
             ),
-            None => return,
+            None => return false,
         };
         let last_task = self
             .liveness
             .latest(worker)
-            .and_then(|(r, _)| r.current_task.clone());
+            .and_then(|heard| heard.report.current_task.clone());
+        let changed = !events.is_empty();
         for alert in events {
             self.emit(alert, last_task.clone());
         }
+        changed
     }
 
     fn emit(&mut self, alert: Alert, last_task_id: Option<String>) {

@@ -5,6 +5,7 @@
 //! The queue and store are trait objects, so the same master runs on either backend.
 
 mod admission;
+mod backend_health;
 mod cmd;
 mod config;
 mod disk;

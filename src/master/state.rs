@@ -26,6 +26,10 @@ pub struct MasterState {
     pub spool_dir: Option<std::path::PathBuf>,
     /// Throttles the alerts that refused results raise.
     pub refusal_alerts: super::refusal_alert::RefusalAlerts,
+    /// Whether the backend answers in time (logs an outage once, and its end).
+    pub backend_health: super::backend_health::BackendHealth,
+    /// Unix time this master started (an upload begun before cannot be streaming to it).
+    pub started_at: f64,
 }
 
 impl MasterState {
@@ -40,6 +44,8 @@ impl MasterState {
             uploads: Default::default(),
             spool_dir: None,
             refusal_alerts: Default::default(),
+            backend_health: Default::default(),
+            started_at: crate::time::unix_now(),
         }
     }
 }

@@ -420,6 +420,22 @@ pub enum Message {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// Agent → collector, between full reports (every second by default): the host and its
+    /// link are up. Small, so the collector can judge a host lost within seconds.
+    AgentHeartbeat {
+        /// The worker this agent watches.
+        worker_id: String,
+        /// How often the agent sends these, seconds; the collector counts misses against it.
+        interval_secs: f64,
+    },
+    /// Collector → agent: the heartbeat was taken; carries the lease verdict like `metrics_ack`.
+    AgentHeartbeatAck {
+        /// Whether the worker should stop leasing (a firing resource warning).
+        pause_leasing: bool,
+        /// The firing warning(s), when paused.
+        #[serde(default)]
+        reason: Option<String>,
+    },
     /// Collector → master: the worker is dead; reclaim its leases now.
     WorkerDown {
         /// The dead worker.

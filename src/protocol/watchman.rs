@@ -74,6 +74,11 @@ pub struct WorkerReport {
     /// Round trip of the previous report (send to ack), milliseconds.
     #[serde(default)]
     pub last_rtt_ms: Option<f64>,
+    /// How often the agent sends heartbeats between reports, seconds (none from older agents,
+    /// or when turned off). Known from the first report, so a busy worker whose reports flow
+    /// without a pause is still judged by the heartbeat bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beat_interval_secs: Option<f64>,
 }
 
 /// How urgent an alert is.
@@ -113,7 +118,8 @@ pub enum AlertState {
 pub struct Alert {
     /// Identifies one firing of one rule for one worker; its resolved event carries the same id.
     pub id: String,
-    /// The rule's name (`worker_dead`, `no_report`, `cpu_high`, `memory_high`).
+    /// The rule's name (`worker_dead`, `worker_unreachable`, `no_report`, `cpu_high`,
+    /// `memory_high`).
     pub rule: String,
     /// How urgent.
     pub severity: Severity,
@@ -170,8 +176,11 @@ pub struct WorkerView {
     pub worker_id: String,
     /// Liveness class.
     pub state: LivenessState,
-    /// Status as its agent last reported it.
+    /// Status as its agent last reported it (stale while `unreachable`).
     pub status: WorkerStatus,
+    /// The agent's heartbeats stopped: the host or its link is lost, whatever `status` last said.
+    #[serde(default)]
+    pub unreachable: bool,
     /// Report intervals passed since the last report, minus the one in progress.
     pub consecutive_missed: u64,
     /// Mean round trip of the last 10 reports, milliseconds.

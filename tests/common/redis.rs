@@ -109,6 +109,13 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` to the server (SIGSTOP / SIGCONT: a partition without a closed socket).
+    pub fn signal(&self, signal: Signal) {
+        if let Some(child) = &self.child {
+            kill(Pid::from_raw(child.id() as i32), signal).expect("signal redis-server");
+        }
+    }
+
     /// The server's working directory (its log and append-only file).
     pub fn dir(&self) -> &Path {
         self.dir.path()

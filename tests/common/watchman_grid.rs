@@ -97,6 +97,24 @@ impl Grid {
         heartbeat_timeout: &str,
         collector_flags: &[&str],
     ) -> Grid {
+        Grid::start_reporting(
+            backend,
+            worker_ids,
+            heartbeat_timeout,
+            collector_flags,
+            "1s",
+        )
+    }
+
+    /// Starts the grid with agents sending full reports every `report_interval` (and their
+    /// heartbeats every second, the default).
+    pub fn start_reporting(
+        backend: &str,
+        worker_ids: &[&str],
+        heartbeat_timeout: &str,
+        collector_flags: &[&str],
+        report_interval: &str,
+    ) -> Grid {
         let backend_env = [("GRIDWATCH_BACKEND", backend)];
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().to_path_buf();
@@ -154,7 +172,7 @@ impl Grid {
                     "--collector-port",
                     port,
                     "--report-interval",
-                    "1s",
+                    report_interval,
                     "--heartbeat-timeout",
                     heartbeat_timeout,
                 ],
@@ -203,9 +221,53 @@ impl Grid {
     }
 
     pub fn alert(&self, worker: &str, state: &str) -> Option<serde_json::Value> {
+        self.rule_alert("worker_dead", worker, state)
+    }
+
+    /// The first event of `rule` for `worker` in state `state` in the alert log.
+    pub fn rule_alert(&self, rule: &str, worker: &str, state: &str) -> Option<serde_json::Value> {
         self.alerts()
             .into_iter()
-            .find(|a| a["rule"] == "worker_dead" && a["worker_id"] == worker && a["state"] == state)
+            .find(|a| a["rule"] == rule && a["worker_id"] == worker && a["state"] == state)
+    }
+
+    /// The liveness view of `worker` as `gridwatch workers --json` shows it.
+    pub fn worker_view(&self, worker: &str) -> Option<serde_json::Value> {
+        let text = self.client(&["workers", "--json"])?;
+        let workers: Vec<serde_json::Value> = serde_json::from_str(&text).ok()?;
+        workers.into_iter().find(|w| w["worker_id"] == worker)
+    }
+
+    /// Starts `worker` again (after it was killed), under the same id and agent socket.
+    pub fn restart_worker(&mut self, worker: &str) {
+        let socket = self.dir.path().join(format!("{worker}.sock"));
+        let proc = Proc::spawn(
+            &format!("worker-{worker}-again"),
+            self.dir.path(),
+            &[
+                "worker",
+                "--id",
+                worker,
+                "--master",
+                &self.master_addr,
+                "--agent-socket",
+                socket.to_str().expect("utf-8"),
+                "--threads",
+                "2",
+            ],
+            &[("GRIDWATCH_BACKEND", self.backend.as_str())],
+        );
+        *self.worker(worker) = proc;
+    }
+
+    /// The agent of `worker`.
+    pub fn agent(&mut self, worker: &str) -> &mut Proc {
+        let index = self
+            .workers
+            .iter()
+            .position(|(w, _)| w == worker)
+            .expect("known worker");
+        &mut self.agents[index]
     }
 
     pub fn client(&self, args: &[&str]) -> Option<String> {

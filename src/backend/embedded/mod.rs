@@ -201,6 +201,13 @@ impl Store for EmbeddedBackend {
             .await
     }
 
+    async fn restart_upload(&self, job: &JobRecord) -> BackendResult<bool> {
+        let job = job.clone();
+        self.db
+            .call(move |state| store::restart_upload(state, &job))
+            .await
+    }
+
     async fn job(&self, id: &str) -> BackendResult<Option<JobRecord>> {
         let id = id.to_string();
         self.db.call(move |state| store::job(state, &id)).await

@@ -106,6 +106,35 @@ pub(super) fn create_job(state: &mut DbState, job: &JobRecord) -> BackendResult<
     Ok(CreateOutcome::Created)
 }
 
+/// Replaces a job that was never accepted (failed or uploading with no chunk count) by `job`:
+/// its tasks, results, spec and spool go, then `job` is created, all in one transaction.
+pub(super) fn restart_upload(state: &mut DbState, job: &JobRecord) -> BackendResult<bool> {
+    let restartable = self::job(state, &job.id)?.is_some_and(|old| {
+        old.total_chunks == 0 && matches!(old.status, JobStatus::Failed | JobStatus::Uploading)
+    });
+    if !restartable {
+        return Ok(false);
+    }
+    let tx = state.conn.transaction().map_err(sql_error)?;
+    for table in ["tasks", "results", "result_parts"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE job = ?1"),
+            params![job.id],
+        )
+        .map_err(sql_error)?;
+    }
+    for table in ["job_specs", "jobs"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE id = ?1"),
+            params![job.id],
+        )
+        .map_err(sql_error)?;
+    }
+    tx.commit().map_err(sql_error)?;
+    state.spool_remove(&job.id);
+    Ok(matches!(create_job(state, job)?, CreateOutcome::Created))
+}
+
 /// All jobs, newest first.
 pub(super) fn jobs(state: &mut DbState) -> BackendResult<Vec<JobRecord>> {
     let mut select = state

@@ -102,8 +102,63 @@ impl From<ProtocolError> for HandlerError {
 /// The connection type handlers write to.
 pub type Conn = Connection<Stream>;
 
-/// Routes one request to its handler.
+/// Routes one request to its handler. A client's query that needs the backend fails with a
+/// clear error when the backend does not answer within the deadline, rather than hanging; every
+/// outcome tells the backend's health watch whether the backend answered.
 pub async fn dispatch(
+    conn: &mut Conn,
+    state: &MasterState,
+    session: &mut Session,
+    message: Message,
+) -> Result<(), HandlerError> {
+    let bounded = matches!(
+        message,
+        Message::QueryStatus { .. }
+            | Message::ListJobs
+            | Message::ListWorkers
+            | Message::ListAlerts { .. }
+            | Message::Cancel { .. }
+            | Message::PurgeQueue { .. }
+    );
+    // Named only for client queries: serializing every lease and result would cost the hot path.
+    let request = if bounded {
+        message.type_name()
+    } else {
+        "a grid request".to_string()
+    };
+    let outcome = if bounded {
+        let deadline = super::backend_health::BACKEND_DEADLINE;
+        match tokio::time::timeout(deadline, route(conn, state, session, message)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                let error = format!("no answer within {} s", deadline.as_secs());
+                state.backend_health.failed(&request, &error);
+                return Err(HandlerError::refused(
+                    ErrorCode::Internal,
+                    format!(
+                        "the master's backend did not answer within {} s (is Redis reachable \
+                         from the master? its log says since when); try again shortly",
+                        deadline.as_secs()
+                    ),
+                ));
+            }
+        }
+    } else {
+        route(conn, state, session, message).await
+    };
+    match &outcome {
+        Err(HandlerError::Backend(err @ BackendError::Unavailable(_))) => {
+            state.backend_health.failed(&request, &err.to_string())
+        }
+        Err(HandlerError::Backend(_)) | Err(HandlerError::Protocol(_)) => {}
+        Ok(()) | Err(HandlerError::Refused { .. }) | Err(HandlerError::Fatal { .. }) => {
+            state.backend_health.answered()
+        }
+    }
+    outcome
+}
+
+async fn route(
     conn: &mut Conn,
     state: &MasterState,
     session: &mut Session,

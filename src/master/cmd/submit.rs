@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::{Conn, HandlerError, Session};
 use crate::backend::{
-    short_summary, CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId,
+    short_summary, BackendError, CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId,
 };
 use crate::jobs::{self, InputCutter, Kind, PlannedTask, Refusal, SubmitLimits, TaskSource};
 use crate::master::MasterState;
@@ -39,10 +39,14 @@ pub async fn apply(
 ) -> Result<(), HandlerError> {
     let submission = validate(state, message)?;
     let job_id = submission.job_id.clone();
-    if let Some(done) = existing_job(state, &job_id).await? {
-        conn.write_message(&done).await?;
-        return Ok(());
-    }
+    let restart = match existing_job(state, &job_id).await? {
+        Existing::New => false,
+        Existing::Interrupted => true,
+        Existing::Reply(done) => {
+            conn.write_message(&done).await?;
+            return Ok(());
+        }
+    };
     let client = session.peer.ip().to_string();
     if let Err(wait) = state.rate_limiter.check(&client, Instant::now()) {
         return Err(HandlerError::refused(
@@ -66,7 +70,9 @@ pub async fn apply(
         created_at: crate::time::unix_now(),
         finished_at: None,
     };
-    if let CreateOutcome::Exists(_) = state.store.create_job(&record).await? {
+    if restart {
+        restart_upload(state, &record).await?;
+    } else if let CreateOutcome::Exists(_) = state.store.create_job(&record).await? {
         // Created by a concurrent retry between our look and our insert.
         return Err(in_progress(&job_id));
     }
@@ -183,34 +189,67 @@ fn check_free_space(state: &MasterState, upload_bytes: u64) -> Result<(), Handle
     Ok(())
 }
 
-/// For a retried id: the reply to send instead of taking a new upload, or `None` if new.
-async fn existing_job(state: &MasterState, job_id: &str) -> Result<Option<Message>, HandlerError> {
+/// What a submitted id already names.
+enum Existing {
+    /// Nothing: a new job.
+    New,
+    /// A job whose upload was cut off (the master stopped, the client went away): it is
+    /// restarted from scratch under the same id.
+    Interrupted,
+    /// An accepted job: this reply, instead of taking the upload again.
+    Reply(Message),
+}
+
+/// For a retried id: whether it is new, an interrupted upload to restart, or an accepted job.
+async fn existing_job(state: &MasterState, job_id: &str) -> Result<Existing, HandlerError> {
     let Some(job) = state.store.job(job_id).await? else {
-        return Ok(None);
+        return Ok(Existing::New);
     };
-    let uploading = state
+    let uploading_here = state
         .uploads
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .contains(job_id);
-    if uploading || job.status == JobStatus::Uploading {
+    if uploading_here {
         return Err(in_progress(job_id));
     }
-    if job.total_chunks == 0 && job.status == JobStatus::Failed {
-        return Err(HandlerError::refused(
-            ErrorCode::UploadIncomplete,
-            format!(
-                "job {job_id}'s earlier upload did not complete ({}); submit again under a new job id",
-                job.error.unwrap_or_default()
-            ),
-        ));
+    if job.status == JobStatus::Uploading {
+        // Only this master uploads to its own store, so an upload begun before it started was
+        // cut off; on a shared store another master may still be streaming it.
+        let orphan = state.spool_dir.is_some() && job.created_at < state.started_at;
+        return if orphan {
+            Ok(Existing::Interrupted)
+        } else {
+            Err(in_progress(job_id))
+        };
     }
-    Ok(Some(Message::Accepted {
+    if job.total_chunks == 0 && job.status == JobStatus::Failed {
+        return Ok(Existing::Interrupted);
+    }
+    Ok(Existing::Reply(Message::Accepted {
         job_id: job_id.to_string(),
         total_chunks: job.total_chunks,
         active_workers: state.workers.active(),
         existing: true,
     }))
+}
+
+/// Replaces an interrupted upload's job by the new record, or refuses with what to do.
+async fn restart_upload(state: &MasterState, record: &JobRecord) -> Result<(), HandlerError> {
+    let job_id = &record.id;
+    match state.store.restart_upload(record).await {
+        Ok(true) => {
+            tracing::info!(component = "master", job = %job_id, "restarting an interrupted upload");
+            Ok(())
+        }
+        // Restarted (or accepted) by a concurrent retry between our look and our replace.
+        Ok(false) => Err(in_progress(job_id)),
+        Err(BackendError::Other(reason)) => Err(HandlerError::refused(
+            ErrorCode::UploadIncomplete,
+            format!("job {job_id}'s earlier upload did not complete and {reason}; submit again under a new job id"),
+        )),
+        Err(err) => Err(err.into()),
+    }
 }
 
 fn in_progress(job_id: &str) -> HandlerError {

@@ -1,0 +1,117 @@
+//! Whole-host loss with real processes: an agent and its worker killed together, or both
+//! SIGSTOPped (a cut link). Agents report in full every 10 s, so only their 1 s heartbeats can
+//! tell the collector in time: `worker_unreachable` fires, the master re-queues the host's
+//! tasks, `workers` shows the host inactive, and a host that returns is active again with its
+//! late results counted once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::procs::wait_for;
+use common::watchman_grid::{unix_now, Grid};
+use nix::sys::signal::Signal;
+
+/// The detection goal is 5 s; this bound only catches a detector that does not work at all,
+/// without failing on a loaded machine. The measured figures are printed.
+const GENEROUS: Duration = Duration::from_secs(10);
+
+fn host_grid() -> Grid {
+    // The worker heartbeat timeout is long: the agent must not be what notices anything.
+    Grid::start_reporting("embedded", &["w1", "w2"], "60s", &[], "10s")
+}
+
+/// Waits until the master has logged re-queueing `worker`'s tasks; how many it re-queued.
+fn wait_requeued(grid: &Grid, worker: &str) -> u64 {
+    wait_for(
+        &format!("{worker}'s leases re-queued"),
+        Duration::from_secs(30),
+        || grid.reclaimed(worker),
+    )
+}
+
+#[test]
+fn a_host_killed_whole_is_unreachable_within_seconds_and_its_tasks_are_requeued() {
+    let mut grid = host_grid();
+    let (job, expected) = grid.start_job_under_way(12_000_000);
+
+    grid.stop_while_leasing("w1");
+    let killed = Instant::now();
+    let killed_unix = unix_now();
+    grid.agent("w1").kill9();
+    grid.worker("w1").kill9();
+
+    let lost = wait_for("worker_unreachable for w1", Duration::from_secs(30), || {
+        grid.rule_alert("worker_unreachable", "w1", "firing")
+    });
+    let detected = lost["timestamp"].as_f64().expect("timestamp") - killed_unix;
+    assert_eq!(lost["severity"], "critical");
+    let reclaimed = wait_requeued(&grid, "w1");
+    let requeued = killed.elapsed();
+    println!(
+        "host kill -9: worker_unreachable after {detected:.3} s, tasks re-queued after {:.3} s \
+         ({reclaimed} leases)",
+        requeued.as_secs_f64()
+    );
+    assert!(reclaimed >= 1, "w1 held leases when its host died");
+    assert!(
+        requeued < GENEROUS,
+        "re-queued {requeued:?} after the host died"
+    );
+
+    let view = wait_for("w1 shown inactive", Duration::from_secs(10), || {
+        grid.worker_view("w1").filter(|w| w["state"] == "inactive")
+    });
+    assert_eq!(view["unreachable"], true, "{view}");
+    grid.wait_completed(&job, Duration::from_secs(120));
+    assert_eq!(grid.total_matches(&job), expected);
+    let dead = grid.rule_alert("worker_dead", "w1", "firing");
+    assert!(dead.is_none(), "no agent survived to say DEAD: {dead:?}");
+}
+
+#[test]
+fn a_cut_link_requeues_within_seconds_and_the_returning_host_is_active_again() {
+    let mut grid = host_grid();
+    let (job, expected) = grid.start_job_under_way(6_000_000);
+
+    grid.stop_while_leasing("w1");
+    grid.agent("w1").signal(Signal::SIGSTOP);
+    let cut = Instant::now();
+    let reclaimed = wait_requeued(&grid, "w1");
+    let requeued = cut.elapsed();
+    println!(
+        "cut link: tasks re-queued after {:.3} s ({reclaimed} leases)",
+        requeued.as_secs_f64()
+    );
+    assert!(reclaimed >= 1, "w1 held leases when cut off");
+    assert!(requeued < GENEROUS, "re-queued {requeued:?} after the cut");
+    let view = wait_for("w1 shown inactive", Duration::from_secs(10), || {
+        grid.worker_view("w1").filter(|w| w["state"] == "inactive")
+    });
+    assert_eq!(view["unreachable"], true, "{view}");
+    assert_eq!(grid.leases_held("w1"), 0, "nothing is left leased to w1");
+
+    grid.agent("w1").signal(Signal::SIGCONT);
+    grid.worker("w1").signal(Signal::SIGCONT);
+    let back = Instant::now();
+    wait_for("w1 active again", Duration::from_secs(30), || {
+        grid.worker_view("w1").filter(|w| {
+            w["state"] == "active" && w["status"] == "ALIVE" && w["unreachable"] == false
+        })
+    });
+    println!(
+        "link restored: w1 active again after {:.3} s",
+        back.elapsed().as_secs_f64()
+    );
+    wait_for(
+        "worker_unreachable resolved",
+        Duration::from_secs(10),
+        || grid.rule_alert("worker_unreachable", "w1", "resolved"),
+    );
+    grid.wait_completed(&job, Duration::from_secs(120));
+    assert_eq!(
+        grid.total_matches(&job),
+        expected,
+        "late results counted once"
+    );
+}
