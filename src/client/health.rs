@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::connect::ClientError;
 use crate::protocol::handshake::{hello, HelloError};
-use crate::protocol::{Connection, Dial, Greeting, Message, Requester, Role, TokenArgs};
+use crate::protocol::{Connection, Dial, Greeting, Message, Requester, Role, TlsArgs, TokenArgs};
 
 /// How long the whole check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,6 +27,9 @@ pub struct HealthArgs {
     /// The cluster token, for a master or collector that has one.
     #[command(flatten)]
     pub auth: TokenArgs,
+    /// TLS towards the master or collector, when it serves TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Greets the chosen address; `Ok` once it answers `welcome`.
@@ -62,8 +65,13 @@ async fn check(args: &HealthArgs, greeting: &Greeting) -> (String, Result<(), St
     let what = describe(args);
     let outcome = match (&args.master, &args.collector, &args.agent_socket) {
         (Some(address), _, _) | (_, Some(address), _) => {
+            let tls = match args.tls.client() {
+                Ok(tls) => tls,
+                Err(err) => return (what, Err(err.to_string())),
+            };
             let dial = Dial {
                 read_timeout: Some(CHECK_TIMEOUT),
+                tls,
                 ..Dial::default()
             };
             Requester::connect(address, greeting, &dial)

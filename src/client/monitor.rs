@@ -4,7 +4,7 @@
 use super::connect::{http_port_mistake, unexpected, ClientError};
 use crate::protocol::{
     Alert, AlertState, Dial, Greeting, LivenessState, Message, RequestError, Requester, Role,
-    TokenArgs, WorkerView,
+    TlsArgs, TokenArgs, WorkerView,
 };
 
 /// Where `workers` and `alerts` ask.
@@ -19,6 +19,9 @@ pub struct MonitorArgs {
     /// The cluster token, when the cluster has one.
     #[command(flatten)]
     pub auth: TokenArgs,
+    /// TLS towards the master or collector, when it serves TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -44,7 +47,11 @@ async fn ask(args: &MonitorArgs, request: Message) -> Result<Message, ClientErro
         code,
         message: format!("the {role} refused ({code:?}): {message}"),
     };
-    let mut requester = match Requester::connect(&address, &greeting, &Dial::default()).await {
+    let dial = Dial {
+        tls: args.tls.client()?,
+        ..Dial::default()
+    };
+    let mut requester = match Requester::connect(&address, &greeting, &dial).await {
         Ok(requester) => requester,
         Err(RequestError::Unreachable { .. }) => {
             return Err(ClientError::Usage(format!(
