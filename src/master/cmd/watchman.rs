@@ -31,7 +31,8 @@ pub async fn answer(message: &Message, queue: &dyn Queue, store: &dyn Store) -> 
             last_task_id,
             ..
         } => {
-            tracing::warn!(worker = %worker_id, reason, last_task = ?last_task_id,
+            let last_task = last_task_id.as_deref().unwrap_or("");
+            tracing::warn!(component = "master", worker = %worker_id, reason, last_task,
                 "worker_down from the collector");
             match queue.reclaim_worker(worker_id).await {
                 Ok(reclaimed) => {
