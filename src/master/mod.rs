@@ -10,7 +10,9 @@ mod config;
 mod disk;
 mod drop_dir;
 pub mod http;
+mod job_log;
 mod job_view;
+mod ops;
 mod rate_limit;
 mod refusal_alert;
 mod server;
@@ -133,6 +135,7 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     let state = Arc::new(state);
     resume_unfinished(&state).await?;
     let stop = shared_shutdown();
+    tokio::spawn(job_log::run(state.clone(), stopped(stop.clone())));
     if let Some(dir) = args.drop_dir.clone() {
         tokio::spawn(drop_dir::run(
             dir,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::ops::{MeteredQueue, OpsCounters};
 use super::{MasterConfig, RateLimiter, WorkerRegistry};
 use crate::backend::{Queue, Store};
 
@@ -26,12 +27,21 @@ pub struct MasterState {
     pub spool_dir: Option<std::path::PathBuf>,
     /// Throttles the alerts that refused results raise.
     pub refusal_alerts: super::refusal_alert::RefusalAlerts,
+    /// Leases, retries, bytes and durations counted for `/metrics`.
+    pub ops: Arc<OpsCounters>,
 }
 
 impl MasterState {
     /// State over the given backend.
     pub fn new(queue: Arc<dyn Queue>, store: Arc<dyn Store>, config: MasterConfig) -> Self {
+        let ops = Arc::new(OpsCounters::default());
+        let queue: Arc<dyn Queue> = Arc::new(MeteredQueue::new(
+            queue,
+            ops.clone(),
+            config.visibility_timeout,
+        ));
         Self {
+            ops,
             rate_limiter: RateLimiter::new(config.jobs_per_minute, Duration::from_secs(60)),
             queue,
             store,
