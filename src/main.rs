@@ -59,7 +59,7 @@ enum Command {
     /// Collect agents' reports, raise alerts, tell the master of dead workers.
     Collector(collector::CollectorConfig),
     /// Show every worker's liveness: active / unstable / inactive, round trip, tasks done.
-    Workers(monitor::MonitorArgs),
+    Workers(monitor::WorkersArgs),
     /// Show the most recent alerts.
     Alerts(monitor::AlertsArgs),
     /// Check that a master, collector or agent answers the hello: exit 0 if so, 1 if not.

@@ -9,6 +9,7 @@ mod cmd;
 mod config;
 mod disk;
 mod drop_dir;
+pub mod forget;
 pub mod http;
 mod job_log;
 mod job_view;

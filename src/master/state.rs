@@ -29,6 +29,8 @@ pub struct MasterState {
     pub refusal_alerts: super::refusal_alert::RefusalAlerts,
     /// Leases, retries, bytes and durations counted for `/metrics`.
     pub ops: Arc<OpsCounters>,
+    /// Dead workers an operator asked to forget.
+    pub forgotten: super::forget::Forgotten,
 }
 
 impl MasterState {
@@ -42,6 +44,7 @@ impl MasterState {
         ));
         Self {
             ops,
+            forgotten: Default::default(),
             rate_limiter: RateLimiter::new(config.jobs_per_minute, Duration::from_secs(60)),
             queue,
             store,

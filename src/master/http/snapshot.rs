@@ -120,7 +120,7 @@ pub fn firing(events: &[Alert]) -> Vec<&Alert> {
 pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
     let store = state.store.as_ref();
     let jobs = job_views(store, None).await?;
-    let workers = worker_views(store).await?;
+    let workers = state.forgotten.filter(worker_views(store).await?);
     let alerts = alert_events(store, ALERT_HISTORY).await?;
     let mut stats = GridStats {
         jobs: JobStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
