@@ -365,7 +365,7 @@ fn endpoints_follow_a_job_and_a_worker_death(grid: &mut Grid, backend: &str) {
 
 #[test]
 fn a_scrape_after_a_job_has_prometheus_names_histograms_process_metrics_and_passes_promtool() {
-    let mut grid = Grid::start(&["w1", "w2"], "15s");
+    let grid = Grid::start(&["w1", "w2"], "15s");
     let http = grid.http_addr();
     let (genome_file, _) = genome(grid.dir.path(), GENOME_BASES);
     grid.wait_alive(2);

@@ -110,9 +110,10 @@ async fn forget(args: &MonitorArgs, worker: &str) -> Result<(), ClientError> {
         }
         Ok(other) => Err(unexpected(&other)),
         // A refusal the user can act on (unknown id, live worker): say it plainly.
-        Err(ClientError::Refused { code, message })
-            if matches!(code, ErrorCode::NoSuchWorker | ErrorCode::WorkerAlive) =>
-        {
+        Err(ClientError::Refused {
+            code: ErrorCode::NoSuchWorker | ErrorCode::WorkerAlive,
+            message,
+        }) => {
             let reason = message
                 .split_once("): ")
                 .map_or(message.as_str(), |(_, m)| m);
