@@ -44,6 +44,18 @@ fn workers_json(grid: &Grid) -> Vec<serde_json::Value> {
 #[test]
 fn a_live_worker_is_not_forgotten_a_killed_one_is_and_stays_gone() {
     let mut grid = Grid::start(&["w1", "w2", "w3"], "15s");
+    forget_follows_liveness(&mut grid);
+}
+
+#[test]
+fn with_redis_a_forgotten_worker_stays_gone_though_the_collector_writes_there() {
+    let redis = common::redis::RedisServer::start();
+    let mut grid = Grid::start_on(&redis.url(), &["w1", "w2", "w3"], "15s", &[]);
+    forget_follows_liveness(&mut grid);
+}
+
+/// Refuses live w1 and an unknown id, forgets killed w2 (CLI) and w3 (HTTP).
+fn forget_follows_liveness(grid: &mut Grid) {
     grid.wait_alive(3);
 
     let out = gridwatch()
@@ -71,7 +83,7 @@ fn a_live_worker_is_not_forgotten_a_killed_one_is_and_stays_gone() {
 
     grid.worker("w2").kill9();
     wait_for("w2 DEAD", Duration::from_secs(30), || {
-        workers_json(&grid)
+        workers_json(grid)
             .iter()
             .any(|w| w["worker_id"] == "w2" && w["status"] == "DEAD")
             .then_some(())
@@ -88,11 +100,11 @@ fn a_live_worker_is_not_forgotten_a_killed_one_is_and_stays_gone() {
             .find(|w| w["worker_id"] == "w1")
             .and_then(|w| w["latest"]["seq"].as_u64())
     };
-    let seq = report_of_w1(&grid).expect("w1 listed");
+    let seq = report_of_w1(grid).expect("w1 listed");
     wait_for("two more reports of w1", Duration::from_secs(30), || {
-        (report_of_w1(&grid)? >= seq + 2).then_some(())
+        (report_of_w1(grid)? >= seq + 2).then_some(())
     });
-    let ids: Vec<String> = workers_json(&grid)
+    let ids: Vec<String> = workers_json(grid)
         .iter()
         .filter_map(|w| w["worker_id"].as_str().map(str::to_string))
         .collect();
@@ -117,14 +129,14 @@ fn a_live_worker_is_not_forgotten_a_killed_one_is_and_stays_gone() {
     assert!(body.contains("only a dead or inactive worker"), "{body}");
     grid.worker("w3").kill9();
     wait_for("w3 DEAD", Duration::from_secs(30), || {
-        workers_json(&grid)
+        workers_json(grid)
             .iter()
             .any(|w| w["worker_id"] == "w3" && w["status"] == "DEAD")
             .then_some(())
     });
     let (status, body) = post(&http, "/workers/w3/forget", None);
     assert_eq!(status, 200, "{body}");
-    let ids: Vec<String> = workers_json(&grid)
+    let ids: Vec<String> = workers_json(grid)
         .iter()
         .filter_map(|w| w["worker_id"].as_str().map(str::to_string))
         .collect();
