@@ -563,12 +563,32 @@ fn a_fresh_master_serves_empty_views_json_404s_and_a_self_contained_dashboard() 
             "the dashboard uses {endpoint}"
         );
     }
-    for external in ["http://", "https://", "src=", "@import", "<link"] {
+    for external in ["http://", "https://", "src=", "@import", "href=\"//"] {
         assert!(
             !page.body.contains(external),
             "the dashboard loads nothing external: {external}"
         );
     }
+    // Its one link is the icon, served by the master itself.
+    let links: Vec<&str> = page
+        .body
+        .match_indices("<link")
+        .map(|(i, _)| &page.body[i..])
+        .collect();
+    assert_eq!(links.len(), 1, "one <link>");
+    assert!(
+        links[0].starts_with("<link rel=\"icon\" href=\"favicon.svg\""),
+        "{}",
+        &links[0][..60]
+    );
+    let icon = get(&http, "/favicon.svg");
+    assert_eq!(icon.status, 200);
+    assert!(icon.content_type.starts_with("image/svg+xml"));
+    assert_eq!(
+        get(&http, "/favicon.ico").status,
+        200,
+        "browsers asking /favicon.ico get no 404"
+    );
 }
 
 #[test]

@@ -34,7 +34,7 @@ use crate::protocol::{check_listen, TokenError, Unprotected};
 /// What anyone reaching an unprotected master could do, for the refusal to start.
 const MASTER_RISK: &str = "submit and cancel jobs and send results for any worker";
 /// What anyone reaching an unprotected HTTP API could do.
-const HTTP_RISK: &str = "read every job, worker and alert of the grid";
+const HTTP_RISK: &str = "read every job, worker and alert of the grid and forget dead workers";
 
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
 pub use job_view::{job_view, summary_view};

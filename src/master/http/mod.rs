@@ -1,4 +1,4 @@
-//! The master's HTTP side: a read-only JSON API, Prometheus text at
+//! The master's HTTP side: a JSON API (read-only but for forgetting a dead worker), Prometheus text at
 //! `/metrics` and a self-contained live dashboard at `/`. It shares the protocol server's
 //! `MasterState` and shutdown signal; the grid's own traffic never goes through HTTP.
 
@@ -123,7 +123,7 @@ async fn dashboard() -> Html<&'static str> {
 
 async fn not_found(uri: Uri) -> Response {
     let message = format!(
-        "no such endpoint: {}; try /, /health, /jobs, /jobs/ID, /jobs/ID/image.png, /workers, /alerts, /stats or /metrics",
+        "no such endpoint: {}; try /, /health, /jobs, /jobs/ID, /jobs/ID/image.png, /workers, /alerts, /stats, /metrics or POST /workers/ID/forget",
         uri.path()
     );
     json_error(StatusCode::NOT_FOUND, message)
