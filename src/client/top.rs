@@ -191,6 +191,11 @@ fn header_line(address: &str, view: &View) -> Paragraph<'static> {
     Paragraph::new(Line::styled(text, style))
 }
 
+/// A single dimmed row saying a table is empty.
+fn empty_row(text: &'static str) -> Row<'static> {
+    Row::new(vec![Cell::from(text)]).style(Style::default().fg(Color::DarkGray))
+}
+
 fn bold_header(cells: &[&'static str]) -> Row<'static> {
     Row::new(cells.to_vec()).style(Style::default().add_modifier(Modifier::BOLD))
 }
@@ -200,24 +205,30 @@ fn or_dash(value: Option<f64>, digits: usize) -> String {
 }
 
 fn workers_table(workers: &[WorkerView]) -> Table<'static> {
-    let rows = workers.iter().map(|w| {
-        let (state, color) = match w.state {
-            LivenessState::Active => ("active", Color::Green),
-            LivenessState::Unstable => ("unstable", Color::Yellow),
-            LivenessState::Inactive => ("inactive", Color::Red),
-        };
-        Row::new(vec![
-            Cell::from(w.worker_id.clone()),
-            Cell::from(state).style(Style::default().fg(color)),
-            Cell::from(w.status.as_str()),
-            Cell::from(w.tasks_done.to_string()),
-            Cell::from(or_dash(w.latest.process_cpu_percent, 1)),
-            Cell::from(or_dash(w.latest.process_rss_mb, 1)),
-            Cell::from(format!("{:.1}", w.latest.cpu_percent)),
-            Cell::from(format!("{:.1}", w.latest.memory_percent)),
-            Cell::from(w.current_task.clone().unwrap_or_default()),
-        ])
-    });
+    let mut rows: Vec<Row> = workers
+        .iter()
+        .map(|w| {
+            let (state, color) = match w.state {
+                LivenessState::Active => ("active", Color::Green),
+                LivenessState::Unstable => ("unstable", Color::Yellow),
+                LivenessState::Inactive => ("inactive", Color::Red),
+            };
+            Row::new(vec![
+                Cell::from(w.worker_id.clone()),
+                Cell::from(state).style(Style::default().fg(color)),
+                Cell::from(w.status.as_str()),
+                Cell::from(w.tasks_done.to_string()),
+                Cell::from(or_dash(w.latest.process_cpu_percent, 1)),
+                Cell::from(or_dash(w.latest.process_rss_mb, 1)),
+                Cell::from(format!("{:.1}", w.latest.cpu_percent)),
+                Cell::from(format!("{:.1}", w.latest.memory_percent)),
+                Cell::from(w.current_task.clone().unwrap_or_default()),
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        rows.push(empty_row("none yet"));
+    }
     let widths = [
         Constraint::Length(14),
         Constraint::Length(9),
@@ -254,27 +265,34 @@ fn status_color(status: JobStatus) -> Color {
 }
 
 fn jobs_table(jobs: &[JobView]) -> Table<'static> {
-    let rows = jobs.iter().map(|job| {
-        let percent = job.progress.percentage;
-        let filled = ((percent / 10.0).round() as usize).min(10);
-        let bar = format!(
-            "[{}{}] {percent:>3.0}%",
-            "#".repeat(filled),
-            ".".repeat(10 - filled)
-        );
-        Row::new(vec![
-            Cell::from(job.job_id.clone()),
-            Cell::from(job.kind.clone()),
-            Cell::from(job.status.as_str()).style(Style::default().fg(status_color(job.status))),
-            Cell::from(bar),
-            Cell::from(format!(
-                "{}/{}",
-                job.progress.processed_chunks, job.progress.total_chunks
-            )),
-            Cell::from(job.partial_results.matches_found.to_string()),
-            Cell::from(job.error.clone().unwrap_or_default()),
-        ])
-    });
+    let mut rows: Vec<Row> = jobs
+        .iter()
+        .map(|job| {
+            let percent = job.progress.percentage;
+            let filled = ((percent / 10.0).round() as usize).min(10);
+            let bar = format!(
+                "[{}{}] {percent:>3.0}%",
+                "#".repeat(filled),
+                ".".repeat(10 - filled)
+            );
+            Row::new(vec![
+                Cell::from(job.job_id.clone()),
+                Cell::from(job.kind.clone()),
+                Cell::from(job.status.as_str())
+                    .style(Style::default().fg(status_color(job.status))),
+                Cell::from(bar),
+                Cell::from(format!(
+                    "{}/{}",
+                    job.progress.processed_chunks, job.progress.total_chunks
+                )),
+                Cell::from(job.partial_results.matches_found.to_string()),
+                Cell::from(job.error.clone().unwrap_or_default()),
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        rows.push(empty_row("no jobs"));
+    }
     let widths = [
         Constraint::Length(36),
         Constraint::Length(9),
@@ -296,25 +314,31 @@ fn jobs_table(jobs: &[JobView]) -> Table<'static> {
 }
 
 fn alerts_table(alerts: &[Alert]) -> Table<'static> {
-    let rows = alerts.iter().map(|a| {
-        let state = match a.state {
-            AlertState::Pending => "pending",
-            AlertState::Firing => "firing",
-            AlertState::Resolved => "resolved",
-        };
-        let color = match (a.state, a.severity) {
-            (AlertState::Resolved, _) => Color::DarkGray,
-            (_, Severity::Critical) => Color::Red,
-            (_, Severity::Warning) => Color::Yellow,
-        };
-        Row::new(vec![
-            Cell::from(format_utc(a.timestamp)[11..].to_string()),
-            Cell::from(a.severity.as_str()).style(Style::default().fg(color)),
-            Cell::from(state),
-            Cell::from(a.worker_id.clone()),
-            Cell::from(a.message.clone()),
-        ])
-    });
+    let mut rows: Vec<Row> = alerts
+        .iter()
+        .map(|a| {
+            let state = match a.state {
+                AlertState::Pending => "pending",
+                AlertState::Firing => "firing",
+                AlertState::Resolved => "resolved",
+            };
+            let color = match (a.state, a.severity) {
+                (AlertState::Resolved, _) => Color::DarkGray,
+                (_, Severity::Critical) => Color::Red,
+                (_, Severity::Warning) => Color::Yellow,
+            };
+            Row::new(vec![
+                Cell::from(format_utc(a.timestamp)[11..].to_string()),
+                Cell::from(a.severity.as_str()).style(Style::default().fg(color)),
+                Cell::from(state),
+                Cell::from(a.worker_id.clone()),
+                Cell::from(a.message.clone()),
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        rows.push(empty_row("none"));
+    }
     let widths = [
         Constraint::Length(9),
         Constraint::Length(9),
