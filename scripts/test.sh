@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Runs the whole test suite the way CI does: one release build, tests in parallel.
-# Installs what the tests need beyond cargo (redis-server) when it is missing.
+# Installs what the tests need beyond cargo (redis-server, promtool, chromium and its WebDriver,
+# tmux) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi

@@ -6,11 +6,11 @@ use std::fmt::Display;
 use std::future::Future;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use gridwatch::client::connect::ClientError;
 use gridwatch::client::tool_error::ToolError;
 use gridwatch::client::{
-    generate, health, julia, load, monitor, particles, purge, query, search, submit,
+    generate, health, julia, load, monitor, particles, purge, query, search, submit, top,
 };
 use gridwatch::local::{bench, demo, up};
 use gridwatch::telemetry::{self, LogFormat};
@@ -59,7 +59,7 @@ enum Command {
     /// Collect agents' reports, raise alerts, tell the master of dead workers.
     Collector(collector::CollectorConfig),
     /// Show every worker's liveness: active / unstable / inactive, round trip, tasks done.
-    Workers(monitor::MonitorArgs),
+    Workers(monitor::WorkersArgs),
     /// Show the most recent alerts.
     Alerts(monitor::AlertsArgs),
     /// Check that a master, collector or agent answers the hello: exit 0 if so, 1 if not.
@@ -75,6 +75,16 @@ enum Command {
     /// Benchmarks that compare gridwatch with other tools.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// A live terminal view of workers, jobs and alerts; `q` quits.
+    Top(top::TopArgs),
+    /// Print a shell completion script: `gridwatch completions bash > /etc/bash_completion.d/gridwatch`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `gridwatch man | man -l -`.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -101,6 +111,13 @@ fn main() -> ExitCode {
         Command::Particles(args) => particles::run(&args).map_err(fail),
         Command::Generate(args) => generate::run(&args).map_err(fail),
         Command::Bench(what) => bench::run(&what).map_err(fail),
+        Command::Top(args) => client(top::top(args)),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "gridwatch", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => man_page(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,6 +128,19 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// Writes the manual page of every command to stdout.
+fn man_page() -> Result<(), Failure> {
+    let man = clap_mangen::Man::new(Cli::command());
+    let mut page = Vec::new();
+    man.render(&mut page)
+        .and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &page))
+        .map_err(|err| Failure {
+            message: format!("cannot write the manual page: {err}"),
+            code: 1,
+            stdout_closed: err.kind() == std::io::ErrorKind::BrokenPipe,
+        })
 }
 
 /// Why a command failed: the one line to print and the exit code.

@@ -320,6 +320,8 @@ const TYPE_NAMES: &[&str] = &[
     "workers",
     "list_alerts",
     "alerts",
+    "forget_worker",
+    "worker_forgotten",
 ];
 
 /// Field names the messages use, plus random ones.

@@ -120,6 +120,7 @@ fn parse_labels(text: &str) -> (BTreeMap<String, String>, &str) {
 fn parse_prometheus(text: &str) -> Vec<Sample> {
     let mut typed: BTreeMap<String, String> = BTreeMap::new();
     let mut samples: Vec<Sample> = Vec::new();
+    let mut families: Vec<String> = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let (name, _) = rest.split_once(' ').expect("HELP name text");
@@ -141,7 +142,13 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
             let name_end = line.find(['{', ' ']).expect("sample name then value");
             let name = &line[..name_end];
             assert!(is_name(name, true), "bad metric name in {line:?}");
-            assert!(typed.contains_key(name), "{name} sampled before its TYPE");
+            // A histogram's samples are NAME_bucket, NAME_sum and NAME_count.
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|suffix| name.strip_suffix(suffix))
+                .find(|base| typed.get(*base).map(String::as_str) == Some("histogram"))
+                .unwrap_or(name);
+            assert!(typed.contains_key(family), "{name} sampled before its TYPE");
             let (labels, rest) = match line[name_end..].starts_with('{') {
                 true => parse_labels(&line[name_end..]),
                 false => (BTreeMap::new(), &line[name_end..]),
@@ -156,13 +163,14 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
                 timestamp.parse::<i64>().expect("integer timestamp");
             }
             assert!(fields.next().is_none(), "trailing fields in {line:?}");
-            if let Some(last) = samples.last() {
-                let earlier = samples.iter().any(|(n, _, _)| n == name);
+            if let Some(last) = families.last() {
+                let earlier = families.iter().any(|f| f == family);
                 assert!(
-                    last.0 == name || !earlier,
-                    "{name}'s samples are not together"
+                    last == family || !earlier,
+                    "{family}'s samples are not together"
                 );
             }
+            families.push(family.to_string());
             samples.push((name.to_string(), labels, value));
         }
     }
@@ -309,13 +317,13 @@ fn endpoints_follow_a_job_and_a_worker_death(grid: &mut Grid, backend: &str) {
         Some(expected as f64)
     );
     for id in ["w1", "w2"] {
-        assert!(metric(&samples, "gridwatch_worker_cpu_percent", &[("worker", id)]).is_some());
-        assert!(metric(
-            &samples,
-            "gridwatch_worker_memory_percent",
-            &[("worker", id)]
-        )
-        .is_some());
+        for name in ["gridwatch_host_cpu_ratio", "gridwatch_host_memory_ratio"] {
+            let value = metric(&samples, name, &[("worker", id)]);
+            assert!(
+                value.is_some_and(|v| (0.0..=1.0).contains(&v)),
+                "{name}{{worker={id:?}}}: {value:?}"
+            );
+        }
     }
 
     // A worker killed outright: its agent reports it DEAD, the collector fires a critical alert.
@@ -353,6 +361,153 @@ fn endpoints_follow_a_job_and_a_worker_death(grid: &mut Grid, backend: &str) {
             .clone();
         (w2["state"] == "inactive" && w2["status"] == "DEAD").then_some(())
     });
+}
+
+#[test]
+fn a_scrape_after_a_job_has_prometheus_names_histograms_process_metrics_and_passes_promtool() {
+    let grid = Grid::start(&["w1", "w2"], "15s");
+    let http = grid.http_addr();
+    let (genome_file, _) = genome(grid.dir.path(), GENOME_BASES);
+    grid.wait_alive(2);
+    let job = grid.submit(&genome_file, CHUNK_BASES);
+    grid.wait_completed(&job, Duration::from_secs(60));
+    // The job's end is logged once, with plain values.
+    let end = wait_for("the master's job-end line", Duration::from_secs(10), || {
+        grid.master
+            .log_json()
+            .into_iter()
+            .find(|line| line["fields"]["message"] == "job finished")
+    });
+    let fields = &end["fields"];
+    assert_eq!(fields["job"], job.as_str(), "{end}");
+    assert_eq!(fields["outcome"], "completed", "{end}");
+    assert_eq!(fields["tasks"], CHUNKS, "{end}");
+    assert_eq!(fields["retries"], 0, "{end}");
+    assert!(
+        fields["duration_seconds"]
+            .as_f64()
+            .is_some_and(|s| s >= 0.0),
+        "{end}"
+    );
+    // Workers report their process figures a moment after their first report.
+    wait_for("worker process metrics", Duration::from_secs(30), || {
+        let samples = metrics(&http);
+        ["w1", "w2"]
+            .iter()
+            .all(|id| {
+                metric(
+                    &samples,
+                    "gridwatch_worker_process_resident_memory_bytes",
+                    &[("worker", id)],
+                )
+                .is_some_and(|bytes| bytes > 1e6)
+            })
+            .then_some(())
+    });
+
+    let reply = get(&http, "/metrics");
+    let samples = parse_prometheus(&reply.body);
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        metric(&samples, name, labels)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{}", reply.body))
+    };
+    for (name, _, _) in &samples {
+        assert!(
+            !name.contains("percent"),
+            "{name}: a ratio is 0-1, named _ratio"
+        );
+    }
+    for line in reply.body.lines().filter(|l| l.starts_with("# TYPE ")) {
+        if line.ends_with(" counter") {
+            let name = line.split(' ').nth(2).unwrap_or("");
+            assert!(
+                name.ends_with("_total"),
+                "counter {name} is not named _total"
+            );
+        }
+    }
+    assert_eq!(value("gridwatch_tasks_acked_total", &[]), CHUNKS as f64);
+    assert_eq!(
+        value(
+            "gridwatch_task_duration_seconds_count",
+            &[("kind", "search")]
+        ),
+        CHUNKS as f64
+    );
+    assert_eq!(
+        value(
+            "gridwatch_task_duration_seconds_bucket",
+            &[("kind", "search"), ("le", "+Inf")]
+        ),
+        CHUNKS as f64
+    );
+    assert!(value("gridwatch_task_duration_seconds_sum", &[("kind", "search")]) > 0.0);
+    assert_eq!(value("gridwatch_job_duration_seconds_count", &[]), 1.0);
+    assert_eq!(
+        value("gridwatch_jobs_finished_total", &[("outcome", "completed")]),
+        1.0
+    );
+    assert!(value("gridwatch_uploaded_bytes_total", &[]) >= GENOME_BASES as f64);
+    assert!(value("gridwatch_searched_bytes_total", &[]) >= GENOME_BASES as f64);
+    for priority in ["high", "medium", "low"] {
+        assert_eq!(
+            value("gridwatch_queue_tasks", &[("priority", priority)]),
+            0.0
+        );
+    }
+    assert_eq!(value("gridwatch_leases_in_flight", &[]), 0.0);
+    for name in [
+        "gridwatch_task_retries_total",
+        "gridwatch_tasks_requeued_total",
+        "gridwatch_tasks_dead_lettered_total",
+    ] {
+        assert_eq!(value(name, &[]), 0.0, "{name}");
+    }
+    // CPU time counts in 10 ms ticks: a master this idle may not have used one yet.
+    assert!(value("process_cpu_seconds_total", &[]) >= 0.0);
+    let started = value("process_start_time_seconds", &[]);
+    let now = common::watchman_grid::unix_now();
+    assert!(
+        started <= now && started > now - 600.0,
+        "started {started}, now {now}"
+    );
+    assert!(value("process_resident_memory_bytes", &[]) > 1e6);
+    for id in ["w1", "w2"] {
+        let cpu = value("gridwatch_worker_process_cpu_ratio", &[("worker", id)]);
+        assert!(cpu >= 0.0, "{id}: {cpu}");
+    }
+    promtool_check(grid.dir.path(), &reply.body);
+}
+
+/// `promtool check metrics` on `text`, when promtool is installed (scripts/test.sh installs it).
+fn promtool_check(dir: &std::path::Path, text: &str) {
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("SKIPPING promtool check metrics: promtool is not installed (Debian package prometheus)");
+        return;
+    };
+    std::fs::write(dir.join("metrics.txt"), text).expect("save the scrape");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics:\n{said}"
+    );
 }
 
 #[test]
@@ -408,12 +563,32 @@ fn a_fresh_master_serves_empty_views_json_404s_and_a_self_contained_dashboard() 
             "the dashboard uses {endpoint}"
         );
     }
-    for external in ["http://", "https://", "src=", "@import", "<link"] {
+    for external in ["http://", "https://", "src=", "@import", "href=\"//"] {
         assert!(
             !page.body.contains(external),
             "the dashboard loads nothing external: {external}"
         );
     }
+    // Its one link is the icon, served by the master itself.
+    let links: Vec<&str> = page
+        .body
+        .match_indices("<link")
+        .map(|(i, _)| &page.body[i..])
+        .collect();
+    assert_eq!(links.len(), 1, "one <link>");
+    assert!(
+        links[0].starts_with("<link rel=\"icon\" href=\"favicon.svg\""),
+        "{}",
+        &links[0][..60]
+    );
+    let icon = get(&http, "/favicon.svg");
+    assert_eq!(icon.status, 200);
+    assert!(icon.content_type.starts_with("image/svg+xml"));
+    assert_eq!(
+        get(&http, "/favicon.ico").status,
+        200,
+        "browsers asking /favicon.ico get no 404"
+    );
 }
 
 #[test]

@@ -161,3 +161,74 @@ fn up_with_the_master_port_taken_prints_the_masters_own_error() {
     );
     assert_eq!(stderr.lines().count(), 1, "one error line: {stderr}");
 }
+
+/// Runs `up` on `data` until it lists its workers and both are active; returns it and the
+/// master's address.
+fn start_up(dir: &Path, data: &Path, name: &str) -> (Proc, String) {
+    let log: PathBuf = dir.join(format!("{name}.log"));
+    let up = Proc::spawn(name, &up_args(data, "2", "127.0.0.1:0"), &log);
+    poll_until(START, "up to list its workers", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("press Ctrl-C").then_some(())
+    });
+    let addr = std::fs::read_to_string(data.join("master.addr")).unwrap();
+    let addr = addr.trim().to_string();
+    poll_until(START, "both workers to be active", || {
+        (active_workers(&addr)? == 2).then_some(())
+    });
+    (up, addr)
+}
+
+fn stop(mut up: Proc) {
+    up.signal(Signal::SIGTERM);
+    let status = up.wait_exit(START).expect("up exits after SIGTERM");
+    assert!(status.success(), "up exit status {status}");
+}
+
+#[test]
+fn up_appends_its_logs_across_runs_logs_each_job_end_and_a_normal_start_warns_of_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let logs = data.join("logs");
+    let (up, addr) = start_up(dir.path(), &data, "up-1");
+    let records = vec![("chr1".to_string(), Bases::new(5).take(9_000))];
+    let fasta = dir.path().join("genome.fa");
+    write_fasta(&fasta, &records, 60, "\n");
+    grid_count(&addr, &fasta, "ACGT", "logged-job");
+    let master_log = || std::fs::read_to_string(logs.join("master.log")).unwrap_or_default();
+    let end = poll_until(START, "the master's job-end line", || {
+        master_log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|line| line["fields"]["message"] == "job finished")
+    });
+    let fields = &end["fields"];
+    assert_eq!(fields["job"], "logged-job", "{end}");
+    assert_eq!(fields["outcome"], "completed", "{end}");
+    assert_eq!(fields["tasks"], 9, "9000 bases in 1000-base chunks: {end}");
+    assert_eq!(fields["retries"], 0, "{end}");
+    stop(up);
+
+    // Started together with their agents, workers have nothing to warn about.
+    for worker in ["w1", "w2"] {
+        let text = std::fs::read_to_string(logs.join(format!("{worker}.log"))).unwrap();
+        let warnings: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                line.contains("\"level\":\"WARN\"") || line.contains("\"level\":\"ERROR\"")
+            })
+            .collect();
+        assert!(warnings.is_empty(), "{worker} warned: {warnings:#?}");
+        assert!(!text.contains("Some("), "no Debug-formatted values: {text}");
+    }
+
+    let (up, _) = start_up(dir.path(), &data, "up-2");
+    stop(up);
+    let text = master_log();
+    assert!(
+        text.contains("logged-job"),
+        "the first run's lines stay: {text}"
+    );
+    let starts = text.matches("master listening").count();
+    assert_eq!(starts, 2, "both runs in one appended log: {text}");
+}

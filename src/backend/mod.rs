@@ -533,6 +533,12 @@ pub trait Store: Send + Sync {
     ) -> BackendResult<()>;
     /// Latest metrics of every worker whose entry has not expired.
     async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>>;
+    /// Removes a worker's stored metrics; false if there were none.
+    async fn forget_worker_metrics(&self, worker: &str) -> BackendResult<bool> {
+        Err(BackendError::Other(format!(
+            "this backend cannot forget worker {worker:?}; ask the master"
+        )))
+    }
 }
 
 #[cfg(test)]

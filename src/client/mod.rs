@@ -1,6 +1,6 @@
 //! Command-line commands: thin wrappers that parse flags, ask the master (or run a local tool)
 //! and print. `submit`, `load`, `purge`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`,
-//! `health`, `search`, `julia`, `particles`, `generate`.
+//! `health`, `top`, `search`, `julia`, `particles`, `generate`.
 
 pub mod connect;
 pub mod health;
@@ -12,6 +12,7 @@ pub mod progress;
 pub mod purge;
 pub mod query;
 pub mod submit;
+pub mod top;
 
 pub mod generate;
 pub mod search;

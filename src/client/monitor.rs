@@ -3,8 +3,8 @@
 
 use super::connect::{http_port_mistake, unexpected, ClientError};
 use crate::protocol::{
-    Alert, AlertState, Dial, Greeting, LivenessState, Message, RequestError, Requester, Role,
-    TlsArgs, TokenArgs, WorkerView,
+    Alert, AlertState, Dial, ErrorCode, Greeting, LivenessState, Message, RequestError, Requester,
+    Role, TlsArgs, TokenArgs, WorkerView,
 };
 
 /// Where `workers` and `alerts` ask.
@@ -73,8 +73,23 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// `gridwatch workers`: the liveness view of every worker.
-pub async fn workers(args: MonitorArgs) -> Result<(), ClientError> {
+/// `gridwatch workers`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WorkersArgs {
+    /// Where to ask, and the output format.
+    #[command(flatten)]
+    pub query: MonitorArgs,
+    /// Make the master forget this dead or inactive worker (a live one is refused).
+    #[arg(long, value_name = "ID", conflicts_with = "collector")]
+    pub forget: Option<String>,
+}
+
+/// `gridwatch workers`: the liveness view of every worker, or `--forget ID`.
+pub async fn workers(args: WorkersArgs) -> Result<(), ClientError> {
+    if let Some(worker) = &args.forget {
+        return forget(&args.query, worker).await;
+    }
+    let args = args.query;
     let mut workers = match ask(&args, Message::ListWorkers).await? {
         Message::Workers { workers } => workers,
         other => return Err(unexpected(&other)),
@@ -85,6 +100,34 @@ pub async fn workers(args: MonitorArgs) -> Result<(), ClientError> {
     }
     print!("{}", workers_table(&workers));
     Ok(())
+}
+
+/// `gridwatch workers --forget ID`.
+async fn forget(args: &MonitorArgs, worker: &str) -> Result<(), ClientError> {
+    let request = Message::ForgetWorker {
+        worker_id: worker.to_string(),
+    };
+    match ask(args, request).await {
+        Ok(Message::WorkerForgotten { worker_id }) => {
+            if args.json {
+                return print_json(&serde_json::json!({ "forgotten": worker_id }));
+            }
+            println!("forgot worker {worker_id}");
+            Ok(())
+        }
+        Ok(other) => Err(unexpected(&other)),
+        // A refusal the user can act on (unknown id, live worker): say it plainly.
+        Err(ClientError::Refused {
+            code: ErrorCode::NoSuchWorker | ErrorCode::WorkerAlive,
+            message,
+        }) => {
+            let reason = message
+                .split_once("): ")
+                .map_or(message.as_str(), |(_, m)| m);
+            Err(ClientError::Usage(format!("cannot forget: {reason}")))
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// Renders the `workers` table, ending with a plain sentence when no worker is alive.

@@ -8,5 +8,6 @@ pub mod bench_grid;
 pub mod bench_kinds;
 pub mod demo;
 mod demo_kill;
+mod log_file;
 mod supervise;
 pub mod up;

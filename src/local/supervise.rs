@@ -11,6 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use super::log_file::{self, RotatingLog, SharedLog};
 use crate::client::connect::ClientError;
 
 /// How long children get to exit after SIGTERM before they are killed.
@@ -53,6 +54,8 @@ pub struct Supervised {
     exe: PathBuf,
     args: Vec<OsString>,
     log: PathBuf,
+    log_file: SharedLog,
+    copier: Option<tokio::task::JoinHandle<()>>,
     child: Child,
     started: Instant,
     backoff: Backoff,
@@ -60,19 +63,25 @@ pub struct Supervised {
 }
 
 impl Supervised {
-    /// Starts `exe ARGS` with stderr to `log` (truncated: a new `up` starts a new log).
+    /// Starts `exe ARGS` with stderr copied to `log`, which is appended to (an earlier run's
+    /// lines stay readable) and rotated by size.
     pub fn start(
         name: impl Into<String>,
         exe: &Path,
         args: Vec<OsString>,
         log: PathBuf,
     ) -> Result<Self, ClientError> {
-        let child = spawn(exe, &args, &log, false)?;
+        let log_file = RotatingLog::open(&log, log_file::DEFAULT_MAX_BYTES, log_file::DEFAULT_KEEP)
+            .map_err(|e| ClientError::Usage(format!("{}: {e}", log.display())))?;
+        let log_file = std::sync::Arc::new(std::sync::Mutex::new(log_file));
+        let (child, copier) = spawn(exe, &args, &log_file)?;
         Ok(Self {
             name: name.into(),
             exe: exe.to_path_buf(),
             args,
             log,
+            log_file,
+            copier: Some(copier),
             child,
             started: Instant::now(),
             backoff: Backoff::default(),
@@ -103,6 +112,13 @@ impl Supervised {
         &self.log
     }
 
+    /// Waits (briefly) until everything the exited child wrote is in its log.
+    pub async fn log_drained(&mut self) {
+        if let Some(copier) = self.copier.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), copier).await;
+        }
+    }
+
     /// The exit status, if the child has exited.
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
@@ -131,9 +147,10 @@ impl Supervised {
     /// Starts the child again (its log appended, so the crash stays readable); returns the line to
     /// print. A failed start is scheduled again with the next backoff.
     pub fn restart(&mut self) -> String {
-        match spawn(&self.exe, &self.args, &self.log, true) {
-            Ok(child) => {
+        match spawn(&self.exe, &self.args, &self.log_file) {
+            Ok((child, copier)) => {
                 self.child = child;
+                self.copier = Some(copier);
                 self.started = Instant::now();
                 self.restart_at = None;
                 format!(
@@ -169,6 +186,7 @@ impl Supervised {
         {
             let _ = self.child.kill().await;
         }
+        self.log_drained().await;
     }
 
     /// Kills it at once (a failed start).
@@ -177,14 +195,12 @@ impl Supervised {
     }
 }
 
-fn spawn(exe: &Path, args: &[OsString], log: &Path, append: bool) -> Result<Child, ClientError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(log)
-        .map_err(|e| ClientError::Usage(format!("{}: {e}", log.display())))?;
+/// Starts the child with its stderr piped into `log` by a copier task.
+fn spawn(
+    exe: &Path,
+    args: &[OsString],
+    log: &SharedLog,
+) -> Result<(Child, tokio::task::JoinHandle<()>), ClientError> {
     let mut cmd = Command::new(exe);
     cmd.args(args)
         // A local grid talks over loopback in plain TCP: TLS settings meant for a remote grid
@@ -194,10 +210,17 @@ fn spawn(exe: &Path, args: &[OsString], log: &Path, append: bool) -> Result<Chil
         .env_remove("GRIDWATCH_TLS_CA")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::from(file))
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
-    cmd.spawn()
-        .map_err(|e| ClientError::Usage(format!("cannot start a gridwatch process: {e}")))
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ClientError::Usage(format!("cannot start a gridwatch process: {e}")))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| ClientError::Usage("a gridwatch process has no stderr pipe".into()))?;
+    let copier = tokio::spawn(log_file::copy_lines(stderr, log.clone()));
+    Ok((child, copier))
 }
 
 /// The last thing a child said in its log: the `error: …` line a role prints when it fails, or the

@@ -349,7 +349,7 @@ async fn wait_for_agent(
             return Ok(());
         }
         if let Some(status) = agent.try_exit() {
-            return Err(exited_at_start(agent, status));
+            return Err(exited_at_start(agent, status).await);
         }
         if Instant::now() > deadline {
             return Err(ClientError::Usage(format!(
@@ -368,7 +368,7 @@ async fn wait_for_addr(path: &Path, child: &mut Supervised) -> Result<String, Cl
             return Ok(addr.trim().to_string());
         }
         if let Some(status) = child.try_exit() {
-            return Err(exited_at_start(child, status));
+            return Err(exited_at_start(child, status).await);
         }
         if Instant::now() > deadline {
             return Err(ClientError::Usage(format!(
@@ -382,7 +382,8 @@ async fn wait_for_addr(path: &Path, child: &mut Supervised) -> Result<String, Cl
 }
 
 /// A child that died before it listened, with its own last words (`cannot listen on …`).
-fn exited_at_start(child: &Supervised, status: std::process::ExitStatus) -> ClientError {
+async fn exited_at_start(child: &mut Supervised, status: std::process::ExitStatus) -> ClientError {
+    child.log_drained().await;
     let log = child.log().display();
     ClientError::Usage(match last_words(child.log()) {
         Some(reason) => format!(

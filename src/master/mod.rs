@@ -10,8 +10,11 @@ mod cmd;
 mod config;
 mod disk;
 mod drop_dir;
+pub mod forget;
 pub mod http;
+mod job_log;
 mod job_view;
+mod ops;
 mod rate_limit;
 mod refusal_alert;
 mod server;
@@ -32,7 +35,7 @@ use crate::protocol::{check_listen, TlsError, TokenError, Unprotected};
 /// What anyone reaching an unprotected master could do, for the refusal to start.
 const MASTER_RISK: &str = "submit and cancel jobs and send results for any worker";
 /// What anyone reaching an unprotected HTTP API could do.
-const HTTP_RISK: &str = "read every job, worker and alert of the grid";
+const HTTP_RISK: &str = "read every job, worker and alert of the grid and forget dead workers";
 
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
 pub use job_view::{job_view, summary_view};
@@ -139,6 +142,7 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     let state = Arc::new(state);
     resume_unfinished(&state).await?;
     let stop = shared_shutdown();
+    tokio::spawn(job_log::run(state.clone(), stopped(stop.clone())));
     if let Some(dir) = args.drop_dir.clone() {
         tokio::spawn(drop_dir::run(
             dir,

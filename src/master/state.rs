@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::ops::{MeteredQueue, OpsCounters};
 use super::{MasterConfig, RateLimiter, WorkerRegistry};
 use crate::backend::{Queue, Store};
 
@@ -30,12 +31,24 @@ pub struct MasterState {
     pub backend_health: super::backend_health::BackendHealth,
     /// Unix time this master started (an upload begun before cannot be streaming to it).
     pub started_at: f64,
+    /// Leases, retries, bytes and durations counted for `/metrics`.
+    pub ops: Arc<OpsCounters>,
+    /// Dead workers an operator asked to forget.
+    pub forgotten: super::forget::Forgotten,
 }
 
 impl MasterState {
     /// State over the given backend.
     pub fn new(queue: Arc<dyn Queue>, store: Arc<dyn Store>, config: MasterConfig) -> Self {
+        let ops = Arc::new(OpsCounters::default());
+        let queue: Arc<dyn Queue> = Arc::new(MeteredQueue::new(
+            queue,
+            ops.clone(),
+            config.visibility_timeout,
+        ));
         Self {
+            ops,
+            forgotten: Default::default(),
             rate_limiter: RateLimiter::new(config.jobs_per_minute, Duration::from_secs(60)),
             queue,
             store,

@@ -92,6 +92,14 @@ impl WorkerRegistry {
         seen.remove(worker);
     }
 
+    /// Whether a process has a connection open under `worker`'s id now.
+    pub fn is_connected(&self, worker: &str) -> bool {
+        let holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        holders
+            .get(worker)
+            .is_some_and(|holder| holder.connections > 0)
+    }
+
     /// Workers heard from within the window.
     pub fn active(&self) -> u32 {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());

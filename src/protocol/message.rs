@@ -71,6 +71,10 @@ pub enum ErrorCode {
     Timeout,
     /// Any server-side failure (backend unavailable, ...).
     Internal,
+    /// No worker with that id is known.
+    NoSuchWorker,
+    /// The worker is alive, so the request (forgetting it) is refused.
+    WorkerAlive,
 }
 
 /// How far a job is, in chunks.
@@ -476,6 +480,16 @@ pub enum Message {
     Workers {
         /// One view per worker.
         workers: Vec<WorkerView>,
+    },
+    /// Client → master: drop a dead or inactive worker from the views (refused for a live one).
+    ForgetWorker {
+        /// The worker.
+        worker_id: String,
+    },
+    /// Answer to `forget_worker`.
+    WorkerForgotten {
+        /// The worker.
+        worker_id: String,
     },
     /// Client → master or collector: the most recent alert events.
     ListAlerts {

@@ -20,6 +20,9 @@ use crate::time::unix_now;
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long a missing agent link is normal: `up` and most deployments start the worker before
+/// its agent, so only a link still missing after this is worth a warning.
+const LINK_GRACE: Duration = Duration::from_secs(10);
 
 /// What the worker shares with its heartbeat task.
 #[derive(Debug)]
@@ -105,24 +108,29 @@ async fn run(progress: Arc<Progress>, socket: PathBuf, interval: Duration) {
 async fn link(progress: &Progress, socket: PathBuf, interval: Duration) {
     let mut retry = RETRY_MIN;
     let mut warned = false;
+    let mut missing_since = tokio::time::Instant::now();
     loop {
         let outcome = match UnixStream::connect(&socket).await {
             Ok(stream) => {
                 retry = RETRY_MIN;
                 warned = false;
-                session(progress, Connection::new(stream), interval).await
+                let outcome = session(progress, Connection::new(stream), interval).await;
+                missing_since = tokio::time::Instant::now();
+                outcome
             }
             Err(err) => Err(ProtocolError::Io(err)),
         };
         progress.paused.send_replace(false);
         match outcome {
             Ok(()) => return,
-            Err(err) if !warned => {
+            Err(err) if !warned && missing_since.elapsed() >= LINK_GRACE => {
                 tracing::warn!(socket = %socket.display(), error = %err,
+                    missing_secs = missing_since.elapsed().as_secs(),
                     "no agent link; working on and retrying");
                 warned = true;
             }
-            Err(err) => tracing::debug!(error = %err, "agent link retry failed"),
+            Err(err) => tracing::debug!(socket = %socket.display(), error = %err,
+                "agent link not up yet; retrying"),
         }
         tokio::select! {
             _ = tokio::time::sleep(retry) => {}

@@ -5,6 +5,7 @@ pub mod grid;
 pub mod procs;
 pub mod redis;
 pub mod watchman_grid;
+pub mod webdriver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -329,6 +329,13 @@ impl Store for EmbeddedBackend {
     async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>> {
         self.db.call(store::worker_metrics).await
     }
+
+    async fn forget_worker_metrics(&self, worker: &str) -> BackendResult<bool> {
+        let worker = worker.to_string();
+        self.db
+            .call(move |state| store::forget_worker_metrics(state, &worker))
+            .await
+    }
 }
 
 #[cfg(test)]

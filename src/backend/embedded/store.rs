@@ -648,6 +648,17 @@ pub(super) fn put_worker_metrics(
     Ok(())
 }
 
+/// Removes a worker's metrics; false if it had none.
+pub(super) fn forget_worker_metrics(state: &mut DbState, worker: &str) -> BackendResult<bool> {
+    let removed = state
+        .conn
+        .prepare_cached("DELETE FROM worker_metrics WHERE worker = ?1")
+        .map_err(sql_error)?
+        .execute(params![worker])
+        .map_err(sql_error)?;
+    Ok(removed > 0)
+}
+
 /// Latest metrics of every worker whose entry has not expired.
 pub(super) fn worker_metrics(
     state: &mut DbState,

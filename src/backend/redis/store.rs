@@ -406,6 +406,20 @@ impl Store for RedisBackend {
         .await
     }
 
+    async fn forget_worker_metrics(&self, worker: &str) -> BackendResult<bool> {
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
+            .del(keys::worker_metrics(worker))
+            .srem(WORKERS_INDEX, worker);
+        let (deleted, _): (u64, u64) = self
+            .request(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        Ok(deleted > 0)
+    }
+
     async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>> {
         let mut workers: Vec<String> = self
             .request(|mut conn| async move { conn.smembers(WORKERS_INDEX).await })

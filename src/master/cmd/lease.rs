@@ -72,7 +72,12 @@ pub async fn apply(
         } => {
             let lease = handle(job_id, chunk, token, &worker);
             let outcome = state.queue.nack(&lease, &error).await?;
-            tracing::warn!(component = "master", job = %lease.id.job, chunk, %worker, %error, ?outcome, "task failed");
+            let outcome_name = match outcome {
+                NackOutcome::Retrying { .. } => "retrying",
+                NackOutcome::DeadLettered => "dead_lettered",
+                NackOutcome::Stale => "stale",
+            };
+            tracing::warn!(component = "master", job = %lease.id.job, chunk, %worker, %error, outcome = outcome_name, "task failed");
             Message::Nacked {
                 outcome: match outcome {
                     NackOutcome::Retrying { next_attempt } => NackReply::Retrying { next_attempt },

@@ -4,6 +4,7 @@
 
 pub(super) mod batch;
 mod cancel;
+mod forget;
 mod jobs;
 mod lease;
 mod purge;
@@ -174,6 +175,7 @@ async fn route(
             batch::apply(conn, state, session, source, jobs).await
         }
         Message::PurgeQueue { filter } => purge::apply(conn, state, &filter).await,
+        Message::ForgetWorker { worker_id } => forget::apply(conn, state, &worker_id).await,
         Message::Lease { .. }
         | Message::Extend { .. }
         | Message::PutResult { .. }

@@ -13,11 +13,24 @@ pub async fn apply(
     state: &MasterState,
     message: Message,
 ) -> Result<(), HandlerError> {
+    // A forgotten worker that stays dead is not stored again.
+    if let Message::RecordWorker { worker, .. } = &message {
+        if state.forgotten.hides(worker) {
+            conn.write_message(&Message::Recorded).await?;
+            return Ok(());
+        }
+    }
     let reply = answer(&message, state.queue.as_ref(), state.store.as_ref())
         .await
         .ok_or_else(|| {
             HandlerError::refused(ErrorCode::UnexpectedMessage, "not a watchman request")
         })?;
+    let reply = match reply {
+        Message::Workers { workers } => Message::Workers {
+            workers: state.forgotten.filter(workers),
+        },
+        other => other,
+    };
     conn.write_message(&reply).await?;
     Ok(())
 }
@@ -31,7 +44,8 @@ pub async fn answer(message: &Message, queue: &dyn Queue, store: &dyn Store) -> 
             last_task_id,
             ..
         } => {
-            tracing::warn!(worker = %worker_id, reason, last_task = ?last_task_id,
+            let last_task = last_task_id.as_deref().unwrap_or("");
+            tracing::warn!(component = "master", worker = %worker_id, reason, last_task,
                 "worker_down from the collector");
             match queue.reclaim_worker(worker_id).await {
                 Ok(reclaimed) => {

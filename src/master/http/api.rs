@@ -93,6 +93,7 @@ pub async fn job(
 /// `GET /workers`: the collector's liveness view of every worker, by id.
 pub async fn workers(State(state): State<HttpState>) -> Result<Json<serde_json::Value>, ApiError> {
     let workers = snapshot::worker_views(state.master.store.as_ref()).await?;
+    let workers = state.master.forgotten.filter(workers);
     Ok(Json(json!({ "workers": workers })))
 }
 

@@ -9,6 +9,7 @@ use axum::response::Response;
 
 use super::snapshot::{self, Snapshot};
 use super::{prometheus_text, ApiError, HttpState};
+use crate::master::ops::{process_usage, Histogram, TASK_BUCKETS};
 use crate::protocol::{LivenessState, WorkerView};
 
 /// `GET /metrics`.
@@ -48,6 +49,22 @@ impl Exposition {
         self.sample(name, &[], value);
     }
 
+    /// The `_bucket`, `_sum` and `_count` samples of one histogram.
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
+        let bucket = format!("{name}_bucket");
+        for (bound, count) in histogram.bounds.iter().zip(&histogram.buckets) {
+            let le = format_value(*bound);
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&bucket, &with_le, *count as f64);
+        }
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", "+Inf"));
+        self.sample(&bucket, &with_le, histogram.count as f64);
+        self.sample(&format!("{name}_sum"), labels, histogram.sum);
+        self.sample(&format!("{name}_count"), labels, histogram.count as f64);
+    }
+
     /// A gauge with one sample per entry of `counts`, labelled `label`.
     fn by_label(&mut self, name: &str, help: &str, label: &str, counts: &BTreeMap<&str, u64>) {
         self.family(name, "gauge", help);
@@ -76,7 +93,8 @@ fn format_value(value: f64) -> String {
     }
 }
 
-/// The whole exposition for one snapshot.
+/// The whole exposition for one snapshot. Counters end in `_total`, fractions are 0-1
+/// `_ratio`s, durations seconds and sizes bytes, as Prometheus' naming rules ask.
 fn render(snapshot: &Snapshot, backend: &str) -> String {
     let stats = &snapshot.stats;
     let mut out = Exposition::default();
@@ -116,37 +134,183 @@ fn render(snapshot: &Snapshot, backend: &str) -> String {
     for (reason, count) in &stats.results_refused {
         out.sample(name, &[("reason", reason)], *count as f64);
     }
+    render_queue(&mut out, snapshot);
+    render_durations(&mut out, snapshot);
+    render_process(&mut out);
     render_workers(&mut out, snapshot);
     out.text
 }
 
-/// Per-worker families, labelled by worker id.
+/// Queue depth, leases and the task counters this master saw pass through its queue.
+fn render_queue(out: &mut Exposition, snapshot: &Snapshot) {
+    let stats = &snapshot.stats;
+    let ops = &snapshot.ops;
+    let help = "Tasks of unfinished jobs waiting for a worker (no result, no lease), by priority.";
+    out.by_label(
+        "gridwatch_queue_tasks",
+        help,
+        "priority",
+        &stats.queued_by_priority,
+    );
+    let help = "Leases handed out by this master and not yet acknowledged or returned.";
+    out.single(
+        "gridwatch_leases_in_flight",
+        help,
+        stats.leases_in_flight as f64,
+    );
+    let counters = [
+        (
+            "gridwatch_tasks_acked_total",
+            "Tasks acknowledged after their result was stored.",
+            &ops.acked,
+        ),
+        (
+            "gridwatch_task_retries_total",
+            "Failed tasks queued again for another attempt.",
+            &ops.retries,
+        ),
+        (
+            "gridwatch_tasks_requeued_total",
+            "Leases moved back to the queue: a dead worker's, or expired ones.",
+            &ops.requeued,
+        ),
+        (
+            "gridwatch_tasks_dead_lettered_total",
+            "Tasks whose attempts ran out (their job failed).",
+            &ops.dead_lettered,
+        ),
+        (
+            "gridwatch_uploaded_bytes_total",
+            "Task input bytes enqueued (uploaded input cut into chunks, overlaps included).",
+            &ops.bytes_uploaded,
+        ),
+        (
+            "gridwatch_searched_bytes_total",
+            "Input bytes of search tasks acknowledged.",
+            &ops.bytes_searched,
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.family(name, "counter", help);
+        out.sample(name, &[], *value as f64);
+    }
+    let name = "gridwatch_jobs_finished_total";
+    out.family(
+        name,
+        "counter",
+        "Jobs that finished while this master ran, by outcome.",
+    );
+    for outcome in ["completed", "failed", "cancelled"] {
+        let count = ops.finished.get(outcome).copied().unwrap_or(0);
+        out.sample(name, &[("outcome", outcome)], count as f64);
+    }
+}
+
+/// Task duration per kind (lease to acknowledgement) and job duration (creation to end).
+fn render_durations(out: &mut Exposition, snapshot: &Snapshot) {
+    let name = "gridwatch_task_duration_seconds";
+    let help = "Time from lease to acknowledgement of tasks leased through this master, by kind.";
+    out.family(name, "histogram", help);
+    for kind in crate::jobs::KINDS.iter().map(|k| k.name()) {
+        let empty = Histogram::new(&TASK_BUCKETS);
+        let histogram = snapshot.ops.task_seconds.get(kind).unwrap_or(&empty);
+        out.histogram(name, &[("kind", kind)], histogram);
+    }
+    let name = "gridwatch_job_duration_seconds";
+    let help = "Time from creation to end of the jobs that finished while this master ran.";
+    out.family(name, "histogram", help);
+    out.histogram(name, &[], &snapshot.ops.job_seconds);
+}
+
+/// The master process's own CPU time and memory, named as every Prometheus client names them.
+fn render_process(out: &mut Exposition) {
+    let Some((cpu_seconds, rss_bytes)) = process_usage() else {
+        return;
+    };
+    let name = "process_cpu_seconds_total";
+    out.family(
+        name,
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+    );
+    out.sample(name, &[], cpu_seconds);
+    let help = "Resident memory size in bytes.";
+    out.single("process_resident_memory_bytes", help, rss_bytes as f64);
+    if let Some(start) = process_start_time() {
+        let help = "Start time of the process since unix epoch in seconds.";
+        out.single("process_start_time_seconds", help, start);
+    }
+}
+
+/// When this process started, Unix seconds.
+fn process_start_time() -> Option<f64> {
+    static START: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let uptime = std::time::Duration::from_secs_f64(own_uptime_secs()?);
+    Some(*START.get_or_init(|| crate::time::unix_now() - uptime.as_secs_f64()))
+}
+
+/// Seconds since this process started: system uptime minus the process's start tick.
+fn own_uptime_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // starttime is field 22 of the line, 20 after the name; in USER_HZ (100 on Linux).
+    let start_ticks: f64 = fields.get(19)?.parse().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((uptime - start_ticks / 100.0).max(0.0))
+}
+
+/// Per-worker families, labelled by worker id. The worker process's own CPU and memory are
+/// kept apart from its host's: several workers on one host share the host's figures.
 fn render_workers(out: &mut Exposition, snapshot: &Snapshot) {
     type Field = fn(&WorkerView) -> Option<f64>;
-    let families: [(&str, &str, &str, Field); 6] = [
+    const MIB: f64 = 1024.0 * 1024.0;
+    let families: [(&str, &str, &str, Field); 10] = [
         (
             "gridwatch_worker_up",
             "gauge",
             "1 if the worker is active or unstable, 0 if inactive.",
-            |w| {
-                Some(if w.state == LivenessState::Inactive {
-                    0.0
-                } else {
-                    1.0
-                })
-            },
+            |w| Some(f64::from(u8::from(w.state != LivenessState::Inactive))),
         ),
         (
-            "gridwatch_worker_cpu_percent",
+            "gridwatch_worker_process_cpu_ratio",
             "gauge",
-            "Host CPU use of the worker's machine, percent.",
-            |w| Some(w.latest.cpu_percent),
+            "CPU use of the worker process, in cores (1 = one core busy).",
+            |w| w.latest.process_cpu_percent.map(|p| p / 100.0),
         ),
         (
-            "gridwatch_worker_memory_percent",
+            "gridwatch_worker_process_resident_memory_bytes",
             "gauge",
-            "Host memory use of the worker's machine, percent.",
-            |w| Some(w.latest.memory_percent),
+            "Resident memory of the worker process, bytes.",
+            |w| w.latest.process_rss_mb.map(|mb| mb * MIB),
+        ),
+        (
+            "gridwatch_host_cpu_ratio",
+            "gauge",
+            "CPU use of the worker's host, all cores, 0-1 (the same for workers sharing a host).",
+            |w| Some(w.latest.cpu_percent / 100.0),
+        ),
+        (
+            "gridwatch_host_memory_ratio",
+            "gauge",
+            "Memory in use on the worker's host, 0-1.",
+            |w| Some(w.latest.memory_percent / 100.0),
+        ),
+        (
+            "gridwatch_host_memory_used_bytes",
+            "gauge",
+            "Memory in use on the worker's host, bytes.",
+            |w| Some(w.latest.memory_mb * MIB),
+        ),
+        (
+            "gridwatch_host_disk_ratio",
+            "gauge",
+            "Use of the disk holding the agent's working directory, 0-1.",
+            |w| Some(w.latest.disk_percent / 100.0),
         ),
         (
             "gridwatch_worker_tasks_total",

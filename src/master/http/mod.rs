@@ -1,11 +1,14 @@
-//! The master's HTTP side: a read-only JSON API, Prometheus text at
+//! The master's HTTP side: a JSON API (read-only but for forgetting a dead worker), Prometheus text at
 //! `/metrics` and a self-contained live dashboard at `/`. It shares the protocol server's
 //! `MasterState` and shutdown signal; the grid's own traffic never goes through HTTP.
 
 mod api;
+mod forget;
 mod metrics;
 mod results;
 mod snapshot;
+
+pub use snapshot::worker_views;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::time::Instant;
 
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -94,9 +97,25 @@ pub fn router(state: HttpState) -> Router {
         .route("/alerts", get(api::alerts))
         .route("/stats", get(api::stats))
         .route("/metrics", get(metrics::handler))
+        .merge(operator_routes())
         .fallback(not_found)
         .with_state(state)
 }
+
+/// The operator's routes: forgetting a dead worker, and the dashboard's icon.
+fn operator_routes() -> Router<HttpState> {
+    Router::new()
+        .route("/workers/{id}/forget", post(forget::handler))
+        .route("/favicon.ico", get(favicon))
+        .route("/favicon.svg", get(favicon))
+}
+
+/// A small grid of squares, so browsers asking for an icon get one instead of a 404.
+async fn favicon() -> Response {
+    ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON).into_response()
+}
+
+const FAVICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#1d2329"/><rect x="3" y="3" width="4" height="4" fill="#2f8f4e"/><rect x="9" y="3" width="4" height="4" fill="#2f8f4e"/><rect x="3" y="9" width="4" height="4" fill="#2f8f4e"/><rect x="9" y="9" width="4" height="4" fill="#c98a0b"/></svg>"##;
 
 async fn dashboard() -> Html<&'static str> {
     Html(DASHBOARD)
@@ -104,7 +123,7 @@ async fn dashboard() -> Html<&'static str> {
 
 async fn not_found(uri: Uri) -> Response {
     let message = format!(
-        "no such endpoint: {}; try /, /health, /jobs, /jobs/ID, /jobs/ID/image.png, /workers, /alerts, /stats or /metrics",
+        "no such endpoint: {}; try /, /health, /jobs, /jobs/ID, /jobs/ID/image.png, /workers, /alerts, /stats, /metrics or POST /workers/ID/forget",
         uri.path()
     );
     json_error(StatusCode::NOT_FOUND, message)

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use crate::backend::{BackendError, JobStatus, RefusalReason, Store};
+use crate::backend::{BackendError, JobStatus, Priority, RefusalReason, Store};
+use crate::master::ops::OpsSnapshot;
 use crate::master::summary_view;
 use crate::master::MasterState;
 use crate::protocol::JobView;
@@ -41,6 +42,10 @@ pub struct GridStats {
     pub alerts_firing: BTreeMap<&'static str, u64>,
     /// Results refused (not the lease holder, no such task, out of range), per reason.
     pub results_refused: BTreeMap<&'static str, u64>,
+    /// Tasks of unfinished jobs waiting in the queue (no result, no lease), per priority.
+    pub queued_by_priority: BTreeMap<&'static str, u64>,
+    /// Leases handed out by this master and not yet acknowledged or returned.
+    pub leases_in_flight: u64,
 }
 
 /// Stats plus the per-worker views `/metrics` labels by worker.
@@ -49,6 +54,8 @@ pub struct Snapshot {
     pub stats: GridStats,
     /// Every worker's liveness view, by id.
     pub workers: Vec<WorkerView>,
+    /// The master's own counters and histograms.
+    pub ops: OpsSnapshot,
 }
 
 /// Lower-case name of a liveness state.
@@ -113,7 +120,7 @@ pub fn firing(events: &[Alert]) -> Vec<&Alert> {
 pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
     let store = state.store.as_ref();
     let jobs = job_views(store, None).await?;
-    let workers = worker_views(store).await?;
+    let workers = state.forgotten.filter(worker_views(store).await?);
     let alerts = alert_events(store, ALERT_HISTORY).await?;
     let mut stats = GridStats {
         jobs: JobStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
@@ -123,7 +130,23 @@ pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
         matches_by_kind: crate::jobs::KINDS.iter().map(|k| (k.name(), 0)).collect(),
         ..GridStats::default()
     };
+    let ops = state.ops.snapshot();
+    stats.leases_in_flight = ops.in_flight_by_job.values().sum();
+    stats.queued_by_priority = [Priority::High, Priority::Medium, Priority::Low]
+        .iter()
+        .map(|p| (p.as_str(), 0))
+        .collect();
     for job in &jobs {
+        if matches!(job.status, JobStatus::Pending | JobStatus::Processing) {
+            let remaining = job
+                .progress
+                .total_chunks
+                .saturating_sub(job.progress.processed_chunks);
+            let leased = ops.in_flight_by_job.get(&job.job_id).copied().unwrap_or(0);
+            let priority = job.priority.unwrap_or(Priority::Medium).as_str();
+            *stats.queued_by_priority.entry(priority).or_default() +=
+                u64::from(remaining).saturating_sub(leased);
+        }
         *stats.jobs.entry(job.status.as_str()).or_default() += 1;
         stats.chunks_done += u64::from(job.progress.processed_chunks);
         stats.chunks_total += u64::from(job.progress.total_chunks);
@@ -159,7 +182,11 @@ pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
             .entry(severity_name(alert.severity))
             .or_default() += 1;
     }
-    Ok(Snapshot { stats, workers })
+    Ok(Snapshot {
+        stats,
+        workers,
+        ops,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,360 @@
+//! What the master counts for operators: a `Queue` decorator that times every lease it hands
+//! out and counts retries, re-queues, dead letters and bytes, plus two histograms (task duration
+//! per kind, job duration). Counters only grow; they describe this master process since it
+//! started, as Prometheus expects of `_total` series.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::backend::{BackendResult, Lease, NackOutcome, NewTask, Queue, TaskId, WorkerId};
+
+/// Upper bounds of the task-duration buckets, seconds: a search chunk takes milliseconds, a
+/// Julia band or a particle replica up to minutes.
+pub const TASK_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0,
+];
+/// Upper bounds of the job-duration buckets, seconds.
+pub const JOB_BUCKETS: [f64; 11] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+];
+
+/// A cumulative histogram as Prometheus exposes it.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    /// Upper bounds, ascending (the `+Inf` bucket is `count`).
+    pub bounds: &'static [f64],
+    /// Observations at or below each bound.
+    pub buckets: Vec<u64>,
+    /// Observations in all.
+    pub count: u64,
+    /// Sum of the observed values.
+    pub sum: f64,
+}
+
+impl Histogram {
+    /// An empty histogram over `bounds`.
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: vec![0; bounds.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    /// Adds one observation.
+    pub fn observe(&mut self, value: f64) {
+        for (bound, bucket) in self.bounds.iter().zip(&mut self.buckets) {
+            if value <= *bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += value;
+    }
+}
+
+/// One lease handed out and not yet settled.
+struct InFlight {
+    kind: String,
+    worker: String,
+    bytes: u64,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Timings {
+    in_flight: HashMap<(String, u32), InFlight>,
+    task_seconds: BTreeMap<String, Histogram>,
+    job_seconds: Option<Histogram>,
+    retries_by_job: HashMap<String, u64>,
+}
+
+/// The master's operational counters.
+#[derive(Default)]
+pub struct OpsCounters {
+    timings: Mutex<Timings>,
+    /// Task input bytes enqueued (uploads, cut into chunks).
+    pub bytes_uploaded: AtomicU64,
+    /// Input bytes of search tasks acknowledged (searched).
+    pub bytes_searched: AtomicU64,
+    /// Tasks handed back for another attempt after a failure.
+    pub retries: AtomicU64,
+    /// Leases moved back to the queue (a dead worker, an expired lease).
+    pub requeued: AtomicU64,
+    /// Tasks whose attempts ran out.
+    pub dead_lettered: AtomicU64,
+    /// Tasks acknowledged.
+    pub acked: AtomicU64,
+    /// Jobs that finished while this master ran, by outcome.
+    finished: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// A copy of the counters for one scrape.
+pub struct OpsSnapshot {
+    /// Leases held now, per job.
+    pub in_flight_by_job: HashMap<String, u64>,
+    /// Task durations per kind.
+    pub task_seconds: BTreeMap<String, Histogram>,
+    /// Job durations.
+    pub job_seconds: Histogram,
+    /// Jobs finished, by outcome.
+    pub finished: BTreeMap<&'static str, u64>,
+    /// Tasks acknowledged.
+    pub acked: u64,
+    /// Failed tasks queued again.
+    pub retries: u64,
+    /// Leases moved back to the queue.
+    pub requeued: u64,
+    /// Tasks whose attempts ran out.
+    pub dead_lettered: u64,
+    /// Task input bytes enqueued.
+    pub bytes_uploaded: u64,
+    /// Input bytes of search tasks acknowledged.
+    pub bytes_searched: u64,
+}
+
+impl OpsCounters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Timings> {
+        self.timings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn leased(&self, lease: &Lease) {
+        let key = (lease.id.job.clone(), lease.id.chunk);
+        let entry = InFlight {
+            kind: lease.kind.clone(),
+            worker: lease.worker.clone(),
+            bytes: lease.data.len() as u64,
+            since: Instant::now(),
+        };
+        self.lock().in_flight.insert(key, entry);
+    }
+
+    fn settled(&self, id: &TaskId) -> Option<InFlight> {
+        self.lock().in_flight.remove(&(id.job.clone(), id.chunk))
+    }
+
+    fn acked(&self, id: &TaskId) {
+        self.acked.fetch_add(1, Ordering::Relaxed);
+        let Some(task) = self.settled(id) else { return };
+        if task.kind == "search" {
+            self.bytes_searched.fetch_add(task.bytes, Ordering::Relaxed);
+        }
+        let seconds = task.since.elapsed().as_secs_f64();
+        self.lock()
+            .task_seconds
+            .entry(task.kind)
+            .or_insert_with(|| Histogram::new(&TASK_BUCKETS))
+            .observe(seconds);
+    }
+
+    fn nacked(&self, id: &TaskId, outcome: NackOutcome) {
+        self.settled(id);
+        match outcome {
+            NackOutcome::Retrying { .. } => {
+                self.retries.fetch_add(1, Ordering::Relaxed);
+                *self
+                    .lock()
+                    .retries_by_job
+                    .entry(id.job.clone())
+                    .or_default() += 1;
+            }
+            NackOutcome::DeadLettered => {
+                self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            }
+            NackOutcome::Stale => {}
+        }
+    }
+
+    /// Counts re-queued tasks and stops expecting their leases to settle: those of a dead
+    /// `worker`, or those handed out before `expired_before`.
+    fn reclaimed(&self, count: usize, worker: Option<&str>, expired_before: Option<Instant>) {
+        self.requeued.fetch_add(count as u64, Ordering::Relaxed);
+        if count == 0 {
+            return;
+        }
+        let mut timings = self.lock();
+        if let Some(worker) = worker {
+            timings.in_flight.retain(|_, task| task.worker != worker);
+        }
+        if let Some(before) = expired_before {
+            timings.in_flight.retain(|_, task| task.since >= before);
+        }
+    }
+
+    /// Records a job that finished while this master ran; returns the retries it saw for it.
+    pub fn job_finished(&self, job: &str, outcome: &'static str, seconds: f64) -> u64 {
+        *self
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(outcome)
+            .or_default() += 1;
+        let mut timings = self.lock();
+        timings
+            .job_seconds
+            .get_or_insert_with(|| Histogram::new(&JOB_BUCKETS))
+            .observe(seconds.max(0.0));
+        timings.in_flight.retain(|(owner, _), _| owner != job);
+        timings.retries_by_job.remove(job).unwrap_or(0)
+    }
+
+    /// A consistent copy for one scrape.
+    pub fn snapshot(&self) -> OpsSnapshot {
+        let timings = self.lock();
+        let mut in_flight_by_job: HashMap<String, u64> = HashMap::new();
+        for (job, _) in timings.in_flight.keys() {
+            *in_flight_by_job.entry(job.clone()).or_default() += 1;
+        }
+        OpsSnapshot {
+            in_flight_by_job,
+            task_seconds: timings.task_seconds.clone(),
+            job_seconds: timings
+                .job_seconds
+                .clone()
+                .unwrap_or_else(|| Histogram::new(&JOB_BUCKETS)),
+            finished: self
+                .finished
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            acked: self.acked.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            requeued: self.requeued.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
+            bytes_searched: self.bytes_searched.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A queue that reports what passes through it to [`OpsCounters`].
+pub struct MeteredQueue {
+    inner: Arc<dyn Queue>,
+    counters: Arc<OpsCounters>,
+    /// Leases older than this when an expiry sweep re-queues tasks are taken as the re-queued.
+    visibility_timeout: Duration,
+}
+
+impl MeteredQueue {
+    /// Wraps `inner`.
+    pub fn new(
+        inner: Arc<dyn Queue>,
+        counters: Arc<OpsCounters>,
+        visibility_timeout: Duration,
+    ) -> Self {
+        Self {
+            inner,
+            counters,
+            visibility_timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for MeteredQueue {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
+        let bytes: u64 = tasks.iter().map(|t| t.data.len() as u64).sum();
+        self.inner.enqueue(tasks).await?;
+        self.counters
+            .bytes_uploaded
+            .fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
+        let lease = self.inner.lease(worker, wait).await?;
+        if let Some(lease) = &lease {
+            self.counters.leased(lease);
+        }
+        Ok(lease)
+    }
+
+    async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
+        self.inner.extend(lease).await
+    }
+
+    async fn ack(&self, lease: &Lease) -> BackendResult<()> {
+        self.inner.ack(lease).await?;
+        self.counters.acked(&lease.id);
+        Ok(())
+    }
+
+    async fn nack(&self, lease: &Lease, error: &str) -> BackendResult<NackOutcome> {
+        let outcome = self.inner.nack(lease, error).await?;
+        self.counters.nacked(&lease.id, outcome);
+        Ok(outcome)
+    }
+
+    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
+        let count = self.inner.reclaim_worker(worker).await?;
+        self.counters.reclaimed(count, Some(worker), None);
+        Ok(count)
+    }
+
+    async fn reclaim_expired(&self) -> BackendResult<usize> {
+        let count = self.inner.reclaim_expired().await?;
+        let before = Instant::now().checked_sub(self.visibility_timeout);
+        self.counters.reclaimed(count, None, before);
+        Ok(count)
+    }
+
+    async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
+        self.inner.cancel_job(job).await
+    }
+
+    async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
+        self.inner.recent_workers(window).await
+    }
+}
+
+/// This process's CPU time and resident memory, read from `/proc/self`; `None` off Linux.
+pub fn process_usage() -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports these in USER_HZ, which is 100 on every architecture it supports.
+    let cpu_seconds = ticks as f64 / 100.0;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((cpu_seconds, rss_kib * 1024))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut histogram = Histogram::new(&TASK_BUCKETS);
+        histogram.observe(0.003);
+        histogram.observe(0.2);
+        histogram.observe(500.0);
+        assert_eq!(histogram.count, 3);
+        assert_eq!(histogram.buckets[0], 0, "0.001");
+        assert_eq!(histogram.buckets[1], 1, "0.005");
+        assert_eq!(histogram.buckets[6], 2, "0.25");
+        assert_eq!(*histogram.buckets.last().expect("buckets"), 2, "120");
+        assert!((histogram.sum - 500.203).abs() < 1e-9);
+    }
+
+    #[test]
+    fn own_process_usage_is_read() {
+        let (cpu, rss) = process_usage().expect("linux /proc");
+        assert!(cpu >= 0.0);
+        assert!(rss > 1024 * 1024, "{rss}");
+    }
+}
