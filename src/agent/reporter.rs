@@ -292,11 +292,11 @@ async fn session(
                 advise(shared, pause_leasing, reason);
             }
             Message::Error { code, message } => {
-                tracing::warn!(?code, message, "collector refused a report");
+                tracing::warn!(%code, message, "collector refused a report");
                 return Ok(delivered);
             }
             other => {
-                tracing::warn!(?other, "unexpected reply from collector");
+                tracing::warn!(reply = %other.type_name(), "unexpected reply from collector");
                 return Ok(delivered);
             }
         }
@@ -346,7 +346,7 @@ async fn beat(
             Ok(())
         }
         other => {
-            tracing::warn!(?other, "unexpected reply to a heartbeat");
+            tracing::warn!(reply = %other.type_name(), "unexpected reply to a heartbeat");
             Err(ProtocolError::Closed)
         }
     }

@@ -301,7 +301,7 @@ pub async fn run(
             source,
         })?;
     }
-    tracing::info!(listen = %local, tls = tls.is_some(), master = ?downstream.master, alert_log = %config.alert_log.display(),
+    tracing::info!(listen = %local, tls = tls.is_some(), master = downstream.master.as_deref().unwrap_or("none"), alert_log = %config.alert_log.display(),
         ?thresholds, "collector listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {

@@ -136,7 +136,7 @@ async fn handle(
     let reporter = match admit(&mut conn, &gate, &peer).await {
         Ok(reporter) => reporter,
         Err(Some((code, message))) => {
-            tracing::warn!(peer, code = ?code, error = %message, "connection refused");
+            tracing::warn!(peer, %code, error = %message, "connection refused");
             conn.send_error(code, message).await;
             return;
         }

@@ -273,11 +273,7 @@ async fn report(conn: &mut Connection<Stream>, err: HandlerError, peer: SocketAd
     if matches!(code, ErrorCode::Internal) {
         tracing::error!(component = "master", %peer, error = %message, "request failed");
     } else {
-        let code_name = serde_json::to_value(code)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        tracing::info!(component = "master", %peer, code = %code_name, error = %message, "request refused");
+        tracing::info!(component = "master", %peer, %code, error = %message, "request refused");
     }
     conn.send_error(code, message).await;
     if !keep_open {

@@ -26,6 +26,17 @@ pub enum Role {
     Collector,
 }
 
+/// The wire word of the code (`"unauthorized"`, ...), for error text and logs.
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let word = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        f.write_str(&word)
+    }
+}
+
 /// Machine-readable reason carried by an `error` frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
