@@ -1,5 +1,5 @@
 //! Command-line commands: thin wrappers that parse flags, ask the master (or run a local tool)
-//! and print. `submit`, `load`, `purge`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`,
+//! and print. `submit`, `load`, `purge`, `prune`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`,
 //! `health`, `search`, `julia`, `particles`, `generate`.
 
 pub mod connect;
@@ -9,6 +9,7 @@ pub mod load;
 pub mod monitor;
 pub mod particles;
 pub mod progress;
+pub mod prune;
 pub mod purge;
 pub mod query;
 pub mod submit;

@@ -510,6 +510,7 @@ pub(crate) fn run_in_process(
                 matches: outcome.matches,
                 payload: outcome.payload,
                 worker: "w".into(),
+                run: Default::default(),
             }
         })
         .collect();

@@ -13,6 +13,7 @@ pub mod http;
 mod job_view;
 mod rate_limit;
 mod refusal_alert;
+mod retention;
 mod server;
 mod state;
 mod workers;
@@ -36,6 +37,7 @@ const HTTP_RISK: &str = "read every job, worker and alert of the grid";
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
 pub use job_view::{job_view, summary_view};
 pub use rate_limit::RateLimiter;
+pub use retention::{parse_retention, Retention};
 pub use server::run;
 pub use state::MasterState;
 pub use workers::WorkerRegistry;
@@ -140,6 +142,9 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
             args.drop_poll,
             stopped(stop.clone()),
         ));
+    }
+    if let Some(keep) = state.config.keep_finished.0 {
+        tokio::spawn(retention::run(state.clone(), keep, stopped(stop.clone())));
     }
     let http_task = http_listener.map(|listener| {
         let http_state = http::HttpState {

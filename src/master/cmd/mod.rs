@@ -7,6 +7,7 @@ mod cancel;
 mod jobs;
 mod lease;
 mod purge;
+mod prune;
 mod results;
 pub(super) mod status;
 mod submit;
@@ -121,6 +122,7 @@ pub async fn dispatch(
             batch::apply(conn, state, session, source, jobs).await
         }
         Message::PurgeQueue { filter } => purge::apply(conn, state, &filter).await,
+        Message::Prune { older_than_secs } => prune::apply(conn, state, older_than_secs).await,
         Message::Lease { .. }
         | Message::Extend { .. }
         | Message::PutResult { .. }
