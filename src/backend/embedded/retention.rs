@@ -69,10 +69,13 @@ fn reclaim_space(state: &mut DbState) -> BackendResult<()> {
         .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
         .map_err(sql_error)?;
     if mode == 2 {
-        state
+        // Each step of this pragma frees one page: run it to its end.
+        let mut vacuum = state
             .conn
-            .execute_batch("PRAGMA incremental_vacuum")
+            .prepare("PRAGMA incremental_vacuum")
             .map_err(sql_error)?;
+        let mut steps = vacuum.query([]).map_err(sql_error)?;
+        while steps.next().map_err(sql_error)?.is_some() {}
     } else {
         // The mode chosen at open takes effect on a database made before it only by a VACUUM.
         state
