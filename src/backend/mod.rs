@@ -19,6 +19,7 @@ use thiserror::Error;
 
 pub mod config;
 pub mod embedded;
+pub mod performance;
 pub mod redis;
 pub mod remote;
 

@@ -22,6 +22,10 @@ pub struct MonitorArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// `workers` only: show each worker's tasks completed and mean / 95th percentile task time
+    /// per job kind (asked of the master) instead of liveness.
+    #[arg(long, conflicts_with = "collector")]
+    pub performance: bool,
 }
 
 impl MonitorArgs {
@@ -66,8 +70,44 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// `gridwatch workers`: the liveness view of every worker.
+/// `gridwatch workers --performance`: task counts and times per worker and kind.
+async fn performance(args: MonitorArgs) -> Result<(), ClientError> {
+    let workers = match ask(&args, Message::ListPerformance).await? {
+        Message::Performance { workers } => workers,
+        other => return Err(unexpected(&other)),
+    };
+    if args.json {
+        return print_json(&workers);
+    }
+    let seconds = |value: Option<f64>| value.map_or("-".to_string(), |s| format!("{s:.3}"));
+    println!(
+        "{:<12} {:<10} {:>7} {:>10} {:>10}",
+        "WORKER", "KIND", "TASKS", "MEAN_S", "P95_S"
+    );
+    for worker in &workers {
+        for kind in &worker.kinds {
+            println!(
+                "{:<12} {:<10} {:>7} {:>10} {:>10}",
+                worker.worker_id,
+                kind.kind,
+                kind.tasks_completed,
+                seconds(kind.mean_secs),
+                seconds(kind.p95_secs)
+            );
+        }
+    }
+    if workers.is_empty() {
+        println!("no worker has completed a task yet");
+    }
+    Ok(())
+}
+
+/// `gridwatch workers`: the liveness view of every worker (or, with `--performance`, their
+/// task times).
 pub async fn workers(args: MonitorArgs) -> Result<(), ClientError> {
+    if args.performance {
+        return performance(args).await;
+    }
     let mut workers = match ask(&args, Message::ListWorkers).await? {
         Message::Workers { workers } => workers,
         other => return Err(unexpected(&other)),

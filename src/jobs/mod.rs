@@ -28,6 +28,7 @@ use crate::protocol::ErrorCode;
 pub mod batch;
 pub mod julia;
 pub mod particles;
+pub mod records;
 pub mod search;
 
 /// Every kind the grid runs, looked up by tag. A new kind is one more line here.

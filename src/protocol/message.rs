@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{BatchJob, BatchJobAccepted, PurgeFilter};
 use super::watchman::{Alert, WorkerReport, WorkerView};
+use crate::backend::performance::WorkerPerformance;
 use crate::backend::{ChunkResult, JobStatus, Priority, PruneReport};
 
 /// Version carried in `hello` and in every frame's `v`; bumped on incompatible changes.
@@ -393,6 +394,13 @@ pub enum Message {
         /// The report.
         #[serde(flatten)]
         report: PruneReport,
+    },
+    /// Client → master: every worker's task counts and task times per job kind.
+    ListPerformance,
+    /// Answer to `list_performance`, by worker id.
+    Performance {
+        /// One entry per worker that completed a task.
+        workers: Vec<WorkerPerformance>,
     },
     // --- The watchman: worker ↔ agent, agent → collector, collector → master, queries. ---
     /// Worker → agent over the Unix socket, every second.

@@ -6,6 +6,7 @@ pub(super) mod batch;
 mod cancel;
 mod jobs;
 mod lease;
+mod performance;
 mod purge;
 mod prune;
 mod results;
@@ -123,6 +124,7 @@ pub async fn dispatch(
         }
         Message::PurgeQueue { filter } => purge::apply(conn, state, &filter).await,
         Message::Prune { older_than_secs } => prune::apply(conn, state, older_than_secs).await,
+        Message::ListPerformance => performance::apply(conn, state).await,
         Message::Lease { .. }
         | Message::Extend { .. }
         | Message::PutResult { .. }

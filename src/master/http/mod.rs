@@ -4,6 +4,7 @@
 
 mod api;
 mod metrics;
+mod performance;
 mod results;
 mod snapshot;
 
@@ -91,6 +92,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/jobs/{id}", get(api::job))
         .route("/jobs/{id}/image.png", get(results::image))
         .route("/workers", get(api::workers))
+        .route("/workers/{id}", get(performance::one))
+        .route("/stats/performance", get(performance::all))
         .route("/alerts", get(api::alerts))
         .route("/stats", get(api::stats))
         .route("/metrics", get(metrics::handler))
