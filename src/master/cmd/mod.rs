@@ -3,7 +3,7 @@
 //! match arm here and one file.
 
 pub(super) mod batch;
-mod cancel;
+pub(super) mod cancel;
 mod jobs;
 mod lease;
 mod performance;

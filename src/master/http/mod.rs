@@ -3,6 +3,7 @@
 //! `MasterState` and shutdown signal; the grid's own traffic never goes through HTTP.
 
 mod api;
+mod jobs_write;
 mod metrics;
 mod performance;
 mod results;
@@ -88,8 +89,9 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .route("/health", get(api::health))
-        .route("/jobs", get(api::jobs))
-        .route("/jobs/{id}", get(api::job))
+        .route("/jobs", get(api::jobs).post(jobs_write::submit))
+        .route("/jobs/{id}", get(api::job).delete(jobs_write::remove))
+        .route("/jobs/{id}/results", get(jobs_write::results))
         .route("/jobs/{id}/image.png", get(results::image))
         .route("/workers", get(api::workers))
         .route("/workers/{id}", get(performance::one))
