@@ -168,4 +168,15 @@ fn a_master_without_a_token_takes_writes_from_its_loopback_users() {
     let (status, _, _) = request(&http, "DELETE", "/jobs/waiting", None, "");
     assert_eq!(status, 200);
     assert_eq!(job_status(&http, "waiting").as_deref(), Some("cancelled"));
+    // The job's page, linked from the dashboard's job list, reads the job API and cancels
+    // through it.
+    let (status, content_type, page) = request(&http, "GET", "/jobs/waiting/view", None, "");
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let page = String::from_utf8_lossy(&page);
+    for needle in ["method: \"DELETE\"", "Bearer ", "execution_time", "worker_id", "/image.png"] {
+        assert!(page.contains(needle), "the job page lacks {needle}");
+    }
+    let (_, _, dashboard) = request(&http, "GET", "/", None, "");
+    assert!(String::from_utf8_lossy(&dashboard).contains("\"/view\""));
 }

@@ -3,6 +3,7 @@
 //! `MasterState` and shutdown signal; the grid's own traffic never goes through HTTP.
 
 mod api;
+mod job_page;
 mod jobs_write;
 mod metrics;
 mod performance;
@@ -92,6 +93,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/jobs", get(api::jobs).post(jobs_write::submit))
         .route("/jobs/{id}", get(api::job).delete(jobs_write::remove))
         .route("/jobs/{id}/results", get(jobs_write::results))
+        .route("/jobs/{id}/view", get(job_page::page))
         .route("/jobs/{id}/image.png", get(results::image))
         .route("/workers", get(api::workers))
         .route("/workers/{id}", get(performance::one))
