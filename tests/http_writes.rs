@@ -92,12 +92,18 @@ fn writes_need_the_token_and_results_come_in_the_kinds_formats() {
         let (status, _, body) = request(&http, "POST", "/jobs", token, ONE);
         assert_eq!(status, 401, "{token:?}: {}", String::from_utf8_lossy(&body));
     }
-    assert_eq!(job_status(&http, "waiting"), None, "a refused POST created a job");
+    assert_eq!(
+        job_status(&http, "waiting"),
+        None,
+        "a refused POST created a job"
+    );
     let (status, _, body) = request(&http, "POST", "/jobs", Some(TOKEN), ONE);
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
     let accepted = json_body(&body);
     assert_eq!(accepted["jobs"][0]["job_id"], "waiting");
-    let queued = accepted["jobs"][0]["total_chunks"].as_u64().expect("total_chunks");
+    let queued = accepted["jobs"][0]["total_chunks"]
+        .as_u64()
+        .expect("total_chunks");
     assert!(queued > 0);
     assert_eq!(job_status(&http, "waiting").as_deref(), Some("pending"));
 
@@ -134,9 +140,21 @@ fn writes_need_the_token_and_results_come_in_the_kinds_formats() {
     }
 
     // Results as `gridwatch results` prints them.
-    let cli_counts = grid.cli_ok(&["results", "web-julia", "--format", "counts", "--token", TOKEN]);
-    let (status, content_type, body) =
-        request(&http, "GET", "/jobs/web-julia/results?format=counts", None, "");
+    let cli_counts = grid.cli_ok(&[
+        "results",
+        "web-julia",
+        "--format",
+        "counts",
+        "--token",
+        TOKEN,
+    ]);
+    let (status, content_type, body) = request(
+        &http,
+        "GET",
+        "/jobs/web-julia/results?format=counts",
+        None,
+        "",
+    );
     assert_eq!(status, 200);
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     assert_eq!(String::from_utf8_lossy(&body), cli_counts);
@@ -144,11 +162,21 @@ fn writes_need_the_token_and_results_come_in_the_kinds_formats() {
         request(&http, "GET", "/jobs/web-julia/results?format=png", None, "");
     assert_eq!((status, content_type.as_str()), (200, "image/png"));
     assert!(body.starts_with(b"\x89PNG\r\n\x1a\n"));
-    let (status, content_type, body) =
-        request(&http, "GET", "/jobs/web-particles/results?format=json", None, "");
+    let (status, content_type, body) = request(
+        &http,
+        "GET",
+        "/jobs/web-particles/results?format=json",
+        None,
+        "",
+    );
     assert_eq!((status, content_type.as_str()), (200, "application/json"));
     let cli_json: serde_json::Value = serde_json::from_str(&grid.cli_ok(&[
-        "results", "web-particles", "--format", "json", "--token", TOKEN,
+        "results",
+        "web-particles",
+        "--format",
+        "json",
+        "--token",
+        TOKEN,
     ]))
     .expect("results --format json");
     let http_json = json_body(&body);
@@ -174,7 +202,13 @@ fn a_master_without_a_token_takes_writes_from_its_loopback_users() {
     assert_eq!(status, 200);
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let page = String::from_utf8_lossy(&page);
-    for needle in ["method: \"DELETE\"", "Bearer ", "execution_time", "worker_id", "/image.png"] {
+    for needle in [
+        "method: \"DELETE\"",
+        "Bearer ",
+        "execution_time",
+        "worker_id",
+        "/image.png",
+    ] {
         assert!(page.contains(needle), "the job page lacks {needle}");
     }
     let (_, _, dashboard) = request(&http, "GET", "/", None, "");

@@ -63,9 +63,16 @@ fn prune_returns_storage_to_its_baseline(mut grid: Grid, measure: impl Fn() -> u
     // growth left after the prune below is then per job, which is what must not stay.
     grid.start_worker("w1", 1);
     let warmup = grid.path("warmup.fa");
-    write_fasta(&warmup, &[("chr0".into(), Bases::new(3).take(GENOME_BASES))], 80, "\n");
+    write_fasta(
+        &warmup,
+        &[("chr0".into(), Bases::new(3).take(GENOME_BASES))],
+        80,
+        "\n",
+    );
     let warmup = warmup.display().to_string();
-    grid.cli_ok(&["submit", "search", &warmup, "-p", "ACGTACGT", "--job-id", "warmup", "--wait"]);
+    grid.cli_ok(&[
+        "submit", "search", &warmup, "-p", "ACGTACGT", "--job-id", "warmup", "--wait",
+    ]);
     grid.cli_ok(&["prune"]);
     assert!(!job_exists(&grid, "warmup"));
     grid.workers.clear();
@@ -94,8 +101,16 @@ fn prune_returns_storage_to_its_baseline(mut grid: Grid, measure: impl Fn() -> u
     grid.cli_ok(&["cancel", "queued"]);
     grid.start_worker("w2", 1);
     grid.cli_ok(&[
-        "submit", "julia", "--width", "400", "--height", "400", "--iterations", "50",
-        "--job-id", "render",
+        "submit",
+        "julia",
+        "--width",
+        "400",
+        "--height",
+        "400",
+        "--iterations",
+        "50",
+        "--job-id",
+        "render",
     ]);
     grid.wait_finished("render", JOB_TIMEOUT);
     let peak = measure();
@@ -153,13 +168,23 @@ fn keep_finished_deletes_a_finished_job_in_the_background() {
     let mut grid = Grid::start(&["--keep-finished", "2s"]);
     grid.start_worker("w1", 1);
     grid.cli_ok(&[
-        "submit", "julia", "--width", "40", "--height", "30", "--iterations", "20",
-        "--job-id", "short-lived", "--wait",
+        "submit",
+        "julia",
+        "--width",
+        "40",
+        "--height",
+        "30",
+        "--iterations",
+        "20",
+        "--job-id",
+        "short-lived",
+        "--wait",
     ]);
     assert!(job_exists(&grid, "short-lived"));
-    poll_until(Duration::from_secs(30), "the sweep to delete the job", || {
-        (!job_exists(&grid, "short-lived")).then_some(())
-    });
+    poll_until(
+        Duration::from_secs(30),
+        "the sweep to delete the job",
+        || (!job_exists(&grid, "short-lived")).then_some(()),
+    );
     assert!(grid.master_logs().contains("pruned finished jobs"));
 }
-

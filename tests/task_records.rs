@@ -56,8 +56,21 @@ fn records_and_performance_agree(mut grid: Grid) {
     grid.start_worker("w2", 1);
     let before = gridwatch::time::unix_now();
     grid.cli_ok(&[
-        "submit", "julia", "--width", "60", "--height", "48", "--iterations", "80", "--bands",
-        &BANDS.to_string(), "--priority", "high", "--job-id", "rec", "--wait",
+        "submit",
+        "julia",
+        "--width",
+        "60",
+        "--height",
+        "48",
+        "--iterations",
+        "80",
+        "--bands",
+        &BANDS.to_string(),
+        "--priority",
+        "high",
+        "--job-id",
+        "rec",
+        "--wait",
     ]);
     let after = gridwatch::time::unix_now();
     let results: serde_json::Value =
@@ -124,8 +137,14 @@ fn records_and_performance_agree(mut grid: Grid) {
         assert_eq!(julia["kind"], "julia");
         assert_eq!(julia["tasks_completed"], times.len());
         let mean = times.iter().sum::<f64>() / times.len() as f64;
-        assert!(close(julia["mean_secs"].as_f64().expect("mean"), mean), "{julia} vs {mean}");
-        assert!(close(julia["p95_secs"].as_f64().expect("p95"), p95(times)), "{julia}");
+        assert!(
+            close(julia["mean_secs"].as_f64().expect("mean"), mean),
+            "{julia} vs {mean}"
+        );
+        assert!(
+            close(julia["p95_secs"].as_f64().expect("p95"), p95(times)),
+            "{julia}"
+        );
         let (status, one) = http_json(&http, &format!("/workers/{worker}"));
         assert_eq!(status, 200);
         assert_eq!(&one["performance"], entry);

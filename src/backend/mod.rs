@@ -280,8 +280,9 @@ pub struct ChunkResult {
     /// Worker that produced it.
     pub worker: WorkerId,
     /// How the task ran (time spent, small metrics); empty from workers that did not measure.
+    /// Boxed: a chunk result travels inside protocol messages, which stay small.
     #[serde(default, skip_serializing_if = "TaskRun::is_empty")]
-    pub run: TaskRun,
+    pub run: Box<TaskRun>,
 }
 
 /// How one task ran: the per-task record kept beside its result. The worker fills the time it
@@ -318,7 +319,9 @@ impl TaskRun {
         TaskRun {
             kind: lease.kind.clone(),
             parameters: lease.spec.clone(),
-            elapsed_secs: self.elapsed_secs.filter(|secs| secs.is_finite() && *secs >= 0.0),
+            elapsed_secs: self
+                .elapsed_secs
+                .filter(|secs| secs.is_finite() && *secs >= 0.0),
             completed_at: Some(now),
             metrics: self.metrics.clone(),
         }
@@ -578,7 +581,7 @@ pub trait Store: Send + Sync {
                 matches: header.matches,
                 payload,
                 worker: header.worker,
-                run: header.run,
+                run: Box::new(header.run),
             });
         }
         Ok(results)

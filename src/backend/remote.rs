@@ -14,8 +14,8 @@ use tokio::sync::Mutex;
 
 use super::{
     BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary,
-    Lease, NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store, StoredResult, TaskId,
-    TaskTimes, WorkerId, RESULT_PART_BYTES,
+    Lease, NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store, StoredResult,
+    TaskId, TaskTimes, WorkerId, RESULT_PART_BYTES,
 };
 use crate::protocol::{
     Dial, ErrorCode, Greeting, Message, NackReply, RequestError, Requester, Role,

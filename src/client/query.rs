@@ -363,7 +363,13 @@ fn render_json(
         .results
         .iter()
         .map(|r| {
-            jobs::records::TaskRecord::new(&fetched.job.job_id, r.chunk, &r.worker, priority, &r.run)
+            jobs::records::TaskRecord::new(
+                &fetched.job.job_id,
+                r.chunk,
+                &r.worker,
+                priority,
+                &r.run,
+            )
         })
         .collect();
     fields.insert(

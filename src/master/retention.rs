@@ -36,7 +36,13 @@ pub async fn prune(state: &MasterState, older_than_secs: f64) -> Result<PruneRep
     let finished_before = crate::time::unix_now() - older_than_secs;
     let report = state.store.prune_finished(finished_before).await?;
     if !report.job_ids.is_empty() {
-        tracing::info!(component = "master", jobs = report.job_ids.len(), results = report.results, bytes_freed = report.bytes_freed, "pruned finished jobs");
+        tracing::info!(
+            component = "master",
+            jobs = report.job_ids.len(),
+            results = report.results,
+            bytes_freed = report.bytes_freed,
+            "pruned finished jobs"
+        );
     }
     Ok(report)
 }
@@ -88,7 +94,10 @@ mod tests {
     #[test]
     fn sweeps_are_a_quarter_of_the_retention_within_bounds() {
         assert_eq!(sweep_interval(Duration::ZERO), Duration::from_secs(1));
-        assert_eq!(sweep_interval(Duration::from_secs(40)), Duration::from_secs(10));
+        assert_eq!(
+            sweep_interval(Duration::from_secs(40)),
+            Duration::from_secs(10)
+        );
         assert_eq!(
             sweep_interval(Duration::from_secs(7 * 86400)),
             Duration::from_secs(600)

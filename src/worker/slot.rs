@@ -161,7 +161,7 @@ async fn run_task(
         matches: outcome.matches,
         payload: outcome.payload,
         worker: config.id.clone(),
-        run,
+        run: Box::new(run),
     })
 }
 

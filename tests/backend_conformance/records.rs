@@ -9,7 +9,7 @@ use super::fixtures::*;
 /// Stores `lease`'s result as a worker that spent `secs` on it.
 async fn put_timed(s: &Subject, lease: &Lease, matches: u64, secs: f64) -> bool {
     let mut chunk_result = result(lease.id.chunk, matches, &lease.worker);
-    chunk_result.run = TaskRun {
+    *chunk_result.run = TaskRun {
         elapsed_secs: Some(secs),
         metrics: json!({ "matches": matches, "pixels": 7 }),
         ..TaskRun::default()
@@ -42,7 +42,7 @@ pub async fn stored_results_carry_their_task_record(s: &Subject) {
     );
     // The assembled result carries the same record.
     let results = s.store.chunk_results("rec").await.unwrap();
-    assert_eq!(&results[0].run, run);
+    assert_eq!(&*results[0].run, run);
 }
 
 pub async fn task_times_count_first_results_per_worker_and_kind(s: &Subject) {

@@ -34,7 +34,12 @@ pub(super) fn prune_finished(
     }
     if !job_ids.is_empty() {
         reclaim_space(state)?;
-        tracing::info!(component = "embedded", jobs = job_ids.len(), results, "pruned finished jobs");
+        tracing::info!(
+            component = "embedded",
+            jobs = job_ids.len(),
+            results,
+            "pruned finished jobs"
+        );
     }
     let after = state.disk_usage();
     Ok(PruneReport {

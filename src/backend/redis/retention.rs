@@ -27,7 +27,12 @@ pub(super) async fn prune_finished(
         report.job_ids.push(job.id);
     }
     if !report.job_ids.is_empty() {
-        tracing::info!(component = "redis", jobs = report.job_ids.len(), results = report.results, "pruned finished jobs");
+        tracing::info!(
+            component = "redis",
+            jobs = report.job_ids.len(),
+            results = report.results,
+            "pruned finished jobs"
+        );
     }
     report.bytes_freed = before.saturating_sub(used_memory(backend).await?);
     Ok(report)
@@ -92,7 +97,10 @@ async fn delete_job(backend: &RedisBackend, job: &str) -> BackendResult<u64> {
 pub(super) async fn used_memory(backend: &RedisBackend) -> BackendResult<u64> {
     let info: String = backend
         .request(|mut conn| async move {
-            ::redis::cmd("INFO").arg("memory").query_async(&mut conn).await
+            ::redis::cmd("INFO")
+                .arg("memory")
+                .query_async(&mut conn)
+                .await
         })
         .await?;
     Ok(info

@@ -539,7 +539,7 @@ fn decode_header(job: &str, json: &str) -> BackendResult<StoredResult> {
             matches: r.matches,
             worker: r.worker,
             parts: 1,
-            run: r.run,
+            run: *r.run,
         })
     }
     .map_err(|e| BackendError::Corrupt(format!("job {job:?}: stored chunk result: {e}")))?;

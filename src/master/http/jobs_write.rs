@@ -49,9 +49,10 @@ fn unauthorized() -> Response {
         "this request changes the grid: send the cluster token as `Authorization: Bearer TOKEN`"
             .into(),
     );
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
     response
 }
 
@@ -165,13 +166,17 @@ pub async fn results(
             .first()
             .copied()
             .ok_or_else(|| ApiError::NotFound(format!("a {} job has no results", record.kind)))?,
-        Some(asked) => formats.iter().copied().find(|f| *f == asked).ok_or_else(|| {
-            ApiError::BadQuery(format!(
-                "format {asked:?}: a {} job's results come as {}",
-                record.kind,
-                formats.join(", ")
-            ))
-        })?,
+        Some(asked) => formats
+            .iter()
+            .copied()
+            .find(|f| *f == asked)
+            .ok_or_else(|| {
+                ApiError::BadQuery(format!(
+                    "format {asked:?}: a {} job's results come as {}",
+                    record.kind,
+                    formats.join(", ")
+                ))
+            })?,
     };
     if record.status != JobStatus::Completed {
         return Err(ApiError::NotReady(format!(
