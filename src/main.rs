@@ -10,7 +10,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use gridwatch::client::connect::ClientError;
 use gridwatch::client::tool_error::ToolError;
 use gridwatch::client::{
-    generate, health, julia, load, monitor, particles, purge, query, search, submit, top,
+    generate, health, julia, load, monitor, particles, prune, purge, query, search, submit, top,
 };
 use gridwatch::local::{bench, demo, up};
 use gridwatch::telemetry::{self, LogFormat};
@@ -42,6 +42,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Cancel every queued job that has not started (optionally one priority or kind).
     Purge(purge::PurgeArgs),
+    /// Delete finished jobs (results and stored input) now and print the space freed.
+    Prune(prune::PruneArgs),
     /// Show a job's status and progress.
     Status(query::StatusArgs),
     /// Print a completed job's results in one of its kind's formats (search: count, TSV, BED, JSON).
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
         Command::Submit(args) => client(submit::submit(args)),
         Command::Load(args) => client(load::load(args)),
         Command::Purge(args) => client(purge::purge(args)),
+        Command::Prune(args) => client(prune::prune(args)),
         Command::Status(args) => client(query::status(args)),
         Command::Results(args) => client(query::results(args)),
         Command::Cancel(args) => client(query::cancel(args)),

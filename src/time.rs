@@ -12,8 +12,9 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Parses a duration given as seconds (`15`, `0.5`) or with a unit (`500ms`, `10s`, `5m`), as
-/// the flags and environment variables (`HEARTBEAT_TIMEOUT`, `AGENT_REPORT_INTERVAL`) take it.
+/// Parses a duration given as seconds (`15`, `0.5`) or with a unit (`500ms`, `10s`, `5m`,
+/// `12h`, `7d`), as the flags and environment variables (`HEARTBEAT_TIMEOUT`,
+/// `AGENT_REPORT_INTERVAL`, `--keep-finished`) take it.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
@@ -22,11 +23,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         (s, 1.0)
     } else if let Some(m) = text.strip_suffix('m') {
         (m, 60.0)
+    } else if let Some(h) = text.strip_suffix('h') {
+        (h, 3600.0)
+    } else if let Some(d) = text.strip_suffix('d') {
+        (d, 86400.0)
     } else {
         (text, 1.0)
     };
     let value: f64 = number.trim().parse().map_err(|_| {
-        format!("{text:?} is not a duration; use seconds (15, 0.5) or a unit (500ms, 10s, 5m)")
+        format!(
+            "{text:?} is not a duration; use seconds (15, 0.5) or a unit (500ms, 10s, 5m, 12h, 7d)"
+        )
     })?;
     Duration::try_from_secs_f64(value * scale)
         .map_err(|_| format!("{text:?} is not a duration: it must be zero or positive"))
@@ -43,6 +50,9 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1").is_err());
     }

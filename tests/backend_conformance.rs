@@ -66,6 +66,9 @@ macro_rules! conformance_cases {
             a_lease_lost_to_a_reclaim_cannot_store_its_result: LONG,
             large_results_are_stored_in_parts_that_appear_together: LONG,
             job_summaries_list_progress_without_specs: LONG,
+            stored_results_carry_their_task_record: LONG,
+            task_times_count_first_results_per_worker_and_kind: LONG,
+            prune_deletes_only_finished_jobs_past_the_cutoff: LONG,
         }
     };
 }
@@ -164,6 +167,8 @@ mod delivery;
 mod fencing;
 #[path = "backend_conformance/fixtures.rs"]
 mod fixtures;
+#[path = "backend_conformance/records.rs"]
+mod records;
 #[path = "backend_conformance/storage.rs"]
 mod storage;
 
@@ -171,5 +176,6 @@ mod storage;
 mod suite {
     pub use super::delivery::*;
     pub use super::fencing::*;
+    pub use super::records::*;
     pub use super::storage::*;
 }

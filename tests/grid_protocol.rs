@@ -198,6 +198,7 @@ fn chunk_result(chunk: u32, matches: u64) -> ChunkResult {
         matches,
         payload: serde_json::json!({ "record": 0, "counts": [{ "forward": matches, "reverse": 0 }], "hits": [] }),
         worker: "fake".into(),
+        run: Default::default(),
     }
 }
 

@@ -74,6 +74,7 @@ async fn complete(backend: &RedisBackend, lease: &Lease) -> BackendResult<()> {
         matches: 1,
         payload: json!({}),
         worker: lease.worker.clone(),
+        run: Default::default(),
     };
     backend.put_chunk_result(lease, &result).await?;
     backend.ack(lease).await

@@ -323,6 +323,7 @@ fn forged_results_are_refused_on_redis_through_the_master_and_the_scripts() {
                 matches,
                 payload: json!({ "record": 0, "counts": [], "hits": [] }),
                 worker: "mallory".into(),
+                run: Default::default(),
             };
             match backend.put_chunk_result(&lease, &forged).await {
                 Err(BackendError::Refused { reason: got, .. }) => assert_eq!(got, reason),

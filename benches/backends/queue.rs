@@ -120,6 +120,7 @@ async fn drain(queue: &dyn Queue, store: &dyn Store, worker: &str) -> usize {
             matches: 0,
             payload: json!({ "hits": [] }),
             worker: worker.to_string(),
+            run: Default::default(),
         };
         store
             .put_chunk_result(&lease, &result)

@@ -19,6 +19,7 @@ use thiserror::Error;
 
 pub mod config;
 pub mod embedded;
+pub mod performance;
 pub mod redis;
 pub mod remote;
 
@@ -278,11 +279,87 @@ pub struct ChunkResult {
     pub payload: serde_json::Value,
     /// Worker that produced it.
     pub worker: WorkerId,
+    /// How the task ran (time spent, small metrics); empty from workers that did not measure.
+    /// Boxed: a chunk result travels inside protocol messages, which stay small.
+    #[serde(default, skip_serializing_if = "TaskRun::is_empty")]
+    pub run: Box<TaskRun>,
+}
+
+/// How one task ran: the per-task record kept beside its result. The worker fills the time it
+/// spent and the result's small metrics; the store fills the kind, the task's parameters and
+/// when the result was stored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskRun {
+    /// The job kind's tag the task ran with.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    /// The task's kind-specific parameters (its spec as enqueued).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub parameters: serde_json::Value,
+    /// Seconds the worker spent running the task (not counting storing its result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_secs: Option<f64>,
+    /// Unix time (seconds) the result was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<f64>,
+    /// The result's scalar figures (matches, sums, ...), small whatever the payload's size.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub metrics: serde_json::Value,
+}
+
+impl TaskRun {
+    /// True when nothing was recorded (results stored before records existed).
+    pub fn is_empty(&self) -> bool {
+        *self == TaskRun::default()
+    }
+
+    /// The record as stored for `lease`'s task at time `now`: the worker's measures plus what
+    /// only the store knows.
+    pub fn stored(&self, lease: &Lease, now: f64) -> TaskRun {
+        TaskRun {
+            kind: lease.kind.clone(),
+            parameters: lease.spec.clone(),
+            elapsed_secs: self
+                .elapsed_secs
+                .filter(|secs| secs.is_finite() && *secs >= 0.0),
+            completed_at: Some(now),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Recent task times of one worker for one job kind, as the store keeps them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskTimes {
+    /// The worker.
+    pub worker: WorkerId,
+    /// The job kind.
+    pub kind: String,
+    /// Tasks of this kind whose first result this worker stored, ever.
+    pub completed: u64,
+    /// Seconds spent on each of the most recent [`TASK_TIMES_KEPT`] such tasks (at most),
+    /// newest first.
+    pub recent_secs: Vec<f64>,
+}
+
+/// Task times kept per worker and kind, so the history's size is bounded.
+pub const TASK_TIMES_KEPT: usize = 1000;
+
+/// What a prune removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneReport {
+    /// The jobs deleted.
+    pub job_ids: Vec<JobId>,
+    /// Chunk results deleted with them.
+    pub results: u64,
+    /// Storage returned: bytes of the data directory (embedded) or of Redis memory, measured
+    /// before and after (0 if it did not shrink).
+    pub bytes_freed: u64,
 }
 
 /// A stored chunk result without its payload: what `get_results` announces before streaming the
 /// payload's parts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredResult {
     /// The chunk index.
     pub chunk: u32,
@@ -292,6 +369,9 @@ pub struct StoredResult {
     pub worker: WorkerId,
     /// How many parts the payload's JSON text is stored in (1 for a small payload).
     pub parts: u32,
+    /// How the task ran (empty for results stored before records existed).
+    #[serde(default, skip_serializing_if = "TaskRun::is_empty")]
+    pub run: TaskRun,
 }
 
 /// Largest part of a stored result payload, in bytes: well under any frame limit, so a part
@@ -511,6 +591,7 @@ pub trait Store: Send + Sync {
                 matches: header.matches,
                 payload,
                 worker: header.worker,
+                run: Box::new(header.run),
             });
         }
         Ok(results)
@@ -539,6 +620,14 @@ pub trait Store: Send + Sync {
             "this backend cannot forget worker {worker:?}; ask the master"
         )))
     }
+    /// Deletes every finished (completed, failed, cancelled) job that finished at or before
+    /// `finished_before` (Unix seconds): its record, spec, results and any task input left, and
+    /// returns the space to the system. A job still uploading, queued or running is never
+    /// touched. Worker task times are not job data and stay.
+    async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport>;
+    /// Every worker's task counts and recent task times, per job kind. A task counts when its
+    /// worker's result is the first stored for it; its time is kept when the result carries one.
+    async fn task_times(&self) -> BackendResult<Vec<TaskTimes>>;
 }
 
 #[cfg(test)]

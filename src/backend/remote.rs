@@ -14,8 +14,8 @@ use tokio::sync::Mutex;
 
 use super::{
     BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary,
-    Lease, NackOutcome, NewTask, Progress, Queue, RefusalReason, Store, StoredResult, TaskId,
-    WorkerId, RESULT_PART_BYTES,
+    Lease, NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store, StoredResult,
+    TaskId, TaskTimes, WorkerId, RESULT_PART_BYTES,
 };
 use crate::protocol::{
     ClientTls, Dial, ErrorCode, Greeting, Message, NackReply, RequestError, Requester, Role,
@@ -408,5 +408,13 @@ impl Store for RemoteBackend {
 
     async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>> {
         Err(kept_by_master("worker_metrics"))
+    }
+
+    async fn prune_finished(&self, _finished_before: f64) -> BackendResult<PruneReport> {
+        Err(kept_by_master("prune_finished"))
+    }
+
+    async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
+        Err(kept_by_master("task_times"))
     }
 }

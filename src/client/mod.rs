@@ -1,6 +1,6 @@
 //! Command-line commands: thin wrappers that parse flags, ask the master (or run a local tool)
-//! and print. `submit`, `load`, `purge`, `status`, `results`, `cancel`, `jobs`, `workers`, `alerts`,
-//! `health`, `top`, `search`, `julia`, `particles`, `generate`.
+//! and print. `submit`, `load`, `purge`, `prune`, `status`, `results`, `cancel`, `jobs`, `workers`,
+//! `alerts`, `health`, `top`, `search`, `julia`, `particles`, `generate`.
 
 pub mod connect;
 pub mod health;
@@ -9,6 +9,7 @@ pub mod load;
 pub mod monitor;
 pub mod particles;
 pub mod progress;
+pub mod prune;
 pub mod purge;
 pub mod query;
 pub mod submit;

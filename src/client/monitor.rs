@@ -73,6 +73,38 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// `gridwatch workers --performance`: task counts and times per worker and kind.
+async fn performance(args: MonitorArgs) -> Result<(), ClientError> {
+    let workers = match ask(&args, Message::ListPerformance).await? {
+        Message::Performance { workers } => workers,
+        other => return Err(unexpected(&other)),
+    };
+    if args.json {
+        return print_json(&workers);
+    }
+    let seconds = |value: Option<f64>| value.map_or("-".to_string(), |s| format!("{s:.3}"));
+    println!(
+        "{:<12} {:<10} {:>7} {:>10} {:>10}",
+        "WORKER", "KIND", "TASKS", "MEAN_S", "P95_S"
+    );
+    for worker in &workers {
+        for kind in &worker.kinds {
+            println!(
+                "{:<12} {:<10} {:>7} {:>10} {:>10}",
+                worker.worker_id,
+                kind.kind,
+                kind.tasks_completed,
+                seconds(kind.mean_secs),
+                seconds(kind.p95_secs)
+            );
+        }
+    }
+    if workers.is_empty() {
+        println!("no worker has completed a task yet");
+    }
+    Ok(())
+}
+
 /// `gridwatch workers`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct WorkersArgs {
@@ -82,12 +114,19 @@ pub struct WorkersArgs {
     /// Make the master forget this dead or inactive worker (a live one is refused).
     #[arg(long, value_name = "ID", conflicts_with = "collector")]
     pub forget: Option<String>,
+    /// Show each worker's tasks completed and mean / 95th percentile task time per job kind
+    /// (asked of the master) instead of liveness.
+    #[arg(long, conflicts_with_all = ["collector", "forget"])]
+    pub performance: bool,
 }
 
 /// `gridwatch workers`: the liveness view of every worker, or `--forget ID`.
 pub async fn workers(args: WorkersArgs) -> Result<(), ClientError> {
     if let Some(worker) = &args.forget {
         return forget(&args.query, worker).await;
+    }
+    if args.performance {
+        return performance(args.query).await;
     }
     let args = args.query;
     let mut workers = match ask(&args, Message::ListWorkers).await? {

@@ -398,10 +398,10 @@ pub async fn print_results(
     let format = chosen_format(kind, request.format, request.json);
     kind.check_format(format)
         .map_err(|e| ClientError::Usage(e.to_string()))?;
-    let tag = (request.with_job_id && format == "json").then_some(job_id);
-    let render = |out: &mut dyn Write| match tag {
-        Some(job_id) => render_tagged(kind, &job, &fetched, job_id, out),
-        None => kind.render(&job, &fetched.spec, &fetched.results, format, out),
+    let tag = request.with_job_id.then_some(job_id);
+    let render = |out: &mut dyn Write| match format {
+        "json" => render_json(kind, &job, &fetched, tag, out),
+        _ => kind.render(&job, &fetched.spec, &fetched.results, format, out),
     };
     let rendered = match request.out {
         Some(path) => {
@@ -423,26 +423,45 @@ pub async fn print_results(
     })
 }
 
-/// The kind's JSON results with `"job_id"` added (or, for JSON that is not an object, as
-/// `{"job_id", "results"}`).
-fn render_tagged(
+/// The kind's JSON results with the per-task records added as `"tasks"`, and `"job_id"` when
+/// asked (JSON that is not an object goes under `"results"`).
+fn render_json(
     kind: &dyn Kind,
     job: &jobs::JobContext,
     fetched: &JobResults,
-    job_id: &str,
+    job_id: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), ResultError> {
     let mut rendered = Vec::new();
     kind.render(job, &fetched.spec, &fetched.results, "json", &mut rendered)?;
     let results: serde_json::Value = serde_json::from_slice(&rendered)
         .map_err(|e| ResultError::Corrupt(format!("JSON results: {e}")))?;
-    let tagged = match results {
-        serde_json::Value::Object(mut fields) => {
-            fields.insert("job_id".into(), job_id.into());
-            serde_json::Value::Object(fields)
-        }
-        other => serde_json::json!({ "job_id": job_id, "results": other }),
+    let mut fields = match results {
+        serde_json::Value::Object(fields) => fields,
+        other => serde_json::Map::from_iter([("results".to_string(), other)]),
     };
+    if let Some(job_id) = job_id {
+        fields.insert("job_id".into(), job_id.into());
+    }
+    let priority = fetched.job.priority.unwrap_or_default();
+    let tasks: Vec<jobs::records::TaskRecord> = fetched
+        .results
+        .iter()
+        .map(|r| {
+            jobs::records::TaskRecord::new(
+                &fetched.job.job_id,
+                r.chunk,
+                &r.worker,
+                priority,
+                &r.run,
+            )
+        })
+        .collect();
+    fields.insert(
+        "tasks".into(),
+        serde_json::to_value(tasks).map_err(std::io::Error::from)?,
+    );
+    let tagged = serde_json::Value::Object(fields);
     serde_json::to_writer_pretty(&mut *out, &tagged).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())

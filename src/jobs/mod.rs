@@ -28,6 +28,7 @@ use crate::protocol::ErrorCode;
 pub mod batch;
 pub mod julia;
 pub mod particles;
+pub mod records;
 pub mod search;
 
 /// Every kind the grid runs, looked up by tag. A new kind is one more line here.
@@ -212,6 +213,46 @@ pub struct TaskOutcome {
     pub payload: serde_json::Value,
     /// Added to the job's progress count.
     pub matches: u64,
+}
+
+impl TaskOutcome {
+    /// The result's small figures, kept in the task's record whatever the payload's size: the
+    /// match count, the payload's top-level numbers, strings and booleans, and for each
+    /// top-level list its length (`NAME_len`) and, for a list of numbers, its sum (`NAME_sum`;
+    /// for a Julia band, the band's iteration count).
+    pub fn metrics(&self) -> serde_json::Value {
+        let mut metrics = serde_json::Map::new();
+        metrics.insert("matches".into(), self.matches.into());
+        let Some(fields) = self.payload.as_object() else {
+            return metrics.into();
+        };
+        for (name, value) in fields {
+            match value {
+                serde_json::Value::Array(items) => {
+                    metrics.insert(format!("{name}_len"), items.len().into());
+                    let numbers: Option<Vec<f64>> =
+                        items.iter().map(serde_json::Value::as_f64).collect();
+                    if let Some(numbers) = numbers.filter(|n| !n.is_empty()) {
+                        let sum: f64 = numbers.iter().sum();
+                        let integral = items.iter().all(serde_json::Value::is_u64);
+                        metrics.insert(
+                            format!("{name}_sum"),
+                            if integral {
+                                (sum as u64).into()
+                            } else {
+                                sum.into()
+                            },
+                        );
+                    }
+                }
+                serde_json::Value::Object(_) | serde_json::Value::Null => {}
+                scalar => {
+                    metrics.insert(name.clone(), scalar.clone());
+                }
+            }
+        }
+        metrics.into()
+    }
 }
 
 /// A job kind, with its own types. Implement this; the grid uses it through [`Kind`].
@@ -470,6 +511,7 @@ pub(crate) fn run_in_process(
                 matches: outcome.matches,
                 payload: outcome.payload,
                 worker: "w".into(),
+                run: Default::default(),
             }
         })
         .collect();

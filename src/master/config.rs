@@ -109,6 +109,12 @@ pub struct MasterArgs {
     /// How often the drop directory is read; a file is loaded once two reads find it unchanged.
     #[arg(long, env = "GRIDWATCH_DROP_POLL", default_value = "1s", value_parser = crate::time::parse_duration)]
     pub drop_poll: Duration,
+    /// How long a finished (completed, failed or cancelled) job is kept before it is deleted
+    /// with its results and stored input, by a sweep in the background: 7d, 12h, 30m, 90s or
+    /// seconds; 0 deletes a job at the first sweep after it finishes; `never` keeps every job.
+    /// `gridwatch prune` deletes on demand.
+    #[arg(long, env = "GRIDWATCH_KEEP_FINISHED", default_value = super::retention::DEFAULT_KEEP_FINISHED, value_parser = super::retention::parse_retention)]
+    pub keep_finished: super::retention::Retention,
     /// Where tasks and job state live (embedded or redis://HOST:PORT/DB).
     #[command(flatten)]
     pub backend: crate::backend::config::BackendArgs,
@@ -153,6 +159,8 @@ pub struct MasterConfig {
     pub insecure: bool,
     /// HTTP API address; `None` when the HTTP server is off.
     pub http: Option<String>,
+    /// How long finished jobs are kept.
+    pub keep_finished: super::retention::Retention,
 }
 
 impl MasterArgs {
@@ -177,6 +185,7 @@ impl MasterArgs {
             token: self.auth.resolve()?,
             insecure: self.insecure,
             http: http_address(&self.http),
+            keep_finished: self.keep_finished,
         })
     }
 }

@@ -17,6 +17,7 @@ mod job_view;
 mod ops;
 mod rate_limit;
 mod refusal_alert;
+mod retention;
 mod server;
 mod state;
 mod workers;
@@ -40,6 +41,7 @@ const HTTP_RISK: &str = "read every job, worker and alert of the grid and forget
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
 pub use job_view::{job_view, summary_view};
 pub use rate_limit::RateLimiter;
+pub use retention::{parse_retention, Retention};
 pub use server::{run, run_with_tls};
 pub use state::MasterState;
 pub use workers::WorkerRegistry;
@@ -150,6 +152,9 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
             args.drop_poll,
             stopped(stop.clone()),
         ));
+    }
+    if let Some(keep) = state.config.keep_finished.0 {
+        tokio::spawn(retention::run(state.clone(), keep, stopped(stop.clone())));
     }
     let http_task = http_listener.map(|listener| {
         let http_state = http::HttpState {

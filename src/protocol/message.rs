@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{BatchJob, BatchJobAccepted, PurgeFilter};
 use super::watchman::{Alert, WorkerReport, WorkerView};
-use crate::backend::{ChunkResult, JobStatus, Priority};
+use crate::backend::performance::WorkerPerformance;
+use crate::backend::{ChunkResult, JobStatus, Priority, PruneReport};
 
 /// Version carried in `hello` and in every frame's `v`; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -395,6 +396,26 @@ pub enum Message {
     Purged {
         /// Their ids.
         job_ids: Vec<String>,
+    },
+    /// Deletes finished jobs (their results and stored input) that finished at least
+    /// `older_than_secs` seconds ago; jobs not finished are never touched.
+    Prune {
+        /// Age, in seconds since the job finished, from which a job is deleted (0: every
+        /// finished job).
+        older_than_secs: f64,
+    },
+    /// Answer to `prune`: what was deleted and the space returned.
+    Pruned {
+        /// The report.
+        #[serde(flatten)]
+        report: PruneReport,
+    },
+    /// Client → master: every worker's task counts and task times per job kind.
+    ListPerformance,
+    /// Answer to `list_performance`, by worker id.
+    Performance {
+        /// One entry per worker that completed a task.
+        workers: Vec<WorkerPerformance>,
     },
     // --- The watchman: worker ↔ agent, agent → collector, collector → master, queries. ---
     /// Worker → agent over the Unix socket, every second.

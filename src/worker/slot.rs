@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{WorkerConfig, WorkerStats};
-use crate::backend::{BackendError, BackendResult, ChunkResult, Lease, Queue, Store};
+use crate::backend::{BackendError, BackendResult, ChunkResult, Lease, Queue, Store, TaskRun};
 use crate::jobs::{self, PreparedTask};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -130,7 +130,12 @@ async fn run_task(
         }
     };
     let (data, spec) = (lease.data.clone(), lease.spec.clone());
-    let kernel = tokio::task::spawn_blocking(move || prepared.run(&spec, &data));
+    // Timed on the blocking thread itself, so waiting for a free thread does not count.
+    let kernel = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let outcome = prepared.run(&spec, &data);
+        (outcome, started.elapsed())
+    });
     tokio::pin!(kernel);
     let mut ticker = tokio::time::interval(config.extend_interval);
     ticker.tick().await;
@@ -144,12 +149,19 @@ async fn run_task(
             }
         }
     };
+    let (outcome, elapsed) = outcome;
     let outcome = outcome.map_err(|e| e.to_string())?;
+    let run = TaskRun {
+        elapsed_secs: Some(elapsed.as_secs_f64()),
+        metrics: outcome.metrics(),
+        ..TaskRun::default()
+    };
     Ok(ChunkResult {
         chunk: lease.id.chunk,
         matches: outcome.matches,
         payload: outcome.payload,
         worker: config.id.clone(),
+        run: Box::new(run),
     })
 }
 

@@ -54,6 +54,7 @@ pub fn result(chunk: u32, matches: u64, worker: &str) -> ChunkResult {
         matches,
         payload: json!({ "hits": matches, "by": worker }),
         worker: worker.to_string(),
+        run: Default::default(),
     }
 }
 
@@ -66,6 +67,18 @@ pub async fn submit(s: &Subject, id: &str, chunks: u32) {
     let tasks = (0..chunks).map(|c| task(id, c, Priority::Medium)).collect();
     s.queue.enqueue(tasks).await.unwrap();
     s.store.accept_job(id, chunks).await.unwrap();
+}
+
+/// Stored results without the records the store adds (checked by the records cases), to
+/// compare with what was sent.
+pub fn without_runs(results: Vec<ChunkResult>) -> Vec<ChunkResult> {
+    results
+        .into_iter()
+        .map(|r| ChunkResult {
+            run: Default::default(),
+            ..r
+        })
+        .collect()
 }
 
 /// Stores `matches` as the result of `lease`'s chunk, as its holder.

@@ -19,7 +19,8 @@ use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::remote::RemoteBackend;
 use gridwatch::backend::{
     BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary, Lease,
-    NackOutcome, NewTask, Progress, Queue, RefusalReason, Store, StoredResult, WorkerId,
+    NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store, StoredResult,
+    TaskTimes, WorkerId,
 };
 use gridwatch::master::{MasterConfig, MasterState};
 use tokio::net::TcpListener;
@@ -57,6 +58,7 @@ pub async fn subject(visibility_timeout: Duration) -> Subject {
         token: None,
         insecure: false,
         http: None,
+        keep_finished: gridwatch::master::Retention(None),
     };
     let queue = Arc::new(WithoutSweep(owner.clone()));
     let state = Arc::new(MasterState::new(queue, owner.clone(), master_config));
@@ -225,5 +227,11 @@ impl Store for WorkerSide {
     }
     async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>> {
         self.owner.worker_metrics().await
+    }
+    async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport> {
+        self.owner.prune_finished(finished_before).await
+    }
+    async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
+        self.owner.task_times().await
     }
 }

@@ -22,6 +22,8 @@ const SCHEMA: &str = include_str!("schema.sql");
 pub(super) struct DbState {
     /// The SQLite connection (WAL mode).
     pub conn: Connection,
+    /// The data directory, holding `gridwatch.db`.
+    data_dir: PathBuf,
     /// Where chunk input bytes are spooled, one file per job.
     spool_dir: PathBuf,
     /// Open spool files and their current length, by job id.
@@ -60,6 +62,7 @@ impl Db {
         }
         let mut state = DbState {
             conn,
+            data_dir: data_dir.to_path_buf(),
             spool_dir,
             spools: HashMap::new(),
             clock,
@@ -173,6 +176,27 @@ impl DbState {
         }
     }
 
+    /// Bytes the database files and the spool use on disk.
+    pub fn disk_usage(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let allocated = |path: &Path| {
+            std::fs::metadata(path)
+                .map(|meta| meta.blocks() * 512)
+                .unwrap_or(0)
+        };
+        let mut total: u64 = ["gridwatch.db", "gridwatch.db-wal", "gridwatch.db-shm"]
+            .iter()
+            .map(|name| allocated(&self.data_dir.join(name)))
+            .sum();
+        if let Ok(entries) = std::fs::read_dir(&self.spool_dir) {
+            total += entries
+                .flatten()
+                .map(|entry| allocated(&entry.path()))
+                .sum::<u64>();
+        }
+        total
+    }
+
     /// Deletes a job's spool file (its tasks are all gone).
     pub fn spool_remove(&mut self, job: &str) {
         self.spools.remove(job);
@@ -194,14 +218,15 @@ fn unhex(name: &str) -> Option<String> {
 
 /// Columns added since the first release, with their declarations. Databases made earlier lack
 /// them: their tasks are all searches, their jobs have no stored summary, their tasks no match
-/// bound, and their results are all inline; their jobs' priorities are in their specs, if at all.
-const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+/// bound, and their results are all inline and carry no record; their jobs' priorities are in their specs, if at all.
+const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
     ("tasks", "kind", "TEXT NOT NULL DEFAULT 'search'"),
     ("tasks", "max_matches", "INTEGER"),
     ("jobs", "summary", "TEXT NOT NULL DEFAULT ''"),
     ("jobs", "priority", "TEXT NOT NULL DEFAULT 'medium'"),
     ("results", "parts", "INTEGER NOT NULL DEFAULT 0"),
     ("results", "token", "TEXT NOT NULL DEFAULT ''"),
+    ("results", "run", "TEXT NOT NULL DEFAULT ''"),
 ];
 
 /// Adds the columns a database lacks; returns them as (table, column).

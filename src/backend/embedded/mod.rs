@@ -7,6 +7,8 @@
 
 mod db;
 mod queue;
+mod records;
+mod retention;
 mod store;
 
 use std::path::Path;
@@ -20,7 +22,8 @@ use tokio::sync::Notify;
 
 use super::{
     BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary,
-    Lease, NackOutcome, NewTask, Progress, Queue, RefusalReason, Store, StoredResult, WorkerId,
+    Lease, NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store, StoredResult,
+    TaskTimes, WorkerId,
 };
 use db::Db;
 
@@ -335,6 +338,16 @@ impl Store for EmbeddedBackend {
         self.db
             .call(move |state| store::forget_worker_metrics(state, &worker))
             .await
+    }
+
+    async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport> {
+        self.db
+            .call(move |state| retention::prune_finished(state, finished_before))
+            .await
+    }
+
+    async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
+        self.db.call(records::task_times).await
     }
 }
 

@@ -1,4 +1,7 @@
 -- The embedded backend's tables. Inspect with `sqlite3 DATA_DIR/gridwatch.db`.
+-- Incremental auto-vacuum lets a prune hand freed pages back to the file system; it takes effect
+-- on a new database, and on an older one at the first VACUUM (which a prune runs).
+PRAGMA auto_vacuum = INCREMENTAL;
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA busy_timeout = 5000;
@@ -56,6 +59,7 @@ CREATE TABLE IF NOT EXISTS results (
     worker TEXT NOT NULL,
     parts INTEGER NOT NULL DEFAULT 0,
     token TEXT NOT NULL DEFAULT '',
+    run TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (job, chunk)
 );
 
@@ -79,3 +83,19 @@ CREATE TABLE IF NOT EXISTS worker_metrics (
     metrics TEXT NOT NULL,
     expires_at REAL NOT NULL
 );
+
+-- Per worker and job kind: tasks completed ever, and the recent tasks' times (trimmed to the
+-- newest few per worker and kind). Not job data: a prune leaves them.
+CREATE TABLE IF NOT EXISTS task_counts (
+    worker TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    completed INTEGER NOT NULL,
+    PRIMARY KEY (worker, kind)
+);
+CREATE TABLE IF NOT EXISTS task_times (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    worker TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    elapsed_secs REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS task_times_by_worker ON task_times (worker, kind, id);

@@ -14,6 +14,7 @@ use crate::backend::{
 };
 
 use super::db::{sql_error, DbState};
+use super::records;
 
 /// Alerts kept in the history (oldest dropped first).
 const ALERT_HISTORY: i64 = 1000;
@@ -395,11 +396,14 @@ fn store_result(
         check_staged_parts(state, lease, parts)?;
         String::new()
     };
+    let run = records::stored_run(state, lease, &result.run)?;
+    let run_text = serde_json::to_string(&run)
+        .map_err(|e| BackendError::Other(format!("job {job:?} chunk {chunk} record: {e}")))?;
     let inserted = state
         .conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO results (job, chunk, matches, payload, worker, parts, token)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR IGNORE INTO results (job, chunk, matches, payload, worker, parts, token, run)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .map_err(sql_error)?
         .execute(params![
@@ -409,9 +413,13 @@ fn store_result(
             payload,
             lease.worker,
             parts,
-            lease.token
+            lease.token,
+            run_text
         ])
         .map_err(sql_error)?;
+    if inserted == 1 {
+        records::count_task(state, &lease.worker, &run)?;
+    }
     drop_unread_parts(state, lease, parts)?;
     settle_status(state, job)?;
     Ok(inserted == 1)
@@ -533,7 +541,7 @@ pub(super) fn result_headers(state: &mut DbState, job: &str) -> BackendResult<Ve
     let mut select = state
         .conn
         .prepare_cached(
-            "SELECT chunk, matches, worker, parts FROM results WHERE job = ?1 ORDER BY chunk",
+            "SELECT chunk, matches, worker, parts, run FROM results WHERE job = ?1 ORDER BY chunk",
         )
         .map_err(sql_error)?;
     let rows = select
@@ -543,6 +551,8 @@ pub(super) fn result_headers(state: &mut DbState, job: &str) -> BackendResult<Ve
                 matches: row.get::<_, i64>(1)?.max(0) as u64,
                 worker: row.get(2)?,
                 parts: row.get::<_, u32>(3)?.max(1),
+                // A record that does not decode is shown as none rather than hiding the result.
+                run: serde_json::from_str(&row.get::<_, String>(4)?).unwrap_or_default(),
             })
         })
         .map_err(sql_error)?;

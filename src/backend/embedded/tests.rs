@@ -45,6 +45,7 @@ fn result(chunk: u32, matches: u64) -> ChunkResult {
         matches,
         payload: serde_json::json!({}),
         worker: "w1".into(),
+        run: Default::default(),
     }
 }
 

@@ -109,6 +109,20 @@ pub fn worker_owner(worker: &str) -> String {
     format!("worker:{worker}:owner")
 }
 
+/// Set of worker ids that completed a task, for listing task counts and times.
+pub const TASK_WORKERS_INDEX: &str = "workers:tasks";
+
+/// `worker:{id}:tasks_completed`: hash job kind → tasks of that kind the worker completed.
+pub fn worker_tasks_completed(worker: &str) -> String {
+    format!("worker:{worker}:tasks_completed")
+}
+
+/// `worker:{id}:task_times:{kind}`: list of the worker's recent task times of that kind in
+/// seconds, newest first, capped.
+pub fn worker_task_times(worker: &str, kind: &str) -> String {
+    format!("worker:{worker}:task_times:{kind}")
+}
+
 /// `worker:{id}:metrics`: the worker's latest metrics JSON, with a TTL.
 pub fn worker_metrics(worker: &str) -> String {
     format!("worker:{worker}:metrics")

@@ -9,6 +9,7 @@
 mod identity;
 pub mod keys;
 mod queue;
+mod retention;
 mod scripts;
 mod store;
 mod url;

@@ -12,14 +12,14 @@ use bytes::Bytes;
 
 use super::keys::{
     self, ALERT_HISTORY, GROUP, JOBS_INDEX, RESULTS_REFUSED, STAGING_TTL_MS, TASK_STREAMS,
-    WORKERS_INDEX,
+    TASK_WORKERS_INDEX, WORKERS_INDEX,
 };
 use super::queue::parse_token;
 use super::RedisBackend;
 use crate::backend::{
     short_summary, BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus,
-    JobSummary, Lease, Priority, Progress, RefusalReason, Store, StoredResult, WorkerId,
-    RESULT_PART_BYTES,
+    JobSummary, Lease, Priority, Progress, PruneReport, RefusalReason, Store, StoredResult,
+    TaskTimes, WorkerId, RESULT_PART_BYTES, TASK_TIMES_KEPT,
 };
 
 /// The raw keys of one job, as read in one round trip.
@@ -191,11 +191,14 @@ impl Store for RedisBackend {
             )));
         }
         let token = parse_token(&lease.token);
+        let now = crate::time::unix_now();
+        let run = result.run.stored(lease, now);
         let header = StoredResult {
             chunk,
             matches: result.matches,
             worker: lease.worker.clone(),
             parts: parts.max(1),
+            run: run.clone(),
         };
         let header = serde_json::to_string(&header)
             .map_err(|e| BackendError::Other(format!("job {job:?} chunk result: {e}")))?;
@@ -217,6 +220,9 @@ impl Store for RedisBackend {
                     .key(keys::job_result_staging(job, chunk, token.entry_id))
                     .key(keys::job_result_parts(job, chunk))
                     .key(RESULTS_REFUSED)
+                    .key(keys::worker_tasks_completed(&lease.worker))
+                    .key(keys::worker_task_times(&lease.worker, &run.kind))
+                    .key(TASK_WORKERS_INDEX)
                     .arg(job)
                     .arg(chunk)
                     .arg(header)
@@ -227,7 +233,10 @@ impl Store for RedisBackend {
                     .arg(&lease.worker)
                     .arg(token.nonce)
                     .arg(parts)
-                    .arg(inline),
+                    .arg(inline)
+                    .arg(&run.kind)
+                    .arg(run.elapsed_secs.map(|s| s.to_string()).unwrap_or_default())
+                    .arg(TASK_TIMES_KEPT),
             )
             .await?;
         script_outcome(lease, code, detail).map(|stored| stored == 1)
@@ -459,6 +468,14 @@ impl Store for RedisBackend {
         }
         Ok(live)
     }
+
+    async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport> {
+        super::retention::prune_finished(self, finished_before).await
+    }
+
+    async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
+        super::retention::task_times(self).await
+    }
 }
 
 fn job_query(id: &str) -> ::redis::Pipeline {
@@ -536,6 +553,7 @@ fn decode_header(job: &str, json: &str) -> BackendResult<StoredResult> {
             matches: r.matches,
             worker: r.worker,
             parts: 1,
+            run: *r.run,
         })
     }
     .map_err(|e| BackendError::Corrupt(format!("job {job:?}: stored chunk result: {e}")))?;

@@ -8,6 +8,18 @@ use crate::protocol::{ErrorCode, Message};
 
 /// Answers `cancel`.
 pub async fn apply(conn: &mut Conn, state: &MasterState, job_id: &str) -> Result<(), HandlerError> {
+    let removed = cancel(state, job_id).await?;
+    conn.write_message(&Message::Cancelled {
+        job_id: job_id.to_string(),
+        removed_tasks: removed as u32,
+    })
+    .await?;
+    Ok(())
+}
+
+/// Cancels a job (the protocol's `cancel` and HTTP `DELETE /jobs/{id}`); returns how many
+/// queued tasks were removed.
+pub async fn cancel(state: &MasterState, job_id: &str) -> Result<usize, HandlerError> {
     let job = find_job(state, job_id).await?;
     if job.status.is_finished() && job.status != JobStatus::Cancelled {
         return Err(HandlerError::refused(
@@ -22,10 +34,5 @@ pub async fn apply(conn: &mut Conn, state: &MasterState, job_id: &str) -> Result
         .await?;
     let removed = state.queue.cancel_job(job_id).await?;
     tracing::info!(component = "master", job = %job_id, removed, "job cancelled");
-    conn.write_message(&Message::Cancelled {
-        job_id: job_id.to_string(),
-        removed_tasks: removed as u32,
-    })
-    .await?;
-    Ok(())
+    Ok(removed)
 }

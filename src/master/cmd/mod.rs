@@ -3,10 +3,12 @@
 //! match arm here and one file.
 
 pub(super) mod batch;
-mod cancel;
+pub(super) mod cancel;
 mod forget;
 mod jobs;
 mod lease;
+mod performance;
+mod prune;
 mod purge;
 mod results;
 pub(super) mod status;
@@ -176,6 +178,8 @@ async fn route(
         }
         Message::PurgeQueue { filter } => purge::apply(conn, state, &filter).await,
         Message::ForgetWorker { worker_id } => forget::apply(conn, state, &worker_id).await,
+        Message::Prune { older_than_secs } => prune::apply(conn, state, older_than_secs).await,
+        Message::ListPerformance => performance::apply(conn, state).await,
         Message::Lease { .. }
         | Message::Extend { .. }
         | Message::PutResult { .. }

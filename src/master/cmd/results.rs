@@ -45,6 +45,7 @@ pub async fn apply(conn: &mut Conn, state: &MasterState, job_id: &str) -> Result
             matches: header.matches,
             payload: serde_json::Value::Null,
             worker: header.worker,
+            run: Box::new(header.run),
         };
         conn.send_message(&Message::ResultChunk {
             result,

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::snapshot::{self, GridStats};
 use super::{ApiError, HttpState};
+use crate::jobs::records::TaskRecord;
 use crate::master::job_view;
 
 /// Alerts `/alerts` returns when no `limit` is given.
@@ -72,20 +73,31 @@ pub async fn jobs(
 }
 
 /// `GET /jobs/{id}`: one job with its progress and spec (patterns, records) and, once completed,
-/// its kind's summary of the result (`result`; null for kinds without one); 404 if unknown.
+/// its kind's summary of the result (`result`; null for kinds without one), and the record of
+/// every finished task (`tasks`); 404 if unknown.
 pub async fn job(
     State(state): State<HttpState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let store = state.master.store.as_ref();
-    let record = store.job(&id).await?.ok_or(ApiError::NoSuchJob(id))?;
+    let record = store
+        .job(&id)
+        .await?
+        .ok_or_else(|| ApiError::NoSuchJob(id.clone()))?;
     let spec = record.spec.clone();
     let result = super::results::summary(store, &record).await?;
+    let tasks: Vec<TaskRecord> = store
+        .result_headers(&id)
+        .await?
+        .iter()
+        .map(|h| TaskRecord::new(&id, h.chunk, &h.worker, record.priority, &h.run))
+        .collect();
     let view = job_view(store, record).await?;
     Ok(Json(json!({
         "job": view,
         "spec": spec,
         "result": result,
+        "tasks": tasks,
         "active_workers": state.master.workers.active(),
     })))
 }

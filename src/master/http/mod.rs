@@ -4,7 +4,10 @@
 
 mod api;
 mod forget;
+mod job_page;
+mod jobs_write;
 mod metrics;
+mod performance;
 mod results;
 mod snapshot;
 
@@ -90,10 +93,14 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .route("/health", get(api::health))
-        .route("/jobs", get(api::jobs))
-        .route("/jobs/{id}", get(api::job))
+        .route("/jobs", get(api::jobs).post(jobs_write::submit))
+        .route("/jobs/{id}", get(api::job).delete(jobs_write::remove))
+        .route("/jobs/{id}/results", get(jobs_write::results))
+        .route("/jobs/{id}/view", get(job_page::page))
         .route("/jobs/{id}/image.png", get(results::image))
         .route("/workers", get(api::workers))
+        .route("/workers/{id}", get(performance::one))
+        .route("/stats/performance", get(performance::all))
         .route("/alerts", get(api::alerts))
         .route("/stats", get(api::stats))
         .route("/metrics", get(metrics::handler))

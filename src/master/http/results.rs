@@ -65,7 +65,7 @@ pub async fn summary(
 }
 
 /// Renders a completed job's stored results in `format`.
-async fn render(
+pub(super) async fn render(
     store: &dyn Store,
     kind: &'static dyn Kind,
     record: JobRecord,

@@ -5,9 +5,11 @@
 -- (settle.lua). The payload lands in the result's parts list: inline, or by renaming the parts
 -- the delivery staged, so a result's parts become visible together with it.
 -- KEYS: job:{id}:status, job:{id}:stats, job:{id}:info, job:{id}:results, the three task
--- streams, the delivery's staging list, the result's parts list, the refusal counters.
+-- streams, the delivery's staging list, the result's parts list, the refusal counters, the
+-- worker's completed-task counts, its task times of this kind, the index of such workers.
 -- ARGV: job, chunk, header JSON, matches, group, stream index, entry id, worker, nonce,
--- parts (0: the payload is the next argument), inline payload.
+-- parts (0: the payload is the next argument), inline payload, kind, seconds spent ('' if
+-- unknown), task times kept.
 -- Returns {1, ''} if stored, {0, ''} if not the first or the job was cancelled, {-1, ''} if no
 -- job, {-2, reason} if refused, {-3, what} if the staged parts do not match the count.
 local job, chunk, header, matches = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -46,6 +48,12 @@ else
   redis.call('RPUSH', parts_key, ARGV[11])
 end
 redis.call('HINCRBY', KEYS[2], 'chunks_processed', 1)
+redis.call('HINCRBY', KEYS[11], ARGV[12], 1)
+redis.call('SADD', KEYS[13], worker)
+if ARGV[13] ~= '' then
+  redis.call('LPUSH', KEYS[12], ARGV[13])
+  redis.call('LTRIM', KEYS[12], 0, tonumber(ARGV[14]) - 1)
+end
 -- Saturate rather than overflow: past 2^53 a double no longer counts exactly anyway.
 local cap = 9007199254740992
 local total = tonumber(redis.call('HGET', KEYS[2], 'total_matches')) or 0

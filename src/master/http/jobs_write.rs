@@ -1,0 +1,196 @@
+//! The HTTP API's writes: `POST /jobs` (a batch file's text — seed-style JSON with `tasks`, a
+//! single task object, or CSV — one job per task, for the kinds that upload nothing) and
+//! `DELETE /jobs/{id}` (cancel); and `GET /jobs/{id}/results?format=F`, a completed job's results
+//! in one of its kind's formats.
+//!
+//! Writes need the cluster token as `Authorization: Bearer TOKEN` (compared in constant time;
+//! 401 without it or with another). A master without a token accepts writes from anyone who
+//! can reach it, exactly as its protocol port does: it refuses to start without a token on a
+//! non-loopback address unless `--insecure`, so that is this machine's users only.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{json_error, ApiError, HttpState};
+use crate::backend::JobStatus;
+use crate::jobs::{self, batch};
+use crate::master::cmd::{batch::create_batch, cancel::cancel, HandlerError};
+use crate::protocol::{BatchJob, ErrorCode};
+
+/// Whether the request carries the master's token (always, when it has none).
+fn authorized(headers: &HeaderMap, token: Option<&str>) -> bool {
+    let Some(expected) = token else {
+        return true;
+    };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|offered| constant_time_eq(offered.trim().as_bytes(), expected.as_bytes()))
+}
+
+/// Compares without stopping at the first difference, so the time taken does not tell how much
+/// of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+fn unauthorized() -> Response {
+    let mut response = json_error(
+        StatusCode::UNAUTHORIZED,
+        "this request changes the grid: send the cluster token as `Authorization: Bearer TOKEN`"
+            .into(),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+/// A refusal from the shared request handlers, as an HTTP status and message.
+fn handler_error(err: HandlerError) -> Response {
+    let (code, message, _) = err.into_reply();
+    let status = match code {
+        ErrorCode::NoSuchJob => StatusCode::NOT_FOUND,
+        ErrorCode::JobNotReady => StatusCode::CONFLICT,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Internal | ErrorCode::Busy => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    json_error(status, message)
+}
+
+/// A lone task object is a batch of one.
+fn as_batch_text(body: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(task)) if !task.contains_key("tasks") => {
+            json!({ "tasks": [task] }).to_string().into_bytes()
+        }
+        _ => body.to_vec(),
+    }
+}
+
+/// `POST /jobs`: creates the jobs of a batch (or one task); 201 with what became of each.
+pub async fn submit(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&headers, state.master.config.token.as_deref()) {
+        return unauthorized();
+    }
+    let parsed = match batch::parse(&as_batch_text(&body)) {
+        Ok(parsed) => parsed,
+        Err(err) => return json_error(StatusCode::BAD_REQUEST, format!("request body: {err}")),
+    };
+    if let Some(search) = parsed.tasks.iter().find(|task| task.upload.is_some()) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{}: search tasks upload a sequence file; submit them with `gridwatch submit` or `gridwatch load`",
+                search.location
+            ),
+        );
+    }
+    let jobs: Vec<BatchJob> = parsed
+        .tasks
+        .into_iter()
+        .map(|task| BatchJob {
+            job_id: task.task_id,
+            kind: task.kind.to_string(),
+            spec: task.submission,
+            priority: task.priority,
+            algorithm: Some(task.algorithm),
+            description: task.description,
+        })
+        .collect();
+    match create_batch(&state.master, "http", jobs).await {
+        Ok(jobs) => (
+            StatusCode::CREATED,
+            Json(json!({ "jobs": jobs, "active_workers": state.master.workers.active() })),
+        )
+            .into_response(),
+        Err(err) => handler_error(err),
+    }
+}
+
+/// `DELETE /jobs/{id}`: cancels the job.
+pub async fn remove(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorized(&headers, state.master.config.token.as_deref()) {
+        return unauthorized();
+    }
+    match cancel(&state.master, &id).await {
+        Ok(removed) => Json(json!({
+            "job_id": id,
+            "status": JobStatus::Cancelled,
+            "removed_tasks": removed,
+        }))
+        .into_response(),
+        Err(err) => handler_error(err),
+    }
+}
+
+/// `?format=F`.
+#[derive(Debug, Deserialize)]
+pub struct FormatQuery {
+    format: Option<String>,
+}
+
+/// `GET /jobs/{id}/results?format=F`: a completed job's results in one of its kind's formats
+/// (its default without `format`).
+pub async fn results(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    Query(query): Query<FormatQuery>,
+) -> Result<Response, ApiError> {
+    let store = state.master.store.as_ref();
+    let record = store
+        .job(&id)
+        .await?
+        .ok_or_else(|| ApiError::NoSuchJob(id.clone()))?;
+    let kind = jobs::kind(&record.kind)
+        .ok_or_else(|| ApiError::Corrupt(format!("job {id} has unknown kind {}", record.kind)))?;
+    let formats = kind.formats();
+    let format = match query.format.as_deref() {
+        None => formats
+            .first()
+            .copied()
+            .ok_or_else(|| ApiError::NotFound(format!("a {} job has no results", record.kind)))?,
+        Some(asked) => formats
+            .iter()
+            .copied()
+            .find(|f| *f == asked)
+            .ok_or_else(|| {
+                ApiError::BadQuery(format!(
+                    "format {asked:?}: a {} job's results come as {}",
+                    record.kind,
+                    formats.join(", ")
+                ))
+            })?,
+    };
+    if record.status != JobStatus::Completed {
+        return Err(ApiError::NotReady(format!(
+            "job {id} is {}; its results are ready when it completes",
+            record.status.as_str()
+        )));
+    }
+    let content_type = if kind.image_format() == Some(format) {
+        "image/png"
+    } else if format == "json" {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let bytes = super::results::render(store, kind, record, format).await?;
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
