@@ -32,10 +32,15 @@ pub struct SearchArgs {
     /// A pattern: A C G T (U) and IUPAC codes (N R Y S W K M B D H V). Repeat for several.
     #[arg(short, long = "pattern", value_name = "SEQ")]
     pub patterns: Vec<String>,
-    /// A file of patterns: FASTA (`>name` then the sequence) or one sequence per line
-    /// (blank lines and lines starting with # are skipped).
+    /// A file of patterns: FASTA (`>name` then the sequence), `name<TAB>sequence` lines, or one
+    /// sequence per line (blank lines and lines starting with # are skipped).
     #[arg(long = "patterns", value_name = "FILE")]
     pub patterns_file: Option<PathBuf>,
+    /// Most substitutions a match may have (Hamming distance, as `seqkit locate -m`); must be
+    /// less than half of every pattern's length. A sequence N counts as a mismatch against any
+    /// pattern letter but N.
+    #[arg(short = 'm', long, default_value_t = 0)]
+    pub max_mismatches: u32,
     /// Strands to search.
     #[arg(long, value_enum, default_value_t = StrandArg::Forward)]
     pub strand: StrandArg,
@@ -67,6 +72,8 @@ pub fn run(args: &SearchArgs) -> Result<(), ToolError> {
             StrandArg::Both => StrandMode::Both,
         },
         case_sensitive: args.case_sensitive,
+        max_mismatches: args.max_mismatches,
+        ..SearchOptions::default()
     };
     let set = PatternSet::new(patterns, options).map_err(|e| ToolError::Usage(e.to_string()))?;
     let mut parallel = ParallelOptions {
@@ -112,9 +119,11 @@ pub fn build_report(set: &PatternSet, outcome: SearchOutcome) -> SearchReport {
             pattern: located.hit.pattern,
             strand: located.hit.strand,
             matched: String::from_utf8_lossy(&located.matched).into_owned(),
+            mismatches: located.hit.mismatches,
         })
         .collect();
     SearchReport {
+        max_mismatches: set.options().max_mismatches,
         records: outcome.records,
         patterns: set.patterns().to_vec(),
         counts: outcome.counts,
@@ -138,7 +147,7 @@ pub fn collect_patterns(inline: &[String], file: Option<&Path>) -> Result<Vec<Pa
 }
 
 /// Reads a patterns file: FASTA, or one sequence per line.
-fn read_patterns_file(path: &Path) -> Result<Vec<Pattern>, ToolError> {
+pub fn read_patterns_file(path: &Path) -> Result<Vec<Pattern>, ToolError> {
     let shown = path.display();
     let usage = |what: &str, e: io::Error| ToolError::Usage(format!("{shown}: {what}: {e}"));
     let file = File::open(path).map_err(|e| usage("cannot open patterns file", e))?;
@@ -159,8 +168,15 @@ fn read_patterns_file(path: &Path) -> Result<Vec<Pattern>, ToolError> {
             pending_name = Some(header.split_whitespace().next().unwrap_or("").to_string());
             continue;
         }
-        let sequence = line.to_string();
-        let name = pending_name.take().unwrap_or_else(|| sequence.clone());
+        let (name, sequence) = match line.split_once('\t') {
+            Some((name, sequence)) if pending_name.is_none() => {
+                (name.trim().to_string(), sequence.trim().to_string())
+            }
+            _ => {
+                let sequence = line.to_string();
+                (pending_name.take().unwrap_or_else(|| sequence.clone()), sequence)
+            }
+        };
         patterns.push(Pattern { name, sequence });
     }
     if let Some(name) = pending_name {

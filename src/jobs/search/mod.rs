@@ -110,6 +110,10 @@ pub struct ChunkPayload {
     pub counts: Vec<StrandCounts>,
     /// Every match starting in the owned range, ordered by start, pattern, strand.
     pub hits: Vec<StoredHit>,
+    /// Per hit (same order), its mismatches; empty for an exact search and in results stored
+    /// before mismatch search existed, which read as all zero.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mismatches: Vec<u32>,
 }
 
 /// Runs the kernel on one chunk's bases: the same `search_chunk` call `gridwatch search` makes.
@@ -122,6 +126,10 @@ pub fn run_chunk(set: &PatternSet, spec: &SearchTaskSpec, bases: &[u8]) -> Chunk
     let mut hits: Vec<Hit> = Vec::new();
     search_chunk(set, &chunk, &mut hits);
     let mut counts = vec![StrandCounts::default(); set.patterns().len()];
+    let mismatches = match set.options().max_mismatches {
+        0 => Vec::new(),
+        _ => hits.iter().map(|hit| hit.mismatches).collect(),
+    };
     let stored = hits
         .iter()
         .map(|hit| {
@@ -138,6 +146,7 @@ pub fn run_chunk(set: &PatternSet, spec: &SearchTaskSpec, bases: &[u8]) -> Chunk
         record: spec.record,
         counts,
         hits: stored,
+        mismatches,
     }
 }
 
@@ -203,21 +212,21 @@ fn combine_payloads(
             total.forward = total.forward.saturating_add(part.forward);
             total.reverse = total.reverse.saturating_add(part.reverse);
         }
-        hits.extend(
-            payload
-                .hits
-                .into_iter()
-                .map(|(start, pattern, strand, matched)| ReportHit {
-                    record: payload.record,
-                    start,
-                    pattern,
-                    strand,
-                    matched,
-                }),
-        );
+        let mismatches = payload.mismatches.into_iter().chain(std::iter::repeat(0));
+        hits.extend(payload.hits.into_iter().zip(mismatches).map(
+            |((start, pattern, strand, matched), mismatches)| ReportHit {
+                record: payload.record,
+                start,
+                pattern,
+                strand,
+                matched,
+                mismatches,
+            },
+        ));
     }
     hits.sort_unstable();
     SearchReport {
+        max_mismatches: spec.options.max_mismatches,
         records: spec.records.clone(),
         patterns: spec.patterns.clone(),
         counts,
