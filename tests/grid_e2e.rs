@@ -126,6 +126,44 @@ fn submit_search_names_the_kind_and_results_print_in_its_formats() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("formats: count, tsv, bed, json"));
 }
 
+/// A search with mismatches cut into 50-base chunks: an approximate match has its pattern's
+/// length, so the chunk overlap still covers it and the grid prints what a local search prints.
+#[test]
+fn mismatch_search_on_the_grid_equals_local_search_in_every_format() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 2);
+    let records = awkward_records(23, &[3, 50, 51, 149, 1000, 2503]);
+    let path = grid.path("mismatch.fa");
+    write_fasta(&path, &records, 13, "\n");
+    let file = path.display().to_string();
+    let mut found = 0;
+    for (pattern, k) in [("ACGTACGTAC", "2"), ("ACGTNRYAC", "1"), ("GGATCCAAGT", "3")] {
+        let job = format!("mm-{pattern}-{k}");
+        grid.cli_ok(&[
+            "submit", &file, "-p", pattern, "-m", k, "--strand", "both", "--chunk-size", "50",
+            "--job-id", &job, "--wait", "--json",
+        ]);
+        for format in ["count", "tsv", "bed", "json"] {
+            let local = std::process::Command::new(common::gridwatch_bin())
+                .args([
+                    "search", &file, "-p", pattern, "-m", k, "--strand", "both", "--format",
+                    format,
+                ])
+                .output()
+                .expect("running gridwatch search");
+            assert!(local.status.success());
+            let local = String::from_utf8_lossy(&local.stdout).into_owned();
+            let remote = grid.cli_ok(&["results", &job, "--format", format]);
+            assert_eq!(remote, local, "{format} output of {pattern} with -m {k}");
+            if format == "tsv" {
+                found += local.lines().count() - 1;
+                assert!(local.starts_with("seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched\tmismatches\n"));
+            }
+        }
+    }
+    assert!(found > 20, "only {found} hits: the test would prove little");
+}
+
 /// Output of local `gridwatch search` (no servers) on both strands.
 fn local_search(file: &str, pattern: &str, format: &str) -> String {
     let output = std::process::Command::new(common::gridwatch_bin())
