@@ -164,6 +164,57 @@ fn mismatch_search_on_the_grid_equals_local_search_in_every_format() {
     assert!(found > 20, "only {found} hits: the test would prove little");
 }
 
+/// 1,200 guides are more than one task's pattern group, so even a one-chunk genome becomes
+/// several tasks (one per group) on several workers; the merged result is local search's.
+#[test]
+fn many_guides_are_cut_by_pattern_group_and_merge_to_the_local_result() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 1);
+    grid.start_worker("w2", 1);
+    let records = awkward_records(31, &[700, 1300]);
+    let path = grid.path("guides.fa");
+    write_fasta(&path, &records, 60, "\n");
+    let mut guides = String::new();
+    let mut bases = Bases::new(5);
+    for i in 0..1200 {
+        let (_, seq) = &records[i % 2];
+        let at = (i * 37) % (seq.len() - 12);
+        let guide = if i % 3 == 0 {
+            bases.take(12)
+        } else {
+            seq[at..at + 12].to_vec()
+        };
+        guides.push_str(&format!("g{i}\t{}\n", String::from_utf8_lossy(&guide)));
+    }
+    let list = grid.path("guides.tsv");
+    std::fs::write(&list, guides).expect("write guides");
+    let (file, list) = (path.display().to_string(), list.display().to_string());
+    let accepted = grid.cli_ok(&[
+        "submit", &file, "--patterns", &list, "-m", "1", "--strand", "both", "--job-id", "guides",
+        "--wait", "--json",
+    ]);
+    assert!(accepted.contains("guides"), "{accepted}");
+    let status = grid.status("guides");
+    assert_eq!(status["job"]["progress"]["processed_chunks"], 6, "two records, three groups: {status}");
+    for format in ["count", "tsv"] {
+        let local = std::process::Command::new(common::gridwatch_bin())
+            .args([
+                "search", &file, "--patterns", &list, "-m", "1", "--strand", "both", "--format",
+                format,
+            ])
+            .output()
+            .expect("running gridwatch search");
+        assert!(local.status.success());
+        let local = String::from_utf8_lossy(&local.stdout).into_owned();
+        if format == "tsv" {
+            assert!(local.lines().count() > 800, "guides taken from the genome match");
+            assert!(local.contains("\tg1199\t"), "names from the list are printed");
+        }
+        let remote = grid.cli_ok(&["results", "guides", "--format", format]);
+        assert_eq!(remote, local, "{format}");
+    }
+}
+
 /// Output of local `gridwatch search` (no servers) on both strands.
 fn local_search(file: &str, pattern: &str, format: &str) -> String {
     let output = std::process::Command::new(common::gridwatch_bin())

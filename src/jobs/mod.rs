@@ -249,6 +249,12 @@ pub trait JobKind: Send + Sync + 'static {
     fn tasks(&self, spec: &Self::Spec) -> Result<TaskSource, Refusal>;
     /// Builds the per-job state from the first task of a job a worker sees.
     fn prepare(&self, task: &Self::TaskSpec) -> Result<Self::Prepared, TaskError>;
+    /// Whether `prepared` (built from an earlier task of the same job) can run `task`; when not,
+    /// the task is run with state prepared from itself. Kinds whose tasks all share one state
+    /// keep the default.
+    fn prepared_fits(&self, _prepared: &Self::Prepared, _task: &Self::TaskSpec) -> bool {
+        true
+    }
     /// Runs one task. Pure: no I/O, no clock.
     fn run(
         &self,
@@ -342,7 +348,12 @@ struct Prepared<K: JobKind> {
 impl<K: JobKind> PreparedTask for Prepared<K> {
     fn run(&self, task: &serde_json::Value, input: &[u8]) -> Result<TaskOutcome, TaskError> {
         let task: K::TaskSpec = decode_task::<K>(task)?;
-        let result = self.kind.run(&self.state, &task, input);
+        let result = if self.kind.prepared_fits(&self.state, &task) {
+            self.kind.run(&self.state, &task, input)
+        } else {
+            let own = self.kind.prepare(&task)?;
+            self.kind.run(&own, &task, input)
+        };
         let matches = self.kind.matches(&result);
         let payload = serde_json::to_value(&result)
             .map_err(|e| TaskError(format!("{} result encoding: {e}", K::NAME)))?;
