@@ -189,6 +189,22 @@ struct SeededNeedle {
     part_offsets: Vec<usize>,
 }
 
+/// One seed of one needle, with what a candidate check needs in one cache line.
+#[derive(Clone, Copy, Debug)]
+struct SeedEntry {
+    needle: u32,
+    part: u32,
+    /// Offset of the seed in the needle.
+    seed_offset: u32,
+    /// Needle length.
+    len: u32,
+    /// The needle's letters as 2-bit codes (letter `i` at bits `2i`), when it is plain A/C/G/T
+    /// of at most 32 letters (see `fast`).
+    packed: u64,
+    /// Whether `packed` is valid.
+    fast: bool,
+}
+
 /// Pigeonhole seed table for case-insensitive needles without `N`.
 #[derive(Clone, Debug)]
 pub(crate) struct SeedIndex {
@@ -197,8 +213,8 @@ pub(crate) struct SeedIndex {
     seed_len: usize,
     /// `heads[code]..heads[code + 1]` indexes `entries` for a seed spelled `code`.
     heads: Vec<u32>,
-    /// (needle index, part index).
-    entries: Vec<(u32, u8)>,
+    /// One per (seed spelling, needle, part), grouped by spelling.
+    entries: Vec<SeedEntry>,
     max_mismatches: u32,
 }
 
@@ -260,7 +276,21 @@ impl SeedIndex {
         for i in 0..codes {
             heads[i + 1] += heads[i];
         }
-        let entries = pairs.into_iter().map(|(_, n, p)| (n, p)).collect();
+        let entries = pairs
+            .into_iter()
+            .map(|(_, needle, part)| {
+                let seeded = &seeded[needle as usize];
+                let packed = pack_needle(&seeded.masks);
+                SeedEntry {
+                    needle,
+                    part: part as u32,
+                    seed_offset: seeded.part_offsets[part as usize] as u32,
+                    len: seeded.masks.len() as u32,
+                    packed: packed.unwrap_or(u64::MAX),
+                    fast: packed.is_some(),
+                }
+            })
+            .collect();
         Self {
             needles: seeded,
             seed_len,
@@ -271,6 +301,7 @@ impl SeedIndex {
     }
 
     pub fn search(&self, bases: &[u8], owned: usize, sink: &mut Sink<'_>) {
+        let packed = PackedBases::new(bases);
         let q = self.seed_len;
         let mask = (1u32 << (2 * q)) - 1;
         let mut code = 0u32;
@@ -288,23 +319,29 @@ impl SeedIndex {
             }
             let seed_start = at + 1 - q;
             let (from, to) = (self.heads[code as usize], self.heads[code as usize + 1]);
-            for &(needle_index, part) in &self.entries[from as usize..to as usize] {
-                let seeded = &self.needles[needle_index as usize];
-                let Some(start) = seed_start.checked_sub(seeded.part_offsets[part as usize])
-                else {
+            for entry in &self.entries[from as usize..to as usize] {
+                let Some(start) = seed_start.checked_sub(entry.seed_offset as usize) else {
                     continue;
                 };
-                if start >= owned {
+                let end = start + entry.len as usize;
+                if start >= owned || end > bases.len() {
                     continue;
                 }
-                let Some(window) = bases.get(start..start + seeded.masks.len()) else {
-                    continue;
+                let mismatches = if entry.fast && packed.all_bases(start, entry.len) {
+                    let differing = packed.differences(start, entry.len, entry.packed);
+                    if differing > self.max_mismatches {
+                        continue;
+                    }
+                    differing
+                } else {
+                    let seeded = &self.needles[entry.needle as usize];
+                    match masked_hamming(&seeded.masks, &bases[start..end], self.max_mismatches) {
+                        Some(mismatches) => mismatches,
+                        None => continue,
+                    }
                 };
-                let Some(mismatches) = masked_hamming(&seeded.masks, window, self.max_mismatches)
-                else {
-                    continue;
-                };
-                if self.found_earlier(seeded, part as usize, window) {
+                let seeded = &self.needles[entry.needle as usize];
+                if self.found_earlier(seeded, entry.part as usize, &bases[start..end]) {
                     continue;
                 }
                 sink(start, seeded.needle.pattern, seeded.needle.strand, mismatches);
@@ -318,6 +355,70 @@ impl SeedIndex {
             let seed = offset..offset + self.seed_len;
             masked_hamming(&seeded.masks[seed.clone()], &window[seed], 0).is_some()
         })
+    }
+}
+
+/// A needle of plain bases, at most 32, as 2-bit codes (letter `i` at bits `2i`).
+fn pack_needle(masks: &[u8]) -> Option<u64> {
+    if masks.len() > 32 {
+        return None;
+    }
+    let mut packed = 0u64;
+    for (i, &mask) in masks.iter().enumerate() {
+        if mask.count_ones() != 1 {
+            return None;
+        }
+        packed |= u64::from(mask.trailing_zeros()) << (2 * i);
+    }
+    Some(packed)
+}
+
+/// A chunk's bases as 2-bit codes, 32 to a word, and a bit per base that is not A/C/G/T, so a
+/// candidate window of up to 32 bases is compared with a needle in a few word operations.
+struct PackedBases {
+    codes: Vec<u64>,
+    other: Vec<u64>,
+}
+
+impl PackedBases {
+    fn new(bases: &[u8]) -> Self {
+        let mut codes = vec![0u64; bases.len() / 32 + 2];
+        let mut other = vec![0u64; bases.len() / 64 + 2];
+        for (i, &byte) in bases.iter().enumerate() {
+            let code = BASE_CODES[byte as usize];
+            if code > 3 {
+                other[i / 64] |= 1 << (i % 64);
+            } else {
+                codes[i / 32] |= u64::from(code) << (2 * (i % 32));
+            }
+        }
+        Self { codes, other }
+    }
+
+    /// Whether bases `start..start + len` (len <= 32) are all A/C/G/T.
+    fn all_bases(&self, start: usize, len: u32) -> bool {
+        let (word, shift) = (start / 64, start % 64);
+        let mut bits = self.other[word] >> shift;
+        if shift > 0 {
+            bits |= self.other[word + 1] << (64 - shift);
+        }
+        bits & ((1u64 << len) - 1) == 0
+    }
+
+    /// How many of bases `start..start + len` (len <= 32) differ from `needle`.
+    fn differences(&self, start: usize, len: u32, needle: u64) -> u32 {
+        let (word, shift) = (start / 32, 2 * (start % 32));
+        let mut window = self.codes[word] >> shift;
+        if shift > 0 {
+            window |= self.codes[word + 1] << (64 - shift);
+        }
+        let lanes = if len == 32 {
+            u64::MAX
+        } else {
+            (1u64 << (2 * len)) - 1
+        };
+        let x = (window ^ needle) & lanes;
+        ((x | (x >> 1)) & 0x5555_5555_5555_5555).count_ones()
     }
 }
 
