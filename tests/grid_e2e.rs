@@ -140,14 +140,25 @@ fn mismatch_search_on_the_grid_equals_local_search_in_every_format() {
     for (pattern, k) in [("ACGTACGTAC", "2"), ("ACGTNRYAC", "1"), ("GGATCCAAGT", "3")] {
         let job = format!("mm-{pattern}-{k}");
         grid.cli_ok(&[
-            "submit", &file, "-p", pattern, "-m", k, "--strand", "both", "--chunk-size", "50",
-            "--job-id", &job, "--wait", "--json",
+            "submit",
+            &file,
+            "-p",
+            pattern,
+            "-m",
+            k,
+            "--strand",
+            "both",
+            "--chunk-size",
+            "50",
+            "--job-id",
+            &job,
+            "--wait",
+            "--json",
         ]);
         for format in ["count", "tsv", "bed", "json"] {
             let local = std::process::Command::new(common::gridwatch_bin())
                 .args([
-                    "search", &file, "-p", pattern, "-m", k, "--strand", "both", "--format",
-                    format,
+                    "search", &file, "-p", pattern, "-m", k, "--strand", "both", "--format", format,
                 ])
                 .output()
                 .expect("running gridwatch search");
@@ -157,7 +168,9 @@ fn mismatch_search_on_the_grid_equals_local_search_in_every_format() {
             assert_eq!(remote, local, "{format} output of {pattern} with -m {k}");
             if format == "tsv" {
                 found += local.lines().count() - 1;
-                assert!(local.starts_with("seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched\tmismatches\n"));
+                assert!(local.starts_with(
+                    "seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched\tmismatches\n"
+                ));
             }
         }
     }
@@ -190,16 +203,37 @@ fn many_guides_are_cut_by_pattern_group_and_merge_to_the_local_result() {
     std::fs::write(&list, guides).expect("write guides");
     let (file, list) = (path.display().to_string(), list.display().to_string());
     let accepted = grid.cli_ok(&[
-        "submit", &file, "--patterns", &list, "-m", "1", "--strand", "both", "--job-id", "guides",
-        "--wait", "--json",
+        "submit",
+        &file,
+        "--patterns",
+        &list,
+        "-m",
+        "1",
+        "--strand",
+        "both",
+        "--job-id",
+        "guides",
+        "--wait",
+        "--json",
     ]);
     assert!(accepted.contains("guides"), "{accepted}");
     let status = grid.status("guides");
-    assert_eq!(status["job"]["progress"]["processed_chunks"], 6, "two records, three groups: {status}");
+    assert_eq!(
+        status["job"]["progress"]["processed_chunks"], 6,
+        "two records, three groups: {status}"
+    );
     for format in ["count", "tsv"] {
         let local = std::process::Command::new(common::gridwatch_bin())
             .args([
-                "search", &file, "--patterns", &list, "-m", "1", "--strand", "both", "--format",
+                "search",
+                &file,
+                "--patterns",
+                &list,
+                "-m",
+                "1",
+                "--strand",
+                "both",
+                "--format",
                 format,
             ])
             .output()
@@ -207,8 +241,14 @@ fn many_guides_are_cut_by_pattern_group_and_merge_to_the_local_result() {
         assert!(local.status.success());
         let local = String::from_utf8_lossy(&local.stdout).into_owned();
         if format == "tsv" {
-            assert!(local.lines().count() > 800, "guides taken from the genome match");
-            assert!(local.contains("\tg1199\t"), "names from the list are printed");
+            assert!(
+                local.lines().count() > 800,
+                "guides taken from the genome match"
+            );
+            assert!(
+                local.contains("\tg1199\t"),
+                "names from the list are printed"
+            );
         }
         let remote = grid.cli_ok(&["results", "guides", "--format", format]);
         assert_eq!(remote, local, "{format}");

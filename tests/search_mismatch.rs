@@ -164,7 +164,11 @@ fn parallel(text: &[u8], set: &PatternSet, block_bytes: usize) -> Vec<Found> {
     };
     let outcome = search_reader(text, set, &options, &mut |_| {}).expect("valid input");
     let counted: u64 = outcome.counts.iter().map(|c| c.total()).sum();
-    assert_eq!(counted as usize, outcome.hits.len(), "counts agree with hits");
+    assert_eq!(
+        counted as usize,
+        outcome.hits.len(),
+        "counts agree with hits"
+    );
     let mut out: Vec<Found> = outcome
         .hits
         .iter()

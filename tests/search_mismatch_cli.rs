@@ -52,8 +52,8 @@ fn mismatch_hits_equal_seqkit_locate_for_k_0_to_3() {
     let genome = fixture("genome.fa");
     let patterns = fixture("patterns.fa");
     for k in 0..=3 {
-        let expected = std::fs::read_to_string(fixture(&format!("seqkit_locate_m{k}.tsv")))
-            .expect("fixture");
+        let expected =
+            std::fs::read_to_string(fixture(&format!("seqkit_locate_m{k}.tsv"))).expect("fixture");
         let k_text = k.to_string();
         let ours = search(&[
             genome.to_str().expect("utf-8"),

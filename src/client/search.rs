@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use crate::client::tool_error::{ignore_broken_pipe, ToolError};
 use crate::jobs::search::printer::{write_report, OutputFormat, ReportHit, SearchReport};
 use crate::search::{
-    search_reader, ParallelError, ParallelOptions, Pattern, PatternSet, SearchOptions,
-    SearchOutcome, StrandMode,
+    search_reader, MismatchKernel, ParallelError, ParallelOptions, Pattern, PatternSet,
+    SearchOptions, SearchOutcome, StrandMode,
 };
 
 /// Which strands to search, as typed on the command line.
@@ -22,6 +22,18 @@ pub enum StrandArg {
     Forward,
     /// The patterns and their reverse complements (reported on strand `-`).
     Both,
+}
+
+/// The mismatch kernel, as typed on the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelArg {
+    /// Shift-and for few patterns, seeds for many.
+    #[default]
+    Auto,
+    /// Bit-parallel shift-and for every pattern.
+    Bits,
+    /// Pigeonhole seeds for every pattern that allows them.
+    Seeds,
 }
 
 /// Arguments of `gridwatch search`.
@@ -41,6 +53,10 @@ pub struct SearchArgs {
     /// pattern letter but N.
     #[arg(short = 'm', long, default_value_t = 0)]
     pub max_mismatches: u32,
+    /// The matcher for searches with mismatches (for benchmarks comparing the kernels; the
+    /// result is the same): auto, bits or seeds.
+    #[arg(long, hide = true, value_enum, default_value_t = KernelArg::Auto)]
+    pub mismatch_kernel: KernelArg,
     /// Strands to search.
     #[arg(long, value_enum, default_value_t = StrandArg::Forward)]
     pub strand: StrandArg,
@@ -73,7 +89,11 @@ pub fn run(args: &SearchArgs) -> Result<(), ToolError> {
         },
         case_sensitive: args.case_sensitive,
         max_mismatches: args.max_mismatches,
-        ..SearchOptions::default()
+        kernel: match args.mismatch_kernel {
+            KernelArg::Auto => MismatchKernel::Auto,
+            KernelArg::Bits => MismatchKernel::Bits,
+            KernelArg::Seeds => MismatchKernel::Seeds,
+        },
     };
     let set = PatternSet::new(patterns, options).map_err(|e| ToolError::Usage(e.to_string()))?;
     let mut parallel = ParallelOptions {
@@ -174,7 +194,10 @@ pub fn read_patterns_file(path: &Path) -> Result<Vec<Pattern>, ToolError> {
             }
             _ => {
                 let sequence = line.to_string();
-                (pending_name.take().unwrap_or_else(|| sequence.clone()), sequence)
+                (
+                    pending_name.take().unwrap_or_else(|| sequence.clone()),
+                    sequence,
+                )
             }
         };
         patterns.push(Pattern { name, sequence });

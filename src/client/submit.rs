@@ -10,10 +10,10 @@ use tokio::io::AsyncReadExt;
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 use super::progress::JobProgress;
-use super::search::collect_patterns;
 use super::query::{
     chosen_format, print_results, print_status, query_status, wait_for, ResultsRequest,
 };
+use super::search::collect_patterns;
 use crate::backend::{JobStatus, Priority};
 use crate::jobs;
 use crate::jobs::search::{SearchSubmission, SEARCH_KIND};
@@ -95,7 +95,11 @@ pub struct SearchSpecArgs {
     /// FASTA or plain sequence file (optionally gzip-compressed).
     pub file: PathBuf,
     /// Pattern to find (repeat for several); A C G T and IUPAC codes.
-    #[arg(long = "pattern", short = 'p', required_unless_present = "patterns_file")]
+    #[arg(
+        long = "pattern",
+        short = 'p',
+        required_unless_present = "patterns_file"
+    )]
     pub patterns: Vec<String>,
     /// A file of patterns: one sequence per line, `name<TAB>sequence` lines, or FASTA.
     #[arg(long = "patterns", value_name = "FILE")]

@@ -61,7 +61,11 @@ pub(crate) struct ApproxBits {
 }
 
 impl ApproxBits {
-    pub fn new(needles: Vec<Needle>, max_mismatches: u32, matches: &dyn Fn(u8, u8) -> bool) -> Self {
+    pub fn new(
+        needles: Vec<Needle>,
+        max_mismatches: u32,
+        matches: &dyn Fn(u8, u8) -> bool,
+    ) -> Self {
         let mut words: Vec<Word> = Vec::new();
         let mut used = WORD_BITS;
         for (index, needle) in needles.iter().enumerate() {
@@ -344,7 +348,12 @@ impl SeedIndex {
                 if self.found_earlier(seeded, entry.part as usize, &bases[start..end]) {
                     continue;
                 }
-                sink(start, seeded.needle.pattern, seeded.needle.strand, mismatches);
+                sink(
+                    start,
+                    seeded.needle.pattern,
+                    seeded.needle.strand,
+                    mismatches,
+                );
             }
         }
     }

@@ -252,13 +252,7 @@ impl ShiftAnd {
         Self { needles, words }
     }
 
-    fn search(
-        &self,
-        bases: &[u8],
-        owned: usize,
-        verify: &Verify<'_>,
-        sink: &mut Sink<'_>,
-    ) {
+    fn search(&self, bases: &[u8], owned: usize, verify: &Verify<'_>, sink: &mut Sink<'_>) {
         for word in &self.words {
             let mut state = 0u64;
             for (at, &byte) in bases.iter().enumerate() {
@@ -273,7 +267,8 @@ impl ShiftAnd {
                     let start = at + 1 - prefix_len;
                     let needle = &self.needles[index];
                     if start < owned
-                        && (needle.letters.len() == prefix_len || verify(needle, start, 0).is_some())
+                        && (needle.letters.len() == prefix_len
+                            || verify(needle, start, 0).is_some())
                     {
                         sink(start, needle.pattern, needle.strand, 0);
                     }

@@ -88,7 +88,13 @@ pub fn search_chunk_with(set: &PatternSet, chunk: &Chunk<'_>, on_hit: &mut dyn F
         return;
     }
     let verify = |needle: &matcher::Needle, start: usize, limit: u32| {
-        set.mismatches_at(needle.pattern as usize, needle.strand, chunk.bases, start, limit)
+        set.mismatches_at(
+            needle.pattern as usize,
+            needle.strand,
+            chunk.bases,
+            start,
+            limit,
+        )
     };
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();

@@ -468,7 +468,10 @@ impl SearchCutter {
             spec.pattern_offset = (group * PATTERNS_PER_TASK) as u32;
             let index = u64::from(chunk.index) * groups + group as u64;
             let index = u32::try_from(index).map_err(|_| {
-                Refusal::new(ErrorCode::BadMessage, "too many tasks for one job".to_string())
+                Refusal::new(
+                    ErrorCode::BadMessage,
+                    "too many tasks for one job".to_string(),
+                )
             })?;
             emit(PlannedTask::new(index, &spec, bases.clone())?);
         }
