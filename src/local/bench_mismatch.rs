@@ -84,8 +84,8 @@ fn run_in(args: &BenchSearchArgs, scratch: &Path) -> Result<(), ToolError> {
                 quote_path(&slice),
                 quote_path(&theirs_file)
             ))?;
-            let (ours, theirs) = (locations(&ours_file)?, locations(&theirs_file)?);
             let rate = slice_mb / theirs.seconds;
+            let (ours, theirs) = (locations(&ours_file)?, locations(&theirs_file)?);
             let check = match ours == theirs {
                 true => format!("= seqkit ({} hits on the slice)", ours.len()),
                 false => format!("DIFFERS: {} vs seqkit's {}", ours.len(), theirs.len()),
