@@ -64,8 +64,8 @@ fn known_kinds() -> String {
 /// this keeps every such name well below the usual 255-byte file-name limit.
 pub const MAX_JOB_ID_LEN: usize = 100;
 
-/// Largest submitted job spec, as JSON bytes. Search tasks carry the job's patterns, so the spec
-/// is stored once per task: it must stay small.
+/// Largest submitted job spec, as JSON bytes, unless a kind sets its own
+/// [`JobKind::MAX_SPEC_BYTES`]: a spec may be copied into every task, so it must stay small.
 pub const MAX_SPEC_BYTES: usize = 64 * 1024;
 
 /// The master's limits a submission is checked against.
@@ -225,6 +225,8 @@ pub trait JobKind: Send + Sync + 'static {
     const SUMMARY_FORMAT: Option<&'static str> = None;
     /// The format that draws the result as a PNG image, if the kind has one.
     const IMAGE_FORMAT: Option<&'static str> = None;
+    /// Largest submitted spec, as JSON bytes.
+    const MAX_SPEC_BYTES: usize = MAX_SPEC_BYTES;
     /// What a client submits.
     type Submission: DeserializeOwned;
     /// What the store keeps for the job.
@@ -390,13 +392,14 @@ impl<K: JobKind> Kind for K {
         limits: &SubmitLimits,
     ) -> Result<serde_json::Value, Refusal> {
         let size = serde_json::to_vec(&submission).map_or(usize::MAX, |json| json.len());
-        if size > MAX_SPEC_BYTES {
+        if size > K::MAX_SPEC_BYTES {
             return Err(Refusal::new(
                 ErrorCode::BadMessage,
                 format!(
-                    "{} job spec of {size} bytes exceeds the limit of {MAX_SPEC_BYTES} bytes: \
+                    "{} job spec of {size} bytes exceeds the limit of {} bytes: \
                      submit fewer or shorter patterns or parameters",
-                    K::NAME
+                    K::NAME,
+                    K::MAX_SPEC_BYTES
                 ),
             ));
         }

@@ -273,6 +273,9 @@ pub struct SearchKind;
 impl JobKind for SearchKind {
     const NAME: &'static str = SEARCH_KIND;
     const FORMATS: &'static [&'static str] = &["count", "tsv", "bed", "json"];
+    /// Room for [`MAX_PATTERNS`] guides with names: a task carries only its pattern group, so the
+    /// job's whole list is stored once, not once per task.
+    const MAX_SPEC_BYTES: usize = 8 << 20;
     type Submission = SearchSubmission;
     type Spec = SearchJobSpec;
     type TaskSpec = SearchTaskSpec;
@@ -613,7 +616,7 @@ mod tests {
             .collect();
         let many = serde_json::json!({ "filename": "g.fa", "patterns": patterns });
         let refused = kind.accept(many, Some(10), &LIMITS).unwrap_err();
-        assert!(refused.message.contains("at most 1000"), "{refused}");
+        assert!(refused.message.contains("at most 100000"), "{refused}");
 
         let tiny = serde_json::json!({
             "filename": "g.fa",
@@ -631,7 +634,7 @@ mod tests {
         assert!(kind.accept(tiny, Some(400_000), &limits).is_ok());
 
         let huge = serde_json::json!({
-            "filename": "g".repeat(jobs::MAX_SPEC_BYTES),
+            "filename": "g".repeat(<SearchKind as JobKind>::MAX_SPEC_BYTES),
             "patterns": [{ "name": "p", "sequence": "ACGT" }],
         });
         let refused = kind.accept(huge, Some(10), &LIMITS).unwrap_err();
