@@ -1,5 +1,7 @@
 //! The DNA pattern-search kernel: pure functions over bytes, no I/O beyond readers it is handed,
 //! no networking, no async. Workers, `gridwatch search` and the benchmarks call the same code.
+//! Exact and mismatch (Hamming) searches share it: an approximate match is exactly as long as its
+//! pattern, so the overlap below covers it too.
 //!
 //! Invariant of the chunk API: a chunk owns `[0, owned_len)` of the bases it is given and carries
 //! `PatternSet::overlap()` more bases after it; only matches that *start* in the owned range are
