@@ -18,6 +18,13 @@ use crate::client::tool_error::ToolError;
 /// Pattern length of the benchmark's guides.
 const GUIDE_LEN: usize = 20;
 
+/// The single pattern; copies of it with 0 to 3 substitutions are planted in the generated
+/// genomes, so the seqkit check compares hundreds of hits at every K.
+const GUIDE: &str = "GTACACCATCAAACGCCACG";
+
+/// Copies planted of each variant.
+const PLANTED: u64 = 100;
+
 /// Genome for the many-guides exactness check.
 const GUIDE_CHECK_BYTES: u64 = 2 << 20;
 
@@ -43,16 +50,16 @@ pub fn run(args: &BenchSearchArgs) -> Result<(), ToolError> {
 fn run_in(args: &BenchSearchArgs, scratch: &Path) -> Result<(), ToolError> {
     let genome = match &args.file {
         Some(file) => file.clone(),
-        None => generate_into(scratch, "genome.fa", args.size, 42)?,
+        None => generate_into(scratch, "genome.fa", args.size, 42, planted())?,
     };
     let slice_size = args.slice.min(file_len(&genome)?);
-    let slice = generate_into(scratch, "slice.fa", slice_size, 43)?;
-    let small = generate_into(scratch, "small.fa", GUIDE_CHECK_BYTES, 44)?;
+    let slice = generate_into(scratch, "slice.fa", slice_size, 43, planted())?;
+    let small = generate_into(scratch, "small.fa", GUIDE_CHECK_BYTES, 44, Vec::new())?;
     let exe = std::env::current_exe()
         .map_err(|e| ToolError::Failed(format!("cannot find the gridwatch binary: {e}")))?;
     let gridwatch = quote(&exe.to_string_lossy());
     let seqkit = installed("seqkit");
-    let guide = guide_from(&slice)?;
+    let guide = GUIDE;
     let (genome_mb, slice_mb) = (mb(file_len(&genome)?), mb(file_len(&slice)?));
     println!(
         "genome {} ({genome_mb:.1} MB); seqkit slice {} ({slice_mb:.1} MB); cores: {}",
@@ -60,7 +67,10 @@ fn run_in(args: &BenchSearchArgs, scratch: &Path) -> Result<(), ToolError> {
         slice.display(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    println!("pattern: {guide} (taken from the slice), both strands, case-insensitive");
+    println!(
+        "pattern: {guide} ({PLANTED} copies each with 0, 1, 2, 3 substitutions planted), both \
+         strands, case-insensitive"
+    );
     println!(
         "{:<22} {:>9} {:>11} {:>11} {:>11} {:>9} {:>9}  check",
         "search", "hits", "gw MB/s", "gw slice", "seqkit", "gw/seqkit", "time s"
@@ -167,7 +177,30 @@ fn guides_row(
     Ok(())
 }
 
-fn generate_into(dir: &Path, name: &str, size: u64, seed: u64) -> Result<PathBuf, ToolError> {
+/// The guide and copies with 1, 2 and 3 substitutions.
+fn planted() -> Vec<generate::Plant> {
+    let mut variant = GUIDE.as_bytes().to_vec();
+    let mut plants = vec![generate::Plant {
+        pattern: variant.clone(),
+        count: PLANTED,
+    }];
+    for at in [3, 11, 17] {
+        variant[at] = if variant[at] == b'A' { b'C' } else { b'A' };
+        plants.push(generate::Plant {
+            pattern: variant.clone(),
+            count: PLANTED,
+        });
+    }
+    plants
+}
+
+fn generate_into(
+    dir: &Path,
+    name: &str,
+    size: u64,
+    seed: u64,
+    plant: Vec<generate::Plant>,
+) -> Result<PathBuf, ToolError> {
     let out = dir.join(name);
     eprintln!("generating {size} bases into {} …", out.display());
     generate::run(&GenerateArgs {
@@ -176,29 +209,9 @@ fn generate_into(dir: &Path, name: &str, size: u64, seed: u64) -> Result<PathBuf
         seed,
         line_width: 60,
         records: 1,
-        plant: Vec::new(),
+        plant,
     })?;
     Ok(out)
-}
-
-/// A 20-mer from the middle of the first record's first lines.
-fn guide_from(file: &Path) -> Result<String, ToolError> {
-    let text =
-        std::fs::read(file).map_err(|e| ToolError::Failed(format!("{}: {e}", file.display())))?;
-    let bases: Vec<u8> = text
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.starts_with(b">"))
-        .flatten()
-        .copied()
-        .take(4096)
-        .collect();
-    let window = bases
-        .get(2000..2000 + GUIDE_LEN)
-        .filter(|w| w.iter().all(|b| b"ACGTacgt".contains(b)))
-        .ok_or_else(|| {
-            ToolError::Failed(format!("{}: no 20 plain bases at 2000", file.display()))
-        })?;
-    Ok(String::from_utf8_lossy(window).to_ascii_uppercase())
 }
 
 /// `count` random 20-mers, one a line (xorshift: the same seed gives the same guides).

@@ -426,11 +426,20 @@ impl JobKind for SearchKind {
             [one] => one.sequence.clone(),
             many => format!("{} patterns", many.len()),
         };
-        let strands = match spec.options.strand {
-            StrandMode::Forward => "",
-            StrandMode::Both => " (both strands)",
+        let mut notes = Vec::new();
+        if spec.options.strand == StrandMode::Both {
+            notes.push("both strands".to_string());
+        }
+        match spec.options.max_mismatches {
+            0 => {}
+            1 => notes.push("up to 1 mismatch".to_string()),
+            k => notes.push(format!("up to {k} mismatches")),
+        }
+        let notes = match notes.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", notes.join(", ")),
         };
-        format!("{patterns} in {}{strands}", spec.filename)
+        format!("{patterns} in {}{notes}", spec.filename)
     }
 }
 
