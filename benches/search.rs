@@ -84,6 +84,7 @@ fn pattern_set(patterns: &[&str], strand: StrandMode) -> PatternSet {
         SearchOptions {
             strand,
             case_sensitive: false,
+            ..SearchOptions::default()
         },
     )
     .expect("valid patterns")

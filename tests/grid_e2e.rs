@@ -126,6 +126,135 @@ fn submit_search_names_the_kind_and_results_print_in_its_formats() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("formats: count, tsv, bed, json"));
 }
 
+/// A search with mismatches cut into 50-base chunks: an approximate match has its pattern's
+/// length, so the chunk overlap still covers it and the grid prints what a local search prints.
+#[test]
+fn mismatch_search_on_the_grid_equals_local_search_in_every_format() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 2);
+    let records = awkward_records(23, &[3, 50, 51, 149, 1000, 2503]);
+    let path = grid.path("mismatch.fa");
+    write_fasta(&path, &records, 13, "\n");
+    let file = path.display().to_string();
+    let mut found = 0;
+    for (pattern, k) in [("ACGTACGTAC", "2"), ("ACGTNRYAC", "1"), ("GGATCCAAGT", "3")] {
+        let job = format!("mm-{pattern}-{k}");
+        grid.cli_ok(&[
+            "submit",
+            &file,
+            "-p",
+            pattern,
+            "-m",
+            k,
+            "--strand",
+            "both",
+            "--chunk-size",
+            "50",
+            "--job-id",
+            &job,
+            "--wait",
+            "--json",
+        ]);
+        for format in ["count", "tsv", "bed", "json"] {
+            let local = std::process::Command::new(common::gridwatch_bin())
+                .args([
+                    "search", &file, "-p", pattern, "-m", k, "--strand", "both", "--format", format,
+                ])
+                .output()
+                .expect("running gridwatch search");
+            assert!(local.status.success());
+            let local = String::from_utf8_lossy(&local.stdout).into_owned();
+            let remote = grid.cli_ok(&["results", &job, "--format", format]);
+            assert_eq!(remote, local, "{format} output of {pattern} with -m {k}");
+            if format == "tsv" {
+                found += local.lines().count() - 1;
+                assert!(local.starts_with(
+                    "seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched\tmismatches\n"
+                ));
+            }
+        }
+    }
+    assert!(found > 20, "only {found} hits: the test would prove little");
+}
+
+/// 1,200 guides are more than one task's pattern group, so even a one-chunk genome becomes
+/// several tasks (one per group) on several workers; the merged result is local search's.
+#[test]
+fn many_guides_are_cut_by_pattern_group_and_merge_to_the_local_result() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 1);
+    grid.start_worker("w2", 1);
+    let records = awkward_records(31, &[700, 1300]);
+    let path = grid.path("guides.fa");
+    write_fasta(&path, &records, 60, "\n");
+    let mut guides = String::new();
+    let mut bases = Bases::new(5);
+    for i in 0..1200 {
+        let (_, seq) = &records[i % 2];
+        let at = (i * 37) % (seq.len() - 12);
+        let guide = if i % 3 == 0 {
+            bases.take(12)
+        } else {
+            seq[at..at + 12].to_vec()
+        };
+        guides.push_str(&format!("g{i}\t{}\n", String::from_utf8_lossy(&guide)));
+    }
+    let list = grid.path("guides.tsv");
+    std::fs::write(&list, guides).expect("write guides");
+    let (file, list) = (path.display().to_string(), list.display().to_string());
+    let accepted = grid.cli_ok(&[
+        "submit",
+        &file,
+        "--patterns",
+        &list,
+        "-m",
+        "1",
+        "--strand",
+        "both",
+        "--job-id",
+        "guides",
+        "--wait",
+        "--json",
+    ]);
+    assert!(accepted.contains("guides"), "{accepted}");
+    let status = grid.status("guides");
+    assert_eq!(
+        status["job"]["progress"]["processed_chunks"], 6,
+        "two records, three groups: {status}"
+    );
+    for format in ["count", "tsv"] {
+        let local = std::process::Command::new(common::gridwatch_bin())
+            .args([
+                "search",
+                &file,
+                "--patterns",
+                &list,
+                "-m",
+                "1",
+                "--strand",
+                "both",
+                "--format",
+                format,
+            ])
+            .output()
+            .expect("running gridwatch search");
+        assert!(local.status.success());
+        let local = String::from_utf8_lossy(&local.stdout).into_owned();
+        if format == "tsv" {
+            assert!(
+                local.lines().count() > 800,
+                "guides taken from the genome match"
+            );
+            assert!(
+                local.contains("\tg1199\t"),
+                "names from the list are printed"
+            );
+        }
+        let remote = grid.cli_ok(&["results", "guides", "--format", format]);
+        assert_eq!(remote, local, "{format}");
+    }
+}
+
 /// Output of local `gridwatch search` (no servers) on both strands.
 fn local_search(file: &str, pattern: &str, format: &str) -> String {
     let output = std::process::Command::new(common::gridwatch_bin())

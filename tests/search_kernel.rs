@@ -101,6 +101,7 @@ fn reference_hits(
                             start: start as u64,
                             pattern: pattern_index as u32,
                             strand,
+                            mismatches: 0,
                         };
                         out.push((record_index as u32, hit));
                     }
@@ -179,6 +180,7 @@ proptest! {
         let options = SearchOptions {
             strand: if both { StrandMode::Both } else { StrandMode::Forward },
             case_sensitive,
+            ..SearchOptions::default()
         };
         let set = PatternSet::new(
             patterns
@@ -217,6 +219,7 @@ fn long_iupac_patterns_beyond_one_machine_word_are_exact() {
     let options = SearchOptions {
         strand: StrandMode::Both,
         case_sensitive: false,
+        ..SearchOptions::default()
     };
     let set = PatternSet::new(
         vec![Pattern {
@@ -272,6 +275,7 @@ proptest! {
         let options = SearchOptions {
             strand: if both { StrandMode::Both } else { StrandMode::Forward },
             case_sensitive: false,
+            ..SearchOptions::default()
         };
         let set = PatternSet::new(
             patterns
@@ -378,6 +382,7 @@ fn uniform_line_runs_and_their_irregularities_are_searched_exactly() {
     let options = SearchOptions {
         strand: StrandMode::Both,
         case_sensitive: false,
+        ..SearchOptions::default()
     };
     let set = PatternSet::new(
         patterns

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use crate::client::tool_error::{ignore_broken_pipe, ToolError};
 use crate::jobs::search::printer::{write_report, OutputFormat, ReportHit, SearchReport};
 use crate::search::{
-    search_reader, ParallelError, ParallelOptions, Pattern, PatternSet, SearchOptions,
-    SearchOutcome, StrandMode,
+    search_reader, MismatchKernel, ParallelError, ParallelOptions, Pattern, PatternSet,
+    SearchOptions, SearchOutcome, StrandMode,
 };
 
 /// Which strands to search, as typed on the command line.
@@ -24,6 +24,18 @@ pub enum StrandArg {
     Both,
 }
 
+/// The mismatch kernel, as typed on the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelArg {
+    /// Shift-and for few patterns, seeds for many.
+    #[default]
+    Auto,
+    /// Bit-parallel shift-and for every pattern.
+    Bits,
+    /// Pigeonhole seeds for every pattern that allows them.
+    Seeds,
+}
+
 /// Arguments of `gridwatch search`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SearchArgs {
@@ -32,10 +44,19 @@ pub struct SearchArgs {
     /// A pattern: A C G T (U) and IUPAC codes (N R Y S W K M B D H V). Repeat for several.
     #[arg(short, long = "pattern", value_name = "SEQ")]
     pub patterns: Vec<String>,
-    /// A file of patterns: FASTA (`>name` then the sequence) or one sequence per line
-    /// (blank lines and lines starting with # are skipped).
+    /// A file of patterns: FASTA (`>name` then the sequence), `name<TAB>sequence` lines, or one
+    /// sequence per line (blank lines and lines starting with # are skipped).
     #[arg(long = "patterns", value_name = "FILE")]
     pub patterns_file: Option<PathBuf>,
+    /// Most substitutions a match may have (Hamming distance, as `seqkit locate -m`); must be
+    /// less than half of every pattern's length. A sequence N counts as a mismatch against any
+    /// pattern letter but N.
+    #[arg(short = 'm', long, default_value_t = 0)]
+    pub max_mismatches: u32,
+    /// The matcher for searches with mismatches (for benchmarks comparing the kernels; the
+    /// result is the same): auto, bits or seeds.
+    #[arg(long, hide = true, value_enum, default_value_t = KernelArg::Auto)]
+    pub mismatch_kernel: KernelArg,
     /// Strands to search.
     #[arg(long, value_enum, default_value_t = StrandArg::Forward)]
     pub strand: StrandArg,
@@ -67,6 +88,12 @@ pub fn run(args: &SearchArgs) -> Result<(), ToolError> {
             StrandArg::Both => StrandMode::Both,
         },
         case_sensitive: args.case_sensitive,
+        max_mismatches: args.max_mismatches,
+        kernel: match args.mismatch_kernel {
+            KernelArg::Auto => MismatchKernel::Auto,
+            KernelArg::Bits => MismatchKernel::Bits,
+            KernelArg::Seeds => MismatchKernel::Seeds,
+        },
     };
     let set = PatternSet::new(patterns, options).map_err(|e| ToolError::Usage(e.to_string()))?;
     let mut parallel = ParallelOptions {
@@ -112,9 +139,11 @@ pub fn build_report(set: &PatternSet, outcome: SearchOutcome) -> SearchReport {
             pattern: located.hit.pattern,
             strand: located.hit.strand,
             matched: String::from_utf8_lossy(&located.matched).into_owned(),
+            mismatches: located.hit.mismatches,
         })
         .collect();
     SearchReport {
+        max_mismatches: set.options().max_mismatches,
         records: outcome.records,
         patterns: set.patterns().to_vec(),
         counts: outcome.counts,
@@ -138,7 +167,7 @@ pub fn collect_patterns(inline: &[String], file: Option<&Path>) -> Result<Vec<Pa
 }
 
 /// Reads a patterns file: FASTA, or one sequence per line.
-fn read_patterns_file(path: &Path) -> Result<Vec<Pattern>, ToolError> {
+pub fn read_patterns_file(path: &Path) -> Result<Vec<Pattern>, ToolError> {
     let shown = path.display();
     let usage = |what: &str, e: io::Error| ToolError::Usage(format!("{shown}: {what}: {e}"));
     let file = File::open(path).map_err(|e| usage("cannot open patterns file", e))?;
@@ -159,8 +188,18 @@ fn read_patterns_file(path: &Path) -> Result<Vec<Pattern>, ToolError> {
             pending_name = Some(header.split_whitespace().next().unwrap_or("").to_string());
             continue;
         }
-        let sequence = line.to_string();
-        let name = pending_name.take().unwrap_or_else(|| sequence.clone());
+        let (name, sequence) = match line.split_once('\t') {
+            Some((name, sequence)) if pending_name.is_none() => {
+                (name.trim().to_string(), sequence.trim().to_string())
+            }
+            _ => {
+                let sequence = line.to_string();
+                (
+                    pending_name.take().unwrap_or_else(|| sequence.clone()),
+                    sequence,
+                )
+            }
+        };
         patterns.push(Pattern { name, sequence });
     }
     if let Some(name) = pending_name {

@@ -13,6 +13,7 @@ use super::progress::JobProgress;
 use super::query::{
     chosen_format, follow, print_results_patiently, print_status, ResultsRequest, POLL_INTERVAL,
 };
+use super::search::collect_patterns;
 use crate::backend::{JobStatus, Priority};
 use crate::jobs;
 use crate::jobs::search::{SearchSubmission, SEARCH_KIND};
@@ -94,8 +95,19 @@ pub struct SearchSpecArgs {
     /// FASTA or plain sequence file (optionally gzip-compressed).
     pub file: PathBuf,
     /// Pattern to find (repeat for several); A C G T and IUPAC codes.
-    #[arg(long = "pattern", short = 'p', required = true)]
+    #[arg(
+        long = "pattern",
+        short = 'p',
+        required_unless_present = "patterns_file"
+    )]
     pub patterns: Vec<String>,
+    /// A file of patterns: one sequence per line, `name<TAB>sequence` lines, or FASTA.
+    #[arg(long = "patterns", value_name = "FILE")]
+    pub patterns_file: Option<PathBuf>,
+    /// Most substitutions a match may have (Hamming distance, as `seqkit locate -m`); must be
+    /// less than half of every pattern's length.
+    #[arg(short = 'm', long, default_value_t = 0)]
+    pub max_mismatches: u32,
     /// Search the reverse complement too.
     #[arg(long, value_enum, default_value_t = StrandArg::Forward)]
     pub strand: StrandArg,
@@ -122,14 +134,19 @@ impl SearchSpecArgs {
     /// The search submission these flags describe; patterns are checked here, so a typo fails
     /// before any upload.
     fn request(&self) -> Result<JobRequest, ClientError> {
-        let patterns = parse_patterns(&self.patterns, self.strand.into(), self.case_sensitive)?;
+        let options = SearchOptions {
+            strand: self.strand.into(),
+            case_sensitive: self.case_sensitive,
+            max_mismatches: self.max_mismatches,
+            ..SearchOptions::default()
+        };
+        let patterns = collect_patterns(&self.patterns, self.patterns_file.as_deref())
+            .map_err(|e| ClientError::Usage(e.to_string()))?;
+        let patterns = check_patterns(patterns, options)?;
         let submission = SearchSubmission {
             filename: display_name(&self.file),
             patterns,
-            options: SearchOptions {
-                strand: self.strand.into(),
-                case_sensitive: self.case_sensitive,
-            },
+            options,
             chunk_size: self.chunk_size,
         };
         Ok(JobRequest {
@@ -294,7 +311,17 @@ pub fn parse_patterns(
     let options = SearchOptions {
         strand,
         case_sensitive,
+        ..SearchOptions::default()
     };
+    check_patterns(patterns, options)
+}
+
+/// Compiles `patterns` once with `options`, so a typo or an impossible mismatch count fails
+/// before any upload.
+fn check_patterns(
+    patterns: Vec<Pattern>,
+    options: SearchOptions,
+) -> Result<Vec<Pattern>, ClientError> {
     PatternSet::new(patterns.clone(), options).map_err(|e| ClientError::Usage(e.to_string()))?;
     Ok(patterns)
 }

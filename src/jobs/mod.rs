@@ -65,8 +65,8 @@ fn known_kinds() -> String {
 /// this keeps every such name well below the usual 255-byte file-name limit.
 pub const MAX_JOB_ID_LEN: usize = 100;
 
-/// Largest submitted job spec, as JSON bytes. Search tasks carry the job's patterns, so the spec
-/// is stored once per task: it must stay small.
+/// Largest submitted job spec, as JSON bytes, unless a kind sets its own
+/// [`JobKind::MAX_SPEC_BYTES`]: a spec may be copied into every task, so it must stay small.
 pub const MAX_SPEC_BYTES: usize = 64 * 1024;
 
 /// The master's limits a submission is checked against.
@@ -266,6 +266,8 @@ pub trait JobKind: Send + Sync + 'static {
     const SUMMARY_FORMAT: Option<&'static str> = None;
     /// The format that draws the result as a PNG image, if the kind has one.
     const IMAGE_FORMAT: Option<&'static str> = None;
+    /// Largest submitted spec, as JSON bytes.
+    const MAX_SPEC_BYTES: usize = MAX_SPEC_BYTES;
     /// What a client submits.
     type Submission: DeserializeOwned;
     /// What the store keeps for the job.
@@ -290,6 +292,12 @@ pub trait JobKind: Send + Sync + 'static {
     fn tasks(&self, spec: &Self::Spec) -> Result<TaskSource, Refusal>;
     /// Builds the per-job state from the first task of a job a worker sees.
     fn prepare(&self, task: &Self::TaskSpec) -> Result<Self::Prepared, TaskError>;
+    /// Whether `prepared` (built from an earlier task of the same job) can run `task`; when not,
+    /// the task is run with state prepared from itself. Kinds whose tasks all share one state
+    /// keep the default.
+    fn prepared_fits(&self, _prepared: &Self::Prepared, _task: &Self::TaskSpec) -> bool {
+        true
+    }
     /// Runs one task. Pure: no I/O, no clock.
     fn run(
         &self,
@@ -383,7 +391,12 @@ struct Prepared<K: JobKind> {
 impl<K: JobKind> PreparedTask for Prepared<K> {
     fn run(&self, task: &serde_json::Value, input: &[u8]) -> Result<TaskOutcome, TaskError> {
         let task: K::TaskSpec = decode_task::<K>(task)?;
-        let result = self.kind.run(&self.state, &task, input);
+        let result = if self.kind.prepared_fits(&self.state, &task) {
+            self.kind.run(&self.state, &task, input)
+        } else {
+            let own = self.kind.prepare(&task)?;
+            self.kind.run(&own, &task, input)
+        };
         let matches = self.kind.matches(&result);
         let payload = serde_json::to_value(&result)
             .map_err(|e| TaskError(format!("{} result encoding: {e}", K::NAME)))?;
@@ -420,13 +433,14 @@ impl<K: JobKind> Kind for K {
         limits: &SubmitLimits,
     ) -> Result<serde_json::Value, Refusal> {
         let size = serde_json::to_vec(&submission).map_or(usize::MAX, |json| json.len());
-        if size > MAX_SPEC_BYTES {
+        if size > K::MAX_SPEC_BYTES {
             return Err(Refusal::new(
                 ErrorCode::BadMessage,
                 format!(
-                    "{} job spec of {size} bytes exceeds the limit of {MAX_SPEC_BYTES} bytes: \
+                    "{} job spec of {size} bytes exceeds the limit of {} bytes: \
                      submit fewer or shorter patterns or parameters",
-                    K::NAME
+                    K::NAME,
+                    K::MAX_SPEC_BYTES
                 ),
             ));
         }

@@ -42,6 +42,16 @@ pub struct BenchSearchArgs {
     /// Also time seqkit locate (exact but slow: several seconds per run on 200 MiB).
     #[arg(long)]
     pub seqkit: bool,
+    /// Benchmark search with mismatches instead: one 20-mer at K = 1, 2, 3 against
+    /// `seqkit locate -i -m K` (on `--slice`), and `--guides` random 20-mers at K = 3.
+    #[arg(long)]
+    pub mismatches: bool,
+    /// With --mismatches: size of the genome seqkit searches (it runs at about 1 MB/s).
+    #[arg(long, default_value = "20MiB", value_parser = generate::parse_size)]
+    pub slice: u64,
+    /// With --mismatches: how many random 20-mers the many-guides row searches for.
+    #[arg(long, default_value_t = 1000)]
+    pub guides: usize,
 }
 
 /// One tool under test: a shell command whose output ends with the match count.
@@ -64,6 +74,9 @@ pub fn run(command: &BenchCommand) -> Result<(), ToolError> {
 }
 
 fn bench_search(args: &BenchSearchArgs) -> Result<(), ToolError> {
+    if args.mismatches {
+        return super::bench_mismatch::run(args);
+    }
     if !args.pattern.bytes().all(|b| b"ACGTacgt".contains(&b)) || args.pattern.is_empty() {
         return Err(ToolError::Usage(format!(
             "--pattern {:?}: the benchmark compares exact-string tools, so use A, C, G and T only",

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod bench_grid;
 pub mod bench_kinds;
+mod bench_mismatch;
 pub mod demo;
 mod demo_kill;
 mod log_file;

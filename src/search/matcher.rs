@@ -6,10 +6,13 @@
 //! - IUPAC patterns (or machines without Teddy) use a bit-parallel shift-and over 64-bit words,
 //!   several needles per word; needles longer than 64 are filtered on their first 64 letters and
 //!   verified with the reference `PatternSet::matches_at`.
+//! - Searches with mismatches (K >= 1) use the matchers of `approx`, chosen per needle by
+//!   [`Engine::approximate`].
 
 use aho_corasick::packed;
 
-use super::{Hit, Strand};
+use super::approx::{self, ApproxBits, SeedIndex, Sink, Verify};
+use super::{Hit, MismatchKernel, Strand};
 
 /// Longest needle prefix one shift-and word holds.
 const WORD_BITS: usize = 64;
@@ -28,6 +31,11 @@ pub(crate) struct Needle {
 pub(crate) enum Engine {
     Exact(ExactEngine),
     Bits(ShiftAnd),
+    /// Up to K mismatches: seeded needles in one table, the others in shift-and words.
+    Approx {
+        bits: ApproxBits,
+        seeds: Option<SeedIndex>,
+    },
 }
 
 impl Engine {
@@ -40,6 +48,38 @@ impl Engine {
         match ExactEngine::new(&needles, case_sensitive) {
             Some(exact) => Engine::Exact(exact),
             None => Engine::Bits(ShiftAnd::new(needles, matches)),
+        }
+    }
+
+    /// Builds the engine for up to `max_mismatches` (at least 1) substitutions.
+    ///
+    /// `Auto` seeds every seedable needle once the needles fill more than two shift-and words
+    /// (more than about three 20-mers on both strands): below that the bit-parallel scan costs a
+    /// few operations per byte, above it its cost grows with every pattern while a seed lookup
+    /// stays one table access per byte plus the candidates. Needles that cannot be seeded (an
+    /// `N`, a case-sensitive search, parts shorter than 4 letters) always use shift-and.
+    pub fn approximate(
+        needles: Vec<Needle>,
+        max_mismatches: u32,
+        kernel: MismatchKernel,
+        case_sensitive: bool,
+        matches: &dyn Fn(u8, u8) -> bool,
+    ) -> Self {
+        let shortest = needles.iter().map(|n| n.letters.len()).min().unwrap_or(0);
+        let seed_len = approx::seed_len(shortest, max_mismatches);
+        let letters: usize = needles.iter().map(|n| n.letters.len().min(WORD_BITS)).sum();
+        let want_seeds = match kernel {
+            MismatchKernel::Bits => false,
+            MismatchKernel::Seeds => true,
+            MismatchKernel::Auto => letters > 2 * WORD_BITS,
+        };
+        let (seeded, plain): (Vec<Needle>, Vec<Needle>) = needles.into_iter().partition(|n| {
+            want_seeds && !case_sensitive && approx::seedable(n, seed_len, max_mismatches)
+        });
+        let seeds = (!seeded.is_empty()).then(|| SeedIndex::new(seeded, seed_len, max_mismatches));
+        Engine::Approx {
+            bits: ApproxBits::new(plain, max_mismatches, matches),
+            seeds,
         }
     }
 }
@@ -97,7 +137,7 @@ impl ExactEngine {
     }
 
     /// Reports matches starting before `owned` in `bases`, which must already be normalised.
-    fn search(&self, bases: &[u8], owned: usize, sink: &mut dyn FnMut(usize, u32, Strand)) {
+    fn search(&self, bases: &[u8], owned: usize, sink: &mut Sink<'_>) {
         let mut at = 0;
         while at < owned {
             let span = aho_corasick::Span {
@@ -114,7 +154,7 @@ impl ExactEngine {
             for distinct in &self.distinct {
                 if bases[start..].starts_with(&distinct.bytes) {
                     for &(pattern, strand) in &distinct.owners {
-                        sink(start, pattern, strand);
+                        sink(start, pattern, strand, 0);
                     }
                 }
             }
@@ -212,13 +252,7 @@ impl ShiftAnd {
         Self { needles, words }
     }
 
-    fn search(
-        &self,
-        bases: &[u8],
-        owned: usize,
-        verify: &dyn Fn(&Needle, usize) -> bool,
-        sink: &mut dyn FnMut(usize, u32, Strand),
-    ) {
+    fn search(&self, bases: &[u8], owned: usize, verify: &Verify<'_>, sink: &mut Sink<'_>) {
         for word in &self.words {
             let mut state = 0u64;
             for (at, &byte) in bases.iter().enumerate() {
@@ -233,9 +267,10 @@ impl ShiftAnd {
                     let start = at + 1 - prefix_len;
                     let needle = &self.needles[index];
                     if start < owned
-                        && (needle.letters.len() == prefix_len || verify(needle, start))
+                        && (needle.letters.len() == prefix_len
+                            || verify(needle, start, 0).is_some())
                     {
-                        sink(start, needle.pattern, needle.strand);
+                        sink(start, needle.pattern, needle.strand, 0);
                     }
                 }
             }
@@ -248,9 +283,9 @@ pub(crate) fn run(
     engine: &Engine,
     bases: &[u8],
     owned: usize,
-    verify: &dyn Fn(&Needle, usize) -> bool,
+    verify: &Verify<'_>,
     scratch: &mut Vec<u8>,
-    sink: &mut dyn FnMut(usize, u32, Strand),
+    sink: &mut Sink<'_>,
 ) {
     match engine {
         Engine::Exact(exact) => {
@@ -262,14 +297,29 @@ pub(crate) fn run(
             }
         }
         Engine::Bits(bits) => bits.search(bases, owned, verify, sink),
+        Engine::Approx { bits, seeds } => {
+            if !bits.is_empty() {
+                bits.search(bases, owned, verify, sink);
+            }
+            if let Some(seeds) = seeds {
+                seeds.search(bases, owned, sink);
+            }
+        }
     }
 }
 
 /// Converts a chunk-relative match into a `Hit`.
-pub(crate) fn hit(record_offset: u64, start: usize, pattern: u32, strand: Strand) -> Hit {
+pub(crate) fn hit(
+    record_offset: u64,
+    start: usize,
+    pattern: u32,
+    strand: Strand,
+    mismatches: u32,
+) -> Hit {
     Hit {
         start: record_offset + start as u64,
         pattern,
         strand,
+        mismatches,
     }
 }

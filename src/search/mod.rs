@@ -1,10 +1,13 @@
 //! The DNA pattern-search kernel: pure functions over bytes, no I/O beyond readers it is handed,
 //! no networking, no async. Workers, `gridwatch search` and the benchmarks call the same code.
+//! Exact and mismatch (Hamming) searches share it: an approximate match is exactly as long as its
+//! pattern, so the overlap below covers it too.
 //!
 //! Invariant of the chunk API: a chunk owns `[0, owned_len)` of the bases it is given and carries
 //! `PatternSet::overlap()` more bases after it; only matches that *start* in the owned range are
 //! reported, so a union over chunks equals a whole-sequence search with no duplicates.
 
+mod approx;
 mod block;
 mod decode;
 pub mod generate;
@@ -15,7 +18,10 @@ mod pattern;
 
 pub use input::{Chunker, InputError, RecordInfo, SequenceChunk, DEFAULT_PLAIN_NAME};
 pub use parallel::{search_reader, LocatedHit, ParallelError, ParallelOptions, SearchOutcome};
-pub use pattern::{Pattern, PatternError, PatternSet, SearchOptions, Strand, StrandMode};
+pub use pattern::{
+    MismatchKernel, Pattern, PatternError, PatternSet, SearchOptions, Strand, StrandMode,
+    MAX_MISMATCHES,
+};
 
 /// Matches of one pattern, split by strand.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,6 +56,8 @@ pub struct Hit {
     pub pattern: u32,
     /// Strand the match was found on (`Reverse` = the reverse complement of the pattern matched).
     pub strand: Strand,
+    /// Substitutions between the pattern and the matched bases (0 for an exact search).
+    pub mismatches: u32,
 }
 
 /// A piece of one record's sequence handed to the kernel.
@@ -81,8 +89,14 @@ pub fn search_chunk_with(set: &PatternSet, chunk: &Chunk<'_>, on_hit: &mut dyn F
     if owned == 0 {
         return;
     }
-    let verify = |needle: &matcher::Needle, start: usize| {
-        set.matches_at(needle.pattern as usize, needle.strand, chunk.bases, start)
+    let verify = |needle: &matcher::Needle, start: usize, limit: u32| {
+        set.mismatches_at(
+            needle.pattern as usize,
+            needle.strand,
+            chunk.bases,
+            start,
+            limit,
+        )
     };
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
@@ -92,8 +106,14 @@ pub fn search_chunk_with(set: &PatternSet, chunk: &Chunk<'_>, on_hit: &mut dyn F
             owned,
             &verify,
             &mut scratch,
-            &mut |start, pattern, strand| {
-                on_hit(matcher::hit(chunk.record_offset, start, pattern, strand))
+            &mut |start, pattern, strand, mismatches| {
+                on_hit(matcher::hit(
+                    chunk.record_offset,
+                    start,
+                    pattern,
+                    strand,
+                    mismatches,
+                ))
             },
         );
     });

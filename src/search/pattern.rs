@@ -38,6 +38,33 @@ impl Strand {
     }
 }
 
+/// Most mismatches a search allows (mismatch counts are small numbers in every kernel).
+pub const MAX_MISMATCHES: u32 = 16;
+
+/// Which matcher a search with mismatches uses; `Auto` except in tests and benchmarks that
+/// compare the kernels. The choice never changes the result, only the speed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MismatchKernel {
+    /// Bit-parallel for few patterns, pigeonhole seeds for many.
+    #[default]
+    Auto,
+    /// Bit-parallel shift-and with one state word per mismatch level, for every needle.
+    Bits,
+    /// Pigeonhole seeds for every needle that allows them (others fall back to `Bits`).
+    Seeds,
+}
+
+impl MismatchKernel {
+    fn is_auto(&self) -> bool {
+        *self == MismatchKernel::Auto
+    }
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
 /// Options that change what matches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SearchOptions {
@@ -45,6 +72,12 @@ pub struct SearchOptions {
     pub strand: StrandMode,
     /// When false (the default), soft-masked lowercase bases match too.
     pub case_sensitive: bool,
+    /// Most substitutions (Hamming distance) a match may have; 0 for exact search.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_mismatches: u32,
+    /// The matcher used when `max_mismatches > 0`.
+    #[serde(default, skip_serializing_if = "MismatchKernel::is_auto")]
+    pub kernel: MismatchKernel,
 }
 
 /// A named pattern as the user gave it.
@@ -75,6 +108,27 @@ pub enum PatternError {
         pattern: String,
         /// The offending character.
         letter: char,
+    },
+    /// So many mismatches that (nearly) every position would match.
+    #[error(
+        "pattern {name:?} ({length} bases) with up to {max_mismatches} mismatches: every position \
+         would match; a pattern of {length} bases allows at most {allowed} (fewer than half its length)"
+    )]
+    TooManyMismatches {
+        /// The pattern's name.
+        name: String,
+        /// Its length.
+        length: usize,
+        /// The mismatches asked for.
+        max_mismatches: u32,
+        /// The most its length allows.
+        allowed: usize,
+    },
+    /// More mismatches than any pattern may have.
+    #[error("{max_mismatches} mismatches: at most {MAX_MISMATCHES} are supported")]
+    MismatchLimit {
+        /// The mismatches asked for.
+        max_mismatches: u32,
     },
 }
 
@@ -147,6 +201,10 @@ impl PatternSet {
         if patterns.is_empty() {
             return Err(PatternError::NoPatterns);
         }
+        let max_mismatches = options.max_mismatches;
+        if max_mismatches > MAX_MISMATCHES {
+            return Err(PatternError::MismatchLimit { max_mismatches });
+        }
         let mut normalized = Vec::with_capacity(patterns.len());
         let mut compiled = Vec::with_capacity(patterns.len());
         for pattern in patterns {
@@ -161,6 +219,17 @@ impl PatternSet {
                 return Err(PatternError::BadLetter {
                     pattern: pattern.sequence,
                     letter,
+                });
+            }
+            // At K >= length / 2 a pattern matches a large share of all positions (any 2-mer is
+            // within 1 of a quarter of the genome), so the output would be the genome itself.
+            let length = pattern.sequence.len();
+            if 2 * max_mismatches as usize >= length {
+                return Err(PatternError::TooManyMismatches {
+                    name: pattern.name,
+                    length,
+                    max_mismatches,
+                    allowed: (length - 1) / 2,
                 });
             }
             let forward: Vec<u8> = if options.case_sensitive {
@@ -202,9 +271,18 @@ impl PatternSet {
             }
         }
         let case_sensitive = options.case_sensitive;
-        let engine = Engine::new(needles, case_sensitive, &|code, base| {
-            letter_matches(code, base, case_sensitive)
-        });
+        let matches = |code, base| letter_matches(code, base, case_sensitive);
+        let engine = if max_mismatches == 0 {
+            Engine::new(needles, case_sensitive, &matches)
+        } else {
+            Engine::approximate(
+                needles,
+                max_mismatches,
+                options.kernel,
+                case_sensitive,
+                &matches,
+            )
+        };
         Ok(Self {
             patterns: normalized,
             compiled,
@@ -253,6 +331,30 @@ impl PatternSet {
             .iter()
             .zip(letters)
             .all(|(&base, &code)| letter_matches(code, base, self.options.case_sensitive))
+    }
+
+    /// How many letters of pattern `index` on `strand` differ from `bases` at `start`, if at
+    /// most `limit` (`None` also when the pattern does not fit).
+    pub fn mismatches_at(
+        &self,
+        index: usize,
+        strand: Strand,
+        bases: &[u8],
+        start: usize,
+        limit: u32,
+    ) -> Option<u32> {
+        let letters = &self.compiled[index][strand as usize];
+        let window = bases.get(start..start + letters.len())?;
+        let mut mismatches = 0;
+        for (&base, &code) in window.iter().zip(letters) {
+            if !letter_matches(code, base, self.options.case_sensitive) {
+                mismatches += 1;
+                if mismatches > limit {
+                    return None;
+                }
+            }
+        }
+        Some(mismatches)
     }
 
     /// The compiled matcher.

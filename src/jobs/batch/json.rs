@@ -261,9 +261,12 @@ fn search(parameters: &Fields) -> Result<(Value, PathBuf), BatchError> {
             ))
         }
     };
+    let max_mismatches = parameters.optional_u32("max_mismatches")?.unwrap_or(0);
     let options = SearchOptions {
         strand,
         case_sensitive: false,
+        max_mismatches,
+        ..SearchOptions::default()
     };
     PatternSet::new(patterns.clone(), options)
         .map_err(|e| BatchError::field(at(), "patterns", e.to_string()))?;

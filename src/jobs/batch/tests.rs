@@ -88,6 +88,22 @@ fn json_search_tasks_name_their_sequence_file() {
     );
     assert_eq!(task.submission["filename"], "g.fa");
     assert_eq!(task.submission["options"]["strand"], "both");
+    assert!(task.submission["options"].get("max_mismatches").is_none());
+}
+
+#[test]
+fn json_search_tasks_take_max_mismatches_checked_against_pattern_length() {
+    let task = |k: &str| {
+        format!(
+            r#"{{"tasks":[{{"task_id":"s1","algorithm":"search","priority":"low",
+            "parameters":{{"patterns":["ACGTACGT"],"fasta":"g.fa","max_mismatches":{k}}}}}]}}"#
+        )
+    };
+    let batch = parse(task("2").as_bytes()).unwrap();
+    assert_eq!(batch.tasks[0].submission["options"]["max_mismatches"], 2);
+    let refused = error(&task("4"));
+    assert!(refused.contains("every position would match"), "{refused}");
+    assert!(error(&task("-1")).contains("max_mismatches"));
 }
 
 #[test]

@@ -25,8 +25,18 @@ pub use printer::{write_report, OutputFormat, ReportHit, SearchReport, StrandCou
 /// The job kind name stored with each search job.
 pub const SEARCH_KIND: &str = "search";
 
-/// Most patterns in one search job (each task carries them all).
-pub const MAX_PATTERNS: usize = 1000;
+/// Most patterns in one search job.
+pub const MAX_PATTERNS: usize = 100_000;
+
+/// Most patterns one task searches for. A job with more is cut by pattern group as well as by
+/// genome range (chunk `c`, group `g` is task `c * groups + g`), so a 10,000-guide search spreads
+/// over every worker even when the genome is one chunk, and each task's matcher stays small.
+pub const PATTERNS_PER_TASK: usize = 500;
+
+/// How many pattern groups a job of `patterns` patterns is cut into.
+pub fn pattern_groups(patterns: usize) -> u64 {
+    patterns.div_ceil(PATTERNS_PER_TASK).max(1) as u64
+}
 
 /// Most chunk tasks one search job may be cut into; the chunk size must be large enough for the
 /// input to fit in this many chunks (a tiny chunk size would otherwise make millions of tasks).
@@ -83,6 +93,13 @@ pub struct SearchTaskSpec {
     pub record_offset: u64,
     /// Bases the chunk owns; the rest of its data is overlap.
     pub owned_len: u64,
+    /// Index in the job's pattern list of `patterns[0]` (tasks of one pattern group).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pattern_offset: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 impl SearchTaskSpec {
@@ -94,6 +111,7 @@ impl SearchTaskSpec {
             record: chunk.record,
             record_offset: chunk.record_offset,
             owned_len: chunk.owned_len as u64,
+            pattern_offset: 0,
         }
     }
 }
@@ -106,10 +124,18 @@ pub type StoredHit = (u64, u32, Strand, String);
 pub struct ChunkPayload {
     /// The chunk's record.
     pub record: u32,
-    /// Per pattern, matches by strand.
+    /// Per pattern of the task (from `pattern_offset` in the job's list), matches by strand.
     pub counts: Vec<StrandCounts>,
-    /// Every match starting in the owned range, ordered by start, pattern, strand.
+    /// Every match starting in the owned range, ordered by start, pattern, strand; pattern
+    /// indices are the job's.
     pub hits: Vec<StoredHit>,
+    /// The job's index of the task's first pattern (0 unless the job is cut by pattern group).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pattern_offset: u32,
+    /// Per hit (same order), its mismatches; empty for an exact search and in results stored
+    /// before mismatch search existed, which read as all zero.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mismatches: Vec<u32>,
 }
 
 /// Runs the kernel on one chunk's bases: the same `search_chunk` call `gridwatch search` makes.
@@ -122,6 +148,10 @@ pub fn run_chunk(set: &PatternSet, spec: &SearchTaskSpec, bases: &[u8]) -> Chunk
     let mut hits: Vec<Hit> = Vec::new();
     search_chunk(set, &chunk, &mut hits);
     let mut counts = vec![StrandCounts::default(); set.patterns().len()];
+    let mismatches = match set.options().max_mismatches {
+        0 => Vec::new(),
+        _ => hits.iter().map(|hit| hit.mismatches).collect(),
+    };
     let stored = hits
         .iter()
         .map(|hit| {
@@ -131,13 +161,16 @@ pub fn run_chunk(set: &PatternSet, spec: &SearchTaskSpec, bases: &[u8]) -> Chunk
             let local = (hit.start - spec.record_offset) as usize;
             let len = set.patterns()[hit.pattern as usize].sequence.len();
             let matched = matched_bases(&bases[local..(local + len).min(bases.len())], hit.strand);
-            (hit.start, hit.pattern, hit.strand, matched)
+            let pattern = hit.pattern.saturating_add(spec.pattern_offset);
+            (hit.start, pattern, hit.strand, matched)
         })
         .collect();
     ChunkPayload {
         record: spec.record,
         counts,
         hits: stored,
+        pattern_offset: spec.pattern_offset,
+        mismatches,
     }
 }
 
@@ -199,30 +232,38 @@ fn combine_payloads(
     let mut counts = vec![StrandCounts::default(); spec.patterns.len()];
     let mut hits = Vec::new();
     for payload in payloads {
-        for (total, part) in counts.iter_mut().zip(&payload.counts) {
+        let from = payload.pattern_offset as usize;
+        for (total, part) in counts.iter_mut().skip(from).zip(&payload.counts) {
             total.forward = total.forward.saturating_add(part.forward);
             total.reverse = total.reverse.saturating_add(part.reverse);
         }
-        hits.extend(
-            payload
-                .hits
-                .into_iter()
-                .map(|(start, pattern, strand, matched)| ReportHit {
-                    record: payload.record,
-                    start,
-                    pattern,
-                    strand,
-                    matched,
-                }),
-        );
+        let mismatches = payload.mismatches.into_iter().chain(std::iter::repeat(0));
+        hits.extend(payload.hits.into_iter().zip(mismatches).map(
+            |((start, pattern, strand, matched), mismatches)| ReportHit {
+                record: payload.record,
+                start,
+                pattern,
+                strand,
+                matched,
+                mismatches,
+            },
+        ));
     }
     hits.sort_unstable();
     SearchReport {
+        max_mismatches: spec.options.max_mismatches,
         records: spec.records.clone(),
         patterns: spec.patterns.clone(),
         counts,
         hits,
     }
+}
+
+/// A worker's compiled patterns of one pattern group of a job.
+#[derive(Debug)]
+pub struct PreparedGroup {
+    set: PatternSet,
+    pattern_offset: u32,
 }
 
 /// The search kind.
@@ -232,10 +273,13 @@ pub struct SearchKind;
 impl JobKind for SearchKind {
     const NAME: &'static str = SEARCH_KIND;
     const FORMATS: &'static [&'static str] = &["count", "tsv", "bed", "json"];
+    /// Room for [`MAX_PATTERNS`] guides with names: a task carries only its pattern group, so the
+    /// job's whole list is stored once, not once per task.
+    const MAX_SPEC_BYTES: usize = 8 << 20;
     type Submission = SearchSubmission;
     type Spec = SearchJobSpec;
     type TaskSpec = SearchTaskSpec;
-    type Prepared = PatternSet;
+    type Prepared = PreparedGroup;
     type TaskResult = ChunkPayload;
     type Output = SearchReport;
 
@@ -279,7 +323,8 @@ impl JobKind for SearchKind {
         }
         let chunk_size = chunk_size.unwrap_or(limits.default_chunk_size);
         let largest = limits.max_frame.saturating_sub(set.overlap()) as u64;
-        let smallest = file_size.div_ceil(MAX_TASKS_PER_JOB).max(1);
+        let chunks = MAX_TASKS_PER_JOB / pattern_groups(set.patterns().len());
+        let smallest = file_size.div_ceil(chunks.max(1)).max(1);
         if chunk_size < smallest || chunk_size > largest {
             return Err(Refusal::new(
                 ErrorCode::BadMessage,
@@ -312,7 +357,8 @@ impl JobKind for SearchKind {
             Chunker::new(spec.chunk_size as usize, overlap).plain_name(&spec.filename);
         if let Some(limit) = spec.max_input {
             // Compressed input counts at its real size, and the bases also bound the task count.
-            let bases = limit.min(spec.chunk_size.saturating_mul(MAX_TASKS_PER_JOB));
+            let chunks = MAX_TASKS_PER_JOB / pattern_groups(spec.patterns.len());
+            let bases = limit.min(spec.chunk_size.saturating_mul(chunks));
             chunker = chunker.with_max_decompressed(limit).with_max_bases(bases);
         }
         Ok(TaskSource::Upload(Box::new(SearchCutter {
@@ -321,12 +367,23 @@ impl JobKind for SearchKind {
         })))
     }
 
-    fn prepare(&self, task: &SearchTaskSpec) -> Result<PatternSet, TaskError> {
-        PatternSet::new(task.patterns.clone(), task.options).map_err(|e| TaskError(e.to_string()))
+    fn prepare(&self, task: &SearchTaskSpec) -> Result<PreparedGroup, TaskError> {
+        let set = PatternSet::new(task.patterns.clone(), task.options)
+            .map_err(|e| TaskError(e.to_string()))?;
+        Ok(PreparedGroup {
+            set,
+            pattern_offset: task.pattern_offset,
+        })
     }
 
-    fn run(&self, set: &PatternSet, task: &SearchTaskSpec, input: &[u8]) -> ChunkPayload {
-        run_chunk(set, task, input)
+    /// A job cut by pattern group has one pattern set per group.
+    fn prepared_fits(&self, prepared: &PreparedGroup, task: &SearchTaskSpec) -> bool {
+        prepared.pattern_offset == task.pattern_offset
+            && prepared.set.patterns().len() == task.patterns.len()
+    }
+
+    fn run(&self, prepared: &PreparedGroup, task: &SearchTaskSpec, input: &[u8]) -> ChunkPayload {
+        run_chunk(&prepared.set, task, input)
     }
 
     fn matches(&self, result: &ChunkPayload) -> u64 {
@@ -369,11 +426,20 @@ impl JobKind for SearchKind {
             [one] => one.sequence.clone(),
             many => format!("{} patterns", many.len()),
         };
-        let strands = match spec.options.strand {
-            StrandMode::Forward => "",
-            StrandMode::Both => " (both strands)",
+        let mut notes = Vec::new();
+        if spec.options.strand == StrandMode::Both {
+            notes.push("both strands".to_string());
+        }
+        match spec.options.max_mismatches {
+            0 => {}
+            1 => notes.push("up to 1 mismatch".to_string()),
+            k => notes.push(format!("up to {k} mismatches")),
+        }
+        let notes = match notes.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", notes.join(", ")),
         };
-        format!("{patterns} in {}{strands}", spec.filename)
+        format!("{patterns} in {}{notes}", spec.filename)
     }
 }
 
@@ -401,9 +467,27 @@ impl SearchCutter {
         Refusal::new(code, format!("{}: {err}{advice}", self.spec.filename))
     }
 
-    fn task(&self, chunk: SequenceChunk) -> Result<PlannedTask, Refusal> {
-        let spec = SearchTaskSpec::for_chunk(&chunk, &self.spec.patterns, self.spec.options);
-        PlannedTask::new(chunk.index, &spec, Bytes::from(chunk.bases))
+    /// The chunk's tasks, one per pattern group, sharing the chunk's bases.
+    fn tasks(
+        &self,
+        mut chunk: SequenceChunk,
+        emit: &mut dyn FnMut(PlannedTask),
+    ) -> Result<(), Refusal> {
+        let groups = pattern_groups(self.spec.patterns.len());
+        let bases = Bytes::from(std::mem::take(&mut chunk.bases));
+        for (group, patterns) in self.spec.patterns.chunks(PATTERNS_PER_TASK).enumerate() {
+            let mut spec = SearchTaskSpec::for_chunk(&chunk, patterns, self.spec.options);
+            spec.pattern_offset = (group * PATTERNS_PER_TASK) as u32;
+            let index = u64::from(chunk.index) * groups + group as u64;
+            let index = u32::try_from(index).map_err(|_| {
+                Refusal::new(
+                    ErrorCode::BadMessage,
+                    "too many tasks for one job".to_string(),
+                )
+            })?;
+            emit(PlannedTask::new(index, &spec, bases.clone())?);
+        }
+        Ok(())
     }
 
     fn emit_all(
@@ -412,7 +496,7 @@ impl SearchCutter {
         emit: &mut dyn FnMut(PlannedTask),
     ) -> Result<(), Refusal> {
         for chunk in ready {
-            emit(self.task(chunk)?);
+            self.tasks(chunk, emit)?;
         }
         Ok(())
     }
@@ -541,7 +625,7 @@ mod tests {
             .collect();
         let many = serde_json::json!({ "filename": "g.fa", "patterns": patterns });
         let refused = kind.accept(many, Some(10), &LIMITS).unwrap_err();
-        assert!(refused.message.contains("at most 1000"), "{refused}");
+        assert!(refused.message.contains("at most 100000"), "{refused}");
 
         let tiny = serde_json::json!({
             "filename": "g.fa",
@@ -559,7 +643,7 @@ mod tests {
         assert!(kind.accept(tiny, Some(400_000), &limits).is_ok());
 
         let huge = serde_json::json!({
-            "filename": "g".repeat(jobs::MAX_SPEC_BYTES),
+            "filename": "g".repeat(<SearchKind as JobKind>::MAX_SPEC_BYTES),
             "patterns": [{ "name": "p", "sequence": "ACGT" }],
         });
         let refused = kind.accept(huge, Some(10), &LIMITS).unwrap_err();

@@ -57,11 +57,22 @@ pub struct ReportHit {
     pub strand: Strand,
     /// The matched bases; on `-` the reverse complement of the record's bases, as seqkit prints.
     pub matched: String,
+    /// Substitutions between the pattern and `matched`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mismatches: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// Everything a printer needs: what was searched, for what, and what was found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchReport {
+    /// Most mismatches a match could have; when above 0 the TSV and JSON gain a `mismatches`
+    /// column (exact searches print as they always did).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_mismatches: u32,
     /// The input's records, in input order.
     pub records: Vec<RecordInfo>,
     /// The patterns, in the order given.
@@ -113,17 +124,19 @@ pub fn write_count(report: &SearchReport, mut out: impl Write) -> io::Result<()>
 }
 
 /// Matches with seqkit locate's columns: seqID, patternName, pattern, strand, start, end, matched
-/// (1-based, inclusive).
+/// (1-based, inclusive), then `mismatches` when the search allowed any.
 pub fn write_tsv(report: &SearchReport, out: impl Write) -> io::Result<()> {
     let mut out = io::BufWriter::with_capacity(1 << 16, out);
-    writeln!(
+    let approximate = report.max_mismatches > 0;
+    write!(
         out,
         "seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched"
     )?;
+    writeln!(out, "{}", if approximate { "\tmismatches" } else { "" })?;
     for hit in &report.hits {
         let (record, pattern) = report.resolve(hit)?;
         let end = hit.start + pattern.sequence.len() as u64;
-        writeln!(
+        write!(
             out,
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             record.name,
@@ -134,6 +147,11 @@ pub fn write_tsv(report: &SearchReport, out: impl Write) -> io::Result<()> {
             end,
             hit.matched
         )?;
+        if approximate {
+            writeln!(out, "\t{}", hit.mismatches)?;
+        } else {
+            writeln!(out)?;
+        }
     }
     out.flush()
 }
@@ -179,10 +197,14 @@ struct JsonHit<'a> {
     start: u64,
     end: u64,
     matched: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mismatches: Option<u32>,
 }
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_mismatches: Option<u32>,
     total: u64,
     patterns: Vec<JsonPattern<'a>>,
     records: &'a [RecordInfo],
@@ -204,6 +226,7 @@ pub fn write_json(report: &SearchReport, mut out: impl Write) -> io::Result<()> 
             count: counts.total(),
         })
         .collect();
+    let approximate = report.max_mismatches > 0;
     let mut hits = Vec::with_capacity(report.hits.len());
     for hit in &report.hits {
         let (record, pattern) = report.resolve(hit)?;
@@ -215,9 +238,11 @@ pub fn write_json(report: &SearchReport, mut out: impl Write) -> io::Result<()> 
             start: hit.start + 1,
             end: hit.start + pattern.sequence.len() as u64,
             matched: &hit.matched,
+            mismatches: approximate.then_some(hit.mismatches),
         });
     }
     let json = JsonReport {
+        max_mismatches: approximate.then_some(report.max_mismatches),
         total: report.total(),
         patterns,
         records: &report.records,
@@ -252,6 +277,7 @@ mod tests {
 
     fn report() -> SearchReport {
         SearchReport {
+            max_mismatches: 0,
             records: vec![RecordInfo {
                 name: "chr1".into(),
                 length: 10,
@@ -271,6 +297,7 @@ mod tests {
                     pattern: 0,
                     strand: Strand::Forward,
                     matched: "ACG".into(),
+                    mismatches: 0,
                 },
                 ReportHit {
                     record: 0,
@@ -278,6 +305,7 @@ mod tests {
                     pattern: 0,
                     strand: Strand::Reverse,
                     matched: "ACG".into(),
+                    mismatches: 0,
                 },
             ],
         }

@@ -1,0 +1,311 @@
+//! Search with mismatches against a naive Hamming scan written here: random FASTA (N runs, lower
+//! case, line breaks), random IUPAC patterns, K from 0 to 4, both strands, random chunk and block
+//! sizes, and each kernel forced. Every position within K must be reported once, with its count.
+
+use gridwatch::search::{
+    search_chunk, search_reader, Chunker, MismatchKernel, ParallelOptions, Pattern, PatternError,
+    PatternSet, SearchOptions, StrandMode,
+};
+use proptest::prelude::*;
+
+/// Bases a pattern letter accepts, spelled out; `N` accepts any byte.
+fn accepts(code: u8, base: u8) -> bool {
+    let code = code.to_ascii_uppercase();
+    if code == b'N' {
+        return true;
+    }
+    let base = match base.to_ascii_uppercase() {
+        b'U' => b'T',
+        other => other,
+    };
+    let set: &[u8] = match code {
+        b'A' => b"A",
+        b'C' => b"C",
+        b'G' => b"G",
+        b'T' | b'U' => b"T",
+        b'R' => b"AG",
+        b'Y' => b"CT",
+        b'S' => b"CG",
+        b'W' => b"AT",
+        b'K' => b"GT",
+        b'M' => b"AC",
+        b'B' => b"CGT",
+        b'D' => b"AGT",
+        b'H' => b"ACT",
+        b'V' => b"ACG",
+        _ => b"",
+    };
+    set.contains(&base)
+}
+
+fn complement(code: u8) -> u8 {
+    match code.to_ascii_uppercase() {
+        b'A' => b'T',
+        b'T' | b'U' => b'A',
+        b'C' => b'G',
+        b'G' => b'C',
+        b'R' => b'Y',
+        b'Y' => b'R',
+        b'K' => b'M',
+        b'M' => b'K',
+        b'B' => b'V',
+        b'V' => b'B',
+        b'D' => b'H',
+        b'H' => b'D',
+        other => other,
+    }
+}
+
+/// (record, start, pattern, strand '+'/'-', mismatches) for every window within `k`.
+type Found = (u32, u64, u32, char, u32);
+
+fn naive_hamming(records: &[Vec<u8>], patterns: &[Vec<u8>], both: bool, k: u32) -> Vec<Found> {
+    let mut out = Vec::new();
+    for (r, sequence) in records.iter().enumerate() {
+        for (p, pattern) in patterns.iter().enumerate() {
+            let mut strands = vec![('+', pattern.clone())];
+            if both {
+                strands.push(('-', pattern.iter().rev().map(|&c| complement(c)).collect()));
+            }
+            for (strand, needle) in strands {
+                if needle.len() > sequence.len() {
+                    continue;
+                }
+                for start in 0..=sequence.len() - needle.len() {
+                    let window = &sequence[start..start + needle.len()];
+                    let misses = window
+                        .iter()
+                        .zip(&needle)
+                        .filter(|(&b, &c)| !accepts(c, b))
+                        .count() as u32;
+                    if misses <= k {
+                        out.push((r as u32, start as u64, p as u32, strand, misses));
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn to_fasta(records: &[Vec<u8>], width: usize) -> Vec<u8> {
+    let mut text = Vec::new();
+    for (index, sequence) in records.iter().enumerate() {
+        text.extend_from_slice(format!(">r{index}\n").as_bytes());
+        for line in sequence.chunks(width) {
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+    }
+    text
+}
+
+fn pattern_set(
+    patterns: &[Vec<u8>],
+    both: bool,
+    k: u32,
+    kernel: MismatchKernel,
+) -> Result<PatternSet, PatternError> {
+    let options = SearchOptions {
+        strand: if both {
+            StrandMode::Both
+        } else {
+            StrandMode::Forward
+        },
+        max_mismatches: k,
+        kernel,
+        ..SearchOptions::default()
+    };
+    PatternSet::new(
+        patterns
+            .iter()
+            .map(|p| Pattern {
+                name: String::from_utf8_lossy(p).into_owned(),
+                sequence: String::from_utf8_lossy(p).into_owned(),
+            })
+            .collect(),
+        options,
+    )
+}
+
+fn strand_char(strand: gridwatch::search::Strand) -> char {
+    strand.symbol()
+}
+
+fn chunked(text: &[u8], set: &PatternSet, chunk_len: usize) -> Vec<Found> {
+    let mut chunker = Chunker::new(chunk_len, set.overlap());
+    let mut out = Vec::new();
+    let mut search = |chunk: gridwatch::search::SequenceChunk| {
+        let mut hits = Vec::new();
+        search_chunk(set, &chunk.as_chunk(), &mut hits);
+        out.extend(hits.into_iter().map(|h| {
+            (
+                chunk.record,
+                h.start,
+                h.pattern,
+                strand_char(h.strand),
+                h.mismatches,
+            )
+        }));
+    };
+    chunker.push(text, &mut search).expect("valid input");
+    chunker.finish(&mut search).expect("valid input");
+    out.sort();
+    out
+}
+
+fn parallel(text: &[u8], set: &PatternSet, block_bytes: usize) -> Vec<Found> {
+    let options = ParallelOptions {
+        threads: 2,
+        collect_hits: true,
+        block_bytes,
+        ..ParallelOptions::default()
+    };
+    let outcome = search_reader(text, set, &options, &mut |_| {}).expect("valid input");
+    let counted: u64 = outcome.counts.iter().map(|c| c.total()).sum();
+    assert_eq!(
+        counted as usize,
+        outcome.hits.len(),
+        "counts agree with hits"
+    );
+    let mut out: Vec<Found> = outcome
+        .hits
+        .iter()
+        .map(|h| {
+            (
+                h.record,
+                h.hit.start,
+                h.hit.pattern,
+                strand_char(h.hit.strand),
+                h.hit.mismatches,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn sequence_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        12 => prop::sample::select(b"ACGTacgt".to_vec()).prop_map(|b| vec![b]),
+        1 => Just(b"NNNNN".to_vec()),
+        1 => prop::sample::select(b"NnU".to_vec()).prop_map(|b| vec![b]),
+    ];
+    prop::collection::vec(piece, 1..300).prop_map(|pieces| pieces.concat())
+}
+
+/// Patterns long enough for K: plain A/C/G/T (seedable), or with IUPAC codes and N.
+fn pattern_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let plain = prop::collection::vec(prop::sample::select(b"ACGTacgt".to_vec()), 9..26);
+    let iupac = prop::collection::vec(
+        prop::sample::select(b"ACGTACGTACGTRYSWKMBDHVNacgt".to_vec()),
+        9..26,
+    );
+    prop_oneof![3 => plain, 1 => iupac]
+}
+
+fn kernel_strategy() -> impl Strategy<Value = MismatchKernel> {
+    prop::sample::select(vec![
+        MismatchKernel::Auto,
+        MismatchKernel::Bits,
+        MismatchKernel::Seeds,
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn chunked_mismatch_search_equals_naive_hamming_scan(
+        records in prop::collection::vec(sequence_strategy(), 1..3),
+        patterns in prop::collection::vec(pattern_strategy(), 1..6),
+        both in any::<bool>(),
+        k in 0u32..5,
+        kernel in kernel_strategy(),
+        chunk_len in 1usize..80,
+        width in 1usize..40,
+        from_genome in prop::option::of(any::<prop::sample::Index>()),
+    ) {
+        // Half the time the first pattern is a window of the first record, so hits at 0 to K
+        // mismatches (found through several seeds at once) are common, not rare.
+        let mut patterns = patterns;
+        if let Some(at) = from_genome {
+            let len = patterns[0].len();
+            if records[0].len() >= len {
+                let start = at.index(records[0].len() - len + 1);
+                patterns[0] = records[0][start..start + len].to_vec();
+            }
+        }
+        let set = pattern_set(&patterns, both, k, kernel).expect("patterns of 9+ bases allow K <= 4");
+        let text = to_fasta(&records, width);
+        let found = chunked(&text, &set, chunk_len);
+        let mut unique = found.clone();
+        unique.dedup();
+        prop_assert_eq!(unique.len(), found.len(), "duplicate hits");
+        prop_assert_eq!(found, naive_hamming(&records, &patterns, both, k));
+    }
+
+    #[test]
+    fn parallel_mismatch_search_equals_naive_hamming_scan(
+        records in prop::collection::vec(sequence_strategy(), 1..3),
+        patterns in prop::collection::vec(pattern_strategy(), 1..4),
+        both in any::<bool>(),
+        k in 1u32..5,
+        kernel in kernel_strategy(),
+        width in 1usize..40,
+        block_bytes in 2usize..400,
+    ) {
+        let set = pattern_set(&patterns, both, k, kernel).expect("patterns of 9+ bases allow K <= 4");
+        let text = to_fasta(&records, width);
+        prop_assert_eq!(parallel(&text, &set, block_bytes), naive_hamming(&records, &patterns, both, k));
+    }
+}
+
+/// Many patterns, so `Auto` picks the seed table for the plain ones and shift-and for the rest.
+#[test]
+fn many_patterns_mix_seeded_and_bit_parallel_needles_exactly() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let genome: Vec<u8> = (0..20_000)
+        .map(|_| b"ACGTACGTACGTACGTNacgt"[(next() % 21) as usize])
+        .collect();
+    let mut patterns: Vec<Vec<u8>> = (0..60)
+        .map(|i| {
+            let at = (next() % 19_000) as usize;
+            let mut p = genome[at..at + 12 + i % 9].to_ascii_uppercase();
+            p.iter_mut().for_each(|b| {
+                if *b == b'N' {
+                    *b = b'A';
+                }
+            });
+            p
+        })
+        .collect();
+    patterns.push(b"ACGTNACGTRYACG".to_vec());
+    for k in 1..=3 {
+        let set = pattern_set(&patterns, true, k, MismatchKernel::Auto).expect("valid");
+        let records = vec![genome.clone()];
+        let text = to_fasta(&records, 61);
+        assert_eq!(
+            chunked(&text, &set, 997),
+            naive_hamming(&records, &patterns, true, k),
+            "K = {k}"
+        );
+    }
+}
+
+#[test]
+fn mismatches_of_half_the_pattern_length_are_refused() {
+    let error = pattern_set(&[b"ACGTAC".to_vec()], false, 3, MismatchKernel::Auto)
+        .expect_err("K = 3 of 6 bases");
+    let message = error.to_string();
+    assert!(message.contains("every position would match"), "{message}");
+    assert!(message.contains("at most 2"), "{message}");
+    assert!(pattern_set(&[b"ACGTAC".to_vec()], false, 2, MismatchKernel::Auto).is_ok());
+}
