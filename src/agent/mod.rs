@@ -211,13 +211,15 @@ pub async fn run(config: AgentConfig, shutdown: impl Future) -> Result<(), Agent
             stopped(),
         )),
         tokio::spawn(reporter::deliver(
-            config.collector_addr(),
-            tls,
+            reporter::CollectorLink {
+                address: config.collector_addr(),
+                tls,
+                greeting: Greeting::new(Role::Agent)
+                    .with_id(config.worker_id.clone())
+                    .with_token(token),
+            },
             config.worker_id.clone(),
             config.beat_interval,
-            Greeting::new(Role::Agent)
-                .with_id(config.worker_id.clone())
-                .with_token(token),
             Arc::clone(&shared),
             buffer,
             stopped(),

@@ -171,20 +171,28 @@ fn make_report(
     }
 }
 
-/// Delivers buffered reports to the collector at `collector` (host:port), oldest first, with a
-/// heartbeat for `worker` every `beat_interval` in between (none if zero), until `shutdown`
-/// completes.
+/// Where the collector is and how to reach it.
+pub struct CollectorLink {
+    /// Its address (host:port).
+    pub address: String,
+    /// TLS settings when it serves TLS.
+    pub tls: Option<ClientTls>,
+    /// The agent's hello.
+    pub greeting: Greeting,
+}
+
+/// Delivers buffered reports to the collector, oldest first, with a heartbeat for `worker` every
+/// `beat_interval` in between (none if zero), until `shutdown` completes.
 pub async fn deliver(
-    collector: String,
-    tls: Option<ClientTls>,
+    link: CollectorLink,
     worker: String,
     beat_interval: Duration,
-    greeting: Greeting,
     shared: Arc<AgentShared>,
     buffer: Arc<ReportBuffer>,
     shutdown: impl Future,
 ) {
     tokio::pin!(shutdown);
+    let collector = &link.address;
     let mut retry = RETRY_MIN;
     let mut last_rtt_ms = None;
     let mut beats = Beats {
@@ -195,8 +203,8 @@ pub async fn deliver(
     loop {
         let mut connected = false;
         let outcome = tokio::select! {
-            outcome = session(&collector, tls.as_ref(), &greeting, &mut beats,
-                &shared, &buffer, &mut last_rtt_ms, &mut connected) => outcome,
+            outcome = session(&link, &mut beats, &shared, &buffer, &mut last_rtt_ms,
+                &mut connected) => outcome,
             _ = &mut shutdown => return,
         };
         // Without the collector there is no verdict: never leave a worker paused on stale advice.
@@ -232,16 +240,15 @@ struct Beats<'a> {
 
 /// One connection to the collector; returns how many reports it delivered before it ended.
 async fn session(
-    collector: &str,
-    tls: Option<&ClientTls>,
-    greeting: &Greeting,
+    link: &CollectorLink,
     beats: &mut Beats<'_>,
     shared: &AgentShared,
     buffer: &ReportBuffer,
     last_rtt_ms: &mut Option<f64>,
     connected: &mut bool,
 ) -> Result<u64, ProtocolError> {
-    let stream = match transport::connect(collector, tls, ACK_TIMEOUT).await {
+    let collector = link.address.as_str();
+    let stream = match transport::connect(collector, link.tls.as_ref(), ACK_TIMEOUT).await {
         Ok(stream) => stream,
         Err(ConnectError::Unreachable(reason)) => return Err(std::io::Error::other(reason).into()),
         Err(ConnectError::Tls(reason)) => {
@@ -252,7 +259,7 @@ async fn session(
         }
     };
     let mut conn = Connection::new(stream);
-    hello(&mut conn, greeting).await?;
+    hello(&mut conn, &link.greeting).await?;
     *connected = true;
     tracing::info!(collector, pending = buffer.len(), "connected to collector");
     let mut delivered = 0;
