@@ -302,7 +302,7 @@ fn a_gzip_bomb_through_the_master_is_refused_as_too_large() {
     let status = grid.status("bomb");
     assert_eq!(status["job"]["status"], "failed", "{status}");
     assert!(
-        grid.master_logs().contains("UploadTooLarge"),
+        grid.master_logs().contains("upload_too_large"),
         "the refusal is upload_too_large"
     );
     assert!(spool_files(&grid).is_empty(), "{:?}", spool_files(&grid));

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
 use common::poll_until;
+use common::redis::RedisServer;
 
 const PATTERN: &str = "GATTACA";
 
@@ -19,7 +20,19 @@ fn job_status(grid: &Grid, job: &str) -> Option<String> {
 
 #[test]
 fn an_upload_cut_off_by_a_master_kill_restarts_under_the_same_id() {
-    let mut grid = Grid::start(&[]);
+    cut_off_and_resubmit(Grid::start(&[]));
+}
+
+#[test]
+fn with_redis_an_upload_cut_off_by_a_master_kill_restarts_under_the_same_id() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut grid = Grid::start(&["--backend", &url]);
+    grid.worker_flags = vec!["--backend".into(), url];
+    cut_off_and_resubmit(grid);
+}
+
+fn cut_off_and_resubmit(mut grid: Grid) {
     let mut bases = Bases::new(77);
     // Large enough that the upload is still streaming when the master is killed.
     let records: Records = (0..3)

@@ -74,7 +74,8 @@ fn records_and_performance_agree(mut grid: Grid) {
     ]);
     let after = gridwatch::time::unix_now();
     let results: serde_json::Value =
-        serde_json::from_str(&grid.cli_ok(&["results", "rec", "--json"])).expect("JSON results");
+        serde_json::from_str(&grid.cli_ok(&["results", "rec", "--tasks"]))
+            .expect("JSON task records");
     let tasks = results["tasks"].as_array().expect("a tasks list").clone();
     assert_eq!(tasks.len(), BANDS, "{results}");
     let counts = grid.cli_ok(&["results", "rec", "--format", "counts"]);

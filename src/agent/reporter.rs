@@ -345,7 +345,7 @@ async fn beat(
         }
         Message::Error { code, message } => {
             tracing::info!(
-                ?code,
+                %code,
                 message,
                 "the collector takes no heartbeats; sending reports only"
             );

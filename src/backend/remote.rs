@@ -164,7 +164,7 @@ impl RemoteBackend {
 }
 
 fn refused(code: ErrorCode, message: String) -> BackendError {
-    BackendError::Other(format!("master refused ({code:?}): {message}"))
+    BackendError::Other(format!("master refused ({code}): {message}"))
 }
 
 fn unexpected(reply: &Message) -> BackendError {

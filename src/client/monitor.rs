@@ -45,7 +45,7 @@ async fn ask(args: &MonitorArgs, request: Message) -> Result<Message, ClientErro
     let greeting = Greeting::new(Role::Client).with_token(args.auth.resolve()?);
     let refused = |code, message| ClientError::Refused {
         code,
-        message: format!("the {role} refused ({code:?}): {message}"),
+        message: format!("the {role} refused ({code}): {message}"),
     };
     let dial = Dial {
         tls: args.tls.client()?,

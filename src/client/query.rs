@@ -46,6 +46,11 @@ pub struct ResultsArgs {
     /// Write the results to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Print the job's per-task records as JSON instead of its results: each task's id, kind,
+    /// parameters, seconds spent, worker, completion time, priority and metrics. (The results
+    /// themselves stay exactly what a local run of the same job prints.)
+    #[arg(long, conflicts_with = "format")]
+    pub tasks: bool,
     /// Where the master is.
     #[command(flatten)]
     pub master: MasterAddr,
@@ -369,6 +374,7 @@ pub async fn results(args: ResultsArgs) -> Result<(), ClientError> {
         json: args.json,
         out: args.out.as_deref(),
         with_job_id: false,
+        tasks: args.tasks,
     };
     print_results(&mut client, &args.job, &request).await
 }
@@ -384,6 +390,8 @@ pub struct ResultsRequest<'a> {
     pub out: Option<&'a Path>,
     /// Adds the job id to JSON output (`submit --wait --json`, whose caller never saw the id).
     pub with_job_id: bool,
+    /// Prints the per-task records instead of the results.
+    pub tasks: bool,
 }
 
 /// Fetches a finished job's results and prints them with the job's kind.
@@ -399,8 +407,9 @@ pub async fn print_results(
     kind.check_format(format)
         .map_err(|e| ClientError::Usage(e.to_string()))?;
     let tag = request.with_job_id.then_some(job_id);
-    let render = |out: &mut dyn Write| match format {
-        "json" => render_json(kind, &job, &fetched, tag, out),
+    let render = |out: &mut dyn Write| match (request.tasks, format, tag) {
+        (true, _, _) => render_tasks(&fetched, out),
+        (false, "json", Some(job_id)) => render_tagged(kind, &job, &fetched, job_id, out),
         _ => kind.render(&job, &fetched.spec, &fetched.results, format, out),
     };
     let rendered = match request.out {
@@ -423,26 +432,33 @@ pub async fn print_results(
     })
 }
 
-/// The kind's JSON results with the per-task records added as `"tasks"`, and `"job_id"` when
-/// asked (JSON that is not an object goes under `"results"`).
-fn render_json(
+/// The kind's JSON results with `"job_id"` added (or, for JSON that is not an object, as
+/// `{"job_id", "results"}`).
+fn render_tagged(
     kind: &dyn Kind,
     job: &jobs::JobContext,
     fetched: &JobResults,
-    job_id: Option<&str>,
+    job_id: &str,
     out: &mut dyn Write,
 ) -> Result<(), ResultError> {
     let mut rendered = Vec::new();
     kind.render(job, &fetched.spec, &fetched.results, "json", &mut rendered)?;
     let results: serde_json::Value = serde_json::from_slice(&rendered)
         .map_err(|e| ResultError::Corrupt(format!("JSON results: {e}")))?;
-    let mut fields = match results {
-        serde_json::Value::Object(fields) => fields,
-        other => serde_json::Map::from_iter([("results".to_string(), other)]),
+    let tagged = match results {
+        serde_json::Value::Object(mut fields) => {
+            fields.insert("job_id".into(), job_id.into());
+            serde_json::Value::Object(fields)
+        }
+        other => serde_json::json!({ "job_id": job_id, "results": other }),
     };
-    if let Some(job_id) = job_id {
-        fields.insert("job_id".into(), job_id.into());
-    }
+    serde_json::to_writer_pretty(&mut *out, &tagged).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `{"job_id", "tasks": [...]}`: the job's per-task records, by chunk.
+fn render_tasks(fetched: &JobResults, out: &mut dyn Write) -> Result<(), ResultError> {
     let priority = fetched.job.priority.unwrap_or_default();
     let tasks: Vec<jobs::records::TaskRecord> = fetched
         .results
@@ -457,12 +473,8 @@ fn render_json(
             )
         })
         .collect();
-    fields.insert(
-        "tasks".into(),
-        serde_json::to_value(tasks).map_err(std::io::Error::from)?,
-    );
-    let tagged = serde_json::Value::Object(fields);
-    serde_json::to_writer_pretty(&mut *out, &tagged).map_err(std::io::Error::from)?;
+    let records = serde_json::json!({ "job_id": fetched.job.job_id, "tasks": tasks });
+    serde_json::to_writer_pretty(&mut *out, &records).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }

@@ -273,6 +273,7 @@ pub async fn submit_request(request: JobRequest, common: &SubmitCommon) -> Resul
         json: common.json,
         out: common.out.as_deref(),
         with_job_id: true,
+        tasks: false,
     };
     print_results_patiently(&mut client, &job_id, &results).await
 }

@@ -226,7 +226,7 @@ impl From<RequestError> for ForwardError {
                 ForwardError::Unreachable(format!("{address}: {reason}"))
             }
             RequestError::Refused { code, message } => {
-                ForwardError::Refused(format!("{code:?}: {message}"))
+                ForwardError::Refused(format!("{code}: {message}"))
             }
             RequestError::Tls { reason, .. } => ForwardError::Refused(reason),
             RequestError::Protocol(err) => ForwardError::Master(err),

@@ -39,7 +39,7 @@ pub(super) async fn prune_finished(
 }
 
 /// Deletes one job's keys and stream entries; returns how many results it had.
-async fn delete_job(backend: &RedisBackend, job: &str) -> BackendResult<u64> {
+pub(super) async fn delete_job(backend: &RedisBackend, job: &str) -> BackendResult<u64> {
     let (results_key, tasks_key) = (keys::job_results(job), keys::job_tasks(job));
     let (chunks, live): (Vec<u32>, HashMap<u32, String>) = backend
         .request(|mut conn| {

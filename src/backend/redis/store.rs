@@ -469,6 +469,22 @@ impl Store for RedisBackend {
         Ok(live)
     }
 
+    async fn restart_upload(&self, job: &JobRecord) -> BackendResult<bool> {
+        // Only this master streams uploads, and it holds the id as in progress while it
+        // restarts one, so the look and the replace need no shared transaction.
+        let restartable = self.job(&job.id).await?.is_some_and(|old| {
+            old.total_chunks == 0 && matches!(old.status, JobStatus::Failed | JobStatus::Uploading)
+        });
+        if !restartable {
+            return Ok(false);
+        }
+        super::retention::delete_job(self, &job.id).await?;
+        Ok(matches!(
+            self.create_job(job).await?,
+            CreateOutcome::Created
+        ))
+    }
+
     async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport> {
         super::retention::prune_finished(self, finished_before).await
     }
