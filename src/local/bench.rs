@@ -52,6 +52,10 @@ pub struct BenchSearchArgs {
     /// With --mismatches: how many random 20-mers the many-guides row searches for.
     #[arg(long, default_value_t = 1000)]
     pub guides: usize,
+    /// With --mismatches: also run every row on a local grid of 1 and of this many workers (one
+    /// task slot each), to show how the compute-bound searches spread; 0 skips the grid.
+    #[arg(long, default_value_t = 2)]
+    pub grid_workers: usize,
 }
 
 /// One tool under test: a shell command whose output ends with the match count.

@@ -14,6 +14,7 @@ use std::time::Instant;
 use super::bench::BenchSearchArgs;
 use crate::client::generate::{self, GenerateArgs};
 use crate::client::tool_error::ToolError;
+use crate::local::up::{Cluster, UpArgs};
 
 /// Pattern length of the benchmark's guides.
 const GUIDE_LEN: usize = 20;
@@ -75,12 +76,20 @@ fn run_in(args: &BenchSearchArgs, scratch: &Path) -> Result<(), ToolError> {
         "{:<22} {:>9} {:>11} {:>11} {:>11} {:>9} {:>9}  check",
         "search", "hits", "gw MB/s", "gw slice", "seqkit", "gw/seqkit", "time s"
     );
+    // (row name, search flags, local hit count, local seconds): the grid runs the same rows.
+    let mut rows: Vec<(String, String, String, f64)> = Vec::new();
     for k in 1..=3u32 {
         let full = time(&format!(
             "{gridwatch} search {} -p {guide} -m {k} --strand both | tail -n 1 | cut -f 3",
             quote_path(&genome)
         ))?;
         let hits = full.stdout.trim().to_string();
+        rows.push((
+            format!("1 x 20-mer, K = {k}"),
+            format!("-p {guide} -m {k} --strand both"),
+            hits.clone(),
+            full.seconds,
+        ));
         let ours_file = scratch.join(format!("gw-m{k}.tsv"));
         let ours = time(&format!(
             "{gridwatch} search {} -p {guide} -m {k} --strand both --format tsv > {}",
@@ -119,11 +128,106 @@ fn run_in(args: &BenchSearchArgs, scratch: &Path) -> Result<(), ToolError> {
             full.seconds,
         );
     }
-    guides_row(args, scratch, &gridwatch, &genome, &small, genome_mb)?;
+    rows.push(guides_row(
+        args, scratch, &gridwatch, &genome, &small, genome_mb,
+    )?);
     println!(
         "gw MB/s: gridwatch on the genome; gw slice / seqkit: MB/s on the slice; \
          gw/seqkit: gridwatch's genome MB/s over seqkit's slice MB/s"
     );
+    if args.grid_workers > 0 {
+        grid_rows(args, scratch, &gridwatch, &genome, &rows)?;
+    }
+    Ok(())
+}
+
+/// The same searches submitted to a local grid of 1, then `--grid-workers` workers of one task
+/// slot each, from submit to result; each row's total must equal the local search's.
+fn grid_rows(
+    args: &BenchSearchArgs,
+    scratch: &Path,
+    gridwatch: &str,
+    genome: &Path,
+    rows: &[(String, String, String, f64)],
+) -> Result<(), ToolError> {
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| ToolError::Failed(format!("cannot start the async runtime: {e}")))?;
+    let mut sizes = vec![1];
+    if args.grid_workers > 1 {
+        sizes.push(args.grid_workers);
+    }
+    // seconds[w][row]
+    let mut seconds: Vec<Vec<f64>> = Vec::new();
+    let mut checks: Vec<String> = vec![String::new(); rows.len()];
+    for &workers in &sizes {
+        let up = UpArgs {
+            drop_dir: Some("off".into()),
+            workers,
+            threads: 1,
+            listen: "127.0.0.1:0".into(),
+            data_dir: scratch.join(format!("grid-{workers}")),
+            master_flags: "--jobs-per-minute 100000".into(),
+            http: "off".into(),
+            backend: Default::default(),
+        };
+        let cluster = runtime
+            .block_on(Cluster::start(&up))
+            .map_err(|e| ToolError::Failed(format!("local grid: {e}")))?;
+        let mut times = Vec::new();
+        let mut outcome = Ok(());
+        for (index, (_, flags, hits, _)) in rows.iter().enumerate() {
+            let timed = time(&format!(
+                "{gridwatch} submit {} {flags} --master {} --wait | tail -n 1 | cut -f 3",
+                quote_path(genome),
+                cluster.master_addr
+            ));
+            match timed {
+                Ok(timed) => {
+                    let total = timed.stdout.trim().to_string();
+                    if total != *hits {
+                        checks[index] = format!("DIFFERS: {total} on {workers} worker(s)");
+                    } else if checks[index].is_empty() {
+                        checks[index] = "= local".into();
+                    }
+                    times.push(timed.seconds);
+                }
+                Err(err) => {
+                    outcome = Err(err);
+                    break;
+                }
+            }
+        }
+        runtime.block_on(cluster.stop());
+        outcome?;
+        seconds.push(times);
+    }
+    println!();
+    println!(
+        "grid (1 task slot per worker, submit to result, the genome uploaded each time); cores: {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let many = *sizes.last().unwrap_or(&1);
+    println!(
+        "{:<22} {:>9} {:>9} {:>9} {:>12}  check",
+        "search",
+        "local s",
+        "1 wkr s",
+        format!("{many} wkr s"),
+        format!("{many} vs 1 wkr")
+    );
+    for (index, (name, _, _, local)) in rows.iter().enumerate() {
+        let one = seconds[0][index];
+        let last = seconds[seconds.len() - 1][index];
+        println!(
+            "{:<22} {:>9.2} {:>9.2} {:>9.2} {:>11.2}x  {}",
+            name,
+            local,
+            one,
+            last,
+            one / last,
+            checks[index]
+        );
+    }
     Ok(())
 }
 
@@ -136,7 +240,7 @@ fn guides_row(
     genome: &Path,
     small: &Path,
     genome_mb: f64,
-) -> Result<(), ToolError> {
+) -> Result<(String, String, String, f64), ToolError> {
     let guides = scratch.join("guides.txt");
     std::fs::write(&guides, random_guides(args.guides, 7))
         .map_err(|e| ToolError::Failed(format!("{}: {e}", guides.display())))?;
@@ -174,7 +278,12 @@ fn guides_row(
         "-",
         full.seconds,
     );
-    Ok(())
+    Ok((
+        format!("{} x 20-mer, K = 3", args.guides),
+        format!("--patterns {} -m 3 --strand both", quote_path(&guides)),
+        full.stdout.trim().to_string(),
+        full.seconds,
+    ))
 }
 
 /// The guide and copies with 1, 2 and 3 substitutions.
