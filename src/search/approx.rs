@@ -16,12 +16,9 @@
 //!
 //! Both report every start position within K, overlapping ones included, with its mismatch count.
 
-use super::matcher::Needle;
+use super::matcher::{pack_words, Needle, Word};
 use super::pattern::iupac_bases;
 use super::Strand;
-
-/// Longest needle prefix one shift-and word holds.
-const WORD_BITS: usize = 64;
 
 /// Longest seed indexed: the table has 4^10 heads (4 MiB) at most.
 const MAX_SEED: usize = 10;
@@ -38,20 +35,6 @@ pub(crate) type Verify<'a> = dyn Fn(&Needle, usize, u32) -> Option<u32> + 'a;
 /// Receives (start, pattern, strand, mismatches).
 pub(crate) type Sink<'a> = dyn FnMut(usize, u32, Strand, u32) + 'a;
 
-/// One word of needle prefixes side by side.
-#[derive(Clone, Debug)]
-struct Word {
-    /// Per byte value, the needle positions (bits) whose letter accepts it.
-    table: Box<[u64; 256]>,
-    /// The first bit of each needle, re-armed at every byte (a carry from the previous needle's
-    /// last bit lands there and changes nothing).
-    starts: u64,
-    /// The last bit of each needle prefix.
-    ends: u64,
-    /// Per needle: (its end bit, prefix length, index into `ApproxBits::needles`).
-    members: Vec<(u32, usize, usize)>,
-}
-
 /// Shift-and with mismatch levels for any IUPAC needles.
 #[derive(Clone, Debug)]
 pub(crate) struct ApproxBits {
@@ -66,36 +49,7 @@ impl ApproxBits {
         max_mismatches: u32,
         matches: &dyn Fn(u8, u8) -> bool,
     ) -> Self {
-        let mut words: Vec<Word> = Vec::new();
-        let mut used = WORD_BITS;
-        for (index, needle) in needles.iter().enumerate() {
-            let prefix = &needle.letters[..needle.letters.len().min(WORD_BITS)];
-            if used + prefix.len() > WORD_BITS {
-                words.push(Word {
-                    table: Box::new([0; 256]),
-                    starts: 0,
-                    ends: 0,
-                    members: Vec::new(),
-                });
-                used = 0;
-            }
-            let Some(word) = words.last_mut() else {
-                continue;
-            };
-            for (offset, &code) in prefix.iter().enumerate() {
-                let bit = 1u64 << (used + offset);
-                for byte in 0..=255u8 {
-                    if matches(code, byte) {
-                        word.table[byte as usize] |= bit;
-                    }
-                }
-            }
-            let end_bit = (used + prefix.len() - 1) as u32;
-            word.starts |= 1 << used;
-            word.ends |= 1 << end_bit;
-            word.members.push((end_bit, prefix.len(), index));
-            used += prefix.len();
-        }
+        let words = pack_words(&needles, matches);
         Self {
             needles,
             words,
