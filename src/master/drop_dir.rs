@@ -13,11 +13,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::cmd::batch::create_batch;
+use super::cmd::batch::{create_batch, jobs_without_upload};
 use super::cmd::HandlerError;
 use super::MasterState;
 use crate::jobs::batch::{self, Batch};
-use crate::protocol::BatchJob;
 
 /// What a file looked like at one poll.
 type Seen = (u64, Option<SystemTime>);
@@ -144,24 +143,7 @@ async fn load_batch(
     name: &str,
     parsed: Batch,
 ) -> Result<usize, Option<String>> {
-    if let Some(search) = parsed.tasks.iter().find(|task| task.upload.is_some()) {
-        return Err(Some(format!(
-            "{}: search tasks upload a sequence file; load this file with `gridwatch load`",
-            search.location
-        )));
-    }
-    let jobs: Vec<BatchJob> = parsed
-        .tasks
-        .into_iter()
-        .map(|task| BatchJob {
-            job_id: task.task_id,
-            kind: task.kind.to_string(),
-            spec: task.submission,
-            priority: task.priority,
-            algorithm: Some(task.algorithm),
-            description: task.description,
-        })
-        .collect();
+    let jobs = jobs_without_upload(parsed, "load this file with `gridwatch load`").map_err(Some)?;
     match create_batch(state, name, jobs).await {
         Ok(created) => Ok(created.len()),
         Err(HandlerError::Refused { message, .. } | HandlerError::Fatal { message, .. }) => {

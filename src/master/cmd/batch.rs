@@ -52,6 +52,33 @@ struct Checked {
     spec: serde_json::Value,
 }
 
+/// The jobs of a batch parsed on the master (a dropped file, an HTTP body), where no client is
+/// there to upload a search's sequence file: such a task is refused, with `instead` (the command
+/// to use) in the reason.
+pub fn jobs_without_upload(
+    parsed: crate::jobs::batch::Batch,
+    instead: &str,
+) -> Result<Vec<BatchJob>, String> {
+    if let Some(search) = parsed.tasks.iter().find(|task| task.upload.is_some()) {
+        return Err(format!(
+            "{}: search tasks upload a sequence file; {instead}",
+            search.location
+        ));
+    }
+    Ok(parsed
+        .tasks
+        .into_iter()
+        .map(|task| BatchJob {
+            job_id: task.task_id,
+            kind: task.kind.to_string(),
+            spec: task.submission,
+            priority: task.priority,
+            algorithm: Some(task.algorithm),
+            description: task.description,
+        })
+        .collect())
+}
+
 /// Checks every job, then creates those that do not exist yet; returns what became of each.
 pub async fn create_batch(
     state: &MasterState,

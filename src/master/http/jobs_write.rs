@@ -19,8 +19,12 @@ use serde_json::json;
 use super::{json_error, ApiError, HttpState};
 use crate::backend::JobStatus;
 use crate::jobs::{self, batch};
-use crate::master::cmd::{batch::create_batch, cancel::cancel, HandlerError};
-use crate::protocol::{BatchJob, ErrorCode};
+use crate::master::cmd::{
+    batch::{create_batch, jobs_without_upload},
+    cancel::cancel,
+    HandlerError,
+};
+use crate::protocol::ErrorCode;
 
 /// Whether the request carries the master's token (always, when it has none).
 fn authorized(headers: &HeaderMap, token: Option<&str>) -> bool {
@@ -89,27 +93,13 @@ pub async fn submit(State(state): State<HttpState>, headers: HeaderMap, body: By
         Ok(parsed) => parsed,
         Err(err) => return json_error(StatusCode::BAD_REQUEST, format!("request body: {err}")),
     };
-    if let Some(search) = parsed.tasks.iter().find(|task| task.upload.is_some()) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{}: search tasks upload a sequence file; submit them with `gridwatch submit` or `gridwatch load`",
-                search.location
-            ),
-        );
-    }
-    let jobs: Vec<BatchJob> = parsed
-        .tasks
-        .into_iter()
-        .map(|task| BatchJob {
-            job_id: task.task_id,
-            kind: task.kind.to_string(),
-            spec: task.submission,
-            priority: task.priority,
-            algorithm: Some(task.algorithm),
-            description: task.description,
-        })
-        .collect();
+    let jobs = match jobs_without_upload(
+        parsed,
+        "submit them with `gridwatch submit` or `gridwatch load`",
+    ) {
+        Ok(jobs) => jobs,
+        Err(reason) => return json_error(StatusCode::BAD_REQUEST, reason),
+    };
     match create_batch(&state.master, "http", jobs).await {
         Ok(jobs) => (
             StatusCode::CREATED,
