@@ -1,42 +1,23 @@
 //! Per-task records and worker performance with real processes, on both backends: every task
 //! of a job has its record (id, kind, parameters, time, worker, completion time, priority,
-//! metrics) in `results --json` and in HTTP `/jobs/ID`, the records' metrics add up to the
+//! metrics) in `results --tasks` and in HTTP `/jobs/ID`, the records' metrics add up to the
 //! result itself, and `workers --performance`, `/stats/performance` and `/workers/ID` agree
 //! with counts, means and 95th percentiles computed here from those records.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
 
 use common::grid::Grid;
+use common::http::request;
 use common::redis::RedisServer;
 
 const BANDS: usize = 6;
 
 /// `GET path` over HTTP/1.1; returns the status and the JSON body.
 fn http_json(addr: &str, path: &str) -> (u16, serde_json::Value) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP API");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status code");
-    (status, serde_json::from_str(body).expect("a JSON body"))
+    let (status, _, body) = request(addr, "GET", path, None, "");
+    (status, serde_json::from_slice(&body).expect("a JSON body"))
 }
 
 /// The nearest-rank 95th percentile, written out plainly.

@@ -314,17 +314,8 @@ fn half_a_certificate_pair_is_a_usage_error() {
 
 /// `GET path` on a plain HTTP address; returns the body.
 fn http_get(addr: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connecting to the HTTP API");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("response");
-    raw.split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
+    let (_, _, body) = common::http::request(addr, "GET", path, None, "");
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 #[test]

@@ -4,36 +4,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
+use common::http::request;
 use common::procs::{gridwatch, wait_for};
 use common::watchman_grid::Grid;
 
 /// `POST path` with an optional bearer token; returns the status and body.
 fn post(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP API");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("read timeout");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("read response");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("status code");
-    (status, body.to_string())
+    let (status, _, body) = request(addr, "POST", path, token, "");
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn workers_json(grid: &Grid) -> Vec<serde_json::Value> {
@@ -109,17 +89,8 @@ fn forget_follows_liveness(grid: &mut Grid) {
         .filter_map(|w| w["worker_id"].as_str().map(str::to_string))
         .collect();
     assert_eq!(ids, ["w1", "w3"], "w2 stays forgotten");
-    let http_workers = {
-        let mut stream = TcpStream::connect(grid.http_addr()).expect("connect");
-        write!(
-            stream,
-            "GET /workers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).expect("read");
-        raw
-    };
+    let (_, _, http_workers) = request(&grid.http_addr(), "GET", "/workers", None, "");
+    let http_workers = String::from_utf8_lossy(&http_workers);
     assert!(!http_workers.contains("\"w2\""), "{http_workers}");
 
     // Over HTTP (no token on this master): a live worker is a 409, a dead one is forgotten.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod grid;
+pub mod http;
 pub mod procs;
 pub mod redis;
 pub mod watchman_grid;
