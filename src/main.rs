@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// Run the master: takes jobs, hands out chunk tasks, aggregates results.
     Master(master::MasterArgs),
-    /// Run a worker: leases chunk tasks from the master and searches them.
+    /// Run a worker: leases tasks of any job kind from the master and runs them.
     Worker(worker::WorkerArgs),
     /// Submit a job: `submit search FILE -p PATTERN` (or just `submit FILE -p PATTERN`),
     /// `submit julia --width W`, `submit particles --particles N --steps S --seed K`.
