@@ -195,6 +195,7 @@ async fn lease(
                     let _ = queue
                         .nack(&lease, "worker disconnected while waiting for a task")
                         .await;
+                    tracing::info!(component = "master", job = %lease.id.job, chunk = lease.id.chunk, worker = %lease.worker, "task returned to the queue: its worker disconnected before receiving it");
                 }
             });
             return Err(ProtocolError::Closed.into());
@@ -224,6 +225,7 @@ async fn lease(
             .queue
             .nack(&lease, "worker disconnected before receiving the task")
             .await;
+        tracing::info!(component = "master", job = %lease.id.job, chunk = lease.id.chunk, worker = %lease.worker, "task returned to the queue: its worker disconnected before receiving it");
         return Err(err.into());
     }
     Ok(())
