@@ -189,6 +189,11 @@ impl Cluster {
             .collect()
     }
 
+    /// The master's process id, while it runs.
+    pub fn master_pid(&self) -> Option<u32> {
+        self.master.pid()
+    }
+
     /// Prints where everything runs.
     pub fn describe(&self) {
         eprintln!("master   listening on {}", self.master_addr);
