@@ -133,3 +133,32 @@ fn submit_wait_shows_the_job_id_before_waiting_and_in_its_json() {
         "counts agree in number: {jobs}"
     );
 }
+
+#[test]
+fn monitoring_output_into_a_closed_pipe_ends_quietly() {
+    let grid = Grid::start(&[]);
+    for command in [
+        &["workers", "--json"][..],
+        &["workers"],
+        &["alerts", "--json"],
+        &["alerts"],
+    ] {
+        let mut child = Command::new(gridwatch_bin())
+            .args(command)
+            .args(["--master", &grid.addr])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running gridwatch");
+        // Closed before the command has even reached the master, as `| head -0` would.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("gridwatch exits");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{command:?}: {stderr}");
+        assert!(
+            out.status.success(),
+            "{command:?}: exit {}: {stderr}",
+            out.status
+        );
+    }
+}

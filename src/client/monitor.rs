@@ -67,9 +67,23 @@ async fn ask(args: &MonitorArgs, request: Message) -> Result<Message, ClientErro
     }
 }
 
+/// Writes a rendered table to stdout; a closed stdout is an error, not a panic.
+fn print_text(text: &str) -> Result<(), ClientError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes to stdout without panicking when it is closed (`gridwatch alerts --json | head`): the
+/// error becomes `ClientError::Output`, which exits quietly on a broken pipe.
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), ClientError> {
-    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
-    println!("{text}");
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::other)?;
+    writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 
@@ -137,7 +151,7 @@ pub async fn workers(args: WorkersArgs) -> Result<(), ClientError> {
     if args.json {
         return print_json(&workers);
     }
-    print!("{}", workers_table(&workers));
+    print_text(&workers_table(&workers))?;
     Ok(())
 }
 
@@ -265,7 +279,7 @@ pub async fn alerts(args: AlertsArgs) -> Result<(), ClientError> {
     if args.query.json {
         return print_json(&alerts);
     }
-    print!("{}", alerts_table(&alerts));
+    print_text(&alerts_table(&alerts))?;
     Ok(())
 }
 

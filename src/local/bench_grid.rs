@@ -234,7 +234,14 @@ async fn on_backend(
             (&mut repeat, &args.repeat_pattern, repeat_reference),
         ] {
             let patterns = [pattern.clone()];
-            match run_grid_job(&cluster.master_addr, file, &patterns, args.chunk_size, false).await
+            match run_grid_job(
+                &cluster.master_addr,
+                file,
+                &patterns,
+                args.chunk_size,
+                false,
+            )
+            .await
             {
                 Ok((report, elapsed)) => row.record(elapsed, report.total(), Some(expected)),
                 Err(err) => outcome = Err(failed(err)),
