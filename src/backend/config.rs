@@ -107,7 +107,6 @@ pub struct Backend {
     pub store: Arc<dyn Store>,
 }
 
-/// Delivery settings both backends honour.
 impl Backend {
     /// A backend whose leases come with their genome ranges filled in: wherever a queue hands
     /// tasks to workers (the embedded master, any Redis process), tasks that reference a stored
@@ -120,6 +119,7 @@ impl Backend {
     }
 }
 
+/// Delivery settings both backends honour.
 #[derive(Clone, Copy, Debug)]
 pub struct DeliverySettings {
     /// How long a lease stays invisible unless its worker extends it.

@@ -39,7 +39,7 @@ pub use connection::{
     decode_message, Connection, ProtocolError, DEFAULT_MAX_FRAME, PRE_AUTH_MAX_FRAME,
 };
 pub use message::{
-    classify_decode_error, ErrorCode, JobView, Message, NackReply, PartialResults, ProgressView,
+    classify_decode_error, ErrorCode, GenomeRemovalOutcome, JobView, Message, NackReply, PartialResults, ProgressView,
     Role, PROTOCOL_VERSION,
 };
 pub use watchman::{
