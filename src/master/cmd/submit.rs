@@ -344,7 +344,8 @@ impl Upload {
 }
 
 /// Reads the announced bytes, cutting and enqueueing tasks as they come; returns the task count
-/// and the job spec completed by the cutter (and, for a kept genome, by its hash).
+/// and the job spec completed by the cutter (and, for a kept genome, by its hash). A failed
+/// upload drops what it stored of the genome before the reply goes out.
 async fn receive(
     conn: &mut Conn,
     state: &MasterState,
@@ -352,6 +353,31 @@ async fn receive(
     mut upload: Upload,
     enqueuer: &mut Enqueuer,
 ) -> Result<(u32, serde_json::Value), HandlerError> {
+    let received = receive_frames(conn, state, submission, &mut upload, enqueuer).await;
+    match (received, upload.intake.take()) {
+        (Ok((chunks, spec, bytes)), Some(intake)) => {
+            let spec = keep_genome(submission, intake, spec, bytes).await?;
+            Ok((chunks, spec))
+        }
+        (Ok((chunks, spec, _)), None) => Ok((chunks, spec)),
+        (Err(err), intake) => {
+            if let Some(intake) = intake {
+                intake.abandon().await;
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The upload's frames through the cutter; returns the task count, the completed spec and the
+/// bytes received.
+async fn receive_frames(
+    conn: &mut Conn,
+    state: &MasterState,
+    submission: &Submission,
+    upload: &mut Upload,
+    enqueuer: &mut Enqueuer,
+) -> Result<(u32, serde_json::Value, u64), HandlerError> {
     let file_size = submission.file_size.unwrap_or(0);
     let mut received = 0u64;
     let mut chunks = 0u32;
@@ -387,28 +413,15 @@ async fn receive(
             .await
             .map_err(mid_upload)?;
     }
-    let Upload {
-        cutter,
-        sink,
-        intake,
-    } = upload;
+    let cutter = std::mem::replace(&mut upload.cutter, Box::new(Finished));
     let spec = cutter.finish(&mut |task| ready.push(task)).map_err(fatal)?;
-    let mut upload = Upload {
-        cutter: Box::new(Finished),
-        sink,
-        intake,
-    };
     upload.store_decoded().await;
     chunks += enqueuer
         .send(to_tasks(submission, ready.drain(..)))
         .await
         .map_err(mid_upload)?;
     tracing::debug!(component = "master", job = %submission.job_id, bytes = received, "upload received");
-    let spec = match upload.intake {
-        Some(intake) => keep_genome(submission, intake, spec, received).await?,
-        None => spec,
-    };
-    Ok((chunks, spec))
+    Ok((chunks, spec, received))
 }
 
 /// Stands in for a cutter after its `finish`.

@@ -106,6 +106,12 @@ impl GenomeIntake {
         }
     }
 
+    /// The upload failed: waits until what was stored of the genome is dropped.
+    pub(super) async fn abandon(mut self) {
+        self.sender = None;
+        let _ = (&mut self.task).await;
+    }
+
     async fn finish(mut self) -> Option<Taken> {
         self.send(Intake::Done).await;
         self.sender = None;
