@@ -105,6 +105,8 @@ fn spool_files(grid: &Grid) -> Vec<String> {
         .map(|dir| {
             dir.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                // Stored genomes have a directory of their own.
+                .filter(|name| name != "genomes")
                 .collect()
         })
         .unwrap_or_default()

@@ -279,13 +279,13 @@ async fn enqueue_tasks(
             if let Some(reused) = reuse_genome(state, submission, &mut enqueuer).await? {
                 reused
             } else {
-                let sink = DecodedSink::default();
-                let keep = cutter.keep_decoded(sink.clone());
-                // A kept genome is stored beside the tasks' own copy of their bases.
-                let copies = if keep { 2 } else { 1 };
                 let upload = submission.file_size.unwrap_or(0);
-                check_free_space(state, upload.saturating_mul(copies))?;
-                let intake = match keep {
+                check_free_space(state, upload)?;
+                // A kept genome is stored beside the tasks' own copy of their bases: without
+                // room for both, the job runs and its genome is not kept.
+                let room = check_free_space(state, upload.saturating_mul(2)).is_ok();
+                let sink = DecodedSink::default();
+                let intake = match room && cutter.keep_decoded(sink.clone()) {
                     true => Some(GenomeIntake::start(state).await),
                     false => None,
                 };
