@@ -356,6 +356,9 @@ pub struct PruneReport {
     /// Storage returned: bytes of the data directory (embedded) or of Redis memory, measured
     /// before and after (0 if it did not shrink).
     pub bytes_freed: u64,
+    /// Stored genomes deleted with them (no job left uses them), by hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub genomes: Vec<String>,
 }
 
 /// A stored chunk result without its payload: what `get_results` announces before streaming the

@@ -17,9 +17,7 @@ pub async fn job_view(store: &dyn Store, job: JobRecord) -> Result<JobView, Back
     } else {
         job.summary
     };
-    let uploaded_bytes = job.spec.get("uploaded_bytes").and_then(|v| v.as_u64());
-    let genome_reused = job.spec.get("genome_reused").and_then(|v| v.as_bool());
-    let mut view = summary_view(JobSummary {
+    Ok(summary_view(JobSummary {
         id: job.id,
         kind: job.kind,
         summary,
@@ -29,10 +27,7 @@ pub async fn job_view(store: &dyn Store, job: JobRecord) -> Result<JobView, Back
         created_at: job.created_at,
         finished_at: job.finished_at,
         progress,
-    });
-    view.uploaded_bytes = uploaded_bytes;
-    view.genome_reused = genome_reused;
-    Ok(view)
+    }))
 }
 
 /// A listed job as clients see it.

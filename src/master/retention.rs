@@ -75,6 +75,22 @@ pub async fn run(
     }
 }
 
+/// `gridwatch prune`: deletes finished jobs as [`prune`] does, then the stored genomes that no
+/// unfinished job uses and that were unused for as long, since a genome is a job's stored input.
+pub async fn prune_on_demand(
+    state: &MasterState,
+    older_than_secs: f64,
+) -> Result<PruneReport, BackendError> {
+    let mut report = prune(state, older_than_secs).await?;
+    match prune_genomes(state, older_than_secs).await {
+        Ok(genomes) => report.genomes = genomes,
+        Err(err) => {
+            tracing::debug!(component = "master", error = %err, "no stored genomes pruned")
+        }
+    }
+    Ok(report)
+}
+
 /// Deletes every stored genome unused for at least `unused_for_secs` that no unfinished job
 /// uses; returns their hashes.
 pub async fn prune_genomes(

@@ -46,6 +46,7 @@ pub(super) fn prune_finished(
         job_ids,
         results,
         bytes_freed: before.saturating_sub(after),
+        genomes: Vec::new(),
     })
 }
 

@@ -9,7 +9,12 @@ use crate::protocol::Message;
 /// Answers `query_status`.
 pub async fn apply(conn: &mut Conn, state: &MasterState, job_id: &str) -> Result<(), HandlerError> {
     let job = find_job(state, job_id).await?;
-    let view = job_view(state.store.as_ref(), job).await?;
+    // How the input arrived, which listings (built without specs) leave out.
+    let uploaded_bytes = job.spec.get("uploaded_bytes").and_then(|v| v.as_u64());
+    let genome_reused = job.spec.get("genome_reused").and_then(|v| v.as_bool());
+    let mut view = job_view(state.store.as_ref(), job).await?;
+    view.uploaded_bytes = uploaded_bytes;
+    view.genome_reused = genome_reused;
     conn.write_message(&Message::JobStatus {
         job: view,
         active_workers: state.workers.active(),
