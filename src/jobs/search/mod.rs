@@ -716,6 +716,65 @@ mod tests {
     }
 
     #[test]
+    fn tasks_planned_from_a_stored_genome_are_the_tasks_an_upload_cuts() {
+        let kind = jobs::require("search").unwrap();
+        let records: [&[u8]; 4] = [b"ACGTACGTTTGACCA", b"", b"GGGACGTAC", b"TACGTACGTACGTACGTAC"];
+        let mut fasta = Vec::new();
+        for (i, bases) in records.iter().enumerate() {
+            fasta.extend_from_slice(format!(">r{i}\n").as_bytes());
+            for line in bases.chunks(4) {
+                fasta.extend_from_slice(line);
+                fasta.push(b'\n');
+            }
+        }
+        for chunk_size in [1u64, 3, 4, 7, 100] {
+            let submission = serde_json::json!({
+                "filename": "g.fa",
+                "patterns": [{ "name": "p", "sequence": "ACGTA" }, { "name": "q", "sequence": "GT" }],
+                "chunk_size": chunk_size,
+            });
+            let spec = kind
+                .accept(submission, Some(fasta.len() as u64), &LIMITS)
+                .unwrap();
+            let TaskSource::Upload(mut cutter) = kind.tasks(&spec).unwrap() else {
+                panic!("a search uploads its input");
+            };
+            let sink = DecodedSink::default();
+            assert!(cutter.keep_decoded(sink.clone()));
+            let mut cut = Vec::new();
+            for piece in fasta.chunks(5) {
+                cutter.push(piece, &mut |task| cut.push(task)).unwrap();
+            }
+            let uploaded_spec = cutter.finish(&mut |task| cut.push(task)).unwrap();
+            let sequence: Vec<u8> = sink.lock().unwrap().iter().flatten().copied().collect();
+            assert_eq!(sequence, records.concat(), "chunk size {chunk_size}");
+
+            let genome = GenomeRecord {
+                sha256: "0".repeat(64),
+                size_bytes: fasta.len() as u64,
+                bases: sequence.len() as u64,
+                records: uploaded_spec["records"].clone(),
+                filename: "g.fa".into(),
+                created_at: 0.0,
+                last_used: 0.0,
+                jobs: 0,
+            };
+            let (planned, planned_spec) = tasks_from_genome(&spec, &genome).unwrap();
+            assert_eq!(planned_spec["records"], uploaded_spec["records"]);
+            assert_eq!(planned.len(), cut.len(), "chunk size {chunk_size}");
+            for (from_genome, from_upload) in planned.iter().zip(&cut) {
+                assert_eq!(from_genome.chunk, from_upload.chunk);
+                let range = GenomeRef::from_spec(&from_genome.spec).unwrap();
+                let bases = &sequence[range.offset as usize..(range.offset + range.len) as usize];
+                assert_eq!(bases, from_upload.data.as_ref(), "chunk {}", from_upload.chunk);
+                let mut spec = from_genome.spec.clone();
+                spec.as_object_mut().unwrap().remove(crate::backend::genome::GENOME_SPEC_KEY);
+                assert_eq!(spec, from_upload.spec);
+            }
+        }
+    }
+
+    #[test]
     fn every_format_the_kind_lists_has_a_printer() {
         for name in <SearchKind as JobKind>::FORMATS {
             assert!(OutputFormat::from_name(name).is_some(), "{name}");
