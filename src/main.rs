@@ -10,8 +10,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use gridwatch::client::connect::ClientError;
 use gridwatch::client::tool_error::ToolError;
 use gridwatch::client::{
-    generate, genomes, health, julia, load, monitor, particles, prune, purge, query, search, submit,
-    top,
+    generate, genomes, health, julia, load, monitor, particles, prune, purge, query, search,
+    submit, top,
 };
 use gridwatch::local::{bench, demo, up};
 use gridwatch::telemetry::{self, LogFormat};

@@ -278,7 +278,10 @@ fn lying_client_cannot_poison(backend: Backend) {
     let real_hash = sha256_of(&file);
     // Other bases of the very same size, announced under the real file's hash.
     let mut fake = std::fs::read(&file).expect("fixture");
-    for byte in fake.iter_mut().filter(|b| b.is_ascii_uppercase() && **b != b'N') {
+    for byte in fake
+        .iter_mut()
+        .filter(|b| b.is_ascii_uppercase() && **b != b'N')
+    {
         *byte = b'A';
     }
     let header_end = fake.iter().position(|&b| b == b'\n').unwrap_or(0);
@@ -301,7 +304,10 @@ fn lying_client_cannot_poison(backend: Backend) {
     grid.start_worker("w1", 1);
     let honest = search(&grid, "honest", &file, "ACGTAC", &[]);
     assert_eq!(honest, naive_hits(&records, "ACGTAC", false).len() as u64);
-    assert_eq!(job_record(&grid, "honest")["uploaded_bytes"], file_len(&file));
+    assert_eq!(
+        job_record(&grid, "honest")["uploaded_bytes"],
+        file_len(&file)
+    );
     assert_eq!(stored(&grid), vec![real_hash]);
     let again = search(&grid, "again", &file, "ACGTAC", &[]);
     assert_eq!(again, honest);
@@ -348,9 +354,11 @@ fn genome_in_use_survives_a_prune(backend: Backend) {
     let count = parse_total(&cli_ok(&grid, &["results", "queued"]));
     assert_eq!(count, naive_hits(&records, "TTGCA", false).len() as u64);
     // Unused now: the next sweep prunes it.
-    poll_until(JOB_TIMEOUT, "a sweep to prune the finished job's genome", || {
-        stored(&grid).is_empty().then_some(())
-    });
+    poll_until(
+        JOB_TIMEOUT,
+        "a sweep to prune the finished job's genome",
+        || stored(&grid).is_empty().then_some(()),
+    );
 }
 
 #[test]
@@ -374,10 +382,16 @@ fn genome_in_use_survives_rm(backend: Backend) {
     let refused = cli(&grid, &["genomes", "rm", &hash[..10]]);
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("queued") && stderr.contains(&hash), "{stderr}");
+    assert!(
+        stderr.contains("queued") && stderr.contains(&hash),
+        "{stderr}"
+    );
     assert_eq!(stored(&grid), vec![hash.clone()]);
     let table = cli_ok(&grid, &["genomes"]);
-    assert!(table.contains(&hash[..12]) && table.contains("g.fa"), "{table}");
+    assert!(
+        table.contains(&hash[..12]) && table.contains("g.fa"),
+        "{table}"
+    );
 
     grid.start_worker("w1", 1);
     let done = grid.wait_finished("queued", JOB_TIMEOUT);
@@ -391,7 +405,10 @@ fn genome_in_use_survives_rm(backend: Backend) {
     // The next search of the file uploads it again.
     let again = search(&grid, "again", &file, "GGATC", &[]);
     assert_eq!(again, count);
-    assert_eq!(job_record(&grid, "again")["uploaded_bytes"], file_len(&file));
+    assert_eq!(
+        job_record(&grid, "again")["uploaded_bytes"],
+        file_len(&file)
+    );
 }
 
 #[test]

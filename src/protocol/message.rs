@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::batch::{BatchJob, BatchJobAccepted, PurgeFilter};
 use super::watchman::{Alert, WorkerReport, WorkerView};
 use crate::backend::performance::WorkerPerformance;
-use crate::backend::{
-    ChunkResult, GenomeRecord, GenomeRemoval, JobStatus, Priority, PruneReport,
-};
+use crate::backend::{ChunkResult, GenomeRecord, GenomeRemoval, JobStatus, Priority, PruneReport};
 
 /// Version carried in `hello` and in every frame's `v`; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -134,8 +132,16 @@ pub struct JobView {
     /// Queue priority (absent from masters that did not record it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,
-    /// Bytes the job's submit uploaded: 0 when its input was a genome stored already (search
-    /// jobs of masters that store genomes).
+    /// How the job's input arrived (search jobs, in `status` answers); boxed, as most views
+    /// have none and this one travels in every status message.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Box<InputArrival>>,
+}
+
+/// How a job's input reached the master.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputArrival {
+    /// Bytes the job's submit uploaded: 0 when its input was a genome stored already.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploaded_bytes: Option<u64>,
     /// Whether the job searched a genome stored by an earlier submit.

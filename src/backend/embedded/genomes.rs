@@ -136,7 +136,12 @@ fn commit(
     tx.commit().map_err(sql_error)
 }
 
-fn mark_used(tx: &rusqlite::Transaction<'_>, sha256: &str, job: &str, now: f64) -> BackendResult<()> {
+fn mark_used(
+    tx: &rusqlite::Transaction<'_>,
+    sha256: &str,
+    job: &str,
+    now: f64,
+) -> BackendResult<()> {
     tx.execute(
         "INSERT OR IGNORE INTO genome_jobs (sha256, job) VALUES (?1, ?2)",
         params![sha256, job],
@@ -211,7 +216,11 @@ pub(super) fn genomes(state: &mut DbState) -> BackendResult<Vec<GenomeRecord>> {
 }
 
 /// Deletes a genome unless an unfinished job uses it.
-pub(super) fn remove(state: &mut DbState, dir: &Path, sha256: &str) -> BackendResult<GenomeRemoval> {
+pub(super) fn remove(
+    state: &mut DbState,
+    dir: &Path,
+    sha256: &str,
+) -> BackendResult<GenomeRemoval> {
     let tx = state.conn.transaction().map_err(sql_error)?;
     let stored: bool = tx
         .query_row(

@@ -23,9 +23,8 @@ use tokio::sync::Notify;
 
 use super::{
     BackendError, BackendResult, ChunkResult, CreateOutcome, GenomeRecord, GenomeRemoval,
-    GenomeWriter, JobRecord, JobStatus, JobSummary,
-    Lease, NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store, StoredResult,
-    TaskTimes, WorkerId,
+    GenomeWriter, JobRecord, JobStatus, JobSummary, Lease, NackOutcome, NewTask, Progress,
+    PruneReport, Queue, RefusalReason, Store, StoredResult, TaskTimes, WorkerId,
 };
 use db::Db;
 
@@ -376,7 +375,9 @@ impl Store for EmbeddedBackend {
 
     async fn read_genome(&self, sha256: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
         if !super::genome::is_sha256_hex(sha256) {
-            return Err(BackendError::Other(format!("{sha256:?} is not a genome hash")));
+            return Err(BackendError::Other(format!(
+                "{sha256:?} is not a genome hash"
+            )));
         }
         let (dir, sha256) = (self.genome_dir.clone(), sha256.to_string());
         tokio::task::spawn_blocking(move || genomes::read_range(&dir, &sha256, offset, len))

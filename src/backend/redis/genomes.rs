@@ -129,16 +129,13 @@ pub(super) async fn use_genome(
 ) -> BackendResult<Option<GenomeRecord>> {
     let script = Script::new(include_str!("lua/genome_use.lua"));
     let mut invocation = script.prepare_invoke();
-    invocation
-        .arg(sha256)
-        .arg(job)
-        .arg(crate::time::unix_now());
+    invocation.arg(sha256).arg(job).arg(crate::time::unix_now());
     let fields: Option<HashMap<String, String>> = backend.invoke(&invocation).await?;
     match fields {
         None => Ok(None),
-        Some(fields) => record_from_fields(&fields).map(Some).ok_or_else(|| {
-            BackendError::Corrupt(format!("genome {sha256}: malformed record"))
-        }),
+        Some(fields) => record_from_fields(&fields)
+            .map(Some)
+            .ok_or_else(|| BackendError::Corrupt(format!("genome {sha256}: malformed record"))),
     }
 }
 

@@ -19,9 +19,9 @@ use super::RedisBackend;
 use crate::backend::genome::is_sha256_hex;
 use crate::backend::{
     short_summary, BackendError, BackendResult, ChunkResult, CreateOutcome, GenomeRecord,
-    GenomeRemoval, GenomeWriter, JobRecord, JobStatus,
-    JobSummary, Lease, Priority, Progress, PruneReport, RefusalReason, Store, StoredResult,
-    TaskTimes, WorkerId, RESULT_PART_BYTES, TASK_TIMES_KEPT,
+    GenomeRemoval, GenomeWriter, JobRecord, JobStatus, JobSummary, Lease, Priority, Progress,
+    PruneReport, RefusalReason, Store, StoredResult, TaskTimes, WorkerId, RESULT_PART_BYTES,
+    TASK_TIMES_KEPT,
 };
 
 /// The raw keys of one job, as read in one round trip.
@@ -508,7 +508,9 @@ impl Store for RedisBackend {
 
     async fn read_genome(&self, sha256: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
         if !is_sha256_hex(sha256) {
-            return Err(BackendError::Other(format!("{sha256:?} is not a genome hash")));
+            return Err(BackendError::Other(format!(
+                "{sha256:?} is not a genome hash"
+            )));
         }
         super::genomes::read_genome(self, sha256, offset, len).await
     }

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DecodedSink, InputCutter, JobContext, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError, TaskSource,
+    DecodedSink, InputCutter, JobContext, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError,
+    TaskSource,
 };
 use crate::backend::genome::{is_sha256_hex, GenomeRef};
 use crate::backend::{ChunkResult, GenomeRecord};
@@ -531,7 +532,10 @@ pub fn tasks_from_genome(
                     pattern_offset: (group * PATTERNS_PER_TASK) as u32,
                 };
                 let index = u32::try_from(chunk_index * groups + group as u64).map_err(|_| {
-                    Refusal::new(ErrorCode::BadMessage, "too many tasks for one job".to_string())
+                    Refusal::new(
+                        ErrorCode::BadMessage,
+                        "too many tasks for one job".to_string(),
+                    )
                 })?;
                 let mut planned = PlannedTask::new(index, &task, Bytes::new())?;
                 reference.attach(&mut planned.spec);
@@ -718,7 +722,12 @@ mod tests {
     #[test]
     fn tasks_planned_from_a_stored_genome_are_the_tasks_an_upload_cuts() {
         let kind = jobs::require("search").unwrap();
-        let records: [&[u8]; 4] = [b"ACGTACGTTTGACCA", b"", b"GGGACGTAC", b"TACGTACGTACGTACGTAC"];
+        let records: [&[u8]; 4] = [
+            b"ACGTACGTTTGACCA",
+            b"",
+            b"GGGACGTAC",
+            b"TACGTACGTACGTACGTAC",
+        ];
         let mut fasta = Vec::new();
         for (i, bases) in records.iter().enumerate() {
             fasta.extend_from_slice(format!(">r{i}\n").as_bytes());
@@ -766,9 +775,16 @@ mod tests {
                 assert_eq!(from_genome.chunk, from_upload.chunk);
                 let range = GenomeRef::from_spec(&from_genome.spec).unwrap();
                 let bases = &sequence[range.offset as usize..(range.offset + range.len) as usize];
-                assert_eq!(bases, from_upload.data.as_ref(), "chunk {}", from_upload.chunk);
+                assert_eq!(
+                    bases,
+                    from_upload.data.as_ref(),
+                    "chunk {}",
+                    from_upload.chunk
+                );
                 let mut spec = from_genome.spec.clone();
-                spec.as_object_mut().unwrap().remove(crate::backend::genome::GENOME_SPEC_KEY);
+                spec.as_object_mut()
+                    .unwrap()
+                    .remove(crate::backend::genome::GENOME_SPEC_KEY);
                 assert_eq!(spec, from_upload.spec);
             }
         }

@@ -46,7 +46,10 @@ fn resolve(name: &str, stored: &[String]) -> Result<String, HandlerError> {
     let name = name.trim().to_ascii_lowercase();
     let matching: Vec<&String> = match name.is_empty() {
         true => Vec::new(),
-        false => stored.iter().filter(|hash| hash.starts_with(&name)).collect(),
+        false => stored
+            .iter()
+            .filter(|hash| hash.starts_with(&name))
+            .collect(),
     };
     match matching.as_slice() {
         [one] => Ok((*one).clone()),

@@ -16,10 +16,10 @@ use std::time::Instant;
 use genome_intake::{keep_genome, reuse_genome, GenomeIntake, Intake};
 
 use super::{Conn, HandlerError, Session};
+use crate::backend::genome::GenomeRef;
 use crate::backend::{
     short_summary, BackendError, CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId,
 };
-use crate::backend::genome::GenomeRef;
 use crate::jobs::{
     self, DecodedSink, InputCutter, Kind, PlannedTask, Refusal, SubmitLimits, TaskSource,
 };

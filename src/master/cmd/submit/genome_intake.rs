@@ -200,8 +200,12 @@ pub(super) async fn keep_genome(
     };
     if let Some(writer) = taken.writer {
         match writer.commit(&genome, &submission.job_id).await {
-            Ok(()) => tracing::info!(component = "master", job = %submission.job_id, genome = %genome.sha256, bases = genome.bases, "genome stored"),
-            Err(err) => tracing::warn!(component = "master", job = %submission.job_id, error = %err, "storing the uploaded genome failed; the job runs without keeping it"),
+            Ok(()) => {
+                tracing::info!(component = "master", job = %submission.job_id, genome = %genome.sha256, bases = genome.bases, "genome stored")
+            }
+            Err(err) => {
+                tracing::warn!(component = "master", job = %submission.job_id, error = %err, "storing the uploaded genome failed; the job runs without keeping it")
+            }
         }
     }
     if let Some(fields) = spec.as_object_mut() {
