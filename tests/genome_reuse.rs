@@ -230,9 +230,9 @@ fn an_edited_file_is_uploaded_again_and_counted_anew_redis() {
     edited_file_uploads_again(Backend::redis());
 }
 
-/// Submits `upload` over a raw connection, announcing `claimed` as its hash; returns the reply
-/// to the last upload frame.
-async fn lying_submit(grid: &Grid, job: &str, claimed: &str, upload: &[u8]) -> Message {
+/// Submits `upload` over a raw connection, announcing `claimed` as its hash (or no hash, as
+/// clients did before genomes were stored); returns the reply to the last upload frame.
+async fn raw_submit(grid: &Grid, job: &str, claimed: Option<&str>, upload: &[u8]) -> Message {
     let stream = TcpStream::connect(&grid.addr).await.expect("connect");
     let mut conn = Connection::new(stream);
     conn.write_message(&Message::Hello {
@@ -245,14 +245,17 @@ async fn lying_submit(grid: &Grid, job: &str, claimed: &str, upload: &[u8]) -> M
     .await
     .expect("hello");
     conn.expect_message().await.expect("welcome");
+    let mut spec = serde_json::json!({
+        "filename": "g.fa",
+        "patterns": [{ "name": "p", "sequence": "ACGTAC" }],
+    });
+    if let Some(claimed) = claimed {
+        spec["genome_sha256"] = claimed.into();
+    }
     conn.write_message(&Message::SubmitJob {
         job_id: job.into(),
         kind: "search".into(),
-        spec: Some(serde_json::json!({
-            "filename": "g.fa",
-            "patterns": [{ "name": "p", "sequence": "ACGTAC" }],
-            "genome_sha256": claimed,
-        })),
+        spec: Some(spec),
         file_size: Some(upload.len() as u64),
         priority: Default::default(),
         top_level: Default::default(),
@@ -290,7 +293,7 @@ fn lying_client_cannot_poison(backend: Backend) {
         .enable_all()
         .build()
         .expect("runtime");
-    let reply = runtime.block_on(lying_submit(&grid, "liar", &real_hash, &fake));
+    let reply = runtime.block_on(raw_submit(&grid, "liar", Some(&real_hash), &fake));
     match reply {
         Message::Error { code, message } => {
             assert_eq!(code, ErrorCode::BadInput, "{message}");
@@ -419,4 +422,87 @@ fn a_genome_in_use_survives_rm_embedded() {
 #[test]
 fn a_genome_in_use_survives_rm_redis() {
     genome_in_use_survives_rm(Backend::redis());
+}
+
+fn concurrent_first_uploads_store_once(backend: Backend) {
+    let mut grid = grid_on(&backend, &[]);
+    grid.start_worker("w1", 2);
+    let records = genome(17);
+    let file = grid.path("g.fa");
+    write_fasta(&file, &records, 60, "\n");
+    let path = file.display().to_string();
+    let expected = naive_hits(&records, "TGCA", false).len() as u64;
+    let submits: Vec<_> = ["one", "two"]
+        .into_iter()
+        .map(|job| {
+            Command::new(gridwatch_bin())
+                .args(["submit", &path, "-p", "TGCA", "--job-id", job, "--wait"])
+                .args(["--master", &grid.addr])
+                .env("XDG_CACHE_HOME", grid.path(job))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("a concurrent submit")
+        })
+        .collect();
+    for submit in submits {
+        let output = submit.wait_with_output().expect("submit output");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            parse_total(&String::from_utf8_lossy(&output.stdout)),
+            expected
+        );
+    }
+    assert_eq!(stored(&grid), vec![sha256_of(&file)]);
+    if let Backend::Embedded = backend {
+        let files: Vec<String> = std::fs::read_dir(grid.data_dir().join("spool").join("genomes"))
+            .expect("the genomes directory")
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, vec![format!("{}.seq", sha256_of(&file))]);
+    }
+}
+
+#[test]
+fn concurrent_first_uploads_both_succeed_and_store_the_genome_once_embedded() {
+    concurrent_first_uploads_store_once(Backend::Embedded);
+}
+
+#[test]
+fn concurrent_first_uploads_both_succeed_and_store_the_genome_once_redis() {
+    concurrent_first_uploads_store_once(Backend::redis());
+}
+
+fn hashless_upload_is_stored(backend: Backend) {
+    let mut grid = grid_on(&backend, &[]);
+    grid.start_worker("w1", 1);
+    let records = genome(19);
+    let file = grid.path("g.fa");
+    write_fasta(&file, &records, 60, "\n");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let bytes = std::fs::read(&file).expect("fixture");
+    let reply = runtime.block_on(raw_submit(&grid, "old-client", None, &bytes));
+    assert!(matches!(reply, Message::Accepted { .. }), "{reply:?}");
+    assert_eq!(stored(&grid), vec![sha256_of(&file)]);
+    let count = search(&grid, "new-client", &file, "ACGTAC", &[]);
+    assert_eq!(count, naive_hits(&records, "ACGTAC", false).len() as u64);
+    assert_eq!(job_record(&grid, "new-client")["uploaded_bytes"], 0);
+}
+
+#[test]
+fn an_upload_without_a_hash_is_stored_for_later_submits_embedded() {
+    hashless_upload_is_stored(Backend::Embedded);
+}
+
+#[test]
+fn an_upload_without_a_hash_is_stored_for_later_submits_redis() {
+    hashless_upload_is_stored(Backend::redis());
 }
