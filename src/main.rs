@@ -10,7 +10,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use gridwatch::client::connect::ClientError;
 use gridwatch::client::tool_error::ToolError;
 use gridwatch::client::{
-    generate, health, julia, load, monitor, particles, prune, purge, query, search, submit, top,
+    generate, genomes, health, julia, load, monitor, particles, prune, purge, query, search,
+    submit, top,
 };
 use gridwatch::local::{bench, demo, up};
 use gridwatch::telemetry::{self, LogFormat};
@@ -44,6 +45,9 @@ enum Command {
     Purge(purge::PurgeArgs),
     /// Delete finished jobs (results and stored input) now and print the space freed.
     Prune(prune::PruneArgs),
+    /// List the genomes the master stores (uploaded once, searched any number of times), or
+    /// delete some: `genomes rm HASH…`.
+    Genomes(genomes::GenomesArgs),
     /// Show a job's status and progress.
     Status(query::StatusArgs),
     /// Print a completed job's results in one of its kind's formats (search: count, TSV, BED, JSON).
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::Load(args) => client(load::load(args)),
         Command::Purge(args) => client(purge::purge(args)),
         Command::Prune(args) => client(prune::prune(args)),
+        Command::Genomes(args) => client(genomes::genomes(args)),
         Command::Status(args) => client(query::status(args)),
         Command::Results(args) => client(query::results(args)),
         Command::Cancel(args) => client(query::cancel(args)),

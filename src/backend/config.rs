@@ -107,6 +107,18 @@ pub struct Backend {
     pub store: Arc<dyn Store>,
 }
 
+impl Backend {
+    /// A backend whose leases come with their genome ranges filled in: wherever a queue hands
+    /// tasks to workers (the embedded master, any Redis process), tasks that reference a stored
+    /// genome get their bases read from the store.
+    fn with_genomes(queue: Arc<dyn Queue>, store: Arc<dyn Store>) -> Self {
+        Backend {
+            queue: Arc::new(super::genome::GenomeQueue::new(queue, store.clone())),
+            store,
+        }
+    }
+}
+
 /// Delivery settings both backends honour.
 #[derive(Clone, Copy, Debug)]
 pub struct DeliverySettings {
@@ -165,10 +177,7 @@ impl BackendConfig {
                         "leases of the previous run returned to the queue"
                     );
                 }
-                Ok(Backend {
-                    queue: backend.clone(),
-                    store: backend,
-                })
+                Ok(Backend::with_genomes(backend.clone(), backend))
             }
             (
                 BackendConfig::Embedded,
@@ -207,10 +216,7 @@ impl BackendConfig {
                         claim_worker_id(&backend, id, instance).await?;
                     }
                 }
-                Ok(Backend {
-                    queue: backend.clone(),
-                    store: backend,
-                })
+                Ok(Backend::with_genomes(backend.clone(), backend))
             }
         }
     }

@@ -19,6 +19,7 @@ use thiserror::Error;
 
 pub mod config;
 pub mod embedded;
+pub mod genome;
 pub mod performance;
 pub mod redis;
 pub mod remote;
@@ -355,6 +356,9 @@ pub struct PruneReport {
     /// Storage returned: bytes of the data directory (embedded) or of Redis memory, measured
     /// before and after (0 if it did not shrink).
     pub bytes_freed: u64,
+    /// Stored genomes deleted with them (no job left uses them), by hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub genomes: Vec<String>,
 }
 
 /// A stored chunk result without its payload: what `get_results` announces before streaming the
@@ -470,6 +474,64 @@ impl BackendError {
 
 /// Shorthand for backend results.
 pub type BackendResult<T> = Result<T, BackendError>;
+
+/// A genome stored once for any number of searches: the decoded sequence of an uploaded file
+/// (bases without line breaks, records one after another) under the SHA-256 of the file's bytes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenomeRecord {
+    /// SHA-256 of the uploaded file's bytes, as 64 lowercase hex digits.
+    pub sha256: String,
+    /// Size of the uploaded file, in bytes.
+    pub size_bytes: u64,
+    /// Bases stored (the sum of the records' lengths).
+    pub bases: u64,
+    /// The records in file order, as the search kind lists them (`[{name, length}]`); a
+    /// record's sequence starts where the previous one's ends.
+    pub records: serde_json::Value,
+    /// The file name of the first upload.
+    pub filename: String,
+    /// Unix time (seconds) the genome was stored.
+    pub created_at: f64,
+    /// Unix time (seconds) a job last started using it or one using it finished.
+    pub last_used: f64,
+    /// Jobs that used it and still exist (listings only; 0 elsewhere).
+    #[serde(default)]
+    pub jobs: u32,
+}
+
+/// What `remove_genome` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum GenomeRemoval {
+    /// Deleted with its stored sequence.
+    Removed,
+    /// Kept: these unfinished jobs (uploading, queued or running) use it.
+    InUse {
+        /// The jobs.
+        jobs: Vec<JobId>,
+    },
+    /// No genome with that hash.
+    NotFound,
+}
+
+/// A genome's decoded sequence being stored as its upload streams in. Nothing is visible under
+/// the genome's hash before [`GenomeWriter::commit`].
+#[async_trait]
+pub trait GenomeWriter: Send {
+    /// Appends the next bases of the sequence.
+    async fn append(&mut self, bases: Bytes) -> BackendResult<()>;
+    /// Makes the sequence visible as `genome` and records `job` as using it. When the same
+    /// genome was stored meanwhile (a concurrent first upload), this copy is dropped and the
+    /// stored one kept: a genome is stored once.
+    async fn commit(self: Box<Self>, genome: &GenomeRecord, job: &str) -> BackendResult<()>;
+    /// Drops what was written (the upload failed or its hash did not match).
+    async fn discard(self: Box<Self>);
+}
+
+/// The error of a backend that keeps no genomes.
+fn no_genomes() -> BackendError {
+    BackendError::Other("this backend does not store genomes; ask the master".into())
+}
 
 /// The task queue: at-least-once delivery with leases.
 #[async_trait]
@@ -628,6 +690,34 @@ pub trait Store: Send + Sync {
     /// Every worker's task counts and recent task times, per job kind. A task counts when its
     /// worker's result is the first stored for it; its time is kept when the result carries one.
     async fn task_times(&self) -> BackendResult<Vec<TaskTimes>>;
+    /// Starts storing a genome as its upload streams in.
+    async fn begin_genome(&self) -> BackendResult<Box<dyn GenomeWriter>> {
+        Err(no_genomes())
+    }
+    /// The complete genome stored under `sha256`, if any, now recorded as used by `job`: one
+    /// atomic step, so a removal or prune either happens before (and the job uploads again) or
+    /// sees the job and keeps the genome.
+    async fn use_genome(&self, _sha256: &str, _job: &str) -> BackendResult<Option<GenomeRecord>> {
+        Err(no_genomes())
+    }
+    /// `len` bases of a stored genome's sequence from `offset`.
+    async fn read_genome(&self, _sha256: &str, _offset: u64, _len: u64) -> BackendResult<Bytes> {
+        Err(no_genomes())
+    }
+    /// Every stored genome, with how many existing jobs used it.
+    async fn genomes(&self) -> BackendResult<Vec<GenomeRecord>> {
+        Err(no_genomes())
+    }
+    /// Deletes a stored genome unless an unfinished job uses it; checked and deleted in one
+    /// atomic step.
+    async fn remove_genome(&self, _sha256: &str) -> BackendResult<GenomeRemoval> {
+        Err(no_genomes())
+    }
+    /// Deletes every genome no unfinished job uses and last used at or before `unused_before`
+    /// (Unix seconds); returns their hashes. Each is checked and deleted atomically.
+    async fn prune_genomes(&self, _unused_before: f64) -> BackendResult<Vec<String>> {
+        Err(no_genomes())
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! `alerts`, `health`, `top`, `search`, `julia`, `particles`, `generate`.
 
 pub mod connect;
+pub mod genomes;
 pub mod health;
 pub mod julia;
 pub mod load;

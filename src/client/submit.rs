@@ -148,6 +148,7 @@ impl SearchSpecArgs {
             patterns,
             options,
             chunk_size: self.chunk_size,
+            genome_sha256: None,
         };
         Ok(JobRequest {
             kind: SEARCH_KIND,
@@ -358,6 +359,7 @@ pub async fn upload(
         patterns: request.patterns.clone(),
         options: request.options,
         chunk_size: request.chunk_size,
+        genome_sha256: None,
     };
     let job = JobRequest {
         kind: SEARCH_KIND,
@@ -397,10 +399,14 @@ pub async fn send_job(
         }
         None => None,
     };
+    let mut spec = request.spec.clone();
+    if let (SEARCH_KIND, Some((path, _, _))) = (request.kind, &upload) {
+        announce_genome(&mut spec, path).await;
+    }
     let header = Message::SubmitJob {
         job_id: job_id.to_string(),
         kind: request.kind.to_string(),
-        spec: Some(request.spec.clone()),
+        spec: Some(spec),
         file_size: upload.as_ref().map(|(_, _, size)| *size),
         priority,
         top_level: Default::default(),
@@ -430,6 +436,24 @@ pub async fn send_job(
     };
     stream_file(client, file, *size, path).await?;
     accepted(client.reply().await?)
+}
+
+/// Adds the file's content hash to a search's spec, so a master that stores that genome
+/// already takes no upload. Without a hash the file is simply uploaded.
+async fn announce_genome(spec: &mut serde_json::Value, path: &Path) {
+    let owned = path.to_path_buf();
+    let hashed = tokio::task::spawn_blocking(move || super::genomes::file_sha256(&owned)).await;
+    match hashed {
+        Ok(Ok(sha256)) => {
+            if let Some(fields) = spec.as_object_mut() {
+                fields.insert("genome_sha256".into(), sha256.into());
+            }
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(file = %path.display(), error = %err, "cannot hash the input; uploading it")
+        }
+        Err(err) => tracing::debug!(error = %err, "hashing the input stopped; uploading it"),
+    }
 }
 
 /// Sends exactly `file_size` bytes as data frames.

@@ -196,7 +196,17 @@ pub trait InputCutter: Send {
         self: Box<Self>,
         emit: &mut dyn FnMut(PlannedTask),
     ) -> Result<serde_json::Value, Refusal>;
+    /// Asks the cutter to append the decoded input it cuts, in input order, to `sink`, so it can
+    /// be kept as a stored genome that later jobs need not upload again. False for kinds whose
+    /// input is not kept (the default).
+    fn keep_decoded(&mut self, _sink: DecodedSink) -> bool {
+        false
+    }
 }
+
+/// Where a cutter appends the decoded input it cuts (see [`InputCutter::keep_decoded`]); the
+/// master drains it after every push.
+pub type DecodedSink = std::sync::Arc<std::sync::Mutex<Vec<Bytes>>>;
 
 /// Where a job's tasks come from.
 pub enum TaskSource {

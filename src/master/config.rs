@@ -115,6 +115,12 @@ pub struct MasterArgs {
     /// `gridwatch prune` deletes on demand.
     #[arg(long, env = "GRIDWATCH_KEEP_FINISHED", default_value = super::retention::DEFAULT_KEEP_FINISHED, value_parser = super::retention::parse_retention)]
     pub keep_finished: super::retention::Retention,
+    /// How long a stored genome (an uploaded input kept so later searches of the same file
+    /// upload nothing) is kept once no job uses it: 7d, 12h, 30m, 90s or seconds; `never` keeps
+    /// every genome. A genome an unfinished job uses is never deleted. `gridwatch genomes rm`
+    /// deletes on demand.
+    #[arg(long, env = "GRIDWATCH_KEEP_GENOMES", default_value = super::retention::DEFAULT_KEEP_GENOMES, value_parser = super::retention::parse_retention)]
+    pub keep_genomes: super::retention::Retention,
     /// Where tasks and job state live (embedded or redis://HOST:PORT/DB).
     #[command(flatten)]
     pub backend: crate::backend::config::BackendArgs,
@@ -161,6 +167,8 @@ pub struct MasterConfig {
     pub http: Option<String>,
     /// How long finished jobs are kept.
     pub keep_finished: super::retention::Retention,
+    /// How long unused genomes are kept.
+    pub keep_genomes: super::retention::Retention,
 }
 
 impl MasterArgs {
@@ -186,6 +194,7 @@ impl MasterArgs {
             insecure: self.insecure,
             http: http_address(&self.http),
             keep_finished: self.keep_finished,
+            keep_genomes: self.keep_genomes,
         })
     }
 }

@@ -59,5 +59,6 @@ pub fn summary_view(job: JobSummary) -> JobView {
         created_at: job.created_at,
         finished_at: job.finished_at,
         priority: Some(job.priority),
+        input: None,
     }
 }

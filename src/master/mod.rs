@@ -156,6 +156,13 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     if let Some(keep) = state.config.keep_finished.0 {
         tokio::spawn(retention::run(state.clone(), keep, stopped(stop.clone())));
     }
+    if let Some(keep) = state.config.keep_genomes.0 {
+        tokio::spawn(retention::run_genomes(
+            state.clone(),
+            keep,
+            stopped(stop.clone()),
+        ));
+    }
     let http_task = http_listener.map(|listener| {
         let http_state = http::HttpState {
             master: state.clone(),

@@ -82,6 +82,8 @@ pub struct OpsCounters {
     pub bytes_uploaded: AtomicU64,
     /// Input bytes of search tasks acknowledged (searched).
     pub bytes_searched: AtomicU64,
+    /// Bytes clients uploaded with their submits (a submit of a stored genome adds none).
+    pub upload_bytes: AtomicU64,
     /// Tasks handed back for another attempt after a failure.
     pub retries: AtomicU64,
     /// Leases moved back to the queue (a dead worker, an expired lease).
@@ -116,6 +118,8 @@ pub struct OpsSnapshot {
     pub bytes_uploaded: u64,
     /// Input bytes of search tasks acknowledged.
     pub bytes_searched: u64,
+    /// Bytes clients uploaded with their submits.
+    pub upload_bytes: u64,
 }
 
 impl OpsCounters {
@@ -228,6 +232,7 @@ impl OpsCounters {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
             bytes_searched: self.bytes_searched.load(Ordering::Relaxed),
+            upload_bytes: self.upload_bytes.load(Ordering::Relaxed),
         }
     }
 }

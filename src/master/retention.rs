@@ -1,6 +1,9 @@
 //! Retention: finished jobs (completed, failed, cancelled) are deleted, results and stored input
 //! with them, once they have been finished for `--keep-finished`. A background sweep applies it;
 //! `gridwatch prune` applies it on demand. A job that is not finished is never deleted.
+//!
+//! Stored genomes follow `--keep-genomes`: one that no job has used for that long (counting from
+//! a job's start or finish) is deleted by its own sweep; one an unfinished job uses never is.
 
 use std::time::Duration;
 
@@ -13,6 +16,9 @@ pub struct Retention(pub Option<Duration>);
 
 /// The default: a week.
 pub const DEFAULT_KEEP_FINISHED: &str = "7d";
+
+/// The default for stored genomes: a week unused.
+pub const DEFAULT_KEEP_GENOMES: &str = "7d";
 
 /// Reads `--keep-finished`: a duration (`7d`, `12h`, `30m`, `90s`, seconds; `0` deletes a job
 /// at the first sweep after it finishes) or `never` / `off` to keep finished jobs forever. Zero
@@ -63,6 +69,57 @@ pub async fn run(
             _ = ticker.tick() => {
                 if let Err(err) = prune(&state, keep.as_secs_f64()).await {
                     tracing::warn!(component = "master", error = %err, "retention sweep failed");
+                }
+            }
+        }
+    }
+}
+
+/// `gridwatch prune`: deletes finished jobs as [`prune`] does, then the stored genomes that no
+/// unfinished job uses and that were unused for as long, since a genome is a job's stored input.
+pub async fn prune_on_demand(
+    state: &MasterState,
+    older_than_secs: f64,
+) -> Result<PruneReport, BackendError> {
+    let mut report = prune(state, older_than_secs).await?;
+    match prune_genomes(state, older_than_secs).await {
+        Ok(genomes) => report.genomes = genomes,
+        Err(err) => {
+            tracing::debug!(component = "master", error = %err, "no stored genomes pruned")
+        }
+    }
+    Ok(report)
+}
+
+/// Deletes every stored genome unused for at least `unused_for_secs` that no unfinished job
+/// uses; returns their hashes.
+pub async fn prune_genomes(
+    state: &MasterState,
+    unused_for_secs: f64,
+) -> Result<Vec<String>, BackendError> {
+    let unused_before = crate::time::unix_now() - unused_for_secs;
+    let removed = state.store.prune_genomes(unused_before).await?;
+    if !removed.is_empty() {
+        tracing::info!(component = "master", genomes = ?removed, "pruned unused genomes");
+    }
+    Ok(removed)
+}
+
+/// Sweeps stored genomes every [`sweep_interval`] of `keep` until `stop` completes.
+pub async fn run_genomes(
+    state: std::sync::Arc<MasterState>,
+    keep: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut ticker = tokio::time::interval(sweep_interval(keep));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = ticker.tick() => {
+                if let Err(err) = prune_genomes(&state, keep.as_secs_f64()).await {
+                    tracing::warn!(component = "master", error = %err, "genome retention sweep failed");
                 }
             }
         }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::batch::{BatchJob, BatchJobAccepted, PurgeFilter};
 use super::watchman::{Alert, WorkerReport, WorkerView};
 use crate::backend::performance::WorkerPerformance;
-use crate::backend::{ChunkResult, JobStatus, Priority, PruneReport};
+use crate::backend::{ChunkResult, GenomeRecord, GenomeRemoval, JobStatus, Priority, PruneReport};
 
 /// Version carried in `hello` and in every frame's `v`; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -132,6 +132,31 @@ pub struct JobView {
     /// Queue priority (absent from masters that did not record it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,
+    /// How the job's input arrived (search jobs, in `status` answers); boxed, as most views
+    /// have none and this one travels in every status message.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Box<InputArrival>>,
+}
+
+/// How a job's input reached the master.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputArrival {
+    /// Bytes the job's submit uploaded: 0 when its input was a genome stored already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded_bytes: Option<u64>,
+    /// Whether the job searched a genome stored by an earlier submit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genome_reused: Option<bool>,
+}
+
+/// What `remove_genomes` did with one named genome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenomeRemovalOutcome {
+    /// The genome's full hash.
+    pub sha256: String,
+    /// Removed, or kept because unfinished jobs use it.
+    #[serde(flatten)]
+    pub removal: GenomeRemoval,
 }
 
 /// What a nack led to, on the wire.
@@ -409,6 +434,24 @@ pub enum Message {
         /// The report.
         #[serde(flatten)]
         report: PruneReport,
+    },
+    /// Client → master: every stored genome.
+    ListGenomes,
+    /// Answer to `list_genomes`, oldest first.
+    Genomes {
+        /// The stored genomes.
+        genomes: Vec<GenomeRecord>,
+    },
+    /// Client → master: deletes stored genomes, named by hash or unique hash prefix. A genome an
+    /// unfinished job uses is kept. Nothing is deleted if a name matches no genome or several.
+    RemoveGenomes {
+        /// Hashes or prefixes.
+        hashes: Vec<String>,
+    },
+    /// Answer to `remove_genomes`: what became of each named genome, in order.
+    GenomesRemoved {
+        /// One entry per name.
+        outcomes: Vec<GenomeRemovalOutcome>,
     },
     /// Client → master: every worker's task counts and task times per job kind.
     ListPerformance,

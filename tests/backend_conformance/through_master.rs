@@ -59,6 +59,7 @@ pub async fn subject(visibility_timeout: Duration) -> Subject {
         insecure: false,
         http: None,
         keep_finished: gridwatch::master::Retention(None),
+        keep_genomes: gridwatch::master::Retention(None),
     };
     let queue = Arc::new(WithoutSweep(owner.clone()));
     let state = Arc::new(MasterState::new(queue, owner.clone(), master_config));

@@ -6,6 +6,7 @@
 //! `spool/<hex job id>.chunks` (each task's input bytes, referred to by offset and length).
 
 mod db;
+mod genomes;
 mod queue;
 mod records;
 mod retention;
@@ -21,9 +22,9 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::{
-    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary,
-    Lease, NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store, StoredResult,
-    TaskTimes, WorkerId,
+    BackendError, BackendResult, ChunkResult, CreateOutcome, GenomeRecord, GenomeRemoval,
+    GenomeWriter, JobRecord, JobStatus, JobSummary, Lease, NackOutcome, NewTask, Progress,
+    PruneReport, Queue, RefusalReason, Store, StoredResult, TaskTimes, WorkerId,
 };
 use db::Db;
 
@@ -61,6 +62,8 @@ pub struct EmbeddedBackend {
     task_ready: Notify,
     /// Results refused since the backend opened, by reason (in [`RefusalReason::ALL`] order).
     refused: [AtomicU64; RefusalReason::ALL.len()],
+    /// Where stored genomes' sequences live (`spool/genomes`).
+    genome_dir: std::path::PathBuf,
 }
 
 impl EmbeddedBackend {
@@ -75,11 +78,18 @@ impl EmbeddedBackend {
         config: EmbeddedConfig,
         clock: Clock,
     ) -> BackendResult<Self> {
+        let db = Db::open(data_dir, clock)?;
+        let genome_dir = data_dir.join("spool").join("genomes");
+        std::fs::create_dir_all(&genome_dir).map_err(|err| {
+            BackendError::Other(format!("cannot create {}: {err}", genome_dir.display()))
+        })?;
+        genomes::remove_partials(&genome_dir);
         Ok(Self {
-            db: Db::open(data_dir, clock)?,
+            db,
             config,
             task_ready: Notify::new(),
             refused: Default::default(),
+            genome_dir,
         })
     }
 
@@ -348,6 +358,52 @@ impl Store for EmbeddedBackend {
 
     async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
         self.db.call(records::task_times).await
+    }
+
+    async fn begin_genome(&self) -> BackendResult<Box<dyn GenomeWriter>> {
+        let writer =
+            genomes::EmbeddedGenomeWriter::create(self.db.clone(), self.genome_dir.clone()).await?;
+        Ok(Box::new(writer))
+    }
+
+    async fn use_genome(&self, sha256: &str, job: &str) -> BackendResult<Option<GenomeRecord>> {
+        let (sha256, job) = (sha256.to_string(), job.to_string());
+        self.db
+            .call(move |state| genomes::use_genome(state, &sha256, &job))
+            .await
+    }
+
+    async fn read_genome(&self, sha256: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
+        if !super::genome::is_sha256_hex(sha256) {
+            return Err(BackendError::Other(format!(
+                "{sha256:?} is not a genome hash"
+            )));
+        }
+        let (dir, sha256) = (self.genome_dir.clone(), sha256.to_string());
+        tokio::task::spawn_blocking(move || genomes::read_range(&dir, &sha256, offset, len))
+            .await
+            .map_err(|err| BackendError::Other(format!("genome read: {err}")))?
+    }
+
+    async fn genomes(&self) -> BackendResult<Vec<GenomeRecord>> {
+        self.db.call(genomes::genomes).await
+    }
+
+    async fn remove_genome(&self, sha256: &str) -> BackendResult<GenomeRemoval> {
+        if !super::genome::is_sha256_hex(sha256) {
+            return Ok(GenomeRemoval::NotFound);
+        }
+        let (dir, sha256) = (self.genome_dir.clone(), sha256.to_string());
+        self.db
+            .call(move |state| genomes::remove(state, &dir, &sha256))
+            .await
+    }
+
+    async fn prune_genomes(&self, unused_before: f64) -> BackendResult<Vec<String>> {
+        let dir = self.genome_dir.clone();
+        self.db
+            .call(move |state| genomes::prune(state, &dir, unused_before))
+            .await
     }
 }
 

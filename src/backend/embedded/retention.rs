@@ -46,6 +46,7 @@ pub(super) fn prune_finished(
         job_ids,
         results,
         bytes_freed: before.saturating_sub(after),
+        genomes: Vec::new(),
     })
 }
 
@@ -58,6 +59,7 @@ fn delete_job(state: &mut DbState, job: &str) -> BackendResult<u64> {
     for sql in [
         "DELETE FROM result_parts WHERE job = ?1",
         "DELETE FROM tasks WHERE job = ?1",
+        "DELETE FROM genome_jobs WHERE job = ?1",
         "DELETE FROM job_specs WHERE id = ?1",
         "DELETE FROM jobs WHERE id = ?1",
     ] {

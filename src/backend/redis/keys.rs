@@ -128,6 +128,34 @@ pub fn worker_metrics(worker: &str) -> String {
     format!("worker:{worker}:metrics")
 }
 
+/// Set of the hashes of stored genomes.
+pub const GENOMES_INDEX: &str = "genomes";
+
+/// Bytes of sequence per genome block: a few MiB, so one value never nears Redis's limits and a
+/// task's range is read with one `GETRANGE` or two.
+pub const GENOME_BLOCK_BYTES: u64 = 4 << 20;
+
+/// How long blocks of an upload that never commits are kept.
+pub const GENOME_UPLOAD_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// `genome:{sha256}`: hash describing a complete stored genome (size_bytes, bases, records JSON,
+/// filename, created_at, last_used, blocks). Written last, so it names complete blocks.
+/// `lua/genome_*.lua` build these keys too; keep them in step.
+pub fn genome_record(sha256: &str) -> String {
+    format!("genome:{sha256}")
+}
+
+/// `genome:{sha256}:{i}`: block `i` of the genome's decoded sequence.
+pub fn genome_block(sha256: &str, index: u64) -> String {
+    format!("genome:{sha256}:{index}")
+}
+
+/// `genome-upload:{id}:{i}`: block `i` of a sequence still uploading, renamed to
+/// [`genome_block`] when the upload commits; expires if it never does.
+pub fn genome_upload_block(upload: &str, index: u64) -> String {
+    format!("genome-upload:{upload}:{index}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,10 +16,12 @@ use super::keys::{
 };
 use super::queue::parse_token;
 use super::RedisBackend;
+use crate::backend::genome::is_sha256_hex;
 use crate::backend::{
-    short_summary, BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus,
-    JobSummary, Lease, Priority, Progress, PruneReport, RefusalReason, Store, StoredResult,
-    TaskTimes, WorkerId, RESULT_PART_BYTES, TASK_TIMES_KEPT,
+    short_summary, BackendError, BackendResult, ChunkResult, CreateOutcome, GenomeRecord,
+    GenomeRemoval, GenomeWriter, JobRecord, JobStatus, JobSummary, Lease, Priority, Progress,
+    PruneReport, RefusalReason, Store, StoredResult, TaskTimes, WorkerId, RESULT_PART_BYTES,
+    TASK_TIMES_KEPT,
 };
 
 /// The raw keys of one job, as read in one round trip.
@@ -491,6 +493,41 @@ impl Store for RedisBackend {
 
     async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
         super::retention::task_times(self).await
+    }
+
+    async fn begin_genome(&self) -> BackendResult<Box<dyn GenomeWriter>> {
+        Ok(Box::new(super::genomes::RedisGenomeWriter::new(self)))
+    }
+
+    async fn use_genome(&self, sha256: &str, job: &str) -> BackendResult<Option<GenomeRecord>> {
+        if !is_sha256_hex(sha256) {
+            return Ok(None);
+        }
+        super::genomes::use_genome(self, sha256, job).await
+    }
+
+    async fn read_genome(&self, sha256: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
+        if !is_sha256_hex(sha256) {
+            return Err(BackendError::Other(format!(
+                "{sha256:?} is not a genome hash"
+            )));
+        }
+        super::genomes::read_genome(self, sha256, offset, len).await
+    }
+
+    async fn genomes(&self) -> BackendResult<Vec<GenomeRecord>> {
+        super::genomes::genomes(self).await
+    }
+
+    async fn remove_genome(&self, sha256: &str) -> BackendResult<GenomeRemoval> {
+        if !is_sha256_hex(sha256) {
+            return Ok(GenomeRemoval::NotFound);
+        }
+        super::genomes::remove_genome(self, sha256).await
+    }
+
+    async fn prune_genomes(&self, unused_before: f64) -> BackendResult<Vec<String>> {
+        super::genomes::prune_genomes(self, unused_before).await
     }
 }
 

@@ -9,9 +9,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    InputCutter, JobContext, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError, TaskSource,
+    DecodedSink, InputCutter, JobContext, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError,
+    TaskSource,
 };
-use crate::backend::ChunkResult;
+use crate::backend::genome::{is_sha256_hex, GenomeRef};
+use crate::backend::{ChunkResult, GenomeRecord};
 use crate::protocol::ErrorCode;
 use crate::search::{
     search_chunk, Chunk, Chunker, Hit, InputError, Pattern, PatternSet, RecordInfo, SearchOptions,
@@ -55,6 +57,11 @@ pub struct SearchSubmission {
     /// Bases per chunk; the master's default when absent.
     #[serde(default)]
     pub chunk_size: Option<u64>,
+    /// SHA-256 of the file's bytes (lowercase hex), sent by clients that know it: when the
+    /// master holds that genome already, nothing is uploaded. Checked by the master when the
+    /// bytes do come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genome_sha256: Option<String>,
 }
 
 /// A search job's spec, stored with the job. `records` is filled in when the upload ends.
@@ -77,6 +84,16 @@ pub struct SearchJobSpec {
     /// upload limit at submission); `None` for jobs stored before the limit was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_input: Option<u64>,
+    /// The input's genome hash: the one the client announced until the upload ends, then the
+    /// one the master computed from the bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genome_sha256: Option<String>,
+    /// Bytes this job's submit uploaded (0 when its genome was stored already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded_bytes: Option<u64>,
+    /// Whether the job searched a genome stored by an earlier submit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genome_reused: Option<bool>,
 }
 
 /// One chunk task's spec: everything a worker needs besides the bases themselves, so that a
@@ -294,7 +311,17 @@ impl JobKind for SearchKind {
             patterns,
             options,
             chunk_size,
+            genome_sha256,
         } = submission;
+        if let Some(hash) = genome_sha256.as_deref().filter(|hash| !is_sha256_hex(hash)) {
+            return Err(Refusal::new(
+                ErrorCode::BadMessage,
+                format!(
+                    "genome hash {:?}: expected 64 lowercase hex digits (SHA-256)",
+                    hash.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
         if patterns.len() > MAX_PATTERNS {
             return Err(Refusal::new(
                 ErrorCode::BadMessage,
@@ -342,6 +369,9 @@ impl JobKind for SearchKind {
             file_size,
             records: Vec::new(),
             max_input: Some(limits.max_upload),
+            genome_sha256,
+            uploaded_bytes: None,
+            genome_reused: None,
         })
     }
 
@@ -364,6 +394,7 @@ impl JobKind for SearchKind {
         Ok(TaskSource::Upload(Box::new(SearchCutter {
             spec: spec.clone(),
             chunker,
+            decoded: None,
         })))
     }
 
@@ -443,10 +474,93 @@ impl JobKind for SearchKind {
     }
 }
 
+/// The tasks of a search job over a genome stored by an earlier upload: the chunks the
+/// upload's cutter would have cut (same indices, records, offsets, owned lengths and overlaps),
+/// each referencing its range of the stored sequence instead of carrying it. Returns them with
+/// the job's spec completed as the end of an upload completes it.
+pub fn tasks_from_genome(
+    spec: &serde_json::Value,
+    genome: &GenomeRecord,
+) -> Result<(Vec<PlannedTask>, serde_json::Value), Refusal> {
+    let internal = |what: &str, e: serde_json::Error| {
+        Refusal::new(ErrorCode::Internal, format!("{what}: {e}"))
+    };
+    let mut spec = SearchJobSpec::deserialize(spec).map_err(|e| internal("job spec", e))?;
+    let records = Vec::<RecordInfo>::deserialize(&genome.records)
+        .map_err(|e| internal("stored genome records", e))?;
+    let groups = pattern_groups(spec.patterns.len());
+    if let Some(limit) = spec.max_input {
+        let bases = limit.min(spec.chunk_size.saturating_mul(MAX_TASKS_PER_JOB / groups));
+        if genome.bases > bases {
+            return Err(Refusal::new(
+                ErrorCode::UploadTooLarge,
+                format!(
+                    "{}: {} bases exceed this job's limit of {bases} (the master's --max-upload, \
+                     or {MAX_TASKS_PER_JOB} chunks of {} bases)",
+                    spec.filename, genome.bases, spec.chunk_size
+                ),
+            ));
+        }
+    }
+    let overlap = spec
+        .patterns
+        .iter()
+        .map(|p| p.sequence.len() as u64)
+        .max()
+        .unwrap_or(1)
+        .saturating_sub(1);
+    let chunk_size = spec.chunk_size.max(1);
+    let mut tasks = Vec::new();
+    let mut chunk_index = 0u64;
+    let mut record_start = 0u64;
+    for (record, info) in records.iter().enumerate() {
+        let mut offset = 0u64;
+        while offset < info.length {
+            let owned_len = chunk_size.min(info.length - offset);
+            let reference = GenomeRef {
+                sha256: genome.sha256.clone(),
+                offset: record_start + offset,
+                len: (chunk_size + overlap).min(info.length - offset),
+            };
+            for (group, patterns) in spec.patterns.chunks(PATTERNS_PER_TASK).enumerate() {
+                let task = SearchTaskSpec {
+                    patterns: patterns.to_vec(),
+                    options: spec.options,
+                    record: record as u32,
+                    record_offset: offset,
+                    owned_len,
+                    pattern_offset: (group * PATTERNS_PER_TASK) as u32,
+                };
+                let index = u32::try_from(chunk_index * groups + group as u64).map_err(|_| {
+                    Refusal::new(
+                        ErrorCode::BadMessage,
+                        "too many tasks for one job".to_string(),
+                    )
+                })?;
+                let mut planned = PlannedTask::new(index, &task, Bytes::new())?;
+                reference.attach(&mut planned.spec);
+                tasks.push(planned);
+            }
+            chunk_index += 1;
+            offset += owned_len;
+        }
+        record_start += info.length;
+    }
+    spec.records = records;
+    spec.genome_sha256 = Some(genome.sha256.clone());
+    spec.uploaded_bytes = Some(0);
+    spec.genome_reused = Some(true);
+    let spec = serde_json::to_value(&spec).map_err(|e| internal("job spec", e))?;
+    Ok((tasks, spec))
+}
+
 /// Cuts an uploaded genome into chunk tasks as it streams in.
 struct SearchCutter {
     spec: SearchJobSpec,
     chunker: Chunker,
+    /// Where the owned bases of each chunk go, when kept: in order, they are each record's
+    /// sequence, records one after another (what a stored genome holds).
+    decoded: Option<DecodedSink>,
 }
 
 impl SearchCutter {
@@ -469,12 +583,16 @@ impl SearchCutter {
 
     /// The chunk's tasks, one per pattern group, sharing the chunk's bases.
     fn tasks(
-        &self,
+        &mut self,
         mut chunk: SequenceChunk,
         emit: &mut dyn FnMut(PlannedTask),
     ) -> Result<(), Refusal> {
         let groups = pattern_groups(self.spec.patterns.len());
         let bases = Bytes::from(std::mem::take(&mut chunk.bases));
+        if let Some(sink) = &self.decoded {
+            let owned = bases.slice(..chunk.owned_len.min(bases.len()));
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push(owned);
+        }
         for (group, patterns) in self.spec.patterns.chunks(PATTERNS_PER_TASK).enumerate() {
             let mut spec = SearchTaskSpec::for_chunk(&chunk, patterns, self.spec.options);
             spec.pattern_offset = (group * PATTERNS_PER_TASK) as u32;
@@ -491,7 +609,7 @@ impl SearchCutter {
     }
 
     fn emit_all(
-        &self,
+        &mut self,
         ready: Vec<SequenceChunk>,
         emit: &mut dyn FnMut(PlannedTask),
     ) -> Result<(), Refusal> {
@@ -514,18 +632,28 @@ impl InputCutter for SearchCutter {
         self: Box<Self>,
         emit: &mut dyn FnMut(PlannedTask),
     ) -> Result<serde_json::Value, Refusal> {
-        let SearchCutter { spec, chunker } = *self;
+        let SearchCutter {
+            spec,
+            chunker,
+            decoded,
+        } = *self;
         let mut ready = Vec::new();
         let finished = chunker.finish(&mut |chunk| ready.push(chunk));
         let mut this = SearchCutter {
             spec,
             chunker: Chunker::new(1, 0),
+            decoded,
         };
         this.spec.records = finished.map_err(|err| this.bad_input(err))?;
         this.emit_all(ready, emit)?;
         let spec = this.spec;
         serde_json::to_value(&spec)
             .map_err(|e| Refusal::new(ErrorCode::Internal, format!("job spec: {e}")))
+    }
+
+    fn keep_decoded(&mut self, sink: DecodedSink) -> bool {
+        self.decoded = Some(sink);
+        true
     }
 }
 
@@ -589,6 +717,77 @@ mod tests {
             printed,
             format!("patternName\tpattern\tcount\np\tACGACG\t{expected}\ntotal\t\t{expected}\n")
         );
+    }
+
+    #[test]
+    fn tasks_planned_from_a_stored_genome_are_the_tasks_an_upload_cuts() {
+        let kind = jobs::require("search").unwrap();
+        let records: [&[u8]; 4] = [
+            b"ACGTACGTTTGACCA",
+            b"",
+            b"GGGACGTAC",
+            b"TACGTACGTACGTACGTAC",
+        ];
+        let mut fasta = Vec::new();
+        for (i, bases) in records.iter().enumerate() {
+            fasta.extend_from_slice(format!(">r{i}\n").as_bytes());
+            for line in bases.chunks(4) {
+                fasta.extend_from_slice(line);
+                fasta.push(b'\n');
+            }
+        }
+        for chunk_size in [1u64, 3, 4, 7, 100] {
+            let submission = serde_json::json!({
+                "filename": "g.fa",
+                "patterns": [{ "name": "p", "sequence": "ACGTA" }, { "name": "q", "sequence": "GT" }],
+                "chunk_size": chunk_size,
+            });
+            let spec = kind
+                .accept(submission, Some(fasta.len() as u64), &LIMITS)
+                .unwrap();
+            let TaskSource::Upload(mut cutter) = kind.tasks(&spec).unwrap() else {
+                panic!("a search uploads its input");
+            };
+            let sink = DecodedSink::default();
+            assert!(cutter.keep_decoded(sink.clone()));
+            let mut cut = Vec::new();
+            for piece in fasta.chunks(5) {
+                cutter.push(piece, &mut |task| cut.push(task)).unwrap();
+            }
+            let uploaded_spec = cutter.finish(&mut |task| cut.push(task)).unwrap();
+            let sequence: Vec<u8> = sink.lock().unwrap().iter().flatten().copied().collect();
+            assert_eq!(sequence, records.concat(), "chunk size {chunk_size}");
+
+            let genome = GenomeRecord {
+                sha256: "0".repeat(64),
+                size_bytes: fasta.len() as u64,
+                bases: sequence.len() as u64,
+                records: uploaded_spec["records"].clone(),
+                filename: "g.fa".into(),
+                created_at: 0.0,
+                last_used: 0.0,
+                jobs: 0,
+            };
+            let (planned, planned_spec) = tasks_from_genome(&spec, &genome).unwrap();
+            assert_eq!(planned_spec["records"], uploaded_spec["records"]);
+            assert_eq!(planned.len(), cut.len(), "chunk size {chunk_size}");
+            for (from_genome, from_upload) in planned.iter().zip(&cut) {
+                assert_eq!(from_genome.chunk, from_upload.chunk);
+                let range = GenomeRef::from_spec(&from_genome.spec).unwrap();
+                let bases = &sequence[range.offset as usize..(range.offset + range.len) as usize];
+                assert_eq!(
+                    bases,
+                    from_upload.data.as_ref(),
+                    "chunk {}",
+                    from_upload.chunk
+                );
+                let mut spec = from_genome.spec.clone();
+                spec.as_object_mut()
+                    .unwrap()
+                    .remove(crate::backend::genome::GENOME_SPEC_KEY);
+                assert_eq!(spec, from_upload.spec);
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub(super) mod batch;
 pub(super) mod cancel;
 mod forget;
+mod genomes;
 mod jobs;
 mod lease;
 mod performance;
@@ -180,6 +181,8 @@ async fn route(
         Message::ForgetWorker { worker_id } => forget::apply(conn, state, &worker_id).await,
         Message::Prune { older_than_secs } => prune::apply(conn, state, older_than_secs).await,
         Message::ListPerformance => performance::apply(conn, state).await,
+        Message::ListGenomes => genomes::list(conn, state).await,
+        Message::RemoveGenomes { hashes } => genomes::remove(conn, state, hashes).await,
         Message::Lease { .. }
         | Message::Extend { .. }
         | Message::PutResult { .. }

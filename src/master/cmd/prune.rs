@@ -17,7 +17,7 @@ pub async fn apply(
             format!("prune age {older_than_secs} must be zero or a positive number of seconds"),
         ));
     }
-    let report = retention::prune(state, older_than_secs).await?;
+    let report = retention::prune_on_demand(state, older_than_secs).await?;
     conn.write_message(&Message::Pruned { report }).await?;
     Ok(())
 }

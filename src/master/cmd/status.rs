@@ -4,12 +4,20 @@ use super::{Conn, HandlerError};
 use crate::backend::{BackendError, JobRecord};
 use crate::master::job_view;
 use crate::master::MasterState;
-use crate::protocol::Message;
+use crate::protocol::{InputArrival, Message};
 
 /// Answers `query_status`.
 pub async fn apply(conn: &mut Conn, state: &MasterState, job_id: &str) -> Result<(), HandlerError> {
     let job = find_job(state, job_id).await?;
-    let view = job_view(state.store.as_ref(), job).await?;
+    // How the input arrived, which listings (built without specs) leave out.
+    let input = InputArrival {
+        uploaded_bytes: job.spec.get("uploaded_bytes").and_then(|v| v.as_u64()),
+        genome_reused: job.spec.get("genome_reused").and_then(|v| v.as_bool()),
+    };
+    let mut view = job_view(state.store.as_ref(), job).await?;
+    if input != InputArrival::default() {
+        view.input = Some(Box::new(input));
+    }
     conn.write_message(&Message::JobStatus {
         job: view,
         active_workers: state.workers.active(),

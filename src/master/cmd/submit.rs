@@ -4,14 +4,25 @@
 //! the last byte, and neither side holds the whole file. A kind whose tasks follow from its spec
 //! alone is enqueued and accepted at once. A job whose tasks are not all queued is failed and its
 //! queued tasks removed: it is never half-accepted.
+//!
+//! A search names its genome by hash: when the backend holds that genome, its tasks are planned
+//! from the stored sequence and nothing is uploaded; otherwise the upload is hashed and its
+//! decoded bases stored under the hash the master computed (see `genome_intake`).
+
+mod genome_intake;
 
 use std::time::Instant;
 
+use genome_intake::{keep_genome, reuse_genome, GenomeIntake, Intake};
+
 use super::{Conn, HandlerError, Session};
+use crate::backend::genome::GenomeRef;
 use crate::backend::{
     short_summary, BackendError, CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId,
 };
-use crate::jobs::{self, InputCutter, Kind, PlannedTask, Refusal, SubmitLimits, TaskSource};
+use crate::jobs::{
+    self, DecodedSink, InputCutter, Kind, PlannedTask, Refusal, SubmitLimits, TaskSource,
+};
 use crate::master::MasterState;
 use crate::protocol::{ErrorCode, Message};
 
@@ -146,9 +157,6 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
     };
     let mut spec = kind.accept(submitted, file_size, &limits)?;
     job_meta(priority).attach(&mut spec);
-    if let Some(bytes) = file_size {
-        check_free_space(state, bytes)?;
-    }
     Ok(Submission {
         job_id,
         kind,
@@ -267,12 +275,31 @@ async fn enqueue_tasks(
 ) -> Result<u32, HandlerError> {
     let mut enqueuer = Enqueuer::start(state);
     let (chunks, spec) = match submission.kind.tasks(&submission.spec)? {
-        TaskSource::Upload(cutter) => {
-            conn.write_message(&Message::Ready {
-                job_id: submission.job_id.clone(),
-            })
-            .await?;
-            receive(conn, submission, cutter, &mut enqueuer).await?
+        TaskSource::Upload(mut cutter) => {
+            if let Some(reused) = reuse_genome(state, submission, &mut enqueuer).await? {
+                reused
+            } else {
+                let upload = submission.file_size.unwrap_or(0);
+                check_free_space(state, upload)?;
+                // A kept genome is stored beside the tasks' own copy of their bases: without
+                // room for both, the job runs and its genome is not kept.
+                let room = check_free_space(state, upload.saturating_mul(2)).is_ok();
+                let sink = DecodedSink::default();
+                let intake = match room && cutter.keep_decoded(sink.clone()) {
+                    true => Some(GenomeIntake::start(state).await),
+                    false => None,
+                };
+                conn.write_message(&Message::Ready {
+                    job_id: submission.job_id.clone(),
+                })
+                .await?;
+                let upload = Upload {
+                    cutter,
+                    sink,
+                    intake,
+                };
+                receive(conn, state, submission, upload, &mut enqueuer).await?
+            }
         }
         TaskSource::Planned(tasks) => {
             let chunks = enqueuer.send(to_tasks(submission, tasks)).await?;
@@ -296,14 +323,61 @@ async fn enqueue_tasks(
     Ok(chunks)
 }
 
+/// An upload on its way in: the kind's cutter, and for a kept genome the decoded bases it cuts
+/// and the task that hashes the bytes and stores the bases.
+struct Upload {
+    cutter: Box<dyn InputCutter>,
+    sink: DecodedSink,
+    intake: Option<GenomeIntake>,
+}
+
+impl Upload {
+    /// Passes the bases cut since the last call on to the genome store.
+    async fn store_decoded(&mut self) {
+        let pieces = std::mem::take(&mut *self.sink.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(intake) = &mut self.intake {
+            for piece in pieces {
+                intake.send(Intake::Bases(piece)).await;
+            }
+        }
+    }
+}
+
 /// Reads the announced bytes, cutting and enqueueing tasks as they come; returns the task count
-/// and the job spec completed by the cutter.
+/// and the job spec completed by the cutter (and, for a kept genome, by its hash). A failed
+/// upload drops what it stored of the genome before the reply goes out.
 async fn receive(
     conn: &mut Conn,
+    state: &MasterState,
     submission: &Submission,
-    mut cutter: Box<dyn InputCutter>,
+    mut upload: Upload,
     enqueuer: &mut Enqueuer,
 ) -> Result<(u32, serde_json::Value), HandlerError> {
+    let received = receive_frames(conn, state, submission, &mut upload, enqueuer).await;
+    match (received, upload.intake.take()) {
+        (Ok((chunks, spec, bytes)), Some(intake)) => {
+            let spec = keep_genome(submission, intake, spec, bytes).await?;
+            Ok((chunks, spec))
+        }
+        (Ok((chunks, spec, _)), None) => Ok((chunks, spec)),
+        (Err(err), intake) => {
+            if let Some(intake) = intake {
+                intake.abandon().await;
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The upload's frames through the cutter; returns the task count, the completed spec and the
+/// bytes received.
+async fn receive_frames(
+    conn: &mut Conn,
+    state: &MasterState,
+    submission: &Submission,
+    upload: &mut Upload,
+    enqueuer: &mut Enqueuer,
+) -> Result<(u32, serde_json::Value, u64), HandlerError> {
     let file_size = submission.file_size.unwrap_or(0);
     let mut received = 0u64;
     let mut chunks = 0u32;
@@ -316,27 +390,53 @@ async fn receive(
             )
         })?;
         received += frame.len() as u64;
+        state
+            .ops
+            .upload_bytes
+            .fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if received > file_size {
             return Err(HandlerError::fatal(
                 ErrorCode::BadFrame,
                 format!("upload carries more than the announced {file_size} bytes"),
             ));
         }
-        cutter
+        upload
+            .cutter
             .push(&frame, &mut |task| ready.push(task))
             .map_err(fatal)?;
+        if let Some(intake) = &mut upload.intake {
+            intake.send(Intake::Raw(frame)).await;
+        }
+        upload.store_decoded().await;
         chunks += enqueuer
             .send(to_tasks(submission, ready.drain(..)))
             .await
             .map_err(mid_upload)?;
     }
+    let cutter = std::mem::replace(&mut upload.cutter, Box::new(Finished));
     let spec = cutter.finish(&mut |task| ready.push(task)).map_err(fatal)?;
+    upload.store_decoded().await;
     chunks += enqueuer
         .send(to_tasks(submission, ready.drain(..)))
         .await
         .map_err(mid_upload)?;
     tracing::debug!(component = "master", job = %submission.job_id, bytes = received, "upload received");
-    Ok((chunks, spec))
+    Ok((chunks, spec, received))
+}
+
+/// Stands in for a cutter after its `finish`.
+struct Finished;
+
+impl InputCutter for Finished {
+    fn push(&mut self, _: &[u8], _: &mut dyn FnMut(PlannedTask)) -> Result<(), Refusal> {
+        Ok(())
+    }
+    fn finish(
+        self: Box<Self>,
+        _: &mut dyn FnMut(PlannedTask),
+    ) -> Result<serde_json::Value, Refusal> {
+        Ok(serde_json::Value::Null)
+    }
 }
 
 /// A refusal in mid-upload: the connection is out of step and closes.
@@ -383,7 +483,12 @@ fn to_tasks(
             },
             kind: submission.kind.name().to_string(),
             priority: submission.priority,
-            max_matches: submission.kind.max_matches(&task.spec, task.data.len()),
+            // A task reading a stored genome carries no bytes: its bound follows its range.
+            max_matches: submission.kind.max_matches(
+                &task.spec,
+                GenomeRef::from_spec(&task.spec)
+                    .map_or(task.data.len(), |range| range.len as usize),
+            ),
             spec: task.spec,
             data: task.data,
         })

@@ -189,6 +189,11 @@ fn render_queue(out: &mut Exposition, snapshot: &Snapshot) {
             "Input bytes of search tasks acknowledged.",
             &ops.bytes_searched,
         ),
+        (
+            "gridwatch_upload_bytes_total",
+            "Bytes clients uploaded with their submits; a search of a genome the master already stores uploads none.",
+            &ops.upload_bytes,
+        ),
     ];
     for (name, help, value) in counters {
         out.family(name, "counter", help);

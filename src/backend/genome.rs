@@ -1,0 +1,151 @@
+//! Tasks that read a stored genome instead of carrying their bases. Such a task's spec holds one
+//! reserved key, [`GENOME_SPEC_KEY`]: `{"genome": {"sha256": …, "offset": …, "len": …}}`, a range
+//! of the genome's decoded sequence, and the task is enqueued with no input bytes.
+//! [`GenomeQueue`] wraps the queue that hands leases to workers and fills the bytes in at lease
+//! time, so the backends' queues and the worker never see the difference.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{BackendResult, Lease, NackOutcome, NewTask, Queue, Store, WorkerId};
+
+/// The task spec key reserved for a genome reference; no job kind may use it for anything else.
+pub const GENOME_SPEC_KEY: &str = "genome";
+
+/// A range of a stored genome's decoded sequence: a task's input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenomeRef {
+    /// The genome's hash (SHA-256 of its file, lowercase hex).
+    pub sha256: String,
+    /// First base, counted from the start of the whole sequence (records concatenated).
+    pub offset: u64,
+    /// Bases.
+    pub len: u64,
+}
+
+impl GenomeRef {
+    /// The reference a task spec carries, if it carries a well-formed one.
+    pub fn from_spec(spec: &serde_json::Value) -> Option<GenomeRef> {
+        let reference = GenomeRef::deserialize(spec.get(GENOME_SPEC_KEY)?).ok()?;
+        is_sha256_hex(&reference.sha256).then_some(reference)
+    }
+
+    /// Adds this reference to a task spec (a JSON object).
+    pub fn attach(&self, spec: &mut serde_json::Value) {
+        if let (Some(fields), Ok(value)) = (spec.as_object_mut(), serde_json::to_value(self)) {
+            fields.insert(GENOME_SPEC_KEY.to_string(), value);
+        }
+    }
+}
+
+/// Whether `text` is a SHA-256 digest as stored: 64 lowercase hex digits. Anything else is never
+/// used to name a file or a key.
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A queue whose leases of genome-referencing tasks arrive with their bases read from the store.
+/// Every other call passes straight through.
+pub struct GenomeQueue {
+    inner: Arc<dyn Queue>,
+    store: Arc<dyn Store>,
+}
+
+impl GenomeQueue {
+    /// Wraps `inner`; genome ranges are read from `store`.
+    pub fn new(inner: Arc<dyn Queue>, store: Arc<dyn Store>) -> Self {
+        Self { inner, store }
+    }
+
+    /// Fills a lease's input from its genome reference. A genome that cannot be read fails this
+    /// delivery (nack, so a genome deleted under a task fails its job after the retries) and
+    /// no lease is returned.
+    async fn fill(&self, mut lease: Lease) -> BackendResult<Option<Lease>> {
+        let Some(reference) = GenomeRef::from_spec(&lease.spec) else {
+            return Ok(Some(lease));
+        };
+        if !lease.data.is_empty() {
+            return Ok(Some(lease));
+        }
+        match self
+            .store
+            .read_genome(&reference.sha256, reference.offset, reference.len)
+            .await
+        {
+            Ok(bases) => {
+                lease.data = bases;
+                Ok(Some(lease))
+            }
+            Err(err) => {
+                let reason = format!(
+                    "cannot read bases {}..{} of stored genome {}: {err}",
+                    reference.offset,
+                    reference.offset + reference.len,
+                    reference.sha256
+                );
+                tracing::warn!(component = "backend", job = %lease.id.job, chunk = lease.id.chunk, %reason, "task input unavailable");
+                self.inner.nack(&lease, &reason).await?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for GenomeQueue {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
+        self.inner.enqueue(tasks).await
+    }
+    async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
+        match self.inner.lease(worker, wait).await? {
+            Some(lease) => self.fill(lease).await,
+            None => Ok(None),
+        }
+    }
+    async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
+        self.inner.extend(lease).await
+    }
+    async fn ack(&self, lease: &Lease) -> BackendResult<()> {
+        self.inner.ack(lease).await
+    }
+    async fn nack(&self, lease: &Lease, error: &str) -> BackendResult<NackOutcome> {
+        self.inner.nack(lease, error).await
+    }
+    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
+        self.inner.reclaim_worker(worker).await
+    }
+    async fn reclaim_expired(&self) -> BackendResult<usize> {
+        self.inner.reclaim_expired().await
+    }
+    async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
+        self.inner.cancel_job(job).await
+    }
+    async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
+        self.inner.recent_workers(window).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_round_trips_through_a_spec_and_bad_hashes_are_ignored() {
+        let reference = GenomeRef {
+            sha256: "ab".repeat(32),
+            offset: 7,
+            len: 9,
+        };
+        let mut spec = serde_json::json!({ "record": 0 });
+        reference.attach(&mut spec);
+        assert_eq!(spec["genome"]["offset"], 7);
+        assert_eq!(GenomeRef::from_spec(&spec), Some(reference));
+        spec["genome"]["sha256"] = "../../etc/passwd".into();
+        assert_eq!(GenomeRef::from_spec(&spec), None);
+        assert!(!is_sha256_hex(&"AB".repeat(32)));
+        assert!(!is_sha256_hex("abc"));
+    }
+}

@@ -1,0 +1,27 @@
+-- Makes an uploaded sequence a stored genome, unless that genome is stored already (a concurrent
+-- first upload won): then this upload's blocks are dropped. Records the job as a user either way.
+-- ARGV: sha256, upload id, blocks, size_bytes, bases, records (JSON), filename, now, job.
+local hash, upload, blocks = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local record = 'genome:' .. hash
+local function upload_block(i) return 'genome-upload:' .. upload .. ':' .. i end
+if redis.call('EXISTS', record) == 1 then
+  for i = 0, blocks - 1 do redis.call('DEL', upload_block(i)) end
+else
+  for i = 0, blocks - 1 do
+    if redis.call('EXISTS', upload_block(i)) == 0 then
+      return redis.error_reply('genome upload ' .. upload .. ' lost block ' .. i)
+    end
+  end
+  for i = 0, blocks - 1 do
+    local block = record .. ':' .. i
+    redis.call('RENAME', upload_block(i), block)
+    redis.call('PERSIST', block)
+  end
+  redis.call('HSET', record, 'sha256', hash, 'size_bytes', ARGV[4], 'bases', ARGV[5],
+    'records', ARGV[6], 'filename', ARGV[7], 'created_at', ARGV[8], 'last_used', ARGV[8],
+    'blocks', blocks)
+  redis.call('SADD', 'genomes', hash)
+end
+redis.call('SADD', record .. ':jobs', ARGV[9])
+redis.call('HSET', record, 'last_used', ARGV[8])
+return 1

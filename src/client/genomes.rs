@@ -1,0 +1,280 @@
+//! Genomes on the client side: the content hash a search submit announces (so the master can
+//! skip an upload it already holds), with a small cache that spares rehashing an unchanged file,
+//! and `gridwatch genomes [rm HASH…]` to list and delete what the master stores.
+//!
+//! The cache maps (device, inode, size, mtime in nanoseconds) to the file's SHA-256, as git's
+//! index does: any change to the file changes one of these, so a stale hash is never used. A
+//! cache that cannot be read or written is ignored.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
+use crate::backend::{GenomeRecord, GenomeRemoval};
+use crate::protocol::Message;
+
+/// Entries kept in the hash cache; the oldest go first.
+const CACHE_ENTRIES: usize = 256;
+
+/// What identifies one version of a file without reading it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct FileKey {
+    device: u64,
+    inode: u64,
+    size: u64,
+    mtime_secs: i64,
+    mtime_nanos: i64,
+}
+
+impl FileKey {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileKey {
+            device: meta.dev(),
+            inode: meta.ino(),
+            size: meta.len(),
+            mtime_secs: meta.mtime(),
+            mtime_nanos: meta.mtime_nsec(),
+        }
+    }
+}
+
+/// One remembered hash.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CachedHash {
+    key: FileKey,
+    sha256: String,
+    /// Unix time it was last used, to keep the most recent entries.
+    used: f64,
+}
+
+/// Where the hash cache lives: `$XDG_CACHE_HOME/gridwatch/`, else `~/.cache/gridwatch/`.
+fn cache_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|dir| !dir.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })?;
+    Some(base.join("gridwatch").join("genome-hashes.json"))
+}
+
+fn read_cache(path: &Path) -> Vec<CachedHash> {
+    match std::fs::read(path) {
+        Ok(text) => serde_json::from_slice(&text).unwrap_or_else(|err| {
+            tracing::debug!(cache = %path.display(), error = %err, "ignoring an unreadable hash cache");
+            Vec::new()
+        }),
+        Err(err) => {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                tracing::debug!(cache = %path.display(), error = %err, "ignoring an unreadable hash cache");
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// Writes the cache through a temporary file, so a concurrent reader never sees half of it.
+fn write_cache(path: &Path, entries: &[CachedHash]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = serde_json::to_vec(entries).map_err(std::io::Error::other)?;
+    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path)
+}
+
+/// SHA-256 of a file's bytes, as 64 lowercase hex digits (`sha2` uses the CPU's SHA
+/// instructions when it has them).
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// The file's SHA-256, from the cache when the file is unchanged since it was hashed, else
+/// computed (and remembered). A blocking call.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let key = FileKey::of(&std::fs::metadata(path)?);
+    let cache = cache_file();
+    let mut entries = cache.as_deref().map(read_cache).unwrap_or_default();
+    let now = crate::time::unix_now();
+    if let Some(entry) = entries.iter_mut().find(|entry| entry.key == key) {
+        tracing::debug!(file = %path.display(), "genome hash from the cache");
+        entry.used = now;
+        return Ok(entry.sha256.clone());
+    }
+    let sha256 = hash_file(path)?;
+    // The file may have changed while it was read: remember the hash only if it did not.
+    if FileKey::of(&std::fs::metadata(path)?) != key {
+        return Ok(sha256);
+    }
+    if let Some(cache) = cache {
+        entries.push(CachedHash {
+            key,
+            sha256: sha256.clone(),
+            used: now,
+        });
+        entries.sort_by(|a, b| b.used.total_cmp(&a.used));
+        entries.truncate(CACHE_ENTRIES);
+        if let Err(err) = write_cache(&cache, &entries) {
+            tracing::debug!(cache = %cache.display(), error = %err, "cannot write the hash cache");
+        }
+    }
+    Ok(sha256)
+}
+
+/// `gridwatch genomes [--json]` and `gridwatch genomes rm HASH…`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct GenomesArgs {
+    /// `rm` to delete genomes instead of listing them.
+    #[command(subcommand)]
+    pub action: Option<GenomesAction>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Where the master is.
+    #[command(flatten)]
+    pub master: MasterAddr,
+}
+
+/// What `gridwatch genomes` does besides listing.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum GenomesAction {
+    /// Delete stored genomes (full hash or a unique prefix). A genome that an unfinished job
+    /// (uploading, queued or running) uses is kept, and the command fails.
+    Rm {
+        /// Hashes or unique prefixes, as `gridwatch genomes` shows them.
+        #[arg(required = true)]
+        hashes: Vec<String>,
+        /// Where the master is.
+        #[command(flatten)]
+        master: MasterAddr,
+    },
+}
+
+/// Runs `gridwatch genomes`.
+pub async fn genomes(args: GenomesArgs) -> Result<(), ClientError> {
+    match args.action {
+        Some(GenomesAction::Rm { hashes, master }) => remove(&master, hashes).await,
+        None => list(&args.master, args.json).await,
+    }
+}
+
+async fn list(master: &MasterAddr, json: bool) -> Result<(), ClientError> {
+    let mut client = MasterClient::connect(master).await?;
+    let genomes = match client.request(&Message::ListGenomes).await? {
+        Message::Genomes { genomes } => genomes,
+        other => return Err(unexpected(&other)),
+    };
+    if json {
+        let text = serde_json::to_string(&genomes)
+            .map_err(|e| ClientError::Usage(format!("genome list: {e}")))?;
+        println!("{text}");
+        return Ok(());
+    }
+    print!("{}", table(&genomes, crate::time::unix_now()));
+    Ok(())
+}
+
+/// The listing as a table: the hash's first 12 digits (enough to name it to `rm`).
+fn table(genomes: &[GenomeRecord], now: f64) -> String {
+    let mut out = format!(
+        "{:<12}  {:>12}  {:>13}  {:>7}  {:>9}  {:>4}  FILE\n",
+        "HASH", "SIZE", "BASES", "RECORDS", "LAST USED", "JOBS"
+    );
+    for genome in genomes {
+        let records = genome.records.as_array().map_or(0, Vec::len);
+        out.push_str(&format!(
+            "{:<12}  {:>12}  {:>13}  {:>7}  {:>9}  {:>4}  {}\n",
+            genome.sha256.get(..12).unwrap_or(&genome.sha256),
+            genome.size_bytes,
+            genome.bases,
+            records,
+            ago(now - genome.last_used),
+            genome.jobs,
+            genome.filename
+        ));
+    }
+    out
+}
+
+/// `45s ago`, `12m ago`, `3h ago`, `2d ago`.
+fn ago(seconds: f64) -> String {
+    let seconds = seconds.max(0.0) as u64;
+    match seconds {
+        0..=59 => format!("{seconds}s ago"),
+        60..=3599 => format!("{}m ago", seconds / 60),
+        3600..=86399 => format!("{}h ago", seconds / 3600),
+        _ => format!("{}d ago", seconds / 86400),
+    }
+}
+
+async fn remove(master: &MasterAddr, hashes: Vec<String>) -> Result<(), ClientError> {
+    let mut client = MasterClient::connect(master).await?;
+    let outcomes = match client.request(&Message::RemoveGenomes { hashes }).await? {
+        Message::GenomesRemoved { outcomes } => outcomes,
+        other => return Err(unexpected(&other)),
+    };
+    let mut kept = Vec::new();
+    for outcome in outcomes {
+        match outcome.removal {
+            GenomeRemoval::Removed => println!("removed {}", outcome.sha256),
+            GenomeRemoval::NotFound => println!("{} was already gone", outcome.sha256),
+            GenomeRemoval::InUse { jobs } => kept.push(format!(
+                "genome {} is used by unfinished job{} {}; wait for {} or cancel {}, then remove it",
+                outcome.sha256,
+                if jobs.len() == 1 { "" } else { "s" },
+                jobs.join(", "),
+                if jobs.len() == 1 { "it" } else { "them" },
+                if jobs.len() == 1 { "it" } else { "them" },
+            )),
+        }
+    }
+    match kept.is_empty() {
+        true => Ok(()),
+        false => Err(ClientError::Refused {
+            code: crate::protocol::ErrorCode::JobNotReady,
+            message: kept.join("\n"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_of_a_file_is_its_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abc");
+        std::fs::write(&path, b"abc").unwrap();
+        // FIPS 180-2's example digest of "abc".
+        assert_eq!(
+            hash_file(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn ages_read_in_the_largest_whole_unit() {
+        assert_eq!(ago(5.0), "5s ago");
+        assert_eq!(ago(125.0), "2m ago");
+        assert_eq!(ago(7300.0), "2h ago");
+        assert_eq!(ago(3.0 * 86400.0), "3d ago");
+    }
+}

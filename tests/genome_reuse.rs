@@ -1,0 +1,508 @@
+//! Genomes are uploaded once and searched many times, on both backends, against real master and
+//! worker processes (and a real `redis-server`): a repeat submit uploads nothing and still counts
+//! exactly what a naive scan counts; an edited file is uploaded again; a client lying about the
+//! hash cannot poison the store; a genome in use survives `genomes rm` and a retention sweep.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use common::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
+use common::redis::RedisServer;
+use common::{gridwatch_bin, poll_until};
+use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Which backend a scenario runs on.
+enum Backend {
+    Embedded,
+    Redis(RedisServer),
+}
+
+impl Backend {
+    fn redis() -> Self {
+        Backend::Redis(RedisServer::start())
+    }
+}
+
+/// A master (with `flags`) on `backend`, its workers configured alike; no worker yet.
+fn grid_on(backend: &Backend, flags: &[&str]) -> Grid {
+    let mut all = vec!["--jobs-per-minute", "1000"];
+    all.extend_from_slice(flags);
+    match backend {
+        Backend::Embedded => Grid::start(&all),
+        Backend::Redis(redis) => {
+            let url = redis.url();
+            let mut with_backend = vec!["--backend", url.as_str()];
+            with_backend.extend_from_slice(&all);
+            let mut grid = Grid::start(&with_backend);
+            grid.worker_flags = vec!["--backend".into(), url];
+            grid
+        }
+    }
+}
+
+/// Runs a client command with its own hash cache (so tests never share or keep one).
+fn cli(grid: &Grid, args: &[&str]) -> Output {
+    Command::new(gridwatch_bin())
+        .args(args)
+        .arg("--master")
+        .arg(&grid.addr)
+        .env("XDG_CACHE_HOME", grid.path("cache"))
+        .output()
+        .expect("running the gridwatch client")
+}
+
+fn cli_ok(grid: &Grid, args: &[&str]) -> String {
+    let output = cli(grid, args);
+    assert!(
+        output.status.success(),
+        "gridwatch {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Three records of uneven lengths, so chunks of any size end inside and at record ends.
+fn genome(seed: u64) -> Records {
+    let mut bases = Bases::new(seed);
+    vec![
+        ("chrA".to_string(), bases.take(61_237)),
+        ("chrB".to_string(), bases.take(9_001)),
+        ("chrC".to_string(), bases.take(40_000)),
+    ]
+}
+
+/// Submits a search of `file` and waits for it; returns the job's total count.
+fn search(grid: &Grid, job: &str, file: &Path, pattern: &str, extra: &[&str]) -> u64 {
+    let file = file.display().to_string();
+    let mut args = vec!["submit", &file, "-p", pattern, "--job-id", job, "--wait"];
+    args.extend_from_slice(extra);
+    parse_total(&cli_ok(grid, &args))
+}
+
+/// The job's `status --json` record.
+fn job_record(grid: &Grid, job: &str) -> serde_json::Value {
+    let out = cli_ok(grid, &["status", job, "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&out).expect("status --json is JSON");
+    status["job"].clone()
+}
+
+/// `gridwatch_upload_bytes_total` on the master's `/metrics`.
+fn upload_metric(grid: &Grid) -> u64 {
+    let (code, _, body) = common::http::request(&grid.http_addr(), "GET", "/metrics", None, "");
+    assert_eq!(code, 200);
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        text.contains("# HELP gridwatch_upload_bytes_total "),
+        "the metric has HELP text"
+    );
+    text.lines()
+        .find_map(|line| line.strip_prefix("gridwatch_upload_bytes_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map(|value| value as u64)
+        .unwrap_or_else(|| panic!("no gridwatch_upload_bytes_total in {text}"))
+}
+
+/// The stored genomes' full hashes, from `genomes --json`.
+fn stored(grid: &Grid) -> Vec<String> {
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli_ok(grid, &["genomes", "--json"])).expect("genomes --json");
+    listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|genome| genome["sha256"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn sha256_of(path: &Path) -> String {
+    format!(
+        "{:x}",
+        Sha256::digest(std::fs::read(path).expect("reading a fixture"))
+    )
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("fixture").len()
+}
+
+fn repeat_search_uploads_nothing(backend: Backend) {
+    let mut grid = grid_on(&backend, &[]);
+    grid.start_worker("w1", 2);
+    let records = genome(3);
+    let file = grid.path("g.fa");
+    write_fasta(&file, &records, 60, "\n");
+    let size = file_len(&file);
+
+    let first = search(&grid, "first", &file, "ACGTAC", &["--chunk-size", "10000"]);
+    assert_eq!(first, naive_hits(&records, "ACGTAC", false).len() as u64);
+    let record = job_record(&grid, "first");
+    assert_eq!(record["uploaded_bytes"], size);
+    assert_eq!(record["genome_reused"], false);
+    assert_eq!(upload_metric(&grid), size);
+    assert_eq!(stored(&grid), vec![sha256_of(&file)]);
+
+    // Other patterns, both strands, another chunk size: straight to tasks.
+    let expected = naive_hits(&records, "GATTACA", true);
+    let second = search(
+        &grid,
+        "second",
+        &file,
+        "GATTACA",
+        &["--strand", "both", "--chunk-size", "7000"],
+    );
+    assert_eq!(second, expected.len() as u64);
+    let record = job_record(&grid, "second");
+    assert_eq!(record["uploaded_bytes"], 0);
+    assert_eq!(record["genome_reused"], true);
+    assert_eq!(upload_metric(&grid), size, "the repeat uploaded bytes");
+    let tsv = cli_ok(&grid, &["results", "second", "--format", "tsv"]);
+    assert_eq!(parse_tsv(&tsv), expected);
+
+    // What the grid prints for a reused genome is what a local search of the file prints.
+    let path = file.display().to_string();
+    let local = Command::new(gridwatch_bin())
+        .args(["search", &path, "-p", "GATTACA", "--strand", "both"])
+        .args(["--format", "tsv"])
+        .output()
+        .expect("local search");
+    assert!(local.status.success());
+    assert_eq!(tsv.as_bytes(), local.stdout.as_slice());
+}
+
+#[test]
+fn a_repeat_search_uploads_nothing_and_counts_exactly_embedded() {
+    repeat_search_uploads_nothing(Backend::Embedded);
+}
+
+#[test]
+fn a_repeat_search_uploads_nothing_and_counts_exactly_redis() {
+    repeat_search_uploads_nothing(Backend::redis());
+}
+
+fn edited_file_uploads_again(backend: Backend) {
+    let mut grid = grid_on(&backend, &[]);
+    grid.start_worker("w1", 1);
+    let mut records = genome(5);
+    let file = grid.path("g.fa");
+    write_fasta(&file, &records, 60, "\n");
+    let size = file_len(&file);
+    let pattern = "CCGGA";
+    let before = search(&grid, "before", &file, pattern, &[]);
+    assert_eq!(before, naive_hits(&records, pattern, false).len() as u64);
+
+    // One base edited so that a new match appears; same size, a new modification time.
+    let at = 20_000;
+    records[0].1[at..at + pattern.len()].copy_from_slice(pattern.as_bytes());
+    write_fasta(&file, &records, 60, "\n");
+    assert_eq!(file_len(&file), size);
+    let later = SystemTime::now() + Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_modified(later))
+        .expect("setting the modification time");
+    let expected = naive_hits(&records, pattern, false).len() as u64;
+    assert_ne!(expected, before, "the edit should change the count");
+
+    let after = search(&grid, "after", &file, pattern, &[]);
+    assert_eq!(after, expected);
+    let record = job_record(&grid, "after");
+    assert_eq!(record["uploaded_bytes"], size);
+    assert_eq!(record["genome_reused"], false);
+    assert_eq!(upload_metric(&grid), 2 * size);
+    assert_eq!(stored(&grid).len(), 2);
+}
+
+#[test]
+fn an_edited_file_is_uploaded_again_and_counted_anew_embedded() {
+    edited_file_uploads_again(Backend::Embedded);
+}
+
+#[test]
+fn an_edited_file_is_uploaded_again_and_counted_anew_redis() {
+    edited_file_uploads_again(Backend::redis());
+}
+
+/// Submits `upload` over a raw connection, announcing `claimed` as its hash (or no hash, as
+/// clients did before genomes were stored); returns the reply to the last upload frame.
+async fn raw_submit(grid: &Grid, job: &str, claimed: Option<&str>, upload: &[u8]) -> Message {
+    let stream = TcpStream::connect(&grid.addr).await.expect("connect");
+    let mut conn = Connection::new(stream);
+    conn.write_message(&Message::Hello {
+        role: Role::Client,
+        version: PROTOCOL_VERSION,
+        token: None,
+        id: None,
+        instance: None,
+    })
+    .await
+    .expect("hello");
+    conn.expect_message().await.expect("welcome");
+    let mut spec = serde_json::json!({
+        "filename": "g.fa",
+        "patterns": [{ "name": "p", "sequence": "ACGTAC" }],
+    });
+    if let Some(claimed) = claimed {
+        spec["genome_sha256"] = claimed.into();
+    }
+    conn.write_message(&Message::SubmitJob {
+        job_id: job.into(),
+        kind: "search".into(),
+        spec: Some(spec),
+        file_size: Some(upload.len() as u64),
+        priority: Default::default(),
+        top_level: Default::default(),
+    })
+    .await
+    .expect("submit");
+    match conn.expect_message().await.expect("a reply") {
+        Message::Ready { .. } => {}
+        other => panic!("the master should take the upload, got {other:?}"),
+    }
+    for piece in upload.chunks(64 * 1024) {
+        conn.send_frame(piece).await.expect("upload frame");
+    }
+    conn.flush().await.expect("flush");
+    conn.expect_message().await.expect("a reply")
+}
+
+fn lying_client_cannot_poison(backend: Backend) {
+    let mut grid = grid_on(&backend, &[]);
+    let records = genome(7);
+    let file = grid.path("g.fa");
+    write_fasta(&file, &records, 60, "\n");
+    let real_hash = sha256_of(&file);
+    // Other bases of the very same size, announced under the real file's hash.
+    let mut fake = std::fs::read(&file).expect("fixture");
+    for byte in fake
+        .iter_mut()
+        .filter(|b| b.is_ascii_uppercase() && **b != b'N')
+    {
+        *byte = b'A';
+    }
+    let header_end = fake.iter().position(|&b| b == b'\n').unwrap_or(0);
+    fake[..header_end].copy_from_slice(&std::fs::read(&file).expect("fixture")[..header_end]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let reply = runtime.block_on(raw_submit(&grid, "liar", Some(&real_hash), &fake));
+    match reply {
+        Message::Error { code, message } => {
+            assert_eq!(code, ErrorCode::BadInput, "{message}");
+            assert!(message.contains(&real_hash), "{message}");
+        }
+        other => panic!("a lying upload must fail, got {other:?}"),
+    }
+    assert_eq!(job_record(&grid, "liar")["status"], "failed");
+    assert!(stored(&grid).is_empty(), "nothing stored under a lie");
+
+    grid.start_worker("w1", 1);
+    let honest = search(&grid, "honest", &file, "ACGTAC", &[]);
+    assert_eq!(honest, naive_hits(&records, "ACGTAC", false).len() as u64);
+    assert_eq!(
+        job_record(&grid, "honest")["uploaded_bytes"],
+        file_len(&file)
+    );
+    assert_eq!(stored(&grid), vec![real_hash]);
+    let again = search(&grid, "again", &file, "ACGTAC", &[]);
+    assert_eq!(again, honest);
+    assert_eq!(job_record(&grid, "again")["genome_reused"], true);
+}
+
+#[test]
+fn a_client_lying_about_the_hash_cannot_poison_the_store_embedded() {
+    lying_client_cannot_poison(Backend::Embedded);
+}
+
+#[test]
+fn a_client_lying_about_the_hash_cannot_poison_the_store_redis() {
+    lying_client_cannot_poison(Backend::redis());
+}
+
+/// Submits without waiting (no worker runs: the job stays queued).
+fn submit_queued(grid: &Grid, job: &str, file: &Path, pattern: &str) {
+    let file = file.display().to_string();
+    cli_ok(grid, &["submit", &file, "-p", pattern, "--job-id", job]);
+}
+
+fn genome_in_use_survives_a_prune(backend: Backend) {
+    let mut grid = grid_on(&backend, &["--keep-genomes", "0"]);
+    let records = genome(11);
+    let used = grid.path("used.fa");
+    write_fasta(&used, &records, 60, "\n");
+    let unused = grid.path("unused.fa");
+    write_fasta(&unused, &genome(12), 60, "\n");
+    let (used_hash, unused_hash) = (sha256_of(&used), sha256_of(&unused));
+
+    submit_queued(&grid, "queued", &used, "TTGCA");
+    // A cancelled job leaves its genome unused: seeing it pruned proves a sweep ran after.
+    submit_queued(&grid, "dropped", &unused, "TTGCA");
+    cli_ok(&grid, &["cancel", "dropped"]);
+    poll_until(JOB_TIMEOUT, "a sweep to prune the unused genome", || {
+        (!stored(&grid).contains(&unused_hash)).then_some(())
+    });
+    assert_eq!(stored(&grid), vec![used_hash.clone()]);
+
+    grid.start_worker("w1", 1);
+    let done = grid.wait_finished("queued", JOB_TIMEOUT);
+    assert_eq!(done["job"]["status"], "completed");
+    let count = parse_total(&cli_ok(&grid, &["results", "queued"]));
+    assert_eq!(count, naive_hits(&records, "TTGCA", false).len() as u64);
+    // Unused now: the next sweep prunes it.
+    poll_until(
+        JOB_TIMEOUT,
+        "a sweep to prune the finished job's genome",
+        || stored(&grid).is_empty().then_some(()),
+    );
+}
+
+#[test]
+fn a_genome_in_use_survives_a_prune_embedded() {
+    genome_in_use_survives_a_prune(Backend::Embedded);
+}
+
+#[test]
+fn a_genome_in_use_survives_a_prune_redis() {
+    genome_in_use_survives_a_prune(Backend::redis());
+}
+
+fn genome_in_use_survives_rm(backend: Backend) {
+    let mut grid = grid_on(&backend, &[]);
+    let records = genome(13);
+    let file = grid.path("g.fa");
+    write_fasta(&file, &records, 60, "\n");
+    let hash = sha256_of(&file);
+    submit_queued(&grid, "queued", &file, "GGATC");
+
+    let refused = cli(&grid, &["genomes", "rm", &hash[..10]]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("queued") && stderr.contains(&hash),
+        "{stderr}"
+    );
+    assert_eq!(stored(&grid), vec![hash.clone()]);
+    let table = cli_ok(&grid, &["genomes"]);
+    assert!(
+        table.contains(&hash[..12]) && table.contains("g.fa"),
+        "{table}"
+    );
+
+    grid.start_worker("w1", 1);
+    let done = grid.wait_finished("queued", JOB_TIMEOUT);
+    assert_eq!(done["job"]["status"], "completed");
+    let count = parse_total(&cli_ok(&grid, &["results", "queued"]));
+    assert_eq!(count, naive_hits(&records, "GGATC", false).len() as u64);
+
+    let removed = cli_ok(&grid, &["genomes", "rm", &hash[..10]]);
+    assert!(removed.contains(&hash), "{removed}");
+    assert!(stored(&grid).is_empty());
+    // The next search of the file uploads it again.
+    let again = search(&grid, "again", &file, "GGATC", &[]);
+    assert_eq!(again, count);
+    assert_eq!(
+        job_record(&grid, "again")["uploaded_bytes"],
+        file_len(&file)
+    );
+}
+
+#[test]
+fn a_genome_in_use_survives_rm_embedded() {
+    genome_in_use_survives_rm(Backend::Embedded);
+}
+
+#[test]
+fn a_genome_in_use_survives_rm_redis() {
+    genome_in_use_survives_rm(Backend::redis());
+}
+
+fn concurrent_first_uploads_store_once(backend: Backend) {
+    let mut grid = grid_on(&backend, &[]);
+    grid.start_worker("w1", 2);
+    let records = genome(17);
+    let file = grid.path("g.fa");
+    write_fasta(&file, &records, 60, "\n");
+    let path = file.display().to_string();
+    let expected = naive_hits(&records, "TGCA", false).len() as u64;
+    let submits: Vec<_> = ["one", "two"]
+        .into_iter()
+        .map(|job| {
+            Command::new(gridwatch_bin())
+                .args(["submit", &path, "-p", "TGCA", "--job-id", job, "--wait"])
+                .args(["--master", &grid.addr])
+                .env("XDG_CACHE_HOME", grid.path(job))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("a concurrent submit")
+        })
+        .collect();
+    for submit in submits {
+        let output = submit.wait_with_output().expect("submit output");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            parse_total(&String::from_utf8_lossy(&output.stdout)),
+            expected
+        );
+    }
+    assert_eq!(stored(&grid), vec![sha256_of(&file)]);
+    if let Backend::Embedded = backend {
+        let files: Vec<String> = std::fs::read_dir(grid.data_dir().join("spool").join("genomes"))
+            .expect("the genomes directory")
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, vec![format!("{}.seq", sha256_of(&file))]);
+    }
+}
+
+#[test]
+fn concurrent_first_uploads_both_succeed_and_store_the_genome_once_embedded() {
+    concurrent_first_uploads_store_once(Backend::Embedded);
+}
+
+#[test]
+fn concurrent_first_uploads_both_succeed_and_store_the_genome_once_redis() {
+    concurrent_first_uploads_store_once(Backend::redis());
+}
+
+fn hashless_upload_is_stored(backend: Backend) {
+    let mut grid = grid_on(&backend, &[]);
+    grid.start_worker("w1", 1);
+    let records = genome(19);
+    let file = grid.path("g.fa");
+    write_fasta(&file, &records, 60, "\n");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let bytes = std::fs::read(&file).expect("fixture");
+    let reply = runtime.block_on(raw_submit(&grid, "old-client", None, &bytes));
+    assert!(matches!(reply, Message::Accepted { .. }), "{reply:?}");
+    assert_eq!(stored(&grid), vec![sha256_of(&file)]);
+    let count = search(&grid, "new-client", &file, "ACGTAC", &[]);
+    assert_eq!(count, naive_hits(&records, "ACGTAC", false).len() as u64);
+    assert_eq!(job_record(&grid, "new-client")["uploaded_bytes"], 0);
+}
+
+#[test]
+fn an_upload_without_a_hash_is_stored_for_later_submits_embedded() {
+    hashless_upload_is_stored(Backend::Embedded);
+}
+
+#[test]
+fn an_upload_without_a_hash_is_stored_for_later_submits_redis() {
+    hashless_upload_is_stored(Backend::redis());
+}
