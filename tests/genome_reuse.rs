@@ -13,7 +13,6 @@ use common::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid,
 use common::redis::RedisServer;
 use common::{gridwatch_bin, poll_until};
 use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -117,15 +116,14 @@ fn stored(grid: &Grid) -> Vec<String> {
         .as_array()
         .expect("a list")
         .iter()
-        .map(|genome| genome["sha256"].as_str().unwrap_or_default().to_string())
+        .map(|genome| genome["hash"].as_str().unwrap_or_default().to_string())
         .collect()
 }
 
-fn sha256_of(path: &Path) -> String {
-    format!(
-        "{:x}",
-        Sha256::digest(std::fs::read(path).expect("reading a fixture"))
-    )
+fn hash_of(path: &Path) -> String {
+    blake3::hash(&std::fs::read(path).expect("reading a fixture"))
+        .to_hex()
+        .to_string()
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -146,7 +144,7 @@ fn repeat_search_uploads_nothing(backend: Backend) {
     assert_eq!(record["uploaded_bytes"], size);
     assert_eq!(record["genome_reused"], false);
     assert_eq!(upload_metric(&grid), size);
-    assert_eq!(stored(&grid), vec![sha256_of(&file)]);
+    assert_eq!(stored(&grid), vec![hash_of(&file)]);
 
     // Other patterns, both strands, another chunk size: straight to tasks.
     let expected = naive_hits(&records, "GATTACA", true);
@@ -250,7 +248,7 @@ async fn raw_submit(grid: &Grid, job: &str, claimed: Option<&str>, upload: &[u8]
         "patterns": [{ "name": "p", "sequence": "ACGTAC" }],
     });
     if let Some(claimed) = claimed {
-        spec["genome_sha256"] = claimed.into();
+        spec["genome_hash"] = claimed.into();
     }
     conn.write_message(&Message::SubmitJob {
         job_id: job.into(),
@@ -278,7 +276,7 @@ fn lying_client_cannot_poison(backend: Backend) {
     let records = genome(7);
     let file = grid.path("g.fa");
     write_fasta(&file, &records, 60, "\n");
-    let real_hash = sha256_of(&file);
+    let real_hash = hash_of(&file);
     // Other bases of the very same size, announced under the real file's hash.
     let mut fake = std::fs::read(&file).expect("fixture");
     for byte in fake
@@ -340,7 +338,7 @@ fn genome_in_use_survives_a_prune(backend: Backend) {
     write_fasta(&used, &records, 60, "\n");
     let unused = grid.path("unused.fa");
     write_fasta(&unused, &genome(12), 60, "\n");
-    let (used_hash, unused_hash) = (sha256_of(&used), sha256_of(&unused));
+    let (used_hash, unused_hash) = (hash_of(&used), hash_of(&unused));
 
     submit_queued(&grid, "queued", &used, "TTGCA");
     // A cancelled job leaves its genome unused: seeing it pruned proves a sweep ran after.
@@ -379,7 +377,7 @@ fn genome_in_use_survives_rm(backend: Backend) {
     let records = genome(13);
     let file = grid.path("g.fa");
     write_fasta(&file, &records, 60, "\n");
-    let hash = sha256_of(&file);
+    let hash = hash_of(&file);
     submit_queued(&grid, "queued", &file, "GGATC");
 
     let refused = cli(&grid, &["genomes", "rm", &hash[..10]]);
@@ -457,14 +455,14 @@ fn concurrent_first_uploads_store_once(backend: Backend) {
             expected
         );
     }
-    assert_eq!(stored(&grid), vec![sha256_of(&file)]);
+    assert_eq!(stored(&grid), vec![hash_of(&file)]);
     if let Backend::Embedded = backend {
         let files: Vec<String> = std::fs::read_dir(grid.data_dir().join("spool").join("genomes"))
             .expect("the genomes directory")
             .flatten()
             .map(|entry| entry.file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(files, vec![format!("{}.seq", sha256_of(&file))]);
+        assert_eq!(files, vec![format!("{}.seq", hash_of(&file))]);
     }
 }
 
@@ -491,7 +489,7 @@ fn hashless_upload_is_stored(backend: Backend) {
     let bytes = std::fs::read(&file).expect("fixture");
     let reply = runtime.block_on(raw_submit(&grid, "old-client", None, &bytes));
     assert!(matches!(reply, Message::Accepted { .. }), "{reply:?}");
-    assert_eq!(stored(&grid), vec![sha256_of(&file)]);
+    assert_eq!(stored(&grid), vec![hash_of(&file)]);
     let count = search(&grid, "new-client", &file, "ACGTAC", &[]);
     assert_eq!(count, naive_hits(&records, "ACGTAC", false).len() as u64);
     assert_eq!(job_record(&grid, "new-client")["uploaded_bytes"], 0);

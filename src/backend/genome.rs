@@ -1,5 +1,5 @@
 //! Tasks that read a stored genome instead of carrying their bases. Such a task's spec holds one
-//! reserved key, [`GENOME_SPEC_KEY`]: `{"genome": {"sha256": …, "offset": …, "len": …}}`, a range
+//! reserved key, [`GENOME_SPEC_KEY`]: `{"genome": {"hash": …, "offset": …, "len": …}}`, a range
 //! of the genome's decoded sequence, and the task is enqueued with no input bytes.
 //! [`GenomeQueue`] wraps the queue that hands leases to workers and fills the bytes in at lease
 //! time, so the backends' queues and the worker never see the difference.
@@ -18,8 +18,8 @@ pub const GENOME_SPEC_KEY: &str = "genome";
 /// A range of a stored genome's decoded sequence: a task's input.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenomeRef {
-    /// The genome's hash (SHA-256 of its file, lowercase hex).
-    pub sha256: String,
+    /// The genome's hash (BLAKE3 of its file, lowercase hex).
+    pub hash: String,
     /// First base, counted from the start of the whole sequence (records concatenated).
     pub offset: u64,
     /// Bases.
@@ -30,7 +30,7 @@ impl GenomeRef {
     /// The reference a task spec carries, if it carries a well-formed one.
     pub fn from_spec(spec: &serde_json::Value) -> Option<GenomeRef> {
         let reference = GenomeRef::deserialize(spec.get(GENOME_SPEC_KEY)?).ok()?;
-        is_sha256_hex(&reference.sha256).then_some(reference)
+        is_genome_hash(&reference.hash).then_some(reference)
     }
 
     /// Adds this reference to a task spec (a JSON object).
@@ -41,9 +41,9 @@ impl GenomeRef {
     }
 }
 
-/// Whether `text` is a SHA-256 digest as stored: 64 lowercase hex digits. Anything else is never
+/// Whether `text` is a BLAKE3 digest as stored: 64 lowercase hex digits. Anything else is never
 /// used to name a file or a key.
-pub fn is_sha256_hex(text: &str) -> bool {
+pub fn is_genome_hash(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
@@ -72,7 +72,7 @@ impl GenomeQueue {
         }
         match self
             .store
-            .read_genome(&reference.sha256, reference.offset, reference.len)
+            .read_genome(&reference.hash, reference.offset, reference.len)
             .await
         {
             Ok(bases) => {
@@ -84,7 +84,7 @@ impl GenomeQueue {
                     "cannot read bases {}..{} of stored genome {}: {err}",
                     reference.offset,
                     reference.offset + reference.len,
-                    reference.sha256
+                    reference.hash
                 );
                 tracing::warn!(component = "backend", job = %lease.id.job, chunk = lease.id.chunk, %reason, "task input unavailable");
                 self.inner.nack(&lease, &reason).await?;
@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn a_reference_round_trips_through_a_spec_and_bad_hashes_are_ignored() {
         let reference = GenomeRef {
-            sha256: "ab".repeat(32),
+            hash: "ab".repeat(32),
             offset: 7,
             len: 9,
         };
@@ -143,9 +143,9 @@ mod tests {
         reference.attach(&mut spec);
         assert_eq!(spec["genome"]["offset"], 7);
         assert_eq!(GenomeRef::from_spec(&spec), Some(reference));
-        spec["genome"]["sha256"] = "../../etc/passwd".into();
+        spec["genome"]["hash"] = "../../etc/passwd".into();
         assert_eq!(GenomeRef::from_spec(&spec), None);
-        assert!(!is_sha256_hex(&"AB".repeat(32)));
-        assert!(!is_sha256_hex("abc"));
+        assert!(!is_genome_hash(&"AB".repeat(32)));
+        assert!(!is_genome_hash("abc"));
     }
 }

@@ -476,11 +476,11 @@ impl BackendError {
 pub type BackendResult<T> = Result<T, BackendError>;
 
 /// A genome stored once for any number of searches: the decoded sequence of an uploaded file
-/// (bases without line breaks, records one after another) under the SHA-256 of the file's bytes.
+/// (bases without line breaks, records one after another) under the BLAKE3 of the file's bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GenomeRecord {
-    /// SHA-256 of the uploaded file's bytes, as 64 lowercase hex digits.
-    pub sha256: String,
+    /// BLAKE3 of the uploaded file's bytes, as 64 lowercase hex digits.
+    pub hash: String,
     /// Size of the uploaded file, in bytes.
     pub size_bytes: u64,
     /// Bases stored (the sum of the records' lengths).
@@ -694,14 +694,14 @@ pub trait Store: Send + Sync {
     async fn begin_genome(&self) -> BackendResult<Box<dyn GenomeWriter>> {
         Err(no_genomes())
     }
-    /// The complete genome stored under `sha256`, if any, now recorded as used by `job`: one
+    /// The complete genome stored under `hash`, if any, now recorded as used by `job`: one
     /// atomic step, so a removal or prune either happens before (and the job uploads again) or
     /// sees the job and keeps the genome.
-    async fn use_genome(&self, _sha256: &str, _job: &str) -> BackendResult<Option<GenomeRecord>> {
+    async fn use_genome(&self, _hash: &str, _job: &str) -> BackendResult<Option<GenomeRecord>> {
         Err(no_genomes())
     }
     /// `len` bases of a stored genome's sequence from `offset`.
-    async fn read_genome(&self, _sha256: &str, _offset: u64, _len: u64) -> BackendResult<Bytes> {
+    async fn read_genome(&self, _hash: &str, _offset: u64, _len: u64) -> BackendResult<Bytes> {
         Err(no_genomes())
     }
     /// Every stored genome, with how many existing jobs used it.
@@ -710,7 +710,7 @@ pub trait Store: Send + Sync {
     }
     /// Deletes a stored genome unless an unfinished job uses it; checked and deleted in one
     /// atomic step.
-    async fn remove_genome(&self, _sha256: &str) -> BackendResult<GenomeRemoval> {
+    async fn remove_genome(&self, _hash: &str) -> BackendResult<GenomeRemoval> {
         Err(no_genomes())
     }
     /// Deletes every genome no unfinished job uses and last used at or before `unused_before`

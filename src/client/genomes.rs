@@ -2,7 +2,7 @@
 //! skip an upload it already holds), with a small cache that spares rehashing an unchanged file,
 //! and `gridwatch genomes [rm HASH…]` to list and delete what the master stores.
 //!
-//! The cache maps (device, inode, size, mtime in nanoseconds) to the file's SHA-256, as git's
+//! The cache maps (device, inode, size, mtime in nanoseconds) to the file's BLAKE3, as git's
 //! index does: any change to the file changes one of these, so a stale hash is never used. A
 //! cache that cannot be read or written is ignored.
 
@@ -10,7 +10,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 use crate::backend::{GenomeRecord, GenomeRemoval};
@@ -46,7 +45,7 @@ impl FileKey {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct CachedHash {
     key: FileKey,
-    sha256: String,
+    hash: String,
     /// Unix time it was last used, to keep the most recent entries.
     used: f64,
 }
@@ -90,11 +89,12 @@ fn write_cache(path: &Path, entries: &[CachedHash]) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
-/// SHA-256 of a file's bytes, as 64 lowercase hex digits (`sha2` uses the CPU's SHA
-/// instructions when it has them).
+/// BLAKE3 of a file's bytes, as 64 lowercase hex digits: a cryptographic hash (no one can make
+/// another file with a stored genome's hash) that runs several times faster than SHA-256 on
+/// vector units, so hashing before a first upload costs a fraction of the upload.
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         let read = file.read(&mut buffer)?;
@@ -103,12 +103,12 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(format!("{:x}", hasher.finalize()))
+    Ok(hasher.finalize().to_hex().to_string())
 }
 
-/// The file's SHA-256, from the cache when the file is unchanged since it was hashed, else
+/// The file's BLAKE3, from the cache when the file is unchanged since it was hashed, else
 /// computed (and remembered). A blocking call.
-pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+pub fn file_hash(path: &Path) -> std::io::Result<String> {
     let key = FileKey::of(&std::fs::metadata(path)?);
     let cache = cache_file();
     let mut entries = cache.as_deref().map(read_cache).unwrap_or_default();
@@ -116,17 +116,17 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     if let Some(entry) = entries.iter_mut().find(|entry| entry.key == key) {
         tracing::debug!(file = %path.display(), "genome hash from the cache");
         entry.used = now;
-        return Ok(entry.sha256.clone());
+        return Ok(entry.hash.clone());
     }
-    let sha256 = hash_file(path)?;
+    let hash = hash_file(path)?;
     // The file may have changed while it was read: remember the hash only if it did not.
     if FileKey::of(&std::fs::metadata(path)?) != key {
-        return Ok(sha256);
+        return Ok(hash);
     }
     if let Some(cache) = cache {
         entries.push(CachedHash {
             key,
-            sha256: sha256.clone(),
+            hash: hash.clone(),
             used: now,
         });
         entries.sort_by(|a, b| b.used.total_cmp(&a.used));
@@ -135,7 +135,7 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
             tracing::debug!(cache = %cache.display(), error = %err, "cannot write the hash cache");
         }
     }
-    Ok(sha256)
+    Ok(hash)
 }
 
 /// `gridwatch genomes [--json]` and `gridwatch genomes rm HASH…`.
@@ -201,7 +201,7 @@ fn table(genomes: &[GenomeRecord], now: f64) -> String {
         let records = genome.records.as_array().map_or(0, Vec::len);
         out.push_str(&format!(
             "{:<12}  {:>12}  {:>13}  {:>7}  {:>9}  {:>4}  {}\n",
-            genome.sha256.get(..12).unwrap_or(&genome.sha256),
+            genome.hash.get(..12).unwrap_or(&genome.hash),
             genome.size_bytes,
             genome.bases,
             records,
@@ -233,11 +233,11 @@ async fn remove(master: &MasterAddr, hashes: Vec<String>) -> Result<(), ClientEr
     let mut kept = Vec::new();
     for outcome in outcomes {
         match outcome.removal {
-            GenomeRemoval::Removed => println!("removed {}", outcome.sha256),
-            GenomeRemoval::NotFound => println!("{} was already gone", outcome.sha256),
+            GenomeRemoval::Removed => println!("removed {}", outcome.hash),
+            GenomeRemoval::NotFound => println!("{} was already gone", outcome.hash),
             GenomeRemoval::InUse { jobs } => kept.push(format!(
                 "genome {} is used by unfinished job{} {}; wait for {} or cancel {}, then remove it",
-                outcome.sha256,
+                outcome.hash,
                 if jobs.len() == 1 { "" } else { "s" },
                 jobs.join(", "),
                 if jobs.len() == 1 { "it" } else { "them" },
@@ -259,14 +259,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_hash_of_a_file_is_its_sha256() {
+    fn the_hash_of_a_file_is_its_blake3() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("abc");
         std::fs::write(&path, b"abc").unwrap();
-        // FIPS 180-2's example digest of "abc".
+        // The BLAKE3 reference implementation's digest of "abc".
         assert_eq!(
             hash_file(&path).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
         );
     }
 

@@ -148,7 +148,7 @@ impl SearchSpecArgs {
             patterns,
             options,
             chunk_size: self.chunk_size,
-            genome_sha256: None,
+            genome_hash: None,
         };
         Ok(JobRequest {
             kind: SEARCH_KIND,
@@ -359,7 +359,7 @@ pub async fn upload(
         patterns: request.patterns.clone(),
         options: request.options,
         chunk_size: request.chunk_size,
-        genome_sha256: None,
+        genome_hash: None,
     };
     let job = JobRequest {
         kind: SEARCH_KIND,
@@ -442,11 +442,11 @@ pub async fn send_job(
 /// already takes no upload. Without a hash the file is simply uploaded.
 async fn announce_genome(spec: &mut serde_json::Value, path: &Path) {
     let owned = path.to_path_buf();
-    let hashed = tokio::task::spawn_blocking(move || super::genomes::file_sha256(&owned)).await;
+    let hashed = tokio::task::spawn_blocking(move || super::genomes::file_hash(&owned)).await;
     match hashed {
-        Ok(Ok(sha256)) => {
+        Ok(Ok(hash)) => {
             if let Some(fields) = spec.as_object_mut() {
-                fields.insert("genome_sha256".into(), sha256.into());
+                fields.insert("genome_hash".into(), hash.into());
             }
         }
         Ok(Err(err)) => {

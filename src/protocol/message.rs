@@ -153,7 +153,7 @@ pub struct InputArrival {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenomeRemovalOutcome {
     /// The genome's full hash.
-    pub sha256: String,
+    pub hash: String,
     /// Removed, or kept because unfinished jobs use it.
     #[serde(flatten)]
     pub removal: GenomeRemoval,

@@ -1,4 +1,4 @@
-//! Stored genomes on the embedded backend: `spool/genomes/<sha256>.seq` holds the decoded
+//! Stored genomes on the embedded backend: `spool/genomes/<hash>.seq` holds the decoded
 //! sequence and the `genomes` table its description. An upload writes `<random>.partial` off the
 //! database thread; the commit renames it and inserts the row in one step on the database thread,
 //! so a row always names a complete file. Checks and deletions run as one transaction there too,
@@ -18,8 +18,8 @@ use crate::backend::{BackendError, BackendResult, GenomeRecord, GenomeRemoval, G
 const UNFINISHED: &str = "('uploading', 'pending', 'processing')";
 
 /// Where a complete genome's sequence lives.
-pub(super) fn sequence_path(dir: &Path, sha256: &str) -> PathBuf {
-    dir.join(format!("{sha256}.seq"))
+pub(super) fn sequence_path(dir: &Path, hash: &str) -> PathBuf {
+    dir.join(format!("{hash}.seq"))
 }
 
 /// Deletes partial sequences left by uploads cut off when the master stopped (an upload never
@@ -106,23 +106,23 @@ fn commit(
     let tx = state.conn.transaction().map_err(sql_error)?;
     let stored: bool = tx
         .query_row(
-            "SELECT EXISTS (SELECT 1 FROM genomes WHERE sha256 = ?1)",
-            [&genome.sha256],
+            "SELECT EXISTS (SELECT 1 FROM genomes WHERE hash = ?1)",
+            [&genome.hash],
             |row| row.get(0),
         )
         .map_err(sql_error)?;
     if stored {
         let _ = std::fs::remove_file(partial);
     } else {
-        let target = sequence_path(dir, &genome.sha256);
+        let target = sequence_path(dir, &genome.hash);
         std::fs::rename(partial, &target).map_err(|err| io_error(&target, err))?;
         let records = serde_json::to_string(&genome.records)
             .map_err(|e| BackendError::Other(format!("genome records: {e}")))?;
         tx.execute(
-            "INSERT INTO genomes (sha256, size_bytes, bases, records, filename, created_at, last_used)
+            "INSERT INTO genomes (hash, size_bytes, bases, records, filename, created_at, last_used)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
             params![
-                genome.sha256,
+                genome.hash,
                 genome.size_bytes as i64,
                 genome.bases as i64,
                 records,
@@ -132,42 +132,37 @@ fn commit(
         )
         .map_err(sql_error)?;
     }
-    mark_used(&tx, &genome.sha256, job, now)?;
+    mark_used(&tx, &genome.hash, job, now)?;
     tx.commit().map_err(sql_error)
 }
 
-fn mark_used(
-    tx: &rusqlite::Transaction<'_>,
-    sha256: &str,
-    job: &str,
-    now: f64,
-) -> BackendResult<()> {
+fn mark_used(tx: &rusqlite::Transaction<'_>, hash: &str, job: &str, now: f64) -> BackendResult<()> {
     tx.execute(
-        "INSERT OR IGNORE INTO genome_jobs (sha256, job) VALUES (?1, ?2)",
-        params![sha256, job],
+        "INSERT OR IGNORE INTO genome_jobs (hash, job) VALUES (?1, ?2)",
+        params![hash, job],
     )
     .map_err(sql_error)?;
     tx.execute(
-        "UPDATE genomes SET last_used = MAX(last_used, ?2) WHERE sha256 = ?1",
-        params![sha256, now],
+        "UPDATE genomes SET last_used = MAX(last_used, ?2) WHERE hash = ?1",
+        params![hash, now],
     )
     .map_err(sql_error)?;
     Ok(())
 }
 
 /// The columns of a listed genome, its last use counting the finish of the jobs that used it.
-const SELECT_GENOME: &str = "SELECT g.sha256, g.size_bytes, g.bases, g.records, g.filename,
+const SELECT_GENOME: &str = "SELECT g.hash, g.size_bytes, g.bases, g.records, g.filename,
         g.created_at,
         MAX(g.last_used, COALESCE((SELECT MAX(j.finished_at) FROM genome_jobs u
-            JOIN jobs j ON j.id = u.job WHERE u.sha256 = g.sha256), 0)),
+            JOIN jobs j ON j.id = u.job WHERE u.hash = g.hash), 0)),
         (SELECT COUNT(*) FROM genome_jobs u JOIN jobs j ON j.id = u.job
-            WHERE u.sha256 = g.sha256)
+            WHERE u.hash = g.hash)
     FROM genomes g";
 
 fn genome_from_row(row: &Row<'_>) -> rusqlite::Result<GenomeRecord> {
     let records: String = row.get(3)?;
     Ok(GenomeRecord {
-        sha256: row.get(0)?,
+        hash: row.get(0)?,
         size_bytes: row.get::<_, i64>(1)? as u64,
         bases: row.get::<_, i64>(2)? as u64,
         records: serde_json::from_str(&records).unwrap_or(serde_json::Value::Null),
@@ -181,21 +176,21 @@ fn genome_from_row(row: &Row<'_>) -> rusqlite::Result<GenomeRecord> {
 /// The stored genome, now used by `job` (looked up and marked in one transaction).
 pub(super) fn use_genome(
     state: &mut DbState,
-    sha256: &str,
+    hash: &str,
     job: &str,
 ) -> BackendResult<Option<GenomeRecord>> {
     let now = state.now();
     let tx = state.conn.transaction().map_err(sql_error)?;
     let genome = tx
         .query_row(
-            &format!("{SELECT_GENOME} WHERE g.sha256 = ?1"),
-            [sha256],
+            &format!("{SELECT_GENOME} WHERE g.hash = ?1"),
+            [hash],
             genome_from_row,
         )
         .optional()
         .map_err(sql_error)?;
     if genome.is_some() {
-        mark_used(&tx, sha256, job, now)?;
+        mark_used(&tx, hash, job, now)?;
     }
     tx.commit().map_err(sql_error)?;
     Ok(genome)
@@ -205,7 +200,7 @@ pub(super) fn use_genome(
 pub(super) fn genomes(state: &mut DbState) -> BackendResult<Vec<GenomeRecord>> {
     let mut select = state
         .conn
-        .prepare_cached(&format!("{SELECT_GENOME} ORDER BY g.created_at, g.sha256"))
+        .prepare_cached(&format!("{SELECT_GENOME} ORDER BY g.created_at, g.hash"))
         .map_err(sql_error)?;
     let rows = select
         .query_map([], genome_from_row)
@@ -216,16 +211,12 @@ pub(super) fn genomes(state: &mut DbState) -> BackendResult<Vec<GenomeRecord>> {
 }
 
 /// Deletes a genome unless an unfinished job uses it.
-pub(super) fn remove(
-    state: &mut DbState,
-    dir: &Path,
-    sha256: &str,
-) -> BackendResult<GenomeRemoval> {
+pub(super) fn remove(state: &mut DbState, dir: &Path, hash: &str) -> BackendResult<GenomeRemoval> {
     let tx = state.conn.transaction().map_err(sql_error)?;
     let stored: bool = tx
         .query_row(
-            "SELECT EXISTS (SELECT 1 FROM genomes WHERE sha256 = ?1)",
-            [sha256],
+            "SELECT EXISTS (SELECT 1 FROM genomes WHERE hash = ?1)",
+            [hash],
             |row| row.get(0),
         )
         .map_err(sql_error)?;
@@ -235,19 +226,19 @@ pub(super) fn remove(
     let users: Vec<String> = tx
         .prepare(&format!(
             "SELECT u.job FROM genome_jobs u JOIN jobs j ON j.id = u.job
-             WHERE u.sha256 = ?1 AND j.status IN {UNFINISHED} ORDER BY u.job"
+             WHERE u.hash = ?1 AND j.status IN {UNFINISHED} ORDER BY u.job"
         ))
         .map_err(sql_error)?
-        .query_map([sha256], |row| row.get(0))
+        .query_map([hash], |row| row.get(0))
         .map_err(sql_error)?
         .collect::<Result<_, _>>()
         .map_err(sql_error)?;
     if !users.is_empty() {
         return Ok(GenomeRemoval::InUse { jobs: users });
     }
-    delete(&tx, sha256)?;
+    delete(&tx, hash)?;
     tx.commit().map_err(sql_error)?;
-    let _ = std::fs::remove_file(sequence_path(dir, sha256));
+    let _ = std::fs::remove_file(sequence_path(dir, hash));
     Ok(GenomeRemoval::Removed)
 }
 
@@ -260,43 +251,43 @@ pub(super) fn prune(
     let tx = state.conn.transaction().map_err(sql_error)?;
     let doomed: Vec<String> = tx
         .prepare(&format!(
-            "WITH listed (sha256, a, b, c, d, e, used, n) AS ({SELECT_GENOME})
-             SELECT sha256 FROM listed WHERE used <= ?1 AND NOT EXISTS (SELECT 1 FROM genome_jobs u
+            "WITH listed (hash, a, b, c, d, e, used, n) AS ({SELECT_GENOME})
+             SELECT hash FROM listed WHERE used <= ?1 AND NOT EXISTS (SELECT 1 FROM genome_jobs u
                  JOIN jobs j ON j.id = u.job
-                 WHERE u.sha256 = listed.sha256 AND j.status IN {UNFINISHED})"
+                 WHERE u.hash = listed.hash AND j.status IN {UNFINISHED})"
         ))
         .map_err(sql_error)?
         .query_map([unused_before], |row| row.get(0))
         .map_err(sql_error)?
         .collect::<Result<_, _>>()
         .map_err(sql_error)?;
-    for sha256 in &doomed {
-        delete(&tx, sha256)?;
+    for hash in &doomed {
+        delete(&tx, hash)?;
     }
     tx.commit().map_err(sql_error)?;
-    for sha256 in &doomed {
-        let _ = std::fs::remove_file(sequence_path(dir, sha256));
+    for hash in &doomed {
+        let _ = std::fs::remove_file(sequence_path(dir, hash));
     }
     Ok(doomed)
 }
 
-fn delete(tx: &rusqlite::Transaction<'_>, sha256: &str) -> BackendResult<()> {
+fn delete(tx: &rusqlite::Transaction<'_>, hash: &str) -> BackendResult<()> {
     for sql in [
-        "DELETE FROM genome_jobs WHERE sha256 = ?1",
-        "DELETE FROM genomes WHERE sha256 = ?1",
+        "DELETE FROM genome_jobs WHERE hash = ?1",
+        "DELETE FROM genomes WHERE hash = ?1",
     ] {
-        tx.execute(sql, [sha256]).map_err(sql_error)?;
+        tx.execute(sql, [hash]).map_err(sql_error)?;
     }
     Ok(())
 }
 
 /// Reads `len` bases from `offset` of a stored sequence (a blocking call: run it off the async
 /// threads, and off the database thread).
-pub(super) fn read_range(dir: &Path, sha256: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
+pub(super) fn read_range(dir: &Path, hash: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
     use std::os::unix::fs::FileExt;
-    let path = sequence_path(dir, sha256);
+    let path = sequence_path(dir, hash);
     let file = std::fs::File::open(&path)
-        .map_err(|err| BackendError::Other(format!("stored genome {sha256}: {err}")))?;
+        .map_err(|err| BackendError::Other(format!("stored genome {hash}: {err}")))?;
     let len = usize::try_from(len)
         .map_err(|_| BackendError::Other(format!("genome range of {len} bases")))?;
     let mut buffer = vec![0u8; len];

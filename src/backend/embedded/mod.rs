@@ -366,21 +366,21 @@ impl Store for EmbeddedBackend {
         Ok(Box::new(writer))
     }
 
-    async fn use_genome(&self, sha256: &str, job: &str) -> BackendResult<Option<GenomeRecord>> {
-        let (sha256, job) = (sha256.to_string(), job.to_string());
+    async fn use_genome(&self, hash: &str, job: &str) -> BackendResult<Option<GenomeRecord>> {
+        let (hash, job) = (hash.to_string(), job.to_string());
         self.db
-            .call(move |state| genomes::use_genome(state, &sha256, &job))
+            .call(move |state| genomes::use_genome(state, &hash, &job))
             .await
     }
 
-    async fn read_genome(&self, sha256: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
-        if !super::genome::is_sha256_hex(sha256) {
+    async fn read_genome(&self, hash: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
+        if !super::genome::is_genome_hash(hash) {
             return Err(BackendError::Other(format!(
-                "{sha256:?} is not a genome hash"
+                "{hash:?} is not a genome hash"
             )));
         }
-        let (dir, sha256) = (self.genome_dir.clone(), sha256.to_string());
-        tokio::task::spawn_blocking(move || genomes::read_range(&dir, &sha256, offset, len))
+        let (dir, hash) = (self.genome_dir.clone(), hash.to_string());
+        tokio::task::spawn_blocking(move || genomes::read_range(&dir, &hash, offset, len))
             .await
             .map_err(|err| BackendError::Other(format!("genome read: {err}")))?
     }
@@ -389,13 +389,13 @@ impl Store for EmbeddedBackend {
         self.db.call(genomes::genomes).await
     }
 
-    async fn remove_genome(&self, sha256: &str) -> BackendResult<GenomeRemoval> {
-        if !super::genome::is_sha256_hex(sha256) {
+    async fn remove_genome(&self, hash: &str) -> BackendResult<GenomeRemoval> {
+        if !super::genome::is_genome_hash(hash) {
             return Ok(GenomeRemoval::NotFound);
         }
-        let (dir, sha256) = (self.genome_dir.clone(), sha256.to_string());
+        let (dir, hash) = (self.genome_dir.clone(), hash.to_string());
         self.db
-            .call(move |state| genomes::remove(state, &dir, &sha256))
+            .call(move |state| genomes::remove(state, &dir, &hash))
             .await
     }
 

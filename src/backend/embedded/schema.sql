@@ -101,10 +101,10 @@ CREATE TABLE IF NOT EXISTS task_times (
 CREATE INDEX IF NOT EXISTS task_times_by_worker ON task_times (worker, kind, id);
 
 -- Genomes stored once for any number of searches: the decoded sequence is the file
--- spool/genomes/<sha256>.seq, written before its row exists (a row means a complete file).
+-- spool/genomes/<hash>.seq, written before its row exists (a row means a complete file).
 -- records: JSON list of {name, length}. last_used: when a job last started using it.
 CREATE TABLE IF NOT EXISTS genomes (
-    sha256 TEXT PRIMARY KEY,
+    hash TEXT PRIMARY KEY,
     size_bytes INTEGER NOT NULL,
     bases INTEGER NOT NULL,
     records TEXT NOT NULL,
@@ -115,8 +115,8 @@ CREATE TABLE IF NOT EXISTS genomes (
 
 -- Which jobs use which genome; a genome used by an unfinished job is never deleted.
 CREATE TABLE IF NOT EXISTS genome_jobs (
-    sha256 TEXT NOT NULL,
+    hash TEXT NOT NULL,
     job TEXT NOT NULL,
-    PRIMARY KEY (sha256, job)
+    PRIMARY KEY (hash, job)
 );
 CREATE INDEX IF NOT EXISTS genome_jobs_by_job ON genome_jobs (job);

@@ -1,6 +1,6 @@
 //! Stored genomes on Redis: the decoded sequence in blocks of [`GENOME_BLOCK_BYTES`]
-//! (`genome:{sha256}:{i}`, read with `GETRANGE`), described by the hash `genome:{sha256}`, with
-//! the jobs using it in `genome:{sha256}:jobs`. An upload writes its blocks under its own
+//! (`genome:{hash}:{i}`, read with `GETRANGE`), described by the hash `genome:{hash}`, with
+//! the jobs using it in `genome:{hash}:jobs`. An upload writes its blocks under its own
 //! expiring keys; one script renames them and writes the record, so the record always names
 //! complete blocks. Lookups, removals and prunes are scripts too, atomic against each other.
 
@@ -82,7 +82,7 @@ impl GenomeWriter for RedisGenomeWriter {
         let script = Script::new(include_str!("lua/genome_commit.lua"));
         let mut invocation = script.prepare_invoke();
         invocation
-            .arg(&genome.sha256)
+            .arg(&genome.hash)
             .arg(&self.upload)
             .arg(self.blocks)
             .arg(genome.size_bytes)
@@ -110,7 +110,7 @@ impl GenomeWriter for RedisGenomeWriter {
 fn record_from_fields(fields: &HashMap<String, String>) -> Option<GenomeRecord> {
     let number = |name: &str| fields.get(name)?.parse::<f64>().ok();
     Some(GenomeRecord {
-        sha256: fields.get("sha256")?.clone(),
+        hash: fields.get("hash")?.clone(),
         size_bytes: fields.get("size_bytes")?.parse().ok()?,
         bases: fields.get("bases")?.parse().ok()?,
         records: serde_json::from_str(fields.get("records")?).ok()?,
@@ -124,25 +124,25 @@ fn record_from_fields(fields: &HashMap<String, String>) -> Option<GenomeRecord> 
 /// The stored genome, now used by `job`.
 pub(super) async fn use_genome(
     backend: &RedisBackend,
-    sha256: &str,
+    hash: &str,
     job: &str,
 ) -> BackendResult<Option<GenomeRecord>> {
     let script = Script::new(include_str!("lua/genome_use.lua"));
     let mut invocation = script.prepare_invoke();
-    invocation.arg(sha256).arg(job).arg(crate::time::unix_now());
+    invocation.arg(hash).arg(job).arg(crate::time::unix_now());
     let fields: Option<HashMap<String, String>> = backend.invoke(&invocation).await?;
     match fields {
         None => Ok(None),
         Some(fields) => record_from_fields(&fields)
             .map(Some)
-            .ok_or_else(|| BackendError::Corrupt(format!("genome {sha256}: malformed record"))),
+            .ok_or_else(|| BackendError::Corrupt(format!("genome {hash}: malformed record"))),
     }
 }
 
 /// `len` bases from `offset`: one `GETRANGE` per block the range touches, in one round trip.
 pub(super) async fn read_genome(
     backend: &RedisBackend,
-    sha256: &str,
+    hash: &str,
     offset: u64,
     len: u64,
 ) -> BackendResult<Bytes> {
@@ -158,7 +158,7 @@ pub(super) async fn read_genome(
         let from = offset.max(block_start) - block_start;
         let to = end.min(block_start + GENOME_BLOCK_BYTES) - block_start - 1;
         pipe.cmd("GETRANGE")
-            .arg(keys::genome_block(sha256, index))
+            .arg(keys::genome_block(hash, index))
             .arg(from)
             .arg(to);
     }
@@ -174,7 +174,7 @@ pub(super) async fn read_genome(
     }
     if bases.len() as u64 != len {
         return Err(BackendError::Corrupt(format!(
-            "stored genome {sha256}: bases {offset}..{end} are missing"
+            "stored genome {hash}: bases {offset}..{end} are missing"
         )));
     }
     Ok(bases.freeze())
@@ -191,8 +191,8 @@ pub(super) async fn genomes(backend: &RedisBackend) -> BackendResult<Vec<GenomeR
         })
         .await?;
     let mut listed = Vec::new();
-    for sha256 in hashes {
-        let record_key = keys::genome_record(&sha256);
+    for hash in hashes {
+        let record_key = keys::genome_record(&hash);
         let (fields, users): (HashMap<String, String>, Vec<String>) = backend
             .request(|mut conn| {
                 let record_key = &record_key;
@@ -253,13 +253,13 @@ pub(super) async fn genomes(backend: &RedisBackend) -> BackendResult<Vec<GenomeR
 /// since the cutoff.
 async fn remove_if(
     backend: &RedisBackend,
-    sha256: &str,
+    hash: &str,
     cutoff: Option<f64>,
 ) -> BackendResult<Vec<String>> {
     let script = Script::new(include_str!("lua/genome_remove.lua"));
     let mut invocation = script.prepare_invoke();
     invocation
-        .arg(sha256)
+        .arg(hash)
         .arg(cutoff.map(|at| at.to_string()).unwrap_or_default());
     backend.invoke(&invocation).await
 }
@@ -267,9 +267,9 @@ async fn remove_if(
 /// Deletes a genome unless an unfinished job uses it.
 pub(super) async fn remove_genome(
     backend: &RedisBackend,
-    sha256: &str,
+    hash: &str,
 ) -> BackendResult<GenomeRemoval> {
-    let answer = remove_if(backend, sha256, None).await?;
+    let answer = remove_if(backend, hash, None).await?;
     match answer.split_first() {
         Some((word, _)) if word == "removed" => Ok(GenomeRemoval::Removed),
         Some((word, jobs)) if word == "in_use" => Ok(GenomeRemoval::InUse {
@@ -293,10 +293,10 @@ pub(super) async fn prune_genomes(
         })
         .await?;
     let mut removed = Vec::new();
-    for sha256 in hashes {
-        let answer = remove_if(backend, &sha256, Some(unused_before)).await?;
+    for hash in hashes {
+        let answer = remove_if(backend, &hash, Some(unused_before)).await?;
         if answer.first().is_some_and(|word| word == "removed") {
-            removed.push(sha256);
+            removed.push(hash);
         }
     }
     Ok(removed)

@@ -138,16 +138,16 @@ pub const GENOME_BLOCK_BYTES: u64 = 4 << 20;
 /// How long blocks of an upload that never commits are kept.
 pub const GENOME_UPLOAD_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// `genome:{sha256}`: hash describing a complete stored genome (size_bytes, bases, records JSON,
+/// `genome:{hash}`: hash describing a complete stored genome (size_bytes, bases, records JSON,
 /// filename, created_at, last_used, blocks). Written last, so it names complete blocks.
 /// `lua/genome_*.lua` build these keys too; keep them in step.
-pub fn genome_record(sha256: &str) -> String {
-    format!("genome:{sha256}")
+pub fn genome_record(hash: &str) -> String {
+    format!("genome:{hash}")
 }
 
-/// `genome:{sha256}:{i}`: block `i` of the genome's decoded sequence.
-pub fn genome_block(sha256: &str, index: u64) -> String {
-    format!("genome:{sha256}:{index}")
+/// `genome:{hash}:{i}`: block `i` of the genome's decoded sequence.
+pub fn genome_block(hash: &str, index: u64) -> String {
+    format!("genome:{hash}:{index}")
 }
 
 /// `genome-upload:{id}:{i}`: block `i` of a sequence still uploading, renamed to

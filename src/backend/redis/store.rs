@@ -16,7 +16,7 @@ use super::keys::{
 };
 use super::queue::parse_token;
 use super::RedisBackend;
-use crate::backend::genome::is_sha256_hex;
+use crate::backend::genome::is_genome_hash;
 use crate::backend::{
     short_summary, BackendError, BackendResult, ChunkResult, CreateOutcome, GenomeRecord,
     GenomeRemoval, GenomeWriter, JobRecord, JobStatus, JobSummary, Lease, Priority, Progress,
@@ -499,31 +499,31 @@ impl Store for RedisBackend {
         Ok(Box::new(super::genomes::RedisGenomeWriter::new(self)))
     }
 
-    async fn use_genome(&self, sha256: &str, job: &str) -> BackendResult<Option<GenomeRecord>> {
-        if !is_sha256_hex(sha256) {
+    async fn use_genome(&self, hash: &str, job: &str) -> BackendResult<Option<GenomeRecord>> {
+        if !is_genome_hash(hash) {
             return Ok(None);
         }
-        super::genomes::use_genome(self, sha256, job).await
+        super::genomes::use_genome(self, hash, job).await
     }
 
-    async fn read_genome(&self, sha256: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
-        if !is_sha256_hex(sha256) {
+    async fn read_genome(&self, hash: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
+        if !is_genome_hash(hash) {
             return Err(BackendError::Other(format!(
-                "{sha256:?} is not a genome hash"
+                "{hash:?} is not a genome hash"
             )));
         }
-        super::genomes::read_genome(self, sha256, offset, len).await
+        super::genomes::read_genome(self, hash, offset, len).await
     }
 
     async fn genomes(&self) -> BackendResult<Vec<GenomeRecord>> {
         super::genomes::genomes(self).await
     }
 
-    async fn remove_genome(&self, sha256: &str) -> BackendResult<GenomeRemoval> {
-        if !is_sha256_hex(sha256) {
+    async fn remove_genome(&self, hash: &str) -> BackendResult<GenomeRemoval> {
+        if !is_genome_hash(hash) {
             return Ok(GenomeRemoval::NotFound);
         }
-        super::genomes::remove_genome(self, sha256).await
+        super::genomes::remove_genome(self, hash).await
     }
 
     async fn prune_genomes(&self, unused_before: f64) -> BackendResult<Vec<String>> {

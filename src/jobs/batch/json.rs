@@ -280,7 +280,7 @@ fn search(parameters: &Fields) -> Result<(Value, PathBuf), BatchError> {
         patterns,
         options,
         chunk_size: parameters.number("chunk_size")?,
-        genome_sha256: None,
+        genome_hash: None,
     };
     let value =
         serde_json::to_value(&submission).map_err(|e| BatchError::at(at(), e.to_string()))?;

@@ -12,7 +12,7 @@ use super::{
     DecodedSink, InputCutter, JobContext, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError,
     TaskSource,
 };
-use crate::backend::genome::{is_sha256_hex, GenomeRef};
+use crate::backend::genome::{is_genome_hash, GenomeRef};
 use crate::backend::{ChunkResult, GenomeRecord};
 use crate::protocol::ErrorCode;
 use crate::search::{
@@ -57,11 +57,11 @@ pub struct SearchSubmission {
     /// Bases per chunk; the master's default when absent.
     #[serde(default)]
     pub chunk_size: Option<u64>,
-    /// SHA-256 of the file's bytes (lowercase hex), sent by clients that know it: when the
+    /// BLAKE3 of the file's bytes (lowercase hex), sent by clients that know it: when the
     /// master holds that genome already, nothing is uploaded. Checked by the master when the
     /// bytes do come.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub genome_sha256: Option<String>,
+    pub genome_hash: Option<String>,
 }
 
 /// A search job's spec, stored with the job. `records` is filled in when the upload ends.
@@ -87,7 +87,7 @@ pub struct SearchJobSpec {
     /// The input's genome hash: the one the client announced until the upload ends, then the
     /// one the master computed from the bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub genome_sha256: Option<String>,
+    pub genome_hash: Option<String>,
     /// Bytes this job's submit uploaded (0 when its genome was stored already).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploaded_bytes: Option<u64>,
@@ -311,13 +311,13 @@ impl JobKind for SearchKind {
             patterns,
             options,
             chunk_size,
-            genome_sha256,
+            genome_hash,
         } = submission;
-        if let Some(hash) = genome_sha256.as_deref().filter(|hash| !is_sha256_hex(hash)) {
+        if let Some(hash) = genome_hash.as_deref().filter(|hash| !is_genome_hash(hash)) {
             return Err(Refusal::new(
                 ErrorCode::BadMessage,
                 format!(
-                    "genome hash {:?}: expected 64 lowercase hex digits (SHA-256)",
+                    "genome hash {:?}: expected 64 lowercase hex digits (BLAKE3)",
                     hash.chars().take(80).collect::<String>()
                 ),
             ));
@@ -369,7 +369,7 @@ impl JobKind for SearchKind {
             file_size,
             records: Vec::new(),
             max_input: Some(limits.max_upload),
-            genome_sha256,
+            genome_hash,
             uploaded_bytes: None,
             genome_reused: None,
         })
@@ -518,7 +518,7 @@ pub fn tasks_from_genome(
         while offset < info.length {
             let owned_len = chunk_size.min(info.length - offset);
             let reference = GenomeRef {
-                sha256: genome.sha256.clone(),
+                hash: genome.hash.clone(),
                 offset: record_start + offset,
                 len: (chunk_size + overlap).min(info.length - offset),
             };
@@ -547,7 +547,7 @@ pub fn tasks_from_genome(
         record_start += info.length;
     }
     spec.records = records;
-    spec.genome_sha256 = Some(genome.sha256.clone());
+    spec.genome_hash = Some(genome.hash.clone());
     spec.uploaded_bytes = Some(0);
     spec.genome_reused = Some(true);
     let spec = serde_json::to_value(&spec).map_err(|e| internal("job spec", e))?;
@@ -759,7 +759,7 @@ mod tests {
             assert_eq!(sequence, records.concat(), "chunk size {chunk_size}");
 
             let genome = GenomeRecord {
-                sha256: "0".repeat(64),
+                hash: "0".repeat(64),
                 size_bytes: fasta.len() as u64,
                 bases: sequence.len() as u64,
                 records: uploaded_spec["records"].clone(),

@@ -24,17 +24,17 @@ pub async fn remove(
         .genomes()
         .await?
         .into_iter()
-        .map(|genome| genome.sha256)
+        .map(|genome| genome.hash)
         .collect();
     let mut hashes = Vec::new();
     for name in &names {
         hashes.push(resolve(name, &stored)?);
     }
     let mut outcomes = Vec::new();
-    for sha256 in hashes {
-        let removal = state.store.remove_genome(&sha256).await?;
-        tracing::info!(component = "master", genome = %sha256, outcome = ?removal, "genome removal asked");
-        outcomes.push(GenomeRemovalOutcome { sha256, removal });
+    for hash in hashes {
+        let removal = state.store.remove_genome(&hash).await?;
+        tracing::info!(component = "master", genome = %hash, outcome = ?removal, "genome removal asked");
+        outcomes.push(GenomeRemovalOutcome { hash, removal });
     }
     conn.write_message(&Message::GenomesRemoved { outcomes })
         .await?;

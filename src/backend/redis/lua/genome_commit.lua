@@ -1,6 +1,6 @@
 -- Makes an uploaded sequence a stored genome, unless that genome is stored already (a concurrent
 -- first upload won): then this upload's blocks are dropped. Records the job as a user either way.
--- ARGV: sha256, upload id, blocks, size_bytes, bases, records (JSON), filename, now, job.
+-- ARGV: hash, upload id, blocks, size_bytes, bases, records (JSON), filename, now, job.
 local hash, upload, blocks = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local record = 'genome:' .. hash
 local function upload_block(i) return 'genome-upload:' .. upload .. ':' .. i end
@@ -17,7 +17,7 @@ else
     redis.call('RENAME', upload_block(i), block)
     redis.call('PERSIST', block)
   end
-  redis.call('HSET', record, 'sha256', hash, 'size_bytes', ARGV[4], 'bases', ARGV[5],
+  redis.call('HSET', record, 'hash', hash, 'size_bytes', ARGV[4], 'bases', ARGV[5],
     'records', ARGV[6], 'filename', ARGV[7], 'created_at', ARGV[8], 'last_used', ARGV[8],
     'blocks', blocks)
   redis.call('SADD', 'genomes', hash)

@@ -1,7 +1,7 @@
 -- Deletes a stored genome (record, blocks, users) unless an unfinished job uses it; with a cutoff,
 -- also keeps it when it was used after the cutoff (its last job started or finished later).
 -- Users whose job is gone are forgotten on the way.
--- ARGV: sha256, cutoff (Unix seconds, or '' for none).
+-- ARGV: hash, cutoff (Unix seconds, or '' for none).
 -- Returns {'not_found'}, {'in_use', job...}, {'kept'} or {'removed'}.
 local hash, cutoff = ARGV[1], ARGV[2]
 local record = 'genome:' .. hash

@@ -1,6 +1,6 @@
 -- A stored genome's record, now used by a job: looked up and marked in one step, so a removal
 -- either ran before (nil: the job uploads again) or sees the job and keeps the genome.
--- ARGV: sha256, job, now.
+-- ARGV: hash, job, now.
 local record = 'genome:' .. ARGV[1]
 if redis.call('EXISTS', record) == 0 then return false end
 redis.call('SADD', record .. ':jobs', ARGV[2])

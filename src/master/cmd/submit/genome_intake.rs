@@ -5,7 +5,6 @@
 //! a client that lies about the hash fails its job and stores nothing.
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{to_tasks, Enqueuer, Submission};
@@ -21,7 +20,7 @@ const REUSE_BATCH: usize = 64;
 
 /// The hash a submit announced for its input, if any.
 fn announced_hash(submission: &Submission) -> Option<&str> {
-    submission.spec.get("genome_sha256")?.as_str()
+    submission.spec.get("genome_hash")?.as_str()
 }
 
 /// Plans the job's tasks from the stored genome its submit names, if the backend holds it
@@ -35,10 +34,10 @@ pub(super) async fn reuse_genome(
     if submission.kind.name() != SEARCH_KIND {
         return Ok(None);
     }
-    let Some(sha256) = announced_hash(submission) else {
+    let Some(hash) = announced_hash(submission) else {
         return Ok(None);
     };
-    let genome = match state.store.use_genome(sha256, &submission.job_id).await {
+    let genome = match state.store.use_genome(hash, &submission.job_id).await {
         Ok(Some(genome)) if Some(genome.size_bytes) == submission.file_size => genome,
         Ok(_) => return Ok(None),
         Err(err) => {
@@ -53,7 +52,7 @@ pub(super) async fn reuse_genome(
         let batch: Vec<_> = tasks.by_ref().take(REUSE_BATCH).collect();
         chunks += enqueuer.send(to_tasks(submission, batch)).await?;
     }
-    tracing::info!(component = "master", job = %submission.job_id, genome = %genome.sha256, "searching a stored genome: nothing uploaded");
+    tracing::info!(component = "master", job = %submission.job_id, genome = %genome.hash, "searching a stored genome: nothing uploaded");
     Ok(Some((chunks, spec)))
 }
 
@@ -69,7 +68,7 @@ pub(super) enum Intake {
 
 /// What the intake saw.
 struct Taken {
-    sha256: String,
+    hash: String,
     bases: u64,
     writer: Option<Box<dyn GenomeWriter>>,
 }
@@ -125,11 +124,13 @@ async fn take(
     mut receiver: mpsc::Receiver<Intake>,
     mut writer: Option<Box<dyn GenomeWriter>>,
 ) -> Option<Taken> {
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut bases = 0u64;
     while let Some(piece) = receiver.recv().await {
         match piece {
-            Intake::Raw(bytes) => hasher.update(&bytes),
+            Intake::Raw(bytes) => {
+                hasher.update(&bytes);
+            }
             Intake::Bases(piece) => {
                 bases += piece.len() as u64;
                 let Some(store) = writer.as_mut() else {
@@ -144,7 +145,7 @@ async fn take(
             }
             Intake::Done => {
                 return Some(Taken {
-                    sha256: format!("{:x}", hasher.finalize()),
+                    hash: hasher.finalize().to_hex().to_string(),
                     bases,
                     writer,
                 })
@@ -171,21 +172,21 @@ pub(super) async fn keep_genome(
             "hashing the upload stopped early",
         ));
     };
-    if let Some(announced) = announced_hash(submission).filter(|hash| *hash != taken.sha256) {
+    if let Some(announced) = announced_hash(submission).filter(|hash| *hash != taken.hash) {
         if let Some(writer) = taken.writer {
             writer.discard().await;
         }
         return Err(HandlerError::refused(
             ErrorCode::BadInput,
             format!(
-                "the uploaded bytes have SHA-256 {}, not the announced {announced}: the file \
+                "the uploaded bytes have BLAKE3 {}, not the announced {announced}: the file \
                  changed while it was sent, or the client is wrong; nothing was stored, submit again",
-                taken.sha256
+                taken.hash
             ),
         ));
     }
     let genome = GenomeRecord {
-        sha256: taken.sha256.clone(),
+        hash: taken.hash.clone(),
         size_bytes: uploaded,
         bases: taken.bases,
         records: spec.get("records").cloned().unwrap_or_default(),
@@ -201,7 +202,7 @@ pub(super) async fn keep_genome(
     if let Some(writer) = taken.writer {
         match writer.commit(&genome, &submission.job_id).await {
             Ok(()) => {
-                tracing::info!(component = "master", job = %submission.job_id, genome = %genome.sha256, bases = genome.bases, "genome stored")
+                tracing::info!(component = "master", job = %submission.job_id, genome = %genome.hash, bases = genome.bases, "genome stored")
             }
             Err(err) => {
                 tracing::warn!(component = "master", job = %submission.job_id, error = %err, "storing the uploaded genome failed; the job runs without keeping it")
@@ -209,7 +210,7 @@ pub(super) async fn keep_genome(
         }
     }
     if let Some(fields) = spec.as_object_mut() {
-        fields.insert("genome_sha256".into(), taken.sha256.into());
+        fields.insert("genome_hash".into(), taken.hash.into());
         fields.insert("uploaded_bytes".into(), uploaded.into());
         fields.insert("genome_reused".into(), false.into());
     }
