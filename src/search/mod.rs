@@ -12,6 +12,7 @@ mod block;
 mod decode;
 pub mod generate;
 mod input;
+mod masks;
 mod matcher;
 mod parallel;
 mod pattern;
