@@ -149,6 +149,27 @@ fn search(
     let outcome = search_reader(text, &set, &parallel, &mut |_| {}).expect("valid input");
     let counted: u64 = outcome.counts.iter().map(|c| c.total()).sum();
     assert_eq!(counted as usize, outcome.hits.len(), "counts agree with hits");
+    // Counting alone takes another path (a population count per block): same counts per
+    // pattern and strand as the hits listed.
+    let counting = ParallelOptions {
+        collect_hits: false,
+        ..parallel
+    };
+    let counts_only = search_reader(text, &set, &counting, &mut |_| {}).expect("valid input");
+    let mut from_hits = vec![(0u64, 0u64); patterns.len()];
+    for hit in &outcome.hits {
+        let entry = &mut from_hits[hit.hit.pattern as usize];
+        match hit.hit.strand {
+            gridwatch::search::Strand::Forward => entry.0 += 1,
+            gridwatch::search::Strand::Reverse => entry.1 += 1,
+        }
+    }
+    let counted: Vec<(u64, u64)> = counts_only
+        .counts
+        .iter()
+        .map(|c| (c.forward, c.reverse))
+        .collect();
+    assert_eq!(counted, from_hits, "counting alone agrees with the hits");
     outcome
         .hits
         .iter()

@@ -350,6 +350,24 @@ pub(crate) fn run(
     }
 }
 
+/// Counts the matches of `engine` over one chunk's bases, calling `add(pattern, strand, n)`;
+/// the same totals as [`run`], summed without a call per match where the engine can.
+pub(crate) fn count(
+    engine: &Engine,
+    bases: &[u8],
+    owned: usize,
+    verify: &Verify<'_>,
+    scratch: &mut Vec<u8>,
+    add: &mut dyn FnMut(u32, Strand, u64),
+) {
+    match engine {
+        Engine::Masks(masks) => masks.count(bases, owned, verify, add),
+        other => run(other, bases, owned, verify, scratch, &mut |_, pattern, strand, _| {
+            add(pattern, strand, 1)
+        }),
+    }
+}
+
 /// Converts a chunk-relative match into a `Hit`.
 pub(crate) fn hit(
     record_offset: u64,
