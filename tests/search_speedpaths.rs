@@ -148,7 +148,11 @@ fn search(
     };
     let outcome = search_reader(text, &set, &parallel, &mut |_| {}).expect("valid input");
     let counted: u64 = outcome.counts.iter().map(|c| c.total()).sum();
-    assert_eq!(counted as usize, outcome.hits.len(), "counts agree with hits");
+    assert_eq!(
+        counted as usize,
+        outcome.hits.len(),
+        "counts agree with hits"
+    );
     // Counting alone takes another path (a population count per block): same counts per
     // pattern and strand as the hits listed.
     let counting = ParallelOptions {

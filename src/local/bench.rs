@@ -159,7 +159,7 @@ fn run_contenders(file: &Path, scratch: &Path, args: &BenchSearchArgs) -> Result
     let file_arg = shell_quote(&file.to_string_lossy());
     let rg = installed("rg");
     let mut jobs = Vec::new();
-    let wanted = |job: BenchJob| args.job.is_none_or(|only| only == job);
+    let wanted = |job: BenchJob| args.job.is_none() || args.job == Some(job);
     eprintln!("counting every job's matches with a naive scan …");
     let genome = NaiveGenome::read(file)?;
     if wanted(BenchJob::Plain) {
@@ -229,7 +229,10 @@ fn plain_job(
     let pattern = shell_quote(&args.pattern);
     let gridwatch = format!("{exe} search {file_arg} -p {pattern}");
     let mut contenders = vec![
-        checked("gridwatch search", format!("{gridwatch} | tail -n 1 | cut -f 3")),
+        checked(
+            "gridwatch search",
+            format!("{gridwatch} | tail -n 1 | cut -f 3"),
+        ),
         checked(
             "gridwatch search --threads 1",
             format!("{gridwatch} --threads 1 | tail -n 1 | cut -f 3"),
@@ -538,7 +541,9 @@ impl NaiveGenome {
             };
             match iupac_class(code) {
                 Some(".") => true,
-                Some(class) => matches!(base, b'A' | b'C' | b'G' | b'T') && class.as_bytes().contains(&base),
+                Some(class) => {
+                    matches!(base, b'A' | b'C' | b'G' | b'T') && class.as_bytes().contains(&base)
+                }
                 None => false,
             }
         };

@@ -172,12 +172,7 @@ impl MaskEngine {
 
     /// Calls `report(needle, block start, starts)` for each block where the filter passes some
     /// owned starts (bit `i` of `starts`: position `block start + i`).
-    fn scan(
-        &self,
-        bases: &[u8],
-        owned: usize,
-        report: &mut dyn FnMut(&MaskNeedle, usize, u64),
-    ) {
+    fn scan(&self, bases: &[u8], owned: usize, report: &mut dyn FnMut(&MaskNeedle, usize, u64)) {
         let owned = owned.min(bases.len());
         if owned == 0 {
             return;
@@ -257,8 +252,7 @@ impl MaskEngine {
 /// Whether two compiled needles accept the same bases letter by letter.
 fn same_letters(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|(&x, &y)| iupac_bases(x) == iupac_bases(y))
 }

@@ -3,9 +3,12 @@
 //! - Patterns of plain A/C/G/T use Teddy (`aho_corasick::packed`, SIMD), restarted one past each
 //!   match start so overlapping matches count; at each start every needle is verified, so equal
 //!   needles (a palindrome and its reverse complement) are all reported.
-//! - IUPAC patterns (or machines without Teddy) use a bit-parallel shift-and over 64-bit words,
-//!   several needles per word; needles longer than 64 are filtered on their first 64 letters and
-//!   verified with the reference `PatternSet::matches_at`.
+//! - A case-insensitive set with an IUPAC code and at most 16 distinct needles uses the per-base
+//!   bit masks of `masks` (64 starts per block at once); with more needles, the plain ones go to
+//!   Teddy and the IUPAC ones to masks when those are few.
+//! - Other IUPAC patterns (or machines without Teddy) use a bit-parallel shift-and over 64-bit
+//!   words, several needles per word; needles longer than 64 are filtered on their first 64
+//!   letters and verified with the reference `PatternSet::matches_at`.
 //! - Searches with mismatches (K >= 1) use the matchers of `approx`, chosen per needle by
 //!   [`Engine::approximate`].
 
@@ -121,10 +124,7 @@ pub(crate) struct ExactEngine {
 
 impl ExactEngine {
     fn new(needles: &[Needle], case_sensitive: bool) -> Option<Self> {
-        if !needles
-            .iter()
-            .all(|n| is_plain(&n.letters, case_sensitive))
-        {
+        if !needles.iter().all(|n| is_plain(&n.letters, case_sensitive)) {
             return None;
         }
         let mut distinct: Vec<Distinct> = Vec::new();
@@ -362,9 +362,14 @@ pub(crate) fn count(
 ) {
     match engine {
         Engine::Masks(masks) => masks.count(bases, owned, verify, add),
-        other => run(other, bases, owned, verify, scratch, &mut |_, pattern, strand, _| {
-            add(pattern, strand, 1)
-        }),
+        other => run(
+            other,
+            bases,
+            owned,
+            verify,
+            scratch,
+            &mut |_, pattern, strand, _| add(pattern, strand, 1),
+        ),
     }
 }
 
