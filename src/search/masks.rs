@@ -178,9 +178,18 @@ impl MaskEngine {
             return;
         }
         let blocks = owned.div_ceil(BLOCK);
-        let mut current = self.classes(bases, 0);
+        // Class masks of this block and the next, alternating rows so nothing is copied.
+        let mut rows = [[0u64; 16]; 2];
+        self.classes(bases, 0, &mut rows[0]);
         for block in 0..blocks {
-            let next = self.classes(bases, (block + 1) * BLOCK);
+            let [even, odd] = &mut rows;
+            let (current, next) = if block % 2 == 0 {
+                (&*even, odd)
+            } else {
+                (&*odd, even)
+            };
+            self.classes(bases, (block + 1) * BLOCK, next);
+            let next = &*next;
             let first = block * BLOCK;
             // Starts in this block that are owned and leave room for the whole needle.
             let owned_here = owned - first;
@@ -217,18 +226,15 @@ impl MaskEngine {
                     report(needle, first, found);
                 }
             }
-            current = next;
         }
     }
 
-    /// Per base set in use, the mask of the 64 positions from `from` (0 past the end of `bases`).
-    fn classes(&self, bases: &[u8], from: usize) -> [u64; 16] {
-        let mut classes = [0u64; 16];
-        if from >= bases.len() {
-            return classes;
-        }
+    /// Writes, per base set in use, the mask of the 64 positions from `from` into `classes`
+    /// (0 past the end of `bases`); entries of other sets are left as they are, never read.
+    fn classes(&self, bases: &[u8], from: usize, classes: &mut [u64; 16]) {
         let masks = match bases.get(from..from + BLOCK) {
             Some(block) => base_masks(block, self.bases_used),
+            None if from >= bases.len() => [0; 4],
             None => {
                 let mut padded = [0u8; BLOCK];
                 let tail = &bases[from..];
@@ -243,9 +249,8 @@ impl MaskEngine {
                     mask |= bits;
                 }
             }
-            classes[set as usize] = mask;
+            classes[usize::from(set & 15)] = mask;
         }
-        classes
     }
 }
 
