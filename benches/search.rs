@@ -32,7 +32,7 @@ fn main() {
         runs,
         || memchr::memmem::find_iter(&genome, b"AGGTCCAT").count() as u64,
     )];
-    let cases: [(&str, &[&str], StrandMode); 4] = [
+    let cases: [(&str, &[&str], StrandMode); 6] = [
         ("AGGTCCAT", &["AGGTCCAT"], StrandMode::Forward),
         ("AGGTCCAT both strands", &["AGGTCCAT"], StrandMode::Both),
         ("AGGNCCAT (IUPAC)", &["AGGNCCAT"], StrandMode::Forward),
@@ -43,6 +43,12 @@ fn main() {
                 "CAGCTGAC",
             ],
             StrandMode::Forward,
+        ),
+        ("GGNCC both strands", &["GGNCC"], StrandMode::Both),
+        (
+            "3 mixed (8-mer, GGNCC, 12-mer) both",
+            &["AGGTCCAT", "GGNCC", "ACGTTGCAACGT"],
+            StrandMode::Both,
         ),
     ];
     for (label, patterns, strand) in cases {

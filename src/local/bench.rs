@@ -1,5 +1,8 @@
 //! `gridwatch bench search`: times `gridwatch search` against grep, ripgrep and (optionally)
-//! seqkit on the same generated genome in one run, and prints a table of MB/s and ratios.
+//! seqkit on the same generated genome in one run, and prints a table of MB/s and ratios to rg.
+//! Jobs: one plain pattern forward, the same on both strands, an IUPAC pattern on both strands,
+//! and mixed patterns on both strands; rg gets the equivalent case-insensitive regex. Every
+//! gridwatch count is checked against a naive count of the same file made in this process.
 //!
 //! Runs are interleaved (tool A, B, C, then A, B, C again …) and the best of each is kept, so a
 //! busy machine slows every tool alike. Peak RSS comes from `/usr/bin/time` when it is installed.
@@ -36,6 +39,15 @@ pub struct BenchSearchArgs {
     /// The pattern searched.
     #[arg(long, default_value = "AGGTCCAT")]
     pub pattern: String,
+    /// IUPAC pattern of the IUPAC job (both strands).
+    #[arg(long, default_value = "GGNCC")]
+    pub iupac: String,
+    /// Comma-separated patterns of the mixed job (both strands).
+    #[arg(long, default_value = "AGGTCCAT,GGNCC,ACGTTGCAACGT")]
+    pub mixed: String,
+    /// Run only this job (default: all four).
+    #[arg(long, value_enum)]
+    pub job: Option<BenchJob>,
     /// Runs per tool; the best is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -58,10 +70,29 @@ pub struct BenchSearchArgs {
     pub grid_workers: usize,
 }
 
+/// The jobs of `gridwatch bench search`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchJob {
+    /// `--pattern` on the forward strand, against rg, grep (and seqkit).
+    Plain,
+    /// `--pattern` on both strands.
+    Both,
+    /// `--iupac` on both strands.
+    Iupac,
+    /// The `--mixed` patterns on both strands.
+    Mixed,
+}
+
 /// One tool under test: a shell command whose output ends with the match count.
 struct Contender {
     name: String,
     command: String,
+    /// What the count means when it is not gridwatch's.
+    note: String,
+    /// A gridwatch row, checked against the naive count.
+    checked: bool,
+    /// An rg row: ratios are taken against the fastest.
+    reference: bool,
     best: Option<Duration>,
     count: Option<u64>,
     peak_rss_kib: Option<u64>,
@@ -113,58 +144,230 @@ fn generate_genome(dir: &Path, size: u64) -> Result<PathBuf, ToolError> {
     Ok(out)
 }
 
+/// One job of the benchmark: the same search done by gridwatch and by the other tools.
+struct Job {
+    title: String,
+    /// The exact count, from a naive scan of the file in this process.
+    expected: u64,
+    contenders: Vec<Contender>,
+}
+
 fn run_contenders(file: &Path, scratch: &Path, args: &BenchSearchArgs) -> Result<(), ToolError> {
     let exe = std::env::current_exe()
         .map_err(|e| ToolError::Failed(format!("cannot find the gridwatch binary: {e}")))?;
+    let exe = shell_quote(&exe.to_string_lossy());
     let file_arg = shell_quote(&file.to_string_lossy());
-    let pattern = shell_quote(&args.pattern);
-    let gridwatch = format!(
-        "{} search {file_arg} -p {pattern}",
-        shell_quote(&exe.to_string_lossy())
-    );
-    let mut contenders = vec![
-        contender(
-            "gridwatch search",
-            format!("{gridwatch} | tail -n 1 | cut -f 3"),
-        ),
-        contender(
-            "gridwatch search --threads 1",
-            format!("{gridwatch} --threads 1 | tail -n 1 | cut -f 3"),
-        ),
-    ];
-    if installed("rg") {
-        contenders.push(contender(
-            "rg -o -F | wc -l",
-            format!("rg -o -F {pattern} {file_arg} | wc -l"),
-        ));
+    let rg = installed("rg");
+    let mut jobs = Vec::new();
+    let wanted = |job: BenchJob| args.job.is_none() || args.job == Some(job);
+    eprintln!("counting every job's matches with a naive scan …");
+    let genome = NaiveGenome::read(file)?;
+    if wanted(BenchJob::Plain) {
+        jobs.push(plain_job(&exe, &file_arg, args, rg, &genome));
     }
-    contenders.push(contender(
-        "grep -o -F | wc -l",
-        format!("grep -o -F {pattern} {file_arg} | wc -l"),
-    ));
-    if args.seqkit && installed("seqkit") {
-        let seqkit = format!("seqkit locate -P -p {pattern} {file_arg} | tail -n +2 | wc -l");
-        contenders.push(contender("seqkit locate -P", seqkit));
+    let mixed: Vec<String> = args.mixed.split(',').map(str::to_string).collect();
+    for (job, patterns) in [
+        (BenchJob::Both, vec![args.pattern.clone()]),
+        (BenchJob::Iupac, vec![args.iupac.clone()]),
+        (BenchJob::Mixed, mixed),
+    ] {
+        if wanted(job) {
+            jobs.push(both_strands_job(&exe, &file_arg, &patterns, rg, &genome)?);
+        }
     }
+    drop(genome);
     std::fs::create_dir_all(scratch)
         .map_err(|e| ToolError::Failed(format!("{}: cannot create: {e}", scratch.display())))?;
     let rss_file = scratch.join("rss");
-    for _ in 0..args.runs.max(1) {
-        for contender in &mut contenders {
-            time_once(contender, &rss_file)?;
+    for run in 0..args.runs.max(1) {
+        eprintln!("run {}/{} …", run + 1, args.runs.max(1));
+        for job in &mut jobs {
+            for contender in &mut job.contenders {
+                time_once(contender, &rss_file)?;
+            }
         }
     }
     let bytes = std::fs::metadata(file)
         .map_err(|e| ToolError::Usage(format!("{}: {e}", file.display())))?
         .len();
-    print_table(&contenders, bytes, file);
+    println!(
+        "file: {} ({:.1} MiB), best of {} runs of each tool, cores: {}",
+        file.display(),
+        bytes as f64 / 1048576.0,
+        args.runs.max(1),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    for job in &jobs {
+        print_table(job, bytes);
+    }
+    println!(
+        "check: a gridwatch count against the naive count of this run (overlapping matches, line \
+         breaks removed, per strand). rg counts what its note says, so its count may differ.\n\
+         vs rg = tool time / time of the fastest rg row of the job (below 1: faster than rg)."
+    );
+    if let Some(bad) = jobs.iter().find(|job| {
+        job.contenders
+            .iter()
+            .any(|c| c.checked && c.count != Some(job.expected))
+    }) {
+        return Err(ToolError::Failed(format!(
+            "{}: a gridwatch count differs from the naive count {}",
+            bad.title, bad.expected
+        )));
+    }
     Ok(())
 }
 
-fn contender(name: &str, command: String) -> Contender {
+/// The original job: one pattern, forward strand, against rg, grep and seqkit.
+fn plain_job(
+    exe: &str,
+    file_arg: &str,
+    args: &BenchSearchArgs,
+    rg: bool,
+    genome: &NaiveGenome,
+) -> Job {
+    let pattern = shell_quote(&args.pattern);
+    let gridwatch = format!("{exe} search {file_arg} -p {pattern}");
+    let mut contenders = vec![
+        checked(
+            "gridwatch search",
+            format!("{gridwatch} | tail -n 1 | cut -f 3"),
+        ),
+        checked(
+            "gridwatch search --threads 1",
+            format!("{gridwatch} --threads 1 | tail -n 1 | cut -f 3"),
+        ),
+    ];
+    let note = "per line, non-overlapping";
+    if rg {
+        contenders.push(reference(
+            "rg -o -F | wc -l",
+            format!("rg -o -F {pattern} {file_arg} | wc -l"),
+            note,
+        ));
+        contenders.push(reference(
+            "rg -c -F",
+            format!("rg -c -F {pattern} {file_arg}"),
+            "lines with a match",
+        ));
+    }
+    contenders.push(other(
+        "grep -o -F | wc -l",
+        format!("grep -o -F {pattern} {file_arg} | wc -l"),
+        note,
+    ));
+    if args.seqkit && installed("seqkit") {
+        let seqkit = format!("seqkit locate -P -p {pattern} {file_arg} | tail -n +2 | wc -l");
+        contenders.push(other("seqkit locate -P", seqkit, "exact"));
+    }
+    Job {
+        title: format!("{} (forward strand)", args.pattern),
+        expected: genome.count(&[args.pattern.as_bytes()], false),
+        contenders,
+    }
+}
+
+/// `patterns` on both strands, against rg with an equivalent case-insensitive regex (each
+/// pattern and its reverse complement, IUPAC codes as classes).
+fn both_strands_job(
+    exe: &str,
+    file_arg: &str,
+    patterns: &[String],
+    rg: bool,
+    genome: &NaiveGenome,
+) -> Result<Job, ToolError> {
+    for pattern in patterns {
+        if pattern.is_empty() || !pattern.bytes().all(|b| iupac_class(b).is_some()) {
+            return Err(ToolError::Usage(format!(
+                "pattern {pattern:?}: use A, C, G, T and IUPAC codes only"
+            )));
+        }
+    }
+    let flags: String = patterns
+        .iter()
+        .map(|p| format!(" -p {}", shell_quote(p)))
+        .collect();
+    let gridwatch = format!("{exe} search {file_arg}{flags} --strand both");
+    let mut contenders = vec![
+        checked(
+            "gridwatch search",
+            format!("{gridwatch} | tail -n 1 | cut -f 3"),
+        ),
+        checked(
+            "gridwatch search --threads 1",
+            format!("{gridwatch} --threads 1 | tail -n 1 | cut -f 3"),
+        ),
+    ];
+    let mut needles: Vec<String> = Vec::new();
+    for pattern in patterns {
+        for needle in [pattern.clone(), reverse_complement(pattern)] {
+            if !needles.contains(&needle) {
+                needles.push(needle);
+            }
+        }
+    }
+    let regex = needles
+        .iter()
+        .map(|n| n.bytes().filter_map(iupac_class).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("|");
+    let palindromes = patterns
+        .iter()
+        .filter(|p| reverse_complement(p) == **p)
+        .count();
+    let note = if palindromes > 0 {
+        "per line, non-overlapping; a palindrome once, not once per strand"
+    } else {
+        "per line, non-overlapping"
+    };
+    if rg {
+        let regex = shell_quote(&regex);
+        contenders.push(reference(
+            "rg -o -i REGEX | wc -l",
+            format!("rg -o -i {regex} {file_arg} | wc -l"),
+            note,
+        ));
+        contenders.push(reference(
+            "rg -c -i REGEX",
+            format!("rg -c -i {regex} {file_arg}"),
+            "lines with a match",
+        ));
+    }
+    let needle_bytes: Vec<&[u8]> = patterns.iter().map(|p| p.as_bytes()).collect();
+    Ok(Job {
+        title: format!("{} (both strands; rg regex {regex})", patterns.join(" + ")),
+        expected: genome.count(&needle_bytes, true),
+        contenders,
+    })
+}
+
+/// A gridwatch row: its count must equal the naive count.
+fn checked(name: &str, command: String) -> Contender {
+    Contender {
+        checked: true,
+        ..contender(name, command, "")
+    }
+}
+
+/// An rg row: the job's ratios are taken against the fastest of them.
+fn reference(name: &str, command: String, note: &str) -> Contender {
+    Contender {
+        reference: true,
+        ..contender(name, command, note)
+    }
+}
+
+fn other(name: &str, command: String, note: &str) -> Contender {
+    contender(name, command, note)
+}
+
+fn contender(name: &str, command: String, note: &str) -> Contender {
     Contender {
         name: name.to_string(),
         command,
+        note: note.to_string(),
+        checked: false,
+        reference: false,
         best: None,
         count: None,
         peak_rss_kib: None,
@@ -212,43 +415,152 @@ fn time_once(contender: &mut Contender, rss_file: &Path) -> Result<(), ToolError
     Ok(())
 }
 
-fn print_table(contenders: &[Contender], bytes: u64, file: &Path) {
-    let reference = contenders.first().and_then(|c| c.best).unwrap_or_default();
-    let exact = contenders.first().and_then(|c| c.count).unwrap_or(0);
+fn print_table(job: &Job, bytes: u64) {
+    let fastest_rg = job
+        .contenders
+        .iter()
+        .filter(|c| c.reference)
+        .filter_map(|c| c.best)
+        .min();
+    println!();
+    println!("{}: exact count {}", job.title, job.expected);
     println!(
-        "file: {} ({:.1} MiB), best of each tool, cores: {}",
-        file.display(),
-        bytes as f64 / 1048576.0,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "{:<30} {:>10} {:>9} {:>9} {:>8} {:>9} {:>8}  note",
+        "tool", "count", "check", "time s", "MB/s", "vs rg", "RSS MiB"
     );
-    println!(
-        "{:<30} {:>10} {:>9} {:>9} {:>10} {:>12} {:>12}",
-        "tool", "count", "missed", "time s", "MB/s", "time ratio", "peak RSS MiB"
-    );
-    for contender in contenders {
+    for contender in &job.contenders {
         let seconds = contender.best.unwrap_or_default().as_secs_f64();
         let count = contender.count.unwrap_or(0);
-        let missed = if exact == 0 {
-            0.0
-        } else {
-            100.0 * (exact as f64 - count as f64) / exact as f64
+        let check = match (contender.checked, count == job.expected) {
+            (false, _) => "-",
+            (true, true) => "exact",
+            (true, false) => "WRONG",
         };
-        let ratio = seconds / reference.as_secs_f64().max(1e-9);
+        let ratio = fastest_rg.map_or("-".to_string(), |rg| {
+            format!("{:.2}x", seconds / rg.as_secs_f64().max(1e-9))
+        });
         let rss = contender
             .peak_rss_kib
             .map_or("-".to_string(), |kib| format!("{:.1}", kib as f64 / 1024.0));
         println!(
-            "{:<30} {:>10} {:>8.1}% {:>9.3} {:>10.0} {:>11.2}x {:>12}",
+            "{:<30} {:>10} {:>9} {:>9.3} {:>8.0} {:>9} {:>8}  {}",
             contender.name,
             count,
-            missed,
+            check,
             seconds,
             bytes as f64 / 1e6 / seconds.max(1e-9),
             ratio,
-            rss
+            rss,
+            contender.note
         );
     }
-    println!("time ratio = tool time / gridwatch search time (above 1: slower than gridwatch)");
+}
+
+/// The regex class of an IUPAC code (upper case; rg runs with `-i`).
+fn iupac_class(code: u8) -> Option<&'static str> {
+    Some(match code.to_ascii_uppercase() {
+        b'A' => "A",
+        b'C' => "C",
+        b'G' => "G",
+        b'T' | b'U' => "T",
+        b'R' => "[AG]",
+        b'Y' => "[CT]",
+        b'S' => "[CG]",
+        b'W' => "[AT]",
+        b'K' => "[GT]",
+        b'M' => "[AC]",
+        b'B' => "[CGT]",
+        b'D' => "[AGT]",
+        b'H' => "[ACT]",
+        b'V' => "[ACG]",
+        // gridwatch's N accepts any sequence letter; `.` does too (and never a line break).
+        b'N' => ".",
+        _ => return None,
+    })
+}
+
+/// The reverse complement of an IUPAC pattern, written out here rather than taken from the
+/// kernel so that the check stays independent of it.
+fn reverse_complement(pattern: &str) -> String {
+    pattern
+        .bytes()
+        .rev()
+        .map(|code| match code.to_ascii_uppercase() {
+            b'A' => 'T',
+            b'C' => 'G',
+            b'G' => 'C',
+            b'T' | b'U' => 'A',
+            b'R' => 'Y',
+            b'Y' => 'R',
+            b'K' => 'M',
+            b'M' => 'K',
+            b'B' => 'V',
+            b'V' => 'B',
+            b'D' => 'H',
+            b'H' => 'D',
+            other => other as char,
+        })
+        .collect()
+}
+
+/// The records of a FASTA (or plain sequence) file with line breaks removed, for naive counts.
+struct NaiveGenome {
+    records: Vec<Vec<u8>>,
+}
+
+impl NaiveGenome {
+    fn read(file: &Path) -> Result<Self, ToolError> {
+        let raw = std::fs::read(file)
+            .map_err(|e| ToolError::Usage(format!("{}: cannot read: {e}", file.display())))?;
+        let mut records: Vec<Vec<u8>> = vec![Vec::new()];
+        for line in raw.split(|&b| b == b'\n') {
+            if line.starts_with(b">") {
+                records.push(Vec::new());
+            } else if let Some(record) = records.last_mut() {
+                record.extend(line.iter().filter(|&&b| b != b'\r'));
+            }
+        }
+        Ok(Self { records })
+    }
+
+    /// Overlapping matches of `patterns` (and, if `both`, their reverse complements), one per
+    /// position, pattern and strand, case ignored: position by position, letter by letter.
+    fn count(&self, patterns: &[&[u8]], both: bool) -> u64 {
+        let mut needles: Vec<Vec<u8>> = Vec::new();
+        for pattern in patterns {
+            needles.push(pattern.to_ascii_uppercase());
+            if both {
+                let text = String::from_utf8_lossy(pattern);
+                needles.push(reverse_complement(&text).into_bytes());
+            }
+        }
+        let accepts = |code: u8, base: u8| -> bool {
+            let base = match base.to_ascii_uppercase() {
+                b'U' => b'T',
+                other => other,
+            };
+            match iupac_class(code) {
+                Some(".") => true,
+                Some(class) => {
+                    matches!(base, b'A' | b'C' | b'G' | b'T') && class.as_bytes().contains(&base)
+                }
+                None => false,
+            }
+        };
+        let mut total = 0u64;
+        for record in &self.records {
+            for needle in &needles {
+                if needle.len() > record.len() {
+                    continue;
+                }
+                total += record
+                    .windows(needle.len())
+                    .filter(|window| window.iter().zip(needle).all(|(&b, &c)| accepts(c, b)))
+                    .count() as u64;
+            }
+        }
+        total
+    }
 }
 
 fn installed(tool: &str) -> bool {

@@ -6,7 +6,7 @@
 //! first whitespace; `\r` is dropped wherever it appears in sequence; blank lines are skipped.
 
 use super::pattern::complement;
-use super::{search_chunk_with, Chunk, Hit, PatternSet, Strand, StrandCounts};
+use super::{count_chunk, search_chunk_with, Chunk, Hit, PatternSet, Strand, StrandCounts};
 
 /// Longest record name kept (as in the chunker).
 const MAX_NAME_BYTES: usize = 4096;
@@ -245,6 +245,11 @@ impl Scan<'_> {
             owned_len: owned,
             record_offset: 0,
         };
+        if !self.collect_hits {
+            count_chunk(self.set, &chunk, &mut self.output.counts);
+            self.stripped.clear();
+            return;
+        }
         let first_hit = self.output.hits.len();
         let (counts, hits) = (&mut self.output.counts, &mut self.output.hits);
         let (set, collect, bases) = (self.set, self.collect_hits, &*self.stripped);

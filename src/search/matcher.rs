@@ -3,15 +3,19 @@
 //! - Patterns of plain A/C/G/T use Teddy (`aho_corasick::packed`, SIMD), restarted one past each
 //!   match start so overlapping matches count; at each start every needle is verified, so equal
 //!   needles (a palindrome and its reverse complement) are all reported.
-//! - IUPAC patterns (or machines without Teddy) use a bit-parallel shift-and over 64-bit words,
-//!   several needles per word; needles longer than 64 are filtered on their first 64 letters and
-//!   verified with the reference `PatternSet::matches_at`.
+//! - A case-insensitive set with an IUPAC code and at most 16 distinct needles uses the per-base
+//!   bit masks of `masks` (64 starts per block at once); with more needles, the plain ones go to
+//!   Teddy and the IUPAC ones to masks when those are few.
+//! - Other IUPAC patterns (or machines without Teddy) use a bit-parallel shift-and over 64-bit
+//!   words, several needles per word; needles longer than 64 are filtered on their first 64
+//!   letters and verified with the reference `PatternSet::matches_at`.
 //! - Searches with mismatches (K >= 1) use the matchers of `approx`, chosen per needle by
 //!   [`Engine::approximate`].
 
 use aho_corasick::packed;
 
 use super::approx::{self, ApproxBits, SeedIndex, Sink, Verify};
+use super::masks::MaskEngine;
 use super::{Hit, MismatchKernel, Strand};
 
 /// Longest needle prefix one shift-and word holds.
@@ -30,6 +34,11 @@ pub(crate) struct Needle {
 #[derive(Clone, Debug)]
 pub(crate) enum Engine {
     Exact(ExactEngine),
+    /// A few IUPAC needles, 64 positions at a time.
+    Masks(MaskEngine),
+    /// Too many needles for masks alone: the plain ones in Teddy, the few IUPAC ones in masks
+    /// (two passes over bases in cache, instead of shift-and over every needle).
+    Split(ExactEngine, MaskEngine),
     Bits(ShiftAnd),
     /// Up to K mismatches: seeded needles in one table, the others in shift-and words.
     Approx {
@@ -45,6 +54,20 @@ impl Engine {
         case_sensitive: bool,
         matches: &dyn Fn(u8, u8) -> bool,
     ) -> Self {
+        let (iupac, plain): (Vec<Needle>, Vec<Needle>) = needles
+            .iter()
+            .cloned()
+            .partition(|needle| !is_plain(&needle.letters, case_sensitive));
+        if !iupac.is_empty() {
+            if let Some(masks) = MaskEngine::new(&needles, case_sensitive) {
+                return Engine::Masks(masks);
+            }
+            if let Some(masks) = MaskEngine::new(&iupac, case_sensitive) {
+                if let Some(exact) = ExactEngine::new(&plain, case_sensitive) {
+                    return Engine::Split(exact, masks);
+                }
+            }
+        }
         match ExactEngine::new(&needles, case_sensitive) {
             Some(exact) => Engine::Exact(exact),
             None => Engine::Bits(ShiftAnd::new(needles, matches)),
@@ -101,14 +124,7 @@ pub(crate) struct ExactEngine {
 
 impl ExactEngine {
     fn new(needles: &[Needle], case_sensitive: bool) -> Option<Self> {
-        let plain = |b: &u8| match case_sensitive {
-            true => matches!(
-                b,
-                b'A' | b'C' | b'G' | b'T' | b'a' | b'c' | b'g' | b't' | b'U' | b'u'
-            ),
-            false => matches!(b, b'A' | b'C' | b'G' | b'T' | b'U'),
-        };
-        if !needles.iter().all(|n| n.letters.iter().all(plain)) {
+        if !needles.iter().all(|n| is_plain(&n.letters, case_sensitive)) {
             return None;
         }
         let mut distinct: Vec<Distinct> = Vec::new();
@@ -134,6 +150,16 @@ impl ExactEngine {
             distinct,
             case_sensitive,
         })
+    }
+
+    /// Reports matches starting before `owned` in `bases`, normalising them first if needed.
+    fn search_any(&self, bases: &[u8], owned: usize, scratch: &mut Vec<u8>, sink: &mut Sink<'_>) {
+        if self.needs_normalizing(bases) {
+            self.normalize(bases, scratch);
+            self.search(scratch, owned, sink);
+        } else {
+            self.search(bases, owned, sink);
+        }
     }
 
     /// Reports matches starting before `owned` in `bases`, which must already be normalised.
@@ -187,6 +213,17 @@ impl ExactEngine {
             out.extend(bases.iter().map(|&b| u_to_t(b & 0xDF)));
         }
     }
+}
+
+/// Whether compiled needle letters are all plain bases (no IUPAC code), which Teddy can take.
+fn is_plain(letters: &[u8], case_sensitive: bool) -> bool {
+    letters.iter().all(|b| match case_sensitive {
+        true => matches!(
+            b,
+            b'A' | b'C' | b'G' | b'T' | b'a' | b'c' | b'g' | b't' | b'U' | b'u'
+        ),
+        false => matches!(b, b'A' | b'C' | b'G' | b'T' | b'U'),
+    })
 }
 
 fn u_to_t(byte: u8) -> u8 {
@@ -295,13 +332,11 @@ pub(crate) fn run(
     sink: &mut Sink<'_>,
 ) {
     match engine {
-        Engine::Exact(exact) => {
-            if exact.needs_normalizing(bases) {
-                exact.normalize(bases, scratch);
-                exact.search(scratch, owned, sink);
-            } else {
-                exact.search(bases, owned, sink);
-            }
+        Engine::Exact(exact) => exact.search_any(bases, owned, scratch, sink),
+        Engine::Masks(masks) => masks.search(bases, owned, verify, sink),
+        Engine::Split(exact, masks) => {
+            exact.search_any(bases, owned, scratch, sink);
+            masks.search(bases, owned, verify, sink);
         }
         Engine::Bits(bits) => bits.search(bases, owned, verify, sink),
         Engine::Approx { bits, seeds } => {
@@ -312,6 +347,29 @@ pub(crate) fn run(
                 seeds.search(bases, owned, sink);
             }
         }
+    }
+}
+
+/// Counts the matches of `engine` over one chunk's bases, calling `add(pattern, strand, n)`;
+/// the same totals as [`run`], summed without a call per match where the engine can.
+pub(crate) fn count(
+    engine: &Engine,
+    bases: &[u8],
+    owned: usize,
+    verify: &Verify<'_>,
+    scratch: &mut Vec<u8>,
+    add: &mut dyn FnMut(u32, Strand, u64),
+) {
+    match engine {
+        Engine::Masks(masks) => masks.count(bases, owned, verify, add),
+        other => run(
+            other,
+            bases,
+            owned,
+            verify,
+            scratch,
+            &mut |_, pattern, strand, _| add(pattern, strand, 1),
+        ),
     }
 }
 

@@ -12,6 +12,7 @@ mod block;
 mod decode;
 pub mod generate;
 mod input;
+mod masks;
 mod matcher;
 mod parallel;
 mod pattern;
@@ -79,12 +80,50 @@ pub fn search_chunk(set: &PatternSet, chunk: &Chunk<'_>, hits: &mut Vec<Hit>) {
     hits[before..].sort_unstable();
 }
 
+thread_local! {
+    /// Normalised bases, for engines that need them; one buffer per thread.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Adds the matches starting in one chunk's owned range to `counts` (indexed by pattern): the
+/// totals `search_chunk_with` would report, without a call per match where the engine allows.
+pub fn count_chunk(set: &PatternSet, chunk: &Chunk<'_>, counts: &mut [StrandCounts]) {
+    let owned = chunk.owned_len.min(chunk.bases.len());
+    if owned == 0 {
+        return;
+    }
+    let verify = |needle: &matcher::Needle, start: usize, limit: u32| {
+        set.mismatches_at(
+            needle.pattern as usize,
+            needle.strand,
+            chunk.bases,
+            start,
+            limit,
+        )
+    };
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        matcher::count(
+            set.engine(),
+            chunk.bases,
+            owned,
+            &verify,
+            &mut scratch,
+            &mut |pattern, strand, found| {
+                if let Some(total) = counts.get_mut(pattern as usize) {
+                    match strand {
+                        Strand::Forward => total.forward += found,
+                        Strand::Reverse => total.reverse += found,
+                    }
+                }
+            },
+        );
+    });
+}
+
 /// Searches one chunk and calls `on_hit` for each hit starting in the owned range, in no
 /// particular order. Use this to count without collecting.
 pub fn search_chunk_with(set: &PatternSet, chunk: &Chunk<'_>, on_hit: &mut dyn FnMut(Hit)) {
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
     let owned = chunk.owned_len.min(chunk.bases.len());
     if owned == 0 {
         return;
