@@ -24,6 +24,22 @@ macro_rules! fenced_script {
     };
 }
 
+/// The script that stores a result and acks its delivery in one step: `put_result.lua` wrapped
+/// as a function (its KEYS and ARGV are the caller's), then the ack.
+macro_rules! complete_script {
+    () => {
+        concat!(
+            include_str!("lua/common.lua"),
+            include_str!("lua/fence.lua"),
+            include_str!("lua/settle.lua"),
+            "local function store_result()\n",
+            include_str!("lua/put_result.lua"),
+            "\nend\n",
+            include_str!("lua/complete.lua")
+        )
+    };
+}
+
 /// Prepends the status-settling helper to a store script.
 macro_rules! settling_script {
     ($file:literal) => {
@@ -47,6 +63,7 @@ pub(super) struct Scripts {
     pub set_status: Script,
     pub put_result: Script,
     pub stage_part: Script,
+    pub complete: Script,
 }
 
 impl Scripts {
@@ -66,6 +83,7 @@ impl Scripts {
             set_status: Script::new(include_str!("lua/set_status.lua")),
             put_result: Script::new(fenced_script!("lua/put_result.lua")),
             stage_part: Script::new(fenced_script!("lua/stage_part.lua")),
+            complete: Script::new(complete_script!()),
         }
     }
 }
