@@ -18,8 +18,10 @@ fn main() {
     } else {
         (1 << 20, 1, 300)
     };
-    let scratch = tempfile::tempdir().expect("scratch dir");
-    grid::run(genome_bytes, runs, scratch.path());
-    println!();
+    if !std::env::args().any(|arg| arg == "queue") {
+        let scratch = tempfile::tempdir().expect("scratch dir");
+        grid::run(genome_bytes, runs, scratch.path());
+        println!();
+    }
     queue::run(tasks);
 }

@@ -189,43 +189,6 @@ impl RedisBackend {
         }
     }
 
-    /// Runs many invocations of `script` as one pipeline: one round trip, the scripts run one
-    /// after another in order, and the replies come back in that order. As with
-    /// [`RedisBackend::invoke`], missing groups are recreated, and a script cache emptied by a
-    /// Redis restart is loaded again, before the pipeline runs once more (a script that fails
-    /// that way has changed nothing).
-    async fn invoke_many<T: ::redis::FromRedisValue>(
-        &self,
-        script: &::redis::Script,
-        invocations: &[ScriptInvocation<'_>],
-    ) -> BackendResult<Vec<T>> {
-        if invocations.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = ::redis::pipe();
-        for invocation in invocations {
-            pipe.invoke_script(invocation);
-        }
-        let run = |mut conn: ConnectionManager| {
-            let pipe = &pipe;
-            async move { pipe.query_async::<Vec<T>>(&mut conn).await }
-        };
-        match self.send(run).await {
-            Err(e) if e.kind() == ErrorKind::NoScriptError => {
-                let load = |mut conn: ConnectionManager| async move {
-                    script.prepare_invoke().load_async(&mut conn).await
-                };
-                self.send(load).await.map_err(backend_error)?;
-                self.send(run).await.map_err(backend_error)
-            }
-            Err(e) if is_missing_group(&e) => {
-                self.ensure_groups().await?;
-                self.send(run).await.map_err(backend_error)
-            }
-            result => result.map_err(backend_error),
-        }
-    }
-
     /// Runs one request (command, pipeline or script) on the shared connection, as [`send`]
     /// does, mapping errors to the backend's.
     ///

@@ -85,7 +85,7 @@ impl Queue for RedisBackend {
         }
     }
 
-    /// Leases the batch with one pipeline of lease scripts: one round trip, each delivery with
+    /// Leases the batch with one script (`lease_batch.lua`): one round trip, each delivery with
     /// its own nonce, in priority order as leased one by one.
     async fn lease_batch(
         &self,
@@ -102,23 +102,19 @@ impl Queue for RedisBackend {
             let nonces: Vec<String> = (0..max)
                 .map(|_| uuid::Uuid::new_v4().simple().to_string())
                 .collect();
-            let invocations: Vec<_> = nonces
-                .iter()
-                .map(|nonce| {
-                    let mut invocation = self.scripts.lease.prepare_invoke();
-                    invocation
-                        .key(&TASK_STREAMS[..])
-                        .key(DEAD_LETTER_STREAM)
-                        .arg(GROUP)
-                        .arg(worker)
-                        .arg(DEAD_LETTER_CAP)
-                        .arg(INLINE_INPUT_LIMIT)
-                        .arg(nonce);
-                    invocation
-                })
-                .collect();
-            let replies: Vec<Vec<Value>> =
-                self.invoke_many(&self.scripts.lease, &invocations).await?;
+            let mut invocation = self.scripts.lease_batch.prepare_invoke();
+            invocation
+                .key(&TASK_STREAMS[..])
+                .key(DEAD_LETTER_STREAM)
+                .arg(GROUP)
+                .arg(worker)
+                .arg(DEAD_LETTER_CAP)
+                .arg(INLINE_INPUT_LIMIT)
+                .arg(max);
+            for nonce in &nonces {
+                invocation.arg(nonce);
+            }
+            let replies: Vec<Vec<Value>> = self.invoke(&invocation).await?;
             let mut leases = Vec::new();
             let mut newest = None;
             for (reply, nonce) in replies.into_iter().zip(&nonces) {
@@ -146,8 +142,8 @@ impl Queue for RedisBackend {
         }
     }
 
-    /// Settles the batch with one pipeline of `complete.lua` runs (store the result, then ack,
-    /// per item): one round trip. A result whose payload is too large for one part is stored in
+    /// Settles the batch with one script (`complete.lua`: store the result, then ack, per item):
+    /// one round trip. A result whose payload is too large for one part is stored in
     /// parts, as alone, and settled on its own.
     async fn complete_batch(
         &self,
@@ -155,7 +151,8 @@ impl Queue for RedisBackend {
         items: &[Completion],
     ) -> BackendResult<Vec<CompletionOutcome>> {
         let now = crate::time::unix_now();
-        let mut invocations = Vec::with_capacity(items.len());
+        let mut invocation = self.scripts.complete.prepare_invoke();
+        let mut batched = 0usize;
         let mut outcomes: Vec<Option<CompletionOutcome>> = Vec::with_capacity(items.len());
         for item in items {
             let (lease, result) = (&item.lease, &item.result);
@@ -188,7 +185,6 @@ impl Queue for RedisBackend {
             };
             let header = serde_json::to_string(&header)
                 .map_err(|e| BackendError::Other(format!("job {job:?} chunk result: {e}")))?;
-            let mut invocation = self.scripts.complete.prepare_invoke();
             invocation
                 .key(keys::job_status(job))
                 .key(keys::job_stats(job))
@@ -215,12 +211,15 @@ impl Queue for RedisBackend {
                 .arg(&run.kind)
                 .arg(run.elapsed_secs.map(|s| s.to_string()).unwrap_or_default())
                 .arg(TASK_TIMES_KEPT);
-            invocations.push(invocation);
+            batched += 1;
             outcomes.push(None);
         }
-        let replies: Vec<(i64, String)> = self
-            .invoke_many(&self.scripts.complete, &invocations)
-            .await?;
+        let replies: Vec<(i64, String)> = if batched == 0 {
+            Vec::new()
+        } else {
+            invocation.arg(batched);
+            self.invoke(&invocation).await?
+        };
         let mut replies = replies.into_iter();
         Ok(items
             .iter()

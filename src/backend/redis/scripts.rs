@@ -24,8 +24,8 @@ macro_rules! fenced_script {
     };
 }
 
-/// The script that stores a result and acks its delivery in one step: `put_result.lua` wrapped
-/// as a function (its KEYS and ARGV are the caller's), then the ack.
+/// The script that stores results and acks their deliveries, a batch at a time: `put_result.lua`
+/// wrapped as a function (reading the KEYS and ARGV the batch rebinds per item), then the acks.
 macro_rules! complete_script {
     () => {
         concat!(
@@ -36,6 +36,19 @@ macro_rules! complete_script {
             include_str!("lua/put_result.lua"),
             "\nend\n",
             include_str!("lua/complete.lua")
+        )
+    };
+}
+
+/// The script that leases a batch: `lease.lua` wrapped as a function, run once per task.
+macro_rules! lease_batch_script {
+    () => {
+        concat!(
+            include_str!("lua/common.lua"),
+            "local function lease_one()\n",
+            include_str!("lua/lease.lua"),
+            "\nend\n",
+            include_str!("lua/lease_batch.lua")
         )
     };
 }
@@ -64,6 +77,7 @@ pub(super) struct Scripts {
     pub put_result: Script,
     pub stage_part: Script,
     pub complete: Script,
+    pub lease_batch: Script,
 }
 
 impl Scripts {
@@ -84,6 +98,7 @@ impl Scripts {
             put_result: Script::new(fenced_script!("lua/put_result.lua")),
             stage_part: Script::new(fenced_script!("lua/stage_part.lua")),
             complete: Script::new(complete_script!()),
+            lease_batch: Script::new(lease_batch_script!()),
         }
     }
 }

@@ -1,22 +1,43 @@
 
--- Settles one finished task (prepended: common.lua, fence.lua, settle.lua, and put_result.lua
--- wrapped as the function store_result, so its KEYS and ARGV are this script's): stores the
--- result exactly as put_result.lua does, then acks the delivery exactly as ack.lua does when the
+-- Settles a batch of finished tasks in one script (prepended: common.lua, fence.lua, settle.lua,
+-- and put_result.lua wrapped as the function store_result). For each item, KEYS and ARGV are
+-- rebound to that item's keys and arguments, exactly as put_result.lua takes them; the result
+-- is stored as put_result.lua stores it, then the delivery is acked as ack.lua acks it when the
 -- result is stored, or when the chunk needs none from this delivery (stored earlier, job
--- cancelled). Both in one script, so a result is never acked before it is stored, and a refused
--- result leaves its lease untouched. A batch of tasks is one pipeline of these scripts: one round
--- trip, each item fenced by its own lease.
--- Returns what put_result.lua returns.
-local outcome = store_result()
-if outcome[1] >= 0 then
-  local group, stream_index, id = ARGV[5], tonumber(ARGV[6]), ARGV[7]
-  local job, chunk, worker, nonce = ARGV[1], ARGV[2], ARGV[8], ARGV[9]
-  local stream = ({ KEYS[5], KEYS[6], KEYS[7] })[stream_index]
-  if holds(stream, group, stream_index, id, worker, job, chunk, nonce) then
-    unfence(job, stream_index, id)
-    drop_entry(stream, group, id)
-    redis.call('HDEL', job_key(job, 'tasks'), chunk)
-    redis.call('HDEL', job_key(job, 'chunks'), chunk)
-  end
+-- cancelled). A result is never acked before it is stored, and a refused result leaves its lease
+-- untouched: each item is fenced by its own lease.
+-- KEYS: 13 per item, as put_result.lua's. ARGV: 14 per item, as put_result.lua's (parts 0, the
+-- payload inline), then the item count.
+-- Returns one put_result.lua reply per item, in order.
+local KEYS_PER_ITEM, ARGS_PER_ITEM = 13, 14
+local all_keys, all_args = {}, {}
+for i = 1, #KEYS do
+  all_keys[i] = KEYS[i]
 end
-return outcome
+for i = 1, #ARGV do
+  all_args[i] = ARGV[i]
+end
+local count = tonumber(all_args[#all_args])
+local replies = {}
+for item = 1, count do
+  for k = 1, KEYS_PER_ITEM do
+    KEYS[k] = all_keys[(item - 1) * KEYS_PER_ITEM + k]
+  end
+  for a = 1, ARGS_PER_ITEM do
+    ARGV[a] = all_args[(item - 1) * ARGS_PER_ITEM + a]
+  end
+  local outcome = store_result()
+  if outcome[1] >= 0 then
+    local group, stream_index, id = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+    local job, chunk, worker, nonce = ARGV[1], ARGV[2], ARGV[8], ARGV[9]
+    local stream = ({ KEYS[5], KEYS[6], KEYS[7] })[stream_index]
+    if holds(stream, group, stream_index, id, worker, job, chunk, nonce) then
+      unfence(job, stream_index, id)
+      drop_entry(stream, group, id)
+      redis.call('HDEL', job_key(job, 'tasks'), chunk)
+      redis.call('HDEL', job_key(job, 'chunks'), chunk)
+    end
+  end
+  replies[item] = outcome
+end
+return replies
