@@ -181,6 +181,8 @@ async fn route(
         Message::Prune { older_than_secs } => prune::apply(conn, state, older_than_secs).await,
         Message::ListPerformance => performance::apply(conn, state).await,
         Message::Lease { .. }
+        | Message::LeaseBatch { .. }
+        | Message::CompleteBatch { .. }
         | Message::Extend { .. }
         | Message::PutResult { .. }
         | Message::Ack { .. }
