@@ -50,7 +50,11 @@ pub async fn run(tasks: u32) {
     println!("queue overhead, {tasks} tiny tasks, {CONSUMERS} concurrent consumers");
     println!(
         "{:<10} {:>12} {:>14} {:>18} {:>8}",
-        "backend", "enqueue/s", "single/s", format!("batch of {BATCH}/s"), "ratio"
+        "backend",
+        "enqueue/s",
+        "single/s",
+        format!("batch of {BATCH}/s"),
+        "ratio"
     );
     for (name, m) in [("redis", &redis), ("embedded", &embedded)] {
         println!(

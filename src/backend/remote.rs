@@ -16,8 +16,7 @@ use tokio::sync::Mutex;
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
     JobRecord, JobStatus, JobSummary, Lease, NackOutcome, NewTask, Progress, PruneReport, Queue,
-    RefusalReason, Store, StoredResult, TaskId, TaskTimes, WorkerId, MAX_BATCH,
-    RESULT_PART_BYTES,
+    RefusalReason, Store, StoredResult, TaskId, TaskTimes, WorkerId, MAX_BATCH, RESULT_PART_BYTES,
 };
 use crate::protocol::{
     ClientTls, CompletedTask, CompletionReply, Dial, ErrorCode, Greeting, Message, NackReply,
@@ -184,14 +183,11 @@ impl RemoteBackend {
         if pending.is_empty() {
             return Ok(());
         }
-        let (indices, tasks): (Vec<usize>, Vec<CompletedTask>) = std::mem::take(pending)
-            .into_iter()
-            .unzip();
+        let (indices, tasks): (Vec<usize>, Vec<CompletedTask>) =
+            std::mem::take(pending).into_iter().unzip();
         let expected = tasks.len();
         let replies = match self.request(Message::CompleteBatch { tasks }).await {
-            Ok((Message::BatchCompleted { outcomes }, _)) if outcomes.len() == expected => {
-                outcomes
-            }
+            Ok((Message::BatchCompleted { outcomes }, _)) if outcomes.len() == expected => outcomes,
             Ok((reply, _)) => return Err(unexpected(&reply)),
             Err(BackendError::Unavailable(reason)) => {
                 for index in indices {

@@ -36,7 +36,15 @@ pub(super) async fn flush(
             }
         }
         let count = batch.len();
-        settle(&config, queue.as_ref(), store.as_ref(), &stats, batch, &stop).await;
+        settle(
+            &config,
+            queue.as_ref(),
+            store.as_ref(),
+            &stats,
+            batch,
+            &stop,
+        )
+        .await;
         buffer.release(count);
     }
 }
@@ -55,12 +63,10 @@ async fn settle(
     loop {
         let outcomes = match queue.complete_batch(store, &items).await {
             Ok(outcomes) => outcomes,
-            Err(BackendError::Unavailable(reason)) => {
-                items
-                    .iter()
-                    .map(|_| Err(BackendError::Unavailable(reason.clone())))
-                    .collect()
-            }
+            Err(BackendError::Unavailable(reason)) => items
+                .iter()
+                .map(|_| Err(BackendError::Unavailable(reason.clone())))
+                .collect(),
             Err(err) => {
                 tracing::warn!(component = "worker", worker = %config.id, tasks = items.len(), error = %err, "results not stored");
                 count_failed(stats, items.len());

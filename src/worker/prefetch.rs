@@ -45,7 +45,9 @@ impl Buffer {
     fn lock(&self) -> std::sync::MutexGuard<'_, BufferState> {
         // The state is a queue and a flag, each left whole by every holder: a panic elsewhere
         // cannot leave it half-changed, so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The next waiting task; `None` once the buffer is closed and empty.
@@ -96,7 +98,10 @@ impl Buffer {
             return 0;
         };
         first.forget();
-        let more = self.capacity.available_permits().min(most.saturating_sub(1));
+        let more = self
+            .capacity
+            .available_permits()
+            .min(most.saturating_sub(1));
         if more > 0 {
             if let Ok(permits) = self.capacity.try_acquire_many(more as u32) {
                 permits.forget();

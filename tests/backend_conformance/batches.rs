@@ -59,7 +59,11 @@ pub async fn batch_lease_returns_distinct_tasks_in_priority_order(s: &Subject) {
     assert_eq!(tokens.len(), 4, "leases of one batch share a token");
 
     let rest = lease_batch_now(s, "w2", 10).await;
-    assert_eq!(chunks(&rest), vec![1], "the batch's tasks were delivered twice");
+    assert_eq!(
+        chunks(&rest),
+        vec![1],
+        "the batch's tasks were delivered twice"
+    );
     assert!(lease_batch_now(s, "w3", 10).await.is_empty());
     assert!(lease_now(s, "w3").await.is_none());
 }
@@ -76,7 +80,10 @@ pub async fn batch_leases_expire_independently(s: &Subject) {
     let mut reclaimed = 0;
     while Instant::now() < until {
         tokio::time::sleep(step).await;
-        assert!(s.queue.extend(kept).await.unwrap(), "the extended lease was lost");
+        assert!(
+            s.queue.extend(kept).await.unwrap(),
+            "the extended lease was lost"
+        );
         reclaimed += s.queue.reclaim_expired().await.unwrap();
     }
     assert_eq!(reclaimed, 1, "exactly the unextended lease expires");
@@ -92,7 +99,11 @@ pub async fn batch_result_with_one_stale_token_refuses_only_that_item(s: &Subjec
     assert_eq!(chunks(&leases), vec![0, 1, 2]);
     let mut items = completions(&leases, 5);
     items[1].lease = forged(&leases[1], |lease| lease.token = "t0123456789abcdef".into());
-    let outcomes = s.queue.complete_batch(s.store.as_ref(), &items).await.unwrap();
+    let outcomes = s
+        .queue
+        .complete_batch(s.store.as_ref(), &items)
+        .await
+        .unwrap();
     assert_eq!(outcomes.len(), 3);
     assert!(*outcomes[0].as_ref().unwrap());
     assert!(*outcomes[2].as_ref().unwrap());
@@ -111,7 +122,11 @@ pub async fn batch_result_with_one_stale_token_refuses_only_that_item(s: &Subjec
     // The refused item's real lease was not acked: it is still held, and its holder settles it.
     assert!(s.queue.extend(&leases[1]).await.unwrap());
     let holder = completions(&leases[1..2], 7);
-    let outcomes = s.queue.complete_batch(s.store.as_ref(), &holder).await.unwrap();
+    let outcomes = s
+        .queue
+        .complete_batch(s.store.as_ref(), &holder)
+        .await
+        .unwrap();
     assert!(*outcomes[0].as_ref().unwrap());
     let progress = s.store.progress("j").await.unwrap();
     assert_eq!((progress.done_chunks, progress.matches), (3, 5 + 7 + 5));
@@ -123,13 +138,24 @@ pub async fn batch_acked_tasks_never_come_back(s: &Subject) {
     let leases = lease_batch_now(s, "w1", 8).await;
     assert_eq!(chunks(&leases), vec![0, 1, 2]);
     let items = completions(&leases, 2);
-    let outcomes = s.queue.complete_batch(s.store.as_ref(), &items).await.unwrap();
+    let outcomes = s
+        .queue
+        .complete_batch(s.store.as_ref(), &items)
+        .await
+        .unwrap();
     assert!(outcomes.iter().all(|outcome| matches!(outcome, Ok(true))));
-    assert!(lease_batch_now(s, "w2", 8).await.is_empty(), "an acked task came back");
+    assert!(
+        lease_batch_now(s, "w2", 8).await.is_empty(),
+        "an acked task came back"
+    );
     assert_eq!(s.queue.reclaim_worker("w1").await.unwrap(), 0);
     assert_eq!(s.queue.reclaim_expired().await.unwrap(), 0);
     // Settling the same batch again stores nothing twice: the leases ended with their acks.
-    let again = s.queue.complete_batch(s.store.as_ref(), &items).await.unwrap();
+    let again = s
+        .queue
+        .complete_batch(s.store.as_ref(), &items)
+        .await
+        .unwrap();
     for outcome in again {
         assert_eq!(refusal(outcome), RefusalReason::NotHolder);
     }

@@ -18,9 +18,9 @@ use bytes::Bytes;
 use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::remote::RemoteBackend;
 use gridwatch::backend::{
-    BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome, JobRecord, JobStatus, JobSummary, Lease,
-    NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store, StoredResult,
-    TaskTimes, WorkerId,
+    BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome, JobRecord, JobStatus,
+    JobSummary, Lease, NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store,
+    StoredResult, TaskTimes, WorkerId,
 };
 use gridwatch::master::{MasterConfig, MasterState};
 use tokio::net::TcpListener;

@@ -215,9 +215,9 @@ impl Queue for EmbeddedBackend {
                     Err(err) => Err(err),
                 }
             } else {
-                settled.next().unwrap_or_else(|| {
-                    Err(BackendError::Other("batch outcome missing".into()))
-                })
+                settled
+                    .next()
+                    .unwrap_or_else(|| Err(BackendError::Other("batch outcome missing".into())))
             };
             outcomes.push(self.count_refusal(outcome));
         }

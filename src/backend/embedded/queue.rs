@@ -121,6 +121,10 @@ pub(super) fn lease(
     Ok(Some((lease, range)))
 }
 
+/// A queued task as the lease query reads it: rowid, job, chunk, spec, attempts, spool offset,
+/// spool length, kind.
+type QueuedRow = (i64, String, u32, String, u32, i64, i64, String);
+
 /// Leases up to `max` queued tasks in one transaction, highest priority first then oldest, each
 /// with its own fresh token and deadline. The leases' `data` are empty: the caller reads the
 /// returned spool ranges off the database thread.
@@ -132,7 +136,7 @@ pub(super) fn lease_batch(
 ) -> BackendResult<Vec<(Lease, SpoolRange)>> {
     let deadline = state.now() + config.visibility_timeout.as_secs_f64();
     let tx = state.conn.transaction().map_err(sql_error)?;
-    let rows: Vec<(i64, String, u32, String, u32, i64, i64, String)> = {
+    let rows: Vec<QueuedRow> = {
         let mut select = tx
             .prepare_cached(
                 "SELECT rowid, job, chunk, spec, attempts, spool_offset, spool_len, kind FROM tasks

@@ -20,8 +20,8 @@ use super::keys::{
 use super::store::script_outcome;
 use super::{backend_error, RedisBackend};
 use crate::backend::{
-    BackendError, BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask,
-    Queue, Store, StoredResult, TaskId, WorkerId, MAX_BATCH, RESULT_PART_BYTES, TASK_TIMES_KEPT,
+    BackendError, BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Queue,
+    Store, StoredResult, TaskId, WorkerId, MAX_BATCH, RESULT_PART_BYTES, TASK_TIMES_KEPT,
 };
 
 /// What one run of the lease script found.

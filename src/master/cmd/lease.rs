@@ -7,11 +7,12 @@
 use std::time::Duration;
 
 use super::{Conn, HandlerError, Session};
-use crate::backend::{BackendError, ChunkResult, Completion, Lease, NackOutcome, TaskId, MAX_BATCH};
+use crate::backend::{
+    BackendError, ChunkResult, Completion, Lease, NackOutcome, TaskId, MAX_BATCH,
+};
 use crate::master::MasterState;
 use crate::protocol::{
-    CompletedTask, CompletionReply, ErrorCode, Message, NackReply, ProtocolError, Role,
-    TaskHeader,
+    CompletedTask, CompletionReply, ErrorCode, Message, NackReply, ProtocolError, Role, TaskHeader,
 };
 
 /// Longest a lease request may wait for a task, whatever the worker asks (keeps the worker's
@@ -40,11 +41,9 @@ pub async fn apply(
         Message::LeaseBatch { wait_ms, max } => {
             return lease_batch(conn, state, &worker, wait_ms, max).await
         }
-        Message::CompleteBatch { tasks } => {
-            Message::BatchCompleted {
-                outcomes: complete_batch(state, session, &worker, tasks).await?,
-            }
-        }
+        Message::CompleteBatch { tasks } => Message::BatchCompleted {
+            outcomes: complete_batch(state, session, &worker, tasks).await?,
+        },
         Message::Extend {
             job_id,
             chunk,
