@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
+use gridwatch::backend::remote::RemoteBackend;
 use gridwatch::backend::{
     ChunkResult, Completion, JobRecord, JobStatus, NewTask, Priority, Queue, Store, TaskId,
 };
+use gridwatch::master::{MasterConfig, MasterState};
 use serde_json::json;
+use tokio::net::TcpListener;
 
 use crate::redis_server::RedisServer;
 
@@ -46,6 +49,7 @@ pub async fn run(tasks: u32) {
             .expect("opening the embedded backend"),
     );
     let embedded = measure(embedded.clone(), embedded, tasks).await;
+    let remote = measure_through_master(tasks).await;
 
     println!("queue overhead, {tasks} tiny tasks, {CONSUMERS} concurrent consumers");
     println!(
@@ -56,7 +60,11 @@ pub async fn run(tasks: u32) {
         format!("batch of {BATCH}/s"),
         "ratio"
     );
-    for (name, m) in [("redis", &redis), ("embedded", &embedded)] {
+    for (name, m) in [
+        ("redis", &redis),
+        ("embedded", &embedded),
+        ("emb+master", &remote),
+    ] {
         println!(
             "{name:<10} {:>12.0} {:>14.0} {:>18.0} {:>7.2}x",
             m.enqueue_per_s,
@@ -65,7 +73,10 @@ pub async fn run(tasks: u32) {
             m.batched_per_s / m.drain_per_s
         );
     }
-    println!("(single/s and batch/s: lease + result + ack per second)");
+    println!(
+        "(single/s and batch/s: lease + result + ack per second; emb+master: the embedded \
+         backend reached through a master, as workers reach it)"
+    );
     println!(
         "redis/embedded drain ratio: single {:.2}, batched {:.2}",
         redis.drain_per_s / embedded.drain_per_s,
@@ -73,9 +84,76 @@ pub async fn run(tasks: u32) {
     );
 }
 
+/// Each consumer's handles on the backend: the same as the owner's in-process, or a worker's
+/// connection to a master.
+type Consumers = Arc<dyn Fn(usize) -> (Arc<dyn Queue>, Arc<dyn Store>) + Send + Sync>;
+
 async fn measure(queue: Arc<dyn Queue>, store: Arc<dyn Store>, tasks: u32) -> Measurement {
-    let (enqueue_per_s, drain_per_s) = drain_job(&queue, &store, "bench", tasks, 1).await;
-    let (_, batched_per_s) = drain_job(&queue, &store, "bench-batched", tasks, BATCH).await;
+    let (q, st) = (queue.clone(), store.clone());
+    let consumers: Consumers = Arc::new(move |_| (q.clone(), st.clone()));
+    measure_with(queue, store, consumers, tasks).await
+}
+
+/// The embedded backend as workers reach it: a real master on a free port serves it, and each
+/// consumer is a worker with its own `RemoteBackend` (leases, results and acks over the protocol).
+async fn measure_through_master(tasks: u32) -> Measurement {
+    let dir = tempfile::tempdir().expect("temp data dir");
+    let owner = Arc::new(
+        EmbeddedBackend::open(dir.path(), EmbeddedConfig::default())
+            .expect("opening the embedded backend"),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("free port");
+    let address = listener.local_addr().expect("bound address").to_string();
+    let config = MasterConfig {
+        listen: address.clone(),
+        data_dir: dir.path().to_path_buf(),
+        chunk_size: 1024,
+        max_upload: 1 << 20,
+        jobs_per_minute: 1000,
+        max_connections: 256,
+        max_connections_per_address: 256,
+        connection_queue: 64,
+        queue_timeout: Duration::from_secs(30),
+        max_frame: gridwatch::protocol::DEFAULT_MAX_FRAME,
+        hello_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(60),
+        frame_timeout: Duration::from_secs(60),
+        visibility_timeout: Duration::from_secs(300),
+        max_attempts: 3,
+        token: None,
+        insecure: false,
+        http: None,
+        keep_finished: gridwatch::master::Retention(None),
+    };
+    let state = Arc::new(MasterState::new(owner.clone(), owner.clone(), config));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let master = tokio::spawn(gridwatch::master::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let workers: Vec<Arc<RemoteBackend>> = (0..CONSUMERS)
+        .map(|n| Arc::new(RemoteBackend::new(address.clone(), format!("w{n}"), None)))
+        .collect();
+    let consumers: Consumers = Arc::new(move |n| {
+        let worker = workers[n].clone();
+        (worker.clone(), worker)
+    });
+    let measured = measure_with(owner.clone(), owner, consumers, tasks).await;
+    let _ = stop.send(());
+    let _ = master.await;
+    drop(dir);
+    measured
+}
+
+async fn measure_with(
+    queue: Arc<dyn Queue>,
+    store: Arc<dyn Store>,
+    consumers: Consumers,
+    tasks: u32,
+) -> Measurement {
+    let (enqueue_per_s, drain_per_s) =
+        drain_job(&queue, &store, &consumers, "bench", tasks, 1).await;
+    let (_, batched_per_s) =
+        drain_job(&queue, &store, &consumers, "bench-batched", tasks, BATCH).await;
     Measurement {
         enqueue_per_s,
         drain_per_s,
@@ -89,6 +167,7 @@ async fn measure(queue: Arc<dyn Queue>, store: Arc<dyn Store>, tasks: u32) -> Me
 async fn drain_job(
     queue: &Arc<dyn Queue>,
     store: &Arc<dyn Store>,
+    consumers: &Consumers,
     id: &str,
     tasks: u32,
     batch: usize,
@@ -127,7 +206,7 @@ async fn drain_job(
     let started = Instant::now();
     let consumers: Vec<_> = (0..CONSUMERS)
         .map(|n| {
-            let (queue, store) = (queue.clone(), store.clone());
+            let (queue, store) = consumers(n);
             let worker = format!("w{n}");
             tokio::spawn(async move {
                 if batch == 1 {
