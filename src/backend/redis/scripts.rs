@@ -32,6 +32,10 @@ macro_rules! complete_script {
             include_str!("lua/common.lua"),
             include_str!("lua/fence.lua"),
             include_str!("lua/settle.lua"),
+            // Within a batch the job's status is settled once per job, after its results, not
+            // after each one: put_result.lua's call binds to this no-op.
+            "local settle_after_batch = settle_status\n",
+            "local settle_status = function() end\n",
             "local function store_result()\n",
             include_str!("lua/put_result.lua"),
             "\nend\n",
