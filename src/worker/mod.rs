@@ -43,9 +43,9 @@ pub struct WorkerArgs {
     pub threads: usize,
     /// Tasks leased ahead, waiting for a free slot [default: --threads]. With many small tasks
     /// a finished slot then finds its next task at hand instead of waiting a round trip for it,
-    /// and leases travel in batches. Tasks leased ahead are held from other workers meanwhile
-    /// (their leases kept extended), so with few long tasks 0 spreads them more evenly; on
-    /// SIGTERM the worker finishes them before it stops.
+    /// and leases travel in batches. Only tasks that recently ran under 100 ms are leased ahead:
+    /// a task waiting behind a long one is withheld from other workers for nothing. Leases of
+    /// waiting tasks are kept extended; on SIGTERM the worker finishes them before it stops.
     #[arg(long, env = "GRIDWATCH_PREFETCH")]
     pub prefetch: Option<usize>,
     /// Seconds between lease extensions while a task runs.

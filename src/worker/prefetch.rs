@@ -1,21 +1,38 @@
 //! Leasing ahead: one feeder leases tasks in batches into a bounded buffer that the slots take
 //! from, so a slot that finishes a tiny task finds the next one waiting instead of paying a round
 //! trip for it. The bound is a count of leases in hand (running, buffered, or with their result
-//! not yet settled): the slots plus `--prefetch`. Tasks waiting in the buffer keep their leases
+//! not yet settled): the slots plus `--prefetch`. Only quick tasks are leased ahead (see
+//! [`QUICK_TASK`]); for longer ones the feeder leases only for slots that wait, still in one batch
+//! when several wait at once. Tasks waiting in the buffer keep their leases
 //! extended like running ones; a buffered lease found lost is dropped from the buffer (its task is
 //! someone else's now). Every buffered lease is held under the worker's id, so a worker declared
 //! dead has them reclaimed with the rest, and after a kill -9 their visibility timeout returns them.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify, Semaphore};
 
 use super::{WorkerConfig, MAX_BACKOFF, MIN_BACKOFF};
 use crate::backend::{Lease, Queue, MAX_BATCH};
 
+/// Tasks that run longer than this on average are not leased ahead. Leasing ahead saves a round
+/// trip (about a millisecond) per task, which only matters for tasks of a few milliseconds; a
+/// longer task gains nothing, while one waiting behind it is withheld from other workers and
+/// exposed to its visibility timeout meanwhile.
+pub(super) const QUICK_TASK: Duration = Duration::from_millis(100);
+
 /// Leased tasks waiting for a slot, and the count of leases in hand.
 pub(super) struct Buffer {
+    /// Slots waiting for a task.
+    idle: AtomicUsize,
+    /// Woken when a slot starts waiting for a task.
+    slot_idle: Notify,
+    /// Recent task run time, microseconds (a moving average); starts above [`QUICK_TASK`], so
+    /// nothing is leased ahead before tasks have shown they are quick.
+    recent_micros: AtomicU64,
     state: Mutex<BufferState>,
     /// Woken when a task arrives or the buffer closes.
     ready: Notify,
@@ -33,6 +50,9 @@ impl Buffer {
     /// A buffer allowing `in_hand` leases at once.
     pub fn new(in_hand: usize) -> Self {
         Buffer {
+            idle: AtomicUsize::new(0),
+            slot_idle: Notify::new(),
+            recent_micros: AtomicU64::new(u64::MAX),
             state: Mutex::new(BufferState {
                 waiting: VecDeque::new(),
                 closed: false,
@@ -52,6 +72,14 @@ impl Buffer {
 
     /// The next waiting task; `None` once the buffer is closed and empty.
     pub async fn take(&self) -> Option<Lease> {
+        self.idle.fetch_add(1, Ordering::SeqCst);
+        self.slot_idle.notify_one();
+        let taken = self.wait_for_task().await;
+        self.idle.fetch_sub(1, Ordering::SeqCst);
+        taken
+    }
+
+    async fn wait_for_task(&self) -> Option<Lease> {
         loop {
             let notified = self.ready.notified();
             tokio::pin!(notified);
@@ -83,6 +111,38 @@ impl Buffer {
     /// How many tasks wait for a slot.
     pub fn waiting(&self) -> usize {
         self.lock().waiting.len()
+    }
+
+    /// A task ran for `elapsed`: updates the recent average that decides whether to lease ahead.
+    pub fn ran_for(&self, elapsed: Duration) {
+        let micros = elapsed.as_micros().min(u64::MAX as u128 / 8) as u64;
+        let recent = self.recent_micros.load(Ordering::Relaxed);
+        let next = if recent == u64::MAX {
+            micros
+        } else {
+            (recent.saturating_mul(7) + micros) / 8
+        };
+        self.recent_micros.store(next, Ordering::Relaxed);
+    }
+
+    /// Whether recent tasks were quick enough to lease ahead of the slots.
+    fn quick(&self) -> bool {
+        self.recent_micros.load(Ordering::Relaxed) < QUICK_TASK.as_micros() as u64
+    }
+
+    /// How many tasks to lease now out of `reserved`: all of them when tasks are quick, else
+    /// only as many as slots wait for beyond what is buffered (the rest is released).
+    fn wanted(&self, reserved: usize) -> usize {
+        if self.quick() {
+            return reserved;
+        }
+        let short = self
+            .idle
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.waiting());
+        let wanted = reserved.min(short);
+        self.release(reserved - wanted);
+        wanted
     }
 
     /// A lease in hand was settled (result stored and acked, nacked, or found lost): the worker
@@ -129,10 +189,18 @@ pub(super) async fn feed(
                 _ = heartbeat.wait_until_leasing_allowed() => continue,
             }
         }
-        let wanted = tokio::select! {
+        let reserved = tokio::select! {
             _ = stop.changed() => break,
-            wanted = buffer.reserve(MAX_BATCH) => wanted,
+            reserved = buffer.reserve(MAX_BATCH) => reserved,
         };
+        let wanted = buffer.wanted(reserved);
+        if wanted == 0 {
+            // Tasks are long: lease only when a slot waits for one.
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = buffer.slot_idle.notified() => continue,
+            }
+        }
         let leased = tokio::select! {
             _ = stop.changed() => {
                 buffer.release(wanted);

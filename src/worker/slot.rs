@@ -34,7 +34,9 @@ pub(super) async fn run_slot(
         if let Some(heartbeat) = &config.heartbeat {
             heartbeat.task_started(format!("{}/{}", lease.id.job, lease.id.chunk));
         }
+        let started = std::time::Instant::now();
         let outcome = run_task(&config, queue.as_ref(), &lease, &mut cache).await;
+        buffer.ran_for(started.elapsed());
         if let Some(heartbeat) = &config.heartbeat {
             heartbeat.task_ended();
         }
