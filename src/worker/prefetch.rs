@@ -201,13 +201,12 @@ pub(super) async fn feed(
                 _ = buffer.slot_idle.notified() => continue,
             }
         }
-        let leased = tokio::select! {
-            _ = stop.changed() => {
-                buffer.release(wanted);
-                break;
-            }
-            leased = queue.lease_batch(&config.id, wanted, config.lease_wait) => leased,
-        };
+        // Not cut short by a stop: tasks leased by a request cut off in flight would stay
+        // invisible until their visibility timeout. A stop waits for the reply instead (at most
+        // the lease wait), and the slots run whatever it brings.
+        let leased = queue
+            .lease_batch(&config.id, wanted, config.lease_wait)
+            .await;
         match leased {
             Ok(leases) => {
                 backoff = MIN_BACKOFF;
