@@ -69,6 +69,11 @@ macro_rules! conformance_cases {
             stored_results_carry_their_task_record: LONG,
             task_times_count_first_results_per_worker_and_kind: LONG,
             prune_deletes_only_finished_jobs_past_the_cutoff: LONG,
+            batch_lease_returns_distinct_tasks_in_priority_order: LONG,
+            batch_leases_expire_independently: EXTENDABLE,
+            batch_result_with_one_stale_token_refuses_only_that_item: LONG,
+            batch_acked_tasks_never_come_back: LONG,
+            batch_leases_of_a_dead_worker_are_reclaimed: LONG,
         }
     };
 }
@@ -161,6 +166,8 @@ mod remote_backend {
     conformance_cases!(instantiate_through_master);
 }
 
+#[path = "backend_conformance/batches.rs"]
+mod batches;
 #[path = "backend_conformance/delivery.rs"]
 mod delivery;
 #[path = "backend_conformance/fencing.rs"]
@@ -174,6 +181,7 @@ mod storage;
 
 /// Every case, by name, for the instantiating macros.
 mod suite {
+    pub use super::batches::*;
     pub use super::delivery::*;
     pub use super::fencing::*;
     pub use super::records::*;

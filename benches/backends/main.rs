@@ -2,7 +2,8 @@
 //! a genome searched end to end on a local grid, then queue overhead with tiny tasks.
 //!
 //! `cargo bench --bench backends` measures 200 MiB (best of 3) and 20,000 tasks; under `cargo test` (no
-//! `--bench` flag) it runs a small smoke pass so the code keeps working.
+//! `--bench` flag) it runs a small smoke pass so the code keeps working. `-- queue` runs only
+//! the queue overhead part.
 
 #[path = "../../tests/common/redis.rs"]
 #[allow(dead_code)]
@@ -18,8 +19,10 @@ fn main() {
     } else {
         (1 << 20, 1, 300)
     };
-    let scratch = tempfile::tempdir().expect("scratch dir");
-    grid::run(genome_bytes, runs, scratch.path());
-    println!();
+    if !std::env::args().any(|arg| arg == "queue") {
+        let scratch = tempfile::tempdir().expect("scratch dir");
+        grid::run(genome_bytes, runs, scratch.path());
+        println!();
+    }
     queue::run(tasks);
 }

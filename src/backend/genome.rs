@@ -10,7 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{BackendResult, Lease, NackOutcome, NewTask, Queue, Store, WorkerId};
+use super::{
+    BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Queue, Store,
+    WorkerId,
+};
 
 /// The task spec key reserved for a genome reference; no job kind may use it for anything else.
 pub const GENOME_SPEC_KEY: &str = "genome";
@@ -125,6 +128,41 @@ impl Queue for GenomeQueue {
     }
     async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
         self.inner.recent_workers(window).await
+    }
+    async fn lease_batch(
+        &self,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> BackendResult<Vec<Lease>> {
+        let leased = self.inner.lease_batch(worker, max, wait).await?;
+        let mut filled = Vec::with_capacity(leased.len());
+        let mut leased = leased.into_iter();
+        while let Some(lease) = leased.next() {
+            match self.fill(lease).await {
+                Ok(Some(lease)) => filled.push(lease),
+                Ok(None) => {}
+                Err(err) => {
+                    // The backend failed mid-batch: the batch's other leases go back (when it
+                    // answers) rather than wait out their visibility timeout.
+                    for lease in filled.iter().chain(leased.as_slice()) {
+                        let _ = self
+                            .inner
+                            .nack(lease, "its batch could not be filled")
+                            .await;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(filled)
+    }
+    async fn complete_batch(
+        &self,
+        store: &dyn Store,
+        items: &[Completion],
+    ) -> BackendResult<Vec<CompletionOutcome>> {
+        self.inner.complete_batch(store, items).await
     }
 }
 

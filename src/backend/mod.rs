@@ -533,6 +533,26 @@ fn no_genomes() -> BackendError {
     BackendError::Other("this backend does not store genomes; ask the master".into())
 }
 
+/// A finished task to settle in a batch: the lease it ran under and the result it produced.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    /// The lease the task ran under (its token fences the result and the ack).
+    pub lease: Lease,
+    /// The task's result, stored before (or atomically with) the ack.
+    pub result: ChunkResult,
+}
+
+/// What happened to one item of [`Queue::complete_batch`]: `Ok(first)` when its result is stored
+/// (first: this write was the first for the chunk) and its lease acked; an error otherwise, in
+/// which case the lease was not acked. [`BackendError::Refused`] means the sender no longer holds
+/// the lease (or the result is out of range); [`BackendError::Unavailable`] means the item was
+/// not settled and may be sent again.
+pub type CompletionOutcome = BackendResult<bool>;
+
+/// Most tasks one batch call leases or settles: enough to amortise a round trip many times over,
+/// small enough that one batch never holds a worker's whole share of a job.
+pub const MAX_BATCH: usize = 256;
+
 /// The task queue: at-least-once delivery with leases.
 #[async_trait]
 pub trait Queue: Send + Sync {
@@ -553,6 +573,55 @@ pub trait Queue: Send + Sync {
     async fn reclaim_expired(&self) -> BackendResult<usize>;
     /// Removes a job's queued tasks and their input. Returns how many were removed.
     async fn cancel_job(&self, job: &str) -> BackendResult<usize>;
+    /// Leases up to `max` tasks for `worker`, highest priority first, waiting up to `wait` for the
+    /// first one only; an empty list when none came. Each lease carries its own token and its own
+    /// visibility deadline, exactly as if leased one by one. The default leases one at a time;
+    /// backends override it to lease the whole batch in one round trip.
+    async fn lease_batch(
+        &self,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> BackendResult<Vec<Lease>> {
+        let mut leases = Vec::new();
+        if max == 0 {
+            return Ok(leases);
+        }
+        let Some(first) = self.lease(worker, wait).await? else {
+            return Ok(leases);
+        };
+        leases.push(first);
+        while leases.len() < max.min(MAX_BATCH) {
+            match self.lease(worker, Duration::ZERO).await {
+                Ok(Some(lease)) => leases.push(lease),
+                // The leases already taken are returned rather than dropped: dropping them would
+                // hide them until their visibility timeout.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(leases)
+    }
+    /// Stores each item's result in `store` and, once it is stored, acks its lease: one outcome
+    /// per item, in order (see [`CompletionOutcome`]). Every item is fenced by its own lease, so
+    /// one stale token refuses that item only. A result is never acked before it is stored, so a
+    /// crash at any point loses no task. The default settles item by item; backends that are
+    /// their own store override it to settle the whole batch in one transaction or round trip,
+    /// and then write to themselves whatever `store` is passed.
+    async fn complete_batch(
+        &self,
+        store: &dyn Store,
+        items: &[Completion],
+    ) -> BackendResult<Vec<CompletionOutcome>> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let outcome = match store.put_chunk_result(&item.lease, &item.result).await {
+                Ok(first) => self.ack(&item.lease).await.map(|()| first),
+                Err(err) => Err(err),
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
     /// Workers that leased or extended within `window`, when the backend itself sees them (with
     /// Redis, workers never talk to the master). `None` when it does not: the embedded master
     /// sees its workers on its own connections.

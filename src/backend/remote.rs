@@ -1,5 +1,6 @@
 //! The embedded backend as a worker or the collector sees it: `Queue` and `Store` calls sent to
-//! the master over the protocol (`lease`, `extend`, `put_result`, `ack`, `nack` for a worker;
+//! the master over the protocol (`lease`, `lease_batch`, `extend`, `put_result`, `ack`,
+//! `complete_batch`, `nack` for a worker;
 //! `record_alert`, `record_worker` for the collector). Each concurrent call has a connection of
 //! its own, taken from a pool of idle ones or opened on demand, so one slot's waiting lease never
 //! holds up another's ack; a connection that fails is dropped. A call that cannot reach the master
@@ -13,12 +14,13 @@ use bytes::Bytes;
 use tokio::sync::Mutex;
 
 use super::{
-    BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary,
-    Lease, NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store, StoredResult,
-    TaskId, TaskTimes, WorkerId, RESULT_PART_BYTES,
+    BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
+    JobRecord, JobStatus, JobSummary, Lease, NackOutcome, NewTask, Progress, PruneReport, Queue,
+    RefusalReason, Store, StoredResult, TaskId, TaskTimes, WorkerId, MAX_BATCH, RESULT_PART_BYTES,
 };
 use crate::protocol::{
-    ClientTls, Dial, ErrorCode, Greeting, Message, NackReply, RequestError, Requester, Role,
+    ClientTls, CompletedTask, CompletionReply, Dial, ErrorCode, Greeting, Message, NackReply,
+    RequestError, Requester, Role,
 };
 
 /// How long to wait for the master to accept a connection.
@@ -106,8 +108,8 @@ impl RemoteBackend {
 
     /// Sends one request and reads its reply on an idle connection (or a new one); a connection
     /// that fails is dropped, one that answered goes back to the pool. `Task` replies also read
-    /// their data frame.
-    async fn request(&self, message: Message) -> BackendResult<(Message, Option<Bytes>)> {
+    /// their data frame, `Tasks` replies one per task.
+    async fn request(&self, message: Message) -> BackendResult<(Message, Vec<Bytes>)> {
         self.request_with_data(message, &[]).await
     }
 
@@ -116,7 +118,7 @@ impl RemoteBackend {
         &self,
         message: Message,
         data: &[&[u8]],
-    ) -> BackendResult<(Message, Option<Bytes>)> {
+    ) -> BackendResult<(Message, Vec<Bytes>)> {
         let pooled = self.idle.lock().await.pop();
         let mut requester = match pooled {
             Some(requester) => requester,
@@ -130,10 +132,15 @@ impl RemoteBackend {
             }
             conn.flush().await?;
             let reply = requester.reply().await?;
-            let data = match &reply {
-                Message::Task { .. } => Some(requester.connection().read_data().await?),
-                _ => None,
+            let frames = match &reply {
+                Message::Task { .. } => 1,
+                Message::Tasks { tasks } => tasks.len(),
+                _ => 0,
             };
+            let mut data = Vec::with_capacity(frames);
+            for _ in 0..frames {
+                data.push(requester.connection().read_data().await?);
+            }
             Ok::<_, RequestError>((reply, data))
         }
         .await;
@@ -160,6 +167,49 @@ impl RemoteBackend {
             }
             Err(err) => Err(self.failed(err)),
         }
+    }
+}
+
+impl RemoteBackend {
+    /// Sends the `pending` completions as one `complete_batch` frame and files their outcomes.
+    /// A frame the master could not be reached for leaves those items `Unavailable`, to be sent
+    /// again; the items already answered keep their outcomes.
+    async fn send_completions(
+        &self,
+        items: &[Completion],
+        pending: &mut Vec<(usize, CompletedTask)>,
+        outcomes: &mut [Option<CompletionOutcome>],
+    ) -> BackendResult<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let (indices, tasks): (Vec<usize>, Vec<CompletedTask>) =
+            std::mem::take(pending).into_iter().unzip();
+        let expected = tasks.len();
+        let replies = match self.request(Message::CompleteBatch { tasks }).await {
+            Ok((Message::BatchCompleted { outcomes }, _)) if outcomes.len() == expected => outcomes,
+            Ok((reply, _)) => return Err(unexpected(&reply)),
+            Err(BackendError::Unavailable(reason)) => {
+                for index in indices {
+                    outcomes[index] = Some(Err(BackendError::Unavailable(reason.clone())));
+                }
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        for (index, reply) in indices.into_iter().zip(replies) {
+            let lease = &items[index].lease;
+            outcomes[index] = Some(match reply {
+                CompletionReply::Stored { first } => Ok(first),
+                CompletionReply::Refused { message } => Err(BackendError::refused(
+                    lease,
+                    RefusalReason::in_message(&message).unwrap_or(RefusalReason::NotHolder),
+                    message,
+                )),
+                CompletionReply::Failed { message } => Err(BackendError::Other(message)),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -205,18 +255,99 @@ impl Queue for RemoteBackend {
                     token,
                     ..
                 },
-                Some(data),
-            ) => Ok(Some(Lease {
+                mut data,
+            ) if data.len() == 1 => Ok(Some(Lease {
                 id: TaskId { job: job_id, chunk },
                 kind,
                 spec,
-                data,
+                data: data.remove(0),
                 worker: worker.to_string(),
                 attempt,
                 token,
             })),
             (reply, _) => Err(unexpected(&reply)),
         }
+    }
+
+    async fn lease_batch(
+        &self,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> BackendResult<Vec<Lease>> {
+        let wait_ms = wait.as_millis() as u64;
+        let max = max.min(MAX_BATCH) as u32;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        match self.request(Message::LeaseBatch { wait_ms, max }).await? {
+            (Message::Tasks { tasks }, data) if data.len() == tasks.len() => Ok(tasks
+                .into_iter()
+                .zip(data)
+                .map(|(task, data)| Lease {
+                    id: TaskId {
+                        job: task.job_id,
+                        chunk: task.chunk,
+                    },
+                    kind: task.kind,
+                    spec: task.spec,
+                    data,
+                    worker: worker.to_string(),
+                    attempt: task.attempt,
+                    token: task.token,
+                })
+                .collect()),
+            (reply, _) => Err(unexpected(&reply)),
+        }
+    }
+
+    /// Sends the batch in frames of at most [`RESULT_PART_BYTES`] of results each, so a frame
+    /// stays well under the master's frame limit; a result too large for that is stored in
+    /// parts and acked on its own, as alone.
+    async fn complete_batch(
+        &self,
+        store: &dyn Store,
+        items: &[Completion],
+    ) -> BackendResult<Vec<CompletionOutcome>> {
+        let mut outcomes: Vec<Option<CompletionOutcome>> = Vec::with_capacity(items.len());
+        let mut pending: Vec<(usize, CompletedTask)> = Vec::new();
+        let mut pending_bytes = 0;
+        for (index, item) in items.iter().enumerate() {
+            outcomes.push(None);
+            let size = serde_json::to_vec(&item.result)
+                .map_err(|e| BackendError::Other(format!("chunk result: {e}")))?
+                .len();
+            if size > RESULT_PART_BYTES {
+                let outcome = match store.put_chunk_result(&item.lease, &item.result).await {
+                    Ok(first) => self.ack(&item.lease).await.map(|()| first),
+                    Err(err) => Err(err),
+                };
+                outcomes[index] = Some(outcome);
+                continue;
+            }
+            if pending_bytes + size > RESULT_PART_BYTES || pending.len() >= MAX_BATCH {
+                self.send_completions(items, &mut pending, &mut outcomes)
+                    .await?;
+                pending_bytes = 0;
+            }
+            pending_bytes += size;
+            pending.push((
+                index,
+                CompletedTask {
+                    job_id: item.lease.id.job.clone(),
+                    token: item.lease.token.clone(),
+                    result: item.result.clone(),
+                },
+            ));
+        }
+        self.send_completions(items, &mut pending, &mut outcomes)
+            .await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| Err(BackendError::Other("batch outcome missing".into())))
+            })
+            .collect())
     }
 
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {

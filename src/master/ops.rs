@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::backend::{BackendResult, Lease, NackOutcome, NewTask, Queue, TaskId, WorkerId};
+use crate::backend::{
+    BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Queue, Store,
+    TaskId, WorkerId,
+};
 
 /// Upper bounds of the task-duration buckets, seconds: a search chunk takes milliseconds, a
 /// Julia band or a particle replica up to minutes.
@@ -277,6 +280,33 @@ impl Queue for MeteredQueue {
             self.counters.leased(lease);
         }
         Ok(lease)
+    }
+
+    async fn lease_batch(
+        &self,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> BackendResult<Vec<Lease>> {
+        let leases = self.inner.lease_batch(worker, max, wait).await?;
+        for lease in &leases {
+            self.counters.leased(lease);
+        }
+        Ok(leases)
+    }
+
+    async fn complete_batch(
+        &self,
+        store: &dyn Store,
+        items: &[Completion],
+    ) -> BackendResult<Vec<CompletionOutcome>> {
+        let outcomes = self.inner.complete_batch(store, items).await?;
+        for (item, outcome) in items.iter().zip(&outcomes) {
+            if outcome.is_ok() {
+                self.counters.acked(&item.lease.id);
+            }
+        }
+        Ok(outcomes)
     }
 
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {

@@ -174,6 +174,58 @@ pub enum NackReply {
     Stale,
 }
 
+/// One task of a `tasks` reply: the fields of a `task` message. Its data frame follows the reply,
+/// in the order of the tasks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskHeader {
+    /// The job.
+    pub job_id: String,
+    /// The chunk.
+    pub chunk: u32,
+    /// The job kind's tag.
+    pub kind: String,
+    /// Kind-specific task spec.
+    pub spec: serde_json::Value,
+    /// 1 on first delivery.
+    pub attempt: u32,
+    /// Proof of this delivery, for extend/ack/nack.
+    pub token: String,
+    /// Size of this task's data frame.
+    pub data_len: u64,
+}
+
+/// One finished task of a `complete_batch` request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompletedTask {
+    /// The job.
+    pub job_id: String,
+    /// The lease's token.
+    pub token: String,
+    /// The result, payload inline.
+    pub result: ChunkResult,
+}
+
+/// What became of one task of a `complete_batch` request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum CompletionReply {
+    /// Stored (first: this write was the first for the chunk) and acked.
+    Stored {
+        /// True if this write was the first for (job, chunk).
+        first: bool,
+    },
+    /// Refused: the sender does not hold the lease, or the result is out of range. Not acked.
+    Refused {
+        /// Why, as the backend words it (it names the reason).
+        message: String,
+    },
+    /// Not settled for another reason (the backend failed); the task may be sent again.
+    Failed {
+        /// What went wrong.
+        message: String,
+    },
+}
+
 /// One protocol message. Serialized as a JSON object whose `type` is the snake_case variant name.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -329,6 +381,30 @@ pub enum Message {
     },
     /// No task arrived within the wait.
     NoTask,
+    /// A worker asks for up to `max` tasks, waiting up to `wait_ms` for the first.
+    LeaseBatch {
+        /// Longest wait in milliseconds.
+        wait_ms: u64,
+        /// Most tasks wanted.
+        max: u32,
+    },
+    /// Answer to `lease_batch`: the tasks leased (none if none arrived within the wait); one
+    /// data frame per task follows, in order.
+    Tasks {
+        /// The tasks.
+        tasks: Vec<TaskHeader>,
+    },
+    /// Stores the results of many leased tasks and acks each one stored, each fenced by its
+    /// own lease.
+    CompleteBatch {
+        /// The finished tasks.
+        tasks: Vec<CompletedTask>,
+    },
+    /// Answer to `complete_batch`: one outcome per task, in order.
+    BatchCompleted {
+        /// The outcomes.
+        outcomes: Vec<CompletionReply>,
+    },
     /// Extends a held lease's visibility deadline.
     Extend {
         /// The job.

@@ -39,8 +39,9 @@ pub use connection::{
     decode_message, Connection, ProtocolError, DEFAULT_MAX_FRAME, PRE_AUTH_MAX_FRAME,
 };
 pub use message::{
-    classify_decode_error, ErrorCode, GenomeRemovalOutcome, InputArrival, JobView, Message,
-    NackReply, PartialResults, ProgressView, Role, PROTOCOL_VERSION,
+    classify_decode_error, CompletedTask, CompletionReply, ErrorCode, GenomeRemovalOutcome,
+    InputArrival, JobView, Message, NackReply, PartialResults, ProgressView, Role, TaskHeader,
+    PROTOCOL_VERSION,
 };
 pub use watchman::{
     Alert, AlertState, HistoryPoint, LivenessState, Severity, WorkerReport, WorkerStatus,

@@ -75,6 +75,21 @@ impl HeartbeatClient {
         }
     }
 
+    /// The slot is done with its current task; whether it completes is counted when its
+    /// result is settled ([`HeartbeatClient::tasks_completed_add`]).
+    pub fn task_ended(&self) {
+        if let Ok(mut current) = self.progress.current_task.lock() {
+            *current = None;
+        }
+    }
+
+    /// `tasks` more tasks had their results stored and their leases acked.
+    pub fn tasks_completed_add(&self, tasks: u64) {
+        self.progress
+            .tasks_completed
+            .fetch_add(tasks, Ordering::Relaxed);
+    }
+
     /// Tasks completed so far.
     pub fn tasks_completed(&self) -> u64 {
         self.progress.tasks_completed.load(Ordering::Relaxed)

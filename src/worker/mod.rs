@@ -1,9 +1,14 @@
 //! The worker: leases chunk tasks, runs the search kernel, stores the result, then acks ("ack
 //! late": a crash before the ack means the task is delivered again, and the first stored result
-//! wins). `--threads N` runs N task slots, each with its own backend handle. While the master is
-//! away every call backs off and retries; on SIGTERM a slot finishes its task, then stops.
+//! wins). `--threads N` runs N task slots. One feeder leases tasks in batches, keeping up to
+//! `--prefetch` of them waiting beside the running ones (`prefetch`); one flusher stores results
+//! and acks them in batches (`flush`). While the master is away every call backs off and
+//! retries; on SIGTERM the worker stops leasing, finishes the tasks it holds, settles their
+//! results, then stops.
 
+mod flush;
 mod heartbeat;
+mod prefetch;
 mod slot;
 
 use std::future::Future;
@@ -12,13 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::backend::config::{Access, Backend, BackendArgs};
 use crate::protocol::{Greeting, Role};
 
 pub use heartbeat::{HeartbeatClient, HEARTBEAT_INTERVAL};
-pub use slot::run_slot;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// `gridwatch worker` flags.
 #[derive(Clone, Debug, clap::Args)]
@@ -34,6 +41,13 @@ pub struct WorkerArgs {
     /// Tasks processed at once (one kernel thread each).
     #[arg(long, env = "GRIDWATCH_THREADS", default_value_t = 1)]
     pub threads: usize,
+    /// Tasks leased ahead, waiting for a free slot [default: --threads]. With many small tasks
+    /// a finished slot then finds its next task at hand instead of waiting a round trip for it,
+    /// and leases travel in batches. Only tasks that recently ran under 100 ms are leased ahead:
+    /// a task waiting behind a long one is withheld from other workers for nothing. Leases of
+    /// waiting tasks are kept extended; on SIGTERM the worker finishes them before it stops.
+    #[arg(long, env = "GRIDWATCH_PREFETCH")]
+    pub prefetch: Option<usize>,
     /// Seconds between lease extensions while a task runs.
     #[arg(long, env = "GRIDWATCH_EXTEND_INTERVAL", default_value_t = 20.0)]
     pub extend_interval: f64,
@@ -77,8 +91,10 @@ pub struct WorkerConfig {
     pub id: String,
     /// How long one lease request waits for a task.
     pub lease_wait: Duration,
-    /// How often a running task's lease is extended.
+    /// How often a running (or prefetched) task's lease is extended.
     pub extend_interval: Duration,
+    /// Most tasks leased ahead of the slots.
+    pub prefetch: usize,
     /// Heartbeats to the agent, and its advice to pause leasing (a firing resource warning).
     pub heartbeat: Option<HeartbeatClient>,
 }
@@ -92,9 +108,10 @@ pub struct WorkerStats {
     pub tasks_failed: AtomicU64,
 }
 
-/// Runs `threads` slots on `backend` until `shutdown` completes and every slot has finished its
-/// current task. The slots share the backend handle: each of its calls runs on a connection of
-/// its own, so one slot's waiting lease never holds up another's ack.
+/// Runs `threads` slots on `backend` until `shutdown` completes and every task the worker has
+/// leased is finished and settled. The feeder, the slots and the flusher share the backend
+/// handle: each of its calls runs on a connection of its own, so a waiting lease never holds up
+/// an ack.
 pub async fn run(
     config: WorkerConfig,
     backend: Backend,
@@ -102,21 +119,55 @@ pub async fn run(
     stats: Arc<WorkerStats>,
     shutdown: impl Future,
 ) {
+    let threads = threads.max(1);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..threads.max(1) {
-        let (config, stats, stop) = (config.clone(), stats.clone(), stop_rx.clone());
-        let (queue, store) = (backend.queue.clone(), backend.store.clone());
-        tasks.spawn(run_slot(index, config, queue, store, stats, stop));
+    let buffer = Arc::new(prefetch::Buffer::new(threads + config.prefetch));
+    let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+    let feeder = tokio::spawn(prefetch::feed(
+        config.clone(),
+        backend.queue.clone(),
+        buffer.clone(),
+        stop_rx.clone(),
+    ));
+    let keeper = tokio::spawn(prefetch::keep_extended(
+        config.clone(),
+        backend.queue.clone(),
+        buffer.clone(),
+    ));
+    let flusher = tokio::spawn(flush::flush(
+        config.clone(),
+        backend.queue.clone(),
+        backend.store.clone(),
+        buffer.clone(),
+        stats.clone(),
+        finished_rx,
+        stop_rx.clone(),
+    ));
+    let mut slots = tokio::task::JoinSet::new();
+    for index in 0..threads {
+        slots.spawn(slot::run_slot(
+            index,
+            config.clone(),
+            backend.queue.clone(),
+            buffer.clone(),
+            finished_tx.clone(),
+            stats.clone(),
+            stop_rx.clone(),
+        ));
     }
+    drop(finished_tx);
     tokio::select! {
         _ = shutdown => {
-            tracing::info!(component = "worker", "stopping: finishing current tasks");
+            tracing::info!(component = "worker", prefetched = buffer.waiting(), "stopping: finishing the tasks in hand");
             let _ = stop_tx.send(true);
         }
-        _ = async { while tasks.join_next().await.is_some() {} } => {}
+        _ = async { while slots.join_next().await.is_some() {} } => {}
     }
-    while tasks.join_next().await.is_some() {}
+    while slots.join_next().await.is_some() {}
+    let _ = feeder.await;
+    keeper.abort();
+    // Every slot has handed over its last result: the flusher settles them, then ends.
+    let _ = flusher.await;
 }
 
 /// The id a worker takes without `--id`: `HOST-PID`, unique among live processes, so the same
@@ -141,10 +192,12 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         .resolve()
         .map_err(|e| WorkerError::Config(e.to_string()))?;
     let threads = args.threads.max(1);
+    let prefetch = args.prefetch.unwrap_or(threads);
     let config = WorkerConfig {
         id: id.clone(),
         lease_wait: Duration::from_secs(2),
         extend_interval: Duration::from_secs_f64(args.extend_interval.max(0.05)),
+        prefetch,
         heartbeat: Some(HeartbeatClient::spawn(
             &id,
             args.agent_socket
@@ -184,7 +237,7 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
     } else {
         master
     };
-    tracing::info!(component = "worker", worker = %id, tasks_from = %source, threads, "worker started");
+    tracing::info!(component = "worker", worker = %id, tasks_from = %source, threads, prefetch, "worker started");
     run(
         config,
         backend,

@@ -1,116 +1,62 @@
-//! One task slot: lease → run the task with its job's kind (on a blocking thread, extending the
-//! lease meanwhile) → store the result → ack. Transport failures back off and retry the same
-//! step, so a master restart costs time, not work.
+//! One task slot: take a leased task from the prefetch buffer → run it with its job's kind (on a
+//! blocking thread, extending the lease meanwhile) → hand the result to the flusher, which stores
+//! it and acks (see `flush`). Transport failures back off and retry the same step, so a master
+//! restart costs time, not work.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use super::{WorkerConfig, WorkerStats};
-use crate::backend::{BackendError, BackendResult, ChunkResult, Lease, Queue, Store, TaskRun};
+use super::prefetch::Buffer;
+use super::{WorkerConfig, WorkerStats, MAX_BACKOFF, MIN_BACKOFF};
+use crate::backend::{BackendError, BackendResult, ChunkResult, Completion, Lease, Queue, TaskRun};
 use crate::jobs::{self, PreparedTask};
-
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The last job's prepared state (for a search: its compiled patterns), reused while consecutive
 /// tasks belong to it.
 type PreparedCache = Option<(String, Arc<dyn PreparedTask>)>;
 
-/// Runs until `stop` turns true (finishing the task in hand).
-pub async fn run_slot(
+/// Runs the tasks the feeder buffers until the buffer is closed and empty (the worker stops
+/// after finishing what it has leased). A finished task goes to the flusher with its lease; a
+/// failed one is nacked here.
+pub(super) async fn run_slot(
     index: usize,
     config: WorkerConfig,
     queue: Arc<dyn Queue>,
-    store: Arc<dyn Store>,
+    buffer: Arc<Buffer>,
+    finished: mpsc::UnboundedSender<Completion>,
     stats: Arc<WorkerStats>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = MIN_BACKOFF;
     let mut cache: PreparedCache = None;
-    while !*stop.borrow() {
-        if let Some(heartbeat) = config.heartbeat.as_ref().filter(|h| h.leasing_paused()) {
-            // Load-aware scheduling: a host whose resources already alarm takes no new work until they recover.
-            tracing::info!(component = "worker", worker = %config.id, slot = index, "leasing paused by the collector");
-            tokio::select! {
-                _ = stop.changed() => break,
-                _ = heartbeat.wait_until_leasing_allowed() => continue,
-            }
+    while let Some(lease) = buffer.take().await {
+        if let Some(heartbeat) = &config.heartbeat {
+            heartbeat.task_started(format!("{}/{}", lease.id.job, lease.id.chunk));
         }
-        let leased = tokio::select! {
-            _ = stop.changed() => break,
-            leased = queue.lease(&config.id, config.lease_wait) => leased,
-        };
-        match leased {
-            Ok(Some(lease)) => {
-                backoff = MIN_BACKOFF;
-                if let Some(heartbeat) = &config.heartbeat {
-                    heartbeat.task_started(format!("{}/{}", lease.id.job, lease.id.chunk));
+        let started = std::time::Instant::now();
+        let outcome = run_task(&config, queue.as_ref(), &lease, &mut cache).await;
+        buffer.ran_for(started.elapsed());
+        if let Some(heartbeat) = &config.heartbeat {
+            heartbeat.task_ended();
+        }
+        match outcome {
+            Ok(result) => {
+                if let Err(unsent) = finished.send(Completion { lease, result }) {
+                    // The flusher is gone only if the worker is being torn down: the lease
+                    // expires and the task is delivered again.
+                    tracing::warn!(component = "worker", slot = index, job = %unsent.0.lease.id.job, chunk = unsent.0.lease.id.chunk, "result dropped at shutdown");
+                    buffer.release(1);
                 }
-                let outcome = process(
-                    &config,
-                    queue.as_ref(),
-                    store.as_ref(),
-                    &lease,
-                    &mut cache,
-                    &stop,
-                )
-                .await;
-                if let Some(heartbeat) = &config.heartbeat {
-                    heartbeat.task_finished(outcome.is_ok());
-                }
-                match outcome {
-                    Ok(()) => stats.tasks_completed.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => stats.tasks_failed.fetch_add(1, Ordering::Relaxed),
-                };
             }
-            Ok(None) => backoff = MIN_BACKOFF,
-            Err(err) => {
-                tracing::warn!(component = "worker", worker = %config.id, slot = index, error = %err, retry_in_ms = backoff.as_millis() as u64, "lease failed");
-                tokio::select! {
-                    _ = stop.changed() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+            Err(error) => {
+                tracing::warn!(component = "worker", slot = index, job = %lease.id.job, chunk = lease.id.chunk, %error, "task failed");
+                let _ = retry(&stop, || queue.nack(&lease, &error)).await;
+                stats.tasks_failed.fetch_add(1, Ordering::Relaxed);
+                buffer.release(1);
             }
         }
     }
-}
-
-/// Runs one leased task to its ack (or nack on a task error).
-async fn process(
-    config: &WorkerConfig,
-    queue: &dyn Queue,
-    store: &dyn Store,
-    lease: &Lease,
-    cache: &mut PreparedCache,
-    stop: &watch::Receiver<bool>,
-) -> Result<(), String> {
-    let result = match run_task(config, queue, lease, cache).await {
-        Ok(result) => result,
-        Err(error) => {
-            tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, %error, "task failed");
-            let _ = retry(stop, || queue.nack(lease, &error)).await;
-            return Err(error);
-        }
-    };
-    let first = match retry(stop, || store.put_chunk_result(lease, &result)).await {
-        Ok(first) => first,
-        Err(err @ BackendError::Refused { .. }) => {
-            // The lease was lost (reclaimed, the master restarted): the task's current holder
-            // stores the result; an ack would be refused too.
-            tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, error = %err, "result refused");
-            return Err(err.to_string());
-        }
-        Err(err) => return Err(err.to_string()),
-    };
-    retry(stop, || queue.ack(lease))
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::debug!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, matches = result.matches, first, "task done");
-    Ok(())
 }
 
 /// Runs the task with its job's kind on a blocking thread, extending the lease while it runs.

@@ -1,6 +1,6 @@
 //! The embedded backend as a worker reaches it: a real master serves a temporary embedded
-//! backend on a free port, and the worker's calls (`lease`, `extend`, `ack`, `nack`,
-//! `put_chunk_result`) go over the protocol through one `RemoteBackend` per worker id, as in a
+//! backend on a free port, and the worker's calls (`lease`, `lease_batch`, `extend`, `ack`,
+//! `complete_batch`, `nack`, `put_chunk_result`) go over the protocol through one `RemoteBackend` per worker id, as in a
 //! running grid. The calls the master keeps for itself (enqueue, reclaim, cancel, job state,
 //! alerts, reading results) go to the master's own backend, where a running grid makes them too;
 //! so do the part-by-part result calls, which the master makes for a worker's `put_result`.
@@ -18,9 +18,9 @@ use bytes::Bytes;
 use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::remote::RemoteBackend;
 use gridwatch::backend::{
-    BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary, Lease,
-    NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store, StoredResult,
-    TaskTimes, WorkerId,
+    BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome, JobRecord, JobStatus,
+    JobSummary, Lease, NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store,
+    StoredResult, TaskTimes, WorkerId,
 };
 use gridwatch::master::{MasterConfig, MasterState};
 use tokio::net::TcpListener;
@@ -90,6 +90,21 @@ impl Queue for WithoutSweep {
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
         self.0.lease(worker, wait).await
     }
+    async fn lease_batch(
+        &self,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> BackendResult<Vec<Lease>> {
+        self.0.lease_batch(worker, max, wait).await
+    }
+    async fn complete_batch(
+        &self,
+        store: &dyn Store,
+        items: &[Completion],
+    ) -> BackendResult<Vec<CompletionOutcome>> {
+        self.0.complete_batch(store, items).await
+    }
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
         self.0.extend(lease).await
     }
@@ -135,6 +150,27 @@ impl Queue for WorkerSide {
     }
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
         self.worker(worker).lease(worker, wait).await
+    }
+    async fn lease_batch(
+        &self,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> BackendResult<Vec<Lease>> {
+        self.worker(worker).lease_batch(worker, max, wait).await
+    }
+    /// One worker's batch (the cases never mix workers in one), over the protocol.
+    async fn complete_batch(
+        &self,
+        _store: &dyn Store,
+        items: &[Completion],
+    ) -> BackendResult<Vec<CompletionOutcome>> {
+        let Some(first) = items.first() else {
+            return Ok(Vec::new());
+        };
+        self.worker(&first.lease.worker)
+            .complete_batch(self, items)
+            .await
     }
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
         self.worker(&lease.worker).extend(lease).await

@@ -22,9 +22,10 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::{
-    BackendError, BackendResult, ChunkResult, CreateOutcome, GenomeRecord, GenomeRemoval,
-    GenomeWriter, JobRecord, JobStatus, JobSummary, Lease, NackOutcome, NewTask, Progress,
-    PruneReport, Queue, RefusalReason, Store, StoredResult, TaskTimes, WorkerId,
+    BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
+    GenomeRecord, GenomeRemoval, GenomeWriter, JobRecord, JobStatus, JobSummary, Lease,
+    NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store, StoredResult,
+    TaskTimes, WorkerId, MAX_BATCH, RESULT_PART_BYTES,
 };
 use db::Db;
 
@@ -153,6 +154,85 @@ impl Queue for EmbeddedBackend {
                 return Ok(None);
             }
         }
+    }
+
+    async fn lease_batch(
+        &self,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> BackendResult<Vec<Lease>> {
+        let max = max.min(MAX_BATCH);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.task_ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let config = self.config.clone();
+            let owner = worker.to_string();
+            let leased = self
+                .db
+                .call(move |state| queue::lease_batch(state, &config, &owner, max))
+                .await?;
+            if !leased.is_empty() {
+                return tokio::task::spawn_blocking(move || {
+                    leased
+                        .into_iter()
+                        .map(|(mut lease, range)| {
+                            lease.data = range.read()?;
+                            Ok(lease)
+                        })
+                        .collect()
+                })
+                .await
+                .map_err(|err| BackendError::Other(format!("spool read: {err}")))?;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    /// Settles the batch in one transaction. A result whose payload is too large for one part
+    /// is stored in parts, as alone, and settled on its own.
+    async fn complete_batch(
+        &self,
+        _store: &dyn Store,
+        items: &[Completion],
+    ) -> BackendResult<Vec<CompletionOutcome>> {
+        let mut small = Vec::with_capacity(items.len());
+        let mut large = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let size = serde_json::to_vec(&item.result.payload).map_or(0, |text| text.len());
+            if size > RESULT_PART_BYTES {
+                large.push(index);
+            } else {
+                small.push(item.clone());
+            }
+        }
+        let settled = self
+            .db
+            .call(move |state| queue::complete_batch(state, &small))
+            .await?;
+        let mut settled = settled.into_iter();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let outcome = if large.contains(&index) {
+                match self.put_chunk_result(&item.lease, &item.result).await {
+                    Ok(first) => self.ack(&item.lease).await.map(|()| first),
+                    Err(err) => Err(err),
+                }
+            } else {
+                settled
+                    .next()
+                    .unwrap_or_else(|| Err(BackendError::Other("batch outcome missing".into())))
+            };
+            outcomes.push(self.count_refusal(outcome));
+        }
+        Ok(outcomes)
     }
 
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {

@@ -6,7 +6,9 @@
 use bytes::Bytes;
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use crate::backend::{BackendResult, Lease, NackOutcome, NewTask, Priority, TaskId};
+use crate::backend::{
+    BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Priority, TaskId,
+};
 
 use super::db::{sql_error, DbState, SpoolRange};
 use super::EmbeddedConfig;
@@ -119,6 +121,147 @@ pub(super) fn lease(
     Ok(Some((lease, range)))
 }
 
+/// A queued task as the lease query reads it: rowid, job, chunk, spec, attempts, spool offset,
+/// spool length, kind.
+type QueuedRow = (i64, String, u32, String, u32, i64, i64, String);
+
+/// Leases up to `max` queued tasks in one transaction, highest priority first then oldest, each
+/// with its own fresh token and deadline. The leases' `data` are empty: the caller reads the
+/// returned spool ranges off the database thread.
+pub(super) fn lease_batch(
+    state: &mut DbState,
+    config: &EmbeddedConfig,
+    worker: &str,
+    max: usize,
+) -> BackendResult<Vec<(Lease, SpoolRange)>> {
+    let deadline = state.now() + config.visibility_timeout.as_secs_f64();
+    let tx = state.conn.transaction().map_err(sql_error)?;
+    let rows: Vec<QueuedRow> = {
+        let mut select = tx
+            .prepare_cached(
+                "SELECT rowid, job, chunk, spec, attempts, spool_offset, spool_len, kind FROM tasks
+                 WHERE state = 'queued' ORDER BY priority, rowid LIMIT ?1",
+            )
+            .map_err(sql_error)?;
+        let rows = select
+            .query_map(params![max as i64], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                ))
+            })
+            .map_err(sql_error)?;
+        rows.collect::<Result<_, _>>().map_err(sql_error)?
+    };
+    let mut leased = Vec::with_capacity(rows.len());
+    {
+        let mut update = tx
+            .prepare_cached(
+                "UPDATE tasks SET state = 'leased', worker = ?2, deadline = ?3, attempts = ?4,
+                    token = ?5
+                 WHERE rowid = ?1",
+            )
+            .map_err(sql_error)?;
+        for (rowid, job, chunk, spec, attempts, offset, len, kind) in rows {
+            let token = new_token();
+            update
+                .execute(params![rowid, worker, deadline, attempts + 1, token])
+                .map_err(sql_error)?;
+            leased.push((job, chunk, spec, attempts + 1, offset, len, kind, token));
+        }
+    }
+    tx.commit().map_err(sql_error)?;
+    let mut leases = Vec::with_capacity(leased.len());
+    for (job, chunk, spec, attempt, offset, len, kind, token) in leased {
+        // A spec that does not decode still becomes a lease: its worker fails and nacks it, as
+        // it would one leased alone, instead of the whole batch being lost in limbo.
+        let spec = serde_json::from_str(&spec).unwrap_or(serde_json::Value::Null);
+        let range = SpoolRange {
+            path: state.spool_file(&job),
+            offset: offset as u64,
+            len: len as u64,
+        };
+        let lease = Lease {
+            id: TaskId { job, chunk },
+            kind,
+            spec,
+            data: Bytes::new(),
+            worker: worker.to_string(),
+            attempt,
+            token,
+        };
+        leases.push((lease, range));
+    }
+    Ok(leases)
+}
+
+/// Stores each item's result and acks its lease in one transaction: one WAL commit for the whole
+/// batch. Each item runs in a savepoint, so an item refused (stale token, out of range) is rolled
+/// back alone while the others commit; an item is acked only after its result is recorded. Each
+/// job's status is settled once, after all of its results.
+pub(super) fn complete_batch(
+    state: &mut DbState,
+    items: &[Completion],
+) -> BackendResult<Vec<CompletionOutcome>> {
+    state.conn.execute_batch("BEGIN").map_err(sql_error)?;
+    match complete_in_transaction(state, items) {
+        Ok((outcomes, jobs)) => {
+            state.conn.execute_batch("COMMIT").map_err(sql_error)?;
+            // Spools are files, outside the transaction: freed only once the acks are durable.
+            for job in jobs {
+                release_spool_if_drained(state, &job)?;
+            }
+            Ok(outcomes)
+        }
+        Err(err) => {
+            let _ = state.conn.execute_batch("ROLLBACK");
+            Err(err)
+        }
+    }
+}
+
+/// The outcomes, and the jobs that had an item settled.
+type Settled = (Vec<CompletionOutcome>, Vec<String>);
+
+fn complete_in_transaction(state: &mut DbState, items: &[Completion]) -> BackendResult<Settled> {
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut jobs: Vec<String> = Vec::new();
+    for item in items {
+        state
+            .conn
+            .execute_batch("SAVEPOINT item")
+            .map_err(sql_error)?;
+        let outcome = super::store::record_result(state, &item.lease, &item.result, 0)
+            .and_then(|first| delete_acked(state, &item.lease).map(|_| first));
+        match &outcome {
+            Ok(_) => {
+                if !jobs.contains(&item.lease.id.job) {
+                    jobs.push(item.lease.id.job.clone());
+                }
+                state
+                    .conn
+                    .execute_batch("RELEASE item")
+                    .map_err(sql_error)?;
+            }
+            Err(_) => state
+                .conn
+                .execute_batch("ROLLBACK TO item; RELEASE item")
+                .map_err(sql_error)?,
+        }
+        outcomes.push(outcome);
+    }
+    for job in &jobs {
+        super::store::settle_status(state, job)?;
+    }
+    Ok((outcomes, jobs))
+}
+
 /// A delivery's token: 128 random bits from the operating system, in hex behind a letter (so
 /// SQLite never mistakes it for a number), unguessable by other connections.
 fn new_token() -> String {
@@ -152,6 +295,14 @@ pub(super) fn extend(
 
 /// Deletes an acked task; frees the job's spool once no task of the job remains.
 pub(super) fn ack(state: &mut DbState, lease: &Lease) -> BackendResult<()> {
+    if delete_acked(state, lease)? {
+        release_spool_if_drained(state, &lease.id.job)?;
+    }
+    Ok(())
+}
+
+/// Deletes the task of a held lease; false if the lease is not held (a stale ack is ignored).
+fn delete_acked(state: &mut DbState, lease: &Lease) -> BackendResult<bool> {
     let changed = state
         .conn
         .prepare_cached(
@@ -166,10 +317,7 @@ pub(super) fn ack(state: &mut DbState, lease: &Lease) -> BackendResult<()> {
             lease.worker
         ])
         .map_err(sql_error)?;
-    if changed == 1 {
-        release_spool_if_drained(state, &lease.id.job)?;
-    }
-    Ok(())
+    Ok(changed == 1)
 }
 
 /// Returns a failed task: queued again, or dead-lettered (failing its job) at `max_attempts`.

@@ -167,7 +167,7 @@ pub(super) fn accept_job(state: &mut DbState, id: &str, total_chunks: u32) -> Ba
 }
 
 /// Moves an unfinished, accepted job to processing or completed according to its results.
-fn settle_status(state: &mut DbState, id: &str) -> BackendResult<()> {
+pub(super) fn settle_status(state: &mut DbState, id: &str) -> BackendResult<()> {
     let now = state.now();
     state
         .conn
@@ -362,6 +362,19 @@ fn store_result(
     result: &ChunkResult,
     parts: u32,
 ) -> BackendResult<bool> {
+    let first = record_result(state, lease, result, parts)?;
+    settle_status(state, &lease.id.job)?;
+    Ok(first)
+}
+
+/// [`store_result`] without settling the job's status: a batch settles each of its jobs once,
+/// after all its results, since settling counts the job's stored results.
+pub(super) fn record_result(
+    state: &mut DbState,
+    lease: &Lease,
+    result: &ChunkResult,
+    parts: u32,
+) -> BackendResult<bool> {
     let (job, chunk) = (&lease.id.job, lease.id.chunk);
     if result.chunk != chunk {
         return Err(BackendError::Other(format!(
@@ -421,7 +434,6 @@ fn store_result(
         records::count_task(state, &lease.worker, &run)?;
     }
     drop_unread_parts(state, lease, parts)?;
-    settle_status(state, job)?;
     Ok(inserted == 1)
 }
 

@@ -13,10 +13,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::keys::{self, DEAD_LETTER_CAP, DEAD_LETTER_STREAM, GROUP, RECLAIMER, TASK_STREAMS};
+use super::keys::{
+    self, DEAD_LETTER_CAP, DEAD_LETTER_STREAM, GROUP, RECLAIMER, RESULTS_REFUSED, TASK_STREAMS,
+    TASK_WORKERS_INDEX,
+};
+use super::store::script_outcome;
 use super::{backend_error, RedisBackend};
 use crate::backend::{
-    BackendError, BackendResult, Lease, NackOutcome, NewTask, Queue, TaskId, WorkerId,
+    BackendError, BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Queue,
+    Store, StoredResult, TaskId, WorkerId, MAX_BATCH, RESULT_PART_BYTES, TASK_TIMES_KEPT,
 };
 
 /// What one run of the lease script found.
@@ -78,6 +83,157 @@ impl Queue for RedisBackend {
                 }
             }
         }
+    }
+
+    /// Leases the batch with one script (`lease_batch.lua`): one round trip, each delivery with
+    /// its own nonce, in priority order as leased one by one.
+    async fn lease_batch(
+        &self,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> BackendResult<Vec<Lease>> {
+        let max = max.min(MAX_BATCH);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            let nonces: Vec<String> = (0..max)
+                .map(|_| uuid::Uuid::new_v4().simple().to_string())
+                .collect();
+            let mut invocation = self.scripts.lease_batch.prepare_invoke();
+            invocation
+                .key(&TASK_STREAMS[..])
+                .key(DEAD_LETTER_STREAM)
+                .arg(GROUP)
+                .arg(worker)
+                .arg(DEAD_LETTER_CAP)
+                .arg(INLINE_INPUT_LIMIT)
+                .arg(max);
+            for nonce in &nonces {
+                invocation.arg(nonce);
+            }
+            let replies: Vec<Vec<Value>> = self.invoke(&invocation).await?;
+            let mut leases = Vec::new();
+            let mut newest = None;
+            for (reply, nonce) in replies.into_iter().zip(&nonces) {
+                match parse_lease_reply(reply, worker, nonce)? {
+                    LeaseAttempt::Leased(lease, InputBytes::Inline) => leases.push(lease),
+                    LeaseAttempt::Leased(lease, InputBytes::Fetch) => {
+                        if let Some(lease) = self.with_input(lease).await? {
+                            leases.push(lease);
+                        }
+                    }
+                    LeaseAttempt::Drained(last) => {
+                        newest.get_or_insert(last);
+                    }
+                }
+            }
+            if !leases.is_empty() {
+                return Ok(leases);
+            }
+            let Some(newest) = newest else { continue };
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(leases);
+            }
+            self.wait_for_entries_after(&newest, deadline - now).await?;
+        }
+    }
+
+    /// Settles the batch with one script (`complete.lua`: store the result, then ack, per item):
+    /// one round trip. A result whose payload is too large for one part is stored in
+    /// parts, as alone, and settled on its own.
+    async fn complete_batch(
+        &self,
+        _store: &dyn Store,
+        items: &[Completion],
+    ) -> BackendResult<Vec<CompletionOutcome>> {
+        let now = crate::time::unix_now();
+        let mut invocation = self.scripts.complete.prepare_invoke();
+        let mut batched = 0usize;
+        let mut outcomes: Vec<Option<CompletionOutcome>> = Vec::with_capacity(items.len());
+        for item in items {
+            let (lease, result) = (&item.lease, &item.result);
+            let (job, chunk) = (&lease.id.job, lease.id.chunk);
+            if result.chunk != chunk {
+                outcomes.push(Some(Err(BackendError::Other(format!(
+                    "result names chunk {} but its lease is for chunk {chunk}",
+                    result.chunk
+                )))));
+                continue;
+            }
+            let inline = serde_json::to_vec(&result.payload)
+                .map_err(|e| BackendError::Other(format!("job {job:?} chunk result: {e}")))?;
+            if inline.len() > RESULT_PART_BYTES {
+                let outcome = match self.put_chunk_result(lease, result).await {
+                    Ok(first) => self.ack(lease).await.map(|()| first),
+                    Err(err) => Err(err),
+                };
+                outcomes.push(Some(outcome));
+                continue;
+            }
+            let token = parse_token(&lease.token);
+            let run = result.run.stored(lease, now);
+            let header = StoredResult {
+                chunk,
+                matches: result.matches,
+                worker: lease.worker.clone(),
+                parts: 1,
+                run: run.clone(),
+            };
+            let header = serde_json::to_string(&header)
+                .map_err(|e| BackendError::Other(format!("job {job:?} chunk result: {e}")))?;
+            invocation
+                .key(keys::job_status(job))
+                .key(keys::job_stats(job))
+                .key(keys::job_info(job))
+                .key(keys::job_results(job))
+                .key(&TASK_STREAMS[..])
+                .key(keys::job_result_staging(job, chunk, token.entry_id))
+                .key(keys::job_result_parts(job, chunk))
+                .key(RESULTS_REFUSED)
+                .key(keys::worker_tasks_completed(&lease.worker))
+                .key(keys::worker_task_times(&lease.worker, &run.kind))
+                .key(TASK_WORKERS_INDEX)
+                .arg(job)
+                .arg(chunk)
+                .arg(header)
+                .arg(result.matches)
+                .arg(GROUP)
+                .arg(token.stream_index)
+                .arg(token.entry_id)
+                .arg(&lease.worker)
+                .arg(token.nonce)
+                .arg(0)
+                .arg(inline)
+                .arg(&run.kind)
+                .arg(run.elapsed_secs.map(|s| s.to_string()).unwrap_or_default())
+                .arg(TASK_TIMES_KEPT);
+            batched += 1;
+            outcomes.push(None);
+        }
+        let replies: Vec<(i64, String)> = if batched == 0 {
+            Vec::new()
+        } else {
+            invocation.arg(batched);
+            self.invoke(&invocation).await?
+        };
+        let mut replies = replies.into_iter();
+        Ok(items
+            .iter()
+            .zip(outcomes)
+            .map(|(item, outcome)| match outcome {
+                Some(outcome) => outcome,
+                None => match replies.next() {
+                    Some((code, detail)) => {
+                        script_outcome(&item.lease, code, detail).map(|stored| stored == 1)
+                    }
+                    None => Err(BackendError::Other("batch reply missing".into())),
+                },
+            })
+            .collect())
     }
 
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {

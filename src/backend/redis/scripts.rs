@@ -24,6 +24,39 @@ macro_rules! fenced_script {
     };
 }
 
+/// The script that stores results and acks their deliveries, a batch at a time: `put_result.lua`
+/// wrapped as a function (reading the KEYS and ARGV the batch rebinds per item), then the acks.
+macro_rules! complete_script {
+    () => {
+        concat!(
+            include_str!("lua/common.lua"),
+            include_str!("lua/fence.lua"),
+            include_str!("lua/settle.lua"),
+            // Within a batch the job's status is settled once per job, after its results, not
+            // after each one: put_result.lua's call binds to this no-op.
+            "local settle_after_batch = settle_status\n",
+            "local settle_status = function() end\n",
+            "local function store_result()\n",
+            include_str!("lua/put_result.lua"),
+            "\nend\n",
+            include_str!("lua/complete.lua")
+        )
+    };
+}
+
+/// The script that leases a batch: `lease.lua` wrapped as a function, run once per task.
+macro_rules! lease_batch_script {
+    () => {
+        concat!(
+            include_str!("lua/common.lua"),
+            "local function lease_one()\n",
+            include_str!("lua/lease.lua"),
+            "\nend\n",
+            include_str!("lua/lease_batch.lua")
+        )
+    };
+}
+
 /// Prepends the status-settling helper to a store script.
 macro_rules! settling_script {
     ($file:literal) => {
@@ -47,6 +80,8 @@ pub(super) struct Scripts {
     pub set_status: Script,
     pub put_result: Script,
     pub stage_part: Script,
+    pub complete: Script,
+    pub lease_batch: Script,
 }
 
 impl Scripts {
@@ -66,6 +101,8 @@ impl Scripts {
             set_status: Script::new(include_str!("lua/set_status.lua")),
             put_result: Script::new(fenced_script!("lua/put_result.lua")),
             stage_part: Script::new(fenced_script!("lua/stage_part.lua")),
+            complete: Script::new(complete_script!()),
+            lease_batch: Script::new(lease_batch_script!()),
         }
     }
 }

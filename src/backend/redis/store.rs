@@ -660,7 +660,7 @@ fn decode_summary(id: &str, triple: &[::redis::Value]) -> BackendResult<Option<J
 
 /// Maps a result script's {code, detail} reply: 1 stored, 0 not the first, -1 no job, -2 refused
 /// (detail: the reason), -3 parts missing.
-fn script_outcome(lease: &Lease, code: i64, detail: String) -> BackendResult<i64> {
+pub(super) fn script_outcome(lease: &Lease, code: i64, detail: String) -> BackendResult<i64> {
     match code {
         -1 => Err(BackendError::NoSuchJob(lease.id.job.clone())),
         -2 => {

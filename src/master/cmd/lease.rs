@@ -1,14 +1,19 @@
 //! The worker-facing requests of the embedded backend: `lease`, `extend`, `put_result`, `ack`,
-//! `nack`. Each maps to one `Queue`/`Store` call for the worker named in the connection's hello,
-//! which is what `backend::remote` calls on the other side. The backend fences every result by
+//! `nack`, and their batched forms `lease_batch` and `complete_batch`. Each maps to one
+//! `Queue`/`Store` call for the worker named in the connection's hello, which is what
+//! `backend::remote` calls on the other side. The backend fences every result by
 //! the lease it names; a refusal is logged as a warning and counted (see `/metrics`).
 
 use std::time::Duration;
 
 use super::{Conn, HandlerError, Session};
-use crate::backend::{BackendError, ChunkResult, Lease, NackOutcome, TaskId};
+use crate::backend::{
+    BackendError, ChunkResult, Completion, Lease, NackOutcome, TaskId, MAX_BATCH,
+};
 use crate::master::MasterState;
-use crate::protocol::{ErrorCode, Message, NackReply, ProtocolError, Role};
+use crate::protocol::{
+    CompletedTask, CompletionReply, ErrorCode, Message, NackReply, ProtocolError, Role, TaskHeader,
+};
 
 /// Longest a lease request may wait for a task, whatever the worker asks (keeps the worker's
 /// liveness fresh in the registry).
@@ -33,6 +38,12 @@ pub async fn apply(
     state.workers.touch(&worker);
     let reply = match message {
         Message::Lease { wait_ms } => return lease(conn, state, &worker, wait_ms).await,
+        Message::LeaseBatch { wait_ms, max } => {
+            return lease_batch(conn, state, &worker, wait_ms, max).await
+        }
+        Message::CompleteBatch { tasks } => Message::BatchCompleted {
+            outcomes: complete_batch(state, session, &worker, tasks).await?,
+        },
         Message::Extend {
             job_id,
             chunk,
@@ -155,6 +166,63 @@ async fn put_result(
     }
 }
 
+/// Settles a batch of finished tasks in one backend call; each refusal is logged, counted and
+/// alerted on as a single refused result is, and answered in that task's outcome only.
+async fn complete_batch(
+    state: &MasterState,
+    session: &Session,
+    worker: &str,
+    tasks: Vec<CompletedTask>,
+) -> Result<Vec<CompletionReply>, HandlerError> {
+    if tasks.len() > MAX_BATCH {
+        return Err(HandlerError::fatal(
+            ErrorCode::BadMessage,
+            format!(
+                "a batch of {} tasks is larger than the {MAX_BATCH} allowed",
+                tasks.len()
+            ),
+        ));
+    }
+    let items: Vec<Completion> = tasks
+        .into_iter()
+        .map(|task| Completion {
+            lease: handle(task.job_id, task.result.chunk, task.token, worker),
+            result: task.result,
+        })
+        .collect();
+    let outcomes = state
+        .queue
+        .complete_batch(state.store.as_ref(), &items)
+        .await?;
+    let mut replies = Vec::with_capacity(items.len());
+    for (item, outcome) in items.iter().zip(outcomes) {
+        let lease = &item.lease;
+        replies.push(match outcome {
+            Ok(first) => CompletionReply::Stored { first },
+            Err(err @ BackendError::Refused { reason, .. }) => {
+                tracing::warn!(component = "master", worker = %lease.worker, peer = %session.peer, error = %err, "result refused");
+                state
+                    .refusal_alerts
+                    .raise(
+                        state.store.as_ref(),
+                        &lease.worker,
+                        reason,
+                        &lease.id.job,
+                        lease.id.chunk,
+                    )
+                    .await;
+                CompletionReply::Refused {
+                    message: err.to_string(),
+                }
+            }
+            Err(err) => CompletionReply::Failed {
+                message: err.to_string(),
+            },
+        });
+    }
+    Ok(replies)
+}
+
 /// A lease handle rebuilt from the fields a worker sends back (data is not needed to settle it).
 fn handle(job: String, chunk: u32, token: String, worker: &str) -> Lease {
     Lease {
@@ -226,6 +294,72 @@ async fn lease(
             .nack(&lease, "worker disconnected before receiving the task")
             .await;
         tracing::info!(component = "master", job = %lease.id.job, chunk = lease.id.chunk, worker = %lease.worker, "task returned to the queue: its worker disconnected before receiving it");
+        return Err(err.into());
+    }
+    Ok(())
+}
+
+/// Waits for up to `max` tasks and sends them, then their data frames. As with a single lease,
+/// a worker gone before it receives them gets them returned to the queue at once.
+async fn lease_batch(
+    conn: &mut Conn,
+    state: &MasterState,
+    worker: &str,
+    wait_ms: u64,
+    max: u32,
+) -> Result<(), HandlerError> {
+    let wait = Duration::from_millis(wait_ms).min(MAX_LEASE_WAIT);
+    let max = (max as usize).min(MAX_BATCH);
+    let queue = state.queue.clone();
+    let owner = worker.to_string();
+    let mut waiting = tokio::spawn(async move { queue.lease_batch(&owner, max, wait).await });
+    let leases = tokio::select! {
+        biased;
+        joined = &mut waiting => joined
+            .map_err(|err| BackendError::Other(format!("lease wait failed: {err}")))??,
+        () = peer_closed(conn) => {
+            let queue = state.queue.clone();
+            tokio::spawn(async move {
+                if let Ok(Ok(leases)) = waiting.await {
+                    for lease in leases {
+                        let _ = queue
+                            .nack(&lease, "worker disconnected while waiting for a task")
+                            .await;
+                    }
+                }
+            });
+            return Err(ProtocolError::Closed.into());
+        }
+    };
+    let header = Message::Tasks {
+        tasks: leases
+            .iter()
+            .map(|lease| TaskHeader {
+                job_id: lease.id.job.clone(),
+                chunk: lease.id.chunk,
+                kind: lease.kind.clone(),
+                spec: lease.spec.clone(),
+                attempt: lease.attempt,
+                token: lease.token.clone(),
+                data_len: lease.data.len() as u64,
+            })
+            .collect(),
+    };
+    let sent = async {
+        conn.send_message(&header).await?;
+        for lease in &leases {
+            conn.send_frame(&lease.data).await?;
+        }
+        conn.flush().await
+    }
+    .await;
+    if let Err(err) = sent {
+        for lease in &leases {
+            let _ = state
+                .queue
+                .nack(lease, "worker disconnected before receiving the task")
+                .await;
+        }
         return Err(err.into());
     }
     Ok(())

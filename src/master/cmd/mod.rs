@@ -184,6 +184,8 @@ async fn route(
         Message::ListGenomes => genomes::list(conn, state).await,
         Message::RemoveGenomes { hashes } => genomes::remove(conn, state, hashes).await,
         Message::Lease { .. }
+        | Message::LeaseBatch { .. }
+        | Message::CompleteBatch { .. }
         | Message::Extend { .. }
         | Message::PutResult { .. }
         | Message::Ack { .. }
