@@ -124,6 +124,7 @@ async fn measure_through_master(tasks: u32) -> Measurement {
         insecure: false,
         http: None,
         keep_finished: gridwatch::master::Retention(None),
+        keep_genomes: gridwatch::master::Retention(None),
     };
     let state = Arc::new(MasterState::new(owner.clone(), owner.clone(), config));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
