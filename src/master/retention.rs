@@ -53,22 +53,38 @@ pub async fn prune(state: &MasterState, older_than_secs: f64) -> Result<PruneRep
     Ok(report)
 }
 
-/// Sweeps every [`sweep_interval`] until `stop` completes. A failed sweep is logged and tried
-/// again at the next one.
+/// What a retention sweep deletes.
+#[derive(Clone, Copy, Debug)]
+pub enum Sweep {
+    /// Finished jobs older than the retention time ([`prune`]).
+    FinishedJobs,
+    /// Stored genomes unused for the retention time and used by no unfinished job
+    /// ([`prune_genomes`]).
+    UnusedGenomes,
+}
+
+/// Sweeps `what` every [`sweep_interval`] of `keep` until `stop` completes. A failed sweep is
+/// logged and tried again at the next one.
 pub async fn run(
     state: std::sync::Arc<MasterState>,
+    what: Sweep,
     keep: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
     let mut ticker = tokio::time::interval(sweep_interval(keep));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let older_than = keep.as_secs_f64();
     loop {
         tokio::select! {
             _ = &mut stop => return,
             _ = ticker.tick() => {
-                if let Err(err) = prune(&state, keep.as_secs_f64()).await {
-                    tracing::warn!(component = "master", error = %err, "retention sweep failed");
+                let swept = match what {
+                    Sweep::FinishedJobs => prune(&state, older_than).await.map(drop),
+                    Sweep::UnusedGenomes => prune_genomes(&state, older_than).await.map(drop),
+                };
+                if let Err(err) = swept {
+                    tracing::warn!(component = "master", error = %err, sweep = ?what, "retention sweep failed");
                 }
             }
         }
@@ -105,26 +121,6 @@ pub async fn prune_genomes(
     Ok(removed)
 }
 
-/// Sweeps stored genomes every [`sweep_interval`] of `keep` until `stop` completes.
-pub async fn run_genomes(
-    state: std::sync::Arc<MasterState>,
-    keep: Duration,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(stop);
-    let mut ticker = tokio::time::interval(sweep_interval(keep));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = ticker.tick() => {
-                if let Err(err) = prune_genomes(&state, keep.as_secs_f64()).await {
-                    tracing::warn!(component = "master", error = %err, "genome retention sweep failed");
-                }
-            }
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
