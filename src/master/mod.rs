@@ -155,11 +155,21 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     }
     if let Some(keep) = state.config.keep_finished.0 {
         let sweep = retention::Sweep::FinishedJobs;
-        tokio::spawn(retention::run(state.clone(), sweep, keep, stopped(stop.clone())));
+        tokio::spawn(retention::run(
+            state.clone(),
+            sweep,
+            keep,
+            stopped(stop.clone()),
+        ));
     }
     if let Some(keep) = state.config.keep_genomes.0 {
         let sweep = retention::Sweep::UnusedGenomes;
-        tokio::spawn(retention::run(state.clone(), sweep, keep, stopped(stop.clone())));
+        tokio::spawn(retention::run(
+            state.clone(),
+            sweep,
+            keep,
+            stopped(stop.clone()),
+        ));
     }
     let http_task = http_listener.map(|listener| {
         let http_state = http::HttpState {

@@ -121,7 +121,6 @@ pub async fn prune_genomes(
     Ok(removed)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

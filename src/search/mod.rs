@@ -88,27 +88,13 @@ thread_local! {
 /// Adds the matches starting in one chunk's owned range to `counts` (indexed by pattern): the
 /// totals `search_chunk_with` would report, without a call per match where the engine allows.
 pub fn count_chunk(set: &PatternSet, chunk: &Chunk<'_>, counts: &mut [StrandCounts]) {
-    let owned = chunk.owned_len.min(chunk.bases.len());
-    if owned == 0 {
-        return;
-    }
-    let verify = |needle: &matcher::Needle, start: usize, limit: u32| {
-        set.mismatches_at(
-            needle.pattern as usize,
-            needle.strand,
-            chunk.bases,
-            start,
-            limit,
-        )
-    };
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
+    with_kernel(set, chunk, |owned, verify, scratch| {
         matcher::count(
             set.engine(),
             chunk.bases,
             owned,
-            &verify,
-            &mut scratch,
+            verify,
+            scratch,
             &mut |pattern, strand, found| {
                 if let Some(total) = counts.get_mut(pattern as usize) {
                     match strand {
@@ -121,9 +107,13 @@ pub fn count_chunk(set: &PatternSet, chunk: &Chunk<'_>, counts: &mut [StrandCoun
     });
 }
 
-/// Searches one chunk and calls `on_hit` for each hit starting in the owned range, in no
-/// particular order. Use this to count without collecting.
-pub fn search_chunk_with(set: &PatternSet, chunk: &Chunk<'_>, on_hit: &mut dyn FnMut(Hit)) {
+/// Runs `search` over the chunk's owned range with the set's verifier and this thread's scratch
+/// buffer; nothing when the chunk owns no base.
+fn with_kernel(
+    set: &PatternSet,
+    chunk: &Chunk<'_>,
+    search: impl FnOnce(usize, &approx::Verify<'_>, &mut Vec<u8>),
+) {
     let owned = chunk.owned_len.min(chunk.bases.len());
     if owned == 0 {
         return;
@@ -137,14 +127,19 @@ pub fn search_chunk_with(set: &PatternSet, chunk: &Chunk<'_>, on_hit: &mut dyn F
             limit,
         )
     };
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
+    SCRATCH.with(|scratch| search(owned, &verify, &mut scratch.borrow_mut()));
+}
+
+/// Searches one chunk and calls `on_hit` for each hit starting in the owned range, in no
+/// particular order. Use this to count without collecting.
+pub fn search_chunk_with(set: &PatternSet, chunk: &Chunk<'_>, on_hit: &mut dyn FnMut(Hit)) {
+    with_kernel(set, chunk, |owned, verify, scratch| {
         matcher::run(
             set.engine(),
             chunk.bases,
             owned,
-            &verify,
-            &mut scratch,
+            verify,
+            scratch,
             &mut |start, pattern, strand, mismatches| {
                 on_hit(matcher::hit(
                     chunk.record_offset,
