@@ -144,17 +144,7 @@ async fn put_result(
     };
     match stored {
         Err(err @ BackendError::Refused { reason, .. }) => {
-            tracing::warn!(component = "master", worker = %lease.worker, peer = %session.peer, error = %err, "result refused");
-            state
-                .refusal_alerts
-                .raise(
-                    state.store.as_ref(),
-                    &lease.worker,
-                    reason,
-                    &lease.id.job,
-                    lease.id.chunk,
-                )
-                .await;
+            report_refusal(state, session, lease, reason, &err).await;
             // The message names the reason as the backend error prints it, so the worker's
             // side reads the same reason back.
             Err(HandlerError::refused(
@@ -164,6 +154,27 @@ async fn put_result(
         }
         other => Ok(other?),
     }
+}
+
+/// Logs a refused result and raises (or counts toward) its refusal alert.
+async fn report_refusal(
+    state: &MasterState,
+    session: &Session,
+    lease: &Lease,
+    reason: crate::backend::RefusalReason,
+    err: &BackendError,
+) {
+    tracing::warn!(component = "master", worker = %lease.worker, peer = %session.peer, error = %err, "result refused");
+    state
+        .refusal_alerts
+        .raise(
+            state.store.as_ref(),
+            &lease.worker,
+            reason,
+            &lease.id.job,
+            lease.id.chunk,
+        )
+        .await;
 }
 
 /// Settles a batch of finished tasks in one backend call; each refusal is logged, counted and
@@ -200,17 +211,7 @@ async fn complete_batch(
         replies.push(match outcome {
             Ok(first) => CompletionReply::Stored { first },
             Err(err @ BackendError::Refused { reason, .. }) => {
-                tracing::warn!(component = "master", worker = %lease.worker, peer = %session.peer, error = %err, "result refused");
-                state
-                    .refusal_alerts
-                    .raise(
-                        state.store.as_ref(),
-                        &lease.worker,
-                        reason,
-                        &lease.id.job,
-                        lease.id.chunk,
-                    )
-                    .await;
+                report_refusal(state, session, lease, reason, &err).await;
                 CompletionReply::Refused {
                     message: err.to_string(),
                 }
