@@ -356,7 +356,11 @@ pub fn status_word(status: JobStatus) -> String {
 
 /// Runs `gridwatch status`.
 pub async fn status(args: StatusArgs) -> Result<(), ClientError> {
-    let mut client = MasterClient::connect(&args.master).await?;
+    let mut client = if args.wait {
+        connect_patiently(&args.master).await?
+    } else {
+        MasterClient::connect(&args.master).await?
+    };
     let (view, active) = if args.wait {
         let mut progress = JobProgress::new(!args.json, None);
         follow(&mut client, &args.job, &mut progress, POLL_INTERVAL).await?
@@ -364,6 +368,30 @@ pub async fn status(args: StatusArgs) -> Result<(), ClientError> {
         query_status(&mut client, &args.job).await?
     };
     print_status(&view, active, args.json)
+}
+
+/// Connects for a command that waits on a job: a master that drops the connection during the
+/// handshake (it is restarting) is tried again for as long as a lost master is followed, so
+/// `status --wait` started during a restart waits instead of failing. A master that was never
+/// reached fails at once, as a mistyped address should.
+async fn connect_patiently(master: &MasterAddr) -> Result<MasterClient, ClientError> {
+    let started = Instant::now();
+    let mut pause = RECONNECT_MIN;
+    let mut reached = false;
+    loop {
+        match MasterClient::connect(master).await {
+            Err(err)
+                if err.is_transient()
+                    && (reached || !matches!(err, ClientError::Unreachable { .. }))
+                    && started.elapsed() < RECONNECT_FOR =>
+            {
+                reached = true;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RECONNECT_MAX);
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 /// Runs `gridwatch results`.
