@@ -10,7 +10,6 @@ pub mod client;
 pub mod collector;
 pub mod jobs;
 pub mod julia;
-pub mod local;
 pub mod master;
 pub mod particles;
 pub mod protocol;

@@ -13,9 +13,14 @@ use gridwatch::client::{
     generate, genomes, health, julia, load, monitor, particles, prune, purge, query, search,
     submit, top,
 };
-use gridwatch::local::{bench, demo, up};
 use gridwatch::telemetry::{self, LogFormat};
 use gridwatch::{agent, collector, master, worker};
+use local::{bench, demo, up};
+
+/// Whole grids on this machine (`up`, `demo`, the benchmarks). They drive the grid through the
+/// same commands a user types, so they live in the binary, beside the argument parsing: the
+/// library never reaches the command-line commands.
+mod local;
 
 #[derive(Parser)]
 #[command(

@@ -9,8 +9,11 @@
 //! 3. roles: `master`, `worker`, `agent`, `collector`;
 //! 4. command-line commands: `client`;
 //! 5. local orchestration of a whole grid on this machine: `local` (it drives the grid through
-//!    the same commands a user types);
+//!    the same commands a user types), a module of the binary, not of the library;
 //! 6. the binary: `main.rs`.
+//!
+//! So only the binary (`main.rs` and its `local` module) reaches the command-line commands of
+//! `client`: no library module does.
 //!
 //! The test reads every `.rs` file under `src/`, resolves each `crate::`, `super::` and
 //! `gridwatch::` path to the top-level module it names, and fails on any import that points up.

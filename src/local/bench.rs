@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::client::generate::{self, GenerateArgs};
-use crate::client::tool_error::ToolError;
+use gridwatch::client::generate::{self, GenerateArgs};
+use gridwatch::client::tool_error::ToolError;
 
 /// Benchmarks.
 #[derive(Clone, Debug, clap::Subcommand)]

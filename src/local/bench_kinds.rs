@@ -9,16 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::client::connect::{ClientError, MasterAddr, MasterClient};
-use crate::client::progress::JobProgress;
-use crate::client::query::{fetch_results, wait_for_every};
-use crate::client::submit::{send_job, JobRequest};
-use crate::client::tool_error::ToolError;
-use crate::jobs::julia::{JuliaBand, JuliaSubmission, JULIA_KIND};
-use crate::jobs::particles::{ParticlesSubmission, Replica, PARTICLES_KIND};
-use crate::julia::{render_with_threads, JuliaGrid};
 use crate::local::up::{Cluster, UpArgs};
-use crate::particles::ParticleParams;
+use gridwatch::client::connect::{ClientError, MasterAddr, MasterClient};
+use gridwatch::client::progress::JobProgress;
+use gridwatch::client::query::{fetch_results, wait_for_every};
+use gridwatch::client::submit::{send_job, JobRequest};
+use gridwatch::client::tool_error::ToolError;
+use gridwatch::jobs::julia::{JuliaBand, JuliaSubmission, JULIA_KIND};
+use gridwatch::jobs::particles::{ParticlesSubmission, Replica, PARTICLES_KIND};
+use gridwatch::julia::{render_with_threads, JuliaGrid};
+use gridwatch::particles::ParticleParams;
 
 /// Where the Python implementations live in the source tree.
 const PYTHON_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python");
@@ -249,7 +249,7 @@ pub fn run_particles(args: &BenchParticlesArgs) -> Result<(), ToolError> {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runs = args.grid.runs.max(1);
-    let expected = crate::client::particles::run_replicas(&spec, cores);
+    let expected = gridwatch::client::particles::run_replicas(&spec, cores);
     if let Some(failed) = expected.iter().find(|r| r.error.is_some()) {
         return Err(ToolError::Failed(failed.error.clone().unwrap_or_default()));
     }
@@ -284,7 +284,7 @@ pub fn run_particles(args: &BenchParticlesArgs) -> Result<(), ToolError> {
             .map_err(|e| ToolError::Usage(e.to_string()))?;
         for _ in 0..runs {
             let started = Instant::now();
-            let got = crate::client::particles::run_replicas(&spec, cores);
+            let got = gridwatch::client::particles::run_replicas(&spec, cores);
             row.record(
                 started.elapsed(),
                 answer(&got),
@@ -427,11 +427,11 @@ async fn grid_job(
     master: &str,
     kind: &'static str,
     spec: serde_json::Value,
-) -> Result<(Duration, Vec<crate::backend::ChunkResult>), ClientError> {
+) -> Result<(Duration, Vec<gridwatch::backend::ChunkResult>), ClientError> {
     let addr = MasterAddr {
         master: Some(master.to_string()),
-        auth: crate::protocol::TokenArgs::default(),
-        tls: crate::protocol::TlsArgs::default(),
+        auth: gridwatch::protocol::TokenArgs::default(),
+        tls: gridwatch::protocol::TlsArgs::default(),
     };
     let job_id = uuid::Uuid::new_v4().to_string();
     let request = JobRequest {
@@ -450,7 +450,7 @@ async fn grid_job(
         Duration::from_millis(5),
     )
     .await?;
-    if view.status != crate::backend::JobStatus::Completed {
+    if view.status != gridwatch::backend::JobStatus::Completed {
         return Err(ClientError::JobFailed(format!(
             "job {job_id} ended {}: {}",
             view.status.as_str(),

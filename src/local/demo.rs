@@ -7,19 +7,19 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::up::{Cluster, UpArgs};
-use crate::backend::{JobStatus, Priority};
-use crate::client::connect::{ClientError, MasterAddr, MasterClient};
-use crate::client::progress::JobProgress;
-use crate::client::query::{fetch_report, wait_for_every, POLL_INTERVAL};
-use crate::client::submit::{parse_patterns, upload, UploadRequest};
-use crate::jobs::search::printer::{write_report, OutputFormat, SearchReport};
-use crate::search::{SearchOptions, StrandMode};
+use gridwatch::backend::{JobStatus, Priority};
+use gridwatch::client::connect::{ClientError, MasterAddr, MasterClient};
+use gridwatch::client::progress::JobProgress;
+use gridwatch::client::query::{fetch_report, wait_for_every, POLL_INTERVAL};
+use gridwatch::client::submit::{parse_patterns, upload, UploadRequest};
+use gridwatch::jobs::search::printer::{write_report, OutputFormat, SearchReport};
+use gridwatch::search::{SearchOptions, StrandMode};
 
 /// `gridwatch demo` flags.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DemoArgs {
     /// Genome size (e.g. 200MiB, 50MB, 1GiB).
-    #[arg(long, default_value = "200MiB", value_parser = crate::client::generate::parse_size)]
+    #[arg(long, default_value = "200MiB", value_parser = gridwatch::client::generate::parse_size)]
     pub size: u64,
     /// Pattern to search for.
     #[arg(long, default_value = "AGGTCCAT")]
@@ -50,8 +50,8 @@ pub async fn run_grid_job(
 ) -> Result<(SearchReport, Duration), ClientError> {
     let addr = MasterAddr {
         master: Some(master.to_string()),
-        auth: crate::protocol::TokenArgs::default(),
-        tls: crate::protocol::TlsArgs::default(),
+        auth: gridwatch::protocol::TokenArgs::default(),
+        tls: gridwatch::protocol::TlsArgs::default(),
     };
     let request = UploadRequest {
         path: path.to_path_buf(),

@@ -9,8 +9,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::up::Cluster;
-use crate::client::connect::ClientError;
-use crate::protocol::{Alert, Dial, Greeting, Message, Requester, Role};
+use gridwatch::client::connect::ClientError;
+use gridwatch::protocol::{Alert, Dial, Greeting, Message, Requester, Role};
 
 /// How long to wait for each step before saying it did not happen.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);

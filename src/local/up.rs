@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::client::connect::ClientError;
+use gridwatch::client::connect::ClientError;
 
 use super::supervise::{last_words, Supervised};
 
@@ -37,12 +37,12 @@ pub struct UpArgs {
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub master_flags: String,
     /// The master's HTTP API and dashboard address (port 0 picks a free port), or `off`.
-    #[arg(long, env = "GRIDWATCH_HTTP", default_value = crate::master::DEFAULT_HTTP)]
+    #[arg(long, env = "GRIDWATCH_HTTP", default_value = gridwatch::master::DEFAULT_HTTP)]
     pub http: String,
     /// Where tasks and job state live, for the master and every worker (embedded or
     /// redis://HOST:PORT/DB).
     #[command(flatten)]
-    pub backend: crate::backend::config::BackendArgs,
+    pub backend: gridwatch::backend::config::BackendArgs,
 }
 
 /// A running local grid.
@@ -409,7 +409,7 @@ pub async fn up(args: UpArgs) -> Result<(), ClientError> {
         cluster.master_addr
     );
     eprintln!("press Ctrl-C to stop");
-    cluster.supervise(crate::shutdown::signal()).await;
+    cluster.supervise(gridwatch::shutdown::signal()).await;
     eprintln!("stopping...");
     cluster.stop().await;
     eprintln!("stopped");
