@@ -12,9 +12,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use super::bench::BenchSearchArgs;
-use crate::client::generate::{self, GenerateArgs};
-use crate::client::tool_error::ToolError;
 use crate::local::up::{Cluster, UpArgs};
+use gridwatch::client::generate::{self, GenerateArgs};
+use gridwatch::client::tool_error::ToolError;
 
 /// Pattern length of the benchmark's guides.
 const GUIDE_LEN: usize = 20;
@@ -55,7 +55,14 @@ fn run_in(args: &BenchSearchArgs, scratch: &Path) -> Result<(), ToolError> {
     };
     let slice_size = args.slice.min(file_len(&genome)?);
     let slice = generate_into(scratch, "slice.fa", slice_size, 43, planted())?;
-    let small = generate_into(scratch, "small.fa", GUIDE_CHECK_BYTES, 44, Vec::new())?;
+    let guides = random_guides(args.guides, 7);
+    let small = generate_into(
+        scratch,
+        "small.fa",
+        GUIDE_CHECK_BYTES,
+        44,
+        guide_variants(&guides),
+    )?;
     let exe = std::env::current_exe()
         .map_err(|e| ToolError::Failed(format!("cannot find the gridwatch binary: {e}")))?;
     let gridwatch = quote(&exe.to_string_lossy());
@@ -78,6 +85,7 @@ fn run_in(args: &BenchSearchArgs, scratch: &Path) -> Result<(), ToolError> {
     );
     // (row name, search flags, local hit count, local seconds): the grid runs the same rows.
     let mut rows: Vec<(String, String, String, f64)> = Vec::new();
+    let mut k2_ratio = None;
     for k in 1..=3u32 {
         let full = time(&format!(
             "{gridwatch} search {} -p {guide} -m {k} --strand both | tail -n 1 | cut -f 3",
@@ -104,6 +112,9 @@ fn run_in(args: &BenchSearchArgs, scratch: &Path) -> Result<(), ToolError> {
                 quote_path(&theirs_file)
             ))?;
             let rate = slice_mb / theirs.seconds;
+            if k == 2 {
+                k2_ratio = Some(genome_mb / full.seconds / rate);
+            }
             let (ours, theirs) = (locations(&ours_file)?, locations(&theirs_file)?);
             let check = match ours == theirs {
                 true => format!("= seqkit ({} hits on the slice)", ours.len()),
@@ -129,27 +140,58 @@ fn run_in(args: &BenchSearchArgs, scratch: &Path) -> Result<(), ToolError> {
         );
     }
     rows.push(guides_row(
-        args, scratch, &gridwatch, &genome, &small, genome_mb,
+        args, scratch, &gridwatch, &genome, &small, &guides, genome_mb,
     )?);
     println!(
         "gw MB/s: gridwatch on the genome; gw slice / seqkit: MB/s on the slice; \
          gw/seqkit: gridwatch's genome MB/s over seqkit's slice MB/s"
     );
-    if args.grid_workers > 0 {
-        grid_rows(args, scratch, &gridwatch, &genome, &rows)?;
-    }
+    let guides_seconds = rows.last().map_or(0.0, |row| row.3);
+    let speedups = match args.grid_workers {
+        0 => Vec::new(),
+        _ => grid_rows(args, scratch, &gridwatch, &genome, &rows)?,
+    };
+    print_targets(args, k2_ratio, guides_seconds, &speedups);
     Ok(())
 }
 
+/// The goals this benchmark exists to check, each with the figure measured in this run.
+fn print_targets(args: &BenchSearchArgs, k2_ratio: Option<f64>, guides: f64, speedups: &[f64]) {
+    let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    println!();
+    println!("targets");
+    match k2_ratio {
+        Some(ratio) => println!(
+            "  {}  K = 2: >= 100x seqkit's throughput (measured {ratio:.0}x)",
+            verdict(ratio >= 100.0)
+        ),
+        None => println!("  n/a   K = 2: >= 100x seqkit's throughput (seqkit not installed)"),
+    }
+    println!(
+        "  {}  {} guides, K = 3, locally in under 60 s (measured {guides:.1} s)",
+        verdict(guides < 60.0),
+        args.guides
+    );
+    if args.grid_workers > 1 && !speedups.is_empty() {
+        let worst = speedups.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "  {}  grid: {} workers >= 1.7x one worker on every row (worst row {worst:.2}x)",
+            verdict(worst >= 1.7),
+            args.grid_workers
+        );
+    }
+}
+
 /// The same searches submitted to a local grid of 1, then `--grid-workers` workers of one task
-/// slot each, from submit to result; each row's total must equal the local search's.
+/// slot each, from submit to result; each row's total must equal the local search's. Returns
+/// each row's speed-up of the most workers over one.
 fn grid_rows(
     args: &BenchSearchArgs,
     scratch: &Path,
     gridwatch: &str,
     genome: &Path,
     rows: &[(String, String, String, f64)],
-) -> Result<(), ToolError> {
+) -> Result<Vec<f64>, ToolError> {
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| ToolError::Failed(format!("cannot start the async runtime: {e}")))?;
     let mut sizes = vec![1];
@@ -215,9 +257,11 @@ fn grid_rows(
         format!("{many} wkr s"),
         format!("{many} vs 1 wkr")
     );
+    let mut speedups = Vec::with_capacity(rows.len());
     for (index, (name, _, _, local)) in rows.iter().enumerate() {
         let one = seconds[0][index];
         let last = seconds[seconds.len() - 1][index];
+        speedups.push(one / last);
         println!(
             "{:<22} {:>9.2} {:>9.2} {:>9.2} {:>11.2}x  {}",
             name,
@@ -228,7 +272,7 @@ fn grid_rows(
             checks[index]
         );
     }
-    Ok(())
+    Ok(speedups)
 }
 
 /// 1,000 random 20-mers (or `--guides`) at K = 3 on the genome, checked on a small genome
@@ -239,10 +283,11 @@ fn guides_row(
     gridwatch: &str,
     genome: &Path,
     small: &Path,
+    guide_text: &str,
     genome_mb: f64,
 ) -> Result<(String, String, String, f64), ToolError> {
     let guides = scratch.join("guides.txt");
-    std::fs::write(&guides, random_guides(args.guides, 7))
+    std::fs::write(&guides, guide_text)
         .map_err(|e| ToolError::Failed(format!("{}: {e}", guides.display())))?;
     let search = |file: &Path, extra: &str| {
         format!(
@@ -284,6 +329,25 @@ fn guides_row(
         full.stdout.trim().to_string(),
         full.seconds,
     ))
+}
+
+/// Copies of the first guides with 1, 2 and 3 substitutions, planted in the small genome so the
+/// seed kernel's check against shift-and compares hits at every distance, not just chance ones.
+fn guide_variants(guides: &str) -> Vec<generate::Plant> {
+    let mut plants = Vec::new();
+    for (index, guide) in guides.lines().take(100).enumerate() {
+        let mut variant = guide.as_bytes().to_vec();
+        let substitutions = 1 + index % 3;
+        for step in 0..substitutions {
+            let at = (index * 7 + step * 6) % variant.len();
+            variant[at] = if variant[at] == b'A' { b'G' } else { b'A' };
+        }
+        plants.push(generate::Plant {
+            pattern: variant,
+            count: 2,
+        });
+    }
+    plants
 }
 
 /// The guide and copies with 1, 2 and 3 substitutions.
