@@ -3,8 +3,9 @@
 # and a hang (SIGSTOP, with a short heartbeat timeout), and a whole host lost (kill -9 of the
 # agent and its worker together, full reports every 10 s so only the agent's 1 s heartbeats can
 # tell), RUNS times each, and prints the medians. Latency = the alert's timestamp in the
-# collector's alert log minus the moment the signal was sent. Targets: crash < 1 s, hang <
-# timeout + 1 s, host loss <= 5 s.
+# collector's alert log minus the moment the signal was sent; for host loss also the re-queue:
+# the timestamp of the master's "re-queued the dead worker's tasks" log line for that worker.
+# Targets: crash < 1 s, hang < timeout + 1 s, host loss (alert and re-queue) <= 5 s.
 #
 # usage: scripts/bench_detection.sh [RUNS] [HEARTBEAT_TIMEOUT_SECONDS]
 set -euo pipefail
@@ -45,6 +46,20 @@ wait_dead_alert() {
   echo "no ${2:-worker_dead} alert for $1" >&2; exit 1
 }
 
+# Prints, as seconds since the epoch, when the master re-queued worker $1's tasks.
+wait_requeue() {
+  for _ in $(seq 1 1500); do
+    line=$(grep "re-queued the dead worker's tasks" "$dir/master.log" 2>/dev/null \
+      | grep "\"worker\":\"$1\"" | head -n 1 || true)
+    if [ -n "$line" ]; then
+      date -d "$(echo "$line" | sed -n 's/.*"timestamp":"\([^"]*\)".*/\1/p')" +%s.%N
+      return 0
+    fi
+    sleep 0.02
+  done
+  echo "no re-queue of $1 in the master's log" >&2; exit 1
+}
+
 wait_alive() {
   for _ in $(seq 1 500); do
     if "$bin" workers --collector "$collector" --json 2>/dev/null \
@@ -76,7 +91,7 @@ start_pair() {
   wait_alive "$1"
 }
 
-crash=(); hang=(); host=()
+crash=(); hang=(); host=(); requeue=()
 for run in $(seq 1 "$runs"); do
   start_pair "crash$run"
   sent=$(now); kill -9 "$worker_pid"
@@ -95,9 +110,11 @@ for run in $(seq 1 "$runs"); do
   sent=$(now); kill -9 "$agent_pid" "$worker_pid"
   alert=$(wait_dead_alert "host$run" worker_unreachable)
   host+=("$(echo "$alert - $sent" | bc -l)")
+  requeued=$(wait_requeue "host$run")
+  requeue+=("$(echo "$requeued - $sent" | bc -l)")
   wait "$agent_pid" 2>/dev/null || true
-  printf 'run %d: crash %.3f s, hang %.3f s, host loss %.3f s\n' "$run" "${crash[-1]}" \
-    "${hang[-1]}" "${host[-1]}"
+  printf 'run %d: crash %.3f s, hang %.3f s, host loss %.3f s, its re-queue %.3f s\n' "$run" \
+    "${crash[-1]}" "${hang[-1]}" "${host[-1]}" "${requeue[-1]}"
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
@@ -106,3 +123,5 @@ printf 'median hang detection:  %.3f s over %d runs (heartbeat timeout %s s; tar
   "$(median "${hang[@]}")" "$runs" "$timeout" "$((timeout + 1))"
 printf 'median host-loss detection: %.3f s over %d runs (agent and worker killed; target <= 5 s)\n' \
   "$(median "${host[@]}")" "$runs"
+printf 'median host-loss re-queue:  %.3f s over %d runs (master re-queued its tasks; target <= 5 s)\n' \
+  "$(median "${requeue[@]}")" "$runs"
