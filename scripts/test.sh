@@ -18,6 +18,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# Everything above is installed now: a test that finds a tool missing fails instead of skipping.
+export GRIDWATCH_REQUIRE_TOOLS=1
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

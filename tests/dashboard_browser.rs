@@ -68,7 +68,7 @@ fn add_failed_job_with_a_long_error(grid: &Grid) -> String {
 fn the_dashboard_shows_workers_a_job_to_100_percent_and_an_alert_without_errors_or_sideways_scroll()
 {
     let Some((chromium, chromedriver)) = webdriver::installed() else {
-        eprintln!("SKIPPING dashboard browser test: chromium and chromedriver are not installed (scripts/test.sh installs them)");
+        common::skip_without("chromium and chromedriver are not installed");
         return;
     };
     let mut grid = Grid::start(&["w1", "w2"], "15s");

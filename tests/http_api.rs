@@ -488,7 +488,7 @@ fn promtool_check(dir: &std::path::Path, text: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
     else {
-        eprintln!("SKIPPING promtool check metrics: promtool is not installed (Debian package prometheus)");
+        common::skip_without("promtool is not installed (Debian package prometheus)");
         return;
     };
     std::fs::write(dir.join("metrics.txt"), text).expect("save the scrape");

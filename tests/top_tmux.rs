@@ -46,7 +46,7 @@ impl Drop for Tmux {
 #[test]
 fn top_shows_workers_and_a_job_with_its_status_and_q_quits() {
     if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPING top under tmux: tmux is not installed (scripts/test.sh installs it)");
+        common::skip_without("tmux is not installed");
         return;
     }
     let grid = Grid::start(&["w1", "w2"], "15s");

@@ -21,6 +21,17 @@ pub fn gridwatch_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gridwatch"))
 }
 
+/// A test that needs an outside tool (chromium, tmux, promtool) calls this when the tool is
+/// missing. `scripts/test.sh` installs them all and sets `GRIDWATCH_REQUIRE_TOOLS=1`, so there a
+/// missing tool fails the test instead of letting it pass without having run; elsewhere the test
+/// says that it skipped.
+pub fn skip_without(what: &str) {
+    if std::env::var_os("GRIDWATCH_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("{what}, and GRIDWATCH_REQUIRE_TOOLS=1 requires it (scripts/test.sh installs it)");
+    }
+    eprintln!("SKIPPING: {what} (scripts/test.sh installs it)");
+}
+
 /// A port nobody listens on right now (bind port 0, read it, release it).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
