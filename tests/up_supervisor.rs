@@ -1,11 +1,11 @@
 //! `gridwatch up` as a supervisor: a worker killed with SIGKILL is restarted (a new pid) while `up`
-//! keeps running, and jobs before and after are exact; a master that cannot start makes `up` exit
+//! keeps running, and jobs before, during (its `submit --wait` still running) and after are exact; a master that cannot start makes `up` exit
 //! with the master's own reason.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::grid::{naive_hits, parse_total, write_fasta, Bases};
@@ -30,6 +30,20 @@ fn pid_after(text: &str, prefix: &str) -> Option<i32> {
         .filter_map(|rest| rest.trim().strip_prefix("(pid "))
         .filter_map(|rest| rest.trim_end_matches(')').parse().ok())
         .next_back()
+}
+
+/// A job's (processed, total) chunks, once the master knows it.
+fn progress(addr: &str, job: &str) -> Option<(u64, u64)> {
+    let out = Command::new(gridwatch_bin())
+        .args(["status", job, "--json", "--master", addr])
+        .output()
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let progress = &value["job"]["progress"];
+    Some((
+        progress["processed_chunks"].as_u64()?,
+        progress["total_chunks"].as_u64()?,
+    ))
 }
 
 fn active_workers(addr: &str) -> Option<u64> {
@@ -102,6 +116,31 @@ fn up_restarts_a_killed_worker_and_keeps_serving() {
     let before = grid_count(addr, &fasta, "ACGTA", "before-kill");
     assert_eq!(before, naive_hits(&records, "ACGTA", false).len() as u64);
 
+    // A job in flight when w1 dies: its `submit --wait` must still print the exact count.
+    let big = vec![("chr3".to_string(), Bases::new(13).take(3_000_000))];
+    let big_fasta = dir.path().join("big.fa");
+    write_fasta(&big_fasta, &big, 60, "\n");
+    let in_flight = Command::new(gridwatch_bin())
+        .arg("submit")
+        .arg(&big_fasta)
+        .args([
+            "-p",
+            "ACGTA",
+            "--chunk-size",
+            "2000",
+            "--job-id",
+            "during-kill",
+        ])
+        .args(["--wait", "--format", "count", "--master", addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running gridwatch submit");
+    poll_until(START, "the job under way", || {
+        let (done, total) = progress(addr, "during-kill")?;
+        (done > 0 && done * 4 < total).then_some(())
+    });
+
     kill(Pid::from_raw(first_pid), Signal::SIGKILL).expect("kill -9 w1");
     let restarted = poll_until(START, "up to restart w1", || {
         pid_after(&read_log(), "worker w1 restarted")
@@ -120,6 +159,18 @@ fn up_restarts_a_killed_worker_and_keeps_serving() {
     poll_until(START, "w1 to be active again", || {
         (active_workers(addr)? == 2).then_some(())
     });
+
+    let during = in_flight.wait_with_output().expect("submit --wait ends");
+    assert!(
+        during.status.success(),
+        "submit --wait of the job in flight failed: {}",
+        String::from_utf8_lossy(&during.stderr)
+    );
+    assert_eq!(
+        parse_total(&String::from_utf8_lossy(&during.stdout)),
+        naive_hits(&big, "ACGTA", false).len() as u64,
+        "the job in flight when w1 died"
+    );
 
     let submitted = std::time::Instant::now();
     let after = grid_count(addr, &fasta, "GGTC", "after-kill");
