@@ -1,6 +1,6 @@
 //! `gridwatch up` as a supervisor: a worker killed with SIGKILL is restarted (a new pid) while `up`
-//! keeps running, and jobs before, during (its `submit --wait` still running) and after are exact; a master that cannot start makes `up` exit
-//! with the master's own reason.
+//! keeps running, and jobs before, during (its `submit --wait` still running) and after are
+//! exact; a master that cannot start makes `up` exit with the master's own reason.
 
 mod common;
 
