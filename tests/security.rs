@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::grid::{naive_hits, parse_total, write_fasta, Bases};
 use common::procs::{gridwatch, read_addr_file, wait_for, Proc};
 use common::watchman_grid::Grid;
 use serde_json::{json, Value};
@@ -221,6 +222,27 @@ fn duplicate_ids_are_refused_while_the_first_lives(backend: &str) {
     wait_for("the first worker", Duration::from_secs(20), || {
         first.log().contains("worker started").then_some(())
     });
+    // An honest job runs on the first worker while the copy tries to join.
+    let records = vec![("chr1".to_string(), Bases::new(21).take(300_000))];
+    let fasta = dir.path().join("genome.fa");
+    write_fasta(&fasta, &records, 60, "\n");
+    let honest = gridwatch()
+        .arg("submit")
+        .arg(&fasta)
+        .args([
+            "-p",
+            "ACGTA",
+            "--chunk-size",
+            "2000",
+            "--wait",
+            "--format",
+            "count",
+        ])
+        .args(["--master", &master])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running gridwatch submit");
     let mut second = worker(dir.path(), "second", "dup", &master, backend);
     let code = second.wait_exit_within(Duration::from_secs(20));
     assert_eq!(code, Some(2), "{}", second.log());
@@ -228,6 +250,22 @@ fn duplicate_ids_are_refused_while_the_first_lives(backend: &str) {
         second.log().contains("\"dup\" is in use by a live worker"),
         "{}",
         second.log()
+    );
+    let honest = honest.wait_with_output().expect("submit --wait ends");
+    assert!(
+        honest.status.success(),
+        "the honest job failed: {}",
+        String::from_utf8_lossy(&honest.stderr)
+    );
+    assert_eq!(
+        parse_total(&String::from_utf8_lossy(&honest.stdout)),
+        naive_hits(&records, "ACGTA", false).len() as u64,
+        "the honest job is exact"
+    );
+    assert!(
+        !first.log().contains("lease lost") && !first.log().contains("result refused"),
+        "the first worker kept its leases: {}",
+        first.log()
     );
     first.kill9();
     wait_for("the id free again", Duration::from_secs(30), || {
