@@ -1,7 +1,7 @@
 //! The HTTP API's writes with real processes and raw HTTP/1.1 requests: `POST /jobs` and
 //! `DELETE /jobs/ID` need the cluster token as a Bearer header (401 without it or with a wrong
 //! one, and nothing changes), a master without a token takes them from its loopback users, and
-//! `GET /jobs/ID/results?format=` serves what `gridwatch results` prints.
+//! `GET /jobs/ID/results?format=` serves what `gridwatch results` prints; on both backends.
 
 mod common;
 
@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::grid::Grid;
 use common::http::request;
 use common::poll_until;
+use common::redis::RedisServer;
 
 const TOKEN: &str = "s3cret-token-for-tests";
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -38,8 +39,23 @@ const ONE: &str = r#"{"task_id": "waiting", "algorithm": "julia",
    "parameters": {"width": 10, "height": 10, "iterations": 5}}"#;
 
 #[test]
-fn writes_need_the_token_and_results_come_in_the_kinds_formats() {
-    let mut grid = Grid::start(&["--token", TOKEN]);
+fn writes_need_the_token_and_results_come_in_the_kinds_formats_embedded() {
+    writes_need_the_token_and_results_come_in_the_kinds_formats(None);
+}
+
+#[test]
+fn writes_need_the_token_and_results_come_in_the_kinds_formats_redis() {
+    let redis = RedisServer::start();
+    writes_need_the_token_and_results_come_in_the_kinds_formats(Some(redis.url()));
+}
+
+/// On the embedded backend, or on Redis at `redis_url` (the workers then use it too).
+fn writes_need_the_token_and_results_come_in_the_kinds_formats(redis_url: Option<String>) {
+    let mut master_flags = vec!["--token", TOKEN];
+    if let Some(url) = &redis_url {
+        master_flags.extend(["--backend", url.as_str()]);
+    }
+    let mut grid = Grid::start(&master_flags);
     let http = grid.http_addr();
 
     // No worker yet: a job posted now stays queued until cancelled.
@@ -78,6 +94,9 @@ fn writes_need_the_token_and_results_come_in_the_kinds_formats() {
 
     // A seed-style batch: one job per task.
     grid.worker_flags = vec!["--token".into(), TOKEN.into()];
+    if let Some(url) = &redis_url {
+        grid.worker_flags.extend(["--backend".into(), url.clone()]);
+    }
     grid.start_worker("w1", 1);
     let (status, _, body) = request(&http, "POST", "/jobs", Some(TOKEN), BATCH);
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
