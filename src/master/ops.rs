@@ -83,7 +83,7 @@ pub struct OpsCounters {
     timings: Mutex<Timings>,
     /// Task input bytes enqueued (uploads, cut into chunks).
     pub bytes_uploaded: AtomicU64,
-    /// Input bytes of search tasks acknowledged (searched).
+    /// Input bytes of acknowledged tasks (searched: only search tasks carry input).
     pub bytes_searched: AtomicU64,
     /// Bytes clients uploaded with their submits (a submit of a stored genome adds none).
     pub upload_bytes: AtomicU64,
@@ -148,9 +148,9 @@ impl OpsCounters {
     fn acked(&self, id: &TaskId) {
         self.acked.fetch_add(1, Ordering::Relaxed);
         let Some(task) = self.settled(id) else { return };
-        if task.kind == "search" {
-            self.bytes_searched.fetch_add(task.bytes, Ordering::Relaxed);
-        }
+        // Only kinds whose tasks carry input (a genome range) add bytes: parameter-range tasks
+        // carry none, so no kind needs naming here.
+        self.bytes_searched.fetch_add(task.bytes, Ordering::Relaxed);
         let seconds = task.since.elapsed().as_secs_f64();
         self.lock()
             .task_seconds
