@@ -13,15 +13,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::keys::{
-    self, DEAD_LETTER_CAP, DEAD_LETTER_STREAM, GROUP, RECLAIMER, RESULTS_REFUSED, TASK_STREAMS,
-    TASK_WORKERS_INDEX,
-};
-use super::store::script_outcome;
+use super::keys::{self, DEAD_LETTER_CAP, DEAD_LETTER_STREAM, GROUP, RECLAIMER, TASK_STREAMS};
+use super::store::{push_result, script_outcome};
 use super::{backend_error, RedisBackend};
 use crate::backend::{
     BackendError, BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Queue,
-    Store, StoredResult, TaskId, WorkerId, MAX_BATCH, RESULT_PART_BYTES, TASK_TIMES_KEPT,
+    Store, TaskId, WorkerId, MAX_BATCH, RESULT_PART_BYTES,
 };
 
 /// What one run of the lease script found.
@@ -174,43 +171,7 @@ impl Queue for RedisBackend {
                 outcomes.push(Some(outcome));
                 continue;
             }
-            let token = parse_token(&lease.token);
-            let run = result.run.stored(lease, now);
-            let header = StoredResult {
-                chunk,
-                matches: result.matches,
-                worker: lease.worker.clone(),
-                parts: 1,
-                run: run.clone(),
-            };
-            let header = serde_json::to_string(&header)
-                .map_err(|e| BackendError::Other(format!("job {job:?} chunk result: {e}")))?;
-            invocation
-                .key(keys::job_status(job))
-                .key(keys::job_stats(job))
-                .key(keys::job_info(job))
-                .key(keys::job_results(job))
-                .key(&TASK_STREAMS[..])
-                .key(keys::job_result_staging(job, chunk, token.entry_id))
-                .key(keys::job_result_parts(job, chunk))
-                .key(RESULTS_REFUSED)
-                .key(keys::worker_tasks_completed(&lease.worker))
-                .key(keys::worker_task_times(&lease.worker, &run.kind))
-                .key(TASK_WORKERS_INDEX)
-                .arg(job)
-                .arg(chunk)
-                .arg(header)
-                .arg(result.matches)
-                .arg(GROUP)
-                .arg(token.stream_index)
-                .arg(token.entry_id)
-                .arg(&lease.worker)
-                .arg(token.nonce)
-                .arg(0)
-                .arg(inline)
-                .arg(&run.kind)
-                .arg(run.elapsed_secs.map(|s| s.to_string()).unwrap_or_default())
-                .arg(TASK_TIMES_KEPT);
+            push_result(&mut invocation, lease, result, 0, inline, now)?;
             batched += 1;
             outcomes.push(None);
         }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ::redis::AsyncCommands;
+use ::redis::{AsyncCommands, ScriptInvocation};
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -192,55 +192,22 @@ impl Store for RedisBackend {
                 result.chunk
             )));
         }
-        let token = parse_token(&lease.token);
-        let now = crate::time::unix_now();
-        let run = result.run.stored(lease, now);
-        let header = StoredResult {
-            chunk,
-            matches: result.matches,
-            worker: lease.worker.clone(),
-            parts: parts.max(1),
-            run: run.clone(),
-        };
-        let header = serde_json::to_string(&header)
-            .map_err(|e| BackendError::Other(format!("job {job:?} chunk result: {e}")))?;
         let inline = if parts == 0 {
             serde_json::to_vec(&result.payload)
                 .map_err(|e| BackendError::Other(format!("job {job:?} chunk result: {e}")))?
         } else {
             Vec::new()
         };
-        let (code, detail): (i64, String) = self
-            .invoke(
-                self.scripts
-                    .put_result
-                    .key(keys::job_status(job))
-                    .key(keys::job_stats(job))
-                    .key(keys::job_info(job))
-                    .key(keys::job_results(job))
-                    .key(&TASK_STREAMS[..])
-                    .key(keys::job_result_staging(job, chunk, token.entry_id))
-                    .key(keys::job_result_parts(job, chunk))
-                    .key(RESULTS_REFUSED)
-                    .key(keys::worker_tasks_completed(&lease.worker))
-                    .key(keys::worker_task_times(&lease.worker, &run.kind))
-                    .key(TASK_WORKERS_INDEX)
-                    .arg(job)
-                    .arg(chunk)
-                    .arg(header)
-                    .arg(result.matches)
-                    .arg(GROUP)
-                    .arg(token.stream_index)
-                    .arg(token.entry_id)
-                    .arg(&lease.worker)
-                    .arg(token.nonce)
-                    .arg(parts)
-                    .arg(inline)
-                    .arg(&run.kind)
-                    .arg(run.elapsed_secs.map(|s| s.to_string()).unwrap_or_default())
-                    .arg(TASK_TIMES_KEPT),
-            )
-            .await?;
+        let mut invocation = self.scripts.put_result.prepare_invoke();
+        push_result(
+            &mut invocation,
+            lease,
+            result,
+            parts,
+            inline,
+            crate::time::unix_now(),
+        )?;
+        let (code, detail): (i64, String) = self.invoke(&invocation).await?;
         script_outcome(lease, code, detail).map(|stored| stored == 1)
     }
 
@@ -678,4 +645,56 @@ pub(super) fn script_outcome(lease: &Lease, code: i64, detail: String) -> Backen
         ))),
         code => Ok(code),
     }
+}
+
+/// Adds one result's keys and arguments to an invocation of the result script: `put_result`
+/// sends one item, `complete` (result then ack) sends several in a row, in the same layout.
+/// `parts` is 0 when the payload travels `inline`, else the number of parts already staged.
+pub(super) fn push_result(
+    invocation: &mut ScriptInvocation<'_>,
+    lease: &Lease,
+    result: &ChunkResult,
+    parts: u32,
+    inline: Vec<u8>,
+    now: f64,
+) -> BackendResult<()> {
+    let (job, chunk) = (&lease.id.job, lease.id.chunk);
+    let token = parse_token(&lease.token);
+    let run = result.run.stored(lease, now);
+    let header = StoredResult {
+        chunk,
+        matches: result.matches,
+        worker: lease.worker.clone(),
+        parts: parts.max(1),
+        run: run.clone(),
+    };
+    let header = serde_json::to_string(&header)
+        .map_err(|e| BackendError::Other(format!("job {job:?} chunk result: {e}")))?;
+    invocation
+        .key(keys::job_status(job))
+        .key(keys::job_stats(job))
+        .key(keys::job_info(job))
+        .key(keys::job_results(job))
+        .key(&TASK_STREAMS[..])
+        .key(keys::job_result_staging(job, chunk, token.entry_id))
+        .key(keys::job_result_parts(job, chunk))
+        .key(RESULTS_REFUSED)
+        .key(keys::worker_tasks_completed(&lease.worker))
+        .key(keys::worker_task_times(&lease.worker, &run.kind))
+        .key(TASK_WORKERS_INDEX)
+        .arg(job)
+        .arg(chunk)
+        .arg(header)
+        .arg(result.matches)
+        .arg(GROUP)
+        .arg(token.stream_index)
+        .arg(token.entry_id)
+        .arg(&lease.worker)
+        .arg(token.nonce)
+        .arg(parts)
+        .arg(inline)
+        .arg(&run.kind)
+        .arg(run.elapsed_secs.map(|s| s.to_string()).unwrap_or_default())
+        .arg(TASK_TIMES_KEPT);
+    Ok(())
 }
