@@ -169,7 +169,7 @@ async fn run_demo(args: &DemoArgs, dir: &Path) -> Result<(), ClientError> {
     );
     let job = if args.kill_worker {
         // Progress bars and the watchman's story would interleave; the story wins.
-        let (job, killed) = tokio::join!(job, super::demo_kill::kill_one_worker(&cluster, 0.2));
+        let (job, killed) = tokio::join!(job, super::demo_kill::kill_one_worker(&cluster, 2));
         killed?;
         job
     } else {

@@ -12,18 +12,31 @@ use super::up::Cluster;
 use gridwatch::client::connect::ClientError;
 use gridwatch::protocol::{Alert, Dial, Greeting, Message, Requester, Role};
 
+/// How long the worker stays frozen before the kill: long enough for a chunk or two to arrive,
+/// far shorter than the heartbeat timeout, so the watchman sees a crash, not a hang.
+const FROZEN: Duration = Duration::from_millis(50);
+
 /// How long to wait for each step before saying it did not happen.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Waits until the running job is at least `fraction` done, kills the first worker, then
-/// prints the alert and the re-queue as they happen.
-pub async fn kill_one_worker(cluster: &Cluster, fraction: f64) -> Result<(), ClientError> {
+/// Waits until the job has `done` chunks processed, kills the first worker, then prints the
+/// alert and the re-queue as they happen.
+///
+/// Workers keep up with an upload: a job's chunks are searched as they arrive, and the last ones
+/// within milliseconds of the upload's end. So the kill comes early, while the upload still
+/// runs, and the worker is frozen (SIGSTOP) for a moment first: a running worker mostly waits for
+/// the next chunk and may hold nothing at the instant of a kill, while a frozen one still
+/// receives the chunk its waiting lease request asked for. The kill then leaves a task for the
+/// watchman to re-queue, as a crash under load would.
+pub async fn kill_one_worker(cluster: &Cluster, done: u32) -> Result<(), ClientError> {
     let Some((worker, Some(pid))) = cluster.worker_pids().into_iter().next() else {
         return Err(ClientError::Usage(
             "--kill-worker needs at least one worker".into(),
         ));
     };
-    wait_for_progress(&cluster.master_addr, fraction).await?;
+    wait_for_progress(&cluster.master_addr, done).await?;
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGSTOP);
+    tokio::time::sleep(FROZEN).await;
     let killed = Instant::now();
     let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     eprintln!("demo     kill -9 worker {worker} (pid {pid}) mid-job");
@@ -44,23 +57,24 @@ pub async fn kill_one_worker(cluster: &Cluster, fraction: f64) -> Result<(), Cli
     Ok(())
 }
 
-/// Polls the master's job list until some job is `fraction` done.
-async fn wait_for_progress(master: &str, fraction: f64) -> Result<(), ClientError> {
+/// Polls the master's job list until the newest job has `done` chunks processed.
+async fn wait_for_progress(master: &str, done: u32) -> Result<(), ClientError> {
     let deadline = Instant::now() + STEP_TIMEOUT * 4;
     while Instant::now() < deadline {
-        if let Some(done) = job_fraction(master).await {
-            if done >= fraction {
-                return Ok(());
-            }
+        if job_done(master)
+            .await
+            .is_some_and(|processed| processed >= done)
+        {
+            return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Err(ClientError::Usage(
         "the demo job never got under way; see the logs".into(),
     ))
 }
 
-async fn job_fraction(master: &str) -> Option<f64> {
+async fn job_done(master: &str) -> Option<u32> {
     let greeting = Greeting::new(Role::Client);
     let mut requester = Requester::connect(master, &greeting, &Dial::default())
         .await
@@ -68,7 +82,7 @@ async fn job_fraction(master: &str) -> Option<f64> {
     let Message::Jobs { jobs, .. } = requester.request(&Message::ListJobs).await.ok()? else {
         return None;
     };
-    jobs.first().map(|job| job.progress.percentage / 100.0)
+    jobs.first().map(|job| job.progress.processed_chunks)
 }
 
 async fn poll<T>(mut probe: impl FnMut() -> Option<T>) -> Result<T, ClientError> {
