@@ -400,7 +400,7 @@ fn needles_that_cannot_be_seeded_are_reported_as_bit_parallel() {
             bit_parallel,
         })
     };
-    assert_eq!(split(&[twenty.clone()], 4), seeded(2, 0));
+    assert_eq!(split(std::slice::from_ref(&twenty), 4), seeded(2, 0));
     assert_eq!(
         split(&[twenty.clone(), b"ACGTTGCAA".to_vec()], 3),
         seeded(0, 4)
@@ -409,7 +409,7 @@ fn needles_that_cannot_be_seeded_are_reported_as_bit_parallel() {
         split(&[twenty.clone(), b"ACGTTNCAACGGTACCATGA".to_vec()], 2),
         seeded(2, 2)
     );
-    assert_eq!(split(&[twenty.clone()], 0), None);
+    assert_eq!(split(std::slice::from_ref(&twenty), 0), None);
     let bits = pattern_set(&[twenty], false, 2, MismatchKernel::Bits).expect("valid");
     assert_eq!(bits.mismatch_kernels(), seeded(0, 1));
 }
