@@ -171,7 +171,11 @@ fn lower_case_matches_unless_case_sensitive() {
 fn patterns_file_and_json_output() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = write_file(dir.path(), "g.fa", b">chr1\nAAGGTTAAGG\n");
-    let patterns = write_file(dir.path(), "p.fa", b">site1\nAAGG\n# comment\n\nGGTT\n");
+    let patterns = write_file(
+        dir.path(),
+        "p.fa",
+        b">site1\nAAGG\n# comment\n\n>GGTT\nGGTT\n",
+    );
     let out = search(
         &file,
         &["--patterns", patterns.to_str().expect("utf-8"), "--json"],
@@ -182,6 +186,46 @@ fn patterns_file_and_json_output() {
     assert_eq!(json["patterns"][0]["count"], 2);
     assert_eq!(json["patterns"][1]["name"], "GGTT");
     assert_eq!(json["records"][0]["length"], 10);
+}
+
+/// Regression: a FASTA pattern wrapped over two lines was read as two patterns. The file mixes
+/// all three formats; the genome is hand-laid: GGATCC at 0 and 30, GAATTC at 10, CCCGGG at 20,
+/// so the wrapped 16-base record matches once, at 10, and its halves are not patterns.
+#[test]
+fn a_fasta_pattern_wrapped_over_two_lines_is_one_pattern() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let genome = b"GGATCCTTTTGAATTCAAAACCCGGGTTTTGGATCC";
+    let fasta = [
+        b">chr1\n".as_slice(),
+        &genome[..20],
+        b"\n",
+        &genome[20..],
+        b"\n",
+    ]
+    .concat();
+    let file = write_file(dir.path(), "g.fa", &fasta);
+    let patterns = write_file(
+        dir.path(),
+        "p.txt",
+        b"# one plain line, one TSV line, then FASTA\nGAATTC\nsmaI\tCCCGGG\n\n\
+          >bam two lines\nGGA\nTCC\n>long_site\nGAATTCAAAA\nCCCGGG\n",
+    );
+    let out = search(
+        &file,
+        &[
+            "--patterns",
+            patterns.to_str().expect("utf-8"),
+            "--format",
+            "tsv",
+        ],
+    );
+    let expected = "seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched\n\
+                    chr1\tbam\tGGATCC\t+\t1\t6\tGGATCC\n\
+                    chr1\tGAATTC\tGAATTC\t+\t11\t16\tGAATTC\n\
+                    chr1\tlong_site\tGAATTCAAAACCCGGG\t+\t11\t26\tGAATTCAAAACCCGGG\n\
+                    chr1\tsmaI\tCCCGGG\t+\t21\t26\tCCCGGG\n\
+                    chr1\tbam\tGGATCC\t+\t31\t36\tGGATCC\n";
+    assert_eq!(out, expected);
 }
 
 /// Runs a failing command and returns its single stderr line.

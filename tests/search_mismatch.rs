@@ -1,10 +1,11 @@
 //! Search with mismatches against a naive Hamming scan written here: random FASTA (N runs, lower
 //! case, line breaks), random IUPAC patterns, K from 0 to 4, both strands, random chunk and block
-//! sizes, and each kernel forced. Every position within K must be reported once, with its count.
+//! sizes, and each kernel forced (the seed kernel also on patterns long enough that it is really
+//! the one used). Every position within K must be reported once, with its count.
 
 use gridwatch::search::{
-    search_chunk, search_reader, Chunker, MismatchKernel, ParallelOptions, Pattern, PatternError,
-    PatternSet, SearchOptions, StrandMode,
+    search_chunk, search_reader, Chunker, KernelSplit, MismatchKernel, ParallelOptions, Pattern,
+    PatternError, PatternSet, SearchOptions, StrandMode,
 };
 use proptest::prelude::*;
 
@@ -187,12 +188,17 @@ fn parallel(text: &[u8], set: &PatternSet, block_bytes: usize) -> Vec<Found> {
 }
 
 fn sequence_strategy() -> impl Strategy<Value = Vec<u8>> {
+    sequence_of(1..300)
+}
+
+/// Mostly A/C/G/T in both cases, with N runs and the odd U; `pieces` letters or runs.
+fn sequence_of(pieces: std::ops::Range<usize>) -> impl Strategy<Value = Vec<u8>> {
     let piece = prop_oneof![
         12 => prop::sample::select(b"ACGTacgt".to_vec()).prop_map(|b| vec![b]),
         1 => Just(b"NNNNN".to_vec()),
         1 => prop::sample::select(b"NnU".to_vec()).prop_map(|b| vec![b]),
     ];
-    prop::collection::vec(piece, 1..300).prop_map(|pieces| pieces.concat())
+    prop::collection::vec(piece, pieces).prop_map(|pieces| pieces.concat())
 }
 
 /// Patterns long enough for K: plain A/C/G/T (seedable), or with IUPAC codes and N.
@@ -211,6 +217,84 @@ fn kernel_strategy() -> impl Strategy<Value = MismatchKernel> {
         MismatchKernel::Bits,
         MismatchKernel::Seeds,
     ])
+}
+
+/// A copy of `len` bases of `sequence` from `start`, upper-cased with anything but A/C/G/T
+/// made an A, then with `substitutions` applied: (position, 1..=3) turns that base into another.
+fn mutated_window(
+    sequence: &[u8],
+    start: usize,
+    len: usize,
+    substitutions: &[(prop::sample::Index, u8)],
+) -> Vec<u8> {
+    const BASES: &[u8; 4] = b"ACGT";
+    let mut window: Vec<u8> = sequence[start..start + len]
+        .iter()
+        .map(|&b| match b.to_ascii_uppercase() {
+            b @ (b'A' | b'C' | b'G' | b'T') => b,
+            _ => b'A',
+        })
+        .collect();
+    for (at, shift) in substitutions {
+        let at = at.index(len);
+        let code = BASES.iter().position(|&b| b == window[at]).unwrap_or(0);
+        window[at] = BASES[(code + usize::from(*shift)) % 4];
+    }
+    window
+}
+
+/// A genome copy to turn into a pattern: where, how long, and up to five substitutions.
+type Copied = (prop::sample::Index, usize, Vec<(prop::sample::Index, u8)>);
+
+fn copied_strategy() -> impl Strategy<Value = Copied> {
+    (
+        any::<prop::sample::Index>(),
+        20usize..=40,
+        prop::collection::vec((any::<prop::sample::Index>(), 1u8..=3), 0..=5),
+    )
+}
+
+proptest! {
+    /// Plain A/C/G/T patterns of 20 to 40 bases: at K = 4 each of the 5 seed parts still has 4
+    /// letters, so forcing `Seeds` really puts every needle in the seed table (checked), and
+    /// needles over 32 bases take the table's slow verification path. Half the patterns are
+    /// genome windows with up to K (sometimes K + 1) substitutions, so there are hits at every K.
+    #[test]
+    fn forced_seed_kernel_equals_naive_hamming_scan(
+        records in prop::collection::vec(sequence_of(60..400), 1..3),
+        random in prop::collection::vec(
+            prop::collection::vec(prop::sample::select(b"ACGTacgt".to_vec()), 20..=40),
+            0..4,
+        ),
+        copied in prop::collection::vec(copied_strategy(), 1..4),
+        both in any::<bool>(),
+        k in 0u32..=4,
+        chunk_len in 1usize..120,
+        width in 1usize..40,
+    ) {
+        let genome = &records[0];
+        let mut patterns = random;
+        for (at, len, substitutions) in &copied {
+            if genome.len() < *len {
+                continue;
+            }
+            let start = at.index(genome.len() - len + 1);
+            // Up to K substitutions keep a hit; one more (when drawn) probes the boundary.
+            let kept = substitutions.len().min(k as usize + 1);
+            patterns.push(mutated_window(genome, start, *len, &substitutions[..kept]));
+        }
+        prop_assume!(!patterns.is_empty());
+        let set = pattern_set(&patterns, both, k, MismatchKernel::Seeds)
+            .expect("patterns of 20+ bases allow K <= 4");
+        let needles = patterns.len() * if both { 2 } else { 1 };
+        let expected_split = (k > 0).then_some(KernelSplit { seeded: needles, bit_parallel: 0 });
+        prop_assert_eq!(set.mismatch_kernels(), expected_split);
+        let text = to_fasta(&records, width);
+        prop_assert_eq!(
+            chunked(&text, &set, chunk_len),
+            naive_hamming(&records, &patterns, both, k)
+        );
+    }
 }
 
 proptest! {
@@ -298,6 +382,36 @@ fn many_patterns_mix_seeded_and_bit_parallel_needles_exactly() {
             "K = {k}"
         );
     }
+}
+
+/// `Seeds` is only a request: parts under 4 letters (9 bases at K = 3) or an `N` cannot be
+/// seeded, and those needles fall back to shift-and, which the set reports.
+#[test]
+fn needles_that_cannot_be_seeded_are_reported_as_bit_parallel() {
+    let twenty = b"ACGTTGCAACGGTACCATGA".to_vec();
+    let split = |patterns: &[Vec<u8>], k| {
+        pattern_set(patterns, true, k, MismatchKernel::Seeds)
+            .expect("valid")
+            .mismatch_kernels()
+    };
+    let seeded = |seeded, bit_parallel| {
+        Some(KernelSplit {
+            seeded,
+            bit_parallel,
+        })
+    };
+    assert_eq!(split(std::slice::from_ref(&twenty), 4), seeded(2, 0));
+    assert_eq!(
+        split(&[twenty.clone(), b"ACGTTGCAA".to_vec()], 3),
+        seeded(0, 4)
+    );
+    assert_eq!(
+        split(&[twenty.clone(), b"ACGTTNCAACGGTACCATGA".to_vec()], 2),
+        seeded(2, 2)
+    );
+    assert_eq!(split(std::slice::from_ref(&twenty), 0), None);
+    let bits = pattern_set(&[twenty], false, 2, MismatchKernel::Bits).expect("valid");
+    assert_eq!(bits.mismatch_kernels(), seeded(0, 1));
 }
 
 #[test]

@@ -44,8 +44,9 @@ pub struct SearchArgs {
     /// A pattern: A C G T (U) and IUPAC codes (N R Y S W K M B D H V). Repeat for several.
     #[arg(short, long = "pattern", value_name = "SEQ")]
     pub patterns: Vec<String>,
-    /// A file of patterns: FASTA (`>name` then the sequence), `name<TAB>sequence` lines, or one
-    /// sequence per line (blank lines and lines starting with # are skipped).
+    /// A file of patterns: one sequence per line, `name<TAB>sequence` lines, or FASTA (`>name`
+    /// then the sequence, on one or more lines; such lines come after any plain or TSV ones).
+    /// Blank lines and lines starting with # are skipped.
     #[arg(long = "patterns", value_name = "FILE")]
     pub patterns_file: Option<PathBuf>,
     /// Most substitutions a match may have (Hamming distance, as `seqkit locate -m`); must be
@@ -166,46 +167,61 @@ pub fn collect_patterns(inline: &[String], file: Option<&Path>) -> Result<Vec<Pa
     Ok(patterns)
 }
 
-/// Reads a patterns file: FASTA, or one sequence per line.
+/// Reads a patterns file: FASTA records, `name<TAB>sequence` lines, or one sequence per line.
 pub fn read_patterns_file(path: &Path) -> Result<Vec<Pattern>, ToolError> {
     let shown = path.display();
-    let usage = |what: &str, e: io::Error| ToolError::Usage(format!("{shown}: {what}: {e}"));
-    let file = File::open(path).map_err(|e| usage("cannot open patterns file", e))?;
+    let file = File::open(path)
+        .map_err(|e| ToolError::Usage(format!("{shown}: cannot open patterns file: {e}")))?;
+    parse_patterns_file(BufReader::new(file), &shown.to_string())
+}
+
+/// Parses a patterns file named `shown` in errors. A FASTA record is its `>name` line (the name
+/// ends at the first space) and every line up to the next `>`, concatenated, since FASTA tools
+/// wrap long sequences; so TSV and plain lines must come before the first header. Blank lines and
+/// lines starting with `#` are skipped everywhere.
+fn parse_patterns_file(reader: impl BufRead, shown: &str) -> Result<Vec<Pattern>, ToolError> {
     let mut patterns: Vec<Pattern> = Vec::new();
-    let mut pending_name: Option<String> = None;
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(|e| usage("cannot read patterns file", e))?;
+    // The FASTA record being read; its sequence grows line by line.
+    let mut record: Option<Pattern> = None;
+    for line in reader.lines() {
+        let line =
+            line.map_err(|e| ToolError::Usage(format!("{shown}: cannot read patterns file: {e}")))?;
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         if let Some(header) = line.strip_prefix('>') {
-            if let Some(name) = pending_name.take() {
-                return Err(ToolError::Usage(format!(
-                    "{shown}: pattern {name:?} has no sequence"
-                )));
+            if let Some(done) = record.take() {
+                patterns.push(finish_record(done, shown)?);
             }
-            pending_name = Some(header.split_whitespace().next().unwrap_or("").to_string());
+            let name = header.split_whitespace().next().unwrap_or("").to_string();
+            record = Some(Pattern {
+                name,
+                sequence: String::new(),
+            });
             continue;
         }
-        let (name, sequence) = match line.split_once('\t') {
-            Some((name, sequence)) if pending_name.is_none() => {
-                (name.trim().to_string(), sequence.trim().to_string())
+        match (&mut record, line.split_once('\t')) {
+            (Some(open), Some(_)) => {
+                return Err(ToolError::Usage(format!(
+                    "{shown}: a name<TAB>sequence line inside FASTA record {:?}: put such lines \
+                     before the first '>' header",
+                    open.name
+                )))
             }
-            _ => {
-                let sequence = line.to_string();
-                (
-                    pending_name.take().unwrap_or_else(|| sequence.clone()),
-                    sequence,
-                )
-            }
-        };
-        patterns.push(Pattern { name, sequence });
+            (Some(open), None) => open.sequence.push_str(line),
+            (None, Some((name, sequence))) => patterns.push(Pattern {
+                name: name.trim().to_string(),
+                sequence: sequence.trim().to_string(),
+            }),
+            (None, None) => patterns.push(Pattern {
+                name: line.to_string(),
+                sequence: line.to_string(),
+            }),
+        }
     }
-    if let Some(name) = pending_name {
-        return Err(ToolError::Usage(format!(
-            "{shown}: pattern {name:?} has no sequence"
-        )));
+    if let Some(done) = record {
+        patterns.push(finish_record(done, shown)?);
     }
     if patterns.is_empty() {
         return Err(ToolError::Usage(format!(
@@ -213,4 +229,65 @@ pub fn read_patterns_file(path: &Path) -> Result<Vec<Pattern>, ToolError> {
         )));
     }
     Ok(patterns)
+}
+
+/// A FASTA record read to its end: refused without a sequence; named after its sequence when
+/// the header gives no name, as a plain line is.
+fn finish_record(mut record: Pattern, shown: &str) -> Result<Pattern, ToolError> {
+    if record.sequence.is_empty() {
+        return Err(ToolError::Usage(format!(
+            "{shown}: pattern {:?} has no sequence",
+            record.name
+        )));
+    }
+    if record.name.is_empty() {
+        record.name = record.sequence.clone();
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
+        parse_patterns_file(text.as_bytes(), "p.txt")
+            .map(|patterns| patterns.into_iter().map(|p| (p.name, p.sequence)).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    fn named(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, sequence)| (name.to_string(), sequence.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn plain_tsv_and_multi_line_fasta_patterns_keep_their_names() {
+        let text = "# sites\nGAATTC\nsmaI\tCCCGGG\r\n\n>bam two lines\nGGA\nTCC\n\
+                    >three\r\nAC\n# a comment inside a record\n\nGT\nAA\n>\nTTTT\n";
+        assert_eq!(
+            parse(text),
+            Ok(named(&[
+                ("GAATTC", "GAATTC"),
+                ("smaI", "CCCGGG"),
+                ("bam", "GGATCC"),
+                ("three", "ACGTAA"),
+                ("TTTT", "TTTT"),
+            ]))
+        );
+    }
+
+    #[test]
+    fn a_fasta_record_without_sequence_or_with_a_tsv_line_is_refused() {
+        let empty = parse(">first\n>second\nACGT\n").unwrap_err();
+        assert!(empty.contains("\"first\" has no sequence"), "{empty}");
+        let last = parse(">only\n").unwrap_err();
+        assert!(last.contains("\"only\" has no sequence"), "{last}");
+        let tsv = parse(">site\nACGT\nname\tGGCC\n").unwrap_err();
+        assert!(tsv.contains("before the first '>'"), "{tsv}");
+        let nothing = parse("# only a comment\n\n").unwrap_err();
+        assert!(nothing.contains("no patterns"), "{nothing}");
+    }
 }

@@ -101,7 +101,8 @@ pub struct SearchSpecArgs {
         required_unless_present = "patterns_file"
     )]
     pub patterns: Vec<String>,
-    /// A file of patterns: one sequence per line, `name<TAB>sequence` lines, or FASTA.
+    /// A file of patterns: one sequence per line, `name<TAB>sequence` lines, or FASTA (a record
+    /// may wrap over several lines).
     #[arg(long = "patterns", value_name = "FILE")]
     pub patterns_file: Option<PathBuf>,
     /// Most substitutions a match may have (Hamming distance, as `seqkit locate -m`); must be

@@ -62,6 +62,11 @@ impl ApproxBits {
         self.needles.is_empty()
     }
 
+    /// How many needles this matcher holds.
+    pub fn needle_count(&self) -> usize {
+        self.needles.len()
+    }
+
     pub fn search(&self, bases: &[u8], owned: usize, verify: &Verify<'_>, sink: &mut Sink<'_>) {
         let levels = self.max_mismatches as usize + 1;
         let mut states = vec![0u64; levels];
@@ -256,6 +261,11 @@ impl SeedIndex {
             entries,
             max_mismatches,
         }
+    }
+
+    /// How many needles the table holds.
+    pub fn needle_count(&self) -> usize {
+        self.needles.len()
     }
 
     pub fn search(&self, bases: &[u8], owned: usize, sink: &mut Sink<'_>) {

@@ -16,7 +16,7 @@ use aho_corasick::packed;
 
 use super::approx::{self, ApproxBits, SeedIndex, Sink, Verify};
 use super::masks::MaskEngine;
-use super::{Hit, MismatchKernel, Strand};
+use super::{Hit, KernelSplit, MismatchKernel, Strand};
 
 /// Longest needle prefix one shift-and word holds.
 const WORD_BITS: usize = 64;
@@ -103,6 +103,18 @@ impl Engine {
         Engine::Approx {
             bits: ApproxBits::new(plain, max_mismatches, matches),
             seeds,
+        }
+    }
+
+    /// How the needles of a search with mismatches are split between the kernels; `None` for
+    /// the exact engines.
+    pub fn kernel_split(&self) -> Option<KernelSplit> {
+        match self {
+            Engine::Approx { bits, seeds } => Some(KernelSplit {
+                seeded: seeds.as_ref().map_or(0, SeedIndex::needle_count),
+                bit_parallel: bits.needle_count(),
+            }),
+            _ => None,
         }
     }
 }

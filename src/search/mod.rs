@@ -20,8 +20,8 @@ mod pattern;
 pub use input::{Chunker, InputError, RecordInfo, SequenceChunk, DEFAULT_PLAIN_NAME};
 pub use parallel::{search_reader, LocatedHit, ParallelError, ParallelOptions, SearchOutcome};
 pub use pattern::{
-    MismatchKernel, Pattern, PatternError, PatternSet, SearchOptions, Strand, StrandMode,
-    MAX_MISMATCHES,
+    KernelSplit, MismatchKernel, Pattern, PatternError, PatternSet, SearchOptions, Strand,
+    StrandMode, MAX_MISMATCHES,
 };
 
 /// Matches of one pattern, split by strand.

@@ -61,6 +61,16 @@ impl MismatchKernel {
     }
 }
 
+/// How a search with mismatches shares its needles (one per pattern and strand searched) between
+/// the two kernels, as [`PatternSet::mismatch_kernels`] reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelSplit {
+    /// Needles found through the pigeonhole seed table.
+    pub seeded: usize,
+    /// Needles found by bit-parallel shift-and.
+    pub bit_parallel: usize,
+}
+
 fn is_zero(value: &u32) -> bool {
     *value == 0
 }
@@ -355,6 +365,14 @@ impl PatternSet {
             }
         }
         Some(mismatches)
+    }
+
+    /// Which kernel the needles of a search with mismatches use; `None` for an exact search.
+    /// `MismatchKernel::Seeds` is a request, not a guarantee (a needle with an `N`, a
+    /// case-sensitive search or seed parts under 4 letters fall back to shift-and), so a test
+    /// or benchmark that means to exercise one kernel checks here that it did.
+    pub fn mismatch_kernels(&self) -> Option<KernelSplit> {
+        self.engine.kernel_split()
     }
 
     /// The compiled matcher.
