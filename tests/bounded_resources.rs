@@ -4,47 +4,16 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use common::raw::{client_hello as hello, connect_from, frame, peak_rss_kib, read_json};
+use tokio::io::AsyncWriteExt;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("tokio runtime")
-}
-
-/// Connects to the master from `source` (another loopback address plays another host).
-async fn connect_from(source: [u8; 4], master: &str) -> std::io::Result<TcpStream> {
-    let master: SocketAddr = master.parse().expect("master address");
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::from((source, 0)))?;
-    socket.connect(master).await
-}
-
-/// One frame: a 4-byte big-endian length, then the payload.
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
-    bytes.extend_from_slice(payload);
-    bytes
-}
-
-fn hello() -> Vec<u8> {
-    frame(br#"{"v":1,"type":"hello","role":"client","version":1}"#)
-}
-
-/// Reads one frame's JSON, or `None` if the connection closed first.
-async fn read_json(stream: &mut TcpStream) -> Option<serde_json::Value> {
-    let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).await.ok()?;
-    let len = u32::from_be_bytes(prefix) as usize;
-    assert!(len < 1 << 20, "reply of {len} bytes");
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).await.ok()?;
-    serde_json::from_slice(&payload).ok()
 }
 
 /// A normal client's round trip: hello, list the jobs; returns how long it took.
@@ -90,14 +59,7 @@ fn honest_job_is_exact(grid: &mut Grid, job: &str) {
 
 /// The master's peak resident set, in KiB.
 fn master_peak_kib(grid: &Grid) -> u64 {
-    let pid = grid.master.as_ref().expect("master running").pid();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find(|line| line.starts_with("VmHWM"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmHWM line")
+    peak_rss_kib(grid.master.as_ref().expect("master running").pid())
 }
 
 fn spool_files(grid: &Grid) -> Vec<String> {

@@ -28,8 +28,8 @@ use tokio::net::TcpListener;
 use crate::backend::config::{Access, BackendConfigError};
 use crate::backend::BackendError;
 use crate::protocol::{
-    check_listen, Greeting, Role, TlsArgs, TlsError, TlsServerArgs, TokenArgs, TokenError,
-    Unprotected,
+    check_listen, AdmissionLimits, ConnectionLimits, Greeting, Role, TlsArgs, TlsError,
+    TlsServerArgs, TokenArgs, TokenError, Unprotected, DEFAULT_MAX_FRAME,
 };
 
 /// What anyone reaching an unprotected collector could do, for the refusal to start.
@@ -94,6 +94,31 @@ pub struct CollectorConfig {
     /// Once listening, write the bound HOST:PORT to this file (for --listen 127.0.0.1:0).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Most connections served at once (each agent holds one). Extra connections wait in the
+    /// queue (see --connection-queue).
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Most connections served at once from one address, so one address cannot take every
+    /// slot. A host's agents (one per worker) and its `gridwatch workers` clients share its
+    /// share: raise it for a host running more workers.
+    #[arg(long, default_value_t = 128)]
+    pub max_connections_per_address: usize,
+    /// Connections that may wait for a free slot, first come first served, for up to
+    /// --queue-timeout. A connection that finds the queue full gets a `busy` error at once; one
+    /// still waiting at the timeout gets it then; either is then closed.
+    #[arg(long, default_value_t = 1024)]
+    pub connection_queue: usize,
+    /// How long a queued connection waits for a slot before it is refused as `busy`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub queue_timeout: Duration,
+    /// How long a connection that has a slot gets for its TLS handshake and hello before it is
+    /// closed. Until its hello is welcomed, a connection's frames are limited to 64 KiB.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub hello_timeout: Duration,
+    /// How long one frame may take from its first byte to its last, however steadily the bytes
+    /// trickle in.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub frame_timeout: Duration,
 }
 
 /// Why the collector could not start.
@@ -171,6 +196,26 @@ impl CollectorConfig {
         self.master
             .clone()
             .unwrap_or_else(crate::protocol::default_master_address)
+    }
+
+    /// The connection limits of the listener: slots, queue and per-connection deadlines.
+    pub fn limits(&self) -> server::Limits {
+        // A zero deadline would close every connection before it could greet.
+        let at_least = |d: Duration| d.max(Duration::from_millis(100));
+        server::Limits {
+            admission: AdmissionLimits {
+                max_connections: self.max_connections,
+                per_address: self.max_connections_per_address,
+                queue: self.connection_queue,
+                queue_timeout: self.queue_timeout,
+            },
+            connection: ConnectionLimits {
+                hello_timeout: at_least(self.hello_timeout),
+                idle_timeout: server::IDLE_TIMEOUT,
+                frame_timeout: at_least(self.frame_timeout),
+                max_frame: DEFAULT_MAX_FRAME,
+            },
+        }
     }
 
     /// Thresholds: defaults, then the rules file, then flags and environment.
@@ -311,7 +356,14 @@ pub async fn run(
         }
     };
     let tasks = [
-        tokio::spawn(server::serve(listener, tls, tower.clone(), gate, stopped())),
+        tokio::spawn(server::serve(
+            listener,
+            tls,
+            config.limits(),
+            tower.clone(),
+            gate,
+            stopped(),
+        )),
         // Rules for silent workers four times a second, so a lost host is judged within a
         // quarter second of its last missed heartbeat; stored views refreshed every 2 s (TTL 60 s).
         tokio::spawn(server::tick(

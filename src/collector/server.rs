@@ -1,27 +1,38 @@
 //! The collector's TCP server: agents open one connection each, say hello and send `metrics`;
 //! each report is answered by `metrics_ack` carrying the lease verdict. Clients may also ask for
 //! `list_workers` / `list_alerts` here. A bad frame gets an `error` frame and closes only that
-//! connection.
+//! connection. Strangers meet the master's defences: a slot per address, a hello deadline, a
+//! per-frame deadline and a 64 KiB frame limit until the hello is welcomed.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use super::clock::Moment;
 use super::gate::{Claim, Gate};
 use super::watchtower::Watchtower;
+use crate::protocol::accept::{open_stream, refuse};
 use crate::protocol::handshake::{read_hello, welcome, Peer};
-use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role, ServerTls, Stream};
+use crate::protocol::{
+    Admission, AdmissionLimits, Connection, ConnectionLimits, ErrorCode, Message, ProtocolError,
+    Role, ServerTls, Stream,
+};
 
-/// Most connections served at once; more wait in the accept queue.
-const MAX_CONNECTIONS: usize = 1024;
 /// An agent reports at least every report interval; a connection silent this long is dropped.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-/// Time a TLS client gets to finish its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The listener's limits: who gets a slot, and what a connection may take before and after its
+/// hello.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connection slots, overall and per address, and the queue for them.
+    pub admission: AdmissionLimits,
+    /// Hello, idle and frame deadlines, and the frame limit once welcomed.
+    pub connection: ConnectionLimits,
+}
 
 /// The watchtower behind a lock shared by connections and the ticker.
 #[derive(Clone, Debug)]
@@ -41,29 +52,39 @@ impl SharedWatchtower {
     }
 }
 
-/// Accepts connections (over TLS when `tls` is given) until `shutdown` completes.
+/// Accepts connections (over TLS when `tls` is given) until `shutdown` completes. Each waits for
+/// a slot from the admission (overall and per address), then must greet within the hello
+/// deadline, in small frames, before it may report or ask.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<ServerTls>,
+    limits: Limits,
     tower: SharedWatchtower,
     gate: Arc<Gate>,
     shutdown: impl Future,
 ) {
     tokio::pin!(shutdown);
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let admission = Arc::new(Admission::new(limits.admission));
     let mut backoff = Duration::from_millis(10);
     loop {
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-            return;
-        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((socket, peer)) => {
                     backoff = Duration::from_millis(10);
+                    let _ = socket.set_nodelay(true);
                     let (tower, gate, tls) = (tower.clone(), gate.clone(), tls.clone());
+                    let admission = admission.clone();
                     tokio::spawn(async move {
-                        handle(stream, tls, tower, gate).await;
-                        drop(permit);
+                        let _slot = match admission.admit(peer.ip()).await {
+                            Ok(slot) => slot,
+                            Err(refused) => {
+                                let deadline = limits.connection.hello_deadline();
+                                refuse(socket, peer, tls.as_ref(), deadline, refused.0, "collector")
+                                    .await;
+                                return;
+                            }
+                        };
+                        handle(socket, peer, tls, limits.connection, tower, gate).await;
                     });
                 }
                 Err(err) => {
@@ -108,40 +129,38 @@ struct Reporter {
 }
 
 async fn handle(
-    stream: TcpStream,
+    socket: TcpStream,
+    peer: SocketAddr,
     tls: Option<ServerTls>,
+    limits: ConnectionLimits,
     tower: SharedWatchtower,
     gate: Arc<Gate>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let stream = match tls {
-        None => Stream::Plain(stream),
-        Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => {
-                tracing::warn!(peer, error = %err, "connection refused");
-                return;
-            }
-            Err(_) => {
-                tracing::warn!(peer, "connection refused: no TLS handshake in time");
-                return;
-            }
-        },
+    let deadline = limits.hello_deadline();
+    let Some(stream) = open_stream(socket, peer, tls.as_ref(), deadline, "collector").await else {
+        return;
     };
-    let mut conn = Connection::new(stream).with_read_timeout(Some(IDLE_TIMEOUT));
-    let reporter = match admit(&mut conn, &gate, &peer).await {
+    let mut conn = limits.unauthenticated(stream);
+    let peer = peer.to_string();
+    let admitted = tokio::time::timeout_at(deadline, admit(&mut conn, &gate, &peer))
+        .await
+        .unwrap_or_else(|_| Err(Some(limits.hello_late())));
+    let reporter = match admitted {
         Ok(reporter) => reporter,
         Err(Some((code, message))) => {
-            tracing::warn!(peer, %code, error = %message, "connection refused");
+            // A silent or slow stranger is routine on an open port; a bad token is worth a warning.
+            if code == ErrorCode::Timeout {
+                tracing::info!(peer, %code, error = %message, "connection refused");
+            } else {
+                tracing::warn!(peer, %code, error = %message, "connection refused");
+            }
             conn.send_error(code, message).await;
+            conn.shutdown().await;
             return;
         }
         Err(None) => return,
     };
+    conn.set_max_frame(limits.max_frame);
     if welcome(&mut conn).await.is_ok() {
         if let Err(err) = serve_requests(&mut conn, &tower, &gate, reporter.as_ref()).await {
             tracing::debug!(peer, error = %err, "collector connection ended");

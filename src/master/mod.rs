@@ -4,7 +4,6 @@
 //! `run(listener, state, shutdown)` is the server; `serve(args)` builds it from the command line.
 //! The queue and store are trait objects, so the same master runs on either backend.
 
-mod admission;
 mod backend_health;
 mod cmd;
 mod config;

@@ -15,13 +15,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::admission::{Admission, AdmissionLimits};
 use super::cmd::{self, HandlerError, Session};
 use super::workers::IdClaim;
 use super::MasterState;
+use crate::protocol::accept::{open_stream, refuse};
 use crate::protocol::handshake::{read_hello, welcome, AcceptError};
 use crate::protocol::{
-    Connection, ErrorCode, ProtocolError, Role, ServerTls, Stream, PRE_AUTH_MAX_FRAME,
+    Admission, AdmissionLimits, Connection, ConnectionLimits, ErrorCode, ProtocolError, Role,
+    ServerTls, Stream,
 };
 
 /// How long handlers get to finish their current request after shutdown is signalled.
@@ -77,13 +78,8 @@ pub async fn run_with_tls(
             let _slot = match admission.admit(peer.ip()).await {
                 Ok(slot) => slot,
                 Err(refused) => {
-                    tracing::debug!(component = "master", %peer, "connection refused: busy");
-                    let deadline = tokio::time::Instant::now() + state.config.hello_timeout;
-                    if let Some(stream) = open_stream(socket, peer, tls.as_ref(), deadline).await {
-                        let mut conn = Connection::new(stream);
-                        conn.send_error(ErrorCode::Busy, refused.0).await;
-                        conn.shutdown().await;
-                    }
+                    let deadline = connection_limits(&state).hello_deadline();
+                    refuse(socket, peer, tls.as_ref(), deadline, refused.0, "master").await;
                     return;
                 }
             };
@@ -146,28 +142,13 @@ async fn track_backend_workers(state: Arc<MasterState>, mut stop: watch::Receive
     }
 }
 
-/// The stream for an accepted socket: the socket itself in plain TCP, else the TLS stream once
-/// the handshake is done (by `deadline`). `None` when the peer is turned away: a plain-text
-/// client at a TLS port (told so in its own protocol), a failed or late handshake.
-async fn open_stream(
-    socket: TcpStream,
-    peer: SocketAddr,
-    tls: Option<&ServerTls>,
-    deadline: tokio::time::Instant,
-) -> Option<Stream> {
-    let Some(tls) = tls else {
-        return Some(Stream::Plain(socket));
-    };
-    match tokio::time::timeout_at(deadline, tls.accept(socket)).await {
-        Ok(Ok(stream)) => Some(stream),
-        Ok(Err(err)) => {
-            tracing::info!(component = "master", %peer, error = %err, "connection refused");
-            None
-        }
-        Err(_) => {
-            tracing::info!(component = "master", %peer, "connection refused: no TLS handshake in time");
-            None
-        }
+/// The master's read limits for one connection, from its configuration.
+fn connection_limits(state: &MasterState) -> ConnectionLimits {
+    ConnectionLimits {
+        hello_timeout: state.config.hello_timeout,
+        idle_timeout: state.config.idle_timeout,
+        frame_timeout: state.config.frame_timeout,
+        max_frame: state.config.max_frame,
     }
 }
 
@@ -180,22 +161,17 @@ async fn handle_connection(
     state: Arc<MasterState>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let hello_timeout = state.config.hello_timeout;
-    let deadline = tokio::time::Instant::now() + hello_timeout;
-    let Some(stream) = open_stream(socket, peer, tls.as_ref(), deadline).await else {
+    let limits = connection_limits(&state);
+    let deadline = limits.hello_deadline();
+    let Some(stream) = open_stream(socket, peer, tls.as_ref(), deadline, "master").await else {
         return;
     };
-    let mut conn = Connection::new(stream)
-        .with_max_frame(PRE_AUTH_MAX_FRAME.min(state.config.max_frame))
-        .with_read_timeout(Some(state.config.idle_timeout))
-        .with_frame_timeout(Some(state.config.frame_timeout));
+    let mut conn = limits.unauthenticated(stream);
     let greeted = tokio::time::timeout_at(deadline, greet(&mut conn, &state, peer))
         .await
         .unwrap_or_else(|_| {
-            Err(HandlerError::fatal(
-                ErrorCode::Timeout,
-                format!("no hello within {hello_timeout:?} of connecting; closing"),
-            ))
+            let (code, message) = limits.hello_late();
+            Err(HandlerError::fatal(code, message))
         });
     // The worker id's claim lives as long as this connection.
     let (mut session, _id_claim) = match greeted {
@@ -205,7 +181,7 @@ async fn handle_connection(
             return;
         }
     };
-    conn.set_max_frame(state.config.max_frame);
+    conn.set_max_frame(limits.max_frame);
     loop {
         let message = tokio::select! {
             _ = stop.changed() => break,

@@ -1,6 +1,8 @@
 //! The wire protocol: length-prefixed frames (4-byte big-endian length, then a JSON object with a
 //! `"type"` field, or raw bytes that the previous JSON frame announced), shared by every role.
 
+pub mod accept;
+pub mod admission;
 pub mod auth;
 mod batch;
 mod connection;
@@ -29,6 +31,8 @@ pub fn default_agent_socket(worker_id: &str) -> std::path::PathBuf {
     dir.join(format!("{worker_id}.sock"))
 }
 
+pub use accept::ConnectionLimits;
+pub use admission::{Admission, AdmissionLimits};
 pub use auth::{check_listen, TokenArgs, TokenError, Unprotected};
 pub use handshake::Greeting;
 pub use request::{Dial, RequestError, Requester};

@@ -4,6 +4,7 @@
 pub mod grid;
 pub mod http;
 pub mod procs;
+pub mod raw;
 pub mod redis;
 pub mod watchman_grid;
 pub mod webdriver;

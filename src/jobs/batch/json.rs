@@ -145,7 +145,10 @@ fn task(value: Value, path: String) -> Result<BatchTask, BatchError> {
         return Err(BatchError::field(
             path,
             "task_id",
-            format!("{task_id:?}: use 1-128 letters, digits, '-', '_', '.' or ':'"),
+            format!(
+                "{task_id:?}: use 1-{} letters, digits, '-', '_', '.' or ':'",
+                crate::jobs::MAX_JOB_ID_LEN
+            ),
         ));
     }
     let algorithm = task.required_string("algorithm")?.to_string();

@@ -186,10 +186,11 @@ pub(crate) fn particles_submission(
     serde_json::to_value(submission).map_err(|e| e.to_string())
 }
 
-/// A job id the master accepts: 1-128 letters, digits, '-', '_', '.' or ':'.
+/// A job id the master accepts: 1 to [`MAX_JOB_ID_LEN`](super::MAX_JOB_ID_LEN) letters, digits,
+/// '-', '_', '.' or ':'. Every way in (a submit, a batch file, the drop directory) checks here.
 pub fn valid_job_id(id: &str) -> bool {
     !id.is_empty()
-        && id.len() <= 128
+        && id.len() <= super::MAX_JOB_ID_LEN
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))

@@ -214,3 +214,12 @@ fn job_meta_rides_in_the_spec_without_disturbing_it() {
     assert_eq!(JobMeta::of(&spec), Some(meta));
     assert_eq!(JobMeta::of(&serde_json::json!({})), None);
 }
+
+#[test]
+fn a_batch_job_id_is_held_to_the_master_s_length_limit() {
+    // A 101-character id would pass here and then be refused (or name an over-long file) later.
+    assert!(valid_job_id(&"a".repeat(100)));
+    assert!(!valid_job_id(&"a".repeat(101)));
+    assert!(!valid_job_id(""));
+    assert!(!valid_job_id("a/b"));
+}

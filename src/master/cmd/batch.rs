@@ -125,7 +125,10 @@ fn check(
         if !valid_job_id(&job.job_id) {
             return Err(refuse(
                 &job,
-                "use 1-128 letters, digits, '-', '_', '.' or ':' in a job id".into(),
+                format!(
+                    "use 1-{} letters, digits, '-', '_', '.' or ':' in a job id",
+                    jobs::MAX_JOB_ID_LEN
+                ),
             ));
         }
         let kind = jobs::require(&job.kind).map_err(|e| refuse(&job, e.to_string()))?;

@@ -125,12 +125,7 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
             "expected submit_job",
         ));
     };
-    if job_id.is_empty()
-        || job_id.len() > jobs::MAX_JOB_ID_LEN
-        || !job_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-    {
+    if !jobs::batch::valid_job_id(&job_id) {
         return Err(HandlerError::refused(
             ErrorCode::BadMessage,
             format!(

@@ -1,9 +1,9 @@
-//! Who gets a connection slot. A connection is served while it holds two permits: one of the
-//! server's `max_connections` slots and one of its address's `per_address` slots, so one address
-//! (a flood of idle or trickling sockets) can hold at most its own share. Connections beyond
-//! either limit wait, without a read buffer, in a bounded queue, first come first served, for at
-//! most `queue_timeout`; when the queue is full, or the wait runs out, they are refused at once
-//! with `busy`.
+//! Who gets a connection slot, on every TCP server of the grid (the master and the collector). A
+//! connection is served while it holds two permits: one of the server's `max_connections` slots
+//! and one of its address's `per_address` slots, so one address (a flood of idle or trickling
+//! sockets) can hold at most its own share. Connections beyond either limit wait, without a read
+//! buffer, in a bounded queue, first come first served, for at most `queue_timeout`; when the
+//! queue is full, or the wait runs out, they are refused at once with `busy`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,0 +1,49 @@
+//! A stranger's view of a grid server: raw TCP sockets from a chosen loopback address (another
+//! address plays another host), hand-made frames, and a server process's peak memory.
+
+use std::net::SocketAddr;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Connects to `server` from `source`.
+pub async fn connect_from(source: [u8; 4], server: &str) -> std::io::Result<TcpStream> {
+    let server: SocketAddr = server.parse().expect("server address");
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    socket.connect(server).await
+}
+
+/// One frame: a 4-byte big-endian length, then the payload.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// A client's hello without a token.
+pub fn client_hello() -> Vec<u8> {
+    frame(br#"{"v":1,"type":"hello","role":"client","version":1}"#)
+}
+
+/// Reads one frame's JSON, or `None` if the connection closed first.
+pub async fn read_json(stream: &mut TcpStream) -> Option<serde_json::Value> {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).await.ok()?;
+    let len = u32::from_be_bytes(prefix) as usize;
+    assert!(len < 1 << 20, "reply of {len} bytes");
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.ok()?;
+    serde_json::from_slice(&payload).ok()
+}
+
+/// The peak resident set of process `pid`, in KiB (VmHWM: no sampling can miss a spike).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find(|line| line.starts_with("VmHWM"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmHWM line")
+}
