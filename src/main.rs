@@ -47,6 +47,11 @@ enum Command {
     /// Load a batch file of tasks (CSV of Julia renders, or JSON of tasks): one job per task.
     Load(load::LoadArgs),
     /// Cancel every queued job that has not started (optionally one priority or kind).
+    ///
+    /// A job has started once a worker has leased any of its tasks, whether the worker still
+    /// holds it, finished it, gave it back after a failure or let its lease expire; a started job
+    /// runs on and is never purged. Jobs still uploading are left alone too. Prints how many jobs
+    /// were cancelled.
     Purge(purge::PurgeArgs),
     /// Delete finished jobs (results and stored input) now and print the space freed.
     Prune(prune::PruneArgs),

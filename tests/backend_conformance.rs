@@ -55,6 +55,8 @@ macro_rules! conformance_cases {
             status_follows_stored_results: LONG,
             results_before_accept_complete_the_job_on_accept: LONG,
             cancel_removes_queued_tasks_and_refuses_late_results: LONG,
+            cancel_if_unstarted_spares_a_job_whose_task_is_leased: LONG,
+            cancel_if_unstarted_counts_a_returned_or_reclaimed_lease_as_started: LONG,
             create_job_is_idempotent: LONG,
             update_job_spec_replaces_the_spec: LONG,
             finished_job_keeps_its_status: LONG,

@@ -1,16 +1,20 @@
 //! `gridwatch load`, `gridwatch purge` and `gridwatch jobs` filters against a real master on each
 //! backend: the two example batch files load as they are and load once; a malformed file creates
 //! nothing and says where it is wrong; a single worker slot runs high before medium before low;
-//! purge cancels only queued jobs of the asked priority; 100,000 tasks load in bounded time and
-//! memory.
+//! purge cancels only queued jobs of the asked priority, never one whose task a worker leased;
+//! 100,000 tasks load in bounded time and memory.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::grid::Grid;
+use common::grid::{naive_hits, parse_tsv, write_fasta, Bases, Grid};
 use common::redis::RedisServer;
+use gridwatch::backend::redis::{RedisBackend, RedisOptions};
+use gridwatch::backend::remote::RemoteBackend;
+use gridwatch::backend::{NackOutcome, Queue};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -263,6 +267,93 @@ fn purge_cancels_only_queued_jobs_of_the_asked_priority_embedded() {
 #[test]
 fn purge_cancels_only_queued_jobs_of_the_asked_priority_redis() {
     purge_cancels_only_queued_jobs_of_the_asked_priority(true);
+}
+
+/// A worker's queue as a worker process reaches it: the master's protocol on the embedded
+/// backend, Redis itself on Redis.
+fn worker_queue(
+    grid: &Grid,
+    redis: Option<&RedisServer>,
+    runtime: &tokio::runtime::Runtime,
+) -> Arc<dyn Queue> {
+    match redis {
+        None => Arc::new(RemoteBackend::new(grid.addr.clone(), "holder", None)),
+        Some(server) => Arc::new(
+            runtime
+                .block_on(RedisBackend::connect(
+                    &server.url(),
+                    RedisOptions::default(),
+                ))
+                .expect("connecting to the test redis-server"),
+        ),
+    }
+}
+
+/// A job whose only task a worker holds is running although none of its chunks finished:
+/// purge cancels the job queued behind it only, and the held one still completes with every hit.
+fn purge_spares_a_job_whose_task_a_worker_holds(redis: bool) {
+    let (mut grid, server) = grid(redis);
+    let records = vec![("chr1".to_string(), Bases::new(11).take(20_000))];
+    let fasta = grid.path("genome.fa");
+    write_fasta(&fasta, &records, 60, "\n");
+    let file = fasta.display().to_string();
+    for (job, priority) in [("held", "high"), ("behind", "low")] {
+        grid.cli_ok(&[
+            "submit",
+            &file,
+            "-p",
+            "ACGTA",
+            "--job-id",
+            job,
+            "--priority",
+            priority,
+        ]);
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let queue = worker_queue(&grid, server.as_ref(), &runtime);
+    let lease = runtime
+        .block_on(queue.lease("holder", Duration::from_secs(10)))
+        .expect("leasing")
+        .expect("a task to lease");
+    assert_eq!(
+        lease.id.job, "held",
+        "the high-priority job is leased first"
+    );
+    assert_eq!(grid.status("held")["job"]["status"], "pending");
+
+    let out = grid.cli_ok(&["purge", "--json"]);
+    let purged: serde_json::Value = serde_json::from_str(&out).expect("purge --json prints JSON");
+    assert_eq!(purged["cancelled"], 1, "{purged}");
+    assert_eq!(purged["job_ids"], serde_json::json!(["behind"]), "{purged}");
+    assert_eq!(grid.status("behind")["job"]["status"], "cancelled");
+    assert_eq!(grid.status("held")["job"]["status"], "pending");
+
+    // Handed back unfinished, the task has still been delivered once: the job stays started.
+    let returned = runtime.block_on(queue.nack(&lease, "handed back unfinished"));
+    assert_eq!(
+        returned.expect("nack"),
+        NackOutcome::Retrying { next_attempt: 2 }
+    );
+    assert_eq!(grid.cli_ok(&["purge"]).trim(), "Cancelled 0 queued jobs");
+
+    grid.start_worker("w1", 1);
+    let done = grid.wait_finished("held", JOB_TIMEOUT);
+    assert_eq!(done["job"]["status"], "completed", "{done}");
+    let tsv = grid.cli_ok(&["results", "held", "--format", "tsv"]);
+    let expected = naive_hits(&records, "ACGTA", false);
+    assert!(!expected.is_empty(), "the fixture holds the pattern");
+    assert_eq!(parse_tsv(&tsv), expected);
+    assert_eq!(grid.status("behind")["job"]["status"], "cancelled");
+}
+
+#[test]
+fn purge_spares_a_job_whose_task_a_worker_holds_embedded() {
+    purge_spares_a_job_whose_task_a_worker_holds(false);
+}
+
+#[test]
+fn purge_spares_a_job_whose_task_a_worker_holds_redis() {
+    purge_spares_a_job_whose_task_a_worker_holds(true);
 }
 
 /// Peak resident memory of a finished command, from GNU time's `%M` (KiB).

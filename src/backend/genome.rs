@@ -126,6 +126,9 @@ impl Queue for GenomeQueue {
     async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
         self.inner.cancel_job(job).await
     }
+    async fn cancel_if_unstarted(&self, job: &str) -> BackendResult<bool> {
+        self.inner.cancel_if_unstarted(job).await
+    }
     async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
         self.inner.recent_workers(window).await
     }

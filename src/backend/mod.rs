@@ -573,6 +573,14 @@ pub trait Queue: Send + Sync {
     async fn reclaim_expired(&self) -> BackendResult<usize>;
     /// Removes a job's queued tasks and their input. Returns how many were removed.
     async fn cancel_job(&self, job: &str) -> BackendResult<usize>;
+    /// Removes every task of `job` and its input, but only if the job has not started: it is
+    /// not finished, no chunk of it has a stored result, and none of its tasks was ever delivered
+    /// (a task leased now, or leased before and since acked, nacked, reclaimed or expired, counts
+    /// as delivered). Checked and removed in one atomic step, so a worker leasing at the same
+    /// moment either gets its task first (and the job is left alone) or finds it gone. True if
+    /// the job's tasks were removed (a job with no task left counts, when nothing of it started);
+    /// false, with nothing changed, otherwise. The job's status is the caller's to set.
+    async fn cancel_if_unstarted(&self, job: &str) -> BackendResult<bool>;
     /// Leases up to `max` tasks for `worker`, highest priority first, waiting up to `wait` for the
     /// first one only; an empty list when none came. Each lease carries its own token and its own
     /// visibility deadline, exactly as if leased one by one. The default leases one at a time;

@@ -402,6 +402,10 @@ impl Queue for RemoteBackend {
     async fn cancel_job(&self, _job: &str) -> BackendResult<usize> {
         Err(kept_by_master("cancel_job"))
     }
+
+    async fn cancel_if_unstarted(&self, _job: &str) -> BackendResult<bool> {
+        Err(kept_by_master("cancel_if_unstarted"))
+    }
 }
 
 #[async_trait]

@@ -1,5 +1,5 @@
-//! `gridwatch purge`: clears the queue. Cancels every job that is queued and has no finished task
-//! (optionally only of one priority or kind) and says how many.
+//! `gridwatch purge`: clears the queue. Cancels every queued job that has not started, none of
+//! whose tasks a worker ever leased (optionally only of one priority or kind), and says how many.
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 use super::submit::PriorityArg;

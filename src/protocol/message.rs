@@ -487,7 +487,8 @@ pub enum Message {
         /// Workers seen recently.
         active_workers: u32,
     },
-    /// Cancels every queued job none of whose tasks has finished, among those the filter matches.
+    /// Cancels every queued job that has not started (no task of it ever leased), among those the
+    /// filter matches.
     PurgeQueue {
         /// Which jobs.
         #[serde(flatten)]

@@ -1,9 +1,12 @@
-//! Storage cases: first-write-wins results, progress and status derived from them, cancel, job
-//! records, alerts and worker metrics, each checked against hand-computed expectations.
+//! Storage cases: first-write-wins results, progress and status derived from them, cancel and
+//! the cancel of jobs not started, job records, alerts and worker metrics, each checked against
+//! hand-computed expectations.
 
 use std::time::Duration;
 
-use gridwatch::backend::{BackendError, CreateOutcome, JobRecord, JobStatus, Priority, Progress};
+use gridwatch::backend::{
+    BackendError, CreateOutcome, JobRecord, JobStatus, NackOutcome, Priority, Progress,
+};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -123,6 +126,80 @@ pub async fn cancel_removes_queued_tasks_and_refuses_late_results(s: &Subject) {
     assert_eq!(
         s.store.job("j").await.unwrap().unwrap().status,
         JobStatus::Cancelled
+    );
+}
+
+pub async fn cancel_if_unstarted_spares_a_job_whose_task_is_leased(s: &Subject) {
+    submit(s, "running", 2).await;
+    submit(s, "queued", 2).await;
+    let first = must_lease(s, "w1").await;
+    assert_eq!((first.id.job.as_str(), first.id.chunk), ("running", 0));
+
+    assert!(
+        !s.queue.cancel_if_unstarted("running").await.unwrap(),
+        "a job with a leased task was cancelled"
+    );
+    assert!(s.queue.cancel_if_unstarted("queued").await.unwrap());
+
+    // The running job keeps both its tasks: its other chunk is still delivered, the cancelled
+    // job's are not.
+    let second = must_lease(s, "w2").await;
+    assert_eq!((second.id.job.as_str(), second.id.chunk), ("running", 1));
+    assert!(
+        lease_now(s, "w3").await.is_none(),
+        "a cancelled job's task was delivered"
+    );
+    // The held lease completes as if nothing happened.
+    assert!(s.queue.extend(&first).await.unwrap());
+    assert!(put(s, &first, 3).await.unwrap());
+    s.queue.ack(&first).await.unwrap();
+    assert!(put(s, &second, 4).await.unwrap());
+    s.queue.ack(&second).await.unwrap();
+    let running = job_now(s, "running").await;
+    assert_eq!(running.status, JobStatus::Completed);
+    assert_eq!(
+        s.store.progress("running").await.unwrap(),
+        Progress {
+            total_chunks: 2,
+            done_chunks: 2,
+            matches: 7
+        }
+    );
+    assert!(!s.queue.cancel_if_unstarted("running").await.unwrap());
+
+    // The status is the caller's to set; asking again finds nothing started and nothing left.
+    assert_eq!(job_now(s, "queued").await.status, JobStatus::Pending);
+    assert_eq!(s.store.progress("queued").await.unwrap().done_chunks, 0);
+    assert!(s.queue.cancel_if_unstarted("queued").await.unwrap());
+}
+
+pub async fn cancel_if_unstarted_counts_a_returned_or_reclaimed_lease_as_started(s: &Subject) {
+    submit(s, "reclaimed", 1).await;
+    submit(s, "returned", 1).await;
+    submit(s, "untouched", 1).await;
+    let lost = must_lease(s, "w2").await;
+    assert_eq!(lost.id.job, "reclaimed");
+    let failed = must_lease(s, "w1").await;
+    assert_eq!(failed.id.job, "returned");
+    assert_eq!(
+        s.queue.nack(&failed, "boom").await.unwrap(),
+        NackOutcome::Retrying { next_attempt: 2 }
+    );
+    assert_eq!(s.queue.reclaim_worker("w2").await.unwrap(), 1);
+
+    // Neither task is leased now, but both were delivered once: both jobs started.
+    assert!(!s.queue.cancel_if_unstarted("reclaimed").await.unwrap());
+    assert!(!s.queue.cancel_if_unstarted("returned").await.unwrap());
+    assert!(s.queue.cancel_if_unstarted("untouched").await.unwrap());
+
+    let mut delivered = Vec::new();
+    while let Some(lease) = lease_now(s, "w3").await {
+        delivered.push((lease.id.job, lease.attempt));
+    }
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        vec![("reclaimed".to_string(), 2), ("returned".to_string(), 2)]
     );
 }
 

@@ -123,6 +123,9 @@ impl Queue for WithoutSweep {
     async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
         self.0.cancel_job(job).await
     }
+    async fn cancel_if_unstarted(&self, job: &str) -> BackendResult<bool> {
+        self.0.cancel_if_unstarted(job).await
+    }
 }
 
 /// Worker calls over the protocol, one `RemoteBackend` per worker id (the master knows a
@@ -189,6 +192,9 @@ impl Queue for WorkerSide {
     }
     async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
         self.owner.cancel_job(job).await
+    }
+    async fn cancel_if_unstarted(&self, job: &str) -> BackendResult<bool> {
+        self.owner.cancel_if_unstarted(job).await
     }
 }
 

@@ -283,6 +283,13 @@ impl Queue for EmbeddedBackend {
             .call(move |state| queue::cancel_job(state, &job))
             .await
     }
+
+    async fn cancel_if_unstarted(&self, job: &str) -> BackendResult<bool> {
+        let job = job.to_string();
+        self.db
+            .call(move |state| queue::cancel_if_unstarted(state, &job))
+            .await
+    }
 }
 
 #[async_trait]

@@ -483,6 +483,53 @@ pub(super) fn cancel_job(state: &mut DbState, job: &str) -> BackendResult<usize>
     Ok(removed)
 }
 
+/// Removes all of a job's tasks if nothing of it started (see `Queue::cancel_if_unstarted`): no
+/// task ever delivered (`attempts` counts deliveries, and a leased or dead task has one), no
+/// stored result, and the job not finished. Calls run one at a time on the database thread, so
+/// no lease can slip between the check and the delete; the transaction keeps them one commit.
+/// A lease the master handed back at its own restart is not counted as a delivery: no result of
+/// it can be stored, so it did not start anything.
+pub(super) fn cancel_if_unstarted(state: &mut DbState, job: &str) -> BackendResult<bool> {
+    let cancelled = match delete_unstarted(state, job) {
+        Ok(cancelled) => cancelled,
+        Err(err) if is_disk_full(&err) => {
+            // As in `cancel_job`: the DELETE needs room in the write-ahead log. Only the DELETE
+            // writes, so the job was found unstarted, and nothing else runs on this thread to
+            // change that: its spool goes to make the room, and the DELETE runs again.
+            state.spool_remove(job);
+            delete_unstarted(state, job).map_err(sql_error)?
+        }
+        Err(err) => return Err(sql_error(err)),
+    };
+    if cancelled {
+        release_spool_if_drained(state, job)?;
+    }
+    Ok(cancelled)
+}
+
+/// The check and the delete of `cancel_if_unstarted`, in one transaction.
+fn delete_unstarted(state: &mut DbState, job: &str) -> rusqlite::Result<bool> {
+    let tx = state.conn.transaction()?;
+    if job_started(&tx, job)? {
+        return Ok(false);
+    }
+    tx.prepare_cached("DELETE FROM tasks WHERE job = ?1")?
+        .execute(params![job])?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Whether any of `job` started: finished, a result stored, or a task delivered at least once.
+fn job_started(conn: &rusqlite::Connection, job: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1
+                    AND status IN ('completed', 'failed', 'cancelled'))
+             OR EXISTS (SELECT 1 FROM results WHERE job = ?1)
+             OR EXISTS (SELECT 1 FROM tasks WHERE job = ?1 AND (state != 'queued' OR attempts > 0))",
+    )?
+    .query_row(params![job], |row| row.get(0))
+}
+
 fn is_disk_full(err: &rusqlite::Error) -> bool {
     matches!(
         err,

@@ -314,6 +314,23 @@ impl Queue for RedisBackend {
         Ok(removed as usize)
     }
 
+    async fn cancel_if_unstarted(&self, job: &str) -> BackendResult<bool> {
+        let cancelled: i64 = self
+            .invoke(
+                self.scripts
+                    .cancel_unstarted
+                    .key(&TASK_STREAMS[..])
+                    .key(keys::job_tasks(job))
+                    .key(keys::job_chunks(job))
+                    .key(keys::job_fences(job))
+                    .key(keys::job_results(job))
+                    .key(keys::job_status(job))
+                    .arg(GROUP),
+            )
+            .await?;
+        Ok(cancelled == 1)
+    }
+
     async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
         let window_ms = window.as_millis() as usize;
         let mut recent = BTreeSet::new();

@@ -1,6 +1,11 @@
-//! `purge_queue`: cancels every accepted job none of whose tasks has finished (status pending),
-//! among those of the asked priority and kind, and names them. A job with a finished task is
-//! running and is left alone; so are jobs still uploading.
+//! `purge_queue`: cancels every accepted job that has not started, among those of the asked
+//! priority and kind, and names them. A job has started once any of its tasks was handed to a
+//! worker, whether the worker still holds it, finished it, gave it back or let its lease expire:
+//! such a job runs on. Jobs still uploading are left alone too.
+//!
+//! The check and the removal of the tasks are one atomic queue step
+//! (`Queue::cancel_if_unstarted`), so a worker leasing a task at the same moment either gets it
+//! first and keeps the job running, or finds the job's tasks gone.
 
 use super::{Conn, HandlerError};
 use crate::backend::JobStatus;
@@ -18,7 +23,7 @@ pub async fn apply(
     Ok(())
 }
 
-/// Cancels the matching queued jobs; returns their ids.
+/// Cancels the matching jobs that have not started; returns their ids.
 pub async fn purge(state: &MasterState, filter: &PurgeFilter) -> Result<Vec<String>, HandlerError> {
     let mut purged = Vec::new();
     for job in state.store.job_summaries(usize::MAX).await? {
@@ -31,14 +36,16 @@ pub async fn purge(state: &MasterState, filter: &PurgeFilter) -> Result<Vec<Stri
         if filter.priority.is_some_and(|wanted| wanted != job.priority) {
             continue;
         }
-        if job.progress.done_chunks > 0 {
+        if !state.queue.cancel_if_unstarted(&job.id).await? {
             continue;
         }
+        // The job has no task left, so nothing moves it until it is marked. Were the master to
+        // stop right here, the job would stay pending with nothing queued, and the next purge,
+        // finding nothing started, would mark it then.
         state
             .store
             .set_status(&job.id, JobStatus::Cancelled, Some("purged from the queue"))
             .await?;
-        state.queue.cancel_job(&job.id).await?;
         purged.push(job.id);
     }
     tracing::info!(component = "master", jobs = purged.len(), "queue purged");
