@@ -265,7 +265,7 @@ fn grid_rows(
     }
     println!();
     println!(
-        "grid (1 task slot per worker, submit to result, the genome uploaded each time); cores: {}",
+        "grid (1 task slot per worker, submit to result, the first row uploads the genome, the others search it as stored); cores: {}",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let many = *sizes.last().unwrap_or(&1);
