@@ -3,59 +3,14 @@
 //! sizes, and each kernel forced (the seed kernel also on patterns long enough that it is really
 //! the one used). Every position within K must be reported once, with its count.
 
+mod common;
+
+use common::iupac::{accepts, complement};
 use gridwatch::search::{
     search_chunk, search_reader, Chunker, KernelSplit, MismatchKernel, ParallelOptions, Pattern,
     PatternError, PatternSet, SearchOptions, StrandMode,
 };
 use proptest::prelude::*;
-
-/// Bases a pattern letter accepts, spelled out; `N` accepts any byte.
-fn accepts(code: u8, base: u8) -> bool {
-    let code = code.to_ascii_uppercase();
-    if code == b'N' {
-        return true;
-    }
-    let base = match base.to_ascii_uppercase() {
-        b'U' => b'T',
-        other => other,
-    };
-    let set: &[u8] = match code {
-        b'A' => b"A",
-        b'C' => b"C",
-        b'G' => b"G",
-        b'T' | b'U' => b"T",
-        b'R' => b"AG",
-        b'Y' => b"CT",
-        b'S' => b"CG",
-        b'W' => b"AT",
-        b'K' => b"GT",
-        b'M' => b"AC",
-        b'B' => b"CGT",
-        b'D' => b"AGT",
-        b'H' => b"ACT",
-        b'V' => b"ACG",
-        _ => b"",
-    };
-    set.contains(&base)
-}
-
-fn complement(code: u8) -> u8 {
-    match code.to_ascii_uppercase() {
-        b'A' => b'T',
-        b'T' | b'U' => b'A',
-        b'C' => b'G',
-        b'G' => b'C',
-        b'R' => b'Y',
-        b'Y' => b'R',
-        b'K' => b'M',
-        b'M' => b'K',
-        b'B' => b'V',
-        b'V' => b'B',
-        b'D' => b'H',
-        b'H' => b'D',
-        other => other,
-    }
-}
 
 /// (record, start, pattern, strand '+'/'-', mismatches) for every window within `k`.
 type Found = (u32, u64, u32, char, u32);

@@ -5,9 +5,12 @@
 //! every hit must come back once, with the job's pattern index, its matched bases and its
 //! mismatches, and every pattern with its name and counts.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use common::iupac::{accepts, complement};
 use gridwatch::backend::ChunkResult;
 use gridwatch::jobs::search::{
     report_from_stored, SearchReport, SearchTaskSpec, PATTERNS_PER_TASK,
@@ -21,55 +24,6 @@ const LIMITS: SubmitLimits = SubmitLimits {
     max_frame: 1 << 24,
     default_chunk_size: 1000,
 };
-
-/// Bases a pattern letter accepts, spelled out; `N` accepts any byte.
-fn accepts(code: u8, base: u8) -> bool {
-    let code = code.to_ascii_uppercase();
-    if code == b'N' {
-        return true;
-    }
-    let base = match base.to_ascii_uppercase() {
-        b'U' => b'T',
-        other => other,
-    };
-    let set: &[u8] = match code {
-        b'A' => b"A",
-        b'C' => b"C",
-        b'G' => b"G",
-        b'T' | b'U' => b"T",
-        b'R' => b"AG",
-        b'Y' => b"CT",
-        b'S' => b"CG",
-        b'W' => b"AT",
-        b'K' => b"GT",
-        b'M' => b"AC",
-        b'B' => b"CGT",
-        b'D' => b"AGT",
-        b'H' => b"ACT",
-        b'V' => b"ACG",
-        _ => b"",
-    };
-    set.contains(&base)
-}
-
-/// Complement of a pattern letter (upper case), IUPAC codes included.
-fn complement_code(code: u8) -> u8 {
-    match code.to_ascii_uppercase() {
-        b'A' => b'T',
-        b'T' | b'U' => b'A',
-        b'C' => b'G',
-        b'G' => b'C',
-        b'R' => b'Y',
-        b'Y' => b'R',
-        b'K' => b'M',
-        b'M' => b'K',
-        b'B' => b'V',
-        b'V' => b'B',
-        b'D' => b'H',
-        b'H' => b'D',
-        other => other,
-    }
-}
 
 /// Matched bases as seqkit prints them on `-`: reversed, bases complemented, case kept, other
 /// letters as they are.
@@ -102,7 +56,7 @@ fn naive_hamming(records: &[Vec<u8>], patterns: &[Vec<u8>], both: bool, k: u32) 
         for (p, pattern) in patterns.iter().enumerate() {
             let mut strands = vec![('+', pattern.clone())];
             if both {
-                let reverse = pattern.iter().rev().map(|&c| complement_code(c)).collect();
+                let reverse = pattern.iter().rev().map(|&c| complement(c)).collect();
                 strands.push(('-', reverse));
             }
             for (strand, needle) in strands {
@@ -406,7 +360,7 @@ fn naive_plain(genome: &[u8], patterns: &[Vec<u8>], both: bool, k: u32) -> Vec<F
     for (p, pattern) in patterns.iter().enumerate() {
         let mut strands = vec![('+', pattern.clone())];
         if both {
-            let reverse = pattern.iter().rev().map(|&c| complement_code(c)).collect();
+            let reverse = pattern.iter().rev().map(|&c| complement(c)).collect();
             strands.push(('-', reverse));
         }
         for (strand, needle) in &strands {
@@ -453,7 +407,7 @@ fn ten_thousand_patterns_in_groups_find_every_planted_copy() {
     for slot in 0..700 {
         let pattern = &patterns[rng.below(PATTERNS)];
         let mut copy: Vec<u8> = match rng.below(3) {
-            0 => pattern.iter().rev().map(|&c| complement_code(c)).collect(),
+            0 => pattern.iter().rev().map(|&c| complement(c)).collect(),
             _ => pattern.clone(),
         };
         for _ in 0..rng.below(3) {

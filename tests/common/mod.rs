@@ -3,6 +3,7 @@
 
 pub mod grid;
 pub mod http;
+pub mod iupac;
 pub mod procs;
 pub mod raw;
 pub mod redis;
