@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
-use common::raw::{client_hello as hello, connect_from, frame, peak_rss_kib, read_json};
+use common::raw::{client_hello as hello, connect_from, flood, frame, peak_rss_kib, read_json};
 use tokio::io::AsyncWriteExt;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,32 +80,9 @@ fn slowloris_and_idle_floods_do_not_lock_out_a_normal_client() {
     let master = grid.addr.clone();
     runtime().block_on(async {
         // 128 connections that never speak and 128 that trickle a hello one byte every 3 s,
-        // from another address.
-        let mut attackers = Vec::new();
-        for i in 0..256 {
-            let mut stream = connect_from([127, 0, 0, 2], &master)
-                .await
-                .expect("attacker connects");
-            let trickle = i % 2 == 1;
-            attackers.push(tokio::spawn(async move {
-                let hello = hello();
-                for byte in hello.iter().take(if trickle { 20 } else { 0 }) {
-                    if stream.write_all(&[*byte]).await.is_err() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                }
-                // The master must close every one of them: by the hello deadline, or as busy.
-                let reply = tokio::time::timeout(Duration::from_secs(60), read_json(&mut stream))
-                    .await
-                    .expect("the master closes a connection that never greets");
-                if let Some(reply) = reply {
-                    assert_eq!(reply["type"], "error", "{reply}");
-                    let code = reply["code"].as_str().unwrap_or_default().to_string();
-                    assert!(code == "timeout" || code == "busy", "{reply}");
-                }
-            }));
-        }
+        // from another address; the master must close every one of them, by the hello
+        // deadline or as busy.
+        let attackers = flood(&master, 256).await;
         // A normal client, from its own address, throughout the attack.
         let mut every = tokio::time::interval(Duration::from_millis(1500));
         for _ in 0..6 {

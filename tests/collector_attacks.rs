@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::procs::gridwatch;
-use common::raw::{client_hello, connect_from, peak_rss_kib, read_json};
+use common::raw::{connect_from, flood, peak_rss_kib, read_json};
 use common::watchman_grid::Grid;
 use tokio::io::AsyncWriteExt;
 
@@ -81,31 +81,7 @@ fn idle_and_trickling_floods_from_one_address_do_not_lock_out_agents_or_clients(
     let collector = grid.collector_addr.clone();
     let started = Instant::now();
     runtime().block_on(async {
-        let mut attackers = Vec::new();
-        for i in 0..300 {
-            let mut stream = connect_from([127, 0, 0, 2], &collector)
-                .await
-                .expect("attacker connects");
-            // Half never speak; half trickle a hello, one byte every 3 s.
-            let trickle = i % 2 == 1;
-            attackers.push(tokio::spawn(async move {
-                let hello = client_hello();
-                for byte in hello.iter().take(if trickle { 20 } else { 0 }) {
-                    if stream.write_all(&[*byte]).await.is_err() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                }
-                let reply = tokio::time::timeout(Duration::from_secs(60), read_json(&mut stream))
-                    .await
-                    .expect("the collector closes a connection that never greets");
-                if let Some(reply) = reply {
-                    assert_eq!(reply["type"], "error", "{reply}");
-                    let code = reply["code"].as_str().unwrap_or_default().to_string();
-                    assert!(code == "timeout" || code == "busy", "{reply}");
-                }
-            }));
-        }
+        let attackers = flood(&collector, 300).await;
         let mut every = tokio::time::interval(Duration::from_millis(1500));
         let mut slowest = Duration::ZERO;
         for _ in 0..6 {

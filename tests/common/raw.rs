@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Connects to `server` from `source`.
@@ -24,6 +24,39 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
 /// A client's hello without a token.
 pub fn client_hello() -> Vec<u8> {
     frame(br#"{"v":1,"type":"hello","role":"client","version":1}"#)
+}
+
+/// Opens `count` connections to `server` from 127.0.0.2 that never authenticate: half stay
+/// silent, half trickle a hello one byte every 3 s. Each task ends once the server has closed
+/// its connection, and fails unless the server closed it within 60 s, with nothing or with a
+/// `timeout` or `busy` error: a server must not let strangers hold its slots.
+pub async fn flood(server: &str, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut attackers = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut stream = connect_from([127, 0, 0, 2], server)
+            .await
+            .expect("attacker connects");
+        let trickle = i % 2 == 1;
+        attackers.push(tokio::spawn(async move {
+            let hello = client_hello();
+            for byte in hello.iter().take(if trickle { 20 } else { 0 }) {
+                if stream.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            }
+            let reply =
+                tokio::time::timeout(std::time::Duration::from_secs(60), read_json(&mut stream))
+                    .await
+                    .expect("the server closes a connection that never greets");
+            if let Some(reply) = reply {
+                assert_eq!(reply["type"], "error", "{reply}");
+                let code = reply["code"].as_str().unwrap_or_default().to_string();
+                assert!(code == "timeout" || code == "busy", "{reply}");
+            }
+        }));
+    }
+    attackers
 }
 
 /// Reads one frame's JSON, or `None` if the connection closed first.
