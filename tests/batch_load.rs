@@ -382,9 +382,18 @@ fn master_peak_kib(grid: &Grid) -> u64 {
 }
 
 #[test]
-fn a_file_of_100000_tasks_loads_in_bounded_time_and_memory() {
+fn a_file_of_100000_tasks_loads_in_bounded_time_and_memory_embedded() {
+    a_file_of_100000_tasks_loads_in_bounded_time_and_memory(false);
+}
+
+#[test]
+fn a_file_of_100000_tasks_loads_in_bounded_time_and_memory_redis() {
+    a_file_of_100000_tasks_loads_in_bounded_time_and_memory(true);
+}
+
+fn a_file_of_100000_tasks_loads_in_bounded_time_and_memory(redis: bool) {
     const TASKS: usize = 100_000;
-    let grid = Grid::start(&[]);
+    let (grid, _redis) = grid(redis);
     let path = grid.path("big.json");
     let mut text = String::from("{\"metadata\":{\"total_tasks\":100000},\"tasks\":[");
     for i in 0..TASKS {
@@ -412,7 +421,8 @@ fn a_file_of_100000_tasks_loads_in_bounded_time_and_memory() {
     let master_mib = master_peak_kib(&grid) / 1024;
     let file_mib = text.len() / (1024 * 1024);
     println!(
-        "100000 tasks ({file_mib} MiB file): loaded in {seconds:.1} s; client peak {client_mib} MiB, master peak {master_mib} MiB"
+        "100000 tasks ({file_mib} MiB file, {}): loaded in {seconds:.1} s; client peak {client_mib} MiB, master peak {master_mib} MiB",
+        if redis { "redis" } else { "embedded" }
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("100000 jobs (100000 new"), "{stdout}");
