@@ -7,6 +7,10 @@ wall_bounces, kinetic_energy_start, kinetic_energy_end, the same two energies as
 patterns of their IEEE doubles (*_bits: a reader's decimal parser cannot round them differently),
 and seconds (of the stepping alone).
 
+`--variant=numpy` steps with numpy arrays: moves, wall bounces and the search for touching pairs
+run on whole arrays (element by element, so every value is the same double), and the pairs are
+resolved one by one in sorted order, as in the pure loop. Both variants print the same numbers.
+
 Model: N equal discs in the unit box. Initial state from Xoshiro256++ whose four state words
 are the first four outputs of SplitMix64 started at the seed (rand_xoshiro's seed_from_u64);
 per disc four draws u = (next >> 11) * 2**-53 give x, y = r + (1 - 2r) u and
@@ -166,6 +170,82 @@ def simulate(n, steps, seed, radius, dt, max_speed):
     }
 
 
+def touching_pairs_numpy(np, xs, ys, contact_squared, side):
+    """`touching_pairs` on arrays: each disc against every disc of its own cell and of four
+    neighbouring cells, found through the discs sorted by cell; (i, j) rows, sorted."""
+    cx = np.minimum((xs * side).astype(np.int64), side - 1)
+    cy = np.minimum((ys * side).astype(np.int64), side - 1)
+    key = cx * side + cy
+    order = np.argsort(key, kind="stable")
+    sorted_keys = key[order]
+    found = []
+    for nx, ny, same in ((0, 0, True), (1, -1, False), (1, 0, False), (1, 1, False), (0, 1, False)):
+        ox, oy = cx + nx, cy + ny
+        inside = (ox >= 0) & (ox < side) & (oy >= 0) & (oy < side)
+        a = np.nonzero(inside)[0]
+        target = ox[a] * side + oy[a]
+        start = np.searchsorted(sorted_keys, target, side="left")
+        end = np.searchsorted(sorted_keys, target, side="right")
+        counts = end - start
+        a = np.repeat(a, counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        b = order[np.repeat(start, counts) + offsets]
+        if same:
+            keep = a < b
+            a, b = a[keep], b[keep]
+        i, j = np.minimum(a, b), np.maximum(a, b)
+        dx, dy = xs[j] - xs[i], ys[j] - ys[i]
+        close = dx * dx + dy * dy < contact_squared
+        found.append(np.stack([i[close], j[close]], axis=1))
+    pairs = np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
+    ranked = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    return pairs[ranked]
+
+
+def simulate_numpy(n, steps, seed, radius, dt, max_speed):
+    import numpy as np
+
+    start = initial_state(n, seed, radius, max_speed)
+    xs, ys, vxs, vys = (np.array(values, dtype=np.float64) for values in start)
+    energy_start = kinetic_energy(vxs.tolist(), vys.tolist())
+    low, high = radius, 1.0 - radius
+    contact = 2.0 * radius
+    contact_squared = contact * contact
+    side = cells_per_side(n, radius)
+    collisions = bounces = 0
+    started = time.perf_counter()
+    for _ in range(steps):
+        for pos, vel in ((xs, vxs), (ys, vys)):
+            p = pos + vel * dt
+            below = p < low
+            above = ~below & (p > high)
+            bounced = below | above
+            reflected = np.where(below, 2.0 * low - p, np.where(above, 2.0 * high - p, p))
+            pos[:] = np.where(bounced, np.minimum(np.maximum(reflected, low), high), p)
+            vel[bounced] = -vel[bounced]
+            bounces += int(bounced.sum())
+        for i, j in touching_pairs_numpy(np, xs, ys, contact_squared, side).tolist():
+            dx, dy = float(xs[j]) - float(xs[i]), float(ys[j]) - float(ys[i])
+            vxi, vyi, vxj, vyj = float(vxs[i]), float(vys[i]), float(vxs[j]), float(vys[j])
+            approach = (vxj - vxi) * dx + (vyj - vyi) * dy
+            if approach < 0.0:
+                k = approach / (dx * dx + dy * dy)
+                vxs[i], vys[i] = vxi + k * dx, vyi + k * dy
+                vxs[j], vys[j] = vxj - k * dx, vyj - k * dy
+                collisions += 1
+    seconds = time.perf_counter() - started
+    energy_end = kinetic_energy(vxs.tolist(), vys.tolist())
+    return {
+        "collisions": collisions,
+        "wall_bounces": bounces,
+        "kinetic_energy_start": energy_start,
+        "kinetic_energy_end": energy_end,
+        "kinetic_energy_start_bits": double_bits(energy_start),
+        "kinetic_energy_end_bits": double_bits(energy_end),
+        "seconds": seconds,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--particles", type=int, default=100)
@@ -174,6 +254,7 @@ def main():
     parser.add_argument("--radius", type=float, help="default: discs cover 10%% of the box")
     parser.add_argument("--dt", type=float, help="default: radius / 4 / max_speed")
     parser.add_argument("--max-speed", type=float, default=MAX_SPEED)
+    parser.add_argument("--variant", choices=["python", "numpy"], default="python")
     args = parser.parse_args()
 
     radius = args.radius
@@ -188,7 +269,16 @@ def main():
         "dt": dt,
         "max_speed": args.max_speed,
     }
-    result.update(simulate(args.particles, args.steps, args.seed, radius, dt, args.max_speed))
+    if args.variant == "numpy":
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            print("numpy is not installed", file=sys.stderr)
+            return 3
+        run = simulate_numpy
+    else:
+        run = simulate
+    result.update(run(args.particles, args.steps, args.seed, radius, dt, args.max_speed))
     json.dump(result, sys.stdout)
     print()
     return 0

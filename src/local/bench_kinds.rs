@@ -273,7 +273,9 @@ pub fn run_particles(args: &BenchParticlesArgs) -> Result<(), ToolError> {
         );
     }
     rows.push(one);
-    rows.push(python_particles(args, &expected[0]));
+    for variant in ["python", "numpy"] {
+        rows.push(python_particles(args, variant, &expected[0]));
+    }
     for &replicas in &args.replicas {
         let mut row = Row::new(
             format!("local, {replicas} replicas on {cores} cores"),
@@ -339,9 +341,10 @@ fn same_physics(a: &Replica, b: &Replica) -> bool {
         && a.error.is_none()
 }
 
-/// The Python particle simulation of the first seed, compared to the bit.
-fn python_particles(args: &BenchParticlesArgs, expected: &Replica) -> Row {
-    let name = "Python, 1 replica".to_string();
+/// The Python particle simulation of the first seed (pure, or stepping numpy arrays), compared
+/// to the bit.
+fn python_particles(args: &BenchParticlesArgs, variant: &str, expected: &Replica) -> Row {
+    let name = format!("Python ({variant}), 1 replica");
     let script = args.grid.python_dir.join("particles.py");
     let params = ParticleParams::new(args.particles, args.steps, args.seed);
     let script_args = [
@@ -351,6 +354,7 @@ fn python_particles(args: &BenchParticlesArgs, expected: &Replica) -> Row {
         args.steps.to_string(),
         "--seed".into(),
         args.seed.to_string(),
+        format!("--variant={variant}"),
     ];
     let json = match run_python(&args.grid.python, &script, &script_args) {
         Ok(json) => json,
@@ -372,7 +376,7 @@ fn python_particles(args: &BenchParticlesArgs, expected: &Replica) -> Row {
         format!("{} collisions", replica.collisions),
         same_physics(&replica, expected),
     );
-    row.note = "stepping only; pure Python (no numpy variant of this script)".into();
+    row.note = "stepping only".into();
     row
 }
 
