@@ -68,8 +68,11 @@ impl Sampler {
     fn process(&mut self, pid: u32) -> Option<(f64, f64)> {
         let pid = Pid::from_u32(pid);
         let kind = ProcessRefreshKind::new().with_cpu().with_memory();
+        // Every process, not only the worker: on Linux, sysinfo computes a process's CPU share
+        // only in a refresh of all processes; one of `ProcessesToUpdate::Some` leaves it at 0
+        // (the busy-loop test below checks the share against procfs).
         self.system
-            .refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, kind);
+            .refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
         let process = self.system.process(pid)?;
         Some((
             f64::from(process.cpu_usage()),
@@ -148,6 +151,42 @@ mod tests {
         assert_eq!(
             (sample.process_cpu_percent, sample.process_rss_mb),
             (None, None)
+        );
+    }
+
+    /// utime + stime of `pid`, in seconds, from /proc (clock ticks of 1/100 s on Linux).
+    fn proc_cpu_seconds(pid: u32) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 =
+            fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+        ticks / 100.0
+    }
+
+    #[test]
+    fn a_busy_process_shows_the_cpu_share_procfs_counts() {
+        let mut busy = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .expect("spawn a busy loop");
+        let pid = busy.id();
+        let mut sampler = Sampler::new(Path::new("."));
+        sampler.sample(Some(pid));
+        let (cpu_before, started) = (proc_cpu_seconds(pid), std::time::Instant::now());
+        // CPU use is a rate: it takes two readings some time apart, here and in the agent.
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        let sample = sampler.sample(Some(pid));
+        let reference =
+            100.0 * (proc_cpu_seconds(pid) - cpu_before) / started.elapsed().as_secs_f64();
+        let _ = busy.kill();
+        let _ = busy.wait();
+        let cpu = sample.process_cpu_percent.expect("the loop runs");
+        assert!(reference > 5.0, "the loop got {reference:.1} % of a core");
+        assert!(
+            cpu > reference / 3.0 && cpu < reference * 3.0 + 10.0,
+            "sampler {cpu:.1} % against procfs {reference:.1} %"
         );
     }
 }
