@@ -1,7 +1,12 @@
 //! System metrics for reports: host CPU, memory and disk use, and the worker process's own CPU and
 //! resident memory, sampled with `sysinfo`. CPU percentages are averages since the previous sample.
+//!
+//! The worker's CPU share is read from `/proc/PID/stat` (user and system time) rather than from
+//! sysinfo, which on Linux computes a process's share only while refreshing every process on the
+//! host, and otherwise reports 0.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use sysinfo::{Disks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
@@ -29,6 +34,8 @@ pub struct Sampler {
     system: System,
     disks: Disks,
     disk_path: PathBuf,
+    /// The worker's CPU time at the previous sample: (pid, seconds, when read).
+    last_cpu: Option<(u32, f64, Instant)>,
 }
 
 impl Sampler {
@@ -41,6 +48,7 @@ impl Sampler {
             system,
             disks: Disks::new_with_refreshed_list(),
             disk_path: disk_path.to_path_buf(),
+            last_cpu: None,
         }
     }
 
@@ -66,18 +74,25 @@ impl Sampler {
     }
 
     fn process(&mut self, pid: u32) -> Option<(f64, f64)> {
-        let pid = Pid::from_u32(pid);
-        let kind = ProcessRefreshKind::new().with_cpu().with_memory();
-        // Every process, not only the worker: on Linux, sysinfo computes a process's CPU share
-        // only in a refresh of all processes; one of `ProcessesToUpdate::Some` leaves it at 0
-        // (the busy-loop test below checks the share against procfs).
+        let handle = Pid::from_u32(pid);
+        let kind = ProcessRefreshKind::new().with_memory();
         self.system
-            .refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
-        let process = self.system.process(pid)?;
-        Some((
-            f64::from(process.cpu_usage()),
-            process.memory() as f64 / MIB,
-        ))
+            .refresh_processes_specifics(ProcessesToUpdate::Some(&[handle]), true, kind);
+        let rss = self.system.process(handle)?.memory() as f64 / MIB;
+        let (seconds, now) = (process_cpu_seconds(pid)?, Instant::now());
+        let share = match self.last_cpu {
+            Some((last_pid, last_seconds, at)) if last_pid == pid => {
+                let elapsed = now.duration_since(at).as_secs_f64();
+                if elapsed > 0.0 {
+                    100.0 * (seconds - last_seconds).max(0.0) / elapsed
+                } else {
+                    0.0
+                }
+            }
+            _ => 0.0,
+        };
+        self.last_cpu = Some((pid, seconds, now));
+        Some((share, rss))
     }
 
     /// Percent used of the disk whose mount point is the longest prefix of the disk path.
@@ -98,6 +113,21 @@ impl Sampler {
             .unwrap_or(0.0)
     }
 }
+
+/// User plus system CPU time of `pid` so far, in seconds; `None` once the process is gone.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace();
+    let user: f64 = fields.nth(11)?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    Some((user + system) / CLOCK_TICKS_PER_SECOND)
+}
+
+/// Units of the times in `/proc/PID/stat`: the kernel reports them in USER_HZ, which Linux fixes
+/// at 100 for user space on every architecture it supports.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 #[cfg(test)]
 mod tests {
@@ -154,19 +184,20 @@ mod tests {
         );
     }
 
-    /// utime + stime of `pid`, in seconds, from /proc (clock ticks of 1/100 s on Linux).
-    fn proc_cpu_seconds(pid: u32) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 =
-            fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-        ticks / 100.0
+    /// CPU time of `pid` in seconds, as the scheduler counts it in nanoseconds
+    /// (`/proc/PID/schedstat`): another account than the tick-based times the sampler reads.
+    fn scheduler_cpu_seconds(pid: u32) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("schedstat");
+        let nanos: f64 = stat
+            .split_whitespace()
+            .next()
+            .and_then(|field| field.parse().ok())
+            .expect("run time");
+        nanos / 1e9
     }
 
     #[test]
-    fn a_busy_process_shows_the_cpu_share_procfs_counts() {
+    fn a_busy_process_shows_the_cpu_share_the_scheduler_counts() {
         let mut busy = std::process::Command::new("sh")
             .args(["-c", "while :; do :; done"])
             .spawn()
@@ -174,19 +205,19 @@ mod tests {
         let pid = busy.id();
         let mut sampler = Sampler::new(Path::new("."));
         sampler.sample(Some(pid));
-        let (cpu_before, started) = (proc_cpu_seconds(pid), std::time::Instant::now());
+        let (cpu_before, started) = (scheduler_cpu_seconds(pid), std::time::Instant::now());
         // CPU use is a rate: it takes two readings some time apart, here and in the agent.
         std::thread::sleep(std::time::Duration::from_millis(600));
         let sample = sampler.sample(Some(pid));
         let reference =
-            100.0 * (proc_cpu_seconds(pid) - cpu_before) / started.elapsed().as_secs_f64();
+            100.0 * (scheduler_cpu_seconds(pid) - cpu_before) / started.elapsed().as_secs_f64();
         let _ = busy.kill();
         let _ = busy.wait();
         let cpu = sample.process_cpu_percent.expect("the loop runs");
         assert!(reference > 5.0, "the loop got {reference:.1} % of a core");
         assert!(
             cpu > reference / 3.0 && cpu < reference * 3.0 + 10.0,
-            "sampler {cpu:.1} % against procfs {reference:.1} %"
+            "sampler {cpu:.1} % against the scheduler's {reference:.1} %"
         );
     }
 }
