@@ -3,61 +3,18 @@
 //! letter by letter. Genomes have N runs, lower case, U, other letters, lines of varying width,
 //! CRLF and gzip; the search runs with tiny blocks so matches straddle block and 64-base edges.
 
+mod common;
+
 use std::io::Write;
 
+use common::iupac::{accepts, complement};
 use gridwatch::search::{
     search_reader, ParallelOptions, Pattern, PatternSet, SearchOptions, StrandMode,
 };
 use proptest::prelude::*;
 
-/// Bases an IUPAC code accepts, spelled out letter by letter.
-fn accepts(code: u8, base: u8) -> bool {
-    let base = match base.to_ascii_uppercase() {
-        b'U' => b'T',
-        other => other,
-    };
-    let allowed: &[u8] = match code.to_ascii_uppercase() {
-        b'A' => b"A",
-        b'C' => b"C",
-        b'G' => b"G",
-        b'T' | b'U' => b"T",
-        b'R' => b"AG",
-        b'Y' => b"CT",
-        b'S' => b"CG",
-        b'W' => b"AT",
-        b'K' => b"GT",
-        b'M' => b"AC",
-        b'B' => b"CGT",
-        b'D' => b"AGT",
-        b'H' => b"ACT",
-        b'V' => b"ACG",
-        // N stands for any letter of the sequence, whatever it is.
-        b'N' => return true,
-        _ => b"",
-    };
-    allowed.contains(&base)
-}
-
 fn reverse_complement(pattern: &[u8]) -> Vec<u8> {
-    pattern
-        .iter()
-        .rev()
-        .map(|&code| match code.to_ascii_uppercase() {
-            b'A' => b'T',
-            b'T' | b'U' => b'A',
-            b'C' => b'G',
-            b'G' => b'C',
-            b'R' => b'Y',
-            b'Y' => b'R',
-            b'K' => b'M',
-            b'M' => b'K',
-            b'B' => b'V',
-            b'V' => b'B',
-            b'D' => b'H',
-            b'H' => b'D',
-            other => other,
-        })
-        .collect()
+    pattern.iter().rev().map(|&code| complement(code)).collect()
 }
 
 /// (record, start, pattern, strand is reverse), sorted.
