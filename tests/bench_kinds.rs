@@ -2,7 +2,11 @@
 //! starts its own local grid, and every row it prints must agree with the local kernel (the
 //! command fails otherwise). The Julia answer is also checked against a reference loop here.
 
+mod common;
+
 use std::process::Command;
+
+use common::julia::{reference, Spec};
 
 fn bench(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_gridwatch"))
@@ -19,39 +23,10 @@ fn bench(args: &[&str]) -> String {
     stdout
 }
 
-/// The classic benchmark's Python, transcribed: axes by repeated addition, then for each pixel
-/// `while abs(z) < 2 and n < maxiter: z = z * z + c`, with `abs` as `hypot` and the complex
-/// product written out as CPython computes it.
+/// Sum of every pixel's count of the classic benchmark's image, by the reference loop.
 fn julia_iterations_sum(width: u32, iterations: u32) -> u64 {
-    let (x1, x2, y1, y2) = (-1.8f64, 1.8f64, -1.8f64, 1.8f64);
-    let (c_re, c_im) = (-0.62772f64, -0.42193f64);
-    let (x_step, y_step) = ((x2 - x1) / f64::from(width), (y1 - y2) / f64::from(width));
-    let mut xs = Vec::new();
-    let mut x = x1;
-    while x < x2 {
-        xs.push(x);
-        x += x_step;
-    }
-    let mut ys = Vec::new();
-    let mut y = y2;
-    while y > y1 {
-        ys.push(y);
-        y += y_step;
-    }
-    let mut sum = 0u64;
-    for &y in &ys {
-        for &x in &xs {
-            let (mut a, mut b, mut n) = (x, y, 0u32);
-            while a.hypot(b) < 2.0 && n < iterations {
-                let (real, imag) = (a * a - b * b, a * b + b * a);
-                a = real + c_re;
-                b = imag + c_im;
-                n += 1;
-            }
-            sum += u64::from(n);
-        }
-    }
-    sum
+    let (_, _, counts) = reference(Spec::classic(width, width, iterations));
+    counts.iter().map(|&n| u64::from(n)).sum()
 }
 
 /// Rows of the table that carry a time (skipped contenders print `-`).

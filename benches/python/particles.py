@@ -95,6 +95,19 @@ def kinetic_energy(vxs, vys):
     return 0.5 * twice
 
 
+def figures(collisions, bounces, energy_start, energy_end, seconds):
+    """What one run prints, the energies also as their exact bit patterns."""
+    return {
+        "collisions": collisions,
+        "wall_bounces": bounces,
+        "kinetic_energy_start": energy_start,
+        "kinetic_energy_end": energy_end,
+        "kinetic_energy_start_bits": double_bits(energy_start),
+        "kinetic_energy_end_bits": double_bits(energy_end),
+        "seconds": seconds,
+    }
+
+
 def cells_per_side(n, radius):
     by_size = 1.0 / (2.0 * radius * (1.0 + CELL_MARGIN))
     by_count = math.ceil(math.sqrt(n))
@@ -159,15 +172,7 @@ def simulate(n, steps, seed, radius, dt, max_speed):
                 collisions += 1
     seconds = time.perf_counter() - started
     energy_end = kinetic_energy(vxs, vys)
-    return {
-        "collisions": collisions,
-        "wall_bounces": bounces,
-        "kinetic_energy_start": energy_start,
-        "kinetic_energy_end": energy_end,
-        "kinetic_energy_start_bits": double_bits(energy_start),
-        "kinetic_energy_end_bits": double_bits(energy_end),
-        "seconds": seconds,
-    }
+    return figures(collisions, bounces, energy_start, energy_end, seconds)
 
 
 def touching_pairs_numpy(np, xs, ys, contact_squared, side):
@@ -235,15 +240,7 @@ def simulate_numpy(n, steps, seed, radius, dt, max_speed):
                 collisions += 1
     seconds = time.perf_counter() - started
     energy_end = kinetic_energy(vxs.tolist(), vys.tolist())
-    return {
-        "collisions": collisions,
-        "wall_bounces": bounces,
-        "kinetic_energy_start": energy_start,
-        "kinetic_energy_end": energy_end,
-        "kinetic_energy_start_bits": double_bits(energy_start),
-        "kinetic_energy_end_bits": double_bits(energy_end),
-        "seconds": seconds,
-    }
+    return figures(collisions, bounces, energy_start, energy_end, seconds)
 
 
 def main():

@@ -4,6 +4,7 @@
 pub mod grid;
 pub mod http;
 pub mod iupac;
+pub mod julia;
 pub mod procs;
 pub mod raw;
 pub mod redis;
