@@ -7,6 +7,7 @@
 mod backend_health;
 mod cmd;
 mod config;
+mod data_dir_lock;
 mod disk;
 mod drop_dir;
 pub mod forget;
@@ -38,6 +39,7 @@ const MASTER_RISK: &str = "submit and cancel jobs and send results for any worke
 const HTTP_RISK: &str = "read every job, worker and alert of the grid and forget dead workers";
 
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
+pub use data_dir_lock::{data_dir_holder, DataDirLockError};
 pub use job_view::{job_view, summary_view};
 pub use rate_limit::RateLimiter;
 pub use retention::{parse_retention, Retention};
@@ -73,6 +75,9 @@ pub enum MasterError {
     /// The TLS certificate or key could not be used.
     #[error("{0}; check --tls-cert and --tls-key")]
     Tls(#[from] TlsError),
+    /// Another master holds the data directory, or it cannot be locked.
+    #[error(transparent)]
+    DataDir(#[from] DataDirLockError),
 }
 
 impl MasterError {
@@ -85,7 +90,8 @@ impl MasterError {
             | MasterError::BackendConfig(_)
             | MasterError::Token(_)
             | MasterError::Unprotected(_)
-            | MasterError::Tls(_) => 2,
+            | MasterError::Tls(_)
+            | MasterError::DataDir(_) => 2,
         }
     }
 }
@@ -99,6 +105,9 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         max_attempts: config.max_attempts,
     };
     let backend_config = args.backend.resolve()?;
+    // Held until the master exits: a second master on this directory is refused before it
+    // opens the database.
+    let _data_dir = data_dir_lock::lock_data_dir(&config.data_dir)?;
     let backend = backend_config
         .connect(Access::Master {
             data_dir: &config.data_dir,
