@@ -40,12 +40,14 @@ pub enum ClientError {
     #[error("{0}")]
     Usage(String),
     /// The master could not be reached.
-    #[error("cannot reach the master at {addr}: {reason} (is `gridwatch master` or `gridwatch up` running? see --master)")]
+    #[error("cannot reach the {role} at {addr}: {reason} (is `gridwatch {role}` or `gridwatch up` running? see --{role})")]
     Unreachable {
         /// The address tried.
         addr: String,
         /// The socket error.
         reason: String,
+        /// What was expected there: `master` or `collector`.
+        role: &'static str,
     },
     /// The master refused the request.
     #[error("{message}")]
@@ -136,6 +138,7 @@ impl From<RequestError> for ClientError {
             RequestError::Unreachable { address, reason } => ClientError::Unreachable {
                 addr: address,
                 reason,
+                role: "master",
             },
             RequestError::Tls { address, reason } => ClientError::Usage(format!(
                 "cannot connect to the master at {address}: {reason}"
