@@ -162,3 +162,59 @@ fn monitoring_output_into_a_closed_pipe_ends_quietly() {
         );
     }
 }
+
+/// Every client command finds the master through `GRIDWATCH_MASTER` (none silently asks another
+/// grid on the default port), and an unreachable master fails every command with the same exit
+/// code and message.
+#[test]
+fn every_client_command_takes_the_master_from_one_definition() {
+    let grid = Grid::start(&[]);
+    let commands: [&[&str]; 4] = [
+        &["jobs", "--json"],
+        &["workers", "--json"],
+        &["alerts", "--json"],
+        &["genomes", "--json"],
+    ];
+    for command in commands {
+        let out = Command::new(gridwatch_bin())
+            .args(command)
+            .env("GRIDWATCH_MASTER", &grid.addr)
+            .env_remove("MASTER_HOST")
+            .env_remove("MASTER_PORT")
+            .output()
+            .expect("running gridwatch");
+        assert!(
+            out.status.success(),
+            "{command:?} with GRIDWATCH_MASTER={}: {}",
+            grid.addr,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{command:?} prints JSON: {e}"));
+    }
+    // Nothing listens here: bind a port, then free it.
+    let nowhere = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let commands: [&[&str]; 5] = [
+        &["status", "some-job"],
+        &["jobs"],
+        &["workers"],
+        &["alerts"],
+        &["cancel", "some-job"],
+    ];
+    for command in commands {
+        let out = Command::new(gridwatch_bin())
+            .args(command)
+            .env("GRIDWATCH_MASTER", &nowhere)
+            .output()
+            .expect("running gridwatch");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot reach the master at {nowhere}")),
+            "{command:?} names the address it tried: {stderr}"
+        );
+    }
+}
