@@ -218,3 +218,26 @@ fn every_client_command_takes_the_master_from_one_definition() {
         );
     }
 }
+
+/// A URL pasted where HOST:PORT belongs is named as such, by flag and by environment.
+#[test]
+fn a_url_for_the_master_is_named_as_the_mistake() {
+    let out = Command::new(gridwatch_bin())
+        .args(["status", "some-job", "--master", "http://127.0.0.1:8080"])
+        .output()
+        .expect("running gridwatch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("HOST:PORT, not a URL"), "{stderr}");
+    let out = Command::new(gridwatch_bin())
+        .args(["workers"])
+        .env("GRIDWATCH_MASTER", "https://grid.example:5000")
+        .output()
+        .expect("running gridwatch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not a URL: drop the `https://`"),
+        "{stderr}"
+    );
+}

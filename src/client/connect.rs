@@ -14,7 +14,7 @@ const CONNECT_ATTEMPTS: u32 = 5;
 #[derive(Clone, Debug, clap::Args)]
 pub struct MasterAddr {
     /// The master's protocol address (HOST:PORT). MASTER_HOST / MASTER_PORT are honoured too.
-    #[arg(long, env = "GRIDWATCH_MASTER")]
+    #[arg(long, env = "GRIDWATCH_MASTER", value_parser = host_port)]
     pub master: Option<String>,
     /// The cluster token, when the cluster has one.
     #[command(flatten)]
@@ -30,6 +30,23 @@ impl MasterAddr {
         self.master
             .clone()
             .unwrap_or_else(crate::protocol::default_master_address)
+    }
+}
+
+/// Checks a `HOST:PORT` flag, so a pasted dashboard URL is named as the mistake rather than
+/// failing later as an unresolvable host.
+pub fn host_port(value: &str) -> Result<String, String> {
+    if let Some((scheme, _)) = value.split_once("://") {
+        return Err(format!(
+            "wants HOST:PORT, not a URL: drop the `{scheme}://` (the grid's protocol port, 5000 by \
+             default, is not the HTTP port of the dashboard)"
+        ));
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(value.to_string())
+        }
+        _ => Err("wants HOST:PORT, e.g. 127.0.0.1:5000".to_string()),
     }
 }
 

@@ -15,7 +15,7 @@ pub struct MonitorArgs {
     pub target: MasterAddr,
     /// Ask this collector (`host:port`) instead of the master; it wins over `--master` and
     /// `GRIDWATCH_MASTER`, so an exported master address never hides it.
-    #[arg(long)]
+    #[arg(long, value_parser = super::connect::host_port)]
     pub collector: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
