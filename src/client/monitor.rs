@@ -220,6 +220,16 @@ pub fn workers_table(workers: &[WorkerView]) -> String {
             if w.leasing_paused { "paused" } else { "ok" },
         ));
     }
+    for w in workers.iter().filter(|w| w.leasing_paused) {
+        let why = w
+            .pause_reason
+            .as_deref()
+            .unwrap_or("a firing resource warning");
+        out.push_str(&format!(
+            "{} leases no new tasks until {why} resolves (see `gridwatch alerts`)\n",
+            w.worker_id
+        ));
+    }
     let active = workers
         .iter()
         .filter(|w| w.state != LivenessState::Inactive)

@@ -133,10 +133,7 @@ impl Watchtower {
         self.liveness
             .worker_ids()
             .iter()
-            .filter_map(|w| {
-                self.liveness
-                    .view(w, now, self.rules.should_pause_leasing(w))
-            })
+            .filter_map(|w| self.view(w, now))
             .collect()
     }
 
@@ -197,10 +194,17 @@ impl Watchtower {
     }
 
     fn publish(&self, worker: &str, now: Moment) {
-        let paused = self.rules.should_pause_leasing(worker);
-        if let Some(view) = self.liveness.view(worker, now, paused) {
+        if let Some(view) = self.view(worker, now) {
             let _ = self.downstream.send(Outgoing::Worker(Box::new(view)));
         }
+    }
+
+    /// A worker's liveness view with its lease verdict and the reason for a pause.
+    fn view(&self, worker: &str, now: Moment) -> Option<WorkerView> {
+        let verdict = self.verdict(worker);
+        let mut view = self.liveness.view(worker, now, verdict.pause)?;
+        view.pause_reason = verdict.reason;
+        Some(view)
     }
 }
 
