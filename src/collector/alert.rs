@@ -75,6 +75,8 @@ impl AlertLog {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     fn sample(state: AlertState) -> Alert {
