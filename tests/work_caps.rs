@@ -1,5 +1,5 @@
 //! Per-job work caps: a Julia job over its iteration cap or a particle job over its disc-step cap
-//! is refused at every way in (a protocol submit, a batch file) with a message naming the
+//! is refused at every way in (a protocol submit, a batch file, `POST /jobs`) with a message naming the
 //! figure, the cap and the flag that raises it; nothing is stored; an honest job under the cap
 //! runs exactly.
 
@@ -151,6 +151,18 @@ fn over_cap_jobs_are_refused_with_the_figure_the_cap_and_the_flag() {
     assert!(!output.status.success(), "an over-cap batch was loaded");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--max-particle-work"), "{stderr}");
+    // And over HTTP, the same batch text.
+    let (status, _, body) = common::http::request(
+        &grid.http_addr(),
+        "POST",
+        "/jobs",
+        None,
+        r#"{"task_id": "big-render", "algorithm": "julia",
+            "parameters": {"width": 8192, "height": 8192, "iterations": 1000000}}"#,
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert!((400..500).contains(&status), "{status}: {body}");
+    assert!(body.contains("--max-julia-work"), "{body}");
     assert_eq!(job_count(&grid), 0, "a refused batch stored a job");
 
     // An honest job still runs, exactly.
