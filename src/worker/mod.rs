@@ -4,7 +4,10 @@
 //! `--prefetch` of them waiting beside the running ones (`prefetch`); one flusher stores results
 //! and acks them in batches (`flush`). While the master is away every call backs off and
 //! retries; on SIGTERM the worker stops leasing, finishes the tasks it holds, settles their
-//! results, then stops.
+//! results, then stops. A running task's lease is checked every `--lease-check`: once it is
+//! lost (reclaimed, expired, or its job cancelled) a kernel that checks a stop flag (Julia per
+//! row, particles per step) stops at once, any other finishes its short task, the result is
+//! dropped and the slot takes the next task.
 
 mod flush;
 mod heartbeat;
@@ -209,8 +212,11 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         id: id.clone(),
         lease_wait: Duration::from_secs(2),
         extend_interval: Duration::from_secs_f64(args.extend_interval.max(0.05)),
+        // `max` first: a NaN flag becomes the floor instead of a panic.
         lease_check: Duration::from_secs_f64(
-            args.lease_check.clamp(0.05, args.extend_interval.max(0.05)),
+            args.lease_check
+                .max(0.05)
+                .min(args.extend_interval.max(0.05)),
         ),
         prefetch,
         heartbeat: Some(HeartbeatClient::spawn(
