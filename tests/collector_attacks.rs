@@ -226,9 +226,22 @@ fn worker_downs(grid: &Grid, worker: impl Fn(&str) -> bool) -> usize {
 
 #[test]
 fn a_flapping_agent_is_damped_its_ids_capped_and_bad_ids_refused() {
+    flapping_attack("embedded");
+}
+
+#[test]
+fn with_redis_a_flapping_agent_is_damped_its_ids_capped_and_bad_ids_refused() {
+    let redis = common::redis::RedisServer::start();
+    flapping_attack(&redis.url());
+}
+
+/// Twenty made-up ids flapping for ten seconds from one address against a grid on `backend`,
+/// then an id too many, look-alike ids, and an honest worker's death mid-job.
+fn flapping_attack(backend: &str) {
     const GHOSTS: usize = 20;
     const FLAP_CHANGES: usize = 6;
-    let mut grid = Grid::start_with(
+    let mut grid = Grid::start_on(
+        backend,
         &["w1", "w2"],
         "15s",
         &[
@@ -331,7 +344,7 @@ fn a_flapping_agent_is_damped_its_ids_capped_and_bad_ids_refused() {
         Some(worker_downs(&grid, |w| w.starts_with("ghost-")))
     });
     eprintln!(
-        "alerts.log: {log_bytes} bytes, {ghost_alerts} ghost alert lines, {flapping} flapping; \
+        "{backend}: alerts.log: {log_bytes} bytes, {ghost_alerts} ghost alert lines, {flapping} flapping; \
          worker_down sent to the master: {downs}; collector log: {} bytes",
         grid.collector.log().len()
     );
