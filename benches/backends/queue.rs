@@ -120,6 +120,7 @@ async fn measure_through_master(tasks: u32) -> Measurement {
         frame_timeout: Duration::from_secs(60),
         visibility_timeout: Duration::from_secs(300),
         max_attempts: 3,
+        work_caps: gridwatch::jobs::WorkCaps::DEFAULT,
         token: None,
         insecure: false,
         http: None,

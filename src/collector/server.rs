@@ -141,8 +141,9 @@ async fn handle(
         return;
     };
     let mut conn = limits.unauthenticated(stream);
+    let address = peer.ip();
     let peer = peer.to_string();
-    let admitted = tokio::time::timeout_at(deadline, admit(&mut conn, &gate, &peer))
+    let admitted = tokio::time::timeout_at(deadline, admit(&mut conn, &gate, &peer, address))
         .await
         .unwrap_or_else(|_| Err(Some(limits.hello_late())));
     let reporter = match admitted {
@@ -184,6 +185,7 @@ async fn admit(
     conn: &mut Connection<Stream>,
     gate: &Gate,
     peer: &str,
+    address: std::net::IpAddr,
 ) -> Result<Option<Reporter>, Option<(ErrorCode, String)>> {
     let Peer { role, id, .. } = read_hello(conn, gate.token())
         .await
@@ -196,8 +198,8 @@ async fn admit(
         return Err(Some((ErrorCode::BadMessage, message.to_string())));
     };
     let claim = gate
-        .claim(&worker, peer, Instant::now())
-        .map_err(|message| Some((ErrorCode::IdInUse, message)))?;
+        .claim(&worker, peer, address, Instant::now())
+        .map_err(Some)?;
     Ok(Some(Reporter { worker, claim }))
 }
 

@@ -83,6 +83,16 @@ pub struct MasterArgs {
     /// Deliveries of a task before it is dead-lettered and its job fails.
     #[arg(long, env = "GRIDWATCH_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
+    /// Most iterations one Julia job may ask for (real pixels × iteration limit); a job over it
+    /// is refused, naming its figure. The default allows an 8192² image at 1,490 iterations, and
+    /// bounds a job to a few core-minutes.
+    #[arg(long, env = "GRIDWATCH_MAX_JULIA_WORK", default_value_t = crate::jobs::WorkCaps::DEFAULT_JULIA_ITERATIONS)]
+    pub max_julia_work: u64,
+    /// Most disc-steps one particle job may ask for (replicas × discs × steps); a job over it is
+    /// refused, naming its figure. The default is fifty replicas of the largest task, about eight
+    /// core-hours.
+    #[arg(long, env = "GRIDWATCH_MAX_PARTICLE_WORK", default_value_t = crate::jobs::WorkCaps::DEFAULT_PARTICLE_DISC_STEPS)]
+    pub max_particle_work: u64,
     /// The cluster token every connection must present in its hello. Required when --listen
     /// or --http is not a loopback address, unless --insecure.
     #[command(flatten)]
@@ -162,6 +172,8 @@ pub struct MasterConfig {
     pub visibility_timeout: Duration,
     /// Deliveries before dead-lettering.
     pub max_attempts: u32,
+    /// Most work one job may ask for, per kind.
+    pub work_caps: crate::jobs::WorkCaps,
     /// Cluster token.
     pub token: Option<String>,
     /// Serve non-loopback addresses without a token.
@@ -193,6 +205,10 @@ impl MasterArgs {
             frame_timeout: seconds(self.frame_timeout),
             visibility_timeout: Duration::from_secs_f64(self.visibility_timeout.max(0.1)),
             max_attempts: self.max_attempts.max(1),
+            work_caps: crate::jobs::WorkCaps {
+                julia_iterations: self.max_julia_work,
+                particle_disc_steps: self.max_particle_work,
+            },
             token: self.auth.resolve()?,
             insecure: self.insecure,
             http: http_address(&self.http),

@@ -55,6 +55,7 @@ pub async fn subject(visibility_timeout: Duration) -> Subject {
         frame_timeout: Duration::from_secs(60),
         visibility_timeout,
         max_attempts: 3,
+        work_caps: gridwatch::jobs::WorkCaps::DEFAULT,
         token: None,
         insecure: false,
         http: None,

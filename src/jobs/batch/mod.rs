@@ -173,7 +173,7 @@ pub(crate) fn julia_submission(
         bands: None,
     };
     submission
-        .check(crate::protocol::DEFAULT_MAX_FRAME)
+        .check(crate::protocol::DEFAULT_MAX_FRAME, u64::MAX)
         .map_err(|e| e.to_string())?;
     serde_json::to_value(&submission).map_err(|e| e.to_string())
 }
@@ -182,18 +182,15 @@ pub(crate) fn julia_submission(
 pub(crate) fn particles_submission(
     submission: ParticlesSubmission,
 ) -> Result<serde_json::Value, String> {
-    submission.check().map_err(|e| e.to_string())?;
+    // The master checks the work against its own caps.
+    submission.check(u64::MAX).map_err(|e| e.to_string())?;
     serde_json::to_value(submission).map_err(|e| e.to_string())
 }
 
 /// A job id the master accepts: 1 to [`MAX_JOB_ID_LEN`](super::MAX_JOB_ID_LEN) letters, digits,
 /// '-', '_', '.' or ':'. Every way in (a submit, a batch file, the drop directory) checks here.
 pub fn valid_job_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= super::MAX_JOB_ID_LEN
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    crate::protocol::valid_id(id)
 }
 
 /// What the grid keeps of a job beyond its kind's spec: its queue priority and, for a job loaded

@@ -110,6 +110,7 @@ fn check(
         max_upload: state.config.max_upload,
         max_frame: state.config.max_frame,
         default_chunk_size: state.config.chunk_size,
+        work: state.config.work_caps,
     };
     let refuse = |job: &BatchJob, message: String| {
         HandlerError::refused(
