@@ -179,6 +179,7 @@ fn report(worker: &str, seq: u64, status: WorkerStatus) -> Message {
             disk_percent: 1.0,
             process_cpu_percent: None,
             process_rss_mb: None,
+            grid_cpu_percent: None,
             pid: None,
             tasks_processed: 0,
             current_task: None,
