@@ -241,3 +241,19 @@ fn a_url_for_the_master_is_named_as_the_mistake() {
         "{stderr}"
     );
 }
+
+/// `jobs --kind` with a misspelt kind is refused, naming the known kinds, instead of listing
+/// nothing as if there were no such jobs.
+#[test]
+fn jobs_with_an_unknown_kind_is_refused() {
+    let out = Command::new(gridwatch_bin())
+        .args(["jobs", "--kind", "juila", "--master", "127.0.0.1:9"])
+        .output()
+        .expect("running gridwatch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown job kind \"juila\"") && stderr.contains("julia"),
+        "{stderr}"
+    );
+}
