@@ -73,6 +73,9 @@ pub enum MasterError {
     /// The TLS certificate or key could not be used.
     #[error("{0}; check --tls-cert and --tls-key")]
     Tls(#[from] TlsError),
+    /// The drop directory is unsafe to use (a symlinked or foreign subdirectory) or unusable.
+    #[error(transparent)]
+    DropDir(#[from] drop_dir::DropDirError),
 }
 
 impl MasterError {
@@ -85,7 +88,8 @@ impl MasterError {
             | MasterError::BackendConfig(_)
             | MasterError::Token(_)
             | MasterError::Unprotected(_)
-            | MasterError::Tls(_) => 2,
+            | MasterError::Tls(_)
+            | MasterError::DropDir(_) => 2,
         }
     }
 }
@@ -105,6 +109,11 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
             delivery,
         })
         .await?;
+    let drop_dir = args
+        .drop_dir
+        .as_deref()
+        .map(drop_dir::DropDir::open)
+        .transpose()?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| MasterError::Bind {
@@ -144,7 +153,7 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     resume_unfinished(&state).await?;
     let stop = shared_shutdown();
     tokio::spawn(job_log::run(state.clone(), stopped(stop.clone())));
-    if let Some(dir) = args.drop_dir.clone() {
+    if let Some(dir) = drop_dir {
         tokio::spawn(drop_dir::run(
             dir,
             state.clone(),
