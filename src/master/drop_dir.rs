@@ -162,7 +162,7 @@ async fn load_batch(
     parsed: Batch,
 ) -> Result<usize, Option<String>> {
     let jobs = jobs_without_upload(parsed, "load this file with `gridwatch load`").map_err(Some)?;
-    match create_batch(state, name, jobs).await {
+    match create_batch(state, name, jobs, None).await {
         Ok(created) => Ok(created.len()),
         Err(HandlerError::Refused { message, .. } | HandlerError::Fatal { message, .. }) => {
             Err(Some(message))
