@@ -33,7 +33,7 @@ pub struct LoadArgs {
     pub json: bool,
     /// Largest batch file to read, in bytes (the master refuses larger batches by its own
     /// --max-batch-file, the same default).
-    #[arg(long, env = "GRIDWATCH_MAX_BATCH_FILE", default_value_t = crate::master::DEFAULT_MAX_BATCH_FILE)]
+    #[arg(long, env = "GRIDWATCH_MAX_BATCH_FILE", default_value_t = batch::MAX_FILE_BYTES)]
     pub max_batch_file: u64,
     /// Where the master is.
     #[command(flatten)]

@@ -14,10 +14,6 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
 /// Default upload limit: 4 GiB, room for a human genome (about 3.1 G bases) as plain FASTA.
 pub const DEFAULT_MAX_UPLOAD: u64 = 4 * 1024 * 1024 * 1024;
 
-/// Default largest batch file or `POST /jobs` body: far above any hand-written batch (the
-/// 100,000-task example is 17 MiB), while parsing one stays within a few hundred MiB.
-pub const DEFAULT_MAX_BATCH_FILE: u64 = 64 * 1024 * 1024;
-
 /// Default jobs one client address may submit per minute: a person or a script loading a batch
 /// file of a few hundred tasks never meets it; a flood of jobs does.
 pub const DEFAULT_JOBS_PER_MINUTE: u32 = 600;
@@ -63,7 +59,7 @@ pub struct MasterArgs {
     pub tasks_per_minute: u64,
     /// Largest batch file, in bytes: a dropped file, an HTTP `POST /jobs` body or a batch
     /// loaded over the protocol. A larger one is refused before it is read.
-    #[arg(long, env = "GRIDWATCH_MAX_BATCH_FILE", default_value_t = DEFAULT_MAX_BATCH_FILE)]
+    #[arg(long, env = "GRIDWATCH_MAX_BATCH_FILE", default_value_t = crate::jobs::batch::MAX_FILE_BYTES)]
     pub max_batch_file: u64,
     /// Most tasks one batch file may hold (each becomes a job); parsing stops at the first one
     /// past it.

@@ -37,7 +37,7 @@ const MASTER_RISK: &str = "submit and cancel jobs and send results for any worke
 /// What anyone reaching an unprotected HTTP API could do.
 const HTTP_RISK: &str = "read every job, worker and alert of the grid and forget dead workers";
 
-pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP, DEFAULT_MAX_BATCH_FILE};
+pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
 pub use job_view::{job_view, summary_view};
 pub use rate_limit::{Load, RateLimiter, RateRefusal};
 pub use retention::{parse_retention, Retention};

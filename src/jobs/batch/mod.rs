@@ -23,6 +23,10 @@ pub use csv::csv_task_id;
 /// together in memory before any job is created (100,000 parsed tasks take about 150 MiB).
 pub const MAX_TASKS: usize = 100_000;
 
+/// Default largest batch file, in bytes: far above any hand-written batch (100,000 tasks take
+/// 17 MiB of JSON), while a file of this size is refused or parsed in a few hundred MiB.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Longest piece of a file's text quoted in an error: enough to recognise a value, never a
 /// copy of the file.
 const MAX_QUOTED_CHARS: usize = 64;
