@@ -23,7 +23,7 @@ pub struct Load {
 
 /// A refused request: which limit, how full it is, and when to retry.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
-#[error("client {client} may add {limit} {what} per minute and added {used} in the last minute; this request adds {asked}: {advice}")]
+#[error("client {client} added {used} {what} in the last minute, of the {limit} it may add per minute; this request adds {asked}: {advice}")]
 pub struct RateRefusal {
     /// The client address.
     pub client: String,
