@@ -17,7 +17,14 @@ const WAIT: Duration = Duration::from_secs(120);
 /// The master's default --max-batch-file.
 const DEFAULT_LIMIT: u64 = 64 * 1024 * 1024;
 
-fn watched(redis: bool, extra: &[&str]) -> (common::grid::Grid, Option<common::redis::RedisServer>, PathBuf) {
+fn watched(
+    redis: bool,
+    extra: &[&str],
+) -> (
+    common::grid::Grid,
+    Option<common::redis::RedisServer>,
+    PathBuf,
+) {
     let drop = tempfile::tempdir().unwrap().keep().join("queue");
     let drop_flag = drop.display().to_string();
     let mut flags = vec!["--drop-dir", drop_flag.as_str(), "--drop-poll", "100ms"];
@@ -29,8 +36,14 @@ fn watched(redis: bool, extra: &[&str]) -> (common::grid::Grid, Option<common::r
     (grid, redis, drop)
 }
 
-fn wait_file(path: &Path) -> String {
-    poll_until(WAIT, "a file to appear", || std::fs::read_to_string(path).ok())
+/// Waits for `failed/NAME` to arrive (its reason, written first, is complete then); returns the
+/// reason.
+fn refusal(drop: &Path, name: &str) -> String {
+    let failed = drop.join("failed");
+    poll_until(WAIT, "the file to fail", || {
+        failed.join(name).exists().then_some(())
+    });
+    std::fs::read_to_string(failed.join(format!("{name}.error"))).unwrap()
 }
 
 /// Writes `path` just under `limit` bytes of valid Julia rows (far more rows than a file may
@@ -52,7 +65,7 @@ fn oversized_batches_are_refused_unread(redis: bool) {
     assert!(big.len() > 4096);
 
     std::fs::write(drop.join("big.csv"), &big).unwrap();
-    let reason = wait_file(&drop.join("failed/big.csv.error"));
+    let reason = refusal(&drop, "big.csv");
     assert!(reason.contains(&format!("{} bytes", big.len())), "{reason}");
     assert!(reason.contains("--max-batch-file"), "{reason}");
 
@@ -63,7 +76,12 @@ fn oversized_batches_are_refused_unread(redis: bool) {
 
     let file = grid.path("big.csv");
     std::fs::write(&file, &big).unwrap();
-    let load = grid.cli(&["load", &file.display().to_string(), "--max-batch-file", "4096"]);
+    let load = grid.cli(&[
+        "load",
+        &file.display().to_string(),
+        "--max-batch-file",
+        "4096",
+    ]);
     let stderr = String::from_utf8_lossy(&load.stderr);
     assert_eq!(load.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--max-batch-file"), "{stderr}");
@@ -93,7 +111,7 @@ fn rows_past_the_task_cap_are_refused_in_bounded_memory(redis: bool) {
     assert!(rows > 3_000_000);
     // Renamed in whole, as a careful writer does.
     std::fs::rename(&staging, drop.join("rows.csv")).unwrap();
-    let reason = wait_file(&drop.join("failed/rows.csv.error"));
+    let reason = refusal(&drop, "rows.csv");
     assert!(reason.contains("more than 100000 tasks"), "{reason}");
     assert!(reason.contains("--max-batch-tasks"), "{reason}");
     let pid = grid.master.as_ref().unwrap().pid();

@@ -60,7 +60,11 @@ fn honest_file_runs_exactly(grid: &mut Grid, drop: &Path) {
     let before = honest::job_ids(grid);
     let processed = entries(&drop.join("processed")).len();
     std::fs::write(drop.join("honest.csv"), honest::CSV_ROW).unwrap();
-    wait_entries(&drop.join("processed"), processed + 1, "the honest file to load");
+    wait_entries(
+        &drop.join("processed"),
+        processed + 1,
+        "the honest file to load",
+    );
     let job = honest::job_ids(grid)
         .into_iter()
         .find(|id| !before.contains(id))
@@ -79,7 +83,14 @@ fn a_symlinked_failed_dir_stops_the_master_from_starting() {
     std::fs::create_dir(drop.join("processed")).unwrap();
     std::os::unix::fs::symlink(&elsewhere, drop.join("failed")).unwrap();
     let output = std::process::Command::new(common::gridwatch_bin())
-        .args(["master", "--listen", "127.0.0.1:0", "--http", "off", "--data-dir"])
+        .args([
+            "master",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--data-dir",
+        ])
         .arg(dir.path().join("data"))
         .arg("--drop-dir")
         .arg(&drop)
@@ -121,9 +132,12 @@ fn planted_links_are_never_followed(redis: bool) {
         .iter()
         .find(|n| n.ends_with(b"_x.csv.error"))
         .expect("x.csv's reason under a fresh name");
-    let reason = std::fs::read_to_string(drop.join("failed").join(OsStr::from_bytes(x_error)))
-        .unwrap();
-    assert!(reason.contains("unknown algorithm \"nonsense\""), "{reason}");
+    let reason =
+        std::fs::read_to_string(drop.join("failed").join(OsStr::from_bytes(x_error))).unwrap();
+    assert!(
+        reason.contains("unknown algorithm \"nonsense\""),
+        "{reason}"
+    );
     let linked = std::fs::read_to_string(drop.join("failed/linked.csv.error")).unwrap();
     assert!(linked.contains("symbolic link"), "{linked}");
     assert!(std::fs::symlink_metadata(drop.join("failed/linked.csv"))
@@ -166,7 +180,11 @@ fn a_251_byte_name_is_processed_once() {
     assert_eq!(processed.len(), 1);
     let moved = &processed[0];
     assert!(moved.len() <= 255, "{} bytes", moved.len());
-    assert!(moved.ends_with(b"n.csv"), "{}", String::from_utf8_lossy(moved));
+    assert!(
+        moved.ends_with(b"n.csv"),
+        "{}",
+        String::from_utf8_lossy(moved)
+    );
     assert!(!drop.join(&name).exists());
     // Ten more polls: still one load and one job.
     std::thread::sleep(Duration::from_secs(1));
@@ -180,10 +198,18 @@ fn a_non_utf8_name_fails_once_with_its_reason() {
     let name = OsStr::from_bytes(b"bad\xff\xfe.csv");
     std::fs::write(drop.join(name), honest::CSV_ROW).unwrap();
     let failed = wait_entries(&drop.join("failed"), 2, "the name to fail");
-    assert_eq!(failed, [b"bad\xff\xfe.csv".to_vec(), b"bad\xff\xfe.csv.error".to_vec()]);
-    let reason =
-        std::fs::read_to_string(drop.join("failed").join(OsStr::from_bytes(b"bad\xff\xfe.csv.error")))
-            .unwrap();
+    assert_eq!(
+        failed,
+        [
+            b"bad\xff\xfe.csv".to_vec(),
+            b"bad\xff\xfe.csv.error".to_vec()
+        ]
+    );
+    let reason = std::fs::read_to_string(
+        drop.join("failed")
+            .join(OsStr::from_bytes(b"bad\xff\xfe.csv.error")),
+    )
+    .unwrap();
     assert!(reason.contains("not UTF-8"), "{reason}");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(grid.master_logs().matches("batch file refused").count(), 1);

@@ -106,7 +106,10 @@ async fn post_from(source: [u8; 4], addr: &str, body: &str) -> (u16, String) {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .expect("a status");
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     (status, body)
 }
 
@@ -161,7 +164,9 @@ fn every_way_in_is_cut_off_at_the_limits(redis: bool) {
     assert_eq!(flood_jobs, 2 * JOBS_PER_MINUTE + TASKS_PER_MINUTE / 16);
 
     // The window is a minute: once it has passed, the first address may submit again.
-    std::thread::sleep((started + Duration::from_secs(61)).saturating_duration_since(Instant::now()));
+    std::thread::sleep(
+        (started + Duration::from_secs(61)).saturating_duration_since(Instant::now()),
+    );
     runtime().block_on(async {
         let mut conn = client([127, 0, 0, 2], &grid.addr).await;
         let (accepted, refusals) = send_batches(&mut conn, 1, |_| {

@@ -85,8 +85,20 @@ impl RateLimiter {
             tasks: sum.tasks + load.tasks,
         });
         let checks = [
-            ("jobs", "--jobs-per-minute", used.jobs, asked.jobs, self.limit.jobs),
-            ("tasks", "--tasks-per-minute", used.tasks, asked.tasks, self.limit.tasks),
+            (
+                "jobs",
+                "--jobs-per-minute",
+                used.jobs,
+                asked.jobs,
+                self.limit.jobs,
+            ),
+            (
+                "tasks",
+                "--tasks-per-minute",
+                used.tasks,
+                asked.tasks,
+                self.limit.tasks,
+            ),
         ];
         for (what, flag, used, asked, limit) in checks {
             if used.saturating_add(asked) <= limit {
@@ -124,7 +136,13 @@ impl RateLimiter {
         room: u64,
         now: Instant,
     ) -> Duration {
-        let count = |load: &Load| if what == "jobs" { load.jobs } else { load.tasks };
+        let count = |load: &Load| {
+            if what == "jobs" {
+                load.jobs
+            } else {
+                load.tasks
+            }
+        };
         let mut left: u64 = times.iter().map(|(_, load)| count(load)).sum();
         for (at, load) in times {
             left -= count(load);
@@ -164,7 +182,10 @@ mod tests {
             .admit("a", jobs(1), start + Duration::from_secs(30))
             .unwrap_err();
         assert_eq!(refused.retry_after, Some(Duration::from_secs(30)));
-        assert!(refused.to_string().contains("--jobs-per-minute"), "{refused}");
+        assert!(
+            refused.to_string().contains("--jobs-per-minute"),
+            "{refused}"
+        );
         assert!(limiter
             .admit("b", jobs(1), start + Duration::from_secs(30))
             .is_ok());
@@ -180,7 +201,10 @@ mod tests {
         assert!(limiter.admit("a", jobs(60), now).is_ok());
         let refused = limiter.admit("a", jobs(60), now).unwrap_err();
         assert_eq!((refused.used, refused.asked), (60, 60));
-        assert!(limiter.admit("a", jobs(40), now).is_ok(), "nothing was counted");
+        assert!(
+            limiter.admit("a", jobs(40), now).is_ok(),
+            "nothing was counted"
+        );
         let alone = RateLimiter::new(100, 1_000_000, Duration::from_secs(60))
             .admit("a", jobs(101), now)
             .unwrap_err();
@@ -196,6 +220,9 @@ mod tests {
         assert!(limiter.admit("a", big, now).is_ok());
         let refused = limiter.admit("a", big, now).unwrap_err();
         assert_eq!(refused.what, "tasks");
-        assert!(refused.to_string().contains("--tasks-per-minute"), "{refused}");
+        assert!(
+            refused.to_string().contains("--tasks-per-minute"),
+            "{refused}"
+        );
     }
 }

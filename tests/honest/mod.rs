@@ -57,7 +57,11 @@ pub fn assert_exact(grid: &Grid, job: &str) {
     let counts = grid.cli_ok(&["results", job, "--format", "counts"]);
     let got: Vec<Vec<u32>> = counts
         .lines()
-        .map(|line| line.split('\t').map(|n| n.parse().expect("a count")).collect())
+        .map(|line| {
+            line.split('\t')
+                .map(|n| n.parse().expect("a count"))
+                .collect()
+        })
         .collect();
     assert_eq!(got.len(), rows, "{job}: rows");
     assert!(got.iter().all(|row| row.len() == columns), "{job}: columns");

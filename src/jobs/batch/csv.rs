@@ -180,7 +180,10 @@ fn row(
         BatchError::field(
             location.clone(),
             Column::Priority.name(),
-            format!("unknown priority {}; use {PRIORITIES}", quoted(priority_word)),
+            format!(
+                "unknown priority {}; use {PRIORITIES}",
+                quoted(priority_word)
+            ),
         )
     })?;
     let submission = super::julia_submission(width, height, iterations)

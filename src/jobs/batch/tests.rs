@@ -233,7 +233,9 @@ fn parsing_stops_at_the_first_task_past_the_cap() {
     assert!(err.message.contains("--max-batch-tasks"), "{err}");
 
     let task = |i: usize| {
-        format!(r#"{{"task_id":"t{i}","algorithm":"python","parameters":{{"num_particles":4,"num_steps":4,"seed":{i}}}}}"#)
+        format!(
+            r#"{{"task_id":"t{i}","algorithm":"python","parameters":{{"num_particles":4,"num_steps":4,"seed":{i}}}}}"#
+        )
     };
     let tasks: Vec<String> = (0..5).map(task).collect();
     // Everything after the cap is garbage: reading must stop before it.
@@ -249,7 +251,8 @@ fn values_quoted_in_errors_are_bounded() {
     let csv = format!("{secret},8,8,5,1\n");
     let err = parse(csv.as_bytes()).unwrap_err().to_string();
     assert!(err.len() < 400, "{} bytes", err.len());
-    let json = format!(r#"{{"tasks":[{{"task_id":"a","algorithm":"{secret}","parameters":{{}}}}]}}"#);
+    let json =
+        format!(r#"{{"tasks":[{{"task_id":"a","algorithm":"{secret}","parameters":{{}}}}]}}"#);
     let err = parse(json.as_bytes()).unwrap_err().to_string();
     assert!(err.len() < 400, "{} bytes", err.len());
 }

@@ -11,7 +11,6 @@
 
 mod genome_intake;
 
-
 use genome_intake::{keep_genome, reuse_genome, GenomeIntake, Intake};
 
 use super::{Conn, HandlerError, Session};

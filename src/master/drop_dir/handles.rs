@@ -136,11 +136,8 @@ impl DropDir {
     /// symlink, anything but a regular file, a file with other hard links (it may be a file from
     /// elsewhere), and a file over `max_bytes`, which is never read.
     pub fn read(&self, name: &OsStr, max_bytes: u64) -> Result<Vec<u8>, String> {
-        let flags = OFlags::RDONLY
-            | OFlags::NOFOLLOW
-            | OFlags::NONBLOCK
-            | OFlags::NOCTTY
-            | OFlags::CLOEXEC;
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&self.root, name, flags, Mode::empty()).map_err(|e| {
             if e == Errno::LOOP {
                 "the entry is a symbolic link; only regular files put in the drop directory are loaded (copy the file in instead)".to_string()
@@ -153,7 +150,10 @@ impl DropDir {
             .metadata()
             .map_err(|e| format!("cannot read the file's size: {e}"))?;
         if !meta.is_file() {
-            return Err("not a regular file; only regular files put in the drop directory are loaded".into());
+            return Err(
+                "not a regular file; only regular files put in the drop directory are loaded"
+                    .into(),
+            );
         }
         if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
             return Err("the file has other hard links, so it may belong elsewhere; copy it into the drop directory instead of linking it".into());
@@ -322,8 +322,7 @@ pub fn shortened(name: &[u8], budget: usize) -> Vec<u8> {
 /// included) is an `AlreadyExists` error and is left untouched.
 fn create_exclusive(dir: &OwnedFd, name: &OsStr, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let flags =
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o644))?;
     let mut file = std::fs::File::from(fd);
     file.write_all(text.as_bytes())?;
