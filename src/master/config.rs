@@ -57,8 +57,10 @@ pub struct MasterArgs {
     /// minute, counted the same ways as --jobs-per-minute.
     #[arg(long, env = "GRIDWATCH_TASKS_PER_MINUTE", default_value_t = DEFAULT_TASKS_PER_MINUTE)]
     pub tasks_per_minute: u64,
-    /// Largest batch file, in bytes: a dropped file, an HTTP `POST /jobs` body or a batch
-    /// loaded over the protocol. A larger one is refused before it is read.
+    /// Largest batch file, in bytes: a dropped file or an HTTP `POST /jobs` body, refused
+    /// before it is read. (`gridwatch load` checks its file against its own --max-batch-file;
+    /// over the protocol a batch comes in messages of at most --max-frame bytes and
+    /// --max-batch-tasks jobs.)
     #[arg(long, env = "GRIDWATCH_MAX_BATCH_FILE", default_value_t = crate::jobs::batch::MAX_FILE_BYTES)]
     pub max_batch_file: u64,
     /// Most tasks one batch file may hold (each becomes a job); parsing stops at the first one
