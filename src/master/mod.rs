@@ -41,7 +41,7 @@ const HTTP_RISK: &str = "read every job, worker and alert of the grid and forget
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
 pub use data_dir_lock::{data_dir_holder, DataDirLockError};
 pub use job_view::{job_view, summary_view};
-pub use rate_limit::RateLimiter;
+pub use rate_limit::{Load, RateLimiter, RateRefusal};
 pub use retention::{parse_retention, Retention};
 pub use server::{run, run_with_tls};
 pub use state::MasterState;
@@ -78,6 +78,9 @@ pub enum MasterError {
     /// Another master holds the data directory, or it cannot be locked.
     #[error(transparent)]
     DataDir(#[from] DataDirLockError),
+    /// The drop directory is unsafe to use (a symlinked or foreign subdirectory) or unusable.
+    #[error(transparent)]
+    DropDir(#[from] drop_dir::DropDirError),
 }
 
 impl MasterError {
@@ -91,7 +94,8 @@ impl MasterError {
             | MasterError::Token(_)
             | MasterError::Unprotected(_)
             | MasterError::Tls(_)
-            | MasterError::DataDir(_) => 2,
+            | MasterError::DataDir(_)
+            | MasterError::DropDir(_) => 2,
         }
     }
 }
@@ -114,6 +118,11 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
             delivery,
         })
         .await?;
+    let drop_dir = args
+        .drop_dir
+        .as_deref()
+        .map(drop_dir::DropDir::open)
+        .transpose()?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| MasterError::Bind {
@@ -153,7 +162,7 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     resume_unfinished(&state).await?;
     let stop = shared_shutdown();
     tokio::spawn(job_log::run(state.clone(), stopped(stop.clone())));
-    if let Some(dir) = args.drop_dir.clone() {
+    if let Some(dir) = drop_dir {
         tokio::spawn(drop_dir::run(
             dir,
             state.clone(),

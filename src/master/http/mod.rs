@@ -153,7 +153,8 @@ pub async fn run(
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let served = axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     if let Err(err) = served {
