@@ -14,6 +14,10 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
 /// Default upload limit: 4 GiB, room for a human genome (about 3.1 G bases) as plain FASTA.
 pub const DEFAULT_MAX_UPLOAD: u64 = 4 * 1024 * 1024 * 1024;
 
+/// Default cap on the match positions one search job stores (`--max-positions`): ten million
+/// rows of TSV, a few hundred megabytes stored.
+pub const DEFAULT_MAX_POSITIONS: u64 = 10_000_000;
+
 /// Where the master serves its HTTP API and dashboard unless told otherwise.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 
@@ -40,6 +44,10 @@ pub struct MasterArgs {
     /// smaller than the announced size.
     #[arg(long, env = "GRIDWATCH_MAX_UPLOAD", default_value_t = DEFAULT_MAX_UPLOAD)]
     pub max_upload: u64,
+    /// Most match positions one search job may store. A job finding more fails with an error
+    /// naming this cap; a job submitted with --count-only stores counts only and has no cap.
+    #[arg(long, env = "GRIDWATCH_MAX_POSITIONS", default_value_t = DEFAULT_MAX_POSITIONS)]
+    pub max_positions: u64,
     /// Jobs one client address may submit per minute; more are refused until the minute passes.
     #[arg(long, env = "GRIDWATCH_JOBS_PER_MINUTE", default_value_t = 10)]
     pub jobs_per_minute: u32,
@@ -140,6 +148,8 @@ pub struct MasterConfig {
     pub chunk_size: u64,
     /// Largest upload in bytes.
     pub max_upload: u64,
+    /// Most match positions one search job stores.
+    pub max_positions: u64,
     /// Jobs per client per minute.
     pub jobs_per_minute: u32,
     /// Connection limit.
@@ -182,6 +192,7 @@ impl MasterArgs {
             data_dir: self.data_dir.clone(),
             chunk_size: self.chunk_size.max(1),
             max_upload: self.max_upload,
+            max_positions: self.max_positions,
             jobs_per_minute: self.jobs_per_minute,
             max_connections: self.max_connections.max(1),
             max_connections_per_address: self.max_connections_per_address.max(1),

@@ -100,10 +100,13 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     };
     let backend_config = args.backend.resolve()?;
     let backend = backend_config
-        .connect(Access::Master {
-            data_dir: &config.data_dir,
-            delivery,
-        })
+        .connect(
+            Access::Master {
+                data_dir: &config.data_dir,
+                delivery,
+            },
+            crate::jobs::result_check(),
+        )
         .await?;
     let listener = TcpListener::bind(&config.listen)
         .await

@@ -62,6 +62,9 @@ pub struct SearchSubmission {
     /// bytes do come.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genome_hash: Option<String>,
+    /// Store counts only, never positions: exact counts of any size in little space.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub count_only: bool,
 }
 
 /// A search job's spec, stored with the job. `records` is filled in when the upload ends.
@@ -94,6 +97,13 @@ pub struct SearchJobSpec {
     /// Whether the job searched a genome stored by an earlier submit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genome_reused: Option<bool>,
+    /// Counts only, never positions.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub count_only: bool,
+    /// Most positions the job may find (the master's cap at submission); `None` for jobs stored
+    /// before the cap existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_positions: Option<u64>,
 }
 
 /// One chunk task's spec: everything a worker needs besides the bases themselves, so that a
@@ -113,6 +123,16 @@ pub struct SearchTaskSpec {
     /// Index in the job's pattern list of `patterns[0]` (tasks of one pattern group).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pattern_offset: u32,
+    /// Store counts only, never positions.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub count_only: bool,
+    /// Most positions the job may store: a chunk finding more fails the task, naming the cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_positions: Option<u64>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -129,6 +149,8 @@ impl SearchTaskSpec {
             record_offset: chunk.record_offset,
             owned_len: chunk.owned_len as u64,
             pattern_offset: 0,
+            count_only: false,
+            max_positions: None,
         }
     }
 }
@@ -165,6 +187,18 @@ pub fn run_chunk(set: &PatternSet, spec: &SearchTaskSpec, bases: &[u8]) -> Chunk
     let mut hits: Vec<Hit> = Vec::new();
     search_chunk(set, &chunk, &mut hits);
     let mut counts = vec![StrandCounts::default(); set.patterns().len()];
+    for hit in &hits {
+        if let Some(count) = counts.get_mut(hit.pattern as usize) {
+            count.add(hit.strand);
+        }
+    }
+    // Past the job's cap the task fails anyway: no position is worth building then.
+    let over_cap = spec
+        .max_positions
+        .is_some_and(|cap| hits.len() as u64 > cap);
+    if spec.count_only || over_cap {
+        hits = Vec::new();
+    }
     let mismatches = match set.options().max_mismatches {
         0 => Vec::new(),
         _ => hits.iter().map(|hit| hit.mismatches).collect(),
@@ -172,9 +206,6 @@ pub fn run_chunk(set: &PatternSet, spec: &SearchTaskSpec, bases: &[u8]) -> Chunk
     let stored = hits
         .iter()
         .map(|hit| {
-            if let Some(count) = counts.get_mut(hit.pattern as usize) {
-                count.add(hit.strand);
-            }
             let local = (hit.start - spec.record_offset) as usize;
             let len = set.patterns()[hit.pattern as usize].sequence.len();
             let matched = matched_bases(&bases[local..(local + len).min(bases.len())], hit.strand);
@@ -276,6 +307,63 @@ fn combine_payloads(
     }
 }
 
+/// The shape checks of [`JobKind::check_result`] for a search chunk.
+fn check_chunk_payload(task: &SearchTaskSpec, payload: &ChunkPayload) -> Result<(), String> {
+    if payload.record != task.record || payload.pattern_offset != task.pattern_offset {
+        return Err(format!(
+            "the payload is for record {} and pattern {}, the task for record {} and pattern {}",
+            payload.record, payload.pattern_offset, task.record, task.pattern_offset
+        ));
+    }
+    if payload.counts.len() != task.patterns.len() {
+        return Err(format!(
+            "the payload counts {} patterns, the task searches {}",
+            payload.counts.len(),
+            task.patterns.len()
+        ));
+    }
+    let forward_only = task.options.strand == StrandMode::Forward;
+    if forward_only && payload.counts.iter().any(|count| count.reverse > 0) {
+        return Err("reverse-strand counts for a forward-only search".to_string());
+    }
+    if task.count_only && !payload.hits.is_empty() {
+        return Err("positions in the result of a count-only task".to_string());
+    }
+    if !payload.mismatches.is_empty() && payload.mismatches.len() != payload.hits.len() {
+        return Err("mismatches do not pair with the hits".to_string());
+    }
+    let max_mismatches = task.options.max_mismatches;
+    if payload.mismatches.iter().any(|&m| m > max_mismatches) {
+        return Err(format!("a hit with more than {max_mismatches} mismatches"));
+    }
+    if task.count_only {
+        return Ok(());
+    }
+    let owned = task.record_offset..task.record_offset.saturating_add(task.owned_len);
+    let mut tally = vec![StrandCounts::default(); task.patterns.len()];
+    for (start, pattern, strand, matched) in &payload.hits {
+        if !owned.contains(start) {
+            return Err(format!(
+                "a hit at {start} lies outside the chunk's owned range {owned:?}"
+            ));
+        }
+        let index = pattern.checked_sub(task.pattern_offset).map(|i| i as usize);
+        let Some(index) = index.filter(|&i| i < task.patterns.len()) else {
+            return Err(format!(
+                "a hit names pattern {pattern}, not one of the task's"
+            ));
+        };
+        if matched.len() > task.patterns[index].sequence.len() {
+            return Err(format!("a hit at {start} is longer than its pattern"));
+        }
+        tally[index].add(*strand);
+    }
+    if tally != payload.counts {
+        return Err("the counts do not add up to the hits".to_string());
+    }
+    Ok(())
+}
+
 /// A worker's compiled patterns of one pattern group of a job.
 #[derive(Debug)]
 pub struct PreparedGroup {
@@ -312,6 +400,7 @@ impl JobKind for SearchKind {
             options,
             chunk_size,
             genome_hash,
+            count_only,
         } = submission;
         if let Some(hash) = genome_hash.as_deref().filter(|hash| !is_genome_hash(hash)) {
             return Err(Refusal::new(
@@ -372,6 +461,8 @@ impl JobKind for SearchKind {
             genome_hash,
             uploaded_bytes: None,
             genome_reused: None,
+            count_only,
+            max_positions: Some(limits.max_positions),
         })
     }
 
@@ -417,6 +508,21 @@ impl JobKind for SearchKind {
         run_chunk(&prepared.set, task, input)
     }
 
+    /// A chunk alone finding more positions than the job may store fails, naming the cap.
+    fn check_output(&self, task: &SearchTaskSpec, payload: &ChunkPayload) -> Result<(), TaskError> {
+        let found = self.matches(payload);
+        match task.max_positions {
+            Some(cap) if !task.count_only && found > cap => Err(TaskError(format!(
+                "record {} from base {}: {found} match positions exceed the job's cap of {cap} \
+                 (raise the master's --max-positions, or submit with --count-only for exact \
+                 counts without positions)",
+                task.record,
+                task.record_offset + 1
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn matches(&self, result: &ChunkPayload) -> u64 {
         result
             .counts
@@ -435,6 +541,19 @@ impl JobKind for SearchKind {
             .min(input_len as u64)
             .saturating_mul(task.patterns.len() as u64)
             .saturating_mul(strands)
+    }
+
+    /// Counts agree with the match count and, unless the task stores counts only, with the
+    /// hits; every hit starts in the owned range, names a pattern of the task's group and a
+    /// strand the job searches, and is at most its pattern long.
+    fn check_result(
+        &self,
+        task: &SearchTaskSpec,
+        matches: u64,
+        payload: &ChunkPayload,
+    ) -> Result<(), String> {
+        super::agree(matches, self.matches(payload))?;
+        check_chunk_payload(task, payload)
     }
 
     fn combine(&self, spec: &SearchJobSpec, results: Vec<(u32, ChunkPayload)>) -> SearchReport {
@@ -530,6 +649,8 @@ pub fn tasks_from_genome(
                     record_offset: offset,
                     owned_len,
                     pattern_offset: (group * PATTERNS_PER_TASK) as u32,
+                    count_only: spec.count_only,
+                    max_positions: spec.max_positions,
                 };
                 let index = u32::try_from(chunk_index * groups + group as u64).map_err(|_| {
                     Refusal::new(
@@ -596,6 +717,8 @@ impl SearchCutter {
         for (group, patterns) in self.spec.patterns.chunks(PATTERNS_PER_TASK).enumerate() {
             let mut spec = SearchTaskSpec::for_chunk(&chunk, patterns, self.spec.options);
             spec.pattern_offset = (group * PATTERNS_PER_TASK) as u32;
+            spec.count_only = self.spec.count_only;
+            spec.max_positions = self.spec.max_positions;
             let index = u64::from(chunk.index) * groups + group as u64;
             let index = u32::try_from(index).map_err(|_| {
                 Refusal::new(
@@ -666,6 +789,7 @@ mod tests {
         max_upload: 1 << 20,
         max_frame: 1 << 20,
         default_chunk_size: 7,
+        max_positions: 1 << 20,
     };
 
     /// Overlapping occurrences of `pattern` in `text`, counted the slow way.

@@ -110,6 +110,7 @@ fn check(
         max_upload: state.config.max_upload,
         max_frame: state.config.max_frame,
         default_chunk_size: state.config.chunk_size,
+        max_positions: state.config.max_positions,
     };
     let refuse = |job: &BatchJob, message: String| {
         HandlerError::refused(
