@@ -247,7 +247,10 @@ fn forge_over_the_protocol(grid: &Grid, refused: &mut Refused) -> (String, Recor
     let offset = u64::from(own) * 500;
     for (matches, payload) in forged_payloads(offset) {
         let reply = mallory.put_payload(&job, own, &own_token, matches, payload.clone());
-        assert_eq!(reply["code"], "result_refused", "{payload} accepted: {reply}");
+        assert_eq!(
+            reply["code"], "result_refused",
+            "{payload} accepted: {reply}"
+        );
         let message = reply["message"].as_str().unwrap_or_default();
         assert!(message.contains("(bad_payload)"), "{payload}: {reply}");
         refused.bad_payload += 1;
