@@ -23,6 +23,7 @@ const LIMITS: SubmitLimits = SubmitLimits {
     max_upload: 1 << 24,
     max_frame: 1 << 24,
     default_chunk_size: 1000,
+    max_positions: 1 << 20,
 };
 
 /// Matched bases as seqkit prints them on `-`: reversed, bases complemented, case kept, other

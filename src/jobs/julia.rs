@@ -470,6 +470,7 @@ mod tests {
         max_upload: 0,
         max_frame: 1 << 24,
         default_chunk_size: 1,
+        max_positions: 1 << 20,
     };
 
     fn submission(width: u32, height: u32, bands: Option<u32>) -> serde_json::Value {

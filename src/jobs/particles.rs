@@ -501,6 +501,7 @@ mod tests {
         max_upload: 0,
         max_frame: 1 << 24,
         default_chunk_size: 1,
+        max_positions: 1 << 20,
     };
 
     #[test]
