@@ -407,7 +407,7 @@ impl JobKind for JuliaKind {
         band: &JuliaBand,
     ) -> Result<(), String> {
         super::agree(matches, self.matches(band))?;
-        let grid = JuliaGrid::new(task.params.clone()).map_err(|e| e.to_string())?;
+        let grid = JuliaGrid::new(task.params).map_err(|e| e.to_string())?;
         let rows = task.end_row.saturating_sub(task.first_row) as usize;
         let pixels = rows.saturating_mul(grid.width());
         if band.first_row != task.first_row || band.counts.len() != pixels {

@@ -342,7 +342,7 @@ fn combine_payloads(
         };
         let records = records
             .into_iter()
-            .flat_map(|(record, hits)| std::iter::repeat_n(record, hits as usize))
+            .flat_map(|(record, hits)| std::iter::repeat(record).take(hits as usize))
             .chain(std::iter::repeat(payload.record));
         hits.extend(payload.hits.into_iter().zip(mismatches).zip(records).map(
             |(((start, pattern, strand, matched), mismatches), record)| ReportHit {
@@ -429,7 +429,7 @@ fn check_chunk_payload(task: &SearchTaskSpec, payload: &ChunkPayload) -> Result<
     }
     let owned_of_hit = ranges
         .iter()
-        .flat_map(|(owned, hits)| std::iter::repeat_n(owned, *hits as usize));
+        .flat_map(|(owned, hits)| std::iter::repeat(owned).take(*hits as usize));
     let mut tally = vec![StrandCounts::default(); task.patterns.len()];
     for ((start, pattern, strand, matched), owned) in payload.hits.iter().zip(owned_of_hit) {
         if !owned.contains(start) {
