@@ -114,3 +114,71 @@ fn an_n_job_past_the_position_cap_fails_naming_it_and_count_only_counts_exactly(
         );
     }
 }
+
+/// Every chunk stays under the cap, but the job's total passes it: the job fails naming the cap.
+fn a_job_whose_chunks_together_pass_the_cap_fails(grid: &mut Grid) {
+    grid.start_worker("w1", 2);
+    let mut bases = Bases::new(29);
+    let records: Records = vec![("chr1".into(), bases.take(2 << 20))];
+    let path = grid.path("genome.fa");
+    write_fasta(&path, &records, 60, "\n");
+    let file = path.display().to_string();
+    // Chunks of 256 KiB: each finds 262,144 positions, under the cap of 300,000.
+    grid.cli_ok(&[
+        "submit",
+        &file,
+        "-p",
+        "N",
+        "--chunk-size",
+        "262144",
+        "--job-id",
+        "summed",
+    ]);
+    let status = grid.wait_finished("summed", JOB_TIMEOUT);
+    assert_eq!(status["job"]["status"], "failed", "{status}");
+    let error = status["job"]["error"].as_str().unwrap_or_default();
+    for needed in ["more than 300000", "--max-positions", "--count-only"] {
+        assert!(error.contains(needed), "{needed:?} not in {error:?}");
+    }
+    // The honest count-only job of the same genome completes exactly.
+    grid.cli_ok(&[
+        "submit",
+        &file,
+        "-p",
+        "N",
+        "--chunk-size",
+        "262144",
+        "--count-only",
+        "--job-id",
+        "summed-count",
+    ]);
+    let status = grid.wait_finished("summed-count", JOB_TIMEOUT);
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    let expected = records[0].1.iter().filter(|&&b| accepts(b'N', b)).count() as u64;
+    assert_eq!(
+        parse_total(&grid.cli_ok(&["results", "summed-count"])),
+        expected
+    );
+}
+
+#[test]
+fn a_job_whose_chunks_together_pass_the_cap_fails_on_the_embedded_backend() {
+    let mut grid = Grid::start(&["--max-positions", "300000", "--max-attempts", "1"]);
+    a_job_whose_chunks_together_pass_the_cap_fails(&mut grid);
+}
+
+#[test]
+fn a_job_whose_chunks_together_pass_the_cap_fails_on_redis() {
+    let redis = common::redis::RedisServer::start();
+    let url = redis.url();
+    let mut grid = Grid::start(&[
+        "--max-positions",
+        "300000",
+        "--max-attempts",
+        "1",
+        "--backend",
+        &url,
+    ]);
+    grid.worker_flags = vec!["--backend".into(), url.clone()];
+    a_job_whose_chunks_together_pass_the_cap_fails(&mut grid);
+}

@@ -395,6 +395,11 @@ pub trait ResultCheck: Send + Sync {
         matches: u64,
         payload: &serde_json::Value,
     ) -> Result<(), String>;
+    /// The most matches a job whose task of `kind` is described by `spec` may total, with the
+    /// error the job fails with past it; `None` when the job has no such cap.
+    fn job_cap(&self, _kind: &str, _spec: &serde_json::Value) -> Option<(u64, String)> {
+        None
+    }
 }
 
 /// A shared [`ResultCheck`].

@@ -586,6 +586,13 @@ impl ResultCheck for KindResultCheck {
         let kind = require(name).map_err(|e| e.to_string())?;
         kind.check_result(spec, matches, payload)
     }
+
+    fn job_cap(&self, kind: &str, spec: &serde_json::Value) -> Option<(u64, String)> {
+        match kind {
+            "" | search::SEARCH_KIND => search::job_position_cap(spec),
+            _ => None,
+        }
+    }
 }
 
 /// The check every backend of a role is opened with.

@@ -409,6 +409,10 @@ pub(super) fn record_result(
     }
     if let Some(check) = check {
         check_payload(state, lease, result, parts, check)?;
+        if passes_job_cap(state, lease, result, check)? {
+            drop_own_parts(state, lease)?;
+            return Ok(false);
+        }
     }
     let payload = if parts == 0 {
         result.payload.to_string()
@@ -478,6 +482,39 @@ fn check_payload(
         let _ = drop_own_parts(state, lease);
         BackendError::refused(lease, RefusalReason::BadPayload, why)
     })
+}
+
+/// Whether storing `result` would take its job past the job's cap on matches; if so the job is
+/// failed (nothing more of it is worth storing) and the result is dropped.
+fn passes_job_cap(
+    state: &mut DbState,
+    lease: &Lease,
+    result: &ChunkResult,
+    check: &dyn ResultCheck,
+) -> BackendResult<bool> {
+    let (kind, spec): (String, String) = state
+        .conn
+        .prepare_cached("SELECT kind, spec FROM tasks WHERE job = ?1 AND chunk = ?2")
+        .map_err(sql_error)?
+        .query_row(params![lease.id.job, lease.id.chunk], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .map_err(sql_error)?;
+    let spec: serde_json::Value = serde_json::from_str(&spec).unwrap_or_default();
+    let Some((cap, error)) = check.job_cap(&kind, &spec) else {
+        return Ok(false);
+    };
+    let stored: i64 = state
+        .conn
+        .prepare_cached("SELECT COALESCE(SUM(matches), 0) FROM results WHERE job = ?1")
+        .map_err(sql_error)?
+        .query_row(params![lease.id.job], |row| row.get(0))
+        .map_err(sql_error)?;
+    if (stored.max(0) as u64).saturating_add(result.matches) <= cap {
+        return Ok(false);
+    }
+    set_status(state, &lease.id.job, JobStatus::Failed, Some(&error))?;
+    Ok(true)
 }
 
 /// The text of parts `0..parts` staged under the lease, in order.

@@ -173,6 +173,10 @@ impl Queue for RedisBackend {
                 continue;
             }
             let verdict = self.payload_verdict(lease, result, 0).await?;
+            if verdict.is_none() && self.passes_job_cap(lease, result).await? {
+                outcomes.push(Some(self.ack(lease).await.map(|()| false)));
+                continue;
+            }
             push_result(
                 &mut invocation,
                 lease,

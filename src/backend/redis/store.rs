@@ -199,6 +199,9 @@ impl Store for RedisBackend {
             Vec::new()
         };
         let verdict = self.payload_verdict(lease, result, parts).await?;
+        if verdict.is_none() && self.passes_job_cap(lease, result).await? {
+            return Ok(false);
+        }
         let mut invocation = self.scripts.put_result.prepare_invoke();
         push_result(
             &mut invocation,

@@ -365,6 +365,18 @@ fn combine_payloads(
     }
 }
 
+/// The cap on a search job's total positions, from one of its task specs, with the error the
+/// job fails with past it; `None` for a count-only job or one stored before the cap.
+pub fn job_position_cap(task: &serde_json::Value) -> Option<(u64, String)> {
+    let task = SearchTaskSpec::deserialize(task).ok()?;
+    let cap = task.max_positions.filter(|_| !task.count_only)?;
+    let error = format!(
+        "the job found more than {cap} match positions, its cap (raise the master's \
+         --max-positions, or submit with --count-only for exact counts without positions)"
+    );
+    Some((cap, error))
+}
+
 /// The shape checks of [`JobKind::check_result`] for a search chunk.
 fn check_chunk_payload(task: &SearchTaskSpec, payload: &ChunkPayload) -> Result<(), String> {
     if payload.record != task.record || payload.pattern_offset != task.pattern_offset {
