@@ -192,11 +192,17 @@ fn a_submit_without_a_kind_is_a_search_and_an_unknown_kind_is_refused() {
     master_still_serves(&grid);
 }
 
+/// A well-formed result of chunk `chunk` (of 100 bases) of a search for `ACGT`: `matches` hits
+/// at its first bases (results are checked against their task before they are stored).
 fn chunk_result(chunk: u32, matches: u64) -> ChunkResult {
+    let start = u64::from(chunk) * 100;
+    let hits: Vec<_> = (start..start + matches)
+        .map(|at| serde_json::json!([at, 0, "+", "ACGT"]))
+        .collect();
     ChunkResult {
         chunk,
         matches,
-        payload: serde_json::json!({ "record": 0, "counts": [{ "forward": matches, "reverse": 0 }], "hits": [] }),
+        payload: serde_json::json!({ "record": 0, "counts": [{ "forward": matches, "reverse": 0 }], "hits": hits }),
         worker: "fake".into(),
         run: Default::default(),
     }

@@ -1,9 +1,12 @@
 //! Forged results against a real master, embedded and on Redis. The attacker is a raw socket
 //! speaking length-prefixed JSON frames (a tokenless loopback master lets anyone in, so it needs
 //! no token): it sends `put_result` for a task another worker holds, with guessed tokens, for
-//! chunks and jobs that do not exist, and with huge match counts. Every forgery is refused and
-//! counted in `/metrics`; on Redis the same forgeries through the backend's own Lua scripts are
-//! refused too. The honest job then completes with exactly the naive count.
+//! chunks and jobs that do not exist, and with huge match counts; then, holding a real lease,
+//! payloads that are not honest results (counts that disagree with the match count, a payload
+//! that is not a search result at all, a hit outside the chunk). Every forgery is refused,
+//! nothing is stored, and each is counted in `/metrics`; on Redis the same forgeries through the
+//! backend's own Lua scripts are refused too. The honest job then completes with exactly the
+//! naive count, in `status` and in `results` alike.
 
 mod common;
 
@@ -76,16 +79,25 @@ impl RawConn {
 
     /// Sends a result (one search chunk with `matches` forward matches) and returns the reply.
     fn put(&mut self, job: &str, chunk: u32, token: &str, matches: u64) -> Value {
+        let payload =
+            json!({ "record": 0, "counts": [{ "forward": matches, "reverse": 0 }], "hits": [] });
+        self.put_payload(job, chunk, token, matches, payload)
+    }
+
+    /// Sends a result claiming `matches` with any `payload` and returns the reply.
+    fn put_payload(
+        &mut self,
+        job: &str,
+        chunk: u32,
+        token: &str,
+        matches: u64,
+        payload: Value,
+    ) -> Value {
         self.send(&json!({
             "type": "put_result",
             "job_id": job,
             "token": token,
-            "result": {
-                "chunk": chunk,
-                "matches": matches,
-                "payload": { "record": 0, "counts": [{ "forward": matches, "reverse": 0 }], "hits": [] },
-                "worker": "anyone",
-            },
+            "result": { "chunk": chunk, "matches": matches, "payload": payload, "worker": "anyone" },
         }));
         self.recv()
     }
@@ -144,6 +156,50 @@ struct Refused {
     not_holder: u64,
     no_such_task: u64,
     out_of_range: u64,
+    bad_payload: u64,
+}
+
+/// Payloads a lease holder might store for a search chunk of 500 bases starting at `offset`
+/// (of record 0, pattern `ACG`), each with the match count it claims; none is an honest result.
+fn forged_payloads(offset: u64) -> Vec<(u64, Value)> {
+    let hit = |start: u64| json!([start, 0, "+", "ACG"]);
+    vec![
+        // Counts far beyond the stated match count: `results` would disagree with `status`.
+        (
+            0,
+            json!({ "record": 0, "counts": [{ "forward": 1_000_000_000_000_000u64, "reverse": 0 }], "hits": [] }),
+        ),
+        // Not a search result at all: the job would complete with unreadable results.
+        (0, json!("hello")),
+        (0, json!({ "record": 0 })),
+        // A hit past the chunk's owned range, and one before it.
+        (
+            1,
+            json!({ "record": 0, "counts": [{ "forward": 1, "reverse": 0 }], "hits": [hit(offset + 500)] }),
+        ),
+        (
+            1,
+            json!({ "record": 0, "counts": [{ "forward": 1, "reverse": 0 }], "hits": [hit(offset.wrapping_sub(1))] }),
+        ),
+        // A count with no position behind it, and a strand the job does not search.
+        (
+            1,
+            json!({ "record": 0, "counts": [{ "forward": 1, "reverse": 0 }], "hits": [] }),
+        ),
+        (
+            1,
+            json!({ "record": 0, "counts": [{ "forward": 0, "reverse": 1 }], "hits": [[offset, 0, "-", "CGT"]] }),
+        ),
+        // Another record, and a pattern the job does not have.
+        (
+            0,
+            json!({ "record": 7, "counts": [{ "forward": 0, "reverse": 0 }], "hits": [] }),
+        ),
+        (
+            1,
+            json!({ "record": 0, "counts": [{ "forward": 1, "reverse": 0 }], "hits": [[offset, 3, "+", "ACG"]] }),
+        ),
+    ]
 }
 
 /// Submits the honest job, then forges results for it over the master's port. Leaves both
@@ -187,6 +243,19 @@ fn forge_over_the_protocol(grid: &Grid, refused: &mut Refused) -> (String, Recor
     }
     refused.out_of_range += 3;
 
+    // Payloads that are not honest results, on the attacker's own lease.
+    let offset = u64::from(own) * 500;
+    for (matches, payload) in forged_payloads(offset) {
+        let reply = mallory.put_payload(&job, own, &own_token, matches, payload.clone());
+        assert_eq!(
+            reply["code"], "result_refused",
+            "{payload} accepted: {reply}"
+        );
+        let message = reply["message"].as_str().unwrap_or_default();
+        assert!(message.contains("(bad_payload)"), "{payload}: {reply}");
+        refused.bad_payload += 1;
+    }
+
     // A forged ack or extension does nothing.
     mallory.send(&json!({ "type": "ack", "job_id": job, "chunk": held, "token": own_token }));
     assert_eq!(mallory.recv()["type"], "acked");
@@ -222,6 +291,17 @@ fn finish_and_check(grid: &mut Grid, job: &str, records: &Records, refused: &Ref
         refused_in_metrics(grid, "out_of_range"),
         refused.out_of_range
     );
+    assert_eq!(refused_in_metrics(grid, "bad_payload"), refused.bad_payload);
+    assert!(refused.bad_payload > 0, "the payload forgeries ran");
+    let results_json: Value =
+        serde_json::from_str(&grid.cli_ok(&["results", job, "--format", "json"]))
+            .expect("results --format json is JSON");
+    let positions = results_json["hits"].as_array().map(Vec::len);
+    assert_eq!(
+        positions,
+        Some(expected as usize),
+        "positions agree with the count"
+    );
     assert!(
         grid.master_logs().contains("result refused"),
         "refusals are logged as warnings"
@@ -241,6 +321,7 @@ fn finish_and_check(grid: &mut Grid, job: &str, records: &Records, refused: &Ref
         ("not_holder", refused.not_holder),
         ("no_such_task", refused.no_such_task),
         ("out_of_range", refused.out_of_range),
+        ("bad_payload", refused.bad_payload),
     ];
     for (reason, count) in reasons.into_iter().filter(|(_, count)| *count > 0) {
         assert!(
@@ -279,7 +360,8 @@ fn forged_results_are_refused_on_redis_through_the_master_and_the_scripts() {
     runtime.block_on(async {
         let backend = RedisBackend::connect(&url, RedisOptions::default())
             .await
-            .expect("connecting to redis");
+            .expect("connecting to redis")
+            .with_result_check(gridwatch::jobs::result_check());
         let own = backend
             .lease("mallory", Duration::from_secs(5))
             .await
@@ -333,6 +415,24 @@ fn forged_results_are_refused_on_redis_through_the_master_and_the_scripts() {
         refused.not_holder += 3;
         refused.no_such_task += 1;
         refused.out_of_range += 1;
+        // A process that stores its own results checks them before they reach Redis.
+        let offset = u64::from(own.id.chunk) * 500;
+        for (matches, payload) in forged_payloads(offset) {
+            let forged = ChunkResult {
+                chunk: own.id.chunk,
+                matches,
+                payload: payload.clone(),
+                worker: "mallory".into(),
+                run: Default::default(),
+            };
+            match backend.put_chunk_result(&own, &forged).await {
+                Err(BackendError::Refused { reason, .. }) => {
+                    assert_eq!(reason, RefusalReason::BadPayload, "{payload}")
+                }
+                other => panic!("forged payload {payload} not refused: {other:?}"),
+            }
+            refused.bad_payload += 1;
+        }
         assert_eq!(own.id.job, job);
         backend.nack(&own, "gave up").await.expect("nack");
         assert_eq!(

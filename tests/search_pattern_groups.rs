@@ -24,6 +24,7 @@ const LIMITS: SubmitLimits = SubmitLimits {
     max_frame: 1 << 24,
     default_chunk_size: 1000,
     work: jobs::WorkCaps::DEFAULT,
+    max_positions: 1 << 20,
 };
 
 /// Matched bases as seqkit prints them on `-`: reversed, bases complemented, case kept, other

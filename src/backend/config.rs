@@ -161,14 +161,21 @@ impl BackendConfig {
     ///   still be working. A peer runs with the default options because only the master's
     ///   settings matter: only the master reclaims expired leases, and every task carries the
     ///   master's attempt limit.
-    pub async fn connect(&self, access: Access<'_>) -> BackendResult<Backend> {
+    ///
+    /// Every result this process stores is checked with `check` (the job kinds' check).
+    pub async fn connect(
+        &self,
+        access: Access<'_>,
+        check: super::SharedResultCheck,
+    ) -> BackendResult<Backend> {
         match (self, access) {
             (BackendConfig::Embedded, Access::Master { data_dir, delivery }) => {
                 let config = EmbeddedConfig {
                     visibility_timeout: delivery.visibility_timeout,
                     max_attempts: delivery.max_attempts,
                 };
-                let backend = Arc::new(EmbeddedBackend::open(data_dir, config)?);
+                let backend =
+                    Arc::new(EmbeddedBackend::open(data_dir, config)?.with_result_check(check));
                 let released = backend.release_all_leases().await?;
                 if released > 0 {
                     tracing::info!(
@@ -206,7 +213,8 @@ impl BackendConfig {
                     },
                     Access::Peer { .. } => RedisOptions::default(),
                 };
-                let backend = Arc::new(RedisBackend::connect_patiently(url, options).await?);
+                let backend = RedisBackend::connect_patiently(url, options).await?;
+                let backend = Arc::new(backend.with_result_check(check));
                 tracing::info!(component = "backend", redis = %url, "connected to redis");
                 if let Access::Peer { greeting, .. } = &access {
                     // A worker reads tasks from Redis directly: its id is claimed there.

@@ -382,6 +382,29 @@ pub struct StoredResult {
 /// always travels in one frame and the master never holds more than a part of a result.
 pub const RESULT_PART_BYTES: usize = 4 << 20;
 
+/// Checks a result against its task's kind before it is stored: a lease proves who may write,
+/// not that what is written is well-formed. The job kinds provide it (this layer knows no kind);
+/// each backend calls it on every path that stores a result, after the lease is fenced.
+pub trait ResultCheck: Send + Sync {
+    /// Why `payload`, claiming `matches`, cannot be the result of a task of `kind` described by
+    /// `spec`; `Ok` when it can.
+    fn check(
+        &self,
+        kind: &str,
+        spec: &serde_json::Value,
+        matches: u64,
+        payload: &serde_json::Value,
+    ) -> Result<(), String>;
+    /// The most matches a job whose task of `kind` is described by `spec` may total, with the
+    /// error the job fails with past it; `None` when the job has no such cap.
+    fn job_cap(&self, _kind: &str, _spec: &serde_json::Value) -> Option<(u64, String)> {
+        None
+    }
+}
+
+/// A shared [`ResultCheck`].
+pub type SharedResultCheck = std::sync::Arc<dyn ResultCheck>;
+
 /// Why a result (or a part of one) was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RefusalReason {
@@ -392,14 +415,18 @@ pub enum RefusalReason {
     NoSuchTask,
     /// The match count is more than the task can hold.
     OutOfRange,
+    /// The payload is not a well-formed result of the task's kind (does not decode, its counts
+    /// disagree with the match count, a position lies outside the chunk, ...).
+    BadPayload,
 }
 
 impl RefusalReason {
     /// Every reason, for metrics that list zeros too.
-    pub const ALL: [RefusalReason; 3] = [
+    pub const ALL: [RefusalReason; 4] = [
         RefusalReason::NotHolder,
         RefusalReason::NoSuchTask,
         RefusalReason::OutOfRange,
+        RefusalReason::BadPayload,
     ];
 
     /// The word used in metrics labels and stored counters.
@@ -408,6 +435,7 @@ impl RefusalReason {
             RefusalReason::NotHolder => "not_holder",
             RefusalReason::NoSuchTask => "no_such_task",
             RefusalReason::OutOfRange => "out_of_range",
+            RefusalReason::BadPayload => "bad_payload",
         }
     }
 

@@ -118,6 +118,10 @@ pub struct SearchSpecArgs {
     /// Bases per chunk task (the master's default when absent).
     #[arg(long)]
     pub chunk_size: Option<u64>,
+    /// Store and print counts only, never positions: exact counts however many matches there
+    /// are, with no cap on them (the master's --max-positions caps jobs that keep positions).
+    #[arg(long)]
+    pub count_only: bool,
 }
 
 /// A job as a kind's subcommand describes it, ready to send.
@@ -150,6 +154,7 @@ impl SearchSpecArgs {
             options,
             chunk_size: self.chunk_size,
             genome_hash: None,
+            count_only: self.count_only,
         };
         Ok(JobRequest {
             kind: SEARCH_KIND,
@@ -361,6 +366,7 @@ pub async fn upload(
         options: request.options,
         chunk_size: request.chunk_size,
         genome_hash: None,
+        count_only: false,
     };
     let job = JobRequest {
         kind: SEARCH_KIND,

@@ -322,7 +322,9 @@ pub async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
         greeting,
         tls: tls.clone(),
     };
-    let backend = backend_config.connect(access).await?;
+    let backend = backend_config
+        .connect(access, crate::jobs::result_check())
+        .await?;
     let downstream = Downstream {
         master: Some(master),
         token,

@@ -454,6 +454,32 @@ impl JobKind for JuliaKind {
             .saturating_mul(u64::from(task.params.max_iterations) + 1)
     }
 
+    /// A band holds one count per pixel of its rows, none past the iteration limit.
+    fn check_result(
+        &self,
+        task: &JuliaTaskSpec,
+        matches: u64,
+        band: &JuliaBand,
+    ) -> Result<(), String> {
+        super::agree(matches, self.matches(band))?;
+        let grid = JuliaGrid::new(task.params).map_err(|e| e.to_string())?;
+        let rows = task.end_row.saturating_sub(task.first_row) as usize;
+        let pixels = rows.saturating_mul(grid.width());
+        if band.first_row != task.first_row || band.counts.len() != pixels {
+            return Err(format!(
+                "a band of {} counts from row {}; the task is {pixels} pixels from row {}",
+                band.counts.len(),
+                band.first_row,
+                task.first_row
+            ));
+        }
+        let limit = task.params.max_iterations;
+        match band.counts.iter().any(|&count| count > limit) {
+            true => Err(format!("a pixel counts more than {limit} iterations")),
+            false => Ok(()),
+        }
+    }
+
     fn combine(&self, spec: &JuliaJobSpec, results: Vec<(u32, JuliaBand)>) -> JuliaImage {
         let mut counts = Vec::with_capacity(spec.width as usize * spec.height as usize);
         for (_, band) in results {
@@ -500,6 +526,7 @@ mod tests {
         max_frame: 1 << 24,
         default_chunk_size: 1,
         work: jobs::WorkCaps::DEFAULT,
+        max_positions: 1 << 20,
     };
 
     fn submission(width: u32, height: u32, bands: Option<u32>) -> serde_json::Value {

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::backend::ChunkResult;
+use crate::backend::{ChunkResult, ResultCheck, SharedResultCheck, DEFAULT_TASK_KIND};
 use crate::protocol::ErrorCode;
 
 pub mod batch;
@@ -78,6 +78,8 @@ pub struct SubmitLimits {
     pub max_frame: usize,
     /// Bases per search chunk when the client does not say.
     pub default_chunk_size: u64,
+    /// Most match positions one job may store (`--max-positions`).
+    pub max_positions: u64,
     /// Most work one job may ask for, per kind.
     pub work: WorkCaps,
 }
@@ -355,12 +357,34 @@ pub trait JobKind: Send + Sync + 'static {
     ) -> Option<Self::TaskResult> {
         Some(self.run(prepared, task, input))
     }
+
+    /// Why a task's result must fail the task rather than be stored (an output past a cap the
+    /// job carries); the worker nacks with it. Most kinds keep the default.
+    fn check_output(
+        &self,
+        _task: &Self::TaskSpec,
+        _result: &Self::TaskResult,
+    ) -> Result<(), TaskError> {
+        Ok(())
+    }
     /// The task's contribution to the job's progress count.
     fn matches(&self, result: &Self::TaskResult) -> u64;
     /// The largest contribution an honest result of this task can make, from its spec and input
     /// size: a stored result claiming more is refused. Kinds without matches keep the default.
     fn max_matches(&self, _task: &Self::TaskSpec, _input_len: usize) -> u64 {
         0
+    }
+    /// Why `result`, stored with `matches` as its match count, cannot be what an honest worker
+    /// ran of `task`; checked before any result is stored. The default checks only that the
+    /// count agrees with the payload; kinds add the shape of their own results.
+    fn check_result(
+        &self,
+        task: &Self::TaskSpec,
+        matches: u64,
+        result: &Self::TaskResult,
+    ) -> Result<(), String> {
+        let _ = task;
+        agree(matches, self.matches(result))
     }
     /// Combines the stored task results (ordered by task index) into the job's result.
     fn combine(&self, spec: &Self::Spec, results: Vec<(u32, Self::TaskResult)>) -> Self::Output;
@@ -415,6 +439,14 @@ pub trait Kind: Send + Sync {
     /// The most matches a result of a task with this spec and input size may claim (0 if the
     /// spec does not decode).
     fn max_matches(&self, task: &serde_json::Value, input_len: usize) -> u64;
+    /// Why `payload` (claiming `matches`) is not a result of the task `task`: it does not decode
+    /// as the kind's task result, or [`JobKind::check_result`] finds it malformed.
+    fn check_result(
+        &self,
+        task: &serde_json::Value,
+        matches: u64,
+        payload: &serde_json::Value,
+    ) -> Result<(), String>;
     /// Prepares a worker to run the tasks of the job `task` belongs to (kinds are `'static`: they
     /// live in [`KINDS`]).
     fn prepare(&'static self, task: &serde_json::Value)
@@ -466,6 +498,7 @@ impl<K: JobKind> PreparedTask for Prepared<K> {
         let Some(result) = result else {
             return Ok(None);
         };
+        self.kind.check_output(&task, &result)?;
         let matches = self.kind.matches(&result);
         let payload = serde_json::to_value(&result)
             .map_err(|e| TaskError(format!("{} result encoding: {e}", K::NAME)))?;
@@ -531,6 +564,18 @@ impl<K: JobKind> Kind for K {
             .unwrap_or(0)
     }
 
+    fn check_result(
+        &self,
+        task: &serde_json::Value,
+        matches: u64,
+        payload: &serde_json::Value,
+    ) -> Result<(), String> {
+        let task = decode_task::<K>(task).map_err(|e| e.to_string())?;
+        let result = K::TaskResult::deserialize(payload)
+            .map_err(|e| format!("the payload is not a {} task result: {e}", K::NAME))?;
+        JobKind::check_result(self, &task, matches, &result)
+    }
+
     fn prepare(
         &'static self,
         task: &serde_json::Value,
@@ -569,6 +614,50 @@ impl<K: JobKind> Kind for K {
             .map(|spec| JobKind::summary(self, &spec))
             .unwrap_or_default()
     }
+}
+
+/// A refusal unless a result's stated match count is the one its payload adds up to.
+pub fn agree(stated: u64, counted: u64) -> Result<(), String> {
+    match stated == counted {
+        true => Ok(()),
+        false => Err(format!(
+            "the result states {stated} matches but its payload counts {counted}"
+        )),
+    }
+}
+
+/// The backends' check of every result before it is stored: by the kind the task was enqueued
+/// with, [`Kind::check_result`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KindResultCheck;
+
+impl ResultCheck for KindResultCheck {
+    fn check(
+        &self,
+        kind: &str,
+        spec: &serde_json::Value,
+        matches: u64,
+        payload: &serde_json::Value,
+    ) -> Result<(), String> {
+        let name = match kind {
+            "" => DEFAULT_TASK_KIND,
+            name => name,
+        };
+        let kind = require(name).map_err(|e| e.to_string())?;
+        kind.check_result(spec, matches, payload)
+    }
+
+    fn job_cap(&self, kind: &str, spec: &serde_json::Value) -> Option<(u64, String)> {
+        match kind {
+            "" | search::SEARCH_KIND => search::job_position_cap(spec),
+            _ => None,
+        }
+    }
+}
+
+/// The check every backend of a role is opened with.
+pub fn result_check() -> SharedResultCheck {
+    Arc::new(KindResultCheck)
 }
 
 /// Runs every task of a job in this process, last task first (a grid finishes them in any order),

@@ -474,6 +474,41 @@ impl JobKind for ParticlesKind {
         pairs.saturating_mul(task.params.steps)
     }
 
+    /// A replica of the task's seed whose figures are finite and within what its discs and
+    /// steps allow (each disc meets at most two walls a step).
+    fn check_result(
+        &self,
+        task: &ParticlesTaskSpec,
+        matches: u64,
+        replica: &Replica,
+    ) -> Result<(), String> {
+        super::agree(matches, self.matches(replica))?;
+        if replica.seed != task.params.seed {
+            return Err(format!(
+                "a replica of seed {}; the task's seed is {}",
+                replica.seed, task.params.seed
+            ));
+        }
+        let bounces = u64::from(task.params.particles)
+            .saturating_mul(2)
+            .saturating_mul(task.params.steps);
+        if replica.wall_bounces > bounces {
+            return Err(format!(
+                "{} wall bounces; at most {bounces}",
+                replica.wall_bounces
+            ));
+        }
+        let figures = [
+            replica.kinetic_energy_start,
+            replica.kinetic_energy_end,
+            replica.seconds,
+        ];
+        match figures.iter().all(|x| x.is_finite() && *x >= 0.0) {
+            true => Ok(()),
+            false => Err("an energy or time that is negative or not finite".to_string()),
+        }
+    }
+
     fn combine(&self, spec: &ParticlesJobSpec, results: Vec<(u32, Replica)>) -> Ensemble {
         Ensemble {
             spec: *spec,
@@ -515,6 +550,7 @@ mod tests {
         max_frame: 1 << 24,
         default_chunk_size: 1,
         work: jobs::WorkCaps::DEFAULT,
+        max_positions: 1 << 20,
     };
 
     #[test]

@@ -22,6 +22,10 @@ pub const DEFAULT_JOBS_PER_MINUTE: u32 = 600;
 /// of the largest jobs.
 pub const DEFAULT_TASKS_PER_MINUTE: u64 = 1_000_000;
 
+/// Default cap on the match positions one search job stores (`--max-positions`): ten million
+/// rows of TSV, a few hundred megabytes stored.
+pub const DEFAULT_MAX_POSITIONS: u64 = 10_000_000;
+
 /// Where the master serves its HTTP API and dashboard unless told otherwise.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 
@@ -48,6 +52,10 @@ pub struct MasterArgs {
     /// smaller than the announced size.
     #[arg(long, env = "GRIDWATCH_MAX_UPLOAD", default_value_t = DEFAULT_MAX_UPLOAD)]
     pub max_upload: u64,
+    /// Most match positions one search job may store. A job finding more fails with an error
+    /// naming this cap; a job submitted with --count-only stores counts only and has no cap.
+    #[arg(long, env = "GRIDWATCH_MAX_POSITIONS", default_value_t = DEFAULT_MAX_POSITIONS)]
+    pub max_positions: u64,
     /// Jobs one client address may submit per minute, counting every way in: a submit, each
     /// task of a batch file (`gridwatch load`), each job of an HTTP `POST /jobs`. More are
     /// refused until the minute passes. Files of the drop directory do not count.
@@ -174,6 +182,8 @@ pub struct MasterConfig {
     pub chunk_size: u64,
     /// Largest upload in bytes.
     pub max_upload: u64,
+    /// Most match positions one search job stores.
+    pub max_positions: u64,
     /// Jobs per client per minute.
     pub jobs_per_minute: u32,
     /// Queued tasks per client per minute.
@@ -224,6 +234,7 @@ impl MasterArgs {
             data_dir: self.data_dir.clone(),
             chunk_size: self.chunk_size.max(1),
             max_upload: self.max_upload,
+            max_positions: self.max_positions,
             jobs_per_minute: self.jobs_per_minute,
             tasks_per_minute: self.tasks_per_minute,
             max_batch_file: self.max_batch_file,

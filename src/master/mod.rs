@@ -113,10 +113,13 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     // opens the database.
     let _data_dir = data_dir_lock::lock_data_dir(&config.data_dir)?;
     let backend = backend_config
-        .connect(Access::Master {
-            data_dir: &config.data_dir,
-            delivery,
-        })
+        .connect(
+            Access::Master {
+                data_dir: &config.data_dir,
+                delivery,
+            },
+            crate::jobs::result_check(),
+        )
         .await?;
     let drop_dir = args
         .drop_dir

@@ -250,7 +250,7 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         tls,
     };
     let backend = backend_config
-        .connect(access)
+        .connect(access, crate::jobs::result_check())
         .await
         .map_err(|e| WorkerError::Config(format!("{backend_config}: {e}")))?;
     let source = if backend_config.is_shared() {

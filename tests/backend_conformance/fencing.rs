@@ -90,6 +90,7 @@ pub async fn results_are_taken_only_from_the_lease_holder(s: &Subject) {
             (RefusalReason::NotHolder, 3),
             (RefusalReason::NoSuchTask, 2),
             (RefusalReason::OutOfRange, 3),
+            (RefusalReason::BadPayload, 0),
         ]
     );
 }

@@ -24,8 +24,8 @@ use tokio::sync::Notify;
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
     GenomeRecord, GenomeRemoval, GenomeWriter, JobRecord, JobStatus, JobSummary, Lease,
-    NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store, StoredResult,
-    TaskTimes, WorkerId, MAX_BATCH, RESULT_PART_BYTES,
+    NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, SharedResultCheck, Store,
+    StoredResult, TaskTimes, WorkerId, MAX_BATCH, RESULT_PART_BYTES,
 };
 use db::Db;
 
@@ -65,6 +65,8 @@ pub struct EmbeddedBackend {
     refused: [AtomicU64; RefusalReason::ALL.len()],
     /// Where stored genomes' sequences live (`spool/genomes`).
     genome_dir: std::path::PathBuf,
+    /// What every result is checked against before it is stored.
+    result_check: Option<SharedResultCheck>,
 }
 
 impl EmbeddedBackend {
@@ -91,7 +93,14 @@ impl EmbeddedBackend {
             task_ready: Notify::new(),
             refused: Default::default(),
             genome_dir,
+            result_check: None,
         })
+    }
+
+    /// Checks every result against its task's kind with `check` before storing it.
+    pub fn with_result_check(mut self, check: SharedResultCheck) -> Self {
+        self.result_check = Some(check);
+        self
     }
 
     /// Returns every lease to the queue, not counting it as a failed attempt. The master calls
@@ -203,6 +212,7 @@ impl Queue for EmbeddedBackend {
         _store: &dyn Store,
         items: &[Completion],
     ) -> BackendResult<Vec<CompletionOutcome>> {
+        let check = self.result_check.clone();
         let mut small = Vec::with_capacity(items.len());
         let mut large = Vec::new();
         for (index, item) in items.iter().enumerate() {
@@ -215,7 +225,7 @@ impl Queue for EmbeddedBackend {
         }
         let settled = self
             .db
-            .call(move |state| queue::complete_batch(state, &small))
+            .call(move |state| queue::complete_batch(state, &small, check.as_deref()))
             .await?;
         let mut settled = settled.into_iter();
         let mut outcomes = Vec::with_capacity(items.len());
@@ -359,9 +369,12 @@ impl Store for EmbeddedBackend {
         parts: u32,
     ) -> BackendResult<bool> {
         let (lease, result) = (lease.clone(), result.clone());
+        let check = self.result_check.clone();
         let outcome = self
             .db
-            .call(move |state| store::commit_chunk_result(state, &lease, &result, parts))
+            .call(move |state| {
+                store::commit_chunk_result(state, &lease, &result, parts, check.as_deref())
+            })
             .await;
         self.count_refusal(outcome)
     }

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use crate::backend::{
-    BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Priority, TaskId,
+    BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Priority,
+    ResultCheck, TaskId,
 };
 
 use super::db::{sql_error, DbState, SpoolRange};
@@ -208,9 +209,10 @@ pub(super) fn lease_batch(
 pub(super) fn complete_batch(
     state: &mut DbState,
     items: &[Completion],
+    check: Option<&dyn ResultCheck>,
 ) -> BackendResult<Vec<CompletionOutcome>> {
     state.conn.execute_batch("BEGIN").map_err(sql_error)?;
-    match complete_in_transaction(state, items) {
+    match complete_in_transaction(state, items, check) {
         Ok((outcomes, jobs)) => {
             state.conn.execute_batch("COMMIT").map_err(sql_error)?;
             // Spools are files, outside the transaction: freed only once the acks are durable.
@@ -229,7 +231,11 @@ pub(super) fn complete_batch(
 /// The outcomes, and the jobs that had an item settled.
 type Settled = (Vec<CompletionOutcome>, Vec<String>);
 
-fn complete_in_transaction(state: &mut DbState, items: &[Completion]) -> BackendResult<Settled> {
+fn complete_in_transaction(
+    state: &mut DbState,
+    items: &[Completion],
+    check: Option<&dyn ResultCheck>,
+) -> BackendResult<Settled> {
     let mut outcomes = Vec::with_capacity(items.len());
     let mut jobs: Vec<String> = Vec::new();
     for item in items {
@@ -237,7 +243,7 @@ fn complete_in_transaction(state: &mut DbState, items: &[Completion]) -> Backend
             .conn
             .execute_batch("SAVEPOINT item")
             .map_err(sql_error)?;
-        let outcome = super::store::record_result(state, &item.lease, &item.result, 0)
+        let outcome = super::store::record_result(state, &item.lease, &item.result, 0, check)
             .and_then(|first| delete_acked(state, &item.lease).map(|_| first));
         match &outcome {
             Ok(_) => {

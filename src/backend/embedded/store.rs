@@ -10,7 +10,8 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use crate::backend::{
     BackendError, BackendResult, ChunkResult, CreateOutcome, JobRecord, JobStatus, JobSummary,
-    Lease, Priority, Progress, RefusalReason, StoredResult, WorkerId, RESULT_PART_BYTES,
+    Lease, Priority, Progress, RefusalReason, ResultCheck, StoredResult, WorkerId,
+    RESULT_PART_BYTES,
 };
 
 use super::db::{sql_error, DbState};
@@ -342,9 +343,10 @@ pub(super) fn commit_chunk_result(
     lease: &Lease,
     result: &ChunkResult,
     parts: u32,
+    check: Option<&dyn ResultCheck>,
 ) -> BackendResult<bool> {
     state.conn.execute_batch("BEGIN").map_err(sql_error)?;
-    match store_result(state, lease, result, parts) {
+    match store_result(state, lease, result, parts, check) {
         Ok(first) => {
             state.conn.execute_batch("COMMIT").map_err(sql_error)?;
             Ok(first)
@@ -361,8 +363,9 @@ fn store_result(
     lease: &Lease,
     result: &ChunkResult,
     parts: u32,
+    check: Option<&dyn ResultCheck>,
 ) -> BackendResult<bool> {
-    let first = record_result(state, lease, result, parts)?;
+    let first = record_result(state, lease, result, parts, check)?;
     settle_status(state, &lease.id.job)?;
     Ok(first)
 }
@@ -374,6 +377,7 @@ pub(super) fn record_result(
     lease: &Lease,
     result: &ChunkResult,
     parts: u32,
+    check: Option<&dyn ResultCheck>,
 ) -> BackendResult<bool> {
     let (job, chunk) = (&lease.id.job, lease.id.chunk);
     if result.chunk != chunk {
@@ -402,6 +406,13 @@ pub(super) fn record_result(
             drop_own_parts(state, lease)?;
         }
         return Ok(false);
+    }
+    if let Some(check) = check {
+        check_payload(state, lease, result, parts, check)?;
+        if passes_job_cap(state, lease, result, check)? {
+            drop_own_parts(state, lease)?;
+            return Ok(false);
+        }
     }
     let payload = if parts == 0 {
         result.payload.to_string()
@@ -435,6 +446,97 @@ pub(super) fn record_result(
     }
     drop_unread_parts(state, lease, parts)?;
     Ok(inserted == 1)
+}
+
+/// Refuses (`bad_payload`, staged parts dropped) a result that `check` finds is not a result of
+/// the task's kind. A payload in parts is read back whole: its size is bounded by the task's
+/// output cap.
+fn check_payload(
+    state: &mut DbState,
+    lease: &Lease,
+    result: &ChunkResult,
+    parts: u32,
+    check: &dyn ResultCheck,
+) -> BackendResult<()> {
+    let (kind, spec): (String, String) = state
+        .conn
+        .prepare_cached("SELECT kind, spec FROM tasks WHERE job = ?1 AND chunk = ?2")
+        .map_err(sql_error)?
+        .query_row(params![lease.id.job, lease.id.chunk], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .map_err(sql_error)?;
+    let spec: serde_json::Value = serde_json::from_str(&spec)
+        .map_err(|e| BackendError::Corrupt(format!("job {:?} task spec: {e}", lease.id.job)))?;
+    let verdict = if parts == 0 {
+        check.check(&kind, &spec, result.matches, &result.payload)
+    } else {
+        check_staged_parts(state, lease, parts)?;
+        let text = staged_text(state, lease, parts)?;
+        match serde_json::from_slice::<serde_json::Value>(&text) {
+            Ok(payload) => check.check(&kind, &spec, result.matches, &payload),
+            Err(err) => Err(format!("the payload is not JSON: {err}")),
+        }
+    };
+    verdict.map_err(|why| {
+        let _ = drop_own_parts(state, lease);
+        BackendError::refused(lease, RefusalReason::BadPayload, why)
+    })
+}
+
+/// Whether storing `result` would take its job past the job's cap on matches; if so the job is
+/// failed (nothing more of it is worth storing) and the result is dropped.
+fn passes_job_cap(
+    state: &mut DbState,
+    lease: &Lease,
+    result: &ChunkResult,
+    check: &dyn ResultCheck,
+) -> BackendResult<bool> {
+    let (kind, spec): (String, String) = state
+        .conn
+        .prepare_cached("SELECT kind, spec FROM tasks WHERE job = ?1 AND chunk = ?2")
+        .map_err(sql_error)?
+        .query_row(params![lease.id.job, lease.id.chunk], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .map_err(sql_error)?;
+    let spec: serde_json::Value = serde_json::from_str(&spec).unwrap_or_default();
+    let Some((cap, error)) = check.job_cap(&kind, &spec) else {
+        return Ok(false);
+    };
+    let stored: i64 = state
+        .conn
+        .prepare_cached("SELECT COALESCE(SUM(matches), 0) FROM results WHERE job = ?1")
+        .map_err(sql_error)?
+        .query_row(params![lease.id.job], |row| row.get(0))
+        .map_err(sql_error)?;
+    if (stored.max(0) as u64).saturating_add(result.matches) <= cap {
+        return Ok(false);
+    }
+    set_status(state, &lease.id.job, JobStatus::Failed, Some(&error))?;
+    Ok(true)
+}
+
+/// The text of parts `0..parts` staged under the lease, in order.
+fn staged_text(state: &mut DbState, lease: &Lease, parts: u32) -> BackendResult<Vec<u8>> {
+    let mut statement = state
+        .conn
+        .prepare_cached(
+            "SELECT bytes FROM result_parts
+             WHERE job = ?1 AND chunk = ?2 AND token = ?3 AND part < ?4 ORDER BY part",
+        )
+        .map_err(sql_error)?;
+    let rows = statement
+        .query_map(
+            params![lease.id.job, lease.id.chunk, lease.token, parts],
+            |row| row.get::<_, Vec<u8>>(0),
+        )
+        .map_err(sql_error)?;
+    let mut text = Vec::new();
+    for row in rows {
+        text.extend_from_slice(&row.map_err(sql_error)?);
+    }
+    Ok(text)
 }
 
 /// Fails unless parts `0..parts` are all staged under the lease.

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use ::redis::{ErrorKind, RedisError, RedisResult, ScriptInvocation};
+use ::redis::{AsyncCommands, ErrorKind, RedisError, RedisResult, ScriptInvocation};
 
 use crate::backend::{BackendError, BackendResult};
 use scripts::Scripts;
@@ -67,6 +67,8 @@ pub struct RedisBackend {
     blocking_pool: Mutex<Vec<MultiplexedConnection>>,
     scripts: Scripts,
     options: RedisOptions,
+    /// What every result is checked against before it is stored.
+    result_check: Option<super::SharedResultCheck>,
 }
 
 impl RedisBackend {
@@ -121,6 +123,7 @@ impl RedisBackend {
             blocking_pool: Mutex::new(Vec::new()),
             scripts: Scripts::new(),
             options,
+            result_check: None,
         };
         backend.ensure_groups().await?;
         Ok(backend)
@@ -145,6 +148,119 @@ impl RedisBackend {
     /// The options this backend runs with.
     pub fn options(&self) -> &RedisOptions {
         &self.options
+    }
+
+    /// Checks every result this process stores against its task's kind with `check`. A process
+    /// that reaches Redis directly stores its own results, so the check runs on its side.
+    pub fn with_result_check(mut self, check: super::SharedResultCheck) -> Self {
+        self.result_check = Some(check);
+        self
+    }
+
+    /// Why `result` is not a result of `lease`'s task's kind, if a check is installed and it is
+    /// not. The task's kind and spec are the lease's, or read from its stream entry when the
+    /// lease is a handle rebuilt from a worker's message; a payload in `parts` is read back from
+    /// its staging list.
+    async fn payload_verdict(
+        &self,
+        lease: &super::Lease,
+        result: &super::ChunkResult,
+        parts: u32,
+    ) -> BackendResult<Option<String>> {
+        let Some(check) = &self.result_check else {
+            return Ok(None);
+        };
+        let Some((kind, spec)) = self.task_kind_spec(lease).await? else {
+            // No such delivery: the store script's fence refuses it.
+            return Ok(None);
+        };
+        let verdict = if parts == 0 {
+            check.check(&kind, &spec, result.matches, &result.payload)
+        } else {
+            let staging = keys::job_result_staging(
+                &lease.id.job,
+                lease.id.chunk,
+                queue::parse_token(&lease.token).entry_id,
+            );
+            let staged: Vec<Vec<u8>> = self
+                .request(|mut conn| {
+                    let staging = staging.clone();
+                    async move { conn.lrange(staging, 0, -1).await }
+                })
+                .await?;
+            match serde_json::from_slice::<serde_json::Value>(&staged.concat()) {
+                Ok(payload) => check.check(&kind, &spec, result.matches, &payload),
+                Err(err) => Err(format!("the payload is not JSON: {err}")),
+            }
+        };
+        Ok(verdict.err())
+    }
+
+    /// Whether storing `result` would take its job past the job's cap on matches; if so the
+    /// job is failed (nothing more of it is worth storing) and the result is to be dropped.
+    async fn passes_job_cap(
+        &self,
+        lease: &super::Lease,
+        result: &super::ChunkResult,
+    ) -> BackendResult<bool> {
+        // Only a process holding the lease it names decides this: a handle rebuilt from another
+        // process's message is not fenced yet, and must not fail a job it may not hold.
+        let (Some(check), false) = (&self.result_check, lease.spec.is_null()) else {
+            return Ok(false);
+        };
+        let Some((kind, spec)) = self.task_kind_spec(lease).await? else {
+            return Ok(false);
+        };
+        let Some((cap, error)) = check.job_cap(&kind, &spec) else {
+            return Ok(false);
+        };
+        let stats = keys::job_stats(&lease.id.job);
+        let stored: Option<u64> = self
+            .request(|mut conn| {
+                let stats = stats.clone();
+                async move { conn.hget(stats, "total_matches").await }
+            })
+            .await?;
+        if stored.unwrap_or(0).saturating_add(result.matches) <= cap {
+            return Ok(false);
+        }
+        use super::Store;
+        self.set_status(&lease.id.job, super::JobStatus::Failed, Some(&error))
+            .await?;
+        Ok(true)
+    }
+
+    /// The kind and spec of `lease`'s task: the lease's own, or read from its stream entry when
+    /// the lease is a handle rebuilt from a worker's message; `None` if no such entry.
+    async fn task_kind_spec(
+        &self,
+        lease: &super::Lease,
+    ) -> BackendResult<Option<(String, serde_json::Value)>> {
+        let (kind, spec) = if lease.spec.is_null() {
+            let token = queue::parse_token(&lease.token);
+            let stream = keys::TASK_STREAMS[token.stream_index - 1];
+            let entry = token.entry_id.to_string();
+            let reply: ::redis::streams::StreamRangeReply = self
+                .request(|mut conn| {
+                    let entry = entry.clone();
+                    async move { conn.xrange(stream, &entry, &entry).await }
+                })
+                .await?;
+            let Some(found) = reply.ids.into_iter().next() else {
+                return Ok(None);
+            };
+            let kind: String = found.get("kind").unwrap_or_default();
+            let spec: String = found.get("spec").unwrap_or_default();
+            let spec = serde_json::from_str(&spec).unwrap_or(serde_json::Value::Null);
+            (kind, spec)
+        } else {
+            (lease.kind.clone(), lease.spec.clone())
+        };
+        let kind = match kind.as_str() {
+            "" => super::DEFAULT_TASK_KIND.to_string(),
+            _ => kind,
+        };
+        Ok(Some((kind, spec)))
     }
 
     /// Creates the consumer group on every task stream (and the streams) if missing. Needed at

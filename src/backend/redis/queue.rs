@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::keys::{self, DEAD_LETTER_CAP, DEAD_LETTER_STREAM, GROUP, RECLAIMER, TASK_STREAMS};
-use super::store::{push_result, script_outcome};
+use super::store::{push_result, script_outcome, with_verdict};
 use super::{backend_error, RedisBackend};
 use crate::backend::{
     BackendError, BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Queue,
@@ -151,6 +151,7 @@ impl Queue for RedisBackend {
         let mut invocation = self.scripts.complete.prepare_invoke();
         let mut batched = 0usize;
         let mut outcomes: Vec<Option<CompletionOutcome>> = Vec::with_capacity(items.len());
+        let mut verdicts = Vec::new();
         for item in items {
             let (lease, result) = (&item.lease, &item.result);
             let (job, chunk) = (&lease.id.job, lease.id.chunk);
@@ -171,9 +172,23 @@ impl Queue for RedisBackend {
                 outcomes.push(Some(outcome));
                 continue;
             }
-            push_result(&mut invocation, lease, result, 0, inline, now)?;
+            let verdict = self.payload_verdict(lease, result, 0).await?;
+            if verdict.is_none() && self.passes_job_cap(lease, result).await? {
+                outcomes.push(Some(self.ack(lease).await.map(|()| false)));
+                continue;
+            }
+            push_result(
+                &mut invocation,
+                lease,
+                result,
+                0,
+                inline,
+                now,
+                verdict.is_some(),
+            )?;
             batched += 1;
             outcomes.push(None);
+            verdicts.push(verdict);
         }
         let replies: Vec<(i64, String)> = if batched == 0 {
             Vec::new()
@@ -181,15 +196,16 @@ impl Queue for RedisBackend {
             invocation.arg(batched);
             self.invoke(&invocation).await?
         };
-        let mut replies = replies.into_iter();
+        let mut replies = replies.into_iter().zip(verdicts);
         Ok(items
             .iter()
             .zip(outcomes)
             .map(|(item, outcome)| match outcome {
                 Some(outcome) => outcome,
                 None => match replies.next() {
-                    Some((code, detail)) => {
-                        script_outcome(&item.lease, code, detail).map(|stored| stored == 1)
+                    Some(((code, detail), verdict)) => {
+                        let outcome = script_outcome(&item.lease, code, detail);
+                        with_verdict(outcome, verdict).map(|stored| stored == 1)
                     }
                     None => Err(BackendError::Other("batch reply missing".into())),
                 },

@@ -198,6 +198,10 @@ impl Store for RedisBackend {
         } else {
             Vec::new()
         };
+        let verdict = self.payload_verdict(lease, result, parts).await?;
+        if verdict.is_none() && self.passes_job_cap(lease, result).await? {
+            return Ok(false);
+        }
         let mut invocation = self.scripts.put_result.prepare_invoke();
         push_result(
             &mut invocation,
@@ -206,9 +210,11 @@ impl Store for RedisBackend {
             parts,
             inline,
             crate::time::unix_now(),
+            verdict.is_some(),
         )?;
         let (code, detail): (i64, String) = self.invoke(&invocation).await?;
-        script_outcome(lease, code, detail).map(|stored| stored == 1)
+        let outcome = script_outcome(lease, code, detail);
+        with_verdict(outcome, verdict).map(|stored| stored == 1)
     }
 
     async fn progress(&self, job: &str) -> BackendResult<Progress> {
@@ -634,6 +640,7 @@ pub(super) fn script_outcome(lease: &Lease, code: i64, detail: String) -> Backen
             let reason = RefusalReason::from_word(&detail).unwrap_or(RefusalReason::NotHolder);
             let why = match reason {
                 RefusalReason::OutOfRange => "more matches than the task can hold",
+                RefusalReason::BadPayload => "the payload is not a result of the task's kind",
                 RefusalReason::NoSuchTask => "no such task in the job",
                 RefusalReason::NotHolder => "the worker does not hold this task's current lease",
             };
@@ -647,9 +654,34 @@ pub(super) fn script_outcome(lease: &Lease, code: i64, detail: String) -> Backen
     }
 }
 
+/// A `bad_payload` refusal that says what the check found wrong.
+pub(super) fn with_verdict(
+    outcome: BackendResult<i64>,
+    verdict: Option<String>,
+) -> BackendResult<i64> {
+    match (outcome, verdict) {
+        (
+            Err(BackendError::Refused {
+                job,
+                chunk,
+                reason: RefusalReason::BadPayload,
+                ..
+            }),
+            Some(why),
+        ) => Err(BackendError::Refused {
+            job,
+            chunk,
+            reason: RefusalReason::BadPayload,
+            detail: why,
+        }),
+        (outcome, _) => outcome,
+    }
+}
+
 /// Adds one result's keys and arguments to an invocation of the result script: `put_result`
 /// sends one item, `complete` (result then ack) sends several in a row, in the same layout.
 /// `parts` is 0 when the payload travels `inline`, else the number of parts already staged.
+/// `bad_payload` makes the script refuse the result once its lease is fenced.
 pub(super) fn push_result(
     invocation: &mut ScriptInvocation<'_>,
     lease: &Lease,
@@ -657,6 +689,7 @@ pub(super) fn push_result(
     parts: u32,
     inline: Vec<u8>,
     now: f64,
+    bad_payload: bool,
 ) -> BackendResult<()> {
     let (job, chunk) = (&lease.id.job, lease.id.chunk);
     let token = parse_token(&lease.token);
@@ -695,6 +728,7 @@ pub(super) fn push_result(
         .arg(inline)
         .arg(&run.kind)
         .arg(run.elapsed_secs.map(|s| s.to_string()).unwrap_or_default())
-        .arg(TASK_TIMES_KEPT);
+        .arg(TASK_TIMES_KEPT)
+        .arg(if bad_payload { "1" } else { "" });
     Ok(())
 }

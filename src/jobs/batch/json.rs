@@ -421,6 +421,7 @@ fn search(parameters: &Fields) -> Result<(Value, PathBuf), BatchError> {
         options,
         chunk_size: parameters.number("chunk_size")?,
         genome_hash: None,
+        count_only: false,
     };
     let value =
         serde_json::to_value(&submission).map_err(|e| BatchError::at(at(), e.to_string()))?;

@@ -15,11 +15,14 @@ use super::{
 use crate::backend::genome::{is_genome_hash, GenomeRef};
 use crate::backend::{ChunkResult, GenomeRecord};
 use crate::protocol::ErrorCode;
+use pack::{Packer, Piece, Span};
+
 use crate::search::{
     search_chunk, Chunk, Chunker, Hit, InputError, Pattern, PatternSet, RecordInfo, SearchOptions,
     SequenceChunk, Strand, StrandMode,
 };
 
+pub mod pack;
 pub mod printer;
 
 pub use printer::{write_report, OutputFormat, ReportHit, SearchReport, StrandCounts};
@@ -62,6 +65,9 @@ pub struct SearchSubmission {
     /// bytes do come.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genome_hash: Option<String>,
+    /// Store counts only, never positions: exact counts of any size in little space.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub count_only: bool,
 }
 
 /// A search job's spec, stored with the job. `records` is filled in when the upload ends.
@@ -94,6 +100,13 @@ pub struct SearchJobSpec {
     /// Whether the job searched a genome stored by an earlier submit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genome_reused: Option<bool>,
+    /// Counts only, never positions.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub count_only: bool,
+    /// Most positions the job may find (the master's cap at submission); `None` for jobs stored
+    /// before the cap existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_positions: Option<u64>,
 }
 
 /// One chunk task's spec: everything a worker needs besides the bases themselves, so that a
@@ -113,6 +126,21 @@ pub struct SearchTaskSpec {
     /// Index in the job's pattern list of `patterns[0]` (tasks of one pattern group).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pattern_offset: u32,
+    /// Store counts only, never positions.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub count_only: bool,
+    /// Most positions the job may store: a chunk finding more fails the task, naming the cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_positions: Option<u64>,
+    /// For a task packing several short record ends, its pieces, in input order (their bases
+    /// are the task's input, one after another); `record`, `record_offset` and `owned_len` are
+    /// then the first piece's record and offset and the pieces' total. Empty for a plain chunk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pieces: Vec<Piece>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -129,6 +157,9 @@ impl SearchTaskSpec {
             record_offset: chunk.record_offset,
             owned_len: chunk.owned_len as u64,
             pattern_offset: 0,
+            count_only: false,
+            max_positions: None,
+            pieces: Vec::new(),
         }
     }
 }
@@ -153,6 +184,10 @@ pub struct ChunkPayload {
     /// before mismatch search existed, which read as all zero.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mismatches: Vec<u32>,
+    /// For a task of several pieces: per piece, its record and how many of `hits` (in order)
+    /// are its. Empty for a plain chunk, whose hits are all of `record`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub piece_hits: Vec<(u32, u64)>,
 }
 
 /// Runs the kernel on one chunk's bases: the same `search_chunk` call `gridwatch search` makes.
@@ -165,6 +200,18 @@ pub fn run_chunk(set: &PatternSet, spec: &SearchTaskSpec, bases: &[u8]) -> Chunk
     let mut hits: Vec<Hit> = Vec::new();
     search_chunk(set, &chunk, &mut hits);
     let mut counts = vec![StrandCounts::default(); set.patterns().len()];
+    for hit in &hits {
+        if let Some(count) = counts.get_mut(hit.pattern as usize) {
+            count.add(hit.strand);
+        }
+    }
+    // Past the job's cap the task fails anyway: no position is worth building then.
+    let over_cap = spec
+        .max_positions
+        .is_some_and(|cap| hits.len() as u64 > cap);
+    if spec.count_only || over_cap {
+        hits = Vec::new();
+    }
     let mismatches = match set.options().max_mismatches {
         0 => Vec::new(),
         _ => hits.iter().map(|hit| hit.mismatches).collect(),
@@ -172,9 +219,6 @@ pub fn run_chunk(set: &PatternSet, spec: &SearchTaskSpec, bases: &[u8]) -> Chunk
     let stored = hits
         .iter()
         .map(|hit| {
-            if let Some(count) = counts.get_mut(hit.pattern as usize) {
-                count.add(hit.strand);
-            }
             let local = (hit.start - spec.record_offset) as usize;
             let len = set.patterns()[hit.pattern as usize].sequence.len();
             let matched = matched_bases(&bases[local..(local + len).min(bases.len())], hit.strand);
@@ -188,7 +232,44 @@ pub fn run_chunk(set: &PatternSet, spec: &SearchTaskSpec, bases: &[u8]) -> Chunk
         hits: stored,
         pattern_offset: spec.pattern_offset,
         mismatches,
+        piece_hits: Vec::new(),
     }
+}
+
+/// Runs a task of several pieces: each piece is searched on its own bases (so no match crosses
+/// from one record into the next), and the pieces' results are joined in order.
+pub fn run_pieces(set: &PatternSet, spec: &SearchTaskSpec, input: &[u8]) -> ChunkPayload {
+    let mut joined = ChunkPayload {
+        record: spec.record,
+        counts: vec![StrandCounts::default(); set.patterns().len()],
+        hits: Vec::new(),
+        pattern_offset: spec.pattern_offset,
+        mismatches: Vec::new(),
+        piece_hits: Vec::with_capacity(spec.pieces.len()),
+    };
+    let mut at = 0usize;
+    for piece in &spec.pieces {
+        let end = at.saturating_add(piece.len as usize).min(input.len());
+        let piece_spec = SearchTaskSpec {
+            record: piece.record,
+            record_offset: piece.record_offset,
+            owned_len: piece.len,
+            pieces: Vec::new(),
+            ..spec.clone()
+        };
+        let part = run_chunk(set, &piece_spec, &input[at.min(end)..end]);
+        at = end;
+        for (total, count) in joined.counts.iter_mut().zip(&part.counts) {
+            total.forward += count.forward;
+            total.reverse += count.reverse;
+        }
+        joined
+            .piece_hits
+            .push((piece.record, part.hits.len() as u64));
+        joined.hits.extend(part.hits);
+        joined.mismatches.extend(part.mismatches);
+    }
+    joined
 }
 
 /// The matched bases as seqkit prints them: as in the sequence on `+`, reverse-complemented on `-`.
@@ -255,9 +336,17 @@ fn combine_payloads(
             total.reverse = total.reverse.saturating_add(part.reverse);
         }
         let mismatches = payload.mismatches.into_iter().chain(std::iter::repeat(0));
-        hits.extend(payload.hits.into_iter().zip(mismatches).map(
-            |((start, pattern, strand, matched), mismatches)| ReportHit {
-                record: payload.record,
+        let records = match payload.piece_hits.is_empty() {
+            true => vec![(payload.record, payload.hits.len() as u64)],
+            false => payload.piece_hits,
+        };
+        let records = records
+            .into_iter()
+            .flat_map(|(record, hits)| std::iter::repeat(record).take(hits as usize))
+            .chain(std::iter::repeat(payload.record));
+        hits.extend(payload.hits.into_iter().zip(mismatches).zip(records).map(
+            |(((start, pattern, strand, matched), mismatches), record)| ReportHit {
+                record,
                 start,
                 pattern,
                 strand,
@@ -274,6 +363,107 @@ fn combine_payloads(
         counts,
         hits,
     }
+}
+
+/// The cap on a search job's total positions, from one of its task specs, with the error the
+/// job fails with past it; `None` for a count-only job or one stored before the cap.
+pub fn job_position_cap(task: &serde_json::Value) -> Option<(u64, String)> {
+    let task = SearchTaskSpec::deserialize(task).ok()?;
+    let cap = task.max_positions.filter(|_| !task.count_only)?;
+    let error = format!(
+        "the job found more than {cap} match positions, its cap (raise the master's \
+         --max-positions, or submit with --count-only for exact counts without positions)"
+    );
+    Some((cap, error))
+}
+
+/// The shape checks of [`JobKind::check_result`] for a search chunk.
+fn check_chunk_payload(task: &SearchTaskSpec, payload: &ChunkPayload) -> Result<(), String> {
+    if payload.record != task.record || payload.pattern_offset != task.pattern_offset {
+        return Err(format!(
+            "the payload is for record {} and pattern {}, the task for record {} and pattern {}",
+            payload.record, payload.pattern_offset, task.record, task.pattern_offset
+        ));
+    }
+    if payload.counts.len() != task.patterns.len() {
+        return Err(format!(
+            "the payload counts {} patterns, the task searches {}",
+            payload.counts.len(),
+            task.patterns.len()
+        ));
+    }
+    let forward_only = task.options.strand == StrandMode::Forward;
+    if forward_only && payload.counts.iter().any(|count| count.reverse > 0) {
+        return Err("reverse-strand counts for a forward-only search".to_string());
+    }
+    if task.count_only && !payload.hits.is_empty() {
+        return Err("positions in the result of a count-only task".to_string());
+    }
+    if !payload.mismatches.is_empty() && payload.mismatches.len() != payload.hits.len() {
+        return Err("mismatches do not pair with the hits".to_string());
+    }
+    let max_mismatches = task.options.max_mismatches;
+    if payload.mismatches.iter().any(|&m| m > max_mismatches) {
+        return Err(format!("a hit with more than {max_mismatches} mismatches"));
+    }
+    if task.count_only {
+        return Ok(());
+    }
+    // Each hit's owned range: the chunk's, or its piece's (hits come piece after piece).
+    let ranges: Vec<(std::ops::Range<u64>, u64)> = match task.pieces.as_slice() {
+        [] if payload.piece_hits.is_empty() => {
+            let owned = task.record_offset..task.record_offset.saturating_add(task.owned_len);
+            vec![(owned, payload.hits.len() as u64)]
+        }
+        pieces => {
+            let records = payload.piece_hits.iter().map(|(record, _)| *record);
+            if pieces.len() != payload.piece_hits.len()
+                || !pieces.iter().map(|p| p.record).eq(records)
+            {
+                return Err("the payload's pieces are not the task's".to_string());
+            }
+            let ranges = pieces
+                .iter()
+                .zip(&payload.piece_hits)
+                .map(|(piece, (_, hits))| {
+                    let owned = piece.record_offset..piece.record_offset.saturating_add(piece.len);
+                    (owned, *hits)
+                });
+            ranges.collect()
+        }
+    };
+    let listed = ranges
+        .iter()
+        .map(|(_, hits)| *hits)
+        .fold(0, u64::saturating_add);
+    if listed != payload.hits.len() as u64 {
+        return Err("the pieces' hit counts do not add up to the hits".to_string());
+    }
+    let owned_of_hit = ranges
+        .iter()
+        .flat_map(|(owned, hits)| std::iter::repeat(owned).take(*hits as usize));
+    let mut tally = vec![StrandCounts::default(); task.patterns.len()];
+    for ((start, pattern, strand, matched), owned) in payload.hits.iter().zip(owned_of_hit) {
+        if !owned.contains(start) {
+            return Err(format!(
+                "a hit at {start} lies outside its owned range {owned:?}"
+            ));
+        }
+        let index = pattern.checked_sub(task.pattern_offset).map(|i| i as usize);
+        let Some(index) = index.filter(|&i| i < task.patterns.len()) else {
+            return Err(format!(
+                "a hit names pattern {pattern}, not one of the task's"
+            ));
+        };
+        if matched.len() > task.patterns[index].sequence.len() {
+            return Err(format!("a hit at {start} is longer than its pattern"));
+        }
+        tally[index].add(*strand);
+    }
+    if tally != payload.counts {
+        return Err("the counts do not add up to the hits".to_string());
+    }
+    Ok(())
 }
 
 /// A worker's compiled patterns of one pattern group of a job.
@@ -312,6 +502,7 @@ impl JobKind for SearchKind {
             options,
             chunk_size,
             genome_hash,
+            count_only,
         } = submission;
         if let Some(hash) = genome_hash.as_deref().filter(|hash| !is_genome_hash(hash)) {
             return Err(Refusal::new(
@@ -372,6 +563,8 @@ impl JobKind for SearchKind {
             genome_hash,
             uploaded_bytes: None,
             genome_reused: None,
+            count_only,
+            max_positions: Some(limits.max_positions),
         })
     }
 
@@ -394,6 +587,8 @@ impl JobKind for SearchKind {
         Ok(TaskSource::Upload(Box::new(SearchCutter {
             spec: spec.clone(),
             chunker,
+            packer: Packer::new(spec.chunk_size),
+            next_group: 0,
             decoded: None,
         })))
     }
@@ -414,7 +609,25 @@ impl JobKind for SearchKind {
     }
 
     fn run(&self, prepared: &PreparedGroup, task: &SearchTaskSpec, input: &[u8]) -> ChunkPayload {
-        run_chunk(&prepared.set, task, input)
+        match task.pieces.is_empty() {
+            true => run_chunk(&prepared.set, task, input),
+            false => run_pieces(&prepared.set, task, input),
+        }
+    }
+
+    /// A chunk alone finding more positions than the job may store fails, naming the cap.
+    fn check_output(&self, task: &SearchTaskSpec, payload: &ChunkPayload) -> Result<(), TaskError> {
+        let found = self.matches(payload);
+        match task.max_positions {
+            Some(cap) if !task.count_only && found > cap => Err(TaskError(format!(
+                "record {} from base {}: {found} match positions exceed the job's cap of {cap} \
+                 (raise the master's --max-positions, or submit with --count-only for exact \
+                 counts without positions)",
+                task.record,
+                task.record_offset + 1
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn matches(&self, result: &ChunkPayload) -> u64 {
@@ -435,6 +648,19 @@ impl JobKind for SearchKind {
             .min(input_len as u64)
             .saturating_mul(task.patterns.len() as u64)
             .saturating_mul(strands)
+    }
+
+    /// Counts agree with the match count and, unless the task stores counts only, with the
+    /// hits; every hit starts in the owned range, names a pattern of the task's group and a
+    /// strand the job searches, and is at most its pattern long.
+    fn check_result(
+        &self,
+        task: &SearchTaskSpec,
+        matches: u64,
+        payload: &ChunkPayload,
+    ) -> Result<(), String> {
+        super::agree(matches, self.matches(payload))?;
+        check_chunk_payload(task, payload)
     }
 
     fn combine(&self, spec: &SearchJobSpec, results: Vec<(u32, ChunkPayload)>) -> SearchReport {
@@ -513,38 +739,38 @@ pub fn tasks_from_genome(
     let mut tasks = Vec::new();
     let mut chunk_index = 0u64;
     let mut record_start = 0u64;
+    let mut packer = Packer::new(chunk_size);
+    let mut plan = |group: Vec<(Span, u64)>, tasks: &mut Vec<PlannedTask>| {
+        let reference = GenomeRef {
+            hash: genome.hash.clone(),
+            offset: group[0].1,
+            len: group_input_len(&group),
+        };
+        for mut planned in group_tasks(&spec, &group, chunk_index)? {
+            reference.attach(&mut planned.spec);
+            tasks.push(planned);
+        }
+        chunk_index += 1;
+        Ok::<(), Refusal>(())
+    };
     for (record, info) in records.iter().enumerate() {
         let mut offset = 0u64;
         while offset < info.length {
-            let owned_len = chunk_size.min(info.length - offset);
-            let reference = GenomeRef {
-                hash: genome.hash.clone(),
-                offset: record_start + offset,
-                len: (chunk_size + overlap).min(info.length - offset),
+            let span = Span {
+                record: record as u32,
+                record_offset: offset,
+                owned_len: chunk_size.min(info.length - offset),
+                data_len: (chunk_size + overlap).min(info.length - offset),
             };
-            for (group, patterns) in spec.patterns.chunks(PATTERNS_PER_TASK).enumerate() {
-                let task = SearchTaskSpec {
-                    patterns: patterns.to_vec(),
-                    options: spec.options,
-                    record: record as u32,
-                    record_offset: offset,
-                    owned_len,
-                    pattern_offset: (group * PATTERNS_PER_TASK) as u32,
-                };
-                let index = u32::try_from(chunk_index * groups + group as u64).map_err(|_| {
-                    Refusal::new(
-                        ErrorCode::BadMessage,
-                        "too many tasks for one job".to_string(),
-                    )
-                })?;
-                let mut planned = PlannedTask::new(index, &task, Bytes::new())?;
-                reference.attach(&mut planned.spec);
-                tasks.push(planned);
+            for group in packer.push(span, record_start + offset) {
+                plan(group, &mut tasks)?;
             }
-            chunk_index += 1;
-            offset += owned_len;
+            offset += span.owned_len;
         }
         record_start += info.length;
+    }
+    if let Some(group) = packer.close() {
+        plan(group, &mut tasks)?;
     }
     spec.records = records;
     spec.genome_hash = Some(genome.hash.clone());
@@ -554,10 +780,60 @@ pub fn tasks_from_genome(
     Ok((tasks, spec))
 }
 
+/// Input bases of a group of chunks: a plain chunk's (owned and overlap), or its pieces'.
+fn group_input_len<T>(group: &[(Span, T)]) -> u64 {
+    match group {
+        [(span, _)] => span.data_len,
+        pieces => pieces.iter().map(|(span, _)| span.owned_len).sum(),
+    }
+}
+
+/// The tasks of one group of chunks (a plain chunk, or pieces packed together), one per
+/// pattern group, numbered from `index × groups`; their input is attached by the caller.
+fn group_tasks<T>(
+    spec: &SearchJobSpec,
+    group: &[(Span, T)],
+    index: u64,
+) -> Result<Vec<PlannedTask>, Refusal> {
+    let groups = pattern_groups(spec.patterns.len());
+    let first = group[0].0;
+    let pieces = pack::pieces(group);
+    let owned_len = match pieces.is_empty() {
+        true => first.owned_len,
+        false => pieces.iter().map(|piece| piece.len).sum(),
+    };
+    let mut tasks = Vec::with_capacity(groups as usize);
+    for (group, patterns) in spec.patterns.chunks(PATTERNS_PER_TASK).enumerate() {
+        let task = SearchTaskSpec {
+            patterns: patterns.to_vec(),
+            options: spec.options,
+            record: first.record,
+            record_offset: first.record_offset,
+            owned_len,
+            pattern_offset: (group * PATTERNS_PER_TASK) as u32,
+            count_only: spec.count_only,
+            max_positions: spec.max_positions,
+            pieces: pieces.clone(),
+        };
+        let index = u32::try_from(index * groups + group as u64).map_err(|_| {
+            Refusal::new(
+                ErrorCode::BadMessage,
+                "too many tasks for one job".to_string(),
+            )
+        })?;
+        tasks.push(PlannedTask::new(index, &task, Bytes::new())?);
+    }
+    Ok(tasks)
+}
+
 /// Cuts an uploaded genome into chunk tasks as it streams in.
 struct SearchCutter {
     spec: SearchJobSpec,
     chunker: Chunker,
+    /// Groups short record ends into shared tasks.
+    packer: Packer<Bytes>,
+    /// Index of the next group of chunks (tasks are numbered by group and pattern group).
+    next_group: u64,
     /// Where the owned bases of each chunk go, when kept: in order, they are each record's
     /// sequence, records one after another (what a stored genome holds).
     decoded: Option<DecodedSink>,
@@ -581,30 +857,50 @@ impl SearchCutter {
         Refusal::new(code, format!("{}: {err}{advice}", self.spec.filename))
     }
 
-    /// The chunk's tasks, one per pattern group, sharing the chunk's bases.
+    /// Takes the next chunk; emits the tasks of every group of chunks it closes.
     fn tasks(
         &mut self,
         mut chunk: SequenceChunk,
         emit: &mut dyn FnMut(PlannedTask),
     ) -> Result<(), Refusal> {
-        let groups = pattern_groups(self.spec.patterns.len());
         let bases = Bytes::from(std::mem::take(&mut chunk.bases));
         if let Some(sink) = &self.decoded {
             let owned = bases.slice(..chunk.owned_len.min(bases.len()));
             sink.lock().unwrap_or_else(|e| e.into_inner()).push(owned);
         }
-        for (group, patterns) in self.spec.patterns.chunks(PATTERNS_PER_TASK).enumerate() {
-            let mut spec = SearchTaskSpec::for_chunk(&chunk, patterns, self.spec.options);
-            spec.pattern_offset = (group * PATTERNS_PER_TASK) as u32;
-            let index = u64::from(chunk.index) * groups + group as u64;
-            let index = u32::try_from(index).map_err(|_| {
-                Refusal::new(
-                    ErrorCode::BadMessage,
-                    "too many tasks for one job".to_string(),
-                )
-            })?;
-            emit(PlannedTask::new(index, &spec, bases.clone())?);
+        let span = Span {
+            record: chunk.record,
+            record_offset: chunk.record_offset,
+            owned_len: chunk.owned_len as u64,
+            data_len: bases.len() as u64,
+        };
+        for group in self.packer.push(span, bases) {
+            self.emit_group(group, emit)?;
         }
+        Ok(())
+    }
+
+    /// The tasks of one group of chunks, one per pattern group, sharing the group's bases.
+    fn emit_group(
+        &mut self,
+        group: Vec<(Span, Bytes)>,
+        emit: &mut dyn FnMut(PlannedTask),
+    ) -> Result<(), Refusal> {
+        let data = match group.as_slice() {
+            [(_, bases)] => bases.clone(),
+            pieces => {
+                let mut joined = Vec::with_capacity(group_input_len(pieces) as usize);
+                for (span, bases) in pieces {
+                    joined.extend_from_slice(&bases[..(span.owned_len as usize).min(bases.len())]);
+                }
+                Bytes::from(joined)
+            }
+        };
+        for mut task in group_tasks(&self.spec, &group, self.next_group)? {
+            task.data = data.clone();
+            emit(task);
+        }
+        self.next_group += 1;
         Ok(())
     }
 
@@ -635,6 +931,8 @@ impl InputCutter for SearchCutter {
         let SearchCutter {
             spec,
             chunker,
+            packer,
+            next_group,
             decoded,
         } = *self;
         let mut ready = Vec::new();
@@ -642,10 +940,15 @@ impl InputCutter for SearchCutter {
         let mut this = SearchCutter {
             spec,
             chunker: Chunker::new(1, 0),
+            packer,
+            next_group,
             decoded,
         };
         this.spec.records = finished.map_err(|err| this.bad_input(err))?;
         this.emit_all(ready, emit)?;
+        if let Some(group) = this.packer.close() {
+            this.emit_group(group, emit)?;
+        }
         let spec = this.spec;
         serde_json::to_value(&spec)
             .map_err(|e| Refusal::new(ErrorCode::Internal, format!("job spec: {e}")))
@@ -667,6 +970,7 @@ mod tests {
         max_frame: 1 << 20,
         default_chunk_size: 7,
         work: jobs::WorkCaps::DEFAULT,
+        max_positions: 1 << 20,
     };
 
     /// Overlapping occurrences of `pattern` in `text`, counted the slow way.

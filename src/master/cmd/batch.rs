@@ -136,6 +136,7 @@ fn check(
         max_frame: state.config.max_frame,
         default_chunk_size: state.config.chunk_size,
         work: state.config.work_caps,
+        max_positions: state.config.max_positions,
     };
     let refuse = |job: &BatchJob, message: String| {
         HandlerError::refused(

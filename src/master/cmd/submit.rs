@@ -143,6 +143,7 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
         max_frame: state.config.max_frame,
         default_chunk_size: state.config.chunk_size,
         work: state.config.work_caps,
+        max_positions: state.config.max_positions,
     };
     let mut spec = kind.accept(submitted, file_size, &limits)?;
     job_meta(priority).attach(&mut spec);

@@ -6,10 +6,10 @@
 -- result is stored, or when the chunk needs none from this delivery (stored earlier, job
 -- cancelled). Each job's status is settled once, after the whole batch. A result is never acked before it is stored, and a refused result leaves its lease
 -- untouched: each item is fenced by its own lease.
--- KEYS: 13 per item, as put_result.lua's. ARGV: 14 per item, as put_result.lua's (parts 0, the
+-- KEYS: 13 per item, as put_result.lua's. ARGV: 15 per item, as put_result.lua's (parts 0, the
 -- payload inline), then the item count.
 -- Returns one put_result.lua reply per item, in order.
-local KEYS_PER_ITEM, ARGS_PER_ITEM = 13, 14
+local KEYS_PER_ITEM, ARGS_PER_ITEM = 13, 15
 local all_keys, all_args = {}, {}
 for i = 1, #KEYS do
   all_keys[i] = KEYS[i]

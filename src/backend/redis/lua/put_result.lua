@@ -9,7 +9,7 @@
 -- worker's completed-task counts, its task times of this kind, the index of such workers.
 -- ARGV: job, chunk, header JSON, matches, group, stream index, entry id, worker, nonce,
 -- parts (0: the payload is the next argument), inline payload, kind, seconds spent ('' if
--- unknown), task times kept.
+-- unknown), task times kept, '1' if the payload failed its kind's check ('' if it passed).
 -- Returns {1, ''} if stored, {0, ''} if not the first or the job was cancelled, {-1, ''} if no
 -- job, {-2, reason} if refused, {-3, what} if the staged parts do not match the count.
 local job, chunk, header, matches = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -29,6 +29,11 @@ end
 if f.max_matches and tonumber(matches) > tonumber(f.max_matches) then
   redis.call('HINCRBY', refused, 'out_of_range', 1)
   return { -2, 'out_of_range' }
+end
+if ARGV[15] == '1' then
+  redis.call('DEL', staging)
+  redis.call('HINCRBY', refused, 'bad_payload', 1)
+  return { -2, 'bad_payload' }
 end
 if not status then
   return { -1, '' }

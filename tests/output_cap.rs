@@ -1,0 +1,184 @@
+//! Answers of any size: pattern `N` matches every base, so a genome of some MiB holds millions of
+//! positions. Past the master's `--max-positions` the job fails with a message naming the cap
+//! and how to raise it; submitted with `--count-only`, it stores counts only and returns the
+//! exact count, with the worker, the master and the client staying small.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::grid::{parse_total, write_fasta, Bases, Grid, Records};
+use common::iupac::accepts;
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Bound on every process's peak resident memory during the `N` jobs.
+const PEAK_RSS_BOUND_KIB: u64 = 512 * 1024;
+
+/// Peak resident memory of a live process (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// Runs a client command to completion, sampling its peak resident memory while it lives;
+/// returns its stdout and the last peak read (KiB).
+fn client_with_peak(grid: &Grid, args: &[&str]) -> (String, u64) {
+    let out = grid.path("client.out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gridwatch"))
+        .args(args)
+        .arg("--master")
+        .arg(&grid.addr)
+        .stdout(std::fs::File::create(&out).expect("client output file"))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("running the client");
+    let mut peak = 0;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
+            let hwm = status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok());
+            peak = peak.max(hwm.unwrap_or(0));
+        }
+        if let Some(status) = child.try_wait().expect("waiting for the client") {
+            assert!(status.success(), "client {args:?} failed: {status}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (std::fs::read_to_string(&out).expect("client output"), peak)
+}
+
+#[test]
+fn an_n_job_past_the_position_cap_fails_naming_it_and_count_only_counts_exactly() {
+    let mut grid = Grid::start(&["--max-positions", "300000", "--max-attempts", "1"]);
+    grid.start_worker("w1", 2);
+    // 6 MiB in two records: pattern N matches every one of these bases.
+    let mut bases = Bases::new(19);
+    let records: Records = vec![
+        ("chr1".into(), bases.take(4 << 20)),
+        ("chr2".into(), bases.take(2 << 20)),
+    ];
+    let expected = records
+        .iter()
+        .flat_map(|(_, seq)| seq.iter())
+        .filter(|&&base| accepts(b'N', base))
+        .count() as u64;
+    assert_eq!(expected, 6 << 20, "N accepts every base");
+    let path = grid.path("genome.fa");
+    write_fasta(&path, &records, 60, "\n");
+    let file = path.display().to_string();
+    let chunk = ["--chunk-size", "1048576"];
+
+    let mut args = vec!["submit", &file, "-p", "N", "--job-id", "capped"];
+    args.extend_from_slice(&chunk);
+    grid.cli_ok(&args);
+    let status = grid.wait_finished("capped", JOB_TIMEOUT);
+    assert_eq!(status["job"]["status"], "failed", "{status}");
+    let error = status["job"]["error"].as_str().unwrap_or_default();
+    for needed in ["cap of 300000", "--max-positions", "--count-only"] {
+        assert!(error.contains(needed), "{needed:?} not in {error:?}");
+    }
+
+    let mut args = vec!["submit", &file, "-p", "N", "--job-id", "counted"];
+    args.extend_from_slice(&chunk);
+    args.push("--count-only");
+    grid.cli_ok(&args);
+    let status = grid.wait_finished("counted", JOB_TIMEOUT);
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    assert_eq!(
+        status["job"]["partial_results"]["matches_found"], expected,
+        "{status}"
+    );
+    let (count, client_peak) = client_with_peak(&grid, &["results", "counted"]);
+    assert_eq!(parse_total(&count), expected);
+    let (json, json_peak) = client_with_peak(&grid, &["results", "counted", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).expect("results JSON");
+    assert_eq!(json["hits"].as_array().map(Vec::len), Some(0), "count only");
+
+    let worker = peak_rss_kib(grid.worker("w1").pid());
+    let master = peak_rss_kib(grid.master.as_ref().expect("the master runs").pid());
+    let client = client_peak.max(json_peak);
+    eprintln!("peak RSS: worker {worker} KiB, master {master} KiB, client {client} KiB");
+    for (who, peak) in [("worker", worker), ("master", master), ("client", client)] {
+        assert!(
+            peak < PEAK_RSS_BOUND_KIB,
+            "{who} peaked at {peak} KiB, over {PEAK_RSS_BOUND_KIB} KiB"
+        );
+    }
+}
+
+/// Every chunk stays under the cap, but the job's total passes it: the job fails naming the cap.
+fn a_job_whose_chunks_together_pass_the_cap_fails(grid: &mut Grid) {
+    grid.start_worker("w1", 2);
+    let mut bases = Bases::new(29);
+    let records: Records = vec![("chr1".into(), bases.take(2 << 20))];
+    let path = grid.path("genome.fa");
+    write_fasta(&path, &records, 60, "\n");
+    let file = path.display().to_string();
+    // Chunks of 256 KiB: each finds 262,144 positions, under the cap of 300,000.
+    grid.cli_ok(&[
+        "submit",
+        &file,
+        "-p",
+        "N",
+        "--chunk-size",
+        "262144",
+        "--job-id",
+        "summed",
+    ]);
+    let status = grid.wait_finished("summed", JOB_TIMEOUT);
+    assert_eq!(status["job"]["status"], "failed", "{status}");
+    let error = status["job"]["error"].as_str().unwrap_or_default();
+    for needed in ["more than 300000", "--max-positions", "--count-only"] {
+        assert!(error.contains(needed), "{needed:?} not in {error:?}");
+    }
+    // The honest count-only job of the same genome completes exactly.
+    grid.cli_ok(&[
+        "submit",
+        &file,
+        "-p",
+        "N",
+        "--chunk-size",
+        "262144",
+        "--count-only",
+        "--job-id",
+        "summed-count",
+    ]);
+    let status = grid.wait_finished("summed-count", JOB_TIMEOUT);
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    let expected = records[0].1.iter().filter(|&&b| accepts(b'N', b)).count() as u64;
+    assert_eq!(
+        parse_total(&grid.cli_ok(&["results", "summed-count"])),
+        expected
+    );
+}
+
+#[test]
+fn a_job_whose_chunks_together_pass_the_cap_fails_on_the_embedded_backend() {
+    let mut grid = Grid::start(&["--max-positions", "300000", "--max-attempts", "1"]);
+    a_job_whose_chunks_together_pass_the_cap_fails(&mut grid);
+}
+
+#[test]
+fn a_job_whose_chunks_together_pass_the_cap_fails_on_redis() {
+    let redis = common::redis::RedisServer::start();
+    let url = redis.url();
+    let mut grid = Grid::start(&[
+        "--max-positions",
+        "300000",
+        "--max-attempts",
+        "1",
+        "--backend",
+        &url,
+    ]);
+    grid.worker_flags = vec!["--backend".into(), url.clone()];
+    a_job_whose_chunks_together_pass_the_cap_fails(&mut grid);
+}
