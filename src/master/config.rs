@@ -60,6 +60,11 @@ pub struct MasterArgs {
     /// once; one still waiting at the timeout gets it then; either is then closed.
     #[arg(long, env = "GRIDWATCH_CONNECTION_QUEUE", default_value_t = 1024)]
     pub connection_queue: usize,
+    /// Most connections that have not yet greeted (TLS handshake and hello), at once; they do
+    /// not count against --max-connections. When they are this many, a new connection closes
+    /// the oldest of them, so strangers that never greet cannot keep a client from greeting.
+    #[arg(long, env = "GRIDWATCH_MAX_UNAUTHENTICATED_CONNECTIONS", default_value_t = 128)]
+    pub max_unauthenticated_connections: usize,
     /// Seconds a queued connection waits for a slot before it is refused as `busy`.
     #[arg(long, env = "GRIDWATCH_QUEUE_TIMEOUT", default_value_t = 30.0)]
     pub queue_timeout: f64,
@@ -148,6 +153,8 @@ pub struct MasterConfig {
     pub max_connections_per_address: usize,
     /// Connections that may wait for a slot.
     pub connection_queue: usize,
+    /// Connections that have not greeted yet, at once.
+    pub max_unauthenticated: usize,
     /// Longest wait for a slot.
     pub queue_timeout: Duration,
     /// Frame limit in bytes, after the hello.
@@ -186,6 +193,7 @@ impl MasterArgs {
             max_connections: self.max_connections.max(1),
             max_connections_per_address: self.max_connections_per_address.max(1),
             connection_queue: self.connection_queue,
+            max_unauthenticated: self.max_unauthenticated_connections.max(1),
             queue_timeout: seconds(self.queue_timeout),
             max_frame: self.max_frame,
             hello_timeout: seconds(self.hello_timeout),

@@ -19,6 +19,7 @@ use super::cmd::{self, HandlerError, Session};
 use super::workers::IdClaim;
 use super::MasterState;
 use crate::protocol::accept::{open_stream, refuse};
+use crate::protocol::admission::Slot;
 use crate::protocol::handshake::{read_hello, welcome, AcceptError};
 use crate::protocol::{
     Admission, AdmissionLimits, Connection, ConnectionLimits, ErrorCode, ProtocolError, Role,
@@ -44,6 +45,7 @@ pub async fn run_with_tls(
     let (stop_tx, stop_rx) = watch::channel(false);
     let admission = Arc::new(Admission::new(AdmissionLimits {
         max_connections: state.config.max_connections,
+        max_unauthenticated: state.config.max_unauthenticated,
         per_address: state.config.max_connections_per_address,
         queue: state.config.connection_queue,
         queue_timeout: state.config.queue_timeout,
@@ -75,7 +77,7 @@ pub async fn run_with_tls(
         let (state, stop, admission) = (state.clone(), stop_rx.clone(), admission.clone());
         let tls = tls.clone();
         handlers.spawn(async move {
-            let _slot = match admission.admit(peer.ip()).await {
+            let slot = match admission.admit(peer.ip()).await {
                 Ok(slot) => slot,
                 Err(refused) => {
                     let deadline = connection_limits(&state).hello_deadline();
@@ -83,7 +85,7 @@ pub async fn run_with_tls(
                     return;
                 }
             };
-            handle_connection(socket, peer, tls, state, stop).await;
+            handle_connection(socket, peer, tls, state, stop, slot).await;
         });
         // Reap finished handlers so the set does not grow without bound.
         while handlers.try_join_next().is_some() {}
@@ -153,26 +155,33 @@ fn connection_limits(state: &MasterState) -> ConnectionLimits {
 }
 
 /// Serves one connection: the TLS handshake if any and `hello` first, then requests until
-/// close, error or shutdown.
+/// close, error or shutdown. Until it greets, a newer connection may take its place (`slot`).
 async fn handle_connection(
     socket: TcpStream,
     peer: SocketAddr,
     tls: Option<ServerTls>,
     state: Arc<MasterState>,
     mut stop: watch::Receiver<bool>,
+    mut slot: Slot<'_>,
 ) {
     let limits = connection_limits(&state);
     let deadline = limits.hello_deadline();
-    let Some(stream) = open_stream(socket, peer, tls.as_ref(), deadline, "master").await else {
+    let opened = tokio::select! {
+        opened = open_stream(socket, peer, tls.as_ref(), deadline, "master") => opened,
+        _ = slot.evicted() => None,
+    };
+    let Some(stream) = opened else {
         return;
     };
     let mut conn = limits.unauthenticated(stream);
-    let greeted = tokio::time::timeout_at(deadline, greet(&mut conn, &state, peer))
-        .await
-        .unwrap_or_else(|_| {
+    let greeting = tokio::time::timeout_at(deadline, greet(&mut conn, &state, peer));
+    let greeted = tokio::select! {
+        greeted = greeting => greeted.unwrap_or_else(|_| {
             let (code, message) = limits.hello_late();
             Err(HandlerError::fatal(code, message))
-        });
+        }),
+        _ = slot.evicted() => Err(HandlerError::fatal(ErrorCode::Busy, slot.evicted_message())),
+    };
     // The worker id's claim lives as long as this connection.
     let (mut session, _id_claim) = match greeted {
         Ok(greeted) => greeted,
@@ -181,6 +190,10 @@ async fn handle_connection(
             return;
         }
     };
+    if let Err(refused) = slot.greeted().await {
+        report(&mut conn, HandlerError::fatal(ErrorCode::Busy, refused.0), peer).await;
+        return;
+    }
     conn.set_max_frame(limits.max_frame);
     loop {
         let message = tokio::select! {

@@ -1,22 +1,27 @@
-//! Who gets a connection slot, on every TCP server of the grid (the master and the collector). A
-//! connection is served while it holds two permits: one of the server's `max_connections` slots
-//! and one of its address's `per_address` slots, so one address (a flood of idle or trickling
-//! sockets) can hold at most its own share. Connections beyond either limit wait, without a read
+//! Who gets a connection slot, on every TCP server of the grid (the master and the collector).
+//! A connection first holds one of its address's `per_address` slots and a place among the
+//! connections that have not yet greeted. That pool is small and never blocks a newcomer: when
+//! it is full, its oldest member is closed to make room, so a flood of strangers that never
+//! greet cannot keep an honest client (which greets at once) from greeting. Once its hello is
+//! welcomed, a connection leaves the pool for one of the `max_connections` slots of greeted
+//! connections. Connections beyond the per-address or the greeted limit wait, without a read
 //! buffer, in a bounded queue, first come first served, for at most `queue_timeout`; when the
 //! queue is full, or the wait runs out, they are refused at once with `busy`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// The admission limits.
 #[derive(Clone, Copy, Debug)]
 pub struct AdmissionLimits {
-    /// Connections served at once.
+    /// Greeted connections served at once.
     pub max_connections: usize,
+    /// Connections that have not greeted yet, at once; a newcomer closes the oldest of them.
+    pub max_unauthenticated: usize,
     /// Connections served at once from one address.
     pub per_address: usize,
     /// Connections waiting for a slot.
@@ -36,13 +41,67 @@ pub struct Admission {
     waiting: Arc<Semaphore>,
     /// Each address's slots, and how many connections of that address hold or wait for one.
     addresses: Mutex<HashMap<IpAddr, (Arc<Semaphore>, usize)>>,
+    /// Connections that have not greeted yet, oldest first.
+    ungreeted: Mutex<Ungreeted>,
 }
 
-/// A connection's right to be served; dropping it frees the slot for the next in the queue.
+/// The pool of connections that have not greeted, each with the signal that closes it.
+#[derive(Default)]
+struct Ungreeted {
+    next_id: u64,
+    oldest_first: VecDeque<(u64, Arc<Notify>)>,
+}
+
+/// A connection's right to be served; dropping it frees its slots for the next in the queue.
 pub struct Slot<'a> {
-    _global: OwnedSemaphorePermit,
+    admission: &'a Admission,
+    /// Its place in the pool of connections that have not greeted, until it greets.
+    ungreeted: Option<u64>,
+    evict: Arc<Notify>,
+    _global: Option<OwnedSemaphorePermit>,
     _address: OwnedSemaphorePermit,
     _user: AddressUser<'a>,
+}
+
+impl Slot<'_> {
+    /// Completes when a newer connection has taken this one's place among those that have not
+    /// greeted: the connection is then to be closed. Never completes once greeted.
+    pub async fn evicted(&self) {
+        if self.ungreeted.is_some() {
+            self.evict.notified().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// What an evicted connection is told before it is closed.
+    pub fn evicted_message(&self) -> String {
+        format!(
+            "server busy: {} connections were waiting to greet and this one was the oldest \
+             (the limit: --max-unauthenticated-connections); retry shortly",
+            self.admission.limits.max_unauthenticated
+        )
+    }
+
+    /// Moves a connection whose hello was welcomed to the slots of greeted connections, waiting
+    /// in the queue when they are all taken.
+    pub async fn greeted(&mut self) -> Result<(), Refused> {
+        let Some(id) = self.ungreeted.take() else {
+            return Ok(());
+        };
+        self.admission.leave_ungreeted(id);
+        let slots = self.admission.slots.clone();
+        self._global = Some(self.admission.wait_for(slots).await?);
+        Ok(())
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.ungreeted.take() {
+            self.admission.leave_ungreeted(id);
+        }
+    }
 }
 
 /// Counts one connection of an address, so the address's entry goes when its last one does.
@@ -72,6 +131,7 @@ impl Admission {
     pub fn new(limits: AdmissionLimits) -> Self {
         let limits = AdmissionLimits {
             max_connections: limits.max_connections.max(1),
+            max_unauthenticated: limits.max_unauthenticated.max(1),
             per_address: limits.per_address.max(1),
             ..limits
         };
@@ -79,25 +139,35 @@ impl Admission {
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             waiting: Arc::new(Semaphore::new(limits.queue)),
             addresses: Mutex::new(HashMap::new()),
+            ungreeted: Mutex::new(Ungreeted::default()),
             limits,
         }
     }
 
-    /// Waits for a slot for a connection from `address`: at once if one is free, else in the
-    /// queue; refused when the queue is full or the wait exceeds the queue timeout.
+    /// Waits for a slot of `address` for a connection that has yet to greet: at once if one is
+    /// free, else in the queue; refused when the queue is full or the wait exceeds the queue
+    /// timeout. The connection then joins those that have not greeted, closing the oldest of
+    /// them when they are as many as allowed.
     pub async fn admit(&self, address: IpAddr) -> Result<Slot<'_>, Refused> {
         let (per_address, user) = self.join(address);
-        let limits = self.limits;
-        if let (Ok(address), Ok(global)) = (
-            per_address.clone().try_acquire_owned(),
-            self.slots.clone().try_acquire_owned(),
-        ) {
-            return Ok(Slot {
-                _global: global,
-                _address: address,
-                _user: user,
-            });
+        let address_permit = self.wait_for(per_address).await?;
+        let (id, evict) = self.join_ungreeted();
+        Ok(Slot {
+            admission: self,
+            ungreeted: Some(id),
+            evict,
+            _global: None,
+            _address: address_permit,
+            _user: user,
+        })
+    }
+
+    /// A permit of `slots`: at once if one is free, else after a wait in the queue.
+    async fn wait_for(&self, slots: Arc<Semaphore>) -> Result<OwnedSemaphorePermit, Refused> {
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            return Ok(permit);
         }
+        let limits = self.limits;
         let Ok(_ticket) = self.waiting.clone().try_acquire_owned() else {
             return Err(Refused(format!(
                 "server busy: {} connections are served and {} more wait (the limits: \
@@ -105,22 +175,37 @@ impl Admission {
                 limits.max_connections, limits.queue
             )));
         };
-        let acquire = async {
-            let address = per_address.acquire_owned().await.ok()?;
-            let global = self.slots.clone().acquire_owned().await.ok()?;
-            Some((address, global))
-        };
-        match tokio::time::timeout(limits.queue_timeout, acquire).await {
-            Ok(Some((address, global))) => Ok(Slot {
-                _global: global,
-                _address: address,
-                _user: user,
-            }),
+        match tokio::time::timeout(limits.queue_timeout, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
             _ => Err(Refused(format!(
                 "server busy: no connection slot came free within {:?} ({} served at once, {} per \
                  address); retry shortly",
                 limits.queue_timeout, limits.max_connections, limits.per_address
             ))),
+        }
+    }
+
+    /// Adds a connection to those that have not greeted, closing the oldest when full.
+    fn join_ungreeted(&self) -> (u64, Arc<Notify>) {
+        let mut pool = self.ungreeted.lock().unwrap_or_else(|e| e.into_inner());
+        while pool.oldest_first.len() >= self.limits.max_unauthenticated {
+            match pool.oldest_first.pop_front() {
+                Some((_, evict)) => evict.notify_one(),
+                None => break,
+            }
+        }
+        let id = pool.next_id;
+        pool.next_id += 1;
+        let evict = Arc::new(Notify::new());
+        pool.oldest_first.push_back((id, evict.clone()));
+        (id, evict)
+    }
+
+    /// Removes a connection from those that have not greeted (if still there).
+    fn leave_ungreeted(&self, id: u64) {
+        let mut pool = self.ungreeted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = pool.oldest_first.iter().position(|(each, _)| *each == id) {
+            pool.oldest_first.remove(at);
         }
     }
 
@@ -155,6 +240,7 @@ mod tests {
     fn admission(max: usize, per_address: usize, queue: usize) -> Admission {
         Admission::new(AdmissionLimits {
             max_connections: max,
+            max_unauthenticated: 100,
             per_address,
             queue,
             queue_timeout: Duration::from_secs(30),
@@ -180,14 +266,19 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn extra_connections_wait_for_a_slot_then_time_out() {
-        let admission = Arc::new(admission(1, 1, 1));
-        let first = admission.admit(ip(1)).await.expect("first");
+        let admission = Arc::new(admission(1, 10, 1));
+        let mut first = admission.admit(ip(1)).await.expect("first");
+        first.greeted().await.expect("the one greeted slot");
         let waiter = {
             let admission = admission.clone();
-            tokio::spawn(async move { admission.admit(ip(1)).await.is_ok() })
+            tokio::spawn(async move {
+                let mut slot = admission.admit(ip(1)).await.expect("admitted");
+                slot.greeted().await.is_ok()
+            })
         };
         tokio::task::yield_now().await;
-        let refused = admission.admit(ip(3)).await.err().expect("queue full");
+        let mut third = admission.admit(ip(3)).await.expect("admitted before greeting");
+        let refused = third.greeted().await.err().expect("queue full");
         assert!(refused.0.contains("--connection-queue"), "{refused:?}");
         drop(first);
         assert!(
@@ -195,9 +286,36 @@ mod tests {
             "the waiter gets the freed slot"
         );
 
-        let _held = admission.admit(ip(1)).await.expect("free again");
-        let timed_out = admission.admit(ip(4)).await.err().expect("no slot in time");
+        let mut held = admission.admit(ip(1)).await.expect("admitted");
+        held.greeted().await.expect("free again");
+        let mut late = admission.admit(ip(4)).await.expect("admitted");
+        let timed_out = late.greeted().await.err().expect("no slot in time");
         assert!(timed_out.0.contains("within"), "{timed_out:?}");
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_closes_the_oldest_connection_that_has_not_greeted() {
+        let admission = Admission::new(AdmissionLimits {
+            max_connections: 10,
+            max_unauthenticated: 2,
+            per_address: 10,
+            queue: 0,
+            queue_timeout: Duration::from_secs(30),
+        });
+        let oldest = admission.admit(ip(2)).await.expect("first");
+        let mut second = admission.admit(ip(2)).await.expect("second");
+        second.greeted().await.expect("greets, leaving the pool");
+        let _third = admission.admit(ip(3)).await.expect("third");
+        let fourth = admission.admit(ip(1)).await.expect("never refused");
+        // The pool held `oldest` and `_third`: the newcomer closes `oldest`, not the greeted one.
+        tokio::time::timeout(Duration::from_secs(5), oldest.evicted())
+            .await
+            .expect("the oldest is told to close");
+        let still = tokio::time::timeout(Duration::from_millis(50), fourth.evicted()).await;
+        assert!(still.is_err(), "the newest stays");
+        let greeted = tokio::time::timeout(Duration::from_millis(50), second.evicted()).await;
+        assert!(greeted.is_err(), "a greeted connection is never closed");
+        assert!(oldest.evicted_message().contains("--max-unauthenticated-connections"));
     }
 
     #[tokio::test]
