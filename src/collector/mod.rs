@@ -214,6 +214,7 @@ impl CollectorConfig {
                 per_address: self.max_connections_per_address,
                 queue: self.connection_queue,
                 queue_timeout: self.queue_timeout,
+                flag_prefix: "",
             },
             connection: ConnectionLimits {
                 hello_timeout: at_least(self.hello_timeout),

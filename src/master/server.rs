@@ -49,6 +49,7 @@ pub async fn run_with_tls(
         per_address: state.config.max_connections_per_address,
         queue: state.config.connection_queue,
         queue_timeout: state.config.queue_timeout,
+        flag_prefix: "",
     }));
     let mut handlers = JoinSet::new();
     handlers.spawn(reclaim_expired_leases(state.clone(), stop_rx.clone()));

@@ -28,6 +28,9 @@ pub struct AdmissionLimits {
     pub queue: usize,
     /// Longest wait for a slot.
     pub queue_timeout: Duration,
+    /// What the server's flags for these limits start with after `--` (`http-` for the HTTP
+    /// port), so a refusal names the flag that raises the limit.
+    pub flag_prefix: &'static str,
 }
 
 /// Why a connection was not admitted; the message is for the peer.
@@ -78,8 +81,8 @@ impl Slot<'_> {
     pub fn evicted_message(&self) -> String {
         format!(
             "server busy: {} connections were waiting to greet and this one was the oldest \
-             (the limit: --max-unauthenticated-connections); retry shortly",
-            self.admission.limits.max_unauthenticated
+             (the limit: --{}max-unauthenticated-connections); retry shortly",
+            self.admission.limits.max_unauthenticated, self.admission.limits.flag_prefix
         )
     }
 
@@ -171,8 +174,11 @@ impl Admission {
         let Ok(_ticket) = self.waiting.clone().try_acquire_owned() else {
             return Err(Refused(format!(
                 "server busy: {} connections are served and {} more wait (the limits: \
-                 --max-connections, --max-connections-per-address, --connection-queue); retry shortly",
-                limits.max_connections, limits.queue
+                 --{p}max-connections, --{p}max-connections-per-address, --{p}connection-queue); \
+                 retry shortly",
+                limits.max_connections,
+                limits.queue,
+                p = limits.flag_prefix
             )));
         };
         match tokio::time::timeout(limits.queue_timeout, slots.acquire_owned()).await {
@@ -244,6 +250,7 @@ mod tests {
             per_address,
             queue,
             queue_timeout: Duration::from_secs(30),
+            flag_prefix: "",
         })
     }
 
@@ -301,6 +308,7 @@ mod tests {
             per_address: 10,
             queue: 0,
             queue_timeout: Duration::from_secs(30),
+            flag_prefix: "",
         });
         let oldest = admission.admit(ip(2)).await.expect("first");
         let mut second = admission.admit(ip(2)).await.expect("second");

@@ -3,14 +3,15 @@
 //! `DELETE /jobs/{id}` (cancel); and `GET /jobs/{id}/results?format=F`, a completed job's results
 //! in one of its kind's formats.
 //!
-//! Writes need the cluster token as `Authorization: Bearer TOKEN` (compared in constant time;
-//! 401 without it or with another). A master without a token accepts writes from anyone who
-//! can reach it, exactly as its protocol port does: it refuses to start without a token on a
-//! non-loopback address unless `--insecure`, so that is this machine's users only.
+//! Writes pass the write gate first (same origin, and the cluster token as
+//! `Authorization: Bearer TOKEN` when the master has one). A master without a token accepts
+//! writes from anyone who can reach it, exactly as its protocol port does: it refuses to start
+//! without a token on a non-loopback address unless `--insecure`, so that is this machine's
+//! users only.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -25,40 +26,6 @@ use crate::master::cmd::{
     HandlerError,
 };
 use crate::protocol::ErrorCode;
-
-/// Whether the request carries the master's token (always, when it has none).
-fn authorized(headers: &HeaderMap, token: Option<&str>) -> bool {
-    let Some(expected) = token else {
-        return true;
-    };
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .is_some_and(|offered| constant_time_eq(offered.trim().as_bytes(), expected.as_bytes()))
-}
-
-/// Compares without stopping at the first difference, so the time taken does not tell how much
-/// of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
-}
-
-fn unauthorized() -> Response {
-    let mut response = json_error(
-        StatusCode::UNAUTHORIZED,
-        "this request changes the grid: send the cluster token as `Authorization: Bearer TOKEN`"
-            .into(),
-    );
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer"),
-    );
-    response
-}
 
 /// A refusal from the shared request handlers, as an HTTP status and message.
 fn handler_error(err: HandlerError) -> Response {
@@ -85,10 +52,7 @@ fn as_batch_text(body: &[u8]) -> Vec<u8> {
 }
 
 /// `POST /jobs`: creates the jobs of a batch (or one task); 201 with what became of each.
-pub async fn submit(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !authorized(&headers, state.master.config.token.as_deref()) {
-        return unauthorized();
-    }
+pub async fn submit(State(state): State<HttpState>, body: Bytes) -> Response {
     let parsed = match batch::parse(&as_batch_text(&body)) {
         Ok(parsed) => parsed,
         Err(err) => return json_error(StatusCode::BAD_REQUEST, format!("request body: {err}")),
@@ -113,12 +77,8 @@ pub async fn submit(State(state): State<HttpState>, headers: HeaderMap, body: By
 /// `DELETE /jobs/{id}`: cancels the job.
 pub async fn remove(
     State(state): State<HttpState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if !authorized(&headers, state.master.config.token.as_deref()) {
-        return unauthorized();
-    }
     match cancel(&state.master, &id).await {
         Ok(removed) => Json(json!({
             "job_id": id,
@@ -181,6 +141,6 @@ pub async fn results(
     } else {
         "text/plain; charset=utf-8"
     };
-    let bytes = super::results::render(store, kind, record, format).await?;
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+    let body = super::results::respond(&state, kind, record, format).await?;
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
