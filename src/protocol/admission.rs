@@ -1,8 +1,9 @@
 //! Who gets a connection slot, on every TCP server of the grid (the master and the collector).
 //! A connection first holds one of its address's `per_address` slots and a place among the
 //! connections that have not yet greeted. That pool is small and never blocks a newcomer: when
-//! it is full, its oldest member is closed to make room, so a flood of strangers that never
-//! greet cannot keep an honest client (which greets at once) from greeting. Once its hello is
+//! it is full, the oldest member of the address holding most places is closed to make room, so
+//! a flood of strangers that never greet cannot keep an honest client (which greets at once,
+//! usually from an address of its own) from greeting. Once its hello is
 //! welcomed, a connection leaves the pool for one of the `max_connections` slots of greeted
 //! connections. Connections beyond the per-address or the greeted limit wait, without a read
 //! buffer, in a bounded queue, first come first served, for at most `queue_timeout`; when the
@@ -52,7 +53,27 @@ pub struct Admission {
 #[derive(Default)]
 struct Ungreeted {
     next_id: u64,
-    oldest_first: VecDeque<(u64, Arc<Notify>)>,
+    oldest_first: VecDeque<(u64, IpAddr, Arc<Notify>)>,
+}
+
+impl Ungreeted {
+    /// Closes the oldest connection of the address that holds most places.
+    fn evict_one(&mut self) {
+        let mut held: HashMap<IpAddr, usize> = HashMap::new();
+        for (_, address, _) in &self.oldest_first {
+            *held.entry(*address).or_default() += 1;
+        }
+        let Some(most) = held.values().copied().max() else {
+            return;
+        };
+        let at = self
+            .oldest_first
+            .iter()
+            .position(|(_, address, _)| held.get(address) == Some(&most));
+        if let Some((_, _, evict)) = at.and_then(|at| self.oldest_first.remove(at)) {
+            evict.notify_one();
+        }
+    }
 }
 
 /// A connection's right to be served; dropping it frees its slots for the next in the queue.
@@ -154,7 +175,7 @@ impl Admission {
     pub async fn admit(&self, address: IpAddr) -> Result<Slot<'_>, Refused> {
         let (per_address, user) = self.join(address);
         let address_permit = self.wait_for(per_address).await?;
-        let (id, evict) = self.join_ungreeted();
+        let (id, evict) = self.join_ungreeted(address);
         Ok(Slot {
             admission: self,
             ungreeted: Some(id),
@@ -191,26 +212,25 @@ impl Admission {
         }
     }
 
-    /// Adds a connection to those that have not greeted, closing the oldest when full.
-    fn join_ungreeted(&self) -> (u64, Arc<Notify>) {
+    /// Adds a connection from `address` to those that have not greeted, closing one when full.
+    fn join_ungreeted(&self, address: IpAddr) -> (u64, Arc<Notify>) {
         let mut pool = self.ungreeted.lock().unwrap_or_else(|e| e.into_inner());
-        while pool.oldest_first.len() >= self.limits.max_unauthenticated {
-            match pool.oldest_first.pop_front() {
-                Some((_, evict)) => evict.notify_one(),
-                None => break,
-            }
+        while !pool.oldest_first.is_empty()
+            && pool.oldest_first.len() >= self.limits.max_unauthenticated
+        {
+            pool.evict_one();
         }
         let id = pool.next_id;
         pool.next_id += 1;
         let evict = Arc::new(Notify::new());
-        pool.oldest_first.push_back((id, evict.clone()));
+        pool.oldest_first.push_back((id, address, evict.clone()));
         (id, evict)
     }
 
     /// Removes a connection from those that have not greeted (if still there).
     fn leave_ungreeted(&self, id: u64) {
         let mut pool = self.ungreeted.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = pool.oldest_first.iter().position(|(each, _)| *each == id) {
+        if let Some(at) = pool.oldest_first.iter().position(|(each, ..)| *each == id) {
             pool.oldest_first.remove(at);
         }
     }
@@ -301,29 +321,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_newcomer_closes_the_oldest_connection_that_has_not_greeted() {
+    async fn a_newcomer_closes_the_oldest_connection_of_the_busiest_address_that_has_not_greeted() {
         let admission = Admission::new(AdmissionLimits {
             max_connections: 10,
-            max_unauthenticated: 2,
+            max_unauthenticated: 3,
             per_address: 10,
             queue: 0,
             queue_timeout: Duration::from_secs(30),
             flag_prefix: "",
         });
-        let oldest = admission.admit(ip(2)).await.expect("first");
-        let mut second = admission.admit(ip(2)).await.expect("second");
-        second.greeted().await.expect("greets, leaving the pool");
-        let _third = admission.admit(ip(3)).await.expect("third");
-        let fourth = admission.admit(ip(1)).await.expect("never refused");
-        // The pool held `oldest` and `_third`: the newcomer closes `oldest`, not the greeted one.
-        tokio::time::timeout(Duration::from_secs(5), oldest.evicted())
-            .await
-            .expect("the oldest is told to close");
-        let still = tokio::time::timeout(Duration::from_millis(50), fourth.evicted()).await;
-        assert!(still.is_err(), "the newest stays");
-        let greeted = tokio::time::timeout(Duration::from_millis(50), second.evicted()).await;
-        assert!(greeted.is_err(), "a greeted connection is never closed");
-        assert!(oldest.evicted_message().contains("--max-unauthenticated-connections"));
+        let honest = admission.admit(ip(1)).await.expect("an early client");
+        let mut greets = admission.admit(ip(2)).await.expect("greets");
+        greets.greeted().await.expect("greets, leaving the pool");
+        let flood_a = admission.admit(ip(2)).await.expect("flood a");
+        let flood_b = admission.admit(ip(2)).await.expect("flood b");
+        // The pool holds `honest`, `flood_a`, `flood_b`: a newcomer closes `flood_a`, the oldest
+        // of the address holding most places, not the older client of another address.
+        let newcomer = admission.admit(ip(3)).await.expect("never refused");
+        let closed = |slot: &Slot<'_>| {
+            let evicted = slot.evicted();
+            async move {
+                tokio::time::timeout(Duration::from_millis(50), evicted)
+                    .await
+                    .is_ok()
+            }
+        };
+        assert!(closed(&flood_a).await, "the busiest address's oldest goes");
+        assert!(!closed(&flood_b).await);
+        assert!(!closed(&honest).await, "a lone client stays");
+        assert!(!closed(&newcomer).await);
+        assert!(!closed(&greets).await, "a greeted connection is never closed");
+        assert!(flood_a
+            .evicted_message()
+            .contains("--max-unauthenticated-connections"));
     }
 
     #[tokio::test]
