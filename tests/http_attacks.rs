@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::grid::Grid;
+use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
 use common::http::{request_with, Reply};
 use common::julia::{reference, Spec};
 use common::poll_until;
@@ -114,8 +114,15 @@ fn cross_site_writes_and_foreign_hosts_are_refused() {
     ];
     let reply = request_with(&http, "POST", "/jobs", &cross_site, CSV);
     assert_eq!(reply.status, 403, "{}", reply.text());
-    assert!(reply.text().contains("--http-allowed-host"), "{}", reply.text());
-    let fetch_metadata = [("Sec-Fetch-Site", "cross-site"), ("Content-Type", "text/plain")];
+    assert!(
+        reply.text().contains("--http-allowed-host"),
+        "{}",
+        reply.text()
+    );
+    let fetch_metadata = [
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Content-Type", "text/plain"),
+    ];
     let reply = request_with(&http, "POST", "/jobs", &fetch_metadata, CSV);
     assert_eq!(reply.status, 403, "{}", reply.text());
     let null_origin = [("Origin", "null"), ("Content-Type", "text/plain")];
@@ -136,12 +143,19 @@ fn cross_site_writes_and_foreign_hosts_are_refused() {
         ];
         let reply = request_with(&http, "POST", "/jobs", &rebound, CSV);
         assert_eq!(reply.status, 421, "{}", reply.text());
-        assert!(reply.text().contains("--http-allowed-host"), "{}", reply.text());
+        assert!(
+            reply.text().contains("--http-allowed-host"),
+            "{}",
+            reply.text()
+        );
         let same_origin_rebound = [("Host", host), ("Origin", "http://evil.example")];
         let reply = request_with(&http, "DELETE", "/jobs/x", &same_origin_rebound, "");
         assert_eq!(reply.status, 421, "{}", reply.text());
     }
-    assert!(listed_jobs(&http).is_empty(), "a refused write created a job");
+    assert!(
+        listed_jobs(&http).is_empty(),
+        "a refused write created a job"
+    );
 
     // The dashboard's own origin, by address and by the loopback name, may write.
     let own_origin = format!("http://{http}");
@@ -167,8 +181,17 @@ fn cross_site_writes_and_foreign_hosts_are_refused() {
     let reply = request_with(&http, "GET", "/health", &[("Host", "grid.example")], "");
     assert_eq!(reply.status, 200, "a name given by flag: {}", reply.text());
     // Another loopback origin than the request's host is another site.
-    let mixed = [("Host", http.as_str()), ("Origin", localhost_origin.as_str())];
-    let reply = request_with(&http, "DELETE", &format!("/jobs/{}", created[0]), &mixed, "");
+    let mixed = [
+        ("Host", http.as_str()),
+        ("Origin", localhost_origin.as_str()),
+    ];
+    let reply = request_with(
+        &http,
+        "DELETE",
+        &format!("/jobs/{}", created[0]),
+        &mixed,
+        "",
+    );
     assert_eq!(reply.status, 403, "{}", reply.text());
 
     grid.start_worker("w1", 2);
@@ -187,13 +210,22 @@ fn writes_need_the_token_through_the_one_gate() {
         ("DELETE", "/jobs/none"),
         ("POST", "/workers/w9/forget"),
     ] {
-        for auth in [None, Some("Bearer wrong"), Some("Bearer a-token-for-the-gat")] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Bearer a-token-for-the-gat"),
+        ] {
             let mut headers = vec![("Origin", own_origin.as_str())];
             if let Some(auth) = auth {
                 headers.push(("Authorization", auth));
             }
             let reply = request_with(&http, method, path, &headers, CSV);
-            assert_eq!(reply.status, 401, "{method} {path} {auth:?}: {}", reply.text());
+            assert_eq!(
+                reply.status,
+                401,
+                "{method} {path} {auth:?}: {}",
+                reply.text()
+            );
             assert_eq!(reply.header("www-authenticate"), "Bearer");
         }
     }
@@ -294,7 +326,10 @@ fn a_slow_http_flood_leaves_the_http_and_protocol_ports_answering() {
          {slowest_http:?}, slowest protocol round trip {slowest_protocol:?}; master fds at \
          most {most_fds} (before {baseline_fds})"
     );
-    assert!(slowest_http < HONEST_BOUND, "GET /health took {slowest_http:?}");
+    assert!(
+        slowest_http < HONEST_BOUND,
+        "GET /health took {slowest_http:?}"
+    );
     assert!(
         slowest_protocol < HONEST_BOUND,
         "the protocol took {slowest_protocol:?}"
@@ -354,8 +389,14 @@ fn a_pre_hello_flood_from_thirty_addresses_leaves_room_for_clients() {
         "pre-hello flood: {opened} connections from 30 addresses; slowest honest `health` \
          {slowest_health:?}, `jobs` {slowest_status:?}"
     );
-    assert!(slowest_health < HONEST_BOUND, "health took {slowest_health:?}");
-    assert!(slowest_status < HONEST_BOUND, "jobs took {slowest_status:?}");
+    assert!(
+        slowest_health < HONEST_BOUND,
+        "health took {slowest_health:?}"
+    );
+    assert!(
+        slowest_status < HONEST_BOUND,
+        "jobs took {slowest_status:?}"
+    );
     honest_julia_job(&mut grid, "after-pre-hello-flood");
 }
 
@@ -410,7 +451,11 @@ fn many_large_renders_at_once_stay_in_bounded_memory() {
                             return (path.to_string(), reply, refused);
                         }
                         assert_eq!(reply.header("retry-after"), "5");
-                        assert!(reply.text().contains("--http-max-renders"), "{}", reply.text());
+                        assert!(
+                            reply.text().contains("--http-max-renders"),
+                            "{}",
+                            reply.text()
+                        );
                         refused += 1;
                         assert!(refused < 200, "{path} never served");
                         std::thread::sleep(Duration::from_millis(250));
@@ -434,12 +479,22 @@ fn many_large_renders_at_once_stay_in_bounded_memory() {
         if path.ends_with("image.png") {
             let (w, h, rgb) = decode_png(&reply.body);
             assert_eq!((w as usize, h as usize), (width, height));
-            assert!(rgb == expected_rgb, "{path}: the pixels differ from the reference");
+            assert!(
+                rgb == expected_rgb,
+                "{path}: the pixels differ from the reference"
+            );
         } else if path.contains("counts") {
-            assert!(parse_counts(&reply.text()).concat() == counts, "counts differ");
+            assert!(
+                parse_counts(&reply.text()).concat() == counts,
+                "counts differ"
+            );
         } else {
             let job = json(reply);
-            assert_eq!(job["result"]["iterations_sum"], expected_sum, "{}", job["result"]);
+            assert_eq!(
+                job["result"]["iterations_sum"], expected_sum,
+                "{}",
+                job["result"]
+            );
         }
     }
     eprintln!(
@@ -470,8 +525,18 @@ fn task_pages_are_the_right_slices(redis_url: Option<String>) {
     let http = grid.http_addr();
     grid.start_worker("w1", 2);
     grid.cli_ok(&[
-        "submit", "julia", "--width", "16", "--height", "150", "--iterations", "20", "--bands",
-        "150", "--job-id", "paged",
+        "submit",
+        "julia",
+        "--width",
+        "16",
+        "--height",
+        "150",
+        "--iterations",
+        "20",
+        "--bands",
+        "150",
+        "--job-id",
+        "paged",
     ]);
     wait_completed(&http, "paged");
     let chunks = |path: &str| -> Vec<u64> {
@@ -512,4 +577,79 @@ fn task_pages_are_the_right_slices_embedded() {
 fn task_pages_are_the_right_slices_redis() {
     let redis = RedisServer::start();
     task_pages_are_the_right_slices(Some(redis.url()));
+}
+
+/// A search whose chunks store their positions in several parts each: `count` over HTTP reads
+/// them part by part and must equal a naive scan's counts, per pattern and in total.
+fn a_search_count_reads_stored_parts_one_at_a_time(redis_url: Option<String>) {
+    let mut flags = vec![];
+    if let Some(url) = &redis_url {
+        flags.extend(["--backend", url.as_str()]);
+    }
+    let mut grid = Grid::start(&flags);
+    if let Some(url) = &redis_url {
+        grid.worker_flags = vec!["--backend".into(), url.clone()];
+    }
+    let http = grid.http_addr();
+    grid.start_worker("w1", 2);
+    let records: Records = vec![
+        ("chr1".into(), Bases::new(11).take(1_500_000)),
+        ("chr2".into(), Bases::new(12).take(700_000)),
+    ];
+    let path = grid.path("genome.fa");
+    write_fasta(&path, &records, 60, "\n");
+    let file = path.display().to_string();
+    // N matches every base: a chunk of a million bases stores about 20 MB of positions, five
+    // parts of 4 MiB.
+    grid.cli_ok(&[
+        "submit",
+        &file,
+        "-p",
+        "N",
+        "-p",
+        "ACGTA",
+        "--chunk-size",
+        "1000000",
+        "--job-id",
+        "many",
+    ]);
+    wait_completed(&http, "many");
+    let reply = get(&http, "/jobs/many/results?format=count");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text = reply.text();
+    let per_pattern: Vec<u64> = text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("total"))
+        .map(|l| {
+            l.rsplit('\t')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("a count")
+        })
+        .collect();
+    // N is any base: it matches once at every base of these ACGT records.
+    let bases: usize = records.iter().map(|(_, seq)| seq.len()).sum();
+    let expected = [
+        bases as u64,
+        naive_hits(&records, "ACGTA", false).len() as u64,
+    ];
+    assert_eq!(per_pattern, expected, "{text}");
+    assert_eq!(parse_total(&text), expected.iter().sum::<u64>());
+    assert_eq!(
+        text,
+        grid.cli_ok(&["results", "many"]),
+        "the CLI prints the same"
+    );
+}
+
+#[test]
+fn a_search_count_reads_stored_parts_one_at_a_time_embedded() {
+    a_search_count_reads_stored_parts_one_at_a_time(None);
+}
+
+#[test]
+fn a_search_count_reads_stored_parts_one_at_a_time_redis() {
+    let redis = RedisServer::start();
+    a_search_count_reads_stored_parts_one_at_a_time(Some(redis.url()));
 }

@@ -63,7 +63,11 @@ pub struct MasterArgs {
     /// Most connections that have not yet greeted (TLS handshake and hello), at once; they do
     /// not count against --max-connections. When they are this many, a new connection closes
     /// the oldest of them, so strangers that never greet cannot keep a client from greeting.
-    #[arg(long, env = "GRIDWATCH_MAX_UNAUTHENTICATED_CONNECTIONS", default_value_t = 128)]
+    #[arg(
+        long,
+        env = "GRIDWATCH_MAX_UNAUTHENTICATED_CONNECTIONS",
+        default_value_t = 128
+    )]
     pub max_unauthenticated_connections: usize,
     /// Seconds a queued connection waits for a slot before it is refused as `busy`.
     #[arg(long, env = "GRIDWATCH_QUEUE_TIMEOUT", default_value_t = 30.0)]

@@ -1,8 +1,8 @@
 //! The master's accept loop and per-connection handler (mini-redis `server.rs`): admission bounds
-//! connections (overall and per address, extra ones queue), accept errors back off, and one
-//! shutdown signal reaches every handler. Until its hello is welcomed, a connection may send
-//! frames of 64 KiB at most and must greet within the hello timeout; with TLS, the handshake
-//! counts against that timeout too.
+//! connections (per address, those not yet greeted, and greeted ones; extra ones queue), accept
+//! errors back off, and one shutdown signal reaches every handler. Until its hello is welcomed,
+//! a connection may send frames of 64 KiB at most, must greet within the hello timeout (with
+//! TLS, the handshake counts against it too) and may be closed to make room for a newcomer.
 //! A frame-level error (bad JSON, oversized frame, unknown type) gets an `error` frame and closes
 //! that connection only; request-level errors get an `error` frame and the connection goes on.
 
@@ -192,7 +192,12 @@ async fn handle_connection(
         }
     };
     if let Err(refused) = slot.greeted().await {
-        report(&mut conn, HandlerError::fatal(ErrorCode::Busy, refused.0), peer).await;
+        report(
+            &mut conn,
+            HandlerError::fatal(ErrorCode::Busy, refused.0),
+            peer,
+        )
+        .await;
         return;
     }
     conn.set_max_frame(limits.max_frame);

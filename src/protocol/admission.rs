@@ -304,7 +304,10 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        let mut third = admission.admit(ip(3)).await.expect("admitted before greeting");
+        let mut third = admission
+            .admit(ip(3))
+            .await
+            .expect("admitted before greeting");
         let refused = third.greeted().await.err().expect("queue full");
         assert!(refused.0.contains("--connection-queue"), "{refused:?}");
         drop(first);
@@ -350,7 +353,10 @@ mod tests {
         assert!(!closed(&flood_b).await);
         assert!(!closed(&honest).await, "a lone client stays");
         assert!(!closed(&newcomer).await);
-        assert!(!closed(&greets).await, "a greeted connection is never closed");
+        assert!(
+            !closed(&greets).await,
+            "a greeted connection is never closed"
+        );
         assert!(flood_a
             .evicted_message()
             .contains("--max-unauthenticated-connections"));

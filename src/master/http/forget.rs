@@ -10,10 +10,7 @@ use super::{json_error, HttpState};
 use crate::master::forget::{forget, ForgetError};
 
 /// `POST /workers/{id}/forget`.
-pub async fn handler(
-    State(state): State<HttpState>,
-    Path(id): Path<String>,
-) -> Response {
+pub async fn handler(State(state): State<HttpState>, Path(id): Path<String>) -> Response {
     match forget(&state.master, &id).await {
         Ok(()) => Json(serde_json::json!({ "forgotten": id })).into_response(),
         Err(err @ ForgetError::Unknown(_)) => json_error(StatusCode::NOT_FOUND, err.to_string()),

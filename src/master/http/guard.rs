@@ -210,7 +210,12 @@ mod tests {
     #[test]
     fn loopback_names_at_the_port_are_allowed_and_foreign_names_are_not() {
         let allowed = hosts("127.0.0.1:8080", &[]);
-        for host in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST:8080", "[::1]:8080"] {
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST:8080",
+            "[::1]:8080",
+        ] {
             assert!(allowed.allows(host), "{host}");
         }
         for host in [
@@ -247,10 +252,19 @@ mod tests {
     #[test]
     fn a_write_from_another_origin_is_refused() {
         let mut headers = HeaderMap::new();
-        assert!(same_origin(&headers, "127.0.0.1:8080").is_ok(), "no browser");
-        headers.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        assert!(
+            same_origin(&headers, "127.0.0.1:8080").is_ok(),
+            "no browser"
+        );
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
         assert!(same_origin(&headers, "127.0.0.1:8080").is_ok());
-        headers.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(same_origin(&headers, "127.0.0.1:8080").is_err());
         headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(same_origin(&headers, "127.0.0.1:8080").is_err());

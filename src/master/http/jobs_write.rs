@@ -75,10 +75,7 @@ pub async fn submit(State(state): State<HttpState>, body: Bytes) -> Response {
 }
 
 /// `DELETE /jobs/{id}`: cancels the job.
-pub async fn remove(
-    State(state): State<HttpState>,
-    Path(id): Path<String>,
-) -> Response {
+pub async fn remove(State(state): State<HttpState>, Path(id): Path<String>) -> Response {
     match cancel(&state.master, &id).await {
         Ok(removed) => Json(json!({
             "job_id": id,

@@ -4,7 +4,8 @@
 //! Renders are few at once (a semaphore; over it, 503 with Retry-After) and run on a blocking
 //! thread. A Julia job, whose image may hold hundreds of millions of pixels, is streamed: its
 //! bands are read from the store one at a time and its bytes go out as they are made, so a
-//! request holds one band whatever the image's size.
+//! request holds one band whatever the image's size. A search's `count` reads each stored part
+//! once, keeping the counts and skipping the positions.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -18,6 +19,9 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use super::{ApiError, HttpState};
 use crate::backend::{JobRecord, JobStatus, Store, StoredResult};
 use crate::jobs::julia::{self as julia_kind, JuliaBand, JuliaJobSpec, JULIA_KIND};
+use crate::jobs::search::{
+    write_report, OutputFormat, SearchJobSpec, SearchReport, StrandCounts, SEARCH_KIND,
+};
 use crate::jobs::{self, JobContext, Kind};
 use crate::master::job_view;
 
@@ -98,6 +102,11 @@ pub(super) async fn respond(
     if record.kind == JULIA_KIND {
         return stream_julia(store, record, format, permit).await;
     }
+    if record.kind == SEARCH_KIND && format == "count" {
+        let bytes = count_search(store, record).await?;
+        drop(permit);
+        return Ok(Body::from(bytes));
+    }
     let bytes = render(store.as_ref(), kind, record, format).await?;
     drop(permit);
     Ok(Body::from(bytes))
@@ -138,7 +147,10 @@ async fn stream_julia(
     let spec: JuliaJobSpec = serde_json::from_value(record.spec.clone())
         .map_err(|e| ApiError::Corrupt(format!("job {id}: julia job spec: {e}")))?;
     let headers = store.result_headers(&id).await?;
-    let in_order = headers.iter().enumerate().all(|(i, h)| h.chunk as usize == i);
+    let in_order = headers
+        .iter()
+        .enumerate()
+        .all(|(i, h)| h.chunk as usize == i);
     if headers.len() != spec.bands as usize || !in_order {
         return Err(ApiError::Corrupt(format!(
             "job {id}: {} bands are stored, the job has {}",
@@ -173,6 +185,90 @@ async fn stream_julia(
         receiver.poll_recv(cx)
     }));
     Ok(body)
+}
+
+/// What a search's `count` needs of a stored chunk result: its counts, not its positions.
+#[derive(serde::Deserialize)]
+struct ChunkCounts {
+    counts: Vec<StrandCounts>,
+    #[serde(default)]
+    pattern_offset: u32,
+}
+
+/// A search's `count` output, reading each chunk's stored parts through once, one part in
+/// memory at a time.
+async fn count_search(store: Arc<dyn Store>, record: JobRecord) -> Result<Vec<u8>, ApiError> {
+    let id = record.id.clone();
+    let spec: SearchJobSpec = serde_json::from_value(record.spec)
+        .map_err(|e| ApiError::Corrupt(format!("job {id}: search job spec: {e}")))?;
+    let headers = store.result_headers(&id).await?;
+    let runtime = tokio::runtime::Handle::current();
+    let counted = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+        let mut counts = vec![StrandCounts::default(); spec.patterns.len()];
+        for header in &headers {
+            let parts = PartsReader {
+                store: store.as_ref(),
+                runtime: &runtime,
+                job: &id,
+                header,
+                next: 0,
+                current: Bytes::new(),
+            };
+            let chunk: ChunkCounts =
+                serde_json::from_reader(io::BufReader::new(parts)).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("job {id}: chunk {}: {e}", header.chunk),
+                    )
+                })?;
+            let from = chunk.pattern_offset as usize;
+            for (total, part) in counts.iter_mut().skip(from).zip(&chunk.counts) {
+                total.forward = total.forward.saturating_add(part.forward);
+                total.reverse = total.reverse.saturating_add(part.reverse);
+            }
+        }
+        let report = SearchReport {
+            max_mismatches: spec.options.max_mismatches,
+            records: spec.records,
+            patterns: spec.patterns,
+            counts,
+            hits: Vec::new(),
+        };
+        let mut out = Vec::new();
+        write_report(OutputFormat::Count, &report, &mut out)?;
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError::Corrupt(format!("job {}: counting failed: {e}", record.id)))?;
+    counted.map_err(|e| ApiError::Corrupt(e.to_string()))
+}
+
+/// A stored result's payload text, its parts fetched one at a time as they are read.
+struct PartsReader<'a> {
+    store: &'a dyn Store,
+    runtime: &'a tokio::runtime::Handle,
+    job: &'a str,
+    header: &'a StoredResult,
+    next: u32,
+    current: Bytes,
+}
+
+impl io::Read for PartsReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            if self.next >= self.header.parts {
+                return Ok(0);
+            }
+            let part = self
+                .store
+                .result_part(self.job, self.header.chunk, self.next);
+            self.current = self.runtime.block_on(part).map_err(io::Error::other)?;
+            self.next += 1;
+        }
+        let taken = buf.len().min(self.current.len());
+        buf[..taken].copy_from_slice(&self.current.split_to(taken));
+        Ok(taken)
+    }
 }
 
 /// One stored band, its payload's parts read one after another.

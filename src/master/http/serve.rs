@@ -96,8 +96,11 @@ async fn refuse(mut socket: TcpStream, peer: SocketAddr, message: &str) {
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(response.as_bytes()))
-        .await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        socket.write_all(response.as_bytes()),
+    )
+    .await;
 }
 
 /// Serves one connection's requests until it closes, idles out, is evicted before its first
@@ -137,7 +140,8 @@ async fn serve_connection(
         .serve_connection(io, service);
     tokio::pin!(connection);
     let mut greeted = false;
-    let mut idle_check = tokio::time::interval((limits.idle_timeout / 4).max(Duration::from_millis(50)));
+    let mut idle_check =
+        tokio::time::interval((limits.idle_timeout / 4).max(Duration::from_millis(50)));
     loop {
         tokio::select! {
             served = connection.as_mut() => {
