@@ -278,6 +278,13 @@ mod tests {
         IpAddr::from([127, 0, 0, last])
     }
 
+    /// Whether `slot` has been told to close.
+    async fn closed(slot: &Slot<'_>) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), slot.evicted())
+            .await
+            .is_ok()
+    }
+
     #[tokio::test]
     async fn one_address_cannot_take_every_slot() {
         let admission = admission(10, 2, 0);
@@ -308,7 +315,7 @@ mod tests {
             .admit(ip(3))
             .await
             .expect("admitted before greeting");
-        let refused = third.greeted().await.err().expect("queue full");
+        let refused = third.greeted().await.expect_err("queue full");
         assert!(refused.0.contains("--connection-queue"), "{refused:?}");
         drop(first);
         assert!(
@@ -319,7 +326,7 @@ mod tests {
         let mut held = admission.admit(ip(1)).await.expect("admitted");
         held.greeted().await.expect("free again");
         let mut late = admission.admit(ip(4)).await.expect("admitted");
-        let timed_out = late.greeted().await.err().expect("no slot in time");
+        let timed_out = late.greeted().await.expect_err("no slot in time");
         assert!(timed_out.0.contains("within"), "{timed_out:?}");
     }
 
@@ -341,14 +348,6 @@ mod tests {
         // The pool holds `honest`, `flood_a`, `flood_b`: a newcomer closes `flood_a`, the oldest
         // of the address holding most places, not the older client of another address.
         let newcomer = admission.admit(ip(3)).await.expect("never refused");
-        let closed = |slot: &Slot<'_>| {
-            let evicted = slot.evicted();
-            async move {
-                tokio::time::timeout(Duration::from_millis(50), evicted)
-                    .await
-                    .is_ok()
-            }
-        };
         assert!(closed(&flood_a).await, "the busiest address's oldest goes");
         assert!(!closed(&flood_b).await);
         assert!(!closed(&honest).await, "a lone client stays");
