@@ -327,7 +327,10 @@ fn write_png(image: &JuliaImage, out: &mut dyn Write) -> io::Result<()> {
     encoder.set_depth(png::BitDepth::Eight);
     let to_io = |e: png::EncodingError| io::Error::other(e.to_string());
     let mut writer = encoder.write_header().map_err(to_io)?;
-    writer.write_image_data(&rgb).map_err(to_io)?;
+    // Written as the HTTP API streams it, so both give the same bytes.
+    let mut rows = writer.stream_writer().map_err(to_io)?;
+    rows.write_all(&rgb)?;
+    rows.finish().map_err(to_io)?;
     writer.finish().map_err(to_io)
 }
 
