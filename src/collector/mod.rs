@@ -110,7 +110,8 @@ pub struct CollectorConfig {
     pub connection_queue: usize,
     /// Most connections that have not yet greeted (TLS handshake and hello), at once; they do
     /// not count against --max-connections. When they are this many, a new connection closes
-    /// the oldest of them, so strangers that never greet cannot keep an agent from greeting.
+    /// the oldest of them from the address holding most, so strangers that never greet cannot
+    /// keep an agent from greeting.
     #[arg(long, default_value_t = 128)]
     pub max_unauthenticated_connections: usize,
     /// How long a queued connection waits for a slot before it is refused as `busy`.

@@ -62,7 +62,8 @@ pub struct MasterArgs {
     pub connection_queue: usize,
     /// Most connections that have not yet greeted (TLS handshake and hello), at once; they do
     /// not count against --max-connections. When they are this many, a new connection closes
-    /// the oldest of them, so strangers that never greet cannot keep a client from greeting.
+    /// the oldest of them from the address holding most, so strangers that never greet cannot
+    /// keep a client from greeting.
     #[arg(
         long,
         env = "GRIDWATCH_MAX_UNAUTHENTICATED_CONNECTIONS",
@@ -152,12 +153,13 @@ pub struct HttpArgs {
     /// these origins. Give the name the dashboard is opened as, e.g. behind a reverse proxy.
     #[arg(
         long = "http-allowed-host",
+        value_name = "NAME",
         env = "GRIDWATCH_HTTP_ALLOWED_HOSTS",
         value_delimiter = ','
     )]
     pub allowed_hosts: Vec<String>,
-    /// Most HTTP connections served at once once they have sent a request; extra ones wait
-    /// for a slot as long as a request header may take (--http-header-timeout), then get 503.
+    /// Most HTTP connections served at once after their first request; extra ones wait for a
+    /// slot as long as a request header may take (--http-header-timeout), then get 503.
     #[arg(long, env = "GRIDWATCH_HTTP_MAX_CONNECTIONS", default_value_t = 128)]
     pub http_max_connections: usize,
     /// Most HTTP connections at once from one client address; more are answered 503.
@@ -169,7 +171,8 @@ pub struct HttpArgs {
     pub http_max_connections_per_address: usize,
     /// Most HTTP connections that have not yet sent a complete request header, at once; they
     /// do not count against --http-max-connections. When they are this many, a new connection
-    /// closes the oldest of them, so slow or silent sockets cannot keep a real request out.
+    /// closes the oldest of them from the address holding most, so slow or silent sockets
+    /// cannot keep a real request out.
     #[arg(
         long,
         env = "GRIDWATCH_HTTP_MAX_UNAUTHENTICATED_CONNECTIONS",
