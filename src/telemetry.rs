@@ -1,6 +1,8 @@
 //! Logging setup: JSON lines for servers (timestamp, level, component, message, fields),
 //! human-readable text for interactive clients. `LOG_LEVEL` (or `RUST_LOG`) sets the filter.
 
+pub mod rotating_log;
+
 use tracing_subscriber::{fmt, EnvFilter};
 
 /// How log lines are written.

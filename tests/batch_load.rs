@@ -26,12 +26,19 @@ fn fixture(name: &str) -> PathBuf {
 
 /// A master on the embedded backend, or on a fresh Redis (kept alive by the returned handle).
 fn grid(redis: bool) -> (Grid, Option<RedisServer>) {
+    grid_with(redis, &[])
+}
+
+/// [`grid`] with extra master flags.
+fn grid_with(redis: bool, flags: &[&str]) -> (Grid, Option<RedisServer>) {
     if !redis {
-        return (Grid::start(&[]), None);
+        return (Grid::start(flags), None);
     }
     let server = RedisServer::start();
     let url = server.url();
-    let mut grid = Grid::start(&["--backend", url.as_str()]);
+    let mut all = flags.to_vec();
+    all.extend(["--backend", url.as_str()]);
+    let mut grid = Grid::start(&all);
     grid.worker_flags = vec!["--backend".into(), url];
     (grid, Some(server))
 }
@@ -393,7 +400,7 @@ fn a_file_of_100000_tasks_loads_in_bounded_time_and_memory_redis() {
 
 fn a_file_of_100000_tasks_loads_in_bounded_time_and_memory(redis: bool) {
     const TASKS: usize = 100_000;
-    let (grid, _redis) = grid(redis);
+    let (grid, _redis) = grid_with(redis, &["--jobs-per-minute", "100000"]);
     let path = grid.path("big.json");
     let mut text = String::from("{\"metadata\":{\"total_tasks\":100000},\"tasks\":[");
     for i in 0..TASKS {

@@ -162,3 +162,98 @@ fn monitoring_output_into_a_closed_pipe_ends_quietly() {
         );
     }
 }
+
+/// Every client command finds the master through `GRIDWATCH_MASTER` (none silently asks another
+/// grid on the default port), and an unreachable master fails every command with the same exit
+/// code and message.
+#[test]
+fn every_client_command_takes_the_master_from_one_definition() {
+    let grid = Grid::start(&[]);
+    let commands: [&[&str]; 4] = [
+        &["jobs", "--json"],
+        &["workers", "--json"],
+        &["alerts", "--json"],
+        &["genomes", "--json"],
+    ];
+    for command in commands {
+        let out = Command::new(gridwatch_bin())
+            .args(command)
+            .env("GRIDWATCH_MASTER", &grid.addr)
+            .env_remove("MASTER_HOST")
+            .env_remove("MASTER_PORT")
+            .output()
+            .expect("running gridwatch");
+        assert!(
+            out.status.success(),
+            "{command:?} with GRIDWATCH_MASTER={}: {}",
+            grid.addr,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{command:?} prints JSON: {e}"));
+    }
+    // Nothing listens here: bind a port, then free it.
+    let nowhere = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let commands: [&[&str]; 5] = [
+        &["status", "some-job"],
+        &["jobs"],
+        &["workers"],
+        &["alerts"],
+        &["cancel", "some-job"],
+    ];
+    for command in commands {
+        let out = Command::new(gridwatch_bin())
+            .args(command)
+            .env("GRIDWATCH_MASTER", &nowhere)
+            .output()
+            .expect("running gridwatch");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot reach the master at {nowhere}")),
+            "{command:?} names the address it tried: {stderr}"
+        );
+    }
+}
+
+/// A URL pasted where HOST:PORT belongs is named as such, by flag and by environment.
+#[test]
+fn a_url_for_the_master_is_named_as_the_mistake() {
+    let out = Command::new(gridwatch_bin())
+        .args(["status", "some-job", "--master", "http://127.0.0.1:8080"])
+        .output()
+        .expect("running gridwatch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("HOST:PORT, not a URL"), "{stderr}");
+    let out = Command::new(gridwatch_bin())
+        .args(["workers"])
+        .env("GRIDWATCH_MASTER", "https://grid.example:5000")
+        .output()
+        .expect("running gridwatch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not a URL: drop the `https://`"),
+        "{stderr}"
+    );
+}
+
+/// `jobs --kind` with a misspelt kind is refused, naming the known kinds, instead of listing
+/// nothing as if there were no such jobs.
+#[test]
+fn jobs_with_an_unknown_kind_is_refused() {
+    let out = Command::new(gridwatch_bin())
+        .args(["jobs", "--kind", "juila", "--master", "127.0.0.1:9"])
+        .output()
+        .expect("running gridwatch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown job kind \"juila\"") && stderr.contains("julia"),
+        "{stderr}"
+    );
+}

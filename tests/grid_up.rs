@@ -97,3 +97,105 @@ fn worker_stops_on_sigterm() {
         .expect("worker exits after SIGTERM");
     assert!(status.success(), "worker exit status {status}");
 }
+
+/// A second `up` (or `master`) on a data directory that a running grid holds exits 2 naming the
+/// first master's pid, before it touches any address file; the first grid's job stays exact.
+#[test]
+fn a_second_grid_on_the_same_data_dir_exits_2_and_the_first_is_unaffected() {
+    use common::grid::{naive_hits, write_fasta, Bases};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.display().to_string();
+    let up_args = |listen: &str| -> Vec<String> {
+        [
+            "up",
+            "--workers",
+            "1",
+            "--listen",
+            listen,
+            "--http",
+            "127.0.0.1:0",
+            "--data-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([data_arg.clone()])
+        .collect()
+    };
+    let mut first = Proc::spawn("up-1", &up_args("127.0.0.1:0"), &dir.path().join("up1.log"));
+    let addr = poll_until(Duration::from_secs(30), "the first grid's master", || {
+        std::fs::read_to_string(data.join("master.addr")).ok()
+    });
+    let addr = addr.trim().to_string();
+    let lock = std::fs::read_to_string(data.join("master.lock")).expect("the master's lock file");
+    let master_pid = lock.trim().to_string();
+    assert!(
+        master_pid.parse::<u32>().is_ok(),
+        "lock holds a pid: {lock:?}"
+    );
+
+    for (what, args) in [
+        ("up", up_args("127.0.0.1:0")),
+        (
+            "master",
+            [
+                "master",
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--data-dir",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([data_arg.clone()])
+            .collect(),
+        ),
+    ] {
+        let out = std::process::Command::new(common::gridwatch_bin())
+            .args(&args)
+            .output()
+            .expect("running the second grid");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "second {what}: {stderr}");
+        assert!(
+            stderr.contains(&format!("pid {master_pid}")) && stderr.contains("--data-dir"),
+            "second {what} names the first master's pid and the flag: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(data.join("master.addr"))
+                .unwrap()
+                .trim(),
+            addr,
+            "second {what} left the first grid's address file alone"
+        );
+    }
+
+    let mut bases = Bases::new(7);
+    let records = vec![("chr1".to_string(), bases.take(200_000))];
+    let fasta = dir.path().join("g.fa");
+    write_fasta(&fasta, &records, 60, "\n");
+    let out = std::process::Command::new(common::gridwatch_bin())
+        .args([
+            "submit",
+            &fasta.display().to_string(),
+            "--pattern",
+            "ACGTA",
+            "--wait",
+            "--json",
+        ])
+        .args(["--master", &addr])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("submit --json");
+    let expected = naive_hits(&records, "ACGTA", false).len() as u64;
+    assert_eq!(value["total"], expected, "{value}");
+
+    first.signal(Signal::SIGTERM);
+    first.wait_exit(Duration::from_secs(30)).expect("up exits");
+}

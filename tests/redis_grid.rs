@@ -219,3 +219,34 @@ fn redis_restarted_with_aof_mid_job_gives_the_exact_result() {
     assert_exact_count(&grid, "bounce", &records, "CCGATA");
     assert_redis_is_clean(&redis, "bounce");
 }
+
+/// Idle workers blocked on an empty Redis queue lease nothing, yet they are there: the master
+/// counts them as active for as long as they live, and `submit` does not warn of no workers.
+#[test]
+fn idle_workers_on_redis_count_as_active() {
+    let redis = RedisServer::start();
+    let mut grid = grid_on(&redis, &[]);
+    grid.start_worker("w1", 1);
+    grid.start_worker("w2", 1);
+    let active = |grid: &Grid| -> u64 {
+        let jobs: serde_json::Value =
+            serde_json::from_str(&grid.cli_ok(&["jobs", "--json"])).expect("jobs --json");
+        jobs["active_workers"].as_u64().unwrap_or(0)
+    };
+    poll_until(JOB_TIMEOUT, "both workers active", || {
+        (active(&grid) == 2).then_some(())
+    });
+    // Longer than the window in which a lease counts as a sign of life: only the claim
+    // renewals keep idle workers counted.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < watch_until {
+        assert_eq!(active(&grid), 2, "an idle live worker stopped counting");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (file, records) = genome(&grid, 11, 2, 50_000);
+    let out = grid.cli(&["submit", &file, "-p", "ACGTAC", "--job-id", "idle-1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("no active workers"), "{stderr}");
+    assert_exact_count(&grid, "idle-1", &records, "ACGTAC");
+}

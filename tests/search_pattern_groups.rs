@@ -23,6 +23,7 @@ const LIMITS: SubmitLimits = SubmitLimits {
     max_upload: 1 << 24,
     max_frame: 1 << 24,
     default_chunk_size: 1000,
+    work: jobs::WorkCaps::DEFAULT,
 };
 
 /// Matched bases as seqkit prints them on `-`: reversed, bases complemented, case kept, other

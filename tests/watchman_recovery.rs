@@ -249,3 +249,58 @@ fn with_redis_a_killed_worker_is_reclaimed_and_the_watch_data_is_in_redis() {
         .expect("TTL");
     assert!(ttl > 0 && ttl <= 60, "worker metrics expire (TTL {ttl})");
 }
+
+/// A long CPU-bound job keeps the host's cores busy with the grid's own workers; CPU pressure is
+/// judged without them, so the rule (shortened to seconds) never pauses the grid for its own work.
+#[test]
+fn a_long_cpu_bound_job_never_pauses_its_own_grid() {
+    let mut grid = Grid::start_with(
+        &["w1", "w2"],
+        "15s",
+        &["--cpu-threshold", "95", "--cpu-for", "3s"],
+    );
+    grid.wait_alive(2);
+    // About 15 CPU-seconds of Julia bands: several times the rule's window on two cores.
+    let text = grid
+        .client(&[
+            "submit",
+            "julia",
+            "--width",
+            "600",
+            "--iterations",
+            "120000",
+            "--bands",
+            "48",
+            "--json",
+        ])
+        .expect("submit julia");
+    let value: serde_json::Value = serde_json::from_str(text.trim()).expect("submit --json");
+    let job = value["job_id"].as_str().expect("job id").to_string();
+    let mut saw_busy = false;
+    wait_for(
+        "the CPU-bound job to finish",
+        Duration::from_secs(300),
+        || {
+            for id in ["w1", "w2"] {
+                if let Some(view) = grid.worker_view(id) {
+                    assert_eq!(view["leasing_paused"], false, "{id} paused: {view}");
+                    saw_busy |= view["latest"]["grid_cpu_percent"].as_f64().unwrap_or(0.0) > 5.0;
+                }
+            }
+            let status = grid.client(&["status", &job, "--json"])?;
+            let status: serde_json::Value = serde_json::from_str(&status).ok()?;
+            (status["job"]["status"] == "completed").then_some(())
+        },
+    );
+    assert!(saw_busy, "the agents saw the grid's workers busy");
+    for id in ["w1", "w2"] {
+        let log = grid.worker(id).log();
+        assert!(!log.contains("leasing paused"), "{id} was paused:\n{log}");
+    }
+    let cpu_alerts = grid
+        .alerts()
+        .into_iter()
+        .filter(|a| a["rule"] == "cpu_high")
+        .count();
+    assert_eq!(cpu_alerts, 0, "no cpu_high alert for the grid's own work");
+}

@@ -92,6 +92,9 @@ pub enum AgentError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The worker id breaks the id rule.
+    #[error(transparent)]
+    WorkerId(#[from] crate::protocol::BadWorkerId),
     /// The token file could not be read.
     #[error(transparent)]
     Token(#[from] crate::protocol::TokenError),
@@ -180,6 +183,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), AgentError> {
 
 /// Runs the agent until `shutdown` completes, then removes its socket.
 pub async fn run(config: AgentConfig, shutdown: impl Future) -> Result<(), AgentError> {
+    crate::protocol::check_worker_id(&config.worker_id)?;
     let token = config.auth.resolve()?;
     let tls = config.tls.client()?;
     let path = config.socket_path();

@@ -4,9 +4,15 @@
 //! The worker's CPU share is read from `/proc/PID/stat` (user and system time) rather than from
 //! sysinfo, which on Linux computes a process's share only while refreshing every process on the
 //! host, and otherwise reports 0.
+//!
+//! The CPU of every grid worker on the host (this binary run as `worker`) is measured too, so CPU
+//! pressure can be judged without the grid's own work: a grid must not pause itself for working.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use std::os::unix::ffi::OsStrExt;
 
 use sysinfo::{Disks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
@@ -27,6 +33,9 @@ pub struct Sample {
     pub process_cpu_percent: Option<f64>,
     /// The process's resident memory, MiB.
     pub process_rss_mb: Option<f64>,
+    /// CPU use of every grid worker process on the host, percent of all cores (None on the
+    /// first sample, which has nothing to compare with).
+    pub grid_cpu_percent: Option<f64>,
 }
 
 /// Keeps the `sysinfo` state between samples (CPU use is a difference of two readings).
@@ -36,6 +45,8 @@ pub struct Sampler {
     disk_path: PathBuf,
     /// The worker's CPU time at the previous sample: (pid, seconds, when read).
     last_cpu: Option<(u32, f64, Instant)>,
+    /// The grid's worker processes on this host and their CPU time at the previous sample.
+    grid: GridCpu,
 }
 
 impl Sampler {
@@ -49,6 +60,7 @@ impl Sampler {
             disks: Disks::new_with_refreshed_list(),
             disk_path: disk_path.to_path_buf(),
             last_cpu: None,
+            grid: GridCpu::default(),
         }
     }
 
@@ -70,6 +82,7 @@ impl Sampler {
             disk_percent: self.disk_percent(),
             process_cpu_percent: process.map(|(cpu, _)| cpu),
             process_rss_mb: process.map(|(_, rss)| rss),
+            grid_cpu_percent: self.grid.sample(self.system.cpus().len().max(1)),
         }
     }
 
@@ -112,6 +125,64 @@ impl Sampler {
             })
             .unwrap_or(0.0)
     }
+}
+
+/// CPU time of the grid's worker processes on this host, between two samples.
+#[derive(Debug, Default)]
+struct GridCpu {
+    /// Each worker pid's CPU seconds at the previous sample, and when that sample was.
+    last: Option<(HashMap<u32, f64>, Instant)>,
+}
+
+impl GridCpu {
+    /// Percent of all `cores` the grid's workers used since the previous call.
+    fn sample(&mut self, cores: usize) -> Option<f64> {
+        let now = Instant::now();
+        let seconds: HashMap<u32, f64> = grid_worker_pids()
+            .into_iter()
+            .filter_map(|pid| Some((pid, process_cpu_seconds(pid)?)))
+            .collect();
+        let share = self.last.as_ref().and_then(|(before, at)| {
+            let elapsed = now.duration_since(*at).as_secs_f64();
+            // A worker that started since the last sample counts from zero: its whole CPU time
+            // fell inside the interval, or close enough for a pressure judgement.
+            let used: f64 = seconds
+                .iter()
+                .map(|(pid, now)| (now - before.get(pid).copied().unwrap_or(0.0)).max(0.0))
+                .sum();
+            (elapsed > 0.0).then(|| (100.0 * used / elapsed / cores as f64).min(100.0))
+        });
+        self.last = Some((seconds, now));
+        share
+    }
+}
+
+/// Pids of the processes on this host that run this program as `worker`.
+fn grid_worker_pids() -> Vec<u32> {
+    let Some(program) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_name().map(|name| name.to_owned()))
+    else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // argv is NUL-separated; a worker is `PROGRAM worker …`.
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let mut argv = cmdline.split(|b| *b == 0);
+            let name_matches = argv.next().is_some_and(|arg0| {
+                Path::new(std::ffi::OsStr::from_bytes(arg0)).file_name()
+                    == Some(program.as_os_str())
+            });
+            name_matches && argv.next() == Some(b"worker".as_slice())
+        })
+        .collect()
 }
 
 /// User plus system CPU time of `pid` so far, in seconds; `None` once the process is gone.

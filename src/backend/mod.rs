@@ -571,7 +571,8 @@ pub trait Queue: Send + Sync {
     async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize>;
     /// Moves every lease past its visibility deadline back to the queue. Returns how many.
     async fn reclaim_expired(&self) -> BackendResult<usize>;
-    /// Removes a job's queued tasks and their input. Returns how many were removed.
+    /// Removes a job's tasks, queued and leased, and their input: a holder's next `extend`
+    /// answers false, so the task stops. Returns how many queued tasks were removed.
     async fn cancel_job(&self, job: &str) -> BackendResult<usize>;
     /// Removes every task of `job` and its input, but only if the job has not started: it is
     /// not finished, no chunk of it has a stored result, and none of its tasks was ever delivered

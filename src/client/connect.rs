@@ -14,7 +14,7 @@ const CONNECT_ATTEMPTS: u32 = 5;
 #[derive(Clone, Debug, clap::Args)]
 pub struct MasterAddr {
     /// The master's protocol address (HOST:PORT). MASTER_HOST / MASTER_PORT are honoured too.
-    #[arg(long, env = "GRIDWATCH_MASTER")]
+    #[arg(long, env = "GRIDWATCH_MASTER", value_parser = host_port)]
     pub master: Option<String>,
     /// The cluster token, when the cluster has one.
     #[command(flatten)]
@@ -33,6 +33,23 @@ impl MasterAddr {
     }
 }
 
+/// Checks a `HOST:PORT` flag, so a pasted dashboard URL is named as the mistake rather than
+/// failing later as an unresolvable host.
+pub fn host_port(value: &str) -> Result<String, String> {
+    if let Some((scheme, _)) = value.split_once("://") {
+        return Err(format!(
+            "wants HOST:PORT, not a URL: drop the `{scheme}://` (the grid's protocol port, 5000 by \
+             default, is not the HTTP port of the dashboard)"
+        ));
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(value.to_string())
+        }
+        _ => Err("wants HOST:PORT, e.g. 127.0.0.1:5000".to_string()),
+    }
+}
+
 /// Why a client command failed.
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -40,12 +57,14 @@ pub enum ClientError {
     #[error("{0}")]
     Usage(String),
     /// The master could not be reached.
-    #[error("cannot reach the master at {addr}: {reason} (is `gridwatch master` or `gridwatch up` running? see --master)")]
+    #[error("cannot reach the {role} at {addr}: {reason} (is `gridwatch {role}` or `gridwatch up` running? see --{role})")]
     Unreachable {
         /// The address tried.
         addr: String,
         /// The socket error.
         reason: String,
+        /// What was expected there: `master` or `collector`.
+        role: &'static str,
     },
     /// The master refused the request.
     #[error("{message}")]
@@ -136,6 +155,7 @@ impl From<RequestError> for ClientError {
             RequestError::Unreachable { address, reason } => ClientError::Unreachable {
                 addr: address,
                 reason,
+                role: "master",
             },
             RequestError::Tls { address, reason } => ClientError::Usage(format!(
                 "cannot connect to the master at {address}: {reason}"

@@ -60,8 +60,10 @@ impl JuliaSpecArgs {
                 .map(|b| count("bands", b, u32::MAX))
                 .transpose()?,
         };
-        // No frame limit here: the master checks the bands against its own.
-        submission.check(usize::MAX).map_err(|e| e.to_string())?;
+        // No frame limit or work cap here: the master checks against its own.
+        submission
+            .check(usize::MAX, u64::MAX)
+            .map_err(|e| e.to_string())?;
         Ok(submission)
     }
 
@@ -114,7 +116,10 @@ pub fn run(args: &JuliaArgs) -> Result<(), ToolError> {
     let spec = args
         .spec
         .submission()
-        .and_then(|s| s.check(usize::MAX).map_err(|e| format!("julia: {e}")))
+        .and_then(|s| {
+            s.check(usize::MAX, u64::MAX)
+                .map_err(|e| format!("julia: {e}"))
+        })
         .map_err(ToolError::Usage)?;
     let grid = JuliaGrid::new(spec.params).map_err(|e| ToolError::Usage(format!("julia: {e}")))?;
     let threads = args

@@ -31,6 +31,10 @@ pub struct LoadArgs {
     /// Print the jobs as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Largest batch file to read, in bytes (the master refuses larger batches by its own
+    /// --max-batch-file, the same default).
+    #[arg(long, env = "GRIDWATCH_MAX_BATCH_FILE", default_value_t = batch::MAX_FILE_BYTES)]
+    pub max_batch_file: u64,
     /// Where the master is.
     #[command(flatten)]
     pub master: MasterAddr,
@@ -58,8 +62,7 @@ pub struct LoadedJob {
 
 /// Runs `gridwatch load`.
 pub async fn load(args: LoadArgs) -> Result<(), ClientError> {
-    let bytes = std::fs::read(&args.file)
-        .map_err(|e| ClientError::Usage(format!("{}: {e}", args.file.display())))?;
+    let bytes = read_bounded(&args.file, args.max_batch_file)?;
     let parsed = batch::parse(&bytes).map_err(|e| {
         ClientError::Usage(format!("{}: {e}; nothing was loaded", args.file.display()))
     })?;
@@ -124,6 +127,32 @@ pub async fn load(args: LoadArgs) -> Result<(), ClientError> {
         )));
     }
     Ok(())
+}
+
+/// Reads the file, refusing one over `limit` bytes before reading it (and one that grows past
+/// it while read).
+fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ClientError> {
+    use std::io::Read;
+    let failed = |e: std::io::Error| ClientError::Usage(format!("{}: {e}", path.display()));
+    let too_big = |size: u64| {
+        ClientError::Usage(format!(
+            "{}: {size} bytes is over the batch file limit of {limit} bytes: split the file (or raise --max-batch-file here and on the master); nothing was loaded",
+            path.display()
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(failed)?;
+    let size = file.metadata().map_err(failed)?.len();
+    if size > limit {
+        return Err(too_big(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Each search task's sequence file, relative to the batch file; all must exist before anything

@@ -1,27 +1,22 @@
 //! `gridwatch workers` and `gridwatch alerts`: the watchman's view of the grid, asked of the
 //! master (or, with `--collector`, of the collector directly).
 
-use super::connect::{http_port_mistake, unexpected, ClientError};
+use super::connect::{http_port_mistake, unexpected, ClientError, MasterAddr};
 use crate::protocol::{
     Alert, AlertState, Dial, ErrorCode, Greeting, LivenessState, Message, RequestError, Requester,
-    Role, TlsArgs, TokenArgs, WorkerView,
+    Role, WorkerView,
 };
 
 /// Where `workers` and `alerts` ask.
 #[derive(Clone, Debug, clap::Args)]
 pub struct MonitorArgs {
-    /// The master's `host:port` [default: $MASTER_HOST:$MASTER_PORT, or 127.0.0.1:5000].
-    #[arg(long)]
-    pub master: Option<String>,
-    /// Ask this collector (`host:port`) instead of the master.
-    #[arg(long, conflicts_with = "master")]
+    /// The master, its token and TLS: the same flags and environment as every client command.
+    #[command(flatten)]
+    pub target: MasterAddr,
+    /// Ask this collector (`host:port`) instead of the master; it wins over `--master` and
+    /// `GRIDWATCH_MASTER`, so an exported master address never hides it.
+    #[arg(long, value_parser = super::connect::host_port)]
     pub collector: Option<String>,
-    /// The cluster token, when the cluster has one.
-    #[command(flatten)]
-    pub auth: TokenArgs,
-    /// TLS towards the master or collector, when it serves TLS.
-    #[command(flatten)]
-    pub tls: TlsArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -29,34 +24,32 @@ pub struct MonitorArgs {
 
 impl MonitorArgs {
     fn address(&self) -> (String, &'static str) {
-        if let Some(collector) = &self.collector {
-            return (collector.clone(), "collector");
+        match &self.collector {
+            Some(collector) => (collector.clone(), "collector"),
+            None => (self.target.address(), "master"),
         }
-        let master = self
-            .master
-            .clone()
-            .unwrap_or_else(crate::protocol::default_master_address);
-        (master, "master")
     }
 }
 
 async fn ask(args: &MonitorArgs, request: Message) -> Result<Message, ClientError> {
     let (address, role) = args.address();
-    let greeting = Greeting::new(Role::Client).with_token(args.auth.resolve()?);
+    let greeting = Greeting::new(Role::Client).with_token(args.target.auth.resolve()?);
     let refused = |code, message| ClientError::Refused {
         code,
         message: format!("the {role} refused ({code}): {message}"),
     };
     let dial = Dial {
-        tls: args.tls.client()?,
+        tls: args.target.tls.client()?,
         ..Dial::default()
     };
     let mut requester = match Requester::connect(&address, &greeting, &dial).await {
         Ok(requester) => requester,
-        Err(RequestError::Unreachable { .. }) => {
-            return Err(ClientError::Usage(format!(
-                "cannot reach the {role} at {address}; is it running? (pass --{role} HOST:PORT)"
-            )))
+        Err(RequestError::Unreachable { address, reason }) => {
+            return Err(ClientError::Unreachable {
+                addr: address,
+                reason,
+                role,
+            })
         }
         Err(RequestError::Refused { code, message }) => return Err(refused(code, message)),
         Err(err) => return Err(http_port_mistake(&address, &err).unwrap_or_else(|| err.into())),
@@ -225,6 +218,16 @@ pub fn workers_table(workers: &[WorkerView]) -> String {
             w.latest.cpu_percent,
             w.latest.memory_percent,
             if w.leasing_paused { "paused" } else { "ok" },
+        ));
+    }
+    for w in workers.iter().filter(|w| w.leasing_paused) {
+        let why = w
+            .pause_reason
+            .as_deref()
+            .unwrap_or("a firing resource warning");
+        out.push_str(&format!(
+            "{} leases no new tasks until {why} resolves (see `gridwatch alerts`)\n",
+            w.worker_id
         ));
     }
     let active = workers

@@ -57,7 +57,9 @@ impl ParticlesSpecArgs {
                     .map_err(|e| format!("particles: {e}"))?,
             ),
         };
-        let spec = submission.check().map_err(|e| format!("particles: {e}"))?;
+        let spec = submission
+            .check(u64::MAX)
+            .map_err(|e| format!("particles: {e}"))?;
         Ok((submission, spec))
     }
 

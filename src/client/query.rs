@@ -75,8 +75,9 @@ pub struct JobsArgs {
     /// Only jobs in this status (uploading, pending, processing, completed, failed, cancelled).
     #[arg(long, value_parser = parse_status)]
     pub status: Option<JobStatus>,
-    /// Only jobs of this kind (search, julia, particles).
-    #[arg(long)]
+    /// Only jobs of this kind (search, julia, particles); an unknown kind is refused rather
+    /// than silently matching nothing.
+    #[arg(long, value_parser = known_kind)]
     pub kind: Option<String>,
     /// Only jobs of this priority.
     #[arg(long, value_enum)]
@@ -294,6 +295,13 @@ pub async fn fetch_report(
         ClientError::JobFailed(format!("job {job}: unreadable search result: {e}"))
     };
     report_from_stored(&fetched.spec, &fetched.results).map_err(unreadable)
+}
+
+/// Checks `--kind` against the registered kinds while parsing arguments.
+fn known_kind(name: &str) -> Result<String, String> {
+    jobs::require(name)
+        .map(|kind| kind.name().to_string())
+        .map_err(|err| err.to_string())
 }
 
 /// The kind a job view names.

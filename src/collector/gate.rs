@@ -3,9 +3,12 @@
 //! time. A report for another worker is refused, so a stray or hostile agent cannot flap a
 //! worker it does not watch and have its tasks re-queued.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::protocol::ErrorCode;
 
 /// One agent connection's claim on a worker id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,18 +35,31 @@ pub struct Gate {
     /// Heartbeats a holder may miss before it no longer counts as live.
     heartbeat_misses: u32,
     holders: Mutex<HashMap<String, Holder>>,
+    /// Most distinct worker ids one address may introduce.
+    max_ids_per_address: usize,
+    /// The worker ids each address introduced (first claimed), kept while the collector runs:
+    /// every id costs the collector state it keeps, so one address cannot invent ids without end.
+    introduced: Mutex<HashMap<IpAddr, HashSet<String>>>,
     next_connection: std::sync::atomic::AtomicU64,
 }
 
 impl Gate {
     /// A gate checking `token`, where an agent silent for `stale_after` (or, once it sends
     /// heartbeats, for `heartbeat_misses` of them) yields its worker id.
-    pub fn new(token: Option<String>, stale_after: Duration, heartbeat_misses: u32) -> Gate {
+    /// One address may introduce at most `max_ids_per_address` worker ids.
+    pub fn new(
+        token: Option<String>,
+        stale_after: Duration,
+        heartbeat_misses: u32,
+        max_ids_per_address: usize,
+    ) -> Gate {
         Gate {
             token,
             stale_after,
             heartbeat_misses: heartbeat_misses.max(1),
             holders: Mutex::new(HashMap::new()),
+            max_ids_per_address: max_ids_per_address.max(1),
+            introduced: Mutex::new(HashMap::new()),
             next_connection: std::sync::atomic::AtomicU64::new(1),
         }
     }
@@ -59,16 +75,28 @@ impl Gate {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Claims `worker` for an agent connecting from `peer`; refused (with the reason) while
-    /// another agent's connection for it is live.
-    pub fn claim(&self, worker: &str, peer: &str, now: Instant) -> Result<Claim, String> {
+    /// Claims `worker` for an agent connecting from `peer` (at `address`); refused (with the
+    /// reason) while another agent's connection for it is live, or when `worker` would be one
+    /// id more than `address` may introduce.
+    pub fn claim(
+        &self,
+        worker: &str,
+        peer: &str,
+        address: IpAddr,
+        now: Instant,
+    ) -> Result<Claim, (ErrorCode, String)> {
+        self.introduce(worker, address)
+            .map_err(|message| (ErrorCode::RateLimited, message))?;
         let mut holders = self.holders();
         if let Some(holder) = holders.get(worker) {
             if now.saturating_duration_since(holder.last_seen) < holder.stale_after {
-                return Err(format!(
+                return Err((
+                    ErrorCode::IdInUse,
+                    format!(
                     "worker {worker:?} already has a live agent (connected from {}); each worker \
                      has one agent, and worker ids must be unique",
                     holder.peer
+                ),
                 ));
             }
         }
@@ -85,6 +113,28 @@ impl Gate {
             },
         );
         Ok(Claim { connection })
+    }
+
+    /// Records that `address` introduced `worker`, unless the address has introduced its
+    /// share of ids already (an id it introduced before is always welcome back).
+    fn introduce(&self, worker: &str, address: IpAddr) -> Result<(), String> {
+        let mut introduced = self
+            .introduced
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ids = introduced.entry(address).or_default();
+        if ids.contains(worker) {
+            return Ok(());
+        }
+        if ids.len() >= self.max_ids_per_address {
+            return Err(format!(
+                "address {address} already introduced {} worker ids, the most one address may \
+                 (--max-workers-per-address); reuse a worker id or raise the limit",
+                ids.len()
+            ));
+        }
+        ids.insert(worker.to_string());
+        Ok(())
     }
 
     /// Whether `claim` still holds `worker` (marking it live); false once another agent took
@@ -124,26 +174,31 @@ impl Gate {
 mod tests {
     use super::*;
 
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     #[test]
     fn one_live_agent_per_worker_until_it_leaves_or_goes_silent() {
-        let gate = Gate::new(None, Duration::from_secs(10), 3);
+        let gate = Gate::new(None, Duration::from_secs(10), 3, 64);
         let start = Instant::now();
-        let first = gate.claim("w1", "a:1", start).expect("free");
+        let first = gate.claim("w1", "a:1", HERE, start).expect("free");
         let err = gate
-            .claim("w1", "b:2", start + Duration::from_secs(1))
+            .claim("w1", "b:2", HERE, start + Duration::from_secs(1))
             .expect_err("a live agent holds w1");
-        assert!(err.contains("a:1"), "{err}");
-        assert!(gate.claim("w2", "b:2", start).is_ok(), "another worker");
+        assert!(err.1.contains("a:1"), "{err:?}");
+        assert!(
+            gate.claim("w2", "b:2", HERE, start).is_ok(),
+            "another worker"
+        );
         assert!(gate.refresh("w1", first, start + Duration::from_secs(5), None));
         gate.release("w1", first);
-        let second = gate.claim("w1", "b:2", start).expect("released");
+        let second = gate.claim("w1", "b:2", HERE, start).expect("released");
         assert!(
             !gate.refresh("w1", first, start, None),
             "the old claim is gone"
         );
         let late = start + Duration::from_secs(30);
         let third = gate
-            .claim("w1", "c:3", late)
+            .claim("w1", "c:3", HERE, late)
             .expect("the holder went silent");
         assert!(!gate.refresh("w1", second, late, None));
         gate.release("w1", second);
@@ -154,14 +209,46 @@ mod tests {
     }
 
     #[test]
+    fn one_address_introduces_at_most_its_share_of_ids() {
+        let gate = Gate::new(None, Duration::from_secs(10), 3, 3);
+        let now = Instant::now();
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+        let mut claims = Vec::new();
+        for id in ["a", "b", "c"] {
+            claims.push((id, gate.claim(id, "h:1", HERE, now).expect("under the cap")));
+        }
+        let (code, refused) = gate.claim("d", "h:1", HERE, now).expect_err("a fourth id");
+        assert_eq!(code, ErrorCode::RateLimited);
+        assert!(refused.contains("--max-workers-per-address"), "{refused}");
+        assert!(
+            gate.claim("d", "o:1", other, now).is_ok(),
+            "another address"
+        );
+        for (id, claim) in claims {
+            gate.release(id, claim);
+        }
+        assert!(
+            gate.claim("a", "h:2", HERE, now).is_ok(),
+            "an id it introduced"
+        );
+        assert!(
+            gate.claim("e", "h:2", HERE, now).is_err(),
+            "still its three"
+        );
+    }
+
+    #[test]
     fn a_heartbeating_agent_that_went_quiet_yields_its_worker_within_a_few_beats() {
-        let gate = Gate::new(None, Duration::from_secs(15), 3);
+        let gate = Gate::new(None, Duration::from_secs(15), 3, 64);
         let start = Instant::now();
-        let first = gate.claim("w1", "a:1", start).expect("free");
+        let first = gate.claim("w1", "a:1", HERE, start).expect("free");
         assert!(gate.refresh("w1", first, start, Some(Duration::from_secs(1))));
         let soon = start + Duration::from_secs(2);
-        assert!(gate.claim("w1", "a:2", soon).is_err(), "still live");
+        assert!(gate.claim("w1", "a:2", HERE, soon).is_err(), "still live");
         let later = start + Duration::from_secs(4);
-        assert!(gate.claim("w1", "a:2", later).is_ok(), "three beats missed");
+        assert!(
+            gate.claim("w1", "a:2", HERE, later).is_ok(),
+            "three beats missed"
+        );
     }
 }

@@ -215,6 +215,7 @@ impl Liveness {
             current_task: record.latest.current_task.clone(),
             last_report_secs_ago: silence,
             leasing_paused: paused,
+            pause_reason: None,
             latest: record.latest.clone(),
             history: record.history.iter().cloned().collect(),
         })
@@ -291,6 +292,7 @@ mod tests {
             disk_percent: 30.0,
             process_cpu_percent: None,
             process_rss_mb: None,
+            grid_cpu_percent: None,
             pid: Some(42),
             tasks_processed: 7,
             current_task: None,

@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod clock;
 mod downstream;
+pub mod flapping;
 mod gate;
 pub mod liveness;
 pub mod rules;
@@ -31,6 +32,15 @@ use crate::protocol::{
     check_listen, AdmissionLimits, ConnectionLimits, Greeting, Role, TlsArgs, TlsError,
     TlsServerArgs, TokenArgs, TokenError, Unprotected, DEFAULT_MAX_FRAME,
 };
+
+/// Default of --flap-changes: an honest crash and restart is two changes; six in a minute is
+/// three deaths, more than any healthy worker has.
+pub const DEFAULT_FLAP_CHANGES: u32 = 6;
+/// Default of --flap-window.
+pub const DEFAULT_FLAP_WINDOW: &str = "60s";
+/// Default of --max-workers-per-address: a host with many workers fits, an agent inventing ids
+/// does not.
+pub const DEFAULT_MAX_WORKERS_PER_ADDRESS: usize = 64;
 
 /// What anyone reaching an unprotected collector could do, for the refusal to start.
 const COLLECTOR_RISK: &str = "report workers dead and have their tasks taken from them";
@@ -68,6 +78,26 @@ pub struct CollectorConfig {
     /// JSON-lines alert log.
     #[arg(long, default_value = "data/alerts.log")]
     pub alert_log: PathBuf,
+    /// Size in bytes at which the alert log is rotated (alerts.log → alerts.log.1 → …).
+    #[arg(long, default_value_t = crate::telemetry::rotating_log::DEFAULT_MAX_BYTES)]
+    pub alert_log_max_bytes: u64,
+    /// Rotated alert logs kept besides the live one; the oldest is deleted.
+    #[arg(long, default_value_t = crate::telemetry::rotating_log::DEFAULT_KEEP)]
+    pub alert_log_keep: u32,
+    /// Alert changes (firings and resolutions) one worker may have within --flap-window; one
+    /// more and it is flapping: one `worker_flapping` alert, then its alerts (and `worker_down`
+    /// to the master) are held until it has been stable for a whole window, when its final
+    /// state is sent once.
+    #[arg(long, default_value_t = DEFAULT_FLAP_CHANGES)]
+    pub flap_changes: u32,
+    /// The window of --flap-changes, and how long a flapping worker must stay stable.
+    #[arg(long, default_value = DEFAULT_FLAP_WINDOW, value_parser = parse_duration)]
+    pub flap_window: Duration,
+    /// Distinct worker ids the agents of one address may introduce while the collector runs;
+    /// more are refused. Each id costs the collector state it keeps; raise it for a host that
+    /// runs (or has restarted with new ids) more workers.
+    #[arg(long, default_value_t = DEFAULT_MAX_WORKERS_PER_ADDRESS)]
+    pub max_workers_per_address: usize,
     /// TOML file with alert thresholds (`cpu_percent`, `cpu_for`, `memory_percent`,
     /// `memory_for`, `no_report_after`, `heartbeat_misses`; durations in seconds). Flags and
     /// environment win.
@@ -324,10 +354,20 @@ pub async fn run(
         path: config.alert_log.clone(),
         source,
     };
-    let firing = AlertLog::still_firing(&config.alert_log).map_err(alert_log_error)?;
-    let log = AlertLog::open(&config.alert_log).map_err(alert_log_error)?;
+    let firing = AlertLog::still_firing(&config.alert_log, config.alert_log_keep)
+        .map_err(alert_log_error)?;
+    let log = AlertLog::open(
+        &config.alert_log,
+        config.alert_log_max_bytes,
+        config.alert_log_keep,
+    )
+    .map_err(alert_log_error)?;
     let (items_tx, items_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut watchtower = Watchtower::new(thresholds.clone(), log, items_tx);
+    let flapping = flapping::FlapSettings {
+        changes: config.flap_changes,
+        window: config.flap_window,
+    };
+    let mut watchtower = Watchtower::new(thresholds.clone(), flapping, log, items_tx);
     let adopted = watchtower.reconcile(&firing, Moment::now());
     if adopted > 0 {
         tracing::info!(
@@ -343,6 +383,7 @@ pub async fn run(
         downstream.token.clone(),
         stale_after,
         thresholds.heartbeat_misses,
+        config.max_workers_per_address,
     ));
     let local = listener
         .local_addr()

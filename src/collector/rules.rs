@@ -301,16 +301,24 @@ impl RuleEngine {
                 ),
             },
             // Resource rules judge fresh data only; a silent worker is the other rule's business.
-            RuleKind::CpuHigh => Verdict {
-                holds: !stale && report.cpu_percent > self.thresholds.cpu_percent,
-                value: Some(report.cpu_percent),
-                message: format!(
-                    "worker {worker}: host CPU {:.1}% above {}% for {} s",
-                    report.cpu_percent,
-                    self.thresholds.cpu_percent,
-                    self.thresholds.cpu_for.as_secs()
-                ),
-            },
+            // CPU pressure is what is left after the grid's own workers: a host busy with the
+            // grid's tasks is the grid working, and pausing for it would stall every long job.
+            RuleKind::CpuHigh => {
+                let grid = report.grid_cpu_percent.unwrap_or(0.0);
+                let others = (report.cpu_percent - grid).max(0.0);
+                Verdict {
+                    holds: !stale && others > self.thresholds.cpu_percent,
+                    value: Some(others),
+                    message: format!(
+                        "worker {worker}: host CPU {:.1}% without the grid's workers ({:.1}% with \
+                         them) above {}% for {} s",
+                        others,
+                        report.cpu_percent,
+                        self.thresholds.cpu_percent,
+                        self.thresholds.cpu_for.as_secs()
+                    ),
+                }
+            }
             RuleKind::MemoryHigh => Verdict {
                 holds: !stale && report.memory_percent > self.thresholds.memory_percent,
                 value: Some(report.memory_percent),

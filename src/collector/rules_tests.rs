@@ -17,6 +17,7 @@ fn report(worker: &str, status: WorkerStatus, cpu: f64, memory: f64) -> WorkerRe
         disk_percent: 10.0,
         process_cpu_percent: None,
         process_rss_mb: None,
+        grid_cpu_percent: None,
         pid: None,
         tasks_processed: 0,
         current_task: None,
@@ -82,6 +83,31 @@ fn cpu_high_fires_once_after_five_minutes_and_resolves_once() {
     assert_eq!(fired.severity, Severity::Warning);
     assert_eq!(fired.active_since, t0.unix_secs);
     assert_eq!(fired.value, Some(99.0));
+}
+
+#[test]
+fn a_host_busy_with_the_grids_own_workers_never_pauses_them() {
+    let mut engine = RuleEngine::new(Thresholds::default());
+    let t0 = Moment::now();
+    // Ten minutes at 99 % host CPU, 97 points of it the grid's workers: no pressure from
+    // elsewhere, so no alert and no pause, however long the job runs.
+    let events = feed(&mut engine, t0, 0..600, |_| {
+        let mut busy = report("w1", WorkerStatus::Alive, 99.0, 40.0);
+        busy.grid_cpu_percent = Some(97.0);
+        busy
+    });
+    assert_eq!(summary(&events), []);
+    assert!(!engine.should_pause_leasing("w1"));
+    // Another program taking the host beside a modest grid load is still pressure.
+    let t1 = t0.plus(Duration::from_secs(600));
+    let events = feed(&mut engine, t1, 0..400, |_| {
+        let mut contended = report("w1", WorkerStatus::Alive, 99.5, 40.0);
+        contended.grid_cpu_percent = Some(2.0);
+        contended
+    });
+    assert_eq!(summary(&events), [(300, "cpu_high", AlertState::Firing)]);
+    assert_eq!(events[0].1.value, Some(97.5));
+    assert!(engine.should_pause_leasing("w1"));
 }
 
 #[test]

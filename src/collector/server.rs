@@ -147,8 +147,9 @@ async fn handle(
         return;
     };
     let mut conn = limits.unauthenticated(stream);
+    let address = peer.ip();
     let peer = peer.to_string();
-    let admitting = tokio::time::timeout_at(deadline, admit(&mut conn, &gate, &peer));
+    let admitting = tokio::time::timeout_at(deadline, admit(&mut conn, &gate, &peer, address));
     let mut admitted = tokio::select! {
         admitted = admitting => admitted.unwrap_or_else(|_| Err(Some(limits.hello_late()))),
         _ = slot.evicted() => Err(Some((ErrorCode::Busy, slot.evicted_message()))),
@@ -200,6 +201,7 @@ async fn admit(
     conn: &mut Connection<Stream>,
     gate: &Gate,
     peer: &str,
+    address: std::net::IpAddr,
 ) -> Result<Option<Reporter>, Option<(ErrorCode, String)>> {
     let Peer { role, id, .. } = read_hello(conn, gate.token())
         .await
@@ -212,8 +214,8 @@ async fn admit(
         return Err(Some((ErrorCode::BadMessage, message.to_string())));
     };
     let claim = gate
-        .claim(&worker, peer, Instant::now())
-        .map_err(|message| Some((ErrorCode::IdInUse, message)))?;
+        .claim(&worker, peer, address, Instant::now())
+        .map_err(Some)?;
     Ok(Some(Reporter { worker, claim }))
 }
 

@@ -9,6 +9,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::alert::AlertLog;
 use super::clock::Moment;
+use super::flapping::{FlapDamper, FlapSettings};
 use super::liveness::Liveness;
 use super::rules::{Observation, RuleEngine, Thresholds};
 use crate::protocol::{Alert, AlertState, Severity, WorkerReport, WorkerView};
@@ -50,15 +51,18 @@ pub struct Watchtower {
     log: AlertLog,
     downstream: UnboundedSender<Outgoing>,
     recent: std::collections::VecDeque<Alert>,
+    damper: FlapDamper,
 }
 
 /// Alert events kept in memory for `alerts` queries answered by the collector itself.
 const RECENT_ALERTS: usize = 200;
 
 impl Watchtower {
-    /// A watchtower with the given thresholds, writing alerts to `log` and sending downstream.
+    /// A watchtower with the given thresholds, writing alerts to `log` and sending downstream,
+    /// damping workers that flap as `flapping` says.
     pub fn new(
         thresholds: Thresholds,
+        flapping: FlapSettings,
         log: AlertLog,
         downstream: UnboundedSender<Outgoing>,
     ) -> Watchtower {
@@ -68,6 +72,7 @@ impl Watchtower {
             log,
             downstream,
             recent: std::collections::VecDeque::new(),
+            damper: FlapDamper::new(flapping),
         }
     }
 
@@ -104,6 +109,10 @@ impl Watchtower {
     /// worker's view so its store entry does not expire while the collector watches it. A worker
     /// whose alerts changed is republished at once, so `workers` shows a lost host as such.
     pub fn tick(&mut self, now: Moment, refresh: bool) {
+        for alert in self.damper.settle(now) {
+            let last_task = self.last_task(&alert.worker_id);
+            self.emit(alert, last_task);
+        }
         for worker in self.liveness.worker_ids() {
             let changed = self.evaluate(&worker, now);
             if refresh || changed {
@@ -133,10 +142,7 @@ impl Watchtower {
         self.liveness
             .worker_ids()
             .iter()
-            .filter_map(|w| {
-                self.liveness
-                    .view(w, now, self.rules.should_pause_leasing(w))
-            })
+            .filter_map(|w| self.view(w, now))
             .collect()
     }
 
@@ -159,15 +165,21 @@ impl Watchtower {
             ),
             None => return false,
         };
-        let last_task = self
-            .liveness
-            .latest(worker)
-            .and_then(|heard| heard.report.current_task.clone());
+        let last_task = self.last_task(worker);
         let changed = !events.is_empty();
-        for alert in events {
-            self.emit(alert, last_task.clone());
+        for event in events {
+            for alert in self.damper.pass(event, now) {
+                self.emit(alert, last_task.clone());
+            }
         }
         changed
+    }
+
+    /// The task `worker` last reported running.
+    fn last_task(&self, worker: &str) -> Option<String> {
+        self.liveness
+            .latest(worker)
+            .and_then(|heard| heard.report.current_task.clone())
     }
 
     fn emit(&mut self, alert: Alert, last_task_id: Option<String>) {
@@ -197,10 +209,17 @@ impl Watchtower {
     }
 
     fn publish(&self, worker: &str, now: Moment) {
-        let paused = self.rules.should_pause_leasing(worker);
-        if let Some(view) = self.liveness.view(worker, now, paused) {
+        if let Some(view) = self.view(worker, now) {
             let _ = self.downstream.send(Outgoing::Worker(Box::new(view)));
         }
+    }
+
+    /// A worker's liveness view with its lease verdict and the reason for a pause.
+    fn view(&self, worker: &str, now: Moment) -> Option<WorkerView> {
+        let verdict = self.verdict(worker);
+        let mut view = self.liveness.view(worker, now, verdict.pause)?;
+        view.pause_reason = verdict.reason;
+        Some(view)
     }
 }
 

@@ -8,14 +8,15 @@
 
 use std::io::{self, Write};
 use std::ops::Range;
+use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{JobContext, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError, TaskSource};
 use crate::julia::{
-    colorize, render_rows, JuliaError, JuliaGrid, JuliaParams, DEFAULT_C_IM, DEFAULT_C_RE,
-    DEFAULT_ITERATIONS, DEFAULT_REGION,
+    colorize, render_rows, render_rows_until, JuliaError, JuliaGrid, JuliaParams, DEFAULT_C_IM,
+    DEFAULT_C_RE, DEFAULT_ITERATIONS, DEFAULT_REGION,
 };
 use crate::protocol::ErrorCode;
 
@@ -70,10 +71,28 @@ impl JuliaSubmission {
         }
     }
 
-    /// Checks the parameters and the band count against the frame limit; returns the spec.
-    pub fn check(&self, max_frame: usize) -> Result<JuliaJobSpec, JuliaSpecError> {
+    /// Checks the parameters, the work against `max_iterations` (real pixels × iteration limit)
+    /// and the band count against the frame limit; returns the spec.
+    pub fn check(
+        &self,
+        max_frame: usize,
+        max_iterations: u64,
+    ) -> Result<JuliaJobSpec, JuliaSpecError> {
         let grid = JuliaGrid::new(self.params())?;
         let (width, height) = (grid.width(), grid.height());
+        let iterations = u64::from(grid.params().max_iterations);
+        let work = (width as u64)
+            .saturating_mul(height as u64)
+            .saturating_mul(iterations);
+        if work > max_iterations {
+            return Err(JuliaSpecError::TooMuchWork {
+                width,
+                height,
+                iterations,
+                work,
+                max: max_iterations,
+            });
+        }
         let widest_band = (max_frame / BYTES_PER_PIXEL).max(1);
         let fewest = height.div_ceil((widest_band / width).max(1)).max(1);
         if widest_band < width {
@@ -117,6 +136,23 @@ pub enum JuliaSpecError {
         fewest: usize,
         /// The image's real rows.
         height: usize,
+    },
+    /// More iterations than the master's cap allows one job.
+    #[error(
+        "{width}×{height} pixels × {iterations} iterations = {work} iterations exceeds the \
+         master's cap of {max} per job (--max-julia-work); lower the size or the iterations"
+    )]
+    TooMuchWork {
+        /// Real columns.
+        width: usize,
+        /// Real rows.
+        height: usize,
+        /// The iteration limit per pixel.
+        iterations: u64,
+        /// Pixels × iterations.
+        work: u64,
+        /// The master's cap.
+        max: u64,
     },
     /// A single row larger than one frame carries.
     #[error("a row of {width} pixels does not fit the master's {max_frame}-byte frame limit; lower the width")]
@@ -458,7 +494,7 @@ impl JobKind for JuliaKind {
     ) -> Result<JuliaJobSpec, Refusal> {
         super::refuse_upload(JULIA_KIND, upload)?;
         submission
-            .check(limits.max_frame)
+            .check(limits.max_frame, limits.work.julia_iterations)
             .map_err(|e| Refusal::new(ErrorCode::BadMessage, format!("julia: {e}")))
     }
 
@@ -490,6 +526,25 @@ impl JobKind for JuliaKind {
             first_row: task.first_row,
             counts,
         }
+    }
+
+    fn run_until(
+        &self,
+        grid: &JuliaGrid,
+        task: &JuliaTaskSpec,
+        _input: &[u8],
+        stop: &AtomicBool,
+    ) -> Option<JuliaBand> {
+        let rows = task.first_row as usize..task.end_row as usize;
+        let counts = match render_rows_until(grid, rows, stop) {
+            Ok(counts) => counts?,
+            // As in `run`: an out-of-image band yields no counts.
+            Err(_) => Vec::new(),
+        };
+        Some(JuliaBand {
+            first_row: task.first_row,
+            counts,
+        })
     }
 
     fn matches(&self, band: &JuliaBand) -> u64 {
@@ -552,6 +607,7 @@ mod tests {
         max_upload: 0,
         max_frame: 1 << 24,
         default_chunk_size: 1,
+        work: jobs::WorkCaps::DEFAULT,
     };
 
     fn submission(width: u32, height: u32, bands: Option<u32>) -> serde_json::Value {
@@ -642,7 +698,7 @@ mod tests {
             region: None,
             bands: Some(1),
         }
-        .check(LIMITS.max_frame)
+        .check(LIMITS.max_frame, LIMITS.work.julia_iterations)
         .unwrap();
         let grid = JuliaGrid::new(spec.params).unwrap();
         let image = JuliaImage {

@@ -15,6 +15,7 @@
 //! kinds whose output is a summary print beside their own figures.
 
 use std::io::{self, Write};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -61,9 +62,8 @@ fn known_kinds() -> String {
         .join(", ")
 }
 
-/// Longest job id, in bytes. Ids name files on the master (hex-encoded, so twice as long), and
-/// this keeps every such name well below the usual 255-byte file-name limit.
-pub const MAX_JOB_ID_LEN: usize = 100;
+/// Longest job id, in bytes: the id rule shared with worker ids.
+pub const MAX_JOB_ID_LEN: usize = crate::protocol::MAX_ID_LEN;
 
 /// Largest submitted job spec, as JSON bytes, unless a kind sets its own
 /// [`JobKind::MAX_SPEC_BYTES`]: a spec may be copied into every task, so it must stay small.
@@ -78,6 +78,34 @@ pub struct SubmitLimits {
     pub max_frame: usize,
     /// Bases per search chunk when the client does not say.
     pub default_chunk_size: u64,
+    /// Most work one job may ask for, per kind.
+    pub work: WorkCaps,
+}
+
+/// Most work one job may ask for: a job over its kind's cap is refused before any task exists,
+/// so one submission cannot occupy every worker for days.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkCaps {
+    /// Most Julia iterations a job may ask for: real pixels × the iteration limit.
+    pub julia_iterations: u64,
+    /// Most particle disc-steps a job may ask for: replicas × discs × steps.
+    pub particle_disc_steps: u64,
+}
+
+impl WorkCaps {
+    /// Default Julia cap, 10¹¹ iterations: an 8192² image at 1,490 iterations, or ten thousand
+    /// times the classic 1000² benchmark at 300, and in the worst case (every pixel running to
+    /// the limit) a few core-minutes.
+    pub const DEFAULT_JULIA_ITERATIONS: u64 = 100_000_000_000;
+    /// Default particle cap, 10¹² disc-steps: fifty replicas of the largest task (2·10¹⁰
+    /// disc-steps, about ten minutes of one core), about eight core-hours, and 60,000 times the
+    /// largest documented example (2000 discs × 1000 steps × 8 replicas).
+    pub const DEFAULT_PARTICLE_DISC_STEPS: u64 = 1_000_000_000_000;
+    /// The defaults.
+    pub const DEFAULT: WorkCaps = WorkCaps {
+        julia_iterations: Self::DEFAULT_JULIA_ITERATIONS,
+        particle_disc_steps: Self::DEFAULT_PARTICLE_DISC_STEPS,
+    };
 }
 
 /// Why the master refuses a submission: a protocol error code and a message for the user.
@@ -315,6 +343,18 @@ pub trait JobKind: Send + Sync + 'static {
         task: &Self::TaskSpec,
         input: &[u8],
     ) -> Self::TaskResult;
+    /// Runs one task like [`JobKind::run`], giving up with `None` soon after `stop` is set (its
+    /// lease was lost or its job cancelled). Kinds whose kernels check a flag override it; the
+    /// default runs to the end.
+    fn run_until(
+        &self,
+        prepared: &Self::Prepared,
+        task: &Self::TaskSpec,
+        input: &[u8],
+        _stop: &AtomicBool,
+    ) -> Option<Self::TaskResult> {
+        Some(self.run(prepared, task, input))
+    }
     /// The task's contribution to the job's progress count.
     fn matches(&self, result: &Self::TaskResult) -> u64;
     /// The largest contribution an honest result of this task can make, from its spec and input
@@ -339,7 +379,18 @@ pub trait JobKind: Send + Sync + 'static {
 /// Per-job state prepared on a worker, ready to run the job's tasks.
 pub trait PreparedTask: Send + Sync {
     /// Runs one task of the job on its input.
-    fn run(&self, task: &serde_json::Value, input: &[u8]) -> Result<TaskOutcome, TaskError>;
+    fn run(&self, task: &serde_json::Value, input: &[u8]) -> Result<TaskOutcome, TaskError> {
+        let never = AtomicBool::new(false);
+        self.run_until(task, input, &never)
+            .map(|outcome| outcome.expect("never stopped"))
+    }
+    /// Runs one task of the job on its input, giving up with `Ok(None)` soon after `stop` is set.
+    fn run_until(
+        &self,
+        task: &serde_json::Value,
+        input: &[u8],
+        stop: &AtomicBool,
+    ) -> Result<Option<TaskOutcome>, TaskError>;
 }
 
 /// A job kind as the master, the workers and the clients see it: JSON in, JSON out.
@@ -399,18 +450,26 @@ struct Prepared<K: JobKind> {
 }
 
 impl<K: JobKind> PreparedTask for Prepared<K> {
-    fn run(&self, task: &serde_json::Value, input: &[u8]) -> Result<TaskOutcome, TaskError> {
+    fn run_until(
+        &self,
+        task: &serde_json::Value,
+        input: &[u8],
+        stop: &AtomicBool,
+    ) -> Result<Option<TaskOutcome>, TaskError> {
         let task: K::TaskSpec = decode_task::<K>(task)?;
         let result = if self.kind.prepared_fits(&self.state, &task) {
-            self.kind.run(&self.state, &task, input)
+            self.kind.run_until(&self.state, &task, input, stop)
         } else {
             let own = self.kind.prepare(&task)?;
-            self.kind.run(&own, &task, input)
+            self.kind.run_until(&own, &task, input, stop)
+        };
+        let Some(result) = result else {
+            return Ok(None);
         };
         let matches = self.kind.matches(&result);
         let payload = serde_json::to_value(&result)
             .map_err(|e| TaskError(format!("{} result encoding: {e}", K::NAME)))?;
-        Ok(TaskOutcome { payload, matches })
+        Ok(Some(TaskOutcome { payload, matches }))
     }
 }
 

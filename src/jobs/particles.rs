@@ -1,5 +1,5 @@
 //! The `particles` job kind: an ensemble of independent simulations. Replica i of a job with seed
-//! K runs the pure kernel ([`simulate`]) from seed K + i as task i, so the tasks' results, in task
+//! K runs the pure kernel ([`crate::particles::simulate`]) from seed K + i as task i, so the tasks' results, in task
 //! order, are the replicas ordered by seed, whichever worker ran them and however often.
 //!
 //! Output formats: `text` (a table for people) and `json` (a `replicas` list ordered by seed;
@@ -7,13 +7,14 @@
 //! maximum for several).
 
 use std::io::{self, Write};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{JobContext, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError, TaskSource};
-use crate::particles::{simulate, ParticleError, ParticleParams};
+use crate::particles::{simulate_until, ParticleError, ParticleParams};
 use crate::protocol::ErrorCode;
 
 /// The job kind name stored with each particle job.
@@ -45,6 +46,23 @@ pub enum ParticlesSpecError {
     /// Zero replicas, or more than [`MAX_REPLICAS`].
     #[error("replicas must be between 1 and {MAX_REPLICAS}, got {0}")]
     Replicas(u32),
+    /// More disc-steps than the master's cap allows one job.
+    #[error(
+        "{replicas} replicas × {particles} discs × {steps} steps = {work} disc-steps exceeds the \
+         master's cap of {max} per job (--max-particle-work); lower the replicas, discs or steps"
+    )]
+    TooMuchWork {
+        /// Replicas asked for.
+        replicas: u32,
+        /// Discs per simulation.
+        particles: u32,
+        /// Steps per simulation.
+        steps: u64,
+        /// Replicas × discs × steps.
+        work: u64,
+        /// The master's cap.
+        max: u64,
+    },
     /// Seeds K..K+R−1 that do not fit 64 bits.
     #[error(
         "seed {seed} + {replicas} replicas passes the largest seed, {}; lower the seed",
@@ -59,11 +77,24 @@ pub enum ParticlesSpecError {
 }
 
 impl ParticlesSubmission {
-    /// Checks every limit; returns the job's spec with the kernel's defaults filled in.
-    pub fn check(&self) -> Result<ParticlesJobSpec, ParticlesSpecError> {
+    /// Checks every limit, the job's work (replicas × discs × steps) against
+    /// `max_disc_steps` among them; returns the job's spec with the kernel's defaults filled in.
+    pub fn check(&self, max_disc_steps: u64) -> Result<ParticlesJobSpec, ParticlesSpecError> {
         let replicas = self.replicas.unwrap_or(1);
         if replicas == 0 || replicas > MAX_REPLICAS {
             return Err(ParticlesSpecError::Replicas(replicas));
+        }
+        let work = u64::from(replicas)
+            .saturating_mul(u64::from(self.particles))
+            .saturating_mul(self.steps);
+        if work > max_disc_steps {
+            return Err(ParticlesSpecError::TooMuchWork {
+                replicas,
+                particles: self.particles,
+                steps: self.steps,
+                work,
+                max: max_disc_steps,
+            });
         }
         if self.seed.checked_add(u64::from(replicas) - 1).is_none() {
             return Err(ParticlesSpecError::SeedOverflow {
@@ -119,11 +150,18 @@ pub struct Replica {
 impl Replica {
     /// Runs the simulation of `params`, timing it.
     pub fn run(params: &ParticleParams) -> Replica {
+        let never = AtomicBool::new(false);
+        Self::run_until(params, &never).expect("never stopped")
+    }
+
+    /// [`Replica::run`] that gives up with `None` soon after `stop` is set.
+    pub fn run_until(params: &ParticleParams, stop: &AtomicBool) -> Option<Replica> {
         let started = Instant::now();
-        let outcome = simulate(params);
+        let outcome = simulate_until(params, stop);
         let seconds = started.elapsed().as_secs_f64();
-        match outcome {
-            Ok(outcome) => Replica {
+        Some(match outcome {
+            Ok(None) => return None,
+            Ok(Some(outcome)) => Replica {
                 seed: params.seed,
                 collisions: outcome.collisions,
                 wall_bounces: outcome.wall_bounces,
@@ -141,7 +179,7 @@ impl Replica {
                 seconds,
                 error: Some(err.to_string()),
             },
-        }
+        })
     }
 
     /// |E_end − E_start| / E_start (0 for a box at rest).
@@ -387,11 +425,11 @@ impl JobKind for ParticlesKind {
         &self,
         submission: ParticlesSubmission,
         upload: Option<u64>,
-        _limits: &SubmitLimits,
+        limits: &SubmitLimits,
     ) -> Result<ParticlesJobSpec, Refusal> {
         super::refuse_upload(PARTICLES_KIND, upload)?;
         submission
-            .check()
+            .check(limits.work.particle_disc_steps)
             .map_err(|e| Refusal::new(ErrorCode::BadMessage, format!("particles: {e}")))
     }
 
@@ -413,6 +451,16 @@ impl JobKind for ParticlesKind {
 
     fn run(&self, _prepared: &(), task: &ParticlesTaskSpec, _input: &[u8]) -> Replica {
         Replica::run(&task.params)
+    }
+
+    fn run_until(
+        &self,
+        _prepared: &(),
+        task: &ParticlesTaskSpec,
+        _input: &[u8],
+        stop: &AtomicBool,
+    ) -> Option<Replica> {
+        Replica::run_until(&task.params, stop)
     }
 
     fn matches(&self, replica: &Replica) -> u64 {
@@ -466,6 +514,7 @@ mod tests {
         max_upload: 0,
         max_frame: 1 << 24,
         default_chunk_size: 1,
+        work: jobs::WorkCaps::DEFAULT,
     };
 
     #[test]
@@ -482,7 +531,8 @@ mod tests {
         let seeds: Vec<u64> = report.replicas.iter().map(|r| r.seed).collect();
         assert_eq!(seeds, [7, 8, 9, 10]);
         for replica in &report.replicas {
-            let alone = simulate(&ParticleParams::new(30, 20, replica.seed)).unwrap();
+            let alone =
+                crate::particles::simulate(&ParticleParams::new(30, 20, replica.seed)).unwrap();
             assert_eq!(replica.collisions, alone.collisions);
             assert_eq!(replica.kinetic_energy_end, alone.kinetic_energy_end);
         }

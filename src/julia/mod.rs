@@ -18,7 +18,7 @@ mod color;
 mod render;
 
 pub use color::colorize;
-pub use render::{escape_count, render, render_rows, render_with_threads};
+pub use render::{escape_count, render, render_rows, render_rows_until, render_with_threads};
 
 use std::ops::Range;
 

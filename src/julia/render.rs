@@ -4,6 +4,7 @@
 //! many threads and the benchmark's single-threaded loop give the same pixels.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::{JuliaError, JuliaGrid};
@@ -59,8 +60,20 @@ fn modulus_below_two(re: f64, im: f64) -> bool {
 pub fn render_rows(grid: &JuliaGrid, rows: Range<usize>) -> Result<Vec<u32>, JuliaError> {
     grid.check_rows(&rows)?;
     let mut counts = vec![0; rows.len() * grid.width()];
-    fill_rows(grid, rows.start, &mut counts);
+    fill_rows(grid, rows.start, &mut counts, &AtomicBool::new(false));
     Ok(counts)
+}
+
+/// [`render_rows`] that gives up when `stop` is set, checked before each row: `None` once
+/// stopped. A row costs at most width × iteration limit, so a stop is seen within one row.
+pub fn render_rows_until(
+    grid: &JuliaGrid,
+    rows: Range<usize>,
+    stop: &AtomicBool,
+) -> Result<Option<Vec<u32>>, JuliaError> {
+    grid.check_rows(&rows)?;
+    let mut counts = vec![0; rows.len() * grid.width()];
+    Ok(fill_rows(grid, rows.start, &mut counts, stop).then_some(counts))
 }
 
 /// The whole image on all available cores.
@@ -81,7 +94,7 @@ pub fn render_with_threads(grid: &JuliaGrid, threads: usize) -> Vec<u32> {
     }
     let threads = threads.clamp(1, grid.height().div_ceil(ROWS_PER_BAND));
     if threads == 1 {
-        fill_rows(grid, 0, &mut counts);
+        fill_rows(grid, 0, &mut counts, &AtomicBool::new(false));
         return counts;
     }
     let bands = Mutex::new(counts.chunks_mut(ROWS_PER_BAND * width).enumerate());
@@ -94,26 +107,31 @@ pub fn render_with_threads(grid: &JuliaGrid, threads: usize) -> Vec<u32> {
                     Err(_) => None,
                 };
                 let Some((band, slice)) = next else { break };
-                fill_rows(grid, band * ROWS_PER_BAND, slice);
+                fill_rows(grid, band * ROWS_PER_BAND, slice, &AtomicBool::new(false));
             });
         }
     });
     counts
 }
 
-/// Fills `out` (whole rows) with the counts of the rows starting at `first_row`.
-fn fill_rows(grid: &JuliaGrid, first_row: usize, out: &mut [u32]) {
+/// Fills `out` (whole rows) with the counts of the rows starting at `first_row`; false if
+/// `stop` was set before a row, leaving the rest unfilled.
+fn fill_rows(grid: &JuliaGrid, first_row: usize, out: &mut [u32], stop: &AtomicBool) -> bool {
     let params = grid.params();
     let xs = grid.xs();
     if xs.is_empty() {
-        return;
+        return true;
     }
     for (row, line) in out.chunks_mut(xs.len()).enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
         let y = grid.ys()[first_row + row];
         for (pixel, &x) in line.iter_mut().zip(xs) {
             *pixel = escape_count(x, y, params.c_re, params.c_im, params.max_iterations);
         }
     }
+    true
 }
 
 #[cfg(test)]
@@ -132,6 +150,19 @@ mod tests {
             let (re, im) = (radius * (t * 6.3).cos(), radius * (t * 6.3).sin());
             assert_eq!(modulus_below_two(re, im), re.hypot(im) < 2.0);
         }
+    }
+
+    #[test]
+    fn a_set_stop_gives_up_before_the_next_row() {
+        let grid = JuliaGrid::new(super::super::JuliaParams::classic(20)).unwrap();
+        let stop = AtomicBool::new(false);
+        let whole = render_rows(&grid, 0..grid.height()).unwrap();
+        assert_eq!(
+            render_rows_until(&grid, 0..grid.height(), &stop).unwrap(),
+            Some(whole)
+        );
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(render_rows_until(&grid, 0..3, &stop).unwrap(), None);
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub fn run_julia(args: &BenchJuliaArgs) -> Result<(), ToolError> {
         bands: None,
     };
     let spec = submission
-        .check(usize::MAX)
+        .check(usize::MAX, u64::MAX)
         .map_err(|e| ToolError::Usage(format!("julia: {e}")))?;
     for &bands in &args.bands {
         if bands == 0 || bands > spec.height {
@@ -242,7 +242,7 @@ pub fn run_particles(args: &BenchParticlesArgs) -> Result<(), ToolError> {
         replicas: Some(replicas),
     };
     let spec = submission(largest)
-        .check()
+        .check(u64::MAX)
         .map_err(|e| ToolError::Usage(format!("particles: {e}")))?;
     if args.replicas.contains(&0) {
         return Err(ToolError::Usage("--replicas: counts start at 1".into()));
@@ -282,7 +282,7 @@ pub fn run_particles(args: &BenchParticlesArgs) -> Result<(), ToolError> {
             replicas,
         );
         let spec = submission(replicas)
-            .check()
+            .check(u64::MAX)
             .map_err(|e| ToolError::Usage(e.to_string()))?;
         for _ in 0..runs {
             let started = Instant::now();

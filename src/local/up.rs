@@ -70,6 +70,15 @@ impl Cluster {
     pub async fn start(args: &UpArgs) -> Result<Self, ClientError> {
         let exe = std::env::current_exe()
             .map_err(|e| ClientError::Usage(format!("cannot find the gridwatch binary: {e}")))?;
+        // Checked before anything starts or any address file is touched, so the grid that
+        // holds the directory keeps running undisturbed.
+        if let Some(pid) = gridwatch::master::data_dir_holder(&args.data_dir) {
+            return Err(ClientError::Usage(format!(
+                "the data directory {} is in use by another master (pid {pid}); stop that grid, \
+                 or give this one its own --data-dir",
+                args.data_dir.display()
+            )));
+        }
         let log_dir = args.data_dir.join("logs");
         std::fs::create_dir_all(&log_dir)
             .map_err(|e| ClientError::Usage(format!("{}: {e}", log_dir.display())))?;

@@ -14,6 +14,14 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
 /// Default upload limit: 4 GiB, room for a human genome (about 3.1 G bases) as plain FASTA.
 pub const DEFAULT_MAX_UPLOAD: u64 = 4 * 1024 * 1024 * 1024;
 
+/// Default jobs one client address may submit per minute: a person or a script loading a batch
+/// file of a few hundred tasks never meets it; a flood of jobs does.
+pub const DEFAULT_JOBS_PER_MINUTE: u32 = 600;
+
+/// Default queued tasks (the pieces workers lease) one client address may add per minute: ten
+/// of the largest jobs.
+pub const DEFAULT_TASKS_PER_MINUTE: u64 = 1_000_000;
+
 /// Where the master serves its HTTP API and dashboard unless told otherwise.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 
@@ -40,9 +48,25 @@ pub struct MasterArgs {
     /// smaller than the announced size.
     #[arg(long, env = "GRIDWATCH_MAX_UPLOAD", default_value_t = DEFAULT_MAX_UPLOAD)]
     pub max_upload: u64,
-    /// Jobs one client address may submit per minute; more are refused until the minute passes.
-    #[arg(long, env = "GRIDWATCH_JOBS_PER_MINUTE", default_value_t = 10)]
+    /// Jobs one client address may submit per minute, counting every way in: a submit, each
+    /// task of a batch file (`gridwatch load`), each job of an HTTP `POST /jobs`. More are
+    /// refused until the minute passes. Files of the drop directory do not count.
+    #[arg(long, env = "GRIDWATCH_JOBS_PER_MINUTE", default_value_t = DEFAULT_JOBS_PER_MINUTE)]
     pub jobs_per_minute: u32,
+    /// Queued tasks (the pieces of jobs that workers lease) one client address may add per
+    /// minute, counted the same ways as --jobs-per-minute.
+    #[arg(long, env = "GRIDWATCH_TASKS_PER_MINUTE", default_value_t = DEFAULT_TASKS_PER_MINUTE)]
+    pub tasks_per_minute: u64,
+    /// Largest batch file, in bytes: a dropped file or an HTTP `POST /jobs` body, refused
+    /// before it is read. (`gridwatch load` checks its file against its own --max-batch-file;
+    /// over the protocol a batch comes in messages of at most --max-frame bytes and
+    /// --max-batch-tasks jobs.)
+    #[arg(long, env = "GRIDWATCH_MAX_BATCH_FILE", default_value_t = crate::jobs::batch::MAX_FILE_BYTES)]
+    pub max_batch_file: u64,
+    /// Most tasks one batch file may hold (each becomes a job); parsing stops at the first one
+    /// past it.
+    #[arg(long, env = "GRIDWATCH_MAX_BATCH_TASKS", default_value_t = crate::jobs::batch::MAX_TASKS)]
+    pub max_batch_tasks: usize,
     /// Most connections served at once. Extra connections wait in the queue (see
     /// --connection-queue).
     #[arg(long, env = "GRIDWATCH_MAX_CONNECTIONS", default_value_t = 256)]
@@ -93,6 +117,16 @@ pub struct MasterArgs {
     /// Deliveries of a task before it is dead-lettered and its job fails.
     #[arg(long, env = "GRIDWATCH_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
+    /// Most iterations one Julia job may ask for (real pixels × iteration limit); a job over it
+    /// is refused, naming its figure. The default allows an 8192² image at 1,490 iterations, and
+    /// bounds a job to a few core-minutes.
+    #[arg(long, env = "GRIDWATCH_MAX_JULIA_WORK", default_value_t = crate::jobs::WorkCaps::DEFAULT_JULIA_ITERATIONS)]
+    pub max_julia_work: u64,
+    /// Most disc-steps one particle job may ask for (replicas × discs × steps); a job over it is
+    /// refused, naming its figure. The default is fifty replicas of the largest task, about eight
+    /// core-hours.
+    #[arg(long, env = "GRIDWATCH_MAX_PARTICLE_WORK", default_value_t = crate::jobs::WorkCaps::DEFAULT_PARTICLE_DISC_STEPS)]
+    pub max_particle_work: u64,
     /// The cluster token every connection must present in its hello. Required when --listen
     /// or --http is not a loopback address, unless --insecure.
     #[command(flatten)]
@@ -242,6 +276,12 @@ pub struct MasterConfig {
     pub max_upload: u64,
     /// Jobs per client per minute.
     pub jobs_per_minute: u32,
+    /// Queued tasks per client per minute.
+    pub tasks_per_minute: u64,
+    /// Largest batch file or body in bytes.
+    pub max_batch_file: u64,
+    /// Most tasks in one batch file.
+    pub max_batch_tasks: usize,
     /// Connection limit.
     pub max_connections: usize,
     /// Connection limit per client address.
@@ -264,6 +304,8 @@ pub struct MasterConfig {
     pub visibility_timeout: Duration,
     /// Deliveries before dead-lettering.
     pub max_attempts: u32,
+    /// Most work one job may ask for, per kind.
+    pub work_caps: crate::jobs::WorkCaps,
     /// Cluster token.
     pub token: Option<String>,
     /// Serve non-loopback addresses without a token.
@@ -285,6 +327,9 @@ impl MasterArgs {
             chunk_size: self.chunk_size.max(1),
             max_upload: self.max_upload,
             jobs_per_minute: self.jobs_per_minute,
+            tasks_per_minute: self.tasks_per_minute,
+            max_batch_file: self.max_batch_file,
+            max_batch_tasks: self.max_batch_tasks.max(1),
             max_connections: self.max_connections.max(1),
             max_connections_per_address: self.max_connections_per_address.max(1),
             connection_queue: self.connection_queue,
@@ -296,6 +341,10 @@ impl MasterArgs {
             frame_timeout: seconds(self.frame_timeout),
             visibility_timeout: Duration::from_secs_f64(self.visibility_timeout.max(0.1)),
             max_attempts: self.max_attempts.max(1),
+            work_caps: crate::jobs::WorkCaps {
+                julia_iterations: self.max_julia_work,
+                particle_disc_steps: self.max_particle_work,
+            },
             token: self.auth.resolve()?,
             insecure: self.insecure,
             http: http_address(&self.http),

@@ -3,78 +3,96 @@
 //! A file is read only once its size and modification time are the same on two consecutive
 //! polls, so a file still being copied in is not read half-way (a writer that renames a finished
 //! file into place is never seen half-written either). A loaded file moves to
-//! `processed/YYYYmmdd_HHMMSS_NAME` (UTC); a malformed one to `failed/NAME`, beside
+//! `processed/YYYYmmdd_HHMMSS_NAME` (UTC); a refused one to `failed/NAME`, beside
 //! `failed/NAME.error` holding the reason. Jobs are created before the file moves and their ids
 //! are the tasks' ids, so a master stopped between the two loads the file again on restart,
 //! creates nothing twice, and then moves it: no file is loaded twice or lost. A file that cannot
 //! be loaded for a passing reason (the backend is down) stays where it is and is tried again.
+//!
+//! Nothing in the directory is trusted (see [`handles`]): symlinks, special files, hard links to
+//! files elsewhere and files over `--max-batch-file` are refused unread, and a name the master
+//! cannot use (not UTF-8) is refused once. The directory is the operator's own input, so its
+//! files do not count against the per-client rate limits.
+
+mod handles;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::ffi::{OsStr, OsString};
 use std::time::{Duration, SystemTime};
+
+pub use handles::{Destination, DropDir, DropDirError, Seen};
 
 use super::cmd::batch::{create_batch, jobs_without_upload};
 use super::cmd::HandlerError;
 use super::MasterState;
 use crate::jobs::batch::{self, Batch};
 
-/// What a file looked like at one poll.
-type Seen = (u64, Option<SystemTime>);
-
-/// Files seen in the directory and whether they have settled.
+/// Entries seen in the directory and whether they have settled.
 #[derive(Debug, Default)]
 pub struct Settling {
-    seen: HashMap<PathBuf, Seen>,
+    seen: HashMap<OsString, Seen>,
+    /// Entries that could not be moved out, as they looked then: not retried until they change,
+    /// so one stuck file is not loaded again every poll.
+    stuck: HashMap<OsString, Seen>,
 }
 
 impl Settling {
     /// Records this poll's look at the candidate files; returns those unchanged since the last
     /// poll (ready to read), in name order.
-    pub fn poll(&mut self, files: Vec<(PathBuf, Seen)>) -> Vec<PathBuf> {
+    pub fn poll(&mut self, files: Vec<(OsString, Seen)>) -> Vec<OsString> {
         let mut ready = Vec::new();
         let mut now = HashMap::with_capacity(files.len());
-        for (path, seen) in files {
-            match self.seen.get(&path) {
-                Some(before) if *before == seen => ready.push(path.clone()),
+        for (name, seen) in files {
+            if self.stuck.get(&name) == Some(&seen) {
+                now.insert(name, seen);
+                continue;
+            }
+            self.stuck.remove(&name);
+            match self.seen.get(&name) {
+                Some(before) if *before == seen => ready.push(name.clone()),
                 Some(_) => {}
                 None => {
-                    tracing::info!(component = "master", file = %path.display(), "batch file seen; loading it once it stops changing");
+                    tracing::info!(component = "master", file = %name.to_string_lossy(), "batch file seen; loading it once it stops changing");
                 }
             }
-            now.insert(path, seen);
+            now.insert(name, seen);
         }
+        self.stuck.retain(|name, _| now.contains_key(name));
         self.seen = now;
         ready.sort();
         ready
     }
 
     /// Forgets a file (moved away), so a new file of the same name settles afresh.
-    pub fn forget(&mut self, path: &Path) {
-        self.seen.remove(path);
+    pub fn forget(&mut self, name: &OsStr) {
+        self.seen.remove(name);
+    }
+
+    /// Leaves a file that could not be moved alone until it changes.
+    pub fn give_up(&mut self, name: &OsStr) {
+        if let Some(seen) = self.seen.get(name) {
+            self.stuck.insert(name.to_os_string(), *seen);
+        }
     }
 }
 
 /// Watches `dir` every `interval` until `shutdown` completes.
 pub async fn run(
-    dir: PathBuf,
+    dir: DropDir,
     state: std::sync::Arc<MasterState>,
     interval: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    for sub in [dir.clone(), dir.join("processed"), dir.join("failed")] {
-        if let Err(err) = std::fs::create_dir_all(&sub) {
-            tracing::error!(component = "master", dir = %sub.display(), error = %err, "cannot create the drop directory; batch files will not be loaded");
-            return;
-        }
-    }
-    tracing::info!(component = "master", dir = %dir.display(), "watching the drop directory");
+    tracing::info!(component = "master", dir = %dir.path.display(), "watching the drop directory");
     let mut settling = Settling::default();
     tokio::pin!(shutdown);
     loop {
-        let ready = settling.poll(candidates(&dir));
-        for path in ready {
-            if load_file(&dir, &path, &state).await {
-                settling.forget(&path);
+        let ready = settling.poll(dir.candidates());
+        for name in ready {
+            match load_file(&dir, &name, &state).await {
+                Loaded::Moved => settling.forget(&name),
+                Loaded::Stuck => settling.give_up(&name),
+                Loaded::Later => {}
             }
         }
         tokio::select! {
@@ -84,56 +102,56 @@ pub async fn run(
     }
 }
 
-/// Batch files directly in `dir` (hidden files skipped), with their size and modification time.
-fn candidates(dir: &Path) -> Vec<(PathBuf, Seen)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let path = entry.path();
-            let name = path.file_name()?.to_str()?;
-            let extension = path.extension()?.to_str()?.to_ascii_lowercase();
-            if name.starts_with('.') || !matches!(extension.as_str(), "csv" | "txt" | "json") {
-                return None;
-            }
-            let meta = entry.metadata().ok().filter(|m| m.is_file())?;
-            Some((path, (meta.len(), meta.modified().ok())))
-        })
-        .collect()
+/// What became of a settled file.
+enum Loaded {
+    /// Moved to `processed/` or `failed/`.
+    Moved,
+    /// Refused or loaded, but it could not be moved out.
+    Stuck,
+    /// Left for a later poll (a passing failure).
+    Later,
 }
 
-/// Loads one settled file and moves it; returns whether it moved.
-async fn load_file(dir: &Path, path: &Path, state: &MasterState) -> bool {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let outcome = match std::fs::read(path) {
-        Ok(bytes) => match batch::parse(&bytes) {
-            Ok(parsed) => load_batch(state, &name, parsed).await,
-            Err(err) => Err(Some(err.to_string())),
+/// Loads one settled file and moves it out.
+async fn load_file(dir: &DropDir, name: &OsStr, state: &MasterState) -> Loaded {
+    let shown = name.to_string_lossy();
+    let outcome = match name.to_str() {
+        None => Err(Some(format!(
+            "the file name is not UTF-8 (shown as {shown:?}); rename it to UTF-8 and drop it again"
+        ))),
+        Some(text_name) => match dir.read(name, state.config.max_batch_file) {
+            Ok(bytes) => match batch::parse_limited(&bytes, state.config.max_batch_tasks) {
+                Ok(parsed) => {
+                    drop(bytes);
+                    load_batch(state, text_name, parsed).await
+                }
+                Err(err) => Err(Some(err.to_string())),
+            },
+            Err(reason) => Err(Some(reason)),
         },
-        Err(err) => Err(Some(format!("cannot read the file: {err}"))),
     };
-    let moved = match outcome {
+    let stamp = timestamp(SystemTime::now());
+    let moved = match &outcome {
         Ok(jobs) => {
-            let target = unused(&dir.join("processed"), &name, true);
-            let moved = std::fs::rename(path, &target);
-            tracing::info!(component = "master", file = %name, jobs, to = %target.display(), "batch file loaded");
+            let moved = dir.move_out(name, Destination::Processed, None, &stamp);
+            if let Ok(to) = &moved {
+                tracing::info!(component = "master", file = %shown, jobs, to = %to.to_string_lossy(), "batch file loaded");
+            }
             moved
         }
         Err(Some(reason)) => {
-            tracing::warn!(component = "master", file = %name, %reason, "batch file refused");
-            move_failed(dir, path, &name, &reason)
+            tracing::warn!(component = "master", file = %shown, %reason, "batch file refused");
+            dir.move_out(name, Destination::Failed, Some(reason), &stamp)
         }
-        Err(None) => return false,
+        Err(None) => return Loaded::Later,
     };
-    if let Err(err) = &moved {
-        tracing::error!(component = "master", file = %name, error = %err, "cannot move the batch file out of the drop directory");
+    match moved {
+        Ok(_) => Loaded::Moved,
+        Err(err) => {
+            tracing::error!(component = "master", file = %shown, error = %err, "cannot move the batch file out of the drop directory; it is left alone until it changes");
+            Loaded::Stuck
+        }
     }
-    moved.is_ok()
 }
 
 /// Creates the batch's jobs; `Err(Some(reason))` for a file to refuse, `Err(None)` for a
@@ -144,7 +162,7 @@ async fn load_batch(
     parsed: Batch,
 ) -> Result<usize, Option<String>> {
     let jobs = jobs_without_upload(parsed, "load this file with `gridwatch load`").map_err(Some)?;
-    match create_batch(state, name, jobs).await {
+    match create_batch(state, name, jobs, None).await {
         Ok(created) => Ok(created.len()),
         Err(HandlerError::Refused { message, .. } | HandlerError::Fatal { message, .. }) => {
             Err(Some(message))
@@ -155,34 +173,6 @@ async fn load_batch(
             Err(None)
         }
     }
-}
-
-/// Moves a refused file to `failed/` and writes the reason beside it. A name already there gets
-/// a timestamp prefix rather than overwriting the earlier file.
-fn move_failed(dir: &Path, path: &Path, name: &str, reason: &str) -> std::io::Result<()> {
-    let target = unused(&dir.join("failed"), name, false);
-    let mut error = target.clone().into_os_string();
-    error.push(".error");
-    std::fs::write(error, format!("{reason}\n"))?;
-    std::fs::rename(path, target)
-}
-
-/// A path in `dir` for `name` that holds no file yet (renaming onto a file would replace it):
-/// `STAMP_NAME` when `stamped`, else `NAME`, then `STAMP-2_NAME`, `STAMP-3_NAME`, ...
-fn unused(dir: &Path, name: &str, stamped: bool) -> PathBuf {
-    let stamp = timestamp(SystemTime::now());
-    let first = if stamped {
-        dir.join(format!("{stamp}_{name}"))
-    } else {
-        dir.join(name)
-    };
-    if !first.exists() {
-        return first;
-    }
-    (2u32..)
-        .map(|n| dir.join(format!("{stamp}-{n}_{name}")))
-        .find(|path| !path.exists())
-        .unwrap_or(first)
 }
 
 /// `YYYYmmdd_HHMMSS` in UTC.
@@ -231,7 +221,7 @@ mod tests {
     #[test]
     fn a_file_is_ready_only_when_unchanged_between_two_polls() {
         let mut settling = Settling::default();
-        let file = PathBuf::from("d/a.json");
+        let file = OsString::from("a.json");
         let t = Some(SystemTime::UNIX_EPOCH);
         assert!(settling.poll(vec![(file.clone(), (10, t))]).is_empty());
         assert!(

@@ -7,6 +7,7 @@
 mod backend_health;
 mod cmd;
 mod config;
+mod data_dir_lock;
 mod disk;
 mod drop_dir;
 pub mod forget;
@@ -38,8 +39,9 @@ const MASTER_RISK: &str = "submit and cancel jobs and send results for any worke
 const HTTP_RISK: &str = "read every job, worker and alert of the grid and forget dead workers";
 
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
+pub use data_dir_lock::{data_dir_holder, DataDirLockError};
 pub use job_view::{job_view, summary_view};
-pub use rate_limit::RateLimiter;
+pub use rate_limit::{Load, RateLimiter, RateRefusal};
 pub use retention::{parse_retention, Retention};
 pub use server::{run, run_with_tls};
 pub use state::MasterState;
@@ -73,6 +75,12 @@ pub enum MasterError {
     /// The TLS certificate or key could not be used.
     #[error("{0}; check --tls-cert and --tls-key")]
     Tls(#[from] TlsError),
+    /// Another master holds the data directory, or it cannot be locked.
+    #[error(transparent)]
+    DataDir(#[from] DataDirLockError),
+    /// The drop directory is unsafe to use (a symlinked or foreign subdirectory) or unusable.
+    #[error(transparent)]
+    DropDir(#[from] drop_dir::DropDirError),
 }
 
 impl MasterError {
@@ -85,7 +93,9 @@ impl MasterError {
             | MasterError::BackendConfig(_)
             | MasterError::Token(_)
             | MasterError::Unprotected(_)
-            | MasterError::Tls(_) => 2,
+            | MasterError::Tls(_)
+            | MasterError::DataDir(_)
+            | MasterError::DropDir(_) => 2,
         }
     }
 }
@@ -99,12 +109,20 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         max_attempts: config.max_attempts,
     };
     let backend_config = args.backend.resolve()?;
+    // Held until the master exits: a second master on this directory is refused before it
+    // opens the database.
+    let _data_dir = data_dir_lock::lock_data_dir(&config.data_dir)?;
     let backend = backend_config
         .connect(Access::Master {
             data_dir: &config.data_dir,
             delivery,
         })
         .await?;
+    let drop_dir = args
+        .drop_dir
+        .as_deref()
+        .map(drop_dir::DropDir::open)
+        .transpose()?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| MasterError::Bind {
@@ -144,7 +162,7 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     resume_unfinished(&state).await?;
     let stop = shared_shutdown();
     tokio::spawn(job_log::run(state.clone(), stopped(stop.clone())));
-    if let Some(dir) = args.drop_dir.clone() {
+    if let Some(dir) = drop_dir {
         tokio::spawn(drop_dir::run(
             dir,
             state.clone(),

@@ -257,7 +257,6 @@ async fn greet(
         role: hello.role,
         id: hello.id,
         peer,
-        rate_counted: false,
     };
     Ok((session, claim))
 }

@@ -18,7 +18,7 @@ pub struct MasterState {
     pub config: MasterConfig,
     /// Workers seen recently (for "active workers").
     pub workers: WorkerRegistry,
-    /// Jobs per client per minute.
+    /// Jobs and queued tasks per client per minute, for every way in.
     pub rate_limiter: RateLimiter,
     /// Ids of jobs whose upload is streaming right now.
     pub uploads: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -49,7 +49,11 @@ impl MasterState {
         Self {
             ops,
             forgotten: Default::default(),
-            rate_limiter: RateLimiter::new(config.jobs_per_minute, Duration::from_secs(60)),
+            rate_limiter: RateLimiter::new(
+                config.jobs_per_minute,
+                config.tasks_per_minute,
+                Duration::from_secs(60),
+            ),
             queue,
             store,
             config,

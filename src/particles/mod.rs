@@ -136,15 +136,30 @@ pub struct ParticleOutcome {
 
 /// Runs `params` from its seed to its last step.
 pub fn simulate(params: &ParticleParams) -> Result<ParticleOutcome, ParticleError> {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    simulate_until(params, &never).map(|outcome| outcome.expect("never stopped"))
+}
+
+/// [`simulate`] that gives up when `stop` is set, checked before each step: `Ok(None)` once
+/// stopped. A step costs O(particles), so a stop is seen within one step.
+pub fn simulate_until(
+    params: &ParticleParams,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Option<ParticleOutcome>, ParticleError> {
     let mut simulation = Simulation::new(params)?;
     let kinetic_energy_start = simulation.kinetic_energy();
-    simulation.run(params.steps);
-    Ok(ParticleOutcome {
+    for _ in 0..params.steps {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
+        simulation.step();
+    }
+    Ok(Some(ParticleOutcome {
         collisions: simulation.collisions(),
         wall_bounces: simulation.wall_bounces(),
         kinetic_energy_start,
         kinetic_energy_end: simulation.kinetic_energy(),
-    })
+    }))
 }
 
 /// A parameter or state the kernel refuses; each names the field and what is allowed.
@@ -212,6 +227,15 @@ fn check_count(field: &'static str, value: u64, max: u64) -> Result<(), Particle
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_stop_gives_up_and_an_unset_one_changes_nothing() {
+        let params = ParticleParams::new(50, 200, 3);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        assert_eq!(simulate_until(&params, &stop), simulate(&params).map(Some));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(simulate_until(&params, &stop), Ok(None));
+    }
 
     #[test]
     fn defaults_are_valid_across_the_range_of_sizes() {

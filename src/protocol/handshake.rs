@@ -194,6 +194,10 @@ pub async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
             ));
         }
     }
+    if let Some(id) = &id {
+        super::check_worker_id(id)
+            .map_err(|err| AcceptError::refused(ErrorCode::BadMessage, err.to_string()))?;
+    }
     Ok(Peer { role, id, instance })
 }
 

@@ -7,6 +7,7 @@ pub mod auth;
 mod batch;
 mod connection;
 pub mod handshake;
+mod ids;
 mod message;
 mod request;
 pub mod transport;
@@ -35,6 +36,7 @@ pub use accept::ConnectionLimits;
 pub use admission::{Admission, AdmissionLimits};
 pub use auth::{check_listen, TokenArgs, TokenError, Unprotected};
 pub use handshake::Greeting;
+pub use ids::{check_worker_id, valid_id, BadWorkerId, MAX_ID_LEN};
 pub use request::{Dial, RequestError, Requester};
 pub use transport::{ClientTls, ServerTls, Stream, TlsArgs, TlsError, TlsServerArgs};
 

@@ -58,6 +58,10 @@ pub struct WorkerReport {
     /// The worker process's resident memory, MiB, if its pid is known.
     #[serde(default)]
     pub process_rss_mb: Option<f64>,
+    /// Host CPU used by the grid's own worker processes on this host, percent of all cores:
+    /// the part of `cpu_percent` that is the grid doing its work, not pressure on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_cpu_percent: Option<f64>,
     /// The worker's pid, from its hello.
     #[serde(default)]
     pub pid: Option<u32>,
@@ -197,6 +201,9 @@ pub struct WorkerView {
     pub last_report_secs_ago: f64,
     /// Whether the worker is told to stop leasing (a firing resource warning).
     pub leasing_paused: bool,
+    /// The firing warnings that pause it (`memory_high`, …), so a paused worker says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<String>,
     /// The latest report.
     pub latest: WorkerReport,
     /// Recent CPU and memory, oldest first.

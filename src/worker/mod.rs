@@ -4,7 +4,10 @@
 //! `--prefetch` of them waiting beside the running ones (`prefetch`); one flusher stores results
 //! and acks them in batches (`flush`). While the master is away every call backs off and
 //! retries; on SIGTERM the worker stops leasing, finishes the tasks it holds, settles their
-//! results, then stops.
+//! results, then stops. A running task's lease is checked every `--lease-check`: once it is
+//! lost (reclaimed, expired, or its job cancelled) a kernel that checks a stop flag (Julia per
+//! row, particles per step) stops at once, any other finishes its short task, the result is
+//! dropped and the slot takes the next task.
 
 mod flush;
 mod heartbeat;
@@ -23,6 +26,10 @@ use crate::backend::config::{Access, Backend, BackendArgs};
 use crate::protocol::{Greeting, Role};
 
 pub use heartbeat::{HeartbeatClient, HEARTBEAT_INTERVAL};
+
+/// Default of --lease-check: a cancelled task stops within half a second, for one small
+/// request per running task twice a second.
+pub const DEFAULT_LEASE_CHECK_SECS: f64 = 0.5;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -48,9 +55,16 @@ pub struct WorkerArgs {
     /// waiting tasks are kept extended; on SIGTERM the worker finishes them before it stops.
     #[arg(long, env = "GRIDWATCH_PREFETCH")]
     pub prefetch: Option<usize>,
-    /// Seconds between lease extensions while a task runs.
+    /// Seconds between lease extensions of tasks waiting in the prefetch buffer (and at most
+    /// between those of a running task, see --lease-check).
     #[arg(long, env = "GRIDWATCH_EXTEND_INTERVAL", default_value_t = 20.0)]
     pub extend_interval: f64,
+    /// Seconds between checks that a running task's lease is still held, each of which also
+    /// extends it. A task whose job was cancelled, or whose lease was lost (reclaimed from a
+    /// worker presumed dead, or expired), stops within about this long, its result dropped and
+    /// its slot freed.
+    #[arg(long, env = "GRIDWATCH_LEASE_CHECK", default_value_t = DEFAULT_LEASE_CHECK_SECS)]
+    pub lease_check: f64,
     /// Unix socket of this worker's agent [default: $XDG_RUNTIME_DIR/gridwatch/ID.sock, or
     /// /tmp/gridwatch-UID/ID.sock]. Without an agent the worker keeps working and retries. The
     /// cluster token is never sent there.
@@ -91,8 +105,11 @@ pub struct WorkerConfig {
     pub id: String,
     /// How long one lease request waits for a task.
     pub lease_wait: Duration,
-    /// How often a running (or prefetched) task's lease is extended.
+    /// How often a prefetched task's lease is extended.
     pub extend_interval: Duration,
+    /// How often a running task's lease is checked (and extended): a lost lease or a cancelled
+    /// job stops the task within about this long.
+    pub lease_check: Duration,
     /// Most tasks leased ahead of the slots.
     pub prefetch: usize,
     /// Heartbeats to the agent, and its advice to pause leasing (a firing resource warning).
@@ -184,9 +201,7 @@ pub fn default_worker_id() -> String {
 /// Runs a worker from the command line until Ctrl-C or SIGTERM.
 pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
     let id = args.id.take().unwrap_or_else(default_worker_id);
-    if id.trim().is_empty() {
-        return Err(WorkerError::Config("--id must not be empty".into()));
-    }
+    crate::protocol::check_worker_id(&id).map_err(|e| WorkerError::Config(e.to_string()))?;
     let token = args
         .auth
         .resolve()
@@ -197,6 +212,12 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         id: id.clone(),
         lease_wait: Duration::from_secs(2),
         extend_interval: Duration::from_secs_f64(args.extend_interval.max(0.05)),
+        // `max` first: a NaN flag becomes the floor instead of a panic.
+        lease_check: Duration::from_secs_f64(
+            args.lease_check
+                .max(0.05)
+                .min(args.extend_interval.max(0.05)),
+        ),
         prefetch,
         heartbeat: Some(HeartbeatClient::spawn(
             &id,

@@ -3,7 +3,7 @@
 //! it and acks (see `flush`). Transport failures back off and retry the same step, so a master
 //! restart costs time, not work.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -41,7 +41,11 @@ pub(super) async fn run_slot(
             heartbeat.task_ended();
         }
         match outcome {
-            Ok(result) => {
+            Ok(None) => {
+                // Another holder runs the task now, or its job is gone: nothing to store.
+                buffer.release(1);
+            }
+            Ok(Some(result)) => {
                 if let Err(unsent) = finished.send(Completion { lease, result }) {
                     // The flusher is gone only if the worker is being torn down: the lease
                     // expires and the task is delivered again.
@@ -59,13 +63,15 @@ pub(super) async fn run_slot(
     }
 }
 
-/// Runs the task with its job's kind on a blocking thread, extending the lease while it runs.
+/// Runs the task with its job's kind on a blocking thread, checking (and so extending) the
+/// lease every `lease_check` while it runs. A lease found lost (reclaimed, expired, or its job
+/// cancelled) stops the kernel at its next check of the stop flag: `Ok(None)`.
 async fn run_task(
     config: &WorkerConfig,
     queue: &dyn Queue,
     lease: &Lease,
     cache: &mut PreparedCache,
-) -> Result<ChunkResult, String> {
+) -> Result<Option<ChunkResult>, String> {
     let kind = jobs::require(&lease.kind).map_err(|e| e.to_string())?;
     let prepared = match cache {
         Some((job, prepared)) if *job == lease.id.job => prepared.clone(),
@@ -76,39 +82,49 @@ async fn run_task(
         }
     };
     let (data, spec) = (lease.data.clone(), lease.spec.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let kernel_stop = stop.clone();
     // Timed on the blocking thread itself, so waiting for a free thread does not count.
     let kernel = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        let outcome = prepared.run(&spec, &data);
+        let outcome = prepared.run_until(&spec, &data, &kernel_stop);
         (outcome, started.elapsed())
     });
     tokio::pin!(kernel);
-    let mut ticker = tokio::time::interval(config.extend_interval);
+    let mut ticker = tokio::time::interval(config.lease_check);
     ticker.tick().await;
     let outcome = loop {
         tokio::select! {
             done = &mut kernel => break done.map_err(|e| format!("{} task panicked: {e}", lease.kind))?,
-            _ = ticker.tick() => {
+            _ = ticker.tick(), if !stop.load(Ordering::Relaxed) => {
                 if let Ok(false) = queue.extend(lease).await {
-                    tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, "lease lost while running the task");
+                    tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, "lease lost or job cancelled: stopping the task");
+                    stop.store(true, Ordering::Relaxed);
                 }
             }
         }
     };
     let (outcome, elapsed) = outcome;
-    let outcome = outcome.map_err(|e| e.to_string())?;
+    let Some(outcome) = outcome.map_err(|e| e.to_string())? else {
+        tracing::info!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, ran_ms = elapsed.as_millis() as u64, "task stopped; its result is dropped");
+        return Ok(None);
+    };
+    if stop.load(Ordering::Relaxed) {
+        // Finished just as the lease was found lost: the backend would refuse the result.
+        return Ok(None);
+    }
     let run = TaskRun {
         elapsed_secs: Some(elapsed.as_secs_f64()),
         metrics: outcome.metrics(),
         ..TaskRun::default()
     };
-    Ok(ChunkResult {
+    Ok(Some(ChunkResult {
         chunk: lease.id.chunk,
         matches: outcome.matches,
         payload: outcome.payload,
         worker: config.id.clone(),
         run: Box::new(run),
-    })
+    }))
 }
 
 /// Repeats `op` while the backend is unavailable, backing off; gives up on other errors, or

@@ -116,6 +116,10 @@ pub async fn cancel_removes_queued_tasks_and_refuses_late_results(s: &Subject) {
         .await
         .unwrap();
     assert_eq!(s.queue.cancel_job("j").await.unwrap(), 2);
+    assert!(
+        !s.queue.extend(&leased).await.unwrap(),
+        "a cancelled job's running task was told its lease still holds, so it would not stop"
+    );
 
     let next = must_lease(s, "w2").await;
     assert_eq!(next.id.job, "other", "a cancelled job's task was delivered");

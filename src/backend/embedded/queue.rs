@@ -461,12 +461,20 @@ pub(super) fn release_all_leases(state: &mut DbState) -> BackendResult<usize> {
         .map_err(sql_error)
 }
 
-/// Removes a job's queued tasks (leased ones finish or go stale on their own).
+/// Removes a job's queued and leased tasks (a holder's next extend finds its lease lost).
 pub(super) fn cancel_job(state: &mut DbState, job: &str) -> BackendResult<usize> {
+    // Leased tasks go too, so their holders' next extend finds the lease lost and stops the
+    // task; the count is of queued tasks only, as the caller reports it.
+    let queued: i64 = state
+        .conn
+        .prepare_cached("SELECT COUNT(*) FROM tasks WHERE job = ?1 AND state = 'queued'")
+        .map_err(sql_error)?
+        .query_row(params![job], |row| row.get(0))
+        .map_err(sql_error)?;
     let delete = |state: &mut DbState| {
         state
             .conn
-            .prepare_cached("DELETE FROM tasks WHERE job = ?1 AND state = 'queued'")?
+            .prepare_cached("DELETE FROM tasks WHERE job = ?1 AND state IN ('queued', 'leased')")?
             .execute(params![job])
     };
     let removed = match delete(state) {
@@ -480,7 +488,7 @@ pub(super) fn cancel_job(state: &mut DbState, job: &str) -> BackendResult<usize>
         Err(err) => return Err(sql_error(err)),
     };
     release_spool_if_drained(state, job)?;
-    Ok(removed)
+    Ok(removed.min(queued.max(0) as usize))
 }
 
 /// Removes all of a job's tasks if nothing of it started (see `Queue::cancel_if_unstarted`): no

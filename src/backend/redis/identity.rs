@@ -24,8 +24,10 @@ impl RedisBackend {
         let mut invocation = hold_script().prepare_invoke();
         invocation
             .key(keys::worker_owner(worker))
+            .key(keys::WORKERS_SEEN)
             .arg(instance)
-            .arg(WORKER_ID_TTL.as_millis() as u64);
+            .arg(WORKER_ID_TTL.as_millis() as u64)
+            .arg(worker);
         let held: i64 = self.invoke(&invocation).await?;
         Ok(held == 1)
     }

@@ -109,6 +109,10 @@ pub fn worker_owner(worker: &str) -> String {
     format!("worker:{worker}:owner")
 }
 
+/// Sorted set worker id → Redis time (ms) of its last id claim renewal: the live workers, idle
+/// ones included (a worker blocked waiting for work leases nothing for a while, yet is there).
+pub const WORKERS_SEEN: &str = "workers:seen";
+
 /// Set of worker ids that completed a task, for listing task counts and times.
 pub const TASK_WORKERS_INDEX: &str = "workers:tasks";
 

@@ -346,6 +346,17 @@ impl Queue for RedisBackend {
                     .map(|c| c.name),
             );
         }
+        // Idle workers blocked on an empty queue lease nothing, but renew their id claim.
+        let seen: Vec<String> = self
+            .request(|mut conn| async move {
+                let (secs, micros): (u64, u64) =
+                    ::redis::cmd("TIME").query_async(&mut conn).await?;
+                let now_ms = secs * 1000 + micros / 1000;
+                let since = now_ms.saturating_sub(window_ms as u64);
+                conn.zrangebyscore(keys::WORKERS_SEEN, since, "+inf").await
+            })
+            .await?;
+        recent.extend(seen);
         Ok(Some(recent.into_iter().collect()))
     }
 }

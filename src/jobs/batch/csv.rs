@@ -5,7 +5,7 @@
 //! FNV-1a 64-bit hash of the whole file's bytes, LINE the row's line number. Loading the same file
 //! again gives the same ids (nothing runs twice); an edited file is a new batch.
 
-use super::{Algorithm, Batch, BatchError, BatchTask, ALGORITHMS, PRIORITIES};
+use super::{quoted, Algorithm, Batch, BatchError, BatchTask, ALGORITHMS, PRIORITIES};
 
 /// The columns, in their default order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +61,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-pub(super) fn parse(text: &str) -> Result<Batch, BatchError> {
+pub(super) fn parse(text: &str, max_tasks: usize) -> Result<Batch, BatchError> {
     let file_hash = fnv1a(text.as_bytes());
     let mut order: Option<Vec<Column>> = None;
     let mut tasks = Vec::new();
@@ -80,6 +80,9 @@ pub(super) fn parse(text: &str) -> Result<Batch, BatchError> {
             order = Some(DEFAULT_ORDER.to_vec());
         }
         let columns = order.as_deref().unwrap_or(&DEFAULT_ORDER);
+        if tasks.len() >= max_tasks {
+            return Err(super::too_many_tasks(format!("line {line_no}"), max_tasks));
+        }
         tasks.push(row(&fields, columns, line_no, file_hash)?);
     }
     Ok(Batch {
@@ -103,7 +106,7 @@ fn header(fields: &[&str], line: usize) -> Result<Option<Vec<Column>>, BatchErro
         let column = Column::from_header(field).ok_or_else(|| {
             BatchError::field(
                 format!("line {line}"),
-                *field,
+                super::truncated(field),
                 format!("unknown column; the header is {HEADER} (or algorithm,width,height,iterations,priority)"),
             )
         })?;
@@ -155,7 +158,7 @@ fn row(
             BatchError::field(
                 format!("line {line}"),
                 column.name(),
-                format!("{text:?} is not a whole number"),
+                format!("{} is not a whole number", quoted(text)),
             )
         })
     };
@@ -164,7 +167,7 @@ fn row(
         return Err(BatchError::field(
             location,
             Column::Algorithm.name(),
-            format!("unknown algorithm {algorithm:?}; a CSV row is a Julia render: Secuencial, Numpy, juliaCython or julia (JSON files take the others: {ALGORITHMS})"),
+            format!("unknown algorithm {}; a CSV row is a Julia render: Secuencial, Numpy, juliaCython or julia (JSON files take the others: {ALGORITHMS})", quoted(algorithm)),
         ));
     }
     let (width, height, iterations) = (
@@ -177,7 +180,10 @@ fn row(
         BatchError::field(
             location.clone(),
             Column::Priority.name(),
-            format!("unknown priority {priority_word:?}; use {PRIORITIES}"),
+            format!(
+                "unknown priority {}; use {PRIORITIES}",
+                quoted(priority_word)
+            ),
         )
     })?;
     let submission = super::julia_submission(width, height, iterations)

@@ -5,67 +5,200 @@
 //! takes `patterns` (a list), `fasta` (a path relative to the batch file), optional `strand`
 //! (`forward`/`both`) and `chunk_size`. `metadata` is kept as written: its counts are not trusted.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::{Algorithm, Batch, BatchError, BatchTask, ALGORITHMS, PRIORITIES};
+use super::{quoted, shown, Algorithm, Batch, BatchError, BatchTask, ALGORITHMS, PRIORITIES};
 use crate::jobs::particles::ParticlesSubmission;
 use crate::jobs::search::SearchSubmission;
 use crate::search::{Pattern, PatternSet, SearchOptions, StrandMode};
 
-pub(super) fn parse(text: &str) -> Result<Batch, BatchError> {
-    let document: Value = serde_json::from_str(text).map_err(|e| {
-        BatchError::at(
-            format!("JSON line {}, column {}", e.line(), e.column()),
-            format!("malformed JSON ({e}); is the file complete?"),
-        )
-    })?;
-    let Value::Object(mut document) = document else {
-        return Err(BatchError::at(
+/// Parses the document as it is read: each task is checked and turned into a [`BatchTask`] as
+/// soon as its object ends, and reading stops at the first task past `max_tasks`, so the
+/// document is never held whole as a JSON tree.
+pub(super) fn parse(text: &str, max_tasks: usize) -> Result<Batch, BatchError> {
+    let failure = RefCell::new(None);
+    let mut reader = serde_json::Deserializer::from_str(text);
+    let seed = DocumentSeed {
+        max_tasks,
+        failure: &failure,
+    };
+    let parsed = seed
+        .deserialize(&mut reader)
+        .and_then(|batch| reader.end().map(|()| batch));
+    match parsed {
+        Ok(batch) => Ok(batch),
+        Err(err) => Err(failure.take().unwrap_or_else(|| {
+            BatchError::at(
+                format!("JSON line {}, column {}", err.line(), err.column()),
+                format!("malformed JSON ({err}); is the file complete?"),
+            )
+        })),
+    }
+}
+
+/// Reads the top-level object; a [`BatchError`] found inside is left in `failure` (serde's own
+/// error cannot carry it).
+struct DocumentSeed<'a> {
+    max_tasks: usize,
+    failure: &'a RefCell<Option<BatchError>>,
+}
+
+impl DocumentSeed<'_> {
+    fn fail<E: serde::de::Error>(&self, error: BatchError) -> E {
+        let message = error.to_string();
+        *self.failure.borrow_mut() = Some(error);
+        E::custom(message)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DocumentSeed<'_> {
+    type Value = Batch;
+
+    fn deserialize<D: Deserializer<'de>>(self, reader: D) -> Result<Batch, D::Error> {
+        reader.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocumentSeed<'_> {
+    type Value = Batch;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object with \"metadata\" and \"tasks\"")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Batch, A::Error> {
+        Err(self.fail(BatchError::at(
             "$",
             "expected an object with \"metadata\" and \"tasks\"",
-        ));
-    };
-    let metadata = document.remove("metadata");
-    if let Some(metadata) = &metadata {
-        if !metadata.is_object() {
-            return Err(BatchError::field("$", "metadata", "must be an object"));
-        }
+        )))
     }
-    let tasks = match document.remove("tasks") {
-        Some(Value::Array(tasks)) => tasks,
-        Some(_) => return Err(BatchError::field("$", "tasks", "must be a list of tasks")),
-        None => {
-            return Err(BatchError::field(
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Batch, A::Error> {
+        let (mut metadata, mut tasks) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "metadata" => {
+                    let value: Value = map.next_value()?;
+                    if !value.is_object() {
+                        return Err(self.fail(BatchError::field(
+                            "$",
+                            "metadata",
+                            "must be an object",
+                        )));
+                    }
+                    metadata = Some(value);
+                }
+                "tasks" => {
+                    tasks = Some(map.next_value_seed(TasksSeed {
+                        max_tasks: self.max_tasks,
+                        failure: self.failure,
+                    })?);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let Some(tasks) = tasks else {
+            return Err(self.fail(BatchError::field(
                 "$",
                 "tasks",
                 "missing; a batch file holds a \"tasks\" list",
-            ))
-        }
-    };
-    let mut seen = HashSet::with_capacity(tasks.len());
-    let mut parsed = Vec::with_capacity(tasks.len());
-    for (index, task) in tasks.into_iter().enumerate() {
-        let path = format!("tasks[{index}]");
-        let task = self::task(task, path.clone())?;
-        if !seen.insert(task.task_id.clone()) {
-            return Err(BatchError::field(
-                path,
-                "task_id",
-                format!(
-                    "{:?} is used by an earlier task; task ids are job ids and must be unique",
-                    task.task_id
-                ),
-            ));
-        }
-        parsed.push(task);
+            )));
+        };
+        Ok(Batch { tasks, metadata })
     }
-    Ok(Batch {
-        tasks: parsed,
-        metadata,
-    })
+}
+
+/// Reads the `tasks` list one task at a time.
+struct TasksSeed<'a> {
+    max_tasks: usize,
+    failure: &'a RefCell<Option<BatchError>>,
+}
+
+impl TasksSeed<'_> {
+    fn fail<E: serde::de::Error>(&self, error: BatchError) -> E {
+        let message = error.to_string();
+        *self.failure.borrow_mut() = Some(error);
+        E::custom(message)
+    }
+
+    fn not_a_list<E: serde::de::Error>(&self) -> Result<Vec<BatchTask>, E> {
+        Err(self.fail(BatchError::field("$", "tasks", "must be a list of tasks")))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for TasksSeed<'_> {
+    type Value = Vec<BatchTask>;
+
+    fn deserialize<D: Deserializer<'de>>(self, reader: D) -> Result<Vec<BatchTask>, D::Error> {
+        reader.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TasksSeed<'_> {
+    type Value = Vec<BatchTask>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of tasks")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<BatchTask>, A::Error> {
+        let mut seen = HashSet::new();
+        let mut parsed = Vec::new();
+        while let Some(task) = seq.next_element::<Value>()? {
+            let path = format!("tasks[{}]", parsed.len());
+            if parsed.len() >= self.max_tasks {
+                return Err(self.fail(super::too_many_tasks(path, self.max_tasks)));
+            }
+            let task = self::task(task, path.clone()).map_err(|e| self.fail(e))?;
+            if !seen.insert(task.task_id.clone()) {
+                return Err(self.fail(BatchError::field(
+                    path,
+                    "task_id",
+                    format!(
+                        "{} is used by an earlier task; task ids are job ids and must be unique",
+                        quoted(&task.task_id)
+                    ),
+                )));
+            }
+            parsed.push(task);
+        }
+        Ok(parsed)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Vec<BatchTask>, A::Error> {
+        self.not_a_list()
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Vec<BatchTask>, E> {
+        self.not_a_list()
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Vec<BatchTask>, E> {
+        self.not_a_list()
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Vec<BatchTask>, E> {
+        self.not_a_list()
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Vec<BatchTask>, E> {
+        self.not_a_list()
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Vec<BatchTask>, E> {
+        self.not_a_list()
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<BatchTask>, E> {
+        self.not_a_list()
+    }
 }
 
 /// Reads the fields of one JSON object, naming the path in every error.
@@ -93,7 +226,7 @@ impl Fields {
             Some(other) => Err(BatchError::field(
                 self.path.clone(),
                 name,
-                format!("expected a string, found {other}"),
+                format!("expected a string, found {}", shown(other)),
             )),
         }
     }
@@ -109,7 +242,7 @@ impl Fields {
                 BatchError::field(
                     self.path.clone(),
                     name,
-                    format!("{value} is not a whole number"),
+                    format!("{} is not a whole number", shown(value)),
                 )
             }),
         }
@@ -146,7 +279,8 @@ fn task(value: Value, path: String) -> Result<BatchTask, BatchError> {
             path,
             "task_id",
             format!(
-                "{task_id:?}: use 1-{} letters, digits, '-', '_', '.' or ':'",
+                "{}: use 1-{} letters, digits, '-', '_', '.' or ':'",
+                quoted(&task_id),
                 crate::jobs::MAX_JOB_ID_LEN
             ),
         ));
@@ -156,7 +290,7 @@ fn task(value: Value, path: String) -> Result<BatchTask, BatchError> {
         BatchError::field(
             path.clone(),
             "algorithm",
-            format!("unknown algorithm {algorithm:?}; use {ALGORITHMS}"),
+            format!("unknown algorithm {}; use {ALGORITHMS}", quoted(&algorithm)),
         )
     })?;
     let priority = match task.fields.get("priority") {
@@ -170,7 +304,10 @@ fn task(value: Value, path: String) -> Result<BatchTask, BatchError> {
                 BatchError::field(
                     path.clone(),
                     "priority",
-                    format!("unknown priority {value}; use high, medium or low ({PRIORITIES})"),
+                    format!(
+                        "unknown priority {}; use high, medium or low ({PRIORITIES})",
+                        shown(value)
+                    ),
                 )
             })?
         }
@@ -240,7 +377,7 @@ fn search(parameters: &Fields) -> Result<(Value, PathBuf), BatchError> {
                 other => Err(BatchError::field(
                     at(),
                     "patterns",
-                    format!("{other} is not a pattern string"),
+                    format!("{} is not a pattern string", shown(other)),
                 )),
             })
             .collect::<Result<Vec<_>, _>>()?,
@@ -260,7 +397,7 @@ fn search(parameters: &Fields) -> Result<(Value, PathBuf), BatchError> {
             return Err(BatchError::field(
                 at(),
                 "strand",
-                format!("{other:?}: use forward or both"),
+                format!("{}: use forward or both", quoted(other)),
             ))
         }
     };

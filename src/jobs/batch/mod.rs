@@ -19,8 +19,44 @@ use crate::jobs::particles::ParticlesSubmission;
 
 pub use csv::csv_task_id;
 
-/// Most tasks one file may hold: each becomes a job, and a file is checked whole in memory.
-pub const MAX_TASKS: usize = 1_000_000;
+/// Default most tasks one file may hold: each becomes a job, and a file's tasks are checked
+/// together in memory before any job is created (100,000 parsed tasks take about 150 MiB).
+pub const MAX_TASKS: usize = 100_000;
+
+/// Default largest batch file, in bytes: far above any hand-written batch (100,000 tasks take
+/// 17 MiB of JSON), while a file of this size is refused or parsed in a few hundred MiB.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Longest piece of a file's text quoted in an error: enough to recognise a value, never a
+/// copy of the file.
+const MAX_QUOTED_CHARS: usize = 64;
+
+/// `text` as a quoted string for an error message, cut to [`MAX_QUOTED_CHARS`] characters.
+pub(crate) fn quoted(text: &str) -> String {
+    let cut = truncated(text);
+    if cut.len() < text.len() {
+        format!("{cut:?}...")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
+/// `text` cut to [`MAX_QUOTED_CHARS`] characters.
+pub(crate) fn truncated(text: &str) -> &str {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => text,
+        Some((cut, _)) => &text[..cut],
+    }
+}
+
+/// A JSON value for an error message, cut like [`quoted`].
+pub(crate) fn shown(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => text,
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+    }
+}
 
 /// One task of a batch file, ready to submit as a job.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,9 +122,15 @@ impl BatchError {
     }
 }
 
-/// Parses a batch file: JSON when its first non-blank byte is `{`, else CSV (the file name does
-/// not decide: the CSV format is traditionally kept in a `.txt` file).
+/// Parses a batch file of at most [`MAX_TASKS`] tasks; see [`parse_limited`].
 pub fn parse(bytes: &[u8]) -> Result<Batch, BatchError> {
+    parse_limited(bytes, MAX_TASKS)
+}
+
+/// Parses a batch file: JSON when its first non-blank byte is `{`, else CSV (the file name does
+/// not decide: the CSV format is traditionally kept in a `.txt` file). Parsing stops at the first
+/// task past `max_tasks`, so a file of millions of rows is refused without building them.
+pub fn parse_limited(bytes: &[u8], max_tasks: usize) -> Result<Batch, BatchError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         BatchError::at(
             "file",
@@ -106,22 +148,23 @@ pub fn parse(bytes: &[u8]) -> Result<Batch, BatchError> {
                 "the file is empty: no tasks to load",
             ))
         }
-        Some('{') | Some('[') => json::parse(text)?,
-        Some(_) => csv::parse(text)?,
+        Some('{') | Some('[') => json::parse(text, max_tasks)?,
+        Some(_) => csv::parse(text, max_tasks)?,
     };
     if batch.tasks.is_empty() {
         return Err(BatchError::at("file", "the file holds no tasks"));
     }
-    if batch.tasks.len() > MAX_TASKS {
-        return Err(BatchError::at(
-            "file",
-            format!(
-                "{} tasks; at most {MAX_TASKS} per file: split it",
-                batch.tasks.len()
-            ),
-        ));
-    }
     Ok(batch)
+}
+
+/// The refusal of the task at `location`, one past `max_tasks`.
+pub(crate) fn too_many_tasks(location: String, max_tasks: usize) -> BatchError {
+    BatchError::at(
+        location,
+        format!(
+            "more than {max_tasks} tasks in one file: split it (the master's limit is --max-batch-tasks)"
+        ),
+    )
 }
 
 /// What an algorithm name runs as.
@@ -173,7 +216,7 @@ pub(crate) fn julia_submission(
         bands: None,
     };
     submission
-        .check(crate::protocol::DEFAULT_MAX_FRAME)
+        .check(crate::protocol::DEFAULT_MAX_FRAME, u64::MAX)
         .map_err(|e| e.to_string())?;
     serde_json::to_value(&submission).map_err(|e| e.to_string())
 }
@@ -182,18 +225,15 @@ pub(crate) fn julia_submission(
 pub(crate) fn particles_submission(
     submission: ParticlesSubmission,
 ) -> Result<serde_json::Value, String> {
-    submission.check().map_err(|e| e.to_string())?;
+    // The master checks the work against its own caps.
+    submission.check(u64::MAX).map_err(|e| e.to_string())?;
     serde_json::to_value(submission).map_err(|e| e.to_string())
 }
 
 /// A job id the master accepts: 1 to [`MAX_JOB_ID_LEN`](super::MAX_JOB_ID_LEN) letters, digits,
 /// '-', '_', '.' or ':'. Every way in (a submit, a batch file, the drop directory) checks here.
 pub fn valid_job_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= super::MAX_JOB_ID_LEN
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    crate::protocol::valid_id(id)
 }
 
 /// What the grid keeps of a job beyond its kind's spec: its queue priority and, for a job loaded

@@ -223,3 +223,36 @@ fn a_batch_job_id_is_held_to_the_master_s_length_limit() {
     assert!(!valid_job_id(""));
     assert!(!valid_job_id("a/b"));
 }
+
+#[test]
+fn parsing_stops_at_the_first_task_past_the_cap() {
+    let csv = "Secuencial,8,8,5,1\n".repeat(5);
+    assert_eq!(parse_limited(csv.as_bytes(), 5).unwrap().tasks.len(), 5);
+    let err = parse_limited(csv.as_bytes(), 3).unwrap_err();
+    assert_eq!(err.location, "line 4");
+    assert!(err.message.contains("--max-batch-tasks"), "{err}");
+
+    let task = |i: usize| {
+        format!(
+            r#"{{"task_id":"t{i}","algorithm":"python","parameters":{{"num_particles":4,"num_steps":4,"seed":{i}}}}}"#
+        )
+    };
+    let tasks: Vec<String> = (0..5).map(task).collect();
+    // Everything after the cap is garbage: reading must stop before it.
+    let json = format!(r#"{{"tasks":[{}, not json at all"#, tasks.join(","));
+    let err = parse_limited(json.as_bytes(), 3).unwrap_err();
+    assert_eq!(err.location, "tasks[3]");
+    assert!(err.message.contains("more than 3 tasks"), "{err}");
+}
+
+#[test]
+fn values_quoted_in_errors_are_bounded() {
+    let secret = "X".repeat(10_000);
+    let csv = format!("{secret},8,8,5,1\n");
+    let err = parse(csv.as_bytes()).unwrap_err().to_string();
+    assert!(err.len() < 400, "{} bytes", err.len());
+    let json =
+        format!(r#"{{"tasks":[{{"task_id":"a","algorithm":"{secret}","parameters":{{}}}}]}}"#);
+    let err = parse(json.as_bytes()).unwrap_err().to_string();
+    assert!(err.len() < 400, "{} bytes", err.len());
+}

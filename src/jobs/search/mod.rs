@@ -666,6 +666,7 @@ mod tests {
         max_upload: 1 << 20,
         max_frame: 1 << 20,
         default_chunk_size: 7,
+        work: jobs::WorkCaps::DEFAULT,
     };
 
     /// Overlapping occurrences of `pattern` in `text`, counted the slow way.

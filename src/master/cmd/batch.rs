@@ -13,8 +13,8 @@ use crate::jobs::{self, Kind, SubmitLimits, TaskSource};
 use crate::master::MasterState;
 use crate::protocol::{BatchJob, BatchJobAccepted, ErrorCode, Message};
 
-/// Answers `submit_batch`. A connection's batches count once against the client's
-/// jobs-per-minute limit: a large file is sent in several messages.
+/// Answers `submit_batch`. Every message counts each of its jobs and their tasks against the
+/// client's rate limits (a large file comes in several messages, each counted).
 pub async fn apply(
     conn: &mut Conn,
     state: &MasterState,
@@ -22,27 +22,42 @@ pub async fn apply(
     source: String,
     jobs: Vec<BatchJob>,
 ) -> Result<(), HandlerError> {
-    if !session.rate_counted {
-        let client = session.peer.ip().to_string();
-        if let Err(wait) = state.rate_limiter.check(&client, Instant::now()) {
-            return Err(HandlerError::refused(
-                ErrorCode::RateLimited,
-                format!(
-                    "client {client} submitted {} times in the last minute (the limit); retry in {} s",
-                    state.rate_limiter.limit(),
-                    wait.as_secs() + 1
-                ),
-            ));
-        }
+    let max = state.config.max_batch_tasks;
+    if jobs.len() > max {
+        return Err(HandlerError::refused(
+            ErrorCode::BadMessage,
+            format!(
+                "{source}: {} jobs in one message, more than the master's --max-batch-tasks of {max}; split the file",
+                jobs.len()
+            ),
+        ));
     }
-    session.rate_counted = true;
-    let jobs = create_batch(state, &source, jobs).await?;
+    let client = session.peer.ip().to_string();
+    let jobs = create_batch(state, &source, jobs, Some(&client)).await?;
     conn.write_message(&Message::BatchAccepted {
         jobs,
         active_workers: state.workers.active(),
     })
     .await?;
     Ok(())
+}
+
+/// Counts `jobs` jobs and `tasks` queued tasks against `client`'s rate limits, or refuses the
+/// whole request naming the flag that raises the limit it passes.
+pub fn admit(state: &MasterState, client: &str, jobs: u64, tasks: u64) -> Result<(), HandlerError> {
+    state
+        .rate_limiter
+        .admit(client, crate::master::Load { jobs, tasks }, Instant::now())
+        .map_err(|refusal| HandlerError::refused(ErrorCode::RateLimited, refusal.to_string()))
+}
+
+/// The tasks a job whose tasks follow from its spec alone will queue (1 for a kind that uploads
+/// its input, or a spec that does not plan).
+pub fn planned_tasks(kind: &dyn Kind, spec: &serde_json::Value) -> u64 {
+    match kind.tasks(spec) {
+        Ok(TaskSource::Planned(planned)) => planned.len().max(1) as u64,
+        _ => 1,
+    }
 }
 
 /// A job checked by its kind, ready to create.
@@ -79,13 +94,23 @@ pub fn jobs_without_upload(
         .collect())
 }
 
-/// Checks every job, then creates those that do not exist yet; returns what became of each.
+/// Checks every job, counts them and their tasks against `client`'s rate limits (the drop
+/// directory, the operator's own, passes no client), then creates those that do not exist yet;
+/// returns what became of each.
 pub async fn create_batch(
     state: &MasterState,
     source: &str,
     jobs: Vec<BatchJob>,
+    client: Option<&str>,
 ) -> Result<Vec<BatchJobAccepted>, HandlerError> {
     let checked = check(state, source, jobs)?;
+    if let Some(client) = client {
+        let tasks = checked
+            .iter()
+            .map(|job| planned_tasks(job.kind, &job.spec))
+            .sum();
+        admit(state, client, checked.len() as u64, tasks)?;
+    }
     let mut outcomes = Vec::with_capacity(checked.len());
     for job in checked {
         outcomes.push(create(state, job).await?);
@@ -110,6 +135,7 @@ fn check(
         max_upload: state.config.max_upload,
         max_frame: state.config.max_frame,
         default_chunk_size: state.config.chunk_size,
+        work: state.config.work_caps,
     };
     let refuse = |job: &BatchJob, message: String| {
         HandlerError::refused(

@@ -30,9 +30,6 @@ pub struct Session {
     pub id: Option<String>,
     /// The peer's address (the rate limiter's client key).
     pub peer: SocketAddr,
-    /// Whether this connection's batch load already counted against the rate limit (a large
-    /// batch file arrives in several `submit_batch` messages but is one submission).
-    pub rate_counted: bool,
 }
 
 /// Why a request failed, and whether the connection survives it.

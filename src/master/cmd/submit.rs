@@ -11,8 +11,6 @@
 
 mod genome_intake;
 
-use std::time::Instant;
-
 use genome_intake::{keep_genome, reuse_genome, GenomeIntake, Intake};
 
 use super::{Conn, HandlerError, Session};
@@ -58,17 +56,12 @@ pub async fn apply(
             return Ok(());
         }
     };
-    let client = session.peer.ip().to_string();
-    if let Err(wait) = state.rate_limiter.check(&client, Instant::now()) {
-        return Err(HandlerError::refused(
-            ErrorCode::RateLimited,
-            format!(
-                "client {client} submitted {} jobs in the last minute (the limit); retry in {} s",
-                state.rate_limiter.limit(),
-                wait.as_secs() + 1
-            ),
-        ));
-    }
+    let tasks = match submission.file_size {
+        // An upload's task count is known once it is cut; its size gives it within a chunk.
+        Some(size) => size.div_ceil(state.config.chunk_size).max(1),
+        None => super::batch::planned_tasks(submission.kind, &submission.spec),
+    };
+    super::batch::admit(state, &session.peer.ip().to_string(), 1, tasks)?;
     let record = JobRecord {
         id: job_id.clone(),
         kind: submission.kind.name().into(),
@@ -149,6 +142,7 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
         max_upload: state.config.max_upload,
         max_frame: state.config.max_frame,
         default_chunk_size: state.config.chunk_size,
+        work: state.config.work_caps,
     };
     let mut spec = kind.accept(submitted, file_size, &limits)?;
     job_meta(priority).attach(&mut spec);

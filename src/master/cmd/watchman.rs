@@ -49,7 +49,12 @@ pub async fn answer(message: &Message, queue: &dyn Queue, store: &dyn Store) -> 
                 "worker_down from the collector");
             match queue.reclaim_worker(worker_id).await {
                 Ok(reclaimed) => {
-                    tracing::info!(worker = %worker_id, reclaimed, "re-queued the dead worker's tasks");
+                    if reclaimed == 0 {
+                        // The collector may have re-queued them already, or the worker held none.
+                        tracing::info!(worker = %worker_id, "the dead worker holds no tasks: nothing to re-queue");
+                    } else {
+                        tracing::info!(worker = %worker_id, reclaimed, "re-queued the dead worker's tasks");
+                    }
                     Message::WorkerDownAck {
                         worker_id: worker_id.clone(),
                         reclaimed: reclaimed as u64,

@@ -9,8 +9,10 @@
 //! without a token on a non-loopback address unless `--insecure`, so that is this machine's
 //! users only.
 
+use std::net::SocketAddr;
+
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -41,19 +43,73 @@ fn handler_error(err: HandlerError) -> Response {
     json_error(status, message)
 }
 
-/// A lone task object is a batch of one.
-fn as_batch_text(body: &[u8]) -> Vec<u8> {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(task)) if !task.contains_key("tasks") => {
-            json!({ "tasks": [task] }).to_string().into_bytes()
+/// A lone task object is a batch of one. Only the top-level keys are read to tell, and the
+/// object is wrapped as text, so a large body is never held as a JSON tree.
+fn as_batch_text(body: Bytes) -> Bytes {
+    type TopLevel = std::collections::HashMap<String, serde::de::IgnoredAny>;
+    match serde_json::from_slice::<TopLevel>(&body) {
+        Ok(keys) if !keys.contains_key("tasks") => {
+            let mut wrapped = Vec::with_capacity(body.len() + 12);
+            wrapped.extend_from_slice(b"{\"tasks\":[");
+            wrapped.extend_from_slice(&body);
+            wrapped.extend_from_slice(b"]}");
+            Bytes::from(wrapped)
         }
-        _ => body.to_vec(),
+        _ => body,
     }
 }
 
-/// `POST /jobs`: creates the jobs of a batch (or one task); 201 with what became of each.
-pub async fn submit(State(state): State<HttpState>, body: Bytes) -> Response {
-    let parsed = match batch::parse(&as_batch_text(&body)) {
+/// A body over the master's batch size limit.
+fn too_large(size: u64, limit: u64) -> Response {
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body of {size} bytes or more is over the batch limit of {limit} bytes: split the batch, or raise the master's --max-batch-file"),
+    )
+}
+
+/// Reads the body, refusing one over `--max-batch-file` before reading it when it announces its
+/// length, and as soon as it passes the limit otherwise.
+async fn read_body(request: Request, limit: u64) -> Result<Bytes, Response> {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if let Some(size) = announced.filter(|size| *size > limit) {
+        return Err(too_large(size, limit));
+    }
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    axum::body::to_bytes(request.into_body(), cap)
+        .await
+        .map_err(|err| {
+            let too_big = std::error::Error::source(&err)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_big {
+                too_large(limit.saturating_add(1), limit)
+            } else {
+                json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {err}"),
+                )
+            }
+        })
+}
+
+/// `POST /jobs`: creates the jobs of a batch (or one task); 201 with what became of each. The
+/// jobs and their tasks count against the client address's rate limits.
+pub async fn submit(State(state): State<HttpState>, request: Request) -> Response {
+    // Without the peer's address (a server not started with it) every HTTP client shares one
+    // budget, which errs on the side of refusing.
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "http".to_string(), |info| info.0.ip().to_string());
+    let config = &state.master.config;
+    let body = match read_body(request, config.max_batch_file).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let parsed = match batch::parse_limited(&as_batch_text(body), config.max_batch_tasks) {
         Ok(parsed) => parsed,
         Err(err) => return json_error(StatusCode::BAD_REQUEST, format!("request body: {err}")),
     };
@@ -64,7 +120,7 @@ pub async fn submit(State(state): State<HttpState>, body: Bytes) -> Response {
         Ok(jobs) => jobs,
         Err(reason) => return json_error(StatusCode::BAD_REQUEST, reason),
     };
-    match create_batch(&state.master, "http", jobs).await {
+    match create_batch(&state.master, "http", jobs, Some(&client)).await {
         Ok(jobs) => (
             StatusCode::CREATED,
             Json(json!({ "jobs": jobs, "active_workers": state.master.workers.active() })),

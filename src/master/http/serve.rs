@@ -123,7 +123,11 @@ async fn serve_connection(
     // connections a newcomer may close.
     let (first_request, mut first_request_seen) = oneshot::channel::<()>();
     let first_request = Arc::new(Mutex::new(Some(first_request)));
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        // Handlers that count per client (the rate limiter) read the peer's address here.
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         if let Some(signal) = first_request
             .lock()
             .unwrap_or_else(|e| e.into_inner())

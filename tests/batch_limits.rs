@@ -1,0 +1,142 @@
+//! Batch input in bounded memory: a dropped file, an HTTP body and a `gridwatch load` file over
+//! `--max-batch-file` are refused before they are read, with the flag named; a dropped file just
+//! under the limit, full of rows past the task cap, is refused at the cap while the master's
+//! peak memory stays low; then an honest file loads and its job runs exactly (each backend).
+
+mod common;
+mod honest;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::poll_until;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// The master's default --max-batch-file.
+const DEFAULT_LIMIT: u64 = 64 * 1024 * 1024;
+
+fn watched(
+    redis: bool,
+    extra: &[&str],
+) -> (
+    common::grid::Grid,
+    Option<common::redis::RedisServer>,
+    PathBuf,
+) {
+    let drop = tempfile::tempdir().unwrap().keep().join("queue");
+    let drop_flag = drop.display().to_string();
+    let mut flags = vec!["--drop-dir", drop_flag.as_str(), "--drop-poll", "100ms"];
+    flags.extend_from_slice(extra);
+    let (grid, redis) = honest::grid(redis, &flags);
+    poll_until(WAIT, "the drop directory", || {
+        drop.join("failed").is_dir().then_some(())
+    });
+    (grid, redis, drop)
+}
+
+/// Waits for `failed/NAME` to arrive (its reason, written first, is complete then); returns the
+/// reason.
+fn refusal(drop: &Path, name: &str) -> String {
+    let failed = drop.join("failed");
+    poll_until(WAIT, "the file to fail", || {
+        failed.join(name).exists().then_some(())
+    });
+    std::fs::read_to_string(failed.join(format!("{name}.error"))).unwrap()
+}
+
+/// Writes `path` just under `limit` bytes of valid Julia rows (far more rows than a file may
+/// hold); returns the row count.
+fn write_rows_just_under(path: &Path, limit: u64) -> u64 {
+    const ROW: &[u8] = b"Secuencial,8,8,5,3\n";
+    let rows = (limit - 1) / ROW.len() as u64;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for _ in 0..rows {
+        file.write_all(ROW).unwrap();
+    }
+    file.flush().unwrap();
+    rows
+}
+
+fn oversized_batches_are_refused_unread(redis: bool) {
+    let (mut grid, _redis, drop) = watched(redis, &["--max-batch-file", "4096"]);
+    let big = "Secuencial,8,8,5,3\n".repeat(300);
+    assert!(big.len() > 4096);
+
+    std::fs::write(drop.join("big.csv"), &big).unwrap();
+    let reason = refusal(&drop, "big.csv");
+    assert!(reason.contains(&format!("{} bytes", big.len())), "{reason}");
+    assert!(reason.contains("--max-batch-file"), "{reason}");
+
+    let (status, _, body) = common::http::request(&grid.http_addr(), "POST", "/jobs", None, &big);
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("--max-batch-file"), "{body}");
+
+    let file = grid.path("big.csv");
+    std::fs::write(&file, &big).unwrap();
+    let load = grid.cli(&[
+        "load",
+        &file.display().to_string(),
+        "--max-batch-file",
+        "4096",
+    ]);
+    let stderr = String::from_utf8_lossy(&load.stderr);
+    assert_eq!(load.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--max-batch-file"), "{stderr}");
+    assert!(honest::job_ids(&grid).is_empty(), "nothing was created");
+
+    std::fs::write(drop.join("honest.csv"), honest::CSV_ROW).unwrap();
+    poll_until(WAIT, "the honest job", || honest::job_ids(&grid).pop());
+    grid.start_worker("w1", 2);
+    let job = honest::job_ids(&grid).pop().unwrap();
+    honest::assert_exact(&grid, &job);
+}
+
+#[test]
+fn oversized_batches_are_refused_unread_embedded() {
+    oversized_batches_are_refused_unread(false);
+}
+
+#[test]
+fn oversized_batches_are_refused_unread_redis() {
+    oversized_batches_are_refused_unread(true);
+}
+
+fn rows_past_the_task_cap_are_refused_in_bounded_memory(redis: bool) {
+    let (mut grid, _redis, drop) = watched(redis, &[]);
+    let staging = grid.path("rows.csv");
+    let rows = write_rows_just_under(&staging, DEFAULT_LIMIT);
+    assert!(rows > 3_000_000);
+    // Renamed in whole, as a careful writer does.
+    std::fs::rename(&staging, drop.join("rows.csv")).unwrap();
+    let reason = refusal(&drop, "rows.csv");
+    assert!(reason.contains("more than 100000 tasks"), "{reason}");
+    assert!(reason.contains("--max-batch-tasks"), "{reason}");
+    let pid = grid.master.as_ref().unwrap().pid();
+    let peak_mib = common::raw::peak_rss_kib(pid) / 1024;
+    println!(
+        "{rows} rows in a {} MiB file ({}): master peak {peak_mib} MiB",
+        DEFAULT_LIMIT >> 20,
+        if redis { "redis" } else { "embedded" }
+    );
+    assert!(peak_mib < 512, "master peak {peak_mib} MiB");
+    assert!(honest::job_ids(&grid).is_empty(), "nothing was created");
+
+    std::fs::write(drop.join("honest.csv"), honest::CSV_ROW).unwrap();
+    poll_until(WAIT, "the honest job", || honest::job_ids(&grid).pop());
+    grid.start_worker("w1", 2);
+    let job = honest::job_ids(&grid).pop().unwrap();
+    honest::assert_exact(&grid, &job);
+}
+
+#[test]
+fn rows_past_the_task_cap_are_refused_in_bounded_memory_embedded() {
+    rows_past_the_task_cap_are_refused_in_bounded_memory(false);
+}
+
+#[test]
+fn rows_past_the_task_cap_are_refused_in_bounded_memory_redis() {
+    rows_past_the_task_cap_are_refused_in_bounded_memory(true);
+}
