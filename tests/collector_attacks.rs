@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::procs::{gridwatch, wait_for};
-use common::raw::{connect_from, flood, peak_rss_kib, read_json};
+use common::raw::{connect_from, flood, peak_rss_kib, persistent_flood, read_json};
 use common::watchman_grid::Grid;
 use gridwatch::protocol::{
     Connection, ErrorCode, Message, Role, WorkerReport, WorkerStatus, PROTOCOL_VERSION,
@@ -161,6 +161,37 @@ fn unauthenticated_large_frames_are_refused_at_64_kib_with_bounded_collector_mem
     eprintln!("collector peak RSS under the attack: {peak_mib} MiB");
     assert!(peak_mib < 100, "the collector peaked at {peak_mib} MiB");
     honest_query(&grid.collector_addr);
+    no_worker_alert(&grid);
+}
+
+#[test]
+fn a_pre_hello_flood_from_thirty_addresses_leaves_room_for_agents_and_clients() {
+    let grid = grid_with_collector(&["--max-unauthenticated-connections", "64"]);
+    let collector = grid.collector_addr.clone();
+    let until = Instant::now() + Duration::from_secs(25);
+    let runtime = runtime();
+    // 1,400 sockets from 30 addresses (47 each, within the per-address share) that never
+    // greet; each reconnects a second after the collector closes it.
+    let attack = runtime.spawn(persistent_flood(
+        collector.clone(),
+        1400,
+        47,
+        b"",
+        Duration::from_secs(2),
+        Duration::from_secs(1),
+        until,
+    ));
+    std::thread::sleep(Duration::from_secs(3));
+    let mut slowest = Duration::ZERO;
+    while Instant::now() + Duration::from_secs(3) < until {
+        slowest = slowest.max(honest_query(&collector));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let opened = runtime.block_on(attack).expect("flood");
+    eprintln!(
+        "pre-hello flood of {opened} connections from 30 addresses: slowest honest query {slowest:?}"
+    );
+    honest_query(&collector);
     no_worker_alert(&grid);
 }
 

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use common::grid::Grid;
@@ -212,36 +210,9 @@ fn on_redis_a_worker_killed_mid_job_loses_no_pixel() {
     assert_matches_reference(&summary, &counts, spec, "redis-small");
 }
 
-/// `GET path` over HTTP/1.1; returns the status, the content type and the raw body.
+/// `GET path` over HTTP/1.1; returns the status, the content type and the body.
 fn http_get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP API");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("head and body");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("status code");
-    let content_type = head
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        .map(|(_, value)| value.trim().to_string())
-        .unwrap_or_default();
-    (status, content_type, raw[split + 4..].to_vec())
+    common::http::request(addr, "GET", path, None, "")
 }
 
 fn png_dimensions(bytes: &[u8]) -> (u32, u32) {

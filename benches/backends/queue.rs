@@ -117,6 +117,7 @@ async fn measure_through_master(tasks: u32) -> Measurement {
         max_connections: 256,
         max_connections_per_address: 256,
         connection_queue: 64,
+        max_unauthenticated: 64,
         queue_timeout: Duration::from_secs(30),
         max_frame: gridwatch::protocol::DEFAULT_MAX_FRAME,
         hello_timeout: Duration::from_secs(5),

@@ -740,6 +740,17 @@ pub trait Store: Send + Sync {
     async fn progress(&self, job: &str) -> BackendResult<Progress>;
     /// Every stored chunk result of a job without its payload, by chunk index.
     async fn result_headers(&self, job: &str) -> BackendResult<Vec<StoredResult>>;
+    /// The stored chunk results of tasks `tasks` (chunk indices) of a job, without payloads,
+    /// by chunk index: a page of a job's tasks, at a cost that does not grow with the job.
+    async fn result_headers_in(
+        &self,
+        job: &str,
+        tasks: std::ops::Range<u32>,
+    ) -> BackendResult<Vec<StoredResult>> {
+        let mut headers = self.result_headers(job).await?;
+        headers.retain(|h| tasks.contains(&h.chunk));
+        Ok(headers)
+    }
     /// Part `part` of the payload's JSON text of a stored chunk result.
     async fn result_part(&self, job: &str, chunk: u32, part: u32) -> BackendResult<Bytes>;
     /// Every stored chunk result of a job, by chunk index, payloads assembled. Holds the whole

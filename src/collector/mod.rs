@@ -138,6 +138,12 @@ pub struct CollectorConfig {
     /// still waiting at the timeout gets it then; either is then closed.
     #[arg(long, default_value_t = 1024)]
     pub connection_queue: usize,
+    /// Most connections that have not yet greeted (TLS handshake and hello), at once; they do
+    /// not count against --max-connections. When they are this many, a new connection closes
+    /// the oldest of them from the address holding most, so strangers that never greet cannot
+    /// keep an agent from greeting.
+    #[arg(long, default_value_t = 128)]
+    pub max_unauthenticated_connections: usize,
     /// How long a queued connection waits for a slot before it is refused as `busy`.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub queue_timeout: Duration,
@@ -235,9 +241,11 @@ impl CollectorConfig {
         server::Limits {
             admission: AdmissionLimits {
                 max_connections: self.max_connections,
+                max_unauthenticated: self.max_unauthenticated_connections,
                 per_address: self.max_connections_per_address,
                 queue: self.connection_queue,
                 queue_timeout: self.queue_timeout,
+                flag_prefix: "",
             },
             connection: ConnectionLimits {
                 hello_timeout: at_least(self.hello_timeout),

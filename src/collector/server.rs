@@ -15,6 +15,7 @@ use super::clock::Moment;
 use super::gate::{Claim, Gate};
 use super::watchtower::Watchtower;
 use crate::protocol::accept::{open_stream, refuse};
+use crate::protocol::admission::Slot;
 use crate::protocol::handshake::{read_hello, welcome, Peer};
 use crate::protocol::{
     Admission, AdmissionLimits, Connection, ConnectionLimits, ErrorCode, Message, ProtocolError,
@@ -75,7 +76,7 @@ pub async fn serve(
                     let (tower, gate, tls) = (tower.clone(), gate.clone(), tls.clone());
                     let admission = admission.clone();
                     tokio::spawn(async move {
-                        let _slot = match admission.admit(peer.ip()).await {
+                        let slot = match admission.admit(peer.ip()).await {
                             Ok(slot) => slot,
                             Err(refused) => {
                                 let deadline = limits.connection.hello_deadline();
@@ -84,7 +85,7 @@ pub async fn serve(
                                 return;
                             }
                         };
-                        handle(socket, peer, tls, limits.connection, tower, gate).await;
+                        handle(socket, peer, tls, limits.connection, tower, gate, slot).await;
                     });
                 }
                 Err(err) => {
@@ -135,17 +136,32 @@ async fn handle(
     limits: ConnectionLimits,
     tower: SharedWatchtower,
     gate: Arc<Gate>,
+    mut slot: Slot<'_>,
 ) {
     let deadline = limits.hello_deadline();
-    let Some(stream) = open_stream(socket, peer, tls.as_ref(), deadline, "collector").await else {
+    let opened = tokio::select! {
+        opened = open_stream(socket, peer, tls.as_ref(), deadline, "collector") => opened,
+        _ = slot.evicted() => None,
+    };
+    let Some(stream) = opened else {
         return;
     };
     let mut conn = limits.unauthenticated(stream);
     let address = peer.ip();
     let peer = peer.to_string();
-    let admitted = tokio::time::timeout_at(deadline, admit(&mut conn, &gate, &peer, address))
-        .await
-        .unwrap_or_else(|_| Err(Some(limits.hello_late())));
+    let admitting = tokio::time::timeout_at(deadline, admit(&mut conn, &gate, &peer, address));
+    let mut admitted = tokio::select! {
+        admitted = admitting => admitted.unwrap_or_else(|_| Err(Some(limits.hello_late()))),
+        _ = slot.evicted() => Err(Some((ErrorCode::Busy, slot.evicted_message()))),
+    };
+    if admitted.is_ok() {
+        if let Err(refused) = slot.greeted().await {
+            if let Ok(Some(reporter)) = &admitted {
+                gate.release(&reporter.worker, reporter.claim);
+            }
+            admitted = Err(Some((ErrorCode::Busy, refused.0)));
+        }
+    }
     let reporter = match admitted {
         Ok(reporter) => reporter,
         Err(Some((code, message))) => {

@@ -253,21 +253,7 @@ impl JuliaImage {
 
     /// The summary with `job`'s id, time and task count.
     pub fn summary(&self, job: &JobContext) -> JuliaSummary {
-        let p = &self.spec.params;
-        JuliaSummary {
-            job_id: job.job_id.clone(),
-            kind: JULIA_KIND.into(),
-            width: self.spec.width,
-            height: self.spec.height,
-            requested_width: p.width,
-            requested_height: p.height,
-            iterations: p.max_iterations,
-            c: [p.c_re, p.c_im],
-            region: [p.x1, p.x2, p.y1, p.y2],
-            iterations_sum: self.iterations_sum(),
-            seconds: job.seconds,
-            tasks: job.tasks,
-        }
+        summary_of(&self.spec, self.iterations_sum(), job)
     }
 
     /// Fails unless the counts fill the image exactly (a missing band would shift every row).
@@ -285,6 +271,25 @@ impl JuliaImage {
             ));
         }
         Ok(())
+    }
+}
+
+/// The summary of a job with `spec` whose pixels' counts add up to `iterations_sum`.
+fn summary_of(spec: &JuliaJobSpec, iterations_sum: u64, job: &JobContext) -> JuliaSummary {
+    let p = &spec.params;
+    JuliaSummary {
+        job_id: job.job_id.clone(),
+        kind: JULIA_KIND.into(),
+        width: spec.width,
+        height: spec.height,
+        requested_width: p.width,
+        requested_height: p.height,
+        iterations: p.max_iterations,
+        c: [p.c_re, p.c_im],
+        region: [p.x1, p.x2, p.y1, p.y2],
+        iterations_sum,
+        seconds: job.seconds,
+        tasks: job.tasks,
     }
 }
 
@@ -358,8 +363,111 @@ fn write_png(image: &JuliaImage, out: &mut dyn Write) -> io::Result<()> {
     encoder.set_depth(png::BitDepth::Eight);
     let to_io = |e: png::EncodingError| io::Error::other(e.to_string());
     let mut writer = encoder.write_header().map_err(to_io)?;
-    writer.write_image_data(&rgb).map_err(to_io)?;
+    // Written as the HTTP API streams it, so both give the same bytes.
+    let mut rows = writer.stream_writer().map_err(to_io)?;
+    rows.write_all(&rgb)?;
+    rows.finish().map_err(to_io)?;
     writer.finish().map_err(to_io)
+}
+
+/// Prints a job in `format` from its bands, read one at a time by `next_band` (top band first,
+/// `None` after the last), so the memory used is one band's whatever the image's size: the
+/// HTTP API serves images of any size this way.
+pub fn write_streamed(
+    spec: &JuliaJobSpec,
+    job: &JobContext,
+    format: &str,
+    mut next_band: impl FnMut() -> io::Result<Option<JuliaBand>>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let width = spec.width.max(1) as usize;
+    let expected = width * spec.height as usize;
+    let mut seen = 0usize;
+    let mut take = |band: &JuliaBand| {
+        seen += band.counts.len();
+        if band.counts.len() % width != 0 || seen > expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the band at row {} holds {} counts, not whole rows of the {}×{} image",
+                    band.first_row,
+                    band.counts.len(),
+                    spec.width,
+                    spec.height
+                ),
+            ));
+        }
+        Ok(())
+    };
+    let incomplete = |seen: usize| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the stored bands hold {seen} counts, the {}×{} image needs {expected}",
+                spec.width, spec.height
+            ),
+        )
+    };
+    match format {
+        "png" => {
+            let mut encoder = png::Encoder::new(&mut *out, spec.width, spec.height);
+            encoder.set_color(png::ColorType::Rgb);
+            encoder.set_depth(png::BitDepth::Eight);
+            let to_io = |e: png::EncodingError| io::Error::other(e.to_string());
+            let mut writer = encoder.write_header().map_err(to_io)?;
+            let mut rows = writer.stream_writer().map_err(to_io)?;
+            while let Some(band) = next_band()? {
+                take(&band)?;
+                rows.write_all(&colorize(&band.counts, spec.params.max_iterations))?;
+            }
+            if seen != expected {
+                return Err(incomplete(seen));
+            }
+            rows.finish().map_err(to_io)?;
+            writer.finish().map_err(to_io)
+        }
+        "counts" => {
+            let mut out = io::BufWriter::with_capacity(1 << 16, out);
+            while let Some(band) = next_band()? {
+                take(&band)?;
+                for row in band.counts.chunks(width) {
+                    let mut first = true;
+                    for count in row {
+                        if !first {
+                            out.write_all(b"\t")?;
+                        }
+                        first = false;
+                        write!(out, "{count}")?;
+                    }
+                    out.write_all(b"\n")?;
+                }
+            }
+            if seen != expected {
+                return Err(incomplete(seen));
+            }
+            out.flush()
+        }
+        _ => {
+            let mut sum = 0u64;
+            while let Some(band) = next_band()? {
+                take(&band)?;
+                sum = band
+                    .counts
+                    .iter()
+                    .fold(sum, |sum, &c| sum.saturating_add(u64::from(c)));
+            }
+            if seen != expected {
+                return Err(incomplete(seen));
+            }
+            let summary = summary_of(spec, sum, job);
+            if format == "json" {
+                serde_json::to_writer(&mut *out, &summary)?;
+                writeln!(out)
+            } else {
+                write_text(&summary, out)
+            }
+        }
+    }
 }
 
 /// The Julia kind.

@@ -92,6 +92,16 @@ pub struct MasterArgs {
     /// once; one still waiting at the timeout gets it then; either is then closed.
     #[arg(long, env = "GRIDWATCH_CONNECTION_QUEUE", default_value_t = 1024)]
     pub connection_queue: usize,
+    /// Most connections that have not yet greeted (TLS handshake and hello), at once; they do
+    /// not count against --max-connections. When they are this many, a new connection closes
+    /// the oldest of them from the address holding most, so strangers that never greet cannot
+    /// keep a client from greeting.
+    #[arg(
+        long,
+        env = "GRIDWATCH_MAX_UNAUTHENTICATED_CONNECTIONS",
+        default_value_t = 128
+    )]
+    pub max_unauthenticated_connections: usize,
     /// Seconds a queued connection waits for a slot before it is refused as `busy`.
     #[arg(long, env = "GRIDWATCH_QUEUE_TIMEOUT", default_value_t = 30.0)]
     pub queue_timeout: f64,
@@ -147,6 +157,9 @@ pub struct MasterArgs {
     /// Once the HTTP server listens, write its bound HOST:PORT to this file.
     #[arg(long)]
     pub http_addr_file: Option<PathBuf>,
+    /// The HTTP port's limits and the names it answers to.
+    #[command(flatten)]
+    pub http_limits: HttpArgs,
     /// Watch this directory for batch files (.csv, .txt, .json) and load each as jobs; loaded
     /// files move to DIR/processed/, malformed ones to DIR/failed/ with the reason in NAME.error.
     #[arg(long, env = "GRIDWATCH_DROP_DIR")]
@@ -169,6 +182,93 @@ pub struct MasterArgs {
     /// Where tasks and job state live (embedded or redis://HOST:PORT/DB).
     #[command(flatten)]
     pub backend: crate::backend::config::BackendArgs,
+}
+
+/// `gridwatch master` flags for the HTTP port: its own connection budget, separate from the
+/// protocol port's, and the host names it answers to.
+#[derive(Clone, Debug, clap::Args)]
+pub struct HttpArgs {
+    /// A host name (NAME, or NAME:PORT for that port only) the HTTP API answers to besides its
+    /// own address, localhost, 127.0.0.1 and [::1] at its port; repeat the flag or separate
+    /// names by commas. A request naming any other host is refused, so a web page cannot reach
+    /// the API through a name of its own (DNS rebinding), and a write must come from one of
+    /// these origins. Give the name the dashboard is opened as, e.g. behind a reverse proxy.
+    #[arg(
+        long = "http-allowed-host",
+        value_name = "NAME",
+        env = "GRIDWATCH_HTTP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Most HTTP connections served at once after their first request; extra ones wait for a
+    /// slot as long as a request header may take (--http-header-timeout), then get 503.
+    #[arg(long, env = "GRIDWATCH_HTTP_MAX_CONNECTIONS", default_value_t = 128)]
+    pub http_max_connections: usize,
+    /// Most HTTP connections at once from one client address; more are answered 503.
+    #[arg(
+        long,
+        env = "GRIDWATCH_HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 32
+    )]
+    pub http_max_connections_per_address: usize,
+    /// Most HTTP connections that have not yet sent a complete request header, at once; they
+    /// do not count against --http-max-connections. When they are this many, a new connection
+    /// closes the oldest of them from the address holding most, so slow or silent sockets
+    /// cannot keep a real request out.
+    #[arg(
+        long,
+        env = "GRIDWATCH_HTTP_MAX_UNAUTHENTICATED_CONNECTIONS",
+        default_value_t = 128
+    )]
+    pub http_max_unauthenticated_connections: usize,
+    /// HTTP requests that may wait for a served slot; more are answered 503 at once.
+    #[arg(long, env = "GRIDWATCH_HTTP_CONNECTION_QUEUE", default_value_t = 128)]
+    pub http_connection_queue: usize,
+    /// Seconds a request's header may take to arrive, however steadily its bytes trickle in.
+    #[arg(long, env = "GRIDWATCH_HTTP_HEADER_TIMEOUT", default_value_t = 10.0)]
+    pub http_header_timeout: f64,
+    /// Seconds an HTTP connection may move no byte either way before it is closed.
+    #[arg(long, env = "GRIDWATCH_HTTP_IDLE_TIMEOUT", default_value_t = 60.0)]
+    pub http_idle_timeout: f64,
+    /// Renders of a stored result (images, result files, a job's summary) the HTTP API runs at
+    /// once; more are answered 503 with Retry-After. Each render holds one band or part of a
+    /// result in memory at a time.
+    #[arg(long, env = "GRIDWATCH_HTTP_MAX_RENDERS", default_value_t = 2)]
+    pub http_max_renders: usize,
+}
+
+/// The HTTP port's limits, resolved.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Connections served at once once they have sent a request.
+    pub max_connections: usize,
+    /// Connections at once from one address.
+    pub max_connections_per_address: usize,
+    /// Connections without a complete request header, at once.
+    pub max_pending: usize,
+    /// Requests that may wait for a served slot.
+    pub connection_queue: usize,
+    /// Time allowed for a request's header.
+    pub header_timeout: Duration,
+    /// Time a connection may move no byte.
+    pub idle_timeout: Duration,
+    /// Result renders at once.
+    pub max_renders: usize,
+}
+
+impl HttpArgs {
+    /// The limits, each at least 1 (a zero would refuse everything).
+    pub fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_connections: self.http_max_connections.max(1),
+            max_connections_per_address: self.http_max_connections_per_address.max(1),
+            max_pending: self.http_max_unauthenticated_connections.max(1),
+            connection_queue: self.http_connection_queue,
+            header_timeout: seconds(self.http_header_timeout),
+            idle_timeout: seconds(self.http_idle_timeout),
+            max_renders: self.http_max_renders.max(1),
+        }
+    }
 }
 
 /// The master's settings, resolved.
@@ -198,6 +298,8 @@ pub struct MasterConfig {
     pub max_connections_per_address: usize,
     /// Connections that may wait for a slot.
     pub connection_queue: usize,
+    /// Connections that have not greeted yet, at once.
+    pub max_unauthenticated: usize,
     /// Longest wait for a slot.
     pub queue_timeout: Duration,
     /// Frame limit in bytes, after the hello.
@@ -242,6 +344,7 @@ impl MasterArgs {
             max_connections: self.max_connections.max(1),
             max_connections_per_address: self.max_connections_per_address.max(1),
             connection_queue: self.connection_queue,
+            max_unauthenticated: self.max_unauthenticated_connections.max(1),
             queue_timeout: seconds(self.queue_timeout),
             max_frame: self.max_frame,
             hello_timeout: seconds(self.hello_timeout),

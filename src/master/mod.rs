@@ -191,13 +191,21 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
             stopped(stop.clone()),
         ));
     }
-    let http_task = http_listener.map(|listener| {
+    let http_limits = args.http_limits.limits();
+    let http_task = http_listener.map(|(listener, bound)| {
         let http_state = http::HttpState {
             master: state.clone(),
             backend: backend_config.name(),
             started: std::time::Instant::now(),
+            allowed_hosts: Arc::new(http::AllowedHosts::new(
+                bound,
+                &args.http_limits.allowed_hosts,
+            )),
+            renders: Arc::new(tokio::sync::Semaphore::new(http_limits.max_renders)),
+            max_renders: http_limits.max_renders,
         };
-        tokio::spawn(http::run(listener, http_state, stopped(stop.clone())))
+        let stopping = stopped(stop.clone());
+        tokio::spawn(http::run(listener, http_state, http_limits, stopping))
     });
     run_with_tls(listener, state, tls, stopped(stop)).await;
     if let Some(task) = http_task {
@@ -212,7 +220,7 @@ async fn bind_http(
     addr: &str,
     addr_file: Option<&std::path::Path>,
     config: &MasterConfig,
-) -> Result<TcpListener, MasterError> {
+) -> Result<(TcpListener, std::net::SocketAddr), MasterError> {
     let listener = http::bind(addr).await?;
     let local = listener.local_addr().map_err(|source| MasterError::Bind {
         addr: addr.to_string(),
@@ -230,7 +238,7 @@ async fn bind_http(
         write_addr_file(path, local)?;
     }
     tracing::info!(component = "master", http = %local, dashboard = %format!("http://{local}/"), "HTTP API listening");
-    Ok(listener)
+    Ok((listener, local))
 }
 
 /// Writes `addr` to `path`: write then rename, so a reader never sees a half-written address.

@@ -1,8 +1,8 @@
 //! The master's accept loop and per-connection handler (mini-redis `server.rs`): admission bounds
-//! connections (overall and per address, extra ones queue), accept errors back off, and one
-//! shutdown signal reaches every handler. Until its hello is welcomed, a connection may send
-//! frames of 64 KiB at most and must greet within the hello timeout; with TLS, the handshake
-//! counts against that timeout too.
+//! connections (per address, those not yet greeted, and greeted ones; extra ones queue), accept
+//! errors back off, and one shutdown signal reaches every handler. Until its hello is welcomed,
+//! a connection may send frames of 64 KiB at most, must greet within the hello timeout (with
+//! TLS, the handshake counts against it too) and may be closed to make room for a newcomer.
 //! A frame-level error (bad JSON, oversized frame, unknown type) gets an `error` frame and closes
 //! that connection only; request-level errors get an `error` frame and the connection goes on.
 
@@ -19,6 +19,7 @@ use super::cmd::{self, HandlerError, Session};
 use super::workers::IdClaim;
 use super::MasterState;
 use crate::protocol::accept::{open_stream, refuse};
+use crate::protocol::admission::Slot;
 use crate::protocol::handshake::{read_hello, welcome, AcceptError};
 use crate::protocol::{
     Admission, AdmissionLimits, Connection, ConnectionLimits, ErrorCode, ProtocolError, Role,
@@ -44,9 +45,11 @@ pub async fn run_with_tls(
     let (stop_tx, stop_rx) = watch::channel(false);
     let admission = Arc::new(Admission::new(AdmissionLimits {
         max_connections: state.config.max_connections,
+        max_unauthenticated: state.config.max_unauthenticated,
         per_address: state.config.max_connections_per_address,
         queue: state.config.connection_queue,
         queue_timeout: state.config.queue_timeout,
+        flag_prefix: "",
     }));
     let mut handlers = JoinSet::new();
     handlers.spawn(reclaim_expired_leases(state.clone(), stop_rx.clone()));
@@ -75,7 +78,7 @@ pub async fn run_with_tls(
         let (state, stop, admission) = (state.clone(), stop_rx.clone(), admission.clone());
         let tls = tls.clone();
         handlers.spawn(async move {
-            let _slot = match admission.admit(peer.ip()).await {
+            let slot = match admission.admit(peer.ip()).await {
                 Ok(slot) => slot,
                 Err(refused) => {
                     let deadline = connection_limits(&state).hello_deadline();
@@ -83,7 +86,7 @@ pub async fn run_with_tls(
                     return;
                 }
             };
-            handle_connection(socket, peer, tls, state, stop).await;
+            handle_connection(socket, peer, tls, state, stop, slot).await;
         });
         // Reap finished handlers so the set does not grow without bound.
         while handlers.try_join_next().is_some() {}
@@ -153,26 +156,33 @@ fn connection_limits(state: &MasterState) -> ConnectionLimits {
 }
 
 /// Serves one connection: the TLS handshake if any and `hello` first, then requests until
-/// close, error or shutdown.
+/// close, error or shutdown. Until it greets, a newer connection may take its place (`slot`).
 async fn handle_connection(
     socket: TcpStream,
     peer: SocketAddr,
     tls: Option<ServerTls>,
     state: Arc<MasterState>,
     mut stop: watch::Receiver<bool>,
+    mut slot: Slot<'_>,
 ) {
     let limits = connection_limits(&state);
     let deadline = limits.hello_deadline();
-    let Some(stream) = open_stream(socket, peer, tls.as_ref(), deadline, "master").await else {
+    let opened = tokio::select! {
+        opened = open_stream(socket, peer, tls.as_ref(), deadline, "master") => opened,
+        _ = slot.evicted() => None,
+    };
+    let Some(stream) = opened else {
         return;
     };
     let mut conn = limits.unauthenticated(stream);
-    let greeted = tokio::time::timeout_at(deadline, greet(&mut conn, &state, peer))
-        .await
-        .unwrap_or_else(|_| {
+    let greeting = tokio::time::timeout_at(deadline, greet(&mut conn, &state, peer));
+    let greeted = tokio::select! {
+        greeted = greeting => greeted.unwrap_or_else(|_| {
             let (code, message) = limits.hello_late();
             Err(HandlerError::fatal(code, message))
-        });
+        }),
+        _ = slot.evicted() => Err(HandlerError::fatal(ErrorCode::Busy, slot.evicted_message())),
+    };
     // The worker id's claim lives as long as this connection.
     let (mut session, _id_claim) = match greeted {
         Ok(greeted) => greeted,
@@ -181,6 +191,15 @@ async fn handle_connection(
             return;
         }
     };
+    if let Err(refused) = slot.greeted().await {
+        report(
+            &mut conn,
+            HandlerError::fatal(ErrorCode::Busy, refused.0),
+            peer,
+        )
+        .await;
+        return;
+    }
     conn.set_max_frame(limits.max_frame);
     loop {
         let message = tokio::select! {

@@ -52,6 +52,7 @@ pub async fn subject(visibility_timeout: Duration) -> Subject {
         max_connections: 64,
         max_connections_per_address: 64,
         connection_queue: 64,
+        max_unauthenticated: 64,
         queue_timeout: Duration::from_secs(30),
         max_frame: gridwatch::protocol::DEFAULT_MAX_FRAME,
         hello_timeout: Duration::from_secs(5),

@@ -3,6 +3,9 @@
 
 use std::net::SocketAddr;
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -79,4 +82,56 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|kib| kib.parse().ok())
         .expect("VmHWM line")
+}
+
+/// Holds `count` connections to `server` from 127.0.0.2 onwards (`per_address` per address)
+/// until `until`: each trickles `bytes` one byte every `trickle` (none when `bytes` is empty)
+/// and, once the server closes it, connects again after `pause`. Returns how many connections
+/// were opened in all.
+pub async fn persistent_flood(
+    server: String,
+    count: usize,
+    per_address: usize,
+    bytes: &'static [u8],
+    trickle: Duration,
+    pause: Duration,
+    until: Instant,
+) -> usize {
+    let opened = Arc::new(Mutex::new(0usize));
+    let mut attackers = Vec::with_capacity(count);
+    for i in 0..count {
+        let source = [127, 0, 0, 2 + (i / per_address) as u8];
+        let (server, opened) = (server.clone(), opened.clone());
+        attackers.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                let Ok(mut stream) = connect_from(source, &server).await else {
+                    tokio::time::sleep(pause).await;
+                    continue;
+                };
+                *opened.lock().expect("count") += 1;
+                let mut sent = 0;
+                let mut buf = [0u8; 1024];
+                loop {
+                    if Instant::now() >= until {
+                        return;
+                    }
+                    if sent < bytes.len() {
+                        let _ = stream.write_all(&bytes[sent..sent + 1]).await;
+                        sent += 1;
+                    }
+                    let wait = if bytes.is_empty() { pause * 4 } else { trickle };
+                    match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => break,
+                        _ => {}
+                    }
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }));
+    }
+    for attacker in attackers {
+        attacker.await.expect("attacker task");
+    }
+    let total = *opened.lock().expect("count");
+    total
 }

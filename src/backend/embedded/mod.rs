@@ -393,6 +393,17 @@ impl Store for EmbeddedBackend {
             .await
     }
 
+    async fn result_headers_in(
+        &self,
+        job: &str,
+        tasks: std::ops::Range<u32>,
+    ) -> BackendResult<Vec<StoredResult>> {
+        let job = job.to_string();
+        self.db
+            .call(move |state| store::result_headers_in(state, &job, tasks))
+            .await
+    }
+
     async fn result_part(&self, job: &str, chunk: u32, part: u32) -> BackendResult<Bytes> {
         let job = job.to_string();
         let bytes = self

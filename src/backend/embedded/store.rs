@@ -652,14 +652,24 @@ pub(super) fn job_summaries(state: &mut DbState, limit: usize) -> BackendResult<
 
 /// Every stored result of a job without its payload, by chunk.
 pub(super) fn result_headers(state: &mut DbState, job: &str) -> BackendResult<Vec<StoredResult>> {
+    result_headers_in(state, job, 0..u32::MAX)
+}
+
+/// The stored results of tasks `tasks` of a job, without payloads, by chunk index.
+pub(super) fn result_headers_in(
+    state: &mut DbState,
+    job: &str,
+    tasks: std::ops::Range<u32>,
+) -> BackendResult<Vec<StoredResult>> {
     let mut select = state
         .conn
         .prepare_cached(
-            "SELECT chunk, matches, worker, parts, run FROM results WHERE job = ?1 ORDER BY chunk",
+            "SELECT chunk, matches, worker, parts, run FROM results \
+             WHERE job = ?1 AND chunk >= ?2 AND chunk < ?3 ORDER BY chunk",
         )
         .map_err(sql_error)?;
     let rows = select
-        .query_map(params![job], |row| {
+        .query_map(params![job, tasks.start, tasks.end], |row| {
             Ok(StoredResult {
                 chunk: row.get(0)?,
                 matches: row.get::<_, i64>(1)?.max(0) as u64,

@@ -252,6 +252,39 @@ impl Store for RedisBackend {
         Ok(headers)
     }
 
+    async fn result_headers_in(
+        &self,
+        job: &str,
+        tasks: std::ops::Range<u32>,
+    ) -> BackendResult<Vec<StoredResult>> {
+        let results = keys::job_results(job);
+        let chunks: Vec<u32> = tasks.collect();
+        if chunks.is_empty() {
+            return Ok(Vec::new());
+        }
+        // HMGET of one field is sent as HGET, which answers a value rather than a list.
+        let stored: Vec<Option<String>> = if let [chunk] = chunks[..] {
+            let one: Option<String> = self
+                .request(|mut conn| {
+                    let results = &results;
+                    async move { conn.hget(results, chunk).await }
+                })
+                .await?;
+            vec![one]
+        } else {
+            self.request(|mut conn| {
+                let (results, chunks) = (&results, &chunks);
+                async move { conn.hget(results, chunks).await }
+            })
+            .await?
+        };
+        stored
+            .into_iter()
+            .flatten()
+            .map(|json| decode_header(job, &json))
+            .collect()
+    }
+
     async fn result_part(&self, job: &str, chunk: u32, part: u32) -> BackendResult<Bytes> {
         let parts_key = keys::job_result_parts(job, chunk);
         let index = part as isize;

@@ -72,22 +72,42 @@ pub async fn jobs(
     })))
 }
 
-/// `GET /jobs/{id}`: one job with its progress and spec (patterns, records) and, once completed,
-/// its kind's summary of the result (`result`; null for kinds without one), and the record of
-/// every finished task (`tasks`); 404 if unknown.
+/// Tasks `/jobs/{id}` lists when no `limit` is given.
+const DEFAULT_TASKS: u32 = 100;
+/// Largest page of tasks `/jobs/{id}` lists.
+const MAX_TASKS: u32 = 1000;
+
+/// `?offset=N&limit=M`: a page of a job's tasks, by task index.
+#[derive(Debug, Deserialize)]
+pub struct TaskPage {
+    /// The first task index of the page.
+    pub offset: Option<u32>,
+    /// Tasks in the page (capped at [`MAX_TASKS`]).
+    pub limit: Option<u32>,
+}
+
+/// `GET /jobs/{id}?offset=N&limit=M`: one job with its progress and spec (patterns, records)
+/// and, once completed, its kind's summary of the result (`result`; null for kinds without
+/// one), and the record of each finished task among tasks `offset..offset+limit` (`tasks`; the
+/// first 100 by default, 1000 at most, so a job of a million tasks is read a page at a time);
+/// 404 if unknown.
 pub async fn job(
     State(state): State<HttpState>,
     Path(id): Path<String>,
+    query: Result<Query<TaskPage>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(page) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let offset = page.offset.unwrap_or(0);
+    let limit = page.limit.unwrap_or(DEFAULT_TASKS).min(MAX_TASKS);
     let store = state.master.store.as_ref();
     let record = store
         .job(&id)
         .await?
         .ok_or_else(|| ApiError::NoSuchJob(id.clone()))?;
     let spec = record.spec.clone();
-    let result = super::results::summary(store, &record).await?;
+    let result = super::results::summary(&state, &record).await?;
     let tasks: Vec<TaskRecord> = store
-        .result_headers(&id)
+        .result_headers_in(&id, offset..offset.saturating_add(limit))
         .await?
         .iter()
         .map(|h| TaskRecord::new(&id, h.chunk, &h.worker, record.priority, &h.run))
@@ -98,6 +118,7 @@ pub async fn job(
         "spec": spec,
         "result": result,
         "tasks": tasks,
+        "tasks_page": { "offset": offset, "limit": limit },
         "active_workers": state.master.workers.active(),
     })))
 }

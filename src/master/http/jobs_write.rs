@@ -3,16 +3,17 @@
 //! `DELETE /jobs/{id}` (cancel); and `GET /jobs/{id}/results?format=F`, a completed job's results
 //! in one of its kind's formats.
 //!
-//! Writes need the cluster token as `Authorization: Bearer TOKEN` (compared in constant time;
-//! 401 without it or with another). A master without a token accepts writes from anyone who
-//! can reach it, exactly as its protocol port does: it refuses to start without a token on a
-//! non-loopback address unless `--insecure`, so that is this machine's users only.
+//! Writes pass the write gate first (same origin, and the cluster token as
+//! `Authorization: Bearer TOKEN` when the master has one). A master without a token accepts
+//! writes from anyone who can reach it, exactly as its protocol port does: it refuses to start
+//! without a token on a non-loopback address unless `--insecure`, so that is this machine's
+//! users only.
 
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -27,40 +28,6 @@ use crate::master::cmd::{
     HandlerError,
 };
 use crate::protocol::ErrorCode;
-
-/// Whether the request carries the master's token (always, when it has none).
-fn authorized(headers: &HeaderMap, token: Option<&str>) -> bool {
-    let Some(expected) = token else {
-        return true;
-    };
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .is_some_and(|offered| constant_time_eq(offered.trim().as_bytes(), expected.as_bytes()))
-}
-
-/// Compares without stopping at the first difference, so the time taken does not tell how much
-/// of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
-}
-
-fn unauthorized() -> Response {
-    let mut response = json_error(
-        StatusCode::UNAUTHORIZED,
-        "this request changes the grid: send the cluster token as `Authorization: Bearer TOKEN`"
-            .into(),
-    );
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer"),
-    );
-    response
-}
 
 /// A refusal from the shared request handlers, as an HTTP status and message.
 fn handler_error(err: HandlerError) -> Response {
@@ -131,9 +98,6 @@ async fn read_body(request: Request, limit: u64) -> Result<Bytes, Response> {
 /// `POST /jobs`: creates the jobs of a batch (or one task); 201 with what became of each. The
 /// jobs and their tasks count against the client address's rate limits.
 pub async fn submit(State(state): State<HttpState>, request: Request) -> Response {
-    if !authorized(request.headers(), state.master.config.token.as_deref()) {
-        return unauthorized();
-    }
     // Without the peer's address (a server not started with it) every HTTP client shares one
     // budget, which errs on the side of refusing.
     let client = request
@@ -167,14 +131,7 @@ pub async fn submit(State(state): State<HttpState>, request: Request) -> Respons
 }
 
 /// `DELETE /jobs/{id}`: cancels the job.
-pub async fn remove(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if !authorized(&headers, state.master.config.token.as_deref()) {
-        return unauthorized();
-    }
+pub async fn remove(State(state): State<HttpState>, Path(id): Path<String>) -> Response {
     match cancel(&state.master, &id).await {
         Ok(removed) => Json(json!({
             "job_id": id,
@@ -237,6 +194,6 @@ pub async fn results(
     } else {
         "text/plain; charset=utf-8"
     };
-    let bytes = super::results::render(store, kind, record, format).await?;
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+    let body = super::results::respond(&state, kind, record, format).await?;
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }

@@ -4,13 +4,16 @@
 
 mod api;
 mod forget;
+mod guard;
 mod job_page;
 mod jobs_write;
 mod metrics;
 mod performance;
 mod results;
+mod serve;
 mod snapshot;
 
+pub use guard::AllowedHosts;
 pub use snapshot::worker_views;
 
 use std::future::Future;
@@ -20,10 +23,12 @@ use std::time::Instant;
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use thiserror::Error;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
+use super::config::HttpLimits;
 use super::{MasterError, MasterState};
 use crate::backend::BackendError;
 
@@ -39,6 +44,12 @@ pub struct HttpState {
     pub backend: &'static str,
     /// When the master started, for `/health`'s uptime.
     pub started: Instant,
+    /// The host names requests may name.
+    pub allowed_hosts: Arc<AllowedHosts>,
+    /// One permit per result render allowed at once.
+    pub renders: Arc<Semaphore>,
+    /// How many permits `renders` has.
+    pub max_renders: usize,
 }
 
 /// Why an API request failed; rendered as `{"error": "..."}` with a fitting status code.
@@ -59,6 +70,12 @@ pub enum ApiError {
     /// Stored results that do not render.
     #[error("unreadable stored result: {0}")]
     Corrupt(String),
+    /// As many results are being rendered as the master allows at once.
+    #[error(
+        "{0} results are being rendered, as many as this master renders at once (the limit: \
+         --http-max-renders); retry in a few seconds"
+    )]
+    Busy(usize),
     /// The backend failed or is unreachable.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -75,6 +92,13 @@ impl IntoResponse for ApiError {
             ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::Backend(BackendError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Busy(_) => {
+                let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, self.to_string());
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                return response;
+            }
         };
         if status.is_server_error() {
             tracing::warn!(component = "http", error = %self, "request failed");
@@ -106,6 +130,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics::handler))
         .merge(operator_routes())
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard::check))
         .with_state(state)
 }
 
@@ -146,20 +171,15 @@ pub async fn bind(addr: &str) -> Result<TcpListener, MasterError> {
         })
 }
 
-/// Serves the API on `listener` until `shutdown` completes; open connections are then asked to
-/// close (the caller bounds how long it waits for them).
+/// Serves the API on `listener` within `limits` until `shutdown` completes; open connections
+/// are then asked to close (the caller bounds how long it waits for them).
 pub async fn run(
     listener: TcpListener,
     state: HttpState,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    if let Err(err) = served {
-        tracing::error!(component = "http", error = %err, "HTTP server failed");
-    }
+    serve::serve(listener, router(state), limits, shutdown).await
 }
 
 /// Content type of the Prometheus text exposition format, version 0.0.4.
