@@ -424,7 +424,12 @@ fn the_redis_password_stays_out_of_ps_and_logs() {
     });
     // A password in the URL itself is redacted from the same log line.
     let in_url = format!("redis://:{password}@127.0.0.1:{port}/0");
+    // A master of its own: one data directory holds one master at a time.
+    let url_data = dir.path().join("url-data");
+    let url_addr_file = dir.path().join("url-master.addr");
     let mut url_args = args.to_vec();
+    url_args[4] = url_data.to_str().expect("utf-8");
+    url_args[6] = url_addr_file.to_str().expect("utf-8");
     url_args.pop();
     url_args.push(&in_url);
     let url_master = Proc::spawn("url-master", dir.path(), &url_args, &[]);

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
+use common::poll_until;
 use pki::Ca;
 
 const TOKEN: &str = "tls-test-token-5f3a9c";
@@ -467,7 +468,7 @@ fn a_busy_tls_master_says_so_over_tls() {
     let certs = tempfile::tempdir().expect("temp dir");
     let ca = Ca::new(certs.path(), "grid");
     let server = ca.server(certs.path(), "master");
-    let grid = Grid::start(&[
+    let mut grid = Grid::start(&[
         "--tls-cert",
         &server.cert.display().to_string(),
         "--tls-key",
@@ -479,11 +480,14 @@ fn a_busy_tls_master_says_so_over_tls() {
         "--hello-timeout",
         "10",
     ]);
-    // A silent socket holds the only slot while its handshake is awaited.
-    let _holder = TcpStream::connect(&grid.addr).expect("connect");
-    std::thread::sleep(Duration::from_millis(300));
+    // A greeted worker holds the only slot (a silent socket would not: connections that have
+    // not greeted wait in a pool of their own), so a client is turned away, over TLS.
     let ca_file = ca.cert_file.display().to_string();
-    let out = grid.cli(&["jobs", "--tls-ca", &ca_file]);
-    assert!(!out.status.success(), "a second connection got a slot");
-    assert!(stderr(&out).contains("server busy"), "{}", stderr(&out));
+    grid.worker_flags = vec!["--tls-ca".into(), ca_file.clone()];
+    grid.start_worker("w1", 1);
+    let refusal = poll_until(Duration::from_secs(30), "a client refused as busy", || {
+        let out = grid.cli(&["jobs", "--tls-ca", &ca_file]);
+        (!out.status.success()).then(|| stderr(&out))
+    });
+    assert!(refusal.contains("server busy"), "{refusal}");
 }
