@@ -3,7 +3,7 @@
 //! slot at once, which the test sees two ways: the worker's own heartbeats (the test plays its
 //! agent on the Unix socket) stop naming the task, and a small job submitted right after the
 //! cancel completes, exactly, within a few seconds rather than after the long task. On the
-//! embedded backend and on Redis.
+//! embedded backend and on Redis, for Julia bands, particle replicas and search chunks.
 
 mod common;
 
@@ -239,6 +239,76 @@ fn particles_cancel_frees_the_worker(redis: Option<&RedisServer>) {
             "{field}"
         );
     }
+}
+
+/// One search task of about ten seconds on this machine: 15 M bases in one chunk against 500
+/// 40-base patterns with up to 8 mismatches, whose 4-base seeds verify candidates everywhere.
+fn search_cancel_frees_the_worker(redis: Option<&RedisServer>) {
+    use common::grid::{naive_hits, write_fasta, Bases};
+    let (grid, beats) = grid_with_watched_worker(redis);
+    let mut bases = Bases::new(31);
+    let genome = vec![("chrL".to_string(), bases.take(15_000_000))];
+    let long_fasta = grid.path("long.fa");
+    write_fasta(&long_fasta, &genome, 60, "\n");
+    let patterns: Vec<String> = (0..500)
+        .map(|_| String::from_utf8(bases.take(40)).expect("ASCII bases"))
+        .collect();
+    let patterns_file = grid.path("patterns.txt");
+    std::fs::write(&patterns_file, patterns.join("\n")).expect("patterns file");
+    grid.cli_ok(&[
+        "submit",
+        long_fasta.to_str().expect("utf-8"),
+        "--patterns",
+        patterns_file.to_str().expect("utf-8"),
+        "--max-mismatches",
+        "8",
+        "--chunk-size",
+        "15000000",
+        "--job-id",
+        "long",
+    ]);
+    wait_running(&beats, "long");
+
+    let small = vec![("chrS".to_string(), bases.take(50_000))];
+    let small_fasta = grid.path("small.fa");
+    write_fasta(&small_fasta, &small, 60, "\n");
+    let small_path = small_fasta.display().to_string();
+    let honest = [
+        "submit",
+        &small_path,
+        "-p",
+        "ACGTAC",
+        "--job-id",
+        "next",
+        "--wait",
+    ];
+    let (next_done, idle) = cancel_then_run(&grid, &beats, "long", &honest);
+    eprintln!(
+        "search ({}): cancel → next job done {:.3} s; cancel → heartbeat without the task {:.3} s",
+        if redis.is_some() { "redis" } else { "embedded" },
+        next_done.as_secs_f64(),
+        idle.as_secs_f64()
+    );
+    assert!(
+        next_done < IDLE_BOUND,
+        "the next job waited {next_done:?} after the cancel"
+    );
+    let count = grid.cli_ok(&["results", "next", "--format", "count"]);
+    assert_eq!(
+        common::grid::parse_total(&count),
+        naive_hits(&small, "ACGTAC", false).len() as u64
+    );
+}
+
+#[test]
+fn a_cancelled_search_chunk_stops_and_frees_the_worker() {
+    search_cancel_frees_the_worker(None);
+}
+
+#[test]
+fn on_redis_a_cancelled_search_chunk_stops_and_frees_the_worker() {
+    let redis = RedisServer::start();
+    search_cancel_frees_the_worker(Some(&redis));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! `gridwatch search` prints.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -190,15 +191,56 @@ pub struct ChunkPayload {
     pub piece_hits: Vec<(u32, u64)>,
 }
 
+/// Owned bases searched between two looks at a task's stop flag: a cancelled or lost task
+/// stops within one slice (milliseconds for an exact search), whatever its chunk size.
+const STOP_CHECK_BASES: usize = 1 << 20;
+
+/// A flag never set, for runs that cannot be stopped.
+static NEVER_STOP: AtomicBool = AtomicBool::new(false);
+
 /// Runs the kernel on one chunk's bases: the same `search_chunk` call `gridwatch search` makes.
 pub fn run_chunk(set: &PatternSet, spec: &SearchTaskSpec, bases: &[u8]) -> ChunkPayload {
-    let chunk = Chunk {
-        bases,
-        owned_len: (spec.owned_len as usize).min(bases.len()),
-        record_offset: spec.record_offset,
-    };
+    run_chunk_until(set, spec, bases, &NEVER_STOP).unwrap_or_else(|| empty_payload(set, spec))
+}
+
+/// What a run that was stopped before it began would hold; never stored (its task is dropped).
+fn empty_payload(set: &PatternSet, spec: &SearchTaskSpec) -> ChunkPayload {
+    ChunkPayload {
+        record: spec.record,
+        counts: vec![StrandCounts::default(); set.patterns().len()],
+        hits: Vec::new(),
+        pattern_offset: spec.pattern_offset,
+        mismatches: Vec::new(),
+        piece_hits: Vec::new(),
+    }
+}
+
+/// [`run_chunk`], giving up with `None` once `stop` is set. The owned range is searched in
+/// slices, each carrying the look-ahead its last matches need: ownership makes the slices'
+/// hits exactly the whole chunk's, in the same order (by start first).
+fn run_chunk_until(
+    set: &PatternSet,
+    spec: &SearchTaskSpec,
+    bases: &[u8],
+    stop: &AtomicBool,
+) -> Option<ChunkPayload> {
+    let owned_len = (spec.owned_len as usize).min(bases.len());
     let mut hits: Vec<Hit> = Vec::new();
-    search_chunk(set, &chunk, &mut hits);
+    let mut from = 0;
+    while from < owned_len {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let owned = STOP_CHECK_BASES.min(owned_len - from);
+        let end = (from + owned + set.overlap()).min(bases.len());
+        let slice = Chunk {
+            bases: &bases[from..end],
+            owned_len: owned,
+            record_offset: spec.record_offset + from as u64,
+        };
+        search_chunk(set, &slice, &mut hits);
+        from += owned;
+    }
     let mut counts = vec![StrandCounts::default(); set.patterns().len()];
     for hit in &hits {
         if let Some(count) = counts.get_mut(hit.pattern as usize) {
@@ -226,19 +268,29 @@ pub fn run_chunk(set: &PatternSet, spec: &SearchTaskSpec, bases: &[u8]) -> Chunk
             (hit.start, pattern, hit.strand, matched)
         })
         .collect();
-    ChunkPayload {
+    Some(ChunkPayload {
         record: spec.record,
         counts,
         hits: stored,
         pattern_offset: spec.pattern_offset,
         mismatches,
         piece_hits: Vec::new(),
-    }
+    })
 }
 
 /// Runs a task of several pieces: each piece is searched on its own bases (so no match crosses
 /// from one record into the next), and the pieces' results are joined in order.
 pub fn run_pieces(set: &PatternSet, spec: &SearchTaskSpec, input: &[u8]) -> ChunkPayload {
+    run_pieces_until(set, spec, input, &NEVER_STOP).unwrap_or_else(|| empty_payload(set, spec))
+}
+
+/// [`run_pieces`], giving up with `None` once `stop` is set.
+fn run_pieces_until(
+    set: &PatternSet,
+    spec: &SearchTaskSpec,
+    input: &[u8],
+    stop: &AtomicBool,
+) -> Option<ChunkPayload> {
     let mut joined = ChunkPayload {
         record: spec.record,
         counts: vec![StrandCounts::default(); set.patterns().len()],
@@ -257,7 +309,7 @@ pub fn run_pieces(set: &PatternSet, spec: &SearchTaskSpec, input: &[u8]) -> Chun
             pieces: Vec::new(),
             ..spec.clone()
         };
-        let part = run_chunk(set, &piece_spec, &input[at.min(end)..end]);
+        let part = run_chunk_until(set, &piece_spec, &input[at.min(end)..end], stop)?;
         at = end;
         for (total, count) in joined.counts.iter_mut().zip(&part.counts) {
             total.forward += count.forward;
@@ -269,7 +321,7 @@ pub fn run_pieces(set: &PatternSet, spec: &SearchTaskSpec, input: &[u8]) -> Chun
         joined.hits.extend(part.hits);
         joined.mismatches.extend(part.mismatches);
     }
-    joined
+    Some(joined)
 }
 
 /// The matched bases as seqkit prints them: as in the sequence on `+`, reverse-complemented on `-`.
@@ -612,6 +664,21 @@ impl JobKind for SearchKind {
         match task.pieces.is_empty() {
             true => run_chunk(&prepared.set, task, input),
             false => run_pieces(&prepared.set, task, input),
+        }
+    }
+
+    /// Stops between slices of a chunk (or between pieces), so a cancelled or lost task frees
+    /// its slot within one slice's search.
+    fn run_until(
+        &self,
+        prepared: &PreparedGroup,
+        task: &SearchTaskSpec,
+        input: &[u8],
+        stop: &AtomicBool,
+    ) -> Option<ChunkPayload> {
+        match task.pieces.is_empty() {
+            true => run_chunk_until(&prepared.set, task, input, stop),
+            false => run_pieces_until(&prepared.set, task, input, stop),
         }
     }
 
@@ -1002,6 +1069,59 @@ mod tests {
         assert!(tasks.len() > 1, "the input should span several chunks");
         let out = jobs::run_in_process(kind, &spec, &tasks, "count");
         String::from_utf8(out).unwrap()
+    }
+
+    /// A chunk is searched in slices between stop checks; matches across a slice edge (starting
+    /// just before it, or exactly on it) count once, as a naive scan counts them.
+    #[test]
+    fn a_chunk_searched_in_slices_counts_what_a_naive_scan_counts() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut bases: Vec<u8> = (0..3 * STOP_CHECK_BASES + 12_345)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                b"ACGT"[(state >> 33) as usize % 4]
+            })
+            .collect();
+        for edge in [STOP_CHECK_BASES, 2 * STOP_CHECK_BASES] {
+            for start in [edge - 3, edge, edge - 6] {
+                bases[start..start + 6].copy_from_slice(b"GATTAC");
+            }
+        }
+        let expected = naive_count(&bases, b"GATTAC");
+        let mut fasta = b">chr1\n".to_vec();
+        for line in bases.chunks(60) {
+            fasta.extend_from_slice(line);
+            fasta.push(b'\n');
+        }
+        let kind = jobs::require("search").unwrap();
+        let submission = serde_json::json!({
+            "filename": "g.fa",
+            "patterns": [{ "name": "p", "sequence": "GATTAC" }],
+            "chunk_size": 2 * STOP_CHECK_BASES + 17,
+        });
+        let limits = SubmitLimits {
+            max_upload: 1 << 30,
+            max_frame: 1 << 30,
+            ..LIMITS
+        };
+        let spec = kind
+            .accept(submission, Some(fasta.len() as u64), &limits)
+            .unwrap();
+        let TaskSource::Upload(mut cutter) = kind.tasks(&spec).unwrap() else {
+            panic!("a search uploads its input");
+        };
+        let mut tasks = Vec::new();
+        for piece in fasta.chunks(65_536) {
+            cutter.push(piece, &mut |task| tasks.push(task)).unwrap();
+        }
+        let spec = cutter.finish(&mut |task| tasks.push(task)).unwrap();
+        let out = String::from_utf8(jobs::run_in_process(kind, &spec, &tasks, "count")).unwrap();
+        assert_eq!(
+            out,
+            format!("patternName\tpattern\tcount\np\tGATTAC\t{expected}\ntotal\t\t{expected}\n")
+        );
     }
 
     #[test]
