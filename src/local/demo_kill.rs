@@ -113,8 +113,14 @@ fn requeued(master_log: &Path, worker: &str) -> Option<u64> {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .find_map(|line| {
             let fields = &line["fields"];
-            let ours = fields["message"] == "re-queued the dead worker's tasks"
-                && fields["worker"] == worker;
-            ours.then(|| fields["reclaimed"].as_u64()).flatten()
+            if fields["worker"] != worker {
+                return None;
+            }
+            // A worker killed before it held a task has nothing to re-queue: the master says so.
+            match fields["message"].as_str() {
+                Some("re-queued the dead worker's tasks") => fields["reclaimed"].as_u64(),
+                Some("the dead worker holds no tasks: nothing to re-queue") => Some(0),
+                _ => None,
+            }
         })
 }
