@@ -7,7 +7,6 @@
 //! Each case takes a [`Subject`]; `conformance_cases!` lists the cases once, with the visibility
 //! timeout each one needs, and each backend module instantiates them all.
 
-mod common;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -17,7 +16,6 @@ use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::{Queue, Store};
 
-#[path = "backend_conformance/through_master.rs"]
 mod through_master;
 
 /// A backend under test, and whatever keeps it alive (a server process, a temp dir).
@@ -122,7 +120,7 @@ fn embedded_subject(visibility_timeout: Duration) -> Subject {
 
 /// A fresh `redis-server` and a backend connected to it.
 async fn redis_subject(visibility_timeout: Duration) -> Subject {
-    let server = tokio::task::spawn_blocking(common::redis::RedisServer::start)
+    let server = tokio::task::spawn_blocking(crate::support::redis::RedisServer::start)
         .await
         .expect("starting redis-server");
     let options = RedisOptions {
@@ -168,17 +166,11 @@ mod remote_backend {
     conformance_cases!(instantiate_through_master);
 }
 
-#[path = "backend_conformance/batches.rs"]
 mod batches;
-#[path = "backend_conformance/delivery.rs"]
 mod delivery;
-#[path = "backend_conformance/fencing.rs"]
 mod fencing;
-#[path = "backend_conformance/fixtures.rs"]
 mod fixtures;
-#[path = "backend_conformance/records.rs"]
 mod records;
-#[path = "backend_conformance/storage.rs"]
 mod storage;
 
 /// Every case, by name, for the instantiating macros.

@@ -3,14 +3,13 @@
 //! still being written is not read early; a master killed between creating a file's jobs and
 //! moving the file loads it again on restart without creating anything twice.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::grid::Grid;
-use common::poll_until;
-use common::redis::RedisServer;
+use crate::support::grid::Grid;
+use crate::support::poll_until;
+use crate::support::redis::RedisServer;
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -3,14 +3,12 @@
 //! under the limit, full of rows past the task cap, is refused at the cap while the master's
 //! peak memory stays low; then an honest file loads and its job runs exactly (each backend).
 
-mod common;
-mod honest;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::poll_until;
+use crate::support::poll_until;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -21,15 +19,15 @@ fn watched(
     redis: bool,
     extra: &[&str],
 ) -> (
-    common::grid::Grid,
-    Option<common::redis::RedisServer>,
+    crate::support::grid::Grid,
+    Option<crate::support::redis::RedisServer>,
     PathBuf,
 ) {
     let drop = tempfile::tempdir().unwrap().keep().join("queue");
     let drop_flag = drop.display().to_string();
     let mut flags = vec!["--drop-dir", drop_flag.as_str(), "--drop-poll", "100ms"];
     flags.extend_from_slice(extra);
-    let (grid, redis) = honest::grid(redis, &flags);
+    let (grid, redis) = crate::support::honest::grid(redis, &flags);
     poll_until(WAIT, "the drop directory", || {
         drop.join("failed").is_dir().then_some(())
     });
@@ -69,7 +67,7 @@ fn oversized_batches_are_refused_unread(redis: bool) {
     assert!(reason.contains(&format!("{} bytes", big.len())), "{reason}");
     assert!(reason.contains("--max-batch-file"), "{reason}");
 
-    let (status, _, body) = common::http::request(&grid.http_addr(), "POST", "/jobs", None, &big);
+    let (status, _, body) = crate::support::http::request(&grid.http_addr(), "POST", "/jobs", None, &big);
     let body = String::from_utf8_lossy(&body);
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("--max-batch-file"), "{body}");
@@ -85,13 +83,13 @@ fn oversized_batches_are_refused_unread(redis: bool) {
     let stderr = String::from_utf8_lossy(&load.stderr);
     assert_eq!(load.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--max-batch-file"), "{stderr}");
-    assert!(honest::job_ids(&grid).is_empty(), "nothing was created");
+    assert!(crate::support::honest::job_ids(&grid).is_empty(), "nothing was created");
 
-    std::fs::write(drop.join("honest.csv"), honest::CSV_ROW).unwrap();
-    poll_until(WAIT, "the honest job", || honest::job_ids(&grid).pop());
+    std::fs::write(drop.join("honest.csv"), crate::support::honest::CSV_ROW).unwrap();
+    poll_until(WAIT, "the honest job", || crate::support::honest::job_ids(&grid).pop());
     grid.start_worker("w1", 2);
-    let job = honest::job_ids(&grid).pop().unwrap();
-    honest::assert_exact(&grid, &job);
+    let job = crate::support::honest::job_ids(&grid).pop().unwrap();
+    crate::support::honest::assert_exact(&grid, &job);
 }
 
 #[test]
@@ -115,20 +113,20 @@ fn rows_past_the_task_cap_are_refused_in_bounded_memory(redis: bool) {
     assert!(reason.contains("more than 100000 tasks"), "{reason}");
     assert!(reason.contains("--max-batch-tasks"), "{reason}");
     let pid = grid.master.as_ref().unwrap().pid();
-    let peak_mib = common::raw::peak_rss_kib(pid) / 1024;
+    let peak_mib = crate::support::raw::peak_rss_kib(pid) / 1024;
     println!(
         "{rows} rows in a {} MiB file ({}): master peak {peak_mib} MiB",
         DEFAULT_LIMIT >> 20,
         if redis { "redis" } else { "embedded" }
     );
     assert!(peak_mib < 512, "master peak {peak_mib} MiB");
-    assert!(honest::job_ids(&grid).is_empty(), "nothing was created");
+    assert!(crate::support::honest::job_ids(&grid).is_empty(), "nothing was created");
 
-    std::fs::write(drop.join("honest.csv"), honest::CSV_ROW).unwrap();
-    poll_until(WAIT, "the honest job", || honest::job_ids(&grid).pop());
+    std::fs::write(drop.join("honest.csv"), crate::support::honest::CSV_ROW).unwrap();
+    poll_until(WAIT, "the honest job", || crate::support::honest::job_ids(&grid).pop());
     grid.start_worker("w1", 2);
-    let job = honest::job_ids(&grid).pop().unwrap();
-    honest::assert_exact(&grid, &job);
+    let job = crate::support::honest::job_ids(&grid).pop().unwrap();
+    crate::support::honest::assert_exact(&grid, &job);
 }
 
 #[test]

@@ -4,14 +4,13 @@
 //! purge cancels only queued jobs of the asked priority, never one whose task a worker leased;
 //! 100,000 tasks load in bounded time and memory.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::grid::{naive_hits, parse_tsv, write_fasta, Bases, Grid};
-use common::redis::RedisServer;
+use crate::support::grid::{naive_hits, parse_tsv, write_fasta, Bases, Grid};
+use crate::support::redis::RedisServer;
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::remote::RemoteBackend;
 use gridwatch::backend::{NackOutcome, Queue};
@@ -417,7 +416,7 @@ fn a_file_of_100000_tasks_loads_in_bounded_time_and_memory(redis: bool) {
     let started = Instant::now();
     let output = std::process::Command::new("/usr/bin/time")
         .args(["-f", "peak_kib=%M"])
-        .arg(common::gridwatch_bin())
+        .arg(crate::support::gridwatch_bin())
         .args(["load", &path.display().to_string(), "--master", &grid.addr])
         .output()
         .unwrap();

@@ -2,11 +2,10 @@
 //! starts its own local grid, and every row it prints must agree with the local kernel (the
 //! command fails otherwise). The Julia answer is also checked against a reference loop here.
 
-mod common;
 
 use std::process::Command;
 
-use common::julia::{reference, Spec};
+use crate::support::julia::{reference, Spec};
 
 fn bench(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_gridwatch"))

@@ -5,15 +5,14 @@
 //! cancel completes, exactly, within a few seconds rather than after the long task. On the
 //! embedded backend and on Redis, for Julia bands, particle replicas and search chunks.
 
-mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::grid::Grid;
-use common::julia::{reference, Spec};
-use common::poll_until;
-use common::redis::RedisServer;
+use crate::support::grid::Grid;
+use crate::support::julia::{reference, Spec};
+use crate::support::poll_until;
+use crate::support::redis::RedisServer;
 use gridwatch::protocol::{Connection, Message};
 
 /// What the goal is (< 1 s) with room for a machine three times slower.
@@ -218,7 +217,7 @@ fn particles_cancel_frees_the_worker(redis: Option<&RedisServer>) {
     );
     let grid_result: serde_json::Value =
         serde_json::from_str(&grid.cli_ok(&["results", "next", "--json"])).expect("JSON");
-    let output = std::process::Command::new(common::gridwatch_bin())
+    let output = std::process::Command::new(crate::support::gridwatch_bin())
         .args([
             "particles",
             "--json",
@@ -244,7 +243,7 @@ fn particles_cancel_frees_the_worker(redis: Option<&RedisServer>) {
 /// One search task of about ten seconds on this machine: 15 M bases in one chunk against 500
 /// 40-base patterns with up to 8 mismatches, whose 4-base seeds verify candidates everywhere.
 fn search_cancel_frees_the_worker(redis: Option<&RedisServer>) {
-    use common::grid::{naive_hits, write_fasta, Bases};
+    use crate::support::grid::{naive_hits, write_fasta, Bases};
     let (grid, beats) = grid_with_watched_worker(redis);
     let mut bases = Bases::new(31);
     let genome = vec![("chrL".to_string(), bases.take(15_000_000))];
@@ -295,7 +294,7 @@ fn search_cancel_frees_the_worker(redis: Option<&RedisServer>) {
     );
     let count = grid.cli_ok(&["results", "next", "--format", "count"]);
     assert_eq!(
-        common::grid::parse_total(&count),
+        crate::support::grid::parse_total(&count),
         naive_hits(&small, "ACGTAC", false).len() as u64
     );
 }

@@ -2,12 +2,11 @@
 //! the bash script completes every subcommand, zsh and fish scripts are produced, and the man page
 //! renders with man(1) and names the subcommands.
 
-mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::procs::gridwatch;
+use crate::support::procs::gridwatch;
 
 fn stdout_of(args: &[&str]) -> String {
     let out = gridwatch().args(args).output().expect("run gridwatch");

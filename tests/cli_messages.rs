@@ -2,14 +2,13 @@
 //! `results … | head` ends quietly with exit 0, `submit --wait` shows the job id before it waits
 //! and puts it in its JSON, and counts of one are singular.
 
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::grid::{naive_hits, write_fasta, Bases, Grid};
-use common::{gridwatch_bin, poll_until, Proc};
+use crate::support::grid::{naive_hits, write_fasta, Bases, Grid};
+use crate::support::{gridwatch_bin, poll_until, Proc};
 
 const LIMIT: Duration = Duration::from_secs(30);
 

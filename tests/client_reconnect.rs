@@ -2,12 +2,11 @@
 //! master is killed with -9 and restarted on the same address and data directory, reconnect
 //! with backoff and print the exact result.
 
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
+use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 const PATTERN: &str = "TTAGGC";
@@ -59,7 +58,7 @@ fn submit_wait_and_status_wait_print_the_exact_result_across_a_master_restart() 
             "--wait",
         ],
     );
-    common::poll_until(JOB_TIMEOUT, "the job accepted and under way", || {
+    crate::support::poll_until(JOB_TIMEOUT, "the job accepted and under way", || {
         processed(&grid, "ride").filter(|done| *done > 0)
     });
     let status = client(&grid, &["status", "ride", "--wait", "--json"]);

@@ -7,13 +7,12 @@
 //! honest death is still alerted and re-queued. (Strangers without the token, or with a wrong
 //! one, are refused by the collector in `security.rs`.)
 
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::procs::{gridwatch, wait_for};
-use common::raw::{connect_from, flood, peak_rss_kib, persistent_flood, read_json};
-use common::watchman_grid::Grid;
+use crate::support::procs::{gridwatch, wait_for};
+use crate::support::raw::{connect_from, flood, peak_rss_kib, persistent_flood, read_json};
+use crate::support::watchman_grid::Grid;
 use gridwatch::protocol::{
     Connection, ErrorCode, Message, Role, WorkerReport, WorkerStatus, PROTOCOL_VERSION,
 };
@@ -55,7 +54,7 @@ fn honest_query(collector: &str) -> Duration {
 /// A grid whose collector has `flags`, once its one worker's agent has reported.
 fn grid_with_collector(flags: &[&str]) -> Grid {
     let grid = Grid::start_with(&["w1"], "15s", flags);
-    common::procs::wait_for("w1 reported", Duration::from_secs(30), || {
+    crate::support::procs::wait_for("w1 reported", Duration::from_secs(30), || {
         let output = gridwatch()
             .args(["workers", "--json", "--collector", &grid.collector_addr])
             .output()
@@ -201,7 +200,7 @@ fn report(worker: &str, seq: u64, status: WorkerStatus) -> Message {
         data: Box::new(WorkerReport {
             worker_id: worker.into(),
             seq,
-            timestamp: common::watchman_grid::unix_now(),
+            timestamp: crate::support::watchman_grid::unix_now(),
             status,
             status_reason: None,
             cpu_percent: 1.0,
@@ -263,7 +262,7 @@ fn a_flapping_agent_is_damped_its_ids_capped_and_bad_ids_refused() {
 
 #[test]
 fn with_redis_a_flapping_agent_is_damped_its_ids_capped_and_bad_ids_refused() {
-    let redis = common::redis::RedisServer::start();
+    let redis = crate::support::redis::RedisServer::start();
     flapping_attack(&redis.url());
 }
 

@@ -4,13 +4,12 @@
 //! removes the dead worker, and no console error at any point. A screenshot is saved in the
 //! test's temp dir.
 
-mod common;
 
 use std::time::Duration;
 
-use common::procs::wait_for;
-use common::watchman_grid::{genome, Grid};
-use common::webdriver::{self, Browser};
+use crate::support::procs::wait_for;
+use crate::support::watchman_grid::{genome, Grid};
+use crate::support::webdriver::{self, Browser};
 
 /// Text of the table body `id` (rows separated by newlines, cells by tabs).
 fn table(browser: &Browser, id: &str) -> String {
@@ -54,7 +53,7 @@ fn add_failed_job_with_a_long_error(grid: &Grid) -> String {
         "x".repeat(180),
         "unexpected-end-of-input-".repeat(12)
     );
-    let now = common::watchman_grid::unix_now();
+    let now = crate::support::watchman_grid::unix_now();
     conn.execute(
         "INSERT INTO jobs (id, kind, spec, summary, priority, status, total_chunks, error, created_at, finished_at)
          VALUES ('failed-long-error', 'search', '{}', 'search for a pattern', 'medium', 'failed', 3, ?1, ?2, ?2)",
@@ -68,7 +67,7 @@ fn add_failed_job_with_a_long_error(grid: &Grid) -> String {
 fn the_dashboard_shows_workers_a_job_to_100_percent_and_an_alert_without_errors_or_sideways_scroll()
 {
     let Some((chromium, chromedriver)) = webdriver::installed() else {
-        common::skip_without("chromium and chromedriver are not installed");
+        crate::support::skip_without("chromium and chromedriver are not installed");
         return;
     };
     let mut grid = Grid::start(&["w1", "w2"], "15s");

@@ -4,8 +4,6 @@
 //! name are each dealt with once, without reading or writing anything outside; then an honest
 //! dropped file loads and its job runs exactly.
 
-mod common;
-mod honest;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -13,8 +11,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::grid::Grid;
-use common::poll_until;
+use crate::support::grid::Grid;
+use crate::support::poll_until;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -35,12 +33,12 @@ fn entries(dir: &Path) -> Vec<Vec<u8>> {
 }
 
 /// A master watching `DROP` every 100 ms, plus the drop directory's path.
-fn watched(redis: bool, extra: &[&str]) -> (Grid, Option<common::redis::RedisServer>, PathBuf) {
+fn watched(redis: bool, extra: &[&str]) -> (Grid, Option<crate::support::redis::RedisServer>, PathBuf) {
     let drop = tempfile::tempdir().unwrap().keep().join("queue");
     let drop_flag = drop.display().to_string();
     let mut flags = vec!["--drop-dir", drop_flag.as_str(), "--drop-poll", "100ms"];
     flags.extend_from_slice(extra);
-    let (grid, redis) = honest::grid(redis, &flags);
+    let (grid, redis) = crate::support::honest::grid(redis, &flags);
     poll_until(WAIT, "the drop directory", || {
         drop.join("failed").is_dir().then_some(())
     });
@@ -57,20 +55,20 @@ fn wait_entries(dir: &Path, count: usize, what: &str) -> Vec<Vec<u8>> {
 
 /// Drops the honest file, waits for its job and checks it exactly.
 fn honest_file_runs_exactly(grid: &mut Grid, drop: &Path) {
-    let before = honest::job_ids(grid);
+    let before = crate::support::honest::job_ids(grid);
     let processed = entries(&drop.join("processed")).len();
-    std::fs::write(drop.join("honest.csv"), honest::CSV_ROW).unwrap();
+    std::fs::write(drop.join("honest.csv"), crate::support::honest::CSV_ROW).unwrap();
     wait_entries(
         &drop.join("processed"),
         processed + 1,
         "the honest file to load",
     );
-    let job = honest::job_ids(grid)
+    let job = crate::support::honest::job_ids(grid)
         .into_iter()
         .find(|id| !before.contains(id))
         .expect("the honest file created a job");
     grid.start_worker("w1", 2);
-    honest::assert_exact(grid, &job);
+    crate::support::honest::assert_exact(grid, &job);
 }
 
 #[test]
@@ -82,7 +80,7 @@ fn a_symlinked_failed_dir_stops_the_master_from_starting() {
     std::fs::create_dir_all(&elsewhere).unwrap();
     std::fs::create_dir(drop.join("processed")).unwrap();
     std::os::unix::fs::symlink(&elsewhere, drop.join("failed")).unwrap();
-    let output = std::process::Command::new(common::gridwatch_bin())
+    let output = std::process::Command::new(crate::support::gridwatch_bin())
         .args([
             "master",
             "--listen",
@@ -175,7 +173,7 @@ fn a_251_byte_name_is_processed_once() {
     let (grid, _redis, drop) = watched(false, &[]);
     let name = format!("{}.csv", "n".repeat(247));
     assert_eq!(name.len(), 251);
-    std::fs::write(drop.join(&name), honest::CSV_ROW).unwrap();
+    std::fs::write(drop.join(&name), crate::support::honest::CSV_ROW).unwrap();
     let processed = wait_entries(&drop.join("processed"), 1, "the long name to load");
     assert_eq!(processed.len(), 1);
     let moved = &processed[0];
@@ -189,14 +187,14 @@ fn a_251_byte_name_is_processed_once() {
     // Ten more polls: still one load and one job.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(grid.master_logs().matches("batch file loaded").count(), 1);
-    assert_eq!(honest::job_ids(&grid).len(), 1);
+    assert_eq!(crate::support::honest::job_ids(&grid).len(), 1);
 }
 
 #[test]
 fn a_non_utf8_name_fails_once_with_its_reason() {
     let (grid, _redis, drop) = watched(false, &[]);
     let name = OsStr::from_bytes(b"bad\xff\xfe.csv");
-    std::fs::write(drop.join(name), honest::CSV_ROW).unwrap();
+    std::fs::write(drop.join(name), crate::support::honest::CSV_ROW).unwrap();
     let failed = wait_entries(&drop.join("failed"), 2, "the name to fail");
     assert_eq!(
         failed,
@@ -213,6 +211,6 @@ fn a_non_utf8_name_fails_once_with_its_reason() {
     assert!(reason.contains("not UTF-8"), "{reason}");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(grid.master_logs().matches("batch file refused").count(), 1);
-    assert!(honest::job_ids(&grid).is_empty());
+    assert!(crate::support::honest::job_ids(&grid).is_empty());
     assert_eq!(entries(&drop), [b"failed".to_vec(), b"processed".to_vec()]);
 }

@@ -3,15 +3,14 @@
 //! exactly what a naive scan counts; an edited file is uploaded again; a client lying about the
 //! hash cannot poison the store; a genome in use survives `genomes rm` and a retention sweep.
 
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use common::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
-use common::redis::RedisServer;
-use common::{gridwatch_bin, poll_until};
+use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
+use crate::support::redis::RedisServer;
+use crate::support::{gridwatch_bin, poll_until};
 use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
 use tokio::net::TcpStream;
 
@@ -94,7 +93,7 @@ fn job_record(grid: &Grid, job: &str) -> serde_json::Value {
 
 /// `gridwatch_upload_bytes_total` on the master's `/metrics`.
 fn upload_metric(grid: &Grid) -> u64 {
-    let (code, _, body) = common::http::request(&grid.http_addr(), "GET", "/metrics", None, "");
+    let (code, _, body) = crate::support::http::request(&grid.http_addr(), "GET", "/metrics", None, "");
     assert_eq!(code, 200);
     let text = String::from_utf8_lossy(&body).into_owned();
     assert!(

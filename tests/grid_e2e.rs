@@ -2,13 +2,12 @@
 //! command-line client, checked against a brute-force matcher. Covers chunk edges, a worker killed
 //! mid-job, a master restarted mid-job, and many clients at once.
 
-mod common;
 
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use common::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
+use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -158,7 +157,7 @@ fn mismatch_search_on_the_grid_equals_local_search_in_every_format() {
             "--json",
         ]);
         for format in ["count", "tsv", "bed", "json"] {
-            let local = std::process::Command::new(common::gridwatch_bin())
+            let local = std::process::Command::new(crate::support::gridwatch_bin())
                 .args([
                     "search", &file, "-p", pattern, "-m", k, "--strand", "both", "--format", format,
                 ])
@@ -225,7 +224,7 @@ fn many_guides_are_cut_by_pattern_group_and_merge_to_the_local_result() {
         "two short records share one chunk, cut into three pattern groups: {status}"
     );
     for format in ["count", "tsv"] {
-        let local = std::process::Command::new(common::gridwatch_bin())
+        let local = std::process::Command::new(crate::support::gridwatch_bin())
             .args([
                 "search",
                 &file,
@@ -259,7 +258,7 @@ fn many_guides_are_cut_by_pattern_group_and_merge_to_the_local_result() {
 
 /// Output of local `gridwatch search` (no servers) on both strands.
 fn local_search(file: &str, pattern: &str, format: &str) -> String {
-    let output = std::process::Command::new(common::gridwatch_bin())
+    let output = std::process::Command::new(crate::support::gridwatch_bin())
         .args([
             "search", file, "-p", pattern, "--strand", "both", "--format", format,
         ])
@@ -305,13 +304,13 @@ fn worker_killed_mid_job_still_gives_the_exact_result() {
         "--job-id",
         "k9",
     ]);
-    common::poll_until(JOB_TIMEOUT, "w1 to finish a chunk", || {
+    crate::support::poll_until(JOB_TIMEOUT, "w1 to finish a chunk", || {
         (done_chunks(&grid, "k9") > 0).then_some(())
     });
     // Frozen, w1 sends nothing more; once the master's count of leases in flight settles, they
     // are all w1's. A worker caught between an ack and its next lease holds none, and then only
     // the kill is tested, not the reclaim: thaw it and catch it again.
-    let held = common::poll_until(JOB_TIMEOUT, "w1 frozen while holding leases", || {
+    let held = crate::support::poll_until(JOB_TIMEOUT, "w1 frozen while holding leases", || {
         grid.worker("w1").signal(Signal::SIGSTOP);
         let held = settled_leases_in_flight(&grid);
         if held == 0 {
@@ -344,7 +343,7 @@ fn worker_killed_mid_job_still_gives_the_exact_result() {
 fn settled_leases_in_flight(grid: &Grid) -> u64 {
     let read = || {
         let (status, _, body) =
-            common::http::request(&grid.http_addr(), "GET", "/metrics", None, "");
+            crate::support::http::request(&grid.http_addr(), "GET", "/metrics", None, "");
         assert_eq!(status, 200);
         String::from_utf8_lossy(&body)
             .lines()
@@ -378,7 +377,7 @@ fn master_restarted_mid_job_completes_exactly() {
         "--job-id",
         "restart",
     ]);
-    common::poll_until(JOB_TIMEOUT, "a first chunk", || {
+    crate::support::poll_until(JOB_TIMEOUT, "a first chunk", || {
         (done_chunks(&grid, "restart") > 0).then_some(())
     });
     if let Some(master) = grid.master.as_mut() {

@@ -2,9 +2,8 @@
 //! requests get `error` frames with codes while the master keeps serving others; a chunk result
 //! delivered twice counts once; a cancelled job's late results are ignored.
 
-mod common;
 
-use common::grid::{write_fasta, Bases, Grid};
+use crate::support::grid::{write_fasta, Bases, Grid};
 use gridwatch::backend::ChunkResult;
 use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;

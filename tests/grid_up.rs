@@ -1,12 +1,11 @@
 //! `gridwatch up` as a user runs it: children start, the grid answers, and SIGTERM stops every
 //! child process cleanly. Also: a worker told to stop (SIGTERM) exits on its own.
 
-mod common;
 
 use std::time::Duration;
 
-use common::grid::Grid;
-use common::{poll_until, Proc};
+use crate::support::grid::Grid;
+use crate::support::{poll_until, Proc};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -50,13 +49,13 @@ fn up_starts_master_and_workers_and_sigterm_stops_them_all() {
         .filter_map(|p| p.trim_end_matches(')').parse().ok())
         .collect();
     assert_eq!(pids.len(), 2, "two workers listed in {text}");
-    let jobs = std::process::Command::new(common::gridwatch_bin())
+    let jobs = std::process::Command::new(crate::support::gridwatch_bin())
         .args(["jobs", "--json", "--master", addr.trim()])
         .output()
         .unwrap();
     assert!(jobs.status.success());
     poll_until(Duration::from_secs(10), "both workers to be active", || {
-        let out = std::process::Command::new(common::gridwatch_bin())
+        let out = std::process::Command::new(crate::support::gridwatch_bin())
             .args(["jobs", "--json", "--master", addr.trim()])
             .output()
             .ok()?;
@@ -102,7 +101,7 @@ fn worker_stops_on_sigterm() {
 /// first master's pid, before it touches any address file; the first grid's job stays exact.
 #[test]
 fn a_second_grid_on_the_same_data_dir_exits_2_and_the_first_is_unaffected() {
-    use common::grid::{naive_hits, write_fasta, Bases};
+    use crate::support::grid::{naive_hits, write_fasta, Bases};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_arg = data.display().to_string();
@@ -152,7 +151,7 @@ fn a_second_grid_on_the_same_data_dir_exits_2_and_the_first_is_unaffected() {
             .collect(),
         ),
     ] {
-        let out = std::process::Command::new(common::gridwatch_bin())
+        let out = std::process::Command::new(crate::support::gridwatch_bin())
             .args(&args)
             .output()
             .expect("running the second grid");
@@ -175,7 +174,7 @@ fn a_second_grid_on_the_same_data_dir_exits_2_and_the_first_is_unaffected() {
     let records = vec![("chr1".to_string(), bases.take(200_000))];
     let fasta = dir.path().join("g.fa");
     write_fasta(&fasta, &records, 60, "\n");
-    let out = std::process::Command::new(common::gridwatch_bin())
+    let out = std::process::Command::new(crate::support::gridwatch_bin())
         .args([
             "submit",
             &fasta.display().to_string(),

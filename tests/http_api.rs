@@ -2,15 +2,14 @@
 //! answers with the shape and the values the job's hand-counted result implies; `/metrics` is
 //! valid Prometheus text that agrees with `/jobs`; a killed worker shows as a firing alert.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::procs::wait_for;
-use common::watchman_grid::{genome, Grid, PATTERN};
+use crate::support::procs::wait_for;
+use crate::support::watchman_grid::{genome, Grid, PATTERN};
 use serde_json::Value;
 
 /// One HTTP response.
@@ -210,7 +209,7 @@ fn every_endpoint_reports_a_completed_job_its_workers_and_a_dead_workers_alert()
 
 #[test]
 fn with_redis_the_endpoints_read_what_workers_and_collector_wrote_there() {
-    let redis = common::redis::RedisServer::start();
+    let redis = crate::support::redis::RedisServer::start();
     let mut grid = Grid::start_on(&redis.url(), &["w1", "w2"], "15s", &[]);
     endpoints_follow_a_job_and_a_worker_death(&mut grid, "redis");
 }
@@ -466,7 +465,7 @@ fn a_scrape_after_a_job_has_prometheus_names_histograms_process_metrics_and_pass
     // CPU time counts in 10 ms ticks: a master this idle may not have used one yet.
     assert!(value("process_cpu_seconds_total", &[]) >= 0.0);
     let started = value("process_start_time_seconds", &[]);
-    let now = common::watchman_grid::unix_now();
+    let now = crate::support::watchman_grid::unix_now();
     assert!(
         started <= now && started > now - 600.0,
         "started {started}, now {now}"
@@ -488,7 +487,7 @@ fn promtool_check(dir: &std::path::Path, text: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
     else {
-        common::skip_without("promtool is not installed (Debian package prometheus)");
+        crate::support::skip_without("promtool is not installed (Debian package prometheus)");
         return;
     };
     std::fs::write(dir.join("metrics.txt"), text).expect("save the scrape");
@@ -512,7 +511,7 @@ fn promtool_check(dir: &std::path::Path, text: &str) {
 
 #[test]
 fn a_fresh_master_serves_empty_views_json_404s_and_a_self_contained_dashboard() {
-    let grid = common::grid::Grid::start(&[]);
+    let grid = crate::support::grid::Grid::start(&[]);
     let http = grid.http_addr();
     assert_eq!(get_json(&http, "/jobs", 200)["jobs"], serde_json::json!([]));
     assert_eq!(
@@ -610,7 +609,7 @@ fn up_prints_the_dashboard_url_and_serves_it() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut up = common::Proc::spawn("up", &args, &log);
+    let mut up = crate::support::Proc::spawn("up", &args, &log);
     let text = wait_for("up to describe the grid", Duration::from_secs(30), || {
         let text = std::fs::read_to_string(&log).ok()?;
         text.contains("press Ctrl-C").then_some(text)

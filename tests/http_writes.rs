@@ -3,14 +3,13 @@
 //! one, and nothing changes), a master without a token takes them from its loopback users, and
 //! `GET /jobs/ID/results?format=` serves what `gridwatch results` prints; on both backends.
 
-mod common;
 
 use std::time::Duration;
 
-use common::grid::Grid;
-use common::http::request;
-use common::poll_until;
-use common::redis::RedisServer;
+use crate::support::grid::Grid;
+use crate::support::http::request;
+use crate::support::poll_until;
+use crate::support::redis::RedisServer;
 
 const TOKEN: &str = "s3cret-token-for-tests";
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);

@@ -4,14 +4,13 @@
 //! the local command, the PNG and the HTTP API agree with it; bad parameters are one line and
 //! exit code 2, and the master refuses a bad raw spec with an error frame.
 
-mod common;
 
 use std::time::Duration;
 
-use common::grid::Grid;
-use common::julia::{reference, Spec};
-use common::poll_until;
-use common::redis::RedisServer;
+use crate::support::grid::Grid;
+use crate::support::julia::{reference, Spec};
+use crate::support::poll_until;
+use crate::support::redis::RedisServer;
 use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -212,7 +211,7 @@ fn on_redis_a_worker_killed_mid_job_loses_no_pixel() {
 
 /// `GET path` over HTTP/1.1; returns the status, the content type and the body.
 fn http_get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
-    common::http::request(addr, "GET", path, None, "")
+    crate::support::http::request(addr, "GET", path, None, "")
 }
 
 fn png_dimensions(bytes: &[u8]) -> (u32, u32) {
@@ -234,7 +233,7 @@ fn local_command_png_and_http_agree_with_the_grid() {
     let mut local = vec!["julia".to_string()];
     local.extend(spec.args());
     let run_local = |extra: &[&str]| {
-        let output = std::process::Command::new(common::gridwatch_bin())
+        let output = std::process::Command::new(crate::support::gridwatch_bin())
             .args(&local)
             .args(extra)
             .output()
@@ -294,7 +293,7 @@ fn assert_one_line_usage_error(args: &[&str], grid: Option<&Grid>) -> String {
     let output = match grid {
         Some(grid) => grid.cli(args),
         None => {
-            let mut command = std::process::Command::new(common::gridwatch_bin());
+            let mut command = std::process::Command::new(crate::support::gridwatch_bin());
             command.args(args);
             if args.first() == Some(&"submit") {
                 // Nobody listens there: the client must refuse before it connects.

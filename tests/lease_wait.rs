@@ -3,13 +3,12 @@
 //! whose peer is gone can still succeed. Here a hand-written worker asks for a task and closes its
 //! socket at once; a job submitted right after must finish long before that timeout, exactly.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
+use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
 use serde_json::{json, Value};
 
 fn send(stream: &mut TcpStream, message: &Value) {

@@ -3,12 +3,11 @@
 //! Each record is still searched on its own (no match crosses into the next record), so the TSV
 //! equals a naive scan record by record, on the embedded backend and on Redis.
 
-mod common;
 
 use std::time::Duration;
 
-use common::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
-use common::redis::RedisServer;
+use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
+use crate::support::redis::RedisServer;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 const RECORDS: usize = 300_000;

@@ -3,13 +3,12 @@
 //! and how to raise it; submitted with `--count-only`, it stores counts only and returns the
 //! exact count, with the worker, the master and the client staying small.
 
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::grid::{parse_total, write_fasta, Bases, Grid, Records};
-use common::iupac::accepts;
+use crate::support::grid::{parse_total, write_fasta, Bases, Grid, Records};
+use crate::support::iupac::accepts;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -169,7 +168,7 @@ fn a_job_whose_chunks_together_pass_the_cap_fails_on_the_embedded_backend() {
 
 #[test]
 fn a_job_whose_chunks_together_pass_the_cap_fails_on_redis() {
-    let redis = common::redis::RedisServer::start();
+    let redis = crate::support::redis::RedisServer::start();
     let url = redis.url();
     let mut grid = Grid::start(&[
         "--max-positions",

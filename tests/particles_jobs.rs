@@ -4,13 +4,12 @@
 //! statistics checkable by hand; bad parameters are one line with exit code 2, and the master
 //! refuses a bad raw spec with an error frame.
 
-mod common;
 
 use std::time::Duration;
 
-use common::grid::Grid;
-use common::poll_until;
-use common::redis::RedisServer;
+use crate::support::grid::Grid;
+use crate::support::poll_until;
+use crate::support::redis::RedisServer;
 use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
 use serde_json::Value;
 
@@ -18,7 +17,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `gridwatch particles … --json` locally.
 fn local(particles: u32, steps: u32, seed: u64, replicas: u32) -> Value {
-    let output = std::process::Command::new(common::gridwatch_bin())
+    let output = std::process::Command::new(crate::support::gridwatch_bin())
         .args(["particles", "--json"])
         .args(["--particles", &particles.to_string()])
         .args(["--steps", &steps.to_string()])
@@ -269,7 +268,7 @@ fn bad_parameters_are_one_line_with_exit_code_2() {
                 // Nobody listens there: the client must refuse before it connects.
                 args.extend(["--master", "127.0.0.1:1"]);
             }
-            let output = std::process::Command::new(common::gridwatch_bin())
+            let output = std::process::Command::new(crate::support::gridwatch_bin())
                 .args(&args)
                 .output()
                 .expect("running gridwatch");

@@ -3,12 +3,10 @@
 //! configured jobs and tasks per minute (each attacker on its own loopback address, so each has
 //! its own budget); after the window an honest job is accepted and runs exactly.
 
-mod common;
-mod honest;
 
 use std::time::{Duration, Instant};
 
-use common::raw::connect_from;
+use crate::support::raw::connect_from;
 use gridwatch::protocol::{BatchJob, Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -116,7 +114,7 @@ async fn post_from(source: [u8; 4], addr: &str, body: &str) -> (u16, String) {
 fn every_way_in_is_cut_off_at_the_limits(redis: bool) {
     let jobs_flag = JOBS_PER_MINUTE.to_string();
     let tasks_flag = TASKS_PER_MINUTE.to_string();
-    let (mut grid, _redis) = honest::grid(
+    let (mut grid, _redis) = crate::support::honest::grid(
         redis,
         &[
             "--jobs-per-minute",
@@ -160,7 +158,7 @@ fn every_way_in_is_cut_off_at_the_limits(redis: bool) {
         assert_eq!(accepted, TASKS_PER_MINUTE / 16);
         assert!(refusals[0].contains("--tasks-per-minute"), "{}", refusals[0]);
     });
-    let flood_jobs = honest::job_ids(&grid).len();
+    let flood_jobs = crate::support::honest::job_ids(&grid).len();
     assert_eq!(flood_jobs, 2 * JOBS_PER_MINUTE + TASKS_PER_MINUTE / 16);
 
     // The window is a minute: once it has passed, the first address may submit again.
@@ -183,7 +181,7 @@ fn every_way_in_is_cut_off_at_the_limits(redis: bool) {
         assert_eq!((accepted, refusals.len()), (1, 0), "{refusals:?}");
     });
     grid.start_worker("w1", 2);
-    honest::assert_exact(&grid, "honest");
+    crate::support::honest::assert_exact(&grid, "honest");
 }
 
 #[test]

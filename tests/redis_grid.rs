@@ -4,13 +4,12 @@
 //! restarted (with its append-only file) mid-job. After every job the task streams are empty and
 //! no chunk bytes remain in Redis.
 
-mod common;
 
 use std::time::Duration;
 
-use common::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
-use common::poll_until;
-use common::redis::RedisServer;
+use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
+use crate::support::poll_until;
+use crate::support::redis::RedisServer;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 

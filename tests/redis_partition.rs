@@ -2,13 +2,12 @@
 //! answers) fails client requests that need the backend with a clear error within seconds, logs
 //! the outage once and its end once, and serves again as soon as Redis answers.
 
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::grid::{write_fasta, Bases, Grid};
-use common::poll_until;
-use common::redis::RedisServer;
+use crate::support::grid::{write_fasta, Bases, Grid};
+use crate::support::poll_until;
+use crate::support::redis::RedisServer;
 use nix::sys::signal::Signal;
 
 /// The goal is under 5 s; this bound only catches a request that hangs, not a loaded machine.

@@ -3,18 +3,13 @@
 //! a search checked against a brute-force count; a master trusting another CA never uses the
 //! server, and no printed URL shows the Redis password.
 
-mod common;
-#[path = "common/pki.rs"]
-mod pki;
-#[path = "common/redis_tls.rs"]
-mod redis_tls;
 
 use std::time::Duration;
 
-use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
-use common::{poll_until, Proc};
-use pki::Ca;
-use redis_tls::{NotStarted, TlsRedis};
+use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
+use crate::support::{poll_until, Proc};
+use crate::support::pki::Ca;
+use crate::support::redis_tls::{NotStarted, TlsRedis};
 
 const PATTERN: &str = "GATTACA";
 const PASSWORD: &str = "redis-tls-password-81b2";
@@ -138,7 +133,7 @@ fn a_master_trusting_another_ca_never_uses_the_server_and_hides_the_password() {
 
 #[test]
 fn a_redis_ca_with_a_plain_url_is_a_usage_error() {
-    let out = std::process::Command::new(common::gridwatch_bin())
+    let out = std::process::Command::new(crate::support::gridwatch_bin())
         .args([
             "master",
             "--listen",

@@ -1,14 +1,13 @@
 //! Resubmitting the id of an upload cut off by a master killed with -9 restarts that upload
 //! from scratch and gives the exact result, instead of refusing the id.
 
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
-use common::poll_until;
-use common::redis::RedisServer;
+use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
+use crate::support::poll_until;
+use crate::support::redis::RedisServer;
 
 const PATTERN: &str = "GATTACA";
 

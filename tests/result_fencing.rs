@@ -8,14 +8,13 @@
 //! backend's own Lua scripts are refused too. The honest job then completes with exactly the
 //! naive count, in `status` and in `results` alike.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
-use common::redis::RedisServer;
+use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
+use crate::support::redis::RedisServer;
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::{BackendError, ChunkResult, Lease, Queue, RefusalReason, Store};
 use serde_json::{json, Value};

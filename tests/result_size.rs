@@ -3,13 +3,12 @@
 //! read specs, so a flood of `/metrics` requests with huge specs stored leaves the master small
 //! and still serving.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
+use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(300);
 

@@ -3,14 +3,13 @@
 //! what it was before the jobs), while a job still queued keeps everything; `--keep-finished`
 //! deletes a finished job in the background.
 
-mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::grid::{write_fasta, Bases, Grid};
-use common::poll_until;
-use common::redis::RedisServer;
+use crate::support::grid::{write_fasta, Bases, Grid};
+use crate::support::poll_until;
+use crate::support::redis::RedisServer;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bases of the uploaded genome: large enough that its space stands out from page-size noise.

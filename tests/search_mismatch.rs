@@ -3,9 +3,8 @@
 //! sizes, and each kernel forced (the seed kernel also on patterns long enough that it is really
 //! the one used). Every position within K must be reported once, with its count.
 
-mod common;
 
-use common::iupac::{accepts, complement};
+use crate::support::iupac::{accepts, complement};
 use gridwatch::search::{
     search_chunk, search_reader, Chunker, KernelSplit, MismatchKernel, ParallelOptions, Pattern,
     PatternError, PatternSet, SearchOptions, StrandMode,

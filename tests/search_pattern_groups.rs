@@ -5,12 +5,11 @@
 //! every hit must come back once, with the job's pattern index, its matched bases and its
 //! mismatches, and every pattern with its name and counts.
 
-mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::iupac::{accepts, complement};
+use crate::support::iupac::{accepts, complement};
 use gridwatch::backend::ChunkResult;
 use gridwatch::jobs::search::{
     report_from_stored, SearchReport, SearchTaskSpec, PATTERNS_PER_TASK,

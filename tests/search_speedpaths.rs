@@ -3,11 +3,10 @@
 //! letter by letter. Genomes have N runs, lower case, U, other letters, lines of varying width,
 //! CRLF and gzip; the search runs with tiny blocks so matches straddle block and 64-base edges.
 
-mod common;
 
 use std::io::Write;
 
-use common::iupac::{accepts, complement};
+use crate::support::iupac::{accepts, complement};
 use gridwatch::search::{
     search_reader, ParallelOptions, Pattern, PatternSet, SearchOptions, StrandMode,
 };

@@ -4,7 +4,6 @@
 //! directory and peer; the Redis password in `ps` and logs. Each refusal leaves the honest job
 //! exact.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,19 +13,18 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::grid::{naive_hits, parse_total, write_fasta, Bases};
-use common::procs::{gridwatch, read_addr_file, wait_for, Proc};
-use common::watchman_grid::Grid;
+use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases};
+use crate::support::procs::{gridwatch, read_addr_file, wait_for, Proc};
+use crate::support::watchman_grid::Grid;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "correct-horse-battery-staple";
 /// The uid of `nobody`, a user that is neither root nor the test's.
 const NOBODY: u32 = 65534;
 
-/// Every process this file starts inherits the cluster token from the environment.
+/// Every process the calling test starts from now on gets the cluster token.
 fn with_token() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| std::env::set_var("GRIDWATCH_TOKEN", TOKEN));
+    crate::support::procs::set_test_env("GRIDWATCH_TOKEN", TOKEN);
 }
 
 fn send(stream: &mut TcpStream, message: &Value) {
@@ -71,7 +69,7 @@ fn assert_refused(reply: &Value, code: &str) {
 /// A report that `worker` is DEAD, as an agent would send it.
 fn dead_report(worker: &str) -> Value {
     json!({"type": "metrics", "v": 1, "data": {
-        "worker_id": worker, "seq": 1, "timestamp": common::watchman_grid::unix_now(),
+        "worker_id": worker, "seq": 1, "timestamp": crate::support::watchman_grid::unix_now(),
         "status": "DEAD", "status_reason": "forged", "cpu_percent": 1.0, "memory_mb": 1.0,
         "memory_percent": 1.0, "disk_percent": 1.0, "tasks_processed": 0,
         "report_interval_secs": 1.0
@@ -291,7 +289,7 @@ fn a_duplicate_worker_id_is_refused_by_the_master_until_the_first_dies() {
 
 #[test]
 fn a_duplicate_worker_id_is_refused_in_redis_until_the_first_dies() {
-    let redis = common::redis::RedisServer::start();
+    let redis = crate::support::redis::RedisServer::start();
     duplicate_ids_are_refused_while_the_first_lives(&redis.url());
 }
 
@@ -403,7 +401,7 @@ fn the_redis_password_stays_out_of_ps_and_logs() {
     let password = "pw-7c1f-never-shown";
     let dir = tempfile::tempdir().expect("temp dir");
     // Redis not running yet: the master logs that it is unreachable, without the password.
-    let port = common::free_port();
+    let port = crate::support::free_port();
     let backend = format!("redis://127.0.0.1:{port}/0");
     let data = dir.path().join("data");
     let addr_file = dir.path().join("master.addr");

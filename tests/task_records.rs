@@ -4,13 +4,12 @@
 //! result itself, and `workers --performance`, `/stats/performance` and `/workers/ID` agree
 //! with counts, means and 95th percentiles computed here from those records.
 
-mod common;
 
 use std::collections::BTreeMap;
 
-use common::grid::Grid;
-use common::http::request;
-use common::redis::RedisServer;
+use crate::support::grid::Grid;
+use crate::support::http::request;
+use crate::support::redis::RedisServer;
 
 const BANDS: usize = 6;
 

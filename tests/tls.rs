@@ -3,18 +3,15 @@
 //! trusts another CA and a TLS client without the token all get no service, and the master goes
 //! on serving honest clients; a TLS client pointed at a plain master is told so.
 
-mod common;
-#[path = "common/pki.rs"]
-mod pki;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
-use common::poll_until;
-use pki::Ca;
+use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
+use crate::support::poll_until;
+use crate::support::pki::Ca;
 
 const TOKEN: &str = "tls-test-token-5f3a9c";
 const PATTERN: &str = "ACGTA";
@@ -297,7 +294,7 @@ fn half_a_certificate_pair_is_a_usage_error() {
     let certs = tempfile::tempdir().expect("temp dir");
     let ca = Ca::new(certs.path(), "grid");
     let server = ca.server(certs.path(), "master");
-    let out = std::process::Command::new(common::gridwatch_bin())
+    let out = std::process::Command::new(crate::support::gridwatch_bin())
         .args([
             "master",
             "--listen",
@@ -315,13 +312,13 @@ fn half_a_certificate_pair_is_a_usage_error() {
 
 /// `GET path` on a plain HTTP address; returns the body.
 fn http_get(addr: &str, path: &str) -> String {
-    let (_, _, body) = common::http::request(addr, "GET", path, None, "");
+    let (_, _, body) = crate::support::http::request(addr, "GET", path, None, "");
     String::from_utf8_lossy(&body).into_owned()
 }
 
 #[test]
 fn agents_report_to_a_tls_collector_which_reaches_a_tls_master() {
-    use common::procs::{read_addr_file, wait_for, Proc as RoleProc};
+    use crate::support::procs::{read_addr_file, wait_for, Proc as RoleProc};
 
     let dir = tempfile::tempdir().expect("temp dir");
     let at = |name: &str| dir.path().join(name).display().to_string();

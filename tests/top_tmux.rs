@@ -1,13 +1,12 @@
 //! `gridwatch top` as a person sees it: run in a detached tmux session of a fixed size against a
 //! live grid, the screen shows the workers, a job and its status; `q` ends it.
 
-mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::procs::wait_for;
-use common::watchman_grid::{genome, Grid};
+use crate::support::procs::wait_for;
+use crate::support::watchman_grid::{genome, Grid};
 
 /// A detached tmux session on its own server socket, killed on drop.
 struct Tmux {
@@ -46,7 +45,7 @@ impl Drop for Tmux {
 #[test]
 fn top_shows_workers_and_a_job_with_its_status_and_q_quits() {
     if Command::new("tmux").arg("-V").output().is_err() {
-        common::skip_without("tmux is not installed");
+        crate::support::skip_without("tmux is not installed");
         return;
     }
     let grid = Grid::start(&["w1", "w2"], "15s");

@@ -2,14 +2,13 @@
 //! keeps running, and jobs before, during (its `submit --wait` still running) and after are
 //! exact; a master that cannot start makes `up` exit with the master's own reason.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::grid::{naive_hits, parse_total, write_fasta, Bases};
-use common::{gridwatch_bin, poll_until, Proc};
+use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases};
+use crate::support::{gridwatch_bin, poll_until, Proc};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

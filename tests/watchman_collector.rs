@@ -1,14 +1,13 @@
 //! The collector and agents as real processes: buffered reports survive a collector outage, a
 //! silent agent raises `no_report`, bad frames close only their own connection.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::procs::{gridwatch, read_addr_file, wait_for, Proc};
+use crate::support::procs::{gridwatch, read_addr_file, wait_for, Proc};
 
 fn collector(dir: &Path, name: &str, listen: &str, extra: &[&str]) -> (Proc, String) {
     let addr_file = dir.join(format!("{name}.addr"));

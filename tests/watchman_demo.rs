@@ -1,9 +1,8 @@
 //! `gridwatch demo --kill-worker` end to end: a worker killed mid-job, the alert, the re-queue and
 //! the exact result, on one machine.
 
-mod common;
 
-use common::procs::gridwatch;
+use crate::support::procs::gridwatch;
 
 #[test]
 fn demo_kill_worker_shows_the_alert_the_requeue_and_an_exact_result() {

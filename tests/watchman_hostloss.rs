@@ -4,12 +4,11 @@
 //! tasks, `workers` shows the host inactive, and a host that returns is active again with its
 //! late results counted once.
 
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::procs::wait_for;
-use common::watchman_grid::{unix_now, Grid};
+use crate::support::procs::wait_for;
+use crate::support::watchman_grid::{unix_now, Grid};
 use nix::sys::signal::Signal;
 
 /// The detection goal is 5 s; this bound only catches a detector that does not work at all,

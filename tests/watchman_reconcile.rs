@@ -2,12 +2,11 @@
 //! firing is resolved, under its own id, once its worker shows the condition no longer holds,
 //! and one whose condition still holds is not raised a second time.
 
-mod common;
 
 use std::time::Duration;
 
-use common::procs::wait_for;
-use common::watchman_grid::{spawn_collector, Grid};
+use crate::support::procs::wait_for;
+use crate::support::watchman_grid::{spawn_collector, Grid};
 
 /// Times the agent of `worker` logged its worker ALIVE.
 fn alive_count(grid: &mut Grid, worker: &str) -> usize {

@@ -4,12 +4,11 @@
 //! DEAD after the heartbeat timeout, and after SIGCONT its late results are refused: the leases
 //! they answer were reclaimed, and the chunks' new holders stored theirs.
 
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::procs::{gridwatch, wait_for};
-use common::watchman_grid::{genome, spawn_collector, tasks_done, unix_now, Grid};
+use crate::support::procs::{gridwatch, wait_for};
+use crate::support::watchman_grid::{genome, spawn_collector, tasks_done, unix_now, Grid};
 use nix::sys::signal::Signal;
 
 #[test]
@@ -212,7 +211,7 @@ fn the_job_completes_without_the_collector_and_reports_wait_for_its_return() {
 
 #[test]
 fn with_redis_a_killed_worker_is_reclaimed_and_the_watch_data_is_in_redis() {
-    let redis = common::redis::RedisServer::start();
+    let redis = crate::support::redis::RedisServer::start();
     let mut grid = Grid::start_on(&redis.url(), &["w1", "w2"], "15s", &[]);
     kill_w1_mid_job_and_recover(&mut grid);
 

@@ -3,12 +3,11 @@
 //! figure, the cap and the flag that raises it; nothing is stored; an honest job under the cap
 //! runs exactly.
 
-mod common;
 
 use std::time::Duration;
 
-use common::grid::Grid;
-use common::julia::{reference, Spec};
+use crate::support::grid::Grid;
+use crate::support::julia::{reference, Spec};
 use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -152,7 +151,7 @@ fn over_cap_jobs_are_refused_with_the_figure_the_cap_and_the_flag() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--max-particle-work"), "{stderr}");
     // And over HTTP, the same batch text.
-    let (status, _, body) = common::http::request(
+    let (status, _, body) = crate::support::http::request(
         &grid.http_addr(),
         "POST",
         "/jobs",
@@ -249,7 +248,7 @@ fn a_lowered_cap_refuses_just_above_it_and_accepts_just_below() {
     let grid_result: serde_json::Value =
         serde_json::from_str(&grid.cli_ok(&args)).expect("submit --wait --json prints JSON");
     for (i, seed) in [7u64, 8].into_iter().enumerate() {
-        let output = std::process::Command::new(common::gridwatch_bin())
+        let output = std::process::Command::new(crate::support::gridwatch_bin())
             .args([
                 "particles",
                 "--json",

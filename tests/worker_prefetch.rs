@@ -3,12 +3,11 @@
 //! lease behind, and the job completes with the brute-force count; a many-tiny-task job on a
 //! prefetching worker gives exact positions.
 
-mod common;
 
 use std::time::Duration;
 
-use common::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid};
-use common::poll_until;
+use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid};
+use crate::support::poll_until;
 use nix::sys::signal::Signal;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);

@@ -2,13 +2,12 @@
 //! reason, forgets a killed one for good (it stays gone while the collector keeps reporting), and
 //! the HTTP write `POST /workers/ID/forget` needs the master's token as a Bearer header.
 
-mod common;
 
 use std::time::Duration;
 
-use common::http::request;
-use common::procs::{gridwatch, wait_for};
-use common::watchman_grid::Grid;
+use crate::support::http::request;
+use crate::support::procs::{gridwatch, wait_for};
+use crate::support::watchman_grid::Grid;
 
 /// `POST path` with an optional bearer token; returns the status and body.
 fn post(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
@@ -29,7 +28,7 @@ fn a_live_worker_is_not_forgotten_a_killed_one_is_and_stays_gone() {
 
 #[test]
 fn with_redis_a_forgotten_worker_stays_gone_though_the_collector_writes_there() {
-    let redis = common::redis::RedisServer::start();
+    let redis = crate::support::redis::RedisServer::start();
     let mut grid = Grid::start_on(&redis.url(), &["w1", "w2", "w3"], "15s", &[]);
     forget_follows_liveness(&mut grid);
 }
@@ -120,7 +119,7 @@ fn the_http_forget_needs_the_masters_token_as_a_bearer_header() {
     let token_file = tempfile::NamedTempFile::new().expect("token file");
     std::fs::write(token_file.path(), token).expect("write token");
     let token_path = token_file.path().display().to_string();
-    let grid = common::grid::Grid::start(&["--token-file", &token_path]);
+    let grid = crate::support::grid::Grid::start(&["--token-file", &token_path]);
     let http = grid.http_addr();
     let (status, body) = post(&http, "/workers/w9/forget", None);
     assert_eq!(status, 401, "{body}");

@@ -1,12 +1,11 @@
 //! The honest job every attack test ends with: a tiny Julia render whose pixels and iterations
-//! sum are checked against the reference loop written out in the tests' common helpers.
-#![allow(dead_code)]
+//! sum are checked against the reference loop written out in the tests' support helpers.
 
 use std::time::Duration;
 
-use crate::common::grid::Grid;
-use crate::common::julia::{reference, Spec};
-use crate::common::redis::RedisServer;
+use crate::support::grid::Grid;
+use crate::support::julia::{reference, Spec};
+use crate::support::redis::RedisServer;
 
 /// The render of [`CSV_ROW`].
 pub const SPEC: (u32, u32, u32) = (24, 16, 60);

@@ -1,13 +1,15 @@
 //! Helpers shared by the integration tests: real servers on free ports, torn down on drop.
-#![allow(dead_code)]
 
 pub mod grid;
+pub mod honest;
 pub mod http;
 pub mod iupac;
 pub mod julia;
+pub mod pki;
 pub mod procs;
 pub mod raw;
 pub mod redis;
+pub mod redis_tls;
 pub mod watchman_grid;
 pub mod webdriver;
 

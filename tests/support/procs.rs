@@ -1,6 +1,7 @@
 //! Real `gridwatch` child processes for tests: stderr captured to a file in the test's temp dir,
 //! signals by pid, killed and reaped on drop; and polling with a deadline instead of sleeps.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -8,11 +9,28 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+thread_local! {
+    /// Variables for every process the current test starts (a cluster token, say). Each test runs
+    /// on its own thread, and the tests share one process: setting the process's environment would
+    /// hand one test's token to every other test's processes.
+    static TEST_ENV: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Gives `key=value` to every process the calling test starts from now on.
+pub fn set_test_env(key: &str, value: &str) {
+    TEST_ENV.with(|env| env.borrow_mut().push((key.to_string(), value.to_string())));
+}
+
 /// The `gridwatch` binary under test.
 pub fn gridwatch() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gridwatch"));
     // Masters and `up` serve HTTP on a free port, never on the shared default 8080.
     command.env("GRIDWATCH_HTTP", "127.0.0.1:0");
+    TEST_ENV.with(|env| {
+        for (key, value) in env.borrow().iter() {
+            command.env(key, value);
+        }
+    });
     command
 }
 
