@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -173,6 +174,17 @@ pub enum TlsError {
         /// The OS error.
         source: io::Error,
     },
+    /// A file is not well-formed PEM. The reason is one fixed phrase: the parser's own message
+    /// may quote a line of the file, and a key file's lines are secret.
+    #[error("{what} {path} is not well-formed PEM: {reason}")]
+    Malformed {
+        /// Which file (`the TLS CA file`, ...).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Which rule the file breaks.
+        reason: &'static str,
+    },
     /// A file holds no usable PEM item of the expected kind.
     #[error("{path} holds no {what} in PEM form")]
     Empty {
@@ -206,18 +218,30 @@ fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+/// A PEM parse error as [`TlsError::Malformed`], without any of the file's bytes.
+fn malformed(what: &'static str, path: &Path, err: &pem::Error) -> TlsError {
+    let reason = match err {
+        pem::Error::MissingSectionEnd { .. } => "a section has no END line",
+        pem::Error::IllegalSectionStart { .. } => "a BEGIN line is malformed",
+        pem::Error::Base64Decode(_) => "a section's body is not base64",
+        pem::Error::SectionTooLarge => "a section is over 256 MB",
+        _ => "unreadable",
+    };
+    TlsError::Malformed {
+        what,
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
 fn pem_certs(
     what: &'static str,
     path: &Path,
     pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = rustls_pemfile::certs(&mut &pem[..])
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Unreadable {
-            what,
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|err| malformed(what, path, &err))?;
     if certs.is_empty() {
         return Err(TlsError::Empty {
             what: "certificate",
@@ -297,16 +321,13 @@ impl ServerTls {
         let chain = pem_certs("the TLS certificate file", cert, &cert_pem)?;
         let key_pem = read_file("the TLS key file", key)?;
         // The key's bytes stay out of every error: only the file's name is reported.
-        let private: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
-            .map_err(|source| TlsError::Unreadable {
-                what: "the TLS key file",
-                path: key.to_path_buf(),
-                source,
-            })?
-            .ok_or_else(|| TlsError::Empty {
+        let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|err| match err {
+            pem::Error::NoItemsFound => TlsError::Empty {
                 what: "private key",
                 path: key.to_path_buf(),
-            })?;
+            },
+            err => malformed("the TLS key file", key, &err),
+        })?;
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|err| TlsError::Rejected {
@@ -478,5 +499,31 @@ mod tests {
         };
         let err = args.client().expect_err("no such file");
         assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_key_is_named_without_its_bytes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("a certificate");
+        std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+        // A key section whose body is not base64, and one that never ends.
+        let secret = "SECRETKEYBYTES*&^";
+        for body in [
+            format!("-----BEGIN PRIVATE KEY-----\n{secret}\n-----END PRIVATE KEY-----\n"),
+            format!("-----BEGIN PRIVATE KEY-----\n{secret}\n"),
+        ] {
+            std::fs::write(&key, body).expect("write key");
+            let err = ServerTls::from_files(&cert, &key).expect_err("malformed key");
+            let text = err.to_string();
+            assert!(text.contains("key.pem"), "{text}");
+            assert!(!text.contains("SECRET"), "{text}");
+            assert!(!format!("{err:?}").contains("SECRET"), "{err:?}");
+        }
+        std::fs::write(&key, "no PEM at all\n").expect("write key");
+        let err = ServerTls::from_files(&cert, &key).expect_err("no key");
+        assert!(matches!(err, TlsError::Empty { .. }), "{err}");
     }
 }
