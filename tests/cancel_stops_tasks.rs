@@ -15,8 +15,9 @@ use crate::support::poll_until;
 use crate::support::redis::RedisServer;
 use gridwatch::protocol::{Connection, Message};
 
-/// What the goal is (< 1 s) with room for a machine three times slower.
-const IDLE_BOUND: Duration = Duration::from_secs(5);
+/// The goal is under 1 s; the bound leaves room for a machine many times slower, while a task
+/// that ran on after the cancel (seconds of work per chunk here) still fails it.
+const IDLE_BOUND: Duration = Duration::from_secs(10);
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The worker's heartbeats as its agent would receive them: the task it names, and when that
@@ -240,13 +241,13 @@ fn particles_cancel_frees_the_worker(redis: Option<&RedisServer>) {
     }
 }
 
-/// One search task of about ten seconds on this machine: 15 M bases in one chunk against 500
+/// One search task of about twenty seconds on a 2-core machine: 30 M bases in one chunk against 500
 /// 40-base patterns with up to 8 mismatches, whose 4-base seeds verify candidates everywhere.
 fn search_cancel_frees_the_worker(redis: Option<&RedisServer>) {
     use crate::support::grid::{naive_hits, write_fasta, Bases};
     let (grid, beats) = grid_with_watched_worker(redis);
     let mut bases = Bases::new(31);
-    let genome = vec![("chrL".to_string(), bases.take(15_000_000))];
+    let genome = vec![("chrL".to_string(), bases.take(30_000_000))];
     let long_fasta = grid.path("long.fa");
     write_fasta(&long_fasta, &genome, 60, "\n");
     let patterns: Vec<String> = (0..500)
@@ -262,7 +263,7 @@ fn search_cancel_frees_the_worker(redis: Option<&RedisServer>) {
         "--max-mismatches",
         "8",
         "--chunk-size",
-        "15000000",
+        "30000000",
         "--job-id",
         "long",
     ]);

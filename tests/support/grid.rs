@@ -149,7 +149,13 @@ impl Grid {
     /// Polls until the job is finished; returns its final status JSON.
     pub fn wait_finished(&self, job: &str, timeout: Duration) -> serde_json::Value {
         poll_until(timeout, "the job to finish", || {
-            let status = self.status(job);
+            // A busy master may answer "try again shortly": that is a poll that saw nothing yet.
+            let output = self.cli(&["status", job, "--json"]);
+            if !output.status.success() {
+                return None;
+            }
+            let status: serde_json::Value =
+                serde_json::from_slice(&output.stdout).expect("status --json prints JSON");
             let state = status["job"]["status"].as_str().unwrap_or("").to_string();
             matches!(state.as_str(), "completed" | "failed" | "cancelled").then_some(status)
         })
