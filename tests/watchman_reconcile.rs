@@ -98,10 +98,21 @@ fn wait_agent_lost_collector(grid: &mut Grid, worker: &str) {
 #[test]
 fn a_host_lost_while_the_collector_was_down_is_found_when_it_returns_and_requeued_at_once() {
     let redis = common::redis::RedisServer::start();
+    lose_a_host_while_the_collector_is_down(&redis.url());
+}
+
+#[test]
+fn with_the_embedded_backend_the_restarted_collector_learns_the_workers_from_the_master() {
+    lose_a_host_while_the_collector_is_down("embedded");
+}
+
+/// Kills the collector, then the whole host of w1 while it holds leases, then restarts the
+/// collector: w1 must be found lost, re-queued at once and shown so; w2, alive, must not be.
+fn lose_a_host_while_the_collector_is_down(backend: &str) {
     // Full reports every 10 s and a long worker heartbeat timeout: only the agents' 1 s
     // heartbeats, or their absence, can tell the restarted collector anything in time. Leases
     // last 600 s, so the job can only finish in time through the re-queue.
-    let mut grid = Grid::start_reporting(&redis.url(), &["w1", "w2"], "60s", &[], "10s");
+    let mut grid = Grid::start_reporting(backend, &["w1", "w2"], "60s", &[], "10s");
     let (job, expected) = grid.start_job_under_way(12_000_000);
 
     grid.collector.kill9();
@@ -126,8 +137,8 @@ fn a_host_lost_while_the_collector_was_down_is_found_when_it_returns_and_requeue
     });
     let requeued = back.elapsed();
     println!(
-        "host lost while the collector was down: worker_unreachable {detected:.3} s after the \
-         collector was restarted, {reclaimed} of {held} leases re-queued after {:.3} s",
+        "{backend}: host lost while the collector was down: worker_unreachable {detected:.3} s \
+         after the collector was restarted, {reclaimed} of {held} leases re-queued after {:.3} s",
         requeued.as_secs_f64()
     );
     assert_eq!(lost["severity"], "critical");
