@@ -4,8 +4,12 @@
 # agent and its worker together, full reports every 10 s so only the agent's 1 s heartbeats can
 # tell), RUNS times each, and prints the medians. Latency = the alert's timestamp in the
 # collector's alert log minus the moment the signal was sent; for host loss also the re-queue:
-# the timestamp of the master's "re-queued the dead worker's tasks" log line for that worker.
-# Targets: crash < 1 s, hang < timeout + 1 s, host loss (alert and re-queue) <= 5 s.
+# the timestamp of the master's answer to `worker_down` for that worker in its log.
+# Two more cases: a host lost while the collector is down (collector killed, the host killed
+# 2.5 s later, the collector restarted 3 s after that; latency from the restart), and an agent
+# restarted alone after its host was lost (`worker_missing`; latency from the agent's restart).
+# Targets: crash < 1 s, hang < timeout + 1 s, host loss (alert and re-queue) <= 5 s, host lost
+# while the collector was down <= 5 s after it returns, agent alone < timeout + 1 s.
 #
 # usage: scripts/bench_detection.sh [RUNS] [HEARTBEAT_TIMEOUT_SECONDS]
 set -euo pipefail
@@ -46,11 +50,12 @@ wait_dead_alert() {
   echo "no ${2:-worker_dead} alert for $1" >&2; exit 1
 }
 
-# Prints, as seconds since the epoch, when the master re-queued worker $1's tasks.
+# Prints, as seconds since the epoch, when the master acted on worker $1's `worker_down` (it
+# re-queued its tasks, or found none to re-queue: no job runs here).
 wait_requeue() {
   for _ in $(seq 1 1500); do
-    line=$(grep "re-queued the dead worker's tasks" "$dir/master.log" 2>/dev/null \
-      | grep "\"worker\":\"$1\"" | head -n 1 || true)
+    line=$(grep -e "re-queued the dead worker's tasks" -e "nothing to re-queue" "$dir/master.log" \
+      2>/dev/null | grep "\"worker\":\"$1\"" | head -n 1 || true)
     if [ -n "$line" ]; then
       date -d "$(echo "$line" | sed -n 's/.*"timestamp":"\([^"]*\)".*/\1/p')" +%s.%N
       return 0
@@ -74,9 +79,15 @@ wait_alive() {
 "$bin" master --listen 127.0.0.1:0 --addr-file "$dir/master.addr" --data-dir "$dir/data" \
   2>"$dir/master.log" & pids+=($!)
 wait_file "$dir/master.addr"; master=$(cat "$dir/master.addr")
-"$bin" collector --listen 127.0.0.1:0 --addr-file "$dir/collector.addr" --master "$master" \
-  --alert-log "$dir/alerts.log" 2>"$dir/collector.log" & pids+=($!)
-wait_file "$dir/collector.addr"; collector=$(cat "$dir/collector.addr")
+# Starts the collector on $1, appending to its log; sets $collector_pid and $collector.
+start_collector() {
+  rm -f "$dir/collector.addr"
+  "$bin" collector --listen "$1" --addr-file "$dir/collector.addr" --master "$master" \
+    --alert-log "$dir/alerts.log" 2>>"$dir/collector.log" &
+  collector_pid=$!; pids+=($collector_pid)
+  wait_file "$dir/collector.addr"; collector=$(cat "$dir/collector.addr")
+}
+start_collector 127.0.0.1:0
 
 # Starts an agent and a worker with id $1; sets $worker_pid and $agent_pid.
 start_pair() {
@@ -91,7 +102,7 @@ start_pair() {
   wait_alive "$1"
 }
 
-crash=(); hang=(); host=(); requeue=()
+crash=(); hang=(); host=(); requeue=(); offline=(); offline_requeue=(); alone=()
 for run in $(seq 1 "$runs"); do
   start_pair "crash$run"
   sent=$(now); kill -9 "$worker_pid"
@@ -113,8 +124,32 @@ for run in $(seq 1 "$runs"); do
   requeued=$(wait_requeue "host$run")
   requeue+=("$(echo "$requeued - $sent" | bc -l)")
   wait "$agent_pid" 2>/dev/null || true
-  printf 'run %d: crash %.3f s, hang %.3f s, host loss %.3f s, its re-queue %.3f s\n' "$run" \
-    "${crash[-1]}" "${hang[-1]}" "${host[-1]}" "${requeue[-1]}"
+
+  start_pair "offline$run"
+  kill -9 "$collector_pid"; wait "$collector_pid" 2>/dev/null || true
+  sleep 2.5
+  kill -9 "$agent_pid" "$worker_pid"; wait "$agent_pid" 2>/dev/null || true
+  sleep 3
+  sent=$(now); start_collector "$collector"
+  alert=$(wait_dead_alert "offline$run" worker_unreachable)
+  offline+=("$(echo "$alert - $sent" | bc -l)")
+  requeued=$(wait_requeue "offline$run")
+  offline_requeue+=("$(echo "$requeued - $sent" | bc -l)")
+
+  start_pair "alone$run"
+  kill -9 "$agent_pid" "$worker_pid"; wait "$agent_pid" 2>/dev/null || true
+  wait_dead_alert "alone$run" worker_unreachable >/dev/null
+  sent=$(now)
+  "$bin" agent --worker-id "alone$run" --socket "$dir/alone$run.sock" --collector-host 127.0.0.1 \
+    --collector-port "${collector##*:}" --heartbeat-timeout "$timeout" --report-interval 10 \
+    2>"$dir/agent-alone$run-again.log" &
+  agent_pid=$!; pids+=($agent_pid)
+  alert=$(wait_dead_alert "alone$run" worker_missing)
+  alone+=("$(echo "$alert - $sent" | bc -l)")
+  kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
+  printf 'run %d: crash %.3f s, hang %.3f s, host loss %.3f s, its re-queue %.3f s, host lost while the collector was down %.3f s, its re-queue %.3f s, agent alone %.3f s\n' \
+    "$run" "${crash[-1]}" "${hang[-1]}" "${host[-1]}" "${requeue[-1]}" "${offline[-1]}" \
+    "${offline_requeue[-1]}" "${alone[-1]}"
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
@@ -125,3 +160,9 @@ printf 'median host-loss detection: %.3f s over %d runs (agent and worker killed
   "$(median "${host[@]}")" "$runs"
 printf 'median host-loss re-queue:  %.3f s over %d runs (master re-queued its tasks; target <= 5 s)\n' \
   "$(median "${requeue[@]}")" "$runs"
+printf 'median host lost while the collector was down: %.3f s after it returned over %d runs (target <= 5 s)\n' \
+  "$(median "${offline[@]}")" "$runs"
+printf 'median its re-queue:        %.3f s after the collector returned over %d runs (target <= 5 s)\n' \
+  "$(median "${offline_requeue[@]}")" "$runs"
+printf 'median agent alone (worker_missing): %.3f s after the agent restarted over %d runs (heartbeat timeout %s s; target < %s s)\n' \
+  "$(median "${alone[@]}")" "$runs" "$timeout" "$((timeout + 1))"

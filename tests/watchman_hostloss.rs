@@ -2,7 +2,8 @@
 //! SIGSTOPped (a cut link). Agents report in full every 10 s, so only their 1 s heartbeats can
 //! tell the collector in time: `worker_unreachable` fires, the master re-queues the host's
 //! tasks, `workers` shows the host inactive, and a host that returns is active again with its
-//! late results counted once.
+//! late results counted once. An agent that comes back without its worker says so, and the
+//! collector raises `worker_missing` until the worker is back.
 
 
 use std::time::{Duration, Instant};
@@ -113,4 +114,62 @@ fn a_cut_link_requeues_within_seconds_and_the_returning_host_is_active_again() {
         expected,
         "late results counted once"
     );
+}
+
+#[test]
+fn an_agent_restarted_without_its_worker_raises_worker_missing_until_the_worker_returns() {
+    let mut grid = host_grid();
+    grid.wait_alive(2);
+    grid.agent("w1").kill9();
+    grid.worker("w1").kill9();
+    wait_for("the host loss noticed", Duration::from_secs(30), || {
+        grid.rule_alert("worker_unreachable", "w1", "firing")
+    });
+
+    // Only the agent comes back, judging its worker missing after a 3 s wait.
+    let restarted = Instant::now();
+    grid.restart_agent("w1", "3s");
+    let missing = wait_for("worker_missing for w1", Duration::from_secs(30), || {
+        grid.rule_alert("worker_missing", "w1", "firing")
+    });
+    let after = restarted.elapsed();
+    println!(
+        "agent alone: worker_missing {:.3} s after the agent restarted (its timeout 3 s)",
+        after.as_secs_f64()
+    );
+    assert!(
+        after >= Duration::from_secs(3),
+        "the agent waited for its worker first"
+    );
+    assert_eq!(missing["severity"], "critical");
+    assert!(
+        grid.rule_alert("worker_unreachable", "w1", "resolved")
+            .is_some(),
+        "the agent is heard again: the host is back, its worker is not"
+    );
+    let view = wait_for("w1 shown missing", Duration::from_secs(10), || {
+        grid.worker_view("w1").filter(|w| w["status"] == "MISSING")
+    });
+    assert_eq!(view["state"], "inactive", "{view}");
+    let alerts = grid.client(&["alerts"]).expect("alerts");
+    assert!(
+        alerts.contains("worker_missing"),
+        "`gridwatch alerts` lists it: {alerts}"
+    );
+    let stats = wait_for("/stats counts it firing", Duration::from_secs(10), || {
+        let (status, _, body) = crate::support::http::request(&grid.http_addr(), "GET", "/stats", None, "");
+        let stats: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (status == 200 && stats["alerts_firing"]["critical"].as_u64() == Some(1)).then_some(stats)
+    });
+    assert_eq!(stats["alerts_firing"]["warning"], 0, "{stats}");
+
+    grid.restart_worker("w1");
+    let resolved = wait_for("worker_missing resolved", Duration::from_secs(30), || {
+        grid.rule_alert("worker_missing", "w1", "resolved")
+    });
+    assert_eq!(
+        resolved["id"], missing["id"],
+        "resolved under the id it fired with"
+    );
+    grid.wait_alive(2);
 }

@@ -1,7 +1,8 @@
 //! The per-worker agent: takes heartbeats over a Unix socket, samples system metrics, reports to
-//! the collector. Crash → DEAD at once; hang → DEAD after the heartbeat timeout;
-//! every status change is reported immediately, the rest every report interval; between
-//! reports a small heartbeat each second tells the collector the host is still there.
+//! the collector. Crash → DEAD at once; hang → DEAD after the heartbeat timeout; no worker within
+//! the heartbeat timeout of the agent's start → MISSING; every status change is reported
+//! immediately, the rest every report interval; between reports a small heartbeat each second
+//! tells the collector the host is still there.
 
 mod reporter;
 pub mod sampler;
@@ -49,7 +50,9 @@ pub struct AgentConfig {
     /// a lost host within a few seconds (0 sends none).
     #[arg(long, env = "AGENT_BEAT_INTERVAL", default_value = "1", value_parser = parse_duration)]
     pub beat_interval: Duration,
-    /// Heartbeat silence after which a live worker process counts as hung, hence DEAD.
+    /// Heartbeat silence after which a live worker process counts as hung, hence DEAD; also how
+    /// long the agent waits for its worker's first hello before reporting it MISSING (the
+    /// collector then raises `worker_missing` until the worker connects).
     #[arg(long, env = "HEARTBEAT_TIMEOUT", default_value = "15", value_parser = parse_duration)]
     pub heartbeat_timeout: Duration,
     /// The cluster token sent in the hello to the collector, when the cluster has one (never

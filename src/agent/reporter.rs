@@ -194,6 +194,13 @@ pub async fn deliver(
 ) {
     tokio::pin!(shutdown);
     let collector = &link.address;
+    // A restarted collector judges lost every agent it does not hear from within a few beats,
+    // so an agent that beats never waits longer than one beat between attempts.
+    let retry_max = if beat_interval.is_zero() {
+        RETRY_MAX
+    } else {
+        beat_interval.clamp(RETRY_MIN, RETRY_MAX)
+    };
     let mut retry = RETRY_MIN;
     let mut last_rtt_ms = None;
     let mut beats = Beats {
@@ -227,7 +234,7 @@ pub async fn deliver(
             _ = tokio::time::sleep(retry) => {}
             _ = &mut shutdown => return,
         }
-        retry = (retry * 2).min(RETRY_MAX);
+        retry = (retry * 2).min(retry_max);
     }
 }
 
@@ -264,7 +271,9 @@ async fn session(
     *connected = true;
     tracing::info!(collector, pending = buffer.len(), "connected to collector");
     let mut delivered = 0;
-    let mut next_beat = tokio::time::Instant::now() + beats.interval;
+    // Beat at once when nothing waits to be reported: a collector that just restarted counts
+    // the host lost unless it hears from the agent within a few beats of its start.
+    let mut next_beat = tokio::time::Instant::now();
     loop {
         let Some(mut report) = buffer.front() else {
             let beat_due = tokio::time::sleep_until(next_beat);

@@ -46,7 +46,7 @@ impl AgentShared {
     /// Shared state for a worker with the given heartbeat timeout.
     pub fn new(heartbeat_timeout: Duration) -> AgentShared {
         AgentShared {
-            tracker: Mutex::new(WorkerTracker::new(heartbeat_timeout)),
+            tracker: Mutex::new(WorkerTracker::new(heartbeat_timeout, Instant::now())),
             status_changed: Notify::new(),
             advice: watch::channel(LeaseAdvice::default()).0,
             next_connection: AtomicU64::new(1),

@@ -1,6 +1,9 @@
 //! The agent's judgement of its worker: ALIVE while heartbeats arrive; DEAD at once when the
 //! connection drops and the process is gone; DEAD after the heartbeat timeout when the process
-//! lives but is silent (a hang); STOPPED after a goodbye. Time comes from the caller.
+//! lives but is silent (a hang); STOPPED after a goodbye; MISSING when no worker has said hello
+//! within the heartbeat timeout of the agent's start, so an agent left alone on a host (its
+//! worker never restarted) is not mistaken for one whose worker is about to come. Time comes
+//! from the caller.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,8 @@ pub type ConnectionId = u64;
 #[derive(Debug)]
 pub struct WorkerTracker {
     heartbeat_timeout: Duration,
+    /// When the agent started waiting for its first worker.
+    waiting_since: Instant,
     status: WorkerStatus,
     reason: Option<String>,
     pid: Option<u32>,
@@ -25,10 +30,11 @@ pub struct WorkerTracker {
 }
 
 impl WorkerTracker {
-    /// A tracker with no worker yet.
-    pub fn new(heartbeat_timeout: Duration) -> WorkerTracker {
+    /// A tracker with no worker yet, waiting for one from `now`.
+    pub fn new(heartbeat_timeout: Duration, now: Instant) -> WorkerTracker {
         WorkerTracker {
             heartbeat_timeout,
+            waiting_since: now,
             status: WorkerStatus::Waiting,
             reason: None,
             pid: None,
@@ -135,11 +141,17 @@ impl WorkerTracker {
         self.set(WorkerStatus::Dead, Some(format!("process {pid} exited")))
     }
 
-    /// Checks the heartbeat timeout at `now`. Returns true if the worker just became DEAD.
+    /// Checks the heartbeat timeout at `now`. Returns true if the worker just became DEAD (a
+    /// hang) or MISSING (no worker came).
     pub fn check(&mut self, now: Instant) -> bool {
-        if self.status != WorkerStatus::Alive {
-            return false;
+        match self.status {
+            WorkerStatus::Alive => self.check_hang(now),
+            WorkerStatus::Waiting => self.check_missing(now),
+            _ => false,
         }
+    }
+
+    fn check_hang(&mut self, now: Instant) -> bool {
         let Some(last) = self.last_heartbeat else {
             return false;
         };
@@ -154,12 +166,26 @@ impl WorkerTracker {
         self.set(WorkerStatus::Dead, Some(reason))
     }
 
+    fn check_missing(&mut self, now: Instant) -> bool {
+        let waited = now.saturating_duration_since(self.waiting_since);
+        if waited < self.heartbeat_timeout {
+            return false;
+        }
+        let reason = format!(
+            "no worker has connected to its agent for {:.1} s (not started, or not restarted \
+             after its host came back)",
+            waited.as_secs_f64()
+        );
+        self.set(WorkerStatus::Missing, Some(reason))
+    }
+
     /// When `check` should next run to catch a timeout on time.
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.status {
             WorkerStatus::Alive => self
                 .last_heartbeat
                 .map(|last| last + self.heartbeat_timeout),
+            WorkerStatus::Waiting => Some(self.waiting_since + self.heartbeat_timeout),
             _ => None,
         }
     }
@@ -207,7 +233,7 @@ mod tests {
     #[test]
     fn a_crash_is_dead_at_once_and_a_reconnect_revives() {
         let t0 = Instant::now();
-        let mut tracker = WorkerTracker::new(TIMEOUT);
+        let mut tracker = WorkerTracker::new(TIMEOUT, t0);
         assert_eq!(tracker.status(), WorkerStatus::Waiting);
         assert!(tracker.on_hello(1, 4242, t0));
         assert!(tracker.on_disconnect(1, false));
@@ -220,7 +246,7 @@ mod tests {
     #[test]
     fn a_hang_is_dead_only_after_the_heartbeat_timeout() {
         let t0 = Instant::now();
-        let mut tracker = WorkerTracker::new(TIMEOUT);
+        let mut tracker = WorkerTracker::new(TIMEOUT, t0);
         tracker.on_hello(1, 10, t0);
         tracker.on_heartbeat(1, 3, Some("job/7".into()), t0 + Duration::from_secs(1));
         assert_eq!(tracker.next_deadline(), Some(t0 + Duration::from_secs(16)));
@@ -242,7 +268,7 @@ mod tests {
     #[test]
     fn a_disconnect_of_a_live_process_waits_for_the_timeout() {
         let t0 = Instant::now();
-        let mut tracker = WorkerTracker::new(TIMEOUT);
+        let mut tracker = WorkerTracker::new(TIMEOUT, t0);
         tracker.on_hello(1, 10, t0);
         assert!(!tracker.on_disconnect(1, true));
         assert_eq!(tracker.status(), WorkerStatus::Alive);
@@ -252,7 +278,7 @@ mod tests {
     #[test]
     fn stale_connections_and_goodbyes_are_not_deaths() {
         let t0 = Instant::now();
-        let mut tracker = WorkerTracker::new(TIMEOUT);
+        let mut tracker = WorkerTracker::new(TIMEOUT, t0);
         tracker.on_hello(1, 10, t0);
         tracker.on_hello(2, 11, t0);
         assert!(
@@ -267,6 +293,46 @@ mod tests {
         assert!(!tracker.on_disconnect(2, false));
         assert_eq!(tracker.status(), WorkerStatus::Stopped);
         assert!(!tracker.check(t0 + TIMEOUT * 2));
+    }
+
+    #[test]
+    fn an_agent_left_without_its_worker_reports_it_missing_until_one_comes() {
+        let t0 = Instant::now();
+        let mut tracker = WorkerTracker::new(TIMEOUT, t0);
+        assert_eq!(tracker.next_deadline(), Some(t0 + TIMEOUT));
+        assert!(!tracker.check(t0 + TIMEOUT - Duration::from_millis(1)));
+        assert_eq!(tracker.status(), WorkerStatus::Waiting);
+        assert!(tracker.check(t0 + TIMEOUT));
+        assert_eq!(tracker.status(), WorkerStatus::Missing);
+        assert!(
+            tracker.reason().is_some_and(|r| r.contains("15.0 s")),
+            "{:?}",
+            tracker.reason()
+        );
+        assert!(
+            !tracker.check(t0 + TIMEOUT * 3),
+            "missing once, not on every check"
+        );
+        assert!(tracker.on_hello(1, 77, t0 + TIMEOUT * 3));
+        assert_eq!(tracker.status(), WorkerStatus::Alive);
+    }
+
+    #[test]
+    fn a_worker_that_came_in_time_is_never_missing_even_after_it_stops() {
+        let t0 = Instant::now();
+        let mut tracker = WorkerTracker::new(TIMEOUT, t0);
+        tracker.on_hello(1, 10, t0 + Duration::from_secs(1));
+        assert!(tracker.on_goodbye(1));
+        assert!(!tracker.check(t0 + TIMEOUT * 4));
+        assert_eq!(tracker.status(), WorkerStatus::Stopped);
+        tracker.on_hello(2, 11, t0 + TIMEOUT * 4);
+        assert!(tracker.on_disconnect(2, false));
+        assert!(!tracker.check(t0 + TIMEOUT * 8));
+        assert_eq!(
+            tracker.status(),
+            WorkerStatus::Dead,
+            "a crash stays a crash"
+        );
     }
 
     #[test]

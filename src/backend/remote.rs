@@ -1,11 +1,11 @@
 //! The embedded backend as a worker or the collector sees it: `Queue` and `Store` calls sent to
 //! the master over the protocol (`lease`, `lease_batch`, `extend`, `put_result`, `ack`,
-//! `complete_batch`, `nack` for a worker;
-//! `record_alert`, `record_worker` for the collector). Each concurrent call has a connection of
-//! its own, taken from a pool of idle ones or opened on demand, so one slot's waiting lease never
-//! holds up another's ack; a connection that fails is dropped. A call that cannot reach the master
-//! fails `Unavailable`, which the caller retries with backoff. Calls the master keeps for itself
-//! (enqueue, cancel, job listing) are refused.
+//! `complete_batch`, `nack` for a worker; `record_alert`, `record_worker` and `list_workers` for
+//! the collector). Each concurrent call has a connection of its own, taken from a pool of idle
+//! ones or opened on demand, so one slot's waiting lease never holds up another's ack; a
+//! connection that fails is dropped. A call that cannot reach the master fails `Unavailable`,
+//! which the caller retries with backoff. Calls the master keeps for itself (enqueue, cancel, job
+//! listing) are refused.
 
 use std::time::Duration;
 
@@ -541,8 +541,19 @@ impl Store for RemoteBackend {
         }
     }
 
+    /// The master's stored worker views, as `gridwatch workers` reads them: what a restarted
+    /// collector takes back.
     async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>> {
-        Err(kept_by_master("worker_metrics"))
+        match self.request(Message::ListWorkers).await? {
+            (Message::Workers { workers }, _) => Ok(workers
+                .into_iter()
+                .filter_map(|view| {
+                    let id = view.worker_id.clone();
+                    serde_json::to_value(view).ok().map(|value| (id, value))
+                })
+                .collect()),
+            (reply, _) => Err(unexpected(&reply)),
+        }
     }
 
     async fn prune_finished(&self, _finished_before: f64) -> BackendResult<PruneReport> {

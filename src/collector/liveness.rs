@@ -4,6 +4,10 @@
 //!
 //! An agent that sends heartbeats between reports is judged by them: it is unreachable (host or
 //! link lost, whatever its last report said) once `heartbeat_misses` beats in a row are missed.
+//!
+//! A restarted collector remembers the workers its predecessor knew (their stored views) as if
+//! each had been heard the moment it started: one whose agent stays silent is then lost after
+//! the same window as any other, and none is shown active before its agent is heard again.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -43,6 +47,8 @@ struct WorkerRecord {
     beat_interval: Option<Duration>,
     /// When heartbeats last resumed after a gap of two intervals or more.
     last_gap_at: Option<Moment>,
+    /// Remembered from the store by a restarted collector and not heard from since.
+    remembered: bool,
 }
 
 impl WorkerRecord {
@@ -54,6 +60,7 @@ impl WorkerRecord {
             }
         }
         self.heard_at = now;
+        self.remembered = false;
     }
 }
 
@@ -166,10 +173,41 @@ impl Liveness {
                     heard_at: now,
                     beat_interval,
                     last_gap_at: None,
+                    remembered: false,
                 };
                 self.workers.insert(record.latest.worker_id.clone(), record);
             }
         }
+    }
+
+    /// Takes back a worker a previous collector knew, from the view it stored, as if its agent
+    /// had been heard at `started` (when this collector started listening): its rules then run
+    /// from there. False, changing nothing, if the worker is already known (its agent was
+    /// quicker) or the view names another worker than its report.
+    pub fn remember(&mut self, view: WorkerView, started: Moment) -> bool {
+        let worker = view.latest.worker_id.clone();
+        if worker != view.worker_id || self.workers.contains_key(&worker) {
+            return false;
+        }
+        let mut history: VecDeque<HistoryPoint> = view.history.into_iter().collect();
+        while history.len() > HISTORY_LEN {
+            history.pop_front();
+        }
+        let record = WorkerRecord {
+            beat_interval: announced_beat(&view.latest),
+            latest: view.latest,
+            last_report_at: started,
+            reports_received: 0,
+            reports_missed: 0,
+            recent_gaps: VecDeque::new(),
+            rtts_ms: VecDeque::new(),
+            history,
+            heard_at: started,
+            last_gap_at: None,
+            remembered: true,
+        };
+        self.workers.insert(worker, record);
+        true
     }
 
     /// The latest report of a worker, when it arrived, and when its agent was last heard.
@@ -193,13 +231,17 @@ impl Liveness {
         let missed_reports = missed_intervals(&record.latest, record.last_report_at, now);
         let expected = record.reports_received + record.reports_missed + missed_reports;
         let unreachable = self.is_unreachable(record, now);
-        let (state, missed) = match record.beat_interval {
+        let (mut state, missed) = match record.beat_interval {
             Some(interval) => (
                 beating_state(record, interval, unreachable, now),
                 missed_beats(interval, record.heard_at, now),
             ),
             None => (reporting_state(record, missed_reports), missed_reports),
         };
+        if record.remembered && state == LivenessState::Active {
+            // Its last report is older than this collector: nothing says it still works.
+            state = LivenessState::Unstable;
+        }
         let silence = now.since(record.last_report_at).as_secs_f64();
         Some(WorkerView {
             worker_id: worker.to_string(),
@@ -233,9 +275,10 @@ fn announced_beat(report: &WorkerReport) -> Option<Duration> {
 /// The class of a worker whose agent sends no heartbeats, judged by its reports alone.
 fn reporting_state(record: &WorkerRecord, missed: u64) -> LivenessState {
     match record.latest.status {
-        WorkerStatus::Dead | WorkerStatus::Stopped | WorkerStatus::Waiting => {
-            LivenessState::Inactive
-        }
+        WorkerStatus::Dead
+        | WorkerStatus::Stopped
+        | WorkerStatus::Waiting
+        | WorkerStatus::Missing => LivenessState::Inactive,
         WorkerStatus::Alive if missed >= INACTIVE_AFTER_MISSED => LivenessState::Inactive,
         WorkerStatus::Alive if missed > 0 || record.recent_gaps.contains(&true) => {
             LivenessState::Unstable
@@ -256,9 +299,10 @@ fn beating_state(
         .last_gap_at
         .is_some_and(|at| now.since(at) < interval * UNSTABLE_BEATS_AFTER_GAP);
     match record.latest.status {
-        WorkerStatus::Dead | WorkerStatus::Stopped | WorkerStatus::Waiting => {
-            LivenessState::Inactive
-        }
+        WorkerStatus::Dead
+        | WorkerStatus::Stopped
+        | WorkerStatus::Waiting
+        | WorkerStatus::Missing => LivenessState::Inactive,
         WorkerStatus::Alive if unreachable => LivenessState::Inactive,
         WorkerStatus::Alive if missed_beats(interval, record.heard_at, now) > 0 || recent_gap => {
             LivenessState::Unstable
@@ -425,5 +469,74 @@ mod tests {
             !liveness.record_beat("w9", beat, t0),
             "a beat before any report names no known worker"
         );
+    }
+
+    #[test]
+    fn a_remembered_worker_is_lost_one_window_after_the_restart_unless_its_agent_is_heard() {
+        let mut old = Liveness::new(3);
+        let t0 = Moment::now();
+        let beating = WorkerReport {
+            beat_interval_secs: Some(1.0),
+            ..report(WorkerStatus::Alive, Some(2.0))
+        };
+        old.record(beating.clone(), t0);
+        let stored = old.view("w1", t0, false).expect("known");
+        let other = WorkerView {
+            worker_id: "w2".into(),
+            latest: WorkerReport {
+                worker_id: "w2".into(),
+                ..beating.clone()
+            },
+            ..stored.clone()
+        };
+
+        let mut restarted = Liveness::new(3);
+        let started = at(t0, 100);
+        let ms = |n: u64| started.plus(Duration::from_millis(n));
+        assert!(restarted.remember(stored.clone(), started));
+        assert!(restarted.remember(other, started));
+        assert!(!restarted.remember(stored, started), "known once");
+        let view = restarted.view("w1", ms(100), false).expect("remembered");
+        assert_eq!(
+            (view.state, view.status, view.unreachable),
+            (LivenessState::Unstable, WorkerStatus::Alive, false),
+            "not active before its agent is heard"
+        );
+        assert_eq!(view.history.len(), 1, "its history is kept");
+        assert!(!restarted.unreachable("w1", ms(2_999)));
+        assert!(
+            restarted.unreachable("w1", ms(3_000)),
+            "three beats from the restart"
+        );
+
+        // w2's agent comes back in time: it is judged like any worker from then on.
+        restarted.record(
+            WorkerReport {
+                worker_id: "w2".into(),
+                ..beating
+            },
+            ms(800),
+        );
+        for n in [1_800, 2_800] {
+            assert!(restarted.record_beat("w2", Duration::from_secs(1), ms(n)));
+        }
+        assert!(!restarted.unreachable("w2", ms(3_000)));
+        let view = restarted.view("w2", ms(3_000), false).expect("heard");
+        assert_eq!(view.state, LivenessState::Active);
+    }
+
+    #[test]
+    fn a_worker_heard_before_the_store_answers_is_not_overwritten() {
+        let mut liveness = Liveness::new(3);
+        let t0 = Moment::now();
+        liveness.record(report(WorkerStatus::Dead, None), t0);
+        let stale = WorkerView {
+            status: WorkerStatus::Alive,
+            latest: report(WorkerStatus::Alive, None),
+            ..liveness.view("w1", t0, false).expect("known")
+        };
+        assert!(!liveness.remember(stale, t0));
+        let heard = liveness.latest("w1").expect("known");
+        assert_eq!(heard.report.status, WorkerStatus::Dead);
     }
 }

@@ -1,5 +1,6 @@
 //! The collector: keeps every worker's metrics, evaluates alert rules with durations, and tells
-//! the master when a worker is dead.
+//! the master when a worker is dead. A restarted collector takes back the workers the store
+//! knew, so a host lost while no collector watched is still found.
 
 pub mod alert;
 pub mod clock;
@@ -7,6 +8,7 @@ mod downstream;
 pub mod flapping;
 mod gate;
 pub mod liveness;
+mod rebuild;
 pub mod rules;
 mod server;
 mod watchtower;
@@ -406,7 +408,12 @@ pub async fn run(
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
+    // The host-loss window of every worker taken back from the store runs from here, when
+    // agents can reach this collector again.
+    let started = Moment::now();
+    let store = downstream.backend.store.clone();
     let tasks = [
+        tokio::spawn(rebuild::rebuild(store, tower.clone(), started, stopped())),
         tokio::spawn(server::serve(
             listener,
             tls,

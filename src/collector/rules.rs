@@ -77,6 +77,8 @@ pub enum RuleKind {
     WorkerDead,
     /// The agent's heartbeats stopped: the host is down or cut off.
     Unreachable,
+    /// The agent runs but its worker never came (the agent reports it MISSING).
+    WorkerMissing,
     /// No report from the worker's agent for `no_report_after` (agents without heartbeats).
     NoReport,
     /// Host CPU above the threshold for `cpu_for`.
@@ -87,9 +89,10 @@ pub enum RuleKind {
 
 impl RuleKind {
     /// Every rule, in evaluation order.
-    pub const ALL: [RuleKind; 5] = [
+    pub const ALL: [RuleKind; 6] = [
         RuleKind::WorkerDead,
         RuleKind::Unreachable,
+        RuleKind::WorkerMissing,
         RuleKind::NoReport,
         RuleKind::CpuHigh,
         RuleKind::MemoryHigh,
@@ -100,6 +103,7 @@ impl RuleKind {
         match self {
             RuleKind::WorkerDead => "worker_dead",
             RuleKind::Unreachable => "worker_unreachable",
+            RuleKind::WorkerMissing => "worker_missing",
             RuleKind::NoReport => "no_report",
             RuleKind::CpuHigh => "cpu_high",
             RuleKind::MemoryHigh => "memory_high",
@@ -109,7 +113,12 @@ impl RuleKind {
     /// The severity of the rule's alerts.
     pub fn severity(self) -> Severity {
         match self {
-            RuleKind::WorkerDead | RuleKind::Unreachable | RuleKind::NoReport => Severity::Critical,
+            // A missing worker is capacity the grid counts on and does not have; critical also
+            // re-queues whatever its id still holds.
+            RuleKind::WorkerDead
+            | RuleKind::Unreachable
+            | RuleKind::WorkerMissing
+            | RuleKind::NoReport => Severity::Critical,
             RuleKind::CpuHigh | RuleKind::MemoryHigh => Severity::Warning,
         }
     }
@@ -288,6 +297,14 @@ impl RuleEngine {
                     ),
                 }
             }
+            RuleKind::WorkerMissing => Verdict {
+                holds: report.status == WorkerStatus::Missing,
+                value: None,
+                message: match &report.status_reason {
+                    Some(reason) => format!("worker {worker} is missing: {reason}"),
+                    None => format!("worker {worker} is missing: its agent has no worker"),
+                },
+            },
             RuleKind::NoReport => Verdict {
                 // A worker that said goodbye is expected to go quiet; an agent that sends
                 // heartbeats is judged by them (`worker_unreachable`), sooner.
@@ -332,7 +349,10 @@ impl RuleEngine {
 
     fn hold_for(&self, kind: RuleKind) -> Duration {
         match kind {
-            RuleKind::WorkerDead | RuleKind::Unreachable | RuleKind::NoReport => Duration::ZERO,
+            RuleKind::WorkerDead
+            | RuleKind::Unreachable
+            | RuleKind::WorkerMissing
+            | RuleKind::NoReport => Duration::ZERO,
             RuleKind::CpuHigh => self.thresholds.cpu_for,
             RuleKind::MemoryHigh => self.thresholds.memory_for,
         }

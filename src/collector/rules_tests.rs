@@ -149,6 +149,34 @@ fn dead_status_fires_at_once_and_resolves_when_alive_again() {
 }
 
 #[test]
+fn an_agent_without_its_worker_fires_worker_missing_until_the_worker_appears() {
+    let mut engine = RuleEngine::new(Thresholds::default());
+    let t0 = Moment::now();
+    let events = feed(&mut engine, t0, 0..100, |t| {
+        let status = match t {
+            0..=10 => WorkerStatus::Waiting,
+            20..=50 => WorkerStatus::Missing,
+            _ => WorkerStatus::Alive,
+        };
+        report("w4", status, 10.0, 40.0)
+    });
+    assert_eq!(
+        summary(&events),
+        [
+            (20, "worker_missing", AlertState::Firing),
+            (60, "worker_missing", AlertState::Resolved)
+        ],
+        "waiting is not missing yet; one firing, resolved when the worker said hello"
+    );
+    assert_eq!(events[0].1.severity, Severity::Critical);
+    assert!(
+        events[0].1.message.contains("w4 is missing"),
+        "{:?}",
+        events[0].1
+    );
+}
+
+#[test]
 fn silence_fires_no_report_once_and_a_report_resolves_it() {
     let mut engine = RuleEngine::new(Thresholds::default());
     let t0 = Moment::now();

@@ -87,6 +87,25 @@ impl Watchtower {
             .count()
     }
 
+    /// Takes back the workers a previous collector knew (the views it stored), as if each had
+    /// been heard at `started`: one whose agent is not heard within the host-loss window from
+    /// then is lost like any other (alert, `worker_down`, its tasks re-queued), whatever order
+    /// things failed in while no collector watched. Workers already heard from are left as they
+    /// are. Each one taken back is republished at once, so no view goes on showing it active.
+    /// Returns how many were taken back.
+    pub fn remember(&mut self, views: Vec<WorkerView>, started: Moment, now: Moment) -> usize {
+        let mut remembered = 0;
+        for view in views {
+            let worker = view.worker_id.clone();
+            if self.liveness.remember(view, started) {
+                remembered += 1;
+                self.evaluate(&worker, now);
+                self.publish(&worker, now);
+            }
+        }
+        remembered
+    }
+
     /// Takes a report received at `now`; returns the lease verdict for its agent.
     pub fn on_report(&mut self, report: WorkerReport, now: Moment) -> LeaseVerdict {
         let worker = report.worker_id.clone();

@@ -16,6 +16,9 @@ pub enum WorkerStatus {
     Dead,
     /// The worker said goodbye before exiting (a clean shutdown, not a failure).
     Stopped,
+    /// The agent has waited a whole heartbeat timeout and no worker has said hello: the worker
+    /// it watches is not running (a host restarted with its agent alone, say).
+    Missing,
 }
 
 impl WorkerStatus {
@@ -26,6 +29,7 @@ impl WorkerStatus {
             WorkerStatus::Alive => "ALIVE",
             WorkerStatus::Dead => "DEAD",
             WorkerStatus::Stopped => "STOPPED",
+            WorkerStatus::Missing => "MISSING",
         }
     }
 }
@@ -122,8 +126,8 @@ pub enum AlertState {
 pub struct Alert {
     /// Identifies one firing of one rule for one worker; its resolved event carries the same id.
     pub id: String,
-    /// The rule's name (`worker_dead`, `worker_unreachable`, `no_report`, `cpu_high`,
-    /// `memory_high`).
+    /// The rule's name (`worker_dead`, `worker_unreachable`, `worker_missing`, `no_report`,
+    /// `cpu_high`, `memory_high`).
     pub rule: String,
     /// How urgent.
     pub severity: Severity,

@@ -260,6 +260,50 @@ impl Grid {
         *self.worker(worker) = proc;
     }
 
+    /// Starts the agent of `worker` again (after it was killed), alone: no worker is started.
+    pub fn restart_agent(&mut self, worker: &str, heartbeat_timeout: &str) {
+        let socket = self.dir.path().join(format!("{worker}.sock"));
+        let (host, port) = self.collector_addr.rsplit_once(':').expect("host:port");
+        let proc = Proc::spawn(
+            &format!("agent-{worker}-again"),
+            self.dir.path(),
+            &[
+                "agent",
+                "--worker-id",
+                worker,
+                "--socket",
+                socket.to_str().expect("utf-8"),
+                "--collector-host",
+                host,
+                "--collector-port",
+                port,
+                "--report-interval",
+                "10s",
+                "--heartbeat-timeout",
+                heartbeat_timeout,
+            ],
+            &[],
+        );
+        *self.agent(worker) = proc;
+    }
+
+    /// Starts the collector again (after it was killed) on the same address, alert log and
+    /// backend.
+    pub fn start_collector_again(&mut self) {
+        let (collector, addr) = spawn_collector(
+            self.dir.path(),
+            &self.collector_addr,
+            &self.master_addr,
+            &[],
+            &self.backend,
+        );
+        self.collector = collector;
+        assert_eq!(
+            addr, self.collector_addr,
+            "the collector came back where it was"
+        );
+    }
+
     /// The agent of `worker`.
     pub fn agent(&mut self, worker: &str) -> &mut Proc {
         let index = self
