@@ -4,7 +4,6 @@
 //! tasks, `workers` shows the host inactive, and a host that returns is active again with its
 //! late results counted once.
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::procs::wait_for;

@@ -2,7 +2,6 @@
 //! firing is resolved, under its own id, once its worker shows the condition no longer holds,
 //! and one whose condition still holds is not raised a second time.
 
-
 use std::time::Duration;
 
 use crate::support::procs::wait_for;
