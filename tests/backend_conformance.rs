@@ -7,7 +7,6 @@
 //! Each case takes a [`Subject`]; `conformance_cases!` lists the cases once, with the visibility
 //! timeout each one needs, and each backend module instantiates them all.
 
-
 use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,6 @@
 //! still being written is not read early; a master killed between creating a file's jobs and
 //! moving the file loads it again on restart without creating anything twice.
 
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -3,7 +3,6 @@
 //! under the limit, full of rows past the task cap, is refused at the cap while the master's
 //! peak memory stays low; then an honest file loads and its job runs exactly (each backend).
 
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -67,7 +66,8 @@ fn oversized_batches_are_refused_unread(redis: bool) {
     assert!(reason.contains(&format!("{} bytes", big.len())), "{reason}");
     assert!(reason.contains("--max-batch-file"), "{reason}");
 
-    let (status, _, body) = crate::support::http::request(&grid.http_addr(), "POST", "/jobs", None, &big);
+    let (status, _, body) =
+        crate::support::http::request(&grid.http_addr(), "POST", "/jobs", None, &big);
     let body = String::from_utf8_lossy(&body);
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("--max-batch-file"), "{body}");
@@ -83,10 +83,15 @@ fn oversized_batches_are_refused_unread(redis: bool) {
     let stderr = String::from_utf8_lossy(&load.stderr);
     assert_eq!(load.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--max-batch-file"), "{stderr}");
-    assert!(crate::support::honest::job_ids(&grid).is_empty(), "nothing was created");
+    assert!(
+        crate::support::honest::job_ids(&grid).is_empty(),
+        "nothing was created"
+    );
 
     std::fs::write(drop.join("honest.csv"), crate::support::honest::CSV_ROW).unwrap();
-    poll_until(WAIT, "the honest job", || crate::support::honest::job_ids(&grid).pop());
+    poll_until(WAIT, "the honest job", || {
+        crate::support::honest::job_ids(&grid).pop()
+    });
     grid.start_worker("w1", 2);
     let job = crate::support::honest::job_ids(&grid).pop().unwrap();
     crate::support::honest::assert_exact(&grid, &job);
@@ -120,10 +125,15 @@ fn rows_past_the_task_cap_are_refused_in_bounded_memory(redis: bool) {
         if redis { "redis" } else { "embedded" }
     );
     assert!(peak_mib < 512, "master peak {peak_mib} MiB");
-    assert!(crate::support::honest::job_ids(&grid).is_empty(), "nothing was created");
+    assert!(
+        crate::support::honest::job_ids(&grid).is_empty(),
+        "nothing was created"
+    );
 
     std::fs::write(drop.join("honest.csv"), crate::support::honest::CSV_ROW).unwrap();
-    poll_until(WAIT, "the honest job", || crate::support::honest::job_ids(&grid).pop());
+    poll_until(WAIT, "the honest job", || {
+        crate::support::honest::job_ids(&grid).pop()
+    });
     grid.start_worker("w1", 2);
     let job = crate::support::honest::job_ids(&grid).pop().unwrap();
     crate::support::honest::assert_exact(&grid, &job);

@@ -4,7 +4,6 @@
 //! purge cancels only queued jobs of the asked priority, never one whose task a worker leased;
 //! 100,000 tasks load in bounded time and memory.
 
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,6 @@
 //! starts its own local grid, and every row it prints must agree with the local kernel (the
 //! command fails otherwise). The Julia answer is also checked against a reference loop here.
 
-
 use std::process::Command;
 
 use crate::support::julia::{reference, Spec};

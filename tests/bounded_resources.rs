@@ -2,11 +2,12 @@
 //! peers announcing huge frames, a thousand concurrent clients, over-long job ids and a gzip bomb.
 //! Each test asserts the refusal, and that an honest job run afterwards is still exact.
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
-use crate::support::raw::{client_hello as hello, connect_from, flood, frame, peak_rss_kib, read_json};
+use crate::support::raw::{
+    client_hello as hello, connect_from, flood, frame, peak_rss_kib, read_json,
+};
 use tokio::io::AsyncWriteExt;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);

@@ -2,7 +2,6 @@
 //! the bash script completes every subcommand, zsh and fish scripts are produced, and the man page
 //! renders with man(1) and names the subcommands.
 
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -2,7 +2,6 @@
 //! `results … | head` ends quietly with exit 0, `submit --wait` shows the job id before it waits
 //! and puts it in its JSON, and counts of one are singular.
 
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;

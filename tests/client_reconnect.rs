@@ -2,7 +2,6 @@
 //! master is killed with -9 and restarted on the same address and data directory, reconnect
 //! with backoff and print the exact result.
 
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

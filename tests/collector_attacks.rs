@@ -7,7 +7,6 @@
 //! honest death is still alerted and re-queued. (Strangers without the token, or with a wrong
 //! one, are refused by the collector in `security.rs`.)
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::procs::{gridwatch, wait_for};

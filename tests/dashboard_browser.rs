@@ -4,7 +4,6 @@
 //! removes the dead worker, and no console error at any point. A screenshot is saved in the
 //! test's temp dir.
 
-
 use std::time::Duration;
 
 use crate::support::procs::wait_for;

@@ -4,7 +4,6 @@
 //! name are each dealt with once, without reading or writing anything outside; then an honest
 //! dropped file loads and its job runs exactly.
 
-
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -33,7 +32,10 @@ fn entries(dir: &Path) -> Vec<Vec<u8>> {
 }
 
 /// A master watching `DROP` every 100 ms, plus the drop directory's path.
-fn watched(redis: bool, extra: &[&str]) -> (Grid, Option<crate::support::redis::RedisServer>, PathBuf) {
+fn watched(
+    redis: bool,
+    extra: &[&str],
+) -> (Grid, Option<crate::support::redis::RedisServer>, PathBuf) {
     let drop = tempfile::tempdir().unwrap().keep().join("queue");
     let drop_flag = drop.display().to_string();
     let mut flags = vec!["--drop-dir", drop_flag.as_str(), "--drop-poll", "100ms"];

@@ -3,7 +3,6 @@
 //! exactly what a naive scan counts; an edited file is uploaded again; a client lying about the
 //! hash cannot poison the store; a genome in use survives `genomes rm` and a retention sweep.
 
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
@@ -93,7 +92,8 @@ fn job_record(grid: &Grid, job: &str) -> serde_json::Value {
 
 /// `gridwatch_upload_bytes_total` on the master's `/metrics`.
 fn upload_metric(grid: &Grid) -> u64 {
-    let (code, _, body) = crate::support::http::request(&grid.http_addr(), "GET", "/metrics", None, "");
+    let (code, _, body) =
+        crate::support::http::request(&grid.http_addr(), "GET", "/metrics", None, "");
     assert_eq!(code, 200);
     let text = String::from_utf8_lossy(&body).into_owned();
     assert!(

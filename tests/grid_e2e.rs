@@ -2,7 +2,6 @@
 //! command-line client, checked against a brute-force matcher. Covers chunk edges, a worker killed
 //! mid-job, a master restarted mid-job, and many clients at once.
 
-
 use std::time::Duration;
 
 use nix::sys::signal::Signal;

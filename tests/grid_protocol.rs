@@ -2,7 +2,6 @@
 //! requests get `error` frames with codes while the master keeps serving others; a chunk result
 //! delivered twice counts once; a cancelled job's late results are ignored.
 
-
 use crate::support::grid::{write_fasta, Bases, Grid};
 use gridwatch::backend::ChunkResult;
 use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};

@@ -1,7 +1,6 @@
 //! `gridwatch up` as a user runs it: children start, the grid answers, and SIGTERM stops every
 //! child process cleanly. Also: a worker told to stop (SIGTERM) exits on its own.
 
-
 use std::time::Duration;
 
 use crate::support::grid::Grid;

@@ -2,7 +2,6 @@
 //! answers with the shape and the values the job's hand-counted result implies; `/metrics` is
 //! valid Prometheus text that agrees with `/jobs`; a killed worker shows as a firing alert.
 
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;

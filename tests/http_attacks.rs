@@ -3,14 +3,15 @@
 //! greet, and many large renders at once. Each test measures what an honest client sees during
 //! the attack, then runs an honest job and checks it exactly against the plain reference loop.
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
 use crate::support::http::{request_with, Reply};
 use crate::support::julia::{reference, Spec};
 use crate::support::poll_until;
-use crate::support::raw::{client_hello, connect_from, frame, peak_rss_kib, persistent_flood, read_json};
+use crate::support::raw::{
+    client_hello, connect_from, frame, peak_rss_kib, persistent_flood, read_json,
+};
 use crate::support::redis::RedisServer;
 use tokio::io::AsyncWriteExt;
 

@@ -3,7 +3,6 @@
 //! one, and nothing changes), a master without a token takes them from its loopback users, and
 //! `GET /jobs/ID/results?format=` serves what `gridwatch results` prints; on both backends.
 
-
 use std::time::Duration;
 
 use crate::support::grid::Grid;

@@ -4,7 +4,6 @@
 //! the local command, the PNG and the HTTP API agree with it; bad parameters are one line and
 //! exit code 2, and the master refuses a bad raw spec with an error frame.
 
-
 use std::time::Duration;
 
 use crate::support::grid::Grid;

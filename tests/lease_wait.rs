@@ -3,7 +3,6 @@
 //! whose peer is gone can still succeed. Here a hand-written worker asks for a task and closes its
 //! socket at once; a job submitted right after must finish long before that timeout, exactly.
 
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

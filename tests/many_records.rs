@@ -3,7 +3,6 @@
 //! Each record is still searched on its own (no match crosses into the next record), so the TSV
 //! equals a naive scan record by record, on the embedded backend and on Redis.
 
-
 use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};

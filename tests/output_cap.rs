@@ -3,7 +3,6 @@
 //! and how to raise it; submitted with `--count-only`, it stores counts only and returns the
 //! exact count, with the worker, the master and the client staying small.
 
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

@@ -4,7 +4,6 @@
 //! statistics checkable by hand; bad parameters are one line with exit code 2, and the master
 //! refuses a bad raw spec with an error frame.
 
-
 use std::time::Duration;
 
 use crate::support::grid::Grid;

@@ -3,7 +3,6 @@
 //! configured jobs and tasks per minute (each attacker on its own loopback address, so each has
 //! its own budget); after the window an honest job is accepted and runs exactly.
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::raw::connect_from;

@@ -2,12 +2,11 @@
 //! memory hygiene (no acked entries, no chunk bytes left), the readable key names, the dead-letter
 //! stream, and surviving a Redis restart or a lost connection.
 
-
 use std::future::Future;
 use std::time::Duration;
 
-use bytes::Bytes;
 use crate::support::redis::RedisServer;
+use bytes::Bytes;
 use gridwatch::backend::redis::keys::{self, DEAD_LETTER_STREAM, GROUP, TASK_STREAMS};
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::{

@@ -4,7 +4,6 @@
 //! restarted (with its append-only file) mid-job. After every job the task streams are empty and
 //! no chunk bytes remain in Redis.
 
-
 use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};

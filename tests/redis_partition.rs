@@ -2,7 +2,6 @@
 //! answers) fails client requests that need the backend with a clear error within seconds, logs
 //! the outage once and its end once, and serves again as soon as Redis answers.
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::grid::{write_fasta, Bases, Grid};

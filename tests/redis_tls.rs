@@ -3,13 +3,12 @@
 //! a search checked against a brute-force count; a master trusting another CA never uses the
 //! server, and no printed URL shows the Redis password.
 
-
 use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
-use crate::support::{poll_until, Proc};
 use crate::support::pki::Ca;
 use crate::support::redis_tls::{NotStarted, TlsRedis};
+use crate::support::{poll_until, Proc};
 
 const PATTERN: &str = "GATTACA";
 const PASSWORD: &str = "redis-tls-password-81b2";

@@ -1,7 +1,6 @@
 //! Resubmitting the id of an upload cut off by a master killed with -9 restarts that upload
 //! from scratch and gives the exact result, instead of refusing the id.
 
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

@@ -8,7 +8,6 @@
 //! backend's own Lua scripts are refused too. The honest job then completes with exactly the
 //! naive count, in `status` and in `results` alike.
 
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

@@ -3,7 +3,6 @@
 //! read specs, so a flood of `/metrics` requests with huge specs stored leaves the master small
 //! and still serving.
 
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

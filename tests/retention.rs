@@ -3,7 +3,6 @@
 //! what it was before the jobs), while a job still queued keeps everything; `--keep-finished`
 //! deletes a finished job in the background.
 
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,6 @@
 //! sizes, and each kernel forced (the seed kernel also on patterns long enough that it is really
 //! the one used). Every position within K must be reported once, with its count.
 
-
 use crate::support::iupac::{accepts, complement};
 use gridwatch::search::{
     search_chunk, search_reader, Chunker, KernelSplit, MismatchKernel, ParallelOptions, Pattern,

@@ -5,7 +5,6 @@
 //! every hit must come back once, with the job's pattern index, its matched bases and its
 //! mismatches, and every pattern with its name and counts.
 
-
 use std::collections::HashMap;
 use std::sync::Arc;
 

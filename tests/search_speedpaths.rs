@@ -3,7 +3,6 @@
 //! letter by letter. Genomes have N runs, lower case, U, other letters, lines of varying width,
 //! CRLF and gzip; the search runs with tiny blocks so matches straddle block and 64-base edges.
 
-
 use std::io::Write;
 
 use crate::support::iupac::{accepts, complement};

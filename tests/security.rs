@@ -4,7 +4,6 @@
 //! directory and peer; the Redis password in `ps` and logs. Each refusal leaves the honest job
 //! exact.
 
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;

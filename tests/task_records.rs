@@ -4,7 +4,6 @@
 //! result itself, and `workers --performance`, `/stats/performance` and `/workers/ID` agree
 //! with counts, means and 95th percentiles computed here from those records.
 
-
 use std::collections::BTreeMap;
 
 use crate::support::grid::Grid;

@@ -3,15 +3,14 @@
 //! trusts another CA and a TLS client without the token all get no service, and the master goes
 //! on serving honest clients; a TLS client pointed at a plain master is told so.
 
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
-use crate::support::poll_until;
 use crate::support::pki::Ca;
+use crate::support::poll_until;
 
 const TOKEN: &str = "tls-test-token-5f3a9c";
 const PATTERN: &str = "ACGTA";

@@ -1,7 +1,6 @@
 //! `gridwatch top` as a person sees it: run in a detached tmux session of a fixed size against a
 //! live grid, the screen shows the workers, a job and its status; `q` ends it.
 
-
 use std::process::Command;
 use std::time::Duration;
 

@@ -2,7 +2,6 @@
 //! keeps running, and jobs before, during (its `submit --wait` still running) and after are
 //! exact; a master that cannot start makes `up` exit with the master's own reason.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;

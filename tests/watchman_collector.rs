@@ -1,7 +1,6 @@
 //! The collector and agents as real processes: buffered reports survive a collector outage, a
 //! silent agent raises `no_report`, bad frames close only their own connection.
 
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

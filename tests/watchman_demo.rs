@@ -1,7 +1,6 @@
 //! `gridwatch demo --kill-worker` end to end: a worker killed mid-job, the alert, the re-queue and
 //! the exact result, on one machine.
 
-
 use crate::support::procs::gridwatch;
 
 #[test]

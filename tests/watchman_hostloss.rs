@@ -5,7 +5,6 @@
 //! late results counted once. An agent that comes back without its worker says so, and the
 //! collector raises `worker_missing` until the worker is back.
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::procs::wait_for;
@@ -157,7 +156,8 @@ fn an_agent_restarted_without_its_worker_raises_worker_missing_until_the_worker_
         "`gridwatch alerts` lists it: {alerts}"
     );
     let stats = wait_for("/stats counts it firing", Duration::from_secs(10), || {
-        let (status, _, body) = crate::support::http::request(&grid.http_addr(), "GET", "/stats", None, "");
+        let (status, _, body) =
+            crate::support::http::request(&grid.http_addr(), "GET", "/stats", None, "");
         let stats: serde_json::Value = serde_json::from_slice(&body).ok()?;
         (status == 200 && stats["alerts_firing"]["critical"].as_u64() == Some(1)).then_some(stats)
     });

@@ -3,7 +3,6 @@
 //! and one whose condition still holds is not raised a second time. A restarted collector also
 //! takes back the workers the grid knew, so a host lost while no collector watched is found.
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::procs::wait_for;

@@ -4,7 +4,6 @@
 //! DEAD after the heartbeat timeout, and after SIGCONT its late results are refused: the leases
 //! they answer were reclaimed, and the chunks' new holders stored theirs.
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::procs::{gridwatch, wait_for};

@@ -3,7 +3,6 @@
 //! figure, the cap and the flag that raises it; nothing is stored; an honest job under the cap
 //! runs exactly.
 
-
 use std::time::Duration;
 
 use crate::support::grid::Grid;

@@ -3,7 +3,6 @@
 //! lease behind, and the job completes with the brute-force count; a many-tiny-task job on a
 //! prefetching worker gives exact positions.
 
-
 use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid};

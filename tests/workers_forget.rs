@@ -2,7 +2,6 @@
 //! reason, forgets a killed one for good (it stays gone while the collector keeps reporting), and
 //! the HTTP write `POST /workers/ID/forget` needs the master's token as a Bearer header.
 
-
 use std::time::Duration;
 
 use crate::support::http::request;

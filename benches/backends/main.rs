@@ -5,7 +5,7 @@
 //! `--bench` flag) it runs a small smoke pass so the code keeps working. `-- queue` runs only
 //! the queue overhead part.
 
-#[path = "../../tests/common/redis.rs"]
+#[path = "../../tests/support/redis.rs"]
 #[allow(dead_code)]
 mod redis_server;
 
