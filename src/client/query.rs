@@ -312,10 +312,10 @@ fn kind_of(view: &JobView) -> Result<&'static dyn Kind, ClientError> {
 
 /// The output format asked for: `--json`, else `--format`, else the kind's default.
 pub fn chosen_format<'a>(kind: &'a dyn Kind, format: Option<&'a str>, json: bool) -> &'a str {
-    if json {
-        "json"
-    } else {
-        format.unwrap_or(kind.formats()[0])
+    match (json, format) {
+        (true, _) => "json",
+        (false, Some(asked)) => kind.format_named(asked).unwrap_or(asked),
+        (false, None) => kind.formats()[0],
     }
 }
 
@@ -338,11 +338,7 @@ pub fn print_status(view: &JobView, active_workers: u32, json: bool) -> Result<(
         "Progress: {}/{} chunks ({:.2}%)",
         view.progress.processed_chunks, view.progress.total_chunks, view.progress.percentage
     )?;
-    writeln!(
-        out,
-        "Matches found so far: {}",
-        view.partial_results.matches_found
-    )?;
+    writeln!(out, "{}", running_total(view))?;
     writeln!(out, "Active workers: {active_workers}")?;
     if let Some(finished) = view.finished_at {
         writeln!(
@@ -355,6 +351,37 @@ pub fn print_status(view: &JobView, active_workers: u32, json: bool) -> Result<(
         writeln!(out, "Error: {error}")?;
     }
     Ok(())
+}
+
+/// The job's running total named for what its kind counts: `Matches found so far: 219`,
+/// `Iterations so far: 33219980`, `Collisions so far: 1204`.
+pub fn running_total(view: &JobView) -> String {
+    let count = view.partial_results.matches_found;
+    match view.progress_figure.as_str() {
+        "matches" => format!("Matches found so far: {count}"),
+        figure => {
+            let mut label = figure.to_string();
+            if let Some(first) = label.get_mut(..1) {
+                first.make_ascii_uppercase();
+            }
+            format!("{label} so far: {count}")
+        }
+    }
+}
+
+/// A count with what it counts, for a table cell: `219 matches`, `1 collision`.
+pub fn counted(view: &JobView) -> String {
+    let count = view.partial_results.matches_found;
+    let figure = view.progress_figure.as_str();
+    if count == 1 {
+        let one = match figure {
+            "matches" => "match",
+            plural => plural.strip_suffix('s').unwrap_or(plural),
+        };
+        format!("1 {one}")
+    } else {
+        format!("{count} {figure}")
+    }
 }
 
 /// Upper-case status, so it stands out in the labelled lines.
@@ -573,8 +600,8 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
     }
     writeln!(
         out,
-        "{:<38} {:<9} {:<11} {:>17} {:>10}  SUMMARY",
-        "JOB", "KIND", "STATUS", "CHUNKS", "MATCHES"
+        "{:<38} {:<9} {:<11} {:>17} {:>22}  SUMMARY",
+        "JOB", "KIND", "STATUS", "CHUNKS", "COUNT"
     )?;
     for job in &jobs {
         let chunks = format!(
@@ -583,12 +610,12 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
         );
         writeln!(
             out,
-            "{:<38} {:<9} {:<11} {:>17} {:>10}  {}",
+            "{:<38} {:<9} {:<11} {:>17} {:>22}  {}",
             job.job_id,
             job.kind,
             status_word(job.status),
             chunks,
-            job.partial_results.matches_found,
+            counted(job),
             job.summary
         )?;
     }
