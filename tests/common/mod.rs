@@ -8,6 +8,7 @@ pub mod julia;
 pub mod procs;
 pub mod raw;
 pub mod redis;
+pub mod tmux;
 pub mod watchman_grid;
 pub mod webdriver;
 
