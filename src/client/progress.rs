@@ -102,6 +102,14 @@ impl JobProgress {
         ));
     }
 
+    /// Prints a line on stderr above the bar (the bar is drawn again below it).
+    pub fn note(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
     /// Shows a message (what is happening before the upload or the job's progress).
     pub fn message(&self, text: &str) {
         if let Some(bar) = &self.bar {

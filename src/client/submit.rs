@@ -266,23 +266,25 @@ pub async fn submit_request(request: JobRequest, common: &SubmitCommon) -> Resul
             return Err(err);
         }
     };
-    if submitted.active_workers == 0 {
-        eprintln!(
-            "warning: no active workers: job {} is queued and starts when a worker connects (`gridwatch worker --id w1`)",
-            submitted.job_id
-        );
-    }
     if !common.wait {
         progress.finish();
+    }
+    if submitted.active_workers == 0 {
+        progress.note(&format!(
+            "warning: no active workers: job {} is queued and starts when a worker connects (`gridwatch worker --id w1`)",
+            submitted.job_id
+        ));
+    }
+    if !common.wait {
         print_submitted(&submitted, common.json);
         return Ok(());
     }
     // On stderr before the wait, so the job can be followed from another shell, even with --json.
-    eprintln!(
+    progress.note(&format!(
         "Job ID: {} ({})",
         submitted.job_id,
         super::count_of(submitted.total_chunks.into(), "chunk")
-    );
+    ));
     let (view, active) = follow(&mut client, &job_id, &mut progress, POLL_INTERVAL).await?;
     if view.status != JobStatus::Completed {
         print_status(&view, active, common.json)?;
