@@ -478,10 +478,8 @@ fn an_upload_shows_bytes_rate_and_eta_and_then_its_failure() {
     master.signal(nix::sys::signal::Signal::SIGSTOP);
     let screen = poll_until(LIMIT, "the bar to show bytes sent", || {
         let screen = tmux.screen();
-        (screen.contains(" MiB uploaded")
-            && screen.contains("MiB/s")
-            && screen.contains("ETA"))
-        .then_some(screen)
+        (screen.contains(" MiB uploaded") && screen.contains("MiB/s") && screen.contains("ETA"))
+            .then_some(screen)
     });
     assert!(!screen.contains("0/0 chunks"), "{screen}");
     println!("{screen}");

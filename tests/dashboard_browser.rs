@@ -169,11 +169,15 @@ fn the_dashboard_shows_workers_a_job_to_100_percent_and_an_alert_without_errors_
     });
     assert!(row(&browser, "workers", "w1").is_some(), "w1 stays");
     // Forgetting resolved w2's alert: the current state says so, and the header agrees.
-    wait_for("no alert firing on the page", Duration::from_secs(30), || {
-        let firing = table(&browser, "firing");
-        let count = browser.eval("return document.getElementById('s-alerts').innerText;");
-        (firing.contains("No alert is firing") && count == "0").then_some(())
-    });
+    wait_for(
+        "no alert firing on the page",
+        Duration::from_secs(30),
+        || {
+            let firing = table(&browser, "firing");
+            let count = browser.eval("return document.getElementById('s-alerts').innerText;");
+            (firing.contains("No alert is firing") && count == "0").then_some(())
+        },
+    );
     assert_no_console_errors(&browser, "at the end");
     // Keep the directory (and the screenshot) when asked to look at it.
     if std::env::var_os("KEEP_SCREENSHOT").is_some() {

@@ -220,6 +220,29 @@ fn a_worker_leasing_without_an_agent_is_listed_as_no_agent_in_every_view() {
     let job = grid.submit(&genome, "4000");
     grid.wait_completed(&job, Duration::from_secs(120));
     assert_eq!(grid.total_matches(&job), expected);
+
+    // `top` lists it too, and names the job's figure.
+    if !common::tmux::Tmux::available() {
+        common::skip_without("tmux is not installed");
+        return;
+    }
+    let command = format!(
+        "{} top --master {} --interval 200ms",
+        env!("CARGO_BIN_EXE_gridwatch"),
+        grid.master_addr
+    );
+    let tmux = common::tmux::Tmux::start("top-bare", 160, 40, &command);
+    let screen = wait_for("top listing bare", Duration::from_secs(30), || {
+        let screen = tmux.screen();
+        let bare = screen.lines().find(|l| l.contains("bare"))?;
+        (bare.contains("no agent") && screen.contains(&job)).then_some(screen)
+    });
+    let job_row = screen
+        .lines()
+        .find(|l| l.contains(&job))
+        .unwrap_or_default();
+    assert!(job_row.contains(&format!("{expected} matches")), "{screen}");
+    tmux.keys("q");
 }
 
 #[test]
