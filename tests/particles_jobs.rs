@@ -346,7 +346,7 @@ fn a_particle_job_names_its_figure_collisions_everywhere() {
         .expect("one replica's collisions");
     let status = grid.cli_ok(&["status", "named"]);
     assert!(
-        status.contains(&format!("Collisions so far: {collisions}\n")),
+        status.contains(&format!("Collisions: {collisions}\n")),
         "{status}"
     );
     assert!(!status.contains("atches"), "{status}");

@@ -229,7 +229,8 @@ pub fn not_the_master(address: &str, role: ServerRole) -> ClientError {
             "it takes the agents' reports and answers `gridwatch workers --collector` and \
              `gridwatch alerts --collector`"
         }
-        ServerRole::Agent | ServerRole::Master => "it watches one worker",
+        ServerRole::Agent => "it takes one worker's heartbeats",
+        ServerRole::Master => "it answers as a master",
     };
     ClientError::Usage(format!(
         "{address} is a gridwatch {}, not the master ({answers}): give the master's address \

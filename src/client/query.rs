@@ -333,11 +333,7 @@ pub fn print_status(view: &JobView, active_workers: u32, json: bool) -> Result<(
         writeln!(out, "Job: {}", view.summary)?;
     }
     writeln!(out, "Job Status: {}", status_word(view.status))?;
-    writeln!(
-        out,
-        "Progress: {}/{} chunks ({:.2}%)",
-        view.progress.processed_chunks, view.progress.total_chunks, view.progress.percentage
-    )?;
+    writeln!(out, "Progress: {}", progress_line(view))?;
     writeln!(out, "{}", running_total(view))?;
     writeln!(out, "Active workers: {active_workers}")?;
     if let Some(finished) = view.finished_at {
@@ -353,19 +349,47 @@ pub fn print_status(view: &JobView, active_workers: u32, json: bool) -> Result<(
     Ok(())
 }
 
-/// The job's running total named for what its kind counts: `Matches found so far: 219`,
-/// `Iterations so far: 33219980`, `Collisions so far: 1204`.
+/// How far the job is. A job whose input never finished arriving has no chunk total yet (the
+/// master counts chunks as they arrive): say so rather than print "60/0 chunks".
+fn progress_line(view: &JobView) -> String {
+    let progress = &view.progress;
+    match (view.status, progress.total_chunks) {
+        (JobStatus::Uploading, 0) => format!(
+            "receiving the input ({} searched so far)",
+            super::count_of(progress.processed_chunks.into(), "chunk")
+        ),
+        (JobStatus::Failed | JobStatus::Cancelled, 0) => format!(
+            "the input never arrived whole ({} searched before the job ended)",
+            super::count_of(progress.processed_chunks.into(), "chunk")
+        ),
+        _ => format!(
+            "{}/{} chunks ({:.2}%)",
+            progress.processed_chunks, progress.total_chunks, progress.percentage
+        ),
+    }
+}
+
+/// The job's running total named for what its kind counts, and said to be final, partial or
+/// cut short: `Matches found so far: 219`, `Iterations: 33219980`, `Collisions before the job
+/// ended: 1204`.
 pub fn running_total(view: &JobView) -> String {
     let count = view.partial_results.matches_found;
-    match view.progress_figure.as_str() {
-        "matches" => format!("Matches found so far: {count}"),
+    let label = match view.progress_figure.as_str() {
+        "matches" => "Matches found".to_string(),
         figure => {
             let mut label = figure.to_string();
             if let Some(first) = label.get_mut(..1) {
                 first.make_ascii_uppercase();
             }
-            format!("{label} so far: {count}")
+            label
         }
+    };
+    match view.status {
+        JobStatus::Completed => format!("{label}: {count}"),
+        JobStatus::Failed | JobStatus::Cancelled => {
+            format!("{label} before the job ended: {count}")
+        }
+        _ => format!("{label} so far: {count}"),
     }
 }
 
