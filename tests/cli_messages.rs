@@ -458,7 +458,7 @@ fn an_upload_shows_bytes_rate_and_eta_and_then_its_failure() {
     big_fasta(&file, 256);
     let done = grid.path("submit.exit");
     let command = format!(
-        "{} submit {} -p ACGTACGTACGT --master {}; echo $? > {}; sleep 600",
+        "{} submit {} -p ACGTACGTACGT --job-id cut --master {}; echo $? > {}; sleep 600",
         gridwatch_bin().display(),
         file.display(),
         grid.addr,
@@ -501,4 +501,14 @@ fn an_upload_shows_bytes_rate_and_eta_and_then_its_failure() {
         "no chunk count for an upload: {screen}"
     );
     println!("{screen}");
+    // The restarted master fails the cut-off upload; its status says so, not "N/0 chunks".
+    grid.start_master();
+    let status = grid.cli_ok(&["status", "cut"]);
+    assert!(
+        status.contains("Job Status: FAILED")
+            && status.contains("Progress: the input never arrived whole")
+            && status.contains("before the job ended: ")
+            && !status.contains("/0 chunks"),
+        "{status}"
+    );
 }
