@@ -98,6 +98,17 @@ fn the_dashboard_shows_workers_a_job_to_100_percent_and_an_alert_without_errors_
         },
     );
     assert!(done.contains("search"), "{done}");
+    // Each kind's running total under its own name: a search job's are matches.
+    let figures = browser.eval("return document.getElementById('s-figures').innerText;");
+    let figures = figures.as_str().unwrap_or_default().to_string();
+    assert!(
+        figures.starts_with("matches ") && !figures.contains("iterations"),
+        "{figures}"
+    );
+    assert!(
+        done.contains(" matches"),
+        "the job's count names its figure: {done}"
+    );
     let throughput =
         browser.eval("return document.querySelector('#chart-throughput polyline') !== null;");
     assert_eq!(throughput, true, "the throughput chart is drawn");
