@@ -105,6 +105,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = wants_json(&cli.command);
     let outcome = match cli.command {
         Command::Master(args) => server("master", master::serve(args)),
         Command::Worker(args) => server("worker", worker::serve(args)),
@@ -143,8 +144,41 @@ fn main() -> ExitCode {
         Err(failure) if failure.stdout_closed => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {}", failure.message);
+            // A `--json` command's stdout is one JSON document, whether it succeeded or not.
+            if json {
+                let error =
+                    serde_json::json!({ "error": failure.message, "exit_code": failure.code });
+                println!("{error}");
+            }
             ExitCode::from(failure.code)
         }
+    }
+}
+
+/// Whether the command was asked for JSON output (`--json`).
+fn wants_json(command: &Command) -> bool {
+    match command {
+        Command::Submit(args) => match &args.kind {
+            Some(submit::SubmitKind::Search(search)) => search.common.json,
+            Some(submit::SubmitKind::Julia(julia)) => julia.common.json,
+            Some(submit::SubmitKind::Particles(run)) => run.common.json,
+            None => args.common.json,
+        },
+        Command::Load(args) => args.json,
+        Command::Purge(args) => args.json,
+        Command::Prune(args) => args.json,
+        Command::Genomes(args) => args.json || args.action.as_ref().is_some_and(|a| a.json()),
+        Command::Status(args) => args.json,
+        Command::Results(args) => args.json,
+        Command::Cancel(args) => args.json,
+        Command::Jobs(args) => args.json,
+        Command::Workers(args) => args.query.json,
+        Command::Alerts(args) => args.query.json,
+        Command::Health(args) => args.json,
+        Command::Search(args) => args.json,
+        Command::Julia(args) => args.json,
+        Command::Particles(args) => args.json,
+        _ => false,
     }
 }
 

@@ -49,6 +49,7 @@ fn fake_agent(socket: &std::path::Path) -> Arc<Mutex<Beats>> {
                 let welcome = Message::Welcome {
                     version: gridwatch::protocol::PROTOCOL_VERSION,
                     server: "test agent".into(),
+                    role: None,
                 };
                 if conn.write_message(&welcome).await.is_err() {
                     continue;

@@ -1,6 +1,8 @@
-//! The command line as a user meets it: `--master` pointed at the HTTP port is named as such,
-//! `results … | head` ends quietly with exit 0, `submit --wait` shows the job id before it waits
-//! and puts it in its JSON, and counts of one are singular.
+//! The command line as a user meets it: `--master` pointed at the HTTP or the collector's port is
+//! named as such, `results … | head` ends quietly with exit 0, `submit --wait` shows the job id
+//! before it waits and puts it in its JSON, counts of one are singular, `--json` errors are JSON,
+//! a cancelled job's results say it was cancelled, text is not taken for DNA, `up` names the flag
+//! of each busy port, and an upload shows bytes, rate and ETA, and its failure.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -253,5 +255,258 @@ fn jobs_with_an_unknown_kind_is_refused() {
     assert!(
         stderr.contains("unknown job kind \"juila\"") && stderr.contains("julia"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_client_pointed_at_the_collector_is_told_it_reached_a_collector() {
+    let grid = Grid::start(&[]);
+    let (_collector, collector) = crate::support::watchman_grid::spawn_collector(
+        grid.dir.path(),
+        "127.0.0.1:0",
+        &grid.addr,
+        &[],
+        "embedded",
+    );
+    for command in [
+        &["status", "some-job"][..],
+        &["jobs"],
+        &["workers"],
+        &["alerts"],
+    ] {
+        let out = Command::new(gridwatch_bin())
+            .args(command)
+            .args(["--master", &collector])
+            .output()
+            .expect("running gridwatch");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{collector} is a gridwatch collector, not the master"
+            )) && stderr.contains("--master HOST:PORT"),
+            "{command:?}: {stderr}"
+        );
+    }
+    let out = Command::new(gridwatch_bin())
+        .args(["workers", "--collector", &grid.addr])
+        .output()
+        .expect("running gridwatch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is the gridwatch master, not a collector"),
+        "{stderr}"
+    );
+}
+
+/// Runs a client command with `--json`; returns its exit code and its stdout as JSON.
+fn json_of(grid: &Grid, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = Command::new(gridwatch_bin())
+        .args(args)
+        .args(["--json", "--master", &grid.addr])
+        .output()
+        .expect("running gridwatch");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?} --json prints JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (out.status.code(), json)
+}
+
+#[test]
+fn json_output_holds_for_errors_and_for_every_client_command() {
+    let grid = Grid::start(&[]);
+    let (code, json) = json_of(&grid, &["cancel", "no-such-job"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        json["error"].as_str().unwrap_or("").contains("no-such-job") && json["exit_code"] == 2,
+        "{json}"
+    );
+    let (code, json) = json_of(&grid, &["genomes", "rm", "0123abcd"]);
+    assert_eq!(code, Some(2), "{json}");
+    assert!(
+        json["error"].as_str().unwrap_or("").contains("0123abcd"),
+        "{json}"
+    );
+    let out = Command::new(gridwatch_bin())
+        .args(["health", "--json", "--master", &grid.addr])
+        .output()
+        .expect("running gridwatch");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("health JSON");
+    assert!(out.status.success());
+    assert_eq!(json["status"], "ok", "{json}");
+    let nowhere = format!("127.0.0.1:{}", crate::support::free_port());
+    let out = Command::new(gridwatch_bin())
+        .args(["health", "--json", "--master", &nowhere])
+        .output()
+        .expect("running gridwatch");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("health JSON");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("unhealthy"),
+        "{json}"
+    );
+}
+
+#[test]
+fn a_cancelled_jobs_results_say_it_was_cancelled() {
+    // No worker: the job waits in the queue until it is cancelled.
+    let grid = Grid::start(&[]);
+    grid.cli_ok(&[
+        "submit", "julia", "--width", "8", "--height", "8", "--job-id", "gone",
+    ]);
+    grid.cli_ok(&["cancel", "gone"]);
+    let out = grid.cli(&["results", "gone"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("job gone was cancelled") && !stderr.contains("ready when it completes"),
+        "{stderr}"
+    );
+    let (_, _, body) =
+        crate::support::http::request(&grid.http_addr(), "GET", "/jobs/gone/results", None, "");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("was cancelled"), "{body}");
+}
+
+#[test]
+fn text_that_is_not_dna_is_refused_rather_than_searched() {
+    let grid = Grid::start(&[]);
+    let list = grid.path("shopping.txt");
+    std::fs::write(
+        &list,
+        "milk\neggs\nbread\nolive oil\ncoffee\npotatoes\nlemons\n",
+    )
+    .expect("write list");
+    let list = list.display().to_string();
+    let out = grid.cli(&["submit", &list, "-p", "ACGT"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("reads as text, not DNA"), "{stderr}");
+    let out = Command::new(gridwatch_bin())
+        .args(["search", &list, "-p", "ACGT"])
+        .output()
+        .expect("running gridwatch search");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("reads as text, not DNA"), "{stderr}");
+}
+
+#[test]
+fn up_names_the_flag_of_each_busy_port_and_starts_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let master = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let http = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (master, http) = (
+        master.local_addr().expect("addr").to_string(),
+        http.local_addr().expect("addr").to_string(),
+    );
+    let data = dir.path().join("data");
+    let out = Command::new(gridwatch_bin())
+        .args(["up", "--workers", "1", "--listen", &master, "--http", &http])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("running gridwatch up");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{master} is in use (the master's port"))
+            && stderr.contains("--listen"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{http} is in use (the dashboard's port"))
+            && stderr.contains("--http"),
+        "{stderr}"
+    );
+    assert!(!data.join("logs").exists(), "nothing was started");
+}
+
+/// Writes a FASTA file of about `mib` MiB of bases.
+fn big_fasta(path: &std::path::Path, mib: usize) {
+    use std::io::Write;
+    let mut bases = Bases::new(7);
+    let line: Vec<u8> = bases.take(1 << 20);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    file.write_all(b">big\n").expect("write");
+    for _ in 0..mib {
+        for row in line.chunks(64) {
+            file.write_all(row).expect("write");
+            file.write_all(b"\n").expect("write");
+        }
+    }
+    file.flush().expect("flush");
+}
+
+#[test]
+fn an_upload_shows_bytes_rate_and_eta_and_then_its_failure() {
+    if !crate::support::tmux::Tmux::available() {
+        crate::support::skip_without("tmux is not installed");
+        return;
+    }
+    let mut grid = Grid::start(&[]);
+    let file = grid.path("big.fa");
+    big_fasta(&file, 256);
+    let done = grid.path("submit.exit");
+    let command = format!(
+        "{} submit {} -p ACGTACGTACGT --job-id cut --master {}; echo $? > {}; sleep 600",
+        gridwatch_bin().display(),
+        file.display(),
+        grid.addr,
+        done.display()
+    );
+    let tmux = crate::support::tmux::Tmux::start("upload", 160, 20, &command);
+    // Caught mid-upload, the master is stopped: the client's socket fills and the bar stays.
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !tmux.screen().contains(" uploaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no upload bar: {}",
+            tmux.screen()
+        );
+    }
+    let master = grid.master.as_ref().expect("master running");
+    master.signal(nix::sys::signal::Signal::SIGSTOP);
+    let screen = poll_until(LIMIT, "the bar to show bytes sent", || {
+        let screen = tmux.screen();
+        (screen.contains(" MiB uploaded") && screen.contains("MiB/s") && screen.contains("ETA"))
+            .then_some(screen)
+    });
+    assert!(!screen.contains("0/0 chunks"), "{screen}");
+    println!("{screen}");
+    // The master dies mid-upload: the bar stays where it stopped, marked failed.
+    grid.master.take().expect("master").kill9();
+    let code = poll_until(LIMIT, "submit to exit", || {
+        std::fs::read_to_string(&done).ok()
+    });
+    assert_eq!(code.trim(), "1");
+    let screen = tmux.screen();
+    assert!(
+        screen.contains("UPLOAD FAILED")
+            && screen.contains("uploaded")
+            && screen.contains("error:"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("chunks"),
+        "no chunk count for an upload: {screen}"
+    );
+    println!("{screen}");
+    // The restarted master fails the cut-off upload; its status says so, not "N/0 chunks".
+    grid.start_master();
+    let status = grid.cli_ok(&["status", "cut"]);
+    assert!(
+        status.contains("Job Status: FAILED")
+            && status.contains("Progress: the input never arrived whole")
+            && status.contains("before the job ended: ")
+            && !status.contains("/0 chunks"),
+        "{status}"
     );
 }

@@ -96,6 +96,17 @@ fn the_dashboard_shows_workers_a_job_to_100_percent_and_an_alert_without_errors_
         },
     );
     assert!(done.contains("search"), "{done}");
+    // Each kind's running total under its own name: a search job's are matches.
+    let figures = browser.eval("return document.getElementById('s-figures').innerText;");
+    let figures = figures.as_str().unwrap_or_default().to_string();
+    assert!(
+        figures.starts_with("matches ") && !figures.contains("iterations"),
+        "{figures}"
+    );
+    assert!(
+        done.contains(" matches"),
+        "the job's count names its figure: {done}"
+    );
     let throughput =
         browser.eval("return document.querySelector('#chart-throughput polyline') !== null;");
     assert_eq!(throughput, true, "the throughput chart is drawn");
@@ -136,6 +147,12 @@ fn the_dashboard_shows_workers_a_job_to_100_percent_and_an_alert_without_errors_
                 .then_some(())
         },
     );
+    // Firing now, above the history, and counted in the header from the same answer.
+    wait_for("w2's alert firing now", Duration::from_secs(30), || {
+        let firing = table(&browser, "firing");
+        let count = browser.eval("return document.getElementById('s-alerts').innerText;");
+        (firing.contains("w2") && firing.contains("worker_dead") && count == "1").then_some(())
+    });
     wait_for(
         "a forget button on dead w2",
         Duration::from_secs(30),
@@ -160,6 +177,16 @@ fn the_dashboard_shows_workers_a_job_to_100_percent_and_an_alert_without_errors_
         row(&browser, "workers", "w2").is_none().then_some(())
     });
     assert!(row(&browser, "workers", "w1").is_some(), "w1 stays");
+    // Forgetting resolved w2's alert: the current state says so, and the header agrees.
+    wait_for(
+        "no alert firing on the page",
+        Duration::from_secs(30),
+        || {
+            let firing = table(&browser, "firing");
+            let count = browser.eval("return document.getElementById('s-alerts').innerText;");
+            (firing.contains("No alert is firing") && count == "0").then_some(())
+        },
+    );
     assert_no_console_errors(&browser, "at the end");
     // Keep the directory (and the screenshot) when asked to look at it.
     if std::env::var_os("KEEP_SCREENSHOT").is_some() {

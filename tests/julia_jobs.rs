@@ -409,3 +409,59 @@ fn the_master_refuses_a_bad_raw_spec_with_an_error_frame() {
         serde_json::from_str(&grid.cli_ok(&["jobs", "--json"])).expect("JSON");
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
 }
+
+/// A Julia job's running total is the sum of its iteration counts, and every view calls it
+/// that (never "matches"); `--format count` names its `counts`, and a PNG into a pipe that
+/// closes early ends quietly.
+#[test]
+fn a_julia_job_names_its_figure_iterations_everywhere() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 1);
+    let spec = Spec::classic(16, 16, 300);
+    let (summary, counts) = run_on_grid(&grid, "named", spec, Some(1));
+    let (_, _, expected) = reference(spec);
+    let sum: u64 = expected.iter().map(|&n| u64::from(n)).sum();
+    assert_eq!(summary["iterations_sum"], sum);
+
+    let status = grid.cli_ok(&["status", "named"]);
+    assert!(status.contains(&format!("Iterations: {sum}\n")), "{status}");
+    assert!(!status.contains("atches"), "{status}");
+    let jobs = grid.cli_ok(&["jobs"]);
+    let row = jobs
+        .lines()
+        .find(|l| l.starts_with("named "))
+        .expect("a row");
+    assert!(row.contains(&format!("{sum} iterations")), "{jobs}");
+    assert!(!jobs.contains("MATCHES"), "{jobs}");
+    let text = grid.cli_ok(&["results", "named"]);
+    assert!(
+        text.contains(" in 1 task\n"),
+        "one band is one task: {text}"
+    );
+
+    let http = grid.http_addr();
+    let (_, _, stats) = http_get(&http, "/stats");
+    let stats: serde_json::Value = serde_json::from_slice(&stats).expect("stats JSON");
+    assert_eq!(stats["figure_by_kind"]["julia"], "iterations");
+    assert_eq!(stats["matches_by_kind"]["julia"], sum);
+    assert_eq!(stats["matches"], 0, "iterations are not matches: {stats}");
+
+    // `count` for `counts`: one name for the same figure in every kind.
+    assert_eq!(
+        grid.cli_ok(&["results", "named", "--format", "count"]),
+        counts
+    );
+
+    // A PNG piped into a reader that stops after one byte: no error, exit 0.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} results named --format png --master {} | head -c 1 >/dev/null",
+            crate::support::gridwatch_bin().display(),
+            grid.addr
+        ))
+        .output()
+        .expect("sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+}

@@ -331,3 +331,37 @@ fn the_master_refuses_a_bad_raw_spec_with_an_error_frame() {
     let jobs: Value = serde_json::from_str(&grid.cli_ok(&["jobs", "--json"])).expect("JSON");
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
 }
+
+/// A particle job's running total is its collisions, and every view calls it that; one replica
+/// reads "1 replica", "1 task".
+#[test]
+fn a_particle_job_names_its_figure_collisions_everywhere() {
+    let mut grid = Grid::start(&[]);
+    grid.start_worker("w1", 1);
+    let result = on_grid(&grid, "named", 60, 200, 5, 1);
+    let collisions = result["collisions"]
+        .as_u64()
+        .expect("one replica's collisions");
+    let status = grid.cli_ok(&["status", "named"]);
+    assert!(
+        status.contains(&format!("Collisions: {collisions}\n")),
+        "{status}"
+    );
+    assert!(!status.contains("atches"), "{status}");
+    let jobs = grid.cli_ok(&["jobs"]);
+    let row = jobs
+        .lines()
+        .find(|l| l.starts_with("named "))
+        .expect("a row");
+    let expected = if collisions == 1 {
+        "1 collision".to_string()
+    } else {
+        format!("{collisions} collisions")
+    };
+    assert!(row.contains(&expected), "{jobs}");
+    let text = grid.cli_ok(&["results", "named"]);
+    assert!(
+        text.contains(" 1 replica from seed 5") && text.contains(" in 1 task\n"),
+        "{text}"
+    );
+}

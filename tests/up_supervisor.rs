@@ -191,7 +191,7 @@ fn up_restarts_a_killed_worker_and_keeps_serving() {
 }
 
 #[test]
-fn up_with_the_master_port_taken_prints_the_masters_own_error() {
+fn up_with_the_master_port_taken_names_the_flag_and_starts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
@@ -202,13 +202,17 @@ fn up_with_the_master_port_taken_prints_the_masters_own_error() {
         .expect("running gridwatch up");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "up succeeded on a taken port");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(&format!(
-            "the master could not start: cannot listen on {addr}"
-        )),
-        "the master's reason in: {stderr}"
+        stderr.contains(&format!("{addr} is in use (the master's port"))
+            && stderr.contains("--listen"),
+        "the port and its flag in: {stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "one error line: {stderr}");
+    assert!(
+        !dir.path().join("data").join("logs").exists(),
+        "no process was started"
+    );
 }
 
 /// Runs `up` on `data` until it lists its workers and both are active; returns it and the

@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 
 use super::tracker::{process_alive, ConnectionId, WorkerTracker};
 use crate::protocol::handshake::{read_hello, welcome};
-use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role};
+use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role, ServerRole};
 
 /// How long after a dropped connection the agent looks for the process to disappear: a killed
 /// process closes its sockets a moment before it becomes a zombie.
@@ -146,7 +146,7 @@ async fn handle_worker(stream: UnixStream, shared: Arc<AgentShared>) {
     };
     match accepted {
         Ok(worker) => {
-            if welcome(&mut conn).await.is_err() || !worker {
+            if welcome(&mut conn, ServerRole::Agent).await.is_err() || !worker {
                 conn.shutdown().await;
                 return;
             }

@@ -3,7 +3,7 @@
 
 use crate::protocol::{
     Connection, Dial, ErrorCode, Greeting, Message, ProtocolError, RequestError, Requester, Role,
-    Stream, TlsArgs, TlsError, TokenArgs, TokenError,
+    ServerRole, Stream, TlsArgs, TlsError, TokenArgs, TokenError,
 };
 use thiserror::Error;
 
@@ -191,6 +191,9 @@ impl MasterClient {
         let requester = Requester::connect(&address, &greeting, &dial)
             .await
             .map_err(|err| http_port_mistake(&address, &err).unwrap_or_else(|| err.into()))?;
+        if let Some(role) = requester.server_role().filter(|r| *r != ServerRole::Master) {
+            return Err(not_the_master(&address, role));
+        }
         Ok(Self {
             requester,
             addr: addr.clone(),
@@ -217,6 +220,23 @@ impl MasterClient {
     pub fn connection(&mut self) -> &mut Connection<Stream> {
         self.requester.connection()
     }
+}
+
+/// A client that reached another gridwatch server where it expected the master.
+pub fn not_the_master(address: &str, role: ServerRole) -> ClientError {
+    let answers = match role {
+        ServerRole::Collector => {
+            "it takes the agents' reports and answers `gridwatch workers --collector` and \
+             `gridwatch alerts --collector`"
+        }
+        ServerRole::Agent => "it takes one worker's heartbeats",
+        ServerRole::Master => "it answers as a master",
+    };
+    ClientError::Usage(format!(
+        "{address} is a gridwatch {}, not the master ({answers}): give the master's address \
+         (--master HOST:PORT or GRIDWATCH_MASTER; `gridwatch up` prints it as \"master listening on\")",
+        role.as_str()
+    ))
 }
 
 /// An out-of-protocol reply.

@@ -161,16 +161,32 @@ pub enum GenomesAction {
         /// Hashes or unique prefixes, as `gridwatch genomes` shows them.
         #[arg(required = true)]
         hashes: Vec<String>,
+        /// Print JSON instead of text: each genome's hash and what became of it.
+        #[arg(long)]
+        json: bool,
         /// Where the master is.
         #[command(flatten)]
         master: MasterAddr,
     },
 }
 
+impl GenomesAction {
+    /// Whether JSON output was asked for.
+    pub fn json(&self) -> bool {
+        match self {
+            GenomesAction::Rm { json, .. } => *json,
+        }
+    }
+}
+
 /// Runs `gridwatch genomes`.
 pub async fn genomes(args: GenomesArgs) -> Result<(), ClientError> {
     match args.action {
-        Some(GenomesAction::Rm { hashes, master }) => remove(&master, hashes).await,
+        Some(GenomesAction::Rm {
+            hashes,
+            json,
+            master,
+        }) => remove(&master, hashes, json || args.json).await,
         None => list(&args.master, args.json).await,
     }
 }
@@ -224,17 +240,23 @@ fn ago(seconds: f64) -> String {
     }
 }
 
-async fn remove(master: &MasterAddr, hashes: Vec<String>) -> Result<(), ClientError> {
+async fn remove(master: &MasterAddr, hashes: Vec<String>, json: bool) -> Result<(), ClientError> {
     let mut client = MasterClient::connect(master).await?;
     let outcomes = match client.request(&Message::RemoveGenomes { hashes }).await? {
         Message::GenomesRemoved { outcomes } => outcomes,
         other => return Err(unexpected(&other)),
     };
+    if json {
+        let text = serde_json::to_string(&serde_json::json!({ "genomes": outcomes }))
+            .map_err(|e| ClientError::Usage(format!("genome removal: {e}")))?;
+        println!("{text}");
+    }
     let mut kept = Vec::new();
     for outcome in outcomes {
         match outcome.removal {
-            GenomeRemoval::Removed => println!("removed {}", outcome.hash),
-            GenomeRemoval::NotFound => println!("{} was already gone", outcome.hash),
+            GenomeRemoval::Removed if !json => println!("removed {}", outcome.hash),
+            GenomeRemoval::NotFound if !json => println!("{} was already gone", outcome.hash),
+            GenomeRemoval::Removed | GenomeRemoval::NotFound => {}
             GenomeRemoval::InUse { jobs } => kept.push(format!(
                 "genome {} is used by unfinished job{} {}; wait for {} or cancel {}, then remove it",
                 outcome.hash,

@@ -30,6 +30,9 @@ pub struct HealthArgs {
     /// TLS towards the master or collector, when it serves TLS.
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// Print JSON instead of text (`{"status": "ok", "target": ...}`; on failure the error).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Greets the chosen address; `Ok` once it answers `welcome`.
@@ -42,6 +45,10 @@ pub async fn health(args: HealthArgs) -> Result<(), ClientError> {
         (describe(&args), Err(reason))
     });
     match outcome {
+        Ok(()) if args.json => {
+            println!("{}", serde_json::json!({ "status": "ok", "target": what }));
+            Ok(())
+        }
         Ok(()) => {
             println!("ok: {what} answers");
             Ok(())
@@ -83,7 +90,7 @@ async fn check(args: &HealthArgs, greeting: &Greeting) -> (String, Result<(), St
             Ok(stream) => {
                 let mut conn = Connection::new(stream);
                 match hello(&mut conn, greeting).await {
-                    Ok(()) => Ok(()),
+                    Ok(_) => Ok(()),
                     // The agent refuses a stranger before reading its hello: read why.
                     Err(HelloError::Transport(err)) => match conn.read_message().await {
                         Ok(Some(Message::Error { message, .. })) => Err(message),

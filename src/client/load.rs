@@ -122,8 +122,8 @@ pub async fn load(args: LoadArgs) -> Result<(), ClientError> {
         .count();
     if failed > 0 {
         return Err(ClientError::JobFailed(format!(
-            "{failed} of {} jobs did not complete (see `gridwatch jobs --status failed`)",
-            loaded.len()
+            "{failed} of {} did not complete (see `gridwatch jobs --status failed`)",
+            super::count_of(loaded.len() as u64, "job")
         )));
     }
     Ok(())
@@ -257,9 +257,9 @@ fn print_loaded(file: &Path, jobs: &[LoadedJob], json: bool) -> Result<(), Clien
     }
     writeln!(
         out,
-        "Loaded {}: {} jobs ({created} new, {} already loaded)",
+        "Loaded {}: {} ({created} new, {} already loaded)",
         file.display(),
-        jobs.len(),
+        super::count_of(jobs.len() as u64, "job"),
         jobs.len() - created
     )?;
     Ok(())

@@ -20,11 +20,4 @@ pub mod generate;
 pub mod search;
 pub mod tool_error;
 
-/// `1 chunk`, `2 chunks`: a count with its noun in the right number.
-pub fn count_of(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("{n} {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
+pub use crate::jobs::count_of;

@@ -1,10 +1,10 @@
 //! `gridwatch workers` and `gridwatch alerts`: the watchman's view of the grid, asked of the
 //! master (or, with `--collector`, of the collector directly).
 
-use super::connect::{http_port_mistake, unexpected, ClientError, MasterAddr};
+use super::connect::{http_port_mistake, not_the_master, unexpected, ClientError, MasterAddr};
 use crate::protocol::{
     Alert, AlertState, Dial, ErrorCode, Greeting, LivenessState, Message, RequestError, Requester,
-    Role, WorkerView,
+    Role, ServerRole, WorkerView,
 };
 
 /// Where `workers` and `alerts` ask.
@@ -27,6 +27,14 @@ impl MonitorArgs {
         match &self.collector {
             Some(collector) => (collector.clone(), "collector"),
             None => (self.target.address(), "master"),
+        }
+    }
+
+    /// The server `address` is meant to be.
+    fn expected(&self) -> ServerRole {
+        match self.collector {
+            Some(_) => ServerRole::Collector,
+            None => ServerRole::Master,
         }
     }
 }
@@ -54,6 +62,19 @@ async fn ask(args: &MonitorArgs, request: Message) -> Result<Message, ClientErro
         Err(RequestError::Refused { code, message }) => return Err(refused(code, message)),
         Err(err) => return Err(http_port_mistake(&address, &err).unwrap_or_else(|| err.into())),
     };
+    // Both servers answer these requests: a wrong port would show the other one's view unnoticed.
+    match (requester.server_role(), args.expected()) {
+        (Some(found), ServerRole::Master) if found != ServerRole::Master => {
+            return Err(not_the_master(&address, found))
+        }
+        (Some(ServerRole::Master), ServerRole::Collector) => {
+            return Err(ClientError::Usage(format!(
+                "{address} is the gridwatch master, not a collector: give --collector the \
+                 collector's address, or leave --collector out to ask the master"
+            )))
+        }
+        _ => {}
+    }
     match requester.request(&request).await {
         Err(RequestError::Refused { code, message }) => Err(refused(code, message)),
         reply => Ok(reply?),
@@ -188,7 +209,7 @@ pub fn workers_table(workers: &[WorkerView]) -> String {
             "MISSED",
             "RTT_MS",
             "UPTIME",
-            "SUCCESS",
+            "DELIVERY",
             "TASKS",
             "CPU%",
             "MEM%",
@@ -196,29 +217,13 @@ pub fn workers_table(workers: &[WorkerView]) -> String {
         ));
     }
     for w in workers {
-        out.push_str(&format!(
-            "{:<12} {:<9} {:<11} {:>6} {:>8} {:>9} {:>7.1}% {:>7} {:>6.1} {:>6.1}  {}\n",
-            w.worker_id,
-            state_name(w.state),
-            // The last report's status is stale once the host is lost: say what is known.
-            if w.unreachable {
-                "UNREACHABLE"
-            } else {
-                w.status.as_str()
-            },
-            w.consecutive_missed,
-            w.mean_rtt_ms
-                .map(|r| format!("{r:.1}"))
-                .unwrap_or_else(|| "-".into()),
-            w.uptime_secs
-                .map(format_uptime)
-                .unwrap_or_else(|| "-".into()),
-            w.success_rate * 100.0,
-            w.tasks_done,
-            w.latest.cpu_percent,
-            w.latest.memory_percent,
-            if w.leasing_paused { "paused" } else { "ok" },
-        ));
+        out.push_str(&worker_row(w));
+    }
+    if workers.iter().any(|w| w.state != LivenessState::NoAgent) {
+        out.push_str(
+            "DELIVERY is the share of the agent's expected reports that reached the collector \
+             (report delivery), not of tasks\n",
+        );
     }
     for w in workers.iter().filter(|w| w.leasing_paused) {
         let why = w
@@ -227,6 +232,13 @@ pub fn workers_table(workers: &[WorkerView]) -> String {
             .unwrap_or("a firing resource warning");
         out.push_str(&format!(
             "{} leases no new tasks until {why} resolves (see `gridwatch alerts`)\n",
+            w.worker_id
+        ));
+    }
+    for w in workers.iter().filter(|w| w.state == LivenessState::NoAgent) {
+        out.push_str(&format!(
+            "{} leases tasks but no agent reports on it: no metrics, no alerts, and its death \
+             is noticed only when its leases expire (start `gridwatch agent` beside it)\n",
             w.worker_id
         ));
     }
@@ -244,12 +256,48 @@ pub fn workers_table(workers: &[WorkerView]) -> String {
     out
 }
 
-fn state_name(state: LivenessState) -> &'static str {
-    match state {
-        LivenessState::Active => "active",
-        LivenessState::Unstable => "unstable",
-        LivenessState::Inactive => "inactive",
-    }
+/// One row of the `workers` table; a worker without an agent has dashes for what only an
+/// agent measures.
+fn worker_row(w: &WorkerView) -> String {
+    let dash = || "-".to_string();
+    let reported = w.state != LivenessState::NoAgent;
+    // The last report's status is stale once the host is lost: say what is known.
+    let status = match (reported, w.unreachable) {
+        (false, _) => "-",
+        (true, true) => "UNREACHABLE",
+        (true, false) => w.status.as_str(),
+    };
+    let figure = |value: f64, suffix: &str| {
+        if reported {
+            format!("{value:.1}{suffix}")
+        } else {
+            dash()
+        }
+    };
+    format!(
+        "{:<12} {:<9} {:<11} {:>6} {:>8} {:>9} {:>8} {:>7} {:>6} {:>6}  {}\n",
+        w.worker_id,
+        w.state.as_str(),
+        status,
+        if reported {
+            w.consecutive_missed.to_string()
+        } else {
+            dash()
+        },
+        w.mean_rtt_ms
+            .map(|r| format!("{r:.1}"))
+            .unwrap_or_else(dash),
+        w.uptime_secs.map(format_uptime).unwrap_or_else(dash),
+        figure(w.success_rate * 100.0, "%"),
+        if reported {
+            w.tasks_done.to_string()
+        } else {
+            dash()
+        },
+        figure(w.latest.cpu_percent, ""),
+        figure(w.latest.memory_percent, ""),
+        if w.leasing_paused { "paused" } else { "ok" },
+    )
 }
 
 fn format_uptime(secs: f64) -> String {

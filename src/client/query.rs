@@ -312,10 +312,10 @@ fn kind_of(view: &JobView) -> Result<&'static dyn Kind, ClientError> {
 
 /// The output format asked for: `--json`, else `--format`, else the kind's default.
 pub fn chosen_format<'a>(kind: &'a dyn Kind, format: Option<&'a str>, json: bool) -> &'a str {
-    if json {
-        "json"
-    } else {
-        format.unwrap_or(kind.formats()[0])
+    match (json, format) {
+        (true, _) => "json",
+        (false, Some(asked)) => kind.format_named(asked).unwrap_or(asked),
+        (false, None) => kind.formats()[0],
     }
 }
 
@@ -333,16 +333,8 @@ pub fn print_status(view: &JobView, active_workers: u32, json: bool) -> Result<(
         writeln!(out, "Job: {}", view.summary)?;
     }
     writeln!(out, "Job Status: {}", status_word(view.status))?;
-    writeln!(
-        out,
-        "Progress: {}/{} chunks ({:.2}%)",
-        view.progress.processed_chunks, view.progress.total_chunks, view.progress.percentage
-    )?;
-    writeln!(
-        out,
-        "Matches found so far: {}",
-        view.partial_results.matches_found
-    )?;
+    writeln!(out, "Progress: {}", progress_line(view))?;
+    writeln!(out, "{}", running_total(view))?;
     writeln!(out, "Active workers: {active_workers}")?;
     if let Some(finished) = view.finished_at {
         writeln!(
@@ -355,6 +347,65 @@ pub fn print_status(view: &JobView, active_workers: u32, json: bool) -> Result<(
         writeln!(out, "Error: {error}")?;
     }
     Ok(())
+}
+
+/// How far the job is. A job whose input never finished arriving has no chunk total yet (the
+/// master counts chunks as they arrive): say so rather than print "60/0 chunks".
+fn progress_line(view: &JobView) -> String {
+    let progress = &view.progress;
+    match (view.status, progress.total_chunks) {
+        (JobStatus::Uploading, 0) => format!(
+            "receiving the input ({} searched so far)",
+            super::count_of(progress.processed_chunks.into(), "chunk")
+        ),
+        (JobStatus::Failed | JobStatus::Cancelled, 0) => format!(
+            "the input never arrived whole ({} searched before the job ended)",
+            super::count_of(progress.processed_chunks.into(), "chunk")
+        ),
+        _ => format!(
+            "{}/{} chunks ({:.2}%)",
+            progress.processed_chunks, progress.total_chunks, progress.percentage
+        ),
+    }
+}
+
+/// The job's running total named for what its kind counts, and said to be final, partial or
+/// cut short: `Matches found so far: 219`, `Iterations: 33219980`, `Collisions before the job
+/// ended: 1204`.
+pub fn running_total(view: &JobView) -> String {
+    let count = view.partial_results.matches_found;
+    let label = match view.progress_figure.as_str() {
+        "matches" => "Matches found".to_string(),
+        figure => {
+            let mut label = figure.to_string();
+            if let Some(first) = label.get_mut(..1) {
+                first.make_ascii_uppercase();
+            }
+            label
+        }
+    };
+    match view.status {
+        JobStatus::Completed => format!("{label}: {count}"),
+        JobStatus::Failed | JobStatus::Cancelled => {
+            format!("{label} before the job ended: {count}")
+        }
+        _ => format!("{label} so far: {count}"),
+    }
+}
+
+/// A count with what it counts, for a table cell: `219 matches`, `1 collision`.
+pub fn counted(view: &JobView) -> String {
+    let count = view.partial_results.matches_found;
+    let figure = view.progress_figure.as_str();
+    if count == 1 {
+        let one = match figure {
+            "matches" => "match",
+            plural => plural.strip_suffix('s').unwrap_or(plural),
+        };
+        format!("1 {one}")
+    } else {
+        format!("{count} {figure}")
+    }
 }
 
 /// Upper-case status, so it stands out in the labelled lines.
@@ -573,8 +624,8 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
     }
     writeln!(
         out,
-        "{:<38} {:<9} {:<11} {:>17} {:>10}  SUMMARY",
-        "JOB", "KIND", "STATUS", "CHUNKS", "MATCHES"
+        "{:<38} {:<9} {:<11} {:>17} {:>22}  SUMMARY",
+        "JOB", "KIND", "STATUS", "CHUNKS", "COUNT"
     )?;
     for job in &jobs {
         let chunks = format!(
@@ -583,12 +634,12 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
         );
         writeln!(
             out,
-            "{:<38} {:<9} {:<11} {:>17} {:>10}  {}",
+            "{:<38} {:<9} {:<11} {:>17} {:>22}  {}",
             job.job_id,
             job.kind,
             status_word(job.status),
             chunks,
-            job.partial_results.matches_found,
+            counted(job),
             job.summary
         )?;
     }

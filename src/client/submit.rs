@@ -247,25 +247,44 @@ pub async fn submit_request(request: JobRequest, common: &SubmitCommon) -> Resul
         None => None,
     };
     let mut progress = JobProgress::new(!common.json, upload_size);
-    progress.message("uploading");
-    let submitted = send_job(&mut client, &job_id, &request, common.priority.into()).await?;
-    if submitted.active_workers == 0 {
-        eprintln!(
-            "warning: no active workers: job {} is queued and starts when a worker connects (`gridwatch worker --id w1`)",
-            submitted.job_id
-        );
-    }
+    progress.message(match upload_size {
+        Some(_) => "reading the input before uploading it",
+        None => "submitting",
+    });
+    let sent = send_job_reporting(
+        &mut client,
+        &job_id,
+        &request,
+        common.priority.into(),
+        &mut |sent, total| progress.uploading(sent, total),
+    )
+    .await;
+    let submitted = match sent {
+        Ok(submitted) => submitted,
+        Err(err) => {
+            progress.fail_upload();
+            return Err(err);
+        }
+    };
     if !common.wait {
         progress.finish();
+    }
+    if submitted.active_workers == 0 {
+        progress.note(&format!(
+            "warning: no active workers: job {} is queued and starts when a worker connects (`gridwatch worker --id w1`)",
+            submitted.job_id
+        ));
+    }
+    if !common.wait {
         print_submitted(&submitted, common.json);
         return Ok(());
     }
     // On stderr before the wait, so the job can be followed from another shell, even with --json.
-    eprintln!(
+    progress.note(&format!(
         "Job ID: {} ({})",
         submitted.job_id,
         super::count_of(submitted.total_chunks.into(), "chunk")
-    );
+    ));
     let (view, active) = follow(&mut client, &job_id, &mut progress, POLL_INTERVAL).await?;
     if view.status != JobStatus::Completed {
         print_status(&view, active, common.json)?;
@@ -392,6 +411,17 @@ pub async fn send_job(
     request: &JobRequest,
     priority: Priority,
 ) -> Result<Submitted, ClientError> {
+    send_job_reporting(client, job_id, request, priority, &mut |_, _| {}).await
+}
+
+/// [`send_job`], telling `uploaded(sent, total)` the bytes sent after each upload frame.
+pub async fn send_job_reporting(
+    client: &mut MasterClient,
+    job_id: &str,
+    request: &JobRequest,
+    priority: Priority,
+    uploaded: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<Submitted, ClientError> {
     let mut upload = match &request.upload {
         Some(path) => {
             let file = tokio::fs::File::open(path)
@@ -441,7 +471,7 @@ pub async fn send_job(
             request.kind
         )));
     };
-    stream_file(client, file, *size, path).await?;
+    stream_file(client, file, *size, path, uploaded).await?;
     accepted(client.reply().await?)
 }
 
@@ -463,16 +493,18 @@ async fn announce_genome(spec: &mut serde_json::Value, path: &Path) {
     }
 }
 
-/// Sends exactly `file_size` bytes as data frames.
+/// Sends exactly `file_size` bytes as data frames, telling `uploaded` how far it got.
 async fn stream_file(
     client: &mut MasterClient,
     file: &mut tokio::fs::File,
     file_size: u64,
     path: &std::path::Path,
+    uploaded: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<(), ClientError> {
     let mut buffer = vec![0u8; UPLOAD_FRAME];
     let mut sent = 0u64;
     let conn = client.connection();
+    uploaded(0, file_size);
     while sent < file_size {
         let want = ((file_size - sent) as usize).min(UPLOAD_FRAME);
         let read = file
@@ -487,6 +519,7 @@ async fn stream_file(
         }
         conn.send_frame(&buffer[..read]).await?;
         sent += read as u64;
+        uploaded(sent, file_size);
     }
     conn.flush().await?;
     Ok(())

@@ -212,16 +212,20 @@ fn workers_table(workers: &[WorkerView]) -> Table<'static> {
                 LivenessState::Active => ("active", Color::Green),
                 LivenessState::Unstable => ("unstable", Color::Yellow),
                 LivenessState::Inactive => ("inactive", Color::Red),
+                LivenessState::NoAgent => ("no agent", Color::Magenta),
             };
+            // A worker no agent watches has no figures: dashes, not zeros.
+            let report = (w.state != LivenessState::NoAgent).then_some(&w.latest);
+            let figure = |value: Option<f64>| or_dash(value, 1);
             Row::new(vec![
                 Cell::from(w.worker_id.clone()),
                 Cell::from(state).style(Style::default().fg(color)),
-                Cell::from(w.status.as_str()),
-                Cell::from(w.tasks_done.to_string()),
-                Cell::from(or_dash(w.latest.process_cpu_percent, 1)),
-                Cell::from(or_dash(w.latest.process_rss_mb, 1)),
-                Cell::from(format!("{:.1}", w.latest.cpu_percent)),
-                Cell::from(format!("{:.1}", w.latest.memory_percent)),
+                Cell::from(report.map_or("-", |r| r.status.as_str())),
+                Cell::from(report.map_or("-".into(), |_| w.tasks_done.to_string())),
+                Cell::from(figure(report.and_then(|r| r.process_cpu_percent))),
+                Cell::from(figure(report.and_then(|r| r.process_rss_mb))),
+                Cell::from(figure(report.map(|r| r.cpu_percent))),
+                Cell::from(figure(report.map(|r| r.memory_percent))),
                 Cell::from(w.current_task.clone().unwrap_or_default()),
             ])
         })
@@ -285,7 +289,7 @@ fn jobs_table(jobs: &[JobView]) -> Table<'static> {
                     "{}/{}",
                     job.progress.processed_chunks, job.progress.total_chunks
                 )),
-                Cell::from(job.partial_results.matches_found.to_string()),
+                Cell::from(super::query::counted(job)),
                 Cell::from(job.error.clone().unwrap_or_default()),
             ])
         })
@@ -299,12 +303,12 @@ fn jobs_table(jobs: &[JobView]) -> Table<'static> {
         Constraint::Length(10),
         Constraint::Length(18),
         Constraint::Length(11),
-        Constraint::Length(10),
+        Constraint::Length(20),
         Constraint::Min(10),
     ];
     Table::new(rows, widths)
         .header(bold_header(&[
-            "JOB", "KIND", "STATUS", "PROGRESS", "CHUNKS", "MATCHES", "ERROR",
+            "JOB", "KIND", "STATUS", "PROGRESS", "CHUNKS", "COUNT", "ERROR",
         ]))
         .block(
             Block::default()

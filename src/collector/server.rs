@@ -19,7 +19,7 @@ use crate::protocol::admission::Slot;
 use crate::protocol::handshake::{read_hello, welcome, Peer};
 use crate::protocol::{
     Admission, AdmissionLimits, Connection, ConnectionLimits, ErrorCode, Message, ProtocolError,
-    Role, ServerTls, Stream,
+    Role, ServerRole, ServerTls, Stream,
 };
 
 /// An agent reports at least every report interval; a connection silent this long is dropped.
@@ -178,7 +178,7 @@ async fn handle(
         Err(None) => return,
     };
     conn.set_max_frame(limits.max_frame);
-    if welcome(&mut conn).await.is_ok() {
+    if welcome(&mut conn, ServerRole::Collector).await.is_ok() {
         if let Err(err) = serve_requests(&mut conn, &tower, &gate, reporter.as_ref()).await {
             tracing::debug!(peer, error = %err, "collector connection ended");
             if !matches!(err, ProtocolError::Io(_) | ProtocolError::Closed) {

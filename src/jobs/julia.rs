@@ -18,7 +18,7 @@ use crate::julia::{
     colorize, render_rows, render_rows_until, JuliaError, JuliaGrid, JuliaParams, DEFAULT_C_IM,
     DEFAULT_C_RE, DEFAULT_ITERATIONS, DEFAULT_REGION,
 };
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, ProgressFigure};
 
 /// The job kind name stored with each Julia job.
 pub const JULIA_KIND: &str = "julia";
@@ -333,8 +333,9 @@ fn write_text(summary: &JuliaSummary, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "Iterations sum: {}", summary.iterations_sum)?;
     writeln!(
         out,
-        "Time: {:.3} s in {} tasks",
-        summary.seconds, summary.tasks
+        "Time: {:.3} s in {}",
+        summary.seconds,
+        super::count_of(u64::from(summary.tasks), "task")
     )
 }
 
@@ -479,6 +480,7 @@ impl JobKind for JuliaKind {
     const FORMATS: &'static [&'static str] = &["text", "json", "counts", "png"];
     const SUMMARY_FORMAT: Option<&'static str> = Some("json");
     const IMAGE_FORMAT: Option<&'static str> = Some("png");
+    const PROGRESS_FIGURE: ProgressFigure = ProgressFigure::Iterations;
     type Submission = JuliaSubmission;
     type Spec = JuliaJobSpec;
     type TaskSpec = JuliaTaskSpec;

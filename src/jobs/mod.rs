@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::backend::{ChunkResult, ResultCheck, SharedResultCheck, DEFAULT_TASK_KIND};
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, ProgressFigure};
 
 pub mod batch;
 pub mod julia;
@@ -39,9 +39,24 @@ pub static KINDS: &[&dyn Kind] = &[
     &particles::ParticlesKind,
 ];
 
+/// `1 chunk`, `2 chunks`: a count with its noun in the right number (every text output says
+/// "1 task", never "1 tasks").
+pub fn count_of(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The kind registered under `name`.
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {
     KINDS.iter().copied().find(|kind| kind.name() == name)
+}
+
+/// What a job of kind `name` counts as progress; `matches` for a kind this build does not know.
+pub fn progress_figure(name: &str) -> ProgressFigure {
+    kind(name).map_or(ProgressFigure::Matches, |kind| kind.progress_figure())
 }
 
 /// The kind registered under `name`, or an error listing the kinds there are.
@@ -306,6 +321,9 @@ pub trait JobKind: Send + Sync + 'static {
     const SUMMARY_FORMAT: Option<&'static str> = None;
     /// The format that draws the result as a PNG image, if the kind has one.
     const IMAGE_FORMAT: Option<&'static str> = None;
+    /// What the job's progress count ([`JobKind::matches`] summed) counts, as every view names
+    /// it: `matches` for a search, `iterations` for a Julia set, `collisions` for particles.
+    const PROGRESS_FIGURE: ProgressFigure = ProgressFigure::Matches;
     /// Largest submitted spec, as JSON bytes.
     const MAX_SPEC_BYTES: usize = MAX_SPEC_BYTES;
     /// What a client submits.
@@ -427,6 +445,8 @@ pub trait Kind: Send + Sync {
     fn summary_format(&self) -> Option<&'static str>;
     /// The format drawing the result as a PNG image, if the kind has one.
     fn image_format(&self) -> Option<&'static str>;
+    /// What the job's progress count counts (`matches`, `iterations`, `collisions`).
+    fn progress_figure(&self) -> ProgressFigure;
     /// Checks a submission and returns the spec to store.
     fn accept(
         &self,
@@ -460,6 +480,18 @@ pub trait Kind: Send + Sync {
         format: &str,
         out: &mut dyn Write,
     ) -> Result<(), ResultError>;
+    /// The kind's format `asked` names: itself, or `count` and `counts` taken for one another
+    /// (a search says `count`, a Julia set `counts`; nobody should have to remember which).
+    fn format_named(&self, asked: &str) -> Option<&'static str> {
+        let alias = match asked {
+            "count" => "counts",
+            "counts" => "count",
+            _ => asked,
+        };
+        let formats = self.formats();
+        let find = |name: &str| formats.iter().copied().find(|f| *f == name);
+        find(asked).or_else(|| find(alias))
+    }
     /// Checks that `format` is one of the kind's output formats.
     fn check_format(&self, format: &str) -> Result<(), ResultError> {
         if self.formats().contains(&format) {
@@ -526,6 +558,10 @@ impl<K: JobKind> Kind for K {
 
     fn image_format(&self) -> Option<&'static str> {
         K::IMAGE_FORMAT
+    }
+
+    fn progress_figure(&self) -> ProgressFigure {
+        K::PROGRESS_FIGURE
     }
 
     fn accept(

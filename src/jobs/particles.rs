@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{JobContext, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError, TaskSource};
 use crate::particles::{simulate_until, ParticleError, ParticleParams};
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, ProgressFigure};
 
 /// The job kind name stored with each particle job.
 pub const PARTICLES_KIND: &str = "particles";
@@ -357,8 +357,13 @@ pub fn write_ensemble(
     }
     writeln!(
         out,
-        "Particles: {} discs, {} steps, radius {:.6}, dt {:.6}, {} replicas from seed {}",
-        report.particles, report.steps, report.radius, report.dt, report.replica_count, report.seed
+        "Particles: {} discs, {} steps, radius {:.6}, dt {:.6}, {} from seed {}",
+        report.particles,
+        report.steps,
+        report.radius,
+        report.dt,
+        super::count_of(u64::from(report.replica_count), "replica"),
+        report.seed
     )?;
     writeln!(
         out,
@@ -394,8 +399,9 @@ pub fn write_ensemble(
     )?;
     writeln!(
         out,
-        "Time: {:.3} s in {} tasks",
-        report.seconds, report.tasks
+        "Time: {:.3} s in {}",
+        report.seconds,
+        super::count_of(u64::from(report.tasks), "task")
     )
 }
 
@@ -414,6 +420,7 @@ impl JobKind for ParticlesKind {
     const NAME: &'static str = PARTICLES_KIND;
     const FORMATS: &'static [&'static str] = &["text", "json"];
     const SUMMARY_FORMAT: Option<&'static str> = Some("json");
+    const PROGRESS_FIGURE: ProgressFigure = ProgressFigure::Collisions;
     type Submission = ParticlesSubmission;
     type Spec = ParticlesJobSpec;
     type TaskSpec = ParticlesTaskSpec;

@@ -144,7 +144,10 @@ async fn run_demo(args: &DemoArgs, dir: &Path) -> Result<(), ClientError> {
         "4",
     ])?;
 
-    eprintln!("[2/4] starting a master and {} workers", args.workers);
+    eprintln!(
+        "[2/4] starting a master and {}",
+        gridwatch::client::count_of(args.workers as u64, "worker")
+    );
     let up = UpArgs {
         drop_dir: Some("off".into()),
         workers: args.workers,

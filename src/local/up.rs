@@ -79,6 +79,7 @@ impl Cluster {
                 args.data_dir.display()
             )));
         }
+        check_ports_free(args)?;
         let log_dir = args.data_dir.join("logs");
         std::fs::create_dir_all(&log_dir)
             .map_err(|e| ClientError::Usage(format!("{}: {e}", log_dir.display())))?;
@@ -277,6 +278,40 @@ impl Cluster {
         self.master.terminate();
         self.master.reap().await;
     }
+}
+
+/// Refuses to start anything while a port the grid must listen on is taken, naming the flag
+/// that moves each busy one: otherwise the master would die at once and be restarted in a
+/// loop. (The collector listens on a port the system picks, which is never busy.)
+fn check_ports_free(args: &UpArgs) -> Result<(), ClientError> {
+    let ports = [
+        (
+            &args.listen,
+            "the master's port: choose another with --listen or GRIDWATCH_LISTEN",
+        ),
+        (
+            &args.http,
+            "the dashboard's port: choose another with --http or GRIDWATCH_HTTP, or --http off",
+        ),
+    ];
+    let busy: Vec<String> = ports
+        .into_iter()
+        .filter(|(address, _)| *address != "off" && !address.ends_with(":0"))
+        .filter(|(address, _)| {
+            matches!(
+                std::net::TcpListener::bind(address.as_str()),
+                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse
+            )
+        })
+        .map(|(address, what)| format!("{address} is in use ({what})"))
+        .collect();
+    if busy.is_empty() {
+        return Ok(());
+    }
+    Err(ClientError::Usage(format!(
+        "nothing started: {}; or stop what holds it (another `gridwatch up`?)",
+        busy.join("; ")
+    )))
 }
 
 /// The master's command line, listening on `listen` and serving HTTP on `http`.

@@ -40,7 +40,7 @@ const HTTP_RISK: &str = "read every job, worker and alert of the grid and forget
 
 pub use config::{http_address, MasterArgs, MasterConfig, DEFAULT_HTTP};
 pub use data_dir_lock::{data_dir_holder, DataDirLockError};
-pub use job_view::{job_view, summary_view};
+pub use job_view::{job_view, no_results_yet, summary_view};
 pub use rate_limit::{Load, RateLimiter, RateRefusal};
 pub use retention::{parse_retention, Retention};
 pub use server::{run, run_with_tls};

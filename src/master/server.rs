@@ -23,7 +23,7 @@ use crate::protocol::admission::Slot;
 use crate::protocol::handshake::{read_hello, welcome, AcceptError};
 use crate::protocol::{
     Admission, AdmissionLimits, Connection, ConnectionLimits, ErrorCode, ProtocolError, Role,
-    ServerTls, Stream,
+    ServerRole, ServerTls, Stream,
 };
 
 /// How long handlers get to finish their current request after shutdown is signalled.
@@ -252,7 +252,9 @@ async fn greet(
         claim = Some(held);
         state.workers.touch(worker);
     }
-    welcome(conn).await.map_err(HandlerError::Protocol)?;
+    welcome(conn, ServerRole::Master)
+        .await
+        .map_err(HandlerError::Protocol)?;
     let session = Session {
         role: hello.role,
         id: hello.id,

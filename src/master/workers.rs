@@ -1,5 +1,6 @@
-//! Which workers have talked to the master recently (the "active workers" of `query_status`
-//! and the plain "no active workers" warning on submit), and which process holds each worker id:
+//! Which workers have talked to the master recently (the "active workers" of `query_status`,
+//! the plain "no active workers" warning on submit, and the agentless workers every view lists),
+//! and which process holds each worker id:
 //! while one process has a connection open under an id, another process is refused it.
 
 use std::collections::HashMap;
@@ -16,10 +17,17 @@ struct Holder {
 
 type Holders = Arc<Mutex<HashMap<String, Holder>>>;
 
+/// When a worker was first heard from in its current stretch of activity, and last.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    first: Instant,
+    last: Instant,
+}
+
 /// Last time each worker was heard from, and who holds each id.
 pub struct WorkerRegistry {
     window: Duration,
-    seen: Mutex<HashMap<String, Instant>>,
+    seen: Mutex<HashMap<String, Seen>>,
     holders: Holders,
 }
 
@@ -83,7 +91,15 @@ impl WorkerRegistry {
     /// Notes that `worker` is alive now.
     pub fn touch(&self, worker: &str) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.insert(worker.to_string(), Instant::now());
+        let now = Instant::now();
+        let entry = seen.entry(worker.to_string()).or_insert(Seen {
+            first: now,
+            last: now,
+        });
+        if entry.last.elapsed() >= self.window {
+            entry.first = now;
+        }
+        entry.last = now;
     }
 
     /// Forgets a worker (it said goodbye or was reported dead).
@@ -100,10 +116,32 @@ impl WorkerRegistry {
             .is_some_and(|holder| holder.connections > 0)
     }
 
+    /// Workers heard from within the window (or holding a connection now) for at least
+    /// `known_for`, with how long ago each was last heard from: the workers that lease, whether
+    /// or not an agent watches them. `known_for` leaves a new worker's agent time to report.
+    pub fn recent(&self, known_for: Duration) -> Vec<(String, Duration)> {
+        let connected: Vec<String> = {
+            let holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+            holders
+                .iter()
+                .filter(|(_, holder)| holder.connections > 0)
+                .map(|(worker, _)| worker.clone())
+                .collect()
+        };
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .filter(|(worker, at)| at.last.elapsed() < self.window || connected.contains(worker))
+            .filter(|(_, at)| at.first.elapsed() >= known_for)
+            .map(|(worker, at)| (worker.clone(), at.last.elapsed()))
+            .collect()
+    }
+
     /// Workers heard from within the window.
     pub fn active(&self) -> u32 {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.values().filter(|t| t.elapsed() < self.window).count() as u32
+        seen.values()
+            .filter(|t| t.last.elapsed() < self.window)
+            .count() as u32
     }
 }
 
@@ -129,5 +167,32 @@ mod tests {
         );
         drop(second);
         assert!(registry.claim("w1", Some("b"), "h2:1").is_ok(), "released");
+    }
+
+    #[test]
+    fn recent_workers_are_those_heard_from_or_connected() {
+        let registry = WorkerRegistry::new(Duration::from_secs(10));
+        registry.touch("leasing");
+        let _held = registry.claim("connected", Some("a"), "h:1").expect("free");
+        registry.touch("gone");
+        registry.forget("gone");
+        registry.touch("connected");
+        let ids = |known_for| {
+            let mut ids: Vec<String> = registry
+                .recent(known_for)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(Duration::ZERO), ["connected", "leasing"]);
+        assert!(ids(Duration::from_secs(3600)).is_empty(), "all are new");
+        let stale = WorkerRegistry::new(Duration::ZERO);
+        stale.touch("old");
+        assert!(
+            stale.recent(Duration::ZERO).is_empty(),
+            "outside the window"
+        );
     }
 }

@@ -7,7 +7,7 @@
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Connection, ErrorCode, Message, ProtocolError, Role, PROTOCOL_VERSION};
+use super::{Connection, ErrorCode, Message, ProtocolError, Role, ServerRole, PROTOCOL_VERSION};
 
 /// Who the connecting side says it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,11 +85,11 @@ impl From<HelloError> for ProtocolError {
     }
 }
 
-/// Sends `hello` and waits for `welcome`.
+/// Sends `hello` and waits for `welcome`; returns the role the server says it has.
 pub async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     greeting: &Greeting,
-) -> Result<(), HelloError> {
+) -> Result<Option<ServerRole>, HelloError> {
     conn.write_message(&Message::Hello {
         role: greeting.role,
         version: PROTOCOL_VERSION,
@@ -99,7 +99,7 @@ pub async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
     })
     .await?;
     match conn.expect_message().await? {
-        Message::Welcome { .. } => Ok(()),
+        Message::Welcome { role, .. } => Ok(role),
         Message::Error { code, message } => Err(HelloError::Refused { code, message }),
         other => Err(HelloError::Unexpected(format!("{other:?}"))),
     }
@@ -201,13 +201,15 @@ pub async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(Peer { role, id, instance })
 }
 
-/// Answers an accepted `hello` with `welcome`.
+/// Answers an accepted `hello` with `welcome`, saying which server `role` this is.
 pub async fn welcome<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
+    role: ServerRole,
 ) -> Result<(), ProtocolError> {
     conn.write_message(&Message::Welcome {
         version: PROTOCOL_VERSION,
         server: format!("gridwatch {}", env!("CARGO_PKG_VERSION")),
+        role: Some(role),
     })
     .await
 }
@@ -236,12 +238,17 @@ mod tests {
     async fn greet(
         greeting: Greeting,
         server_token: Option<&'static str>,
-    ) -> (Result<(), HelloError>, Result<Peer, AcceptError>) {
+    ) -> (
+        Result<Option<ServerRole>, HelloError>,
+        Result<Peer, AcceptError>,
+    ) {
         let (mut client, mut server) = pair();
         let serve = async move {
             let accepted = read_hello(&mut server, server_token).await;
             match &accepted {
-                Ok(_) => welcome(&mut server).await.expect("welcome"),
+                Ok(_) => welcome(&mut server, ServerRole::Master)
+                    .await
+                    .expect("welcome"),
                 Err(err) => {
                     if let Some((code, message)) = err.reply() {
                         server.send_error(code, message).await;

@@ -27,6 +27,29 @@ pub enum Role {
     Collector,
 }
 
+/// Which server answered a `hello`: a client that dialled the wrong port is told what it reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerRole {
+    /// The master (jobs, tasks, results).
+    Master,
+    /// The collector (agents' reports, liveness, alerts).
+    Collector,
+    /// A per-host agent (its worker's heartbeats).
+    Agent,
+}
+
+impl ServerRole {
+    /// The role's name, as the command that starts it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerRole::Master => "master",
+            ServerRole::Collector => "collector",
+            ServerRole::Agent => "agent",
+        }
+    }
+}
+
 /// The wire word of the code (`"unauthorized"`, ...), for error text and logs.
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,11 +123,37 @@ pub struct ProgressView {
     pub percentage: f64,
 }
 
-/// Matches found so far (`partial_results`), while the job runs.
+/// The job's running total so far (`partial_results`): matches for a search, iterations for a
+/// Julia set, collisions for particles.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartialResults {
-    /// Sum of the stored chunk results' match counts.
+    /// Sum of the stored task results' progress counts (what the job view's `progress_figure`
+    /// names; the field keeps its first name so older clients still read it).
     pub matches_found: u64,
+}
+
+/// What a job kind's running total counts, so every view names it for what it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressFigure {
+    /// Pattern matches (search).
+    #[default]
+    Matches,
+    /// Iterations summed over pixels (Julia sets).
+    Iterations,
+    /// Collisions (particle simulations).
+    Collisions,
+}
+
+impl ProgressFigure {
+    /// The figure's name, plural and lower-case, as views print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProgressFigure::Matches => "matches",
+            ProgressFigure::Iterations => "iterations",
+            ProgressFigure::Collisions => "collisions",
+        }
+    }
 }
 
 /// A job's state as clients see it.
@@ -121,8 +170,11 @@ pub struct JobView {
     pub status: JobStatus,
     /// Chunks done out of total.
     pub progress: ProgressView,
-    /// Matches so far.
+    /// The running total so far.
     pub partial_results: PartialResults,
+    /// What the running total counts (absent from older masters, which meant matches).
+    #[serde(default)]
+    pub progress_figure: ProgressFigure,
     /// Why the job failed, if it did.
     pub error: Option<String>,
     /// Unix time the job was created.
@@ -253,6 +305,9 @@ pub enum Message {
         version: u32,
         /// The server's software version.
         server: String,
+        /// Which server this is (absent from servers that predate it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<ServerRole>,
     },
     /// Starts a job of any kind. A kind that uploads its input (search) announces `file_size`
     /// and sends that many bytes of raw data frames after `ready`; other kinds are accepted at once.

@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use super::handshake::{hello, Greeting, HelloError};
 use super::transport::{self, ClientTls, ConnectError, Stream};
-use super::{Connection, ErrorCode, Message, ProtocolError};
+use super::{Connection, ErrorCode, Message, ProtocolError, ServerRole};
 
 /// How to reach a server.
 #[derive(Clone, Debug)]
@@ -81,6 +81,7 @@ impl From<HelloError> for RequestError {
 /// An open, greeted connection on which each request gets one reply.
 pub struct Requester {
     conn: Connection<Stream>,
+    server: Option<ServerRole>,
 }
 
 impl Requester {
@@ -115,8 +116,13 @@ impl Requester {
             attempt += 1;
         };
         let mut conn = Connection::new(stream).with_read_timeout(dial.read_timeout);
-        hello(&mut conn, greeting).await?;
-        Ok(Self { conn })
+        let server = hello(&mut conn, greeting).await?;
+        Ok(Self { conn, server })
+    }
+
+    /// Which server welcomed us, if it said.
+    pub fn server_role(&self) -> Option<ServerRole> {
+        self.server
     }
 
     /// Sends a request and returns its reply.

@@ -164,6 +164,30 @@ pub enum LivenessState {
     Unstable,
     /// Dead, stopped, without a worker, or silent for several report intervals.
     Inactive,
+    /// Leasing from the master (or the queue) but watched by no agent: no report, no metrics,
+    /// no alerts, yet it holds and runs tasks.
+    #[serde(rename = "no agent")]
+    NoAgent,
+}
+
+impl LivenessState {
+    /// Lower-case name as shown in tables, JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LivenessState::Active => "active",
+            LivenessState::Unstable => "unstable",
+            LivenessState::Inactive => "inactive",
+            LivenessState::NoAgent => "no agent",
+        }
+    }
+
+    /// Every state, in the order views list them.
+    pub const ALL: [LivenessState; 4] = [
+        LivenessState::Active,
+        LivenessState::Unstable,
+        LivenessState::Inactive,
+        LivenessState::NoAgent,
+    ];
 }
 
 /// One point of a worker's metrics history.
@@ -212,4 +236,48 @@ pub struct WorkerView {
     pub latest: WorkerReport,
     /// Recent CPU and memory, oldest first.
     pub history: Vec<HistoryPoint>,
+}
+
+impl WorkerView {
+    /// The view of a worker the master sees leasing but no agent reports on: alive as far as
+    /// the master knows, with none of the figures only an agent measures.
+    pub fn without_agent(worker_id: &str, last_seen_secs_ago: f64) -> Self {
+        Self {
+            worker_id: worker_id.to_string(),
+            state: LivenessState::NoAgent,
+            status: WorkerStatus::Alive,
+            unreachable: false,
+            consecutive_missed: 0,
+            mean_rtt_ms: None,
+            uptime_secs: None,
+            success_rate: 0.0,
+            tasks_done: 0,
+            current_task: None,
+            last_report_secs_ago: last_seen_secs_ago,
+            leasing_paused: false,
+            pause_reason: None,
+            latest: WorkerReport {
+                worker_id: worker_id.to_string(),
+                seq: 0,
+                timestamp: 0.0,
+                status: WorkerStatus::Alive,
+                status_reason: None,
+                cpu_percent: 0.0,
+                memory_mb: 0.0,
+                memory_percent: 0.0,
+                disk_percent: 0.0,
+                process_cpu_percent: None,
+                process_rss_mb: None,
+                grid_cpu_percent: None,
+                pid: None,
+                tasks_processed: 0,
+                current_task: None,
+                worker_uptime_secs: None,
+                report_interval_secs: 0.0,
+                last_rtt_ms: None,
+                beat_interval_secs: None,
+            },
+            history: Vec::new(),
+        }
+    }
 }

@@ -207,6 +207,10 @@ struct Parser {
     consumed: u64,
     sniffed: usize,
     sniffed_letters: usize,
+    /// Sniffed letters that are A, C, G, T, U or N (either case).
+    sniffed_nucleotides: usize,
+    /// The input began with sequence, not a `>` header: a plain sequence file, or any text.
+    plain: bool,
     total_bases: u64,
     /// Most bases accepted; `None` = no limit.
     max_bases: Option<u64>,
@@ -228,6 +232,8 @@ impl Parser {
             consumed: 0,
             sniffed: 0,
             sniffed_letters: 0,
+            sniffed_nucleotides: 0,
+            plain: false,
             total_bases: 0,
             max_bases: None,
         }
@@ -272,6 +278,7 @@ impl Parser {
             b'\n' | b'\r' => Ok(1),
             _ => {
                 if !self.in_record {
+                    self.plain |= self.records.is_empty();
                     let name = self.plain_name.clone();
                     self.open_record(name);
                 }
@@ -391,6 +398,7 @@ impl Parser {
         let window = &bases[..bases.len().min(SNIFF_BYTES - self.sniffed)];
         self.sniffed += window.len();
         self.sniffed_letters += window.iter().filter(|&&b| is_sequence_letter(b)).count();
+        self.sniffed_nucleotides += window.iter().filter(|&&b| is_nucleotide(b)).count();
         if self.sniffed >= SNIFF_BYTES {
             self.check_sniffed()?;
         }
@@ -403,6 +411,17 @@ impl Parser {
                 reason: format!(
                     "only {} of the first {} sequence bytes are letters",
                     self.sniffed_letters, self.sniffed
+                ),
+            });
+        }
+        // Text without a header is taken as plain sequence, so it must read as one: a shopping
+        // list is letters, but few of them are bases (a FASTA file has said what it is).
+        if self.plain && self.sniffed_nucleotides * 2 < self.sniffed_letters {
+            return Err(InputError::NotSequence {
+                reason: format!(
+                    "it has no FASTA header and only {} of the first {} letters are A, C, G, T, U \
+                     or N, so it reads as text, not DNA",
+                    self.sniffed_nucleotides, self.sniffed_letters
                 ),
             });
         }
@@ -435,6 +454,14 @@ fn skip_line(data: &[u8], state: &mut LineState) -> usize {
         }
         None => data.len(),
     }
+}
+
+/// The bases of DNA and RNA and the unknown base, either case: most of a real sequence.
+fn is_nucleotide(byte: u8) -> bool {
+    matches!(
+        byte.to_ascii_uppercase(),
+        b'A' | b'C' | b'G' | b'T' | b'U' | b'N'
+    )
 }
 
 /// Letters and the gap/stop symbols that sequence files legitimately contain.

@@ -274,3 +274,26 @@ fn bases_over_the_limit_are_refused() {
         Err(InputError::TooManyBases { limit: 7 })
     ));
 }
+
+#[test]
+fn headerless_text_whose_letters_are_mostly_not_bases_is_refused() {
+    let list = b"milk\neggs\nbread\nolive oil\ncoffee\npotatoes\nlemons\n";
+    let mut chunker = Chunker::new(1000, 0);
+    let outcome = chunker
+        .push(list, &mut |_| {})
+        .and_then(|()| chunker.finish(&mut |_| {}));
+    let err = outcome.expect_err("a shopping list is not DNA");
+    assert!(err.to_string().contains("reads as text, not DNA"), "{err}");
+    // The same letters under a FASTA header were declared a sequence: taken as written.
+    let mut fasta = b">list\n".to_vec();
+    fasta.extend_from_slice(list);
+    let mut chunker = Chunker::new(1000, 0);
+    chunker.push(&fasta, &mut |_| {}).expect("declared FASTA");
+    chunker.finish(&mut |_| {}).expect("declared FASTA");
+    // Soft-masked bases with a few ambiguity codes pass.
+    let mut chunker = Chunker::new(1000, 0);
+    chunker
+        .push(b"acgtnnACGTRYacgt\n", &mut |_| {})
+        .expect("bases");
+    chunker.finish(&mut |_| {}).expect("bases");
+}

@@ -10,6 +10,7 @@ pub mod procs;
 pub mod raw;
 pub mod redis;
 pub mod redis_tls;
+pub mod tmux;
 pub mod watchman_grid;
 pub mod webdriver;
 

@@ -5,7 +5,7 @@
 use super::status::find_job;
 use super::{Conn, HandlerError};
 use crate::backend::{ChunkResult, JobStatus, RESULT_PART_BYTES};
-use crate::master::{job_view, MasterState};
+use crate::master::{job_view, no_results_yet, MasterState};
 use crate::protocol::{ErrorCode, Message};
 
 /// Answers `get_results`.
@@ -16,8 +16,8 @@ pub async fn apply(conn: &mut Conn, state: &MasterState, job_id: &str) -> Result
         return Err(HandlerError::refused(
             ErrorCode::JobNotReady,
             format!(
-                "job {job_id} is {} ({}/{} chunks); results are ready when it completes (`gridwatch status {job_id} --wait`)",
-                view.status.as_str(),
+                "{} ({}/{} chunks done)",
+                no_results_yet(job_id, view.status, view.error.as_deref(), "results"),
                 view.progress.processed_chunks,
                 view.progress.total_chunks
             ),

@@ -13,12 +13,15 @@ pub async fn apply(
     state: &MasterState,
     message: Message,
 ) -> Result<(), HandlerError> {
-    // A forgotten worker that stays dead is not stored again.
-    if let Message::RecordWorker { worker, .. } = &message {
-        if state.forgotten.hides(worker) {
-            conn.write_message(&Message::Recorded).await?;
-            return Ok(());
-        }
+    // A forgotten worker that stays dead is not stored again, nor are its alerts fired anew.
+    let silenced = match &message {
+        Message::RecordWorker { worker, .. } => state.forgotten.hides(worker),
+        Message::RecordAlert { alert } => state.forgotten.silences(alert),
+        _ => false,
+    };
+    if silenced {
+        conn.write_message(&Message::Recorded).await?;
+        return Ok(());
     }
     let reply = answer(&message, state.queue.as_ref(), state.store.as_ref())
         .await
@@ -26,9 +29,15 @@ pub async fn apply(
             HandlerError::refused(ErrorCode::UnexpectedMessage, "not a watchman request")
         })?;
     let reply = match reply {
-        Message::Workers { workers } => Message::Workers {
-            workers: state.forgotten.filter(workers),
+        // The stored views, plus the workers leasing without an agent.
+        Message::Workers { .. } => match crate::master::http::listed_workers(state).await {
+            Ok(workers) => Message::Workers { workers },
+            Err(err) => internal(format!("reading worker metrics failed: {err}")),
         },
+        Message::Alerts { mut alerts } => {
+            alerts.retain(|alert| !state.forgotten.silences(alert));
+            Message::Alerts { alerts }
+        }
         other => other,
     };
     conn.write_message(&reply).await?;

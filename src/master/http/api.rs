@@ -123,22 +123,23 @@ pub async fn job(
     })))
 }
 
-/// `GET /workers`: the collector's liveness view of every worker, by id.
+/// `GET /workers`: the collector's liveness view of every worker, and each worker leasing
+/// without an agent, by id.
 pub async fn workers(State(state): State<HttpState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let workers = snapshot::worker_views(state.master.store.as_ref()).await?;
-    let workers = state.master.forgotten.filter(workers);
+    let workers = snapshot::listed_workers(&state.master).await?;
     Ok(Json(json!({ "workers": workers })))
 }
 
-/// `GET /alerts?limit=N`: the newest alert events, newest first.
+/// `GET /alerts?limit=N`: the alerts firing now (`firing`, one per alert) and the newest alert
+/// events (`alerts`), newest first.
 pub async fn alerts(
     State(state): State<HttpState>,
     query: Result<Query<Limit>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = Limit::or(query, DEFAULT_ALERTS)?;
-    let store = state.master.store.as_ref();
-    let alerts = snapshot::alert_events(store, limit).await?;
-    Ok(Json(json!({ "alerts": alerts })))
+    let alerts = snapshot::shown_alerts(&state.master, limit).await?;
+    let firing = snapshot::firing_now(&state.master).await?;
+    Ok(Json(json!({ "firing": firing, "alerts": alerts })))
 }
 
 /// `GET /stats`: jobs by status, chunks done / total, matches, workers, firing alerts.

@@ -169,22 +169,20 @@ pub async fn results(
             .first()
             .copied()
             .ok_or_else(|| ApiError::NotFound(format!("a {} job has no results", record.kind)))?,
-        Some(asked) => formats
-            .iter()
-            .copied()
-            .find(|f| *f == asked)
-            .ok_or_else(|| {
-                ApiError::BadQuery(format!(
-                    "format {asked:?}: a {} job's results come as {}",
-                    record.kind,
-                    formats.join(", ")
-                ))
-            })?,
+        Some(asked) => kind.format_named(asked).ok_or_else(|| {
+            ApiError::BadQuery(format!(
+                "format {asked:?}: a {} job's results come as {}",
+                record.kind,
+                formats.join(", ")
+            ))
+        })?,
     };
     if record.status != JobStatus::Completed {
-        return Err(ApiError::NotReady(format!(
-            "job {id} is {}; its results are ready when it completes",
-            record.status.as_str()
+        return Err(ApiError::NotReady(crate::master::no_results_yet(
+            &id,
+            record.status,
+            record.error.as_deref(),
+            "results",
         )));
     }
     let content_type = if kind.image_format() == Some(format) {

@@ -10,7 +10,7 @@ use axum::response::Response;
 use super::snapshot::{self, Snapshot};
 use super::{prometheus_text, ApiError, HttpState};
 use crate::master::ops::{process_usage, Histogram, TASK_BUCKETS};
-use crate::protocol::{LivenessState, WorkerView};
+use crate::protocol::{LivenessState, WorkerReport, WorkerView};
 
 /// `GET /metrics`.
 pub async fn handler(State(state): State<HttpState>) -> Result<Response, ApiError> {
@@ -107,7 +107,8 @@ fn render(snapshot: &Snapshot, backend: &str) -> String {
     out.single("gridwatch_chunks_done", help, stats.chunks_done as f64);
     let help = "Chunks in all jobs.";
     out.single("gridwatch_chunks", help, stats.chunks_total as f64);
-    let help = "Matches in stored chunk results, over all jobs.";
+    let help = "Matches in stored chunk results, over all search jobs (other kinds count \
+                iterations or collisions: see gridwatch_kind_matches).";
     out.single("gridwatch_matches", help, stats.matches as f64);
     let help = "Jobs by kind.";
     out.by_label("gridwatch_kind_jobs", help, "kind", &stats.jobs_by_kind);
@@ -278,50 +279,50 @@ fn render_workers(out: &mut Exposition, snapshot: &Snapshot) {
         (
             "gridwatch_worker_up",
             "gauge",
-            "1 if the worker is active or unstable, 0 if inactive.",
+            "1 if the worker is active, unstable or leasing without an agent, 0 if inactive.",
             |w| Some(f64::from(u8::from(w.state != LivenessState::Inactive))),
         ),
         (
             "gridwatch_worker_process_cpu_ratio",
             "gauge",
             "CPU use of the worker process, in cores (1 = one core busy).",
-            |w| w.latest.process_cpu_percent.map(|p| p / 100.0),
+            |w| reported(w)?.process_cpu_percent.map(|p| p / 100.0),
         ),
         (
             "gridwatch_worker_process_resident_memory_bytes",
             "gauge",
             "Resident memory of the worker process, bytes.",
-            |w| w.latest.process_rss_mb.map(|mb| mb * MIB),
+            |w| reported(w)?.process_rss_mb.map(|mb| mb * MIB),
         ),
         (
             "gridwatch_host_cpu_ratio",
             "gauge",
             "CPU use of the worker's host, all cores, 0-1 (the same for workers sharing a host).",
-            |w| Some(w.latest.cpu_percent / 100.0),
+            |w| reported(w).map(|r| r.cpu_percent / 100.0),
         ),
         (
             "gridwatch_host_memory_ratio",
             "gauge",
             "Memory in use on the worker's host, 0-1.",
-            |w| Some(w.latest.memory_percent / 100.0),
+            |w| reported(w).map(|r| r.memory_percent / 100.0),
         ),
         (
             "gridwatch_host_memory_used_bytes",
             "gauge",
             "Memory in use on the worker's host, bytes.",
-            |w| Some(w.latest.memory_mb * MIB),
+            |w| reported(w).map(|r| r.memory_mb * MIB),
         ),
         (
             "gridwatch_host_disk_ratio",
             "gauge",
             "Use of the disk holding the agent's working directory, 0-1.",
-            |w| Some(w.latest.disk_percent / 100.0),
+            |w| reported(w).map(|r| r.disk_percent / 100.0),
         ),
         (
             "gridwatch_worker_tasks_total",
             "counter",
             "Tasks the worker completed since it started.",
-            |w| Some(w.tasks_done as f64),
+            |w| reported(w).map(|_| w.tasks_done as f64),
         ),
         (
             "gridwatch_worker_report_rtt_seconds",
@@ -344,6 +345,11 @@ fn render_workers(out: &mut Exposition, snapshot: &Snapshot) {
             }
         }
     }
+}
+
+/// The agent's latest report, `None` for a worker no agent watches (its zeros are not figures).
+fn reported(worker: &WorkerView) -> Option<&WorkerReport> {
+    (worker.state != LivenessState::NoAgent).then_some(&worker.latest)
 }
 
 #[cfg(test)]

@@ -14,7 +14,9 @@ mod serve;
 mod snapshot;
 
 pub use guard::AllowedHosts;
-pub use snapshot::worker_views;
+pub use snapshot::{
+    alert_events, firing, listed_workers, shown_alerts, worker_views, ALERT_HISTORY,
+};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -48,9 +48,11 @@ pub async fn image(
         )));
     };
     if record.status != JobStatus::Completed {
-        return Err(ApiError::NotReady(format!(
-            "job {id} is {}; its image is ready when it completes",
-            record.status.as_str()
+        return Err(ApiError::NotReady(crate::master::no_results_yet(
+            &id,
+            record.status,
+            record.error.as_deref(),
+            "image",
         )));
     }
     let body = respond(&state, kind, record, format).await?;

@@ -3,6 +3,7 @@
 //! refused results. Jobs are read as summaries: the cost never grows with job specs.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -11,10 +12,10 @@ use crate::master::ops::OpsSnapshot;
 use crate::master::summary_view;
 use crate::master::MasterState;
 use crate::protocol::JobView;
-use crate::protocol::{Alert, AlertState, LivenessState, Severity, WorkerView};
+use crate::protocol::{Alert, AlertState, LivenessState, ProgressFigure, Severity, WorkerView};
 
 /// The alert history's cap (both backends keep the newest 1000 events).
-const ALERT_HISTORY: usize = 1000;
+pub const ALERT_HISTORY: usize = 1000;
 
 /// What `/stats` answers.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -27,13 +28,17 @@ pub struct GridStats {
     pub chunks_done: u64,
     /// Chunks in all jobs.
     pub chunks_total: u64,
-    /// Matches in stored chunk results, over all jobs.
+    /// Matches in stored chunk results, over all jobs whose kind counts matches (search); the
+    /// other kinds' counts are in `matches_by_kind`, named by `figure_by_kind`.
     pub matches: u64,
     /// Jobs per kind (every registered kind present, zeros included).
     pub jobs_by_kind: BTreeMap<&'static str, u64>,
     /// Stored tasks' progress counts per kind: matches (search), iterations (julia),
     /// collisions (particles).
     pub matches_by_kind: BTreeMap<&'static str, u64>,
+    /// What each kind's count in `matches_by_kind` counts (`matches`, `iterations`,
+    /// `collisions`), so a view labels each figure for what it is.
+    pub figure_by_kind: BTreeMap<&'static str, &'static str>,
     /// Workers per liveness state, from the collector's view.
     pub workers: BTreeMap<&'static str, u64>,
     /// Workers that talked to the master (or, with Redis, to the queue) in the last 10 s.
@@ -56,15 +61,6 @@ pub struct Snapshot {
     pub workers: Vec<WorkerView>,
     /// The master's own counters and histograms.
     pub ops: OpsSnapshot,
-}
-
-/// Lower-case name of a liveness state.
-pub fn state_name(state: LivenessState) -> &'static str {
-    match state {
-        LivenessState::Active => "active",
-        LivenessState::Unstable => "unstable",
-        LivenessState::Inactive => "inactive",
-    }
 }
 
 /// Lower-case name of a severity.
@@ -96,6 +92,27 @@ pub async fn worker_views(store: &dyn Store) -> Result<Vec<WorkerView>, BackendE
     Ok(views)
 }
 
+/// How long a worker leases before a missing agent report makes it `no agent`: an agent reports
+/// its worker's hello at once, so this is its report's way through the collector, with margin.
+const AGENT_GRACE: Duration = Duration::from_secs(5);
+
+/// Every worker the views list, by id: the collector's stored views (less the forgotten dead
+/// ones) and, in the state `no agent`, each worker the master sees leasing that no agent
+/// reports on, so a worker started without its agent still shows where its tasks go.
+pub async fn listed_workers(state: &MasterState) -> Result<Vec<WorkerView>, BackendError> {
+    let mut views = state
+        .forgotten
+        .filter(worker_views(state.store.as_ref()).await?);
+    let reported: HashSet<String> = views.iter().map(|v| v.worker_id.clone()).collect();
+    for (worker, ago) in state.workers.recent(AGENT_GRACE) {
+        if !reported.contains(&worker) {
+            views.push(WorkerView::without_agent(&worker, ago.as_secs_f64()));
+        }
+    }
+    views.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+    Ok(views)
+}
+
 /// The newest `limit` alert events, newest first.
 pub async fn alert_events(store: &dyn Store, limit: usize) -> Result<Vec<Alert>, BackendError> {
     let values = store.alerts(limit).await?;
@@ -116,18 +133,36 @@ pub fn firing(events: &[Alert]) -> Vec<&Alert> {
         .collect()
 }
 
+/// The newest `limit` alert events as the views show them, newest first: without the events a
+/// restarted collector fires for a worker an operator forgot.
+pub async fn shown_alerts(state: &MasterState, limit: usize) -> Result<Vec<Alert>, BackendError> {
+    let mut events = alert_events(state.store.as_ref(), limit).await?;
+    events.retain(|alert| !state.forgotten.silences(alert));
+    Ok(events)
+}
+
+/// The alerts firing now (the newest event of each is `firing`), newest first.
+pub async fn firing_now(state: &MasterState) -> Result<Vec<Alert>, BackendError> {
+    let events = shown_alerts(state, ALERT_HISTORY).await?;
+    Ok(firing(&events).into_iter().cloned().collect())
+}
+
 /// Reads everything `/stats` and `/metrics` report.
 pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
     let store = state.store.as_ref();
     let jobs = job_views(store, None).await?;
-    let workers = state.forgotten.filter(worker_views(store).await?);
-    let alerts = alert_events(store, ALERT_HISTORY).await?;
+    let workers = listed_workers(state).await?;
+    let firing_alerts = firing_now(state).await?;
     let mut stats = GridStats {
         jobs: JobStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
         jobs_total: jobs.len() as u64,
         active_workers: state.workers.active(),
         jobs_by_kind: crate::jobs::KINDS.iter().map(|k| (k.name(), 0)).collect(),
         matches_by_kind: crate::jobs::KINDS.iter().map(|k| (k.name(), 0)).collect(),
+        figure_by_kind: crate::jobs::KINDS
+            .iter()
+            .map(|k| (k.name(), k.progress_figure().as_str()))
+            .collect(),
         ..GridStats::default()
     };
     let ops = state.ops.snapshot();
@@ -150,10 +185,12 @@ pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
         *stats.jobs.entry(job.status.as_str()).or_default() += 1;
         stats.chunks_done += u64::from(job.progress.processed_chunks);
         stats.chunks_total += u64::from(job.progress.total_chunks);
-        stats.matches = stats
-            .matches
-            .saturating_add(job.partial_results.matches_found);
         if let Some(kind) = crate::jobs::kind(&job.kind) {
+            if kind.progress_figure() == ProgressFigure::Matches {
+                stats.matches = stats
+                    .matches
+                    .saturating_add(job.partial_results.matches_found);
+            }
             *stats.jobs_by_kind.entry(kind.name()).or_default() += 1;
             let by_kind = stats.matches_by_kind.entry(kind.name()).or_default();
             *by_kind = by_kind.saturating_add(job.partial_results.matches_found);
@@ -163,20 +200,15 @@ pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
     for (reason, count) in store.refused_results().await? {
         *stats.results_refused.entry(reason.as_str()).or_default() += count;
     }
-    let states = [
-        LivenessState::Active,
-        LivenessState::Unstable,
-        LivenessState::Inactive,
-    ];
-    stats.workers = states.iter().map(|s| (state_name(*s), 0)).collect();
+    stats.workers = LivenessState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     for worker in &workers {
-        *stats.workers.entry(state_name(worker.state)).or_default() += 1;
+        *stats.workers.entry(worker.state.as_str()).or_default() += 1;
     }
     stats.alerts_firing = [Severity::Warning, Severity::Critical]
         .iter()
         .map(|s| (severity_name(*s), 0))
         .collect();
-    for alert in firing(&alerts) {
+    for alert in &firing_alerts {
         *stats
             .alerts_firing
             .entry(severity_name(alert.severity))
