@@ -280,10 +280,7 @@ fn man_submit_shows_a_page_with_examples_environment_files_and_exit_status() {
     let page = stdout_of(&["man", "submit"]);
     assert!(page.contains(".TH gridwatch-submit 1"), "{page}");
     for section in SECTIONS {
-        assert!(
-            page.contains(&format!(".SH {section}")),
-            "{section}: {page}"
-        );
+        assert!(has_section(&page, section), "{section}: {page}");
     }
     let Some(text) = render_man(&page) else {
         common::skip_without("man(1) is not installed; checked the roff source only");
@@ -340,10 +337,7 @@ fn man_out_writes_one_page_per_command() {
     for file in &written {
         let page = std::fs::read_to_string(man_dir.join(file)).expect("read page");
         for section in SECTIONS {
-            assert!(
-                page.contains(&format!(".SH {section}")),
-                "{file}: {section}"
-            );
+            assert!(has_section(&page, section), "{file}: {section}");
         }
     }
 }
