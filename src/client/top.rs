@@ -286,7 +286,7 @@ fn draw(frame: &mut Frame, address: &str, view: &View, selection: &Selection) {
         Constraint::Length(workers_height),
         Constraint::Min(4),
         Constraint::Length(alerts_height),
-        Constraint::Length(1),
+        Constraint::Length(2),
     ])
     .areas(frame.area());
     let narrow = frame.area().width < WIDE_COLUMNS;
@@ -298,22 +298,21 @@ fn draw(frame: &mut Frame, address: &str, view: &View, selection: &Selection) {
     frame.render_widget(footer_line(selection), footer);
 }
 
-/// The keys, then the cancel question or what the last cancel did.
+/// The cancel question or what the last cancel did, then the keys on a line of their own, so
+/// neither pushes the other off an 80-column screen.
 fn footer_line(selection: &Selection) -> Paragraph<'static> {
     let hint = Span::styled(KEYS_HINT, Style::default().add_modifier(Modifier::BOLD));
     let said = match (&selection.confirming, &selection.notice) {
         (Some(job_id), _) => Span::styled(
-            format!("  cancel job {job_id}? y: yes, any other key: no"),
+            format!("cancel job {job_id}? y: yes, any other key: no"),
             Style::default()
                 .fg(Color::Yellow)
                 .add_modifier(Modifier::BOLD),
         ),
-        (None, Some((notice, color))) => {
-            Span::styled(format!("  {notice}"), Style::default().fg(*color))
-        }
+        (None, Some((notice, color))) => Span::styled(notice.clone(), Style::default().fg(*color)),
         (None, None) => Span::raw(""),
     };
-    Paragraph::new(Line::from(vec![hint, said]))
+    Paragraph::new(vec![Line::from(said), Line::from(hint)])
 }
 
 /// Keeps the cells of `columns`, in that order.
@@ -327,7 +326,8 @@ fn pick<T: Clone>(cells: &[T], columns: &[usize]) -> Vec<T> {
 /// Width of an id column: its longest id (or header), so no id is cut.
 fn id_width<'a>(header: &str, ids: impl Iterator<Item = &'a str>) -> u16 {
     let longest = ids.map(|id| id.chars().count()).max().unwrap_or(0);
-    u16::try_from(longest.max(header.len())).unwrap_or(u16::MAX)
+    // At least as wide as "none yet", the empty table's row.
+    u16::try_from(longest.max(header.len()).max(8)).unwrap_or(u16::MAX)
 }
 
 fn header_line(address: &str, view: &View) -> Paragraph<'static> {
