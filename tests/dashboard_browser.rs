@@ -100,9 +100,16 @@ fn the_dashboard_shows_workers_a_job_to_100_percent_and_an_alert_without_errors_
         },
     );
     assert!(done.contains("search"), "{done}");
-    let throughput =
-        browser.eval("return document.querySelector('#chart-throughput polyline') !== null;");
-    assert_eq!(throughput, true, "the throughput chart is drawn");
+    // The chart is drawn from the master's samples, taken every few seconds.
+    wait_for(
+        "the throughput chart drawn",
+        Duration::from_secs(30),
+        || {
+            let drawn = browser
+                .eval("return document.querySelector('#chart-throughput polyline') !== null;");
+            (drawn == true).then_some(())
+        },
+    );
 
     let error = add_failed_job_with_a_long_error(&grid);
     wait_for("the failed job listed", Duration::from_secs(30), || {
@@ -379,7 +386,8 @@ fn charts_show_history_on_load_with_axes_and_the_job_list_filters_downloads_and_
          box.dispatchEvent(new Event('input')); return true;",
     );
     let shown = table(&browser, "jobs");
-    assert_eq!(shown.lines().count(), 1, "only the Julia job: {shown}");
+    let rows = browser.eval("return document.getElementById('jobs').rows.length;");
+    assert_eq!(rows, 1, "only the Julia job: {shown}");
     assert!(shown.contains(&julia), "{shown}");
     browser.screenshot(&shots.path().join("dashboard-filtered.png"));
     browser.eval(
