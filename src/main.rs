@@ -94,7 +94,8 @@ enum Command {
     /// Benchmarks that compare gridwatch with other tools.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// A live terminal view of workers, jobs and alerts; `q` quits.
+    /// A live terminal view of workers, jobs and alerts: the arrows select a job, `c` cancels it
+    /// once `y` confirms, `q` quits.
     Top(top::TopArgs),
     /// Print a shell completion script: `gridwatch completions bash > /etc/bash_completion.d/gridwatch`.
     Completions {
