@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite the way CI does: one release build, tests in parallel.
 # Installs what the tests need beyond cargo (redis-server, promtool, chromium and its WebDriver,
-# tmux) when it is missing.
+# tmux, docker-compose to validate the compose file) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,9 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
+# The compose file is validated by `docker compose config` (v2) or `docker-compose config` (v1).
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
+  || need_apt+=(docker-compose)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi

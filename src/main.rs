@@ -6,7 +6,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gridwatch::client::connect::ClientError;
 use gridwatch::client::tool_error::ToolError;
 use gridwatch::client::{
@@ -21,6 +21,9 @@ use local::{bench, demo, up};
 /// same commands a user types, so they live in the binary, beside the argument parsing: the
 /// library never reaches the command-line commands.
 mod local;
+
+/// Each command's examples, shown by `--help`, and the manual pages.
+mod manual;
 
 #[derive(Parser)]
 #[command(
@@ -91,7 +94,8 @@ enum Command {
     /// Benchmarks that compare gridwatch with other tools.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// A live terminal view of workers, jobs and alerts; `q` quits.
+    /// A live terminal view of workers, jobs and alerts: the arrows select a job, `c` cancels it
+    /// once `y` confirms, `q` quits.
     Top(top::TopArgs),
     /// Print a shell completion script: `gridwatch completions bash > /etc/bash_completion.d/gridwatch`.
     Completions {
@@ -99,12 +103,26 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff): `gridwatch man | man -l -`.
-    Man,
+    /// Print a command's manual page (roff), or write every page into a directory.
+    Man(ManArgs),
+}
+
+/// Arguments of `gridwatch man`.
+#[derive(clap::Args)]
+struct ManArgs {
+    /// The command whose page to print, as typed after `gridwatch` (`submit`, `genomes rm`);
+    /// none: the page of `gridwatch` itself.
+    command: Vec<String>,
+    /// Write every command's page into DIR (made if missing) instead, one `.1` file each.
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    out: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&full_command().get_matches()) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let json = wants_json(&cli.command);
     let outcome = match cli.command {
         Command::Master(args) => server("master", master::serve(args)),
@@ -132,11 +150,14 @@ fn main() -> ExitCode {
         Command::Bench(what) => bench::run(&what).map_err(fail),
         Command::Top(args) => client(top::top(args)),
         Command::Completions { shell } => {
-            let mut command = Cli::command();
+            let mut command = full_command();
             clap_complete::generate(shell, &mut command, "gridwatch", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => man_page(),
+        Command::Man(args) => match args.out {
+            Some(dir) => manual::write_pages(full_command(), &dir).map_err(fail),
+            None => manual::print_page(full_command(), &args.command).map_err(fail),
+        },
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -182,17 +203,9 @@ fn wants_json(command: &Command) -> bool {
     }
 }
 
-/// Writes the manual page of every command to stdout.
-fn man_page() -> Result<(), Failure> {
-    let man = clap_mangen::Man::new(Cli::command());
-    let mut page = Vec::new();
-    man.render(&mut page)
-        .and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &page))
-        .map_err(|err| Failure {
-            message: format!("cannot write the manual page: {err}"),
-            code: 1,
-            stdout_closed: err.kind() == std::io::ErrorKind::BrokenPipe,
-        })
+/// The parser's command tree, each command's help ending with its examples.
+fn full_command() -> clap::Command {
+    manual::with_examples(Cli::command())
 }
 
 /// Why a command failed: the one line to print and the exit code.
@@ -230,6 +243,15 @@ impl ExitCoded for ClientError {
     }
     fn stdout_closed(&self) -> bool {
         matches!(self, ClientError::Output(err) if err.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+impl ExitCoded for manual::ManError {
+    fn exit_code(&self) -> i32 {
+        manual::ManError::exit_code(self)
+    }
+    fn stdout_closed(&self) -> bool {
+        manual::ManError::stdout_closed(self)
     }
 }
 

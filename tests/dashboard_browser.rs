@@ -2,7 +2,9 @@
 //! workers listed, a job reaching 100 %, a long failed-job error that does not make the page
 //! scroll sideways, a critical alert after a worker is killed with SIGKILL, a "forget" button that
 //! removes the dead worker, and no console error at any point. A screenshot is saved in the
-//! test's temp dir.
+//! test's temp dir. A second grid checks what a newcomer reads closely: charts with axes and
+//! units that show the past on load, one time zone, whole job ids, a job filter, result
+//! downloads on the job page, an alerts table that never scrolls sideways, and seed ranges.
 
 use std::time::Duration;
 
@@ -107,9 +109,16 @@ fn the_dashboard_shows_workers_a_job_to_100_percent_and_an_alert_without_errors_
         done.contains(" matches"),
         "the job's count names its figure: {done}"
     );
-    let throughput =
-        browser.eval("return document.querySelector('#chart-throughput polyline') !== null;");
-    assert_eq!(throughput, true, "the throughput chart is drawn");
+    // The chart is drawn from the master's samples, taken every few seconds.
+    wait_for(
+        "the throughput chart drawn",
+        Duration::from_secs(30),
+        || {
+            let drawn = browser
+                .eval("return document.querySelector('#chart-throughput polyline') !== null;");
+            (drawn == true).then_some(())
+        },
+    );
 
     let error = add_failed_job_with_a_long_error(&grid);
     wait_for("the failed job listed", Duration::from_secs(30), || {
@@ -193,5 +202,269 @@ fn the_dashboard_shows_workers_a_job_to_100_percent_and_an_alert_without_errors_
         let kept = grid.dir.path().to_path_buf();
         std::mem::forget(grid);
         println!("kept {}", kept.display());
+    }
+}
+
+/// A resolved alert with a message as long as a stack trace, in the store's alert history.
+fn add_long_alert(grid: &Grid) -> String {
+    let db = grid.dir.path().join("data").join("gridwatch.db");
+    let conn = rusqlite::Connection::open(&db).expect("open the master's database");
+    conn.busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    let message = format!(
+        "worker w9 reported {} while reading /var/lib/gridwatch/{}",
+        "an-unbroken-diagnostic-token-".repeat(10),
+        "y".repeat(150)
+    );
+    let now = crate::support::watchman_grid::unix_now();
+    let alert = serde_json::json!({
+        "id": "long-alert", "rule": "no_report", "severity": "warning", "worker_id": "w9",
+        "state": "resolved", "message": message, "value": null,
+        "active_since": now, "timestamp": now,
+    });
+    conn.execute(
+        "INSERT INTO alerts (alert) VALUES (?1)",
+        rusqlite::params![alert.to_string()],
+    )
+    .expect("insert the alert");
+    message
+}
+
+/// Submits a job through the CLI and returns its id.
+fn submit_json(grid: &Grid, args: &[&str]) -> String {
+    let mut all = vec!["submit"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = grid.client(&all).expect("submit succeeds");
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("submit --json");
+    reply["job_id"].as_str().expect("a job id").to_string()
+}
+
+/// Labels of one chart's axes and how many points its line has.
+fn chart(browser: &Browser, id: &str) -> (Vec<String>, Vec<String>, usize, bool) {
+    let found = browser.eval(&format!(
+        "const svg = document.getElementById({id:?}); \
+         const texts = cls => Array.from(svg.querySelectorAll('text.' + cls)).map(t => t.textContent); \
+         const line = svg.querySelector('polyline'); \
+         const points = line ? line.getAttribute('points').trim().split(' ') : []; \
+         const base = points.length ? Math.max(...points.map(p => Number(p.split(',')[1]))) : 0; \
+         const rises = points.some(p => Number(p.split(',')[1]) < base - 1); \
+         return [texts('y-label'), texts('x-label'), points.length, rises];"
+    ));
+    let strings = |value: &serde_json::Value| -> Vec<String> {
+        value
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    (
+        strings(&found[0]),
+        strings(&found[1]),
+        found[2].as_u64().unwrap_or(0) as usize,
+        found[3] == true,
+    )
+}
+
+/// Elements of the page (or of `within`) wider than their box: what would scroll sideways.
+fn sideways(browser: &Browser) -> serde_json::Value {
+    browser.eval(
+        "return [document.documentElement, ...document.querySelectorAll('section')] \
+           .filter(e => e.scrollWidth > e.clientWidth + 1) \
+           .map(e => (e.querySelector('h2') || e).innerText.split('\\n')[0] + ': ' + e.scrollWidth + ' > ' + e.clientWidth);",
+    )
+}
+
+#[test]
+fn charts_show_history_on_load_with_axes_and_the_job_list_filters_downloads_and_never_wraps_ids() {
+    let Some((chromium, chromedriver)) = webdriver::installed() else {
+        crate::support::skip_without("chromium and chromedriver are not installed");
+        return;
+    };
+    let grid = Grid::start(&["w1", "w2"], "15s");
+    let http = grid.http_addr();
+    grid.wait_alive(2);
+    let shots = tempfile::tempdir().expect("screenshot dir");
+
+    // Work done before anyone looks: the charts must show it on load.
+    let (genome_file, _) = genome(grid.dir.path(), 400_000);
+    let search = grid.submit(&genome_file, "20000");
+    grid.wait_completed(&search, Duration::from_secs(60));
+    let julia = submit_json(&grid, &["julia", "--width", "64"]);
+    grid.wait_completed(&julia, Duration::from_secs(60));
+    // 300 replicas from seed 3: read, not run, so it is cancelled at once.
+    let particles = submit_json(
+        &grid,
+        &[
+            "particles",
+            "--particles",
+            "4",
+            "--steps",
+            "1",
+            "--seed",
+            "3",
+            "--replicas",
+            "300",
+        ],
+    );
+    grid.client(&["cancel", &particles]).expect("cancel");
+    add_long_alert(&grid);
+    wait_for(
+        "a history sample after the jobs",
+        Duration::from_secs(30),
+        || {
+            let (status, _, body) = crate::support::http::request(&http, "GET", "/stats/history", None, "");
+            let history: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            let samples = history["samples"].as_array()?;
+            let done = samples.last()?["chunks_done"].as_u64()?;
+            (status == 200 && samples.len() >= 3 && done >= 20).then_some(())
+        },
+    );
+
+    let profile = grid.dir.path().join("chromium-profile");
+    let browser = Browser::start(&chromium, &chromedriver, &profile, 1280, 900);
+    browser.goto(&format!("http://{http}/"));
+    // The first refresh after load draws the charts from the master's samples.
+    let (y_labels, x_labels, points, rises) = wait_for(
+        "the throughput chart drawn",
+        Duration::from_secs(20),
+        || {
+            let drawn = chart(&browser, "chart-throughput");
+            (drawn.2 >= 2).then_some(drawn)
+        },
+    );
+    assert!(
+        points >= 2 && rises,
+        "the past throughput is on the chart on load: {points} points"
+    );
+    assert!(
+        y_labels.len() >= 2 && y_labels.iter().all(|l| l.ends_with(" chunks/s")),
+        "the value axis has its unit: {y_labels:?}"
+    );
+    assert!(
+        x_labels.iter().any(|l| l == "time (UTC)")
+            && x_labels
+                .iter()
+                .filter(|l| l.len() == 8 && l.as_bytes()[2] == b':')
+                .count()
+                >= 2,
+        "the time axis has UTC clock times: {x_labels:?}"
+    );
+    let (queue_y, _, queue_points, _) = chart(&browser, "chart-queue");
+    assert!(queue_points >= 2, "the queue chart has its history");
+    assert!(queue_y.iter().all(|l| l.ends_with(" tasks")), "{queue_y:?}");
+
+    // One time zone, said once: every time on the page is UTC.
+    let zone = browser.eval(
+        "return [document.getElementById('tz').innerText, document.getElementById('conn').innerText, \
+                 Array.from(document.querySelectorAll('th')).map(t => t.innerText).filter(t => /time|created/i.test(t))];",
+    );
+    assert_eq!(zone[0], "all times UTC", "{zone}");
+    wait_for("the refresh time in UTC", Duration::from_secs(10), || {
+        let conn = browser.eval("return document.getElementById('conn').innerText;");
+        conn.as_str()?.ends_with(" UTC").then_some(())
+    });
+    for header in zone[2].as_array().expect("headers") {
+        assert!(
+            header.as_str().unwrap_or_default().contains("UTC"),
+            "{zone}"
+        );
+    }
+
+    // Job ids stay whole: each link is a single line box.
+    wait_for("every job listed", Duration::from_secs(20), || {
+        let rows = table(&browser, "jobs");
+        [&search, &julia, &particles]
+            .iter()
+            .all(|id| rows.contains(id.as_str()))
+            .then_some(())
+    });
+    let wrapped = browser.eval(
+        "return Array.from(document.querySelectorAll('#jobs a')) \
+           .filter(a => a.getClientRects().length !== 1).map(a => a.innerText);",
+    );
+    assert_eq!(wrapped, serde_json::json!([]), "no job id wraps");
+    let particles_row = row(&browser, "jobs", &particles).expect("the particles job");
+    assert!(
+        particles_row.contains("300 replicas, seeds 3–302"),
+        "the seeds read as a range: {particles_row}"
+    );
+    // The long alert wraps inside the table: nothing on the page scrolls sideways.
+    wait_for("the long alert listed", Duration::from_secs(20), || {
+        table(&browser, "alerts")
+            .contains("an-unbroken-diagnostic-token")
+            .then_some(())
+    });
+    assert_eq!(
+        sideways(&browser),
+        serde_json::json!([]),
+        "no sideways scroll at 1280 px"
+    );
+    browser.screenshot(&shots.path().join("dashboard-history.png"));
+
+    // The filter keeps the jobs matching every word typed.
+    browser.eval(
+        "const box = document.getElementById('job-filter'); box.value = 'julia completed'; \
+         box.dispatchEvent(new Event('input')); return true;",
+    );
+    let shown = table(&browser, "jobs");
+    let rows = browser.eval("return document.getElementById('jobs').rows.length;");
+    assert_eq!(rows, 1, "only the Julia job: {shown}");
+    assert!(shown.contains(&julia), "{shown}");
+    browser.screenshot(&shots.path().join("dashboard-filtered.png"));
+    browser.eval(
+        "const box = document.getElementById('job-filter'); box.value = 'no-such-job'; \
+         box.dispatchEvent(new Event('input')); return true;",
+    );
+    assert!(table(&browser, "jobs").contains("No job matches the filter"));
+
+    // The job pages offer the results in each of their kind's formats, and the links work.
+    for (job, expected) in [
+        (&search, &["TSV", "BED", "JSON"][..]),
+        (&julia, &["PNG", "JSON"][..]),
+    ] {
+        browser.goto(&format!("http://{http}/jobs/{job}/view"));
+        let links = wait_for("the download links", Duration::from_secs(20), || {
+            let links = browser.eval(
+                "return Array.from(document.querySelectorAll('#downloads a')) \
+                   .map(a => [a.innerText, new URL(a.href).pathname + new URL(a.href).search]);",
+            );
+            (links.as_array().is_some_and(|l| !l.is_empty())).then_some(links)
+        });
+        let links = links.as_array().expect("links");
+        for label in expected {
+            let link = links
+                .iter()
+                .find(|l| l[0] == *label)
+                .unwrap_or_else(|| panic!("{job} offers {label}: {links:?}"));
+            let path = link[1].as_str().expect("a path");
+            let (status, content_type, body) = crate::support::http::request(&http, "GET", path, None, "");
+            assert_eq!(status, 200, "{label} at {path}");
+            match *label {
+                "TSV" => assert!(body.starts_with(b"seqID\tpatternName"), "{label}"),
+                "PNG" => assert!(
+                    content_type == "image/png" && body.starts_with(b"\x89PNG"),
+                    "{label}: {content_type}"
+                ),
+                "JSON" => assert!(
+                    serde_json::from_slice::<serde_json::Value>(&body).is_ok(),
+                    "{label} parses"
+                ),
+                _ => assert!(!body.is_empty(), "{label}"),
+            }
+        }
+        browser.screenshot(
+            &shots
+                .path()
+                .join(format!("job-{}.png", expected[0].to_lowercase())),
+        );
+    }
+    assert_no_console_errors(&browser, "on the newcomer's pages");
+    println!("screenshots: {}", shots.path().display());
+    if std::env::var_os("KEEP_SCREENSHOT").is_some() {
+        println!("kept {}", shots.keep().display());
     }
 }

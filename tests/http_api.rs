@@ -551,7 +551,8 @@ fn a_fresh_master_serves_empty_views_json_404s_and_a_self_contained_dashboard() 
     let uses = [
         "\"stats\"",
         "\"workers\"",
-        "\"jobs?limit=20\"",
+        "\"jobs?limit=100\"",
+        "\"stats/history\"",
         "\"alerts?limit=20\"",
         "createElement(\"canvas\")",
     ];

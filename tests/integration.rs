@@ -62,3 +62,4 @@ mod watchman_recovery;
 mod work_caps;
 mod worker_prefetch;
 mod workers_forget;
+mod docker_compose;

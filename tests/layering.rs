@@ -38,6 +38,8 @@ const FLOORS: &[(&str, u32)] = &[
     ("collector", 3),
     ("client", 4),
     ("local", 5),
+    // The examples and manual pages, built from the binary's command tree.
+    ("manual", 5),
     ("main", 6),
 ];
 

@@ -156,7 +156,7 @@ fn one_worker_two_workers_and_local_give_the_same_replicas() {
     assert_eq!(status["job"]["kind"], "particles");
     assert_eq!(
         status["job"]["summary"],
-        "400 discs × 300 steps, 6 replicas, seeds 17..=22"
+        "400 discs × 300 steps, 6 replicas, seeds 17–22"
     );
     let text = grid.cli_ok(&["results", "two"]);
     assert!(text.contains("Collisions: mean"), "{text}");

@@ -378,3 +378,202 @@ fn generate_refuses_impossible_requests() {
         "clap reports bad values with exit code 2"
     );
 }
+
+/// Deterministic pseudo-random bases (a 64-bit LCG), some in lower case.
+fn random_bases(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let base = b"ACGT"[(state >> 33) as usize % 4];
+            if (state >> 40) % 7 == 0 {
+                base.to_ascii_lowercase()
+            } else {
+                base
+            }
+        })
+        .collect()
+}
+
+/// FASTA text of `records`, wrapped at 13 bases so matches cross line breaks.
+fn fasta(records: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut text = Vec::new();
+    for (name, bases) in records {
+        text.extend_from_slice(format!(">{name} description\n").as_bytes());
+        for line in bases.chunks(13) {
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+    }
+    text
+}
+
+/// The forward-strand TSV lines of a case-insensitive search, by a plain loop over every
+/// position: (seqID as shown, line).
+fn naive_lines(shown: &str, bases: &[u8], patterns: &[&str]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for start in 0..bases.len() {
+        for pattern in patterns {
+            let end = start + pattern.len();
+            if end > bases.len() {
+                continue;
+            }
+            let window = &bases[start..end];
+            if window.eq_ignore_ascii_case(pattern.as_bytes()) {
+                lines.push(format!(
+                    "{shown}\t{pattern}\t{pattern}\t+\t{}\t{end}\t{}",
+                    start + 1,
+                    String::from_utf8_lossy(window)
+                ));
+            }
+        }
+    }
+    lines
+}
+
+/// Runs `gridwatch search` with `stdin` fed to standard input; returns stdout, asserting success.
+fn search_with_stdin(args: &[&str], stdin: &[u8]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gridwatch"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gridwatch runs");
+    let mut input = child.stdin.take().expect("stdin");
+    let bytes = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&bytes);
+    });
+    let output = child.wait_with_output().expect("gridwatch ends");
+    feeder.join().expect("stdin written");
+    assert!(
+        output.status.success(),
+        "search {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+#[test]
+fn stdin_and_several_files_are_searched_in_order_with_ambiguous_records_named_by_input() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let patterns = ["ACG", "GGTA"];
+    // chr1 is in both files, so each of its lines must say which file; chrA and chrB are unique.
+    let a_chr1 = random_bases(1, 3000);
+    let a_chr_a = random_bases(2, 1700);
+    let b_chr1 = random_bases(3, 2500);
+    let b_chr_b = random_bases(4, 900);
+    let piped = random_bases(5, 2200);
+    let file_a = write_file(
+        dir.path(),
+        "a.fa",
+        &fasta(&[("chr1", &a_chr1), ("chrA", &a_chr_a)]),
+    );
+    let file_b = write_file(
+        dir.path(),
+        "b.fa",
+        &fasta(&[("chr1", &b_chr1), ("chrB", &b_chr_b)]),
+    );
+    let (a, b) = (
+        file_a.to_str().expect("utf-8"),
+        file_b.to_str().expect("utf-8"),
+    );
+    // Standard input holds a plain sequence: its record takes the name `stdin`.
+    let stdin_plain: Vec<u8> = piped.chunks(50).flat_map(|l| [l, b"\n"].concat()).collect();
+
+    let mut expected: Vec<Vec<String>> = vec![
+        naive_lines(&format!("{a}:chr1"), &a_chr1, &patterns),
+        naive_lines("chrA", &a_chr_a, &patterns),
+        naive_lines("stdin", &piped, &patterns),
+        naive_lines(&format!("{b}:chr1"), &b_chr1, &patterns),
+        naive_lines("chrB", &b_chr_b, &patterns),
+    ];
+    for record in &mut expected {
+        record.sort();
+    }
+    let total: usize = expected.iter().map(Vec::len).sum();
+    assert!(total > 100, "the fixture has matches to compare: {total}");
+
+    for threads in ["1", "3"] {
+        let args = [
+            "search", a, "-", b, "-p", "ACG", "-p", "GGTA", "-i", "-j", threads, "--format", "tsv",
+        ];
+        let tsv = search_with_stdin(&args, &stdin_plain);
+        let mut lines = tsv.lines();
+        assert_eq!(
+            lines.next(),
+            Some("seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched")
+        );
+        // Input by input, record by record: group the printed lines by their seqID in order.
+        let mut printed: Vec<(String, Vec<String>)> = Vec::new();
+        for line in lines {
+            let seq_id = line.split('\t').next().unwrap_or_default().to_string();
+            match printed.last_mut() {
+                Some((last, group)) if *last == seq_id => group.push(line.to_string()),
+                _ => printed.push((seq_id, vec![line.to_string()])),
+            }
+        }
+        let order: Vec<&str> = printed.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                format!("{a}:chr1").as_str(),
+                "chrA",
+                "stdin",
+                format!("{b}:chr1").as_str(),
+                "chrB"
+            ],
+            "-j {threads}: records in input order, each once"
+        );
+        for ((_, mut group), want) in printed.into_iter().zip(&expected) {
+            group.sort();
+            assert_eq!(&group, want, "-j {threads}");
+        }
+
+        let count = search_with_stdin(
+            &[
+                "search", a, "-", b, "-p", "ACG", "-p", "GGTA", "-j", threads,
+            ],
+            &stdin_plain,
+        );
+        assert!(
+            count.ends_with(&format!("total\t\t{total}\n")),
+            "counts add up over the inputs: {count}"
+        );
+    }
+
+    // One file alone keeps its record names bare, as seqkit prints them.
+    let alone = search(&file_a, &["-p", "ACG", "--format", "bed"]);
+    assert!(
+        alone
+            .lines()
+            .all(|l| l.starts_with("chr1\t") || l.starts_with("chrA\t")),
+        "{alone}"
+    );
+}
+
+#[test]
+fn standard_input_given_twice_is_refused_and_the_default_strand_is_documented() {
+    let message = user_error(&["search", "-", "-", "-p", "ACGT"]);
+    assert!(message.contains("standard input"), "{message}");
+    let both = gridwatch(&["search", "-p", "ACGT", "-i", "--case-sensitive", "-"]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "-i contradicts --case-sensitive"
+    );
+    let message = String::from_utf8_lossy(&both.stderr);
+    assert!(message.contains("--case-sensitive"), "{message}");
+    let help = gridwatch(&["search", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Forward by default, unlike `seqkit locate` (both)"),
+        "{help}"
+    );
+    assert!(help.contains("-j, --threads"), "{help}");
+}

@@ -1,9 +1,12 @@
 //! `gridwatch top` as a person sees it: run in a detached tmux session of a fixed size against a
-//! live grid, the screen shows the workers, a job and its status; `q` ends it.
+//! live grid, the screen shows the workers, a job and its status; `q` ends it. At 80 and 160
+//! columns job ids are whole and the keys hint stays; arrows select a job, `c` then `y` cancels
+//! it for real (`gridwatch status` says so) and leaves the others alone.
 
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::grid::Grid as MasterOnly;
 use crate::support::procs::wait_for;
 use crate::support::watchman_grid::{genome, Grid};
 
@@ -118,4 +121,154 @@ fn top_shows_workers_and_a_job_with_its_status_and_q_quits() {
     wait_for("the tmux session to end", Duration::from_secs(10), || {
         (!tmux.alive()).then_some(())
     });
+}
+
+/// Starts `gridwatch top` against `master` in a tmux session `width` columns wide; `done` gets
+/// top's exit code once it ends.
+fn top_in_tmux(master: &str, width: u16, done: &std::path::Path) -> Tmux {
+    let tmux = Tmux {
+        socket: format!("gridwatch-top-{}-{width}", std::process::id()),
+        session: "top".into(),
+    };
+    let command = format!(
+        "{} top --master {master} --interval 300ms; echo $? > {}",
+        env!("CARGO_BIN_EXE_gridwatch"),
+        done.display()
+    );
+    let width = width.to_string();
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        &tmux.session,
+        "-x",
+        &width,
+        "-y",
+        "30",
+        "sh",
+        "-c",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    tmux
+}
+
+/// Submits a Julia job to a grid without workers, so it stays pending; returns its id.
+fn pending_job(grid: &MasterOnly) -> String {
+    let out = grid.cli_ok(&["submit", "julia", "--width", "64", "--json"]);
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("submit --json");
+    reply["job_id"].as_str().expect("a job id").to_string()
+}
+
+fn job_status(grid: &MasterOnly, job: &str) -> String {
+    grid.status(job)["job"]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn select_and_cancel_at(width: u16) {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        crate::support::skip_without("tmux is not installed");
+        return;
+    }
+    let grid = MasterOnly::start(&[]);
+    let jobs = [pending_job(&grid), pending_job(&grid)];
+    let done = grid.path("top.exit");
+    let tmux = top_in_tmux(&grid.addr, width, &done);
+    let send = |key: &str| {
+        let sent = tmux.run(&["send-keys", "-t", &tmux.session, key]);
+        assert!(sent.status.success(), "send {key}");
+    };
+
+    let screen = wait_for("top listing both jobs", Duration::from_secs(30), || {
+        let screen = tmux.screen();
+        jobs.iter()
+            .all(|job| screen.contains(job.as_str()))
+            .then_some(screen)
+    });
+    println!("{width} columns:\n{screen}");
+    assert!(
+        screen.contains("q quit") && screen.contains("c cancel job"),
+        "the keys hint is on screen at {width} columns:\n{screen}"
+    );
+    for job in &jobs {
+        let line = screen.lines().find(|l| l.contains(job.as_str()));
+        assert!(
+            line.is_some_and(|l| l.contains("pending")),
+            "{job} whole with its status at {width} columns:\n{screen}"
+        );
+    }
+
+    // Down moves the selection from the first job to the second.
+    send("Down");
+    let selected = wait_for("the second job selected", Duration::from_secs(10), || {
+        let screen = tmux.screen();
+        let rows: Vec<&str> = screen
+            .lines()
+            .filter(|l| jobs.iter().any(|job| l.contains(job.as_str())))
+            .collect();
+        let marked = rows.iter().position(|row| row.contains("> "))?;
+        (marked == 1).then(|| {
+            jobs.iter()
+                .find(|job| rows[1].contains(job.as_str()))
+                .cloned()
+                .unwrap_or_default()
+        })
+    });
+    let other = jobs
+        .iter()
+        .find(|job| **job != selected)
+        .expect("two jobs")
+        .clone();
+
+    send("c");
+    wait_for("the confirmation question", Duration::from_secs(10), || {
+        tmux.screen()
+            .contains(&format!("cancel job {selected}? y"))
+            .then_some(())
+    });
+    assert_eq!(
+        job_status(&grid, &selected),
+        "pending",
+        "nothing is cancelled before the answer"
+    );
+    send("y");
+    let screen = wait_for(
+        "top saying the job was cancelled",
+        Duration::from_secs(10),
+        || {
+            let screen = tmux.screen();
+            screen
+                .contains(&format!("cancelled job {selected}"))
+                .then_some(screen)
+        },
+    );
+    println!("{screen}");
+    assert_eq!(job_status(&grid, &selected), "cancelled");
+    assert_eq!(
+        job_status(&grid, &other),
+        "pending",
+        "the other job is left alone"
+    );
+
+    send("q");
+    let code = wait_for("top to exit on q", Duration::from_secs(10), || {
+        std::fs::read_to_string(&done).ok()
+    });
+    assert_eq!(code.trim(), "0", "top exits cleanly on q");
+}
+
+#[test]
+fn at_80_columns_ids_are_whole_and_a_selected_job_is_cancelled() {
+    select_and_cancel_at(80);
+}
+
+#[test]
+fn at_160_columns_ids_are_whole_and_a_selected_job_is_cancelled() {
+    select_and_cancel_at(160);
 }

@@ -1,23 +1,31 @@
 //! `gridwatch health`: does a role's address answer the hello? Exit 0 if it welcomes us, 1 if
-//! not; for container healthchecks, where the image has no curl.
+//! not; for container healthchecks, where the image has no curl. A worker listens nowhere, so
+//! `--worker ID` asks the master instead: healthy while its agent reports it alive.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::connect::ClientError;
 use crate::protocol::handshake::{hello, HelloError};
-use crate::protocol::{Connection, Dial, Greeting, Message, Requester, Role, TlsArgs, TokenArgs};
+use crate::protocol::{
+    Connection, Dial, Greeting, LivenessState, Message, Requester, Role, TlsArgs, TokenArgs,
+};
 
 /// How long the whole check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `gridwatch health` flags: exactly one address to check.
+/// `gridwatch health` flags: exactly one thing to check.
 #[derive(Clone, Debug, clap::Args)]
-#[group(required = true, multiple = false, id = "target")]
+#[group(multiple = false, id = "target")]
 pub struct HealthArgs {
-    /// A master's protocol address (HOST:PORT).
+    /// A master's protocol address (HOST:PORT); with --worker, the master to ask (default:
+    /// MASTER_HOST:MASTER_PORT, else 127.0.0.1:5000).
     #[arg(long, group = "target")]
     pub master: Option<String>,
+    /// A worker's id: healthy while the master lists it as active or unstable (its agent
+    /// reports it alive), unhealthy when it is inactive or unknown.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["collector", "agent_socket"])]
+    pub worker: Option<String>,
     /// A collector's address (HOST:PORT).
     #[arg(long, group = "target")]
     pub collector: Option<String>,
@@ -37,6 +45,17 @@ pub struct HealthArgs {
 
 /// Greets the chosen address; `Ok` once it answers `welcome`.
 pub async fn health(args: HealthArgs) -> Result<(), ClientError> {
+    if args.master.is_none()
+        && args.collector.is_none()
+        && args.agent_socket.is_none()
+        && args.worker.is_none()
+    {
+        return Err(ClientError::Usage(
+            "name what to check: --master HOST:PORT, --collector HOST:PORT, --agent-socket PATH \
+             or --worker ID"
+                .into(),
+        ));
+    }
     let token = args.auth.resolve()?;
     let greeting = Greeting::new(Role::Client).with_token(token);
     let checked = tokio::time::timeout(CHECK_TIMEOUT, check(&args, &greeting)).await;
@@ -60,6 +79,9 @@ pub async fn health(args: HealthArgs) -> Result<(), ClientError> {
 }
 
 fn describe(args: &HealthArgs) -> String {
+    if let Some(worker) = &args.worker {
+        return format!("worker {worker} (asked {})", master_address(args));
+    }
     match (&args.master, &args.collector, &args.agent_socket) {
         (Some(master), _, _) => format!("master {master}"),
         (_, Some(collector), _) => format!("collector {collector}"),
@@ -68,8 +90,50 @@ fn describe(args: &HealthArgs) -> String {
     }
 }
 
+fn master_address(args: &HealthArgs) -> String {
+    args.master
+        .clone()
+        .unwrap_or_else(crate::protocol::default_master_address)
+}
+
+/// Asks the master how the worker's agent last saw it.
+async fn check_worker(
+    args: &HealthArgs,
+    worker: &str,
+    greeting: &Greeting,
+    dial: &Dial,
+) -> Result<(), String> {
+    let mut master = Requester::connect(&master_address(args), greeting, dial)
+        .await
+        .map_err(|err| err.to_string())?;
+    let workers = match master.request(&Message::ListWorkers).await {
+        Ok(Message::Workers { workers }) => workers,
+        Ok(other) => return Err(format!("unexpected reply from the master: {other:?}")),
+        Err(err) => return Err(err.to_string()),
+    };
+    match workers.iter().find(|view| view.worker_id == worker) {
+        Some(view) if view.state != LivenessState::Inactive => Ok(()),
+        Some(view) => Err(format!(
+            "inactive (status {}): its agent has not seen it alive lately",
+            view.status.as_str()
+        )),
+        None => Err("the master knows no such worker (no agent reports it)".into()),
+    }
+}
+
 async fn check(args: &HealthArgs, greeting: &Greeting) -> (String, Result<(), String>) {
     let what = describe(args);
+    if let Some(worker) = &args.worker {
+        let dial = match args.tls.client() {
+            Ok(tls) => Dial {
+                read_timeout: Some(CHECK_TIMEOUT),
+                tls,
+                ..Dial::default()
+            },
+            Err(err) => return (what, Err(err.to_string())),
+        };
+        return (what, check_worker(args, worker, greeting, &dial).await);
+    }
     let outcome = match (&args.master, &args.collector, &args.agent_socket) {
         (Some(address), _, _) | (_, Some(address), _) => {
             let tls = match args.tls.client() {

@@ -1,17 +1,19 @@
-//! `gridwatch search FILE --pattern P …`: the kernel on all local cores, no servers.
+//! `gridwatch search FILE… --pattern P …`: the kernel on all local cores, no servers.
 //!
-//! Parse arguments → read patterns → [`search_reader`] → [`SearchReport`] → printer. Every error a
-//! user can cause (missing file, empty or binary input, bad pattern) is one line naming the input.
+//! Parse arguments → read patterns → [`search_reader`] per input (a file, or `-` for standard
+//! input) → one [`SearchReport`] → printer. Every error a user can cause (missing file, empty or
+//! binary input, bad pattern) is one line naming the input.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::client::tool_error::{ignore_broken_pipe, ToolError};
 use crate::jobs::search::printer::{write_report, OutputFormat, ReportHit, SearchReport};
 use crate::search::{
-    search_reader, MismatchKernel, ParallelError, ParallelOptions, Pattern, PatternSet,
-    SearchOptions, SearchOutcome, StrandMode,
+    search_reader, MismatchKernel, ParallelError, ParallelOptions, Pattern, PatternSet, RecordInfo,
+    SearchOptions, SearchOutcome, StrandCounts, StrandMode,
 };
 
 /// Which strands to search, as typed on the command line.
@@ -36,11 +38,18 @@ pub enum KernelArg {
     Seeds,
 }
 
+/// The name `-` (standard input) goes by in errors, record names and a plain sequence's record.
+const STDIN_NAME: &str = "stdin";
+
 /// Arguments of `gridwatch search`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SearchArgs {
-    /// FASTA (one or many records, any line width, \n or \r\n) or plain sequence; gzip is detected.
-    pub file: PathBuf,
+    /// FASTA (one or many records, any line width, \n or \r\n) or plain sequence; gzip is
+    /// detected. `-` reads standard input. With several inputs, matches are listed input by
+    /// input in the order given, then record by record; a record name found in more than one
+    /// input is printed as INPUT:NAME (`stdin:NAME` for `-`) so every line says where it is.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     /// A pattern: A C G T (U) and IUPAC codes (N R Y S W K M B D H V). Repeat for several.
     #[arg(short, long = "pattern", value_name = "SEQ")]
     pub patterns: Vec<String>,
@@ -58,12 +67,16 @@ pub struct SearchArgs {
     /// result is the same): auto, bits or seeds.
     #[arg(long, hide = true, value_enum, default_value_t = KernelArg::Auto)]
     pub mismatch_kernel: KernelArg,
-    /// Strands to search.
+    /// Strands to search. Forward by default, unlike `seqkit locate` (both): a count then means
+    /// the pattern as written, the same on the grid and here; `--strand both` gives seqkit's.
     #[arg(long, value_enum, default_value_t = StrandArg::Forward)]
     pub strand: StrandArg,
     /// Lower-case bases match only lower-case pattern letters (default: case-insensitive).
     #[arg(long)]
     pub case_sensitive: bool,
+    /// Case-insensitive matching: already the default, accepted as seqkit's `-i`.
+    #[arg(short = 'i', long, conflicts_with = "case_sensitive")]
+    pub ignore_case: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Count)]
     pub format: OutputFormat,
@@ -71,7 +84,7 @@ pub struct SearchArgs {
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
     /// Worker threads (default: all cores).
-    #[arg(long, env = "GRIDWATCH_THREADS")]
+    #[arg(short = 'j', long, env = "GRIDWATCH_THREADS")]
     pub threads: Option<usize>,
 }
 
@@ -104,26 +117,110 @@ pub fn run(args: &SearchArgs) -> Result<(), ToolError> {
     if let Some(threads) = args.threads {
         parallel.threads = threads.max(1);
     }
-    let outcome = search_file(&args.file, &set, &mut parallel)?;
+    let outcome = search_inputs(&args.files, &set, &mut parallel)?;
     let report = build_report(&set, outcome);
     let stdout = io::stdout().lock();
     ignore_broken_pipe(write_report(format, &report, stdout))?;
     Ok(())
 }
 
-/// Searches one file; errors name the file.
-pub fn search_file(
+/// Searches every input in order (`-` is standard input, allowed once) as one outcome: records
+/// and hits of each input follow the previous input's, counts add up. A record name that occurs
+/// in more than one input is prefixed with its input's name, so no output line is ambiguous.
+pub fn search_inputs(
+    paths: &[PathBuf],
+    set: &PatternSet,
+    options: &mut ParallelOptions,
+) -> Result<SearchOutcome, ToolError> {
+    if paths.iter().filter(|path| is_stdin(path)).count() > 1 {
+        return Err(ToolError::Usage(
+            "standard input (-) given more than once: it can be read only once".into(),
+        ));
+    }
+    let mut merged = SearchOutcome {
+        counts: vec![StrandCounts::default(); set.patterns().len()],
+        ..SearchOutcome::default()
+    };
+    // Per input: its shown name and the range of its records in `merged.records`.
+    let mut spans: Vec<(String, std::ops::Range<usize>)> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let outcome = search_input(path, set, options)?;
+        let first = merged.records.len();
+        let offset = u32::try_from(first)
+            .map_err(|_| ToolError::Usage(format!("{}: too many records", shown_name(path))))?;
+        merged
+            .hits
+            .extend(outcome.hits.into_iter().map(|mut located| {
+                located.record += offset;
+                located
+            }));
+        merged.records.extend(outcome.records);
+        for (total, counts) in merged.counts.iter_mut().zip(&outcome.counts) {
+            total.forward += counts.forward;
+            total.reverse += counts.reverse;
+        }
+        merged.bytes_read += outcome.bytes_read;
+        spans.push((shown_name(path), first..merged.records.len()));
+    }
+    name_ambiguous_records(&mut merged.records, &spans);
+    Ok(merged)
+}
+
+/// Prefixes `INPUT:` to every record whose name occurs in more than one input.
+fn name_ambiguous_records(records: &mut [RecordInfo], spans: &[(String, std::ops::Range<usize>)]) {
+    let mut inputs_per_name: HashMap<String, usize> = HashMap::new();
+    for (_, span) in spans {
+        let mut names: Vec<&str> = records[span.clone()]
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            *inputs_per_name.entry(name.to_string()).or_default() += 1;
+        }
+    }
+    for (input, span) in spans {
+        for record in &mut records[span.clone()] {
+            if inputs_per_name.get(&record.name).is_some_and(|&n| n > 1) {
+                record.name = format!("{input}:{}", record.name);
+            }
+        }
+    }
+}
+
+fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// How an input is named in errors and prefixed records.
+fn shown_name(path: &Path) -> String {
+    if is_stdin(path) {
+        STDIN_NAME.to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Searches one input; errors name it.
+fn search_input(
     path: &Path,
     set: &PatternSet,
     options: &mut ParallelOptions,
 ) -> Result<SearchOutcome, ToolError> {
-    let shown = path.display();
-    let file =
-        File::open(path).map_err(|e| ToolError::Usage(format!("{shown}: cannot open: {e}")))?;
-    if let Some(name) = path.file_name() {
-        options.plain_name = name.to_string_lossy().into_owned();
-    }
-    search_reader(file, set, options, &mut |_| {}).map_err(|error| match error {
+    let shown = shown_name(path);
+    let reader: Box<dyn Read> = if is_stdin(path) {
+        options.plain_name = STDIN_NAME.to_string();
+        Box::new(io::stdin().lock())
+    } else {
+        let file =
+            File::open(path).map_err(|e| ToolError::Usage(format!("{shown}: cannot open: {e}")))?;
+        if let Some(name) = path.file_name() {
+            options.plain_name = name.to_string_lossy().into_owned();
+        }
+        Box::new(file)
+    };
+    search_reader(reader, set, options, &mut |_| {}).map_err(|error| match error {
         ParallelError::Input(input) => ToolError::Usage(format!("{shown}: {input}")),
         ParallelError::Io(io) => ToolError::Usage(format!("{shown}: cannot read: {io}")),
     })

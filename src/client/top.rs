@@ -1,14 +1,16 @@
 //! `gridwatch top`: a live terminal view of the grid (workers, jobs, latest alerts), redrawn in
 //! place every `--interval`; `q` or Esc quits. It asks the master the same questions as
 //! `gridwatch workers`, `jobs` and `alerts`, over one connection kept open between refreshes.
+//! As in `celery events`, the arrow keys select a job and `c` cancels it once `y` confirms.
+//! Below 120 columns the tables drop their least useful columns so ids are never cut.
 
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style};
-use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
@@ -55,6 +57,52 @@ struct View {
 /// Alerts shown at the bottom.
 const ALERTS: u32 = 8;
 
+/// Narrower terminals than this get the short tables (80 columns is the classic minimum).
+const WIDE_COLUMNS: u16 = 120;
+
+/// The keys, always on the bottom line, before anything else is said there.
+const KEYS_HINT: &str = "q quit  \u{2191}\u{2193} select  c cancel job";
+
+/// What the keyboard has chosen: the selected job (by id, so a refresh that reorders the list
+/// keeps it), a cancel waiting for `y`, and what the last cancel did.
+#[derive(Default)]
+struct Selection {
+    job_id: Option<String>,
+    confirming: Option<String>,
+    notice: Option<(String, Color)>,
+}
+
+impl Selection {
+    /// The selected job's row, falling back to the first job when it has gone.
+    fn row(&self, jobs: &[JobView]) -> Option<usize> {
+        if jobs.is_empty() {
+            return None;
+        }
+        let found = self
+            .job_id
+            .as_ref()
+            .and_then(|id| jobs.iter().position(|job| &job.job_id == id));
+        Some(found.unwrap_or(0))
+    }
+
+    /// Moves the selection `step` rows (negative: up), staying inside the list.
+    fn step(&mut self, jobs: &[JobView], step: isize) {
+        let Some(row) = self.row(jobs) else { return };
+        let last = jobs.len() - 1;
+        let next = row.saturating_add_signed(step).min(last);
+        self.job_id = Some(jobs[next].job_id.clone());
+    }
+}
+
+/// What a key press asks for.
+enum KeyAction {
+    Quit,
+    Redraw,
+    /// The user confirmed cancelling this job.
+    Cancel(String),
+    Nothing,
+}
+
 /// Runs the live view until `q`.
 pub async fn top(args: TopArgs) -> Result<(), ClientError> {
     // Fail before taking over the terminal when the master cannot be reached at all.
@@ -72,29 +120,110 @@ async fn run(
 ) -> Result<(), ClientError> {
     let address = args.master.address();
     let mut view = View::default();
+    let mut selection = Selection::default();
     loop {
         refresh(args, client, &mut view).await;
-        terminal.draw(|frame| draw(frame, &address, &view))?;
+        terminal.draw(|frame| draw(frame, &address, &view, &selection))?;
         let next = Instant::now() + args.interval;
         while let Some(left) = next.checked_duration_since(Instant::now()) {
             let slice = left.min(Duration::from_millis(50));
             if !tokio::task::block_in_place(|| event::poll(slice))? {
                 continue;
             }
-            match tokio::task::block_in_place(event::read)? {
+            let action = match tokio::task::block_in_place(event::read)? {
                 Event::Key(key) if key.kind == KeyEventKind::Press => {
-                    let ctrl_c = key.code == KeyCode::Char('c')
-                        && key.modifiers.contains(KeyModifiers::CONTROL);
-                    if matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c {
-                        return Ok(());
-                    }
+                    on_key(key.code, key.modifiers, &view.jobs, &mut selection)
                 }
-                Event::Resize(..) => {
-                    terminal.draw(|frame| draw(frame, &address, &view))?;
+                Event::Resize(..) => KeyAction::Redraw,
+                _ => KeyAction::Nothing,
+            };
+            match action {
+                KeyAction::Quit => return Ok(()),
+                KeyAction::Redraw => {}
+                KeyAction::Nothing => continue,
+                KeyAction::Cancel(job_id) => {
+                    selection.notice = Some(cancel(client, &job_id).await);
+                    // Show the job's new status now rather than at the next refresh.
+                    break;
                 }
-                _ => {}
             }
+            terminal.draw(|frame| draw(frame, &address, &view, &selection))?;
         }
+    }
+}
+
+/// Applies one key press to the selection; says what the loop must do.
+fn on_key(
+    code: KeyCode,
+    modifiers: KeyModifiers,
+    jobs: &[JobView],
+    selection: &mut Selection,
+) -> KeyAction {
+    if code == KeyCode::Char('c') && modifiers.contains(KeyModifiers::CONTROL) {
+        return KeyAction::Quit;
+    }
+    if let Some(job_id) = selection.confirming.take() {
+        if matches!(code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+            return KeyAction::Cancel(job_id);
+        }
+        selection.notice = Some((format!("job {job_id} not cancelled"), Color::DarkGray));
+        return KeyAction::Redraw;
+    }
+    match code {
+        KeyCode::Char('q') | KeyCode::Esc => KeyAction::Quit,
+        KeyCode::Up | KeyCode::Char('k') => {
+            selection.step(jobs, -1);
+            KeyAction::Redraw
+        }
+        KeyCode::Down | KeyCode::Char('j') => {
+            selection.step(jobs, 1);
+            KeyAction::Redraw
+        }
+        KeyCode::Char('c') => {
+            let Some(job) = selection.row(jobs).map(|row| &jobs[row]) else {
+                selection.notice = Some(("no job to cancel".into(), Color::DarkGray));
+                return KeyAction::Redraw;
+            };
+            if job.status.is_finished() {
+                selection.notice = Some((
+                    format!("job {} is already {}", job.job_id, job.status.as_str()),
+                    Color::DarkGray,
+                ));
+            } else {
+                selection.job_id = Some(job.job_id.clone());
+                selection.confirming = Some(job.job_id.clone());
+                selection.notice = None;
+            }
+            KeyAction::Redraw
+        }
+        _ => KeyAction::Nothing,
+    }
+}
+
+/// Asks the master to cancel a job; returns the line to show and its colour.
+async fn cancel(client: &mut Option<MasterClient>, job_id: &str) -> (String, Color) {
+    let Some(connected) = client.as_mut() else {
+        return (
+            format!("job {job_id} not cancelled: not connected to the master"),
+            Color::Red,
+        );
+    };
+    let message = Message::Cancel {
+        job_id: job_id.to_string(),
+    };
+    match connected.request(&message).await {
+        Ok(Message::Cancelled { removed_tasks, .. }) => (
+            format!(
+                "cancelled job {job_id} ({})",
+                super::count_of(removed_tasks.into(), "queued task")
+            ),
+            Color::Green,
+        ),
+        Ok(other) => (
+            format!("job {job_id} not cancelled: {}", unexpected(&other)),
+            Color::Red,
+        ),
+        Err(err) => (format!("job {job_id} not cancelled: {err}"), Color::Red),
     }
 }
 
@@ -149,20 +278,56 @@ async fn read_grid(client: &mut MasterClient) -> Result<Grid, ClientError> {
     Ok((workers, jobs, alerts))
 }
 
-fn draw(frame: &mut Frame, address: &str, view: &View) {
+fn draw(frame: &mut Frame, address: &str, view: &View, selection: &Selection) {
     let workers_height = view.workers.len().max(1) as u16 + 3;
     let alerts_height = view.alerts.len().max(1) as u16 + 3;
-    let [header, workers, jobs, alerts] = Layout::vertical([
+    let [header, workers, jobs, alerts, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(workers_height),
         Constraint::Min(4),
         Constraint::Length(alerts_height),
+        Constraint::Length(2),
     ])
     .areas(frame.area());
+    let narrow = frame.area().width < WIDE_COLUMNS;
     frame.render_widget(header_line(address, view), header);
-    frame.render_widget(workers_table(&view.workers), workers);
-    frame.render_widget(jobs_table(&view.jobs), jobs);
+    frame.render_widget(workers_table(&view.workers, narrow), workers);
+    let mut state = TableState::default().with_selected(selection.row(&view.jobs));
+    frame.render_stateful_widget(jobs_table(&view.jobs, narrow), jobs, &mut state);
     frame.render_widget(alerts_table(&view.alerts), alerts);
+    frame.render_widget(footer_line(selection), footer);
+}
+
+/// The cancel question or what the last cancel did, then the keys on a line of their own, so
+/// neither pushes the other off an 80-column screen.
+fn footer_line(selection: &Selection) -> Paragraph<'static> {
+    let hint = Span::styled(KEYS_HINT, Style::default().add_modifier(Modifier::BOLD));
+    let said = match (&selection.confirming, &selection.notice) {
+        (Some(job_id), _) => Span::styled(
+            format!("cancel job {job_id}? y: yes, any other key: no"),
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
+        ),
+        (None, Some((notice, color))) => Span::styled(notice.clone(), Style::default().fg(*color)),
+        (None, None) => Span::raw(""),
+    };
+    Paragraph::new(vec![Line::from(said), Line::from(hint)])
+}
+
+/// Keeps the cells of `columns`, in that order.
+fn pick<T: Clone>(cells: &[T], columns: &[usize]) -> Vec<T> {
+    columns
+        .iter()
+        .filter_map(|&column| cells.get(column).cloned())
+        .collect()
+}
+
+/// Width of an id column: its longest id (or header), so no id is cut.
+fn id_width<'a>(header: &str, ids: impl Iterator<Item = &'a str>) -> u16 {
+    let longest = ids.map(|id| id.chars().count()).max().unwrap_or(0);
+    // At least as wide as "none yet", the empty table's row.
+    u16::try_from(longest.max(header.len()).max(8)).unwrap_or(u16::MAX)
 }
 
 fn header_line(address: &str, view: &View) -> Paragraph<'static> {
@@ -187,7 +352,6 @@ fn header_line(address: &str, view: &View) -> Paragraph<'static> {
         }
         None => Style::default().add_modifier(Modifier::BOLD),
     };
-    text.push_str("  (q quits)");
     Paragraph::new(Line::styled(text, style))
 }
 
@@ -204,7 +368,15 @@ fn or_dash(value: Option<f64>, digits: usize) -> String {
     value.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
 }
 
-fn workers_table(workers: &[WorkerView]) -> Table<'static> {
+/// Worker columns kept below [`WIDE_COLUMNS`]: the host memory and the process RSS go.
+const NARROW_WORKER_COLUMNS: [usize; 7] = [0, 1, 2, 3, 4, 6, 8];
+
+fn workers_table(workers: &[WorkerView], narrow: bool) -> Table<'static> {
+    let columns: Vec<usize> = if narrow {
+        NARROW_WORKER_COLUMNS.to_vec()
+    } else {
+        (0..9).collect()
+    };
     let mut rows: Vec<Row> = workers
         .iter()
         .map(|w| {
@@ -217,24 +389,30 @@ fn workers_table(workers: &[WorkerView]) -> Table<'static> {
             // A worker no agent watches has no figures: dashes, not zeros.
             let report = (w.state != LivenessState::NoAgent).then_some(&w.latest);
             let figure = |value: Option<f64>| or_dash(value, 1);
-            Row::new(vec![
-                Cell::from(w.worker_id.clone()),
-                Cell::from(state).style(Style::default().fg(color)),
-                Cell::from(report.map_or("-", |r| r.status.as_str())),
-                Cell::from(report.map_or("-".into(), |_| w.tasks_done.to_string())),
-                Cell::from(figure(report.and_then(|r| r.process_cpu_percent))),
-                Cell::from(figure(report.and_then(|r| r.process_rss_mb))),
-                Cell::from(figure(report.map(|r| r.cpu_percent))),
-                Cell::from(figure(report.map(|r| r.memory_percent))),
-                Cell::from(w.current_task.clone().unwrap_or_default()),
-            ])
+            Row::new(pick(
+                &[
+                    Cell::from(w.worker_id.clone()),
+                    Cell::from(state).style(Style::default().fg(color)),
+                    Cell::from(report.map_or("-", |r| r.status.as_str())),
+                    Cell::from(report.map_or("-".into(), |_| w.tasks_done.to_string())),
+                    Cell::from(figure(report.and_then(|r| r.process_cpu_percent))),
+                    Cell::from(figure(report.and_then(|r| r.process_rss_mb))),
+                    Cell::from(figure(report.map(|r| r.cpu_percent))),
+                    Cell::from(figure(report.map(|r| r.memory_percent))),
+                    Cell::from(w.current_task.clone().unwrap_or_default()),
+                ],
+                &columns,
+            ))
         })
         .collect();
     if rows.is_empty() {
         rows.push(empty_row("none yet"));
     }
     let widths = [
-        Constraint::Length(14),
+        Constraint::Length(id_width(
+            "WORKER",
+            workers.iter().map(|w| w.worker_id.as_str()),
+        )),
         Constraint::Length(9),
         Constraint::Length(8),
         Constraint::Length(6),
@@ -244,18 +422,21 @@ fn workers_table(workers: &[WorkerView]) -> Table<'static> {
         Constraint::Length(9),
         Constraint::Min(10),
     ];
-    Table::new(rows, widths)
-        .header(bold_header(&[
-            "WORKER",
-            "STATE",
-            "STATUS",
-            "TASKS",
-            "PROC CPU%",
-            "RSS MiB",
-            "HOST CPU%",
-            "HOST MEM%",
-            "CURRENT TASK",
-        ]))
+    Table::new(rows, pick(&widths, &columns))
+        .header(bold_header(&pick(
+            &[
+                "WORKER",
+                "STATE",
+                "STATUS",
+                "TASKS",
+                "PROC CPU%",
+                "RSS MiB",
+                "HOST CPU%",
+                "HOST MEM%",
+                "CURRENT TASK",
+            ],
+            &columns,
+        )))
         .block(Block::default().borders(Borders::ALL).title(" Workers "))
 }
 
@@ -268,7 +449,16 @@ fn status_color(status: JobStatus) -> Color {
     }
 }
 
-fn jobs_table(jobs: &[JobView]) -> Table<'static> {
+/// Job columns kept below [`WIDE_COLUMNS`]: the percentage alone stands for the bar, and the
+/// chunks and error columns go (`gridwatch status` has them).
+const NARROW_JOB_COLUMNS: [usize; 5] = [0, 1, 2, 7, 5];
+
+fn jobs_table(jobs: &[JobView], narrow: bool) -> Table<'static> {
+    let columns: Vec<usize> = if narrow {
+        NARROW_JOB_COLUMNS.to_vec()
+    } else {
+        (0..7).collect()
+    };
     let mut rows: Vec<Row> = jobs
         .iter()
         .map(|job| {
@@ -279,42 +469,52 @@ fn jobs_table(jobs: &[JobView]) -> Table<'static> {
                 "#".repeat(filled),
                 ".".repeat(10 - filled)
             );
-            Row::new(vec![
-                Cell::from(job.job_id.clone()),
-                Cell::from(job.kind.clone()),
-                Cell::from(job.status.as_str())
-                    .style(Style::default().fg(status_color(job.status))),
-                Cell::from(bar),
-                Cell::from(format!(
-                    "{}/{}",
-                    job.progress.processed_chunks, job.progress.total_chunks
-                )),
-                Cell::from(super::query::counted(job)),
-                Cell::from(job.error.clone().unwrap_or_default()),
-            ])
+            Row::new(pick(
+                &[
+                    Cell::from(job.job_id.clone()),
+                    Cell::from(job.kind.clone()),
+                    Cell::from(job.status.as_str())
+                        .style(Style::default().fg(status_color(job.status))),
+                    Cell::from(bar),
+                    Cell::from(format!(
+                        "{}/{}",
+                        job.progress.processed_chunks, job.progress.total_chunks
+                    )),
+                    Cell::from(super::query::counted(job)),
+                    Cell::from(job.error.clone().unwrap_or_default()),
+                    Cell::from(format!("{percent:>3.0}%")),
+                ],
+                &columns,
+            ))
         })
         .collect();
     if rows.is_empty() {
         rows.push(empty_row("no jobs"));
     }
     let widths = [
-        Constraint::Length(36),
+        Constraint::Length(id_width("JOB", jobs.iter().map(|job| job.job_id.as_str()))),
         Constraint::Length(9),
         Constraint::Length(10),
         Constraint::Length(18),
         Constraint::Length(11),
         Constraint::Length(20),
         Constraint::Min(10),
+        Constraint::Length(4),
     ];
-    Table::new(rows, widths)
-        .header(bold_header(&[
-            "JOB", "KIND", "STATUS", "PROGRESS", "CHUNKS", "COUNT", "ERROR",
-        ]))
+    Table::new(rows, pick(&widths, &columns))
+        .header(bold_header(&pick(
+            &[
+                "JOB", "KIND", "STATUS", "PROGRESS", "CHUNKS", "COUNT", "ERROR", "DONE",
+            ],
+            &columns,
+        )))
         .block(
             Block::default()
                 .borders(Borders::ALL)
                 .title(" Jobs (newest first) "),
         )
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("> ")
 }
 
 fn alerts_table(alerts: &[Alert]) -> Table<'static> {

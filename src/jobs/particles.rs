@@ -538,7 +538,7 @@ impl JobKind for ParticlesKind {
         let seeds = match spec.replicas {
             1 => format!("seed {}", p.seed),
             r => format!(
-                "{r} replicas, seeds {}..={}",
+                "{r} replicas, seeds {}–{}",
                 p.seed,
                 spec.replica(r - 1).seed
             ),

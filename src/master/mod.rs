@@ -203,6 +203,7 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
             )),
             renders: Arc::new(tokio::sync::Semaphore::new(http_limits.max_renders)),
             max_renders: http_limits.max_renders,
+            history: Default::default(),
         };
         let stopping = stopped(stop.clone());
         tokio::spawn(http::run(listener, http_state, http_limits, stopping))

@@ -105,6 +105,7 @@ pub async fn job(
         .await?
         .ok_or_else(|| ApiError::NoSuchJob(id.clone()))?;
     let spec = record.spec.clone();
+    let formats = crate::jobs::kind(&record.kind).map_or(&[][..], |kind| kind.formats());
     let result = super::results::summary(&state, &record).await?;
     let tasks: Vec<TaskRecord> = store
         .result_headers_in(&id, offset..offset.saturating_add(limit))
@@ -116,6 +117,7 @@ pub async fn job(
     Ok(Json(json!({
         "job": view,
         "spec": spec,
+        "formats": formats,
         "result": result,
         "tasks": tasks,
         "tasks_page": { "offset": offset, "limit": limit },

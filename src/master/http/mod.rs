@@ -5,6 +5,7 @@
 mod api;
 mod forget;
 mod guard;
+mod history;
 mod job_page;
 mod jobs_write;
 mod metrics;
@@ -52,6 +53,8 @@ pub struct HttpState {
     pub renders: Arc<Semaphore>,
     /// How many permits `renders` has.
     pub max_renders: usize,
+    /// The grid's recent progress, sampled while the HTTP side runs.
+    pub history: Arc<history::History>,
 }
 
 /// Why an API request failed; rendered as `{"error": "..."}` with a fitting status code.
@@ -129,6 +132,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/stats/performance", get(performance::all))
         .route("/alerts", get(api::alerts))
         .route("/stats", get(api::stats))
+        .route("/stats/history", get(history::handler))
         .route("/metrics", get(metrics::handler))
         .merge(operator_routes())
         .fallback(not_found)
@@ -157,7 +161,7 @@ async fn dashboard() -> Html<&'static str> {
 
 async fn not_found(uri: Uri) -> Response {
     let message = format!(
-        "no such endpoint: {}; try /, /health, /jobs, /jobs/ID, /jobs/ID/image.png, /workers, /alerts, /stats, /metrics or POST /workers/ID/forget",
+        "no such endpoint: {}; try /, /health, /jobs, /jobs/ID, /jobs/ID/image.png, /workers, /alerts, /stats, /stats/history, /metrics or POST /workers/ID/forget",
         uri.path()
     );
     json_error(StatusCode::NOT_FOUND, message)
@@ -181,7 +185,11 @@ pub async fn run(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    serve::serve(listener, router(state), limits, shutdown).await
+    let sampler = history::sample(state.clone());
+    tokio::select! {
+        () = serve::serve(listener, router(state), limits, shutdown) => {}
+        () = sampler => {}
+    }
 }
 
 /// Content type of the Prometheus text exposition format, version 0.0.4.
