@@ -331,6 +331,18 @@ impl Queue for MeteredQueue {
         Ok(count)
     }
 
+    async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
+        self.inner.hold_worker_id(worker, holder).await
+    }
+    async fn release_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
+        self.inner.release_worker_id(worker, holder).await
+    }
+    async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
+        let count = self.inner.release_unheld(worker, held).await?;
+        self.counters.reclaimed(count, None, None);
+        Ok(count)
+    }
+
     async fn reclaim_expired(&self) -> BackendResult<usize> {
         let count = self.inner.reclaim_expired().await?;
         let before = Instant::now().checked_sub(self.visibility_timeout);

@@ -465,6 +465,18 @@ pub enum Message {
         #[serde(flatten)]
         outcome: NackReply,
     },
+    /// A worker back after a lost connection names every lease it holds; the master returns
+    /// to the queue whatever else is leased under the worker's id (tasks whose lease reply was
+    /// lost with the connection).
+    ReleaseUnheld {
+        /// Tokens of the leases the worker has in hand.
+        held: Vec<String>,
+    },
+    /// Answer to `release_unheld`.
+    ReleasedUnheld {
+        /// How many leases went back to the queue.
+        released: u64,
+    },
     /// A request failed; for frame-level errors the connection closes after this.
     Error {
         /// Machine-readable reason.

@@ -6,6 +6,7 @@ pub mod http;
 pub mod iupac;
 pub mod julia;
 pub mod procs;
+pub mod proxy;
 pub mod raw;
 pub mod redis;
 pub mod watchman_grid;

@@ -1,0 +1,160 @@
+//! A worker whose link is cut while it leases (the backend hands it tasks whose reply never
+//! arrives) and that then reconnects returns every task the backend counts as its own but it
+//! does not hold: nothing waits for the lease timeout. Run on Redis (the worker reads Redis
+//! directly) and on the embedded backend (the worker leases through the master), each with a
+//! real cut of the worker's link through a proxy, a second worker beside it, and the lease
+//! timeout far above the time the job may take.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid};
+use common::proxy::CuttableProxy;
+use common::redis::RedisServer;
+use common::{poll_until, Proc};
+
+/// The lease timeout: a task lost with the link would hold the job up this long.
+const LEASE_TIMEOUT_SECS: &str = "120";
+/// How long a step may take on a loaded machine.
+const GENEROUS: Duration = Duration::from_secs(60);
+
+/// Starts worker `id` with `flags`, logging to the grid's directory.
+fn start_worker(grid: &Grid, id: &str, flags: &[String]) -> Proc {
+    let mut args: Vec<String> = ["worker", "--id", id, "--threads", "2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(flags.iter().cloned());
+    Proc::spawn(id, &args, &grid.path(&format!("{id}.log")))
+}
+
+fn processed(grid: &Grid, job: &str) -> Option<u64> {
+    let output = grid.cli(&["status", job, "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    status["job"]["progress"]["processed_chunks"].as_u64()
+}
+
+/// Tasks the worker logged it returned after reconnecting.
+fn returned_tasks(log: &str) -> u64 {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| {
+            line["fields"]["message"]
+                == "returned tasks leased under this id that never reached this worker"
+        })
+        .filter_map(|line| line["fields"]["tasks"].as_u64())
+        .sum()
+}
+
+/// Runs a job on `cut` (its link through `proxy`) and `steady`, cuts `cut`'s link until a
+/// lease reply (a task's bytes) is lost in it, restores the link, and checks the job ends
+/// exact long before the lease timeout.
+fn a_cut_worker_returns_the_tasks_it_never_received(
+    grid: &Grid,
+    proxy: &CuttableProxy,
+    cut_flags: &[String],
+    steady_flags: &[String],
+) {
+    let _steady = start_worker(grid, "steady", steady_flags);
+    let cut = start_worker(grid, "cut", cut_flags);
+    let cut_log = || std::fs::read_to_string(grid.path("cut.log")).unwrap_or_default();
+    poll_until(GENEROUS, "the cut worker to start", || {
+        cut_log().contains("worker started").then_some(())
+    });
+    let records = vec![("chr1".to_string(), Bases::new(41).take(1_500_000))];
+    let fasta = grid.path("genome.fa");
+    write_fasta(&fasta, &records, 60, "\n");
+    let fasta = fasta.display().to_string();
+    grid.cli_ok(&[
+        "submit",
+        &fasta,
+        "-p",
+        "ACGTA",
+        "--chunk-size",
+        "2000",
+        "--job-id",
+        "cut-job",
+    ]);
+    poll_until(GENEROUS, "the job under way", || {
+        (processed(grid, "cut-job")? > 20).then_some(())
+    });
+
+    proxy.cut();
+    // A lost lease reply carries its task's 2000 bases; acks and extensions are far smaller.
+    poll_until(GENEROUS, "a lease reply lost in the cut", || {
+        (proxy.dropped_reply_bytes() > 1500).then_some(())
+    });
+    proxy.restore();
+    let restored = Instant::now();
+
+    let status = grid.wait_finished("cut-job", GENEROUS * 2);
+    let took = restored.elapsed();
+    println!(
+        "job finished {:.1} s after the link came back",
+        took.as_secs_f64()
+    );
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    let lease_timeout = Duration::from_secs(LEASE_TIMEOUT_SECS.parse().expect("seconds"));
+    assert!(
+        took < lease_timeout / 2,
+        "a task waited for the lease timeout: {took:?}"
+    );
+    let log = cut_log();
+    assert!(
+        returned_tasks(&log) > 0,
+        "the cut worker returned no task it never received:\n{log}"
+    );
+    let out = grid.cli_ok(&["results", "cut-job"]);
+    assert_eq!(
+        parse_total(&out),
+        naive_hits(&records, "ACGTA", false).len() as u64,
+        "the job's count"
+    );
+    drop(cut);
+}
+
+#[test]
+fn a_worker_reading_redis_returns_the_tasks_lost_in_a_cut_when_it_reconnects() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let grid = Grid::start(&[
+        "--backend",
+        &url,
+        "--visibility-timeout",
+        LEASE_TIMEOUT_SECS,
+    ]);
+    let proxy = CuttableProxy::start(&format!("127.0.0.1:{}", redis.port()));
+    let through_proxy = format!("redis://127.0.0.1:{}/0", proxy.port());
+    let flags = |backend: &str| -> Vec<String> {
+        ["--master", &grid.addr, "--backend", backend]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    a_cut_worker_returns_the_tasks_it_never_received(
+        &grid,
+        &proxy,
+        &flags(&through_proxy),
+        &flags(&url),
+    );
+}
+
+#[test]
+fn a_worker_leasing_through_the_master_returns_the_tasks_lost_in_a_cut_when_it_reconnects() {
+    let grid = Grid::start(&["--visibility-timeout", LEASE_TIMEOUT_SECS]);
+    let proxy = CuttableProxy::start(&grid.addr);
+    let through_proxy = format!("127.0.0.1:{}", proxy.port());
+    let flags = |master: &str| -> Vec<String> {
+        ["--master", master]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    a_cut_worker_returns_the_tasks_it_never_received(
+        &grid,
+        &proxy,
+        &flags(&through_proxy),
+        &flags(&grid.addr),
+    );
+}
