@@ -316,7 +316,13 @@ fn duplicate_id_is_refused_across_ways_in(first_way: &str, second_way: &str) {
     let url = redis.url();
     let _master = Proc::spawn("master", dir.path(), &args, &[("GRIDWATCH_BACKEND", &url)]);
     let master = read_addr_file(&addr_file);
-    let way = |name: &str| if name == "direct" { url.as_str() } else { "embedded" };
+    let way = |name: &str| {
+        if name == "direct" {
+            url.as_str()
+        } else {
+            "embedded"
+        }
+    };
     let mut first = worker(dir.path(), "first", "dup", &master, way(first_way));
     wait_for("the first worker", Duration::from_secs(20), || {
         first.log().contains("worker started").then_some(())

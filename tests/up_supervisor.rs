@@ -325,7 +325,14 @@ fn up_on_redis_restarts_a_killed_worker_that_takes_its_id_back_at_once() {
     let in_flight = Command::new(gridwatch_bin())
         .arg("submit")
         .arg(&big_fasta)
-        .args(["-p", "ACGTA", "--chunk-size", "2000", "--job-id", "kill-on-redis"])
+        .args([
+            "-p",
+            "ACGTA",
+            "--chunk-size",
+            "2000",
+            "--job-id",
+            "kill-on-redis",
+        ])
         .args(["--wait", "--format", "count", "--master", addr])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -146,10 +146,7 @@ fn a_worker_leasing_through_the_master_returns_the_tasks_lost_in_a_cut_when_it_r
     let proxy = CuttableProxy::start(&grid.addr);
     let through_proxy = format!("127.0.0.1:{}", proxy.port());
     let flags = |master: &str| -> Vec<String> {
-        ["--master", master]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        ["--master", master].iter().map(|s| s.to_string()).collect()
     };
     a_cut_worker_returns_the_tasks_it_never_received(
         &grid,

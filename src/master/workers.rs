@@ -56,7 +56,11 @@ impl IdClaim {
     /// the claim value `holder`, renewing it while this claim lives; the message to refuse the
     /// worker with while another process holds it there. A backend that cannot be reached now
     /// does not refuse the worker: the renewals take the id once it is back.
-    pub async fn hold_shared(&mut self, queue: Arc<dyn Queue>, holder: String) -> Result<(), String> {
+    pub async fn hold_shared(
+        &mut self,
+        queue: Arc<dyn Queue>,
+        holder: String,
+    ) -> Result<(), String> {
         match queue.hold_worker_id(&self.worker, &holder).await {
             Ok(true) => {}
             Ok(false) => {
@@ -115,7 +119,11 @@ impl Drop for IdClaim {
         if let (true, Ok(runtime)) = (last, tokio::runtime::Handle::try_current()) {
             let worker = self.worker.clone();
             runtime.spawn(async move {
-                if let Err(err) = shared.queue.release_worker_id(&worker, &shared.holder).await {
+                if let Err(err) = shared
+                    .queue
+                    .release_worker_id(&worker, &shared.holder)
+                    .await
+                {
                     tracing::warn!(component = "master", worker = %worker, error = %err,
                         "giving the worker id up in the backend failed; it lapses on its own");
                 }

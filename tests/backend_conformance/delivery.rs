@@ -180,8 +180,14 @@ pub async fn release_unheld_returns_only_the_leases_the_worker_does_not_name(s: 
     let others = must_lease(s, "w2").await;
     let held = [kept.token.clone()];
     assert_eq!(s.queue.release_unheld("w1", &held).await.unwrap(), 1);
-    assert!(s.queue.extend(&kept).await.unwrap(), "the named lease was lost");
-    assert!(!s.queue.extend(&lost).await.unwrap(), "the unnamed lease stayed");
+    assert!(
+        s.queue.extend(&kept).await.unwrap(),
+        "the named lease was lost"
+    );
+    assert!(
+        !s.queue.extend(&lost).await.unwrap(),
+        "the unnamed lease stayed"
+    );
     assert!(s.queue.extend(&others).await.unwrap(), "w2 lost its lease");
 
     // w3 gets the never-leased chunk and the released one as a retry.

@@ -94,7 +94,8 @@ impl CuttableProxy {
     }
 
     fn close_all(&self) {
-        let sockets = std::mem::take(&mut *self.link.sockets.lock().unwrap_or_else(|e| e.into_inner()));
+        let sockets =
+            std::mem::take(&mut *self.link.sockets.lock().unwrap_or_else(|e| e.into_inner()));
         for socket in sockets {
             let _ = socket.shutdown(Shutdown::Both);
         }

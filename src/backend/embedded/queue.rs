@@ -416,10 +416,7 @@ fn reclaim_where(
                     rusqlite::types::Value::Text(token) => Some(token),
                     _ => None,
                 };
-                Ok((
-                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?),
-                    token,
-                ))
+                Ok(((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?), token))
             })
             .map_err(sql_error)?;
         let rows: Vec<_> = rows.collect::<Result<_, _>>().map_err(sql_error)?;
@@ -473,7 +470,13 @@ pub(super) fn release_unheld(
     worker: &str,
     held: &HashSet<String>,
 ) -> BackendResult<usize> {
-    reclaim_where(state, config, "worker = ?1", worker.to_string().into(), held)
+    reclaim_where(
+        state,
+        config,
+        "worker = ?1",
+        worker.to_string().into(),
+        held,
+    )
 }
 
 /// Returns every lease past its deadline to the queue.

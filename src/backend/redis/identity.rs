@@ -5,8 +5,8 @@
 //! process gone (a worker killed with kill -9 and restarted by its supervisor) takes the id at
 //! once instead of waiting for the TTL.
 
-use std::sync::{Arc, OnceLock, Weak};
 use ::redis::Script;
+use std::sync::{Arc, OnceLock, Weak};
 
 use super::{keys, RedisBackend};
 pub use crate::backend::WORKER_ID_TTL;
@@ -175,7 +175,9 @@ pub async fn claim_worker_id(
             .and_then(|(_, word)| ProcessMark::parse(word))
             .filter(|old| old.is_gone_seen_from(here));
         if let Some(old) = gone {
-            outcome = backend.try_hold_worker_id(worker, &holder, Some(other)).await?;
+            outcome = backend
+                .try_hold_worker_id(worker, &holder, Some(other))
+                .await?;
             if outcome == Hold::Held {
                 tracing::info!(component = "worker", worker = %worker, old_pid = old.pid,
                     "took the worker id over from a process of this machine that is gone");
@@ -220,7 +222,10 @@ mod tests {
     fn stat_fields_are_counted_after_a_name_with_spaces_and_parentheses() {
         // Fields 3.. of a real line, start time (field 22) = 98765.
         let rest = "S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 98765 20 21";
-        assert_eq!(parse_stat(&format!("42 (a b) c) {rest}")), Some(('S', 98765)));
+        assert_eq!(
+            parse_stat(&format!("42 (a b) c) {rest}")),
+            Some(('S', 98765))
+        );
         assert_eq!(parse_stat("42 (x) Z 1 2"), None);
     }
 
