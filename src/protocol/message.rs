@@ -616,6 +616,10 @@ pub enum Message {
         /// The alert's message.
         #[serde(default)]
         reason: String,
+        /// Tasks the collector re-queued itself before telling the master (it reaches a shared
+        /// backend directly); absent when it left that to the master.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requeued_by_collector: Option<u64>,
     },
     /// Master → collector: leases reclaimed.
     WorkerDownAck {
