@@ -2,8 +2,9 @@
 //! arrives) and that then reconnects returns every task the backend counts as its own but it
 //! does not hold: nothing waits for the lease timeout. Run on Redis (the worker reads Redis
 //! directly) and on the embedded backend (the worker leases through the master), each with a
-//! real cut of the worker's link through a proxy, a second worker beside it, and the lease
-//! timeout far above the time the job may take.
+//! real cut of the worker's link through a proxy (the worker held by SIGSTOP until the cut is
+//! in place, so its next lease falls into it), a second worker beside it, and the lease timeout
+//! far above the time the job may take.
 
 mod common;
 
@@ -13,6 +14,7 @@ use common::grid::{naive_hits, parse_total, write_fasta, Bases, Grid};
 use common::proxy::CuttableProxy;
 use common::redis::RedisServer;
 use common::{poll_until, Proc};
+use nix::sys::signal::Signal;
 
 /// The lease timeout: a task lost with the link would hold the job up this long.
 const LEASE_TIMEOUT_SECS: &str = "120";
@@ -47,25 +49,26 @@ fn returned_tasks(log: &str) -> u64 {
         .sum()
 }
 
-/// Runs a job on `cut` (its link through `proxy`) and `steady`, cuts `cut`'s link until a
-/// lease reply (a task's bytes) is lost in it, restores the link, and checks the job ends
-/// exact long before the lease timeout.
+/// Stops the idle worker `cut` (SIGSTOP), submits a job, cuts its link through `proxy` and lets
+/// it run on: its next lease is granted by the backend but the reply, carrying the tasks' bytes,
+/// is lost. Then `steady` starts beside it, the link comes back, and the job must end exact
+/// long before the lease timeout, the cut worker having returned what it never received.
 fn a_cut_worker_returns_the_tasks_it_never_received(
     grid: &Grid,
     proxy: &CuttableProxy,
     cut_flags: &[String],
     steady_flags: &[String],
 ) {
-    let _steady = start_worker(grid, "steady", steady_flags);
     let cut = start_worker(grid, "cut", cut_flags);
     let cut_log = || std::fs::read_to_string(grid.path("cut.log")).unwrap_or_default();
     poll_until(GENEROUS, "the cut worker to start", || {
         cut_log().contains("worker started").then_some(())
     });
-    let records = vec![("chr1".to_string(), Bases::new(41).take(1_500_000))];
+    let records = vec![("chr1".to_string(), Bases::new(41).take(400_000))];
     let fasta = grid.path("genome.fa");
     write_fasta(&fasta, &records, 60, "\n");
     let fasta = fasta.display().to_string();
+    cut.signal(Signal::SIGSTOP);
     grid.cli_ok(&[
         "submit",
         &fasta,
@@ -76,15 +79,13 @@ fn a_cut_worker_returns_the_tasks_it_never_received(
         "--job-id",
         "cut-job",
     ]);
-    poll_until(GENEROUS, "the job under way", || {
-        (processed(grid, "cut-job")? > 20).then_some(())
-    });
-
     proxy.cut();
-    // A lost lease reply carries its task's 2000 bases; acks and extensions are far smaller.
+    cut.signal(Signal::SIGCONT);
+    // A lost lease reply carries its tasks' 2000 bases each; anything else is far smaller.
     poll_until(GENEROUS, "a lease reply lost in the cut", || {
         (proxy.dropped_reply_bytes() > 1500).then_some(())
     });
+    let _steady = start_worker(grid, "steady", steady_flags);
     proxy.restore();
     let restored = Instant::now();
 
@@ -111,7 +112,6 @@ fn a_cut_worker_returns_the_tasks_it_never_received(
         naive_hits(&records, "ACGTA", false).len() as u64,
         "the job's count"
     );
-    drop(cut);
 }
 
 #[test]
