@@ -79,6 +79,18 @@ fn a_cut_worker_returns_the_tasks_it_never_received(
         "--job-id",
         "cut-job",
     ]);
+    // A reply to a request the worker sent before it stopped (a blocking wait for tasks, which
+    // ends within the worker's 2 s lease wait) must reach it before the cut, or the worker would
+    // wait for that reply instead of leasing: cut once replies have been quiet for longer.
+    let quiet_for = Duration::from_millis(2500);
+    let mut last = (proxy.forwarded_reply_bytes(), Instant::now());
+    poll_until(GENEROUS, "replies to the stopped worker to settle", || {
+        let now = proxy.forwarded_reply_bytes();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        (last.1.elapsed() >= quiet_for).then_some(())
+    });
     proxy.cut();
     cut.signal(Signal::SIGCONT);
     // A lost lease reply carries its tasks' 2000 bases each; anything else is far smaller.

@@ -19,6 +19,7 @@ struct Link {
     hang_up_on: AtomicU64,
     accepted: AtomicU64,
     dropped_reply_bytes: AtomicU64,
+    forwarded_reply_bytes: AtomicU64,
     sockets: Mutex<Vec<TcpStream>>,
 }
 
@@ -87,6 +88,11 @@ impl CuttableProxy {
         self.link.dropped_reply_bytes.load(Ordering::SeqCst)
     }
 
+    /// Reply bytes passed on to clients since the proxy started.
+    pub fn forwarded_reply_bytes(&self) -> u64 {
+        self.link.forwarded_reply_bytes.load(Ordering::SeqCst)
+    }
+
     /// Ends the cut: every open connection is reset, new ones pass.
     pub fn restore(&self) {
         self.close_all();
@@ -147,6 +153,10 @@ fn pump(link: &Link, mut from: TcpStream, mut to: TcpStream, replies: bool) {
         }
         if to.write_all(&buffer[..read]).is_err() {
             break;
+        }
+        if replies {
+            link.forwarded_reply_bytes
+                .fetch_add(read as u64, Ordering::SeqCst);
         }
     }
     let _ = to.shutdown(Shutdown::Both);
