@@ -31,12 +31,6 @@ fn start_worker(grid: &Grid, id: &str, flags: &[String]) -> Proc {
     Proc::spawn(id, &args, &grid.path(&format!("{id}.log")))
 }
 
-fn processed(grid: &Grid, job: &str) -> Option<u64> {
-    let output = grid.cli(&["status", job, "--json"]);
-    let status: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-    status["job"]["progress"]["processed_chunks"].as_u64()
-}
-
 /// Tasks the worker logged it returned after reconnecting.
 fn returned_tasks(log: &str) -> u64 {
     log.lines()
