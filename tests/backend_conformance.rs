@@ -42,6 +42,7 @@ macro_rules! conformance_cases {
             nack_retries_then_dead_letters_and_fails_the_job: LONG,
             tasks_keep_their_kind_through_retries_and_reclaims: LONG,
             reclaim_worker_returns_only_that_workers_leases: LONG,
+            release_unheld_returns_only_the_leases_the_worker_does_not_name: LONG,
             stale_lease_is_ignored_after_reclaim: LONG,
             fresh_lease_is_not_reclaimed_as_expired: LONG,
             expired_lease_is_reclaimed_for_another_worker: SHORT,

@@ -63,3 +63,4 @@ mod work_caps;
 mod worker_prefetch;
 mod workers_forget;
 mod docker_compose;
+mod worker_reconnect;

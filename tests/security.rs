@@ -292,6 +292,73 @@ fn a_duplicate_worker_id_is_refused_in_redis_until_the_first_dies() {
     duplicate_ids_are_refused_while_the_first_lives(&redis.url());
 }
 
+/// One id rule on both ways into a Redis grid: a worker leasing through the master is refused an
+/// id a worker reading Redis directly holds, and the other way round; once the first is killed
+/// the id is free again for the other way in.
+fn duplicate_id_is_refused_across_ways_in(first_way: &str, second_way: &str) {
+    with_token();
+    let redis = crate::support::redis::RedisServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let addr_file = dir.path().join("master.addr");
+    let args = [
+        "master",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--addr-file",
+        addr_file.to_str().expect("utf-8"),
+    ];
+    let url = redis.url();
+    let _master = Proc::spawn("master", dir.path(), &args, &[("GRIDWATCH_BACKEND", &url)]);
+    let master = read_addr_file(&addr_file);
+    let way = |name: &str| {
+        if name == "direct" {
+            url.as_str()
+        } else {
+            "embedded"
+        }
+    };
+    let mut first = worker(dir.path(), "first", "dup", &master, way(first_way));
+    wait_for("the first worker", Duration::from_secs(20), || {
+        first.log().contains("worker started").then_some(())
+    });
+    let mut second = worker(dir.path(), "second", "dup", &master, way(second_way));
+    let code = second.wait_exit_within(Duration::from_secs(20));
+    assert_eq!(code, Some(2), "{}", second.log());
+    assert!(
+        second.log().contains("\"dup\" is in use by a live worker"),
+        "{}",
+        second.log()
+    );
+    first.kill9();
+    wait_for("the id free again", Duration::from_secs(30), || {
+        let third = worker(dir.path(), "third", "dup", &master, way(second_way));
+        let accepted = wait_for("an answer", Duration::from_secs(20), || {
+            let log = third.log();
+            if log.contains("worker started") {
+                Some(true)
+            } else if log.contains("in use by a live worker") {
+                Some(false)
+            } else {
+                None
+            }
+        });
+        accepted.then_some(third)
+    });
+}
+
+#[test]
+fn a_worker_through_a_redis_backed_master_is_refused_an_id_held_in_redis() {
+    duplicate_id_is_refused_across_ways_in("direct", "through the master");
+}
+
+#[test]
+fn a_worker_reading_redis_is_refused_an_id_held_through_the_master() {
+    duplicate_id_is_refused_across_ways_in("through the master", "direct");
+}
+
 /// Starts an agent on `socket`; returns its exit code if it exits within 3 s.
 fn agent_exit(dir: &Path, socket: &Path) -> (Proc, Option<i32>) {
     let args = [

@@ -487,3 +487,28 @@ fn a_busy_tls_master_says_so_over_tls() {
     });
     assert!(refusal.contains("server busy"), "{refusal}");
 }
+
+/// A TLS handshake cut short (a stalled or restarting master hangs up mid-handshake) is a lost
+/// connection like any other: the client connects again and gets its answer, instead of ending
+/// with advice to check that the master serves TLS.
+#[test]
+fn a_client_retries_a_tls_handshake_the_master_hung_up_on() {
+    let tls = TlsGrid::start();
+    let front = crate::support::proxy::CuttableProxy::start(&tls.grid.addr);
+    front.hang_up_on_next(1);
+    let out = std::process::Command::new(crate::support::gridwatch_bin())
+        .args(["jobs", "--json", "--master"])
+        .arg(format!("127.0.0.1:{}", front.port()))
+        .args(["--tls-ca", &tls.ca(), "--token-file", &tls.token_file])
+        .output()
+        .expect("run gridwatch jobs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        front.accepted() >= 2,
+        "the client did not connect again: {} connection(s)",
+        front.accepted()
+    );
+    let listing: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("jobs --json prints JSON");
+    assert!(listing["active_workers"].is_u64(), "{listing}");
+}

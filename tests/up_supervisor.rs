@@ -285,3 +285,102 @@ fn up_appends_its_logs_across_runs_logs_each_job_end_and_a_normal_start_warns_of
     let starts = text.matches("master listening").count();
     assert_eq!(starts, 2, "both runs in one appended log: {text}");
 }
+
+/// Lines of `log` whose message is `message` (the children log JSON lines).
+fn count_messages(log: &Path, message: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["fields"]["message"] == message)
+        .count()
+}
+
+/// A worker holding its id in Redis, killed with kill -9, is restarted by `up` at once and takes
+/// its id back from its dead self without waiting for the claim to lapse (which took a crash
+/// loop of about 10 s, each restart refused with exit code 2); the job in flight stays exact.
+#[test]
+fn up_on_redis_restarts_a_killed_worker_that_takes_its_id_back_at_once() {
+    let redis = crate::support::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log: PathBuf = dir.path().join("up.log");
+    let mut args = up_args(&data, "2", "127.0.0.1:0");
+    args.extend(["--backend".to_string(), redis.url()]);
+    let mut up = Proc::spawn("up", &args, &log);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let text = poll_until(START, "up to list its workers", || {
+        let text = read_log();
+        text.contains("press Ctrl-C").then_some(text)
+    });
+    let addr = std::fs::read_to_string(data.join("master.addr")).unwrap();
+    let addr = addr.trim();
+    let w1_log = data.join("logs").join("w1.log");
+    let first_pid = pid_after(&text, "worker   w1").expect("w1's pid in up's output");
+    poll_until(START, "w1 to start", || {
+        (count_messages(&w1_log, "worker started") == 1).then_some(())
+    });
+
+    let big = vec![("chr1".to_string(), Bases::new(31).take(2_000_000))];
+    let big_fasta = dir.path().join("big.fa");
+    write_fasta(&big_fasta, &big, 60, "\n");
+    let in_flight = Command::new(gridwatch_bin())
+        .arg("submit")
+        .arg(&big_fasta)
+        .args([
+            "-p",
+            "ACGTA",
+            "--chunk-size",
+            "2000",
+            "--job-id",
+            "kill-on-redis",
+        ])
+        .args(["--wait", "--format", "count", "--master", addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running gridwatch submit");
+    poll_until(START, "the job under way", || {
+        let (done, total) = progress(addr, "kill-on-redis")?;
+        (done > 0 && done * 4 < total).then_some(())
+    });
+
+    let killed = std::time::Instant::now();
+    kill(Pid::from_raw(first_pid), Signal::SIGKILL).expect("kill -9 w1");
+    poll_until(START, "the restarted w1 to serve", || {
+        (count_messages(&w1_log, "worker started") == 2).then_some(())
+    });
+    let back_after = killed.elapsed();
+    eprintln!(
+        "w1 served again {:.2} s after its kill -9",
+        back_after.as_secs_f64()
+    );
+    let worker_text = std::fs::read_to_string(&w1_log).unwrap_or_default();
+    assert!(
+        !worker_text.contains("in use by a live worker"),
+        "a restart was refused the id of its dead self:\n{worker_text}"
+    );
+    assert_eq!(
+        read_log().matches("worker w1 restarted").count(),
+        1,
+        "one restart, no crash loop:\n{}",
+        read_log()
+    );
+    // Generous for a slow machine, yet well below the 10 s a lapsing claim took.
+    assert!(back_after < Duration::from_secs(8), "took {back_after:?}");
+
+    let during = in_flight.wait_with_output().expect("submit --wait ends");
+    assert!(
+        during.status.success(),
+        "submit --wait failed: {}",
+        String::from_utf8_lossy(&during.stderr)
+    );
+    assert_eq!(
+        parse_total(&String::from_utf8_lossy(&during.stdout)),
+        naive_hits(&big, "ACGTA", false).len() as u64,
+        "the job in flight when w1 died"
+    );
+    up.signal(Signal::SIGTERM);
+    let status = up.wait_exit(START).expect("up exits after SIGTERM");
+    assert!(status.success(), "up exit status {status}");
+}

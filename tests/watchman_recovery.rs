@@ -15,6 +15,15 @@ fn a_killed_worker_is_dead_within_a_second_and_its_chunks_run_elsewhere() {
     let mut grid = Grid::start(&["w1", "w2"], "15s");
     let dead = kill_w1_mid_job_and_recover(&mut grid);
     assert_eq!(dead["severity"], "critical");
+    // w1's re-queued tasks were delivered again: the job's end line counts them.
+    let end = wait_for("the job's end line", Duration::from_secs(10), || {
+        grid.master
+            .log_json()
+            .into_iter()
+            .find(|line| line["fields"]["message"] == "job finished")
+    });
+    let retries = end["fields"]["retries"].as_u64().unwrap_or(0);
+    assert!(retries >= 1, "re-deliveries not counted: {end}");
 }
 
 /// Submits a job, kill -9s worker w1 once it is under way, and checks the watchman's promise:
@@ -213,6 +222,29 @@ fn with_redis_a_killed_worker_is_reclaimed_and_the_watch_data_is_in_redis() {
     let redis = crate::support::redis::RedisServer::start();
     let mut grid = Grid::start_on(&redis.url(), &["w1", "w2"], "15s", &[]);
     kill_w1_mid_job_and_recover(&mut grid);
+
+    // The collector re-queued w1's tasks itself; the master, told after, says so with the
+    // collector's count rather than that there was nothing to re-queue.
+    let by_collector = grid
+        .reclaimed("w1")
+        .expect("the collector re-queued w1's tasks");
+    let told = wait_for("the master's line on w1", Duration::from_secs(10), || {
+        grid.master.log_json().into_iter().find(|line| {
+            line["fields"]["worker"] == "w1"
+                && line["fields"]["message"]
+                    == "the collector re-queued the dead worker's tasks already"
+        })
+    });
+    assert_eq!(
+        told["fields"]["requeued_by_collector"].as_u64(),
+        Some(by_collector),
+        "{told}"
+    );
+    assert!(
+        !grid.master.log().contains("nothing to re-queue"),
+        "{}",
+        grid.master.log()
+    );
 
     // The readable keys `redis-cli` shows: alert history and per-worker metrics with a TTL.
     let client = redis::Client::open(redis.url()).expect("redis url");

@@ -123,6 +123,15 @@ impl Queue for GenomeQueue {
     async fn reclaim_expired(&self) -> BackendResult<usize> {
         self.inner.reclaim_expired().await
     }
+    async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
+        self.inner.hold_worker_id(worker, holder).await
+    }
+    async fn release_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
+        self.inner.release_worker_id(worker, holder).await
+    }
+    async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
+        self.inner.release_unheld(worker, held).await
+    }
     async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
         self.inner.cancel_job(job).await
     }

@@ -599,6 +599,12 @@ pub trait Queue: Send + Sync {
     async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize>;
     /// Moves every lease past its visibility deadline back to the queue. Returns how many.
     async fn reclaim_expired(&self) -> BackendResult<usize>;
+    /// Moves every lease held by `worker` back to the queue except those whose tokens are in
+    /// `held`. A worker whose connection was lost during a lease call cannot know whether the
+    /// backend handed it tasks whose reply never arrived; on reconnect it names every lease it
+    /// has in hand, and whatever else the backend thinks it holds is returned at once instead
+    /// of sitting out the visibility timeout. Returns how many were returned.
+    async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize>;
     /// Removes a job's tasks, queued and leased, and their input: a holder's next `extend`
     /// answers false, so the task stops. Returns how many queued tasks were removed.
     async fn cancel_job(&self, job: &str) -> BackendResult<usize>;
@@ -665,7 +671,22 @@ pub trait Queue: Send + Sync {
     async fn recent_workers(&self, _window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
         Ok(None)
     }
+    /// Takes or renews the id `worker` for `holder` (a claim value naming one worker process)
+    /// among every process sharing this backend, for [`WORKER_ID_TTL`] after the call; false
+    /// while another live process holds it. A backend only its master reaches (embedded) leaves
+    /// worker ids to the master's own registry: always true.
+    async fn hold_worker_id(&self, _worker: &str, _holder: &str) -> BackendResult<bool> {
+        Ok(true)
+    }
+    /// Gives up `worker`'s id if `holder` still holds it, so the next claimant need not wait.
+    async fn release_worker_id(&self, _worker: &str, _holder: &str) -> BackendResult<()> {
+        Ok(())
+    }
 }
+
+/// How long a worker id's claim in a shared backend outlives its holder's last renewal; holders
+/// renew every third of it.
+pub const WORKER_ID_TTL: Duration = Duration::from_secs(10);
 
 /// Job state and results.
 #[async_trait]

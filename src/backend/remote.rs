@@ -1,11 +1,11 @@
 //! The embedded backend as a worker or the collector sees it: `Queue` and `Store` calls sent to
 //! the master over the protocol (`lease`, `lease_batch`, `extend`, `put_result`, `ack`,
-//! `complete_batch`, `nack` for a worker; `record_alert`, `record_worker` and `list_workers` for
-//! the collector). Each concurrent call has a connection of its own, taken from a pool of idle
-//! ones or opened on demand, so one slot's waiting lease never holds up another's ack; a
-//! connection that fails is dropped. A call that cannot reach the master fails `Unavailable`,
-//! which the caller retries with backoff. Calls the master keeps for itself (enqueue, cancel, job
-//! listing) are refused.
+//! `complete_batch`, `nack`, `release_unheld` for a worker; `record_alert`, `record_worker` and
+//! `list_workers` for the collector). Each concurrent call has a connection of its own, taken
+//! from a pool of idle ones or opened on demand, so one slot's waiting lease never holds up
+//! another's ack; a connection that fails is dropped. A call that cannot reach the master fails
+//! `Unavailable`, which the caller retries with backoff. Calls the master keeps for itself
+//! (enqueue, cancel, job listing) are refused.
 
 use std::time::Duration;
 
@@ -393,6 +393,17 @@ impl Queue for RemoteBackend {
 
     async fn reclaim_worker(&self, _worker: &str) -> BackendResult<usize> {
         Err(kept_by_master("reclaim_worker"))
+    }
+
+    async fn release_unheld(&self, _worker: &str, held: &[String]) -> BackendResult<usize> {
+        // The master releases for the worker named in this connection's hello.
+        let message = Message::ReleaseUnheld {
+            held: held.to_vec(),
+        };
+        match self.request(message).await? {
+            (Message::ReleasedUnheld { released }, _) => Ok(released as usize),
+            (reply, _) => Err(unexpected(&reply)),
+        }
     }
 
     async fn reclaim_expired(&self) -> BackendResult<usize> {

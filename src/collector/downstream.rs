@@ -148,15 +148,23 @@ async fn flush(
             pending.downs.pop_front();
             continue;
         };
-        let message = Message::WorkerDown {
+        let mut message = Message::WorkerDown {
             worker_id: worker_id.clone(),
             timestamp,
             last_task_id,
             reason,
+            requeued_by_collector: None,
         };
         if downstream.shared {
             let reclaimed = downstream.backend.queue.reclaim_worker(&worker_id).await?;
             tracing::info!(worker = %worker_id, reclaimed, "re-queued the dead worker's tasks");
+            if let Message::WorkerDown {
+                requeued_by_collector,
+                ..
+            } = &mut message
+            {
+                *requeued_by_collector = Some(reclaimed as u64);
+            }
             if let Err(err) = request(downstream, master, &message).await {
                 tracing::debug!(error = %err, "master not told of the dead worker");
                 *master = None;

@@ -119,6 +119,9 @@ fn requeued(master_log: &Path, worker: &str) -> Option<u64> {
             // A worker killed before it held a task has nothing to re-queue: the master says so.
             match fields["message"].as_str() {
                 Some("re-queued the dead worker's tasks") => fields["reclaimed"].as_u64(),
+                Some("the collector re-queued the dead worker's tasks already") => {
+                    fields["requeued_by_collector"].as_u64()
+                }
                 Some("the dead worker holds no tasks: nothing to re-queue") => Some(0),
                 _ => None,
             }

@@ -74,7 +74,9 @@ struct Timings {
     in_flight: HashMap<(String, u32), InFlight>,
     task_seconds: BTreeMap<String, Histogram>,
     job_seconds: Option<Histogram>,
-    retries_by_job: HashMap<String, u64>,
+    /// Re-deliveries per job (leases of a task's second or later attempt), whatever sent the
+    /// task back: a failure, a dead worker, an expired lease, a reply lost with a connection.
+    redeliveries_by_job: HashMap<String, u64>,
 }
 
 /// The master's operational counters.
@@ -138,7 +140,14 @@ impl OpsCounters {
             bytes: lease.data.len() as u64,
             since: Instant::now(),
         };
-        self.lock().in_flight.insert(key, entry);
+        let mut timings = self.lock();
+        if lease.attempt > 1 {
+            *timings
+                .redeliveries_by_job
+                .entry(lease.id.job.clone())
+                .or_default() += 1;
+        }
+        timings.in_flight.insert(key, entry);
     }
 
     fn settled(&self, id: &TaskId) -> Option<InFlight> {
@@ -164,11 +173,6 @@ impl OpsCounters {
         match outcome {
             NackOutcome::Retrying { .. } => {
                 self.retries.fetch_add(1, Ordering::Relaxed);
-                *self
-                    .lock()
-                    .retries_by_job
-                    .entry(id.job.clone())
-                    .or_default() += 1;
             }
             NackOutcome::DeadLettered => {
                 self.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -193,7 +197,8 @@ impl OpsCounters {
         }
     }
 
-    /// Records a job that finished while this master ran; returns the retries it saw for it.
+    /// Records a job that finished while this master ran; returns the re-deliveries of its
+    /// tasks it handed out.
     pub fn job_finished(&self, job: &str, outcome: &'static str, seconds: f64) -> u64 {
         *self
             .finished
@@ -207,7 +212,7 @@ impl OpsCounters {
             .get_or_insert_with(|| Histogram::new(&JOB_BUCKETS))
             .observe(seconds.max(0.0));
         timings.in_flight.retain(|(owner, _), _| owner != job);
-        timings.retries_by_job.remove(job).unwrap_or(0)
+        timings.redeliveries_by_job.remove(job).unwrap_or(0)
     }
 
     /// A consistent copy for one scrape.
@@ -328,6 +333,18 @@ impl Queue for MeteredQueue {
     async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
         let count = self.inner.reclaim_worker(worker).await?;
         self.counters.reclaimed(count, Some(worker), None);
+        Ok(count)
+    }
+
+    async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
+        self.inner.hold_worker_id(worker, holder).await
+    }
+    async fn release_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
+        self.inner.release_worker_id(worker, holder).await
+    }
+    async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
+        let count = self.inner.release_unheld(worker, held).await?;
+        self.counters.reclaimed(count, None, None);
         Ok(count)
     }
 

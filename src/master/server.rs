@@ -245,9 +245,18 @@ async fn greet(
                 "a worker's hello needs its id",
             ));
         };
-        let held = state
+        let mut held = state
             .workers
             .claim(worker, hello.instance.as_deref(), &peer.to_string())
+            .map_err(|message| HandlerError::fatal(ErrorCode::IdInUse, message))?;
+        // The claim value names the worker process (its nonce), and that it came through a
+        // master, so a direct claimant never mistakes it for one of its own machine's.
+        let holder = format!(
+            "{} via-master",
+            hello.instance.as_deref().unwrap_or(&peer.to_string())
+        );
+        held.hold_shared(state.queue.clone(), holder)
+            .await
             .map_err(|message| HandlerError::fatal(ErrorCode::IdInUse, message))?;
         claim = Some(held);
         state.workers.touch(worker);

@@ -1,11 +1,15 @@
 //! Which workers have talked to the master recently (the "active workers" of `query_status`,
 //! the plain "no active workers" warning on submit, and the agentless workers every view lists),
-//! and which process holds each worker id:
-//! while one process has a connection open under an id, another process is refused it.
+//! and which process holds each worker id: while one process has a connection open under an id,
+//! another process is refused it. Where workers share the backend (Redis), a connection also
+//! holds the id there, as a worker reaching Redis directly does, so one id rule covers both ways
+//! in; the last connection's end gives the id up at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::backend::{Queue, WORKER_ID_TTL};
 
 /// The process holding a worker id: its nonce, address, and open connections.
 #[derive(Debug)]
@@ -32,20 +36,105 @@ pub struct WorkerRegistry {
 }
 
 /// One connection's hold on a worker id; released when dropped (the connection ended).
-#[derive(Debug)]
 pub struct IdClaim {
     worker: String,
     holders: Holders,
+    shared: Option<SharedHold>,
+}
+
+/// The same connection's hold on the id in a shared backend: renewed while it lives.
+struct SharedHold {
+    queue: Arc<dyn Queue>,
+    holder: String,
+    renewer: tokio::task::AbortHandle,
+}
+
+impl std::fmt::Debug for IdClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdClaim")
+            .field("worker", &self.worker)
+            .field("shared", &self.shared.is_some())
+            .finish()
+    }
+}
+
+impl IdClaim {
+    /// Holds the id in `queue` too (a backend other masters' and workers' processes share) for
+    /// the claim value `holder`, renewing it while this claim lives; the message to refuse the
+    /// worker with while another process holds it there. A backend that cannot be reached now
+    /// does not refuse the worker: the renewals take the id once it is back.
+    pub async fn hold_shared(
+        &mut self,
+        queue: Arc<dyn Queue>,
+        holder: String,
+    ) -> Result<(), String> {
+        match queue.hold_worker_id(&self.worker, &holder).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(format!(
+                    "worker id {:?} is in use by a live worker (one reaching the shared backend \
+                     directly or through another master); give each worker its own --id, or \
+                     leave it out for the default HOST-PID",
+                    self.worker
+                ))
+            }
+            Err(err) => tracing::warn!(component = "master", worker = %self.worker, error = %err,
+                "could not hold the worker id in the backend; retrying while the worker is connected"),
+        }
+        let renewer = tokio::spawn(renew(queue.clone(), self.worker.clone(), holder.clone()));
+        self.shared = Some(SharedHold {
+            queue,
+            holder,
+            renewer: renewer.abort_handle(),
+        });
+        Ok(())
+    }
+}
+
+/// Renews a shared hold every third of its lifetime until aborted.
+async fn renew(queue: Arc<dyn Queue>, worker: String, holder: String) {
+    let mut ticker = tokio::time::interval(WORKER_ID_TTL / 3);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        match queue.hold_worker_id(&worker, &holder).await {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(component = "master", worker = %worker,
+                "another process took this connected worker's id in the backend"),
+            Err(err) => tracing::warn!(component = "master", worker = %worker, error = %err,
+                "renewing the worker id in the backend failed; retrying"),
+        }
+    }
 }
 
 impl Drop for IdClaim {
     fn drop(&mut self) {
         let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = false;
         if let Some(holder) = holders.get_mut(&self.worker) {
             holder.connections = holder.connections.saturating_sub(1);
             if holder.connections == 0 {
                 holders.remove(&self.worker);
+                last = true;
             }
+        }
+        drop(holders);
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
+        shared.renewer.abort();
+        if let (true, Ok(runtime)) = (last, tokio::runtime::Handle::try_current()) {
+            let worker = self.worker.clone();
+            runtime.spawn(async move {
+                if let Err(err) = shared
+                    .queue
+                    .release_worker_id(&worker, &shared.holder)
+                    .await
+                {
+                    tracing::warn!(component = "master", worker = %worker, error = %err,
+                        "giving the worker id up in the backend failed; it lapses on its own");
+                }
+            });
         }
     }
 }
@@ -85,6 +174,7 @@ impl WorkerRegistry {
         Ok(IdClaim {
             worker: worker.to_string(),
             holders: Arc::clone(&self.holders),
+            shared: None,
         })
     }
 

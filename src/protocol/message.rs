@@ -520,6 +520,18 @@ pub enum Message {
         #[serde(flatten)]
         outcome: NackReply,
     },
+    /// A worker back after a lost connection names every lease it holds; the master returns
+    /// to the queue whatever else is leased under the worker's id (tasks whose lease reply was
+    /// lost with the connection).
+    ReleaseUnheld {
+        /// Tokens of the leases the worker has in hand.
+        held: Vec<String>,
+    },
+    /// Answer to `release_unheld`.
+    ReleasedUnheld {
+        /// How many leases went back to the queue.
+        released: u64,
+    },
     /// A request failed; for frame-level errors the connection closes after this.
     Error {
         /// Machine-readable reason.
@@ -659,6 +671,10 @@ pub enum Message {
         /// The alert's message.
         #[serde(default)]
         reason: String,
+        /// Tasks the collector re-queued itself before telling the master (it reaches a shared
+        /// backend directly); absent when it left that to the master.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requeued_by_collector: Option<u64>,
     },
     /// Master → collector: leases reclaimed.
     WorkerDownAck {

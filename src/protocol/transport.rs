@@ -424,9 +424,12 @@ fn explain_client_handshake(address: &str, err: &io::Error) -> ConnectError {
              with --tls-cert/--tls-key, or connect without --tls-ca"
         )),
         Some(other) => ConnectError::Tls(format!("TLS handshake with {address} failed: {other}")),
-        None if err.kind() == io::ErrorKind::UnexpectedEof => ConnectError::Tls(format!(
-            "the server at {address} closed the connection during the TLS handshake; is it \
-             serving TLS (--tls-cert/--tls-key)?"
+        // A busy or restarting server drops a handshake it cannot finish in time as well as a
+        // plain one does (which would rather answer in plain text, above): retried like any
+        // other lost connection, with the hint kept for when it never succeeds.
+        None if err.kind() == io::ErrorKind::UnexpectedEof => ConnectError::Unreachable(format!(
+            "the server at {address} closed the connection during the TLS handshake (if this \
+             goes on, check that it serves TLS: --tls-cert/--tls-key)"
         )),
         None => ConnectError::Unreachable(format!("TLS handshake failed: {err}")),
     }

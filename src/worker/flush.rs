@@ -35,7 +35,7 @@ pub(super) async fn flush(
                 Err(_) => break,
             }
         }
-        let count = batch.len();
+        let tokens: Vec<String> = batch.iter().map(|item| item.lease.token.clone()).collect();
         settle(
             &config,
             queue.as_ref(),
@@ -45,7 +45,7 @@ pub(super) async fn flush(
             &stop,
         )
         .await;
-        buffer.release(count);
+        buffer.settled(tokens.iter().map(String::as_str));
     }
 }
 

@@ -7,8 +7,14 @@
 //! extended like running ones; a buffered lease found lost is dropped from the buffer (its task is
 //! someone else's now). Every buffered lease is held under the worker's id, so a worker declared
 //! dead has them reclaimed with the rest, and after a kill -9 their visibility timeout returns them.
+//!
+//! The buffer also knows every lease in hand by its token, until it is settled. A lease call
+//! that failed may have leased tasks whose reply was lost with the connection; before leasing
+//! again the feeder names the leases in hand and the backend returns every other task it counts
+//! as this worker's ([`Queue::release_unheld`]). A worker starting under an id does so first
+//! too, so tasks an earlier process under that id held come back at once.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +48,8 @@ pub(super) struct Buffer {
 
 struct BufferState {
     waiting: VecDeque<Lease>,
+    /// Tokens of every lease in hand: waiting, running, or with its result not yet settled.
+    in_hand: HashSet<String>,
     /// No more tasks will arrive (the worker is stopping).
     closed: bool,
 }
@@ -55,6 +63,7 @@ impl Buffer {
             recent_micros: AtomicU64::new(u64::MAX),
             state: Mutex::new(BufferState {
                 waiting: VecDeque::new(),
+                in_hand: HashSet::new(),
                 closed: false,
             }),
             ready: Notify::new(),
@@ -98,8 +107,32 @@ impl Buffer {
     }
 
     fn push(&self, leases: Vec<Lease>) {
-        self.lock().waiting.extend(leases);
+        {
+            let mut state = self.lock();
+            state
+                .in_hand
+                .extend(leases.iter().map(|lease| lease.token.clone()));
+            state.waiting.extend(leases);
+        }
         self.ready.notify_waiters();
+    }
+
+    /// Leases in hand were settled (result stored and acked, nacked, or found lost): the
+    /// worker no longer holds them, and may take as many others.
+    pub fn settled<'a>(&self, tokens: impl IntoIterator<Item = &'a str>) {
+        let count = {
+            let mut state = self.lock();
+            tokens
+                .into_iter()
+                .filter(|token| state.in_hand.remove(*token))
+                .count()
+        };
+        self.release(count);
+    }
+
+    /// Tokens of the leases in hand.
+    fn in_hand(&self) -> Vec<String> {
+        self.lock().in_hand.iter().cloned().collect()
     }
 
     /// No more tasks will arrive: slots finish what is buffered, then stop.
@@ -145,9 +178,9 @@ impl Buffer {
         wanted
     }
 
-    /// A lease in hand was settled (result stored and acked, nacked, or found lost): the worker
-    /// may take another.
-    pub fn release(&self, leases: usize) {
+    /// `leases` reserved places were not used after all (or held leases settled): the worker may
+    /// take as many others.
+    fn release(&self, leases: usize) {
         self.capacity.add_permits(leases);
     }
 
@@ -180,7 +213,30 @@ pub(super) async fn feed(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = MIN_BACKOFF;
+    // Whether the backend may count leases as ours that we never received: at start (an
+    // earlier process under this id), and after every failed lease call.
+    let mut unsure = true;
     while !*stop.borrow() {
+        if unsure {
+            match queue.release_unheld(&config.id, &buffer.in_hand()).await {
+                Ok(released) => {
+                    unsure = false;
+                    backoff = MIN_BACKOFF;
+                    if released > 0 {
+                        tracing::info!(component = "worker", worker = %config.id, tasks = released, "returned tasks leased under this id that never reached this worker");
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(component = "worker", worker = %config.id, error = %err, retry_in_ms = backoff.as_millis() as u64, "checking this worker's leases failed");
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+        }
         if let Some(heartbeat) = config.heartbeat.as_ref().filter(|h| h.leasing_paused()) {
             // Load-aware scheduling: a host whose resources already alarm takes no new work until they recover.
             tracing::info!(component = "worker", worker = %config.id, "leasing paused by the collector");
@@ -218,6 +274,7 @@ pub(super) async fn feed(
             }
             Err(err) => {
                 buffer.release(wanted);
+                unsure = true;
                 tracing::warn!(component = "worker", worker = %config.id, error = %err, retry_in_ms = backoff.as_millis() as u64, "lease failed");
                 tokio::select! {
                     _ = stop.changed() => break,
@@ -253,7 +310,7 @@ pub(super) async fn keep_extended(
                 };
                 if removed > 0 {
                     tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, "lease of a buffered task lost; dropped it");
-                    buffer.release(removed);
+                    buffer.settled([lease.token.as_str()]);
                 }
             }
         }

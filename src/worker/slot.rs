@@ -43,21 +43,21 @@ pub(super) async fn run_slot(
         match outcome {
             Ok(None) => {
                 // Another holder runs the task now, or its job is gone: nothing to store.
-                buffer.release(1);
+                buffer.settled([lease.token.as_str()]);
             }
             Ok(Some(result)) => {
                 if let Err(unsent) = finished.send(Completion { lease, result }) {
                     // The flusher is gone only if the worker is being torn down: the lease
                     // expires and the task is delivered again.
                     tracing::warn!(component = "worker", slot = index, job = %unsent.0.lease.id.job, chunk = unsent.0.lease.id.chunk, "result dropped at shutdown");
-                    buffer.release(1);
+                    buffer.settled([unsent.0.lease.token.as_str()]);
                 }
             }
             Err(error) => {
                 tracing::warn!(component = "worker", slot = index, job = %lease.id.job, chunk = lease.id.chunk, %error, "task failed");
                 let _ = retry(&stop, || queue.nack(&lease, &error)).await;
                 stats.tasks_failed.fetch_add(1, Ordering::Relaxed);
-                buffer.release(1);
+                buffer.settled([lease.token.as_str()]);
             }
         }
     }

@@ -171,6 +171,36 @@ pub async fn reclaim_worker_returns_only_that_workers_leases(s: &Subject) {
     assert_eq!(s.queue.reclaim_worker("w1").await.unwrap(), 0);
 }
 
+/// A worker back from a lost connection names the leases it holds; the lease whose reply it
+/// never received goes back to the queue at once, its others and other workers' stay.
+pub async fn release_unheld_returns_only_the_leases_the_worker_does_not_name(s: &Subject) {
+    submit(s, "j", 4).await;
+    let kept = must_lease(s, "w1").await;
+    let lost = must_lease(s, "w1").await;
+    let others = must_lease(s, "w2").await;
+    let held = [kept.token.clone()];
+    assert_eq!(s.queue.release_unheld("w1", &held).await.unwrap(), 1);
+    assert!(
+        s.queue.extend(&kept).await.unwrap(),
+        "the named lease was lost"
+    );
+    assert!(
+        !s.queue.extend(&lost).await.unwrap(),
+        "the unnamed lease stayed"
+    );
+    assert!(s.queue.extend(&others).await.unwrap(), "w2 lost its lease");
+
+    // w3 gets the never-leased chunk and the released one as a retry.
+    let mut leased = BTreeSet::new();
+    while let Some(lease) = lease_now(s, "w3").await {
+        leased.insert((lease.id.chunk, lease.attempt));
+    }
+    let untouched = 6 - kept.id.chunk - lost.id.chunk - others.id.chunk;
+    assert_eq!(leased, BTreeSet::from([(lost.id.chunk, 2), (untouched, 1)]));
+    assert_eq!(s.queue.release_unheld("w1", &held).await.unwrap(), 0);
+    assert_eq!(s.queue.release_unheld("w2", &[]).await.unwrap(), 1);
+}
+
 pub async fn stale_lease_is_ignored_after_reclaim(s: &Subject) {
     submit(s, "j", 1).await;
     let old = must_lease(s, "w1").await;

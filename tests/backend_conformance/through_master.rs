@@ -123,6 +123,9 @@ impl Queue for WithoutSweep {
     async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
         self.0.reclaim_worker(worker).await
     }
+    async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
+        self.0.release_unheld(worker, held).await
+    }
     async fn reclaim_expired(&self) -> BackendResult<usize> {
         Ok(0)
     }
@@ -192,6 +195,9 @@ impl Queue for WorkerSide {
     }
     async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
         self.owner.reclaim_worker(worker).await
+    }
+    async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
+        self.worker(worker).release_unheld(worker, held).await
     }
     async fn reclaim_expired(&self) -> BackendResult<usize> {
         self.owner.reclaim_expired().await

@@ -7,6 +7,7 @@ pub mod iupac;
 pub mod julia;
 pub mod pki;
 pub mod procs;
+pub mod proxy;
 pub mod raw;
 pub mod redis;
 pub mod redis_tls;

@@ -277,6 +277,17 @@ impl Queue for EmbeddedBackend {
         Ok(moved)
     }
 
+    async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
+        let (config, worker) = (self.config.clone(), worker.to_string());
+        let held: std::collections::HashSet<String> = held.iter().cloned().collect();
+        let moved = self
+            .db
+            .call(move |state| queue::release_unheld(state, &config, &worker, &held))
+            .await?;
+        self.task_ready.notify_waiters();
+        Ok(moved)
+    }
+
     async fn reclaim_expired(&self) -> BackendResult<usize> {
         let config = self.config.clone();
         let moved = self

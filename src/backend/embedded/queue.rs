@@ -3,6 +3,8 @@
 //! `token`, so an ack, nack or extension from an older delivery, or from anyone but the worker
 //! holding the lease, is recognised as stale, and no one can guess the current one.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -389,27 +391,39 @@ fn dead_letter(tx: &Transaction<'_>, id: &TaskId, error: &str, now: f64) -> Back
     Ok(())
 }
 
-/// Returns leases matching `condition` to the queue; a task already delivered `max_attempts`
-/// times is dead-lettered instead, so a chunk that kills every worker cannot loop forever.
+/// Returns leases matching `condition` to the queue, except those whose token is in `keep`; a
+/// task already delivered `max_attempts` times is dead-lettered instead, so a chunk that kills
+/// every worker cannot loop forever.
 fn reclaim_where(
     state: &mut DbState,
     config: &EmbeddedConfig,
     condition: &str,
     param: rusqlite::types::Value,
+    keep: &HashSet<String>,
 ) -> BackendResult<usize> {
     let now = state.now();
     let tx = state.conn.transaction().map_err(sql_error)?;
     let leases: Vec<(String, u32, u32, Option<String>)> = {
         let sql = format!(
-            "SELECT job, chunk, attempts, worker FROM tasks WHERE state = 'leased' AND {condition}"
+            "SELECT job, chunk, attempts, worker, token FROM tasks
+             WHERE state = 'leased' AND {condition}"
         );
         let mut select = tx.prepare(&sql).map_err(sql_error)?;
         let rows = select
             .query_map([param], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                // Rows leased before tokens were text hold the number 0: no worker holds those.
+                let token = match row.get(4)? {
+                    rusqlite::types::Value::Text(token) => Some(token),
+                    _ => None,
+                };
+                Ok(((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?), token))
             })
             .map_err(sql_error)?;
-        rows.collect::<Result<_, _>>().map_err(sql_error)?
+        let rows: Vec<_> = rows.collect::<Result<_, _>>().map_err(sql_error)?;
+        rows.into_iter()
+            .filter(|(_, token)| !token.as_ref().is_some_and(|t| keep.contains(t)))
+            .map(|(lease, _)| lease)
+            .collect()
     };
     for (job, chunk, attempts, worker) in &leases {
         let id = TaskId {
@@ -440,7 +454,29 @@ pub(super) fn reclaim_worker(
     config: &EmbeddedConfig,
     worker: &str,
 ) -> BackendResult<usize> {
-    reclaim_where(state, config, "worker = ?1", worker.to_string().into())
+    reclaim_where(
+        state,
+        config,
+        "worker = ?1",
+        worker.to_string().into(),
+        &HashSet::new(),
+    )
+}
+
+/// Returns every lease of `worker` to the queue except those whose tokens are in `held`.
+pub(super) fn release_unheld(
+    state: &mut DbState,
+    config: &EmbeddedConfig,
+    worker: &str,
+    held: &HashSet<String>,
+) -> BackendResult<usize> {
+    reclaim_where(
+        state,
+        config,
+        "worker = ?1",
+        worker.to_string().into(),
+        held,
+    )
 }
 
 /// Returns every lease past its deadline to the queue.
@@ -449,7 +485,7 @@ pub(super) fn reclaim_expired(
     config: &EmbeddedConfig,
 ) -> BackendResult<usize> {
     let now = state.now();
-    reclaim_where(state, config, "deadline < ?1", now.into())
+    reclaim_where(state, config, "deadline < ?1", now.into(), &HashSet::new())
 }
 
 /// Returns every lease to the queue without counting it as a failed delivery (see

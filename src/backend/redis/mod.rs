@@ -25,7 +25,7 @@ use ::redis::{AsyncCommands, ErrorKind, RedisError, RedisResult, ScriptInvocatio
 use crate::backend::{BackendError, BackendResult};
 use scripts::Scripts;
 
-pub use identity::{claim_worker_id, WORKER_ID_TTL};
+pub use identity::{claim_worker_id, Hold, WORKER_ID_TTL};
 use keys::{GROUP, TASK_STREAMS};
 pub use url::{parse_port, RedisUrl, RedisUrlError, DEFAULT_REDIS_PORT};
 

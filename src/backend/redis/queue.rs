@@ -297,6 +297,33 @@ impl Queue for RedisBackend {
         Ok(reclaimed as usize)
     }
 
+    async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
+        let held = self.try_hold_worker_id(worker, holder, None).await?;
+        Ok(held == super::Hold::Held)
+    }
+
+    async fn release_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
+        self.give_up_worker_id(worker, holder).await
+    }
+
+    async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
+        let mut invocation = self.scripts.release_unheld.prepare_invoke();
+        invocation
+            .key(&TASK_STREAMS[..])
+            .key(DEAD_LETTER_STREAM)
+            .arg(GROUP)
+            .arg(worker)
+            .arg(RECLAIMER)
+            .arg(self.options.max_attempts)
+            .arg(DEAD_LETTER_CAP);
+        for token in held {
+            let token = parse_token(token);
+            invocation.arg(format!("{}/{}", token.stream_index, token.entry_id));
+        }
+        let released: i64 = self.invoke(&invocation).await?;
+        Ok(released as usize)
+    }
+
     async fn reclaim_expired(&self) -> BackendResult<usize> {
         let min_idle_ms = self.options.visibility_timeout.as_millis().max(1) as u64;
         let reclaimed: i64 = self

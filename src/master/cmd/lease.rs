@@ -19,6 +19,9 @@ use crate::protocol::{
 /// liveness fresh in the registry).
 const MAX_LEASE_WAIT: Duration = Duration::from_secs(5);
 
+/// Most leases a worker may name as in hand: far more than any worker's slots and prefetch.
+const MAX_HELD: usize = 100_000;
+
 /// Answers one worker request.
 pub async fn apply(
     conn: &mut Conn,
@@ -95,6 +98,24 @@ pub async fn apply(
                     NackOutcome::DeadLettered => NackReply::DeadLettered,
                     NackOutcome::Stale => NackReply::Stale,
                 },
+            }
+        }
+        Message::ReleaseUnheld { held } => {
+            if held.len() > MAX_HELD {
+                return Err(HandlerError::fatal(
+                    ErrorCode::BadMessage,
+                    format!(
+                        "{} leases in hand is more than the {MAX_HELD} allowed",
+                        held.len()
+                    ),
+                ));
+            }
+            let released = state.queue.release_unheld(&worker, &held).await?;
+            if released > 0 {
+                tracing::info!(component = "master", %worker, tasks = released, "tasks whose lease reply the worker never received returned to the queue");
+            }
+            Message::ReleasedUnheld {
+                released: released as u64,
             }
         }
         other => {

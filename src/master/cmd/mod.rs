@@ -186,7 +186,8 @@ async fn route(
         | Message::Extend { .. }
         | Message::PutResult { .. }
         | Message::Ack { .. }
-        | Message::Nack { .. } => lease::apply(conn, state, session, message).await,
+        | Message::Nack { .. }
+        | Message::ReleaseUnheld { .. } => lease::apply(conn, state, session, message).await,
         Message::WorkerDown { .. }
         | Message::RecordAlert { .. }
         | Message::RecordWorker { .. }

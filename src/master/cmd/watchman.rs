@@ -51,6 +51,7 @@ pub async fn answer(message: &Message, queue: &dyn Queue, store: &dyn Store) -> 
             worker_id,
             reason,
             last_task_id,
+            requeued_by_collector,
             ..
         } => {
             let last_task = last_task_id.as_deref().unwrap_or("");
@@ -58,8 +59,11 @@ pub async fn answer(message: &Message, queue: &dyn Queue, store: &dyn Store) -> 
                 "worker_down from the collector");
             match queue.reclaim_worker(worker_id).await {
                 Ok(reclaimed) => {
-                    if reclaimed == 0 {
-                        // The collector may have re-queued them already, or the worker held none.
+                    let by_collector = requeued_by_collector.unwrap_or(0);
+                    if reclaimed == 0 && by_collector > 0 {
+                        tracing::info!(worker = %worker_id, requeued_by_collector = by_collector,
+                            "the collector re-queued the dead worker's tasks already");
+                    } else if reclaimed == 0 {
                         tracing::info!(worker = %worker_id, "the dead worker holds no tasks: nothing to re-queue");
                     } else {
                         tracing::info!(worker = %worker_id, reclaimed, "re-queued the dead worker's tasks");
