@@ -3,13 +3,14 @@
 
 use std::io::Write;
 
+use bytes::Bytes;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 use super::progress::JobProgress;
-use crate::backend::{ChunkResult, JobStatus};
+use crate::backend::{ChunkResult, JobStatus, RESULT_PART_BYTES};
 use crate::jobs::search::stream::{CountTally, StreamPrinter};
 use crate::jobs::search::{
     report_from_stored, OutputFormat, SearchJobSpec, SearchReport, SEARCH_KIND,
@@ -277,7 +278,7 @@ pub async fn open_results<'c>(
 impl ResultsStream<'_> {
     /// The next task's result, its payload left as the stored JSON text (the result's own
     /// `payload` is then null); `None` after the last.
-    pub async fn next_text(&mut self) -> Result<Option<(ChunkResult, Vec<u8>)>, ClientError> {
+    pub async fn next_text(&mut self) -> Result<Option<(ChunkResult, Bytes)>, ClientError> {
         if self.remaining == 0 {
             return Ok(None);
         }
@@ -285,10 +286,12 @@ impl ResultsStream<'_> {
         match self.client.reply().await? {
             Message::ResultChunk { mut result, parts } => {
                 let text = match parts {
-                    0 => serde_json::to_vec(&std::mem::take(&mut result.payload)).map_err(|e| {
-                        let chunk = result.chunk;
-                        ClientError::JobFailed(format!("job {} task {chunk}: {e}", self.job_id))
-                    })?,
+                    0 => serde_json::to_vec(&std::mem::take(&mut result.payload))
+                        .map(Bytes::from)
+                        .map_err(|e| {
+                            let chunk = result.chunk;
+                            ClientError::JobFailed(format!("job {} task {chunk}: {e}", self.job_id))
+                        })?,
                     parts => read_parts(self.client, parts).await?,
                 };
                 Ok(Some((result, text)))
@@ -329,13 +332,17 @@ pub async fn fetch_results(
     })
 }
 
-/// Reads `parts` data frames: their bytes one after another.
-async fn read_parts(client: &mut MasterClient, parts: u32) -> Result<Vec<u8>, ClientError> {
-    let mut text = Vec::new();
+/// Reads `parts` data frames: their bytes one after another (a single part as it came).
+async fn read_parts(client: &mut MasterClient, parts: u32) -> Result<Bytes, ClientError> {
+    if parts == 1 {
+        return Ok(client.connection().read_data().await?);
+    }
+    // Every part but the last is full: room for them all at once, not twice that by doubling.
+    let mut text = Vec::with_capacity(RESULT_PART_BYTES.saturating_mul(parts.min(16) as usize));
     for _ in 0..parts {
         text.extend_from_slice(&client.connection().read_data().await?);
     }
-    Ok(text)
+    Ok(Bytes::from(text))
 }
 
 /// Fetches a completed search job's results as a report, for callers that submitted the search

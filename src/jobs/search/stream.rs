@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
 
+use bytes::Bytes;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -105,7 +106,7 @@ pub struct StreamPrinter<W: Write> {
     /// Whether pushed results add to `tally` (not when the counts were given beforehand).
     sum_counts: bool,
     /// The stored texts of the current chunk's tasks, and that chunk's index.
-    batch: Vec<(u32, Vec<u8>)>,
+    batch: Vec<(u32, Bytes)>,
     batch_chunk: Option<u64>,
     /// The last hit printed, which the next must follow.
     last: Option<HitKey>,
@@ -200,14 +201,19 @@ impl<W: Write> StreamPrinter<W> {
         }
     }
 
-    /// Takes the stored text of task `task`'s result; tasks must come in index order.
-    pub fn push(&mut self, task: u32, text: Vec<u8>) -> Result<(), ResultError> {
+    /// Takes the stored text of task `task`'s result; tasks must come in index order. A
+    /// chunk's hits are printed when its last pattern group's task arrives (or the next
+    /// chunk's), so a caller that reads task by task holds one chunk's texts at most.
+    pub fn push(&mut self, task: u32, text: Bytes) -> Result<(), ResultError> {
         let chunk = u64::from(task) / self.groups;
         if self.batch_chunk != Some(chunk) {
             self.print_batch()?;
             self.batch_chunk = Some(chunk);
         }
         self.batch.push((task, text));
+        if u64::from(task) % self.groups == self.groups - 1 {
+            self.print_batch()?;
+        }
         Ok(())
     }
 
@@ -662,10 +668,15 @@ mod tests {
         out
     }
 
-    fn texts(results: &[ChunkResult]) -> Vec<(u32, Vec<u8>)> {
+    fn texts(results: &[ChunkResult]) -> Vec<(u32, Bytes)> {
         results
             .iter()
-            .map(|r| (r.chunk, serde_json::to_vec(&r.payload).unwrap()))
+            .map(|r| {
+                (
+                    r.chunk,
+                    Bytes::from(serde_json::to_vec(&r.payload).unwrap()),
+                )
+            })
             .collect()
     }
 
