@@ -312,3 +312,77 @@ fn millions_of_tsv_rows_stream_through_the_client_in_a_fraction_of_their_size() 
         tsv.bytes
     );
 }
+
+/// The TSV of pattern `pattern` in `records`, found by comparing it at every position.
+fn naive_tsv(records: &Records, pattern: &[u8]) -> String {
+    let name = String::from_utf8_lossy(pattern);
+    let mut tsv = String::from("seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched\n");
+    for (record, seq) in records {
+        for at in 0..seq.len().saturating_sub(pattern.len() - 1) {
+            if &seq[at..at + pattern.len()] == pattern {
+                let (start, end) = (at + 1, at + pattern.len());
+                tsv.push_str(&format!(
+                    "{record}\t{name}\t{name}\t+\t{start}\t{end}\t{name}\n"
+                ));
+            }
+        }
+    }
+    tsv
+}
+
+#[test]
+fn a_result_part_broken_in_redis_is_refused_naming_its_task_over_http_and_the_cli() {
+    let redis = common::redis::RedisServer::start();
+    let url = redis.url();
+    let mut grid = Grid::start(&["--backend", &url]);
+    grid.worker_flags = vec!["--backend".into(), url.clone()];
+    grid.start_worker("w1", 2);
+    let mut bases = Bases::new(53);
+    let records: Records = vec![("chr1".into(), bases.take(300_000))];
+    let path = grid.path("genome.fa");
+    write_fasta(&path, &records, 60, "\n");
+    let file = path.display().to_string();
+    let submit = ["submit", &file, "-p", "ACGTA", "--chunk-size", "65536"];
+    grid.cli_ok(&[&submit[..], &["--job-id", "honest"]].concat());
+    let status = grid.wait_finished("honest", JOB_TIMEOUT);
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+
+    // Honest: the HTTP TSV and the CLI's are what a naive scan finds.
+    let expected = naive_tsv(&records, b"ACGTA");
+    assert!(expected.lines().count() > 100, "the fixture has matches");
+    let http = grid.http_addr();
+    let (code, _, body) =
+        common::http::request(&http, "GET", "/jobs/honest/results?format=tsv", None, "");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(String::from_utf8_lossy(&body), expected);
+    assert_eq!(
+        grid.cli_ok(&["results", "honest", "--format", "tsv"]),
+        expected
+    );
+
+    // Task 2's stored text replaced behind the master's back.
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut redis_conn = client.get_connection().expect("redis connection");
+    redis::cmd("LSET")
+        .arg("job:honest:result:2")
+        .arg(0)
+        .arg("hello")
+        .query::<()>(&mut redis_conn)
+        .expect("LSET the stored part");
+    for format in ["tsv", "bed", "json"] {
+        let path = format!("/jobs/honest/results?format={format}");
+        let (code, _, body) = common::http::request(&http, "GET", &path, None, "");
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(code, 500, "{format}: {body}");
+        let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON error body");
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(message.contains("task 2"), "{format}: {message}");
+    }
+    let out = grid.cli(&["results", "honest", "--format", "tsv"]);
+    assert!(!out.status.success(), "the CLI must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("task 2"), "{stderr}");
+    // The master still serves: the health check answers.
+    let (code, _, _) = common::http::request(&http, "GET", "/health", None, "");
+    assert_eq!(code, 200);
+}
