@@ -1,8 +1,9 @@
 //! Printers for search results: counts, TSV (seqkit locate's columns), BED and JSON. They know
 //! nothing of the command line (as ripgrep keeps its printer out of its CLI).
 //!
-//! Both `gridwatch search` (local) and `gridwatch results` (the grid) build a [`SearchReport`] and
-//! hand it to [`write_report`], so the two print identical bytes for the same input.
+//! `gridwatch search` (local) builds a [`SearchReport`] and hands it to [`write_report`]; the
+//! grid's results are printed as they arrive by `stream`, through the same per-line writers, so
+//! both print identical bytes for the same input.
 
 use std::io::{self, Write};
 
