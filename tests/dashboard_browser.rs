@@ -316,7 +316,8 @@ fn charts_show_history_on_load_with_axes_and_the_job_list_filters_downloads_and_
         "a history sample after the jobs",
         Duration::from_secs(30),
         || {
-            let (status, _, body) = crate::support::http::request(&http, "GET", "/stats/history", None, "");
+            let (status, _, body) =
+                crate::support::http::request(&http, "GET", "/stats/history", None, "");
             let history: serde_json::Value = serde_json::from_slice(&body).ok()?;
             let samples = history["samples"].as_array()?;
             let done = samples.last()?["chunks_done"].as_u64()?;
@@ -441,7 +442,8 @@ fn charts_show_history_on_load_with_axes_and_the_job_list_filters_downloads_and_
                 .find(|l| l[0] == *label)
                 .unwrap_or_else(|| panic!("{job} offers {label}: {links:?}"));
             let path = link[1].as_str().expect("a path");
-            let (status, content_type, body) = crate::support::http::request(&http, "GET", path, None, "");
+            let (status, content_type, body) =
+                crate::support::http::request(&http, "GET", path, None, "");
             assert_eq!(status, 200, "{label} at {path}");
             match *label {
                 "TSV" => assert!(body.starts_with(b"seqID\tpatternName"), "{label}"),

@@ -3,7 +3,6 @@
 //! is healthy, the workers' healthcheck command really tells a live worker from a dead one (run
 //! against a real grid), and the README's secrets recipe makes files the image's user can read.
 
-
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;

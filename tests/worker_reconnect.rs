@@ -6,7 +6,6 @@
 //! in place, so its next lease falls into it), a second worker beside it, and the lease timeout
 //! far above the time the job may take.
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid};

@@ -2,13 +2,19 @@
 //! for people or, with `--json`, for scripts.
 
 use std::io::Write;
+
+use bytes::Bytes;
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 use super::progress::JobProgress;
-use crate::backend::{ChunkResult, JobStatus};
-use crate::jobs::search::{report_from_stored, SearchReport};
+use crate::backend::{ChunkResult, JobStatus, RESULT_PART_BYTES};
+use crate::jobs::search::stream::{CountTally, StreamPrinter};
+use crate::jobs::search::{
+    report_from_stored, OutputFormat, SearchJobSpec, SearchReport, SEARCH_KIND,
+};
 use crate::jobs::{self, Kind, ResultError};
 use crate::protocol::{JobView, Message, ProtocolError};
 
@@ -197,8 +203,8 @@ async fn query_status_within(
         ))))
 }
 
-/// `print_results`, reconnecting to a master that went away before the results arrived (they
-/// are fetched whole before anything is printed, so a retry prints them once).
+/// `print_results`, reconnecting to a master that went away before anything was printed (a
+/// failure once the output has begun is final, so nothing is ever printed twice).
 pub async fn print_results_patiently(
     client: &mut MasterClient,
     job_id: &str,
@@ -207,8 +213,9 @@ pub async fn print_results_patiently(
     let started = Instant::now();
     let mut pause = RECONNECT_MIN;
     loop {
-        match print_results(client, job_id, request).await {
-            Err(err) if err.is_transient() && started.elapsed() < RECONNECT_FOR => {
+        let mut printing = false;
+        match print_results_noting(client, job_id, request, &mut printing).await {
+            Err(err) if err.is_transient() && !printing && started.elapsed() < RECONNECT_FOR => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(RECONNECT_MAX);
                 // A failed reconnection is tried again on the next round.
@@ -230,11 +237,19 @@ pub struct JobResults {
     pub results: Vec<ChunkResult>,
 }
 
-/// Fetches a completed job's stored results.
-pub async fn fetch_results(
-    client: &mut MasterClient,
+/// A completed job's stored results as the master sends them, one task's result at a time.
+pub struct ResultsStream<'c> {
+    client: &'c mut MasterClient,
+    job_id: String,
+    remaining: u32,
+}
+
+/// Asks for a completed job's results: returns its state, its spec and the stream of its
+/// tasks' results (which must be read to the end before the connection serves anything else).
+pub async fn open_results<'c>(
+    client: &'c mut MasterClient,
     job: &str,
-) -> Result<JobResults, ClientError> {
+) -> Result<(JobView, serde_json::Value, ResultsStream<'c>), ClientError> {
     let message = Message::GetResults {
         job_id: job.to_string(),
     };
@@ -248,20 +263,67 @@ pub async fn fetch_results(
         other => return Err(unexpected(&other)),
     };
     if spec_parts > 0 {
-        spec = read_parts(client, spec_parts, &format!("job {job} spec")).await?;
+        let text = read_parts(client, spec_parts).await?;
+        spec = serde_json::from_slice(&text)
+            .map_err(|e| ClientError::JobFailed(format!("job {job} spec: unreadable JSON: {e}")))?;
     }
-    let mut results = Vec::with_capacity(chunks.min(1 << 16) as usize);
-    for _ in 0..chunks {
-        match client.reply().await? {
-            Message::ResultChunk { mut result, parts } => {
-                if parts > 0 {
-                    let what = format!("job {job} chunk {} result", result.chunk);
-                    result.payload = read_parts(client, parts, &what).await?;
-                }
-                results.push(result);
-            }
-            other => return Err(unexpected(&other)),
+    let stream = ResultsStream {
+        client,
+        job_id: job.to_string(),
+        remaining: chunks,
+    };
+    Ok((view, spec, stream))
+}
+
+impl ResultsStream<'_> {
+    /// The next task's result, its payload left as the stored JSON text (the result's own
+    /// `payload` is then null); `None` after the last.
+    pub async fn next_text(&mut self) -> Result<Option<(ChunkResult, Bytes)>, ClientError> {
+        if self.remaining == 0 {
+            return Ok(None);
         }
+        self.remaining -= 1;
+        match self.client.reply().await? {
+            Message::ResultChunk { mut result, parts } => {
+                let text = match parts {
+                    0 => serde_json::to_vec(&std::mem::take(&mut result.payload))
+                        .map(Bytes::from)
+                        .map_err(|e| {
+                            let chunk = result.chunk;
+                            ClientError::JobFailed(format!("job {} task {chunk}: {e}", self.job_id))
+                        })?,
+                    parts => read_parts(self.client, parts).await?,
+                };
+                Ok(Some((result, text)))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The next task's result with its payload parsed.
+    pub async fn next_result(&mut self) -> Result<Option<ChunkResult>, ClientError> {
+        let Some((mut result, text)) = self.next_text().await? else {
+            return Ok(None);
+        };
+        result.payload = serde_json::from_slice(&text).map_err(|e| {
+            ClientError::JobFailed(format!(
+                "job {} chunk {} result: unreadable JSON: {e}",
+                self.job_id, result.chunk
+            ))
+        })?;
+        Ok(Some(result))
+    }
+}
+
+/// Fetches a completed job's stored results, all of them.
+pub async fn fetch_results(
+    client: &mut MasterClient,
+    job: &str,
+) -> Result<JobResults, ClientError> {
+    let (view, spec, mut stream) = open_results(client, job).await?;
+    let mut results = Vec::with_capacity(stream.remaining.min(1 << 16) as usize);
+    while let Some(result) = stream.next_result().await? {
+        results.push(result);
     }
     Ok(JobResults {
         job: view,
@@ -270,18 +332,17 @@ pub async fn fetch_results(
     })
 }
 
-/// Reads `parts` data frames and parses their concatenation as JSON.
-async fn read_parts(
-    client: &mut MasterClient,
-    parts: u32,
-    what: &str,
-) -> Result<serde_json::Value, ClientError> {
-    let mut text = Vec::new();
+/// Reads `parts` data frames: their bytes one after another (a single part as it came).
+async fn read_parts(client: &mut MasterClient, parts: u32) -> Result<Bytes, ClientError> {
+    if parts == 1 {
+        return Ok(client.connection().read_data().await?);
+    }
+    // Every part but the last is full: room for them all at once, not twice that by doubling.
+    let mut text = Vec::with_capacity(RESULT_PART_BYTES.saturating_mul(parts.min(16) as usize));
     for _ in 0..parts {
         text.extend_from_slice(&client.connection().read_data().await?);
     }
-    serde_json::from_slice(&text)
-        .map_err(|e| ClientError::JobFailed(format!("{what}: unreadable JSON: {e}")))
+    Ok(Bytes::from(text))
 }
 
 /// Fetches a completed search job's results as a report, for callers that submitted the search
@@ -487,36 +548,127 @@ pub async fn print_results(
     job_id: &str,
     request: &ResultsRequest<'_>,
 ) -> Result<(), ClientError> {
-    let fetched = fetch_results(client, job_id).await?;
-    let kind = kind_of(&fetched.job)?;
-    let job = jobs::JobContext::of_view(&fetched.job);
+    print_results_noting(client, job_id, request, &mut false).await
+}
+
+/// [`print_results`], setting `printing` once output has begun.
+async fn print_results_noting(
+    client: &mut MasterClient,
+    job_id: &str,
+    request: &ResultsRequest<'_>,
+    printing: &mut bool,
+) -> Result<(), ClientError> {
+    let (view, spec, mut stream) = open_results(client, job_id).await?;
+    let kind = kind_of(&view)?;
     let format = chosen_format(kind, request.format, request.json);
-    kind.check_format(format)
-        .map_err(|e| ClientError::Usage(e.to_string()))?;
+    if !request.tasks {
+        kind.check_format(format)
+            .map_err(|e| ClientError::Usage(e.to_string()))?;
+    }
+    if view.kind == SEARCH_KIND && !request.tasks {
+        let tag = request.with_job_id.then_some(job_id);
+        return print_search_streamed(stream, spec, format, tag, request.out, printing).await;
+    }
+    let mut results = Vec::new();
+    if request.tasks {
+        // The records need no payloads: each is dropped as it is read.
+        while let Some((result, _text)) = stream.next_text().await? {
+            results.push(result);
+        }
+    } else {
+        while let Some(result) = stream.next_result().await? {
+            results.push(result);
+        }
+    }
+    let fetched = JobResults {
+        job: view,
+        spec,
+        results,
+    };
+    let job = jobs::JobContext::of_view(&fetched.job);
     let tag = request.with_job_id.then_some(job_id);
     let render = |out: &mut dyn Write| match (request.tasks, format, tag) {
         (true, _, _) => render_tasks(&fetched, out),
         (false, "json", Some(job_id)) => render_tagged(kind, &job, &fetched, job_id, out),
         _ => kind.render(&job, &fetched.spec, &fetched.results, format, out),
     };
-    let rendered = match request.out {
+    *printing = true;
+    let mut out = open_output(request.out)?;
+    let rendered = render(&mut out).and_then(|()| out.flush().map_err(ResultError::from));
+    rendered.map_err(|err| result_error(job_id, err))
+}
+
+/// Where results go: `--out FILE`, or stdout; buffered either way.
+fn open_output(path: Option<&Path>) -> Result<Box<dyn Write + Send>, ClientError> {
+    const BUFFER: usize = 1 << 16;
+    Ok(match path {
         Some(path) => {
             let file = std::fs::File::create(path).map_err(|e| {
                 ClientError::Usage(format!("{}: cannot create: {e}", path.display()))
             })?;
-            let mut out = std::io::BufWriter::new(file);
-            render(&mut out).and_then(|()| out.flush().map_err(ResultError::from))
+            Box::new(std::io::BufWriter::with_capacity(BUFFER, file))
         }
-        None => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            render(&mut out).and_then(|()| out.flush().map_err(ResultError::from))
-        }
-    };
-    rendered.map_err(|err| match err {
+        None => Box::new(std::io::BufWriter::with_capacity(BUFFER, std::io::stdout())),
+    })
+}
+
+/// A failure to print a job's results, as the client reports it.
+fn result_error(job_id: &str, err: ResultError) -> ClientError {
+    match err {
         ResultError::UnknownFormat { .. } => ClientError::Usage(err.to_string()),
         ResultError::Corrupt(reason) => ClientError::JobFailed(format!("job {job_id}: {reason}")),
         ResultError::Io(io) => ClientError::Output(io),
-    })
+    }
+}
+
+/// Prints a search job's results while they arrive, holding one chunk's stored results at a
+/// time, never the job's positions. JSON without a job id names the counts before the hits:
+/// the results are read twice then, first for the counts alone.
+async fn print_search_streamed(
+    mut stream: ResultsStream<'_>,
+    spec: serde_json::Value,
+    format: &str,
+    tag: Option<&str>,
+    out: Option<&Path>,
+    printing: &mut bool,
+) -> Result<(), ClientError> {
+    let job_id = stream.job_id.clone();
+    let spec = SearchJobSpec::deserialize(&spec).map_err(|e| {
+        ClientError::JobFailed(format!("job {job_id}: unreadable search job spec: {e}"))
+    })?;
+    let format = OutputFormat::from_name(format)
+        .ok_or_else(|| ClientError::Usage(format!("unknown search format {format:?}")))?;
+    let counted = match (format, tag) {
+        (OutputFormat::Json, None) => {
+            let mut tally = CountTally::new(spec.patterns.len());
+            while let Some((result, text)) = stream.next_text().await? {
+                tally.add_stored(&text).map_err(|e| {
+                    ClientError::JobFailed(format!(
+                        "job {job_id}: the stored result of task {} is unreadable: {e}",
+                        result.chunk
+                    ))
+                })?;
+            }
+            let client = stream.client;
+            stream = open_results(client, &job_id).await?.2;
+            Some(tally)
+        }
+        _ => None,
+    };
+    *printing = true;
+    let output = open_output(out)?;
+    let mut printer = match tag {
+        Some(tag) if format == OutputFormat::Json => StreamPrinter::tagged_json(spec, tag, output),
+        _ => StreamPrinter::new(spec, format, counted, output),
+    }
+    .map_err(|err| result_error(&job_id, err))?;
+    while let Some((result, text)) = stream.next_text().await? {
+        printer
+            .push(result.chunk, text)
+            .map_err(|err| result_error(&job_id, err))?;
+    }
+    let mut output = printer.finish().map_err(|err| result_error(&job_id, err))?;
+    output.flush().map_err(ClientError::Output)
 }
 
 /// The kind's JSON results with `"job_id"` added (or, for JSON that is not an object, as

@@ -17,7 +17,7 @@ pub mod webdriver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -62,27 +62,20 @@ pub fn poll_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
 /// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing behind.
 pub struct Proc {
     child: Child,
-    /// What it is, for messages.
-    pub name: String,
 }
 
 impl Proc {
     /// Starts `gridwatch ARGS`, logging stderr to `log`.
     pub fn spawn(name: &str, args: &[String], log: &Path) -> Self {
         let file = std::fs::File::create(log).expect("creating a log file");
-        let child = Command::new(gridwatch_bin())
+        let child = procs::gridwatch()
             .args(args)
-            // Masters and `up` serve HTTP on a free port, never on the shared default 8080.
-            .env("GRIDWATCH_HTTP", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(file))
             .spawn()
-            .expect("starting gridwatch");
-        Self {
-            child,
-            name: name.to_string(),
-        }
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Self { child }
     }
 
     /// The process id.

@@ -83,19 +83,6 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then wait for a clean exit (bounded).
-    pub fn stop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill9();
-    }
-
     /// Waits up to `limit` for the process to exit; its exit code if it did.
     pub fn wait_exit_within(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;

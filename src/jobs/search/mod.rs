@@ -25,6 +25,7 @@ use crate::search::{
 
 pub mod pack;
 pub mod printer;
+pub mod stream;
 
 pub use printer::{write_report, OutputFormat, ReportHit, SearchReport, StrandCounts};
 

@@ -1,8 +1,9 @@
 //! Printers for search results: counts, TSV (seqkit locate's columns), BED and JSON. They know
 //! nothing of the command line (as ripgrep keeps its printer out of its CLI).
 //!
-//! Both `gridwatch search` (local) and `gridwatch results` (the grid) build a [`SearchReport`] and
-//! hand it to [`write_report`], so the two print identical bytes for the same input.
+//! `gridwatch search` (local) builds a [`SearchReport`] and hands it to [`write_report`]; the
+//! grid's results are printed as they arrive by `stream`, through the same per-line writers, so
+//! both print identical bytes for the same input.
 
 use std::io::{self, Write};
 
@@ -123,35 +124,121 @@ pub fn write_count(report: &SearchReport, mut out: impl Write) -> io::Result<()>
     out.flush()
 }
 
+/// A match as the printers take it: a [`ReportHit`] or a stored hit read in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HitRef<'a> {
+    /// Index into the report's records.
+    pub record: u32,
+    /// 0-based position of the match's leftmost base in the record.
+    pub start: u64,
+    /// Index into the report's patterns.
+    pub pattern: u32,
+    /// `+` or `-`.
+    pub strand: Strand,
+    /// The matched bases.
+    pub matched: &'a str,
+    /// Substitutions between the pattern and `matched`.
+    pub mismatches: u32,
+}
+
+impl<'a> From<&'a ReportHit> for HitRef<'a> {
+    fn from(hit: &'a ReportHit) -> Self {
+        HitRef {
+            record: hit.record,
+            start: hit.start,
+            pattern: hit.pattern,
+            strand: hit.strand,
+            matched: &hit.matched,
+            mismatches: hit.mismatches,
+        }
+    }
+}
+
+/// The record and pattern a hit refers to; an error (not a panic) when the hit names one the
+/// lists do not hold, as a hit read from stored results may.
+pub fn resolve<'r>(
+    records: &'r [RecordInfo],
+    patterns: &'r [Pattern],
+    hit: HitRef<'_>,
+) -> io::Result<(&'r RecordInfo, &'r Pattern)> {
+    let record = records.get(hit.record as usize);
+    let pattern = patterns.get(hit.pattern as usize);
+    record.zip(pattern).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "result refers to record {} / pattern {} that the report does not list",
+                hit.record, hit.pattern
+            ),
+        )
+    })
+}
+
+/// The TSV's header line; `approximate` adds the `mismatches` column.
+pub fn write_tsv_header(approximate: bool, mut out: impl Write) -> io::Result<()> {
+    write!(
+        out,
+        "seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched"
+    )?;
+    writeln!(out, "{}", if approximate { "\tmismatches" } else { "" })
+}
+
+/// One match as a TSV line (1-based, inclusive).
+pub fn write_tsv_line(
+    record: &RecordInfo,
+    pattern: &Pattern,
+    hit: HitRef<'_>,
+    approximate: bool,
+    mut out: impl Write,
+) -> io::Result<()> {
+    let end = hit.start + pattern.sequence.len() as u64;
+    write!(
+        out,
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        record.name,
+        pattern.name,
+        pattern.sequence,
+        hit.strand.symbol(),
+        hit.start + 1,
+        end,
+        hit.matched
+    )?;
+    if approximate {
+        writeln!(out, "\t{}", hit.mismatches)
+    } else {
+        writeln!(out)
+    }
+}
+
+/// One match as a BED6 line (0-based, half-open, score 0).
+pub fn write_bed_line(
+    record: &RecordInfo,
+    pattern: &Pattern,
+    hit: HitRef<'_>,
+    mut out: impl Write,
+) -> io::Result<()> {
+    let end = hit.start + pattern.sequence.len() as u64;
+    writeln!(
+        out,
+        "{}\t{}\t{}\t{}\t0\t{}",
+        record.name,
+        hit.start,
+        end,
+        pattern.name,
+        hit.strand.symbol()
+    )
+}
+
 /// Matches with seqkit locate's columns: seqID, patternName, pattern, strand, start, end, matched
 /// (1-based, inclusive), then `mismatches` when the search allowed any.
 pub fn write_tsv(report: &SearchReport, out: impl Write) -> io::Result<()> {
     let mut out = io::BufWriter::with_capacity(1 << 16, out);
     let approximate = report.max_mismatches > 0;
-    write!(
-        out,
-        "seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched"
-    )?;
-    writeln!(out, "{}", if approximate { "\tmismatches" } else { "" })?;
+    write_tsv_header(approximate, &mut out)?;
     for hit in &report.hits {
-        let (record, pattern) = report.resolve(hit)?;
-        let end = hit.start + pattern.sequence.len() as u64;
-        write!(
-            out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            record.name,
-            pattern.name,
-            pattern.sequence,
-            hit.strand.symbol(),
-            hit.start + 1,
-            end,
-            hit.matched
-        )?;
-        if approximate {
-            writeln!(out, "\t{}", hit.mismatches)?;
-        } else {
-            writeln!(out)?;
-        }
+        let hit = HitRef::from(hit);
+        let (record, pattern) = resolve(&report.records, &report.patterns, hit)?;
+        write_tsv_line(record, pattern, hit, approximate, &mut out)?;
     }
     out.flush()
 }
@@ -160,24 +247,16 @@ pub fn write_tsv(report: &SearchReport, out: impl Write) -> io::Result<()> {
 pub fn write_bed(report: &SearchReport, out: impl Write) -> io::Result<()> {
     let mut out = io::BufWriter::with_capacity(1 << 16, out);
     for hit in &report.hits {
-        let (record, pattern) = report.resolve(hit)?;
-        let end = hit.start + pattern.sequence.len() as u64;
-        writeln!(
-            out,
-            "{}\t{}\t{}\t{}\t0\t{}",
-            record.name,
-            hit.start,
-            end,
-            pattern.name,
-            hit.strand.symbol()
-        )?;
+        let hit = HitRef::from(hit);
+        let (record, pattern) = resolve(&report.records, &report.patterns, hit)?;
+        write_bed_line(record, pattern, hit, &mut out)?;
     }
     out.flush()
 }
 
 /// One pattern's line in the JSON output.
 #[derive(Serialize)]
-struct JsonPattern<'a> {
+pub(super) struct JsonPattern<'a> {
     name: &'a str,
     pattern: &'a str,
     forward: u64,
@@ -187,7 +266,7 @@ struct JsonPattern<'a> {
 
 /// One match in the JSON output, with the TSV's names and coordinates (1-based inclusive).
 #[derive(Serialize)]
-struct JsonHit<'a> {
+pub(super) struct JsonHit<'a> {
     #[serde(rename = "seqID")]
     seq_id: &'a str,
     #[serde(rename = "patternName")]
@@ -199,6 +278,77 @@ struct JsonHit<'a> {
     matched: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     mismatches: Option<u32>,
+}
+
+impl<'a> JsonHit<'a> {
+    /// The hit as the JSON output lists it.
+    pub(super) fn new(
+        record: &'a RecordInfo,
+        pattern: &'a Pattern,
+        hit: HitRef<'a>,
+        approximate: bool,
+    ) -> Self {
+        JsonHit {
+            seq_id: &record.name,
+            pattern_name: &pattern.name,
+            pattern: &pattern.sequence,
+            strand: hit.strand,
+            start: hit.start + 1,
+            end: hit.start + pattern.sequence.len() as u64,
+            matched: hit.matched,
+            mismatches: approximate.then_some(hit.mismatches),
+        }
+    }
+}
+
+/// A [`JsonHit`] with its keys in alphabetical order, as a JSON map prints them (the output
+/// with a job id added is printed that way).
+#[derive(Serialize)]
+pub(super) struct TaggedHit<'a> {
+    end: u64,
+    matched: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mismatches: Option<u32>,
+    pattern: &'a str,
+    #[serde(rename = "patternName")]
+    pattern_name: &'a str,
+    #[serde(rename = "seqID")]
+    seq_id: &'a str,
+    start: u64,
+    strand: Strand,
+}
+
+impl<'a> From<JsonHit<'a>> for TaggedHit<'a> {
+    fn from(hit: JsonHit<'a>) -> Self {
+        TaggedHit {
+            end: hit.end,
+            matched: hit.matched,
+            mismatches: hit.mismatches,
+            pattern: hit.pattern,
+            pattern_name: hit.pattern_name,
+            seq_id: hit.seq_id,
+            start: hit.start,
+            strand: hit.strand,
+        }
+    }
+}
+
+/// The patterns' lines of the JSON output, with their counts.
+pub(super) fn json_patterns<'a>(
+    patterns: &'a [Pattern],
+    counts: &[StrandCounts],
+) -> Vec<JsonPattern<'a>> {
+    patterns
+        .iter()
+        .zip(counts)
+        .map(|(pattern, counts)| JsonPattern {
+            name: &pattern.name,
+            pattern: &pattern.sequence,
+            forward: counts.forward,
+            reverse: counts.reverse,
+            count: counts.total(),
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -214,32 +364,13 @@ struct JsonReport<'a> {
 /// The report as one JSON object: `total`, `patterns` (with per-strand counts), `records` and
 /// `hits` (seqkit's column names, 1-based inclusive coordinates).
 pub fn write_json(report: &SearchReport, mut out: impl Write) -> io::Result<()> {
-    let patterns = report
-        .patterns
-        .iter()
-        .zip(&report.counts)
-        .map(|(pattern, counts)| JsonPattern {
-            name: &pattern.name,
-            pattern: &pattern.sequence,
-            forward: counts.forward,
-            reverse: counts.reverse,
-            count: counts.total(),
-        })
-        .collect();
+    let patterns = json_patterns(&report.patterns, &report.counts);
     let approximate = report.max_mismatches > 0;
     let mut hits = Vec::with_capacity(report.hits.len());
     for hit in &report.hits {
-        let (record, pattern) = report.resolve(hit)?;
-        hits.push(JsonHit {
-            seq_id: &record.name,
-            pattern_name: &pattern.name,
-            pattern: &pattern.sequence,
-            strand: hit.strand,
-            start: hit.start + 1,
-            end: hit.start + pattern.sequence.len() as u64,
-            matched: &hit.matched,
-            mismatches: approximate.then_some(hit.mismatches),
-        });
+        let hit = HitRef::from(hit);
+        let (record, pattern) = resolve(&report.records, &report.patterns, hit)?;
+        hits.push(JsonHit::new(record, pattern, hit, approximate));
     }
     let json = JsonReport {
         max_mismatches: approximate.then_some(report.max_mismatches),
@@ -251,24 +382,6 @@ pub fn write_json(report: &SearchReport, mut out: impl Write) -> io::Result<()> 
     serde_json::to_writer_pretty(&mut out, &json)?;
     writeln!(out)?;
     out.flush()
-}
-
-impl SearchReport {
-    /// The record and pattern a hit refers to; an error (not a panic) if the report is inconsistent,
-    /// as it may be when it was assembled from stored results.
-    fn resolve(&self, hit: &ReportHit) -> io::Result<(&RecordInfo, &Pattern)> {
-        let record = self.records.get(hit.record as usize);
-        let pattern = self.patterns.get(hit.pattern as usize);
-        record.zip(pattern).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "result refers to record {} / pattern {} that the report does not list",
-                    hit.record, hit.pattern
-                ),
-            )
-        })
-    }
 }
 
 #[cfg(test)]

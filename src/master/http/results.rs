@@ -5,7 +5,8 @@
 //! thread. A Julia job, whose image may hold hundreds of millions of pixels, is streamed: its
 //! bands are read from the store one at a time and its bytes go out as they are made, so a
 //! request holds one band whatever the image's size. A search's `count` reads each stored part
-//! once, keeping the counts and skipping the positions.
+//! once, keeping the counts and skipping the positions; its positions (TSV, BED, JSON) are
+//! streamed a task's stored result at a time.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use super::{ApiError, HttpState};
 use crate::backend::{JobRecord, JobStatus, Store, StoredResult};
 use crate::jobs::julia::{self as julia_kind, JuliaBand, JuliaJobSpec, JULIA_KIND};
+use crate::jobs::search::stream::{CountTally, StreamPrinter};
 use crate::jobs::search::{
     write_report, OutputFormat, SearchJobSpec, SearchReport, StrandCounts, SEARCH_KIND,
 };
@@ -109,6 +111,9 @@ pub(super) async fn respond(
         drop(permit);
         return Ok(Body::from(bytes));
     }
+    if record.kind == SEARCH_KIND {
+        return stream_search(store, record, format, permit).await;
+    }
     let bytes = render(store.as_ref(), kind, record, format).await?;
     drop(permit);
     Ok(Body::from(bytes))
@@ -187,6 +192,75 @@ async fn stream_julia(
         receiver.poll_recv(cx)
     }));
     Ok(body)
+}
+
+/// Streams a search job's positions in `format` (tsv, bed or json), one task's stored result
+/// in memory at a time. Every stored result is read once before the first byte, for the
+/// counts the JSON names first and so that one that does not read gets an error status naming
+/// its task; a position found broken later cuts the response short.
+async fn stream_search(
+    store: Arc<dyn Store>,
+    record: JobRecord,
+    format: &'static str,
+    permit: OwnedSemaphorePermit,
+) -> Result<Body, ApiError> {
+    let id = record.id.clone();
+    let spec: SearchJobSpec = serde_json::from_value(record.spec)
+        .map_err(|e| ApiError::Corrupt(format!("job {id}: search job spec: {e}")))?;
+    let format = OutputFormat::from_name(format)
+        .ok_or_else(|| ApiError::BadQuery(format!("format {format:?}")))?;
+    let headers = store.result_headers(&id).await?;
+    let mut tally = CountTally::new(spec.patterns.len());
+    for header in &headers {
+        let text = read_text(store.as_ref(), &id, header).await?;
+        tally.add_stored(&text).map_err(|e| {
+            ApiError::Corrupt(format!(
+                "job {id}: the stored result of task {} is unreadable: {e}",
+                header.chunk
+            ))
+        })?;
+    }
+    let (sender, mut receiver) = mpsc::channel::<io::Result<Bytes>>(STREAM_AHEAD);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let out = ChannelWriter::new(sender.clone());
+        let written = (|| -> Result<(), jobs::ResultError> {
+            let mut printer = StreamPrinter::new(spec, format, Some(tally), out)?;
+            for header in &headers {
+                let text = runtime.block_on(read_text(store.as_ref(), &id, header));
+                let text = text.map_err(|e| io::Error::other(e.to_string()))?;
+                printer.push(header.chunk, text)?;
+            }
+            printer.finish()?.flush()?;
+            Ok(())
+        })();
+        match written {
+            Ok(()) => {}
+            // The reader going away is routine; a broken result is worth a warning.
+            Err(jobs::ResultError::Io(err)) if err.kind() == io::ErrorKind::BrokenPipe => {}
+            Err(err) => {
+                tracing::warn!(component = "http", job = %id, error = %err, "streamed result cut short");
+                let _ = sender.blocking_send(Err(io::Error::other(err.to_string())));
+            }
+        }
+    });
+    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
+        receiver.poll_recv(cx)
+    }));
+    Ok(body)
+}
+
+/// A stored result's payload text, its parts read one after another.
+async fn read_text(store: &dyn Store, job: &str, header: &StoredResult) -> Result<Bytes, ApiError> {
+    if header.parts == 1 {
+        return Ok(store.result_part(job, header.chunk, 0).await?);
+    }
+    let mut text = Vec::new();
+    for part in 0..header.parts {
+        text.extend_from_slice(&store.result_part(job, header.chunk, part).await?);
+    }
+    Ok(Bytes::from(text))
 }
 
 /// What a search's `count` needs of a stored chunk result: its counts, not its positions.
