@@ -497,7 +497,8 @@ fn jobs_table(jobs: &[JobView], narrow: bool) -> Table<'static> {
         Constraint::Length(10),
         Constraint::Length(18),
         Constraint::Length(11),
-        Constraint::Length(20),
+        // What is left, so a whole job id still fits beside it at 80 columns.
+        Constraint::Min(12),
         Constraint::Min(10),
         Constraint::Length(4),
     ];

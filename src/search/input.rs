@@ -207,7 +207,8 @@ struct Parser {
     consumed: u64,
     sniffed: usize,
     sniffed_letters: usize,
-    /// Sniffed letters that are A, C, G, T, U or N (either case).
+    /// Sniffed letters that are nucleotide codes (A, C, G, T, U, N, IUPAC ambiguity letters) or
+    /// gap and stop symbols.
     sniffed_nucleotides: usize,
     /// The input began with sequence, not a `>` header: a plain sequence file, or any text.
     plain: bool,
@@ -398,7 +399,7 @@ impl Parser {
         let window = &bases[..bases.len().min(SNIFF_BYTES - self.sniffed)];
         self.sniffed += window.len();
         self.sniffed_letters += window.iter().filter(|&&b| is_sequence_letter(b)).count();
-        self.sniffed_nucleotides += window.iter().filter(|&&b| is_nucleotide(b)).count();
+        self.sniffed_nucleotides += window.iter().filter(|&&b| is_sequence_code(b)).count();
         if self.sniffed >= SNIFF_BYTES {
             self.check_sniffed()?;
         }
@@ -415,13 +416,16 @@ impl Parser {
             });
         }
         // Text without a header is taken as plain sequence, so it must read as one: a shopping
-        // list is letters, but few of them are bases (a FASTA file has said what it is).
-        if self.plain && self.sniffed_nucleotides * 2 < self.sniffed_letters {
+        // list is letters, but many of them (e, i, l, o, ...) are no nucleotide code at all. A
+        // FASTA file has said what it is, and a sequence of ambiguity codes is still DNA.
+        let others = self.sniffed_letters - self.sniffed_nucleotides;
+        if self.plain && others * 10 > self.sniffed_letters {
             return Err(InputError::NotSequence {
                 reason: format!(
-                    "it has no FASTA header and only {} of the first {} letters are A, C, G, T, U \
-                     or N, so it reads as text, not DNA",
-                    self.sniffed_nucleotides, self.sniffed_letters
+                    "it has no FASTA header and {others} of the first {} letters are no \
+                     nucleotide code (A, C, G, T, U, N or an IUPAC ambiguity letter), so it reads \
+                     as text, not DNA",
+                    self.sniffed_letters
                 ),
             });
         }
@@ -456,11 +460,30 @@ fn skip_line(data: &[u8], state: &mut LineState) -> usize {
     }
 }
 
-/// The bases of DNA and RNA and the unknown base, either case: most of a real sequence.
-fn is_nucleotide(byte: u8) -> bool {
+/// A nucleotide code, either case (the bases of DNA and RNA, the unknown base, the IUPAC
+/// ambiguity letters), or a gap or stop symbol. Text in which more than a few letters are
+/// anything else is not a sequence.
+fn is_sequence_code(byte: u8) -> bool {
     matches!(
         byte.to_ascii_uppercase(),
-        b'A' | b'C' | b'G' | b'T' | b'U' | b'N'
+        b'A' | b'C'
+            | b'G'
+            | b'T'
+            | b'U'
+            | b'N'
+            | b'R'
+            | b'Y'
+            | b'K'
+            | b'M'
+            | b'S'
+            | b'W'
+            | b'B'
+            | b'D'
+            | b'H'
+            | b'V'
+            | b'-'
+            | b'*'
+            | b'.'
     )
 }
 

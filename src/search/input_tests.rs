@@ -290,6 +290,18 @@ fn headerless_text_whose_letters_are_mostly_not_bases_is_refused() {
     let mut chunker = Chunker::new(1000, 0);
     chunker.push(&fasta, &mut |_| {}).expect("declared FASTA");
     chunker.finish(&mut |_| {}).expect("declared FASTA");
+    // A plain sequence of ambiguity codes alone is DNA too, however short.
+    for codes in [&b"D\n"[..], b"RYKMSWBDHVN\n"] {
+        let mut chunker = Chunker::new(1000, 0);
+        chunker.push(codes, &mut |_| {}).expect("codes");
+        chunker.finish(&mut |_| {}).expect("codes");
+    }
+    // Mostly bases with a word of text mixed in: one letter in ten that is no code is refused.
+    let mut chunker = Chunker::new(1000, 0);
+    let outcome = chunker
+        .push(b"ACGTACGTACGThello\n", &mut |_| {})
+        .and_then(|()| chunker.finish(&mut |_| {}));
+    assert!(outcome.is_err(), "e, l, l, o are no nucleotide codes");
     // Soft-masked bases with a few ambiguity codes pass.
     let mut chunker = Chunker::new(1000, 0);
     chunker
