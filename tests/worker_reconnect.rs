@@ -86,9 +86,16 @@ fn a_cut_worker_returns_the_tasks_it_never_received(
     proxy.cut();
     cut.signal(Signal::SIGCONT);
     // A lost lease reply carries its tasks' 2000 bases each; anything else is far smaller.
-    poll_until(GENEROUS, "a lease reply lost in the cut", || {
-        (proxy.dropped_reply_bytes() > 1500).then_some(())
-    });
+    let deadline = Instant::now() + GENEROUS;
+    while proxy.dropped_reply_bytes() <= 1500 {
+        assert!(
+            Instant::now() < deadline,
+            "no lease reply was lost in the cut ({} reply bytes dropped); the cut worker's log:\n{}",
+            proxy.dropped_reply_bytes(),
+            cut_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let _steady = start_worker(grid, "steady", steady_flags);
     proxy.restore();
     let restored = Instant::now();

@@ -357,12 +357,20 @@ fn write_counts(image: &JuliaImage, out: &mut dyn Write) -> io::Result<()> {
 }
 
 /// The image as an 8-bit RGB PNG, coloured by [`colorize`].
+/// A PNG encoder's error as an I/O error, keeping the kind of one that came from the writer: a
+/// reader that went away (`| head`) must still read as a broken pipe, which is not a failure.
+fn to_io(error: png::EncodingError) -> io::Error {
+    match error {
+        png::EncodingError::IoError(error) => error,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
 fn write_png(image: &JuliaImage, out: &mut dyn Write) -> io::Result<()> {
     let rgb = colorize(&image.counts, image.spec.params.max_iterations);
     let mut encoder = png::Encoder::new(out, image.spec.width, image.spec.height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
-    let to_io = |e: png::EncodingError| io::Error::other(e.to_string());
     let mut writer = encoder.write_header().map_err(to_io)?;
     // Written as the HTTP API streams it, so both give the same bytes.
     let mut rows = writer.stream_writer().map_err(to_io)?;
@@ -414,7 +422,6 @@ pub fn write_streamed(
             let mut encoder = png::Encoder::new(&mut *out, spec.width, spec.height);
             encoder.set_color(png::ColorType::Rgb);
             encoder.set_depth(png::BitDepth::Eight);
-            let to_io = |e: png::EncodingError| io::Error::other(e.to_string());
             let mut writer = encoder.write_header().map_err(to_io)?;
             let mut rows = writer.stream_writer().map_err(to_io)?;
             while let Some(band) = next_band()? {
