@@ -8,27 +8,6 @@ use gridwatch::search::{
 };
 use proptest::prelude::*;
 
-/// Bases an IUPAC letter stands for, spelled out (independent of the crate's bit table).
-fn reference_bases(code: u8) -> &'static [u8] {
-    match code.to_ascii_uppercase() {
-        b'A' => b"A",
-        b'C' => b"C",
-        b'G' => b"G",
-        b'T' | b'U' => b"T",
-        b'R' => b"AG",
-        b'Y' => b"CT",
-        b'S' => b"CG",
-        b'W' => b"AT",
-        b'K' => b"GT",
-        b'M' => b"AC",
-        b'B' => b"CGT",
-        b'D' => b"AGT",
-        b'H' => b"ACT",
-        b'V' => b"ACG",
-        _ => b"",
-    }
-}
-
 fn reference_complement(code: u8) -> u8 {
     let upper = match code.to_ascii_uppercase() {
         b'A' => b'T',
@@ -56,14 +35,7 @@ fn letter_ok(code: u8, base: u8, case_sensitive: bool) -> bool {
     if case_sensitive && code.is_ascii_lowercase() != base.is_ascii_lowercase() {
         return false;
     }
-    if code.eq_ignore_ascii_case(&b'N') {
-        return true;
-    }
-    let base = match base.to_ascii_uppercase() {
-        b'U' => b'T',
-        other => other,
-    };
-    reference_bases(code).contains(&base)
+    crate::support::iupac::accepts(code, base)
 }
 
 /// Every (record, hit) of a naive scan of each whole record.
