@@ -9,21 +9,7 @@ use gridwatch::search::{
 use proptest::prelude::*;
 
 fn reference_complement(code: u8) -> u8 {
-    let upper = match code.to_ascii_uppercase() {
-        b'A' => b'T',
-        b'T' | b'U' => b'A',
-        b'C' => b'G',
-        b'G' => b'C',
-        b'R' => b'Y',
-        b'Y' => b'R',
-        b'K' => b'M',
-        b'M' => b'K',
-        b'B' => b'V',
-        b'V' => b'B',
-        b'D' => b'H',
-        b'H' => b'D',
-        other => other,
-    };
+    let upper = crate::support::iupac::complement(code);
     if code.is_ascii_lowercase() {
         upper.to_ascii_lowercase()
     } else {
