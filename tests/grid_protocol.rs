@@ -201,6 +201,7 @@ fn chunk_result(chunk: u32, matches: u64) -> ChunkResult {
         chunk,
         matches,
         payload: serde_json::json!({ "record": 0, "counts": [{ "forward": matches, "reverse": 0 }], "hits": hits }),
+        encoded: None,
         worker: "fake".into(),
         run: Default::default(),
     }

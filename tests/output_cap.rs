@@ -245,17 +245,21 @@ fn client_streamed(grid: &Grid, args: &[&str]) -> Streamed {
     }
 }
 
-/// The TSV a search for the single base `A` must print, made by looking at every base.
-fn naive_tsv_of_a(records: &Records) -> (blake3::Hash, u64) {
+/// The TSV a search for the one-letter pattern `letter` must print, made by looking at every base
+/// (the matched column is the base itself: for `N`, whatever base is there).
+fn naive_tsv_of_letter(records: &Records, letter: u8) -> (blake3::Hash, u64) {
     let mut hasher = blake3::Hasher::new();
     let mut lines = 1u64;
     hasher.update(b"seqID\tpatternName\tpattern\tstrand\tstart\tend\tmatched\n");
+    let name = letter as char;
     let mut line = Vec::new();
-    for (name, seq) in records {
+    for (record, seq) in records {
         for (at, &base) in seq.iter().enumerate() {
-            if base == b'A' {
+            if accepts(letter, base) {
                 line.clear();
-                writeln!(line, "{name}\tA\tA\t+\t{}\t{}\tA", at + 1, at + 1).expect("a line");
+                let (pos, base) = (at + 1, base as char);
+                writeln!(line, "{record}\t{name}\t{name}\t+\t{pos}\t{pos}\t{base}")
+                    .expect("a line");
                 hasher.update(&line);
                 lines += 1;
             }
@@ -274,7 +278,7 @@ fn millions_of_tsv_rows_stream_through_the_client_in_a_fraction_of_their_size() 
         ("chr1".into(), bases.take(14 << 20)),
         ("chr2".into(), bases.take(6 << 20)),
     ];
-    let (expected_hash, expected_lines) = naive_tsv_of_a(&records);
+    let (expected_hash, expected_lines) = naive_tsv_of_letter(&records, b'A');
     assert!(expected_lines > 5_000_000, "{expected_lines} rows");
     let path = grid.path("genome.fa");
     write_fasta(&path, &records, 60, "\n");
@@ -309,6 +313,62 @@ fn millions_of_tsv_rows_stream_through_the_client_in_a_fraction_of_their_size() 
         tsv.peak_kib,
         tsv.bytes
     );
+}
+
+/// A chunk of 4 MiB in which every base is a match: four million positions in one task's
+/// result. The worker builds them compactly and sends their text in parts, the master checks
+/// them without decoding them into a tree, and neither comes near the memory bound (the worker
+/// used to peak at gigabytes on such a job).
+#[test]
+fn a_chunk_of_millions_of_positions_keeps_the_worker_and_the_master_small() {
+    let mut grid = Grid::start(&["--max-positions", "20000000"]);
+    grid.start_worker("w1", 2);
+    let mut bases = Bases::new(61);
+    let records: Records = vec![
+        ("chr1".into(), bases.take(6 << 20)),
+        ("chr2".into(), bases.take(2 << 20)),
+    ];
+    let (expected_hash, expected_lines) = naive_tsv_of_letter(&records, b'N');
+    assert_eq!(expected_lines, (8 << 20) + 1, "N matches every base");
+    let path = grid.path("genome.fa");
+    write_fasta(&path, &records, 60, "\n");
+    drop(records);
+    let file = path.display().to_string();
+    let args = [
+        "submit",
+        &file,
+        "-p",
+        "N",
+        "--job-id",
+        "dense",
+        "--chunk-size",
+        "4194304",
+    ];
+    grid.cli_ok(&args);
+    let status = grid.wait_finished("dense", JOB_TIMEOUT);
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    let tsv = client_streamed(&grid, &["results", "dense", "--format", "tsv"]);
+    assert_eq!(tsv.lines, expected_lines);
+    assert_eq!(
+        tsv.hash, expected_hash,
+        "the TSV differs from a naive scan's"
+    );
+    let worker = peak_rss_kib(grid.worker("w1").pid());
+    let master = peak_rss_kib(grid.master.as_ref().expect("the master runs").pid());
+    eprintln!(
+        "peak RSS: worker {worker} KiB, master {master} KiB, client {} KiB",
+        tsv.peak_kib
+    );
+    for (who, peak) in [
+        ("worker", worker),
+        ("master", master),
+        ("client", tsv.peak_kib),
+    ] {
+        assert!(
+            peak < PEAK_RSS_BOUND_KIB,
+            "{who} peaked at {peak} KiB, over {PEAK_RSS_BOUND_KIB} KiB"
+        );
+    }
 }
 
 /// The TSV of pattern `pattern` in `records`, found by comparing it at every position.

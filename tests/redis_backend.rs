@@ -71,6 +71,7 @@ async fn complete(backend: &RedisBackend, lease: &Lease) -> BackendResult<()> {
         chunk: lease.id.chunk,
         matches: 1,
         payload: json!({}),
+        encoded: None,
         worker: lease.worker.clone(),
         run: Default::default(),
     };

@@ -402,6 +402,7 @@ fn forged_results_are_refused_on_redis_through_the_master_and_the_scripts() {
                 chunk: lease.id.chunk,
                 matches,
                 payload: json!({ "record": 0, "counts": [], "hits": [] }),
+                encoded: None,
                 worker: "mallory".into(),
                 run: Default::default(),
             };
@@ -420,6 +421,7 @@ fn forged_results_are_refused_on_redis_through_the_master_and_the_scripts() {
                 chunk: own.id.chunk,
                 matches,
                 payload: payload.clone(),
+                encoded: None,
                 worker: "mallory".into(),
                 run: Default::default(),
             };

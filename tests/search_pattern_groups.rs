@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::support::iupac::{accepts, complement};
-use gridwatch::backend::ChunkResult;
 use gridwatch::jobs::search::{
     report_from_stored, SearchReport, SearchTaskSpec, PATTERNS_PER_TASK,
 };
@@ -158,13 +157,7 @@ fn run_and_merge(spec: &serde_json::Value, tasks: &[PlannedTask]) -> SearchRepor
             .or_insert_with(|| kind.prepare(&task.spec).expect("the task prepares"));
         let outcome = worker.run(&task.spec, &task.data).expect("the task runs");
         claimed += outcome.matches;
-        results.push(ChunkResult {
-            chunk: task.chunk,
-            matches: outcome.matches,
-            payload: outcome.payload,
-            worker: "w".into(),
-            run: Default::default(),
-        });
+        results.push(outcome.into_chunk_result(task.chunk, "w".into(), Default::default()));
     }
     let report = report_from_stored(spec, &results).expect("the results decode");
     assert_eq!(

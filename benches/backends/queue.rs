@@ -240,6 +240,7 @@ fn result_of(chunk: u32, worker: &str) -> ChunkResult {
         chunk,
         matches: 0,
         payload: json!({ "hits": [] }),
+        encoded: None,
         worker: worker.to_string(),
         run: Default::default(),
     }

@@ -276,14 +276,58 @@ pub struct ChunkResult {
     pub chunk: u32,
     /// How many matches the chunk contributed (0 for kinds without matches).
     pub matches: u64,
-    /// Kind-specific payload (for search: per-pattern counts and hits).
+    /// Kind-specific payload (for search: per-pattern counts and hits); null when `encoded`
+    /// holds it.
     pub payload: serde_json::Value,
+    /// The payload as JSON text, when a worker encoded a result too large to travel inline
+    /// (see [`RESULT_PART_BYTES`]): such a result is stored in parts and never becomes a tree of
+    /// values. Never sent as a field: the parts carry it.
+    #[serde(skip)]
+    pub encoded: Option<Bytes>,
     /// Worker that produced it.
     pub worker: WorkerId,
     /// How the task ran (time spent, small metrics); empty from workers that did not measure.
     /// Boxed: a chunk result travels inside protocol messages, which stay small.
     #[serde(default, skip_serializing_if = "TaskRun::is_empty")]
     pub run: Box<TaskRun>,
+}
+
+impl ChunkResult {
+    /// The payload's JSON text.
+    pub fn payload_text(&self) -> BackendResult<Bytes> {
+        match &self.encoded {
+            Some(text) => Ok(text.clone()),
+            None => serde_json::to_vec(&self.payload)
+                .map(Bytes::from)
+                .map_err(|e| BackendError::Other(format!("chunk result payload: {e}"))),
+        }
+    }
+
+    /// Size of the payload's JSON text.
+    pub fn payload_len(&self) -> usize {
+        match &self.encoded {
+            Some(text) => text.len(),
+            None => self.payload_text().map_or(0, |text| text.len()),
+        }
+    }
+
+    /// Whether the payload is stored in parts (see [`Store::put_chunk_result`]) rather than
+    /// inline in a batch.
+    pub fn in_parts(&self) -> bool {
+        self.encoded.is_some() || self.payload_len() > RESULT_PART_BYTES
+    }
+
+    /// The result without its payload: what announces a payload sent in parts.
+    pub fn header(&self) -> ChunkResult {
+        ChunkResult {
+            chunk: self.chunk,
+            matches: self.matches,
+            payload: serde_json::Value::Null,
+            encoded: None,
+            worker: self.worker.clone(),
+            run: self.run.clone(),
+        }
+    }
 }
 
 /// How one task ran: the per-task record kept beside its result. The worker fills the time it
@@ -386,14 +430,14 @@ pub const RESULT_PART_BYTES: usize = 4 << 20;
 /// not that what is written is well-formed. The job kinds provide it (this layer knows no kind);
 /// each backend calls it on every path that stores a result, after the lease is fenced.
 pub trait ResultCheck: Send + Sync {
-    /// Why `payload`, claiming `matches`, cannot be the result of a task of `kind` described by
-    /// `spec`; `Ok` when it can.
+    /// Why `payload` (JSON text), claiming `matches`, cannot be the result of a task of `kind`
+    /// described by `spec`; `Ok` when it can.
     fn check(
         &self,
         kind: &str,
         spec: &serde_json::Value,
         matches: u64,
-        payload: &serde_json::Value,
+        payload: &[u8],
     ) -> Result<(), String>;
     /// The most matches a job whose task of `kind` is described by `spec` may total, with the
     /// error the job fails with past it; `None` when the job has no such cap.
@@ -738,12 +782,10 @@ pub trait Store: Send + Sync {
     /// Stores `lease`'s chunk result, in parts if its payload is large (see
     /// [`Store::commit_chunk_result`]).
     async fn put_chunk_result(&self, lease: &Lease, result: &ChunkResult) -> BackendResult<bool> {
-        let text = serde_json::to_vec(&result.payload)
-            .map_err(|e| BackendError::Other(format!("chunk result payload: {e}")))?;
-        if text.len() <= RESULT_PART_BYTES {
+        let text = result.payload_text()?;
+        if text.len() <= RESULT_PART_BYTES && result.encoded.is_none() {
             return self.commit_chunk_result(lease, result, 0).await;
         }
-        let text = Bytes::from(text);
         let mut parts = 0u32;
         for start in (0..text.len()).step_by(RESULT_PART_BYTES) {
             let end = (start + RESULT_PART_BYTES).min(text.len());
@@ -751,11 +793,8 @@ pub trait Store: Send + Sync {
                 .await?;
             parts += 1;
         }
-        let header = ChunkResult {
-            payload: serde_json::Value::Null,
-            ..result.clone()
-        };
-        self.commit_chunk_result(lease, &header, parts).await
+        self.commit_chunk_result(lease, &result.header(), parts)
+            .await
     }
     /// Progress derived from stored results.
     async fn progress(&self, job: &str) -> BackendResult<Progress>;
@@ -790,6 +829,7 @@ pub trait Store: Send + Sync {
                 chunk: header.chunk,
                 matches: header.matches,
                 payload,
+                encoded: None,
                 worker: header.worker,
                 run: Box::new(header.run),
             });

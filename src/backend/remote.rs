@@ -317,7 +317,7 @@ impl Queue for RemoteBackend {
             let size = serde_json::to_vec(&item.result)
                 .map_err(|e| BackendError::Other(format!("chunk result: {e}")))?
                 .len();
-            if size > RESULT_PART_BYTES {
+            if item.result.encoded.is_some() || size > RESULT_PART_BYTES {
                 let outcome = match store.put_chunk_result(&item.lease, &item.result).await {
                     Ok(first) => self.ack(&item.lease).await.map(|()| first),
                     Err(err) => Err(err),
@@ -475,17 +475,13 @@ impl Store for RemoteBackend {
     /// Sends the result with the lease's token; a payload too large for one part follows in
     /// data frames of at most [`RESULT_PART_BYTES`], which the master stores part by part.
     async fn put_chunk_result(&self, lease: &Lease, result: &ChunkResult) -> BackendResult<bool> {
-        let text = serde_json::to_vec(&result.payload)
-            .map_err(|e| BackendError::Other(format!("chunk result payload: {e}")))?;
-        let (result, frames): (ChunkResult, Vec<&[u8]>) = if text.len() <= RESULT_PART_BYTES {
-            (result.clone(), Vec::new())
-        } else {
-            let header = ChunkResult {
-                payload: serde_json::Value::Null,
-                ..result.clone()
+        let text = result.payload_text()?;
+        let (result, frames): (ChunkResult, Vec<&[u8]>) =
+            if text.len() <= RESULT_PART_BYTES && result.encoded.is_none() {
+                (result.clone(), Vec::new())
+            } else {
+                (result.header(), text.chunks(RESULT_PART_BYTES).collect())
             };
-            (header, text.chunks(RESULT_PART_BYTES).collect())
-        };
         let message = Message::PutResult {
             job_id: lease.id.job.clone(),
             token: lease.token.clone(),

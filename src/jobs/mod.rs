@@ -28,9 +28,12 @@ use crate::protocol::{ErrorCode, ProgressFigure};
 
 pub mod batch;
 pub mod julia;
+mod outcome;
 pub mod particles;
 pub mod records;
 pub mod search;
+
+pub use outcome::TaskOutcome;
 
 /// Every kind the grid runs, looked up by tag. A new kind is one more line here.
 pub static KINDS: &[&dyn Kind] = &[
@@ -261,55 +264,6 @@ pub enum TaskSource {
     Planned(Vec<PlannedTask>),
 }
 
-/// What one task produced: the payload to store and the count shown as progress ("matches").
-#[derive(Clone, Debug)]
-pub struct TaskOutcome {
-    /// Kind-specific result, as JSON.
-    pub payload: serde_json::Value,
-    /// Added to the job's progress count.
-    pub matches: u64,
-}
-
-impl TaskOutcome {
-    /// The result's small figures, kept in the task's record whatever the payload's size: the
-    /// match count, the payload's top-level numbers, strings and booleans, and for each
-    /// top-level list its length (`NAME_len`) and, for a list of numbers, its sum (`NAME_sum`;
-    /// for a Julia band, the band's iteration count).
-    pub fn metrics(&self) -> serde_json::Value {
-        let mut metrics = serde_json::Map::new();
-        metrics.insert("matches".into(), self.matches.into());
-        let Some(fields) = self.payload.as_object() else {
-            return metrics.into();
-        };
-        for (name, value) in fields {
-            match value {
-                serde_json::Value::Array(items) => {
-                    metrics.insert(format!("{name}_len"), items.len().into());
-                    let numbers: Option<Vec<f64>> =
-                        items.iter().map(serde_json::Value::as_f64).collect();
-                    if let Some(numbers) = numbers.filter(|n| !n.is_empty()) {
-                        let sum: f64 = numbers.iter().sum();
-                        let integral = items.iter().all(serde_json::Value::is_u64);
-                        metrics.insert(
-                            format!("{name}_sum"),
-                            if integral {
-                                (sum as u64).into()
-                            } else {
-                                sum.into()
-                            },
-                        );
-                    }
-                }
-                serde_json::Value::Object(_) | serde_json::Value::Null => {}
-                scalar => {
-                    metrics.insert(name.clone(), scalar.clone());
-                }
-            }
-        }
-        metrics.into()
-    }
-}
-
 /// A job kind, with its own types. Implement this; the grid uses it through [`Kind`].
 pub trait JobKind: Send + Sync + 'static {
     /// The tag stored with jobs and tasks and typed on the command line.
@@ -459,13 +413,13 @@ pub trait Kind: Send + Sync {
     /// The most matches a result of a task with this spec and input size may claim (0 if the
     /// spec does not decode).
     fn max_matches(&self, task: &serde_json::Value, input_len: usize) -> u64;
-    /// Why `payload` (claiming `matches`) is not a result of the task `task`: it does not decode
-    /// as the kind's task result, or [`JobKind::check_result`] finds it malformed.
+    /// Why `payload` (JSON text, claiming `matches`) is not a result of the task `task`: it does
+    /// not decode as the kind's task result, or [`JobKind::check_result`] finds it malformed.
     fn check_result(
         &self,
         task: &serde_json::Value,
         matches: u64,
-        payload: &serde_json::Value,
+        payload: &[u8],
     ) -> Result<(), String>;
     /// Prepares a worker to run the tasks of the job `task` belongs to (kinds are `'static`: they
     /// live in [`KINDS`]).
@@ -532,9 +486,9 @@ impl<K: JobKind> PreparedTask for Prepared<K> {
         };
         self.kind.check_output(&task, &result)?;
         let matches = self.kind.matches(&result);
-        let payload = serde_json::to_value(&result)
+        let outcome = TaskOutcome::encode(&result, matches)
             .map_err(|e| TaskError(format!("{} result encoding: {e}", K::NAME)))?;
-        Ok(Some(TaskOutcome { payload, matches }))
+        Ok(Some(outcome))
     }
 }
 
@@ -604,10 +558,10 @@ impl<K: JobKind> Kind for K {
         &self,
         task: &serde_json::Value,
         matches: u64,
-        payload: &serde_json::Value,
+        payload: &[u8],
     ) -> Result<(), String> {
         let task = decode_task::<K>(task).map_err(|e| e.to_string())?;
-        let result = K::TaskResult::deserialize(payload)
+        let result: K::TaskResult = serde_json::from_slice(payload)
             .map_err(|e| format!("the payload is not a {} task result: {e}", K::NAME))?;
         JobKind::check_result(self, &task, matches, &result)
     }
@@ -673,7 +627,7 @@ impl ResultCheck for KindResultCheck {
         kind: &str,
         spec: &serde_json::Value,
         matches: u64,
-        payload: &serde_json::Value,
+        payload: &[u8],
     ) -> Result<(), String> {
         let name = match kind {
             "" => DEFAULT_TASK_KIND,
@@ -714,13 +668,7 @@ pub(crate) fn run_in_process(
         .rev()
         .map(|task| {
             let outcome = prepared.run(&task.spec, &task.data).expect("the task runs");
-            ChunkResult {
-                chunk: task.chunk,
-                matches: outcome.matches,
-                payload: outcome.payload,
-                worker: "w".into(),
-                run: Default::default(),
-            }
+            outcome.into_chunk_result(task.chunk, "w".into(), Default::default())
         })
         .collect();
     let mut out = Vec::new();

@@ -118,13 +118,11 @@ async fn run_task(
         metrics: outcome.metrics(),
         ..TaskRun::default()
     };
-    Ok(Some(ChunkResult {
-        chunk: lease.id.chunk,
-        matches: outcome.matches,
-        payload: outcome.payload,
-        worker: config.id.clone(),
-        run: Box::new(run),
-    }))
+    Ok(Some(outcome.into_chunk_result(
+        lease.id.chunk,
+        config.id.clone(),
+        run,
+    )))
 }
 
 /// Repeats `op` while the backend is unavailable, backing off; gives up on other errors, or

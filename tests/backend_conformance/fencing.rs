@@ -139,6 +139,7 @@ pub async fn large_results_are_stored_in_parts_that_appear_together(s: &Subject)
         chunk: lease.id.chunk,
         matches: 4,
         payload: serde_json::Value::Null,
+        encoded: None,
         worker: lease.worker.clone(),
         run: Default::default(),
     };
@@ -155,6 +156,7 @@ pub async fn large_results_are_stored_in_parts_that_appear_together(s: &Subject)
         chunk: first.id.chunk,
         matches: 4,
         payload: payload.clone(),
+        encoded: None,
         worker: "w1".into(),
         run: Default::default(),
     };

@@ -53,6 +53,7 @@ pub fn result(chunk: u32, matches: u64, worker: &str) -> ChunkResult {
         chunk,
         matches,
         payload: json!({ "hits": matches, "by": worker }),
+        encoded: None,
         worker: worker.to_string(),
         run: Default::default(),
     }

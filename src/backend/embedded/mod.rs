@@ -25,7 +25,7 @@ use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
     GenomeRecord, GenomeRemoval, GenomeWriter, JobRecord, JobStatus, JobSummary, Lease,
     NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, SharedResultCheck, Store,
-    StoredResult, TaskTimes, WorkerId, MAX_BATCH, RESULT_PART_BYTES,
+    StoredResult, TaskTimes, WorkerId, MAX_BATCH,
 };
 use db::Db;
 
@@ -216,8 +216,7 @@ impl Queue for EmbeddedBackend {
         let mut small = Vec::with_capacity(items.len());
         let mut large = Vec::new();
         for (index, item) in items.iter().enumerate() {
-            let size = serde_json::to_vec(&item.result.payload).map_or(0, |text| text.len());
-            if size > RESULT_PART_BYTES {
+            if item.result.in_parts() {
                 large.push(index);
             } else {
                 small.push(item.clone());

@@ -468,16 +468,13 @@ fn check_payload(
         .map_err(sql_error)?;
     let spec: serde_json::Value = serde_json::from_str(&spec)
         .map_err(|e| BackendError::Corrupt(format!("job {:?} task spec: {e}", lease.id.job)))?;
-    let verdict = if parts == 0 {
-        check.check(&kind, &spec, result.matches, &result.payload)
+    let text = if parts == 0 {
+        result.payload_text()?
     } else {
         check_staged_parts(state, lease, parts)?;
-        let text = staged_text(state, lease, parts)?;
-        match serde_json::from_slice::<serde_json::Value>(&text) {
-            Ok(payload) => check.check(&kind, &spec, result.matches, &payload),
-            Err(err) => Err(format!("the payload is not JSON: {err}")),
-        }
+        staged_text(state, lease, parts)?.into()
     };
+    let verdict = check.check(&kind, &spec, result.matches, &text);
     verdict.map_err(|why| {
         let _ = drop_own_parts(state, lease);
         BackendError::refused(lease, RefusalReason::BadPayload, why)

@@ -44,6 +44,7 @@ fn result(chunk: u32, matches: u64) -> ChunkResult {
         chunk,
         matches,
         payload: serde_json::json!({}),
+        encoded: None,
         worker: "w1".into(),
         run: Default::default(),
     }

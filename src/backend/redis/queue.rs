@@ -164,7 +164,7 @@ impl Queue for RedisBackend {
             }
             let inline = serde_json::to_vec(&result.payload)
                 .map_err(|e| BackendError::Other(format!("job {job:?} chunk result: {e}")))?;
-            if inline.len() > RESULT_PART_BYTES {
+            if result.encoded.is_some() || inline.len() > RESULT_PART_BYTES {
                 let outcome = match self.put_chunk_result(lease, result).await {
                     Ok(first) => self.ack(lease).await.map(|()| first),
                     Err(err) => Err(err),

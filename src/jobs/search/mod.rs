@@ -23,10 +23,12 @@ use crate::search::{
     SequenceChunk, Strand, StrandMode,
 };
 
+pub mod hits;
 pub mod pack;
 pub mod printer;
 pub mod stream;
 
+pub use hits::{HitRef, Hits, StoredHit};
 pub use printer::{write_report, OutputFormat, ReportHit, SearchReport, StrandCounts};
 
 /// The job kind name stored with each search job.
@@ -166,9 +168,6 @@ impl SearchTaskSpec {
     }
 }
 
-/// One match as stored in a chunk result: start, pattern index, strand, matched bases.
-pub type StoredHit = (u64, u32, Strand, String);
-
 /// What a worker stores for one search chunk.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChunkPayload {
@@ -178,7 +177,7 @@ pub struct ChunkPayload {
     pub counts: Vec<StrandCounts>,
     /// Every match starting in the owned range, ordered by start, pattern, strand; pattern
     /// indices are the job's.
-    pub hits: Vec<StoredHit>,
+    pub hits: Hits,
     /// The job's index of the task's first pattern (0 unless the job is cut by pattern group).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pattern_offset: u32,
@@ -209,7 +208,7 @@ fn empty_payload(set: &PatternSet, spec: &SearchTaskSpec) -> ChunkPayload {
     ChunkPayload {
         record: spec.record,
         counts: vec![StrandCounts::default(); set.patterns().len()],
-        hits: Vec::new(),
+        hits: Hits::default(),
         pattern_offset: spec.pattern_offset,
         mismatches: Vec::new(),
         piece_hits: Vec::new(),
@@ -218,7 +217,8 @@ fn empty_payload(set: &PatternSet, spec: &SearchTaskSpec) -> ChunkPayload {
 
 /// [`run_chunk`], giving up with `None` once `stop` is set. The owned range is searched in
 /// slices, each carrying the look-ahead its last matches need: ownership makes the slices'
-/// hits exactly the whole chunk's, in the same order (by start first).
+/// hits exactly the whole chunk's, in the same order (by start first). Each slice's hits go
+/// straight into the compact list, so a chunk of millions of matches never holds them twice.
 fn run_chunk_until(
     set: &PatternSet,
     spec: &SearchTaskSpec,
@@ -226,7 +226,15 @@ fn run_chunk_until(
     stop: &AtomicBool,
 ) -> Option<ChunkPayload> {
     let owned_len = (spec.owned_len as usize).min(bases.len());
-    let mut hits: Vec<Hit> = Vec::new();
+    let mut counts = vec![StrandCounts::default(); set.patterns().len()];
+    let mut stored = Hits::default();
+    let mut mismatches = Vec::new();
+    let keep_mismatches = set.options().max_mismatches > 0;
+    let mut slice_hits: Vec<Hit> = Vec::new();
+    let mut matched = String::new();
+    // Past the job's cap the task fails anyway: no position is worth keeping then.
+    let mut keep_positions = !spec.count_only;
+    let mut found = 0u64;
     let mut from = 0;
     while from < owned_len {
         if stop.load(Ordering::Relaxed) {
@@ -239,36 +247,33 @@ fn run_chunk_until(
             owned_len: owned,
             record_offset: spec.record_offset + from as u64,
         };
-        search_chunk(set, &slice, &mut hits);
-        from += owned;
-    }
-    let mut counts = vec![StrandCounts::default(); set.patterns().len()];
-    for hit in &hits {
-        if let Some(count) = counts.get_mut(hit.pattern as usize) {
-            count.add(hit.strand);
+        slice_hits.clear();
+        search_chunk(set, &slice, &mut slice_hits);
+        found += slice_hits.len() as u64;
+        if spec.max_positions.is_some_and(|cap| found > cap) && keep_positions {
+            keep_positions = false;
+            stored = Hits::default();
+            mismatches = Vec::new();
         }
-    }
-    // Past the job's cap the task fails anyway: no position is worth building then.
-    let over_cap = spec
-        .max_positions
-        .is_some_and(|cap| hits.len() as u64 > cap);
-    if spec.count_only || over_cap {
-        hits = Vec::new();
-    }
-    let mismatches = match set.options().max_mismatches {
-        0 => Vec::new(),
-        _ => hits.iter().map(|hit| hit.mismatches).collect(),
-    };
-    let stored = hits
-        .iter()
-        .map(|hit| {
+        for hit in &slice_hits {
+            if let Some(count) = counts.get_mut(hit.pattern as usize) {
+                count.add(hit.strand);
+            }
+            if !keep_positions {
+                continue;
+            }
             let local = (hit.start - spec.record_offset) as usize;
             let len = set.patterns()[hit.pattern as usize].sequence.len();
-            let matched = matched_bases(&bases[local..(local + len).min(bases.len())], hit.strand);
+            let window = &bases[local..(local + len).min(bases.len())];
+            matched_bases(window, hit.strand, &mut matched);
             let pattern = hit.pattern.saturating_add(spec.pattern_offset);
-            (hit.start, pattern, hit.strand, matched)
-        })
-        .collect();
+            stored.push(hit.start, pattern, hit.strand, &matched);
+            if keep_mismatches {
+                mismatches.push(hit.mismatches);
+            }
+        }
+        from += owned;
+    }
     Some(ChunkPayload {
         record: spec.record,
         counts,
@@ -295,7 +300,7 @@ fn run_pieces_until(
     let mut joined = ChunkPayload {
         record: spec.record,
         counts: vec![StrandCounts::default(); set.patterns().len()],
-        hits: Vec::new(),
+        hits: Hits::default(),
         pattern_offset: spec.pattern_offset,
         mismatches: Vec::new(),
         piece_hits: Vec::with_capacity(spec.pieces.len()),
@@ -319,28 +324,26 @@ fn run_pieces_until(
         joined
             .piece_hits
             .push((piece.record, part.hits.len() as u64));
-        joined.hits.extend(part.hits);
+        joined.hits.append(&part.hits);
         joined.mismatches.extend(part.mismatches);
     }
     Some(joined)
 }
 
-/// The matched bases as seqkit prints them: as in the sequence on `+`, reverse-complemented on `-`.
-fn matched_bases(window: &[u8], strand: Strand) -> String {
+/// The matched bases as seqkit prints them (as in the sequence on `+`, reverse-complemented on
+/// `-`), written into `out` so that one buffer serves every hit.
+fn matched_bases(window: &[u8], strand: Strand, out: &mut String) {
+    out.clear();
     match strand {
-        Strand::Forward => String::from_utf8_lossy(window).into_owned(),
-        Strand::Reverse => window
-            .iter()
-            .rev()
-            .map(|&b| {
-                let c = complement_base(b.to_ascii_uppercase());
-                if b.is_ascii_lowercase() {
-                    c.to_ascii_lowercase() as char
-                } else {
-                    c as char
-                }
-            })
-            .collect(),
+        Strand::Forward => out.extend(window.iter().map(|&b| b as char)),
+        Strand::Reverse => out.extend(window.iter().rev().map(|&b| {
+            let c = complement_base(b.to_ascii_uppercase());
+            if b.is_ascii_lowercase() {
+                c.to_ascii_lowercase() as char
+            } else {
+                c as char
+            }
+        })),
     }
 }
 
@@ -397,13 +400,13 @@ fn combine_payloads(
             .into_iter()
             .flat_map(|(record, hits)| std::iter::repeat(record).take(hits as usize))
             .chain(std::iter::repeat(payload.record));
-        hits.extend(payload.hits.into_iter().zip(mismatches).zip(records).map(
-            |(((start, pattern, strand, matched), mismatches), record)| ReportHit {
+        hits.extend(payload.hits.iter().zip(mismatches).zip(records).map(
+            |((hit, mismatches), record)| ReportHit {
                 record,
-                start,
-                pattern,
-                strand,
-                matched,
+                start: hit.start,
+                pattern: hit.pattern,
+                strand: hit.strand,
+                matched: hit.matched.to_string(),
                 mismatches,
             },
         ));
@@ -496,8 +499,14 @@ fn check_chunk_payload(task: &SearchTaskSpec, payload: &ChunkPayload) -> Result<
         .iter()
         .flat_map(|(owned, hits)| std::iter::repeat(owned).take(*hits as usize));
     let mut tally = vec![StrandCounts::default(); task.patterns.len()];
-    for ((start, pattern, strand, matched), owned) in payload.hits.iter().zip(owned_of_hit) {
-        if !owned.contains(start) {
+    for (hit, owned) in payload.hits.iter().zip(owned_of_hit) {
+        let HitRef {
+            start,
+            pattern,
+            strand,
+            matched,
+        } = hit;
+        if !owned.contains(&start) {
             return Err(format!(
                 "a hit at {start} lies outside its owned range {owned:?}"
             ));
@@ -511,7 +520,7 @@ fn check_chunk_payload(task: &SearchTaskSpec, payload: &ChunkPayload) -> Result<
         if matched.len() > task.patterns[index].sequence.len() {
             return Err(format!("a hit at {start} is longer than its pattern"));
         }
-        tally[index].add(*strand);
+        tally[index].add(strand);
     }
     if tally != payload.counts {
         return Err("the counts do not add up to the hits".to_string());

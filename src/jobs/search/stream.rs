@@ -607,13 +607,7 @@ mod tests {
             .map(|task| {
                 let prepared = kind.prepare(&task.spec).unwrap();
                 let outcome = prepared.run(&task.spec, &task.data).unwrap();
-                ChunkResult {
-                    chunk: task.chunk,
-                    matches: outcome.matches,
-                    payload: outcome.payload,
-                    worker: "w".into(),
-                    run: Default::default(),
-                }
+                outcome.into_chunk_result(task.chunk, "w".into(), Default::default())
             })
             .collect();
         (spec, results)

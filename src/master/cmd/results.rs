@@ -44,6 +44,7 @@ pub async fn apply(conn: &mut Conn, state: &MasterState, job_id: &str) -> Result
             chunk: header.chunk,
             matches: header.matches,
             payload: serde_json::Value::Null,
+            encoded: None,
             worker: header.worker,
             run: Box::new(header.run),
         };
