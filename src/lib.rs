@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod julia;
 pub mod master;
 pub mod particles;
+pub mod procfs;
 pub mod protocol;
 pub mod search;
 pub mod shutdown;

@@ -1,7 +1,7 @@
 //! Arrows point down: a module may import its own floor or a lower one, never a higher one, and
 //! the roles never import each other (they talk over the wire). The floors, bottom up:
 //!
-//! 0. kernels and support: `search`, `julia`, `particles` (pure computation), `time`,
+//! 0. kernels and support: `search`, `julia`, `particles` (pure computation), `time`, `procfs`,
 //!    `shutdown`, `telemetry`;
 //! 1. the shared pieces: `protocol` and `backend` (the wire carries backend records, and the
 //!    remote backend speaks the wire, so they share a floor);
@@ -27,6 +27,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("julia", 0),
     ("particles", 0),
     ("time", 0),
+    ("procfs", 0),
     ("shutdown", 0),
     ("telemetry", 0),
     ("protocol", 1),

@@ -187,18 +187,8 @@ fn grid_worker_pids() -> Vec<u32> {
 
 /// User plus system CPU time of `pid` so far, in seconds; `None` once the process is gone.
 fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split_whitespace();
-    let user: f64 = fields.nth(11)?.parse().ok()?;
-    let system: f64 = fields.next()?.parse().ok()?;
-    Some((user + system) / CLOCK_TICKS_PER_SECOND)
+    crate::procfs::stat(Some(pid)).map(|stat| stat.cpu_seconds)
 }
-
-/// Units of the times in `/proc/PID/stat`: the kernel reports them in USER_HZ, which Linux fixes
-/// at 100 for user space on every architecture it supports.
-const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 #[cfg(test)]
 mod tests {

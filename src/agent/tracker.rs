@@ -212,16 +212,9 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// Reads the state letter of /proc/PID/stat (Linux); `Z` and `X` mean the process has exited.
+/// Whether `pid` has exited but is not reaped yet (Linux; elsewhere, never).
 fn is_zombie(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The command name may hold spaces and parentheses; the state follows the last ')'.
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next());
-    matches!(state, Some("Z") | Some("X"))
+    crate::procfs::stat(Some(pid)).is_some_and(|stat| stat.has_exited())
 }
 
 #[cfg(test)]

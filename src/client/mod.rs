@@ -1,6 +1,5 @@
 //! Command-line commands: thin wrappers that parse flags, ask the master (or run a local tool)
-//! and print. `submit`, `load`, `purge`, `prune`, `status`, `results`, `cancel`, `jobs`, `workers`,
-//! `alerts`, `health`, `top`, `search`, `julia`, `particles`, `generate`.
+//! and print. `main.rs` lists the commands and dispatches each to its function here.
 
 pub mod connect;
 pub mod genomes;

@@ -1,5 +1,6 @@
-//! The master: takes jobs over TCP, cuts them into chunk tasks, serves leases (embedded backend),
-//! aggregates results and reclaims a dead worker's tasks when the collector says so.
+//! The master: takes jobs through its three doors (the protocol port, the HTTP API and the drop
+//! directory), cuts them into tasks, serves leases to workers that connect to it, streams results
+//! back, and re-queues a dead worker's tasks when the collector says so.
 //!
 //! `run(listener, state, shutdown)` is the server; `serve(args)` builds it from the command line.
 //! The queue and store are trait objects, so the same master runs on either backend.

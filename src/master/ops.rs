@@ -370,23 +370,8 @@ impl Queue for MeteredQueue {
 
 /// This process's CPU time and resident memory, read from `/proc/self`; `None` off Linux.
 pub fn process_usage() -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // Linux reports these in USER_HZ, which is 100 on every architecture it supports.
-    let cpu_seconds = ticks as f64 / 100.0;
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some((cpu_seconds, rss_kib * 1024))
+    let cpu_seconds = crate::procfs::stat(None)?.cpu_seconds;
+    Some((cpu_seconds, crate::procfs::resident_bytes(None)?))
 }
 
 #[cfg(test)]

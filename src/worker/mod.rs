@@ -1,4 +1,4 @@
-//! The worker: leases chunk tasks, runs the search kernel, stores the result, then acks ("ack
+//! The worker: leases tasks, runs each with its job kind's kernel, stores the result, then acks ("ack
 //! late": a crash before the ack means the task is delivered again, and the first stored result
 //! wins). `--threads N` runs N task slots. One feeder leases tasks in batches, keeping up to
 //! `--prefetch` of them waiting beside the running ones (`prefetch`); one flusher stores results

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -73,7 +74,15 @@ impl Db {
             .name("gridwatch-db".into())
             .spawn(move || {
                 while let Ok(call) = receiver.recv() {
-                    call(&mut state);
+                    // A panic inside one call fails that call (its caller sees it), never the
+                    // thread every other call needs; an open transaction rolls back as it unwinds.
+                    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| call(&mut state)));
+                    if ran.is_err() {
+                        tracing::error!(
+                            component = "backend",
+                            "a database call panicked; the database thread goes on"
+                        );
+                    }
                 }
             })
             .map_err(|err| BackendError::Other(format!("cannot start database thread: {err}")))?;

@@ -64,64 +64,16 @@ pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult
     tx.commit().map_err(sql_error)
 }
 
-/// Leases the oldest queued task of the highest priority, if any. The lease's `data` is empty:
-/// the caller reads the returned spool range off the database thread.
+/// Leases the oldest queued task of the highest priority, if any: a batch of one, so a task
+/// leased alone is made a lease exactly as one leased in a batch (a spec that does not decode
+/// included). The lease's `data` is empty: the caller reads the returned spool range off the
+/// database thread.
 pub(super) fn lease(
     state: &mut DbState,
     config: &EmbeddedConfig,
     worker: &str,
 ) -> BackendResult<Option<(Lease, SpoolRange)>> {
-    let deadline = state.now() + config.visibility_timeout.as_secs_f64();
-    let tx = state.conn.transaction().map_err(sql_error)?;
-    let row = tx
-        .prepare_cached(
-            "SELECT rowid, job, chunk, spec, attempts, spool_offset, spool_len, kind FROM tasks
-             WHERE state = 'queued' ORDER BY priority, rowid LIMIT 1",
-        )
-        .map_err(sql_error)?
-        .query_row([], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, u32>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, u32>(4)?,
-                row.get::<_, i64>(5)?,
-                row.get::<_, i64>(6)?,
-                row.get::<_, String>(7)?,
-            ))
-        })
-        .optional()
-        .map_err(sql_error)?;
-    let Some((rowid, job, chunk, spec, attempts, offset, len, kind)) = row else {
-        return Ok(None);
-    };
-    let token = new_token();
-    tx.prepare_cached(
-        "UPDATE tasks SET state = 'leased', worker = ?2, deadline = ?3, attempts = ?4, token = ?5
-         WHERE rowid = ?1",
-    )
-    .map_err(sql_error)?
-    .execute(params![rowid, worker, deadline, attempts + 1, token])
-    .map_err(sql_error)?;
-    tx.commit().map_err(sql_error)?;
-    let spec = serde_json::from_str(&spec)
-        .map_err(|err| crate::backend::BackendError::Corrupt(format!("task spec: {err}")))?;
-    let range = SpoolRange {
-        path: state.spool_file(&job),
-        offset: offset as u64,
-        len: len as u64,
-    };
-    let lease = Lease {
-        id: TaskId { job, chunk },
-        kind,
-        spec,
-        data: Bytes::new(),
-        worker: worker.to_string(),
-        attempt: attempts + 1,
-        token,
-    };
-    Ok(Some((lease, range)))
+    Ok(lease_batch(state, config, worker, 1)?.pop())
 }
 
 /// A queued task as the lease query reads it: rowid, job, chunk, spec, attempts, spool offset,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::db::sql_error;
 use super::*;
 use crate::backend::{Priority, TaskId};
 
@@ -265,4 +266,55 @@ async fn a_database_without_task_kinds_opens_and_its_tasks_are_searches() {
     drop(backend);
     // Reopening does not add the column twice.
     EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_database_call_fails_that_call_and_not_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).unwrap();
+    backend.enqueue(vec![task("j", 0, "A")]).await.unwrap();
+    let panicked = backend
+        .db
+        .call(|state| -> BackendResult<()> {
+            let tx = state.conn.transaction().map_err(sql_error)?;
+            tx.execute("DELETE FROM tasks", []).map_err(sql_error)?;
+            panic!("a bug inside a transaction");
+        })
+        .await;
+    assert!(panicked.is_err(), "the panicking call reports an error");
+    let lease = backend.lease("w1", Duration::ZERO).await.unwrap();
+    let lease = lease.expect("the task survives: the transaction rolled back");
+    assert_eq!(&lease.data[..], b"A");
+}
+
+#[tokio::test]
+async fn a_task_whose_spec_does_not_decode_is_leased_alone_as_in_a_batch_and_can_be_nacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig {
+        visibility_timeout: Duration::from_secs(3600),
+        max_attempts: 3,
+    };
+    let backend = EmbeddedBackend::open(dir.path(), config).unwrap();
+    backend.create_job(&job("j")).await.unwrap();
+    backend.enqueue(vec![task("j", 0, "A")]).await.unwrap();
+    backend
+        .db
+        .call(|state| {
+            state
+                .conn
+                .execute("UPDATE tasks SET spec = '{not json'", [])
+                .map_err(sql_error)
+        })
+        .await
+        .unwrap();
+    let lease = backend.lease("w1", Duration::ZERO).await.unwrap();
+    let lease = lease.expect("leased, not an error that leaves it invisible");
+    assert!(lease.spec.is_null(), "{:?}", lease.spec);
+    backend.nack(&lease, "bad task spec").await.unwrap();
+    let again = backend.lease("w2", Duration::ZERO).await.unwrap();
+    assert_eq!(
+        again.map(|l| l.attempt),
+        Some(2),
+        "back at once, not after an hour"
+    );
 }

@@ -560,7 +560,6 @@ pub(super) fn parse_token(token: &str) -> Token<'_> {
 }
 
 fn parse_lease_reply(reply: Vec<Value>, worker: &str, nonce: &str) -> BackendResult<LeaseAttempt> {
-    let corrupt = |what: &str| BackendError::Corrupt(format!("lease reply: {what}"));
     let mut items = reply.into_iter();
     let stream_index: i64 = field(items.next(), "stream index")?;
     if stream_index == 0 {
@@ -577,7 +576,9 @@ fn parse_lease_reply(reply: Vec<Value>, worker: &str, nonce: &str) -> BackendRes
     let spec_text: String = field(items.next(), "spec")?;
     let data: Option<Vec<u8>> = field(items.next(), "data")?;
     let kind: String = field(items.next(), "kind")?;
-    let spec = serde_json::from_str(&spec_text).map_err(|e| corrupt(&format!("spec: {e}")))?;
+    // A spec that does not decode still becomes a lease: its worker fails and nacks it at once,
+    // rather than the task staying invisible, leased to nobody who knows, until it expires.
+    let spec = serde_json::from_str(&spec_text).unwrap_or(serde_json::Value::Null);
     let input = match data {
         Some(_) => InputBytes::Inline,
         None => InputBytes::Fetch,

@@ -255,19 +255,10 @@ fn process_start_time() -> Option<f64> {
     Some(*START.get_or_init(|| crate::time::unix_now() - uptime.as_secs_f64()))
 }
 
-/// Seconds since this process started: system uptime minus the process's start tick.
+/// Seconds since this process started: the host's uptime minus the process's start.
 fn own_uptime_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // starttime is field 22 of the line, 20 after the name; in USER_HZ (100 on Linux).
-    let start_ticks: f64 = fields.get(19)?.parse().ok()?;
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some((uptime - start_ticks / 100.0).max(0.0))
+    let started = crate::procfs::stat(None)?.started_after_boot_secs;
+    Some((crate::procfs::uptime_secs()? - started).max(0.0))
 }
 
 /// Per-worker families, labelled by worker id. The worker process's own CPU and memory are

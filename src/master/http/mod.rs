@@ -1,5 +1,6 @@
-//! The master's HTTP side: a JSON API (read-only but for forgetting a dead worker), Prometheus text at
-//! `/metrics` and a self-contained live dashboard at `/`. It shares the protocol server's
+//! The master's HTTP side: a JSON API (reads, plus the writes behind the write gate: submitting,
+//! cancelling or removing a job, forgetting a dead worker), Prometheus text at `/metrics` and a
+//! self-contained live dashboard at `/`. It shares the protocol server's
 //! `MasterState` and shutdown signal; the grid's own traffic never goes through HTTP.
 
 mod api;
