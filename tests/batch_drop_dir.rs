@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::grid::Grid;
-use crate::support::poll_until;
 use crate::support::redis::RedisServer;
+use crate::support::wait_for;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -54,7 +54,7 @@ fn job_count(grid: &Grid) -> usize {
 
 /// Waits until `processed/` holds `count` files; returns their names.
 fn wait_processed(drop: &Path, count: usize) -> Vec<String> {
-    poll_until(WAIT, "files to reach processed/", || {
+    wait_for("files to reach processed/", WAIT, || {
         let names = names(&drop.join("processed"));
         (names.len() >= count).then_some(names)
     })
@@ -78,7 +78,7 @@ fn is_stamped(name: &str, original: &str) -> bool {
 
 fn loaded_files_move_to_processed_and_bad_ones_to_failed(redis: bool) {
     let (grid, _redis, drop) = grid(redis, "100ms");
-    poll_until(WAIT, "the drop directory", || {
+    wait_for("the drop directory", WAIT, || {
         drop.join("processed").is_dir().then_some(())
     });
     std::fs::copy(fixture("trabajos.txt"), drop.join("trabajos.txt")).unwrap();
@@ -97,7 +97,7 @@ fn loaded_files_move_to_processed_and_bad_ones_to_failed(redis: bool) {
         "{processed:?}"
     );
     assert!(is_stamped(&processed[1], "trabajos.txt"), "{processed:?}");
-    let failed = poll_until(WAIT, "the bad file to fail", || {
+    let failed = wait_for("the bad file to fail", WAIT, || {
         let names = names(&drop.join("failed"));
         (names.len() == 2).then_some(names)
     });
@@ -124,14 +124,14 @@ fn loaded_files_move_to_processed_and_bad_ones_to_failed_redis() {
 #[test]
 fn a_half_written_file_is_not_read_early() {
     let (grid, _redis, drop) = grid(false, "500ms");
-    poll_until(WAIT, "the drop directory", || {
+    wait_for("the drop directory", WAIT, || {
         drop.join("processed").is_dir().then_some(())
     });
     let text = std::fs::read(fixture("tareas_manuales_ejemplo.json")).unwrap();
     let (first, rest) = text.split_at(text.len() / 2);
     let path = drop.join("slow.json");
     std::fs::write(&path, first).unwrap();
-    poll_until(WAIT, "the master to see the file", || {
+    wait_for("the master to see the file", WAIT, || {
         grid.master_logs().contains("slow.json").then_some(())
     });
     // The writer finishes after the master's first look: the next look sees it changed.
@@ -160,7 +160,7 @@ fn drop_file(file: std::fs::File) {
 /// file, and the master is killed and restarted.
 fn a_restart_neither_loads_twice_nor_loses_a_file(redis: bool) {
     let (mut grid, _redis, drop) = grid(redis, "100ms");
-    poll_until(WAIT, "the drop directory", || {
+    wait_for("the drop directory", WAIT, || {
         drop.join("processed").is_dir().then_some(())
     });
     std::fs::copy(fixture("trabajos.txt"), drop.join("trabajos.txt")).unwrap();

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::poll_until;
+use crate::support::wait_for;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -27,7 +27,7 @@ fn watched(
     let mut flags = vec!["--drop-dir", drop_flag.as_str(), "--drop-poll", "100ms"];
     flags.extend_from_slice(extra);
     let (grid, redis) = crate::support::honest::grid(redis, &flags);
-    poll_until(WAIT, "the drop directory", || {
+    wait_for("the drop directory", WAIT, || {
         drop.join("failed").is_dir().then_some(())
     });
     (grid, redis, drop)
@@ -37,7 +37,7 @@ fn watched(
 /// reason.
 fn refusal(drop: &Path, name: &str) -> String {
     let failed = drop.join("failed");
-    poll_until(WAIT, "the file to fail", || {
+    wait_for("the file to fail", WAIT, || {
         failed.join(name).exists().then_some(())
     });
     std::fs::read_to_string(failed.join(format!("{name}.error"))).unwrap()
@@ -89,7 +89,7 @@ fn oversized_batches_are_refused_unread(redis: bool) {
     );
 
     std::fs::write(drop.join("honest.csv"), crate::support::honest::CSV_ROW).unwrap();
-    poll_until(WAIT, "the honest job", || {
+    wait_for("the honest job", WAIT, || {
         crate::support::honest::job_ids(&grid).pop()
     });
     grid.start_worker("w1", 2);
@@ -131,7 +131,7 @@ fn rows_past_the_task_cap_are_refused_in_bounded_memory(redis: bool) {
     );
 
     std::fs::write(drop.join("honest.csv"), crate::support::honest::CSV_ROW).unwrap();
-    poll_until(WAIT, "the honest job", || {
+    wait_for("the honest job", WAIT, || {
         crate::support::honest::job_ids(&grid).pop()
     });
     grid.start_worker("w1", 2);

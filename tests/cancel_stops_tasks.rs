@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::grid::Grid;
 use crate::support::julia::{reference, Spec};
-use crate::support::poll_until;
 use crate::support::redis::RedisServer;
+use crate::support::wait_for;
 use gridwatch::protocol::{Connection, Message};
 
 /// The goal is under 1 s; the bound leaves room for a machine many times slower, while a task
@@ -88,7 +88,7 @@ fn grid_with_watched_worker(redis: Option<&RedisServer>) -> (Grid, Arc<Mutex<Bea
 
 /// Waits until the worker's heartbeat names a task of `job`.
 fn wait_running(beats: &Mutex<Beats>, job: &str) {
-    poll_until(START_TIMEOUT, "the worker to start the long task", || {
+    wait_for("the worker to start the long task", START_TIMEOUT, || {
         let beats = beats.lock().expect("beats lock");
         beats
             .current
@@ -111,7 +111,7 @@ fn cancel_then_run(
     grid.cli_ok(&["cancel", job]);
     grid.cli_ok(honest);
     let next_done = cancelled_at.elapsed();
-    let idle = poll_until(IDLE_BOUND * 2, "a heartbeat without the task", || {
+    let idle = wait_for("a heartbeat without the task", IDLE_BOUND * 2, || {
         let beats = beats.lock().expect("beats lock");
         let still = beats
             .current

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::grid::{naive_hits, write_fasta, Bases, Grid};
-use crate::support::{gridwatch_bin, poll_until, Proc};
+use crate::support::{gridwatch_bin, wait_for, Proc};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -79,8 +79,8 @@ fn submit_wait_shows_the_job_id_before_waiting_and_in_its_json() {
         .map(String::from)
         .collect();
     // No worker yet: the job waits, and its id must already be on the screen.
-    let mut submit = Proc::spawn("submit", &args, &log);
-    let job_id = poll_until(LIMIT, "submit to print the job id", || {
+    let mut submit = Proc::spawn_logged("submit", &args, &log);
+    let job_id = wait_for("submit to print the job id", LIMIT, || {
         let text = std::fs::read_to_string(&log).ok()?;
         let line = text.lines().find(|l| l.starts_with("Job ID: "))?;
         Some(line.to_string())
@@ -474,7 +474,7 @@ fn an_upload_shows_bytes_rate_and_eta_and_then_its_failure() {
     }
     let master = grid.master.as_ref().expect("master running");
     master.signal(nix::sys::signal::Signal::SIGSTOP);
-    let screen = poll_until(LIMIT, "the bar to show bytes sent", || {
+    let screen = wait_for("the bar to show bytes sent", LIMIT, || {
         let screen = tmux.screen();
         (screen.contains(" MiB uploaded") && screen.contains("MiB/s") && screen.contains("ETA"))
             .then_some(screen)
@@ -483,7 +483,7 @@ fn an_upload_shows_bytes_rate_and_eta_and_then_its_failure() {
     println!("{screen}");
     // The master dies mid-upload: the bar stays where it stopped, marked failed.
     grid.master.take().expect("master").kill9();
-    let code = poll_until(LIMIT, "submit to exit", || {
+    let code = wait_for("submit to exit", LIMIT, || {
         std::fs::read_to_string(&done).ok()
     });
     assert_eq!(code.trim(), "1");

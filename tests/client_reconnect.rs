@@ -57,7 +57,7 @@ fn submit_wait_and_status_wait_print_the_exact_result_across_a_master_restart() 
             "--wait",
         ],
     );
-    crate::support::poll_until(JOB_TIMEOUT, "the job accepted and under way", || {
+    crate::support::wait_for("the job accepted and under way", JOB_TIMEOUT, || {
         processed(&grid, "ride").filter(|done| *done > 0)
     });
     let status = client(&grid, &["status", "ride", "--wait", "--json"]);

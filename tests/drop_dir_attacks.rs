@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::grid::Grid;
-use crate::support::poll_until;
+use crate::support::wait_for;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -41,7 +41,7 @@ fn watched(
     let mut flags = vec!["--drop-dir", drop_flag.as_str(), "--drop-poll", "100ms"];
     flags.extend_from_slice(extra);
     let (grid, redis) = crate::support::honest::grid(redis, &flags);
-    poll_until(WAIT, "the drop directory", || {
+    wait_for("the drop directory", WAIT, || {
         drop.join("failed").is_dir().then_some(())
     });
     (grid, redis, drop)
@@ -49,7 +49,7 @@ fn watched(
 
 /// Waits for `count` entries in `dir`.
 fn wait_entries(dir: &Path, count: usize, what: &str) -> Vec<Vec<u8>> {
-    poll_until(WAIT, what, || {
+    wait_for(what, WAIT, || {
         let names = entries(dir);
         (names.len() >= count).then_some(names)
     })

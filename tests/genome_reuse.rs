@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
 use crate::support::redis::RedisServer;
-use crate::support::{gridwatch_bin, poll_until};
+use crate::support::{gridwatch_bin, wait_for};
 use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
 use tokio::net::TcpStream;
 
@@ -343,7 +343,7 @@ fn genome_in_use_survives_a_prune(backend: Backend) {
     // A cancelled job leaves its genome unused: seeing it pruned proves a sweep ran after.
     submit_queued(&grid, "dropped", &unused, "TTGCA");
     cli_ok(&grid, &["cancel", "dropped"]);
-    poll_until(JOB_TIMEOUT, "a sweep to prune the unused genome", || {
+    wait_for("a sweep to prune the unused genome", JOB_TIMEOUT, || {
         (!stored(&grid).contains(&unused_hash)).then_some(())
     });
     assert_eq!(stored(&grid), vec![used_hash.clone()]);
@@ -354,9 +354,9 @@ fn genome_in_use_survives_a_prune(backend: Backend) {
     let count = parse_total(&cli_ok(&grid, &["results", "queued"]));
     assert_eq!(count, naive_hits(&records, "TTGCA", false).len() as u64);
     // Unused now: the next sweep prunes it.
-    poll_until(
-        JOB_TIMEOUT,
+    wait_for(
         "a sweep to prune the finished job's genome",
+        JOB_TIMEOUT,
         || stored(&grid).is_empty().then_some(()),
     );
 }

@@ -303,13 +303,13 @@ fn worker_killed_mid_job_still_gives_the_exact_result() {
         "--job-id",
         "k9",
     ]);
-    crate::support::poll_until(JOB_TIMEOUT, "w1 to finish a chunk", || {
+    crate::support::wait_for("w1 to finish a chunk", JOB_TIMEOUT, || {
         (done_chunks(&grid, "k9") > 0).then_some(())
     });
     // Frozen, w1 sends nothing more; once the master's count of leases in flight settles, they
     // are all w1's. A worker caught between an ack and its next lease holds none, and then only
     // the kill is tested, not the reclaim: thaw it and catch it again.
-    let held = crate::support::poll_until(JOB_TIMEOUT, "w1 frozen while holding leases", || {
+    let held = crate::support::wait_for("w1 frozen while holding leases", JOB_TIMEOUT, || {
         grid.worker("w1").signal(Signal::SIGSTOP);
         let held = settled_leases_in_flight(&grid);
         if held == 0 {
@@ -376,7 +376,7 @@ fn master_restarted_mid_job_completes_exactly() {
         "--job-id",
         "restart",
     ]);
-    crate::support::poll_until(JOB_TIMEOUT, "a first chunk", || {
+    crate::support::wait_for("a first chunk", JOB_TIMEOUT, || {
         (done_chunks(&grid, "restart") > 0).then_some(())
     });
     if let Some(master) = grid.master.as_mut() {

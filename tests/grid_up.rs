@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::support::grid::Grid;
-use crate::support::{poll_until, Proc};
+use crate::support::{wait_for, Proc};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -33,11 +33,11 @@ fn up_starts_master_and_workers_and_sigterm_stops_them_all() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut up = Proc::spawn("up", &args, &log);
-    let addr = poll_until(Duration::from_secs(30), "up to start the master", || {
+    let mut up = Proc::spawn_logged("up", &args, &log);
+    let addr = wait_for("up to start the master", Duration::from_secs(30), || {
         std::fs::read_to_string(data.join("master.addr")).ok()
     });
-    let text = poll_until(Duration::from_secs(30), "up to list its workers", || {
+    let text = wait_for("up to list its workers", Duration::from_secs(30), || {
         let text = std::fs::read_to_string(&log).ok()?;
         text.contains("press Ctrl-C").then_some(text)
     });
@@ -53,7 +53,7 @@ fn up_starts_master_and_workers_and_sigterm_stops_them_all() {
         .output()
         .unwrap();
     assert!(jobs.status.success());
-    poll_until(Duration::from_secs(10), "both workers to be active", || {
+    wait_for("both workers to be active", Duration::from_secs(10), || {
         let out = std::process::Command::new(crate::support::gridwatch_bin())
             .args(["jobs", "--json", "--master", addr.trim()])
             .output()
@@ -83,7 +83,7 @@ fn up_starts_master_and_workers_and_sigterm_stops_them_all() {
 fn worker_stops_on_sigterm() {
     let mut grid = Grid::start(&[]);
     grid.start_worker("w1", 2);
-    poll_until(Duration::from_secs(10), "w1 to be active", || {
+    wait_for("w1 to be active", Duration::from_secs(10), || {
         let value: serde_json::Value =
             serde_json::from_str(&grid.cli_ok(&["jobs", "--json"])).ok()?;
         (value["active_workers"] == 1).then_some(())
@@ -120,8 +120,9 @@ fn a_second_grid_on_the_same_data_dir_exits_2_and_the_first_is_unaffected() {
         .chain([data_arg.clone()])
         .collect()
     };
-    let mut first = Proc::spawn("up-1", &up_args("127.0.0.1:0"), &dir.path().join("up1.log"));
-    let addr = poll_until(Duration::from_secs(30), "the first grid's master", || {
+    let mut first =
+        Proc::spawn_logged("up-1", &up_args("127.0.0.1:0"), &dir.path().join("up1.log"));
+    let addr = wait_for("the first grid's master", Duration::from_secs(30), || {
         std::fs::read_to_string(data.join("master.addr")).ok()
     });
     let addr = addr.trim().to_string();

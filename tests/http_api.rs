@@ -609,7 +609,7 @@ fn up_prints_the_dashboard_url_and_serves_it() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut up = crate::support::Proc::spawn("up", &args, &log);
+    let mut up = crate::support::Proc::spawn_logged("up", &args, &log);
     let text = wait_for("up to describe the grid", Duration::from_secs(30), || {
         let text = std::fs::read_to_string(&log).ok()?;
         text.contains("press Ctrl-C").then_some(text)

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
 use crate::support::http::{request_with, Reply};
 use crate::support::julia::{reference, Spec};
-use crate::support::poll_until;
 use crate::support::raw::{
     client_hello, connect_from, frame, peak_rss_kib, persistent_flood, read_json,
 };
 use crate::support::redis::RedisServer;
+use crate::support::wait_for;
 use tokio::io::AsyncWriteExt;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(180);
@@ -39,7 +39,7 @@ fn http_status(http: &str, job: &str) -> Option<String> {
 }
 
 fn wait_completed(http: &str, job: &str) {
-    poll_until(JOB_TIMEOUT, "the job to complete", || {
+    wait_for("the job to complete", JOB_TIMEOUT, || {
         (http_status(http, job).as_deref() == Some("completed")).then_some(())
     });
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::support::grid::Grid;
 use crate::support::http::request;
-use crate::support::poll_until;
 use crate::support::redis::RedisServer;
+use crate::support::wait_for;
 
 const TOKEN: &str = "s3cret-token-for-tests";
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -106,7 +106,7 @@ fn writes_need_the_token_and_results_come_in_the_kinds_formats(redis_url: Option
         .collect();
     assert_eq!(created, ["web-julia", "web-particles"]);
     for job in ["web-julia", "web-particles"] {
-        poll_until(JOB_TIMEOUT, "the posted job to complete", || {
+        wait_for("the posted job to complete", JOB_TIMEOUT, || {
             (job_status(&http, job).as_deref() == Some("completed")).then_some(())
         });
     }

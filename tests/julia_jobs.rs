@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::support::grid::Grid;
 use crate::support::julia::{reference, Spec};
-use crate::support::poll_until;
 use crate::support::redis::RedisServer;
+use crate::support::wait_for;
 use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -165,7 +165,7 @@ fn kill_a_worker_mid_job(grid: &mut Grid) {
     ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     grid.cli_ok(&args);
-    poll_until(JOB_TIMEOUT, "w1 to store a first band", || {
+    wait_for("w1 to store a first band", JOB_TIMEOUT, || {
         (done_bands(grid, "k9") > 0).then_some(())
     });
     grid.worker("w1").kill9();

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use crate::support::grid::Grid;
-use crate::support::poll_until;
 use crate::support::redis::RedisServer;
+use crate::support::wait_for;
 use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
 use serde_json::Value;
 
@@ -176,7 +176,7 @@ fn kill_a_worker_mid_job(grid: &mut Grid) {
     let args = submit_args("k9", particles, steps, seed, replicas);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     grid.cli_ok(&args);
-    poll_until(JOB_TIMEOUT, "w1 to store a first replica", || {
+    wait_for("w1 to store a first replica", JOB_TIMEOUT, || {
         (done_replicas(grid, "k9") > 0).then_some(())
     });
     grid.worker("w1").kill9();

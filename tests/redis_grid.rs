@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
-use crate::support::poll_until;
 use crate::support::redis::RedisServer;
+use crate::support::wait_for;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -80,7 +80,7 @@ fn submit(grid: &Grid, file: &str, pattern: &str, job: &str, chunk_size: &str) {
 }
 
 fn wait_first_chunk(redis: &RedisServer, job: &str) {
-    poll_until(JOB_TIMEOUT, "a first chunk result", || {
+    wait_for("a first chunk result", JOB_TIMEOUT, || {
         (redis_job_state(redis, job).1 > 0).then_some(())
     });
 }
@@ -116,7 +116,7 @@ fn redis_grid_gives_exact_positions_and_leaves_nothing_behind() {
     assert_eq!(parse_tsv(&tsv), naive_hits(&records, "GATTACA", true));
     assert_redis_is_clean(&redis, "exact");
     // The workers never talked to the master, yet it counts them as active.
-    poll_until(JOB_TIMEOUT, "the master to see both workers", || {
+    wait_for("the master to see both workers", JOB_TIMEOUT, || {
         (grid.status("exact")["active_workers"].as_u64() == Some(2)).then_some(())
     });
 }
@@ -140,9 +140,9 @@ fn worker_killed_mid_job_on_redis_still_gives_the_exact_result() {
     // The job can complete before the sweep runs: a chunk whose result w1 stored but never
     // acked needs no redelivery to be counted, yet its lease stays w1's until the sweep returns
     // it and w2 settles it. So wait for w1 to hold nothing and the streams to be empty.
-    poll_until(
-        JOB_TIMEOUT,
+    wait_for(
         "w1's leases to be reclaimed and settled",
+        JOB_TIMEOUT,
         || {
             let mut conn = redis_conn(&redis);
             let mut left = 0u64;
@@ -187,7 +187,7 @@ fn workers_finish_the_job_while_the_master_is_stopped() {
         "the master stopped too late to prove anything"
     );
     // Nobody but the workers and Redis is left: the job must still complete.
-    poll_until(JOB_TIMEOUT, "the workers to complete the job", || {
+    wait_for("the workers to complete the job", JOB_TIMEOUT, || {
         (redis_job_state(&redis, "away").0 == "completed").then_some(())
     });
     grid.start_master();
@@ -231,7 +231,7 @@ fn idle_workers_on_redis_count_as_active() {
             serde_json::from_str(&grid.cli_ok(&["jobs", "--json"])).expect("jobs --json");
         jobs["active_workers"].as_u64().unwrap_or(0)
     };
-    poll_until(JOB_TIMEOUT, "both workers active", || {
+    wait_for("both workers active", JOB_TIMEOUT, || {
         (active(&grid) == 2).then_some(())
     });
     // Longer than the window in which a lease counts as a sign of life: only the claim

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use crate::support::grid::{write_fasta, Bases, Grid};
-use crate::support::poll_until;
 use crate::support::redis::RedisServer;
+use crate::support::wait_for;
 use nix::sys::signal::Signal;
 
 /// The goal is under 5 s; this bound only catches a request that hangs, not a loaded machine.
@@ -63,7 +63,7 @@ fn status_and_workers_fail_fast_and_clearly_while_redis_is_stopped_then_work_aga
     }
 
     redis.signal(Signal::SIGCONT);
-    poll_until(GENEROUS, "status to work again", || {
+    wait_for("status to work again", GENEROUS, || {
         timed(&grid, &["status", "cut"]).0.then_some(())
     });
     let logs = grid.master_logs();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
 use crate::support::pki::Ca;
 use crate::support::redis_tls::{NotStarted, TlsRedis};
-use crate::support::{poll_until, Proc};
+use crate::support::{wait_for, Proc};
 
 const PATTERN: &str = "GATTACA";
 const PASSWORD: &str = "redis-tls-password-81b2";
@@ -109,10 +109,10 @@ fn a_master_trusting_another_ca_never_uses_the_server_and_hides_the_password() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let _master = Proc::spawn("master", &args, &log);
-    let text = poll_until(
-        Duration::from_secs(20),
+    let _master = Proc::spawn_logged("master", &args, &log);
+    let text = wait_for(
         "the master to report Redis",
+        Duration::from_secs(20),
         || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             text.contains("redis unreachable").then_some(text)

@@ -5,8 +5,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
-use crate::support::poll_until;
 use crate::support::redis::RedisServer;
+use crate::support::wait_for;
 
 const PATTERN: &str = "GATTACA";
 
@@ -48,7 +48,7 @@ fn cut_off_and_resubmit(mut grid: Grid) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn submit");
-    poll_until(Duration::from_secs(60), "the upload under way", || {
+    wait_for("the upload under way", Duration::from_secs(60), || {
         (job_status(&grid, "again")? == "uploading").then_some(())
     });
     if let Some(master) = grid.master.as_mut() {

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::grid::{write_fasta, Bases, Grid};
-use crate::support::poll_until;
 use crate::support::redis::RedisServer;
+use crate::support::wait_for;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bases of the uploaded genome: large enough that its space stands out from page-size noise.
@@ -179,9 +179,9 @@ fn keep_finished_deletes_a_finished_job_in_the_background() {
         "--wait",
     ]);
     assert!(job_exists(&grid, "short-lived"));
-    poll_until(
-        Duration::from_secs(30),
+    wait_for(
         "the sweep to delete the job",
+        Duration::from_secs(30),
         || (!job_exists(&grid, "short-lived")).then_some(()),
     );
     assert!(grid.master_logs().contains("pruned finished jobs"));

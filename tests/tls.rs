@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
 use crate::support::pki::Ca;
-use crate::support::poll_until;
+use crate::support::wait_for;
 
 const TOKEN: &str = "tls-test-token-5f3a9c";
 const PATTERN: &str = "ACGTA";
@@ -481,7 +481,7 @@ fn a_busy_tls_master_says_so_over_tls() {
     let ca_file = ca.cert_file.display().to_string();
     grid.worker_flags = vec!["--tls-ca".into(), ca_file.clone()];
     grid.start_worker("w1", 1);
-    let refusal = poll_until(Duration::from_secs(30), "a client refused as busy", || {
+    let refusal = wait_for("a client refused as busy", Duration::from_secs(30), || {
         let out = grid.cli(&["jobs", "--tls-ca", &ca_file]);
         (!out.status.success()).then(|| stderr(&out))
     });

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases};
-use crate::support::{gridwatch_bin, poll_until, Proc};
+use crate::support::{gridwatch_bin, wait_for, Proc};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -92,16 +92,16 @@ fn up_restarts_a_killed_worker_and_keeps_serving() {
     let data = dir.path().join("data");
     let log: PathBuf = dir.path().join("up.log");
     let args = up_args(&data, "2", "127.0.0.1:0");
-    let mut up = Proc::spawn("up", &args, &log);
+    let mut up = Proc::spawn_logged("up", &args, &log);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let text = poll_until(START, "up to list its workers", || {
+    let text = wait_for("up to list its workers", START, || {
         let text = read_log();
         text.contains("press Ctrl-C").then_some(text)
     });
     let addr = std::fs::read_to_string(data.join("master.addr")).unwrap();
     let addr = addr.trim();
     let first_pid = pid_after(&text, "worker   w1").expect("w1's pid in up's output");
-    poll_until(START, "both workers to be active", || {
+    wait_for("both workers to be active", START, || {
         (active_workers(addr)? == 2).then_some(())
     });
 
@@ -134,13 +134,13 @@ fn up_restarts_a_killed_worker_and_keeps_serving() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("running gridwatch submit");
-    poll_until(START, "the job under way", || {
+    wait_for("the job under way", START, || {
         let (done, total) = progress(addr, "during-kill")?;
         (done > 0 && done * 4 < total).then_some(())
     });
 
     kill(Pid::from_raw(first_pid), Signal::SIGKILL).expect("kill -9 w1");
-    let restarted = poll_until(START, "up to restart w1", || {
+    let restarted = wait_for("up to restart w1", START, || {
         pid_after(&read_log(), "worker w1 restarted")
     });
     let text = read_log();
@@ -154,7 +154,7 @@ fn up_restarts_a_killed_worker_and_keeps_serving() {
         up.wait_exit(Duration::ZERO).is_none(),
         "up still runs after a worker died:\n{text}"
     );
-    poll_until(START, "w1 to be active again", || {
+    wait_for("w1 to be active again", START, || {
         (active_workers(addr)? == 2).then_some(())
     });
 
@@ -219,14 +219,14 @@ fn up_with_the_master_port_taken_names_the_flag_and_starts_nothing() {
 /// master's address.
 fn start_up(dir: &Path, data: &Path, name: &str) -> (Proc, String) {
     let log: PathBuf = dir.join(format!("{name}.log"));
-    let up = Proc::spawn(name, &up_args(data, "2", "127.0.0.1:0"), &log);
-    poll_until(START, "up to list its workers", || {
+    let up = Proc::spawn_logged(name, &up_args(data, "2", "127.0.0.1:0"), &log);
+    wait_for("up to list its workers", START, || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         text.contains("press Ctrl-C").then_some(())
     });
     let addr = std::fs::read_to_string(data.join("master.addr")).unwrap();
     let addr = addr.trim().to_string();
-    poll_until(START, "both workers to be active", || {
+    wait_for("both workers to be active", START, || {
         (active_workers(&addr)? == 2).then_some(())
     });
     (up, addr)
@@ -249,7 +249,7 @@ fn up_appends_its_logs_across_runs_logs_each_job_end_and_a_normal_start_warns_of
     write_fasta(&fasta, &records, 60, "\n");
     grid_count(&addr, &fasta, "ACGT", "logged-job");
     let master_log = || std::fs::read_to_string(logs.join("master.log")).unwrap_or_default();
-    let end = poll_until(START, "the master's job-end line", || {
+    let end = wait_for("the master's job-end line", START, || {
         master_log()
             .lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
@@ -307,9 +307,9 @@ fn up_on_redis_restarts_a_killed_worker_that_takes_its_id_back_at_once() {
     let log: PathBuf = dir.path().join("up.log");
     let mut args = up_args(&data, "2", "127.0.0.1:0");
     args.extend(["--backend".to_string(), redis.url()]);
-    let mut up = Proc::spawn("up", &args, &log);
+    let mut up = Proc::spawn_logged("up", &args, &log);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let text = poll_until(START, "up to list its workers", || {
+    let text = wait_for("up to list its workers", START, || {
         let text = read_log();
         text.contains("press Ctrl-C").then_some(text)
     });
@@ -317,7 +317,7 @@ fn up_on_redis_restarts_a_killed_worker_that_takes_its_id_back_at_once() {
     let addr = addr.trim();
     let w1_log = data.join("logs").join("w1.log");
     let first_pid = pid_after(&text, "worker   w1").expect("w1's pid in up's output");
-    poll_until(START, "w1 to start", || {
+    wait_for("w1 to start", START, || {
         (count_messages(&w1_log, "worker started") == 1).then_some(())
     });
 
@@ -340,14 +340,14 @@ fn up_on_redis_restarts_a_killed_worker_that_takes_its_id_back_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("running gridwatch submit");
-    poll_until(START, "the job under way", || {
+    wait_for("the job under way", START, || {
         let (done, total) = progress(addr, "kill-on-redis")?;
         (done > 0 && done * 4 < total).then_some(())
     });
 
     let killed = std::time::Instant::now();
     kill(Pid::from_raw(first_pid), Signal::SIGKILL).expect("kill -9 w1");
-    poll_until(START, "the restarted w1 to serve", || {
+    wait_for("the restarted w1 to serve", START, || {
         (count_messages(&w1_log, "worker started") == 2).then_some(())
     });
     let back_after = killed.elapsed();

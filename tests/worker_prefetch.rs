@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid};
-use crate::support::poll_until;
+use crate::support::wait_for;
 use nix::sys::signal::Signal;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -48,7 +48,7 @@ fn sigterm_finishes_prefetched_tasks_and_loses_none() {
         "--job-id",
         "tiny",
     ]);
-    poll_until(JOB_TIMEOUT, "w1 to store some results", || {
+    wait_for("w1 to store some results", JOB_TIMEOUT, || {
         (done_chunks(&grid, "tiny") > 50).then_some(())
     });
     let w1 = grid.worker("w1");

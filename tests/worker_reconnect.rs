@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid};
 use crate::support::proxy::CuttableProxy;
 use crate::support::redis::RedisServer;
-use crate::support::{poll_until, Proc};
+use crate::support::{wait_for, Proc};
 use nix::sys::signal::Signal;
 
 /// The lease timeout: a task lost with the link would hold the job up this long.
@@ -26,7 +26,7 @@ fn start_worker(grid: &Grid, id: &str, flags: &[String]) -> Proc {
         .map(|s| s.to_string())
         .collect();
     args.extend(flags.iter().cloned());
-    Proc::spawn(id, &args, &grid.path(&format!("{id}.log")))
+    Proc::spawn_logged(id, &args, &grid.path(&format!("{id}.log")))
 }
 
 /// Tasks the worker logged it returned after reconnecting.
@@ -53,7 +53,7 @@ fn a_cut_worker_returns_the_tasks_it_never_received(
 ) {
     let cut = start_worker(grid, "cut", cut_flags);
     let cut_log = || std::fs::read_to_string(grid.path("cut.log")).unwrap_or_default();
-    poll_until(GENEROUS, "the cut worker to start", || {
+    wait_for("the cut worker to start", GENEROUS, || {
         cut_log().contains("worker started").then_some(())
     });
     let records = vec![("chr1".to_string(), Bases::new(41).take(400_000))];
@@ -76,7 +76,7 @@ fn a_cut_worker_returns_the_tasks_it_never_received(
     // wait for that reply instead of leasing: cut once replies have been quiet for longer.
     let quiet_for = Duration::from_millis(2500);
     let mut last = (proxy.forwarded_reply_bytes(), Instant::now());
-    poll_until(GENEROUS, "replies to the stopped worker to settle", || {
+    wait_for("replies to the stopped worker to settle", GENEROUS, || {
         let now = proxy.forwarded_reply_bytes();
         if now != last.0 {
             last = (now, Instant::now());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::{gridwatch_bin, poll_until, Proc};
+use super::{gridwatch_bin, wait_for, Proc};
 
 /// How long a master may take to start listening.
 const START: Duration = Duration::from_secs(30);
@@ -75,8 +75,8 @@ impl Grid {
         args.extend(self.master_flags.iter().cloned());
         let log = self.path(&format!("master-{}.log", self.restarts));
         self.restarts += 1;
-        let master = Proc::spawn("master", &args, &log);
-        self.addr = poll_until(START, "the master to listen", || {
+        let master = Proc::spawn_logged("master", &args, &log);
+        self.addr = wait_for("the master to listen", START, || {
             std::fs::read_to_string(&addr_file).ok()
         })
         .trim()
@@ -106,7 +106,7 @@ impl Grid {
         args.extend(self.worker_flags.iter().cloned());
         let log = self.path(&format!("{id}.log"));
         self.workers
-            .push((id.to_string(), Proc::spawn(id, &args, &log)));
+            .push((id.to_string(), Proc::spawn_logged(id, &args, &log)));
     }
 
     /// The worker with this id.
@@ -148,7 +148,7 @@ impl Grid {
 
     /// Polls until the job is finished; returns its final status JSON.
     pub fn wait_finished(&self, job: &str, timeout: Duration) -> serde_json::Value {
-        poll_until(timeout, "the job to finish", || {
+        wait_for("the job to finish", timeout, || {
             // A busy master may answer "try again shortly": that is a poll that saw nothing yet.
             let output = self.cli(&["status", job, "--json"]);
             if !output.status.success() {

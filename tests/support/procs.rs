@@ -66,6 +66,23 @@ impl Proc {
         }
     }
 
+    /// Runs `gridwatch ARGS` with its stderr to the file `log`, at the program's own log level.
+    pub fn spawn_logged(name: &str, args: &[String], log: &Path) -> Proc {
+        let stderr = std::fs::File::create(log).expect("log file");
+        let child = gridwatch()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -93,6 +110,20 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit status if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Everything the process logged so far.
