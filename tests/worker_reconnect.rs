@@ -126,8 +126,6 @@ fn a_cut_worker_returns_the_tasks_it_never_received(
 }
 
 #[test]
-#[ignore = "alone it passes, but in the full parallel run the job sometimes waits for the lease \
-            timeout: a task leased in the cut is not always returned on Redis yet"]
 fn a_worker_reading_redis_returns_the_tasks_lost_in_a_cut_when_it_reconnects() {
     let redis = RedisServer::start();
     let url = redis.url();
