@@ -15,6 +15,7 @@ mod scripts;
 mod store;
 mod url;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -25,7 +26,7 @@ use ::redis::{AsyncCommands, ErrorKind, RedisError, RedisResult, ScriptInvocatio
 use crate::backend::{BackendError, BackendResult};
 use scripts::Scripts;
 
-pub use identity::{claim_worker_id, Hold, WORKER_ID_TTL};
+pub use identity::{claim_worker_id, own_claim_value, Hold, WORKER_ID_TTL};
 use keys::{GROUP, TASK_STREAMS};
 pub use url::{parse_port, RedisUrl, RedisUrlError, DEFAULT_REDIS_PORT};
 
@@ -69,6 +70,8 @@ pub struct RedisBackend {
     options: RedisOptions,
     /// What every result is checked against before it is stored.
     result_check: Option<super::SharedResultCheck>,
+    /// Worker id claims (id, claim value) this process gave up: never renewed again.
+    given_up_claims: Mutex<HashSet<(String, String)>>,
 }
 
 impl RedisBackend {
@@ -124,6 +127,7 @@ impl RedisBackend {
             scripts: Scripts::new(),
             options,
             result_check: None,
+            given_up_claims: Mutex::new(HashSet::new()),
         };
         backend.ensure_groups().await?;
         Ok(backend)
