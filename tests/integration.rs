@@ -27,6 +27,7 @@ mod grid_up;
 mod http_api;
 mod http_attacks;
 mod http_writes;
+mod job_figures;
 mod julia_jobs;
 mod julia_kernel;
 mod layering;

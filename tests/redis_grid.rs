@@ -218,6 +218,33 @@ fn redis_restarted_with_aof_mid_job_gives_the_exact_result() {
     assert_redis_is_clean(&redis, "bounce");
 }
 
+/// A worker stopped cleanly (SIGTERM) gives its id up in Redis before it exits, so a worker
+/// started under that id anywhere takes it at once instead of waiting for the claim to lapse.
+#[test]
+fn a_worker_stopped_cleanly_frees_its_id_in_redis_before_it_exits() {
+    let redis = RedisServer::start();
+    let mut grid = grid_on(&redis, &[]);
+    grid.start_worker("w1", 1);
+    let owner = |conn: &mut redis::Connection| -> bool {
+        redis::cmd("EXISTS")
+            .arg("worker:w1:owner")
+            .query(conn)
+            .unwrap_or(false)
+    };
+    let mut conn = redis_conn(&redis);
+    poll_until(JOB_TIMEOUT, "w1 to claim its id", || {
+        owner(&mut conn).then_some(())
+    });
+    let worker = grid.worker("w1");
+    worker.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = worker.wait_exit(JOB_TIMEOUT).expect("w1 exits on SIGTERM");
+    assert!(status.success(), "w1 exit status {status}");
+    assert!(
+        !owner(&mut conn),
+        "w1 exited cleanly but its id is still claimed"
+    );
+}
+
 /// Idle workers blocked on an empty Redis queue lease nothing, yet they are there: the master
 /// counts them as active for as long as they live, and `submit` does not warn of no workers.
 #[test]

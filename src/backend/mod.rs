@@ -247,6 +247,11 @@ pub struct JobSummary {
     pub finished_at: Option<f64>,
     /// Progress derived from stored results.
     pub progress: Progress,
+    /// Deliveries of the job's tasks beyond their first, where the backend counts them: Redis,
+    /// whose workers lease without the master. `None` where every lease passes through the
+    /// master, which counts them itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeliveries: Option<u64>,
 }
 
 /// Result of creating a job whose id may already exist.
@@ -839,6 +844,14 @@ pub trait Store: Send + Sync {
     /// The newest `limit` jobs without their specs, with progress: what listings and metrics
     /// show, at a cost that does not grow with spec size.
     async fn job_summaries(&self, limit: usize) -> BackendResult<Vec<JobSummary>>;
+    /// Marks the ends of the finished `jobs` as logged, and tells for each whether it was not
+    /// marked yet, so a master logs each job's end once, also an end that happened while no
+    /// master ran (Redis workers finish jobs by themselves). `None` where the store keeps no
+    /// marks: its jobs end only through a running master. A job no longer stored reads as
+    /// marked.
+    async fn mark_ends_logged(&self, _jobs: &[JobId]) -> BackendResult<Option<Vec<bool>>> {
+        Ok(None)
+    }
     /// How many results were refused, by reason, since the backend started counting.
     async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>>;
     /// Appends an alert (JSON) to the capped alert history.

@@ -2,50 +2,68 @@
 //! retries, and the job-duration histogram. A job finishes inside the backend (its last result
 //! stored, its last attempt failed, a cancel), possibly without passing through this master (Redis
 //! workers), so the master notices ends by reading job summaries rather than at one call site.
+//! Where the store keeps marks of logged ends (Redis), each end is logged once across master
+//! restarts, also one that happened while no master ran; elsewhere jobs already finished when
+//! the master starts are not logged.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
 use super::MasterState;
-use crate::backend::{JobStatus, JobSummary};
+use crate::backend::{BackendError, JobStatus, JobSummary};
 
 /// How often job states are read.
 const POLL: Duration = Duration::from_millis(500);
 /// Newest jobs looked at each time; a job ends long before this many newer jobs arrive.
 const WINDOW: usize = 500;
 
-/// Logs job ends until `shutdown` completes. Jobs already finished at the start are not logged.
+/// Logs job ends until `shutdown` completes.
 pub async fn run(state: std::sync::Arc<MasterState>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let mut finished: Option<HashSet<String>> = None;
+    let mut logged: Option<HashSet<String>> = None;
     loop {
-        match state.store.job_summaries(WINDOW).await {
-            Ok(jobs) => {
-                let seen = finished.get_or_insert_with(|| {
-                    jobs.iter()
-                        .filter(|job| job.status.is_finished())
-                        .map(|job| job.id.clone())
-                        .collect()
-                });
-                for job in jobs.iter().filter(|job| job.status.is_finished()) {
-                    if seen.insert(job.id.clone()) {
-                        log_end(&state, job);
-                    }
-                }
-                // Only ids still in the window need remembering.
-                let current: HashSet<&str> = jobs.iter().map(|job| job.id.as_str()).collect();
-                seen.retain(|id| current.contains(id.as_str()));
-            }
-            Err(err) => {
-                tracing::debug!(component = "master", error = %err, "reading jobs for the job log failed")
-            }
+        if let Err(err) = log_new_ends(&state, &mut logged).await {
+            tracing::debug!(component = "master", error = %err, "reading jobs for the job log failed")
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             _ = &mut shutdown => return,
         }
     }
+}
+
+/// One look at the newest jobs: logs each end not logged yet. `logged` holds the finished jobs
+/// already dealt with (`None` before the first look).
+async fn log_new_ends(
+    state: &MasterState,
+    logged: &mut Option<HashSet<String>>,
+) -> Result<(), BackendError> {
+    let jobs = state.store.job_summaries(WINDOW).await?;
+    let first_look = logged.is_none();
+    let seen = logged.get_or_insert_with(HashSet::new);
+    let ended: Vec<&JobSummary> = jobs
+        .iter()
+        .filter(|job| job.status.is_finished() && !seen.contains(&job.id))
+        .collect();
+    if !ended.is_empty() {
+        let ids: Vec<String> = ended.iter().map(|job| job.id.clone()).collect();
+        let fresh = match state.store.mark_ends_logged(&ids).await? {
+            Some(fresh) => fresh,
+            // No marks: what had ended before this master started was logged by the last one.
+            None => vec![!first_look; ended.len()],
+        };
+        for (job, fresh) in ended.into_iter().zip(fresh) {
+            if fresh {
+                log_end(state, job);
+            }
+            seen.insert(job.id.clone());
+        }
+    }
+    // Only ids still in the window need remembering.
+    let current: HashSet<&str> = jobs.iter().map(|job| job.id.as_str()).collect();
+    seen.retain(|id| current.contains(id.as_str()));
+    Ok(())
 }
 
 fn outcome(status: JobStatus) -> &'static str {
@@ -62,7 +80,12 @@ fn log_end(state: &MasterState, job: &JobSummary) {
         .finished_at
         .map(|end| (end - job.created_at).max(0.0))
         .unwrap_or(0.0);
-    let retries = state.ops.job_finished(&job.id, outcome, duration_seconds);
+    // The master counts the deliveries it handed out; the backend, where it counts them, also
+    // those workers took from it directly.
+    let retries = state
+        .ops
+        .job_finished(&job.id, outcome, duration_seconds)
+        .max(job.redeliveries.unwrap_or(0));
     let error = job.error.as_deref().unwrap_or("");
     tracing::info!(
         component = "master",

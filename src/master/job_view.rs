@@ -29,6 +29,7 @@ pub async fn job_view(store: &dyn Store, job: JobRecord) -> Result<JobView, Back
         created_at: job.created_at,
         finished_at: job.finished_at,
         progress,
+        redeliveries: None,
     }))
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::cmd::{self, HandlerError, Session};
+use super::state::BACKEND_WORKERS_WINDOW;
 use super::workers::IdClaim;
 use super::MasterState;
 use crate::protocol::accept::{open_stream, refuse};
@@ -128,14 +129,13 @@ async fn reclaim_expired_leases(state: Arc<MasterState>, mut stop: watch::Receiv
 /// not see workers (embedded: workers are seen on their connections).
 async fn track_backend_workers(state: Arc<MasterState>, mut stop: watch::Receiver<bool>) {
     const PERIOD: Duration = Duration::from_secs(2);
-    const WINDOW: Duration = Duration::from_secs(10);
     let mut ticker = tokio::time::interval(PERIOD);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = ticker.tick() => {}
         }
-        match state.queue.recent_workers(WINDOW).await {
+        match state.queue.recent_workers(BACKEND_WORKERS_WINDOW).await {
             Ok(None) => return,
             Ok(Some(workers)) => workers.iter().for_each(|w| state.workers.touch(w)),
             Err(err) => {

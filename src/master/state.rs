@@ -65,4 +65,27 @@ impl MasterState {
             started_at: crate::time::unix_now(),
         }
     }
+
+    /// How many workers are active, for a client told whether its job will start: those seen
+    /// recently, or when none was, those a fresh look at the backend finds. Workers reading
+    /// Redis directly are otherwise noticed only every few seconds, and a worker that started
+    /// (or a master that restarted) just before the submit must not read as none.
+    pub async fn active_workers(&self) -> u32 {
+        let active = self.workers.active();
+        if active > 0 {
+            return active;
+        }
+        let look = self.queue.recent_workers(BACKEND_WORKERS_WINDOW);
+        if let Ok(Ok(Some(workers))) = tokio::time::timeout(FRESH_LOOK, look).await {
+            workers.iter().for_each(|worker| self.workers.touch(worker));
+        }
+        self.workers.active()
+    }
 }
+
+/// How recently a worker must have shown itself in the backend (leased, or renewed its id
+/// claim, every few seconds while it lives) to count as active.
+pub const BACKEND_WORKERS_WINDOW: Duration = Duration::from_secs(10);
+
+/// The longest a reply to a client waits for a fresh look at the backend's workers.
+const FRESH_LOOK: Duration = Duration::from_secs(1);

@@ -240,6 +240,7 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         .with_id(id.clone())
         .with_token(token)
         .with_new_instance();
+    let instance = greeting.instance.clone();
     let tls = args
         .tls
         .client()
@@ -259,6 +260,7 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         master
     };
     tracing::info!(component = "worker", worker = %id, tasks_from = %source, threads, prefetch, "worker started");
+    let queue = backend.queue.clone();
     run(
         config,
         backend,
@@ -270,6 +272,14 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
     if let Some(heartbeat) = heartbeat {
         // A clean exit, so the agent reports STOPPED rather than DEAD.
         heartbeat.goodbye().await;
+    }
+    if let (true, Some(instance)) = (backend_config.is_shared(), instance) {
+        // A clean exit frees the id at once, so a restart elsewhere need not wait for the
+        // claim to lapse.
+        let holder = crate::backend::redis::own_claim_value(&instance);
+        if let Err(err) = queue.release_worker_id(&id, &holder).await {
+            tracing::warn!(component = "worker", worker = %id, error = %err, "giving up the worker id failed; it lapses on its own");
+        }
     }
     tracing::info!(component = "worker", worker = %id, "worker stopped");
     Ok(())

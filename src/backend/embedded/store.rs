@@ -641,6 +641,7 @@ pub(super) fn job_summaries(state: &mut DbState, limit: usize) -> BackendResult<
                     done_chunks: row.get(8)?,
                     matches: row.get::<_, f64>(9)? as u64,
                 },
+                redeliveries: None,
             })
         })
         .map_err(sql_error)?;

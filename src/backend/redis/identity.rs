@@ -116,6 +116,12 @@ fn parse_stat(stat: &str) -> Option<(char, u64)> {
     Some((state, ticks))
 }
 
+/// The claim value of this worker process, nonce `instance`: what it holds its id with, and
+/// what it gives the id up with on a clean exit.
+pub fn own_claim_value(instance: &str) -> String {
+    claim_value(instance, ProcessMark::current().as_ref())
+}
+
 /// The value a worker process' claim holds: its nonce, then its mark when it has one.
 pub fn claim_value(instance: &str, mark: Option<&ProcessMark>) -> String {
     match mark {
@@ -149,8 +155,13 @@ impl RedisBackend {
     }
 
     /// Gives `worker` up, if `holder` still holds it (a clean exit, a master's last connection
-    /// of that worker closed), so the next claimant need not wait for the TTL.
+    /// of that worker closed), so the next claimant need not wait for the TTL. A renewal of
+    /// that claim by this process stops, so it does not take the id back.
     pub async fn give_up_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
+        self.given_up_claims
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert((worker.to_string(), holder.to_string()));
         let mut invocation = release_script().prepare_invoke();
         invocation.key(keys::worker_owner(worker)).arg(holder);
         let _released: i64 = self.invoke(&invocation).await?;
@@ -167,7 +178,7 @@ pub async fn claim_worker_id(
     instance: &str,
 ) -> BackendResult<()> {
     let mark = ProcessMark::current();
-    let holder = claim_value(instance, mark.as_ref());
+    let holder = own_claim_value(instance);
     let mut outcome = backend.try_hold_worker_id(worker, &holder, None).await?;
     if let (Hold::HeldBy(other), Some(here)) = (&outcome, &mark) {
         let gone = other
@@ -204,6 +215,15 @@ async fn renew(backend: Weak<RedisBackend>, worker: String, holder: String) {
         let Some(backend) = backend.upgrade() else {
             return;
         };
+        let claim = (worker.clone(), holder.clone());
+        let given_up = backend
+            .given_up_claims
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&claim);
+        if given_up {
+            return;
+        }
         match backend.try_hold_worker_id(&worker, &holder, None).await {
             Ok(Hold::Held) => {}
             Ok(Hold::HeldBy(_)) => tracing::error!(component = "worker", worker = %worker,

@@ -64,7 +64,8 @@ pub fn job_info(job: &str) -> String {
 }
 
 /// `job:{id}:stats`: hash with `total_chunks`, `chunks_processed` and `total_matches`, the last two
-/// moved only by the script that stores a chunk's first result.
+/// moved only by the script that stores a chunk's first result, and `redeliveries`, the deliveries
+/// of its tasks beyond their first, counted by the lease script.
 pub fn job_stats(job: &str) -> String {
     format!("job:{job}:stats")
 }

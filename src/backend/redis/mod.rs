@@ -15,6 +15,7 @@ mod scripts;
 mod store;
 mod url;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -25,7 +26,7 @@ use ::redis::{AsyncCommands, ErrorKind, RedisError, RedisResult, ScriptInvocatio
 use crate::backend::{BackendError, BackendResult};
 use scripts::Scripts;
 
-pub use identity::{claim_worker_id, Hold, WORKER_ID_TTL};
+pub use identity::{claim_worker_id, own_claim_value, Hold, WORKER_ID_TTL};
 use keys::{GROUP, TASK_STREAMS};
 pub use url::{parse_port, RedisUrl, RedisUrlError, DEFAULT_REDIS_PORT};
 
@@ -69,6 +70,8 @@ pub struct RedisBackend {
     options: RedisOptions,
     /// What every result is checked against before it is stored.
     result_check: Option<super::SharedResultCheck>,
+    /// Worker id claims (id, claim value) this process gave up: never renewed again.
+    given_up_claims: Mutex<HashSet<(String, String)>>,
 }
 
 impl RedisBackend {
@@ -124,6 +127,7 @@ impl RedisBackend {
             scripts: Scripts::new(),
             options,
             result_check: None,
+            given_up_claims: Mutex::new(HashSet::new()),
         };
         backend.ensure_groups().await?;
         Ok(backend)
@@ -303,6 +307,33 @@ impl RedisBackend {
         }
     }
 
+    /// Runs a script that must run at most once per call: a lease. Its reply may be lost with
+    /// the connection after the script has leased tasks, and a second run would lease others
+    /// while the first ones stay pending under the worker's id until their visibility timeout.
+    /// So a lost connection is reported (as `Unavailable`), never answered by running the
+    /// script again: the caller first returns what the backend counts as its own but it does
+    /// not hold ([`crate::backend::Queue::release_unheld`]), then leases again.
+    async fn invoke_once<T: ::redis::FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> BackendResult<T> {
+        match invocation
+            .invoke_async::<T>(&mut self.commands.clone())
+            .await
+        {
+            // The script stopped at its first stream read: nothing was leased.
+            Err(e) if is_missing_group(&e) => {
+                self.ensure_groups().await?;
+                let mut conn = self.commands.clone();
+                invocation
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(backend_error)
+            }
+            result => result.map_err(backend_error),
+        }
+    }
+
     /// Runs one request (command, pipeline or script) on the shared connection, as [`send`]
     /// does, mapping errors to the backend's.
     ///
@@ -317,8 +348,10 @@ impl RedisBackend {
 
     /// Runs one request on the shared connection. If the connection turns out to be dead (Redis
     /// restarted since the last request), the manager reconnects and the request runs once more.
-    /// Every request here is safe to repeat: reads are reads, and each script is idempotent or
-    /// first-write-wins (a lease whose reply was lost is reclaimed when its visibility ends).
+    /// Every request sent this way is safe to repeat: reads are reads, and each script is
+    /// idempotent or first-write-wins. Leases are not: they go through [`invoke_once`].
+    ///
+    /// [`invoke_once`]: RedisBackend::invoke_once
     async fn send<T, F, Fut>(&self, request: F) -> RedisResult<T>
     where
         F: Fn(ConnectionManager) -> Fut,

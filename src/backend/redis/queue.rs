@@ -111,7 +111,7 @@ impl Queue for RedisBackend {
             for nonce in &nonces {
                 invocation.arg(nonce);
             }
-            let replies: Vec<Vec<Value>> = self.invoke(&invocation).await?;
+            let replies: Vec<Vec<Value>> = self.invoke_once(&invocation).await?;
             let mut leases = Vec::new();
             let mut newest = None;
             for (reply, nonce) in replies.into_iter().zip(&nonces) {
@@ -480,7 +480,7 @@ impl RedisBackend {
     async fn try_lease(&self, worker: &str) -> BackendResult<LeaseAttempt> {
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let reply: Vec<Value> = self
-            .invoke(
+            .invoke_once(
                 self.scripts
                     .lease
                     .key(&TASK_STREAMS[..])

@@ -84,6 +84,7 @@ pub(super) struct Scripts {
     pub stage_part: Script,
     pub complete: Script,
     pub lease_batch: Script,
+    pub mark_ends_logged: Script,
 }
 
 impl Scripts {
@@ -107,6 +108,7 @@ impl Scripts {
             stage_part: Script::new(fenced_script!("lua/stage_part.lua")),
             complete: Script::new(complete_script!()),
             lease_batch: Script::new(lease_batch_script!()),
+            mark_ends_logged: Script::new(include_str!("lua/mark_ends_logged.lua")),
         }
     }
 }

@@ -345,7 +345,12 @@ impl Store for RedisBackend {
                 )
                 .hget(
                     keys::job_stats(id),
-                    &["total_chunks", "chunks_processed", "total_matches"],
+                    &[
+                        "total_chunks",
+                        "chunks_processed",
+                        "total_matches",
+                        "redeliveries",
+                    ],
                 );
         }
         let flat: Vec<::redis::Value> = self
@@ -359,6 +364,18 @@ impl Store for RedisBackend {
             summaries.extend(decode_summary(id, triple)?);
         }
         Ok(summaries)
+    }
+
+    async fn mark_ends_logged(&self, jobs: &[String]) -> BackendResult<Option<Vec<bool>>> {
+        if jobs.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut invocation = self.scripts.mark_ends_logged.prepare_invoke();
+        for job in jobs {
+            invocation.key(keys::job_info(job));
+        }
+        let fresh: Vec<i64> = self.invoke(&invocation).await?;
+        Ok(Some(fresh.into_iter().map(|fresh| fresh == 1).collect()))
     }
 
     async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>> {
@@ -631,7 +648,7 @@ fn decode_summary(id: &str, triple: &[::redis::Value]) -> BackendResult<Option<J
         Option<f64>,
         Option<String>,
     );
-    type Stats = (Option<u32>, Option<u32>, Option<u64>);
+    type Stats = (Option<u32>, Option<u32>, Option<u64>, Option<u64>);
     let corrupt = |what: String| BackendError::Corrupt(format!("job {id:?}: {what}"));
     let [status, info, stats] = triple else {
         return Err(corrupt("short listing reply".into()));
@@ -645,7 +662,7 @@ fn decode_summary(id: &str, triple: &[::redis::Value]) -> BackendResult<Option<J
         JobStatus::from_word(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?;
     let (kind, summary, error, created_at, finished_at, priority): Info =
         ::redis::from_redis_value(info).map_err(|e| corrupt(e.to_string()))?;
-    let (total, done, matches): Stats =
+    let (total, done, matches, redeliveries): Stats =
         ::redis::from_redis_value(stats).map_err(|e| corrupt(e.to_string()))?;
     Ok(Some(JobSummary {
         id: id.to_string(),
@@ -661,6 +678,7 @@ fn decode_summary(id: &str, triple: &[::redis::Value]) -> BackendResult<Option<J
             done_chunks: done.unwrap_or(0),
             matches: matches.unwrap_or(0),
         },
+        redeliveries: Some(redeliveries.unwrap_or(0)),
     }))
 }
 

@@ -36,7 +36,7 @@ pub async fn apply(
     let jobs = create_batch(state, &source, jobs, Some(&client)).await?;
     conn.write_message(&Message::BatchAccepted {
         jobs,
-        active_workers: state.workers.active(),
+        active_workers: state.active_workers().await,
     })
     .await?;
     Ok(())

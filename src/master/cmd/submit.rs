@@ -86,7 +86,7 @@ pub async fn apply(
             conn.write_message(&Message::Accepted {
                 job_id,
                 total_chunks,
-                active_workers: state.workers.active(),
+                active_workers: state.active_workers().await,
                 existing: false,
             })
             .await?;
@@ -227,7 +227,7 @@ async fn existing_job(state: &MasterState, job_id: &str) -> Result<Existing, Han
     Ok(Existing::Reply(Message::Accepted {
         job_id: job_id.to_string(),
         total_chunks: job.total_chunks,
-        active_workers: state.workers.active(),
+        active_workers: state.active_workers().await,
         existing: true,
     }))
 }

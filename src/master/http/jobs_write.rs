@@ -123,7 +123,7 @@ pub async fn submit(State(state): State<HttpState>, request: Request) -> Respons
     match create_batch(&state.master, "http", jobs, Some(&client)).await {
         Ok(jobs) => (
             StatusCode::CREATED,
-            Json(json!({ "jobs": jobs, "active_workers": state.master.workers.active() })),
+            Json(json!({ "jobs": jobs, "active_workers": state.master.active_workers().await })),
         )
             .into_response(),
         Err(err) => handler_error(err),

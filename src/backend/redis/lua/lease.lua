@@ -35,6 +35,10 @@ for stream_index = 1, 3 do
           data = redis.call('HGET', chunks, f.chunk)
         end
         redis.call('HSET', job_key(f.job, 'fences'), ref, nonce)
+        if tonumber(f.attempt) > 1 then
+          -- Counted here, where every delivery happens, whether or not a master hands it out.
+          redis.call('HINCRBY', job_key(f.job, 'stats'), 'redeliveries', 1)
+        end
         return { stream_index, id, f.job, f.chunk, f.attempt, f.spec, data, f.kind or 'search' }
       end
       bury(streams, stream_index, group, id, f,
