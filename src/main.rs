@@ -183,6 +183,7 @@ fn wants_json(command: &Command) -> bool {
             Some(submit::SubmitKind::Search(search)) => search.common.json,
             Some(submit::SubmitKind::Julia(julia)) => julia.common.json,
             Some(submit::SubmitKind::Particles(run)) => run.common.json,
+            Some(submit::SubmitKind::Command(command)) => command.common.json,
             None => args.common.json,
         },
         Command::Load(args) => args.json,
