@@ -197,6 +197,10 @@ fn a_worker_without_allow_commands_never_runs_one_and_its_environment_stays_priv
     );
     let status = grid.cli_ok(&["status", "env", "--json", "--token-file", &token_file]);
     assert!(!status.contains("\"completed\""), "{status}");
+    assert!(
+        status.contains("no live worker runs command tasks"),
+        "status should say why the job waits: {status}"
+    );
     grid.worker_flags.push("--allow-commands".into());
     grid.start_worker("trusted", 1);
     poll_until(FINISH, "the job to complete", || {
@@ -290,4 +294,43 @@ fn a_worker_killed_mid_array_leaves_exactly_one_result_per_task() {
             format!("{}\n", task["index"])
         );
     }
+}
+
+#[test]
+fn results_out_and_logs_give_each_task_s_output_byte_for_byte() {
+    let mut grid = Grid::start(&[]);
+    grid.worker_flags = vec!["--allow-commands".into()];
+    grid.start_worker("w1", 2);
+    let args = grid.path("args.tsv");
+    std::fs::write(&args, "alpha\tone\nbeta\ttwo\ngamma\tthree\n").unwrap();
+    let args = args.display().to_string();
+    submit(
+        &grid,
+        "files",
+        &["--args-file", &args],
+        &[
+            "sh",
+            "-c",
+            "printf '%s|%s' \"$0\" \"$1\"; printf 'é%s' \"$1\" >&2",
+            "{2}",
+            "{1}",
+        ],
+    );
+    grid.wait_finished("files", FINISH);
+    let out = grid.path("out");
+    grid.cli_ok(&["results", "files", "--out", &out.display().to_string()]);
+    let lines = [("alpha", "one"), ("beta", "two"), ("gamma", "three")];
+    for (n, (first, second)) in lines.iter().enumerate() {
+        let task = out.join((n + 1).to_string());
+        assert_eq!(
+            std::fs::read(task.join("stdout")).unwrap(),
+            format!("{second}|{first}").as_bytes()
+        );
+        assert_eq!(
+            std::fs::read(task.join("stderr")).unwrap(),
+            format!("é{first}").as_bytes()
+        );
+    }
+    assert_eq!(grid.cli_ok(&["logs", "files", "2"]), "two|beta");
+    assert_eq!(grid.cli_ok(&["logs", "files", "3", "--stderr"]), "égamma");
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use super::connect::ClientError;
 use super::submit::{JobRequest, SubmitCommon};
+use crate::backend::ChunkResult;
+use crate::jobs::command::CommandResult;
 use crate::jobs::command::{CommandSubmission, COMMAND_KIND, MAX_COMMAND_TASKS};
 
 /// Largest args file read: its lines travel in the job's spec.
@@ -106,4 +108,72 @@ pub struct CommandSubmitArgs {
     /// Flags of every submit.
     #[command(flatten)]
     pub common: SubmitCommon,
+}
+
+/// Writes each task's stdout and stderr as `DIR/TASK/stdout` and `DIR/TASK/stderr` (TASK: the
+/// array index or args-file line number), exactly as stored.
+pub fn write_task_files(dir: &std::path::Path, results: &[ChunkResult]) -> Result<(), ClientError> {
+    let fail = |path: &std::path::Path, e: std::io::Error| {
+        ClientError::Usage(format!("{}: cannot write: {e}", path.display()))
+    };
+    for stored in results {
+        let result: CommandResult = serde_json::from_value(stored.payload.clone())
+            .map_err(|e| ClientError::JobFailed(format!("task {} result: {e}", stored.chunk)))?;
+        let task_dir = dir.join(result.index.to_string());
+        std::fs::create_dir_all(&task_dir).map_err(|e| fail(&task_dir, e))?;
+        for (name, text) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
+            let path = task_dir.join(name);
+            std::fs::write(&path, text).map_err(|e| fail(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `gridwatch logs JOB TASK`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LogsArgs {
+    /// The job id.
+    pub job: String,
+    /// The task: its array index or args-file line number.
+    pub task: u64,
+    /// Print the task's stderr instead of its stdout.
+    #[arg(long)]
+    pub stderr: bool,
+    /// Where the master is.
+    #[command(flatten)]
+    pub master: super::connect::MasterAddr,
+}
+
+/// Prints one finished task's stdout or stderr, as stored.
+pub async fn logs(args: LogsArgs) -> Result<(), ClientError> {
+    use std::io::Write;
+    let mut client = super::connect::MasterClient::connect(&args.master).await?;
+    let fetched = super::query::fetch_results(&mut client, &args.job).await?;
+    if fetched.job.kind != COMMAND_KIND {
+        return Err(ClientError::Usage(format!(
+            "job {} is a {} job: only command jobs have task logs",
+            args.job, fetched.job.kind
+        )));
+    }
+    for stored in &fetched.results {
+        let Ok(result) = serde_json::from_value::<CommandResult>(stored.payload.clone()) else {
+            continue;
+        };
+        if result.index == args.task {
+            let text = if args.stderr {
+                &result.stderr
+            } else {
+                &result.stdout
+            };
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| ClientError::Usage(format!("stdout: {e}")))?;
+            return Ok(());
+        }
+    }
+    Err(ClientError::Usage(format!(
+        "job {} has no finished task {}",
+        args.job, args.task
+    )))
 }

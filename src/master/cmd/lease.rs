@@ -42,6 +42,9 @@ pub async fn apply(
     let reply = match message {
         Message::Lease { wait_ms, commands } => {
             state.queue.set_runs_commands(&worker, commands).await?;
+            if commands {
+                state.workers.note_runs_commands(&worker);
+            }
             return lease(conn, state, &worker, wait_ms).await;
         }
         Message::LeaseBatch {
@@ -50,6 +53,9 @@ pub async fn apply(
             commands,
         } => {
             state.queue.set_runs_commands(&worker, commands).await?;
+            if commands {
+                state.workers.note_runs_commands(&worker);
+            }
             return lease_batch(conn, state, &worker, wait_ms, max).await;
         }
         Message::CompleteBatch { tasks } => Message::BatchCompleted {
