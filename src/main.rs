@@ -10,8 +10,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gridwatch::client::connect::ClientError;
 use gridwatch::client::tool_error::ToolError;
 use gridwatch::client::{
-    generate, genomes, health, julia, load, monitor, particles, prune, purge, query, search,
-    submit, top,
+    command, generate, genomes, health, julia, load, monitor, particles, prune, purge, query,
+    search, submit, top,
 };
 use gridwatch::telemetry::{self, LogFormat};
 use gridwatch::{agent, collector, master, worker};
@@ -65,6 +65,8 @@ enum Command {
     Status(query::StatusArgs),
     /// Print a completed job's results in one of its kind's formats (search: count, TSV, BED, JSON).
     Results(query::ResultsArgs),
+    /// Print one task's stdout (or --stderr) of a command job.
+    Logs(command::LogsArgs),
     /// Cancel a job.
     Cancel(query::CancelArgs),
     /// List jobs, newest first.
@@ -136,6 +138,7 @@ fn main() -> ExitCode {
         Command::Genomes(args) => client(genomes::genomes(args)),
         Command::Status(args) => client(query::status(args)),
         Command::Results(args) => client(query::results(args)),
+        Command::Logs(args) => client(command::logs(args)),
         Command::Cancel(args) => client(query::cancel(args)),
         Command::Jobs(args) => client(query::jobs(args)),
         Command::Workers(args) => client(monitor::workers(args)),
@@ -183,6 +186,7 @@ fn wants_json(command: &Command) -> bool {
             Some(submit::SubmitKind::Search(search)) => search.common.json,
             Some(submit::SubmitKind::Julia(julia)) => julia.common.json,
             Some(submit::SubmitKind::Particles(run)) => run.common.json,
+            Some(submit::SubmitKind::Command(command)) => command.common.json,
             None => args.common.json,
         },
         Command::Load(args) => args.json,
@@ -191,6 +195,7 @@ fn wants_json(command: &Command) -> bool {
         Command::Genomes(args) => args.json || args.action.as_ref().is_some_and(|a| a.json()),
         Command::Status(args) => args.json,
         Command::Results(args) => args.json,
+        Command::Logs(_) => false,
         Command::Cancel(args) => args.json,
         Command::Jobs(args) => args.json,
         Command::Workers(args) => args.query.json,

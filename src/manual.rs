@@ -24,6 +24,7 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ]),
     ("worker", &[
         ("gridwatch worker --id w1 --master 127.0.0.1:5000 --threads 2", "a worker using two cores"),
+        ("gridwatch worker --id w2 --allow-command python3", "a worker that runs command tasks of python3 only"),
     ]),
     ("submit", &[
         ("gridwatch submit genome.fa -p AGGTCCAT --wait", "search for one pattern and wait for the count"),
@@ -36,6 +37,10 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ]),
     ("submit julia", &[
         ("gridwatch submit julia --width 1000 --wait --json", "render 1000x1000 and print the figures as JSON"),
+    ]),
+    ("submit command", &[
+        ("gridwatch submit command --array 1-100 --wait -- python3 sim.py --seed {i}", "run a program once per index on workers started with --allow-commands"),
+        ("gridwatch submit command --args-file samples.tsv --timeout 10m --retries 1 -- ./align.sh {1} {2}", "one task per line, its tab-separated fields as arguments"),
     ]),
     ("submit particles", &[
         ("gridwatch submit particles --particles 2000 --steps 1000 --seed 42 --replicas 8 --wait", "eight replicas, seeds 42 to 49"),
@@ -64,6 +69,11 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ("results", &[
         ("gridwatch results JOB --format tsv", "a search job's matches as TSV"),
         ("gridwatch results JOB --format png --out julia.png", "a Julia job's image"),
+        ("gridwatch results JOB --out outputs", "a command job's stdout and stderr, as outputs/TASK/stdout and outputs/TASK/stderr"),
+    ]),
+    ("logs", &[
+        ("gridwatch logs JOB 7", "task 7's stdout, as stored"),
+        ("gridwatch logs JOB 7 --stderr", "its stderr"),
     ]),
     ("cancel", &[
         ("gridwatch cancel JOB", "stop a job; its running tasks stop too"),

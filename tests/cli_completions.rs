@@ -227,7 +227,8 @@ fn every_command_help_ends_with_examples_that_parse() {
             );
             // clap checks every flag and value up to `--help`: an example with a flag that does
             // not exist, or a value it refuses, fails here.
-            let mut checked = words.clone();
+            // Words after `--` are a program's own arguments, never flags: `--help` goes before.
+            let mut checked: Vec<&str> = words.iter().copied().take_while(|w| *w != "--").collect();
             checked.push("--help");
             let out = gridwatch().args(&checked).output().expect("run gridwatch");
             assert!(

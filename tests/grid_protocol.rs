@@ -79,7 +79,10 @@ fn bad_frames_get_error_codes_and_the_master_keeps_serving() {
         master_still_serves(&grid);
 
         let mut conn = connect(&grid, Role::Client, None).await;
-        let lease_as_a_client = Message::Lease { wait_ms: 0 };
+        let lease_as_a_client = Message::Lease {
+            wait_ms: 0,
+            commands: false,
+        };
         conn.write_message(&lease_as_a_client).await.unwrap();
         assert_eq!(error_code(&mut conn).await, ErrorCode::UnexpectedMessage);
         master_still_serves(&grid);
@@ -209,9 +212,12 @@ fn chunk_result(chunk: u32, matches: u64) -> ChunkResult {
 
 /// Leases one task as worker `fake`; returns (job, chunk, token).
 async fn lease(conn: &mut Conn) -> (String, u32, String) {
-    conn.write_message(&Message::Lease { wait_ms: 2000 })
-        .await
-        .unwrap();
+    conn.write_message(&Message::Lease {
+        wait_ms: 2000,
+        commands: false,
+    })
+    .await
+    .unwrap();
     match conn.expect_message().await.unwrap() {
         Message::Task {
             job_id,
@@ -293,7 +299,10 @@ fn duplicate_results_count_once_and_cancelled_jobs_ignore_late_results() {
 
         // The cancelled job's queued task is gone: nothing left to lease.
         worker
-            .write_message(&Message::Lease { wait_ms: 200 })
+            .write_message(&Message::Lease {
+                wait_ms: 200,
+                commands: false,
+            })
             .await
             .unwrap();
         assert_eq!(worker.expect_message().await.unwrap(), Message::NoTask);

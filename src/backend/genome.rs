@@ -108,6 +108,9 @@ impl Queue for GenomeQueue {
             None => Ok(None),
         }
     }
+    async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
+        self.inner.set_runs_commands(worker, runs).await
+    }
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
         self.inner.extend(lease).await
     }

@@ -727,6 +727,13 @@ pub trait Queue: Send + Sync {
     async fn hold_worker_id(&self, _worker: &str, _holder: &str) -> BackendResult<bool> {
         Ok(true)
     }
+    /// Records whether `worker` runs command tasks (it was started with --allow-commands or an
+    /// allow-list). Leases never hand a command task to a worker not recorded as running them.
+    /// The default records nothing: a backend that keeps no record leases no command task to
+    /// anyone but through a backend that does.
+    async fn set_runs_commands(&self, _worker: &str, _runs: bool) -> BackendResult<()> {
+        Ok(())
+    }
     /// Gives up `worker`'s id if `holder` still holds it, so the next claimant need not wait.
     async fn release_worker_id(&self, _worker: &str, _holder: &str) -> BackendResult<()> {
         Ok(())

@@ -34,6 +34,8 @@ pub struct RemoteBackend {
     greeting: Greeting,
     tls: Option<ClientTls>,
     idle: Mutex<Vec<Requester>>,
+    /// Said with every lease request: the worker runs command tasks.
+    runs_commands: std::sync::atomic::AtomicBool,
 }
 
 impl RemoteBackend {
@@ -56,7 +58,13 @@ impl RemoteBackend {
             greeting,
             tls: None,
             idle: Mutex::new(Vec::new()),
+            runs_commands: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    fn runs_commands(&self) -> bool {
+        self.runs_commands
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The same backend, reaching the master over TLS when `tls` is given.
@@ -241,9 +249,21 @@ impl Queue for RemoteBackend {
         Err(kept_by_master("enqueue"))
     }
 
+    async fn set_runs_commands(&self, _worker: &str, runs: bool) -> BackendResult<()> {
+        self.runs_commands
+            .store(runs, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
         let wait_ms = wait.as_millis() as u64;
-        match self.request(Message::Lease { wait_ms }).await? {
+        match self
+            .request(Message::Lease {
+                wait_ms,
+                commands: self.runs_commands(),
+            })
+            .await?
+        {
             (Message::NoTask, _) => Ok(None),
             (
                 Message::Task {
@@ -280,7 +300,14 @@ impl Queue for RemoteBackend {
         if max == 0 {
             return Ok(Vec::new());
         }
-        match self.request(Message::LeaseBatch { wait_ms, max }).await? {
+        match self
+            .request(Message::LeaseBatch {
+                wait_ms,
+                max,
+                commands: self.runs_commands(),
+            })
+            .await?
+        {
             (Message::Tasks { tasks }, data) if data.len() == tasks.len() => Ok(tasks
                 .into_iter()
                 .zip(data)

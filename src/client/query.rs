@@ -49,7 +49,9 @@ pub struct ResultsArgs {
     /// Same as --format json.
     #[arg(long)]
     pub json: bool,
-    /// Write the results to FILE instead of stdout.
+    /// Write the results to FILE instead of stdout. For a command job, a directory: each
+    /// task's stdout and stderr are written to DIR/TASK/stdout and DIR/TASK/stderr, and the
+    /// table is still printed.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Print the job's per-task records as JSON instead of its results: each task's id, kind,
@@ -534,7 +536,8 @@ pub struct ResultsRequest<'a> {
     pub format: Option<&'a str>,
     /// JSON, whatever `format` says.
     pub json: bool,
-    /// A file to write instead of stdout.
+    /// A file to write instead of stdout (for a command job, a directory to write each task's
+    /// stdout and stderr into, the table still printed).
     pub out: Option<&'a Path>,
     /// Adds the job id to JSON output (`submit --wait --json`, whose caller never saw the id).
     pub with_job_id: bool,
@@ -587,6 +590,12 @@ async fn print_results_noting(
     };
     let job = jobs::JobContext::of_view(&fetched.job);
     let tag = request.with_job_id.then_some(job_id);
+    let mut request = *request;
+    if fetched.job.kind == jobs::command::COMMAND_KIND && !request.tasks {
+        if let Some(dir) = request.out.take() {
+            super::command::write_task_files(dir, &fetched.results)?;
+        }
+    }
     let render = |out: &mut dyn Write| match (request.tasks, format, tag) {
         (true, _, _) => render_tasks(&fetched, out),
         (false, "json", Some(job_id)) => render_tagged(kind, &job, &fetched, job_id, out),

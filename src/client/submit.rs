@@ -48,6 +48,8 @@ pub enum SubmitKind {
     Julia(super::julia::JuliaSubmitArgs),
     /// Run an ensemble of particle simulations, one task per replica (nothing uploaded).
     Particles(super::particles::ParticlesSubmitArgs),
+    /// Run a program once per array index or args-file line, on workers that allow commands.
+    Command(super::command::CommandSubmitArgs),
 }
 
 /// Flags every kind's submit takes.
@@ -221,6 +223,7 @@ pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
         (Some(SubmitKind::Search(search)), _) => (search.spec.request()?, &search.common),
         (Some(SubmitKind::Julia(julia)), _) => (julia.spec.request()?, &julia.common),
         (Some(SubmitKind::Particles(run)), _) => (run.spec.request()?, &run.common),
+        (Some(SubmitKind::Command(command)), _) => (command.spec.request()?, &command.common),
         (None, Some(search)) => (search.request()?, &args.common),
         (None, None) => {
             return Err(ClientError::Usage(
@@ -286,7 +289,9 @@ pub async fn submit_request(request: JobRequest, common: &SubmitCommon) -> Resul
         super::count_of(submitted.total_chunks.into(), "chunk")
     ));
     let (view, active) = follow(&mut client, &job_id, &mut progress, POLL_INTERVAL).await?;
-    if view.status != JobStatus::Completed {
+    let failed_commands =
+        view.status == JobStatus::Failed && view.kind == jobs::command::COMMAND_KIND;
+    if view.status != JobStatus::Completed && !failed_commands {
         print_status(&view, active, common.json)?;
         return Err(ClientError::JobFailed(format!(
             "job {job_id} ended {}: {}",
@@ -301,7 +306,14 @@ pub async fn submit_request(request: JobRequest, common: &SubmitCommon) -> Resul
         with_job_id: true,
         tasks: false,
     };
-    print_results_patiently(&mut client, &job_id, &results).await
+    print_results_patiently(&mut client, &job_id, &results).await?;
+    match failed_commands {
+        true => Err(ClientError::JobFailed(format!(
+            "job {job_id} failed: {}",
+            view.error.unwrap_or_default()
+        ))),
+        false => Ok(()),
+    }
 }
 
 fn print_submitted(submitted: &Submitted, json: bool) {

@@ -27,6 +27,7 @@ use crate::backend::{ChunkResult, ResultCheck, SharedResultCheck, DEFAULT_TASK_K
 use crate::protocol::{ErrorCode, ProgressFigure};
 
 pub mod batch;
+pub mod command;
 pub mod julia;
 mod outcome;
 pub mod particles;
@@ -40,6 +41,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &search::SearchKind,
     &julia::JuliaKind,
     &particles::ParticlesKind,
+    &command::CommandKind,
 ];
 
 /// `1 chunk`, `2 chunks`: a count with its noun in the right number (every text output says
@@ -700,7 +702,7 @@ mod tests {
         let unknown = require("alchemy").err().map(|e| e.to_string());
         assert_eq!(
             unknown.as_deref(),
-            Some("unknown job kind \"alchemy\" (known: search, julia, particles)")
+            Some("unknown job kind \"alchemy\" (known: search, julia, particles, command)")
         );
     }
 }

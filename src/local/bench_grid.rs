@@ -206,6 +206,7 @@ async fn on_backend(
     };
     let mut up = UpArgs {
         drop_dir: Some("off".into()),
+        allow_commands: false,
         workers: args.workers,
         threads: args.threads,
         listen: "127.0.0.1:0".into(),

@@ -407,6 +407,7 @@ where
         .map_err(|e| ToolError::Failed(format!("cannot start the async runtime: {e}")))?;
     let up = UpArgs {
         drop_dir: Some("off".into()),
+        allow_commands: false,
         workers: flags.workers,
         threads: flags.threads,
         listen: "127.0.0.1:0".into(),

@@ -224,6 +224,7 @@ fn grid_rows(
     for &workers in &sizes {
         let up = UpArgs {
             drop_dir: Some("off".into()),
+            allow_commands: false,
             workers,
             threads: 1,
             listen: "127.0.0.1:0".into(),

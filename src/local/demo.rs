@@ -150,6 +150,7 @@ async fn run_demo(args: &DemoArgs, dir: &Path) -> Result<(), ClientError> {
     );
     let up = UpArgs {
         drop_dir: Some("off".into()),
+        allow_commands: false,
         workers: args.workers,
         threads: 1,
         listen: "127.0.0.1:0".into(),

@@ -24,6 +24,10 @@ pub struct UpArgs {
     /// Task slots (kernel threads) per worker.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Start the workers with --allow-commands: they run any program a command job names, as
+    /// your user. Only for a grid whose master nobody else can write to.
+    #[arg(long)]
+    pub allow_commands: bool,
     /// Master listen address (port 0 picks a free port).
     #[arg(long, env = "GRIDWATCH_LISTEN", default_value = "127.0.0.1:5000")]
     pub listen: String,
@@ -165,6 +169,7 @@ impl Cluster {
                 .chain([socket.as_os_str().to_owned()])
                 .chain(os_args(["--threads", &args.threads.to_string()]))
                 .chain(os_args(backend_flag(args).iter().map(String::as_str)))
+                .chain(os_args(args.allow_commands.then_some("--allow-commands")))
                 .collect();
             let log = log_dir.join(format!("{id}.log"));
             workers.push(Supervised::start(

@@ -279,6 +279,10 @@ impl Queue for MeteredQueue {
         Ok(())
     }
 
+    async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
+        self.inner.set_runs_commands(worker, runs).await
+    }
+
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
         let lease = self.inner.lease(worker, wait).await?;
         if let Some(lease) = &lease {

@@ -33,6 +33,8 @@ pub struct WorkerRegistry {
     window: Duration,
     seen: Mutex<HashMap<String, Seen>>,
     holders: Holders,
+    /// When each worker that runs command tasks last asked for a lease.
+    runs_commands: Mutex<HashMap<String, Instant>>,
 }
 
 /// One connection's hold on a worker id; released when dropped (the connection ended).
@@ -146,7 +148,20 @@ impl WorkerRegistry {
             window,
             seen: Mutex::new(HashMap::new()),
             holders: Arc::new(Mutex::new(HashMap::new())),
+            runs_commands: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Notes that `worker`, which runs command tasks, asked for a lease now.
+    pub fn note_runs_commands(&self, worker: &str) {
+        let mut workers = self.runs_commands.lock().unwrap_or_else(|e| e.into_inner());
+        workers.insert(worker.to_string(), Instant::now());
+    }
+
+    /// Whether a worker that runs command tasks asked for a lease within the window.
+    pub fn any_runs_commands(&self) -> bool {
+        let workers = self.runs_commands.lock().unwrap_or_else(|e| e.into_inner());
+        workers.values().any(|at| at.elapsed() < self.window)
     }
 
     /// Holds `worker` for a connection of the process `instance` from `peer`; refused while

@@ -304,7 +304,10 @@ mod tests {
     async fn messages_and_data_round_trip() {
         let (a, b) = duplex(1 << 20);
         let (mut left, mut right) = (Connection::new(a), Connection::new(b));
-        let hello = Message::Lease { wait_ms: 5 };
+        let hello = Message::Lease {
+            wait_ms: 5,
+            commands: false,
+        };
         left.send_message(&hello).await.unwrap();
         left.send_frame(b"ACGT").await.unwrap();
         left.flush().await.unwrap();

@@ -143,6 +143,8 @@ pub enum ProgressFigure {
     Iterations,
     /// Collisions (particle simulations).
     Collisions,
+    /// Failed tasks (command jobs): the job fails when it ends above 0.
+    Failures,
 }
 
 impl ProgressFigure {
@@ -152,6 +154,7 @@ impl ProgressFigure {
             ProgressFigure::Matches => "matches",
             ProgressFigure::Iterations => "iterations",
             ProgressFigure::Collisions => "collisions",
+            ProgressFigure::Failures => "failures",
         }
     }
 }
@@ -414,6 +417,10 @@ pub enum Message {
     Lease {
         /// Longest wait in milliseconds.
         wait_ms: u64,
+        /// The worker runs command tasks (started with --allow-commands): only then may it be
+        /// handed one.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        commands: bool,
     },
     /// A leased task; one data frame of `data_len` bytes follows.
     Task {
@@ -442,6 +449,9 @@ pub enum Message {
         wait_ms: u64,
         /// Most tasks wanted.
         max: u32,
+        /// The worker runs command tasks (see `lease`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        commands: bool,
     },
     /// Answer to `lease_batch`: the tasks leased (none if none arrived within the wait); one
     /// data frame per task follows, in order.

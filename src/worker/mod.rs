@@ -9,6 +9,8 @@
 //! row, particles per step) stops at once, any other finishes its short task, the result is
 //! dropped and the slot takes the next task.
 
+mod command;
+mod command_run;
 mod flush;
 mod heartbeat;
 mod prefetch;
@@ -25,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use crate::backend::config::{Access, Backend, BackendArgs};
 use crate::protocol::{Greeting, Role};
 
+pub use command::CommandPolicy;
 pub use heartbeat::{HeartbeatClient, HEARTBEAT_INTERVAL};
 
 /// Default of --lease-check: a cancelled task stops within half a second, for one small
@@ -70,6 +73,20 @@ pub struct WorkerArgs {
     /// cluster token is never sent there.
     #[arg(long, env = "IPC_SOCKET_PATH")]
     pub agent_socket: Option<std::path::PathBuf>,
+    /// Run command tasks: any program a job names, as this worker's user. Whoever can submit
+    /// jobs to the master can then run programs here; without this flag (or --allow-command)
+    /// the worker never leases a command task.
+    #[arg(long, env = "GRIDWATCH_ALLOW_COMMANDS")]
+    pub allow_commands: bool,
+    /// Run command tasks of this program only (repeatable): a name on the search path or an
+    /// absolute path, matched on the resolved executable.
+    #[arg(long, value_name = "PROGRAM")]
+    pub allow_command: Vec<String>,
+    /// Pass this variable of the worker's environment to command tasks (repeatable). A task
+    /// otherwise sees only PATH, HOME, TMPDIR and GRIDWATCH_TASK_INDEX, GRIDWATCH_JOB_ID and
+    /// GRIDWATCH_CPUS; the cluster token and the Redis password are never passed.
+    #[arg(long, value_name = "NAME")]
+    pub pass_env: Vec<String>,
     /// The cluster token for the master's hello, when the cluster has one.
     #[command(flatten)]
     pub auth: crate::protocol::TokenArgs,
@@ -114,6 +131,8 @@ pub struct WorkerConfig {
     pub prefetch: usize,
     /// Heartbeats to the agent, and its advice to pause leasing (a firing resource warning).
     pub heartbeat: Option<HeartbeatClient>,
+    /// The programs this worker runs as command tasks; `None`: it leases none.
+    pub commands: Option<Arc<CommandPolicy>>,
 }
 
 /// Live counters, for the heartbeat to the agent and for logs.
@@ -137,6 +156,10 @@ pub async fn run(
     shutdown: impl Future,
 ) {
     let threads = threads.max(1);
+    if config.commands.is_some() {
+        // Recorded before the first lease, so no lease can miss it.
+        let _ = backend.queue.set_runs_commands(&config.id, true).await;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let buffer = Arc::new(prefetch::Buffer::new(threads + config.prefetch));
     let (finished_tx, finished_rx) = mpsc::unbounded_channel();
@@ -206,6 +229,9 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         .auth
         .resolve()
         .map_err(|e| WorkerError::Config(e.to_string()))?;
+    let commands =
+        CommandPolicy::from_flags(args.allow_commands, &args.allow_command, &args.pass_env)
+            .map_err(WorkerError::Config)?;
     let threads = args.threads.max(1);
     let prefetch = args.prefetch.unwrap_or(threads);
     let config = WorkerConfig {
@@ -226,6 +252,7 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
                 .unwrap_or_else(|| crate::protocol::default_agent_socket(&id)),
             HEARTBEAT_INTERVAL,
         )),
+        commands,
     };
     let heartbeat = config.heartbeat.clone();
     let backend_config = args

@@ -35,7 +35,11 @@ pub(super) async fn run_slot(
             heartbeat.task_started(format!("{}/{}", lease.id.job, lease.id.chunk));
         }
         let started = std::time::Instant::now();
-        let outcome = run_task(&config, queue.as_ref(), &lease, &mut cache).await;
+        let outcome = if lease.kind == jobs::command::COMMAND_KIND {
+            super::command::run_leased(&config, queue.as_ref(), &lease).await
+        } else {
+            run_task(&config, queue.as_ref(), &lease, &mut cache).await
+        };
         buffer.ran_for(started.elapsed());
         if let Some(heartbeat) = &config.heartbeat {
             heartbeat.task_ended();

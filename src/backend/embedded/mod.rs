@@ -67,9 +67,19 @@ pub struct EmbeddedBackend {
     genome_dir: std::path::PathBuf,
     /// What every result is checked against before it is stored.
     result_check: Option<SharedResultCheck>,
+    /// Workers that run command tasks (as their last lease request said).
+    command_workers: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl EmbeddedBackend {
+    /// Whether `worker` said it runs command tasks.
+    fn runs_commands(&self, worker: &str) -> bool {
+        self.command_workers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(worker)
+    }
+
     /// Opens (or creates) the backend in `data_dir` with the system clock.
     pub fn open(data_dir: &Path, config: EmbeddedConfig) -> BackendResult<Self> {
         Self::open_with_clock(data_dir, config, system_clock())
@@ -91,6 +101,7 @@ impl EmbeddedBackend {
             db,
             config,
             task_ready: Notify::new(),
+            command_workers: Default::default(),
             refused: Default::default(),
             genome_dir,
             result_check: None,
@@ -139,6 +150,18 @@ impl Queue for EmbeddedBackend {
         Ok(())
     }
 
+    async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
+        let mut workers = self
+            .command_workers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match runs {
+            true => workers.insert(worker.to_string()),
+            false => workers.remove(worker),
+        };
+        Ok(())
+    }
+
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -149,9 +172,10 @@ impl Queue for EmbeddedBackend {
             notified.as_mut().enable();
             let config = self.config.clone();
             let owner = worker.to_string();
+            let commands = self.runs_commands(worker);
             let leased = self
                 .db
-                .call(move |state| queue::lease(state, &config, &owner))
+                .call(move |state| queue::lease(state, &config, &owner, commands))
                 .await?;
             if let Some((mut lease, range)) = leased {
                 lease.data = tokio::task::spawn_blocking(move || range.read())
@@ -182,9 +206,10 @@ impl Queue for EmbeddedBackend {
             notified.as_mut().enable();
             let config = self.config.clone();
             let owner = worker.to_string();
+            let commands = self.runs_commands(worker);
             let leased = self
                 .db
-                .call(move |state| queue::lease_batch(state, &config, &owner, max))
+                .call(move |state| queue::lease_batch(state, &config, &owner, max, commands))
                 .await?;
             if !leased.is_empty() {
                 return tokio::task::spawn_blocking(move || {

@@ -64,16 +64,17 @@ pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult
     tx.commit().map_err(sql_error)
 }
 
-/// Leases the oldest queued task of the highest priority, if any: a batch of one, so a task
-/// leased alone is made a lease exactly as one leased in a batch (a spec that does not decode
-/// included). The lease's `data` is empty: the caller reads the returned spool range off the
-/// database thread.
+/// Leases the oldest queued task of the highest priority, if any (a command task only when
+/// `commands`: the worker runs them): a batch of one, so a task leased alone is made a lease
+/// exactly as one leased in a batch (a spec that does not decode included). The lease's `data`
+/// is empty: the caller reads the returned spool range off the database thread.
 pub(super) fn lease(
     state: &mut DbState,
     config: &EmbeddedConfig,
     worker: &str,
+    commands: bool,
 ) -> BackendResult<Option<(Lease, SpoolRange)>> {
-    Ok(lease_batch(state, config, worker, 1)?.pop())
+    Ok(lease_batch(state, config, worker, 1, commands)?.pop())
 }
 
 /// A queued task as the lease query reads it: rowid, job, chunk, spec, attempts, spool offset,
@@ -88,6 +89,7 @@ pub(super) fn lease_batch(
     config: &EmbeddedConfig,
     worker: &str,
     max: usize,
+    commands: bool,
 ) -> BackendResult<Vec<(Lease, SpoolRange)>> {
     let deadline = state.now() + config.visibility_timeout.as_secs_f64();
     let tx = state.conn.transaction().map_err(sql_error)?;
@@ -95,11 +97,12 @@ pub(super) fn lease_batch(
         let mut select = tx
             .prepare_cached(
                 "SELECT rowid, job, chunk, spec, attempts, spool_offset, spool_len, kind FROM tasks
-                 WHERE state = 'queued' ORDER BY priority, rowid LIMIT ?1",
+                 WHERE state = 'queued' AND (?2 OR kind != 'command')
+                 ORDER BY priority, rowid LIMIT ?1",
             )
             .map_err(sql_error)?;
         let rows = select
-            .query_map(params![max as i64], |row| {
+            .query_map(params![max as i64, commands], |row| {
                 Ok((
                     row.get(0)?,
                     row.get(1)?,

@@ -167,16 +167,22 @@ pub(super) fn accept_job(state: &mut DbState, id: &str, total_chunks: u32) -> Ba
     settle_status(state, id)
 }
 
-/// Moves an unfinished, accepted job to processing or completed according to its results.
+/// Moves an unfinished, accepted job to processing or completed according to its results (a
+/// command job with failed tasks to failed).
 pub(super) fn settle_status(state: &mut DbState, id: &str) -> BackendResult<()> {
     let now = state.now();
     state
         .conn
         .prepare_cached(
             "UPDATE jobs SET
-                status = CASE WHEN done >= total_chunks THEN 'completed' ELSE 'processing' END,
+                status = CASE WHEN done < total_chunks THEN 'processing'
+                    WHEN kind = 'command' AND failed > 0 THEN 'failed' ELSE 'completed' END,
+                error = CASE WHEN done >= total_chunks AND kind = 'command' AND failed > 0
+                    THEN failed || ' command task(s) failed: `gridwatch results` names them'
+                    ELSE error END,
                 finished_at = CASE WHEN done >= total_chunks THEN ?2 ELSE NULL END
-             FROM (SELECT COUNT(*) AS done FROM results WHERE job = ?1)
+             FROM (SELECT COUNT(*) AS done, COALESCE(SUM(matches), 0) AS failed
+                   FROM results WHERE job = ?1)
              WHERE id = ?1 AND status IN ('pending', 'processing') AND done > 0",
         )
         .map_err(sql_error)?

@@ -40,9 +40,23 @@ pub async fn apply(
     };
     state.workers.touch(&worker);
     let reply = match message {
-        Message::Lease { wait_ms } => return lease(conn, state, &worker, wait_ms).await,
-        Message::LeaseBatch { wait_ms, max } => {
-            return lease_batch(conn, state, &worker, wait_ms, max).await
+        Message::Lease { wait_ms, commands } => {
+            state.queue.set_runs_commands(&worker, commands).await?;
+            if commands {
+                state.workers.note_runs_commands(&worker);
+            }
+            return lease(conn, state, &worker, wait_ms).await;
+        }
+        Message::LeaseBatch {
+            wait_ms,
+            max,
+            commands,
+        } => {
+            state.queue.set_runs_commands(&worker, commands).await?;
+            if commands {
+                state.workers.note_runs_commands(&worker);
+            }
+            return lease_batch(conn, state, &worker, wait_ms, max).await;
         }
         Message::CompleteBatch { tasks } => Message::BatchCompleted {
             outcomes: complete_batch(state, session, &worker, tasks).await?,

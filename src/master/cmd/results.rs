@@ -11,7 +11,10 @@ use crate::protocol::{ErrorCode, Message};
 /// Answers `get_results`.
 pub async fn apply(conn: &mut Conn, state: &MasterState, job_id: &str) -> Result<(), HandlerError> {
     let mut job = find_job(state, job_id).await?;
-    if job.status != JobStatus::Completed {
+    // A failed command job's results say which tasks failed and why: they are its answer.
+    let failed_commands =
+        job.status == JobStatus::Failed && job.kind == crate::jobs::command::COMMAND_KIND;
+    if job.status != JobStatus::Completed && !failed_commands {
         let view = job_view(state.store.as_ref(), job).await?;
         return Err(HandlerError::refused(
             ErrorCode::JobNotReady,

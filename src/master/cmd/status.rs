@@ -18,6 +18,9 @@ pub async fn apply(conn: &mut Conn, state: &MasterState, job_id: &str) -> Result
     if input != InputArrival::default() {
         view.input = Some(Box::new(input));
     }
+    if view.kind == crate::jobs::command::COMMAND_KIND && !view.status.is_finished() {
+        view.error = view.error.or(no_command_worker(state).await);
+    }
     conn.write_message(&Message::JobStatus {
         job: view,
         active_workers: state.workers.active(),
@@ -34,3 +37,17 @@ pub async fn find_job(state: &MasterState, job_id: &str) -> Result<JobRecord, Ha
         .await?
         .ok_or_else(|| HandlerError::Backend(BackendError::NoSuchJob(job_id.to_string())))
 }
+
+/// Why a command job waits, when the master can tell: no live worker runs command tasks. (With
+/// Redis, workers lease without the master, which then cannot tell.)
+async fn no_command_worker(state: &MasterState) -> Option<String> {
+    let leases_through_master = matches!(state.queue.recent_workers(RECENT_LEASE).await, Ok(None));
+    (leases_through_master && !state.workers.any_runs_commands()).then(|| {
+        "waiting: no live worker runs command tasks; start one with --allow-commands \
+         (or --allow-command PROGRAM)"
+            .to_string()
+    })
+}
+
+/// How recently a worker must have leased to count as live, for a backend that sees leases.
+const RECENT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);

@@ -1,0 +1,179 @@
+//! `gridwatch submit command …`: the flags that build a command job. The args file is read here
+//! (bounded), so a typo in it fails before anything is sent.
+
+use std::path::PathBuf;
+
+use super::connect::ClientError;
+use super::submit::{JobRequest, SubmitCommon};
+use crate::backend::ChunkResult;
+use crate::jobs::command::CommandResult;
+use crate::jobs::command::{CommandSubmission, COMMAND_KIND, MAX_COMMAND_TASKS};
+
+/// Largest args file read: its lines travel in the job's spec.
+const MAX_ARGS_FILE_BYTES: u64 = 4 << 20;
+
+/// What to run.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CommandSpecArgs {
+    /// A job array, FIRST-LAST (e.g. 1-100): one task per index, `{i}` in the arguments and
+    /// GRIDWATCH_TASK_INDEX in the environment.
+    #[arg(long, conflicts_with = "args_file")]
+    pub array: Option<String>,
+    /// One task per line: `{}` is the line, `{1}`, `{2}`, … its tab-separated fields; with no
+    /// placeholder the line is appended as one argument, as GNU parallel does.
+    #[arg(long, value_name = "FILE")]
+    pub args_file: Option<PathBuf>,
+    /// Kill a task's whole process group after this long (`30s`, `10m`, `2h`): SIGTERM, then
+    /// SIGKILL a few seconds later.
+    #[arg(long, value_parser = crate::time::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Run a failed task (non-zero exit, killed) again up to N times. A deterministic failure
+    /// is not worth repeating, hence 0.
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// Worker slots one task takes; the task sees it as GRIDWATCH_CPUS.
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Keep at most this many bytes of each task's stdout and of its stderr; the rest is
+    /// counted and the result marked truncated.
+    #[arg(long, value_name = "BYTES")]
+    pub output_cap: Option<u64>,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "PROGRAM ARG")]
+    pub argv: Vec<String>,
+}
+
+impl CommandSpecArgs {
+    /// The submission, checked before anything is sent.
+    pub fn request(&self) -> Result<JobRequest, ClientError> {
+        let args_lines = match &self.args_file {
+            Some(path) => Some(read_args_file(path)?),
+            None => None,
+        };
+        let submission = CommandSubmission {
+            argv: self.argv.clone(),
+            array: self.array.clone(),
+            args_lines,
+            timeout_secs: self.timeout.map(|t| t.as_secs_f64()),
+            retries: self.retries,
+            cpus: self.cpus,
+            output_cap: self.output_cap,
+        };
+        submission
+            .clone()
+            .check()
+            .map_err(|e| ClientError::Usage(format!("command: {e}")))?;
+        Ok(JobRequest {
+            kind: COMMAND_KIND,
+            spec: serde_json::to_value(submission)
+                .map_err(|e| ClientError::Usage(format!("command spec: {e}")))?,
+            upload: None,
+        })
+    }
+}
+
+/// The args file's lines (a final newline ends the last line rather than adding an empty one).
+fn read_args_file(path: &std::path::Path) -> Result<Vec<String>, ClientError> {
+    use std::io::Read;
+    let name = path.display();
+    let file = std::fs::File::open(path)
+        .map_err(|e| ClientError::Usage(format!("args file {name}: {e}")))?;
+    let mut text = String::new();
+    file.take(MAX_ARGS_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| {
+            ClientError::Usage(format!("args file {name}: {e} (it must be UTF-8 text)"))
+        })?;
+    if text.len() as u64 > MAX_ARGS_FILE_BYTES {
+        return Err(ClientError::Usage(format!(
+            "args file {name} is over {MAX_ARGS_FILE_BYTES} bytes: split it into several jobs"
+        )));
+    }
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    if lines.len() > MAX_COMMAND_TASKS as usize {
+        return Err(ClientError::Usage(format!(
+            "args file {name} has {} lines; at most {MAX_COMMAND_TASKS} per job",
+            lines.len()
+        )));
+    }
+    Ok(lines)
+}
+
+/// `gridwatch submit command … -- PROGRAM ARG…`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CommandSubmitArgs {
+    /// What to run.
+    #[command(flatten)]
+    pub spec: CommandSpecArgs,
+    /// Flags of every submit.
+    #[command(flatten)]
+    pub common: SubmitCommon,
+}
+
+/// Writes each task's stdout and stderr as `DIR/TASK/stdout` and `DIR/TASK/stderr` (TASK: the
+/// array index or args-file line number), exactly as stored.
+pub fn write_task_files(dir: &std::path::Path, results: &[ChunkResult]) -> Result<(), ClientError> {
+    let fail = |path: &std::path::Path, e: std::io::Error| {
+        ClientError::Usage(format!("{}: cannot write: {e}", path.display()))
+    };
+    for stored in results {
+        let result: CommandResult = serde_json::from_value(stored.payload.clone())
+            .map_err(|e| ClientError::JobFailed(format!("task {} result: {e}", stored.chunk)))?;
+        let task_dir = dir.join(result.index.to_string());
+        std::fs::create_dir_all(&task_dir).map_err(|e| fail(&task_dir, e))?;
+        for (name, text) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
+            let path = task_dir.join(name);
+            std::fs::write(&path, text).map_err(|e| fail(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `gridwatch logs JOB TASK`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LogsArgs {
+    /// The job id.
+    pub job: String,
+    /// The task: its array index or args-file line number.
+    pub task: u64,
+    /// Print the task's stderr instead of its stdout.
+    #[arg(long)]
+    pub stderr: bool,
+    /// Where the master is.
+    #[command(flatten)]
+    pub master: super::connect::MasterAddr,
+}
+
+/// Prints one finished task's stdout or stderr, as stored.
+pub async fn logs(args: LogsArgs) -> Result<(), ClientError> {
+    use std::io::Write;
+    let mut client = super::connect::MasterClient::connect(&args.master).await?;
+    let fetched = super::query::fetch_results(&mut client, &args.job).await?;
+    if fetched.job.kind != COMMAND_KIND {
+        return Err(ClientError::Usage(format!(
+            "job {} is a {} job: only command jobs have task logs",
+            args.job, fetched.job.kind
+        )));
+    }
+    for stored in &fetched.results {
+        let Ok(result) = serde_json::from_value::<CommandResult>(stored.payload.clone()) else {
+            continue;
+        };
+        if result.index == args.task {
+            let text = if args.stderr {
+                &result.stderr
+            } else {
+                &result.stdout
+            };
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| ClientError::Usage(format!("stdout: {e}")))?;
+            return Ok(());
+        }
+    }
+    Err(ClientError::Usage(format!(
+        "job {} has no finished task {}",
+        args.job, args.task
+    )))
+}

@@ -1,0 +1,280 @@
+//! The `command` kind: any program as a task, run by workers that allow it (see the worker's
+//! command runner). The kind plans the tasks and prints their results; it never runs a program
+//! itself. A task's result holds its exit status, its capped stdout and stderr, and its times; its
+//! progress count is 1 when it failed, so a job whose count is not 0 at the end has failed tasks.
+
+mod spec;
+
+use std::io::{self, Write};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+pub use spec::{
+    parse_array, substitute, CommandJobSpec, CommandSubmission, CommandTaskSpec, TaskList,
+    DEFAULT_OUTPUT_CAP, MAX_COMMAND_TASKS, MAX_OUTPUT_CAP,
+};
+
+use super::{JobContext, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError, TaskSource};
+use crate::protocol::{ErrorCode, ProgressFigure};
+
+/// The kind's tag.
+pub const COMMAND_KIND: &str = "command";
+
+/// What one run of a command task left behind.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandResult {
+    /// The array index or args-file line number.
+    pub index: u64,
+    /// The exit code, when the program exited (not killed by a signal).
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
+    /// Why the worker killed it (`timeout`, `memory`), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed: Option<String>,
+    /// Standard output, up to the cap (invalid UTF-8 replaced).
+    pub stdout: String,
+    /// Standard error, up to the cap (invalid UTF-8 replaced).
+    pub stderr: String,
+    /// Bytes the task wrote to stdout, counted past the cap too.
+    pub stdout_bytes: u64,
+    /// Bytes the task wrote to stderr, counted past the cap too.
+    pub stderr_bytes: u64,
+    /// Whether stdout was cut at the cap.
+    pub stdout_truncated: bool,
+    /// Whether stderr was cut at the cap.
+    pub stderr_truncated: bool,
+    /// Wall time, seconds.
+    pub wall_secs: f64,
+    /// User plus system CPU time of the program and its reaped children, seconds.
+    pub cpu_secs: f64,
+    /// Peak resident set size, KiB, when known.
+    pub max_rss_kib: Option<u64>,
+    /// The worker that ran it.
+    pub worker: String,
+    /// Which delivery this was (1 = first).
+    pub attempt: u32,
+}
+
+impl CommandResult {
+    /// Whether the run succeeded: exit code 0.
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0) && self.killed.is_none()
+    }
+
+    /// `exit 3`, `signal 9`, `timeout`: how the run ended, in a word or two.
+    pub fn ending(&self) -> String {
+        match (&self.killed, self.exit_code, self.signal) {
+            (Some(why), ..) => format!("killed ({why})"),
+            (None, Some(code), _) => code.to_string(),
+            (None, None, Some(signal)) => format!("signal {signal}"),
+            (None, None, None) => "?".into(),
+        }
+    }
+
+    /// The exit class metrics count failures by: `exit_N`, `signal`, `timeout`, `memory`.
+    pub fn exit_class(&self) -> String {
+        match (&self.killed, self.exit_code) {
+            (Some(why), _) => why.clone(),
+            (None, Some(code)) => format!("exit_{code}"),
+            (None, None) => "signal".into(),
+        }
+    }
+}
+
+/// Every task's result, in task order.
+pub struct CommandOutput {
+    /// The job's spec.
+    pub spec: CommandJobSpec,
+    /// Results by task index (from 0).
+    pub results: Vec<(u32, CommandResult)>,
+}
+
+/// The `command` kind.
+pub struct CommandKind;
+
+impl JobKind for CommandKind {
+    const NAME: &'static str = COMMAND_KIND;
+    const FORMATS: &'static [&'static str] = &["table", "json"];
+    const PROGRESS_FIGURE: ProgressFigure = ProgressFigure::Failures;
+    /// An args file is carried in the spec.
+    const MAX_SPEC_BYTES: usize = 4 << 20;
+    type Submission = CommandSubmission;
+    type Spec = CommandJobSpec;
+    type TaskSpec = CommandTaskSpec;
+    type Prepared = ();
+    type TaskResult = CommandResult;
+    type Output = CommandOutput;
+
+    fn accept(
+        &self,
+        submission: CommandSubmission,
+        upload: Option<u64>,
+        _limits: &SubmitLimits,
+    ) -> Result<CommandJobSpec, Refusal> {
+        super::refuse_upload(COMMAND_KIND, upload)?;
+        submission
+            .check()
+            .map_err(|e| Refusal::new(ErrorCode::BadMessage, format!("command: {e}")))
+    }
+
+    fn tasks(&self, spec: &CommandJobSpec) -> Result<TaskSource, Refusal> {
+        let count = spec.tasks.len().min(u64::from(MAX_COMMAND_TASKS)) as u32;
+        let tasks = (0..count)
+            .map(|n| PlannedTask::new(n, &spec.task(n), Bytes::new()))
+            .collect::<Result<_, _>>()?;
+        Ok(TaskSource::Planned(tasks))
+    }
+
+    fn prepare(&self, _task: &CommandTaskSpec) -> Result<(), TaskError> {
+        Err(TaskError(
+            "command tasks run only through a worker's command runner".into(),
+        ))
+    }
+
+    fn run(&self, _prepared: &(), task: &CommandTaskSpec, _input: &[u8]) -> CommandResult {
+        CommandResult {
+            index: task.index,
+            ..CommandResult::default()
+        }
+    }
+
+    fn matches(&self, result: &CommandResult) -> u64 {
+        u64::from(!result.succeeded())
+    }
+
+    fn max_matches(&self, _task: &CommandTaskSpec, _input_len: usize) -> u64 {
+        1
+    }
+
+    fn check_result(
+        &self,
+        task: &CommandTaskSpec,
+        matches: u64,
+        result: &CommandResult,
+    ) -> Result<(), String> {
+        super::agree(matches, self.matches(result))?;
+        if result.index != task.index {
+            return Err(format!(
+                "the result is of task {} but the lease is of task {}",
+                result.index, task.index
+            ));
+        }
+        let cap = task.output_cap as usize;
+        if result.stdout.len() > cap * 3 || result.stderr.len() > cap * 3 {
+            return Err(format!("stdout or stderr is past the cap of {cap} bytes"));
+        }
+        Ok(())
+    }
+
+    fn combine(&self, spec: &CommandJobSpec, results: Vec<(u32, CommandResult)>) -> CommandOutput {
+        CommandOutput {
+            spec: spec.clone(),
+            results,
+        }
+    }
+
+    fn render(
+        &self,
+        output: &CommandOutput,
+        _job: &JobContext,
+        format: &str,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        match format {
+            "json" => {
+                let tasks: Vec<&CommandResult> = output.results.iter().map(|(_, r)| r).collect();
+                serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "tasks": tasks }))?;
+                writeln!(out)
+            }
+            _ => write_table(&output.results, out),
+        }
+    }
+
+    fn summary(&self, spec: &CommandJobSpec) -> String {
+        let tasks = match &spec.tasks {
+            TaskList::Array { first, last } => format!("array {first}-{last}"),
+            TaskList::Lines(lines) => super::count_of(lines.len() as u64, "line"),
+        };
+        let program = spec.argv.first().map_or("", String::as_str);
+        format!("{program} ({tasks})")
+    }
+}
+
+/// Bytes as `812 B`, `4.0 KiB`, `1.2 MiB`.
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1 << 20 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+    }
+}
+
+/// One row per task: task, exit, seconds, worker, output sizes (`+` when cut at the cap).
+fn write_table(results: &[(u32, CommandResult)], out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:>7}  {:>14}  {:>9}  {:<20}  {:>11}  {:>11}",
+        "TASK", "EXIT", "SECONDS", "WORKER", "STDOUT", "STDERR"
+    )?;
+    let mut failed = Vec::new();
+    for (_, result) in results {
+        let cut = |truncated: bool| if truncated { "+" } else { "" };
+        writeln!(
+            out,
+            "{:>7}  {:>14}  {:>9.3}  {:<20}  {:>11}  {:>11}",
+            result.index,
+            result.ending(),
+            result.wall_secs,
+            result.worker,
+            format!(
+                "{}{}",
+                size(result.stdout_bytes),
+                cut(result.stdout_truncated)
+            ),
+            format!(
+                "{}{}",
+                size(result.stderr_bytes),
+                cut(result.stderr_truncated)
+            ),
+        )?;
+        if !result.succeeded() {
+            failed.push(result.index.to_string());
+        }
+    }
+    if !failed.is_empty() {
+        writeln!(out, "failed tasks: {}", failed.join(", "))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_task_counts_one_and_is_named_in_the_table() {
+        let ok = CommandResult {
+            index: 1,
+            exit_code: Some(0),
+            worker: "w1".into(),
+            ..Default::default()
+        };
+        let bad = CommandResult {
+            index: 2,
+            exit_code: Some(3),
+            stdout_bytes: 5000,
+            stdout_truncated: true,
+            worker: "w2".into(),
+            ..Default::default()
+        };
+        assert_eq!(CommandKind.matches(&ok), 0);
+        assert_eq!(CommandKind.matches(&bad), 1);
+        let mut out = Vec::new();
+        write_table(&[(0, ok), (1, bad)], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("4.9 KiB+"), "{text}");
+        assert!(text.ends_with("failed tasks: 2\n"), "{text}");
+    }
+}

@@ -1,0 +1,306 @@
+//! What a command job asks: the program and its arguments, how many tasks (a job array or the
+//! lines of an args file), and the limits each task runs under. Placeholders are GNU parallel's:
+//! `{i}` the array index, `{}` the whole line (or the index), `{1}`, `{2}`, … a line's
+//! tab-separated fields; an args-file job whose arguments name no placeholder gets the line
+//! appended, as `parallel CMD :::: FILE` does.
+
+use serde::{Deserialize, Serialize};
+
+/// Most tasks one command job may have.
+pub const MAX_COMMAND_TASKS: u32 = 100_000;
+/// Most arguments (program included) a command may have.
+pub const MAX_ARGS: usize = 1024;
+/// Default cap on each of a task's stdout and stderr, in bytes.
+pub const DEFAULT_OUTPUT_CAP: u64 = 1 << 20;
+/// Largest cap a job may set on a task's stdout or stderr: results travel in frames.
+pub const MAX_OUTPUT_CAP: u64 = 4 << 20;
+/// Longest timeout a task may ask for: a week.
+pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// A command job as a client submits it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSubmission {
+    /// The program and its arguments, with placeholders.
+    pub argv: Vec<String>,
+    /// A job array, `A-B` or `N` (one task per index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<String>,
+    /// The lines of an args file (one task per line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_lines: Option<Vec<String>>,
+    /// Seconds a task may run before its process group is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<f64>,
+    /// Times a failed task is run again (0: a deterministic failure is not repeated).
+    #[serde(default)]
+    pub retries: u32,
+    /// Worker slots one task takes (and `GRIDWATCH_CPUS` in its environment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+    /// Cap on each of a task's stdout and stderr, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_cap: Option<u64>,
+}
+
+/// One task as the worker runs it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommandTaskSpec {
+    /// The program and its arguments, placeholders replaced.
+    pub argv: Vec<String>,
+    /// The array index, or the args file's line number (from 1).
+    pub index: u64,
+    /// Seconds before the task's process group is killed.
+    pub timeout_secs: Option<f64>,
+    /// Times a failed task is run again.
+    pub retries: u32,
+    /// Worker slots the task takes.
+    pub cpus: u32,
+    /// Cap on each of stdout and stderr, in bytes.
+    pub output_cap: u64,
+}
+
+/// Where a job's tasks come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskList {
+    /// Indexes `first..=last`.
+    Array {
+        /// The first index.
+        first: u64,
+        /// The last index.
+        last: u64,
+    },
+    /// One task per line.
+    Lines(Vec<String>),
+}
+
+impl TaskList {
+    /// How many tasks.
+    pub fn len(&self) -> u64 {
+        match self {
+            TaskList::Array { first, last } => last - first + 1,
+            TaskList::Lines(lines) => lines.len() as u64,
+        }
+    }
+
+    /// Whether there is no task.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A checked command job, as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommandJobSpec {
+    /// The program and its arguments, with placeholders.
+    pub argv: Vec<String>,
+    /// The tasks.
+    pub tasks: TaskList,
+    /// Seconds before a task's process group is killed.
+    pub timeout_secs: Option<f64>,
+    /// Times a failed task is run again.
+    pub retries: u32,
+    /// Worker slots one task takes.
+    pub cpus: u32,
+    /// Cap on each of stdout and stderr, in bytes.
+    pub output_cap: u64,
+}
+
+/// Parses `A-B` or `N` into the first and last index.
+pub fn parse_array(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("array {text:?}: write FIRST-LAST (e.g. 1-100) or one index");
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (a.trim().parse::<u64>(), b.trim().parse::<u64>()),
+        None => (text.trim().parse::<u64>(), text.trim().parse::<u64>()),
+    };
+    let (first, last) = (first.map_err(|_| bad())?, last.map_err(|_| bad())?);
+    if last < first {
+        return Err(format!("array {text:?}: the last index is below the first"));
+    }
+    if last - first >= u64::from(MAX_COMMAND_TASKS) {
+        return Err(format!(
+            "array {text:?}: more than {MAX_COMMAND_TASKS} tasks; split it into several jobs"
+        ));
+    }
+    Ok((first, last))
+}
+
+impl CommandSubmission {
+    /// Checks the submission and returns the spec to store, or what is wrong.
+    pub fn check(self) -> Result<CommandJobSpec, String> {
+        if self.argv.is_empty() || self.argv[0].is_empty() {
+            return Err("no program: put it after `--` (submit command -- PROGRAM ARG…)".into());
+        }
+        if self.argv.len() > MAX_ARGS {
+            return Err(format!("more than {MAX_ARGS} arguments"));
+        }
+        if self.argv.iter().any(|arg| arg.contains('\0')) {
+            return Err("an argument contains a NUL byte".into());
+        }
+        let tasks = match (self.array, self.args_lines) {
+            (Some(_), Some(_)) => return Err("give --array or --args-file, not both".into()),
+            (Some(array), None) => {
+                let (first, last) = parse_array(&array)?;
+                TaskList::Array { first, last }
+            }
+            (None, Some(lines)) => TaskList::Lines(lines),
+            (None, None) => TaskList::Array { first: 1, last: 1 },
+        };
+        if tasks.is_empty() {
+            return Err("the args file has no line: nothing to run".into());
+        }
+        if tasks.len() > u64::from(MAX_COMMAND_TASKS) {
+            return Err(format!(
+                "{} tasks; at most {MAX_COMMAND_TASKS} per job",
+                tasks.len()
+            ));
+        }
+        if let Some(secs) = self.timeout_secs {
+            if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
+                return Err(format!(
+                    "timeout {secs} s: give a duration above 0 and at most a week"
+                ));
+            }
+        }
+        let cpus = self.cpus.unwrap_or(1);
+        if !(1..=1024).contains(&cpus) {
+            return Err(format!("cpus {cpus}: give 1 to 1024"));
+        }
+        let output_cap = self.output_cap.unwrap_or(DEFAULT_OUTPUT_CAP);
+        if output_cap > MAX_OUTPUT_CAP {
+            return Err(format!(
+                "output cap {output_cap} bytes is above the most a result carries, \
+                 {MAX_OUTPUT_CAP}: write large output to a file"
+            ));
+        }
+        Ok(CommandJobSpec {
+            argv: self.argv,
+            tasks,
+            timeout_secs: self.timeout_secs,
+            retries: self.retries.min(100),
+            cpus,
+            output_cap,
+        })
+    }
+}
+
+impl CommandJobSpec {
+    /// Task `n` (from 0) of the job, placeholders replaced.
+    pub fn task(&self, n: u32) -> CommandTaskSpec {
+        let (index, argv) = match &self.tasks {
+            TaskList::Array { first, .. } => {
+                let index = first + u64::from(n);
+                let text = index.to_string();
+                let argv = self
+                    .argv
+                    .iter()
+                    .map(|arg| substitute(arg, &text, &[text.as_str()], index))
+                    .collect();
+                (index, argv)
+            }
+            TaskList::Lines(lines) => {
+                let line = lines[n as usize].as_str();
+                let fields: Vec<&str> = line.split('\t').collect();
+                let index = u64::from(n) + 1;
+                let mut argv: Vec<String> = self
+                    .argv
+                    .iter()
+                    .map(|arg| substitute(arg, line, &fields, index))
+                    .collect();
+                if !self.argv.iter().any(|arg| has_placeholder(arg)) {
+                    argv.push(line.to_string());
+                }
+                (index, argv)
+            }
+        };
+        CommandTaskSpec {
+            argv,
+            index,
+            timeout_secs: self.timeout_secs,
+            retries: self.retries,
+            cpus: self.cpus,
+            output_cap: self.output_cap,
+        }
+    }
+}
+
+/// Whether `arg` names a placeholder this module replaces.
+fn has_placeholder(arg: &str) -> bool {
+    arg.contains("{}") || arg.contains("{i}") || placeholders(arg).next().is_some()
+}
+
+/// The `{N}` field placeholders in `arg`, as (start, end, N).
+fn placeholders(arg: &str) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    arg.match_indices('{').filter_map(move |(start, _)| {
+        let rest = &arg[start + 1..];
+        let close = rest.find('}')?;
+        let number: usize = rest[..close].parse().ok()?;
+        (number >= 1 && !rest[..close].starts_with('+')).then_some((
+            start,
+            start + close + 2,
+            number,
+        ))
+    })
+}
+
+/// `arg` with `{}` → `line`, `{i}` → the index, `{N}` → field N (empty past the last field).
+pub fn substitute(arg: &str, line: &str, fields: &[&str], index: u64) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let tail = &rest[open..];
+        if let Some(after) = tail.strip_prefix("{}") {
+            out.push_str(line);
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("{i}") {
+            out.push_str(&index.to_string());
+            rest = after;
+        } else if let Some((_, end, number)) = placeholders(tail).find(|(start, ..)| *start == 0) {
+            out.push_str(fields.get(number - 1).copied().unwrap_or(""));
+            rest = &tail[end..];
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_replaced_as_gnu_parallel_does() {
+        let fields = ["a", "b c"];
+        assert_eq!(substitute("x{}y", "a\tb c", &fields, 7), "xa\tb cy");
+        assert_eq!(substitute("{2}-{1}-{3}", "a\tb c", &fields, 7), "b c-a-");
+        assert_eq!(substitute("seed={i}", "", &[], 42), "seed=42");
+        assert_eq!(substitute("{x} {", "", &[], 1), "{x} {");
+    }
+
+    #[test]
+    fn an_args_file_line_is_appended_when_no_placeholder_is_named() {
+        let spec = CommandSubmission {
+            argv: vec!["echo".into()],
+            args_lines: Some(vec!["one".into(), "two".into()]),
+            ..Default::default()
+        }
+        .check()
+        .unwrap();
+        assert_eq!(spec.task(1).argv, ["echo", "two"]);
+        assert_eq!(spec.task(1).index, 2);
+    }
+
+    #[test]
+    fn arrays_are_checked() {
+        assert_eq!(parse_array("1-100"), Ok((1, 100)));
+        assert_eq!(parse_array("5"), Ok((5, 5)));
+        assert!(parse_array("9-1").is_err());
+        assert!(parse_array("0-100000").is_err());
+        assert!(parse_array("a-b").is_err());
+    }
+}

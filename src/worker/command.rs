@@ -1,0 +1,261 @@
+//! Command tasks on a worker: which programs this worker agrees to run (`--allow-commands`, or an
+//! allow-list of resolved executable paths), the clean environment a task gets, and the slot's
+//! path for a leased command task: resolve, run (see `command_run`) while the lease is checked,
+//! then a result to store, or a nack while the job's retries last.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::command_run::{self, Launch, WorkDir};
+use super::WorkerConfig;
+use crate::backend::{ChunkResult, Lease, Queue, TaskRun};
+use crate::jobs::command::{CommandResult, CommandTaskSpec};
+
+/// The search path a task gets unless the worker passes its own (`--pass-env PATH`).
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Variables a worker refuses to pass on, whatever `--pass-env` says: the grid's secrets.
+const SECRET_WORDS: &[&str] = &[
+    "TOKEN",
+    "PASSWORD",
+    "SECRET",
+    "REDIS_URL",
+    "GRIDWATCH_BACKEND",
+];
+
+/// What a worker agrees to run.
+#[derive(Clone, Debug)]
+pub struct CommandPolicy {
+    /// Any program (`--allow-commands`).
+    any: bool,
+    /// Resolved executables allowed (`--allow-command`).
+    allowed: Vec<PathBuf>,
+    /// Variables copied from the worker's environment into every task's.
+    pass_env: Vec<(String, String)>,
+}
+
+impl CommandPolicy {
+    /// The policy the flags describe; `None` when the worker runs no command task.
+    pub fn from_flags(
+        any: bool,
+        programs: &[String],
+        pass_env: &[String],
+    ) -> Result<Option<Arc<CommandPolicy>>, String> {
+        if !any && programs.is_empty() {
+            return Ok(None);
+        }
+        let allowed = programs
+            .iter()
+            .map(|program| resolve(program, &search_path()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("--allow-command: {e}"))?;
+        let mut passed = Vec::new();
+        for name in pass_env {
+            let upper = name.to_ascii_uppercase();
+            if SECRET_WORDS.iter().any(|word| upper.contains(word)) {
+                return Err(format!(
+                    "--pass-env {name}: the grid's secrets are never passed to a task"
+                ));
+            }
+            if let Ok(value) = std::env::var(name) {
+                passed.push((name.clone(), value));
+            }
+        }
+        Ok(Some(Arc::new(CommandPolicy {
+            any,
+            allowed,
+            pass_env: passed,
+        })))
+    }
+
+    /// The executable `program` names, if this worker runs it.
+    pub fn permit(&self, program: &str) -> Result<PathBuf, String> {
+        let path = resolve(program, &self.task_path())?;
+        if self.any || self.allowed.contains(&path) {
+            return Ok(path);
+        }
+        Err(format!(
+            "{} is not among the programs this worker allows (--allow-command)",
+            path.display()
+        ))
+    }
+
+    fn task_path(&self) -> String {
+        self.pass_env
+            .iter()
+            .find(|(name, _)| name == "PATH")
+            .map_or_else(|| DEFAULT_PATH.to_string(), |(_, value)| value.clone())
+    }
+
+    /// A task's whole environment: a search path, its directory as HOME and TMPDIR, the
+    /// variables the worker passes, and the task's own GRIDWATCH_* figures.
+    fn environment(
+        &self,
+        dir: &Path,
+        lease: &Lease,
+        task: &CommandTaskSpec,
+    ) -> Vec<(String, String)> {
+        let dir = dir.display().to_string();
+        let mut env = vec![
+            ("PATH".to_string(), DEFAULT_PATH.to_string()),
+            ("HOME".to_string(), dir.clone()),
+            ("TMPDIR".to_string(), dir),
+        ];
+        env.extend(self.pass_env.iter().cloned());
+        env.push(("GRIDWATCH_TASK_INDEX".into(), task.index.to_string()));
+        env.push(("GRIDWATCH_JOB_ID".into(), lease.id.job.clone()));
+        env.push(("GRIDWATCH_CPUS".into(), task.cpus.to_string()));
+        env
+    }
+}
+
+/// The worker's own search path, for resolving `--allow-command` names.
+fn search_path() -> String {
+    std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string())
+}
+
+/// The canonical path of the executable `program` names: an absolute path, or a bare name looked
+/// up in `path`.
+fn resolve(program: &str, path: &str) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        if !program.starts_with('/') {
+            return Err(format!(
+                "program {program:?}: give an absolute path or a name found on the search path"
+            ));
+        }
+        vec![PathBuf::from(program)]
+    } else {
+        path.split(':')
+            .filter(|dir| !dir.is_empty())
+            .map(|dir| Path::new(dir).join(program))
+            .collect()
+    };
+    for candidate in candidates {
+        let Ok(real) = std::fs::canonicalize(&candidate) else {
+            continue;
+        };
+        let executable = std::fs::metadata(&real)
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+        if executable {
+            return Ok(real);
+        }
+    }
+    Err(format!("program {program:?} not found (searched {path})"))
+}
+
+/// Runs a leased command task, checking (and extending) its lease meanwhile: `Ok(None)` when
+/// the lease was lost or its job cancelled (the task's group is killed at once); `Err` to nack
+/// (the worker runs no commands, the program is not allowed here, or it failed with retries
+/// left).
+pub(super) async fn run_leased(
+    config: &WorkerConfig,
+    queue: &dyn Queue,
+    lease: &Lease,
+) -> Result<Option<ChunkResult>, String> {
+    let policy = config
+        .commands
+        .as_ref()
+        .ok_or("this worker runs no command task: start it with --allow-commands")?;
+    let task = CommandTaskSpec::deserialize(&lease.spec)
+        .map_err(|e| format!("bad command task spec: {e}"))?;
+    let program = task.argv.first().ok_or("a command task with no program")?;
+    let program = policy.permit(program)?;
+    let dir = WorkDir::create().map_err(|e| format!("a working directory for the task: {e}"))?;
+    let launch = Launch {
+        program: &program,
+        args: &task.argv[1..],
+        env: policy.environment(dir.path(), lease, &task),
+        timeout: task.timeout_secs.map(Duration::from_secs_f64),
+        output_cap: task.output_cap,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ran = run_checking_lease(config, queue, lease, launch, dir.path(), &stop_tx, stop_rx)
+        .await
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    drop(dir);
+    if *stop_tx.borrow() {
+        return Ok(None);
+    }
+    let result = CommandResult {
+        index: task.index,
+        exit_code: ran.exit_code,
+        signal: ran.signal,
+        killed: ran.killed.clone(),
+        stdout_truncated: ran.stdout.truncated(),
+        stderr_truncated: ran.stderr.truncated(),
+        stdout_bytes: ran.stdout.total,
+        stderr_bytes: ran.stderr.total,
+        stdout: String::from_utf8_lossy(&ran.stdout.bytes).into_owned(),
+        stderr: String::from_utf8_lossy(&ran.stderr.bytes).into_owned(),
+        wall_secs: ran.wall.as_secs_f64(),
+        cpu_secs: ran.cpu.as_secs_f64(),
+        max_rss_kib: ran.max_rss_kib,
+        worker: config.id.clone(),
+        attempt: lease.attempt,
+    };
+    if !result.succeeded() && lease.attempt <= task.retries {
+        return Err(format!(
+            "task {} ended {} (attempt {}; retried up to {} times): {}",
+            task.index,
+            result.ending(),
+            lease.attempt,
+            task.retries,
+            tail(&result.stderr, 400)
+        ));
+    }
+    let failed = u64::from(!result.succeeded());
+    let payload = serde_json::to_value(&result).map_err(|e| format!("command result: {e}"))?;
+    let run = TaskRun {
+        elapsed_secs: Some(result.wall_secs),
+        ..TaskRun::default()
+    };
+    Ok(Some(ChunkResult {
+        chunk: lease.id.chunk,
+        matches: failed,
+        payload,
+        worker: config.id.clone(),
+        run: Box::new(run),
+    }))
+}
+
+/// Runs the task while checking (and extending) its lease every `lease_check`; a lost lease
+/// sets `stop`, which kills the task's group.
+async fn run_checking_lease(
+    config: &WorkerConfig,
+    queue: &dyn Queue,
+    lease: &Lease,
+    launch: Launch<'_>,
+    dir: &Path,
+    stop: &watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
+) -> std::io::Result<command_run::Ran> {
+    let running = command_run::run(launch, dir, stopped);
+    tokio::pin!(running);
+    let mut ticker = tokio::time::interval(config.lease_check);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            ran = &mut running => return ran,
+            _ = ticker.tick(), if !*stop.borrow() => {
+                if let Ok(false) = queue.extend(lease).await {
+                    tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, "lease lost or job cancelled: killing the task's processes");
+                    let _ = stop.send(true);
+                }
+            }
+        }
+    }
+}
+
+/// The last `max` bytes of `text` (cut at a character boundary).
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
