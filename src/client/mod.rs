@@ -2,6 +2,7 @@
 //! and print. `submit`, `load`, `purge`, `prune`, `status`, `results`, `cancel`, `jobs`, `workers`,
 //! `alerts`, `health`, `top`, `search`, `julia`, `particles`, `generate`.
 
+pub mod backlog;
 pub mod connect;
 pub mod genomes;
 pub mod health;
