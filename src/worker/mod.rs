@@ -70,6 +70,11 @@ pub struct WorkerArgs {
     /// cluster token is never sent there.
     #[arg(long, env = "IPC_SOCKET_PATH")]
     pub agent_socket: Option<std::path::PathBuf>,
+    /// A file whose first line, if the file exists when the worker stops, is the reason it
+    /// gives its agent for leaving, shown by `workers`: `up --autoscale` writes `scaled down`
+    /// there before it stops a worker the queue no longer needs.
+    #[arg(long, value_name = "FILE")]
+    pub leave_reason_file: Option<std::path::PathBuf>,
     /// The cluster token for the master's hello, when the cluster has one.
     #[command(flatten)]
     pub auth: crate::protocol::TokenArgs,
@@ -81,6 +86,20 @@ pub struct WorkerArgs {
     /// the master is away.
     #[command(flatten)]
     pub backend: BackendArgs,
+}
+
+/// The first line of `path` (at most 80 characters), if it exists: the worker's reason for
+/// leaving.
+fn leave_reason(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(256)
+        .read_to_string(&mut text)
+        .ok()?;
+    let line = text.lines().next()?.trim();
+    (!line.is_empty()).then(|| line.chars().take(80).collect())
 }
 
 /// Why a worker stopped with an error.
@@ -269,7 +288,8 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
     .await;
     if let Some(heartbeat) = heartbeat {
         // A clean exit, so the agent reports STOPPED rather than DEAD.
-        heartbeat.goodbye().await;
+        let reason = args.leave_reason_file.as_deref().and_then(leave_reason);
+        heartbeat.goodbye(reason).await;
     }
     tracing::info!(component = "worker", worker = %id, "worker stopped");
     Ok(())
