@@ -12,6 +12,35 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Unix time in seconds as RFC 3339 UTC with milliseconds (`2024-01-15T10:30:00.250Z`), the
+/// form HTTP APIs such as Alertmanager's expect.
+pub fn rfc3339(unix_seconds: f64) -> String {
+    let millis = (unix_seconds.max(0.0) * 1000.0).round() as i64;
+    let (secs, ms) = (millis.div_euclid(1000), millis.rem_euclid(1000));
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 /// Parses a duration given as seconds (`15`, `0.5`) or with a unit (`500ms`, `10s`, `5m`,
 /// `12h`, `7d`), as the flags and environment variables (`HEARTBEAT_TIMEOUT`,
 /// `AGENT_REPORT_INTERVAL`, `--keep-finished`) take it.
@@ -42,6 +71,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_is_utc_calendar_time_with_milliseconds() {
+        assert_eq!(rfc3339(1_705_314_600.25), "2024-01-15T10:30:00.250Z");
+        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_825_599.0), "2000-02-29T11:59:59.000Z");
+    }
 
     #[test]
     fn durations_parse_with_and_without_units() {

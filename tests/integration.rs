@@ -4,6 +4,7 @@
 
 mod support;
 
+mod alert_delivery;
 mod backend_conformance;
 mod batch_drop_dir;
 mod batch_limits;
@@ -37,6 +38,8 @@ mod many_records;
 mod output_cap;
 mod particles_jobs;
 mod particles_kernel;
+mod prometheus_files;
+mod queue_backlog;
 mod rate_limits;
 mod redis_backend;
 mod redis_grid;
@@ -56,6 +59,7 @@ mod security;
 mod task_records;
 mod tls;
 mod top_tmux;
+mod up_autoscale;
 mod up_supervisor;
 mod watchman_collector;
 mod watchman_demo;

@@ -212,8 +212,8 @@ async fn heartbeats(
                     drop(tracker);
                     shared.changed(changed);
                 }
-                Some(Message::Goodbye) => {
-                    let changed = shared.tracker().on_goodbye(id);
+                Some(Message::Goodbye { reason }) => {
+                    let changed = shared.tracker().on_goodbye(id, reason);
                     shared.changed(changed);
                 }
                 Some(other) => {

@@ -112,15 +112,23 @@ impl WorkerTracker {
     }
 
     /// The worker announced a clean exit. Returns true if the status changed.
-    pub fn on_goodbye(&mut self, connection: ConnectionId) -> bool {
+    /// `reason` is the worker's own word for why it left (`scaled down`), bounded here since
+    /// it is shown in every view.
+    pub fn on_goodbye(&mut self, connection: ConnectionId, reason: Option<String>) -> bool {
         if self.connection != Some(connection) {
             return false;
         }
         self.current_task = None;
-        self.set(
-            WorkerStatus::Stopped,
-            Some("worker shut down cleanly".into()),
-        )
+        let reason = reason
+            .map(|r| {
+                r.chars()
+                    .filter(|c| !c.is_control())
+                    .take(80)
+                    .collect::<String>()
+            })
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| "worker shut down cleanly".into());
+        self.set(WorkerStatus::Stopped, Some(reason))
     }
 
     /// `connection` closed; `process_alive` says whether the worker's pid still runs.
@@ -282,7 +290,7 @@ mod tests {
             !tracker.on_heartbeat(1, 9, None, t0),
             "and so are its heartbeats"
         );
-        assert!(tracker.on_goodbye(2));
+        assert!(tracker.on_goodbye(2, None));
         assert!(!tracker.on_disconnect(2, false));
         assert_eq!(tracker.status(), WorkerStatus::Stopped);
         assert!(!tracker.check(t0 + TIMEOUT * 2));
@@ -315,7 +323,7 @@ mod tests {
         let t0 = Instant::now();
         let mut tracker = WorkerTracker::new(TIMEOUT, t0);
         tracker.on_hello(1, 10, t0 + Duration::from_secs(1));
-        assert!(tracker.on_goodbye(1));
+        assert!(tracker.on_goodbye(1, None));
         assert!(!tracker.check(t0 + TIMEOUT * 4));
         assert_eq!(tracker.status(), WorkerStatus::Stopped);
         tracker.on_hello(2, 11, t0 + TIMEOUT * 4);

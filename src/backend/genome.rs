@@ -123,6 +123,9 @@ impl Queue for GenomeQueue {
     async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
         self.inner.reclaim_worker(worker).await
     }
+    async fn oldest_waiting(&self) -> BackendResult<Vec<(crate::backend::Priority, f64)>> {
+        self.inner.oldest_waiting().await
+    }
     async fn reclaim_expired(&self) -> BackendResult<usize> {
         self.inner.reclaim_expired().await
     }

@@ -714,6 +714,14 @@ pub trait Queue: Send + Sync {
         }
         Ok(outcomes)
     }
+    /// When the oldest task nobody holds was queued (Unix seconds), per priority that has one:
+    /// the backlog signal an autoscaler acts on. Embedded: the submission time of the oldest job
+    /// with a queued task (tasks carry no time of their own). Redis: the time in the id of each
+    /// stream's first entry not yet delivered to the consumer group (a retried task is a new
+    /// entry, so its wait starts at its retry). Empty where the backend cannot tell.
+    async fn oldest_waiting(&self) -> BackendResult<Vec<(Priority, f64)>> {
+        Ok(Vec::new())
+    }
     /// Workers that leased or extended within `window`, when the backend itself sees them (with
     /// Redis, workers never talk to the master). `None` when it does not: the embedded master
     /// sees its workers on its own connections.

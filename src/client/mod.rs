@@ -2,6 +2,7 @@
 //! and print. `main.rs` lists the commands and dispatches each to its function here.
 
 pub mod command;
+pub mod backlog;
 pub mod connect;
 pub mod genomes;
 pub mod health;

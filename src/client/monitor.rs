@@ -262,10 +262,12 @@ fn worker_row(w: &WorkerView) -> String {
     let dash = || "-".to_string();
     let reported = w.state != LivenessState::NoAgent;
     // The last report's status is stale once the host is lost: say what is known.
-    let status = match (reported, w.unreachable) {
+    // A worker that left cleanly is expected to go quiet, its agent with it.
+    let stopped = w.status == crate::protocol::WorkerStatus::Stopped;
+    let status = match (reported, w.unreachable && !stopped) {
         (false, _) => "-",
         (true, true) => "UNREACHABLE",
-        (true, false) => w.status.as_str(),
+        (true, false) => w.status_label(),
     };
     let figure = |value: f64, suffix: &str| {
         if reported {

@@ -25,7 +25,12 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 #[derive(Clone, Debug, clap::Args)]
 pub struct StatusArgs {
     /// The job id.
-    pub job: String,
+    #[arg(required_unless_present = "queue")]
+    pub job: Option<String>,
+    /// Show the queue's backlog instead of a job: tasks waiting per priority and how long the
+    /// oldest has waited (what an autoscaler acts on).
+    #[arg(long, conflicts_with_all = ["job", "wait"])]
+    pub queue: bool,
     /// Keep watching (progress bar) until the job finishes.
     #[arg(long)]
     pub wait: bool,
@@ -478,6 +483,10 @@ pub fn status_word(status: JobStatus) -> String {
 
 /// Runs `gridwatch status`.
 pub async fn status(args: StatusArgs) -> Result<(), ClientError> {
+    let job = match (&args.job, args.queue) {
+        (Some(job), false) => job.clone(),
+        _ => return super::backlog::print_queue(&args.master, args.json).await,
+    };
     let mut client = if args.wait {
         connect_patiently(&args.master).await?
     } else {
@@ -485,9 +494,9 @@ pub async fn status(args: StatusArgs) -> Result<(), ClientError> {
     };
     let (view, active) = if args.wait {
         let mut progress = JobProgress::new(!args.json, None);
-        follow(&mut client, &args.job, &mut progress, POLL_INTERVAL).await?
+        follow(&mut client, &job, &mut progress, POLL_INTERVAL).await?
     } else {
-        query_status(&mut client, &args.job).await?
+        query_status(&mut client, &job).await?
     };
     print_status(&view, active, args.json)
 }

@@ -393,7 +393,7 @@ fn workers_table(workers: &[WorkerView], narrow: bool) -> Table<'static> {
                 &[
                     Cell::from(w.worker_id.clone()),
                     Cell::from(state).style(Style::default().fg(color)),
-                    Cell::from(report.map_or("-", |r| r.status.as_str())),
+                    Cell::from(report.map_or("-", |_| w.status_label())),
                     Cell::from(report.map_or("-".into(), |_| w.tasks_done.to_string())),
                     Cell::from(figure(report.and_then(|r| r.process_cpu_percent))),
                     Cell::from(figure(report.and_then(|r| r.process_rss_mb))),
@@ -414,7 +414,8 @@ fn workers_table(workers: &[WorkerView], narrow: bool) -> Table<'static> {
             workers.iter().map(|w| w.worker_id.as_str()),
         )),
         Constraint::Length(9),
-        Constraint::Length(8),
+        // Room for `SCALED DOWN`, a worker an autoscaler stopped.
+        Constraint::Length(11),
         Constraint::Length(6),
         Constraint::Length(9),
         Constraint::Length(8),

@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod clock;
+pub mod delivery;
 mod downstream;
 pub mod flapping;
 mod gate;
@@ -77,6 +78,10 @@ pub struct CollectorConfig {
     /// Where alerts and worker metrics are stored (with `embedded`, through the master).
     #[command(flatten)]
     pub backend: crate::backend::config::BackendArgs,
+    /// Where alert events are delivered besides the log and the store: an Alertmanager and
+    /// webhooks.
+    #[command(flatten)]
+    pub delivery: delivery::DeliveryArgs,
     /// JSON-lines alert log.
     #[arg(long, default_value = "data/alerts.log")]
     pub alert_log: PathBuf,
@@ -201,6 +206,9 @@ pub enum CollectorError {
     /// The TLS files could not be used.
     #[error("{0}; check --tls-cert, --tls-key and --tls-ca")]
     Tls(#[from] TlsError),
+    /// An --alertmanager or --webhook URL cannot be used.
+    #[error("alert receiver {0}")]
+    Delivery(#[from] delivery::http::EndpointError),
 }
 
 impl CollectorError {
@@ -371,7 +379,16 @@ pub async fn run(
         changes: config.flap_changes,
         window: config.flap_window,
     };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let (delivery, delivery_tasks) = config.delivery.start(&stopped)?;
     let mut watchtower = Watchtower::new(thresholds.clone(), flapping, log, items_tx);
+    watchtower.deliver_to(delivery);
     let adopted = watchtower.reconcile(&firing, Moment::now());
     if adopted > 0 {
         tracing::info!(
@@ -401,13 +418,6 @@ pub async fn run(
     }
     tracing::info!(listen = %local, tls = tls.is_some(), master = downstream.master.as_deref().unwrap_or("none"), alert_log = %config.alert_log.display(),
         ?thresholds, "collector listening");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
     // The host-loss window of every worker taken back from the store runs from here, when
     // agents can reach this collector again.
     let started = Moment::now();
@@ -434,7 +444,7 @@ pub async fn run(
     ];
     shutdown.await;
     let _ = stop_tx.send(true);
-    for task in tasks {
+    for task in tasks.into_iter().chain(delivery_tasks) {
         let _ = task.await;
     }
     tracing::info!("collector stopped");

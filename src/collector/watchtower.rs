@@ -9,6 +9,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::alert::AlertLog;
 use super::clock::Moment;
+use super::delivery::Delivery;
 use super::flapping::{FlapDamper, FlapSettings};
 use super::liveness::Liveness;
 use super::rules::{Observation, RuleEngine, Thresholds};
@@ -52,6 +53,7 @@ pub struct Watchtower {
     downstream: UnboundedSender<Outgoing>,
     recent: std::collections::VecDeque<Alert>,
     damper: FlapDamper,
+    delivery: Delivery,
 }
 
 /// Alert events kept in memory for `alerts` queries answered by the collector itself.
@@ -73,7 +75,13 @@ impl Watchtower {
             downstream,
             recent: std::collections::VecDeque::new(),
             damper: FlapDamper::new(flapping),
+            delivery: Delivery::default(),
         }
+    }
+
+    /// Also hands every alert event to `delivery` (Alertmanager, webhooks), without waiting.
+    pub fn deliver_to(&mut self, delivery: Delivery) {
+        self.delivery = delivery;
     }
 
     /// Takes over alerts a previous collector left firing (from the alert log). Each stays
@@ -224,6 +232,7 @@ impl Watchtower {
             self.recent.pop_front();
         }
         self.recent.push_back(alert.clone());
+        self.delivery.offer(&alert);
         let _ = self.downstream.send(Outgoing::Alert(alert));
     }
 

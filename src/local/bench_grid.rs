@@ -215,6 +215,7 @@ async fn on_backend(
         master_flags: "--jobs-per-minute 100000".into(),
         http: "off".into(),
         backend: Default::default(),
+        elastic: Default::default(),
     };
     if let Some(redis) = &redis {
         up.backend.backend = Some(format!("redis://127.0.0.1:{}/0", redis.port));

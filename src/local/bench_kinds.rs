@@ -416,6 +416,7 @@ where
         master_flags: "--jobs-per-minute 100000".into(),
         http: "off".into(),
         backend: Default::default(),
+        elastic: Default::default(),
     };
     let result = runtime.block_on(async {
         let cluster = Cluster::start(&up).await?;

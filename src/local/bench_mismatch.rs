@@ -232,6 +232,7 @@ fn grid_rows(
             master_flags: "--jobs-per-minute 100000".into(),
             http: "off".into(),
             backend: Default::default(),
+            elastic: Default::default(),
         };
         let cluster = runtime
             .block_on(Cluster::start(&up))

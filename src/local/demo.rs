@@ -158,6 +158,7 @@ async fn run_demo(args: &DemoArgs, dir: &Path) -> Result<(), ClientError> {
         master_flags: String::new(),
         http: "127.0.0.1:0".into(),
         backend: Default::default(),
+        elastic: Default::default(),
     };
     let cluster = Cluster::start(&up).await?;
     cluster.describe();

@@ -3,12 +3,15 @@
 //! asked, kills a worker mid-job); `bench` compares gridwatch with other tools and times the grid.
 //! These drive the grid through the same client commands a user types.
 
+mod autoscale;
 pub mod bench;
 pub mod bench_grid;
 pub mod bench_kinds;
 mod bench_mismatch;
 pub mod demo;
 mod demo_kill;
+pub mod elastic;
 mod log_file;
+mod spawner;
 mod supervise;
 pub mod up;

@@ -180,7 +180,12 @@ impl Supervised {
 
     /// Waits for the exit after `terminate`, killing it after the stop timeout.
     pub async fn reap(&mut self) {
-        if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
+        self.reap_within(STOP_TIMEOUT).await;
+    }
+
+    /// Waits for the exit after `terminate`, killing it after `limit`.
+    pub async fn reap_within(&mut self, limit: Duration) {
+        if tokio::time::timeout(limit, self.child.wait())
             .await
             .is_err()
         {

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use gridwatch::client::connect::ClientError;
 
+use super::autoscale::Autoscaler;
+use super::elastic::ElasticArgs;
+pub(super) use super::spawner::Spawner;
 use super::supervise::{last_words, Supervised};
 
 /// How long the master may take to start listening.
@@ -47,6 +50,9 @@ pub struct UpArgs {
     /// redis://HOST:PORT/DB).
     #[command(flatten)]
     pub backend: gridwatch::backend::config::BackendArgs,
+    /// Alert receivers and autoscaling.
+    #[command(flatten)]
+    pub elastic: ElasticArgs,
 }
 
 /// A running local grid.
@@ -64,9 +70,15 @@ pub struct Cluster {
     master: Supervised,
     collector: Supervised,
     /// Agents and workers, in the same order; each worker's agent listens on `sockets[i]`.
-    agents: Vec<Supervised>,
-    workers: Vec<Supervised>,
-    sockets: Vec<PathBuf>,
+    pub(super) agents: Vec<Supervised>,
+    pub(super) workers: Vec<Supervised>,
+    pub(super) sockets: Vec<PathBuf>,
+    /// Starts one more worker with its agent.
+    pub(super) spawner: Spawner,
+    /// Follows the queue with the number of workers, under `--autoscale`.
+    pub(super) scaler: Option<Autoscaler>,
+    /// Workers stopped by a scale-down, finishing their tasks, and their agents.
+    pub(super) retiring: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Cluster {
@@ -132,53 +144,37 @@ impl Cluster {
                 std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o700))
             })
             .map_err(|e| ClientError::Usage(format!("{}: {e}", socket_dir.display())))?;
-        let ids: Vec<String> = (1..=args.workers).map(|n| format!("w{n}")).collect();
-        let sockets: Vec<PathBuf> = ids
-            .iter()
-            .map(|id| socket_dir.join(format!("{id}.sock")))
-            .collect();
-        let collector_port = collector_addr.rsplit(':').next().unwrap_or("6000");
+        let spawner = Spawner {
+            exe,
+            log_dir: log_dir.clone(),
+            socket_dir,
+            master_addr: master_addr.clone(),
+            collector_port: collector_addr
+                .rsplit(':')
+                .next()
+                .unwrap_or("6000")
+                .to_string(),
+            threads: args.threads,
+            backend: backend_flag(args),
+            allow_commands: args.allow_commands,
+        };
+        let scaler = args.elastic.autoscaler();
+        let count = scaler.as_ref().map_or(args.workers, |s| s.policy().min);
+        let ids: Vec<String> = (1..=count).map(|n| format!("w{n}")).collect();
         let mut agents = Vec::new();
-        for (id, socket) in ids.iter().zip(&sockets) {
-            let agent_args = os_args(["agent", "--worker-id", id, "--socket"])
-                .chain([socket.as_os_str().to_owned()])
-                .chain(os_args([
-                    "--collector-host",
-                    "127.0.0.1",
-                    "--collector-port",
-                    collector_port,
-                ]))
-                .collect();
-            let log = log_dir.join(format!("agent-{id}.log"));
-            agents.push(Supervised::start(
-                format!("agent of {id}"),
-                &exe,
-                agent_args,
-                log,
-            )?);
+        for id in &ids {
+            agents.push(spawner.agent(id)?);
         }
         // A worker that starts before its agent listens works unwatched until its next retry:
         // killed meanwhile, it would never be reported dead. So every agent listens first.
-        for ((id, agent), socket) in ids.iter().zip(&mut agents).zip(&sockets) {
-            wait_for_agent(socket, id, agent).await?;
+        for (id, agent) in ids.iter().zip(&mut agents) {
+            wait_for_agent(&spawner.socket(id), id, agent).await?;
         }
         let mut workers = Vec::new();
-        for (id, socket) in ids.iter().zip(&sockets) {
-            let worker_args = os_args(["worker", "--id", id, "--master", &master_addr])
-                .chain(os_args(["--agent-socket"]))
-                .chain([socket.as_os_str().to_owned()])
-                .chain(os_args(["--threads", &args.threads.to_string()]))
-                .chain(os_args(backend_flag(args).iter().map(String::as_str)))
-                .chain(os_args(args.allow_commands.then_some("--allow-commands")))
-                .collect();
-            let log = log_dir.join(format!("{id}.log"));
-            workers.push(Supervised::start(
-                format!("worker {id}"),
-                &exe,
-                worker_args,
-                log,
-            )?);
+        for id in &ids {
+            workers.push(spawner.worker(id)?);
         }
+        let sockets = ids.iter().map(|id| spawner.socket(id)).collect();
         Ok(Self {
             master_addr,
             dashboard,
@@ -190,6 +186,9 @@ impl Cluster {
             agents,
             workers,
             sockets,
+            spawner,
+            scaler,
+            retiring: Vec::new(),
         })
     }
 
@@ -260,12 +259,16 @@ impl Cluster {
                     eprintln!("{}", worker.restart());
                 }
             }
+            self.autoscale().await;
         }
     }
 
     /// SIGTERM to workers, then their agents and the collector, then the master; SIGKILL to any
     /// still running after the timeout. Workers go first so their agents see a clean goodbye.
     pub async fn stop(mut self) {
+        for retiring in std::mem::take(&mut self.retiring) {
+            let _ = retiring.await;
+        }
         for child in &mut self.workers {
             child.terminate();
         }
@@ -336,7 +339,9 @@ fn master_args(args: &UpArgs, listen: &str, http: &str) -> Vec<OsString> {
         .collect()
 }
 
-fn os_args<'a>(args: impl IntoIterator<Item = &'a str>) -> impl Iterator<Item = OsString> {
+pub(super) fn os_args<'a>(
+    args: impl IntoIterator<Item = &'a str>,
+) -> impl Iterator<Item = OsString> {
     args.into_iter()
         .map(OsString::from)
         .collect::<Vec<_>>()
@@ -366,6 +371,9 @@ async fn start_collector(
         .chain(os_args(["--addr-file"]))
         .chain([addr_file.as_os_str().to_owned()])
         .chain(os_args(backend_flag(args).iter().map(String::as_str)))
+        .chain(os_args(
+            args.elastic.delivery_flags().iter().map(String::as_str),
+        ))
         .collect()
     };
     let log = args.data_dir.join("logs").join("collector.log");
@@ -392,7 +400,7 @@ fn backend_flag(args: &UpArgs) -> Vec<String> {
 
 /// Waits until the agent of `worker` accepts connections on `socket` (a socket file left by an
 /// earlier run does not count: only a connection does).
-async fn wait_for_agent(
+pub(super) async fn wait_for_agent(
     socket: &Path,
     worker: &str,
     agent: &mut Supervised,

@@ -14,6 +14,7 @@ use crate::backend::{
     BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Queue, Store,
     TaskId, WorkerId,
 };
+use crate::protocol::ScaleDirection;
 
 /// Upper bounds of the task-duration buckets, seconds: a search chunk takes milliseconds, a
 /// Julia band or a particle replica up to minutes.
@@ -99,6 +100,8 @@ pub struct OpsCounters {
     pub acked: AtomicU64,
     /// Jobs that finished while this master ran, by outcome.
     finished: Mutex<BTreeMap<&'static str, u64>>,
+    /// Workers an autoscaler started (`up`) and stopped (`down`), as it told this master.
+    autoscale: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// A copy of the counters for one scrape.
@@ -125,9 +128,17 @@ pub struct OpsSnapshot {
     pub bytes_searched: u64,
     /// Bytes clients uploaded with their submits.
     pub upload_bytes: u64,
+    /// Autoscaler decisions, by direction (`up`, `down`; both always present).
+    pub autoscale: BTreeMap<&'static str, u64>,
 }
 
 impl OpsCounters {
+    /// Counts one autoscaler decision.
+    pub fn autoscaled(&self, direction: ScaleDirection) {
+        let mut counts = self.autoscale.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(direction.as_str()).or_default() += 1;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Timings> {
         self.timings.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -241,6 +252,16 @@ impl OpsCounters {
             bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
             bytes_searched: self.bytes_searched.load(Ordering::Relaxed),
             upload_bytes: self.upload_bytes.load(Ordering::Relaxed),
+            autoscale: {
+                let mut counts = self
+                    .autoscale
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                counts.entry("up").or_insert(0);
+                counts.entry("down").or_insert(0);
+                counts
+            },
         }
     }
 }
@@ -352,6 +373,9 @@ impl Queue for MeteredQueue {
         Ok(count)
     }
 
+    async fn oldest_waiting(&self) -> BackendResult<Vec<(crate::backend::Priority, f64)>> {
+        self.inner.oldest_waiting().await
+    }
     async fn reclaim_expired(&self) -> BackendResult<usize> {
         let count = self.inner.reclaim_expired().await?;
         let before = Instant::now().checked_sub(self.visibility_timeout);

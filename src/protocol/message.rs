@@ -10,6 +10,37 @@ use super::watchman::{Alert, WorkerReport, WorkerView};
 use crate::backend::performance::WorkerPerformance;
 use crate::backend::{ChunkResult, GenomeRecord, GenomeRemoval, JobStatus, Priority, PruneReport};
 
+/// Which way an autoscaler moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleDirection {
+    /// A worker was started.
+    Up,
+    /// A worker was stopped.
+    Down,
+}
+
+impl ScaleDirection {
+    /// `up` or `down`, as the metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScaleDirection::Up => "up",
+            ScaleDirection::Down => "down",
+        }
+    }
+}
+
+/// One priority's backlog.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueLevel {
+    /// The priority.
+    pub priority: Priority,
+    /// Tasks of unfinished jobs waiting for a worker (no result, no lease).
+    pub tasks: u64,
+    /// Seconds the oldest task nobody holds has waited (0 when none waits).
+    pub oldest_task_age_seconds: f64,
+}
+
 /// Version carried in `hello` and in every frame's `v`; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -614,6 +645,26 @@ pub enum Message {
         /// One entry per worker that completed a task.
         workers: Vec<WorkerPerformance>,
     },
+    /// Autoscaler → master: it started or stopped a worker, and why; counted in /metrics.
+    AutoscaleEvent {
+        /// Up (a worker started) or down (one stopped).
+        direction: ScaleDirection,
+        /// The worker started or stopped.
+        worker_id: String,
+        /// Why, in a sentence.
+        reason: String,
+    },
+    /// Client → master: the backlog per priority, for `status --queue` and autoscalers.
+    QueryQueue,
+    /// Answer to `query_queue`.
+    QueueBacklog {
+        /// One entry per priority, high first.
+        priorities: Vec<QueueLevel>,
+        /// Leases handed out by this master and not yet acknowledged or returned.
+        leases_in_flight: u64,
+        /// Workers seen recently.
+        active_workers: u32,
+    },
     // --- The watchman: worker ↔ agent, agent → collector, collector → master, queries. ---
     /// Worker → agent over the Unix socket, every second.
     Heartbeat {
@@ -628,7 +679,11 @@ pub enum Message {
         current_task: Option<String>,
     },
     /// Worker → agent: a clean exit follows, not a crash.
-    Goodbye,
+    Goodbye {
+        /// Why the worker leaves (`scaled down`), when it was told; shown by `workers`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Agent → worker: stop or resume leasing (a resource warning fired or resolved), so a hot
     /// machine takes no new work until it cools down.
     LeaseAdvice {

@@ -46,10 +46,10 @@ pub use connection::{
 };
 pub use message::{
     classify_decode_error, CompletedTask, CompletionReply, ErrorCode, GenomeRemovalOutcome,
-    InputArrival, JobView, Message, NackReply, PartialResults, ProgressFigure, ProgressView, Role,
-    ServerRole, TaskHeader, PROTOCOL_VERSION,
+    InputArrival, JobView, Message, NackReply, PartialResults, ProgressFigure, ProgressView,
+    QueueLevel, Role, ScaleDirection, ServerRole, TaskHeader, PROTOCOL_VERSION,
 };
 pub use watchman::{
     Alert, AlertState, HistoryPoint, LivenessState, Severity, WorkerReport, WorkerStatus,
-    WorkerView,
+    WorkerView, SCALED_DOWN,
 };

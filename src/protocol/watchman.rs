@@ -238,7 +238,21 @@ pub struct WorkerView {
     pub history: Vec<HistoryPoint>,
 }
 
+/// The reason a worker gives for leaving when an autoscaler stopped it: a departure, not a
+/// failure, and the views say so.
+pub const SCALED_DOWN: &str = "scaled down";
+
 impl WorkerView {
+    /// The status as the views print it: `SCALED DOWN` for a worker an autoscaler stopped,
+    /// otherwise the agent's status.
+    pub fn status_label(&self) -> &'static str {
+        let scaled_down = self.latest.status_reason.as_deref() == Some(SCALED_DOWN);
+        match self.status {
+            WorkerStatus::Stopped if scaled_down => "SCALED DOWN",
+            status => status.as_str(),
+        }
+    }
+
     /// The view of a worker the master sees leasing but no agent reports on: alive as far as
     /// the master knows, with none of the figures only an agent measures.
     pub fn without_agent(worker_id: &str, last_seen_secs_ago: f64) -> Self {

@@ -32,6 +32,8 @@ struct Progress {
     current_task: Mutex<Option<String>>,
     paused: watch::Sender<bool>,
     stop: Notify,
+    /// Why the worker leaves, told to the agent with the goodbye.
+    leaving: Mutex<Option<String>>,
     finished: watch::Sender<bool>,
 }
 
@@ -50,6 +52,7 @@ impl HeartbeatClient {
             current_task: Mutex::new(None),
             paused: watch::channel(false).0,
             stop: Notify::new(),
+            leaving: Mutex::new(None),
             finished: watch::channel(false).0,
         });
         tokio::spawn(run(Arc::clone(&progress), socket, interval));
@@ -108,7 +111,11 @@ impl HeartbeatClient {
 
     /// Tells the agent this is a clean exit (not a crash) and stops heartbeating; waits up to a
     /// second for the goodbye to be written.
-    pub async fn goodbye(&self) {
+    /// `reason` says why it leaves (`scaled down`), when it was told.
+    pub async fn goodbye(&self, reason: Option<String>) {
+        if let Ok(mut leaving) = self.progress.leaving.lock() {
+            *leaving = reason;
+        }
         self.progress.stop.notify_one();
         let mut finished = self.progress.finished.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(1), finished.wait_for(|done| *done)).await;
@@ -194,7 +201,8 @@ async fn session(
             Event::Received(Ok(None)) => return Err(ProtocolError::Closed),
             Event::Received(Err(err)) => return Err(err),
             Event::Stop => {
-                conn.write_message(&Message::Goodbye).await?;
+                let reason = progress.leaving.lock().ok().and_then(|r| r.clone());
+                conn.write_message(&Message::Goodbye { reason }).await?;
                 conn.shutdown().await;
                 return Ok(());
             }

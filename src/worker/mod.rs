@@ -87,6 +87,11 @@ pub struct WorkerArgs {
     /// GRIDWATCH_CPUS; the cluster token and the Redis password are never passed.
     #[arg(long, value_name = "NAME")]
     pub pass_env: Vec<String>,
+    /// A file whose first line, if the file exists when the worker stops, is the reason it
+    /// gives its agent for leaving, shown by `workers`: `up --autoscale` writes `scaled down`
+    /// there before it stops a worker the queue no longer needs.
+    #[arg(long, value_name = "FILE")]
+    pub leave_reason_file: Option<std::path::PathBuf>,
     /// The cluster token for the master's hello, when the cluster has one.
     #[command(flatten)]
     pub auth: crate::protocol::TokenArgs,
@@ -98,6 +103,20 @@ pub struct WorkerArgs {
     /// the master is away.
     #[command(flatten)]
     pub backend: BackendArgs,
+}
+
+/// The first line of `path` (at most 80 characters), if it exists: the worker's reason for
+/// leaving.
+fn leave_reason(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(256)
+        .read_to_string(&mut text)
+        .ok()?;
+    let line = text.lines().next()?.trim();
+    (!line.is_empty()).then(|| line.chars().take(80).collect())
 }
 
 /// Why a worker stopped with an error.
@@ -298,7 +317,8 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
     .await;
     if let Some(heartbeat) = heartbeat {
         // A clean exit, so the agent reports STOPPED rather than DEAD.
-        heartbeat.goodbye().await;
+        let reason = args.leave_reason_file.as_deref().and_then(leave_reason);
+        heartbeat.goodbye(reason).await;
     }
     if let (true, Some(instance)) = (backend_config.is_shared(), instance) {
         // A clean exit frees the id at once, so a restart elsewhere need not wait for the

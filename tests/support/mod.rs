@@ -9,6 +9,7 @@ pub mod pki;
 pub mod procs;
 pub mod proxy;
 pub mod raw;
+pub mod receiver;
 pub mod redis;
 pub mod redis_tls;
 pub mod tmux;

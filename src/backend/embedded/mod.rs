@@ -312,6 +312,10 @@ impl Queue for EmbeddedBackend {
         Ok(moved)
     }
 
+    async fn oldest_waiting(&self) -> BackendResult<Vec<(crate::backend::Priority, f64)>> {
+        self.db.call(queue::oldest_waiting).await
+    }
+
     async fn reclaim_expired(&self) -> BackendResult<usize> {
         let config = self.config.clone();
         let moved = self

@@ -24,6 +24,31 @@ fn priority_rank(priority: Priority) -> i64 {
     }
 }
 
+/// Per priority with a queued task, the submission time of the oldest job that has one.
+pub(super) fn oldest_waiting(state: &mut DbState) -> BackendResult<Vec<(Priority, f64)>> {
+    let mut statement = state
+        .conn
+        .prepare_cached(
+            "SELECT tasks.priority, MIN(jobs.created_at) FROM tasks JOIN jobs ON jobs.id = tasks.job
+             WHERE tasks.state = 'queued' GROUP BY tasks.priority",
+        )
+        .map_err(sql_error)?;
+    let rows = statement
+        .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, f64>(1)?)))
+        .map_err(sql_error)?;
+    let mut oldest = Vec::new();
+    for row in rows {
+        let (rank, created_at) = row.map_err(sql_error)?;
+        let priority = [Priority::High, Priority::Medium, Priority::Low]
+            .into_iter()
+            .find(|p| priority_rank(*p) == rank);
+        if let Some(priority) = priority {
+            oldest.push((priority, created_at));
+        }
+    }
+    Ok(oldest)
+}
+
 /// Spools each task's bytes, then records the tasks in one transaction.
 pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult<()> {
     let mut placed = Vec::with_capacity(tasks.len());

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ::redis::streams::StreamInfoConsumersReply;
+use ::redis::streams::{StreamInfoConsumersReply, StreamInfoGroupsReply, StreamRangeReply};
 use ::redis::{AsyncCommands, Value};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -372,6 +372,36 @@ impl Queue for RedisBackend {
             )
             .await?;
         Ok(cancelled == 1)
+    }
+
+    async fn oldest_waiting(&self) -> BackendResult<Vec<(crate::backend::Priority, f64)>> {
+        let priorities = [
+            crate::backend::Priority::High,
+            crate::backend::Priority::Medium,
+            crate::backend::Priority::Low,
+        ];
+        let mut oldest = Vec::new();
+        for (stream, priority) in TASK_STREAMS.into_iter().zip(priorities) {
+            let first: Option<String> = self
+                .request(|mut conn| async move {
+                    let groups: StreamInfoGroupsReply = conn.xinfo_groups(stream).await?;
+                    let delivered = groups
+                        .groups
+                        .into_iter()
+                        .find(|g| g.name == GROUP)
+                        .map_or_else(|| "0-0".to_string(), |g| g.last_delivered_id);
+                    let after = format!("({delivered}");
+                    let range: StreamRangeReply = conn.xrange_count(stream, after, "+", 1).await?;
+                    Ok(range.ids.into_iter().next().map(|entry| entry.id))
+                })
+                .await?;
+            // An entry id is `{unix milliseconds}-{sequence}`, stamped by Redis when it was added.
+            let millis = first.and_then(|id| id.split('-').next()?.parse::<u64>().ok());
+            if let Some(millis) = millis {
+                oldest.push((priority, millis as f64 / 1000.0));
+            }
+        }
+        Ok(oldest)
     }
 
     async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {

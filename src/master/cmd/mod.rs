@@ -11,6 +11,7 @@ mod lease;
 mod performance;
 mod prune;
 mod purge;
+mod queue;
 mod results;
 pub(super) mod status;
 mod submit;
@@ -116,6 +117,7 @@ pub async fn dispatch(
         message,
         Message::QueryStatus { .. }
             | Message::ListJobs
+            | Message::QueryQueue
             | Message::ListWorkers
             | Message::ListAlerts { .. }
             | Message::Cancel { .. }
@@ -178,6 +180,12 @@ async fn route(
         Message::ForgetWorker { worker_id } => forget::apply(conn, state, &worker_id).await,
         Message::Prune { older_than_secs } => prune::apply(conn, state, older_than_secs).await,
         Message::ListPerformance => performance::apply(conn, state).await,
+        Message::QueryQueue => queue::apply(conn, state).await,
+        Message::AutoscaleEvent {
+            direction,
+            worker_id,
+            reason,
+        } => queue::autoscaled(conn, state, direction, &worker_id, &reason).await,
         Message::ListGenomes => genomes::list(conn, state).await,
         Message::RemoveGenomes { hashes } => genomes::remove(conn, state, hashes).await,
         Message::Lease { .. }

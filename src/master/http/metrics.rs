@@ -153,6 +153,15 @@ fn render_queue(out: &mut Exposition, snapshot: &Snapshot) {
         "priority",
         &stats.queued_by_priority,
     );
+    let name = "gridwatch_queue_oldest_task_age_seconds";
+    out.family(
+        name,
+        "gauge",
+        "Seconds the oldest task nobody holds has waited, by priority (0 when none waits).",
+    );
+    for (priority, age) in &stats.oldest_task_age_by_priority {
+        out.sample(name, &[("priority", priority)], *age);
+    }
     let help = "Leases handed out by this master and not yet acknowledged or returned.";
     out.single(
         "gridwatch_leases_in_flight",
@@ -199,6 +208,15 @@ fn render_queue(out: &mut Exposition, snapshot: &Snapshot) {
     for (name, help, value) in counters {
         out.family(name, "counter", help);
         out.sample(name, &[], *value as f64);
+    }
+    let name = "gridwatch_autoscale_events_total";
+    out.family(
+        name,
+        "counter",
+        "Workers an autoscaler (`up --autoscale`) started (up) or stopped (down).",
+    );
+    for (direction, count) in &ops.autoscale {
+        out.sample(name, &[("direction", direction)], *count as f64);
     }
     let name = "gridwatch_jobs_finished_total";
     out.family(

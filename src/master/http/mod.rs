@@ -13,7 +13,7 @@ mod metrics;
 mod performance;
 mod results;
 mod serve;
-mod snapshot;
+pub(crate) mod snapshot;
 
 pub use guard::AllowedHosts;
 pub use snapshot::{

@@ -11,8 +11,8 @@ use crate::backend::{BackendError, JobStatus, Priority, RefusalReason, Store};
 use crate::master::ops::OpsSnapshot;
 use crate::master::summary_view;
 use crate::master::MasterState;
-use crate::protocol::JobView;
 use crate::protocol::{Alert, AlertState, LivenessState, ProgressFigure, Severity, WorkerView};
+use crate::protocol::{JobView, QueueLevel};
 
 /// The alert history's cap (both backends keep the newest 1000 events).
 pub const ALERT_HISTORY: usize = 1000;
@@ -49,6 +49,9 @@ pub struct GridStats {
     pub results_refused: BTreeMap<&'static str, u64>,
     /// Tasks of unfinished jobs waiting in the queue (no result, no lease), per priority.
     pub queued_by_priority: BTreeMap<&'static str, u64>,
+    /// Seconds the oldest task nobody holds has waited, per priority (0 with none waiting): the
+    /// backlog an autoscaler acts on.
+    pub oldest_task_age_by_priority: BTreeMap<&'static str, f64>,
     /// Leases handed out by this master and not yet acknowledged or returned.
     pub leases_in_flight: u64,
 }
@@ -147,6 +150,58 @@ pub async fn firing_now(state: &MasterState) -> Result<Vec<Alert>, BackendError>
     Ok(firing(&events).into_iter().cloned().collect())
 }
 
+/// Tasks of unfinished jobs waiting for a worker (no result, no lease), per priority.
+fn queued_by_priority(jobs: &[JobView], ops: &OpsSnapshot) -> BTreeMap<&'static str, u64> {
+    let mut queued: BTreeMap<&'static str, u64> = [Priority::High, Priority::Medium, Priority::Low]
+        .iter()
+        .map(|p| (p.as_str(), 0))
+        .collect();
+    for job in jobs {
+        if matches!(job.status, JobStatus::Pending | JobStatus::Processing) {
+            let remaining = job
+                .progress
+                .total_chunks
+                .saturating_sub(job.progress.processed_chunks);
+            let leased = ops.in_flight_by_job.get(&job.job_id).copied().unwrap_or(0);
+            let priority = job.priority.unwrap_or(Priority::Medium).as_str();
+            *queued.entry(priority).or_default() += u64::from(remaining).saturating_sub(leased);
+        }
+    }
+    queued
+}
+
+/// The backlog per priority, high first, and the leases in flight: `status --queue`'s answer.
+pub async fn backlog(state: &MasterState) -> Result<(Vec<QueueLevel>, u64), BackendError> {
+    let jobs = job_views(state.store.as_ref(), None).await?;
+    let ops = state.ops.snapshot();
+    let queued = queued_by_priority(&jobs, &ops);
+    let ages = oldest_task_ages(state).await?;
+    let levels = [Priority::High, Priority::Medium, Priority::Low]
+        .into_iter()
+        .map(|priority| QueueLevel {
+            priority,
+            tasks: queued.get(priority.as_str()).copied().unwrap_or(0),
+            oldest_task_age_seconds: ages.get(priority.as_str()).copied().unwrap_or(0.0),
+        })
+        .collect();
+    Ok((levels, ops.in_flight_by_job.values().sum()))
+}
+
+/// Seconds the oldest waiting task of each priority has waited (0 for none).
+async fn oldest_task_ages(
+    state: &MasterState,
+) -> Result<BTreeMap<&'static str, f64>, BackendError> {
+    let mut ages: BTreeMap<&'static str, f64> = [Priority::High, Priority::Medium, Priority::Low]
+        .iter()
+        .map(|p| (p.as_str(), 0.0))
+        .collect();
+    let now = crate::time::unix_now();
+    for (priority, queued_at) in state.queue.oldest_waiting().await? {
+        ages.insert(priority.as_str(), (now - queued_at).max(0.0));
+    }
+    Ok(ages)
+}
+
 /// Reads everything `/stats` and `/metrics` report.
 pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
     let store = state.store.as_ref();
@@ -167,21 +222,9 @@ pub async fn gather(state: &MasterState) -> Result<Snapshot, BackendError> {
     };
     let ops = state.ops.snapshot();
     stats.leases_in_flight = ops.in_flight_by_job.values().sum();
-    stats.queued_by_priority = [Priority::High, Priority::Medium, Priority::Low]
-        .iter()
-        .map(|p| (p.as_str(), 0))
-        .collect();
+    stats.queued_by_priority = queued_by_priority(&jobs, &ops);
+    stats.oldest_task_age_by_priority = oldest_task_ages(state).await?;
     for job in &jobs {
-        if matches!(job.status, JobStatus::Pending | JobStatus::Processing) {
-            let remaining = job
-                .progress
-                .total_chunks
-                .saturating_sub(job.progress.processed_chunks);
-            let leased = ops.in_flight_by_job.get(&job.job_id).copied().unwrap_or(0);
-            let priority = job.priority.unwrap_or(Priority::Medium).as_str();
-            *stats.queued_by_priority.entry(priority).or_default() +=
-                u64::from(remaining).saturating_sub(leased);
-        }
         *stats.jobs.entry(job.status.as_str()).or_default() += 1;
         stats.chunks_done += u64::from(job.progress.processed_chunks);
         stats.chunks_total += u64::from(job.progress.total_chunks);
