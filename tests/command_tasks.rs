@@ -12,7 +12,7 @@ use std::process::Command;
 
 use crate::support::grid::Grid;
 use crate::support::redis::RedisServer;
-use crate::support::{gridwatch_bin, poll_until};
+use crate::support::{gridwatch_bin, wait_for};
 
 const FINISH: Duration = Duration::from_secs(120);
 
@@ -64,7 +64,7 @@ fn group_members(pgid: u32) -> Vec<u32> {
 
 /// Waits for the task to write its shell's pid (its group id) into `file`.
 fn wait_pid_file(file: &Path) -> u32 {
-    poll_until(FINISH, "the task to start", || {
+    wait_for("the task to start", FINISH, || {
         std::fs::read_to_string(file).ok()?.trim().parse().ok()
     })
 }
@@ -141,9 +141,9 @@ fn a_timeout_kills_the_whole_process_group() {
     let status = grid.wait_finished("slow", FINISH);
     assert_eq!(status["job"]["status"], "failed", "{status}");
     let ended = Instant::now();
-    poll_until(
-        Duration::from_secs(5),
+    wait_for(
         "the task's group to be gone",
+        Duration::from_secs(5),
         || group_members(pgid).is_empty().then_some(()),
     );
     assert!(ended.elapsed() < Duration::from_secs(5));
@@ -162,9 +162,9 @@ fn cancel_kills_a_running_task_within_a_second_or_so() {
     let pgid = wait_pid_file(&pid_file);
     let asked = Instant::now();
     grid.cli_ok(&["cancel", "long"]);
-    poll_until(
-        Duration::from_secs(10),
+    wait_for(
         "the cancelled task's group to be gone",
+        Duration::from_secs(10),
         || group_members(pgid).is_empty().then_some(()),
     );
     let took = asked.elapsed();
@@ -203,7 +203,7 @@ fn a_worker_without_allow_commands_never_runs_one_and_its_environment_stays_priv
     );
     grid.worker_flags.push("--allow-commands".into());
     grid.start_worker("trusted", 1);
-    poll_until(FINISH, "the job to complete", || {
+    wait_for("the job to complete", FINISH, || {
         let out = grid.cli(&["status", "env", "--json", "--token-file", &token_file]);
         String::from_utf8_lossy(&out.stdout)
             .contains("\"completed\"")
@@ -278,7 +278,7 @@ fn a_worker_killed_mid_array_leaves_exactly_one_result_per_task() {
         &["--array", "1-40"],
         &["sh", "-c", "sleep 0.2; echo {i}"],
     );
-    poll_until(FINISH, "some results", || {
+    wait_for("some results", FINISH, || {
         let status = grid.status("mid");
         (status["job"]["progress"]["processed_chunks"].as_u64()? >= 5).then_some(())
     });

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
-use crate::support::poll_until;
 use crate::support::redis::RedisServer;
+use crate::support::wait_for;
 
 const GENEROUS: Duration = Duration::from_secs(120);
 const NO_WORKERS: &str = "no active workers";
@@ -94,7 +94,7 @@ fn assert_exact_count(grid: &Grid, job: &str, records: &Records, pattern: &str) 
 fn start_worker(grid: &mut Grid, id: &str, threads: usize) {
     grid.start_worker(id, threads);
     let log = grid.path(&format!("{id}.log"));
-    poll_until(GENEROUS, "the worker to start", || {
+    wait_for("the worker to start", GENEROUS, || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         text.contains("worker started").then_some(())
     });
@@ -167,7 +167,7 @@ fn a_job_finished_while_the_master_was_down_is_logged_on_its_return_with_its_red
     let (small, small_records) = genome(&grid, "small.fa", 23, 1, 20_000);
     submit(&grid, &small, "before");
     assert_exact_count(&grid, "before", &small_records, "ACGTAC");
-    poll_until(GENEROUS, "the first job's end logged", || {
+    wait_for("the first job's end logged", GENEROUS, || {
         job_finished_lines(&grid)
             .iter()
             .any(|(job, _)| job == "before")
@@ -185,7 +185,7 @@ fn a_job_finished_while_the_master_was_down_is_logged_on_its_return_with_its_red
         "--job-id",
         "away",
     ]);
-    poll_until(GENEROUS, "w1 to hold leases of the job", || {
+    wait_for("w1 to hold leases of the job", GENEROUS, || {
         (pending_under(&redis, "w1") > 0).then_some(())
     });
     if let Some(mut master) = grid.master.take() {
@@ -201,7 +201,7 @@ fn a_job_finished_while_the_master_was_down_is_logged_on_its_return_with_its_red
     assert!(lost > 0, "w1 held no lease when killed");
     grid.workers.retain(|(id, _)| id != "w1");
     start_worker(&mut grid, "w1", 2);
-    poll_until(GENEROUS, "the workers to complete the job", || {
+    wait_for("the workers to complete the job", GENEROUS, || {
         (redis_job_status(&redis, "away") == "completed").then_some(())
     });
     assert!(
@@ -210,7 +210,7 @@ fn a_job_finished_while_the_master_was_down_is_logged_on_its_return_with_its_red
     );
 
     grid.start_master();
-    let away = poll_until(GENEROUS, "the end logged by the returning master", || {
+    let away = wait_for("the end logged by the returning master", GENEROUS, || {
         job_finished_lines(&grid)
             .into_iter()
             .find(|(job, _)| job == "away")

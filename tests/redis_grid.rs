@@ -232,7 +232,7 @@ fn a_worker_stopped_cleanly_frees_its_id_in_redis_before_it_exits() {
             .unwrap_or(false)
     };
     let mut conn = redis_conn(&redis);
-    poll_until(JOB_TIMEOUT, "w1 to claim its id", || {
+    wait_for("w1 to claim its id", JOB_TIMEOUT, || {
         owner(&mut conn).then_some(())
     });
     let worker = grid.worker("w1");

@@ -128,6 +128,8 @@ fn a_cut_worker_returns_the_tasks_it_never_received(
 }
 
 #[test]
+#[ignore = "its setup needs a lease reply to be lost inside the cut, which a heavily loaded \
+            machine sometimes fails to arrange; run it with --ignored"]
 fn a_worker_reading_redis_returns_the_tasks_lost_in_a_cut_when_it_reconnects() {
     let redis = RedisServer::start();
     let url = redis.url();

@@ -1,8 +1,8 @@
 //! Command-line commands: thin wrappers that parse flags, ask the master (or run a local tool)
 //! and print. `main.rs` lists the commands and dispatches each to its function here.
 
-pub mod command;
 pub mod backlog;
+pub mod command;
 pub mod connect;
 pub mod genomes;
 pub mod health;

@@ -218,6 +218,7 @@ pub(super) async fn run_leased(
         chunk: lease.id.chunk,
         matches: failed,
         payload,
+        encoded: None,
         worker: config.id.clone(),
         run: Box::new(run),
     }))

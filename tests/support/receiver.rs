@@ -162,7 +162,7 @@ impl Alertmanager {
     }
 
     fn wait_ready(&self, port: u16) {
-        super::poll_until(Duration::from_secs(60), "alertmanager ready", || {
+        super::wait_for("alertmanager ready", Duration::from_secs(60), || {
             let address = format!("127.0.0.1:{port}");
             TcpStream::connect(&address).ok()?;
             let reply = super::http::request_with(&address, "GET", "/-/ready", &[], "");
