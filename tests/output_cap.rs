@@ -16,14 +16,32 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 /// Bound on every process's peak resident memory during the `N` jobs.
 const PEAK_RSS_BOUND_KIB: u64 = 512 * 1024;
 
-/// Peak resident memory of a live process (`VmHWM`), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+/// Peak resident memory of a process (`VmHWM`), in KiB; `None` once it is gone.
+fn read_peak_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
+}
+
+/// Peak resident memory of a live process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    read_peak_kib(pid).expect("VmHWM in /proc/PID/status")
+}
+
+/// Samples a client's peak resident memory until it exits, which it must do successfully;
+/// returns the last peak read (KiB).
+fn peak_until_exit(child: &mut std::process::Child, args: &[&str]) -> u64 {
+    let mut peak = 0;
+    loop {
+        peak = peak.max(read_peak_kib(child.id()).unwrap_or(0));
+        if let Some(status) = child.try_wait().expect("waiting for the client") {
+            assert!(status.success(), "client {args:?} failed: {status}");
+            return peak;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Runs a client command to completion, sampling its peak resident memory while it lives;
@@ -38,21 +56,7 @@ fn client_with_peak(grid: &Grid, args: &[&str]) -> (String, u64) {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("running the client");
-    let mut peak = 0;
-    loop {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
-            let hwm = status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok());
-            peak = peak.max(hwm.unwrap_or(0));
-        }
-        if let Some(status) = child.try_wait().expect("waiting for the client") {
-            assert!(status.success(), "client {args:?} failed: {status}");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let peak = peak_until_exit(&mut child, args);
     (std::fs::read_to_string(&out).expect("client output"), peak)
 }
 
@@ -221,21 +225,7 @@ fn client_streamed(grid: &Grid, args: &[&str]) -> Streamed {
         }
         (hasher.finalize(), lines, bytes)
     });
-    let mut peak = 0;
-    loop {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
-            let hwm = status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok());
-            peak = peak.max(hwm.unwrap_or(0));
-        }
-        if let Some(status) = child.try_wait().expect("waiting for the client") {
-            assert!(status.success(), "client {args:?} failed: {status}");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let peak = peak_until_exit(&mut child, args);
     let (hash, lines, bytes) = reader.join().expect("the reading thread");
     Streamed {
         hash,

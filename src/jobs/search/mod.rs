@@ -1037,6 +1037,34 @@ impl InputCutter for SearchCutter {
     }
 }
 
+/// Cuts an upload as the master does, fed in pieces of `piece` bytes: the search kind accepts
+/// `submission`, cuts `input` into tasks and completes the spec. For the kind's unit tests.
+#[cfg(test)]
+pub(crate) fn cut_upload(
+    submission: serde_json::Value,
+    input: &[u8],
+    piece: usize,
+    limits: &SubmitLimits,
+) -> (serde_json::Value, Vec<PlannedTask>) {
+    let kind = super::require(SEARCH_KIND).expect("the search kind is registered");
+    let spec = kind
+        .accept(submission, Some(input.len() as u64), limits)
+        .expect("the submission is accepted");
+    let Ok(TaskSource::Upload(mut cutter)) = kind.tasks(&spec) else {
+        panic!("a search uploads its input");
+    };
+    let mut tasks = Vec::new();
+    for bytes in input.chunks(piece) {
+        cutter
+            .push(bytes, &mut |task| tasks.push(task))
+            .expect("the upload is cut");
+    }
+    let spec = cutter
+        .finish(&mut |task| tasks.push(task))
+        .expect("the upload ends");
+    (spec, tasks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1065,17 +1093,7 @@ mod tests {
             "filename": "g.fa",
             "patterns": [{ "name": "p", "sequence": pattern }],
         });
-        let spec = kind
-            .accept(submission, Some(input.len() as u64), &LIMITS)
-            .unwrap();
-        let TaskSource::Upload(mut cutter) = kind.tasks(&spec).unwrap() else {
-            panic!("a search uploads its input");
-        };
-        let mut tasks = Vec::new();
-        for piece in input.chunks(5) {
-            cutter.push(piece, &mut |task| tasks.push(task)).unwrap();
-        }
-        let spec = cutter.finish(&mut |task| tasks.push(task)).unwrap();
+        let (spec, tasks) = cut_upload(submission, input, 5, &LIMITS);
         assert!(tasks.len() > 1, "the input should span several chunks");
         let out = jobs::run_in_process(kind, &spec, &tasks, "count");
         String::from_utf8(out).unwrap()

@@ -575,7 +575,7 @@ impl<'m> RecordCursor<'m> {
 mod tests {
     use super::*;
     use crate::backend::ChunkResult;
-    use crate::jobs::{self, JobContext, SubmitLimits, TaskSource};
+    use crate::jobs::{self, JobContext, SubmitLimits};
 
     /// A job run in one process the way the grid runs it: accepted, cut, each task run alone.
     /// Returns the completed spec and the stored results by task index.
@@ -591,17 +591,7 @@ mod tests {
             work: jobs::WorkCaps::DEFAULT,
             max_positions: 1 << 24,
         };
-        let spec = kind
-            .accept(submission, Some(fasta.len() as u64), &limits)
-            .unwrap();
-        let TaskSource::Upload(mut cutter) = kind.tasks(&spec).unwrap() else {
-            panic!("a search uploads its input");
-        };
-        let mut tasks = Vec::new();
-        for piece in fasta.chunks(37) {
-            cutter.push(piece, &mut |task| tasks.push(task)).unwrap();
-        }
-        let spec = cutter.finish(&mut |task| tasks.push(task)).unwrap();
+        let (spec, tasks) = super::super::cut_upload(submission, fasta, 37, &limits);
         let results = tasks
             .iter()
             .map(|task| {
