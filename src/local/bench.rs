@@ -140,6 +140,7 @@ fn generate_genome(dir: &Path, size: u64) -> Result<PathBuf, ToolError> {
         line_width: 60,
         records: 1,
         plant: Vec::new(),
+        format: None,
     })?;
     Ok(out)
 }

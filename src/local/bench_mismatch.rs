@@ -405,6 +405,7 @@ fn generate_into(
         line_width: 60,
         records: 1,
         plant,
+        format: None,
     })?;
     Ok(out)
 }

@@ -16,6 +16,7 @@ mod masks;
 mod matcher;
 mod parallel;
 mod pattern;
+pub mod twobit;
 
 pub use input::{Chunker, InputError, RecordInfo, SequenceChunk, DEFAULT_PLAIN_NAME};
 pub use parallel::{search_reader, LocatedHit, ParallelError, ParallelOptions, SearchOutcome};
