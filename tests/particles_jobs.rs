@@ -319,7 +319,7 @@ fn the_master_refuses_a_bad_raw_spec_with_an_error_frame() {
                 };
                 conn.write_message(&submit).await.expect("submit_job");
                 match conn.expect_message().await.expect("a reply") {
-                    Message::Error { code, message } => {
+                    Message::Error { code, message, .. } => {
                         assert_eq!(code, ErrorCode::BadMessage, "{spec}: {message}");
                         assert!(message.contains("particles"), "{message}");
                         assert_eq!(message.lines().count(), 1, "{message}");

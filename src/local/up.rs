@@ -11,6 +11,7 @@ use gridwatch::client::connect::ClientError;
 use super::autoscale::Autoscaler;
 use super::elastic::ElasticArgs;
 pub(super) use super::spawner::Spawner;
+use super::spawner::os_args;
 use super::supervise::{last_words, Supervised};
 
 /// How long the master may take to start listening.
@@ -337,15 +338,6 @@ fn master_args(args: &UpArgs, listen: &str, http: &str) -> Vec<OsString> {
         .chain(drop_dir_flag(args))
         .chain(os_args(args.master_flags.split_whitespace()))
         .collect()
-}
-
-pub(super) fn os_args<'a>(
-    args: impl IntoIterator<Item = &'a str>,
-) -> impl Iterator<Item = OsString> {
-    args.into_iter()
-        .map(OsString::from)
-        .collect::<Vec<_>>()
-        .into_iter()
 }
 
 /// Starts the collector (telling the master of dead workers) and waits until it listens; its

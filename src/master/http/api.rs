@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::snapshot::{self, GridStats};
+use crate::master::views::{self as snapshot, GridStats};
 use super::{ApiError, HttpState};
 use crate::jobs::records::TaskRecord;
 use crate::master::job_view;

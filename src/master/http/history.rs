@@ -58,7 +58,7 @@ pub async fn sample(state: HttpState) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match snapshot::gather(&state.master).await {
+        match crate::master::views::gather(&state.master).await {
             Ok(snapshot) => state.history.push(Sample {
                 at: crate::time::unix_now(),
                 chunks_done: snapshot.stats.chunks_done,

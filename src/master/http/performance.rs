@@ -23,7 +23,7 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let store = state.master.store.as_ref();
-    let liveness = snapshot::worker_views(store)
+    let liveness = crate::master::views::worker_views(store)
         .await?
         .into_iter()
         .find(|view| view.worker_id == id);
