@@ -387,11 +387,7 @@ fn sibling_imports(
 ) -> BTreeSet<SiblingImport> {
     let mut found = BTreeSet::new();
     for path in absolute_paths(module, source) {
-        let common = module
-            .iter()
-            .zip(&path)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let common = module.iter().zip(&path).take_while(|(a, b)| a == b).count();
         if common >= module.len() || common >= path.len() {
             continue;
         }
@@ -580,11 +576,20 @@ fn files_importing_each_other_are_a_cycle_and_a_chain_is_not() {
     let is_module = |p: &[String]| modules.iter().any(|m| m == p);
     let mut imports = BTreeSet::new();
     let files = [
-        ("backend/redis/queue.rs", "use super::store::{push, verdict};"),
+        (
+            "backend/redis/queue.rs",
+            "use super::store::{push, verdict};",
+        ),
         ("backend/redis/store.rs", "use super::keys::JOBS;"),
-        ("backend/redis/keys.rs", "use crate::backend::RefusalReason;"),
+        (
+            "backend/redis/keys.rs",
+            "use crate::backend::RefusalReason;",
+        ),
         ("master/forget.rs", "use super::http::snapshot::views;"),
-        ("master/http/api.rs", "let _ = crate::master::{state, forget::forget_worker};"),
+        (
+            "master/http/api.rs",
+            "let _ = crate::master::{state, forget::forget_worker};",
+        ),
     ];
     for (file, source) in files {
         imports.extend(sibling_imports(&path(file), source, &is_module));

@@ -11,8 +11,8 @@ use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::remote::RemoteBackend;
 use gridwatch::backend::{
-    ChunkResult, Completion, JobRecord, JobStatus, JobStore, Leases, MasterQueue, MasterStore,
-    NewTask, Priority, QueueAdmin, ResultSink, ResultStore, TaskId,
+    ChunkResult, Completion, JobRecord, JobStatus, Leases, MasterQueue, MasterStore, NewTask,
+    Priority, ResultSink, TaskId,
 };
 use gridwatch::master::{MasterConfig, MasterState};
 use serde_json::json;
@@ -89,7 +89,11 @@ pub async fn run(tasks: u32) {
 /// connection to a master.
 type Consumers = Arc<dyn Fn(usize) -> (Arc<dyn Leases>, Arc<dyn ResultSink>) + Send + Sync>;
 
-async fn measure(queue: Arc<dyn MasterQueue>, store: Arc<dyn MasterStore>, tasks: u32) -> Measurement {
+async fn measure(
+    queue: Arc<dyn MasterQueue>,
+    store: Arc<dyn MasterStore>,
+    tasks: u32,
+) -> Measurement {
     let (q, st) = (queue.clone(), store.clone());
     let consumers: Consumers = Arc::new(move |_| {
         let leases: Arc<dyn Leases> = q.clone();

@@ -12,11 +12,8 @@
 //! holding the task's current delivery (its unguessable token), for a task that exists, with a
 //! match count the task can hold. A large result is stored in parts that become visible together.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub mod capability;
@@ -149,7 +146,6 @@ impl BackendError {
 
 /// Shorthand for backend results.
 pub type BackendResult<T> = Result<T, BackendError>;
-
 
 /// A genome's decoded sequence being stored as its upload streams in. Nothing is visible under
 /// the genome's hash before [`GenomeWriter::commit`].

@@ -15,9 +15,9 @@ use bytes::Bytes;
 use tokio::sync::Mutex;
 
 use super::{
-    BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
-    Lease, Leases, MonitorSink, NackOutcome, RefusalReason, ResultSink, TaskId, WorkerId,
-    MAX_BATCH, RESULT_PART_BYTES,
+    BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, Lease, Leases,
+    MonitorSink, NackOutcome, RefusalReason, ResultSink, TaskId, WorkerId, MAX_BATCH,
+    RESULT_PART_BYTES,
 };
 use crate::protocol::{
     ClientTls, CompletedTask, CompletionReply, Dial, ErrorCode, Greeting, Message, NackReply,

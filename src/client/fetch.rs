@@ -23,8 +23,8 @@ pub struct JobResults {
 
 /// A completed job's stored results as the master sends them, one task's result at a time.
 pub struct ResultsStream<'c> {
-    client: &'c mut MasterClient,
-    job_id: String,
+    pub(super) client: &'c mut MasterClient,
+    pub(super) job_id: String,
     remaining: u32,
 }
 

@@ -3,22 +3,17 @@
 
 use std::io::Write;
 
-use bytes::Bytes;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
-use super::progress::JobProgress;
-pub use super::fetch::{
-    fetch_report, fetch_results, open_results, JobResults, ResultsStream,
-};
+pub use super::fetch::{fetch_report, fetch_results, open_results, JobResults, ResultsStream};
 pub use super::progress::counted;
-use crate::backend::{ChunkResult, JobStatus, RESULT_PART_BYTES};
+use super::progress::JobProgress;
+use crate::backend::JobStatus;
 use crate::jobs::search::stream::{CountTally, StreamPrinter};
-use crate::jobs::search::{
-    report_from_stored, OutputFormat, SearchJobSpec, SearchReport, SEARCH_KIND,
-};
+use crate::jobs::search::{OutputFormat, SearchJobSpec, SEARCH_KIND};
 use crate::jobs::{self, Kind, ResultError};
 use crate::protocol::{JobView, Message, ProtocolError};
 

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncReadExt;
 
-use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
+use super::connect::{unexpected, ClientError, MasterClient};
+pub use super::job_request::{JobRequest, PriorityArg, SubmitCommon};
 use super::progress::JobProgress;
 use super::query::{
     chosen_format, follow, print_results_patiently, print_status, ResultsRequest, POLL_INTERVAL,
 };
 use super::search::collect_patterns;
-pub use super::job_request::{JobRequest, PriorityArg, SubmitCommon};
 use crate::backend::{JobStatus, Priority};
 use crate::jobs;
 use crate::jobs::search::{SearchSubmission, SEARCH_KIND};

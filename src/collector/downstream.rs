@@ -180,7 +180,11 @@ async fn flush(
         pending.downs.pop_front();
     }
     while let Some(alert) = pending.alerts.front() {
-        downstream.backend.monitor.push_alert(&to_json(alert)).await?;
+        downstream
+            .backend
+            .monitor
+            .push_alert(&to_json(alert))
+            .await?;
         pending.alerts.pop_front();
     }
     while let Some((worker, view)) = pending.views.pop_first() {

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use gridwatch::client::backlog::Backlog;
 use gridwatch::client::connect::{MasterAddr, MasterClient};
 use gridwatch::protocol::{Message, ScaleDirection, WorkerStatus, SCALED_DOWN};
 

@@ -10,8 +10,8 @@ use gridwatch::client::connect::ClientError;
 
 use super::autoscale::Autoscaler;
 use super::elastic::ElasticArgs;
-pub(super) use super::spawner::Spawner;
 use super::spawner::os_args;
+pub(super) use super::spawner::Spawner;
 use super::supervise::{last_words, Supervised};
 
 /// How long the master may take to start listening.

@@ -150,7 +150,8 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         write_addr_file(path, local)?;
     }
     tracing::info!(component = "master", listen = %local, tls = tls.is_some(), data_dir = %config.data_dir.display(), "master listening");
-    let mut state = MasterState::new(backend.queue, backend.store, config).with_genomes(backend.genomes);
+    let mut state =
+        MasterState::new(backend.queue, backend.store, config).with_genomes(backend.genomes);
     if matches!(
         backend_config,
         crate::backend::config::BackendConfig::Embedded

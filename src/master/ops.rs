@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::backend::{
-    BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Leases, MasterQueue, QueueAdmin, ResultSink, WorkerIds,
-    TaskId, WorkerId,
+    BackendResult, Completion, CompletionOutcome, Lease, Leases, MasterQueue, NackOutcome, NewTask,
+    QueueAdmin, ResultSink, TaskId, WorkerId, WorkerIds,
 };
 use crate::protocol::ScaleDirection;
 

@@ -121,7 +121,10 @@ pub async fn listed_workers(state: &MasterState) -> Result<Vec<WorkerView>, Back
 }
 
 /// The newest `limit` alert events, newest first.
-pub async fn alert_events(store: &dyn MonitorStore, limit: usize) -> Result<Vec<Alert>, BackendError> {
+pub async fn alert_events(
+    store: &dyn MonitorStore,
+    limit: usize,
+) -> Result<Vec<Alert>, BackendError> {
     let values = store.alerts(limit).await?;
     Ok(values
         .into_iter()

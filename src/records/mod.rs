@@ -413,7 +413,6 @@ impl RefusalReason {
     pub fn from_word(word: &str) -> Option<RefusalReason> {
         RefusalReason::ALL.into_iter().find(|r| r.as_str() == word)
     }
-
 }
 
 impl std::fmt::Display for RefusalReason {

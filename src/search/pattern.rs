@@ -3,8 +3,8 @@
 use thiserror::Error;
 
 use super::matcher::Engine;
-pub use super::needle::{iupac_bases, Strand};
 use super::needle::Needle;
+pub use super::needle::{iupac_bases, Strand};
 
 /// Which strands a search covers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

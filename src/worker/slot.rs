@@ -10,7 +10,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::prefetch::Buffer;
 use super::{WorkerConfig, WorkerStats, MAX_BACKOFF, MIN_BACKOFF};
-use crate::backend::{BackendError, BackendResult, ChunkResult, Completion, Lease, Leases, TaskRun};
+use crate::backend::{
+    BackendError, BackendResult, ChunkResult, Completion, Lease, Leases, TaskRun,
+};
 use crate::jobs::{self, PreparedTask};
 
 /// The last job's prepared state (for a search: its compiled patterns), reused while consecutive

@@ -21,15 +21,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use super::capability::{
+    put_in_parts, GenomeStore, JobStore, Leases, MonitorSink, MonitorStore, QueueAdmin, ResultSink,
+    ResultStore, WorkerIds,
+};
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
     GenomeRecord, GenomeRemoval, GenomeWriter, JobRecord, JobStatus, JobSummary, Lease,
     NackOutcome, NewTask, Progress, PruneReport, RefusalReason, SharedResultCheck, StoredResult,
     TaskTimes, WorkerId, MAX_BATCH,
-};
-use super::capability::{
-    put_in_parts, GenomeStore, JobStore, Leases, MonitorSink, MonitorStore, QueueAdmin, ResultSink,
-    ResultStore, WorkerIds,
 };
 use db::Db;
 

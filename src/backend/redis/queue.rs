@@ -18,8 +18,8 @@ use super::store::{push_result, script_outcome, with_verdict};
 use super::token::parse_token;
 use super::{backend_error, RedisBackend};
 use crate::backend::{
-    BackendError, BackendResult, Completion, CompletionOutcome, Lease, Leases, NackOutcome, NewTask,
-    QueueAdmin, ResultSink, TaskId, WorkerId, WorkerIds, MAX_BATCH, RESULT_PART_BYTES,
+    BackendError, BackendResult, Completion, CompletionOutcome, Lease, Leases, NackOutcome,
+    NewTask, QueueAdmin, ResultSink, TaskId, WorkerId, WorkerIds, MAX_BATCH, RESULT_PART_BYTES,
 };
 
 /// What one run of the lease script found.

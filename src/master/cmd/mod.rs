@@ -93,7 +93,9 @@ impl HandlerError {
     pub fn into_reply(self) -> (ErrorCode, String, bool) {
         match self {
             HandlerError::Refused { code, message } => (code, message, true),
-            HandlerError::ResultRefused { message, .. } => (ErrorCode::ResultRefused, message, true),
+            HandlerError::ResultRefused { message, .. } => {
+                (ErrorCode::ResultRefused, message, true)
+            }
             HandlerError::Fatal { code, message } => (code, message, false),
             HandlerError::Protocol(err) => (err.code(), err.to_string(), false),
             HandlerError::Backend(BackendError::NoSuchJob(id)) => (
@@ -171,9 +173,10 @@ pub async fn dispatch(
             state.backend_health.failed(&request, &err.to_string())
         }
         Err(HandlerError::Backend(_)) | Err(HandlerError::Protocol(_)) => {}
-        Ok(()) | Err(HandlerError::Refused { .. }) | Err(HandlerError::Fatal { .. }) => {
-            state.backend_health.answered()
-        }
+        Ok(())
+        | Err(HandlerError::Refused { .. })
+        | Err(HandlerError::ResultRefused { .. })
+        | Err(HandlerError::Fatal { .. }) => state.backend_health.answered(),
     }
     outcome
 }

@@ -45,7 +45,11 @@ pub async fn apply(
 }
 
 /// Answers a watchman message; `None` if `message` is not one (the caller handles it).
-pub async fn answer(message: &Message, queue: &dyn QueueAdmin, store: &dyn MonitorStore) -> Option<Message> {
+pub async fn answer(
+    message: &Message,
+    queue: &dyn QueueAdmin,
+    store: &dyn MonitorStore,
+) -> Option<Message> {
     let reply = match message {
         Message::WorkerDown {
             worker_id,

@@ -10,7 +10,8 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
-use super::{snapshot, HttpState};
+use super::HttpState;
+use crate::master::views as snapshot;
 
 /// Time between samples.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
@@ -58,7 +59,7 @@ pub async fn sample(state: HttpState) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match crate::master::views::gather(&state.master).await {
+        match snapshot::gather(&state.master).await {
             Ok(snapshot) => state.history.push(Sample {
                 at: crate::time::unix_now(),
                 chunks_done: snapshot.stats.chunks_done,

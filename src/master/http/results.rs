@@ -252,7 +252,11 @@ async fn stream_search(
 }
 
 /// A stored result's payload text, its parts read one after another.
-async fn read_text(store: &dyn ResultStore, job: &str, header: &StoredResult) -> Result<Bytes, ApiError> {
+async fn read_text(
+    store: &dyn ResultStore,
+    job: &str,
+    header: &StoredResult,
+) -> Result<Bytes, ApiError> {
     if header.parts == 1 {
         return Ok(store.result_part(job, header.chunk, 0).await?);
     }
@@ -348,7 +352,11 @@ impl io::Read for PartsReader<'_> {
 }
 
 /// One stored band, its payload's parts read one after another.
-async fn read_band(store: &dyn ResultStore, job: &str, header: &StoredResult) -> io::Result<JuliaBand> {
+async fn read_band(
+    store: &dyn ResultStore,
+    job: &str,
+    header: &StoredResult,
+) -> io::Result<JuliaBand> {
     let mut text = Vec::new();
     for part in 0..header.parts {
         let bytes = store
