@@ -14,6 +14,7 @@ pub mod generate;
 mod input;
 mod masks;
 mod matcher;
+mod needle;
 mod parallel;
 mod pattern;
 pub mod twobit;
@@ -119,7 +120,7 @@ fn with_kernel(
     if owned == 0 {
         return;
     }
-    let verify = |needle: &matcher::Needle, start: usize, limit: u32| {
+    let verify = |needle: &needle::Needle, start: usize, limit: u32| {
         set.mismatches_at(
             needle.pattern as usize,
             needle.strand,

@@ -13,12 +13,8 @@ mod metrics;
 mod performance;
 mod results;
 mod serve;
-pub(crate) mod snapshot;
 
 pub use guard::AllowedHosts;
-pub use snapshot::{
-    alert_events, firing, listed_workers, shown_alerts, worker_views, ALERT_HISTORY,
-};
 
 use std::future::Future;
 use std::sync::Arc;
