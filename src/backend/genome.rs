@@ -111,6 +111,9 @@ impl Queue for GenomeQueue {
     async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
         self.inner.set_runs_commands(worker, runs).await
     }
+    async fn command_workers_live(&self, window: Duration) -> BackendResult<Option<bool>> {
+        self.inner.command_workers_live(window).await
+    }
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
         self.inner.extend(lease).await
     }

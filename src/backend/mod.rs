@@ -742,6 +742,12 @@ pub trait Queue: Send + Sync {
     async fn set_runs_commands(&self, _worker: &str, _runs: bool) -> BackendResult<()> {
         Ok(())
     }
+    /// Whether some worker that runs command tasks was live within `window`, when the backend
+    /// itself sees its workers (with Redis, workers never talk to the master). `None` when it
+    /// does not: the embedded master sees its workers on its own connections.
+    async fn command_workers_live(&self, _window: Duration) -> BackendResult<Option<bool>> {
+        Ok(None)
+    }
     /// Gives up `worker`'s id if `holder` still holds it, so the next claimant need not wait.
     async fn release_worker_id(&self, _worker: &str, _holder: &str) -> BackendResult<()> {
         Ok(())

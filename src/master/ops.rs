@@ -303,6 +303,9 @@ impl Queue for MeteredQueue {
     async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
         self.inner.set_runs_commands(worker, runs).await
     }
+    async fn command_workers_live(&self, window: Duration) -> BackendResult<Option<bool>> {
+        self.inner.command_workers_live(window).await
+    }
 
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
         let lease = self.inner.lease(worker, wait).await?;
