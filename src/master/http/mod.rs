@@ -14,6 +14,7 @@ mod performance;
 mod results;
 mod serve;
 pub(crate) mod snapshot;
+mod task_output;
 
 pub use guard::AllowedHosts;
 pub use snapshot::{
@@ -128,6 +129,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/jobs/{id}/results", get(jobs_write::results))
         .route("/jobs/{id}/view", get(job_page::page))
         .route("/jobs/{id}/image.png", get(results::image))
+        .route(
+            "/jobs/{id}/tasks/{task}/{stream}",
+            get(task_output::handler),
+        )
         .route("/workers", get(api::workers))
         .route("/workers/{id}", get(performance::one))
         .route("/stats/performance", get(performance::all))
@@ -162,7 +167,7 @@ async fn dashboard() -> Html<&'static str> {
 
 async fn not_found(uri: Uri) -> Response {
     let message = format!(
-        "no such endpoint: {}; try /, /health, /jobs, /jobs/ID, /jobs/ID/image.png, /workers, /alerts, /stats, /stats/history, /metrics or POST /workers/ID/forget",
+        "no such endpoint: {}; try /, /health, /jobs, /jobs/ID, /jobs/ID/image.png, /jobs/ID/tasks/N/stdout, /workers, /alerts, /stats, /stats/history, /metrics or POST /workers/ID/forget",
         uri.path()
     );
     json_error(StatusCode::NOT_FOUND, message)
