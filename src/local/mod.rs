@@ -5,6 +5,7 @@
 
 mod autoscale;
 pub mod bench;
+pub mod bench_commands;
 pub mod bench_grid;
 pub mod bench_kinds;
 mod bench_mismatch;
