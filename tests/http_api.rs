@@ -3,7 +3,7 @@
 //! valid Prometheus text that agrees with `/jobs`; a killed worker shows as a firing alert.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -18,36 +18,13 @@ struct Reply {
     body: String,
 }
 
-/// `GET path` over a fresh connection (HTTP/1.1, `Connection: close`), read to the end.
+/// `GET path` over a fresh connection, read to the end.
 fn get(addr: &str, path: &str) -> Reply {
-    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP API");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    let text = String::from_utf8(raw).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("status code");
-    let content_type = head
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        .map(|(_, value)| value.trim().to_string())
-        .unwrap_or_default();
+    let reply = crate::support::http::request_with(addr, "GET", path, &[], "");
     Reply {
-        status,
-        content_type,
-        body: body.to_string(),
+        status: reply.status,
+        content_type: reply.header("content-type"),
+        body: reply.text(),
     }
 }
 
@@ -534,7 +511,35 @@ fn a_fresh_master_serves_empty_views_json_404s_and_a_self_contained_dashboard() 
         "{bad}"
     );
     let unknown = get_json(&http, "/nowhere", 404);
-    assert!(unknown["error"].as_str().unwrap_or("").contains("/nowhere"));
+    let hint = unknown["error"].as_str().unwrap_or("").to_string();
+    assert!(hint.contains("/nowhere"), "{hint}");
+    // The hint names the documented endpoints, and every path it names is served: a GET of
+    // each reaches a handler (a missing job or worker, or a POST-only route, but never "no such
+    // endpoint").
+    let (_, named) = hint
+        .split_once("try ")
+        .expect("the hint lists the endpoints");
+    let named: Vec<&str> = named.split(", ").collect();
+    for documented in [
+        "/health",
+        "/jobs",
+        "/jobs/ID",
+        "/jobs/ID/results",
+        "/workers",
+        "/workers/ID/forget",
+        "/alerts",
+        "/stats",
+        "/metrics",
+    ] {
+        assert!(named.contains(&documented), "{documented} in {hint}");
+    }
+    for path in named {
+        let reply = get(&http, &path.replace("ID", "nope"));
+        assert!(
+            !reply.body.contains("no such endpoint"),
+            "the hint names {path}, which is not served"
+        );
+    }
     let samples = metrics(&http);
     assert_eq!(
         metric(&samples, "gridwatch_jobs", &[("status", "completed")]),

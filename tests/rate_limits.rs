@@ -160,12 +160,19 @@ fn every_way_in_is_cut_off_at_the_limits(redis: bool) {
     let flood_jobs = crate::support::honest::job_ids(&grid).len();
     assert_eq!(flood_jobs, 2 * JOBS_PER_MINUTE + TASKS_PER_MINUTE / 16);
 
-    // The window is a minute: once it has passed, the first address may submit again.
-    std::thread::sleep(
-        (started + Duration::from_secs(61)).saturating_duration_since(Instant::now()),
-    );
+    // The window is a minute: once it has passed, the first address may submit again. The
+    // limiter is the master's whatever the backend, so the minute is waited out once; on Redis
+    // a fresh address shows the grid still takes work.
+    let honest_from = if redis {
+        [127, 0, 0, 5]
+    } else {
+        std::thread::sleep(
+            (started + Duration::from_secs(61)).saturating_duration_since(Instant::now()),
+        );
+        [127, 0, 0, 2]
+    };
     runtime().block_on(async {
-        let mut conn = client([127, 0, 0, 2], &grid.addr).await;
+        let mut conn = client(honest_from, &grid.addr).await;
         let (accepted, refusals) = send_batches(&mut conn, 1, |_| {
             vec![BatchJob {
                 job_id: "honest".into(),

@@ -116,17 +116,7 @@ impl RawConn {
 
 /// `GET path` on the HTTP API; returns the body.
 fn http_get(addr: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connecting to the HTTP API");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("response");
-    raw.split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
+    crate::support::http::request_with(addr, "GET", path, &[], "").text()
 }
 
 /// The `gridwatch_results_refused_total` sample for `reason`.

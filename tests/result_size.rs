@@ -3,8 +3,6 @@
 //! read specs, so a flood of `/metrics` requests with huge specs stored leaves the master small
 //! and still serving.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
@@ -43,24 +41,9 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM in /proc/PID/status")
 }
 
-/// `GET path`, read to the end; returns the status line's code.
+/// `GET path`, read to the end; returns the status code.
 fn http_get(addr: &str, path: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).expect("connecting to the HTTP API");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("response");
-    String::from_utf8_lossy(&raw)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
+    crate::support::http::request_with(addr, "GET", path, &[], "").status
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! the master, agent to the collector, worker to its agent. The token is passed in by the caller;
 //! nothing here reads the environment.
 
+use subtle::ConstantTimeEq;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -186,7 +187,7 @@ pub async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(expected) = token {
         let matches = offered
             .as_deref()
-            .is_some_and(|offered| constant_time_eq(offered.as_bytes(), expected.as_bytes()));
+            .is_some_and(|offered| token_matches(offered, expected));
         if !matches {
             return Err(AcceptError::refused(
                 ErrorCode::Unauthorized,
@@ -214,13 +215,11 @@ pub async fn welcome<S: AsyncRead + AsyncWrite + Unpin>(
     .await
 }
 
-/// Compares without stopping at the first difference, so the time taken does not tell an
-/// attacker how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+/// Whether an offered cluster token is the expected one, byte for byte (no trimming: a token is
+/// what was configured, whichever door it comes through). Compared without stopping at the first
+/// difference, so the time taken does not tell an attacker how much of a guessed token was right.
+pub fn token_matches(offered: &str, expected: &str) -> bool {
+    bool::from(offered.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 #[cfg(test)]
@@ -333,9 +332,10 @@ mod tests {
 
     #[test]
     fn tokens_compare_equal_only_when_identical() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(constant_time_eq(b"", b""));
+        assert!(token_matches("abc", "abc"));
+        assert!(!token_matches("abc", "abd"));
+        assert!(!token_matches("abc", "abcd"));
+        assert!(!token_matches("abc ", "abc"));
+        assert!(token_matches("", ""));
     }
 }

@@ -1,7 +1,9 @@
-//! A TCP proxy a test can cut, to lose a process' link the way a network cut does: while cut,
-//! requests still reach the server but every reply is dropped (the server acts, the client never
-//! hears); ending the cut resets every connection, as the client's own timeout would after a
-//! long cut, and later connections pass again. It can also hang up on the next connections
+//! A TCP proxy a test can cut, to lose a process' link the way a network cut does. The cut falls
+//! on the first reply larger than a size the test names (a reply carrying tasks), so a test loses
+//! exactly that reply whatever the machine's load; from then on requests still reach the server
+//! but every reply is dropped (the server acts, the client never hears). Ending the cut resets
+//! every connection, as the client's own timeout would after a long cut, and later connections
+//! pass again. It can also hang up on the next connections
 //! after their first bytes (a handshake cut by a stalled server). Threads and sockets end when it
 //! is dropped.
 
@@ -15,11 +17,11 @@ use std::time::Duration;
 #[derive(Default)]
 struct Link {
     cut: AtomicBool,
+    /// When not 0, the first reply read larger than this starts the cut (and is dropped).
+    cut_above: AtomicU64,
     closing: AtomicBool,
     hang_up_on: AtomicU64,
     accepted: AtomicU64,
-    dropped_reply_bytes: AtomicU64,
-    forwarded_reply_bytes: AtomicU64,
     sockets: Mutex<Vec<TcpStream>>,
 }
 
@@ -78,24 +80,21 @@ impl CuttableProxy {
         self.link.accepted.load(Ordering::SeqCst)
     }
 
-    /// Starts dropping every reply (requests still pass).
-    pub fn cut(&self) {
-        self.link.cut.store(true, Ordering::SeqCst);
+    /// Arms the cut to start at the first reply read larger than `bytes`, which is dropped with
+    /// every reply after it.
+    pub fn cut_at_reply_over(&self, bytes: u64) {
+        self.link.cut_above.store(bytes, Ordering::SeqCst);
     }
 
-    /// Reply bytes dropped since the proxy started.
-    pub fn dropped_reply_bytes(&self) -> u64 {
-        self.link.dropped_reply_bytes.load(Ordering::SeqCst)
-    }
-
-    /// Reply bytes passed on to clients since the proxy started.
-    pub fn forwarded_reply_bytes(&self) -> u64 {
-        self.link.forwarded_reply_bytes.load(Ordering::SeqCst)
+    /// Whether the link is cut now.
+    pub fn is_cut(&self) -> bool {
+        self.link.cut.load(Ordering::SeqCst)
     }
 
     /// Ends the cut: every open connection is reset, new ones pass.
     pub fn restore(&self) {
         self.close_all();
+        self.link.cut_above.store(0, Ordering::SeqCst);
         self.link.cut.store(false, Ordering::SeqCst);
     }
 
@@ -146,17 +145,17 @@ fn pump(link: &Link, mut from: TcpStream, mut to: TcpStream, replies: bool) {
             Ok(0) | Err(_) => break,
             Ok(read) => read,
         };
+        if replies {
+            let above = link.cut_above.load(Ordering::SeqCst);
+            if above > 0 && read as u64 > above {
+                link.cut.store(true, Ordering::SeqCst);
+            }
+        }
         if replies && link.cut.load(Ordering::SeqCst) {
-            link.dropped_reply_bytes
-                .fetch_add(read as u64, Ordering::SeqCst);
             continue;
         }
         if to.write_all(&buffer[..read]).is_err() {
             break;
-        }
-        if replies {
-            link.forwarded_reply_bytes
-                .fetch_add(read as u64, Ordering::SeqCst);
         }
     }
     let _ = to.shutdown(Shutdown::Both);

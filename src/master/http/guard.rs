@@ -10,9 +10,9 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use subtle::ConstantTimeEq;
 
 use super::{json_error, HttpState};
+use crate::protocol::handshake::token_matches;
 
 /// The host names the HTTP API answers to.
 #[derive(Clone, Debug)]
@@ -172,8 +172,8 @@ fn same_origin(headers: &HeaderMap, host: &str) -> Result<(), String> {
     }
 }
 
-/// Whether the request carries the master's token (always, when it has none). The comparison
-/// takes the same time whichever byte differs, so a token cannot be guessed byte by byte.
+/// Whether the request carries the master's token (always, when it has none), compared as every
+/// door compares it: the same time whichever byte differs.
 fn authorized(headers: &HeaderMap, token: Option<&str>) -> bool {
     let Some(expected) = token else {
         return true;
@@ -182,7 +182,7 @@ fn authorized(headers: &HeaderMap, token: Option<&str>) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .is_some_and(|offered| bool::from(offered.trim().as_bytes().ct_eq(expected.as_bytes())))
+        .is_some_and(|offered| token_matches(offered, expected))
 }
 
 fn unauthorized() -> Response {

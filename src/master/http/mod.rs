@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{middleware, Json, Router};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -119,9 +119,9 @@ fn json_error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-/// Every route of the HTTP API.
+/// Every route of the HTTP API, in the order the 404 hint lists them.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let routes = Routes::default()
         .route("/", get(dashboard))
         .route("/health", get(api::health))
         .route("/jobs", get(api::jobs).post(jobs_write::submit))
@@ -129,29 +129,51 @@ pub fn router(state: HttpState) -> Router {
         .route("/jobs/{id}/results", get(jobs_write::results))
         .route("/jobs/{id}/view", get(job_page::page))
         .route("/jobs/{id}/image.png", get(results::image))
-        .route(
-            "/jobs/{id}/tasks/{task}/{stream}",
-            get(task_output::handler),
-        )
+        .route("/jobs/{id}/tasks/{task}/stdout", get(task_output::stdout))
+        .route("/jobs/{id}/tasks/{task}/stderr", get(task_output::stderr))
         .route("/workers", get(api::workers))
         .route("/workers/{id}", get(performance::one))
+        .route("/workers/{id}/forget", post(forget::handler))
         .route("/stats/performance", get(performance::all))
         .route("/alerts", get(api::alerts))
         .route("/stats", get(api::stats))
         .route("/stats/history", get(history::handler))
-        .route("/metrics", get(metrics::handler))
-        .merge(operator_routes())
-        .fallback(not_found)
+        .route("/metrics", get(metrics::handler));
+    let hint = routes.hint();
+    routes
+        .router
+        // Browsers ask for an icon on their own: answered, but not worth a line in the hint.
+        .route("/favicon.ico", get(favicon))
+        .route("/favicon.svg", get(favicon))
+        .fallback(move |uri: Uri| not_found(uri, hint.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), guard::check))
         .with_state(state)
 }
 
-/// The operator's routes: forgetting a dead worker, and the dashboard's icon.
-fn operator_routes() -> Router<HttpState> {
-    Router::new()
-        .route("/workers/{id}/forget", post(forget::handler))
-        .route("/favicon.ico", get(favicon))
-        .route("/favicon.svg", get(favicon))
+/// The router being built and the paths it serves, so the 404 hint is read off the same table
+/// and never names a route that does not exist or misses one that does.
+#[derive(Default)]
+struct Routes {
+    router: Router<HttpState>,
+    paths: Vec<&'static str>,
+}
+
+impl Routes {
+    fn route(mut self, path: &'static str, methods: MethodRouter<HttpState>) -> Self {
+        self.router = self.router.route(path, methods);
+        self.paths.push(path);
+        self
+    }
+
+    /// `try /, /health, /jobs, /jobs/ID, ...`: every path, its parameters in capitals.
+    fn hint(&self) -> Arc<str> {
+        let paths: Vec<String> = self
+            .paths
+            .iter()
+            .map(|path| path.replace("{id}", "ID").replace("{task}", "N"))
+            .collect();
+        format!("try {}", paths.join(", ")).into()
+    }
 }
 
 /// A small grid of squares, so browsers asking for an icon get one instead of a 404.
@@ -165,11 +187,8 @@ async fn dashboard() -> Html<&'static str> {
     Html(DASHBOARD)
 }
 
-async fn not_found(uri: Uri) -> Response {
-    let message = format!(
-        "no such endpoint: {}; try /, /health, /jobs, /jobs/ID, /jobs/ID/image.png, /jobs/ID/tasks/N/stdout, /workers, /alerts, /stats, /stats/history, /metrics or POST /workers/ID/forget",
-        uri.path()
-    );
+async fn not_found(uri: Uri, hint: Arc<str>) -> Response {
+    let message = format!("no such endpoint: {}; {hint}", uri.path());
     json_error(StatusCode::NOT_FOUND, message)
 }
 

@@ -11,16 +11,34 @@ use super::{ApiError, HttpState};
 use crate::backend::Store;
 use crate::jobs::command::{CommandJobSpec, CommandResult, TaskList, COMMAND_KIND};
 
-/// `GET /jobs/{id}/tasks/{task}/{stream}` with stream `stdout` or `stderr`.
-pub async fn handler(
+/// `GET /jobs/{id}/tasks/{task}/stdout`.
+pub async fn stdout(
     State(state): State<HttpState>,
-    Path((id, task, stream)): Path<(String, u64, String)>,
+    Path((id, task)): Path<(String, u64)>,
 ) -> Result<Response, ApiError> {
-    if stream != "stdout" && stream != "stderr" {
-        return Err(ApiError::NotFound(format!(
-            "no task output {stream:?}: ask for stdout or stderr"
-        )));
-    }
+    output(&state, id, task, Stream::Stdout).await
+}
+
+/// `GET /jobs/{id}/tasks/{task}/stderr`.
+pub async fn stderr(
+    State(state): State<HttpState>,
+    Path((id, task)): Path<(String, u64)>,
+) -> Result<Response, ApiError> {
+    output(&state, id, task, Stream::Stderr).await
+}
+
+/// Which of a task's outputs.
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+async fn output(
+    state: &HttpState,
+    id: String,
+    task: u64,
+    stream: Stream,
+) -> Result<Response, ApiError> {
     let store = state.master.store.as_ref();
     let record = store
         .job(&id)
@@ -42,9 +60,9 @@ pub async fn handler(
             record.status.as_str()
         ))
     })?;
-    let text = match stream.as_str() {
-        "stdout" => result.stdout,
-        _ => result.stderr,
+    let text = match stream {
+        Stream::Stdout => result.stdout,
+        Stream::Stderr => result.stderr,
     };
     let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     Ok((headers, text).into_response())
