@@ -9,7 +9,6 @@ use std::time::Duration;
 use crate::support::grid::Grid;
 use crate::support::redis::RedisServer;
 use crate::support::wait_for;
-use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
 use serde_json::Value;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -292,42 +291,14 @@ fn the_master_refuses_a_bad_raw_spec_with_an_error_frame() {
         serde_json::json!({ "particles": 1000000, "steps": 100000, "seed": 1 }),
         serde_json::json!({ "particles": 10, "steps": 10 }),
     ];
-    tokio::runtime::Runtime::new()
-        .expect("tokio runtime")
-        .block_on(async {
-            let stream = tokio::net::TcpStream::connect(&grid.addr)
-                .await
-                .expect("connecting to the master");
-            let mut conn = Connection::new(stream);
-            let hello = Message::Hello {
-                role: Role::Client,
-                version: PROTOCOL_VERSION,
-                token: None,
-                id: None,
-                instance: None,
-            };
-            conn.write_message(&hello).await.expect("hello");
-            conn.expect_message().await.expect("welcome");
-            for (i, spec) in bad_specs.into_iter().enumerate() {
-                let submit = Message::SubmitJob {
-                    job_id: format!("bad-{i}"),
-                    kind: "particles".into(),
-                    spec: Some(spec.clone()),
-                    file_size: None,
-                    priority: Default::default(),
-                    top_level: Default::default(),
-                };
-                conn.write_message(&submit).await.expect("submit_job");
-                match conn.expect_message().await.expect("a reply") {
-                    Message::Error { code, message } => {
-                        assert_eq!(code, ErrorCode::BadMessage, "{spec}: {message}");
-                        assert!(message.contains("particles"), "{message}");
-                        assert_eq!(message.lines().count(), 1, "{message}");
-                    }
-                    other => panic!("{spec}: expected an error frame, got {other:?}"),
-                }
-            }
-        });
+    let specs: Vec<(&str, serde_json::Value)> = bad_specs
+        .iter()
+        .map(|spec| ("particles", spec.clone()))
+        .collect();
+    for (spec, message) in bad_specs.iter().zip(grid.raw_refusals(&specs)) {
+        assert!(message.contains("particles"), "{spec}: {message}");
+        assert_eq!(message.lines().count(), 1, "{spec}: {message}");
+    }
     let jobs: Value = serde_json::from_str(&grid.cli_ok(&["jobs", "--json"])).expect("JSON");
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
 }

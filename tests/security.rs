@@ -265,20 +265,7 @@ fn duplicate_ids_are_refused_while_the_first_lives(backend: &str) {
         first.log()
     );
     first.kill9();
-    wait_for("the id free again", Duration::from_secs(30), || {
-        let third = worker(dir.path(), "third", "dup", &master, backend);
-        let accepted = wait_for("an answer", Duration::from_secs(20), || {
-            let log = third.log();
-            if log.contains("worker started") {
-                Some(true)
-            } else if log.contains("in use by a live worker") {
-                Some(false)
-            } else {
-                None
-            }
-        });
-        accepted.then_some(third)
-    });
+    the_id_is_taken_back(|| worker(dir.path(), "third", "dup", &master, backend));
 }
 
 #[test]
@@ -333,8 +320,14 @@ fn duplicate_id_is_refused_across_ways_in(first_way: &str, second_way: &str) {
         second.log()
     );
     first.kill9();
+    the_id_is_taken_back(|| worker(dir.path(), "third", "dup", &master, way(second_way)));
+}
+
+/// Once the first holder of an id is dead, a worker started by `start` under that id is
+/// accepted within seconds (each refused try is started again).
+fn the_id_is_taken_back(start: impl Fn() -> Proc) {
     wait_for("the id free again", Duration::from_secs(30), || {
-        let third = worker(dir.path(), "third", "dup", &master, way(second_way));
+        let third = start();
         let accepted = wait_for("an answer", Duration::from_secs(20), || {
             let log = third.log();
             if log.contains("worker started") {

@@ -7,50 +7,8 @@ use std::time::Duration;
 
 use crate::support::grid::Grid;
 use crate::support::julia::{reference, Spec};
-use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Sends each raw spec as a `submit_job` and returns the error frames' messages.
-fn raw_refusals(grid: &Grid, specs: &[(&str, serde_json::Value)]) -> Vec<String> {
-    tokio::runtime::Runtime::new()
-        .expect("tokio runtime")
-        .block_on(async {
-            let stream = tokio::net::TcpStream::connect(&grid.addr)
-                .await
-                .expect("connecting to the master");
-            let mut conn = Connection::new(stream);
-            let hello = Message::Hello {
-                role: Role::Client,
-                version: PROTOCOL_VERSION,
-                token: None,
-                id: None,
-                instance: None,
-            };
-            conn.write_message(&hello).await.expect("hello");
-            conn.expect_message().await.expect("welcome");
-            let mut messages = Vec::new();
-            for (i, (kind, spec)) in specs.iter().enumerate() {
-                let submit = Message::SubmitJob {
-                    job_id: format!("over-{i}"),
-                    kind: kind.to_string(),
-                    spec: Some(spec.clone()),
-                    file_size: None,
-                    priority: Default::default(),
-                    top_level: Default::default(),
-                };
-                conn.write_message(&submit).await.expect("submit_job");
-                match conn.expect_message().await.expect("a reply") {
-                    Message::Error { code, message } => {
-                        assert_eq!(code, ErrorCode::BadMessage, "{spec}: {message}");
-                        messages.push(message);
-                    }
-                    other => panic!("{spec}: expected an error frame, got {other:?}"),
-                }
-            }
-            messages
-        })
-}
 
 fn job_count(grid: &Grid) -> usize {
     let jobs: serde_json::Value =
@@ -62,21 +20,18 @@ fn job_count(grid: &Grid) -> usize {
 fn over_cap_jobs_are_refused_with_the_figure_the_cap_and_the_flag() {
     let mut grid = Grid::start(&[]);
     // The reported attacks, against the default caps (10^11 iterations, 10^12 disc-steps).
-    let messages = raw_refusals(
-        &grid,
-        &[
-            (
-                "julia",
-                serde_json::json!({ "width": 8192, "iterations": 1_000_000 }),
-            ),
-            (
-                "particles",
-                serde_json::json!({
-                    "particles": 1_000_000, "steps": 20_000, "seed": 1, "replicas": 100_000
-                }),
-            ),
-        ],
-    );
+    let messages = grid.raw_refusals(&[
+        (
+            "julia",
+            serde_json::json!({ "width": 8192, "iterations": 1_000_000 }),
+        ),
+        (
+            "particles",
+            serde_json::json!({
+                "particles": 1_000_000, "steps": 20_000, "seed": 1, "replicas": 100_000
+            }),
+        ),
+    ]);
     // Repeated addition gives 8192 asked columns one more or not; the work is one of the two.
     let julia_work = |side: u64| side * side * 1_000_000;
     assert!(
@@ -194,19 +149,16 @@ fn a_lowered_cap_refuses_just_above_it_and_accepts_just_below() {
     let (width, height, _) = reference(Spec::classic(100, 100, 1));
     let work = (width * height) as u64 * 101;
     assert!(work > 1_000_000);
-    let messages = raw_refusals(
-        &grid,
-        &[
-            (
-                "julia",
-                serde_json::json!({ "width": 100, "iterations": 101 }),
-            ),
-            (
-                "particles",
-                serde_json::json!({ "particles": 100, "steps": 301, "seed": 7, "replicas": 2 }),
-            ),
-        ],
-    );
+    let messages = grid.raw_refusals(&[
+        (
+            "julia",
+            serde_json::json!({ "width": 100, "iterations": 101 }),
+        ),
+        (
+            "particles",
+            serde_json::json!({ "particles": 100, "steps": 301, "seed": 7, "replicas": 2 }),
+        ),
+    ]);
     assert!(
         messages[0].contains(&format!(
             "{width}×{height} pixels × 101 iterations = {work} iterations exceeds the master's \

@@ -161,6 +161,49 @@ impl Grid {
         })
     }
 
+    /// Sends each `(kind, spec)` as a raw `submit_job`, as a client that skips the CLI's own
+    /// checks would, and returns the messages of the error frames the master answers with;
+    /// fails unless every spec is refused as a bad message.
+    pub fn raw_refusals(&self, specs: &[(&str, serde_json::Value)]) -> Vec<String> {
+        use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        runtime.block_on(async {
+            let stream = tokio::net::TcpStream::connect(&self.addr)
+                .await
+                .expect("connecting to the master");
+            let mut conn = Connection::new(stream);
+            let hello = Message::Hello {
+                role: Role::Client,
+                version: PROTOCOL_VERSION,
+                token: None,
+                id: None,
+                instance: None,
+            };
+            conn.write_message(&hello).await.expect("hello");
+            conn.expect_message().await.expect("welcome");
+            let mut messages = Vec::new();
+            for (i, (kind, spec)) in specs.iter().enumerate() {
+                let submit = Message::SubmitJob {
+                    job_id: format!("raw-{i}"),
+                    kind: kind.to_string(),
+                    spec: Some(spec.clone()),
+                    file_size: None,
+                    priority: Default::default(),
+                    top_level: Default::default(),
+                };
+                conn.write_message(&submit).await.expect("submit_job");
+                match conn.expect_message().await.expect("a reply") {
+                    Message::Error { code, message } => {
+                        assert_eq!(code, ErrorCode::BadMessage, "{spec}: {message}");
+                        messages.push(message);
+                    }
+                    other => panic!("{spec}: expected an error frame, got {other:?}"),
+                }
+            }
+            messages
+        })
+    }
+
     /// Text of all master logs so far.
     pub fn master_logs(&self) -> String {
         (0..self.restarts)
