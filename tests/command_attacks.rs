@@ -36,8 +36,23 @@ fn output_patterns_that_leave_the_working_directory_are_refused() {
         assert!(!output.status.success(), "{pattern}: accepted");
         assert!(stderr.contains(says), "{pattern}: {stderr}");
     }
+    // The master refuses them too, from a client that skips the CLI's checks.
+    let specs: Vec<(&str, serde_json::Value)> = cases
+        .iter()
+        .map(|(pattern, _)| {
+            (
+                "command",
+                serde_json::json!({"argv": ["true"], "outputs": [pattern]}),
+            )
+        })
+        .collect();
+    let refusals = grid.raw_refusals(&specs);
+    for ((pattern, says), message) in cases.iter().zip(&refusals) {
+        assert!(message.contains(says), "{pattern}: {message}");
+    }
     let jobs = grid.cli_ok(&["jobs", "--json"]);
     assert!(!jobs.contains("\"bad\""), "a refused job exists: {jobs}");
+    assert!(!jobs.contains("raw-"), "a refused job exists: {jobs}");
 }
 
 #[test]
