@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite the way CI does: one release build, tests in parallel.
 # Installs what the tests need beyond cargo (redis-server, promtool, Alertmanager, chromium and its WebDriver,
-# tmux, docker-compose to validate the compose file) when it is missing.
+# tmux, Biopython, docker-compose to validate the compose file) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,8 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
+# Biopython is the independent reader the .2bit files gridwatch writes are checked against.
+/usr/bin/python3 -c 'import Bio.SeqIO' >/dev/null 2>&1 || need_apt+=(python3-biopython)
 # The compose file is validated by `docker compose config` (v2) or `docker-compose config` (v1).
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
   || need_apt+=(docker-compose)

@@ -14,6 +14,7 @@ pub mod master;
 pub mod particles;
 pub mod procfs;
 pub mod protocol;
+pub mod records;
 pub mod search;
 pub mod shutdown;
 pub mod telemetry;

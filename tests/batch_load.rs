@@ -12,7 +12,7 @@ use crate::support::grid::{naive_hits, parse_tsv, write_fasta, Bases, Grid};
 use crate::support::redis::RedisServer;
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::remote::RemoteBackend;
-use gridwatch::backend::{NackOutcome, Queue};
+use gridwatch::backend::{Leases, NackOutcome};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -280,7 +280,7 @@ fn worker_queue(
     grid: &Grid,
     redis: Option<&RedisServer>,
     runtime: &tokio::runtime::Runtime,
-) -> Arc<dyn Queue> {
+) -> Arc<dyn Leases> {
     match redis {
         None => Arc::new(RemoteBackend::new(grid.addr.clone(), "holder", None)),
         Some(server) => Arc::new(

@@ -338,7 +338,7 @@ fn flapping_attack(backend: &str) {
         "the attack was too slow to prove anything: {reports}"
     );
     match &refusals[0] {
-        Message::Error { code, message } => {
+        Message::Error { code, message, .. } => {
             assert_eq!(*code, ErrorCode::RateLimited, "{message}");
             assert!(message.contains("--max-workers-per-address"), "{message}");
         }
@@ -346,7 +346,7 @@ fn flapping_attack(backend: &str) {
     }
     for refusal in &refusals[1..] {
         match refusal {
-            Message::Error { code, message } => {
+            Message::Error { code, message, .. } => {
                 assert_eq!(*code, ErrorCode::BadMessage, "{message}");
                 assert!(message.contains("use 1-100 ASCII letters"), "{message}");
                 assert!(message.len() < 400, "the refusal echoes the whole id");

@@ -292,7 +292,7 @@ fn lying_client_cannot_poison(backend: Backend) {
         .expect("runtime");
     let reply = runtime.block_on(raw_submit(&grid, "liar", Some(&real_hash), &fake));
     match reply {
-        Message::Error { code, message } => {
+        Message::Error { code, message, .. } => {
             assert_eq!(code, ErrorCode::BadInput, "{message}");
             assert!(message.contains(&real_hash), "{message}");
         }

@@ -60,6 +60,7 @@ mod security;
 mod task_records;
 mod tls;
 mod top_tmux;
+mod twobit;
 mod up_autoscale;
 mod up_supervisor;
 mod watchman_collector;

@@ -2,10 +2,11 @@
 //! the roles never import each other (they talk over the wire). The floors, bottom up:
 //!
 //! 0. kernels and support: `search`, `julia`, `particles` (pure computation), `time`, `procfs`,
-//!    `shutdown`, `telemetry`;
-//! 1. the shared pieces: `protocol` and `backend` (the wire carries backend records, and the
-//!    remote backend speaks the wire, so they share a floor);
-//! 2. job kinds: `jobs`;
+//!    `shutdown`, `telemetry`, and `records` (the jobs, tasks and results that are both the wire
+//!    format and the storage format);
+//! 1. the wire: `protocol`;
+//! 2. the shared pieces above it: `backend` (the remote backend speaks the wire) and the job
+//!    kinds, `jobs`;
 //! 3. roles: `master`, `worker`, `agent`, `collector`;
 //! 4. command-line commands: `client`;
 //! 5. local orchestration of a whole grid on this machine: `local` (it drives the grid through
@@ -17,6 +18,12 @@
 //!
 //! The test reads every `.rs` file under `src/`, resolves each `crate::`, `super::` and
 //! `gridwatch::` path to the top-level module it names, and fails on any import that points up.
+//!
+//! Inside a module, the same holds between its files: the children of a module (its files and
+//! directories) must not import each other in a circle, which would make them one unit split
+//! over several files. A second test resolves each path to the child of the module it enters
+//! and fails on any such circle, also between the top-level modules (two modules sharing a
+//! floor may import each other one way only).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -30,8 +37,9 @@ const FLOORS: &[(&str, u32)] = &[
     ("procfs", 0),
     ("shutdown", 0),
     ("telemetry", 0),
+    ("records", 0),
     ("protocol", 1),
-    ("backend", 1),
+    ("backend", 2),
     ("jobs", 2),
     ("master", 3),
     ("worker", 3),
@@ -271,6 +279,212 @@ fn no_module_imports_a_higher_floor_or_another_role() {
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
+/// The paths `code` continues with at `position`: one chain of names (`a::b::c`), or one chain
+/// per element of a `{a, b::c}` group; a chain ending in `*` or a group ends where it stops.
+fn paths_after(code: &str, position: usize) -> Vec<Vec<String>> {
+    let rest = &code[position..];
+    let name: String = rest.chars().take_while(|c| is_ident_char(*c)).collect();
+    if !name.is_empty() {
+        let after = position + name.len();
+        if code[after..].starts_with("::") {
+            return paths_after(code, after + 2)
+                .into_iter()
+                .map(|mut tail| {
+                    tail.insert(0, name.clone());
+                    tail
+                })
+                .collect();
+        }
+        return vec![vec![name]];
+    }
+    if !rest.starts_with('{') {
+        return vec![Vec::new()];
+    }
+    let mut paths = Vec::new();
+    let mut depth = 0;
+    let mut element = position + 1;
+    let skip_space = |at: usize| {
+        at + code[at..]
+            .chars()
+            .take_while(|c| c.is_whitespace())
+            .map(char::len_utf8)
+            .sum::<usize>()
+    };
+    for (offset, c) in rest.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    paths.extend(paths_after(code, skip_space(element)));
+                    break;
+                }
+            }
+            ',' if depth == 1 => {
+                paths.extend(paths_after(code, skip_space(element)));
+                element = position + offset + 1;
+            }
+            _ => {}
+        }
+    }
+    paths
+}
+
+/// Every path `source` (the file at `module`) names through `crate::`, `gridwatch::`, `super::`
+/// or `self::`, as segments from the crate root.
+fn absolute_paths(module: &[String], source: &str) -> Vec<Vec<String>> {
+    let code = code_only(source);
+    let starts_word =
+        |at: usize| !matches!(code[..at].chars().next_back(), Some(c) if is_ident_char(c));
+    let mut found = Vec::new();
+    for prefix in ["crate::", "gridwatch::"] {
+        for (at, _) in code.match_indices(prefix) {
+            if starts_word(at) {
+                found.extend(paths_after(&code, at + prefix.len()));
+            }
+        }
+    }
+    for (at, _) in code.match_indices("super::") {
+        if !starts_word(at) || code[..at].ends_with("super::") {
+            continue;
+        }
+        let mut depth = 0;
+        let mut end = at;
+        while code[end..].starts_with("super::") {
+            depth += 1;
+            end += "super::".len();
+        }
+        let base = &module[..module.len().saturating_sub(depth)];
+        for tail in paths_after(&code, end) {
+            found.push(base.iter().cloned().chain(tail).collect());
+        }
+    }
+    for (at, _) in code.match_indices("self::") {
+        if starts_word(at) {
+            for tail in paths_after(&code, at + "self::".len()) {
+                found.push(module.iter().cloned().chain(tail).collect());
+            }
+        }
+    }
+    found
+}
+
+/// An import between two children of one module: `from` (a file or directory under `parent`)
+/// names `to`, another child of `parent`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct SiblingImport {
+    parent: Vec<String>,
+    from: String,
+    to: String,
+}
+
+/// The sibling imports of the file at `module`: where a path it names leaves its own branch of
+/// the module tree, the child it enters (if that child is a module, per `is_module`).
+fn sibling_imports(
+    module: &[String],
+    source: &str,
+    is_module: &dyn Fn(&[String]) -> bool,
+) -> BTreeSet<SiblingImport> {
+    let mut found = BTreeSet::new();
+    for path in absolute_paths(module, source) {
+        let common = module.iter().zip(&path).take_while(|(a, b)| a == b).count();
+        if common >= module.len() || common >= path.len() {
+            continue;
+        }
+        if is_module(&path[..=common]) {
+            found.insert(SiblingImport {
+                parent: module[..common].to_vec(),
+                from: module[common].clone(),
+                to: path[common].clone(),
+            });
+        }
+    }
+    found
+}
+
+/// Every group of children of one module that import each other in a circle, as messages naming
+/// the module, the children and the imports between them.
+fn cycles(imports: &BTreeSet<SiblingImport>) -> Vec<String> {
+    let mut parents: Vec<&Vec<String>> = imports.iter().map(|i| &i.parent).collect();
+    parents.dedup();
+    let mut problems = Vec::new();
+    for parent in parents {
+        let edges: Vec<(&str, &str)> = imports
+            .iter()
+            .filter(|i| &i.parent == parent)
+            .map(|i| (i.from.as_str(), i.to.as_str()))
+            .collect();
+        let reach = |start: &str| {
+            let mut seen = BTreeSet::new();
+            let mut stack = vec![start];
+            while let Some(node) = stack.pop() {
+                for (from, to) in &edges {
+                    if *from == node && seen.insert(*to) {
+                        stack.push(to);
+                    }
+                }
+            }
+            seen
+        };
+        let mut reported: BTreeSet<&str> = BTreeSet::new();
+        let nodes: BTreeSet<&str> = edges.iter().map(|(from, _)| *from).collect();
+        for node in nodes {
+            if reported.contains(node) {
+                continue;
+            }
+            let ahead = reach(node);
+            if !ahead.contains(node) {
+                continue;
+            }
+            let circle: BTreeSet<&str> = ahead
+                .iter()
+                .copied()
+                .filter(|other| reach(other).contains(node))
+                .collect();
+            reported.extend(circle.iter().copied());
+            let arrows: Vec<String> = edges
+                .iter()
+                .filter(|(from, to)| circle.contains(from) && circle.contains(to))
+                .map(|(from, to)| format!("{from} → {to}"))
+                .collect();
+            let name = if parent.is_empty() {
+                "the crate root".to_string()
+            } else {
+                format!("`{}`", parent.join("::"))
+            };
+            problems.push(format!(
+                "in {name}, {} import each other: {}",
+                circle.into_iter().collect::<Vec<_>>().join(", "),
+                arrows.join(", ")
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn no_files_of_a_module_import_each_other_in_a_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let sources: Vec<(Vec<String>, String)> = files
+        .iter()
+        .map(|file| {
+            let relative = file.strip_prefix(&src).expect("under src/");
+            let source = std::fs::read_to_string(file).expect("readable source");
+            (module_path(relative), source)
+        })
+        .collect();
+    let modules: BTreeSet<Vec<String>> = sources.iter().map(|(m, _)| m.clone()).collect();
+    let is_module = |path: &[String]| modules.contains(path);
+    let mut imports = BTreeSet::new();
+    for (module, source) in &sources {
+        imports.extend(sibling_imports(module, source, &is_module));
+    }
+    let problems = cycles(&imports);
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
 // The checker itself, on crafted sources: it must be able to fail.
 
 fn path(text: &str) -> Vec<String> {
@@ -344,4 +558,51 @@ fn roles_may_not_import_each_other_and_unplaced_modules_are_named() {
     assert!(problems[0].contains("roles talk over the protocol"));
     let unplaced = violations(&path("gadgets/mod.rs"), "");
     assert!(unplaced[0].contains("has no floor"), "{unplaced:?}");
+}
+
+#[test]
+fn files_importing_each_other_are_a_cycle_and_a_chain_is_not() {
+    let modules = [
+        path("backend/mod.rs"),
+        path("backend/redis/mod.rs"),
+        path("backend/redis/queue.rs"),
+        path("backend/redis/store.rs"),
+        path("backend/redis/keys.rs"),
+        path("master/mod.rs"),
+        path("master/forget.rs"),
+        path("master/http/mod.rs"),
+        path("master/http/api.rs"),
+    ];
+    let is_module = |p: &[String]| modules.iter().any(|m| m == p);
+    let mut imports = BTreeSet::new();
+    let files = [
+        (
+            "backend/redis/queue.rs",
+            "use super::store::{push, verdict};",
+        ),
+        ("backend/redis/store.rs", "use super::keys::JOBS;"),
+        (
+            "backend/redis/keys.rs",
+            "use crate::backend::RefusalReason;",
+        ),
+        ("master/forget.rs", "use super::http::snapshot::views;"),
+        (
+            "master/http/api.rs",
+            "let _ = crate::master::{state, forget::forget_worker};",
+        ),
+    ];
+    for (file, source) in files {
+        imports.extend(sibling_imports(&path(file), source, &is_module));
+    }
+    assert_eq!(cycles(&imports).len(), 1, "{:?}", cycles(&imports));
+    assert!(cycles(&imports)[0].contains("in `master`, forget, http import each other"));
+    // Closing the chain queue → store → keys makes a second circle.
+    imports.extend(sibling_imports(
+        &path("backend/redis/keys.rs"),
+        "use super::queue::parse_token;",
+        &is_module,
+    ));
+    let found = cycles(&imports);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("in `backend::redis`, keys, queue, store import each other"));
 }

@@ -10,8 +10,9 @@ use bytes::Bytes;
 use gridwatch::backend::redis::keys::{self, DEAD_LETTER_STREAM, GROUP, TASK_STREAMS};
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::{
-    BackendError, BackendResult, ChunkResult, JobRecord, JobStatus, Lease, NackOutcome, NewTask,
-    Priority, Queue, RefusalReason, Store, TaskId,
+    BackendError, BackendResult, ChunkResult, JobRecord, JobStatus, JobStore, Lease, Leases,
+    MonitorSink, NackOutcome, NewTask, Priority, QueueAdmin, RefusalReason, ResultSink,
+    ResultStore, TaskId,
 };
 use redis::AsyncCommands;
 use serde_json::json;

@@ -15,7 +15,9 @@ use std::time::Duration;
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Records};
 use crate::support::redis::RedisServer;
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
-use gridwatch::backend::{BackendError, ChunkResult, Lease, Queue, RefusalReason, Store};
+use gridwatch::backend::{
+    BackendError, ChunkResult, Lease, Leases, RefusalReason, ResultSink, ResultStore,
+};
 use serde_json::{json, Value};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);

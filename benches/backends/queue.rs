@@ -11,7 +11,8 @@ use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::remote::RemoteBackend;
 use gridwatch::backend::{
-    ChunkResult, Completion, JobRecord, JobStatus, NewTask, Priority, Queue, Store, TaskId,
+    ChunkResult, Completion, JobRecord, JobStatus, Leases, MasterQueue, MasterStore, NewTask,
+    Priority, ResultSink, TaskId,
 };
 use gridwatch::master::{MasterConfig, MasterState};
 use serde_json::json;
@@ -86,11 +87,19 @@ pub async fn run(tasks: u32) {
 
 /// Each consumer's handles on the backend: the same as the owner's in-process, or a worker's
 /// connection to a master.
-type Consumers = Arc<dyn Fn(usize) -> (Arc<dyn Queue>, Arc<dyn Store>) + Send + Sync>;
+type Consumers = Arc<dyn Fn(usize) -> (Arc<dyn Leases>, Arc<dyn ResultSink>) + Send + Sync>;
 
-async fn measure(queue: Arc<dyn Queue>, store: Arc<dyn Store>, tasks: u32) -> Measurement {
+async fn measure(
+    queue: Arc<dyn MasterQueue>,
+    store: Arc<dyn MasterStore>,
+    tasks: u32,
+) -> Measurement {
     let (q, st) = (queue.clone(), store.clone());
-    let consumers: Consumers = Arc::new(move |_| (q.clone(), st.clone()));
+    let consumers: Consumers = Arc::new(move |_| {
+        let leases: Arc<dyn Leases> = q.clone();
+        let results: Arc<dyn ResultSink> = st.clone();
+        (leases, results)
+    });
     measure_with(queue, store, consumers, tasks).await
 }
 
@@ -142,7 +151,9 @@ async fn measure_through_master(tasks: u32) -> Measurement {
         .collect();
     let consumers: Consumers = Arc::new(move |n| {
         let worker = workers[n].clone();
-        (worker.clone(), worker)
+        let leases: Arc<dyn Leases> = worker.clone();
+        let results: Arc<dyn ResultSink> = worker;
+        (leases, results)
     });
     let measured = measure_with(owner.clone(), owner, consumers, tasks).await;
     let _ = stop.send(());
@@ -152,8 +163,8 @@ async fn measure_through_master(tasks: u32) -> Measurement {
 }
 
 async fn measure_with(
-    queue: Arc<dyn Queue>,
-    store: Arc<dyn Store>,
+    queue: Arc<dyn MasterQueue>,
+    store: Arc<dyn MasterStore>,
     consumers: Consumers,
     tasks: u32,
 ) -> Measurement {
@@ -172,8 +183,8 @@ async fn measure_with(
 /// tasks per call (1: the single-task calls) and checks every task was done once. Returns
 /// (enqueued/s, drained/s).
 async fn drain_job(
-    queue: &Arc<dyn Queue>,
-    store: &Arc<dyn Store>,
+    queue: &Arc<dyn MasterQueue>,
+    store: &Arc<dyn MasterStore>,
     consumers: &Consumers,
     id: &str,
     tasks: u32,
@@ -246,7 +257,7 @@ fn result_of(chunk: u32, worker: &str) -> ChunkResult {
     }
 }
 
-async fn drain(queue: &dyn Queue, store: &dyn Store, worker: &str) -> usize {
+async fn drain(queue: &dyn Leases, store: &dyn ResultSink, worker: &str) -> usize {
     let mut done = 0;
     while let Some(lease) = queue.lease(worker, Duration::ZERO).await.expect("lease") {
         let result = result_of(lease.id.chunk, worker);
@@ -260,7 +271,12 @@ async fn drain(queue: &dyn Queue, store: &dyn Store, worker: &str) -> usize {
     done
 }
 
-async fn drain_batched(queue: &dyn Queue, store: &dyn Store, worker: &str, batch: usize) -> usize {
+async fn drain_batched(
+    queue: &dyn Leases,
+    store: &dyn ResultSink,
+    worker: &str,
+    batch: usize,
+) -> usize {
     let mut done = 0;
     loop {
         let leases = queue

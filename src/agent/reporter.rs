@@ -308,7 +308,7 @@ async fn session(
                 next_beat = tokio::time::Instant::now() + beats.interval;
                 advise(shared, pause_leasing, reason);
             }
-            Message::Error { code, message } => {
+            Message::Error { code, message, .. } => {
                 tracing::warn!(%code, message, "collector refused a report");
                 return Ok(delivered);
             }
@@ -353,7 +353,7 @@ async fn beat(
             advise(shared, pause_leasing, reason);
             Ok(())
         }
-        Message::Error { code, message } => {
+        Message::Error { code, message, .. } => {
             tracing::info!(
                 %code,
                 message,

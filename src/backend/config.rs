@@ -1,7 +1,8 @@
 //! Which backend a process uses, and the one way to open it: `--backend embedded | redis |
 //! redis://HOST:PORT/DB`, with `REDIS_HOST` / `REDIS_PORT` as environment fallbacks (the names
-//! container setups already pass), then [`BackendConfig::connect`] for the master, a worker or
-//! the collector alike.
+//! container setups already pass), then [`BackendConfig::connect_master`] for the master and
+//! [`BackendConfig::connect_peer`] for a worker or the collector, each handing out only the
+//! capabilities that role uses.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +16,10 @@ use super::redis::{
     DEFAULT_REDIS_PORT,
 };
 use super::remote::RemoteBackend;
-use super::{BackendResult, Queue, Store};
+use super::{
+    BackendResult, GenomeStore, Leases, MasterQueue, MasterStore, MonitorSink, QueueAdmin,
+    ResultSink, WorkerIds,
+};
 use crate::protocol::{ClientTls, Greeting, Role};
 
 /// Where tasks and job state live.
@@ -97,26 +101,44 @@ fn check_backend_flag(value: &str) -> Result<String, BackendConfigError> {
     BackendConfig::resolve(Some(value), |_| None).map(|_| value.to_string())
 }
 
-/// A process's handle on the backend: where tasks go and where job state lives. Cheap to clone;
-/// every method may be called concurrently.
+/// The master's handle on the backend: every queue and store capability, and the genome store
+/// where the backend keeps genomes. Cheap to clone; every method may be called concurrently.
 #[derive(Clone)]
-pub struct Backend {
-    /// Where tasks go.
-    pub queue: Arc<dyn Queue>,
+pub struct MasterBackend {
+    /// Where tasks go, and are taken back.
+    pub queue: Arc<dyn MasterQueue>,
     /// Where job state, results, alerts and worker views live.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn MasterStore>,
+    /// Where uploaded genomes are kept for reuse; `None` for a backend that keeps none.
+    pub genomes: Option<Arc<dyn GenomeStore>>,
 }
 
-impl Backend {
-    /// A backend whose leases come with their genome ranges filled in: wherever a queue hands
-    /// tasks to workers (the embedded master, any Redis process), tasks that reference a stored
-    /// genome get their bases read from the store.
-    fn with_genomes(queue: Arc<dyn Queue>, store: Arc<dyn Store>) -> Self {
-        Backend {
-            queue: Arc::new(super::genome::GenomeQueue::new(queue, store.clone())),
-            store,
-        }
-    }
+/// A worker's or the collector's handle on the backend: what those roles use and nothing more.
+/// Cheap to clone; every method may be called concurrently.
+#[derive(Clone)]
+pub struct PeerBackend {
+    /// A worker's leases.
+    pub leases: Arc<dyn Leases>,
+    /// Where a worker stores its results.
+    pub results: Arc<dyn ResultSink>,
+    /// Where the collector sends alerts and worker views.
+    pub monitor: Arc<dyn MonitorSink>,
+    /// The queue's admin side, when this process reaches a shared backend (Redis) directly: the
+    /// collector then re-queues a dead worker's tasks itself. `None` through the master.
+    pub admin: Option<Arc<dyn QueueAdmin>>,
+    /// Worker ids claimed in a shared backend (Redis); `None` through the master, whose
+    /// registry keeps them.
+    pub ids: Option<Arc<dyn WorkerIds>>,
+}
+
+/// Wraps `queue` so that its leases come with their genome ranges filled in: wherever a queue
+/// hands tasks to workers (the embedded master, any Redis process), tasks that reference a
+/// stored genome get their bases read from `genomes`.
+fn with_genomes(
+    queue: Arc<dyn MasterQueue>,
+    genomes: Arc<dyn GenomeStore>,
+) -> Arc<dyn MasterQueue> {
+    Arc::new(super::genome::GenomeQueue::new(queue, genomes))
 }
 
 /// Delivery settings both backends honour.
@@ -128,48 +150,24 @@ pub struct DeliverySettings {
     pub max_attempts: u32,
 }
 
-/// Who opens the backend, which decides how the embedded one is reached.
-#[derive(Clone, Debug)]
-pub enum Access<'a> {
-    /// The master: it owns the embedded backend in `data_dir`, and its delivery settings are the
-    /// ones every task is delivered under.
-    Master {
-        /// Where the embedded backend keeps its database and spool.
-        data_dir: &'a Path,
-        /// Visibility timeout and attempts.
-        delivery: DeliverySettings,
-    },
-    /// A worker or the collector: the embedded backend is the master's, reached over the
-    /// protocol at `master`; a shared backend (Redis) is reached directly.
-    Peer {
-        /// The master's `host:port`.
-        master: String,
-        /// Who this process says it is in its hello (role, id, token).
-        greeting: Greeting,
-        /// TLS towards the master, when it serves TLS.
-        tls: Option<ClientTls>,
-    },
-}
-
 impl BackendConfig {
-    /// Opens the backend for `access`:
-    /// - embedded, as the master: the database in `data_dir`, with the leases of the previous
-    ///   run returned to the queue (their workers talked to the master that stopped);
-    /// - embedded, as a peer: the master over the protocol, one connection per concurrent call;
+    /// Opens the backend for the master:
+    /// - embedded: the database in `data_dir`, with the leases of the previous run returned to
+    ///   the queue (their workers talked to the master that stopped);
     /// - Redis: the shared server, waiting with backoff until it answers (it may start after the
     ///   roles that use it). Leases are left alone: their workers read Redis directly and may
-    ///   still be working. A peer runs with the default options because only the master's
-    ///   settings matter: only the master reclaims expired leases, and every task carries the
-    ///   master's attempt limit.
+    ///   still be working.
     ///
-    /// Every result this process stores is checked with `check` (the job kinds' check).
-    pub async fn connect(
+    /// `delivery` sets the visibility timeout and attempts every task is delivered under. Every
+    /// result this process stores is checked with `check` (the job kinds' check).
+    pub async fn connect_master(
         &self,
-        access: Access<'_>,
+        data_dir: &Path,
+        delivery: DeliverySettings,
         check: super::SharedResultCheck,
-    ) -> BackendResult<Backend> {
-        match (self, access) {
-            (BackendConfig::Embedded, Access::Master { data_dir, delivery }) => {
+    ) -> BackendResult<MasterBackend> {
+        match self {
+            BackendConfig::Embedded => {
                 let config = EmbeddedConfig {
                     visibility_timeout: delivery.visibility_timeout,
                     max_attempts: delivery.max_attempts,
@@ -184,47 +182,74 @@ impl BackendConfig {
                         "leases of the previous run returned to the queue"
                     );
                 }
-                Ok(Backend::with_genomes(backend.clone(), backend))
+                Ok(MasterBackend {
+                    queue: with_genomes(backend.clone(), backend.clone()),
+                    store: backend.clone(),
+                    genomes: Some(backend),
+                })
             }
-            (
-                BackendConfig::Embedded,
-                Access::Peer {
-                    master,
-                    greeting,
-                    tls,
-                },
-            ) => {
+            BackendConfig::Redis(url) => {
+                let options = RedisOptions {
+                    visibility_timeout: delivery.visibility_timeout,
+                    max_attempts: delivery.max_attempts,
+                    ..RedisOptions::default()
+                };
+                let backend = open_redis(url, options, check).await?;
+                Ok(MasterBackend {
+                    queue: with_genomes(backend.clone(), backend.clone()),
+                    store: backend.clone(),
+                    genomes: Some(backend),
+                })
+            }
+        }
+    }
+
+    /// Opens the backend for a worker or the collector, who says `greeting` in its hello:
+    /// - embedded: the master at `master` over the protocol (TLS when `tls` is given), one
+    ///   connection per concurrent call; a worker greets at once, so a refused hello fails now;
+    /// - Redis: the shared server, directly, with the default options because only the master's
+    ///   settings matter (only the master reclaims expired leases, and every task carries the
+    ///   master's attempt limit). A worker claims its id there.
+    ///
+    /// Every result this process stores is checked with `check` (the job kinds' check).
+    pub async fn connect_peer(
+        &self,
+        master: String,
+        greeting: Greeting,
+        tls: Option<ClientTls>,
+        check: super::SharedResultCheck,
+    ) -> BackendResult<PeerBackend> {
+        match self {
+            BackendConfig::Embedded => {
                 let worker = greeting.role == Role::Worker;
                 let remote = Arc::new(RemoteBackend::with_greeting(master, greeting).with_tls(tls));
                 if worker {
                     remote.greet_now().await?;
                 }
-                Ok(Backend {
-                    queue: remote.clone(),
-                    store: remote,
+                Ok(PeerBackend {
+                    leases: remote.clone(),
+                    results: remote.clone(),
+                    monitor: remote,
+                    admin: None,
+                    ids: None,
                 })
             }
-            (BackendConfig::Redis(url), access) => {
-                let options = match &access {
-                    Access::Master { delivery, .. } => RedisOptions {
-                        visibility_timeout: delivery.visibility_timeout,
-                        max_attempts: delivery.max_attempts,
-                        ..RedisOptions::default()
-                    },
-                    Access::Peer { .. } => RedisOptions::default(),
-                };
-                let backend = RedisBackend::connect_patiently(url, options).await?;
-                let backend = Arc::new(backend.with_result_check(check));
-                tracing::info!(component = "backend", redis = %url, "connected to redis");
-                if let Access::Peer { greeting, .. } = &access {
-                    // A worker reads tasks from Redis directly: its id is claimed there.
-                    if let (Role::Worker, Some(id), Some(instance)) =
-                        (greeting.role, &greeting.id, &greeting.instance)
-                    {
-                        claim_worker_id(&backend, id, instance).await?;
-                    }
+            BackendConfig::Redis(url) => {
+                let backend = open_redis(url, RedisOptions::default(), check).await?;
+                // A worker reads tasks from Redis directly: its id is claimed there.
+                if let (Role::Worker, Some(id), Some(instance)) =
+                    (greeting.role, &greeting.id, &greeting.instance)
+                {
+                    claim_worker_id(&backend, id, instance).await?;
                 }
-                Ok(Backend::with_genomes(backend.clone(), backend))
+                let queue = with_genomes(backend.clone(), backend.clone());
+                Ok(PeerBackend {
+                    leases: queue.clone(),
+                    results: backend.clone(),
+                    monitor: backend.clone(),
+                    admin: Some(queue),
+                    ids: Some(backend),
+                })
             }
         }
     }
@@ -242,6 +267,18 @@ impl BackendConfig {
     pub fn is_shared(&self) -> bool {
         matches!(self, BackendConfig::Redis(_))
     }
+}
+
+/// Connects to the Redis server at `url`, waiting with backoff until it answers.
+async fn open_redis(
+    url: &RedisUrl,
+    options: RedisOptions,
+    check: super::SharedResultCheck,
+) -> BackendResult<Arc<RedisBackend>> {
+    let backend = RedisBackend::connect_patiently(url, options).await?;
+    let backend = Arc::new(backend.with_result_check(check));
+    tracing::info!(component = "backend", redis = %url, "connected to redis");
+    Ok(backend)
 }
 
 impl BackendArgs {

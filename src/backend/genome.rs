@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Queue, Store,
-    WorkerId,
+    BackendResult, Completion, CompletionOutcome, GenomeStore, Lease, Leases, MasterQueue,
+    NackOutcome, NewTask, QueueAdmin, ResultSink, WorkerId, WorkerIds,
 };
 
 /// The task spec key reserved for a genome reference; no job kind may use it for anything else.
@@ -53,13 +53,13 @@ pub fn is_genome_hash(text: &str) -> bool {
 /// A queue whose leases of genome-referencing tasks arrive with their bases read from the store.
 /// Every other call passes straight through.
 pub struct GenomeQueue {
-    inner: Arc<dyn Queue>,
-    store: Arc<dyn Store>,
+    inner: Arc<dyn MasterQueue>,
+    store: Arc<dyn GenomeStore>,
 }
 
 impl GenomeQueue {
     /// Wraps `inner`; genome ranges are read from `store`.
-    pub fn new(inner: Arc<dyn Queue>, store: Arc<dyn Store>) -> Self {
+    pub fn new(inner: Arc<dyn MasterQueue>, store: Arc<dyn GenomeStore>) -> Self {
         Self { inner, store }
     }
 
@@ -98,58 +98,34 @@ impl GenomeQueue {
 }
 
 #[async_trait]
-impl Queue for GenomeQueue {
-    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
-        self.inner.enqueue(tasks).await
-    }
+impl Leases for GenomeQueue {
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
         match self.inner.lease(worker, wait).await? {
             Some(lease) => self.fill(lease).await,
             None => Ok(None),
         }
     }
+
     async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
         self.inner.set_runs_commands(worker, runs).await
     }
-    async fn command_workers_live(&self, window: Duration) -> BackendResult<Option<bool>> {
-        self.inner.command_workers_live(window).await
-    }
+
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
         self.inner.extend(lease).await
     }
+
     async fn ack(&self, lease: &Lease) -> BackendResult<()> {
         self.inner.ack(lease).await
     }
+
     async fn nack(&self, lease: &Lease, error: &str) -> BackendResult<NackOutcome> {
         self.inner.nack(lease, error).await
     }
-    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
-        self.inner.reclaim_worker(worker).await
-    }
-    async fn oldest_waiting(&self) -> BackendResult<Vec<(crate::backend::Priority, f64)>> {
-        self.inner.oldest_waiting().await
-    }
-    async fn reclaim_expired(&self) -> BackendResult<usize> {
-        self.inner.reclaim_expired().await
-    }
-    async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
-        self.inner.hold_worker_id(worker, holder).await
-    }
-    async fn release_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
-        self.inner.release_worker_id(worker, holder).await
-    }
+
     async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
         self.inner.release_unheld(worker, held).await
     }
-    async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
-        self.inner.cancel_job(job).await
-    }
-    async fn cancel_if_unstarted(&self, job: &str) -> BackendResult<bool> {
-        self.inner.cancel_if_unstarted(job).await
-    }
-    async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
-        self.inner.recent_workers(window).await
-    }
+
     async fn lease_batch(
         &self,
         worker: &str,
@@ -178,12 +154,58 @@ impl Queue for GenomeQueue {
         }
         Ok(filled)
     }
+
     async fn complete_batch(
         &self,
-        store: &dyn Store,
+        results: &dyn ResultSink,
         items: &[Completion],
     ) -> BackendResult<Vec<CompletionOutcome>> {
-        self.inner.complete_batch(store, items).await
+        self.inner.complete_batch(results, items).await
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for GenomeQueue {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
+        self.inner.enqueue(tasks).await
+    }
+
+    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
+        self.inner.reclaim_worker(worker).await
+    }
+
+    async fn oldest_waiting(&self) -> BackendResult<Vec<(crate::backend::Priority, f64)>> {
+        self.inner.oldest_waiting().await
+    }
+
+    async fn reclaim_expired(&self) -> BackendResult<usize> {
+        self.inner.reclaim_expired().await
+    }
+
+    async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
+        self.inner.cancel_job(job).await
+    }
+
+    async fn cancel_if_unstarted(&self, job: &str) -> BackendResult<bool> {
+        self.inner.cancel_if_unstarted(job).await
+    }
+
+    async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
+        self.inner.recent_workers(window).await
+    }
+    async fn command_workers_live(&self, window: Duration) -> BackendResult<Option<bool>> {
+        self.inner.command_workers_live(window).await
+    }
+}
+
+#[async_trait]
+impl WorkerIds for GenomeQueue {
+    async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
+        self.inner.hold_worker_id(worker, holder).await
+    }
+
+    async fn release_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
+        self.inner.release_worker_id(worker, holder).await
     }
 }
 

@@ -1,11 +1,12 @@
-//! The embedded backend as a worker or the collector sees it: `Queue` and `Store` calls sent to
-//! the master over the protocol (`lease`, `lease_batch`, `extend`, `put_result`, `ack`,
-//! `complete_batch`, `nack`, `release_unheld` for a worker; `record_alert`, `record_worker` and
-//! `list_workers` for the collector). Each concurrent call has a connection of its own, taken
-//! from a pool of idle ones or opened on demand, so one slot's waiting lease never holds up
-//! another's ack; a connection that fails is dropped. A call that cannot reach the master fails
-//! `Unavailable`, which the caller retries with backoff. Calls the master keeps for itself
-//! (enqueue, cancel, job listing) are refused.
+//! The embedded backend as a worker or the collector sees it: the capabilities the master serves
+//! over the protocol, and only those. A worker's [`Leases`] (`lease`, `lease_batch`, `extend`,
+//! `ack`, `complete_batch`, `nack`, `release_unheld`) and [`ResultSink`] (`put_result`); the
+//! collector's [`MonitorSink`] (`record_alert`, `record_worker`, `list_workers`). Enqueueing,
+//! cancelling, job state and reading results stay with the master: this type does not implement
+//! those traits, so a call to them does not compile. Each concurrent call has a connection of its
+//! own, taken from a pool of idle ones or opened on demand, so one slot's waiting lease never
+//! holds up another's ack; a connection that fails is dropped. A call that cannot reach the
+//! master fails `Unavailable`, which the caller retries with backoff.
 
 use std::time::Duration;
 
@@ -14,9 +15,9 @@ use bytes::Bytes;
 use tokio::sync::Mutex;
 
 use super::{
-    BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
-    JobRecord, JobStatus, JobSummary, Lease, NackOutcome, NewTask, Progress, PruneReport, Queue,
-    RefusalReason, Store, StoredResult, TaskId, TaskTimes, WorkerId, MAX_BATCH, RESULT_PART_BYTES,
+    BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, Lease, Leases,
+    MonitorSink, NackOutcome, RefusalReason, ResultSink, TaskId, WorkerId, MAX_BATCH,
+    RESULT_PART_BYTES,
 };
 use crate::protocol::{
     ClientTls, CompletedTask, CompletionReply, Dial, ErrorCode, Greeting, Message, NackReply,
@@ -103,6 +104,12 @@ impl RemoteBackend {
     fn failed(&self, err: RequestError) -> BackendError {
         match err {
             RequestError::Refused { code, message } => refused(code, message),
+            RequestError::ResultRefused { reason, message } => BackendError::Refused {
+                job: String::new(),
+                chunk: 0,
+                reason,
+                detail: message,
+            },
             // A certificate the CA does not vouch for will not change by retrying.
             RequestError::Tls { reason, .. } => refused(ErrorCode::Unauthorized, reason),
             RequestError::Unreachable { reason, .. } => {
@@ -157,15 +164,12 @@ impl RemoteBackend {
                 self.idle.lock().await.push(requester);
                 Ok(reply)
             }
-            Err(RequestError::Refused {
-                code: ErrorCode::ResultRefused,
-                message,
-            }) => {
+            Err(RequestError::ResultRefused { reason, message }) => {
                 self.idle.lock().await.push(requester);
                 Err(BackendError::Refused {
                     job: String::new(),
                     chunk: 0,
-                    reason: RefusalReason::in_message(&message).unwrap_or(RefusalReason::NotHolder),
+                    reason,
                     detail: message,
                 })
             }
@@ -209,9 +213,10 @@ impl RemoteBackend {
             let lease = &items[index].lease;
             outcomes[index] = Some(match reply {
                 CompletionReply::Stored { first } => Ok(first),
-                CompletionReply::Refused { message } => Err(BackendError::refused(
+                CompletionReply::Refused { reason, message } => Err(BackendError::refused(
                     lease,
-                    RefusalReason::in_message(&message).unwrap_or(RefusalReason::NotHolder),
+                    // A master that names no reason refuses a lease it does not see held.
+                    reason.unwrap_or(RefusalReason::NotHolder),
                     message,
                 )),
                 CompletionReply::Failed { message } => Err(BackendError::Other(message)),
@@ -229,12 +234,6 @@ fn unexpected(reply: &Message) -> BackendError {
     BackendError::Other(format!("unexpected reply from master: {reply:?}"))
 }
 
-fn kept_by_master(call: &str) -> BackendError {
-    BackendError::Other(format!(
-        "{call} is not served by the master over the protocol"
-    ))
-}
-
 fn decode<T: serde::de::DeserializeOwned>(
     what: &str,
     value: &serde_json::Value,
@@ -244,11 +243,7 @@ fn decode<T: serde::de::DeserializeOwned>(
 }
 
 #[async_trait]
-impl Queue for RemoteBackend {
-    async fn enqueue(&self, _tasks: Vec<NewTask>) -> BackendResult<()> {
-        Err(kept_by_master("enqueue"))
-    }
-
+impl Leases for RemoteBackend {
     async fn set_runs_commands(&self, _worker: &str, runs: bool) -> BackendResult<()> {
         self.runs_commands
             .store(runs, std::sync::atomic::Ordering::Relaxed);
@@ -333,7 +328,7 @@ impl Queue for RemoteBackend {
     /// parts and acked on its own, as alone.
     async fn complete_batch(
         &self,
-        store: &dyn Store,
+        results: &dyn ResultSink,
         items: &[Completion],
     ) -> BackendResult<Vec<CompletionOutcome>> {
         let mut outcomes: Vec<Option<CompletionOutcome>> = Vec::with_capacity(items.len());
@@ -345,7 +340,7 @@ impl Queue for RemoteBackend {
                 .map_err(|e| BackendError::Other(format!("chunk result: {e}")))?
                 .len();
             if item.result.encoded.is_some() || size > RESULT_PART_BYTES {
-                let outcome = match store.put_chunk_result(&item.lease, &item.result).await {
+                let outcome = match results.put_chunk_result(&item.lease, &item.result).await {
                     Ok(first) => self.ack(&item.lease).await.map(|()| first),
                     Err(err) => Err(err),
                 };
@@ -418,10 +413,6 @@ impl Queue for RemoteBackend {
         }
     }
 
-    async fn reclaim_worker(&self, _worker: &str) -> BackendResult<usize> {
-        Err(kept_by_master("reclaim_worker"))
-    }
-
     async fn release_unheld(&self, _worker: &str, held: &[String]) -> BackendResult<usize> {
         // The master releases for the worker named in this connection's hello.
         let message = Message::ReleaseUnheld {
@@ -432,73 +423,10 @@ impl Queue for RemoteBackend {
             (reply, _) => Err(unexpected(&reply)),
         }
     }
-
-    async fn reclaim_expired(&self) -> BackendResult<usize> {
-        Err(kept_by_master("reclaim_expired"))
-    }
-
-    async fn cancel_job(&self, _job: &str) -> BackendResult<usize> {
-        Err(kept_by_master("cancel_job"))
-    }
-
-    async fn cancel_if_unstarted(&self, _job: &str) -> BackendResult<bool> {
-        Err(kept_by_master("cancel_if_unstarted"))
-    }
 }
 
 #[async_trait]
-impl Store for RemoteBackend {
-    async fn create_job(&self, _job: &JobRecord) -> BackendResult<CreateOutcome> {
-        Err(kept_by_master("create_job"))
-    }
-
-    async fn job(&self, _id: &str) -> BackendResult<Option<JobRecord>> {
-        Err(kept_by_master("job"))
-    }
-
-    async fn jobs(&self) -> BackendResult<Vec<JobRecord>> {
-        Err(kept_by_master("jobs"))
-    }
-
-    async fn accept_job(&self, _id: &str, _total_chunks: u32) -> BackendResult<()> {
-        Err(kept_by_master("accept_job"))
-    }
-
-    async fn update_job_spec(&self, _id: &str, _spec: &serde_json::Value) -> BackendResult<()> {
-        Err(kept_by_master("update_job_spec"))
-    }
-
-    async fn set_status(
-        &self,
-        _id: &str,
-        _status: JobStatus,
-        _error: Option<&str>,
-    ) -> BackendResult<()> {
-        Err(kept_by_master("set_status"))
-    }
-
-    async fn put_result_part(
-        &self,
-        _lease: &Lease,
-        _part: u32,
-        _bytes: Bytes,
-    ) -> BackendResult<()> {
-        Err(kept_by_master(
-            "put_result_part (put_chunk_result sends the parts)",
-        ))
-    }
-
-    async fn commit_chunk_result(
-        &self,
-        _lease: &Lease,
-        _result: &ChunkResult,
-        _parts: u32,
-    ) -> BackendResult<bool> {
-        Err(kept_by_master(
-            "commit_chunk_result (put_chunk_result sends it)",
-        ))
-    }
-
+impl ResultSink for RemoteBackend {
     /// Sends the result with the lease's token; a payload too large for one part follows in
     /// data frames of at most [`RESULT_PART_BYTES`], which the master stores part by part.
     async fn put_chunk_result(&self, lease: &Lease, result: &ChunkResult) -> BackendResult<bool> {
@@ -524,27 +452,10 @@ impl Store for RemoteBackend {
             Err(err) => Err(err),
         }
     }
+}
 
-    async fn progress(&self, _job: &str) -> BackendResult<Progress> {
-        Err(kept_by_master("progress"))
-    }
-
-    async fn result_headers(&self, _job: &str) -> BackendResult<Vec<StoredResult>> {
-        Err(kept_by_master("result_headers"))
-    }
-
-    async fn result_part(&self, _job: &str, _chunk: u32, _part: u32) -> BackendResult<Bytes> {
-        Err(kept_by_master("result_part"))
-    }
-
-    async fn job_summaries(&self, _limit: usize) -> BackendResult<Vec<JobSummary>> {
-        Err(kept_by_master("job_summaries"))
-    }
-
-    async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>> {
-        Err(kept_by_master("refused_results"))
-    }
-
+#[async_trait]
+impl MonitorSink for RemoteBackend {
     async fn push_alert(&self, alert: &serde_json::Value) -> BackendResult<()> {
         let message = Message::RecordAlert {
             alert: decode("the alert", alert)?,
@@ -553,10 +464,6 @@ impl Store for RemoteBackend {
             (Message::Recorded, _) => Ok(()),
             (reply, _) => Err(unexpected(&reply)),
         }
-    }
-
-    async fn alerts(&self, _limit: usize) -> BackendResult<Vec<serde_json::Value>> {
-        Err(kept_by_master("alerts"))
     }
 
     async fn put_worker_metrics(
@@ -588,13 +495,5 @@ impl Store for RemoteBackend {
                 .collect()),
             (reply, _) => Err(unexpected(&reply)),
         }
-    }
-
-    async fn prune_finished(&self, _finished_before: f64) -> BackendResult<PruneReport> {
-        Err(kept_by_master("prune_finished"))
-    }
-
-    async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
-        Err(kept_by_master("task_times"))
     }
 }

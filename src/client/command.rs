@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::connect::ClientError;
-use super::submit::{JobRequest, SubmitCommon};
+use super::job_request::{JobRequest, SubmitCommon};
 use crate::backend::ChunkResult;
 use crate::jobs::command::{check_relative, CommandResult};
 use crate::jobs::command::{CommandSubmission, COMMAND_KIND, MAX_COMMAND_TASKS};
@@ -187,7 +187,7 @@ pub struct LogsArgs {
 pub async fn logs(args: LogsArgs) -> Result<(), ClientError> {
     use std::io::Write;
     let mut client = super::connect::MasterClient::connect(&args.master).await?;
-    let fetched = super::query::fetch_results(&mut client, &args.job).await?;
+    let fetched = super::fetch::fetch_results(&mut client, &args.job).await?;
     if fetched.job.kind != COMMAND_KIND {
         return Err(ClientError::Usage(format!(
             "job {} is a {} job: only command jobs have task logs",

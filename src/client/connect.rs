@@ -161,6 +161,10 @@ impl From<RequestError> for ClientError {
                 "cannot connect to the master at {address}: {reason}"
             )),
             RequestError::Refused { code, message } => ClientError::Refused { code, message },
+            RequestError::ResultRefused { message, .. } => ClientError::Refused {
+                code: crate::protocol::ErrorCode::ResultRefused,
+                message,
+            },
             RequestError::Protocol(err) => ClientError::Protocol(err),
         }
     }

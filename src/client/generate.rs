@@ -2,13 +2,13 @@
 //! (flags, output file, progress bar).
 
 use std::fs::File;
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::tool_error::ToolError;
-use crate::search::generate::{generate, GenerateError, GenomeSpec};
+use crate::search::generate::{generate, generate_twobit, GenerateError, GenomeSpec};
 pub use crate::search::generate::{parse_plant, parse_size, Plant};
 
 /// Arguments of `gridwatch generate`.
@@ -32,9 +32,38 @@ pub struct GenerateArgs {
     /// Plant COUNT copies of PATTERN (A/C/G/T), e.g. --plant AGGTCCAT:1000. Repeatable.
     #[arg(long, value_parser = parse_plant, value_name = "PATTERN:COUNT")]
     pub plant: Vec<Plant>,
+    /// Output format: FASTA text, or UCSC .2bit (bases packed four to a byte, as UCSC
+    /// distributes genomes). Default: 2bit when the output file ends in .2bit, else FASTA.
+    #[arg(long, value_enum)]
+    pub format: Option<GenomeFormat>,
+}
+
+/// The file formats `generate` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenomeFormat {
+    /// FASTA text, wrapped at --line-width.
+    Fasta,
+    /// UCSC .2bit.
+    #[value(name = "2bit")]
+    TwoBit,
 }
 
 impl GenerateArgs {
+    /// The format asked for, or the one the output file's extension names.
+    pub fn format(&self) -> GenomeFormat {
+        self.format.unwrap_or_else(|| {
+            let two_bit = self
+                .out
+                .extension()
+                .is_some_and(|ext| ext.eq_ignore_ascii_case("2bit"));
+            if two_bit {
+                GenomeFormat::TwoBit
+            } else {
+                GenomeFormat::Fasta
+            }
+        })
+    }
+
     /// The genome these flags describe.
     pub fn genome(&self) -> GenomeSpec {
         GenomeSpec {
@@ -51,13 +80,18 @@ impl GenerateArgs {
 pub fn run(args: &GenerateArgs) -> Result<(), ToolError> {
     let genome = args.genome();
     let progress = progress_bar(args.size);
+    let format = args.format();
+    let write = |out: &mut dyn Write| match format {
+        GenomeFormat::Fasta => generate(&genome, out, &mut |n| progress.inc(n)),
+        GenomeFormat::TwoBit => generate_twobit(&genome, out, &mut |n| progress.inc(n)),
+    };
     let result = if args.out.as_os_str() == "-" {
-        generate(&genome, io::stdout().lock(), &mut |n| progress.inc(n))
+        write(&mut io::stdout().lock())
     } else {
         let shown = args.out.display();
-        let file = File::create(&args.out)
+        let mut file = File::create(&args.out)
             .map_err(|e| ToolError::Usage(format!("{shown}: cannot create: {e}")))?;
-        generate(&genome, file, &mut |n| progress.inc(n))
+        write(&mut file)
     };
     progress.finish_and_clear();
     result.map_err(|error| match error {

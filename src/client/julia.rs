@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::connect::ClientError;
-use super::submit::{JobRequest, SubmitCommon};
+use super::job_request::{JobRequest, SubmitCommon};
 use super::tool_error::{ignore_broken_pipe, ToolError};
 use crate::jobs::julia::{write_image, JuliaImage, JuliaSubmission, JULIA_KIND};
 use crate::jobs::JobContext;

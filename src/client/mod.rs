@@ -4,8 +4,10 @@
 pub mod backlog;
 pub mod command;
 pub mod connect;
+pub mod fetch;
 pub mod genomes;
 pub mod health;
+pub mod job_request;
 pub mod julia;
 pub mod load;
 pub mod monitor;

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::connect::ClientError;
+use super::job_request::{JobRequest, SubmitCommon};
 use super::julia::count;
-use super::submit::{JobRequest, SubmitCommon};
 use super::tool_error::{ignore_broken_pipe, ToolError};
 use crate::jobs::particles::{
     write_ensemble, Ensemble, ParticlesJobSpec, ParticlesSubmission, Replica, MAX_REPLICAS,

@@ -97,7 +97,7 @@ impl JobProgress {
         };
         bar.set_message(format!(
             "{speed}{}  {}",
-            super::query::counted(view),
+            counted(view),
             super::count_of(active_workers.into(), "worker")
         ));
     }
@@ -139,4 +139,19 @@ impl JobProgress {
 
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// A count with what it counts, for a table cell: `219 matches`, `1 collision`.
+pub fn counted(view: &JobView) -> String {
+    let count = view.partial_results.matches_found;
+    let figure = view.progress_figure.as_str();
+    if count == 1 {
+        let one = match figure {
+            "matches" => "match",
+            plural => plural.strip_suffix('s').unwrap_or(plural),
+        };
+        format!("1 {one}")
+    } else {
+        format!("{count} {figure}")
+    }
 }

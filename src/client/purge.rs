@@ -2,7 +2,7 @@
 //! whose tasks a worker ever leased (optionally only of one priority or kind), and says how many.
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
-use super::submit::PriorityArg;
+use super::job_request::PriorityArg;
 use crate::protocol::{Message, PurgeFilter};
 
 /// `gridwatch purge [--priority P] [--kind K]`.

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncReadExt;
 
-use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
+use super::connect::{unexpected, ClientError, MasterClient};
+pub use super::job_request::{JobRequest, PriorityArg, SubmitCommon};
 use super::progress::JobProgress;
 use super::query::{
     chosen_format, follow, print_results_patiently, print_status, ResultsRequest, POLL_INTERVAL,
@@ -50,33 +51,6 @@ pub enum SubmitKind {
     Particles(super::particles::ParticlesSubmitArgs),
     /// Run a program once per array index or args-file line, on workers that allow commands.
     Command(super::command::CommandSubmitArgs),
-}
-
-/// Flags every kind's submit takes.
-#[derive(Clone, Debug, clap::Args)]
-pub struct SubmitCommon {
-    /// Job id (default: a new UUID): 1-100 letters, digits, '-', '_', '.' or ':'; resubmitting
-    /// the same id does not run the job twice.
-    #[arg(long)]
-    pub job_id: Option<String>,
-    /// Queue priority.
-    #[arg(long, value_enum, default_value_t = PriorityArg::Medium)]
-    pub priority: PriorityArg,
-    /// Wait for the job to finish and print its results.
-    #[arg(long)]
-    pub wait: bool,
-    /// Output format of the results printed with --wait (the kind's formats; default: its first).
-    #[arg(long)]
-    pub format: Option<String>,
-    /// Write the results printed with --wait to FILE instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Where the master is.
-    #[command(flatten)]
-    pub master: MasterAddr,
 }
 
 /// `gridwatch submit search FILE --pattern P…`.
@@ -126,17 +100,6 @@ pub struct SearchSpecArgs {
     pub count_only: bool,
 }
 
-/// A job as a kind's subcommand describes it, ready to send.
-#[derive(Clone, Debug)]
-pub struct JobRequest {
-    /// The kind's tag.
-    pub kind: &'static str,
-    /// The kind's submission (its spec fields).
-    pub spec: serde_json::Value,
-    /// The file to upload, for kinds that upload their input.
-    pub upload: Option<PathBuf>,
-}
-
 impl SearchSpecArgs {
     /// The search submission these flags describe; patterns are checked here, so a typo fails
     /// before any upload.
@@ -181,27 +144,6 @@ impl From<StrandArg> for StrandMode {
         match value {
             StrandArg::Forward => StrandMode::Forward,
             StrandArg::Both => StrandMode::Both,
-        }
-    }
-}
-
-/// `--priority` values.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum PriorityArg {
-    /// Served first.
-    High,
-    /// The default.
-    Medium,
-    /// Served last.
-    Low,
-}
-
-impl From<PriorityArg> for Priority {
-    fn from(value: PriorityArg) -> Self {
-        match value {
-            PriorityArg::High => Priority::High,
-            PriorityArg::Medium => Priority::Medium,
-            PriorityArg::Low => Priority::Low,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::watchtower::{Outgoing, WORKER_VIEW_TTL};
-use crate::backend::config::Backend;
+use crate::backend::config::PeerBackend;
 use crate::protocol::{
     Alert, ClientTls, Dial, Greeting, Message, ProtocolError, RequestError, Requester, Role,
     WorkerView,
@@ -33,11 +33,11 @@ pub struct Downstream {
     /// TLS towards the master, when it serves TLS.
     pub tls: Option<ClientTls>,
     /// Where alerts and worker views are stored (the master itself, for the embedded backend).
-    pub backend: Backend,
-    /// Whether the backend is shared (Redis): then the collector reclaims a dead worker's
-    /// tasks itself, so recovery does not wait for a master that may be restarting, and tells
-    /// the master best effort. Otherwise the master reclaims them when told.
-    pub shared: bool,
+    /// When the backend is shared (Redis) it also hands out the queue's admin side: then the
+    /// collector reclaims a dead worker's tasks itself, so recovery does not wait for a master
+    /// that may be restarting, and tells the master best effort. Otherwise the master reclaims
+    /// them when told.
+    pub backend: PeerBackend,
 }
 
 #[derive(Default)]
@@ -155,8 +155,8 @@ async fn flush(
             reason,
             requeued_by_collector: None,
         };
-        if downstream.shared {
-            let reclaimed = downstream.backend.queue.reclaim_worker(&worker_id).await?;
+        if let Some(admin) = &downstream.backend.admin {
+            let reclaimed = admin.reclaim_worker(&worker_id).await?;
             tracing::info!(worker = %worker_id, reclaimed, "re-queued the dead worker's tasks");
             if let Message::WorkerDown {
                 requeued_by_collector,
@@ -180,13 +180,17 @@ async fn flush(
         pending.downs.pop_front();
     }
     while let Some(alert) = pending.alerts.front() {
-        downstream.backend.store.push_alert(&to_json(alert)).await?;
+        downstream
+            .backend
+            .monitor
+            .push_alert(&to_json(alert))
+            .await?;
         pending.alerts.pop_front();
     }
     while let Some((worker, view)) = pending.views.pop_first() {
         let result = downstream
             .backend
-            .store
+            .monitor
             .put_worker_metrics(&view.worker_id, &to_json(&view), WORKER_VIEW_TTL)
             .await;
         if let Err(err) = result {
@@ -235,6 +239,9 @@ impl From<RequestError> for ForwardError {
             }
             RequestError::Refused { code, message } => {
                 ForwardError::Refused(format!("{code}: {message}"))
+            }
+            RequestError::ResultRefused { reason, message } => {
+                ForwardError::Refused(format!("{reason}: {message}"))
             }
             RequestError::Tls { reason, .. } => ForwardError::Refused(reason),
             RequestError::Protocol(err) => ForwardError::Master(err),

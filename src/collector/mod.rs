@@ -29,7 +29,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
-use crate::backend::config::{Access, BackendConfigError};
+use crate::backend::config::BackendConfigError;
 use crate::backend::BackendError;
 use crate::protocol::{
     check_listen, AdmissionLimits, ConnectionLimits, Greeting, Role, TlsArgs, TlsError,
@@ -335,20 +335,19 @@ pub async fn serve(config: CollectorConfig) -> Result<(), CollectorError> {
     let master = config.master_addr();
     let greeting = Greeting::new(Role::Collector).with_token(token.clone());
     let tls = config.tls.client()?;
-    let access = Access::Peer {
-        master: master.clone(),
-        greeting,
-        tls: tls.clone(),
-    };
     let backend = backend_config
-        .connect(access, crate::jobs::result_check())
+        .connect_peer(
+            master.clone(),
+            greeting,
+            tls.clone(),
+            crate::jobs::result_check(),
+        )
         .await?;
     let downstream = Downstream {
         master: Some(master),
         token,
         tls,
         backend,
-        shared: backend_config.is_shared(),
     };
     run(config, listener, downstream, crate::shutdown::signal()).await
 }
@@ -421,7 +420,7 @@ pub async fn run(
     // The host-loss window of every worker taken back from the store runs from here, when
     // agents can reach this collector again.
     let started = Moment::now();
-    let store = downstream.backend.store.clone();
+    let store = downstream.backend.monitor.clone();
     let tasks = [
         tokio::spawn(rebuild::rebuild(store, tower.clone(), started, stopped())),
         tokio::spawn(server::serve(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::clock::Moment;
 use super::server::SharedWatchtower;
-use crate::backend::Store;
+use crate::backend::MonitorSink;
 use crate::protocol::WorkerView;
 
 /// Most workers taken back: far more than a grid runs, few enough that a store holding garbage
@@ -21,7 +21,7 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Reads the stored worker views and hands them to `tower` as heard at `started`; retries with
 /// backoff while the store does not answer, until `shutdown` completes.
 pub async fn rebuild(
-    store: Arc<dyn Store>,
+    store: Arc<dyn MonitorSink>,
     tower: SharedWatchtower,
     started: Moment,
     shutdown: impl Future,

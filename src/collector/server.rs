@@ -324,6 +324,7 @@ fn answer(message: Message, tower: &SharedWatchtower) -> Message {
         },
         _ => Message::Error {
             code: ErrorCode::UnexpectedMessage,
+            reason: None,
             message: "the collector takes metrics, agent_heartbeat, list_workers and list_alerts"
                 .into(),
         },

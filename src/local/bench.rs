@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::bench_args::{BenchJob, BenchSearchArgs};
 use gridwatch::client::generate::{self, GenerateArgs};
 use gridwatch::client::tool_error::ToolError;
 
@@ -28,62 +29,6 @@ pub enum BenchCommand {
     /// Command tasks on a local grid against GNU parallel: `true` many times, and particle
     /// simulations with different seeds, outputs compared.
     Commands(super::bench_commands::BenchCommandsArgs),
-}
-
-/// Arguments of `gridwatch bench search`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct BenchSearchArgs {
-    /// Search this file instead of generating one.
-    #[arg(long)]
-    pub file: Option<PathBuf>,
-    /// Size of the generated genome.
-    #[arg(long, default_value = "200MiB", value_parser = generate::parse_size)]
-    pub size: u64,
-    /// The pattern searched.
-    #[arg(long, default_value = "AGGTCCAT")]
-    pub pattern: String,
-    /// IUPAC pattern of the IUPAC job (both strands).
-    #[arg(long, default_value = "GGNCC")]
-    pub iupac: String,
-    /// Comma-separated patterns of the mixed job (both strands).
-    #[arg(long, default_value = "AGGTCCAT,GGNCC,ACGTTGCAACGT")]
-    pub mixed: String,
-    /// Run only this job (default: all four).
-    #[arg(long, value_enum)]
-    pub job: Option<BenchJob>,
-    /// Runs per tool; the best is reported.
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
-    /// Also time seqkit locate (exact but slow: several seconds per run on 200 MiB).
-    #[arg(long)]
-    pub seqkit: bool,
-    /// Benchmark search with mismatches instead: one 20-mer at K = 1, 2, 3 against
-    /// `seqkit locate -i -m K` (on `--slice`), and `--guides` random 20-mers at K = 3.
-    #[arg(long)]
-    pub mismatches: bool,
-    /// With --mismatches: size of the genome seqkit searches (it runs at about 1 MB/s).
-    #[arg(long, default_value = "20MiB", value_parser = generate::parse_size)]
-    pub slice: u64,
-    /// With --mismatches: how many random 20-mers the many-guides row searches for.
-    #[arg(long, default_value_t = 1000)]
-    pub guides: usize,
-    /// With --mismatches: also run every row on a local grid of 1 and of this many workers (one
-    /// task slot each), to show how the compute-bound searches spread; 0 skips the grid.
-    #[arg(long, default_value_t = 2)]
-    pub grid_workers: usize,
-}
-
-/// The jobs of `gridwatch bench search`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum BenchJob {
-    /// `--pattern` on the forward strand, against rg, grep (and seqkit).
-    Plain,
-    /// `--pattern` on both strands.
-    Both,
-    /// `--iupac` on both strands.
-    Iupac,
-    /// The `--mixed` patterns on both strands.
-    Mixed,
 }
 
 /// One tool under test: a shell command whose output ends with the match count.
@@ -144,6 +89,7 @@ fn generate_genome(dir: &Path, size: u64) -> Result<PathBuf, ToolError> {
         line_width: 60,
         records: 1,
         plant: Vec::new(),
+        format: None,
     })?;
     Ok(out)
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use super::bench::BenchSearchArgs;
+use super::bench_args::BenchSearchArgs;
 use crate::local::up::{Cluster, UpArgs};
 use gridwatch::client::generate::{self, GenerateArgs};
 use gridwatch::client::tool_error::ToolError;
@@ -405,6 +405,7 @@ fn generate_into(
         line_width: 60,
         records: 1,
         plant,
+        format: None,
     })?;
     Ok(out)
 }

@@ -5,6 +5,7 @@
 
 mod autoscale;
 pub mod bench;
+mod bench_args;
 pub mod bench_commands;
 pub mod bench_grid;
 pub mod bench_kinds;
@@ -13,6 +14,7 @@ pub mod demo;
 mod demo_kill;
 pub mod elastic;
 mod log_file;
+mod scaling;
 mod spawner;
 mod supervise;
 pub mod up;

@@ -1,12 +1,12 @@
 //! Starting one worker of a local grid with its agent: their command lines, sockets and logs,
 //! shared by `up`'s start and its autoscaler.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use gridwatch::client::connect::ClientError;
 
 use super::supervise::Supervised;
-use super::up::os_args;
 
 /// What starting one more worker, with its agent, takes.
 pub(crate) struct Spawner {
@@ -63,4 +63,14 @@ impl Spawner {
         let log = self.log_dir.join(format!("{id}.log"));
         Supervised::start(format!("worker {id}"), &self.exe, worker_args, log)
     }
+}
+
+/// Command-line words as the arguments of a child process.
+pub(super) fn os_args<'a>(
+    args: impl IntoIterator<Item = &'a str>,
+) -> impl Iterator<Item = OsString> {
+    args.into_iter()
+        .map(OsString::from)
+        .collect::<Vec<_>>()
+        .into_iter()
 }

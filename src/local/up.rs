@@ -10,6 +10,7 @@ use gridwatch::client::connect::ClientError;
 
 use super::autoscale::Autoscaler;
 use super::elastic::ElasticArgs;
+use super::spawner::os_args;
 pub(super) use super::spawner::Spawner;
 use super::supervise::{last_words, Supervised};
 
@@ -337,15 +338,6 @@ fn master_args(args: &UpArgs, listen: &str, http: &str) -> Vec<OsString> {
         .chain(drop_dir_flag(args))
         .chain(os_args(args.master_flags.split_whitespace()))
         .collect()
-}
-
-pub(super) fn os_args<'a>(
-    args: impl IntoIterator<Item = &'a str>,
-) -> impl Iterator<Item = OsString> {
-    args.into_iter()
-        .map(OsString::from)
-        .collect::<Vec<_>>()
-        .into_iter()
 }
 
 /// Starts the collector (telling the master of dead workers) and waits until it listens; its

@@ -85,7 +85,7 @@ fn is_dead(view: &WorkerView) -> bool {
 
 /// Forgets `worker`, refusing a live one.
 pub async fn forget(state: &MasterState, worker: &str) -> Result<(), ForgetError> {
-    let views = crate::master::http::listed_workers(state).await?;
+    let views = crate::master::views::listed_workers(state).await?;
     let Some(view) = views.into_iter().find(|view| view.worker_id == worker) else {
         return Err(ForgetError::Unknown(worker.to_string()));
     };
@@ -115,8 +115,8 @@ pub async fn forget(state: &MasterState, worker: &str) -> Result<(), ForgetError
 async fn resolve_alerts(state: &MasterState, worker: &str, now: f64) -> Result<usize, ForgetError> {
     let store = state.store.as_ref();
     let events =
-        crate::master::http::alert_events(store, crate::master::http::ALERT_HISTORY).await?;
-    let firing: Vec<Alert> = crate::master::http::firing(&events)
+        crate::master::views::alert_events(store, crate::master::views::ALERT_HISTORY).await?;
+    let firing: Vec<Alert> = crate::master::views::firing(&events)
         .into_iter()
         .filter(|alert| alert.worker_id == worker)
         .cloned()

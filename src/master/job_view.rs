@@ -3,12 +3,12 @@
 //! protocol commands and the HTTP API. Listings build it from a stored summary, never the spec.
 
 use crate::backend::{
-    short_summary, BackendError, JobRecord, JobStatus, JobSummary, Progress, Store,
+    short_summary, BackendError, JobRecord, JobStatus, JobSummary, Progress, ResultStore,
 };
 use crate::protocol::{JobView, PartialResults, ProgressView};
 
 /// A job as clients see it, with progress from stored results.
-pub async fn job_view(store: &dyn Store, job: JobRecord) -> Result<JobView, BackendError> {
+pub async fn job_view(store: &dyn ResultStore, job: JobRecord) -> Result<JobView, BackendError> {
     let mut progress = store.progress(&job.id).await?;
     progress.total_chunks = progress.total_chunks.max(job.total_chunks);
     let summary = if job.summary.is_empty() {

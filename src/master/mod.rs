@@ -21,6 +21,7 @@ mod refusal_alert;
 mod retention;
 mod server;
 mod state;
+pub mod views;
 mod workers;
 
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::backend::config::{Access, BackendConfigError, DeliverySettings};
+use crate::backend::config::{BackendConfigError, DeliverySettings};
 use crate::backend::{BackendError, JobStatus};
 use crate::protocol::{check_listen, TlsError, TokenError, Unprotected};
 
@@ -114,13 +115,7 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
     // opens the database.
     let _data_dir = data_dir_lock::lock_data_dir(&config.data_dir)?;
     let backend = backend_config
-        .connect(
-            Access::Master {
-                data_dir: &config.data_dir,
-                delivery,
-            },
-            crate::jobs::result_check(),
-        )
+        .connect_master(&config.data_dir, delivery, crate::jobs::result_check())
         .await?;
     let drop_dir = args
         .drop_dir
@@ -156,7 +151,8 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         write_addr_file(path, local)?;
     }
     tracing::info!(component = "master", listen = %local, tls = tls.is_some(), data_dir = %config.data_dir.display(), "master listening");
-    let mut state = MasterState::new(backend.queue, backend.store, config);
+    let mut state =
+        MasterState::new(backend.queue, backend.store, config).with_genomes(backend.genomes);
     if matches!(
         backend_config,
         crate::backend::config::BackendConfig::Embedded

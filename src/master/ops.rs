@@ -1,4 +1,4 @@
-//! What the master counts for operators: a `Queue` decorator that times every lease it hands
+//! What the master counts for operators: a queue decorator that times every lease it hands
 //! out and counts retries, re-queues, dead letters and bytes, plus two histograms (task duration
 //! per kind, job duration). Counters only grow; they describe this master process since it
 //! started, as Prometheus expects of `_total` series.
@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::backend::{
-    BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Queue, Store,
-    TaskId, WorkerId,
+    BackendResult, Completion, CompletionOutcome, Lease, Leases, MasterQueue, NackOutcome, NewTask,
+    QueueAdmin, ResultSink, TaskId, WorkerId, WorkerIds,
 };
 use crate::protocol::ScaleDirection;
 
@@ -268,7 +268,7 @@ impl OpsCounters {
 
 /// A queue that reports what passes through it to [`OpsCounters`].
 pub struct MeteredQueue {
-    inner: Arc<dyn Queue>,
+    inner: Arc<dyn MasterQueue>,
     counters: Arc<OpsCounters>,
     /// Leases older than this when an expiry sweep re-queues tasks are taken as the re-queued.
     visibility_timeout: Duration,
@@ -277,7 +277,7 @@ pub struct MeteredQueue {
 impl MeteredQueue {
     /// Wraps `inner`.
     pub fn new(
-        inner: Arc<dyn Queue>,
+        inner: Arc<dyn MasterQueue>,
         counters: Arc<OpsCounters>,
         visibility_timeout: Duration,
     ) -> Self {
@@ -290,21 +290,9 @@ impl MeteredQueue {
 }
 
 #[async_trait]
-impl Queue for MeteredQueue {
-    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
-        let bytes: u64 = tasks.iter().map(|t| t.data.len() as u64).sum();
-        self.inner.enqueue(tasks).await?;
-        self.counters
-            .bytes_uploaded
-            .fetch_add(bytes, Ordering::Relaxed);
-        Ok(())
-    }
-
+impl Leases for MeteredQueue {
     async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
         self.inner.set_runs_commands(worker, runs).await
-    }
-    async fn command_workers_live(&self, window: Duration) -> BackendResult<Option<bool>> {
-        self.inner.command_workers_live(window).await
     }
 
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
@@ -330,10 +318,10 @@ impl Queue for MeteredQueue {
 
     async fn complete_batch(
         &self,
-        store: &dyn Store,
+        results: &dyn ResultSink,
         items: &[Completion],
     ) -> BackendResult<Vec<CompletionOutcome>> {
-        let outcomes = self.inner.complete_batch(store, items).await?;
+        let outcomes = self.inner.complete_batch(results, items).await?;
         for (item, outcome) in items.iter().zip(&outcomes) {
             if outcome.is_ok() {
                 self.counters.acked(&item.lease.id);
@@ -358,27 +346,34 @@ impl Queue for MeteredQueue {
         Ok(outcome)
     }
 
+    async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
+        let count = self.inner.release_unheld(worker, held).await?;
+        self.counters.reclaimed(count, None, None);
+        Ok(count)
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for MeteredQueue {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
+        let bytes: u64 = tasks.iter().map(|t| t.data.len() as u64).sum();
+        self.inner.enqueue(tasks).await?;
+        self.counters
+            .bytes_uploaded
+            .fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
         let count = self.inner.reclaim_worker(worker).await?;
         self.counters.reclaimed(count, Some(worker), None);
         Ok(count)
     }
 
-    async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
-        self.inner.hold_worker_id(worker, holder).await
-    }
-    async fn release_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
-        self.inner.release_worker_id(worker, holder).await
-    }
-    async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
-        let count = self.inner.release_unheld(worker, held).await?;
-        self.counters.reclaimed(count, None, None);
-        Ok(count)
-    }
-
     async fn oldest_waiting(&self) -> BackendResult<Vec<(crate::backend::Priority, f64)>> {
         self.inner.oldest_waiting().await
     }
+
     async fn reclaim_expired(&self) -> BackendResult<usize> {
         let count = self.inner.reclaim_expired().await?;
         let before = Instant::now().checked_sub(self.visibility_timeout);
@@ -396,6 +391,20 @@ impl Queue for MeteredQueue {
 
     async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
         self.inner.recent_workers(window).await
+    }
+    async fn command_workers_live(&self, window: Duration) -> BackendResult<Option<bool>> {
+        self.inner.command_workers_live(window).await
+    }
+}
+
+#[async_trait]
+impl WorkerIds for MeteredQueue {
+    async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
+        self.inner.hold_worker_id(worker, holder).await
+    }
+
+    async fn release_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
+        self.inner.release_worker_id(worker, holder).await
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::backend::{RefusalReason, Store};
+use crate::backend::{MonitorSink, RefusalReason};
 use crate::protocol::{Alert, AlertState, Severity};
 use crate::time::unix_now;
 
@@ -34,7 +34,7 @@ impl RefusalAlerts {
     /// are logged, never returned: the refusal itself already happened.
     pub async fn raise(
         &self,
-        store: &dyn Store,
+        store: &dyn MonitorSink,
         worker: &str,
         reason: RefusalReason,
         job: &str,

@@ -114,7 +114,7 @@ pub async fn prune_genomes(
     unused_for_secs: f64,
 ) -> Result<Vec<String>, BackendError> {
     let unused_before = crate::time::unix_now() - unused_for_secs;
-    let removed = state.store.prune_genomes(unused_before).await?;
+    let removed = state.genome_store()?.prune_genomes(unused_before).await?;
     if !removed.is_empty() {
         tracing::info!(component = "master", genomes = ?removed, "pruned unused genomes");
     }

@@ -274,13 +274,14 @@ async fn greet(
 
 /// Sends the error frame for `err`; returns whether the connection may go on.
 async fn report(conn: &mut Connection<Stream>, err: HandlerError, peer: SocketAddr) -> bool {
+    let reason = err.refusal_reason();
     let (code, message, keep_open) = err.into_reply();
     if matches!(code, ErrorCode::Internal) {
         tracing::error!(component = "master", %peer, error = %message, "request failed");
     } else {
         tracing::info!(component = "master", %peer, %code, error = %message, "request refused");
     }
-    conn.send_error(code, message).await;
+    conn.send_refusal(code, message, reason).await;
     if !keep_open {
         conn.shutdown().await;
     }

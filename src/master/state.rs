@@ -6,14 +6,16 @@ use std::time::Duration;
 
 use super::ops::{MeteredQueue, OpsCounters};
 use super::{MasterConfig, RateLimiter, WorkerRegistry};
-use crate::backend::{Queue, Store};
+use crate::backend::{BackendError, BackendResult, GenomeStore, MasterQueue, MasterStore};
 
 /// Everything the connection handlers share.
 pub struct MasterState {
     /// Where tasks go.
-    pub queue: Arc<dyn Queue>,
+    pub queue: Arc<dyn MasterQueue>,
     /// Where job state and results live.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn MasterStore>,
+    /// Where uploaded genomes are kept for reuse; `None` when the backend keeps none.
+    pub genomes: Option<Arc<dyn GenomeStore>>,
     /// Limits and defaults.
     pub config: MasterConfig,
     /// Workers seen recently (for "active workers").
@@ -38,10 +40,14 @@ pub struct MasterState {
 }
 
 impl MasterState {
-    /// State over the given backend.
-    pub fn new(queue: Arc<dyn Queue>, store: Arc<dyn Store>, config: MasterConfig) -> Self {
+    /// State over the given backend, keeping no genomes (see [`MasterState::with_genomes`]).
+    pub fn new(
+        queue: Arc<dyn MasterQueue>,
+        store: Arc<dyn MasterStore>,
+        config: MasterConfig,
+    ) -> Self {
         let ops = Arc::new(OpsCounters::default());
-        let queue: Arc<dyn Queue> = Arc::new(MeteredQueue::new(
+        let queue: Arc<dyn MasterQueue> = Arc::new(MeteredQueue::new(
             queue,
             ops.clone(),
             config.visibility_timeout,
@@ -56,6 +62,7 @@ impl MasterState {
             ),
             queue,
             store,
+            genomes: None,
             config,
             workers: WorkerRegistry::new(Duration::from_secs(10)),
             uploads: Default::default(),
@@ -64,6 +71,19 @@ impl MasterState {
             backend_health: Default::default(),
             started_at: crate::time::unix_now(),
         }
+    }
+
+    /// The same state, keeping uploaded genomes in `genomes` (when given).
+    pub fn with_genomes(mut self, genomes: Option<Arc<dyn GenomeStore>>) -> Self {
+        self.genomes = genomes;
+        self
+    }
+
+    /// The genome store, or the error of a backend that keeps no genomes.
+    pub fn genome_store(&self) -> BackendResult<&dyn GenomeStore> {
+        self.genomes
+            .as_deref()
+            .ok_or_else(|| BackendError::Other("this backend does not store genomes".into()))
     }
 
     /// How many workers are active, for a client told whether its job will start: those seen

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backend::{Queue, WORKER_ID_TTL};
+use crate::backend::{WorkerIds, WORKER_ID_TTL};
 
 /// The process holding a worker id: its nonce, address, and open connections.
 #[derive(Debug)]
@@ -46,7 +46,7 @@ pub struct IdClaim {
 
 /// The same connection's hold on the id in a shared backend: renewed while it lives.
 struct SharedHold {
-    queue: Arc<dyn Queue>,
+    queue: Arc<dyn WorkerIds>,
     holder: String,
     renewer: tokio::task::AbortHandle,
 }
@@ -67,7 +67,7 @@ impl IdClaim {
     /// does not refuse the worker: the renewals take the id once it is back.
     pub async fn hold_shared(
         &mut self,
-        queue: Arc<dyn Queue>,
+        queue: Arc<dyn WorkerIds>,
         holder: String,
     ) -> Result<(), String> {
         match queue.hold_worker_id(&self.worker, &holder).await {
@@ -94,7 +94,7 @@ impl IdClaim {
 }
 
 /// Renews a shared hold every third of its lifetime until aborted.
-async fn renew(queue: Arc<dyn Queue>, worker: String, holder: String) {
+async fn renew(queue: Arc<dyn WorkerIds>, worker: String, holder: String) {
     let mut ticker = tokio::time::interval(WORKER_ID_TTL / 3);
     ticker.tick().await;
     loop {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Priority;
+use crate::records::Priority;
 
 /// One job of a `submit_batch`: a kind that needs no upload, with its submission.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

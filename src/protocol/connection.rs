@@ -273,9 +273,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Sends an `error` frame (best effort: the peer may already be gone).
     pub async fn send_error(&mut self, code: ErrorCode, message: impl Into<String>) {
+        self.send_refusal(code, message, None).await;
+    }
+
+    /// Sends an `error` frame carrying why a result was refused, when it was (best effort).
+    pub async fn send_refusal(
+        &mut self,
+        code: ErrorCode,
+        message: impl Into<String>,
+        reason: Option<crate::records::RefusalReason>,
+    ) {
         let frame = Message::Error {
             code,
             message: message.into(),
+            reason,
         };
         let _ = self.write_message(&frame).await;
     }

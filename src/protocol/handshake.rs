@@ -101,7 +101,7 @@ pub async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
     .await?;
     match conn.expect_message().await? {
         Message::Welcome { role, .. } => Ok(role),
-        Message::Error { code, message } => Err(HelloError::Refused { code, message }),
+        Message::Error { code, message, .. } => Err(HelloError::Refused { code, message }),
         other => Err(HelloError::Unexpected(format!("{other:?}"))),
     }
 }

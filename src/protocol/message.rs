@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{BatchJob, BatchJobAccepted, PurgeFilter};
 use super::watchman::{Alert, WorkerReport, WorkerView};
-use crate::backend::performance::WorkerPerformance;
-use crate::backend::{ChunkResult, GenomeRecord, GenomeRemoval, JobStatus, Priority, PruneReport};
+use crate::records::performance::WorkerPerformance;
+use crate::records::{
+    ChunkResult, GenomeRecord, GenomeRemoval, JobStatus, Priority, PruneReport, RefusalReason,
+};
 
 /// Which way an autoscaler moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,7 +304,11 @@ pub enum CompletionReply {
     },
     /// Refused: the sender does not hold the lease, or the result is out of range. Not acked.
     Refused {
-        /// Why, as the backend words it (it names the reason).
+        /// Why, as data; absent only from a master that predates it, where the lease is taken
+        /// as not held.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<RefusalReason>,
+        /// Why, as the backend words it, for the log.
         message: String,
     },
     /// Not settled for another reason (the backend failed); the task may be sent again.
@@ -579,6 +585,9 @@ pub enum Message {
         code: ErrorCode,
         /// What went wrong and what to do, for a human.
         message: String,
+        /// With `result_refused`: why the result was refused, as data.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<RefusalReason>,
     },
     /// Creates the jobs of one batch file (kinds that need no upload). Every job is checked
     /// before any is created; an id that exists already is left as it is.
@@ -792,7 +801,7 @@ pub enum Message {
 }
 
 fn search_kind() -> String {
-    crate::backend::DEFAULT_TASK_KIND.to_string()
+    crate::records::DEFAULT_TASK_KIND.to_string()
 }
 
 /// Fields a frame carries besides its message's own.
@@ -844,16 +853,51 @@ pub fn classify_decode_error(frame: &[u8], err: &serde_json::Error) -> (ErrorCod
             "message has no \"type\" field; every frame is a JSON object with a type".into(),
         );
     };
-    if err
-        .to_string()
-        .contains(&format!("unknown variant `{kind}`"))
-    {
+    if !is_message_type(kind) {
         return (
             ErrorCode::UnknownType,
             format!("unknown message type {kind:?}"),
         );
     }
     (ErrorCode::BadMessage, format!("bad {kind} message: {err}"))
+}
+
+/// Whether `kind` is the `type` of a message: asked of the message type's own decoder, which
+/// names an unknown tag through [`serde::de::Error::unknown_variant`], so no error text is read.
+fn is_message_type(kind: &str) -> bool {
+    use serde::de::value::MapDeserializer;
+    use serde::Deserialize as _;
+
+    /// Remembers whether decoding failed on an unknown variant, and nothing else.
+    #[derive(Debug)]
+    struct Probe {
+        unknown_variant: bool,
+    }
+    impl std::fmt::Display for Probe {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "unknown variant: {}", self.unknown_variant)
+        }
+    }
+    impl std::error::Error for Probe {}
+    impl serde::de::Error for Probe {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Probe {
+                unknown_variant: false,
+            }
+        }
+        fn unknown_variant(_: &str, _: &'static [&'static str]) -> Self {
+            Probe {
+                unknown_variant: true,
+            }
+        }
+    }
+    let fields = MapDeserializer::<_, Probe>::new(std::iter::once(("type", kind)));
+    !matches!(
+        Message::deserialize(fields),
+        Err(Probe {
+            unknown_variant: true
+        })
+    )
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use thiserror::Error;
 use super::handshake::{hello, Greeting, HelloError};
 use super::transport::{self, ClientTls, ConnectError, Stream};
 use super::{Connection, ErrorCode, Message, ProtocolError, ServerRole};
+use crate::records::RefusalReason;
 
 /// How to reach a server.
 #[derive(Clone, Debug)]
@@ -55,6 +56,14 @@ pub enum RequestError {
         address: String,
         /// What went wrong and what to change.
         reason: String,
+    },
+    /// The server refused a result, saying why.
+    #[error("{message}")]
+    ResultRefused {
+        /// Why, as the server sent it.
+        reason: RefusalReason,
+        /// The server's explanation.
+        message: String,
     },
     /// The server answered with an `error` frame (to the hello or to the request).
     #[error("{message}")]
@@ -134,7 +143,16 @@ impl Requester {
     /// Reads the next reply.
     pub async fn reply(&mut self) -> Result<Message, RequestError> {
         match self.conn.expect_message().await? {
-            Message::Error { code, message } => Err(RequestError::Refused { code, message }),
+            Message::Error {
+                code: ErrorCode::ResultRefused,
+                message,
+                reason,
+            } => Err(RequestError::ResultRefused {
+                // A master that names no reason refuses a lease it does not see held.
+                reason: reason.unwrap_or(RefusalReason::NotHolder),
+                message,
+            }),
+            Message::Error { code, message, .. } => Err(RequestError::Refused { code, message }),
             other => Ok(other),
         }
     }

@@ -16,9 +16,7 @@
 //!
 //! Both report every start position within K, overlapping ones included, with its mismatch count.
 
-use super::matcher::{pack_words, Needle, Word};
-use super::pattern::iupac_bases;
-use super::Strand;
+use super::needle::{iupac_bases, pack_words, Needle, Strand, Word};
 
 /// Longest seed indexed: the table has 4^10 heads (4 MiB) at most.
 const MAX_SEED: usize = 10;

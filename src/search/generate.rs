@@ -1,10 +1,12 @@
-//! A deterministic random genome as FASTA, for demos, tests and benchmarks.
+//! A deterministic random genome as FASTA or UCSC `.2bit`, for demos, tests and benchmarks.
 //!
 //! Same seed and options → same bytes. Bases are uniform A/C/G/T from xoshiro256++ (two bits per
 //! base); each record starts with a short N run, as assembled genomes do. Plants write COUNT
 //! copies of a pattern at seeded positions, spread evenly so they never overlap each other.
 
 use std::io::{self, Write};
+
+use super::twobit::{RecordLayout, TwoBitWriter};
 
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -146,6 +148,48 @@ pub fn generate(
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// Writes the same genome as [`generate`] (same seed, same bases) as a `.2bit` file.
+pub fn generate_twobit(
+    genome: &GenomeSpec,
+    out: impl Write,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), GenerateError> {
+    if genome.records == 0 || genome.size < genome.records {
+        return Err(GenerateError::TooFewBases {
+            size: genome.size,
+            records: genome.records,
+        });
+    }
+    let out = io::BufWriter::with_capacity(1 << 20, out);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(genome.seed);
+    let lengths = record_lengths(genome.size, genome.records);
+    let plans = plan_plants(&genome.plants, &lengths, &mut rng)?;
+    let layouts = lengths
+        .iter()
+        .enumerate()
+        .map(|(index, &len)| RecordLayout {
+            name: format!("chr{}", index + 1),
+            len,
+            n_runs: vec![(0, N_RUN.min(len))],
+        })
+        .collect();
+    let mut writer = TwoBitWriter::new(out, layouts)?;
+    let mut block = Vec::with_capacity(BLOCK_BASES);
+    for (&length, plants) in lengths.iter().zip(&plans) {
+        let mut written = 0u64;
+        while written < length {
+            let take = (length - written).min(BLOCK_BASES as u64) as usize;
+            fill_bases(&mut rng, &mut block, take, written);
+            apply_plants(&mut block, written, plants);
+            writer.push(&block)?;
+            written += take as u64;
+            progress(take as u64);
+        }
+    }
+    writer.finish()?.flush()?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
-//! Streaming input: FASTA (one or many records) or plain sequence, optionally gzip-compressed, cut
-//! into chunks while the bytes arrive. Push-style so an async reader (the master receiving an
-//! upload) never holds the whole file.
+//! Streaming input: FASTA (one or many records), UCSC `.2bit` or plain sequence, optionally
+//! gzip-compressed, cut into chunks while the bytes arrive. Push-style so an async reader (the
+//! master receiving an upload) never holds the whole file.
 //!
 //! Invariants: a chunk never crosses a record boundary (a match spanning two records must not
 //! count); chunk `i` owns `owned_len` bases and carries up to `overlap` following bases of the same
@@ -60,9 +60,15 @@ pub enum InputError {
     #[error("empty input: no sequence found (expected FASTA or plain DNA sequence)")]
     Empty,
     /// Binary data or text that is not a sequence.
-    #[error("not a sequence file: {reason} (expected FASTA or plain DNA sequence, optionally gzip-compressed)")]
+    #[error("not a sequence file: {reason} (expected FASTA, .2bit or plain DNA sequence, optionally gzip-compressed)")]
     NotSequence {
         /// What gave it away.
+        reason: String,
+    },
+    /// A `.2bit` file that does not follow the format.
+    #[error("malformed .2bit file: {reason}")]
+    TwoBit {
+        /// What is wrong, and where.
         reason: String,
     },
     /// The gzip stream is corrupt or truncated.

@@ -13,9 +13,7 @@
 //! [`MaskEngine::new`]); `N` letters accept any byte and are skipped by the filter.
 
 use super::approx::{Sink, Verify};
-use super::matcher::Needle;
-use super::pattern::iupac_bases;
-use super::Strand;
+use super::needle::{iupac_bases, Needle, Strand};
 
 /// Most distinct needles one search runs through this engine: each costs a few operations per
 /// 64 bases, so past this a single automaton (Teddy, shift-and words) is cheaper.

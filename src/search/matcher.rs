@@ -16,19 +16,8 @@ use aho_corasick::packed;
 
 use super::approx::{self, ApproxBits, SeedIndex, Sink, Verify};
 use super::masks::MaskEngine;
+use super::needle::{pack_words, Needle, Word, WORD_BITS};
 use super::{Hit, KernelSplit, MismatchKernel, Strand};
-
-/// Longest needle prefix one shift-and word holds.
-const WORD_BITS: usize = 64;
-
-/// One pattern on one strand, as the matcher compares it.
-#[derive(Clone, Debug)]
-pub(crate) struct Needle {
-    pub pattern: u32,
-    pub strand: Strand,
-    /// Compiled letters (upper case unless case-sensitive).
-    pub letters: Vec<u8>,
-}
 
 /// The matcher for a whole pattern set.
 #[derive(Clone, Debug)]
@@ -244,55 +233,6 @@ fn u_to_t(byte: u8) -> u8 {
         b'u' => b't',
         other => other,
     }
-}
-
-/// One shift-and word: up to 64 needle prefixes side by side.
-#[derive(Clone, Debug)]
-pub(crate) struct Word {
-    /// Per byte value, the positions (bits) whose letter accepts it.
-    pub(crate) table: Box<[u64; 256]>,
-    /// The first bit of each needle: always re-armed, so carries between needles are harmless.
-    pub(crate) starts: u64,
-    /// The last bit of each needle prefix.
-    pub(crate) ends: u64,
-    /// For each needle in this word: (its end bit, prefix length, index into the needles).
-    pub(crate) members: Vec<(u32, usize, usize)>,
-}
-
-/// Packs the needles' prefixes (up to 64 letters each) into as few words as fit, in order;
-/// `matches(letter, byte)` says which bytes a letter accepts.
-pub(crate) fn pack_words(needles: &[Needle], matches: &dyn Fn(u8, u8) -> bool) -> Vec<Word> {
-    let mut words: Vec<Word> = Vec::new();
-    let mut used = WORD_BITS;
-    for (index, needle) in needles.iter().enumerate() {
-        let prefix = &needle.letters[..needle.letters.len().min(WORD_BITS)];
-        if used + prefix.len() > WORD_BITS {
-            words.push(Word {
-                table: Box::new([0; 256]),
-                starts: 0,
-                ends: 0,
-                members: Vec::new(),
-            });
-            used = 0;
-        }
-        let Some(word) = words.last_mut() else {
-            continue;
-        };
-        for (offset, &code) in prefix.iter().enumerate() {
-            let bit = 1u64 << (used + offset);
-            for byte in 0..=255u8 {
-                if matches(code, byte) {
-                    word.table[byte as usize] |= bit;
-                }
-            }
-        }
-        let end_bit = (used + prefix.len() - 1) as u32;
-        word.starts |= 1 << used;
-        word.ends |= 1 << end_bit;
-        word.members.push((end_bit, prefix.len(), index));
-        used += prefix.len();
-    }
-    words
 }
 
 /// Bit-parallel matcher for any IUPAC needles.

@@ -14,8 +14,10 @@ pub mod generate;
 mod input;
 mod masks;
 mod matcher;
+mod needle;
 mod parallel;
 mod pattern;
+pub mod twobit;
 
 pub use input::{Chunker, InputError, RecordInfo, SequenceChunk, DEFAULT_PLAIN_NAME};
 pub use parallel::{search_reader, LocatedHit, ParallelError, ParallelOptions, SearchOutcome};
@@ -118,7 +120,7 @@ fn with_kernel(
     if owned == 0 {
         return;
     }
-    let verify = |needle: &matcher::Needle, start: usize, limit: u32| {
+    let verify = |needle: &needle::Needle, start: usize, limit: u32| {
         set.mismatches_at(
             needle.pattern as usize,
             needle.strand,

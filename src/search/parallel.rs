@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use flate2::read::MultiGzDecoder;
 
 use super::block::{lookahead_bases, scan_block, BlockOutput, LineState};
+use super::twobit::{TwoBitRead, MAGIC_BYTES};
 use super::{Chunker, Hit, InputError, PatternSet, RecordInfo, StrandCounts};
 
 /// How a whole-input search runs.
@@ -86,7 +87,8 @@ struct RawBlock {
     lookahead: Vec<u8>,
 }
 
-/// Searches everything `reader` yields (gzip is detected from the magic bytes) with `set`.
+/// Searches everything `reader` yields (gzip and `.2bit` are detected from their magic bytes)
+/// with `set`.
 /// `progress` is called with the bytes read so far after each block.
 pub fn search_reader(
     reader: impl Read,
@@ -99,6 +101,8 @@ pub fn search_reader(
     if head.starts_with(&[0x1f, 0x8b]) {
         let decoder = MultiGzDecoder::new(buffered);
         search_plain(decoder, set, options, progress)
+    } else if MAGIC_BYTES.iter().any(|magic| head.starts_with(magic)) {
+        search_plain(TwoBitRead::new(buffered), set, options, progress)
     } else {
         search_plain(buffered, set, options, progress)
     }

@@ -2,7 +2,9 @@
 
 use thiserror::Error;
 
-use super::matcher::{Engine, Needle};
+use super::matcher::Engine;
+use super::needle::Needle;
+pub use super::needle::{iupac_bases, Strand};
 
 /// Which strands a search covers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -13,29 +15,6 @@ pub enum StrandMode {
     Forward,
     /// The pattern and its reverse complement.
     Both,
-}
-
-/// The strand of one hit: `+` for the pattern as written, `-` for its reverse complement.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub enum Strand {
-    /// `+`
-    #[serde(rename = "+")]
-    Forward,
-    /// `-`
-    #[serde(rename = "-")]
-    Reverse,
-}
-
-impl Strand {
-    /// The strand as seqkit and BED print it.
-    pub fn symbol(self) -> char {
-        match self {
-            Strand::Forward => '+',
-            Strand::Reverse => '-',
-        }
-    }
 }
 
 /// Most mismatches a search allows (mismatch counts are small numbers in every kernel).
@@ -140,28 +119,6 @@ pub enum PatternError {
         /// The mismatches asked for.
         max_mismatches: u32,
     },
-}
-
-/// Bit set of the bases (A=1, C=2, G=4, T=8) an IUPAC code stands for; 0 if not a code.
-pub fn iupac_bases(code: u8) -> u8 {
-    match code.to_ascii_uppercase() {
-        b'A' => 1,
-        b'C' => 2,
-        b'G' => 4,
-        b'T' | b'U' => 8,
-        b'R' => 1 | 4,
-        b'Y' => 2 | 8,
-        b'S' => 2 | 4,
-        b'W' => 1 | 8,
-        b'K' => 4 | 8,
-        b'M' => 1 | 2,
-        b'B' => 2 | 4 | 8,
-        b'D' => 1 | 4 | 8,
-        b'H' => 1 | 2 | 8,
-        b'V' => 1 | 2 | 4,
-        b'N' => 1 | 2 | 4 | 8,
-        _ => 0,
-    }
 }
 
 /// Bit set of a *sequence* letter: only A, C, G, T and U stand for bases; anything else is 0.

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::command_run::{self, Launch, WorkDir};
 use super::WorkerConfig;
 use super::{command_limits, command_outputs};
-use crate::backend::{ChunkResult, Lease, Queue, TaskRun};
+use crate::backend::{ChunkResult, Lease, Leases, TaskRun};
 use crate::jobs::command::{CommandResult, CommandTaskSpec};
 
 /// The search path a task gets unless the worker passes its own (`--pass-env PATH`).
@@ -155,7 +155,7 @@ fn resolve(program: &str, path: &str) -> Result<PathBuf, String> {
 /// left).
 pub(super) async fn run_leased(
     config: &WorkerConfig,
-    queue: &dyn Queue,
+    queue: &dyn Leases,
     lease: &Lease,
 ) -> Result<Option<ChunkResult>, String> {
     let policy = config
@@ -249,7 +249,7 @@ pub(super) async fn run_leased(
 /// sets `stop`, which kills the task's group.
 async fn run_checking_lease(
     config: &WorkerConfig,
-    queue: &dyn Queue,
+    queue: &dyn Leases,
     lease: &Lease,
     launch: Launch<'_>,
     dir: &Path,

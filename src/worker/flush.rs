@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::prefetch::Buffer;
 use super::{WorkerConfig, WorkerStats, MAX_BACKOFF, MIN_BACKOFF};
-use crate::backend::{BackendError, Completion, Queue, Store, MAX_BATCH};
+use crate::backend::{BackendError, Completion, Leases, ResultSink, MAX_BATCH};
 
 /// Attempts made while stopping before a batch the backend will not take is left to expire.
 const ATTEMPTS_WHILE_STOPPING: u32 = 5;
@@ -20,8 +20,8 @@ const ATTEMPTS_WHILE_STOPPING: u32 = 5;
 /// Settles finished tasks from `finished` until every sender is gone and all are settled.
 pub(super) async fn flush(
     config: WorkerConfig,
-    queue: Arc<dyn Queue>,
-    store: Arc<dyn Store>,
+    queue: Arc<dyn Leases>,
+    store: Arc<dyn ResultSink>,
     buffer: Arc<Buffer>,
     stats: Arc<WorkerStats>,
     mut finished: mpsc::UnboundedReceiver<Completion>,
@@ -52,8 +52,8 @@ pub(super) async fn flush(
 /// Stores and acks one batch, sending again the items the backend could not be reached for.
 async fn settle(
     config: &WorkerConfig,
-    queue: &dyn Queue,
-    store: &dyn Store,
+    queue: &dyn Leases,
+    store: &dyn ResultSink,
     stats: &WorkerStats,
     mut items: Vec<Completion>,
     stop: &watch::Receiver<bool>,

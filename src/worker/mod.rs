@@ -26,7 +26,8 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
-use crate::backend::config::{Access, Backend, BackendArgs};
+use crate::backend::config::BackendArgs;
+use crate::backend::{Leases, ResultSink};
 use crate::protocol::{Greeting, Role};
 
 pub use command::CommandPolicy;
@@ -165,13 +166,14 @@ pub struct WorkerStats {
     pub tasks_failed: AtomicU64,
 }
 
-/// Runs `threads` slots on `backend` until `shutdown` completes and every task the worker has
-/// leased is finished and settled. The feeder, the slots and the flusher share the backend
-/// handle: each of its calls runs on a connection of its own, so a waiting lease never holds up
-/// an ack.
+/// Runs `threads` slots on `leases` until `shutdown` completes and every task the worker has
+/// leased is finished and settled, storing results in `results`. The feeder, the slots and the
+/// flusher share the backend handles: each of their calls runs on a connection of its own, so a
+/// waiting lease never holds up an ack.
 pub async fn run(
     config: WorkerConfig,
-    backend: Backend,
+    leases: Arc<dyn Leases>,
+    results: Arc<dyn ResultSink>,
     threads: usize,
     stats: Arc<WorkerStats>,
     shutdown: impl Future,
@@ -179,26 +181,26 @@ pub async fn run(
     let threads = threads.max(1);
     if config.commands.is_some() {
         // Recorded before the first lease, so no lease can miss it.
-        let _ = backend.queue.set_runs_commands(&config.id, true).await;
+        let _ = leases.set_runs_commands(&config.id, true).await;
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let buffer = Arc::new(prefetch::Buffer::new(threads + config.prefetch));
     let (finished_tx, finished_rx) = mpsc::unbounded_channel();
     let feeder = tokio::spawn(prefetch::feed(
         config.clone(),
-        backend.queue.clone(),
+        leases.clone(),
         buffer.clone(),
         stop_rx.clone(),
     ));
     let keeper = tokio::spawn(prefetch::keep_extended(
         config.clone(),
-        backend.queue.clone(),
+        leases.clone(),
         buffer.clone(),
     ));
     let flusher = tokio::spawn(flush::flush(
         config.clone(),
-        backend.queue.clone(),
-        backend.store.clone(),
+        leases.clone(),
+        results.clone(),
         buffer.clone(),
         stats.clone(),
         finished_rx,
@@ -209,7 +211,7 @@ pub async fn run(
         slots.spawn(slot::run_slot(
             index,
             config.clone(),
-            backend.queue.clone(),
+            leases.clone(),
             buffer.clone(),
             finished_tx.clone(),
             stats.clone(),
@@ -293,13 +295,8 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         .tls
         .client()
         .map_err(|e| WorkerError::Config(e.to_string()))?;
-    let access = Access::Peer {
-        master: master.clone(),
-        greeting,
-        tls,
-    };
     let backend = backend_config
-        .connect(access, crate::jobs::result_check())
+        .connect_peer(master.clone(), greeting, tls, crate::jobs::result_check())
         .await
         .map_err(|e| WorkerError::Config(format!("{backend_config}: {e}")))?;
     let source = if backend_config.is_shared() {
@@ -308,10 +305,11 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         master
     };
     tracing::info!(component = "worker", worker = %id, tasks_from = %source, threads, prefetch, "worker started");
-    let queue = backend.queue.clone();
+    let ids = backend.ids.clone();
     run(
         config,
-        backend,
+        backend.leases,
+        backend.results,
         threads,
         Arc::new(WorkerStats::default()),
         crate::shutdown::signal(),
@@ -322,11 +320,11 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         let reason = args.leave_reason_file.as_deref().and_then(leave_reason);
         heartbeat.goodbye(reason).await;
     }
-    if let (true, Some(instance)) = (backend_config.is_shared(), instance) {
+    if let (Some(ids), Some(instance)) = (ids, instance) {
         // A clean exit frees the id at once, so a restart elsewhere need not wait for the
         // claim to lapse.
         let holder = crate::backend::redis::own_claim_value(&instance);
-        if let Err(err) = queue.release_worker_id(&id, &holder).await {
+        if let Err(err) = ids.release_worker_id(&id, &holder).await {
             tracing::warn!(component = "worker", worker = %id, error = %err, "giving up the worker id failed; it lapses on its own");
         }
     }

@@ -11,7 +11,7 @@
 //! The buffer also knows every lease in hand by its token, until it is settled. A lease call
 //! that failed may have leased tasks whose reply was lost with the connection; before leasing
 //! again the feeder names the leases in hand and the backend returns every other task it counts
-//! as this worker's ([`Queue::release_unheld`]). A worker starting under an id does so first
+//! as this worker's ([`Leases::release_unheld`]). A worker starting under an id does so first
 //! too, so tasks an earlier process under that id held come back at once.
 
 use std::collections::{HashSet, VecDeque};
@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify, Semaphore};
 
 use super::{WorkerConfig, MAX_BACKOFF, MIN_BACKOFF};
-use crate::backend::{Lease, Queue, MAX_BATCH};
+use crate::backend::{Lease, Leases, MAX_BATCH};
 
 /// Tasks that run longer than this on average are not leased ahead. Leasing ahead saves a round
 /// trip (about a millisecond) per task, which only matters for tasks of a few milliseconds; a
@@ -208,7 +208,7 @@ impl Buffer {
 /// Leases batches into `buffer` while there is room, until `stop`; then closes the buffer.
 pub(super) async fn feed(
     config: WorkerConfig,
-    queue: Arc<dyn Queue>,
+    queue: Arc<dyn Leases>,
     buffer: Arc<Buffer>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -292,7 +292,7 @@ pub(super) async fn feed(
 /// buffer: its task was reclaimed and is another delivery's now.
 pub(super) async fn keep_extended(
     config: WorkerConfig,
-    queue: Arc<dyn Queue>,
+    queue: Arc<dyn Leases>,
     buffer: Arc<Buffer>,
 ) {
     let mut ticker = tokio::time::interval(config.extend_interval);

@@ -10,7 +10,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::prefetch::Buffer;
 use super::{WorkerConfig, WorkerStats, MAX_BACKOFF, MIN_BACKOFF};
-use crate::backend::{BackendError, BackendResult, ChunkResult, Completion, Lease, Queue, TaskRun};
+use crate::backend::{
+    BackendError, BackendResult, ChunkResult, Completion, Lease, Leases, TaskRun,
+};
 use crate::jobs::{self, PreparedTask};
 
 /// The last job's prepared state (for a search: its compiled patterns), reused while consecutive
@@ -23,7 +25,7 @@ type PreparedCache = Option<(String, Arc<dyn PreparedTask>)>;
 pub(super) async fn run_slot(
     index: usize,
     config: WorkerConfig,
-    queue: Arc<dyn Queue>,
+    queue: Arc<dyn Leases>,
     buffer: Arc<Buffer>,
     finished: mpsc::UnboundedSender<Completion>,
     stats: Arc<WorkerStats>,
@@ -72,7 +74,7 @@ pub(super) async fn run_slot(
 /// cancelled) stops the kernel at its next check of the stop flag: `Ok(None)`.
 async fn run_task(
     config: &WorkerConfig,
-    queue: &dyn Queue,
+    queue: &dyn Leases,
     lease: &Lease,
     cache: &mut PreparedCache,
 ) -> Result<Option<ChunkResult>, String> {

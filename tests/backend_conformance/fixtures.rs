@@ -12,6 +12,10 @@ use serde_json::json;
 use tokio::time::Instant;
 
 pub use super::Subject;
+// The capabilities the cases call on a subject, in scope wherever the fixtures are.
+pub use gridwatch::backend::{
+    JobStore, Leases, MonitorSink, MonitorStore, QueueAdmin, ResultSink, ResultStore,
+};
 
 /// Upper bound for anything the cases wait on; reached only when a backend is broken.
 pub const DEADLINE: Duration = Duration::from_secs(20);

@@ -1,9 +1,10 @@
 //! The embedded backend as a worker reaches it: a real master serves a temporary embedded
-//! backend on a free port, and the worker's calls (`lease`, `lease_batch`, `extend`, `ack`,
-//! `complete_batch`, `nack`, `put_chunk_result`) go over the protocol through one `RemoteBackend` per worker id, as in a
-//! running grid. The calls the master keeps for itself (enqueue, reclaim, cancel, job state,
-//! alerts, reading results) go to the master's own backend, where a running grid makes them too;
-//! so do the part-by-part result calls, which the master makes for a worker's `put_result`.
+//! backend on a free port, and the worker's capabilities (`Leases`, `ResultSink`) go over the
+//! protocol through one `RemoteBackend` per worker id, as in a running grid. The capabilities the
+//! master keeps for itself (`QueueAdmin`, `JobStore`, `ResultStore`, `MonitorStore`), which
+//! `RemoteBackend` does not implement, go to the master's own backend, where a running grid
+//! uses them too; so do the part-by-part result calls, which the master makes for a worker's
+//! `put_result`.
 //!
 //! One adjustment: the master's periodic sweep of expired leases is turned off (its queue
 //! answers `reclaim_expired` with 0), because the cases sweep themselves and count what each
@@ -19,8 +20,9 @@ use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::remote::RemoteBackend;
 use gridwatch::backend::{
     BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome, JobRecord, JobStatus,
-    JobSummary, Lease, NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, Store,
-    StoredResult, TaskTimes, WorkerId,
+    JobStore, JobSummary, Lease, Leases, MonitorSink, MonitorStore, NackOutcome, NewTask, Progress,
+    PruneReport, QueueAdmin, RefusalReason, ResultSink, ResultStore, StoredResult, TaskTimes,
+    WorkerId, WorkerIds,
 };
 use gridwatch::master::{MasterConfig, MasterState};
 use tokio::net::TcpListener;
@@ -68,7 +70,9 @@ pub async fn subject(visibility_timeout: Duration) -> Subject {
         keep_genomes: gridwatch::master::Retention(None),
     };
     let queue = Arc::new(WithoutSweep(owner.clone()));
-    let state = Arc::new(MasterState::new(queue, owner.clone(), master_config));
+    let state = Arc::new(
+        MasterState::new(queue, owner.clone(), master_config).with_genomes(Some(owner.clone())),
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(gridwatch::master::run(listener, state, async move {
         let _ = stopped.await;
@@ -89,13 +93,11 @@ pub async fn subject(visibility_timeout: Duration) -> Subject {
 struct WithoutSweep(Arc<EmbeddedBackend>);
 
 #[async_trait]
-impl Queue for WithoutSweep {
-    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
-        self.0.enqueue(tasks).await
-    }
+impl Leases for WithoutSweep {
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
         self.0.lease(worker, wait).await
     }
+
     async fn lease_batch(
         &self,
         worker: &str,
@@ -104,34 +106,60 @@ impl Queue for WithoutSweep {
     ) -> BackendResult<Vec<Lease>> {
         self.0.lease_batch(worker, max, wait).await
     }
+
     async fn complete_batch(
         &self,
-        store: &dyn Store,
+        results: &dyn ResultSink,
         items: &[Completion],
     ) -> BackendResult<Vec<CompletionOutcome>> {
-        self.0.complete_batch(store, items).await
+        self.0.complete_batch(results, items).await
     }
+
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
         self.0.extend(lease).await
     }
+
     async fn ack(&self, lease: &Lease) -> BackendResult<()> {
         self.0.ack(lease).await
     }
+
     async fn nack(&self, lease: &Lease, error: &str) -> BackendResult<NackOutcome> {
         self.0.nack(lease, error).await
     }
-    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
-        self.0.reclaim_worker(worker).await
-    }
+
     async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
         self.0.release_unheld(worker, held).await
     }
+}
+
+#[async_trait]
+impl WorkerIds for WithoutSweep {
+    async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
+        self.0.hold_worker_id(worker, holder).await
+    }
+    async fn release_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
+        self.0.release_worker_id(worker, holder).await
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for WithoutSweep {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
+        self.0.enqueue(tasks).await
+    }
+
+    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
+        self.0.reclaim_worker(worker).await
+    }
+
     async fn reclaim_expired(&self) -> BackendResult<usize> {
         Ok(0)
     }
+
     async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
         self.0.cancel_job(job).await
     }
+
     async fn cancel_if_unstarted(&self, job: &str) -> BackendResult<bool> {
         self.0.cancel_if_unstarted(job).await
     }
@@ -156,13 +184,11 @@ impl WorkerSide {
 }
 
 #[async_trait]
-impl Queue for WorkerSide {
-    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
-        self.owner.enqueue(tasks).await
-    }
+impl Leases for WorkerSide {
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
         self.worker(worker).lease(worker, wait).await
     }
+
     async fn lease_batch(
         &self,
         worker: &str,
@@ -171,10 +197,11 @@ impl Queue for WorkerSide {
     ) -> BackendResult<Vec<Lease>> {
         self.worker(worker).lease_batch(worker, max, wait).await
     }
+
     /// One worker's batch (the cases never mix workers in one), over the protocol.
     async fn complete_batch(
         &self,
-        _store: &dyn Store,
+        _results: &dyn ResultSink,
         items: &[Completion],
     ) -> BackendResult<Vec<CompletionOutcome>> {
         let Some(first) = items.first() else {
@@ -184,49 +211,91 @@ impl Queue for WorkerSide {
             .complete_batch(self, items)
             .await
     }
+
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
         self.worker(&lease.worker).extend(lease).await
     }
+
     async fn ack(&self, lease: &Lease) -> BackendResult<()> {
         self.worker(&lease.worker).ack(lease).await
     }
+
     async fn nack(&self, lease: &Lease, error: &str) -> BackendResult<NackOutcome> {
         self.worker(&lease.worker).nack(lease, error).await
     }
-    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
-        self.owner.reclaim_worker(worker).await
-    }
+
     async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
         self.worker(worker).release_unheld(worker, held).await
     }
+}
+
+#[async_trait]
+impl WorkerIds for WorkerSide {
+    async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
+        self.owner.hold_worker_id(worker, holder).await
+    }
+    async fn release_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
+        self.owner.release_worker_id(worker, holder).await
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for WorkerSide {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
+        self.owner.enqueue(tasks).await
+    }
+
+    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
+        self.owner.reclaim_worker(worker).await
+    }
+
     async fn reclaim_expired(&self) -> BackendResult<usize> {
         self.owner.reclaim_expired().await
     }
+
     async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
         self.owner.cancel_job(job).await
     }
+
     async fn cancel_if_unstarted(&self, job: &str) -> BackendResult<bool> {
         self.owner.cancel_if_unstarted(job).await
     }
 }
 
 #[async_trait]
-impl Store for WorkerSide {
+impl ResultSink for WorkerSide {
+    async fn put_chunk_result(&self, lease: &Lease, result: &ChunkResult) -> BackendResult<bool> {
+        self.worker(&lease.worker)
+            .put_chunk_result(lease, result)
+            .await
+    }
+}
+
+#[async_trait]
+impl JobStore for WorkerSide {
+    async fn restart_upload(&self, job: &JobRecord) -> BackendResult<bool> {
+        self.owner.restart_upload(job).await
+    }
     async fn create_job(&self, job: &JobRecord) -> BackendResult<CreateOutcome> {
         self.owner.create_job(job).await
     }
+
     async fn job(&self, id: &str) -> BackendResult<Option<JobRecord>> {
         self.owner.job(id).await
     }
+
     async fn jobs(&self) -> BackendResult<Vec<JobRecord>> {
         self.owner.jobs().await
     }
+
     async fn accept_job(&self, id: &str, total_chunks: u32) -> BackendResult<()> {
         self.owner.accept_job(id, total_chunks).await
     }
+
     async fn update_job_spec(&self, id: &str, spec: &serde_json::Value) -> BackendResult<()> {
         self.owner.update_job_spec(id, spec).await
     }
+
     async fn set_status(
         &self,
         id: &str,
@@ -235,9 +304,22 @@ impl Store for WorkerSide {
     ) -> BackendResult<()> {
         self.owner.set_status(id, status, error).await
     }
+
+    async fn job_summaries(&self, limit: usize) -> BackendResult<Vec<JobSummary>> {
+        self.owner.job_summaries(limit).await
+    }
+
+    async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport> {
+        self.owner.prune_finished(finished_before).await
+    }
+}
+
+#[async_trait]
+impl ResultStore for WorkerSide {
     async fn put_result_part(&self, lease: &Lease, part: u32, bytes: Bytes) -> BackendResult<()> {
         self.owner.put_result_part(lease, part, bytes).await
     }
+
     async fn commit_chunk_result(
         &self,
         lease: &Lease,
@@ -246,32 +328,34 @@ impl Store for WorkerSide {
     ) -> BackendResult<bool> {
         self.owner.commit_chunk_result(lease, result, parts).await
     }
-    async fn put_chunk_result(&self, lease: &Lease, result: &ChunkResult) -> BackendResult<bool> {
-        self.worker(&lease.worker)
-            .put_chunk_result(lease, result)
-            .await
-    }
+
     async fn progress(&self, job: &str) -> BackendResult<Progress> {
         self.owner.progress(job).await
     }
+
     async fn result_headers(&self, job: &str) -> BackendResult<Vec<StoredResult>> {
         self.owner.result_headers(job).await
     }
+
     async fn result_part(&self, job: &str, chunk: u32, part: u32) -> BackendResult<Bytes> {
         self.owner.result_part(job, chunk, part).await
     }
-    async fn job_summaries(&self, limit: usize) -> BackendResult<Vec<JobSummary>> {
-        self.owner.job_summaries(limit).await
-    }
+
     async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>> {
         self.owner.refused_results().await
     }
+
+    async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
+        self.owner.task_times().await
+    }
+}
+
+#[async_trait]
+impl MonitorSink for WorkerSide {
     async fn push_alert(&self, alert: &serde_json::Value) -> BackendResult<()> {
         self.owner.push_alert(alert).await
     }
-    async fn alerts(&self, limit: usize) -> BackendResult<Vec<serde_json::Value>> {
-        self.owner.alerts(limit).await
-    }
+
     async fn put_worker_metrics(
         &self,
         worker: &str,
@@ -280,13 +364,18 @@ impl Store for WorkerSide {
     ) -> BackendResult<()> {
         self.owner.put_worker_metrics(worker, metrics, ttl).await
     }
+
     async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>> {
         self.owner.worker_metrics().await
     }
-    async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport> {
-        self.owner.prune_finished(finished_before).await
+}
+
+#[async_trait]
+impl MonitorStore for WorkerSide {
+    async fn forget_worker_metrics(&self, worker: &str) -> BackendResult<bool> {
+        self.owner.forget_worker_metrics(worker).await
     }
-    async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
-        self.owner.task_times().await
+    async fn alerts(&self, limit: usize) -> BackendResult<Vec<serde_json::Value>> {
+        self.owner.alerts(limit).await
     }
 }

@@ -193,7 +193,7 @@ impl Grid {
                 };
                 conn.write_message(&submit).await.expect("submit_job");
                 match conn.expect_message().await.expect("a reply") {
-                    Message::Error { code, message } => {
+                    Message::Error { code, message, .. } => {
                         assert_eq!(code, ErrorCode::BadMessage, "{spec}: {message}");
                         messages.push(message);
                     }

@@ -21,11 +21,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use super::capability::{
+    put_in_parts, GenomeStore, JobStore, Leases, MonitorSink, MonitorStore, QueueAdmin, ResultSink,
+    ResultStore, WorkerIds,
+};
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
     GenomeRecord, GenomeRemoval, GenomeWriter, JobRecord, JobStatus, JobSummary, Lease,
-    NackOutcome, NewTask, Progress, PruneReport, Queue, RefusalReason, SharedResultCheck, Store,
-    StoredResult, TaskTimes, WorkerId, MAX_BATCH,
+    NackOutcome, NewTask, Progress, PruneReport, RefusalReason, SharedResultCheck, StoredResult,
+    TaskTimes, WorkerId, MAX_BATCH,
 };
 use db::Db;
 
@@ -55,7 +59,7 @@ impl Default for EmbeddedConfig {
     }
 }
 
-/// SQLite-backed `Queue` + `Store`.
+/// SQLite-backed: every capability (leases, queue admin, jobs, results, monitor, genomes).
 pub struct EmbeddedBackend {
     db: Db,
     config: EmbeddedConfig,
@@ -141,15 +145,7 @@ impl EmbeddedBackend {
 }
 
 #[async_trait]
-impl Queue for EmbeddedBackend {
-    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
-        self.db
-            .call(move |state| queue::enqueue(state, tasks))
-            .await?;
-        self.task_ready.notify_waiters();
-        Ok(())
-    }
-
+impl Leases for EmbeddedBackend {
     async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
         let mut workers = self
             .command_workers
@@ -234,7 +230,7 @@ impl Queue for EmbeddedBackend {
     /// is stored in parts, as alone, and settled on its own.
     async fn complete_batch(
         &self,
-        _store: &dyn Store,
+        _results: &dyn ResultSink,
         items: &[Completion],
     ) -> BackendResult<Vec<CompletionOutcome>> {
         let check = self.result_check.clone();
@@ -291,22 +287,40 @@ impl Queue for EmbeddedBackend {
         Ok(outcome)
     }
 
-    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
-        let (config, worker) = (self.config.clone(), worker.to_string());
-        let moved = self
-            .db
-            .call(move |state| queue::reclaim_worker(state, &config, &worker))
-            .await?;
-        self.task_ready.notify_waiters();
-        Ok(moved)
-    }
-
     async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
         let (config, worker) = (self.config.clone(), worker.to_string());
         let held: std::collections::HashSet<String> = held.iter().cloned().collect();
         let moved = self
             .db
             .call(move |state| queue::release_unheld(state, &config, &worker, &held))
+            .await?;
+        self.task_ready.notify_waiters();
+        Ok(moved)
+    }
+}
+
+#[async_trait]
+impl ResultSink for EmbeddedBackend {
+    async fn put_chunk_result(&self, lease: &Lease, result: &ChunkResult) -> BackendResult<bool> {
+        put_in_parts(self, lease, result).await
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for EmbeddedBackend {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
+        self.db
+            .call(move |state| queue::enqueue(state, tasks))
+            .await?;
+        self.task_ready.notify_waiters();
+        Ok(())
+    }
+
+    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
+        let (config, worker) = (self.config.clone(), worker.to_string());
+        let moved = self
+            .db
+            .call(move |state| queue::reclaim_worker(state, &config, &worker))
             .await?;
         self.task_ready.notify_waiters();
         Ok(moved)
@@ -341,8 +355,20 @@ impl Queue for EmbeddedBackend {
     }
 }
 
+/// Only the master reaches this backend: worker ids are its own registry's to keep.
 #[async_trait]
-impl Store for EmbeddedBackend {
+impl WorkerIds for EmbeddedBackend {
+    async fn hold_worker_id(&self, _worker: &str, _holder: &str) -> BackendResult<bool> {
+        Ok(true)
+    }
+
+    async fn release_worker_id(&self, _worker: &str, _holder: &str) -> BackendResult<()> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobStore for EmbeddedBackend {
     async fn create_job(&self, job: &JobRecord) -> BackendResult<CreateOutcome> {
         let job = job.clone();
         self.db
@@ -392,6 +418,21 @@ impl Store for EmbeddedBackend {
             .await
     }
 
+    async fn job_summaries(&self, limit: usize) -> BackendResult<Vec<JobSummary>> {
+        self.db
+            .call(move |state| store::job_summaries(state, limit))
+            .await
+    }
+
+    async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport> {
+        self.db
+            .call(move |state| retention::prune_finished(state, finished_before))
+            .await
+    }
+}
+
+#[async_trait]
+impl ResultStore for EmbeddedBackend {
     async fn put_result_part(&self, lease: &Lease, part: u32, bytes: Bytes) -> BackendResult<()> {
         let lease = lease.clone();
         let outcome = self
@@ -452,12 +493,6 @@ impl Store for EmbeddedBackend {
         Ok(Bytes::from(bytes))
     }
 
-    async fn job_summaries(&self, limit: usize) -> BackendResult<Vec<JobSummary>> {
-        self.db
-            .call(move |state| store::job_summaries(state, limit))
-            .await
-    }
-
     async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>> {
         Ok(RefusalReason::ALL
             .iter()
@@ -466,15 +501,18 @@ impl Store for EmbeddedBackend {
             .collect())
     }
 
+    async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
+        self.db.call(records::task_times).await
+    }
+}
+
+#[async_trait]
+impl MonitorSink for EmbeddedBackend {
     async fn push_alert(&self, alert: &serde_json::Value) -> BackendResult<()> {
         let alert = alert.clone();
         self.db
             .call(move |state| store::push_alert(state, &alert))
             .await
-    }
-
-    async fn alerts(&self, limit: usize) -> BackendResult<Vec<serde_json::Value>> {
-        self.db.call(move |state| store::alerts(state, limit)).await
     }
 
     async fn put_worker_metrics(
@@ -492,6 +530,13 @@ impl Store for EmbeddedBackend {
     async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>> {
         self.db.call(store::worker_metrics).await
     }
+}
+
+#[async_trait]
+impl MonitorStore for EmbeddedBackend {
+    async fn alerts(&self, limit: usize) -> BackendResult<Vec<serde_json::Value>> {
+        self.db.call(move |state| store::alerts(state, limit)).await
+    }
 
     async fn forget_worker_metrics(&self, worker: &str) -> BackendResult<bool> {
         let worker = worker.to_string();
@@ -499,17 +544,10 @@ impl Store for EmbeddedBackend {
             .call(move |state| store::forget_worker_metrics(state, &worker))
             .await
     }
+}
 
-    async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport> {
-        self.db
-            .call(move |state| retention::prune_finished(state, finished_before))
-            .await
-    }
-
-    async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
-        self.db.call(records::task_times).await
-    }
-
+#[async_trait]
+impl GenomeStore for EmbeddedBackend {
     async fn begin_genome(&self) -> BackendResult<Box<dyn GenomeWriter>> {
         let writer =
             genomes::EmbeddedGenomeWriter::create(self.db.clone(), self.genome_dir.clone()).await?;

@@ -513,7 +513,7 @@ pub(super) fn cancel_job(state: &mut DbState, job: &str) -> BackendResult<usize>
     Ok(removed.min(queued.max(0) as usize))
 }
 
-/// Removes all of a job's tasks if nothing of it started (see `Queue::cancel_if_unstarted`): no
+/// Removes all of a job's tasks if nothing of it started (see `QueueAdmin::cancel_if_unstarted`): no
 /// task ever delivered (`attempts` counts deliveries, and a leased or dead task has one), no
 /// stored result, and the job not finished. Calls run one at a time on the database thread, so
 /// no lease can slip between the check and the delete; the transaction keeps them one commit.

@@ -13,6 +13,7 @@ mod queue;
 mod retention;
 mod scripts;
 mod store;
+mod token;
 mod url;
 
 use std::collections::HashSet;
@@ -36,7 +37,7 @@ pub const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(5);
 /// Tuning of the Redis backend; [`Default`] gives the production values.
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
-    /// A lease idle for longer than this is taken back by [`crate::backend::Queue::reclaim_expired`].
+    /// A lease idle for longer than this is taken back by [`crate::backend::QueueAdmin::reclaim_expired`].
     /// Long by default: a live worker on a long task extends its lease, and a dead one is
     /// reclaimed at once when the collector reports it.
     pub visibility_timeout: Duration,
@@ -187,7 +188,7 @@ impl RedisBackend {
             let staging = keys::job_result_staging(
                 &lease.id.job,
                 lease.id.chunk,
-                queue::parse_token(&lease.token).entry_id,
+                token::parse_token(&lease.token).entry_id,
             );
             let staged: Vec<Vec<u8>> = self
                 .request(|mut conn| {
@@ -228,7 +229,7 @@ impl RedisBackend {
         if stored.unwrap_or(0).saturating_add(result.matches) <= cap {
             return Ok(false);
         }
-        use super::Store;
+        use super::JobStore;
         self.set_status(&lease.id.job, super::JobStatus::Failed, Some(&error))
             .await?;
         Ok(true)
@@ -241,7 +242,7 @@ impl RedisBackend {
         lease: &super::Lease,
     ) -> BackendResult<Option<(String, serde_json::Value)>> {
         let (kind, spec) = if lease.spec.is_null() {
-            let token = queue::parse_token(&lease.token);
+            let token = token::parse_token(&lease.token);
             let stream = keys::ALL_STREAMS[token.stream_index - 1];
             let entry = token.entry_id.to_string();
             let reply: ::redis::streams::StreamRangeReply = self
@@ -315,7 +316,7 @@ impl RedisBackend {
     /// while the first ones stay pending under the worker's id until their visibility timeout.
     /// So a lost connection is reported (as `Unavailable`), never answered by running the
     /// script again: the caller first returns what the backend counts as its own but it does
-    /// not hold ([`crate::backend::Queue::release_unheld`]), then leases again.
+    /// not hold ([`crate::backend::Leases::release_unheld`]), then leases again.
     async fn invoke_once<T: ::redis::FromRedisValue>(
         &self,
         invocation: &ScriptInvocation<'_>,

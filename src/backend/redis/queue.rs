@@ -1,4 +1,4 @@
-//! `Queue` on Redis Streams. A task is one stream entry (job, chunk, attempt, kind, spec) in its
+//! Leases, queue admin and worker ids on Redis Streams. A task is one stream entry (job, chunk, attempt, kind, spec) in its
 //! priority's stream; its input bytes sit in `job:{id}:chunks` until the chunk is acked. A lease is
 //! one delivery to a consumer, and its token names the entry and a random nonce recorded with the
 //! delivery (`{stream index}/{entry id}/{nonce}`): a retry, which is always a new entry, makes
@@ -18,10 +18,11 @@ use super::keys::{
     TASK_STREAMS,
 };
 use super::store::{push_result, script_outcome, with_verdict};
+use super::token::parse_token;
 use super::{backend_error, RedisBackend};
 use crate::backend::{
-    BackendError, BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Queue,
-    Store, TaskId, WorkerId, MAX_BATCH, RESULT_PART_BYTES,
+    BackendError, BackendResult, Completion, CompletionOutcome, Lease, Leases, NackOutcome,
+    NewTask, QueueAdmin, ResultSink, TaskId, WorkerId, WorkerIds, MAX_BATCH, RESULT_PART_BYTES,
 };
 
 /// What one run of the lease script found.
@@ -46,22 +47,31 @@ const INLINE_INPUT_LIMIT: usize = 64 << 10;
 const BLOCK_GRACE: Duration = Duration::from_secs(5);
 
 #[async_trait]
-impl Queue for RedisBackend {
-    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
-        let mut batch_start = 0;
-        let mut batch_bytes = 0;
-        for (index, task) in tasks.iter().enumerate() {
-            batch_bytes += task.data.len();
-            let batch_len = index + 1 - batch_start;
-            if batch_bytes >= self.options.enqueue_batch_bytes || batch_len >= 1024 {
-                self.enqueue_batch(&tasks[batch_start..=index]).await?;
-                (batch_start, batch_bytes) = (index + 1, 0);
+impl Leases for RedisBackend {
+    /// Records the worker in this process (its leases read the command streams) and in
+    /// [`COMMAND_WORKERS`], where a master finds whether any live worker runs commands.
+    async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
+        {
+            let mut workers = self
+                .command_workers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match runs {
+                true => workers.insert(worker.to_string()),
+                false => workers.remove(worker),
+            };
+        }
+        let worker = worker.to_string();
+        self.request(|mut conn| {
+            let worker = worker.clone();
+            async move {
+                match runs {
+                    true => conn.sadd::<_, _, ()>(COMMAND_WORKERS, worker).await,
+                    false => conn.srem::<_, _, ()>(COMMAND_WORKERS, worker).await,
+                }
             }
-        }
-        if batch_start < tasks.len() {
-            self.enqueue_batch(&tasks[batch_start..]).await?;
-        }
-        Ok(())
+        })
+        .await
     }
 
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
@@ -150,7 +160,7 @@ impl Queue for RedisBackend {
     /// parts, as alone, and settled on its own.
     async fn complete_batch(
         &self,
-        _store: &dyn Store,
+        _results: &dyn ResultSink,
         items: &[Completion],
     ) -> BackendResult<Vec<CompletionOutcome>> {
         let now = crate::time::unix_now();
@@ -286,32 +296,6 @@ impl Queue for RedisBackend {
         })
     }
 
-    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
-        let reclaimed: i64 = self
-            .invoke(
-                self.scripts
-                    .reclaim_worker
-                    .key(&TASK_STREAMS[..])
-                    .key(DEAD_LETTER_STREAM)
-                    .arg(GROUP)
-                    .arg(worker)
-                    .arg(RECLAIMER)
-                    .arg(self.options.max_attempts)
-                    .arg(DEAD_LETTER_CAP),
-            )
-            .await?;
-        Ok(reclaimed as usize)
-    }
-
-    async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
-        let held = self.try_hold_worker_id(worker, holder, None).await?;
-        Ok(held == super::Hold::Held)
-    }
-
-    async fn release_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
-        self.give_up_worker_id(worker, holder).await
-    }
-
     async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
         let mut invocation = self.scripts.release_unheld.prepare_invoke();
         invocation
@@ -328,6 +312,43 @@ impl Queue for RedisBackend {
         }
         let released: i64 = self.invoke(&invocation).await?;
         Ok(released as usize)
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for RedisBackend {
+    async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
+        let mut batch_start = 0;
+        let mut batch_bytes = 0;
+        for (index, task) in tasks.iter().enumerate() {
+            batch_bytes += task.data.len();
+            let batch_len = index + 1 - batch_start;
+            if batch_bytes >= self.options.enqueue_batch_bytes || batch_len >= 1024 {
+                self.enqueue_batch(&tasks[batch_start..=index]).await?;
+                (batch_start, batch_bytes) = (index + 1, 0);
+            }
+        }
+        if batch_start < tasks.len() {
+            self.enqueue_batch(&tasks[batch_start..]).await?;
+        }
+        Ok(())
+    }
+
+    async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
+        let reclaimed: i64 = self
+            .invoke(
+                self.scripts
+                    .reclaim_worker
+                    .key(&TASK_STREAMS[..])
+                    .key(DEAD_LETTER_STREAM)
+                    .arg(GROUP)
+                    .arg(worker)
+                    .arg(RECLAIMER)
+                    .arg(self.options.max_attempts)
+                    .arg(DEAD_LETTER_CAP),
+            )
+            .await?;
+        Ok(reclaimed as usize)
     }
 
     async fn reclaim_expired(&self) -> BackendResult<usize> {
@@ -447,32 +468,6 @@ impl Queue for RedisBackend {
         Ok(Some(recent.into_iter().collect()))
     }
 
-    /// Records the worker in this process (its leases read the command streams) and in
-    /// [`COMMAND_WORKERS`], where a master finds whether any live worker runs commands.
-    async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
-        {
-            let mut workers = self
-                .command_workers
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match runs {
-                true => workers.insert(worker.to_string()),
-                false => workers.remove(worker),
-            };
-        }
-        let worker = worker.to_string();
-        self.request(|mut conn| {
-            let worker = worker.clone();
-            async move {
-                match runs {
-                    true => conn.sadd::<_, _, ()>(COMMAND_WORKERS, worker).await,
-                    false => conn.srem::<_, _, ()>(COMMAND_WORKERS, worker).await,
-                }
-            }
-        })
-        .await
-    }
-
     /// Whether a worker in [`COMMAND_WORKERS`] renewed its id claim within `window` (an idle
     /// worker leases nothing for a while, yet renews its claim).
     async fn command_workers_live(&self, window: Duration) -> BackendResult<Option<bool>> {
@@ -495,6 +490,18 @@ impl Queue for RedisBackend {
             })
             .await?;
         Ok(Some(live))
+    }
+}
+
+#[async_trait]
+impl WorkerIds for RedisBackend {
+    async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
+        let held = self.try_hold_worker_id(worker, holder, None).await?;
+        Ok(held == super::Hold::Held)
+    }
+
+    async fn release_worker_id(&self, worker: &str, holder: &str) -> BackendResult<()> {
+        self.give_up_worker_id(worker, holder).await
     }
 }
 
@@ -643,38 +650,6 @@ impl RedisBackend {
             )),
         }
     }
-}
-
-/// A lease token's parts: which stream, which entry, and the delivery's nonce.
-pub(super) struct Token<'a> {
-    pub stream_index: usize,
-    pub entry_id: &'a str,
-    pub nonce: &'a str,
-}
-
-/// Splits `{stream index}/{entry id}/{nonce}`. Tokens of leases handed out before deliveries had
-/// nonces have none; they parse with an empty nonce, which no delivery holds. Anything else (a
-/// forged or mangled token) names a delivery that never exists, so the scripts treat it as any
-/// stale lease: refused and counted, never an internal error.
-pub(super) fn parse_token(token: &str) -> Token<'_> {
-    let mut fields = token.splitn(3, '/');
-    let parsed = (|| {
-        let stream_index: usize = fields.next()?.parse().ok()?;
-        let entry_id = fields.next()?;
-        let nonce = fields.next().unwrap_or("");
-        (1..=ALL_STREAMS.len())
-            .contains(&stream_index)
-            .then_some(Token {
-                stream_index,
-                entry_id,
-                nonce,
-            })
-    })();
-    parsed.unwrap_or(Token {
-        stream_index: 1,
-        entry_id: "0-0",
-        nonce: "",
-    })
 }
 
 fn parse_lease_reply(reply: Vec<Value>, worker: &str, nonce: &str) -> BackendResult<LeaseAttempt> {

@@ -9,7 +9,7 @@ use ::redis::AsyncCommands;
 
 use super::keys::{self, GROUP, JOBS_INDEX};
 use super::RedisBackend;
-use crate::backend::{BackendResult, PruneReport, Store};
+use crate::backend::{BackendResult, JobStore, PruneReport};
 
 /// Deletes every finished job that finished at or before `finished_before`.
 pub(super) async fn prune_finished(

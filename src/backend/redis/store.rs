@@ -1,4 +1,4 @@
-//! `Store` on plain Redis keys: `job:{id}:status` (a word), `job:{id}:info` and `job:{id}:stats`
+//! Job, result, monitor and genome stores on plain Redis keys: `job:{id}:status` (a word), `job:{id}:info` and `job:{id}:stats`
 //! (hashes), `job:{id}:results` (chunk → result header, first write wins) with each result's
 //! payload in parts (`job:{id}:result:{chunk}`), `worker:{id}:metrics` (JSON with a TTL) and the
 //! capped `alerts:history` list. Result writes pass the lease fence inside their Lua script.
@@ -14,13 +14,16 @@ use super::keys::{
     self, ALERT_HISTORY, GROUP, JOBS_INDEX, RESULTS_REFUSED, STAGING_TTL_MS, TASK_STREAMS,
     TASK_WORKERS_INDEX, WORKERS_INDEX,
 };
-use super::queue::parse_token;
+use super::token::parse_token;
 use super::RedisBackend;
+use crate::backend::capability::{
+    put_in_parts, GenomeStore, JobStore, MonitorSink, MonitorStore, ResultSink, ResultStore,
+};
 use crate::backend::genome::is_genome_hash;
 use crate::backend::{
     short_summary, BackendError, BackendResult, ChunkResult, CreateOutcome, GenomeRecord,
     GenomeRemoval, GenomeWriter, JobRecord, JobStatus, JobSummary, Lease, Priority, Progress,
-    PruneReport, RefusalReason, Store, StoredResult, TaskTimes, WorkerId, RESULT_PART_BYTES,
+    PruneReport, RefusalReason, StoredResult, TaskTimes, WorkerId, RESULT_PART_BYTES,
     TASK_TIMES_KEPT,
 };
 
@@ -28,7 +31,7 @@ use crate::backend::{
 type RawJob = (Option<String>, HashMap<String, String>, Option<u32>);
 
 #[async_trait]
-impl Store for RedisBackend {
+impl JobStore for RedisBackend {
     async fn create_job(&self, job: &JobRecord) -> BackendResult<CreateOutcome> {
         let spec = serde_json::to_string(&job.spec)
             .map_err(|e| BackendError::Other(format!("job {:?} spec: {e}", job.id)))?;
@@ -148,6 +151,96 @@ impl Store for RedisBackend {
         known_job(id, outcome).map(drop)
     }
 
+    async fn job_summaries(&self, limit: usize) -> BackendResult<Vec<JobSummary>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let last = isize::try_from(limit).map_or(-1, |limit| limit - 1);
+        let ids: Vec<String> = self
+            .request(|mut conn| async move { conn.zrevrange(JOBS_INDEX, 0, last).await })
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for id in &ids {
+            pipe.get(keys::job_status(id))
+                .hget(
+                    keys::job_info(id),
+                    &[
+                        "kind",
+                        "summary",
+                        "error",
+                        "created_at",
+                        "finished_at",
+                        "priority",
+                    ],
+                )
+                .hget(
+                    keys::job_stats(id),
+                    &[
+                        "total_chunks",
+                        "chunks_processed",
+                        "total_matches",
+                        "redeliveries",
+                    ],
+                );
+        }
+        let flat: Vec<::redis::Value> = self
+            .request(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        let mut summaries = Vec::with_capacity(ids.len());
+        for (id, triple) in ids.iter().zip(flat.chunks(3)) {
+            summaries.extend(decode_summary(id, triple)?);
+        }
+        Ok(summaries)
+    }
+
+    async fn mark_ends_logged(&self, jobs: &[String]) -> BackendResult<Option<Vec<bool>>> {
+        if jobs.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut invocation = self.scripts.mark_ends_logged.prepare_invoke();
+        for job in jobs {
+            invocation.key(keys::job_info(job));
+        }
+        let fresh: Vec<i64> = self.invoke(&invocation).await?;
+        Ok(Some(fresh.into_iter().map(|fresh| fresh == 1).collect()))
+    }
+
+    async fn restart_upload(&self, job: &JobRecord) -> BackendResult<bool> {
+        // Only this master streams uploads, and it holds the id as in progress while it
+        // restarts one, so the look and the replace need no shared transaction.
+        let restartable = self.job(&job.id).await?.is_some_and(|old| {
+            old.total_chunks == 0 && matches!(old.status, JobStatus::Failed | JobStatus::Uploading)
+        });
+        if !restartable {
+            return Ok(false);
+        }
+        super::retention::delete_job(self, &job.id).await?;
+        Ok(matches!(
+            self.create_job(job).await?,
+            CreateOutcome::Created
+        ))
+    }
+
+    async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport> {
+        super::retention::prune_finished(self, finished_before).await
+    }
+}
+
+#[async_trait]
+impl ResultSink for RedisBackend {
+    async fn put_chunk_result(&self, lease: &Lease, result: &ChunkResult) -> BackendResult<bool> {
+        put_in_parts(self, lease, result).await
+    }
+}
+
+#[async_trait]
+impl ResultStore for RedisBackend {
     async fn put_result_part(&self, lease: &Lease, part: u32, bytes: Bytes) -> BackendResult<()> {
         if bytes.len() > RESULT_PART_BYTES {
             return Err(BackendError::Other(format!(
@@ -318,66 +411,6 @@ impl Store for RedisBackend {
         }
     }
 
-    async fn job_summaries(&self, limit: usize) -> BackendResult<Vec<JobSummary>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let last = isize::try_from(limit).map_or(-1, |limit| limit - 1);
-        let ids: Vec<String> = self
-            .request(|mut conn| async move { conn.zrevrange(JOBS_INDEX, 0, last).await })
-            .await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = ::redis::pipe();
-        for id in &ids {
-            pipe.get(keys::job_status(id))
-                .hget(
-                    keys::job_info(id),
-                    &[
-                        "kind",
-                        "summary",
-                        "error",
-                        "created_at",
-                        "finished_at",
-                        "priority",
-                    ],
-                )
-                .hget(
-                    keys::job_stats(id),
-                    &[
-                        "total_chunks",
-                        "chunks_processed",
-                        "total_matches",
-                        "redeliveries",
-                    ],
-                );
-        }
-        let flat: Vec<::redis::Value> = self
-            .request(|mut conn| {
-                let pipe = &pipe;
-                async move { pipe.query_async(&mut conn).await }
-            })
-            .await?;
-        let mut summaries = Vec::with_capacity(ids.len());
-        for (id, triple) in ids.iter().zip(flat.chunks(3)) {
-            summaries.extend(decode_summary(id, triple)?);
-        }
-        Ok(summaries)
-    }
-
-    async fn mark_ends_logged(&self, jobs: &[String]) -> BackendResult<Option<Vec<bool>>> {
-        if jobs.is_empty() {
-            return Ok(Some(Vec::new()));
-        }
-        let mut invocation = self.scripts.mark_ends_logged.prepare_invoke();
-        for job in jobs {
-            invocation.key(keys::job_info(job));
-        }
-        let fresh: Vec<i64> = self.invoke(&invocation).await?;
-        Ok(Some(fresh.into_iter().map(|fresh| fresh == 1).collect()))
-    }
-
     async fn refused_results(&self) -> BackendResult<Vec<(RefusalReason, u64)>> {
         let counts: HashMap<String, u64> = self
             .request(|mut conn| async move { conn.hgetall(RESULTS_REFUSED).await })
@@ -388,6 +421,13 @@ impl Store for RedisBackend {
             .collect())
     }
 
+    async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
+        super::retention::task_times(self).await
+    }
+}
+
+#[async_trait]
+impl MonitorSink for RedisBackend {
     async fn push_alert(&self, alert: &serde_json::Value) -> BackendResult<()> {
         let cap = self.options.alert_history_cap.max(1) as isize;
         let mut pipe = ::redis::pipe();
@@ -401,23 +441,6 @@ impl Store for RedisBackend {
             async move { pipe.query_async::<()>(&mut conn).await }
         })
         .await
-    }
-
-    async fn alerts(&self, limit: usize) -> BackendResult<Vec<serde_json::Value>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let last = limit as isize - 1;
-        let stored: Vec<String> = self
-            .request(|mut conn| async move { conn.lrange(ALERT_HISTORY, 0, last).await })
-            .await?;
-        stored
-            .iter()
-            .map(|json| {
-                serde_json::from_str(json)
-                    .map_err(|e| BackendError::Corrupt(format!("{ALERT_HISTORY}: {e}")))
-            })
-            .collect()
     }
 
     async fn put_worker_metrics(
@@ -438,20 +461,6 @@ impl Store for RedisBackend {
             async move { pipe.query_async::<()>(&mut conn).await }
         })
         .await
-    }
-
-    async fn forget_worker_metrics(&self, worker: &str) -> BackendResult<bool> {
-        let mut pipe = ::redis::pipe();
-        pipe.atomic()
-            .del(keys::worker_metrics(worker))
-            .srem(WORKERS_INDEX, worker);
-        let (deleted, _): (u64, u64) = self
-            .request(|mut conn| {
-                let pipe = &pipe;
-                async move { pipe.query_async(&mut conn).await }
-            })
-            .await?;
-        Ok(deleted > 0)
     }
 
     async fn worker_metrics(&self) -> BackendResult<Vec<(WorkerId, serde_json::Value)>> {
@@ -493,31 +502,44 @@ impl Store for RedisBackend {
         }
         Ok(live)
     }
+}
 
-    async fn restart_upload(&self, job: &JobRecord) -> BackendResult<bool> {
-        // Only this master streams uploads, and it holds the id as in progress while it
-        // restarts one, so the look and the replace need no shared transaction.
-        let restartable = self.job(&job.id).await?.is_some_and(|old| {
-            old.total_chunks == 0 && matches!(old.status, JobStatus::Failed | JobStatus::Uploading)
-        });
-        if !restartable {
-            return Ok(false);
+#[async_trait]
+impl MonitorStore for RedisBackend {
+    async fn alerts(&self, limit: usize) -> BackendResult<Vec<serde_json::Value>> {
+        if limit == 0 {
+            return Ok(Vec::new());
         }
-        super::retention::delete_job(self, &job.id).await?;
-        Ok(matches!(
-            self.create_job(job).await?,
-            CreateOutcome::Created
-        ))
+        let last = limit as isize - 1;
+        let stored: Vec<String> = self
+            .request(|mut conn| async move { conn.lrange(ALERT_HISTORY, 0, last).await })
+            .await?;
+        stored
+            .iter()
+            .map(|json| {
+                serde_json::from_str(json)
+                    .map_err(|e| BackendError::Corrupt(format!("{ALERT_HISTORY}: {e}")))
+            })
+            .collect()
     }
 
-    async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport> {
-        super::retention::prune_finished(self, finished_before).await
+    async fn forget_worker_metrics(&self, worker: &str) -> BackendResult<bool> {
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
+            .del(keys::worker_metrics(worker))
+            .srem(WORKERS_INDEX, worker);
+        let (deleted, _): (u64, u64) = self
+            .request(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        Ok(deleted > 0)
     }
+}
 
-    async fn task_times(&self) -> BackendResult<Vec<TaskTimes>> {
-        super::retention::task_times(self).await
-    }
-
+#[async_trait]
+impl GenomeStore for RedisBackend {
     async fn begin_genome(&self) -> BackendResult<Box<dyn GenomeWriter>> {
         Ok(Box::new(super::genomes::RedisGenomeWriter::new(self)))
     }

@@ -8,7 +8,7 @@ use crate::protocol::{ErrorCode, GenomeRemovalOutcome, Message};
 
 /// Answers `list_genomes`.
 pub async fn list(conn: &mut Conn, state: &MasterState) -> Result<(), HandlerError> {
-    let genomes = state.store.genomes().await?;
+    let genomes = state.genome_store()?.genomes().await?;
     conn.write_message(&Message::Genomes { genomes }).await?;
     Ok(())
 }
@@ -20,7 +20,7 @@ pub async fn remove(
     names: Vec<String>,
 ) -> Result<(), HandlerError> {
     let stored: Vec<String> = state
-        .store
+        .genome_store()?
         .genomes()
         .await?
         .into_iter()
@@ -32,7 +32,7 @@ pub async fn remove(
     }
     let mut outcomes = Vec::new();
     for hash in hashes {
-        let removal = state.store.remove_genome(&hash).await?;
+        let removal = state.genome_store()?.remove_genome(&hash).await?;
         tracing::info!(component = "master", genome = %hash, outcome = ?removal, "genome removal asked");
         outcomes.push(GenomeRemovalOutcome { hash, removal });
     }

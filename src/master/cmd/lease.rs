@@ -1,6 +1,6 @@
 //! The worker-facing requests of the embedded backend: `lease`, `extend`, `put_result`, `ack`,
 //! `nack`, and their batched forms `lease_batch` and `complete_batch`. Each maps to one
-//! `Queue`/`Store` call for the worker named in the connection's hello, which is what
+//! `Leases`/`ResultStore` call for the worker named in the connection's hello, which is what
 //! `backend::remote` calls on the other side. The backend fences every result by
 //! the lease it names; a refusal is logged as a warning and counted (see `/metrics`).
 
@@ -180,12 +180,10 @@ async fn put_result(
     match stored {
         Err(err @ BackendError::Refused { reason, .. }) => {
             report_refusal(state, session, lease, reason, &err).await;
-            // The message names the reason as the backend error prints it, so the worker's
-            // side reads the same reason back.
-            Err(HandlerError::refused(
-                ErrorCode::ResultRefused,
-                err.to_string(),
-            ))
+            Err(HandlerError::ResultRefused {
+                reason,
+                message: err.to_string(),
+            })
         }
         other => Ok(other?),
     }
@@ -248,6 +246,7 @@ async fn complete_batch(
             Err(err @ BackendError::Refused { reason, .. }) => {
                 report_refusal(state, session, lease, reason, &err).await;
                 CompletionReply::Refused {
+                    reason: Some(reason),
                     message: err.to_string(),
                 }
             }

@@ -50,6 +50,14 @@ pub enum HandlerError {
         /// For the human.
         message: String,
     },
+    /// A result was refused (the sender does not hold its lease, or it is out of range); the
+    /// reply carries the reason as data and the connection stays usable.
+    ResultRefused {
+        /// Why.
+        reason: crate::backend::RefusalReason,
+        /// For the log.
+        message: String,
+    },
     /// A frame-level failure; the connection closes after the reply.
     Protocol(ProtocolError),
     /// The backend failed; the client may retry.
@@ -73,10 +81,21 @@ impl HandlerError {
         }
     }
 
+    /// Why a result was refused, when this error is such a refusal.
+    pub fn refusal_reason(&self) -> Option<crate::backend::RefusalReason> {
+        match self {
+            HandlerError::ResultRefused { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
     /// The `error` frame to send and whether the connection stays open.
     pub fn into_reply(self) -> (ErrorCode, String, bool) {
         match self {
             HandlerError::Refused { code, message } => (code, message, true),
+            HandlerError::ResultRefused { message, .. } => {
+                (ErrorCode::ResultRefused, message, true)
+            }
             HandlerError::Fatal { code, message } => (code, message, false),
             HandlerError::Protocol(err) => (err.code(), err.to_string(), false),
             HandlerError::Backend(BackendError::NoSuchJob(id)) => (
@@ -154,9 +173,10 @@ pub async fn dispatch(
             state.backend_health.failed(&request, &err.to_string())
         }
         Err(HandlerError::Backend(_)) | Err(HandlerError::Protocol(_)) => {}
-        Ok(()) | Err(HandlerError::Refused { .. }) | Err(HandlerError::Fatal { .. }) => {
-            state.backend_health.answered()
-        }
+        Ok(())
+        | Err(HandlerError::Refused { .. })
+        | Err(HandlerError::ResultRefused { .. })
+        | Err(HandlerError::Fatal { .. }) => state.backend_health.answered(),
     }
     outcome
 }

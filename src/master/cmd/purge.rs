@@ -4,7 +4,7 @@
 //! such a job runs on. Jobs still uploading are left alone too.
 //!
 //! The check and the removal of the tasks are one atomic queue step
-//! (`Queue::cancel_if_unstarted`), so a worker leasing a task at the same moment either gets it
+//! (`QueueAdmin::cancel_if_unstarted`), so a worker leasing a task at the same moment either gets it
 //! first and keeps the job running, or finds the job's tasks gone.
 
 use super::{Conn, HandlerError};

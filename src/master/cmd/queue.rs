@@ -2,7 +2,7 @@
 //! `status --queue` prints and an autoscaler acts on.
 
 use super::{Conn, HandlerError};
-use crate::master::http::snapshot::backlog;
+use crate::master::views::backlog;
 use crate::master::MasterState;
 use crate::protocol::{Message, ScaleDirection};
 

@@ -556,9 +556,9 @@ impl Drop for Enqueuer {
 /// Fails a job whose upload broke off and removes its queued tasks.
 async fn abandon(state: &MasterState, job_id: &str, err: &HandlerError) {
     let reason = match err {
-        HandlerError::Refused { message, .. } | HandlerError::Fatal { message, .. } => {
-            message.clone()
-        }
+        HandlerError::Refused { message, .. }
+        | HandlerError::Fatal { message, .. }
+        | HandlerError::ResultRefused { message, .. } => message.clone(),
         HandlerError::Protocol(err) => err.to_string(),
         HandlerError::Backend(err) => err.to_string(),
     };

@@ -3,7 +3,7 @@
 //! `list_workers` / `list_alerts` queries of `gridwatch workers` and `gridwatch alerts`.
 
 use super::{Conn, HandlerError};
-use crate::backend::{Queue, Store};
+use crate::backend::{MonitorStore, QueueAdmin};
 use crate::master::MasterState;
 use crate::protocol::{Alert, ErrorCode, Message, WorkerView};
 
@@ -30,7 +30,7 @@ pub async fn apply(
         })?;
     let reply = match reply {
         // The stored views, plus the workers leasing without an agent.
-        Message::Workers { .. } => match crate::master::http::listed_workers(state).await {
+        Message::Workers { .. } => match crate::master::views::listed_workers(state).await {
             Ok(workers) => Message::Workers { workers },
             Err(err) => internal(format!("reading worker metrics failed: {err}")),
         },
@@ -45,7 +45,11 @@ pub async fn apply(
 }
 
 /// Answers a watchman message; `None` if `message` is not one (the caller handles it).
-pub async fn answer(message: &Message, queue: &dyn Queue, store: &dyn Store) -> Option<Message> {
+pub async fn answer(
+    message: &Message,
+    queue: &dyn QueueAdmin,
+    store: &dyn MonitorStore,
+) -> Option<Message> {
     let reply = match message {
         Message::WorkerDown {
             worker_id,
@@ -112,6 +116,7 @@ fn internal(message: String) -> Message {
     Message::Error {
         code: ErrorCode::Internal,
         message,
+        reason: None,
     }
 }
 

@@ -9,10 +9,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::snapshot::{self, GridStats};
 use super::{ApiError, HttpState};
 use crate::jobs::records::TaskRecord;
 use crate::master::job_view;
+use crate::master::views::{self as snapshot, GridStats};
 
 /// Alerts `/alerts` returns when no `limit` is given.
 const DEFAULT_ALERTS: usize = 50;

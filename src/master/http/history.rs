@@ -10,7 +10,8 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
-use super::{snapshot, HttpState};
+use super::HttpState;
+use crate::master::views as snapshot;
 
 /// Time between samples.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);

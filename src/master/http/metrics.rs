@@ -7,9 +7,9 @@ use std::fmt::Write;
 use axum::extract::State;
 use axum::response::Response;
 
-use super::snapshot::{self, Snapshot};
 use super::{prometheus_text, ApiError, HttpState};
 use crate::master::ops::{process_usage, Histogram, TASK_BUCKETS};
+use crate::master::views::{self as snapshot, Snapshot};
 use crate::protocol::{LivenessState, WorkerReport, WorkerView};
 
 /// `GET /metrics`.

@@ -13,13 +13,9 @@ mod metrics;
 mod performance;
 mod results;
 mod serve;
-pub(crate) mod snapshot;
 mod task_output;
 
 pub use guard::AllowedHosts;
-pub use snapshot::{
-    alert_events, firing, listed_workers, shown_alerts, worker_views, ALERT_HISTORY,
-};
 
 use std::future::Future;
 use std::sync::Arc;

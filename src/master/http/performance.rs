@@ -2,11 +2,11 @@
 //! and 95th percentile of task times per job kind (from the store's task times), and for one
 //! worker its liveness view beside them.
 
+use crate::master::views;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::json;
 
-use super::snapshot;
 use super::{ApiError, HttpState};
 use crate::backend::performance::performance;
 
@@ -23,7 +23,7 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let store = state.master.store.as_ref();
-    let liveness = snapshot::worker_views(store)
+    let liveness = views::worker_views(store)
         .await?
         .into_iter()
         .find(|view| view.worker_id == id);

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::{ApiError, HttpState};
-use crate::backend::{JobRecord, JobStatus, Store, StoredResult};
+use crate::backend::{JobRecord, JobStatus, ResultStore, StoredResult};
 use crate::jobs::julia::{self as julia_kind, JuliaBand, JuliaJobSpec, JULIA_KIND};
 use crate::jobs::search::stream::{CountTally, StreamPrinter};
 use crate::jobs::search::{
@@ -121,7 +121,7 @@ pub(super) async fn respond(
 
 /// Renders a completed job's stored results in `format`, whole.
 async fn render(
-    store: &dyn Store,
+    store: &dyn ResultStore,
     kind: &'static dyn Kind,
     record: JobRecord,
     format: &'static str,
@@ -145,7 +145,7 @@ async fn render(
 /// before the first byte (the spec, one stored result per band) is, so a broken job still gets
 /// a clean error status; a band that turns out unreadable later cuts the response short.
 async fn stream_julia(
-    store: Arc<dyn Store>,
+    store: Arc<dyn ResultStore>,
     record: JobRecord,
     format: &'static str,
     permit: OwnedSemaphorePermit,
@@ -199,7 +199,7 @@ async fn stream_julia(
 /// counts the JSON names first and so that one that does not read gets an error status naming
 /// its task; a position found broken later cuts the response short.
 async fn stream_search(
-    store: Arc<dyn Store>,
+    store: Arc<dyn ResultStore>,
     record: JobRecord,
     format: &'static str,
     permit: OwnedSemaphorePermit,
@@ -252,7 +252,11 @@ async fn stream_search(
 }
 
 /// A stored result's payload text, its parts read one after another.
-async fn read_text(store: &dyn Store, job: &str, header: &StoredResult) -> Result<Bytes, ApiError> {
+async fn read_text(
+    store: &dyn ResultStore,
+    job: &str,
+    header: &StoredResult,
+) -> Result<Bytes, ApiError> {
     if header.parts == 1 {
         return Ok(store.result_part(job, header.chunk, 0).await?);
     }
@@ -273,7 +277,7 @@ struct ChunkCounts {
 
 /// A search's `count` output, reading each chunk's stored parts through once, one part in
 /// memory at a time.
-async fn count_search(store: Arc<dyn Store>, record: JobRecord) -> Result<Vec<u8>, ApiError> {
+async fn count_search(store: Arc<dyn ResultStore>, record: JobRecord) -> Result<Vec<u8>, ApiError> {
     let id = record.id.clone();
     let spec: SearchJobSpec = serde_json::from_value(record.spec)
         .map_err(|e| ApiError::Corrupt(format!("job {id}: search job spec: {e}")))?;
@@ -321,7 +325,7 @@ async fn count_search(store: Arc<dyn Store>, record: JobRecord) -> Result<Vec<u8
 
 /// A stored result's payload text, its parts fetched one at a time as they are read.
 struct PartsReader<'a> {
-    store: &'a dyn Store,
+    store: &'a dyn ResultStore,
     runtime: &'a tokio::runtime::Handle,
     job: &'a str,
     header: &'a StoredResult,
@@ -348,7 +352,11 @@ impl io::Read for PartsReader<'_> {
 }
 
 /// One stored band, its payload's parts read one after another.
-async fn read_band(store: &dyn Store, job: &str, header: &StoredResult) -> io::Result<JuliaBand> {
+async fn read_band(
+    store: &dyn ResultStore,
+    job: &str,
+    header: &StoredResult,
+) -> io::Result<JuliaBand> {
     let mut text = Vec::new();
     for part in 0..header.parts {
         let bytes = store

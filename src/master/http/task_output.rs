@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, HttpState};
-use crate::backend::Store;
+use crate::backend::MasterStore;
 use crate::jobs::command::{CommandJobSpec, CommandResult, TaskList, COMMAND_KIND};
 
 /// `GET /jobs/{id}/tasks/{task}/stdout`.
@@ -79,7 +79,7 @@ fn chunk_of(tasks: &TaskList, task: u64) -> Option<u32> {
 
 /// The stored result of one chunk, parts assembled; `None` while it has none.
 pub async fn task_result(
-    store: &dyn Store,
+    store: &dyn MasterStore,
     job: &str,
     chunk: u32,
 ) -> Result<Option<CommandResult>, ApiError> {

@@ -37,7 +37,11 @@ pub(super) async fn reuse_genome(
     let Some(hash) = announced_hash(submission) else {
         return Ok(None);
     };
-    let genome = match state.store.use_genome(hash, &submission.job_id).await {
+    let used = match state.genome_store() {
+        Ok(genomes) => genomes.use_genome(hash, &submission.job_id).await,
+        Err(err) => Err(err),
+    };
+    let genome = match used {
         Ok(Some(genome)) if Some(genome.size_bytes) == submission.file_size => genome,
         Ok(_) => return Ok(None),
         Err(err) => {
@@ -83,7 +87,11 @@ pub(super) struct GenomeIntake {
 impl GenomeIntake {
     /// Starts hashing, and storing if the backend stores genomes.
     pub(super) async fn start(state: &MasterState) -> Self {
-        let writer = match state.store.begin_genome().await {
+        let begun = match state.genome_store() {
+            Ok(genomes) => genomes.begin_genome().await,
+            Err(err) => Err(err),
+        };
+        let writer = match begun {
             Ok(writer) => Some(writer),
             Err(err) => {
                 tracing::warn!(component = "master", error = %err, "cannot store the uploaded genome; the job runs without keeping it");

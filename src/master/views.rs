@@ -1,13 +1,17 @@
-//! One consistent read of the grid for `/stats` and `/metrics`: jobs by status, chunks and
+//! What the master shows of the grid, read once and shared by every way in (the protocol
+//! commands, the HTTP API and forgetting a worker): job and worker views, alert events, the
+//! backlog, and one consistent read for `/stats` and `/metrics` (jobs by status, chunks and
 //! matches summed from stored results, workers by liveness state, currently firing alerts and
-//! refused results. Jobs are read as summaries: the cost never grows with job specs.
+//! refused results). Jobs are read as summaries: the cost never grows with job specs.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::backend::{BackendError, JobStatus, Priority, RefusalReason, Store};
+use crate::backend::{
+    BackendError, JobStatus, MasterStore, MonitorSink, MonitorStore, Priority, RefusalReason,
+};
 use crate::master::ops::OpsSnapshot;
 use crate::master::summary_view;
 use crate::master::MasterState;
@@ -76,7 +80,7 @@ pub fn severity_name(severity: Severity) -> &'static str {
 
 /// Every job as clients see it (progress from stored results), newest first; at most `limit`.
 pub async fn job_views(
-    store: &dyn Store,
+    store: &dyn MasterStore,
     limit: Option<usize>,
 ) -> Result<Vec<JobView>, BackendError> {
     let jobs = store.job_summaries(limit.unwrap_or(usize::MAX)).await?;
@@ -84,7 +88,7 @@ pub async fn job_views(
 }
 
 /// Every worker's stored liveness view, by id; entries another version wrote are skipped.
-pub async fn worker_views(store: &dyn Store) -> Result<Vec<WorkerView>, BackendError> {
+pub async fn worker_views(store: &dyn MonitorSink) -> Result<Vec<WorkerView>, BackendError> {
     let mut views: Vec<WorkerView> = store
         .worker_metrics()
         .await?
@@ -117,7 +121,10 @@ pub async fn listed_workers(state: &MasterState) -> Result<Vec<WorkerView>, Back
 }
 
 /// The newest `limit` alert events, newest first.
-pub async fn alert_events(store: &dyn Store, limit: usize) -> Result<Vec<Alert>, BackendError> {
+pub async fn alert_events(
+    store: &dyn MonitorStore,
+    limit: usize,
+) -> Result<Vec<Alert>, BackendError> {
     let values = store.alerts(limit).await?;
     Ok(values
         .into_iter()
