@@ -121,6 +121,10 @@ struct ManArgs {
 }
 
 fn main() -> ExitCode {
+    // A command task started under limits: set them and become the program.
+    if let Some(failed) = worker::command_limits::exec_if_asked() {
+        return failed;
+    }
     let cli = match Cli::from_arg_matches(&full_command().get_matches()) {
         Ok(cli) => cli,
         Err(error) => error.exit(),

@@ -41,6 +41,7 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ("submit command", &[
         ("gridwatch submit command --array 1-100 --wait -- python3 sim.py --seed {i}", "run a program once per index on workers started with --allow-commands"),
         ("gridwatch submit command --args-file samples.tsv --timeout 10m --retries 1 -- ./align.sh {1} {2}", "one task per line, its tab-separated fields as arguments"),
+        ("gridwatch submit command --array 1-40 --output 'out/*.csv' --memory 2GiB -- ./sim.sh {i}", "keep each task's CSV files; limit each process to 2 GiB"),
     ]),
     ("submit particles", &[
         ("gridwatch submit particles --particles 2000 --steps 1000 --seed 42 --replicas 8 --wait", "eight replicas, seeds 42 to 49"),
@@ -138,6 +139,10 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ]),
     ("bench particles", &[
         ("gridwatch bench particles", "the particles kind on the grid, locally and in Python"),
+    ]),
+    ("bench commands", &[
+        ("gridwatch bench commands", "10,000 `true` tasks and 40 simulations on the grid against GNU parallel"),
+        ("gridwatch bench commands --tasks 1000 --seeds 8 --runs 1", "a quicker run"),
     ]),
     ("top", &[
         ("gridwatch top", "the live view; arrows select a job, c cancels it, q quits"),

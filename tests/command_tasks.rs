@@ -247,6 +247,107 @@ fn a_worker_without_allow_commands_never_runs_one_and_its_environment_stays_priv
     assert!(env.contains("GRIDWATCH_JOB_ID=env\n"), "{env}");
 }
 
+/// On Redis, workers lease straight from Redis: a worker without `--allow-commands` must not even
+/// lease a command task (handing it back would use up its attempts and dead-letter it). The plain
+/// worker runs a job submitted after the command job, so it has polled the queue since; the
+/// command task's first delivery then goes to the worker that allows commands.
+#[test]
+fn on_redis_a_worker_without_allow_commands_never_leases_one_and_status_says_why() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut grid = Grid::start(&["--backend", &url]);
+    grid.worker_flags = vec!["--backend".into(), url.clone()];
+    grid.start_worker("plain", 2);
+    let marker = grid.path("ran");
+    let script = format!("touch {}; echo ran", marker.display());
+    submit(&grid, "cmd", &[], &["sh", "-c", &script]);
+    let spec = crate::support::julia::Spec::classic(41, 23, 150);
+    let mut later: Vec<String> = vec!["submit".into(), "julia".into()];
+    later.extend(spec.args());
+    later.extend(["--job-id".into(), "later".into(), "--wait".into()]);
+    grid.cli_ok(&later.iter().map(String::as_str).collect::<Vec<_>>());
+    let status = grid.status("later");
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    assert!(
+        !marker.exists(),
+        "a worker without --allow-commands ran a command task"
+    );
+    let status = grid.status("cmd");
+    assert_eq!(status["job"]["status"], "pending", "{status}");
+    let why = status["job"]["error"].as_str().unwrap_or("");
+    assert!(
+        why.contains("no live worker runs command tasks"),
+        "status should say why the job waits: {status}"
+    );
+    grid.worker_flags.push("--allow-commands".into());
+    grid.start_worker("trusted", 1);
+    let status = grid.wait_finished("cmd", FINISH);
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    let tasks = results(&grid, "cmd");
+    assert_eq!(tasks[0]["worker"], "trusted");
+    assert_eq!(tasks[0]["attempt"], 1, "the plain worker leased it first");
+    assert_eq!(tasks[0]["stdout"], "ran\n");
+    let status = grid.status("later");
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+}
+
+#[test]
+fn a_task_over_its_memory_limit_is_stopped_and_says_so_and_open_files_are_limited() {
+    let mut grid = Grid::start(&[]);
+    grid.worker_flags = vec!["--allow-commands".into()];
+    grid.start_worker("w1", 2);
+    let allocate =
+        |mib: u64| format!("b = bytearray({mib} * 1024 * 1024); b[-1] = 1; print(len(b))");
+    submit(
+        &grid,
+        "hog",
+        &["--memory", "128MiB"],
+        &["python3", "-c", &allocate(512)],
+    );
+    submit(
+        &grid,
+        "fits",
+        &["--memory", "512MiB"],
+        &["python3", "-c", &allocate(64)],
+    );
+    submit(&grid, "free", &[], &["python3", "-c", &allocate(160)]);
+    submit(
+        &grid,
+        "files",
+        &["--max-open-files", "16"],
+        &[
+            "python3",
+            "-c",
+            "fs = [open('/dev/null') for _ in range(64)]",
+        ],
+    );
+    let status = grid.wait_finished("hog", FINISH);
+    assert_eq!(status["job"]["status"], "failed", "{status}");
+    let hog = &results(&grid, "hog")[0];
+    assert_eq!(hog["killed"], "memory", "{hog}");
+    assert_eq!(hog["stdout"], "", "{hog}");
+    assert!(
+        hog["stderr"].as_str().unwrap().contains("MemoryError"),
+        "{hog}"
+    );
+    let table = grid.cli_ok(&["results", "hog"]);
+    assert!(table.contains("killed (memory)"), "{table}");
+    for (job, mib) in [("fits", 64), ("free", 160)] {
+        let status = grid.wait_finished(job, FINISH);
+        assert_eq!(status["job"]["status"], "completed", "{status}");
+        let task = &results(&grid, job)[0];
+        assert_eq!(task["stdout"], format!("{}\n", mib << 20), "{task}");
+        assert!(task["killed"].is_null(), "{task}");
+    }
+    let status = grid.wait_finished("files", FINISH);
+    assert_eq!(status["job"]["status"], "failed", "{status}");
+    let files = &results(&grid, "files")[0];
+    assert_eq!(files["exit_code"], 1, "{files}");
+    assert!(files["killed"].is_null(), "{files}");
+    let stderr = files["stderr"].as_str().unwrap();
+    assert!(stderr.contains("Too many open files"), "{stderr}");
+}
+
 #[test]
 fn stdout_past_the_cap_is_cut_and_flagged() {
     let mut grid = Grid::start(&[]);
@@ -333,4 +434,20 @@ fn results_out_and_logs_give_each_task_s_output_byte_for_byte() {
     }
     assert_eq!(grid.cli_ok(&["logs", "files", "2"]), "two|beta");
     assert_eq!(grid.cli_ok(&["logs", "files", "3", "--stderr"]), "égamma");
+    // The HTTP API serves the same bytes.
+    let http = grid.http_addr();
+    let get = |path: &str| crate::support::http::request(&http, "GET", path, None, "");
+    let (status, content_type, body) = get("/jobs/files/tasks/2/stdout");
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    assert_eq!(body, b"two|beta");
+    let (status, _, body) = get("/jobs/files/tasks/3/stderr");
+    assert_eq!((status, body.as_slice()), (200, "égamma".as_bytes()));
+    for missing in [
+        "/jobs/files/tasks/4/stdout",
+        "/jobs/files/tasks/0/stdout",
+        "/jobs/files/tasks/1/env",
+    ] {
+        assert_eq!(get(missing).0, 404, "{missing}");
+    }
 }

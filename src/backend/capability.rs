@@ -149,6 +149,12 @@ pub trait QueueAdmin: Send + Sync {
     async fn recent_workers(&self, _window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
         Ok(None)
     }
+    /// Whether some worker that runs command tasks was live within `window`, when the backend
+    /// itself sees its workers (with Redis, workers never talk to the master). `None` when it
+    /// does not: the embedded master sees its workers on its own connections.
+    async fn command_workers_live(&self, _window: Duration) -> BackendResult<Option<bool>> {
+        Ok(None)
+    }
 }
 
 /// Worker ids claimed among every process sharing a backend.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::connect::ClientError;
 use super::job_request::{JobRequest, SubmitCommon};
 use crate::backend::ChunkResult;
-use crate::jobs::command::CommandResult;
+use crate::jobs::command::{check_relative, CommandResult};
 use crate::jobs::command::{CommandSubmission, COMMAND_KIND, MAX_COMMAND_TASKS};
 
 /// Largest args file read: its lines travel in the job's spec.
@@ -38,6 +38,22 @@ pub struct CommandSpecArgs {
     /// counted and the result marked truncated.
     #[arg(long, value_name = "BYTES")]
     pub output_cap: Option<u64>,
+    /// Limit each of a task's processes to this much address space (`512MiB`, `2GiB`): an
+    /// allocation past it fails, and a task that fails so is reported `killed (memory)`.
+    #[arg(long, value_name = "SIZE", value_parser = super::generate::parse_size)]
+    pub memory: Option<u64>,
+    /// Limit each of a task's processes to N open files.
+    #[arg(long, value_name = "N")]
+    pub max_open_files: Option<u64>,
+    /// Let a task's processes bring the worker's user to at most N processes (the kernel's
+    /// per-user count, not applied to root): a fork past it fails.
+    #[arg(long, value_name = "N")]
+    pub max_processes: Option<u64>,
+    /// Store the files in a task's working directory matching GLOB with its result (`*` and `?`
+    /// within one path component, e.g. `out/*.csv`); repeatable. `results --out DIR` writes them
+    /// as DIR/TASK/FILE. A symbolic link is never followed.
+    #[arg(long = "output", value_name = "GLOB")]
+    pub outputs: Vec<String>,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "PROGRAM ARG")]
     pub argv: Vec<String>,
@@ -58,6 +74,10 @@ impl CommandSpecArgs {
             retries: self.retries,
             cpus: self.cpus,
             output_cap: self.output_cap,
+            memory_bytes: self.memory,
+            max_open_files: self.max_open_files,
+            max_processes: self.max_processes,
+            outputs: self.outputs.clone(),
         };
         submission
             .clone()
@@ -111,7 +131,8 @@ pub struct CommandSubmitArgs {
 }
 
 /// Writes each task's stdout and stderr as `DIR/TASK/stdout` and `DIR/TASK/stderr` (TASK: the
-/// array index or args-file line number), exactly as stored.
+/// array index or args-file line number), exactly as stored, and its output files as
+/// `DIR/TASK/FILE`.
 pub fn write_task_files(dir: &std::path::Path, results: &[ChunkResult]) -> Result<(), ClientError> {
     let fail = |path: &std::path::Path, e: std::io::Error| {
         ClientError::Usage(format!("{}: cannot write: {e}", path.display()))
@@ -124,6 +145,24 @@ pub fn write_task_files(dir: &std::path::Path, results: &[ChunkResult]) -> Resul
         for (name, text) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
             let path = task_dir.join(name);
             std::fs::write(&path, text).map_err(|e| fail(&path, e))?;
+        }
+        for file in &result.outputs {
+            // The name comes from a worker: it must stay inside the task's directory.
+            check_relative(&file.name).map_err(|e| {
+                ClientError::JobFailed(format!("task {} output file: {e}", result.index))
+            })?;
+            let Some(bytes) = file.bytes().map_err(ClientError::JobFailed)? else {
+                eprintln!(
+                    "task {}: output file {} ({} bytes) was past the result's cap and not stored",
+                    result.index, file.name, file.size
+                );
+                continue;
+            };
+            let path = task_dir.join(&file.name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| fail(parent, e))?;
+            }
+            std::fs::write(&path, bytes).map_err(|e| fail(&path, e))?;
         }
     }
     Ok(())

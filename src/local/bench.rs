@@ -26,6 +26,9 @@ pub enum BenchCommand {
     Julia(super::bench_kinds::BenchJuliaArgs),
     /// The particles kind: grid against local against Python, sweeping replicas.
     Particles(super::bench_kinds::BenchParticlesArgs),
+    /// Command tasks on a local grid against GNU parallel: `true` many times, and particle
+    /// simulations with different seeds, outputs compared.
+    Commands(super::bench_commands::BenchCommandsArgs),
 }
 
 /// One tool under test: a shell command whose output ends with the match count.
@@ -50,6 +53,7 @@ pub fn run(command: &BenchCommand) -> Result<(), ToolError> {
         BenchCommand::Grid(args) => super::bench_grid::run(args),
         BenchCommand::Julia(args) => super::bench_kinds::run_julia(args),
         BenchCommand::Particles(args) => super::bench_kinds::run_particles(args),
+        BenchCommand::Commands(args) => super::bench_commands::run(args),
     }
 }
 

@@ -401,13 +401,28 @@ where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<Row>, ClientError>>,
 {
+    with_grid_allowing(flags, name, false, work)
+}
+
+/// Starts a local grid (its workers running command tasks when `allow_commands`), runs `work`
+/// against its master, stops the grid.
+pub(super) fn with_grid_allowing<R, F, Fut>(
+    flags: &BenchGridFlags,
+    name: &str,
+    allow_commands: bool,
+    work: F,
+) -> Result<Vec<R>, ToolError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<R>, ClientError>>,
+{
     let scratch =
         std::env::temp_dir().join(format!("gridwatch-bench-{name}-{}", std::process::id()));
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| ToolError::Failed(format!("cannot start the async runtime: {e}")))?;
     let up = UpArgs {
         drop_dir: Some("off".into()),
-        allow_commands: false,
+        allow_commands,
         workers: flags.workers,
         threads: flags.threads,
         listen: "127.0.0.1:0".into(),
@@ -429,7 +444,7 @@ where
 }
 
 /// Submits one job and waits for it; returns the time from submit to results fetched.
-async fn grid_job(
+pub(super) async fn grid_job(
     master: &str,
     kind: &'static str,
     spec: serde_json::Value,

@@ -6,6 +6,7 @@
 mod autoscale;
 pub mod bench;
 mod bench_args;
+pub mod bench_commands;
 pub mod bench_grid;
 pub mod bench_kinds;
 mod bench_mismatch;

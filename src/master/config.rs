@@ -164,6 +164,10 @@ pub struct MasterArgs {
     /// files move to DIR/processed/, malformed ones to DIR/failed/ with the reason in NAME.error.
     #[arg(long, env = "GRIDWATCH_DROP_DIR")]
     pub drop_dir: Option<PathBuf>,
+    /// Take command tasks from the drop directory too: whoever can write a file there can then
+    /// run programs on the workers that allow commands. Off unless given.
+    #[arg(long, requires = "drop_dir")]
+    pub drop_dir_commands: bool,
     /// How often the drop directory is read; a file is loaded once two reads find it unchanged.
     #[arg(long, env = "GRIDWATCH_DROP_POLL", default_value = "1s", value_parser = crate::time::parse_duration)]
     pub drop_poll: Duration,

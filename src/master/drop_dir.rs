@@ -123,7 +123,7 @@ async fn load_file(dir: &DropDir, name: &OsStr, state: &MasterState) -> Loaded {
             Ok(bytes) => match batch::parse_limited(&bytes, state.config.max_batch_tasks) {
                 Ok(parsed) => {
                     drop(bytes);
-                    load_batch(state, text_name, parsed).await
+                    load_batch(state, text_name, parsed, dir.commands).await
                 }
                 Err(err) => Err(Some(err.to_string())),
             },
@@ -160,7 +160,19 @@ async fn load_batch(
     state: &MasterState,
     name: &str,
     parsed: Batch,
+    commands: bool,
 ) -> Result<usize, Option<String>> {
+    // Whoever can write a file here would run programs on the workers: only when asked.
+    let command = crate::jobs::command::COMMAND_KIND;
+    if let Some(task) = parsed.tasks.iter().find(|task| task.kind == command) {
+        if !commands {
+            return Err(Some(format!(
+                "{}: command tasks are not taken from the drop directory unless the master \
+                 runs with --drop-dir-commands; load this file with `gridwatch load`",
+                task.location
+            )));
+        }
+    }
     let jobs = jobs_without_upload(parsed, "load this file with `gridwatch load`").map_err(Some)?;
     match create_batch(state, name, jobs, None).await {
         Ok(created) => Ok(created.len()),

@@ -121,7 +121,8 @@ pub async fn serve(args: MasterArgs) -> Result<(), MasterError> {
         .drop_dir
         .as_deref()
         .map(drop_dir::DropDir::open)
-        .transpose()?;
+        .transpose()?
+        .map(|dir| dir.taking_commands(args.drop_dir_commands));
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| MasterError::Bind {

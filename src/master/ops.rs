@@ -392,6 +392,9 @@ impl QueueAdmin for MeteredQueue {
     async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
         self.inner.recent_workers(window).await
     }
+    async fn command_workers_live(&self, window: Duration) -> BackendResult<Option<bool>> {
+        self.inner.command_workers_live(window).await
+    }
 }
 
 #[async_trait]

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::command_run::{self, Launch, WorkDir};
 use super::WorkerConfig;
+use super::{command_limits, command_outputs};
 use crate::backend::{ChunkResult, Lease, Leases, TaskRun};
 use crate::jobs::command::{CommandResult, CommandTaskSpec};
 
@@ -172,20 +173,39 @@ pub(super) async fn run_leased(
         env: policy.environment(dir.path(), lease, &task),
         timeout: task.timeout_secs.map(Duration::from_secs_f64),
         output_cap: task.output_cap,
+        limits: task.limits,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let ran = run_checking_lease(config, queue, lease, launch, dir.path(), &stop_tx, stop_rx)
         .await
         .map_err(|e| format!("{}: {e}", program.display()))?;
+    let outputs = match task.outputs.is_empty() || *stop_tx.borrow() {
+        true => Vec::new(),
+        false => {
+            let (path, patterns) = (dir.path().to_path_buf(), task.outputs.clone());
+            tokio::task::spawn_blocking(move || command_outputs::collect(&path, &patterns))
+                .await
+                .map_err(|e| format!("collecting the task's output files: {e}"))?
+        }
+    };
     drop(dir);
     if *stop_tx.borrow() {
         return Ok(None);
+    }
+    let mut killed = ran.killed.clone();
+    let failed = ran.exit_code != Some(0);
+    if killed.is_none()
+        && failed
+        && task.limits.memory_bytes.is_some()
+        && command_limits::reported_out_of_memory(&ran.stderr.bytes)
+    {
+        killed = Some("memory".into());
     }
     let result = CommandResult {
         index: task.index,
         exit_code: ran.exit_code,
         signal: ran.signal,
-        killed: ran.killed.clone(),
+        killed,
         stdout_truncated: ran.stdout.truncated(),
         stderr_truncated: ran.stderr.truncated(),
         stdout_bytes: ran.stdout.total,
@@ -197,6 +217,7 @@ pub(super) async fn run_leased(
         max_rss_kib: ran.max_rss_kib,
         worker: config.id.clone(),
         attempt: lease.attempt,
+        outputs,
     };
     if !result.succeeded() && lease.attempt <= task.retries {
         return Err(format!(

@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,9 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 use tokio::sync::{oneshot, watch};
+
+use super::command_limits;
+use crate::jobs::command::TaskLimits;
 
 /// Time between SIGTERM and SIGKILL when a task times out: long enough to flush a file, short
 /// enough that a timeout means the group is gone seconds later.
@@ -41,6 +44,8 @@ pub struct Launch<'a> {
     pub timeout: Option<Duration>,
     /// Bytes kept of each of stdout and stderr.
     pub output_cap: u64,
+    /// Kernel limits set before the program starts.
+    pub limits: TaskLimits,
 }
 
 /// One stream's captured bytes.
@@ -136,8 +141,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<Ran> {
     let started = Instant::now();
-    let mut child = Command::new(launch.program)
-        .args(launch.args)
+    let mut child = command_limits::command(launch.program, launch.args, &launch.limits)?
         .current_dir(dir)
         .env_clear()
         .envs(launch.env)

@@ -10,6 +10,8 @@
 //! dropped and the slot takes the next task.
 
 mod command;
+pub mod command_limits;
+mod command_outputs;
 mod command_run;
 mod flush;
 mod heartbeat;

@@ -16,6 +16,29 @@ pub const RECLAIMER: &str = "gridwatch:reclaimer";
 /// One stream per priority, read high before medium before low.
 pub const TASK_STREAMS: [&str; 3] = ["tasks:high", "tasks:medium", "tasks:low"];
 
+/// Command tasks' streams, one per priority, read only by workers that run commands: a worker
+/// that does not never leases one (so never hands one back, which would use up its attempts).
+/// Stream indexes 4 to 6 in lease tokens and `job:{id}:tasks`; `lua/common.lua` names them too.
+pub const COMMAND_STREAMS: [&str; 3] = [
+    "tasks:commands:high",
+    "tasks:commands:medium",
+    "tasks:commands:low",
+];
+
+/// Every task stream by its 1-based stream index: [`TASK_STREAMS`], then [`COMMAND_STREAMS`].
+pub const ALL_STREAMS: [&str; 6] = [
+    TASK_STREAMS[0],
+    TASK_STREAMS[1],
+    TASK_STREAMS[2],
+    COMMAND_STREAMS[0],
+    COMMAND_STREAMS[1],
+    COMMAND_STREAMS[2],
+];
+
+/// Set of worker ids that said they run command tasks; live ones are those also recently in
+/// [`WORKERS_SEEN`].
+pub const COMMAND_WORKERS: &str = "workers:commands";
+
 /// Tasks that used up their attempts, with the job, chunk, attempt and last error.
 pub const DEAD_LETTER_STREAM: &str = "tasks:dead";
 
@@ -49,6 +72,26 @@ pub fn priority_index(priority: Priority) -> usize {
         Priority::High => 1,
         Priority::Medium => 2,
         Priority::Low => 3,
+    }
+}
+
+/// 1-based stream index of a task of `kind` at `priority` among [`ALL_STREAMS`].
+pub fn stream_index(priority: Priority, kind: &str) -> usize {
+    // The command kind's tag; the backend sits below the job kinds and names it by its word.
+    let offset = if kind == "command" {
+        TASK_STREAMS.len()
+    } else {
+        0
+    };
+    priority_index(priority) + offset
+}
+
+/// The priority of the stream at 1-based `stream_index` among [`ALL_STREAMS`].
+pub fn stream_priority(stream_index: usize) -> Priority {
+    match (stream_index + 2) % 3 {
+        0 => Priority::High,
+        1 => Priority::Medium,
+        _ => Priority::Low,
     }
 }
 
@@ -170,6 +213,20 @@ mod tests {
         assert_eq!(task_stream(Priority::High), "tasks:high");
         assert_eq!(task_stream(Priority::Medium), "tasks:medium");
         assert_eq!(task_stream(Priority::Low), "tasks:low");
+    }
+
+    #[test]
+    fn command_tasks_have_streams_of_their_own() {
+        assert_eq!(
+            ALL_STREAMS[stream_index(Priority::High, "search") - 1],
+            "tasks:high"
+        );
+        let command = stream_index(Priority::Low, "command");
+        assert_eq!(ALL_STREAMS[command - 1], "tasks:commands:low");
+        for index in 1..=ALL_STREAMS.len() {
+            let priority = stream_priority(index);
+            assert!(index == priority_index(priority) || index == priority_index(priority) + 3);
+        }
     }
 
     #[test]

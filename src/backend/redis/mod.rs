@@ -28,7 +28,7 @@ use crate::backend::{BackendError, BackendResult};
 use scripts::Scripts;
 
 pub use identity::{claim_worker_id, own_claim_value, Hold, WORKER_ID_TTL};
-use keys::{GROUP, TASK_STREAMS};
+use keys::GROUP;
 pub use url::{parse_port, RedisUrl, RedisUrlError, DEFAULT_REDIS_PORT};
 
 /// Longest pause between two attempts to reach Redis at start.
@@ -73,6 +73,8 @@ pub struct RedisBackend {
     result_check: Option<super::SharedResultCheck>,
     /// Worker id claims (id, claim value) this process gave up: never renewed again.
     given_up_claims: Mutex<HashSet<(String, String)>>,
+    /// Workers of this process that run command tasks: their leases read the command streams.
+    command_workers: Mutex<HashSet<String>>,
 }
 
 impl RedisBackend {
@@ -129,6 +131,7 @@ impl RedisBackend {
             options,
             result_check: None,
             given_up_claims: Mutex::new(HashSet::new()),
+            command_workers: Mutex::new(HashSet::new()),
         };
         backend.ensure_groups().await?;
         Ok(backend)
@@ -240,7 +243,7 @@ impl RedisBackend {
     ) -> BackendResult<Option<(String, serde_json::Value)>> {
         let (kind, spec) = if lease.spec.is_null() {
             let token = token::parse_token(&lease.token);
-            let stream = keys::TASK_STREAMS[token.stream_index - 1];
+            let stream = keys::ALL_STREAMS[token.stream_index - 1];
             let entry = token.entry_id.to_string();
             let reply: ::redis::streams::StreamRangeReply = self
                 .request(|mut conn| {
@@ -268,7 +271,7 @@ impl RedisBackend {
     /// Creates the consumer group on every task stream (and the streams) if missing. Needed at
     /// start and again if Redis lost its data (restarted without persistence).
     async fn ensure_groups(&self) -> BackendResult<()> {
-        for stream in TASK_STREAMS {
+        for stream in keys::ALL_STREAMS {
             let mut create = ::redis::cmd("XGROUP");
             create
                 .arg("CREATE")

@@ -13,7 +13,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::keys::{self, DEAD_LETTER_CAP, DEAD_LETTER_STREAM, GROUP, RECLAIMER, TASK_STREAMS};
+use super::keys::{
+    self, ALL_STREAMS, COMMAND_WORKERS, DEAD_LETTER_CAP, DEAD_LETTER_STREAM, GROUP, RECLAIMER,
+    TASK_STREAMS,
+};
 use super::store::{push_result, script_outcome, with_verdict};
 use super::token::parse_token;
 use super::{backend_error, RedisBackend};
@@ -27,7 +30,7 @@ enum LeaseAttempt {
     /// A task, with its input unless that was too large to return inline.
     Leased(Lease, InputBytes),
     /// Every stream is drained; the newest entry id of each, to block for anything newer.
-    Drained([String; 3]),
+    Drained([String; 6]),
 }
 
 /// Whether a lease reply carried the task's input.
@@ -45,6 +48,32 @@ const BLOCK_GRACE: Duration = Duration::from_secs(5);
 
 #[async_trait]
 impl Leases for RedisBackend {
+    /// Records the worker in this process (its leases read the command streams) and in
+    /// [`COMMAND_WORKERS`], where a master finds whether any live worker runs commands.
+    async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
+        {
+            let mut workers = self
+                .command_workers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match runs {
+                true => workers.insert(worker.to_string()),
+                false => workers.remove(worker),
+            };
+        }
+        let worker = worker.to_string();
+        self.request(|mut conn| {
+            let worker = worker.clone();
+            async move {
+                match runs {
+                    true => conn.sadd::<_, _, ()>(COMMAND_WORKERS, worker).await,
+                    false => conn.srem::<_, _, ()>(COMMAND_WORKERS, worker).await,
+                }
+            }
+        })
+        .await
+    }
+
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
         let deadline = Instant::now() + wait;
         loop {
@@ -60,7 +89,8 @@ impl Leases for RedisBackend {
                     if now >= deadline {
                         return Ok(None);
                     }
-                    self.wait_for_entries_after(&newest, deadline - now).await?;
+                    self.wait_for_entries_after(worker, &newest, deadline - now)
+                        .await?;
                 }
             }
         }
@@ -91,6 +121,7 @@ impl Leases for RedisBackend {
                 .arg(worker)
                 .arg(DEAD_LETTER_CAP)
                 .arg(INLINE_INPUT_LIMIT)
+                .arg(self.commands_flag(worker))
                 .arg(max);
             for nonce in &nonces {
                 invocation.arg(nonce);
@@ -119,7 +150,8 @@ impl Leases for RedisBackend {
             if now >= deadline {
                 return Ok(leases);
             }
-            self.wait_for_entries_after(&newest, deadline - now).await?;
+            self.wait_for_entries_after(worker, &newest, deadline - now)
+                .await?;
         }
     }
 
@@ -376,7 +408,8 @@ impl QueueAdmin for RedisBackend {
             crate::backend::Priority::Low,
         ];
         let mut oldest = Vec::new();
-        for (stream, priority) in TASK_STREAMS.into_iter().zip(priorities) {
+        let mut oldest_by_priority: [Option<u64>; 3] = [None; 3];
+        for (index, stream) in ALL_STREAMS.into_iter().enumerate() {
             let first: Option<String> = self
                 .request(|mut conn| async move {
                     let groups: StreamInfoGroupsReply = conn.xinfo_groups(stream).await?;
@@ -392,6 +425,13 @@ impl QueueAdmin for RedisBackend {
                 .await?;
             // An entry id is `{unix milliseconds}-{sequence}`, stamped by Redis when it was added.
             let millis = first.and_then(|id| id.split('-').next()?.parse::<u64>().ok());
+            let slot =
+                &mut oldest_by_priority[keys::priority_index(keys::stream_priority(index + 1)) - 1];
+            if let Some(millis) = millis {
+                *slot = Some(slot.map_or(millis, |seen| seen.min(millis)));
+            }
+        }
+        for (priority, millis) in priorities.into_iter().zip(oldest_by_priority) {
             if let Some(millis) = millis {
                 oldest.push((priority, millis as f64 / 1000.0));
             }
@@ -402,7 +442,7 @@ impl QueueAdmin for RedisBackend {
     async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
         let window_ms = window.as_millis() as usize;
         let mut recent = BTreeSet::new();
-        for stream in TASK_STREAMS {
+        for stream in ALL_STREAMS {
             let reply: StreamInfoConsumersReply = self
                 .request(|mut conn| async move { conn.xinfo_consumers(stream, GROUP).await })
                 .await?;
@@ -427,6 +467,30 @@ impl QueueAdmin for RedisBackend {
         recent.extend(seen);
         Ok(Some(recent.into_iter().collect()))
     }
+
+    /// Whether a worker in [`COMMAND_WORKERS`] renewed its id claim within `window` (an idle
+    /// worker leases nothing for a while, yet renews its claim).
+    async fn command_workers_live(&self, window: Duration) -> BackendResult<Option<bool>> {
+        let window_ms = window.as_millis() as u64;
+        let live = self
+            .request(|mut conn| async move {
+                let (secs, micros): (u64, u64) =
+                    ::redis::cmd("TIME").query_async(&mut conn).await?;
+                let since = (secs * 1000 + micros / 1000).saturating_sub(window_ms);
+                let runs: Vec<String> = conn.smembers(COMMAND_WORKERS).await?;
+                let mut any = false;
+                for worker in runs {
+                    let seen: Option<f64> = conn.zscore(keys::WORKERS_SEEN, &worker).await?;
+                    if seen.is_some_and(|ms| ms >= since as f64) {
+                        any = true;
+                        break;
+                    }
+                }
+                Ok(any)
+            })
+            .await?;
+        Ok(Some(live))
+    }
 }
 
 #[async_trait]
@@ -442,6 +506,23 @@ impl WorkerIds for RedisBackend {
 }
 
 impl RedisBackend {
+    /// Whether `worker` runs command tasks, so reads their streams.
+    fn runs_commands(&self, worker: &str) -> bool {
+        self.command_workers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(worker)
+    }
+
+    /// The lease scripts' flag: `1` when `worker` runs command tasks.
+    fn commands_flag(&self, worker: &str) -> &'static str {
+        if self.runs_commands(worker) {
+            "1"
+        } else {
+            "0"
+        }
+    }
+
     /// Reads a leased task's input. If it vanished meanwhile (its job was cancelled), the lease
     /// is returned and `None` tells the caller to lease again.
     async fn with_input(&self, mut lease: Lease) -> BackendResult<Option<Lease>> {
@@ -483,7 +564,7 @@ impl RedisBackend {
             )
             .ignore();
             invocation
-                .arg(keys::priority_index(task.priority))
+                .arg(keys::stream_index(task.priority, &task.kind))
                 .arg(&task.id.job)
                 .arg(task.id.chunk)
                 .arg(&task.kind)
@@ -526,19 +607,26 @@ impl RedisBackend {
                     .arg(worker)
                     .arg(DEAD_LETTER_CAP)
                     .arg(INLINE_INPUT_LIMIT)
+                    .arg(self.commands_flag(worker))
                     .arg(&nonce),
             )
             .await?;
         parse_lease_reply(reply, worker, &nonce)
     }
 
-    /// Blocks until some stream has an entry newer than `newest` or `timeout` passes. It does not
-    /// consume anything (plain XREAD), so the caller's next lease pass still picks by priority.
+    /// Blocks until some stream `worker` reads has an entry newer than `newest` or `timeout`
+    /// passes. It does not consume anything (plain XREAD), so the caller's next lease pass still
+    /// picks by priority.
     async fn wait_for_entries_after(
         &self,
-        newest: &[String; 3],
+        worker: &str,
+        newest: &[String; 6],
         timeout: Duration,
     ) -> BackendResult<()> {
+        let read = match self.runs_commands(worker) {
+            true => ALL_STREAMS.len(),
+            false => TASK_STREAMS.len(),
+        };
         let block_ms = timeout.as_millis().clamp(1, u64::MAX as u128) as u64;
         let mut conn = self.blocking_connection().await?;
         let mut xread = ::redis::cmd("XREAD");
@@ -548,8 +636,8 @@ impl RedisBackend {
             .arg("COUNT")
             .arg(1)
             .arg("STREAMS")
-            .arg(&TASK_STREAMS[..])
-            .arg(&newest[..]);
+            .arg(&ALL_STREAMS[..read])
+            .arg(&newest[..read]);
         let read = xread.query_async::<Value>(&mut conn);
         match tokio::time::timeout(timeout + BLOCK_GRACE, read).await {
             Ok(Ok(_)) => {
@@ -568,7 +656,7 @@ fn parse_lease_reply(reply: Vec<Value>, worker: &str, nonce: &str) -> BackendRes
     let mut items = reply.into_iter();
     let stream_index: i64 = field(items.next(), "stream index")?;
     if stream_index == 0 {
-        let mut newest: [String; 3] = Default::default();
+        let mut newest: [String; 6] = Default::default();
         for slot in &mut newest {
             *slot = field(items.next(), "newest entry id")?;
         }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use ::redis::AsyncCommands;
 
-use super::keys::{self, GROUP, JOBS_INDEX, TASK_STREAMS};
+use super::keys::{self, GROUP, JOBS_INDEX};
 use super::RedisBackend;
 use crate::backend::{BackendResult, JobStore, PruneReport};
 
@@ -63,7 +63,7 @@ pub(super) async fn delete_job(backend: &RedisBackend, job: &str) -> BackendResu
         let Some(stream) = index
             .parse::<usize>()
             .ok()
-            .and_then(|i| TASK_STREAMS.get(i.wrapping_sub(1)))
+            .and_then(|i| keys::ALL_STREAMS.get(i.wrapping_sub(1)))
         else {
             continue;
         };

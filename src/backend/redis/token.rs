@@ -2,7 +2,7 @@
 //! was delivered from and the random nonce recorded with that delivery. Read by the queue (acks,
 //! extensions, nacks) and the store (results fenced by the lease) alike.
 
-use super::keys::TASK_STREAMS;
+use super::keys::ALL_STREAMS;
 
 /// A lease token's parts: which stream, which entry, and the delivery's nonce.
 pub(super) struct Token<'a> {
@@ -21,7 +21,7 @@ pub(super) fn parse_token(token: &str) -> Token<'_> {
         let stream_index: usize = fields.next()?.parse().ok()?;
         let entry_id = fields.next()?;
         let nonce = fields.next().unwrap_or("");
-        (1..=TASK_STREAMS.len())
+        (1..=ALL_STREAMS.len())
             .contains(&stream_index)
             .then_some(Token {
                 stream_index,

@@ -3,7 +3,8 @@
 //! `description`. `python`/`cython` are particle simulations (`num_particles`, `num_steps`,
 //! `seed`, optional `replicas`); the Julia names take `width`, `height`, `iterations`; `search`
 //! takes `patterns` (a list), `fasta` (a path relative to the batch file), optional `strand`
-//! (`forward`/`both`) and `chunk_size`. `metadata` is kept as written: its counts are not trusted.
+//! (`forward`/`both`) and `chunk_size`; `command` takes a command submission (`argv`, `array`,
+//! ...). `metadata` is kept as written: its counts are not trusted.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -328,6 +329,11 @@ fn task(value: Value, path: String) -> Result<BatchTask, BatchError> {
             let (submission, fasta) = search(&parameters)?;
             (crate::jobs::search::SEARCH_KIND, submission, Some(fasta))
         }
+        Algorithm::Command => (
+            crate::jobs::command::COMMAND_KIND,
+            command(parameters)?,
+            None,
+        ),
     };
     Ok(BatchTask {
         task_id,
@@ -349,6 +355,27 @@ fn particles(parameters: &Fields) -> Result<Value, BatchError> {
         replicas: parameters.optional_u32("replicas")?,
     };
     super::particles_submission(submission).map_err(|e| BatchError::at(parameters.path.clone(), e))
+}
+
+/// A command task's parameters are a command submission as `submit command` sends it (`argv`,
+/// `array` or `args_lines`, `timeout_secs`, `retries`, `cpus`, `output_cap`, `memory_bytes`,
+/// `outputs`, ...), checked as the master checks it.
+fn command(parameters: Fields) -> Result<Value, BatchError> {
+    let at = parameters.path.clone();
+    if parameters.fields.contains_key("inputs") {
+        return Err(BatchError::field(
+            at,
+            "inputs",
+            "input files are not taken from batch files: submit with `gridwatch submit command`",
+        ));
+    }
+    let value = Value::Object(parameters.fields);
+    let submission: crate::jobs::command::CommandSubmission = serde_json::from_value(value.clone())
+        .map_err(|e| BatchError::at(at.clone(), e.to_string()))?;
+    submission
+        .check()
+        .map_err(|e| BatchError::at(at, format!("command: {e}")))?;
+    Ok(value)
 }
 
 fn julia(parameters: &Fields) -> Result<Value, BatchError> {

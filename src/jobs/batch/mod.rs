@@ -173,18 +173,20 @@ pub(crate) enum Algorithm {
     Julia,
     Particles,
     Search,
+    Command,
 }
 
 /// Algorithm names a file may use: the Julia benchmark's three implementations, the particle
 /// simulation's two, and `search`.
-pub const ALGORITHMS: &str =
-    "Secuencial, Numpy, juliaCython or julia (Julia renders); python or cython (particles); search";
+pub const ALGORITHMS: &str = "Secuencial, Numpy, juliaCython or julia (Julia renders); python or \
+     cython (particles); search; command (any program, on workers that allow it)";
 
 pub(crate) fn algorithm(name: &str) -> Option<Algorithm> {
     match name.trim().to_ascii_lowercase().as_str() {
         "secuencial" | "sequential" | "numpy" | "juliacython" | "julia" => Some(Algorithm::Julia),
         "python" | "cython" | "particles" => Some(Algorithm::Particles),
         "search" => Some(Algorithm::Search),
+        "command" => Some(Algorithm::Command),
         _ => None,
     }
 }

@@ -3,6 +3,7 @@
 //! itself. A task's result holds its exit status, its capped stdout and stderr, and its times; its
 //! progress count is 1 when it failed, so a job whose count is not 0 at the end has failed tasks.
 
+mod files;
 mod spec;
 
 use std::io::{self, Write};
@@ -10,9 +11,13 @@ use std::io::{self, Write};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub use files::{
+    check_relative, decode_base64, encode_base64, glob_matches, glob_may_descend, OutputFile,
+    MAX_OUTPUT_FILES, MAX_OUTPUT_FILE_BYTES,
+};
 pub use spec::{
-    parse_array, substitute, CommandJobSpec, CommandSubmission, CommandTaskSpec, TaskList,
-    DEFAULT_OUTPUT_CAP, MAX_COMMAND_TASKS, MAX_OUTPUT_CAP,
+    parse_array, substitute, CommandJobSpec, CommandSubmission, CommandTaskSpec, TaskLimits,
+    TaskList, DEFAULT_OUTPUT_CAP, MAX_COMMAND_TASKS, MAX_OUTPUT_CAP,
 };
 
 use super::{JobContext, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError, TaskSource};
@@ -30,7 +35,8 @@ pub struct CommandResult {
     pub exit_code: Option<i32>,
     /// The signal that ended it, when one did.
     pub signal: Option<i32>,
-    /// Why the worker killed it (`timeout`, `memory`), when it did.
+    /// Why it was stopped, when it was: `timeout` (the worker killed its group), `memory` (it
+    /// failed under its memory limit, reporting an allocation the limit refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub killed: Option<String>,
     /// Standard output, up to the cap (invalid UTF-8 replaced).
@@ -55,6 +61,9 @@ pub struct CommandResult {
     pub worker: String,
     /// Which delivery this was (1 = first).
     pub attempt: u32,
+    /// The files in its working directory that matched the job's `--output` patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputFile>,
 }
 
 impl CommandResult {
@@ -164,6 +173,25 @@ impl JobKind for CommandKind {
         let cap = task.output_cap as usize;
         if result.stdout.len() > cap * 3 || result.stderr.len() > cap * 3 {
             return Err(format!("stdout or stderr is past the cap of {cap} bytes"));
+        }
+        if result.outputs.len() > MAX_OUTPUT_FILES {
+            return Err(format!("more than {MAX_OUTPUT_FILES} output files"));
+        }
+        let mut carried = 0;
+        for file in &result.outputs {
+            check_relative(&file.name).map_err(|e| format!("output file: {e}"))?;
+            if !task.outputs.iter().any(|p| glob_matches(p, &file.name)) {
+                return Err(format!(
+                    "output file {:?} matches no --output pattern",
+                    file.name
+                ));
+            }
+            carried += file.base64.as_ref().map_or(0, String::len) as u64;
+        }
+        if carried > MAX_OUTPUT_FILE_BYTES.div_ceil(3) * 4 {
+            return Err(format!(
+                "output files carry more than {MAX_OUTPUT_FILE_BYTES} bytes"
+            ));
         }
         Ok(())
     }

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::files::{check_relative, MAX_OUTPUT_GLOBS};
+
 /// Most tasks one command job may have.
 pub const MAX_COMMAND_TASKS: u32 = 100_000;
 /// Most arguments (program included) a command may have.
@@ -16,6 +18,49 @@ pub const DEFAULT_OUTPUT_CAP: u64 = 1 << 20;
 pub const MAX_OUTPUT_CAP: u64 = 4 << 20;
 /// Longest timeout a task may ask for: a week.
 pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
+/// Least memory limit a task may ask for: below it no dynamically linked program starts.
+pub const MIN_MEMORY_BYTES: u64 = 16 << 20;
+
+/// The kernel limits a task's processes run under, set before the program starts (each process
+/// it starts inherits them). `None` leaves the worker's own limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLimits {
+    /// Address space of each process, bytes (RLIMIT_AS): an allocation past it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Open files of each process (RLIMIT_NOFILE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+    /// Processes of the worker's user, as the kernel counts them (RLIMIT_NPROC): a fork past it
+    /// fails. The kernel does not apply it to root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<u64>,
+}
+
+impl TaskLimits {
+    /// Whether no limit is set.
+    pub fn is_unset(&self) -> bool {
+        *self == TaskLimits::default()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if let Some(bytes) = self.memory_bytes {
+            if bytes < MIN_MEMORY_BYTES {
+                return Err(format!(
+                    "memory {bytes} bytes: give at least {} MiB",
+                    MIN_MEMORY_BYTES >> 20
+                ));
+            }
+        }
+        if self.open_files.is_some_and(|n| !(3..=1 << 20).contains(&n)) {
+            return Err("max open files: give 3 to 1048576".into());
+        }
+        if self.processes.is_some_and(|n| !(1..=1 << 22).contains(&n)) {
+            return Err("max processes: give 1 to 4194304".into());
+        }
+        Ok(())
+    }
+}
 
 /// A command job as a client submits it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -41,6 +86,18 @@ pub struct CommandSubmission {
     /// Cap on each of a task's stdout and stderr, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_cap: Option<u64>,
+    /// Address space of each of a task's processes, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Open files of each of a task's processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_open_files: Option<u64>,
+    /// Processes of the worker's user a task may bring to (the kernel's count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_processes: Option<u64>,
+    /// Glob patterns of the files in a task's working directory stored with its result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
 }
 
 /// One task as the worker runs it.
@@ -58,6 +115,12 @@ pub struct CommandTaskSpec {
     pub cpus: u32,
     /// Cap on each of stdout and stderr, in bytes.
     pub output_cap: u64,
+    /// Memory, open-file and process limits.
+    #[serde(default, skip_serializing_if = "TaskLimits::is_unset")]
+    pub limits: TaskLimits,
+    /// Glob patterns of the output files stored with the result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
 }
 
 /// Where a job's tasks come from.
@@ -105,6 +168,12 @@ pub struct CommandJobSpec {
     pub cpus: u32,
     /// Cap on each of stdout and stderr, in bytes.
     pub output_cap: u64,
+    /// Memory, open-file and process limits of each task.
+    #[serde(default, skip_serializing_if = "TaskLimits::is_unset")]
+    pub limits: TaskLimits,
+    /// Glob patterns of each task's output files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
 }
 
 /// Parses `A-B` or `N` into the first and last index.
@@ -167,6 +236,18 @@ impl CommandSubmission {
         if !(1..=1024).contains(&cpus) {
             return Err(format!("cpus {cpus}: give 1 to 1024"));
         }
+        let limits = TaskLimits {
+            memory_bytes: self.memory_bytes,
+            open_files: self.max_open_files,
+            processes: self.max_processes,
+        };
+        limits.check()?;
+        if self.outputs.len() > MAX_OUTPUT_GLOBS {
+            return Err(format!("more than {MAX_OUTPUT_GLOBS} --output patterns"));
+        }
+        for pattern in &self.outputs {
+            check_relative(pattern).map_err(|e| format!("--output {e}"))?;
+        }
         let output_cap = self.output_cap.unwrap_or(DEFAULT_OUTPUT_CAP);
         if output_cap > MAX_OUTPUT_CAP {
             return Err(format!(
@@ -181,6 +262,8 @@ impl CommandSubmission {
             retries: self.retries.min(100),
             cpus,
             output_cap,
+            limits,
+            outputs: self.outputs,
         })
     }
 }
@@ -221,6 +304,8 @@ impl CommandJobSpec {
             retries: self.retries,
             cpus: self.cpus,
             output_cap: self.output_cap,
+            limits: self.limits,
+            outputs: self.outputs.clone(),
         }
     }
 }

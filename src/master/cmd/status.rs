@@ -38,11 +38,16 @@ pub async fn find_job(state: &MasterState, job_id: &str) -> Result<JobRecord, Ha
         .ok_or_else(|| HandlerError::Backend(BackendError::NoSuchJob(job_id.to_string())))
 }
 
-/// Why a command job waits, when the master can tell: no live worker runs command tasks. (With
-/// Redis, workers lease without the master, which then cannot tell.)
+/// Why a command job waits, when the master can tell: no live worker runs command tasks. Workers
+/// that lease through the master tell it; with Redis, workers lease without the master, and the
+/// backend keeps the record.
 async fn no_command_worker(state: &MasterState) -> Option<String> {
-    let leases_through_master = matches!(state.queue.recent_workers(RECENT_LEASE).await, Ok(None));
-    (leases_through_master && !state.workers.any_runs_commands()).then(|| {
+    let none_live = match state.queue.command_workers_live(RECENT_LEASE).await {
+        Ok(Some(live)) => !live,
+        Ok(None) => !state.workers.any_runs_commands(),
+        Err(_) => false,
+    };
+    none_live.then(|| {
         "waiting: no live worker runs command tasks; start one with --allow-commands \
          (or --allow-command PROGRAM)"
             .to_string()

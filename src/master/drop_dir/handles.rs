@@ -67,6 +67,8 @@ pub type Seen = (u64, Option<SystemTime>);
 pub struct DropDir {
     /// The directory as configured, for messages.
     pub path: PathBuf,
+    /// Whether command tasks are taken from it (the master's --drop-dir-commands).
+    pub commands: bool,
     root: OwnedFd,
     processed: OwnedFd,
     failed: OwnedFd,
@@ -82,6 +84,11 @@ pub enum Destination {
 }
 
 impl DropDir {
+    /// The directory, taking command tasks from its files when `commands`.
+    pub fn taking_commands(self, commands: bool) -> Self {
+        Self { commands, ..self }
+    }
+
     /// Creates (if needed) and opens the directory, `processed/` and `failed/`; refuses
     /// subdirectories that are symlinks or not owned by this process's user.
     pub fn open(path: &Path) -> Result<Self, DropDirError> {
@@ -100,6 +107,7 @@ impl DropDir {
         let failed = subdirectory(&root, path, "failed")?;
         Ok(Self {
             path: path.to_path_buf(),
+            commands: false,
             root,
             processed,
             failed,

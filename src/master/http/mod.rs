@@ -13,6 +13,7 @@ mod metrics;
 mod performance;
 mod results;
 mod serve;
+mod task_output;
 
 pub use guard::AllowedHosts;
 
@@ -124,6 +125,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/jobs/{id}/results", get(jobs_write::results))
         .route("/jobs/{id}/view", get(job_page::page))
         .route("/jobs/{id}/image.png", get(results::image))
+        .route("/jobs/{id}/tasks/{task}/stdout", get(task_output::stdout))
+        .route("/jobs/{id}/tasks/{task}/stderr", get(task_output::stderr))
         .route("/workers", get(api::workers))
         .route("/workers/{id}", get(performance::one))
         .route("/workers/{id}/forget", post(forget::handler))
@@ -163,7 +166,7 @@ impl Routes {
         let paths: Vec<String> = self
             .paths
             .iter()
-            .map(|path| path.replace("{id}", "ID"))
+            .map(|path| path.replace("{id}", "ID").replace("{task}", "N"))
             .collect();
         format!("try {}", paths.join(", ")).into()
     }

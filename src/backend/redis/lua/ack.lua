@@ -6,7 +6,7 @@
 -- Returns 1 if this delivery was held and is now acked, 0 if it was stale.
 local group, stream_index, id, job, chunk = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local worker, nonce = ARGV[6], ARGV[7]
-local stream = ({ KEYS[1], KEYS[2], KEYS[3] })[stream_index]
+local stream = all_streams(KEYS[1], KEYS[2], KEYS[3])[stream_index]
 if not holds(stream, group, stream_index, id, worker, job, chunk, nonce) then
   return 0
 end

@@ -3,7 +3,7 @@
 -- KEYS: the three task streams, job:{id}:tasks, job:{id}:chunks, job:{id}:fences. ARGV: group.
 -- Returns how many queued (not leased) tasks were removed.
 local group = ARGV[1]
-local streams = { KEYS[1], KEYS[2], KEYS[3] }
+local streams = all_streams(KEYS[1], KEYS[2], KEYS[3])
 local refs = redis.call('HGETALL', KEYS[4])
 local removed = 0
 for i = 2, #refs, 2 do

@@ -7,7 +7,7 @@
 -- job:{id}:results, job:{id}:status. ARGV: group.
 -- Returns 1 if the tasks were removed, 0 if the job started (nothing changed).
 local group = ARGV[1]
-local streams = { KEYS[1], KEYS[2], KEYS[3] }
+local streams = all_streams(KEYS[1], KEYS[2], KEYS[3])
 local status = redis.call('GET', KEYS[8])
 if (status and FINISHED[status]) or redis.call('HLEN', KEYS[7]) > 0 then
   return 0

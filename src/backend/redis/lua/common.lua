@@ -11,6 +11,15 @@ end
 
 local FINISHED = { completed = true, failed = true, cancelled = true }
 
+-- Command tasks have streams of their own (keys.rs, COMMAND_STREAMS), read only by workers that
+-- run commands, so no other worker ever leases one. A script is given the three task streams as
+-- KEYS; the command streams follow them as stream indexes 4 to 6 of every stream list.
+local COMMAND_STREAMS = { 'tasks:commands:high', 'tasks:commands:medium', 'tasks:commands:low' }
+
+local function all_streams(high, medium, low)
+  return { high, medium, low, COMMAND_STREAMS[1], COMMAND_STREAMS[2], COMMAND_STREAMS[3] }
+end
+
 local function now_seconds()
   local t = redis.call('TIME')
   return string.format('%d.%06d', t[1], t[2])

@@ -31,7 +31,7 @@ for item = 1, count do
   if outcome[1] >= 0 then
     local group, stream_index, id = ARGV[5], tonumber(ARGV[6]), ARGV[7]
     local job, chunk, worker, nonce = ARGV[1], ARGV[2], ARGV[8], ARGV[9]
-    local stream = ({ KEYS[5], KEYS[6], KEYS[7] })[stream_index]
+    local stream = all_streams(KEYS[5], KEYS[6], KEYS[7])[stream_index]
     -- A stored result (1) passed the fence just now, in this script: the delivery is held.
     if outcome[1] == 1 or holds(stream, group, stream_index, id, worker, job, chunk, nonce) then
       unfence(job, stream_index, id)
@@ -41,7 +41,7 @@ for item = 1, count do
     end
   end
   if outcome[1] == 1 and not settled[ARGV[1]] then
-    settled[ARGV[1]] = { KEYS[1], KEYS[2], KEYS[3] }
+    settled[ARGV[1]] = all_streams(KEYS[1], KEYS[2], KEYS[3])
   end
   replies[item] = outcome
 end

@@ -20,7 +20,7 @@ for i = 2, #ARGV, 6 do
     and redis.call('HEXISTS', job_key(job, 'results'), chunk) == 0
     and not (status and FINISHED[status])
   if fresh then
-    local id = redis.call('XADD', KEYS[tonumber(stream_index)], '*',
+    local id = redis.call('XADD', all_streams(KEYS[1], KEYS[2], KEYS[3])[tonumber(stream_index)], '*',
       'job', job, 'chunk', chunk, 'attempt', 1, 'max', max_attempts, 'kind', kind, 'spec', spec,
       'max_matches', max_matches)
     redis.call('HSET', tasks, chunk, entry_ref(stream_index, id))

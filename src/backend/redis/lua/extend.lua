@@ -6,7 +6,7 @@
 -- Returns 1 if extended, 0 if the lease is gone.
 local group, stream_index, id, worker = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local job, chunk, nonce = ARGV[5], ARGV[6], ARGV[7]
-local streams = { KEYS[1], KEYS[2], KEYS[3] }
+local streams = all_streams(KEYS[1], KEYS[2], KEYS[3])
 if not holds(streams[stream_index], group, stream_index, id, worker, job, chunk, nonce) then
   return 0
 end

@@ -4,15 +4,21 @@
 -- buried as poison.
 -- KEYS: the three task streams, the dead-letter stream.
 -- ARGV: group, consumer (worker id), dead-letter cap, largest input returned inline (bytes),
--- the random nonce this delivery's lease carries (recorded in job:{id}:fences).
+-- whether the worker runs command tasks ('1' reads the command streams too, each after the task
+-- stream of its priority; anything else never touches them), the random nonce this delivery's
+-- lease carries (recorded in job:{id}:fences).
 -- Returns {stream index, entry id, job, chunk, attempt, spec, data, kind}, data false when larger than
 -- the inline limit (the caller reads it with a plain HGET: Lua would copy it twice more); or,
--- when every stream is drained, {0, last entry id of each stream} so the caller can block for
+-- when every stream is drained, {0, last entry id of each of the six streams} so the caller can block for
 -- anything newer.
 local group, consumer, dead_cap, inline_limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local nonce = ARGV[5]
-local streams = { KEYS[1], KEYS[2], KEYS[3] }
-for stream_index = 1, 3 do
+local runs_commands, nonce = ARGV[5] == '1', ARGV[6]
+local streams = all_streams(KEYS[1], KEYS[2], KEYS[3])
+local order = { 1, 2, 3 }
+if runs_commands then
+  order = { 1, 4, 2, 5, 3, 6 }
+end
+for _, stream_index in ipairs(order) do
   local stream = streams[stream_index]
   while true do
     local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', stream, '>')
@@ -47,7 +53,7 @@ for stream_index = 1, 3 do
   end
 end
 local last = { 0 }
-for stream_index = 1, 3 do
+for stream_index = 1, #streams do
   local newest = redis.call('XREVRANGE', streams[stream_index], '+', '-', 'COUNT', 1)
   if #newest > 0 then
     last[stream_index + 1] = newest[1][1]

@@ -7,7 +7,7 @@
 local group, stream_index, id, worker = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local err, max_attempts, dead_cap = ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local job, chunk, nonce = ARGV[8], ARGV[9], ARGV[10]
-local streams = { KEYS[1], KEYS[2], KEYS[3] }
+local streams = all_streams(KEYS[1], KEYS[2], KEYS[3])
 local stream = streams[stream_index]
 if not holds(stream, group, stream_index, id, worker, job, chunk, nonce) then
   return -1

@@ -15,7 +15,7 @@
 local job, chunk, header, matches = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local group, stream_index, id, worker, nonce = ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9]
 local parts = tonumber(ARGV[10])
-local streams = { KEYS[5], KEYS[6], KEYS[7] }
+local streams = all_streams(KEYS[5], KEYS[6], KEYS[7])
 local staging, parts_key, refused = KEYS[8], KEYS[9], KEYS[10]
 local status = redis.call('GET', KEYS[1])
 if status == 'cancelled' then

@@ -6,9 +6,9 @@
 -- Returns how many leases were taken back.
 local group, reclaimer, min_idle = ARGV[1], ARGV[2], ARGV[3]
 local max_attempts, dead_cap = tonumber(ARGV[4]), ARGV[5]
-local streams = { KEYS[1], KEYS[2], KEYS[3] }
+local streams = all_streams(KEYS[1], KEYS[2], KEYS[3])
 local reclaimed = 0
-for stream_index = 1, 3 do
+for stream_index = 1, #streams do
   local stream = streams[stream_index]
   local cursor = '0-0'
   repeat

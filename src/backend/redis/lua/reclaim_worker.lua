@@ -6,10 +6,10 @@
 -- Returns how many leases were taken back.
 local group, worker, reclaimer = ARGV[1], ARGV[2], ARGV[3]
 local max_attempts, dead_cap = tonumber(ARGV[4]), ARGV[5]
-local streams = { KEYS[1], KEYS[2], KEYS[3] }
+local streams = all_streams(KEYS[1], KEYS[2], KEYS[3])
 local err = 'worker ' .. worker .. ' died while holding the task'
 local reclaimed = 0
-for stream_index = 1, 3 do
+for stream_index = 1, #streams do
   local stream = streams[stream_index]
   while true do
     local pending = redis.call('XPENDING', stream, group, '-', '+', 100, worker)

@@ -8,14 +8,14 @@
 -- Returns how many leases were returned.
 local group, worker, reclaimer = ARGV[1], ARGV[2], ARGV[3]
 local max_attempts, dead_cap = tonumber(ARGV[4]), ARGV[5]
-local streams = { KEYS[1], KEYS[2], KEYS[3] }
+local streams = all_streams(KEYS[1], KEYS[2], KEYS[3])
 local held = {}
 for i = 6, #ARGV do
   held[ARGV[i]] = true
 end
 local err = 'worker ' .. worker .. ' never received the task (its connection was lost)'
 local released = 0
-for stream_index = 1, 3 do
+for stream_index = 1, #streams do
   local stream = streams[stream_index]
   local start = '-'
   while true do

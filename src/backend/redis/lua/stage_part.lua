@@ -6,7 +6,7 @@
 -- Returns {1, ''} if staged, {-2, reason} if refused, {-3, what} if out of order.
 local group, stream_index, id, worker = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local job, chunk, nonce, part = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
-local streams = { KEYS[1], KEYS[2], KEYS[3] }
+local streams = all_streams(KEYS[1], KEYS[2], KEYS[3])
 local f, reason = fence(streams, group, stream_index, id, worker, job, chunk, nonce, KEYS[5])
 if not f then
   return { -2, reason }

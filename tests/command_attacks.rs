@@ -1,0 +1,249 @@
+//! Command jobs under attack: output patterns and file names that try to leave the task's
+//! working directory, an output that is a symbolic link to a file elsewhere, a command job sent
+//! without the cluster token, and one posted by a page on another site.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::grid::Grid;
+use crate::support::gridwatch_bin;
+use crate::support::http::request_with;
+
+const FINISH: Duration = Duration::from_secs(120);
+
+/// Runs `gridwatch submit command` with `flags` before `--`; returns its output.
+fn submit(grid: &Grid, flags: &[&str], argv: &[&str]) -> std::process::Output {
+    Command::new(gridwatch_bin())
+        .args(["submit", "command", "--master", &grid.addr])
+        .args(flags)
+        .arg("--")
+        .args(argv)
+        .output()
+        .expect("running gridwatch submit")
+}
+
+#[test]
+fn output_patterns_that_leave_the_working_directory_are_refused() {
+    let grid = Grid::start(&[]);
+    let cases = [
+        ("../secret", "climbs out with `..`"),
+        ("out/../../x", "climbs out with `..`"),
+        ("/etc/*", "is an absolute path"),
+    ];
+    for (pattern, says) in cases {
+        let output = submit(&grid, &["--job-id", "bad", "--output", pattern], &["true"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{pattern}: accepted");
+        assert!(stderr.contains(says), "{pattern}: {stderr}");
+    }
+    // The master refuses them too, from a client that skips the CLI's checks.
+    let specs: Vec<(&str, serde_json::Value)> = cases
+        .iter()
+        .map(|(pattern, _)| {
+            (
+                "command",
+                serde_json::json!({"argv": ["true"], "outputs": [pattern]}),
+            )
+        })
+        .collect();
+    let refusals = grid.raw_refusals(&specs);
+    for ((pattern, says), message) in cases.iter().zip(&refusals) {
+        assert!(message.contains(says), "{pattern}: {message}");
+    }
+    let jobs = grid.cli_ok(&["jobs", "--json"]);
+    assert!(!jobs.contains("\"bad\""), "a refused job exists: {jobs}");
+    assert!(!jobs.contains("raw-"), "a refused job exists: {jobs}");
+}
+
+#[test]
+fn an_output_that_links_out_of_the_working_directory_is_not_followed() {
+    let mut grid = Grid::start(&[]);
+    grid.worker_flags = vec!["--allow-commands".into()];
+    grid.start_worker("w1", 1);
+    let outside = grid.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "the worker's secret\n").unwrap();
+    let script = format!(
+        "ln -s {dir}/secret.txt leak.txt; ln -s {dir} d; mkdir out; \
+         printf 'mine\\n' > own.txt; printf '\\000\\377' > out/raw.txt",
+        dir = outside.display()
+    );
+    let output = submit(
+        &grid,
+        &[
+            "--job-id",
+            "links",
+            "--output",
+            "*.txt",
+            "--output",
+            "d/*",
+            "--output",
+            "out/*.txt",
+        ],
+        &["sh", "-c", &script],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status = grid.wait_finished("links", FINISH);
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    let out = grid.path("results");
+    grid.cli_ok(&["results", "links", "--out", &out.display().to_string()]);
+    let task = out.join("1");
+    assert_eq!(std::fs::read(task.join("own.txt")).unwrap(), b"mine\n");
+    assert_eq!(
+        std::fs::read(task.join("out/raw.txt")).unwrap(),
+        b"\x00\xff"
+    );
+    assert!(!task.join("leak.txt").exists(), "a link out was followed");
+    assert!(!task.join("d").exists(), "a linked directory was followed");
+    let json = grid.cli_ok(&["results", "links", "--format", "json"]);
+    assert!(!json.contains("secret"), "{json}");
+}
+
+/// A one-task command batch: a job array whose tasks print their index.
+fn command_batch(job: &str) -> String {
+    format!(
+        r#"{{"tasks":[{{"task_id":"{job}","algorithm":"command","priority":"high",
+        "parameters":{{"argv":["sh","-c","echo task {{i}}"],"array":"1-3"}}}}]}}"#
+    )
+}
+
+fn job_exists(grid: &Grid, job: &str, token: Option<&str>) -> bool {
+    let mut args = vec!["jobs", "--json"];
+    if let Some(token) = token {
+        args.extend(["--token", token]);
+    }
+    let jobs: serde_json::Value = serde_json::from_str(&grid.cli_ok(&args)).unwrap();
+    jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|j| j["job_id"] == job || j["id"] == job)
+}
+
+#[test]
+fn a_cross_site_post_of_a_command_job_is_refused_and_a_same_site_one_runs() {
+    let mut grid = Grid::start(&[]);
+    let http = grid.http_addr();
+    let cross_site = [
+        ("Origin", "http://evil.example"),
+        ("Content-Type", "text/plain"),
+    ];
+    let reply = request_with(&http, "POST", "/jobs", &cross_site, &command_batch("evil"));
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    let fetch_metadata = [
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Content-Type", "application/json"),
+    ];
+    let reply = request_with(
+        &http,
+        "POST",
+        "/jobs",
+        &fetch_metadata,
+        &command_batch("evil"),
+    );
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(
+        !job_exists(&grid, "evil", None),
+        "a cross-site POST created a job"
+    );
+
+    let own = [("Content-Type", "application/json")];
+    let reply = request_with(&http, "POST", "/jobs", &own, &command_batch("posted"));
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    grid.worker_flags = vec!["--allow-commands".into()];
+    grid.start_worker("w1", 1);
+    let status = grid.wait_finished("posted", FINISH);
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+    let out = grid.cli_ok(&["results", "posted", "--format", "json"]);
+    let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let stdout: Vec<&str> = parsed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["stdout"].as_str().unwrap())
+        .collect();
+    assert_eq!(stdout, ["task 1\n", "task 2\n", "task 3\n"]);
+}
+
+#[test]
+fn a_command_job_without_the_token_is_refused() {
+    const TOKEN: &str = "command-attack-token-0123456789abcdef";
+    let grid = Grid::start(&["--token", TOKEN]);
+    let output = submit(&grid, &["--job-id", "sneaky"], &["sh", "-c", "echo hi"]);
+    assert!(
+        !output.status.success(),
+        "a command job went in without the token"
+    );
+    let wrong = submit(
+        &grid,
+        &[
+            "--job-id",
+            "sneaky",
+            "--token",
+            "not-the-token-at-all-000000000000",
+        ],
+        &["sh", "-c", "echo hi"],
+    );
+    assert!(
+        !wrong.status.success(),
+        "a command job went in with a wrong token"
+    );
+    let http = grid.http_addr();
+    let own = [("Content-Type", "application/json")];
+    let reply = request_with(&http, "POST", "/jobs", &own, &command_batch("sneaky"));
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    assert!(
+        !job_exists(&grid, "sneaky", Some(TOKEN)),
+        "a refused command job exists"
+    );
+    let ok = submit(
+        &grid,
+        &["--job-id", "honest", "--token", TOKEN],
+        &["sh", "-c", "echo hi"],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(job_exists(&grid, "honest", Some(TOKEN)));
+}
+
+#[test]
+fn the_drop_directory_takes_command_tasks_only_when_the_master_allows_it() {
+    for allowed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let drop = dir.path().join("queue");
+        let drop_flag = drop.display().to_string();
+        let mut flags = vec!["--drop-dir", drop_flag.as_str(), "--drop-poll", "100ms"];
+        if allowed {
+            flags.push("--drop-dir-commands");
+        }
+        let grid = Grid::start(&flags);
+        std::fs::create_dir_all(&drop).unwrap();
+        std::fs::write(drop.join("cmd.json"), command_batch("dropped")).unwrap();
+        let moved_to = if allowed { "processed" } else { "failed" };
+        let names = crate::support::wait_for("the file to move", FINISH, || {
+            let names: Vec<String> = std::fs::read_dir(drop.join(moved_to))
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            let reason_written = allowed || names.iter().any(|n| n.ends_with(".error"));
+            (!names.is_empty() && reason_written).then_some(names)
+        });
+        assert_eq!(job_exists(&grid, "dropped", None), allowed, "{names:?}");
+        if !allowed {
+            let reason_file = names
+                .iter()
+                .find(|n| n.ends_with(".error"))
+                .expect("a reason");
+            let reason = std::fs::read_to_string(drop.join("failed").join(reason_file)).unwrap();
+            assert!(reason.contains("--drop-dir-commands"), "{reason}");
+        }
+    }
+}
