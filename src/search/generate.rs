@@ -115,16 +115,8 @@ pub fn generate(
     out: impl Write,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), GenerateError> {
-    if genome.records == 0 || genome.size < genome.records {
-        return Err(GenerateError::TooFewBases {
-            size: genome.size,
-            records: genome.records,
-        });
-    }
+    let (mut rng, lengths, plans) = plan(genome)?;
     let mut out = io::BufWriter::with_capacity(1 << 20, out);
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(genome.seed);
-    let lengths = record_lengths(genome.size, genome.records);
-    let plans = plan_plants(&genome.plants, &lengths, &mut rng)?;
     let mut block = Vec::with_capacity(BLOCK_BASES);
     for (index, (&length, plants)) in lengths.iter().zip(&plans).enumerate() {
         writeln!(
@@ -157,16 +149,8 @@ pub fn generate_twobit(
     out: impl Write,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), GenerateError> {
-    if genome.records == 0 || genome.size < genome.records {
-        return Err(GenerateError::TooFewBases {
-            size: genome.size,
-            records: genome.records,
-        });
-    }
+    let (mut rng, lengths, plans) = plan(genome)?;
     let out = io::BufWriter::with_capacity(1 << 20, out);
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(genome.seed);
-    let lengths = record_lengths(genome.size, genome.records);
-    let plans = plan_plants(&genome.plants, &lengths, &mut rng)?;
     let layouts = lengths
         .iter()
         .enumerate()
@@ -191,6 +175,22 @@ pub fn generate_twobit(
     }
     writer.finish()?.flush()?;
     Ok(())
+}
+
+/// The random stream, the records' lengths and their plants, as both formats draw them.
+fn plan(
+    genome: &GenomeSpec,
+) -> Result<(Xoshiro256PlusPlus, Vec<u64>, Vec<RecordPlants>), GenerateError> {
+    if genome.records == 0 || genome.size < genome.records {
+        return Err(GenerateError::TooFewBases {
+            size: genome.size,
+            records: genome.records,
+        });
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(genome.seed);
+    let lengths = record_lengths(genome.size, genome.records);
+    let plans = plan_plants(&genome.plants, &lengths, &mut rng)?;
+    Ok((rng, lengths, plans))
 }
 
 /// Splits `size` bases into `records` lengths differing by at most one.
