@@ -247,3 +247,120 @@ fn the_drop_directory_takes_command_tasks_only_when_the_master_allows_it() {
         }
     }
 }
+
+#[test]
+fn input_names_and_hashes_that_are_not_what_they_claim_are_refused() {
+    let grid = Grid::start(&[]);
+    let hash = "ab".repeat(32);
+    let input = |name: &str, hash: &str| serde_json::json!({"name": name, "hash": hash, "size": 10});
+    let cases = [
+        (vec![input("../../etc/passwd", &hash)], "contains a `/`"),
+        (vec![input("..", &hash)], "give a file name"),
+        (vec![input("", &hash)], "an empty name"),
+        (vec![input("x", "../../etc/passwd")], "is not a BLAKE3 hash"),
+        (vec![input("x", &hash.to_uppercase())], "is not a BLAKE3 hash"),
+        (vec![input("x", &hash), input("x", &hash)], "two inputs are named"),
+        (vec![input("x", &hash)], "is not stored on the master"),
+    ];
+    let specs: Vec<(&str, serde_json::Value)> = cases
+        .iter()
+        .map(|(inputs, _)| {
+            (
+                "command",
+                serde_json::json!({"argv": ["true"], "inputs": inputs}),
+            )
+        })
+        .collect();
+    let errors = grid.raw_errors(&specs);
+    for ((inputs, says), (_, message)) in cases.iter().zip(&errors) {
+        assert!(message.contains(says), "{inputs:?}: {message}");
+    }
+    let jobs = grid.cli_ok(&["jobs", "--json"]);
+    assert!(!jobs.contains("raw-"), "a refused job exists: {jobs}");
+
+    // The CLI refuses what it can see before sending anything.
+    let a = grid.path("a");
+    std::fs::create_dir_all(a.join("same")).expect("dirs");
+    std::fs::write(a.join("x.txt"), "1").expect("file");
+    std::fs::create_dir_all(grid.path("b")).expect("dirs");
+    std::fs::write(grid.path("b/x.txt"), "2").expect("file");
+    let shown = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    for (flags, says) in [
+        (vec![shown(&a.join("x.txt")), shown(&grid.path("b/x.txt"))], "two inputs are named"),
+        (vec![shown(&a.join("same"))], "not a regular file"),
+        (vec![shown(&a.join("missing"))], "No such file"),
+    ] {
+        let mut args = Vec::new();
+        for path in &flags {
+            args.extend(["--input", path.as_str()]);
+        }
+        let output = submit(&grid, &args, &["true"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flags:?}: accepted");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_worker_reading_inputs_gets_bounded_pieces_of_real_inputs_only() {
+    use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
+    let grid = Grid::start(&[]);
+    let file = grid.path("data.bin");
+    std::fs::write(&file, b"0123456789").expect("input");
+    let file_flag = file.to_string_lossy().into_owned();
+    let output = submit(
+        &grid,
+        &["--job-id", "with-input", "--input", &file_flag],
+        &["true"],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let hash = blake3::hash(b"0123456789").to_hex().to_string();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        let stream = tokio::net::TcpStream::connect(&grid.addr)
+            .await
+            .expect("connecting to the master");
+        let mut conn = Connection::new(stream);
+        let hello = Message::Hello {
+            role: Role::Worker,
+            version: PROTOCOL_VERSION,
+            token: None,
+            id: Some("reader".into()),
+            instance: None,
+        };
+        conn.write_message(&hello).await.expect("hello");
+        conn.expect_message().await.expect("welcome");
+        let read = |hash: &str, offset: u64, len: u64| Message::ReadInput {
+            hash: hash.to_string(),
+            offset,
+            len,
+        };
+        let refused = [
+            (read("../../etc/passwd", 0, 10), "not a BLAKE3 hash"),
+            (read(&"cd".repeat(32), 0, 10), "input"),
+            (read(&hash, 0, 1 << 30), "at most"),
+            (read(&hash, 5, 10), "input"),
+        ];
+        for (message, says) in refused {
+            conn.write_message(&message).await.expect("read_input");
+            match conn.expect_message().await.expect("a reply") {
+                Message::Error { code, message, .. } => {
+                    assert!(
+                        matches!(code, ErrorCode::BadMessage | ErrorCode::BadInput),
+                        "{code:?}: {message}"
+                    );
+                    assert!(message.contains(says), "{message}");
+                }
+                other => panic!("expected an error frame, got {other:?}"),
+            }
+        }
+        // The same connection still reads a real piece, exactly.
+        conn.write_message(&read(&hash, 2, 5)).await.expect("read_input");
+        match conn.expect_message().await.expect("a reply") {
+            Message::InputPiece { len } => assert_eq!(len, 5),
+            other => panic!("expected a piece, got {other:?}"),
+        }
+        let piece = conn.read_data().await.expect("the piece");
+        assert_eq!(&piece[..], b"23456");
+    });
+}

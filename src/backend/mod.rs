@@ -27,7 +27,7 @@ pub mod remote;
 pub use crate::records::{
     short_summary, ChunkResult, GenomeRecord, GenomeRemoval, JobId, JobRecord, JobStatus,
     JobSummary, Lease, PayloadError, Priority, Progress, PruneReport, RefusalReason, StoredResult,
-    TaskId, TaskRun, TaskTimes, WorkerId, DEFAULT_TASK_KIND, MAX_SUMMARY_CHARS, RESULT_PART_BYTES,
+    StoredKind, TaskId, TaskRun, TaskTimes, WorkerId, DEFAULT_TASK_KIND, MAX_SUMMARY_CHARS, RESULT_PART_BYTES,
     TASK_TIMES_KEPT,
 };
 

@@ -126,6 +126,7 @@ impl SearchSpecArgs {
             spec: serde_json::to_value(&submission)
                 .map_err(|e| ClientError::Usage(format!("search spec: {e}")))?,
             upload: Some(self.file.clone()),
+            inputs: Vec::new(),
         })
     }
 }
@@ -346,6 +347,7 @@ pub async fn upload(
         spec: serde_json::to_value(&submission)
             .map_err(|e| ClientError::Usage(format!("search spec: {e}")))?,
         upload: Some(request.path.clone()),
+        inputs: Vec::new(),
     };
     send_job(client, &request.job_id, &job, request.priority).await
 }
@@ -391,6 +393,12 @@ pub async fn send_job_reporting(
         None => None,
     };
     let mut spec = request.spec.clone();
+    if !request.inputs.is_empty() {
+        let stored = super::inputs::upload_inputs(client, job_id, &request.inputs).await?;
+        if let Some(fields) = spec.as_object_mut() {
+            fields.insert("inputs".into(), serde_json::to_value(stored).unwrap_or_default());
+        }
+    }
     if let (SEARCH_KIND, Some((path, _, _))) = (request.kind, &upload) {
         announce_genome(&mut spec, path).await;
     }
@@ -448,7 +456,7 @@ async fn announce_genome(spec: &mut serde_json::Value, path: &Path) {
 }
 
 /// Sends exactly `file_size` bytes as data frames, telling `uploaded` how far it got.
-async fn stream_file(
+pub(super) async fn stream_file(
     client: &mut MasterClient,
     file: &mut tokio::fs::File,
     file_size: u64,

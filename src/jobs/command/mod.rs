@@ -16,7 +16,7 @@ pub use files::{
     MAX_OUTPUT_FILES, MAX_OUTPUT_FILE_BYTES,
 };
 pub use spec::{
-    parse_array, substitute, CommandJobSpec, CommandSubmission, CommandTaskSpec, TaskLimits,
+    check_input_name, check_inputs, parse_array, substitute, InputFile, MAX_INPUTS, CommandJobSpec, CommandSubmission, CommandTaskSpec, TaskLimits,
     TaskList, DEFAULT_OUTPUT_CAP, MAX_COMMAND_TASKS, MAX_OUTPUT_CAP,
 };
 

@@ -80,6 +80,12 @@ pub fn jobs_without_upload(
             search.location
         ));
     }
+    if let Some(command) = parsed.tasks.iter().find(|task| !task.inputs.is_empty()) {
+        return Err(format!(
+            "{}: command inputs are files uploaded with the job; {instead}",
+            command.location
+        ));
+    }
     Ok(parsed
         .tasks
         .into_iter()
@@ -176,6 +182,7 @@ fn check(
 
 async fn create(state: &MasterState, checked: Checked) -> Result<BatchJobAccepted, HandlerError> {
     let Checked { job, kind, spec } = checked;
+    super::inputs::use_inputs(state, kind.name(), &job.job_id, &spec).await?;
     let record = JobRecord {
         id: job.job_id.clone(),
         kind: kind.name().to_string(),

@@ -6,6 +6,7 @@ pub(super) mod batch;
 pub(super) mod cancel;
 mod forget;
 mod genomes;
+pub(super) mod inputs;
 mod jobs;
 mod lease;
 mod performance;
@@ -207,6 +208,12 @@ async fn route(
             reason,
         } => queue::autoscaled(conn, state, direction, &worker_id, &reason).await,
         Message::ListGenomes => genomes::list(conn, state).await,
+        Message::PutInput { job_id, hash, size } => {
+            inputs::put(conn, state, &job_id, &hash, size).await
+        }
+        Message::ReadInput { hash, offset, len } => {
+            inputs::read(conn, state, session, &hash, offset, len).await
+        }
         Message::RemoveGenomes { hashes } => genomes::remove(conn, state, hashes).await,
         Message::Lease { .. }
         | Message::LeaseBatch { .. }

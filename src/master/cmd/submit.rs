@@ -48,6 +48,7 @@ pub async fn apply(
 ) -> Result<(), HandlerError> {
     let submission = validate(state, message)?;
     let job_id = submission.job_id.clone();
+    super::inputs::use_inputs(state, submission.kind.name(), &job_id, &submission.spec).await?;
     let restart = match existing_job(state, &job_id).await? {
         Existing::New => false,
         Existing::Interrupted => true,
@@ -166,7 +167,7 @@ fn job_meta(priority: Priority) -> crate::jobs::batch::JobMeta {
 
 /// Refuses an upload the data directory has no room for (with a little left over for the
 /// database), before a byte of it is stored. A backend that keeps no files here skips the check.
-fn check_free_space(state: &MasterState, upload_bytes: u64) -> Result<(), HandlerError> {
+pub(super) fn check_free_space(state: &MasterState, upload_bytes: u64) -> Result<(), HandlerError> {
     const DATABASE_HEADROOM: u64 = 1024 * 1024;
     let Some(dir) = state.spool_dir.as_deref() else {
         return Ok(());

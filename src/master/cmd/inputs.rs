@@ -1,0 +1,341 @@
+//! Command inputs: `put_input` stores a file a command job's tasks read, byte for byte, in the
+//! store that keeps genomes, under the BLAKE3 of its bytes; an input stored already is not sent
+//! again. `read_input` hands a worker a bounded piece of one. Before a command job is created,
+//! [`use_inputs`] checks that every input it names is stored and marks the job as using it, so
+//! retention keeps it until the job ends.
+
+use super::{Conn, HandlerError, Session};
+use crate::backend::genome::is_genome_hash;
+use crate::backend::{GenomeRecord, GenomeStore, StoredKind, INPUT_PIECE_BYTES};
+use crate::jobs::command::{InputFile, COMMAND_KIND};
+use crate::master::MasterState;
+use crate::protocol::{ErrorCode, Message, Role};
+
+/// Answers `put_input`.
+pub async fn put(
+    conn: &mut Conn,
+    state: &MasterState,
+    job_id: &str,
+    hash: &str,
+    size: u64,
+) -> Result<(), HandlerError> {
+    if !crate::jobs::batch::valid_job_id(job_id) {
+        return Err(bad_message("put_input: the job id is not a valid job id"));
+    }
+    if !is_genome_hash(hash) {
+        return Err(bad_message(
+            "put_input: the hash is not a BLAKE3 hash (64 lowercase hex digits)",
+        ));
+    }
+    let max = state.config.max_input;
+    if size > max {
+        return Err(HandlerError::refused(
+            ErrorCode::UploadTooLarge,
+            format!(
+                "an input of {size} bytes is over the master's limit of {max} bytes \
+                 (--max-input-size); split it, or raise the limit on the master"
+            ),
+        ));
+    }
+    let store = state.genome_store()?;
+    if let Some(stored) = store.use_genome(hash, job_id).await? {
+        check_stored(&stored, hash, size)?;
+        tracing::info!(component = "master", job = %job_id, input = %hash, bytes = size, "input stored already: nothing uploaded");
+        conn.write_message(&Message::InputStored {
+            hash: hash.to_string(),
+            uploaded: false,
+        })
+        .await?;
+        return Ok(());
+    }
+    super::submit::check_free_space(state, size)?;
+    receive(conn, state, store, job_id, hash, size).await?;
+    tracing::info!(component = "master", job = %job_id, input = %hash, bytes = size, "input stored");
+    conn.write_message(&Message::InputStored {
+        hash: hash.to_string(),
+        uploaded: true,
+    })
+    .await?;
+    Ok(())
+}
+
+/// Takes the announced bytes, hashing and storing them as they come; keeps them only if their
+/// hash is the announced one.
+async fn receive(
+    conn: &mut Conn,
+    state: &MasterState,
+    store: &dyn GenomeStore,
+    job_id: &str,
+    hash: &str,
+    size: u64,
+) -> Result<(), HandlerError> {
+    let mut writer = store.begin_genome().await?;
+    conn.write_message(&Message::Ready {
+        job_id: job_id.to_string(),
+    })
+    .await?;
+    let mut hasher = blake3::Hasher::new();
+    let mut received = 0u64;
+    while received < size {
+        let frame = match conn.read_data().await {
+            Ok(frame) => frame,
+            Err(err) => {
+                writer.discard().await;
+                return Err(HandlerError::fatal(
+                    ErrorCode::UploadIncomplete,
+                    format!("input upload ended after {received} of {size} bytes: {err}"),
+                ));
+            }
+        };
+        received += frame.len() as u64;
+        if received > size {
+            writer.discard().await;
+            return Err(HandlerError::fatal(
+                ErrorCode::BadFrame,
+                format!("the input upload carries more than the announced {size} bytes"),
+            ));
+        }
+        state
+            .ops
+            .upload_bytes
+            .fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        hasher.update(&frame);
+        if let Err(err) = writer.append(frame).await {
+            writer.discard().await;
+            return Err(HandlerError::fatal(
+                ErrorCode::Internal,
+                format!("storing the input failed: {err}"),
+            ));
+        }
+    }
+    let computed = hasher.finalize().to_hex().to_string();
+    if computed != hash {
+        writer.discard().await;
+        return Err(HandlerError::refused(
+            ErrorCode::BadInput,
+            format!(
+                "the uploaded input has BLAKE3 {computed}, not the announced {hash}: the file \
+                 changed while it was sent; nothing was stored, submit again"
+            ),
+        ));
+    }
+    let now = crate::time::unix_now();
+    let record = GenomeRecord {
+        kind: StoredKind::Input,
+        hash: hash.to_string(),
+        size_bytes: size,
+        bases: size,
+        records: serde_json::Value::Null,
+        filename: String::new(),
+        created_at: now,
+        last_used: now,
+        jobs: 0,
+    };
+    writer.commit(&record, job_id).await?;
+    Ok(())
+}
+
+/// Whether a stored object can serve as the input `hash` of `size` bytes.
+fn check_stored(stored: &GenomeRecord, hash: &str, size: u64) -> Result<(), HandlerError> {
+    if stored.kind != StoredKind::Input {
+        return Err(HandlerError::refused(
+            ErrorCode::BadInput,
+            format!(
+                "the master holds this file ({hash}) as a genome for searches, decoded, not as \
+                 a command input; remove it with `gridwatch genomes rm {hash}` to use it as one"
+            ),
+        ));
+    }
+    if stored.size_bytes != size {
+        return Err(HandlerError::refused(
+            ErrorCode::BadInput,
+            format!(
+                "the stored input {hash} has {} bytes, not the {size} announced",
+                stored.size_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Answers `read_input`, for workers only.
+pub async fn read(
+    conn: &mut Conn,
+    state: &MasterState,
+    session: &Session,
+    hash: &str,
+    offset: u64,
+    len: u64,
+) -> Result<(), HandlerError> {
+    if !matches!((&session.role, &session.id), (Role::Worker, Some(_))) {
+        return Err(HandlerError::fatal(
+            ErrorCode::UnexpectedMessage,
+            "only workers (hello with role worker and an id) read inputs",
+        ));
+    }
+    if len > INPUT_PIECE_BYTES {
+        return Err(bad_message(&format!(
+            "read_input: at most {INPUT_PIECE_BYTES} bytes per piece"
+        )));
+    }
+    if !is_genome_hash(hash) {
+        return Err(bad_message(
+            "read_input: the hash is not a BLAKE3 hash (64 lowercase hex digits)",
+        ));
+    }
+    let piece = state
+        .genome_store()?
+        .read_genome(hash, offset, len)
+        .await
+        .map_err(|err| {
+            HandlerError::refused(
+                ErrorCode::BadInput,
+                format!("input {hash}, bytes {offset}+{len}: {err}"),
+            )
+        })?;
+    conn.write_message(&Message::InputPiece {
+        len: piece.len() as u64,
+    })
+    .await?;
+    conn.send_frame(&piece).await?;
+    conn.flush().await?;
+    Ok(())
+}
+
+/// Checks that every input a command job names is stored, as an input of its size, and marks
+/// the job as using each; other kinds pass.
+pub async fn use_inputs(
+    state: &MasterState,
+    kind: &str,
+    job_id: &str,
+    spec: &serde_json::Value,
+) -> Result<(), HandlerError> {
+    if kind != COMMAND_KIND {
+        return Ok(());
+    }
+    let Some(listed) = spec.get("inputs") else {
+        return Ok(());
+    };
+    let inputs: Vec<InputFile> = serde_json::from_value(listed.clone())
+        .map_err(|e| bad_message(&format!("command inputs: {e}")))?;
+    if inputs.is_empty() {
+        return Ok(());
+    }
+    let store = state.genome_store()?;
+    for input in &inputs {
+        match store.use_genome(&input.hash, job_id).await? {
+            Some(stored) => check_stored(&stored, &input.hash, input.size)?,
+            None => {
+                return Err(HandlerError::refused(
+                    ErrorCode::BadInput,
+                    format!(
+                        "input {:?} ({}) is not stored on the master: inputs are uploaded by \
+                         `gridwatch submit command --input FILE` or `gridwatch load`",
+                        input.name, input.hash
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn bad_message(text: &str) -> HandlerError {
+    HandlerError::refused(ErrorCode::BadMessage, text)
+}
+
+/// Stores a file the master itself reads (a drop directory's input) as the input `name` of
+/// `job_id`, unless an input with its hash is stored already: hashed first, then, if needed,
+/// read again into the store and kept only if its hash did not change meanwhile.
+pub async fn store_file(
+    state: &MasterState,
+    job_id: &str,
+    name: &str,
+    file: std::fs::File,
+) -> Result<InputFile, HandlerError> {
+    use std::io::{Read, Seek};
+    let max = state.config.max_input;
+    let (hash, size, file) = tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        let mut hasher = blake3::Hasher::new();
+        // Bounded: the file may grow after its size was checked.
+        let size = std::io::copy(&mut (&mut file).take(max.saturating_add(1)), &mut hasher)?;
+        file.rewind()?;
+        Ok::<_, std::io::Error>((hasher.finalize().to_hex().to_string(), size, file))
+    })
+    .await
+    .map_err(|e| HandlerError::refused(ErrorCode::Internal, format!("hashing {name}: {e}")))?
+    .map_err(|e| HandlerError::refused(ErrorCode::BadInput, format!("reading {name}: {e}")))?;
+    if size > max {
+        return Err(HandlerError::refused(
+            ErrorCode::UploadTooLarge,
+            format!(
+                "{name}: over the master's input limit of {max} bytes (--max-input-size)"
+            ),
+        ));
+    }
+    let input = InputFile {
+        name: name.to_string(),
+        hash: hash.clone(),
+        size,
+    };
+    let store = state.genome_store()?;
+    if let Some(stored) = store.use_genome(&hash, job_id).await? {
+        check_stored(&stored, &hash, size)?;
+        return Ok(input);
+    }
+    super::submit::check_free_space(state, size)?;
+    let mut writer = store.begin_genome().await?;
+    let mut file = tokio::fs::File::from_std(file);
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut read_total = 0u64;
+    loop {
+        use tokio::io::AsyncReadExt;
+        let read = match file.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) => {
+                writer.discard().await;
+                return Err(HandlerError::refused(
+                    ErrorCode::BadInput,
+                    format!("reading {name}: {err}"),
+                ));
+            }
+        };
+        read_total += read as u64;
+        if read_total > size {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        if let Err(err) = writer
+            .append(bytes::Bytes::copy_from_slice(&buffer[..read]))
+            .await
+        {
+            writer.discard().await;
+            return Err(err.into());
+        }
+    }
+    if read_total != size || hasher.finalize().to_hex().as_str() != hash {
+        writer.discard().await;
+        return Err(HandlerError::refused(
+            ErrorCode::BadInput,
+            format!("{name} changed while it was read; drop the batch file again"),
+        ));
+    }
+    let now = crate::time::unix_now();
+    let record = GenomeRecord {
+        kind: StoredKind::Input,
+        hash,
+        size_bytes: size,
+        bases: size,
+        records: serde_json::Value::Null,
+        filename: name.to_string(),
+        created_at: now,
+        last_used: now,
+        jobs: 0,
+    };
+    writer.commit(&record, job_id).await?;
+    tracing::info!(component = "master", job = %job_id, input = %record.hash, bytes = size, "input stored from the drop directory");
+    Ok(input)
+}
