@@ -59,6 +59,15 @@ impl Drop for HeldInputs {
     }
 }
 
+impl std::fmt::Debug for InputCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputCache")
+            .field("dir", &self.dir)
+            .field("limit_bytes", &self.limit_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl InputCache {
     /// A cache in `base/gridwatch-inputs-WORKER` (made private; files left by an earlier run
     /// are removed, since nothing vouches for them now), reading from `source`.

@@ -3,7 +3,7 @@
 //! backend, or through the master); what is not a stored input's hash gets an error, not bytes.
 
 use bytes::Bytes;
-use gridwatch::backend::{GenomeRecord, GenomeStore, InputSource, StoredKind, INPUT_PIECE_BYTES};
+use gridwatch::backend::{GenomeRecord, StoredKind, INPUT_PIECE_BYTES};
 
 use super::fixtures::*;
 
@@ -94,12 +94,12 @@ pub async fn genomes_and_inputs_are_listed_with_their_kinds(s: &Subject) {
         .into_iter()
         .map(|g| (g.hash, g.kind, g.size_bytes))
         .collect();
-    listed.sort();
+    listed.sort_by(|a, b| a.0.cmp(&b.0));
     let mut expected = vec![
         (genome.hash.clone(), StoredKind::Genome, genome.size_bytes),
         (input.hash.clone(), StoredKind::Input, input.size_bytes),
     ];
-    expected.sort();
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(listed, expected);
     let bases = s.genomes.read_genome(&genome.hash, 0, 12).await.unwrap();
     assert_eq!(&bases[..], &genome_bases[..]);
