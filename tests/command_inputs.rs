@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::grid::Grid;
+use crate::support::gridwatch_bin;
 use crate::support::proxy::CuttableProxy;
 use crate::support::redis::RedisServer;
-use crate::support::gridwatch_bin;
 
 const FINISH: Duration = Duration::from_secs(300);
 const MIB: u64 = 1 << 20;
@@ -91,9 +91,13 @@ fn one_fetch_per_worker(mut grid: Grid, proxy: &CuttableProxy, worker_flags: Vec
     std::fs::create_dir_all(&cache).expect("cache dir");
     let mut flags = worker_flags;
     flags.extend(
-        ["--allow-commands", "--input-cache-dir", &cache.to_string_lossy()]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            "--allow-commands",
+            "--input-cache-dir",
+            &cache.to_string_lossy(),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     grid.worker_flags = flags;
     grid.start_worker("w1", 2);

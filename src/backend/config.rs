@@ -17,8 +17,8 @@ use super::redis::{
 };
 use super::remote::RemoteBackend;
 use super::{
-    BackendResult, GenomeStore, InputSource, Leases, MasterQueue, MasterStore, MonitorSink, QueueAdmin,
-    ResultSink, WorkerIds,
+    BackendResult, GenomeStore, InputSource, Leases, MasterQueue, MasterStore, MonitorSink,
+    QueueAdmin, ResultSink, WorkerIds,
 };
 use crate::protocol::{ClientTls, Greeting, Role};
 

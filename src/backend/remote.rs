@@ -17,8 +17,8 @@ use tokio::sync::Mutex;
 
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, InputSource, Lease,
-    Leases, MonitorSink, NackOutcome, RefusalReason, ResultSink, TaskId, WorkerId, MAX_BATCH,
-    INPUT_PIECE_BYTES, RESULT_PART_BYTES,
+    Leases, MonitorSink, NackOutcome, RefusalReason, ResultSink, TaskId, WorkerId,
+    INPUT_PIECE_BYTES, MAX_BATCH, RESULT_PART_BYTES,
 };
 use crate::protocol::{
     ClientTls, CompletedTask, CompletionReply, Dial, ErrorCode, Greeting, Message, NackReply,

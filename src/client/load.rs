@@ -82,7 +82,10 @@ pub async fn load(args: LoadArgs) -> Result<(), ClientError> {
                 other => other,
             })?;
         if let Some(fields) = task.submission.as_object_mut() {
-            fields.insert("inputs".into(), serde_json::to_value(stored).unwrap_or_default());
+            fields.insert(
+                "inputs".into(),
+                serde_json::to_value(stored).unwrap_or_default(),
+            );
         }
     }
     let uploads = resolve_uploads(&args.file, base, &parsed.tasks)?;

@@ -396,7 +396,10 @@ pub async fn send_job_reporting(
     if !request.inputs.is_empty() {
         let stored = super::inputs::upload_inputs(client, job_id, &request.inputs).await?;
         if let Some(fields) = spec.as_object_mut() {
-            fields.insert("inputs".into(), serde_json::to_value(stored).unwrap_or_default());
+            fields.insert(
+                "inputs".into(),
+                serde_json::to_value(stored).unwrap_or_default(),
+            );
         }
     }
     if let (SEARCH_KIND, Some((path, _, _))) = (request.kind, &upload) {

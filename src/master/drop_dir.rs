@@ -175,12 +175,21 @@ async fn load_batch(
         }
     }
     let mut parsed = parsed;
-    for task in parsed.tasks.iter_mut().filter(|task| !task.inputs.is_empty()) {
+    for task in parsed
+        .tasks
+        .iter_mut()
+        .filter(|task| !task.inputs.is_empty())
+    {
         let inputs = store_inputs(dir, state, &task.task_id, &task.inputs)
             .await
-            .map_err(|e| e.map(|e| format!("{}.parameters, field \"inputs\": {e}", task.location)))?;
+            .map_err(|e| {
+                e.map(|e| format!("{}.parameters, field \"inputs\": {e}", task.location))
+            })?;
         if let Some(fields) = task.submission.as_object_mut() {
-            fields.insert("inputs".into(), serde_json::to_value(inputs).unwrap_or_default());
+            fields.insert(
+                "inputs".into(),
+                serde_json::to_value(inputs).unwrap_or_default(),
+            );
         }
         task.inputs.clear();
     }

@@ -209,7 +209,12 @@ impl InputCache {
                 .min_by_key(|(_, entry)| entry.used)
                 .map(|(hash, _)| hash.clone());
             let Some(hash) = victim else {
-                tracing::warn!(component = "worker", bytes = entries.bytes + incoming, limit = self.limit_bytes, "running tasks hold more inputs than the input cache's size");
+                tracing::warn!(
+                    component = "worker",
+                    bytes = entries.bytes + incoming,
+                    limit = self.limit_bytes,
+                    "running tasks hold more inputs than the input cache's size"
+                );
                 return;
             };
             if let Some(entry) = entries.by_hash.remove(&hash) {
@@ -338,9 +343,13 @@ mod tests {
         let (a, b, c) = (vec![1u8; 600], vec![2u8; 300], vec![3u8; 300]);
         let (ia, ib, ic) = (input("a", &a), input("b", &b), input("c", &c));
         let memory = Arc::new(Memory {
-            objects: [(ia.hash.clone(), a), (ib.hash.clone(), b), (ic.hash.clone(), c)]
-                .into_iter()
-                .collect(),
+            objects: [
+                (ia.hash.clone(), a),
+                (ib.hash.clone(), b),
+                (ic.hash.clone(), c),
+            ]
+            .into_iter()
+            .collect(),
             read: AtomicU64::new(0),
         });
         let base = tempfile::tempdir().unwrap();
@@ -350,7 +359,10 @@ mod tests {
             tempfile::tempdir().unwrap(),
             tempfile::tempdir().unwrap(),
         );
-        let held_a = cache.place(std::slice::from_ref(&ia), d1.path()).await.unwrap();
+        let held_a = cache
+            .place(std::slice::from_ref(&ia), d1.path())
+            .await
+            .unwrap();
         let held_b = cache.place(&[ib.clone()], d2.path()).await.unwrap();
         drop(held_b);
         let again = cache.place(&[ib.clone()], d3.path()).await.unwrap();
@@ -363,7 +375,9 @@ mod tests {
         assert!(cache.path(&ia.hash).exists(), "a is held: never evicted");
         assert!(!cache.path(&ib.hash).exists(), "b was evicted");
         assert_eq!(std::fs::read(d1.path().join("a")).unwrap(), vec![1u8; 600]);
-        let mode = std::fs::metadata(d1.path().join("a")).unwrap().permissions();
+        let mode = std::fs::metadata(d1.path().join("a"))
+            .unwrap()
+            .permissions();
         assert!(mode.readonly());
         drop(held_a);
     }

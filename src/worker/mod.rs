@@ -319,7 +319,10 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         master
     };
     if config.commands.is_some() {
-        let base = args.input_cache_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let base = args
+            .input_cache_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
         let cache = input_cache::InputCache::open(
             &base,
             &id,

@@ -49,7 +49,11 @@ pub async fn a_command_input_is_stored_byte_for_byte_and_read_in_pieces(s: &Subj
     let mut offset = 0u64;
     while offset < bytes.len() as u64 {
         let want = (bytes.len() as u64 - offset).min(1000);
-        let piece = s.inputs.read_input(&input.hash, offset, want).await.unwrap();
+        let piece = s
+            .inputs
+            .read_input(&input.hash, offset, want)
+            .await
+            .unwrap();
         assert_eq!(piece.len() as u64, want);
         read.extend_from_slice(&piece);
         offset += want;
@@ -63,9 +67,20 @@ pub async fn reading_what_is_not_a_stored_input_fails(s: &Subject) {
     store(s, &input, &bytes, "j1").await;
     let missing = "cd".repeat(32);
     assert!(s.inputs.read_input(&missing, 0, 10).await.is_err());
-    assert!(s.inputs.read_input("../../etc/passwd", 0, 10).await.is_err());
-    assert!(s.inputs.read_input(&input.hash.to_uppercase(), 0, 10).await.is_err());
-    let past_end = s.inputs.read_input(&input.hash, bytes.len() as u64 - 5, 10).await;
+    assert!(s
+        .inputs
+        .read_input("../../etc/passwd", 0, 10)
+        .await
+        .is_err());
+    assert!(s
+        .inputs
+        .read_input(&input.hash.to_uppercase(), 0, 10)
+        .await
+        .is_err());
+    let past_end = s
+        .inputs
+        .read_input(&input.hash, bytes.len() as u64 - 5, 10)
+        .await;
     assert!(past_end.is_err(), "a range past the end: {past_end:?}");
     let too_big = s
         .inputs

@@ -102,7 +102,9 @@ impl Grid {
             "--id".into(),
             id.into(),
             "--master".into(),
-            self.worker_master.clone().unwrap_or_else(|| self.addr.clone()),
+            self.worker_master
+                .clone()
+                .unwrap_or_else(|| self.addr.clone()),
             "--threads".into(),
             threads.to_string(),
         ];

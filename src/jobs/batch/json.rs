@@ -383,7 +383,9 @@ fn command(mut parameters: Fields) -> Result<(Value, Vec<PathBuf>), BatchError> 
 fn command_inputs(at: &str, value: Value) -> Result<Vec<PathBuf>, BatchError> {
     let bad = |message: String| BatchError::field(at.to_string(), "inputs", message);
     let Value::Array(list) = value else {
-        return Err(bad("give a list of file paths, relative to the batch file".into()));
+        return Err(bad(
+            "give a list of file paths, relative to the batch file".into()
+        ));
     };
     if list.len() > crate::jobs::command::MAX_INPUTS {
         return Err(bad(format!(
@@ -395,7 +397,10 @@ fn command_inputs(at: &str, value: Value) -> Result<Vec<PathBuf>, BatchError> {
     let mut paths = Vec::with_capacity(list.len());
     for item in list {
         let Value::String(text) = item else {
-            return Err(bad(format!("{}: give a file path as a string", shown(&item))));
+            return Err(bad(format!(
+                "{}: give a file path as a string",
+                shown(&item)
+            )));
         };
         let path = PathBuf::from(&text);
         let name = path

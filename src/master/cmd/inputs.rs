@@ -269,9 +269,7 @@ pub async fn store_file(
     if size > max {
         return Err(HandlerError::refused(
             ErrorCode::UploadTooLarge,
-            format!(
-                "{name}: over the master's input limit of {max} bytes (--max-input-size)"
-            ),
+            format!("{name}: over the master's input limit of {max} bytes (--max-input-size)"),
         ));
     }
     let input = InputFile {
