@@ -363,9 +363,15 @@ mod tests {
             .place(std::slice::from_ref(&ia), d1.path())
             .await
             .unwrap();
-        let held_b = cache.place(&[ib.clone()], d2.path()).await.unwrap();
+        let held_b = cache
+            .place(std::slice::from_ref(&ib), d2.path())
+            .await
+            .unwrap();
         drop(held_b);
-        let again = cache.place(&[ib.clone()], d3.path()).await.unwrap();
+        let again = cache
+            .place(std::slice::from_ref(&ib), d3.path())
+            .await
+            .unwrap();
         assert_eq!(memory.read.load(Ordering::Relaxed), 900, "b fetched once");
         drop(again);
         // c needs room: b is unheld and older than nothing else unheld; a is held.
@@ -392,10 +398,16 @@ mod tests {
         let cache = Arc::new(InputCache::open(base.path(), "w1", 1000, memory).unwrap());
         let work = tempfile::tempdir().unwrap();
         let mut bad = input("../x", b"x");
-        assert!(cache.place(&[bad.clone()], work.path()).await.is_err());
+        assert!(cache
+            .place(std::slice::from_ref(&bad), work.path())
+            .await
+            .is_err());
         bad.name = "x".into();
         bad.hash = "../../etc/passwd".into();
-        assert!(cache.place(&[bad.clone()], work.path()).await.is_err());
+        assert!(cache
+            .place(std::slice::from_ref(&bad), work.path())
+            .await
+            .is_err());
         // Stored bytes that do not match their hash are not used.
         let lying = InputFile {
             name: "x".into(),
