@@ -67,7 +67,7 @@ pub async fn upload_inputs(
                 let mut file = tokio::fs::File::open(path)
                     .await
                     .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
-                super::submit::stream_file(client, &mut file, input.size, path, &mut |_, _| {})
+                super::connect::stream_file(client, &mut file, input.size, path, &mut |_, _| {})
                     .await?;
                 client.reply().await?
             }

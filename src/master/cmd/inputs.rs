@@ -48,7 +48,7 @@ pub async fn put(
         .await?;
         return Ok(());
     }
-    super::submit::check_free_space(state, size)?;
+    super::check_free_space(state, size)?;
     receive(conn, state, store, job_id, hash, size).await?;
     tracing::info!(component = "master", job = %job_id, input = %hash, bytes = size, "input stored");
     conn.write_message(&Message::InputStored {
@@ -282,7 +282,7 @@ pub async fn store_file(
         check_stored(&stored, &hash, size)?;
         return Ok(input);
     }
-    super::submit::check_free_space(state, size)?;
+    super::check_free_space(state, size)?;
     let mut writer = store.begin_genome().await?;
     let mut file = tokio::fs::File::from_std(file);
     let mut hasher = blake3::Hasher::new();

@@ -234,3 +234,26 @@ async fn route(
         )),
     }
 }
+
+/// Refuses an upload the data directory has no room for (with a little left over for the
+/// database), before a byte of it is stored. A backend that keeps no files here skips the check.
+pub(super) fn check_free_space(state: &MasterState, upload_bytes: u64) -> Result<(), HandlerError> {
+    const DATABASE_HEADROOM: u64 = 1024 * 1024;
+    let Some(dir) = state.spool_dir.as_deref() else {
+        return Ok(());
+    };
+    let Some(free) = crate::master::disk::free_bytes(dir) else {
+        return Ok(());
+    };
+    let need = upload_bytes.saturating_add(DATABASE_HEADROOM);
+    if need > free {
+        return Err(HandlerError::refused(
+            ErrorCode::UploadTooLarge,
+            format!(
+                "the upload needs about {need} bytes of disk but the master's data directory has \
+                 {free} bytes free; free some space on the master or submit a smaller input"
+            ),
+        ));
+    }
+    Ok(())
+}
