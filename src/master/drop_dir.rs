@@ -22,8 +22,7 @@ use std::time::{Duration, SystemTime};
 
 pub use handles::{Destination, DropDir, DropDirError, Seen};
 
-use super::cmd::batch::{create_batch, jobs_without_upload};
-use super::cmd::HandlerError;
+use super::jobs::{self, JobError};
 use super::MasterState;
 use crate::jobs::batch::{self, Batch};
 
@@ -193,17 +192,17 @@ async fn load_batch(
         }
         task.inputs.clear();
     }
-    let jobs = jobs_without_upload(parsed, "load this file with `gridwatch load`").map_err(Some)?;
-    match create_batch(state, name, jobs, None).await {
+    let created = match jobs::jobs_without_upload(parsed, "load this file with `gridwatch load`") {
+        Ok(batch) => jobs::create_batch(state, name, batch, None).await,
+        Err(err) => Err(err),
+    };
+    match created {
         Ok(created) => Ok(created.len()),
-        Err(HandlerError::Refused { message, .. } | HandlerError::Fatal { message, .. }) => {
-            Err(Some(message))
-        }
-        Err(err) => {
-            let (_, message, _) = err.into_reply();
-            tracing::warn!(component = "master", file = %name, error = %message, "batch file not loaded yet; will retry");
+        Err(JobError::Backend(err)) => {
+            tracing::warn!(component = "master", file = %name, error = %err, "batch file not loaded yet; will retry");
             Err(None)
         }
+        Err(refused) => Err(Some(refused.to_string())),
     }
 }
 
@@ -233,16 +232,13 @@ async fn store_inputs(
             .open_input(name, state.config.max_input)
             .map_err(|e| Some(format!("{shown}: {e}")))?;
         let name = name.to_string_lossy().into_owned();
-        match super::cmd::inputs::store_file(state, job_id, &name, file).await {
+        match jobs::store_file(state, job_id, &name, file).await {
             Ok(input) => stored.push(input),
-            Err(HandlerError::Backend(err)) => {
+            Err(JobError::Backend(err)) => {
                 tracing::warn!(component = "master", input = %shown, error = %err, "input not stored yet; will retry");
                 return Err(None);
             }
-            Err(err) => {
-                let (_, message, _) = err.into_reply();
-                return Err(Some(format!("{shown}: {message}")));
-            }
+            Err(err) => return Err(Some(format!("{shown}: {err}"))),
         }
     }
     Ok(stored)

@@ -1,13 +1,11 @@
 //! Command inputs: `put_input` stores a file a command job's tasks read, byte for byte, in the
 //! store that keeps genomes, under the BLAKE3 of its bytes; an input stored already is not sent
-//! again. `read_input` hands a worker a bounded piece of one. Before a command job is created,
-//! [`use_inputs`] checks that every input it names is stored and marks the job as using it, so
-//! retention keeps it until the job ends.
+//! again. `read_input` hands a worker a bounded piece of one. The job service checks, before a
+//! command job is created, that every input it names is stored (see `master::jobs`).
 
 use super::{Conn, HandlerError, Session};
 use crate::backend::genome::is_genome_hash;
 use crate::backend::{GenomeRecord, GenomeStore, StoredKind, INPUT_PIECE_BYTES};
-use crate::jobs::command::{InputFile, COMMAND_KIND};
 use crate::master::MasterState;
 use crate::protocol::{ErrorCode, Message, Role};
 
@@ -39,7 +37,7 @@ pub async fn put(
     }
     let store = state.genome_store()?;
     if let Some(stored) = store.use_genome(hash, job_id).await? {
-        check_stored(&stored, hash, size)?;
+        crate::master::jobs::check_stored_input(&stored, hash, size)?;
         tracing::info!(component = "master", job = %job_id, input = %hash, bytes = size, "input stored already: nothing uploaded");
         conn.write_message(&Message::InputStored {
             hash: hash.to_string(),
@@ -135,29 +133,6 @@ async fn receive(
     Ok(())
 }
 
-/// Whether a stored object can serve as the input `hash` of `size` bytes.
-fn check_stored(stored: &GenomeRecord, hash: &str, size: u64) -> Result<(), HandlerError> {
-    if stored.kind != StoredKind::Input {
-        return Err(HandlerError::refused(
-            ErrorCode::BadInput,
-            format!(
-                "the master holds this file ({hash}) as a genome for searches, decoded, not as \
-                 a command input; remove it with `gridwatch genomes rm {hash}` to use it as one"
-            ),
-        ));
-    }
-    if stored.size_bytes != size {
-        return Err(HandlerError::refused(
-            ErrorCode::BadInput,
-            format!(
-                "the stored input {hash} has {} bytes, not the {size} announced",
-                stored.size_bytes
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Answers `read_input`, for workers only.
 pub async fn read(
     conn: &mut Conn,
@@ -202,138 +177,6 @@ pub async fn read(
     Ok(())
 }
 
-/// Checks that every input a command job names is stored, as an input of its size, and marks
-/// the job as using each; other kinds pass.
-pub async fn use_inputs(
-    state: &MasterState,
-    kind: &str,
-    job_id: &str,
-    spec: &serde_json::Value,
-) -> Result<(), HandlerError> {
-    if kind != COMMAND_KIND {
-        return Ok(());
-    }
-    let Some(listed) = spec.get("inputs") else {
-        return Ok(());
-    };
-    let inputs: Vec<InputFile> = serde_json::from_value(listed.clone())
-        .map_err(|e| bad_message(&format!("command inputs: {e}")))?;
-    if inputs.is_empty() {
-        return Ok(());
-    }
-    let store = state.genome_store()?;
-    for input in &inputs {
-        match store.use_genome(&input.hash, job_id).await? {
-            Some(stored) => check_stored(&stored, &input.hash, input.size)?,
-            None => {
-                return Err(HandlerError::refused(
-                    ErrorCode::BadInput,
-                    format!(
-                        "input {:?} ({}) is not stored on the master: inputs are uploaded by \
-                         `gridwatch submit command --input FILE` or `gridwatch load`",
-                        input.name, input.hash
-                    ),
-                ))
-            }
-        }
-    }
-    Ok(())
-}
-
 fn bad_message(text: &str) -> HandlerError {
     HandlerError::refused(ErrorCode::BadMessage, text)
-}
-
-/// Stores a file the master itself reads (a drop directory's input) as the input `name` of
-/// `job_id`, unless an input with its hash is stored already: hashed first, then, if needed,
-/// read again into the store and kept only if its hash did not change meanwhile.
-pub async fn store_file(
-    state: &MasterState,
-    job_id: &str,
-    name: &str,
-    file: std::fs::File,
-) -> Result<InputFile, HandlerError> {
-    use std::io::{Read, Seek};
-    let max = state.config.max_input;
-    let (hash, size, file) = tokio::task::spawn_blocking(move || {
-        let mut file = file;
-        let mut hasher = blake3::Hasher::new();
-        // Bounded: the file may grow after its size was checked.
-        let size = std::io::copy(&mut (&mut file).take(max.saturating_add(1)), &mut hasher)?;
-        file.rewind()?;
-        Ok::<_, std::io::Error>((hasher.finalize().to_hex().to_string(), size, file))
-    })
-    .await
-    .map_err(|e| HandlerError::refused(ErrorCode::Internal, format!("hashing {name}: {e}")))?
-    .map_err(|e| HandlerError::refused(ErrorCode::BadInput, format!("reading {name}: {e}")))?;
-    if size > max {
-        return Err(HandlerError::refused(
-            ErrorCode::UploadTooLarge,
-            format!("{name}: over the master's input limit of {max} bytes (--max-input-size)"),
-        ));
-    }
-    let input = InputFile {
-        name: name.to_string(),
-        hash: hash.clone(),
-        size,
-    };
-    let store = state.genome_store()?;
-    if let Some(stored) = store.use_genome(&hash, job_id).await? {
-        check_stored(&stored, &hash, size)?;
-        return Ok(input);
-    }
-    super::check_free_space(state, size)?;
-    let mut writer = store.begin_genome().await?;
-    let mut file = tokio::fs::File::from_std(file);
-    let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut read_total = 0u64;
-    loop {
-        use tokio::io::AsyncReadExt;
-        let read = match file.read(&mut buffer).await {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(err) => {
-                writer.discard().await;
-                return Err(HandlerError::refused(
-                    ErrorCode::BadInput,
-                    format!("reading {name}: {err}"),
-                ));
-            }
-        };
-        read_total += read as u64;
-        if read_total > size {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-        if let Err(err) = writer
-            .append(bytes::Bytes::copy_from_slice(&buffer[..read]))
-            .await
-        {
-            writer.discard().await;
-            return Err(err.into());
-        }
-    }
-    if read_total != size || hasher.finalize().to_hex().as_str() != hash {
-        writer.discard().await;
-        return Err(HandlerError::refused(
-            ErrorCode::BadInput,
-            format!("{name} changed while it was read; drop the batch file again"),
-        ));
-    }
-    let now = crate::time::unix_now();
-    let record = GenomeRecord {
-        kind: StoredKind::Input,
-        hash,
-        size_bytes: size,
-        bases: size,
-        records: serde_json::Value::Null,
-        filename: name.to_string(),
-        created_at: now,
-        last_used: now,
-        jobs: 0,
-    };
-    writer.commit(&record, job_id).await?;
-    tracing::info!(component = "master", job = %job_id, input = %record.hash, bytes = size, "input stored from the drop directory");
-    Ok(input)
 }

@@ -2,8 +2,8 @@
 //! and writes the reply. `dispatch` routes a message to its handler; adding a message means one
 //! match arm here and one file.
 
-pub(super) mod batch;
-pub(super) mod cancel;
+mod batch;
+mod cancel;
 mod forget;
 mod genomes;
 pub(super) mod inputs;
@@ -14,12 +14,13 @@ mod prune;
 mod purge;
 mod queue;
 mod results;
-pub(super) mod status;
+mod status;
 mod submit;
 mod watchman;
 
 use std::net::SocketAddr;
 
+use super::jobs::JobError;
 use super::MasterState;
 use crate::backend::BackendError;
 use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role, Stream};
@@ -112,6 +113,29 @@ impl HandlerError {
 impl From<BackendError> for HandlerError {
     fn from(err: BackendError) -> Self {
         HandlerError::Backend(err)
+    }
+}
+
+impl From<JobError> for HandlerError {
+    fn from(err: JobError) -> Self {
+        let code = match &err {
+            JobError::NoSuchJob(_) => ErrorCode::NoSuchJob,
+            JobError::NotReady(_) => ErrorCode::JobNotReady,
+            JobError::Invalid(_) => ErrorCode::BadMessage,
+            JobError::Refused(refusal) => refusal.code,
+            JobError::RateLimited(_) => ErrorCode::RateLimited,
+            JobError::Backend(_) => ErrorCode::Internal,
+        };
+        match err {
+            JobError::Backend(err) => HandlerError::Backend(err),
+            other => HandlerError::refused(code, other.to_string()),
+        }
+    }
+}
+
+impl From<crate::jobs::Refusal> for HandlerError {
+    fn from(refusal: crate::jobs::Refusal) -> Self {
+        HandlerError::refused(refusal.code, refusal.message)
     }
 }
 
@@ -238,22 +262,5 @@ async fn route(
 /// Refuses an upload the data directory has no room for (with a little left over for the
 /// database), before a byte of it is stored. A backend that keeps no files here skips the check.
 pub(super) fn check_free_space(state: &MasterState, upload_bytes: u64) -> Result<(), HandlerError> {
-    const DATABASE_HEADROOM: u64 = 1024 * 1024;
-    let Some(dir) = state.spool_dir.as_deref() else {
-        return Ok(());
-    };
-    let Some(free) = crate::master::disk::free_bytes(dir) else {
-        return Ok(());
-    };
-    let need = upload_bytes.saturating_add(DATABASE_HEADROOM);
-    if need > free {
-        return Err(HandlerError::refused(
-            ErrorCode::UploadTooLarge,
-            format!(
-                "the upload needs about {need} bytes of disk but the master's data directory has \
-                 {free} bytes free; free some space on the master or submit a smaller input"
-            ),
-        ));
-    }
-    Ok(())
+    Ok(super::jobs::check_room(state, upload_bytes)?)
 }

@@ -18,9 +18,7 @@ use crate::backend::genome::GenomeRef;
 use crate::backend::{
     short_summary, BackendError, CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId,
 };
-use crate::jobs::{
-    self, DecodedSink, InputCutter, Kind, PlannedTask, Refusal, SubmitLimits, TaskSource,
-};
+use crate::jobs::{self, DecodedSink, InputCutter, Kind, PlannedTask, Refusal, TaskSource};
 use crate::master::MasterState;
 use crate::protocol::{ErrorCode, Message};
 
@@ -33,12 +31,6 @@ struct Submission {
     priority: Priority,
 }
 
-impl From<Refusal> for HandlerError {
-    fn from(refusal: Refusal) -> Self {
-        HandlerError::refused(refusal.code, refusal.message)
-    }
-}
-
 /// Answers `submit_job`.
 pub async fn apply(
     conn: &mut Conn,
@@ -48,7 +40,8 @@ pub async fn apply(
 ) -> Result<(), HandlerError> {
     let submission = validate(state, message)?;
     let job_id = submission.job_id.clone();
-    super::inputs::use_inputs(state, submission.kind.name(), &job_id, &submission.spec).await?;
+    crate::master::jobs::use_inputs(state, submission.kind.name(), &job_id, &submission.spec)
+        .await?;
     let restart = match existing_job(state, &job_id).await? {
         Existing::New => false,
         Existing::Interrupted => true,
@@ -60,9 +53,9 @@ pub async fn apply(
     let tasks = match submission.file_size {
         // An upload's task count is known once it is cut; its size gives it within a chunk.
         Some(size) => size.div_ceil(state.config.chunk_size).max(1),
-        None => super::batch::planned_tasks(submission.kind, &submission.spec),
+        None => crate::master::jobs::planned_tasks(submission.kind, &submission.spec),
     };
-    super::batch::admit(state, &session.peer.ip().to_string(), 1, tasks)?;
+    crate::master::jobs::admit(state, &session.peer.ip().to_string(), 1, tasks)?;
     let record = JobRecord {
         id: job_id.clone(),
         kind: submission.kind.name().into(),
@@ -139,13 +132,7 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
     }
     let kind = jobs::require(&kind)
         .map_err(|err| HandlerError::refused(ErrorCode::BadMessage, err.to_string()))?;
-    let limits = SubmitLimits {
-        max_upload: state.config.max_upload,
-        max_frame: state.config.max_frame,
-        default_chunk_size: state.config.chunk_size,
-        work: state.config.work_caps,
-        max_positions: state.config.max_positions,
-    };
+    let limits = crate::master::jobs::submit_limits(state);
     let mut spec = kind.accept(submitted, file_size, &limits)?;
     job_meta(priority).attach(&mut spec);
     Ok(Submission {
