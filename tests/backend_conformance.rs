@@ -6,7 +6,7 @@
 //!
 //! Each case takes a [`Subject`]. `conformance_suite!` lists the cases once, grouped by the
 //! capability trait each one exercises (`leases`, `queue_admin`, `result_sink`, `result_store`,
-//! `job_store`, `monitor_store`), with the visibility timeout each one needs; one line of it
+//! `job_store`, `monitor_store`, `stored_objects`), with the visibility timeout each one needs; one line of it
 //! wires a backend in.
 
 use std::any::Any;
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
-use gridwatch::backend::{MasterQueue, MasterStore};
+use gridwatch::backend::{GenomeStore, InputSource, MasterQueue, MasterStore};
 
 mod through_master;
 
@@ -23,6 +23,10 @@ mod through_master;
 pub struct Subject {
     queue: Arc<dyn MasterQueue>,
     store: Arc<dyn MasterStore>,
+    /// Where the master stores genomes and command inputs.
+    genomes: Arc<dyn GenomeStore>,
+    /// Where a worker reads command inputs.
+    inputs: Arc<dyn InputSource>,
     _keep_alive: Box<dyn Any + Send + Sync>,
 }
 
@@ -128,6 +132,16 @@ macro_rules! conformance_suite {
                 }
             }
 
+            /// `GenomeStore` and `InputSource`: genomes and command inputs stored once.
+            mod stored_objects {
+                use super::*;
+                instantiate! { $subject;
+                    a_command_input_is_stored_byte_for_byte_and_read_in_pieces: LONG,
+                    reading_what_is_not_a_stored_input_fails: LONG,
+                    genomes_and_inputs_are_listed_with_their_kinds: LONG,
+                }
+            }
+
             /// `MonitorSink` and `MonitorStore`: alerts and worker views.
             mod monitor_store {
                 use super::*;
@@ -155,7 +169,9 @@ async fn embedded_subject(visibility_timeout: Duration) -> Subject {
         Arc::new(EmbeddedBackend::open(dir.path(), config).expect("opening the embedded backend"));
     Subject {
         queue: backend.clone(),
-        store: backend,
+        store: backend.clone(),
+        genomes: backend.clone(),
+        inputs: backend,
         _keep_alive: Box::new(dir),
     }
 }
@@ -176,7 +192,9 @@ async fn redis_subject(visibility_timeout: Duration) -> Subject {
     );
     Subject {
         queue: backend.clone(),
-        store: backend,
+        store: backend.clone(),
+        genomes: backend.clone(),
+        inputs: backend,
         _keep_alive: Box::new(server),
     }
 }
@@ -187,6 +205,7 @@ mod fencing;
 mod fixtures;
 mod records;
 mod storage;
+mod stored_objects;
 
 /// Every case, by name, for the instantiating macros.
 mod suite {
@@ -195,4 +214,5 @@ mod suite {
     pub use super::fencing::*;
     pub use super::records::*;
     pub use super::storage::*;
+    pub use super::stored_objects::*;
 }

@@ -118,6 +118,7 @@ async fn measure_through_master(tasks: u32) -> Measurement {
         data_dir: dir.path().to_path_buf(),
         chunk_size: 1024,
         max_upload: 1 << 20,
+        max_input: 1 << 30,
         max_positions: 10_000_000,
         jobs_per_minute: 1000,
         tasks_per_minute: 1_000_000,

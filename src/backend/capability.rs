@@ -365,6 +365,20 @@ pub trait GenomeStore: Send + Sync {
     async fn prune_genomes(&self, unused_before: f64) -> BackendResult<Vec<String>>;
 }
 
+/// Most bytes of a stored command input one [`InputSource::read_input`] call returns: far below
+/// the protocol's frame limit, so a worker fetches a large input in bounded pieces.
+pub const INPUT_PIECE_BYTES: u64 = 4 << 20;
+
+/// Where a worker reads the command inputs the store keeps (see [`GenomeStore`]): straight from
+/// a shared backend, or through the master.
+#[async_trait]
+pub trait InputSource: Send + Sync {
+    /// `len` bytes (at most [`INPUT_PIECE_BYTES`]) of the stored object `hash` from `offset`; the
+    /// range must lie inside the object. A hash that is not 64 lowercase hex digits, or names
+    /// nothing stored, is an error. The caller checks the whole against its hash.
+    async fn read_input(&self, hash: &str, offset: u64, len: u64) -> BackendResult<Bytes>;
+}
+
 /// The queue as the master holds it: every queue capability.
 pub trait MasterQueue: Leases + QueueAdmin + WorkerIds {}
 impl<T: Leases + QueueAdmin + WorkerIds + ?Sized> MasterQueue for T {}
@@ -372,3 +386,25 @@ impl<T: Leases + QueueAdmin + WorkerIds + ?Sized> MasterQueue for T {}
 /// The store as the master holds it: jobs, results and the monitor's records.
 pub trait MasterStore: JobStore + ResultStore + MonitorStore {}
 impl<T: JobStore + ResultStore + MonitorStore + ?Sized> MasterStore for T {}
+
+/// Reads a piece of a stored object for a worker: what a backend that keeps the objects itself
+/// answers [`InputSource::read_input`] with.
+pub async fn read_input_piece<S: GenomeStore + ?Sized>(
+    store: &S,
+    hash: &str,
+    offset: u64,
+    len: u64,
+) -> BackendResult<Bytes> {
+    if !super::genome::is_genome_hash(hash) {
+        return Err(BackendError::Other(format!(
+            "input {:?} is not a BLAKE3 hash (64 lowercase hex digits)",
+            hash.chars().take(80).collect::<String>()
+        )));
+    }
+    if len > INPUT_PIECE_BYTES {
+        return Err(BackendError::Other(format!(
+            "a piece of {len} bytes; at most {INPUT_PIECE_BYTES} per read"
+        )));
+    }
+    store.read_genome(hash, offset, len).await
+}

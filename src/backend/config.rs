@@ -17,8 +17,8 @@ use super::redis::{
 };
 use super::remote::RemoteBackend;
 use super::{
-    BackendResult, GenomeStore, Leases, MasterQueue, MasterStore, MonitorSink, QueueAdmin,
-    ResultSink, WorkerIds,
+    BackendResult, GenomeStore, InputSource, Leases, MasterQueue, MasterStore, MonitorSink,
+    QueueAdmin, ResultSink, WorkerIds,
 };
 use crate::protocol::{ClientTls, Greeting, Role};
 
@@ -121,6 +121,8 @@ pub struct PeerBackend {
     pub leases: Arc<dyn Leases>,
     /// Where a worker stores its results.
     pub results: Arc<dyn ResultSink>,
+    /// Where a worker reads command inputs.
+    pub inputs: Arc<dyn InputSource>,
     /// Where the collector sends alerts and worker views.
     pub monitor: Arc<dyn MonitorSink>,
     /// The queue's admin side, when this process reaches a shared backend (Redis) directly: the
@@ -229,6 +231,7 @@ impl BackendConfig {
                 Ok(PeerBackend {
                     leases: remote.clone(),
                     results: remote.clone(),
+                    inputs: remote.clone(),
                     monitor: remote,
                     admin: None,
                     ids: None,
@@ -246,6 +249,7 @@ impl BackendConfig {
                 Ok(PeerBackend {
                     leases: queue.clone(),
                     results: backend.clone(),
+                    inputs: backend.clone(),
                     monitor: backend.clone(),
                     admin: Some(queue),
                     ids: Some(backend),

@@ -26,9 +26,9 @@ pub mod remote;
 
 pub use crate::records::{
     short_summary, ChunkResult, GenomeRecord, GenomeRemoval, JobId, JobRecord, JobStatus,
-    JobSummary, Lease, PayloadError, Priority, Progress, PruneReport, RefusalReason, StoredResult,
-    TaskId, TaskRun, TaskTimes, WorkerId, DEFAULT_TASK_KIND, MAX_SUMMARY_CHARS, RESULT_PART_BYTES,
-    TASK_TIMES_KEPT,
+    JobSummary, Lease, PayloadError, Priority, Progress, PruneReport, RefusalReason, StoredKind,
+    StoredResult, TaskId, TaskRun, TaskTimes, WorkerId, DEFAULT_TASK_KIND, MAX_SUMMARY_CHARS,
+    RESULT_PART_BYTES, TASK_TIMES_KEPT,
 };
 
 /// A task to enqueue: its id, kind, priority, a kind-specific description and its input bytes.

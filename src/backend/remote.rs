@@ -1,7 +1,8 @@
 //! The embedded backend as a worker or the collector sees it: the capabilities the master serves
 //! over the protocol, and only those. A worker's [`Leases`] (`lease`, `lease_batch`, `extend`,
 //! `ack`, `complete_batch`, `nack`, `release_unheld`) and [`ResultSink`] (`put_result`); the
-//! collector's [`MonitorSink`] (`record_alert`, `record_worker`, `list_workers`). Enqueueing,
+//! collector's [`MonitorSink`] (`record_alert`, `record_worker`, `list_workers`); a worker's
+//! [`InputSource`] (`read_input`, command inputs in bounded pieces). Enqueueing,
 //! cancelling, job state and reading results stay with the master: this type does not implement
 //! those traits, so a call to them does not compile. Each concurrent call has a connection of its
 //! own, taken from a pool of idle ones or opened on demand, so one slot's waiting lease never
@@ -15,9 +16,9 @@ use bytes::Bytes;
 use tokio::sync::Mutex;
 
 use super::{
-    BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, Lease, Leases,
-    MonitorSink, NackOutcome, RefusalReason, ResultSink, TaskId, WorkerId, MAX_BATCH,
-    RESULT_PART_BYTES,
+    BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, InputSource, Lease,
+    Leases, MonitorSink, NackOutcome, RefusalReason, ResultSink, TaskId, WorkerId,
+    INPUT_PIECE_BYTES, MAX_BATCH, RESULT_PART_BYTES,
 };
 use crate::protocol::{
     ClientTls, CompletedTask, CompletionReply, Dial, ErrorCode, Greeting, Message, NackReply,
@@ -150,6 +151,7 @@ impl RemoteBackend {
             let frames = match &reply {
                 Message::Task { .. } => 1,
                 Message::Tasks { tasks } => tasks.len(),
+                Message::InputPiece { .. } => 1,
                 _ => 0,
             };
             let mut data = Vec::with_capacity(frames);
@@ -240,6 +242,25 @@ fn decode<T: serde::de::DeserializeOwned>(
 ) -> BackendResult<T> {
     serde_json::from_value(value.clone())
         .map_err(|err| BackendError::Other(format!("{what} is not in the wire shape: {err}")))
+}
+
+#[async_trait]
+impl InputSource for RemoteBackend {
+    async fn read_input(&self, hash: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
+        let message = Message::ReadInput {
+            hash: hash.to_string(),
+            offset,
+            len: len.min(INPUT_PIECE_BYTES),
+        };
+        match self.request(message).await? {
+            (Message::InputPiece { len }, mut data)
+                if data.len() == 1 && data[0].len() as u64 == len =>
+            {
+                Ok(data.remove(0))
+            }
+            (reply, _) => Err(unexpected(&reply)),
+        }
+    }
 }
 
 #[async_trait]

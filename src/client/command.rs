@@ -54,6 +54,11 @@ pub struct CommandSpecArgs {
     /// as DIR/TASK/FILE. A symbolic link is never followed.
     #[arg(long = "output", value_name = "GLOB")]
     pub outputs: Vec<String>,
+    /// Put FILE, read-only, in every task's working directory under its base name (repeatable).
+    /// It is uploaded once, stored on the master under its BLAKE3 hash and fetched once by
+    /// each worker; a later job with the same file uploads nothing.
+    #[arg(long = "input", value_name = "FILE")]
+    pub inputs: Vec<PathBuf>,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "PROGRAM ARG")]
     pub argv: Vec<String>,
@@ -78,6 +83,7 @@ impl CommandSpecArgs {
             max_open_files: self.max_open_files,
             max_processes: self.max_processes,
             outputs: self.outputs.clone(),
+            inputs: super::inputs::describe(&self.inputs)?,
         };
         submission
             .clone()
@@ -88,6 +94,7 @@ impl CommandSpecArgs {
             spec: serde_json::to_value(submission)
                 .map_err(|e| ClientError::Usage(format!("command spec: {e}")))?,
             upload: None,
+            inputs: self.inputs.clone(),
         })
     }
 }

@@ -250,3 +250,39 @@ pub fn unexpected(reply: &Message) -> ClientError {
         message: format!("unexpected reply from the master: {reply:?}"),
     })
 }
+
+/// Bytes per upload frame: large enough for few syscalls, far below the frame limit.
+const UPLOAD_FRAME: usize = 1024 * 1024;
+
+/// Sends exactly `file_size` bytes as data frames, telling `uploaded` how far it got.
+pub async fn stream_file(
+    client: &mut MasterClient,
+    file: &mut tokio::fs::File,
+    file_size: u64,
+    path: &std::path::Path,
+    uploaded: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<(), ClientError> {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; UPLOAD_FRAME];
+    let mut sent = 0u64;
+    let conn = client.connection();
+    uploaded(0, file_size);
+    while sent < file_size {
+        let want = ((file_size - sent) as usize).min(UPLOAD_FRAME);
+        let read = file
+            .read(&mut buffer[..want])
+            .await
+            .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
+        if read == 0 {
+            return Err(ClientError::Usage(format!(
+                "{}: file shrank while uploading ({sent} of {file_size} bytes)",
+                path.display()
+            )));
+        }
+        conn.send_frame(&buffer[..read]).await?;
+        sent += read as u64;
+        uploaded(sent, file_size);
+    }
+    conn.flush().await?;
+    Ok(())
+}

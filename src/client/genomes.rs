@@ -223,7 +223,10 @@ fn table(genomes: &[GenomeRecord], now: f64) -> String {
             records,
             ago(now - genome.last_used),
             genome.jobs,
-            genome.filename
+            match genome.kind {
+                crate::backend::StoredKind::Genome => genome.filename.clone(),
+                crate::backend::StoredKind::Input => format!("[command input] {}", genome.filename),
+            }
         ));
     }
     out

@@ -43,6 +43,9 @@ pub struct JobRequest {
     pub spec: serde_json::Value,
     /// The file to upload, for kinds that upload their input.
     pub upload: Option<PathBuf>,
+    /// Files every task finds in its working directory (command jobs): each is stored on the
+    /// master once, and the spec's `inputs` name them by hash.
+    pub inputs: Vec<PathBuf>,
 }
 
 /// `--priority` values.

@@ -75,6 +75,7 @@ impl JuliaSpecArgs {
             spec: serde_json::to_value(&submission)
                 .map_err(|e| ClientError::Usage(format!("julia spec: {e}")))?,
             upload: None,
+            inputs: Vec::new(),
         })
     }
 }

@@ -63,17 +63,37 @@ pub struct LoadedJob {
 /// Runs `gridwatch load`.
 pub async fn load(args: LoadArgs) -> Result<(), ClientError> {
     let bytes = read_bounded(&args.file, args.max_batch_file)?;
-    let parsed = batch::parse(&bytes).map_err(|e| {
+    let mut parsed = batch::parse(&bytes).map_err(|e| {
         ClientError::Usage(format!("{}: {e}; nothing was loaded", args.file.display()))
     })?;
     let base = args.file.parent().unwrap_or(Path::new("."));
+    let mut client = MasterClient::connect(&args.master).await?;
+    for task in parsed.tasks.iter_mut().filter(|t| !t.inputs.is_empty()) {
+        let paths: Vec<PathBuf> = task.inputs.iter().map(|p| base.join(p)).collect();
+        let stored = super::inputs::upload_inputs(&mut client, &task.task_id, &paths)
+            .await
+            .map_err(|e| match e {
+                ClientError::Usage(e) => ClientError::Usage(format!(
+                    "{}: {}.parameters, field \"inputs\" (paths are relative to the batch file): {e}; \
+                     nothing was loaded",
+                    args.file.display(),
+                    task.location
+                )),
+                other => other,
+            })?;
+        if let Some(fields) = task.submission.as_object_mut() {
+            fields.insert(
+                "inputs".into(),
+                serde_json::to_value(stored).unwrap_or_default(),
+            );
+        }
+    }
     let uploads = resolve_uploads(&args.file, base, &parsed.tasks)?;
     let source = args
         .file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut client = MasterClient::connect(&args.master).await?;
     let mut loaded = Vec::with_capacity(parsed.tasks.len());
     let planned: Vec<&BatchTask> = parsed.tasks.iter().filter(|t| t.upload.is_none()).collect();
     for group in message_groups(&planned) {
@@ -95,6 +115,7 @@ pub async fn load(args: LoadArgs) -> Result<(), ClientError> {
             kind: task.kind,
             spec: task.submission.clone(),
             upload: Some(path.clone()),
+            inputs: Vec::new(),
         };
         let submitted = send_job(&mut client, &task.task_id, &request, task.priority).await?;
         loaded.push(loaded_job(

@@ -7,6 +7,7 @@ pub mod connect;
 pub mod fetch;
 pub mod genomes;
 pub mod health;
+pub mod inputs;
 pub mod job_request;
 pub mod julia;
 pub mod load;

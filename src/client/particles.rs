@@ -71,6 +71,7 @@ impl ParticlesSpecArgs {
             spec: serde_json::to_value(submission)
                 .map_err(|e| ClientError::Usage(format!("particles spec: {e}")))?,
             upload: None,
+            inputs: Vec::new(),
         })
     }
 }

@@ -6,8 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use tokio::io::AsyncReadExt;
-
 use super::connect::{unexpected, ClientError, MasterClient};
 pub use super::job_request::{JobRequest, PriorityArg, SubmitCommon};
 use super::progress::JobProgress;
@@ -20,9 +18,6 @@ use crate::jobs;
 use crate::jobs::search::{SearchSubmission, SEARCH_KIND};
 use crate::protocol::Message;
 use crate::search::{Pattern, PatternSet, SearchOptions, StrandMode};
-
-/// Bytes per upload frame: large enough for few syscalls, far below the frame limit.
-const UPLOAD_FRAME: usize = 1024 * 1024;
 
 /// `gridwatch submit`: one subcommand per job kind. With no kind named, the arguments are a
 /// search's (`gridwatch submit FILE --pattern P` is `gridwatch submit search FILE --pattern P`).
@@ -126,6 +121,7 @@ impl SearchSpecArgs {
             spec: serde_json::to_value(&submission)
                 .map_err(|e| ClientError::Usage(format!("search spec: {e}")))?,
             upload: Some(self.file.clone()),
+            inputs: Vec::new(),
         })
     }
 }
@@ -346,6 +342,7 @@ pub async fn upload(
         spec: serde_json::to_value(&submission)
             .map_err(|e| ClientError::Usage(format!("search spec: {e}")))?,
         upload: Some(request.path.clone()),
+        inputs: Vec::new(),
     };
     send_job(client, &request.job_id, &job, request.priority).await
 }
@@ -391,6 +388,15 @@ pub async fn send_job_reporting(
         None => None,
     };
     let mut spec = request.spec.clone();
+    if !request.inputs.is_empty() {
+        let stored = super::inputs::upload_inputs(client, job_id, &request.inputs).await?;
+        if let Some(fields) = spec.as_object_mut() {
+            fields.insert(
+                "inputs".into(),
+                serde_json::to_value(stored).unwrap_or_default(),
+            );
+        }
+    }
     if let (SEARCH_KIND, Some((path, _, _))) = (request.kind, &upload) {
         announce_genome(&mut spec, path).await;
     }
@@ -425,7 +431,7 @@ pub async fn send_job_reporting(
             request.kind
         )));
     };
-    stream_file(client, file, *size, path, uploaded).await?;
+    super::connect::stream_file(client, file, *size, path, uploaded).await?;
     accepted(client.reply().await?)
 }
 
@@ -445,36 +451,4 @@ async fn announce_genome(spec: &mut serde_json::Value, path: &Path) {
         }
         Err(err) => tracing::debug!(error = %err, "hashing the input stopped; uploading it"),
     }
-}
-
-/// Sends exactly `file_size` bytes as data frames, telling `uploaded` how far it got.
-async fn stream_file(
-    client: &mut MasterClient,
-    file: &mut tokio::fs::File,
-    file_size: u64,
-    path: &std::path::Path,
-    uploaded: &mut (dyn FnMut(u64, u64) + Send),
-) -> Result<(), ClientError> {
-    let mut buffer = vec![0u8; UPLOAD_FRAME];
-    let mut sent = 0u64;
-    let conn = client.connection();
-    uploaded(0, file_size);
-    while sent < file_size {
-        let want = ((file_size - sent) as usize).min(UPLOAD_FRAME);
-        let read = file
-            .read(&mut buffer[..want])
-            .await
-            .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
-        if read == 0 {
-            return Err(ClientError::Usage(format!(
-                "{}: file shrank while uploading ({sent} of {file_size} bytes)",
-                path.display()
-            )));
-        }
-        conn.send_frame(&buffer[..read]).await?;
-        sent += read as u64;
-        uploaded(sent, file_size);
-    }
-    conn.flush().await?;
-    Ok(())
 }

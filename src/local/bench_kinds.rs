@@ -459,6 +459,7 @@ pub(super) async fn grid_job(
         kind,
         spec,
         upload: None,
+        inputs: Vec::new(),
     };
     let started = Instant::now();
     let mut client = MasterClient::connect(&addr).await?;

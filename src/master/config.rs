@@ -14,6 +14,11 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
 /// Default upload limit: 4 GiB, room for a human genome (about 3.1 G bases) as plain FASTA.
 pub const DEFAULT_MAX_UPLOAD: u64 = 4 * 1024 * 1024 * 1024;
 
+/// Default limit on one command input (`--max-input-size`): 2 GiB. Every worker that runs a
+/// task of the job fetches it whole into its cache, so inputs are meant to be data files, not
+/// whole genomes (search those).
+pub const DEFAULT_MAX_INPUT: u64 = 2 * 1024 * 1024 * 1024;
+
 /// Default jobs one client address may submit per minute: a person or a script loading a batch
 /// file of a few hundred tasks never meets it; a flood of jobs does.
 pub const DEFAULT_JOBS_PER_MINUTE: u32 = 600;
@@ -52,6 +57,10 @@ pub struct MasterArgs {
     /// smaller than the announced size.
     #[arg(long, env = "GRIDWATCH_MAX_UPLOAD", default_value_t = DEFAULT_MAX_UPLOAD)]
     pub max_upload: u64,
+    /// Largest command input (`submit command --input`), in bytes; an input is also refused
+    /// up front when the data dir's free space is smaller.
+    #[arg(long, env = "GRIDWATCH_MAX_INPUT_SIZE", default_value_t = DEFAULT_MAX_INPUT, value_parser = crate::search::generate::parse_size)]
+    pub max_input_size: u64,
     /// Most match positions one search job may store. A job finding more fails with an error
     /// naming this cap; a job submitted with --count-only stores counts only and has no cap.
     #[arg(long, env = "GRIDWATCH_MAX_POSITIONS", default_value_t = DEFAULT_MAX_POSITIONS)]
@@ -286,6 +295,8 @@ pub struct MasterConfig {
     pub chunk_size: u64,
     /// Largest upload in bytes.
     pub max_upload: u64,
+    /// Largest command input in bytes.
+    pub max_input: u64,
     /// Most match positions one search job stores.
     pub max_positions: u64,
     /// Jobs per client per minute.
@@ -340,6 +351,7 @@ impl MasterArgs {
             data_dir: self.data_dir.clone(),
             chunk_size: self.chunk_size.max(1),
             max_upload: self.max_upload,
+            max_input: self.max_input_size,
             max_positions: self.max_positions,
             jobs_per_minute: self.jobs_per_minute,
             tasks_per_minute: self.tasks_per_minute,

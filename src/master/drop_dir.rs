@@ -122,7 +122,7 @@ async fn load_file(dir: &DropDir, name: &OsStr, state: &MasterState) -> Loaded {
             Ok(bytes) => match batch::parse_limited(&bytes, state.config.max_batch_tasks) {
                 Ok(parsed) => {
                     drop(bytes);
-                    load_batch(state, text_name, parsed, dir.commands).await
+                    load_batch(dir, state, text_name, parsed, dir.commands).await
                 }
                 Err(err) => Err(Some(err.to_string())),
             },
@@ -156,6 +156,7 @@ async fn load_file(dir: &DropDir, name: &OsStr, state: &MasterState) -> Loaded {
 /// Creates the batch's jobs; `Err(Some(reason))` for a file to refuse, `Err(None)` for a
 /// passing failure (try again later).
 async fn load_batch(
+    dir: &DropDir,
     state: &MasterState,
     name: &str,
     parsed: Batch,
@@ -172,6 +173,25 @@ async fn load_batch(
             )));
         }
     }
+    let mut parsed = parsed;
+    for task in parsed
+        .tasks
+        .iter_mut()
+        .filter(|task| !task.inputs.is_empty())
+    {
+        let inputs = store_inputs(dir, state, &task.task_id, &task.inputs)
+            .await
+            .map_err(|e| {
+                e.map(|e| format!("{}.parameters, field \"inputs\": {e}", task.location))
+            })?;
+        if let Some(fields) = task.submission.as_object_mut() {
+            fields.insert(
+                "inputs".into(),
+                serde_json::to_value(inputs).unwrap_or_default(),
+            );
+        }
+        task.inputs.clear();
+    }
     let created = match jobs::jobs_without_upload(parsed, "load this file with `gridwatch load`") {
         Ok(batch) => jobs::create_batch(state, name, batch, None).await,
         Err(err) => Err(err),
@@ -184,6 +204,44 @@ async fn load_batch(
         }
         Err(refused) => Err(Some(refused.to_string())),
     }
+}
+
+/// Stores a command task's input files, which must be regular files directly inside the drop
+/// directory (a path with a directory part, `..` or a symlink is refused); returns them named by
+/// hash. `Err(None)` for a passing failure (the backend is down).
+async fn store_inputs(
+    dir: &DropDir,
+    state: &MasterState,
+    job_id: &str,
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<crate::jobs::command::InputFile>, Option<String>> {
+    use std::path::Component;
+    let mut stored = Vec::with_capacity(paths.len());
+    for path in paths {
+        let shown = path.display();
+        let mut components = path.components();
+        let name = match (components.next(), components.next()) {
+            (Some(Component::Normal(name)), None) => name,
+            _ => {
+                return Err(Some(format!(
+                    "{shown}: only files directly inside the drop directory are taken as inputs"
+                )))
+            }
+        };
+        let file = dir
+            .open_input(name, state.config.max_input)
+            .map_err(|e| Some(format!("{shown}: {e}")))?;
+        let name = name.to_string_lossy().into_owned();
+        match jobs::store_file(state, job_id, &name, file).await {
+            Ok(input) => stored.push(input),
+            Err(JobError::Backend(err)) => {
+                tracing::warn!(component = "master", input = %shown, error = %err, "input not stored yet; will retry");
+                return Err(None);
+            }
+            Err(err) => return Err(Some(format!("{shown}: {err}"))),
+        }
+    }
+    Ok(stored)
 }
 
 /// `YYYYmmdd_HHMMSS` in UTC.

@@ -17,9 +17,11 @@ use super::{job_view, no_results_yet, MasterState};
 use crate::backend::{
     short_summary, BackendError, CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId,
 };
+use crate::backend::{GenomeRecord, StoredKind};
 use crate::jobs::batch::{valid_job_id, Batch, JobMeta};
-use crate::jobs::command::COMMAND_KIND;
+use crate::jobs::command::{InputFile, COMMAND_KIND};
 use crate::jobs::{self, Kind, SubmitLimits, TaskSource};
+use crate::protocol::ErrorCode;
 use crate::protocol::{BatchJob, BatchJobAccepted, InputArrival, JobView};
 
 /// Why a job operation was refused or failed; each door renders it its own way.
@@ -180,6 +182,12 @@ pub fn jobs_without_upload(parsed: Batch, instead: &str) -> Result<Vec<BatchJob>
             search.location
         )));
     }
+    if let Some(command) = parsed.tasks.iter().find(|task| !task.inputs.is_empty()) {
+        return Err(JobError::Invalid(format!(
+            "{}: command inputs are files uploaded with the job; {instead}",
+            command.location
+        )));
+    }
     Ok(parsed
         .tasks
         .into_iter()
@@ -294,6 +302,9 @@ async fn create_group(
     state: &MasterState,
     group: Vec<Checked>,
 ) -> Result<Vec<BatchJobAccepted>, JobError> {
+    for Checked { job, kind, spec } in &group {
+        use_inputs(state, kind.name(), &job.job_id, spec).await?;
+    }
     let records: Vec<JobRecord> = group
         .iter()
         .map(|Checked { job, kind, spec }| JobRecord {
@@ -386,4 +397,169 @@ fn plan(record: &JobRecord, priority: Priority) -> Result<Vec<NewTask>, JobError
             data: task.data,
         })
         .collect())
+}
+
+/// Refuses an upload the data directory has no room for (with a little left over for the
+/// database), before a byte of it is stored. A backend that keeps no files here skips the check.
+pub fn check_room(state: &MasterState, upload_bytes: u64) -> Result<(), JobError> {
+    const DATABASE_HEADROOM: u64 = 1024 * 1024;
+    let Some(dir) = state.spool_dir.as_deref() else {
+        return Ok(());
+    };
+    let Some(free) = super::disk::free_bytes(dir) else {
+        return Ok(());
+    };
+    let need = upload_bytes.saturating_add(DATABASE_HEADROOM);
+    if need > free {
+        return Err(JobError::Refused(crate::jobs::Refusal::new(
+            ErrorCode::UploadTooLarge,
+            format!(
+                "the upload needs about {need} bytes of disk but the master's data directory has \
+                 {free} bytes free; free some space on the master or submit a smaller input"
+            ),
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a stored object can serve as the input `hash` of `size` bytes.
+pub fn check_stored_input(stored: &GenomeRecord, hash: &str, size: u64) -> Result<(), JobError> {
+    if stored.kind != StoredKind::Input {
+        return Err(JobError::Invalid(format!(
+            "the master holds this file ({hash}) as a genome for searches, decoded, not as \
+                 a command input; remove it with `gridwatch genomes rm {hash}` to use it as one"
+        )));
+    }
+    if stored.size_bytes != size {
+        return Err(JobError::Invalid(format!(
+            "the stored input {hash} has {} bytes, not the {size} announced",
+            stored.size_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that every input a command job names is stored, as an input of its size, and marks
+/// the job as using each; other kinds pass.
+pub async fn use_inputs(
+    state: &MasterState,
+    kind: &str,
+    job_id: &str,
+    spec: &serde_json::Value,
+) -> Result<(), JobError> {
+    if kind != COMMAND_KIND {
+        return Ok(());
+    }
+    let Some(listed) = spec.get("inputs") else {
+        return Ok(());
+    };
+    let inputs: Vec<InputFile> = serde_json::from_value(listed.clone())
+        .map_err(|e| JobError::Invalid(format!("command inputs: {e}")))?;
+    if inputs.is_empty() {
+        return Ok(());
+    }
+    let store = state.genome_store()?;
+    for input in &inputs {
+        match store.use_genome(&input.hash, job_id).await? {
+            Some(stored) => check_stored_input(&stored, &input.hash, input.size)?,
+            None => {
+                return Err(JobError::Invalid(format!(
+                    "input {:?} ({}) is not stored on the master: inputs are uploaded by \
+                         `gridwatch submit command --input FILE` or `gridwatch load`",
+                    input.name, input.hash
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stores a file the master itself reads (a drop directory's input) as the input `name` of
+/// `job_id`, unless an input with its hash is stored already: hashed first, then, if needed,
+/// read again into the store and kept only if its hash did not change meanwhile.
+pub async fn store_file(
+    state: &MasterState,
+    job_id: &str,
+    name: &str,
+    file: std::fs::File,
+) -> Result<InputFile, JobError> {
+    use std::io::{Read, Seek};
+    let max = state.config.max_input;
+    let (hash, size, file) = tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        let mut hasher = blake3::Hasher::new();
+        // Bounded: the file may grow after its size was checked.
+        let size = std::io::copy(&mut (&mut file).take(max.saturating_add(1)), &mut hasher)?;
+        file.rewind()?;
+        Ok::<_, std::io::Error>((hasher.finalize().to_hex().to_string(), size, file))
+    })
+    .await
+    .map_err(|e| JobError::Invalid(format!("hashing {name}: {e}")))?
+    .map_err(|e| JobError::Invalid(format!("reading {name}: {e}")))?;
+    if size > max {
+        return Err(JobError::Refused(crate::jobs::Refusal::new(
+            ErrorCode::UploadTooLarge,
+            format!("{name}: over the master's input limit of {max} bytes (--max-input-size)"),
+        )));
+    }
+    let input = InputFile {
+        name: name.to_string(),
+        hash: hash.clone(),
+        size,
+    };
+    let store = state.genome_store()?;
+    if let Some(stored) = store.use_genome(&hash, job_id).await? {
+        check_stored_input(&stored, &hash, size)?;
+        return Ok(input);
+    }
+    check_room(state, size)?;
+    let mut writer = store.begin_genome().await?;
+    let mut file = tokio::fs::File::from_std(file);
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut read_total = 0u64;
+    loop {
+        use tokio::io::AsyncReadExt;
+        let read = match file.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) => {
+                writer.discard().await;
+                return Err(JobError::Invalid(format!("reading {name}: {err}")));
+            }
+        };
+        read_total += read as u64;
+        if read_total > size {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        if let Err(err) = writer
+            .append(bytes::Bytes::copy_from_slice(&buffer[..read]))
+            .await
+        {
+            writer.discard().await;
+            return Err(JobError::Backend(err));
+        }
+    }
+    if read_total != size || hasher.finalize().to_hex().as_str() != hash {
+        writer.discard().await;
+        return Err(JobError::Invalid(format!(
+            "{name} changed while it was read; drop the batch file again"
+        )));
+    }
+    let now = crate::time::unix_now();
+    let record = GenomeRecord {
+        kind: StoredKind::Input,
+        hash,
+        size_bytes: size,
+        bases: size,
+        records: serde_json::Value::Null,
+        filename: name.to_string(),
+        created_at: now,
+        last_used: now,
+        jobs: 0,
+    };
+    writer.commit(&record, job_id).await?;
+    tracing::info!(component = "master", job = %job_id, input = %record.hash, bytes = size, "input stored from the drop directory");
+    Ok(input)
 }

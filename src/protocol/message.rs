@@ -629,6 +629,40 @@ pub enum Message {
         #[serde(flatten)]
         report: PruneReport,
     },
+    /// Client → master: stores a command input for the job `job_id` is about to submit. When the
+    /// master holds an input with this hash and size already it answers `input_stored` at once
+    /// (nothing is sent); otherwise `ready`, then `size` bytes of data frames, then
+    /// `input_stored`. The master hashes what arrives and keeps it only under the announced hash.
+    PutInput {
+        /// The job that will use the input (it is kept while that job is unfinished).
+        job_id: String,
+        /// BLAKE3 of the file, 64 lowercase hex digits.
+        hash: String,
+        /// The file's size in bytes.
+        size: u64,
+    },
+    /// Answer to `put_input`: the input is stored under `hash`.
+    InputStored {
+        /// The input's hash.
+        hash: String,
+        /// False when it was stored already and nothing was uploaded.
+        uploaded: bool,
+    },
+    /// Worker → master: `len` bytes (at most the protocol's input piece) of the stored command
+    /// input `hash`, from `offset`.
+    ReadInput {
+        /// The input's hash.
+        hash: String,
+        /// First byte.
+        offset: u64,
+        /// Bytes wanted.
+        len: u64,
+    },
+    /// Answer to `read_input`: one data frame of `len` bytes follows.
+    InputPiece {
+        /// Bytes in the data frame that follows.
+        len: u64,
+    },
     /// Client → master: every stored genome.
     ListGenomes,
     /// Answer to `list_genomes`, oldest first.

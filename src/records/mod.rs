@@ -421,10 +421,49 @@ impl std::fmt::Display for RefusalReason {
     }
 }
 
+/// What a stored object holds: a genome's decoded bases, or a command input's exact bytes.
+/// Both are kept under the BLAKE3 of the uploaded file, in one store with one retention policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredKind {
+    /// A search genome: its sequence without line breaks, records one after another.
+    #[default]
+    Genome,
+    /// A command task's input file, byte for byte.
+    Input,
+}
+
+impl StoredKind {
+    /// `genome` or `input`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoredKind::Genome => "genome",
+            StoredKind::Input => "input",
+        }
+    }
+
+    /// The kind a stored word names; anything unknown reads as a genome, the first kind.
+    pub fn parse(word: &str) -> StoredKind {
+        match word {
+            "input" => StoredKind::Input,
+            _ => StoredKind::Genome,
+        }
+    }
+
+    fn is_genome(&self) -> bool {
+        *self == StoredKind::Genome
+    }
+}
+
 /// A genome stored once for any number of searches: the decoded sequence of an uploaded file
 /// (bases without line breaks, records one after another) under the BLAKE3 of the file's bytes.
+/// A command input is stored the same way with [`StoredKind::Input`]: its bytes as uploaded,
+/// `bases` equal to `size_bytes`, no records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GenomeRecord {
+    /// Whether this is a genome or a command input.
+    #[serde(default, skip_serializing_if = "StoredKind::is_genome")]
+    pub kind: StoredKind,
     /// BLAKE3 of the uploaded file's bytes, as 64 lowercase hex digits.
     pub hash: String,
     /// Size of the uploaded file, in bytes.

@@ -167,6 +167,11 @@ pub(super) async fn run_leased(
     let program = task.argv.first().ok_or("a command task with no program")?;
     let program = policy.permit(program)?;
     let dir = WorkDir::create().map_err(|e| format!("a working directory for the task: {e}"))?;
+    let _inputs = match (&config.inputs, task.inputs.is_empty()) {
+        (_, true) => None,
+        (Some(cache), false) => Some(cache.place(&task.inputs, dir.path()).await?),
+        (None, false) => return Err("this worker has no input cache".into()),
+    };
     let launch = Launch {
         program: &program,
         args: &task.argv[1..],

@@ -15,6 +15,7 @@ mod command_outputs;
 mod command_run;
 mod flush;
 mod heartbeat;
+pub mod input_cache;
 mod prefetch;
 mod slot;
 
@@ -90,6 +91,16 @@ pub struct WorkerArgs {
     /// GRIDWATCH_CPUS; the cluster token and the Redis password are never passed.
     #[arg(long, value_name = "NAME")]
     pub pass_env: Vec<String>,
+    /// Most bytes of command inputs this worker keeps fetched (`8GiB`, `500MiB`): each input is
+    /// fetched once and reused by every task that names it; past the size the least recently
+    /// used inputs no running task holds are dropped.
+    #[arg(long, env = "GRIDWATCH_INPUT_CACHE_SIZE", value_name = "SIZE", default_value_t = input_cache::DEFAULT_INPUT_CACHE_BYTES, value_parser = crate::search::generate::parse_size)]
+    pub input_cache_size: u64,
+    /// Where the input cache lives (a directory `gridwatch-inputs-ID` is made in it; default: the
+    /// system's temporary directory, where task directories are made too, so inputs are hard
+    /// linked rather than copied).
+    #[arg(long, env = "GRIDWATCH_INPUT_CACHE_DIR", value_name = "DIR")]
+    pub input_cache_dir: Option<std::path::PathBuf>,
     /// A file whose first line, if the file exists when the worker stops, is the reason it
     /// gives its agent for leaving, shown by `workers`: `up --autoscale` writes `scaled down`
     /// there before it stops a worker the queue no longer needs.
@@ -155,6 +166,8 @@ pub struct WorkerConfig {
     pub heartbeat: Option<HeartbeatClient>,
     /// The programs this worker runs as command tasks; `None`: it leases none.
     pub commands: Option<Arc<CommandPolicy>>,
+    /// Where command tasks' inputs are fetched to; `None` before the backend is reached.
+    pub inputs: Option<Arc<input_cache::InputCache>>,
 }
 
 /// Live counters, for the heartbeat to the agent and for logs.
@@ -257,7 +270,7 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
             .map_err(WorkerError::Config)?;
     let threads = args.threads.max(1);
     let prefetch = args.prefetch.unwrap_or(threads);
-    let config = WorkerConfig {
+    let mut config = WorkerConfig {
         id: id.clone(),
         lease_wait: Duration::from_secs(2),
         extend_interval: Duration::from_secs_f64(args.extend_interval.max(0.05)),
@@ -276,6 +289,7 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
             HEARTBEAT_INTERVAL,
         )),
         commands,
+        inputs: None,
     };
     let heartbeat = config.heartbeat.clone();
     let backend_config = args
@@ -304,6 +318,20 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
     } else {
         master
     };
+    if config.commands.is_some() {
+        let base = args
+            .input_cache_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let cache = input_cache::InputCache::open(
+            &base,
+            &id,
+            args.input_cache_size,
+            backend.inputs.clone(),
+        )
+        .map_err(|e| WorkerError::Config(format!("the input cache in {}: {e}", base.display())))?;
+        config.inputs = Some(Arc::new(cache));
+    }
     tracing::info!(component = "worker", worker = %id, tasks_from = %source, threads, prefetch, "worker started");
     let ids = backend.ids.clone();
     run(

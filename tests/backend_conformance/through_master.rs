@@ -4,7 +4,8 @@
 //! master keeps for itself (`QueueAdmin`, `JobStore`, `ResultStore`, `MonitorStore`), which
 //! `RemoteBackend` does not implement, go to the master's own backend, where a running grid
 //! uses them too; so do the part-by-part result calls, which the master makes for a worker's
-//! `put_result`.
+//! `put_result`. Stored genomes and inputs are written on the master's backend and read as a
+//! worker reads them, with `read_input` over the protocol.
 //!
 //! One adjustment: the master's periodic sweep of expired leases is turned off (its queue
 //! answers `reclaim_expired` with 0), because the cases sweep themselves and count what each
@@ -46,6 +47,7 @@ pub async fn subject(visibility_timeout: Duration) -> Subject {
         data_dir: dir.path().to_path_buf(),
         chunk_size: 1024,
         max_upload: 1 << 20,
+        max_input: 64 << 20,
         max_positions: 10_000_000,
         jobs_per_minute: 1000,
         tasks_per_minute: 1_000_000,
@@ -77,14 +79,17 @@ pub async fn subject(visibility_timeout: Duration) -> Subject {
     tokio::spawn(gridwatch::master::run(listener, state, async move {
         let _ = stopped.await;
     }));
+    let reader = Arc::new(RemoteBackend::new(address.clone(), "input-reader", None));
     let worker_side = Arc::new(WorkerSide {
-        owner,
+        owner: owner.clone(),
         master: address,
         workers: Mutex::new(HashMap::new()),
     });
     Subject {
         queue: worker_side.clone(),
         store: worker_side,
+        genomes: owner,
+        inputs: reader,
         _keep_alive: Box::new((stop, dir)),
     }
 }

@@ -25,6 +25,8 @@ pub struct Grid {
     pub workers: Vec<(String, Proc)>,
     /// Extra flags for every worker started from now on (e.g. `--backend redis://...`).
     pub worker_flags: Vec<String>,
+    /// Where workers started from now on reach the master (default: its address), e.g. a proxy.
+    pub worker_master: Option<String>,
     master_flags: Vec<String>,
     restarts: u32,
 }
@@ -39,6 +41,7 @@ impl Grid {
             master: None,
             workers: Vec::new(),
             worker_flags: Vec::new(),
+            worker_master: None,
             master_flags: master_flags.iter().map(|s| s.to_string()).collect(),
             restarts: 0,
         };
@@ -99,7 +102,9 @@ impl Grid {
             "--id".into(),
             id.into(),
             "--master".into(),
-            self.addr.clone(),
+            self.worker_master
+                .clone()
+                .unwrap_or_else(|| self.addr.clone()),
             "--threads".into(),
             threads.to_string(),
         ];
@@ -165,7 +170,27 @@ impl Grid {
     /// checks would, and returns the messages of the error frames the master answers with;
     /// fails unless every spec is refused as a bad message.
     pub fn raw_refusals(&self, specs: &[(&str, serde_json::Value)]) -> Vec<String> {
-        use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
+        self.raw_errors(specs)
+            .into_iter()
+            .zip(specs)
+            .map(|((code, message), (_, spec))| {
+                assert_eq!(
+                    code,
+                    gridwatch::protocol::ErrorCode::BadMessage,
+                    "{spec}: {message}"
+                );
+                message
+            })
+            .collect()
+    }
+
+    /// Sends each `(kind, spec)` as a raw `submit_job` and returns the code and message of the
+    /// error frame the master answers each with; fails if one is accepted.
+    pub fn raw_errors(
+        &self,
+        specs: &[(&str, serde_json::Value)],
+    ) -> Vec<(gridwatch::protocol::ErrorCode, String)> {
+        use gridwatch::protocol::{Connection, Message, Role, PROTOCOL_VERSION};
         let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
         runtime.block_on(async {
             let stream = tokio::net::TcpStream::connect(&self.addr)
@@ -193,10 +218,7 @@ impl Grid {
                 };
                 conn.write_message(&submit).await.expect("submit_job");
                 match conn.expect_message().await.expect("a reply") {
-                    Message::Error { code, message, .. } => {
-                        assert_eq!(code, ErrorCode::BadMessage, "{spec}: {message}");
-                        messages.push(message);
-                    }
+                    Message::Error { code, message, .. } => messages.push((code, message)),
                     other => panic!("{spec}: expected an error frame, got {other:?}"),
                 }
             }

@@ -4,8 +4,9 @@
 //! but every reply is dropped (the server acts, the client never hears). Ending the cut resets
 //! every connection, as the client's own timeout would after a long cut, and later connections
 //! pass again. It can also hang up on the next connections
-//! after their first bytes (a handshake cut by a stalled server). Threads and sockets end when it
-//! is dropped.
+//! after their first bytes (a handshake cut by a stalled server). It counts the bytes it passes
+//! each way, so a test can tell how much crossed the link. Threads and sockets end when it is
+//! dropped.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -22,6 +23,10 @@ struct Link {
     closing: AtomicBool,
     hang_up_on: AtomicU64,
     accepted: AtomicU64,
+    /// Bytes passed from clients to the server.
+    request_bytes: AtomicU64,
+    /// Bytes passed from the server to clients.
+    reply_bytes: AtomicU64,
     sockets: Mutex<Vec<TcpStream>>,
 }
 
@@ -78,6 +83,16 @@ impl CuttableProxy {
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.link.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Bytes passed from clients to the server so far.
+    pub fn request_bytes(&self) -> u64 {
+        self.link.request_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Bytes passed from the server to clients so far.
+    pub fn reply_bytes(&self) -> u64 {
+        self.link.reply_bytes.load(Ordering::SeqCst)
     }
 
     /// Arms the cut to start at the first reply read larger than `bytes`, which is dropped with
@@ -157,6 +172,11 @@ fn pump(link: &Link, mut from: TcpStream, mut to: TcpStream, replies: bool) {
         if to.write_all(&buffer[..read]).is_err() {
             break;
         }
+        let counter = match replies {
+            true => &link.reply_bytes,
+            false => &link.request_bytes,
+        };
+        counter.fetch_add(read as u64, Ordering::SeqCst);
     }
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);

@@ -227,8 +227,9 @@ fn unhex(name: &str) -> Option<String> {
 
 /// Columns added since the first release, with their declarations. Databases made earlier lack
 /// them: their tasks are all searches, their jobs have no stored summary, their tasks no match
-/// bound, and their results are all inline and carry no record; their jobs' priorities are in their specs, if at all.
-const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
+/// bound, and their results are all inline and carry no record; their jobs' priorities are in their
+/// specs, if at all; every object they store is a genome.
+const ADDED_COLUMNS: [(&str, &str, &str); 8] = [
     ("tasks", "kind", "TEXT NOT NULL DEFAULT 'search'"),
     ("tasks", "max_matches", "INTEGER"),
     ("jobs", "summary", "TEXT NOT NULL DEFAULT ''"),
@@ -236,6 +237,7 @@ const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
     ("results", "parts", "INTEGER NOT NULL DEFAULT 0"),
     ("results", "token", "TEXT NOT NULL DEFAULT ''"),
     ("results", "run", "TEXT NOT NULL DEFAULT ''"),
+    ("genomes", "kind", "TEXT NOT NULL DEFAULT 'genome'"),
 ];
 
 /// Adds the columns a database lacks; returns them as (table, column).

@@ -12,7 +12,9 @@ use rusqlite::{params, OptionalExtension, Row};
 use tokio::io::AsyncWriteExt;
 
 use super::db::{sql_error, Db, DbState};
-use crate::backend::{BackendError, BackendResult, GenomeRecord, GenomeRemoval, GenomeWriter};
+use crate::backend::{
+    BackendError, BackendResult, GenomeRecord, GenomeRemoval, GenomeWriter, StoredKind,
+};
 
 /// Statuses of a job that still needs its genome.
 const UNFINISHED: &str = "('uploading', 'pending', 'processing')";
@@ -119,15 +121,17 @@ fn commit(
         let records = serde_json::to_string(&genome.records)
             .map_err(|e| BackendError::Other(format!("genome records: {e}")))?;
         tx.execute(
-            "INSERT INTO genomes (hash, size_bytes, bases, records, filename, created_at, last_used)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            "INSERT INTO genomes (hash, size_bytes, bases, records, filename, created_at, last_used,
+                 kind)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
             params![
                 genome.hash,
                 genome.size_bytes as i64,
                 genome.bases as i64,
                 records,
                 genome.filename,
-                now
+                now,
+                genome.kind.as_str()
             ],
         )
         .map_err(sql_error)?;
@@ -156,12 +160,15 @@ const SELECT_GENOME: &str = "SELECT g.hash, g.size_bytes, g.bases, g.records, g.
         MAX(g.last_used, COALESCE((SELECT MAX(j.finished_at) FROM genome_jobs u
             JOIN jobs j ON j.id = u.job WHERE u.hash = g.hash), 0)),
         (SELECT COUNT(*) FROM genome_jobs u JOIN jobs j ON j.id = u.job
-            WHERE u.hash = g.hash)
+            WHERE u.hash = g.hash),
+        g.kind
     FROM genomes g";
 
 fn genome_from_row(row: &Row<'_>) -> rusqlite::Result<GenomeRecord> {
     let records: String = row.get(3)?;
+    let kind: String = row.get(8)?;
     Ok(GenomeRecord {
+        kind: StoredKind::parse(&kind),
         hash: row.get(0)?,
         size_bytes: row.get::<_, i64>(1)? as u64,
         bases: row.get::<_, i64>(2)? as u64,
@@ -251,7 +258,7 @@ pub(super) fn prune(
     let tx = state.conn.transaction().map_err(sql_error)?;
     let doomed: Vec<String> = tx
         .prepare(&format!(
-            "WITH listed (hash, a, b, c, d, e, used, n) AS ({SELECT_GENOME})
+            "WITH listed (hash, a, b, c, d, e, used, n, k) AS ({SELECT_GENOME})
              SELECT hash FROM listed WHERE used <= ?1 AND NOT EXISTS (SELECT 1 FROM genome_jobs u
                  JOIN jobs j ON j.id = u.job
                  WHERE u.hash = listed.hash AND j.status IN {UNFINISHED})"

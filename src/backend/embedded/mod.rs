@@ -561,6 +561,13 @@ impl MonitorStore for EmbeddedBackend {
 }
 
 #[async_trait]
+impl crate::backend::InputSource for EmbeddedBackend {
+    async fn read_input(&self, hash: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
+        crate::backend::read_input_piece(self, hash, offset, len).await
+    }
+}
+
+#[async_trait]
 impl GenomeStore for EmbeddedBackend {
     async fn begin_genome(&self) -> BackendResult<Box<dyn GenomeWriter>> {
         let writer =

@@ -110,7 +110,9 @@ CREATE TABLE IF NOT EXISTS genomes (
     records TEXT NOT NULL,
     filename TEXT NOT NULL,
     created_at REAL NOT NULL,
-    last_used REAL NOT NULL
+    last_used REAL NOT NULL,
+    -- 'genome' (decoded bases) or 'input' (a command input's bytes as uploaded).
+    kind TEXT NOT NULL DEFAULT 'genome'
 );
 
 -- Which jobs use which genome; a genome used by an unfinished job is never deleted.

@@ -13,7 +13,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::keys::{self, GENOMES_INDEX, GENOME_BLOCK_BYTES, GENOME_UPLOAD_TTL_MS};
 use super::{backend_error, RedisBackend};
-use crate::backend::{BackendError, BackendResult, GenomeRecord, GenomeRemoval, GenomeWriter};
+use crate::backend::{
+    BackendError, BackendResult, GenomeRecord, GenomeRemoval, GenomeWriter, StoredKind,
+};
 
 /// A sequence being written in blocks as its upload streams in.
 pub(super) struct RedisGenomeWriter {
@@ -90,7 +92,8 @@ impl GenomeWriter for RedisGenomeWriter {
             .arg(records)
             .arg(&genome.filename)
             .arg(crate::time::unix_now())
-            .arg(job);
+            .arg(job)
+            .arg(genome.kind.as_str());
         let committed: BackendResult<i64> = invocation
             .invoke_async(&mut self.commands)
             .await
@@ -110,6 +113,7 @@ impl GenomeWriter for RedisGenomeWriter {
 fn record_from_fields(fields: &HashMap<String, String>) -> Option<GenomeRecord> {
     let number = |name: &str| fields.get(name)?.parse::<f64>().ok();
     Some(GenomeRecord {
+        kind: StoredKind::parse(fields.get("kind").map_or("", String::as_str)),
         hash: fields.get("hash")?.clone(),
         size_bytes: fields.get("size_bytes")?.parse().ok()?,
         bases: fields.get("bases")?.parse().ok()?,

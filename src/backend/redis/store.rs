@@ -539,6 +539,13 @@ impl MonitorStore for RedisBackend {
 }
 
 #[async_trait]
+impl crate::backend::InputSource for RedisBackend {
+    async fn read_input(&self, hash: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
+        crate::backend::read_input_piece(self, hash, offset, len).await
+    }
+}
+
+#[async_trait]
 impl GenomeStore for RedisBackend {
     async fn begin_genome(&self) -> BackendResult<Box<dyn GenomeWriter>> {
         Ok(Box::new(super::genomes::RedisGenomeWriter::new(self)))

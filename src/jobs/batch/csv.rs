@@ -199,5 +199,6 @@ fn row(
             "{algorithm} {width}x{height}, {iterations} iterations"
         )),
         upload: None,
+        inputs: Vec::new(),
     })
 }

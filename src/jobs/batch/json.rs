@@ -318,6 +318,7 @@ fn task(value: Value, path: String) -> Result<BatchTask, BatchError> {
         Some(value) => Fields::new(value, format!("{path}.parameters"))?,
         None => return Err(task.missing("parameters")),
     };
+    let mut inputs = Vec::new();
     let (kind, submission, upload) = match kind {
         Algorithm::Particles => (
             crate::jobs::particles::PARTICLES_KIND,
@@ -329,11 +330,11 @@ fn task(value: Value, path: String) -> Result<BatchTask, BatchError> {
             let (submission, fasta) = search(&parameters)?;
             (crate::jobs::search::SEARCH_KIND, submission, Some(fasta))
         }
-        Algorithm::Command => (
-            crate::jobs::command::COMMAND_KIND,
-            command(parameters)?,
-            None,
-        ),
+        Algorithm::Command => {
+            let (submission, files) = command(parameters)?;
+            inputs = files;
+            (crate::jobs::command::COMMAND_KIND, submission, None)
+        }
     };
     Ok(BatchTask {
         task_id,
@@ -344,6 +345,7 @@ fn task(value: Value, path: String) -> Result<BatchTask, BatchError> {
         priority,
         description,
         upload,
+        inputs,
     })
 }
 
@@ -359,23 +361,64 @@ fn particles(parameters: &Fields) -> Result<Value, BatchError> {
 
 /// A command task's parameters are a command submission as `submit command` sends it (`argv`,
 /// `array` or `args_lines`, `timeout_secs`, `retries`, `cpus`, `output_cap`, `memory_bytes`,
-/// `outputs`, ...), checked as the master checks it.
-fn command(parameters: Fields) -> Result<Value, BatchError> {
+/// `outputs`, ...), checked as the master checks it, and `inputs`: a list of file paths,
+/// relative to the batch file, returned apart (they are stored, then named by hash).
+fn command(mut parameters: Fields) -> Result<(Value, Vec<PathBuf>), BatchError> {
     let at = parameters.path.clone();
-    if parameters.fields.contains_key("inputs") {
-        return Err(BatchError::field(
-            at,
-            "inputs",
-            "input files are not taken from batch files: submit with `gridwatch submit command`",
-        ));
-    }
+    let inputs = match parameters.fields.remove("inputs") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(value) => command_inputs(&at, value)?,
+    };
     let value = Value::Object(parameters.fields);
     let submission: crate::jobs::command::CommandSubmission = serde_json::from_value(value.clone())
         .map_err(|e| BatchError::at(at.clone(), e.to_string()))?;
     submission
         .check()
         .map_err(|e| BatchError::at(at, format!("command: {e}")))?;
-    Ok(value)
+    Ok((value, inputs))
+}
+
+/// A command task's `inputs`: file paths, each with a base name fit for a task's directory and
+/// no two with the same base name.
+fn command_inputs(at: &str, value: Value) -> Result<Vec<PathBuf>, BatchError> {
+    let bad = |message: String| BatchError::field(at.to_string(), "inputs", message);
+    let Value::Array(list) = value else {
+        return Err(bad(
+            "give a list of file paths, relative to the batch file".into()
+        ));
+    };
+    if list.len() > crate::jobs::command::MAX_INPUTS {
+        return Err(bad(format!(
+            "more than {} inputs",
+            crate::jobs::command::MAX_INPUTS
+        )));
+    }
+    let mut names = HashSet::new();
+    let mut paths = Vec::with_capacity(list.len());
+    for item in list {
+        let Value::String(text) = item else {
+            return Err(bad(format!(
+                "{}: give a file path as a string",
+                shown(&item)
+            )));
+        };
+        let path = PathBuf::from(&text);
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default()
+            .to_string();
+        crate::jobs::command::check_input_name(&name)
+            .map_err(|e| bad(format!("{}: {e}", quoted(&text))))?;
+        if !names.insert(name.clone()) {
+            return Err(bad(format!(
+                "two inputs are named {}: each task's directory holds one file per name",
+                quoted(&name)
+            )));
+        }
+        paths.push(path);
+    }
+    Ok(paths)
 }
 
 fn julia(parameters: &Fields) -> Result<Value, BatchError> {

@@ -77,6 +77,9 @@ pub struct BatchTask {
     pub description: Option<String>,
     /// For a search: the sequence file to upload, as written (relative to the batch file).
     pub upload: Option<PathBuf>,
+    /// For a command: its input files, as written (relative to the batch file); the submission
+    /// names none until they are stored and named by hash.
+    pub inputs: Vec<PathBuf>,
 }
 
 /// A parsed batch file.

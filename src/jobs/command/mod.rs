@@ -16,8 +16,9 @@ pub use files::{
     MAX_OUTPUT_FILES, MAX_OUTPUT_FILE_BYTES,
 };
 pub use spec::{
-    parse_array, substitute, CommandJobSpec, CommandSubmission, CommandTaskSpec, TaskLimits,
-    TaskList, DEFAULT_OUTPUT_CAP, MAX_COMMAND_TASKS, MAX_OUTPUT_CAP,
+    check_input_name, check_inputs, parse_array, substitute, CommandJobSpec, CommandSubmission,
+    CommandTaskSpec, InputFile, TaskLimits, TaskList, DEFAULT_OUTPUT_CAP, MAX_COMMAND_TASKS,
+    MAX_INPUTS, MAX_OUTPUT_CAP,
 };
 
 use super::{JobContext, JobKind, PlannedTask, Refusal, SubmitLimits, TaskError, TaskSource};

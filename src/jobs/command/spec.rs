@@ -21,6 +21,76 @@ pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
 /// Least memory limit a task may ask for: below it no dynamically linked program starts.
 pub const MIN_MEMORY_BYTES: u64 = 16 << 20;
 
+/// Most input files one command job may name.
+pub const MAX_INPUTS: usize = 64;
+/// Longest input file name, in bytes (a file name's usual limit).
+const MAX_INPUT_NAME_BYTES: usize = 255;
+
+/// A file every task of a command job finds, read-only, in its working directory: uploaded
+/// once, stored on the master under the BLAKE3 of its bytes, fetched once by each worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputFile {
+    /// The file's name in the working directory (a base name: no `/`, not `.` or `..`).
+    pub name: String,
+    /// BLAKE3 of its bytes, 64 lowercase hex digits.
+    pub hash: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Checks an input file's name: a plain base name, so it can only name a file directly inside
+/// the task's working directory.
+pub fn check_input_name(name: &str) -> Result<(), String> {
+    let shown: String = name.chars().take(80).collect();
+    if name.is_empty() {
+        return Err("an input with an empty name".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!(
+            "input name {shown:?}: give a file name, not a directory"
+        ));
+    }
+    if name.contains('/') || name.contains('\\') || name.contains('\0') {
+        return Err(format!(
+            "input name {shown:?} contains a `/`, a backslash or a NUL byte: inputs are placed \
+             directly in the task's working directory under their base name"
+        ));
+    }
+    if name.len() > MAX_INPUT_NAME_BYTES {
+        return Err(format!(
+            "input name {shown:?}…: longer than {MAX_INPUT_NAME_BYTES} bytes"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a job's (or a task's) input list: at most [`MAX_INPUTS`], each a base name with a
+/// well-formed hash, no name twice.
+pub fn check_inputs(inputs: &[InputFile]) -> Result<(), String> {
+    if inputs.len() > MAX_INPUTS {
+        return Err(format!("more than {MAX_INPUTS} inputs"));
+    }
+    let mut names = std::collections::HashSet::new();
+    for input in inputs {
+        check_input_name(&input.name)?;
+        if !crate::backend::genome::is_genome_hash(&input.hash) {
+            return Err(format!(
+                "input {:?}: its hash {:?} is not a BLAKE3 hash (64 lowercase hex digits)",
+                input.name,
+                input.hash.chars().take(80).collect::<String>()
+            ));
+        }
+        if !names.insert(input.name.as_str()) {
+            return Err(format!(
+                "two inputs are named {:?}: each task's directory holds one file per name",
+                input.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The kernel limits a task's processes run under, set before the program starts (each process
 /// it starts inherits them). `None` leaves the worker's own limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +168,9 @@ pub struct CommandSubmission {
     /// Glob patterns of the files in a task's working directory stored with its result.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
+    /// Files linked read-only into every task's working directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputFile>,
 }
 
 /// One task as the worker runs it.
@@ -121,6 +194,9 @@ pub struct CommandTaskSpec {
     /// Glob patterns of the output files stored with the result.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
+    /// Files linked read-only into every task's working directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputFile>,
 }
 
 /// Where a job's tasks come from.
@@ -174,6 +250,9 @@ pub struct CommandJobSpec {
     /// Glob patterns of each task's output files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<String>,
+    /// Files linked read-only into every task's working directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputFile>,
 }
 
 /// Parses `A-B` or `N` into the first and last index.
@@ -248,6 +327,7 @@ impl CommandSubmission {
         for pattern in &self.outputs {
             check_relative(pattern).map_err(|e| format!("--output {e}"))?;
         }
+        check_inputs(&self.inputs)?;
         let output_cap = self.output_cap.unwrap_or(DEFAULT_OUTPUT_CAP);
         if output_cap > MAX_OUTPUT_CAP {
             return Err(format!(
@@ -264,6 +344,7 @@ impl CommandSubmission {
             output_cap,
             limits,
             outputs: self.outputs,
+            inputs: self.inputs,
         })
     }
 }
@@ -306,6 +387,7 @@ impl CommandJobSpec {
             output_cap: self.output_cap,
             limits: self.limits,
             outputs: self.outputs.clone(),
+            inputs: self.inputs.clone(),
         }
     }
 }

@@ -1212,6 +1212,7 @@ mod tests {
             assert_eq!(sequence, records.concat(), "chunk size {chunk_size}");
 
             let genome = GenomeRecord {
+                kind: Default::default(),
                 hash: "0".repeat(64),
                 size_bytes: fasta.len() as u64,
                 bases: sequence.len() as u64,

@@ -6,6 +6,7 @@ mod batch;
 mod cancel;
 mod forget;
 mod genomes;
+pub(super) mod inputs;
 mod jobs;
 mod lease;
 mod performance;
@@ -231,6 +232,12 @@ async fn route(
             reason,
         } => queue::autoscaled(conn, state, direction, &worker_id, &reason).await,
         Message::ListGenomes => genomes::list(conn, state).await,
+        Message::PutInput { job_id, hash, size } => {
+            inputs::put(conn, state, &job_id, &hash, size).await
+        }
+        Message::ReadInput { hash, offset, len } => {
+            inputs::read(conn, state, session, &hash, offset, len).await
+        }
         Message::RemoveGenomes { hashes } => genomes::remove(conn, state, hashes).await,
         Message::Lease { .. }
         | Message::LeaseBatch { .. }
@@ -250,4 +257,10 @@ async fn route(
             format!("{} is not a request the master serves", other.type_name()),
         )),
     }
+}
+
+/// Refuses an upload the data directory has no room for (with a little left over for the
+/// database), before a byte of it is stored. A backend that keeps no files here skips the check.
+pub(super) fn check_free_space(state: &MasterState, upload_bytes: u64) -> Result<(), HandlerError> {
+    Ok(super::jobs::check_room(state, upload_bytes)?)
 }

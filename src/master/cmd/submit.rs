@@ -40,6 +40,8 @@ pub async fn apply(
 ) -> Result<(), HandlerError> {
     let submission = validate(state, message)?;
     let job_id = submission.job_id.clone();
+    crate::master::jobs::use_inputs(state, submission.kind.name(), &job_id, &submission.spec)
+        .await?;
     let restart = match existing_job(state, &job_id).await? {
         Existing::New => false,
         Existing::Interrupted => true,
@@ -150,29 +152,6 @@ fn job_meta(priority: Priority) -> crate::jobs::batch::JobMeta {
     }
 }
 
-/// Refuses an upload the data directory has no room for (with a little left over for the
-/// database), before a byte of it is stored. A backend that keeps no files here skips the check.
-fn check_free_space(state: &MasterState, upload_bytes: u64) -> Result<(), HandlerError> {
-    const DATABASE_HEADROOM: u64 = 1024 * 1024;
-    let Some(dir) = state.spool_dir.as_deref() else {
-        return Ok(());
-    };
-    let Some(free) = crate::master::disk::free_bytes(dir) else {
-        return Ok(());
-    };
-    let need = upload_bytes.saturating_add(DATABASE_HEADROOM);
-    if need > free {
-        return Err(HandlerError::refused(
-            ErrorCode::UploadTooLarge,
-            format!(
-                "the upload needs about {need} bytes of disk but the master's data directory has \
-                 {free} bytes free; free some space on the master or submit a smaller input"
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// What a submitted id already names.
 enum Existing {
     /// Nothing: a new job.
@@ -256,10 +235,10 @@ async fn enqueue_tasks(
                 reused
             } else {
                 let upload = submission.file_size.unwrap_or(0);
-                check_free_space(state, upload)?;
+                super::check_free_space(state, upload)?;
                 // A kept genome is stored beside the tasks' own copy of their bases: without
                 // room for both, the job runs and its genome is not kept.
-                let room = check_free_space(state, upload.saturating_mul(2)).is_ok();
+                let room = super::check_free_space(state, upload.saturating_mul(2)).is_ok();
                 let sink = DecodedSink::default();
                 let intake = match room && cutter.keep_decoded(sink.clone()) {
                     true => Some(GenomeIntake::start(state).await),

@@ -140,6 +140,38 @@ impl DropDir {
         found
     }
 
+    /// Opens the regular file `name` directly in the directory for reading, refusing what
+    /// [`DropDir::read`] refuses (a symlink, anything but a regular file, a file with other hard
+    /// links); `max_bytes` is checked against its size. A command task's input is read so.
+    pub fn open_input(&self, name: &OsStr, max_bytes: u64) -> Result<std::fs::File, String> {
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.root, name, flags, Mode::empty()).map_err(|e| {
+            if e == Errno::LOOP {
+                "a symbolic link; inputs must be regular files in the drop directory".to_string()
+            } else {
+                format!("cannot open it: {}", std::io::Error::from(e))
+            }
+        })?;
+        let file = std::fs::File::from(fd);
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("cannot read its size: {e}"))?;
+        if !meta.is_file() {
+            return Err("not a regular file".into());
+        }
+        if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+            return Err("it has other hard links, so it may belong elsewhere; copy it into the drop directory".into());
+        }
+        if meta.len() > max_bytes {
+            return Err(format!(
+                "{} bytes is over the master's input limit of {max_bytes} bytes (--max-input-size)",
+                meta.len()
+            ));
+        }
+        Ok(file)
+    }
+
     /// Reads the regular file `name` whole, refusing (with a reason for `failed/NAME.error`) a
     /// symlink, anything but a regular file, a file with other hard links (it may be a file from
     /// elsewhere), and a file over `max_bytes`, which is never read.

@@ -1,6 +1,7 @@
 -- Makes an uploaded sequence a stored genome, unless that genome is stored already (a concurrent
 -- first upload won): then this upload's blocks are dropped. Records the job as a user either way.
--- ARGV: hash, upload id, blocks, size_bytes, bases, records (JSON), filename, now, job.
+-- ARGV: hash, upload id, blocks, size_bytes, bases, records (JSON), filename, now, job, kind
+-- (genome: decoded bases; input: a command input's bytes as uploaded).
 local hash, upload, blocks = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local record = 'genome:' .. hash
 local function upload_block(i) return 'genome-upload:' .. upload .. ':' .. i end
@@ -19,7 +20,7 @@ else
   end
   redis.call('HSET', record, 'hash', hash, 'size_bytes', ARGV[4], 'bases', ARGV[5],
     'records', ARGV[6], 'filename', ARGV[7], 'created_at', ARGV[8], 'last_used', ARGV[8],
-    'blocks', blocks)
+    'blocks', blocks, 'kind', ARGV[10])
   redis.call('SADD', 'genomes', hash)
 end
 redis.call('SADD', record .. ':jobs', ARGV[9])

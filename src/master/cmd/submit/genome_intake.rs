@@ -42,7 +42,13 @@ pub(super) async fn reuse_genome(
         Err(err) => Err(err),
     };
     let genome = match used {
-        Ok(Some(genome)) if Some(genome.size_bytes) == submission.file_size => genome,
+        // A command input with the same bytes is stored as uploaded, not decoded: not a genome.
+        Ok(Some(genome))
+            if Some(genome.size_bytes) == submission.file_size
+                && genome.kind == crate::backend::StoredKind::Genome =>
+        {
+            genome
+        }
         Ok(_) => return Ok(None),
         Err(err) => {
             tracing::debug!(component = "master", job = %submission.job_id, error = %err, "stored genomes unavailable; taking the upload");
@@ -194,6 +200,7 @@ pub(super) async fn keep_genome(
         ));
     }
     let genome = GenomeRecord {
+        kind: crate::backend::StoredKind::Genome,
         hash: taken.hash.clone(),
         size_bytes: uploaded,
         bases: taken.bases,
