@@ -17,6 +17,7 @@ mod cli_messages;
 mod client_reconnect;
 mod collector_attacks;
 mod command_attacks;
+mod command_scheduling;
 mod command_tasks;
 mod dashboard_browser;
 mod docker_compose;

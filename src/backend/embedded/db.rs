@@ -228,7 +228,7 @@ fn unhex(name: &str) -> Option<String> {
 /// Columns added since the first release, with their declarations. Databases made earlier lack
 /// them: their tasks are all searches, their jobs have no stored summary, their tasks no match
 /// bound, and their results are all inline and carry no record; their jobs' priorities are in their specs, if at all.
-const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 10] = [
     ("tasks", "kind", "TEXT NOT NULL DEFAULT 'search'"),
     ("tasks", "max_matches", "INTEGER"),
     ("jobs", "summary", "TEXT NOT NULL DEFAULT ''"),
@@ -236,6 +236,9 @@ const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
     ("results", "parts", "INTEGER NOT NULL DEFAULT 0"),
     ("results", "token", "TEXT NOT NULL DEFAULT ''"),
     ("results", "run", "TEXT NOT NULL DEFAULT ''"),
+    ("tasks", "slots", "INTEGER NOT NULL DEFAULT 1"),
+    ("tasks", "avoid_worker", "TEXT"),
+    ("tasks", "avoid_until", "REAL"),
 ];
 
 /// Adds the columns a database lacks; returns them as (table, column).

@@ -234,6 +234,7 @@ pub async fn plan_and_accept(
             kind: kind.name().to_string(),
             priority,
             max_matches: kind.max_matches(&task.spec, task.data.len()),
+            slots: kind.slots(&task.spec),
             spec: task.spec,
             data: task.data,
         })
