@@ -177,8 +177,17 @@ impl OpsCounters {
     }
 
     fn acked(&self, id: &TaskId) {
+        self.acked_storing(id, None);
+    }
+
+    /// A task was acked; `stored` is the result this ack stored first, when it did (a lease
+    /// handle from the wire names no kind: the kind is the one recorded when it was leased).
+    fn acked_storing(&self, id: &TaskId, stored: Option<&serde_json::Value>) {
         self.acked.fetch_add(1, Ordering::Relaxed);
         let Some(task) = self.settled(id) else { return };
+        if let (Some(payload), true) = (stored, task.kind == COMMAND_KIND) {
+            self.command_stored(payload);
+        }
         // Only kinds whose tasks carry input (a genome range) add bytes: parameter-range tasks
         // carry none, so no kind needs naming here.
         self.bytes_searched.fetch_add(task.bytes, Ordering::Relaxed);
@@ -361,11 +370,9 @@ impl Leases for MeteredQueue {
     ) -> BackendResult<Vec<CompletionOutcome>> {
         let outcomes = self.inner.complete_batch(results, items).await?;
         for (item, outcome) in items.iter().zip(&outcomes) {
-            if outcome.is_ok() {
-                self.counters.acked(&item.lease.id);
-            }
-            if matches!(outcome, Ok(true)) && item.lease.kind == COMMAND_KIND {
-                self.counters.command_stored(&item.result.payload);
+            if let Ok(first) = outcome {
+                let stored = first.then_some(&item.result.payload);
+                self.counters.acked_storing(&item.lease.id, stored);
             }
         }
         Ok(outcomes)
