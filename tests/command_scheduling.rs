@@ -2,7 +2,6 @@
 //! by a worker with fewer (while `status` says why the job waits), and a failed attempt retried
 //! with `--retries` runs on another worker when one is free.
 
-
 use crate::command_tasks::{results, submit, FINISH};
 use crate::support::grid::Grid;
 use crate::support::procs::set_test_env;

@@ -463,7 +463,11 @@ fn a_task_s_process_dies_with_its_worker() {
     let script = format!("echo $$ > {}; exec sleep 1000", pid_file.display());
     submit(&grid, "orphan", &[], &["sh", "-c", &script]);
     let pid = wait_pid_file(&pid_file);
-    assert_eq!(group_members(pid), vec![pid], "the task runs as its group's only process");
+    assert_eq!(
+        group_members(pid),
+        vec![pid],
+        "the task runs as its group's only process"
+    );
     grid.worker("w1").kill9();
     wait_for(
         "the task's process to be gone",

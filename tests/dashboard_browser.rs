@@ -487,8 +487,14 @@ fn a_command_job_page_shows_each_task_s_exit_code_and_the_stderr_tail_of_a_failu
     let mut grid = crate::support::grid::Grid::start(&[]);
     grid.worker_flags = vec!["--allow-commands".into()];
     grid.start_worker("w1", 1);
-    let script = "echo task {i}; if [ {i} = 2 ]; then echo 'no such sample: S-0042' >&2; exit 3; fi";
-    crate::command_tasks::submit(&grid, "cmd-page", &["--array", "1-2"], &["sh", "-c", script]);
+    let script =
+        "echo task {i}; if [ {i} = 2 ]; then echo 'no such sample: S-0042' >&2; exit 3; fi";
+    crate::command_tasks::submit(
+        &grid,
+        "cmd-page",
+        &["--array", "1-2"],
+        &["sh", "-c", script],
+    );
     let status = grid.wait_finished("cmd-page", Duration::from_secs(120));
     assert_eq!(status["job"]["status"], "failed", "{status}");
 
@@ -496,10 +502,14 @@ fn a_command_job_page_shows_each_task_s_exit_code_and_the_stderr_tail_of_a_failu
     let profile = grid.dir.path().join("chromium-profile");
     let browser = Browser::start(&chromium, &chromedriver, &profile, 1280, 900);
     browser.goto(&format!("http://{http}/jobs/cmd-page/view"));
-    let tasks = wait_for("the failure's stderr on the page", Duration::from_secs(30), || {
-        let tasks = table(&browser, "tasks");
-        tasks.contains("no such sample: S-0042").then_some(tasks)
-    });
+    let tasks = wait_for(
+        "the failure's stderr on the page",
+        Duration::from_secs(30),
+        || {
+            let tasks = table(&browser, "tasks");
+            tasks.contains("no such sample: S-0042").then_some(tasks)
+        },
+    );
     let rows: Vec<Vec<&str>> = tasks.lines().map(|l| l.split('\t').collect()).collect();
     // Task 1 (chunk 0) exited 0, task 2 (chunk 1) exited 3; the stderr tail follows task 2.
     let exit_of = |chunk: &str| {

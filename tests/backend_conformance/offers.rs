@@ -42,26 +42,51 @@ pub async fn a_task_taking_more_slots_than_a_worker_has_waits_for_a_wider_one(s:
     offer(s, "plain", false, 8).await;
     offer(s, "narrow", true, 2).await;
     offer(s, "wide", true, 4).await;
-    s.queue.enqueue(vec![command_task("j", 0, 3)]).await.unwrap();
-    assert!(lease_now(s, "plain").await.is_none(), "a worker that runs no commands got one");
-    assert!(lease_now(s, "narrow").await.is_none(), "a 2-slot worker got a 3-slot task");
+    s.queue
+        .enqueue(vec![command_task("j", 0, 3)])
+        .await
+        .unwrap();
+    assert!(
+        lease_now(s, "plain").await.is_none(),
+        "a worker that runs no commands got one"
+    );
+    assert!(
+        lease_now(s, "narrow").await.is_none(),
+        "a 2-slot worker got a 3-slot task"
+    );
     // A narrower task queued behind it is not held up for the narrow worker.
-    s.queue.enqueue(vec![command_task("j", 1, 2)]).await.unwrap();
+    s.queue
+        .enqueue(vec![command_task("j", 1, 2)])
+        .await
+        .unwrap();
     let narrow = must_lease(s, "narrow").await;
     assert_eq!((narrow.id.chunk, narrow.attempt), (1, 1));
-    assert!(lease_now(s, "narrow").await.is_none(), "a 2-slot worker got a 3-slot task");
+    assert!(
+        lease_now(s, "narrow").await.is_none(),
+        "a 2-slot worker got a 3-slot task"
+    );
     let wide = must_lease(s, "wide").await;
-    assert_eq!((wide.id.chunk, wide.attempt), (0, 1), "set aside is not a delivery");
+    assert_eq!(
+        (wide.id.chunk, wide.attempt),
+        (0, 1),
+        "set aside is not a delivery"
+    );
     assert!(put(s, &wide, 0).await.unwrap());
     s.queue.ack(&wide).await.unwrap();
-    assert!(lease_now(s, "wide").await.is_none(), "an acked task came back");
+    assert!(
+        lease_now(s, "wide").await.is_none(),
+        "an acked task came back"
+    );
 }
 
 pub async fn a_task_set_aside_for_a_wider_worker_is_not_reclaimed_as_expired(s: &Subject) {
     s.store.create_job(&job_record("j", 1.0)).await.unwrap();
     offer(s, "narrow", true, 1).await;
     offer(s, "wide", true, 2).await;
-    s.queue.enqueue(vec![command_task("j", 0, 2)]).await.unwrap();
+    s.queue
+        .enqueue(vec![command_task("j", 0, 2)])
+        .await
+        .unwrap();
     assert!(lease_now(s, "narrow").await.is_none());
     // Well past the visibility timeout: nothing is anyone's lease, so nothing expires.
     tokio::time::sleep(Duration::from_millis(900)).await;
@@ -74,7 +99,10 @@ pub async fn a_failed_command_task_is_retried_on_another_worker_first(s: &Subjec
     s.store.create_job(&job_record("j", 1.0)).await.unwrap();
     offer(s, "w1", true, 1).await;
     offer(s, "w2", true, 1).await;
-    s.queue.enqueue(vec![command_task("j", 0, 1)]).await.unwrap();
+    s.queue
+        .enqueue(vec![command_task("j", 0, 1)])
+        .await
+        .unwrap();
     let first = must_lease(s, "w1").await;
     let nacked = s.queue.nack(&first, "exit 3").await.unwrap();
     assert_eq!(nacked, NackOutcome::Retrying { next_attempt: 2 });
