@@ -5,6 +5,8 @@
 //! test's temp dir. A second grid checks what a newcomer reads closely: charts with axes and
 //! units that show the past on load, one time zone, whole job ids, a job filter, result
 //! downloads on the job page, an alerts table that never scrolls sideways, and seed ranges.
+//! A third grid runs a command job with a failing task: its page shows each task's exit code
+//! and, under the failure, the tail of its stderr.
 
 use std::time::Duration;
 
