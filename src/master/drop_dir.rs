@@ -22,8 +22,7 @@ use std::time::{Duration, SystemTime};
 
 pub use handles::{Destination, DropDir, DropDirError, Seen};
 
-use super::cmd::batch::{create_batch, jobs_without_upload};
-use super::cmd::HandlerError;
+use super::jobs::{self, JobError};
 use super::MasterState;
 use crate::jobs::batch::{self, Batch};
 
@@ -173,17 +172,17 @@ async fn load_batch(
             )));
         }
     }
-    let jobs = jobs_without_upload(parsed, "load this file with `gridwatch load`").map_err(Some)?;
-    match create_batch(state, name, jobs, None).await {
+    let created = match jobs::jobs_without_upload(parsed, "load this file with `gridwatch load`") {
+        Ok(batch) => jobs::create_batch(state, name, batch, None).await,
+        Err(err) => Err(err),
+    };
+    match created {
         Ok(created) => Ok(created.len()),
-        Err(HandlerError::Refused { message, .. } | HandlerError::Fatal { message, .. }) => {
-            Err(Some(message))
-        }
-        Err(err) => {
-            let (_, message, _) = err.into_reply();
-            tracing::warn!(component = "master", file = %name, error = %message, "batch file not loaded yet; will retry");
+        Err(JobError::Backend(err)) => {
+            tracing::warn!(component = "master", file = %name, error = %err, "batch file not loaded yet; will retry");
             Err(None)
         }
+        Err(refused) => Err(Some(refused.to_string())),
     }
 }
 

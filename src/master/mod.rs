@@ -15,6 +15,7 @@ pub mod forget;
 pub mod http;
 mod job_log;
 mod job_view;
+pub mod jobs;
 mod ops;
 mod rate_limit;
 mod refusal_alert;
@@ -278,7 +279,7 @@ async fn resume_planned(state: &MasterState, id: &str) -> bool {
     if !planned {
         return false;
     }
-    cmd::batch::plan_and_accept(state, &job, job.priority)
+    jobs::plan_and_accept(state, &job, job.priority)
         .await
         .is_ok()
 }

@@ -2,8 +2,8 @@
 //! and writes the reply. `dispatch` routes a message to its handler; adding a message means one
 //! match arm here and one file.
 
-pub(super) mod batch;
-pub(super) mod cancel;
+mod batch;
+mod cancel;
 mod forget;
 mod genomes;
 mod jobs;
@@ -13,12 +13,13 @@ mod prune;
 mod purge;
 mod queue;
 mod results;
-pub(super) mod status;
+mod status;
 mod submit;
 mod watchman;
 
 use std::net::SocketAddr;
 
+use super::jobs::JobError;
 use super::MasterState;
 use crate::backend::BackendError;
 use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role, Stream};
@@ -111,6 +112,29 @@ impl HandlerError {
 impl From<BackendError> for HandlerError {
     fn from(err: BackendError) -> Self {
         HandlerError::Backend(err)
+    }
+}
+
+impl From<JobError> for HandlerError {
+    fn from(err: JobError) -> Self {
+        let code = match &err {
+            JobError::NoSuchJob(_) => ErrorCode::NoSuchJob,
+            JobError::NotReady(_) => ErrorCode::JobNotReady,
+            JobError::Invalid(_) => ErrorCode::BadMessage,
+            JobError::Refused(refusal) => refusal.code,
+            JobError::RateLimited(_) => ErrorCode::RateLimited,
+            JobError::Backend(_) => ErrorCode::Internal,
+        };
+        match err {
+            JobError::Backend(err) => HandlerError::Backend(err),
+            other => HandlerError::refused(code, other.to_string()),
+        }
+    }
+}
+
+impl From<crate::jobs::Refusal> for HandlerError {
+    fn from(refusal: crate::jobs::Refusal) -> Self {
+        HandlerError::refused(refusal.code, refusal.message)
     }
 }
 

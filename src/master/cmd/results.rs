@@ -2,30 +2,14 @@
 //! no buffer on the master grows with the job: the spec's JSON text and each result's payload go
 //! out in data frames of at most one stored part each.
 
-use super::status::find_job;
 use super::{Conn, HandlerError};
-use crate::backend::{ChunkResult, JobStatus, RESULT_PART_BYTES};
-use crate::master::{job_view, no_results_yet, MasterState};
+use crate::backend::{ChunkResult, RESULT_PART_BYTES};
+use crate::master::{job_view, jobs, MasterState};
 use crate::protocol::{ErrorCode, Message};
 
 /// Answers `get_results`.
 pub async fn apply(conn: &mut Conn, state: &MasterState, job_id: &str) -> Result<(), HandlerError> {
-    let mut job = find_job(state, job_id).await?;
-    // A failed command job's results say which tasks failed and why: they are its answer.
-    let failed_commands =
-        job.status == JobStatus::Failed && job.kind == crate::jobs::command::COMMAND_KIND;
-    if job.status != JobStatus::Completed && !failed_commands {
-        let view = job_view(state.store.as_ref(), job).await?;
-        return Err(HandlerError::refused(
-            ErrorCode::JobNotReady,
-            format!(
-                "{} ({}/{} chunks done)",
-                no_results_yet(job_id, view.status, view.error.as_deref(), "results"),
-                view.progress.processed_chunks,
-                view.progress.total_chunks
-            ),
-        ));
-    }
+    let mut job = jobs::with_results(state, job_id, "results").await?;
     let spec_text = serde_json::to_vec(&std::mem::take(&mut job.spec))
         .map_err(|e| HandlerError::refused(ErrorCode::Internal, format!("job spec: {e}")))?;
     let headers = state.store.result_headers(job_id).await?;

@@ -18,9 +18,7 @@ use crate::backend::genome::GenomeRef;
 use crate::backend::{
     short_summary, BackendError, CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId,
 };
-use crate::jobs::{
-    self, DecodedSink, InputCutter, Kind, PlannedTask, Refusal, SubmitLimits, TaskSource,
-};
+use crate::jobs::{self, DecodedSink, InputCutter, Kind, PlannedTask, Refusal, TaskSource};
 use crate::master::MasterState;
 use crate::protocol::{ErrorCode, Message};
 
@@ -31,12 +29,6 @@ struct Submission {
     spec: serde_json::Value,
     file_size: Option<u64>,
     priority: Priority,
-}
-
-impl From<Refusal> for HandlerError {
-    fn from(refusal: Refusal) -> Self {
-        HandlerError::refused(refusal.code, refusal.message)
-    }
 }
 
 /// Answers `submit_job`.
@@ -59,9 +51,9 @@ pub async fn apply(
     let tasks = match submission.file_size {
         // An upload's task count is known once it is cut; its size gives it within a chunk.
         Some(size) => size.div_ceil(state.config.chunk_size).max(1),
-        None => super::batch::planned_tasks(submission.kind, &submission.spec),
+        None => crate::master::jobs::planned_tasks(submission.kind, &submission.spec),
     };
-    super::batch::admit(state, &session.peer.ip().to_string(), 1, tasks)?;
+    crate::master::jobs::admit(state, &session.peer.ip().to_string(), 1, tasks)?;
     let record = JobRecord {
         id: job_id.clone(),
         kind: submission.kind.name().into(),
@@ -138,13 +130,7 @@ fn validate(state: &MasterState, message: Message) -> Result<Submission, Handler
     }
     let kind = jobs::require(&kind)
         .map_err(|err| HandlerError::refused(ErrorCode::BadMessage, err.to_string()))?;
-    let limits = SubmitLimits {
-        max_upload: state.config.max_upload,
-        max_frame: state.config.max_frame,
-        default_chunk_size: state.config.chunk_size,
-        work: state.config.work_caps,
-        max_positions: state.config.max_positions,
-    };
+    let limits = crate::master::jobs::submit_limits(state);
     let mut spec = kind.accept(submitted, file_size, &limits)?;
     job_meta(priority).attach(&mut spec);
     Ok(Submission {

@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::{ApiError, HttpState};
 use crate::jobs::records::TaskRecord;
-use crate::master::job_view;
 use crate::master::views::{self as snapshot, GridStats};
 
 /// Alerts `/alerts` returns when no `limit` is given.
@@ -100,10 +99,7 @@ pub async fn job(
     let offset = page.offset.unwrap_or(0);
     let limit = page.limit.unwrap_or(DEFAULT_TASKS).min(MAX_TASKS);
     let store = state.master.store.as_ref();
-    let record = store
-        .job(&id)
-        .await?
-        .ok_or_else(|| ApiError::NoSuchJob(id.clone()))?;
+    let record = crate::master::jobs::find(&state.master, &id).await?;
     let spec = record.spec.clone();
     let formats = crate::jobs::kind(&record.kind).map_or(&[][..], |kind| kind.formats());
     let result = super::results::summary(&state, &record).await?;
@@ -113,7 +109,7 @@ pub async fn job(
         .iter()
         .map(|h| TaskRecord::new(&id, h.chunk, &h.worker, record.priority, &h.run))
         .collect();
-    let view = job_view(store, record).await?;
+    let view = crate::master::job_view(store, record).await?;
     Ok(Json(json!({
         "job": view,
         "spec": spec,

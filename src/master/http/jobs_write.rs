@@ -22,26 +22,7 @@ use serde_json::json;
 use super::{json_error, ApiError, HttpState};
 use crate::backend::JobStatus;
 use crate::jobs::{self, batch};
-use crate::master::cmd::{
-    batch::{create_batch, jobs_without_upload},
-    cancel::cancel,
-    HandlerError,
-};
-use crate::protocol::ErrorCode;
-
-/// A refusal from the shared request handlers, as an HTTP status and message.
-fn handler_error(err: HandlerError) -> Response {
-    let (code, message, _) = err.into_reply();
-    let status = match code {
-        ErrorCode::NoSuchJob => StatusCode::NOT_FOUND,
-        ErrorCode::JobNotReady => StatusCode::CONFLICT,
-        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorCode::Internal | ErrorCode::Busy => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    json_error(status, message)
-}
+use crate::master::jobs as service;
 
 /// A lone task object is a batch of one. Only the top-level keys are read to tell, and the
 /// object is wrapped as text, so a large body is never held as a JSON tree.
@@ -113,33 +94,33 @@ pub async fn submit(State(state): State<HttpState>, request: Request) -> Respons
         Ok(parsed) => parsed,
         Err(err) => return json_error(StatusCode::BAD_REQUEST, format!("request body: {err}")),
     };
-    let jobs = match jobs_without_upload(
+    let created = match service::jobs_without_upload(
         parsed,
         "submit them with `gridwatch submit` or `gridwatch load`",
     ) {
-        Ok(jobs) => jobs,
-        Err(reason) => return json_error(StatusCode::BAD_REQUEST, reason),
+        Ok(jobs) => service::create_batch(&state.master, "http", jobs, Some(&client)).await,
+        Err(err) => Err(err),
     };
-    match create_batch(&state.master, "http", jobs, Some(&client)).await {
+    match created {
         Ok(jobs) => (
             StatusCode::CREATED,
             Json(json!({ "jobs": jobs, "active_workers": state.master.active_workers().await })),
         )
             .into_response(),
-        Err(err) => handler_error(err),
+        Err(err) => ApiError::from(err).into_response(),
     }
 }
 
 /// `DELETE /jobs/{id}`: cancels the job.
 pub async fn remove(State(state): State<HttpState>, Path(id): Path<String>) -> Response {
-    match cancel(&state.master, &id).await {
+    match service::cancel(&state.master, &id).await {
         Ok(removed) => Json(json!({
             "job_id": id,
             "status": JobStatus::Cancelled,
             "removed_tasks": removed,
         }))
         .into_response(),
-        Err(err) => handler_error(err),
+        Err(err) => ApiError::from(err).into_response(),
     }
 }
 
@@ -156,11 +137,7 @@ pub async fn results(
     Path(id): Path<String>,
     Query(query): Query<FormatQuery>,
 ) -> Result<Response, ApiError> {
-    let store = state.master.store.as_ref();
-    let record = store
-        .job(&id)
-        .await?
-        .ok_or_else(|| ApiError::NoSuchJob(id.clone()))?;
+    let record = service::find(&state.master, &id).await?;
     let kind = jobs::kind(&record.kind)
         .ok_or_else(|| ApiError::Corrupt(format!("job {id} has unknown kind {}", record.kind)))?;
     let formats = kind.formats();
@@ -177,14 +154,7 @@ pub async fn results(
             ))
         })?,
     };
-    if record.status != JobStatus::Completed {
-        return Err(ApiError::NotReady(crate::master::no_results_yet(
-            &id,
-            record.status,
-            record.error.as_deref(),
-            "results",
-        )));
-    }
+    let record = service::results_readable(&state.master, record, "results").await?;
     let content_type = if kind.image_format() == Some(format) {
         "image/png"
     } else if format == "json" {

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::config::HttpLimits;
+use super::jobs::JobError;
 use super::{MasterError, MasterState};
 use crate::backend::BackendError;
 
@@ -79,9 +80,28 @@ pub enum ApiError {
          --http-max-renders); retry in a few seconds"
     )]
     Busy(usize),
+    /// The request is wrong (a bad batch, a kind that uploads).
+    #[error("{0}")]
+    Invalid(String),
+    /// The client is over one of its rate limits.
+    #[error("{0}")]
+    RateLimited(String),
     /// The backend failed or is unreachable.
     #[error(transparent)]
     Backend(#[from] BackendError),
+}
+
+impl From<JobError> for ApiError {
+    fn from(err: JobError) -> Self {
+        match err {
+            JobError::NoSuchJob(id) => ApiError::NoSuchJob(id),
+            JobError::NotReady(message) => ApiError::NotReady(message),
+            JobError::Invalid(message) => ApiError::Invalid(message),
+            JobError::Refused(refusal) => ApiError::Invalid(refusal.message),
+            JobError::RateLimited(message) => ApiError::RateLimited(message),
+            JobError::Backend(err) => ApiError::Backend(err),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -92,7 +112,8 @@ impl IntoResponse for ApiError {
             | ApiError::Backend(BackendError::NoSuchJob(_)) => StatusCode::NOT_FOUND,
             ApiError::NotReady(_) => StatusCode::CONFLICT,
             ApiError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadQuery(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Backend(BackendError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Busy(_) => {

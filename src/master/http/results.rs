@@ -37,11 +37,7 @@ pub async fn image(
     State(state): State<HttpState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let store = state.master.store.as_ref();
-    let record = store
-        .job(&id)
-        .await?
-        .ok_or_else(|| ApiError::NoSuchJob(id.clone()))?;
+    let record = crate::master::jobs::find(&state.master, &id).await?;
     let kind = jobs::kind(&record.kind);
     let Some((kind, format)) = kind.and_then(|k| Some((k, k.image_format()?))) else {
         return Err(ApiError::NotFound(format!(
@@ -49,14 +45,7 @@ pub async fn image(
             record.kind
         )));
     };
-    if record.status != JobStatus::Completed {
-        return Err(ApiError::NotReady(crate::master::no_results_yet(
-            &id,
-            record.status,
-            record.error.as_deref(),
-            "image",
-        )));
-    }
+    let record = crate::master::jobs::results_readable(&state.master, record, "image").await?;
     let body = respond(&state, kind, record, format).await?;
     // A completed job's results never change.
     let headers = [

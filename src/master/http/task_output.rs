@@ -40,10 +40,7 @@ async fn output(
     stream: Stream,
 ) -> Result<Response, ApiError> {
     let store = state.master.store.as_ref();
-    let record = store
-        .job(&id)
-        .await?
-        .ok_or_else(|| ApiError::NoSuchJob(id.clone()))?;
+    let record = crate::master::jobs::find(&state.master, &id).await?;
     if record.kind != COMMAND_KIND {
         return Err(ApiError::NotFound(format!(
             "job {id} is a {} job: only command jobs have task output",

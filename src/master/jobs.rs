@@ -1,0 +1,361 @@
+//! The master's job operations, one function each, under its three doors: the protocol
+//! handlers (`cmd/`), the HTTP API (`http/`) and the drop directory parse a request, call a
+//! function here and render its answer or its [`JobError`] in their own terms (an error frame, a
+//! status code, a `.error` file). A domain step such as "find the job and check that its results
+//! can be read" is written once, so the doors cannot disagree about it.
+//!
+//! Creating jobs from a batch: every job's spec is checked by its kind before any job is
+//! created, so a bad batch creates nothing; then each job is created, cut into tasks, queued and
+//! accepted, in order. An id that exists already is reported and left alone: the ids are the
+//! batch's task ids, so loading a file again (or after a master restart) runs nothing twice.
+
+use std::time::Instant;
+
+use thiserror::Error;
+
+use super::{job_view, no_results_yet, MasterState};
+use crate::backend::{
+    short_summary, BackendError, CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId,
+};
+use crate::jobs::batch::{valid_job_id, Batch, JobMeta};
+use crate::jobs::command::COMMAND_KIND;
+use crate::jobs::{self, Kind, SubmitLimits, TaskSource};
+use crate::protocol::{BatchJob, BatchJobAccepted, InputArrival, JobView};
+
+/// Why a job operation was refused or failed; each door renders it its own way.
+#[derive(Debug, Error)]
+pub enum JobError {
+    /// The job id is unknown.
+    #[error("no job with id {0:?} (list jobs with `gridwatch jobs`)")]
+    NoSuchJob(String),
+    /// The job exists but is not in a state the operation needs (not finished, already over).
+    #[error("{0}")]
+    NotReady(String),
+    /// The request itself is wrong (a bad spec, an id out of rule, a kind that uploads).
+    #[error("{0}")]
+    Invalid(String),
+    /// A job kind refused the spec, with its own reason code (work over the caps, say).
+    #[error("{0}")]
+    Refused(crate::jobs::Refusal),
+    /// The client is over one of its rate limits.
+    #[error("{0}")]
+    RateLimited(String),
+    /// The backend failed; the request may be retried.
+    #[error(transparent)]
+    Backend(BackendError),
+}
+
+impl From<BackendError> for JobError {
+    fn from(err: BackendError) -> Self {
+        match err {
+            BackendError::NoSuchJob(id) => JobError::NoSuchJob(id),
+            other => JobError::Backend(other),
+        }
+    }
+}
+
+/// The job with id `id`.
+pub async fn find(state: &MasterState, id: &str) -> Result<JobRecord, JobError> {
+    state
+        .store
+        .job(id)
+        .await?
+        .ok_or_else(|| JobError::NoSuchJob(id.to_string()))
+}
+
+/// A job as `status` shows it: progress from stored results, how its input arrived, and why it
+/// waits when the master can tell.
+pub async fn status(state: &MasterState, id: &str) -> Result<JobView, JobError> {
+    let job = find(state, id).await?;
+    // How the input arrived, which listings (built without specs) leave out.
+    let input = InputArrival {
+        uploaded_bytes: job.spec.get("uploaded_bytes").and_then(|v| v.as_u64()),
+        genome_reused: job.spec.get("genome_reused").and_then(|v| v.as_bool()),
+    };
+    let cpus = job.spec.get("cpus").and_then(|v| v.as_u64()).unwrap_or(1);
+    let mut view = job_view(state.store.as_ref(), job).await?;
+    if input != InputArrival::default() {
+        view.input = Some(Box::new(input));
+    }
+    if view.kind == COMMAND_KIND && !view.status.is_finished() {
+        view.error = view.error.or(no_command_worker(state, cpus).await);
+    }
+    Ok(view)
+}
+
+/// Why a command job whose tasks take `cpus` slots waits, when the master can tell: no live
+/// worker runs command tasks, or none has that many slots. Workers that lease through the master
+/// tell it; with Redis, workers lease without the master, and the backend keeps the record.
+async fn no_command_worker(state: &MasterState, cpus: u64) -> Option<String> {
+    let widest = match state.queue.command_slots_live(RECENT_LEASE).await {
+        Ok(Some(widest)) => widest,
+        Ok(None) => state.workers.widest_command_worker(),
+        Err(_) => return None,
+    };
+    if widest == 0 {
+        return Some(
+            "waiting: no live worker runs command tasks; start one with --allow-commands \
+             (or --allow-command PROGRAM)"
+                .to_string(),
+        );
+    }
+    (u64::from(widest) < cpus).then(|| {
+        format!(
+            "waiting: each task takes {cpus} slots (--cpus) but no live worker that runs command \
+             tasks has more than {widest}; start one with --threads {cpus} or more"
+        )
+    })
+}
+
+/// How recently a worker must have leased to count as live, for a backend that sees leases.
+const RECENT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The job with id `id` if its results can be read (see [`results_readable`]).
+pub async fn with_results(
+    state: &MasterState,
+    id: &str,
+    what: &str,
+) -> Result<JobRecord, JobError> {
+    let job = find(state, id).await?;
+    results_readable(state, job, what).await
+}
+
+/// `job` back if its results can be read: it completed, or it is a command job that failed,
+/// whose results (which tasks failed, their exit and stderr) are its answer. `what` names what
+/// was asked for in the refusal ("results", "image").
+pub async fn results_readable(
+    state: &MasterState,
+    job: JobRecord,
+    what: &str,
+) -> Result<JobRecord, JobError> {
+    let failed_commands = job.status == JobStatus::Failed && job.kind == COMMAND_KIND;
+    if job.status == JobStatus::Completed || failed_commands {
+        return Ok(job);
+    }
+    let id = job.id.clone();
+    let view = job_view(state.store.as_ref(), job).await?;
+    Err(JobError::NotReady(format!(
+        "{} ({}/{} chunks done)",
+        no_results_yet(&id, view.status, view.error.as_deref(), what),
+        view.progress.processed_chunks,
+        view.progress.total_chunks
+    )))
+}
+
+/// Cancels a job: from here on its results are refused, and its queued tasks are removed;
+/// returns how many were. A finished job is left alone (cancelling twice is not an error).
+pub async fn cancel(state: &MasterState, id: &str) -> Result<usize, JobError> {
+    let job = find(state, id).await?;
+    if job.status.is_finished() && job.status != JobStatus::Cancelled {
+        return Err(JobError::NotReady(
+            format!("job {id} already {:?}; nothing to cancel", job.status).to_lowercase(),
+        ));
+    }
+    // Status first: from here on, results of this job are refused, then queued tasks go.
+    state
+        .store
+        .set_status(id, JobStatus::Cancelled, None)
+        .await?;
+    let removed = state.queue.cancel_job(id).await?;
+    tracing::info!(component = "master", job = %id, removed, "job cancelled");
+    Ok(removed)
+}
+
+/// Counts `jobs` jobs and `tasks` queued tasks against `client`'s rate limits, or refuses the
+/// whole request naming the flag that raises the limit it passes.
+pub fn admit(state: &MasterState, client: &str, jobs: u64, tasks: u64) -> Result<(), JobError> {
+    state
+        .rate_limiter
+        .admit(client, super::Load { jobs, tasks }, Instant::now())
+        .map_err(|refusal| JobError::RateLimited(refusal.to_string()))
+}
+
+/// The tasks a job whose tasks follow from its spec alone will queue (1 for a kind that uploads
+/// its input, or a spec that does not plan).
+pub fn planned_tasks(kind: &dyn Kind, spec: &serde_json::Value) -> u64 {
+    match kind.tasks(spec) {
+        Ok(TaskSource::Planned(planned)) => planned.len().max(1) as u64,
+        _ => 1,
+    }
+}
+
+/// The jobs of a batch parsed on the master (a dropped file, an HTTP body), where no client is
+/// there to upload a search's sequence file: such a task is refused, with `instead` (the command
+/// to use) in the reason.
+pub fn jobs_without_upload(parsed: Batch, instead: &str) -> Result<Vec<BatchJob>, JobError> {
+    if let Some(search) = parsed.tasks.iter().find(|task| task.upload.is_some()) {
+        return Err(JobError::Invalid(format!(
+            "{}: search tasks upload a sequence file; {instead}",
+            search.location
+        )));
+    }
+    Ok(parsed
+        .tasks
+        .into_iter()
+        .map(|task| BatchJob {
+            job_id: task.task_id,
+            kind: task.kind.to_string(),
+            spec: task.submission,
+            priority: task.priority,
+            algorithm: Some(task.algorithm),
+            description: task.description,
+        })
+        .collect())
+}
+
+/// A job checked by its kind, ready to create.
+struct Checked {
+    job: BatchJob,
+    kind: &'static dyn Kind,
+    spec: serde_json::Value,
+}
+
+/// Checks every job, counts them and their tasks against `client`'s rate limits (the drop
+/// directory, the operator's own, passes no client), then creates those that do not exist yet;
+/// returns what became of each.
+pub async fn create_batch(
+    state: &MasterState,
+    source: &str,
+    jobs: Vec<BatchJob>,
+    client: Option<&str>,
+) -> Result<Vec<BatchJobAccepted>, JobError> {
+    let checked = check(state, source, jobs)?;
+    if let Some(client) = client {
+        let tasks = checked
+            .iter()
+            .map(|job| planned_tasks(job.kind, &job.spec))
+            .sum();
+        admit(state, client, checked.len() as u64, tasks)?;
+    }
+    let mut outcomes = Vec::with_capacity(checked.len());
+    for job in checked {
+        outcomes.push(create(state, job).await?);
+    }
+    let created = outcomes.iter().filter(|o| !o.existing).count();
+    tracing::info!(
+        component = "master",
+        source,
+        jobs = outcomes.len(),
+        created,
+        "batch loaded"
+    );
+    Ok(outcomes)
+}
+
+fn check(state: &MasterState, source: &str, jobs: Vec<BatchJob>) -> Result<Vec<Checked>, JobError> {
+    let limits = submit_limits(state);
+    let refuse = |job: &BatchJob, message: String| {
+        JobError::Invalid(format!(
+            "{source}: job {:?}: {message}; nothing was loaded",
+            job.job_id
+        ))
+    };
+    let mut checked = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if !valid_job_id(&job.job_id) {
+            return Err(refuse(
+                &job,
+                format!(
+                    "use 1-{} letters, digits, '-', '_', '.' or ':' in a job id",
+                    jobs::MAX_JOB_ID_LEN
+                ),
+            ));
+        }
+        let kind = jobs::require(&job.kind).map_err(|e| refuse(&job, e.to_string()))?;
+        let mut spec = kind
+            .accept(job.spec.clone(), None, &limits)
+            .map_err(|e| refuse(&job, e.message))?;
+        JobMeta {
+            priority: job.priority,
+            algorithm: job.algorithm.clone(),
+            description: job.description.clone(),
+            source: Some(source.to_string()),
+        }
+        .attach(&mut spec);
+        checked.push(Checked { job, kind, spec });
+    }
+    Ok(checked)
+}
+
+/// The master's limits on what a submission may ask, as the kinds check them.
+pub fn submit_limits(state: &MasterState) -> SubmitLimits {
+    SubmitLimits {
+        max_upload: state.config.max_upload,
+        max_frame: state.config.max_frame,
+        default_chunk_size: state.config.chunk_size,
+        work: state.config.work_caps,
+        max_positions: state.config.max_positions,
+    }
+}
+
+async fn create(state: &MasterState, checked: Checked) -> Result<BatchJobAccepted, JobError> {
+    let Checked { job, kind, spec } = checked;
+    let record = JobRecord {
+        id: job.job_id.clone(),
+        kind: kind.name().to_string(),
+        summary: short_summary(&kind.summary(&spec)),
+        priority: job.priority,
+        spec,
+        status: JobStatus::Uploading,
+        total_chunks: 0,
+        error: None,
+        created_at: crate::time::unix_now(),
+        finished_at: None,
+    };
+    if let CreateOutcome::Exists(existing) = state.store.create_job(&record).await? {
+        return Ok(BatchJobAccepted {
+            job_id: existing.id,
+            kind: existing.kind,
+            total_chunks: existing.total_chunks,
+            existing: true,
+        });
+    }
+    let total_chunks = plan_and_accept(state, &record, job.priority).await?;
+    Ok(BatchJobAccepted {
+        job_id: job.job_id,
+        kind: kind.name().to_string(),
+        total_chunks,
+        existing: false,
+    })
+}
+
+/// Cuts a created job whose tasks follow from its spec alone into tasks, queues them and accepts
+/// the job; returns the task count. Queueing twice is harmless: a task's result is stored once.
+pub async fn plan_and_accept(
+    state: &MasterState,
+    record: &JobRecord,
+    priority: Priority,
+) -> Result<u32, JobError> {
+    let kind = jobs::require(&record.kind).map_err(|e| JobError::Invalid(e.to_string()))?;
+    let planned = match kind.tasks(&record.spec) {
+        Ok(TaskSource::Planned(planned)) => planned,
+        Ok(_) => {
+            return Err(JobError::Invalid(format!(
+                "job {}: {} jobs upload their input; submit them with `gridwatch submit` or \
+                 `gridwatch load`",
+                record.id,
+                kind.name()
+            )))
+        }
+        Err(refusal) => return Err(JobError::Refused(refusal)),
+    };
+    let tasks: Vec<NewTask> = planned
+        .into_iter()
+        .map(|task| NewTask {
+            id: TaskId {
+                job: record.id.clone(),
+                chunk: task.chunk,
+            },
+            kind: kind.name().to_string(),
+            priority,
+            max_matches: kind.max_matches(&task.spec, task.data.len()),
+            slots: kind.slots(&task.spec),
+            spec: task.spec,
+            data: task.data,
+        })
+        .collect();
+    let total = tasks.len() as u32;
+    state.queue.enqueue(tasks).await?;
+    state.store.accept_job(&record.id, total).await?;
+    Ok(total)
+}
