@@ -122,6 +122,7 @@ macro_rules! conformance_suite {
                     status_follows_stored_results: LONG,
                     results_before_accept_complete_the_job_on_accept: LONG,
                     create_job_is_idempotent: LONG,
+                    jobs_are_created_and_accepted_in_groups_as_one_by_one: LONG,
                     update_job_spec_replaces_the_spec: LONG,
                     finished_job_keeps_its_status: LONG,
                     jobs_are_listed_newest_first: LONG,

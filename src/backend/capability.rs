@@ -213,6 +213,22 @@ pub trait JobStore: Send + Sync {
     async fn jobs(&self) -> BackendResult<Vec<JobRecord>>;
     /// Sets total chunks and status once the input is fully received and queued.
     async fn accept_job(&self, id: &str, total_chunks: u32) -> BackendResult<()>;
+    /// Records new jobs in order, each exactly as [`JobStore::create_job`] would, in as few
+    /// round trips and commits as the backend allows: a batch file brings thousands at once.
+    async fn create_jobs(&self, jobs: &[JobRecord]) -> BackendResult<Vec<CreateOutcome>> {
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            outcomes.push(self.create_job(job).await?);
+        }
+        Ok(outcomes)
+    }
+    /// Accepts jobs, each exactly as [`JobStore::accept_job`] would with its chunk count.
+    async fn accept_jobs(&self, jobs: &[(String, u32)]) -> BackendResult<()> {
+        for (id, total_chunks) in jobs {
+            self.accept_job(id, *total_chunks).await?;
+        }
+        Ok(())
+    }
     /// Replaces a job's kind-specific spec. The master calls it before `accept_job` to record
     /// what only the end of the upload tells (for a search: the input's record names and lengths).
     async fn update_job_spec(&self, id: &str, spec: &serde_json::Value) -> BackendResult<()>;

@@ -228,8 +228,10 @@ pub async fn create_batch(
         admit(state, client, checked.len() as u64, tasks)?;
     }
     let mut outcomes = Vec::with_capacity(checked.len());
-    for job in checked {
-        outcomes.push(create(state, job).await?);
+    let mut checked = checked.into_iter().peekable();
+    while checked.peek().is_some() {
+        let group: Vec<Checked> = checked.by_ref().take(CREATE_GROUP).collect();
+        outcomes.extend(create_group(state, group).await?);
     }
     let created = outcomes.iter().filter(|o| !o.existing).count();
     tracing::info!(
@@ -288,35 +290,66 @@ pub fn submit_limits(state: &MasterState) -> SubmitLimits {
     }
 }
 
-async fn create(state: &MasterState, checked: Checked) -> Result<BatchJobAccepted, JobError> {
-    let Checked { job, kind, spec } = checked;
-    let record = JobRecord {
-        id: job.job_id.clone(),
-        kind: kind.name().to_string(),
-        summary: short_summary(&kind.summary(&spec)),
-        priority: job.priority,
-        spec,
-        status: JobStatus::Uploading,
-        total_chunks: 0,
-        error: None,
-        created_at: crate::time::unix_now(),
-        finished_at: None,
-    };
-    if let CreateOutcome::Exists(existing) = state.store.create_job(&record).await? {
-        return Ok(BatchJobAccepted {
-            job_id: existing.id,
-            kind: existing.kind,
-            total_chunks: existing.total_chunks,
-            existing: true,
+/// Jobs created, queued and accepted together: each backend step takes the whole group at once
+/// (one commit each on SQLite), so a file of 100,000 jobs costs a few hundred commits, not
+/// several per job. Memory stays bounded by the group, whatever the file's size.
+const CREATE_GROUP: usize = 1000;
+/// Tasks held before they are queued, for groups of jobs with many tasks each.
+const ENQUEUE_GROUP: usize = 20_000;
+
+/// Creates a group of checked jobs, then queues the tasks of those that are new and accepts
+/// them. A stop between the steps leaves jobs marked uploading, which a restart plans again.
+async fn create_group(
+    state: &MasterState,
+    group: Vec<Checked>,
+) -> Result<Vec<BatchJobAccepted>, JobError> {
+    let records: Vec<JobRecord> = group
+        .iter()
+        .map(|Checked { job, kind, spec }| JobRecord {
+            id: job.job_id.clone(),
+            kind: kind.name().to_string(),
+            summary: short_summary(&kind.summary(spec)),
+            priority: job.priority,
+            spec: spec.clone(),
+            status: JobStatus::Uploading,
+            total_chunks: 0,
+            error: None,
+            created_at: crate::time::unix_now(),
+            finished_at: None,
+        })
+        .collect();
+    let created = state.store.create_jobs(&records).await?;
+    let mut outcomes = Vec::with_capacity(records.len());
+    let mut tasks = Vec::new();
+    let mut accepted = Vec::new();
+    for (record, outcome) in records.iter().zip(created) {
+        if let CreateOutcome::Exists(existing) = outcome {
+            outcomes.push(BatchJobAccepted {
+                job_id: existing.id,
+                kind: existing.kind,
+                total_chunks: existing.total_chunks,
+                existing: true,
+            });
+            continue;
+        }
+        let planned = plan(record, record.priority)?;
+        let total_chunks = planned.len() as u32;
+        tasks.extend(planned);
+        if tasks.len() >= ENQUEUE_GROUP {
+            // Queued before their jobs are accepted, as an upload's tasks are.
+            state.queue.enqueue(std::mem::take(&mut tasks)).await?;
+        }
+        accepted.push((record.id.clone(), total_chunks));
+        outcomes.push(BatchJobAccepted {
+            job_id: record.id.clone(),
+            kind: record.kind.clone(),
+            total_chunks,
+            existing: false,
         });
     }
-    let total_chunks = plan_and_accept(state, &record, job.priority).await?;
-    Ok(BatchJobAccepted {
-        job_id: job.job_id,
-        kind: kind.name().to_string(),
-        total_chunks,
-        existing: false,
-    })
+    state.queue.enqueue(tasks).await?;
+    state.store.accept_jobs(&accepted).await?;
+    Ok(outcomes)
 }
 
 /// Cuts a created job whose tasks follow from its spec alone into tasks, queues them and accepts
@@ -326,6 +359,15 @@ pub async fn plan_and_accept(
     record: &JobRecord,
     priority: Priority,
 ) -> Result<u32, JobError> {
+    let tasks = plan(record, priority)?;
+    let total = tasks.len() as u32;
+    state.queue.enqueue(tasks).await?;
+    state.store.accept_job(&record.id, total).await?;
+    Ok(total)
+}
+
+/// The tasks of a job whose tasks follow from its spec alone.
+fn plan(record: &JobRecord, priority: Priority) -> Result<Vec<NewTask>, JobError> {
     let kind = jobs::require(&record.kind).map_err(|e| JobError::Invalid(e.to_string()))?;
     let planned = match kind.tasks(&record.spec) {
         Ok(TaskSource::Planned(planned)) => planned,
@@ -339,7 +381,7 @@ pub async fn plan_and_accept(
         }
         Err(refusal) => return Err(JobError::Refused(refusal)),
     };
-    let tasks: Vec<NewTask> = planned
+    Ok(planned
         .into_iter()
         .map(|task| NewTask {
             id: TaskId {
@@ -353,9 +395,5 @@ pub async fn plan_and_accept(
             spec: task.spec,
             data: task.data,
         })
-        .collect();
-    let total = tasks.len() as u32;
-    state.queue.enqueue(tasks).await?;
-    state.store.accept_job(&record.id, total).await?;
-    Ok(total)
+        .collect())
 }

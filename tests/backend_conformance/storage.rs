@@ -230,6 +230,48 @@ pub async fn create_job_is_idempotent(s: &Subject) {
     );
 }
 
+pub async fn jobs_are_created_and_accepted_in_groups_as_one_by_one(s: &Subject) {
+    let old = job_record("old", 1.0);
+    s.store.create_job(&old).await.unwrap();
+    let group = [
+        job_record("a", 2.0),
+        JobRecord {
+            kind: "julia".into(),
+            ..job_record("old", 3.0)
+        },
+        job_record("b", 4.0),
+    ];
+    assert_eq!(
+        s.store.create_jobs(&group).await.unwrap(),
+        vec![
+            CreateOutcome::Created,
+            CreateOutcome::Exists(old.clone()),
+            CreateOutcome::Created
+        ]
+    );
+    assert_eq!(s.store.job("a").await.unwrap(), Some(group[0].clone()));
+    assert_eq!(s.store.job("b").await.unwrap(), Some(group[2].clone()));
+    assert_eq!(s.store.job("old").await.unwrap(), Some(old));
+    s.store
+        .accept_jobs(&[("a".to_string(), 3), ("b".to_string(), 1)])
+        .await
+        .unwrap();
+    for (id, chunks) in [("a", 3), ("b", 1)] {
+        let job = s.store.job(id).await.unwrap().unwrap();
+        assert_eq!((job.status, job.total_chunks), (JobStatus::Pending, chunks));
+    }
+    let err = s
+        .store
+        .accept_jobs(&[("nope".to_string(), 1)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BackendError::NoSuchJob(ref id) if id == "nope"),
+        "{err}"
+    );
+    assert_eq!(s.store.create_jobs(&[]).await.unwrap(), vec![]);
+}
+
 pub async fn update_job_spec_replaces_the_spec(s: &Subject) {
     submit(s, "j", 1).await;
     let spec = json!({ "patterns": ["ACGT"], "records": [["chr1", 1000]] });

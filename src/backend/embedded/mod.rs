@@ -398,6 +398,20 @@ impl JobStore for EmbeddedBackend {
             .await
     }
 
+    async fn create_jobs(&self, jobs: &[JobRecord]) -> BackendResult<Vec<CreateOutcome>> {
+        let jobs = jobs.to_vec();
+        self.db
+            .call(move |state| store::create_jobs(state, &jobs))
+            .await
+    }
+
+    async fn accept_jobs(&self, jobs: &[(String, u32)]) -> BackendResult<()> {
+        let jobs = jobs.to_vec();
+        self.db
+            .call(move |state| store::accept_jobs(state, &jobs))
+            .await
+    }
+
     async fn update_job_spec(&self, id: &str, spec: &serde_json::Value) -> BackendResult<()> {
         let (id, spec) = (id.to_string(), spec.clone());
         self.db

@@ -108,6 +108,42 @@ pub(super) fn create_job(state: &mut DbState, job: &JobRecord) -> BackendResult<
     Ok(CreateOutcome::Created)
 }
 
+/// Records jobs as [`create_job`] does, all in one transaction (one WAL commit).
+pub(super) fn create_jobs(
+    state: &mut DbState,
+    jobs: &[JobRecord],
+) -> BackendResult<Vec<CreateOutcome>> {
+    in_transaction(state, |state| {
+        jobs.iter().map(|job| create_job(state, job)).collect()
+    })
+}
+
+/// Accepts jobs as [`accept_job`] does, all in one transaction.
+pub(super) fn accept_jobs(state: &mut DbState, jobs: &[(String, u32)]) -> BackendResult<()> {
+    in_transaction(state, |state| {
+        jobs.iter()
+            .try_for_each(|(id, total_chunks)| accept_job(state, id, *total_chunks))
+    })
+}
+
+/// Runs `work` in one transaction: committed if it succeeds, rolled back if it fails.
+fn in_transaction<R>(
+    state: &mut DbState,
+    work: impl FnOnce(&mut DbState) -> BackendResult<R>,
+) -> BackendResult<R> {
+    state.conn.execute_batch("BEGIN").map_err(sql_error)?;
+    match work(state) {
+        Ok(value) => {
+            state.conn.execute_batch("COMMIT").map_err(sql_error)?;
+            Ok(value)
+        }
+        Err(err) => {
+            let _ = state.conn.execute_batch("ROLLBACK");
+            Err(err)
+        }
+    }
+}
+
 /// Replaces a job that was never accepted (failed or uploading with no chunk count) by `job`:
 /// its tasks, results, spec and spool go, then `job` is created, all in one transaction.
 pub(super) fn restart_upload(state: &mut DbState, job: &JobRecord) -> BackendResult<bool> {
@@ -351,17 +387,9 @@ pub(super) fn commit_chunk_result(
     parts: u32,
     check: Option<&dyn ResultCheck>,
 ) -> BackendResult<bool> {
-    state.conn.execute_batch("BEGIN").map_err(sql_error)?;
-    match store_result(state, lease, result, parts, check) {
-        Ok(first) => {
-            state.conn.execute_batch("COMMIT").map_err(sql_error)?;
-            Ok(first)
-        }
-        Err(err) => {
-            let _ = state.conn.execute_batch("ROLLBACK");
-            Err(err)
-        }
-    }
+    in_transaction(state, |state| {
+        store_result(state, lease, result, parts, check)
+    })
 }
 
 fn store_result(
