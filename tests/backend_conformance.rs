@@ -59,7 +59,7 @@ macro_rules! conformance_suite {
         mod $backend {
             use super::*;
 
-            /// `Leases`: delivery, acks, nacks, retries, extension, batches.
+            /// `Leases`: delivery, acks, nacks, retries, extension, batches, worker offers.
             mod leases {
                 use super::*;
                 instantiate! { $subject;
@@ -77,6 +77,9 @@ macro_rules! conformance_suite {
                     batch_leases_expire_independently: EXTENDABLE,
                     batch_result_with_one_stale_token_refuses_only_that_item: LONG,
                     batch_acked_tasks_never_come_back: LONG,
+                    a_task_taking_more_slots_than_a_worker_has_waits_for_a_wider_one: LONG,
+                    a_task_set_aside_for_a_wider_worker_is_not_reclaimed_as_expired: SHORT,
+                    a_failed_command_task_is_retried_on_another_worker_first: LONG,
                 }
             }
 
@@ -203,6 +206,7 @@ mod batches;
 mod delivery;
 mod fencing;
 mod fixtures;
+mod offers;
 mod records;
 mod storage;
 mod stored_objects;
@@ -212,6 +216,7 @@ mod suite {
     pub use super::batches::*;
     pub use super::delivery::*;
     pub use super::fencing::*;
+    pub use super::offers::*;
     pub use super::records::*;
     pub use super::storage::*;
     pub use super::stored_objects::*;

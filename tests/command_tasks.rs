@@ -14,11 +14,11 @@ use crate::support::grid::Grid;
 use crate::support::redis::RedisServer;
 use crate::support::{gridwatch_bin, wait_for};
 
-const FINISH: Duration = Duration::from_secs(120);
+pub(crate) const FINISH: Duration = Duration::from_secs(120);
 
 /// Submits a command job (no wait) under `job`; `flags` go before `--`, and so must the
 /// master's address.
-fn submit(grid: &Grid, job: &str, flags: &[&str], argv: &[&str]) {
+pub(crate) fn submit(grid: &Grid, job: &str, flags: &[&str], argv: &[&str]) {
     let output = Command::new(gridwatch_bin())
         .args(["submit", "command", "--job-id", job, "--master", &grid.addr])
         .args(flags)
@@ -34,7 +34,7 @@ fn submit(grid: &Grid, job: &str, flags: &[&str], argv: &[&str]) {
 }
 
 /// The job's task results, by task index.
-fn results(grid: &Grid, job: &str) -> Vec<Value> {
+pub(crate) fn results(grid: &Grid, job: &str) -> Vec<Value> {
     let out = grid.cli_ok(&["results", job, "--format", "json"]);
     let parsed: Value = serde_json::from_str(&out).expect("results --format json prints JSON");
     parsed["tasks"].as_array().expect("a task list").clone()
@@ -450,4 +450,28 @@ fn results_out_and_logs_give_each_task_s_output_byte_for_byte() {
     ] {
         assert_eq!(get(missing).0, 404, "{missing}");
     }
+}
+
+/// A worker killed with SIGKILL cannot stop its tasks itself: the kernel ends the task's process
+/// for it, so no program runs on unwatched (and unaccounted) after its worker died.
+#[test]
+fn a_task_s_process_dies_with_its_worker() {
+    let mut grid = Grid::start(&[]);
+    grid.worker_flags = vec!["--allow-commands".into()];
+    grid.start_worker("w1", 1);
+    let pid_file = grid.path("pid");
+    let script = format!("echo $$ > {}; exec sleep 1000", pid_file.display());
+    submit(&grid, "orphan", &[], &["sh", "-c", &script]);
+    let pid = wait_pid_file(&pid_file);
+    assert_eq!(
+        group_members(pid),
+        vec![pid],
+        "the task runs as its group's only process"
+    );
+    grid.worker("w1").kill9();
+    wait_for(
+        "the task's process to be gone",
+        Duration::from_secs(10),
+        || group_members(pid).is_empty().then_some(()),
+    );
 }

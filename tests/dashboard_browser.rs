@@ -5,6 +5,8 @@
 //! test's temp dir. A second grid checks what a newcomer reads closely: charts with axes and
 //! units that show the past on load, one time zone, whole job ids, a job filter, result
 //! downloads on the job page, an alerts table that never scrolls sideways, and seed ranges.
+//! A third grid runs a command job with a failing task: its page shows each task's exit code
+//! and, under the failure, the tail of its stderr.
 
 use std::time::Duration;
 
@@ -474,4 +476,65 @@ fn charts_show_history_on_load_with_axes_and_the_job_list_filters_downloads_and_
     if std::env::var_os("KEEP_SCREENSHOT").is_some() {
         println!("kept {}", shots.keep().display());
     }
+}
+
+/// A command job's page, as a person reads it: each task with its exit code, and under the one
+/// that failed the tail of its stderr.
+#[test]
+fn a_command_job_page_shows_each_task_s_exit_code_and_the_stderr_tail_of_a_failure() {
+    let Some((chromium, chromedriver)) = webdriver::installed() else {
+        crate::support::skip_without("chromium and chromedriver are not installed");
+        return;
+    };
+    let mut grid = crate::support::grid::Grid::start(&[]);
+    grid.worker_flags = vec!["--allow-commands".into()];
+    grid.start_worker("w1", 1);
+    let script =
+        "echo task {i}; if [ {i} = 2 ]; then echo 'no such sample: S-0042' >&2; exit 3; fi";
+    crate::command_tasks::submit(
+        &grid,
+        "cmd-page",
+        &["--array", "1-2"],
+        &["sh", "-c", script],
+    );
+    let status = grid.wait_finished("cmd-page", Duration::from_secs(120));
+    assert_eq!(status["job"]["status"], "failed", "{status}");
+
+    let http = grid.http_addr();
+    let profile = grid.dir.path().join("chromium-profile");
+    let browser = Browser::start(&chromium, &chromedriver, &profile, 1280, 900);
+    browser.goto(&format!("http://{http}/jobs/cmd-page/view"));
+    let tasks = wait_for(
+        "the failure's stderr on the page",
+        Duration::from_secs(30),
+        || {
+            let tasks = table(&browser, "tasks");
+            tasks.contains("no such sample: S-0042").then_some(tasks)
+        },
+    );
+    let rows: Vec<Vec<&str>> = tasks.lines().map(|l| l.split('\t').collect()).collect();
+    // Task 1 (chunk 0) exited 0, task 2 (chunk 1) exited 3; the stderr tail follows task 2.
+    let exit_of = |chunk: &str| {
+        rows.iter()
+            .find(|cells| cells.first() == Some(&chunk))
+            .and_then(|cells| cells.get(2).map(|c| c.trim().to_string()))
+            .unwrap_or_else(|| panic!("no row for task {chunk} in\n{tasks}"))
+    };
+    assert_eq!(exit_of("cmd-page/0"), "0", "{tasks}");
+    assert_eq!(exit_of("cmd-page/1"), "3", "{tasks}");
+    let failed_at = rows
+        .iter()
+        .position(|cells| cells.first() == Some(&"cmd-page/1"))
+        .expect("the failed task's row");
+    assert!(
+        rows.get(failed_at + 1)
+            .is_some_and(|cells| cells.join(" ").contains("no such sample: S-0042")),
+        "the stderr tail is not under the failed task:\n{tasks}"
+    );
+    assert!(
+        browser.text().contains("no such sample: S-0042"),
+        "the stderr is not visible on the page"
+    );
+    browser.screenshot(&grid.dir.path().join("command-job-page.png"));
+    assert_no_console_errors(&browser, "on the command job page");
 }

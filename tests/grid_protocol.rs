@@ -82,6 +82,7 @@ fn bad_frames_get_error_codes_and_the_master_keeps_serving() {
         let lease_as_a_client = Message::Lease {
             wait_ms: 0,
             commands: false,
+            slots: None,
         };
         conn.write_message(&lease_as_a_client).await.unwrap();
         assert_eq!(error_code(&mut conn).await, ErrorCode::UnexpectedMessage);
@@ -215,6 +216,7 @@ async fn lease(conn: &mut Conn) -> (String, u32, String) {
     conn.write_message(&Message::Lease {
         wait_ms: 2000,
         commands: false,
+        slots: None,
     })
     .await
     .unwrap();
@@ -302,6 +304,7 @@ fn duplicate_results_count_once_and_cancelled_jobs_ignore_late_results() {
             .write_message(&Message::Lease {
                 wait_ms: 200,
                 commands: false,
+                slots: None,
             })
             .await
             .unwrap();

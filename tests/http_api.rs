@@ -632,3 +632,49 @@ fn up_prints_the_dashboard_url_and_serves_it() {
         "the HTTP API stopped with the master"
     );
 }
+
+/// Command tasks ending each way there is (exit 0, exit 3, killed by a signal, past the
+/// timeout) are counted by how they ended, with one duration each, and the scrape stays valid.
+#[test]
+fn command_task_metrics_count_each_ending_and_pass_promtool() {
+    let mut grid = crate::support::grid::Grid::start(&[]);
+    grid.worker_flags = vec!["--allow-commands".into()];
+    grid.start_worker("w1", 2);
+    let http = grid.http_addr();
+    let script = "case {i} in 1) exit 0;; 2) exit 3;; 3) kill -9 $$;; 4) sleep 60;; esac";
+    crate::command_tasks::submit(
+        &grid,
+        "endings",
+        &["--array", "1-4", "--timeout", "1s"],
+        &["sh", "-c", script],
+    );
+    let status = grid.wait_finished("endings", Duration::from_secs(120));
+    assert_eq!(status["job"]["status"], "failed", "{status}");
+    let reply = get(&http, "/metrics");
+    let samples = parse_prometheus(&reply.body);
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        metric(&samples, name, labels)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{}", reply.body))
+    };
+    let expected = [
+        ("ok", 1.0),
+        ("exit_nonzero", 1.0),
+        ("signal", 1.0),
+        ("timeout", 1.0),
+        ("memory", 0.0),
+    ];
+    for (outcome, count) in expected {
+        assert_eq!(
+            value("gridwatch_command_tasks_total", &[("outcome", outcome)]),
+            count,
+            "{outcome}"
+        );
+    }
+    let name = "gridwatch_command_task_duration_seconds";
+    assert_eq!(value(&format!("{name}_count"), &[]), 4.0);
+    assert_eq!(value(&format!("{name}_bucket"), &[("le", "+Inf")]), 4.0);
+    // The timed-out task ran at least its second.
+    assert!(value(&format!("{name}_sum"), &[]) >= 1.0);
+    assert!(value(&format!("{name}_bucket"), &[("le", "0.5")]) <= 3.0);
+    promtool_check(grid.dir.path(), &reply.body);
+}

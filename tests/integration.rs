@@ -18,6 +18,7 @@ mod client_reconnect;
 mod collector_attacks;
 mod command_attacks;
 mod command_inputs;
+mod command_scheduling;
 mod command_tasks;
 mod dashboard_browser;
 mod docker_compose;

@@ -60,6 +60,7 @@ async fn submit(backend: &RedisBackend, id: &str, chunks: u32, chunk_bytes: usiz
             spec: json!({ "chunk": chunk }),
             data: Bytes::from(vec![b"ACGT"[chunk as usize % 4]; chunk_bytes]),
             max_matches: 1000,
+            slots: 1,
         })
         .collect();
     backend.enqueue(tasks).await.unwrap();
@@ -176,6 +177,7 @@ async fn large_inputs_come_back_byte_for_byte() {
             spec: json!({}),
             data: Bytes::from(input(chunk)),
             max_matches: 1000,
+            slots: 1,
         })
         .collect();
     backend.enqueue(tasks).await.unwrap();
@@ -429,6 +431,7 @@ async fn submit_after_restart(backend: &RedisBackend) -> BackendResult<()> {
         spec: json!({}),
         data: Bytes::from_static(b"ACGT"),
         max_matches: 1000,
+        slots: 1,
     };
     backend.enqueue(vec![task]).await
 }

@@ -215,6 +215,7 @@ async fn drain_job(
             spec: json!({ "offset": chunk }),
             data: Bytes::from_static(b"ACGTACGTACGTACGT"),
             max_matches: u64::MAX,
+            slots: 1,
         })
         .collect();
     let started = Instant::now();

@@ -95,14 +95,42 @@ pub trait Leases: Send + Sync {
         }
         Ok(outcomes)
     }
-    /// Records whether `worker` runs command tasks (it was started with --allow-commands or an
-    /// allow-list). Leases never hand a command task to a worker not recorded as running them.
-    /// The default records nothing: a backend that keeps no record leases no command task to
-    /// anyone but through a backend that does.
-    async fn set_runs_commands(&self, _worker: &str, _runs: bool) -> BackendResult<()> {
+    /// Records what `worker` offers the tasks it leases (see [`WorkerOffer`]): whether it runs
+    /// command tasks, and how many slots it has. Leases never hand a command task to a worker
+    /// not recorded as running them, nor a task taking more slots ([`NewTask::slots`]) than the
+    /// worker has. The default records nothing: a backend that keeps no record leases no
+    /// command task to anyone but through a backend that does.
+    async fn set_offer(&self, _worker: &str, _offer: WorkerOffer) -> BackendResult<()> {
         Ok(())
     }
 }
+
+/// What a worker offers the tasks it leases, recorded with [`Leases::set_offer`] before its
+/// first lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerOffer {
+    /// It runs command tasks (started with --allow-commands or an allow-list).
+    pub commands: bool,
+    /// Its task slots: a command task taking more (`--cpus`) is never leased to it, however
+    /// many of them are free at the moment, so a wide task waits for a wide enough worker.
+    pub slots: u32,
+}
+
+impl Default for WorkerOffer {
+    /// A worker that said nothing: no command tasks, one slot.
+    fn default() -> Self {
+        WorkerOffer {
+            commands: false,
+            slots: 1,
+        }
+    }
+}
+
+/// How long a command task whose attempt failed on a worker is kept from that worker, so another
+/// worker that is free takes the retry; past it the same worker may run it again, so a grid of
+/// one worker still retries. A free worker waits in a lease call and is woken by the retry at
+/// once, so this only needs to outlast a lease round trip.
+pub const RETRY_ELSEWHERE: Duration = Duration::from_secs(2);
 
 /// Where a worker stores a task's result, fenced by the task's lease.
 #[async_trait]
@@ -149,10 +177,11 @@ pub trait QueueAdmin: Send + Sync {
     async fn recent_workers(&self, _window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
         Ok(None)
     }
-    /// Whether some worker that runs command tasks was live within `window`, when the backend
-    /// itself sees its workers (with Redis, workers never talk to the master). `None` when it
-    /// does not: the embedded master sees its workers on its own connections.
-    async fn command_workers_live(&self, _window: Duration) -> BackendResult<Option<bool>> {
+    /// The most slots offered by a worker that runs command tasks and was live within `window`
+    /// (0: no such worker), when the backend itself sees its workers (with Redis, workers never
+    /// talk to the master). `None` when it does not: the embedded master sees its workers on its
+    /// own connections.
+    async fn command_slots_live(&self, _window: Duration) -> BackendResult<Option<u32>> {
         Ok(None)
     }
 }

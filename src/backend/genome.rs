@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     BackendResult, Completion, CompletionOutcome, GenomeStore, Lease, Leases, MasterQueue,
-    NackOutcome, NewTask, QueueAdmin, ResultSink, WorkerId, WorkerIds,
+    NackOutcome, NewTask, QueueAdmin, ResultSink, WorkerId, WorkerIds, WorkerOffer,
 };
 
 /// The task spec key reserved for a genome reference; no job kind may use it for anything else.
@@ -106,8 +106,8 @@ impl Leases for GenomeQueue {
         }
     }
 
-    async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
-        self.inner.set_runs_commands(worker, runs).await
+    async fn set_offer(&self, worker: &str, offer: WorkerOffer) -> BackendResult<()> {
+        self.inner.set_offer(worker, offer).await
     }
 
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
@@ -193,8 +193,8 @@ impl QueueAdmin for GenomeQueue {
     async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
         self.inner.recent_workers(window).await
     }
-    async fn command_workers_live(&self, window: Duration) -> BackendResult<Option<bool>> {
-        self.inner.command_workers_live(window).await
+    async fn command_slots_live(&self, window: Duration) -> BackendResult<Option<u32>> {
+        self.inner.command_slots_live(window).await
     }
 }
 

@@ -48,6 +48,9 @@ pub struct NewTask {
     /// The most matches a result of this task can honestly report (for a search chunk: owned
     /// bases × patterns × strands); a result claiming more is refused.
     pub max_matches: u64,
+    /// How many of a worker's slots the task takes (1, or a command task's `--cpus`): it is
+    /// leased only to a worker offering at least as many ([`WorkerOffer::slots`]).
+    pub slots: u32,
 }
 
 /// What a nack led to.

@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, InputSource, Lease,
-    Leases, MonitorSink, NackOutcome, RefusalReason, ResultSink, TaskId, WorkerId,
+    Leases, MonitorSink, NackOutcome, RefusalReason, ResultSink, TaskId, WorkerId, WorkerOffer,
     INPUT_PIECE_BYTES, MAX_BATCH, RESULT_PART_BYTES,
 };
 use crate::protocol::{
@@ -36,8 +36,8 @@ pub struct RemoteBackend {
     greeting: Greeting,
     tls: Option<ClientTls>,
     idle: Mutex<Vec<Requester>>,
-    /// Said with every lease request: the worker runs command tasks.
-    runs_commands: std::sync::atomic::AtomicBool,
+    /// Said with every lease request: whether the worker runs command tasks, and its slots.
+    offer: std::sync::Mutex<WorkerOffer>,
 }
 
 impl RemoteBackend {
@@ -60,13 +60,15 @@ impl RemoteBackend {
             greeting,
             tls: None,
             idle: Mutex::new(Vec::new()),
-            runs_commands: std::sync::atomic::AtomicBool::new(false),
+            offer: std::sync::Mutex::new(WorkerOffer::default()),
         }
     }
 
-    fn runs_commands(&self) -> bool {
-        self.runs_commands
-            .load(std::sync::atomic::Ordering::Relaxed)
+    fn offer(&self) -> WorkerOffer {
+        *self
+            .offer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The same backend, reaching the master over TLS when `tls` is given.
@@ -265,9 +267,11 @@ impl InputSource for RemoteBackend {
 
 #[async_trait]
 impl Leases for RemoteBackend {
-    async fn set_runs_commands(&self, _worker: &str, runs: bool) -> BackendResult<()> {
-        self.runs_commands
-            .store(runs, std::sync::atomic::Ordering::Relaxed);
+    async fn set_offer(&self, _worker: &str, offer: WorkerOffer) -> BackendResult<()> {
+        *self
+            .offer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = offer;
         Ok(())
     }
 
@@ -276,7 +280,8 @@ impl Leases for RemoteBackend {
         match self
             .request(Message::Lease {
                 wait_ms,
-                commands: self.runs_commands(),
+                commands: self.offer().commands,
+                slots: Some(self.offer().slots),
             })
             .await?
         {
@@ -320,7 +325,8 @@ impl Leases for RemoteBackend {
             .request(Message::LeaseBatch {
                 wait_ms,
                 max,
-                commands: self.runs_commands(),
+                commands: self.offer().commands,
+                slots: Some(self.offer().slots),
             })
             .await?
         {

@@ -348,6 +348,11 @@ pub trait JobKind: Send + Sync + 'static {
     fn max_matches(&self, _task: &Self::TaskSpec, _input_len: usize) -> u64 {
         0
     }
+    /// How many of a worker's slots the task takes: it is leased only to a worker with at least
+    /// that many. Kinds whose tasks run on one thread keep the default.
+    fn slots(&self, _task: &Self::TaskSpec) -> u32 {
+        1
+    }
     /// Why `result`, stored with `matches` as its match count, cannot be what an honest worker
     /// ran of `task`; checked before any result is stored. The default checks only that the
     /// count agrees with the payload; kinds add the shape of their own results.
@@ -415,6 +420,8 @@ pub trait Kind: Send + Sync {
     /// The most matches a result of a task with this spec and input size may claim (0 if the
     /// spec does not decode).
     fn max_matches(&self, task: &serde_json::Value, input_len: usize) -> u64;
+    /// How many of a worker's slots a task with this spec takes (1 if the spec does not decode).
+    fn slots(&self, task: &serde_json::Value) -> u32;
     /// Why `payload` (JSON text, claiming `matches`) is not a result of the task `task`: it does
     /// not decode as the kind's task result, or [`JobKind::check_result`] finds it malformed.
     fn check_result(
@@ -554,6 +561,12 @@ impl<K: JobKind> Kind for K {
         decode_task::<K>(task)
             .map(|task| JobKind::max_matches(self, &task, input_len))
             .unwrap_or(0)
+    }
+
+    fn slots(&self, task: &serde_json::Value) -> u32 {
+        decode_task::<K>(task)
+            .map(|task| JobKind::slots(self, &task))
+            .unwrap_or(1)
     }
 
     fn check_result(

@@ -74,29 +74,38 @@ pub async fn status(state: &MasterState, id: &str) -> Result<JobView, JobError> 
         uploaded_bytes: job.spec.get("uploaded_bytes").and_then(|v| v.as_u64()),
         genome_reused: job.spec.get("genome_reused").and_then(|v| v.as_bool()),
     };
+    let cpus = job.spec.get("cpus").and_then(|v| v.as_u64()).unwrap_or(1);
     let mut view = job_view(state.store.as_ref(), job).await?;
     if input != InputArrival::default() {
         view.input = Some(Box::new(input));
     }
     if view.kind == COMMAND_KIND && !view.status.is_finished() {
-        view.error = view.error.or(no_command_worker(state).await);
+        view.error = view.error.or(no_command_worker(state, cpus).await);
     }
     Ok(view)
 }
 
-/// Why a command job waits, when the master can tell: no live worker runs command tasks. Workers
-/// that lease through the master tell it; with Redis, workers lease without the master, and the
-/// backend keeps the record.
-async fn no_command_worker(state: &MasterState) -> Option<String> {
-    let none_live = match state.queue.command_workers_live(RECENT_LEASE).await {
-        Ok(Some(live)) => !live,
-        Ok(None) => !state.workers.any_runs_commands(),
-        Err(_) => false,
+/// Why a command job whose tasks take `cpus` slots waits, when the master can tell: no live
+/// worker runs command tasks, or none has that many slots. Workers that lease through the master
+/// tell it; with Redis, workers lease without the master, and the backend keeps the record.
+async fn no_command_worker(state: &MasterState, cpus: u64) -> Option<String> {
+    let widest = match state.queue.command_slots_live(RECENT_LEASE).await {
+        Ok(Some(widest)) => widest,
+        Ok(None) => state.workers.widest_command_worker(),
+        Err(_) => return None,
     };
-    none_live.then(|| {
-        "waiting: no live worker runs command tasks; start one with --allow-commands \
-         (or --allow-command PROGRAM)"
-            .to_string()
+    if widest == 0 {
+        return Some(
+            "waiting: no live worker runs command tasks; start one with --allow-commands \
+             (or --allow-command PROGRAM)"
+                .to_string(),
+        );
+    }
+    (u64::from(widest) < cpus).then(|| {
+        format!(
+            "waiting: each task takes {cpus} slots (--cpus) but no live worker that runs command \
+             tasks has more than {widest}; start one with --threads {cpus} or more"
+        )
     })
 }
 
@@ -393,6 +402,7 @@ fn plan(record: &JobRecord, priority: Priority) -> Result<Vec<NewTask>, JobError
             kind: kind.name().to_string(),
             priority,
             max_matches: kind.max_matches(&task.spec, task.data.len()),
+            slots: kind.slots(&task.spec),
             spec: task.spec,
             data: task.data,
         })

@@ -9,12 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use serde::Deserialize;
 
 use crate::backend::{
     BackendResult, Completion, CompletionOutcome, Lease, Leases, MasterQueue, NackOutcome, NewTask,
-    QueueAdmin, ResultSink, TaskId, WorkerId, WorkerIds,
+    QueueAdmin, ResultSink, TaskId, WorkerId, WorkerIds, WorkerOffer,
 };
+use crate::jobs::command::{CommandResult, COMMAND_KIND};
 use crate::protocol::ScaleDirection;
+
+/// How a command task's run may end, as `gridwatch_command_tasks_total` counts them.
+pub const COMMAND_OUTCOMES: [&str; 5] = ["ok", "exit_nonzero", "signal", "timeout", "memory"];
 
 /// Upper bounds of the task-duration buckets, seconds: a search chunk takes milliseconds, a
 /// Julia band or a particle replica up to minutes.
@@ -74,6 +79,8 @@ struct InFlight {
 struct Timings {
     in_flight: HashMap<(String, u32), InFlight>,
     task_seconds: BTreeMap<String, Histogram>,
+    command_seconds: Option<Histogram>,
+    command_outcomes: BTreeMap<&'static str, u64>,
     job_seconds: Option<Histogram>,
     /// Re-deliveries per job (leases of a task's second or later attempt), whatever sent the
     /// task back: a failure, a dead worker, an expired lease, a reply lost with a connection.
@@ -110,6 +117,10 @@ pub struct OpsSnapshot {
     pub in_flight_by_job: HashMap<String, u64>,
     /// Task durations per kind.
     pub task_seconds: BTreeMap<String, Histogram>,
+    /// Wall time of the programs of command tasks whose result this master stored.
+    pub command_seconds: Histogram,
+    /// Command task results this master stored, by outcome (every class always present).
+    pub command_outcomes: BTreeMap<&'static str, u64>,
     /// Job durations.
     pub job_seconds: Histogram,
     /// Jobs finished, by outcome.
@@ -166,8 +177,17 @@ impl OpsCounters {
     }
 
     fn acked(&self, id: &TaskId) {
+        self.acked_storing(id, None);
+    }
+
+    /// A task was acked; `stored` is the result this ack stored first, when it did (a lease
+    /// handle from the wire names no kind: the kind is the one recorded when it was leased).
+    fn acked_storing(&self, id: &TaskId, stored: Option<&serde_json::Value>) {
         self.acked.fetch_add(1, Ordering::Relaxed);
         let Some(task) = self.settled(id) else { return };
+        if let (Some(payload), true) = (stored, task.kind == COMMAND_KIND) {
+            self.command_stored(payload);
+        }
         // Only kinds whose tasks carry input (a genome range) add bytes: parameter-range tasks
         // carry none, so no kind needs naming here.
         self.bytes_searched.fetch_add(task.bytes, Ordering::Relaxed);
@@ -177,6 +197,22 @@ impl OpsCounters {
             .entry(task.kind)
             .or_insert_with(|| Histogram::new(&TASK_BUCKETS))
             .observe(seconds);
+    }
+
+    /// A command task's result was stored first: its program's wall time and how it ended.
+    fn command_stored(&self, payload: &serde_json::Value) {
+        let Ok(result) = CommandResult::deserialize(payload) else {
+            return;
+        };
+        let mut timings = self.lock();
+        timings
+            .command_seconds
+            .get_or_insert_with(|| Histogram::new(&TASK_BUCKETS))
+            .observe(result.wall_secs.max(0.0));
+        *timings
+            .command_outcomes
+            .entry(result.outcome_class())
+            .or_default() += 1;
     }
 
     fn nacked(&self, id: &TaskId, outcome: NackOutcome) {
@@ -236,6 +272,17 @@ impl OpsCounters {
         OpsSnapshot {
             in_flight_by_job,
             task_seconds: timings.task_seconds.clone(),
+            command_seconds: timings
+                .command_seconds
+                .clone()
+                .unwrap_or_else(|| Histogram::new(&TASK_BUCKETS)),
+            command_outcomes: COMMAND_OUTCOMES
+                .iter()
+                .map(|class| {
+                    let count = timings.command_outcomes.get(class).copied().unwrap_or(0);
+                    (*class, count)
+                })
+                .collect(),
             job_seconds: timings
                 .job_seconds
                 .clone()
@@ -291,8 +338,8 @@ impl MeteredQueue {
 
 #[async_trait]
 impl Leases for MeteredQueue {
-    async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
-        self.inner.set_runs_commands(worker, runs).await
+    async fn set_offer(&self, worker: &str, offer: WorkerOffer) -> BackendResult<()> {
+        self.inner.set_offer(worker, offer).await
     }
 
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
@@ -323,8 +370,9 @@ impl Leases for MeteredQueue {
     ) -> BackendResult<Vec<CompletionOutcome>> {
         let outcomes = self.inner.complete_batch(results, items).await?;
         for (item, outcome) in items.iter().zip(&outcomes) {
-            if outcome.is_ok() {
-                self.counters.acked(&item.lease.id);
+            if let Ok(first) = outcome {
+                let stored = first.then_some(&item.result.payload);
+                self.counters.acked_storing(&item.lease.id, stored);
             }
         }
         Ok(outcomes)
@@ -392,8 +440,8 @@ impl QueueAdmin for MeteredQueue {
     async fn recent_workers(&self, window: Duration) -> BackendResult<Option<Vec<WorkerId>>> {
         self.inner.recent_workers(window).await
     }
-    async fn command_workers_live(&self, window: Duration) -> BackendResult<Option<bool>> {
-        self.inner.command_workers_live(window).await
+    async fn command_slots_live(&self, window: Duration) -> BackendResult<Option<u32>> {
+        self.inner.command_slots_live(window).await
     }
 }
 

@@ -33,8 +33,8 @@ pub struct WorkerRegistry {
     window: Duration,
     seen: Mutex<HashMap<String, Seen>>,
     holders: Holders,
-    /// When each worker that runs command tasks last asked for a lease.
-    runs_commands: Mutex<HashMap<String, Instant>>,
+    /// When each worker that runs command tasks last asked for a lease, and its slots.
+    runs_commands: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
 /// One connection's hold on a worker id; released when dropped (the connection ended).
@@ -152,16 +152,22 @@ impl WorkerRegistry {
         }
     }
 
-    /// Notes that `worker`, which runs command tasks, asked for a lease now.
-    pub fn note_runs_commands(&self, worker: &str) {
+    /// Notes that `worker`, which runs command tasks on `slots` slots, asked for a lease now.
+    pub fn note_runs_commands(&self, worker: &str, slots: u32) {
         let mut workers = self.runs_commands.lock().unwrap_or_else(|e| e.into_inner());
-        workers.insert(worker.to_string(), Instant::now());
+        workers.insert(worker.to_string(), (Instant::now(), slots));
     }
 
-    /// Whether a worker that runs command tasks asked for a lease within the window.
-    pub fn any_runs_commands(&self) -> bool {
+    /// The most slots of a worker that runs command tasks and asked for a lease within the
+    /// window; 0 when there is none.
+    pub fn widest_command_worker(&self) -> u32 {
         let workers = self.runs_commands.lock().unwrap_or_else(|e| e.into_inner());
-        workers.values().any(|at| at.elapsed() < self.window)
+        workers
+            .values()
+            .filter(|(at, _)| at.elapsed() < self.window)
+            .map(|(_, slots)| *slots)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Holds `worker` for a connection of the process `instance` from `peer`; refused while

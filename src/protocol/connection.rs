@@ -318,6 +318,7 @@ mod tests {
         let hello = Message::Lease {
             wait_ms: 5,
             commands: false,
+            slots: None,
         };
         left.send_message(&hello).await.unwrap();
         left.send_frame(b"ACGT").await.unwrap();

@@ -458,6 +458,10 @@ pub enum Message {
         /// handed one.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         commands: bool,
+        /// The worker's task slots: a command task taking more is never handed to it (absent:
+        /// one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slots: Option<u32>,
     },
     /// A leased task; one data frame of `data_len` bytes follows.
     Task {
@@ -489,6 +493,9 @@ pub enum Message {
         /// The worker runs command tasks (see `lease`).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         commands: bool,
+        /// The worker's task slots (see `lease`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slots: Option<u32>,
     },
     /// Answer to `lease_batch`: the tasks leased (none if none arrived within the wait); one
     /// data frame per task follows, in order.

@@ -238,6 +238,7 @@ pub(super) async fn run_leased(
     let payload = serde_json::to_value(&result).map_err(|e| format!("command result: {e}"))?;
     let run = TaskRun {
         elapsed_secs: Some(result.wall_secs),
+        metrics: result.figures(),
         ..TaskRun::default()
     };
     Ok(Some(ChunkResult {

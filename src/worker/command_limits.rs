@@ -3,7 +3,9 @@
 //! after it starts leaves a window; so the task is started as the worker's own binary with a
 //! hidden first argument, which sets the limits on itself and then executes the program in its
 //! place: the same process (pid, process group, environment, directory), limits already set, and
-//! every process the program starts inherits them.
+//! every process the program starts inherits them. The same step asks the kernel to SIGKILL the
+//! program when the worker dies (`PR_SET_PDEATHSIG`), so a worker killed with SIGKILL leaves no
+//! task behind running unwatched (processes the program started itself are its own to end).
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -21,16 +23,14 @@ pub const LIMITED_RUN: &str = "__gridwatch-run-limited";
 /// reports a command it cannot run.
 const CANNOT_RUN: u8 = 126;
 
-/// The command that runs `program args` under `limits`: the plain program when no limit is set,
-/// else this binary in its limited-run mode.
+/// The command that runs `program args` under `limits`: this binary in its limited-run mode,
+/// which also ties the program's life to the worker's.
 pub fn command(program: &Path, args: &[String], limits: &TaskLimits) -> std::io::Result<Command> {
-    if limits.is_unset() {
-        let mut command = Command::new(program);
-        command.args(args);
-        return Ok(command);
-    }
     let mut command = Command::new(std::env::current_exe()?);
     command.arg(LIMITED_RUN);
+    // The kernel signals the child when the thread that started it ends; the worker starts tasks
+    // from its runtime's threads, which live as long as the worker.
+    command.arg(format!("parent={}", std::process::id()));
     let figures = [
         ("as", limits.memory_bytes),
         ("nofile", limits.open_files),
@@ -74,6 +74,10 @@ fn limit_then_exec(args: &[OsString]) -> Result<std::convert::Infallible, String
         let value: u64 = value
             .parse()
             .map_err(|_| format!("limited run: bad limit {figure:?}"))?;
+        if name == "parent" {
+            die_with_parent(value)?;
+            continue;
+        }
         let (resource, what) = match name {
             "as" => (Resource::RLIMIT_AS, "the memory limit"),
             "nofile" => (Resource::RLIMIT_NOFILE, "the open-file limit"),
@@ -88,6 +92,17 @@ fn limit_then_exec(args: &[OsString]) -> Result<std::convert::Infallible, String
         .ok_or("limited run: no program after `--`")?;
     let error = Command::new(program).args(&args[split + 2..]).exec();
     Err(format!("{}: {error}", Path::new(program).display()))
+}
+
+/// Asks the kernel to SIGKILL this process when its parent dies, then checks that the parent is
+/// still `parent`: one that died before the request was made would never send the signal.
+fn die_with_parent(parent: u64) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("cannot tie the task to the worker's life: {e}"))?;
+    if u64::try_from(nix::unistd::getppid().as_raw()).ok() != Some(parent) {
+        return Err("the worker that started the task is gone".into());
+    }
+    Ok(())
 }
 
 /// Whether a failed run under a memory limit reported an allocation failure, in the words the

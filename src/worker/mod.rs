@@ -7,7 +7,9 @@
 //! results, then stops. A running task's lease is checked every `--lease-check`: once it is
 //! lost (reclaimed, expired, or its job cancelled) a kernel that checks a stop flag (Julia per
 //! row, particles per step) stops at once, any other finishes its short task, the result is
-//! dropped and the slot takes the next task.
+//! dropped and the slot takes the next task. A task that takes N slots (a command task's
+//! `--cpus N`) waits until it holds N of the worker's slots, so no more tasks run at once than the
+//! worker has slots; the backend never leases it to a worker with fewer.
 
 mod command;
 pub mod command_limits;
@@ -28,7 +30,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
 use crate::backend::config::BackendArgs;
-use crate::backend::{Leases, ResultSink};
+use crate::backend::{Leases, ResultSink, WorkerOffer};
 use crate::protocol::{Greeting, Role};
 
 pub use command::CommandPolicy;
@@ -192,10 +194,14 @@ pub async fn run(
     shutdown: impl Future,
 ) {
     let threads = threads.max(1);
-    if config.commands.is_some() {
-        // Recorded before the first lease, so no lease can miss it.
-        let _ = leases.set_runs_commands(&config.id, true).await;
-    }
+    let offer = WorkerOffer {
+        commands: config.commands.is_some(),
+        slots: u32::try_from(threads).unwrap_or(u32::MAX),
+    };
+    // Recorded before the first lease, so no lease can miss it.
+    let _ = leases.set_offer(&config.id, offer).await;
+    // One permit per slot: a task taking N slots (a command task's --cpus) runs once it holds N.
+    let free_slots = Arc::new(slot::SlotPool::new(offer.slots));
     let (stop_tx, stop_rx) = watch::channel(false);
     let buffer = Arc::new(prefetch::Buffer::new(threads + config.prefetch));
     let (finished_tx, finished_rx) = mpsc::unbounded_channel();
@@ -226,6 +232,7 @@ pub async fn run(
             config.clone(),
             leases.clone(),
             buffer.clone(),
+            free_slots.clone(),
             finished_tx.clone(),
             stats.clone(),
             stop_rx.clone(),

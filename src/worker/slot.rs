@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::prefetch::Buffer;
 use super::{WorkerConfig, WorkerStats, MAX_BACKOFF, MIN_BACKOFF};
@@ -20,19 +20,26 @@ use crate::jobs::{self, PreparedTask};
 type PreparedCache = Option<(String, Arc<dyn PreparedTask>)>;
 
 /// Runs the tasks the feeder buffers until the buffer is closed and empty (the worker stops
-/// after finishing what it has leased). A finished task goes to the flusher with its lease; a
-/// failed one is nacked here.
+/// after finishing what it has leased). Each task runs once it holds as many of `free_slots` as
+/// it takes. A finished task goes to the flusher with its lease; a failed one is nacked here.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run_slot(
     index: usize,
     config: WorkerConfig,
     queue: Arc<dyn Leases>,
     buffer: Arc<Buffer>,
+    free_slots: Arc<SlotPool>,
     finished: mpsc::UnboundedSender<Completion>,
     stats: Arc<WorkerStats>,
     stop: watch::Receiver<bool>,
 ) {
     let mut cache: PreparedCache = None;
     while let Some(lease) = buffer.take().await {
+        let Some(_slots) = take_slots(&config, queue.as_ref(), &lease, &free_slots).await else {
+            tracing::warn!(component = "worker", slot = index, job = %lease.id.job, chunk = lease.id.chunk, "lease lost while waiting for free slots");
+            buffer.settled([lease.token.as_str()]);
+            continue;
+        };
         if let Some(heartbeat) = &config.heartbeat {
             heartbeat.task_started(format!("{}/{}", lease.id.job, lease.id.chunk));
         }
@@ -64,6 +71,51 @@ pub(super) async fn run_slot(
                 let _ = retry(&stop, || queue.nack(&lease, &error)).await;
                 stats.tasks_failed.fetch_add(1, Ordering::Relaxed);
                 buffer.settled([lease.token.as_str()]);
+            }
+        }
+    }
+}
+
+/// A worker's slots: one permit each, shared by its slot tasks.
+pub(super) struct SlotPool {
+    free: Arc<Semaphore>,
+    total: u32,
+}
+
+impl SlotPool {
+    /// `slots` free slots.
+    pub fn new(slots: u32) -> Self {
+        let total = slots.max(1);
+        SlotPool {
+            free: Arc::new(Semaphore::new(total as usize)),
+            total,
+        }
+    }
+}
+
+/// Waits until the task holds as many of the worker's slots as it takes (never more than the
+/// worker has), keeping its lease extended meanwhile; `None` if the lease was lost.
+async fn take_slots(
+    config: &WorkerConfig,
+    queue: &dyn Leases,
+    lease: &Lease,
+    free_slots: &SlotPool,
+) -> Option<OwnedSemaphorePermit> {
+    let wanted = jobs::require(&lease.kind).map_or(1, |kind| kind.slots(&lease.spec));
+    // A backend never leases a task wider than the worker; were one to, it runs on every slot
+    // rather than waiting forever for slots that do not exist.
+    let wanted = wanted.clamp(1, free_slots.total);
+    let acquire = free_slots.free.clone().acquire_many_owned(wanted);
+    tokio::pin!(acquire);
+    let mut ticker = tokio::time::interval(config.extend_interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            permits = &mut acquire => return permits.ok(),
+            _ = ticker.tick() => {
+                if let Ok(false) = queue.extend(lease).await {
+                    return None;
+                }
             }
         }
     }

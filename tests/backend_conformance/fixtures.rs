@@ -46,6 +46,7 @@ pub fn task(job: &str, chunk: u32, priority: Priority) -> NewTask {
         spec: json!({ "offset": chunk * 100 }),
         data: Bytes::from(format!("ACGT-{job}-{chunk}")),
         max_matches: MAX_MATCHES,
+        slots: 1,
     }
 }
 

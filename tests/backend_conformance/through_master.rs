@@ -23,7 +23,7 @@ use gridwatch::backend::{
     BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome, JobRecord, JobStatus,
     JobStore, JobSummary, Lease, Leases, MonitorSink, MonitorStore, NackOutcome, NewTask, Progress,
     PruneReport, QueueAdmin, RefusalReason, ResultSink, ResultStore, StoredResult, TaskTimes,
-    WorkerId, WorkerIds,
+    WorkerId, WorkerIds, WorkerOffer,
 };
 use gridwatch::master::{MasterConfig, MasterState};
 use tokio::net::TcpListener;
@@ -135,6 +135,10 @@ impl Leases for WithoutSweep {
     async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
         self.0.release_unheld(worker, held).await
     }
+
+    async fn set_offer(&self, worker: &str, offer: WorkerOffer) -> BackendResult<()> {
+        self.0.set_offer(worker, offer).await
+    }
 }
 
 #[async_trait]
@@ -231,6 +235,11 @@ impl Leases for WorkerSide {
 
     async fn release_unheld(&self, worker: &str, held: &[String]) -> BackendResult<usize> {
         self.worker(worker).release_unheld(worker, held).await
+    }
+
+    /// Said by the worker's own connection with each lease request, as a real worker does.
+    async fn set_offer(&self, worker: &str, offer: WorkerOffer) -> BackendResult<()> {
+        self.worker(worker).set_offer(worker, offer).await
     }
 }
 

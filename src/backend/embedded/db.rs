@@ -228,8 +228,8 @@ fn unhex(name: &str) -> Option<String> {
 /// Columns added since the first release, with their declarations. Databases made earlier lack
 /// them: their tasks are all searches, their jobs have no stored summary, their tasks no match
 /// bound, and their results are all inline and carry no record; their jobs' priorities are in their
-/// specs, if at all; every object they store is a genome.
-const ADDED_COLUMNS: [(&str, &str, &str); 8] = [
+/// specs, if at all; their tasks take one slot each; every object they store is a genome.
+const ADDED_COLUMNS: [(&str, &str, &str); 11] = [
     ("tasks", "kind", "TEXT NOT NULL DEFAULT 'search'"),
     ("tasks", "max_matches", "INTEGER"),
     ("jobs", "summary", "TEXT NOT NULL DEFAULT ''"),
@@ -238,6 +238,9 @@ const ADDED_COLUMNS: [(&str, &str, &str); 8] = [
     ("results", "token", "TEXT NOT NULL DEFAULT ''"),
     ("results", "run", "TEXT NOT NULL DEFAULT ''"),
     ("genomes", "kind", "TEXT NOT NULL DEFAULT 'genome'"),
+    ("tasks", "slots", "INTEGER NOT NULL DEFAULT 1"),
+    ("tasks", "avoid_worker", "TEXT"),
+    ("tasks", "avoid_until", "REAL"),
 ];
 
 /// Adds the columns a database lacks; returns them as (table, column).

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 
 use super::capability::{
     put_in_parts, GenomeStore, JobStore, Leases, MonitorSink, MonitorStore, QueueAdmin, ResultSink,
-    ResultStore, WorkerIds,
+    ResultStore, WorkerIds, WorkerOffer,
 };
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
@@ -71,17 +71,20 @@ pub struct EmbeddedBackend {
     genome_dir: std::path::PathBuf,
     /// What every result is checked against before it is stored.
     result_check: Option<SharedResultCheck>,
-    /// Workers that run command tasks (as their last lease request said).
-    command_workers: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// What each worker offers (as its last lease request said); a worker not named offers the
+    /// default: no command tasks.
+    offers: std::sync::Mutex<std::collections::HashMap<String, WorkerOffer>>,
 }
 
 impl EmbeddedBackend {
-    /// Whether `worker` said it runs command tasks.
-    fn runs_commands(&self, worker: &str) -> bool {
-        self.command_workers
+    /// What `worker` said it offers.
+    fn offer(&self, worker: &str) -> WorkerOffer {
+        self.offers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(worker)
+            .get(worker)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Opens (or creates) the backend in `data_dir` with the system clock.
@@ -105,7 +108,7 @@ impl EmbeddedBackend {
             db,
             config,
             task_ready: Notify::new(),
-            command_workers: Default::default(),
+            offers: Default::default(),
             refused: Default::default(),
             genome_dir,
             result_check: None,
@@ -146,15 +149,11 @@ impl EmbeddedBackend {
 
 #[async_trait]
 impl Leases for EmbeddedBackend {
-    async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
-        let mut workers = self
-            .command_workers
+    async fn set_offer(&self, worker: &str, offer: WorkerOffer) -> BackendResult<()> {
+        self.offers
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match runs {
-            true => workers.insert(worker.to_string()),
-            false => workers.remove(worker),
-        };
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(worker.to_string(), offer);
         Ok(())
     }
 
@@ -168,10 +167,10 @@ impl Leases for EmbeddedBackend {
             notified.as_mut().enable();
             let config = self.config.clone();
             let owner = worker.to_string();
-            let commands = self.runs_commands(worker);
+            let offer = self.offer(worker);
             let leased = self
                 .db
-                .call(move |state| queue::lease(state, &config, &owner, commands))
+                .call(move |state| queue::lease(state, &config, &owner, offer))
                 .await?;
             if let Some((mut lease, range)) = leased {
                 lease.data = tokio::task::spawn_blocking(move || range.read())
@@ -202,10 +201,10 @@ impl Leases for EmbeddedBackend {
             notified.as_mut().enable();
             let config = self.config.clone();
             let owner = worker.to_string();
-            let commands = self.runs_commands(worker);
+            let offer = self.offer(worker);
             let leased = self
                 .db
-                .call(move |state| queue::lease_batch(state, &config, &owner, max, commands))
+                .call(move |state| queue::lease_batch(state, &config, &owner, max, offer))
                 .await?;
             if !leased.is_empty() {
                 return tokio::task::spawn_blocking(move || {

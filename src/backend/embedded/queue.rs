@@ -10,7 +10,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 
 use crate::backend::{
     BackendResult, Completion, CompletionOutcome, Lease, NackOutcome, NewTask, Priority,
-    ResultCheck, TaskId,
+    ResultCheck, TaskId, WorkerOffer, RETRY_ELSEWHERE,
 };
 
 use super::db::{sql_error, DbState, SpoolRange};
@@ -67,8 +67,9 @@ pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult
         let mut insert = tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO tasks
-                    (job, chunk, priority, kind, spec, state, spool_offset, spool_len, max_matches)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8)",
+                    (job, chunk, priority, kind, spec, state, spool_offset, spool_len, max_matches,
+                     slots)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9)",
             )
             .map_err(sql_error)?;
         for (task, offset) in tasks.iter().zip(placed) {
@@ -82,6 +83,7 @@ pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult
                     offset as i64,
                     task.data.len() as i64,
                     i64::try_from(task.max_matches).unwrap_or(i64::MAX),
+                    task.slots.max(1),
                 ])
                 .map_err(sql_error)?;
         }
@@ -89,17 +91,18 @@ pub(super) fn enqueue(state: &mut DbState, tasks: Vec<NewTask>) -> BackendResult
     tx.commit().map_err(sql_error)
 }
 
-/// Leases the oldest queued task of the highest priority, if any (a command task only when
-/// `commands`: the worker runs them): a batch of one, so a task leased alone is made a lease
+/// Leases the oldest queued task of the highest priority that `offer` allows, if any (a command
+/// task only when the worker runs them, takes no more slots than it has, and did not just fail
+/// on it, see [`RETRY_ELSEWHERE`]): a batch of one, so a task leased alone is made a lease
 /// exactly as one leased in a batch (a spec that does not decode included). The lease's `data`
 /// is empty: the caller reads the returned spool range off the database thread.
 pub(super) fn lease(
     state: &mut DbState,
     config: &EmbeddedConfig,
     worker: &str,
-    commands: bool,
+    offer: WorkerOffer,
 ) -> BackendResult<Option<(Lease, SpoolRange)>> {
-    Ok(lease_batch(state, config, worker, 1, commands)?.pop())
+    Ok(lease_batch(state, config, worker, 1, offer)?.pop())
 }
 
 /// A queued task as the lease query reads it: rowid, job, chunk, spec, attempts, spool offset,
@@ -114,20 +117,25 @@ pub(super) fn lease_batch(
     config: &EmbeddedConfig,
     worker: &str,
     max: usize,
-    commands: bool,
+    offer: WorkerOffer,
 ) -> BackendResult<Vec<(Lease, SpoolRange)>> {
-    let deadline = state.now() + config.visibility_timeout.as_secs_f64();
+    let now = state.now();
+    let deadline = now + config.visibility_timeout.as_secs_f64();
     let tx = state.conn.transaction().map_err(sql_error)?;
     let rows: Vec<QueuedRow> = {
         let mut select = tx
             .prepare_cached(
                 "SELECT rowid, job, chunk, spec, attempts, spool_offset, spool_len, kind FROM tasks
-                 WHERE state = 'queued' AND (?2 OR kind != 'command')
+                 WHERE state = 'queued'
+                   AND (kind != 'command'
+                        OR (?2 AND slots <= ?3
+                            AND NOT (avoid_worker IS ?4 AND avoid_until > ?5)))
                  ORDER BY priority, rowid LIMIT ?1",
             )
             .map_err(sql_error)?;
+        let params = params![max as i64, offer.commands, offer.slots, worker, now];
         let rows = select
-            .query_map(params![max as i64, commands], |row| {
+            .query_map(params, |row| {
                 Ok((
                     row.get(0)?,
                     row.get(1)?,
@@ -337,11 +345,18 @@ pub(super) fn nack(
         NackOutcome::DeadLettered
     } else {
         tx.prepare_cached(
-            "UPDATE tasks SET state = 'queued', worker = NULL, deadline = NULL, last_error = ?3
+            "UPDATE tasks SET state = 'queued', worker = NULL, deadline = NULL, last_error = ?3,
+                avoid_worker = ?4, avoid_until = ?5
              WHERE job = ?1 AND chunk = ?2",
         )
         .map_err(sql_error)?
-        .execute(params![lease.id.job, lease.id.chunk, error])
+        .execute(params![
+            lease.id.job,
+            lease.id.chunk,
+            error,
+            lease.worker,
+            now + RETRY_ELSEWHERE.as_secs_f64()
+        ])
         .map_err(sql_error)?;
         NackOutcome::Retrying {
             next_attempt: attempts + 1,

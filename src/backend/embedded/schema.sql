@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS job_specs (
 -- state: queued | leased | dead. Acked tasks are deleted; their results live in `results`.
 -- token: the current delivery's random id, the proof a result, ack or extension must carry.
 -- max_matches: the most matches a result may claim (NULL in tasks queued before it existed).
+-- slots: how many of a worker's slots the task takes (a command task's --cpus).
+-- avoid_worker, avoid_until: a failed command task is kept from the worker it failed on until
+-- then, so a free other worker runs the retry.
 CREATE TABLE IF NOT EXISTS tasks (
     job TEXT NOT NULL,
     chunk INTEGER NOT NULL,
@@ -44,6 +47,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     spool_offset INTEGER NOT NULL,
     spool_len INTEGER NOT NULL,
     last_error TEXT,
+    slots INTEGER NOT NULL DEFAULT 1,
+    avoid_worker TEXT,
+    avoid_until REAL,
     PRIMARY KEY (job, chunk)
 );
 CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (state, priority);

@@ -37,6 +37,7 @@ fn task(job: &str, chunk: u32, data: &str) -> NewTask {
         spec: serde_json::json!({ "chunk": chunk }),
         data: Bytes::from(data.to_string()),
         max_matches: 100,
+        slots: 1,
     }
 }
 

@@ -35,9 +35,9 @@ pub const ALL_STREAMS: [&str; 6] = [
     COMMAND_STREAMS[2],
 ];
 
-/// Set of worker ids that said they run command tasks; live ones are those also recently in
-/// [`WORKERS_SEEN`].
-pub const COMMAND_WORKERS: &str = "workers:commands";
+/// Hash of the worker ids that said they run command tasks to the slots each offers; live ones
+/// are those also recently in [`WORKERS_SEEN`].
+pub const COMMAND_SLOTS: &str = "workers:command_slots";
 
 /// Tasks that used up their attempts, with the job, chunk, attempt and last error.
 pub const DEAD_LETTER_STREAM: &str = "tasks:dead";

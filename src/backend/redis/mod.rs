@@ -16,7 +16,7 @@ mod store;
 mod token;
 mod url;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -74,7 +74,7 @@ pub struct RedisBackend {
     /// Worker id claims (id, claim value) this process gave up: never renewed again.
     given_up_claims: Mutex<HashSet<(String, String)>>,
     /// Workers of this process that run command tasks: their leases read the command streams.
-    command_workers: Mutex<HashSet<String>>,
+    command_slots: Mutex<HashMap<String, u32>>,
 }
 
 impl RedisBackend {
@@ -131,7 +131,7 @@ impl RedisBackend {
             options,
             result_check: None,
             given_up_claims: Mutex::new(HashSet::new()),
-            command_workers: Mutex::new(HashSet::new()),
+            command_slots: Mutex::new(HashMap::new()),
         };
         backend.ensure_groups().await?;
         Ok(backend)

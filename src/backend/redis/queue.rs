@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::keys::{
-    self, ALL_STREAMS, COMMAND_WORKERS, DEAD_LETTER_CAP, DEAD_LETTER_STREAM, GROUP, RECLAIMER,
+    self, ALL_STREAMS, COMMAND_SLOTS, DEAD_LETTER_CAP, DEAD_LETTER_STREAM, GROUP, RECLAIMER,
     TASK_STREAMS,
 };
 use super::store::{push_result, script_outcome, with_verdict};
@@ -22,8 +22,17 @@ use super::token::parse_token;
 use super::{backend_error, RedisBackend};
 use crate::backend::{
     BackendError, BackendResult, Completion, CompletionOutcome, Lease, Leases, NackOutcome,
-    NewTask, QueueAdmin, ResultSink, TaskId, WorkerId, WorkerIds, MAX_BATCH, RESULT_PART_BYTES,
+    NewTask, QueueAdmin, ResultSink, TaskId, WorkerId, WorkerIds, WorkerOffer, MAX_BATCH,
+    RESULT_PART_BYTES, RETRY_ELSEWHERE,
 };
+
+/// The slots a worker offers command tasks: 0 when it runs none.
+fn command_slots(offer: WorkerOffer) -> u32 {
+    match offer.commands {
+        true => offer.slots.max(1),
+        false => 0,
+    }
+}
 
 /// What one run of the lease script found.
 enum LeaseAttempt {
@@ -48,26 +57,28 @@ const BLOCK_GRACE: Duration = Duration::from_secs(5);
 
 #[async_trait]
 impl Leases for RedisBackend {
-    /// Records the worker in this process (its leases read the command streams) and in
-    /// [`COMMAND_WORKERS`], where a master finds whether any live worker runs commands.
-    async fn set_runs_commands(&self, worker: &str, runs: bool) -> BackendResult<()> {
+    /// Records the worker's command slots in this process (its leases read the command
+    /// streams, see `lease.lua`) and in [`COMMAND_SLOTS`], where a master finds whether any live
+    /// worker runs commands, and how wide a task one can take.
+    async fn set_offer(&self, worker: &str, offer: WorkerOffer) -> BackendResult<()> {
+        let slots = command_slots(offer);
         {
             let mut workers = self
-                .command_workers
+                .command_slots
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match runs {
-                true => workers.insert(worker.to_string()),
-                false => workers.remove(worker),
+            match slots {
+                0 => workers.remove(worker),
+                n => workers.insert(worker.to_string(), n),
             };
         }
         let worker = worker.to_string();
         self.request(|mut conn| {
             let worker = worker.clone();
             async move {
-                match runs {
-                    true => conn.sadd::<_, _, ()>(COMMAND_WORKERS, worker).await,
-                    false => conn.srem::<_, _, ()>(COMMAND_WORKERS, worker).await,
+                match slots {
+                    0 => conn.hdel::<_, _, ()>(COMMAND_SLOTS, worker).await,
+                    n => conn.hset::<_, _, _, ()>(COMMAND_SLOTS, worker, n).await,
                 }
             }
         })
@@ -121,7 +132,7 @@ impl Leases for RedisBackend {
                 .arg(worker)
                 .arg(DEAD_LETTER_CAP)
                 .arg(INLINE_INPUT_LIMIT)
-                .arg(self.commands_flag(worker))
+                .arg(self.command_slots(worker))
                 .arg(max);
             for nonce in &nonces {
                 invocation.arg(nonce);
@@ -242,7 +253,8 @@ impl Leases for RedisBackend {
                     .arg(&lease.worker)
                     .arg(&lease.id.job)
                     .arg(lease.id.chunk)
-                    .arg(token.nonce),
+                    .arg(token.nonce)
+                    .arg(RETRY_ELSEWHERE.as_millis() as u64),
             )
             .await?;
         Ok(extended == 1)
@@ -261,7 +273,8 @@ impl Leases for RedisBackend {
                     .arg(&lease.id.job)
                     .arg(lease.id.chunk)
                     .arg(&lease.worker)
-                    .arg(token.nonce),
+                    .arg(token.nonce)
+                    .arg(RETRY_ELSEWHERE.as_millis() as u64),
             )
             .await?;
         Ok(())
@@ -284,7 +297,8 @@ impl Leases for RedisBackend {
                     .arg(DEAD_LETTER_CAP)
                     .arg(&lease.id.job)
                     .arg(lease.id.chunk)
-                    .arg(token.nonce),
+                    .arg(token.nonce)
+                    .arg(RETRY_ELSEWHERE.as_millis() as u64),
             )
             .await?;
         Ok(match outcome {
@@ -468,25 +482,24 @@ impl QueueAdmin for RedisBackend {
         Ok(Some(recent.into_iter().collect()))
     }
 
-    /// Whether a worker in [`COMMAND_WORKERS`] renewed its id claim within `window` (an idle
-    /// worker leases nothing for a while, yet renews its claim).
-    async fn command_workers_live(&self, window: Duration) -> BackendResult<Option<bool>> {
+    /// The most slots of a worker in [`COMMAND_SLOTS`] that renewed its id claim within
+    /// `window` (an idle worker leases nothing for a while, yet renews its claim).
+    async fn command_slots_live(&self, window: Duration) -> BackendResult<Option<u32>> {
         let window_ms = window.as_millis() as u64;
         let live = self
             .request(|mut conn| async move {
                 let (secs, micros): (u64, u64) =
                     ::redis::cmd("TIME").query_async(&mut conn).await?;
                 let since = (secs * 1000 + micros / 1000).saturating_sub(window_ms);
-                let runs: Vec<String> = conn.smembers(COMMAND_WORKERS).await?;
-                let mut any = false;
-                for worker in runs {
+                let offers: Vec<(String, u32)> = conn.hgetall(COMMAND_SLOTS).await?;
+                let mut widest = 0;
+                for (worker, slots) in offers {
                     let seen: Option<f64> = conn.zscore(keys::WORKERS_SEEN, &worker).await?;
                     if seen.is_some_and(|ms| ms >= since as f64) {
-                        any = true;
-                        break;
+                        widest = widest.max(slots);
                     }
                 }
-                Ok(any)
+                Ok(widest)
             })
             .await?;
         Ok(Some(live))
@@ -506,21 +519,15 @@ impl WorkerIds for RedisBackend {
 }
 
 impl RedisBackend {
-    /// Whether `worker` runs command tasks, so reads their streams.
-    fn runs_commands(&self, worker: &str) -> bool {
-        self.command_workers
+    /// The command slots `worker` offers: 0 when it runs no command task (it never reads their
+    /// streams). The lease scripts take it as is.
+    fn command_slots(&self, worker: &str) -> u32 {
+        self.command_slots
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(worker)
-    }
-
-    /// The lease scripts' flag: `1` when `worker` runs command tasks.
-    fn commands_flag(&self, worker: &str) -> &'static str {
-        if self.runs_commands(worker) {
-            "1"
-        } else {
-            "0"
-        }
+            .get(worker)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Reads a leased task's input. If it vanished meanwhile (its job was cancelled), the lease
@@ -569,7 +576,8 @@ impl RedisBackend {
                 .arg(task.id.chunk)
                 .arg(&task.kind)
                 .arg(task.spec.to_string())
-                .arg(task.max_matches);
+                .arg(task.max_matches)
+                .arg(task.slots.max(1));
         }
         pipe.invoke_script(&invocation).ignore();
         let run = |mut conn: ::redis::aio::ConnectionManager| {
@@ -607,7 +615,7 @@ impl RedisBackend {
                     .arg(worker)
                     .arg(DEAD_LETTER_CAP)
                     .arg(INLINE_INPUT_LIMIT)
-                    .arg(self.commands_flag(worker))
+                    .arg(self.command_slots(worker))
                     .arg(&nonce),
             )
             .await?;
@@ -623,9 +631,9 @@ impl RedisBackend {
         newest: &[String; 6],
         timeout: Duration,
     ) -> BackendResult<()> {
-        let read = match self.runs_commands(worker) {
-            true => ALL_STREAMS.len(),
-            false => TASK_STREAMS.len(),
+        let read = match self.command_slots(worker) {
+            0 => TASK_STREAMS.len(),
+            _ => ALL_STREAMS.len(),
         };
         let block_ms = timeout.as_millis().clamp(1, u64::MAX as u128) as u64;
         let mut conn = self.blocking_connection().await?;

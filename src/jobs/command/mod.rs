@@ -83,6 +83,38 @@ impl CommandResult {
         }
     }
 
+    /// The run's small figures for its task record (what task listings and the job page show
+    /// without reading the result): how it ended, and its times.
+    pub fn figures(&self) -> serde_json::Value {
+        let mut figures = serde_json::Map::new();
+        if let Some(code) = self.exit_code {
+            figures.insert("exit_code".into(), code.into());
+        }
+        if let Some(signal) = self.signal {
+            figures.insert("signal".into(), signal.into());
+        }
+        if let Some(why) = &self.killed {
+            figures.insert("killed".into(), why.clone().into());
+        }
+        figures.insert("cpu_secs".into(), self.cpu_secs.into());
+        if let Some(rss) = self.max_rss_kib {
+            figures.insert("max_rss_kib".into(), rss.into());
+        }
+        serde_json::Value::Object(figures)
+    }
+
+    /// How the run ended, in one of the few classes metrics count by: `ok`, `exit_nonzero`,
+    /// `signal`, `timeout` or `memory`.
+    pub fn outcome_class(&self) -> &'static str {
+        match (self.killed.as_deref(), self.exit_code) {
+            (Some("timeout"), _) => "timeout",
+            (Some("memory"), _) => "memory",
+            (Some(_), _) | (None, None) => "signal",
+            (None, Some(0)) => "ok",
+            (None, Some(_)) => "exit_nonzero",
+        }
+    }
+
     /// The exit class metrics count failures by: `exit_N`, `signal`, `timeout`, `memory`.
     pub fn exit_class(&self) -> String {
         match (&self.killed, self.exit_code) {
@@ -156,6 +188,10 @@ impl JobKind for CommandKind {
 
     fn max_matches(&self, _task: &CommandTaskSpec, _input_len: usize) -> u64 {
         1
+    }
+
+    fn slots(&self, task: &CommandTaskSpec) -> u32 {
+        task.cpus.max(1)
     }
 
     fn check_result(

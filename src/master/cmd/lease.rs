@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{Conn, HandlerError, Session};
 use crate::backend::{
-    BackendError, ChunkResult, Completion, Lease, NackOutcome, TaskId, MAX_BATCH,
+    BackendError, ChunkResult, Completion, Lease, NackOutcome, TaskId, WorkerOffer, MAX_BATCH,
 };
 use crate::master::MasterState;
 use crate::protocol::{
@@ -40,22 +40,21 @@ pub async fn apply(
     };
     state.workers.touch(&worker);
     let reply = match message {
-        Message::Lease { wait_ms, commands } => {
-            state.queue.set_runs_commands(&worker, commands).await?;
-            if commands {
-                state.workers.note_runs_commands(&worker);
-            }
+        Message::Lease {
+            wait_ms,
+            commands,
+            slots,
+        } => {
+            note_offer(state, &worker, commands, slots).await?;
             return lease(conn, state, &worker, wait_ms).await;
         }
         Message::LeaseBatch {
             wait_ms,
             max,
             commands,
+            slots,
         } => {
-            state.queue.set_runs_commands(&worker, commands).await?;
-            if commands {
-                state.workers.note_runs_commands(&worker);
-            }
+            note_offer(state, &worker, commands, slots).await?;
             return lease_batch(conn, state, &worker, wait_ms, max).await;
         }
         Message::CompleteBatch { tasks } => Message::BatchCompleted {
@@ -269,6 +268,25 @@ fn handle(job: String, chunk: u32, token: String, worker: &str) -> Lease {
         attempt: 0,
         token,
     }
+}
+
+/// Records what the worker offers, as its lease request says: the backend leases by it, and
+/// `status` tells whether any live worker can take a waiting command job.
+async fn note_offer(
+    state: &MasterState,
+    worker: &str,
+    commands: bool,
+    slots: Option<u32>,
+) -> Result<(), HandlerError> {
+    let offer = WorkerOffer {
+        commands,
+        slots: slots.unwrap_or(1).max(1),
+    };
+    state.queue.set_offer(worker, offer).await?;
+    if commands {
+        state.workers.note_runs_commands(worker, offer.slots);
+    }
+    Ok(())
 }
 
 /// Waits for a task and sends it with its data frame. If the worker is gone before it receives

@@ -444,6 +444,7 @@ fn to_tasks(
                 GenomeRef::from_spec(&task.spec)
                     .map_or(task.data.len(), |range| range.len as usize),
             ),
+            slots: submission.kind.slots(&task.spec),
             spec: task.spec,
             data: task.data,
         })

@@ -230,7 +230,8 @@ fn render_queue(out: &mut Exposition, snapshot: &Snapshot) {
     }
 }
 
-/// Task duration per kind (lease to acknowledgement) and job duration (creation to end).
+/// Task duration per kind (lease to acknowledgement), command tasks' run times and outcomes, and
+/// job duration (creation to end).
 fn render_durations(out: &mut Exposition, snapshot: &Snapshot) {
     let name = "gridwatch_task_duration_seconds";
     let help = "Time from lease to acknowledgement of tasks leased through this master, by kind.";
@@ -239,6 +240,18 @@ fn render_durations(out: &mut Exposition, snapshot: &Snapshot) {
         let empty = Histogram::new(&TASK_BUCKETS);
         let histogram = snapshot.ops.task_seconds.get(kind).unwrap_or(&empty);
         out.histogram(name, &[("kind", kind)], histogram);
+    }
+    let name = "gridwatch_command_task_duration_seconds";
+    let help = "Wall time of the programs of command tasks whose result was stored through this \
+                master (the last attempt of each task).";
+    out.family(name, "histogram", help);
+    out.histogram(name, &[], &snapshot.ops.command_seconds);
+    let name = "gridwatch_command_tasks_total";
+    let help = "Command tasks whose result was stored through this master, by how the last \
+                attempt ended: ok (exit 0), exit_nonzero, signal, timeout, memory.";
+    out.family(name, "counter", help);
+    for (outcome, count) in &snapshot.ops.command_outcomes {
+        out.sample(name, &[("outcome", outcome)], *count as f64);
     }
     let name = "gridwatch_job_duration_seconds";
     let help = "Time from creation to end of the jobs that finished while this master ran.";

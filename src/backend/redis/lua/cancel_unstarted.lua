@@ -17,7 +17,9 @@ local entries = {}
 for i = 2, #refs, 2 do
   local stream_index, id = string.match(refs[i], '^(%d)/(.+)$')
   local stream = streams[tonumber(stream_index)]
-  if is_leased(stream, group, id) then
+  -- An entry set aside (ASIDE, see lease.lua) was read but never delivered to a worker.
+  local pending = redis.call('XPENDING', stream, group, id, id, 1)
+  if #pending > 0 and pending[1][2] ~= ASIDE then
     return 0
   end
   local entry = redis.call('XRANGE', stream, id, id)

@@ -16,6 +16,23 @@ local FINISHED = { completed = true, failed = true, cancelled = true }
 -- KEYS; the command streams follow them as stream indexes 4 to 6 of every stream list.
 local COMMAND_STREAMS = { 'tasks:commands:high', 'tasks:commands:medium', 'tasks:commands:low' }
 
+-- The consumer holding command entries set aside by workers that may not take them (see
+-- lease.lua); reclaims leave its entries alone. ASIDE_SCAN bounds how many of them one lease
+-- pass looks at per stream.
+local ASIDE = 'gridwatch:aside'
+local ASIDE_SCAN = 200
+
+-- Whether `worker`, offering `slots` command slots, may take the command entry with fields `f`:
+-- it takes no more slots than that, and it did not fail on this worker within the last moments
+-- (a retry goes to another worker when one is free; past `avoid_until` its own worker may run it
+-- again, so a lone worker still retries).
+local function eligible(f, worker, slots, now_ms)
+  if (tonumber(f.slots) or 1) > slots then
+    return false
+  end
+  return not (f.avoid == worker and (tonumber(f.avoid_until) or 0) > now_ms)
+end
+
 local function all_streams(high, medium, low)
   return { high, medium, low, COMMAND_STREAMS[1], COMMAND_STREAMS[2], COMMAND_STREAMS[3] }
 end
@@ -23,6 +40,11 @@ end
 local function now_seconds()
   local t = redis.call('TIME')
   return string.format('%d.%06d', t[1], t[2])
+end
+
+local function now_millis()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 -- Turns a flat {field, value, ...} list (XRANGE, XCLAIM, XREADGROUP) into a table.
@@ -106,8 +128,11 @@ end
 -- stream carrying attempt + 1, so any worker's next XREADGROUP gets it as a retry; after its max
 -- attempts (the entry's own, else `max_attempts`) it is buried instead. Tasks of finished jobs,
 -- and chunks whose result is stored already, need no retry and are dropped.
+-- `avoid` (optional): the worker the attempt failed on, kept from the retry of a command task for
+-- `avoid_ms` (see eligible).
 -- Returns the next attempt number, 0 if buried, -1 if dropped.
-local function requeue(streams, stream_index, group, id, f, err, max_attempts, dead_stream, dead_cap)
+local function requeue(streams, stream_index, group, id, f, err, max_attempts, dead_stream, dead_cap,
+                       avoid, avoid_ms)
   local stream = streams[stream_index]
   unfence(f.job, stream_index, id)
   local status = redis.call('GET', job_key(f.job, 'status'))
@@ -128,6 +153,16 @@ local function requeue(streams, stream_index, group, id, f, err, max_attempts, d
   if f.max_matches then
     retry[#retry + 1] = 'max_matches'
     retry[#retry + 1] = f.max_matches
+  end
+  if f.slots then
+    retry[#retry + 1] = 'slots'
+    retry[#retry + 1] = f.slots
+  end
+  if avoid and stream_index > 3 then
+    retry[#retry + 1] = 'avoid'
+    retry[#retry + 1] = avoid
+    retry[#retry + 1] = 'avoid_until'
+    retry[#retry + 1] = now_millis() + avoid_ms
   end
   local new_id = redis.call('XADD', stream, '*', unpack(retry))
   drop_entry(stream, group, id)

@@ -6,13 +6,13 @@
 -- Each entry carries the enqueuer's max_attempts, so whoever nacks or reclaims it (a worker, the
 -- master) applies the same limit.
 -- KEYS: the three task streams.
--- ARGV: max attempts, then groups of (stream index, job, chunk, kind, spec, max matches).
+-- ARGV: max attempts, then groups of (stream index, job, chunk, kind, spec, max matches, slots).
 -- Returns how many tasks were added.
 local max_attempts = ARGV[1]
 local added = 0
-for i = 2, #ARGV, 6 do
+for i = 2, #ARGV, 7 do
   local stream_index, job, chunk, kind, spec = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local max_matches = ARGV[i + 5]
+  local max_matches, slots = ARGV[i + 5], ARGV[i + 6]
   local tasks = job_key(job, 'tasks')
   local status = redis.call('GET', job_key(job, 'status'))
   local queued = redis.call('HEXISTS', tasks, chunk) == 1
@@ -22,7 +22,7 @@ for i = 2, #ARGV, 6 do
   if fresh then
     local id = redis.call('XADD', all_streams(KEYS[1], KEYS[2], KEYS[3])[tonumber(stream_index)], '*',
       'job', job, 'chunk', chunk, 'attempt', 1, 'max', max_attempts, 'kind', kind, 'spec', spec,
-      'max_matches', max_matches)
+      'max_matches', max_matches, 'slots', slots)
     redis.call('HSET', tasks, chunk, entry_ref(stream_index, id))
     added = added + 1
   elseif not queued then
