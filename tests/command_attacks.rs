@@ -523,6 +523,7 @@ fn a_task_naming_inputs_that_do_not_exist_or_escape_fails_its_job_not_the_worker
                 spec,
                 data: Default::default(),
                 max_matches: 1,
+                slots: 1,
             };
             backend.enqueue(vec![task]).await.expect("enqueue");
             backend.accept_job(job, 1).await.expect("accept");
