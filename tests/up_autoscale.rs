@@ -18,6 +18,17 @@ struct Elastic {
     master: String,
 }
 
+/// `up` is stopped as a user stops it, with SIGTERM, so that it stops the master, collector,
+/// agents and workers it started; killed outright, it would leave them running after the test.
+impl Drop for Elastic {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.up.pid() as i32);
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_ok() {
+            let _ = self.up.wait_exit(Duration::from_secs(60));
+        }
+    }
+}
+
 impl Elastic {
     /// `up --autoscale RANGE` with the given delays, its workers logging every task.
     fn start(range: &str, up_after: &str, down_after: &str) -> Elastic {
