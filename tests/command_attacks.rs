@@ -313,7 +313,7 @@ fn input_names_and_hashes_that_are_not_what_they_claim_are_refused() {
 
 #[test]
 fn a_worker_reading_inputs_gets_bounded_pieces_of_real_inputs_only() {
-    use gridwatch::protocol::{Connection, ErrorCode, Message, Role, PROTOCOL_VERSION};
+    use gridwatch::protocol::{ErrorCode, Message, Role};
     let grid = Grid::start(&[]);
     let file = grid.path("data.bin");
     std::fs::write(&file, b"0123456789").expect("input");
@@ -327,19 +327,7 @@ fn a_worker_reading_inputs_gets_bounded_pieces_of_real_inputs_only() {
     let hash = blake3::hash(b"0123456789").to_hex().to_string();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
-        let stream = tokio::net::TcpStream::connect(&grid.addr)
-            .await
-            .expect("connecting to the master");
-        let mut conn = Connection::new(stream);
-        let hello = Message::Hello {
-            role: Role::Worker,
-            version: PROTOCOL_VERSION,
-            token: None,
-            id: Some("reader".into()),
-            instance: None,
-        };
-        conn.write_message(&hello).await.expect("hello");
-        conn.expect_message().await.expect("welcome");
+        let mut conn = grid.greeted(Role::Worker, Some("reader")).await;
         let read = |hash: &str, offset: u64, len: u64| Message::ReadInput {
             hash: hash.to_string(),
             offset,

@@ -184,28 +184,40 @@ impl Grid {
             .collect()
     }
 
+    /// A raw protocol connection to the master, greeted as `role` (with worker id `id`) and
+    /// welcomed: a test plays a peer message by message.
+    pub async fn greeted(
+        &self,
+        role: gridwatch::protocol::Role,
+        id: Option<&str>,
+    ) -> gridwatch::protocol::Connection<tokio::net::TcpStream> {
+        use gridwatch::protocol::{Connection, Message, PROTOCOL_VERSION};
+        let stream = tokio::net::TcpStream::connect(&self.addr)
+            .await
+            .expect("connecting to the master");
+        let mut conn = Connection::new(stream);
+        let hello = Message::Hello {
+            role,
+            version: PROTOCOL_VERSION,
+            token: None,
+            id: id.map(str::to_string),
+            instance: None,
+        };
+        conn.write_message(&hello).await.expect("hello");
+        conn.expect_message().await.expect("welcome");
+        conn
+    }
+
     /// Sends each `(kind, spec)` as a raw `submit_job` and returns the code and message of the
     /// error frame the master answers each with; fails if one is accepted.
     pub fn raw_errors(
         &self,
         specs: &[(&str, serde_json::Value)],
     ) -> Vec<(gridwatch::protocol::ErrorCode, String)> {
-        use gridwatch::protocol::{Connection, Message, Role, PROTOCOL_VERSION};
+        use gridwatch::protocol::{Message, Role};
         let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
         runtime.block_on(async {
-            let stream = tokio::net::TcpStream::connect(&self.addr)
-                .await
-                .expect("connecting to the master");
-            let mut conn = Connection::new(stream);
-            let hello = Message::Hello {
-                role: Role::Client,
-                version: PROTOCOL_VERSION,
-                token: None,
-                id: None,
-                instance: None,
-            };
-            conn.write_message(&hello).await.expect("hello");
-            conn.expect_message().await.expect("welcome");
+            let mut conn = self.greeted(Role::Client, None).await;
             let mut messages = Vec::new();
             for (i, (kind, spec)) in specs.iter().enumerate() {
                 let submit = Message::SubmitJob {
