@@ -6,7 +6,6 @@
 
 pub mod agent;
 pub mod backend;
-pub mod client;
 pub mod collector;
 pub mod jobs;
 pub mod julia;

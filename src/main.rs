@@ -6,16 +6,20 @@ use std::fmt::Display;
 use std::future::Future;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use gridwatch::client::connect::ClientError;
-use gridwatch::client::tool_error::ToolError;
-use gridwatch::client::{
+use crate::client::connect::ClientError;
+use crate::client::tool_error::ToolError;
+use crate::client::{
     command, generate, genomes, health, julia, load, monitor, particles, prune, purge, query,
     search, submit, top,
 };
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gridwatch::telemetry::{self, LogFormat};
 use gridwatch::{agent, collector, master, worker};
 use local::{bench, demo, up};
+
+/// The command-line commands: each parses its flags, asks the master (or runs a local tool) and
+/// prints. They belong to the binary: no role of the library calls a command.
+mod client;
 
 /// Whole grids on this machine (`up`, `demo`, the benchmarks). They drive the grid through the
 /// same commands a user types, so they live in the binary, beside the argument parsing: the

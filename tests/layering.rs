@@ -8,13 +8,13 @@
 //! 2. the shared pieces above it: `backend` (the remote backend speaks the wire) and the job
 //!    kinds, `jobs`;
 //! 3. roles: `master`, `worker`, `agent`, `collector`;
-//! 4. command-line commands: `client`;
+//! 4. command-line commands: `client`, a module of the binary, not of the library;
 //! 5. local orchestration of a whole grid on this machine: `local` (it drives the grid through
-//!    the same commands a user types), a module of the binary, not of the library;
+//!    the same commands a user types), also a module of the binary;
 //! 6. the binary: `main.rs`.
 //!
 //! So only the binary (`main.rs` and its `local` module) reaches the command-line commands of
-//! `client`: no library module does.
+//! `client`: no library module can, and none of its files names them.
 //!
 //! The test reads every `.rs` file under `src/`, resolves each `crate::`, `super::` and
 //! `gridwatch::` path to the top-level module it names, and fails on any import that points up.

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
-use crate::protocol::{Message, QueueLevel};
+use gridwatch::protocol::{Message, QueueLevel};
 
 /// The master's backlog.
 pub struct Backlog {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use super::connect::ClientError;
 use super::job_request::{JobRequest, SubmitCommon};
-use crate::backend::ChunkResult;
-use crate::jobs::command::{check_relative, CommandResult};
-use crate::jobs::command::{CommandSubmission, COMMAND_KIND, MAX_COMMAND_TASKS};
+use gridwatch::backend::ChunkResult;
+use gridwatch::jobs::command::{check_relative, CommandResult};
+use gridwatch::jobs::command::{CommandSubmission, COMMAND_KIND, MAX_COMMAND_TASKS};
 
 /// Largest args file read: its lines travel in the job's spec.
 const MAX_ARGS_FILE_BYTES: u64 = 4 << 20;
@@ -25,7 +25,7 @@ pub struct CommandSpecArgs {
     pub args_file: Option<PathBuf>,
     /// Kill a task's whole process group after this long (`30s`, `10m`, `2h`): SIGTERM, then
     /// SIGKILL a few seconds later.
-    #[arg(long, value_parser = crate::time::parse_duration)]
+    #[arg(long, value_parser = gridwatch::time::parse_duration)]
     pub timeout: Option<std::time::Duration>,
     /// Run a failed task (non-zero exit, killed) again up to N times. A deterministic failure
     /// is not worth repeating, hence 0.

@@ -1,7 +1,7 @@
 //! A client's connection to the master: connect, `hello`, then request/reply. Also the error
 //! type of every grid client command, with its exit code (2 for errors the user can fix).
 
-use crate::protocol::{
+use gridwatch::protocol::{
     Connection, Dial, ErrorCode, Greeting, Message, ProtocolError, RequestError, Requester, Role,
     ServerRole, Stream, TlsArgs, TlsError, TokenArgs, TokenError,
 };
@@ -29,7 +29,7 @@ impl MasterAddr {
     pub fn address(&self) -> String {
         self.master
             .clone()
-            .unwrap_or_else(crate::protocol::default_master_address)
+            .unwrap_or_else(gridwatch::protocol::default_master_address)
     }
 }
 
@@ -162,7 +162,7 @@ impl From<RequestError> for ClientError {
             )),
             RequestError::Refused { code, message } => ClientError::Refused { code, message },
             RequestError::ResultRefused { message, .. } => ClientError::Refused {
-                code: crate::protocol::ErrorCode::ResultRefused,
+                code: gridwatch::protocol::ErrorCode::ResultRefused,
                 message,
             },
             RequestError::Protocol(err) => ClientError::Protocol(err),

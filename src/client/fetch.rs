@@ -6,9 +6,9 @@
 use bytes::Bytes;
 
 use super::connect::{unexpected, ClientError, MasterClient};
-use crate::backend::{ChunkResult, RESULT_PART_BYTES};
-use crate::jobs::search::{report_from_stored, SearchReport};
-use crate::protocol::{JobView, Message};
+use gridwatch::backend::{ChunkResult, RESULT_PART_BYTES};
+use gridwatch::jobs::search::{report_from_stored, SearchReport};
+use gridwatch::protocol::{JobView, Message};
 
 /// A completed job's results as stored: its state, its kind's spec and one result per task.
 #[derive(Clone, Debug)]

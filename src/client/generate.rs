@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::tool_error::ToolError;
-use crate::search::generate::{generate, generate_twobit, GenerateError, GenomeSpec};
-pub use crate::search::generate::{parse_plant, parse_size, Plant};
+use gridwatch::search::generate::{generate, generate_twobit, GenerateError, GenomeSpec};
+pub use gridwatch::search::generate::{parse_plant, parse_size, Plant};
 
 /// Arguments of `gridwatch generate`.
 #[derive(Clone, Debug, clap::Args)]

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
-use crate::backend::{GenomeRecord, GenomeRemoval};
-use crate::protocol::Message;
+use gridwatch::backend::{GenomeRecord, GenomeRemoval};
+use gridwatch::protocol::Message;
 
 /// Entries kept in the hash cache; the oldest go first.
 const CACHE_ENTRIES: usize = 256;
@@ -112,7 +112,7 @@ pub fn file_hash(path: &Path) -> std::io::Result<String> {
     let key = FileKey::of(&std::fs::metadata(path)?);
     let cache = cache_file();
     let mut entries = cache.as_deref().map(read_cache).unwrap_or_default();
-    let now = crate::time::unix_now();
+    let now = gridwatch::time::unix_now();
     if let Some(entry) = entries.iter_mut().find(|entry| entry.key == key) {
         tracing::debug!(file = %path.display(), "genome hash from the cache");
         entry.used = now;
@@ -203,7 +203,7 @@ async fn list(master: &MasterAddr, json: bool) -> Result<(), ClientError> {
         println!("{text}");
         return Ok(());
     }
-    print!("{}", table(&genomes, crate::time::unix_now()));
+    print!("{}", table(&genomes, gridwatch::time::unix_now()));
     Ok(())
 }
 
@@ -224,8 +224,9 @@ fn table(genomes: &[GenomeRecord], now: f64) -> String {
             ago(now - genome.last_used),
             genome.jobs,
             match genome.kind {
-                crate::backend::StoredKind::Genome => genome.filename.clone(),
-                crate::backend::StoredKind::Input => format!("[command input] {}", genome.filename),
+                gridwatch::backend::StoredKind::Genome => genome.filename.clone(),
+                gridwatch::backend::StoredKind::Input =>
+                    format!("[command input] {}", genome.filename),
             }
         ));
     }
@@ -273,7 +274,7 @@ async fn remove(master: &MasterAddr, hashes: Vec<String>, json: bool) -> Result<
     match kept.is_empty() {
         true => Ok(()),
         false => Err(ClientError::Refused {
-            code: crate::protocol::ErrorCode::JobNotReady,
+            code: gridwatch::protocol::ErrorCode::JobNotReady,
             message: kept.join("\n"),
         }),
     }

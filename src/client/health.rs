@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::connect::ClientError;
-use crate::protocol::handshake::{hello, HelloError};
-use crate::protocol::{
+use gridwatch::protocol::handshake::{hello, HelloError};
+use gridwatch::protocol::{
     Connection, Dial, Greeting, LivenessState, Message, Requester, Role, TlsArgs, TokenArgs,
 };
 
@@ -93,7 +93,7 @@ fn describe(args: &HealthArgs) -> String {
 fn master_address(args: &HealthArgs) -> String {
     args.master
         .clone()
-        .unwrap_or_else(crate::protocol::default_master_address)
+        .unwrap_or_else(gridwatch::protocol::default_master_address)
 }
 
 /// Asks the master how the worker's agent last saw it.

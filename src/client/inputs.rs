@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use super::connect::{unexpected, ClientError, MasterClient};
-use crate::jobs::command::{check_inputs, InputFile};
-use crate::protocol::Message;
+use gridwatch::jobs::command::{check_inputs, InputFile};
+use gridwatch::protocol::Message;
 
 /// Names, sizes and hashes the files; refuses a file that is missing, not a regular file, has a
 /// name that is not UTF-8, or shares its base name with another.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::connect::MasterAddr;
-use crate::backend::Priority;
+use gridwatch::backend::Priority;
 
 /// Flags every kind's submit takes.
 #[derive(Clone, Debug, clap::Args)]

@@ -9,9 +9,9 @@ use std::time::Instant;
 use super::connect::ClientError;
 use super::job_request::{JobRequest, SubmitCommon};
 use super::tool_error::{ignore_broken_pipe, ToolError};
-use crate::jobs::julia::{write_image, JuliaImage, JuliaSubmission, JULIA_KIND};
-use crate::jobs::JobContext;
-use crate::julia::{render_with_threads, JuliaGrid, MAX_ITERATIONS, MAX_SIDE};
+use gridwatch::jobs::julia::{write_image, JuliaImage, JuliaSubmission, JULIA_KIND};
+use gridwatch::jobs::JobContext;
+use gridwatch::julia::{render_with_threads, JuliaGrid, MAX_ITERATIONS, MAX_SIDE};
 
 /// What to render: the classic benchmark unless told otherwise.
 #[derive(Clone, Debug, clap::Args)]
@@ -23,7 +23,7 @@ pub struct JuliaSpecArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub height: Option<i64>,
     /// Iteration limit per pixel (1 to 1000000).
-    #[arg(long, allow_negative_numbers = true, default_value_t = crate::julia::DEFAULT_ITERATIONS.into())]
+    #[arg(long, allow_negative_numbers = true, default_value_t = gridwatch::julia::DEFAULT_ITERATIONS.into())]
     pub iterations: i64,
     /// The constant c as RE,IM.
     #[arg(long, value_name = "RE,IM", allow_hyphen_values = true, value_parser = parse_pair, default_value = "-0.62772,-0.42193")]

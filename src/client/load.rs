@@ -12,9 +12,9 @@ use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 use super::progress::JobProgress;
 use super::query::{wait_for_every, POLL_INTERVAL};
 use super::submit::{send_job, JobRequest};
-use crate::backend::{JobStatus, Priority};
-use crate::jobs::batch::{self, BatchTask};
-use crate::protocol::{BatchJob, BatchJobAccepted, Message};
+use gridwatch::backend::{JobStatus, Priority};
+use gridwatch::jobs::batch::{self, BatchTask};
+use gridwatch::protocol::{BatchJob, BatchJobAccepted, Message};
 
 /// Most encoded bytes of jobs in one `submit_batch` message: well inside the frame limit.
 const BATCH_MESSAGE_BYTES: usize = 4 * 1024 * 1024;

@@ -24,4 +24,4 @@ pub mod generate;
 pub mod search;
 pub mod tool_error;
 
-pub use crate::jobs::count_of;
+pub use gridwatch::jobs::count_of;

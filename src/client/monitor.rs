@@ -2,7 +2,7 @@
 //! master (or, with `--collector`, of the collector directly).
 
 use super::connect::{http_port_mistake, not_the_master, unexpected, ClientError, MasterAddr};
-use crate::protocol::{
+use gridwatch::protocol::{
     Alert, AlertState, Dial, ErrorCode, Greeting, LivenessState, Message, RequestError, Requester,
     Role, ServerRole, WorkerView,
 };
@@ -263,7 +263,7 @@ fn worker_row(w: &WorkerView) -> String {
     let reported = w.state != LivenessState::NoAgent;
     // The last report's status is stale once the host is lost: say what is known.
     // A worker that left cleanly is expected to go quiet, its agent with it.
-    let stopped = w.status == crate::protocol::WorkerStatus::Stopped;
+    let stopped = w.status == gridwatch::protocol::WorkerStatus::Stopped;
     let status = match (reported, w.unreachable && !stopped) {
         (false, _) => "-",
         (true, true) => "UNREACHABLE",

@@ -10,12 +10,12 @@ use super::connect::ClientError;
 use super::job_request::{JobRequest, SubmitCommon};
 use super::julia::count;
 use super::tool_error::{ignore_broken_pipe, ToolError};
-use crate::jobs::particles::{
+use gridwatch::jobs::particles::{
     write_ensemble, Ensemble, ParticlesJobSpec, ParticlesSubmission, Replica, MAX_REPLICAS,
     PARTICLES_KIND,
 };
-use crate::jobs::JobContext;
-use crate::particles::MAX_PARTICLES;
+use gridwatch::jobs::JobContext;
+use gridwatch::particles::MAX_PARTICLES;
 
 /// What to simulate.
 #[derive(Clone, Debug, clap::Args)]
@@ -42,7 +42,7 @@ impl ParticlesSpecArgs {
             _ => {
                 return Err(format!(
                     "particles: steps must be between 1 and {}, got {}",
-                    crate::particles::MAX_STEPS,
+                    gridwatch::particles::MAX_STEPS,
                     self.steps
                 ))
             }

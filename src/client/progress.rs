@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::protocol::JobView;
+use gridwatch::protocol::JobView;
 
 /// Before anything is known: a spinner and what is happening.
 const WAITING: &str = "{spinner} [{elapsed_precise}] {msg}";

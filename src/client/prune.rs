@@ -2,14 +2,14 @@
 //! went and how much space came back, as the master's retention sweep would in its time.
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
-use crate::protocol::Message;
+use gridwatch::protocol::Message;
 
 /// `gridwatch prune [--older-than DURATION]`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct PruneArgs {
     /// Only jobs finished at least this long ago (7d, 12h, 30m, 90s or seconds); 0, the
     /// default, takes every finished job. Jobs still queued or running are never deleted.
-    #[arg(long, default_value = "0", value_parser = crate::time::parse_duration)]
+    #[arg(long, default_value = "0", value_parser = gridwatch::time::parse_duration)]
     pub older_than: std::time::Duration,
     /// Print JSON instead of text.
     #[arg(long)]

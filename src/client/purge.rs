@@ -3,7 +3,7 @@
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 use super::job_request::PriorityArg;
-use crate::protocol::{Message, PurgeFilter};
+use gridwatch::protocol::{Message, PurgeFilter};
 
 /// `gridwatch purge [--priority P] [--kind K]`.
 #[derive(Clone, Debug, clap::Args)]
@@ -25,7 +25,7 @@ pub struct PurgeArgs {
 /// Runs `gridwatch purge`.
 pub async fn purge(args: PurgeArgs) -> Result<(), ClientError> {
     if let Some(kind) = &args.kind {
-        crate::jobs::require(kind).map_err(|e| ClientError::Usage(e.to_string()))?;
+        gridwatch::jobs::require(kind).map_err(|e| ClientError::Usage(e.to_string()))?;
     }
     let mut client = MasterClient::connect(&args.master).await?;
     let message = Message::PurgeQueue {

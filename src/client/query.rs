@@ -11,11 +11,11 @@ use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 pub use super::fetch::{fetch_report, fetch_results, open_results, JobResults, ResultsStream};
 pub use super::progress::counted;
 use super::progress::JobProgress;
-use crate::backend::JobStatus;
-use crate::jobs::search::stream::{CountTally, StreamPrinter};
-use crate::jobs::search::{OutputFormat, SearchJobSpec, SEARCH_KIND};
-use crate::jobs::{self, Kind, ResultError};
-use crate::protocol::{JobView, Message, ProtocolError};
+use gridwatch::backend::JobStatus;
+use gridwatch::jobs::search::stream::{CountTally, StreamPrinter};
+use gridwatch::jobs::search::{OutputFormat, SearchJobSpec, SEARCH_KIND};
+use gridwatch::jobs::{self, Kind, ResultError};
+use gridwatch::protocol::{JobView, Message, ProtocolError};
 
 /// How often `--wait` asks for progress.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -119,17 +119,8 @@ pub async fn query_status(
     }
 }
 
-/// Polls until the job finishes, drawing progress; returns its final state. A master that goes
-/// away meanwhile (a restart) is reconnected to with backoff.
-pub async fn wait_for(
-    client: &mut MasterClient,
-    job: &str,
-    progress: &mut JobProgress,
-) -> Result<JobView, ClientError> {
-    wait_for_every(client, job, progress, POLL_INTERVAL).await
-}
-
-/// `wait_for` with a chosen polling interval (benchmarks poll faster).
+/// Polls every `interval` until the job finishes, drawing progress; returns its final state. A
+/// master that goes away meanwhile (a restart) is reconnected to with backoff.
 pub async fn wait_for_every(
     client: &mut MasterClient,
     job: &str,
@@ -631,7 +622,7 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
         } => (jobs, active_workers),
         other => return Err(unexpected(&other)),
     };
-    let priority = args.priority.map(crate::backend::Priority::from);
+    let priority = args.priority.map(gridwatch::backend::Priority::from);
     let jobs: Vec<JobView> = jobs
         .into_iter()
         .filter(|job| args.status.map_or(true, |status| job.status == status))

@@ -10,8 +10,8 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::client::tool_error::{ignore_broken_pipe, ToolError};
-use crate::jobs::search::printer::{write_report, OutputFormat, ReportHit, SearchReport};
-use crate::search::{
+use gridwatch::jobs::search::printer::{write_report, OutputFormat, ReportHit, SearchReport};
+use gridwatch::search::{
     search_reader, MismatchKernel, ParallelError, ParallelOptions, Pattern, PatternSet, RecordInfo,
     SearchOptions, SearchOutcome, StrandCounts, StrandMode,
 };

@@ -7,17 +7,17 @@
 use std::path::{Path, PathBuf};
 
 use super::connect::{unexpected, ClientError, MasterClient};
-pub use super::job_request::{JobRequest, PriorityArg, SubmitCommon};
+pub use super::job_request::{JobRequest, SubmitCommon};
 use super::progress::JobProgress;
 use super::query::{
     chosen_format, follow, print_results_patiently, print_status, ResultsRequest, POLL_INTERVAL,
 };
 use super::search::collect_patterns;
-use crate::backend::{JobStatus, Priority};
-use crate::jobs;
-use crate::jobs::search::{SearchSubmission, SEARCH_KIND};
-use crate::protocol::Message;
-use crate::search::{Pattern, PatternSet, SearchOptions, StrandMode};
+use gridwatch::backend::{JobStatus, Priority};
+use gridwatch::jobs;
+use gridwatch::jobs::search::{SearchSubmission, SEARCH_KIND};
+use gridwatch::protocol::Message;
+use gridwatch::search::{Pattern, PatternSet, SearchOptions, StrandMode};
 
 /// `gridwatch submit`: one subcommand per job kind. With no kind named, the arguments are a
 /// search's (`gridwatch submit FILE --pattern P` is `gridwatch submit search FILE --pattern P`).

@@ -15,8 +15,10 @@ use ratatui::Frame;
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 use super::monitor::format_utc;
-use crate::backend::JobStatus;
-use crate::protocol::{Alert, AlertState, JobView, LivenessState, Message, Severity, WorkerView};
+use gridwatch::backend::JobStatus;
+use gridwatch::protocol::{
+    Alert, AlertState, JobView, LivenessState, Message, Severity, WorkerView,
+};
 
 /// `gridwatch top`.
 #[derive(Clone, Debug, clap::Args)]
@@ -247,7 +249,7 @@ async fn refresh(args: &TopArgs, client: &mut Option<MasterClient>, view: &mut V
             view.jobs = jobs;
             view.alerts = alerts;
             view.error = None;
-            view.updated = Some(crate::time::unix_now());
+            view.updated = Some(gridwatch::time::unix_now());
         }
         Err(err) => {
             view.error = Some(err.to_string());

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use gridwatch::client::backlog::Backlog;
+use crate::client::backlog::Backlog;
 
 /// How often the backlog is read.
 const CHECK_EVERY: Duration = Duration::from_millis(500);

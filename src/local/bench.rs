@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::bench_args::{BenchJob, BenchSearchArgs};
-use gridwatch::client::generate::{self, GenerateArgs};
-use gridwatch::client::tool_error::ToolError;
+use crate::client::generate::{self, GenerateArgs};
+use crate::client::tool_error::ToolError;
 
 /// Benchmarks.
 #[derive(Clone, Debug, clap::Subcommand)]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use gridwatch::client::generate;
+use crate::client::generate;
 
 /// Arguments of `gridwatch bench search`.
 #[derive(Clone, Debug, clap::Args)]

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::bench_kinds::{grid_job, with_grid_allowing, BenchGridFlags};
-use gridwatch::client::connect::ClientError;
-use gridwatch::client::tool_error::ToolError;
+use crate::client::connect::ClientError;
+use crate::client::tool_error::ToolError;
 use gridwatch::jobs::command::{CommandResult, CommandSubmission, COMMAND_KIND};
 
 /// `gridwatch bench commands`.

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::demo::{run_grid_job, run_self};
 use super::up::{Cluster, UpArgs};
-use gridwatch::client::connect::ClientError;
-use gridwatch::client::tool_error::ToolError;
+use crate::client::connect::ClientError;
+use crate::client::tool_error::ToolError;
 
 /// `gridwatch bench grid` flags.
 #[derive(Clone, Debug, clap::Args)]
@@ -28,7 +28,7 @@ pub struct BenchGridArgs {
         long,
         default_value = "50MiB,200MiB,1GiB",
         value_delimiter = ',',
-        value_parser = gridwatch::client::generate::parse_size
+        value_parser = crate::client::generate::parse_size
     )]
     pub sizes: Vec<u64>,
     /// Backends, comma-separated: `embedded`, `redis` (a redis-server is started on a free port

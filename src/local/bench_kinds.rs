@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::client::connect::{ClientError, MasterAddr, MasterClient};
+use crate::client::progress::JobProgress;
+use crate::client::query::{fetch_results, wait_for_every};
+use crate::client::submit::{send_job, JobRequest};
+use crate::client::tool_error::ToolError;
 use crate::local::up::{Cluster, UpArgs};
-use gridwatch::client::connect::{ClientError, MasterAddr, MasterClient};
-use gridwatch::client::progress::JobProgress;
-use gridwatch::client::query::{fetch_results, wait_for_every};
-use gridwatch::client::submit::{send_job, JobRequest};
-use gridwatch::client::tool_error::ToolError;
 use gridwatch::jobs::julia::{JuliaBand, JuliaSubmission, JULIA_KIND};
 use gridwatch::jobs::particles::{ParticlesSubmission, Replica, PARTICLES_KIND};
 use gridwatch::julia::{render_with_threads, JuliaGrid};
@@ -249,7 +249,7 @@ pub fn run_particles(args: &BenchParticlesArgs) -> Result<(), ToolError> {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runs = args.grid.runs.max(1);
-    let expected = gridwatch::client::particles::run_replicas(&spec, cores);
+    let expected = crate::client::particles::run_replicas(&spec, cores);
     if let Some(failed) = expected.iter().find(|r| r.error.is_some()) {
         return Err(ToolError::Failed(failed.error.clone().unwrap_or_default()));
     }
@@ -286,7 +286,7 @@ pub fn run_particles(args: &BenchParticlesArgs) -> Result<(), ToolError> {
             .map_err(|e| ToolError::Usage(e.to_string()))?;
         for _ in 0..runs {
             let started = Instant::now();
-            let got = gridwatch::client::particles::run_replicas(&spec, cores);
+            let got = crate::client::particles::run_replicas(&spec, cores);
             row.record(
                 started.elapsed(),
                 answer(&got),

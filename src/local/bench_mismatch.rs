@@ -12,9 +12,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use super::bench_args::BenchSearchArgs;
+use crate::client::generate::{self, GenerateArgs};
+use crate::client::tool_error::ToolError;
 use crate::local::up::{Cluster, UpArgs};
-use gridwatch::client::generate::{self, GenerateArgs};
-use gridwatch::client::tool_error::ToolError;
 
 /// Pattern length of the benchmark's guides.
 const GUIDE_LEN: usize = 20;

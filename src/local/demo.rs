@@ -7,11 +7,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::up::{Cluster, UpArgs};
+use crate::client::connect::{ClientError, MasterAddr, MasterClient};
+use crate::client::progress::JobProgress;
+use crate::client::query::{fetch_report, wait_for_every, POLL_INTERVAL};
+use crate::client::submit::{parse_patterns, upload, UploadRequest};
 use gridwatch::backend::{JobStatus, Priority};
-use gridwatch::client::connect::{ClientError, MasterAddr, MasterClient};
-use gridwatch::client::progress::JobProgress;
-use gridwatch::client::query::{fetch_report, wait_for_every, POLL_INTERVAL};
-use gridwatch::client::submit::{parse_patterns, upload, UploadRequest};
 use gridwatch::jobs::search::printer::{write_report, OutputFormat, SearchReport};
 use gridwatch::search::{SearchOptions, StrandMode};
 
@@ -19,7 +19,7 @@ use gridwatch::search::{SearchOptions, StrandMode};
 #[derive(Clone, Debug, clap::Args)]
 pub struct DemoArgs {
     /// Genome size (e.g. 200MiB, 50MB, 1GiB).
-    #[arg(long, default_value = "200MiB", value_parser = gridwatch::client::generate::parse_size)]
+    #[arg(long, default_value = "200MiB", value_parser = crate::client::generate::parse_size)]
     pub size: u64,
     /// Pattern to search for.
     #[arg(long, default_value = "AGGTCCAT")]
@@ -146,7 +146,7 @@ async fn run_demo(args: &DemoArgs, dir: &Path) -> Result<(), ClientError> {
 
     eprintln!(
         "[2/4] starting a master and {}",
-        gridwatch::client::count_of(args.workers as u64, "worker")
+        crate::client::count_of(args.workers as u64, "worker")
     );
     let up = UpArgs {
         drop_dir: Some("off".into()),

@@ -9,7 +9,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::up::Cluster;
-use gridwatch::client::connect::ClientError;
+use crate::client::connect::ClientError;
 use gridwatch::protocol::{Alert, Dial, Greeting, Message, Requester, Role};
 
 /// How long the worker stays frozen before the kill: long enough for a chunk or two to arrive,

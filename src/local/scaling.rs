@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use gridwatch::client::connect::{MasterAddr, MasterClient};
+use crate::client::connect::{MasterAddr, MasterClient};
 use gridwatch::protocol::{Message, ScaleDirection, WorkerStatus, SCALED_DOWN};
 
 use super::autoscale::Decision;
@@ -28,7 +28,7 @@ impl Cluster {
             return;
         }
         let master = master_at(&self.spawner.master_addr);
-        let backlog = match gridwatch::client::backlog::query(&master).await {
+        let backlog = match crate::client::backlog::query(&master).await {
             Ok(backlog) => backlog,
             Err(err) => {
                 tracing::debug!(error = %err, "autoscale: the master's backlog is unreadable for now");

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use gridwatch::client::connect::ClientError;
+use crate::client::connect::ClientError;
 
 use super::supervise::Supervised;
 

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use super::log_file::{self, RotatingLog, SharedLog};
-use gridwatch::client::connect::ClientError;
+use crate::client::connect::ClientError;
 
 /// How long children get to exit after SIGTERM before they are killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gridwatch::client::connect::ClientError;
+use crate::client::connect::ClientError;
 
 use super::autoscale::Autoscaler;
 use super::elastic::ElasticArgs;
