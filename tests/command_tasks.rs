@@ -93,10 +93,13 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// A check that runs on a grid it is handed, and its name for failure messages.
+type NamedCheck<'a> = (&'a str, fn(&mut Grid));
+
 /// Runs each named check in turn on one grid; a failure names the check that failed. The first
 /// failure ends the run: on a grid that went wrong each later check would only wait out its
 /// deadline.
-fn run_checks(grid: &mut Grid, checks: &[(&str, fn(&mut Grid))]) {
+fn run_checks(grid: &mut Grid, checks: &[NamedCheck]) {
     for (name, check) in checks {
         let started = Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| check(grid)));
