@@ -27,6 +27,8 @@ pub struct Grid {
     pub worker_flags: Vec<String>,
     /// Where workers started from now on reach the master (default: its address), e.g. a proxy.
     pub worker_master: Option<String>,
+    /// Extra flags for every client command run through [`Grid::cli`] (e.g. `--token-file`).
+    pub client_flags: Vec<String>,
     master_flags: Vec<String>,
     restarts: u32,
 }
@@ -42,6 +44,7 @@ impl Grid {
             workers: Vec::new(),
             worker_flags: Vec::new(),
             worker_master: None,
+            client_flags: Vec::new(),
             master_flags: master_flags.iter().map(|s| s.to_string()).collect(),
             restarts: 0,
         };
@@ -128,6 +131,7 @@ impl Grid {
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(gridwatch_bin())
             .args(args)
+            .args(&self.client_flags)
             .arg("--master")
             .arg(&self.addr)
             .output()

@@ -1,6 +1,7 @@
 //! A real `redis-server` for tests: started on a free port in its own temporary directory,
 //! ready once it answers PING, killed when dropped. Optionally persists with an append-only file
-//! so a test can restart it and find its data again.
+//! so a test can restart it and find its data again, or requires a password, so a test can check
+//! that the password reaches only the processes that need it.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -35,27 +36,35 @@ pub struct RedisServer {
     port: u16,
     dir: TempDir,
     persistence: Persistence,
+    /// The `requirepass` the server was started with, if any.
+    password: Option<String>,
 }
 
 impl RedisServer {
     /// A server without persistence.
     pub fn start() -> Self {
-        Self::start_with(Persistence::None)
+        Self::start_with(Persistence::None, None)
+    }
+
+    /// A server without persistence that refuses every command until a client sends
+    /// `AUTH password`.
+    pub fn start_with_password(password: &str) -> Self {
+        Self::start_with(Persistence::None, Some(password.to_string()))
     }
 
     /// A server writing an append-only file (fsync on every write), so it survives a restart.
     pub fn start_with_aof() -> Self {
-        Self::start_with(Persistence::AofAlways)
+        Self::start_with(Persistence::AofAlways, None)
     }
 
     /// A server configured as the shipped deployment runs it: append-only file, fsync every second.
     // The backends benchmark, which includes this file, runs it.
     #[allow(dead_code)]
     pub fn start_like_the_deployment() -> Self {
-        Self::start_with(Persistence::AofEverySec)
+        Self::start_with(Persistence::AofEverySec, None)
     }
 
-    fn start_with(persistence: Persistence) -> Self {
+    fn start_with(persistence: Persistence, password: Option<String>) -> Self {
         let mut last_error = String::new();
         // A port picked free can be taken by someone else before redis binds it: try a few.
         for _ in 0..5 {
@@ -64,6 +73,7 @@ impl RedisServer {
                 port: free_port(),
                 dir: tempfile::tempdir().expect("temp dir for redis-server"),
                 persistence,
+                password: password.clone(),
             };
             match server.spawn_and_wait() {
                 Ok(()) => return server,
@@ -73,7 +83,8 @@ impl RedisServer {
         panic!("could not start redis-server: {last_error}");
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// `redis://127.0.0.1:PORT/0`, without the password: a process started with a password gets
+    /// it from `REDIS_PASSWORD` or `--redis-password-file`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
@@ -135,6 +146,11 @@ impl RedisServer {
                 Persistence::AofAlways => ["--appendonly", "yes", "--appendfsync", "always"],
                 Persistence::AofEverySec => ["--appendonly", "yes", "--appendfsync", "everysec"],
             })
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass", p.as_str()]),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
@@ -153,7 +169,7 @@ impl RedisServer {
                     return Err(format!("exited with {status}: {}", self.log_tail()));
                 }
             }
-            if ping(self.port) {
+            if ping(self.port, self.password.as_deref()) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -182,15 +198,38 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-/// True once the server answers PING with PONG (and has finished loading its data).
-fn ping(port: u16) -> bool {
+/// True once the server answers PING with PONG (and has finished loading its data), after
+/// authenticating with `password` when it has one.
+fn ping(port: u16, password: Option<&str>) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
+    let mut request = Vec::new();
+    if let Some(password) = password {
+        // The password goes as a bulk string, so any byte in it is sent as is.
+        request.extend_from_slice(
+            format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n", password.len()).as_bytes(),
+        );
+    }
+    request.extend_from_slice(b"PING\r\n");
+    if stream.write_all(&request).is_err() {
         return false;
     }
-    let mut reply = [0u8; 7];
-    matches!(stream.read(&mut reply), Ok(n) if reply[..n].starts_with(b"+PONG"))
+    // AUTH's +OK (or an error) comes first; PONG follows when the server is ready.
+    let mut reply = Vec::new();
+    let mut buffer = [0u8; 64];
+    while reply.len() < 256 {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => reply.extend_from_slice(&buffer[..n]),
+        }
+        if reply.windows(5).any(|w| w == b"+PONG") {
+            return true;
+        }
+        if reply.starts_with(b"-") || reply.windows(3).any(|w| w == b"\r\n-") {
+            return false;
+        }
+    }
+    false
 }
