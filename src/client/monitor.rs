@@ -439,4 +439,40 @@ mod tests {
     fn no_workers_is_said_plainly() {
         assert!(workers_table(&[]).starts_with("no active machines"));
     }
+
+    #[test]
+    fn each_running_task_gets_a_line_with_its_figures_and_dashes_for_what_is_unknown() {
+        let mut busy = WorkerView::without_agent("w1", 0.0);
+        busy.state = LivenessState::Active;
+        busy.latest.tasks = vec![
+            TaskUsage {
+                task: "sims/7".into(),
+                pid: Some(4242),
+                cpu_percent: Some(99.46),
+                rss_mb: Some(200.04),
+                processes: Some(3),
+            },
+            TaskUsage {
+                task: "genome/12".into(),
+                pid: None,
+                cpu_percent: None,
+                rss_mb: None,
+                processes: None,
+            },
+        ];
+        let table = workers_table(&[busy]);
+        let line = |id: &str| {
+            let line = table.lines().find(|l| l.starts_with(id));
+            line.unwrap_or_else(|| panic!("no line for {id}:\n{table}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            line("sims/7"),
+            ["sims/7", "w1", "4242", "99.5", "200.0", "3"]
+        );
+        assert_eq!(line("genome/12"), ["genome/12", "w1", "-", "-", "-", "-"]);
+        let idle = WorkerView::without_agent("w2", 0.0);
+        assert!(!workers_table(&[idle]).contains("RUNNING TASK"));
+    }
 }

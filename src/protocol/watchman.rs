@@ -331,3 +331,46 @@ impl WorkerView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Message;
+
+    #[test]
+    fn reports_and_heartbeats_without_running_tasks_still_parse_both_ways() {
+        // A heartbeat and a report as agents and workers sent them before tasks were listed.
+        let old_beat = r#"{"type":"heartbeat","v":1,"timestamp":1.0,"pid":7,"tasks_completed":2,"current_task":"j/3"}"#;
+        match serde_json::from_str::<Message>(old_beat).expect("old heartbeat") {
+            Message::Heartbeat {
+                current_task,
+                running,
+                ..
+            } => {
+                assert_eq!(current_task.as_deref(), Some("j/3"));
+                assert!(running.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut view = WorkerView::without_agent("w1", 0.0);
+        let mut old_report = serde_json::to_value(&view.latest).expect("report");
+        assert!(old_report.get("tasks").is_none(), "no tasks, no field");
+        old_report
+            .as_object_mut()
+            .expect("object")
+            .remove("current_task");
+        let parsed: WorkerReport = serde_json::from_value(old_report).expect("old report");
+        assert!(parsed.tasks.is_empty());
+        // And a report listing a task carries it whole.
+        view.latest.tasks.push(TaskUsage {
+            task: "j/4".into(),
+            pid: Some(42),
+            cpu_percent: Some(99.5),
+            rss_mb: Some(200.0),
+            processes: Some(2),
+        });
+        let text = serde_json::to_string(&view.latest).expect("report");
+        let back: WorkerReport = serde_json::from_str(&text).expect("round trip");
+        assert_eq!(back.tasks, view.latest.tasks);
+    }
+}
