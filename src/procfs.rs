@@ -1,6 +1,7 @@
-//! What Linux's `/proc` says about a process: its state, CPU time, start and resident memory.
-//! One parser for `/proc/PID/stat`, whose command name (in parentheses) may hold spaces and
-//! parentheses: its fields are counted after the last `)`. Off Linux every reading is `None`.
+//! What Linux's `/proc` says about a process: its state, process group, CPU time, start and
+//! resident memory, and the same summed over a process group. One parser for `/proc/PID/stat`,
+//! whose command name (in parentheses) may hold spaces and parentheses: its fields are counted
+//! after the last `)`. Off Linux every reading is `None`.
 
 /// Units of the times in `/proc/PID/stat`: the kernel reports them in USER_HZ, which Linux fixes
 /// at 100 for user space on every architecture it supports.
@@ -11,6 +12,8 @@ const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 pub struct ProcStat {
     /// The state letter: `R`, `S`, `D`, `T`, `Z` (exited, not yet reaped), `X` (dead), ...
     pub state: char,
+    /// The process group it belongs to.
+    pub process_group: u32,
     /// User plus system CPU time so far, in seconds.
     pub cpu_seconds: f64,
     /// When the process started, in seconds after the host booted.
@@ -22,12 +25,13 @@ impl ProcStat {
     pub fn parse(line: &str) -> Option<Self> {
         let after_name = line.get(line.rfind(')')? + 1..)?;
         let fields: Vec<&str> = after_name.split_whitespace().collect();
-        // Numbered from the state (field 3 of the whole line): utime is field 14, stime 15 and
-        // starttime 22.
+        // Numbered from the state (field 3 of the whole line): pgrp is field 5, utime 14, stime
+        // 15 and starttime 22.
         let field = |number: usize| fields.get(number - 3).copied();
         let ticks = |number: usize| field(number)?.parse::<u64>().ok();
         Some(Self {
             state: field(3)?.chars().next()?,
+            process_group: field(5)?.parse().ok()?,
             cpu_seconds: (ticks(14)? + ticks(15)?) as f64 / CLOCK_TICKS_PER_SECOND,
             started_after_boot_secs: ticks(22)? as f64 / CLOCK_TICKS_PER_SECOND,
         })
@@ -69,6 +73,62 @@ fn kib_field(status: &str, name: &str) -> Option<u64> {
         .ok()
 }
 
+/// What a process group uses now, summed over its live members.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GroupUsage {
+    /// Live (not exited) members found.
+    pub processes: u32,
+    /// User plus system CPU time of those members so far, seconds. A member that exited is no
+    /// longer counted; its time is in its parent's children times, not here.
+    pub cpu_seconds: f64,
+    /// Their resident memory, bytes (pages shared between members count once per member, as
+    /// `ps` and `top` count them).
+    pub resident_bytes: u64,
+    /// When the group's leader started, seconds after boot, if the leader still runs.
+    pub leader_started_after_boot_secs: Option<f64>,
+}
+
+/// Usage of every live process in process group `group`; `None` when none is left (or off
+/// Linux).
+pub fn group_usage(group: u32) -> Option<GroupUsage> {
+    group_usages(&[group]).remove(&group)
+}
+
+/// Usage of each of `groups` that still has a live process, read in one pass over the host's
+/// processes, so measuring many groups costs one reading of `/proc`.
+pub fn group_usages(groups: &[u32]) -> std::collections::HashMap<u32, GroupUsage> {
+    let mut usages = std::collections::HashMap::new();
+    if groups.is_empty() {
+        return usages;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return usages;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some(stat) = stat(Some(pid)) else {
+            continue;
+        };
+        if !groups.contains(&stat.process_group) || stat.has_exited() {
+            continue;
+        }
+        let usage: &mut GroupUsage = usages.entry(stat.process_group).or_default();
+        usage.processes += 1;
+        usage.cpu_seconds += stat.cpu_seconds;
+        usage.resident_bytes += resident_bytes(Some(pid)).unwrap_or(0);
+        if pid == stat.process_group {
+            usage.leader_started_after_boot_secs = Some(stat.started_after_boot_secs);
+        }
+    }
+    usages
+}
+
 /// Seconds since the host booted.
 pub fn uptime_secs() -> Option<f64> {
     std::fs::read_to_string("/proc/uptime")
@@ -91,6 +151,7 @@ mod tests {
                     3 0 12345 10000000 300 18446744073709551615";
         let stat = ProcStat::parse(line).expect("parses");
         assert_eq!(stat.state, 'S');
+        assert_eq!(stat.process_group, 4242);
         assert_eq!(stat.cpu_seconds, 3.0);
         assert_eq!(stat.started_after_boot_secs, 123.45);
         assert!(!stat.has_exited());
@@ -110,5 +171,62 @@ mod tests {
         let by_pid = stat(Some(pid)).expect("by pid");
         assert_eq!(by_pid.started_after_boot_secs, own.started_after_boot_secs);
         assert!(own.started_after_boot_secs <= uptime_secs().expect("uptime"));
+    }
+
+    #[test]
+    fn a_group_sums_its_members_memory_and_cpu() {
+        use std::os::unix::process::CommandExt;
+        // A shell leading its own group, with two children holding memory of their own.
+        let mut leader = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30 & wait"])
+            .process_group(0)
+            .spawn()
+            .expect("spawn a group");
+        let group = leader.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let usage = loop {
+            let usage = group_usage(group).expect("the group runs");
+            if usage.processes == 3 || std::time::Instant::now() > deadline {
+                break usage;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        // The reference: each member's own status file, summed by hand.
+        let by_hand: u64 = [group]
+            .into_iter()
+            .chain(children_of(group))
+            .map(|pid| resident_bytes(Some(pid)).expect("member runs"))
+            .sum();
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(group as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = leader.wait();
+        assert_eq!(usage.processes, 3, "{usage:?}");
+        assert!(usage.resident_bytes > 0 && usage.cpu_seconds >= 0.0);
+        let (low, high) = (by_hand / 2, by_hand * 2);
+        assert!(
+            (low..=high).contains(&usage.resident_bytes),
+            "{usage:?} against {by_hand} summed by hand"
+        );
+        assert!(usage.leader_started_after_boot_secs.is_some());
+        // The killed children die a moment after the leader is reaped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while group_usage(group).is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a group with no one left"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Children of `pid`, from `/proc/PID/task/PID/children`.
+    fn children_of(pid: u32) -> Vec<u32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
     }
 }

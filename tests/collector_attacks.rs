@@ -212,6 +212,7 @@ fn report(worker: &str, seq: u64, status: WorkerStatus) -> Message {
             pid: None,
             tasks_processed: 0,
             current_task: None,
+            tasks: Vec::new(),
             worker_uptime_secs: None,
             report_interval_secs: 1.0,
             last_rtt_ms: None,

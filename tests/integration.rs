@@ -60,6 +60,7 @@ mod search_pattern_groups;
 mod search_speedpaths;
 mod security;
 mod task_records;
+mod task_view;
 mod tls;
 mod top_tmux;
 mod twobit;

@@ -7,6 +7,7 @@
 mod reporter;
 pub mod sampler;
 mod server;
+mod task_usage;
 pub mod tracker;
 
 use std::future::Future;

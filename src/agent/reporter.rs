@@ -16,9 +16,10 @@ use tokio::time::MissedTickBehavior;
 
 use super::sampler::Sampler;
 use super::server::{AgentShared, LeaseAdvice};
+use super::task_usage::TaskSampler;
 use crate::protocol::handshake::{hello, Greeting};
 use crate::protocol::transport::{self, ConnectError};
-use crate::protocol::{ClientTls, Connection, Message, ProtocolError, WorkerReport};
+use crate::protocol::{ClientTls, Connection, Message, ProtocolError, WorkerReport, WorkerStatus};
 use crate::time::unix_now;
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -110,6 +111,7 @@ pub async fn produce(
 ) {
     tokio::pin!(shutdown);
     let mut sampler = Sampler::new(&settings.disk_path);
+    let mut tasks = TaskSampler::default();
     let mut ticks = tokio::time::interval(settings.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut seq = 0;
@@ -120,7 +122,7 @@ pub async fn produce(
             _ = &mut shutdown => return,
         }
         seq += 1;
-        let report = make_report(&settings, &shared, &mut sampler, seq);
+        let report = make_report(&settings, &shared, (&mut sampler, &mut tasks), seq);
         if let Some(dropped) = buffer.push(report) {
             tracing::warn!(
                 seq = dropped.seq,
@@ -133,10 +135,10 @@ pub async fn produce(
 fn make_report(
     settings: &ReportSettings,
     shared: &AgentShared,
-    sampler: &mut Sampler,
+    (sampler, task_sampler): (&mut Sampler, &mut TaskSampler),
     seq: u64,
 ) -> WorkerReport {
-    let (status, reason, pid, tasks, task, uptime) = {
+    let (status, reason, pid, tasks, task, running, uptime) = {
         let tracker = shared.tracker();
         (
             tracker.status(),
@@ -144,10 +146,18 @@ fn make_report(
             tracker.pid(),
             tracker.tasks_completed(),
             tracker.current_task().map(str::to_string),
+            tracker.running().to_vec(),
             tracker.uptime(Instant::now()),
         )
     };
     let sample = sampler.sample(pid);
+    // A worker that is not alive runs nothing any more (its tasks die with it).
+    let running = if status == WorkerStatus::Alive {
+        task_sampler.sample(&running)
+    } else {
+        task_sampler.sample(&[]);
+        Vec::new()
+    };
     WorkerReport {
         worker_id: settings.worker_id.clone(),
         seq,
@@ -164,6 +174,7 @@ fn make_report(
         pid,
         tasks_processed: tasks,
         current_task: task,
+        tasks: running,
         worker_uptime_secs: uptime.map(|d| d.as_secs_f64()),
         report_interval_secs: settings.interval.as_secs_f64(),
         last_rtt_ms: None,
@@ -391,6 +402,7 @@ mod tests {
             pid: None,
             tasks_processed: 0,
             current_task: None,
+            tasks: Vec::new(),
             worker_uptime_secs: None,
             report_interval_secs: 10.0,
             last_rtt_ms: None,

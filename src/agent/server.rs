@@ -199,6 +199,7 @@ async fn heartbeats(
                     pid,
                     tasks_completed,
                     current_task,
+                    running,
                     ..
                 }) => {
                     let now = Instant::now();
@@ -207,7 +208,7 @@ async fn heartbeats(
                     if tracker.connection() != Some(id) || tracker.pid() != Some(pid) {
                         tracker.on_hello(id, pid, now);
                     }
-                    tracker.on_heartbeat(id, tasks_completed, current_task, now);
+                    tracker.on_heartbeat_running(id, tasks_completed, current_task, running, now);
                     let changed = tracker.status() != before;
                     drop(tracker);
                     shared.changed(changed);

@@ -7,7 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::protocol::WorkerStatus;
+use crate::protocol::{RunningTask, WorkerStatus};
+
+/// Most running tasks kept from one heartbeat: a worker has a slot per core, and each task's
+/// process group is measured for every report.
+pub const MAX_RUNNING: usize = 256;
 
 /// Identifies one worker connection, so a late disconnect of an old connection is ignored after
 /// the worker reconnected.
@@ -27,6 +31,7 @@ pub struct WorkerTracker {
     last_heartbeat: Option<Instant>,
     tasks_completed: u64,
     current_task: Option<String>,
+    running: Vec<RunningTask>,
 }
 
 impl WorkerTracker {
@@ -43,6 +48,7 @@ impl WorkerTracker {
             last_heartbeat: None,
             tasks_completed: 0,
             current_task: None,
+            running: Vec::new(),
         }
     }
 
@@ -69,6 +75,12 @@ impl WorkerTracker {
     /// The task in progress, from the latest heartbeat.
     pub fn current_task(&self) -> Option<&str> {
         self.current_task.as_deref()
+    }
+
+    /// Every task in progress, from the latest heartbeat (none from workers that tell only
+    /// their current task).
+    pub fn running(&self) -> &[RunningTask] {
+        &self.running
     }
 
     /// Time since the worker's hello.
@@ -102,12 +114,27 @@ impl WorkerTracker {
         current_task: Option<String>,
         now: Instant,
     ) -> bool {
+        self.on_heartbeat_running(connection, tasks_completed, current_task, Vec::new(), now)
+    }
+
+    /// A heartbeat naming every running task arrived on `connection`; as
+    /// [`WorkerTracker::on_heartbeat`]. At most [`MAX_RUNNING`] tasks are kept.
+    pub fn on_heartbeat_running(
+        &mut self,
+        connection: ConnectionId,
+        tasks_completed: u64,
+        current_task: Option<String>,
+        mut running: Vec<RunningTask>,
+        now: Instant,
+    ) -> bool {
         if self.connection != Some(connection) {
             return false;
         }
         self.last_heartbeat = Some(now);
         self.tasks_completed = tasks_completed;
         self.current_task = current_task;
+        running.truncate(MAX_RUNNING);
+        self.running = running;
         self.set(WorkerStatus::Alive, None)
     }
 
@@ -119,6 +146,7 @@ impl WorkerTracker {
             return false;
         }
         self.current_task = None;
+        self.running.clear();
         let reason = reason
             .map(|r| {
                 r.chars()

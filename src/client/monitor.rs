@@ -4,7 +4,7 @@
 use super::connect::{http_port_mistake, not_the_master, unexpected, ClientError, MasterAddr};
 use gridwatch::protocol::{
     Alert, AlertState, Dial, ErrorCode, Greeting, LivenessState, Message, RequestError, Requester,
-    Role, ServerRole, WorkerView,
+    Role, ServerRole, TaskUsage, WorkerView,
 };
 
 /// Where `workers` and `alerts` ask.
@@ -219,6 +219,7 @@ pub fn workers_table(workers: &[WorkerView]) -> String {
     for w in workers {
         out.push_str(&worker_row(w));
     }
+    out.push_str(&running_tasks_table(workers));
     if workers.iter().any(|w| w.state != LivenessState::NoAgent) {
         out.push_str(
             "DELIVERY is the share of the agent's expected reports that reached the collector \
@@ -300,6 +301,44 @@ fn worker_row(w: &WorkerView) -> String {
         figure(w.latest.memory_percent, ""),
         if w.leasing_paused { "paused" } else { "ok" },
     )
+}
+
+/// The tasks the workers run now, one line each with its process group's CPU and memory
+/// (dashes for a task that runs inside its worker process); empty when none runs.
+fn running_tasks_table(workers: &[WorkerView]) -> String {
+    let running: Vec<(&str, &TaskUsage)> = workers
+        .iter()
+        .filter(|w| !matches!(w.state, LivenessState::NoAgent | LivenessState::Inactive))
+        .flat_map(|w| w.latest.tasks.iter().map(|t| (w.worker_id.as_str(), t)))
+        .collect();
+    if running.is_empty() {
+        return String::new();
+    }
+    let width = running
+        .iter()
+        .map(|(_, t)| t.task.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("RUNNING TASK".len());
+    let figure = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    let mut out = format!(
+        "\n{:<width$} {:<12} {:>8} {:>7} {:>9} {:>5}\n",
+        "RUNNING TASK", "WORKER", "PID", "CPU%", "RSS_MiB", "PROCS"
+    );
+    for (worker, task) in running {
+        out.push_str(&format!(
+            "{:<width$} {:<12} {:>8} {:>7} {:>9} {:>5}\n",
+            task.task,
+            worker,
+            task.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            figure(task.cpu_percent),
+            figure(task.rss_mb),
+            task.processes
+                .map_or_else(|| "-".to_string(), |n| n.to_string()),
+        ));
+    }
+    out.push('\n');
+    out
 }
 
 fn format_uptime(secs: f64) -> String {
@@ -399,5 +438,41 @@ mod tests {
     #[test]
     fn no_workers_is_said_plainly() {
         assert!(workers_table(&[]).starts_with("no active machines"));
+    }
+
+    #[test]
+    fn each_running_task_gets_a_line_with_its_figures_and_dashes_for_what_is_unknown() {
+        let mut busy = WorkerView::without_agent("w1", 0.0);
+        busy.state = LivenessState::Active;
+        busy.latest.tasks = vec![
+            TaskUsage {
+                task: "sims/7".into(),
+                pid: Some(4242),
+                cpu_percent: Some(99.46),
+                rss_mb: Some(200.04),
+                processes: Some(3),
+            },
+            TaskUsage {
+                task: "genome/12".into(),
+                pid: None,
+                cpu_percent: None,
+                rss_mb: None,
+                processes: None,
+            },
+        ];
+        let table = workers_table(&[busy]);
+        let line = |id: &str| {
+            let line = table.lines().find(|l| l.starts_with(id));
+            line.unwrap_or_else(|| panic!("no line for {id}:\n{table}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            line("sims/7"),
+            ["sims/7", "w1", "4242", "99.5", "200.0", "3"]
+        );
+        assert_eq!(line("genome/12"), ["genome/12", "w1", "-", "-", "-", "-"]);
+        let idle = WorkerView::without_agent("w2", 0.0);
+        assert!(!workers_table(&[idle]).contains("RUNNING TASK"));
     }
 }

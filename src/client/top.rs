@@ -17,7 +17,7 @@ use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
 use super::monitor::format_utc;
 use gridwatch::backend::JobStatus;
 use gridwatch::protocol::{
-    Alert, AlertState, JobView, LivenessState, Message, Severity, WorkerView,
+    Alert, AlertState, JobView, LivenessState, Message, Severity, TaskUsage, WorkerView,
 };
 
 /// `gridwatch top`.
@@ -281,7 +281,9 @@ async fn read_grid(client: &mut MasterClient) -> Result<Grid, ClientError> {
 }
 
 fn draw(frame: &mut Frame, address: &str, view: &View, selection: &Selection) {
-    let workers_height = view.workers.len().max(1) as u16 + 3;
+    // A row per worker and one under it per task it runs.
+    let worker_rows: usize = view.workers.iter().map(|w| 1 + running(w).len()).sum();
+    let workers_height = worker_rows.max(1) as u16 + 3;
     let alerts_height = view.alerts.len().max(1) as u16 + 3;
     let [header, workers, jobs, alerts, footer] = Layout::vertical([
         Constraint::Length(1),
@@ -373,40 +375,77 @@ fn or_dash(value: Option<f64>, digits: usize) -> String {
 /// Worker columns kept below [`WIDE_COLUMNS`]: the host memory and the process RSS go.
 const NARROW_WORKER_COLUMNS: [usize; 7] = [0, 1, 2, 3, 4, 6, 8];
 
+/// Worker columns kept at [`WIDE_COLUMNS`] and wider: all of them.
+const WIDE_WORKER_COLUMNS: [usize; 9] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+
+/// The tasks a worker runs now as its agent reported them (none while it is not alive).
+fn running(worker: &WorkerView) -> &[TaskUsage] {
+    match worker.state {
+        LivenessState::NoAgent | LivenessState::Inactive => &[],
+        _ => &worker.latest.tasks,
+    }
+}
+
 fn workers_table(workers: &[WorkerView], narrow: bool) -> Table<'static> {
-    let columns: Vec<usize> = if narrow {
-        NARROW_WORKER_COLUMNS.to_vec()
+    let columns: &[usize] = if narrow {
+        &NARROW_WORKER_COLUMNS
     } else {
-        (0..9).collect()
+        &WIDE_WORKER_COLUMNS
     };
-    let mut rows: Vec<Row> = workers
-        .iter()
-        .map(|w| {
-            let (state, color) = match w.state {
-                LivenessState::Active => ("active", Color::Green),
-                LivenessState::Unstable => ("unstable", Color::Yellow),
-                LivenessState::Inactive => ("inactive", Color::Red),
-                LivenessState::NoAgent => ("no agent", Color::Magenta),
-            };
-            // A worker no agent watches has no figures: dashes, not zeros.
-            let report = (w.state != LivenessState::NoAgent).then_some(&w.latest);
-            let figure = |value: Option<f64>| or_dash(value, 1);
-            Row::new(pick(
-                &[
-                    Cell::from(w.worker_id.clone()),
-                    Cell::from(state).style(Style::default().fg(color)),
-                    Cell::from(report.map_or("-", |_| w.status_label())),
-                    Cell::from(report.map_or("-".into(), |_| w.tasks_done.to_string())),
-                    Cell::from(figure(report.and_then(|r| r.process_cpu_percent))),
-                    Cell::from(figure(report.and_then(|r| r.process_rss_mb))),
-                    Cell::from(figure(report.map(|r| r.cpu_percent))),
-                    Cell::from(figure(report.map(|r| r.memory_percent))),
-                    Cell::from(w.current_task.clone().unwrap_or_default()),
-                ],
-                &columns,
-            ))
-        })
-        .collect();
+    let mut rows: Vec<Row> = Vec::new();
+    for w in workers {
+        let (state, color) = match w.state {
+            LivenessState::Active => ("active", Color::Green),
+            LivenessState::Unstable => ("unstable", Color::Yellow),
+            LivenessState::Inactive => ("inactive", Color::Red),
+            LivenessState::NoAgent => ("no agent", Color::Magenta),
+        };
+        // A worker no agent watches has no figures: dashes, not zeros.
+        let report = (w.state != LivenessState::NoAgent).then_some(&w.latest);
+        let figure = |value: Option<f64>| or_dash(value, 1);
+        let tasks = running(w);
+        // Agents that name every task list them in rows below; older ones name one.
+        let task = match tasks.len() {
+            0 => w.current_task.clone().unwrap_or_default(),
+            1 => "1 running".to_string(),
+            n => format!("{n} running"),
+        };
+        rows.push(Row::new(pick(
+            &[
+                Cell::from(w.worker_id.clone()),
+                Cell::from(state).style(Style::default().fg(color)),
+                Cell::from(report.map_or("-", |_| w.status_label())),
+                Cell::from(report.map_or("-".into(), |_| w.tasks_done.to_string())),
+                Cell::from(figure(report.and_then(|r| r.process_cpu_percent))),
+                Cell::from(figure(report.and_then(|r| r.process_rss_mb))),
+                Cell::from(figure(report.map(|r| r.cpu_percent))),
+                Cell::from(figure(report.map(|r| r.memory_percent))),
+                Cell::from(task),
+            ],
+            columns,
+        )));
+        // Each task's own CPU and memory (its process group's) under the worker's.
+        for usage in tasks {
+            let empty = || Cell::from("");
+            rows.push(
+                Row::new(pick(
+                    &[
+                        empty(),
+                        empty(),
+                        empty(),
+                        empty(),
+                        Cell::from(figure(usage.cpu_percent)),
+                        Cell::from(figure(usage.rss_mb)),
+                        empty(),
+                        empty(),
+                        Cell::from(format!("\u{2514} {}", usage.task)),
+                    ],
+                    columns,
+                ))
+                .style(Style::default().fg(Color::Cyan)),
+            );
+        }
+    }
     if rows.is_empty() {
         rows.push(empty_row("none yet"));
     }
@@ -425,7 +464,7 @@ fn workers_table(workers: &[WorkerView], narrow: bool) -> Table<'static> {
         Constraint::Length(9),
         Constraint::Min(10),
     ];
-    Table::new(rows, pick(&widths, &columns))
+    Table::new(rows, pick(&widths, columns))
         .header(bold_header(&pick(
             &[
                 "WORKER",
@@ -436,9 +475,9 @@ fn workers_table(workers: &[WorkerView], narrow: bool) -> Table<'static> {
                 "RSS MiB",
                 "HOST CPU%",
                 "HOST MEM%",
-                "CURRENT TASK",
+                "RUNNING",
             ],
-            &columns,
+            columns,
         )))
         .block(Block::default().borders(Borders::ALL).title(" Workers "))
 }

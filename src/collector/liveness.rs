@@ -340,6 +340,7 @@ mod tests {
             pid: Some(42),
             tasks_processed: 7,
             current_task: None,
+            tasks: Vec::new(),
             worker_uptime_secs: Some(100.0),
             report_interval_secs: 10.0,
             last_rtt_ms: rtt,

@@ -21,6 +21,7 @@ fn report(worker: &str, status: WorkerStatus, cpu: f64, memory: f64) -> WorkerRe
         pid: None,
         tasks_processed: 0,
         current_task: None,
+        tasks: Vec::new(),
         worker_uptime_secs: None,
         report_interval_secs: 10.0,
         last_rtt_ms: None,

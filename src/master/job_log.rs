@@ -4,7 +4,9 @@
 //! workers), so the master notices ends by reading job summaries rather than at one call site.
 //! Where the store keeps marks of logged ends (Redis), each end is logged once across master
 //! restarts, also one that happened while no master ran; elsewhere jobs already finished when
-//! the master starts are not logged.
+//! the master starts are not logged. A command job's end also counts how its stored tasks ended
+//! and their run times, read from their task records: on Redis the workers store results
+//! without the master, so the store is the one place that sees every task on both backends.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use super::MasterState;
 use crate::backend::{BackendError, JobStatus, JobSummary};
+use crate::jobs::command::{RecordedEnding, COMMAND_KIND};
 
 /// How often job states are read.
 const POLL: Duration = Duration::from_millis(500);
@@ -56,6 +59,9 @@ async fn log_new_ends(
         for (job, fresh) in ended.into_iter().zip(fresh) {
             if fresh {
                 log_end(state, job);
+                if job.kind == COMMAND_KIND {
+                    count_command_tasks(state, &job.id).await;
+                }
             }
             seen.insert(job.id.clone());
         }
@@ -64,6 +70,25 @@ async fn log_new_ends(
     let current: HashSet<&str> = jobs.iter().map(|job| job.id.as_str()).collect();
     seen.retain(|id| current.contains(id.as_str()));
     Ok(())
+}
+
+/// Counts how the stored tasks of command job `job` ended, from their task records.
+async fn count_command_tasks(state: &MasterState, job: &str) {
+    let headers = match state.store.result_headers(job).await {
+        Ok(headers) => headers,
+        Err(err) => {
+            tracing::warn!(component = "master", job, error = %err, "reading a command job's task records for the metrics failed");
+            return;
+        }
+    };
+    let endings: Vec<(&'static str, Option<f64>)> = headers
+        .iter()
+        .filter_map(|header| {
+            let ending = RecordedEnding::from_figures(&header.run.metrics)?;
+            Some((ending.outcome_class(), header.run.elapsed_secs))
+        })
+        .collect();
+    state.ops.command_tasks_ended(&endings);
 }
 
 fn outcome(status: JobStatus) -> &'static str {

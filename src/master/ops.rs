@@ -8,18 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use serde::Deserialize;
-
 use crate::backend::{
     BackendResult, Completion, CompletionOutcome, Lease, Leases, MasterQueue, NackOutcome, NewTask,
     QueueAdmin, ResultSink, TaskId, WorkerId, WorkerIds, WorkerOffer,
 };
-use crate::jobs::command::{CommandResult, COMMAND_KIND};
+pub use crate::jobs::command::COMMAND_OUTCOMES;
 use crate::protocol::ScaleDirection;
-
-/// How a command task's run may end, as `gridwatch_command_tasks_total` counts them.
-pub const COMMAND_OUTCOMES: [&str; 5] = ["ok", "exit_nonzero", "signal", "timeout", "memory"];
+use async_trait::async_trait;
 
 /// Upper bounds of the task-duration buckets, seconds: a search chunk takes milliseconds, a
 /// Julia band or a particle replica up to minutes.
@@ -176,18 +171,11 @@ impl OpsCounters {
         self.lock().in_flight.remove(&(id.job.clone(), id.chunk))
     }
 
+    /// A task was acked (a lease handle from the wire names no kind: the kind is the one
+    /// recorded when it was leased).
     fn acked(&self, id: &TaskId) {
-        self.acked_storing(id, None);
-    }
-
-    /// A task was acked; `stored` is the result this ack stored first, when it did (a lease
-    /// handle from the wire names no kind: the kind is the one recorded when it was leased).
-    fn acked_storing(&self, id: &TaskId, stored: Option<&serde_json::Value>) {
         self.acked.fetch_add(1, Ordering::Relaxed);
         let Some(task) = self.settled(id) else { return };
-        if let (Some(payload), true) = (stored, task.kind == COMMAND_KIND) {
-            self.command_stored(payload);
-        }
         // Only kinds whose tasks carry input (a genome range) add bytes: parameter-range tasks
         // carry none, so no kind needs naming here.
         self.bytes_searched.fetch_add(task.bytes, Ordering::Relaxed);
@@ -199,20 +187,21 @@ impl OpsCounters {
             .observe(seconds);
     }
 
-    /// A command task's result was stored first: its program's wall time and how it ended.
-    fn command_stored(&self, payload: &serde_json::Value) {
-        let Ok(result) = CommandResult::deserialize(payload) else {
-            return;
-        };
+    /// The stored tasks of a command job that ended: each one's class (see
+    /// [`crate::jobs::command::outcome_class`]) and its program's wall time when recorded.
+    /// Counted from the store when the job ends, so tasks that Redis workers stored themselves
+    /// count as those stored through this master do.
+    pub fn command_tasks_ended(&self, endings: &[(&'static str, Option<f64>)]) {
         let mut timings = self.lock();
-        timings
-            .command_seconds
-            .get_or_insert_with(|| Histogram::new(&TASK_BUCKETS))
-            .observe(result.wall_secs.max(0.0));
-        *timings
-            .command_outcomes
-            .entry(result.outcome_class())
-            .or_default() += 1;
+        for (class, wall_secs) in endings {
+            *timings.command_outcomes.entry(class).or_default() += 1;
+            if let Some(seconds) = wall_secs {
+                timings
+                    .command_seconds
+                    .get_or_insert_with(|| Histogram::new(&TASK_BUCKETS))
+                    .observe(seconds.max(0.0));
+            }
+        }
     }
 
     fn nacked(&self, id: &TaskId, outcome: NackOutcome) {
@@ -370,9 +359,8 @@ impl Leases for MeteredQueue {
     ) -> BackendResult<Vec<CompletionOutcome>> {
         let outcomes = self.inner.complete_batch(results, items).await?;
         for (item, outcome) in items.iter().zip(&outcomes) {
-            if let Ok(first) = outcome {
-                let stored = first.then_some(&item.result.payload);
-                self.counters.acked_storing(&item.lease.id, stored);
+            if outcome.is_ok() {
+                self.counters.acked(&item.lease.id);
             }
         }
         Ok(outcomes)

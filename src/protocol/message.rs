@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::batch::{BatchJob, BatchJobAccepted, PurgeFilter};
-use super::watchman::{Alert, WorkerReport, WorkerView};
+use super::watchman::{Alert, RunningTask, WorkerReport, WorkerView};
 use crate::records::performance::WorkerPerformance;
 use crate::records::{
     ChunkResult, GenomeRecord, GenomeRemoval, JobStatus, Priority, PruneReport, RefusalReason,
@@ -724,9 +724,13 @@ pub enum Message {
         pid: u32,
         /// Tasks completed since the worker started.
         tasks_completed: u64,
-        /// The task in progress (`job/chunk`), if any.
+        /// The task in progress (`job/chunk`), if any: the first of `running`, for agents
+        /// that read only this.
         #[serde(default)]
         current_task: Option<String>,
+        /// Every task in progress, with its child's pid when it runs as a child process.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        running: Vec<RunningTask>,
     },
     /// Worker → agent: a clean exit follows, not a crash.
     Goodbye {

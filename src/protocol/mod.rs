@@ -50,6 +50,6 @@ pub use message::{
     QueueLevel, Role, ScaleDirection, ServerRole, TaskHeader, PROTOCOL_VERSION,
 };
 pub use watchman::{
-    Alert, AlertState, HistoryPoint, LivenessState, Severity, WorkerReport, WorkerStatus,
-    WorkerView, SCALED_DOWN,
+    Alert, AlertState, HistoryPoint, LivenessState, RunningTask, Severity, TaskUsage, WorkerReport,
+    WorkerStatus, WorkerView, SCALED_DOWN,
 };

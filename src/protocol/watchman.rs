@@ -34,6 +34,37 @@ impl WorkerStatus {
     }
 }
 
+/// A task a worker runs now, as it tells its agent in each heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningTask {
+    /// The task (`job/chunk`).
+    pub task: String,
+    /// The pid of the task's child process, which leads its own process group (command tasks
+    /// only; other kinds run inside the worker process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// A running task and what its process group uses, as the agent measured it for a report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskUsage {
+    /// The task (`job/chunk`).
+    pub task: String,
+    /// The child's pid (its process group's id), for a command task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// CPU used by the task's whole process group, percent of one core, since the previous
+    /// report (since the task started, on its first report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// Resident memory of the task's whole process group, MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_mb: Option<f64>,
+    /// Live processes in the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<u32>,
+}
+
 /// One metrics report from an agent (the `data` of a `metrics` message).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkerReport {
@@ -74,6 +105,10 @@ pub struct WorkerReport {
     /// The task the worker is running now, if any.
     #[serde(default)]
     pub current_task: Option<String>,
+    /// Every task the worker runs now (one per busy slot), with its process group's CPU and
+    /// memory when it runs as a child process. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskUsage>,
     /// Seconds since the worker said hello to this agent.
     #[serde(default)]
     pub worker_uptime_secs: Option<f64>,
@@ -286,6 +321,7 @@ impl WorkerView {
                 pid: None,
                 tasks_processed: 0,
                 current_task: None,
+                tasks: Vec::new(),
                 worker_uptime_secs: None,
                 report_interval_secs: 0.0,
                 last_rtt_ms: None,
@@ -293,5 +329,48 @@ impl WorkerView {
             },
             history: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Message;
+
+    #[test]
+    fn reports_and_heartbeats_without_running_tasks_still_parse_both_ways() {
+        // A heartbeat and a report as agents and workers sent them before tasks were listed.
+        let old_beat = r#"{"type":"heartbeat","v":1,"timestamp":1.0,"pid":7,"tasks_completed":2,"current_task":"j/3"}"#;
+        match serde_json::from_str::<Message>(old_beat).expect("old heartbeat") {
+            Message::Heartbeat {
+                current_task,
+                running,
+                ..
+            } => {
+                assert_eq!(current_task.as_deref(), Some("j/3"));
+                assert!(running.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut view = WorkerView::without_agent("w1", 0.0);
+        let mut old_report = serde_json::to_value(&view.latest).expect("report");
+        assert!(old_report.get("tasks").is_none(), "no tasks, no field");
+        old_report
+            .as_object_mut()
+            .expect("object")
+            .remove("current_task");
+        let parsed: WorkerReport = serde_json::from_value(old_report).expect("old report");
+        assert!(parsed.tasks.is_empty());
+        // And a report listing a task carries it whole.
+        view.latest.tasks.push(TaskUsage {
+            task: "j/4".into(),
+            pid: Some(42),
+            cpu_percent: Some(99.5),
+            rss_mb: Some(200.0),
+            processes: Some(2),
+        });
+        let text = serde_json::to_string(&view.latest).expect("report");
+        let back: WorkerReport = serde_json::from_str(&text).expect("round trip");
+        assert_eq!(back.tasks, view.latest.tasks);
     }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::command_run::{self, Launch, WorkDir};
+use super::heartbeat::RunningMark;
 use super::WorkerConfig;
 use super::{command_limits, command_outputs};
 use crate::backend::{ChunkResult, Lease, Leases, TaskRun};
@@ -152,11 +153,12 @@ fn resolve(program: &str, path: &str) -> Result<PathBuf, String> {
 /// Runs a leased command task, checking (and extending) its lease meanwhile: `Ok(None)` when
 /// the lease was lost or its job cancelled (the task's group is killed at once); `Err` to nack
 /// (the worker runs no commands, the program is not allowed here, or it failed with retries
-/// left).
+/// left). `running`, when the worker heartbeats to an agent, is told the child's pid.
 pub(super) async fn run_leased(
     config: &WorkerConfig,
     queue: &dyn Leases,
     lease: &Lease,
+    running: Option<&RunningMark>,
 ) -> Result<Option<ChunkResult>, String> {
     let policy = config
         .commands
@@ -179,6 +181,7 @@ pub(super) async fn run_leased(
         timeout: task.timeout_secs.map(Duration::from_secs_f64),
         output_cap: task.output_cap,
         limits: task.limits,
+        spawned: running.map(|mark| Box::new(move |pid| mark.set_pid(pid)) as _),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let ran = run_checking_lease(config, queue, lease, launch, dir.path(), &stop_tx, stop_rx)

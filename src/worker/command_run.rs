@@ -46,6 +46,8 @@ pub struct Launch<'a> {
     pub output_cap: u64,
     /// Kernel limits set before the program starts.
     pub limits: TaskLimits,
+    /// Told the child's pid (its process group's id) once it is spawned.
+    pub spawned: Option<Box<dyn FnOnce(u32) + Send + 'a>>,
 }
 
 /// One stream's captured bytes.
@@ -151,6 +153,9 @@ pub async fn run(
         .stderr(Stdio::piped())
         .spawn()?;
     let pid = Pid::from_raw(child.id() as i32);
+    if let Some(spawned) = launch.spawned {
+        spawned(child.id());
+    }
     let stdout = capture(child.stdout.take(), launch.output_cap);
     let stderr = capture(child.stderr.take(), launch.output_cap);
     let (done_tx, mut done) = oneshot::channel();

@@ -1,7 +1,9 @@
 //! The worker's side of the agent link: one Unix-socket connection kept open, a heartbeat every
-//! second (tasks completed, current task), and the agent's lease advice passed back to the worker.
-//! With no agent listening the worker keeps working; the client retries with backoff.
+//! second (tasks completed, every task its slots run with the pid of a command task's child),
+//! and the agent's lease advice passed back to the worker. With no agent listening the worker
+//! keeps working; the client retries with backoff.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +14,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::MissedTickBehavior;
 
 use crate::protocol::handshake::{hello, Greeting};
-use crate::protocol::{Connection, Message, ProtocolError, Role};
+use crate::protocol::{Connection, Message, ProtocolError, Role, RunningTask};
 use crate::time::unix_now;
 
 /// How often the worker heartbeats: every second, so a hang is noticed within the heartbeat
@@ -29,7 +31,9 @@ const LINK_GRACE: Duration = Duration::from_secs(10);
 struct Progress {
     worker_id: String,
     tasks_completed: AtomicU64,
-    current_task: Mutex<Option<String>>,
+    /// The tasks the slots run now, by the order they started in (the key of each mark).
+    running: Mutex<BTreeMap<u64, RunningTask>>,
+    next_mark: AtomicU64,
     paused: watch::Sender<bool>,
     stop: Notify,
     /// Why the worker leaves, told to the agent with the goodbye.
@@ -49,7 +53,8 @@ impl HeartbeatClient {
         let progress = Arc::new(Progress {
             worker_id: worker_id.to_string(),
             tasks_completed: AtomicU64::new(0),
-            current_task: Mutex::new(None),
+            running: Mutex::new(BTreeMap::new()),
+            next_mark: AtomicU64::new(0),
             paused: watch::channel(false).0,
             stop: Notify::new(),
             leaving: Mutex::new(None),
@@ -59,30 +64,20 @@ impl HeartbeatClient {
         HeartbeatClient { progress }
     }
 
-    /// The worker started `task` (shown as its current task).
-    pub fn task_started(&self, task: impl Into<String>) {
-        if let Ok(mut current) = self.progress.current_task.lock() {
-            *current = Some(task.into());
+    /// A slot started `task`: it is told to the agent until the returned mark is dropped.
+    #[must_use = "the task leaves the heartbeat as soon as its mark is dropped"]
+    pub fn task_started(&self, task: impl Into<String>) -> RunningMark {
+        let key = self.progress.next_mark.fetch_add(1, Ordering::Relaxed);
+        let entry = RunningTask {
+            task: task.into(),
+            pid: None,
+        };
+        if let Ok(mut running) = self.progress.running.lock() {
+            running.insert(key, entry);
         }
-    }
-
-    /// The worker is done with its current task (`completed`: its result was stored and acked).
-    pub fn task_finished(&self, completed: bool) {
-        if completed {
-            self.progress
-                .tasks_completed
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        if let Ok(mut current) = self.progress.current_task.lock() {
-            *current = None;
-        }
-    }
-
-    /// The slot is done with its current task; whether it completes is counted when its
-    /// result is settled ([`HeartbeatClient::tasks_completed_add`]).
-    pub fn task_ended(&self) {
-        if let Ok(mut current) = self.progress.current_task.lock() {
-            *current = None;
+        RunningMark {
+            progress: Arc::clone(&self.progress),
+            key,
         }
     }
 
@@ -119,6 +114,33 @@ impl HeartbeatClient {
         self.progress.stop.notify_one();
         let mut finished = self.progress.finished.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(1), finished.wait_for(|done| *done)).await;
+    }
+}
+
+/// One running task in the heartbeat; dropping it (the slot is done with the task) removes it.
+#[derive(Debug)]
+pub struct RunningMark {
+    progress: Arc<Progress>,
+    key: u64,
+}
+
+impl RunningMark {
+    /// The task runs as child process `pid`, leader of its own process group: the agent
+    /// measures that group.
+    pub fn set_pid(&self, pid: u32) {
+        if let Ok(mut running) = self.progress.running.lock() {
+            if let Some(entry) = running.get_mut(&self.key) {
+                entry.pid = Some(pid);
+            }
+        }
+    }
+}
+
+impl Drop for RunningMark {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.progress.running.lock() {
+            running.remove(&self.key);
+        }
     }
 }
 
@@ -211,14 +233,60 @@ async fn session(
 }
 
 fn heartbeat(progress: &Progress) -> Message {
+    let running: Vec<RunningTask> = progress
+        .running
+        .lock()
+        .map(|running| running.values().cloned().collect())
+        .unwrap_or_default();
     Message::Heartbeat {
         timestamp: unix_now(),
         pid: std::process::id(),
         tasks_completed: progress.tasks_completed.load(Ordering::Relaxed),
-        current_task: progress
-            .current_task
-            .lock()
-            .ok()
-            .and_then(|task| task.clone()),
+        current_task: running.first().map(|entry| entry.task.clone()),
+        running,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(client: &HeartbeatClient) -> (Option<String>, Vec<RunningTask>) {
+        match heartbeat(&client.progress) {
+            Message::Heartbeat {
+                current_task,
+                running,
+                ..
+            } => (current_task, running),
+            other => panic!("not a heartbeat: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_busy_slot_is_in_the_heartbeat_until_its_mark_drops() {
+        let socket = std::env::temp_dir().join("gridwatch-no-agent-here.sock");
+        let client = HeartbeatClient::spawn("w1", socket, Duration::from_secs(3600));
+        let first = client.task_started("j/0");
+        let second = client.task_started("j/1");
+        second.set_pid(4242);
+        let (current, running) = beat(&client);
+        assert_eq!(current.as_deref(), Some("j/0"));
+        let expected = vec![
+            RunningTask {
+                task: "j/0".into(),
+                pid: None,
+            },
+            RunningTask {
+                task: "j/1".into(),
+                pid: Some(4242),
+            },
+        ];
+        assert_eq!(running, expected);
+        drop(first);
+        let (current, running) = beat(&client);
+        assert_eq!(current.as_deref(), Some("j/1"));
+        assert_eq!(running.len(), 1);
+        drop(second);
+        assert_eq!(beat(&client), (None, Vec::new()));
     }
 }

@@ -34,7 +34,7 @@ use crate::backend::{Leases, ResultSink, WorkerOffer};
 use crate::protocol::{Greeting, Role};
 
 pub use command::CommandPolicy;
-pub use heartbeat::{HeartbeatClient, HEARTBEAT_INTERVAL};
+pub use heartbeat::{HeartbeatClient, RunningMark, HEARTBEAT_INTERVAL};
 
 /// Default of --lease-check: a cancelled task stops within half a second, for one small
 /// request per running task twice a second.

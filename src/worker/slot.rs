@@ -40,19 +40,18 @@ pub(super) async fn run_slot(
             buffer.settled([lease.token.as_str()]);
             continue;
         };
-        if let Some(heartbeat) = &config.heartbeat {
-            heartbeat.task_started(format!("{}/{}", lease.id.job, lease.id.chunk));
-        }
+        // Told to the agent while it runs (with its child's pid once a command task has one).
+        let running = config.heartbeat.as_ref().map(|heartbeat| {
+            heartbeat.task_started(format!("{}/{}", lease.id.job, lease.id.chunk))
+        });
         let started = std::time::Instant::now();
         let outcome = if lease.kind == jobs::command::COMMAND_KIND {
-            super::command::run_leased(&config, queue.as_ref(), &lease).await
+            super::command::run_leased(&config, queue.as_ref(), &lease, running.as_ref()).await
         } else {
             run_task(&config, queue.as_ref(), &lease, &mut cache).await
         };
         buffer.ran_for(started.elapsed());
-        if let Some(heartbeat) = &config.heartbeat {
-            heartbeat.task_ended();
-        }
+        drop(running);
         match outcome {
             Ok(None) => {
                 // Another holder runs the task now, or its job is gone: nothing to store.

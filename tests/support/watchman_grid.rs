@@ -115,6 +115,25 @@ impl Grid {
         collector_flags: &[&str],
         report_interval: &str,
     ) -> Grid {
+        Grid::start_with_workers(
+            backend,
+            worker_ids,
+            heartbeat_timeout,
+            collector_flags,
+            report_interval,
+            &[],
+        )
+    }
+
+    /// As [`Grid::start_reporting`], with extra flags for every worker (`--allow-commands`).
+    pub fn start_with_workers(
+        backend: &str,
+        worker_ids: &[&str],
+        heartbeat_timeout: &str,
+        collector_flags: &[&str],
+        report_interval: &str,
+        worker_flags: &[&str],
+    ) -> Grid {
         let backend_env = [("GRIDWATCH_BACKEND", backend)];
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().to_path_buf();
@@ -186,12 +205,16 @@ impl Grid {
                     "--id",
                     id,
                     "--master",
-                    &grid.master_addr,
+                    grid.master_addr.as_str(),
                     "--agent-socket",
-                    &socket,
+                    socket.as_str(),
                     "--threads",
                     "2",
-                ],
+                ]
+                .iter()
+                .chain(worker_flags)
+                .copied()
+                .collect::<Vec<&str>>(),
                 &[("LOG_LEVEL", "debug"), ("GRIDWATCH_BACKEND", backend)],
             );
             grid.workers.push((id.to_string(), worker));

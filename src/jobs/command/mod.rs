@@ -106,13 +106,7 @@ impl CommandResult {
     /// How the run ended, in one of the few classes metrics count by: `ok`, `exit_nonzero`,
     /// `signal`, `timeout` or `memory`.
     pub fn outcome_class(&self) -> &'static str {
-        match (self.killed.as_deref(), self.exit_code) {
-            (Some("timeout"), _) => "timeout",
-            (Some("memory"), _) => "memory",
-            (Some(_), _) | (None, None) => "signal",
-            (None, Some(0)) => "ok",
-            (None, Some(_)) => "exit_nonzero",
-        }
+        outcome_class(self.killed.as_deref(), self.exit_code)
     }
 
     /// The exit class metrics count failures by: `exit_N`, `signal`, `timeout`, `memory`.
@@ -122,6 +116,46 @@ impl CommandResult {
             (None, Some(code)) => format!("exit_{code}"),
             (None, None) => "signal".into(),
         }
+    }
+}
+
+/// How a run ended, in one of the few classes metrics count by (see [`COMMAND_OUTCOMES`]):
+/// why the worker killed it if it did, else its exit code, else a signal ended it.
+pub fn outcome_class(killed: Option<&str>, exit_code: Option<i32>) -> &'static str {
+    match (killed, exit_code) {
+        (Some("timeout"), _) => "timeout",
+        (Some("memory"), _) => "memory",
+        (Some(_), _) | (None, None) => "signal",
+        (None, Some(0)) => "ok",
+        (None, Some(_)) => "exit_nonzero",
+    }
+}
+
+/// Every class [`outcome_class`] gives, the order metrics list them in.
+pub const COMMAND_OUTCOMES: [&str; 5] = ["ok", "exit_nonzero", "signal", "timeout", "memory"];
+
+/// How a stored task ended, read from its task record's figures ([`CommandResult::figures`]),
+/// so an ending is classed without reading the task's output.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct RecordedEnding {
+    /// The exit code, when the program exited.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Why the worker killed it, if it did.
+    #[serde(default)]
+    pub killed: Option<String>,
+}
+
+impl RecordedEnding {
+    /// The ending recorded in a task record's figures; `None` for a record without them.
+    pub fn from_figures(figures: &serde_json::Value) -> Option<Self> {
+        figures.as_object()?;
+        Self::deserialize(figures).ok()
+    }
+
+    /// Its class, as [`outcome_class`] gives it.
+    pub fn outcome_class(&self) -> &'static str {
+        outcome_class(self.killed.as_deref(), self.exit_code)
     }
 }
 
@@ -341,5 +375,29 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("4.9 KiB+"), "{text}");
         assert!(text.ends_with("failed tasks: 2\n"), "{text}");
+    }
+
+    #[test]
+    fn a_task_records_figures_give_the_class_of_its_ending() {
+        let ended = |exit_code, signal, killed: Option<&str>| CommandResult {
+            exit_code,
+            signal,
+            killed: killed.map(str::to_string),
+            ..Default::default()
+        };
+        // Each ending with its class written out by hand.
+        let cases = [
+            (ended(Some(0), None, None), "ok"),
+            (ended(Some(3), None, None), "exit_nonzero"),
+            (ended(None, Some(9), None), "signal"),
+            (ended(None, Some(15), Some("timeout")), "timeout"),
+            (ended(Some(137), None, Some("memory")), "memory"),
+        ];
+        for (result, class) in cases {
+            let recorded = RecordedEnding::from_figures(&result.figures()).expect("figures");
+            assert_eq!(recorded.outcome_class(), class, "{result:?}");
+            assert_eq!(result.outcome_class(), class, "{result:?}");
+        }
+        assert!(RecordedEnding::from_figures(&serde_json::Value::Null).is_none());
     }
 }

@@ -242,12 +242,12 @@ fn render_durations(out: &mut Exposition, snapshot: &Snapshot) {
         out.histogram(name, &[("kind", kind)], histogram);
     }
     let name = "gridwatch_command_task_duration_seconds";
-    let help = "Wall time of the programs of command tasks whose result was stored through this \
-                master (the last attempt of each task).";
+    let help = "Wall time of the programs of the stored tasks of command jobs that ended while \
+                this master ran (the last attempt of each task), on either backend.";
     out.family(name, "histogram", help);
     out.histogram(name, &[], &snapshot.ops.command_seconds);
     let name = "gridwatch_command_tasks_total";
-    let help = "Command tasks whose result was stored through this master, by how the last \
+    let help = "Stored tasks of command jobs that ended while this master ran, by how the last \
                 attempt ended: ok (exit 0), exit_nonzero, signal, timeout, memory.";
     out.family(name, "counter", help);
     for (outcome, count) in &snapshot.ops.command_outcomes {
