@@ -72,6 +72,10 @@ pub struct SearchSubmission {
     /// Store counts only, never positions: exact counts of any size in little space.
     #[serde(default, skip_serializing_if = "is_false")]
     pub count_only: bool,
+    /// Run the search even when a finished identical one could answer it from the result
+    /// cache.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_cache: bool,
 }
 
 /// A search job's spec, stored with the job. `records` is filled in when the upload ends.
@@ -111,6 +115,13 @@ pub struct SearchJobSpec {
     /// before the cap existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_positions: Option<u64>,
+    /// Run even when the result cache holds the answer (the job's results are still kept as
+    /// an answer for later searches).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_cache: bool,
+    /// For a job answered from the result cache: the finished job whose results it copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
 }
 
 /// One chunk task's spec: everything a worker needs besides the bases themselves, so that a
@@ -565,6 +576,7 @@ impl JobKind for SearchKind {
             chunk_size,
             genome_hash,
             count_only,
+            no_cache,
         } = submission;
         if let Some(hash) = genome_hash.as_deref().filter(|hash| !is_genome_hash(hash)) {
             return Err(Refusal::new(
@@ -627,6 +639,8 @@ impl JobKind for SearchKind {
             genome_reused: None,
             count_only,
             max_positions: Some(limits.max_positions),
+            no_cache,
+            cached_from: None,
         })
     }
 
@@ -774,6 +788,41 @@ impl JobKind for SearchKind {
             false => format!(" ({})", notes.join(", ")),
         };
         format!("{patterns} in {}{notes}", spec.filename)
+    }
+
+    /// Everything a search's answer depends on: the input's bytes (by their hash and size), the
+    /// patterns (names and normalised sequences, in order: both show in the output), the strand
+    /// mode, the case flag, the mismatch bound, whether positions are kept and the cap on them.
+    /// The chunk size, the mismatch matcher and the file's name change nothing in the answer.
+    fn result_key(&self, spec: &SearchJobSpec) -> Option<String> {
+        #[derive(Serialize)]
+        struct Answered<'a> {
+            kind: &'static str,
+            genome: &'a str,
+            file_size: u64,
+            patterns: &'a [Pattern],
+            strand: StrandMode,
+            case_sensitive: bool,
+            max_mismatches: u32,
+            count_only: bool,
+            max_positions: Option<u64>,
+        }
+        let answered = Answered {
+            kind: SEARCH_KIND,
+            genome: spec
+                .genome_hash
+                .as_deref()
+                .filter(|hash| is_genome_hash(hash))?,
+            file_size: spec.file_size,
+            patterns: &spec.patterns,
+            strand: spec.options.strand,
+            case_sensitive: spec.options.case_sensitive,
+            max_mismatches: spec.options.max_mismatches,
+            count_only: spec.count_only,
+            max_positions: spec.max_positions.filter(|_| !spec.count_only),
+        };
+        let text = serde_json::to_vec(&answered).ok()?;
+        Some(blake3::hash(&text).to_hex().to_string())
     }
 }
 
