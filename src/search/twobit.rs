@@ -838,12 +838,13 @@ mod tests {
     }
 
     #[test]
-    fn a_hand_made_file_reads_in_file_order_with_its_n_runs_whatever_the_pieces() {
+    fn a_hand_made_file_reads_in_file_order_with_its_runs_whatever_the_pieces() {
         let file = hand_made_big_endian();
         for piece in [1, 2, 3, 7, 1 << 20] {
             assert_eq!(
                 decode(&file, piece).expect("a valid file"),
-                ">a\nTNNGGA\n>b\nCCC\n",
+                // The lower-case run covers bases 0..3, the N run among them included.
+                ">a\ntnnGGA\n>b\nCCC\n",
                 "pieces of {piece}"
             );
         }
@@ -869,7 +870,7 @@ mod tests {
         }
         let layouts = scanner.finish().expect("every base scanned");
         assert_eq!(layouts[0].n_runs, [(0, 4)]);
-        assert_eq!(layouts[0].mask_runs, [(4, 4)]);
+        assert_eq!(layouts[0].mask_runs, [(8, 4)]);
         assert_eq!(layouts[3].n_runs, [(4, 1)]);
         assert_eq!(layouts[3].mask_runs, [(4, 2), (8, 1)]);
         let expected_len = file_len(&layouts);
