@@ -44,10 +44,11 @@ impl ResultCache for RedisBackend {
             match self.job(&member).await? {
                 Some(job) if job.status == JobStatus::Completed => {
                     let finished = |job: &JobRecord| job.finished_at.unwrap_or(job.created_at);
-                    if newest
-                        .as_ref()
-                        .is_none_or(|best| finished(&job) > finished(best))
-                    {
+                    let newer = match &newest {
+                        Some(best) => finished(&job) > finished(best),
+                        None => true,
+                    };
+                    if newer {
                         newest = Some(job);
                     }
                 }
