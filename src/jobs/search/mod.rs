@@ -1148,6 +1148,71 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// The result cache key of a search submitted as `edit` changes the base submission.
+    fn key_of(edit: impl FnOnce(&mut serde_json::Value)) -> Option<String> {
+        let kind = jobs::require("search").unwrap();
+        let mut submission = serde_json::json!({
+            "filename": "g.fa",
+            "patterns": [{ "name": "p", "sequence": "ACGTAC" }],
+            "genome_hash": "ab".repeat(32),
+            "chunk_size": 10,
+        });
+        edit(&mut submission);
+        let spec = kind.accept(submission, Some(1000), &LIMITS).unwrap();
+        kind.result_key(&spec)
+    }
+
+    #[test]
+    fn the_result_key_changes_with_what_changes_the_answer_only() {
+        let base = key_of(|_| {}).expect("a search of a known genome has a key");
+        assert_eq!(base.len(), 64);
+        // Nothing of the answer changes: the same key.
+        assert_eq!(key_of(|s| s["chunk_size"] = 77.into()), Some(base.clone()));
+        assert_eq!(
+            key_of(|s| s["filename"] = "other.fa".into()),
+            Some(base.clone())
+        );
+        assert_eq!(key_of(|s| s["no_cache"] = true.into()), Some(base.clone()));
+        let changes: [(&str, fn(&mut serde_json::Value)); 8] = [
+            ("pattern", |s| {
+                s["patterns"][0]["sequence"] = "ACGTAA".into()
+            }),
+            ("pattern name", |s| s["patterns"][0]["name"] = "q".into()),
+            (
+                "strand",
+                |s| s["options"] = serde_json::json!({ "strand": "both", "case_sensitive": false }),
+            ),
+            (
+                "case",
+                |s| {
+                    s["options"] =
+                        serde_json::json!({ "strand": "forward", "case_sensitive": true })
+                },
+            ),
+            (
+                "mismatches",
+                |s| s["options"] = serde_json::json!({ "strand": "forward", "case_sensitive": false, "max_mismatches": 1 }),
+            ),
+            ("count only", |s| s["count_only"] = true.into()),
+            ("genome", |s| s["genome_hash"] = "cd".repeat(32).into()),
+            ("second pattern", |s| {
+                s["patterns"] = serde_json::json!([
+                    { "name": "p", "sequence": "ACGTAC" },
+                    { "name": "r", "sequence": "GGCC" },
+                ])
+            }),
+        ];
+        for (what, change) in changes {
+            let key = key_of(change).expect("still a key");
+            assert_ne!(key, base, "a change of {what} must change the key");
+        }
+        // Without a genome hash the answer is not pinned: no key.
+        let no_hash = key_of(|s| {
+            s.as_object_mut().unwrap().remove("genome_hash");
+        });
+        assert_eq!(no_hash, None);
+    }
+
     /// A chunk is searched in slices between stop checks; matches across a slice edge (starting
     /// just before it, or exactly on it) count once, as a naive scan counts them.
     #[test]
