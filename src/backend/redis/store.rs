@@ -9,6 +9,7 @@ use std::time::Duration;
 use ::redis::{AsyncCommands, ScriptInvocation};
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::keys::{
     self, ALERT_HISTORY, GROUP, JOBS_INDEX, RESULTS_REFUSED, STAGING_TTL_MS, TASK_STREAMS,
@@ -26,6 +27,10 @@ use crate::backend::{
     PruneReport, RefusalReason, StoredResult, TaskTimes, WorkerId, RESULT_PART_BYTES,
     TASK_TIMES_KEPT,
 };
+
+/// How many job scripts a group sends before it waits for the first reply: enough to hide
+/// the round trip, few enough that one group's replies stay small.
+const IN_FLIGHT: usize = 256;
 
 /// The raw keys of one job, as read in one round trip.
 type RawJob = (Option<String>, HashMap<String, String>, Option<u32>);
@@ -65,6 +70,27 @@ impl JobStore for RedisBackend {
                 job.id
             ))),
         }
+    }
+
+    /// Sends the group's scripts without waiting for each reply: the shared connection is
+    /// multiplexed, so up to [`IN_FLIGHT`] of them travel as one pipeline and a batch of
+    /// thousands costs a few round trips, not one each. Outcomes keep the input order.
+    async fn create_jobs(&self, jobs: &[JobRecord]) -> BackendResult<Vec<CreateOutcome>> {
+        let calls: Vec<_> = jobs.iter().map(|job| self.create_job(job)).collect();
+        stream::iter(calls).buffered(IN_FLIGHT).try_collect().await
+    }
+
+    /// Accepts the group as [`JobStore::create_jobs`] creates it: pipelined, in order.
+    async fn accept_jobs(&self, jobs: &[(String, u32)]) -> BackendResult<()> {
+        let calls: Vec<_> = jobs
+            .iter()
+            .map(|(id, total)| self.accept_job(id, *total))
+            .collect();
+        stream::iter(calls)
+            .buffered(IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(drop)
     }
 
     async fn job(&self, id: &str) -> BackendResult<Option<JobRecord>> {
