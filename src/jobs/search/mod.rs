@@ -1173,7 +1173,8 @@ mod tests {
             Some(base.clone())
         );
         assert_eq!(key_of(|s| s["no_cache"] = true.into()), Some(base.clone()));
-        let changes: [(&str, fn(&mut serde_json::Value)); 8] = [
+        type Edit = fn(&mut serde_json::Value);
+        let changes: [(&str, Edit); 8] = [
             ("pattern", |s| {
                 s["patterns"][0]["sequence"] = "ACGTAA".into()
             }),
