@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite the way CI does: one release build, tests in parallel.
 # Installs what the tests need beyond cargo (redis-server, promtool, Alertmanager, chromium and its WebDriver,
-# tmux, Biopython, docker-compose to validate the compose file) when it is missing.
+# tmux, Biopython, py2bit, docker-compose to validate the compose file) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,10 @@ command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 # Biopython is the independent reader the .2bit files gridwatch writes are checked against.
 /usr/bin/python3 -c 'import Bio.SeqIO' >/dev/null 2>&1 || need_apt+=(python3-biopython)
+# py2bit (UCSC's own 2bit library, wrapped) reads back the .2bit files `genomes export` writes.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import py2bit' >/dev/null 2>&1; then
+  python3 -m pip install --quiet py2bit || echo "py2bit could not be installed; Biopython reads the exports instead"
+fi
 # The compose file is validated by `docker compose config` (v2) or `docker-compose config` (v1).
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
   || need_apt+=(docker-compose)

@@ -62,8 +62,8 @@ enum Command {
     Purge(purge::PurgeArgs),
     /// Delete finished jobs (results and stored input) now and print the space freed.
     Prune(prune::PruneArgs),
-    /// List the genomes the master stores (uploaded once, searched any number of times), or
-    /// delete some: `genomes rm HASH…`.
+    /// List the genomes the master stores (uploaded once, searched any number of times),
+    /// delete some (`genomes rm HASH…`), or write one as a .2bit file (`genomes export HASH`).
     Genomes(genomes::GenomesArgs),
     /// Show a job's status and progress.
     Status(query::StatusArgs),

@@ -34,6 +34,7 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ("submit search", &[
         ("gridwatch submit search genome.fa -p GATTACA --wait", "the explicit form of `submit genome.fa -p GATTACA`"),
         ("gridwatch submit search genome.fa --patterns sites.txt --priority high", "many patterns from a file, ahead of the queue"),
+        ("gridwatch submit search genome.fa -p GATTACA --no-cache --wait", "run it even if an identical search finished before"),
     ]),
     ("submit julia", &[
         ("gridwatch submit julia --width 1000 --wait --json", "render 1000x1000 and print the figures as JSON"),
@@ -59,9 +60,14 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ("genomes", &[
         ("gridwatch genomes", "list the stored genomes with their hashes"),
         ("gridwatch genomes rm 45d46da9", "delete one by a hash prefix"),
+        ("gridwatch genomes export 45d46da9 > genome.2bit", "write one as a UCSC .2bit file"),
     ]),
     ("genomes rm", &[
         ("gridwatch genomes rm 45d46da9", "delete the genome whose hash starts with 45d46da9"),
+    ]),
+    ("genomes export", &[
+        ("gridwatch genomes export 45d46da9 > genome.2bit", "write a stored genome as a UCSC .2bit file"),
+        ("gridwatch genomes export 45d46da9 --out genome.2bit", "the same, into a file"),
     ]),
     ("status", &[
         ("gridwatch status JOB", "a job's state and progress"),

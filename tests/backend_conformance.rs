@@ -6,8 +6,8 @@
 //!
 //! Each case takes a [`Subject`]. `conformance_suite!` lists the cases once, grouped by the
 //! capability trait each one exercises (`leases`, `queue_admin`, `result_sink`, `result_store`,
-//! `job_store`, `monitor_store`, `stored_objects`), with the visibility timeout each one needs; one line of it
-//! wires a backend in.
+//! `job_store`, `result_cache`, `monitor_store`, `stored_objects`), with the visibility timeout
+//! each one needs; one line of it wires a backend in.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -135,6 +135,15 @@ macro_rules! conformance_suite {
                 }
             }
 
+            /// `ResultCache`: completed jobs answering identical later ones.
+            mod result_cache {
+                use super::*;
+                instantiate! { $subject;
+                    a_completed_job_answers_its_key_with_a_copy_of_its_results: LONG,
+                    failed_cancelled_or_running_jobs_never_answer: LONG,
+                }
+            }
+
             /// `GenomeStore` and `InputSource`: genomes and command inputs stored once.
             mod stored_objects {
                 use super::*;
@@ -208,6 +217,7 @@ mod fencing;
 mod fixtures;
 mod offers;
 mod records;
+mod result_cache;
 mod storage;
 mod stored_objects;
 
@@ -218,6 +228,7 @@ mod suite {
     pub use super::fencing::*;
     pub use super::offers::*;
     pub use super::records::*;
+    pub use super::result_cache::*;
     pub use super::storage::*;
     pub use super::stored_objects::*;
 }

@@ -5,8 +5,8 @@
 //!   hold) and a [`ResultSink`] (store a result under its lease);
 //! - the collector holds a [`MonitorSink`] (alerts and worker views in, worker views back);
 //! - the master holds a [`MasterQueue`] ([`Leases`], [`QueueAdmin`], [`WorkerIds`]), a
-//!   [`MasterStore`] ([`JobStore`], [`ResultStore`], [`MonitorStore`]) and, where the backend
-//!   keeps genomes, a [`GenomeStore`].
+//!   [`MasterStore`] ([`JobStore`], [`ResultStore`], [`ResultCache`], [`MonitorStore`]) and,
+//!   where the backend keeps genomes, a [`GenomeStore`].
 //!
 //! A backend the master owns and serves (embedded, SQLite) and a shared one (Redis) implement
 //! every trait; the remote backend (a worker or the collector reaching the embedded backend
@@ -394,6 +394,41 @@ pub trait GenomeStore: Send + Sync {
     async fn prune_genomes(&self, unused_before: f64) -> BackendResult<Vec<String>>;
 }
 
+/// Finished jobs' results kept as the answer to identical later jobs. A job kind names a key
+/// for everything that determines a job's answer (a search: its genome's hash and its
+/// normalised spec); the master records each job under its key, and a later job with the same
+/// key is created complete, with a copy of the results of a completed job under it, running no
+/// task. Only a completed job answers: one that failed or was cancelled never does. Records are
+/// stored with the jobs, so they outlive a master restart, and go when their job is deleted.
+#[async_trait]
+pub trait ResultCache: Send + Sync {
+    /// Records `job` under `key`: it answers for the key while it is completed.
+    async fn remember_answer(&self, key: &str, job: &str) -> BackendResult<()>;
+    /// The most recently finished completed job recorded under `key`, if any.
+    async fn cached_answer(&self, key: &str) -> BackendResult<Option<JobRecord>>;
+    /// Creates `job` (its record as given, completed, with its chunk count) holding a copy of
+    /// every stored result of `source`, and records it under `key`, in one atomic step, if
+    /// `source` is still completed. The copy is the new job's own: deleting either job leaves
+    /// the other whole.
+    async fn copy_answer(
+        &self,
+        key: &str,
+        source: &str,
+        job: &JobRecord,
+    ) -> BackendResult<AnswerCopy>;
+}
+
+/// What [`ResultCache::copy_answer`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnswerCopy {
+    /// The job was created with the source's results.
+    Copied,
+    /// A job with the new id exists already; nothing changed.
+    IdTaken,
+    /// The source is no longer a completed job (deleted meanwhile); nothing changed.
+    SourceGone,
+}
+
 /// Most bytes of a stored command input one [`InputSource::read_input`] call returns: far below
 /// the protocol's frame limit, so a worker fetches a large input in bounded pieces.
 pub const INPUT_PIECE_BYTES: u64 = 4 << 20;
@@ -412,9 +447,9 @@ pub trait InputSource: Send + Sync {
 pub trait MasterQueue: Leases + QueueAdmin + WorkerIds {}
 impl<T: Leases + QueueAdmin + WorkerIds + ?Sized> MasterQueue for T {}
 
-/// The store as the master holds it: jobs, results and the monitor's records.
-pub trait MasterStore: JobStore + ResultStore + MonitorStore {}
-impl<T: JobStore + ResultStore + MonitorStore + ?Sized> MasterStore for T {}
+/// The store as the master holds it: jobs, results, the result cache and the monitor's records.
+pub trait MasterStore: JobStore + ResultStore + ResultCache + MonitorStore {}
+impl<T: JobStore + ResultStore + ResultCache + MonitorStore + ?Sized> MasterStore for T {}
 
 /// Reads a piece of a stored object for a worker: what a backend that keeps the objects itself
 /// answers [`InputSource::read_input`] with.

@@ -5,6 +5,9 @@
 //! The cache maps (device, inode, size, mtime in nanoseconds) to the file's BLAKE3, as git's
 //! index does: any change to the file changes one of these, so a stale hash is never used. A
 //! cache that cannot be read or written is ignored.
+//!
+//! `gridwatch genomes export HASH` writes a stored genome as a UCSC `.2bit` file, as the master
+//! packs it.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -168,6 +171,19 @@ pub enum GenomesAction {
         #[command(flatten)]
         master: MasterAddr,
     },
+    /// Write a stored genome (full hash or a unique prefix) as a UCSC .2bit file, to standard
+    /// output or --out: its records' names, bases, N runs and lower-case runs. Other IUPAC
+    /// letters (R, Y, ...) have no place in .2bit and come back as T, as with UCSC's faToTwoBit.
+    Export {
+        /// Hash or unique prefix, as `gridwatch genomes` shows it.
+        hash: String,
+        /// Write the file here instead of to standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Where the master is.
+        #[command(flatten)]
+        master: MasterAddr,
+    },
 }
 
 impl GenomesAction {
@@ -175,6 +191,7 @@ impl GenomesAction {
     pub fn json(&self) -> bool {
         match self {
             GenomesAction::Rm { json, .. } => *json,
+            GenomesAction::Export { .. } => false,
         }
     }
 }
@@ -187,6 +204,9 @@ pub async fn genomes(args: GenomesArgs) -> Result<(), ClientError> {
             json,
             master,
         }) => remove(&master, hashes, json || args.json).await,
+        Some(GenomesAction::Export { hash, out, master }) => {
+            export(&master, &hash, out.as_deref()).await
+        }
         None => list(&args.master, args.json).await,
     }
 }
@@ -278,6 +298,51 @@ async fn remove(master: &MasterAddr, hashes: Vec<String>, json: bool) -> Result<
             message: kept.join("\n"),
         }),
     }
+}
+
+/// Writes a stored genome as a `.2bit` file, to `out` or standard output. A file left half
+/// written by a failure is removed.
+async fn export(master: &MasterAddr, hash: &str, out: Option<&Path>) -> Result<(), ClientError> {
+    use std::io::Write;
+    let mut client = MasterClient::connect(master).await?;
+    let request = Message::ExportGenome {
+        hash: hash.to_string(),
+    };
+    let (hash, bytes) = match client.request(&request).await? {
+        Message::GenomeExport { hash, bytes } => (hash, bytes),
+        other => return Err(unexpected(&other)),
+    };
+    let shown = out.map_or("standard output".to_string(), |p| p.display().to_string());
+    let failed = |e: std::io::Error| {
+        ClientError::Usage(format!("writing the export of {hash} to {shown}: {e}"))
+    };
+    let mut sink: Box<dyn Write> = match out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(failed)?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut received = 0u64;
+    let copied = async {
+        while received < bytes {
+            let frame = client.connection().read_data().await?;
+            received += frame.len() as u64;
+            if received > bytes {
+                return Err(ClientError::JobFailed(format!(
+                    "the master sent more than the {bytes} bytes it announced for {hash}"
+                )));
+            }
+            sink.write_all(&frame).map_err(failed)?;
+        }
+        sink.flush().map_err(failed)
+    }
+    .await;
+    if copied.is_err() {
+        if let Some(path) = out {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    copied
 }
 
 #[cfg(test)]

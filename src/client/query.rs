@@ -269,6 +269,12 @@ pub fn print_status(view: &JobView, active_workers: u32, json: bool) -> Result<(
             finished - view.created_at
         )?;
     }
+    if let Some(source) = view.input.as_ref().and_then(|i| i.cached_from.as_deref()) {
+        writeln!(
+            out,
+            "Answered from the result cache: a copy of job {source}'s results (no task ran)"
+        )?;
+    }
     if let Some(error) = &view.error {
         writeln!(out, "Error: {error}")?;
     }

@@ -93,6 +93,11 @@ pub struct SearchSpecArgs {
     /// are, with no cap on them (the master's --max-positions caps jobs that keep positions).
     #[arg(long)]
     pub count_only: bool,
+    /// Run the search even when the master holds the results of an identical finished one
+    /// (same file contents, patterns, strand, mismatches, case flag and --count-only), which
+    /// would otherwise answer it at once without running a task.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 impl SearchSpecArgs {
@@ -115,6 +120,7 @@ impl SearchSpecArgs {
             chunk_size: self.chunk_size,
             genome_hash: None,
             count_only: self.count_only,
+            no_cache: self.no_cache,
         };
         Ok(JobRequest {
             kind: SEARCH_KIND,
@@ -336,6 +342,7 @@ pub async fn upload(
         chunk_size: request.chunk_size,
         genome_hash: None,
         count_only: false,
+        no_cache: false,
     };
     let job = JobRequest {
         kind: SEARCH_KIND,

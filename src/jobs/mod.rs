@@ -377,6 +377,12 @@ pub trait JobKind: Send + Sync + 'static {
     ) -> io::Result<()>;
     /// One line on what the job asks, for `status`, `jobs` and the HTTP API.
     fn summary(&self, spec: &Self::Spec) -> String;
+    /// The job's result cache key: a digest of everything its answer depends on, so that a
+    /// later job with the same key can be answered with this one's results, running no task.
+    /// `None` (the default) when the kind keeps no cache or the spec does not pin the answer.
+    fn result_key(&self, _spec: &Self::Spec) -> Option<String> {
+        None
+    }
 }
 
 /// Per-job state prepared on a worker, ready to run the job's tasks.
@@ -468,6 +474,8 @@ pub trait Kind: Send + Sync {
     }
     /// One line on what the job asks; empty if the spec does not decode.
     fn summary(&self, spec: &serde_json::Value) -> String;
+    /// The job's result cache key ([`JobKind::result_key`]); `None` if the spec does not decode.
+    fn result_key(&self, spec: &serde_json::Value) -> Option<String>;
 }
 
 /// A kind's prepared state with the kind that runs it.
@@ -618,6 +626,11 @@ impl<K: JobKind> Kind for K {
         K::Spec::deserialize(spec)
             .map(|spec| JobKind::summary(self, &spec))
             .unwrap_or_default()
+    }
+
+    fn result_key(&self, spec: &serde_json::Value) -> Option<String> {
+        let spec = K::Spec::deserialize(spec).ok()?;
+        JobKind::result_key(self, &spec)
     }
 }
 

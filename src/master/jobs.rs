@@ -17,7 +17,7 @@ use super::{job_view, no_results_yet, MasterState};
 use crate::backend::{
     short_summary, BackendError, CreateOutcome, JobRecord, JobStatus, NewTask, Priority, TaskId,
 };
-use crate::backend::{GenomeRecord, StoredKind};
+use crate::backend::{AnswerCopy, GenomeRecord, StoredKind};
 use crate::jobs::batch::{valid_job_id, Batch, JobMeta};
 use crate::jobs::command::{InputFile, COMMAND_KIND};
 use crate::jobs::{self, Kind, SubmitLimits, TaskSource};
@@ -70,10 +70,16 @@ pub async fn find(state: &MasterState, id: &str) -> Result<JobRecord, JobError> 
 pub async fn status(state: &MasterState, id: &str) -> Result<JobView, JobError> {
     let job = find(state, id).await?;
     // How the input arrived, which listings (built without specs) leave out.
-    let input = InputArrival {
+    let cached_from = job.spec.get("cached_from").and_then(|v| v.as_str());
+    let mut input = InputArrival {
         uploaded_bytes: job.spec.get("uploaded_bytes").and_then(|v| v.as_u64()),
         genome_reused: job.spec.get("genome_reused").and_then(|v| v.as_bool()),
+        cached: None,
+        cached_from: cached_from.map(str::to_string),
     };
+    if input != InputArrival::default() {
+        input.cached = Some(cached_from.is_some());
+    }
     let cpus = job.spec.get("cpus").and_then(|v| v.as_u64()).unwrap_or(1);
     let mut view = job_view(state.store.as_ref(), job).await?;
     if input != InputArrival::default() {
@@ -161,6 +167,92 @@ pub async fn cancel(state: &MasterState, id: &str) -> Result<usize, JobError> {
     let removed = state.queue.cancel_job(id).await?;
     tracing::info!(component = "master", job = %id, removed, "job cancelled");
     Ok(removed)
+}
+
+/// Answers a job checked by its kind but not created yet from the result cache: when a
+/// completed job has its result key and the job does not ask to run anyway (`no_cache`), the job
+/// is created complete, holding a copy of that job's results, and no task is queued; returns its
+/// task count. `None`: the job must run. A cache the backend cannot read is a miss, not a
+/// failure: the job then runs.
+pub async fn answer_from_cache(
+    state: &MasterState,
+    record: &JobRecord,
+) -> Result<Option<u32>, JobError> {
+    let no_cache = record.spec.get("no_cache").and_then(|v| v.as_bool());
+    let key = match jobs::kind(&record.kind) {
+        Some(kind) if no_cache != Some(true) => kind.result_key(&record.spec),
+        _ => None,
+    };
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let source = match state.store.cached_answer(&key).await {
+        Ok(Some(source)) if source.kind == record.kind => source,
+        Ok(_) => return Ok(None),
+        Err(err) => {
+            tracing::warn!(component = "master", job = %record.id, error = %err, "result cache unreadable; running the job");
+            return Ok(None);
+        }
+    };
+    let now = crate::time::unix_now();
+    let job = JobRecord {
+        id: record.id.clone(),
+        kind: record.kind.clone(),
+        spec: answered_spec(&source, record),
+        summary: source.summary.clone(),
+        priority: record.priority,
+        status: JobStatus::Completed,
+        total_chunks: source.total_chunks,
+        error: None,
+        created_at: now,
+        finished_at: Some(now),
+    };
+    match state.store.copy_answer(&key, &source.id, &job).await? {
+        AnswerCopy::Copied => {
+            tracing::info!(component = "master", job = %job.id, source = %source.id, "answered from the result cache: no task ran");
+            Ok(Some(source.total_chunks))
+        }
+        AnswerCopy::IdTaken => Err(JobError::NotReady(format!(
+            "job {} was created meanwhile by another submit; query its status",
+            job.id
+        ))),
+        AnswerCopy::SourceGone => Ok(None),
+    }
+}
+
+/// The spec of a job answered by `source`: the source's (its input's records and everything the
+/// answer was computed from), naming the source, with nothing uploaded (its input is one stored
+/// earlier), and with the new job's own queue priority and metadata.
+fn answered_spec(source: &JobRecord, record: &JobRecord) -> serde_json::Value {
+    let mut spec = source.spec.clone();
+    if let Some(fields) = spec.as_object_mut() {
+        fields.insert("cached_from".into(), source.id.clone().into());
+        fields.insert("uploaded_bytes".into(), 0.into());
+        fields.insert("genome_reused".into(), true.into());
+        fields.remove("no_cache");
+        match record.spec.get(JobMeta::KEY) {
+            Some(meta) => fields.insert(JobMeta::KEY.into(), meta.clone()),
+            None => fields.remove(JobMeta::KEY),
+        };
+    }
+    spec
+}
+
+/// Records a job whose input is known to be what its spec names (a search's genome hash was
+/// computed by the master or found stored) under its result key, so it answers identical later
+/// jobs once it completes. A record that cannot be written costs only later cache hits.
+pub async fn remember_answer(
+    state: &MasterState,
+    job_id: &str,
+    kind: &dyn Kind,
+    spec: &serde_json::Value,
+) {
+    let Some(key) = kind.result_key(spec) else {
+        return;
+    };
+    if let Err(err) = state.store.remember_answer(&key, job_id).await {
+        tracing::warn!(component = "master", job = %job_id, error = %err, "could not record the job in the result cache");
+    }
 }
 
 /// Counts `jobs` jobs and `tasks` queued tasks against `client`'s rate limits, or refuses the

@@ -235,6 +235,13 @@ pub struct InputArrival {
     /// Whether the job searched a genome stored by an earlier submit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genome_reused: Option<bool>,
+    /// Whether the job was answered from the result cache (a copy of an identical finished
+    /// job's results; no task ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached: Option<bool>,
+    /// For a job answered from the result cache: the job whose results it copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
 }
 
 /// What `remove_genomes` did with one named genome.
@@ -687,6 +694,19 @@ pub enum Message {
     GenomesRemoved {
         /// One entry per name.
         outcomes: Vec<GenomeRemovalOutcome>,
+    },
+    /// Client → master: a stored genome (named by hash or unique hash prefix) as a UCSC `.2bit`
+    /// file.
+    ExportGenome {
+        /// Hash or prefix.
+        hash: String,
+    },
+    /// Answer to `export_genome`: data frames follow, `bytes` in all, the file's bytes in order.
+    GenomeExport {
+        /// The genome's full hash.
+        hash: String,
+        /// The `.2bit` file's size in bytes.
+        bytes: u64,
     },
     /// Client → master: every worker's task counts and task times per job kind.
     ListPerformance,

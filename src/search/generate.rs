@@ -158,6 +158,7 @@ pub fn generate_twobit(
             name: format!("chr{}", index + 1),
             len,
             n_runs: vec![(0, N_RUN.min(len))],
+            mask_runs: Vec::new(),
         })
         .collect();
     let mut writer = TwoBitWriter::new(out, layouts)?;

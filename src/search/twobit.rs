@@ -9,8 +9,9 @@
 //!
 //! Reading is push-style, like the rest of the input path: [`TwoBitDecoder`] turns the bytes as
 //! they arrive into FASTA text (`>name`, then the bases on one line), holding at most one record
-//! header's N runs. Records are read in the order of their offsets, so a file streams in one
-//! pass; lower-case runs are skipped, since the search does not tell cases apart.
+//! header's N and lower-case runs. Records are read in the order of their offsets, so a file
+//! streams in one pass; lower-case runs come back as lower case, as in the FASTA the file was
+//! made from.
 
 use std::io::{self, Write};
 
@@ -25,6 +26,9 @@ const MAX_RECORDS: u32 = 1 << 22;
 /// Most N runs one record may have (hg38 has a few hundred per chromosome); bounds the one
 /// record header held in memory.
 const MAX_N_RUNS: u32 = 1 << 20;
+/// Most lower-case runs one record may have (a soft-masked human chromosome has a few hundred
+/// thousand); bounds the one record header held in memory.
+const MAX_MASK_RUNS: u32 = 1 << 22;
 /// FASTA text handed on per call, at most.
 const OUTPUT_PIECE: usize = 64 * 1024;
 /// The packed codes' letters.
@@ -44,8 +48,8 @@ enum Stage {
     NRuns { len: u64, count: u32 },
     /// A record's lower-case run count.
     MaskCount { len: u64 },
-    /// Skipping the lower-case runs and the reserved word.
-    MaskSkip { len: u64, remaining: u64 },
+    /// A record's lower-case run starts and sizes (`count` of each), then the reserved word.
+    MaskRuns { len: u64, count: u32 },
     /// The packed bases: `done` of `len` written.
     Bases { len: u64, done: u64 },
     /// Every record read; trailing bytes are ignored.
@@ -68,6 +72,9 @@ pub struct TwoBitDecoder {
     /// N runs of the record being read, as (start, end), sorted.
     n_runs: Vec<(u64, u64)>,
     n_at: usize,
+    /// Lower-case runs of the record being read, as (start, end), sorted.
+    mask_runs: Vec<(u64, u64)>,
+    mask_at: usize,
     out: Vec<u8>,
 }
 
@@ -91,6 +98,8 @@ impl TwoBitDecoder {
             next_record: 0,
             n_runs: Vec::new(),
             n_at: 0,
+            mask_runs: Vec::new(),
+            mask_at: 0,
             out: Vec::with_capacity(OUTPUT_PIECE + 256),
         }
     }
@@ -270,20 +279,8 @@ impl TwoBitDecoder {
                 if data.len() < need {
                     return Ok(None);
                 }
-                let (starts, sizes) = data[..need].split_at(count as usize * 4);
-                self.n_runs.clear();
+                self.n_runs = self.runs(&data[..need], len, "an N run")?;
                 self.n_at = 0;
-                for (start, size) in starts.chunks_exact(4).zip(sizes.chunks_exact(4)) {
-                    let start = u64::from(self.word(start));
-                    let end = start + u64::from(self.word(size));
-                    if end > len {
-                        return Err(malformed(format!(
-                            "an N run ends at base {end}, past its record's {len} bases"
-                        )));
-                    }
-                    self.n_runs.push((start, end));
-                }
-                self.n_runs.sort_unstable();
                 self.stage = Stage::MaskCount { len };
                 Ok(Some(need))
             }
@@ -291,32 +288,29 @@ impl TwoBitDecoder {
                 if data.len() < 4 {
                     return Ok(None);
                 }
-                let count = u64::from(self.word(&data[..4]));
-                // The starts, the sizes, then the reserved word.
-                self.stage = Stage::MaskSkip {
-                    len,
-                    remaining: count * 8 + 4,
-                };
+                let count = self.word(&data[..4]);
+                if count > MAX_MASK_RUNS {
+                    return Err(malformed(format!(
+                        "a record with {count} lower-case runs, more than the {MAX_MASK_RUNS} read"
+                    )));
+                }
+                self.stage = Stage::MaskRuns { len, count };
                 Ok(Some(4))
             }
-            Stage::MaskSkip { len, remaining } => {
-                if data.is_empty() {
+            Stage::MaskRuns { len, count } => {
+                // The starts, the sizes, then the reserved word.
+                let need = count as usize * 8 + 4;
+                if data.len() < need {
                     return Ok(None);
                 }
-                let skip = remaining.min(data.len() as u64);
-                if skip == remaining {
-                    let (_, name) = &self.index[self.next_record];
-                    self.out.push(b'>');
-                    self.out.extend_from_slice(name.as_bytes());
-                    self.out.push(b'\n');
-                    self.stage = Stage::Bases { len, done: 0 };
-                } else {
-                    self.stage = Stage::MaskSkip {
-                        len,
-                        remaining: remaining - skip,
-                    };
-                }
-                Ok(Some(skip as usize))
+                self.mask_runs = self.runs(&data[..need - 4], len, "a lower-case run")?;
+                self.mask_at = 0;
+                let (_, name) = &self.index[self.next_record];
+                self.out.push(b'>');
+                self.out.extend_from_slice(name.as_bytes());
+                self.out.push(b'\n');
+                self.stage = Stage::Bases { len, done: 0 };
+                Ok(Some(need))
             }
             Stage::Bases { len, done } => {
                 if done == len {
@@ -338,12 +332,15 @@ impl TwoBitDecoder {
                         if position == len {
                             break;
                         }
-                        let letter = if self.in_n_run(position) {
+                        let letter = if in_run(&self.n_runs, &mut self.n_at, position) {
                             b'N'
                         } else {
                             LETTERS[usize::from((byte >> shift) & 3)]
                         };
-                        self.out.push(letter);
+                        match in_run(&self.mask_runs, &mut self.mask_at, position) {
+                            true => self.out.push(letter.to_ascii_lowercase()),
+                            false => self.out.push(letter),
+                        }
                         position += 1;
                     }
                 }
@@ -360,18 +357,23 @@ impl TwoBitDecoder {
         }
     }
 
-    /// Whether `position` of the current record lies in one of its N runs (positions are asked
-    /// in increasing order).
-    fn in_n_run(&mut self, position: u64) -> bool {
-        while let Some(&(_, end)) = self.n_runs.get(self.n_at) {
-            if position < end {
-                break;
+    /// A record's runs from their starts then sizes (`bytes` holds both lists), as sorted
+    /// (start, end) pairs; `what` names a run in the refusal of one past the record's end.
+    fn runs(&self, bytes: &[u8], len: u64, what: &str) -> Result<Vec<(u64, u64)>, InputError> {
+        let (starts, sizes) = bytes.split_at(bytes.len() / 2);
+        let mut runs = Vec::with_capacity(starts.len() / 4);
+        for (start, size) in starts.chunks_exact(4).zip(sizes.chunks_exact(4)) {
+            let start = u64::from(self.word(start));
+            let end = start + u64::from(self.word(size));
+            if end > len {
+                return Err(malformed(format!(
+                    "{what} ends at base {end}, past its record's {len} bases"
+                )));
             }
-            self.n_at += 1;
+            runs.push((start, end));
         }
-        self.n_runs
-            .get(self.n_at)
-            .is_some_and(|&(start, _)| position >= start)
+        runs.sort_unstable();
+        Ok(runs)
     }
 
     fn word(&self, bytes: &[u8]) -> u32 {
@@ -394,6 +396,18 @@ impl TwoBitDecoder {
         self.out.clear();
         result
     }
+}
+
+/// Whether `position` lies in one of `runs` ((start, end), sorted); positions are asked in
+/// increasing order, and `at` keeps the first run not yet passed.
+fn in_run(runs: &[(u64, u64)], at: &mut usize, position: u64) -> bool {
+    while let Some(&(_, end)) = runs.get(*at) {
+        if position < end {
+            break;
+        }
+        *at += 1;
+    }
+    runs.get(*at).is_some_and(|&(start, _)| position >= start)
 }
 
 /// A `.2bit` file read as the FASTA text it holds, for readers that take text (the local
@@ -453,8 +467,9 @@ fn malformed(reason: String) -> InputError {
     InputError::TwoBit { reason }
 }
 
-/// One record of a `.2bit` file to write: its name, its length and its N runs (start, length),
-/// which must be known before its bases, since they precede them in the file.
+/// One record of a `.2bit` file to write: its name, its length, its N runs and its lower-case
+/// runs (each as (start, length)), which must be known before its bases, since they precede
+/// them in the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordLayout {
     /// The record's name (no whitespace, at most 255 bytes).
@@ -463,11 +478,136 @@ pub struct RecordLayout {
     pub len: u64,
     /// Its runs of N, as (start, length), in order.
     pub n_runs: Vec<(u64, u64)>,
+    /// Its runs of lower-case (soft-masked) bases, as (start, length), in order.
+    pub mask_runs: Vec<(u64, u64)>,
+}
+
+impl RecordLayout {
+    /// Bytes the record takes in the file: its header (length, runs, reserved word) and its
+    /// packed bases.
+    fn file_len(&self) -> u64 {
+        let runs = (self.n_runs.len() + self.mask_runs.len()) as u64;
+        4 + 4 + 4 + 8 * runs + 4 + self.len.div_ceil(4)
+    }
+}
+
+/// The size of the `.2bit` file [`TwoBitWriter`] writes for `layouts`.
+pub fn file_len(layouts: &[RecordLayout]) -> u64 {
+    let (records, offset_len) = index_len(layouts);
+    records
+        + offset_len * layouts.len() as u64
+        + layouts.iter().map(RecordLayout::file_len).sum::<u64>()
+}
+
+/// The header and names of the index, and the width of each offset in it: past 4 GiB the
+/// offsets no longer fit 32 bits, and version 1 stores them in 64.
+fn index_len(layouts: &[RecordLayout]) -> (u64, u64) {
+    let names_len: u64 = layouts.iter().map(|l| 1 + l.name.len() as u64).sum();
+    let short_total = 16
+        + names_len
+        + 4 * layouts.len() as u64
+        + layouts.iter().map(RecordLayout::file_len).sum::<u64>();
+    let offset_len = if short_total > u64::from(u32::MAX) {
+        8
+    } else {
+        4
+    };
+    (16 + names_len, offset_len)
+}
+
+/// Finds the N runs and lower-case runs of records whose bases are pushed in order (the records
+/// one after another), to lay out their `.2bit` file before a base of it is written.
+pub struct RunScanner {
+    layouts: Vec<RecordLayout>,
+    record: usize,
+    /// Bases of the current record seen so far.
+    at: u64,
+}
+
+impl RunScanner {
+    /// A scanner of records with these names and lengths, in order.
+    pub fn new(records: impl IntoIterator<Item = (String, u64)>) -> Self {
+        let layouts = records
+            .into_iter()
+            .map(|(name, len)| RecordLayout {
+                name,
+                len,
+                n_runs: Vec::new(),
+                mask_runs: Vec::new(),
+            })
+            .collect();
+        let mut scanner = Self {
+            layouts,
+            record: 0,
+            at: 0,
+        };
+        scanner.skip_empty();
+        scanner
+    }
+
+    /// Takes the next bases.
+    pub fn push(&mut self, mut bases: &[u8]) -> io::Result<()> {
+        while !bases.is_empty() {
+            let Some(layout) = self.layouts.get_mut(self.record) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "more bases than the records' lengths",
+                ));
+            };
+            let take = (layout.len - self.at).min(bases.len() as u64) as usize;
+            for (i, &base) in bases[..take].iter().enumerate() {
+                let position = self.at + i as u64;
+                if base.eq_ignore_ascii_case(&b'N') {
+                    extend_run(&mut layout.n_runs, position);
+                }
+                if base.is_ascii_lowercase() {
+                    extend_run(&mut layout.mask_runs, position);
+                }
+            }
+            self.at += take as u64;
+            bases = &bases[take..];
+            if self.at == layout.len {
+                self.record += 1;
+                self.at = 0;
+                self.skip_empty();
+            }
+        }
+        Ok(())
+    }
+
+    /// The records' layouts; every record must have had all its bases.
+    pub fn finish(self) -> io::Result<Vec<RecordLayout>> {
+        if let Some(layout) = self.layouts.get(self.record) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "record {} got {} of its {} bases",
+                    layout.name, self.at, layout.len
+                ),
+            ));
+        }
+        Ok(self.layouts)
+    }
+
+    fn skip_empty(&mut self) {
+        while self.layouts.get(self.record).is_some_and(|l| l.len == 0) {
+            self.record += 1;
+        }
+    }
+}
+
+/// Adds `position` to the runs: it lengthens the last run when it follows it.
+fn extend_run(runs: &mut Vec<(u64, u64)>, position: u64) {
+    match runs.last_mut() {
+        Some((start, len)) if *start + *len == position => *len += 1,
+        _ => runs.push((position, 1)),
+    }
 }
 
 /// Writes a `.2bit` file: the header and index at once from the records' layouts, then each
 /// record's bases as they are pushed, in order. Bases other than A, C, G and T are stored as T,
-/// as UCSC's tools do: only the declared N runs come back as N.
+/// as UCSC's tools do: only the declared N runs come back as N, and only the declared
+/// lower-case runs as lower case.
 pub struct TwoBitWriter<W: Write> {
     out: W,
     layouts: Vec<RecordLayout>,
@@ -499,32 +639,23 @@ impl<W: Write> TwoBitWriter<W> {
                     u32::MAX
                 )));
             }
-            if layout
-                .n_runs
-                .iter()
-                .any(|&(start, len)| start + len > layout.len)
-            {
+            let past_end = |runs: &[(u64, u64)]| runs.iter().any(|&(s, l)| s + l > layout.len);
+            if past_end(&layout.n_runs) || past_end(&layout.mask_runs) {
                 return Err(invalid(format!(
-                    "record {} has an N run past its end",
+                    "record {} has an N or lower-case run past its end",
                     layout.name
                 )));
             }
         }
-        let names_len: u64 = layouts.iter().map(|l| 1 + l.name.len() as u64).sum();
-        let sizes: Vec<u64> = layouts
-            .iter()
-            .map(|l| 4 + 4 + 8 * l.n_runs.len() as u64 + 4 + 4 + l.len.div_ceil(4))
-            .collect();
-        let short_total = 16 + names_len + 4 * layouts.len() as u64 + sizes.iter().sum::<u64>();
-        // Past 4 GiB the offsets no longer fit 32 bits: version 1 stores them in 64.
-        let long = short_total > u64::from(u32::MAX);
-        let offset_len: u64 = if long { 8 } else { 4 };
+        let (index_start, offset_len) = index_len(&layouts);
+        let long = offset_len == 8;
         out.write_all(&MAGIC.to_le_bytes())?;
         out.write_all(&u32::from(long).to_le_bytes())?;
         out.write_all(&(layouts.len() as u32).to_le_bytes())?;
         out.write_all(&0u32.to_le_bytes())?;
-        let mut offset = 16 + names_len + offset_len * layouts.len() as u64;
-        for (layout, size) in layouts.iter().zip(&sizes) {
+        let mut offset = index_start + offset_len * layouts.len() as u64;
+        for layout in &layouts {
+            let size = layout.file_len();
             out.write_all(&[layout.name.len() as u8])?;
             out.write_all(layout.name.as_bytes())?;
             if long {
@@ -545,6 +676,12 @@ impl<W: Write> TwoBitWriter<W> {
         };
         writer.advance()?;
         Ok(writer)
+    }
+
+    /// The output written to so far: a caller writing into a buffer takes what is in it
+    /// between pushes.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
     }
 
     /// Writes the next bases of the current record (and of the following ones, in order).
@@ -611,8 +748,14 @@ impl<W: Write> TwoBitWriter<W> {
                 for (_, len) in &layout.n_runs {
                     header.extend_from_slice(&(*len as u32).to_le_bytes());
                 }
-                // No lower-case runs, then the reserved word.
-                header.extend_from_slice(&0u32.to_le_bytes());
+                header.extend_from_slice(&(layout.mask_runs.len() as u32).to_le_bytes());
+                for (start, _) in &layout.mask_runs {
+                    header.extend_from_slice(&(*start as u32).to_le_bytes());
+                }
+                for (_, len) in &layout.mask_runs {
+                    header.extend_from_slice(&(*len as u32).to_le_bytes());
+                }
+                // The reserved word.
                 header.extend_from_slice(&0u32.to_le_bytes());
                 self.out.write_all(&header)?;
                 self.header_written = true;
@@ -695,12 +838,13 @@ mod tests {
     }
 
     #[test]
-    fn a_hand_made_file_reads_in_file_order_with_its_n_runs_whatever_the_pieces() {
+    fn a_hand_made_file_reads_in_file_order_with_its_runs_whatever_the_pieces() {
         let file = hand_made_big_endian();
         for piece in [1, 2, 3, 7, 1 << 20] {
             assert_eq!(
                 decode(&file, piece).expect("a valid file"),
-                ">a\nTNNGGA\n>b\nCCC\n",
+                // The lower-case run covers bases 0..3, the N run among them included.
+                ">a\ntnnGGA\n>b\nCCC\n",
                 "pieces of {piece}"
             );
         }
@@ -708,30 +852,37 @@ mod tests {
 
     #[test]
     fn written_files_read_back_exactly() {
-        type Record<'a> = (&'a str, &'a [u8], Vec<(u64, u64)>);
+        type Record<'a> = (&'a str, &'a [u8]);
         let records: Vec<Record> = vec![
-            ("chr1", b"NNNNACGTACGTTGCA", vec![(0, 4)]),
-            ("chr2", b"G", vec![]),
-            ("empty", b"", vec![]),
-            ("chr3", b"ACGTNACGTAC", vec![(4, 1)]),
+            ("chr1", b"NNNNACGTacgtTGCA"),
+            ("chr2", b"g"),
+            ("empty", b""),
+            ("chr3", b"ACGTnaCGtAC"),
         ];
-        let layouts = records
-            .iter()
-            .map(|(name, bases, n_runs)| RecordLayout {
-                name: name.to_string(),
-                len: bases.len() as u64,
-                n_runs: n_runs.clone(),
-            })
-            .collect();
+        let mut scanner = RunScanner::new(
+            records
+                .iter()
+                .map(|(name, bases)| (name.to_string(), bases.len() as u64)),
+        );
+        let all: Vec<u8> = records.iter().flat_map(|(_, b)| b.to_vec()).collect();
+        for piece in all.chunks(5) {
+            scanner.push(piece).expect("scan");
+        }
+        let layouts = scanner.finish().expect("every base scanned");
+        assert_eq!(layouts[0].n_runs, [(0, 4)]);
+        assert_eq!(layouts[0].mask_runs, [(8, 4)]);
+        assert_eq!(layouts[3].n_runs, [(4, 1)]);
+        assert_eq!(layouts[3].mask_runs, [(4, 2), (8, 1)]);
+        let expected_len = file_len(&layouts);
         let mut writer = TwoBitWriter::new(Vec::new(), layouts).expect("layouts");
-        let all: Vec<u8> = records.iter().flat_map(|(_, b, _)| b.to_vec()).collect();
         for piece in all.chunks(3) {
             writer.push(piece).expect("push");
         }
         let file = writer.finish().expect("finish");
+        assert_eq!(file.len() as u64, expected_len);
         let expected: String = records
             .iter()
-            .map(|(name, bases, _)| format!(">{name}\n{}\n", String::from_utf8_lossy(bases)))
+            .map(|(name, bases)| format!(">{name}\n{}\n", String::from_utf8_lossy(bases)))
             .collect();
         for piece in [1, 5, 1 << 16] {
             assert_eq!(decode(&file, piece).expect("valid"), expected);

@@ -1,9 +1,9 @@
 //! The embedded backend as a worker reaches it: a real master serves a temporary embedded
 //! backend on a free port, and the worker's capabilities (`Leases`, `ResultSink`) go over the
 //! protocol through one `RemoteBackend` per worker id, as in a running grid. The capabilities the
-//! master keeps for itself (`QueueAdmin`, `JobStore`, `ResultStore`, `MonitorStore`), which
-//! `RemoteBackend` does not implement, go to the master's own backend, where a running grid
-//! uses them too; so do the part-by-part result calls, which the master makes for a worker's
+//! master keeps for itself (`QueueAdmin`, `JobStore`, `ResultStore`, `ResultCache`,
+//! `MonitorStore`), which `RemoteBackend` does not implement, go to the master's own backend,
+//! where a running grid uses them too; so do the part-by-part result calls, which the master makes for a worker's
 //! `put_result`. Stored genomes and inputs are written on the master's backend and read as a
 //! worker reads them, with `read_input` over the protocol.
 //!
@@ -20,10 +20,10 @@ use bytes::Bytes;
 use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::remote::RemoteBackend;
 use gridwatch::backend::{
-    BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome, JobRecord, JobStatus,
-    JobStore, JobSummary, Lease, Leases, MonitorSink, MonitorStore, NackOutcome, NewTask, Progress,
-    PruneReport, QueueAdmin, RefusalReason, ResultSink, ResultStore, StoredResult, TaskTimes,
-    WorkerId, WorkerIds, WorkerOffer,
+    AnswerCopy, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
+    JobRecord, JobStatus, JobStore, JobSummary, Lease, Leases, MonitorSink, MonitorStore,
+    NackOutcome, NewTask, Progress, PruneReport, QueueAdmin, RefusalReason, ResultCache,
+    ResultSink, ResultStore, StoredResult, TaskTimes, WorkerId, WorkerIds, WorkerOffer,
 };
 use gridwatch::master::{MasterConfig, MasterState};
 use tokio::net::TcpListener;
@@ -325,6 +325,27 @@ impl JobStore for WorkerSide {
 
     async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport> {
         self.owner.prune_finished(finished_before).await
+    }
+}
+
+/// The master's own calls: the result cache is never reached through the protocol.
+#[async_trait]
+impl ResultCache for WorkerSide {
+    async fn remember_answer(&self, key: &str, job: &str) -> BackendResult<()> {
+        self.owner.remember_answer(key, job).await
+    }
+
+    async fn cached_answer(&self, key: &str) -> BackendResult<Option<JobRecord>> {
+        self.owner.cached_answer(key).await
+    }
+
+    async fn copy_answer(
+        &self,
+        key: &str,
+        source: &str,
+        job: &JobRecord,
+    ) -> BackendResult<AnswerCopy> {
+        self.owner.copy_answer(key, source, job).await
     }
 }
 

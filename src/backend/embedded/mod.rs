@@ -5,6 +5,7 @@
 //! Layout: `gridwatch.db` (jobs, tasks, results, alerts, worker metrics; see `schema.sql`) and
 //! `spool/<hex job id>.chunks` (each task's input bytes, referred to by offset and length).
 
+mod cache;
 mod db;
 mod genomes;
 mod queue;
@@ -22,8 +23,8 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::capability::{
-    put_in_parts, GenomeStore, JobStore, Leases, MonitorSink, MonitorStore, QueueAdmin, ResultSink,
-    ResultStore, WorkerIds, WorkerOffer,
+    put_in_parts, AnswerCopy, GenomeStore, JobStore, Leases, MonitorSink, MonitorStore, QueueAdmin,
+    ResultCache, ResultSink, ResultStore, WorkerIds, WorkerOffer,
 };
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
@@ -440,6 +441,35 @@ impl JobStore for EmbeddedBackend {
     async fn prune_finished(&self, finished_before: f64) -> BackendResult<PruneReport> {
         self.db
             .call(move |state| retention::prune_finished(state, finished_before))
+            .await
+    }
+}
+
+#[async_trait]
+impl ResultCache for EmbeddedBackend {
+    async fn remember_answer(&self, key: &str, job: &str) -> BackendResult<()> {
+        let (key, job) = (key.to_string(), job.to_string());
+        self.db
+            .call(move |state| cache::remember_answer(state, &key, &job))
+            .await
+    }
+
+    async fn cached_answer(&self, key: &str) -> BackendResult<Option<JobRecord>> {
+        let key = key.to_string();
+        self.db
+            .call(move |state| cache::cached_answer(state, &key))
+            .await
+    }
+
+    async fn copy_answer(
+        &self,
+        key: &str,
+        source: &str,
+        job: &JobRecord,
+    ) -> BackendResult<AnswerCopy> {
+        let (key, source, job) = (key.to_string(), source.to_string(), job.clone());
+        self.db
+            .call(move |state| cache::copy_answer(state, &key, &source, &job))
             .await
     }
 }

@@ -60,6 +60,7 @@ fn delete_job(state: &mut DbState, job: &str) -> BackendResult<u64> {
         "DELETE FROM result_parts WHERE job = ?1",
         "DELETE FROM tasks WHERE job = ?1",
         "DELETE FROM genome_jobs WHERE job = ?1",
+        "DELETE FROM result_cache WHERE job = ?1",
         "DELETE FROM job_specs WHERE id = ?1",
         "DELETE FROM jobs WHERE id = ?1",
     ] {

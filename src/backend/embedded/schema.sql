@@ -128,3 +128,11 @@ CREATE TABLE IF NOT EXISTS genome_jobs (
     PRIMARY KEY (hash, job)
 );
 CREATE INDEX IF NOT EXISTS genome_jobs_by_job ON genome_jobs (job);
+
+-- The result cache: each job under the key of what determines its answer (its kind computes the
+-- key); a completed job answers a later job with the same key. A job's row goes with the job.
+CREATE TABLE IF NOT EXISTS result_cache (
+    job TEXT PRIMARY KEY,
+    key TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS result_cache_by_key ON result_cache (key);

@@ -127,7 +127,7 @@ pub(super) fn accept_jobs(state: &mut DbState, jobs: &[(String, u32)]) -> Backen
 }
 
 /// Runs `work` in one transaction: committed if it succeeds, rolled back if it fails.
-fn in_transaction<R>(
+pub(super) fn in_transaction<R>(
     state: &mut DbState,
     work: impl FnOnce(&mut DbState) -> BackendResult<R>,
 ) -> BackendResult<R> {

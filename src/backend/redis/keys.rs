@@ -148,6 +148,13 @@ pub fn job_chunks(job: &str) -> String {
     format!("job:{job}:chunks")
 }
 
+/// `cache:{key}`: set of the jobs recorded under a result cache key (a hex digest the job's kind
+/// computes); each job's `job:{id}:info` names its key in `cache_key`, so deleting the job
+/// removes it from the set. Members no longer completed are dropped when the set is read.
+pub fn result_cache(key: &str) -> String {
+    format!("cache:{key}")
+}
+
 /// `worker:{id}:owner`: the nonce of the live process holding this worker id, with a TTL.
 pub fn worker_owner(worker: &str) -> String {
     format!("worker:{worker}:owner")

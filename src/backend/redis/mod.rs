@@ -6,6 +6,7 @@
 //! half a step behind. Commands share one auto-reconnecting multiplexed connection; a lease that
 //! has to block waits on a connection of its own, so it never stalls the others.
 
+mod cache;
 mod genomes;
 mod identity;
 pub mod keys;

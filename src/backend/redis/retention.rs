@@ -41,13 +41,15 @@ pub(super) async fn prune_finished(
 /// Deletes one job's keys and stream entries; returns how many results it had.
 pub(super) async fn delete_job(backend: &RedisBackend, job: &str) -> BackendResult<u64> {
     let (results_key, tasks_key) = (keys::job_results(job), keys::job_tasks(job));
-    let (chunks, live): (Vec<u32>, HashMap<u32, String>) = backend
+    let info_key = keys::job_info(job);
+    let (chunks, live, cache_key): (Vec<u32>, HashMap<u32, String>, Option<String>) = backend
         .request(|mut conn| {
-            let (results_key, tasks_key) = (&results_key, &tasks_key);
+            let (results_key, tasks_key, info_key) = (&results_key, &tasks_key, &info_key);
             async move {
                 ::redis::pipe()
                     .hkeys(results_key)
                     .hgetall(tasks_key)
+                    .hget(info_key, "cache_key")
                     .query_async(&mut conn)
                     .await
             }
@@ -84,6 +86,9 @@ pub(super) async fn delete_job(backend: &RedisBackend, job: &str) -> BackendResu
     ])
     .ignore();
     pipe.zrem(JOBS_INDEX, job).ignore();
+    if let Some(key) = cache_key {
+        pipe.srem(keys::result_cache(&key), job).ignore();
+    }
     backend
         .request(|mut conn| {
             let pipe = &pipe;

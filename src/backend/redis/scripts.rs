@@ -85,6 +85,7 @@ pub(super) struct Scripts {
     pub complete: Script,
     pub lease_batch: Script,
     pub mark_ends_logged: Script,
+    pub copy_answer: Script,
 }
 
 impl Scripts {
@@ -109,6 +110,7 @@ impl Scripts {
             complete: Script::new(complete_script!()),
             lease_batch: Script::new(lease_batch_script!()),
             mark_ends_logged: Script::new(include_str!("lua/mark_ends_logged.lua")),
+            copy_answer: Script::new(include_str!("lua/copy_answer.lua")),
         }
     }
 }

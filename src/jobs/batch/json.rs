@@ -3,8 +3,9 @@
 //! `description`. `python`/`cython` are particle simulations (`num_particles`, `num_steps`,
 //! `seed`, optional `replicas`); the Julia names take `width`, `height`, `iterations`; `search`
 //! takes `patterns` (a list), `fasta` (a path relative to the batch file), optional `strand`
-//! (`forward`/`both`) and `chunk_size`; `command` takes a command submission (`argv`, `array`,
-//! ...). `metadata` is kept as written: its counts are not trusted.
+//! (`forward`/`both`), `chunk_size` and `no_cache` (true: run even when the result cache holds
+//! the answer); `command` takes a command submission (`argv`, `array`, ...). `metadata` is kept
+//! as written: its counts are not trusted.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -264,6 +265,18 @@ impl Fields {
         })
     }
 
+    fn flag(&self, name: &str) -> Result<bool, BatchError> {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(set)) => Ok(*set),
+            Some(other) => Err(BatchError::field(
+                self.path.clone(),
+                name,
+                format!("expected true or false, found {}", shown(other)),
+            )),
+        }
+    }
+
     fn optional_u32(&self, name: &str) -> Result<Option<u32>, BatchError> {
         match self.number(name)? {
             None => Ok(None),
@@ -492,6 +505,7 @@ fn search(parameters: &Fields) -> Result<(Value, PathBuf), BatchError> {
         chunk_size: parameters.number("chunk_size")?,
         genome_hash: None,
         count_only: false,
+        no_cache: parameters.flag("no_cache")?,
     };
     let value =
         serde_json::to_value(&submission).map_err(|e| BatchError::at(at(), e.to_string()))?;

@@ -72,6 +72,10 @@ pub struct SearchSubmission {
     /// Store counts only, never positions: exact counts of any size in little space.
     #[serde(default, skip_serializing_if = "is_false")]
     pub count_only: bool,
+    /// Run the search even when a finished identical one could answer it from the result
+    /// cache.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_cache: bool,
 }
 
 /// A search job's spec, stored with the job. `records` is filled in when the upload ends.
@@ -111,6 +115,13 @@ pub struct SearchJobSpec {
     /// before the cap existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_positions: Option<u64>,
+    /// Run even when the result cache holds the answer (the job's results are still kept as
+    /// an answer for later searches).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_cache: bool,
+    /// For a job answered from the result cache: the finished job whose results it copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
 }
 
 /// One chunk task's spec: everything a worker needs besides the bases themselves, so that a
@@ -565,6 +576,7 @@ impl JobKind for SearchKind {
             chunk_size,
             genome_hash,
             count_only,
+            no_cache,
         } = submission;
         if let Some(hash) = genome_hash.as_deref().filter(|hash| !is_genome_hash(hash)) {
             return Err(Refusal::new(
@@ -627,6 +639,8 @@ impl JobKind for SearchKind {
             genome_reused: None,
             count_only,
             max_positions: Some(limits.max_positions),
+            no_cache,
+            cached_from: None,
         })
     }
 
@@ -774,6 +788,41 @@ impl JobKind for SearchKind {
             false => format!(" ({})", notes.join(", ")),
         };
         format!("{patterns} in {}{notes}", spec.filename)
+    }
+
+    /// Everything a search's answer depends on: the input's bytes (by their hash and size), the
+    /// patterns (names and normalised sequences, in order: both show in the output), the strand
+    /// mode, the case flag, the mismatch bound, whether positions are kept and the cap on them.
+    /// The chunk size, the mismatch matcher and the file's name change nothing in the answer.
+    fn result_key(&self, spec: &SearchJobSpec) -> Option<String> {
+        #[derive(Serialize)]
+        struct Answered<'a> {
+            kind: &'static str,
+            genome: &'a str,
+            file_size: u64,
+            patterns: &'a [Pattern],
+            strand: StrandMode,
+            case_sensitive: bool,
+            max_mismatches: u32,
+            count_only: bool,
+            max_positions: Option<u64>,
+        }
+        let answered = Answered {
+            kind: SEARCH_KIND,
+            genome: spec
+                .genome_hash
+                .as_deref()
+                .filter(|hash| is_genome_hash(hash))?,
+            file_size: spec.file_size,
+            patterns: &spec.patterns,
+            strand: spec.options.strand,
+            case_sensitive: spec.options.case_sensitive,
+            max_mismatches: spec.options.max_mismatches,
+            count_only: spec.count_only,
+            max_positions: spec.max_positions.filter(|_| !spec.count_only),
+        };
+        let text = serde_json::to_vec(&answered).ok()?;
+        Some(blake3::hash(&text).to_hex().to_string())
     }
 }
 
@@ -1097,6 +1146,72 @@ mod tests {
         assert!(tasks.len() > 1, "the input should span several chunks");
         let out = jobs::run_in_process(kind, &spec, &tasks, "count");
         String::from_utf8(out).unwrap()
+    }
+
+    /// The result cache key of a search submitted as `edit` changes the base submission.
+    fn key_of(edit: impl FnOnce(&mut serde_json::Value)) -> Option<String> {
+        let kind = jobs::require("search").unwrap();
+        let mut submission = serde_json::json!({
+            "filename": "g.fa",
+            "patterns": [{ "name": "p", "sequence": "ACGTAC" }],
+            "genome_hash": "ab".repeat(32),
+            "chunk_size": 10,
+        });
+        edit(&mut submission);
+        let spec = kind.accept(submission, Some(1000), &LIMITS).unwrap();
+        kind.result_key(&spec)
+    }
+
+    #[test]
+    fn the_result_key_changes_with_what_changes_the_answer_only() {
+        let base = key_of(|_| {}).expect("a search of a known genome has a key");
+        assert_eq!(base.len(), 64);
+        // Nothing of the answer changes: the same key.
+        assert_eq!(key_of(|s| s["chunk_size"] = 77.into()), Some(base.clone()));
+        assert_eq!(
+            key_of(|s| s["filename"] = "other.fa".into()),
+            Some(base.clone())
+        );
+        assert_eq!(key_of(|s| s["no_cache"] = true.into()), Some(base.clone()));
+        type Edit = fn(&mut serde_json::Value);
+        let changes: [(&str, Edit); 8] = [
+            ("pattern", |s| {
+                s["patterns"][0]["sequence"] = "ACGTAA".into()
+            }),
+            ("pattern name", |s| s["patterns"][0]["name"] = "q".into()),
+            (
+                "strand",
+                |s| s["options"] = serde_json::json!({ "strand": "both", "case_sensitive": false }),
+            ),
+            (
+                "case",
+                |s| {
+                    s["options"] =
+                        serde_json::json!({ "strand": "forward", "case_sensitive": true })
+                },
+            ),
+            (
+                "mismatches",
+                |s| s["options"] = serde_json::json!({ "strand": "forward", "case_sensitive": false, "max_mismatches": 1 }),
+            ),
+            ("count only", |s| s["count_only"] = true.into()),
+            ("genome", |s| s["genome_hash"] = "cd".repeat(32).into()),
+            ("second pattern", |s| {
+                s["patterns"] = serde_json::json!([
+                    { "name": "p", "sequence": "ACGTAC" },
+                    { "name": "r", "sequence": "GGCC" },
+                ])
+            }),
+        ];
+        for (what, change) in changes {
+            let key = key_of(change).expect("still a key");
+            assert_ne!(key, base, "a change of {what} must change the key");
+        }
+        // Without a genome hash the answer is not pinned: no key.
+        let no_hash = key_of(|s| {
+            s.as_object_mut().unwrap().remove("genome_hash");
+        });
+        assert_eq!(no_hash, None);
     }
 
     /// A chunk is searched in slices between stop checks; matches across a slice edge (starting

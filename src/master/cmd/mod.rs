@@ -239,6 +239,7 @@ async fn route(
             inputs::read(conn, state, session, &hash, offset, len).await
         }
         Message::RemoveGenomes { hashes } => genomes::remove(conn, state, hashes).await,
+        Message::ExportGenome { hash } => genomes::export(conn, state, &hash).await,
         Message::Lease { .. }
         | Message::LeaseBatch { .. }
         | Message::CompleteBatch { .. }

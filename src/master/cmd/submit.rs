@@ -68,6 +68,21 @@ pub async fn apply(
         created_at: crate::time::unix_now(),
         finished_at: None,
     };
+    // An interrupted upload's id is taken by its failed record: such a retry runs.
+    let cached = match restart {
+        true => None,
+        false => crate::master::jobs::answer_from_cache(state, &record).await?,
+    };
+    if let Some(total_chunks) = cached {
+        conn.write_message(&Message::Accepted {
+            job_id,
+            total_chunks,
+            active_workers: state.active_workers().await,
+            existing: false,
+        })
+        .await?;
+        return Ok(());
+    }
     if restart {
         restart_upload(state, &record).await?;
     } else if let CreateOutcome::Exists(_) = state.store.create_job(&record).await? {
@@ -229,10 +244,12 @@ async fn enqueue_tasks(
     submission: &Submission,
 ) -> Result<u32, HandlerError> {
     let mut enqueuer = Enqueuer::start(state);
-    let (chunks, spec) = match submission.kind.tasks(&submission.spec)? {
+    // Whether the input is known to be what the spec's genome hash names: found stored, or
+    // hashed by the master as it came. Only such a job may answer later ones from the cache.
+    let (chunks, spec, input_known) = match submission.kind.tasks(&submission.spec)? {
         TaskSource::Upload(mut cutter) => {
-            if let Some(reused) = reuse_genome(state, submission, &mut enqueuer).await? {
-                reused
+            if let Some((chunks, spec)) = reuse_genome(state, submission, &mut enqueuer).await? {
+                (chunks, spec, true)
             } else {
                 let upload = submission.file_size.unwrap_or(0);
                 super::check_free_space(state, upload)?;
@@ -258,7 +275,7 @@ async fn enqueue_tasks(
         }
         TaskSource::Planned(tasks) => {
             let chunks = enqueuer.send(to_tasks(submission, tasks)).await?;
-            (chunks, submission.spec.clone())
+            (chunks, submission.spec.clone(), false)
         }
     };
     enqueuer
@@ -272,6 +289,10 @@ async fn enqueue_tasks(
             .store
             .update_job_spec(&submission.job_id, &spec)
             .await?;
+    }
+    if input_known {
+        crate::master::jobs::remember_answer(state, &submission.job_id, submission.kind, &spec)
+            .await;
     }
     state.store.accept_job(&submission.job_id, chunks).await?;
     tracing::info!(component = "master", job = %submission.job_id, kind = submission.kind.name(), chunks, "job accepted");
@@ -298,23 +319,24 @@ impl Upload {
     }
 }
 
-/// Reads the announced bytes, cutting and enqueueing tasks as they come; returns the task count
-/// and the job spec completed by the cutter (and, for a kept genome, by its hash). A failed
-/// upload drops what it stored of the genome before the reply goes out.
+/// Reads the announced bytes, cutting and enqueueing tasks as they come; returns the task count,
+/// the job spec completed by the cutter (and, for a kept genome, by its hash) and whether that
+/// hash is the master's own. A failed upload drops what it stored of the genome before the reply
+/// goes out.
 async fn receive(
     conn: &mut Conn,
     state: &MasterState,
     submission: &Submission,
     mut upload: Upload,
     enqueuer: &mut Enqueuer,
-) -> Result<(u32, serde_json::Value), HandlerError> {
+) -> Result<(u32, serde_json::Value, bool), HandlerError> {
     let received = receive_frames(conn, state, submission, &mut upload, enqueuer).await;
     match (received, upload.intake.take()) {
         (Ok((chunks, spec, bytes)), Some(intake)) => {
             let spec = keep_genome(submission, intake, spec, bytes).await?;
-            Ok((chunks, spec))
+            Ok((chunks, spec, true))
         }
-        (Ok((chunks, spec, _)), None) => Ok((chunks, spec)),
+        (Ok((chunks, spec, _)), None) => Ok((chunks, spec, false)),
         (Err(err), intake) => {
             if let Some(intake) = intake {
                 intake.abandon().await;
