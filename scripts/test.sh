@@ -38,7 +38,10 @@ export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --release --all-targets --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# The library's, the binary's and the integration tests. The benchmarks are not built here: their
+# harness is linted by CI's clippy run and measured by `cargo bench`, and building them again in
+# test mode would only add to every run.
+cargo test --release --lib --bins --tests --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 
 # One closing line over every test binary, so a reader of the log need not add them up.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1); if ($(i) ~ /^ignored/) s += $(i-1) } }
