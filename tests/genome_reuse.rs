@@ -15,8 +15,8 @@ use tokio::net::TcpStream;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Which backend a scenario runs on.
-enum Backend {
+/// Which backend a scenario runs on (the result cache's tests share it).
+pub(crate) enum Backend {
     Embedded,
     Redis(RedisServer),
 }
@@ -28,7 +28,7 @@ impl Backend {
 }
 
 /// A master (with `flags`) on `backend`, its workers configured alike; no worker yet.
-fn grid_on(backend: &Backend, flags: &[&str]) -> Grid {
+pub(crate) fn grid_on(backend: &Backend, flags: &[&str]) -> Grid {
     let mut all = vec!["--jobs-per-minute", "1000"];
     all.extend_from_slice(flags);
     match backend {
@@ -45,7 +45,7 @@ fn grid_on(backend: &Backend, flags: &[&str]) -> Grid {
 }
 
 /// Runs a client command with its own hash cache (so tests never share or keep one).
-fn cli(grid: &Grid, args: &[&str]) -> Output {
+pub(crate) fn cli(grid: &Grid, args: &[&str]) -> Output {
     Command::new(gridwatch_bin())
         .args(args)
         .arg("--master")
@@ -55,7 +55,7 @@ fn cli(grid: &Grid, args: &[&str]) -> Output {
         .expect("running the gridwatch client")
 }
 
-fn cli_ok(grid: &Grid, args: &[&str]) -> String {
+pub(crate) fn cli_ok(grid: &Grid, args: &[&str]) -> String {
     let output = cli(grid, args);
     assert!(
         output.status.success(),

@@ -5,57 +5,13 @@
 //! `--no-cache`; the answer outlives a master restart; a cancelled search never answers.
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::genome_reuse::{cli_ok, grid_on, Backend};
 use crate::support::grid::{naive_hits, parse_total, parse_tsv, write_fasta, Bases, Grid, Records};
-use crate::support::gridwatch_bin;
 use crate::support::redis::RedisServer;
 
 const PATTERN: &str = "ACGTAC";
-
-/// Which backend a scenario runs on.
-enum Backend {
-    Embedded,
-    Redis(RedisServer),
-}
-
-/// A master on `backend`, its workers configured alike; no worker yet.
-fn grid_on(backend: &Backend) -> Grid {
-    let all = ["--jobs-per-minute", "1000"];
-    match backend {
-        Backend::Embedded => Grid::start(&all),
-        Backend::Redis(redis) => {
-            let url = redis.url();
-            let mut flags = vec!["--backend", url.as_str()];
-            flags.extend_from_slice(&all);
-            let mut grid = Grid::start(&flags);
-            grid.worker_flags = vec!["--backend".into(), url];
-            grid
-        }
-    }
-}
-
-/// Runs a client command with its own hash cache (so tests never share or keep one).
-fn cli(grid: &Grid, args: &[&str]) -> Output {
-    Command::new(gridwatch_bin())
-        .args(args)
-        .arg("--master")
-        .arg(&grid.addr)
-        .env("XDG_CACHE_HOME", grid.path("cache"))
-        .output()
-        .expect("running the gridwatch client")
-}
-
-fn cli_ok(grid: &Grid, args: &[&str]) -> String {
-    let output = cli(grid, args);
-    assert!(
-        output.status.success(),
-        "gridwatch {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// Three records with a soft-masked (lower-case) stretch and an N run, so the case flag changes
 /// the answer and the matched bases print in both cases.
@@ -132,7 +88,7 @@ fn ran(grid: &Grid, job: &str, before: u64) -> u64 {
 }
 
 fn identical_repeats_come_from_the_cache(backend: Backend) {
-    let mut grid = grid_on(&backend);
+    let mut grid = grid_on(&backend, &[]);
     grid.start_worker("w1", 2);
     let records = genome();
     let file = grid.path("g.fa");
@@ -235,7 +191,7 @@ fn identical_searches_are_answered_from_the_cache_redis() {
 /// A failed or cancelled search never answers: the repeat of a cancelled one runs.
 #[test]
 fn a_cancelled_search_is_never_a_cache_source() {
-    let mut grid = grid_on(&Backend::Embedded);
+    let mut grid = grid_on(&Backend::Embedded, &[]);
     let records = genome();
     let file = grid.path("g.fa");
     write_fasta(&file, &records, 60, "\n");
