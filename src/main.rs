@@ -8,14 +8,18 @@ use std::process::ExitCode;
 
 use crate::client::connect::ClientError;
 use crate::client::tool_error::ToolError;
+#[cfg(feature = "tui")]
+use crate::client::top;
 use crate::client::{
     command, generate, genomes, health, julia, load, monitor, particles, prune, purge, query,
-    search, submit, top,
+    search, submit,
 };
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gridwatch::telemetry::{self, LogFormat};
 use gridwatch::{agent, collector, master, worker};
-use local::{bench, demo, up};
+#[cfg(feature = "bench")]
+use local::bench;
+use local::{demo, up};
 
 /// The command-line commands: each parses its flags, asks the master (or runs a local tool) and
 /// prints. They belong to the binary: no role of the library calls a command.
@@ -99,9 +103,11 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Benchmarks that compare gridwatch with other tools.
     #[command(subcommand)]
+    #[cfg(feature = "bench")]
     Bench(bench::BenchCommand),
     /// A live terminal view of workers, jobs and alerts: the arrows select a job, `c` cancels it
     /// once `y` confirms, `q` quits.
+    #[cfg(feature = "tui")]
     Top(top::TopArgs),
     /// Print a shell completion script: `gridwatch completions bash > /etc/bash_completion.d/gridwatch`.
     Completions {
@@ -158,7 +164,9 @@ fn main() -> ExitCode {
         Command::Julia(args) => julia::run(&args).map_err(fail),
         Command::Particles(args) => particles::run(&args).map_err(fail),
         Command::Generate(args) => generate::run(&args).map_err(fail),
+        #[cfg(feature = "bench")]
         Command::Bench(what) => bench::run(&what).map_err(fail),
+        #[cfg(feature = "tui")]
         Command::Top(args) => client(top::top(args)),
         Command::Completions { shell } => {
             let mut command = full_command();

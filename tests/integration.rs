@@ -9,6 +9,7 @@ mod backend_conformance;
 mod batch_drop_dir;
 mod batch_limits;
 mod batch_load;
+#[cfg(feature = "bench")]
 mod bench_kinds;
 mod bounded_resources;
 mod cancel_stops_tasks;
@@ -62,8 +63,10 @@ mod search_pattern_groups;
 mod search_speedpaths;
 mod security;
 mod task_records;
+#[cfg(feature = "tui")]
 mod task_view;
 mod tls;
+#[cfg(feature = "tui")]
 mod top_tmux;
 mod twobit;
 mod up_autoscale;

@@ -18,6 +18,7 @@ pub mod prune;
 pub mod purge;
 pub mod query;
 pub mod submit;
+#[cfg(feature = "tui")]
 pub mod top;
 
 pub mod generate;

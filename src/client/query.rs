@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::connect::{unexpected, ClientError, MasterAddr, MasterClient};
-pub use super::fetch::{fetch_report, fetch_results, open_results, JobResults, ResultsStream};
+pub use super::fetch::{fetch_report, open_results, JobResults, ResultsStream};
 pub use super::progress::counted;
 use super::progress::JobProgress;
 use gridwatch::backend::JobStatus;

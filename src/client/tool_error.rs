@@ -13,6 +13,7 @@ pub enum ToolError {
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
     /// Anything else (a tool the benchmark runs failed, …).
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))]
     #[error("{0}")]
     Failed(String),
 }

@@ -10,8 +10,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::client::connect::{ClientError, MasterAddr, MasterClient};
+use crate::client::fetch::fetch_results;
 use crate::client::progress::JobProgress;
-use crate::client::query::{fetch_results, wait_for_every};
+use crate::client::query::wait_for_every;
 use crate::client::submit::{send_job, JobRequest};
 use crate::client::tool_error::ToolError;
 use crate::local::up::{Cluster, UpArgs};

@@ -4,11 +4,17 @@
 //! These drive the grid through the same client commands a user types.
 
 mod autoscale;
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "bench")]
 mod bench_args;
+#[cfg(feature = "bench")]
 pub mod bench_commands;
+#[cfg(feature = "bench")]
 pub mod bench_grid;
+#[cfg(feature = "bench")]
 pub mod bench_kinds;
+#[cfg(feature = "bench")]
 mod bench_mismatch;
 pub mod demo;
 mod demo_kill;

@@ -204,7 +204,8 @@ impl Cluster {
             .collect()
     }
 
-    /// The master's process id, while it runs.
+    /// The master's process id, while it runs (the benchmarks sample its memory).
+    #[cfg(feature = "bench")]
     pub fn master_pid(&self) -> Option<u32> {
         self.master.pid()
     }
