@@ -139,6 +139,20 @@ pub fn uptime_secs() -> Option<f64> {
         .ok()
 }
 
+/// CPU time of `pid` in seconds as the scheduler counts it (`/proc/PID/schedstat`, in
+/// nanoseconds): another account than the tick-based times of `stat`, so tests check the
+/// samplers against it.
+#[cfg(test)]
+pub(crate) fn scheduler_cpu_seconds(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("schedstat");
+    let nanos: f64 = text
+        .split_whitespace()
+        .next()
+        .and_then(|field| field.parse().ok())
+        .expect("run time");
+    nanos / 1e9
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -193,6 +193,7 @@ fn process_cpu_seconds(pid: u32) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::procfs::scheduler_cpu_seconds;
 
     /// Resident memory of this process from /proc, MiB: the reference the sampler must agree with.
     fn proc_rss_mb() -> f64 {
@@ -243,18 +244,6 @@ mod tests {
             (sample.process_cpu_percent, sample.process_rss_mb),
             (None, None)
         );
-    }
-
-    /// CPU time of `pid` in seconds, as the scheduler counts it in nanoseconds
-    /// (`/proc/PID/schedstat`): another account than the tick-based times the sampler reads.
-    fn scheduler_cpu_seconds(pid: u32) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("schedstat");
-        let nanos: f64 = stat
-            .split_whitespace()
-            .next()
-            .and_then(|field| field.parse().ok())
-            .expect("run time");
-        nanos / 1e9
     }
 
     #[test]

@@ -73,20 +73,9 @@ impl TaskSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::procfs::scheduler_cpu_seconds;
     use std::os::unix::process::CommandExt;
     use std::time::Duration;
-
-    /// CPU time of `pid` in seconds as the scheduler counts it (`/proc/PID/schedstat`, in
-    /// nanoseconds): another account than the tick-based times the sampler reads.
-    fn scheduler_cpu_seconds(pid: u32) -> f64 {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("schedstat");
-        let nanos: f64 = text
-            .split_whitespace()
-            .next()
-            .and_then(|field| field.parse().ok())
-            .expect("run time");
-        nanos / 1e9
-    }
 
     #[test]
     fn a_busy_group_shows_the_cpu_its_processes_use_and_an_inside_task_no_figures() {

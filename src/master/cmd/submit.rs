@@ -74,14 +74,7 @@ pub async fn apply(
         false => crate::master::jobs::answer_from_cache(state, &record).await?,
     };
     if let Some(total_chunks) = cached {
-        conn.write_message(&Message::Accepted {
-            job_id,
-            total_chunks,
-            active_workers: state.active_workers().await,
-            existing: false,
-        })
-        .await?;
-        return Ok(());
+        return accepted(conn, state, job_id, total_chunks).await;
     }
     if restart {
         restart_upload(state, &record).await?;
@@ -91,21 +84,29 @@ pub async fn apply(
     }
     let _guard = UploadGuard::register(state, &job_id);
     match enqueue_tasks(conn, state, &submission).await {
-        Ok(total_chunks) => {
-            conn.write_message(&Message::Accepted {
-                job_id,
-                total_chunks,
-                active_workers: state.active_workers().await,
-                existing: false,
-            })
-            .await?;
-            Ok(())
-        }
+        Ok(total_chunks) => accepted(conn, state, job_id, total_chunks).await,
         Err(err) => {
             abandon(state, &job_id, &err).await;
             Err(err)
         }
     }
+}
+
+/// Tells the client its job is accepted (its tasks queued, or answered from the cache).
+async fn accepted(
+    conn: &mut Conn,
+    state: &MasterState,
+    job_id: String,
+    total_chunks: u32,
+) -> Result<(), HandlerError> {
+    conn.write_message(&Message::Accepted {
+        job_id,
+        total_chunks,
+        active_workers: state.active_workers().await,
+        existing: false,
+    })
+    .await?;
+    Ok(())
 }
 
 /// Checks the job id, then lets the job's kind check its spec, before anything is stored.
