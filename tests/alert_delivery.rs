@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::procs::wait_for;
 use crate::support::receiver::{alertmanager_binary, never_answering, Alertmanager, Receiver};
-use crate::support::watchman_grid::{unix_now, Grid};
+use crate::support::watchman_grid::{unix_now, WatchedGrid};
 
 /// Alertmanager's group wait in these tests.
 const GROUP_WAIT: Duration = Duration::from_secs(1);
@@ -37,7 +37,7 @@ fn a_killed_worker_reaches_alertmanager_as_firing_then_resolved() {
     let am = Alertmanager::start(binary, "1s");
     // A short resend interval: a firing alert expires in Alertmanager after four of them unless
     // it is re-sent, so one still active well after that proves the re-sending.
-    let mut grid = Grid::start_with(
+    let mut grid = WatchedGrid::start_with(
         &["w1", "w2"],
         "15s",
         &["--alertmanager", &am.url, "--alert-resend-interval", "1s"],
@@ -96,7 +96,7 @@ fn webhook_events(receiver: &Receiver, worker: &str) -> Vec<String> {
 fn a_webhook_down_for_30_seconds_gets_the_alerts_afterwards() {
     let port = crate::support::free_port();
     let url = format!("http://127.0.0.1:{port}/hook");
-    let mut grid = Grid::start_with(&["w1", "w2"], "15s", &["--webhook", &url]);
+    let mut grid = WatchedGrid::start_with(&["w1", "w2"], "15s", &["--webhook", &url]);
     grid.wait_alive(2);
     let down_since = Instant::now();
     grid.worker("w1").kill9();
@@ -126,7 +126,7 @@ fn a_webhook_down_for_30_seconds_gets_the_alerts_afterwards() {
 fn a_webhook_that_never_answers_delays_neither_the_alert_nor_the_requeue() {
     let silent = never_answering();
     let listening = Receiver::start();
-    let mut grid = Grid::start_with(
+    let mut grid = WatchedGrid::start_with(
         &["w1", "w2", "w3"],
         "15s",
         &[
@@ -160,7 +160,7 @@ fn a_webhook_that_never_answers_delays_neither_the_alert_nor_the_requeue() {
         "DEAD alert {alert_latency:.3} s after kill -9"
     );
     let requeued_at = wait_for("w1's tasks re-queued", Duration::from_secs(10), || {
-        grid.master.log_json().into_iter().find_map(|line| {
+        grid.master().log_json().into_iter().find_map(|line| {
             let fields = &line["fields"];
             (fields["message"] == "re-queued the dead worker's tasks" && fields["worker"] == "w1")
                 .then(|| log_time(&line))

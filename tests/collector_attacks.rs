@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::procs::{gridwatch, wait_for};
 use crate::support::raw::{connect_from, flood, peak_rss_kib, persistent_flood, read_json};
-use crate::support::watchman_grid::Grid;
+use crate::support::watchman_grid::WatchedGrid;
 use gridwatch::protocol::{
     Connection, ErrorCode, Message, Role, WorkerReport, WorkerStatus, PROTOCOL_VERSION,
 };
@@ -51,8 +51,8 @@ fn honest_query(collector: &str) -> Duration {
 }
 
 /// A grid whose collector has `flags`, once its one worker's agent has reported.
-fn grid_with_collector(flags: &[&str]) -> Grid {
-    let grid = Grid::start_with(&["w1"], "15s", flags);
+fn grid_with_collector(flags: &[&str]) -> WatchedGrid {
+    let grid = WatchedGrid::start_with(&["w1"], "15s", flags);
     crate::support::procs::wait_for("w1 reported", Duration::from_secs(30), || {
         let output = gridwatch()
             .args(["workers", "--json", "--collector", &grid.collector_addr])
@@ -68,7 +68,7 @@ fn grid_with_collector(flags: &[&str]) -> Grid {
 }
 
 /// The agent never lost its worker to the attack: no death or unreachable alert fired.
-fn no_worker_alert(grid: &Grid) {
+fn no_worker_alert(grid: &WatchedGrid) {
     for rule in ["worker_dead", "worker_unreachable"] {
         assert!(
             grid.rule_alert(rule, "w1", "firing").is_none(),
@@ -246,8 +246,8 @@ fn file_len(path: &std::path::Path) -> u64 {
 }
 
 /// Lines of the master's log recording a `worker_down` for `worker`.
-fn worker_downs(grid: &Grid, worker: impl Fn(&str) -> bool) -> usize {
-    grid.master
+fn worker_downs(grid: &WatchedGrid, worker: impl Fn(&str) -> bool) -> usize {
+    grid.master()
         .log_json()
         .iter()
         .filter(|line| line["fields"]["message"] == "worker_down from the collector")
@@ -271,7 +271,7 @@ fn with_redis_a_flapping_agent_is_damped_its_ids_capped_and_bad_ids_refused() {
 fn flapping_attack(backend: &str) {
     const GHOSTS: usize = 20;
     const FLAP_CHANGES: usize = 6;
-    let mut grid = Grid::start_on(
+    let mut grid = WatchedGrid::start_on(
         backend,
         &["w1", "w2"],
         "15s",

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::support::procs::wait_for;
-use crate::support::watchman_grid::{genome, Grid};
+use crate::support::watchman_grid::{genome, WatchedGrid};
 use crate::support::webdriver::{self, Browser};
 
 /// Text of the table body `id` (rows separated by newlines, cells by tabs).
@@ -46,7 +46,7 @@ fn assert_no_console_errors(browser: &Browser, when: &str) {
 
 /// A failed job with an error as long and unbreakable as real ones get (a path, a dump), put in
 /// the store as the master would have left it.
-fn add_failed_job_with_a_long_error(grid: &Grid) -> String {
+fn add_failed_job_with_a_long_error(grid: &WatchedGrid) -> String {
     let db = grid.dir.path().join("data").join("gridwatch.db");
     let conn = rusqlite::Connection::open(&db).expect("open the master's database");
     conn.busy_timeout(Duration::from_secs(10))
@@ -73,7 +73,7 @@ fn the_dashboard_shows_workers_a_job_to_100_percent_and_an_alert_without_errors_
         crate::support::skip_without("chromium and chromedriver are not installed");
         return;
     };
-    let mut grid = Grid::start(&["w1", "w2"], "15s");
+    let mut grid = WatchedGrid::start(&["w1", "w2"], "15s");
     let http = grid.http_addr();
     grid.wait_alive(2);
     let profile = grid.dir.path().join("chromium-profile");
@@ -208,7 +208,7 @@ fn the_dashboard_shows_workers_a_job_to_100_percent_and_an_alert_without_errors_
 }
 
 /// A resolved alert with a message as long as a stack trace, in the store's alert history.
-fn add_long_alert(grid: &Grid) -> String {
+fn add_long_alert(grid: &WatchedGrid) -> String {
     let db = grid.dir.path().join("data").join("gridwatch.db");
     let conn = rusqlite::Connection::open(&db).expect("open the master's database");
     conn.busy_timeout(Duration::from_secs(10))
@@ -233,7 +233,7 @@ fn add_long_alert(grid: &Grid) -> String {
 }
 
 /// Submits a job through the CLI and returns its id.
-fn submit_json(grid: &Grid, args: &[&str]) -> String {
+fn submit_json(grid: &WatchedGrid, args: &[&str]) -> String {
     let mut all = vec!["submit"];
     all.extend_from_slice(args);
     all.push("--json");
@@ -286,7 +286,7 @@ fn charts_show_history_on_load_with_axes_and_the_job_list_filters_downloads_and_
         crate::support::skip_without("chromium and chromedriver are not installed");
         return;
     };
-    let grid = Grid::start(&["w1", "w2"], "15s");
+    let grid = WatchedGrid::start(&["w1", "w2"], "15s");
     let http = grid.http_addr();
     grid.wait_alive(2);
     let shots = tempfile::tempdir().expect("screenshot dir");

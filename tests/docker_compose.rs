@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::procs::wait_for;
-use crate::support::watchman_grid::Grid;
+use crate::support::watchman_grid::WatchedGrid;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -186,24 +186,24 @@ fn the_worker_healthcheck_passes_for_a_live_worker_and_fails_once_it_is_killed()
         return;
     };
     let line = shell_line(&compose["services"]["worker1"]["healthcheck"]["test"]);
-    let mut grid = Grid::start(&["w1", "w2"], "3s");
+    let mut grid = WatchedGrid::start(&["w1", "w2"], "3s");
     grid.wait_alive(2);
     assert!(
-        healthcheck_passes(&line, "w1", &grid.master_addr),
+        healthcheck_passes(&line, "w1", &grid.addr),
         "`{line}` passes for a live worker"
     );
     assert!(
-        !healthcheck_passes(&line, "no-such-worker", &grid.master_addr),
+        !healthcheck_passes(&line, "no-such-worker", &grid.addr),
         "`{line}` fails for a worker nobody reports"
     );
     grid.worker("w1").kill9();
     wait_for(
         "the healthcheck to fail for the killed worker",
         Duration::from_secs(60),
-        || (!healthcheck_passes(&line, "w1", &grid.master_addr)).then_some(()),
+        || (!healthcheck_passes(&line, "w1", &grid.addr)).then_some(()),
     );
     assert!(
-        healthcheck_passes(&line, "w2", &grid.master_addr),
+        healthcheck_passes(&line, "w2", &grid.addr),
         "the other worker stays healthy"
     );
 }

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::support::procs::wait_for;
-use crate::support::watchman_grid::{genome, Grid, PATTERN};
+use crate::support::watchman_grid::{genome, WatchedGrid, PATTERN};
 use serde_json::Value;
 
 /// One HTTP response.
@@ -179,20 +179,20 @@ const CHUNKS: u64 = 5;
 
 #[test]
 fn every_endpoint_reports_a_completed_job_its_workers_and_a_dead_workers_alert() {
-    let mut grid = Grid::start(&["w1", "w2"], "15s");
+    let mut grid = WatchedGrid::start(&["w1", "w2"], "15s");
     endpoints_follow_a_job_and_a_worker_death(&mut grid, "embedded");
 }
 
 #[test]
 fn with_redis_the_endpoints_read_what_workers_and_collector_wrote_there() {
     let redis = crate::support::redis::RedisServer::start();
-    let mut grid = Grid::start_on(&redis.url(), &["w1", "w2"], "15s", &[]);
+    let mut grid = WatchedGrid::start_on(&redis.url(), &["w1", "w2"], "15s", &[]);
     endpoints_follow_a_job_and_a_worker_death(&mut grid, "redis");
 }
 
 /// Runs a job on `grid`, checks every endpoint against its hand-counted result, then kills w2
 /// and checks that its DEAD alert shows everywhere.
-fn endpoints_follow_a_job_and_a_worker_death(grid: &mut Grid, backend: &str) {
+fn endpoints_follow_a_job_and_a_worker_death(grid: &mut WatchedGrid, backend: &str) {
     let http = grid.http_addr();
     let (genome_file, expected) = genome(grid.dir.path(), GENOME_BASES);
     assert!(expected > 0, "the fixture has matches to count");
@@ -340,7 +340,7 @@ fn endpoints_follow_a_job_and_a_worker_death(grid: &mut Grid, backend: &str) {
 
 #[test]
 fn a_scrape_after_a_job_has_prometheus_names_histograms_process_metrics_and_passes_promtool() {
-    let grid = Grid::start(&["w1", "w2"], "15s");
+    let grid = WatchedGrid::start(&["w1", "w2"], "15s");
     let http = grid.http_addr();
     let (genome_file, _) = genome(grid.dir.path(), GENOME_BASES);
     grid.wait_alive(2);
@@ -348,7 +348,7 @@ fn a_scrape_after_a_job_has_prometheus_names_histograms_process_metrics_and_pass
     grid.wait_completed(&job, Duration::from_secs(60));
     // The job's end is logged once, with plain values.
     let end = wait_for("the master's job-end line", Duration::from_secs(10), || {
-        grid.master
+        grid.master()
             .log_json()
             .into_iter()
             .find(|line| line["fields"]["message"] == "job finished")

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases};
 use crate::support::procs::{gridwatch, read_addr_file, wait_for, Proc};
-use crate::support::watchman_grid::Grid;
+use crate::support::watchman_grid::WatchedGrid;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "correct-horse-battery-staple";
@@ -78,9 +78,9 @@ fn dead_report(worker: &str) -> Value {
 #[test]
 fn strangers_wrong_tokens_and_forged_reports_are_refused_and_the_job_stays_exact() {
     with_token();
-    let mut grid = Grid::start(&["w1", "w2"], "15s");
+    let mut grid = WatchedGrid::start(&["w1", "w2"], "15s");
     let (job, expected) = grid.start_job_under_way(400_000);
-    for address in [&grid.master_addr, &grid.collector_addr] {
+    for address in [&grid.addr, &grid.collector_addr] {
         let (_, reply) = hello(address, "client", None, None);
         assert_refused(&reply, "unauthorized");
         let (_, reply) = hello(address, "worker", Some("w9"), Some("guess"));
@@ -117,7 +117,7 @@ fn strangers_wrong_tokens_and_forged_reports_are_refused_and_the_job_stays_exact
     assert_eq!(grid.reclaimed("w1"), None, "no task of w1 was re-queued");
     assert_eq!(grid.reclaimed("w2"), None, "no task of w2 was re-queued");
     assert!(
-        !grid.master.log().contains(TOKEN) && !grid.collector.log().contains(TOKEN),
+        !grid.master().log().contains(TOKEN) && !grid.collector.log().contains(TOKEN),
         "the token is never logged"
     );
 }

@@ -12,13 +12,13 @@ use serde_json::Value;
 use crate::support::gridwatch_bin;
 use crate::support::procs::wait_for;
 use crate::support::tmux::Tmux;
-use crate::support::watchman_grid::Grid;
+use crate::support::watchman_grid::WatchedGrid;
 
 /// What the memory task holds, MiB: filled bytes, so every page is resident.
 const HELD_MIB: f64 = 200.0;
 
 /// The running tasks of `worker` as `gridwatch workers --json` shows them.
-fn running_tasks(grid: &Grid, worker: &str) -> Option<Vec<Value>> {
+fn running_tasks(grid: &WatchedGrid, worker: &str) -> Option<Vec<Value>> {
     let view = grid.worker_view(worker)?;
     Some(
         view["latest"]["tasks"]
@@ -39,8 +39,14 @@ fn task_pid(dir: &Path, index: u32) -> Option<u64> {
 
 #[test]
 fn running_command_tasks_show_their_cpu_and_memory_in_workers_and_top() {
-    let grid =
-        Grid::start_with_workers("embedded", &["w1"], "15s", &[], "1s", &["--allow-commands"]);
+    let grid = WatchedGrid::start_with_workers(
+        "embedded",
+        &["w1"],
+        "15s",
+        &[],
+        "1s",
+        &["--allow-commands"],
+    );
     grid.wait_alive(1);
     let pids = grid.dir.path().join("pids");
     std::fs::create_dir(&pids).expect("pid dir");
@@ -55,14 +61,7 @@ fn running_command_tasks_show_their_cpu_and_memory_in_workers_and_top() {
     );
     let job = "taskview";
     let submitted = Command::new(gridwatch_bin())
-        .args([
-            "submit",
-            "command",
-            "--job-id",
-            job,
-            "--master",
-            &grid.master_addr,
-        ])
+        .args(["submit", "command", "--job-id", job, "--master", &grid.addr])
         .args([
             "--array",
             "1-2",
@@ -149,7 +148,7 @@ fn running_command_tasks_show_their_cpu_and_memory_in_workers_and_top() {
 }
 
 /// `top` lists both tasks under the worker, the holder's with its resident MiB.
-fn top_shows_the_tasks(grid: &Grid, holder: &str, spinner: &str) {
+fn top_shows_the_tasks(grid: &WatchedGrid, holder: &str, spinner: &str) {
     if !Tmux::available() {
         crate::support::skip_without("tmux is not installed");
         return;
@@ -157,7 +156,7 @@ fn top_shows_the_tasks(grid: &Grid, holder: &str, spinner: &str) {
     let command = format!(
         "{} top --master {} --interval 300ms",
         gridwatch_bin().display(),
-        grid.master_addr
+        grid.addr
     );
     let tmux = Tmux::start("taskview", 160, 30, &command);
     let screen = wait_for("top drawing the tasks", Duration::from_secs(30), || {

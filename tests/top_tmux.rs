@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::grid::Grid as MasterOnly;
 use crate::support::procs::wait_for;
-use crate::support::watchman_grid::{genome, Grid};
+use crate::support::watchman_grid::{genome, WatchedGrid};
 
 /// A detached tmux session on its own server socket, killed on drop.
 struct Tmux {
@@ -50,7 +50,7 @@ fn top_shows_workers_and_a_job_with_its_status_and_q_quits() {
         crate::support::skip_without("tmux is not installed");
         return;
     }
-    let grid = Grid::start(&["w1", "w2"], "15s");
+    let grid = WatchedGrid::start(&["w1", "w2"], "15s");
     grid.wait_alive(2);
     let (genome_file, _) = genome(grid.dir.path(), 200_000);
     let job = grid.submit(&genome_file, "40000");
@@ -65,7 +65,7 @@ fn top_shows_workers_and_a_job_with_its_status_and_q_quits() {
     let command = format!(
         "{} top --master {} --interval 200ms; echo $? > {}",
         env!("CARGO_BIN_EXE_gridwatch"),
-        grid.master_addr,
+        grid.addr,
         done.display()
     );
     let started = tmux.run(&[

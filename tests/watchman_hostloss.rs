@@ -8,20 +8,20 @@
 use std::time::{Duration, Instant};
 
 use crate::support::procs::wait_for;
-use crate::support::watchman_grid::{unix_now, Grid};
+use crate::support::watchman_grid::{unix_now, WatchedGrid};
 use nix::sys::signal::Signal;
 
 /// The detection goal is 5 s; this bound only catches a detector that does not work at all,
 /// without failing on a loaded machine. The measured figures are printed.
 const GENEROUS: Duration = Duration::from_secs(10);
 
-fn host_grid() -> Grid {
+fn host_grid() -> WatchedGrid {
     // The worker heartbeat timeout is long: the agent must not be what notices anything.
-    Grid::start_reporting("embedded", &["w1", "w2"], "60s", &[], "10s")
+    WatchedGrid::start_reporting("embedded", &["w1", "w2"], "60s", &[], "10s")
 }
 
 /// Waits until the master has logged re-queueing `worker`'s tasks; how many it re-queued.
-fn wait_requeued(grid: &Grid, worker: &str) -> u64 {
+fn wait_requeued(grid: &WatchedGrid, worker: &str) -> u64 {
     wait_for(
         &format!("{worker}'s leases re-queued"),
         Duration::from_secs(30),

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::procs::wait_for;
-use crate::support::watchman_grid::{spawn_collector, unix_now, Grid};
+use crate::support::watchman_grid::{spawn_collector, unix_now, WatchedGrid};
 
 /// The goal is the host-loss window (three 1 s agent heartbeats) after the collector is back;
 /// this bound only catches a collector that never notices, without failing on a loaded machine.
@@ -14,7 +14,7 @@ use crate::support::watchman_grid::{spawn_collector, unix_now, Grid};
 const GENEROUS: Duration = Duration::from_secs(10);
 
 /// Times the agent of `worker` logged its worker ALIVE.
-fn alive_count(grid: &mut Grid, worker: &str) -> usize {
+fn alive_count(grid: &mut WatchedGrid, worker: &str) -> usize {
     grid.agent(worker)
         .log_json()
         .iter()
@@ -27,7 +27,7 @@ fn alive_count(grid: &mut Grid, worker: &str) -> usize {
 
 #[test]
 fn a_worker_dead_alert_is_resolved_after_a_collector_restart_once_the_worker_is_back() {
-    let mut grid = Grid::start(&["w1", "w2"], "15s");
+    let mut grid = WatchedGrid::start(&["w1", "w2"], "15s");
     grid.wait_alive(2);
     grid.worker("w1").kill9();
     let dead = wait_for("DEAD alert for w1", Duration::from_secs(10), || {
@@ -45,7 +45,7 @@ fn a_worker_dead_alert_is_resolved_after_a_collector_restart_once_the_worker_is_
     let (collector, addr) = spawn_collector(
         grid.dir.path(),
         &grid.collector_addr,
-        &grid.master_addr,
+        &grid.addr,
         &[],
         "embedded",
     );
@@ -76,7 +76,7 @@ fn a_worker_dead_alert_is_resolved_after_a_collector_restart_once_the_worker_is_
 }
 
 /// Waits until the agent of `worker` has logged that its collector is gone.
-fn wait_agent_lost_collector(grid: &mut Grid, worker: &str) {
+fn wait_agent_lost_collector(grid: &mut WatchedGrid, worker: &str) {
     wait_for(
         &format!("{worker}'s agent to notice the collector is gone"),
         Duration::from_secs(30),
@@ -110,7 +110,7 @@ fn lose_a_host_while_the_collector_is_down(backend: &str) {
     // Full reports every 10 s and a long worker heartbeat timeout: only the agents' 1 s
     // heartbeats, or their absence, can tell the restarted collector anything in time. Leases
     // last 600 s, so the job can only finish in time through the re-queue.
-    let mut grid = Grid::start_reporting(backend, &["w1", "w2"], "60s", &[], "10s");
+    let mut grid = WatchedGrid::start_reporting(backend, &["w1", "w2"], "60s", &[], "10s");
     let (job, expected) = grid.start_job_under_way(12_000_000);
 
     grid.collector.kill9();

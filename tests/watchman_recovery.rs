@@ -7,17 +7,17 @@
 use std::time::{Duration, Instant};
 
 use crate::support::procs::{gridwatch, wait_for};
-use crate::support::watchman_grid::{genome, spawn_collector, tasks_done, unix_now, Grid};
+use crate::support::watchman_grid::{genome, spawn_collector, tasks_done, unix_now, WatchedGrid};
 use nix::sys::signal::Signal;
 
 #[test]
 fn a_killed_worker_is_dead_within_a_second_and_its_chunks_run_elsewhere() {
-    let mut grid = Grid::start(&["w1", "w2"], "15s");
+    let mut grid = WatchedGrid::start(&["w1", "w2"], "15s");
     let dead = kill_w1_mid_job_and_recover(&mut grid);
     assert_eq!(dead["severity"], "critical");
     // w1's re-queued tasks were delivered again: the job's end line counts them.
     let end = wait_for("the job's end line", Duration::from_secs(10), || {
-        grid.master
+        grid.master()
             .log_json()
             .into_iter()
             .find(|line| line["fields"]["message"] == "job finished")
@@ -30,7 +30,7 @@ fn a_killed_worker_is_dead_within_a_second_and_its_chunks_run_elsewhere() {
 /// the DEAD alert within a second, w1's leases re-queued at once (the visibility timeout is
 /// 600 s, so completing within two minutes proves the re-queue), and the exact total.
 /// Returns the DEAD alert.
-fn kill_w1_mid_job_and_recover(grid: &mut Grid) -> serde_json::Value {
+fn kill_w1_mid_job_and_recover(grid: &mut WatchedGrid) -> serde_json::Value {
     let (job, expected) = grid.start_job_under_way(12_000_000);
 
     grid.stop_while_leasing("w1");
@@ -56,7 +56,7 @@ fn kill_w1_mid_job_and_recover(grid: &mut Grid) -> serde_json::Value {
 
 #[test]
 fn a_hung_worker_is_dead_after_the_timeout_and_its_late_results_count_once() {
-    let mut grid = Grid::start(&["w1", "w2"], "2s");
+    let mut grid = WatchedGrid::start(&["w1", "w2"], "2s");
     let (job, expected) = grid.start_job_under_way(6_000_000);
 
     grid.stop_while_leasing("w1");
@@ -94,7 +94,7 @@ fn a_hung_worker_is_dead_after_the_timeout_and_its_late_results_count_once() {
     // that was already waiting when it stopped may have been handed the re-queued task itself;
     // that lease is w1's own and its result counts. Either way w1 has sent its late results once
     // it logged a refusal, or once it completed a task after resuming and holds no lease.
-    let refused = |grid: &mut Grid| {
+    let refused = |grid: &mut WatchedGrid| {
         let lines = grid.worker("w1").log_json();
         lines
             .iter()
@@ -120,7 +120,7 @@ fn a_hung_worker_is_dead_after_the_timeout_and_its_late_results_count_once() {
 #[test]
 fn a_firing_resource_warning_pauses_leasing_until_it_clears() {
     // Memory above 0 % is always true: the warning fires on the first report of every worker.
-    let mut grid = Grid::start_with(&["w1", "w2"], "15s", &["--memory-threshold", "0"]);
+    let mut grid = WatchedGrid::start_with(&["w1", "w2"], "15s", &["--memory-threshold", "0"]);
     let (genome, expected) = genome(grid.dir.path(), 2_000_000);
     wait_for(
         "both workers told to pause",
@@ -160,7 +160,7 @@ fn a_firing_resource_warning_pauses_leasing_until_it_clears() {
     let (collector, _) = spawn_collector(
         grid.dir.path(),
         &grid.collector_addr,
-        &grid.master_addr,
+        &grid.addr,
         &[],
         "embedded",
     );
@@ -171,7 +171,7 @@ fn a_firing_resource_warning_pauses_leasing_until_it_clears() {
 
 #[test]
 fn the_job_completes_without_the_collector_and_reports_wait_for_its_return() {
-    let mut grid = Grid::start(&["w1", "w2"], "15s");
+    let mut grid = WatchedGrid::start(&["w1", "w2"], "15s");
     let (job, expected) = grid.start_job_under_way(12_000_000);
     grid.collector.kill9();
     let down_at = unix_now();
@@ -182,15 +182,17 @@ fn the_job_completes_without_the_collector_and_reports_wait_for_its_return() {
         "a report made while the collector was down",
         Duration::from_secs(10),
         || {
-            let text = std::fs::read_to_string(grid.dir.path().join("agent-w1.log")).ok()?;
-            text.contains("lost the collector").then_some(())
+            grid.agent("w1")
+                .log()
+                .contains("lost the collector")
+                .then_some(())
         },
     );
     let up_at = unix_now();
     let (collector, addr) = spawn_collector(
         grid.dir.path(),
         &grid.collector_addr,
-        &grid.master_addr,
+        &grid.addr,
         &[],
         "embedded",
     );
@@ -220,7 +222,7 @@ fn the_job_completes_without_the_collector_and_reports_wait_for_its_return() {
 #[test]
 fn with_redis_a_killed_worker_is_reclaimed_and_the_watch_data_is_in_redis() {
     let redis = crate::support::redis::RedisServer::start();
-    let mut grid = Grid::start_on(&redis.url(), &["w1", "w2"], "15s", &[]);
+    let mut grid = WatchedGrid::start_on(&redis.url(), &["w1", "w2"], "15s", &[]);
     kill_w1_mid_job_and_recover(&mut grid);
 
     // The collector re-queued w1's tasks itself; the master, told after, says so with the
@@ -229,7 +231,7 @@ fn with_redis_a_killed_worker_is_reclaimed_and_the_watch_data_is_in_redis() {
         .reclaimed("w1")
         .expect("the collector re-queued w1's tasks");
     let told = wait_for("the master's line on w1", Duration::from_secs(10), || {
-        grid.master.log_json().into_iter().find(|line| {
+        grid.master().log_json().into_iter().find(|line| {
             line["fields"]["worker"] == "w1"
                 && line["fields"]["message"]
                     == "the collector re-queued the dead worker's tasks already"
@@ -241,9 +243,9 @@ fn with_redis_a_killed_worker_is_reclaimed_and_the_watch_data_is_in_redis() {
         "{told}"
     );
     assert!(
-        !grid.master.log().contains("nothing to re-queue"),
+        !grid.master().log().contains("nothing to re-queue"),
         "{}",
-        grid.master.log()
+        grid.master().log()
     );
 
     // The readable keys `redis-cli` shows: alert history and per-worker metrics with a TTL.
@@ -284,7 +286,7 @@ fn with_redis_a_killed_worker_is_reclaimed_and_the_watch_data_is_in_redis() {
 /// judged without them, so the rule (shortened to seconds) never pauses the grid for its own work.
 #[test]
 fn a_long_cpu_bound_job_never_pauses_its_own_grid() {
-    let mut grid = Grid::start_with(
+    let mut grid = WatchedGrid::start_with(
         &["w1", "w2"],
         "15s",
         &["--cpu-threshold", "95", "--cpu-for", "3s"],

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::http::request;
 use crate::support::procs::{gridwatch, wait_for, Proc};
-use crate::support::watchman_grid::{spawn_collector, Grid};
+use crate::support::watchman_grid::{spawn_collector, WatchedGrid};
 
 /// `POST path` with an optional bearer token; returns the status and body.
 fn post(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
@@ -16,30 +16,30 @@ fn post(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn workers_json(grid: &Grid) -> Vec<serde_json::Value> {
+fn workers_json(grid: &WatchedGrid) -> Vec<serde_json::Value> {
     let text = grid.client(&["workers", "--json"]).expect("workers --json");
     serde_json::from_str(&text).expect("JSON workers")
 }
 
 #[test]
 fn a_live_worker_is_not_forgotten_a_killed_one_is_and_stays_gone() {
-    let mut grid = Grid::start(&["w1", "w2", "w3"], "15s");
+    let mut grid = WatchedGrid::start(&["w1", "w2", "w3"], "15s");
     forget_follows_liveness(&mut grid);
 }
 
 #[test]
 fn with_redis_a_forgotten_worker_stays_gone_though_the_collector_writes_there() {
     let redis = crate::support::redis::RedisServer::start();
-    let mut grid = Grid::start_on(&redis.url(), &["w1", "w2", "w3"], "15s", &[]);
+    let mut grid = WatchedGrid::start_on(&redis.url(), &["w1", "w2", "w3"], "15s", &[]);
     forget_follows_liveness(&mut grid);
 }
 
 /// Refuses live w1 and an unknown id, forgets killed w2 (CLI) and w3 (HTTP).
-fn forget_follows_liveness(grid: &mut Grid) {
+fn forget_follows_liveness(grid: &mut WatchedGrid) {
     grid.wait_alive(3);
 
     let out = gridwatch()
-        .args(["workers", "--forget", "w1", "--master", &grid.master_addr])
+        .args(["workers", "--forget", "w1", "--master", &grid.addr])
         .output()
         .expect("run gridwatch");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -49,13 +49,7 @@ fn forget_follows_liveness(grid: &mut Grid) {
         "{stderr}"
     );
     let out = gridwatch()
-        .args([
-            "workers",
-            "--forget",
-            "nobody",
-            "--master",
-            &grid.master_addr,
-        ])
+        .args(["workers", "--forget", "nobody", "--master", &grid.addr])
         .output()
         .expect("run gridwatch");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -74,7 +68,7 @@ fn forget_follows_liveness(grid: &mut Grid) {
     assert_eq!(said.trim(), "forgot worker w2");
 
     // The collector keeps reporting: wait for two newer reports of w1, then w2 is still gone.
-    let report_of_w1 = |grid: &Grid| {
+    let report_of_w1 = |grid: &WatchedGrid| {
         workers_json(grid)
             .iter()
             .find(|w| w["worker_id"] == "w1")
@@ -153,13 +147,13 @@ fn view_of(views: &[serde_json::Value], worker: &str) -> Option<serde_json::Valu
 
 #[test]
 fn a_worker_leasing_without_an_agent_is_listed_as_no_agent_in_every_view() {
-    let grid = Grid::start(&["w1"], "15s");
+    let grid = WatchedGrid::start(&["w1"], "15s");
     grid.wait_alive(1);
     // `gridwatch worker` typed for `gridwatch workers`: it joins and leases, with no agent.
     let _bare = Proc::spawn(
         "worker-bare",
         grid.dir.path(),
-        &["worker", "--id", "bare", "--master", &grid.master_addr],
+        &["worker", "--id", "bare", "--master", &grid.addr],
         &[],
     );
     let view = wait_for("bare listed", Duration::from_secs(30), || {
@@ -227,7 +221,7 @@ fn a_worker_leasing_without_an_agent_is_listed_as_no_agent_in_every_view() {
     let command = format!(
         "{} top --master {} --interval 200ms",
         env!("CARGO_BIN_EXE_gridwatch"),
-        grid.master_addr
+        grid.addr
     );
     let tmux = crate::support::tmux::Tmux::start("top-bare", 160, 40, &command);
     let screen = wait_for("top listing bare", Duration::from_secs(30), || {
@@ -245,7 +239,7 @@ fn a_worker_leasing_without_an_agent_is_listed_as_no_agent_in_every_view() {
 
 #[test]
 fn forgetting_a_dead_worker_resolves_its_alerts_through_a_collector_restart() {
-    let mut grid = Grid::start(&["w1", "w2"], "15s");
+    let mut grid = WatchedGrid::start(&["w1", "w2"], "15s");
     grid.wait_alive(2);
     let http = grid.http_addr();
     let critical = r#"gridwatch_alerts_firing{severity="critical"}"#;
@@ -292,7 +286,7 @@ fn forgetting_a_dead_worker_resolves_its_alerts_through_a_collector_restart() {
     let (collector, _) = spawn_collector(
         grid.dir.path(),
         &grid.collector_addr,
-        &grid.master_addr,
+        &grid.addr,
         &[],
         "embedded",
     );

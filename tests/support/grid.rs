@@ -3,12 +3,13 @@
 //! the grid's answers are checked against.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::{gridwatch_bin, wait_for, Proc};
+use super::procs::gridwatch;
+use super::{wait_for, Proc};
 
 /// How long a master may take to start listening.
 const START: Duration = Duration::from_secs(30);
@@ -29,6 +30,8 @@ pub struct Grid {
     pub worker_master: Option<String>,
     /// Extra flags for every client command run through [`Grid::cli`] (e.g. `--token-file`).
     pub client_flags: Vec<String>,
+    /// Extra environment for every worker started from now on (e.g. `LOG_LEVEL=debug`).
+    pub worker_env: Vec<(String, String)>,
     master_flags: Vec<String>,
     restarts: u32,
 }
@@ -50,6 +53,7 @@ impl Grid {
             worker_flags: Vec::new(),
             worker_master: None,
             client_flags: Vec::new(),
+            worker_env: Vec::new(),
             master_flags: master_flags.iter().map(|s| s.to_string()).collect(),
             restarts: 0,
         };
@@ -105,6 +109,12 @@ impl Grid {
 
     /// Starts a worker with `--threads threads`.
     pub fn start_worker(&mut self, id: &str, threads: usize) {
+        self.start_worker_with(id, threads, &[]);
+    }
+
+    /// Starts a worker with `--threads threads` and `extra` flags after the grid's own. A worker
+    /// started again under an id keeps the earlier one's log beside its own.
+    pub fn start_worker_with(&mut self, id: &str, threads: usize, extra: &[&str]) {
         let mut args: Vec<String> = vec![
             "worker".into(),
             "--id".into(),
@@ -117,16 +127,29 @@ impl Grid {
             threads.to_string(),
         ];
         args.extend(self.worker_flags.iter().cloned());
-        let log = self.path(&format!("{id}.log"));
-        self.workers
-            .push((id.to_string(), Proc::spawn_logged(id, &args, &log)));
+        args.extend(extra.iter().map(|flag| flag.to_string()));
+        let log = (0..)
+            .map(|n| match n {
+                0 => self.path(&format!("{id}.log")),
+                n => self.path(&format!("{id}-{n}.log")),
+            })
+            .find(|log| !log.exists())
+            .expect("a free log name");
+        let envs: Vec<(&str, &str)> = self
+            .worker_env
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        let worker = Proc::spawn_logged_with(id, &args, &log, &envs);
+        self.workers.push((id.to_string(), worker));
     }
 
-    /// The worker with this id.
+    /// The worker with this id (the last one started under it).
     pub fn worker(&mut self, id: &str) -> &mut Proc {
         &mut self
             .workers
             .iter_mut()
+            .rev()
             .find(|(w, _)| w == id)
             .expect("no such worker")
             .1
@@ -134,7 +157,7 @@ impl Grid {
 
     /// Runs a client command against this grid's master.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(gridwatch_bin())
+        gridwatch()
             .args(args)
             .args(&self.client_flags)
             .arg("--master")

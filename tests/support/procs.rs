@@ -68,9 +68,20 @@ impl Proc {
 
     /// Runs `gridwatch ARGS` with its stderr to the file `log`, at the program's own log level.
     pub fn spawn_logged(name: &str, args: &[String], log: &Path) -> Proc {
+        Proc::spawn_logged_with(name, args, log, &[])
+    }
+
+    /// As [`Proc::spawn_logged`], with extra environment variables.
+    pub fn spawn_logged_with(
+        name: &str,
+        args: &[String],
+        log: &Path,
+        envs: &[(&str, &str)],
+    ) -> Proc {
         let stderr = std::fs::File::create(log).expect("log file");
         let child = gridwatch()
             .args(args)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::procs::{gridwatch, read_addr_file, wait_for, Proc};
+use super::grid::Grid;
+use super::procs::{read_addr_file, wait_for, Proc};
 
 pub const PATTERN: &str = "AGGTCC";
 /// Far longer than any test: recovery must come from `worker_down`, not from lease expiry.
@@ -36,16 +37,32 @@ pub fn genome(dir: &Path, len: usize) -> (PathBuf, u64) {
     (path, expected as u64)
 }
 
-pub struct Grid {
-    pub dir: tempfile::TempDir,
-    pub master: Proc,
-    pub master_addr: String,
+/// A [`Grid`] watched by the monitoring system: a collector, and an agent beside each worker
+/// (the worker reports to it over its Unix socket). Everything of the plain grid is reachable
+/// through it (`grid.addr`, `grid.dir`, `grid.worker(id)`).
+pub struct WatchedGrid {
+    /// The master and the workers.
+    pub grid: Grid,
     pub collector: Proc,
     pub collector_addr: String,
-    pub agents: Vec<Proc>,
-    pub workers: Vec<(String, Proc)>,
+    /// Agents by worker id.
+    pub agents: Vec<(String, Proc)>,
     /// `embedded` or a `redis://` URL.
     pub backend: String,
+}
+
+impl std::ops::Deref for WatchedGrid {
+    type Target = Grid;
+
+    fn deref(&self) -> &Grid {
+        &self.grid
+    }
+}
+
+impl std::ops::DerefMut for WatchedGrid {
+    fn deref_mut(&mut self) -> &mut Grid {
+        &mut self.grid
+    }
 }
 
 /// Starts a collector on `listen` telling `master`; returns it and its bound address.
@@ -76,9 +93,9 @@ pub fn spawn_collector(
     (collector, addr)
 }
 
-impl Grid {
-    pub fn start(worker_ids: &[&str], heartbeat_timeout: &str) -> Grid {
-        Grid::start_with(worker_ids, heartbeat_timeout, &[])
+impl WatchedGrid {
+    pub fn start(worker_ids: &[&str], heartbeat_timeout: &str) -> WatchedGrid {
+        WatchedGrid::start_with(worker_ids, heartbeat_timeout, &[])
     }
 
     /// Starts the grid with extra collector flags.
@@ -86,8 +103,8 @@ impl Grid {
         worker_ids: &[&str],
         heartbeat_timeout: &str,
         collector_flags: &[&str],
-    ) -> Grid {
-        Grid::start_on("embedded", worker_ids, heartbeat_timeout, collector_flags)
+    ) -> WatchedGrid {
+        WatchedGrid::start_on("embedded", worker_ids, heartbeat_timeout, collector_flags)
     }
 
     /// Starts the grid on `backend` (`embedded` or a redis:// URL) for every role.
@@ -96,8 +113,8 @@ impl Grid {
         worker_ids: &[&str],
         heartbeat_timeout: &str,
         collector_flags: &[&str],
-    ) -> Grid {
-        Grid::start_reporting(
+    ) -> WatchedGrid {
+        WatchedGrid::start_reporting(
             backend,
             worker_ids,
             heartbeat_timeout,
@@ -114,8 +131,8 @@ impl Grid {
         heartbeat_timeout: &str,
         collector_flags: &[&str],
         report_interval: &str,
-    ) -> Grid {
-        Grid::start_with_workers(
+    ) -> WatchedGrid {
+        WatchedGrid::start_with_workers(
             backend,
             worker_ids,
             heartbeat_timeout,
@@ -125,7 +142,8 @@ impl Grid {
         )
     }
 
-    /// As [`Grid::start_reporting`], with extra flags for every worker (`--allow-commands`).
+    /// As [`WatchedGrid::start_reporting`], with extra flags for every worker
+    /// (`--allow-commands`).
     pub fn start_with_workers(
         backend: &str,
         worker_ids: &[&str],
@@ -133,107 +151,93 @@ impl Grid {
         collector_flags: &[&str],
         report_interval: &str,
         worker_flags: &[&str],
-    ) -> Grid {
-        let backend_env = [("GRIDWATCH_BACKEND", backend)];
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = dir.path().to_path_buf();
-        let path = |name: &str| root.join(name).to_str().expect("utf-8").to_string();
-        let master = Proc::spawn(
-            "master",
-            dir.path(),
-            &[
-                "master",
-                "--listen",
-                "127.0.0.1:0",
-                "--addr-file",
-                &path("master.addr"),
-                "--http-addr-file",
-                &path("http.addr"),
-                "--data-dir",
-                &path("data"),
-                "--visibility-timeout",
-                VISIBILITY_TIMEOUT,
-            ],
-            &backend_env,
-        );
-        let master_addr = read_addr_file(&dir.path().join("master.addr"));
+    ) -> WatchedGrid {
+        let mut grid = Grid::start(&[
+            "--backend",
+            backend,
+            "--visibility-timeout",
+            VISIBILITY_TIMEOUT,
+        ]);
+        grid.worker_flags = ["--backend", backend]
+            .iter()
+            .chain(worker_flags)
+            .map(|flag| flag.to_string())
+            .collect();
+        // Workers log each task they finish at debug level; tests count those lines.
+        grid.worker_env = vec![("LOG_LEVEL".into(), "debug".into())];
         let (collector, collector_addr) = spawn_collector(
-            dir.path(),
+            grid.dir.path(),
             "127.0.0.1:0",
-            &master_addr,
+            &grid.addr,
             collector_flags,
             backend,
         );
-        let (host, port) = collector_addr.rsplit_once(':').expect("host:port");
-        let mut grid = Grid {
-            dir,
-            master,
-            master_addr,
+        let mut watched = WatchedGrid {
+            grid,
             collector,
-            collector_addr: collector_addr.clone(),
+            collector_addr,
             agents: vec![],
-            workers: vec![],
             backend: backend.to_string(),
         };
         for id in worker_ids {
-            let socket = path(&format!("{id}.sock"));
-            grid.agents.push(Proc::spawn(
-                &format!("agent-{id}"),
-                grid.dir.path(),
-                &[
-                    "agent",
-                    "--worker-id",
-                    id,
-                    "--socket",
-                    &socket,
-                    "--collector-host",
-                    host,
-                    "--collector-port",
-                    port,
-                    "--report-interval",
-                    report_interval,
-                    "--heartbeat-timeout",
-                    heartbeat_timeout,
-                ],
-                &[],
-            ));
-            let worker = Proc::spawn(
-                &format!("worker-{id}"),
-                grid.dir.path(),
-                &[
-                    "worker",
-                    "--id",
-                    id,
-                    "--master",
-                    grid.master_addr.as_str(),
-                    "--agent-socket",
-                    socket.as_str(),
-                    "--threads",
-                    "2",
-                ]
-                .iter()
-                .chain(worker_flags)
-                .copied()
-                .collect::<Vec<&str>>(),
-                &[("LOG_LEVEL", "debug"), ("GRIDWATCH_BACKEND", backend)],
-            );
-            grid.workers.push((id.to_string(), worker));
+            watched.start_agent(id, report_interval, heartbeat_timeout);
+            watched.start_watched_worker(id);
         }
-        grid
+        watched
     }
 
-    /// The master's HTTP API address (written before its protocol address).
-    pub fn http_addr(&self) -> String {
-        read_addr_file(&self.dir.path().join("http.addr"))
+    /// The master process.
+    pub fn master(&self) -> &Proc {
+        self.grid.master.as_ref().expect("the master runs")
     }
 
-    pub fn worker(&mut self, id: &str) -> &mut Proc {
-        &mut self
-            .workers
-            .iter_mut()
-            .find(|(w, _)| w == id)
-            .expect("known worker")
-            .1
+    /// The Unix socket between `worker` and its agent.
+    fn socket(&self, worker: &str) -> String {
+        self.grid
+            .path(&format!("{worker}.sock"))
+            .to_str()
+            .expect("utf-8")
+            .to_string()
+    }
+
+    /// Starts the agent of `worker`, replacing one started before (killed).
+    fn start_agent(&mut self, worker: &str, report_interval: &str, heartbeat_timeout: &str) {
+        let socket = self.socket(worker);
+        let (host, port) = self.collector_addr.rsplit_once(':').expect("host:port");
+        let again = if self.agents.iter().any(|(w, _)| w == worker) {
+            "-again"
+        } else {
+            ""
+        };
+        let agent = Proc::spawn(
+            &format!("agent-{worker}{again}"),
+            self.grid.dir.path(),
+            &[
+                "agent",
+                "--worker-id",
+                worker,
+                "--socket",
+                &socket,
+                "--collector-host",
+                host,
+                "--collector-port",
+                port,
+                "--report-interval",
+                report_interval,
+                "--heartbeat-timeout",
+                heartbeat_timeout,
+            ],
+            &[],
+        );
+        self.agents.retain(|(w, _)| w != worker);
+        self.agents.push((worker.to_string(), agent));
+    }
+
+    /// Starts `worker` reporting to its agent's socket.
+    fn start_watched_worker(&mut self, worker: &str) {
+        let socket = self.socket(worker);
+        self.grid
+            .start_worker_with(worker, 2, &["--agent-socket", &socket]);
     }
 
     pub fn alerts(&self) -> Vec<serde_json::Value> {
@@ -263,60 +267,21 @@ impl Grid {
 
     /// Starts `worker` again (after it was killed), under the same id and agent socket.
     pub fn restart_worker(&mut self, worker: &str) {
-        let socket = self.dir.path().join(format!("{worker}.sock"));
-        let proc = Proc::spawn(
-            &format!("worker-{worker}-again"),
-            self.dir.path(),
-            &[
-                "worker",
-                "--id",
-                worker,
-                "--master",
-                &self.master_addr,
-                "--agent-socket",
-                socket.to_str().expect("utf-8"),
-                "--threads",
-                "2",
-            ],
-            &[("GRIDWATCH_BACKEND", self.backend.as_str())],
-        );
-        *self.worker(worker) = proc;
+        self.start_watched_worker(worker);
     }
 
     /// Starts the agent of `worker` again (after it was killed), alone: no worker is started.
     pub fn restart_agent(&mut self, worker: &str, heartbeat_timeout: &str) {
-        let socket = self.dir.path().join(format!("{worker}.sock"));
-        let (host, port) = self.collector_addr.rsplit_once(':').expect("host:port");
-        let proc = Proc::spawn(
-            &format!("agent-{worker}-again"),
-            self.dir.path(),
-            &[
-                "agent",
-                "--worker-id",
-                worker,
-                "--socket",
-                socket.to_str().expect("utf-8"),
-                "--collector-host",
-                host,
-                "--collector-port",
-                port,
-                "--report-interval",
-                "10s",
-                "--heartbeat-timeout",
-                heartbeat_timeout,
-            ],
-            &[],
-        );
-        *self.agent(worker) = proc;
+        self.start_agent(worker, "10s", heartbeat_timeout);
     }
 
     /// Starts the collector again (after it was killed) on the same address, alert log and
     /// backend.
     pub fn start_collector_again(&mut self) {
         let (collector, addr) = spawn_collector(
-            self.dir.path(),
+            self.grid.dir.path(),
             &self.collector_addr,
-            &self.master_addr,
+            &self.grid.addr,
             &[],
             &self.backend,
         );
@@ -329,20 +294,17 @@ impl Grid {
 
     /// The agent of `worker`.
     pub fn agent(&mut self, worker: &str) -> &mut Proc {
-        let index = self
-            .workers
-            .iter()
-            .position(|(w, _)| w == worker)
-            .expect("known worker");
-        &mut self.agents[index]
+        &mut self
+            .agents
+            .iter_mut()
+            .find(|(w, _)| w == worker)
+            .expect("known worker")
+            .1
     }
 
+    /// A client command's stdout, if it succeeded.
     pub fn client(&self, args: &[&str]) -> Option<String> {
-        let output = gridwatch()
-            .args(args)
-            .args(["--master", &self.master_addr])
-            .output()
-            .ok()?;
+        let output = self.grid.cli(args);
         output
             .status
             .success()
@@ -462,14 +424,16 @@ impl Grid {
     /// stop there would prove nothing. Retries with SIGCONT until the stop catches a lease.
     pub fn stop_while_leasing(&mut self, worker: &str) {
         for _ in 0..200 {
-            self.worker(worker)
+            self.grid
+                .worker(worker)
                 .signal(nix::sys::signal::Signal::SIGSTOP);
             // A lease granted just before the stop lands in the database a moment later.
             std::thread::sleep(Duration::from_millis(30));
             if self.leases_held(worker) > 0 {
                 return;
             }
-            self.worker(worker)
+            self.grid
+                .worker(worker)
                 .signal(nix::sys::signal::Signal::SIGCONT);
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -477,7 +441,7 @@ impl Grid {
     }
 
     pub fn reclaimed(&self, worker: &str) -> Option<u64> {
-        let mut lines = self.master.log_json();
+        let mut lines = self.master().log_json();
         lines.extend(self.collector.log_json());
         // With Redis the collector re-queues first and the master, told after, finds nothing.
         lines
