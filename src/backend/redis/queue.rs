@@ -4,7 +4,7 @@
 //! delivery (`{stream index}/{entry id}/{nonce}`): a retry, which is always a new entry, makes
 //! every older token stale, and no one can forge the current one from the entry id alone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use ::redis::streams::{StreamInfoConsumersReply, StreamInfoGroupsReply, StreamRangeReply};
@@ -164,6 +164,7 @@ impl Leases for RedisBackend {
         let mut batched = 0usize;
         let mut outcomes: Vec<Option<CompletionOutcome>> = Vec::with_capacity(items.len());
         let mut verdicts = Vec::new();
+        let mut stored_matches = HashMap::new();
         for item in items {
             let (lease, result) = (&item.lease, &item.result);
             let (job, chunk) = (&lease.id.job, lease.id.chunk);
@@ -185,7 +186,11 @@ impl Leases for RedisBackend {
                 continue;
             }
             let verdict = self.payload_verdict(lease, result, 0).await?;
-            if verdict.is_none() && self.passes_job_cap(lease, result).await? {
+            if verdict.is_none()
+                && self
+                    .passes_job_cap(lease, result, &mut stored_matches)
+                    .await?
+            {
                 outcomes.push(Some(self.ack(lease).await.map(|()| false)));
                 continue;
             }

@@ -318,7 +318,11 @@ impl ResultStore for RedisBackend {
             Vec::new()
         };
         let verdict = self.payload_verdict(lease, result, parts).await?;
-        if verdict.is_none() && self.passes_job_cap(lease, result).await? {
+        if verdict.is_none()
+            && self
+                .passes_job_cap(lease, result, &mut HashMap::new())
+                .await?
+        {
             return Ok(false);
         }
         let mut invocation = result_invocation(&self.scripts.put_result);
