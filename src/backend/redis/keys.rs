@@ -2,8 +2,9 @@
 //! words (`job:{id}:status`, `worker:{id}:metrics`, `alerts:history`), so that `redis-cli` shows
 //! the state of the grid without any tool.
 //!
-//! The Lua scripts in `lua/` build the `job:{id}:*` keys of jobs they discover while running
-//! (`lua/common.lua`, `job_key`); keep the two in step.
+//! The Lua scripts in `lua/` build the `job:{id}:*` and `worker:{id}:*` keys of the jobs and
+//! workers they meet while running (`lua/common.lua`, `job_key` and `worker_key`); keep the two
+//! in step.
 
 use crate::backend::Priority;
 
@@ -132,7 +133,9 @@ pub fn job_result_staging(job: &str, chunk: u32, entry_id: &str) -> String {
 }
 
 /// `job:{id}:fences`: hash live delivery (`{stream index}/{entry id}`) → the random nonce its
-/// lease carries; a result, ack, extension or nack must present it.
+/// lease carries; a result, ack, extension or nack must present it. Beside it,
+/// `{stream index}/{entry id}:max` holds the entry's `max_matches` ('' if it has none), so a
+/// result is fenced without reading the stream entry back.
 pub fn job_fences(job: &str) -> String {
     format!("job:{job}:fences")
 }

@@ -204,10 +204,13 @@ impl RedisBackend {
 
     /// Whether storing `result` would take its job past the job's cap on matches; if so the
     /// job is failed (nothing more of it is worth storing) and the result is to be dropped.
+    /// `stored_matches` keeps each job's stored total as read once for a batch, whose results
+    /// are all checked before any of them is stored: one read per job, not per result.
     async fn passes_job_cap(
         &self,
         lease: &super::Lease,
         result: &super::ChunkResult,
+        stored_matches: &mut HashMap<String, u64>,
     ) -> BackendResult<bool> {
         // Only a process holding the lease it names decides this: a handle rebuilt from another
         // process's message is not fenced yet, and must not fail a job it may not hold.
@@ -220,14 +223,22 @@ impl RedisBackend {
         let Some((cap, error)) = check.job_cap(&kind, &spec) else {
             return Ok(false);
         };
-        let stats = keys::job_stats(&lease.id.job);
-        let stored: Option<u64> = self
-            .request(|mut conn| {
-                let stats = stats.clone();
-                async move { conn.hget(stats, "total_matches").await }
-            })
-            .await?;
-        if stored.unwrap_or(0).saturating_add(result.matches) <= cap {
+        let stored = match stored_matches.get(&lease.id.job) {
+            Some(stored) => *stored,
+            None => {
+                let stats = keys::job_stats(&lease.id.job);
+                let stored: Option<u64> = self
+                    .request(|mut conn| {
+                        let stats = stats.clone();
+                        async move { conn.hget(stats, "total_matches").await }
+                    })
+                    .await?;
+                *stored_matches
+                    .entry(lease.id.job.clone())
+                    .or_insert(stored.unwrap_or(0))
+            }
+        };
+        if stored.saturating_add(result.matches) <= cap {
             return Ok(false);
         }
         use super::JobStore;

@@ -4,7 +4,7 @@
 //! delivery (`{stream index}/{entry id}/{nonce}`): a retry, which is always a new entry, makes
 //! every older token stale, and no one can forge the current one from the entry id alone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use ::redis::streams::{StreamInfoConsumersReply, StreamInfoGroupsReply, StreamRangeReply};
@@ -17,7 +17,7 @@ use super::keys::{
     self, ALL_STREAMS, COMMAND_SLOTS, DEAD_LETTER_CAP, DEAD_LETTER_STREAM, GROUP, RECLAIMER,
     TASK_STREAMS,
 };
-use super::store::{push_result, script_outcome, with_verdict};
+use super::store::{push_result, result_invocation, script_outcome, with_verdict};
 use super::token::parse_token;
 use super::{backend_error, RedisBackend};
 use crate::backend::{
@@ -88,7 +88,8 @@ impl Leases for RedisBackend {
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
         let deadline = Instant::now() + wait;
         loop {
-            match self.try_lease(worker).await? {
+            let attempt = self.lease_pass(worker, 1).await?.into_iter().next();
+            match attempt.ok_or_else(|| BackendError::Corrupt("empty lease reply".into()))? {
                 LeaseAttempt::Leased(lease, InputBytes::Inline) => return Ok(Some(lease)),
                 LeaseAttempt::Leased(lease, InputBytes::Fetch) => {
                     if let Some(lease) = self.with_input(lease).await? {
@@ -107,8 +108,8 @@ impl Leases for RedisBackend {
         }
     }
 
-    /// Leases the batch with one script (`lease_batch.lua`): one round trip, each delivery with
-    /// its own nonce, in priority order as leased one by one.
+    /// Leases the batch with one run of the lease script: one round trip, each delivery with its
+    /// own nonce, in priority order as leased one by one.
     async fn lease_batch(
         &self,
         worker: &str,
@@ -121,27 +122,11 @@ impl Leases for RedisBackend {
         }
         let deadline = Instant::now() + wait;
         loop {
-            let nonces: Vec<String> = (0..max)
-                .map(|_| uuid::Uuid::new_v4().simple().to_string())
-                .collect();
-            let mut invocation = self.scripts.lease_batch.prepare_invoke();
-            invocation
-                .key(&TASK_STREAMS[..])
-                .key(DEAD_LETTER_STREAM)
-                .arg(GROUP)
-                .arg(worker)
-                .arg(DEAD_LETTER_CAP)
-                .arg(INLINE_INPUT_LIMIT)
-                .arg(self.command_slots(worker))
-                .arg(max);
-            for nonce in &nonces {
-                invocation.arg(nonce);
-            }
-            let replies: Vec<Vec<Value>> = self.invoke_once(&invocation).await?;
+            let replies = self.lease_pass(worker, max).await?;
             let mut leases = Vec::new();
             let mut newest = None;
-            for (reply, nonce) in replies.into_iter().zip(&nonces) {
-                match parse_lease_reply(reply, worker, nonce)? {
+            for reply in replies {
+                match reply {
                     LeaseAttempt::Leased(lease, InputBytes::Inline) => leases.push(lease),
                     LeaseAttempt::Leased(lease, InputBytes::Fetch) => {
                         if let Some(lease) = self.with_input(lease).await? {
@@ -166,7 +151,7 @@ impl Leases for RedisBackend {
         }
     }
 
-    /// Settles the batch with one script (`complete.lua`: store the result, then ack, per item):
+    /// Settles the batch with one script (`complete.lua`: store each result, then ack it):
     /// one round trip. A result whose payload is too large for one part is stored in
     /// parts, as alone, and settled on its own.
     async fn complete_batch(
@@ -175,10 +160,11 @@ impl Leases for RedisBackend {
         items: &[Completion],
     ) -> BackendResult<Vec<CompletionOutcome>> {
         let now = crate::time::unix_now();
-        let mut invocation = self.scripts.complete.prepare_invoke();
+        let mut invocation = result_invocation(&self.scripts.complete);
         let mut batched = 0usize;
         let mut outcomes: Vec<Option<CompletionOutcome>> = Vec::with_capacity(items.len());
         let mut verdicts = Vec::new();
+        let mut stored_matches = HashMap::new();
         for item in items {
             let (lease, result) = (&item.lease, &item.result);
             let (job, chunk) = (&lease.id.job, lease.id.chunk);
@@ -200,7 +186,11 @@ impl Leases for RedisBackend {
                 continue;
             }
             let verdict = self.payload_verdict(lease, result, 0).await?;
-            if verdict.is_none() && self.passes_job_cap(lease, result).await? {
+            if verdict.is_none()
+                && self
+                    .passes_job_cap(lease, result, &mut stored_matches)
+                    .await?
+            {
                 outcomes.push(Some(self.ack(lease).await.map(|()| false)));
                 continue;
             }
@@ -220,7 +210,6 @@ impl Leases for RedisBackend {
         let replies: Vec<(i64, String)> = if batched == 0 {
             Vec::new()
         } else {
-            invocation.arg(batched);
             self.invoke(&invocation).await?
         };
         let mut replies = replies.into_iter().zip(verdicts);
@@ -602,24 +591,32 @@ impl RedisBackend {
         }
     }
 
-    /// One non-blocking pass over the streams, highest priority first.
-    async fn try_lease(&self, worker: &str) -> BackendResult<LeaseAttempt> {
-        let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let reply: Vec<Value> = self
-            .invoke_once(
-                self.scripts
-                    .lease
-                    .key(&TASK_STREAMS[..])
-                    .key(DEAD_LETTER_STREAM)
-                    .arg(GROUP)
-                    .arg(worker)
-                    .arg(DEAD_LETTER_CAP)
-                    .arg(INLINE_INPUT_LIMIT)
-                    .arg(self.command_slots(worker))
-                    .arg(&nonce),
-            )
-            .await?;
-        parse_lease_reply(reply, worker, &nonce)
+    /// One non-blocking pass of the lease script over the streams, highest priority first, for
+    /// up to `count` tasks, each delivery with a nonce of its own: what it leased, in order, or
+    /// the one reply saying every stream is drained.
+    async fn lease_pass(&self, worker: &str, count: usize) -> BackendResult<Vec<LeaseAttempt>> {
+        let nonces: Vec<String> = (0..count)
+            .map(|_| uuid::Uuid::new_v4().simple().to_string())
+            .collect();
+        let mut invocation = self.scripts.lease.prepare_invoke();
+        invocation
+            .key(&TASK_STREAMS[..])
+            .key(DEAD_LETTER_STREAM)
+            .arg(GROUP)
+            .arg(worker)
+            .arg(DEAD_LETTER_CAP)
+            .arg(INLINE_INPUT_LIMIT)
+            .arg(self.command_slots(worker))
+            .arg(count);
+        for nonce in &nonces {
+            invocation.arg(nonce);
+        }
+        let replies: Vec<Vec<Value>> = self.invoke_once(&invocation).await?;
+        replies
+            .into_iter()
+            .zip(&nonces)
+            .map(|(reply, nonce)| parse_lease_reply(reply, worker, nonce))
+            .collect()
     }
 
     /// Blocks until some stream `worker` reads has an entry newer than `newest` or `timeout`

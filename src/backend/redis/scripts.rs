@@ -12,7 +12,7 @@ macro_rules! queue_script {
 }
 
 /// Prepends the queue helpers, the result fence and the status-settling helper to a script
-/// that writes results.
+/// that fences a result's writer.
 macro_rules! fenced_script {
     ($file:literal) => {
         concat!(
@@ -24,35 +24,17 @@ macro_rules! fenced_script {
     };
 }
 
-/// The script that stores results and acks their deliveries, a batch at a time: `put_result.lua`
-/// wrapped as a function (reading the KEYS and ARGV the batch rebinds per item), then the acks.
-macro_rules! complete_script {
-    () => {
+/// Prepends what storing results takes (`lua/results.lua`, after the fence and the settling
+/// helper) to a script that stores them: one result (`put_result.lua`) or a batch settled with
+/// its acks (`complete.lua`), both in the same layout.
+macro_rules! results_script {
+    ($file:literal) => {
         concat!(
             include_str!("lua/common.lua"),
             include_str!("lua/fence.lua"),
             include_str!("lua/settle.lua"),
-            // Within a batch the job's status is settled once per job, after its results, not
-            // after each one: put_result.lua's call binds to this no-op.
-            "local settle_after_batch = settle_status\n",
-            "local settle_status = function() end\n",
-            "local function store_result()\n",
-            include_str!("lua/put_result.lua"),
-            "\nend\n",
-            include_str!("lua/complete.lua")
-        )
-    };
-}
-
-/// The script that leases a batch: `lease.lua` wrapped as a function, run once per task.
-macro_rules! lease_batch_script {
-    () => {
-        concat!(
-            include_str!("lua/common.lua"),
-            "local function lease_one()\n",
-            include_str!("lua/lease.lua"),
-            "\nend\n",
-            include_str!("lua/lease_batch.lua")
+            include_str!("lua/results.lua"),
+            include_str!($file)
         )
     };
 }
@@ -83,7 +65,6 @@ pub(super) struct Scripts {
     pub put_result: Script,
     pub stage_part: Script,
     pub complete: Script,
-    pub lease_batch: Script,
     pub mark_ends_logged: Script,
     pub copy_answer: Script,
 }
@@ -105,10 +86,9 @@ impl Scripts {
             accept_job: Script::new(settling_script!("lua/accept_job.lua")),
             update_spec: Script::new(include_str!("lua/update_spec.lua")),
             set_status: Script::new(include_str!("lua/set_status.lua")),
-            put_result: Script::new(fenced_script!("lua/put_result.lua")),
+            put_result: Script::new(results_script!("lua/put_result.lua")),
             stage_part: Script::new(fenced_script!("lua/stage_part.lua")),
-            complete: Script::new(complete_script!()),
-            lease_batch: Script::new(lease_batch_script!()),
+            complete: Script::new(results_script!("lua/complete.lua")),
             mark_ends_logged: Script::new(include_str!("lua/mark_ends_logged.lua")),
             copy_answer: Script::new(include_str!("lua/copy_answer.lua")),
         }

@@ -318,10 +318,14 @@ impl ResultStore for RedisBackend {
             Vec::new()
         };
         let verdict = self.payload_verdict(lease, result, parts).await?;
-        if verdict.is_none() && self.passes_job_cap(lease, result).await? {
+        if verdict.is_none()
+            && self
+                .passes_job_cap(lease, result, &mut HashMap::new())
+                .await?
+        {
             return Ok(false);
         }
-        let mut invocation = self.scripts.put_result.prepare_invoke();
+        let mut invocation = result_invocation(&self.scripts.put_result);
         push_result(
             &mut invocation,
             lease,
@@ -784,8 +788,21 @@ pub(super) fn with_verdict(
     }
 }
 
-/// Adds one result's keys and arguments to an invocation of the result script: `put_result`
-/// sends one item, `complete` (result then ack) sends several in a row, in the same layout.
+/// Starts an invocation of a result script (`put_result`, `complete`) with what its results
+/// share; [`push_result`] adds each result.
+pub(super) fn result_invocation(script: &::redis::Script) -> ScriptInvocation<'_> {
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(&TASK_STREAMS[..])
+        .key(RESULTS_REFUSED)
+        .key(TASK_WORKERS_INDEX)
+        .arg(GROUP)
+        .arg(TASK_TIMES_KEPT);
+    invocation
+}
+
+/// Adds one result's arguments to an invocation of a result script (`lua/results.lua` reads
+/// them): `put_result` sends one, `complete` (result then ack) sends several in a row.
 /// `parts` is 0 when the payload travels `inline`, else the number of parts already staged.
 /// `bad_payload` makes the script refuse the result once its lease is fenced.
 pub(super) fn push_result(
@@ -810,22 +827,10 @@ pub(super) fn push_result(
     let header = serde_json::to_string(&header)
         .map_err(|e| BackendError::Other(format!("job {job:?} chunk result: {e}")))?;
     invocation
-        .key(keys::job_status(job))
-        .key(keys::job_stats(job))
-        .key(keys::job_info(job))
-        .key(keys::job_results(job))
-        .key(&TASK_STREAMS[..])
-        .key(keys::job_result_staging(job, chunk, token.entry_id))
-        .key(keys::job_result_parts(job, chunk))
-        .key(RESULTS_REFUSED)
-        .key(keys::worker_tasks_completed(&lease.worker))
-        .key(keys::worker_task_times(&lease.worker, &run.kind))
-        .key(TASK_WORKERS_INDEX)
         .arg(job)
         .arg(chunk)
         .arg(header)
         .arg(result.matches)
-        .arg(GROUP)
         .arg(token.stream_index)
         .arg(token.entry_id)
         .arg(&lease.worker)
@@ -834,7 +839,6 @@ pub(super) fn push_result(
         .arg(inline)
         .arg(&run.kind)
         .arg(run.elapsed_secs.map(|s| s.to_string()).unwrap_or_default())
-        .arg(TASK_TIMES_KEPT)
         .arg(if bad_payload { "1" } else { "" });
     Ok(())
 }

@@ -10,5 +10,5 @@ redis.call('HSET', KEYS[2], 'total_chunks', ARGV[1])
 if status == 'uploading' then
   redis.call('SET', KEYS[1], 'pending')
 end
-settle_status()
+settle_status(KEYS[1], KEYS[2], KEYS[3])
 return 1

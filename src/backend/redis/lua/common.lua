@@ -3,10 +3,15 @@
 -- (attempts allowed), kind (absent in entries written before tasks carried one: search), spec,
 -- max_matches (the most matches a result may claim; absent in older entries);
 -- job:{id}:tasks maps the chunk to its live entry as "{stream index}/{entry id}", and
--- job:{id}:fences maps a leased entry to the random nonce its lease carries.
+-- job:{id}:fences maps a leased entry to the random nonce its lease carries (and, under
+-- "{ref}:max", the entry's max_matches, so a result is fenced without reading the entry back).
 
 local function job_key(job, suffix)
   return 'job:' .. job .. ':' .. suffix
+end
+
+local function worker_key(worker, suffix)
+  return 'worker:' .. worker .. ':' .. suffix
 end
 
 local FINISHED = { completed = true, failed = true, cancelled = true }
@@ -85,9 +90,16 @@ local function holds(stream, group, stream_index, id, consumer, job, chunk, nonc
   return redis.call('HGET', job_key(job, 'fences'), ref) == nonce
 end
 
+-- The field of job:{id}:fences holding the max_matches of the delivery of entry `ref` ('' when
+-- the entry has none).
+local function fence_max_field(ref)
+  return ref .. ':max'
+end
+
 -- Forgets a delivery's fence nonce: the delivery ended.
 local function unfence(job, stream_index, id)
-  redis.call('HDEL', job_key(job, 'fences'), entry_ref(stream_index, id))
+  local ref = entry_ref(stream_index, id)
+  redis.call('HDEL', job_key(job, 'fences'), ref, fence_max_field(ref))
 end
 
 -- Removes one entry for good: out of the pending list and out of the stream, so acked entries
