@@ -86,6 +86,7 @@ pub(super) struct Scripts {
     pub lease_batch: Script,
     pub mark_ends_logged: Script,
     pub copy_answer: Script,
+    pub live_append: Script,
 }
 
 impl Scripts {
@@ -111,6 +112,7 @@ impl Scripts {
             lease_batch: Script::new(lease_batch_script!()),
             mark_ends_logged: Script::new(include_str!("lua/mark_ends_logged.lua")),
             copy_answer: Script::new(include_str!("lua/copy_answer.lua")),
+            live_append: Script::new(include_str!("lua/live_append.lua")),
         }
     }
 }
