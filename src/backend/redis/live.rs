@@ -11,7 +11,7 @@ use super::RedisBackend;
 use crate::backend::live_output::{
     LiveOutput, LiveStream, OutputPiece, LIVE_TAIL_BYTES, MAX_LIVE_TASKS,
 };
-use crate::backend::{BackendResult, Lease};
+use crate::backend::{BackendError, BackendResult, Lease};
 
 /// How long a tail outlives its last extension: a live worker extends a running task's lease
 /// at least every --extend-interval (20 s by default).
@@ -157,51 +157,75 @@ impl RedisBackend {
         let mut pipe = ::redis::pipe();
         for chunk in &chunks {
             let key = keys::job_live(job, *chunk);
-            pipe.hget(&key, &FIELDS[..4])
+            pipe.cmd("HMGET")
+                .arg(&key)
+                .arg(&["worker", "started_at", "updated_at", "out_off", "err_off"][..])
                 .cmd("HSTRLEN")
                 .arg(&key)
                 .arg("out")
-                .hget(&key, "err_off")
                 .cmd("HSTRLEN")
                 .arg(&key)
                 .arg("err");
         }
-        type Sizes = (
-            (Option<String>, Option<f64>, Option<f64>, Option<u64>),
-            u64,
-            Option<u64>,
-            u64,
-        );
-        let rows: Vec<Sizes> = self
+        // Three replies per chunk, in order.
+        let replies: Vec<::redis::Value> = self
             .request(|mut conn| {
                 let pipe = &pipe;
                 async move { pipe.query_async(&mut conn).await }
             })
             .await?;
-        Ok(chunks
-            .into_iter()
-            .zip(rows)
-            .filter_map(
-                |(chunk, ((worker, started, updated, out_off), out_len, err_off, err_len))| {
-                    Some(LiveOutput {
-                        chunk,
-                        worker: worker?,
-                        started_at: started.unwrap_or_default(),
-                        updated_at: updated.unwrap_or_default(),
-                        // Text left out, the offset kept at the stream's end: its size so far.
-                        stdout: LiveStream {
-                            offset: out_off.unwrap_or(0) + out_len,
-                            text: String::new(),
-                        },
-                        stderr: LiveStream {
-                            offset: err_off.unwrap_or(0) + err_len,
-                            text: String::new(),
-                        },
-                    })
+        let mut found = Vec::with_capacity(chunks.len());
+        for (chunk, reply) in chunks.into_iter().zip(replies.chunks(3)) {
+            let [fields, out_len, err_len] = reply else {
+                return Err(BackendError::Corrupt(format!(
+                    "job {job:?}: a live tail's reply has {} parts",
+                    reply.len()
+                )));
+            };
+            let decoded = decode_sizes(fields, out_len, err_len);
+            let ((worker, started, updated, out_off, err_off), out_len, err_len) = decoded
+                .map_err(|e| BackendError::Corrupt(format!("job {job:?} live tail: {e}")))?;
+            let Some(worker) = worker else { continue };
+            found.push(LiveOutput {
+                chunk,
+                worker,
+                started_at: started.unwrap_or_default(),
+                updated_at: updated.unwrap_or_default(),
+                // Text left out, the offset kept at the stream's end: its size so far.
+                stdout: LiveStream {
+                    offset: out_off.unwrap_or(0) + out_len,
+                    text: String::new(),
                 },
-            )
-            .collect())
+                stderr: LiveStream {
+                    offset: err_off.unwrap_or(0) + err_len,
+                    text: String::new(),
+                },
+            });
+        }
+        Ok(found)
     }
+}
+
+/// A tail's fields without its text (worker, started, updated, stdout and stderr offsets).
+type Fields = (
+    Option<String>,
+    Option<f64>,
+    Option<f64>,
+    Option<u64>,
+    Option<u64>,
+);
+
+/// One chunk's replies to the listing's three commands.
+fn decode_sizes(
+    fields: &::redis::Value,
+    out_len: &::redis::Value,
+    err_len: &::redis::Value,
+) -> ::redis::RedisResult<(Fields, u64, u64)> {
+    Ok((
+        ::redis::from_redis_value(fields)?,
+        ::redis::from_redis_value(out_len)?,
+        ::redis::from_redis_value(err_len)?,
+    ))
 }
 
 /// A tail as read; `None` when the key is gone.
