@@ -2,7 +2,8 @@
 //! `job:{id}:live:{chunk}` (one script, bounded per stream) and the master reads it back. Both
 //! keys expire unless the next extension comes, so a task whose worker died leaves nothing
 //! behind for long; a task that ends has its tail deleted by the worker that ran it, which alone
-//! knows whether it sent one (tasks that never printed cost no extra round trip).
+//! knows whether it sent one (a task that ends before its first lease check costs no extra
+//! round trip).
 
 use ::redis::AsyncCommands;
 
