@@ -11,8 +11,8 @@ use crate::client::tool_error::ToolError;
 #[cfg(feature = "tui")]
 use crate::client::top;
 use crate::client::{
-    command, generate, genomes, health, julia, load, monitor, particles, prune, purge, query,
-    search, submit,
+    generate, genomes, health, julia, load, logs, monitor, particles, prune, purge, query, search,
+    submit,
 };
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gridwatch::telemetry::{self, LogFormat};
@@ -73,8 +73,8 @@ enum Command {
     Status(query::StatusArgs),
     /// Print a completed job's results in one of its kind's formats (search: count, TSV, BED, JSON).
     Results(query::ResultsArgs),
-    /// Print one task's stdout (or --stderr) of a command job.
-    Logs(command::LogsArgs),
+    /// Print one task's stdout (or --stderr) of a command job, finished or running (--follow).
+    Logs(logs::LogsArgs),
     /// Cancel a job.
     Cancel(query::CancelArgs),
     /// List jobs, newest first.
@@ -152,7 +152,7 @@ fn main() -> ExitCode {
         Command::Genomes(args) => client(genomes::genomes(args)),
         Command::Status(args) => client(query::status(args)),
         Command::Results(args) => client(query::results(args)),
-        Command::Logs(args) => client(command::logs(args)),
+        Command::Logs(args) => client(logs::logs(args)),
         Command::Cancel(args) => client(query::cancel(args)),
         Command::Jobs(args) => client(query::jobs(args)),
         Command::Workers(args) => client(monitor::workers(args)),

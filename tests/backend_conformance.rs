@@ -80,6 +80,7 @@ macro_rules! conformance_suite {
                     a_task_taking_more_slots_than_a_worker_has_waits_for_a_wider_one: LONG,
                     a_task_set_aside_for_a_wider_worker_is_not_reclaimed_as_expired: SHORT,
                     a_failed_command_task_is_retried_on_another_worker_first: LONG,
+                    a_running_task_s_output_tail_is_kept_while_held_and_dropped_when_it_ends: LONG,
                 }
             }
 
@@ -215,6 +216,7 @@ mod batches;
 mod delivery;
 mod fencing;
 mod fixtures;
+mod live_output;
 mod offers;
 mod records;
 mod result_cache;
@@ -226,6 +228,7 @@ mod suite {
     pub use super::batches::*;
     pub use super::delivery::*;
     pub use super::fencing::*;
+    pub use super::live_output::*;
     pub use super::offers::*;
     pub use super::records::*;
     pub use super::result_cache::*;

@@ -321,3 +321,109 @@ fn a_task_s_process_dies_with_its_worker() {
         || group_members(pid).is_empty().then_some(()),
     );
 }
+
+#[test]
+fn logs_show_a_running_task_s_output_and_follow_it_to_its_exit_code() {
+    let mut grid = embedded_grid(&[], 1);
+    checks::logs_show_a_running_task_and_follow_it_to_its_exit(&mut grid);
+}
+
+#[test]
+fn on_redis_logs_show_a_running_task_s_output_and_follow_it_to_its_exit_code() {
+    let mut redis = redis_grid(&[]);
+    redis.grid.start_worker("w1", 1);
+    checks::logs_show_a_running_task_and_follow_it_to_its_exit(&mut redis.grid);
+}
+
+/// Which memory limit worker `id` announced in its log: `cgroup` or `rlimit_as`.
+fn announced_memory_limit(grid: &mut Grid, id: &str) -> &'static str {
+    let worker = grid.worker(id);
+    wait_for("the worker to say how it limits memory", FINISH, || {
+        let log = worker.log();
+        if log.contains("uses cgroup v2 memory limits") {
+            Some("cgroup")
+        } else if log.contains("(RLIMIT_AS): no usable cgroup v2") {
+            Some("rlimit_as")
+        } else {
+            None
+        }
+    })
+}
+
+/// Submits a task allocating 512 MiB under `--memory 128MiB` and one allocating 64 MiB under
+/// 512 MiB; waits for both and returns their results.
+fn run_memory_hog_and_fit(grid: &Grid) -> (Value, Value) {
+    let allocate =
+        |mib: u64| format!("b = bytearray({mib} * 1024 * 1024); b[-1] = 1; print(len(b))");
+    submit(
+        grid,
+        "hog",
+        &["--memory", "128MiB"],
+        &["python3", "-c", &allocate(512)],
+    );
+    submit(
+        grid,
+        "fits",
+        &["--memory", "512MiB"],
+        &["python3", "-c", &allocate(64)],
+    );
+    let hog = grid.wait_finished("hog", FINISH);
+    assert_eq!(hog["job"]["status"], "failed", "{hog}");
+    let fits = grid.wait_finished("fits", FINISH);
+    assert_eq!(fits["job"]["status"], "completed", "{fits}");
+    (
+        results(grid, "hog")[0].clone(),
+        results(grid, "fits")[0].clone(),
+    )
+}
+
+/// Whether this machine mounts the unified (v2) cgroup hierarchy at all.
+fn has_cgroup_v2() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Where a delegated cgroup v2 hierarchy with the memory controller is available, `--memory` is
+/// a cgroup limit on the whole task: over it the kernel kills the task, and the result says
+/// `cgroup`. Elsewhere the test says it was not exercised.
+#[test]
+fn on_delegated_cgroup_v2_memory_is_a_cgroup_limit_the_kernel_enforces() {
+    let mut grid = embedded_grid(&[], 2);
+    if announced_memory_limit(&mut grid, "w1") != "cgroup" {
+        eprintln!(
+            "NOT EXERCISED: no delegated, writable cgroup v2 hierarchy with the memory controller \
+             here (cgroup v2 mounted: {})",
+            has_cgroup_v2()
+        );
+        return;
+    }
+    let (hog, fits) = run_memory_hog_and_fit(&grid);
+    assert_eq!(hog["memory_limit"], "cgroup", "{hog}");
+    checks::assert_memory_limit_hit(&hog);
+    assert_eq!(fits["memory_limit"], "cgroup", "{fits}");
+    assert!(fits["killed"].is_null(), "{fits}");
+    assert_eq!(fits["stdout"], format!("{}\n", 64u64 << 20), "{fits}");
+}
+
+/// Without a usable cgroup v2 hierarchy (this is certain where none is mounted), `--memory`
+/// falls back to RLIMIT_AS, and the results say so: the hog's allocation fails and it is
+/// reported killed for memory under `rlimit_as`.
+#[test]
+fn without_cgroup_v2_memory_falls_back_to_rlimit_as_and_the_result_says_so() {
+    let mut grid = embedded_grid(&[], 2);
+    let announced = announced_memory_limit(&mut grid, "w1");
+    if has_cgroup_v2() && announced == "cgroup" {
+        eprintln!("NOT EXERCISED: this machine has a usable cgroup v2 hierarchy");
+        return;
+    }
+    assert_eq!(announced, "rlimit_as", "no cgroup v2 here, so RLIMIT_AS");
+    let (hog, fits) = run_memory_hog_and_fit(&grid);
+    assert_eq!(hog["memory_limit"], "rlimit_as", "{hog}");
+    checks::assert_memory_limit_hit(&hog);
+    assert_eq!(fits["memory_limit"], "rlimit_as", "{fits}");
+    assert!(fits["killed"].is_null(), "{fits}");
+    // A task without --memory names no limit.
+    submit(&grid, "unlimited", &[], &["true"]);
+    grid.wait_finished("unlimited", FINISH);
+    let task = &results(&grid, "unlimited")[0];
+    assert!(task["memory_limit"].is_null(), "{task}");
+}

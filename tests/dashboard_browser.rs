@@ -6,7 +6,9 @@
 //! units that show the past on load, one time zone, whole job ids, a job filter, result
 //! downloads on the job page, an alerts table that never scrolls sideways, and seed ranges.
 //! A third grid runs a command job with a failing task: its page shows each task's exit code
-//! and, under the failure, the tail of its stderr.
+//! and, under the failure, the tail of its stderr. A fourth shows a command job while one of its
+//! tasks still runs: the task among the running ones with its output so far, then, once it ends,
+//! among the finished ones with its exit code.
 
 use std::time::Duration;
 
@@ -537,4 +539,112 @@ fn a_command_job_page_shows_each_task_s_exit_code_and_the_stderr_tail_of_a_failu
     );
     browser.screenshot(&grid.dir.path().join("command-job-page.png"));
     assert_no_console_errors(&browser, "on the command job page");
+}
+
+/// A command job's page while a task runs: task 1 exits 0, task 3 fails with a message on
+/// stderr, task 2 prints a line and then blocks on a FIFO the test opens later. Meanwhile the
+/// page lists task 2 as running on its worker with the line it printed; once the gate opens it
+/// leaves the running tasks and its exit code appears among the finished ones.
+#[test]
+fn a_command_job_page_shows_a_running_task_with_its_output_then_its_exit_code() {
+    use std::io::Write;
+    let Some((chromium, chromedriver)) = webdriver::installed() else {
+        crate::support::skip_without("chromium and chromedriver are not installed");
+        return;
+    };
+    let mut grid = crate::support::grid::Grid::start(&[]);
+    grid.worker_flags = vec!["--allow-commands".into()];
+    grid.start_worker("w1", 2);
+    let gate = grid.path("gate");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .expect("running mkfifo");
+    assert!(made.success());
+    let script = format!(
+        "if [ {{i}} = 3 ]; then echo 'disk full on /scratch' >&2; exit 5; fi; \
+         echo started {{i}}; if [ {{i}} = 2 ]; then read word < {}; fi; echo done {{i}}",
+        gate.display()
+    );
+    crate::command_tasks::submit(
+        &grid,
+        "cmd-live",
+        &["--array", "1-3"],
+        &["sh", "-c", &script],
+    );
+
+    let http = grid.http_addr();
+    let profile = grid.dir.path().join("chromium-profile");
+    let browser = Browser::start(&chromium, &chromedriver, &profile, 1280, 900);
+    browser.goto(&format!("http://{http}/jobs/cmd-live/view"));
+    // Task 2 cannot end before the gate opens: tasks 1 and 3 finish, task 2 runs.
+    let running = wait_for(
+        "task 2 running with its output on the page, tasks 1 and 3 finished",
+        Duration::from_secs(120),
+        || {
+            let running = table(&browser, "running");
+            let tasks = table(&browser, "tasks");
+            let ready = running.contains("started 2")
+                && tasks.contains("disk full on /scratch")
+                && tasks.lines().filter(|l| l.starts_with("cmd-live/")).count() == 2;
+            ready.then_some(running)
+        },
+    );
+    let rows: Vec<Vec<&str>> = running.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows[0][0], "2", "the running task is task 2:\n{running}");
+    assert_eq!(rows[0][1], "w1", "{running}");
+    assert_eq!(rows[0].get(4).map(|c| c.trim()), Some("10 B"), "{running}");
+    assert_eq!(rows.len(), 2, "one task and its output:\n{running}");
+    assert_eq!(rows[1].join(" ").trim(), "stdout: started 2", "{running}");
+    assert!(
+        browser.text().contains("Running tasks"),
+        "the running tasks' section is shown"
+    );
+    let exit_of = |tasks: &str, chunk: &str| {
+        tasks
+            .lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .find(|cells| cells.first() == Some(&chunk))
+            .and_then(|cells| cells.get(2).map(|c| c.trim().to_string()))
+    };
+    let tasks = table(&browser, "tasks");
+    assert_eq!(
+        exit_of(&tasks, "cmd-live/0").as_deref(),
+        Some("0"),
+        "{tasks}"
+    );
+    assert_eq!(
+        exit_of(&tasks, "cmd-live/2").as_deref(),
+        Some("5"),
+        "{tasks}"
+    );
+    assert_eq!(exit_of(&tasks, "cmd-live/1"), None, "{tasks}");
+    browser.screenshot(&grid.dir.path().join("command-job-running.png"));
+
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&gate)
+        .and_then(|mut fifo| fifo.write_all(b"go\n"))
+        .expect("opening the gate");
+    let tasks = wait_for(
+        "task 2's exit code on the page",
+        Duration::from_secs(120),
+        || {
+            let tasks = table(&browser, "tasks");
+            exit_of(&tasks, "cmd-live/1").map(|_| tasks)
+        },
+    );
+    assert_eq!(
+        exit_of(&tasks, "cmd-live/1").as_deref(),
+        Some("0"),
+        "{tasks}"
+    );
+    let section_hidden = browser.eval("return document.getElementById('running-section').hidden;");
+    assert_eq!(
+        section_hidden,
+        serde_json::Value::Bool(true),
+        "no task runs any more"
+    );
+    assert_eq!(table(&browser, "running"), "");
+    assert_no_console_errors(&browser, "on the running command job's page");
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::live_output::{LiveOutput, OutputPiece};
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
     GenomeRecord, GenomeRemoval, GenomeWriter, JobId, JobRecord, JobStatus, JobSummary, Lease,
@@ -36,6 +37,14 @@ pub trait Leases: Send + Sync {
     /// Pushes the lease's visibility deadline to now + the visibility timeout. False if the lease
     /// is no longer held.
     async fn extend(&self, lease: &Lease) -> BackendResult<bool>;
+    /// Extends the lease as [`Leases::extend`] does and, while it is held, keeps `piece` (a
+    /// running command task's new output) in the task's bounded live tail, dropped when the
+    /// task ends. The default only extends: a backend that keeps no tail shows no output
+    /// before the task's result is stored.
+    async fn extend_with_output(&self, lease: &Lease, piece: &OutputPiece) -> BackendResult<bool> {
+        let _ = piece;
+        self.extend(lease).await
+    }
     /// Completes the task (call after its result is stored) and frees its input bytes.
     async fn ack(&self, lease: &Lease) -> BackendResult<()>;
     /// Returns the task after a failure: retried up to `max_attempts`, then dead-lettered.
@@ -183,6 +192,16 @@ pub trait QueueAdmin: Send + Sync {
     /// own connections.
     async fn command_slots_live(&self, _window: Duration) -> BackendResult<Option<u32>> {
         Ok(None)
+    }
+    /// The live tail of a running task's output (see [`Leases::extend_with_output`]); `None`
+    /// when none is kept (the task is not running, has sent nothing yet, or has ended).
+    async fn live_output(&self, _job: &str, _chunk: u32) -> BackendResult<Option<LiveOutput>> {
+        Ok(None)
+    }
+    /// The running tasks of `job` whose output is kept, by chunk, their tails' text left out
+    /// (at most [`MAX_LIVE_TASKS`](super::live_output::MAX_LIVE_TASKS)).
+    async fn live_tasks(&self, _job: &str) -> BackendResult<Vec<LiveOutput>> {
+        Ok(Vec::new())
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::live_output::{LiveOutput, OutputPiece};
 use super::{
     BackendResult, Completion, CompletionOutcome, GenomeStore, Lease, Leases, MasterQueue,
     NackOutcome, NewTask, QueueAdmin, ResultSink, WorkerId, WorkerIds, WorkerOffer,
@@ -114,6 +115,10 @@ impl Leases for GenomeQueue {
         self.inner.extend(lease).await
     }
 
+    async fn extend_with_output(&self, lease: &Lease, piece: &OutputPiece) -> BackendResult<bool> {
+        self.inner.extend_with_output(lease, piece).await
+    }
+
     async fn ack(&self, lease: &Lease) -> BackendResult<()> {
         self.inner.ack(lease).await
     }
@@ -195,6 +200,14 @@ impl QueueAdmin for GenomeQueue {
     }
     async fn command_slots_live(&self, window: Duration) -> BackendResult<Option<u32>> {
         self.inner.command_slots_live(window).await
+    }
+
+    async fn live_output(&self, job: &str, chunk: u32) -> BackendResult<Option<LiveOutput>> {
+        self.inner.live_output(job, chunk).await
+    }
+
+    async fn live_tasks(&self, job: &str) -> BackendResult<Vec<LiveOutput>> {
+        self.inner.live_tasks(job).await
     }
 }
 

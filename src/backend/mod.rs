@@ -20,6 +20,7 @@ pub mod capability;
 pub mod config;
 pub mod embedded;
 pub mod genome;
+pub use crate::records::live_output;
 pub use crate::records::performance;
 pub mod redis;
 pub mod remote;

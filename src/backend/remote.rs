@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
+use super::live_output::OutputPiece;
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, InputSource, Lease,
     Leases, MonitorSink, NackOutcome, RefusalReason, ResultSink, TaskId, WorkerId, WorkerOffer,
@@ -187,6 +188,20 @@ impl RemoteBackend {
 }
 
 impl RemoteBackend {
+    /// Sends `extend`, with a running task's new output when there is some.
+    async fn send_extend(&self, lease: &Lease, output: Option<OutputPiece>) -> BackendResult<bool> {
+        let message = Message::Extend {
+            job_id: lease.id.job.clone(),
+            chunk: lease.id.chunk,
+            token: lease.token.clone(),
+            output,
+        };
+        match self.request(message).await? {
+            (Message::Extended { held }, _) => Ok(held),
+            (reply, _) => Err(unexpected(&reply)),
+        }
+    }
+
     /// Sends the `pending` completions as one `complete_batch` frame and files their outcomes.
     /// A frame the master could not be reached for leaves those items `Unavailable`, to be sent
     /// again; the items already answered keep their outcomes.
@@ -400,15 +415,11 @@ impl Leases for RemoteBackend {
     }
 
     async fn extend(&self, lease: &Lease) -> BackendResult<bool> {
-        let message = Message::Extend {
-            job_id: lease.id.job.clone(),
-            chunk: lease.id.chunk,
-            token: lease.token.clone(),
-        };
-        match self.request(message).await? {
-            (Message::Extended { held }, _) => Ok(held),
-            (reply, _) => Err(unexpected(&reply)),
-        }
+        self.send_extend(lease, None).await
+    }
+
+    async fn extend_with_output(&self, lease: &Lease, piece: &OutputPiece) -> BackendResult<bool> {
+        self.send_extend(lease, Some(piece.clone())).await
     }
 
     async fn ack(&self, lease: &Lease) -> BackendResult<()> {

@@ -38,8 +38,10 @@ pub struct CommandSpecArgs {
     /// counted and the result marked truncated.
     #[arg(long, value_name = "BYTES")]
     pub output_cap: Option<u64>,
-    /// Limit each of a task's processes to this much address space (`512MiB`, `2GiB`): an
-    /// allocation past it fails, and a task that fails so is reported `killed (memory)`.
+    /// Limit a task's memory (`512MiB`, `2GiB`): on a worker with a delegated cgroup v2
+    /// hierarchy, what the whole task uses (the kernel kills it past the limit); elsewhere each
+    /// of its processes' address space (an allocation past it fails). A task that hits the
+    /// limit is reported `killed (memory)`; its result's `memory_limit` says which applied.
     #[arg(long, value_name = "SIZE", value_parser = super::generate::parse_size)]
     pub memory: Option<u64>,
     /// Limit each of a task's processes to N open files.
@@ -173,53 +175,4 @@ pub fn write_task_files(dir: &std::path::Path, results: &[ChunkResult]) -> Resul
         }
     }
     Ok(())
-}
-
-/// `gridwatch logs JOB TASK`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct LogsArgs {
-    /// The job id.
-    pub job: String,
-    /// The task: its array index or args-file line number.
-    pub task: u64,
-    /// Print the task's stderr instead of its stdout.
-    #[arg(long)]
-    pub stderr: bool,
-    /// Where the master is.
-    #[command(flatten)]
-    pub master: super::connect::MasterAddr,
-}
-
-/// Prints one finished task's stdout or stderr, as stored.
-pub async fn logs(args: LogsArgs) -> Result<(), ClientError> {
-    use std::io::Write;
-    let mut client = super::connect::MasterClient::connect(&args.master).await?;
-    let fetched = super::fetch::fetch_results(&mut client, &args.job).await?;
-    if fetched.job.kind != COMMAND_KIND {
-        return Err(ClientError::Usage(format!(
-            "job {} is a {} job: only command jobs have task logs",
-            args.job, fetched.job.kind
-        )));
-    }
-    for stored in &fetched.results {
-        let Ok(result) = serde_json::from_value::<CommandResult>(stored.payload.clone()) else {
-            continue;
-        };
-        if result.index == args.task {
-            let text = if args.stderr {
-                &result.stderr
-            } else {
-                &result.stdout
-            };
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|e| ClientError::Usage(format!("stdout: {e}")))?;
-            return Ok(());
-        }
-    }
-    Err(ClientError::Usage(format!(
-        "job {} has no finished task {}",
-        args.job, args.task
-    )))
 }

@@ -83,6 +83,15 @@ pub enum ClientError {
     /// Writing output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// A command task followed to its end did not succeed: its exit status becomes the
+    /// command's, as a shell reports a command.
+    #[error("{message}")]
+    TaskEnded {
+        /// How it ended.
+        message: String,
+        /// The exit code to leave with.
+        code: i32,
+    },
 }
 
 impl ClientError {
@@ -120,6 +129,7 @@ impl ClientError {
                     | ErrorCode::VersionMismatch,
                 ..
             } => 2,
+            ClientError::TaskEnded { code, .. } => *code,
             _ => 1,
         }
     }

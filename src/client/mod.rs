@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod job_request;
 pub mod julia;
 pub mod load;
+pub mod logs;
 pub mod monitor;
 pub mod particles;
 pub mod progress;

@@ -22,6 +22,7 @@ mod refusal_alert;
 mod retention;
 mod server;
 mod state;
+pub mod task_output;
 pub mod views;
 mod workers;
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::backend::live_output::{LiveOutput, OutputPiece};
 use crate::backend::{
     BackendResult, Completion, CompletionOutcome, Lease, Leases, MasterQueue, NackOutcome, NewTask,
     QueueAdmin, ResultSink, TaskId, WorkerId, WorkerIds, WorkerOffer,
@@ -370,6 +371,10 @@ impl Leases for MeteredQueue {
         self.inner.extend(lease).await
     }
 
+    async fn extend_with_output(&self, lease: &Lease, piece: &OutputPiece) -> BackendResult<bool> {
+        self.inner.extend_with_output(lease, piece).await
+    }
+
     async fn ack(&self, lease: &Lease) -> BackendResult<()> {
         self.inner.ack(lease).await?;
         self.counters.acked(&lease.id);
@@ -430,6 +435,14 @@ impl QueueAdmin for MeteredQueue {
     }
     async fn command_slots_live(&self, window: Duration) -> BackendResult<Option<u32>> {
         self.inner.command_slots_live(window).await
+    }
+
+    async fn live_output(&self, job: &str, chunk: u32) -> BackendResult<Option<LiveOutput>> {
+        self.inner.live_output(job, chunk).await
+    }
+
+    async fn live_tasks(&self, job: &str) -> BackendResult<Vec<LiveOutput>> {
+        self.inner.live_tasks(job).await
     }
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{BatchJob, BatchJobAccepted, PurgeFilter};
 use super::watchman::{Alert, RunningTask, WorkerReport, WorkerView};
+use crate::records::live_output::{OutputPiece, TaskOutputView};
 use crate::records::performance::WorkerPerformance;
 use crate::records::{
     ChunkResult, GenomeRecord, GenomeRemoval, JobStatus, Priority, PruneReport, RefusalReason,
@@ -407,6 +408,25 @@ pub enum Message {
         /// Workers seen recently.
         active_workers: u32,
     },
+    /// Asks for one stream of a command task's output from `from` on, while it runs or once
+    /// it has finished; answered by `task_output_text`.
+    TaskOutput {
+        /// The job.
+        job_id: String,
+        /// The task's own number (array index or args-file line number).
+        task: u64,
+        /// Its stderr rather than its stdout.
+        #[serde(default)]
+        stderr: bool,
+        /// The offset in the stream to start from.
+        #[serde(default)]
+        from: u64,
+    },
+    /// Answer to `task_output`.
+    TaskOutputText {
+        /// The piece of output and where the task stands.
+        output: TaskOutputView,
+    },
     /// Asks for a finished job's results; answered by `results_header` (its spec in data frames
     /// after it) then one `result_chunk` per stored chunk result (its payload in data frames after
     /// it), so no frame grows with the job.
@@ -529,6 +549,9 @@ pub enum Message {
         chunk: u32,
         /// The delivery's token.
         token: String,
+        /// A running command task's new output, kept while the lease is held.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<OutputPiece>,
     },
     /// Answer to `extend`.
     Extended {

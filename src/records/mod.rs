@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub mod live_output;
 pub mod performance;
 
 /// The kind of tasks stored before tasks carried a kind, when search was the only one.

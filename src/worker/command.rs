@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::command_run::{self, Launch, WorkDir};
+use super::command_cgroup::{self, TaskCgroup};
+use super::command_live::LiveCursor;
+use super::command_run::{self, Captures, Launch, WorkDir};
 use super::heartbeat::RunningMark;
 use super::WorkerConfig;
 use super::{command_limits, command_outputs};
@@ -174,6 +176,11 @@ pub(super) async fn run_leased(
         (Some(cache), false) => Some(cache.place(&task.inputs, dir.path()).await?),
         (None, false) => return Err("this worker has no input cache".into()),
     };
+    let cgroup = memory_cgroup(config, &task).await;
+    let memory_limit = task.limits.memory_bytes.map(|_| match cgroup {
+        Some(_) => command_cgroup::LIMIT_CGROUP,
+        None => command_cgroup::LIMIT_ADDRESS_SPACE,
+    });
     let launch = Launch {
         program: &program,
         args: &task.argv[1..],
@@ -182,6 +189,8 @@ pub(super) async fn run_leased(
         output_cap: task.output_cap,
         limits: task.limits,
         spawned: running.map(|mark| Box::new(move |pid| mark.set_pid(pid)) as _),
+        captures: Captures::default(),
+        cgroup: cgroup.as_ref(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let ran = run_checking_lease(config, queue, lease, launch, dir.path(), &stop_tx, stop_rx)
@@ -201,8 +210,17 @@ pub(super) async fn run_leased(
         return Ok(None);
     }
     let mut killed = ran.killed.clone();
+    let mut max_rss_kib = ran.max_rss_kib;
     let failed = ran.exit_code != Some(0);
-    if killed.is_none()
+    if let Some(cgroup) = cgroup {
+        // The kernel's own count: the cgroup's limit was hit and a process killed for it.
+        if killed.is_none() && cgroup.oom_kills() > 0 {
+            killed = Some("memory".into());
+        }
+        max_rss_kib = max_rss_kib.max(cgroup.peak_kib());
+        // Removing it waits for its killed processes to be reaped.
+        let _ = tokio::task::spawn_blocking(move || drop(cgroup)).await;
+    } else if killed.is_none()
         && failed
         && task.limits.memory_bytes.is_some()
         && command_limits::reported_out_of_memory(&ran.stderr.bytes)
@@ -222,7 +240,8 @@ pub(super) async fn run_leased(
         stderr: String::from_utf8_lossy(&ran.stderr.bytes).into_owned(),
         wall_secs: ran.wall.as_secs_f64(),
         cpu_secs: ran.cpu.as_secs_f64(),
-        max_rss_kib: ran.max_rss_kib,
+        max_rss_kib,
+        memory_limit: memory_limit.map(str::to_string),
         worker: config.id.clone(),
         attempt: lease.attempt,
         outputs,
@@ -254,8 +273,25 @@ pub(super) async fn run_leased(
     }))
 }
 
-/// Runs the task while checking (and extending) its lease every `lease_check`; a lost lease
-/// sets `stop`, which kills the task's group.
+/// A memory cgroup for the task when it has a memory limit and the worker limits memory with
+/// cgroups; `None` (RLIMIT_AS applies) otherwise, or when the cgroup cannot be made.
+async fn memory_cgroup(config: &WorkerConfig, task: &CommandTaskSpec) -> Option<TaskCgroup> {
+    let (Some(bytes), Some(parent)) = (task.limits.memory_bytes, config.cgroups.clone()) else {
+        return None;
+    };
+    match tokio::task::spawn_blocking(move || parent.task(bytes)).await {
+        Ok(Ok(cgroup)) => Some(cgroup),
+        Ok(Err(err)) => {
+            tracing::warn!(component = "worker", error = %err, "a task's memory cgroup could not be made: its memory is limited with RLIMIT_AS");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Runs the task while checking (and extending) its lease every `lease_check`, each extension
+/// carrying the output captured since the last; a lost lease sets `stop`, which kills the
+/// task's group.
 async fn run_checking_lease(
     config: &WorkerConfig,
     queue: &dyn Leases,
@@ -265,6 +301,8 @@ async fn run_checking_lease(
     stop: &watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
 ) -> std::io::Result<command_run::Ran> {
+    let captures = launch.captures.clone();
+    let mut cursor = LiveCursor::default();
     let running = command_run::run(launch, dir, stopped);
     tokio::pin!(running);
     let mut ticker = tokio::time::interval(config.lease_check);
@@ -273,7 +311,10 @@ async fn run_checking_lease(
         tokio::select! {
             ran = &mut running => return ran,
             _ = ticker.tick(), if !*stop.borrow() => {
-                if let Ok(false) = queue.extend(lease).await {
+                // Every check carries the output since the last one, so `logs` shows a running
+                // task's output within a check's time.
+                let piece = cursor.next_piece(&captures);
+                if let Ok(false) = queue.extend_with_output(lease, &piece).await {
                     tracing::warn!(component = "worker", job = %lease.id.job, chunk = lease.id.chunk, "lease lost or job cancelled: killing the task's processes");
                     let _ = stop.send(true);
                 }

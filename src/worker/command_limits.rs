@@ -6,6 +6,7 @@
 //! every process the program starts inherits them. The same step asks the kernel to SIGKILL the
 //! program when the worker dies (`PR_SET_PDEATHSIG`), so a worker killed with SIGKILL leaves no
 //! task behind running unwatched (processes the program started itself are its own to end).
+//! Where the worker limits memory with a cgroup, the same step joins the task's cgroup.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -25,14 +26,28 @@ const CANNOT_RUN: u8 = 126;
 
 /// The command that runs `program args` under `limits`: this binary in its limited-run mode,
 /// which also ties the program's life to the worker's.
-pub fn command(program: &Path, args: &[String], limits: &TaskLimits) -> std::io::Result<Command> {
+///
+/// With `cgroup` (a task cgroup's `cgroup.procs`), the program joins that cgroup, whose memory
+/// limit replaces the address-space limit.
+pub fn command(
+    program: &Path,
+    args: &[String],
+    limits: &TaskLimits,
+    cgroup: Option<&Path>,
+) -> std::io::Result<Command> {
     let mut command = Command::new(std::env::current_exe()?);
     command.arg(LIMITED_RUN);
     // The kernel signals the child when the thread that started it ends; the worker starts tasks
     // from its runtime's threads, which live as long as the worker.
     command.arg(format!("parent={}", std::process::id()));
+    if let Some(procs) = cgroup {
+        let mut figure = std::ffi::OsString::from("cgroup=");
+        figure.push(procs);
+        command.arg(figure);
+    }
+    let address_space = limits.memory_bytes.filter(|_| cgroup.is_none());
     let figures = [
-        ("as", limits.memory_bytes),
+        ("as", address_space),
         ("nofile", limits.open_files),
         ("nproc", limits.processes),
     ];
@@ -67,6 +82,10 @@ fn limit_then_exec(args: &[OsString]) -> Result<std::convert::Infallible, String
         .position(|arg| arg == "--")
         .ok_or("limited run: no `--` before the program")?;
     for figure in &args[..split] {
+        if let Some(procs) = figure.as_encoded_bytes().strip_prefix(b"cgroup=") {
+            join_cgroup(&figure.to_string_lossy()["cgroup=".len()..], procs.len())?;
+            continue;
+        }
         let figure = figure.to_string_lossy();
         let (name, value) = figure
             .split_once('=')
@@ -92,6 +111,16 @@ fn limit_then_exec(args: &[OsString]) -> Result<std::convert::Infallible, String
         .ok_or("limited run: no program after `--`")?;
     let error = Command::new(program).args(&args[split + 2..]).exec();
     Err(format!("{}: {error}", Path::new(program).display()))
+}
+
+/// Moves this process into the cgroup whose `cgroup.procs` is `procs` (its memory limit then
+/// holds from the program's first instruction, and for every process it starts).
+fn join_cgroup(procs: &str, len: usize) -> Result<(), String> {
+    if procs.len() != len {
+        return Err("limited run: a cgroup path that is not UTF-8".into());
+    }
+    std::fs::write(procs, std::process::id().to_string())
+        .map_err(|e| format!("cannot join the task's cgroup ({procs}): {e}"))
 }
 
 /// Asks the kernel to SIGKILL this process when its parent dies, then checks that the parent is

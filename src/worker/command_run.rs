@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{getrusage, UsageWho};
@@ -17,6 +17,7 @@ use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 use tokio::sync::{oneshot, watch};
 
+use super::command_cgroup::TaskCgroup;
 use super::command_limits;
 use crate::jobs::command::TaskLimits;
 
@@ -48,6 +49,24 @@ pub struct Launch<'a> {
     pub limits: TaskLimits,
     /// Told the child's pid (its process group's id) once it is spawned.
     pub spawned: Option<Box<dyn FnOnce(u32) + Send + 'a>>,
+    /// The task's memory cgroup, when its memory is limited by one (then the address space
+    /// is not limited).
+    pub cgroup: Option<&'a TaskCgroup>,
+    /// Where stdout and stderr are captured as they come, for whoever sends them on while the
+    /// task runs.
+    pub captures: Captures,
+}
+
+/// One stream's bytes as they are captured, shared with the sender of the running task's output.
+pub type SharedCapture = Arc<Mutex<Captured>>;
+
+/// A task's two streams as they are captured.
+#[derive(Clone, Debug, Default)]
+pub struct Captures {
+    /// Standard output.
+    pub stdout: SharedCapture,
+    /// Standard error.
+    pub stderr: SharedCapture,
 }
 
 /// One stream's captured bytes.
@@ -140,53 +159,44 @@ fn make_writable(dir: &Path) {
 pub async fn run(
     launch: Launch<'_>,
     dir: &Path,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<Ran> {
     let started = Instant::now();
-    let mut child = command_limits::command(launch.program, launch.args, &launch.limits)?
-        .current_dir(dir)
-        .env_clear()
-        .envs(launch.env)
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let procs = launch.cgroup.map(TaskCgroup::procs_file);
+    let mut child = command_limits::command(
+        launch.program,
+        launch.args,
+        &launch.limits,
+        procs.as_deref(),
+    )?
+    .current_dir(dir)
+    .env_clear()
+    .envs(launch.env)
+    .process_group(0)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()?;
     let pid = Pid::from_raw(child.id() as i32);
     if let Some(spawned) = launch.spawned {
         spawned(child.id());
     }
-    let stdout = capture(child.stdout.take(), launch.output_cap);
-    let stderr = capture(child.stderr.take(), launch.output_cap);
-    let (done_tx, mut done) = oneshot::channel();
+    let stdout = capture(
+        child.stdout.take(),
+        launch.output_cap,
+        &launch.captures.stdout,
+    );
+    let stderr = capture(
+        child.stderr.take(),
+        launch.output_cap,
+        &launch.captures.stderr,
+    );
+    let (done_tx, done) = oneshot::channel();
     std::thread::spawn(move || {
         let _ = done_tx.send(wait_and_reap(child, pid));
     });
     let mut ran = Ran::default();
-    let mut sampled_rss = 0;
-    let mut sample = tokio::time::interval(Duration::from_millis(100));
-    let deadline = launch.timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut kill_at: Option<tokio::time::Instant> = None;
-    let reaped = loop {
-        tokio::select! {
-            reaped = &mut done => break reaped.map_err(|_| std::io::Error::other("the task's waiter ended"))?,
-            _ = sample.tick() => sampled_rss = sampled_rss.max(peak_rss_kib(pid).unwrap_or(0)),
-            _ = sleep_until(deadline), if ran.killed.is_none() => {
-                ran.killed = Some("timeout".into());
-                let _ = killpg(pid, Signal::SIGTERM);
-                kill_at = Some(tokio::time::Instant::now() + KILL_GRACE);
-            }
-            _ = sleep_until(kill_at), if kill_at.is_some() => {
-                let _ = killpg(pid, Signal::SIGKILL);
-                kill_at = None;
-            }
-            changed = stop.changed(), if !*stop.borrow() => {
-                if changed.is_err() || *stop.borrow() {
-                    let _ = killpg(pid, Signal::SIGKILL);
-                }
-            }
-        }
-    };
+    let (reaped, sampled_rss) = supervise(pid, done, stop, launch.timeout, &mut ran).await?;
     let (status, cpu, rusage_rss) = reaped?;
     ran.wall = started.elapsed();
     ran.exit_code = status.code();
@@ -197,9 +207,62 @@ pub async fn run(
         (None, 0) => None,
         (None, sampled) => Some(sampled),
     };
-    ran.stdout = collect(stdout).await;
-    ran.stderr = collect(stderr).await;
+    ran.stdout = collect(stdout, &launch.captures.stdout).await;
+    ran.stderr = collect(stderr, &launch.captures.stderr).await;
     Ok(ran)
+}
+
+/// Watches the running group until its leader has ended and been reaped (`done`): samples its
+/// peak RSS, kills the group on timeout (SIGTERM, then SIGKILL after [`KILL_GRACE`]) and as soon
+/// as `stop` is true. Returns the reap and the peak RSS sampled (KiB, 0 when none).
+///
+/// `stop` is acted on at the top of every turn, not only in the branch that sees it change: a
+/// change that lands in a turn another ready branch wins (a sample tick, the deadline) is not
+/// acted on in that turn, and a branch guarded by the stop value itself is disabled from then on,
+/// so a cancelled task would run on.
+async fn supervise(
+    pid: Pid,
+    mut done: oneshot::Receiver<Reaped>,
+    mut stop: watch::Receiver<bool>,
+    timeout: Option<Duration>,
+    ran: &mut Ran,
+) -> std::io::Result<(Reaped, u64)> {
+    let mut sampled_rss = 0;
+    let mut sample = tokio::time::interval(Duration::from_millis(100));
+    // A stalled worker takes one sample when it wakes, not a burst of them.
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut stopped = false;
+    loop {
+        if !stopped && *stop.borrow_and_update() {
+            let _ = killpg(pid, Signal::SIGKILL);
+            stopped = true;
+        }
+        tokio::select! {
+            reaped = &mut done => {
+                let reaped = reaped.map_err(|_| std::io::Error::other("the task's waiter ended"))?;
+                return Ok((reaped, sampled_rss));
+            }
+            _ = sample.tick() => sampled_rss = sampled_rss.max(peak_rss_kib(pid).unwrap_or(0)),
+            _ = sleep_until(deadline), if ran.killed.is_none() => {
+                ran.killed = Some("timeout".into());
+                let _ = killpg(pid, Signal::SIGTERM);
+                kill_at = Some(tokio::time::Instant::now() + KILL_GRACE);
+            }
+            _ = sleep_until(kill_at), if kill_at.is_some() => {
+                let _ = killpg(pid, Signal::SIGKILL);
+                kill_at = None;
+            }
+            changed = stop.changed(), if !stopped => {
+                // The value is acted on at the top of the loop; a sender gone means stop too.
+                if changed.is_err() {
+                    let _ = killpg(pid, Signal::SIGKILL);
+                    stopped = true;
+                }
+            }
+        }
+    }
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -244,17 +307,23 @@ fn peak_rss_kib(pid: Pid) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Reads a pipe to its end on a thread of its own, keeping `cap` bytes and counting the rest.
-fn capture(pipe: Option<impl Read + Send + 'static>, cap: u64) -> oneshot::Receiver<Captured> {
+/// Reads a pipe to its end on a thread of its own into `into`, keeping `cap` bytes and counting
+/// the rest; the receiver hears when the pipe has closed.
+fn capture(
+    pipe: Option<impl Read + Send + 'static>,
+    cap: u64,
+    into: &SharedCapture,
+) -> oneshot::Receiver<()> {
     let (tx, rx) = oneshot::channel();
+    let into = into.clone();
     std::thread::spawn(move || {
-        let mut captured = Captured::default();
         if let Some(mut pipe) = pipe {
             let mut buf = [0u8; 64 * 1024];
             loop {
                 match pipe.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
+                        let mut captured = into.lock().unwrap_or_else(|p| p.into_inner());
                         let room = cap.saturating_sub(captured.bytes.len() as u64) as usize;
                         captured.bytes.extend_from_slice(&buf[..n.min(room)]);
                         captured.total += n as u64;
@@ -264,14 +333,76 @@ fn capture(pipe: Option<impl Read + Send + 'static>, cap: u64) -> oneshot::Recei
                 }
             }
         }
-        let _ = tx.send(captured);
+        let _ = tx.send(());
     });
     rx
 }
 
-async fn collect(rx: oneshot::Receiver<Captured>) -> Captured {
-    match tokio::time::timeout(PIPE_GRACE, rx).await {
-        Ok(Ok(captured)) => captured,
-        _ => Captured::default(),
+/// What a stream captured, once its pipe has closed or, past [`PIPE_GRACE`] (a process outside
+/// the group holds it open), what it captured by then.
+async fn collect(closed: oneshot::Receiver<()>, captured: &SharedCapture) -> Captured {
+    let _ = tokio::time::timeout(PIPE_GRACE, closed).await;
+    std::mem::take(&mut *captured.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    /// A long `sleep` in a group of its own, reaped by a waiter thread as the runner reaps a task.
+    fn sleeper() -> (Pid, oneshot::Receiver<Reaped>) {
+        let child = std::process::Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .expect("spawning sleep");
+        let pid = Pid::from_raw(child.id() as i32);
+        let (done_tx, done) = oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(wait_and_reap(child, pid));
+        });
+        (pid, done)
+    }
+
+    /// Regression: a stop that the runner did not see change (it came while another branch won
+    /// the turn) left a cancelled task running. A stop already set when the runner looks is
+    /// the same situation, made certain.
+    #[tokio::test]
+    async fn a_stop_set_before_the_runner_looks_still_kills_the_group() {
+        let (pid, done) = sleeper();
+        let (stop_tx, stop) = watch::channel(false);
+        stop_tx.send(true).unwrap();
+        let mut ran = Ran::default();
+        let watched = supervise(pid, done, stop, None, &mut ran);
+        let (reaped, _) = tokio::time::timeout(Duration::from_secs(60), watched)
+            .await
+            .expect("the group was never killed")
+            .unwrap();
+        assert_eq!(reaped.unwrap().0.signal(), Some(9));
+    }
+
+    #[tokio::test]
+    async fn a_stop_sent_while_running_kills_the_group() {
+        let (pid, done) = sleeper();
+        let (stop_tx, stop) = watch::channel(false);
+        let mut ran = Ran::default();
+        let watched = supervise(pid, done, stop, None, &mut ran);
+        tokio::pin!(watched);
+        // Let the runner take a few turns (sample ticks) before the stop arrives.
+        for _ in 0..3 {
+            assert!(
+                tokio::time::timeout(Duration::from_millis(150), &mut watched)
+                    .await
+                    .is_err(),
+                "the sleeper ended by itself"
+            );
+        }
+        stop_tx.send(true).unwrap();
+        let (reaped, _) = tokio::time::timeout(Duration::from_secs(60), watched)
+            .await
+            .expect("the group was never killed")
+            .unwrap();
+        assert_eq!(reaped.unwrap().0.signal(), Some(9));
     }
 }

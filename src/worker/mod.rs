@@ -12,7 +12,9 @@
 //! worker has slots; the backend never leases it to a worker with fewer.
 
 mod command;
+pub mod command_cgroup;
 pub mod command_limits;
+mod command_live;
 mod command_outputs;
 mod command_run;
 mod flush;
@@ -103,6 +105,13 @@ pub struct WorkerArgs {
     /// linked rather than copied).
     #[arg(long, env = "GRIDWATCH_INPUT_CACHE_DIR", value_name = "DIR")]
     pub input_cache_dir: Option<std::path::PathBuf>,
+    /// A delegated cgroup v2 directory (memory controller available) in which each command
+    /// task with --memory gets a cgroup of its own, limiting what the whole task uses [default:
+    /// a directory under the worker's own cgroup, when that is cgroup v2 and delegated]. Where
+    /// none can be used, --memory limits each process's address space (RLIMIT_AS) instead; a
+    /// task's result says which limit applied.
+    #[arg(long, env = "GRIDWATCH_CGROUP_DIR", value_name = "DIR")]
+    pub cgroup_dir: Option<std::path::PathBuf>,
     /// A file whose first line, if the file exists when the worker stops, is the reason it
     /// gives its agent for leaving, shown by `workers`: `up --autoscale` writes `scaled down`
     /// there before it stops a worker the queue no longer needs.
@@ -133,6 +142,25 @@ fn leave_reason(path: &std::path::Path) -> Option<String> {
         .ok()?;
     let line = text.lines().next()?.trim();
     (!line.is_empty()).then(|| line.chars().take(80).collect())
+}
+
+/// Where command tasks' memory cgroups go: `dir` if given (an error if it cannot be used: the
+/// operator asked for it), else under the worker's own cgroup when that works, else none.
+fn memory_cgroups(
+    dir: Option<&std::path::Path>,
+    id: &str,
+) -> Result<Option<Arc<command_cgroup::CgroupParent>>, WorkerError> {
+    match command_cgroup::CgroupParent::find(dir, id) {
+        Ok(parent) => {
+            tracing::info!(component = "worker", cgroup = ?parent, "command tasks' --memory uses cgroup v2 memory limits");
+            Ok(Some(Arc::new(parent)))
+        }
+        Err(reason) if dir.is_some() => Err(WorkerError::Config(format!("--cgroup-dir: {reason}"))),
+        Err(reason) => {
+            tracing::info!(component = "worker", %reason, "command tasks' --memory limits each process's address space (RLIMIT_AS): no usable cgroup v2");
+            Ok(None)
+        }
+    }
 }
 
 /// Why a worker stopped with an error.
@@ -170,6 +198,8 @@ pub struct WorkerConfig {
     pub commands: Option<Arc<CommandPolicy>>,
     /// Where command tasks' inputs are fetched to; `None` before the backend is reached.
     pub inputs: Option<Arc<input_cache::InputCache>>,
+    /// Where command tasks' memory cgroups are made; `None`: --memory uses RLIMIT_AS.
+    pub cgroups: Option<Arc<command_cgroup::CgroupParent>>,
 }
 
 /// Live counters, for the heartbeat to the agent and for logs.
@@ -297,6 +327,7 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         )),
         commands,
         inputs: None,
+        cgroups: None,
     };
     let heartbeat = config.heartbeat.clone();
     let backend_config = args
@@ -338,6 +369,7 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         )
         .map_err(|e| WorkerError::Config(format!("the input cache in {}: {e}", base.display())))?;
         config.inputs = Some(Arc::new(cache));
+        config.cgroups = memory_cgroups(args.cgroup_dir.as_deref(), &id)?;
     }
     tracing::info!(component = "worker", worker = %id, tasks_from = %source, threads, prefetch, "worker started");
     let ids = backend.ids.clone();

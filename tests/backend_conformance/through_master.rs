@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
+use gridwatch::backend::live_output::{LiveOutput, OutputPiece};
 use gridwatch::backend::remote::RemoteBackend;
 use gridwatch::backend::{
     AnswerCopy, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
@@ -124,6 +125,10 @@ impl Leases for WithoutSweep {
         self.0.extend(lease).await
     }
 
+    async fn extend_with_output(&self, lease: &Lease, piece: &OutputPiece) -> BackendResult<bool> {
+        self.0.extend_with_output(lease, piece).await
+    }
+
     async fn ack(&self, lease: &Lease) -> BackendResult<()> {
         self.0.ack(lease).await
     }
@@ -171,6 +176,14 @@ impl QueueAdmin for WithoutSweep {
 
     async fn cancel_if_unstarted(&self, job: &str) -> BackendResult<bool> {
         self.0.cancel_if_unstarted(job).await
+    }
+
+    async fn live_output(&self, job: &str, chunk: u32) -> BackendResult<Option<LiveOutput>> {
+        self.0.live_output(job, chunk).await
+    }
+
+    async fn live_tasks(&self, job: &str) -> BackendResult<Vec<LiveOutput>> {
+        self.0.live_tasks(job).await
     }
 }
 
@@ -225,6 +238,12 @@ impl Leases for WorkerSide {
         self.worker(&lease.worker).extend(lease).await
     }
 
+    async fn extend_with_output(&self, lease: &Lease, piece: &OutputPiece) -> BackendResult<bool> {
+        self.worker(&lease.worker)
+            .extend_with_output(lease, piece)
+            .await
+    }
+
     async fn ack(&self, lease: &Lease) -> BackendResult<()> {
         self.worker(&lease.worker).ack(lease).await
     }
@@ -273,6 +292,14 @@ impl QueueAdmin for WorkerSide {
 
     async fn cancel_if_unstarted(&self, job: &str) -> BackendResult<bool> {
         self.owner.cancel_if_unstarted(job).await
+    }
+
+    async fn live_output(&self, job: &str, chunk: u32) -> BackendResult<Option<LiveOutput>> {
+        self.owner.live_output(job, chunk).await
+    }
+
+    async fn live_tasks(&self, job: &str) -> BackendResult<Vec<LiveOutput>> {
+        self.owner.live_tasks(job).await
     }
 }
 

@@ -197,10 +197,7 @@ pub fn memory_and_open_file_limits_hold(grid: &mut Grid) {
     let hog = &results(grid, "hog")[0];
     assert_eq!(hog["killed"], "memory", "{hog}");
     assert_eq!(hog["stdout"], "", "{hog}");
-    assert!(
-        hog["stderr"].as_str().unwrap().contains("MemoryError"),
-        "{hog}"
-    );
+    assert_memory_limit_hit(hog);
     let table = grid.cli_ok(&["results", "hog"]);
     assert!(table.contains("killed (memory)"), "{table}");
     for (job, mib) in [("fits", 64), ("free", 160)] {
@@ -217,6 +214,22 @@ pub fn memory_and_open_file_limits_hold(grid: &mut Grid) {
     assert!(files["killed"].is_null(), "{files}");
     let stderr = files["stderr"].as_str().unwrap();
     assert!(stderr.contains("Too many open files"), "{stderr}");
+}
+
+/// A task killed for its memory limit, as the limit its result names says: under a cgroup the
+/// kernel killed it (SIGKILL, no allocation error of its own); under RLIMIT_AS an allocation
+/// failed and the program said so (Python's MemoryError).
+pub fn assert_memory_limit_hit(task: &Value) {
+    assert_eq!(task["killed"], "memory", "{task}");
+    let stderr = task["stderr"].as_str().unwrap_or("");
+    match task["memory_limit"].as_str() {
+        Some("cgroup") => {
+            assert_eq!(task["signal"], 9, "{task}");
+            assert!(!stderr.contains("MemoryError"), "{task}");
+        }
+        Some("rlimit_as") => assert!(stderr.contains("MemoryError"), "{task}"),
+        other => panic!("a task with --memory names no limit ({other:?}): {task}"),
+    }
 }
 
 /// With `--output-cap 1000`, 5000 bytes of stdout keep the first 1000 and say so.
@@ -319,4 +332,92 @@ pub fn results_out_and_logs_give_each_task_s_output_byte_for_byte(grid: &mut Gri
     ] {
         assert_eq!(get(missing).0, 404, "{missing}");
     }
+}
+
+/// A task that prints a line to each stream, then blocks reading a FIFO the test writes to: while
+/// it waits, `logs` and the HTTP API show what it printed so far; `logs --follow`, started while
+/// it runs, prints that, then the rest once the test opens the gate, and exits with the task's
+/// exit code.
+pub fn logs_show_a_running_task_and_follow_it_to_its_exit(grid: &mut Grid) {
+    use std::io::{BufRead, Write};
+    let gate = grid.path("gate-live");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .expect("running mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    let script = format!(
+        "echo first line; echo first error >&2; read word < {}; echo \"second line $word\"; exit 4",
+        gate.display()
+    );
+    submit(grid, "live", &[], &["sh", "-c", &script]);
+    // The task blocks on the FIFO until the test writes to it: what `logs` shows meanwhile is
+    // a running task's output.
+    let shown = wait_for("logs to show the running task's first line", FINISH, || {
+        let out = grid.cli(&["logs", "live", "1"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    });
+    assert_eq!(shown, "first line\n");
+    assert_eq!(
+        grid.cli_ok(&["logs", "live", "1", "--stderr"]),
+        "first error\n"
+    );
+    let status = grid.status("live");
+    assert!(
+        !["completed", "failed"].contains(&status["job"]["status"].as_str().unwrap_or("")),
+        "the task cannot have finished before the gate opened: {status}"
+    );
+    let http = grid.http_addr();
+    let reply =
+        crate::support::http::request_with(&http, "GET", "/jobs/live/tasks/1/stdout", &[], "");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("gridwatch-task-state"), "running");
+    assert_eq!(reply.text(), "first line\n");
+
+    let mut follow = std::process::Command::new(crate::support::gridwatch_bin())
+        .args(["logs", "live", "1", "--follow"])
+        .args(&grid.client_flags)
+        .args(["--master", &grid.addr])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running gridwatch logs --follow");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The follower has shown the running task's first line before the gate opens.
+    let first = lines
+        .recv_timeout(FINISH)
+        .expect("logs --follow printed the first line");
+    assert_eq!(first, "first line");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&gate)
+        .and_then(|mut fifo| fifo.write_all(b"opened\n"))
+        .expect("opening the gate");
+    let second = lines
+        .recv_timeout(FINISH)
+        .expect("logs --follow printed the rest");
+    assert_eq!(second, "second line opened");
+    let exit = wait_for("logs --follow to exit", FINISH, || {
+        follow.try_wait().expect("waiting for logs --follow")
+    });
+    reader.join().expect("the reader thread");
+    assert!(lines.try_recv().is_err(), "nothing more is printed");
+    assert_eq!(
+        exit.code(),
+        Some(4),
+        "logs --follow exits with the task's code"
+    );
+    let tasks = results(grid, "live");
+    assert_eq!(tasks[0]["stdout"], "first line\nsecond line opened\n");
+    assert_eq!(tasks[0]["exit_code"], 4);
 }

@@ -8,6 +8,7 @@
 mod cache;
 mod db;
 mod genomes;
+mod live;
 mod queue;
 mod records;
 mod retention;
@@ -26,6 +27,7 @@ use super::capability::{
     put_in_parts, AnswerCopy, GenomeStore, JobStore, Leases, MonitorSink, MonitorStore, QueueAdmin,
     ResultCache, ResultSink, ResultStore, WorkerIds, WorkerOffer,
 };
+use super::live_output::{LiveOutput, OutputPiece};
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
     GenomeRecord, GenomeRemoval, GenomeWriter, JobRecord, JobStatus, JobSummary, Lease,
@@ -75,6 +77,8 @@ pub struct EmbeddedBackend {
     /// What each worker offers (as its last lease request said); a worker not named offers the
     /// default: no command tasks.
     offers: std::sync::Mutex<std::collections::HashMap<String, WorkerOffer>>,
+    /// Running command tasks' output so far, in memory only.
+    live: live::LiveTails,
 }
 
 impl EmbeddedBackend {
@@ -110,6 +114,7 @@ impl EmbeddedBackend {
             config,
             task_ready: Notify::new(),
             offers: Default::default(),
+            live: Default::default(),
             refused: Default::default(),
             genome_dir,
             result_check: None,
@@ -260,6 +265,8 @@ impl Leases for EmbeddedBackend {
                     .next()
                     .unwrap_or_else(|| Err(BackendError::Other("batch outcome missing".into())))
             };
+            // Stored (or refused): the task no longer runs under this lease either way.
+            self.live.forget(&item.lease);
             outcomes.push(self.count_refusal(outcome));
         }
         Ok(outcomes)
@@ -272,12 +279,22 @@ impl Leases for EmbeddedBackend {
             .await
     }
 
+    async fn extend_with_output(&self, lease: &Lease, piece: &OutputPiece) -> BackendResult<bool> {
+        let held = self.extend(lease).await?;
+        if held {
+            self.live.record(lease, piece, crate::time::unix_now());
+        }
+        Ok(held)
+    }
+
     async fn ack(&self, lease: &Lease) -> BackendResult<()> {
+        self.live.forget(lease);
         let lease = lease.clone();
         self.db.call(move |state| queue::ack(state, &lease)).await
     }
 
     async fn nack(&self, lease: &Lease, error: &str) -> BackendResult<NackOutcome> {
+        self.live.forget(lease);
         let (config, lease, error) = (self.config.clone(), lease.clone(), error.to_string());
         let outcome = self
             .db
@@ -317,6 +334,7 @@ impl QueueAdmin for EmbeddedBackend {
     }
 
     async fn reclaim_worker(&self, worker: &str) -> BackendResult<usize> {
+        self.live.forget_worker(worker);
         let (config, worker) = (self.config.clone(), worker.to_string());
         let moved = self
             .db
@@ -341,6 +359,7 @@ impl QueueAdmin for EmbeddedBackend {
     }
 
     async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
+        self.live.forget_job(job);
         let job = job.to_string();
         self.db
             .call(move |state| queue::cancel_job(state, &job))
@@ -352,6 +371,14 @@ impl QueueAdmin for EmbeddedBackend {
         self.db
             .call(move |state| queue::cancel_if_unstarted(state, &job))
             .await
+    }
+
+    async fn live_output(&self, job: &str, chunk: u32) -> BackendResult<Option<LiveOutput>> {
+        Ok(self.live.get(job, chunk, crate::time::unix_now()))
+    }
+
+    async fn live_tasks(&self, job: &str) -> BackendResult<Vec<LiveOutput>> {
+        Ok(self.live.of_job(job, crate::time::unix_now()))
     }
 }
 

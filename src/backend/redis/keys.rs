@@ -146,6 +146,17 @@ pub fn job_tasks(job: &str) -> String {
     format!("job:{job}:tasks")
 }
 
+/// `job:{id}:live:{chunk}`: hash of a running command task's output tail (`worker`, `token`,
+/// `started_at`, `updated_at`, `out_off`, `out`, `err_off`, `err`), expiring unless extended.
+pub fn job_live(job: &str, chunk: u32) -> String {
+    format!("job:{job}:live:{chunk}")
+}
+
+/// `job:{id}:live`: set of the chunks that have a [`job_live`] tail, expiring with them.
+pub fn job_live_index(job: &str) -> String {
+    format!("job:{job}:live")
+}
+
 /// `job:{id}:chunks`: hash chunk index → the chunk's input bytes, freed on ack or cancel.
 pub fn job_chunks(job: &str) -> String {
     format!("job:{job}:chunks")

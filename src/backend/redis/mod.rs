@@ -10,6 +10,7 @@ mod cache;
 mod genomes;
 mod identity;
 pub mod keys;
+mod live;
 mod queue;
 mod retention;
 mod scripts;
@@ -76,6 +77,8 @@ pub struct RedisBackend {
     given_up_claims: Mutex<HashSet<(String, String)>>,
     /// Workers of this process that run command tasks: their leases read the command streams.
     command_slots: Mutex<HashMap<String, u32>>,
+    /// Tokens of this process's deliveries that sent an output tail, deleted when they end.
+    live_sent: Mutex<HashSet<String>>,
 }
 
 impl RedisBackend {
@@ -133,6 +136,7 @@ impl RedisBackend {
             result_check: None,
             given_up_claims: Mutex::new(HashSet::new()),
             command_slots: Mutex::new(HashMap::new()),
+            live_sent: Mutex::new(HashSet::new()),
         };
         backend.ensure_groups().await?;
         Ok(backend)

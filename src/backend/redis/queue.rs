@@ -20,6 +20,7 @@ use super::keys::{
 use super::store::{push_result, result_invocation, script_outcome, with_verdict};
 use super::token::parse_token;
 use super::{backend_error, RedisBackend};
+use crate::backend::live_output::{LiveOutput, OutputPiece};
 use crate::backend::{
     BackendError, BackendResult, Completion, CompletionOutcome, Lease, Leases, NackOutcome,
     NewTask, QueueAdmin, ResultSink, TaskId, WorkerId, WorkerIds, WorkerOffer, MAX_BATCH,
@@ -213,6 +214,8 @@ impl Leases for RedisBackend {
             self.invoke(&invocation).await?
         };
         let mut replies = replies.into_iter().zip(verdicts);
+        // Stored (or refused): none of these tasks runs under its lease any more.
+        self.forget_live(items.iter().map(|item| &item.lease)).await;
         Ok(items
             .iter()
             .zip(outcomes)
@@ -249,7 +252,16 @@ impl Leases for RedisBackend {
         Ok(extended == 1)
     }
 
+    async fn extend_with_output(&self, lease: &Lease, piece: &OutputPiece) -> BackendResult<bool> {
+        let held = self.extend(lease).await?;
+        if held {
+            self.append_live(lease, piece).await?;
+        }
+        Ok(held)
+    }
+
     async fn ack(&self, lease: &Lease) -> BackendResult<()> {
+        self.forget_live([lease]).await;
         let token = parse_token(&lease.token);
         let _held: i64 = self
             .invoke(
@@ -270,6 +282,7 @@ impl Leases for RedisBackend {
     }
 
     async fn nack(&self, lease: &Lease, error: &str) -> BackendResult<NackOutcome> {
+        self.forget_live([lease]).await;
         let token = parse_token(&lease.token);
         let outcome: i64 = self
             .invoke(
@@ -372,7 +385,16 @@ impl QueueAdmin for RedisBackend {
         Ok(reclaimed as usize)
     }
 
+    async fn live_output(&self, job: &str, chunk: u32) -> BackendResult<Option<LiveOutput>> {
+        self.read_live(job, chunk).await
+    }
+
+    async fn live_tasks(&self, job: &str) -> BackendResult<Vec<LiveOutput>> {
+        self.read_live_tasks(job).await
+    }
+
     async fn cancel_job(&self, job: &str) -> BackendResult<usize> {
+        self.forget_live_job(job).await?;
         let removed: i64 = self
             .invoke(
                 self.scripts

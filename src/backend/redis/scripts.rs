@@ -67,6 +67,7 @@ pub(super) struct Scripts {
     pub complete: Script,
     pub mark_ends_logged: Script,
     pub copy_answer: Script,
+    pub live_append: Script,
 }
 
 impl Scripts {
@@ -91,6 +92,7 @@ impl Scripts {
             complete: Script::new(results_script!("lua/complete.lua")),
             mark_ends_logged: Script::new(include_str!("lua/mark_ends_logged.lua")),
             copy_answer: Script::new(include_str!("lua/copy_answer.lua")),
+            live_append: Script::new(include_str!("lua/live_append.lua")),
         }
     }
 }

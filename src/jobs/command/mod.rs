@@ -37,7 +37,7 @@ pub struct CommandResult {
     /// The signal that ended it, when one did.
     pub signal: Option<i32>,
     /// Why it was stopped, when it was: `timeout` (the worker killed its group), `memory` (it
-    /// failed under its memory limit, reporting an allocation the limit refused).
+    /// hit its memory limit: see `memory_limit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub killed: Option<String>,
     /// Standard output, up to the cap (invalid UTF-8 replaced).
@@ -56,8 +56,14 @@ pub struct CommandResult {
     pub wall_secs: f64,
     /// User plus system CPU time of the program and its reaped children, seconds.
     pub cpu_secs: f64,
-    /// Peak resident set size, KiB, when known.
+    /// Peak resident set size, KiB, when known (under a memory cgroup: the whole task's peak).
     pub max_rss_kib: Option<u64>,
+    /// How `--memory` was enforced, when the task had it: `cgroup` (a cgroup v2 memory limit
+    /// on the whole task; `killed` is `memory` when the kernel killed it for exceeding it) or
+    /// `rlimit_as` (each process's address space; `killed` is `memory` when the task failed
+    /// reporting an allocation the limit refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<String>,
     /// The worker that ran it.
     pub worker: String,
     /// Which delivery this was (1 = first).

@@ -64,11 +64,19 @@ pub async fn apply(
             job_id,
             chunk,
             token,
+            output,
         } => {
             let lease = handle(job_id, chunk, token, &worker);
-            Message::Extended {
-                held: state.queue.extend(&lease).await?,
-            }
+            let held = match output {
+                Some(piece) => {
+                    piece
+                        .check()
+                        .map_err(|e| HandlerError::fatal(ErrorCode::BadMessage, e))?;
+                    state.queue.extend_with_output(&lease, &piece).await?
+                }
+                None => state.queue.extend(&lease).await?,
+            };
+            Message::Extended { held }
         }
         Message::PutResult {
             job_id,

@@ -16,6 +16,7 @@ mod queue;
 mod results;
 mod status;
 mod submit;
+mod task_output;
 mod watchman;
 
 use std::net::SocketAddr;
@@ -165,6 +166,7 @@ pub async fn dispatch(
             | Message::ListWorkers
             | Message::ListAlerts { .. }
             | Message::Cancel { .. }
+            | Message::TaskOutput { .. }
             | Message::PurgeQueue { .. }
     );
     // Named only for client queries: serializing every lease and result would cost the hot path.
@@ -216,6 +218,12 @@ async fn route(
         Message::SubmitJob { .. } => submit::apply(conn, state, session, message).await,
         Message::QueryStatus { job_id } => status::apply(conn, state, &job_id).await,
         Message::GetResults { job_id } => results::apply(conn, state, &job_id).await,
+        Message::TaskOutput {
+            job_id,
+            task,
+            stderr,
+            from,
+        } => task_output::apply(conn, state, &job_id, task, stderr, from).await,
         Message::Cancel { job_id } => cancel::apply(conn, state, &job_id).await,
         Message::ListJobs => jobs::apply(conn, state).await,
         Message::SubmitBatch { source, jobs } => {

@@ -109,6 +109,7 @@ pub async fn job(
         .iter()
         .map(|h| TaskRecord::new(&id, h.chunk, &h.worker, record.priority, &h.run))
         .collect();
+    let running = running_tasks(&state, &record, &tasks).await?;
     let view = crate::master::job_view(store, record).await?;
     Ok(Json(json!({
         "job": view,
@@ -116,9 +117,43 @@ pub async fn job(
         "formats": formats,
         "result": result,
         "tasks": tasks,
+        "running": running,
         "tasks_page": { "offset": offset, "limit": limit },
         "active_workers": state.master.workers.active(),
     })))
+}
+
+/// A command job's running tasks whose workers send their output (none for other kinds), by
+/// chunk: each one's task number, worker, start and output sizes so far. A task whose record is
+/// among `finished` is left out: it ended since its tail was read.
+async fn running_tasks(
+    state: &HttpState,
+    record: &crate::backend::JobRecord,
+    finished: &[TaskRecord],
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    use crate::jobs::command::{CommandJobSpec, COMMAND_KIND};
+    if record.kind != COMMAND_KIND || record.status.is_finished() {
+        return Ok(Vec::new());
+    }
+    let Ok(spec) = serde_json::from_value::<CommandJobSpec>(record.spec.clone()) else {
+        return Ok(Vec::new());
+    };
+    let live = state.master.queue.live_tasks(&record.id).await?;
+    let done: std::collections::HashSet<u32> = finished.iter().map(|t| t.chunk).collect();
+    Ok(live
+        .into_iter()
+        .filter(|task| !done.contains(&task.chunk))
+        .map(|task| {
+            json!({
+                "chunk": task.chunk,
+                "task": crate::master::task_output::task_number(&spec.tasks, task.chunk),
+                "worker_id": task.worker,
+                "started_at": task.started_at,
+                "stdout_bytes": task.stdout.end(),
+                "stderr_bytes": task.stderr.end(),
+            })
+        })
+        .collect())
 }
 
 /// `GET /workers`: the collector's liveness view of every worker, and each worker leasing
