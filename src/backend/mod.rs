@@ -20,6 +20,7 @@ pub mod capability;
 pub mod config;
 pub mod embedded;
 pub mod genome;
+pub mod packed;
 pub use crate::records::performance;
 pub mod redis;
 pub mod remote;

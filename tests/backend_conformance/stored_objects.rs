@@ -30,7 +30,7 @@ fn record(kind: StoredKind, bytes: &[u8], name: &str) -> GenomeRecord {
 
 /// Stores `bytes` under `stored` for job `job`, appended in uneven pieces.
 async fn store(s: &Subject, stored: &GenomeRecord, bytes: &[u8], job: &str) {
-    let mut writer = s.genomes.begin_genome().await.unwrap();
+    let mut writer = s.genomes.begin_genome(stored.kind).await.unwrap();
     for piece in bytes.chunks(777) {
         writer.append(Bytes::copy_from_slice(piece)).await.unwrap();
     }
