@@ -620,7 +620,8 @@ mod tests {
         wild.extend_from_slice(&u32::MAX.to_le_bytes());
         let exceptions = Exceptions::parse(&wild).expect("well-formed");
         decode_span(span, &blocks[0].packed, &exceptions, &mut out).expect("decodes");
-        assert_eq!(out, b"ACGTNNNN");
+        // Bases 4 and 5 are the packed bytes' T (what an N is packed as); 6 and 7 the run.
+        assert_eq!(out, b"ACGTTTNN");
     }
 
     /// Bases drawn mostly from A, C, G, T, with N, lower case and other letters mixed in, in
