@@ -123,6 +123,10 @@ async fn redis_holds_a_quarter_byte_a_base_of_a_plain_genome() {
         "{allocated} bytes allocated for {quarter} packed bytes"
     );
     let grown = used_memory(&mut conn).await.saturating_sub(before);
+    eprintln!(
+        "{} bases: {lengths} bytes held, {allocated} allocated, used_memory +{grown}",
+        bases.len()
+    );
     // Redis's own total may also keep the 1 MiB input buffer of the connection that wrote the
     // last block.
     assert!(
@@ -200,13 +204,26 @@ async fn a_genome_stored_raw_in_redis_by_an_earlier_version_still_reads() {
     );
 }
 
-/// Rewrites the embedded database in `dir` as an earlier version left it: no `format` column.
+/// Rewrites the embedded database in `dir` as an earlier version left it: its `genomes` table
+/// as that version made it, without a `format` column.
 fn drop_format_column(dir: &Path) {
     let conn = rusqlite::Connection::open(dir.join("gridwatch.db")).expect("database");
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .expect("busy timeout");
-    conn.execute_batch("ALTER TABLE genomes DROP COLUMN format")
-        .expect("dropping the column");
+    conn.execute_batch(
+        "DROP TABLE genomes;
+         CREATE TABLE genomes (
+             hash TEXT PRIMARY KEY,
+             size_bytes INTEGER NOT NULL,
+             bases INTEGER NOT NULL,
+             records TEXT NOT NULL,
+             filename TEXT NOT NULL,
+             created_at REAL NOT NULL,
+             last_used REAL NOT NULL,
+             kind TEXT NOT NULL DEFAULT 'genome'
+         );",
+    )
+    .expect("the earlier table");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
