@@ -590,7 +590,7 @@ impl GenomeStore for RedisBackend {
                 "{hash:?} is not a genome hash"
             )));
         }
-        super::genomes::read_genome(self, hash, offset, len).await
+        super::genome_read::read_genome(self, hash, offset, len).await
     }
 
     async fn genomes(&self) -> BackendResult<Vec<GenomeRecord>> {
