@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::grid::Grid;
-use crate::support::redis::RedisServer;
+use crate::support::honest::watching;
 use crate::support::wait_for;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -16,21 +16,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-/// A master watching `DIR/queue` every `poll`, on the embedded backend or a fresh Redis.
-fn grid(redis: bool, poll: &str) -> (Grid, Option<RedisServer>, PathBuf) {
-    let dir = tempfile::tempdir().unwrap().keep();
-    let drop = dir.join("queue");
-    let drop_flag = drop.display().to_string();
-    let server = redis.then(RedisServer::start);
-    let url = server.as_ref().map(|s| s.url());
-    let mut flags = vec!["--drop-dir", drop_flag.as_str(), "--drop-poll", poll];
-    if let Some(url) = &url {
-        flags.extend(["--backend", url.as_str()]);
-    }
-    let grid = Grid::start(&flags);
-    (grid, server, drop)
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -77,10 +62,7 @@ fn is_stamped(name: &str, original: &str) -> bool {
 }
 
 fn loaded_files_move_to_processed_and_bad_ones_to_failed(redis: bool) {
-    let (grid, _redis, drop) = grid(redis, "100ms");
-    wait_for("the drop directory", WAIT, || {
-        drop.join("processed").is_dir().then_some(())
-    });
+    let (grid, _redis, drop) = watching(redis, "100ms", &[]);
     std::fs::copy(fixture("trabajos.txt"), drop.join("trabajos.txt")).unwrap();
     std::fs::copy(
         fixture("tareas_manuales_ejemplo.json"),
@@ -123,10 +105,7 @@ fn loaded_files_move_to_processed_and_bad_ones_to_failed_redis() {
 
 #[test]
 fn a_half_written_file_is_not_read_early() {
-    let (grid, _redis, drop) = grid(false, "500ms");
-    wait_for("the drop directory", WAIT, || {
-        drop.join("processed").is_dir().then_some(())
-    });
+    let (grid, _redis, drop) = watching(false, "500ms", &[]);
     let text = std::fs::read(fixture("tareas_manuales_ejemplo.json")).unwrap();
     let (first, rest) = text.split_at(text.len() / 2);
     let path = drop.join("slow.json");
@@ -159,10 +138,7 @@ fn drop_file(file: std::fs::File) {
 /// jobs created; that state is built here (the file put back after its load) together with a new
 /// file, and the master is killed and restarted.
 fn a_restart_neither_loads_twice_nor_loses_a_file(redis: bool) {
-    let (mut grid, _redis, drop) = grid(redis, "100ms");
-    wait_for("the drop directory", WAIT, || {
-        drop.join("processed").is_dir().then_some(())
-    });
+    let (mut grid, _redis, drop) = watching(redis, "100ms", &[]);
     std::fs::copy(fixture("trabajos.txt"), drop.join("trabajos.txt")).unwrap();
     wait_processed(&drop, 1);
     assert_eq!(job_count(&grid), 3);

@@ -4,7 +4,7 @@
 //! peak memory stays low; then an honest file loads and its job runs exactly (each backend).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::support::wait_for;
@@ -13,25 +13,6 @@ const WAIT: Duration = Duration::from_secs(120);
 
 /// The master's default --max-batch-file.
 const DEFAULT_LIMIT: u64 = 64 * 1024 * 1024;
-
-fn watched(
-    redis: bool,
-    extra: &[&str],
-) -> (
-    crate::support::grid::Grid,
-    Option<crate::support::redis::RedisServer>,
-    PathBuf,
-) {
-    let drop = tempfile::tempdir().unwrap().keep().join("queue");
-    let drop_flag = drop.display().to_string();
-    let mut flags = vec!["--drop-dir", drop_flag.as_str(), "--drop-poll", "100ms"];
-    flags.extend_from_slice(extra);
-    let (grid, redis) = crate::support::honest::grid(redis, &flags);
-    wait_for("the drop directory", WAIT, || {
-        drop.join("failed").is_dir().then_some(())
-    });
-    (grid, redis, drop)
-}
 
 /// Waits for `failed/NAME` to arrive (its reason, written first, is complete then); returns the
 /// reason.
@@ -57,7 +38,8 @@ fn write_rows_just_under(path: &Path, limit: u64) -> u64 {
 }
 
 fn oversized_batches_are_refused_unread(redis: bool) {
-    let (mut grid, _redis, drop) = watched(redis, &["--max-batch-file", "4096"]);
+    let (mut grid, _redis, drop) =
+        crate::support::honest::watching(redis, "100ms", &["--max-batch-file", "4096"]);
     let big = "Secuencial,8,8,5,3\n".repeat(300);
     assert!(big.len() > 4096);
 
@@ -108,7 +90,7 @@ fn oversized_batches_are_refused_unread_redis() {
 }
 
 fn rows_past_the_task_cap_are_refused_in_bounded_memory(redis: bool) {
-    let (mut grid, _redis, drop) = watched(redis, &[]);
+    let (mut grid, _redis, drop) = crate::support::honest::watching(redis, "100ms", &[]);
     let staging = grid.path("rows.csv");
     let rows = write_rows_just_under(&staging, DEFAULT_LIMIT);
     assert!(rows > 3_000_000);

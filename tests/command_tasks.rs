@@ -153,7 +153,7 @@ fn a_worker_without_allow_commands_never_runs_one_and_its_environment_stays_priv
     let marker = grid.path("ran");
     let script = format!("touch {}; env", marker.display());
     submit(&grid, "env", &[], &["sh", "-c", &script]);
-    std::thread::sleep(Duration::from_secs(3));
+    run_a_later_job(&grid);
     assert!(
         !marker.exists(),
         "a worker without --allow-commands ran a command task"
@@ -170,6 +170,18 @@ fn a_worker_without_allow_commands_never_runs_one_and_its_environment_stays_priv
     assert_eq!(task["worker"], "trusted");
 }
 
+/// Runs a Julia job submitted after a command job to completion: the grid's workers have polled
+/// the queue since the command job waited, so a worker that could take it has had its chance.
+fn run_a_later_job(grid: &Grid) {
+    let spec = crate::support::julia::Spec::classic(41, 23, 150);
+    let mut later: Vec<String> = vec!["submit".into(), "julia".into()];
+    later.extend(spec.args());
+    later.extend(["--job-id".into(), "later".into(), "--wait".into()]);
+    grid.cli_ok(&later.iter().map(String::as_str).collect::<Vec<_>>());
+    let status = grid.status("later");
+    assert_eq!(status["job"]["status"], "completed", "{status}");
+}
+
 /// On Redis, workers lease straight from Redis: a worker without `--allow-commands` must not even
 /// lease a command task (handing it back would use up its attempts and dead-letter it). The plain
 /// worker runs a job submitted after the command job, so it has polled the queue since; the
@@ -184,13 +196,7 @@ fn on_redis_a_worker_without_allow_commands_never_leases_one_and_status_says_why
     let marker = grid.path("ran");
     let script = format!("touch {}; echo ran", marker.display());
     submit(&grid, "cmd", &[], &["sh", "-c", &script]);
-    let spec = crate::support::julia::Spec::classic(41, 23, 150);
-    let mut later: Vec<String> = vec!["submit".into(), "julia".into()];
-    later.extend(spec.args());
-    later.extend(["--job-id".into(), "later".into(), "--wait".into()]);
-    grid.cli_ok(&later.iter().map(String::as_str).collect::<Vec<_>>());
-    let status = grid.status("later");
-    assert_eq!(status["job"]["status"], "completed", "{status}");
+    run_a_later_job(&grid);
     assert!(
         !marker.exists(),
         "a worker without --allow-commands ran a command task"

@@ -7,7 +7,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::support::grid::Grid;
@@ -29,22 +29,6 @@ fn entries(dir: &Path) -> Vec<Vec<u8>> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-/// A master watching `DROP` every 100 ms, plus the drop directory's path.
-fn watched(
-    redis: bool,
-    extra: &[&str],
-) -> (Grid, Option<crate::support::redis::RedisServer>, PathBuf) {
-    let drop = tempfile::tempdir().unwrap().keep().join("queue");
-    let drop_flag = drop.display().to_string();
-    let mut flags = vec!["--drop-dir", drop_flag.as_str(), "--drop-poll", "100ms"];
-    flags.extend_from_slice(extra);
-    let (grid, redis) = crate::support::honest::grid(redis, &flags);
-    wait_for("the drop directory", WAIT, || {
-        drop.join("failed").is_dir().then_some(())
-    });
-    (grid, redis, drop)
 }
 
 /// Waits for `count` entries in `dir`.
@@ -105,7 +89,7 @@ fn a_symlinked_failed_dir_stops_the_master_from_starting() {
 }
 
 fn planted_links_are_never_followed(redis: bool) {
-    let (mut grid, _redis, drop) = watched(redis, &[]);
+    let (mut grid, _redis, drop) = crate::support::honest::watching(redis, "100ms", &[]);
     let outside = grid.path("outside");
     std::fs::create_dir(&outside).unwrap();
     // A read-only file an `.error` write must not reach.
@@ -172,7 +156,7 @@ fn planted_links_are_never_followed_redis() {
 
 #[test]
 fn a_251_byte_name_is_processed_once() {
-    let (grid, _redis, drop) = watched(false, &[]);
+    let (grid, _redis, drop) = crate::support::honest::watching(false, "100ms", &[]);
     let name = format!("{}.csv", "n".repeat(247));
     assert_eq!(name.len(), 251);
     std::fs::write(drop.join(&name), crate::support::honest::CSV_ROW).unwrap();
@@ -186,15 +170,17 @@ fn a_251_byte_name_is_processed_once() {
         String::from_utf8_lossy(moved)
     );
     assert!(!drop.join(&name).exists());
-    // Ten more polls: still one load and one job.
-    std::thread::sleep(Duration::from_secs(1));
+    // A later file, refused, takes at least two more reads of the directory: still one load
+    // and one job.
+    std::fs::write(drop.join("later.csv"), "not,a\nbatch\n").unwrap();
+    wait_entries(&drop.join("failed"), 2, "the later file to fail");
     assert_eq!(grid.master_logs().matches("batch file loaded").count(), 1);
     assert_eq!(crate::support::honest::job_ids(&grid).len(), 1);
 }
 
 #[test]
 fn a_non_utf8_name_fails_once_with_its_reason() {
-    let (grid, _redis, drop) = watched(false, &[]);
+    let (grid, _redis, drop) = crate::support::honest::watching(false, "100ms", &[]);
     let name = OsStr::from_bytes(b"bad\xff\xfe.csv");
     std::fs::write(drop.join(name), crate::support::honest::CSV_ROW).unwrap();
     let failed = wait_entries(&drop.join("failed"), 2, "the name to fail");
@@ -211,8 +197,11 @@ fn a_non_utf8_name_fails_once_with_its_reason() {
     )
     .unwrap();
     assert!(reason.contains("not UTF-8"), "{reason}");
-    std::thread::sleep(Duration::from_secs(1));
+    // A later file, loaded, takes at least two more reads of the directory: still one refusal,
+    // and the later file's job the only one.
+    std::fs::write(drop.join("later.csv"), crate::support::honest::CSV_ROW).unwrap();
+    wait_entries(&drop.join("processed"), 1, "the later file to load");
     assert_eq!(grid.master_logs().matches("batch file refused").count(), 1);
-    assert!(crate::support::honest::job_ids(&grid).is_empty());
+    assert_eq!(crate::support::honest::job_ids(&grid).len(), 1);
     assert_eq!(entries(&drop), [b"failed".to_vec(), b"processed".to_vec()]);
 }

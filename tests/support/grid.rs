@@ -36,7 +36,12 @@ pub struct Grid {
 impl Grid {
     /// Starts a master with extra flags (e.g. `--visibility-timeout 1`).
     pub fn start(master_flags: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), master_flags)
+    }
+
+    /// As [`Grid::start`], in `dir`, which the grid owns from now on and removes on drop: for
+    /// flags that name paths inside it (a drop directory), fixed before the master starts.
+    pub fn start_in(dir: TempDir, master_flags: &[&str]) -> Self {
         let mut grid = Self {
             dir,
             addr: "127.0.0.1:0".into(),

@@ -1,11 +1,15 @@
 //! The honest job every attack test ends with: a tiny Julia render whose pixels and iterations
 //! sum are checked against the reference loop written out in the tests' support helpers.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use tempfile::TempDir;
 
 use crate::support::grid::Grid;
 use crate::support::julia::{reference, Spec};
 use crate::support::redis::RedisServer;
+use crate::support::wait_for;
 
 /// The render of [`CSV_ROW`].
 pub const SPEC: (u32, u32, u32) = (24, 16, 60);
@@ -19,17 +23,38 @@ pub const JOB_WAIT: Duration = Duration::from_secs(120);
 /// A master with `flags` on the embedded backend, or on a fresh Redis (kept alive by the handle;
 /// workers started later use it too).
 pub fn grid(redis: bool, flags: &[&str]) -> (Grid, Option<RedisServer>) {
+    grid_in(tempfile::tempdir().expect("temp dir"), redis, flags)
+}
+
+/// As [`grid`], in `dir` (see [`Grid::start_in`]).
+fn grid_in(dir: TempDir, redis: bool, flags: &[&str]) -> (Grid, Option<RedisServer>) {
     let server = redis.then(RedisServer::start);
     let url = server.as_ref().map(RedisServer::url);
     let mut all: Vec<&str> = flags.to_vec();
     if let Some(url) = &url {
         all.extend(["--backend", url.as_str()]);
     }
-    let mut grid = Grid::start(&all);
+    let mut grid = Grid::start_in(dir, &all);
     if let Some(url) = url {
         grid.worker_flags = vec!["--backend".into(), url];
     }
     (grid, server)
+}
+
+/// A master watching the drop directory `queue/` inside its own temporary directory (removed
+/// with the grid) every `poll`, with `extra` flags, on the embedded backend or a fresh Redis;
+/// returned once the master has made the directory's `failed/` and `processed/`.
+pub fn watching(redis: bool, poll: &str, extra: &[&str]) -> (Grid, Option<RedisServer>, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let drop = dir.path().join("queue");
+    let drop_flag = drop.display().to_string();
+    let mut flags = vec!["--drop-dir", drop_flag.as_str(), "--drop-poll", poll];
+    flags.extend_from_slice(extra);
+    let (grid, server) = grid_in(dir, redis, &flags);
+    wait_for("the drop directory", JOB_WAIT, || {
+        (drop.join("failed").is_dir() && drop.join("processed").is_dir()).then_some(())
+    });
+    (grid, server, drop)
 }
 
 /// Ids of the grid's jobs.
