@@ -151,7 +151,9 @@ async fn a_genome_stored_raw_in_redis_by_an_earlier_version_still_reads() {
     let genome = genome_record(&bases);
     // As an earlier version stored it: raw blocks, a record without a format.
     let record = format!("genome:{}", genome.hash);
-    let blocks = bases.chunks(GENOME_BLOCK_BYTES as usize).collect::<Vec<_>>();
+    let blocks = bases
+        .chunks(GENOME_BLOCK_BYTES as usize)
+        .collect::<Vec<_>>();
     for (index, block) in blocks.iter().enumerate() {
         let _: () = conn
             .set(format!("{record}:{index}"), *block)
@@ -198,10 +200,7 @@ async fn a_genome_stored_raw_in_redis_by_an_earlier_version_still_reads() {
         .read_genome(&genome.hash, 0, 10)
         .await
         .expect_err("an unknown format");
-    assert!(
-        refused.to_string().contains("upload it again"),
-        "{refused}"
-    );
+    assert!(refused.to_string().contains("upload it again"), "{refused}");
 }
 
 /// Rewrites the embedded database in `dir` as an earlier version left it: its `genomes` table
@@ -229,9 +228,8 @@ fn drop_format_column(dir: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_genome_stored_raw_on_disk_by_an_earlier_version_still_reads() {
     let dir = tempfile::tempdir().expect("data dir");
-    let open = || {
-        Arc::new(EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).expect("open"))
-    };
+    let open =
+        || Arc::new(EmbeddedBackend::open(dir.path(), EmbeddedConfig::default()).expect("open"));
     let mut bases = plain_bases(9_000_000);
     bases[4_194_000..4_195_000].fill(b'n');
     bases[17..20].copy_from_slice(b"RyB");
@@ -300,8 +298,5 @@ async fn a_genome_stored_raw_on_disk_by_an_earlier_version_still_reads() {
         .read_genome(&packed.hash, 0, 10)
         .await
         .expect_err("an unknown format");
-    assert!(
-        refused.to_string().contains("upload it again"),
-        "{refused}"
-    );
+    assert!(refused.to_string().contains("upload it again"), "{refused}");
 }

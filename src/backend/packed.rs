@@ -225,7 +225,8 @@ impl BlockEncoder {
     /// Closes the current block (its last byte padded with T) and starts the next.
     fn take_block(&mut self) -> PackedBlock {
         if self.partial_len > 0 {
-            self.packed.push(self.partial << (2 * (4 - self.partial_len)));
+            self.packed
+                .push(self.partial << (2 * (4 - self.partial_len)));
             self.partial = 0;
             self.partial_len = 0;
         }
@@ -270,9 +271,8 @@ fn encode_exceptions(
     other_positions: &[u32],
     other_bytes: &[u8],
 ) -> Vec<u8> {
-    let mut blob = Vec::with_capacity(
-        12 + 8 * (n_runs.len() + mask_runs.len()) + 5 * other_positions.len(),
-    );
+    let mut blob =
+        Vec::with_capacity(12 + 8 * (n_runs.len() + mask_runs.len()) + 5 * other_positions.len());
     for count in [n_runs.len(), mask_runs.len(), other_positions.len()] {
         blob.extend_from_slice(&(count as u32).to_le_bytes());
     }
@@ -427,7 +427,12 @@ pub fn decode_span(
         )));
     }
     let start = out.len();
-    unpack(packed, (span.bases.start % 4) as usize, span.bases_len(), out);
+    unpack(
+        packed,
+        (span.bases.start % 4) as usize,
+        span.bases_len(),
+        out,
+    );
     let decoded = &mut out[start..];
     let from = span.bases.start;
     let local = |run: Range<u64>| (run.start - from) as usize..(run.end - from) as usize;
@@ -591,7 +596,9 @@ mod tests {
 
     #[test]
     fn a_plain_genome_holds_a_quarter_byte_a_base_and_twelve_bytes_a_block() {
-        let bases: Vec<u8> = (0..40_000u32).map(|i| b"ACGT"[(i * 7 % 13 % 4) as usize]).collect();
+        let bases: Vec<u8> = (0..40_000u32)
+            .map(|i| b"ACGT"[(i * 7 % 13 % 4) as usize])
+            .collect();
         let blocks = encode(&bases, 4096, 1000);
         assert_eq!(blocks.len(), 10);
         for block in &blocks {

@@ -125,7 +125,9 @@ fn read_trailer(file: &File, path: &Path) -> BackendResult<Trailer> {
         .map_err(|err| corrupt(err.to_string()))?
         .len();
     if file_len < TRAILER_LEN {
-        return Err(corrupt(format!("{file_len} bytes, too short for a packed genome")));
+        return Err(corrupt(format!(
+            "{file_len} bytes, too short for a packed genome"
+        )));
     }
     let mut trailer = [0u8; TRAILER_LEN as usize];
     file.read_exact_at(&mut trailer, file_len - TRAILER_LEN)
@@ -210,8 +212,7 @@ pub(super) fn read_range(path: &Path, offset: u64, len: u64) -> BackendResult<By
             .map_err(|err| corrupt(format!("block {} exceptions: {err}", span.block)))?;
         let parsed = Exceptions::parse(&exceptions)
             .map_err(|err| corrupt(format!("block {}: {err}", span.block)))?;
-        decode_span(span, &packed, &parsed, &mut out)
-            .map_err(|err| corrupt(err.to_string()))?;
+        decode_span(span, &packed, &parsed, &mut out).map_err(|err| corrupt(err.to_string()))?;
     }
     Ok(Bytes::from(out))
 }

@@ -47,7 +47,7 @@ pub(super) fn remove_partials(dir: &Path) {
 /// How an upload's bytes are written: a genome packed, a command input as it comes.
 enum Body {
     Raw(tokio::io::BufWriter<tokio::fs::File>),
-    Packed(PackedFileWriter),
+    Packed(Box<PackedFileWriter>),
 }
 
 /// An object being written as its upload streams in.
@@ -62,7 +62,9 @@ impl EmbeddedGenomeWriter {
     pub(super) async fn create(db: Db, dir: PathBuf, kind: StoredKind) -> BackendResult<Self> {
         let partial = dir.join(format!("{}.partial", uuid::Uuid::new_v4().simple()));
         let body = match kind {
-            StoredKind::Genome => Body::Packed(PackedFileWriter::create(partial.clone()).await?),
+            StoredKind::Genome => {
+                Body::Packed(Box::new(PackedFileWriter::create(partial.clone()).await?))
+            }
             StoredKind::Input => {
                 let file = tokio::fs::File::create(&partial)
                     .await

@@ -44,8 +44,7 @@ impl Layout {
         };
         let size = size.filter(|&size| {
             size > 0
-                && (parsed == StoredFormat::Raw
-                    || (size % 4 == 0 && size <= u64::from(u32::MAX)))
+                && (parsed == StoredFormat::Raw || (size % 4 == 0 && size <= u64::from(u32::MAX)))
         });
         let Some(size) = size else {
             return Err(BackendError::Corrupt(format!(
@@ -123,7 +122,8 @@ pub(super) async fn read_genome(
                 return assemble(hash, &layout, &spans, &parts, len);
             }
             b"layout" => {
-                let mut word = || String::from_utf8_lossy(&reply.next().unwrap_or_default()).into_owned();
+                let mut word =
+                    || String::from_utf8_lossy(&reply.next().unwrap_or_default()).into_owned();
                 let (format, block_size) = (word(), word());
                 layout = Layout::from_words(hash, format, block_size)?;
             }
@@ -156,7 +156,11 @@ fn assemble(
         }
         StoredFormat::Packed => {
             if parts.len() != 2 * spans.len() {
-                return Err(corrupt(format!("{} parts for {} blocks", parts.len(), spans.len())));
+                return Err(corrupt(format!(
+                    "{} parts for {} blocks",
+                    parts.len(),
+                    spans.len()
+                )));
             }
             for (span, pair) in spans.iter().zip(parts.chunks_exact(2)) {
                 let exceptions = Exceptions::parse(&pair[1])
@@ -167,7 +171,10 @@ fn assemble(
         }
     }
     if bases.len() as u64 != len {
-        return Err(corrupt(format!("{} of {len} bases could be read", bases.len())));
+        return Err(corrupt(format!(
+            "{} of {len} bases could be read",
+            bases.len()
+        )));
     }
     Ok(Bytes::from(bases))
 }
