@@ -152,6 +152,7 @@ macro_rules! conformance_suite {
                     a_command_input_is_stored_byte_for_byte_and_read_in_pieces: LONG,
                     reading_what_is_not_a_stored_input_fails: LONG,
                     genomes_and_inputs_are_listed_with_their_kinds: LONG,
+                    a_genome_reads_back_exactly_from_any_range: LONG,
                 }
             }
 

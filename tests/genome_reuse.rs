@@ -462,7 +462,7 @@ fn concurrent_first_uploads_store_once(backend: Backend) {
             .flatten()
             .map(|entry| entry.file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(files, vec![format!("{}.seq", hash_of(&file))]);
+        assert_eq!(files, vec![format!("{}.packed", hash_of(&file))]);
     }
 }
 

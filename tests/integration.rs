@@ -27,6 +27,7 @@ mod drop_dir_attacks;
 mod fuzz_batch;
 mod fuzz_parsers;
 mod genome_export;
+mod genome_packing;
 mod genome_reuse;
 mod grid_e2e;
 mod grid_protocol;

@@ -84,8 +84,9 @@ fn prune_returns_storage_to_its_baseline(mut grid: Grid, measure: impl Fn() -> u
         "submit", "search", &file, "-p", "ACGTACGT", "--job-id", "queued",
     ]);
     let with_upload = measure();
+    // A stored genome takes a quarter of a byte a base, packed; an eighth is the floor.
     assert!(
-        with_upload > baseline + (GENOME_BASES as u64) / 2,
+        with_upload > baseline + (GENOME_BASES as u64) / 8,
         "the upload should take space: {baseline} -> {with_upload}"
     );
     // Prune never touches a job that is not finished.
@@ -93,7 +94,7 @@ fn prune_returns_storage_to_its_baseline(mut grid: Grid, measure: impl Fn() -> u
         serde_json::from_str(&grid.cli_ok(&["prune", "--json"])).expect("prune --json");
     assert_eq!(kept["job_ids"], serde_json::json!([]), "{kept}");
     assert!(job_exists(&grid, "queued"));
-    assert!(measure() > baseline + (GENOME_BASES as u64) / 2);
+    assert!(measure() > baseline + (GENOME_BASES as u64) / 8);
 
     // Cancelled, and a completed render with large results beside it.
     grid.cli_ok(&["cancel", "queued"]);

@@ -21,8 +21,8 @@ use super::live_output::{LiveOutput, OutputPiece};
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
     GenomeRecord, GenomeRemoval, GenomeWriter, JobId, JobRecord, JobStatus, JobSummary, Lease,
-    NackOutcome, NewTask, Priority, Progress, PruneReport, RefusalReason, StoredResult, TaskTimes,
-    WorkerId, MAX_BATCH, RESULT_PART_BYTES,
+    NackOutcome, NewTask, Priority, Progress, PruneReport, RefusalReason, StoredKind, StoredResult,
+    TaskTimes, WorkerId, MAX_BATCH, RESULT_PART_BYTES,
 };
 
 /// How long a worker id's claim in a shared backend outlives its holder's last renewal; holders
@@ -395,13 +395,16 @@ pub trait MonitorStore: MonitorSink {
 /// Genomes stored once for any number of searches.
 #[async_trait]
 pub trait GenomeStore: Send + Sync {
-    /// Starts storing a genome as its upload streams in.
-    async fn begin_genome(&self) -> BackendResult<Box<dyn GenomeWriter>>;
+    /// Starts storing an object of `kind` as its upload streams in: a genome is kept packed
+    /// two bits a base, a command input byte for byte, so the kind is needed before the
+    /// first byte.
+    async fn begin_genome(&self, kind: StoredKind) -> BackendResult<Box<dyn GenomeWriter>>;
     /// The complete genome stored under `hash`, if any, now recorded as used by `job`: one
     /// atomic step, so a removal or prune either happens before (and the job uploads again) or
     /// sees the job and keeps the genome.
     async fn use_genome(&self, hash: &str, job: &str) -> BackendResult<Option<GenomeRecord>>;
-    /// `len` bases of a stored genome's sequence from `offset`.
+    /// `len` bases of a stored genome's sequence from `offset`, decoded (for a command input:
+    /// its bytes). Reads only what the range needs, however the genome is kept.
     async fn read_genome(&self, hash: &str, offset: u64, len: u64) -> BackendResult<Bytes>;
     /// Every stored genome, with how many existing jobs used it.
     async fn genomes(&self) -> BackendResult<Vec<GenomeRecord>>;

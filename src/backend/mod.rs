@@ -21,6 +21,7 @@ pub mod config;
 pub mod embedded;
 pub mod genome;
 pub use crate::records::live_output;
+pub mod packed;
 pub use crate::records::performance;
 pub mod redis;
 pub mod remote;

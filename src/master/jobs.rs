@@ -615,7 +615,7 @@ pub async fn store_file(
         return Ok(input);
     }
     check_room(state, size)?;
-    let mut writer = store.begin_genome().await?;
+    let mut writer = store.begin_genome(StoredKind::Input).await?;
     let mut file = tokio::fs::File::from_std(file);
     let mut hasher = blake3::Hasher::new();
     let mut buffer = vec![0u8; 1 << 20];

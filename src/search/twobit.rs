@@ -31,8 +31,20 @@ const MAX_N_RUNS: u32 = 1 << 20;
 const MAX_MASK_RUNS: u32 = 1 << 22;
 /// FASTA text handed on per call, at most.
 const OUTPUT_PIECE: usize = 64 * 1024;
-/// The packed codes' letters.
-const LETTERS: [u8; 4] = *b"TCAG";
+/// The letter of each 2-bit code: `T C A G` = `0 1 2 3`.
+pub const CODE_LETTERS: [u8; 4] = *b"TCAG";
+
+/// The 2-bit code of a base, either case (see [`CODE_LETTERS`]). Anything else is 0 (T), as
+/// UCSC's tools store it: what it really is must be kept beside the packed bases (N runs,
+/// lower-case runs, or whatever else the store keeps).
+pub const fn base_code(base: u8) -> u8 {
+    match base.to_ascii_uppercase() {
+        b'C' => 1,
+        b'A' => 2,
+        b'G' => 3,
+        _ => 0,
+    }
+}
 
 /// Where the reader stands in the file.
 enum Stage {
@@ -335,7 +347,7 @@ impl TwoBitDecoder {
                         let letter = if in_run(&self.n_runs, &mut self.n_at, position) {
                             b'N'
                         } else {
-                            LETTERS[usize::from((byte >> shift) & 3)]
+                            CODE_LETTERS[usize::from((byte >> shift) & 3)]
                         };
                         match in_run(&self.mask_runs, &mut self.mask_at, position) {
                             true => self.out.push(letter.to_ascii_lowercase()),
@@ -697,13 +709,7 @@ impl<W: Write> TwoBitWriter<W> {
             let take = (layout.len - self.written).min(bases.len() as u64) as usize;
             packed.clear();
             for &base in &bases[..take] {
-                let code = match base.to_ascii_uppercase() {
-                    b'C' => 1,
-                    b'A' => 2,
-                    b'G' => 3,
-                    _ => 0,
-                };
-                self.partial = (self.partial << 2) | code;
+                self.partial = (self.partial << 2) | base_code(base);
                 self.partial_len += 1;
                 if self.partial_len == 4 {
                     packed.push(self.partial);

@@ -1,6 +1,8 @@
 //! Stored-object cases: a command input is kept byte for byte beside genomes, in the same store
 //! under the same kind of hash, and a worker reads it back in bounded pieces (straight from the
 //! backend, or through the master); what is not a stored input's hash gets an error, not bytes.
+//! A genome, however it is packed, reads back exactly from any range: every IUPAC letter in
+//! either case, N and lower-case runs across block boundaries.
 
 use bytes::Bytes;
 use gridwatch::backend::{GenomeRecord, StoredKind, INPUT_PIECE_BYTES};
@@ -30,7 +32,7 @@ fn record(kind: StoredKind, bytes: &[u8], name: &str) -> GenomeRecord {
 
 /// Stores `bytes` under `stored` for job `job`, appended in uneven pieces.
 async fn store(s: &Subject, stored: &GenomeRecord, bytes: &[u8], job: &str) {
-    let mut writer = s.genomes.begin_genome().await.unwrap();
+    let mut writer = s.genomes.begin_genome(stored.kind).await.unwrap();
     for piece in bytes.chunks(777) {
         writer.append(Bytes::copy_from_slice(piece)).await.unwrap();
     }
@@ -118,4 +120,100 @@ pub async fn genomes_and_inputs_are_listed_with_their_kinds(s: &Subject) {
     assert_eq!(listed, expected);
     let bases = s.genomes.read_genome(&genome.hash, 0, 12).await.unwrap();
     assert_eq!(&bases[..], &genome_bases[..]);
+}
+
+/// A deterministic stream of numbers (splitmix64), so a failing range can be replayed.
+struct Numbers(u64);
+
+impl Numbers {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % bound
+    }
+}
+
+/// Block boundaries of both backends' packed layouts (4 Mi bases, and 64 bytes of packing
+/// short of it), so runs written across them cross a block boundary whichever backend runs.
+const BOUNDARIES: [usize; 4] = [4_194_048, 4_194_304, 8_388_096, 8_388_608];
+
+/// About nine million bases: mostly A, C, G, T, with every IUPAC letter in both cases scattered
+/// through, N runs and lower-case runs (of A, C, G, T, of N, and of other letters) laid across
+/// block boundaries, and long runs of each.
+fn awkward_genome() -> Vec<u8> {
+    let mut numbers = Numbers(24);
+    let len = 9_000_001;
+    let mut bases: Vec<u8> = (0..len)
+        .map(|_| b"ACGT"[numbers.below(4) as usize])
+        .collect();
+    let iupac = b"ACGTRYSWKMBDHVNacgtryswkmbdhvn";
+    for _ in 0..20_000 {
+        let at = numbers.below(len as u64) as usize;
+        bases[at] = iupac[numbers.below(iupac.len() as u64) as usize];
+    }
+    for (i, &boundary) in BOUNDARIES.iter().enumerate() {
+        // An N run over the boundary, then a lower-case run over the next one a few bases on.
+        let n_run = 1000 + 77 * i;
+        bases[boundary - 333..boundary - 333 + n_run].fill(b'N');
+        for base in &mut bases[boundary - 5000..boundary + 3001] {
+            base.make_ascii_lowercase();
+        }
+        bases[boundary + 10..boundary + 13].copy_from_slice(b"nRy");
+    }
+    // Long runs: a megabase of N, and half a megabase of lower case with N inside.
+    bases[5_000_000..6_000_000].fill(b'N');
+    for base in &mut bases[6_500_000..7_000_000] {
+        base.make_ascii_lowercase();
+    }
+    bases[6_700_000..6_701_000].fill(b'n');
+    bases
+}
+
+pub async fn a_genome_reads_back_exactly_from_any_range(s: &Subject) {
+    let bases = awkward_genome();
+    let mut genome = record(StoredKind::Genome, &bases, "awkward.fa");
+    genome.records = serde_json::json!([{"name": "awkward", "length": bases.len()}]);
+    let mut writer = s.genomes.begin_genome(StoredKind::Genome).await.unwrap();
+    // Uneven pieces, so blocks and bytes fill across appends.
+    let mut at = 0;
+    let mut numbers = Numbers(7);
+    while at < bases.len() {
+        let take = (1 + numbers.below(700_000) as usize).min(bases.len() - at);
+        writer
+            .append(Bytes::copy_from_slice(&bases[at..at + take]))
+            .await
+            .unwrap();
+        at += take;
+    }
+    writer.commit(&genome, "j1").await.unwrap();
+    let total = bases.len() as u64;
+    let mut ranges: Vec<(u64, u64)> = vec![(0, total), (0, 1), (total - 1, 1), (total - 3, 3)];
+    for &boundary in &BOUNDARIES {
+        let boundary = boundary as u64;
+        for (before, after) in [(1, 1), (3, 5), (333, 700), (5001, 3002), (4097, 0)] {
+            ranges.push((boundary - before, before + after));
+        }
+    }
+    let mut numbers = Numbers(42);
+    for _ in 0..400 {
+        let offset = numbers.below(total);
+        let len = (1 + numbers.below(300_000)).min(total - offset);
+        ranges.push((offset, len));
+    }
+    for (offset, len) in ranges {
+        let read = s.genomes.read_genome(&genome.hash, offset, len).await;
+        let read = read.unwrap_or_else(|err| panic!("bases {offset}+{len}: {err}"));
+        let expected = &bases[offset as usize..(offset + len) as usize];
+        assert!(
+            read[..] == expected[..],
+            "bases {offset}+{len} differ from those appended"
+        );
+    }
+    // A worker reading the stored genome as an input sees the same bases.
+    let piece = s.inputs.read_input(&genome.hash, 4_194_000, 1001).await;
+    assert_eq!(&piece.unwrap()[..], &bases[4_194_000..4_195_001]);
+    let past_end = s.genomes.read_genome(&genome.hash, total - 2, 3).await;
+    assert!(past_end.is_err(), "a range past the end: {past_end:?}");
 }

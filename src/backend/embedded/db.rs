@@ -228,8 +228,9 @@ fn unhex(name: &str) -> Option<String> {
 /// Columns added since the first release, with their declarations. Databases made earlier lack
 /// them: their tasks are all searches, their jobs have no stored summary, their tasks no match
 /// bound, and their results are all inline and carry no record; their jobs' priorities are in their
-/// specs, if at all; their tasks take one slot each; every object they store is a genome.
-const ADDED_COLUMNS: [(&str, &str, &str); 11] = [
+/// specs, if at all; their tasks take one slot each; every object they store is a genome, kept
+/// byte for byte.
+const ADDED_COLUMNS: [(&str, &str, &str); 12] = [
     ("tasks", "kind", "TEXT NOT NULL DEFAULT 'search'"),
     ("tasks", "max_matches", "INTEGER"),
     ("jobs", "summary", "TEXT NOT NULL DEFAULT ''"),
@@ -241,6 +242,7 @@ const ADDED_COLUMNS: [(&str, &str, &str); 11] = [
     ("tasks", "slots", "INTEGER NOT NULL DEFAULT 1"),
     ("tasks", "avoid_worker", "TEXT"),
     ("tasks", "avoid_until", "REAL"),
+    ("genomes", "format", "TEXT NOT NULL DEFAULT 'raw'"),
 ];
 
 /// Adds the columns a database lacks; returns them as (table, column).

@@ -1,8 +1,10 @@
-//! Stored genomes on the embedded backend: `spool/genomes/<hash>.seq` holds the decoded
-//! sequence and the `genomes` table its description. An upload writes `<random>.partial` off the
-//! database thread; the commit renames it and inserts the row in one step on the database thread,
-//! so a row always names a complete file. Checks and deletions run as one transaction there too,
-//! so they never race a submit that starts using the genome.
+//! Stored genomes on the embedded backend: the `genomes` table describes each stored object and
+//! says how its bytes are kept: a genome packed two bits a base in `spool/genomes/<hash>.packed`
+//! (see `genome_file`), a command input byte for byte in `spool/genomes/<hash>.seq` (as were
+//! genomes stored before packing, which still read). An upload writes `<random>.partial` off the
+//! database thread; the commit renames it and inserts the row in one step on the database
+//! thread, so a row always names a complete file. Checks and deletions run as one transaction
+//! there too, so they never race a submit that starts using the genome.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,8 @@ use rusqlite::{params, OptionalExtension, Row};
 use tokio::io::AsyncWriteExt;
 
 use super::db::{sql_error, Db, DbState};
+use super::genome_file::PackedFileWriter;
+use crate::backend::packed::StoredFormat;
 use crate::backend::{
     BackendError, BackendResult, GenomeRecord, GenomeRemoval, GenomeWriter, StoredKind,
 };
@@ -19,9 +23,12 @@ use crate::backend::{
 /// Statuses of a job that still needs its genome.
 const UNFINISHED: &str = "('uploading', 'pending', 'processing')";
 
-/// Where a complete genome's sequence lives.
-pub(super) fn sequence_path(dir: &Path, hash: &str) -> PathBuf {
-    dir.join(format!("{hash}.seq"))
+/// Where a complete object's bytes live, by how they are kept.
+pub(super) fn stored_path(dir: &Path, hash: &str, format: StoredFormat) -> PathBuf {
+    match format {
+        StoredFormat::Raw => dir.join(format!("{hash}.seq")),
+        StoredFormat::Packed => dir.join(format!("{hash}.packed")),
+    }
 }
 
 /// Deletes partial sequences left by uploads cut off when the master stopped (an upload never
@@ -37,44 +44,75 @@ pub(super) fn remove_partials(dir: &Path) {
     }
 }
 
-/// A sequence being written as its upload streams in.
+/// How an upload's bytes are written: a genome packed, a command input as it comes.
+enum Body {
+    Raw(tokio::io::BufWriter<tokio::fs::File>),
+    Packed(Box<PackedFileWriter>),
+}
+
+/// An object being written as its upload streams in.
 pub(super) struct EmbeddedGenomeWriter {
     db: Db,
     dir: PathBuf,
     partial: PathBuf,
-    file: tokio::io::BufWriter<tokio::fs::File>,
+    body: Body,
 }
 
 impl EmbeddedGenomeWriter {
-    pub(super) async fn create(db: Db, dir: PathBuf) -> BackendResult<Self> {
+    pub(super) async fn create(db: Db, dir: PathBuf, kind: StoredKind) -> BackendResult<Self> {
         let partial = dir.join(format!("{}.partial", uuid::Uuid::new_v4().simple()));
-        let file = tokio::fs::File::create(&partial)
-            .await
-            .map_err(|err| io_error(&partial, err))?;
+        let body = match kind {
+            StoredKind::Genome => {
+                Body::Packed(Box::new(PackedFileWriter::create(partial.clone()).await?))
+            }
+            StoredKind::Input => {
+                let file = tokio::fs::File::create(&partial)
+                    .await
+                    .map_err(|err| io_error(&partial, err))?;
+                Body::Raw(tokio::io::BufWriter::with_capacity(1 << 20, file))
+            }
+        };
         Ok(Self {
             db,
             dir,
             partial,
-            file: tokio::io::BufWriter::with_capacity(1 << 20, file),
+            body,
         })
+    }
+
+    /// Writes what is still buffered; the format the file is in.
+    async fn finish(&mut self) -> BackendResult<StoredFormat> {
+        match &mut self.body {
+            Body::Raw(file) => file
+                .flush()
+                .await
+                .map(|()| StoredFormat::Raw)
+                .map_err(|err| io_error(&self.partial, err)),
+            Body::Packed(writer) => writer.finish().await.map(|()| StoredFormat::Packed),
+        }
     }
 }
 
 #[async_trait]
 impl GenomeWriter for EmbeddedGenomeWriter {
     async fn append(&mut self, bases: Bytes) -> BackendResult<()> {
-        self.file
-            .write_all(&bases)
-            .await
-            .map_err(|err| io_error(&self.partial, err))
+        match &mut self.body {
+            Body::Raw(file) => file
+                .write_all(&bases)
+                .await
+                .map_err(|err| io_error(&self.partial, err)),
+            Body::Packed(writer) => writer.append(&bases).await,
+        }
     }
 
     async fn commit(mut self: Box<Self>, genome: &GenomeRecord, job: &str) -> BackendResult<()> {
-        let flushed = self.file.flush().await;
-        if let Err(err) = flushed {
-            let _ = tokio::fs::remove_file(&self.partial).await;
-            return Err(io_error(&self.partial, err));
-        }
+        let format = match self.finish().await {
+            Ok(format) => format,
+            Err(err) => {
+                let _ = tokio::fs::remove_file(&self.partial).await;
+                return Err(err);
+            }
+        };
         let (partial, dir, genome, job) = (
             self.partial.clone(),
             self.dir.clone(),
@@ -83,7 +121,7 @@ impl GenomeWriter for EmbeddedGenomeWriter {
         );
         let outcome = self
             .db
-            .call(move |state| commit(state, &partial, &dir, &genome, &job))
+            .call(move |state| commit(state, &partial, &dir, format, &genome, &job))
             .await;
         if outcome.is_err() {
             let _ = tokio::fs::remove_file(&self.partial).await;
@@ -101,6 +139,7 @@ fn commit(
     state: &mut DbState,
     partial: &Path,
     dir: &Path,
+    format: StoredFormat,
     genome: &GenomeRecord,
     job: &str,
 ) -> BackendResult<()> {
@@ -116,14 +155,14 @@ fn commit(
     if stored {
         let _ = std::fs::remove_file(partial);
     } else {
-        let target = sequence_path(dir, &genome.hash);
+        let target = stored_path(dir, &genome.hash, format);
         std::fs::rename(partial, &target).map_err(|err| io_error(&target, err))?;
         let records = serde_json::to_string(&genome.records)
             .map_err(|e| BackendError::Other(format!("genome records: {e}")))?;
         tx.execute(
             "INSERT INTO genomes (hash, size_bytes, bases, records, filename, created_at, last_used,
-                 kind)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+                 kind, format)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
             params![
                 genome.hash,
                 genome.size_bytes as i64,
@@ -131,7 +170,8 @@ fn commit(
                 records,
                 genome.filename,
                 now,
-                genome.kind.as_str()
+                genome.kind.as_str(),
+                format.as_str()
             ],
         )
         .map_err(sql_error)?;
@@ -245,7 +285,7 @@ pub(super) fn remove(state: &mut DbState, dir: &Path, hash: &str) -> BackendResu
     }
     delete(&tx, hash)?;
     tx.commit().map_err(sql_error)?;
-    let _ = std::fs::remove_file(sequence_path(dir, hash));
+    remove_files(dir, hash);
     Ok(GenomeRemoval::Removed)
 }
 
@@ -273,7 +313,7 @@ pub(super) fn prune(
     }
     tx.commit().map_err(sql_error)?;
     for hash in &doomed {
-        let _ = std::fs::remove_file(sequence_path(dir, hash));
+        remove_files(dir, hash);
     }
     Ok(doomed)
 }
@@ -288,15 +328,58 @@ fn delete(tx: &rusqlite::Transaction<'_>, hash: &str) -> BackendResult<()> {
     Ok(())
 }
 
-/// Reads `len` bases from `offset` of a stored sequence (a blocking call: run it off the async
-/// threads, and off the database thread).
-pub(super) fn read_range(dir: &Path, hash: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
+/// Deletes an object's file, whichever way it was kept.
+fn remove_files(dir: &Path, hash: &str) {
+    for format in [StoredFormat::Raw, StoredFormat::Packed] {
+        let _ = std::fs::remove_file(stored_path(dir, hash, format));
+    }
+}
+
+/// How the stored object `hash` is kept; `None` if nothing is stored under it.
+pub(super) fn stored_format(
+    state: &mut DbState,
+    hash: &str,
+) -> BackendResult<Option<StoredFormat>> {
+    let word: Option<String> = state
+        .conn
+        .prepare_cached("SELECT format FROM genomes WHERE hash = ?1")
+        .and_then(|mut select| select.query_row([hash], |row| row.get(0)).optional())
+        .map_err(sql_error)?;
+    word.map(|word| {
+        StoredFormat::parse(Some(&word))
+            .map_err(|err| BackendError::Other(format!("stored genome {hash}: {err}")))
+    })
+    .transpose()
+}
+
+/// Reads `len` bases from `offset` of a stored object kept as `format` (a blocking call: run it
+/// off the async threads, and off the database thread).
+pub(super) fn read_range(
+    dir: &Path,
+    hash: &str,
+    format: StoredFormat,
+    offset: u64,
+    len: u64,
+) -> BackendResult<Bytes> {
     use std::os::unix::fs::FileExt;
-    let path = sequence_path(dir, hash);
+    let path = stored_path(dir, hash, format);
+    if format == StoredFormat::Packed {
+        return super::genome_file::read_range(&path, offset, len);
+    }
     let file = std::fs::File::open(&path)
         .map_err(|err| BackendError::Other(format!("stored genome {hash}: {err}")))?;
+    let stored = file
+        .metadata()
+        .map_err(|err| BackendError::Other(format!("stored genome {hash}: {err}")))?
+        .len();
     let len = usize::try_from(len)
-        .map_err(|_| BackendError::Other(format!("genome range of {len} bases")))?;
+        .ok()
+        .filter(|_| offset.checked_add(len).is_some_and(|end| end <= stored))
+        .ok_or_else(|| {
+            BackendError::Other(format!(
+                "bytes {offset}+{len} lie past the stored object's {stored}"
+            ))
+        })?;
     let mut buffer = vec![0u8; len];
     file.read_exact_at(&mut buffer, offset)
         .map_err(|err| BackendError::Corrupt(format!("{}: {err}", path.display())))?;

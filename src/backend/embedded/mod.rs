@@ -7,6 +7,7 @@
 
 mod cache;
 mod db;
+mod genome_file;
 mod genomes;
 mod live;
 mod queue;
@@ -31,8 +32,8 @@ use super::live_output::{LiveOutput, OutputPiece};
 use super::{
     BackendError, BackendResult, ChunkResult, Completion, CompletionOutcome, CreateOutcome,
     GenomeRecord, GenomeRemoval, GenomeWriter, JobRecord, JobStatus, JobSummary, Lease,
-    NackOutcome, NewTask, Progress, PruneReport, RefusalReason, SharedResultCheck, StoredResult,
-    TaskTimes, WorkerId, MAX_BATCH,
+    NackOutcome, NewTask, Progress, PruneReport, RefusalReason, SharedResultCheck, StoredKind,
+    StoredResult, TaskTimes, WorkerId, MAX_BATCH,
 };
 use db::Db;
 
@@ -625,9 +626,10 @@ impl crate::backend::InputSource for EmbeddedBackend {
 
 #[async_trait]
 impl GenomeStore for EmbeddedBackend {
-    async fn begin_genome(&self) -> BackendResult<Box<dyn GenomeWriter>> {
+    async fn begin_genome(&self, kind: StoredKind) -> BackendResult<Box<dyn GenomeWriter>> {
         let writer =
-            genomes::EmbeddedGenomeWriter::create(self.db.clone(), self.genome_dir.clone()).await?;
+            genomes::EmbeddedGenomeWriter::create(self.db.clone(), self.genome_dir.clone(), kind)
+                .await?;
         Ok(Box::new(writer))
     }
 
@@ -645,7 +647,13 @@ impl GenomeStore for EmbeddedBackend {
             )));
         }
         let (dir, hash) = (self.genome_dir.clone(), hash.to_string());
-        tokio::task::spawn_blocking(move || genomes::read_range(&dir, &hash, offset, len))
+        let lookup = hash.clone();
+        let format = self
+            .db
+            .call(move |state| genomes::stored_format(state, &lookup))
+            .await?
+            .ok_or_else(|| BackendError::Other(format!("no genome {hash} is stored")))?;
+        tokio::task::spawn_blocking(move || genomes::read_range(&dir, &hash, format, offset, len))
             .await
             .map_err(|err| BackendError::Other(format!("genome read: {err}")))?
     }

@@ -107,7 +107,8 @@ CREATE TABLE IF NOT EXISTS task_times (
 CREATE INDEX IF NOT EXISTS task_times_by_worker ON task_times (worker, kind, id);
 
 -- Genomes stored once for any number of searches: the decoded sequence is the file
--- spool/genomes/<hash>.seq, written before its row exists (a row means a complete file).
+-- spool/genomes/<hash>.packed (or .seq, see format), written before its row exists (a row means
+-- a complete file).
 -- records: JSON list of {name, length}. last_used: when a job last started using it.
 CREATE TABLE IF NOT EXISTS genomes (
     hash TEXT PRIMARY KEY,
@@ -118,7 +119,9 @@ CREATE TABLE IF NOT EXISTS genomes (
     created_at REAL NOT NULL,
     last_used REAL NOT NULL,
     -- 'genome' (decoded bases) or 'input' (a command input's bytes as uploaded).
-    kind TEXT NOT NULL DEFAULT 'genome'
+    kind TEXT NOT NULL DEFAULT 'genome',
+    -- 'packed' (<hash>.packed, two bits a base) or 'raw' (<hash>.seq, byte for byte).
+    format TEXT NOT NULL DEFAULT 'raw'
 );
 
 -- Which jobs use which genome; a genome used by an unfinished job is never deleted.

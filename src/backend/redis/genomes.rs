@@ -1,8 +1,11 @@
-//! Stored genomes on Redis: the decoded sequence in blocks of [`GENOME_BLOCK_BYTES`]
-//! (`genome:{hash}:{i}`, read with `GETRANGE`), described by the hash `genome:{hash}`, with
-//! the jobs using it in `genome:{hash}:jobs`. An upload writes its blocks under its own
-//! expiring keys; one script renames them and writes the record, so the record always names
-//! complete blocks. Lookups, removals and prunes are scripts too, atomic against each other.
+//! Stored genomes on Redis, described by the hash `genome:{hash}`, with the jobs using it in
+//! `genome:{hash}:jobs`. A genome is kept packed two bits a base in blocks of
+//! [`GENOME_BLOCK_BASES`] (`genome:{hash}:{i}`), each with its exceptions (`genome:{hash}:{i}:x`,
+//! see `backend::packed`); a command input, or a genome stored before genomes were packed, byte
+//! for byte in blocks of [`GENOME_BLOCK_BYTES`]. The record says which; `genome_read` reads
+//! ranges. An upload writes its blocks under its own expiring keys; one script renames them and writes the
+//! record, so the record always names complete blocks. Lookups, removals and prunes are scripts
+//! too, atomic against each other.
 
 use std::collections::HashMap;
 
@@ -11,49 +14,124 @@ use ::redis::Script;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::keys::{self, GENOMES_INDEX, GENOME_BLOCK_BYTES, GENOME_UPLOAD_TTL_MS};
+use super::keys::{
+    self, GENOMES_INDEX, GENOME_BLOCK_BASES, GENOME_BLOCK_BYTES, GENOME_UPLOAD_TTL_MS,
+};
 use super::{backend_error, RedisBackend};
+use crate::backend::packed::{BlockEncoder, PackedBlock, StoredFormat};
 use crate::backend::{
     BackendError, BackendResult, GenomeRecord, GenomeRemoval, GenomeWriter, StoredKind,
 };
 
-/// A sequence being written in blocks as its upload streams in.
+/// How an upload's bytes are cut into blocks.
+enum Blocks {
+    /// Byte for byte: bytes not yet making a whole block.
+    Raw(BytesMut),
+    /// Packed, with the blocks finished and not yet written.
+    Packed(Option<BlockEncoder>, Vec<PackedBlock>),
+}
+
+/// An object being written in blocks as its upload streams in.
 pub(super) struct RedisGenomeWriter {
     commands: ConnectionManager,
     upload: String,
-    pending: BytesMut,
-    blocks: u64,
+    blocks: Blocks,
+    written: u64,
 }
 
 impl RedisGenomeWriter {
-    pub(super) fn new(backend: &RedisBackend) -> Self {
+    pub(super) fn new(backend: &RedisBackend, kind: StoredKind) -> Self {
+        let blocks = match kind {
+            StoredKind::Genome => Blocks::Packed(
+                Some(BlockEncoder::new(GENOME_BLOCK_BASES as u32)),
+                Vec::new(),
+            ),
+            StoredKind::Input => Blocks::Raw(BytesMut::new()),
+        };
         Self {
             commands: backend.commands.clone(),
             upload: uuid::Uuid::new_v4().simple().to_string(),
-            pending: BytesMut::new(),
-            blocks: 0,
+            blocks,
+            written: 0,
         }
     }
 
-    async fn write_block(&mut self, block: Bytes) -> BackendResult<()> {
-        let key = keys::genome_upload_block(&self.upload, self.blocks);
-        let mut set = ::redis::cmd("SET");
-        set.arg(&key)
-            .arg(block.as_ref())
+    /// How the blocks are kept: the record's `format` and `block_size`.
+    fn layout(&self) -> (StoredFormat, u64) {
+        match self.blocks {
+            Blocks::Raw(_) => (StoredFormat::Raw, GENOME_BLOCK_BYTES),
+            Blocks::Packed(..) => (StoredFormat::Packed, GENOME_BLOCK_BASES),
+        }
+    }
+
+    /// Writes the next block: its bytes, and for a packed block its exceptions, in one round
+    /// trip.
+    async fn write_block(&mut self, block: &[u8], exceptions: Option<&[u8]>) -> BackendResult<()> {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("SET")
+            .arg(keys::genome_upload_block(&self.upload, self.written))
+            .arg(block)
             .arg("PX")
-            .arg(GENOME_UPLOAD_TTL_MS);
-        set.query_async::<()>(&mut self.commands)
+            .arg(GENOME_UPLOAD_TTL_MS)
+            .ignore();
+        if let Some(exceptions) = exceptions {
+            pipe.cmd("SET")
+                .arg(keys::genome_upload_exceptions(&self.upload, self.written))
+                .arg(exceptions)
+                .arg("PX")
+                .arg(GENOME_UPLOAD_TTL_MS)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.commands)
             .await
             .map_err(backend_error)?;
-        self.blocks += 1;
+        self.written += 1;
         Ok(())
     }
 
+    /// Writes the packed blocks finished so far.
+    async fn write_packed(&mut self) -> BackendResult<()> {
+        let finished = match &mut self.blocks {
+            Blocks::Packed(_, finished) => std::mem::take(finished),
+            Blocks::Raw(_) => Vec::new(),
+        };
+        for block in finished {
+            self.write_block(&block.packed, Some(&block.exceptions))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A whole block of raw bytes, when that many are held.
+    fn full_raw_block(&mut self) -> Option<Bytes> {
+        match &mut self.blocks {
+            Blocks::Raw(pending) if pending.len() as u64 >= GENOME_BLOCK_BYTES => {
+                Some(pending.split_to(GENOME_BLOCK_BYTES as usize).freeze())
+            }
+            _ => None,
+        }
+    }
+
+    /// Writes what is still held: the last block.
+    async fn write_last(&mut self) -> BackendResult<()> {
+        let last_raw = match &mut self.blocks {
+            Blocks::Raw(pending) => (!pending.is_empty()).then(|| std::mem::take(pending).freeze()),
+            Blocks::Packed(encoder, finished) => {
+                finished.extend(encoder.take().and_then(BlockEncoder::finish));
+                None
+            }
+        };
+        if let Some(last) = last_raw {
+            self.write_block(&last, None).await?;
+        }
+        self.write_packed().await
+    }
+
     async fn drop_blocks(&mut self) {
-        for index in 0..self.blocks {
-            let key = keys::genome_upload_block(&self.upload, index);
+        for index in 0..self.written {
             let _ = ::redis::cmd("DEL")
-                .arg(key)
+                .arg(keys::genome_upload_block(&self.upload, index))
+                .arg(keys::genome_upload_exceptions(&self.upload, index))
                 .query_async::<()>(&mut self.commands)
                 .await;
         }
@@ -63,37 +141,43 @@ impl RedisGenomeWriter {
 #[async_trait]
 impl GenomeWriter for RedisGenomeWriter {
     async fn append(&mut self, bases: Bytes) -> BackendResult<()> {
-        self.pending.extend_from_slice(&bases);
-        while self.pending.len() as u64 >= GENOME_BLOCK_BYTES {
-            let block = self.pending.split_to(GENOME_BLOCK_BYTES as usize).freeze();
-            self.write_block(block).await?;
+        match &mut self.blocks {
+            Blocks::Raw(pending) => pending.extend_from_slice(&bases),
+            Blocks::Packed(encoder, finished) => {
+                if let Some(encoder) = encoder.as_mut() {
+                    encoder.push(&bases, finished);
+                }
+            }
         }
-        Ok(())
+        while let Some(block) = self.full_raw_block() {
+            self.write_block(&block, None).await?;
+        }
+        self.write_packed().await
     }
 
     async fn commit(mut self: Box<Self>, genome: &GenomeRecord, job: &str) -> BackendResult<()> {
-        if !self.pending.is_empty() {
-            let last = std::mem::take(&mut self.pending).freeze();
-            if let Err(err) = self.write_block(last).await {
-                self.drop_blocks().await;
-                return Err(err);
-            }
+        if let Err(err) = self.write_last().await {
+            self.drop_blocks().await;
+            return Err(err);
         }
         let records = serde_json::to_string(&genome.records)
             .map_err(|e| BackendError::Other(format!("genome records: {e}")))?;
+        let (format, block_size) = self.layout();
         let script = Script::new(include_str!("lua/genome_commit.lua"));
         let mut invocation = script.prepare_invoke();
         invocation
             .arg(&genome.hash)
             .arg(&self.upload)
-            .arg(self.blocks)
+            .arg(self.written)
             .arg(genome.size_bytes)
             .arg(genome.bases)
             .arg(records)
             .arg(&genome.filename)
             .arg(crate::time::unix_now())
             .arg(job)
-            .arg(genome.kind.as_str());
+            .arg(genome.kind.as_str())
+            .arg(format.as_str())
+            .arg(block_size);
         let committed: BackendResult<i64> = invocation
             .invoke_async(&mut self.commands)
             .await
@@ -141,47 +225,6 @@ pub(super) async fn use_genome(
             .map(Some)
             .ok_or_else(|| BackendError::Corrupt(format!("genome {hash}: malformed record"))),
     }
-}
-
-/// `len` bases from `offset`: one `GETRANGE` per block the range touches, in one round trip.
-pub(super) async fn read_genome(
-    backend: &RedisBackend,
-    hash: &str,
-    offset: u64,
-    len: u64,
-) -> BackendResult<Bytes> {
-    if len == 0 {
-        return Ok(Bytes::new());
-    }
-    let end = offset
-        .checked_add(len)
-        .ok_or_else(|| BackendError::Other(format!("genome range {offset}+{len}")))?;
-    let mut pipe = ::redis::pipe();
-    for index in offset / GENOME_BLOCK_BYTES..=(end - 1) / GENOME_BLOCK_BYTES {
-        let block_start = index * GENOME_BLOCK_BYTES;
-        let from = offset.max(block_start) - block_start;
-        let to = end.min(block_start + GENOME_BLOCK_BYTES) - block_start - 1;
-        pipe.cmd("GETRANGE")
-            .arg(keys::genome_block(hash, index))
-            .arg(from)
-            .arg(to);
-    }
-    let parts: Vec<Vec<u8>> = backend
-        .request(|mut conn| {
-            let pipe = &pipe;
-            async move { pipe.query_async(&mut conn).await }
-        })
-        .await?;
-    let mut bases = BytesMut::with_capacity(len as usize);
-    for part in parts {
-        bases.extend_from_slice(&part);
-    }
-    if bases.len() as u64 != len {
-        return Err(BackendError::Corrupt(format!(
-            "stored genome {hash}: bases {offset}..{end} are missing"
-        )));
-    }
-    Ok(bases.freeze())
 }
 
 /// Every stored genome, oldest first, with the jobs that used it and still exist.

@@ -200,29 +200,49 @@ pub fn worker_metrics(worker: &str) -> String {
 /// Set of the hashes of stored genomes.
 pub const GENOMES_INDEX: &str = "genomes";
 
-/// Bytes of sequence per genome block: a few MiB, so one value never nears Redis's limits and a
-/// task's range is read with one `GETRANGE` or two.
+/// Bytes per block of an object kept byte for byte (a command input, or a genome stored before
+/// genomes were packed): a few MiB, so one value never nears Redis's limits and a task's range
+/// is read with one `GETRANGE` or two.
 pub const GENOME_BLOCK_BYTES: u64 = 4 << 20;
+
+/// Bases per block of a packed genome. Its packed bytes are 64 bytes short of 1 MiB: Redis
+/// allocates a value with a dozen bytes of header, and a value of exactly 1 MiB would take the
+/// allocator's next size (1.25 MiB), a quarter more memory for every block.
+pub const GENOME_BLOCK_BASES: u64 = 4 * ((1 << 20) - 64);
 
 /// How long blocks of an upload that never commits are kept.
 pub const GENOME_UPLOAD_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// `genome:{hash}`: hash describing a complete stored genome (size_bytes, bases, records JSON,
-/// filename, created_at, last_used, blocks). Written last, so it names complete blocks.
+/// filename, created_at, last_used, blocks, kind, and how its blocks are kept: `format`, `raw` or
+/// `packed`, and `block_size`, bytes or bases per block; a record without them is raw in blocks of
+/// [`GENOME_BLOCK_BYTES`]). Written last, so it names complete blocks.
 /// `lua/genome_*.lua` build these keys too; keep them in step.
 pub fn genome_record(hash: &str) -> String {
     format!("genome:{hash}")
 }
 
-/// `genome:{hash}:{i}`: block `i` of the genome's decoded sequence.
+/// `genome:{hash}:{i}`: block `i` of the genome: its bases packed (see `backend::packed`), or
+/// its bytes as they are, as the record's `format` says.
 pub fn genome_block(hash: &str, index: u64) -> String {
     format!("genome:{hash}:{index}")
+}
+
+/// `genome:{hash}:{i}:x`: the exceptions of block `i` of a packed genome.
+pub fn genome_exceptions(hash: &str, index: u64) -> String {
+    format!("genome:{hash}:{index}:x")
 }
 
 /// `genome-upload:{id}:{i}`: block `i` of a sequence still uploading, renamed to
 /// [`genome_block`] when the upload commits; expires if it never does.
 pub fn genome_upload_block(upload: &str, index: u64) -> String {
     format!("genome-upload:{upload}:{index}")
+}
+
+/// `genome-upload:{id}:{i}:x`: the exceptions of block `i` of a packed genome still uploading,
+/// renamed to [`genome_exceptions`] with its block.
+pub fn genome_upload_exceptions(upload: &str, index: u64) -> String {
+    format!("genome-upload:{upload}:{index}:x")
 }
 
 #[cfg(test)]

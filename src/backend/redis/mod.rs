@@ -7,6 +7,7 @@
 //! has to block waits on a connection of its own, so it never stalls the others.
 
 mod cache;
+mod genome_read;
 mod genomes;
 mod identity;
 pub mod keys;

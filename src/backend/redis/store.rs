@@ -24,7 +24,7 @@ use crate::backend::genome::is_genome_hash;
 use crate::backend::{
     short_summary, BackendError, BackendResult, ChunkResult, CreateOutcome, GenomeRecord,
     GenomeRemoval, GenomeWriter, JobRecord, JobStatus, JobSummary, Lease, Priority, Progress,
-    PruneReport, RefusalReason, StoredResult, TaskTimes, WorkerId, RESULT_PART_BYTES,
+    PruneReport, RefusalReason, StoredKind, StoredResult, TaskTimes, WorkerId, RESULT_PART_BYTES,
     TASK_TIMES_KEPT,
 };
 
@@ -577,8 +577,8 @@ impl crate::backend::InputSource for RedisBackend {
 
 #[async_trait]
 impl GenomeStore for RedisBackend {
-    async fn begin_genome(&self) -> BackendResult<Box<dyn GenomeWriter>> {
-        Ok(Box::new(super::genomes::RedisGenomeWriter::new(self)))
+    async fn begin_genome(&self, kind: StoredKind) -> BackendResult<Box<dyn GenomeWriter>> {
+        Ok(Box::new(super::genomes::RedisGenomeWriter::new(self, kind)))
     }
 
     async fn use_genome(&self, hash: &str, job: &str) -> BackendResult<Option<GenomeRecord>> {
@@ -594,7 +594,7 @@ impl GenomeStore for RedisBackend {
                 "{hash:?} is not a genome hash"
             )));
         }
-        super::genomes::read_genome(self, hash, offset, len).await
+        super::genome_read::read_genome(self, hash, offset, len).await
     }
 
     async fn genomes(&self) -> BackendResult<Vec<GenomeRecord>> {

@@ -67,7 +67,7 @@ async fn receive(
     hash: &str,
     size: u64,
 ) -> Result<(), HandlerError> {
-    let mut writer = store.begin_genome().await?;
+    let mut writer = store.begin_genome(StoredKind::Input).await?;
     conn.write_message(&Message::Ready {
         job_id: job_id.to_string(),
     })

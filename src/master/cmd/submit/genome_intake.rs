@@ -94,7 +94,11 @@ impl GenomeIntake {
     /// Starts hashing, and storing if the backend stores genomes.
     pub(super) async fn start(state: &MasterState) -> Self {
         let begun = match state.genome_store() {
-            Ok(genomes) => genomes.begin_genome().await,
+            Ok(genomes) => {
+                genomes
+                    .begin_genome(crate::backend::StoredKind::Genome)
+                    .await
+            }
             Err(err) => Err(err),
         };
         let writer = match begun {

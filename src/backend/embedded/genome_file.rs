@@ -1,0 +1,222 @@
+//! A packed genome's file: its blocks one after another, each its packed bases then its
+//! exceptions, then an index of where each block starts and how long its exceptions are, then
+//! a fixed trailer (block size, bases, blocks, signature). The file describes itself, so a range
+//! is read with a few positioned reads: the trailer, the index entries of the blocks it
+//! touches, and of each block only the packed bytes of the range and the block's exceptions.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+
+use crate::backend::packed::{
+    block_spans, decode_span, packed_len, BlockEncoder, Exceptions, PackedBlock,
+};
+use crate::backend::{BackendError, BackendResult};
+
+/// Bases per block: a block's exceptions are read whole with any range in it, so blocks stay a
+/// few MiB of bases, about one search chunk.
+pub(super) const BLOCK_BASES: u32 = 1 << 22;
+/// The trailer's last eight bytes; the digit is the layout's version.
+const SIGNATURE: [u8; 8] = *b"GWPACK01";
+/// Trailer bytes: block size, bases, blocks (64-bit little-endian), signature.
+const TRAILER_LEN: u64 = 32;
+/// Index bytes per block: where it starts, and its exceptions' length (64-bit little-endian).
+const ENTRY_LEN: u64 = 16;
+/// Most bytes a block's exceptions may take: an N run and a lower-case run for every other
+/// base, and every base kept as another byte. Bounds what a damaged index makes a read allocate.
+fn max_exceptions_len(block_bases: u64) -> u64 {
+    12 + 8 * block_bases + 5 * block_bases
+}
+
+/// Writes a packed file as the bases stream in.
+pub(super) struct PackedFileWriter {
+    path: PathBuf,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    encoder: Option<BlockEncoder>,
+    finished: Vec<PackedBlock>,
+    /// (start, exceptions' length) of every block written.
+    index: Vec<(u64, u64)>,
+    written: u64,
+    bases: u64,
+}
+
+impl PackedFileWriter {
+    /// Creates `path` (truncating it) for a packed genome.
+    pub(super) async fn create(path: PathBuf) -> BackendResult<Self> {
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|err| io_error(&path, err))?;
+        Ok(Self {
+            path,
+            file: tokio::io::BufWriter::with_capacity(1 << 20, file),
+            encoder: Some(BlockEncoder::new(BLOCK_BASES)),
+            finished: Vec::new(),
+            index: Vec::new(),
+            written: 0,
+            bases: 0,
+        })
+    }
+
+    /// Appends bases; each block they complete is written.
+    pub(super) async fn append(&mut self, bases: &[u8]) -> BackendResult<()> {
+        if let Some(encoder) = self.encoder.as_mut() {
+            encoder.push(bases, &mut self.finished);
+        }
+        self.bases += bases.len() as u64;
+        self.write_finished().await
+    }
+
+    /// Writes the last block, the index and the trailer, and flushes the file.
+    pub(super) async fn finish(&mut self) -> BackendResult<()> {
+        if let Some(last) = self.encoder.take().and_then(BlockEncoder::finish) {
+            self.finished.push(last);
+        }
+        self.write_finished().await?;
+        let mut tail = Vec::with_capacity(self.index.len() * ENTRY_LEN as usize + 32);
+        for (start, exceptions) in &self.index {
+            tail.extend_from_slice(&start.to_le_bytes());
+            tail.extend_from_slice(&exceptions.to_le_bytes());
+        }
+        for number in [u64::from(BLOCK_BASES), self.bases, self.index.len() as u64] {
+            tail.extend_from_slice(&number.to_le_bytes());
+        }
+        tail.extend_from_slice(&SIGNATURE);
+        self.write(&tail).await?;
+        self.file
+            .flush()
+            .await
+            .map_err(|err| io_error(&self.path, err))
+    }
+
+    async fn write_finished(&mut self) -> BackendResult<()> {
+        for block in std::mem::take(&mut self.finished) {
+            self.index
+                .push((self.written, block.exceptions.len() as u64));
+            self.write(&block.packed).await?;
+            self.write(&block.exceptions).await?;
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> BackendResult<()> {
+        self.file
+            .write_all(bytes)
+            .await
+            .map_err(|err| io_error(&self.path, err))?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// What a packed file's trailer says.
+struct Trailer {
+    block_bases: u64,
+    bases: u64,
+    index_start: u64,
+}
+
+fn read_trailer(file: &File, path: &Path) -> BackendResult<Trailer> {
+    let corrupt = |what: String| BackendError::Corrupt(format!("{}: {what}", path.display()));
+    let file_len = file
+        .metadata()
+        .map_err(|err| corrupt(err.to_string()))?
+        .len();
+    if file_len < TRAILER_LEN {
+        return Err(corrupt(format!(
+            "{file_len} bytes, too short for a packed genome"
+        )));
+    }
+    let mut trailer = [0u8; TRAILER_LEN as usize];
+    file.read_exact_at(&mut trailer, file_len - TRAILER_LEN)
+        .map_err(|err| corrupt(err.to_string()))?;
+    if trailer[24..] != SIGNATURE {
+        return Err(corrupt("no packed genome signature at its end".into()));
+    }
+    let number = |at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&trailer[at..at + 8]);
+        u64::from_le_bytes(word)
+    };
+    let (block_bases, bases, blocks) = (number(0), number(8), number(16));
+    let index_start = blocks
+        .checked_mul(ENTRY_LEN)
+        .and_then(|index| file_len.checked_sub(TRAILER_LEN + index));
+    let consistent = block_bases > 0
+        && block_bases % 4 == 0
+        && block_bases <= u64::from(u32::MAX)
+        && bases.div_ceil(block_bases) == blocks;
+    match index_start {
+        Some(index_start) if consistent => Ok(Trailer {
+            block_bases,
+            bases,
+            index_start,
+        }),
+        _ => Err(corrupt(format!(
+            "a trailer of {bases} bases in {blocks} blocks of {block_bases} does not fit \
+             {file_len} bytes"
+        ))),
+    }
+}
+
+/// Reads `len` bases from `offset` of the packed file at `path` (a blocking call: run it off
+/// the async threads).
+pub(super) fn read_range(path: &Path, offset: u64, len: u64) -> BackendResult<Bytes> {
+    let corrupt = |what: String| BackendError::Corrupt(format!("{}: {what}", path.display()));
+    let file = File::open(path)
+        .map_err(|err| BackendError::Other(format!("{}: {err}", path.display())))?;
+    let trailer = read_trailer(&file, path)?;
+    let end = offset
+        .checked_add(len)
+        .filter(|end| *end <= trailer.bases)
+        .ok_or_else(|| {
+            BackendError::Other(format!(
+                "bases {offset}+{len} lie past the genome's {} bases",
+                trailer.bases
+            ))
+        })?;
+    let spans = block_spans(offset, len, trailer.block_bases);
+    let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
+        return Ok(Bytes::new());
+    };
+    let mut entries = vec![0u8; ((last.block - first.block + 1) * ENTRY_LEN) as usize];
+    file.read_exact_at(&mut entries, trailer.index_start + first.block * ENTRY_LEN)
+        .map_err(|err| corrupt(format!("index: {err}")))?;
+    let mut out = Vec::with_capacity((end - offset) as usize);
+    let mut exceptions = Vec::new();
+    let mut packed = Vec::new();
+    for (span, entry) in spans.iter().zip(entries.chunks_exact(ENTRY_LEN as usize)) {
+        let number = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&entry[at..at + 8]);
+            u64::from_le_bytes(word)
+        };
+        let (start, exceptions_len) = (number(0), number(8));
+        let block_bases = trailer
+            .block_bases
+            .min(trailer.bases - span.block * trailer.block_bases);
+        if exceptions_len > max_exceptions_len(block_bases) {
+            return Err(corrupt(format!(
+                "block {} claims {exceptions_len} bytes of exceptions",
+                span.block
+            )));
+        }
+        let bytes = span.packed_bytes();
+        packed.resize((bytes.end - bytes.start) as usize, 0);
+        file.read_exact_at(&mut packed, start + bytes.start)
+            .map_err(|err| corrupt(format!("block {}: {err}", span.block)))?;
+        exceptions.resize(exceptions_len as usize, 0);
+        file.read_exact_at(&mut exceptions, start + packed_len(block_bases))
+            .map_err(|err| corrupt(format!("block {} exceptions: {err}", span.block)))?;
+        let parsed = Exceptions::parse(&exceptions)
+            .map_err(|err| corrupt(format!("block {}: {err}", span.block)))?;
+        decode_span(span, &packed, &parsed, &mut out).map_err(|err| corrupt(err.to_string()))?;
+    }
+    Ok(Bytes::from(out))
+}
+
+fn io_error(path: &Path, err: std::io::Error) -> BackendError {
+    BackendError::Other(format!("{}: {err}", path.display()))
+}
