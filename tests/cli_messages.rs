@@ -192,11 +192,8 @@ fn every_client_command_takes_the_master_from_one_definition() {
         serde_json::from_slice::<serde_json::Value>(&out.stdout)
             .unwrap_or_else(|e| panic!("{command:?} prints JSON: {e}"));
     }
-    // Nothing listens here: bind a port, then free it.
-    let nowhere = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().to_string()
-    };
+    // Nothing listens here, and nothing can while the test holds the port.
+    let (_held, nowhere) = crate::support::refusing_address();
     let commands: [&[&str]; 5] = [
         &["status", "some-job"],
         &["jobs"],

@@ -353,20 +353,7 @@ fn announced_memory_limit(grid: &mut Grid, id: &str) -> &'static str {
 /// Submits a task allocating 512 MiB under `--memory 128MiB` and one allocating 64 MiB under
 /// 512 MiB; waits for both and returns their results.
 fn run_memory_hog_and_fit(grid: &Grid) -> (Value, Value) {
-    let allocate =
-        |mib: u64| format!("b = bytearray({mib} * 1024 * 1024); b[-1] = 1; print(len(b))");
-    submit(
-        grid,
-        "hog",
-        &["--memory", "128MiB"],
-        &["python3", "-c", &allocate(512)],
-    );
-    submit(
-        grid,
-        "fits",
-        &["--memory", "512MiB"],
-        &["python3", "-c", &allocate(64)],
-    );
+    checks::submit_hog_and_fit(grid);
     let hog = grid.wait_finished("hog", FINISH);
     assert_eq!(hog["job"]["status"], "failed", "{hog}");
     let fits = grid.wait_finished("fits", FINISH);

@@ -166,9 +166,9 @@ fn allocate(mib: u64) -> String {
     format!("b = bytearray({mib} * 1024 * 1024); b[-1] = 1; print(len(b))")
 }
 
-/// A task over `--memory` is killed and says so; tasks within their limit (or without one) are
-/// not; `--max-open-files` holds.
-pub fn memory_and_open_file_limits_hold(grid: &mut Grid) {
+/// Submits job `hog`, a task allocating 512 MiB under `--memory 128MiB`, and job `fits`, one
+/// allocating 64 MiB under 512 MiB.
+pub fn submit_hog_and_fit(grid: &Grid) {
     submit(
         grid,
         "hog",
@@ -181,6 +181,12 @@ pub fn memory_and_open_file_limits_hold(grid: &mut Grid) {
         &["--memory", "512MiB"],
         &["python3", "-c", &allocate(64)],
     );
+}
+
+/// A task over `--memory` is killed and says so; tasks within their limit (or without one) are
+/// not; `--max-open-files` holds.
+pub fn memory_and_open_file_limits_hold(grid: &mut Grid) {
+    submit_hog_and_fit(grid);
     submit(grid, "free", &[], &["python3", "-c", &allocate(160)]);
     submit(
         grid,

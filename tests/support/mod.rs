@@ -44,3 +44,15 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("binding a free port")
 }
+
+/// An address where connections are refused for as long as the returned socket lives: bound, so
+/// no other test's server can take the port, but never listening. (A port bound and freed again
+/// may be taken by a server of a test running beside.)
+pub fn refusing_address() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("binding a free port");
+    let addr = socket.local_addr().expect("the bound address").to_string();
+    (socket, addr)
+}
