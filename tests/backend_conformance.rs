@@ -6,7 +6,7 @@
 //!
 //! Each case takes a [`Subject`]. `conformance_suite!` lists the cases once, grouped by the
 //! capability trait each one exercises (`leases`, `queue_admin`, `result_sink`, `result_store`,
-//! `job_store`, `result_cache`, `monitor_store`, `stored_objects`), with the visibility timeout
+//! `job_store`, `result_cache`, `monitor_store`, `stored_objects`, `first_uploads`), with the visibility timeout
 //! each one needs; one line of it wires a backend in.
 
 use std::any::Any;
@@ -156,6 +156,16 @@ macro_rules! conformance_suite {
                 }
             }
 
+            /// `GenomeStore` and `GenomeWriter`: a first upload read while it is written.
+            mod first_uploads {
+                use super::*;
+                instantiate! { $subject;
+                    a_range_reads_by_storage_id_while_its_upload_is_in_progress: LONG,
+                    a_spare_copy_is_deleted_once_its_job_ends_and_the_kept_copy_still_reads: LONG,
+                    a_discarded_upload_leaves_nothing: LONG,
+                }
+            }
+
             /// `MonitorSink` and `MonitorStore`: alerts and worker views.
             mod monitor_store {
                 use super::*;
@@ -216,6 +226,7 @@ async fn redis_subject(visibility_timeout: Duration) -> Subject {
 mod batches;
 mod delivery;
 mod fencing;
+mod first_uploads;
 mod fixtures;
 mod live_output;
 mod offers;
@@ -229,6 +240,7 @@ mod suite {
     pub use super::batches::*;
     pub use super::delivery::*;
     pub use super::fencing::*;
+    pub use super::first_uploads::*;
     pub use super::live_output::*;
     pub use super::offers::*;
     pub use super::records::*;

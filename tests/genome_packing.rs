@@ -32,6 +32,7 @@ fn genome_record(bases: &[u8]) -> GenomeRecord {
     GenomeRecord {
         kind: StoredKind::Genome,
         hash: blake3::hash(bases).to_hex().to_string(),
+        storage: String::new(),
         size_bytes: bases.len() as u64,
         bases: bases.len() as u64,
         records: serde_json::json!([{"name": "g", "length": bases.len()}]),
@@ -97,8 +98,14 @@ async fn redis_holds_a_quarter_byte_a_base_of_a_plain_genome() {
     let before = used_memory(&mut conn).await;
     store(&backend, &genome, &bases).await;
     let quarter = bases.len() as u64 / 4;
+    let storage = backend
+        .use_genome(&genome.hash, "j1")
+        .await
+        .expect("lookup")
+        .expect("stored")
+        .storage;
     let keys: Vec<String> = conn
-        .keys(format!("genome:{}:*", genome.hash))
+        .keys(format!("genome:{storage}:*"))
         .await
         .expect("KEYS");
     let (mut lengths, mut allocated) = (0u64, 0u64);
@@ -114,7 +121,7 @@ async fn redis_holds_a_quarter_byte_a_base_of_a_plain_genome() {
         allocated += usage;
     }
     // Eleven blocks and their exceptions (12 bytes each for a genome without any).
-    assert_eq!(keys.len(), 2 * 11 + 1, "{keys:?}");
+    assert_eq!(keys.len(), 2 * 11, "{keys:?}");
     assert_eq!(lengths, quarter + 11 * 12, "bytes held, against bases / 4");
     // What the allocator gives the values: within 2 % of a quarter byte a base (a value of
     // exactly 1 MiB would be given 1.25 MiB).
@@ -177,6 +184,12 @@ async fn a_genome_stored_raw_in_redis_by_an_earlier_version_still_reads() {
         .await
         .expect("HSET");
     let _: () = conn.sadd("genomes", &genome.hash).await.expect("SADD");
+    let earlier = backend
+        .use_genome(&genome.hash, "j0")
+        .await
+        .expect("lookup")
+        .expect("the old genome is listed");
+    assert_eq!(earlier.storage, genome.hash, "kept under its hash");
     for (offset, len) in [
         (0u64, bases.len() as u64),
         (GENOME_BLOCK_BYTES - 3, 7),
@@ -191,6 +204,11 @@ async fn a_genome_stored_raw_in_redis_by_an_earlier_version_still_reads() {
             read[..] == bases[offset as usize..(offset + len) as usize],
             "bases {offset}+{len}"
         );
+        let by_storage = backend
+            .read_stored(&genome.hash, offset, len)
+            .await
+            .expect("read by its storage id, its hash");
+        assert!(by_storage == read, "bases {offset}+{len} by storage id");
     }
     let _: () = conn
         .hset(&record, "format", "packed9")
@@ -250,6 +268,14 @@ async fn a_genome_stored_raw_on_disk_by_an_earlier_version_still_reads() {
     .expect("insert the old row");
     drop(conn);
     let backend = open();
+    // A row without a storage id is kept under its hash: read by either, and a task queued by
+    // the earlier version (naming the hash) reads it too.
+    let earlier = backend
+        .use_genome(&old.hash, "j0")
+        .await
+        .expect("lookup")
+        .expect("the old genome is listed");
+    assert_eq!(earlier.storage, old.hash);
     for (offset, len) in [(0u64, bases.len() as u64), (4_193_999, 1002), (16, 5)] {
         let read = backend
             .read_genome(&old.hash, offset, len)
@@ -259,10 +285,25 @@ async fn a_genome_stored_raw_on_disk_by_an_earlier_version_still_reads() {
             read[..] == bases[offset as usize..(offset + len) as usize],
             "bases {offset}+{len}"
         );
+        let by_storage = backend
+            .read_stored(&old.hash, offset, len)
+            .await
+            .expect("read by its storage id, its hash");
+        assert!(by_storage == read, "bases {offset}+{len} by storage id");
     }
     // A genome stored now sits beside it packed: a quarter of a byte a base, and a little.
     store(backend.as_ref(), &packed, &bases[..5_000_000]).await;
-    let file = genomes_dir.join(format!("{}.packed", packed.hash));
+    let storage = backend
+        .use_genome(&packed.hash, "j1")
+        .await
+        .expect("lookup")
+        .expect("stored")
+        .storage;
+    assert_ne!(
+        storage, packed.hash,
+        "a new genome is kept under its own storage id"
+    );
+    let file = genomes_dir.join(format!("{storage}.packed"));
     let size = std::fs::metadata(&file).expect("the packed file").len();
     assert!(
         (1_250_000..1_250_000 + 4096).contains(&size),

@@ -457,12 +457,23 @@ fn concurrent_first_uploads_store_once(backend: Backend) {
     }
     assert_eq!(stored(&grid), vec![hash_of(&file)]);
     if let Backend::Embedded = backend {
-        let files: Vec<String> = std::fs::read_dir(grid.data_dir().join("spool").join("genomes"))
-            .expect("the genomes directory")
-            .flatten()
-            .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(files, vec![format!("{}.packed", hash_of(&file))]);
+        // The copy uploaded second was a spare for its job's tasks; the master deletes it once
+        // that job has ended, leaving the genome's own copy.
+        let listed: serde_json::Value =
+            serde_json::from_str(&cli_ok(&grid, &["genomes", "--json"])).expect("genomes --json");
+        let storage = listed[0]["storage"]
+            .as_str()
+            .expect("a storage id")
+            .to_string();
+        let dir = grid.data_dir().join("spool").join("genomes");
+        wait_for("the spare copy to be deleted", JOB_TIMEOUT, || {
+            let files: Vec<String> = std::fs::read_dir(&dir)
+                .expect("the genomes directory")
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect();
+            (files == vec![format!("{storage}.packed")]).then_some(())
+        });
     }
 }
 

@@ -24,6 +24,7 @@ mod command_tasks;
 mod dashboard_browser;
 mod docker_compose;
 mod drop_dir_attacks;
+mod first_upload;
 mod fuzz_batch;
 mod fuzz_parsers;
 mod genome_export;

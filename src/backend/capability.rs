@@ -406,6 +406,13 @@ pub trait GenomeStore: Send + Sync {
     /// `len` bases of a stored genome's sequence from `offset`, decoded (for a command input:
     /// its bytes). Reads only what the range needs, however the genome is kept.
     async fn read_genome(&self, hash: &str, offset: u64, len: u64) -> BackendResult<Bytes>;
+    /// `len` bases from `offset` of the object stored under storage id `storage` (a record's
+    /// [`GenomeRecord::storage`], or an upload's [`GenomeWriter::storage`]): readable while the
+    /// upload is still in progress, for the bases its writer reports readable.
+    async fn read_stored(&self, storage: &str, offset: u64, len: u64) -> BackendResult<Bytes>;
+    /// Deletes the spare copies (see [`GenomeWriter::commit`]) whose job has ended (done,
+    /// failed, cancelled or deleted); returns their storage ids.
+    async fn sweep_spares(&self) -> BackendResult<Vec<String>>;
     /// Every stored genome, with how many existing jobs used it.
     async fn genomes(&self) -> BackendResult<Vec<GenomeRecord>>;
     /// Deletes a stored genome unless an unfinished job uses it; checked and deleted in one

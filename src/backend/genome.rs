@@ -1,8 +1,12 @@
 //! Tasks that read a stored genome instead of carrying their bases. Such a task's spec holds one
-//! reserved key, [`GENOME_SPEC_KEY`]: `{"genome": {"hash": …, "offset": …, "len": …}}`, a range
-//! of the genome's decoded sequence, and the task is enqueued with no input bytes.
-//! [`GenomeQueue`] wraps the queue that hands leases to workers and fills the bytes in at lease
-//! time, so the backends' queues and the worker never see the difference.
+//! reserved key, [`GENOME_SPEC_KEY`]: `{"genome": {"storage": …, "offset": …, "len": …}}`, a
+//! range of the decoded sequence kept under that storage id, and the task is enqueued with no
+//! input bytes. The storage id, not the genome's hash, is named so that a first upload's tasks
+//! read the copy being written (before any hash is known) and a lease never resolves a hash.
+//! Tasks queued before storage ids existed name `hash`: read as the storage id, which is what
+//! such genomes are kept under. [`GenomeQueue`] wraps the queue that hands leases to workers
+//! and fills the bytes in at lease time, so the backends' queues and the worker never see the
+//! difference.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +26,10 @@ pub const GENOME_SPEC_KEY: &str = "genome";
 /// A range of a stored genome's decoded sequence: a task's input.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenomeRef {
-    /// The genome's hash (BLAKE3 of its file, lowercase hex).
-    pub hash: String,
+    /// Where the sequence is kept (64 lowercase hex digits). Tasks queued by earlier versions
+    /// name the genome's hash, under which such genomes are kept.
+    #[serde(alias = "hash")]
+    pub storage: String,
     /// First base, counted from the start of the whole sequence (records concatenated).
     pub offset: u64,
     /// Bases.
@@ -34,7 +40,7 @@ impl GenomeRef {
     /// The reference a task spec carries, if it carries a well-formed one.
     pub fn from_spec(spec: &serde_json::Value) -> Option<GenomeRef> {
         let reference = GenomeRef::deserialize(spec.get(GENOME_SPEC_KEY)?).ok()?;
-        is_genome_hash(&reference.hash).then_some(reference)
+        is_genome_hash(&reference.storage).then_some(reference)
     }
 
     /// Adds this reference to a task spec (a JSON object).
@@ -49,6 +55,16 @@ impl GenomeRef {
 /// used to name a file or a key.
 pub fn is_genome_hash(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A fresh storage id: 64 lowercase hex digits, random, so it passes [`is_genome_hash`] wherever
+/// a name is checked before it names a file or a key.
+pub fn new_storage_id() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// A queue whose leases of genome-referencing tasks arrive with their bases read from the store.
@@ -76,7 +92,7 @@ impl GenomeQueue {
         }
         match self
             .store
-            .read_genome(&reference.hash, reference.offset, reference.len)
+            .read_stored(&reference.storage, reference.offset, reference.len)
             .await
         {
             Ok(bases) => {
@@ -85,10 +101,10 @@ impl GenomeQueue {
             }
             Err(err) => {
                 let reason = format!(
-                    "cannot read bases {}..{} of stored genome {}: {err}",
+                    "cannot read bases {}..{} of stored genome copy {}: {err}",
                     reference.offset,
                     reference.offset + reference.len,
-                    reference.hash
+                    reference.storage
                 );
                 tracing::warn!(component = "backend", job = %lease.id.job, chunk = lease.id.chunk, %reason, "task input unavailable");
                 self.inner.nack(&lease, &reason).await?;
@@ -229,7 +245,7 @@ mod tests {
     #[test]
     fn a_reference_round_trips_through_a_spec_and_bad_hashes_are_ignored() {
         let reference = GenomeRef {
-            hash: "ab".repeat(32),
+            storage: "ab".repeat(32),
             offset: 7,
             len: 9,
         };
@@ -237,9 +253,18 @@ mod tests {
         reference.attach(&mut spec);
         assert_eq!(spec["genome"]["offset"], 7);
         assert_eq!(GenomeRef::from_spec(&spec), Some(reference));
-        spec["genome"]["hash"] = "../../etc/passwd".into();
+        spec["genome"]["storage"] = "../../etc/passwd".into();
         assert_eq!(GenomeRef::from_spec(&spec), None);
         assert!(!is_genome_hash(&"AB".repeat(32)));
         assert!(!is_genome_hash("abc"));
+    }
+
+    #[test]
+    fn a_reference_queued_by_an_earlier_version_names_its_storage_by_hash() {
+        let spec =
+            serde_json::json!({ "genome": { "hash": "cd".repeat(32), "offset": 3, "len": 4 } });
+        let reference = GenomeRef::from_spec(&spec).expect("an old reference still reads");
+        assert_eq!(reference.storage, "cd".repeat(32));
+        assert_eq!((reference.offset, reference.len), (3, 4));
     }
 }

@@ -152,15 +152,26 @@ impl BackendError {
 /// Shorthand for backend results.
 pub type BackendResult<T> = Result<T, BackendError>;
 
-/// A genome's decoded sequence being stored as its upload streams in. Nothing is visible under
-/// the genome's hash before [`GenomeWriter::commit`].
+/// A genome's decoded sequence being stored as its upload streams in, under a storage id chosen
+/// when it began. Nothing is visible under the genome's hash before [`GenomeWriter::commit`],
+/// but whole blocks already written are readable by storage id
+/// ([`GenomeStore::read_stored`]): a first upload's tasks read them while the rest streams in.
 #[async_trait]
 pub trait GenomeWriter: Send {
+    /// The storage id this upload writes under (64 lowercase hex digits, chosen at random).
+    fn storage(&self) -> &str;
+    /// Bases from the start that any reader can read by storage id now: whole blocks as they
+    /// are written, and everything after [`GenomeWriter::flush`].
+    fn readable(&self) -> u64;
     /// Appends the next bases of the sequence.
     async fn append(&mut self, bases: Bytes) -> BackendResult<()>;
+    /// Writes the last, partial block, so everything appended is readable; nothing may be
+    /// appended after it.
+    async fn flush(&mut self) -> BackendResult<()>;
     /// Makes the sequence visible as `genome` and records `job` as using it. When the same
-    /// genome was stored meanwhile (a concurrent first upload), this copy is dropped and the
-    /// stored one kept: a genome is stored once.
+    /// genome was stored meanwhile (a concurrent or earlier upload), the stored one stays the
+    /// genome's: this copy of a genome is kept as a spare until `job` ends (its tasks read
+    /// it), a command input's copy is dropped at once.
     async fn commit(self: Box<Self>, genome: &GenomeRecord, job: &str) -> BackendResult<()>;
     /// Drops what was written (the upload failed or its hash did not match).
     async fn discard(self: Box<Self>);

@@ -252,6 +252,13 @@ pub trait InputCutter: Send {
     fn keep_decoded(&mut self, _sink: DecodedSink) -> bool {
         false
     }
+    /// Asks a cutter that keeps its decoded input (see [`InputCutter::keep_decoded`]) to cut
+    /// tasks that carry no bytes but a reference to their range of that input as stored under
+    /// `storage` (see `backend::genome::GenomeRef`), so the input is stored once. False when the
+    /// cutter cannot (the default).
+    fn refer_to_kept(&mut self, _storage: &str) -> bool {
+        false
+    }
 }
 
 /// Where a cutter appends the decoded input it cuts (see [`InputCutter::keep_decoded`]); the

@@ -653,6 +653,7 @@ pub async fn store_file(
     let record = GenomeRecord {
         kind: StoredKind::Input,
         hash,
+        storage: String::new(),
         size_bytes: size,
         bases: size,
         records: serde_json::Value::Null,

@@ -55,6 +55,7 @@ pub async fn run_with_tls(
     let mut handlers = JoinSet::new();
     handlers.spawn(reclaim_expired_leases(state.clone(), stop_rx.clone()));
     handlers.spawn(track_backend_workers(state.clone(), stop_rx.clone()));
+    handlers.spawn(sweep_spare_copies(state.clone(), stop_rx.clone()));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -120,6 +121,35 @@ async fn reclaim_expired_leases(state: Arc<MasterState>, mut stop: watch::Receiv
                 "expired leases returned to the queue"
             ),
             Err(err) => tracing::warn!(component = "master", error = %err, "lease sweep failed"),
+        }
+    }
+}
+
+/// Deletes spare genome copies (uploaded while the same genome was stored by another upload)
+/// once their job has ended: at start, then every few seconds, since a job ends wherever its
+/// last task settles (on Redis, in a worker's script). Ends at once on a backend that stores no
+/// genomes.
+async fn sweep_spare_copies(state: Arc<MasterState>, mut stop: watch::Receiver<bool>) {
+    const PERIOD: Duration = Duration::from_secs(2);
+    let mut ticker = tokio::time::interval(PERIOD);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = ticker.tick() => {}
+        }
+        let Ok(genomes) = state.genome_store() else {
+            return;
+        };
+        match genomes.sweep_spares().await {
+            Ok(swept) if swept.is_empty() => {}
+            Ok(swept) => tracing::info!(
+                component = "master",
+                copies = swept.len(),
+                "spare genome copies deleted: their jobs ended"
+            ),
+            Err(err) => {
+                tracing::debug!(component = "master", error = %err, "sweeping spare genome copies failed")
+            }
         }
     }
 }

@@ -467,6 +467,10 @@ pub struct GenomeRecord {
     pub kind: StoredKind,
     /// BLAKE3 of the uploaded file's bytes, as 64 lowercase hex digits.
     pub hash: String,
+    /// Where its bytes are kept: the storage id its upload chose. A record written before
+    /// storage ids existed is kept under its hash.
+    #[serde(default)]
+    pub storage: String,
     /// Size of the uploaded file, in bytes.
     pub size_bytes: u64,
     /// Bases stored (the sum of the records' lengths).

@@ -20,6 +20,7 @@ fn record(kind: StoredKind, bytes: &[u8], name: &str) -> GenomeRecord {
     GenomeRecord {
         kind,
         hash: blake3::hash(bytes).to_hex().to_string(),
+        storage: String::new(),
         size_bytes: bytes.len() as u64,
         bases: bytes.len() as u64,
         records: serde_json::Value::Null,

@@ -229,8 +229,8 @@ fn unhex(name: &str) -> Option<String> {
 /// them: their tasks are all searches, their jobs have no stored summary, their tasks no match
 /// bound, and their results are all inline and carry no record; their jobs' priorities are in their
 /// specs, if at all; their tasks take one slot each; every object they store is a genome, kept
-/// byte for byte.
-const ADDED_COLUMNS: [(&str, &str, &str); 12] = [
+/// byte for byte, under its hash.
+const ADDED_COLUMNS: [(&str, &str, &str); 13] = [
     ("tasks", "kind", "TEXT NOT NULL DEFAULT 'search'"),
     ("tasks", "max_matches", "INTEGER"),
     ("jobs", "summary", "TEXT NOT NULL DEFAULT ''"),
@@ -243,6 +243,7 @@ const ADDED_COLUMNS: [(&str, &str, &str); 12] = [
     ("tasks", "avoid_worker", "TEXT"),
     ("tasks", "avoid_until", "REAL"),
     ("genomes", "format", "TEXT NOT NULL DEFAULT 'raw'"),
+    ("genomes", "storage", "TEXT"),
 ];
 
 /// Adds the columns a database lacks; returns them as (table, column).

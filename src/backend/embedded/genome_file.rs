@@ -3,16 +3,20 @@
 //! a fixed trailer (block size, bases, blocks, signature). The file describes itself, so a range
 //! is read with a few positioned reads: the trailer, the index entries of the blocks it
 //! touches, and of each block only the packed bytes of the range and the block's exceptions.
+//! While the file is being written, the blocks written so far are readable too: the writer
+//! flushes each whole block and publishes its index entry in [`Written`], shared with readers,
+//! which read the file by that in-memory index until the trailer exists.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
 use crate::backend::packed::{
-    block_spans, decode_span, packed_len, BlockEncoder, Exceptions, PackedBlock,
+    block_spans, decode_span, packed_len, BlockEncoder, BlockSpan, Exceptions, PackedBlock,
 };
 use crate::backend::{BackendError, BackendResult};
 
@@ -31,9 +35,30 @@ fn max_exceptions_len(block_bases: u64) -> u64 {
     12 + 8 * block_bases + 5 * block_bases
 }
 
+/// What of a packed file being written is readable: shared by its writer and its readers.
+#[derive(Debug, Default)]
+pub(super) struct Written {
+    /// Where the file is (it is renamed when its upload commits).
+    pub(super) path: PathBuf,
+    /// (start, exceptions' length) of every block written and flushed.
+    index: Vec<(u64, u64)>,
+    /// Bases in those blocks.
+    pub(super) bases: u64,
+}
+
+/// A [`Written`] as writer and readers share it.
+pub(super) type SharedWritten = Arc<Mutex<Written>>;
+
+/// Locks a [`SharedWritten`]; a panicked holder left nothing half-updated worth refusing.
+pub(super) fn lock(written: &SharedWritten) -> std::sync::MutexGuard<'_, Written> {
+    written.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Writes a packed file as the bases stream in.
 pub(super) struct PackedFileWriter {
     path: PathBuf,
+    /// The blocks written so far, for readers.
+    published: SharedWritten,
     file: tokio::io::BufWriter<tokio::fs::File>,
     encoder: Option<BlockEncoder>,
     finished: Vec<PackedBlock>,
@@ -50,6 +75,10 @@ impl PackedFileWriter {
             .await
             .map_err(|err| io_error(&path, err))?;
         Ok(Self {
+            published: Arc::new(Mutex::new(Written {
+                path: path.clone(),
+                ..Written::default()
+            })),
             path,
             file: tokio::io::BufWriter::with_capacity(1 << 20, file),
             encoder: Some(BlockEncoder::new(BLOCK_BASES)),
@@ -69,12 +98,22 @@ impl PackedFileWriter {
         self.write_finished().await
     }
 
-    /// Writes the last block, the index and the trailer, and flushes the file.
-    pub(super) async fn finish(&mut self) -> BackendResult<()> {
+    /// What readers of the file being written share.
+    pub(super) fn published(&self) -> SharedWritten {
+        self.published.clone()
+    }
+
+    /// Writes the last, partial block, so that every base appended is readable.
+    pub(super) async fn flush_last(&mut self) -> BackendResult<()> {
         if let Some(last) = self.encoder.take().and_then(BlockEncoder::finish) {
             self.finished.push(last);
         }
-        self.write_finished().await?;
+        self.write_finished().await
+    }
+
+    /// Writes the last block, the index and the trailer, and flushes the file.
+    pub(super) async fn finish(&mut self) -> BackendResult<()> {
+        self.flush_last().await?;
         let mut tail = Vec::with_capacity(self.index.len() * ENTRY_LEN as usize + 32);
         for (start, exceptions) in &self.index {
             tail.extend_from_slice(&start.to_le_bytes());
@@ -91,13 +130,27 @@ impl PackedFileWriter {
             .map_err(|err| io_error(&self.path, err))
     }
 
+    /// Writes the blocks finished so far, flushes them to the file and publishes them.
     async fn write_finished(&mut self) -> BackendResult<()> {
-        for block in std::mem::take(&mut self.finished) {
+        let blocks = std::mem::take(&mut self.finished);
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        let (first, mut bases) = (self.index.len(), 0);
+        for block in blocks {
             self.index
                 .push((self.written, block.exceptions.len() as u64));
             self.write(&block.packed).await?;
             self.write(&block.exceptions).await?;
+            bases += block.bases;
         }
+        self.file
+            .flush()
+            .await
+            .map_err(|err| io_error(&self.path, err))?;
+        let mut published = lock(&self.published);
+        published.index.extend_from_slice(&self.index[first..]);
+        published.bases += bases;
         Ok(())
     }
 
@@ -168,35 +221,101 @@ pub(super) fn read_range(path: &Path, offset: u64, len: u64) -> BackendResult<By
     let file = File::open(path)
         .map_err(|err| BackendError::Other(format!("{}: {err}", path.display())))?;
     let trailer = read_trailer(&file, path)?;
-    let end = offset
-        .checked_add(len)
-        .filter(|end| *end <= trailer.bases)
-        .ok_or_else(|| {
-            BackendError::Other(format!(
-                "bases {offset}+{len} lie past the genome's {} bases",
-                trailer.bases
-            ))
-        })?;
-    let spans = block_spans(offset, len, trailer.block_bases);
+    let layout = Layout {
+        block_bases: trailer.block_bases,
+        bases: trailer.bases,
+    };
+    let spans = layout.spans(offset, len)?;
     let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
         return Ok(Bytes::new());
     };
     let mut entries = vec![0u8; ((last.block - first.block + 1) * ENTRY_LEN) as usize];
     file.read_exact_at(&mut entries, trailer.index_start + first.block * ENTRY_LEN)
         .map_err(|err| corrupt(format!("index: {err}")))?;
-    let mut out = Vec::with_capacity((end - offset) as usize);
+    let entries: Vec<(u64, u64)> = entries
+        .chunks_exact(ENTRY_LEN as usize)
+        .map(|entry| {
+            let number = |at: usize| {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&entry[at..at + 8]);
+                u64::from_le_bytes(word)
+            };
+            (number(0), number(8))
+        })
+        .collect();
+    read_spans(&file, path, &layout, &spans, &entries, len)
+}
+
+/// Reads `len` bases from `offset` of a packed file still being written, as far as `written`
+/// says its blocks are (a blocking call: run it off the async threads).
+pub(super) fn read_written(written: &SharedWritten, offset: u64, len: u64) -> BackendResult<Bytes> {
+    let (file, path, layout, spans, entries) = {
+        let written = lock(written);
+        let layout = Layout {
+            block_bases: u64::from(BLOCK_BASES),
+            bases: written.bases,
+        };
+        let spans = layout.spans(offset, len)?;
+        let entries: Vec<(u64, u64)> = spans
+            .iter()
+            .filter_map(|span| written.index.get(span.block as usize).copied())
+            .collect();
+        // Opened under the lock: a commit renames the file under it too, and the open file
+        // reads on whatever its name becomes.
+        let file = File::open(&written.path)
+            .map_err(|err| BackendError::Other(format!("{}: {err}", written.path.display())))?;
+        (file, written.path.clone(), layout, spans, entries)
+    };
+    if entries.len() != spans.len() {
+        return Err(BackendError::Corrupt(format!(
+            "{}: fewer blocks written than its {} bases",
+            path.display(),
+            layout.bases
+        )));
+    }
+    read_spans(&file, &path, &layout, &spans, &entries, len)
+}
+
+/// Block size and bases of a packed sequence, as far as it is readable.
+struct Layout {
+    block_bases: u64,
+    bases: u64,
+}
+
+impl Layout {
+    /// The blocks a range touches; an error if it lies past the readable bases.
+    fn spans(&self, offset: u64, len: u64) -> BackendResult<Vec<BlockSpan>> {
+        offset
+            .checked_add(len)
+            .filter(|end| *end <= self.bases)
+            .ok_or_else(|| {
+                BackendError::Other(format!(
+                    "bases {offset}+{len} lie past the genome's {} readable bases",
+                    self.bases
+                ))
+            })?;
+        Ok(block_spans(offset, len, self.block_bases))
+    }
+}
+
+/// Reads and decodes `spans` of a packed file whose blocks start and keep their exceptions as
+/// `entries` (one per span) say.
+fn read_spans(
+    file: &File,
+    path: &Path,
+    layout: &Layout,
+    spans: &[BlockSpan],
+    entries: &[(u64, u64)],
+    len: u64,
+) -> BackendResult<Bytes> {
+    let corrupt = |what: String| BackendError::Corrupt(format!("{}: {what}", path.display()));
+    let mut out = Vec::with_capacity(len as usize);
     let mut exceptions = Vec::new();
     let mut packed = Vec::new();
-    for (span, entry) in spans.iter().zip(entries.chunks_exact(ENTRY_LEN as usize)) {
-        let number = |at: usize| {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&entry[at..at + 8]);
-            u64::from_le_bytes(word)
-        };
-        let (start, exceptions_len) = (number(0), number(8));
-        let block_bases = trailer
+    for (span, &(start, exceptions_len)) in spans.iter().zip(entries) {
+        let block_bases = layout
             .block_bases
-            .min(trailer.bases - span.block * trailer.block_bases);
+            .min(layout.bases - span.block * layout.block_bases);
         if exceptions_len > max_exceptions_len(block_bases) {
             return Err(corrupt(format!(
                 "block {} claims {exceptions_len} bytes of exceptions",

@@ -1,12 +1,19 @@
 //! Stored genomes on the embedded backend: the `genomes` table describes each stored object and
-//! says how its bytes are kept: a genome packed two bits a base in `spool/genomes/<hash>.packed`
-//! (see `genome_file`), a command input byte for byte in `spool/genomes/<hash>.seq` (as were
-//! genomes stored before packing, which still read). An upload writes `<random>.partial` off the
-//! database thread; the commit renames it and inserts the row in one step on the database
-//! thread, so a row always names a complete file. Checks and deletions run as one transaction
-//! there too, so they never race a submit that starts using the genome.
+//! says how its bytes are kept, under the storage id its upload chose (a row written before
+//! storage ids has none: its storage is its hash): a genome packed two bits a base in
+//! `spool/genomes/<storage>.packed` (see `genome_file`), a command input byte for byte in
+//! `spool/genomes/<storage>.seq` (as were genomes stored before packing, which still read). An
+//! upload writes `<storage>.partial` off the database thread, and its whole blocks are readable
+//! by storage id meanwhile through [`Uploads`], the backend's registry of uploads in progress
+//! (the master is the only reader). The commit renames the file and inserts the row in one step
+//! on the database thread, so a row always names a complete file; a copy whose genome was
+//! stored meanwhile becomes a spare (`spare_copies`), kept until its job ends because its tasks
+//! read it. Checks and deletions run as one transaction there too, so they never race a submit
+//! that starts using the genome.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -14,7 +21,7 @@ use rusqlite::{params, OptionalExtension, Row};
 use tokio::io::AsyncWriteExt;
 
 use super::db::{sql_error, Db, DbState};
-use super::genome_file::PackedFileWriter;
+use super::genome_file::{PackedFileWriter, SharedWritten};
 use crate::backend::packed::StoredFormat;
 use crate::backend::{
     BackendError, BackendResult, GenomeRecord, GenomeRemoval, GenomeWriter, StoredKind,
@@ -23,11 +30,20 @@ use crate::backend::{
 /// Statuses of a job that still needs its genome.
 const UNFINISHED: &str = "('uploading', 'pending', 'processing')";
 
-/// Where a complete object's bytes live, by how they are kept.
-pub(super) fn stored_path(dir: &Path, hash: &str, format: StoredFormat) -> PathBuf {
+/// Uploads in progress by storage id, with what of each is readable.
+pub(super) type Uploads = Arc<Mutex<HashMap<String, SharedWritten>>>;
+
+/// What of the upload kept under `storage` is readable, if it is in progress.
+pub(super) fn uploading(uploads: &Uploads, storage: &str) -> Option<SharedWritten> {
+    let uploads = uploads.lock().unwrap_or_else(|e| e.into_inner());
+    uploads.get(storage).cloned()
+}
+
+/// Where a complete object's bytes live, by its storage id and how they are kept.
+pub(super) fn stored_path(dir: &Path, storage: &str, format: StoredFormat) -> PathBuf {
     match format {
-        StoredFormat::Raw => dir.join(format!("{hash}.seq")),
-        StoredFormat::Packed => dir.join(format!("{hash}.packed")),
+        StoredFormat::Raw => dir.join(format!("{storage}.seq")),
+        StoredFormat::Packed => dir.join(format!("{storage}.packed")),
     }
 }
 
@@ -54,16 +70,34 @@ enum Body {
 pub(super) struct EmbeddedGenomeWriter {
     db: Db,
     dir: PathBuf,
+    storage: String,
     partial: PathBuf,
     body: Body,
+    uploads: Uploads,
+    /// What of a packed upload is readable, as its file writer publishes it.
+    published: Option<SharedWritten>,
 }
 
 impl EmbeddedGenomeWriter {
-    pub(super) async fn create(db: Db, dir: PathBuf, kind: StoredKind) -> BackendResult<Self> {
-        let partial = dir.join(format!("{}.partial", uuid::Uuid::new_v4().simple()));
+    pub(super) async fn create(
+        db: Db,
+        dir: PathBuf,
+        kind: StoredKind,
+        uploads: Uploads,
+    ) -> BackendResult<Self> {
+        let storage = crate::backend::genome::new_storage_id();
+        let partial = dir.join(format!("{storage}.partial"));
+        let mut published = None;
         let body = match kind {
             StoredKind::Genome => {
-                Body::Packed(Box::new(PackedFileWriter::create(partial.clone()).await?))
+                let writer = PackedFileWriter::create(partial.clone()).await?;
+                let shared = writer.published();
+                uploads
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(storage.clone(), shared.clone());
+                published = Some(shared);
+                Body::Packed(Box::new(writer))
             }
             StoredKind::Input => {
                 let file = tokio::fs::File::create(&partial)
@@ -75,8 +109,11 @@ impl EmbeddedGenomeWriter {
         Ok(Self {
             db,
             dir,
+            storage,
             partial,
             body,
+            uploads,
+            published,
         })
     }
 
@@ -93,8 +130,40 @@ impl EmbeddedGenomeWriter {
     }
 }
 
+impl Drop for EmbeddedGenomeWriter {
+    /// However the upload ends, it is no longer in progress; a file still partial (the upload
+    /// failed, or was dropped mid-way) goes with it.
+    fn drop(&mut self) {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.storage);
+        let _ = std::fs::remove_file(&self.partial);
+    }
+}
+
 #[async_trait]
 impl GenomeWriter for EmbeddedGenomeWriter {
+    fn storage(&self) -> &str {
+        &self.storage
+    }
+
+    fn readable(&self) -> u64 {
+        self.published
+            .as_ref()
+            .map_or(0, |written| super::genome_file::lock(written).bases)
+    }
+
+    async fn flush(&mut self) -> BackendResult<()> {
+        match &mut self.body {
+            Body::Raw(file) => file
+                .flush()
+                .await
+                .map_err(|err| io_error(&self.partial, err)),
+            Body::Packed(writer) => writer.flush_last().await,
+        }
+    }
+
     async fn append(&mut self, bases: Bytes) -> BackendResult<()> {
         match &mut self.body {
             Body::Raw(file) => file
@@ -113,32 +182,46 @@ impl GenomeWriter for EmbeddedGenomeWriter {
                 return Err(err);
             }
         };
-        let (partial, dir, genome, job) = (
-            self.partial.clone(),
+        // Renamed while readers cannot open it (they open under the same lock), so a read of
+        // the upload in progress finds the file under one name or the other.
+        let target = stored_path(&self.dir, &self.storage, format);
+        let renamed = match &self.published {
+            Some(written) => {
+                let mut written = super::genome_file::lock(written);
+                std::fs::rename(&self.partial, &target).map(|()| written.path = target.clone())
+            }
+            None => std::fs::rename(&self.partial, &target),
+        };
+        if let Err(err) = renamed {
+            return Err(io_error(&target, err));
+        }
+        let (dir, storage, genome, job) = (
             self.dir.clone(),
+            self.storage.clone(),
             genome.clone(),
             job.to_string(),
         );
         let outcome = self
             .db
-            .call(move |state| commit(state, &partial, &dir, format, &genome, &job))
+            .call(move |state| commit(state, &dir, &storage, format, &genome, &job))
             .await;
         if outcome.is_err() {
-            let _ = tokio::fs::remove_file(&self.partial).await;
+            let _ = tokio::fs::remove_file(&target).await;
         }
         outcome
     }
 
     async fn discard(self: Box<Self>) {
-        let _ = tokio::fs::remove_file(&self.partial).await;
+        // Dropping deletes the partial file.
     }
 }
 
-/// Makes a written sequence the genome's, unless the genome is stored already; records the job.
+/// Makes a written sequence the genome's, unless the genome is stored already: then a genome's
+/// copy is kept as a spare for its job, a command input's deleted. Records the job as a user.
 fn commit(
     state: &mut DbState,
-    partial: &Path,
     dir: &Path,
+    storage: &str,
     format: StoredFormat,
     genome: &GenomeRecord,
     job: &str,
@@ -152,17 +235,21 @@ fn commit(
             |row| row.get(0),
         )
         .map_err(sql_error)?;
-    if stored {
-        let _ = std::fs::remove_file(partial);
+    if stored && genome.kind == StoredKind::Genome {
+        tx.execute(
+            "INSERT OR REPLACE INTO spare_copies (storage, job, format) VALUES (?1, ?2, ?3)",
+            params![storage, job, format.as_str()],
+        )
+        .map_err(sql_error)?;
+    } else if stored {
+        let _ = std::fs::remove_file(stored_path(dir, storage, format));
     } else {
-        let target = stored_path(dir, &genome.hash, format);
-        std::fs::rename(partial, &target).map_err(|err| io_error(&target, err))?;
         let records = serde_json::to_string(&genome.records)
             .map_err(|e| BackendError::Other(format!("genome records: {e}")))?;
         tx.execute(
             "INSERT INTO genomes (hash, size_bytes, bases, records, filename, created_at, last_used,
-                 kind, format)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
+                 kind, format, storage)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
             params![
                 genome.hash,
                 genome.size_bytes as i64,
@@ -171,13 +258,41 @@ fn commit(
                 genome.filename,
                 now,
                 genome.kind.as_str(),
-                format.as_str()
+                format.as_str(),
+                storage
             ],
         )
         .map_err(sql_error)?;
     }
     mark_used(&tx, &genome.hash, job, now)?;
     tx.commit().map_err(sql_error)
+}
+
+/// Deletes the spare copies whose job is no longer unfinished (or is gone); returns their
+/// storage ids.
+pub(super) fn sweep_spares(state: &mut DbState, dir: &Path) -> BackendResult<Vec<String>> {
+    let tx = state.conn.transaction().map_err(sql_error)?;
+    let ended: Vec<(String, String)> = tx
+        .prepare(&format!(
+            "SELECT s.storage, s.format FROM spare_copies s WHERE NOT EXISTS (
+                 SELECT 1 FROM jobs j WHERE j.id = s.job AND j.status IN {UNFINISHED})"
+        ))
+        .map_err(sql_error)?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    for (storage, _) in &ended {
+        tx.execute("DELETE FROM spare_copies WHERE storage = ?1", [storage])
+            .map_err(sql_error)?;
+    }
+    tx.commit().map_err(sql_error)?;
+    for (storage, format) in &ended {
+        if let Ok(format) = StoredFormat::parse(Some(format)) {
+            let _ = std::fs::remove_file(stored_path(dir, storage, format));
+        }
+    }
+    Ok(ended.into_iter().map(|(storage, _)| storage).collect())
 }
 
 fn mark_used(tx: &rusqlite::Transaction<'_>, hash: &str, job: &str, now: f64) -> BackendResult<()> {
@@ -201,7 +316,7 @@ const SELECT_GENOME: &str = "SELECT g.hash, g.size_bytes, g.bases, g.records, g.
             JOIN jobs j ON j.id = u.job WHERE u.hash = g.hash), 0)),
         (SELECT COUNT(*) FROM genome_jobs u JOIN jobs j ON j.id = u.job
             WHERE u.hash = g.hash),
-        g.kind
+        g.kind, COALESCE(g.storage, g.hash)
     FROM genomes g";
 
 fn genome_from_row(row: &Row<'_>) -> rusqlite::Result<GenomeRecord> {
@@ -210,6 +325,7 @@ fn genome_from_row(row: &Row<'_>) -> rusqlite::Result<GenomeRecord> {
     Ok(GenomeRecord {
         kind: StoredKind::parse(&kind),
         hash: row.get(0)?,
+        storage: row.get(9)?,
         size_bytes: row.get::<_, i64>(1)? as u64,
         bases: row.get::<_, i64>(2)? as u64,
         records: serde_json::from_str(&records).unwrap_or(serde_json::Value::Null),
@@ -283,9 +399,9 @@ pub(super) fn remove(state: &mut DbState, dir: &Path, hash: &str) -> BackendResu
     if !users.is_empty() {
         return Ok(GenomeRemoval::InUse { jobs: users });
     }
-    delete(&tx, hash)?;
+    let storage = delete(&tx, hash)?;
     tx.commit().map_err(sql_error)?;
-    remove_files(dir, hash);
+    remove_files(dir, &storage);
     Ok(GenomeRemoval::Removed)
 }
 
@@ -298,7 +414,7 @@ pub(super) fn prune(
     let tx = state.conn.transaction().map_err(sql_error)?;
     let doomed: Vec<String> = tx
         .prepare(&format!(
-            "WITH listed (hash, a, b, c, d, e, used, n, k) AS ({SELECT_GENOME})
+            "WITH listed (hash, a, b, c, d, e, used, n, k, s) AS ({SELECT_GENOME})
              SELECT hash FROM listed WHERE used <= ?1 AND NOT EXISTS (SELECT 1 FROM genome_jobs u
                  JOIN jobs j ON j.id = u.job
                  WHERE u.hash = listed.hash AND j.status IN {UNFINISHED})"
@@ -308,61 +424,98 @@ pub(super) fn prune(
         .map_err(sql_error)?
         .collect::<Result<_, _>>()
         .map_err(sql_error)?;
+    let mut storages = Vec::with_capacity(doomed.len());
     for hash in &doomed {
-        delete(&tx, hash)?;
+        storages.push(delete(&tx, hash)?);
     }
     tx.commit().map_err(sql_error)?;
-    for hash in &doomed {
-        remove_files(dir, hash);
+    for storage in &storages {
+        remove_files(dir, storage);
     }
     Ok(doomed)
 }
 
-fn delete(tx: &rusqlite::Transaction<'_>, hash: &str) -> BackendResult<()> {
+/// Deletes a genome's rows; returns the storage id its bytes are kept under.
+fn delete(tx: &rusqlite::Transaction<'_>, hash: &str) -> BackendResult<String> {
+    let storage: String = tx
+        .query_row(
+            "SELECT COALESCE(storage, hash) FROM genomes WHERE hash = ?1",
+            [hash],
+            |row| row.get(0),
+        )
+        .map_err(sql_error)?;
     for sql in [
         "DELETE FROM genome_jobs WHERE hash = ?1",
         "DELETE FROM genomes WHERE hash = ?1",
     ] {
         tx.execute(sql, [hash]).map_err(sql_error)?;
     }
-    Ok(())
+    Ok(storage)
 }
 
 /// Deletes an object's file, whichever way it was kept.
-fn remove_files(dir: &Path, hash: &str) {
+fn remove_files(dir: &Path, storage: &str) {
+    if !crate::backend::genome::is_genome_hash(storage) {
+        return;
+    }
     for format in [StoredFormat::Raw, StoredFormat::Packed] {
-        let _ = std::fs::remove_file(stored_path(dir, hash, format));
+        let _ = std::fs::remove_file(stored_path(dir, storage, format));
     }
 }
 
-/// How the stored object `hash` is kept; `None` if nothing is stored under it.
-pub(super) fn stored_format(
+/// Where the stored object `hash` is kept and how; `None` if nothing is stored under it.
+pub(super) fn stored_at(
     state: &mut DbState,
     hash: &str,
+) -> BackendResult<Option<(String, StoredFormat)>> {
+    let found: Option<(String, String)> = state
+        .conn
+        .prepare_cached("SELECT COALESCE(storage, hash), format FROM genomes WHERE hash = ?1")
+        .and_then(|mut select| {
+            select
+                .query_row([hash], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
+        .map_err(sql_error)?;
+    found
+        .map(|(storage, word)| Ok((storage, parse_format(hash, &word)?)))
+        .transpose()
+}
+
+/// How the complete object kept under `storage` (a genome's, or a spare copy) is kept; `None`
+/// if nothing complete is kept under it.
+pub(super) fn storage_format(
+    state: &mut DbState,
+    storage: &str,
 ) -> BackendResult<Option<StoredFormat>> {
     let word: Option<String> = state
         .conn
-        .prepare_cached("SELECT format FROM genomes WHERE hash = ?1")
-        .and_then(|mut select| select.query_row([hash], |row| row.get(0)).optional())
+        .prepare_cached(
+            "SELECT format FROM genomes WHERE storage = ?1 OR (storage IS NULL AND hash = ?1)
+             UNION ALL SELECT format FROM spare_copies WHERE storage = ?1 LIMIT 1",
+        )
+        .and_then(|mut select| select.query_row([storage], |row| row.get(0)).optional())
         .map_err(sql_error)?;
-    word.map(|word| {
-        StoredFormat::parse(Some(&word))
-            .map_err(|err| BackendError::Other(format!("stored genome {hash}: {err}")))
-    })
-    .transpose()
+    word.map(|word| parse_format(storage, &word)).transpose()
 }
 
-/// Reads `len` bases from `offset` of a stored object kept as `format` (a blocking call: run it
-/// off the async threads, and off the database thread).
+fn parse_format(name: &str, word: &str) -> BackendResult<StoredFormat> {
+    StoredFormat::parse(Some(word))
+        .map_err(|err| BackendError::Other(format!("stored genome {name}: {err}")))
+}
+
+/// Reads `len` bases from `offset` of a stored object kept under `storage` as `format` (a
+/// blocking call: run it off the async threads, and off the database thread).
 pub(super) fn read_range(
     dir: &Path,
-    hash: &str,
+    storage: &str,
     format: StoredFormat,
     offset: u64,
     len: u64,
 ) -> BackendResult<Bytes> {
     use std::os::unix::fs::FileExt;
-    let path = stored_path(dir, hash, format);
+    let hash = storage;
+    let path = stored_path(dir, storage, format);
     if format == StoredFormat::Packed {
         return super::genome_file::read_range(&path, offset, len);
     }

@@ -73,6 +73,8 @@ pub struct EmbeddedBackend {
     refused: [AtomicU64; RefusalReason::ALL.len()],
     /// Where stored genomes' sequences live (`spool/genomes`).
     genome_dir: std::path::PathBuf,
+    /// Genome uploads in progress, readable by storage id before they are stored.
+    uploads: genomes::Uploads,
     /// What every result is checked against before it is stored.
     result_check: Option<SharedResultCheck>,
     /// What each worker offers (as its last lease request said); a worker not named offers the
@@ -118,6 +120,7 @@ impl EmbeddedBackend {
             live: Default::default(),
             refused: Default::default(),
             genome_dir,
+            uploads: Default::default(),
             result_check: None,
         })
     }
@@ -627,9 +630,13 @@ impl crate::backend::InputSource for EmbeddedBackend {
 #[async_trait]
 impl GenomeStore for EmbeddedBackend {
     async fn begin_genome(&self, kind: StoredKind) -> BackendResult<Box<dyn GenomeWriter>> {
-        let writer =
-            genomes::EmbeddedGenomeWriter::create(self.db.clone(), self.genome_dir.clone(), kind)
-                .await?;
+        let writer = genomes::EmbeddedGenomeWriter::create(
+            self.db.clone(),
+            self.genome_dir.clone(),
+            kind,
+            self.uploads.clone(),
+        )
+        .await?;
         Ok(Box::new(writer))
     }
 
@@ -646,16 +653,52 @@ impl GenomeStore for EmbeddedBackend {
                 "{hash:?} is not a genome hash"
             )));
         }
-        let (dir, hash) = (self.genome_dir.clone(), hash.to_string());
-        let lookup = hash.clone();
-        let format = self
+        let dir = self.genome_dir.clone();
+        let lookup = hash.to_string();
+        let (storage, format) = self
             .db
-            .call(move |state| genomes::stored_format(state, &lookup))
+            .call(move |state| genomes::stored_at(state, &lookup))
             .await?
             .ok_or_else(|| BackendError::Other(format!("no genome {hash} is stored")))?;
-        tokio::task::spawn_blocking(move || genomes::read_range(&dir, &hash, format, offset, len))
+        tokio::task::spawn_blocking(move || {
+            genomes::read_range(&dir, &storage, format, offset, len)
+        })
+        .await
+        .map_err(|err| BackendError::Other(format!("genome read: {err}")))?
+    }
+
+    async fn read_stored(&self, storage: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
+        if !super::genome::is_genome_hash(storage) {
+            return Err(BackendError::Other(format!(
+                "{storage:?} is not a storage id"
+            )));
+        }
+        if let Some(written) = genomes::uploading(&self.uploads, storage) {
+            return tokio::task::spawn_blocking(move || {
+                genome_file::read_written(&written, offset, len)
+            })
             .await
-            .map_err(|err| BackendError::Other(format!("genome read: {err}")))?
+            .map_err(|err| BackendError::Other(format!("genome read: {err}")))?;
+        }
+        let (dir, storage) = (self.genome_dir.clone(), storage.to_string());
+        let lookup = storage.clone();
+        let format = self
+            .db
+            .call(move |state| genomes::storage_format(state, &lookup))
+            .await?
+            .ok_or_else(|| BackendError::Other(format!("nothing is stored under {storage}")))?;
+        tokio::task::spawn_blocking(move || {
+            genomes::read_range(&dir, &storage, format, offset, len)
+        })
+        .await
+        .map_err(|err| BackendError::Other(format!("genome read: {err}")))?
+    }
+
+    async fn sweep_spares(&self) -> BackendResult<Vec<String>> {
+        let dir = self.genome_dir.clone();
+        self.db
+            .call(move |state| genomes::sweep_spares(state, &dir))
+            .await
     }
 
     async fn genomes(&self) -> BackendResult<Vec<GenomeRecord>> {

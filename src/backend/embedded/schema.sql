@@ -107,7 +107,7 @@ CREATE TABLE IF NOT EXISTS task_times (
 CREATE INDEX IF NOT EXISTS task_times_by_worker ON task_times (worker, kind, id);
 
 -- Genomes stored once for any number of searches: the decoded sequence is the file
--- spool/genomes/<hash>.packed (or .seq, see format), written before its row exists (a row means
+-- spool/genomes/<storage>.packed (or .seq, see format), written before its row exists (a row means
 -- a complete file).
 -- records: JSON list of {name, length}. last_used: when a job last started using it.
 CREATE TABLE IF NOT EXISTS genomes (
@@ -120,8 +120,19 @@ CREATE TABLE IF NOT EXISTS genomes (
     last_used REAL NOT NULL,
     -- 'genome' (decoded bases) or 'input' (a command input's bytes as uploaded).
     kind TEXT NOT NULL DEFAULT 'genome',
-    -- 'packed' (<hash>.packed, two bits a base) or 'raw' (<hash>.seq, byte for byte).
-    format TEXT NOT NULL DEFAULT 'raw'
+    -- 'packed' (<storage>.packed, two bits a base) or 'raw' (<storage>.seq, byte for byte).
+    format TEXT NOT NULL DEFAULT 'raw',
+    -- The storage id the upload chose; NULL for rows written before storage ids (kept under
+    -- their hash).
+    storage TEXT
+);
+
+-- Copies of a genome uploaded while the same genome was stored by another upload: kept under
+-- their storage id until their job ends (its tasks read them), then deleted.
+CREATE TABLE IF NOT EXISTS spare_copies (
+    storage TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    format TEXT NOT NULL
 );
 
 -- Which jobs use which genome; a genome used by an unfinished job is never deleted.

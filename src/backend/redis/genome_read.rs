@@ -1,6 +1,8 @@
-//! Ranges of a stored genome read from Redis in one script call, which checks how the genome is
-//! kept (its record's `format` and `block_size`) and returns, of each block the range touches,
-//! only the bytes of the range: packed bases with the block's exceptions, or raw bytes.
+//! Ranges of the object kept under a storage id read from Redis in one script call, which checks
+//! how it is kept (its meta key's `format` and `block_size`, or for an object stored before
+//! storage ids its record's) and how many bases are readable (an upload in progress reads as
+//! far as its blocks are written), and returns, of each block the range touches, only the bytes
+//! of the range: packed bases with the block's exceptions, or raw bytes.
 
 use ::redis::Script;
 use bytes::Bytes;
@@ -65,9 +67,9 @@ impl Layout {
 /// block's exceptions). The layout tried first is a packed genome's; a genome kept otherwise
 /// (a command input, or a genome stored before packing) answers with its layout, and the read
 /// is made again with it.
-pub(super) async fn read_genome(
+pub(super) async fn read_stored(
     backend: &RedisBackend,
-    hash: &str,
+    storage: &str,
     offset: u64,
     len: u64,
 ) -> BackendResult<Bytes> {
@@ -78,14 +80,14 @@ pub(super) async fn read_genome(
         .checked_add(len)
         .ok_or_else(|| BackendError::Other(format!("genome range {offset}+{len}")))?;
     let mut layout = Layout::packed();
-    // A removal and a new upload of the same hash between two tries may change the layout
+    // A removal and a new upload under the same name between two tries may change the layout
     // again; a few tries settle it.
     for _ in 0..4 {
         let spans = block_spans(offset, len, layout.block_size);
         let script = Script::new(include_str!("lua/genome_read.lua"));
         let mut invocation = script.prepare_invoke();
         invocation
-            .arg(hash)
+            .arg(storage)
             .arg(format!("{}:{}", layout.words.0, layout.words.1));
         for span in &spans {
             let wanted = match layout.format {
@@ -93,12 +95,12 @@ pub(super) async fn read_genome(
                 StoredFormat::Packed => span.packed_bytes(),
             };
             invocation
-                .key(keys::genome_block(hash, span.block))
+                .key(keys::genome_block(storage, span.block))
                 .arg(wanted.start)
                 .arg(wanted.end - 1);
             if layout.format == StoredFormat::Packed {
                 invocation
-                    .key(keys::genome_exceptions(hash, span.block))
+                    .key(keys::genome_exceptions(storage, span.block))
                     .arg(0)
                     .arg(-1);
             }
@@ -115,25 +117,27 @@ pub(super) async fn read_genome(
                     .unwrap_or(0);
                 if end > bases {
                     return Err(BackendError::Other(format!(
-                        "bases {offset}..{end} lie past stored genome {hash}'s {bases}"
+                        "bases {offset}..{end} lie past the {bases} readable under {storage}"
                     )));
                 }
                 let parts: Vec<Vec<u8>> = reply.collect();
-                return assemble(hash, &layout, &spans, &parts, len);
+                return assemble(storage, &layout, &spans, &parts, len);
             }
             b"layout" => {
                 let mut word =
                     || String::from_utf8_lossy(&reply.next().unwrap_or_default()).into_owned();
                 let (format, block_size) = (word(), word());
-                layout = Layout::from_words(hash, format, block_size)?;
+                layout = Layout::from_words(storage, format, block_size)?;
             }
             _ => {
-                return Err(BackendError::Other(format!("no genome {hash} is stored")));
+                return Err(BackendError::Other(format!(
+                    "nothing is stored under {storage}"
+                )));
             }
         }
     }
     Err(BackendError::Other(format!(
-        "stored genome {hash} changed while it was read; try again"
+        "the object stored under {storage} changed while it was read; try again"
     )))
 }
 

@@ -1,11 +1,16 @@
 //! Stored genomes on Redis, described by the hash `genome:{hash}`, with the jobs using it in
-//! `genome:{hash}:jobs`. A genome is kept packed two bits a base in blocks of
-//! [`GENOME_BLOCK_BASES`] (`genome:{hash}:{i}`), each with its exceptions (`genome:{hash}:{i}:x`,
-//! see `backend::packed`); a command input, or a genome stored before genomes were packed, byte
-//! for byte in blocks of [`GENOME_BLOCK_BYTES`]. The record says which; `genome_read` reads
-//! ranges. An upload writes its blocks under its own expiring keys; one script renames them and writes the
-//! record, so the record always names complete blocks. Lookups, removals and prunes are scripts
-//! too, atomic against each other.
+//! `genome:{hash}:jobs`. The bytes live under the storage id the upload chose (the record's
+//! `storage`; a record written before storage ids is kept under its hash). A genome is kept
+//! packed two bits a base in blocks of [`GENOME_BLOCK_BASES`] (`genome:{storage}:{i}`), each with
+//! its exceptions (`genome:{storage}:{i}:x`, see `backend::packed`); a command input, or a genome
+//! stored before genomes were packed, byte for byte in blocks of [`GENOME_BLOCK_BYTES`]. An
+//! upload writes each block with the upload's expiry and, in the same pipeline, advances the
+//! storage's meta key (`genome-storage:{storage}`: format, block size, blocks, readable bases),
+//! so workers in other processes read the blocks written so far (`genome_read`). One script
+//! then makes the blocks persistent and writes the record, so the record always names complete
+//! blocks; when the genome was stored meanwhile the copy is kept as a spare (`genome-spares`)
+//! until its job ends. Lookups, removals, prunes and sweeps are scripts too, atomic against
+//! each other; a master that dies mid-upload leaves blocks that expire.
 
 use std::collections::HashMap;
 
@@ -18,6 +23,7 @@ use super::keys::{
     self, GENOMES_INDEX, GENOME_BLOCK_BASES, GENOME_BLOCK_BYTES, GENOME_UPLOAD_TTL_MS,
 };
 use super::{backend_error, RedisBackend};
+use crate::backend::genome::new_storage_id;
 use crate::backend::packed::{BlockEncoder, PackedBlock, StoredFormat};
 use crate::backend::{
     BackendError, BackendResult, GenomeRecord, GenomeRemoval, GenomeWriter, StoredKind,
@@ -34,13 +40,18 @@ enum Blocks {
 /// An object being written in blocks as its upload streams in.
 pub(super) struct RedisGenomeWriter {
     commands: ConnectionManager,
-    upload: String,
+    storage: String,
     blocks: Blocks,
+    /// Blocks written.
     written: u64,
+    /// Bases (or bytes) in the blocks written: what readers can read.
+    readable: u64,
 }
 
 impl RedisGenomeWriter {
-    pub(super) fn new(backend: &RedisBackend, kind: StoredKind) -> Self {
+    /// Begins an upload: picks its storage id and writes its meta key, so readers know how its
+    /// blocks are kept before the first one is written.
+    pub(super) async fn begin(backend: &RedisBackend, kind: StoredKind) -> BackendResult<Self> {
         let blocks = match kind {
             StoredKind::Genome => Blocks::Packed(
                 Some(BlockEncoder::new(GENOME_BLOCK_BASES as u32)),
@@ -48,12 +59,35 @@ impl RedisGenomeWriter {
             ),
             StoredKind::Input => Blocks::Raw(BytesMut::new()),
         };
-        Self {
+        let mut writer = Self {
             commands: backend.commands.clone(),
-            upload: uuid::Uuid::new_v4().simple().to_string(),
+            storage: new_storage_id(),
             blocks,
             written: 0,
-        }
+            readable: 0,
+        };
+        let (format, block_size) = writer.layout();
+        let meta = keys::genome_storage_meta(&writer.storage);
+        ::redis::pipe()
+            .cmd("HSET")
+            .arg(&meta)
+            .arg("format")
+            .arg(format.as_str())
+            .arg("block_size")
+            .arg(block_size)
+            .arg("blocks")
+            .arg(0)
+            .arg("bases")
+            .arg(0)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&meta)
+            .arg(GENOME_UPLOAD_TTL_MS)
+            .ignore()
+            .query_async::<()>(&mut writer.commands)
+            .await
+            .map_err(backend_error)?;
+        Ok(writer)
     }
 
     /// How the blocks are kept: the record's `format` and `block_size`.
@@ -64,28 +98,43 @@ impl RedisGenomeWriter {
         }
     }
 
-    /// Writes the next block: its bytes, and for a packed block its exceptions, in one round
-    /// trip.
-    async fn write_block(&mut self, block: &[u8], exceptions: Option<&[u8]>) -> BackendResult<()> {
+    /// Writes the next block of `bases` bases (or bytes): its bytes, for a packed block its
+    /// exceptions, then the meta key's count, in one round trip; Redis runs them in order, so a
+    /// reader that sees the count sees the block.
+    async fn write_block(
+        &mut self,
+        block: &[u8],
+        exceptions: Option<&[u8]>,
+        bases: u64,
+    ) -> BackendResult<()> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("SET")
-            .arg(keys::genome_upload_block(&self.upload, self.written))
+            .arg(keys::genome_block(&self.storage, self.written))
             .arg(block)
             .arg("PX")
             .arg(GENOME_UPLOAD_TTL_MS)
             .ignore();
         if let Some(exceptions) = exceptions {
             pipe.cmd("SET")
-                .arg(keys::genome_upload_exceptions(&self.upload, self.written))
+                .arg(keys::genome_exceptions(&self.storage, self.written))
                 .arg(exceptions)
                 .arg("PX")
                 .arg(GENOME_UPLOAD_TTL_MS)
                 .ignore();
         }
+        let meta = keys::genome_storage_meta(&self.storage);
+        pipe.cmd("HSET")
+            .arg(&meta)
+            .arg("blocks")
+            .arg(self.written + 1)
+            .arg("bases")
+            .arg(self.readable + bases)
+            .ignore();
         pipe.query_async::<()>(&mut self.commands)
             .await
             .map_err(backend_error)?;
         self.written += 1;
+        self.readable += bases;
         Ok(())
     }
 
@@ -96,7 +145,7 @@ impl RedisGenomeWriter {
             Blocks::Raw(_) => Vec::new(),
         };
         for block in finished {
-            self.write_block(&block.packed, Some(&block.exceptions))
+            self.write_block(&block.packed, Some(&block.exceptions), block.bases)
                 .await?;
         }
         Ok(())
@@ -122,7 +171,7 @@ impl RedisGenomeWriter {
             }
         };
         if let Some(last) = last_raw {
-            self.write_block(&last, None).await?;
+            self.write_block(&last, None, last.len() as u64).await?;
         }
         self.write_packed().await
     }
@@ -130,16 +179,32 @@ impl RedisGenomeWriter {
     async fn drop_blocks(&mut self) {
         for index in 0..self.written {
             let _ = ::redis::cmd("DEL")
-                .arg(keys::genome_upload_block(&self.upload, index))
-                .arg(keys::genome_upload_exceptions(&self.upload, index))
+                .arg(keys::genome_block(&self.storage, index))
+                .arg(keys::genome_exceptions(&self.storage, index))
                 .query_async::<()>(&mut self.commands)
                 .await;
         }
+        let _ = ::redis::cmd("DEL")
+            .arg(keys::genome_storage_meta(&self.storage))
+            .query_async::<()>(&mut self.commands)
+            .await;
     }
 }
 
 #[async_trait]
 impl GenomeWriter for RedisGenomeWriter {
+    fn storage(&self) -> &str {
+        &self.storage
+    }
+
+    fn readable(&self) -> u64 {
+        self.readable
+    }
+
+    async fn flush(&mut self) -> BackendResult<()> {
+        self.write_last().await
+    }
+
     async fn append(&mut self, bases: Bytes) -> BackendResult<()> {
         match &mut self.blocks {
             Blocks::Raw(pending) => pending.extend_from_slice(&bases),
@@ -150,7 +215,7 @@ impl GenomeWriter for RedisGenomeWriter {
             }
         }
         while let Some(block) = self.full_raw_block() {
-            self.write_block(&block, None).await?;
+            self.write_block(&block, None, block.len() as u64).await?;
         }
         self.write_packed().await
     }
@@ -167,7 +232,7 @@ impl GenomeWriter for RedisGenomeWriter {
         let mut invocation = script.prepare_invoke();
         invocation
             .arg(&genome.hash)
-            .arg(&self.upload)
+            .arg(&self.storage)
             .arg(self.written)
             .arg(genome.size_bytes)
             .arg(genome.bases)
@@ -199,6 +264,10 @@ fn record_from_fields(fields: &HashMap<String, String>) -> Option<GenomeRecord> 
     Some(GenomeRecord {
         kind: StoredKind::parse(fields.get("kind").map_or("", String::as_str)),
         hash: fields.get("hash")?.clone(),
+        storage: fields
+            .get("storage")
+            .or_else(|| fields.get("hash"))?
+            .clone(),
         size_bytes: fields.get("size_bytes")?.parse().ok()?,
         bases: fields.get("bases")?.parse().ok()?,
         records: serde_json::from_str(fields.get("records")?).ok()?,
@@ -347,4 +416,31 @@ pub(super) async fn prune_genomes(
         }
     }
     Ok(removed)
+}
+
+/// Deletes the spare copies whose job has ended; returns their storage ids.
+pub(super) async fn sweep_spares(backend: &RedisBackend) -> BackendResult<Vec<String>> {
+    let script = Script::new(include_str!("lua/genome_sweep_spares.lua"));
+    backend.invoke(&script.prepare_invoke()).await
+}
+
+/// The storage id the genome `hash` is kept under, if it is stored.
+pub(super) async fn storage_of(
+    backend: &RedisBackend,
+    hash: &str,
+) -> BackendResult<Option<String>> {
+    let record = keys::genome_record(hash);
+    let (exists, storage): (bool, Option<String>) = backend
+        .request(|mut conn| {
+            let record = &record;
+            async move {
+                ::redis::pipe()
+                    .exists(record)
+                    .hget(record, "storage")
+                    .query_async(&mut conn)
+                    .await
+            }
+        })
+        .await?;
+    Ok(exists.then(|| storage.unwrap_or_else(|| hash.to_string())))
 }

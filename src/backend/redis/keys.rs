@@ -214,36 +214,39 @@ pub const GENOME_BLOCK_BASES: u64 = 4 * ((1 << 20) - 64);
 pub const GENOME_UPLOAD_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// `genome:{hash}`: hash describing a complete stored genome (size_bytes, bases, records JSON,
-/// filename, created_at, last_used, blocks, kind, and how its blocks are kept: `format`, `raw` or
-/// `packed`, and `block_size`, bytes or bases per block; a record without them is raw in blocks of
-/// [`GENOME_BLOCK_BYTES`]). Written last, so it names complete blocks.
+/// filename, created_at, last_used, blocks, kind, `storage`: the storage id its blocks are kept
+/// under, and how they are kept: `format`, `raw` or `packed`, and `block_size`, bytes or bases
+/// per block; a record without them is raw in blocks of [`GENOME_BLOCK_BYTES`], and one without
+/// `storage` is kept under its hash). Written last, so it names complete blocks.
 /// `lua/genome_*.lua` build these keys too; keep them in step.
 pub fn genome_record(hash: &str) -> String {
     format!("genome:{hash}")
 }
 
-/// `genome:{hash}:{i}`: block `i` of the genome: its bases packed (see `backend::packed`), or
-/// its bytes as they are, as the record's `format` says.
-pub fn genome_block(hash: &str, index: u64) -> String {
-    format!("genome:{hash}:{index}")
+/// `genome:{storage}:{i}`: block `i` of the object kept under a storage id: its bases packed
+/// (see `backend::packed`), or its bytes as they are, as its `format` says. Written by the
+/// upload with [`GENOME_UPLOAD_TTL_MS`], made persistent when it commits.
+pub fn genome_block(storage: &str, index: u64) -> String {
+    format!("genome:{storage}:{index}")
 }
 
-/// `genome:{hash}:{i}:x`: the exceptions of block `i` of a packed genome.
-pub fn genome_exceptions(hash: &str, index: u64) -> String {
-    format!("genome:{hash}:{index}:x")
+/// `genome:{storage}:{i}:x`: the exceptions of block `i` of a packed genome.
+pub fn genome_exceptions(storage: &str, index: u64) -> String {
+    format!("genome:{storage}:{index}:x")
 }
 
-/// `genome-upload:{id}:{i}`: block `i` of a sequence still uploading, renamed to
-/// [`genome_block`] when the upload commits; expires if it never does.
-pub fn genome_upload_block(upload: &str, index: u64) -> String {
-    format!("genome-upload:{upload}:{index}")
+/// `genome-storage:{storage}`: how the blocks under a storage id are kept (`format`,
+/// `block_size`) and how far they are written (`blocks`, and `bases` readable): written when
+/// the upload begins and with every block, so readers in other processes read an upload in
+/// progress. Expires with the upload's blocks unless it commits. Absent for objects stored
+/// before storage ids (their record says the same).
+pub fn genome_storage_meta(storage: &str) -> String {
+    format!("genome-storage:{storage}")
 }
 
-/// `genome-upload:{id}:{i}:x`: the exceptions of block `i` of a packed genome still uploading,
-/// renamed to [`genome_exceptions`] with its block.
-pub fn genome_upload_exceptions(upload: &str, index: u64) -> String {
-    format!("genome-upload:{upload}:{index}:x")
-}
+/// Hash of the spare copies, storage id → job: copies of a genome stored meanwhile by another
+/// upload, kept until their job ends because its tasks read them.
+pub const GENOME_SPARES: &str = "genome-spares";
 
 #[cfg(test)]
 mod tests {

@@ -578,7 +578,9 @@ impl crate::backend::InputSource for RedisBackend {
 #[async_trait]
 impl GenomeStore for RedisBackend {
     async fn begin_genome(&self, kind: StoredKind) -> BackendResult<Box<dyn GenomeWriter>> {
-        Ok(Box::new(super::genomes::RedisGenomeWriter::new(self, kind)))
+        Ok(Box::new(
+            super::genomes::RedisGenomeWriter::begin(self, kind).await?,
+        ))
     }
 
     async fn use_genome(&self, hash: &str, job: &str) -> BackendResult<Option<GenomeRecord>> {
@@ -594,7 +596,23 @@ impl GenomeStore for RedisBackend {
                 "{hash:?} is not a genome hash"
             )));
         }
-        super::genome_read::read_genome(self, hash, offset, len).await
+        let storage = super::genomes::storage_of(self, hash)
+            .await?
+            .ok_or_else(|| BackendError::Other(format!("no genome {hash} is stored")))?;
+        super::genome_read::read_stored(self, &storage, offset, len).await
+    }
+
+    async fn read_stored(&self, storage: &str, offset: u64, len: u64) -> BackendResult<Bytes> {
+        if !is_genome_hash(storage) {
+            return Err(BackendError::Other(format!(
+                "{storage:?} is not a storage id"
+            )));
+        }
+        super::genome_read::read_stored(self, storage, offset, len).await
+    }
+
+    async fn sweep_spares(&self) -> BackendResult<Vec<String>> {
+        super::genomes::sweep_spares(self).await
     }
 
     async fn genomes(&self) -> BackendResult<Vec<GenomeRecord>> {

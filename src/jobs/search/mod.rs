@@ -666,6 +666,8 @@ impl JobKind for SearchKind {
             packer: Packer::new(spec.chunk_size),
             next_group: 0,
             decoded: None,
+            kept_bases: 0,
+            storage: None,
         })))
     }
 
@@ -868,7 +870,10 @@ pub fn tasks_from_genome(
     let mut packer = Packer::new(chunk_size);
     let mut plan = |group: Vec<(Span, u64)>, tasks: &mut Vec<PlannedTask>| {
         let reference = GenomeRef {
-            hash: genome.hash.clone(),
+            storage: match genome.storage.is_empty() {
+                true => genome.hash.clone(),
+                false => genome.storage.clone(),
+            },
             offset: group[0].1,
             len: group_input_len(&group),
         };
@@ -956,13 +961,20 @@ fn group_tasks<T>(
 struct SearchCutter {
     spec: SearchJobSpec,
     chunker: Chunker,
-    /// Groups short record ends into shared tasks.
-    packer: Packer<Bytes>,
+    /// Groups short record ends into shared tasks; each chunk with its bases and where its
+    /// owned bases start in the kept sequence.
+    packer: Packer<(Bytes, u64)>,
     /// Index of the next group of chunks (tasks are numbered by group and pattern group).
     next_group: u64,
     /// Where the owned bases of each chunk go, when kept: in order, they are each record's
     /// sequence, records one after another (what a stored genome holds).
     decoded: Option<DecodedSink>,
+    /// Bases handed to `decoded` so far: where the next chunk's owned bases start in the kept
+    /// sequence (the same offsets `tasks_from_genome` plans from).
+    kept_bases: u64,
+    /// When set, tasks carry no bases but a [`GenomeRef`] to their range of the sequence kept
+    /// under this storage id.
+    storage: Option<String>,
 }
 
 impl SearchCutter {
@@ -990,8 +1002,10 @@ impl SearchCutter {
         emit: &mut dyn FnMut(PlannedTask),
     ) -> Result<(), Refusal> {
         let bases = Bytes::from(std::mem::take(&mut chunk.bases));
+        let start = self.kept_bases;
         if let Some(sink) = &self.decoded {
             let owned = bases.slice(..chunk.owned_len.min(bases.len()));
+            self.kept_bases += owned.len() as u64;
             sink.lock().unwrap_or_else(|e| e.into_inner()).push(owned);
         }
         let span = Span {
@@ -1000,30 +1014,41 @@ impl SearchCutter {
             owned_len: chunk.owned_len as u64,
             data_len: bases.len() as u64,
         };
-        for group in self.packer.push(span, bases) {
+        for group in self.packer.push(span, (bases, start)) {
             self.emit_group(group, emit)?;
         }
         Ok(())
     }
 
-    /// The tasks of one group of chunks, one per pattern group, sharing the group's bases.
+    /// The tasks of one group of chunks, one per pattern group, sharing the group's bases, or
+    /// the reference to them in the kept sequence (a group's input is contiguous there: a
+    /// plain chunk's owned bases then its overlap, or its pieces' owned bases in order).
     fn emit_group(
         &mut self,
-        group: Vec<(Span, Bytes)>,
+        group: Vec<(Span, (Bytes, u64))>,
         emit: &mut dyn FnMut(PlannedTask),
     ) -> Result<(), Refusal> {
-        let data = match group.as_slice() {
-            [(_, bases)] => bases.clone(),
-            pieces => {
+        let reference = self.storage.as_ref().map(|storage| GenomeRef {
+            storage: storage.clone(),
+            offset: group[0].1 .1,
+            len: group_input_len(&group),
+        });
+        let data = match (&reference, group.as_slice()) {
+            (Some(_), _) => Bytes::new(),
+            (None, [(_, (bases, _))]) => bases.clone(),
+            (None, pieces) => {
                 let mut joined = Vec::with_capacity(group_input_len(pieces) as usize);
-                for (span, bases) in pieces {
+                for (span, (bases, _)) in pieces {
                     joined.extend_from_slice(&bases[..(span.owned_len as usize).min(bases.len())]);
                 }
                 Bytes::from(joined)
             }
         };
         for mut task in group_tasks(&self.spec, &group, self.next_group)? {
-            task.data = data.clone();
+            match &reference {
+                Some(reference) => reference.attach(&mut task.spec),
+                None => task.data = data.clone(),
+            }
             emit(task);
         }
         self.next_group += 1;
@@ -1060,6 +1085,8 @@ impl InputCutter for SearchCutter {
             packer,
             next_group,
             decoded,
+            kept_bases,
+            storage,
         } = *self;
         let mut ready = Vec::new();
         let finished = chunker.finish(&mut |chunk| ready.push(chunk));
@@ -1069,6 +1096,8 @@ impl InputCutter for SearchCutter {
             packer,
             next_group,
             decoded,
+            kept_bases,
+            storage,
         };
         this.spec.records = finished.map_err(|err| this.bad_input(err))?;
         this.emit_all(ready, emit)?;
@@ -1082,6 +1111,14 @@ impl InputCutter for SearchCutter {
 
     fn keep_decoded(&mut self, sink: DecodedSink) -> bool {
         self.decoded = Some(sink);
+        true
+    }
+
+    fn refer_to_kept(&mut self, storage: &str) -> bool {
+        if self.decoded.is_none() || !is_genome_hash(storage) {
+            return false;
+        }
+        self.storage = Some(storage.to_string());
         true
     }
 }
@@ -1329,6 +1366,7 @@ mod tests {
             let genome = GenomeRecord {
                 kind: Default::default(),
                 hash: "0".repeat(64),
+                storage: "0".repeat(64),
                 size_bytes: fasta.len() as u64,
                 bases: sequence.len() as u64,
                 records: uploaded_spec["records"].clone(),
@@ -1355,6 +1393,36 @@ mod tests {
                     .unwrap()
                     .remove(crate::backend::genome::GENOME_SPEC_KEY);
                 assert_eq!(spec, from_upload.spec);
+            }
+
+            // Cut again referring to the kept copy: each task names the range a stored genome
+            // plans, under the upload's storage id, and carries no bases.
+            let TaskSource::Upload(mut cutter) = kind.tasks(&spec).unwrap() else {
+                panic!("a search uploads its input");
+            };
+            let storage = "5".repeat(64);
+            assert!(!cutter.refer_to_kept(&storage), "nothing is kept yet");
+            assert!(cutter.keep_decoded(DecodedSink::default()));
+            assert!(cutter.refer_to_kept(&storage));
+            let mut referring = Vec::new();
+            for piece in fasta.chunks(3) {
+                cutter
+                    .push(piece, &mut |task| referring.push(task))
+                    .unwrap();
+            }
+            cutter.finish(&mut |task| referring.push(task)).unwrap();
+            assert_eq!(referring.len(), planned.len(), "chunk size {chunk_size}");
+            for (cut, from_genome) in referring.iter().zip(&planned) {
+                assert!(cut.data.is_empty());
+                let cut_range = GenomeRef::from_spec(&cut.spec).unwrap();
+                let planned_range = GenomeRef::from_spec(&from_genome.spec).unwrap();
+                assert_eq!(cut_range.storage, storage);
+                assert_eq!(
+                    (cut_range.offset, cut_range.len),
+                    (planned_range.offset, planned_range.len),
+                    "chunk size {chunk_size}, chunk {}",
+                    cut.chunk
+                );
             }
         }
     }

@@ -121,6 +121,7 @@ async fn receive(
     let record = GenomeRecord {
         kind: StoredKind::Input,
         hash: hash.to_string(),
+        storage: String::new(),
         size_bytes: size,
         bases: size,
         records: serde_json::Value::Null,

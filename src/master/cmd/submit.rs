@@ -1,13 +1,15 @@
 //! `submit_job`: the job's kind checks its spec, the job is created, then its tasks are cut. A
 //! kind that uploads its input (search) gets `ready`, and the upload is streamed through the
-//! kind's cutter, each task enqueued (with its input bytes) as soon as it is cut; `accepted` after
-//! the last byte, and neither side holds the whole file. A kind whose tasks follow from its spec
-//! alone is enqueued and accepted at once. A job whose tasks are not all queued is failed and its
-//! queued tasks removed: it is never half-accepted.
+//! kind's cutter, each task enqueued as soon as it is cut; `accepted` after the last byte, and
+//! neither side holds the whole file. A kind whose tasks follow from its spec alone is enqueued
+//! and accepted at once. A job whose tasks are not all queued is failed and its queued tasks
+//! removed: it is never half-accepted.
 //!
 //! A search names its genome by hash: when the backend holds that genome, its tasks are planned
-//! from the stored sequence and nothing is uploaded; otherwise the upload is hashed and its
-//! decoded bases stored under the hash the master computed (see `genome_intake`).
+//! from the stored sequence and nothing is uploaded; otherwise its decoded bases are stored once
+//! as they come and its tasks refer to their range of that copy, each queued once its range is
+//! readable (see `genome_intake`). A kind that keeps no decoded input, or a backend that stores
+//! no genomes, queues tasks that carry their own bytes.
 
 mod genome_intake;
 
@@ -253,13 +255,11 @@ async fn enqueue_tasks(
                 (chunks, spec, true)
             } else {
                 let upload = submission.file_size.unwrap_or(0);
+                // One copy of the input is stored: the genome, or the tasks' own bytes.
                 super::check_free_space(state, upload)?;
-                // A kept genome is stored beside the tasks' own copy of their bases: without
-                // room for both, the job runs and its genome is not kept.
-                let room = super::check_free_space(state, upload.saturating_mul(2)).is_ok();
                 let sink = DecodedSink::default();
-                let intake = match room && cutter.keep_decoded(sink.clone()) {
-                    true => Some(GenomeIntake::start(state).await),
+                let intake = match cutter.keep_decoded(sink.clone()) {
+                    true => GenomeIntake::start(state, cutter.as_mut()).await,
                     false => None,
                 };
                 conn.write_message(&Message::Ready {
@@ -310,12 +310,22 @@ struct Upload {
 
 impl Upload {
     /// Passes the bases cut since the last call on to the genome store.
-    async fn store_decoded(&mut self) {
+    async fn store_decoded(&mut self) -> Result<(), HandlerError> {
         let pieces = std::mem::take(&mut *self.sink.lock().unwrap_or_else(|e| e.into_inner()));
         if let Some(intake) = &mut self.intake {
             for piece in pieces {
-                intake.send(Intake::Bases(piece)).await;
+                intake.send(Intake::Bases(piece)).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// The tasks just cut that may be queued now: all of them, or for a kept genome those whose
+    /// range is readable.
+    fn ready(&mut self, tasks: Vec<NewTask>) -> Vec<NewTask> {
+        match &mut self.intake {
+            Some(intake) => intake.hold(tasks),
+            None => tasks,
         }
     }
 }
@@ -334,7 +344,7 @@ async fn receive(
     let received = receive_frames(conn, state, submission, &mut upload, enqueuer).await;
     match (received, upload.intake.take()) {
         (Ok((chunks, spec, bytes)), Some(intake)) => {
-            let spec = keep_genome(submission, intake, spec, bytes).await?;
+            let spec = keep_genome(submission, intake, spec, bytes, enqueuer).await?;
             Ok((chunks, spec, true))
         }
         (Ok((chunks, spec, _)), None) => Ok((chunks, spec, false)),
@@ -383,21 +393,21 @@ async fn receive_frames(
             .push(&frame, &mut |task| ready.push(task))
             .map_err(fatal)?;
         if let Some(intake) = &mut upload.intake {
-            intake.send(Intake::Raw(frame)).await;
+            intake.send(Intake::Raw(frame)).await.map_err(mid_upload)?;
         }
-        upload.store_decoded().await;
-        chunks += enqueuer
-            .send(to_tasks(submission, ready.drain(..)))
-            .await
-            .map_err(mid_upload)?;
+        upload.store_decoded().await.map_err(mid_upload)?;
+        let cut = to_tasks(submission, ready.drain(..));
+        chunks += cut.len() as u32;
+        let now = upload.ready(cut);
+        enqueuer.send(now).await.map_err(mid_upload)?;
     }
     let cutter = std::mem::replace(&mut upload.cutter, Box::new(Finished));
     let spec = cutter.finish(&mut |task| ready.push(task)).map_err(fatal)?;
-    upload.store_decoded().await;
-    chunks += enqueuer
-        .send(to_tasks(submission, ready.drain(..)))
-        .await
-        .map_err(mid_upload)?;
+    upload.store_decoded().await.map_err(mid_upload)?;
+    let cut = to_tasks(submission, ready.drain(..));
+    chunks += cut.len() as u32;
+    let now = upload.ready(cut);
+    enqueuer.send(now).await.map_err(mid_upload)?;
     tracing::debug!(component = "master", job = %submission.job_id, bytes = received, "upload received");
     Ok((chunks, spec, received))
 }
@@ -422,8 +432,8 @@ fn fatal(refusal: Refusal) -> HandlerError {
     HandlerError::fatal(refusal.code, refusal.message)
 }
 
-/// A failure to store tasks in mid-upload: the rest of the upload is still on its way, so the
-/// connection closes after the reply. A full disk is named as such.
+/// A failure to store tasks or the genome in mid-upload: the rest of the upload is still on its
+/// way, so the connection closes after the reply. A full disk is named as such.
 fn mid_upload(err: HandlerError) -> HandlerError {
     name_full_disk(err, true)
 }

@@ -1,11 +1,17 @@
--- Reads ranges of a stored genome's blocks, if the genome is kept the way the caller expects;
--- one step, so a removal never leaves a read half done.
--- KEYS: the keys to read. ARGV: hash, the expected layout ('<format>:<block size>' as the record
--- has them, empty where it has none), then a (from, to) byte range (GETRANGE's) per key.
--- Returns {'ok', bases, part...}; {'layout', format, block size} as the record has them when
--- they differ from the expected; {'missing'} when no genome is stored under the hash.
-local fields = redis.call('HMGET', 'genome:' .. ARGV[1], 'bases', 'format', 'block_size')
-if not fields[1] then return {'missing'} end
+-- Reads ranges of the blocks kept under a storage id, if they are kept the way the caller
+-- expects; one step, so a removal never leaves a read half done. How they are kept, and how many
+-- bases are readable, comes from the storage's meta key (written as an upload goes, so an upload
+-- in progress reads as far as its blocks are written), or for objects stored before storage ids
+-- from the record under the same name, when that record names no other storage.
+-- KEYS: the keys to read. ARGV: storage id, the expected layout ('<format>:<block size>' as
+-- stored, empty where none is), then a (from, to) byte range (GETRANGE's) per key.
+-- Returns {'ok', bases, part...}; {'layout', format, block size} as stored when they differ
+-- from the expected; {'missing'} when nothing is kept under the storage id.
+local fields = redis.call('HMGET', 'genome-storage:' .. ARGV[1], 'bases', 'format', 'block_size')
+if not fields[1] then
+  fields = redis.call('HMGET', 'genome:' .. ARGV[1], 'bases', 'format', 'block_size', 'storage')
+  if not fields[1] or (fields[4] and fields[4] ~= ARGV[1]) then return {'missing'} end
+end
 local format, block_size = fields[2] or '', fields[3] or ''
 if format .. ':' .. block_size ~= ARGV[2] then return {'layout', format, block_size} end
 local reply = {'ok', fields[1]}

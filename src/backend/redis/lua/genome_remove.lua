@@ -1,4 +1,4 @@
--- Deletes a stored genome (record, blocks and their exceptions, users) unless an unfinished job uses it; with a cutoff,
+-- Deletes a stored genome (record, blocks and their exceptions under its storage id, users) unless an unfinished job uses it; with a cutoff,
 -- also keeps it when it was used after the cutoff (its last job started or finished later).
 -- Users whose job is gone are forgotten on the way.
 -- ARGV: hash, cutoff (Unix seconds, or '' for none).
@@ -28,7 +28,9 @@ if #in_use > 0 then
 end
 if cutoff ~= '' and last_used > tonumber(cutoff) then return {'kept'} end
 local blocks = tonumber(redis.call('HGET', record, 'blocks') or '0') or 0
-for i = 0, blocks - 1 do redis.call('DEL', record .. ':' .. i, record .. ':' .. i .. ':x') end
-redis.call('DEL', record, users_key)
+local storage = redis.call('HGET', record, 'storage') or hash
+local kept = 'genome:' .. storage
+for i = 0, blocks - 1 do redis.call('DEL', kept .. ':' .. i, kept .. ':' .. i .. ':x') end
+redis.call('DEL', record, users_key, 'genome-storage:' .. storage)
 redis.call('SREM', 'genomes', hash)
 return {'removed'}

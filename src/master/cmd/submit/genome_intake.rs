@@ -1,15 +1,23 @@
 //! The genome half of a search submit. A genome the backend holds already (looked up by the
 //! hash the client announced) gives the job its tasks with nothing uploaded. Otherwise the
-//! upload's bytes are hashed as they arrive and the decoded bases written to the backend; the
-//! genome is stored under the hash the master computed, and only if it equals the announced one:
-//! a client that lies about the hash fails its job and stores nothing.
+//! upload's bytes are hashed as they arrive and the decoded bases written once, under a fresh
+//! storage id; the job's tasks carry no bases but their range of that copy, and each is held
+//! back only until the writer reports its range readable, so workers start while the upload
+//! still streams in. A failed write fails the job (the tasks have no other copy). At the end
+//! the copy is stored under the hash the master computed, and only if it equals the announced
+//! one: a client that lies about the hash fails its job and stores nothing. A copy whose genome
+//! was stored meanwhile stays as a spare until its job ends.
+
+use std::collections::VecDeque;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{to_tasks, Enqueuer, Submission};
-use crate::backend::{GenomeRecord, GenomeWriter};
+use crate::backend::genome::GenomeRef;
+use crate::backend::{BackendError, GenomeRecord, GenomeWriter, NewTask};
 use crate::jobs::search::{tasks_from_genome, SEARCH_KIND};
+use crate::jobs::InputCutter;
 use crate::master::cmd::HandlerError;
 use crate::master::MasterState;
 use crate::protocol::ErrorCode;
@@ -80,19 +88,25 @@ pub(super) enum Intake {
 struct Taken {
     hash: String,
     bases: u64,
-    writer: Option<Box<dyn GenomeWriter>>,
+    writer: Box<dyn GenomeWriter>,
 }
 
 /// Hashes an upload and stores its decoded bases beside the receiving loop, so neither slows
-/// the other much; a bounded channel keeps memory bounded.
+/// the other much; a bounded channel keeps memory bounded. Holds the tasks whose range is not
+/// readable yet.
 pub(super) struct GenomeIntake {
     sender: Option<mpsc::Sender<Intake>>,
-    task: tokio::task::JoinHandle<Option<Taken>>,
+    task: Option<tokio::task::JoinHandle<Result<Option<Taken>, BackendError>>>,
+    /// Bases readable by storage id, as the writer reports them.
+    readable: watch::Receiver<u64>,
+    /// Tasks cut but not yet readable, in the order they were cut (their ranges only grow).
+    waiting: VecDeque<NewTask>,
 }
 
 impl GenomeIntake {
-    /// Starts hashing, and storing if the backend stores genomes.
-    pub(super) async fn start(state: &MasterState) -> Self {
+    /// Starts hashing and storing, and has `cutter` cut tasks that refer to the copy being
+    /// stored. `None` when the backend cannot store genomes: the tasks then carry their bases.
+    pub(super) async fn start(state: &MasterState, cutter: &mut dyn InputCutter) -> Option<Self> {
         let begun = match state.genome_store() {
             Ok(genomes) => {
                 genomes
@@ -102,98 +116,149 @@ impl GenomeIntake {
             Err(err) => Err(err),
         };
         let writer = match begun {
-            Ok(writer) => Some(writer),
+            Ok(writer) => writer,
             Err(err) => {
-                tracing::warn!(component = "master", error = %err, "cannot store the uploaded genome; the job runs without keeping it");
-                None
+                tracing::warn!(component = "master", error = %err, "cannot store the uploaded genome; its tasks carry their bases");
+                return None;
             }
         };
+        cutter.refer_to_kept(writer.storage());
         let (sender, receiver) = mpsc::channel(8);
-        let task = tokio::spawn(take(receiver, writer));
-        Self {
+        let (published, readable) = watch::channel(0);
+        let task = tokio::spawn(take(receiver, writer, published));
+        Some(Self {
             sender: Some(sender),
-            task,
+            task: Some(task),
+            readable,
+            waiting: VecDeque::new(),
+        })
+    }
+
+    /// Hands the intake the next piece. A stopped intake (its write failed) fails the upload.
+    pub(super) async fn send(&mut self, piece: Intake) -> Result<(), HandlerError> {
+        let sent = match &self.sender {
+            Some(sender) => sender.send(piece).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        self.sender = None;
+        match self.wait().await {
+            Err(err) => Err(err),
+            Ok(_) => Err(stopped()),
         }
     }
 
-    /// Hands the intake the next piece; if it stopped, the piece is dropped.
-    pub(super) async fn send(&mut self, piece: Intake) {
-        if let Some(sender) = &self.sender {
-            let _ = sender.send(piece).await;
+    /// Takes the tasks just cut; returns those whose range is readable now (with every task
+    /// cut before them), holding the rest back.
+    pub(super) fn hold(&mut self, tasks: Vec<NewTask>) -> Vec<NewTask> {
+        self.waiting.extend(tasks);
+        let readable = *self.readable.borrow();
+        let mut ready = Vec::new();
+        while let Some(task) = self.waiting.front() {
+            let end = GenomeRef::from_spec(&task.spec)
+                .map_or(0, |range| range.offset.saturating_add(range.len));
+            if end > readable {
+                break;
+            }
+            ready.extend(self.waiting.pop_front());
         }
+        ready
     }
 
     /// The upload failed: waits until what was stored of the genome is dropped.
     pub(super) async fn abandon(mut self) {
         self.sender = None;
-        let _ = (&mut self.task).await;
+        let _ = self.wait().await;
     }
 
-    async fn finish(mut self) -> Option<Taken> {
-        self.send(Intake::Done).await;
+    /// Ends the upload: the last bases are written (everything is readable) and the hash is
+    /// known. Every task still held back is returned with it.
+    async fn finish(&mut self) -> Result<(Taken, Vec<NewTask>), HandlerError> {
+        self.send(Intake::Done).await?;
         self.sender = None;
-        (&mut self.task).await.ok().flatten()
+        let taken = self.wait().await?.ok_or_else(stopped)?;
+        Ok((taken, self.waiting.drain(..).collect()))
+    }
+
+    /// Waits for the intake's task; its error as the job's.
+    async fn wait(&mut self) -> Result<Option<Taken>, HandlerError> {
+        let Some(task) = self.task.take() else {
+            return Err(stopped());
+        };
+        match task.await {
+            Ok(Ok(taken)) => Ok(taken),
+            Ok(Err(err)) => Err(HandlerError::Backend(BackendError::Other(format!(
+                "storing the uploaded genome failed: {err}"
+            )))),
+            Err(join) => Err(HandlerError::fatal(
+                ErrorCode::Internal,
+                format!("storing the uploaded genome failed: {join}"),
+            )),
+        }
     }
 }
 
-/// The intake's loop. A failed write stops the storing, not the job: its tasks carry their own
-/// bases. An upload that ends without `Done` (it failed) drops what was written.
+fn stopped() -> HandlerError {
+    HandlerError::fatal(
+        ErrorCode::Internal,
+        "storing the uploaded genome stopped early",
+    )
+}
+
+/// The intake's loop: hashes the bytes, writes the bases and publishes how many are readable.
+/// A failed write drops the copy and ends the loop with its error; an upload that ends without
+/// `Done` (it failed) drops what was written.
 async fn take(
     mut receiver: mpsc::Receiver<Intake>,
-    mut writer: Option<Box<dyn GenomeWriter>>,
-) -> Option<Taken> {
+    mut writer: Box<dyn GenomeWriter>,
+    readable: watch::Sender<u64>,
+) -> Result<Option<Taken>, BackendError> {
     let mut hasher = blake3::Hasher::new();
     let mut bases = 0u64;
     while let Some(piece) = receiver.recv().await {
-        match piece {
+        let (written, done) = match piece {
             Intake::Raw(bytes) => {
                 hasher.update(&bytes);
+                continue;
             }
             Intake::Bases(piece) => {
                 bases += piece.len() as u64;
-                let Some(store) = writer.as_mut() else {
-                    continue;
-                };
-                if let Err(err) = store.append(piece).await {
-                    tracing::warn!(component = "master", error = %err, "storing the uploaded genome failed; the job runs without keeping it");
-                    if let Some(failed) = writer.take() {
-                        failed.discard().await;
-                    }
-                }
+                (writer.append(piece).await, false)
             }
-            Intake::Done => {
-                return Some(Taken {
-                    hash: hasher.finalize().to_hex().to_string(),
-                    bases,
-                    writer,
-                })
-            }
+            Intake::Done => (writer.flush().await, true),
+        };
+        if let Err(err) = written {
+            writer.discard().await;
+            return Err(err);
+        }
+        readable.send_replace(writer.readable());
+        if done {
+            return Ok(Some(Taken {
+                hash: hasher.finalize().to_hex().to_string(),
+                bases,
+                writer,
+            }));
         }
     }
-    if let Some(abandoned) = writer {
-        abandoned.discard().await;
-    }
-    None
+    writer.discard().await;
+    Ok(None)
 }
 
-/// Ends a kept genome's upload: checks the announced hash against the bytes, stores the genome
-/// under the computed hash, and notes both in the job's spec.
+/// Ends a kept genome's upload: checks the announced hash against the bytes, queues the tasks
+/// still held back, stores the genome under the computed hash (or keeps this copy as a spare
+/// when it is stored already) and notes both in the job's spec.
 pub(super) async fn keep_genome(
     submission: &Submission,
-    intake: GenomeIntake,
+    mut intake: GenomeIntake,
     mut spec: serde_json::Value,
     uploaded: u64,
+    enqueuer: &mut Enqueuer,
 ) -> Result<serde_json::Value, HandlerError> {
-    let Some(taken) = intake.finish().await else {
-        return Err(HandlerError::refused(
-            ErrorCode::Internal,
-            "hashing the upload stopped early",
-        ));
-    };
+    let (taken, held) = intake.finish().await.map_err(super::mid_upload)?;
     if let Some(announced) = announced_hash(submission).filter(|hash| *hash != taken.hash) {
-        if let Some(writer) = taken.writer {
-            writer.discard().await;
-        }
+        taken.writer.discard().await;
         return Err(HandlerError::refused(
             ErrorCode::BadInput,
             format!(
@@ -203,9 +268,14 @@ pub(super) async fn keep_genome(
             ),
         ));
     }
+    if let Err(err) = enqueuer.send(held).await {
+        taken.writer.discard().await;
+        return Err(err);
+    }
     let genome = GenomeRecord {
         kind: crate::backend::StoredKind::Genome,
         hash: taken.hash.clone(),
+        storage: taken.writer.storage().to_string(),
         size_bytes: uploaded,
         bases: taken.bases,
         records: spec.get("records").cloned().unwrap_or_default(),
@@ -218,16 +288,20 @@ pub(super) async fn keep_genome(
         last_used: crate::time::unix_now(),
         jobs: 0,
     };
-    if let Some(writer) = taken.writer {
-        match writer.commit(&genome, &submission.job_id).await {
-            Ok(()) => {
-                tracing::info!(component = "master", job = %submission.job_id, genome = %genome.hash, bases = genome.bases, "genome stored")
-            }
-            Err(err) => {
-                tracing::warn!(component = "master", job = %submission.job_id, error = %err, "storing the uploaded genome failed; the job runs without keeping it")
-            }
-        }
-    }
+    let storage = genome.storage.clone();
+    taken
+        .writer
+        .commit(&genome, &submission.job_id)
+        .await
+        .map_err(|err| {
+            super::name_full_disk(
+                HandlerError::Backend(BackendError::Other(format!(
+                    "storing the uploaded genome failed: {err}"
+                ))),
+                false,
+            )
+        })?;
+    tracing::info!(component = "master", job = %submission.job_id, genome = %genome.hash, %storage, bases = genome.bases, "genome stored");
     if let Some(fields) = spec.as_object_mut() {
         fields.insert("genome_hash".into(), taken.hash.into());
         fields.insert("uploaded_bytes".into(), uploaded.into());
