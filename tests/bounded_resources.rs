@@ -326,15 +326,22 @@ fn a_full_disk_fails_the_upload_cleanly_and_the_master_restarts() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("bytes free"), "{stderr}");
 
-    // Compressed, so its size looks fine, but it fills the disk midway: the job fails.
+    // Compressed, so its size looks fine, but it fills the disk midway: the job fails. Its
+    // genome is stored packed, a quarter byte a base, so it takes 96 Mi bases (24 MiB packed,
+    // twice the disk) to fill it; a repeated unit keeps the compressed file small.
     let gz = grid.path("big.fa.gz");
     {
         use std::io::Write;
         let file = std::fs::File::create(&gz).expect("gzip file");
-        let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-        encoder
-            .write_all(&std::fs::read(&big).expect("fasta"))
-            .expect("gzip");
+        let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+        let unit = Bases::new(12).take(600);
+        encoder.write_all(b">big\n").expect("gzip");
+        for _ in 0..(96usize << 20) / unit.len() {
+            for line in unit.chunks(60) {
+                encoder.write_all(line).expect("gzip");
+                encoder.write_all(b"\n").expect("gzip");
+            }
+        }
         encoder.finish().expect("gzip");
     }
     let failed = grid.cli(&[

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::live_output::{LiveOutput, OutputPiece};
 use super::{
-    BackendResult, Completion, CompletionOutcome, GenomeStore, Lease, Leases, MasterQueue,
-    NackOutcome, NewTask, QueueAdmin, ResultSink, WorkerId, WorkerIds, WorkerOffer,
+    BackendError, BackendResult, Completion, CompletionOutcome, GenomeStore, Lease, Leases,
+    MasterQueue, NackOutcome, NewTask, QueueAdmin, ResultSink, WorkerId, WorkerIds, WorkerOffer,
 };
 
 /// The task spec key reserved for a genome reference; no job kind may use it for anything else.
@@ -99,6 +99,10 @@ impl GenomeQueue {
                 lease.data = bases;
                 Ok(Some(lease))
             }
+            // The backend is out of reach: the lease stays this worker's, and the worker, unsure
+            // what it holds, names its leases in hand once it reconnects and the backend returns
+            // this one (see `Leases::release_unheld`) without counting a failed attempt.
+            Err(err @ BackendError::Unavailable(_)) => Err(err),
             Err(err) => {
                 let reason = format!(
                     "cannot read bases {}..{} of stored genome copy {}: {err}",
@@ -160,6 +164,8 @@ impl Leases for GenomeQueue {
             match self.fill(lease).await {
                 Ok(Some(lease)) => filled.push(lease),
                 Ok(None) => {}
+                // Out of reach: the worker's reconnect returns the whole batch.
+                Err(err @ BackendError::Unavailable(_)) => return Err(err),
                 Err(err) => {
                     // The backend failed mid-batch: the batch's other leases go back (when it
                     // answers) rather than wait out their visibility timeout.

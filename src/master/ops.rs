@@ -397,7 +397,16 @@ impl Leases for MeteredQueue {
 #[async_trait]
 impl QueueAdmin for MeteredQueue {
     async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
-        let bytes: u64 = tasks.iter().map(|t| t.data.len() as u64).sum();
+        // A task reading a stored genome carries no bytes: its input is its range.
+        let bytes: u64 = tasks
+            .iter()
+            .map(
+                |t| match crate::backend::genome::GenomeRef::from_spec(&t.spec) {
+                    Some(range) if t.data.is_empty() => range.len,
+                    _ => t.data.len() as u64,
+                },
+            )
+            .sum();
         self.inner.enqueue(tasks).await?;
         self.counters
             .bytes_uploaded

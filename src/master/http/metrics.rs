@@ -191,7 +191,7 @@ fn render_queue(out: &mut Exposition, snapshot: &Snapshot) {
         ),
         (
             "gridwatch_uploaded_bytes_total",
-            "Task input bytes enqueued (uploaded input cut into chunks, overlaps included).",
+            "Task input bytes enqueued (carried by the task or read from a stored genome, overlaps included).",
             &ops.bytes_uploaded,
         ),
         (
