@@ -290,3 +290,40 @@ fn the_same_genome_uploaded_twice_at_once_on_redis_keeps_one_copy() {
         .collect();
     assert!(strays.is_empty(), "blocks of no stored copy: {strays:?}");
 }
+
+#[test]
+fn a_first_upload_is_hashed_as_it_is_sent_and_a_repeat_announces_the_hash() {
+    let backend = Backend::Embedded;
+    let mut grid = grid_on(&backend, &[]);
+    grid.start_worker("w1", 2);
+    let records = genome(51, 300_000);
+    let file = grid.path("g.fa");
+    write_fasta(&file, &records, 60, "\n");
+    let hash = blake3::hash(&std::fs::read(&file).expect("fixture"))
+        .to_hex()
+        .to_string();
+    let path = file.display().to_string();
+    let cache = grid
+        .path("cache")
+        .join("gridwatch")
+        .join("genome-hashes.json");
+    assert!(!cache.exists(), "no hash is cached before the first submit");
+    let first = cli_ok(
+        &grid,
+        &["submit", &path, "-p", PATTERN, "--job-id", "one", "--wait"],
+    );
+    assert_eq!(parse_total(&first), naive_count(&records, PATTERN));
+    let cached = std::fs::read_to_string(&cache).expect("the hash cache after the upload");
+    assert!(
+        cached.contains(&hash),
+        "the sent bytes' hash is remembered: {cached}"
+    );
+    let second = cli_ok(
+        &grid,
+        &["submit", &path, "-p", PATTERN, "--job-id", "two", "--wait"],
+    );
+    assert_eq!(parse_total(&second), naive_count(&records, PATTERN));
+    let status = grid.status("two");
+    assert_eq!(status["job"]["genome_reused"], true, "{status}");
+    assert_eq!(status["job"]["uploaded_bytes"], 0, "{status}");
+}

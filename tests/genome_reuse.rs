@@ -1,7 +1,8 @@
 //! Genomes are uploaded once and searched many times, on both backends, against real master and
 //! worker processes (and a real `redis-server`): a repeat submit uploads nothing and still counts
 //! exactly what a naive scan counts; an edited file is uploaded again; a client lying about the
-//! hash cannot poison the store; a genome in use survives `genomes rm` and a retention sweep.
+//! hash cannot poison the store; a genome in use survives `genomes rm` and a retention sweep; a
+//! client that has not hashed a file uploads it once, hashing it as it goes, and reuses it next.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -501,9 +502,19 @@ fn hashless_upload_is_stored(backend: Backend) {
     let reply = runtime.block_on(raw_submit(&grid, "old-client", None, &bytes));
     assert!(matches!(reply, Message::Accepted { .. }), "{reply:?}");
     assert_eq!(stored(&grid), vec![hash_of(&file)]);
+    // A client whose hash cache does not know the file uploads it unannounced (hashing it as
+    // it is sent rather than reading it twice) and remembers the hash; the genome stays stored
+    // once, and that client's next search of the file uploads nothing.
     let count = search(&grid, "new-client", &file, "ACGTAC", &[]);
     assert_eq!(count, naive_hits(&records, "ACGTAC", false).len() as u64);
-    assert_eq!(job_record(&grid, "new-client")["uploaded_bytes"], 0);
+    assert_eq!(
+        job_record(&grid, "new-client")["uploaded_bytes"],
+        file_len(&file)
+    );
+    assert_eq!(stored(&grid), vec![hash_of(&file)]);
+    let again = search(&grid, "cached-client", &file, "GGATC", &[]);
+    assert_eq!(again, naive_hits(&records, "GGATC", false).len() as u64);
+    assert_eq!(job_record(&grid, "cached-client")["uploaded_bytes"], 0);
 }
 
 #[test]

@@ -271,6 +271,7 @@ pub async fn stream_file(
     file_size: u64,
     path: &std::path::Path,
     uploaded: &mut (dyn FnMut(u64, u64) + Send),
+    mut hasher: Option<&mut blake3::Hasher>,
 ) -> Result<(), ClientError> {
     use tokio::io::AsyncReadExt;
     let mut buffer = vec![0u8; UPLOAD_FRAME];
@@ -288,6 +289,9 @@ pub async fn stream_file(
                 "{}: file shrank while uploading ({sent} of {file_size} bytes)",
                 path.display()
             )));
+        }
+        if let Some(hasher) = hasher.as_deref_mut() {
+            hasher.update(&buffer[..read]);
         }
         conn.send_frame(&buffer[..read]).await?;
         sent += read as u64;

@@ -4,7 +4,10 @@
 //!
 //! The cache maps (device, inode, size, mtime in nanoseconds) to the file's BLAKE3, as git's
 //! index does: any change to the file changes one of these, so a stale hash is never used. A
-//! cache that cannot be read or written is ignored.
+//! cache that cannot be read or written is ignored. A search submit looks a file up without
+//! reading it ([`cached_hash`]); on a miss it uploads without announcing a hash, hashes the bytes
+//! as they are sent, and remembers the hash afterwards ([`remember_hash`]), so the file is read
+//! once.
 //!
 //! `gridwatch genomes export HASH` writes a stored genome as a UCSC `.2bit` file, as the master
 //! packs it.
@@ -109,35 +112,66 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
+/// One version of a file, as it was looked up: what its hash is remembered under.
+#[derive(Clone, Debug)]
+pub struct FileVersion {
+    path: PathBuf,
+    key: FileKey,
+}
+
+/// The file's BLAKE3 from the cache, when the file is unchanged since it was hashed, with the
+/// version looked up. Reads only the file's metadata. A blocking call.
+pub fn cached_hash(path: &Path) -> std::io::Result<(Option<String>, FileVersion)> {
+    let key = FileKey::of(&std::fs::metadata(path)?);
+    let cached = cache_file()
+        .as_deref()
+        .map(read_cache)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|entry| entry.key == key)
+        .map(|entry| entry.hash);
+    if cached.is_some() {
+        tracing::debug!(file = %path.display(), "genome hash from the cache");
+    }
+    let version = FileVersion {
+        path: path.to_path_buf(),
+        key,
+    };
+    Ok((cached, version))
+}
+
+/// Remembers `hash` as the BLAKE3 of the file `version` names, unless the file changed since
+/// it was looked up (its bytes may then not be the ones hashed). A blocking call.
+pub fn remember_hash(version: &FileVersion, hash: &str) {
+    let unchanged = std::fs::metadata(&version.path)
+        .map(|meta| FileKey::of(&meta) == version.key)
+        .unwrap_or(false);
+    let Some(cache) = cache_file().filter(|_| unchanged) else {
+        return;
+    };
+    let mut entries = read_cache(&cache);
+    entries.retain(|entry| entry.key != version.key);
+    entries.push(CachedHash {
+        key: version.key.clone(),
+        hash: hash.to_string(),
+        used: gridwatch::time::unix_now(),
+    });
+    entries.sort_by(|a, b| b.used.total_cmp(&a.used));
+    entries.truncate(CACHE_ENTRIES);
+    if let Err(err) = write_cache(&cache, &entries) {
+        tracing::debug!(cache = %cache.display(), error = %err, "cannot write the hash cache");
+    }
+}
+
 /// The file's BLAKE3, from the cache when the file is unchanged since it was hashed, else
 /// computed (and remembered). A blocking call.
 pub fn file_hash(path: &Path) -> std::io::Result<String> {
-    let key = FileKey::of(&std::fs::metadata(path)?);
-    let cache = cache_file();
-    let mut entries = cache.as_deref().map(read_cache).unwrap_or_default();
-    let now = gridwatch::time::unix_now();
-    if let Some(entry) = entries.iter_mut().find(|entry| entry.key == key) {
-        tracing::debug!(file = %path.display(), "genome hash from the cache");
-        entry.used = now;
-        return Ok(entry.hash.clone());
-    }
-    let hash = hash_file(path)?;
-    // The file may have changed while it was read: remember the hash only if it did not.
-    if FileKey::of(&std::fs::metadata(path)?) != key {
+    let (cached, version) = cached_hash(path)?;
+    if let Some(hash) = cached {
         return Ok(hash);
     }
-    if let Some(cache) = cache {
-        entries.push(CachedHash {
-            key,
-            hash: hash.clone(),
-            used: now,
-        });
-        entries.sort_by(|a, b| b.used.total_cmp(&a.used));
-        entries.truncate(CACHE_ENTRIES);
-        if let Err(err) = write_cache(&cache, &entries) {
-            tracing::debug!(cache = %cache.display(), error = %err, "cannot write the hash cache");
-        }
-    }
+    let hash = hash_file(path)?;
+    remember_hash(&version, &hash);
     Ok(hash)
 }
 

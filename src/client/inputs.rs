@@ -67,8 +67,15 @@ pub async fn upload_inputs(
                 let mut file = tokio::fs::File::open(path)
                     .await
                     .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
-                super::connect::stream_file(client, &mut file, input.size, path, &mut |_, _| {})
-                    .await?;
+                super::connect::stream_file(
+                    client,
+                    &mut file,
+                    input.size,
+                    path,
+                    &mut |_, _| {},
+                    None,
+                )
+                .await?;
                 client.reply().await?
             }
             other => other,

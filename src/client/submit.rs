@@ -2,7 +2,9 @@
 //! rest is the same for every kind. A `submit_job` header (a client-chosen job id makes a retried
 //! submit idempotent), then for kinds that upload (search) the file as binary frames; with
 //! `--wait`, progress, then the results printed by the job's kind. `gridwatch submit FILE
-//! --pattern P…` (no kind named) is a search.
+//! --pattern P…` (no kind named) is a search. A search announces its file's hash when the hash
+//! cache knows it (the master may hold that genome and take no upload); otherwise the file is
+//! hashed as it is sent, read once, and its hash remembered when the master's agrees.
 
 use std::path::{Path, PathBuf};
 
@@ -159,6 +161,8 @@ pub struct Submitted {
     pub total_chunks: u32,
     /// Workers alive at acceptance.
     pub active_workers: u32,
+    /// The hash of the genome the job reads, as the master has it (a search).
+    pub genome_hash: Option<String>,
 }
 
 /// Runs `gridwatch submit`.
@@ -404,8 +408,10 @@ pub async fn send_job_reporting(
             );
         }
     }
+    // A file whose hash is not cached is hashed as it is sent, so it is read once.
+    let mut unhashed = None;
     if let (SEARCH_KIND, Some((path, _, _))) = (request.kind, &upload) {
-        announce_genome(&mut spec, path).await;
+        unhashed = announce_genome(&mut spec, path).await;
     }
     let header = Message::SubmitJob {
         job_id: job_id.to_string(),
@@ -420,8 +426,10 @@ pub async fn send_job_reporting(
             job_id,
             total_chunks,
             active_workers,
+            genome_hash,
             ..
         } => Ok(Submitted {
+            genome_hash,
             job_id,
             total_chunks,
             active_workers,
@@ -438,24 +446,62 @@ pub async fn send_job_reporting(
             request.kind
         )));
     };
-    super::connect::stream_file(client, file, *size, path, uploaded).await?;
-    accepted(client.reply().await?)
+    let mut hasher = unhashed.as_ref().map(|_| blake3::Hasher::new());
+    super::connect::stream_file(client, file, *size, path, uploaded, hasher.as_mut()).await?;
+    let submitted = accepted(client.reply().await?)?;
+    if let (Some(version), Some(hasher)) = (unhashed, hasher) {
+        remember_sent_hash(version, hasher, submitted.genome_hash.as_deref(), path).await;
+    }
+    Ok(submitted)
 }
 
-/// Adds the file's content hash to a search's spec, so a master that stores that genome
-/// already takes no upload. Without a hash the file is simply uploaded.
-async fn announce_genome(spec: &mut serde_json::Value, path: &Path) {
+/// Remembers the hash of the bytes just sent, if the master computed the same one (a master
+/// that does not say is taken at the client's word); a mismatch is reported and nothing is
+/// remembered.
+async fn remember_sent_hash(
+    version: super::genomes::FileVersion,
+    hasher: blake3::Hasher,
+    master: Option<&str>,
+    path: &Path,
+) {
+    let sent = hasher.finalize().to_hex().to_string();
+    if let Some(master) = master.filter(|master| *master != sent) {
+        tracing::warn!(file = %path.display(), sent = %sent, master = %master, "the master computed another hash for the uploaded file than this client did; it is not remembered");
+        eprintln!(
+            "warning: {}: the master hashed the upload as {master}, this client as {sent}; \
+             the file may have changed while it was sent",
+            path.display()
+        );
+        return;
+    }
+    let _ =
+        tokio::task::spawn_blocking(move || super::genomes::remember_hash(&version, &sent)).await;
+}
+
+/// Adds the file's cached content hash to a search's spec, so a master that stores that genome
+/// already takes no upload. Without a cached hash the file is uploaded unannounced: returns the
+/// version looked up, to remember the hash of the bytes sent under.
+async fn announce_genome(
+    spec: &mut serde_json::Value,
+    path: &Path,
+) -> Option<super::genomes::FileVersion> {
     let owned = path.to_path_buf();
-    let hashed = tokio::task::spawn_blocking(move || super::genomes::file_hash(&owned)).await;
-    match hashed {
-        Ok(Ok(hash)) => {
+    let looked_up = tokio::task::spawn_blocking(move || super::genomes::cached_hash(&owned)).await;
+    match looked_up {
+        Ok(Ok((Some(hash), _))) => {
             if let Some(fields) = spec.as_object_mut() {
                 fields.insert("genome_hash".into(), hash.into());
             }
+            None
         }
+        Ok(Ok((None, version))) => Some(version),
         Ok(Err(err)) => {
-            tracing::debug!(file = %path.display(), error = %err, "cannot hash the input; uploading it")
+            tracing::debug!(file = %path.display(), error = %err, "cannot look the input up; uploading it");
+            None
         }
-        Err(err) => tracing::debug!(error = %err, "hashing the input stopped; uploading it"),
+        Err(err) => {
+            tracing::debug!(error = %err, "looking the input up stopped; uploading it");
+            None
+        }
     }
 }

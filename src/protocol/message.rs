@@ -395,6 +395,11 @@ pub enum Message {
         active_workers: u32,
         /// True when this id had already been accepted (idempotent retry).
         existing: bool,
+        /// The BLAKE3 of the search input the job reads, as the master computed it from the
+        /// upload (or found it stored): a client that hashed its file while sending checks it
+        /// before remembering its hash.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        genome_hash: Option<String>,
     },
     /// Asks for a job's state.
     QueryStatus {

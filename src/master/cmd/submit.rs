@@ -76,7 +76,7 @@ pub async fn apply(
         false => crate::master::jobs::answer_from_cache(state, &record).await?,
     };
     if let Some(total_chunks) = cached {
-        return accepted(conn, state, job_id, total_chunks).await;
+        return accepted(conn, state, job_id, (total_chunks, None)).await;
     }
     if restart {
         restart_upload(state, &record).await?;
@@ -94,18 +94,20 @@ pub async fn apply(
     }
 }
 
-/// Tells the client its job is accepted (its tasks queued, or answered from the cache).
+/// Tells the client its job is accepted (its tasks queued, or answered from the cache), with
+/// the hash of the genome it reads when there is one.
 async fn accepted(
     conn: &mut Conn,
     state: &MasterState,
     job_id: String,
-    total_chunks: u32,
+    (total_chunks, genome_hash): (u32, Option<String>),
 ) -> Result<(), HandlerError> {
     conn.write_message(&Message::Accepted {
         job_id,
         total_chunks,
         active_workers: state.active_workers().await,
         existing: false,
+        genome_hash,
     })
     .await?;
     Ok(())
@@ -212,6 +214,7 @@ async fn existing_job(state: &MasterState, job_id: &str) -> Result<Existing, Han
         total_chunks: job.total_chunks,
         active_workers: state.active_workers().await,
         existing: true,
+        genome_hash: None,
     }))
 }
 
@@ -240,12 +243,13 @@ fn in_progress(job_id: &str) -> HandlerError {
     )
 }
 
-/// Cuts the job into tasks and queues them all, then accepts the job; returns the task count.
+/// Cuts the job into tasks and queues them all, then accepts the job; returns the task count
+/// and the hash of the genome the job reads, if any.
 async fn enqueue_tasks(
     conn: &mut Conn,
     state: &MasterState,
     submission: &Submission,
-) -> Result<u32, HandlerError> {
+) -> Result<(u32, Option<String>), HandlerError> {
     let mut enqueuer = Enqueuer::start(state);
     // Whether the input is known to be what the spec's genome hash names: found stored, or
     // hashed by the master as it came. Only such a job may answer later ones from the cache.
@@ -297,7 +301,11 @@ async fn enqueue_tasks(
     }
     state.store.accept_job(&submission.job_id, chunks).await?;
     tracing::info!(component = "master", job = %submission.job_id, kind = submission.kind.name(), chunks, "job accepted");
-    Ok(chunks)
+    let genome_hash = spec
+        .get("genome_hash")
+        .and_then(|hash| hash.as_str())
+        .map(str::to_string);
+    Ok((chunks, genome_hash))
 }
 
 /// An upload on its way in: the kind's cutter, and for a kept genome the decoded bases it cuts
