@@ -60,14 +60,18 @@ fn a_cut_worker_returns_the_tasks_it_never_received(
     let fasta = grid.path("genome.fa");
     write_fasta(&fasta, &records, 60, "\n");
     let fasta = fasta.display().to_string();
-    // A lease reply carries its tasks' 2000 bases each; every other reply to a worker (a
-    // heartbeat's answer, an empty lease, a script's hash) is far smaller.
+    // A lease reply carries its tasks: through the master their 2000 bases each; from Redis
+    // their specs, each with the job's 200-base pattern (taken from the genome so it matches),
+    // the bases being read after the lease. Every other reply to a worker (a heartbeat's
+    // answer, an empty lease, a script's hash, one task's range of the stored genome, a wake-up
+    // read naming one new task) is smaller.
+    let pattern = String::from_utf8(records[0].1[123_456..123_656].to_vec()).expect("ASCII bases");
     proxy.cut_at_reply_over(1500);
     grid.cli_ok(&[
         "submit",
         &fasta,
         "-p",
-        "ACGTA",
+        &pattern,
         "--chunk-size",
         "2000",
         "--job-id",
@@ -100,7 +104,7 @@ fn a_cut_worker_returns_the_tasks_it_never_received(
     let out = grid.cli_ok(&["results", "cut-job"]);
     assert_eq!(
         parse_total(&out),
-        naive_hits(&records, "ACGTA", false).len() as u64,
+        naive_hits(&records, &pattern, false).len() as u64,
         "the job's count"
     );
 }
