@@ -5,6 +5,8 @@
 //! TLS, the handshake counts against it too) and may be closed to make room for a newcomer.
 //! A frame-level error (bad JSON, oversized frame, unknown type) gets an `error` frame and closes
 //! that connection only; request-level errors get an `error` frame and the connection goes on.
+//! Beside the handlers run the master's sweeps: expired leases, workers seen in the backend, and
+//! spare genome copies whose job has ended.
 
 use std::future::Future;
 use std::net::SocketAddr;

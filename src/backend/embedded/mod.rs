@@ -3,7 +3,9 @@
 //! master restarted on the same directory resumes every unfinished job.
 //!
 //! Layout: `gridwatch.db` (jobs, tasks, results, alerts, worker metrics; see `schema.sql`) and
-//! `spool/<hex job id>.chunks` (each task's input bytes, referred to by offset and length).
+//! `spool/<hex job id>.chunks` (each task's input bytes, referred to by offset and length;
+//! tasks reading a stored genome carry none), and `spool/genomes/<storage id>.packed` (stored
+//! genomes, readable by storage id while they are uploaded; see `genomes`).
 
 mod cache;
 mod db;
