@@ -69,14 +69,6 @@ impl HeldPort {
         HeldPort { socket, addr }
     }
 
-    pub fn port(&self) -> u16 {
-        self.addr
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("a port")
-    }
-
     /// Starts listening on the held port.
     pub fn listen(self) -> TcpListener {
         self.socket.listen(128).expect("listening on the held port");
