@@ -32,8 +32,8 @@ fi
 # Everything above is installed now: a test that finds a tool missing fails instead of skipping.
 export GRIDWATCH_REQUIRE_TOOLS=1
 # Most integration tests spend their time waiting on real processes (servers, workers, a
-# browser), so four at a time keep two cores busy; every test waits with generous deadlines.
-export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
+# browser), so six at a time keep two cores busy; every test waits with generous deadlines.
+export RUST_TEST_THREADS=${RUST_TEST_THREADS:-6}
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -94,8 +94,9 @@ fn webhook_events(receiver: &Receiver, worker: &str) -> Vec<String> {
 
 #[test]
 fn a_webhook_down_for_30_seconds_gets_the_alerts_afterwards() {
-    let port = crate::support::free_port();
-    let url = format!("http://127.0.0.1:{port}/hook");
+    // Held, not freed: no other test's server may take the port while the receiver is down.
+    let held = crate::support::HeldPort::new();
+    let url = format!("http://{}/hook", held.addr);
     let mut grid = WatchedGrid::start_with(&["w1", "w2"], "15s", &["--webhook", &url]);
     grid.wait_alive(2);
     let down_since = Instant::now();
@@ -110,7 +111,7 @@ fn a_webhook_down_for_30_seconds_gets_the_alerts_afterwards() {
     // The receiver is down for 30 s in all, while both events wait for it.
     let back_at = down_since + Duration::from_secs(30);
     std::thread::sleep(back_at.saturating_duration_since(Instant::now()));
-    let receiver = Receiver::start_on(port);
+    let receiver = Receiver::start_held(held);
     let events = wait_for(
         "both events at the webhook",
         Duration::from_secs(60),

@@ -335,7 +335,7 @@ fn json_output_holds_for_errors_and_for_every_client_command() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("health JSON");
     assert!(out.status.success());
     assert_eq!(json["status"], "ok", "{json}");
-    let nowhere = format!("127.0.0.1:{}", crate::support::free_port());
+    let (_held, nowhere) = crate::support::refusing_address();
     let out = Command::new(gridwatch_bin())
         .args(["health", "--json", "--master", &nowhere])
         .output()

@@ -45,14 +45,48 @@ pub fn free_port() -> u16 {
         .expect("binding a free port")
 }
 
-/// An address where connections are refused for as long as the returned socket lives: bound, so
-/// no other test's server can take the port, but never listening. (A port bound and freed again
-/// may be taken by a server of a test running beside.)
-pub fn refusing_address() -> (tokio::net::TcpSocket, String) {
-    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
-    socket
-        .bind("127.0.0.1:0".parse().expect("an address"))
-        .expect("binding a free port");
-    let addr = socket.local_addr().expect("the bound address").to_string();
-    (socket, addr)
+/// A port held for a test: bound but not listening, so connections to it are refused and no
+/// other test's server can take it, until [`HeldPort::listen`] turns it into a listener. (A port
+/// bound and freed again may be taken by a server of a test running beside.)
+pub struct HeldPort {
+    socket: socket2::Socket,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl HeldPort {
+    pub fn new() -> HeldPort {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a TCP socket");
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("an address");
+        socket.bind(&any.into()).expect("binding a free port");
+        let addr = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("the bound address")
+            .to_string();
+        HeldPort { socket, addr }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
+    }
+
+    /// Starts listening on the held port.
+    pub fn listen(self) -> TcpListener {
+        self.socket.listen(128).expect("listening on the held port");
+        self.socket.into()
+    }
+}
+
+/// An address where connections are refused for as long as the returned port is held.
+pub fn refusing_address() -> (HeldPort, String) {
+    let held = HeldPort::new();
+    let addr = held.addr.clone();
+    (held, addr)
 }

@@ -18,14 +18,17 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Serves on a free port.
+    /// Serves on a free port, answering every POST with 200.
     pub fn start() -> Receiver {
-        Receiver::start_on(0)
+        Receiver::serve_on(TcpListener::bind(("127.0.0.1", 0)).expect("bind the receiver"))
     }
 
-    /// Serves on `port` (0: a free one), answering every POST with 200.
-    pub fn start_on(port: u16) -> Receiver {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the receiver");
+    /// Serves on a port the test held until now (see `HeldPort`).
+    pub fn start_held(held: super::HeldPort) -> Receiver {
+        Receiver::serve_on(held.listen())
+    }
+
+    fn serve_on(listener: TcpListener) -> Receiver {
         let port = listener.local_addr().expect("receiver address").port();
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let kept = bodies.clone();
