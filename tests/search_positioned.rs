@@ -249,7 +249,12 @@ fn a_line_longer_than_the_overrun_is_searched_by_streaming_with_the_same_counts(
     long.extend_from_slice(b"AGGTCCAT");
     let records = vec![long, b"CCAGGTCCATGG".repeat(100)];
     let text = layout(&records, &[0, 60], false, 10, true);
-    check(&text, &[b"AGGTCCAT".to_vec(), b"GCAACG".to_vec()], 1 << 16, 2);
+    check(
+        &text,
+        &[b"AGGTCCAT".to_vec(), b"GCAACG".to_vec()],
+        1 << 16,
+        2,
+    );
 }
 
 #[test]

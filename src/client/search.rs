@@ -218,9 +218,12 @@ fn search_input(
         if let Some(name) = path.file_name() {
             options.plain_name = name.to_string_lossy().into_owned();
         }
-        // A regular file is read at offsets by every thread; a pipe or device only in order.
+        // A regular file is read at offsets by every thread; a pipe or device only in order, and
+        // so is a file that says it is empty (files under /proc have content but no size).
         match file.metadata() {
-            Ok(meta) if meta.is_file() => search_positioned(&file, set, options, &mut |_| {}),
+            Ok(meta) if meta.is_file() && meta.len() > 0 => {
+                search_positioned(&file, set, options, &mut |_| {})
+            }
             _ => search_reader(file, set, options, &mut |_| {}),
         }
     };
