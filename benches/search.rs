@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use gridwatch::search::generate::{generate, parse_plant, GenomeSpec};
 use gridwatch::search::{
-    search_reader, ParallelOptions, Pattern, PatternSet, SearchOptions, StrandMode,
+    search_positioned, search_reader, ParallelOptions, Pattern, PatternSet, SearchOptions,
+    StrandMode,
 };
 
 /// One measured configuration.
@@ -56,6 +57,11 @@ fn main() {
         for threads in [1, cores] {
             let name = format!("gridwatch {label}, {threads} thread(s)");
             rows.push(time(&name, runs, || count_all(&genome, &set, threads)));
+            // Read at offsets by every thread, as `gridwatch search` reads a file.
+            let name = format!("gridwatch {label}, {threads} thread(s) at offsets");
+            rows.push(time(&name, runs, || {
+                count_positioned(&genome, &set, threads)
+            }));
             if cores == 1 {
                 break;
             }
@@ -105,6 +111,15 @@ fn count_all(genome: &[u8], set: &PatternSet, threads: usize) -> u64 {
     outcome.counts.iter().map(|c| c.total()).sum()
 }
 
+fn count_positioned(genome: &[u8], set: &PatternSet, threads: usize) -> u64 {
+    let options = ParallelOptions {
+        threads,
+        ..ParallelOptions::default()
+    };
+    let outcome = search_positioned(genome, set, &options, &mut |_| {}).expect("valid genome");
+    outcome.counts.iter().map(|c| c.total()).sum()
+}
+
 fn time(name: &str, runs: usize, mut work: impl FnMut() -> u64) -> Row {
     let mut best = Duration::MAX;
     let mut count = 0;
@@ -127,13 +142,13 @@ fn print_table(rows: &[Row], bytes: usize) {
         bytes as f64 / 1048576.0
     );
     println!(
-        "{:<50} {:>10} {:>10} {:>10} {:>12}",
+        "{:<72} {:>10} {:>10} {:>10} {:>12}",
         "configuration", "count", "time ms", "MB/s", "vs memmem"
     );
     for row in rows {
         let seconds = row.best.as_secs_f64();
         println!(
-            "{:<50} {:>10} {:>10.1} {:>10.0} {:>11.2}x",
+            "{:<72} {:>10} {:>10.1} {:>10.0} {:>11.2}x",
             row.name,
             row.count,
             seconds * 1e3,

@@ -1,4 +1,4 @@
-//! `gridwatch bench julia` and `gridwatch bench particles` run end to end on tiny sizes: each
+//! `gridwatch bench julia`, `bench particles` and `bench grid` run end to end on tiny sizes: each
 //! starts its own local grid, and every row it prints must agree with the local kernel (the
 //! command fails otherwise). The Julia answer is also checked against a reference loop here.
 
@@ -87,4 +87,41 @@ fn bench_particles_prints_exact_grid_and_local_rows() {
     for row in &rows {
         assert!(row.contains(" yes "), "row not exact: {row}\n{table}");
     }
+}
+
+#[test]
+fn bench_grid_cached_repeat_is_answered_from_the_cache_with_the_local_count() {
+    // 1000 copies of AGGTCCAT back to back (it cannot overlap itself), in 60-column lines so
+    // many copies span a line break: 1000 matches, and none of TTAGGCAC.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("copies.fa");
+    let bases = "AGGTCCAT".repeat(1000);
+    let mut text = String::from(">chr1 description that the benchmark rewrites\n");
+    for line in bases.as_bytes().chunks(60) {
+        text.push_str(std::str::from_utf8(line).expect("ASCII"));
+        text.push('\n');
+    }
+    std::fs::write(&file, text).expect("write the genome");
+    let table = bench(&[
+        "grid",
+        "--file",
+        file.to_str().expect("UTF-8 path"),
+        "--backends",
+        "embedded",
+        "--runs",
+        "2",
+        "--workers",
+        "1",
+    ]);
+    let cached = table
+        .lines()
+        .find(|line| line.contains("grid, cached repeat"))
+        .unwrap_or_else(|| panic!("no cached-repeat row:\n{table}"));
+    let fields: Vec<&str> = cached.split_whitespace().collect();
+    assert_eq!(fields.last(), Some(&"yes"), "row not exact:\n{table}");
+    assert_eq!(fields[fields.len() - 2], "1000", "cached count:\n{table}");
+    assert!(
+        table.contains("answered from the result cache (status: cached): yes"),
+        "every cached repeat was answered from the cache:\n{table}"
+    );
 }

@@ -62,6 +62,7 @@ mod search_kernel;
 mod search_mismatch;
 mod search_mismatch_cli;
 mod search_pattern_groups;
+mod search_positioned;
 mod search_speedpaths;
 mod security;
 mod task_records;

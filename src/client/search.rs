@@ -1,19 +1,19 @@
 //! `gridwatch search FILE… --pattern P …`: the kernel on all local cores, no servers.
 //!
-//! Parse arguments → read patterns → [`search_reader`] per input (a file, or `-` for standard
-//! input) → one [`SearchReport`] → printer. Every error a user can cause (missing file, empty or
+//! Parse arguments → read patterns → [`search_positioned`] per file ([`search_reader`] for `-`,
+//! standard input, and pipes) → one [`SearchReport`] → printer. Every error a user can cause (missing file, empty or
 //! binary input, bad pattern) is one line naming the input.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use crate::client::tool_error::{ignore_broken_pipe, ToolError};
 use gridwatch::jobs::search::printer::{write_report, OutputFormat, ReportHit, SearchReport};
 use gridwatch::search::{
-    search_reader, MismatchKernel, ParallelError, ParallelOptions, Pattern, PatternSet, RecordInfo,
-    SearchOptions, SearchOutcome, StrandCounts, StrandMode,
+    search_positioned, search_reader, MismatchKernel, ParallelError, ParallelOptions, Pattern,
+    PatternSet, RecordInfo, SearchOptions, SearchOutcome, StrandCounts, StrandMode,
 };
 
 /// Which strands to search, as typed on the command line.
@@ -209,18 +209,25 @@ fn search_input(
     options: &mut ParallelOptions,
 ) -> Result<SearchOutcome, ToolError> {
     let shown = shown_name(path);
-    let reader: Box<dyn Read> = if is_stdin(path) {
+    let searched = if is_stdin(path) {
         options.plain_name = STDIN_NAME.to_string();
-        Box::new(io::stdin().lock())
+        search_reader(io::stdin().lock(), set, options, &mut |_| {})
     } else {
         let file =
             File::open(path).map_err(|e| ToolError::Usage(format!("{shown}: cannot open: {e}")))?;
         if let Some(name) = path.file_name() {
             options.plain_name = name.to_string_lossy().into_owned();
         }
-        Box::new(file)
+        // A regular file is read at offsets by every thread; a pipe or device only in order, and
+        // so is a file that says it is empty (files under /proc have content but no size).
+        match file.metadata() {
+            Ok(meta) if meta.is_file() && meta.len() > 0 => {
+                search_positioned(&file, set, options, &mut |_| {})
+            }
+            _ => search_reader(file, set, options, &mut |_| {}),
+        }
     };
-    search_reader(reader, set, options, &mut |_| {}).map_err(|error| match error {
+    searched.map_err(|error| match error {
         ParallelError::Input(input) => ToolError::Usage(format!("{shown}: {input}")),
         ParallelError::Io(io) => ToolError::Usage(format!("{shown}: cannot read: {io}")),
     })

@@ -1,7 +1,8 @@
 //! `gridwatch bench grid`: submit → result on a local grid (`up --workers 2`), on each backend
-//! and at each genome size, against `rg -c` on the same file in the same run. Two rows per
-//! backend: a first upload (the grid has never seen the genome) and a repeat search of the same
-//! genome with another pattern. Runs are interleaved and the best of each kept, so a busy
+//! and at each genome size, against `rg -c` on the same file in the same run. Three rows per
+//! backend: a first upload (the grid has never seen the genome), a repeat search of the same
+//! genome with another pattern, and a cached repeat (the first search submitted again, answered
+//! from the master's result cache). Runs are interleaved and the best of each kept, so a busy
 //! machine slows every contender alike; every grid count is checked against a local search.
 
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
@@ -67,6 +68,8 @@ struct Row {
     count: Option<u64>,
     /// Every count this row produced equals the local search's.
     exact: bool,
+    /// For a cached-repeat row: every run was answered from the result cache.
+    cached: Option<bool>,
 }
 
 impl Row {
@@ -80,6 +83,7 @@ impl Row {
             best: None,
             count: None,
             exact: true,
+            cached: None,
         }
     }
 
@@ -223,6 +227,8 @@ async fn on_backend(
     let cluster = Cluster::start(&up).await.map_err(failed)?;
     let mut first = Row::new((label, bytes), backend, "grid, first upload", false);
     let mut repeat = Row::new((label, bytes), backend, "grid, repeat search", true);
+    let mut cached = Row::new((label, bytes), backend, "grid, cached repeat", false);
+    cached.cached = Some(true);
     let mut outcome = Ok(());
     for run in 1..=args.runs.max(1) {
         eprintln!("{label} on {backend}: run {run}/{} …", args.runs.max(1));
@@ -231,9 +237,11 @@ async fn on_backend(
             outcome = Err(err);
             break;
         }
+        // The cached repeat is the first search again, identical: the master copies its answer.
         for (row, pattern, expected) in [
             (&mut first, &args.pattern, reference),
             (&mut repeat, &args.repeat_pattern, repeat_reference),
+            (&mut cached, &args.pattern, reference),
         ] {
             let patterns = [pattern.clone()];
             match run_grid_job(
@@ -245,7 +253,12 @@ async fn on_backend(
             )
             .await
             {
-                Ok((report, elapsed)) => row.record(elapsed, report.total(), Some(expected)),
+                Ok(run) => {
+                    row.record(run.elapsed, run.report.total(), Some(expected));
+                    if let Some(all_cached) = &mut row.cached {
+                        *all_cached &= run.cached;
+                    }
+                }
                 Err(err) => outcome = Err(failed(err)),
             }
         }
@@ -267,7 +280,7 @@ async fn on_backend(
     cluster.stop().await;
     drop(redis);
     outcome?;
-    Ok(Some((vec![first, repeat], peak)))
+    Ok(Some((vec![first, repeat, cached], peak)))
 }
 
 /// Count of `pattern` by the local search (the reference every grid row is checked against).
@@ -411,7 +424,8 @@ fn human(bytes: u64) -> String {
 
 fn print_table(args: &BenchGridArgs, rows: &[Row], peaks: &[PeakRss]) {
     println!(
-        "patterns {} (first upload) and {} (repeat search), {} workers × {} slots, best of {} runs",
+        "patterns {} (first upload, then again as the cached repeat) and {} (repeat search), {} \
+         workers × {} slots, best of {} runs",
         args.pattern,
         args.repeat_pattern,
         args.workers,
@@ -473,4 +487,11 @@ fn print_table(args: &BenchGridArgs, rows: &[Row], peaks: &[PeakRss]) {
         "grid counts exact (against local gridwatch search): {}",
         if exact { "yes" } else { "NO" }
     );
+    if rows.iter().any(|r| r.cached.is_some()) {
+        let cached = rows.iter().all(|r| r.cached != Some(false));
+        println!(
+            "cached repeats answered from the result cache (status: cached): {}",
+            if cached { "yes" } else { "NO" }
+        );
+    }
 }

@@ -39,15 +39,24 @@ pub struct DemoArgs {
     pub kill_worker: bool,
 }
 
-/// Runs one search job on a grid and fetches its report; returns it with the wall time from
-/// the first byte sent to the last result received.
+/// One search job run on a grid, as [`run_grid_job`] saw it.
+pub struct GridJobRun {
+    /// The job's results.
+    pub report: SearchReport,
+    /// Wall time from the first byte sent to the last result received.
+    pub elapsed: Duration,
+    /// Whether the master answered it from its result cache (no task ran).
+    pub cached: bool,
+}
+
+/// Runs one search job on a grid and fetches its report, timed.
 pub async fn run_grid_job(
     master: &str,
     path: &Path,
     patterns: &[String],
     chunk_size: Option<u64>,
     show_progress: bool,
-) -> Result<(SearchReport, Duration), ClientError> {
+) -> Result<GridJobRun, ClientError> {
     let addr = MasterAddr {
         master: Some(master.to_string()),
         auth: gridwatch::protocol::TokenArgs::default(),
@@ -82,8 +91,13 @@ pub async fn run_grid_job(
             view.error.unwrap_or_default()
         )));
     }
+    let cached = view.input.as_ref().and_then(|input| input.cached) == Some(true);
     let report = fetch_report(&mut client, &request.job_id).await?;
-    Ok((report, started.elapsed()))
+    Ok(GridJobRun {
+        report,
+        elapsed: started.elapsed(),
+        cached,
+    })
 }
 
 /// Runs `gridwatch` itself with `args` (the local tools), returning stdout.
@@ -181,7 +195,11 @@ async fn run_demo(args: &DemoArgs, dir: &Path) -> Result<(), ClientError> {
         job.await
     };
     cluster.stop().await;
-    let (report, grid_time) = job?;
+    let GridJobRun {
+        report,
+        elapsed: grid_time,
+        ..
+    } = job?;
     let grid_count = render(&report, OutputFormat::Count)?;
     print!("{}", String::from_utf8_lossy(&grid_count));
     let mb = args.size as f64 / 1e6;

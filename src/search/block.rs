@@ -146,16 +146,22 @@ pub(crate) fn scan_block(
 /// The first `wanted` bases of `raw` (which starts in `start`) that belong to the record open at
 /// its start: collection stops at the first header.
 pub(crate) fn lookahead_bases(raw: &[u8], start: LineState, wanted: usize) -> Vec<u8> {
+    lookahead_within(raw, start, wanted).0
+}
+
+/// [`lookahead_bases`], and whether the answer is final: `wanted` bases were found or the
+/// record ended (a header) before `raw` did, so bytes after `raw` cannot add to it.
+pub(crate) fn lookahead_within(raw: &[u8], start: LineState, wanted: usize) -> (Vec<u8>, bool) {
     let mut bases = Vec::with_capacity(wanted);
     let mut pos = 0;
     let mut state = start;
     while pos < raw.len() && bases.len() < wanted {
         match state {
             // A block starting inside a header belongs to a record that begins in it.
-            LineState::InHeader => break,
+            LineState::InHeader => return (bases, true),
             LineState::LineStart => match raw[pos] {
                 b'\n' | b'\r' => pos += 1,
-                b'>' => break,
+                b'>' => return (bases, true),
                 _ => state = LineState::InSequence,
             },
             LineState::InSequence => {
@@ -169,7 +175,8 @@ pub(crate) fn lookahead_bases(raw: &[u8], start: LineState, wanted: usize) -> Ve
             }
         }
     }
-    bases
+    let done = bases.len() >= wanted || state == LineState::InHeader;
+    (bases, done)
 }
 
 /// Lines per run checked at once by [`copy_uniform_lines`].

@@ -17,6 +17,7 @@ mod matcher;
 mod needle;
 mod parallel;
 mod pattern;
+mod positioned;
 pub mod twobit;
 
 pub use input::{Chunker, InputError, RecordInfo, SequenceChunk, DEFAULT_PLAIN_NAME};
@@ -25,6 +26,7 @@ pub use pattern::{
     KernelSplit, MismatchKernel, Pattern, PatternError, PatternSet, SearchOptions, Strand,
     StrandMode, MAX_MISMATCHES,
 };
+pub use positioned::{search_positioned, PositionedInput, MAX_LINE_OVERRUN};
 
 /// Matches of one pattern, split by strand.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

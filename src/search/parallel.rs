@@ -77,7 +77,7 @@ pub enum ParallelError {
 }
 
 /// Longest header line kept whole in one block.
-const MAX_HEADER_LINE: usize = 1 << 16;
+pub(super) const MAX_HEADER_LINE: usize = 1 << 16;
 
 /// A block of raw input on its way to a worker.
 struct RawBlock {
@@ -108,7 +108,7 @@ pub fn search_reader(
     }
 }
 
-fn search_plain(
+pub(super) fn search_plain(
     mut reader: impl Read,
     set: &PatternSet,
     options: &ParallelOptions,
@@ -241,7 +241,7 @@ fn read_blocks(
 }
 
 /// Whether `buffer`, which starts in `start`, ends inside a header line.
-fn ends_inside_header(buffer: &[u8], start: LineState) -> bool {
+pub(super) fn ends_inside_header(buffer: &[u8], start: LineState) -> bool {
     LineState::after(buffer, start) == LineState::InHeader
 }
 
@@ -257,7 +257,7 @@ fn fill(reader: &mut impl Read, buffer: &mut Vec<u8>, want: usize) -> std::io::R
 }
 
 /// Runs the streaming parser's checks (binary, non-sequence, empty) on the input's first bytes.
-fn check_first_block(buffer: &[u8], at_end: bool) -> Result<(), InputError> {
+pub(super) fn check_first_block(buffer: &[u8], at_end: bool) -> Result<(), InputError> {
     let mut chunker = Chunker::new(1 << 16, 0);
     chunker.push(buffer, &mut |_| {})?;
     if at_end {
@@ -292,7 +292,7 @@ fn collect(
 }
 
 /// Appends one block's segments and hits to the outcome (blocks arrive here in input order).
-fn merge_block(outcome: &mut SearchOutcome, output: BlockOutput, plain_name: &str) {
+pub(super) fn merge_block(outcome: &mut SearchOutcome, output: BlockOutput, plain_name: &str) {
     for (total, counts) in outcome.counts.iter_mut().zip(&output.counts) {
         total.forward += counts.forward;
         total.reverse += counts.reverse;
