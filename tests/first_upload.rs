@@ -9,11 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::genome_reuse::{cli_ok, grid_on, Backend};
+use crate::genome_reuse::{begin_upload, cli_ok, grid_on, Backend};
 use crate::support::grid::{parse_total, write_fasta, Bases, Grid, Records};
-use crate::support::redis::RedisServer;
+use crate::support::redis::{info_number, RedisServer};
 use crate::support::{gridwatch_bin, wait_for};
-use gridwatch::protocol::{Connection, Message, Role, PROTOCOL_VERSION};
+use gridwatch::protocol::{Connection, Message};
 use redis::AsyncCommands;
 use tokio::net::TcpStream;
 
@@ -55,19 +55,6 @@ async fn inspector(server: &RedisServer) -> redis::aio::MultiplexedConnection {
         .expect("inspector connection")
 }
 
-/// `total_net_input_bytes` from Redis's `INFO stats`: every byte clients sent it.
-async fn net_input_bytes(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(conn)
-        .await
-        .expect("INFO stats");
-    info.lines()
-        .find_map(|line| line.strip_prefix("total_net_input_bytes:"))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("total_net_input_bytes in INFO stats")
-}
-
 /// The one stored genome's storage id, from `genomes --json`.
 fn storage_id(grid: &Grid) -> String {
     let listed: serde_json::Value =
@@ -96,14 +83,14 @@ fn a_first_upload_moves_each_stored_byte_to_redis_once() {
     write_fasta(&file, &records, 60, "\n");
     let runtime = runtime();
     let mut conn = runtime.block_on(inspector(server));
-    let before = runtime.block_on(net_input_bytes(&mut conn));
+    let before = runtime.block_on(info_number(&mut conn, "stats", "total_net_input_bytes"));
     // Accepted once the whole upload is stored and its tasks queued; no worker adds traffic.
     let path = file.display().to_string();
     cli_ok(
         &grid,
         &["submit", &path, "-p", PATTERN, "--job-id", "first"],
     );
-    let after = runtime.block_on(net_input_bytes(&mut conn));
+    let after = runtime.block_on(info_number(&mut conn, "stats", "total_net_input_bytes"));
     let storage = storage_id(&grid);
     let packed: u64 = runtime.block_on(async {
         let keys: Vec<String> = conn
@@ -133,38 +120,12 @@ fn a_first_upload_moves_each_stored_byte_to_redis_once() {
 /// Sends the hello, then `submit_job` announcing `upload`'s size with no hash, as a client that
 /// has not hashed the file does.
 async fn begin_raw_submit(grid: &Grid, job: &str, upload: &[u8]) -> Connection<TcpStream> {
-    let stream = TcpStream::connect(&grid.addr).await.expect("connect");
-    let mut conn = Connection::new(stream);
-    conn.write_message(&Message::Hello {
-        role: Role::Client,
-        version: PROTOCOL_VERSION,
-        token: None,
-        id: None,
-        instance: None,
-    })
-    .await
-    .expect("hello");
-    conn.expect_message().await.expect("welcome");
     let spec = serde_json::json!({
         "filename": "g.fa",
         "patterns": [{ "name": "p", "sequence": PATTERN }],
         "chunk_size": 1_000_000,
     });
-    conn.write_message(&Message::SubmitJob {
-        job_id: job.into(),
-        kind: "search".into(),
-        spec: Some(spec),
-        file_size: Some(upload.len() as u64),
-        priority: Default::default(),
-        top_level: Default::default(),
-    })
-    .await
-    .expect("submit");
-    match conn.expect_message().await.expect("a reply") {
-        Message::Ready { .. } => {}
-        other => panic!("the master should take the upload, got {other:?}"),
-    }
-    conn
+    begin_upload(grid, job, spec, upload.len() as u64).await
 }
 
 async fn send(conn: &mut Connection<TcpStream>, bytes: &[u8]) {

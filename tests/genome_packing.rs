@@ -10,10 +10,10 @@ use bytes::Bytes;
 use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
 use gridwatch::backend::redis::keys::{GENOME_BLOCK_BASES, GENOME_BLOCK_BYTES};
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
-use gridwatch::backend::{GenomeRecord, GenomeStore, StoredKind};
+use gridwatch::backend::{GenomeRecord, GenomeStore};
 use redis::AsyncCommands;
 
-use crate::support::redis::RedisServer;
+use crate::support::redis::{info_number, RedisServer};
 
 /// Plain A, C, G, T, from a fixed linear congruential sequence.
 fn plain_bases(len: usize) -> Vec<u8> {
@@ -26,21 +26,6 @@ fn plain_bases(len: usize) -> Vec<u8> {
             b"ACGT"[(state >> 62) as usize]
         })
         .collect()
-}
-
-fn genome_record(bases: &[u8]) -> GenomeRecord {
-    GenomeRecord {
-        kind: StoredKind::Genome,
-        hash: blake3::hash(bases).to_hex().to_string(),
-        storage: String::new(),
-        size_bytes: bases.len() as u64,
-        bases: bases.len() as u64,
-        records: serde_json::json!([{"name": "g", "length": bases.len()}]),
-        filename: "g.fa".into(),
-        created_at: 0.0,
-        last_used: 0.0,
-        jobs: 0,
-    }
 }
 
 async fn store(genomes: &dyn GenomeStore, genome: &GenomeRecord, bases: &[u8]) {
@@ -74,19 +59,6 @@ async fn start_redis() -> RedisServer {
         .expect("starting redis-server")
 }
 
-/// `used_memory` from `INFO memory`.
-async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(conn)
-        .await
-        .expect("INFO");
-    info.lines()
-        .find_map(|line| line.strip_prefix("used_memory:"))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("used_memory in INFO")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_holds_a_quarter_byte_a_base_of_a_plain_genome() {
     let server = start_redis().await;
@@ -94,8 +66,8 @@ async fn redis_holds_a_quarter_byte_a_base_of_a_plain_genome() {
     let mut conn = inspector(&server).await;
     // Ten blocks and a half: 42 million bases, 10.5 MB packed.
     let bases = plain_bases((GENOME_BLOCK_BASES * 10 + GENOME_BLOCK_BASES / 2) as usize);
-    let genome = genome_record(&bases);
-    let before = used_memory(&mut conn).await;
+    let genome = crate::support::genome_record(&bases);
+    let before = info_number(&mut conn, "memory", "used_memory").await;
     store(&backend, &genome, &bases).await;
     let quarter = bases.len() as u64 / 4;
     let storage = backend
@@ -129,7 +101,9 @@ async fn redis_holds_a_quarter_byte_a_base_of_a_plain_genome() {
         allocated <= quarter + quarter / 50,
         "{allocated} bytes allocated for {quarter} packed bytes"
     );
-    let grown = used_memory(&mut conn).await.saturating_sub(before);
+    let grown = info_number(&mut conn, "memory", "used_memory")
+        .await
+        .saturating_sub(before);
     eprintln!(
         "{} bases: {lengths} bytes held, {allocated} allocated, used_memory +{grown}",
         bases.len()
@@ -155,7 +129,7 @@ async fn a_genome_stored_raw_in_redis_by_an_earlier_version_still_reads() {
     let mut bases = plain_bases(GENOME_BLOCK_BYTES as usize * 2 + 1234);
     bases[100..200].fill(b'N');
     bases[5_000_000..5_000_010].copy_from_slice(b"acgtRYnnkM");
-    let genome = genome_record(&bases);
+    let genome = crate::support::genome_record(&bases);
     // As an earlier version stored it: raw blocks, a record without a format.
     let record = format!("genome:{}", genome.hash);
     let blocks = bases
@@ -251,8 +225,8 @@ async fn a_genome_stored_raw_on_disk_by_an_earlier_version_still_reads() {
     let mut bases = plain_bases(9_000_000);
     bases[4_194_000..4_195_000].fill(b'n');
     bases[17..20].copy_from_slice(b"RyB");
-    let old = genome_record(&bases);
-    let packed = genome_record(&bases[..5_000_000]);
+    let old = crate::support::genome_record(&bases);
+    let packed = crate::support::genome_record(&bases[..5_000_000]);
     drop(open());
     drop_format_column(dir.path());
     // As an earlier version stored it: the sequence as it is, a row without a format.

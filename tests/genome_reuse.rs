@@ -228,9 +228,14 @@ fn an_edited_file_is_uploaded_again_and_counted_anew_redis() {
     edited_file_uploads_again(Backend::redis());
 }
 
-/// Submits `upload` over a raw connection, announcing `claimed` as its hash (or no hash, as
-/// clients did before genomes were stored); returns the reply to the last upload frame.
-async fn raw_submit(grid: &Grid, job: &str, claimed: Option<&str>, upload: &[u8]) -> Message {
+/// Says hello as a client and submits a search of `spec` announcing an upload of `size` bytes;
+/// returns the connection once the master is ready for the bytes.
+pub async fn begin_upload(
+    grid: &Grid,
+    job: &str,
+    spec: serde_json::Value,
+    size: u64,
+) -> Connection<TcpStream> {
     let stream = TcpStream::connect(&grid.addr).await.expect("connect");
     let mut conn = Connection::new(stream);
     conn.write_message(&Message::Hello {
@@ -243,18 +248,11 @@ async fn raw_submit(grid: &Grid, job: &str, claimed: Option<&str>, upload: &[u8]
     .await
     .expect("hello");
     conn.expect_message().await.expect("welcome");
-    let mut spec = serde_json::json!({
-        "filename": "g.fa",
-        "patterns": [{ "name": "p", "sequence": "ACGTAC" }],
-    });
-    if let Some(claimed) = claimed {
-        spec["genome_hash"] = claimed.into();
-    }
     conn.write_message(&Message::SubmitJob {
         job_id: job.into(),
         kind: "search".into(),
         spec: Some(spec),
-        file_size: Some(upload.len() as u64),
+        file_size: Some(size),
         priority: Default::default(),
         top_level: Default::default(),
     })
@@ -264,6 +262,20 @@ async fn raw_submit(grid: &Grid, job: &str, claimed: Option<&str>, upload: &[u8]
         Message::Ready { .. } => {}
         other => panic!("the master should take the upload, got {other:?}"),
     }
+    conn
+}
+
+/// Submits `upload` over a raw connection, announcing `claimed` as its hash (or no hash, as
+/// clients did before genomes were stored); returns the reply to the last upload frame.
+async fn raw_submit(grid: &Grid, job: &str, claimed: Option<&str>, upload: &[u8]) -> Message {
+    let mut spec = serde_json::json!({
+        "filename": "g.fa",
+        "patterns": [{ "name": "p", "sequence": "ACGTAC" }],
+    });
+    if let Some(claimed) = claimed {
+        spec["genome_hash"] = claimed.into();
+    }
+    let mut conn = begin_upload(grid, job, spec, upload.len() as u64).await;
     for piece in upload.chunks(64 * 1024) {
         conn.send_frame(piece).await.expect("upload frame");
     }

@@ -4,7 +4,7 @@
 //! leaves nothing to read or list.
 
 use bytes::Bytes;
-use gridwatch::backend::{GenomeRecord, JobStatus, StoredKind};
+use gridwatch::backend::{JobStatus, StoredKind};
 
 use super::fixtures::*;
 
@@ -28,21 +28,6 @@ fn genome(len: usize) -> Vec<u8> {
     bases
 }
 
-fn record(bases: &[u8]) -> GenomeRecord {
-    GenomeRecord {
-        kind: StoredKind::Genome,
-        hash: blake3::hash(bases).to_hex().to_string(),
-        storage: String::new(),
-        size_bytes: bases.len() as u64,
-        bases: bases.len() as u64,
-        records: serde_json::json!([{"name": "g", "length": bases.len()}]),
-        filename: "g.fa".into(),
-        created_at: 0.0,
-        last_used: 0.0,
-        jobs: 0,
-    }
-}
-
 /// Creates an uploading job `id`, as a submit does before its upload.
 async fn uploading_job(s: &Subject, id: &str) {
     s.store
@@ -59,7 +44,10 @@ async fn upload(s: &Subject, bases: &[u8], job: &str) -> String {
     }
     writer.flush().await.unwrap();
     let storage = writer.storage().to_string();
-    writer.commit(&record(bases), job).await.unwrap();
+    writer
+        .commit(&crate::support::genome_record(bases), job)
+        .await
+        .unwrap();
     storage
 }
 
@@ -121,17 +109,20 @@ pub async fn a_range_reads_by_storage_id_while_its_upload_is_in_progress(s: &Sub
     assert!(tail[..] == bases[8_999_000..], "the tail after the flush");
     assert!(
         s.genomes
-            .use_genome(&record(&bases).hash, "j0")
+            .use_genome(&crate::support::genome_record(&bases).hash, "j0")
             .await
             .unwrap()
             .is_none(),
         "nothing is stored under the hash before the commit"
     );
     uploading_job(s, "j1").await;
-    writer.commit(&record(&bases), "j1").await.unwrap();
+    writer
+        .commit(&crate::support::genome_record(&bases), "j1")
+        .await
+        .unwrap();
     let stored = s
         .genomes
-        .use_genome(&record(&bases).hash, "j1")
+        .use_genome(&crate::support::genome_record(&bases).hash, "j1")
         .await
         .unwrap();
     assert_eq!(stored.expect("stored after the commit").storage, storage);
@@ -143,7 +134,7 @@ pub async fn a_range_reads_by_storage_id_while_its_upload_is_in_progress(s: &Sub
     assert!(read[..] == bases[4_193_000..4_196_000]);
     let read = s
         .genomes
-        .read_genome(&record(&bases).hash, 0, 9_000_123)
+        .read_genome(&crate::support::genome_record(&bases).hash, 0, 9_000_123)
         .await
         .unwrap();
     assert!(read[..] == bases[..], "the whole genome by its hash");
@@ -151,7 +142,7 @@ pub async fn a_range_reads_by_storage_id_while_its_upload_is_in_progress(s: &Sub
 
 pub async fn a_spare_copy_is_deleted_once_its_job_ends_and_the_kept_copy_still_reads(s: &Subject) {
     let bases = genome(5_000_000);
-    let hash = record(&bases).hash;
+    let hash = crate::support::genome_record(&bases).hash;
     uploading_job(s, "first").await;
     uploading_job(s, "second").await;
     let kept = upload(s, &bases, "first").await;

@@ -82,3 +82,19 @@ pub fn refusing_address() -> (HeldPort, String) {
     let addr = held.addr.clone();
     (held, addr)
 }
+
+/// The record of a genome of one record, `g`, holding `bases`, as a test stores it.
+pub fn genome_record(bases: &[u8]) -> gridwatch::backend::GenomeRecord {
+    gridwatch::backend::GenomeRecord {
+        kind: gridwatch::backend::StoredKind::Genome,
+        hash: blake3::hash(bases).to_hex().to_string(),
+        storage: String::new(),
+        size_bytes: bases.len() as u64,
+        bases: bases.len() as u64,
+        records: serde_json::json!([{"name": "g", "length": bases.len()}]),
+        filename: "g.fa".into(),
+        created_at: 0.0,
+        last_used: 0.0,
+        jobs: 0,
+    }
+}

@@ -233,3 +233,21 @@ fn ping(port: u16, password: Option<&str>) -> bool {
     }
     false
 }
+
+/// A number from Redis's `INFO section`, such as `used_memory` or `total_net_input_bytes`.
+pub async fn info_number(
+    conn: &mut ::redis::aio::MultiplexedConnection,
+    section: &str,
+    field: &str,
+) -> u64 {
+    let info: String = ::redis::cmd("INFO")
+        .arg(section)
+        .query_async(conn)
+        .await
+        .expect("INFO");
+    let prefix = format!("{field}:");
+    info.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in INFO {section}"))
+}
