@@ -484,6 +484,8 @@ fn concurrent_first_uploads_store_once(backend: Backend) {
                 .expect("the genomes directory")
                 .flatten()
                 .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                // The directory's id, which workers reading it in place check.
+                .filter(|name| name != "store-id")
                 .collect();
             (files == vec![format!("{storage}.packed")]).then_some(())
         });
@@ -537,4 +539,82 @@ fn an_upload_without_a_hash_is_stored_for_later_submits_embedded() {
 #[test]
 fn an_upload_without_a_hash_is_stored_for_later_submits_redis() {
     hashless_upload_is_stored(Backend::redis());
+}
+
+/// Task input the embedded master has enqueued, sent with leases, and left to workers reading
+/// its genome files: `/metrics`' three counters.
+fn input_counters(grid: &Grid) -> [f64; 3] {
+    let http = grid.http_addr();
+    [
+        "gridwatch_uploaded_bytes_total",
+        "gridwatch_task_input_sent_bytes_total",
+        "gridwatch_task_input_read_in_place_bytes_total",
+    ]
+    .map(|name| crate::support::http::metric(&http, name).unwrap_or_else(|| panic!("no {name}")))
+}
+
+/// Searches a stored genome again with one worker started with `--genome-dir dir`; returns
+/// how the repeat's task input reached it: (enqueued, sent, read in place).
+fn repeat_with_genome_dir(grid: &mut Grid, dir: &Path) -> [f64; 3] {
+    grid.start_worker_with("w1", 2, &["--genome-dir", &dir.display().to_string()]);
+    let records = genome(8);
+    let file = grid.path("g.fa");
+    write_fasta(&file, &records, 60, "\n");
+    let first = search(grid, "first", &file, "ACGTAC", &["--chunk-size", "10000"]);
+    assert_eq!(first, naive_hits(&records, "ACGTAC", false).len() as u64);
+
+    let before = input_counters(grid);
+    let expected = naive_hits(&records, "GATTACA", true);
+    let args = ["--strand", "both", "--chunk-size", "7000"];
+    let second = search(grid, "second", &file, "GATTACA", &args);
+    assert_eq!(second, expected.len() as u64);
+    let tsv = cli_ok(grid, &["results", "second", "--format", "tsv"]);
+    assert_eq!(parse_tsv(&tsv), expected);
+    let after = input_counters(grid);
+    let delta = [0, 1, 2].map(|i| after[i] - before[i]);
+    // Every base once, plus each chunk's overlap into the next.
+    assert!(delta[0] >= 110_238.0, "enqueued {delta:?}");
+    delta
+}
+
+#[test]
+fn a_worker_on_the_masters_host_reads_a_stored_genome_from_its_files() {
+    let mut grid = grid_on(&Backend::Embedded, &[]);
+    let dir = grid.data_dir().join("spool").join("genomes");
+    let [enqueued, sent, in_place] = repeat_with_genome_dir(&mut grid, &dir);
+    assert_eq!(
+        in_place, enqueued,
+        "every base of the repeat read by the worker"
+    );
+    assert_eq!(sent, 0.0, "no base of the repeat sent by the master");
+}
+
+#[test]
+fn a_worker_given_another_stores_directory_is_sent_the_bases() {
+    let mut grid = grid_on(&Backend::Embedded, &[]);
+    // Another grid's directory: a store id that is not this master's.
+    let other = grid.path("other-genomes");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("store-id"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    let [enqueued, sent, in_place] = repeat_with_genome_dir(&mut grid, &other);
+    assert_eq!(
+        sent, enqueued,
+        "every base of the repeat sent by the master"
+    );
+    assert_eq!(in_place, 0.0);
+
+    // A directory that is no store's is refused before the worker starts.
+    let empty = grid.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let refused = Command::new(gridwatch_bin())
+        .args(["worker", "--master", &grid.addr, "--genome-dir"])
+        .arg(&empty)
+        .output()
+        .expect("running a worker");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("holds no stored genomes' id") && stderr.contains("spool/genomes"),
+        "{stderr}"
+    );
 }

@@ -83,6 +83,7 @@ fn bad_frames_get_error_codes_and_the_master_keeps_serving() {
             wait_ms: 0,
             commands: false,
             slots: None,
+            genome_files: None,
         };
         conn.write_message(&lease_as_a_client).await.unwrap();
         assert_eq!(error_code(&mut conn).await, ErrorCode::UnexpectedMessage);
@@ -217,6 +218,7 @@ async fn lease(conn: &mut Conn) -> (String, u32, String) {
         wait_ms: 2000,
         commands: false,
         slots: None,
+        genome_files: None,
     })
     .await
     .unwrap();
@@ -305,6 +307,7 @@ fn duplicate_results_count_once_and_cancelled_jobs_ignore_late_results() {
                 wait_ms: 200,
                 commands: false,
                 slots: None,
+                genome_files: None,
             })
             .await
             .unwrap();

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::support::http::request;
+use crate::support::http::{metric, request};
 use crate::support::procs::{gridwatch, wait_for, Proc};
 use crate::support::watchman_grid::{spawn_collector, WatchedGrid};
 
@@ -131,14 +131,6 @@ fn get(addr: &str, path: &str) -> String {
     let (status, _, body) = request(addr, "GET", path, None, "");
     assert_eq!(status, 200, "GET {path}");
     String::from_utf8_lossy(&body).into_owned()
-}
-
-/// The value of one sample of `/metrics` (`name{labels}` exactly as exposed), if present.
-fn metric(http: &str, sample: &str) -> Option<f64> {
-    get(http, "/metrics").lines().find_map(|line| {
-        let value = line.strip_prefix(sample)?.strip_prefix(' ')?;
-        value.trim().parse().ok()
-    })
 }
 
 fn view_of(views: &[serde_json::Value], worker: &str) -> Option<serde_json::Value> {

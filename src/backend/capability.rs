@@ -123,6 +123,10 @@ pub struct WorkerOffer {
     /// Its task slots: a command task taking more (`--cpus`) is never leased to it, however
     /// many of them are free at the moment, so a wide task waits for a wide enough worker.
     pub slots: u32,
+    /// The id of the stored genomes' directory this worker reads ranges from itself (it runs on
+    /// the master's host, started with `--genome-dir`): a task reading a complete genome kept
+    /// in that directory is then handed over without its bases. `None`: bases come with the task.
+    pub genome_files: Option<u128>,
 }
 
 impl Default for WorkerOffer {
@@ -131,6 +135,7 @@ impl Default for WorkerOffer {
         WorkerOffer {
             commands: false,
             slots: 1,
+            genome_files: None,
         }
     }
 }
@@ -421,6 +426,17 @@ pub trait GenomeStore: Send + Sync {
     /// Deletes every genome no unfinished job uses and last used at or before `unused_before`
     /// (Unix seconds); returns their hashes. Each is checked and deleted atomically.
     async fn prune_genomes(&self, unused_before: f64) -> BackendResult<Vec<String>>;
+    /// The id of the directory of files complete genomes are kept in, which a worker on the
+    /// same host may read ranges from itself instead of receiving them over the network.
+    /// `None`: genomes are not kept as local files.
+    fn files_id(&self) -> Option<u128> {
+        None
+    }
+    /// Whether the copy under storage id `storage` is complete in that directory, in the
+    /// layout such a worker reads.
+    async fn in_files(&self, _storage: &str) -> BackendResult<bool> {
+        Ok(false)
+    }
 }
 
 /// Finished jobs' results kept as the answer to identical later jobs. A job kind names a key

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::live_output::{LiveOutput, OutputPiece};
@@ -67,19 +68,104 @@ pub fn new_storage_id() -> String {
     )
 }
 
-/// A queue whose leases of genome-referencing tasks arrive with their bases read from the store.
-/// Every other call passes straight through.
-pub struct GenomeQueue {
-    inner: Arc<dyn MasterQueue>,
-    store: Arc<dyn GenomeStore>,
+/// Where a [`GenomeQueue`] reads the ranges it fills leases with.
+enum Source {
+    /// The store itself: the master of an embedded backend, or any process of a Redis one.
+    Store {
+        store: Arc<dyn GenomeStore>,
+        /// Workers that read complete genomes from the store's files themselves (their offer
+        /// named the store's [`GenomeStore::files_id`]): their leases of such genomes go out
+        /// without bases.
+        reading_files: std::sync::Mutex<std::collections::HashSet<String>>,
+    },
+    /// A worker on the master's host reading the master's genome files in place.
+    Files(Arc<dyn GenomeFiles>),
 }
 
-impl GenomeQueue {
+/// The store's genome files as a worker on the master's host reads them.
+#[async_trait]
+pub trait GenomeFiles: Send + Sync {
+    /// The files' directory id, which the worker's lease requests name: the master sends
+    /// ranges without their bases only to a worker naming its own.
+    fn id(&self) -> u128;
+    /// `len` bases from `offset` of the complete genome kept under storage id `storage`.
+    async fn read(&self, storage: &str, offset: u64, len: u64) -> BackendResult<Bytes>;
+}
+
+/// A queue whose leases of genome-referencing tasks arrive with their bases read from the store.
+/// Every other call passes straight through. The master wraps its queue in one; a worker on the
+/// master's host wraps its leases in another, reading the store's files
+/// ([`GenomeQueue::reading_files`]) for the leases the master sent without bases.
+pub struct GenomeQueue<Q: ?Sized = dyn MasterQueue> {
+    inner: Arc<Q>,
+    source: Source,
+}
+
+impl<Q: ?Sized> GenomeQueue<Q> {
     /// Wraps `inner`; genome ranges are read from `store`.
-    pub fn new(inner: Arc<dyn MasterQueue>, store: Arc<dyn GenomeStore>) -> Self {
-        Self { inner, store }
+    pub fn new(inner: Arc<Q>, store: Arc<dyn GenomeStore>) -> Self {
+        Self {
+            inner,
+            source: Source::Store {
+                store,
+                reading_files: Default::default(),
+            },
+        }
     }
 
+    /// Wraps a worker's leases: ranges that arrive without their bases are read from `dir`.
+    pub fn reading_files(inner: Arc<Q>, files: Arc<dyn GenomeFiles>) -> Self {
+        Self {
+            inner,
+            source: Source::Files(files),
+        }
+    }
+
+    /// Notes whether `worker` reads this store's files itself.
+    fn note_offer(&self, worker: &str, offer: &WorkerOffer) {
+        if let Source::Store {
+            store,
+            reading_files,
+        } = &self.source
+        {
+            let mut workers = reading_files.lock().unwrap_or_else(|e| e.into_inner());
+            if offer.genome_files.is_some() && offer.genome_files == store.files_id() {
+                if !workers.contains(worker) {
+                    workers.insert(worker.to_string());
+                }
+            } else {
+                workers.remove(worker);
+            }
+        }
+    }
+
+    /// The bases `reference` names, or `None` when `worker` reads them itself.
+    async fn read(&self, worker: &str, reference: &GenomeRef) -> BackendResult<Option<Bytes>> {
+        let GenomeRef {
+            storage,
+            offset,
+            len,
+        } = reference;
+        match &self.source {
+            Source::Files(files) => files.read(storage, *offset, *len).await.map(Some),
+            Source::Store {
+                store,
+                reading_files,
+            } => {
+                let reads_itself = reading_files
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(worker);
+                if reads_itself && store.in_files(storage).await? {
+                    return Ok(None);
+                }
+                store.read_stored(storage, *offset, *len).await.map(Some)
+            }
+        }
+    }
+}
+
+impl<Q: Leases + ?Sized> GenomeQueue<Q> {
     /// Fills a lease's input from its genome reference. A genome that cannot be read fails this
     /// delivery (nack, so a genome deleted under a task fails its job after the retries) and
     /// no lease is returned.
@@ -90,13 +176,9 @@ impl GenomeQueue {
         if !lease.data.is_empty() {
             return Ok(Some(lease));
         }
-        match self
-            .store
-            .read_stored(&reference.storage, reference.offset, reference.len)
-            .await
-        {
+        match self.read(&lease.worker, &reference).await {
             Ok(bases) => {
-                lease.data = bases;
+                lease.data = bases.unwrap_or_default();
                 Ok(Some(lease))
             }
             // The backend is out of reach: the lease stays this worker's, and the worker, unsure
@@ -119,7 +201,7 @@ impl GenomeQueue {
 }
 
 #[async_trait]
-impl Leases for GenomeQueue {
+impl<Q: Leases + ?Sized> Leases for GenomeQueue<Q> {
     async fn lease(&self, worker: &str, wait: Duration) -> BackendResult<Option<Lease>> {
         match self.inner.lease(worker, wait).await? {
             Some(lease) => self.fill(lease).await,
@@ -127,7 +209,12 @@ impl Leases for GenomeQueue {
         }
     }
 
-    async fn set_offer(&self, worker: &str, offer: WorkerOffer) -> BackendResult<()> {
+    async fn set_offer(&self, worker: &str, mut offer: WorkerOffer) -> BackendResult<()> {
+        self.note_offer(worker, &offer);
+        if let Source::Files(files) = &self.source {
+            // The worker reads this directory: its leases say so.
+            offer.genome_files = Some(files.id());
+        }
         self.inner.set_offer(worker, offer).await
     }
 
@@ -192,7 +279,7 @@ impl Leases for GenomeQueue {
 }
 
 #[async_trait]
-impl QueueAdmin for GenomeQueue {
+impl<Q: QueueAdmin + ?Sized> QueueAdmin for GenomeQueue<Q> {
     async fn enqueue(&self, tasks: Vec<NewTask>) -> BackendResult<()> {
         self.inner.enqueue(tasks).await
     }
@@ -234,7 +321,7 @@ impl QueueAdmin for GenomeQueue {
 }
 
 #[async_trait]
-impl WorkerIds for GenomeQueue {
+impl<Q: WorkerIds + ?Sized> WorkerIds for GenomeQueue<Q> {
     async fn hold_worker_id(&self, worker: &str, holder: &str) -> BackendResult<bool> {
         self.inner.hold_worker_id(worker, holder).await
     }

@@ -297,6 +297,10 @@ impl Leases for RemoteBackend {
                 wait_ms,
                 commands: self.offer().commands,
                 slots: Some(self.offer().slots),
+                genome_files: self
+                    .offer()
+                    .genome_files
+                    .map(crate::protocol::store_id_text),
             })
             .await?
         {
@@ -342,6 +346,10 @@ impl Leases for RemoteBackend {
                 max,
                 commands: self.offer().commands,
                 slots: Some(self.offer().slots),
+                genome_files: self
+                    .offer()
+                    .genome_files
+                    .map(crate::protocol::store_id_text),
             })
             .await?
         {

@@ -19,6 +19,8 @@ pub(crate) struct Spawner {
     pub(super) backend: Vec<String>,
     /// Whether workers run command tasks (`up --allow-commands`).
     pub(super) allow_commands: bool,
+    /// The embedded master's stored genomes, which workers on its host read themselves.
+    pub(super) genome_dir: Option<PathBuf>,
 }
 
 impl Spawner {
@@ -59,6 +61,11 @@ impl Spawner {
             .chain(os_args(["--threads", &self.threads.to_string()]))
             .chain(os_args(self.backend.iter().map(String::as_str)))
             .chain(os_args(self.allow_commands.then_some("--allow-commands")))
+            .chain(
+                self.genome_dir
+                    .iter()
+                    .flat_map(|dir| [OsString::from("--genome-dir"), dir.clone().into_os_string()]),
+            )
             .collect();
         let log = self.log_dir.join(format!("{id}.log"));
         Supervised::start(format!("worker {id}"), &self.exe, worker_args, log)

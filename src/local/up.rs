@@ -158,6 +158,12 @@ impl Cluster {
             threads: args.threads,
             backend: backend_flag(args),
             allow_commands: args.allow_commands,
+            // An embedded master keeps genomes as files on this host: its workers read them.
+            genome_dir: args
+                .backend
+                .resolve()
+                .is_ok_and(|backend| !backend.is_shared())
+                .then(|| gridwatch::backend::embedded::genome_dir(&args.data_dir)),
         };
         let scaler = args.elastic.autoscaler();
         let count = scaler.as_ref().map_or(args.workers, |s| s.policy().min);

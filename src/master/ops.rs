@@ -93,6 +93,10 @@ pub struct OpsCounters {
     pub bytes_searched: AtomicU64,
     /// Bytes clients uploaded with their submits (a submit of a stored genome adds none).
     pub upload_bytes: AtomicU64,
+    /// Task input bytes sent to workers with their leases.
+    pub input_sent: AtomicU64,
+    /// Task input bases that workers read from the stored genomes' files themselves.
+    pub input_read_in_place: AtomicU64,
     /// Tasks handed back for another attempt after a failure.
     pub retries: AtomicU64,
     /// Leases moved back to the queue (a dead worker, an expired lease).
@@ -135,6 +139,10 @@ pub struct OpsSnapshot {
     pub bytes_searched: u64,
     /// Bytes clients uploaded with their submits.
     pub upload_bytes: u64,
+    /// Task input bytes sent to workers with their leases.
+    pub input_sent: u64,
+    /// Task input bases workers read from the stored genomes' files themselves.
+    pub input_read_in_place: u64,
     /// Autoscaler decisions, by direction (`up`, `down`; both always present).
     pub autoscale: BTreeMap<&'static str, u64>,
 }
@@ -289,6 +297,8 @@ impl OpsCounters {
             bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
             bytes_searched: self.bytes_searched.load(Ordering::Relaxed),
             upload_bytes: self.upload_bytes.load(Ordering::Relaxed),
+            input_sent: self.input_sent.load(Ordering::Relaxed),
+            input_read_in_place: self.input_read_in_place.load(Ordering::Relaxed),
             autoscale: {
                 let mut counts = self
                     .autoscale

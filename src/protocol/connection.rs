@@ -319,6 +319,7 @@ mod tests {
             wait_ms: 5,
             commands: false,
             slots: None,
+            genome_files: None,
         };
         left.send_message(&hello).await.unwrap();
         left.send_frame(b"ACGT").await.unwrap();

@@ -43,6 +43,17 @@ pub fn check_worker_id(id: &str) -> Result<(), BadWorkerId> {
     Err(BadWorkerId { shown })
 }
 
+/// A stored genomes' directory id as lease requests carry it: 32 lowercase hex digits.
+pub fn store_id_text(id: u128) -> String {
+    format!("{id:032x}")
+}
+
+/// The directory id `text` names, if it is one ([`store_id_text`]'s form).
+pub fn parse_store_id(text: &str) -> Option<u128> {
+    let hex = text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    hex.then(|| u128::from_str_radix(text, 16).ok()).flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -494,6 +494,10 @@ pub enum Message {
         /// one).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         slots: Option<u32>,
+        /// The id (32 hex digits) of the master's stored genomes' directory, which this worker
+        /// reads on the master's host: tasks of genomes complete there come without their bases.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        genome_files: Option<String>,
     },
     /// A leased task; one data frame of `data_len` bytes follows.
     Task {
@@ -528,6 +532,9 @@ pub enum Message {
         /// The worker's task slots (see `lease`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         slots: Option<u32>,
+        /// The stored genomes' directory the worker reads (see `lease`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        genome_files: Option<String>,
     },
     /// Answer to `lease_batch`: the tasks leased (none if none arrived within the wait); one
     /// data frame per task follows, in order.

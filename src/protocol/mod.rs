@@ -36,7 +36,7 @@ pub use accept::ConnectionLimits;
 pub use admission::{Admission, AdmissionLimits};
 pub use auth::{check_listen, TokenArgs, TokenError, Unprotected};
 pub use handshake::Greeting;
-pub use ids::{check_worker_id, valid_id, BadWorkerId, MAX_ID_LEN};
+pub use ids::{check_worker_id, parse_store_id, store_id_text, valid_id, BadWorkerId, MAX_ID_LEN};
 pub use request::{Dial, RequestError, Requester};
 pub use transport::{ClientTls, ServerTls, Stream, TlsArgs, TlsError, TlsServerArgs};
 

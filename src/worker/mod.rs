@@ -117,6 +117,13 @@ pub struct WorkerArgs {
     /// there before it stops a worker the queue no longer needs.
     #[arg(long, value_name = "FILE")]
     pub leave_reason_file: Option<std::path::PathBuf>,
+    /// The embedded master's stored genomes (its DATA_DIR/spool/genomes), when this worker runs
+    /// on the master's host: the worker reads the ranges its search tasks need from those files
+    /// itself, a quarter of the bytes, instead of receiving them decoded over the connection.
+    /// The master checks the directory's id, so a wrong directory only loses the shortcut.
+    /// `up` and `demo` pass it to their workers.
+    #[arg(long, env = "GRIDWATCH_GENOME_DIR", value_name = "DIR")]
+    pub genome_dir: Option<std::path::PathBuf>,
     /// The cluster token for the master's hello, when the cluster has one.
     #[command(flatten)]
     pub auth: crate::protocol::TokenArgs,
@@ -227,6 +234,7 @@ pub async fn run(
     let offer = WorkerOffer {
         commands: config.commands.is_some(),
         slots: u32::try_from(threads).unwrap_or(u32::MAX),
+        genome_files: None,
     };
     // Recorded before the first lease, so no lease can miss it.
     let _ = leases.set_offer(&config.id, offer).await;
@@ -347,10 +355,30 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
         .tls
         .client()
         .map_err(|e| WorkerError::Config(e.to_string()))?;
+    let genome_dir = match &args.genome_dir {
+        Some(_) if backend_config.is_shared() => {
+            return Err(WorkerError::Config(
+                "--genome-dir reads an embedded master's files; with a shared backend workers \
+                 read genomes from it directly"
+                    .into(),
+            ))
+        }
+        Some(dir) => {
+            Some(crate::backend::embedded::GenomeDir::open(dir).map_err(WorkerError::Config)?)
+        }
+        None => None,
+    };
     let backend = backend_config
         .connect_peer(master.clone(), greeting, tls, crate::jobs::result_check())
         .await
         .map_err(|e| WorkerError::Config(format!("{backend_config}: {e}")))?;
+    let leases: Arc<dyn Leases> = match genome_dir {
+        Some(dir) => Arc::new(crate::backend::genome::GenomeQueue::reading_files(
+            backend.leases.clone(),
+            Arc::new(dir),
+        )),
+        None => backend.leases.clone(),
+    };
     let source = if backend_config.is_shared() {
         backend_config.to_string()
     } else {
@@ -375,7 +403,7 @@ pub async fn serve(mut args: WorkerArgs) -> Result<(), WorkerError> {
     let ids = backend.ids.clone();
     run(
         config,
-        backend.leases,
+        leases,
         backend.results,
         threads,
         Arc::new(WorkerStats::default()),

@@ -21,7 +21,11 @@ fn command_task(job: &str, chunk: u32, slots: u32) -> gridwatch::backend::NewTas
 }
 
 async fn offer(s: &Subject, worker: &str, commands: bool, slots: u32) {
-    let offer = WorkerOffer { commands, slots };
+    let offer = WorkerOffer {
+        commands,
+        slots,
+        genome_files: None,
+    };
     s.queue.set_offer(worker, offer).await.unwrap();
 }
 

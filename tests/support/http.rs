@@ -118,3 +118,14 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
         raw = &raw[size + 2..];
     }
 }
+
+/// The value of one sample of the master's `/metrics` at `http` (`name{labels}` exactly as
+/// exposed), if present.
+pub fn metric(http: &str, sample: &str) -> Option<f64> {
+    let (status, _, body) = request(http, "GET", "/metrics", None, "");
+    assert_eq!(status, 200, "GET /metrics");
+    String::from_utf8_lossy(&body).lines().find_map(|line| {
+        let value = line.strip_prefix(sample)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}

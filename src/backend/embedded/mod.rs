@@ -9,6 +9,7 @@
 
 mod cache;
 mod db;
+mod genome_dir;
 mod genome_file;
 mod genomes;
 mod live;
@@ -38,6 +39,7 @@ use super::{
     StoredResult, TaskTimes, WorkerId, MAX_BATCH,
 };
 use db::Db;
+pub use genome_dir::GenomeDir;
 
 /// Current time in Unix seconds; injected so lease expiry is testable without waiting.
 pub type Clock = Arc<dyn Fn() -> f64 + Send + Sync>;
@@ -75,6 +77,8 @@ pub struct EmbeddedBackend {
     refused: [AtomicU64; RefusalReason::ALL.len()],
     /// Where stored genomes' sequences live (`spool/genomes`).
     genome_dir: std::path::PathBuf,
+    /// The id written in that directory, which workers reading it in place report.
+    files_id: Option<u128>,
     /// Genome uploads in progress, readable by storage id before they are stored.
     uploads: genomes::Uploads,
     /// What every result is checked against before it is stored.
@@ -84,6 +88,12 @@ pub struct EmbeddedBackend {
     offers: std::sync::Mutex<std::collections::HashMap<String, WorkerOffer>>,
     /// Running command tasks' output so far, in memory only.
     live: live::LiveTails,
+}
+
+/// Where the embedded backend in `data_dir` keeps stored genomes, which a worker on the same
+/// host may read ([`GenomeDir`]).
+pub fn genome_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("spool").join("genomes")
 }
 
 impl EmbeddedBackend {
@@ -109,12 +119,17 @@ impl EmbeddedBackend {
         clock: Clock,
     ) -> BackendResult<Self> {
         let db = Db::open(data_dir, clock)?;
-        let genome_dir = data_dir.join("spool").join("genomes");
+        let genome_dir = genome_dir(data_dir);
         std::fs::create_dir_all(&genome_dir).map_err(|err| {
             BackendError::Other(format!("cannot create {}: {err}", genome_dir.display()))
         })?;
         genomes::remove_partials(&genome_dir);
+        // Without an id (a full disk at the first start) workers are sent every base instead.
+        let files_id = genome_dir::ensure_id(&genome_dir)
+            .map_err(|err| tracing::warn!(component = "embedded", error = %err, "stored genomes cannot be read in place by workers"))
+            .ok();
         Ok(Self {
+            files_id,
             db,
             config,
             task_ready: Notify::new(),
@@ -694,6 +709,24 @@ impl GenomeStore for EmbeddedBackend {
         })
         .await
         .map_err(|err| BackendError::Other(format!("genome read: {err}")))?
+    }
+
+    fn files_id(&self) -> Option<u128> {
+        self.files_id
+    }
+
+    async fn in_files(&self, storage: &str) -> BackendResult<bool> {
+        if !super::genome::is_genome_hash(storage)
+            || genomes::uploading(&self.uploads, storage).is_some()
+        {
+            return Ok(false);
+        }
+        let lookup = storage.to_string();
+        let format = self
+            .db
+            .call(move |state| genomes::storage_format(state, &lookup))
+            .await?;
+        Ok(format == Some(crate::backend::packed::StoredFormat::Packed))
     }
 
     async fn sweep_spares(&self) -> BackendResult<Vec<String>> {

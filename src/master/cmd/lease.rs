@@ -44,8 +44,9 @@ pub async fn apply(
             wait_ms,
             commands,
             slots,
+            genome_files,
         } => {
-            note_offer(state, &worker, commands, slots).await?;
+            note_offer(state, &worker, commands, slots, genome_files).await?;
             return lease(conn, state, &worker, wait_ms).await;
         }
         Message::LeaseBatch {
@@ -53,8 +54,9 @@ pub async fn apply(
             max,
             commands,
             slots,
+            genome_files,
         } => {
-            note_offer(state, &worker, commands, slots).await?;
+            note_offer(state, &worker, commands, slots, genome_files).await?;
             return lease_batch(conn, state, &worker, wait_ms, max).await;
         }
         Message::CompleteBatch { tasks } => Message::BatchCompleted {
@@ -285,10 +287,21 @@ async fn note_offer(
     worker: &str,
     commands: bool,
     slots: Option<u32>,
+    genome_files: Option<String>,
 ) -> Result<(), HandlerError> {
+    let genome_files = match genome_files {
+        Some(id) => Some(crate::protocol::parse_store_id(&id).ok_or_else(|| {
+            HandlerError::fatal(
+                ErrorCode::BadMessage,
+                "genome_files is not a store id (32 hex digits)",
+            )
+        })?),
+        None => None,
+    };
     let offer = WorkerOffer {
         commands,
         slots: slots.unwrap_or(1).max(1),
+        genome_files,
     };
     state.queue.set_offer(worker, offer).await?;
     if commands {
@@ -349,6 +362,9 @@ async fn lease(
         conn.flush().await
     }
     .await;
+    if sent.is_ok() {
+        count_input(state, std::slice::from_ref(&lease));
+    }
     if let Err(err) = sent {
         let _ = state
             .queue
@@ -414,6 +430,9 @@ async fn lease_batch(
         conn.flush().await
     }
     .await;
+    if sent.is_ok() {
+        count_input(state, &leases);
+    }
     if let Err(err) = sent {
         for lease in &leases {
             let _ = state
@@ -424,6 +443,23 @@ async fn lease_batch(
         return Err(err.into());
     }
     Ok(())
+}
+
+/// Counts the input of leases handed to a worker: the bytes sent with them, or the bases of
+/// a stored genome the worker reads itself (a genome range sent without its bases).
+fn count_input(state: &MasterState, leases: &[Lease]) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for lease in leases {
+        match crate::backend::genome::GenomeRef::from_spec(&lease.spec) {
+            Some(range) if lease.data.is_empty() => {
+                state.ops.input_read_in_place.fetch_add(range.len, Relaxed)
+            }
+            _ => state
+                .ops
+                .input_sent
+                .fetch_add(lease.data.len() as u64, Relaxed),
+        };
+    }
 }
 
 /// Completes when the peer has closed its side (or the socket failed); stays pending while it is

@@ -204,6 +204,16 @@ fn render_queue(out: &mut Exposition, snapshot: &Snapshot) {
             "Bytes clients uploaded with their submits; a search of a genome the master already stores uploads none.",
             &ops.upload_bytes,
         ),
+        (
+            "gridwatch_task_input_sent_bytes_total",
+            "Task input bytes this master sent to workers with their leases.",
+            &ops.input_sent,
+        ),
+        (
+            "gridwatch_task_input_read_in_place_bytes_total",
+            "Task input bases workers on this host read from the stored genomes' files themselves (--genome-dir): their leases carried none.",
+            &ops.input_read_in_place,
+        ),
     ];
     for (name, help, value) in counters {
         out.family(name, "counter", help);
