@@ -17,8 +17,10 @@ use gridwatch::jobs::search::{OutputFormat, SearchJobSpec, SEARCH_KIND};
 use gridwatch::jobs::{self, Kind, ResultError};
 use gridwatch::protocol::{JobView, Message, ProtocolError};
 
-/// How often `--wait` asks for progress.
+/// How often `--wait` asks for progress, at most (see [`follow`]).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// The shortest pause between two progress queries of a job just submitted.
+const FIRST_POLL: Duration = Duration::from_millis(4);
 
 /// `gridwatch status JOB`.
 #[derive(Clone, Debug, clap::Args)]
@@ -131,7 +133,10 @@ pub async fn wait_for_every(
 }
 
 /// Polls until the job finishes, drawing progress and reconnecting with backoff to a master
-/// that went away; returns its final state and the active workers last reported.
+/// that went away; returns its final state and the active workers last reported. The pause
+/// between queries grows with the time followed, an eighth of it, from a few milliseconds up
+/// to `interval`: a job of a fraction of a second is seen to end within a few percent of its
+/// time, and a long one costs the master a query every `interval`.
 pub async fn follow(
     client: &mut MasterClient,
     job: &str,
@@ -139,6 +144,7 @@ pub async fn follow(
     interval: Duration,
 ) -> Result<(JobView, u32), ClientError> {
     let mut lost: Option<(Instant, Duration)> = None;
+    let since = Instant::now();
     loop {
         let outcome = match lost {
             Some(_) => match client.reconnect().await {
@@ -157,7 +163,8 @@ pub async fn follow(
                     progress.finish();
                     return Ok((view, active));
                 }
-                tokio::time::sleep(interval).await;
+                let pause = (since.elapsed() / 8).clamp(FIRST_POLL.min(interval), interval);
+                tokio::time::sleep(pause).await;
             }
             Err(err) if err.is_transient() => {
                 let (since, pause) = lost.get_or_insert_with(|| {

@@ -80,6 +80,8 @@ pub struct RedisBackend {
     command_slots: Mutex<HashMap<String, u32>>,
     /// Tokens of this process's deliveries that sent an output tail, deleted when they end.
     live_sent: Mutex<HashSet<String>>,
+    /// How the stored objects this process read are kept, so a read needs one round trip.
+    layouts: genome_read::Layouts,
 }
 
 impl RedisBackend {
@@ -138,6 +140,7 @@ impl RedisBackend {
             given_up_claims: Mutex::new(HashSet::new()),
             command_slots: Mutex::new(HashMap::new()),
             live_sent: Mutex::new(HashSet::new()),
+            layouts: Default::default(),
         };
         backend.ensure_groups().await?;
         Ok(backend)
