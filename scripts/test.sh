@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite the way CI does: one release build, tests in parallel.
+# Runs the whole test suite the way CI does: one optimized build (the `test-release` profile),
+# tests in parallel.
 # Installs what the tests need beyond cargo (redis-server, promtool, Alertmanager, chromium and its WebDriver,
 # tmux, Biopython, py2bit, docker-compose to validate the compose file) when it is missing.
 set -euo pipefail
@@ -41,7 +42,7 @@ status=0
 # The library's, the binary's and the integration tests. The benchmarks are not built here: their
 # harness is linted by CI's clippy run and measured by `cargo bench`, and building them again in
 # test mode would only add to every run.
-cargo test --release --lib --bins --tests --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+cargo test --profile test-release --lib --bins --tests --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 
 # One closing line over every test binary, so a reader of the log need not add them up.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1); if ($(i) ~ /^ignored/) s += $(i-1) } }
