@@ -97,6 +97,17 @@ pub fn genome_dir(data_dir: &Path) -> std::path::PathBuf {
 }
 
 impl EmbeddedBackend {
+    /// How the complete object under storage id `storage` is kept; `None` if nothing complete is.
+    async fn storage_format(
+        &self,
+        storage: &str,
+    ) -> BackendResult<Option<crate::backend::packed::StoredFormat>> {
+        let lookup = storage.to_string();
+        self.db
+            .call(move |state| genomes::storage_format(state, &lookup))
+            .await
+    }
+
     /// What `worker` said it offers.
     fn offer(&self, worker: &str) -> WorkerOffer {
         self.offers
@@ -697,13 +708,11 @@ impl GenomeStore for EmbeddedBackend {
             .await
             .map_err(|err| BackendError::Other(format!("genome read: {err}")))?;
         }
-        let (dir, storage) = (self.genome_dir.clone(), storage.to_string());
-        let lookup = storage.clone();
         let format = self
-            .db
-            .call(move |state| genomes::storage_format(state, &lookup))
+            .storage_format(storage)
             .await?
             .ok_or_else(|| BackendError::Other(format!("nothing is stored under {storage}")))?;
+        let (dir, storage) = (self.genome_dir.clone(), storage.to_string());
         tokio::task::spawn_blocking(move || {
             genomes::read_range(&dir, &storage, format, offset, len)
         })
@@ -721,11 +730,7 @@ impl GenomeStore for EmbeddedBackend {
         {
             return Ok(false);
         }
-        let lookup = storage.to_string();
-        let format = self
-            .db
-            .call(move |state| genomes::storage_format(state, &lookup))
-            .await?;
+        let format = self.storage_format(storage).await?;
         Ok(format == Some(crate::backend::packed::StoredFormat::Packed))
     }
 
