@@ -39,9 +39,8 @@ export RUST_TEST_THREADS=${RUST_TEST_THREADS:-6}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-# The library's, the binary's and the integration tests. The benchmarks are not built here: their
-# harness is linted by CI's clippy run and measured by `cargo bench`, and building them again in
-# test mode would only add to every run.
+# The library's, the binary's and the integration tests. The benchmarks are not built here: CI
+# builds them once to lint them, and `cargo bench` measures them.
 cargo test --profile test-release --lib --bins --tests --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 
 # One closing line over every test binary, so a reader of the log need not add them up.

@@ -3,8 +3,8 @@
 //! the grid's answers are checked against.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::Duration;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -183,19 +183,43 @@ impl Grid {
         serde_json::from_str(&out).expect("status --json prints JSON")
     }
 
-    /// Polls until the job is finished; returns its final status JSON.
+    /// Waits until the job is finished; returns its final status JSON. One `status --wait
+    /// --json` follows the job on one connection, instead of a new client process every few
+    /// milliseconds; it is started again if it ends without a finished job (the job is not
+    /// created yet, a busy master refused it).
     pub fn wait_finished(&self, job: &str, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
         wait_for("the job to finish", timeout, || {
-            // A busy master may answer "try again shortly": that is a poll that saw nothing yet.
-            let output = self.cli(&["status", job, "--json"]);
-            if !output.status.success() {
-                return None;
-            }
-            let status: serde_json::Value =
-                serde_json::from_slice(&output.stdout).expect("status --json prints JSON");
+            let left = deadline.saturating_duration_since(Instant::now());
+            let output = self.cli_within(&["status", job, "--wait", "--json"], left)?;
+            let status: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
             let state = status["job"]["status"].as_str().unwrap_or("").to_string();
             matches!(state.as_str(), "completed" | "failed" | "cancelled").then_some(status)
         })
+    }
+
+    /// Runs a client command, killed if it has not ended within `limit`; its output if it ended.
+    pub fn cli_within(&self, args: &[&str], limit: Duration) -> Option<Output> {
+        let child = gridwatch()
+            .args(args)
+            .args(&self.client_flags)
+            .arg("--master")
+            .arg(&self.addr)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running the gridwatch client");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let (sender, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(child.wait_with_output()));
+        match ended.recv_timeout(limit) {
+            Ok(output) => Some(output.expect("waiting for the gridwatch client")),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = ended.recv();
+                None
+            }
+        }
     }
 
     /// Sends each `(kind, spec)` as a raw `submit_job`, as a client that skips the CLI's own

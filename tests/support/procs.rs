@@ -159,9 +159,13 @@ impl Drop for Proc {
     }
 }
 
-/// Polls `probe` every 20 ms until it yields a value; panics naming `what` after `limit`.
+/// Polls `probe` until it yields a value; panics naming `what` after `limit`. It polls every
+/// 20 ms for the first two seconds, then every tenth of the time waited up to 100 ms: a probe
+/// often starts a client process, and many tests waiting at once would otherwise spend much of
+/// the machine on them.
 pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
+    let started = Instant::now();
+    let deadline = started + limit;
     loop {
         if let Some(value) = probe() {
             return value;
@@ -170,7 +174,13 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Optio
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        let waited = started.elapsed();
+        let pause = if waited < Duration::from_secs(2) {
+            Duration::from_millis(20)
+        } else {
+            (waited / 10).min(Duration::from_millis(100))
+        };
+        std::thread::sleep(pause);
     }
 }
 

@@ -348,11 +348,8 @@ impl WatchedGrid {
     }
 
     pub fn wait_completed(&self, job: &str, limit: Duration) {
-        wait_for("job completed", limit, || {
-            self.progress(job)
-                .filter(|(status, _, _)| status == "completed")
-                .map(|_| ())
-        });
+        let status = self.grid.wait_finished(job, limit);
+        assert_eq!(status["job"]["status"], "completed", "{status}");
     }
 
     pub fn total_matches(&self, job: &str) -> u64 {
