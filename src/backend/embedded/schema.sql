@@ -68,6 +68,9 @@ CREATE TABLE IF NOT EXISTS results (
     run TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (job, chunk)
 );
+-- A job's results are counted (and a command job's failures summed) after every completion:
+-- this index answers that alone, without reading the result rows and their payloads.
+CREATE INDEX IF NOT EXISTS results_done ON results (job, matches);
 
 -- Parts of large result payloads, staged per delivery before their result is committed.
 CREATE TABLE IF NOT EXISTS result_parts (
