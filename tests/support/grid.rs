@@ -157,13 +157,20 @@ impl Grid {
 
     /// Runs a client command against this grid's master.
     pub fn cli(&self, args: &[&str]) -> Output {
-        gridwatch()
+        self.client_command(args)
+            .output()
+            .expect("running the gridwatch client")
+    }
+
+    /// A client command aimed at this grid's master, with the grid's client flags.
+    fn client_command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = gridwatch();
+        command
             .args(args)
             .args(&self.client_flags)
             .arg("--master")
-            .arg(&self.addr)
-            .output()
-            .expect("running the gridwatch client")
+            .arg(&self.addr);
+        command
     }
 
     /// Runs a client command that must succeed; returns its stdout.
@@ -200,11 +207,8 @@ impl Grid {
 
     /// Runs a client command, killed if it has not ended within `limit`; its output if it ended.
     pub fn cli_within(&self, args: &[&str], limit: Duration) -> Option<Output> {
-        let child = gridwatch()
-            .args(args)
-            .args(&self.client_flags)
-            .arg("--master")
-            .arg(&self.addr)
+        let child = self
+            .client_command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
