@@ -35,6 +35,9 @@ pub(super) struct DbState {
 
 type Call = Box<dyn FnOnce(&mut DbState) + Send>;
 
+/// Prepared statements kept per connection: more than the store has, so none is parsed twice.
+const STATEMENT_CACHE: usize = 128;
+
 /// Handle to the database thread. Cloning shares the thread.
 #[derive(Clone)]
 pub(super) struct Db {
@@ -56,6 +59,9 @@ impl Db {
         let conn = Connection::open(&path)
             .map_err(|err| BackendError::Other(format!("cannot open {}: {err}", path.display())))?;
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
+        // The store prepares some sixty distinct statements and rusqlite keeps 16 by default: a
+        // statement pushed out of that cache is parsed and planned again on its next use.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let added = add_missing_columns(&conn)?;
         move_specs_out_of_jobs(&conn)?;
         if added.contains(&("jobs", "priority")) {

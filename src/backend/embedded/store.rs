@@ -70,11 +70,9 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
 pub(super) fn job(state: &mut DbState, id: &str) -> BackendResult<Option<JobRecord>> {
     state
         .conn
-        .query_row(
-            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
-            params![id],
-            job_from_row,
-        )
+        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
+        .map_err(sql_error)?
+        .query_row(params![id], job_from_row)
         .optional()
         .map_err(sql_error)
 }
@@ -86,23 +84,24 @@ pub(super) fn create_job(state: &mut DbState, job: &JobRecord) -> BackendResult<
     }
     state
         .conn
-        .execute(
+        .prepare_cached(
             "INSERT INTO jobs
                 (id, kind, spec, status, total_chunks, error, created_at, finished_at, summary,
                  priority)
              VALUES (?1, ?2, '', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                job.id,
-                job.kind,
-                JobStatus::as_str(job.status),
-                job.total_chunks,
-                job.error,
-                job.created_at,
-                job.finished_at,
-                crate::backend::short_summary(&job.summary),
-                job.priority.as_str(),
-            ],
         )
+        .map_err(sql_error)?
+        .execute(params![
+            job.id,
+            job.kind,
+            JobStatus::as_str(job.status),
+            job.total_chunks,
+            job.error,
+            job.created_at,
+            job.finished_at,
+            crate::backend::short_summary(&job.summary),
+            job.priority.as_str(),
+        ])
         .map_err(sql_error)?;
     write_spec(state, &job.id, &job.spec)?;
     Ok(CreateOutcome::Created)
