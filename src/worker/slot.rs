@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::prefetch::Buffer;
@@ -34,7 +35,7 @@ pub(super) async fn run_slot(
     stop: watch::Receiver<bool>,
 ) {
     let mut cache: PreparedCache = None;
-    while let Some(lease) = buffer.take().await {
+    while let Some(mut lease) = buffer.take().await {
         let Some(_slots) = take_slots(&config, queue.as_ref(), &lease, &free_slots).await else {
             tracing::warn!(component = "worker", slot = index, job = %lease.id.job, chunk = lease.id.chunk, "lease lost while waiting for free slots");
             buffer.settled([lease.token.as_str()]);
@@ -48,7 +49,10 @@ pub(super) async fn run_slot(
         let outcome = if lease.kind == jobs::command::COMMAND_KIND {
             super::command::run_leased(&config, queue.as_ref(), &lease, running.as_ref()).await
         } else {
-            run_task(&config, queue.as_ref(), &lease, &mut cache).await
+            // The input goes to the kernel alone: the lease travels on to be acknowledged, and
+            // the input's buffer is reused for a later task's input once the kernel is done.
+            let input = std::mem::take(&mut lease.data);
+            run_task(&config, queue.as_ref(), &lease, input, &mut cache).await
         };
         buffer.ran_for(started.elapsed());
         drop(running);
@@ -120,13 +124,15 @@ async fn take_slots(
     }
 }
 
-/// Runs the task with its job's kind on a blocking thread, checking (and so extending) the
-/// lease every `lease_check` while it runs. A lease found lost (reclaimed, expired, or its job
-/// cancelled) stops the kernel at its next check of the stop flag: `Ok(None)`.
+/// Runs the task with its job's kind on `input` on a blocking thread, checking (and so
+/// extending) the lease every `lease_check` while it runs. A lease found lost (reclaimed,
+/// expired, or its job cancelled) stops the kernel at its next check of the stop flag:
+/// `Ok(None)`.
 async fn run_task(
     config: &WorkerConfig,
     queue: &dyn Leases,
     lease: &Lease,
+    input: Bytes,
     cache: &mut PreparedCache,
 ) -> Result<Option<ChunkResult>, String> {
     let kind = jobs::require(&lease.kind).map_err(|e| e.to_string())?;
@@ -138,14 +144,16 @@ async fn run_task(
             prepared
         }
     };
-    let (data, spec) = (lease.data.clone(), lease.spec.clone());
+    let spec = lease.spec.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let kernel_stop = stop.clone();
     // Timed on the blocking thread itself, so waiting for a free thread does not count.
     let kernel = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        let outcome = prepared.run_until(&spec, &data, &kernel_stop);
-        (outcome, started.elapsed())
+        let outcome = prepared.run_until(&spec, &input, &kernel_stop);
+        let elapsed = started.elapsed();
+        crate::backend::packed::give_back(input);
+        (outcome, elapsed)
     });
     tokio::pin!(kernel);
     let mut ticker = tokio::time::interval(config.lease_check);
