@@ -33,11 +33,7 @@ fn grid_with(redis: bool, flags: &[&str]) -> (Grid, Option<RedisServer>) {
         return (Grid::start(flags), None);
     }
     let server = RedisServer::start();
-    let url = server.url();
-    let mut all = flags.to_vec();
-    all.extend(["--backend", url.as_str()]);
-    let mut grid = Grid::start(&all);
-    grid.worker_flags = vec!["--backend".into(), url];
+    let grid = Grid::start_on(Some(&server.url()), flags);
     (grid, Some(server))
 }
 

@@ -460,8 +460,8 @@ fn a_task_naming_inputs_that_do_not_exist_or_escape_fails_its_job_not_the_worker
     // Whoever can write to Redis can put any task spec before a worker, bypassing the master.
     let redis = crate::support::redis::RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url.clone(), "--allow-commands".into()];
+    let mut grid = Grid::start_on(Some(&url), &[]);
+    grid.worker_flags.push("--allow-commands".into());
     grid.start_worker("w1", 1);
     let hash = "ab".repeat(32);
     let cases = [

@@ -88,8 +88,8 @@ fn a_task_of_cpus_2_waits_for_a_2_slot_worker_and_takes_both_slots() {
 fn on_redis_a_task_of_cpus_2_waits_for_a_2_slot_worker_and_takes_both_slots() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url, "--allow-commands".into()];
+    let mut grid = Grid::start_on(Some(&url), &[]);
+    grid.worker_flags.push("--allow-commands".into());
     wide_tasks_take_their_slots(grid);
 }
 
@@ -141,7 +141,6 @@ fn a_failed_attempt_is_retried_on_another_worker() {
 fn on_redis_a_failed_attempt_is_retried_on_another_worker() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url];
+    let grid = Grid::start_on(Some(&url), &[]);
     retries_move_to_the_other_worker(grid);
 }

@@ -72,10 +72,8 @@ struct RedisGrid {
 fn redis_grid(master_flags: &[&str]) -> RedisGrid {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut flags = vec!["--backend", &url];
-    flags.extend_from_slice(master_flags);
-    let mut grid = Grid::start(&flags);
-    grid.worker_flags = vec!["--backend".into(), url, "--allow-commands".into()];
+    let mut grid = Grid::start_on(Some(&url), master_flags);
+    grid.worker_flags.push("--allow-commands".into());
     RedisGrid {
         grid,
         _redis: redis,
@@ -190,8 +188,7 @@ fn run_a_later_job(grid: &Grid) {
 fn on_redis_a_worker_without_allow_commands_never_leases_one_and_status_says_why() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url.clone()];
+    let mut grid = Grid::start_on(Some(&url), &[]);
     grid.start_worker("plain", 2);
     let marker = grid.path("ran");
     let script = format!("touch {}; echo ran", marker.display());

@@ -170,7 +170,6 @@ fn an_exported_genome_reads_back_as_its_fasta_embedded() {
 fn an_exported_genome_reads_back_as_its_fasta_redis() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url];
+    let mut grid = Grid::start_on(Some(&url), &[]);
     export_reads_back(&mut grid);
 }

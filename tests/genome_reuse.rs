@@ -34,14 +34,7 @@ pub(crate) fn grid_on(backend: &Backend, flags: &[&str]) -> Grid {
     all.extend_from_slice(flags);
     match backend {
         Backend::Embedded => Grid::start(&all),
-        Backend::Redis(redis) => {
-            let url = redis.url();
-            let mut with_backend = vec!["--backend", url.as_str()];
-            with_backend.extend_from_slice(&all);
-            let mut grid = Grid::start(&with_backend);
-            grid.worker_flags = vec!["--backend".into(), url];
-            grid
-        }
+        Backend::Redis(redis) => Grid::start_on(Some(&redis.url()), &all),
     }
 }
 

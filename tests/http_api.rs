@@ -648,8 +648,8 @@ fn command_task_metrics_count_each_ending_and_pass_promtool() {
 fn on_redis_command_task_metrics_count_each_ending() {
     let redis = crate::support::redis::RedisServer::start();
     let url = redis.url();
-    let mut grid = crate::support::grid::Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url, "--allow-commands".into()];
+    let mut grid = crate::support::grid::Grid::start_on(Some(&url), &[]);
+    grid.worker_flags.push("--allow-commands".into());
     command_endings_are_counted_by_class(&mut grid);
 }
 

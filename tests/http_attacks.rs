@@ -514,14 +514,7 @@ fn many_large_renders_at_once_stay_in_bounded_memory() {
 }
 
 fn task_pages_are_the_right_slices(redis_url: Option<String>) {
-    let mut flags = vec![];
-    if let Some(url) = &redis_url {
-        flags.extend(["--backend", url.as_str()]);
-    }
-    let mut grid = Grid::start(&flags);
-    if let Some(url) = &redis_url {
-        grid.worker_flags = vec!["--backend".into(), url.clone()];
-    }
+    let mut grid = Grid::start_on(redis_url.as_deref(), &[]);
     let http = grid.http_addr();
     grid.start_worker("w1", 2);
     grid.cli_ok(&[
@@ -582,14 +575,7 @@ fn task_pages_are_the_right_slices_redis() {
 /// A search whose chunks store their positions in several parts each: `count` over HTTP reads
 /// them part by part and must equal a naive scan's counts, per pattern and in total.
 fn a_search_count_reads_stored_parts_one_at_a_time(redis_url: Option<String>) {
-    let mut flags = vec![];
-    if let Some(url) = &redis_url {
-        flags.extend(["--backend", url.as_str()]);
-    }
-    let mut grid = Grid::start(&flags);
-    if let Some(url) = &redis_url {
-        grid.worker_flags = vec!["--backend".into(), url.clone()];
-    }
+    let mut grid = Grid::start_on(redis_url.as_deref(), &[]);
     let http = grid.http_addr();
     grid.start_worker("w1", 2);
     let records: Records = vec![

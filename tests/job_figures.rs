@@ -15,13 +15,7 @@ const NO_WORKERS: &str = "no active workers";
 
 /// A master on `redis` (or embedded when `None`); workers started later read the same backend.
 fn grid_on(redis: Option<&RedisServer>) -> Grid {
-    let Some(redis) = redis else {
-        return Grid::start(&[]);
-    };
-    let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url];
-    grid
+    Grid::start_on(redis.map(RedisServer::url).as_deref(), &[])
 }
 
 fn genome(grid: &Grid, name: &str, seed: u64, records: usize, len: usize) -> (String, Records) {

@@ -9,7 +9,6 @@ use std::time::Duration;
 use crate::support::grid::Grid;
 use crate::support::julia::{reference, Spec};
 use crate::support::redis::RedisServer;
-use crate::support::wait_for;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -143,17 +142,10 @@ fn heavy_spec() -> Spec {
     }
 }
 
-fn done_bands(grid: &Grid, job: &str) -> u64 {
-    grid.status(job)["job"]["progress"]["processed_chunks"]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// Submits the heavy job on w1 alone, kill -9s w1 once a first band is stored, then lets w2
 /// finish; every pixel must still equal the reference.
 fn kill_a_worker_mid_job(grid: &mut Grid) {
     let spec = heavy_spec();
-    grid.start_worker("w1", 2);
     let mut args = vec!["submit".to_string(), "julia".into()];
     args.extend(spec.args());
     args.extend([
@@ -163,19 +155,7 @@ fn kill_a_worker_mid_job(grid: &mut Grid) {
         "k9".into(),
     ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    grid.cli_ok(&args);
-    wait_for("w1 to store a first band", JOB_TIMEOUT, || {
-        (done_bands(grid, "k9") > 0).then_some(())
-    });
-    grid.worker("w1").kill9();
-    let status = grid.status("k9");
-    assert_ne!(
-        status["job"]["status"], "completed",
-        "the kill came too late to prove anything"
-    );
-    grid.start_worker("w2", 2);
-    let status = grid.wait_finished("k9", JOB_TIMEOUT);
-    assert_eq!(status["job"]["status"], "completed", "{status}");
+    grid.finish_after_killing_w1("k9", &args, JOB_TIMEOUT);
     let summary: serde_json::Value =
         serde_json::from_str(&grid.cli_ok(&["results", "k9", "--json"])).expect("JSON summary");
     let counts = grid.cli_ok(&["results", "k9", "--format", "counts"]);
@@ -197,8 +177,7 @@ fn a_worker_killed_mid_job_loses_no_pixel() {
 fn on_redis_a_worker_killed_mid_job_loses_no_pixel() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url, "--visibility-timeout", "1"]);
-    grid.worker_flags = vec!["--backend".into(), url];
+    let mut grid = Grid::start_on(Some(&url), &["--visibility-timeout", "1"]);
     kill_a_worker_mid_job(&mut grid);
     // A second job on the same Redis, with two workers: the same pixels as the reference.
     grid.start_worker("w3", 1);

@@ -73,7 +73,6 @@ fn three_hundred_thousand_short_records_share_tasks_and_match_a_naive_scan() {
 fn three_hundred_thousand_short_records_share_tasks_on_redis() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url.clone()];
+    let mut grid = Grid::start_on(Some(&url), &[]);
     run(&mut grid);
 }

@@ -175,15 +175,10 @@ fn a_job_whose_chunks_together_pass_the_cap_fails_on_the_embedded_backend() {
 fn a_job_whose_chunks_together_pass_the_cap_fails_on_redis() {
     let redis = crate::support::redis::RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&[
-        "--max-positions",
-        "300000",
-        "--max-attempts",
-        "1",
-        "--backend",
-        &url,
-    ]);
-    grid.worker_flags = vec!["--backend".into(), url.clone()];
+    let mut grid = Grid::start_on(
+        Some(&url),
+        &["--max-positions", "300000", "--max-attempts", "1"],
+    );
     a_job_whose_chunks_together_pass_the_cap_fails(&mut grid);
 }
 
@@ -382,8 +377,7 @@ fn naive_tsv(records: &Records, pattern: &[u8]) -> String {
 fn a_result_part_broken_in_redis_is_refused_naming_its_task_over_http_and_the_cli() {
     let redis = crate::support::redis::RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url.clone()];
+    let mut grid = Grid::start_on(Some(&url), &[]);
     grid.start_worker("w1", 2);
     let mut bases = Bases::new(53);
     let records: Records = vec![("chr1".into(), bases.take(300_000))];

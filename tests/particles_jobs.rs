@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::support::grid::Grid;
 use crate::support::redis::RedisServer;
-use crate::support::wait_for;
 use serde_json::Value;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -161,32 +160,13 @@ fn one_worker_two_workers_and_local_give_the_same_replicas() {
     assert!(text.contains("Collisions: mean"), "{text}");
 }
 
-fn done_replicas(grid: &Grid, job: &str) -> u64 {
-    grid.status(job)["job"]["progress"]["processed_chunks"]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// Submits an ensemble on w1 alone, kill -9s w1 once a first replica is stored, lets w2 finish,
 /// and compares with the local run.
 fn kill_a_worker_mid_job(grid: &mut Grid) {
     let (particles, steps, seed, replicas) = (3000, 1500, 5, 10);
-    grid.start_worker("w1", 2);
     let args = submit_args("k9", particles, steps, seed, replicas);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    grid.cli_ok(&args);
-    wait_for("w1 to store a first replica", JOB_TIMEOUT, || {
-        (done_replicas(grid, "k9") > 0).then_some(())
-    });
-    grid.worker("w1").kill9();
-    let status = grid.status("k9");
-    assert_ne!(
-        status["job"]["status"], "completed",
-        "the kill came too late to prove anything"
-    );
-    grid.start_worker("w2", 2);
-    let status = grid.wait_finished("k9", JOB_TIMEOUT);
-    assert_eq!(status["job"]["status"], "completed", "{status}");
+    grid.finish_after_killing_w1("k9", &args, JOB_TIMEOUT);
     let result: Value =
         serde_json::from_str(&grid.cli_ok(&["results", "k9", "--json"])).expect("JSON");
     assert_ordered_and_complete(&result, seed, replicas);
@@ -209,8 +189,7 @@ fn a_worker_killed_mid_job_changes_no_replica() {
 fn on_redis_replicas_survive_a_killed_worker_and_match_two_workers() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url, "--visibility-timeout", "1"]);
-    grid.worker_flags = vec!["--backend".into(), url];
+    let mut grid = Grid::start_on(Some(&url), &["--visibility-timeout", "1"]);
     kill_a_worker_mid_job(&mut grid);
     grid.start_worker("w3", 1);
     let (particles, steps, seed, replicas) = (300, 200, 40, 4);

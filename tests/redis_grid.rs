@@ -14,12 +14,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A master and no workers yet, both sides configured for `redis`.
 fn grid_on(redis: &RedisServer, master_flags: &[&str]) -> Grid {
-    let url = redis.url();
-    let mut flags = vec!["--backend", url.as_str()];
-    flags.extend_from_slice(master_flags);
-    let mut grid = Grid::start(&flags);
-    grid.worker_flags = vec!["--backend".into(), url];
-    grid
+    Grid::start_on(Some(&redis.url()), master_flags)
 }
 
 fn genome(grid: &Grid, seed: u64, records: usize, len: usize) -> (String, Records) {

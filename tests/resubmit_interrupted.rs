@@ -25,8 +25,7 @@ fn an_upload_cut_off_by_a_master_kill_restarts_under_the_same_id() {
 fn with_redis_an_upload_cut_off_by_a_master_kill_restarts_under_the_same_id() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url];
+    let grid = Grid::start_on(Some(&url), &[]);
     cut_off_and_resubmit(grid);
 }
 

@@ -340,8 +340,7 @@ fn forged_results_are_refused_by_an_embedded_master() {
 fn forged_results_are_refused_on_redis_through_the_master_and_the_scripts() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url.clone()];
+    let mut grid = Grid::start_on(Some(&url), &[]);
     let mut refused = Refused::default();
     let (job, records) = forge_over_the_protocol(&grid, &mut refused);
 

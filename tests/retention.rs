@@ -157,8 +157,7 @@ fn prune_returns_the_embedded_data_dir_to_its_baseline() {
 fn prune_returns_redis_memory_to_its_baseline() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url.clone()];
+    let grid = Grid::start_on(Some(&url), &[]);
     prune_returns_storage_to_its_baseline(grid, || redis_memory(&url));
 }
 

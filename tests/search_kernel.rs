@@ -141,13 +141,7 @@ proptest! {
             ..SearchOptions::default()
         };
         let set = PatternSet::new(
-            patterns
-                .iter()
-                .map(|p| Pattern {
-                    name: String::from_utf8_lossy(p).into_owned(),
-                    sequence: String::from_utf8_lossy(p).into_owned(),
-                })
-                .collect(),
+            crate::support::patterns::named_by_letters(&patterns),
             options,
         )
         .expect("valid patterns");
@@ -236,13 +230,7 @@ proptest! {
             ..SearchOptions::default()
         };
         let set = PatternSet::new(
-            patterns
-                .iter()
-                .map(|p| Pattern {
-                    name: String::from_utf8_lossy(p).into_owned(),
-                    sequence: String::from_utf8_lossy(p).into_owned(),
-                })
-                .collect(),
+            crate::support::patterns::named_by_letters(&patterns),
             options,
         )
         .expect("valid patterns");
@@ -343,13 +331,7 @@ fn uniform_line_runs_and_their_irregularities_are_searched_exactly() {
         ..SearchOptions::default()
     };
     let set = PatternSet::new(
-        patterns
-            .iter()
-            .map(|p| Pattern {
-                name: String::from_utf8_lossy(p).into(),
-                sequence: String::from_utf8_lossy(p).into(),
-            })
-            .collect(),
+        crate::support::patterns::named_by_letters(&patterns),
         options,
     )
     .expect("valid patterns");

@@ -5,7 +5,7 @@
 
 use crate::support::iupac::{accepts, complement};
 use gridwatch::search::{
-    search_chunk, search_reader, Chunker, KernelSplit, MismatchKernel, ParallelOptions, Pattern,
+    search_chunk, search_reader, Chunker, KernelSplit, MismatchKernel, ParallelOptions,
     PatternError, PatternSet, SearchOptions, StrandMode,
 };
 use proptest::prelude::*;
@@ -72,13 +72,7 @@ fn pattern_set(
         ..SearchOptions::default()
     };
     PatternSet::new(
-        patterns
-            .iter()
-            .map(|p| Pattern {
-                name: String::from_utf8_lossy(p).into_owned(),
-                sequence: String::from_utf8_lossy(p).into_owned(),
-            })
-            .collect(),
+        crate::support::patterns::named_by_letters(patterns),
         options,
     )
 }

@@ -8,8 +8,8 @@ use std::io::Write;
 
 use crate::support::iupac::{accepts, complement};
 use gridwatch::search::{
-    search_positioned, search_reader, ParallelOptions, Pattern, PatternSet, SearchOptions,
-    SearchOutcome, Strand, StrandMode, MAX_LINE_OVERRUN,
+    search_positioned, search_reader, ParallelOptions, PatternSet, SearchOptions, SearchOutcome,
+    Strand, StrandMode, MAX_LINE_OVERRUN,
 };
 use proptest::prelude::*;
 
@@ -68,13 +68,7 @@ fn naive_hits(records: &[NaiveRecord], patterns: &[Vec<u8>]) -> Vec<(u32, u64, u
 }
 
 fn pattern_set(patterns: &[Vec<u8>]) -> PatternSet {
-    let patterns = patterns
-        .iter()
-        .map(|p| Pattern {
-            name: String::from_utf8_lossy(p).into_owned(),
-            sequence: String::from_utf8_lossy(p).into_owned(),
-        })
-        .collect();
+    let patterns = crate::support::patterns::named_by_letters(patterns);
     let options = SearchOptions {
         strand: StrandMode::Both,
         ..SearchOptions::default()

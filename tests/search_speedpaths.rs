@@ -6,9 +6,7 @@
 use std::io::Write;
 
 use crate::support::iupac::{accepts, complement};
-use gridwatch::search::{
-    search_reader, ParallelOptions, Pattern, PatternSet, SearchOptions, StrandMode,
-};
+use gridwatch::search::{search_reader, ParallelOptions, PatternSet, SearchOptions, StrandMode};
 use proptest::prelude::*;
 
 fn reverse_complement(pattern: &[u8]) -> Vec<u8> {
@@ -85,13 +83,7 @@ fn search(
         ..SearchOptions::default()
     };
     let set = PatternSet::new(
-        patterns
-            .iter()
-            .map(|p| Pattern {
-                name: String::from_utf8_lossy(p).into_owned(),
-                sequence: String::from_utf8_lossy(p).into_owned(),
-            })
-            .collect(),
+        crate::support::patterns::named_by_letters(patterns),
         options,
     )
     .expect("valid patterns");

@@ -179,6 +179,25 @@ fn servers_refuse_open_addresses_without_a_token_unless_insecure() {
     });
 }
 
+/// Starts a master on loopback with its data under `dir` and `backend` as its backend; returns
+/// it and the address it listens on.
+fn master_on(dir: &Path, backend: &str) -> (Proc, String) {
+    let data = dir.join("data");
+    let addr_file = dir.join("master.addr");
+    let args = [
+        "master",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--addr-file",
+        addr_file.to_str().expect("utf-8"),
+    ];
+    let master = Proc::spawn("master", dir, &args, &[("GRIDWATCH_BACKEND", backend)]);
+    let addr = read_addr_file(&addr_file);
+    (master, addr)
+}
+
 /// Starts `gridwatch worker --id ID` against `master`; its log says whether it was accepted.
 fn worker(dir: &Path, name: &str, id: &str, master: &str, backend: &str) -> Proc {
     let socket = dir.join(format!("{name}.sock"));
@@ -197,24 +216,7 @@ fn worker(dir: &Path, name: &str, id: &str, master: &str, backend: &str) -> Proc
 fn duplicate_ids_are_refused_while_the_first_lives(backend: &str) {
     with_token();
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
-    let addr_file = dir.path().join("master.addr");
-    let args = [
-        "master",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--addr-file",
-        addr_file.to_str().expect("utf-8"),
-    ];
-    let _master = Proc::spawn(
-        "master",
-        dir.path(),
-        &args,
-        &[("GRIDWATCH_BACKEND", backend)],
-    );
-    let master = read_addr_file(&addr_file);
+    let (_master, master) = master_on(dir.path(), backend);
     let mut first = worker(dir.path(), "first", "dup", &master, backend);
     wait_for("the first worker", Duration::from_secs(20), || {
         first.log().contains("worker started").then_some(())
@@ -286,20 +288,8 @@ fn duplicate_id_is_refused_across_ways_in(first_way: &str, second_way: &str) {
     with_token();
     let redis = crate::support::redis::RedisServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
-    let addr_file = dir.path().join("master.addr");
-    let args = [
-        "master",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--addr-file",
-        addr_file.to_str().expect("utf-8"),
-    ];
     let url = redis.url();
-    let _master = Proc::spawn("master", dir.path(), &args, &[("GRIDWATCH_BACKEND", &url)]);
-    let master = read_addr_file(&addr_file);
+    let (_master, master) = master_on(dir.path(), &url);
     let way = |name: &str| {
         if name == "direct" {
             url.as_str()

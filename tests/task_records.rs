@@ -143,7 +143,6 @@ fn task_records_and_worker_performance_on_the_embedded_backend() {
 fn task_records_and_worker_performance_on_redis() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut grid = Grid::start(&["--backend", &url]);
-    grid.worker_flags = vec!["--backend".into(), url];
+    let grid = Grid::start_on(Some(&url), &[]);
     records_and_performance_agree(grid);
 }

@@ -70,6 +70,50 @@ fn grid_count(addr: &str, file: &Path, pattern: &str, job: &str) -> u64 {
     parse_total(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// Starts `submit --wait` of `ACGTA` in 2,000-base chunks, as job `job`, over a one-record
+/// genome of `bases` pseudo-random bases written under `dir`, and returns once the job is under
+/// way (a chunk done, most not): the client, and the count a naive scan finds.
+fn submit_under_way(
+    addr: &str,
+    dir: &Path,
+    seed: u64,
+    bases: usize,
+    job: &str,
+) -> (std::process::Child, u64) {
+    let big = vec![("chr1".to_string(), Bases::new(seed).take(bases))];
+    let big_fasta = dir.join(format!("{job}.fa"));
+    write_fasta(&big_fasta, &big, 60, "\n");
+    let in_flight = Command::new(gridwatch_bin())
+        .arg("submit")
+        .arg(&big_fasta)
+        .args(["-p", "ACGTA", "--chunk-size", "2000", "--job-id", job])
+        .args(["--wait", "--format", "count", "--master", addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running gridwatch submit");
+    wait_for("the job under way", START, || {
+        let (done, total) = progress(addr, job)?;
+        (done > 0 && done * 4 < total).then_some(())
+    });
+    (in_flight, naive_hits(&big, "ACGTA", false).len() as u64)
+}
+
+/// Waits for a client [`submit_under_way`] started: it succeeds and prints `expected`.
+fn assert_count_printed(in_flight: std::process::Child, expected: u64) {
+    let during = in_flight.wait_with_output().expect("submit --wait ends");
+    assert!(
+        during.status.success(),
+        "submit --wait of the job in flight failed: {}",
+        String::from_utf8_lossy(&during.stderr)
+    );
+    assert_eq!(
+        parse_total(&String::from_utf8_lossy(&during.stdout)),
+        expected,
+        "the job in flight when w1 died"
+    );
+}
+
 fn up_args(data: &Path, workers: &str, listen: &str) -> Vec<String> {
     let data = data.display().to_string();
     [
@@ -115,29 +159,7 @@ fn up_restarts_a_killed_worker_and_keeps_serving() {
     assert_eq!(before, naive_hits(&records, "ACGTA", false).len() as u64);
 
     // A job in flight when w1 dies: its `submit --wait` must still print the exact count.
-    let big = vec![("chr3".to_string(), Bases::new(13).take(3_000_000))];
-    let big_fasta = dir.path().join("big.fa");
-    write_fasta(&big_fasta, &big, 60, "\n");
-    let in_flight = Command::new(gridwatch_bin())
-        .arg("submit")
-        .arg(&big_fasta)
-        .args([
-            "-p",
-            "ACGTA",
-            "--chunk-size",
-            "2000",
-            "--job-id",
-            "during-kill",
-        ])
-        .args(["--wait", "--format", "count", "--master", addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running gridwatch submit");
-    wait_for("the job under way", START, || {
-        let (done, total) = progress(addr, "during-kill")?;
-        (done > 0 && done * 4 < total).then_some(())
-    });
+    let (in_flight, expected) = submit_under_way(addr, dir.path(), 13, 3_000_000, "during-kill");
 
     kill(Pid::from_raw(first_pid), Signal::SIGKILL).expect("kill -9 w1");
     let restarted = wait_for("up to restart w1", START, || {
@@ -158,17 +180,7 @@ fn up_restarts_a_killed_worker_and_keeps_serving() {
         (active_workers(addr)? == 2).then_some(())
     });
 
-    let during = in_flight.wait_with_output().expect("submit --wait ends");
-    assert!(
-        during.status.success(),
-        "submit --wait of the job in flight failed: {}",
-        String::from_utf8_lossy(&during.stderr)
-    );
-    assert_eq!(
-        parse_total(&String::from_utf8_lossy(&during.stdout)),
-        naive_hits(&big, "ACGTA", false).len() as u64,
-        "the job in flight when w1 died"
-    );
+    assert_count_printed(in_flight, expected);
 
     let submitted = std::time::Instant::now();
     let after = grid_count(addr, &fasta, "GGTC", "after-kill");
@@ -321,29 +333,7 @@ fn up_on_redis_restarts_a_killed_worker_that_takes_its_id_back_at_once() {
         (count_messages(&w1_log, "worker started") == 1).then_some(())
     });
 
-    let big = vec![("chr1".to_string(), Bases::new(31).take(2_000_000))];
-    let big_fasta = dir.path().join("big.fa");
-    write_fasta(&big_fasta, &big, 60, "\n");
-    let in_flight = Command::new(gridwatch_bin())
-        .arg("submit")
-        .arg(&big_fasta)
-        .args([
-            "-p",
-            "ACGTA",
-            "--chunk-size",
-            "2000",
-            "--job-id",
-            "kill-on-redis",
-        ])
-        .args(["--wait", "--format", "count", "--master", addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running gridwatch submit");
-    wait_for("the job under way", START, || {
-        let (done, total) = progress(addr, "kill-on-redis")?;
-        (done > 0 && done * 4 < total).then_some(())
-    });
+    let (in_flight, expected) = submit_under_way(addr, dir.path(), 31, 2_000_000, "kill-on-redis");
 
     let killed = std::time::Instant::now();
     kill(Pid::from_raw(first_pid), Signal::SIGKILL).expect("kill -9 w1");
@@ -369,17 +359,7 @@ fn up_on_redis_restarts_a_killed_worker_that_takes_its_id_back_at_once() {
     // Generous for a slow machine, yet well below the 10 s a lapsing claim took.
     assert!(back_after < Duration::from_secs(8), "took {back_after:?}");
 
-    let during = in_flight.wait_with_output().expect("submit --wait ends");
-    assert!(
-        during.status.success(),
-        "submit --wait failed: {}",
-        String::from_utf8_lossy(&during.stderr)
-    );
-    assert_eq!(
-        parse_total(&String::from_utf8_lossy(&during.stdout)),
-        naive_hits(&big, "ACGTA", false).len() as u64,
-        "the job in flight when w1 died"
-    );
+    assert_count_printed(in_flight, expected);
     up.signal(Signal::SIGTERM);
     let status = up.wait_exit(START).expect("up exits after SIGTERM");
     assert!(status.success(), "up exit status {status}");

@@ -42,6 +42,19 @@ impl Grid {
         Self::start_in(tempfile::tempdir().expect("temp dir"), master_flags)
     }
 
+    /// A master with `flags` on the Redis at `redis_url`, or on the embedded backend when it is
+    /// `None`; the workers the grid starts then read their tasks from that Redis too.
+    pub fn start_on(redis_url: Option<&str>, flags: &[&str]) -> Self {
+        let Some(url) = redis_url else {
+            return Grid::start(flags);
+        };
+        let mut all = vec!["--backend", url];
+        all.extend_from_slice(flags);
+        let mut grid = Grid::start(&all);
+        grid.worker_flags = vec!["--backend".into(), url.to_string()];
+        grid
+    }
+
     /// As [`Grid::start`], in `dir`, which the grid owns from now on and removes on drop: for
     /// flags that name paths inside it (a drop directory), fixed before the master starts.
     pub fn start_in(dir: TempDir, master_flags: &[&str]) -> Self {
@@ -182,6 +195,44 @@ impl Grid {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Submits with `submit` while `w1` alone runs, kill -9s `w1` once a first task's result is
+    /// stored (the job must not have completed by then), starts `w2` and waits: the job must
+    /// complete. Returns its status.
+    pub fn finish_after_killing_w1(
+        &mut self,
+        job: &str,
+        submit: &[&str],
+        timeout: Duration,
+    ) -> serde_json::Value {
+        self.start_worker("w1", 2);
+        self.cli_ok(submit);
+        wait_for("w1 to store a first task's result", timeout, || {
+            let status = self.status(job);
+            (status["job"]["progress"]["processed_chunks"].as_u64() > Some(0)).then_some(())
+        });
+        self.worker("w1").kill9();
+        let status = self.status(job);
+        assert_ne!(
+            status["job"]["status"], "completed",
+            "the kill came too late to prove anything"
+        );
+        self.start_worker("w2", 2);
+        let status = self.wait_finished(job, timeout);
+        assert_eq!(status["job"]["status"], "completed", "{status}");
+        status
+    }
+
+    /// Runs a client command that must fail; returns what it printed on stderr.
+    pub fn cli_refused(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            !output.status.success(),
+            "gridwatch {args:?} succeeded: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
     /// A job's status as JSON.

@@ -5,6 +5,7 @@ pub mod honest;
 pub mod http;
 pub mod iupac;
 pub mod julia;
+pub mod patterns;
 pub mod pki;
 pub mod procs;
 pub mod proxy;
