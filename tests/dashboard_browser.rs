@@ -506,12 +506,17 @@ fn a_command_job_page_shows_each_task_s_exit_code_and_the_stderr_tail_of_a_failu
     let profile = grid.dir.path().join("chromium-profile");
     let browser = Browser::start(&chromium, &chromedriver, &profile, 1280, 900);
     browser.goto(&format!("http://{http}/jobs/cmd-page/view"));
+    // The script itself holds the message too (in the task's spec): wait for a line that holds
+    // it without the script, the stderr tail's.
     let tasks = wait_for(
         "the failure's stderr on the page",
         Duration::from_secs(30),
         || {
             let tasks = table(&browser, "tasks");
-            tasks.contains("no such sample: S-0042").then_some(tasks)
+            tasks
+                .lines()
+                .any(|line| line.contains("no such sample: S-0042") && !line.contains("echo"))
+                .then_some(tasks)
         },
     );
     let rows: Vec<Vec<&str>> = tasks.lines().map(|l| l.split('\t').collect()).collect();
