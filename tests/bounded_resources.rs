@@ -1,5 +1,6 @@
 //! The master under attack with raw sockets: idle and trickling connections, unauthenticated
-//! peers announcing huge frames, a thousand concurrent clients, over-long job ids and a gzip bomb.
+//! peers announcing huge frames, a thousand concurrent clients, over-long job ids, a gzip bomb and
+//! a master out of file descriptors.
 //! Each test asserts the refusal, and that an honest job run afterwards is still exact.
 
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use crate::support::grid::{naive_hits, parse_total, write_fasta, Bases, Grid, Re
 use crate::support::raw::{
     client_hello as hello, connect_from, flood, frame, peak_rss_kib, read_json,
 };
+use crate::support::wait_for;
 use tokio::io::AsyncWriteExt;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
@@ -98,6 +100,56 @@ fn slowloris_and_idle_floods_do_not_lock_out_a_normal_client() {
         }
     });
     honest_job_is_exact(&mut grid, "after-flood");
+}
+
+/// Out of file descriptors, every accept fails: the master logs it and pauses longer each time
+/// instead of spinning on the listener, and once descriptors are free again it serves a client
+/// and runs an honest job exactly.
+#[test]
+fn out_of_file_descriptors_the_master_pauses_then_serves_again() {
+    use rustix::process::{getrlimit, prlimit, Pid, Resource, Rlimit};
+    let mut grid = Grid::start(&[]);
+    let master = grid.addr.clone();
+    let pid = grid.master.as_ref().expect("the master runs").pid();
+    let pid = Pid::from_raw(pid as i32).expect("a pid");
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd", pid = pid.as_raw_nonzero()))
+        .expect("the master's descriptors")
+        .count() as u64;
+    // Only the soft limit drops: raising it back needs no privilege. The master inherited this
+    // process's limits.
+    let scarce = Rlimit {
+        current: Some(open + 2),
+        maximum: getrlimit(Resource::Nofile).maximum,
+    };
+    let before = prlimit(Some(pid), Resource::Nofile, scarce).expect("prlimit");
+    // Connections the master cannot all accept: the kernel completes them, the master runs out
+    // of descriptors accepting them.
+    let held: Vec<std::net::TcpStream> = (0..16)
+        .filter_map(|_| std::net::TcpStream::connect(&master).ok())
+        .collect();
+    assert!(!held.is_empty(), "no connection reached the master");
+    wait_for(
+        "the failed accept to be logged",
+        Duration::from_secs(30),
+        || grid.master_logs().contains("accept failed").then_some(()),
+    );
+    let failures = || grid.master_logs().matches("accept failed").count();
+    let first = failures();
+    std::thread::sleep(Duration::from_secs(2));
+    // Pauses doubling from 10 ms to a second allow about eight attempts in two seconds; a loop
+    // that spins logs thousands.
+    let during = failures() - first;
+    assert!(
+        during <= 20,
+        "{during} failed accepts logged in two seconds"
+    );
+    drop(held);
+    prlimit(Some(pid), Resource::Nofile, before).expect("prlimit back");
+    runtime().block_on(async {
+        let took = normal_client(&master).await;
+        assert!(took < Duration::from_secs(10), "a client waited {took:?}");
+    });
+    honest_job_is_exact(&mut grid, "after-descriptors");
 }
 
 #[test]

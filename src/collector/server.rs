@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::clock::Moment;
 use super::gate::{Claim, Gate};
 use super::watchtower::Watchtower;
-use crate::protocol::accept::{open_stream, refuse};
+use crate::protocol::accept::{open_stream, refuse, Acceptor};
 use crate::protocol::admission::Slot;
 use crate::protocol::handshake::{read_hello, welcome, Peer};
 use crate::protocol::{
@@ -66,37 +66,26 @@ pub async fn serve(
 ) {
     tokio::pin!(shutdown);
     let admission = Arc::new(Admission::new(limits.admission));
-    let mut backoff = Duration::from_millis(10);
+    let mut acceptor = Acceptor::new(listener, "collector");
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    backoff = Duration::from_millis(10);
-                    let _ = socket.set_nodelay(true);
-                    let (tower, gate, tls) = (tower.clone(), gate.clone(), tls.clone());
-                    let admission = admission.clone();
-                    tokio::spawn(async move {
-                        let slot = match admission.admit(peer.ip()).await {
-                            Ok(slot) => slot,
-                            Err(refused) => {
-                                let deadline = limits.connection.hello_deadline();
-                                refuse(socket, peer, tls.as_ref(), deadline, refused.0, "collector")
-                                    .await;
-                                return;
-                            }
-                        };
-                        handle(socket, peer, tls, limits.connection, tower, gate, slot).await;
-                    });
-                }
-                Err(err) => {
-                    // Out of descriptors and the like: back off rather than spin.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-            },
+        let (socket, peer) = tokio::select! {
+            accepted = acceptor.accept() => accepted,
             _ = &mut shutdown => return,
-        }
+        };
+        let _ = socket.set_nodelay(true);
+        let (tower, gate, tls) = (tower.clone(), gate.clone(), tls.clone());
+        let admission = admission.clone();
+        tokio::spawn(async move {
+            let slot = match admission.admit(peer.ip()).await {
+                Ok(slot) => slot,
+                Err(refused) => {
+                    let deadline = limits.connection.hello_deadline();
+                    refuse(socket, peer, tls.as_ref(), deadline, refused.0, "collector").await;
+                    return;
+                }
+            };
+            handle(socket, peer, tls, limits.connection, tower, gate, slot).await;
+        });
     }
 }
 

@@ -21,7 +21,7 @@ use super::cmd::{self, HandlerError, Session};
 use super::state::BACKEND_WORKERS_WINDOW;
 use super::workers::IdClaim;
 use super::MasterState;
-use crate::protocol::accept::{open_stream, refuse};
+use crate::protocol::accept::{open_stream, refuse, Acceptor};
 use crate::protocol::admission::Slot;
 use crate::protocol::handshake::{read_hello, welcome, AcceptError};
 use crate::protocol::{
@@ -59,24 +59,11 @@ pub async fn run_with_tls(
     handlers.spawn(track_backend_workers(state.clone(), stop_rx.clone()));
     handlers.spawn(sweep_spare_copies(state.clone(), stop_rx.clone()));
     tokio::pin!(shutdown);
-    let mut backoff = Duration::from_millis(10);
+    let mut acceptor = Acceptor::new(listener, "master");
     loop {
-        let accepted = tokio::select! {
+        let (socket, peer) = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (socket, peer) = match accepted {
-            Ok(pair) => {
-                backoff = Duration::from_millis(10);
-                pair
-            }
-            Err(err) => {
-                // Out of file descriptors and the like: wait, then try again.
-                tracing::warn!(component = "master", error = %err, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
+            accepted = acceptor.accept() => accepted,
         };
         let _ = socket.set_nodelay(true);
         let (state, stop, admission) = (state.clone(), stop_rx.clone(), admission.clone());

@@ -1,4 +1,6 @@
-//! The first moments of a connection on a grid server, the same for the master and the collector:
+//! Accepting on a grid server's TCP port (the master's, its HTTP port's and the collector's): a
+//! failed accept is logged and retried after a pause that doubles up to a second. Then the first
+//! moments of a connection, the same for the master and the collector:
 //! a slot from [`Admission`](super::admission::Admission) or a `busy` refusal, the TLS handshake,
 //! then frames of at most [`PRE_AUTH_MAX_FRAME`] bytes, each within the frame deadline, until the
 //! hello is welcomed, which must happen within the hello deadline. A stranger who never
@@ -7,10 +9,51 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use super::{Connection, ErrorCode, ServerTls, Stream, PRE_AUTH_MAX_FRAME};
+
+/// The first pause after a failed accept, and the longest.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// A listening socket whose failed accepts (out of file descriptors and the like) are logged and
+/// retried after a pause that doubles up to a second, so a server under such a failure neither
+/// spins nor stops.
+pub struct Acceptor {
+    listener: TcpListener,
+    backoff: Duration,
+    /// Which server logs the failure.
+    component: &'static str,
+}
+
+impl Acceptor {
+    /// Accepts on `listener` for `component`.
+    pub fn new(listener: TcpListener, component: &'static str) -> Self {
+        Acceptor {
+            listener,
+            backoff: ACCEPT_BACKOFF.0,
+            component,
+        }
+    }
+
+    /// The next connection. Cancel-safe: dropped during a pause, the next call accepts at once.
+    pub async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok(pair) => {
+                    self.backoff = ACCEPT_BACKOFF.0;
+                    return pair;
+                }
+                Err(err) => {
+                    tracing::warn!(component = self.component, error = %err, "accept failed");
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF.1);
+                }
+            }
+        }
+    }
+}
 
 /// How long a connection may take to greet and to send each frame, and how large its frames may
 /// be once greeted.

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tower_service::Service;
 
 use crate::master::config::HttpLimits;
+use crate::protocol::accept::Acceptor;
 use crate::protocol::admission::Slot;
 use crate::protocol::{Admission, AdmissionLimits};
 
@@ -50,24 +51,11 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
-    let mut backoff = Duration::from_millis(10);
+    let mut acceptor = Acceptor::new(listener, "http");
     loop {
-        let accepted = tokio::select! {
+        let (socket, peer) = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (socket, peer) = match accepted {
-            Ok(pair) => {
-                backoff = Duration::from_millis(10);
-                pair
-            }
-            Err(err) => {
-                // Out of file descriptors and the like: wait, then try again.
-                tracing::warn!(component = "http", error = %err, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
+            accepted = acceptor.accept() => accepted,
         };
         let (admission, router, stop) = (admission.clone(), router.clone(), stop_rx.clone());
         connections.spawn(async move {
