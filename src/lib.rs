@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod buffers;
 pub mod collector;
 pub mod jobs;
 pub mod julia;

@@ -2,8 +2,8 @@
 //! the roles never import each other (they talk over the wire). The floors, bottom up:
 //!
 //! 0. kernels and support: `search`, `julia`, `particles` (pure computation), `time`, `procfs`,
-//!    `shutdown`, `telemetry`, and `records` (the jobs, tasks and results that are both the wire
-//!    format and the storage format);
+//!    `shutdown`, `telemetry`, `buffers`, and `records` (the jobs, tasks and results that are
+//!    both the wire format and the storage format);
 //! 1. the wire: `protocol`;
 //! 2. the shared pieces above it: `backend` (the remote backend speaks the wire) and the job
 //!    kinds, `jobs`;
@@ -35,6 +35,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("particles", 0),
     ("time", 0),
     ("procfs", 0),
+    ("buffers", 0),
     ("shutdown", 0),
     ("telemetry", 0),
     ("records", 0),

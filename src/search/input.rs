@@ -311,26 +311,33 @@ impl Parser {
         end
     }
 
-    /// Appends one line's bases (up to its line break); returns the bytes consumed.
+    /// Appends the bases of the sequence lines at the start of `data`, up to the next header,
+    /// blank line or the end of `data`; returns the bytes consumed. The lines of a record are
+    /// taken in one loop, so that a file of short lines costs a line-break search and a copy per
+    /// line, not a trip through the line-start state as well.
     fn sequence_bytes(
         &mut self,
         data: &[u8],
         emit: &mut dyn FnMut(SequenceChunk),
     ) -> Result<usize, InputError> {
-        match memchr::memchr2(b'\n', b'\r', data) {
-            Some(end) => {
-                self.append_bases(&data[..end], emit)?;
-                // `\r` is dropped wherever it appears; only `\n` ends a line.
-                if data[end] == b'\n' {
-                    self.state = LineState::LineStart;
+        let mut used = 0;
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', &data[used..]) {
+            self.append_bases(&data[used..used + end], emit)?;
+            used += end + 1;
+            // `\r` is dropped wherever it appears; only `\n` ends a line.
+            if data[used - 1] == b'\n' {
+                match data.get(used) {
+                    // The next line is more of this record's sequence.
+                    Some(next) if !matches!(next, b'>' | b'\n' | b'\r') => {}
+                    _ => {
+                        self.state = LineState::LineStart;
+                        return Ok(used);
+                    }
                 }
-                Ok(end + 1)
-            }
-            None => {
-                self.append_bases(data, emit)?;
-                Ok(data.len())
             }
         }
+        self.append_bases(&data[used..], emit)?;
+        Ok(data.len())
     }
 
     fn open_record(&mut self, name: String) {
@@ -353,7 +360,10 @@ impl Parser {
         let full = self.chunk_len + self.overlap;
         while !bases.is_empty() {
             if self.pending.capacity() < full {
-                self.pending.reserve_exact(full - self.pending.len());
+                // A chunk's worth of room, in a buffer an earlier chunk may have handed back.
+                let mut room = crate::buffers::take(full);
+                room.extend_from_slice(&self.pending);
+                self.pending = room;
             }
             let take = (full - self.pending.len()).min(bases.len());
             self.pending.extend_from_slice(&bases[..take]);

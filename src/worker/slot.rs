@@ -152,7 +152,7 @@ async fn run_task(
         let started = std::time::Instant::now();
         let outcome = prepared.run_until(&spec, &input, &kernel_stop);
         let elapsed = started.elapsed();
-        crate::backend::packed::give_back(input);
+        crate::buffers::give_back(input);
         (outcome, elapsed)
     });
     tokio::pin!(kernel);

@@ -309,7 +309,7 @@ fn read_spans(
     len: u64,
 ) -> BackendResult<Bytes> {
     let corrupt = |what: String| BackendError::Corrupt(format!("{}: {what}", path.display()));
-    let mut out = crate::backend::packed::decode_buffer(len as usize);
+    let mut out = crate::buffers::take(len as usize);
     let mut exceptions = Vec::new();
     let mut packed = Vec::new();
     for (span, &(start, exceptions_len)) in spans.iter().zip(entries) {

@@ -198,7 +198,7 @@ fn assemble(
     len: u64,
 ) -> BackendResult<Bytes> {
     let corrupt = |what: String| BackendError::Corrupt(format!("stored genome {hash}: {what}"));
-    let mut bases = crate::backend::packed::decode_buffer(len as usize);
+    let mut bases = crate::buffers::take(len as usize);
     match layout.format {
         StoredFormat::Raw => {
             for part in parts {

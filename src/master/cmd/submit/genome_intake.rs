@@ -225,7 +225,10 @@ async fn take(
             }
             Intake::Bases(piece) => {
                 bases += piece.len() as u64;
-                (writer.append(piece).await, false)
+                let written = writer.append(piece.clone()).await;
+                // Stored: the chunk's buffer can take the bases of a chunk to come.
+                crate::buffers::give_back(piece);
+                (written, false)
             }
             Intake::Done => (writer.flush().await, true),
         };
