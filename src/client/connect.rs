@@ -264,39 +264,154 @@ pub fn unexpected(reply: &Message) -> ClientError {
 /// Bytes per upload frame: large enough for few syscalls, far below the frame limit.
 const UPLOAD_FRAME: usize = 1024 * 1024;
 
-/// Sends exactly `file_size` bytes as data frames, telling `uploaded` how far it got.
+/// Frames read ahead of the one being sent.
+const READ_AHEAD: usize = 2;
+
+/// Sends exactly `file_size` bytes of `file` as data frames, telling `uploaded` how far it got;
+/// returns `hasher` having seen every byte sent. A thread of its own reads (and hashes) the file
+/// into a few buffers that go round, so the disk read and the hash run beside the sends, and
+/// each byte is copied out of the page cache once.
 pub async fn stream_file(
     client: &mut MasterClient,
-    file: &mut tokio::fs::File,
+    file: std::fs::File,
     file_size: u64,
     path: &std::path::Path,
     uploaded: &mut (dyn FnMut(u64, u64) + Send),
-    mut hasher: Option<&mut blake3::Hasher>,
-) -> Result<(), ClientError> {
-    use tokio::io::AsyncReadExt;
-    let mut buffer = vec![0u8; UPLOAD_FRAME];
+    hasher: Option<blake3::Hasher>,
+) -> Result<Option<blake3::Hasher>, ClientError> {
+    let (full, mut filled) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let (emptied, empty) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader =
+        tokio::task::spawn_blocking(move || read_frames(file, file_size, hasher, &full, &empty));
     let mut sent = 0u64;
     let conn = client.connection();
     uploaded(0, file_size);
-    while sent < file_size {
-        let want = ((file_size - sent) as usize).min(UPLOAD_FRAME);
-        let read = file
-            .read(&mut buffer[..want])
-            .await
-            .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
-        if read == 0 {
-            return Err(ClientError::Usage(format!(
-                "{}: file shrank while uploading ({sent} of {file_size} bytes)",
-                path.display()
-            )));
-        }
-        if let Some(hasher) = hasher.as_deref_mut() {
-            hasher.update(&buffer[..read]);
-        }
-        conn.send_frame(&buffer[..read]).await?;
-        sent += read as u64;
+    while let Some(frame) = filled.recv().await {
+        let frame: Vec<u8> = frame.map_err(|e| {
+            let reason = match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => {
+                    format!("file shrank while uploading ({sent} of {file_size} bytes)")
+                }
+                _ => e.to_string(),
+            };
+            ClientError::Usage(format!("{}: {reason}", path.display()))
+        })?;
+        conn.send_frame(&frame).await?;
+        sent += frame.len() as u64;
         uploaded(sent, file_size);
+        let _ = emptied.send(frame);
     }
+    let hasher = reader
+        .await
+        .map_err(|e| ClientError::Usage(format!("reading {} stopped: {e}", path.display())))?;
     conn.flush().await?;
-    Ok(())
+    Ok(hasher)
+}
+
+/// The reading half of [`stream_file`]: reads `size` bytes in frames into the buffers handed
+/// back on `empty` (or new ones), hashes them and passes them on `full`. Stops early when the
+/// sender is gone (the upload failed); a file shorter than `size` ends with `UnexpectedEof`.
+fn read_frames(
+    file: std::fs::File,
+    size: u64,
+    mut hasher: Option<blake3::Hasher>,
+    full: &tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
+) -> Option<blake3::Hasher> {
+    use std::io::Read;
+    let mut left = size;
+    while left > 0 {
+        let mut frame = empty
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(UPLOAD_FRAME));
+        frame.clear();
+        let want = left.min(UPLOAD_FRAME as u64);
+        let read = match (&file).take(want).read_to_end(&mut frame) {
+            Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(read) => Ok(read),
+            Err(err) => Err(err),
+        };
+        let piece = read.map(|read| {
+            left -= read as u64;
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&frame);
+            }
+            frame
+        });
+        let failed = piece.is_err();
+        if full.blocking_send(piece).is_err() || failed {
+            break;
+        }
+    }
+    hasher
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs [`read_frames`] over `content` claimed to be `size` bytes long, handing every frame
+    /// back for reuse; returns the frames' lengths, the buffer addresses, how it ended and the hash.
+    fn read_all(content: &[u8], size: u64) -> (Vec<usize>, Vec<usize>, bool, String) {
+        let path = std::env::temp_dir().join(format!(
+            "gridwatch-read-frames-{}-{size}",
+            std::process::id()
+        ));
+        std::fs::write(&path, content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let (full, mut filled) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let (emptied, empty) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            read_frames(file, size, Some(blake3::Hasher::new()), &full, &empty)
+        });
+        let (mut lengths, mut addresses, mut short) = (Vec::new(), Vec::new(), false);
+        while let Some(frame) = filled.blocking_recv() {
+            match frame {
+                Ok(frame) => {
+                    lengths.push(frame.len());
+                    addresses.push(frame.as_ptr() as usize);
+                    emptied.send(frame).unwrap();
+                }
+                Err(err) => short = err.kind() == std::io::ErrorKind::UnexpectedEof,
+            }
+        }
+        let hash = reader
+            .join()
+            .unwrap()
+            .unwrap()
+            .finalize()
+            .to_hex()
+            .to_string();
+        std::fs::remove_file(&path).unwrap();
+        (lengths, addresses, short, hash)
+    }
+
+    #[test]
+    fn a_file_is_read_in_whole_frames_into_a_few_reused_buffers_and_hashed_once() {
+        let content: Vec<u8> = (0..8 * UPLOAD_FRAME + 1000)
+            .map(|i| b"ACGT\n"[(i * 7 + i / 11) % 5])
+            .collect();
+        let (lengths, addresses, short, hash) = read_all(&content, content.len() as u64);
+        let mut expected = vec![UPLOAD_FRAME; 8];
+        expected.push(1000);
+        assert_eq!(lengths, expected);
+        assert!(!short);
+        assert_eq!(hash, blake3::hash(&content).to_hex().to_string());
+        let distinct: std::collections::BTreeSet<_> = addresses.iter().collect();
+        assert!(
+            distinct.len() <= READ_AHEAD + 2,
+            "{} buffers for {} frames",
+            distinct.len(),
+            addresses.len()
+        );
+    }
+
+    #[test]
+    fn a_file_shorter_than_announced_ends_in_an_error_after_what_it_holds() {
+        let content = vec![b'A'; UPLOAD_FRAME + 10];
+        let (lengths, _, short, hash) = read_all(&content, content.len() as u64 + 5);
+        assert_eq!(lengths, [UPLOAD_FRAME, 10]);
+        assert!(short, "the missing bytes are reported");
+        assert_eq!(hash, blake3::hash(&content).to_hex().to_string());
+    }
 }

@@ -64,18 +64,10 @@ pub async fn upload_inputs(
         };
         let reply = match client.request(&announce).await? {
             Message::Ready { .. } => {
-                let mut file = tokio::fs::File::open(path)
-                    .await
+                let file = std::fs::File::open(path)
                     .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
-                super::connect::stream_file(
-                    client,
-                    &mut file,
-                    input.size,
-                    path,
-                    &mut |_, _| {},
-                    None,
-                )
-                .await?;
+                super::connect::stream_file(client, file, input.size, path, &mut |_, _| {}, None)
+                    .await?;
                 client.reply().await?
             }
             other => other,

@@ -384,14 +384,12 @@ pub async fn send_job_reporting(
     priority: Priority,
     uploaded: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Submitted, ClientError> {
-    let mut upload = match &request.upload {
+    let upload = match &request.upload {
         Some(path) => {
-            let file = tokio::fs::File::open(path)
-                .await
+            let file = std::fs::File::open(path)
                 .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
             let size = file
                 .metadata()
-                .await
                 .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?
                 .len();
             Some((path, file, size))
@@ -440,14 +438,14 @@ pub async fn send_job_reporting(
         Message::Ready { .. } => {}
         other => return accepted(other),
     }
-    let Some((path, file, size)) = upload.as_mut() else {
+    let Some((path, file, size)) = upload else {
         return Err(ClientError::Usage(format!(
             "the master expects an upload for this {} job, and there is none",
             request.kind
         )));
     };
-    let mut hasher = unhashed.as_ref().map(|_| blake3::Hasher::new());
-    super::connect::stream_file(client, file, *size, path, uploaded, hasher.as_mut()).await?;
+    let hasher = unhashed.as_ref().map(|_| blake3::Hasher::new());
+    let hasher = super::connect::stream_file(client, file, size, path, uploaded, hasher).await?;
     let submitted = accepted(client.reply().await?)?;
     if let (Some(version), Some(hasher)) = (unhashed, hasher) {
         remember_sent_hash(version, hasher, submitted.genome_hash.as_deref(), path).await;
