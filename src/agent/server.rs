@@ -12,6 +12,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Notify};
 
 use super::tracker::{process_alive, ConnectionId, WorkerTracker};
+use crate::protocol::accept::Acceptor;
 use crate::protocol::handshake::{read_hello, welcome};
 use crate::protocol::{Connection, ErrorCode, Message, ProtocolError, Role, ServerRole};
 
@@ -77,17 +78,12 @@ impl AgentShared {
 /// Serves worker connections until `shutdown` completes.
 pub async fn serve(listener: UnixListener, shared: Arc<AgentShared>, shutdown: impl Future) {
     tokio::pin!(shutdown);
+    let mut acceptor = Acceptor::new(listener, "agent");
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(handle_worker(stream, Arc::clone(&shared)));
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
+            (stream, _) = acceptor.accept() => {
+                tokio::spawn(handle_worker(stream, Arc::clone(&shared)));
+            }
             _ = &mut shutdown => return,
         }
     }

@@ -1,5 +1,6 @@
-//! Accepting on a grid server's TCP port (the master's, its HTTP port's and the collector's): a
-//! failed accept is logged and retried after a pause that doubles up to a second. Then the first
+//! Accepting on a grid server's socket (the master's, its HTTP port's and the collector's TCP
+//! ports, an agent's Unix socket): a failed accept is logged and retried after a pause that
+//! doubles up to a second. Then the first
 //! moments of a connection, the same for the master and the collector:
 //! a slot from [`Admission`](super::admission::Admission) or a `busy` refusal, the TLS handshake,
 //! then frames of at most [`PRE_AUTH_MAX_FRAME`] bytes, each within the frame deadline, until the
@@ -9,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::time::Instant;
 
 use super::{Connection, ErrorCode, ServerTls, Stream, PRE_AUTH_MAX_FRAME};
@@ -17,19 +18,52 @@ use super::{Connection, ErrorCode, ServerTls, Stream, PRE_AUTH_MAX_FRAME};
 /// The first pause after a failed accept, and the longest.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
+/// A socket that accepts connections: a TCP listener, or a Unix one.
+pub trait Listen {
+    /// An accepted connection.
+    type Stream;
+    /// The peer's address.
+    type Addr;
+    /// The next connection, or why none could be taken.
+    fn accept(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, Self::Addr)>> + Send;
+}
+
+impl Listen for TcpListener {
+    type Stream = TcpStream;
+    type Addr = SocketAddr;
+    fn accept(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<(TcpStream, SocketAddr)>> + Send {
+        TcpListener::accept(self)
+    }
+}
+
+impl Listen for UnixListener {
+    type Stream = UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+    fn accept(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<(UnixStream, tokio::net::unix::SocketAddr)>>
+           + Send {
+        UnixListener::accept(self)
+    }
+}
+
 /// A listening socket whose failed accepts (out of file descriptors and the like) are logged and
 /// retried after a pause that doubles up to a second, so a server under such a failure neither
 /// spins nor stops.
-pub struct Acceptor {
-    listener: TcpListener,
+pub struct Acceptor<L = TcpListener> {
+    listener: L,
     backoff: Duration,
     /// Which server logs the failure.
     component: &'static str,
 }
 
-impl Acceptor {
+impl<L: Listen> Acceptor<L> {
     /// Accepts on `listener` for `component`.
-    pub fn new(listener: TcpListener, component: &'static str) -> Self {
+    pub fn new(listener: L, component: &'static str) -> Self {
         Acceptor {
             listener,
             backoff: ACCEPT_BACKOFF.0,
@@ -38,7 +72,7 @@ impl Acceptor {
     }
 
     /// The next connection. Cancel-safe: dropped during a pause, the next call accepts at once.
-    pub async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    pub async fn accept(&mut self) -> (L::Stream, L::Addr) {
         loop {
             match self.listener.accept().await {
                 Ok(pair) => {
