@@ -430,9 +430,6 @@ async fn lease_batch(
         conn.flush().await
     }
     .await;
-    if sent.is_ok() {
-        count_input(state, &leases);
-    }
     if let Err(err) = sent {
         for lease in &leases {
             let _ = state
@@ -441,6 +438,11 @@ async fn lease_batch(
                 .await;
         }
         return Err(err.into());
+    }
+    count_input(state, &leases);
+    // A range decoded for this worker is sent: its buffer can take the next one.
+    for lease in leases {
+        crate::buffers::give_back(lease.data);
     }
     Ok(())
 }
