@@ -185,12 +185,17 @@ fn select_and_cancel_at(width: u16) {
         assert!(sent.status.success(), "send {key}");
     };
 
-    let screen = wait_for("top listing both jobs", Duration::from_secs(30), || {
-        let screen = tmux.screen();
-        jobs.iter()
-            .all(|job| screen.contains(job.as_str()))
-            .then_some(screen)
-    });
+    // The keys hint is the last line drawn, and "c cancel job" the end of it: waiting for it too
+    // never reads a frame half drawn.
+    let screen = wait_for(
+        "top listing both jobs, then its keys hint",
+        Duration::from_secs(30),
+        || {
+            let screen = tmux.screen();
+            let hint = screen.contains("c cancel job");
+            (hint && jobs.iter().all(|job| screen.contains(job.as_str()))).then_some(screen)
+        },
+    );
     println!("{width} columns:\n{screen}");
     assert!(
         screen.contains("q quit") && screen.contains("c cancel job"),
