@@ -351,7 +351,8 @@ mod tests {
     use super::*;
 
     /// Runs [`read_frames`] over `content` claimed to be `size` bytes long, handing every frame
-    /// back for reuse; returns the frames' lengths, the buffer addresses, how it ended and the hash.
+    /// back for reuse; returns the frames' lengths, the buffer addresses, whether it ended short,
+    /// and the hash.
     fn read_all(content: &[u8], size: u64) -> (Vec<usize>, Vec<usize>, bool, String) {
         let path = std::env::temp_dir().join(format!(
             "gridwatch-read-frames-{}-{size}",

@@ -1,15 +1,18 @@
 //! Accepting on a grid server's socket (the master's, its HTTP port's and the collector's TCP
 //! ports, an agent's Unix socket): a failed accept is logged and retried after a pause that
-//! doubles up to a second. Then the first
-//! moments of a connection, the same for the master and the collector:
-//! a slot from [`Admission`](super::admission::Admission) or a `busy` refusal, the TLS handshake,
-//! then frames of at most [`PRE_AUTH_MAX_FRAME`] bytes, each within the frame deadline, until the
-//! hello is welcomed, which must happen within the hello deadline. A stranger who never
-//! authenticates thus holds a few KiB and a slot for seconds, however it trickles its bytes.
+//! doubles up to a second. Then the first moments of a connection, the same for the master and
+//! the collector: a slot from [`Admission`](super::admission::Admission) or a `busy` refusal,
+//! the TLS handshake, then frames of at most [`PRE_AUTH_MAX_FRAME`] bytes, each within the frame
+//! deadline, until the hello is welcomed, which must happen within the hello deadline. A
+//! stranger who never authenticates thus holds a few KiB and a slot for seconds, however it
+//! trickles its bytes.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::net::unix::SocketAddr as UnixAddr;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::time::Instant;
 
@@ -25,28 +28,21 @@ pub trait Listen {
     /// The peer's address.
     type Addr;
     /// The next connection, or why none could be taken.
-    fn accept(
-        &self,
-    ) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, Self::Addr)>> + Send;
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, Self::Addr)>> + Send;
 }
 
 impl Listen for TcpListener {
     type Stream = TcpStream;
     type Addr = SocketAddr;
-    fn accept(
-        &self,
-    ) -> impl std::future::Future<Output = std::io::Result<(TcpStream, SocketAddr)>> + Send {
+    fn accept(&self) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {
         TcpListener::accept(self)
     }
 }
 
 impl Listen for UnixListener {
     type Stream = UnixStream;
-    type Addr = tokio::net::unix::SocketAddr;
-    fn accept(
-        &self,
-    ) -> impl std::future::Future<Output = std::io::Result<(UnixStream, tokio::net::unix::SocketAddr)>>
-           + Send {
+    type Addr = UnixAddr;
+    fn accept(&self) -> impl Future<Output = io::Result<(UnixStream, UnixAddr)>> + Send {
         UnixListener::accept(self)
     }
 }
