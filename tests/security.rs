@@ -182,20 +182,27 @@ fn servers_refuse_open_addresses_without_a_token_unless_insecure() {
 /// Starts a master on loopback with its data under `dir` and `backend` as its backend; returns
 /// it and the address it listens on.
 fn master_on(dir: &Path, backend: &str) -> (Proc, String) {
-    let data = dir.join("data");
     let addr_file = dir.join("master.addr");
-    let args = [
-        "master",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--addr-file",
-        addr_file.to_str().expect("utf-8"),
-    ];
+    let args = master_args(&dir.join("data"), &addr_file);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let master = Proc::spawn("master", dir, &args, &[("GRIDWATCH_BACKEND", backend)]);
     let addr = read_addr_file(&addr_file);
     (master, addr)
+}
+
+/// The arguments of a master on loopback with its data in `data`, writing its address to
+/// `addr_file`.
+fn master_args(data: &Path, addr_file: &Path) -> Vec<String> {
+    let path = |p: &Path| p.to_str().expect("utf-8").to_string();
+    vec![
+        "master".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        path(data),
+        "--addr-file".into(),
+        path(addr_file),
+    ]
 }
 
 /// Starts `gridwatch worker --id ID` against `master`; its log says whether it was accepted.
@@ -452,19 +459,10 @@ fn the_redis_password_stays_out_of_ps_and_logs() {
     // Redis not running yet: the master logs that it is unreachable, without the password.
     let port = crate::support::free_port();
     let backend = format!("redis://127.0.0.1:{port}/0");
-    let data = dir.path().join("data");
     let addr_file = dir.path().join("master.addr");
-    let args = [
-        "master",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--addr-file",
-        addr_file.to_str().expect("utf-8"),
-        "--backend",
-        &backend,
-    ];
+    let mut args = master_args(&dir.path().join("data"), &addr_file);
+    args.extend(["--backend".to_string(), backend]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let master = Proc::spawn("master", dir.path(), &args, &[("REDIS_PASSWORD", password)]);
     wait_for("redis unreachable", Duration::from_secs(20), || {
         master.log().contains("redis unreachable").then_some(())
@@ -472,13 +470,12 @@ fn the_redis_password_stays_out_of_ps_and_logs() {
     // A password in the URL itself is redacted from the same log line.
     let in_url = format!("redis://:{password}@127.0.0.1:{port}/0");
     // A master of its own: one data directory holds one master at a time.
-    let url_data = dir.path().join("url-data");
-    let url_addr_file = dir.path().join("url-master.addr");
-    let mut url_args = args.to_vec();
-    url_args[4] = url_data.to_str().expect("utf-8");
-    url_args[6] = url_addr_file.to_str().expect("utf-8");
-    url_args.pop();
-    url_args.push(&in_url);
+    let mut url_args = master_args(
+        &dir.path().join("url-data"),
+        &dir.path().join("url-master.addr"),
+    );
+    url_args.extend(["--backend".to_string(), in_url]);
+    let url_args: Vec<&str> = url_args.iter().map(String::as_str).collect();
     let url_master = Proc::spawn("url-master", dir.path(), &url_args, &[]);
     wait_for("redis unreachable", Duration::from_secs(20), || {
         url_master.log().contains("redis unreachable").then_some(())
