@@ -1,15 +1,16 @@
 //! A genome's first upload is stored once and its tasks read it while it is still being
 //! written, against real master and worker processes (and a real `redis-server`): on Redis each
 //! stored byte crosses from the master to Redis once (counted by Redis's own `INFO stats`); a
-//! worker finishes tasks of a job whose upload is still sending; the embedded spool never holds
-//! a task-data file for a genome upload; the same genome uploaded twice at once ends as one
+//! worker finishes tasks of a job whose upload is still sending, and on the embedded backend a
+//! worker on the master's host reads them from the file being written, sent no base; the
+//! embedded spool never holds a task-data file for a genome upload; the same genome uploaded twice at once ends as one
 //! stored copy, the other deleted once its job ended, and both jobs count exactly.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::genome_reuse::{begin_upload, cli_ok, grid_on, Backend};
+use crate::genome_reuse::{begin_upload, cli_ok, grid_on, input_counters, Backend};
 use crate::support::grid::{parse_total, write_fasta, Bases, Grid, Records};
 use crate::support::redis::{info_number, RedisServer};
 use crate::support::{gridwatch_bin, wait_for};
@@ -147,7 +148,14 @@ fn chunk_spools(data_dir: &Path) -> Vec<String> {
 
 fn workers_start_before_the_upload_ends(backend: Backend) {
     let mut grid = grid_on(&backend, &[]);
-    grid.start_worker("w1", 2);
+    let embedded = matches!(backend, Backend::Embedded);
+    if embedded {
+        // On the master's host: it reads the genome's blocks from the file being written.
+        let dir = grid.data_dir().join("spool").join("genomes");
+        grid.start_worker_with("w1", 2, &["--genome-dir", &dir.display().to_string()]);
+    } else {
+        grid.start_worker("w1", 2);
+    }
     // Three blocks of bases and some: the first blocks are stored while the rest is unsent.
     let records = genome(33, 14 << 20);
     let file = grid.path("g.fa");
@@ -169,8 +177,11 @@ fn workers_start_before_the_upload_ends(backend: Backend) {
         (done > 0).then_some(status)
     });
     assert_eq!(status["job"]["status"], "uploading", "{status}");
-    if let Backend::Embedded = backend {
+    if embedded {
         assert_eq!(chunk_spools(&grid.data_dir()), Vec::<String>::new());
+        let [_, sent, in_place] = input_counters(&grid);
+        assert!(in_place > 0.0, "a task read in place during the upload");
+        assert_eq!(sent, 0.0, "no base sent by the master");
     }
     let reply = runtime.block_on(async {
         send(&mut conn, &upload[split..]).await;
@@ -179,8 +190,14 @@ fn workers_start_before_the_upload_ends(backend: Backend) {
     assert!(matches!(reply, Message::Accepted { .. }), "{reply:?}");
     grid.wait_finished("early", JOB_TIMEOUT);
     assert_eq!(job_count(&grid, "early"), naive_count(&records, PATTERN));
-    if let Backend::Embedded = backend {
+    if embedded {
         assert_eq!(chunk_spools(&grid.data_dir()), Vec::<String>::new());
+        let [enqueued, sent, in_place] = input_counters(&grid);
+        assert_eq!(
+            (in_place, sent),
+            (enqueued, 0.0),
+            "every base read in place"
+        );
     }
 }
 

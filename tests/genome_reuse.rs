@@ -536,7 +536,7 @@ fn an_upload_without_a_hash_is_stored_for_later_submits_redis() {
 
 /// Task input the embedded master has enqueued, sent with leases, and left to workers reading
 /// its genome files: `/metrics`' three counters.
-fn input_counters(grid: &Grid) -> [f64; 3] {
+pub(crate) fn input_counters(grid: &Grid) -> [f64; 3] {
     let http = grid.http_addr();
     [
         "gridwatch_uploaded_bytes_total",
@@ -546,17 +546,20 @@ fn input_counters(grid: &Grid) -> [f64; 3] {
     .map(|name| crate::support::http::metric(&http, name).unwrap_or_else(|| panic!("no {name}")))
 }
 
-/// Searches a stored genome again with one worker started with `--genome-dir dir`; returns
-/// how the repeat's task input reached it: (enqueued, sent, read in place).
-fn repeat_with_genome_dir(grid: &mut Grid, dir: &Path) -> [f64; 3] {
+/// Searches a genome, then searches it again, with one worker started with `--genome-dir
+/// dir`; returns how each search's task input reached it: (enqueued, sent, read in place) of the
+/// first search, whose tasks run while the upload is stored or once it is, then of the repeat.
+fn repeat_with_genome_dir(grid: &mut Grid, dir: &Path) -> [[f64; 3]; 2] {
     grid.start_worker_with("w1", 2, &["--genome-dir", &dir.display().to_string()]);
     let records = genome(8);
     let file = grid.path("g.fa");
     write_fasta(&file, &records, 60, "\n");
+    let start = input_counters(grid);
     let first = search(grid, "first", &file, "ACGTAC", &["--chunk-size", "10000"]);
     assert_eq!(first, naive_hits(&records, "ACGTAC", false).len() as u64);
 
     let before = input_counters(grid);
+    let first = [0, 1, 2].map(|i| before[i] - start[i]);
     let expected = naive_hits(&records, "GATTACA", true);
     let args = ["--strand", "both", "--chunk-size", "7000"];
     let second = search(grid, "second", &file, "GATTACA", &args);
@@ -566,20 +569,29 @@ fn repeat_with_genome_dir(grid: &mut Grid, dir: &Path) -> [f64; 3] {
     let after = input_counters(grid);
     let delta = [0, 1, 2].map(|i| after[i] - before[i]);
     // Every base once, plus each chunk's overlap into the next.
-    assert!(delta[0] >= 110_238.0, "enqueued {delta:?}");
-    delta
+    for counters in [first, delta] {
+        assert!(counters[0] >= 110_238.0, "enqueued {counters:?}");
+    }
+    [first, delta]
 }
 
 #[test]
 fn a_worker_on_the_masters_host_reads_a_stored_genome_from_its_files() {
     let mut grid = grid_on(&Backend::Embedded, &[]);
     let dir = grid.data_dir().join("spool").join("genomes");
-    let [enqueued, sent, in_place] = repeat_with_genome_dir(&mut grid, &dir);
-    assert_eq!(
-        in_place, enqueued,
-        "every base of the repeat read by the worker"
-    );
-    assert_eq!(sent, 0.0, "no base of the repeat sent by the master");
+    for (search, [enqueued, sent, in_place]) in ["first", "repeat"]
+        .into_iter()
+        .zip(repeat_with_genome_dir(&mut grid, &dir))
+    {
+        assert_eq!(
+            in_place, enqueued,
+            "every base of the {search} search read by the worker"
+        );
+        assert_eq!(
+            sent, 0.0,
+            "no base of the {search} search sent by the master"
+        );
+    }
 }
 
 #[test]
@@ -589,12 +601,16 @@ fn a_worker_given_another_stores_directory_is_sent_the_bases() {
     let other = grid.path("other-genomes");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("store-id"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    let [enqueued, sent, in_place] = repeat_with_genome_dir(&mut grid, &other);
-    assert_eq!(
-        sent, enqueued,
-        "every base of the repeat sent by the master"
-    );
-    assert_eq!(in_place, 0.0);
+    for (search, [enqueued, sent, in_place]) in ["first", "repeat"]
+        .into_iter()
+        .zip(repeat_with_genome_dir(&mut grid, &other))
+    {
+        assert_eq!(
+            sent, enqueued,
+            "every base of the {search} search sent by the master"
+        );
+        assert_eq!(in_place, 0.0);
+    }
 
     // A directory that is no store's is refused before the worker starts.
     let empty = grid.path("empty");

@@ -84,6 +84,7 @@ fn bad_frames_get_error_codes_and_the_master_keeps_serving() {
             commands: false,
             slots: None,
             genome_files: None,
+            genome_partials: false,
         };
         conn.write_message(&lease_as_a_client).await.unwrap();
         assert_eq!(error_code(&mut conn).await, ErrorCode::UnexpectedMessage);
@@ -219,6 +220,7 @@ async fn lease(conn: &mut Conn) -> (String, u32, String) {
         commands: false,
         slots: None,
         genome_files: None,
+        genome_partials: false,
     })
     .await
     .unwrap();
@@ -308,6 +310,7 @@ fn duplicate_results_count_once_and_cancelled_jobs_ignore_late_results() {
                 commands: false,
                 slots: None,
                 genome_files: None,
+                genome_partials: false,
             })
             .await
             .unwrap();

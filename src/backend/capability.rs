@@ -127,6 +127,10 @@ pub struct WorkerOffer {
     /// the master's host, started with `--genome-dir`): a task reading a complete genome kept
     /// in that directory is then handed over without its bases. `None`: bases come with the task.
     pub genome_files: Option<u128>,
+    /// It also reads genomes still being uploaded into that directory, by the block list
+    /// written beside each one, so a first search's tasks reach it without their bases too.
+    /// Workers that predate the block list say nothing, and receive those bases.
+    pub genome_partials: bool,
 }
 
 impl Default for WorkerOffer {
@@ -136,6 +140,7 @@ impl Default for WorkerOffer {
             commands: false,
             slots: 1,
             genome_files: None,
+            genome_partials: false,
         }
     }
 }
@@ -436,6 +441,11 @@ pub trait GenomeStore: Send + Sync {
     /// layout such a worker reads.
     async fn in_files(&self, _storage: &str) -> BackendResult<bool> {
         Ok(false)
+    }
+    /// Whether the copy under storage id `storage` is being uploaded into that directory, its
+    /// blocks written so far listed beside it for such a worker to read.
+    fn writing_in_files(&self, _storage: &str) -> bool {
+        false
     }
 }
 

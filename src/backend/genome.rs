@@ -73,10 +73,10 @@ enum Source {
     /// The store itself: the master of an embedded backend, or any process of a Redis one.
     Store {
         store: Arc<dyn GenomeStore>,
-        /// Workers that read complete genomes from the store's files themselves (their offer
-        /// named the store's [`GenomeStore::files_id`]): their leases of such genomes go out
-        /// without bases.
-        reading_files: std::sync::Mutex<std::collections::HashSet<String>>,
+        /// Workers that read genomes from the store's files themselves (their offer named the
+        /// store's [`GenomeStore::files_id`]), each with whether it also reads genomes still
+        /// being uploaded: their leases of such genomes go out without bases.
+        reading_files: std::sync::Mutex<std::collections::HashMap<String, bool>>,
     },
     /// A worker on the master's host reading the master's genome files in place.
     Files(Arc<dyn GenomeFiles>),
@@ -88,7 +88,8 @@ pub trait GenomeFiles: Send + Sync {
     /// The files' directory id, which the worker's lease requests name: the master sends
     /// ranges without their bases only to a worker naming its own.
     fn id(&self) -> u128;
-    /// `len` bases from `offset` of the complete genome kept under storage id `storage`.
+    /// `len` bases from `offset` of the genome kept under storage id `storage`, complete or
+    /// still being uploaded.
     async fn read(&self, storage: &str, offset: u64, len: u64) -> BackendResult<Bytes>;
 }
 
@@ -130,8 +131,8 @@ impl<Q: ?Sized> GenomeQueue<Q> {
         {
             let mut workers = reading_files.lock().unwrap_or_else(|e| e.into_inner());
             if offer.genome_files.is_some() && offer.genome_files == store.files_id() {
-                if !workers.contains(worker) {
-                    workers.insert(worker.to_string());
+                if workers.get(worker) != Some(&offer.genome_partials) {
+                    workers.insert(worker.to_string(), offer.genome_partials);
                 }
             } else {
                 workers.remove(worker);
@@ -155,9 +156,14 @@ impl<Q: ?Sized> GenomeQueue<Q> {
                 let reads_itself = reading_files
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .contains(worker);
-                if reads_itself && store.in_files(storage).await? {
-                    return Ok(None);
+                    .get(worker)
+                    .copied();
+                if let Some(reads_partials) = reads_itself {
+                    if reads_partials && store.writing_in_files(storage)
+                        || store.in_files(storage).await?
+                    {
+                        return Ok(None);
+                    }
                 }
                 store.read_stored(storage, *offset, *len).await.map(Some)
             }
@@ -212,8 +218,9 @@ impl<Q: Leases + ?Sized> Leases for GenomeQueue<Q> {
     async fn set_offer(&self, worker: &str, mut offer: WorkerOffer) -> BackendResult<()> {
         self.note_offer(worker, &offer);
         if let Source::Files(files) = &self.source {
-            // The worker reads this directory: its leases say so.
+            // The worker reads this directory, uploads in progress included: its leases say so.
             offer.genome_files = Some(files.id());
+            offer.genome_partials = true;
         }
         self.inner.set_offer(worker, offer).await
     }

@@ -301,6 +301,7 @@ impl Leases for RemoteBackend {
                     .offer()
                     .genome_files
                     .map(crate::protocol::store_id_text),
+                genome_partials: self.offer().genome_partials,
             })
             .await?
         {
@@ -350,6 +351,7 @@ impl Leases for RemoteBackend {
                     .offer()
                     .genome_files
                     .map(crate::protocol::store_id_text),
+                genome_partials: self.offer().genome_partials,
             })
             .await?
         {

@@ -320,6 +320,7 @@ mod tests {
             commands: false,
             slots: None,
             genome_files: None,
+            genome_partials: false,
         };
         left.send_message(&hello).await.unwrap();
         left.send_frame(b"ACGT").await.unwrap();

@@ -498,6 +498,10 @@ pub enum Message {
         /// reads on the master's host: tasks of genomes complete there come without their bases.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         genome_files: Option<String>,
+        /// It also reads genomes still being uploaded into that directory, by the block list
+        /// beside each: a first search's tasks come without their bases too.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        genome_partials: bool,
     },
     /// A leased task; one data frame of `data_len` bytes follows.
     Task {
@@ -535,6 +539,9 @@ pub enum Message {
         /// The stored genomes' directory the worker reads (see `lease`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         genome_files: Option<String>,
+        /// It reads uploads in progress there too (see `lease`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        genome_partials: bool,
     },
     /// Answer to `lease_batch`: the tasks leased (none if none arrived within the wait); one
     /// data frame per task follows, in order.

@@ -235,6 +235,7 @@ pub async fn run(
         commands: config.commands.is_some(),
         slots: u32::try_from(threads).unwrap_or(u32::MAX),
         genome_files: None,
+        genome_partials: false,
     };
     // Recorded before the first lease, so no lease can miss it.
     let _ = leases.set_offer(&config.id, offer).await;

@@ -25,6 +25,7 @@ async fn offer(s: &Subject, worker: &str, commands: bool, slots: u32) {
         commands,
         slots,
         genome_files: None,
+        genome_partials: false,
     };
     s.queue.set_offer(worker, offer).await.unwrap();
 }

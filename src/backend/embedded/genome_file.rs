@@ -5,7 +5,9 @@
 //! touches, and of each block only the packed bytes of the range and the block's exceptions.
 //! While the file is being written, the blocks written so far are readable too: the writer
 //! flushes each whole block and publishes its index entry in [`Written`], shared with readers,
-//! which read the file by that in-memory index until the trailer exists.
+//! which read the file by that in-memory index until the trailer exists. It also appends the
+//! entry to a block list beside the file, by which a worker on the same host reads the upload in
+//! progress itself ([`read_kept`]) instead of receiving its bases from the master.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -29,6 +31,12 @@ const SIGNATURE: [u8; 8] = *b"GWPACK01";
 const TRAILER_LEN: u64 = 32;
 /// Index bytes per block: where it starts, and its exceptions' length (64-bit little-endian).
 const ENTRY_LEN: u64 = 16;
+/// The block list beside a file being written starts with the block size (64-bit
+/// little-endian)...
+const LISTING_HEADER_LEN: u64 = 8;
+/// ...followed by every block written and flushed: where it starts, its exceptions' length and
+/// its bases (64-bit little-endian each).
+const LISTED_LEN: u64 = 24;
 /// Most bytes a block's exceptions may take: an N run and a lower-case run for every other
 /// base, and every base kept as another byte. Bounds what a damaged index makes a read allocate.
 fn max_exceptions_len(block_bases: u64) -> u64 {
@@ -60,6 +68,9 @@ pub(super) struct PackedFileWriter {
     /// The blocks written so far, for readers.
     published: SharedWritten,
     file: tokio::io::BufWriter<tokio::fs::File>,
+    /// The block list, for readers in other processes, and where it is.
+    listing: tokio::fs::File,
+    listing_path: PathBuf,
     encoder: Option<BlockEncoder>,
     finished: Vec<PackedBlock>,
     /// (start, exceptions' length) of every block written.
@@ -69,12 +80,21 @@ pub(super) struct PackedFileWriter {
 }
 
 impl PackedFileWriter {
-    /// Creates `path` (truncating it) for a packed genome.
-    pub(super) async fn create(path: PathBuf) -> BackendResult<Self> {
+    /// Creates `path` (truncating it) for a packed genome, and its block list at `listing_path`.
+    pub(super) async fn create(path: PathBuf, listing_path: PathBuf) -> BackendResult<Self> {
         let file = tokio::fs::File::create(&path)
             .await
             .map_err(|err| io_error(&path, err))?;
+        let mut listing = tokio::fs::File::create(&listing_path)
+            .await
+            .map_err(|err| io_error(&listing_path, err))?;
+        listing
+            .write_all(&u64::from(BLOCK_BASES).to_le_bytes())
+            .await
+            .map_err(|err| io_error(&listing_path, err))?;
         Ok(Self {
+            listing,
+            listing_path,
             published: Arc::new(Mutex::new(Written {
                 path: path.clone(),
                 ..Written::default()
@@ -137,9 +157,13 @@ impl PackedFileWriter {
             return Ok(());
         }
         let (first, mut bases) = (self.index.len(), 0);
+        let mut listed = Vec::with_capacity(blocks.len() * LISTED_LEN as usize);
         for block in blocks {
-            self.index
-                .push((self.written, block.exceptions.len() as u64));
+            let entry = (self.written, block.exceptions.len() as u64);
+            self.index.push(entry);
+            for number in [entry.0, entry.1, block.bases] {
+                listed.extend_from_slice(&number.to_le_bytes());
+            }
             self.write(&block.packed).await?;
             self.write(&block.exceptions).await?;
             bases += block.bases;
@@ -148,6 +172,16 @@ impl PackedFileWriter {
             .flush()
             .await
             .map_err(|err| io_error(&self.path, err))?;
+        // Listed once the blocks are in the file, and published once listed: a worker handed a
+        // range of them finds them in the list.
+        self.listing
+            .write_all(&listed)
+            .await
+            .map_err(|err| io_error(&self.listing_path, err))?;
+        self.listing
+            .flush()
+            .await
+            .map_err(|err| io_error(&self.listing_path, err))?;
         let mut published = lock(&self.published);
         published.index.extend_from_slice(&self.index[first..]);
         published.bases += bases;
@@ -217,10 +251,118 @@ fn read_trailer(file: &File, path: &Path) -> BackendResult<Trailer> {
 /// Reads `len` bases from `offset` of the packed file at `path` (a blocking call: run it off
 /// the async threads).
 pub(super) fn read_range(path: &Path, offset: u64, len: u64) -> BackendResult<Bytes> {
-    let corrupt = |what: String| BackendError::Corrupt(format!("{}: {what}", path.display()));
     let file = File::open(path)
         .map_err(|err| BackendError::Other(format!("{}: {err}", path.display())))?;
-    let trailer = read_trailer(&file, path)?;
+    read_complete(&file, path, offset, len)
+}
+
+/// Reads `len` bases from `offset` of a packed genome kept at `path` once complete and at
+/// `partial`, listed in `listing`, while it is being written (a blocking call: run it off the
+/// async threads). The writer renames a complete file, then deletes its list: a read that
+/// finds neither name, or loses the list, looks again under the complete name.
+pub(super) fn read_kept(
+    path: &Path,
+    partial: &Path,
+    listing: &Path,
+    offset: u64,
+    len: u64,
+) -> BackendResult<Bytes> {
+    let gone = |err: &std::io::Error| err.kind() == std::io::ErrorKind::NotFound;
+    for _ in 0..3 {
+        match File::open(path) {
+            Ok(file) => return read_complete(&file, path, offset, len),
+            Err(err) if !gone(&err) => return Err(io_error(path, err)),
+            Err(_) => {}
+        }
+        let file = match File::open(partial) {
+            Ok(file) => file,
+            Err(err) if gone(&err) => continue,
+            Err(err) => return Err(io_error(partial, err)),
+        };
+        let list = match File::open(listing) {
+            Ok(list) => list,
+            Err(err) if gone(&err) => continue,
+            Err(err) => return Err(io_error(listing, err)),
+        };
+        let (layout, entries) = listed(&list, listing, offset, len)?;
+        let spans = layout.spans(offset, len)?;
+        return read_spans(&file, partial, &layout, &spans, &entries, len);
+    }
+    Err(BackendError::Other(format!(
+        "{}: no such genome file",
+        path.display()
+    )))
+}
+
+/// The layout and index entries a block list gives for `len` bases from `offset`: only the
+/// blocks that range touches are read, all of which the writer listed before the range was
+/// handed out.
+fn listed(
+    list: &File,
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> BackendResult<(Layout, Vec<(u64, u64)>)> {
+    let corrupt = |what: String| BackendError::Corrupt(format!("{}: {what}", path.display()));
+    let mut header = [0u8; LISTING_HEADER_LEN as usize];
+    list.read_exact_at(&mut header, 0)
+        .map_err(|err| corrupt(format!("header: {err}")))?;
+    let block_bases = u64::from_le_bytes(header);
+    if block_bases == 0 || block_bases % 4 != 0 || block_bases > u64::from(u32::MAX) {
+        return Err(corrupt(format!("blocks of {block_bases} bases")));
+    }
+    let end = offset
+        .checked_add(len)
+        .ok_or_else(|| corrupt(format!("bases {offset}+{len}")))?;
+    let spans = block_spans(offset, len, block_bases);
+    let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
+        return Ok((
+            Layout {
+                block_bases,
+                bases: end,
+            },
+            Vec::new(),
+        ));
+    };
+    let mut raw = vec![0u8; ((last.block - first.block + 1) * LISTED_LEN) as usize];
+    list.read_exact_at(&mut raw, LISTING_HEADER_LEN + first.block * LISTED_LEN)
+        .map_err(|err| {
+            corrupt(format!(
+                "blocks {}..={} are not listed: {err}",
+                first.block, last.block
+            ))
+        })?;
+    let mut entries = Vec::with_capacity(raw.len() / LISTED_LEN as usize);
+    let mut last_bases = 0;
+    for (at, entry) in raw.chunks_exact(LISTED_LEN as usize).enumerate() {
+        let number = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&entry[at..at + 8]);
+            u64::from_le_bytes(word)
+        };
+        let (start, exceptions, bases) = (number(0), number(8), number(16));
+        let is_last = at + 1 == raw.len() / LISTED_LEN as usize;
+        // Every block but a genome's last is whole.
+        if bases > block_bases || (!is_last && bases != block_bases) {
+            return Err(corrupt(format!(
+                "block {} of {bases} bases",
+                first.block + at as u64
+            )));
+        }
+        entries.push((start, exceptions));
+        last_bases = bases;
+    }
+    let layout = Layout {
+        block_bases,
+        bases: last.block * block_bases + last_bases,
+    };
+    Ok((layout, entries))
+}
+
+/// Reads `len` bases from `offset` of the complete packed file `file`, found at `path`.
+fn read_complete(file: &File, path: &Path, offset: u64, len: u64) -> BackendResult<Bytes> {
+    let corrupt = |what: String| BackendError::Corrupt(format!("{}: {what}", path.display()));
+    let trailer = read_trailer(file, path)?;
     let layout = Layout {
         block_bases: trailer.block_bases,
         bases: trailer.bases,
@@ -243,7 +385,7 @@ pub(super) fn read_range(path: &Path, offset: u64, len: u64) -> BackendResult<By
             (number(0), number(8))
         })
         .collect();
-    read_spans(&file, path, &layout, &spans, &entries, len)
+    read_spans(file, path, &layout, &spans, &entries, len)
 }
 
 /// Reads `len` bases from `offset` of a packed file still being written, as far as `written`

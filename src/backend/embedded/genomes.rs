@@ -4,8 +4,9 @@
 //! `spool/genomes/<storage>.packed` (see `genome_file`), a command input byte for byte in
 //! `spool/genomes/<storage>.seq` (as were genomes stored before packing, which still read). An
 //! upload writes `<storage>.partial` off the database thread, and its whole blocks are readable
-//! by storage id meanwhile through [`Uploads`], the backend's registry of uploads in progress
-//! (the master is the only reader). The commit renames the file and inserts the row in one step
+//! by storage id meanwhile: the master reads them through [`Uploads`], the backend's registry
+//! of uploads in progress, and a worker on its host by the block list `<storage>.blocks` beside
+//! the file. The commit renames the file and inserts the row in one step
 //! on the database thread, so a row always names a complete file; a copy whose genome was
 //! stored meanwhile becomes a spare (`spare_copies`), kept until its job ends because its tasks
 //! read it. Checks and deletions run as one transaction there too, so they never race a submit
@@ -47,14 +48,28 @@ pub(super) fn stored_path(dir: &Path, storage: &str, format: StoredFormat) -> Pa
     }
 }
 
-/// Deletes partial sequences left by uploads cut off when the master stopped (an upload never
-/// resumes: it restarts from its first byte).
+/// Where an upload in progress writes its bytes, by its storage id.
+pub(super) fn partial_path(dir: &Path, storage: &str) -> PathBuf {
+    dir.join(format!("{storage}.partial"))
+}
+
+/// Where an upload in progress lists the blocks of its packed genome written so far.
+pub(super) fn listing_path(dir: &Path, storage: &str) -> PathBuf {
+    dir.join(format!("{storage}.blocks"))
+}
+
+/// Deletes partial sequences, and their block lists, left by uploads cut off when the master
+/// stopped (an upload never resumes: it restarts from its first byte).
 pub(super) fn remove_partials(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry.path().extension().is_some_and(|ext| ext == "partial") {
+        if entry
+            .path()
+            .extension()
+            .is_some_and(|ext| ext == "partial" || ext == "blocks")
+        {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -72,6 +87,8 @@ pub(super) struct EmbeddedGenomeWriter {
     dir: PathBuf,
     storage: String,
     partial: PathBuf,
+    /// The block list of a packed upload.
+    listing: Option<PathBuf>,
     body: Body,
     uploads: Uploads,
     /// What of a packed upload is readable, as its file writer publishes it.
@@ -86,11 +103,20 @@ impl EmbeddedGenomeWriter {
         uploads: Uploads,
     ) -> BackendResult<Self> {
         let storage = crate::backend::genome::new_storage_id();
-        let partial = dir.join(format!("{storage}.partial"));
-        let mut published = None;
+        let partial = partial_path(&dir, &storage);
+        let (mut published, mut listing) = (None, None);
         let body = match kind {
             StoredKind::Genome => {
-                let writer = PackedFileWriter::create(partial.clone()).await?;
+                let list = listing_path(&dir, &storage);
+                listing = Some(list.clone());
+                let writer = match PackedFileWriter::create(partial.clone(), list.clone()).await {
+                    Ok(writer) => writer,
+                    Err(err) => {
+                        let _ = tokio::fs::remove_file(&partial).await;
+                        let _ = tokio::fs::remove_file(&list).await;
+                        return Err(err);
+                    }
+                };
                 let shared = writer.published();
                 uploads
                     .lock()
@@ -111,6 +137,7 @@ impl EmbeddedGenomeWriter {
             dir,
             storage,
             partial,
+            listing,
             body,
             uploads,
             published,
@@ -139,6 +166,9 @@ impl Drop for EmbeddedGenomeWriter {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.storage);
         let _ = std::fs::remove_file(&self.partial);
+        if let Some(listing) = &self.listing {
+            let _ = std::fs::remove_file(listing);
+        }
     }
 }
 
@@ -194,6 +224,10 @@ impl GenomeWriter for EmbeddedGenomeWriter {
         };
         if let Err(err) = renamed {
             return Err(io_error(&target, err));
+        }
+        // Readers of the upload in progress now find the complete file first.
+        if let Some(listing) = self.listing.take() {
+            let _ = tokio::fs::remove_file(&listing).await;
         }
         let (dir, storage, genome, job) = (
             self.dir.clone(),

@@ -724,6 +724,11 @@ impl GenomeStore for EmbeddedBackend {
         self.files_id
     }
 
+    fn writing_in_files(&self, storage: &str) -> bool {
+        super::genome::is_genome_hash(storage)
+            && genomes::uploading(&self.uploads, storage).is_some()
+    }
+
     async fn in_files(&self, storage: &str) -> BackendResult<bool> {
         if !super::genome::is_genome_hash(storage)
             || genomes::uploading(&self.uploads, storage).is_some()

@@ -45,8 +45,16 @@ pub async fn apply(
             commands,
             slots,
             genome_files,
+            genome_partials,
         } => {
-            note_offer(state, &worker, commands, slots, genome_files).await?;
+            note_offer(
+                state,
+                &worker,
+                commands,
+                slots,
+                (genome_files, genome_partials),
+            )
+            .await?;
             return lease(conn, state, &worker, wait_ms).await;
         }
         Message::LeaseBatch {
@@ -55,8 +63,16 @@ pub async fn apply(
             commands,
             slots,
             genome_files,
+            genome_partials,
         } => {
-            note_offer(state, &worker, commands, slots, genome_files).await?;
+            note_offer(
+                state,
+                &worker,
+                commands,
+                slots,
+                (genome_files, genome_partials),
+            )
+            .await?;
             return lease_batch(conn, state, &worker, wait_ms, max).await;
         }
         Message::CompleteBatch { tasks } => Message::BatchCompleted {
@@ -287,7 +303,7 @@ async fn note_offer(
     worker: &str,
     commands: bool,
     slots: Option<u32>,
-    genome_files: Option<String>,
+    (genome_files, genome_partials): (Option<String>, bool),
 ) -> Result<(), HandlerError> {
     let genome_files = match genome_files {
         Some(id) => Some(crate::protocol::parse_store_id(&id).ok_or_else(|| {
@@ -301,6 +317,7 @@ async fn note_offer(
     let offer = WorkerOffer {
         commands,
         slots: slots.unwrap_or(1).max(1),
+        genome_partials: genome_partials && genome_files.is_some(),
         genome_files,
     };
     state.queue.set_offer(worker, offer).await?;
