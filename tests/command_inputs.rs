@@ -1,4 +1,4 @@
-//! Command inputs on a real grid, on both backends: a 50 MiB input used by 40 tasks on two
+//! Command inputs on a real grid, on both backends: a 50 MiB input used by 12 tasks on two
 //! workers crosses the link to the workers at most once per worker (counted by a proxy between
 //! the workers and what they read from: the master, or Redis), every task sees the exact bytes
 //! (checked against `sha256sum` of the test's own copy), and a second job with the same input
@@ -107,7 +107,7 @@ fn one_fetch_per_worker(mut grid: Grid, proxy: &CuttableProxy, worker_flags: Vec
     submit(
         &client_master,
         "first",
-        &["--array", "1-40", "--input", &input_flag],
+        &["--array", "1-12", "--input", &input_flag],
         &argv,
     );
     let uploaded = client_proxy.request_bytes();
@@ -115,7 +115,7 @@ fn one_fetch_per_worker(mut grid: Grid, proxy: &CuttableProxy, worker_flags: Vec
         (size..size + MIB).contains(&uploaded),
         "the first job uploads the input once: {uploaded} bytes"
     );
-    assert_every_task_saw(&grid, "first", 40, &expected);
+    assert_every_task_saw(&grid, "first", 12, &expected);
     let fetched = proxy.reply_bytes();
     assert!(
         fetched >= size,
