@@ -13,7 +13,8 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig};
+use gridwatch::backend::embedded::{EmbeddedBackend, EmbeddedConfig, GenomeDir};
+use gridwatch::backend::genome::GenomeFiles;
 use gridwatch::backend::redis::{RedisBackend, RedisOptions};
 use gridwatch::backend::{GenomeStore, InputSource, MasterQueue, MasterStore};
 
@@ -27,6 +28,9 @@ pub struct Subject {
     genomes: Arc<dyn GenomeStore>,
     /// Where a worker reads command inputs.
     inputs: Arc<dyn InputSource>,
+    /// The stored genomes' files as a worker on the master's host reads them, for a backend
+    /// that keeps genomes as local files.
+    files: Option<Arc<dyn GenomeFiles>>,
     _keep_alive: Box<dyn Any + Send + Sync>,
 }
 
@@ -191,11 +195,14 @@ async fn embedded_subject(visibility_timeout: Duration) -> Subject {
     };
     let backend =
         Arc::new(EmbeddedBackend::open(dir.path(), config).expect("opening the embedded backend"));
+    let files = GenomeDir::open(&gridwatch::backend::embedded::genome_dir(dir.path()))
+        .expect("the stored genomes' directory");
     Subject {
         queue: backend.clone(),
         store: backend.clone(),
         genomes: backend.clone(),
         inputs: backend,
+        files: Some(Arc::new(files)),
         _keep_alive: Box::new(dir),
     }
 }
@@ -219,6 +226,7 @@ async fn redis_subject(visibility_timeout: Duration) -> Subject {
         store: backend.clone(),
         genomes: backend.clone(),
         inputs: backend,
+        files: None,
         _keep_alive: Box::new(server),
     }
 }

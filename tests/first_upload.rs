@@ -198,6 +198,19 @@ fn workers_start_before_the_upload_ends(backend: Backend) {
             (enqueued, 0.0),
             "every base read in place"
         );
+        // The commit renamed the file being written and deleted its block list.
+        let dir = grid.data_dir().join("spool").join("genomes");
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .expect("the stored genomes' directory")
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".partial") || name.ends_with(".blocks"))
+            .collect();
+        assert_eq!(
+            left,
+            Vec::<String>::new(),
+            "nothing of the upload in progress left"
+        );
     }
 }
 

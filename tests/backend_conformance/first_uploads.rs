@@ -1,5 +1,6 @@
 //! First-upload cases: a genome being uploaded is readable by its storage id as far as its
-//! writer reports, before it has a hash; a second copy of a genome stored meanwhile is a spare,
+//! writer reports, before it has a hash, and (where genomes are local files) by a worker on the
+//! master's host reading those files itself; a second copy of a genome stored meanwhile is a spare,
 //! deleted once its job ends while the kept copy still reads; an upload that is discarded
 //! leaves nothing to read or list.
 
@@ -85,10 +86,25 @@ pub async fn a_range_reads_by_storage_id_while_its_upload_is_in_progress(s: &Sub
                 read[..] == bases[offset..offset + len],
                 "bases {offset}+{len}"
             );
+            if let Some(files) = &s.files {
+                assert!(s.genomes.writing_in_files(&storage));
+                let read = files
+                    .read(&storage, offset as u64, len as u64)
+                    .await
+                    .unwrap_or_else(|err| panic!("bases {offset}+{len} in place: {err}"));
+                assert!(
+                    read[..] == bases[offset..offset + len],
+                    "bases {offset}+{len} in place"
+                );
+            }
         }
         if readable < appended {
             let past = s.genomes.read_stored(&storage, readable as u64, 1).await;
             assert!(past.is_err(), "a base not yet readable: {past:?}");
+            if let Some(files) = &s.files {
+                let past = files.read(&storage, readable as u64, 1).await;
+                assert!(past.is_err(), "a base not yet written: {past:?}");
+            }
         }
     }
     assert!(
@@ -138,6 +154,12 @@ pub async fn a_range_reads_by_storage_id_while_its_upload_is_in_progress(s: &Sub
         .await
         .unwrap();
     assert!(read[..] == bases[..], "the whole genome by its hash");
+    if let Some(files) = &s.files {
+        assert!(!s.genomes.writing_in_files(&storage));
+        assert!(s.genomes.in_files(&storage).await.unwrap());
+        let read = files.read(&storage, 0, 9_000_123).await.unwrap();
+        assert!(read[..] == bases[..], "the whole genome in place");
+    }
 }
 
 pub async fn a_spare_copy_is_deleted_once_its_job_ends_and_the_kept_copy_still_reads(s: &Subject) {

@@ -91,6 +91,7 @@ pub async fn subject(visibility_timeout: Duration) -> Subject {
         store: worker_side,
         genomes: owner,
         inputs: reader,
+        files: None,
         _keep_alive: Box::new((stop, dir)),
     }
 }

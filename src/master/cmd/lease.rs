@@ -39,41 +39,29 @@ pub async fn apply(
         }
     };
     state.workers.touch(&worker);
+    // Both lease requests say what the worker offers; the backend leases by it.
+    if let Message::Lease {
+        commands,
+        slots,
+        genome_files,
+        genome_partials,
+        ..
+    }
+    | Message::LeaseBatch {
+        commands,
+        slots,
+        genome_files,
+        genome_partials,
+        ..
+    } = &message
+    {
+        let files = genome_files.clone();
+        note_offer(state, &worker, *commands, *slots, files, *genome_partials).await?;
+    }
     let reply = match message {
-        Message::Lease {
-            wait_ms,
-            commands,
-            slots,
-            genome_files,
-            genome_partials,
-        } => {
-            note_offer(
-                state,
-                &worker,
-                commands,
-                slots,
-                (genome_files, genome_partials),
-            )
-            .await?;
-            return lease(conn, state, &worker, wait_ms).await;
-        }
-        Message::LeaseBatch {
-            wait_ms,
-            max,
-            commands,
-            slots,
-            genome_files,
-            genome_partials,
-        } => {
-            note_offer(
-                state,
-                &worker,
-                commands,
-                slots,
-                (genome_files, genome_partials),
-            )
-            .await?;
-            return lease_batch(conn, state, &worker, wait_ms, max).await;
+        Message::Lease { wait_ms, .. } => return lease(conn, state, &worker, wait_ms).await,
+        Message::LeaseBatch { wait_ms, max, .. } => {
+            return lease_batch(conn, state, &worker, wait_ms, max).await
         }
         Message::CompleteBatch { tasks } => Message::BatchCompleted {
             outcomes: complete_batch(state, session, &worker, tasks).await?,
@@ -303,7 +291,8 @@ async fn note_offer(
     worker: &str,
     commands: bool,
     slots: Option<u32>,
-    (genome_files, genome_partials): (Option<String>, bool),
+    genome_files: Option<String>,
+    genome_partials: bool,
 ) -> Result<(), HandlerError> {
     let genome_files = match genome_files {
         Some(id) => Some(crate::protocol::parse_store_id(&id).ok_or_else(|| {
