@@ -267,22 +267,19 @@ const UPLOAD_FRAME: usize = 1024 * 1024;
 /// Frames read ahead of the one being sent.
 const READ_AHEAD: usize = 2;
 
-/// Sends exactly `file_size` bytes of `file` as data frames, telling `uploaded` how far it got;
-/// returns `hasher` having seen every byte sent. A thread of its own reads (and hashes) the file
-/// into a few buffers that go round, so the disk read and the hash run beside the sends, and
-/// each byte is copied out of the page cache once.
+/// Sends exactly `file_size` bytes of `file` as data frames, telling `uploaded` how far it got.
+/// A thread of its own reads the file into a few buffers that go round, so the disk read runs
+/// beside the sends, and each byte is copied out of the page cache once.
 pub async fn stream_file(
     client: &mut MasterClient,
     file: std::fs::File,
     file_size: u64,
     path: &std::path::Path,
     uploaded: &mut (dyn FnMut(u64, u64) + Send),
-    hasher: Option<blake3::Hasher>,
-) -> Result<Option<blake3::Hasher>, ClientError> {
+) -> Result<(), ClientError> {
     let (full, mut filled) = tokio::sync::mpsc::channel(READ_AHEAD);
     let (emptied, empty) = std::sync::mpsc::channel::<Vec<u8>>();
-    let reader =
-        tokio::task::spawn_blocking(move || read_frames(file, file_size, hasher, &full, &empty));
+    let reader = tokio::task::spawn_blocking(move || read_frames(file, file_size, &full, &empty));
     let mut sent = 0u64;
     let conn = client.connection();
     uploaded(0, file_size);
@@ -301,23 +298,22 @@ pub async fn stream_file(
         uploaded(sent, file_size);
         let _ = emptied.send(frame);
     }
-    let hasher = reader
+    reader
         .await
         .map_err(|e| ClientError::Usage(format!("reading {} stopped: {e}", path.display())))?;
     conn.flush().await?;
-    Ok(hasher)
+    Ok(())
 }
 
 /// The reading half of [`stream_file`]: reads `size` bytes in frames into the buffers handed
-/// back on `empty` (or new ones), hashes them and passes them on `full`. Stops early when the
+/// back on `empty` (or new ones) and passes them on `full`. Stops early when the
 /// sender is gone (the upload failed); a file shorter than `size` ends with `UnexpectedEof`.
 fn read_frames(
     file: std::fs::File,
     size: u64,
-    mut hasher: Option<blake3::Hasher>,
     full: &tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
     empty: &std::sync::mpsc::Receiver<Vec<u8>>,
-) -> Option<blake3::Hasher> {
+) {
     use std::io::Read;
     let mut left = size;
     while left > 0 {
@@ -333,9 +329,6 @@ fn read_frames(
         };
         let piece = read.map(|read| {
             left -= read as u64;
-            if let Some(hasher) = hasher.as_mut() {
-                hasher.update(&frame);
-            }
             frame
         });
         let failed = piece.is_err();
@@ -343,7 +336,6 @@ fn read_frames(
             break;
         }
     }
-    hasher
 }
 
 #[cfg(test)]
@@ -352,8 +344,8 @@ mod tests {
 
     /// Runs [`read_frames`] over `content` claimed to be `size` bytes long, handing every frame
     /// back for reuse; returns the frames' lengths, the buffer addresses, whether it ended short,
-    /// and the hash.
-    fn read_all(content: &[u8], size: u64) -> (Vec<usize>, Vec<usize>, bool, String) {
+    /// and the bytes of every frame in order.
+    fn read_all(content: &[u8], size: u64) -> (Vec<usize>, Vec<usize>, bool, Vec<u8>) {
         let path = std::env::temp_dir().join(format!(
             "gridwatch-read-frames-{}-{size}",
             std::process::id()
@@ -362,43 +354,40 @@ mod tests {
         let file = std::fs::File::open(&path).unwrap();
         let (full, mut filled) = tokio::sync::mpsc::channel(READ_AHEAD);
         let (emptied, empty) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            read_frames(file, size, Some(blake3::Hasher::new()), &full, &empty)
-        });
+        let reader = std::thread::spawn(move || read_frames(file, size, &full, &empty));
         let (mut lengths, mut addresses, mut short) = (Vec::new(), Vec::new(), false);
+        let mut bytes = Vec::new();
         while let Some(frame) = filled.blocking_recv() {
             match frame {
                 Ok(frame) => {
                     lengths.push(frame.len());
                     addresses.push(frame.as_ptr() as usize);
+                    bytes.extend_from_slice(&frame);
                     // The reader may be done already; then the buffer is simply dropped.
                     let _ = emptied.send(frame);
                 }
                 Err(err) => short = err.kind() == std::io::ErrorKind::UnexpectedEof,
             }
         }
-        let hash = reader
-            .join()
-            .unwrap()
-            .unwrap()
-            .finalize()
-            .to_hex()
-            .to_string();
+        reader.join().unwrap();
         std::fs::remove_file(&path).unwrap();
-        (lengths, addresses, short, hash)
+        (lengths, addresses, short, bytes)
     }
 
     #[test]
-    fn a_file_is_read_in_whole_frames_into_a_few_reused_buffers_and_hashed_once() {
+    fn a_file_is_read_whole_in_whole_frames_into_a_few_reused_buffers() {
         let content: Vec<u8> = (0..8 * UPLOAD_FRAME + 1000)
             .map(|i| b"ACGT\n"[(i * 7 + i / 11) % 5])
             .collect();
-        let (lengths, addresses, short, hash) = read_all(&content, content.len() as u64);
+        let (lengths, addresses, short, bytes) = read_all(&content, content.len() as u64);
         let mut expected = vec![UPLOAD_FRAME; 8];
         expected.push(1000);
         assert_eq!(lengths, expected);
         assert!(!short);
-        assert_eq!(hash, blake3::hash(&content).to_hex().to_string());
+        assert!(
+            bytes == content,
+            "the frames hold the file's bytes in order"
+        );
         let distinct: std::collections::BTreeSet<_> = addresses.iter().collect();
         assert!(
             distinct.len() <= READ_AHEAD + 2,
@@ -411,9 +400,9 @@ mod tests {
     #[test]
     fn a_file_shorter_than_announced_ends_in_an_error_after_what_it_holds() {
         let content = vec![b'A'; UPLOAD_FRAME + 10];
-        let (lengths, _, short, hash) = read_all(&content, content.len() as u64 + 5);
+        let (lengths, _, short, bytes) = read_all(&content, content.len() as u64 + 5);
         assert_eq!(lengths, [UPLOAD_FRAME, 10]);
         assert!(short, "the missing bytes are reported");
-        assert_eq!(hash, blake3::hash(&content).to_hex().to_string());
+        assert!(bytes == content);
     }
 }

@@ -66,8 +66,7 @@ pub async fn upload_inputs(
             Message::Ready { .. } => {
                 let file = std::fs::File::open(path)
                     .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
-                super::connect::stream_file(client, file, input.size, path, &mut |_, _| {}, None)
-                    .await?;
+                super::connect::stream_file(client, file, input.size, path, &mut |_, _| {}).await?;
                 client.reply().await?
             }
             other => other,

@@ -4,7 +4,7 @@
 //! `--wait`, progress, then the results printed by the job's kind. `gridwatch submit FILE
 //! --pattern P…` (no kind named) is a search. A search announces its file's hash when the hash
 //! cache knows it (the master may hold that genome and take no upload); otherwise the file is
-//! hashed as it is sent, read once, and its hash remembered when the master's agrees.
+//! sent unannounced, read once, and the hash the master computed over it is remembered.
 
 use std::path::{Path, PathBuf};
 
@@ -406,7 +406,7 @@ pub async fn send_job_reporting(
             );
         }
     }
-    // A file whose hash is not cached is hashed as it is sent, so it is read once.
+    // A file whose hash is not cached is sent unannounced; the master's hash of it is kept.
     let mut unhashed = None;
     if let (SEARCH_KIND, Some((path, _, _))) = (request.kind, &upload) {
         unhashed = announce_genome(&mut spec, path).await;
@@ -444,41 +444,22 @@ pub async fn send_job_reporting(
             request.kind
         )));
     };
-    let hasher = unhashed.as_ref().map(|_| blake3::Hasher::new());
-    let hasher = super::connect::stream_file(client, file, size, path, uploaded, hasher).await?;
+    super::connect::stream_file(client, file, size, path, uploaded).await?;
     let submitted = accepted(client.reply().await?)?;
-    if let (Some(version), Some(hasher)) = (unhashed, hasher) {
-        remember_sent_hash(version, hasher, submitted.genome_hash.as_deref(), path).await;
+    // The master hashed every byte it received; its hash is remembered for the next search of
+    // this file, unless the file changed since it was looked up.
+    let hash = submitted.genome_hash.clone();
+    let hash = hash.filter(|hash| gridwatch::backend::genome::is_genome_hash(hash));
+    if let (Some(version), Some(hash)) = (unhashed, hash) {
+        let _ = tokio::task::spawn_blocking(move || super::genomes::remember_hash(&version, &hash))
+            .await;
     }
     Ok(submitted)
 }
 
-/// Remembers the hash of the bytes just sent, if the master computed the same one (a master
-/// that does not say is taken at the client's word); a mismatch is reported and nothing is
-/// remembered.
-async fn remember_sent_hash(
-    version: super::genomes::FileVersion,
-    hasher: blake3::Hasher,
-    master: Option<&str>,
-    path: &Path,
-) {
-    let sent = hasher.finalize().to_hex().to_string();
-    if let Some(master) = master.filter(|master| *master != sent) {
-        tracing::warn!(file = %path.display(), sent = %sent, master = %master, "the master computed another hash for the uploaded file than this client did; it is not remembered");
-        eprintln!(
-            "warning: {}: the master hashed the upload as {master}, this client as {sent}; \
-             the file may have changed while it was sent",
-            path.display()
-        );
-        return;
-    }
-    let _ =
-        tokio::task::spawn_blocking(move || super::genomes::remember_hash(&version, &sent)).await;
-}
-
 /// Adds the file's cached content hash to a search's spec, so a master that stores that genome
 /// already takes no upload. Without a cached hash the file is uploaded unannounced: returns the
-/// version looked up, to remember the hash of the bytes sent under.
+/// version looked up, to remember the master's hash of the upload under.
 async fn announce_genome(
     spec: &mut serde_json::Value,
     path: &Path,
